@@ -1,0 +1,27 @@
+//! `kvr get KEY`
+
+use std::io::Write;
+
+use super::arg_bytes;
+use crate::cli::GetArgs;
+use crate::error::{Error, Result};
+use crate::jsonl::{self, show_key};
+use crate::kv::Kv;
+
+pub fn run(kv: &dyn Kv, args: GetArgs) -> anyhow::Result<()> {
+    let key = arg_bytes(args.key);
+    let entry = kv.get(&key)?.ok_or_else(|| Error::KeyNotFound {
+        key: show_key(&key),
+    })?;
+    let mut out = std::io::stdout().lock();
+    let written: Result<()> = if args.json {
+        jsonl::write_line(&mut out, &key, Some((&entry.value, entry.revision)))
+    } else {
+        out.write_all(&entry.value)
+            .map_err(|e| Error::io("cannot write output", e))
+    };
+    written?;
+    out.flush()
+        .map_err(|e| Error::io("cannot write output", e))?;
+    Ok(())
+}

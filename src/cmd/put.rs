@@ -1,0 +1,40 @@
+//! `kvr put KEY [VALUE]`
+
+use std::io::Read;
+
+use super::{arg_bytes, print_revision};
+use crate::cli::PutArgs;
+use crate::error::{Error, Result};
+use crate::kv::Kv;
+use crate::limits::DEFAULT_MAX_VALUE_BYTES;
+
+pub fn run(kv: &dyn Kv, args: PutArgs) -> anyhow::Result<()> {
+    let key = arg_bytes(args.key);
+    let value = match args.value {
+        Some(v) => arg_bytes(v),
+        None => read_stdin_value()?,
+    };
+    let revision = kv.put(&key, value, args.if_revision)?;
+    if args.json {
+        print_revision(revision)?;
+    }
+    Ok(())
+}
+
+/// Reads stdin to EOF, refusing (without buffering all of it) more than the
+/// value limit.
+fn read_stdin_value() -> Result<Vec<u8>> {
+    let mut value = Vec::new();
+    let limit = DEFAULT_MAX_VALUE_BYTES as u64 + 1;
+    std::io::stdin()
+        .lock()
+        .take(limit)
+        .read_to_end(&mut value)
+        .map_err(|e| Error::io("cannot read the value from stdin", e))?;
+    if value.len() > DEFAULT_MAX_VALUE_BYTES {
+        return Err(Error::invalid(format!(
+            "the value on stdin is over the limit of {DEFAULT_MAX_VALUE_BYTES} bytes"
+        )));
+    }
+    Ok(value)
+}

@@ -1,0 +1,167 @@
+//! The one typed error of kvr.
+//!
+//! Everything below the command line (the store, the JSON lines parser, later
+//! the HTTP client) returns [`Error`]. The two places that turn an error into
+//! something a user sees sit side by side here: [`Error::exit_code`] for the
+//! CLI and [`Error::http_status`] with [`Error::code`] for the HTTP API. Both
+//! are exhaustive `match`es, so a new variant forces both decisions.
+
+use std::path::PathBuf;
+
+/// Result with kvr's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in the terms the contract (SPEC.md) speaks of.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key does not exist (exit 1, HTTP 404 `not_found`).
+    #[error("key {key} not found")]
+    KeyNotFound { key: String },
+
+    /// A read-only command was pointed at a path with no database (exit 1).
+    #[error("{} does not exist", path.display())]
+    DatabaseMissing { path: PathBuf },
+
+    /// Bad input or usage; nothing was written (exit 2, HTTP 400).
+    #[error("{}{message}", line_prefix(*line))]
+    Invalid { line: Option<u64>, message: String },
+
+    /// A request over a configured size limit (exit 2, HTTP 413).
+    #[error("{message}")]
+    TooLarge { message: String },
+
+    /// An `if_revision` / `--if-revision` / `If-Match` condition did not hold
+    /// (exit 4, HTTP 412). `current` is the key's revision, `None` if absent.
+    #[error(
+        "{}precondition failed for key {key}: expected revision {expected}, current {}",
+        line_prefix(*line),
+        current.map_or_else(|| "absent".to_string(), |r| r.to_string())
+    )]
+    PreconditionFailed {
+        line: Option<u64>,
+        key: String,
+        expected: String,
+        current: Option<u64>,
+    },
+
+    /// Another process holds the database file (exit 3).
+    #[error(
+        "{} is in use by another process{}",
+        path.display(),
+        in_use_hint(server.as_deref())
+    )]
+    InUse {
+        path: PathBuf,
+        /// The URL of the `kvr serve` holding it, when it could be learned.
+        server: Option<String>,
+    },
+
+    /// The filesystem is full (exit 3, HTTP 507).
+    #[error("disk full: {context}; free some space and retry")]
+    DiskFull { context: String },
+
+    /// Any other I/O failure (exit 3, HTTP 500).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The database file is damaged or from an unknown format (exit 3, HTTP 500).
+    #[error("{0}")]
+    Corrupt(String),
+
+    /// A failure inside the storage engine that is none of the above (exit 3, HTTP 500).
+    #[error("storage error: {0}")]
+    Storage(String),
+
+    /// The server asked for a token and none or a wrong one was given (exit 3, HTTP 401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
+    #[error("{message}")]
+    Unavailable { message: String, overloaded: bool },
+}
+
+fn line_prefix(line: Option<u64>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
+}
+
+fn in_use_hint(server: Option<&str>) -> String {
+    match server {
+        Some(url) => format!("; it is served by kvr serve at {url}: use --server {url}"),
+        None => "; if a kvr serve owns it, use --server URL, or wait with --lock-timeout SECS"
+            .to_string(),
+    }
+}
+
+impl Error {
+    /// An invalid-input error not tied to a JSON line.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid {
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error with what was being done; ENOSPC becomes [`Error::DiskFull`].
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        let context = context.into();
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            Error::DiskFull { context }
+        } else {
+            Error::Io { context, source }
+        }
+    }
+
+    /// The process exit code of SPEC "Exit codes".
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::KeyNotFound { .. } | Error::DatabaseMissing { .. } => 1,
+            Error::Invalid { .. } | Error::TooLarge { .. } => 2,
+            Error::InUse { .. }
+            | Error::DiskFull { .. }
+            | Error::Io { .. }
+            | Error::Corrupt(_)
+            | Error::Storage(_)
+            | Error::Unauthorized(_) => 3,
+            Error::PreconditionFailed { .. } => 4,
+            Error::Unavailable { .. } => 5,
+        }
+    }
+
+    /// The HTTP status of SPEC "HTTP API".
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::KeyNotFound { .. } | Error::DatabaseMissing { .. } => 404,
+            Error::Invalid { .. } => 400,
+            Error::TooLarge { .. } => 413,
+            Error::PreconditionFailed { .. } => 412,
+            Error::Unauthorized(_) => 401,
+            Error::DiskFull { .. } => 507,
+            Error::Unavailable { .. } => 503,
+            Error::InUse { .. } | Error::Io { .. } | Error::Corrupt(_) | Error::Storage(_) => 500,
+        }
+    }
+
+    /// The error code of the HTTP error body, read back by the CLI client.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::KeyNotFound { .. } | Error::DatabaseMissing { .. } => "not_found",
+            Error::Invalid { .. } => "bad_request",
+            Error::TooLarge { .. } => "payload_too_large",
+            Error::PreconditionFailed { .. } => "precondition_failed",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::DiskFull { .. } => "insufficient_storage",
+            Error::Unavailable {
+                overloaded: true, ..
+            } => "overloaded",
+            Error::Unavailable { .. } => "unavailable",
+            Error::InUse { .. } | Error::Io { .. } | Error::Corrupt(_) | Error::Storage(_) => {
+                "internal"
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The JSON lines format: batch input and range output.
+//!
+//! One JSON object per line:
+//!
+//! ```text
+//! {"key":"user:1","value":"alice"}                  put, UTF-8 key and value
+//! {"op":"delete","key":"user:2"}                    delete
+//! {"key_b64":"AAEC","value_b64":"/w=="}             any bytes, standard base64 with padding
+//! {"key":"user:3","value":{"name":"c"},"if_revision":0}
+//! ```
+//!
+//! Input rules:
+//! * exactly one of `key` / `key_b64`, never empty, at most 4,096 bytes;
+//! * `op` is `"put"` (default) or `"delete"`; a put has exactly one of
+//!   `value` / `value_b64`, a delete neither;
+//! * `value` may be any JSON value: a string is stored as its UTF-8 bytes,
+//!   anything else as its JSON text exactly as written (numbers and key order
+//!   kept);
+//! * `if_revision: N` makes the whole batch conditional on that key's revision
+//!   before the batch (0: absent);
+//! * other fields (such as `revision`) are ignored, so range output is valid
+//!   batch input; blank lines are skipped;
+//! * line numbers in errors are 1-based and count every physical line.
+//!
+//! Output (range, `get --json`): `{"key":…,"value":…,"revision":N}`, using the
+//! plain fields when the bytes are valid UTF-8 and the `_b64` ones otherwise;
+//! keys-only lines carry just the key.
+
+use std::borrow::Cow;
+use std::io::{BufRead, Write};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::store::{Action, Op};
+
+/// A key as text for messages: a JSON string when it is UTF-8, else `b64:…`.
+pub fn show_key(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(s) => serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}")),
+        Err(_) => format!("b64:{}", B64.encode(key)),
+    }
+}
+
+#[derive(Deserialize)]
+struct InputLine<'a> {
+    #[serde(default, borrow)]
+    op: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    key_b64: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "any_value")]
+    value: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    value_b64: Option<Cow<'a, str>>,
+    #[serde(default)]
+    if_revision: Option<u64>,
+}
+
+/// `value` is present whatever JSON it holds, `null` included.
+fn any_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Parses one non-blank input line into an [`Op`].
+pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> {
+    let bad = |message: String| Error::Invalid {
+        line: Some(line),
+        message,
+    };
+    let input: InputLine<'_> = serde_json::from_slice(text).map_err(|e| bad(json_error(&e)))?;
+    let key = match (&input.key, &input.key_b64) {
+        (Some(k), None) => k.as_bytes().to_vec(),
+        (None, Some(b)) => B64
+            .decode(b.as_bytes())
+            .map_err(|e| bad(format!("key_b64 is not valid base64: {e}")))?,
+        (Some(_), Some(_)) => return Err(bad("both key and key_b64 given; use one".into())),
+        (None, None) => return Err(bad("missing key (give key or key_b64)".into())),
+    };
+    limits::check_key(&key, Some(line))?;
+    let action = match input.op.as_deref().unwrap_or("put") {
+        "put" => {
+            let value = match (input.value, &input.value_b64) {
+                (Some(raw), None) => raw_value_bytes(raw).map_err(|e| bad(json_error(&e)))?,
+                (None, Some(b)) => B64
+                    .decode(b.as_bytes())
+                    .map_err(|e| bad(format!("value_b64 is not valid base64: {e}")))?,
+                (Some(_), Some(_)) => {
+                    return Err(bad("both value and value_b64 given; use one".into()));
+                }
+                (None, None) => {
+                    return Err(bad("a put needs a value (value or value_b64)".into()));
+                }
+            };
+            limits::check_value(&key, value.len(), max_value_bytes, Some(line))?;
+            Action::Put(value)
+        }
+        "delete" => {
+            if input.value.is_some() || input.value_b64.is_some() {
+                return Err(bad("a delete takes no value".into()));
+            }
+            Action::Delete
+        }
+        other => {
+            return Err(bad(format!(
+                "unknown op {}: use \"put\" or \"delete\"",
+                show_key(other.as_bytes())
+            )));
+        }
+    };
+    Ok(Op {
+        key,
+        action,
+        if_revision: input.if_revision,
+        line: Some(line),
+    })
+}
+
+/// A JSON string's contents, or any other JSON value's text as written.
+fn raw_value_bytes(raw: &RawValue) -> serde_json::Result<Vec<u8>> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        let s: Cow<'_, str> = serde_json::from_str(text)?;
+        Ok(s.into_owned().into_bytes())
+    } else {
+        Ok(text.as_bytes().to_vec())
+    }
+}
+
+/// serde_json's message without its "line 1 column N" (the line is ours).
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let msg = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m);
+    format!("invalid JSON at column {}: {msg}", e.column())
+}
+
+/// Reads batch input line by line, yielding ops and skipping blank lines.
+/// Memory is one line at a time, however long the input.
+pub struct OpReader<R> {
+    reader: R,
+    line: u64,
+    buf: Vec<u8>,
+    max_value_bytes: usize,
+}
+
+impl<R: BufRead> OpReader<R> {
+    pub fn new(reader: R, max_value_bytes: usize) -> Self {
+        OpReader {
+            reader,
+            line: 0,
+            buf: Vec::new(),
+            max_value_bytes,
+        }
+    }
+
+    /// Physical lines read so far.
+    pub fn lines_read(&self) -> u64 {
+        self.line
+    }
+}
+
+impl<R: BufRead> Iterator for OpReader<R> {
+    type Item = Result<Op>;
+
+    fn next(&mut self) -> Option<Result<Op>> {
+        loop {
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(Error::io("cannot read batch input", e))),
+            }
+            self.line += 1;
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Some(parse_line(&self.buf, self.line, self.max_value_bytes));
+        }
+    }
+}
+
+/// Writes one output line (with its newline): key, and value and revision
+/// unless `entry` is `None` (keys-only).
+pub fn write_line(out: &mut impl Write, key: &[u8], entry: Option<(&[u8], u64)>) -> Result<()> {
+    write_line_io(out, key, entry).map_err(|e| Error::io("cannot write output", e))
+}
+
+fn write_line_io(
+    out: &mut impl Write,
+    key: &[u8],
+    entry: Option<(&[u8], u64)>,
+) -> std::io::Result<()> {
+    out.write_all(b"{")?;
+    write_field(out, "key", key)?;
+    if let Some((value, revision)) = entry {
+        out.write_all(b",")?;
+        write_field(out, "value", value)?;
+        write!(out, ",\"revision\":{revision}")?;
+    }
+    out.write_all(b"}\n")
+}
+
+fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            write!(out, "\"{name}\":")?;
+            serde_json::to_writer(&mut *out, s).map_err(std::io::Error::other)
+        }
+        Err(_) => write!(out, "\"{name}_b64\":\"{}\"", B64.encode(bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::DEFAULT_MAX_VALUE_BYTES as MAX;
+
+    fn parse(s: &str) -> Result<Op> {
+        parse_line(s.as_bytes(), 7, MAX)
+    }
+
+    #[test]
+    fn values_of_any_json_kind() {
+        let op = parse(r#"{"key":"k","value":{"b": 1.50, "a":[1]}}"#).unwrap();
+        assert_eq!(op.action, Action::Put(br#"{"b": 1.50, "a":[1]}"#.to_vec()));
+        let op = parse(r#"{"key":"k","value":"a\nb"}"#).unwrap();
+        assert_eq!(op.action, Action::Put(b"a\nb".to_vec()));
+        let op = parse(r#"{"key":"k","value":null}"#).unwrap();
+        assert_eq!(op.action, Action::Put(b"null".to_vec()));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        for bad in [
+            "nope",
+            r#"{"key":""}"#,
+            r#"{"value":"x"}"#,
+            r#"{"key":"a","key_b64":"YQ==","value":"x"}"#,
+            r#"{"key":"a"}"#,
+            r#"{"key_b64":"!!","value":"x"}"#,
+            r#"{"key":"a","op":"frob","value":"x"}"#,
+            r#"{"key":"a","op":"delete","value":"x"}"#,
+            r#"{"key":"a","value":"x","if_revision":-1}"#,
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(
+                matches!(err, Error::Invalid { line: Some(7), .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().starts_with("line 7: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn output_uses_b64_for_binary() {
+        let mut out = Vec::new();
+        write_line(&mut out, b"k\"", Some((b"\xff", 3))).unwrap();
+        write_line(&mut out, b"\x00\xfe", None).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"key\":\"k\\\"\",\"value_b64\":\"/w==\",\"revision\":3}\n{\"key_b64\":\"AP4=\"}\n"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! kvr: a persistent key-value store on one redb file.
+//!
+//! Map of the crate:
+//!
+//! * [`store`]: the redb file: open and lock, the one write path
+//!   [`store::Store::apply`], snapshots and streaming ranges, the record layout.
+//! * [`jsonl`]: the JSON lines format of batch input and range output.
+//! * [`kv`]: the [`kv::Kv`] trait every command runs against.
+//! * [`limits`]: key and value size limits.
+//! * [`error`]: the typed [`Error`], with its exit codes and HTTP statuses.
+//! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
+
+pub mod cli;
+pub mod cmd;
+pub mod error;
+pub mod jsonl;
+pub mod kv;
+pub mod limits;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,302 @@
+//! The persistent store: a redb file holding keys, values and revisions.
+//!
+//! * [`Store::open`] opens (or, for writing commands, creates) the file, takes
+//!   the single-process lock and checks the format.
+//! * [`Store::apply`] (in `apply.rs`) is the one write path: every command that
+//!   writes, later the group-commit writer and the replicated log, goes through
+//!   it.
+//! * [`Snapshot`] is a consistent read view (one redb read transaction):
+//!   point reads and streaming ranges (`range.rs`).
+//!
+//! The byte layout is documented in `record.rs`.
+
+mod apply;
+mod range;
+mod record;
+mod redb_error;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use redb::{ReadTransaction, ReadableDatabase, TableError};
+
+pub use apply::{Action, Applied, Commit, Op};
+pub use range::RangeQuery;
+pub use record::Record;
+
+use crate::error::{Error, Result};
+use record::{DB_FORMAT, KV, META, META_FORMAT, META_KEYS, META_REVISION};
+
+/// Smallest cache we configure: below this redb spends its time re-reading pages.
+pub const MIN_CACHE_MIB: u64 = 16;
+/// Largest default cache. More rarely helps a CLI process, and under glibc
+/// malloc RSS was seen reaching twice the cache size.
+pub const MAX_DEFAULT_CACHE_MIB: u64 = 1024;
+/// How often a waiting open (`--lock-timeout`) retries the lock.
+const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Whether opening may create the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read commands: a missing file is [`Error::DatabaseMissing`], never created.
+    MustExist,
+    /// Writing commands create a missing file.
+    Create,
+}
+
+/// Tunables of [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// redb's page cache, in bytes: the main bound on the process's memory.
+    pub cache_bytes: usize,
+    /// How long to wait for another process to release the file.
+    pub lock_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: default_cache_mib() as usize * 1024 * 1024,
+            lock_timeout: Duration::ZERO,
+        }
+    }
+}
+
+/// The default cache: an eighth of the memory this process may use (the
+/// cgroup limit or MemAvailable, whichever is smaller), between
+/// [`MIN_CACHE_MIB`] and [`MAX_DEFAULT_CACHE_MIB`]. A 1 GiB cache under a
+/// 256 MiB memory limit was OOM-killed; an eighth leaves room for the
+/// allocator's overhead, a batch's sort buffer and the rest of the process.
+pub fn default_cache_mib() -> u64 {
+    let available = memory_available_bytes().unwrap_or(8 << 30);
+    (available / 8 / (1 << 20)).clamp(MIN_CACHE_MIB, MAX_DEFAULT_CACHE_MIB)
+}
+
+fn memory_available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let avail_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let mut avail = avail_kib * 1024;
+    // A cgroup v2 limit ("max" when there is none).
+    if let Ok(limit) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        && let Ok(limit) = limit.trim().parse::<u64>()
+    {
+        avail = avail.min(limit);
+    }
+    Some(avail)
+}
+
+/// The file beside a database where `kvr serve` writes its URL, so that a
+/// command that finds the database locked can say which server to use.
+pub fn serve_hint_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".serve");
+    PathBuf::from(name)
+}
+
+/// An open kvr database.
+pub struct Store {
+    db: redb::Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// The figures of `kvr stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub keys: u64,
+    pub revision: u64,
+    pub file_bytes: u64,
+}
+
+/// A stored value with the revision of its last put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub revision: u64,
+}
+
+impl Store {
+    /// Opens the database at `path`, waiting up to `opts.lock_timeout` for
+    /// another process to let go of it. A crash-interrupted file is repaired
+    /// here; with quick repair (every kvr commit) that takes milliseconds.
+    pub fn open(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
+        if mode == OpenMode::MustExist && !path.exists() {
+            return Err(Error::DatabaseMissing {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(opts.cache_bytes);
+        let deadline = Instant::now() + opts.lock_timeout;
+        let db = loop {
+            let attempt = match mode {
+                OpenMode::MustExist => builder.open(path),
+                OpenMode::Create => builder.create(path),
+            };
+            match attempt {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                | Err(redb::DatabaseError::LockProtocolMismatch) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::InUse {
+                            path: path.to_path_buf(),
+                            server: read_serve_hint(path),
+                        });
+                    }
+                    std::thread::sleep(LOCK_RETRY_INTERVAL);
+                }
+                Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                    if e.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Err(Error::DatabaseMissing {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) => {
+                    return Err(match Error::from(e) {
+                        Error::Io { source, .. } => {
+                            Error::io(format!("cannot open {}", path.display()), source)
+                        }
+                        other => other,
+                    });
+                }
+            }
+        };
+        Self::init(db, path.to_path_buf())
+    }
+
+    /// Opens a database on a custom redb storage backend (tests use one that
+    /// simulates power loss).
+    pub fn open_with_backend(
+        backend: impl redb::StorageBackend,
+        opts: &StoreOptions,
+    ) -> Result<Store> {
+        let db = redb::Builder::new()
+            .set_cache_size(opts.cache_bytes)
+            .create_with_backend(backend)?;
+        Self::init(db, PathBuf::from("<backend>"))
+    }
+
+    /// Checks the format, creating the tables in a new file.
+    fn init(db: redb::Database, path: PathBuf) -> Result<Store> {
+        let store = Store { db, path };
+        let rtx = store.db.begin_read()?;
+        match rtx.open_table(META) {
+            Ok(meta) => {
+                let format = meta.get(META_FORMAT)?.map(|g| g.value());
+                if format != Some(DB_FORMAT) {
+                    return Err(Error::Corrupt(format!(
+                        "{} has database format {format:?}; this kvr reads format {DB_FORMAT}",
+                        store.path.display()
+                    )));
+                }
+            }
+            Err(TableError::TableDoesNotExist(_)) => {
+                if rtx.list_tables()?.next().is_some() {
+                    return Err(Error::Corrupt(format!(
+                        "{} is a redb database but not a kvr one",
+                        store.path.display()
+                    )));
+                }
+                drop(rtx);
+                let mut wtx = store.db.begin_write()?;
+                wtx.set_quick_repair(true);
+                {
+                    wtx.open_table(KV)?;
+                    let mut meta = wtx.open_table(META)?;
+                    meta.insert(META_FORMAT, DB_FORMAT)?;
+                    meta.insert(META_REVISION, 0)?;
+                    meta.insert(META_KEYS, 0)?;
+                }
+                wtx.commit()?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(store)
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A consistent read view of the latest commit.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            txn: self.db.begin_read()?,
+        })
+    }
+
+    /// Reads one key from the latest commit.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        self.snapshot()?.get(key)
+    }
+
+    /// Key count, revision and file size, without scanning.
+    pub fn stats(&self) -> Result<Stats> {
+        let snap = self.snapshot()?;
+        let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok(Stats {
+            keys: snap.counter(META_KEYS)?,
+            revision: snap.revision()?,
+            file_bytes,
+        })
+    }
+}
+
+fn read_serve_hint(db: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(serve_hint_path(db)).ok()?;
+    let url = text.lines().next()?.trim();
+    (!url.is_empty()).then(|| url.to_string())
+}
+
+/// One read transaction: every read through it sees the same commit.
+pub struct Snapshot {
+    txn: ReadTransaction,
+}
+
+impl Snapshot {
+    /// The database revision this snapshot reflects.
+    pub fn revision(&self) -> Result<u64> {
+        self.counter(META_REVISION)
+    }
+
+    fn counter(&self, name: &str) -> Result<u64> {
+        let meta = self.txn.open_table(META)?;
+        Ok(meta.get(name)?.map(|g| g.value()).unwrap_or(0))
+    }
+
+    /// The key's value and revision, `None` if absent.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        let kv = self.txn.open_table(KV)?;
+        let Some(guard) = kv.get(key)? else {
+            return Ok(None);
+        };
+        let rec = record::decode(guard.value())?;
+        Ok(Some(Entry {
+            value: rec.value.to_vec(),
+            revision: rec.revision,
+        }))
+    }
+
+    /// The key's revision, `None` if absent.
+    pub fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
+        let kv = self.txn.open_table(KV)?;
+        match kv.get(key)? {
+            Some(guard) => Ok(Some(record::decode(guard.value())?.revision)),
+            None => Ok(None),
+        }
+    }
+}
