@@ -152,11 +152,12 @@ impl Store {
                 run_bytes += op.run_bytes();
                 run.push(op);
                 if run_bytes >= RUN_MAX_BYTES {
-                    state.write_run(&mut kv, &mut run)?;
+                    state.write_run(&mut kv, &run)?;
+                    run.clear();
                     run_bytes = 0;
                 }
             }
-            state.write_run(&mut kv, &mut run)?;
+            state.write_run(&mut kv, &run)?;
             if state.revision == base {
                 // Nothing took a revision: leave the file untouched.
                 return Ok(Applied {
@@ -174,8 +175,90 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Applies several independent requests in one transaction: the
+    /// group-commit form of [`Store::apply`]. Each request is all-or-nothing
+    /// on its own, and its conditions are checked against the state left by
+    /// the requests before it in the group; a request that fails (a condition,
+    /// a limit) gets its own error and the others go on.
+    ///
+    /// `before_commit` sees every request's outcome after the writes and
+    /// before the commit; returning an error aborts the whole group. A
+    /// write-ahead log appends and syncs the group there, so that nothing is
+    /// visible (and so acknowledged) before it is durable.
+    pub fn apply_group(
+        &self,
+        requests: &[Vec<Op>],
+        commit: Commit,
+        max_value_bytes: usize,
+        before_commit: impl FnOnce(&[Result<Applied>]) -> Result<()>,
+    ) -> Result<Vec<Result<Applied>>> {
+        let mut wtx = self.db.begin_write()?;
+        wtx.set_quick_repair(true);
+        if commit == Commit::Buffered {
+            wtx.set_durability(redb::Durability::None)?;
+        }
+        let outcomes = {
+            let mut kv = wtx.open_table(KV)?;
+            let mut meta = wtx.open_table(META)?;
+            let base = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0);
+            let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
+            let mut state = RunState {
+                revision: base,
+                keys,
+                applied: Applied::default(),
+                record: Vec::new(),
+            };
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for ops in requests {
+                if let Err(e) = check_request(&kv, ops, max_value_bytes) {
+                    outcomes.push(Err(e));
+                    continue;
+                }
+                state.applied = Applied::default();
+                state.write_run(&mut kv, ops)?;
+                state.applied.revision = state.revision;
+                outcomes.push(Ok(state.applied));
+            }
+            before_commit(&outcomes)?;
+            if state.revision == base {
+                return Ok(outcomes);
+            }
+            meta.insert(META_REVISION, state.revision)?;
+            meta.insert(META_KEYS, state.keys)?;
+            outcomes
+        };
+        wtx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+/// Limits and conditions of one request of a group, against the state in
+/// the write transaction.
+fn check_request(kv: &KvTable<'_>, ops: &[Op], max_value_bytes: usize) -> Result<()> {
+    for op in ops {
+        limits::check_key(&op.key, op.line)?;
+        if let Action::Put(v) = &op.action {
+            limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
+        }
+    }
+    for op in ops {
+        if let Some(expected) = op.if_revision {
+            let current = match kv.get(op.key.as_slice())? {
+                Some(g) => Some(record::decode(g.value())?.revision),
+                None => None,
+            };
+            condition_holds(op, expected, current)?;
+        }
+    }
+    Ok(())
+}
+
 fn check_condition(before: &super::Snapshot, op: &Op, expected: u64) -> Result<()> {
-    let current = before.revision_of(&op.key)?;
+    condition_holds(op, expected, before.revision_of(&op.key)?)
+}
+
+fn condition_holds(op: &Op, expected: u64, current: Option<u64>) -> Result<()> {
     if current.unwrap_or(0) == expected {
         return Ok(());
     }
@@ -201,8 +284,8 @@ struct RunState {
 }
 
 impl RunState {
-    /// Writes one run (see the module header) and empties it.
-    fn write_run(&mut self, kv: &mut KvTable<'_>, run: &mut Vec<Op>) -> Result<()> {
+    /// Writes one run (see the module header).
+    fn write_run(&mut self, kv: &mut KvTable<'_>, run: &[Op]) -> Result<()> {
         if run.is_empty() {
             return Ok(());
         }
@@ -263,7 +346,6 @@ impl RunState {
                 }
             }
         }
-        run.clear();
         Ok(())
     }
 }

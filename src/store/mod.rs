@@ -244,6 +244,19 @@ impl Store {
         self.snapshot()?.get(key)
     }
 
+    /// Makes every earlier [`Commit::Buffered`] commit durable (fsync, with
+    /// quick repair) and returns the revision now on disk.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let mut wtx = self.db.begin_write()?;
+        wtx.set_quick_repair(true);
+        let revision = {
+            let meta = wtx.open_table(META)?;
+            meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0)
+        };
+        wtx.commit()?;
+        Ok(revision)
+    }
+
     /// Key count, revision and file size, without scanning.
     pub fn stats(&self) -> Result<Stats> {
         let snap = self.snapshot()?;
