@@ -18,7 +18,7 @@ mod redb_error;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use redb::{ReadTransaction, ReadableDatabase, TableError};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 pub use apply::{Action, Applied, Commit, Op};
 pub use range::RangeQuery;
