@@ -211,7 +211,10 @@ fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::Resul
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             write!(out, "\"{name}\":")?;
-            serde_json::to_writer(&mut *out, s).map_err(std::io::Error::other)
+            serde_json::to_writer(&mut *out, s).map_err(|e| match e.io_error_kind() {
+                Some(kind) => std::io::Error::from(kind),
+                None => std::io::Error::other(e),
+            })
         }
         Err(_) => write!(out, "\"{name}_b64\":\"{}\"", B64.encode(bytes)),
     }

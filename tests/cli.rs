@@ -1,0 +1,638 @@
+//! The command line through the real binary: every command, flag and exit
+//! code of SPEC "Command line", each test in its own temp dir.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use serde_json::json;
+use util::{Env, parse_lines};
+
+#[test]
+fn put_then_get_round_trips() {
+    let env = Env::new();
+    env.kvr(["put", "user:1", "alice"]).ok();
+    assert_eq!(env.kvr(["get", "user:1"]).ok().out.stdout, b"alice");
+    let line = env.kvr(["get", "--json", "user:1"]).ok().stdout_text();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+        json!({"key":"user:1","value":"alice","revision":1})
+    );
+}
+
+#[test]
+fn put_json_prints_revision_and_every_put_takes_one() {
+    let env = Env::new();
+    let a = env.kvr(["put", "--json", "k", "v"]).ok().stdout_text();
+    assert_eq!(a, "{\"revision\":1}\n");
+    // Storing the same value again still takes a revision.
+    let b = env.kvr(["put", "--json", "k", "v"]).ok().stdout_text();
+    assert_eq!(b, "{\"revision\":2}\n");
+    assert_eq!(env.kvr(["put", "k", "w"]).ok().stdout_text(), "");
+    assert_eq!(env.stats()["revision"], 3);
+    assert_eq!(env.stats()["keys"], 1);
+}
+
+#[test]
+fn all_byte_values_round_trip_through_stdin() {
+    let env = Env::new();
+    let all: Vec<u8> = (0..=255u8).collect();
+    env.kvr(["put", "bytes"]).stdin(all.clone()).ok();
+    assert_eq!(env.kvr(["get", "bytes"]).ok().out.stdout, all);
+    let line = &env.range_json(&[])[0];
+    assert!(line.get("value_b64").is_some(), "{line}");
+}
+
+#[test]
+fn one_mib_random_value_round_trips() {
+    let env = Env::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let value: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    env.kvr(["put", "big"]).stdin(value.clone()).ok();
+    assert_eq!(env.kvr(["get", "big"]).ok().out.stdout, value);
+}
+
+#[test]
+fn empty_stdin_stores_an_empty_value() {
+    let env = Env::new();
+    env.kvr(["put", "empty"]).stdin(Vec::new()).ok();
+    assert_eq!(env.kvr(["get", "empty"]).ok().out.stdout, b"");
+    env.kvr(["get", "empty"]).ok();
+}
+
+#[test]
+fn value_arguments_are_literal() {
+    let env = Env::new();
+    // `-` is a value, not "read stdin".
+    env.kvr(["put", "dash", "-"])
+        .stdin(b"ignored".to_vec())
+        .ok();
+    assert_eq!(env.kvr(["get", "dash"]).ok().out.stdout, b"-");
+    // After `--`, values starting with `-` work.
+    env.kvr(["put", "--", "neg", "-5"]).ok();
+    assert_eq!(env.kvr(["get", "neg"]).ok().out.stdout, b"-5");
+    env.kvr(["put", "--", "--flag", "--json"]).ok();
+    assert_eq!(env.kvr(["get", "--", "--flag"]).ok().out.stdout, b"--json");
+}
+
+#[test]
+fn unusual_keys_work() {
+    let env = Env::new();
+    for key in ["a/b/c", "with space", "ключ", "日本語", "..", "%2F"] {
+        env.kvr(["put", key, key]).ok();
+        assert_eq!(env.kvr(["get", key]).ok().out.stdout, key.as_bytes());
+    }
+    // Binary keys through key_b64, readable back with raw argument bytes.
+    env.kvr(["batch"])
+        .stdin(r#"{"key_b64":"/v8B","value":"bin"}"#)
+        .ok();
+    let raw = OsStr::from_bytes(b"\xfe\xff\x01");
+    let mut run = env.kvr(["get"]);
+    run.cmd.arg(raw);
+    assert!(run.ok().out.stdout == b"bin");
+    let keys = env.range_json(&["--keys-only"]);
+    assert!(keys.contains(&json!({"key_b64":"/v8B"})), "{keys:?}");
+}
+
+#[test]
+fn get_missing_key_exits_1() {
+    let env = Env::new();
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["get", "nope"]).code(1).stderr_has("not found");
+    env.kvr(["get", "--json", "nope"]).code(1);
+}
+
+#[test]
+fn read_commands_never_create_a_database() {
+    let env = Env::new();
+    let db = env.db();
+    let expected = format!("kvr: error: {} does not exist", db.display());
+    for args in [
+        vec!["get", "k"],
+        vec!["delete", "k"],
+        vec!["range"],
+        vec!["stats"],
+    ] {
+        let done = env.kvr(args).code(1);
+        assert_eq!(done.stderr_text().lines().next().unwrap(), expected);
+        assert!(!db.exists(), "{} created a file", done.report());
+    }
+}
+
+#[test]
+fn db_flag_env_and_default() {
+    let env = Env::new();
+    // Default: ./kvr.redb in the current directory.
+    env.kvr_bare(["put", "k", "default"]).ok();
+    assert!(env.path("kvr.redb").exists());
+    // KVR_DB names the file; a --db flag beats it.
+    let from_env = env.path("env.redb");
+    env.kvr_bare(["put", "k", "env"])
+        .env("KVR_DB", &from_env)
+        .ok();
+    assert!(from_env.exists());
+    let flag = env.path("flag.redb");
+    env.kvr_bare(["--db", flag.to_str().unwrap(), "put", "k", "flag"])
+        .env("KVR_DB", &from_env)
+        .ok();
+    let got = env
+        .kvr_bare(["get", "k"])
+        .env("KVR_DB", &from_env)
+        .ok()
+        .out
+        .stdout;
+    assert_eq!(got, b"env");
+    let got = env
+        .kvr_bare(["--db", flag.to_str().unwrap(), "get", "k"])
+        .ok();
+    assert_eq!(got.out.stdout, b"flag");
+}
+
+#[test]
+fn delete_removes_and_takes_a_revision() {
+    let env = Env::new();
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    let out = env.kvr(["delete", "--json", "a"]).ok().stdout_text();
+    assert_eq!(out, "{\"revision\":3}\n");
+    env.kvr(["get", "a"]).code(1);
+    assert_eq!(env.stats()["keys"], 1);
+}
+
+#[test]
+fn delete_missing_key_exits_1_and_changes_nothing() {
+    let env = Env::new();
+    env.kvr(["put", "a", "1"]).ok();
+    let before = env.snapshot();
+    env.kvr(["delete", "nope"]).code(1).stderr_has("not found");
+    assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn conditional_put() {
+    let env = Env::new();
+    // 0: only if absent.
+    env.kvr(["put", "--if-revision", "0", "k", "v1"]).ok();
+    let before = env.snapshot();
+    env.kvr(["put", "--if-revision", "0", "k", "v2"])
+        .code(4)
+        .stderr_has("precondition failed");
+    env.kvr(["put", "--if-revision", "7", "k", "v2"]).code(4);
+    assert_eq!(env.snapshot(), before);
+    env.kvr(["put", "--if-revision", "1", "k", "v2"]).ok();
+    assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"v2");
+}
+
+#[test]
+fn conditional_delete() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    let before = env.snapshot();
+    env.kvr(["delete", "--if-revision", "5", "k"]).code(4);
+    // A missing key under a condition is a failed precondition, not "not found".
+    env.kvr(["delete", "--if-revision", "1", "absent"]).code(4);
+    // 0 would mean "absent": a usage error for delete.
+    env.kvr(["delete", "--if-revision", "0", "k"]).code(2);
+    assert_eq!(env.snapshot(), before);
+    env.kvr(["delete", "--if-revision", "1", "k"]).ok();
+    env.kvr(["get", "k"]).code(1);
+}
+
+fn load(env: &Env, keys: &[&[u8]]) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let lines: String = keys
+        .iter()
+        .map(|k| format!("{{\"key_b64\":\"{}\",\"value\":\"v\"}}\n", b64.encode(k)))
+        .collect();
+    env.kvr(["batch"]).stdin(lines).ok();
+}
+
+fn keys_of(lines: &[serde_json::Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            l["key"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("b64:{}", l["key_b64"].as_str().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn range_is_bytewise_ordered() {
+    let env = Env::new();
+    load(&env, &[b"b", b"a\x00", b"a", b"B", b"ab"]);
+    let keys = keys_of(&env.range_json(&[]));
+    assert_eq!(keys, ["B", "a", "a\u{0}", "ab", "b"]);
+}
+
+#[test]
+fn range_bounds_are_half_open() {
+    let env = Env::new();
+    load(&env, &[b"a", b"b", b"c", b"d"]);
+    assert_eq!(keys_of(&env.range_json(&["b", "d"])), ["b", "c"]);
+    assert_eq!(keys_of(&env.range_json(&["b"])), ["b", "c", "d"]);
+    assert_eq!(keys_of(&env.range_json(&["bb", "c"])), Vec::<String>::new());
+    assert_eq!(keys_of(&env.range_json(&["b", "b"])), Vec::<String>::new());
+    assert_eq!(keys_of(&env.range_json(&["", "b"])), ["a"]);
+    assert_eq!(keys_of(&env.range_json(&["x"])), Vec::<String>::new());
+    assert_eq!(
+        keys_of(&env.range_json(&["--reverse"])),
+        ["d", "c", "b", "a"]
+    );
+    assert_eq!(
+        keys_of(&env.range_json(&["--reverse", "b", "d"])),
+        ["c", "b"]
+    );
+    assert_eq!(keys_of(&env.range_json(&["--limit", "2"])), ["a", "b"]);
+    assert_eq!(
+        keys_of(&env.range_json(&["--limit", "2", "--reverse"])),
+        ["d", "c"]
+    );
+    assert_eq!(
+        keys_of(&env.range_json(&["--limit", "0"])),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn range_start_after_end_is_a_usage_error() {
+    let env = Env::new();
+    load(&env, &[b"a"]);
+    env.kvr(["range", "b", "a"]).code(2);
+}
+
+#[test]
+fn range_prefix() {
+    let env = Env::new();
+    load(
+        &env,
+        &[
+            b"app",
+            b"apple",
+            b"apply",
+            b"apq",
+            b"b",
+            b"\xff",
+            b"\xff\xff",
+            b"\xff\xff\x01",
+            b"\xfe",
+        ],
+    );
+    assert_eq!(
+        keys_of(&env.range_json(&["--prefix", "app"])),
+        ["app", "apple", "apply"]
+    );
+    assert_eq!(
+        keys_of(&env.range_json(&["--prefix", "app", "--reverse", "--limit", "2"])),
+        ["apply", "apple"]
+    );
+    // Intersected with START/END.
+    assert_eq!(
+        keys_of(&env.range_json(&["--prefix", "app", "appl", "apply"])),
+        ["apple"]
+    );
+    // A prefix of 0xFF bytes has no successor: the range is open-ended.
+    let mut run = env.kvr(["range", "--keys-only", "--prefix"]);
+    run.cmd.arg(OsStr::from_bytes(b"\xff\xff"));
+    let keys = keys_of(&parse_lines(&run.ok().stdout_text()));
+    assert_eq!(keys, ["b64://8=", "b64://8B"]);
+}
+
+#[test]
+fn range_keys_only_lines() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    assert_eq!(env.range_json(&["--keys-only"]), [json!({"key":"k"})]);
+    assert_eq!(
+        env.range_json(&[]),
+        [json!({"key":"k","value":"v","revision":1})]
+    );
+}
+
+#[test]
+fn range_into_batch_reproduces_the_data() {
+    let env = Env::new();
+    let input = concat!(
+        r#"{"key":"json","value":{"b":1,"a":[1.50,2]}}"#,
+        "\n",
+        r#"{"key_b64":"AP8=","value_b64":"AAEC/w=="}"#,
+        "\n",
+        r#"{"key":"text","value":"line\nbreak \"quoted\" ü"}"#,
+        "\n",
+        r#"{"key":"empty","value":""}"#,
+        "\n"
+    );
+    env.kvr(["batch"]).stdin(input).ok();
+    let export = env.kvr(["range"]).ok().out.stdout;
+    let copy = Env::new();
+    copy.kvr(["batch"]).stdin(export.clone()).ok();
+    let strip = |text: &[u8]| -> Vec<serde_json::Value> {
+        parse_lines(std::str::from_utf8(text).unwrap())
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("revision");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip(&copy.kvr(["range"]).ok().out.stdout), strip(&export));
+    // Non-string JSON values are kept as written.
+    assert_eq!(
+        env.kvr(["get", "json"]).ok().out.stdout,
+        br#"{"b":1,"a":[1.50,2]}"#
+    );
+}
+
+#[test]
+fn range_into_closed_pipe_exits_0_quietly() {
+    let env = Env::new();
+    let lines: String = (0..5000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"key{i:05}\",\"value\":\"{}\"}}\n",
+                "x".repeat(100)
+            )
+        })
+        .collect();
+    env.kvr(["batch"]).stdin(lines).ok();
+    let mut run = env.kvr(["range"]);
+    run.cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = run.cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn batch_applies_in_order_with_revisions() {
+    let env = Env::new();
+    env.kvr(["put", "gone", "x"]).ok();
+    let input = "{\"key\":\"a\",\"value\":\"1\"}\n\n   \n{\"op\":\"delete\",\"key\":\"gone\"}\n{\"op\":\"delete\",\"key\":\"never\"}\n{\"key\":\"a\",\"value\":\"2\"}\n{\"op\":\"put\",\"key\":\"b\",\"value\":\"3\"}\n";
+    let done = env.kvr(["batch", "--json"]).stdin(input).ok();
+    // The delete of an absent key takes no revision.
+    assert_eq!(done.stdout_text(), "{\"applied\":4,\"revision\":5}\n");
+    assert!(
+        done.stderr_text()
+            .starts_with("applied 3 puts, 1 deletes (revision 5) in "),
+        "{}",
+        done.report()
+    );
+    assert_eq!(
+        env.range_json(&[]),
+        [
+            json!({"key":"a","value":"2","revision":4}),
+            json!({"key":"b","value":"3","revision":5}),
+        ]
+    );
+    assert_eq!(env.stats()["keys"], 2);
+}
+
+#[test]
+fn batch_from_file_and_dash() {
+    let env = Env::new();
+    let file = env.path("in.jsonl");
+    std::fs::write(&file, "{\"key\":\"f\",\"value\":\"1\"}\n").unwrap();
+    env.kvr(["batch", file.to_str().unwrap()]).ok();
+    env.kvr(["batch", "-"])
+        .stdin("{\"key\":\"s\",\"value\":\"2\"}\n")
+        .ok();
+    assert_eq!(keys_of(&env.range_json(&[])), ["f", "s"]);
+    env.kvr(["batch", env.path("missing.jsonl").to_str().unwrap()])
+        .code(2)
+        .stderr_has("does not exist");
+}
+
+#[test]
+fn empty_batch_changes_nothing() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    let done = env.kvr(["batch", "--json"]).stdin("\n\n").ok();
+    assert_eq!(done.stdout_text(), "{\"applied\":0,\"revision\":1}\n");
+}
+
+#[test]
+fn batch_rejections_name_the_line_and_write_nothing() {
+    let over_key = format!("{{\"key\":\"{}\",\"value\":\"v\"}}", "k".repeat(4097));
+    let over_value = format!(
+        "{{\"key\":\"big\",\"value\":\"{}\"}}",
+        "v".repeat((16 << 20) + 1)
+    );
+    let cases: Vec<(&str, String)> = vec![
+        ("invalid JSON", "{\"key\":".to_string()),
+        ("missing key", "{\"value\":\"x\"}".to_string()),
+        ("empty key", "{\"key\":\"\",\"value\":\"x\"}".to_string()),
+        (
+            "both key and key_b64",
+            "{\"key\":\"a\",\"key_b64\":\"YQ==\",\"value\":\"x\"}".to_string(),
+        ),
+        ("needs a value", "{\"key\":\"a\"}".to_string()),
+        (
+            "not valid base64",
+            "{\"key_b64\":\"%%%\",\"value\":\"x\"}".to_string(),
+        ),
+        (
+            "not valid base64",
+            "{\"key\":\"a\",\"value_b64\":\"YQ\"}".to_string(),
+        ),
+        (
+            "unknown op",
+            "{\"op\":\"upsert\",\"key\":\"a\",\"value\":\"x\"}".to_string(),
+        ),
+        ("4097 bytes", over_key),
+        ("over the limit", over_value),
+    ];
+    for (needle, bad) in cases {
+        let env = Env::new();
+        env.kvr(["put", "keep", "me"]).ok();
+        let before = env.snapshot();
+        // Good lines before and after, a blank line: the bad one is line 4.
+        let input = format!(
+            "{{\"key\":\"x1\",\"value\":\"1\"}}\n\n{{\"key\":\"keep\",\"value\":\"changed\"}}\n{bad}\n{{\"key\":\"x2\",\"value\":\"2\"}}\n"
+        );
+        let done = env.kvr(["batch"]).stdin(input).code(2);
+        let first = done.stderr_text().lines().next().unwrap().to_string();
+        assert!(
+            first.starts_with("kvr: error: line 4: "),
+            "{}",
+            done.report()
+        );
+        assert!(first.contains(needle), "{needle}: {}", done.report());
+        assert_eq!(env.snapshot(), before, "{needle}");
+    }
+}
+
+#[test]
+fn put_limits_hold_on_the_command_line() {
+    let env = Env::new();
+    env.kvr(["put", "keep", "me"]).ok();
+    let before = env.snapshot();
+    env.kvr(["put", &"k".repeat(4097), "v"])
+        .code(2)
+        .stderr_has("4096");
+    env.kvr(["put", "", "v"]).code(2).stderr_has("empty key");
+    env.kvr(["put", "big"])
+        .stdin(vec![b'x'; (16 << 20) + 1])
+        .code(2)
+        .stderr_has("limit");
+    assert_eq!(env.snapshot(), before);
+    // Exactly at the limits is fine.
+    env.kvr(["put", &"k".repeat(4096), "v"]).ok();
+    env.kvr(["put", "big"]).stdin(vec![b'x'; 16 << 20]).ok();
+}
+
+#[test]
+fn batch_condition_failure_exits_4_and_writes_nothing() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    let before = env.snapshot();
+    let input =
+        "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"k\",\"value\":\"2\",\"if_revision\":9}\n";
+    env.kvr(["batch"]).stdin(input).code(4).stderr_has("line 2");
+    let input = "{\"key\":\"k\",\"value\":\"2\",\"if_revision\":0}\n";
+    env.kvr(["batch"]).stdin(input).code(4).stderr_has("line 1");
+    assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn batch_conditions_see_the_state_before_the_batch() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    // Line 1 changes k; line 2's condition still refers to revision 1.
+    let input = "{\"key\":\"k\",\"value\":\"2\"}\n{\"key\":\"k\",\"value\":\"3\",\"if_revision\":1}\n{\"key\":\"new\",\"value\":\"x\",\"if_revision\":0}\n";
+    env.kvr(["batch"]).stdin(input).ok();
+    assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"3");
+    assert_eq!(env.stats()["revision"], 4);
+}
+
+#[test]
+fn other_fields_are_ignored() {
+    let env = Env::new();
+    env.kvr(["batch"])
+        .stdin("{\"key\":\"k\",\"value\":\"v\",\"revision\":99,\"extra\":[1]}\n")
+        .ok();
+    assert_eq!(
+        env.range_json(&[]),
+        [json!({"key":"k","value":"v","revision":1})]
+    );
+}
+
+#[test]
+fn stats_reports_counts_and_file_size() {
+    let env = Env::new();
+    env.kvr(["batch"])
+        .stdin("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n{\"op\":\"delete\",\"key\":\"a\"}\n")
+        .ok();
+    let stats = env.stats();
+    assert_eq!(stats["keys"], 1);
+    assert_eq!(stats["revision"], 3);
+    // st_size while the database is open; redb may trim free pages at close.
+    let size = std::fs::metadata(env.db()).unwrap().len();
+    let reported = stats["file_bytes"].as_u64().unwrap();
+    assert!(reported.abs_diff(size) <= 64 << 10, "{reported} vs {size}");
+}
+
+#[test]
+fn a_second_process_gets_in_use_and_can_wait() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    // A batch waiting on its stdin holds the database.
+    let mut holder = env.kvr(["batch"]).cmd;
+    holder
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = holder.spawn().unwrap();
+    // Wait until it holds the lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = env.kvr(["get", "k"]).output();
+        if out.out.status.code() == Some(3) {
+            let first = out.stderr_text();
+            assert!(first.starts_with("kvr: error: "), "{first}");
+            assert!(first.contains("in use"), "{first}");
+            assert!(first.contains("--server"), "{first}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", out.report());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // With --lock-timeout the second one waits until the holder is done.
+    let mut stdin = child.stdin.take().unwrap();
+    let waiter = std::thread::spawn({
+        let db = env.db();
+        move || {
+            let out = std::process::Command::new(util::KVR)
+                .arg("--db")
+                .arg(&db)
+                .args(["--lock-timeout", "20", "get", "k2"])
+                .output()
+                .unwrap();
+            (out.status.code(), out.stdout)
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::io::Write::write_all(&mut stdin, b"{\"key\":\"k2\",\"value\":\"w\"}\n").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(waiter.join().unwrap(), (Some(0), b"w".to_vec()));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    env.kvr(["frobnicate"]).code(2);
+    env.kvr(["get"]).code(2);
+    env.kvr(["range", "--limit", "abc"]).code(2);
+    env.kvr(["put", "--if-revision", "-1", "k", "v"]).code(2);
+    let help = env.kvr(["--help"]).ok().stdout_text();
+    assert!(help.contains("batch"), "{help}");
+    env.kvr(["--version"]).ok();
+}
+
+#[test]
+fn completions_are_committed_and_fresh() {
+    let env = Env::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for (shell, file) in [
+        ("bash", "kvr.bash"),
+        ("zsh", "_kvr"),
+        ("fish", "kvr.fish"),
+        ("elvish", "kvr.elv"),
+        ("powershell", "_kvr.ps1"),
+    ] {
+        let fresh = env.kvr_bare(["completions", shell]).ok().out.stdout;
+        assert!(!fresh.is_empty());
+        let committed = std::fs::read(dir.join(file)).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "completions/{file} is stale: run `kvr completions {shell} > completions/{file}`"
+        );
+    }
+}
+
+#[test]
+fn a_database_from_release_0_1_still_opens() {
+    let env = Env::new();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.redb");
+    std::fs::copy(&fixture, env.db()).unwrap();
+    let expected = std::fs::read_to_string(fixture.with_extension("jsonl")).unwrap();
+    assert_eq!(env.kvr(["range"]).ok().stdout_text(), expected);
+    env.kvr(["put", "after", "upgrade"]).ok();
+}

@@ -1,0 +1,190 @@
+//! Test harness: runs the real `kvr` binary in its own temp dir with the
+//! user's `KVR_*` environment cleared, and shows the command, both outputs and
+//! the status when an expectation fails.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const KVR: &str = env!("CARGO_BIN_EXE_kvr");
+
+/// A temp dir with a database path in it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The default database of [`Env::kvr`].
+    pub fn db(&self) -> PathBuf {
+        self.path("test.redb")
+    }
+
+    /// `kvr --db DB ARGS...`
+    pub fn kvr<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = bare_command(self.dir.path());
+        cmd.arg("--db").arg(self.db()).args(args);
+        Run { cmd, stdin: None }
+    }
+
+    /// `kvr ARGS...` with no `--db` (the current dir is the temp dir).
+    pub fn kvr_bare<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = bare_command(self.dir.path());
+        cmd.args(args);
+        Run { cmd, stdin: None }
+    }
+
+    /// Every key, value and revision, plus stats: what "the data" is when a
+    /// test checks that a rejected command changed nothing.
+    pub fn snapshot(&self) -> (String, String) {
+        let range = self.kvr(["range"]).ok().stdout_text();
+        let stats = self.kvr(["stats"]).ok().stdout_text();
+        let mut stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        // The file may grow or shrink without any data change.
+        stats.as_object_mut().unwrap().remove("file_bytes");
+        (range, stats.to_string())
+    }
+
+    /// Range output parsed into JSON values.
+    pub fn range_json(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut full = vec!["range"];
+        full.extend_from_slice(args);
+        parse_lines(&self.kvr(full).ok().stdout_text())
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.kvr(["stats"]).ok().stdout_text()).unwrap()
+    }
+}
+
+pub fn parse_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
+fn bare_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(KVR);
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KVR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// A command about to run.
+pub struct Run {
+    pub cmd: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Run {
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Run {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Run {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn output(mut self) -> Done {
+        self.cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().unwrap();
+        if let Some(bytes) = self.stdin.take() {
+            let mut pipe = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        let out = child.wait_with_output().unwrap();
+        Done {
+            desc: format!("{:?}", self.cmd),
+            out,
+        }
+    }
+
+    /// Runs and expects exit 0.
+    pub fn ok(self) -> Done {
+        self.code(0)
+    }
+
+    /// Runs and expects this exit code.
+    pub fn code(self, code: i32) -> Done {
+        let done = self.output();
+        assert_eq!(done.out.status.code(), Some(code), "{}", done.report());
+        if code != 0 {
+            let first = done.stderr_text().lines().next().unwrap_or("").to_string();
+            assert!(
+                first.starts_with("kvr: error:"),
+                "first stderr line must start with 'kvr: error:'\n{}",
+                done.report()
+            );
+        }
+        done
+    }
+}
+
+/// A finished command.
+pub struct Done {
+    desc: String,
+    pub out: Output,
+}
+
+impl Done {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8(self.out.stdout.clone()).unwrap()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    pub fn report(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\nstdout: {}\nstderr: {}",
+            self.desc,
+            self.out.status,
+            String::from_utf8_lossy(&self.out.stdout),
+            self.stderr_text()
+        )
+    }
+
+    /// Asserts stderr contains `needle`.
+    pub fn stderr_has(self, needle: &str) -> Done {
+        assert!(
+            self.stderr_text().contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.report()
+        );
+        self
+    }
+}
