@@ -1,0 +1,448 @@
+//! Model-based test of the store: random sequences of puts, deletes,
+//! conditional puts, batches (some with a bad line), clean reopens and
+//! simulated power losses, checked after every step against a `BTreeMap`
+//! model with a revision counter.
+//!
+//! Power loss is simulated by [`SimDisk`], a redb storage backend that keeps
+//! what was written since the last sync apart. At a crash it keeps a random
+//! subset of those writes, some of them torn at a 512-byte sector boundary,
+//! and drops the rest. A crash can also strike in the middle of a commit: the
+//! disk then fails after a random number of writes or at the sync.
+//!
+//! `KVR_MODEL_CASES` raises the number of sequences (default 96).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+
+use kvr::store::{Action, Commit, Op, RangeQuery, Store, StoreOptions};
+use kvr::{Error, limits::DEFAULT_MAX_VALUE_BYTES as MAX};
+use proptest::prelude::*;
+use redb::{BackendError, StorageBackend};
+
+type BackendIoError = std::io::Error;
+
+// ---------------------------------------------------------------- the disk
+
+#[derive(Debug, Default)]
+struct Disk {
+    /// What survives a power loss for sure.
+    durable: Vec<u8>,
+    /// What reads see.
+    current: Vec<u8>,
+    /// Writes and resizes since the last sync, in order.
+    pending: Vec<Pending>,
+    /// Fail every write or sync once this many more writes were done.
+    fail_after: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Write(u64, Vec<u8>),
+    Len(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+struct SimDisk(Arc<Mutex<Disk>>);
+
+fn io_err(msg: &str) -> BackendIoError {
+    std::io::Error::other(msg.to_string())
+}
+
+impl Disk {
+    fn failing(&mut self) -> bool {
+        match &mut self.fail_after {
+            Some(0) => true,
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl StorageBackend for SimDisk {
+    fn len(&self) -> Result<u64, BackendIoError> {
+        Ok(self.0.lock().unwrap().current.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendIoError> {
+        let d = self.0.lock().unwrap();
+        let start = offset as usize;
+        let src = d
+            .current
+            .get(start..start + out.len())
+            .ok_or_else(|| io_err("read past the end"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
+        let mut d = self.0.lock().unwrap();
+        if d.failing() {
+            return Err(io_err("injected failure"));
+        }
+        d.current.resize(len as usize, 0);
+        d.pending.push(Pending::Len(len));
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), BackendIoError> {
+        let mut d = self.0.lock().unwrap();
+        if d.fail_after.is_some_and(|n| n == 0) {
+            return Err(io_err("injected sync failure"));
+        }
+        d.durable = d.current.clone();
+        d.pending.clear();
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
+        let mut d = self.0.lock().unwrap();
+        if d.failing() {
+            return Err(io_err("injected failure"));
+        }
+        let end = offset as usize + data.len();
+        if d.current.len() < end {
+            d.current.resize(end, 0);
+        }
+        d.current[offset as usize..end].copy_from_slice(data);
+        d.pending.push(Pending::Write(offset, data.to_vec()));
+        Ok(())
+    }
+
+    fn try_lock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+    fn try_lock_shared_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+    fn lock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn lock_shared_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn unlock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn query_lock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+}
+
+impl SimDisk {
+    /// The disk as found after a power loss: the synced state plus a random
+    /// subset of later writes, each kept whole, torn or dropped.
+    fn after_power_loss(&self, seed: u64) -> SimDisk {
+        let d = self.0.lock().unwrap();
+        let mut rng = seed | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut bytes = d.durable.clone();
+        for p in &d.pending {
+            match p {
+                Pending::Len(len) => {
+                    if next() % 2 == 0 {
+                        bytes.resize(*len as usize, 0);
+                    }
+                }
+                Pending::Write(offset, data) => {
+                    let keep = match next() % 4 {
+                        0 | 1 => 0,
+                        2 => data.len(),
+                        _ => (next() as usize % data.len().div_ceil(512)) * 512,
+                    }
+                    .min(data.len());
+                    let end = *offset as usize + keep;
+                    if keep > 0 {
+                        if bytes.len() < end {
+                            bytes.resize(end, 0);
+                        }
+                        bytes[*offset as usize..end].copy_from_slice(&data[..keep]);
+                    }
+                }
+            }
+        }
+        SimDisk(Arc::new(Mutex::new(Disk {
+            durable: bytes.clone(),
+            current: bytes,
+            ..Disk::default()
+        })))
+    }
+}
+
+// ---------------------------------------------------------------- the model
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Model {
+    data: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
+    revision: u64,
+}
+
+impl Model {
+    /// Applies a batch with kvr's semantics; `Err` leaves the model unchanged.
+    fn apply(&mut self, ops: &[Op]) -> Result<(), ()> {
+        for op in ops {
+            if let Some(expected) = op.if_revision {
+                let current = self.data.get(&op.key).map_or(0, |e| e.1);
+                if current != expected {
+                    return Err(());
+                }
+            }
+        }
+        for op in ops {
+            match &op.action {
+                Action::Put(v) => {
+                    self.revision += 1;
+                    self.data.insert(op.key.clone(), (v.clone(), self.revision));
+                }
+                Action::Delete => {
+                    if self.data.remove(&op.key).is_some() {
+                        self.revision += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check(store: &Store, model: &Model) {
+    let snap = store.snapshot().unwrap();
+    let mut seen = BTreeMap::new();
+    snap.range(&RangeQuery::default(), |k, rec| {
+        seen.insert(k.to_vec(), (rec.value.to_vec(), rec.revision));
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(seen, model.data);
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.revision, model.revision);
+    assert_eq!(stats.keys, model.data.len() as u64);
+    // Reverse ranges see the same keys.
+    let mut reversed = Vec::new();
+    snap.range(
+        &RangeQuery {
+            reverse: true,
+            ..RangeQuery::default()
+        },
+        |k, _| {
+            reversed.push(k.to_vec());
+            Ok(true)
+        },
+    )
+    .unwrap();
+    reversed.reverse();
+    assert_eq!(reversed, model.data.keys().cloned().collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------- the steps
+
+#[derive(Debug, Clone)]
+enum Cond {
+    None,
+    Current,
+    Absent,
+    Wrong,
+}
+
+#[derive(Debug, Clone)]
+struct GenOp {
+    key: u8,
+    put: Option<Vec<u8>>,
+    cond: Cond,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Ops {
+        ops: Vec<GenOp>,
+        /// Insert an invalid op at this index (the batch must be rejected).
+        bad_at: Option<usize>,
+    },
+    Reopen,
+    /// Power loss; with `during`, in the middle of the next write after
+    /// that many disk writes.
+    Crash {
+        during: Option<(u32, Vec<GenOp>)>,
+        seed: u64,
+    },
+}
+
+fn key(i: u8) -> Vec<u8> {
+    match i {
+        0 => vec![0xff, 0x00],
+        1 => b"a".to_vec(),
+        2 => b"a\x00".to_vec(),
+        i => format!("k{i}").into_bytes(),
+    }
+}
+
+fn gen_op() -> impl Strategy<Value = GenOp> {
+    let cond = prop_oneof![
+        6 => Just(Cond::None),
+        1 => Just(Cond::Current),
+        1 => Just(Cond::Absent),
+        1 => Just(Cond::Wrong),
+    ];
+    let put = prop_oneof![
+        1 => Just(None),
+        3 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Some),
+        1 => (1usize..3000).prop_map(|n| Some(vec![7u8; n])),
+    ];
+    (0u8..10, put, cond).prop_map(|(key, put, cond)| GenOp { key, put, cond })
+}
+
+fn gen_step() -> impl Strategy<Value = Step> {
+    let ops = || proptest::collection::vec(gen_op(), 1..12);
+    prop_oneof![
+        8 => (ops(), proptest::option::weighted(0.15, 0usize..12))
+            .prop_map(|(ops, bad_at)| Step::Ops { ops, bad_at }),
+        1 => Just(Step::Reopen),
+        1 => any::<u64>().prop_map(|seed| Step::Crash { during: None, seed }),
+        2 => (0u32..40, ops(), any::<u64>())
+            .prop_map(|(n, ops, seed)| Step::Crash { during: Some((n, ops)), seed }),
+    ]
+}
+
+fn to_ops(spec: &[GenOp], model: &Model) -> Vec<Op> {
+    spec.iter()
+        .map(|g| {
+            let k = key(g.key);
+            let current = model.data.get(&k).map_or(0, |e| e.1);
+            let op = match &g.put {
+                Some(v) => Op::put(k, v.clone()),
+                None => Op::delete(k),
+            };
+            op.if_revision(match g.cond {
+                Cond::None => None,
+                Cond::Current => Some(current),
+                Cond::Absent => Some(0),
+                Cond::Wrong => Some(current + 1000),
+            })
+        })
+        .collect()
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        cache_bytes: 4 << 20,
+        ..StoreOptions::default()
+    }
+}
+
+fn run_steps(steps: Vec<Step>) {
+    let disk = SimDisk::default();
+    let mut disk_now = disk.clone();
+    let mut store = Store::open_with_backend(disk.clone(), &opts()).unwrap();
+    let mut model = Model::default();
+    for step in steps {
+        match step {
+            Step::Ops { ops, bad_at } => {
+                let ops = to_ops(&ops, &model);
+                let mut input: Vec<Result<Op, Error>> = ops.iter().cloned().map(Ok).collect();
+                if let Some(at) = bad_at {
+                    input.insert(at.min(input.len()), Err(Error::invalid("bad line")));
+                }
+                let result = store.apply(input, Commit::Durable, MAX);
+                let expected = if bad_at.is_some() {
+                    Err(())
+                } else {
+                    model.clone().apply(&ops)
+                };
+                match (&result, expected) {
+                    (Ok(applied), Ok(())) => {
+                        model.apply(&ops).unwrap();
+                        assert_eq!(applied.revision, model.revision);
+                    }
+                    (Err(_), Err(())) => {}
+                    (r, e) => panic!("store {r:?}, model {e:?} for {ops:?}"),
+                }
+            }
+            Step::Reopen => {
+                drop(store);
+                store = Store::open_with_backend(disk_now.clone(), &opts()).unwrap();
+            }
+            Step::Crash { during, seed } => {
+                let mut possible = vec![model.clone()];
+                if let Some((after_writes, spec)) = during {
+                    let ops = to_ops(&spec, &model);
+                    let mut after = model.clone();
+                    let valid = after.apply(&ops).is_ok();
+                    disk_now.0.lock().unwrap().fail_after = Some(after_writes);
+                    let result = store.apply(ops.into_iter().map(Ok), Commit::Durable, MAX);
+                    match result {
+                        // Acknowledged: it must survive.
+                        Ok(_) if valid => possible = vec![after],
+                        Ok(_) => panic!("an invalid batch was applied"),
+                        // Not acknowledged: either outcome, never a mix.
+                        Err(_) if valid => possible.push(after),
+                        Err(_) => {}
+                    }
+                }
+                drop(store);
+                disk_now = disk_now.after_power_loss(seed);
+                store = Store::open_with_backend(disk_now.clone(), &opts())
+                    .expect("the database must reopen after a power loss");
+                let stats = store.stats().unwrap();
+                model = possible
+                    .into_iter()
+                    .find(|m| m.revision == stats.revision)
+                    .unwrap_or_else(|| panic!("revision {} after a crash", stats.revision));
+            }
+        }
+        check(&store, &model);
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("KVR_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn store_matches_model(steps in proptest::collection::vec(gen_step(), 1..40)) {
+        run_steps(steps);
+    }
+}
+
+#[test]
+fn large_batch_spanning_several_sorted_runs_matches_model() {
+    // More than one run of RUN_MAX_BYTES, with repeated keys across runs and
+    // deletes that find their key in an earlier run.
+    let disk = SimDisk::default();
+    let store = Store::open_with_backend(disk, &opts()).unwrap();
+    let mut model = Model::default();
+    let value = vec![1u8; 30_000];
+    let mut ops = Vec::new();
+    for i in 0..5000u32 {
+        let k = format!("key{:04}", (i * 7919) % 1500).into_bytes();
+        if i % 5 == 4 {
+            ops.push(Op::delete(k));
+        } else {
+            ops.push(Op::put(k, value[..(i as usize % 100) * 300].to_vec()));
+        }
+    }
+    let applied = store
+        .apply(ops.iter().cloned().map(Ok), Commit::Durable, MAX)
+        .unwrap();
+    model.apply(&ops).unwrap();
+    assert_eq!(applied.revision, model.revision);
+    check(&store, &model);
+}
