@@ -21,11 +21,20 @@ use crate::error::{Error, Result};
 use crate::jsonl::show_key;
 use crate::limits;
 
-/// The most input bytes (keys + values + per-op overhead) held in one sorted
-/// run. 64 MiB sorts in a few tens of milliseconds and amortizes the B-tree
-/// walk over hundreds of thousands of keys, while keeping a batch's own
-/// memory small next to the page cache.
-pub const RUN_MAX_BYTES: usize = 64 << 20;
+/// Bounds of the input bytes (keys + values + per-op overhead) held in one
+/// sorted run, which is a quarter of the page cache in between (see
+/// [`run_max_bytes`]). Measured on 1M random 116-byte lines: one 256 MiB run
+/// imported in 1.9 s into a 143 MB file, 64 MiB runs in 2.2 s into a 285 MB
+/// file (each later run splits pages the earlier ones filled).
+pub const RUN_MIN_BYTES: usize = 8 << 20;
+/// See [`RUN_MIN_BYTES`].
+pub const RUN_MAX_BYTES: usize = 256 << 20;
+
+/// The run size for a page cache of `cache_bytes`: memory for a batch stays
+/// within about 1.25x the cache.
+pub fn run_max_bytes(cache_bytes: usize) -> usize {
+    (cache_bytes / 4).clamp(RUN_MIN_BYTES, RUN_MAX_BYTES)
+}
 /// Bookkeeping bytes counted per op in a run (two `Vec` headers and slack).
 const OP_OVERHEAD_BYTES: usize = 64;
 
@@ -151,7 +160,7 @@ impl Store {
                 }
                 run_bytes += op.run_bytes();
                 run.push(op);
-                if run_bytes >= RUN_MAX_BYTES {
+                if run_bytes >= self.run_max_bytes {
                     state.write_run(&mut kv, &run)?;
                     run.clear();
                     run_bytes = 0;

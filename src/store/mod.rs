@@ -104,6 +104,8 @@ pub fn serve_hint_path(db: &Path) -> PathBuf {
 pub struct Store {
     db: redb::Database,
     path: PathBuf,
+    /// Input bytes per sorted run of a batch (see `apply.rs`).
+    run_max_bytes: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -174,7 +176,7 @@ impl Store {
                 }
             }
         };
-        Self::init(db, path.to_path_buf())
+        Self::init(db, path.to_path_buf(), opts)
     }
 
     /// Opens a database on a custom redb storage backend (tests use one that
@@ -186,12 +188,16 @@ impl Store {
         let db = redb::Builder::new()
             .set_cache_size(opts.cache_bytes)
             .create_with_backend(backend)?;
-        Self::init(db, PathBuf::from("<backend>"))
+        Self::init(db, PathBuf::from("<backend>"), opts)
     }
 
     /// Checks the format, creating the tables in a new file.
-    fn init(db: redb::Database, path: PathBuf) -> Result<Store> {
-        let store = Store { db, path };
+    fn init(db: redb::Database, path: PathBuf, opts: &StoreOptions) -> Result<Store> {
+        let store = Store {
+            db,
+            path,
+            run_max_bytes: apply::run_max_bytes(opts.cache_bytes),
+        };
         let rtx = store.db.begin_read()?;
         match rtx.open_table(META) {
             Ok(meta) => {
