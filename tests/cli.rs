@@ -553,8 +553,9 @@ fn stats_reports_counts_and_file_size() {
 fn a_second_process_gets_in_use_and_can_wait() {
     let env = Env::new();
     env.kvr(["put", "k", "v"]).ok();
-    // A batch waiting on its stdin holds the database.
-    let mut holder = env.kvr(["batch"]).cmd;
+    // A batch waiting on its stdin holds the database (it waits for the lock
+    // itself, in case one of our probes below holds it at that moment).
+    let mut holder = env.kvr(["--lock-timeout", "30", "batch"]).cmd;
     holder
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
