@@ -271,4 +271,46 @@ mod tests {
             "{\"key\":\"k\\\"\",\"value_b64\":\"/w==\",\"revision\":3}\n{\"key_b64\":\"AP4=\"}\n"
         );
     }
+
+    proptest::proptest! {
+        /// Any bytes at all: an op or an invalid-input error naming the line.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            match parse_line(&bytes, 3, 64) {
+                Ok(op) => proptest::prop_assert!(!op.key.is_empty()),
+                Err(Error::Invalid { line, .. }) => proptest::prop_assert_eq!(line, Some(3)),
+                Err(other) => proptest::prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+
+        /// JSON-shaped lines with fields of the wrong types and values.
+        #[test]
+        fn json_shaped_lines_never_panic(
+            op in "(\"put\"|\"delete\"|\"x\"|1|null)",
+            key in "(\"[a-z]{0,3}\"|\"\\u0000\"|7|null|\\[\\])",
+            value in "(\"v\"|1.5e3|\\{\"a\":\\[\\]\\}|null|true)",
+            b64 in "[A-Za-z0-9+/=!]{0,8}",
+        ) {
+            for line in [
+                format!("{{\"op\":{op},\"key\":{key},\"value\":{value}}}"),
+                format!("{{\"op\":{op},\"key_b64\":\"{b64}\",\"value_b64\":\"{b64}\"}}"),
+                format!("{{\"key\":{key},\"value\":{value},\"if_revision\":{value}}}"),
+            ] {
+                let _ = parse_line(line.as_bytes(), 1, 1 << 20);
+            }
+        }
+
+        /// Whatever bytes a key and value hold, output parses back to them.
+        #[test]
+        fn output_round_trips_through_input(
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40),
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+        ) {
+            let mut out = Vec::new();
+            write_line(&mut out, &key, Some((&value, 9))).unwrap();
+            let op = parse_line(&out, 1, MAX).unwrap();
+            proptest::prop_assert_eq!(op.key, key);
+            proptest::prop_assert_eq!(op.action, Action::Put(value));
+        }
+    }
 }

@@ -83,11 +83,17 @@ fn memory_available_bytes() -> Option<u64> {
         .parse()
         .ok()?;
     let mut avail = avail_kib * 1024;
-    // A cgroup v2 limit ("max" when there is none).
-    if let Ok(limit) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        && let Ok(limit) = limit.trim().parse::<u64>()
-    {
-        avail = avail.min(limit);
+    // The container's cgroup limit: v2 ("max" when there is none), then v1
+    // (a huge number when there is none).
+    for file in [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ] {
+        if let Ok(limit) = std::fs::read_to_string(file)
+            && let Ok(limit) = limit.trim().parse::<u64>()
+        {
+            avail = avail.min(limit);
+        }
     }
     Some(avail)
 }

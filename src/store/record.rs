@@ -99,4 +99,15 @@ mod tests {
         assert!(matches!(decode(&[1, 0, 0]), Err(Error::Corrupt(_))));
         assert!(matches!(decode(&[9; 20]), Err(Error::Corrupt(_))));
     }
+
+    proptest::proptest! {
+        /// A corrupted record decodes or is an error, never a panic.
+        #[test]
+        fn arbitrary_records_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            match decode(&bytes) {
+                Ok(rec) => proptest::prop_assert_eq!(rec.value.len() + 9, bytes.len()),
+                Err(e) => proptest::prop_assert!(matches!(e, Error::Corrupt(_))),
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use crate::error::Error;
 
 fn classify(err: redb::Error) -> Error {
     match err {
-        redb::Error::Io(e) => Error::io("database I/O failed", e),
+        redb::Error::Io(e) => Error::io("database file I/O", e),
         redb::Error::Corrupted(msg) => Error::Corrupt(format!("the database is damaged: {msg}")),
         redb::Error::UpgradeRequired(v) => Error::Corrupt(format!(
             "the database file format {v} needs an upgrade this kvr cannot do"

@@ -1,0 +1,106 @@
+//! A full disk: writes fail with exit 3 "disk full", reads keep working,
+//! nothing is corrupted, and writes succeed again once space is freed.
+//!
+//! Runs on a small tmpfs this test mounts; where mounting is not permitted
+//! (not root, no CAP_SYS_ADMIN) it says so and skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::Env;
+
+/// A tmpfs mounted for the test and unmounted on drop.
+struct SmallFs {
+    dir: PathBuf,
+}
+
+impl SmallFs {
+    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| SmallFs {
+            dir: at.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_writes_cleanly_and_recovers() {
+    let env = Env::new();
+    let Some(fs) = SmallFs::mount(&env.path("small"), "3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let db = fs.dir.join("db.redb");
+    let filler = fs.dir.join("filler");
+    std::fs::write(&filler, vec![0u8; 1_000_000]).unwrap();
+    let kvr = |args: &[&str]| {
+        let mut run = env.kvr_bare(["--db", db.to_str().unwrap()]);
+        run.cmd.args(args);
+        run
+    };
+    let value = |i: u8| vec![i; 200_000];
+
+    let mut stored = 0u8;
+    let failed = loop {
+        assert!(stored < 40, "the disk never filled up");
+        let done = kvr(&["put", &format!("k{stored}")])
+            .stdin(value(stored))
+            .output();
+        if done.out.status.code() != Some(0) {
+            break done;
+        }
+        stored += 1;
+    };
+    assert_eq!(failed.out.status.code(), Some(3), "{}", failed.report());
+    let first = failed.stderr_text();
+    assert!(
+        first.starts_with("kvr: error: disk full"),
+        "{}",
+        failed.report()
+    );
+    assert!(stored > 0);
+
+    // Reads work, and everything acknowledged is intact.
+    let stats: serde_json::Value =
+        serde_json::from_str(&kvr(&["stats"]).ok().stdout_text()).unwrap();
+    assert_eq!(stats["keys"], u64::from(stored));
+    assert_eq!(stats["revision"], u64::from(stored));
+    for i in 0..stored {
+        assert_eq!(kvr(&["get", &format!("k{i}")]).ok().out.stdout, value(i));
+    }
+    // A batch on the full disk fails whole.
+    let lines: String = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"b{i}\",\"value\":\"{}\"}}\n",
+                "x".repeat(50_000)
+            )
+        })
+        .collect();
+    kvr(&["batch"]).stdin(lines.clone()).code(3);
+    let keys = kvr(&["range", "--keys-only"]).ok().stdout_text();
+    assert_eq!(keys.lines().count(), usize::from(stored));
+
+    // Free space: writes work again.
+    std::fs::remove_file(&filler).unwrap();
+    kvr(&["put", "after"]).stdin(value(99)).ok();
+    assert_eq!(kvr(&["get", "after"]).ok().out.stdout, value(99));
+    for i in 0..stored {
+        assert_eq!(kvr(&["get", &format!("k{i}")]).ok().out.stdout, value(i));
+    }
+    drop(fs);
+}
