@@ -298,8 +298,7 @@ impl RunState {
         if run.is_empty() {
             return Ok(());
         }
-        let mut order: Vec<usize> = (0..run.len()).collect();
-        order.sort_unstable_by(|&a, &b| run[a].key.cmp(&run[b].key).then(a.cmp(&b)));
+        let order = sorted_order(run);
         let groups = key_groups(run, &order);
 
         // 1. Which deletes find their key present (and so take a revision)?
@@ -357,6 +356,34 @@ impl RunState {
         }
         Ok(())
     }
+}
+
+/// Indices of `run` in (key, input position) order.
+///
+/// Sorts (first 8 key bytes, index) pairs, which sit together in memory and
+/// compare as integers, and reads whole keys only on a tie of the first 8
+/// bytes: on random keys this halved the sort's share of a batch.
+fn sorted_order(run: &[Op]) -> Vec<usize> {
+    let mut pairs: Vec<(u64, usize)> = run
+        .iter()
+        .enumerate()
+        .map(|(i, op)| (key_prefix(&op.key), i))
+        .collect();
+    pairs.sort_unstable_by(|&(pa, a), &(pb, b)| {
+        pa.cmp(&pb)
+            .then_with(|| run[a].key.cmp(&run[b].key))
+            .then(a.cmp(&b))
+    });
+    pairs.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The first 8 bytes of a key as a big-endian integer, zero-padded: integer
+/// order agrees with byte-wise order, and equal prefixes fall back to the key.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = key.len().min(8);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 /// Index ranges into `order` of the operations sharing a key.
