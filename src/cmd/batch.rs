@@ -72,9 +72,9 @@ fn progress_bar(total_bytes: Option<u64>) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(total_bytes, ProgressDrawTarget::stderr());
     let template = if total_bytes.is_some() {
-        "{elapsed_precise} [{bar:30}] {binary_bytes}/{binary_total_bytes} {msg}"
+        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {msg}"
     } else {
-        "{elapsed_precise} {spinner} {binary_bytes} {msg}"
+        "{elapsed_precise} {spinner} {bytes} {msg}"
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
@@ -92,17 +92,22 @@ struct Counting<R> {
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if !self.progress.is_hidden() {
-            self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-            self.progress.inc(n as u64);
-            let secs = self.progress.elapsed().as_secs_f64().max(1e-3);
-            self.progress.set_message(format!(
-                "{} lines, {:.0} lines/s, {:.1} MB",
-                self.lines,
-                self.lines as f64 / secs,
-                self.progress.position() as f64 / 1e6
-            ));
+        if self.progress.is_hidden() {
+            return Ok(n);
         }
+        if n == 0 {
+            self.progress
+                .set_message(format!("{} lines read; committing…", self.lines));
+            return Ok(0);
+        }
+        self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.progress.inc(n as u64);
+        let secs = self.progress.elapsed().as_secs_f64().max(1e-3);
+        self.progress.set_message(format!(
+            "{} lines, {:.0} lines/s",
+            self.lines,
+            self.lines as f64 / secs
+        ));
         Ok(n)
     }
 }
