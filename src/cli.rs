@@ -50,6 +50,7 @@ pub enum Command {
     Range(RangeArgs),
     Batch(BatchArgs),
     Stats(StatsArgs),
+    Tui(TuiArgs),
     Completions(CompletionsArgs),
 }
 
@@ -126,6 +127,10 @@ pub struct BatchArgs {
 /// Print {"keys":…,"revision":…,"file_bytes":…}.
 #[derive(Debug, Args)]
 pub struct StatsArgs {}
+
+/// Browse and edit the database in a full-screen terminal UI (? for keys).
+#[derive(Debug, Args)]
+pub struct TuiArgs {}
 
 /// Print a shell completion script.
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@
 //! * [`limits`]: key and value size limits.
 //! * [`error`]: the typed [`Error`], with its exit codes and HTTP statuses.
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
+//! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
 
 pub mod cli;
 pub mod cmd;
@@ -17,5 +18,6 @@ pub mod jsonl;
 pub mod kv;
 pub mod limits;
 pub mod store;
+pub mod tui;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ mod get;
 mod put;
 mod range;
 mod stats;
+mod tui;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Range(args) => range::run(&*open(g, OpenMode::MustExist)?, args),
         Command::Batch(args) => batch::run(&*open(g, OpenMode::Create)?, args),
         Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
+        Command::Tui(args) => tui::run(cli.global, args),
         Command::Completions(args) => completions::run(args),
     }
 }

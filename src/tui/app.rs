@@ -1,0 +1,447 @@
+//! The browser's state and [`App::update`], which gives each [`Action`] its
+//! meaning. Nothing here does I/O: calls on the source are queued in
+//! `outbox` for the worker, their answers come back through
+//! [`App::receive`] (in `respond.rs`), and an external edit is handed to the
+//! run loop through `pending_edit`, because only it owns the terminal.
+
+use ratatui::layout::Rect;
+
+use super::action::{Action, KeyMode, Move};
+use super::editor::TextArea;
+use super::keys::{display_key, parse_key};
+use super::pager::Pager;
+use super::preview::{Kind, Preview, hex_line_count, hex_width};
+use super::theme::Theme;
+use super::view;
+use super::worker::Request;
+use crate::store::Stats;
+
+/// Settings fixed for a session.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub theme: Theme,
+    /// `$VISUAL` / `$EDITOR`; `None` selects the built-in editor.
+    pub editor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Keys,
+    Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    Seek,
+    Filter,
+    NewKey,
+}
+
+/// An edit of one key's value. `revision` is the one the user saw (0 for a
+/// new key) and becomes the write's `if_revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditJob {
+    pub key: Vec<u8>,
+    pub revision: u64,
+    pub original: Vec<u8>,
+}
+
+impl EditJob {
+    /// A file name ending for the temporary file, so editors pick a mode.
+    pub fn suffix(&self) -> &'static str {
+        match super::preview::classify(&self.original) {
+            Kind::Json => ".json",
+            _ => ".txt",
+        }
+    }
+}
+
+/// What has the keyboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Browse,
+    Help,
+    Prompt { kind: PromptKind, input: TextArea },
+    Confirm { key: Vec<u8>, revision: u64 },
+    Editor { job: EditJob, area: TextArea },
+}
+
+/// The value pane's content.
+#[derive(Debug, Clone, Default)]
+pub enum ValueState {
+    /// No key selected.
+    #[default]
+    Empty,
+    Loading,
+    /// The key is gone (deleted since the list was read).
+    Missing,
+    Loaded {
+        revision: u64,
+        bytes: Vec<u8>,
+        preview: Preview,
+    },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ValuePane {
+    /// The key whose value this is (or is loading).
+    pub key: Option<Vec<u8>>,
+    pub state: ValueState,
+    /// First line shown.
+    pub scroll: usize,
+}
+
+/// The last action's result, on the bottom line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+/// Everything the screen shows.
+pub struct App {
+    pub config: Config,
+    pub source: String,
+    pub stats: Option<Stats>,
+    pub pager: Pager,
+    pub value: ValuePane,
+    pub focus: Focus,
+    pub mode: Mode,
+    pub status: Status,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    pub quit: bool,
+    /// Seconds the oldest unanswered call has waited, once that is long
+    /// enough to mention; set by the session.
+    pub waiting: Option<u64>,
+    /// An edit for `$EDITOR`, taken by the run loop.
+    pub pending_edit: Option<EditJob>,
+    /// Calls for the worker, taken by the session.
+    pub outbox: Vec<Request>,
+}
+
+impl App {
+    /// A browser on `source`, with its first requests queued.
+    pub fn new(source: String, config: Config, size: (u16, u16)) -> App {
+        let mut app = App {
+            config,
+            source,
+            stats: None,
+            pager: Pager::default(),
+            value: ValuePane::default(),
+            focus: Focus::Keys,
+            mode: Mode::Browse,
+            status: Status::default(),
+            size,
+            quit: false,
+            waiting: None,
+            pending_edit: None,
+            outbox: Vec::new(),
+        };
+        app.outbox.push(Request::Stats);
+        let first = app.pager.jump_top(None);
+        app.outbox.push(first);
+        app
+    }
+
+    /// How the key map should read the keyboard now.
+    pub fn key_mode(&self) -> KeyMode {
+        match self.mode {
+            Mode::Browse => KeyMode::Browse,
+            Mode::Help => KeyMode::Help,
+            Mode::Prompt { .. } => KeyMode::Prompt,
+            Mode::Confirm { .. } => KeyMode::Confirm,
+            Mode::Editor { .. } => KeyMode::Editor,
+        }
+    }
+
+    /// Rows of keys (and of value lines) on screen.
+    pub fn rows(&self) -> usize {
+        let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
+        usize::from(areas.list.height.saturating_sub(2)).max(1)
+    }
+
+    pub(super) fn info(&mut self, text: impl Into<String>) {
+        self.status = Status {
+            text: text.into(),
+            error: false,
+        };
+    }
+
+    pub(super) fn error(&mut self, text: impl Into<String>) {
+        self.status = Status {
+            text: text.into(),
+            error: true,
+        };
+    }
+
+    /// Applies one action.
+    pub fn update(&mut self, action: Action) {
+        if let Action::Resize(w, h) = action {
+            self.size = (w, h);
+            let rows = self.rows();
+            self.pager.scroll_into_view(rows);
+            return;
+        }
+        if action == Action::Quit && !matches!(self.mode, Mode::Editor { .. }) {
+            self.quit = true;
+            return;
+        }
+        match std::mem::replace(&mut self.mode, Mode::Browse) {
+            Mode::Browse => self.browse(action),
+            Mode::Help => {}
+            Mode::Prompt { kind, input } => self.prompt(kind, input, action),
+            Mode::Confirm { key, revision } => self.confirm(key, revision, action),
+            Mode::Editor { job, area } => self.builtin_editor(job, area, action),
+        }
+    }
+
+    fn browse(&mut self, action: Action) {
+        match action {
+            Action::Move(m) if self.focus == Focus::Keys => self.move_cursor(m),
+            Action::Move(m) => self.scroll_value(m),
+            Action::ToggleFocus => {
+                self.focus = match self.focus {
+                    Focus::Keys => Focus::Value,
+                    Focus::Value => Focus::Keys,
+                }
+            }
+            Action::Seek => self.prompt_for(PromptKind::Seek, ""),
+            Action::Filter => {
+                let current = self.pager.filter.as_deref().map(display_key);
+                self.prompt_for(PromptKind::Filter, &current.unwrap_or_default());
+            }
+            Action::New => self.prompt_for(PromptKind::NewKey, ""),
+            Action::Refresh => self.refresh(),
+            Action::Edit => self.start_edit(),
+            Action::Delete => self.ask_delete(),
+            Action::Help => self.mode = Mode::Help,
+            _ => {}
+        }
+    }
+
+    fn prompt_for(&mut self, kind: PromptKind, text: &str) {
+        self.mode = Mode::Prompt {
+            kind,
+            input: TextArea::new(text, true),
+        };
+    }
+
+    fn move_cursor(&mut self, m: Move) {
+        let rows = self.rows();
+        let page = rows.saturating_sub(1).max(1) as isize;
+        let request = match m {
+            Move::Up => self.pager.move_by(-1, rows),
+            Move::Down => self.pager.move_by(1, rows),
+            Move::PageUp => self.pager.move_by(-page, rows),
+            Move::PageDown => self.pager.move_by(page, rows),
+            Move::First if self.pager.head_done => self.pager.move_by(isize::MIN, rows),
+            Move::First => Some(self.pager.jump_top(None)),
+            Move::Last if self.pager.tail_done => self.pager.move_by(isize::MAX, rows),
+            Move::Last => Some(self.pager.jump_bottom()),
+        };
+        self.outbox.extend(request);
+        self.sync_value();
+    }
+
+    /// Lines of the value pane's content.
+    fn value_lines(&self) -> usize {
+        match &self.value.state {
+            ValueState::Loaded { preview, bytes, .. } if preview.kind == Kind::Binary => {
+                let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
+                let columns = usize::from(areas.value.width.saturating_sub(2));
+                hex_line_count(bytes, hex_width(columns))
+            }
+            ValueState::Loaded { preview, .. } => preview.lines.len(),
+            _ => 0,
+        }
+    }
+
+    fn scroll_value(&mut self, m: Move) {
+        let lines = self.value_lines();
+        let rows = self.rows();
+        let max = lines.saturating_sub(rows);
+        let s = self.value.scroll;
+        self.value.scroll = match m {
+            Move::Up => s.saturating_sub(1),
+            Move::Down => s + 1,
+            Move::PageUp => s.saturating_sub(rows),
+            Move::PageDown => s + rows,
+            Move::First => 0,
+            Move::Last => max,
+        }
+        .min(max);
+    }
+
+    /// Asks for the selected key's value when the selection changed.
+    pub(super) fn sync_value(&mut self) {
+        let current = self.pager.current().map(<[u8]>::to_vec);
+        if current == self.value.key {
+            return;
+        }
+        self.value = ValuePane {
+            state: if current.is_some() {
+                ValueState::Loading
+            } else {
+                ValueState::Empty
+            },
+            key: current.clone(),
+            scroll: 0,
+        };
+        if let Some(key) = current {
+            self.outbox.push(Request::Get { key });
+        }
+    }
+
+    /// Reads everything again, keeping the selected key (or the next one).
+    fn refresh(&mut self) {
+        self.outbox.push(Request::Stats);
+        let current = self.pager.current().map(<[u8]>::to_vec);
+        let jump = self.pager.jump_top(current);
+        self.outbox.push(jump);
+        // Forget the value so it is read again even if the key stays.
+        self.value.key = None;
+        self.info("refreshed");
+    }
+
+    fn prompt(&mut self, kind: PromptKind, mut input: TextArea, action: Action) {
+        match action {
+            Action::Text(edit) => {
+                input.apply(edit);
+                self.mode = Mode::Prompt { kind, input };
+            }
+            Action::Submit => self.submit_prompt(kind, parse_key(&input.text())),
+            Action::Cancel => self.info(""),
+            _ => self.mode = Mode::Prompt { kind, input },
+        }
+    }
+
+    fn submit_prompt(&mut self, kind: PromptKind, key: Vec<u8>) {
+        match kind {
+            PromptKind::Seek => {
+                self.info(format!("seek {}", display_key(&key)));
+                let start = (!key.is_empty()).then_some(key);
+                let jump = self.pager.jump_top(start);
+                self.outbox.push(jump);
+            }
+            PromptKind::Filter => {
+                let shown = display_key(&key);
+                self.pager.filter = (!key.is_empty()).then_some(key);
+                self.info(match self.pager.filter {
+                    Some(_) => format!("filter: keys starting with {shown}"),
+                    None => "filter cleared: all keys".to_string(),
+                });
+                let jump = self.pager.jump_top(None);
+                self.outbox.push(jump);
+            }
+            PromptKind::NewKey if key.is_empty() => self.info("no key given; nothing created"),
+            PromptKind::NewKey => self.begin_edit(EditJob {
+                key,
+                revision: 0,
+                original: Vec::new(),
+            }),
+        }
+    }
+
+    fn start_edit(&mut self) {
+        match (&self.value.key, &self.value.state) {
+            (
+                Some(key),
+                ValueState::Loaded {
+                    revision, bytes, ..
+                },
+            ) => {
+                let job = EditJob {
+                    key: key.clone(),
+                    revision: *revision,
+                    original: bytes.clone(),
+                };
+                self.begin_edit(job);
+            }
+            (None, _) => self.info("no key selected"),
+            _ => self.info("the value has not been read yet"),
+        }
+    }
+
+    /// Hands the edit to `$EDITOR` (via the run loop) or the built-in
+    /// editor, which takes text only.
+    fn begin_edit(&mut self, job: EditJob) {
+        if self.config.editor.is_some() {
+            self.pending_edit = Some(job);
+            return;
+        }
+        match String::from_utf8(job.original.clone()) {
+            Ok(text) => {
+                let area = TextArea::new(&text, false);
+                self.mode = Mode::Editor { job, area };
+            }
+            Err(_) => self.error("a binary value needs an external editor: set $EDITOR or $VISUAL"),
+        }
+    }
+
+    fn builtin_editor(&mut self, job: EditJob, mut area: TextArea, action: Action) {
+        match action {
+            Action::Text(edit) => {
+                area.apply(edit);
+                self.mode = Mode::Editor { job, area };
+            }
+            Action::Submit => self.finish_edit(job, Ok(area.text().into_bytes())),
+            Action::Cancel => self.info("edit cancelled; nothing written"),
+            _ => self.mode = Mode::Editor { job, area },
+        }
+    }
+
+    /// Writes an edited value, unless it is unchanged, with the revision
+    /// the user saw as the precondition.
+    pub fn finish_edit(&mut self, job: EditJob, edited: crate::Result<Vec<u8>>) {
+        match edited {
+            Err(e) => self.error(format!("edit failed: {e}")),
+            Ok(value) if value == job.original && job.revision != 0 => {
+                self.info("value unchanged; nothing written");
+            }
+            Ok(value) => {
+                self.info(format!("saving {}…", display_key(&job.key)));
+                self.outbox.push(Request::Put {
+                    key: job.key,
+                    value,
+                    if_revision: job.revision,
+                });
+            }
+        }
+    }
+
+    fn ask_delete(&mut self) {
+        match (&self.value.key, &self.value.state) {
+            (Some(key), ValueState::Loaded { revision, .. }) => {
+                self.mode = Mode::Confirm {
+                    key: key.clone(),
+                    revision: *revision,
+                };
+            }
+            (None, _) => self.info("no key selected"),
+            _ => self.info("the value has not been read yet"),
+        }
+    }
+
+    fn confirm(&mut self, key: Vec<u8>, revision: u64, action: Action) {
+        match action {
+            Action::Submit => {
+                self.info(format!("deleting {}…", display_key(&key)));
+                self.outbox.push(Request::Delete {
+                    key,
+                    if_revision: revision,
+                });
+            }
+            _ => self.info("not deleted"),
+        }
+    }
+
+    /// The text edit in the built-in editor, for the view.
+    pub fn editor(&self) -> Option<(&EditJob, &TextArea)> {
+        match &self.mode {
+            Mode::Editor { job, area } => Some((job, area)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Editing values: in the user's `$VISUAL` / `$EDITOR` on a temporary file,
+//! or, when neither is set, in [`TextArea`], a small built-in editor that the
+//! prompts (seek, filter, new key) use too in its one-line form.
+
+use std::io::Write;
+use std::process::Command;
+
+use super::action::TextEdit;
+use crate::error::{Error, Result};
+
+/// The editor command the user configured: `$VISUAL`, else `$EDITOR`.
+pub fn editor_from_env() -> Option<String> {
+    ["VISUAL", "EDITOR"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(|v| v.to_string_lossy().trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
+/// Runs `editor` on a temporary file holding `content` and returns the
+/// file's bytes afterwards. The command goes through `sh -c` because
+/// `$EDITOR` often carries arguments (`code --wait`, `emacs -nw`). The
+/// caller has handed the terminal over (left raw mode and the alternate
+/// screen) before this runs.
+pub fn run_external(editor: &str, content: &[u8], suffix: &str) -> Result<Vec<u8>> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e| Error::io(what, e)
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix("kvr-edit-")
+        .suffix(suffix)
+        .tempfile()
+        .map_err(io("cannot create a temporary file for the editor"))?;
+    file.write_all(content)
+        .and_then(|()| file.flush())
+        .map_err(io("cannot write the temporary file for the editor"))?;
+    let path = file.into_temp_path();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .map_err(io(&format!("cannot run the editor {editor:?}")))?;
+    if !status.success() {
+        return Err(Error::invalid(format!(
+            "the editor {editor:?} failed ({status}); nothing written"
+        )));
+    }
+    std::fs::read(&path).map_err(io("cannot read back the edited file"))
+}
+
+/// A text being edited: lines and a cursor (line, char index).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextArea {
+    pub lines: Vec<String>,
+    pub row: usize,
+    pub col: usize,
+    /// One line only: Enter submits instead of breaking the line.
+    pub single_line: bool,
+}
+
+impl TextArea {
+    pub fn new(text: &str, single_line: bool) -> TextArea {
+        let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+        if single_line {
+            lines = vec![lines.concat()];
+        }
+        let row = lines.len() - 1;
+        let col = lines[row].chars().count();
+        TextArea {
+            lines,
+            row,
+            col,
+            single_line,
+        }
+    }
+
+    /// The whole text, lines joined by `\n`.
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    fn line(&mut self) -> &mut String {
+        &mut self.lines[self.row]
+    }
+
+    fn byte_at(&self, col: usize) -> usize {
+        let line = &self.lines[self.row];
+        line.char_indices().nth(col).map_or(line.len(), |(i, _)| i)
+    }
+
+    fn line_chars(&self) -> usize {
+        self.lines[self.row].chars().count()
+    }
+
+    pub fn apply(&mut self, edit: TextEdit) {
+        match edit {
+            TextEdit::Insert(c) => {
+                let at = self.byte_at(self.col);
+                self.line().insert(at, c);
+                self.col += 1;
+            }
+            TextEdit::Newline if !self.single_line => {
+                let at = self.byte_at(self.col);
+                let rest = self.line().split_off(at);
+                self.lines.insert(self.row + 1, rest);
+                (self.row, self.col) = (self.row + 1, 0);
+            }
+            TextEdit::Newline => {}
+            TextEdit::Backspace => self.backspace(),
+            TextEdit::Delete => self.delete(),
+            TextEdit::Left => self.left(),
+            TextEdit::Right => self.right(),
+            TextEdit::Up if self.row > 0 => {
+                self.row -= 1;
+                self.col = self.col.min(self.line_chars());
+            }
+            TextEdit::Down if self.row + 1 < self.lines.len() => {
+                self.row += 1;
+                self.col = self.col.min(self.line_chars());
+            }
+            TextEdit::Up | TextEdit::Down => {}
+            TextEdit::Home => self.col = 0,
+            TextEdit::End => self.col = self.line_chars(),
+        }
+    }
+
+    fn backspace(&mut self) {
+        if self.col > 0 {
+            self.col -= 1;
+            let at = self.byte_at(self.col);
+            self.line().remove(at);
+        } else if self.row > 0 {
+            let line = self.lines.remove(self.row);
+            self.row -= 1;
+            self.col = self.line_chars();
+            self.line().push_str(&line);
+        }
+    }
+
+    fn delete(&mut self) {
+        if self.col < self.line_chars() {
+            let at = self.byte_at(self.col);
+            self.line().remove(at);
+        } else if self.row + 1 < self.lines.len() {
+            let next = self.lines.remove(self.row + 1);
+            self.line().push_str(&next);
+        }
+    }
+
+    fn left(&mut self) {
+        if self.col > 0 {
+            self.col -= 1;
+        } else if self.row > 0 {
+            self.row -= 1;
+            self.col = self.line_chars();
+        }
+    }
+
+    fn right(&mut self) {
+        if self.col < self.line_chars() {
+            self.col += 1;
+        } else if self.row + 1 < self.lines.len() {
+            (self.row, self.col) = (self.row + 1, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(area: &mut TextArea, s: &str) {
+        for c in s.chars() {
+            area.apply(if c == '\n' {
+                TextEdit::Newline
+            } else {
+                TextEdit::Insert(c)
+            });
+        }
+    }
+
+    #[test]
+    fn edits_lines() {
+        let mut t = TextArea::new("héllo", false);
+        typed(&mut t, "!\nnext");
+        assert_eq!(t.text(), "héllo!\nnext");
+        t.apply(TextEdit::Home);
+        t.apply(TextEdit::Backspace);
+        assert_eq!(t.text(), "héllo!next");
+        assert_eq!((t.row, t.col), (0, 6));
+        t.apply(TextEdit::Delete);
+        t.apply(TextEdit::Up);
+        t.apply(TextEdit::End);
+        assert_eq!(t.text(), "héllo!ext");
+        assert_eq!(t.col, 9);
+    }
+
+    #[test]
+    fn single_line_ignores_newline() {
+        let mut t = TextArea::new("", true);
+        typed(&mut t, "a\nb");
+        assert_eq!(t.text(), "ab");
+    }
+
+    #[test]
+    fn external_editor_edits_the_file() -> Result<()> {
+        let out = run_external("sed -i s/old/new/", b"the old value", ".txt")?;
+        assert_eq!(out, b"the new value");
+        let err = run_external("false", b"x", ".txt");
+        assert!(err.is_err());
+        Ok(())
+    }
+}

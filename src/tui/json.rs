@@ -1,0 +1,177 @@
+//! Pretty-printing of JSON values with colours, keeping the stored text.
+//!
+//! This re-indents the token stream instead of parsing into
+//! `serde_json::Value`: `Value` would sort object keys and could reformat
+//! numbers, and the browser must show what is stored. The caller checks the
+//! text is valid JSON first, so the tokenizer can be simple.
+
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+
+use super::theme::Theme;
+
+/// Indentation of one nesting level.
+const INDENT: &str = "  ";
+
+/// `text` (valid JSON) as indented, coloured lines; at most `max_lines`.
+/// Returns the lines and whether they were cut.
+pub fn pretty(text: &str, theme: Theme, max_lines: usize) -> (Vec<Line<'static>>, bool) {
+    let mut out = Builder {
+        lines: Vec::new(),
+        cur: Vec::new(),
+        depth: 0,
+        max_lines,
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() && out.lines.len() < max_lines {
+        let c = chars[i];
+        i += 1;
+        match c {
+            '"' => {
+                let end = string_end(&chars, i);
+                let s: String = chars[i - 1..end].iter().collect();
+                let style = if next_is(&chars, end, ':') {
+                    theme.json_key()
+                } else {
+                    theme.json_string()
+                };
+                out.push(s, style);
+                i = end;
+            }
+            '{' | '[' => {
+                let close = if c == '{' { '}' } else { ']' };
+                if let Some(after) = skip_ws(&chars, i).filter(|&j| chars[j] == close) {
+                    out.push(format!("{c}{close}"), Style::new());
+                    i = after + 1;
+                } else {
+                    out.push(c.to_string(), Style::new());
+                    out.depth += 1;
+                    out.newline();
+                }
+            }
+            '}' | ']' => {
+                out.depth = out.depth.saturating_sub(1);
+                out.newline();
+                out.push(c.to_string(), Style::new());
+            }
+            ',' => {
+                out.push(",".to_string(), Style::new());
+                out.newline();
+            }
+            ':' => out.push(": ".to_string(), Style::new()),
+            c if c.is_whitespace() => {}
+            _ => {
+                let end = literal_end(&chars, i);
+                let s: String = chars[i - 1..end].iter().collect();
+                let style = if c == '-' || c.is_ascii_digit() {
+                    theme.json_number()
+                } else {
+                    theme.json_literal()
+                };
+                out.push(s, style);
+                i = end;
+            }
+        }
+    }
+    let cut = i < chars.len() && chars[i..].iter().any(|c| !c.is_whitespace());
+    out.finish();
+    (out.lines, cut)
+}
+
+struct Builder {
+    lines: Vec<Line<'static>>,
+    cur: Vec<Span<'static>>,
+    depth: usize,
+    max_lines: usize,
+}
+
+impl Builder {
+    fn push(&mut self, text: String, style: Style) {
+        if self.cur.is_empty() && self.depth > 0 {
+            self.cur.push(Span::raw(INDENT.repeat(self.depth)));
+        }
+        self.cur.push(Span::styled(text, style));
+    }
+
+    fn newline(&mut self) {
+        if self.lines.len() < self.max_lines {
+            self.lines.push(Line::from(std::mem::take(&mut self.cur)));
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.cur.is_empty() {
+            self.newline();
+        }
+    }
+}
+
+/// Index just past the closing quote of a string whose body starts at `i`.
+fn string_end(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 2,
+            '"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    chars.len()
+}
+
+/// Index just past a number or `true`/`false`/`null` whose rest starts at `i`.
+fn literal_end(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() && !matches!(chars[i], ',' | '}' | ']' | ':') && !chars[i].is_whitespace()
+    {
+        i += 1;
+    }
+    i
+}
+
+fn skip_ws(chars: &[char], mut i: usize) -> Option<usize> {
+    while i < chars.len() && chars[i].is_whitespace() {
+        i += 1;
+    }
+    (i < chars.len()).then_some(i)
+}
+
+fn next_is(chars: &[char], i: usize, want: char) -> bool {
+    skip_ws(chars, i).is_some_and(|j| chars[j] == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(text: &str) -> Vec<String> {
+        let (lines, _) = pretty(text, Theme { color: false }, 100);
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn indents_and_keeps_key_order_and_numbers() {
+        let got = plain(r#"{"z":1.50,"a":[true,null,"x\"y"],"e":{},"f":[ ]}"#);
+        let want = [
+            "{",
+            "  \"z\": 1.50,",
+            "  \"a\": [",
+            "    true,",
+            "    null,",
+            "    \"x\\\"y\"",
+            "  ],",
+            "  \"e\": {},",
+            "  \"f\": []",
+            "}",
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn cuts_at_max_lines() {
+        let (lines, cut) = pretty("[1,2,3,4,5]", Theme { color: true }, 3);
+        assert_eq!(lines.len(), 3);
+        assert!(cut);
+        let (_, cut) = pretty("[1,2]", Theme { color: true }, 10);
+        assert!(!cut);
+    }
+}

@@ -1,0 +1,62 @@
+//! `kvr tui`: a full-screen browser over any [`Kv`] source.
+//!
+//! The csvlens/gitui shape: keys become [`action::Action`]s in `action.rs`;
+//! `App::update` (`app.rs`, answers in `respond.rs`) changes state;
+//! `view::render` draws it and nothing else. Calls on the source run on a
+//! worker thread (`worker.rs`) so a slow or dead server never freezes the
+//! screen; the key list is paged through bounded range reads (`pager.rs`).
+//! `terminal.rs` restores the terminal on quit, error and panic;
+//! `session.rs` holds the run loop, generic over ratatui's `Backend`.
+
+mod action;
+mod app;
+mod editor;
+mod json;
+mod keys;
+mod pager;
+mod preview;
+mod respond;
+mod session;
+mod terminal;
+mod theme;
+mod view;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use crate::error::{Error, Result};
+use crate::kv::Kv;
+
+pub use action::BINDINGS;
+
+/// Opens the source with `open` (on the worker thread, so that its errors,
+/// such as a database in use, come out before the screen is taken) and
+/// runs the browser until the user quits.
+pub fn run<F>(open: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Result<Box<dyn Kv>> + Send + 'static,
+{
+    let (worker, source) = worker::Worker::start(open)?;
+    let config = app::Config {
+        theme: theme::Theme::from_env(),
+        editor: editor::editor_from_env(),
+    };
+    let term_err = |e| Error::io("cannot set up the terminal", e);
+    let guard = terminal::TerminalGuard::enter().map_err(term_err)?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout())).map_err(term_err)?;
+    let size = terminal.size().map_err(term_err)?;
+    let app = app::App::new(source, config, (size.width, size.height));
+    let mut session = session::Session::new(app, worker);
+    let mut host = terminal::CrosstermHost { guard: &guard };
+    let result = session::run_loop(&mut terminal, &mut session, &mut host);
+    drop(terminal);
+    drop(guard);
+    session.shutdown();
+    result
+}

@@ -1,0 +1,217 @@
+//! The key list: a window of consecutive keys around the cursor, paged in
+//! through bounded range reads and never the whole store.
+//!
+//! Invariant: `keys` is a run of consecutive keys of the store (within the
+//! prefix filter), ascending. `head_done` / `tail_done` say that no key of
+//! the filter lies before / after it. Moving near an edge asks for the next
+//! [`PAGE`] keys past that edge (`start` just after the last key, or a
+//! reverse read ending at the first); when the window grows past
+//! [`MAX_WINDOW`] the far end is dropped, so memory stays bounded on any
+//! store. Jumps (start, `g`, `G`, seek, filter) replace the window and bump
+//! `generation`, which turns answers to older requests into no-ops.
+
+use crate::store::RangeQuery;
+
+use super::worker::{KeysTag, Purpose, Request};
+
+/// Keys per range read: a few screens, one cheap read.
+pub const PAGE: usize = 200;
+/// Most keys held: old pages beyond this are dropped. With keys of up to
+/// 4 KiB this bounds the list to a few MiB.
+pub const MAX_WINDOW: usize = 5 * PAGE;
+/// Ask for more keys when the cursor comes this close to an edge, so that
+/// scrolling rarely sees the end of the window.
+const MARGIN: usize = PAGE / 2;
+
+/// The key list's state.
+#[derive(Debug, Clone, Default)]
+pub struct Pager {
+    pub keys: Vec<Vec<u8>>,
+    /// Index of the selected key in `keys`.
+    pub cursor: usize,
+    /// Index of the first key shown.
+    pub offset: usize,
+    pub head_done: bool,
+    pub tail_done: bool,
+    /// Only keys with this prefix (`f`).
+    pub filter: Option<Vec<u8>>,
+    /// Bumped by every jump; see the module doc.
+    pub generation: u64,
+    /// A request for keys is on its way (one at a time).
+    pub loading: bool,
+}
+
+impl Pager {
+    /// The selected key.
+    pub fn current(&self) -> Option<&[u8]> {
+        self.keys.get(self.cursor).map(Vec::as_slice)
+    }
+
+    /// A new window starting at `start` (None: the first key).
+    pub fn jump_top(&mut self, start: Option<Vec<u8>>) -> Request {
+        let purpose = if start.is_some() {
+            Purpose::Seek
+        } else {
+            Purpose::Top
+        };
+        self.reset(purpose, start)
+    }
+
+    /// A new window of the last keys.
+    pub fn jump_bottom(&mut self) -> Request {
+        self.reset(Purpose::Bottom, None)
+    }
+
+    fn reset(&mut self, purpose: Purpose, start: Option<Vec<u8>>) -> Request {
+        self.generation += 1;
+        self.loading = true;
+        let query = RangeQuery {
+            start,
+            reverse: purpose == Purpose::Bottom,
+            ..self.query()
+        };
+        self.request(purpose, query)
+    }
+
+    fn query(&self) -> RangeQuery {
+        RangeQuery {
+            prefix: self.filter.clone(),
+            // One more than a page tells whether anything follows.
+            limit: Some(PAGE as u64 + 1),
+            keys_only: true,
+            ..RangeQuery::default()
+        }
+    }
+
+    fn request(&self, purpose: Purpose, query: RangeQuery) -> Request {
+        Request::Keys {
+            tag: KeysTag {
+                generation: self.generation,
+                purpose,
+            },
+            query,
+        }
+    }
+
+    /// Moves the cursor by `delta` rows within the window, keeping it on a
+    /// screen of `rows` rows; returns a request for more keys when it nears
+    /// an edge that is not the end of the store.
+    pub fn move_by(&mut self, delta: isize, rows: usize) -> Option<Request> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let last = self.keys.len() - 1;
+        self.cursor = self.cursor.saturating_add_signed(delta).min(last);
+        self.scroll_into_view(rows);
+        self.extend()
+    }
+
+    /// Keeps `offset <= cursor < offset + rows`.
+    pub fn scroll_into_view(&mut self, rows: usize) {
+        let rows = rows.max(1);
+        if self.cursor < self.offset {
+            self.offset = self.cursor;
+        } else if self.cursor >= self.offset + rows {
+            self.offset = self.cursor + 1 - rows;
+        }
+    }
+
+    /// A request for the keys past the nearer unfinished edge, if needed.
+    pub fn extend(&mut self) -> Option<Request> {
+        if self.loading || self.keys.is_empty() {
+            return None;
+        }
+        let (first, last) = (self.keys.first()?, self.keys.last()?);
+        let query = if !self.tail_done && self.cursor + MARGIN >= self.keys.len() {
+            let mut after = last.clone();
+            // The smallest key greater than `last`.
+            after.push(0);
+            (
+                Purpose::Forward,
+                RangeQuery {
+                    start: Some(after),
+                    ..self.query()
+                },
+            )
+        } else if !self.head_done && self.cursor < MARGIN {
+            (
+                Purpose::Backward,
+                RangeQuery {
+                    end: Some(first.clone()),
+                    reverse: true,
+                    ..self.query()
+                },
+            )
+        } else {
+            return None;
+        };
+        self.loading = true;
+        Some(self.request(query.0, query.1))
+    }
+
+    /// Takes in a page of keys; returns the next request to make, if any
+    /// (prefetch, or the last keys when a seek went past the end).
+    pub fn receive(
+        &mut self,
+        tag: KeysTag,
+        mut keys: Vec<Vec<u8>>,
+        rows: usize,
+    ) -> Option<Request> {
+        if tag.generation != self.generation {
+            return None;
+        }
+        self.loading = false;
+        let more = keys.len() > PAGE;
+        keys.truncate(PAGE);
+        match tag.purpose {
+            Purpose::Seek if keys.is_empty() => return Some(self.jump_bottom()),
+            Purpose::Top | Purpose::Seek => {
+                self.keys = keys;
+                (self.cursor, self.offset) = (0, 0);
+                self.head_done = tag.purpose == Purpose::Top;
+                self.tail_done = !more;
+            }
+            Purpose::Bottom => {
+                keys.reverse();
+                self.cursor = keys.len().saturating_sub(1);
+                self.keys = keys;
+                self.offset = 0;
+                (self.head_done, self.tail_done) = (!more, true);
+            }
+            Purpose::Forward => {
+                self.keys.extend(keys);
+                self.tail_done = !more;
+                self.trim_front();
+            }
+            Purpose::Backward => {
+                keys.reverse();
+                let n = keys.len();
+                keys.append(&mut self.keys);
+                self.keys = keys;
+                (self.cursor, self.offset) = (self.cursor + n, self.offset + n);
+                self.head_done = !more;
+                self.trim_back();
+            }
+        }
+        self.scroll_into_view(rows);
+        self.extend()
+    }
+
+    fn trim_front(&mut self) {
+        let excess = self.keys.len().saturating_sub(MAX_WINDOW);
+        if excess > 0 {
+            self.keys.drain(..excess);
+            self.cursor = self.cursor.saturating_sub(excess);
+            self.offset = self.offset.saturating_sub(excess);
+            self.head_done = false;
+        }
+    }
+
+    fn trim_back(&mut self) {
+        if self.keys.len() > MAX_WINDOW {
+            self.keys.truncate(MAX_WINDOW);
+            self.cursor = self.cursor.min(MAX_WINDOW - 1);
+            self.tail_done = false;
+        }
+    }
+}

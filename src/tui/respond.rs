@@ -1,0 +1,118 @@
+//! [`App::receive`]: the answers of the source, turned into state. Every
+//! failure ends up on the status line (and the value pane, for a read), so a
+//! source that fails or goes away leaves a usable screen.
+
+use super::app::{App, ValueState};
+use super::keys::display_key;
+use super::preview::preview;
+use super::worker::{Request, Response};
+use crate::error::Error;
+use crate::store::Entry;
+
+impl App {
+    /// Applies one answer of the worker.
+    pub fn receive(&mut self, response: Response) {
+        match response {
+            Response::Stats(Ok(stats)) => self.stats = Some(stats),
+            Response::Stats(Err(e)) => self.error(format!("cannot read stats: {e}")),
+            Response::Keys { tag, result } => match result {
+                Ok(keys) => {
+                    let rows = self.rows();
+                    let next = self.pager.receive(tag, keys, rows);
+                    self.outbox.extend(next);
+                    self.sync_value();
+                }
+                Err(e) => {
+                    if tag.generation == self.pager.generation {
+                        self.pager.loading = false;
+                    }
+                    self.error(format!("cannot read keys: {e}"));
+                }
+            },
+            Response::Value { key, result } => self.value_arrived(key, result),
+            Response::Put {
+                key,
+                created,
+                result,
+            } => self.put_done(key, created, result),
+            Response::Deleted { key, result } => self.delete_done(key, result),
+            Response::Skipped => {}
+        }
+    }
+
+    fn value_arrived(&mut self, key: Vec<u8>, result: crate::Result<Option<Entry>>) {
+        if self.value.key.as_deref() != Some(key.as_slice()) {
+            return;
+        }
+        self.value.state = match result {
+            Ok(Some(entry)) => ValueState::Loaded {
+                revision: entry.revision,
+                preview: preview(&entry.value, self.config.theme),
+                bytes: entry.value,
+            },
+            Ok(None) => ValueState::Missing,
+            Err(e) => {
+                let text = format!("cannot read {}: {e}", display_key(&key));
+                self.error(text.clone());
+                ValueState::Failed(text)
+            }
+        };
+    }
+
+    fn put_done(&mut self, key: Vec<u8>, created: bool, result: crate::Result<u64>) {
+        let shown = display_key(&key);
+        match result {
+            Ok(revision) => {
+                self.info(format!("saved {shown} (revision {revision})"));
+                self.outbox.push(Request::Stats);
+                if created {
+                    // Show the new key in the list, selected.
+                    let jump = self.pager.jump_top(Some(key));
+                    self.outbox.push(jump);
+                } else if self.value.key.as_deref() == Some(key.as_slice()) {
+                    self.value.key = None;
+                    self.sync_value();
+                }
+            }
+            Err(Error::PreconditionFailed { current, .. }) if created => {
+                let now = current.map_or(String::new(), |r| format!(" (revision {r})"));
+                self.error(format!("{shown} already exists{now}; nothing written"));
+            }
+            Err(Error::PreconditionFailed { current, .. }) => {
+                self.error(format!(
+                    "{shown} was changed by someone else ({}); your edit was not written. Press r to reload",
+                    now_state(current)
+                ));
+            }
+            Err(e) => self.error(format!("cannot save {shown}: {e}")),
+        }
+    }
+
+    fn delete_done(&mut self, key: Vec<u8>, result: crate::Result<u64>) {
+        let shown = display_key(&key);
+        match result {
+            Ok(revision) => self.info(format!("deleted {shown} (revision {revision})")),
+            Err(Error::PreconditionFailed { current, .. }) => {
+                return self.error(format!(
+                    "{shown} was changed by someone else ({}); not deleted. Press r to reload",
+                    now_state(current)
+                ));
+            }
+            Err(Error::KeyNotFound { .. }) => {
+                self.error(format!("{shown} was already deleted by someone else"));
+            }
+            Err(e) => return self.error(format!("cannot delete {shown}: {e}")),
+        }
+        // The key is gone: select the one after it.
+        self.outbox.push(Request::Stats);
+        let jump = self.pager.jump_top(Some(key));
+        self.outbox.push(jump);
+    }
+}
+
+fn now_state(current: Option<u64>) -> String {
+    match current {
+        Some(r) => format!("now at revision {r}"),
+        None => "now deleted".to_string(),
+    }
+}

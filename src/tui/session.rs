@@ -1,0 +1,163 @@
+//! A running browser: the [`App`], the worker that answers its calls, and
+//! [`run_loop`], which draws, reads keys and hands over answers. The loop is
+//! generic over ratatui's `Backend` and gets keys and the editor from a
+//! [`Host`], so tests run it on a `TestBackend` with scripted keys.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::Event;
+
+use super::action::{Action, map_key};
+use super::app::{App, EditJob};
+use super::view;
+use super::worker::Worker;
+use crate::error::Result;
+
+/// How long the loop waits for a key before looking for answers: short
+/// enough that answers show at once, long enough to cost no CPU.
+const POLL: Duration = Duration::from_millis(25);
+/// A call unanswered this long is mentioned on the status line.
+const WAIT_NOTICE: Duration = Duration::from_millis(700);
+
+/// What the loop needs from outside: key presses and an external editor.
+pub trait Host {
+    /// The next terminal event, waiting up to `timeout`.
+    fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>>;
+    /// Runs `editor` on the job's value (handing it the terminal) and
+    /// returns the edited bytes.
+    fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>>;
+}
+
+/// The app and its worker.
+pub struct Session {
+    pub app: App,
+    worker: Worker,
+    in_flight: usize,
+    /// When the source last answered while calls were outstanding.
+    progress: Instant,
+}
+
+impl Session {
+    /// Starts a session; the app's first calls go out at once.
+    pub fn new(app: App, worker: Worker) -> Session {
+        let mut s = Session {
+            app,
+            worker,
+            in_flight: 0,
+            progress: Instant::now(),
+        };
+        s.flush();
+        s
+    }
+
+    /// Applies an action and sends the calls it made.
+    pub fn dispatch(&mut self, action: Action) {
+        self.app.update(action);
+        self.flush();
+    }
+
+    /// Finishes an external edit.
+    pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
+        self.app.finish_edit(job, edited);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.in_flight == 0 {
+            self.progress = Instant::now();
+        }
+        for request in self.app.outbox.drain(..) {
+            self.worker.send(request);
+            self.in_flight += 1;
+        }
+    }
+
+    /// Takes every answer that is ready; true if the screen may change.
+    pub fn pump(&mut self) -> bool {
+        let mut changed = false;
+        while let Some(response) = self.worker.try_recv() {
+            self.answered(response);
+            changed = true;
+        }
+        let waiting = (self.in_flight > 0 && self.progress.elapsed() >= WAIT_NOTICE)
+            .then(|| self.progress.elapsed().as_secs().max(1));
+        changed |= waiting != self.app.waiting;
+        self.app.waiting = waiting;
+        changed
+    }
+
+    fn answered(&mut self, response: super::worker::Response) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.progress = Instant::now();
+        self.app.receive(response);
+        self.flush();
+    }
+
+    /// Waits until every call is answered, up to `timeout`; true if so.
+    #[cfg(test)]
+    /// Tests use it to look at a settled screen.
+    pub fn settle(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.in_flight > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if let Some(response) = self.worker.recv_timeout(left) {
+                self.answered(response);
+            }
+        }
+        self.pump();
+        true
+    }
+
+    /// Ends the worker, giving a call in flight a moment to finish.
+    pub fn shutdown(&mut self) {
+        self.worker.shutdown(super::worker::SHUTDOWN_GRACE);
+    }
+}
+
+/// Draws, reads keys and takes answers until the user quits.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    session: &mut Session,
+    host: &mut dyn Host,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut dirty = true;
+    while !session.app.quit {
+        if dirty {
+            terminal.draw(|f| view::render(f, &session.app))?;
+            dirty = false;
+        }
+        if let Some(job) = session.app.pending_edit.take() {
+            let editor = session.app.config.editor.clone().unwrap_or_default();
+            let edited = host.edit(&editor, &job);
+            // The editor drew over the screen: draw everything again.
+            terminal.clear()?;
+            session.finish_edit(job, edited);
+            dirty = true;
+            continue;
+        }
+        match host.next_event(POLL)? {
+            Some(Event::Key(key)) => {
+                if let Some(action) = map_key(session.app.key_mode(), key) {
+                    session.dispatch(action);
+                    dirty = true;
+                }
+            }
+            Some(Event::Resize(w, h)) => {
+                session.dispatch(Action::Resize(w, h));
+                dirty = true;
+            }
+            _ => {}
+        }
+        dirty |= session.pump();
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The real terminal: raw mode and the alternate screen, given back on every
+//! way out (quit, error, panic) and around an external editor.
+//!
+//! [`TerminalGuard`] restores in `Drop`; a panic hook restores too, before
+//! the panic message is printed, so the message is readable and the shell
+//! usable. `ACTIVE` keeps the hook from writing escape codes when the
+//! browser is not on screen.
+
+use std::io;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+
+use super::app::EditJob;
+use super::editor;
+use super::session::Host;
+use crate::error::{Error, Result};
+
+/// Whether the terminal is in the browser's modes now.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Owns the terminal's raw mode and alternate screen while alive.
+pub struct TerminalGuard(());
+
+impl TerminalGuard {
+    /// Switches the terminal to the browser's modes.
+    pub fn enter() -> io::Result<TerminalGuard> {
+        install_panic_hook();
+        let guard = TerminalGuard(());
+        guard.resume()?;
+        Ok(guard)
+    }
+
+    /// Gives the terminal back, for an external editor.
+    pub fn suspend(&self) -> io::Result<()> {
+        restore()
+    }
+
+    /// Takes the terminal again after [`TerminalGuard::suspend`].
+    pub fn resume(&self) -> io::Result<()> {
+        ACTIVE.store(true, Ordering::SeqCst);
+        enable_raw_mode()?;
+        execute!(io::stdout(), EnterAlternateScreen)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = restore();
+    }
+}
+
+/// Leaves raw mode and the alternate screen and shows the cursor, if the
+/// browser had them.
+fn restore() -> io::Result<()> {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let raw = disable_raw_mode();
+    execute!(
+        io::stdout(),
+        LeaveAlternateScreen,
+        ratatui::crossterm::cursor::Show
+    )?;
+    raw
+}
+
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = restore();
+            previous(info);
+        }));
+    });
+}
+
+/// Keyboard and editor of the real terminal.
+pub struct CrosstermHost<'a> {
+    pub guard: &'a TerminalGuard,
+}
+
+impl Host for CrosstermHost<'_> {
+    fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+        if event::poll(timeout)? {
+            event::read().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>> {
+        let term = |e| Error::io("cannot switch the terminal", e);
+        self.guard.suspend().map_err(term)?;
+        let edited = editor::run_external(editor, &job.original, job.suffix());
+        self.guard.resume().map_err(term)?;
+        edited
+    }
+}

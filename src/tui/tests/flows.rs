@@ -1,0 +1,242 @@
+//! Navigation, paging, editing and failure flows.
+
+use std::collections::VecDeque;
+use std::io;
+
+use ratatui::crossterm::event::Event;
+
+use super::*;
+use crate::tui::action::{Move, TextEdit};
+use crate::tui::app::EditJob;
+use crate::tui::pager::MAX_WINDOW;
+use crate::tui::session::{Host, run_loop};
+
+#[test]
+fn pages_through_many_keys_in_a_bounded_window() {
+    let (_dir, path) = store_with(&numbered(3000));
+    let mut s = browse(&path, None, (100, 30));
+    assert!(s.app.pager.keys.len() < 300, "only a page is read at first");
+    for _ in 0..120 {
+        act(&mut s, &[Action::Move(Move::PageDown)]);
+        assert!(s.app.pager.keys.len() <= MAX_WINDOW);
+    }
+    // 120 pages of 25 rows reach the end of 3000 keys.
+    assert_eq!(selected(&s.app), "key:02999");
+    act(&mut s, &[Action::Move(Move::Up), Action::Move(Move::Up)]);
+    assert_eq!(selected(&s.app), "key:02997");
+    for _ in 0..100 {
+        act(&mut s, &[Action::Move(Move::PageUp)]);
+    }
+    assert_eq!(selected(&s.app), "key:00497");
+    assert!(shows(&s.app, "> key:00497"));
+    assert!(shows(&s.app, "key:00497 · rev 498"), "value pane follows");
+}
+
+#[test]
+fn first_last_seek_and_filter_jump_through_the_store() {
+    let (_dir, path) = store_with(&numbered(3000));
+    let mut s = browse(&path, None, (100, 30));
+    keys(&mut s, "G");
+    assert_eq!(selected(&s.app), "key:02999");
+    assert!(
+        s.app.pager.keys.len() < 300,
+        "G reads the last page, not everything"
+    );
+    keys(&mut s, "g");
+    assert_eq!(selected(&s.app), "key:00000");
+    keys(&mut s, "/key:01500\n");
+    assert_eq!(selected(&s.app), "key:01500");
+    keys(&mut s, "k");
+    assert_eq!(
+        selected(&s.app),
+        "key:01499",
+        "keys before a seek target load too"
+    );
+    keys(&mut s, "/key:015005\n");
+    assert_eq!(
+        selected(&s.app),
+        "key:01501",
+        "a seek lands on the next key"
+    );
+    keys(&mut s, "/zzz\n");
+    assert_eq!(
+        selected(&s.app),
+        "key:02999",
+        "a seek past the end shows the last key"
+    );
+    keys(&mut s, "fkey:002\n");
+    assert_eq!(selected(&s.app), "key:00200");
+    assert!(shows(&s.app, "Keys starting with key:002"));
+    keys(&mut s, "G");
+    assert_eq!(selected(&s.app), "key:00299");
+    keys(&mut s, "j");
+    assert_eq!(selected(&s.app), "key:00299", "the filter bounds the list");
+    // Clearing the filter: f, delete the prefix, Enter.
+    keys(&mut s, "f");
+    for _ in 0.."key:002".len() {
+        act(&mut s, &[Action::Text(TextEdit::Backspace)]);
+    }
+    keys(&mut s, "\nG");
+    assert_eq!(selected(&s.app), "key:02999");
+}
+
+#[test]
+fn binary_keys_are_escaped_and_can_be_sought() {
+    let (_dir, path) =
+        store_with("{\"key_b64\":\"AP8=\",\"value\":\"v\"}\n{\"key\":\"a\",\"value\":\"w\"}\n");
+    let mut s = browse(&path, None, (100, 20));
+    assert!(shows(&s.app, "> \\x00\\xff"));
+    keys(&mut s, "j/\\x00\n");
+    assert_eq!(s.app.pager.current(), Some(&b"\x00\xff"[..]));
+}
+
+#[test]
+fn builtin_editor_edits_creates_and_deletes() {
+    let (_dir, path) = store_with("{\"key\":\"greeting\",\"value\":\"hello\"}\n");
+    let mut s = browse(&path, None, (100, 20));
+    keys(&mut s, "e!");
+    assert!(shows(&s.app, "Edit greeting · Ctrl-S save · Esc cancel"));
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert!(
+        shows(&s.app, "saved greeting (revision 2)"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(shows(&s.app, "greeting · rev 2 · 6 B · text"));
+    keys(&mut s, "nnew\nline 1\nline 2");
+    press(&mut s, KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE));
+    assert_eq!(selected(&s.app), "new", "the new key is selected");
+    assert!(shows(&s.app, "2 keys │ revision 3"));
+    keys(&mut s, "ngreeting\nx");
+    press(&mut s, KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE));
+    assert!(shows(
+        &s.app,
+        "error: greeting already exists (revision 2); nothing written"
+    ));
+    keys(&mut s, "e\x1b");
+    assert!(shows(&s.app, "edit cancelled"));
+    keys(&mut s, "dy");
+    assert!(shows(&s.app, "deleted new (revision 4)"));
+    assert_eq!(selected(&s.app), "greeting");
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"greeting"), Some((b"hello!".to_vec(), 2)));
+    assert_eq!(stored(&path, b"new"), None);
+}
+
+/// Scripted key presses; the editor runs for real, without a terminal.
+struct Script(VecDeque<Event>);
+
+impl Host for Script {
+    fn next_event(&mut self, _: Duration) -> io::Result<Option<Event>> {
+        Ok(self.0.pop_front())
+    }
+    fn edit(&mut self, editor: &str, job: &EditJob) -> crate::Result<Vec<u8>> {
+        crate::tui::editor::run_external(editor, &job.original, job.suffix())
+    }
+}
+
+fn script(text: &str) -> Script {
+    Script(
+        text.chars()
+            .map(|c| Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)))
+            .collect(),
+    )
+}
+
+#[test]
+fn run_loop_edits_in_the_external_editor() {
+    let (_dir, path) = store_with(&numbered(3));
+    let mut s = browse(&path, Some("sed -i s/1/42/"), (100, 20));
+    let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+    keys(&mut s, "j");
+    // The loop runs the editor, then the user quits.
+    let mut host = script("e");
+    while !host.0.is_empty() || s.app.pending_edit.is_some() {
+        s.app.quit = false;
+        let mut one = Script(host.0.drain(..).chain([quit()]).collect());
+        run_loop(&mut terminal, &mut s, &mut one).unwrap();
+    }
+    assert!(s.settle(SETTLE));
+    assert!(
+        s.app.status.text.contains("saved key:00001"),
+        "{:?}",
+        s.app.status
+    );
+    s.shutdown();
+    drop(s);
+    assert_eq!(
+        stored(&path, b"key:00001"),
+        Some((b"{\"n\":42}".to_vec(), 4))
+    );
+}
+
+fn quit() -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE))
+}
+
+#[test]
+fn unchanged_edit_writes_nothing() {
+    let (_dir, path) = store_with(&numbered(1));
+    let mut s = browse(&path, Some("true"), (100, 20));
+    let job = s.app.pending_edit.take();
+    assert!(job.is_none());
+    keys(&mut s, "e");
+    let job = s.app.pending_edit.take().unwrap();
+    let edited = crate::tui::editor::run_external("true", &job.original, job.suffix());
+    s.finish_edit(job, edited);
+    assert!(s.settle(SETTLE));
+    assert!(shows(&s.app, "value unchanged; nothing written"));
+}
+
+#[test]
+fn a_dead_source_shows_errors_and_never_blocks_the_ui() {
+    let delay = Duration::from_millis(1000);
+    let open = move || Ok(Box::new(sources::Down { delay }) as Box<dyn Kv>);
+    let (worker, source) = Worker::start(open).unwrap();
+    let config = Config {
+        theme: MONO,
+        editor: None,
+    };
+    let mut s = Session::new(App::new(source, config, (100, 20)), worker);
+    // The UI answers at once while the source is stuck.
+    let started = std::time::Instant::now();
+    s.dispatch(Action::Help);
+    assert!(started.elapsed() < Duration::from_millis(200));
+    assert!(shows(&s.app, "any key closes"));
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(s.pump(), "the wait is mentioned");
+    assert!(
+        shows(&s.app, "waiting for the source (1s)…"),
+        "{:?}",
+        screen(&s.app)
+    );
+    s.dispatch(Action::Cancel);
+    assert!(s.settle(SETTLE));
+    let text = screen(&s.app).join("\n");
+    assert!(text.contains("http://127.0.0.1:9 │ … keys"), "{text}");
+    assert!(
+        text.contains("error: cannot read keys: cannot reach http://127.0.0.1:9"),
+        "{text}"
+    );
+    s.app.quit = false;
+    let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+    run_loop(&mut terminal, &mut s, &mut script("rq")).unwrap();
+    assert!(s.app.quit);
+}
+
+#[test]
+fn resize_keeps_the_cursor_on_screen() {
+    let (_dir, path) = store_with(&numbered(100));
+    let mut s = browse(&path, None, (100, 40));
+    for _ in 0..30 {
+        act(&mut s, &[Action::Move(Move::Down)]);
+    }
+    act(&mut s, &[Action::Resize(60, 10)]);
+    assert!(shows(&s.app, "> key:00030"));
+    act(&mut s, &[Action::Resize(120, 40)]);
+    assert!(shows(&s.app, "> key:00030"));
+}

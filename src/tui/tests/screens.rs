@@ -1,0 +1,184 @@
+//! Snapshots of the main screens: list, JSON value, hex value, help,
+//! confirm delete, error.
+
+use ratatui::style::Color;
+
+use super::*;
+use crate::tui::action::Move;
+
+const SMALL: (u16, u16) = (100, 12);
+
+fn sample() -> (tempfile::TempDir, PathBuf) {
+    store_with(concat!(
+        "{\"key\":\"bin\\u0001\",\"value_b64\":\"AAEC/0hpIQ==\"}\n",
+        "{\"key\":\"city:paris\",\"value\":{\"name\":\"Paris\",\"tags\":[\"fr\",1.50]}}\n",
+        "{\"key\":\"note\",\"value\":\"line one\\nline two\"}\n",
+    ))
+}
+
+fn assert_screen(app: &App, want: &[&str]) {
+    let got = screen(app);
+    assert_eq!(got, want, "screen was:\n{}", got.join("\n"));
+}
+
+#[test]
+fn list_screen_with_binary_key_and_hex_value() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, SMALL);
+    s.app.source = "t.redb".into();
+    assert_screen(
+        &s.app,
+        &[
+            "┏ Keys ━━━━━━━━━━━━━━━━━━━━━━┓┌ bin\\x01 · rev 1 · 7 B · binary ────────────────────────────────────┐",
+            "┃> bin\\x01                   ┃│00000000  00 01 02 ff  48 69 21     |....Hi!|                       │",
+            "┃  city:paris                ┃│                                                                    │",
+            "┃  note                      ┃│                                                                    │",
+            "┃                            ┃│                                                                    │",
+            "┃                            ┃│                                                                    │",
+            "┃                            ┃│                                                                    │",
+            "┃                            ┃│                                                                    │",
+            "┃                            ┃│                                                                    │",
+            "┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛└────────────────────────────────────────────────────────────────────┘",
+            " t.redb │ 3 keys │ revision 3 │ ? help · q quit",
+            "",
+        ],
+    );
+}
+
+#[test]
+fn json_value_screen_is_pretty_and_coloured() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, SMALL);
+    act(&mut s, &[Action::Move(Move::Down)]);
+    s.app.source = "t.redb".into();
+    assert_screen(
+        &s.app,
+        &[
+            "┏ Keys ━━━━━━━━━━━━━━━━━━━━━━┓┌ city:paris · rev 2 · 35 B · JSON ──────────────────────────────────┐",
+            "┃  bin\\x01                   ┃│{                                                                   │",
+            "┃> city:paris                ┃│  \"name\": \"Paris\",                                                  │",
+            "┃  note                      ┃│  \"tags\": [                                                         │",
+            "┃                            ┃│    \"fr\",                                                           │",
+            "┃                            ┃│    1.50                                                            │",
+            "┃                            ┃│  ]                                                                 │",
+            "┃                            ┃│}                                                                   │",
+            "┃                            ┃│                                                                    │",
+            "┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛└────────────────────────────────────────────────────────────────────┘",
+            " t.redb │ 3 keys │ revision 3 │ ? help · q quit",
+            "",
+        ],
+    );
+    // Without NO_COLOR the same screen has colours; with it none at all.
+    let mono = draw(&s.app);
+    assert!(
+        mono.content
+            .iter()
+            .all(|c| c.fg == Color::Reset && c.bg == Color::Reset)
+    );
+    s.app.config.theme = Theme { color: true };
+    act(&mut s, &[Action::Refresh]);
+    let coloured = draw(&s.app);
+    let style_of = |text: &str| {
+        let row: Vec<_> = (0..SMALL.0).map(|x| &coloured[(x, 2)]).collect();
+        let at = (0..row.len()).find(|&i| {
+            let rest: String = row[i..].iter().map(|c| c.symbol()).collect();
+            rest.starts_with(text)
+        })?;
+        Some(row[at].fg)
+    };
+    assert_eq!(style_of("\"name\""), Some(Color::Cyan));
+    assert_eq!(style_of("\"Paris\""), Some(Color::Green));
+}
+
+#[test]
+fn text_value_and_value_scrolling_with_tab() {
+    let text: String = (1..=30).map(|i| format!("line {i}\\n")).collect();
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"a\",\"value\":\"x\"}}\n{{\"key\":\"note\",\"value\":\"{text}\"}}\n"
+    ));
+    let mut s = browse(&path, None, SMALL);
+    keys(&mut s, "G");
+    assert!(shows(&s.app, "│line 1 "));
+    assert!(shows(&s.app, "note · rev 2 · 231 B · text"));
+    keys(&mut s, "\tj");
+    assert!(!shows(&s.app, "│line 1 "));
+    assert!(
+        shows(&s.app, "┃line 2 "),
+        "the focused pane has a thick border"
+    );
+    assert_eq!(
+        selected(&s.app),
+        "note",
+        "Tab moved focus: j scrolls the value"
+    );
+    keys(&mut s, "G");
+    assert!(shows(&s.app, "┃line 30"), "G shows the end of the value");
+    keys(&mut s, "\tk");
+    assert_eq!(selected(&s.app), "a", "Tab again: the list has the keys");
+}
+
+#[test]
+fn help_screen_lists_every_key() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "?");
+    let text = screen(&s.app).join("\n");
+    for (keys, what) in crate::tui::BINDINGS {
+        assert!(
+            text.contains(keys) && text.contains(what),
+            "help misses {keys}"
+        );
+    }
+    keys(&mut s, "x");
+    assert!(!shows(&s.app, "any key closes"));
+}
+
+#[test]
+fn confirm_delete_screen() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, SMALL);
+    keys(&mut s, "jd");
+    let text = screen(&s.app);
+    let dialog: Vec<&str> = text
+        .iter()
+        .filter(|l| l.contains("Delete city"))
+        .map(|l| l.trim())
+        .collect();
+    assert_eq!(dialog.len(), 1);
+    assert!(
+        dialog[0].contains("Delete city:paris (revision 2)?"),
+        "{text:?}"
+    );
+    assert!(shows(&s.app, "y: delete    n / Esc: keep it"));
+    keys(&mut s, "n");
+    assert!(shows(&s.app, "not deleted"));
+    assert_eq!(s.app.stats.map(|st| st.keys), Some(3));
+}
+
+#[test]
+fn error_screen_for_a_concurrent_change() {
+    let (_dir, path) = sample();
+    let shared = std::sync::Arc::new(open_kv(&path).unwrap());
+    let other = shared.clone();
+    let mut s = start(
+        move || Ok(Box::new(sources::Shared(shared)) as Box<dyn Kv>),
+        None,
+        SMALL,
+    );
+    keys(&mut s, "G");
+    // Someone else writes the key after the browser read it.
+    other.put(b"note", b"theirs".to_vec(), None).unwrap();
+    keys(&mut s, "eX");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    let last = screen(&s.app).last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "error: note was changed by someone else (now at revision 4); your edit was not written"
+        ),
+        "{last}"
+    );
+    assert_eq!(other.get(b"note").unwrap().unwrap().value, b"theirs");
+}

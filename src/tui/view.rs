@@ -1,0 +1,278 @@
+//! [`render`]: the screen as a pure function of [`App`]. Nothing here
+//! changes state or does I/O, so tests draw any state onto a `TestBackend`.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
+
+use super::action::BINDINGS;
+use super::app::{App, Focus, Mode, PromptKind, ValueState};
+use super::keys::display_key;
+use super::preview::{Kind, hex_rows, hex_width, human_bytes};
+
+/// Where each part of the screen goes.
+pub struct Areas {
+    pub list: Rect,
+    pub value: Rect,
+    pub status: Rect,
+    pub message: Rect,
+}
+
+/// The layout: key list left, value right, two status lines below.
+pub fn areas(area: Rect) -> Areas {
+    let [main, status, message] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    // 40% for keys, less (down to 30%) when that leaves the value pane
+    // the 80 columns a hex dump line needs.
+    let w = main.width;
+    let keys = (w * 2 / 5).min(w.saturating_sub(80)).max(w * 3 / 10);
+    let [list, value] =
+        Layout::horizontal([Constraint::Length(keys), Constraint::Fill(1)]).areas(main);
+    Areas {
+        list,
+        value,
+        status,
+        message,
+    }
+}
+
+/// Draws the whole screen.
+pub fn render(frame: &mut Frame, app: &App) {
+    let a = areas(frame.area());
+    render_list(frame, a.list, app);
+    render_value(frame, a.value, app);
+    render_status(frame, a.status, app);
+    render_message(frame, a.message, app);
+    match &app.mode {
+        Mode::Help => render_help(frame, app),
+        Mode::Confirm { key, revision } => render_confirm(frame, app, key, *revision),
+        Mode::Editor { .. } => render_editor(frame, a.value, app),
+        Mode::Browse | Mode::Prompt { .. } => {}
+    }
+}
+
+fn pane(title: Line<'static>, focused: bool, app: &App) -> Block<'static> {
+    let t = app.config.theme;
+    Block::bordered()
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Plain
+        })
+        .border_style(t.border(focused))
+        .title(title)
+}
+
+fn render_list(frame: &mut Frame, area: Rect, app: &App) {
+    let p = &app.pager;
+    let focused = app.focus == Focus::Keys && app.mode == Mode::Browse;
+    let mut title = " Keys ".to_string();
+    if let Some(prefix) = &p.filter {
+        title = format!(" Keys starting with {} ", display_key(prefix));
+    }
+    let block = pane(Line::from(title), focused, app);
+    let rows = usize::from(area.height.saturating_sub(2));
+    let lines: Vec<Line> = if p.keys.is_empty() {
+        let text = if p.loading { "loading…" } else { "(no keys)" };
+        vec![Line::styled(text, app.config.theme.dim())]
+    } else {
+        let end = (p.offset + rows).min(p.keys.len());
+        (p.offset..end)
+            .map(|i| {
+                let text = display_key(&p.keys[i]);
+                // The marker shows the cursor without colours or reverse video.
+                if i == p.cursor {
+                    let width = usize::from(area.width.saturating_sub(4));
+                    let row = format!("> {text:<width$}");
+                    Line::styled(row, app.config.theme.selected(focused))
+                } else {
+                    Line::raw(format!("  {text}"))
+                }
+            })
+            .collect()
+    };
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn value_title(app: &App) -> String {
+    let Some(key) = &app.value.key else {
+        return " Value ".to_string();
+    };
+    let shown = display_key(key);
+    match &app.value.state {
+        ValueState::Loaded {
+            revision,
+            bytes,
+            preview,
+        } => {
+            let mut t = format!(
+                " {shown} · rev {revision} · {} · {} ",
+                human_bytes(bytes.len()),
+                preview.kind.name()
+            );
+            if preview.partial {
+                t.push_str("· showing the beginning ");
+            }
+            t
+        }
+        _ => format!(" {shown} "),
+    }
+}
+
+fn render_value(frame: &mut Frame, area: Rect, app: &App) {
+    let focused = app.focus == Focus::Value && app.mode == Mode::Browse;
+    let block = pane(Line::from(value_title(app)), focused, app);
+    let theme = app.config.theme;
+    let rows = usize::from(area.height.saturating_sub(2));
+    let lines: Vec<Line> = match &app.value.state {
+        ValueState::Empty => vec![],
+        ValueState::Loading => vec![Line::styled("loading…", theme.dim())],
+        ValueState::Missing => vec![Line::styled(
+            "this key no longer exists (press r to refresh)",
+            theme.dim(),
+        )],
+        ValueState::Failed(e) => vec![Line::styled(e.clone(), theme.error())],
+        ValueState::Loaded { bytes, .. } if bytes.is_empty() => {
+            vec![Line::styled("(empty value)", theme.dim())]
+        }
+        ValueState::Loaded { preview, bytes, .. } if preview.kind == Kind::Binary => {
+            let per_line = hex_width(usize::from(area.width.saturating_sub(2)));
+            hex_rows(bytes, app.value.scroll, rows, per_line, theme)
+        }
+        ValueState::Loaded { preview, .. } => {
+            let start = app.value.scroll.min(preview.lines.len());
+            let end = (start + rows).min(preview.lines.len());
+            preview.lines[start..end].to_vec()
+        }
+    };
+    let para = Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false });
+    frame.render_widget(para, area);
+}
+
+fn render_status(frame: &mut Frame, area: Rect, app: &App) {
+    let mut parts = vec![app.source.clone()];
+    match &app.stats {
+        Some(s) => {
+            parts.push(format!("{} keys", s.keys));
+            parts.push(format!("revision {}", s.revision));
+        }
+        None => parts.push("… keys".to_string()),
+    }
+    if let Some(secs) = app.waiting {
+        parts.push(format!("waiting for the source ({secs}s)…"));
+    }
+    parts.push("? help · q quit".to_string());
+    let text = format!(" {}", parts.join(" │ "));
+    frame.render_widget(
+        Paragraph::new(text).style(app.config.theme.status_bar()),
+        area,
+    );
+}
+
+fn render_message(frame: &mut Frame, area: Rect, app: &App) {
+    if let Mode::Prompt { kind, input } = &app.mode {
+        let label = match kind {
+            PromptKind::Seek => "seek to key: ",
+            PromptKind::Filter => "filter by prefix: ",
+            PromptKind::NewKey => "new key: ",
+        };
+        let text = input.text();
+        let line = Line::from(vec![
+            Span::styled(label, Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(text),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
+        let col = label.chars().count() + input.col;
+        let x = area.x
+            + u16::try_from(col)
+                .unwrap_or(u16::MAX)
+                .min(area.width.saturating_sub(1));
+        frame.set_cursor_position(Position::new(x, area.y));
+        return;
+    }
+    let theme = app.config.theme;
+    let (prefix, style) = if app.status.error {
+        ("error: ", theme.error())
+    } else {
+        ("", theme.ok())
+    };
+    let text = if app.status.text.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{}", app.status.text)
+    };
+    frame.render_widget(Paragraph::new(text).style(style), area);
+}
+
+/// A box of `width` × `height` in the middle of the screen, cleared.
+fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
+    let area = frame
+        .area()
+        .centered(Constraint::Length(width), Constraint::Length(height));
+    frame.render_widget(Clear, area);
+    area
+}
+
+fn render_help(frame: &mut Frame, app: &App) {
+    let lines: Vec<Line> = BINDINGS
+        .iter()
+        .map(|(keys, what)| Line::from(format!(" {keys:<16} {what}")))
+        .collect();
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let width = lines.iter().map(Line::width).max().unwrap_or(0) + 3;
+    let area = popup(frame, u16::try_from(width).unwrap_or(u16::MAX), height);
+    let block = pane(Line::from(" Keys · any key closes "), true, app);
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64) {
+    let area = popup(frame, 60, 5);
+    let lines = vec![
+        Line::from(format!(
+            "Delete {} (revision {revision})?",
+            display_key(key)
+        )),
+        Line::from(""),
+        Line::from("y: delete    n / Esc: keep it"),
+    ];
+    let block = pane(Line::from(" Confirm delete "), true, app);
+    let para = Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false });
+    frame.render_widget(para, area);
+}
+
+fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
+    let Some((job, text)) = app.editor() else {
+        return;
+    };
+    frame.render_widget(Clear, area);
+    let verb = if job.revision == 0 { "New" } else { "Edit" };
+    let title = format!(
+        " {verb} {} · Ctrl-S save · Esc cancel ",
+        display_key(&job.key)
+    );
+    let block = pane(Line::from(title), true, app);
+    let rows = usize::from(area.height.saturating_sub(2)).max(1);
+    let top = text.row.saturating_sub(rows - 1);
+    let lines: Vec<Line> = text.lines[top..]
+        .iter()
+        .take(rows)
+        .map(|l| Line::raw(l.replace('\t', " ")))
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+    let col = u16::try_from(text.col).unwrap_or(u16::MAX);
+    let row = u16::try_from(text.row - top).unwrap_or(0);
+    let x = (area.x + 1)
+        .saturating_add(col)
+        .min(area.right().saturating_sub(2));
+    frame.set_cursor_position(Position::new(x, area.y + 1 + row));
+}

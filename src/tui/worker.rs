@@ -1,0 +1,244 @@
+//! The thread that talks to the data source, so the UI never waits on it.
+//!
+//! A remote `kvr serve` can be slow or gone; a call on the UI thread would
+//! freeze the screen until its timeout. The worker owns the `Kv`, runs
+//! [`Request`]s one at a time and sends a [`Response`] for each. It opens the
+//! source itself, because a `Box<dyn Kv>` need not be `Send`: only the
+//! opening function crosses threads.
+//!
+//! When the UI goes away the request channel closes, the worker finishes the
+//! call in flight, drops the `Kv` (closing a local file cleanly) and ends.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::kv::Kv;
+use crate::store::{Entry, RangeQuery, Stats};
+
+/// A call on the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Stats,
+    /// Keys only, as the list pages them; `tag` says what they are for.
+    Keys {
+        tag: KeysTag,
+        query: RangeQuery,
+    },
+    Get {
+        key: Vec<u8>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        if_revision: u64,
+    },
+    Delete {
+        key: Vec<u8>,
+        if_revision: u64,
+    },
+}
+
+/// Why keys were asked for; handed back with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysTag {
+    /// The list's generation when asked: answers for an older one are stale.
+    pub generation: u64,
+    pub purpose: Purpose,
+}
+
+/// What to do with a page of keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A new window from the first key.
+    Top,
+    /// A new window from a key (or the next one), the cursor on it.
+    Seek,
+    /// A new window of the last keys (descending), cursor on the last.
+    Bottom,
+    /// More keys after the window.
+    Forward,
+    /// More keys before the window (descending).
+    Backward,
+}
+
+/// The answer to one [`Request`].
+#[derive(Debug)]
+pub enum Response {
+    Stats(Result<Stats>),
+    Keys {
+        tag: KeysTag,
+        result: Result<Vec<Vec<u8>>>,
+    },
+    Value {
+        key: Vec<u8>,
+        result: Result<Option<Entry>>,
+    },
+    Put {
+        key: Vec<u8>,
+        created: bool,
+        result: Result<u64>,
+    },
+    Deleted {
+        key: Vec<u8>,
+        result: Result<u64>,
+    },
+    /// A read of a value that a later one made pointless was skipped.
+    Skipped,
+}
+
+/// The UI's handle on the worker thread.
+pub struct Worker {
+    requests: Option<Sender<Request>>,
+    responses: Receiver<Response>,
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread, which opens the source with `open`. Returns the
+    /// source's description, or the error opening it failed with.
+    pub fn start<F>(open: F) -> Result<(Worker, String)>
+    where
+        F: FnOnce() -> Result<Box<dyn Kv>> + Send + 'static,
+    {
+        let (req_tx, req_rx) = mpsc::channel();
+        let (resp_tx, resp_rx) = mpsc::channel();
+        let (open_tx, open_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("kvr-tui-source".into())
+            .spawn(move || {
+                let kv = match open() {
+                    Ok(kv) => kv,
+                    Err(e) => {
+                        let _ = open_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = open_tx.send(Ok(kv.source()));
+                serve(&*kv, &req_rx, &resp_tx);
+                drop(kv);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| Error::io("cannot start the browser's worker thread", e))?;
+        let source = match open_rx.recv() {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Storage(
+                    "the source thread ended while opening".into(),
+                ));
+            }
+        };
+        let worker = Worker {
+            requests: Some(req_tx),
+            responses: resp_rx,
+            done: done_rx,
+            thread: Some(thread),
+        };
+        Ok((worker, source))
+    }
+
+    /// Queues a request; a dead worker shows up as missing answers.
+    pub fn send(&self, request: Request) {
+        if let Some(tx) = &self.requests {
+            let _ = tx.send(request);
+        }
+    }
+
+    /// An answer, if one is ready.
+    pub fn try_recv(&self) -> Option<Response> {
+        self.responses.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for an answer.
+    #[cfg(test)]
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Response> {
+        self.responses.recv_timeout(timeout).ok()
+    }
+
+    /// Closes the request channel and waits up to `grace` for the worker to
+    /// finish its call and close the source. A source stuck beyond that (a
+    /// server that does not answer) is left behind: the process is exiting.
+    pub fn shutdown(&mut self, grace: Duration) {
+        self.requests = None;
+        match self.done.recv_timeout(grace) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.requests.is_some() {
+            self.shutdown(SHUTDOWN_GRACE);
+        }
+    }
+}
+
+/// How long quitting waits for a call in flight before leaving it behind.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs requests until the UI hangs up. Of several queued reads of a value
+/// only the last is made: scrolling fast over a slow source must not queue
+/// one read per key passed.
+fn serve(kv: &dyn Kv, requests: &Receiver<Request>, responses: &Sender<Response>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter());
+        let last_get = batch.iter().rposition(|r| matches!(r, Request::Get { .. }));
+        for (i, request) in batch.into_iter().enumerate() {
+            let skip = matches!(request, Request::Get { .. }) && Some(i) != last_get;
+            let response = if skip {
+                Response::Skipped
+            } else {
+                call(kv, request)
+            };
+            if responses.send(response).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn call(kv: &dyn Kv, request: Request) -> Response {
+    match request {
+        Request::Stats => Response::Stats(kv.stats()),
+        Request::Keys { tag, query } => Response::Keys {
+            tag,
+            result: keys(kv, &query),
+        },
+        Request::Get { key } => Response::Value {
+            result: kv.get(&key),
+            key,
+        },
+        Request::Put {
+            key,
+            value,
+            if_revision,
+        } => Response::Put {
+            result: kv.put(&key, value, Some(if_revision)),
+            created: if_revision == 0,
+            key,
+        },
+        Request::Delete { key, if_revision } => Response::Deleted {
+            result: kv.delete(&key, Some(if_revision)),
+            key,
+        },
+    }
+}
+
+fn keys(kv: &dyn Kv, query: &RangeQuery) -> Result<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    kv.range(query, &mut |key, _| {
+        keys.push(key.to_vec());
+        Ok(true)
+    })?;
+    Ok(keys)
+}
