@@ -56,6 +56,14 @@ impl EditJob {
     }
 }
 
+/// An edit or delete asked for before the value arrived; it goes ahead
+/// when the value of that key does (typing `jd` fast must not be lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Edit,
+    Delete,
+}
+
 /// What has the keyboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -119,6 +127,8 @@ pub struct App {
     pub pending_edit: Option<EditJob>,
     /// Calls for the worker, taken by the session.
     pub outbox: Vec<Request>,
+    /// See [`Intent`]: the key and what to do with it.
+    pub intent: Option<(Vec<u8>, Intent)>,
 }
 
 impl App {
@@ -138,6 +148,7 @@ impl App {
             waiting: None,
             pending_edit: None,
             outbox: Vec::new(),
+            intent: None,
         };
         app.outbox.push(Request::Stats);
         let first = app.pager.jump_top(None);
@@ -344,7 +355,7 @@ impl App {
         }
     }
 
-    fn start_edit(&mut self) {
+    pub(super) fn start_edit(&mut self) {
         match (&self.value.key, &self.value.state) {
             (
                 Some(key),
@@ -360,7 +371,8 @@ impl App {
                 self.begin_edit(job);
             }
             (None, _) => self.info("no key selected"),
-            _ => self.info("the value has not been read yet"),
+            (Some(key), ValueState::Loading) => self.intent = Some((key.clone(), Intent::Edit)),
+            _ => self.info("the value could not be read; press r to refresh"),
         }
     }
 
@@ -411,7 +423,7 @@ impl App {
         }
     }
 
-    fn ask_delete(&mut self) {
+    pub(super) fn ask_delete(&mut self) {
         match (&self.value.key, &self.value.state) {
             (Some(key), ValueState::Loaded { revision, .. }) => {
                 self.mode = Mode::Confirm {
@@ -420,7 +432,8 @@ impl App {
                 };
             }
             (None, _) => self.info("no key selected"),
-            _ => self.info("the value has not been read yet"),
+            (Some(key), ValueState::Loading) => self.intent = Some((key.clone(), Intent::Delete)),
+            _ => self.info("the value could not be read; press r to refresh"),
         }
     }
 

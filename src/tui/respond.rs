@@ -2,7 +2,7 @@
 //! failure ends up on the status line (and the value pane, for a read), so a
 //! source that fails or goes away leaves a usable screen.
 
-use super::app::{App, ValueState};
+use super::app::{App, Intent, Mode, ValueState};
 use super::keys::display_key;
 use super::preview::preview;
 use super::worker::{Request, Response};
@@ -57,6 +57,21 @@ impl App {
                 ValueState::Failed(text)
             }
         };
+        self.resume_intent(&key);
+    }
+
+    /// Goes ahead with an edit or delete asked for while `key` loaded.
+    fn resume_intent(&mut self, key: &[u8]) {
+        let Some((wanted, intent)) = self.intent.take() else {
+            return;
+        };
+        if wanted != key || self.mode != Mode::Browse {
+            return;
+        }
+        match intent {
+            Intent::Edit => self.start_edit(),
+            Intent::Delete => self.ask_delete(),
+        }
     }
 
     fn put_done(&mut self, key: Vec<u8>, created: bool, result: crate::Result<u64>) {

@@ -127,6 +127,19 @@ fn builtin_editor_edits_creates_and_deletes() {
     assert_eq!(stored(&path, b"new"), None);
 }
 
+#[test]
+fn delete_typed_before_the_value_arrives_is_not_lost() {
+    let (_dir, path) = store_with(&numbered(5));
+    let mut s = browse(&path, None, (100, 20));
+    s.dispatch(Action::Move(Move::Down));
+    s.dispatch(Action::Delete);
+    assert!(s.settle(SETTLE));
+    assert!(shows(&s.app, "Delete key:00001 (revision 2)?"));
+    act(&mut s, &[Action::Submit]);
+    assert!(shows(&s.app, "deleted key:00001"));
+    assert_eq!(selected(&s.app), "key:00002");
+}
+
 /// Scripted key presses; the editor runs for real, without a terminal.
 struct Script(VecDeque<Event>);
 

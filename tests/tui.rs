@@ -1,0 +1,242 @@
+//! End to end: the real `kvr tui` in a real terminal (tmux), driven by key
+//! presses, checked on screen and then in the file with `kvr get`.
+//!
+//! tmux runs on its own socket, so the test neither sees nor disturbs the
+//! user's sessions; every wait polls `capture-pane` with a deadline instead
+//! of sleeping. Without tmux the test says so and passes (CI installs it).
+
+// A test helper that cannot run its tool should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const KVR: &str = env!("CARGO_BIN_EXE_kvr");
+/// Generous for a debug build on a busy 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// `kvr` with the user's `KVR_*` environment cleared.
+fn kvr(db: &Path) -> Command {
+    let mut cmd = Command::new(KVR);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KVR_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.arg("--db").arg(db);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run kvr");
+    eprintln!(
+        "{cmd:?}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A tmux server of our own, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("kvr-test-{}", std::process::id()),
+        };
+        let status = tmux
+            .cmd()
+            .args(["new-session", "-d", "-x", "120", "-y", "40", "-s", "main"])
+            .arg(command)
+            .status()
+            .expect("start tmux");
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &self.socket]);
+        cmd
+    }
+
+    /// Sends tmux key names (`Enter`, `Escape`, `j`).
+    fn keys(&self, keys: &[&str]) {
+        let status = self
+            .cmd()
+            .args(["send-keys", "-t", "main"])
+            .args(keys)
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "send-keys {keys:?}");
+    }
+
+    /// Types `text` literally.
+    fn type_text(&self, text: &str) {
+        let status = self
+            .cmd()
+            .args(["send-keys", "-t", "main", "-l", text])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "send-keys -l {text:?}");
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "main"])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the screen shows every one of `texts`; returns it.
+    fn wait_for(&self, texts: &[&str]) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let screen = self.screen();
+            if texts.iter().all(|t| screen.contains(t)) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "screen never showed {texts:?}; it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A database of `item:000`…`item:049` ({"n":i}) and a text `note`.
+fn sample_db(dir: &Path) -> PathBuf {
+    let db = dir.join("t.redb");
+    let mut lines: String = (0..50)
+        .map(|i| format!("{{\"key\":\"item:{i:03}\",\"value\":{{\"n\":{i}}}}}\n"))
+        .collect();
+    lines.push_str("{\"key\":\"note\",\"value\":\"hello\"}\n");
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    assert!(run(kvr(&db).arg("batch").arg(&input)).status.success());
+    db
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+#[test]
+fn browse_seek_edit_delete_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/\"n\":10}/\"n\":1000}/' \"$1\"\n",
+    )
+    .unwrap();
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    // A clean environment: no KVR_*, no user editor, a known terminal.
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color EDITOR={} {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(&editor),
+        shell_quote(Path::new(KVR)),
+        shell_quote(&db),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "51 keys │ revision 51", "item:000 · rev 1"]);
+
+    tmux.keys(&["j", "j", "Down"]);
+    tmux.wait_for(&["> item:003", "item:003 · rev 4 · 7 B · JSON"]);
+
+    tmux.keys(&["/"]);
+    tmux.type_text("item:010");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["> item:010", "item:010 · rev 11", "\"n\": 10"]);
+
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["saved item:010 (revision 52)", "\"n\": 1000", "revision 52"]);
+
+    tmux.keys(&["j", "d"]);
+    tmux.wait_for(&["Delete item:011 (revision 12)?"]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&[
+        "deleted item:011 (revision 53)",
+        "50 keys │ revision 53",
+        "> item:012",
+    ]);
+
+    tmux.keys(&["?"]);
+    tmux.wait_for(&["any key closes", "delete the key (asks first"]);
+    // Escape followed at once by q would read as Alt-q: wait in between.
+    tmux.keys(&["Escape"]);
+    let deadline = Instant::now() + DEADLINE;
+    while tmux.screen().contains("any key closes") {
+        assert!(Instant::now() < deadline, "the help did not close");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q"]);
+    let after = tmux.wait_for(&["KVR_EXIT=0"]);
+    assert!(
+        !after.contains("Keys"),
+        "the terminal was restored:\n{after}"
+    );
+    drop(tmux);
+
+    let got = run(kvr(&db).args(["get", "item:010"]));
+    assert_eq!(got.stdout, b"{\"n\":1000}");
+    let gone = run(kvr(&db).args(["get", "item:011"]));
+    assert_eq!(gone.status.code(), Some(1));
+}
+
+#[test]
+fn missing_database_is_an_error_before_the_screen_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nope.redb");
+    let out = run(kvr(&db).arg("tui"));
+    assert_eq!(out.status.code(), Some(1));
+    let want = format!("kvr: error: {} does not exist", db.display());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(&want));
+    assert!(!db.exists(), "tui never creates a database");
+}
+
+#[test]
+fn database_in_use_gives_the_cli_guidance() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    // This process holds the file, as a running `kvr serve` would.
+    let opts = kvr::store::StoreOptions {
+        cache_bytes: 16 << 20,
+        lock_timeout: Duration::ZERO,
+    };
+    let _held = kvr::store::Store::open(&db, kvr::store::OpenMode::MustExist, &opts).unwrap();
+    let out = run(kvr(&db).arg("tui"));
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("kvr: error: "), "{err}");
+    assert!(err.contains("in use") && err.contains("--server"), "{err}");
+}
