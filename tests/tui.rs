@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const KVR: &str = env!("CARGO_BIN_EXE_kvr");
@@ -46,8 +47,11 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &str) -> Tmux {
+        // One server per Tmux: tests run in parallel threads of one process.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let tmux = Tmux {
-            socket: format!("kvr-test-{}", std::process::id()),
+            socket: format!("kvr-test-{}-{n}", std::process::id()),
         };
         let status = tmux
             .cmd()
@@ -85,9 +89,19 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
+        self.capture(&[])
+    }
+
+    /// The screen with its attributes as escape sequences.
+    fn screen_with_attributes(&self) -> String {
+        self.capture(&["-e"])
+    }
+
+    fn capture(&self, extra: &[&str]) -> String {
         let out = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "main"])
+            .args(extra)
             .output();
         out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
@@ -211,6 +225,49 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     assert_eq!(got.stdout, b"{\"n\":1000}");
     let gone = run(kvr(&db).args(["get", "item:011"]));
     assert_eq!(gone.status.code(), Some(1));
+}
+
+/// The SGR colour parameters (foreground, background; not 39/49, the
+/// defaults) in `screen`.
+fn colour_codes(screen: &str) -> Vec<String> {
+    screen
+        .split("\x1b[")
+        .skip(1)
+        .filter_map(|seq| seq.split_once('m').map(|(params, _)| params))
+        .flat_map(|params| params.split(';'))
+        .filter(|p| {
+            p.parse::<u32>()
+                .is_ok_and(|n| matches!(n, 30..=38 | 40..=48 | 90..=97 | 100..=107))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn no_color_turns_colours_off() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = sample_db(dir.path());
+    for no_color in [false, true] {
+        let env = if no_color { "NO_COLOR=1" } else { "" };
+        let command = format!(
+            "env -i PATH=/usr/bin:/bin TERM=xterm-256color {env} {} --db {} tui",
+            shell_quote(Path::new(KVR)),
+            shell_quote(&db),
+        );
+        let tmux = Tmux::start(&command);
+        tmux.wait_for(&["> item:000", "\"n\": 0"]);
+        let codes = colour_codes(&tmux.screen_with_attributes());
+        if no_color {
+            assert!(codes.is_empty(), "NO_COLOR screen has colours {codes:?}");
+        } else {
+            assert!(!codes.is_empty(), "the default screen has colours");
+        }
+        tmux.keys(&["q"]);
+    }
 }
 
 #[test]

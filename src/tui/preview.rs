@@ -53,8 +53,8 @@ pub struct Preview {
     /// The lines of JSON and text. A hex dump is drawn from the bytes by
     /// [`hex_rows`] instead, because its width follows the pane's.
     pub lines: Vec<Line<'static>>,
-    /// Whether only a part of the value is shown.
-    pub partial: bool,
+    /// When only a part of the value is shown: which part, for the title.
+    pub partial: Option<String>,
 }
 
 /// Formats `value` for the pane.
@@ -97,22 +97,23 @@ pub fn classify(value: &[u8]) -> Kind {
 
 fn json_preview(value: &[u8], theme: Theme) -> Preview {
     let text = String::from_utf8_lossy(value);
-    let (lines, partial) = json::pretty(&text, theme, MAX_PREVIEW_LINES);
+    let (lines, cut) = json::pretty(&text, theme, MAX_PREVIEW_LINES);
     Preview {
         kind: Kind::Json,
+        partial: cut.then(|| format!("first {} lines", lines.len())),
         lines,
-        partial,
     }
 }
 
 fn text_preview(value: &[u8]) -> Preview {
     let head = &value[..value.len().min(TEXT_PREVIEW_BYTES)];
     let text = String::from_utf8_lossy(head);
-    let mut partial = head.len() < value.len();
+    let mut partial =
+        (head.len() < value.len()).then(|| format!("first {}", human_bytes(head.len())));
     let mut lines = Vec::new();
     for line in text.lines() {
         if lines.len() == MAX_PREVIEW_LINES {
-            partial = true;
+            partial = Some(format!("first {MAX_PREVIEW_LINES} lines"));
             break;
         }
         // A tab's width depends on the column; spaces keep the layout exact.
@@ -129,7 +130,8 @@ fn hex_preview(value: &[u8]) -> Preview {
     Preview {
         kind: Kind::Binary,
         lines: Vec::new(),
-        partial: value.len() > HEX_PREVIEW_BYTES,
+        partial: (value.len() > HEX_PREVIEW_BYTES)
+            .then(|| format!("first {}", human_bytes(HEX_PREVIEW_BYTES))),
     }
 }
 
@@ -249,11 +251,11 @@ mod tests {
     fn large_values_are_cut() {
         let big = vec![0u8; HEX_PREVIEW_BYTES * 2];
         let p = preview(&big, MONO);
-        assert!(p.partial);
+        assert!(p.partial.is_some());
         assert_eq!(hex_line_count(&big, 16), HEX_PREVIEW_BYTES / 16);
         let text = "x\n".repeat(MAX_PREVIEW_LINES + 5);
         let p = preview(text.as_bytes(), MONO);
-        assert!(p.partial);
+        assert!(p.partial.is_some());
         assert_eq!(p.lines.len(), MAX_PREVIEW_LINES);
     }
 

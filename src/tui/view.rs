@@ -116,8 +116,8 @@ fn value_title(app: &App) -> String {
                 human_bytes(bytes.len()),
                 preview.kind.name()
             );
-            if preview.partial {
-                t.push_str("· showing the beginning ");
+            if let Some(part) = &preview.partial {
+                t.push_str(&format!("· showing the {part} "));
             }
             t
         }
@@ -161,7 +161,7 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     let mut parts = vec![app.source.clone()];
     match &app.stats {
         Some(s) => {
-            parts.push(format!("{} keys", s.keys));
+            parts.push(format!("{} keys", thousands(s.keys)));
             parts.push(format!("revision {}", s.revision));
         }
         None => parts.push("… keys".to_string()),
@@ -275,4 +275,28 @@ fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
         .saturating_add(col)
         .min(area.right().saturating_sub(2));
     frame.set_cursor_position(Position::new(x, area.y + 1 + row));
+}
+
+/// `10000000` as `10,000,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(10_000_000), "10,000,000");
+    }
 }

@@ -182,3 +182,33 @@ fn error_screen_for_a_concurrent_change() {
     );
     assert_eq!(other.get(b"note").unwrap().unwrap().value, b"theirs");
 }
+
+#[test]
+fn large_value_title_says_how_much_is_shown() {
+    let big = "AAEC".repeat(100 << 10); // 300 KiB of binary, as base64
+    let (_dir, path) = store_with(&format!("{{\"key\":\"big\",\"value_b64\":\"{big}\"}}\n"));
+    let s = browse(&path, None, (120, 20));
+    assert!(
+        shows(
+            &s.app,
+            "big · rev 1 · 300.0 KiB · binary · showing the first 64.0 KiB"
+        ),
+        "{:?}",
+        screen(&s.app)
+    );
+}
+
+#[test]
+fn tiny_terminals_do_not_break_drawing() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (100, 12));
+    for mode in ["", "?", "d", "e", "/"] {
+        keys(&mut s, mode);
+        for (w, h) in [(1, 1), (8, 3), (30, 6)] {
+            s.app.size = (w, h);
+            let _ = screen(&s.app);
+        }
+        s.app.size = (100, 12);
+        keys(&mut s, "\x1b");
+    }
+}
