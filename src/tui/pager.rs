@@ -39,6 +39,8 @@ pub struct Pager {
     pub generation: u64,
     /// A request for keys is on its way (one at a time).
     pub loading: bool,
+    /// Rows still to move once the keys being read arrive.
+    pub pending: isize,
 }
 
 impl Pager {
@@ -65,6 +67,7 @@ impl Pager {
     fn reset(&mut self, purpose: Purpose, start: Option<Vec<u8>>) -> Request {
         self.generation += 1;
         self.loading = true;
+        self.pending = 0;
         let query = RangeQuery {
             start,
             reverse: purpose == Purpose::Bottom,
@@ -100,8 +103,16 @@ impl Pager {
         if self.keys.is_empty() {
             return None;
         }
-        let last = self.keys.len() - 1;
-        self.cursor = self.cursor.saturating_add_signed(delta).min(last);
+        let delta = delta.saturating_add(std::mem::take(&mut self.pending));
+        let last = self.keys.len() as i64 - 1;
+        let wanted = (self.cursor as i64).saturating_add(delta as i64);
+        let reached = wanted.clamp(0, last);
+        self.cursor = reached as usize;
+        // Rows past an edge with more keys behind it are moved when those
+        // keys arrive, so a fast PgDn is not cut short by a page read.
+        let beyond = wanted - reached;
+        let more = (beyond > 0 && !self.tail_done) || (beyond < 0 && !self.head_done);
+        self.pending = if more { beyond as isize } else { 0 };
         self.scroll_into_view(rows);
         self.extend()
     }
@@ -194,7 +205,10 @@ impl Pager {
             }
         }
         self.scroll_into_view(rows);
-        self.extend()
+        match std::mem::take(&mut self.pending) {
+            0 => self.extend(),
+            rest => self.move_by(rest, rows),
+        }
     }
 
     fn trim_front(&mut self) {

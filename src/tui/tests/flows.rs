@@ -33,6 +33,62 @@ fn pages_through_many_keys_in_a_bounded_window() {
 }
 
 #[test]
+fn random_moves_match_a_model_of_the_sorted_keys() {
+    const N: i64 = 2500;
+    let (_dir, path) = store_with(&numbered(N as usize));
+    let mut s = browse(&path, None, (100, 30));
+    let page = s.app.rows() as i64 - 1;
+    let mut at: i64 = 0;
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for step in 0..400 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let (m, to) = match seed % 13 {
+            0..=3 => (Move::Down, at + 1),
+            4..=6 => (Move::Up, at - 1),
+            7..=8 => (Move::PageDown, at + page * 7),
+            9..=10 => (Move::PageUp, at - page * 7),
+            11 => (Move::First, 0),
+            _ => (Move::Last, N - 1),
+        };
+        // PgUp/PgDn go seven pages at a time here, to cover the store.
+        let times = if matches!(m, Move::PageDown | Move::PageUp) {
+            7
+        } else {
+            1
+        };
+        for _ in 0..times {
+            act(&mut s, &[Action::Move(m)]);
+        }
+        at = to.clamp(0, N - 1);
+        assert_eq!(
+            selected(&s.app),
+            format!("key:{at:05}"),
+            "step {step}: {m:?}"
+        );
+        assert!(s.app.pager.keys.len() <= MAX_WINDOW);
+    }
+}
+
+#[test]
+fn fast_page_downs_are_not_cut_short_by_page_reads() {
+    let (_dir, path) = store_with(&numbered(3000));
+    let mut s = browse(&path, None, (100, 30));
+    // 100 pages of 25 rows typed before any read comes back.
+    for _ in 0..100 {
+        s.dispatch(Action::Move(Move::PageDown));
+    }
+    assert!(s.settle(SETTLE));
+    assert_eq!(selected(&s.app), "key:02500");
+    for _ in 0..90 {
+        s.dispatch(Action::Move(Move::PageUp));
+    }
+    assert!(s.settle(SETTLE));
+    assert_eq!(selected(&s.app), "key:00250");
+}
+
+#[test]
 fn first_last_seek_and_filter_jump_through_the_store() {
     let (_dir, path) = store_with(&numbered(3000));
     let mut s = browse(&path, None, (100, 30));
