@@ -40,6 +40,9 @@ _kvr() {
             kvr,stats)
                 cmd="kvr__subcmd__stats"
                 ;;
+            kvr,tui)
+                cmd="kvr__subcmd__tui"
+                ;;
             kvr__subcmd__help,batch)
                 cmd="kvr__subcmd__help__subcmd__batch"
                 ;;
@@ -64,6 +67,9 @@ _kvr() {
             kvr__subcmd__help,stats)
                 cmd="kvr__subcmd__help__subcmd__stats"
                 ;;
+            kvr__subcmd__help,tui)
+                cmd="kvr__subcmd__help__subcmd__tui"
+                ;;
             *)
                 ;;
         esac
@@ -71,7 +77,7 @@ _kvr() {
 
     case "${cmd}" in
         kvr)
-            opts="-h -V --db --lock-timeout --cache-mib --help --version put get delete range batch stats completions help"
+            opts="-h -V --db --lock-timeout --cache-mib --help --version put get delete range batch stats tui completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -205,7 +211,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__help)
-            opts="put get delete range batch stats completions help"
+            opts="put get delete range batch stats tui completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -330,6 +336,20 @@ _kvr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvr__subcmd__help__subcmd__tui)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvr__subcmd__put)
             opts="-h --if-revision --json --db --lock-timeout --cache-mib --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -395,6 +415,32 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__stats)
+            opts="-h --db --lock-timeout --cache-mib --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__tui)
             opts="-h --db --lock-timeout --cache-mib --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -31,6 +31,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
             cand batch 'Apply JSON lines atomically: all of them or none'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
+            cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -86,6 +87,13 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'kvr;tui'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'kvr;completions'= {
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -100,6 +108,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
             cand batch 'Apply JSON lines atomically: all of them or none'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
+            cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -114,6 +123,8 @@ set edit:completion:arg-completer[kvr] = {|@words|
         &'kvr;help;batch'= {
         }
         &'kvr;help;stats'= {
+        }
+        &'kvr;help;tui'= {
         }
         &'kvr;help;completions'= {
         }

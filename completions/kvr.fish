@@ -35,6 +35,7 @@ complete -c kvr -n "__fish_kvr_needs_command" -f -a "delete" -d 'Remove a key (e
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l if-revision -d 'Write only if the key\'s current revision is N (0: only if absent)' -r
@@ -71,15 +72,20 @@ complete -c kvr -n "__fish_kvr_using_subcommand stats" -l db -d 'The database fi
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

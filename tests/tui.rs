@@ -8,37 +8,17 @@
 // A test helper that cannot run its tool should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const KVR: &str = env!("CARGO_BIN_EXE_kvr");
+mod util;
+
+use util::{Env, KVR};
+
 /// Generous for a debug build on a busy 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// `kvr` with the user's `KVR_*` environment cleared.
-fn kvr(db: &Path) -> Command {
-    let mut cmd = Command::new(KVR);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KVR_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.arg("--db").arg(db);
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run kvr");
-    eprintln!(
-        "{cmd:?}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A tmux server of our own, killed on drop.
 struct Tmux {
@@ -138,16 +118,14 @@ fn tmux_available() -> bool {
 }
 
 /// A database of `item:000`…`item:049` ({"n":i}) and a text `note`.
-fn sample_db(dir: &Path) -> PathBuf {
-    let db = dir.join("t.redb");
+fn sample_db() -> Env {
+    let env = Env::new();
     let mut lines: String = (0..50)
         .map(|i| format!("{{\"key\":\"item:{i:03}\",\"value\":{{\"n\":{i}}}}}\n"))
         .collect();
     lines.push_str("{\"key\":\"note\",\"value\":\"hello\"}\n");
-    let input = dir.join("in.jsonl");
-    std::fs::write(&input, lines).unwrap();
-    assert!(run(kvr(&db).arg("batch").arg(&input)).status.success());
-    db
+    env.kvr(["batch"]).stdin(lines).ok();
+    env
 }
 
 fn shell_quote(p: &Path) -> String {
@@ -160,9 +138,9 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
         eprintln!("SKIPPED: tmux is not installed (CI installs it)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
-    let editor = dir.path().join("editor.sh");
+    let env = sample_db();
+    let db = env.db();
+    let editor = env.path("editor.sh");
     std::fs::write(
         &editor,
         "#!/bin/sh\nsed -i 's/\"n\":10}/\"n\":1000}/' \"$1\"\n",
@@ -221,10 +199,10 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     );
     drop(tmux);
 
-    let got = run(kvr(&db).args(["get", "item:010"]));
-    assert_eq!(got.stdout, b"{\"n\":1000}");
-    let gone = run(kvr(&db).args(["get", "item:011"]));
-    assert_eq!(gone.status.code(), Some(1));
+    let got = env.kvr(["get", "item:010"]).ok();
+    assert_eq!(got.stdout_text(), "{\"n\":1000}");
+    env.kvr(["get", "item:011"]).code(1);
+    env.kvr(["get", "item:012"]).ok();
 }
 
 /// The SGR colour parameters (foreground, background; not 39/49, the
@@ -249,8 +227,8 @@ fn no_color_turns_colours_off() {
         eprintln!("SKIPPED: tmux is not installed (CI installs it)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let env = sample_db();
+    let db = env.db();
     for no_color in [false, true] {
         let env = if no_color { "NO_COLOR=1" } else { "" };
         let command = format!(
@@ -272,28 +250,24 @@ fn no_color_turns_colours_off() {
 
 #[test]
 fn missing_database_is_an_error_before_the_screen_is_taken() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("nope.redb");
-    let out = run(kvr(&db).arg("tui"));
-    assert_eq!(out.status.code(), Some(1));
-    let want = format!("kvr: error: {} does not exist", db.display());
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with(&want));
-    assert!(!db.exists(), "tui never creates a database");
+    let env = Env::new();
+    let want = format!("kvr: error: {} does not exist", env.db().display());
+    env.kvr(["tui"]).code(1).stderr_has(&want);
+    assert!(!env.db().exists(), "tui never creates a database");
 }
 
 #[test]
 fn database_in_use_gives_the_cli_guidance() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sample_db(dir.path());
+    let env = sample_db();
     // This process holds the file, as a running `kvr serve` would.
     let opts = kvr::store::StoreOptions {
         cache_bytes: 16 << 20,
         lock_timeout: Duration::ZERO,
     };
-    let _held = kvr::store::Store::open(&db, kvr::store::OpenMode::MustExist, &opts).unwrap();
-    let out = run(kvr(&db).arg("tui"));
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("kvr: error: "), "{err}");
-    assert!(err.contains("in use") && err.contains("--server"), "{err}");
+    let held = kvr::store::Store::open(&env.db(), kvr::store::OpenMode::MustExist, &opts);
+    let _held = held.unwrap();
+    env.kvr(["tui"])
+        .code(3)
+        .stderr_has("in use")
+        .stderr_has("--server");
 }
