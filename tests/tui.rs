@@ -59,6 +59,13 @@ impl Tmux {
         assert!(status.is_ok_and(|s| s.success()), "send-keys {keys:?}");
     }
 
+    fn resize(&self, width: u16, height: u16) {
+        let (w, h) = (width.to_string(), height.to_string());
+        let args = ["resize-window", "-t", "main", "-x", &w, "-y", &h];
+        let status = self.cmd().args(args).status();
+        assert!(status.is_ok_and(|s| s.success()), "resize-window");
+    }
+
     /// Types `text` literally.
     fn type_text(&self, text: &str) {
         let status = self
@@ -169,6 +176,11 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     tmux.type_text("item:010");
     tmux.keys(&["Enter"]);
     tmux.wait_for(&["> item:010", "item:010 · rev 11", "\"n\": 10"]);
+
+    // The layout follows a resize (the value pane narrows its hex dump).
+    tmux.resize(90, 20);
+    tmux.wait_for(&["> item:010", "51 keys │ revision 51"]);
+    tmux.resize(120, 40);
 
     tmux.keys(&["e"]);
     tmux.wait_for(&["saved item:010 (revision 52)", "\"n\": 1000", "revision 52"]);
