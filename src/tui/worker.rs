@@ -9,6 +9,8 @@
 //! When the UI goes away the request channel closes, the worker finishes the
 //! call in flight, drops the `Kv` (closing a local file cleanly) and ends.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -94,6 +96,8 @@ pub struct Worker {
     responses: Receiver<Response>,
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
+    /// Set on shutdown: calls still queued are dropped, not made.
+    stop: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -107,6 +111,8 @@ impl Worker {
         let (resp_tx, resp_rx) = mpsc::channel();
         let (open_tx, open_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("kvr-tui-source".into())
             .spawn(move || {
@@ -118,7 +124,7 @@ impl Worker {
                     }
                 };
                 let _ = open_tx.send(Ok(kv.source()));
-                serve(&*kv, &req_rx, &resp_tx);
+                serve(&*kv, &req_rx, &resp_tx, &stopped);
                 drop(kv);
                 let _ = done_tx.send(());
             })
@@ -136,6 +142,7 @@ impl Worker {
             responses: resp_rx,
             done: done_rx,
             thread: Some(thread),
+            stop,
         };
         Ok((worker, source))
     }
@@ -163,6 +170,7 @@ impl Worker {
     /// server that does not answer) is left behind: the process is exiting.
     pub fn shutdown(&mut self, grace: Duration) {
         self.requests = None;
+        self.stop.store(true, Ordering::SeqCst);
         match self.done.recv_timeout(grace) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => {
                 if let Some(t) = self.thread.take() {
@@ -188,12 +196,20 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Runs requests until the UI hangs up. Of several queued reads of a value
 /// only the last is made: scrolling fast over a slow source must not queue
 /// one read per key passed.
-fn serve(kv: &dyn Kv, requests: &Receiver<Request>, responses: &Sender<Response>) {
+fn serve(
+    kv: &dyn Kv,
+    requests: &Receiver<Request>,
+    responses: &Sender<Response>,
+    stop: &AtomicBool,
+) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         batch.extend(requests.try_iter());
         let last_get = batch.iter().rposition(|r| matches!(r, Request::Get { .. }));
         for (i, request) in batch.into_iter().enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
             let skip = matches!(request, Request::Get { .. }) && Some(i) != last_get;
             let response = if skip {
                 Response::Skipped

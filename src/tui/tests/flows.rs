@@ -295,6 +295,10 @@ fn a_dead_source_shows_errors_and_never_blocks_the_ui() {
     let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
     run_loop(&mut terminal, &mut s, &mut script("rq")).unwrap();
     assert!(s.app.quit);
+    // Quitting drops the calls still queued instead of waiting for each.
+    let quitting = std::time::Instant::now();
+    s.shutdown();
+    assert!(quitting.elapsed() < Duration::from_millis(1500));
 }
 
 #[test]
