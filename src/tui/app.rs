@@ -129,6 +129,8 @@ pub struct App {
     pub outbox: Vec<Request>,
     /// See [`Intent`]: the key and what to do with it.
     pub intent: Option<(Vec<u8>, Intent)>,
+    /// Something wrote over the screen: the run loop draws it all again.
+    pub redraw: bool,
 }
 
 impl App {
@@ -149,6 +151,7 @@ impl App {
             pending_edit: None,
             outbox: Vec::new(),
             intent: None,
+            redraw: false,
         };
         app.outbox.push(Request::Stats);
         let first = app.pager.jump_top(None);

@@ -37,6 +37,14 @@ impl App {
             } => self.put_done(key, created, result),
             Response::Deleted { key, result } => self.delete_done(key, result),
             Response::Skipped => {}
+            Response::Crashed(message) => {
+                // Its message went to stderr, over the screen.
+                self.redraw = true;
+                self.pager.loading = false;
+                self.error(format!(
+                    "internal error in the source (a bug; please report it): {message}"
+                ));
+            }
         }
     }
 

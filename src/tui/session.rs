@@ -131,6 +131,10 @@ where
 {
     let mut dirty = true;
     while !session.app.quit {
+        if std::mem::take(&mut session.app.redraw) {
+            terminal.clear()?;
+            dirty = true;
+        }
         if dirty {
             terminal.draw(|f| view::render(f, &session.app))?;
             dirty = false;

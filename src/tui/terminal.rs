@@ -7,8 +7,9 @@
 //! browser is not on screen.
 
 use std::io;
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Once, OnceLock};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event};
@@ -24,6 +25,10 @@ use crate::error::{Error, Result};
 
 /// Whether the terminal is in the browser's modes now.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The thread that draws. A panic elsewhere (the worker, which catches
+/// it and reports an error) must not give the terminal back under a
+/// running browser.
+static UI_THREAD: OnceLock<ThreadId> = OnceLock::new();
 
 /// Owns the terminal's raw mode and alternate screen while alive.
 pub struct TerminalGuard(());
@@ -31,6 +36,7 @@ pub struct TerminalGuard(());
 impl TerminalGuard {
     /// Switches the terminal to the browser's modes.
     pub fn enter() -> io::Result<TerminalGuard> {
+        let _ = UI_THREAD.set(std::thread::current().id());
         install_panic_hook();
         let guard = TerminalGuard(());
         guard.resume()?;
@@ -76,7 +82,9 @@ fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let _ = restore();
+            if UI_THREAD.get() == Some(&std::thread::current().id()) {
+                let _ = restore();
+            }
             previous(info);
         }));
     });

@@ -88,6 +88,8 @@ pub enum Response {
     },
     /// A read of a value that a later one made pointless was skipped.
     Skipped,
+    /// The call panicked (a bug in the source); the message says where.
+    Crashed(String),
 }
 
 /// The UI's handle on the worker thread.
@@ -214,13 +216,27 @@ fn serve(
             let response = if skip {
                 Response::Skipped
             } else {
-                call(kv, request)
+                guarded_call(kv, request)
             };
             if responses.send(response).is_err() {
                 return;
             }
         }
     }
+}
+
+/// A panic in the source must not take the browser down with an
+/// unrestored terminal or leave it waiting forever: it becomes an answer.
+fn guarded_call(kv: &dyn Kv, request: Request) -> Response {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(kv, request)));
+    result.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Response::Crashed(message)
+    })
 }
 
 fn call(kv: &dyn Kv, request: Request) -> Response {

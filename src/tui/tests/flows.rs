@@ -302,6 +302,19 @@ fn a_dead_source_shows_errors_and_never_blocks_the_ui() {
 }
 
 #[test]
+fn a_panicking_source_becomes_an_error_on_screen() {
+    let (_dir, path) = store_with(&numbered(3));
+    let open = move || Ok(Box::new(sources::Buggy(open_kv(&path)?)) as Box<dyn Kv>);
+    let mut s = start(open, None, (100, 20));
+    assert!(shows(
+        &s.app,
+        "error: internal error in the source (a bug; please report it): bug in get"
+    ));
+    keys(&mut s, "j");
+    assert_eq!(selected(&s.app), "key:00001", "the browser goes on");
+}
+
+#[test]
 fn resize_keeps_the_cursor_on_screen() {
     let (_dir, path) = store_with(&numbered(100));
     let mut s = browse(&path, None, (100, 40));

@@ -76,3 +76,30 @@ impl Kv for Down {
         "http://127.0.0.1:9".into()
     }
 }
+
+/// A source with a bug: reading a value panics.
+pub struct Buggy(pub LocalKv);
+
+impl Kv for Buggy {
+    fn get(&self, _: &[u8]) -> Result<Option<Entry>> {
+        panic!("bug in get")
+    }
+    fn put(&self, key: &[u8], value: Vec<u8>, if_revision: Option<u64>) -> Result<u64> {
+        self.0.put(key, value, if_revision)
+    }
+    fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
+        self.0.delete(key, if_revision)
+    }
+    fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+        self.0.batch(input)
+    }
+    fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
+        self.0.range(query, visit)
+    }
+    fn stats(&self) -> Result<Stats> {
+        self.0.stats()
+    }
+    fn source(&self) -> String {
+        self.0.source()
+    }
+}
