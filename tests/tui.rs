@@ -244,7 +244,7 @@ fn no_color_turns_colours_off() {
     for no_color in [false, true] {
         let env = if no_color { "NO_COLOR=1" } else { "" };
         let command = format!(
-            "env -i PATH=/usr/bin:/bin TERM=xterm-256color {env} {} --db {} tui",
+            "env -i PATH=/usr/bin:/bin TERM=xterm-256color {env} {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
             shell_quote(Path::new(KVR)),
             shell_quote(&db),
         );
@@ -256,7 +256,9 @@ fn no_color_turns_colours_off() {
         } else {
             assert!(!codes.is_empty(), "the default screen has colours");
         }
+        // The next run needs the file: wait until this one let go of it.
         tmux.keys(&["q"]);
+        tmux.wait_for(&["KVR_EXIT=0"]);
     }
 }
 
