@@ -66,6 +66,16 @@ impl Tmux {
         assert!(status.is_ok_and(|s| s.success()), "resize-window");
     }
 
+    /// The pid of the pane's command (the shell that runs kvr).
+    fn pane_pid(&self) -> u32 {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "main", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     /// Types `text` literally.
     fn type_text(&self, text: &str) {
         let status = self
@@ -260,6 +270,43 @@ fn no_color_turns_colours_off() {
         tmux.keys(&["q"]);
         tmux.wait_for(&["KVR_EXIT=0"]);
     }
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_closes_the_file() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; stty -a; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000"]);
+    // kvr is the only child of the pane's shell.
+    let shell = tmux.pane_pid();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let kvr_pid = children.split_whitespace().next().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &kvr_pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let after = tmux.wait_for(&["KVR_EXIT="]);
+    assert!(after.contains("KVR_EXIT=0"), "{after}");
+    assert!(
+        after.contains(" icanon") && after.contains(" echo"),
+        "raw mode is off:\n{after}"
+    );
+    assert!(
+        !after.contains("Keys"),
+        "the alternate screen is gone:\n{after}"
+    );
+    drop(tmux);
+    env.kvr(["get", "note"]).ok();
 }
 
 #[test]

@@ -53,7 +53,7 @@ where
     let size = terminal.size().map_err(term_err)?;
     let app = app::App::new(source, config, (size.width, size.height));
     let mut session = session::Session::new(app, worker);
-    let mut host = terminal::CrosstermHost { guard: &guard };
+    let mut host = terminal::CrosstermHost::new(&guard).map_err(term_err)?;
     let result = session::run_loop(&mut terminal, &mut session, &mut host);
     drop(terminal);
     drop(guard);

@@ -29,6 +29,10 @@ pub trait Host {
     /// Runs `editor` on the job's value (handing it the terminal) and
     /// returns the edited bytes.
     fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>>;
+    /// Whether a signal asked the process to end (SIGTERM, SIGHUP).
+    fn terminated(&self) -> bool {
+        false
+    }
 }
 
 /// The app and its worker.
@@ -130,7 +134,7 @@ where
     B::Error: Send + Sync + 'static,
 {
     let mut dirty = true;
-    while !session.app.quit {
+    while !session.app.quit && !host.terminated() {
         if std::mem::take(&mut session.app.redraw) {
             terminal.clear()?;
             dirty = true;

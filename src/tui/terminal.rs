@@ -8,7 +8,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 use std::thread::ThreadId;
 use std::time::Duration;
 
@@ -90,12 +90,30 @@ fn install_panic_hook() {
     });
 }
 
-/// Keyboard and editor of the real terminal.
+/// Keyboard, editor and signals of the real terminal.
 pub struct CrosstermHost<'a> {
     pub guard: &'a TerminalGuard,
+    terminate: Arc<AtomicBool>,
+}
+
+impl<'a> CrosstermHost<'a> {
+    /// Catches SIGTERM and SIGHUP, so that `kill` or a closed terminal end
+    /// the browser through the normal way out: terminal restored, the
+    /// database closed cleanly. (Ctrl-C is a key in raw mode.)
+    pub fn new(guard: &'a TerminalGuard) -> io::Result<CrosstermHost<'a>> {
+        let terminate = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+            signal_hook::flag::register(signal, terminate.clone())?;
+        }
+        Ok(CrosstermHost { guard, terminate })
+    }
 }
 
 impl Host for CrosstermHost<'_> {
+    fn terminated(&self) -> bool {
+        self.terminate.load(Ordering::SeqCst)
+    }
+
     fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
         if event::poll(timeout)? {
             event::read().map(Some)
