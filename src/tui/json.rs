@@ -16,77 +16,97 @@ const INDENT: &str = "  ";
 /// `text` (valid JSON) as indented, coloured lines; at most `max_lines`.
 /// Returns the lines and whether they were cut.
 pub fn pretty(text: &str, theme: Theme, max_lines: usize) -> (Vec<Line<'static>>, bool) {
-    let mut out = Builder {
+    let mut p = Printer {
+        chars: text.chars().collect(),
+        at: 0,
+        theme,
         lines: Vec::new(),
         cur: Vec::new(),
         depth: 0,
         max_lines,
     };
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() && out.lines.len() < max_lines {
-        let c = chars[i];
-        i += 1;
-        match c {
-            '"' => {
-                let end = string_end(&chars, i);
-                let s: String = chars[i - 1..end].iter().collect();
-                let style = if next_is(&chars, end, ':') {
-                    theme.json_key()
-                } else {
-                    theme.json_string()
-                };
-                out.push(s, style);
-                i = end;
-            }
-            '{' | '[' => {
-                let close = if c == '{' { '}' } else { ']' };
-                if let Some(after) = skip_ws(&chars, i).filter(|&j| chars[j] == close) {
-                    out.push(format!("{c}{close}"), Style::new());
-                    i = after + 1;
-                } else {
-                    out.push(c.to_string(), Style::new());
-                    out.depth += 1;
-                    out.newline();
-                }
-            }
-            '}' | ']' => {
-                out.depth = out.depth.saturating_sub(1);
-                out.newline();
-                out.push(c.to_string(), Style::new());
-            }
-            ',' => {
-                out.push(",".to_string(), Style::new());
-                out.newline();
-            }
-            ':' => out.push(": ".to_string(), Style::new()),
-            c if c.is_whitespace() => {}
-            _ => {
-                let end = literal_end(&chars, i);
-                let s: String = chars[i - 1..end].iter().collect();
-                let style = if c == '-' || c.is_ascii_digit() {
-                    theme.json_number()
-                } else {
-                    theme.json_literal()
-                };
-                out.push(s, style);
-                i = end;
-            }
-        }
+    while p.at < p.chars.len() && p.lines.len() < max_lines {
+        p.token();
     }
-    let cut = i < chars.len() && chars[i..].iter().any(|c| !c.is_whitespace());
-    out.finish();
-    (out.lines, cut)
+    let cut = p.chars[p.at.min(p.chars.len())..]
+        .iter()
+        .any(|c| !c.is_whitespace());
+    p.finish();
+    (p.lines, cut)
 }
 
-struct Builder {
+struct Printer {
+    chars: Vec<char>,
+    /// The next character to read.
+    at: usize,
+    theme: Theme,
     lines: Vec<Line<'static>>,
     cur: Vec<Span<'static>>,
     depth: usize,
     max_lines: usize,
 }
 
-impl Builder {
+impl Printer {
+    /// Reads and prints one token.
+    fn token(&mut self) {
+        let c = self.chars[self.at];
+        self.at += 1;
+        match c {
+            '"' => {
+                let end = string_end(&self.chars, self.at);
+                let style = if next_is(&self.chars, end, ':') {
+                    self.theme.json_key()
+                } else {
+                    self.theme.json_string()
+                };
+                self.push_until(end, style);
+            }
+            '{' | '[' => self.open(c),
+            '}' | ']' => {
+                self.depth = self.depth.saturating_sub(1);
+                self.newline();
+                self.push(c.to_string(), Style::new());
+            }
+            ',' => {
+                self.push(",".to_string(), Style::new());
+                self.newline();
+            }
+            ':' => self.push(": ".to_string(), Style::new()),
+            c if c.is_whitespace() => {}
+            _ => {
+                let style = if c == '-' || c.is_ascii_digit() {
+                    self.theme.json_number()
+                } else {
+                    self.theme.json_literal()
+                };
+                self.push_until(literal_end(&self.chars, self.at), style);
+            }
+        }
+    }
+
+    /// An opening bracket: `{}` / `[]` when empty, else a new level.
+    fn open(&mut self, c: char) {
+        let close = if c == '{' { '}' } else { ']' };
+        match skip_ws(&self.chars, self.at).filter(|&j| self.chars[j] == close) {
+            Some(after) => {
+                self.push(format!("{c}{close}"), Style::new());
+                self.at = after + 1;
+            }
+            None => {
+                self.push(c.to_string(), Style::new());
+                self.depth += 1;
+                self.newline();
+            }
+        }
+    }
+
+    /// Prints the token that started one character back and ends at `end`.
+    fn push_until(&mut self, end: usize, style: Style) {
+        let text: String = self.chars[self.at - 1..end].iter().collect();
+        self.push(text, style);
+        self.at = end;
+    }
+
     fn push(&mut self, text: String, style: Style) {
         if self.cur.is_empty() && self.depth > 0 {
             self.cur.push(Span::raw(INDENT.repeat(self.depth)));

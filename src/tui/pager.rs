@@ -189,26 +189,32 @@ impl Pager {
                 self.offset = 0;
                 (self.head_done, self.tail_done) = (!more, true);
             }
-            Purpose::Forward => {
-                self.keys.extend(keys);
-                self.tail_done = !more;
-                self.trim_front();
-            }
-            Purpose::Backward => {
-                keys.reverse();
-                let n = keys.len();
-                keys.append(&mut self.keys);
-                self.keys = keys;
-                (self.cursor, self.offset) = (self.cursor + n, self.offset + n);
-                self.head_done = !more;
-                self.trim_back();
-            }
+            Purpose::Forward => self.append(keys, more),
+            Purpose::Backward => self.prepend(keys, more),
         }
         self.scroll_into_view(rows);
         match std::mem::take(&mut self.pending) {
             0 => self.extend(),
             rest => self.move_by(rest, rows),
         }
+    }
+
+    /// Keys after the window, ascending.
+    fn append(&mut self, keys: Vec<Vec<u8>>, more: bool) {
+        self.keys.extend(keys);
+        self.tail_done = !more;
+        self.trim_front();
+    }
+
+    /// Keys before the window, descending as a reverse range yields them.
+    fn prepend(&mut self, mut keys: Vec<Vec<u8>>, more: bool) {
+        keys.reverse();
+        let n = keys.len();
+        keys.append(&mut self.keys);
+        self.keys = keys;
+        (self.cursor, self.offset) = (self.cursor + n, self.offset + n);
+        self.head_done = !more;
+        self.trim_back();
     }
 
     fn trim_front(&mut self) {

@@ -131,14 +131,9 @@ impl Worker {
                 let _ = done_tx.send(());
             })
             .map_err(|e| Error::io("cannot start the browser's worker thread", e))?;
-        let source = match open_rx.recv() {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(Error::Storage(
-                    "the source thread ended while opening".into(),
-                ));
-            }
-        };
+        // A thread that ended without a word panicked while opening.
+        let gone = |_| Error::Storage("the source thread ended while opening".into());
+        let source = open_rx.recv().map_err(gone)??;
         let worker = Worker {
             requests: Some(req_tx),
             responses: resp_rx,
