@@ -16,9 +16,13 @@ use super::view;
 use super::worker::Worker;
 use crate::error::Result;
 
-/// How long the loop waits for a key before looking for answers: short
-/// enough that answers show at once, long enough to cost no CPU.
-const POLL: Duration = Duration::from_millis(25);
+/// How long the loop waits for a key before looking for answers while
+/// calls are out: the terminal cannot be woken by the worker, so this is
+/// the delay an answer may wait before it is drawn.
+const POLL_BUSY: Duration = Duration::from_millis(3);
+/// The same when nothing is awaited: only signals and the "waiting"
+/// notice depend on it, and idle wake-ups cost CPU.
+const POLL_IDLE: Duration = Duration::from_millis(100);
 /// A call unanswered this long is mentioned on the status line.
 const WAIT_NOTICE: Duration = Duration::from_millis(700);
 
@@ -152,7 +156,12 @@ where
             dirty = true;
             continue;
         }
-        match host.next_event(POLL)? {
+        let poll = if session.in_flight > 0 {
+            POLL_BUSY
+        } else {
+            POLL_IDLE
+        };
+        match host.next_event(poll)? {
             Some(Event::Key(key)) => {
                 if let Some(action) = map_key(session.app.key_mode(), key) {
                     session.dispatch(action);
