@@ -97,7 +97,8 @@ pub fn map_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
         KeyMode::Browse => browse_key(key.code),
         KeyMode::Help => Some(Action::Cancel),
         KeyMode::Confirm => match key.code {
-            KeyCode::Char('y' | 'Y') | KeyCode::Enter => Some(Action::Submit),
+            // Only an explicit yes deletes: Enter, the edit key, must not.
+            KeyCode::Char('y' | 'Y') => Some(Action::Submit),
             _ => Some(Action::Cancel),
         },
         KeyMode::Prompt | KeyMode::Editor => text_key(mode, key.code, ctrl),

@@ -150,8 +150,11 @@ fn confirm_delete_screen() {
         "{text:?}"
     );
     assert!(shows(&s.app, "y: delete    n / Esc: keep it"));
-    keys(&mut s, "n");
-    assert!(shows(&s.app, "not deleted"));
+    keys(&mut s, "\n");
+    assert!(
+        shows(&s.app, "not deleted"),
+        "Enter does not confirm a delete"
+    );
     assert_eq!(s.app.stats.map(|st| st.keys), Some(3));
 }
 
