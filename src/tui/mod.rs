@@ -1,6 +1,6 @@
 //! `kvr tui`: a full-screen browser over any [`Kv`] source.
 //!
-//! The csvlens/gitui shape: keys become [`action::Action`]s in `action.rs`;
+//! The csvlens/gitui shape: keys become `Action`s in `action.rs`;
 //! `App::update` (`app.rs`, answers in `respond.rs`) changes state;
 //! `view::render` draws it and nothing else. Calls on the source run on a
 //! worker thread (`worker.rs`) so a slow or dead server never freezes the
