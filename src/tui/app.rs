@@ -260,7 +260,7 @@ impl App {
     }
 
     /// Lines of the value pane's content.
-    fn value_lines(&self) -> usize {
+    pub(super) fn value_lines(&self) -> usize {
         match &self.value.state {
             ValueState::Loaded { preview, bytes, .. } if preview.kind == Kind::Binary => {
                 let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));

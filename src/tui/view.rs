@@ -127,9 +127,17 @@ fn value_title(app: &App) -> String {
 
 fn render_value(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Value && app.mode == Mode::Browse;
-    let block = pane(Line::from(value_title(app)), focused, app);
+    let mut block = pane(Line::from(value_title(app)), focused, app);
     let theme = app.config.theme;
     let rows = usize::from(area.height.saturating_sub(2));
+    let total = app.value_lines();
+    if total > rows {
+        // Where the view is in a value longer than the pane.
+        let first = app.value.scroll.min(total) + 1;
+        let last = (app.value.scroll + rows).min(total);
+        let at = format!(" lines {first}–{last} of {total} ");
+        block = block.title_bottom(Line::from(at).right_aligned());
+    }
     let lines: Vec<Line> = match &app.value.state {
         ValueState::Empty => vec![],
         ValueState::Loading => vec![Line::styled("loading…", theme.dim())],

@@ -100,7 +100,9 @@ fn text_value_and_value_scrolling_with_tab() {
     keys(&mut s, "G");
     assert!(shows(&s.app, "│line 1 "));
     assert!(shows(&s.app, "note · rev 2 · 231 B · text"));
+    assert!(shows(&s.app, " lines 1–8 of 30 "));
     keys(&mut s, "\tj");
+    assert!(shows(&s.app, " lines 2–9 of 30 "));
     assert!(!shows(&s.app, "│line 1 "));
     assert!(
         shows(&s.app, "┃line 2 "),
