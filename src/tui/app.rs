@@ -312,7 +312,7 @@ impl App {
     fn refresh(&mut self) {
         self.outbox.push(Request::Stats);
         let current = self.pager.current().map(<[u8]>::to_vec);
-        let jump = self.pager.jump_top(current);
+        let jump = self.pager.reload_at(current);
         self.outbox.push(jump);
         // Forget the value so it is read again even if the key stays.
         self.value.key = None;

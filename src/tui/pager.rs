@@ -41,6 +41,8 @@ pub struct Pager {
     pub loading: bool,
     /// Rows still to move once the keys being read arrive.
     pub pending: isize,
+    /// The screen row the cursor should keep across a reload.
+    keep_row: Option<usize>,
 }
 
 impl Pager {
@@ -59,6 +61,16 @@ impl Pager {
         self.reset(purpose, start)
     }
 
+    /// Reads the window again from `key` (or the key after it), keeping
+    /// the cursor on its screen row: after a refresh or a delete the list
+    /// should not jump.
+    pub fn reload_at(&mut self, key: Option<Vec<u8>>) -> Request {
+        let row = self.cursor.saturating_sub(self.offset);
+        let request = self.jump_top(key);
+        self.keep_row = Some(row);
+        request
+    }
+
     /// A new window of the last keys.
     pub fn jump_bottom(&mut self) -> Request {
         self.reset(Purpose::Bottom, None)
@@ -68,6 +80,7 @@ impl Pager {
         self.generation += 1;
         self.loading = true;
         self.pending = 0;
+        self.keep_row = None;
         let query = RangeQuery {
             start,
             reverse: purpose == Purpose::Bottom,
@@ -213,6 +226,9 @@ impl Pager {
         keys.append(&mut self.keys);
         self.keys = keys;
         (self.cursor, self.offset) = (self.cursor + n, self.offset + n);
+        if let Some(row) = self.keep_row.take() {
+            self.offset = self.cursor.saturating_sub(row);
+        }
         self.head_done = !more;
         self.trim_back();
     }

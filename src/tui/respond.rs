@@ -126,9 +126,9 @@ impl App {
             }
             Err(e) => return self.error(format!("cannot delete {shown}: {e}")),
         }
-        // The key is gone: select the one after it.
+        // The key is gone: select the one after it, on the same row.
         self.outbox.push(Request::Stats);
-        let jump = self.pager.jump_top(Some(key));
+        let jump = self.pager.reload_at(Some(key));
         self.outbox.push(jump);
     }
 }

@@ -319,6 +319,26 @@ fn a_panicking_source_becomes_an_error_on_screen() {
 }
 
 #[test]
+fn refresh_and_delete_keep_the_cursor_row() {
+    let (_dir, path) = store_with(&numbered(500));
+    let mut s = browse(&path, None, (100, 30));
+    for _ in 0..310 {
+        s.dispatch(Action::Move(Move::Down));
+    }
+    assert!(s.settle(SETTLE));
+    let row = |s: &Session| screen(&s.app).iter().position(|l| l.contains("> key:"));
+    let before = row(&s);
+    keys(&mut s, "r");
+    assert_eq!(selected(&s.app), "key:00310");
+    assert_eq!(row(&s), before, "refresh keeps the row");
+    keys(&mut s, "dy");
+    assert_eq!(selected(&s.app), "key:00311");
+    assert_eq!(row(&s), before, "the next key takes the deleted one's row");
+    keys(&mut s, "k");
+    assert_eq!(selected(&s.app), "key:00309", "keys before are there too");
+}
+
+#[test]
 fn resize_keeps_the_cursor_on_screen() {
     let (_dir, path) = store_with(&numbered(100));
     let mut s = browse(&path, None, (100, 40));
