@@ -158,11 +158,9 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     let env = sample_db();
     let db = env.db();
     let editor = env.path("editor.sh");
-    std::fs::write(
-        &editor,
-        "#!/bin/sh\nsed -i 's/\"n\":10}/\"n\":1000}/' \"$1\"\n",
-    )
-    .unwrap();
+    // The compact JSON value reaches the editor indented, one member a line.
+    let script = "#!/bin/sh\nsed -i 's/^  \"n\": 10$/  \"n\": 1000/' \"$1\"\n";
+    std::fs::write(&editor, script).unwrap();
     let chmod = Command::new("chmod")
         .arg("+x")
         .arg(&editor)

@@ -7,7 +7,7 @@
 use ratatui::layout::Rect;
 
 use super::action::{Action, KeyMode, Move};
-use super::editor::TextArea;
+use super::editor::{EditJob, TextArea};
 use super::keys::{display_key, parse_key};
 use super::pager::Pager;
 use super::preview::{Kind, Preview, hex_line_count, hex_width};
@@ -35,25 +35,6 @@ pub enum PromptKind {
     Seek,
     Filter,
     NewKey,
-}
-
-/// An edit of one key's value. `revision` is the one the user saw (0 for a
-/// new key) and becomes the write's `if_revision`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EditJob {
-    pub key: Vec<u8>,
-    pub revision: u64,
-    pub original: Vec<u8>,
-}
-
-impl EditJob {
-    /// A file name ending for the temporary file, so editors pick a mode.
-    pub fn suffix(&self) -> &'static str {
-        match super::preview::classify(&self.original) {
-            Kind::Json => ".json",
-            _ => ".txt",
-        }
-    }
 }
 
 /// An edit or delete asked for before the value arrived; it goes ahead
@@ -386,7 +367,7 @@ impl App {
             self.pending_edit = Some(job);
             return;
         }
-        match String::from_utf8(job.original.clone()) {
+        match String::from_utf8(job.text()) {
             Ok(text) => {
                 let area = TextArea::new(&text, false);
                 self.mode = Mode::Editor { job, area };
@@ -410,7 +391,7 @@ impl App {
     /// Writes an edited value, unless it is unchanged, with the revision
     /// the user saw as the precondition.
     pub fn finish_edit(&mut self, job: EditJob, edited: crate::Result<Vec<u8>>) {
-        match edited {
+        match edited.map(|text| job.stored(text)) {
             Err(e) => self.error(format!("edit failed: {e}")),
             Ok(value) if value == job.original && job.revision != 0 => {
                 self.info("value unchanged; nothing written");

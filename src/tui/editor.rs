@@ -6,6 +6,8 @@ use std::io::Write;
 use std::process::Command;
 
 use super::action::TextEdit;
+use super::json;
+use super::preview::{Kind, classify};
 use crate::error::{Error, Result};
 
 /// The editor command the user configured: `$VISUAL`, else `$EDITOR`.
@@ -49,6 +51,53 @@ pub fn run_external(editor: &str, content: &[u8], suffix: &str) -> Result<Vec<u8
         )));
     }
     std::fs::read(&path).map_err(io("cannot read back the edited file"))
+}
+
+/// An edit of one key's value. `revision` is the one the user saw (0 for a
+/// new key) and becomes the write's `if_revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditJob {
+    pub key: Vec<u8>,
+    pub revision: u64,
+    /// The stored bytes.
+    pub original: Vec<u8>,
+}
+
+impl EditJob {
+    /// JSON stored on one line is edited indented and stored compact
+    /// again: nobody wants to fix a 2 KiB object on a single line, and the
+    /// stored form should not change just because it was looked at.
+    fn compact_json(&self) -> bool {
+        classify(&self.original) == Kind::Json && !self.original.contains(&b'\n')
+    }
+
+    /// What the editor starts with.
+    pub fn text(&self) -> Vec<u8> {
+        if self.compact_json() {
+            json::indent(&String::from_utf8_lossy(&self.original)).into_bytes()
+        } else {
+            self.original.clone()
+        }
+    }
+
+    /// What to store for the editor's result `edited`: compacted again
+    /// when it started as compact JSON and is still valid JSON; otherwise
+    /// exactly what the editor left.
+    pub fn stored(&self, edited: Vec<u8>) -> Vec<u8> {
+        let valid = serde_json::from_slice::<serde::de::IgnoredAny>(&edited).is_ok();
+        match std::str::from_utf8(&edited) {
+            Ok(text) if valid && self.compact_json() => json::compact(text).into_bytes(),
+            _ => edited,
+        }
+    }
+
+    /// A file name ending for the temporary file, so editors pick a mode.
+    pub fn suffix(&self) -> &'static str {
+        match classify(&self.original) {
+            Kind::Json => ".json",
+            _ => ".txt",
+        }
+    }
 }
 
 /// A text being edited: lines and a cursor (line, char index).
@@ -203,6 +252,34 @@ mod tests {
         let mut t = TextArea::new("", true);
         typed(&mut t, "a\nb");
         assert_eq!(t.text(), "ab");
+    }
+
+    #[test]
+    fn compact_json_is_edited_indented_and_stored_compact() {
+        let job = |original: &[u8]| EditJob {
+            key: b"k".to_vec(),
+            revision: 1,
+            original: original.to_vec(),
+        };
+        let compact = job(br#"{"b":1,"a":[true,"x y"]}"#);
+        let text = String::from_utf8(compact.text()).unwrap_or_default();
+        assert_eq!(
+            text,
+            "{\n  \"b\": 1,\n  \"a\": [\n    true,\n    \"x y\"\n  ]\n}\n"
+        );
+        assert_eq!(compact.stored(text.into_bytes()), compact.original);
+        let edited = b"{\n  \"b\": 2\n}\n".to_vec();
+        assert_eq!(compact.stored(edited), br#"{"b":2}"#);
+        assert_eq!(compact.stored(b"not json\n".to_vec()), b"not json\n");
+        let pretty = job(b"{\n \"a\": 1\n}");
+        assert_eq!(
+            pretty.text(),
+            pretty.original,
+            "indented JSON is edited as stored"
+        );
+        assert_eq!(pretty.stored(b"{\"a\":2}".to_vec()), b"{\"a\":2}");
+        let text = job(b"plain");
+        assert_eq!(text.text(), b"plain");
     }
 
     #[test]

@@ -35,6 +35,39 @@ pub fn pretty(text: &str, theme: Theme, max_lines: usize) -> (Vec<Line<'static>>
     (p.lines, cut)
 }
 
+/// `text` (valid JSON) indented, without styles or a line limit: the
+/// form a compact value is edited in.
+pub fn indent(text: &str) -> String {
+    let (lines, _) = pretty(text, Theme { color: false }, usize::MAX);
+    let mut out: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` (valid JSON) without whitespace outside strings.
+pub fn compact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
 struct Printer {
     chars: Vec<char>,
     /// The next character to read.
@@ -184,6 +217,13 @@ mod tests {
             "}",
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn compacts_outside_strings_only() {
+        let text = "{ \"a b\" : [ 1 ,\n \"x\\\" y\" ] }";
+        assert_eq!(compact(text), r#"{"a b":[1,"x\" y"]}"#);
+        assert_eq!(compact(&indent(r#"{"k":{"z":[]}}"#)), r#"{"k":{"z":[]}}"#);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use ratatui::backend::Backend;
 use ratatui::crossterm::event::Event;
 
 use super::action::{Action, map_key};
-use super::app::{App, EditJob};
+use super::app::App;
+use super::editor::EditJob;
 use super::view;
 use super::worker::Worker;
 use crate::error::Result;

@@ -18,8 +18,7 @@ use ratatui::crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 
-use super::app::EditJob;
-use super::editor;
+use super::editor::{self, EditJob};
 use super::session::Host;
 use crate::error::{Error, Result};
 
@@ -125,7 +124,7 @@ impl Host for CrosstermHost<'_> {
     fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>> {
         let term = |e| Error::io("cannot switch the terminal", e);
         self.guard.suspend().map_err(term)?;
-        let edited = editor::run_external(editor, &job.original, job.suffix());
+        let edited = editor::run_external(editor, &job.text(), job.suffix());
         self.guard.resume().map_err(term)?;
         edited
     }

@@ -7,7 +7,7 @@ use ratatui::crossterm::event::Event;
 
 use super::*;
 use crate::tui::action::{Move, TextEdit};
-use crate::tui::app::EditJob;
+use crate::tui::editor::EditJob;
 use crate::tui::pager::MAX_WINDOW;
 use crate::tui::session::{Host, run_loop};
 
@@ -204,7 +204,7 @@ impl Host for Script {
         Ok(self.0.pop_front())
     }
     fn edit(&mut self, editor: &str, job: &EditJob) -> crate::Result<Vec<u8>> {
-        crate::tui::editor::run_external(editor, &job.original, job.suffix())
+        crate::tui::editor::run_external(editor, &job.text(), job.suffix())
     }
 }
 
@@ -255,7 +255,7 @@ fn unchanged_edit_writes_nothing() {
     assert!(job.is_none());
     keys(&mut s, "e");
     let job = s.app.pending_edit.take().unwrap();
-    let edited = crate::tui::editor::run_external("true", &job.original, job.suffix());
+    let edited = crate::tui::editor::run_external("true", &job.text(), job.suffix());
     s.finish_edit(job, edited);
     assert!(s.settle(SETTLE));
     assert!(shows(&s.app, "value unchanged; nothing written"));
