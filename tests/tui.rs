@@ -316,6 +316,12 @@ fn missing_database_is_an_error_before_the_screen_is_taken() {
 }
 
 #[test]
+fn output_that_is_not_a_terminal_is_a_usage_error() {
+    let env = sample_db();
+    env.kvr(["tui"]).code(2).stderr_has("needs a terminal");
+}
+
+#[test]
 fn database_in_use_gives_the_cli_guidance() {
     let env = sample_db();
     // This process holds the file, as a running `kvr serve` would.

@@ -25,7 +25,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::io;
+use std::io::{self, IsTerminal};
 
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -43,6 +43,10 @@ where
     F: FnOnce() -> Result<Box<dyn Kv>> + Send + 'static,
 {
     let (worker, source) = worker::Worker::start(open)?;
+    // Escape codes in a file or pipe help nobody; say so instead.
+    if !io::stdout().is_terminal() {
+        return Err(Error::invalid("kvr tui needs a terminal: its output is not one").into());
+    }
     let config = app::Config {
         theme: theme::Theme::from_env(),
         editor: editor::editor_from_env(),
