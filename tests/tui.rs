@@ -284,10 +284,7 @@ fn sigterm_restores_the_terminal_and_closes_the_file() {
     );
     let tmux = Tmux::start(&command);
     tmux.wait_for(&["> item:000"]);
-    // kvr is the only child of the pane's shell.
-    let shell = tmux.pane_pid();
-    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
-    let kvr_pid = children.split_whitespace().next().unwrap().to_string();
+    let kvr_pid = child_of(tmux.pane_pid());
     let killed = Command::new("kill")
         .args(["-TERM", &kvr_pid])
         .status()
@@ -304,6 +301,49 @@ fn sigterm_restores_the_terminal_and_closes_the_file() {
         "the alternate screen is gone:\n{after}"
     );
     drop(tmux);
+    env.kvr(["get", "note"]).ok();
+}
+
+/// The pid of kvr in a pane: the one child of the pane's shell, or the
+/// pane's process itself when the shell exec'd the command.
+fn child_of(parent: u32) -> String {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"));
+    let children = children.unwrap_or_default();
+    children
+        .split_whitespace()
+        .next()
+        .map_or_else(|| parent.to_string(), str::to_string)
+}
+
+#[test]
+fn closing_the_terminal_ends_the_browser() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000"]);
+    let pid = child_of(tmux.pane_pid());
+    // The terminal disappears under the browser, as when a window closes.
+    drop(tmux);
+    let deadline = Instant::now() + DEADLINE;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            break; // exited; its parent has not reaped it yet
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kvr tui {pid} kept running without a terminal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     env.kvr(["get", "note"]).ok();
 }
 

@@ -5,12 +5,14 @@
 //! `view::render` draws it and nothing else. Calls on the source run on a
 //! worker thread (`worker.rs`) so a slow or dead server never freezes the
 //! screen; the key list is paged through bounded range reads (`pager.rs`).
-//! `terminal.rs` restores the terminal on quit, error and panic;
+//! `terminal.rs` restores the terminal on quit, error, signal and panic,
+//! and `input.rs` reads keys with a watchdog for a terminal that is gone;
 //! `session.rs` holds the run loop, generic over ratatui's `Backend`.
 
 mod action;
 mod app;
 mod editor;
+mod input;
 mod json;
 mod keys;
 mod pager;

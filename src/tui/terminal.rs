@@ -12,13 +12,14 @@ use std::sync::{Arc, Once, OnceLock};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use ratatui::crossterm::event::{self, Event};
+use ratatui::crossterm::event::Event;
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 
 use super::editor::{self, EditJob};
+use super::input::Input;
 use super::session::Host;
 use crate::error::{Error, Result};
 
@@ -92,19 +93,25 @@ fn install_panic_hook() {
 /// Keyboard, editor and signals of the real terminal.
 pub struct CrosstermHost<'a> {
     pub guard: &'a TerminalGuard,
+    input: Input,
     terminate: Arc<AtomicBool>,
 }
 
 impl<'a> CrosstermHost<'a> {
-    /// Catches SIGTERM and SIGHUP, so that `kill` or a closed terminal end
-    /// the browser through the normal way out: terminal restored, the
-    /// database closed cleanly. (Ctrl-C is a key in raw mode.)
+    /// Catches SIGTERM, SIGINT and SIGHUP, so that `kill` or a closed
+    /// terminal end the browser through the normal way out: terminal
+    /// restored, the database closed cleanly. (Ctrl-C is a key in raw mode.)
     pub fn new(guard: &'a TerminalGuard) -> io::Result<CrosstermHost<'a>> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let terminate = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        for signal in [SIGTERM, SIGINT, SIGHUP] {
             signal_hook::flag::register(signal, terminate.clone())?;
         }
-        Ok(CrosstermHost { guard, terminate })
+        Ok(CrosstermHost {
+            guard,
+            input: Input::start()?,
+            terminate,
+        })
     }
 }
 
@@ -114,15 +121,13 @@ impl Host for CrosstermHost<'_> {
     }
 
     fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
-        if event::poll(timeout)? {
-            event::read().map(Some)
-        } else {
-            Ok(None)
-        }
+        self.input.next(timeout)
     }
 
     fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>> {
         let term = |e| Error::io("cannot switch the terminal", e);
+        // Nothing may read the terminal while the editor has it.
+        self.input.settle().map_err(term)?;
         self.guard.suspend().map_err(term)?;
         let edited = editor::run_external(editor, &job.text(), job.suffix());
         self.guard.resume().map_err(term)?;
