@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{self, Event};
 
 /// How far past its timeout a poll may run before the terminal counts as
-/// gone. A live terminal answers within milliseconds of the timeout.
-const STUCK: Duration = Duration::from_secs(2);
+/// gone. A live terminal answers within milliseconds of the timeout; the
+/// margin is wide so that a machine too loaded to schedule the thread for
+/// a while does not end the browser. This is the fallback: a closed
+/// terminal normally sends SIGHUP, which ends the loop at once.
+const STUCK: Duration = Duration::from_secs(10);
 
 type Polled = io::Result<Option<Event>>;
 
