@@ -8,14 +8,19 @@
 //! * [`kv`]: the [`kv::Kv`] trait every command runs against.
 //! * [`limits`]: key and value size limits.
 //! * [`error`]: the typed [`Error`], with its exit codes and HTTP statuses.
+//! * [`wal`]: the write-ahead log behind `kvr serve`'s group commit, and its
+//!   replay when a database is opened.
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
 
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod error;
 pub mod jsonl;
 pub mod kv;
 pub mod limits;
+pub mod server;
 pub mod store;
+pub mod wal;
 
 pub use error::{Error, Result};
