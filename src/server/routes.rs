@@ -38,7 +38,7 @@ pub enum Route {
     Range,
     Batch,
     Stats,
-    NoRoute,
+    Unknown,
 }
 
 impl Route {
@@ -51,7 +51,7 @@ impl Route {
             "/v1/batch" => Route::Batch,
             "/v1/stats" => Route::Stats,
             p if p.starts_with("/v1/kv/") => Route::Kv,
-            _ => Route::NoRoute,
+            _ => Route::Unknown,
         }
     }
 
@@ -63,7 +63,7 @@ impl Route {
             Route::Range => "range",
             Route::Batch => "batch",
             Route::Stats => "stats",
-            Route::NoRoute => "no_route",
+            Route::Unknown => "no_route",
         }
     }
 }
@@ -129,7 +129,7 @@ async fn dispatch(
         Route::Range | Route::Stats => Err(ApiError::MethodNotAllowed("GET, HEAD")),
         Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
         Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
-        Route::NoRoute => Err(ApiError::NoRoute),
+        Route::Unknown => Err(ApiError::NoRoute),
     }
 }
 

@@ -363,12 +363,12 @@ impl Worker {
                 let _ = p.reply.send(Err(shutting_down()));
             }
         }
-        if self.failed.is_none() && self.checkpoint() {
-            if let Some(wal) = self.wal.take()
-                && let Err(e) = wal.remove()
-            {
-                eprintln!("kvr serve: cannot remove the write-ahead log: {e}");
-            }
+        if self.failed.is_none()
+            && self.checkpoint()
+            && let Some(wal) = self.wal.take()
+            && let Err(e) = wal.remove()
+        {
+            eprintln!("kvr serve: cannot remove the write-ahead log: {e}");
         }
     }
 }

@@ -119,7 +119,7 @@ impl Wal {
 
     /// Appends one record per request (its first revision and operations)
     /// with a single write and a single sync. On error nothing is appended.
-    pub fn append<'a>(&mut self, requests: &[(u64, &'a [Op])]) -> Result<()> {
+    pub fn append(&mut self, requests: &[(u64, &[Op])]) -> Result<()> {
         if requests.is_empty() {
             return Ok(());
         }
