@@ -99,7 +99,7 @@ fn remote(g: &Global) -> Result<Option<&str>> {
 }
 
 /// The bearer token of `--token` / KVR_TOKEN or `--token-file`.
-fn token(g: &Global) -> Result<Option<String>> {
+pub(crate) fn token(g: &Global) -> Result<Option<String>> {
     let Some(file) = &g.token_file else {
         return Ok(g.token.clone().filter(|t| !t.is_empty()));
     };

@@ -1,3 +1,0 @@
-pub fn run(_g: &crate::cli::Global, _a: crate::cli::BenchArgs) -> anyhow::Result<()> {
-    Ok(())
-}
