@@ -36,15 +36,19 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             .local_addr()
             .map_err(|e| Error::io("cannot read the bound address", e))?
     );
-    let state = Arc::new(State::new(store, limits, token, args.quiet)?);
-    let _hint = ServeHint::write(&g.db, &url);
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
-    drop(out);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Inside the runtime, so that the writer can start its reply task.
+    let state = {
+        let _guard = runtime.enter();
+        Arc::new(State::new(store, limits, token, args.quiet)?)
+    };
+    let _hint = ServeHint::write(&g.db, &url);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
+    drop(out);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io("cannot set up the listener", e))?;

@@ -7,8 +7,10 @@
 //! and, inside `before_commit`, appends the successful ones to the
 //! write-ahead log with one sync. Only then are the requests answered, each
 //! with its own outcome: nothing is acknowledged before it is durable, and
-//! a failed condition fails only its own request. Between groups it
-//! checkpoints by the rule in `wal`.
+//! a failed condition fails only its own request. The answers of a group go
+//! to a reply task in the runtime in one message (one cross-thread wake per
+//! group, not per request). Between groups it checkpoints by the rule in
+//! `wal`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -50,6 +52,10 @@ struct Pending {
     reply: oneshot::Sender<Result<Applied>>,
 }
 
+/// Answers of one chunk, handed to the reply task in one message: one
+/// cross-thread wake per group instead of one per request.
+type Answers = Vec<(oneshot::Sender<Result<Applied>>, Result<Applied>)>;
+
 enum Job {
     Write(Pending),
     Stop,
@@ -74,7 +80,19 @@ impl Writer {
         metrics: Arc<Metrics>,
     ) -> Result<Writer> {
         let (tx, rx) = sync_channel(queue_size.max(1));
+        let answers = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let (atx, mut arx) = tokio::sync::mpsc::unbounded_channel::<Answers>();
+            rt.spawn(async move {
+                while let Some(batch) = arx.recv().await {
+                    for (reply, outcome) in batch {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            });
+            atx
+        });
         let worker = Worker {
+            answers,
             store,
             wal: Some(wal),
             rx,
@@ -147,6 +165,8 @@ fn op_bytes(op: &Op) -> usize {
 }
 
 struct Worker {
+    /// The reply task, when the writer was started inside a tokio runtime.
+    answers: Option<tokio::sync::mpsc::UnboundedSender<Answers>>,
     store: Arc<Store>,
     wal: Option<Wal>,
     rx: Receiver<Job>,
@@ -240,17 +260,30 @@ impl Worker {
         }
         match self.apply(&requests) {
             Ok(outcomes) => {
-                for (p, outcome) in chunk.into_iter().zip(outcomes) {
-                    if let Ok(applied) = &outcome {
-                        self.metrics.set_revision(applied.revision);
-                    }
-                    let _ = p.reply.send(outcome);
+                if let Some(Ok(applied)) = outcomes.iter().rev().find(|o| o.is_ok()) {
+                    self.metrics.set_revision(applied.revision);
                 }
+                let answers: Answers = chunk.into_iter().map(|p| p.reply).zip(outcomes).collect();
+                self.answer(answers);
             }
             Err(e) => {
                 eprintln!("kvr serve: a write group failed: {e}");
                 reply_all(chunk, || copy_error(&e));
             }
+        }
+    }
+
+    /// Sends the answers through the reply task, or directly without one.
+    fn answer(&self, answers: Answers) {
+        let answers = match &self.answers {
+            Some(tx) => match tx.send(answers) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => answers,
+        };
+        for (reply, outcome) in answers {
+            let _ = reply.send(outcome);
         }
     }
 
