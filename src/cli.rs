@@ -251,10 +251,11 @@ pub struct BenchArgs {
     /// Value length in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 100)]
     pub value_size: usize,
-    /// Number of distinct keys the workload draws from.
+    /// Number of distinct keys the workload draws from (reads too: prefill
+    /// them first, in this run or an earlier one).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub keyspace: u64,
-    /// Keys to write before measuring (get, range and mixed need some).
+    /// Keys to write (`kvr-bench/` 0..N) before measuring.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub prefill: u64,
     /// Share of reads in the mixed workload.
@@ -266,6 +267,10 @@ pub struct BenchArgs {
     /// Keys per request of the range workload.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub range_size: usize,
+    /// Retry at once after a 503 instead of waiting the server's
+    /// Retry-After (1 s), as a well-behaved client would.
+    #[arg(long)]
+    pub no_backoff: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

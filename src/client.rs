@@ -271,7 +271,10 @@ fn revision_of(url: &str, resp: Response<Body>) -> Result<u64> {
 
 impl Kv for Client {
     fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
-        limits::check_key(key, None)?;
+        if limits::check_key(key, None).is_err() {
+            // No such key can exist; a local read says "not found" too.
+            return Ok(None);
+        }
         let target = Self::key_target(key);
         let (url, mut resp) =
             self.send(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
@@ -343,6 +346,9 @@ impl Kv for Client {
 
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
         query.validate()?;
+        if query.limit == Some(0) {
+            return Ok(());
+        }
         let target = range_target(query);
         let (url, resp) = self.send(|a, url, auth| {
             with_auth(a.get(format!("{url}{target}")), auth)

@@ -48,7 +48,8 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream, state.limits.max_connections));
+            let revision = state.metrics.revision();
+            tokio::spawn(refuse(stream, state.limits.max_connections, revision));
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -74,14 +75,15 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
 }
 
 /// Answers a connection over the cap with a 503 and closes it.
-async fn refuse(mut stream: TcpStream, max: usize) {
+async fn refuse(mut stream: TcpStream, max: usize, revision: u64) {
     let body = format!(
         "{{\"error\":\"unavailable\",\"message\":\"the server has {max} connections open, \
          the limit (--max-connections); retry later\"}}\n"
     );
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+         retry-after: 1\r\nx-kvr-revision: {revision}\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {

@@ -30,6 +30,9 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const PREFILL_CHUNK: u64 = 10_000;
 /// Highest latency the histograms track (longer ones are clamped).
 const MAX_LATENCY: Duration = Duration::from_secs(60);
+/// How long a client waits after a 503, unless `--no-backoff`: the
+/// server's `Retry-After`.
+const BACKOFF: Duration = Duration::from_secs(1);
 /// Every key the benchmark writes starts with this.
 pub const KEY_PREFIX: &str = "kvr-bench/";
 
@@ -62,13 +65,6 @@ fn check(args: &BenchArgs) -> Result<(), Error> {
         && !(d.is_finite() && d > 0.0)
     {
         return bad("--duration must be a positive number of seconds");
-    }
-    let reads = matches!(
-        args.workload,
-        Workload::Get | Workload::Range | Workload::Mixed
-    );
-    if reads && args.prefill == 0 {
-        return bad("this workload reads keys: give --prefill N to write some first");
     }
     Ok(())
 }
@@ -162,10 +158,10 @@ pub struct Params {
     pub key_size: usize,
     pub value: bytes::Bytes,
     pub keyspace: u64,
-    pub prefill: u64,
     pub read_ratio: f64,
     pub batch_size: usize,
     pub range_size: usize,
+    pub no_backoff: bool,
 }
 
 impl Params {
@@ -175,10 +171,10 @@ impl Params {
             key_size: args.key_size,
             value: bytes::Bytes::from(vec![b'x'; args.value_size]),
             keyspace: args.keyspace,
-            prefill: args.prefill,
             read_ratio: args.read_ratio,
             batch_size: args.batch_size,
             range_size: args.range_size,
+            no_backoff: args.no_backoff,
         }
     }
 }
@@ -217,7 +213,13 @@ async fn client(
             Ok(()) => tally
                 .latency
                 .saturating_record(started.elapsed().as_nanos() as u64),
-            Err(kind) => *tally.errors.entry(kind).or_default() += 1,
+            Err(kind) => {
+                let retry_later = kind == "overloaded" || kind == "unavailable";
+                *tally.errors.entry(kind).or_default() += 1;
+                if retry_later && !p.no_backoff {
+                    tokio::time::sleep(BACKOFF).await;
+                }
+            }
         }
     }
     Ok(tally)

@@ -197,7 +197,7 @@ fn http_request(
     let (method, target, body) = match p.workload {
         Workload::Healthz => (Method::GET, "/healthz".to_string(), Bytes::new()),
         Workload::Range => {
-            let start = text(key(rng.below(p.prefill), p.key_size));
+            let start = text(key(rng.below(p.keyspace), p.key_size));
             let t = format!("/v1/range?start={start}&limit={}", p.range_size);
             (Method::GET, t, Bytes::new())
         }
@@ -208,7 +208,7 @@ fn http_request(
             (Method::POST, "/v1/batch".to_string(), batch_body(&ops))
         }
         _ if read => {
-            let k = text(key(rng.below(p.prefill), p.key_size));
+            let k = text(key(rng.below(p.keyspace), p.key_size));
             (Method::GET, format!("/v1/kv/{k}"), Bytes::new())
         }
         _ => {
@@ -261,7 +261,7 @@ async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> 
     match p.workload {
         Workload::Range => {
             let query = RangeQuery {
-                start: Some(key(rng.below(p.prefill), p.key_size)),
+                start: Some(key(rng.below(p.keyspace), p.key_size)),
                 limit: Some(p.range_size as u64),
                 ..RangeQuery::default()
             };
@@ -274,7 +274,7 @@ async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> 
             .map_err(code)
         }
         Workload::Get | Workload::Mixed | Workload::Healthz if read => {
-            match state.store.get(&key(rng.below(p.prefill), p.key_size)) {
+            match state.store.get(&key(rng.below(p.keyspace), p.key_size)) {
                 Ok(Some(_)) => Ok(()),
                 Ok(None) => Err("not_found".into()),
                 Err(e) => Err(code(e)),
