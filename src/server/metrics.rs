@@ -76,6 +76,9 @@ pub struct Metrics {
     queue_depth: AtomicUsize,
     checkpoints: AtomicU64,
     revision: AtomicU64,
+    /// The revision a commit in progress will publish (see
+    /// [`Metrics::snapshot_revision`]).
+    committing: AtomicU64,
 }
 
 impl Metrics {
@@ -87,6 +90,7 @@ impl Metrics {
             queue_depth: AtomicUsize::new(0),
             checkpoints: AtomicU64::new(0),
             revision: AtomicU64::new(revision),
+            committing: AtomicU64::new(revision),
         }
     }
 
@@ -117,13 +121,29 @@ impl Metrics {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The latest committed revision (only ever moves forward).
-    pub fn set_revision(&self, revision: u64) {
-        self.revision.fetch_max(revision, Ordering::AcqRel);
+    /// Called by the writer before a commit that publishes `revision`.
+    pub fn committing(&self, revision: u64) {
+        self.committing.fetch_max(revision, Ordering::SeqCst);
     }
 
+    /// Called by the writer after that commit (only ever moves forward).
+    pub fn set_revision(&self, revision: u64) {
+        self.revision.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// The latest committed revision.
     pub fn revision(&self) -> u64 {
-        self.revision.load(Ordering::Acquire)
+        self.revision.load(Ordering::SeqCst)
+    }
+
+    /// The revision of a snapshot taken between a call to [`Metrics::revision`]
+    /// (giving `before`) and this call, if it can be known without reading
+    /// it from the snapshot. The writer announces a revision (`committing`)
+    /// before its commit and records it (`set_revision`) after; the
+    /// snapshot saw every commit recorded by `before`, and if no commit was
+    /// announced past `before` by now, it saw no later one either.
+    pub fn snapshot_revision(&self, before: u64) -> Option<u64> {
+        (self.committing.load(Ordering::SeqCst) <= before).then_some(before)
     }
 
     /// The Prometheus text of every series; `db_bytes` is the file's size.

@@ -35,7 +35,7 @@ use metrics::Metrics;
 use writer::Writer;
 
 use crate::error::Result;
-use crate::store::Store;
+use crate::store::{Snapshot, Store};
 use crate::wal::Wal;
 
 /// Everything a request handler needs.
@@ -72,6 +72,18 @@ impl State {
             token,
             quiet,
         })
+    }
+
+    /// A read snapshot and its revision, without a lookup of the revision
+    /// in the snapshot when no commit raced with taking it.
+    pub fn snapshot(&self) -> Result<(Snapshot, u64)> {
+        let before = self.metrics.revision();
+        let snap = self.store.snapshot()?;
+        let revision = match self.metrics.snapshot_revision(before) {
+            Some(r) => r,
+            None => snap.revision()?,
+        };
+        Ok((snap, revision))
     }
 
     /// Finishes queued writes, checkpoints and removes the log.

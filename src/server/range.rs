@@ -20,7 +20,7 @@ use super::routes::REVISION;
 use super::target::Query;
 use crate::error::{Error, Result};
 use crate::jsonl;
-use crate::store::{RangeQuery, Snapshot, Store};
+use crate::store::{RangeQuery, Snapshot};
 
 /// Items per page when `limit` is not given (SPEC).
 const DEFAULT_PAGE_ITEMS: u64 = 1000;
@@ -76,8 +76,7 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     if query.limit == Some(0) {
         return Err(Error::invalid("limit must be a positive number"));
     }
-    let snap = state.store.snapshot()?;
-    let revision = snap.revision()?;
+    let (snap, revision) = state.snapshot()?;
     let (tx, rx) = mpsc::channel(STREAM_CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || produce(&snap, &query, &tx));
     let mut resp = Response::new(streamed(rx));
@@ -119,8 +118,8 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
         Some(c) => decode_cursor(c)?,
         None => (query_of(params)?, page_limit(params)?),
     };
-    let store = state.store.clone();
-    let (body, revision) = tokio::task::spawn_blocking(move || read_page(&store, &query, limit))
+    let st = state.clone();
+    let (body, revision) = tokio::task::spawn_blocking(move || read_page(&st, &query, limit))
         .await
         .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??;
     let mut resp = Response::new(full(body));
@@ -146,9 +145,8 @@ fn page_limit(params: &Query) -> Result<u64> {
 }
 
 /// One page: `{"items":[…],"cursor":…}` and the snapshot's revision.
-fn read_page(store: &Store, query: &RangeQuery, limit: u64) -> Result<(Bytes, u64)> {
-    let snap = store.snapshot()?;
-    let revision = snap.revision()?;
+fn read_page(state: &State, query: &RangeQuery, limit: u64) -> Result<(Bytes, u64)> {
+    let (snap, revision) = state.snapshot()?;
     let mut out = b"{\"items\":[".to_vec();
     let (mut count, mut more) = (0u64, false);
     let mut last_key: Option<Vec<u8>> = None;

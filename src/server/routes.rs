@@ -200,8 +200,7 @@ fn etag(revision: u64) -> HeaderValue {
 
 fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
     let key = key_of(uri)?;
-    let snap = state.store.snapshot()?;
-    let revision = snap.revision()?;
+    let (snap, revision) = state.snapshot()?;
     let Some(entry) = snap.get(&key)? else {
         let mut resp = error_response(&ApiError::Kv(Error::KeyNotFound {
             key: show_key(&key),

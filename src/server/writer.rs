@@ -326,6 +326,7 @@ impl Worker {
             return Err(Error::Storage("the write-ahead log is closed".into()));
         };
         let mut logged = false;
+        let metrics = &self.metrics;
         let result = self.store.apply_group(
             requests,
             Commit::Buffered,
@@ -343,6 +344,14 @@ impl Worker {
                     .collect();
                 wal.append(&records)?;
                 logged = !records.is_empty();
+                let last = outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().ok())
+                    .map(|a| a.revision);
+                if let Some(revision) = last.max().filter(|_| logged) {
+                    // Readers learn that a commit is coming before it does.
+                    metrics.committing(revision);
+                }
                 Ok(())
             },
         );

@@ -3,7 +3,7 @@
 //!
 //! **Invariant.** A write is acknowledged only after the record of its
 //! request is in the log and the log is synced (`fdatasync`). The redb
-//! commit that makes it visible is not synced ([`Commit::Buffered`]); after a
+//! commit that makes it visible is not synced ([`Commit::Buffered`](crate::store::Commit::Buffered)); after a
 //! crash redb falls back to its last durable commit (a checkpoint) and the
 //! log holds everything acknowledged since.
 //!
@@ -19,13 +19,13 @@
 //! one write and one sync. A group never spans segments: when it does not
 //! fit, a new segment (at least large enough for it) is started first.
 //!
-//! **Checkpoint rule.** The writer makes redb durable ([`Store::checkpoint`])
+//! **Checkpoint rule.** The writer makes redb durable ([`Store::checkpoint`](crate::store::Store::checkpoint))
 //! every [`CHECKPOINT_INTERVAL`] or [`CHECKPOINT_BYTES`] of log, and then
 //! calls [`Wal::checkpointed`]: every record so far is covered, so older
 //! segments are deleted and the current one is renamed to the next sequence
 //! number (and the directory synced) to be reused.
 //!
-//! **Recovery** ([`recover`], run by every [`Store::open`] of a file):
+//! **Recovery** ([`recover`], run by every [`Store::open`](crate::store::Store::open) of a file):
 //! read the segments in sequence order; skip records whose first revision is
 //! at or below the database's (covered by a checkpoint); replay the others,
 //! which must continue the revisions without a gap, through the store's one

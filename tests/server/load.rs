@@ -303,3 +303,43 @@ fn a_locked_database_names_its_server() {
         stderr(&out)
     );
 }
+
+#[test]
+fn reads_under_writes_report_their_snapshot_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    http("PUT", &format!("{}/v1/kv/hot", s.url), &[], Some(b"0"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = hammer(&s.url, 4, &stop, &Acks::default());
+    let hot_writer = {
+        let (url, stop) = (s.url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let agent = agent();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = agent.put(format!("{url}/v1/kv/hot")).send(&b"v"[..]);
+            }
+        })
+    };
+    let agent = agent();
+    let mut last = 0;
+    for _ in 0..400 {
+        let r = reply(agent.get(format!("{}/v1/kv/hot", s.url)).call().unwrap());
+        let etag: u64 = r.header("etag").unwrap().trim_matches('"').parse().unwrap();
+        let revision: u64 = r.header("x-kvr-revision").unwrap().parse().unwrap();
+        assert!(
+            revision >= etag,
+            "snapshot revision {revision} below the key's {etag}"
+        );
+        assert!(
+            revision >= last,
+            "revision went back from {last} to {revision}"
+        );
+        last = revision;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in writers {
+        h.join().unwrap();
+    }
+    hot_writer.join().unwrap();
+    assert!(last > 10, "the writes did not run alongside the reads");
+}
