@@ -164,9 +164,26 @@ fn transport_error(url: &str, e: ureq::Error) -> Error {
             ),
             overloaded: false,
         },
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Error::io(
+            format!(
+                "kvr server at {url} cut the request off (a body over its limits, such as \
+                 --max-batch-bytes, is refused this way)"
+            ),
+            not_our_pipe(io),
+        ),
         ureq::Error::Io(io) => Error::io(format!("talking to kvr server at {url} failed"), io),
         ureq::Error::BadUri(u) => Error::invalid(format!("bad server URL {u}")),
         other => Error::Storage(format!("talking to kvr server at {url} failed: {other}")),
+    }
+}
+
+/// A connection the server closed on us is a failure, never the quiet
+/// "reader went away" that a broken stdout is: keep `BrokenPipe` out.
+fn not_our_pipe(io: std::io::Error) -> std::io::Error {
+    if io.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed")
+    } else {
+        io
     }
 }
 
@@ -411,7 +428,7 @@ fn read_stream(
     let broke = |e: std::io::Error| {
         Error::io(
             format!("the range stream from kvr server at {url} broke off"),
-            e,
+            not_our_pipe(e),
         )
     };
     let mut line = Vec::new();

@@ -185,3 +185,22 @@ fn a_server_that_does_not_answer_times_out_with_exit_5() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     drop(listener);
 }
+
+#[test]
+fn a_batch_over_the_server_limit_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-batch-bytes", "1000"]);
+    let line = format!("{{\"key\":\"k\",\"value\":\"{}\"}}\n", "x".repeat(100));
+    for lines in [20, 100_000] {
+        let out = s.cli(&["batch"], line.repeat(lines).as_bytes());
+        let code = out.status.code();
+        assert!(
+            code == Some(2) || code == Some(3),
+            "{lines}: {code:?} {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).starts_with("kvr: error:"), "{}", stderr(&out));
+    }
+    let stats: serde_json::Value = serde_json::from_slice(&s.cli(&["stats"], b"").stdout).unwrap();
+    assert_eq!(stats["revision"], 0);
+}
