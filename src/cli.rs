@@ -212,6 +212,10 @@ pub struct ServeArgs {
     /// Seconds a connection may make no progress before it is closed.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub idle_timeout: f64,
+    /// Threads serving HTTP [default: CPU cores - 1, at least 1; the
+    /// group-commit writer has a thread of its own].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// No log line per request on stderr.
     #[arg(long, short)]
     pub quiet: bool,
