@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_kvr_global_optspecs
-    string join \n db= lock-timeout= cache-mib= h/help V/version
+    string join \n db= lock-timeout= cache-mib= server= token= token-file= timeout= h/help V/version
 end
 
 function __fish_kvr_needs_command
@@ -27,6 +27,10 @@ end
 complete -c kvr -n "__fish_kvr_needs_command" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_needs_command" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_needs_command" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_needs_command" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_needs_command" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_needs_command" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_needs_command" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kvr -n "__fish_kvr_needs_command" -s V -l version -d 'Print version'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
@@ -36,23 +40,37 @@ complete -c kvr -n "__fish_kvr_needs_command" -f -a "range" -d 'Print keys in [S
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l if-revision -d 'Write only if the key\'s current revision is N (0: only if absent)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l json -d 'Print {"revision":N}'
 complete -c kvr -n "__fish_kvr_using_subcommand put" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand get" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand get" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand get" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand get" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l json -d 'Print the key\'s JSON line (key, value, revision) instead'
 complete -c kvr -n "__fish_kvr_using_subcommand get" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l json -d 'Print {"revision":N}'
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l prefix -d 'Only keys starting with P (intersected with START/END)' -r
@@ -60,32 +78,99 @@ complete -c kvr -n "__fish_kvr_using_subcommand range" -l limit -d 'At most N li
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l reverse -d 'The same keys, in descending order'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l keys-only -d 'Print only the keys'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l json -d 'Print {"applied":n,"revision":N} on stdout'
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l listen -d 'Address to listen on (port 0: any free port; the first stdout line names it)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-value-bytes -d 'Largest value, in bytes' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-ops -d 'Most operations in one batch request' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l queue-size -d 'Writes that may wait for the writer; beyond, 503 overloaded at once' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Open connections; beyond, new ones get 503 and are closed' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l header-timeout -d 'Seconds a client has to send a request\'s headers' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may make no progress before it is closed' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l workers -d 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l allow-unauthenticated -d 'Allow a non-loopback address without a token'
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -s q -l quiet -d 'No log line per request on stderr'
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l workload -d 'What each request does' -r -f -a "put\t''
+get\t''
+range\t''
+batch\t''
+mixed\t''
+healthz\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l clients -d 'Concurrent clients (connections)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l duration -d 'Run this long [default: 10 s unless --requests is given]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l requests -d 'Stop after this many requests in all' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l key-size -d 'Key length in bytes (random keys under `kvr-bench/`)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l value-size -d 'Value length in bytes' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l keyspace -d 'Number of distinct keys the workload draws from (reads too: prefill them first, in this run or an earlier one)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l prefill -d 'Keys to write (`kvr-bench/` 0..N) before measuring' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l read-ratio -d 'Share of reads in the mixed workload' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l batch-size -d 'Operations per request of the batch workload' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l range-size -d 'Keys per request of the range workload' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l no-backoff -d 'Retry at once after a 503 instead of waiting the server\'s Retry-After (1 s), as a well-behaved client would'
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l json -d 'Print one JSON object'
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -40,6 +40,52 @@ pub struct Global {
     /// [default: an eighth of available memory, 16 to 1024].
     #[arg(long, global = true, env = "KVR_CACHE_MIB", value_name = "MIB")]
     pub cache_mib: Option<u64>,
+
+    /// Run the command against a running `kvr serve` instead of a local
+    /// file; a comma-separated list is tried in order (`serve` ignores
+    /// KVR_SERVER).
+    #[arg(long, global = true, env = "KVR_SERVER", value_name = "URL[,URL...]")]
+    pub server: Option<String>,
+
+    /// Bearer token: the one to send with --server, or the one `serve` requires.
+    #[arg(long, global = true, env = "KVR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Read the token from FILE (trailing newline removed).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// With --server: the longest wait for a request (for streams: the
+    /// longest time without progress).
+    #[arg(
+        long,
+        global = true,
+        env = "KVR_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30.0
+    )]
+    pub timeout: f64,
+}
+
+/// Whether the global option `id` was given as a flag, not through its
+/// environment variable or default (a flag beats its variable, and `--db`
+/// with `--server` as flags is a usage error).
+pub fn given_on_command_line(id: &str) -> bool {
+    use clap::CommandFactory;
+    use clap::parser::ValueSource;
+    let Ok(matches) = Cli::command().try_get_matches_from(std::env::args_os()) else {
+        return false;
+    };
+    let mut level = Some(&matches);
+    while let Some(m) = level {
+        if matches!(m.try_get_raw(id), Ok(Some(_)))
+            && m.value_source(id) == Some(ValueSource::CommandLine)
+        {
+            return true;
+        }
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    false
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +97,8 @@ pub enum Command {
     Batch(BatchArgs),
     Stats(StatsArgs),
     Tui(TuiArgs),
+    Serve(ServeArgs),
+    Bench(BenchArgs),
     Completions(CompletionsArgs),
 }
 
@@ -136,4 +184,103 @@ pub struct TuiArgs {}
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
+}
+
+/// Serve the HTTP API: writes are group-committed through a write-ahead log.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the first stdout line
+    /// names it).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Allow a non-loopback address without a token.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// Largest value, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::limits::DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: usize,
+    /// Most operations in one batch request.
+    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_OPS)]
+    pub max_batch_ops: usize,
+    /// Largest batch request body, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES)]
+    pub max_batch_bytes: usize,
+    /// Writes that may wait for the writer; beyond, 503 overloaded at once.
+    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_QUEUE_SIZE)]
+    pub queue_size: usize,
+    /// Open connections; beyond, new ones get 503 and are closed.
+    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Seconds a connection may make no progress before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub idle_timeout: f64,
+    /// Threads serving HTTP [default: CPU cores - 1, at least 1; the
+    /// group-commit writer has a thread of its own].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// No log line per request on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// What `kvr bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    Put,
+    Get,
+    Range,
+    Batch,
+    Mixed,
+    Healthz,
+}
+
+/// Load generator: ops/s and latency percentiles against --server URL or,
+/// with --db PATH (or a temporary file), the engine alone. Only flags on
+/// the command line count here: KVR_DB and KVR_SERVER are ignored.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What each request does.
+    #[arg(long, value_enum, default_value = "put")]
+    pub workload: Workload,
+    /// Concurrent clients (connections).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub clients: usize,
+    /// Run this long [default: 10 s unless --requests is given].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Stop after this many requests in all.
+    #[arg(long, value_name = "N")]
+    pub requests: Option<u64>,
+    /// Key length in bytes (random keys under `kvr-bench/`).
+    #[arg(long, value_name = "BYTES", default_value_t = 16)]
+    pub key_size: usize,
+    /// Value length in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 100)]
+    pub value_size: usize,
+    /// Number of distinct keys the workload draws from (reads too: prefill
+    /// them first, in this run or an earlier one).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub keyspace: u64,
+    /// Keys to write (`kvr-bench/` 0..N) before measuring.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub prefill: u64,
+    /// Share of reads in the mixed workload.
+    #[arg(long, value_name = "R", default_value_t = 0.9)]
+    pub read_ratio: f64,
+    /// Operations per request of the batch workload.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub batch_size: usize,
+    /// Keys per request of the range workload.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub range_size: usize,
+    /// Retry at once after a 503 instead of waiting the server's
+    /// Retry-After (1 s), as a well-behaved client would.
+    #[arg(long)]
+    pub no_backoff: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -8,16 +8,21 @@
 //! * [`kv`]: the [`kv::Kv`] trait every command runs against.
 //! * [`limits`]: key and value size limits.
 //! * [`error`]: the typed [`Error`], with its exit codes and HTTP statuses.
+//! * [`wal`]: the write-ahead log behind `kvr serve`'s group commit, and its
+//!   replay when a database is opened.
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
 
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod error;
 pub mod jsonl;
 pub mod kv;
 pub mod limits;
+pub mod server;
 pub mod store;
 pub mod tui;
+pub mod wal;
 
 pub use error::{Error, Result};

@@ -5,11 +5,13 @@
 //! turned into exit codes once, in `main`.
 
 mod batch;
+mod bench;
 mod completions;
 mod delete;
 mod get;
 mod put;
 mod range;
+mod serve;
 mod stats;
 mod tui;
 
@@ -17,7 +19,8 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, Global};
+use crate::cli::{Cli, Command, Global, given_on_command_line};
+use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{Kv, LocalKv};
 use crate::limits::DEFAULT_MAX_VALUE_BYTES;
@@ -33,6 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Range(args) => range::run(&*open(g, OpenMode::MustExist)?, args),
         Command::Batch(args) => batch::run(&*open(g, OpenMode::Create)?, args),
         Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
+        Command::Serve(args) => serve::run(g, args),
+        Command::Bench(args) => bench::run(g, args),
         Command::Tui(args) => tui::run(cli.global, args),
         Command::Completions(args) => completions::run(args),
     }
@@ -40,6 +45,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Opens the data source the global options name.
 fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
+    if let Some(servers) = remote(g)? {
+        let timeout = seconds(g.timeout, "--timeout")?;
+        return Ok(Box::new(Client::new(servers, token(g)?, timeout)?));
+    }
     Ok(Box::new(LocalKv {
         store: Store::open(&g.db, mode, &store_options(g)?)?,
         max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
@@ -74,4 +83,53 @@ fn arg_bytes(arg: OsString) -> Vec<u8> {
 fn print_revision(revision: u64) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{{\"revision\":{revision}}}").map_err(|e| Error::io("cannot write output", e))
+}
+
+/// The `--server` list when commands go to a server: `--server` (flag or
+/// KVR_SERVER) unless `--db` was given as a flag; both flags is a usage error.
+fn remote(g: &Global) -> Result<Option<&str>> {
+    let Some(server) = g.server.as_deref().filter(|s| !s.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if !given_on_command_line("db") {
+        return Ok(Some(server));
+    }
+    if given_on_command_line("server") {
+        return Err(Error::invalid("give either --db or --server, not both"));
+    }
+    Ok(None)
+}
+
+/// The bearer token of `--token` / KVR_TOKEN or `--token-file`.
+pub(crate) fn token(g: &Global) -> Result<Option<String>> {
+    let Some(file) = &g.token_file else {
+        return Ok(g.token.clone().filter(|t| !t.is_empty()));
+    };
+    if given_on_command_line("token") {
+        return Err(Error::invalid(
+            "give either --token or --token-file, not both",
+        ));
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::io(format!("cannot read the token file {}", file.display()), e))?;
+    let token = text.strip_suffix('\n').unwrap_or(&text);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    if token.is_empty() {
+        return Err(Error::invalid(format!(
+            "the token file {} is empty",
+            file.display()
+        )));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// A positive number of seconds from a flag.
+fn seconds(secs: f64, flag: &str) -> Result<Duration> {
+    if secs.is_finite() && secs > 0.0 {
+        Ok(Duration::from_secs_f64(secs.min(1e9)))
+    } else {
+        Err(Error::invalid(format!(
+            "{flag} must be a positive number of seconds"
+        )))
+    }
 }

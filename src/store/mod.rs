@@ -1,7 +1,8 @@
 //! The persistent store: a redb file holding keys, values and revisions.
 //!
 //! * [`Store::open`] opens (or, for writing commands, creates) the file, takes
-//!   the single-process lock and checks the format.
+//!   the single-process lock, checks the format and replays the write-ahead
+//!   log a crashed `kvr serve` left (see `wal`).
 //! * [`Store::apply`] (in `apply.rs`) is the one write path: every command that
 //!   writes, later the group-commit writer and the replicated log, goes through
 //!   it.
@@ -182,7 +183,10 @@ impl Store {
                 }
             }
         };
-        Self::init(db, path.to_path_buf(), opts)
+        let store = Self::init(db, path.to_path_buf(), opts)?;
+        // Writes a crashed `kvr serve` acknowledged but did not checkpoint.
+        crate::wal::recover(&store)?;
+        Ok(store)
     }
 
     /// Opens a database on a custom redb storage backend (tests use one that

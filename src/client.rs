@@ -1,0 +1,472 @@
+//! The HTTP client behind `--server`: [`Client`] implements [`Kv`] over
+//! `kvr serve`'s API, so commands give the same output and exit codes as
+//! with a local file.
+//!
+//! * Error bodies (`{"error":CODE,…}`) are mapped back to the same
+//!   [`Error`] variants the local store returns, by their code.
+//! * Several URLs are tried in order, moving on only when one cannot be
+//!   reached; then `cannot reach kvr server at URL (is kvr serve running?)`
+//!   (exit 5).
+//! * Keys go in the path, percent-encoded, or as `?key=` when a segment is
+//!   `.`, `..` or empty (which URL handling elsewhere could rewrite).
+//! * Ranges are read as an NDJSON stream; a stream that breaks off is an
+//!   error (exit 3), never a silently short result.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use ureq::http::Response;
+use ureq::{Agent, Body, SendBody};
+
+use crate::error::{Error, Result};
+use crate::jsonl::show_key;
+use crate::kv::{Kv, Visit};
+use crate::limits;
+use crate::server::target::percent_encode;
+use crate::store::{Applied, Entry, RangeQuery, Stats};
+
+/// A `kvr serve` (or a list of them) as a [`Kv`].
+pub struct Client {
+    agent: Agent,
+    urls: Vec<String>,
+    token: Option<String>,
+}
+
+/// An error body.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    revision: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    expected: Option<String>,
+}
+
+/// One line of a range stream.
+#[derive(Debug, Deserialize)]
+struct RangeLine {
+    key: Option<String>,
+    key_b64: Option<String>,
+    value: Option<String>,
+    value_b64: Option<String>,
+    revision: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchAnswer {
+    applied: u64,
+    revision: u64,
+    #[serde(default)]
+    puts: Option<u64>,
+    #[serde(default)]
+    deletes: Option<u64>,
+}
+
+impl Client {
+    /// A client for the comma-separated `urls`.
+    pub fn new(urls: &str, token: Option<String>, timeout: Duration) -> Result<Client> {
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                let u = u.trim_end_matches('/');
+                if u.contains("://") {
+                    u.to_string()
+                } else {
+                    format!("http://{u}")
+                }
+            })
+            .collect();
+        if urls.is_empty() {
+            return Err(Error::invalid(
+                "--server needs a URL, e.g. http://127.0.0.1:7070",
+            ));
+        }
+        let agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
+            .user_agent(concat!("kvr/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Client { agent, urls, token })
+    }
+
+    /// Sends one request to the first server that can be reached.
+    fn send(
+        &self,
+        mut request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<(String, Response<Body>)> {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        for url in &self.urls {
+            match request(&self.agent, url, auth.as_deref()) {
+                Ok(resp) => return Ok((url.clone(), resp)),
+                Err(e) if unreachable(&e) => continue,
+                Err(e) => return Err(transport_error(url, e)),
+            }
+        }
+        Err(Error::Unavailable {
+            message: format!(
+                "cannot reach kvr server at {} (is kvr serve running?)",
+                self.urls.join(", ")
+            ),
+            overloaded: false,
+        })
+    }
+
+    /// The path (or `?key=` form) of a key.
+    fn key_target(key: &[u8]) -> String {
+        let awkward = key
+            .split(|&b| b == b'/')
+            .any(|seg| seg.is_empty() || seg == b"." || seg == b"..");
+        if awkward {
+            format!("/v1/kv?key={}", percent_encode(key, true))
+        } else {
+            format!("/v1/kv/{}", percent_encode(key, false))
+        }
+    }
+}
+
+/// Failures that mean "this server is not there": try the next one.
+fn unreachable(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::AddrNotAvailable
+                | std::io::ErrorKind::NetworkUnreachable
+                | std::io::ErrorKind::HostUnreachable
+        ),
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        _ => false,
+    }
+}
+
+fn transport_error(url: &str, e: ureq::Error) -> Error {
+    match e {
+        ureq::Error::Timeout(_) => Error::Unavailable {
+            message: format!(
+                "kvr server at {url} did not answer in time (--timeout); for a write the \
+                 outcome is unknown"
+            ),
+            overloaded: false,
+        },
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Error::io(
+            format!(
+                "kvr server at {url} cut the request off (a body over its limits, such as \
+                 --max-batch-bytes, is refused this way)"
+            ),
+            not_our_pipe(io),
+        ),
+        ureq::Error::Io(io) => Error::io(format!("talking to kvr server at {url} failed"), io),
+        ureq::Error::BadUri(u) => Error::invalid(format!("bad server URL {u}")),
+        other => Error::Storage(format!("talking to kvr server at {url} failed: {other}")),
+    }
+}
+
+/// A connection the server closed on us is a failure, never the quiet
+/// "reader went away" that a broken stdout is: keep `BrokenPipe` out.
+fn not_our_pipe(io: std::io::Error) -> std::io::Error {
+    if io.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed")
+    } else {
+        io
+    }
+}
+
+/// The error an unsuccessful response stands for.
+fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    let Ok(body) = serde_json::from_str::<ErrorBody>(&text) else {
+        return if status == 503 {
+            Error::Unavailable {
+                message: format!("kvr server at {url} is unavailable (HTTP 503)"),
+                overloaded: false,
+            }
+        } else {
+            Error::Storage(format!("unexpected HTTP {status} from {url}"))
+        };
+    };
+    let strip = |prefix: &str| {
+        body.message
+            .strip_prefix(prefix)
+            .unwrap_or(&body.message)
+            .to_string()
+    };
+    let line_prefix = body.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+    match body.error.as_str() {
+        "not_found" => Error::KeyNotFound {
+            key: body
+                .key
+                .clone()
+                .unwrap_or_else(|| show_key(key.unwrap_or_default())),
+        },
+        "bad_request" => Error::Invalid {
+            line: body.line,
+            message: strip(&line_prefix),
+        },
+        "payload_too_large" => Error::TooLarge {
+            message: body.message.clone(),
+        },
+        "precondition_failed" => Error::PreconditionFailed {
+            line: body.line,
+            key: body.key.clone().unwrap_or_default(),
+            expected: body.expected.clone().unwrap_or_default(),
+            current: body.revision,
+        },
+        "unauthorized" => Error::Unauthorized(strip("unauthorized: ")),
+        "insufficient_storage" => Error::DiskFull {
+            context: format!("on kvr server at {url}"),
+        },
+        "overloaded" | "unavailable" => Error::Unavailable {
+            message: body.message.clone(),
+            overloaded: body.error == "overloaded",
+        },
+        "no_route" | "method_not_allowed" => Error::Storage(format!(
+            "{url} does not look like a kvr server ({}: {})",
+            body.error, body.message
+        )),
+        _ => Error::Storage(format!("kvr server at {url} failed: {}", body.message)),
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(url: &str, mut resp: Response<Body>) -> Result<T> {
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .map_err(|e| transport_error(url, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Storage(format!("unexpected answer from {url}: {e}")))
+}
+
+fn condition_headers(
+    req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    if_revision: Option<u64>,
+) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    match if_revision {
+        Some(0) => req.header("If-None-Match", "*"),
+        Some(n) => req.header("If-Match", format!("\"{n}\"")),
+        None => req,
+    }
+}
+
+fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => req.header("Authorization", a),
+        None => req,
+    }
+}
+
+fn revision_of(url: &str, resp: Response<Body>) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct Written {
+        revision: u64,
+    }
+    Ok(read_json::<Written>(url, resp)?.revision)
+}
+
+impl Kv for Client {
+    fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        if limits::check_key(key, None).is_err() {
+            // No such key can exist; a local read says "not found" too.
+            return Ok(None);
+        }
+        let target = Self::key_target(key);
+        let (url, mut resp) =
+            self.send(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => match error_of(&url, resp, Some(key)) {
+                Error::KeyNotFound { .. } => return Ok(None),
+                other => return Err(other),
+            },
+            _ => return Err(error_of(&url, resp, Some(key))),
+        }
+        let revision = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim_matches('"').parse().ok())
+            .ok_or_else(|| Error::Storage(format!("{url} sent a value without its ETag")))?;
+        let value = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .map_err(|e| transport_error(&url, e))?;
+        Ok(Some(Entry { value, revision }))
+    }
+
+    fn put(&self, key: &[u8], value: Vec<u8>, if_revision: Option<u64>) -> Result<u64> {
+        limits::check_key(key, None)?;
+        let target = Self::key_target(key);
+        let (url, resp) = self.send(|a, url, auth| {
+            let req = with_auth(a.put(format!("{url}{target}")), auth);
+            condition_headers(req, if_revision).send(value.as_slice())
+        })?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, Some(key)));
+        }
+        revision_of(&url, resp)
+    }
+
+    fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
+        limits::check_key(key, None)?;
+        let target = Self::key_target(key);
+        let (url, resp) = self.send(|a, url, auth| {
+            let req = with_auth(a.delete(format!("{url}{target}")), auth).force_send_body();
+            condition_headers(req, if_revision).send_empty()
+        })?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, Some(key)));
+        }
+        revision_of(&url, resp)
+    }
+
+    fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+        let (url, resp) = self.send(|a, url, auth| {
+            let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
+            req.content_type("application/x-ndjson")
+                .send(SendBody::from_reader(&mut *input))
+        })?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, None));
+        }
+        let answer: BatchAnswer = read_json(&url, resp)?;
+        Ok(Applied {
+            puts: answer.puts.unwrap_or(answer.applied),
+            deletes: answer.deletes.unwrap_or(0),
+            revision: answer.revision,
+        })
+    }
+
+    fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
+        query.validate()?;
+        if query.limit == Some(0) {
+            return Ok(());
+        }
+        let target = range_target(query);
+        let (url, resp) = self.send(|a, url, auth| {
+            with_auth(a.get(format!("{url}{target}")), auth)
+                .header("Accept", "application/x-ndjson")
+                .call()
+        })?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, None));
+        }
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        read_stream(&url, BufReader::new(reader), query.keys_only, visit)
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let (url, resp) =
+            self.send(|a, url, auth| with_auth(a.get(format!("{url}/v1/stats")), auth).call())?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, None));
+        }
+        read_json(&url, resp)
+    }
+
+    fn source(&self) -> String {
+        self.urls.join(",")
+    }
+}
+
+fn range_target(query: &RangeQuery) -> String {
+    let mut target = "/v1/range?".to_string();
+    let params = [
+        ("start", &query.start),
+        ("end", &query.end),
+        ("prefix", &query.prefix),
+    ];
+    for (name, value) in params {
+        if let Some(v) = value {
+            target.push_str(&format!("{name}={}&", percent_encode(v, true)));
+        }
+    }
+    if let Some(limit) = query.limit {
+        target.push_str(&format!("limit={limit}&"));
+    }
+    if query.reverse {
+        target.push_str("reverse=true&");
+    }
+    if query.keys_only {
+        target.push_str("keys_only=true&");
+    }
+    target.pop();
+    target
+}
+
+/// Reads an NDJSON range stream to its end, visiting each item.
+fn read_stream(
+    url: &str,
+    mut reader: impl BufRead,
+    keys_only: bool,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let broke = |e: std::io::Error| {
+        Error::io(
+            format!("the range stream from kvr server at {url} broke off"),
+            not_our_pipe(e),
+        )
+    };
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(broke)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') {
+            return Err(broke(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        let item: RangeLine = serde_json::from_slice(&line)
+            .map_err(|e| Error::Storage(format!("bad range line from {url}: {e}")))?;
+        let key = bytes_of(item.key, item.key_b64, url)?;
+        let entry = if keys_only {
+            None
+        } else {
+            Some((
+                bytes_of(item.value, item.value_b64, url)?,
+                item.revision.unwrap_or(0),
+            ))
+        };
+        let go_on = visit(&key, entry.as_ref().map(|(v, r)| (v.as_slice(), *r)))?;
+        if !go_on {
+            return Ok(());
+        }
+    }
+}
+
+fn bytes_of(plain: Option<String>, b64: Option<String>, url: &str) -> Result<Vec<u8>> {
+    match (plain, b64) {
+        (Some(s), _) => Ok(s.into_bytes()),
+        (None, Some(b)) => B64
+            .decode(b)
+            .map_err(|e| Error::Storage(format!("bad base64 in a range line from {url}: {e}"))),
+        (None, None) => Err(Error::Storage(format!(
+            "a range line from {url} lacks a field"
+        ))),
+    }
+}

@@ -1,0 +1,279 @@
+//! `kvr bench`: a load generator in the spirit of redis-benchmark.
+//!
+//! N client tasks each send one request at a time, against a server over
+//! HTTP (`target::Http`, one keep-alive connection per client) or against
+//! the engine alone (`target::Local`: the same group-commit writer and
+//! write-ahead log as the server, without HTTP). Latencies of successful
+//! requests go into one HDR histogram per client, merged at the end; errors
+//! are counted by kind. Only flags on the command line choose the target:
+//! KVR_DB and KVR_SERVER are ignored, a run without `--db` uses a temporary
+//! file, and against a server only keys under `kvr-bench/` are written.
+
+mod target;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+
+use crate::cli::{BenchArgs, Global, Workload, given_on_command_line};
+use crate::error::Error;
+use target::Target;
+
+/// Run length when neither `--duration` nor `--requests` is given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Keys per prefill request: large enough to load a million keys in a few
+/// seconds, small enough for the server's default batch limits.
+const PREFILL_CHUNK: u64 = 10_000;
+/// Highest latency the histograms track (longer ones are clamped).
+const MAX_LATENCY: Duration = Duration::from_secs(60);
+/// How long a client waits after a 503, unless `--no-backoff`: the
+/// server's `Retry-After`.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// Every key the benchmark writes starts with this.
+pub const KEY_PREFIX: &str = "kvr-bench/";
+
+pub fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
+    check(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let target = Target::open(g, &args).await?;
+        let result = bench(&target, &args).await;
+        target.close().await;
+        result
+    })
+}
+
+fn check(args: &BenchArgs) -> Result<(), Error> {
+    let bad = |m: &str| Err(Error::invalid(m.to_string()));
+    if args.clients == 0 {
+        return bad("--clients must be at least 1");
+    }
+    if args.keyspace == 0 || args.batch_size == 0 || args.range_size == 0 {
+        return bad("--keyspace, --batch-size and --range-size must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        return bad("--read-ratio must be between 0 and 1");
+    }
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        return bad("--duration must be a positive number of seconds");
+    }
+    Ok(())
+}
+
+/// The key of index `i`: the prefix, then `i` in hex padded to `--key-size`.
+pub fn key(i: u64, key_size: usize) -> Vec<u8> {
+    let width = key_size.saturating_sub(KEY_PREFIX.len()).max(1);
+    format!("{KEY_PREFIX}{i:0width$x}").into_bytes()
+}
+
+/// A small, fast generator: each client has its own.
+pub struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        (self.below(1 << 24) as f64) < p * f64::from(1u32 << 24)
+    }
+}
+
+/// What one client saw.
+struct Tally {
+    latency: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
+    if args.prefill > 0 {
+        let started = Instant::now();
+        target.prefill(args).await?;
+        if !args.json {
+            eprintln!(
+                "prefilled {} keys in {:.1} s",
+                args.prefill,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let budget = args.requests.map(AtomicU64::new).map(Arc::new);
+    let duration = match (args.duration, args.requests) {
+        (Some(d), _) => Some(Duration::from_secs_f64(d)),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_DURATION),
+    };
+    let started = Instant::now();
+    let deadline = duration.map(|d| started + d);
+    let mut tasks = Vec::with_capacity(args.clients);
+    for c in 0..args.clients {
+        let (target, budget) = (target.clone(), budget.clone());
+        let params = Params::of(args);
+        tasks.push(tokio::spawn(async move {
+            client(c as u64, &target, &params, deadline, budget.as_deref()).await
+        }));
+    }
+    let mut total = Tally {
+        latency: new_histogram()?,
+        errors: BTreeMap::new(),
+    };
+    for t in tasks {
+        let tally = t.await.context("a client task failed")??;
+        total
+            .latency
+            .add(&tally.latency)
+            .context("merging histograms")?;
+        for (k, n) in tally.errors {
+            *total.errors.entry(k).or_default() += n;
+        }
+    }
+    report(args, &total, started.elapsed(), target.describe());
+    Ok(())
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY.as_nanos() as u64, 3).context("histogram bounds")
+}
+
+/// What a client needs from the arguments.
+#[derive(Clone)]
+pub struct Params {
+    pub workload: Workload,
+    pub key_size: usize,
+    pub value: bytes::Bytes,
+    pub keyspace: u64,
+    pub read_ratio: f64,
+    pub batch_size: usize,
+    pub range_size: usize,
+    pub no_backoff: bool,
+}
+
+impl Params {
+    fn of(args: &BenchArgs) -> Params {
+        Params {
+            workload: args.workload,
+            key_size: args.key_size,
+            value: bytes::Bytes::from(vec![b'x'; args.value_size]),
+            keyspace: args.keyspace,
+            read_ratio: args.read_ratio,
+            batch_size: args.batch_size,
+            range_size: args.range_size,
+            no_backoff: args.no_backoff,
+        }
+    }
+}
+
+/// One client: requests back to back until the deadline or the budget.
+async fn client(
+    id: u64,
+    target: &Target,
+    p: &Params,
+    deadline: Option<Instant>,
+    budget: Option<&AtomicU64>,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally {
+        latency: new_histogram()?,
+        errors: BTreeMap::new(),
+    };
+    let mut rng = Rng::new(id + 1);
+    let mut conn = target.connect().await;
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let Some(b) = budget
+            && b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_err()
+        {
+            break;
+        }
+        let read = match p.workload {
+            Workload::Get | Workload::Range | Workload::Healthz => true,
+            Workload::Mixed => rng.chance(p.read_ratio),
+            Workload::Put | Workload::Batch => false,
+        };
+        let started = Instant::now();
+        match target.request(&mut conn, p, &mut rng, read).await {
+            Ok(()) => tally
+                .latency
+                .saturating_record(started.elapsed().as_nanos() as u64),
+            Err(kind) => {
+                let retry_later = kind == "overloaded" || kind == "unavailable";
+                *tally.errors.entry(kind).or_default() += 1;
+                if retry_later && !p.no_backoff {
+                    tokio::time::sleep(BACKOFF).await;
+                }
+            }
+        }
+    }
+    Ok(tally)
+}
+
+fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) {
+    let ok = t.latency.len();
+    let secs = took.as_secs_f64().max(1e-9);
+    let ops = ok as f64 / secs;
+    let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1e6;
+    let max_ms = t.latency.max() as f64 / 1e6;
+    let errors: u64 = t.errors.values().sum();
+    if args.json {
+        let v = serde_json::json!({
+            "workload": format!("{:?}", args.workload).to_lowercase(),
+            "target": target,
+            "clients": args.clients,
+            "duration_s": secs,
+            "requests": ok + errors,
+            "ok": ok,
+            "ops_per_sec": ops,
+            "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
+            "max_ms": max_ms,
+            "errors": t.errors,
+            "errors_total": errors,
+        });
+        println!("{v}");
+        return;
+    }
+    println!(
+        "{:?} on {target}: {} clients, {:.1} s",
+        args.workload, args.clients, secs
+    );
+    println!("  {ok} ok, {errors} errors, {ops:.0} ops/s");
+    println!(
+        "  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(0.999),
+        max_ms
+    );
+    for (kind, n) in &t.errors {
+        println!("  error {kind}: {n}");
+    }
+}
+
+/// Whether the run goes to a server (only the command line decides).
+fn server_url(g: &Global) -> Option<String> {
+    if !given_on_command_line("server") {
+        return None;
+    }
+    g.server
+        .as_deref()
+        .and_then(|s| s.split(',').next())
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+}

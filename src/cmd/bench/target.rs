@@ -1,0 +1,299 @@
+//! What `kvr bench` sends requests to: a server over HTTP (hyper client,
+//! one keep-alive connection per client), or the engine in this process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{SendRequest, handshake};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::{Params, Rng, key};
+use crate::cli::{BenchArgs, Global, Workload, given_on_command_line};
+use crate::error::Error;
+use crate::server::writer::WriteRequest;
+use crate::server::{Limits, State};
+use crate::store::{Op, OpenMode, RangeQuery, Store};
+
+/// Pause before reconnecting after a connection failed, so a client does
+/// not spin while the server is away.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
+
+pub enum Target {
+    Http {
+        url: String,
+        addr: String,
+        auth: Option<String>,
+    },
+    Local {
+        state: Arc<State>,
+        path: PathBuf,
+        temporary: bool,
+    },
+}
+
+/// A client's connection (none for the local engine).
+pub struct Conn(Option<SendRequest<Full<Bytes>>>);
+
+impl Target {
+    pub async fn open(g: &Global, args: &BenchArgs) -> anyhow::Result<Arc<Target>> {
+        if let Some(url) = super::server_url(g) {
+            if given_on_command_line("db") {
+                return Err(Error::invalid("give either --db or --server, not both").into());
+            }
+            let addr = url
+                .strip_prefix("http://")
+                .ok_or_else(|| Error::invalid("bench needs an http:// server URL"))?
+                .to_string();
+            let auth = crate::cmd::token(g)?.map(|t| format!("Bearer {t}"));
+            return Ok(Arc::new(Target::Http { url, addr, auth }));
+        }
+        if args.workload == Workload::Healthz {
+            return Err(Error::invalid("--workload healthz needs --server URL").into());
+        }
+        let temporary = !given_on_command_line("db");
+        let path = if temporary {
+            std::env::temp_dir().join(format!("kvr-bench-{}.redb", std::process::id()))
+        } else {
+            g.db.clone()
+        };
+        let store = Store::open(&path, OpenMode::Create, &crate::cmd::store_options(g)?)?;
+        let limits = Limits {
+            queue_size: args.clients.max(Limits::default().queue_size),
+            ..Limits::default()
+        };
+        let state = Arc::new(State::new(store, limits, None, true)?);
+        Ok(Arc::new(Target::Local {
+            state,
+            path,
+            temporary,
+        }))
+    }
+
+    /// Stops the local engine (final checkpoint) and removes a temporary file.
+    pub async fn close(&self) {
+        if let Target::Local {
+            state,
+            path,
+            temporary,
+        } = self
+        {
+            let st = state.clone();
+            let _ = tokio::task::spawn_blocking(move || st.stop()).await;
+            if *temporary {
+                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_dir_all(crate::wal::dir_of(path));
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Http { url, .. } => url.clone(),
+            Target::Local { path, .. } => format!("engine {}", path.display()),
+        }
+    }
+
+    pub async fn connect(&self) -> Conn {
+        match self {
+            Target::Http { addr, .. } => Conn(connect(addr).await.ok()),
+            Target::Local { .. } => Conn(None),
+        }
+    }
+
+    /// One request; `Err` names the kind of failure.
+    pub async fn request(
+        &self,
+        conn: &mut Conn,
+        p: &Params,
+        rng: &mut Rng,
+        read: bool,
+    ) -> Result<(), String> {
+        match self {
+            Target::Http { addr, auth, .. } => {
+                let req = http_request(p, rng, read, auth.as_deref())?;
+                http_send(addr, conn, req).await
+            }
+            Target::Local { state, .. } => local_request(state, p, rng, read).await,
+        }
+    }
+
+    /// Writes keys `0..prefill` in chunks.
+    pub async fn prefill(&self, args: &BenchArgs) -> anyhow::Result<()> {
+        let value = vec![b'x'; args.value_size];
+        let mut conn = self.connect().await;
+        let mut start = 0;
+        while start < args.prefill {
+            let end = (start + super::PREFILL_CHUNK).min(args.prefill);
+            let ops: Vec<Op> = (start..end)
+                .map(|i| Op::put(key(i, args.key_size), value.clone()))
+                .collect();
+            match self {
+                Target::Http { addr, auth, .. } => {
+                    let req = builder(Method::POST, "/v1/batch", auth.as_deref())
+                        .body(Full::new(batch_body(&ops)))
+                        .context("building a request")?;
+                    http_send(addr, &mut conn, req)
+                        .await
+                        .map_err(|kind| anyhow::anyhow!("prefill failed: {kind}"))?;
+                }
+                Target::Local { state, .. } => {
+                    let req = WriteRequest {
+                        ops,
+                        must_exist: false,
+                    };
+                    state.writer.write(req).await?;
+                }
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+async fn connect(addr: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn builder(method: Method, target: &str, auth: Option<&str>) -> http::request::Builder {
+    let b = Request::builder()
+        .method(method)
+        .uri(target)
+        .header(header::HOST, "kvr");
+    match auth {
+        Some(a) => b.header(header::AUTHORIZATION, a),
+        None => b,
+    }
+}
+
+fn batch_body(ops: &[Op]) -> Bytes {
+    let mut body = Vec::new();
+    for op in ops {
+        if let crate::store::Action::Put(v) = &op.action {
+            let _ = crate::jsonl::write_line(&mut body, &op.key, Some((v, 0)));
+        }
+    }
+    Bytes::from(body)
+}
+
+fn http_request(
+    p: &Params,
+    rng: &mut Rng,
+    read: bool,
+    auth: Option<&str>,
+) -> Result<Request<Full<Bytes>>, String> {
+    let text = |k: Vec<u8>| String::from_utf8_lossy(&k).into_owned();
+    let (method, target, body) = match p.workload {
+        Workload::Healthz => (Method::GET, "/healthz".to_string(), Bytes::new()),
+        Workload::Range => {
+            let start = text(key(rng.below(p.keyspace), p.key_size));
+            let t = format!("/v1/range?start={start}&limit={}", p.range_size);
+            (Method::GET, t, Bytes::new())
+        }
+        Workload::Batch => {
+            let ops: Vec<Op> = (0..p.batch_size)
+                .map(|_| Op::put(key(rng.below(p.keyspace), p.key_size), p.value.to_vec()))
+                .collect();
+            (Method::POST, "/v1/batch".to_string(), batch_body(&ops))
+        }
+        _ if read => {
+            let k = text(key(rng.below(p.keyspace), p.key_size));
+            (Method::GET, format!("/v1/kv/{k}"), Bytes::new())
+        }
+        _ => {
+            let k = text(key(rng.below(p.keyspace), p.key_size));
+            (Method::PUT, format!("/v1/kv/{k}"), p.value.clone())
+        }
+    };
+    builder(method, &target, auth)
+        .body(Full::new(body))
+        .map_err(|_| "bad_request_built".to_string())
+}
+
+/// Sends on the client's connection (reconnecting when needed); any status
+/// but 200 is an error named by its code.
+async fn http_send(addr: &str, conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<(), String> {
+    if conn.0.is_none() {
+        match connect(addr).await {
+            Ok(s) => conn.0 = Some(s),
+            Err(_) => {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                return Err("connect".into());
+            }
+        }
+    }
+    let Some(sender) = conn.0.as_mut() else {
+        return Err("connect".into());
+    };
+    let sent = async {
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((status, body))
+    };
+    match sent.await {
+        Ok((200, _)) => Ok(()),
+        Ok((status, body)) => Err(serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("http_{status}"))),
+        Err(_) => {
+            conn.0 = None;
+            Err("connection".into())
+        }
+    }
+}
+
+async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> Result<(), String> {
+    let code = |e: Error| e.code().to_string();
+    match p.workload {
+        Workload::Range => {
+            let query = RangeQuery {
+                start: Some(key(rng.below(p.keyspace), p.key_size)),
+                limit: Some(p.range_size as u64),
+                ..RangeQuery::default()
+            };
+            let snap = state.store.snapshot().map_err(code)?;
+            let mut out = Vec::new();
+            snap.range(&query, |k, rec| {
+                crate::jsonl::write_line(&mut out, k, Some((rec.value, rec.revision)))?;
+                Ok(true)
+            })
+            .map_err(code)
+        }
+        Workload::Get | Workload::Mixed | Workload::Healthz if read => {
+            match state.store.get(&key(rng.below(p.keyspace), p.key_size)) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("not_found".into()),
+                Err(e) => Err(code(e)),
+            }
+        }
+        _ => {
+            let n = if p.workload == Workload::Batch {
+                p.batch_size
+            } else {
+                1
+            };
+            let ops = (0..n)
+                .map(|_| Op::put(key(rng.below(p.keyspace), p.key_size), p.value.to_vec()))
+                .collect();
+            let req = WriteRequest {
+                ops,
+                must_exist: false,
+            };
+            state.writer.write(req).await.map(|_| ()).map_err(code)
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `/metrics`: counters and histograms in the Prometheus text format,
+//! formatted by hand (a few series do not need a metrics library).
+//!
+//! Series: `kvr_http_requests_total` and `kvr_http_request_duration_seconds`
+//! by route and status; `kvr_commit_group_size` (requests per group commit);
+//! `kvr_write_queue_depth`; `kvr_checkpoints_total`; `kvr_revision`;
+//! `kvr_db_bytes`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds: 50 µs (a loopback GET)
+/// to 10 s (a large batch), about three per decade.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+/// Upper bounds of the group-size buckets: powers of two up to the group cap.
+const GROUP_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+#[derive(Debug, Clone)]
+struct Histogram<const N: usize> {
+    counts: [u64; N],
+    count: u64,
+    sum: f64,
+}
+
+impl<const N: usize> Histogram<N> {
+    fn new() -> Self {
+        Histogram {
+            counts: [0; N],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    fn observe(&mut self, bounds: &[f64; N], v: f64) {
+        if let Some(i) = bounds.iter().position(|&b| v <= b) {
+            self.counts[i] += 1;
+        }
+        self.count += 1;
+        self.sum += v;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64; N]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (b, c) in bounds.iter().zip(self.counts) {
+            cumulative += c;
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braced} {}", self.count);
+    }
+}
+
+/// Everything `/metrics` reports.
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), Histogram<16>>>,
+    groups: Mutex<Histogram<11>>,
+    queue_depth: AtomicUsize,
+    checkpoints: AtomicU64,
+    revision: AtomicU64,
+    /// The revision a commit in progress will publish (see
+    /// [`Metrics::snapshot_revision`]).
+    committing: AtomicU64,
+}
+
+impl Metrics {
+    /// Starts with the database's revision.
+    pub fn new(revision: u64) -> Metrics {
+        Metrics {
+            requests: Mutex::new(BTreeMap::new()),
+            groups: Mutex::new(Histogram::new()),
+            queue_depth: AtomicUsize::new(0),
+            checkpoints: AtomicU64::new(0),
+            revision: AtomicU64::new(revision),
+            committing: AtomicU64::new(revision),
+        }
+    }
+
+    /// Records one answered request.
+    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
+        if let Ok(mut map) = self.requests.lock() {
+            map.entry((route, status))
+                .or_insert_with(Histogram::new)
+                .observe(&LATENCY_BUCKETS, took.as_secs_f64());
+        }
+    }
+
+    pub fn group_committed(&self, size: usize) {
+        if let Ok(mut h) = self.groups.lock() {
+            h.observe(&GROUP_BUCKETS, size as f64);
+        }
+    }
+
+    pub fn queue_entered(&self) {
+        self.queue_depth.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn queue_left(&self) {
+        self.queue_depth.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn checkpointed(&self) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Called by the writer before a commit that publishes `revision`.
+    pub fn committing(&self, revision: u64) {
+        self.committing.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// Called by the writer after that commit (only ever moves forward).
+    pub fn set_revision(&self, revision: u64) {
+        self.revision.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// The latest committed revision.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::SeqCst)
+    }
+
+    /// The revision of a snapshot taken between a call to [`Metrics::revision`]
+    /// (giving `before`) and this call, if it can be known without reading
+    /// it from the snapshot. The writer announces a revision (`committing`)
+    /// before its commit and records it (`set_revision`) after; the
+    /// snapshot saw every commit recorded by `before`, and if no commit was
+    /// announced past `before` by now, it saw no later one either.
+    pub fn snapshot_revision(&self, before: u64) -> Option<u64> {
+        (self.committing.load(Ordering::SeqCst) <= before).then_some(before)
+    }
+
+    /// The Prometheus text of every series; `db_bytes` is the file's size.
+    pub fn render(&self, db_bytes: u64) -> String {
+        let mut out = String::new();
+        out.push_str("# TYPE kvr_http_requests_total counter\n");
+        let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
+        for ((route, status), h) in &requests {
+            let _ = writeln!(
+                out,
+                "kvr_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
+                h.count
+            );
+        }
+        out.push_str("# TYPE kvr_http_request_duration_seconds histogram\n");
+        for ((route, status), h) in &requests {
+            let labels = format!("route=\"{route}\",status=\"{status}\"");
+            h.render(
+                &mut out,
+                "kvr_http_request_duration_seconds",
+                &labels,
+                &LATENCY_BUCKETS,
+            );
+        }
+        out.push_str("# TYPE kvr_commit_group_size histogram\n");
+        if let Ok(h) = self.groups.lock() {
+            h.render(&mut out, "kvr_commit_group_size", "", &GROUP_BUCKETS);
+        }
+        let gauges = [
+            (
+                "kvr_write_queue_depth",
+                "gauge",
+                self.queue_depth.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "kvr_checkpoints_total",
+                "counter",
+                self.checkpoints.load(Ordering::Relaxed),
+            ),
+            ("kvr_revision", "gauge", self.revision()),
+            ("kvr_db_bytes", "gauge", db_bytes),
+        ];
+        for (name, kind, value) in gauges {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}

@@ -1,0 +1,252 @@
+//! `GET /v1/range`: JSON pages with an opaque cursor, or with
+//! `Accept: application/x-ndjson` one NDJSON stream from one snapshot.
+//!
+//! Both read on a blocking thread. A stream is fed through a bounded channel
+//! of [`STREAM_CHUNK_BYTES`] chunks, so memory stays constant and a slow
+//! client slows the reader down instead of filling memory; if reading fails
+//! midway the stream is aborted without its final chunk.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header};
+use tokio::sync::mpsc;
+
+use super::State;
+use super::body::{Body, full, streamed};
+use super::routes::REVISION;
+use super::target::Query;
+use crate::error::{Error, Result};
+use crate::jsonl;
+use crate::store::{RangeQuery, Snapshot};
+
+/// Items per page when `limit` is not given (SPEC).
+const DEFAULT_PAGE_ITEMS: u64 = 1000;
+/// Most items per page (SPEC); larger reads use the NDJSON stream.
+const MAX_PAGE_ITEMS: u64 = 10_000;
+/// A page stops early (with a cursor) past this many bytes, so that a page
+/// of large values stays a bounded allocation.
+const PAGE_MAX_BYTES: usize = 8 << 20;
+/// Bytes per chunk of a stream: large enough to amortize the channel and
+/// the write, small enough to keep a slow client's backlog small.
+const STREAM_CHUNK_BYTES: usize = 64 << 10;
+/// Chunks buffered between the reader and the connection: with
+/// [`STREAM_CHUNK_BYTES`], at most 256 KiB per stream.
+const STREAM_CHANNEL_CHUNKS: usize = 4;
+
+pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
+    let params = Query::parse(uri.query())?;
+    let ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if ndjson {
+        stream(state, &params)
+    } else {
+        page(state, &params).await
+    }
+}
+
+/// The query of the `start`, `end`, `prefix`, `reverse`, `keys_only`
+/// parameters; empty values mean "not given".
+fn query_of(params: &Query) -> Result<RangeQuery> {
+    let bytes = |name| {
+        params
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(<[u8]>::to_vec)
+    };
+    let query = RangeQuery {
+        start: bytes("start"),
+        end: bytes("end"),
+        prefix: bytes("prefix"),
+        limit: None,
+        reverse: params.flag("reverse")?,
+        keys_only: params.flag("keys_only")?,
+    };
+    query.validate()?;
+    Ok(query)
+}
+
+fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
+    let mut query = query_of(params)?;
+    query.limit = params.number("limit")?;
+    if query.limit == Some(0) {
+        return Err(Error::invalid("limit must be a positive number"));
+    }
+    let (snap, revision) = state.snapshot()?;
+    let (tx, rx) = mpsc::channel(STREAM_CHANNEL_CHUNKS);
+    tokio::task::spawn_blocking(move || produce(&snap, &query, &tx));
+    let mut resp = Response::new(streamed(rx));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    h.insert(REVISION, HeaderValue::from(revision));
+    Ok(resp)
+}
+
+fn produce(snap: &Snapshot, query: &RangeQuery, tx: &mpsc::Sender<std::io::Result<Bytes>>) {
+    let mut buf = Vec::with_capacity(STREAM_CHUNK_BYTES * 2);
+    let read = snap.range(query, |key, rec| {
+        let entry = (!query.keys_only).then_some((rec.value, rec.revision));
+        jsonl::write_line(&mut buf, key, entry)?;
+        if buf.len() >= STREAM_CHUNK_BYTES {
+            let chunk = Bytes::from(std::mem::take(&mut buf));
+            // The client went away: stop reading.
+            return Ok(tx.blocking_send(Ok(chunk)).is_ok());
+        }
+        Ok(true)
+    });
+    let last = match read {
+        Ok(()) if buf.is_empty() => return,
+        Ok(()) => Ok(Bytes::from(buf)),
+        Err(e) => {
+            eprintln!("kvr serve: range stream failed: {e}");
+            Err(std::io::Error::other(e.to_string()))
+        }
+    };
+    let _ = tx.blocking_send(last);
+}
+
+async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
+    let cursor = params.get("cursor").filter(|c| !c.is_empty());
+    let (query, limit) = match cursor {
+        Some(c) => decode_cursor(c)?,
+        None => (query_of(params)?, page_limit(params)?),
+    };
+    let st = state.clone();
+    let (body, revision) = tokio::task::spawn_blocking(move || read_page(&st, &query, limit))
+        .await
+        .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??;
+    let mut resp = Response::new(full(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(REVISION, HeaderValue::from(revision));
+    *resp.status_mut() = StatusCode::OK;
+    Ok(resp)
+}
+
+fn page_limit(params: &Query) -> Result<u64> {
+    match params.number("limit")? {
+        None => Ok(DEFAULT_PAGE_ITEMS),
+        Some(n) if (1..=MAX_PAGE_ITEMS).contains(&n) => Ok(n),
+        Some(n) => Err(Error::invalid(format!(
+            "limit {n} is outside 1 to {MAX_PAGE_ITEMS}; for more, page with the cursor \
+             or ask for Accept: application/x-ndjson"
+        ))),
+    }
+}
+
+/// One page: `{"items":[…],"cursor":…}` and the snapshot's revision.
+fn read_page(state: &State, query: &RangeQuery, limit: u64) -> Result<(Bytes, u64)> {
+    let (snap, revision) = state.snapshot()?;
+    let mut out = b"{\"items\":[".to_vec();
+    let (mut count, mut more) = (0u64, false);
+    let mut last_key: Option<Vec<u8>> = None;
+    snap.range(query, |key, rec| {
+        if count == limit || out.len() >= PAGE_MAX_BYTES {
+            more = true;
+            return Ok(false);
+        }
+        if count > 0 {
+            out.push(b',');
+        }
+        let entry = (!query.keys_only).then_some((rec.value, rec.revision));
+        jsonl::write_line(&mut out, key, entry)?;
+        out.pop(); // the line's newline
+        count += 1;
+        last_key = Some(key.to_vec());
+        Ok(true)
+    })?;
+    out.extend_from_slice(b"],\"cursor\":");
+    match last_key.filter(|_| more) {
+        Some(last) => {
+            let next = encode_cursor(&next_query(query, last), limit);
+            out.extend_from_slice(format!("\"{next}\"").as_bytes());
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}\n");
+    Ok((Bytes::from(out), revision))
+}
+
+/// The query of the page after the one that ended at `last`.
+fn next_query(query: &RangeQuery, last: Vec<u8>) -> RangeQuery {
+    let mut next = query.clone();
+    if query.reverse {
+        next.end = Some(last);
+    } else {
+        let mut start = last;
+        start.push(0); // the smallest key after `last`
+        next.start = Some(start);
+    }
+    next
+}
+
+/// Cursor layout (then URL-safe base64 without padding): version byte 1,
+/// flags (1 reverse, 2 keys-only), page limit u32 LE, then start, end and
+/// prefix, each a presence byte and, if present, u32 LE length and bytes.
+fn encode_cursor(query: &RangeQuery, limit: u64) -> String {
+    let flags = u8::from(query.reverse) | (u8::from(query.keys_only) << 1);
+    let mut out = vec![1, flags];
+    out.extend_from_slice(&(limit as u32).to_le_bytes());
+    for part in [&query.start, &query.end, &query.prefix] {
+        match part {
+            Some(b) => {
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.push(0),
+        }
+    }
+    B64URL.encode(out)
+}
+
+fn decode_cursor(text: &[u8]) -> Result<(RangeQuery, u64)> {
+    let bad = || Error::invalid("invalid cursor: pass back the cursor of the previous page as is");
+    let bytes = B64URL.decode(text).map_err(|_| bad())?;
+    let mut rest = bytes.as_slice();
+    let mut take = |n: usize| -> Result<&[u8]> {
+        if rest.len() < n {
+            return Err(bad());
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let head = take(6)?;
+    if head[0] != 1 {
+        return Err(bad());
+    }
+    let flags = head[1];
+    let limit = u64::from(u32::from_le_bytes([head[2], head[3], head[4], head[5]]));
+    let mut parts: [Option<Vec<u8>>; 3] = [None, None, None];
+    for part in &mut parts {
+        if take(1)?[0] == 1 {
+            let len = take(4)?;
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            *part = Some(take(len)?.to_vec());
+        }
+    }
+    let [start, end, prefix] = parts;
+    let query = RangeQuery {
+        start,
+        end,
+        prefix,
+        limit: None,
+        reverse: flags & 1 != 0,
+        keys_only: flags & 2 != 0,
+    };
+    if !(1..=MAX_PAGE_ITEMS).contains(&limit) || query.validate().is_err() {
+        return Err(bad());
+    }
+    Ok((query, limit))
+}

@@ -1,0 +1,313 @@
+//! Routing and the handlers of the point routes: `/v1/kv/{key}`,
+//! `/v1/batch`, `/v1/stats`, `/healthz`, `/metrics`. Ranges are in
+//! `range.rs`.
+//!
+//! [`handle`] wraps every request: authentication first, then the route,
+//! then the `X-Kvr-Revision` header, metrics and the log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::State;
+use super::body::{Body, full, read_limited};
+use super::limits::{body_too_large, name_value_flag, too_many_ops};
+use super::response::{ApiError, error_response, json_response};
+use super::target::{Query, percent_decode};
+use super::writer::WriteRequest;
+use crate::error::{Error, Result};
+use crate::jsonl::{OpReader, show_key};
+use crate::limits;
+use crate::store::Op;
+
+/// Batch bodies larger than this are parsed on a blocking thread, so a big
+/// batch does not stall the connections sharing its async worker.
+const INLINE_PARSE_BYTES: usize = 64 << 10;
+
+/// The routes, as named in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    Metrics,
+    Kv,
+    Range,
+    Batch,
+    Stats,
+    Unknown,
+}
+
+impl Route {
+    fn of(path: &str) -> Route {
+        match path {
+            "/healthz" => Route::Healthz,
+            "/metrics" => Route::Metrics,
+            "/v1/kv" => Route::Kv,
+            "/v1/range" => Route::Range,
+            "/v1/batch" => Route::Batch,
+            "/v1/stats" => Route::Stats,
+            p if p.starts_with("/v1/kv/") => Route::Kv,
+            _ => Route::Unknown,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+            Route::Kv => "kv",
+            Route::Range => "range",
+            Route::Batch => "batch",
+            Route::Stats => "stats",
+            Route::Unknown => "no_route",
+        }
+    }
+}
+
+/// Answers one request. Never fails: every error becomes its response.
+pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let route = Route::of(req.uri().path());
+    let log_target = (!state.quiet).then(|| (req.method().clone(), req.uri().clone()));
+    let mut resp = match super::auth::check(state.token.as_deref(), route, req.headers()) {
+        Ok(()) => dispatch(&state, route, req)
+            .await
+            .unwrap_or_else(|e| error_response(&e)),
+        Err(e) => error_response(&e.into()),
+    };
+    let unauthorized = resp.status() == StatusCode::UNAUTHORIZED;
+    let headers = resp.headers_mut();
+    if !headers.contains_key(REVISION) {
+        headers.insert(REVISION, HeaderValue::from(state.metrics.revision()));
+    }
+    if unauthorized {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    let took = started.elapsed();
+    state
+        .metrics
+        .request(route.name(), resp.status().as_u16(), took);
+    if let Some((method, uri)) = log_target {
+        eprintln!(
+            "{peer} {method} {uri} {} {:.3}ms",
+            resp.status().as_u16(),
+            took.as_secs_f64() * 1e3
+        );
+    }
+    resp
+}
+
+/// The revision header every response carries.
+pub const REVISION: &str = "x-kvr-revision";
+
+async fn dispatch(
+    state: &Arc<State>,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    match route {
+        Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
+        Route::Metrics if is_get(&method) => {
+            let bytes = state.store.stats().map(|s| s.file_bytes).unwrap_or(0);
+            let body = state.metrics.render(bytes);
+            Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
+        }
+        Route::Healthz | Route::Metrics => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::Kv if is_get(&method) => Ok(get(state, req.uri(), method == Method::HEAD)?),
+        Route::Kv if method == Method::PUT => Ok(put(state, req).await?),
+        Route::Kv if method == Method::DELETE => Ok(delete(state, req.uri(), req.headers()).await?),
+        Route::Kv => Err(ApiError::MethodNotAllowed("GET, HEAD, PUT, DELETE")),
+        Route::Range if is_get(&method) => {
+            Ok(super::range::handle(state, req.uri(), req.headers()).await?)
+        }
+        Route::Stats if is_get(&method) => Ok(stats(state)?),
+        Route::Range | Route::Stats => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
+        Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
+        Route::Unknown => Err(ApiError::NoRoute),
+    }
+}
+
+fn is_get(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
+fn key_of(uri: &Uri) -> Result<Vec<u8>> {
+    let query = Query::parse(uri.query())?;
+    let in_path = uri.path().strip_prefix("/v1/kv/").filter(|k| !k.is_empty());
+    let key = match (in_path, query.get("key")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "the key is given both in the path and as ?key=; give it once",
+            ));
+        }
+        (Some(k), None) => percent_decode(k, "the key")?,
+        (None, Some(k)) => k.to_vec(),
+        (None, None) => {
+            return Err(Error::invalid(
+                "missing key: use /v1/kv/KEY or /v1/kv?key=KEY",
+            ));
+        }
+    };
+    limits::check_key(&key, None)?;
+    Ok(key)
+}
+
+/// `If-Match` / `If-None-Match`: a revision the key must have (0: absent),
+/// or `If-Match: *` (the key must exist).
+fn condition(headers: &HeaderMap) -> Result<(Option<u64>, bool)> {
+    let get = |name| headers.get(name).map(|v| v.to_str().unwrap_or("?").trim());
+    match (get(header::IF_MATCH), get(header::IF_NONE_MATCH)) {
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "give either If-Match or If-None-Match, not both",
+        )),
+        (Some("*"), None) => Ok((None, true)),
+        (Some(tag), None) => tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse().ok())
+            .map(|n| (Some(n), false))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "If-Match must be \"N\" (a revision in quotes) or *, not {tag}"
+                ))
+            }),
+        (None, Some("*")) => Ok((Some(0), false)),
+        (None, Some(tag)) => Err(Error::invalid(format!(
+            "If-None-Match supports only *, not {tag}"
+        ))),
+        (None, None) => Ok((None, false)),
+    }
+}
+
+fn etag(revision: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
+    let key = key_of(uri)?;
+    let (snap, revision) = state.snapshot()?;
+    let Some(entry) = snap.get(&key)? else {
+        let mut resp = error_response(&ApiError::Kv(Error::KeyNotFound {
+            key: show_key(&key),
+        }));
+        resp.headers_mut()
+            .insert(REVISION, HeaderValue::from(revision));
+        return Ok(resp);
+    };
+    let len = entry.value.len();
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(entry.value)
+    };
+    let mut resp = text(StatusCode::OK, body, "application/octet-stream");
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, etag(entry.revision));
+    h.insert(REVISION, HeaderValue::from(revision));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(resp)
+}
+
+fn written(revision: u64) -> Response<Body> {
+    let mut resp = json_response(StatusCode::OK, &json!({ "revision": revision }));
+    resp.headers_mut()
+        .insert(REVISION, HeaderValue::from(revision));
+    resp
+}
+
+async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
+    let (parts, body) = req.into_parts();
+    let key = key_of(&parts.uri)?;
+    let (if_revision, must_exist) = condition(&parts.headers)?;
+    let max = state.limits.max_value_bytes;
+    let value = read_limited(&parts.headers, body, max, || {
+        body_too_large("the value", max, "--max-value-bytes")
+    })
+    .await?;
+    let ops = vec![Op::put(key, Vec::from(value)).if_revision(if_revision)];
+    let applied = state.writer.write(WriteRequest { ops, must_exist }).await?;
+    let mut resp = written(applied.revision);
+    resp.headers_mut()
+        .insert(header::ETAG, etag(applied.revision));
+    Ok(resp)
+}
+
+async fn delete(state: &State, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
+    let key = key_of(uri)?;
+    let (if_revision, must_exist) = condition(headers)?;
+    let ops = vec![Op::delete(key.clone()).if_revision(if_revision)];
+    let applied = state.writer.write(WriteRequest { ops, must_exist }).await?;
+    if applied.deletes == 0 {
+        return Err(Error::KeyNotFound {
+            key: show_key(&key),
+        });
+    }
+    Ok(written(applied.revision))
+}
+
+async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
+    let (parts, body) = req.into_parts();
+    let limits = state.limits.clone();
+    let max = limits.max_batch_bytes;
+    let body = read_limited(&parts.headers, body, max, || {
+        body_too_large("the batch body", max, "--max-batch-bytes")
+    })
+    .await?;
+    let (max_value, max_ops) = (limits.max_value_bytes, limits.max_batch_ops);
+    let ops = if body.len() <= INLINE_PARSE_BYTES {
+        parse_batch(&body, max_value, max_ops)?
+    } else {
+        tokio::task::spawn_blocking(move || parse_batch(&body, max_value, max_ops))
+            .await
+            .map_err(|e| Error::Storage(format!("batch parser failed: {e}")))??
+    };
+    let applied = state
+        .writer
+        .write(WriteRequest {
+            ops,
+            must_exist: false,
+        })
+        .await?;
+    let body = json!({"applied": applied.applied(), "revision": applied.revision,
+                      "puts": applied.puts, "deletes": applied.deletes});
+    let mut resp = json_response(StatusCode::OK, &body);
+    resp.headers_mut()
+        .insert(REVISION, HeaderValue::from(applied.revision));
+    Ok(resp)
+}
+
+fn parse_batch(body: &[u8], max_value: usize, max_ops: usize) -> Result<Vec<Op>> {
+    let mut ops = Vec::new();
+    for op in OpReader::new(body, max_value) {
+        let op = op.map_err(name_value_flag)?;
+        if ops.len() == max_ops {
+            return Err(too_many_ops(max_ops));
+        }
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+fn stats(state: &State) -> Result<Response<Body>> {
+    let stats = state.store.stats()?;
+    let body = serde_json::to_value(stats).map_err(|e| Error::Storage(e.to_string()))?;
+    let mut resp = json_response(StatusCode::OK, &body);
+    resp.headers_mut()
+        .insert(REVISION, HeaderValue::from(stats.revision));
+    Ok(resp)
+}

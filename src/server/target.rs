@@ -1,0 +1,145 @@
+//! The request target as bytes: percent-decoding of paths and query
+//! parameters, without any normalization.
+//!
+//! Keys are byte strings, so they are decoded from the raw target, never
+//! through a UTF-8 `String`. Dot segments stay, slashes are not merged, `/`
+//! inside a key path is part of the key, and `+` in a query is a literal
+//! plus (not a space).
+
+use crate::error::{Error, Result};
+
+/// Decodes `%XX` escapes; any other byte stands for itself.
+pub fn percent_decode(text: &str, what: &str) -> Result<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+                let h = std::str::from_utf8(h).ok()?;
+                u8::from_str_radix(h, 16).ok()
+            });
+            let Some(b) = hex else {
+                return Err(Error::invalid(format!(
+                    "invalid percent-encoding in {what}: every % must be followed by two hex digits"
+                )));
+            };
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes a client may leave unencoded in a key path (RFC 3986 unreserved
+/// characters and `/`).
+fn path_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/')
+}
+
+/// Percent-encodes `bytes` for a path (`/` kept) or, with `in_query`, for a
+/// query value (`/` encoded too).
+pub fn percent_encode(bytes: &[u8], in_query: bool) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if path_safe(b) && !(in_query && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The decoded parameters of a query string, in order.
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, Vec<u8>)>,
+}
+
+impl Query {
+    /// Parses `a=1&b=%FF`; names are ASCII, values any bytes.
+    pub fn parse(query: Option<&str>) -> Result<Query> {
+        let mut pairs = Vec::new();
+        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+            let name = String::from_utf8_lossy(&percent_decode(name, "a query parameter name")?)
+                .into_owned();
+            let value = percent_decode(value, &format!("query parameter {name}"))?;
+            pairs.push((name, value));
+        }
+        Ok(Query { pairs })
+    }
+
+    /// The last value of `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// `name` as a number.
+    pub fn number(&self, name: &str) -> Result<Option<u64>> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(v).unwrap_or("");
+        text.parse().map(Some).map_err(|_| {
+            Error::invalid(format!(
+                "query parameter {name} must be a whole number, not {:?}",
+                String::from_utf8_lossy(v)
+            ))
+        })
+    }
+
+    /// `name` as a boolean: `true`/`1` or `false`/`0` (absent: false).
+    pub fn flag(&self, name: &str) -> Result<bool> {
+        match self.get(name) {
+            None | Some(b"false") | Some(b"0") => Ok(false),
+            Some(b"true") | Some(b"1") | Some(b"") => Ok(true),
+            Some(v) => Err(Error::invalid(format!(
+                "query parameter {name} must be true or false, not {:?}",
+                String::from_utf8_lossy(v)
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_keeps_everything() {
+        assert_eq!(
+            percent_decode("a/../b%2F%ff+", "k").unwrap(),
+            b"a/../b/\xff+"
+        );
+        assert!(percent_decode("%zz", "k").is_err());
+        assert!(percent_decode("%f", "k").is_err());
+        let q = Query::parse(Some("key=a+b&limit=5&key=%00")).unwrap();
+        assert_eq!(q.get("key"), Some(&b"\x00"[..]));
+        assert_eq!(q.number("limit").unwrap(), Some(5));
+        assert!(
+            Query::parse(Some("limit=x"))
+                .unwrap()
+                .number("limit")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let key = b"a b/\xff%+.";
+        assert_eq!(percent_encode(key, false), "a%20b/%FF%25%2B.");
+        assert_eq!(
+            percent_decode(&percent_encode(key, true), "k").unwrap(),
+            key
+        );
+    }
+}

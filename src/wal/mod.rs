@@ -1,0 +1,278 @@
+//! The write-ahead log of `kvr serve`: what makes an acknowledged write
+//! durable without a durable redb commit per request.
+//!
+//! **Invariant.** A write is acknowledged only after the record of its
+//! request is in the log and the log is synced (`fdatasync`). The redb
+//! commit that makes it visible is not synced ([`Commit::Buffered`](crate::store::Commit::Buffered)); after a
+//! crash redb falls back to its last durable commit (a checkpoint) and the
+//! log holds everything acknowledged since.
+//!
+//! **Files.** Segments live in `DB.wal/` beside the database, named by a
+//! hex sequence number (`0000000000000001.log`). A segment starts with the
+//! 16-byte header `KVRWAL01` + 8 zero bytes, and is preallocated (written
+//! with zeros once) so a sync writes data blocks only, not file metadata.
+//! Records (layout in `record.rs`) follow back to back; a zero length or a
+//! failed checksum ends the segment. The checksum covers the segment's
+//! sequence number, so stale records in a recycled segment read as its end.
+//!
+//! **Group commit.** [`Wal::append`] writes every record of a group with
+//! one write and one sync. A group never spans segments: when it does not
+//! fit, a new segment (at least large enough for it) is started first.
+//!
+//! **Checkpoint rule.** The writer makes redb durable ([`Store::checkpoint`](crate::store::Store::checkpoint))
+//! every [`CHECKPOINT_INTERVAL`] or [`CHECKPOINT_BYTES`] of log, and then
+//! calls [`Wal::checkpointed`]: every record so far is covered, so older
+//! segments are deleted and the current one is renamed to the next sequence
+//! number (and the directory synced) to be reused.
+//!
+//! **Recovery** ([`recover`], run by every [`Store::open`](crate::store::Store::open) of a file):
+//! read the segments in sequence order; skip records whose first revision is
+//! at or below the database's (covered by a checkpoint); replay the others,
+//! which must continue the revisions without a gap, through the store's one
+//! write path; stop a segment at its first invalid record (a torn tail,
+//! never acknowledged). Then checkpoint and delete the log. A clean shutdown
+//! checkpoints and deletes the log too, so the `.redb` file alone is the
+//! whole database.
+
+mod record;
+mod recover;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use recover::recover;
+
+use crate::error::{Error, Result};
+use crate::store::Op;
+
+/// Size of a preallocated segment. Checkpoints come every few MiB, so one
+/// segment, recycled at each checkpoint, usually holds the whole log; 16 MiB
+/// is zero-filled in tens of milliseconds once per server start.
+pub const SEGMENT_BYTES: u64 = 16 << 20;
+/// Log bytes after which the writer checkpoints: replay after a crash then
+/// reads at most this much, and a durable redb commit of that many changed
+/// pages takes well under a second.
+pub const CHECKPOINT_BYTES: u64 = 8 << 20;
+/// Longest time between checkpoints while the log has records; bounds how
+/// much a crash leaves to replay when writes trickle in.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The segment header: a magic with the format version, and 8 zero bytes.
+const SEGMENT_MAGIC: &[u8; 8] = b"KVRWAL01";
+const SEGMENT_HEADER: u64 = 16;
+/// Zero-fill chunk when preallocating.
+const FILL_CHUNK: usize = 1 << 20;
+
+/// The log directory of a database: `DB.wal` beside it.
+pub fn dir_of(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".wal");
+    PathBuf::from(name)
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}.log"))
+}
+
+/// The log, open for appending by the one writer thread.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    file: File,
+    seq: u64,
+    size: u64,
+    /// Where the next group is written.
+    pos: u64,
+    /// Where the last group started, for [`Wal::discard_last`].
+    last_start: u64,
+    /// Segments before the current one, not yet covered by a checkpoint.
+    older: Vec<u64>,
+    /// Bytes appended since the last checkpoint.
+    pending: u64,
+    buf: Vec<u8>,
+}
+
+impl Wal {
+    /// Starts an empty log beside `db`. [`recover`] must have run (it does in
+    /// [`Store::open`](crate::store::Store::open)), so no segment exists.
+    pub fn create(db: &Path) -> Result<Wal> {
+        let dir = dir_of(db);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+        let (file, size) = new_segment(&dir, 1, SEGMENT_BYTES)?;
+        Ok(Wal {
+            dir,
+            file,
+            seq: 1,
+            size,
+            pos: SEGMENT_HEADER,
+            last_start: SEGMENT_HEADER,
+            older: Vec::new(),
+            pending: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Appends one record per request (its first revision and operations)
+    /// with a single write and a single sync. On error nothing is appended.
+    pub fn append(&mut self, requests: &[(u64, &[Op])]) -> Result<()> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        self.encode(requests)?;
+        let len = self.buf.len() as u64;
+        if self.pos + len > self.size {
+            self.rotate(len)?;
+            self.encode(requests)?;
+        }
+        let written = self
+            .file
+            .write_all_at(&self.buf, self.pos)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // A record that reached the disk but was not acknowledged is
+            // harmless only if it is never replayed: void its header.
+            let _ = self.void_at(self.pos);
+            return Err(Error::io("cannot write the write-ahead log", e));
+        }
+        self.last_start = self.pos;
+        self.pos += len;
+        self.pending += len;
+        Ok(())
+    }
+
+    fn encode(&mut self, requests: &[(u64, &[Op])]) -> Result<()> {
+        self.buf.clear();
+        for (first_revision, ops) in requests {
+            record::encode(&mut self.buf, self.seq, *first_revision, ops)?;
+        }
+        Ok(())
+    }
+
+    /// Voids the last appended group, when the commit it was written for
+    /// failed: those revisions will be taken again by the next group.
+    pub fn discard_last(&mut self) -> Result<()> {
+        self.void_at(self.last_start)
+            .map_err(|e| Error::io("cannot void a write-ahead log record", e))?;
+        self.pending -= self.pos - self.last_start;
+        self.pos = self.last_start;
+        Ok(())
+    }
+
+    fn void_at(&self, pos: u64) -> std::io::Result<()> {
+        self.file.write_all_at(&[0; record::HEADER_LEN], pos)?;
+        self.file.sync_data()
+    }
+
+    /// Bytes appended since the last checkpoint.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending
+    }
+
+    /// Starts a new segment with room for `needed` bytes of records.
+    fn rotate(&mut self, needed: u64) -> Result<()> {
+        let size = SEGMENT_BYTES.max((needed + SEGMENT_HEADER).next_multiple_of(1 << 20));
+        let (file, size) = new_segment(&self.dir, self.seq + 1, size)?;
+        self.older.push(self.seq);
+        self.seq += 1;
+        self.file = file;
+        self.size = size;
+        self.pos = SEGMENT_HEADER;
+        self.last_start = SEGMENT_HEADER;
+        Ok(())
+    }
+
+    /// Called after a durable checkpoint that covers every record appended
+    /// so far: deletes older segments and recycles the current one.
+    pub fn checkpointed(&mut self) -> Result<()> {
+        if self.pending == 0 && self.older.is_empty() {
+            return Ok(());
+        }
+        for seq in self.older.drain(..) {
+            remove_file(&segment_path(&self.dir, seq))?;
+        }
+        let next = self.seq + 1;
+        let (from, to) = (
+            segment_path(&self.dir, self.seq),
+            segment_path(&self.dir, next),
+        );
+        if self.size == SEGMENT_BYTES {
+            std::fs::rename(&from, &to)
+                .map_err(|e| Error::io(format!("cannot rename {}", from.display()), e))?;
+        } else {
+            // An oversized segment (one large batch) is not worth keeping.
+            let (file, size) = new_segment(&self.dir, next, SEGMENT_BYTES)?;
+            remove_file(&from)?;
+            self.file = file;
+            self.size = size;
+        }
+        // The new name must be durable before records bound to it are written.
+        sync_dir(&self.dir)?;
+        self.seq = next;
+        self.pos = SEGMENT_HEADER;
+        self.last_start = SEGMENT_HEADER;
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Deletes the log after a final checkpoint (clean shutdown).
+    pub fn remove(self) -> Result<()> {
+        remove_dir(&self.dir)
+    }
+}
+
+/// Creates a zero-filled segment of `size` bytes with its header, synced.
+fn new_segment(dir: &Path, seq: u64, size: u64) -> Result<(File, u64)> {
+    let path = segment_path(dir, seq);
+    let io = |e| Error::io(format!("cannot create {}", path.display()), e);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io)?;
+    let zeros = vec![0u8; FILL_CHUNK];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(FILL_CHUNK as u64) as usize;
+        file.write_all(&zeros[..n]).map_err(io)?;
+        left -= n as u64;
+    }
+    file.write_all_at(SEGMENT_MAGIC, 0).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    sync_dir(dir)?;
+    Ok((file, size))
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot remove {}", path.display()), e)),
+    }
+}
+
+/// Removes the log directory and makes that durable.
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("cannot remove {}", dir.display()), e)),
+    }
+    sync_dir(dir.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot sync directory {}", dir.display()), e))
+}

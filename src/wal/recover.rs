@@ -1,0 +1,112 @@
+//! Replay of the log after a crash (the steps are in the module header).
+
+use std::path::Path;
+
+use super::record::{self, Decoded, HEADER_LEN};
+use super::{SEGMENT_HEADER, SEGMENT_MAGIC, dir_of, remove_dir};
+use crate::error::{Error, Result};
+use crate::store::{Commit, Op, Store};
+
+/// Records replayed per redb transaction: large groups make replay fast,
+/// and one group of this many small writes stays a few MiB.
+const REPLAY_GROUP: usize = 4096;
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recovered {
+    /// Records applied from the log.
+    pub records: u64,
+    /// The database revision afterwards.
+    pub revision: u64,
+}
+
+/// Replays the log of the database `store` after its last checkpoint, makes
+/// the result durable and deletes the log. `None` when there was no log.
+pub fn recover(store: &Store) -> Result<Option<Recovered>> {
+    let dir = dir_of(store.path());
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut state = Recovered {
+        records: 0,
+        revision: store.snapshot()?.revision()?,
+    };
+    for seq in segments(&dir)? {
+        let path = dir.join(format!("{seq:016x}.log"));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice()) {
+            // Created but never given its header: it holds no record.
+            continue;
+        }
+        replay_segment(store, &bytes, seq, &mut state)?;
+    }
+    store.checkpoint()?;
+    remove_dir(&dir)?;
+    Ok(Some(state))
+}
+
+/// The sequence numbers of the segments in `dir`, in order.
+fn segments(dir: &Path) -> Result<Vec<u64>> {
+    let io = |e| Error::io(format!("cannot read {}", dir.display()), e);
+    let mut seqs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        if let Ok(seq) = u64::from_str_radix(stem, 16) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+fn replay_segment(store: &Store, bytes: &[u8], seq: u64, state: &mut Recovered) -> Result<()> {
+    let mut pos = SEGMENT_HEADER as usize;
+    let mut group: Vec<Decoded> = Vec::new();
+    while let Some(len) = bytes.get(pos..).and_then(record::payload_len) {
+        let end = pos + HEADER_LEN + len;
+        let Some(rec) = bytes.get(pos..end).and_then(|r| record::decode(r, seq)) else {
+            break; // a torn tail: never acknowledged
+        };
+        pos = end;
+        if rec.first_revision <= state.revision {
+            continue; // covered by the checkpoint
+        }
+        group.push(rec);
+        if group.len() >= REPLAY_GROUP {
+            apply(store, &mut group, state)?;
+        }
+    }
+    apply(store, &mut group, state)
+}
+
+/// Applies the records of `group` in order, checking that each one takes
+/// exactly the revisions it took when it was first applied.
+fn apply(store: &Store, group: &mut Vec<Decoded>, state: &mut Recovered) -> Result<()> {
+    if group.is_empty() {
+        return Ok(());
+    }
+    let requests: Vec<Vec<Op>> = group
+        .iter_mut()
+        .map(|r| std::mem::take(&mut r.ops))
+        .collect();
+    let outcomes = store.apply_group(&requests, Commit::Buffered, usize::MAX, |_| Ok(()))?;
+    for (rec, outcome) in group.iter().zip(outcomes) {
+        let applied = outcome?;
+        if rec.first_revision != state.revision + 1 || applied.applied() == 0 {
+            return Err(Error::Corrupt(format!(
+                "the write-ahead log in {} has a record at revision {} where {} was expected",
+                dir_of(store.path()).display(),
+                rec.first_revision,
+                state.revision + 1
+            )));
+        }
+        state.revision = applied.revision;
+        state.records += 1;
+    }
+    group.clear();
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! `kvr serve` end to end: the real binary on 127.0.0.1:0, real HTTP
+//! clients, raw sockets for bad input, signals for shutdown and crashes.
+
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "server/cli_modes.rs"]
+mod cli_modes;
+#[path = "server/load.rs"]
+mod load;
+#[path = "server/routes.rs"]
+mod routes;
+#[path = "server/support.rs"]
+mod support;
+#[path = "server/wal.rs"]
+mod wal;

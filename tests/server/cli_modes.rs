@@ -1,0 +1,206 @@
+//! The CLI gives the same stdout, stderr and exit code with `--db` and with
+//! `--server`, and handles unreachable servers and broken streams.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+
+use crate::support::*;
+
+/// One step: arguments (bytes) and stdin.
+type Step = (Vec<&'static [u8]>, &'static [u8]);
+
+fn steps() -> Vec<Step> {
+    let s = |args: &[&'static str], stdin: &'static [u8]| -> Step {
+        (args.iter().map(|a| a.as_bytes()).collect(), stdin)
+    };
+    vec![
+        s(&["put", "a", "1"], b""),
+        s(&["put", "--json", "b", "two"], b""),
+        s(&["put", "bin"], b"\x00\xff\n binary"),
+        s(&["get", "bin"], b""),
+        s(&["get", "a"], b""),
+        s(&["get", "--json", "b"], b""),
+        s(&["get", "missing"], b""),
+        s(&["put", "--if-revision", "5", "a", "x"], b""),
+        s(&["put", "--if-revision", "0", "a", "x"], b""),
+        s(&["put", "--if-revision", "1", "a", "new"], b""),
+        s(&["delete", "missing"], b""),
+        s(&["delete", "--if-revision", "9", "b"], b""),
+        s(&["delete", "--if-revision", "9", "gone"], b""),
+        s(&["delete", "--json", "b"], b""),
+        s(&["put", "", "empty"], b""),
+        s(&["get", ""], b""),
+        s(&["delete", ""], b""),
+        s(&["range", "--limit", "0"], b""),
+        s(&["put", "..", "dots"], b""),
+        s(&["put", "a/./b", "dot"], b""),
+        s(&["get", ".."], b""),
+        s(&["put", "--", "-dash", "-"], b""),
+        s(&["batch", "--json"], b"{\"key\":\"k1\",\"value\":{\"n\": 1.50}}\n\n{\"op\":\"delete\",\"key\":\"nothere\"}\n{\"key_b64\":\"/w==\",\"value_b64\":\"AA==\"}\n"),
+        s(&["batch"], b"{\"key\":\"k2\",\"value\":\"x\"}\nnot json\n"),
+        s(&["batch"], b"{\"key\":\"k2\",\"value\":\"x\",\"if_revision\":3}\n"),
+        s(&["batch", "-"], b"{\"key\":\"k3\"}\n"),
+        s(&["range"], b""),
+        s(&["range", "--reverse", "--limit", "2"], b""),
+        s(&["range", "--keys-only", "--prefix", "k"], b""),
+        s(&["range", "a", "k2"], b""),
+        s(&["range", "z", "a"], b""),
+        (vec![b"get", b"\xff"], b""),
+        (vec![b"range", b"--prefix", b"\xff"], b""),
+    ]
+}
+
+/// The batch summary's timing differs from run to run.
+fn normalize(stderr: &str) -> String {
+    match stderr.rsplit_once(" in ") {
+        Some((head, tail)) if tail.ends_with(" s\n") => format!("{head} in T s\n"),
+        _ => stderr.to_string(),
+    }
+}
+
+fn run_step(dir: &std::path::Path, mode: &[&str], step: &Step) -> (Option<i32>, String, String) {
+    let mut cmd = kvr_cmd(dir);
+    cmd.args(mode)
+        .args(step.0.iter().map(|a| OsStr::from_bytes(a)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(step.1).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), stdout(&out), normalize(&stderr(&out)))
+}
+
+#[test]
+fn every_command_answers_the_same_with_db_and_server() {
+    let local = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    let server = Server::start(remote.path(), &[]);
+    for step in steps() {
+        let a = run_step(local.path(), &["--db", "db.redb"], &step);
+        let b = run_step(local.path(), &["--server", &server.url], &step);
+        let shown: Vec<_> = step.0.iter().map(|a| String::from_utf8_lossy(a)).collect();
+        assert_eq!(a, b, "kvr {shown:?}");
+    }
+    let local_stats = kvr(local.path(), &["--db", "db.redb", "stats"], b"");
+    let remote_stats = server.cli(&["stats"], b"");
+    let keys = |o: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["keys"].clone(), v["revision"].clone())
+    };
+    assert_eq!(keys(&local_stats), keys(&remote_stats));
+}
+
+#[test]
+fn unreachable_servers_exit_5_and_the_list_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind one, then free it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let out = kvr(dir.path(), &["--server", &dead, "get", "a"], b"");
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        stderr(&out).lines().next().unwrap(),
+        format!("kvr: error: cannot reach kvr server at {dead} (is kvr serve running?)")
+    );
+    let s = Server::start(dir.path(), &[]);
+    let list = format!("{dead},{}", s.url);
+    let out = kvr(dir.path(), &["--server", &list, "put", "a", "1"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&kvr(dir.path(), &["--server", &list, "get", "a"], b"")),
+        "1"
+    );
+}
+
+#[test]
+fn db_and_server_flags_together_are_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let out = kvr(
+        dir.path(),
+        &["--db", "x.redb", "--server", &s.url, "get", "a"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("kvr: error:"));
+    // A flag beats the other's variable.
+    let mut cmd = kvr_cmd(dir.path());
+    let out = cmd
+        .env("KVR_SERVER", &s.url)
+        .args(["--db", "local.redb", "put", "k", "v"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(dir.path().join("local.redb").exists());
+    assert_eq!(s.cli(&["get", "k"], b"").status.code(), Some(1));
+    let out = kvr_cmd(dir.path())
+        .env("KVR_DB", "envdb.redb")
+        .args(["--server", &s.url, "put", "k", "remote"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!dir.path().join("envdb.redb").exists());
+    assert_eq!(stdout(&s.cli(&["get", "k"], b"")), "remote");
+}
+
+#[test]
+fn a_range_stream_cut_midway_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let fake = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let line = "{\"key\":\"a\",\"value\":\"1\",\"revision\":1}\n";
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nx-kvr-revision: 1\r\ntransfer-encoding: chunked\r\n\r\n";
+        let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(chunk.as_bytes()).unwrap();
+        // No final chunk: the stream breaks off.
+    });
+    let out = kvr(dir.path(), &["--server", &url, "range"], b"");
+    fake.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("broke off"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_server_that_does_not_answer_times_out_with_exit_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let out = kvr(
+        dir.path(),
+        &["--server", &url, "--timeout", "1", "get", "a"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    drop(listener);
+}
+
+#[test]
+fn a_batch_over_the_server_limit_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-batch-bytes", "1000"]);
+    let line = format!("{{\"key\":\"k\",\"value\":\"{}\"}}\n", "x".repeat(100));
+    for lines in [20, 100_000] {
+        let out = s.cli(&["batch"], line.repeat(lines).as_bytes());
+        let code = out.status.code();
+        assert!(
+            code == Some(2) || code == Some(3),
+            "{lines}: {code:?} {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).starts_with("kvr: error:"), "{}", stderr(&out));
+    }
+    let stats: serde_json::Value = serde_json::from_slice(&s.cli(&["stats"], b"").stdout).unwrap();
+    assert_eq!(stats["revision"], 0);
+}

@@ -1,0 +1,492 @@
+//! Every route, status, header and error body of SPEC "HTTP API".
+
+use crate::support::*;
+
+fn server() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    (dir, s)
+}
+
+#[test]
+fn point_routes_statuses_and_headers() {
+    let (_d, s) = server();
+    let u = &s.url;
+    let r = http(
+        "PUT",
+        &format!("{u}/v1/kv/a"),
+        &[("Content-Type", "text/plain")],
+        Some(b"one"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), serde_json::json!({"revision": 1}));
+    assert_eq!(r.header("etag").as_deref(), Some("\"1\""));
+    assert_eq!(r.header("x-kvr-revision").as_deref(), Some("1"));
+
+    let r = http("GET", &format!("{u}/v1/kv/a"), &[], None);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"one"[..]));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(r.header("etag").as_deref(), Some("\"1\""));
+    let r = http("HEAD", &format!("{u}/v1/kv/a"), &[], None);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.header("content-length").as_deref(), Some("3"));
+
+    let r = http("GET", &format!("{u}/v1/kv/missing"), &[], None);
+    assert_eq!((r.status, r.code()), (404, "not_found".to_string()));
+    assert_eq!(r.header("x-kvr-revision").as_deref(), Some("1"));
+
+    // Conditions.
+    let put =
+        |h: &[(&str, &str)], key: &str| http("PUT", &format!("{u}/v1/kv/{key}"), h, Some(b"x"));
+    let r = put(&[("If-Match", "\"7\"")], "a");
+    assert_eq!(
+        (r.status, r.code()),
+        (412, "precondition_failed".to_string())
+    );
+    assert_eq!(r.json()["revision"], 1);
+    let r = put(&[("If-None-Match", "*")], "a");
+    assert_eq!((r.status, r.json()["revision"].as_u64()), (412, Some(1)));
+    let r = put(&[("If-Match", "*")], "nope");
+    assert_eq!(r.status, 412);
+    assert!(r.json()["revision"].is_null());
+    assert_eq!(
+        http("GET", &format!("{u}/v1/kv/nope"), &[], None).status,
+        404
+    );
+    assert_eq!(put(&[("If-Match", "\"1\"")], "a").json()["revision"], 2);
+    assert_eq!(put(&[("If-Match", "*")], "a").json()["revision"], 3);
+    assert_eq!(put(&[("If-None-Match", "*")], "b").json()["revision"], 4);
+    let r = put(&[("If-Match", "soon")], "a");
+    assert_eq!((r.status, r.code()), (400, "bad_request".to_string()));
+
+    // Delete.
+    let del = |h: &[(&str, &str)], key: &str| http("DELETE", &format!("{u}/v1/kv/{key}"), h, None);
+    assert_eq!(del(&[("If-Match", "\"2\"")], "a").status, 412);
+    assert_eq!(del(&[], "zzz").code(), "not_found");
+    let r = del(&[("If-Match", "\"3\"")], "a");
+    assert_eq!((r.status, r.json()["revision"].as_u64()), (200, Some(5)));
+    assert_eq!(r.header("x-kvr-revision").as_deref(), Some("5"));
+    assert_eq!(http("GET", &format!("{u}/v1/kv/a"), &[], None).status, 404);
+
+    // Stats, health, metrics, routing errors.
+    let r = http("GET", &format!("{u}/v1/stats"), &[], None);
+    assert_eq!(r.json()["keys"], 1);
+    assert_eq!(r.json()["revision"], 5);
+    assert!(r.json()["file_bytes"].as_u64().unwrap() > 0);
+    let r = http("GET", &format!("{u}/healthz"), &[], None);
+    assert_eq!((r.status, r.text()), (200, "ok".to_string()));
+    assert!(r.header("x-kvr-revision").is_some());
+    let r = http("GET", &format!("{u}/metrics"), &[], None);
+    for series in [
+        "kvr_http_requests_total{route=\"kv\",status=\"412\"}",
+        "kvr_http_request_duration_seconds_bucket{route=\"kv\",status=\"200\",le=",
+        "kvr_commit_group_size_count",
+        "kvr_write_queue_depth",
+        "kvr_db_bytes",
+    ] {
+        assert!(r.text().contains(series), "{series} missing:\n{}", r.text());
+    }
+    let r = http("GET", &format!("{u}/v2/nothing"), &[], None);
+    assert_eq!((r.status, r.code()), (404, "no_route".to_string()));
+    let r = http("POST", &format!("{u}/v1/kv/a"), &[], Some(b""));
+    assert_eq!(
+        (r.status, r.code()),
+        (405, "method_not_allowed".to_string())
+    );
+    assert!(r.header("allow").unwrap().contains("PUT"));
+    assert_eq!(http("GET", &format!("{u}/v1/batch"), &[], None).status, 405);
+    assert_eq!(
+        http("DELETE", &format!("{u}/v1/stats"), &[], None).status,
+        405
+    );
+}
+
+#[test]
+fn keys_are_raw_bytes_never_normalized() {
+    let (_d, s) = server();
+    let u = &s.url;
+    // Non-UTF-8, slashes, dot segments, doubled slashes, plus signs.
+    for (path, key) in [
+        ("%FF%00k", &b"\xff\x00k"[..]),
+        ("dir/sub/leaf", b"dir/sub/leaf"),
+        ("a/../b", b"a/../b"),
+        ("x//y", b"x//y"),
+        ("p+q", b"p+q"),
+    ] {
+        let r = http(
+            "PUT",
+            &format!("{u}/v1/kv/{path}"),
+            &[],
+            Some(path.as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let r = http("GET", &format!("{u}/v1/kv?key={}", enc(key)), &[], None);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, path.as_bytes()),
+            "{path}"
+        );
+    }
+    // `..` alone only fits the query form; `+` in a query is a plus.
+    let r = http("PUT", &format!("{u}/v1/kv?key=.."), &[], Some(b"dots"));
+    assert_eq!(r.status, 200);
+    let r = http("GET", &format!("{u}/v1/kv?key=p+q"), &[], None);
+    assert_eq!(r.body, b"p+q");
+    let out = s.cli(&["range", "--keys-only"], b"");
+    assert!(
+        stdout(&out).contains("{\"key\":\"..\"}"),
+        "{}",
+        stdout(&out)
+    );
+    let before = http("GET", &format!("{u}/v1/stats"), &[], None).json();
+    // Bad encodings and ambiguous keys are 400s that change nothing.
+    for bad in [
+        "/v1/kv/%G1",
+        "/v1/kv/%",
+        "/v1/kv?key=%zz",
+        "/v1/kv/a?key=b",
+        "/v1/kv",
+    ] {
+        let r = http("PUT", &format!("{u}{bad}"), &[], Some(b"v"));
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "bad_request".to_string()),
+            "{bad}"
+        );
+    }
+    let long = "k".repeat(4097);
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/{long}"), &[], Some(b"v")).status,
+        400
+    );
+    assert_eq!(
+        http("GET", &format!("{u}/v1/stats"), &[], None).json(),
+        before
+    );
+}
+
+fn enc(key: &[u8]) -> String {
+    key.iter().map(|b| format!("%{b:02X}")).collect()
+}
+
+#[test]
+fn range_pages_cursor_and_stream() {
+    let (_d, s) = server();
+    let u = &s.url;
+    let mut batch = String::new();
+    for i in 0..25 {
+        batch.push_str(&format!("{{\"key\":\"k{i:02}\",\"value\":\"v{i}\"}}\n"));
+    }
+    batch.push_str("{\"key\":\"other\",\"value\":\"o\"}\n");
+    let r = http(
+        "POST",
+        &format!("{u}/v1/batch"),
+        &[],
+        Some(batch.as_bytes()),
+    );
+    assert_eq!(r.json()["applied"], 26);
+    assert_eq!(r.json()["revision"], 26);
+
+    let walk = |params: &str| {
+        let mut keys = Vec::new();
+        let mut url = format!("{u}/v1/range?{params}");
+        loop {
+            let r = http("GET", &url, &[], None);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let j = r.json();
+            for item in j["items"].as_array().unwrap() {
+                keys.push(item["key"].as_str().unwrap().to_string());
+            }
+            match j["cursor"].as_str() {
+                Some(c) => url = format!("{u}/v1/range?cursor={c}"),
+                None => return keys,
+            }
+        }
+    };
+    let all = walk("prefix=k&limit=10");
+    assert_eq!(all.len(), 25);
+    assert_eq!(all.first().map(String::as_str), Some("k00"));
+    let rev = walk("prefix=k&limit=7&reverse=true");
+    assert_eq!(rev, all.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(walk("start=k05&end=k08"), ["k05", "k06", "k07"]);
+    let exact = http("GET", &format!("{u}/v1/range?prefix=k&limit=25"), &[], None).json();
+    assert!(exact["cursor"].is_null());
+    let page = http(
+        "GET",
+        &format!("{u}/v1/range?limit=1&keys_only=true"),
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(page["items"], serde_json::json!([{"key": "k00"}]));
+    let page = http("GET", &format!("{u}/v1/range?limit=1"), &[], None).json();
+    assert_eq!(
+        page["items"][0],
+        serde_json::json!({"key":"k00","value":"v0","revision":1})
+    );
+
+    for bad in [
+        "limit=0",
+        "limit=10001",
+        "limit=x",
+        "start=b&end=a",
+        "cursor=%21%21",
+        "reverse=maybe",
+    ] {
+        let r = http("GET", &format!("{u}/v1/range?{bad}"), &[], None);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "bad_request".to_string()),
+            "{bad}"
+        );
+    }
+    // NDJSON: one snapshot, no default limit, any positive limit.
+    let nd = [("Accept", "application/x-ndjson")];
+    let r = http("GET", &format!("{u}/v1/range"), &nd, None);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-ndjson")
+    );
+    assert_eq!(r.header("x-kvr-revision").as_deref(), Some("26"));
+    assert_eq!(r.text().lines().count(), 26);
+    let r = http(
+        "GET",
+        &format!("{u}/v1/range?limit=20000&prefix=k"),
+        &nd,
+        None,
+    );
+    assert_eq!(r.text().lines().count(), 25);
+    assert_eq!(
+        http("GET", &format!("{u}/v1/range?limit=0"), &nd, None).status,
+        400
+    );
+}
+
+#[test]
+fn batch_errors_name_lines_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--max-batch-ops",
+            "3",
+            "--max-batch-bytes",
+            "1000",
+            "--max-value-bytes",
+            "10",
+        ],
+    );
+    let u = &s.url;
+    let post = |body: &str| http("POST", &format!("{u}/v1/batch"), &[], Some(body.as_bytes()));
+    assert_eq!(
+        post("{\"key\":\"a\",\"value\":\"1\"}\n").json()["revision"],
+        1
+    );
+    let r = post("{\"key\":\"b\",\"value\":\"1\"}\n\nnot json\n");
+    assert_eq!((r.status, r.json()["line"].as_u64()), (400, Some(3)));
+    let r = post(
+        "{\"key\":\"b\",\"value\":\"1\"}\n{\"key\":\"a\",\"value\":\"2\",\"if_revision\":5}\n",
+    );
+    assert_eq!((r.status, r.json()["line"].as_u64()), (412, Some(2)));
+    assert_eq!(r.json()["revision"], 1);
+    let r = post(&"{\"key\":\"c\",\"value\":\"1\"}\n".repeat(4));
+    assert_eq!((r.status, r.code()), (413, "payload_too_large".to_string()));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-batch-ops")
+    );
+    let r = post(&format!(
+        "{{\"key\":\"d\",\"value\":\"{}\"}}\n",
+        "x".repeat(2000)
+    ));
+    assert_eq!(r.status, 413);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-batch-bytes")
+    );
+    let r = post("{\"key\":\"e\",\"value\":\"0123456789ab\"}\n");
+    assert_eq!((r.status, r.json()["line"].as_u64()), (400, Some(1)));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-value-bytes")
+    );
+    let r = http("PUT", &format!("{u}/v1/kv/big"), &[], Some(b"0123456789ab"));
+    assert_eq!((r.status, r.code()), (413, "payload_too_large".to_string()));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-value-bytes")
+    );
+    // Nothing of the rejected requests was written.
+    let stats = http("GET", &format!("{u}/v1/stats"), &[], None).json();
+    assert_eq!(
+        (stats["keys"].as_u64(), stats["revision"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let r = post("");
+    assert_eq!((r.status, r.json()["applied"].as_u64()), (200, Some(0)));
+}
+
+#[test]
+fn token_guards_every_route_but_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_TOKEN", "s3cret")]);
+    let u = &s.url;
+    for path in ["/v1/kv/a", "/v1/stats", "/metrics", "/v1/range", "/nowhere"] {
+        let r = http("GET", &format!("{u}{path}"), &[], None);
+        assert_eq!(
+            (r.status, r.code()),
+            (401, "unauthorized".to_string()),
+            "{path}"
+        );
+        assert_eq!(r.header("www-authenticate").as_deref(), Some("Bearer"));
+    }
+    let wrong = [("Authorization", "Bearer nope")];
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/a"), &wrong, Some(b"v")).status,
+        401
+    );
+    assert_eq!(http("GET", &format!("{u}/healthz"), &[], None).status, 200);
+    let ok = [("Authorization", "Bearer s3cret")];
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/a"), &ok, Some(b"v")).status,
+        200
+    );
+    // The CLI: no token is exit 3; --token and --token-file work.
+    let out = s.cli(&["get", "a"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("kvr: error: unauthorized"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&s.cli(&["--token", "s3cret", "get", "a"], b"")), "v");
+    std::fs::write(dir.path().join("tok"), "s3cret\n").unwrap();
+    assert_eq!(
+        stdout(&s.cli(&["--token-file", "tok", "get", "a"], b"")),
+        "v"
+    );
+    let out = s.cli(&["--token", "x", "--token-file", "tok", "get", "a"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    // Non-loopback without a token is refused.
+    let out = kvr(
+        dir.path(),
+        &["--db", "other.redb", "serve", "--listen", "0.0.0.0:0"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--allow-unauthenticated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_http_input_never_crashes_it() {
+    let (_d, s) = server();
+    let u = &s.url;
+    http("PUT", &format!("{u}/v1/kv/keep"), &[], Some(b"safe"));
+    let garbage = raw(&s.addr, b"\x00\xff\x13garbage garbage\r\n\r\n");
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage}"
+    );
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let r = raw(&s.addr, huge.as_bytes());
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 431"), "{r}");
+    // A 10 GB Content-Length is refused before any body is read.
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/keep HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\nabc",
+    );
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let r = raw(
+        &s.addr,
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    // Shorter body than announced, then the client gives up.
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/keep HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort",
+    );
+    assert!(!r.starts_with("HTTP/1.1 200"), "{r}");
+    // Longer body than announced: the rest is a bad next request.
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/other HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nokEXTRA STUFF\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = raw(
+        &s.addr,
+        b"GET /v1/range?limit=ten HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = raw(
+        &s.addr,
+        b"GET /v1/kv/%ZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // Still up, and the data is as it was.
+    assert_eq!(http("GET", &format!("{u}/healthz"), &[], None).status, 200);
+    assert_eq!(
+        http("GET", &format!("{u}/v1/kv/keep"), &[], None).body,
+        b"safe"
+    );
+    assert_eq!(
+        http("GET", &format!("{u}/v1/kv/other"), &[], None).body,
+        b"ok"
+    );
+    assert_eq!(
+        http("GET", &format!("{u}/v1/stats"), &[], None).json()["revision"],
+        2
+    );
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--idle-timeout", "0.5", "--header-timeout", "0.5"],
+    );
+    let started = std::time::Instant::now();
+    let r = raw(&s.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "{r}");
+    let started = std::time::Instant::now();
+    let _ = raw(&s.addr, b"");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
+
+#[test]
+fn connection_cap_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-connections", "2"]);
+    let hold: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&s.addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = raw(&s.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(r.contains("--max-connections"), "{r}");
+    drop(hold);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        http("GET", &format!("{}/healthz", s.url), &[], None).status,
+        200
+    );
+}

@@ -1,0 +1,234 @@
+//! Test helpers: the real `kvr` binary in a temp dir with `KVR_*` cleared,
+//! a real server on 127.0.0.1:0 killed on drop, and HTTP clients.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KVR: &str = env!("CARGO_BIN_EXE_kvr");
+
+/// A `kvr` command with a clean environment, run in `dir`.
+pub fn kvr_cmd(dir: &Path) -> Command {
+    let mut cmd = Command::new(KVR);
+    cmd.env_clear().current_dir(dir);
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// Runs `kvr ARGS` with `stdin`, returning its output.
+pub fn kvr(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = kvr_cmd(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A command may exit before reading all of its input.
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    out
+}
+
+/// A running `kvr serve`, killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub addr: String,
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// `kvr --db DIR/db.redb serve --listen 127.0.0.1:0 --quiet EXTRA...`
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Self::start_env(dir, extra, &[])
+    }
+
+    pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let db = dir.join("db.redb");
+        let mut cmd = kvr_cmd(dir);
+        cmd.arg("--db")
+            .arg(&db)
+            .args(["serve", "--listen", "127.0.0.1:0", "--quiet"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").to_string();
+        Server {
+            child,
+            url,
+            addr,
+
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.pid(), "TERM");
+        self.wait_exit(Duration::from_secs(15))
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the server, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// `kvr --server URL ARGS`.
+    pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut all = vec!["--server", self.url.as_str()];
+        all.extend_from_slice(args);
+        kvr(&self.dir, &all, stdin)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// An HTTP agent that returns every status as a response.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// A response reduced to what tests look at.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The error code of an error body.
+    pub fn code(&self) -> String {
+        self.json()["error"].as_str().unwrap().to_string()
+    }
+}
+
+pub fn reply(resp: ureq::http::Response<ureq::Body>) -> Reply {
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .into_with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// A request with optional headers and body, answered as a [`Reply`].
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = match body {
+        Some(b) => agent().run(req.body(b.to_vec()).unwrap()),
+        None => agent().run(req.body(()).unwrap()),
+    };
+    reply(resp.unwrap())
+}
+
+/// Writes raw bytes to `addr` and returns what comes back (until the
+/// server closes or 5 s pass).
+pub fn raw(addr: &str, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
