@@ -159,7 +159,10 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     let db = env.db();
     let editor = env.path("editor.sh");
     // The compact JSON value reaches the editor indented, one member a line.
-    let script = "#!/bin/sh\nsed -i 's/^  \"n\": 10$/  \"n\": 1000/' \"$1\"\n";
+    // First the editor sends SIGINT to its whole foreground group, as Ctrl-C
+    // in vim does: it must not end kvr, nor the edit.
+    let script =
+        "#!/bin/sh\ntrap '' INT\nkill -INT 0\nsed -i 's/^  \"n\": 10$/  \"n\": 1000/' \"$1\"\n";
     std::fs::write(&editor, script).unwrap();
     let chmod = Command::new("chmod")
         .arg("+x")
