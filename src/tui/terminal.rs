@@ -1,10 +1,11 @@
 //! The real terminal: raw mode and the alternate screen, given back on every
-//! way out (quit, error, panic) and around an external editor.
+//! way out (quit, error, signal, panic) and around an external editor.
 //!
 //! [`TerminalGuard`] restores in `Drop`; a panic hook restores too, before
 //! the panic message is printed, so the message is readable and the shell
 //! usable. `ACTIVE` keeps the hook from writing escape codes when the
-//! browser is not on screen.
+//! browser is not on screen. [`CrosstermHost`] turns signals into a flag
+//! the run loop checks, so they end the browser through the same `Drop`.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
