@@ -20,9 +20,10 @@ use util::{Env, KVR};
 /// Generous for a debug build on a busy 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A tmux server of our own, killed on drop.
+/// A tmux server of our own, killed on drop (and its socket file removed).
 struct Tmux {
     socket: String,
+    socket_path: Option<std::path::PathBuf>,
 }
 
 impl Tmux {
@@ -30,8 +31,9 @@ impl Tmux {
         // One server per Tmux: tests run in parallel threads of one process.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let tmux = Tmux {
+        let mut tmux = Tmux {
             socket: format!("kvr-test-{}-{n}", std::process::id()),
+            socket_path: None,
         };
         let status = tmux
             .cmd()
@@ -40,6 +42,12 @@ impl Tmux {
             .status()
             .expect("start tmux");
         assert!(status.success(), "tmux new-session failed");
+        let path = tmux
+            .cmd()
+            .args(["display-message", "-p", "#{socket_path}"])
+            .output();
+        let path = path.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        tmux.socket_path = path.ok().filter(|p| !p.is_empty()).map(Into::into);
         tmux
     }
 
@@ -124,6 +132,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd().arg("kill-server").status();
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -159,7 +170,10 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     let db = env.db();
     let editor = env.path("editor.sh");
     // The compact JSON value reaches the editor indented, one member a line.
-    let script = "#!/bin/sh\nsed -i 's/^  \"n\": 10$/  \"n\": 1000/' \"$1\"\n";
+    // First the editor sends SIGINT to its whole foreground group, as Ctrl-C
+    // in vim does: it must not end kvr, nor the edit.
+    let script =
+        "#!/bin/sh\ntrap '' INT\nkill -INT 0\nsed -i 's/^  \"n\": 10$/  \"n\": 1000/' \"$1\"\n";
     std::fs::write(&editor, script).unwrap();
     let chmod = Command::new("chmod")
         .arg("+x")

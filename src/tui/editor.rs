@@ -23,7 +23,7 @@ pub fn editor_from_env() -> Option<String> {
 /// file's bytes afterwards. The command goes through `sh -c` because
 /// `$EDITOR` often carries arguments (`code --wait`, `emacs -nw`). The
 /// caller has handed the terminal over (left raw mode and the alternate
-/// screen) before this runs.
+/// screen) before this runs, and keeps its own Ctrl-C from ending kvr.
 pub fn run_external(editor: &str, content: &[u8], suffix: &str) -> Result<Vec<u8>> {
     let io = |what: &str| {
         let what = what.to_string();
@@ -40,7 +40,10 @@ pub fn run_external(editor: &str, content: &[u8], suffix: &str) -> Result<Vec<u8
     let path = file.into_temp_path();
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!("{editor} \"$1\""))
+        // `exec`: no shell stays between kvr and the editor, so Ctrl-C in
+        // the editor (a SIGINT to the whole foreground group) cannot kill
+        // a waiting shell and leave the editor orphaned.
+        .arg(format!("exec {editor} \"$1\""))
         .arg("sh")
         .arg(&path)
         .status()

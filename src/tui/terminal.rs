@@ -1,10 +1,11 @@
 //! The real terminal: raw mode and the alternate screen, given back on every
-//! way out (quit, error, panic) and around an external editor.
+//! way out (quit, error, signal, panic) and around an external editor.
 //!
 //! [`TerminalGuard`] restores in `Drop`; a panic hook restores too, before
 //! the panic message is printed, so the message is readable and the shell
 //! usable. `ACTIVE` keeps the hook from writing escape codes when the
-//! browser is not on screen.
+//! browser is not on screen. [`CrosstermHost`] turns signals into a flag
+//! the run loop checks, so they end the browser through the same `Drop`.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,30 +95,42 @@ fn install_panic_hook() {
 pub struct CrosstermHost<'a> {
     pub guard: &'a TerminalGuard,
     input: Input,
+    /// SIGTERM or SIGHUP: end the browser.
     terminate: Arc<AtomicBool>,
+    /// SIGINT or SIGQUIT: end the browser too, except while an editor runs.
+    interrupt: Arc<AtomicBool>,
 }
 
 impl<'a> CrosstermHost<'a> {
-    /// Catches SIGTERM, SIGINT and SIGHUP, so that `kill` or a closed
-    /// terminal end the browser through the normal way out: terminal
-    /// restored, the database closed cleanly. (Ctrl-C is a key in raw mode.)
+    /// Catches SIGTERM and SIGHUP, so that `kill` or a closed terminal
+    /// end the browser the normal way: terminal restored, the database
+    /// closed cleanly. In raw mode Ctrl-C and Ctrl-\ are keys, but while an
+    /// external editor has the terminal they are signals to the whole
+    /// foreground group, kvr included. An editor's user presses them
+    /// freely, so there they must neither kill kvr (the default) nor end
+    /// the browser afterwards; see [`Host::edit`].
     pub fn new(guard: &'a TerminalGuard) -> io::Result<CrosstermHost<'a>> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
         let terminate = Arc::new(AtomicBool::new(false));
-        for signal in [SIGTERM, SIGINT, SIGHUP] {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        for signal in [SIGTERM, SIGHUP] {
             signal_hook::flag::register(signal, terminate.clone())?;
+        }
+        for signal in [SIGINT, SIGQUIT] {
+            signal_hook::flag::register(signal, interrupt.clone())?;
         }
         Ok(CrosstermHost {
             guard,
             input: Input::start()?,
             terminate,
+            interrupt,
         })
     }
 }
 
 impl Host for CrosstermHost<'_> {
     fn terminated(&self) -> bool {
-        self.terminate.load(Ordering::SeqCst)
+        self.terminate.load(Ordering::SeqCst) || self.interrupt.load(Ordering::SeqCst)
     }
 
     fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
@@ -130,6 +143,8 @@ impl Host for CrosstermHost<'_> {
         self.input.settle().map_err(term)?;
         self.guard.suspend().map_err(term)?;
         let edited = editor::run_external(editor, &job.text(), job.suffix());
+        // Ctrl-C pressed in the editor was meant for the editor.
+        self.interrupt.store(false, Ordering::SeqCst);
         self.guard.resume().map_err(term)?;
         edited
     }
