@@ -24,7 +24,19 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let opened = std::time::Instant::now();
     let store = Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)?;
+    if let Some(r) = store.recovered() {
+        // After a crash: what the log held, and how long opening took.
+        eprintln!(
+            "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
+             up to revision {} in {} ms",
+            g.db.display(),
+            r.records,
+            r.revision,
+            opened.elapsed().as_millis()
+        );
+    }
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
     listener

@@ -332,16 +332,7 @@ impl Worker {
             Commit::Buffered,
             self.max_value_bytes,
             |outcomes| {
-                let records: Vec<(u64, &[Op])> = requests
-                    .iter()
-                    .zip(outcomes)
-                    .filter_map(|(ops, outcome)| match outcome {
-                        Ok(a) if a.applied() > 0 => {
-                            Some((a.revision + 1 - a.applied(), ops.as_slice()))
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let records = crate::wal::records(requests, outcomes);
                 wal.append(&records)?;
                 logged = !records.is_empty();
                 let last = outcomes

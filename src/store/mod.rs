@@ -113,6 +113,8 @@ pub struct Store {
     path: PathBuf,
     /// Input bytes per sorted run of a batch (see `apply.rs`).
     run_max_bytes: usize,
+    /// What the replay of a crashed server's log did when this was opened.
+    recovered: Option<crate::wal::Recovered>,
 }
 
 impl std::fmt::Debug for Store {
@@ -183,9 +185,9 @@ impl Store {
                 }
             }
         };
-        let store = Self::init(db, path.to_path_buf(), opts)?;
+        let mut store = Self::init(db, path.to_path_buf(), opts)?;
         // Writes a crashed `kvr serve` acknowledged but did not checkpoint.
-        crate::wal::recover(&store)?;
+        store.recovered = crate::wal::recover(&store)?;
         Ok(store)
     }
 
@@ -207,6 +209,7 @@ impl Store {
             db,
             path,
             run_max_bytes: apply::run_max_bytes(opts.cache_bytes),
+            recovered: None,
         };
         let rtx = store.db.begin_read()?;
         match rtx.open_table(META) {
@@ -241,6 +244,12 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         Ok(store)
+    }
+
+    /// What [`Store::open`] replayed from the log of a crashed `kvr serve`
+    /// (`None` when there was no log).
+    pub fn recovered(&self) -> Option<crate::wal::Recovered> {
+        self.recovered
     }
 
     /// The database file's path.

@@ -43,10 +43,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use recover::recover;
+pub use recover::{Recovered, recover, recover_dir};
 
 use crate::error::{Error, Result};
-use crate::store::Op;
+use crate::store::{Applied, Op};
 
 /// Size of a preallocated segment. Checkpoints come every few MiB, so one
 /// segment, recycled at each checkpoint, usually holds the whole log; 16 MiB
@@ -99,7 +99,12 @@ impl Wal {
     /// Starts an empty log beside `db`. [`recover`] must have run (it does in
     /// [`Store::open`](crate::store::Store::open)), so no segment exists.
     pub fn create(db: &Path) -> Result<Wal> {
-        let dir = dir_of(db);
+        Self::create_in(&dir_of(db))
+    }
+
+    /// [`Wal::create`] in the log directory `dir`.
+    pub fn create_in(dir: &Path) -> Result<Wal> {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
@@ -168,6 +173,12 @@ impl Wal {
         self.file.sync_data()
     }
 
+    /// The current segment and the offset where the next group goes (tests
+    /// simulate a torn tail there).
+    pub fn end(&self) -> (PathBuf, u64) {
+        (segment_path(&self.dir, self.seq), self.pos)
+    }
+
     /// Bytes appended since the last checkpoint.
     pub fn pending_bytes(&self) -> u64 {
         self.pending
@@ -223,6 +234,20 @@ impl Wal {
     pub fn remove(self) -> Result<()> {
         remove_dir(&self.dir)
     }
+}
+
+/// The records to log for a group's outcomes: one per request that took a
+/// revision, with the first revision it took. A failed request, or one that
+/// changed nothing, is not logged.
+pub fn records<'a>(requests: &'a [Vec<Op>], outcomes: &[Result<Applied>]) -> Vec<(u64, &'a [Op])> {
+    requests
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(ops, outcome)| match outcome {
+            Ok(a) if a.applied() > 0 => Some((a.revision + 1 - a.applied(), ops.as_slice())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Creates a zero-filled segment of `size` bytes with its header, synced.

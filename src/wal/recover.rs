@@ -23,7 +23,12 @@ pub struct Recovered {
 /// Replays the log of the database `store` after its last checkpoint, makes
 /// the result durable and deletes the log. `None` when there was no log.
 pub fn recover(store: &Store) -> Result<Option<Recovered>> {
-    let dir = dir_of(store.path());
+    recover_dir(store, &dir_of(store.path()))
+}
+
+/// [`recover`] from the log directory `dir` (tests keep the log of a
+/// database on a simulated disk apart).
+pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
     if !dir.is_dir() {
         return Ok(None);
     }
@@ -31,7 +36,7 @@ pub fn recover(store: &Store) -> Result<Option<Recovered>> {
         records: 0,
         revision: store.snapshot()?.revision()?,
     };
-    for seq in segments(&dir)? {
+    for seq in segments(dir)? {
         let path = dir.join(format!("{seq:016x}.log"));
         let bytes = std::fs::read(&path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
@@ -39,10 +44,10 @@ pub fn recover(store: &Store) -> Result<Option<Recovered>> {
             // Created but never given its header: it holds no record.
             continue;
         }
-        replay_segment(store, &bytes, seq, &mut state)?;
+        replay_segment(store, dir, &bytes, seq, &mut state)?;
     }
     store.checkpoint()?;
-    remove_dir(&dir)?;
+    remove_dir(dir)?;
     Ok(Some(state))
 }
 
@@ -63,7 +68,13 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(seqs)
 }
 
-fn replay_segment(store: &Store, bytes: &[u8], seq: u64, state: &mut Recovered) -> Result<()> {
+fn replay_segment(
+    store: &Store,
+    dir: &Path,
+    bytes: &[u8],
+    seq: u64,
+    state: &mut Recovered,
+) -> Result<()> {
     let mut pos = SEGMENT_HEADER as usize;
     let mut group: Vec<Decoded> = Vec::new();
     while let Some(len) = bytes.get(pos..).and_then(record::payload_len) {
@@ -77,15 +88,15 @@ fn replay_segment(store: &Store, bytes: &[u8], seq: u64, state: &mut Recovered) 
         }
         group.push(rec);
         if group.len() >= REPLAY_GROUP {
-            apply(store, &mut group, state)?;
+            apply(store, dir, &mut group, state)?;
         }
     }
-    apply(store, &mut group, state)
+    apply(store, dir, &mut group, state)
 }
 
 /// Applies the records of `group` in order, checking that each one takes
 /// exactly the revisions it took when it was first applied.
-fn apply(store: &Store, group: &mut Vec<Decoded>, state: &mut Recovered) -> Result<()> {
+fn apply(store: &Store, dir: &Path, group: &mut Vec<Decoded>, state: &mut Recovered) -> Result<()> {
     if group.is_empty() {
         return Ok(());
     }
@@ -99,7 +110,7 @@ fn apply(store: &Store, group: &mut Vec<Decoded>, state: &mut Recovered) -> Resu
         if rec.first_revision != state.revision + 1 || applied.applied() == 0 {
             return Err(Error::Corrupt(format!(
                 "the write-ahead log in {} has a record at revision {} where {} was expected",
-                dir_of(store.path()).display(),
+                dir.display(),
                 rec.first_revision,
                 state.revision + 1
             )));

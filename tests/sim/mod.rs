@@ -1,0 +1,169 @@
+//! [`SimDisk`]: a redb storage backend that simulates power loss, shared by
+//! the model tests (`model.rs`, `walcrash.rs`).
+//!
+//! It keeps what was written since the last sync apart. At a crash
+//! ([`SimDisk::after_power_loss`]) it keeps a random subset of those writes,
+//! some torn at a 512-byte sector boundary, and drops the rest. With
+//! `fail_after` set, every write and sync fails once that many more writes
+//! were done: a crash in the middle of a commit.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+
+use redb::{BackendError, StorageBackend};
+
+type BackendIoError = std::io::Error;
+
+#[derive(Debug, Default)]
+pub struct Disk {
+    /// What survives a power loss for sure.
+    pub durable: Vec<u8>,
+    /// What reads see.
+    pub current: Vec<u8>,
+    /// Writes and resizes since the last sync, in order.
+    pub pending: Vec<Pending>,
+    /// Fail every write or sync once this many more writes were done.
+    pub fail_after: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Pending {
+    Write(u64, Vec<u8>),
+    Len(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SimDisk(pub Arc<Mutex<Disk>>);
+
+fn io_err(msg: &str) -> BackendIoError {
+    std::io::Error::other(msg.to_string())
+}
+
+impl Disk {
+    pub fn failing(&mut self) -> bool {
+        match &mut self.fail_after {
+            Some(0) => true,
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl StorageBackend for SimDisk {
+    fn len(&self) -> Result<u64, BackendIoError> {
+        Ok(self.0.lock().unwrap().current.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendIoError> {
+        let d = self.0.lock().unwrap();
+        let start = offset as usize;
+        let src = d
+            .current
+            .get(start..start + out.len())
+            .ok_or_else(|| io_err("read past the end"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
+        let mut d = self.0.lock().unwrap();
+        if d.failing() {
+            return Err(io_err("injected failure"));
+        }
+        d.current.resize(len as usize, 0);
+        d.pending.push(Pending::Len(len));
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), BackendIoError> {
+        let mut d = self.0.lock().unwrap();
+        if d.fail_after.is_some_and(|n| n == 0) {
+            return Err(io_err("injected sync failure"));
+        }
+        d.durable = d.current.clone();
+        d.pending.clear();
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
+        let mut d = self.0.lock().unwrap();
+        if d.failing() {
+            return Err(io_err("injected failure"));
+        }
+        let end = offset as usize + data.len();
+        if d.current.len() < end {
+            d.current.resize(end, 0);
+        }
+        d.current[offset as usize..end].copy_from_slice(data);
+        d.pending.push(Pending::Write(offset, data.to_vec()));
+        Ok(())
+    }
+
+    fn try_lock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+    fn try_lock_shared_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+    fn lock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn lock_shared_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn unlock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn query_lock_range(&self, _: Bound<u64>, _: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+}
+
+impl SimDisk {
+    /// The disk as found after a power loss: the synced state plus a random
+    /// subset of later writes, each kept whole, torn or dropped.
+    pub fn after_power_loss(&self, seed: u64) -> SimDisk {
+        let d = self.0.lock().unwrap();
+        let mut rng = seed | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut bytes = d.durable.clone();
+        for p in &d.pending {
+            match p {
+                Pending::Len(len) => {
+                    if next() % 2 == 0 {
+                        bytes.resize(*len as usize, 0);
+                    }
+                }
+                Pending::Write(offset, data) => {
+                    let keep = match next() % 4 {
+                        0 | 1 => 0,
+                        2 => data.len(),
+                        _ => (next() as usize % data.len().div_ceil(512)) * 512,
+                    }
+                    .min(data.len());
+                    let end = *offset as usize + keep;
+                    if keep > 0 {
+                        if bytes.len() < end {
+                            bytes.resize(end, 0);
+                        }
+                        bytes[*offset as usize..end].copy_from_slice(&data[..keep]);
+                    }
+                }
+            }
+        }
+        SimDisk(Arc::new(Mutex::new(Disk {
+            durable: bytes.clone(),
+            current: bytes,
+            ..Disk::default()
+        })))
+    }
+}
