@@ -1,0 +1,223 @@
+//! Real `kill -9` cycles: `kvr serve` takes concurrent PUTs and batches
+//! from several client threads and is SIGKILLed at a random moment, over
+//! several cycles on a growing file, then restarted. Every acknowledged
+//! write must be there with its value and revision, every batch (answered
+//! or not) must be all there or all absent, and the revision never goes
+//! below the highest acknowledged one.
+//!
+//! `KVR_KILL_CYCLES` sets the number of cycles (default 5); the counts are
+//! printed (`--nocapture`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Lines per batch request.
+const BATCH_LINES: usize = 5;
+/// Client threads writing during each cycle.
+const THREADS: usize = 4;
+
+/// What the clients sent and what was answered.
+#[derive(Debug, Default)]
+struct Log {
+    /// Acknowledged PUTs: key -> revision.
+    puts: BTreeMap<String, u64>,
+    /// Every batch sent: its keys and, when acknowledged, its last revision.
+    batches: Vec<(Vec<String>, Option<u64>)>,
+}
+
+/// The value a key is written with: derived from the key, a few KB, so
+/// that the file grows from cycle to cycle and any value can be checked.
+fn value_of(key: &str) -> Vec<u8> {
+    let n = 200 + key.len() * 97 % 3000;
+    key.bytes().cycle().take(n).collect()
+}
+
+fn client(url: String, tag: String, stop: Arc<AtomicBool>, log: Arc<Mutex<Log>>) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) && i < 100_000 {
+        i += 1;
+        if i % 3 == 0 {
+            let keys: Vec<String> = (0..BATCH_LINES)
+                .map(|j| format!("{tag}-b{i}-{j}"))
+                .collect();
+            let body: String = keys
+                .iter()
+                .map(|k| {
+                    let v = String::from_utf8(value_of(k)).unwrap();
+                    format!("{{\"key\":\"{k}\",\"value\":\"{v}\"}}\n")
+                })
+                .collect();
+            let slot = {
+                let mut log = log.lock().unwrap();
+                log.batches.push((keys, None));
+                log.batches.len() - 1
+            };
+            if let Ok(r) = agent.post(format!("{url}/v1/batch")).send(body.as_bytes())
+                && r.status() == 200
+            {
+                let rev = reply(r).json()["revision"].as_u64().unwrap();
+                log.lock().unwrap().batches[slot].1 = Some(rev);
+            }
+        } else {
+            let key = format!("{tag}-p{i}");
+            match agent
+                .put(format!("{url}/v1/kv/{key}"))
+                .send(&value_of(&key)[..])
+            {
+                Ok(r) if r.status() == 200 => {
+                    let rev = reply(r).json()["revision"].as_u64().unwrap();
+                    log.lock().unwrap().puts.insert(key, rev);
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+/// Every key with its value and revision, read through the range API.
+fn everything(url: &str) -> BTreeMap<String, (Vec<u8>, u64)> {
+    let mut all = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page = format!("{url}/v1/range?limit=10000");
+        if let Some(c) = &cursor {
+            page.push_str(&format!("&cursor={c}"));
+        }
+        let r = http("GET", &page, &[], None).json();
+        for item in r["items"].as_array().unwrap() {
+            let key = item["key"].as_str().unwrap().to_string();
+            let value = item["value"].as_str().unwrap().as_bytes().to_vec();
+            all.insert(key, (value, item["revision"].as_u64().unwrap()));
+        }
+        match r["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return all,
+        }
+    }
+}
+
+/// Checks the restarted server against the log; returns (acknowledged
+/// writes checked, lost, torn batches).
+fn verify(url: &str, log: &Log) -> (usize, usize, usize) {
+    let all = everything(url);
+    let (mut checked, mut lost, mut torn) = (0, 0, 0);
+    for (key, rev) in &log.puts {
+        checked += 1;
+        if all.get(key) != Some(&(value_of(key), *rev)) {
+            eprintln!(
+                "lost: {key} at revision {rev}: found {:?}",
+                all.get(key).map(|e| e.1)
+            );
+            lost += 1;
+        }
+    }
+    for (keys, acked) in &log.batches {
+        let found: Vec<_> = keys
+            .iter()
+            .filter_map(|k| all.get(k).map(|e| (k, e)))
+            .collect();
+        if !found.is_empty() && found.len() != keys.len() {
+            eprintln!(
+                "torn batch {keys:?}: {} of {} present",
+                found.len(),
+                keys.len()
+            );
+            torn += 1;
+        }
+        for (k, (value, _)) in &found {
+            assert_eq!(*value, value_of(k), "{k} has a wrong value");
+        }
+        if let Some(last) = acked {
+            checked += keys.len();
+            let want: Vec<u64> = (last + 1 - keys.len() as u64..=*last).collect();
+            let got: Vec<u64> = keys
+                .iter()
+                .filter_map(|k| all.get(k).map(|e| e.1))
+                .collect();
+            if got != want {
+                eprintln!("acknowledged batch {keys:?}: revisions {got:?}, not {want:?}");
+                lost += keys.len() - got.len().min(keys.len());
+            }
+        }
+    }
+    let revision = http("GET", &format!("{url}/v1/stats"), &[], None).json()["revision"]
+        .as_u64()
+        .unwrap();
+    let max_acked = log
+        .puts
+        .values()
+        .chain(log.batches.iter().filter_map(|b| b.1.as_ref()));
+    assert!(
+        max_acked.max().is_none_or(|m| revision >= *m),
+        "the revision went backwards"
+    );
+    (checked, lost, torn)
+}
+
+/// A pseudo-random number in `0..n` (no dependency for one number).
+fn random_below(n: u64) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    (t ^ (t >> 7)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % n
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_cycles() {
+    let cycles: usize = std::env::var("KVR_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Log::default()));
+    let mut totals = (0, 0, 0);
+    for cycle in 0..cycles {
+        let mut s = Server::start(dir.path(), &[]);
+        if cycle > 0 {
+            let found = verify(&s.url, &log.lock().unwrap());
+            totals = (totals.0 + found.0, totals.1 + found.1, totals.2 + found.2);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (url, stop, log) = (s.url.clone(), stop.clone(), log.clone());
+                std::thread::spawn(move || client(url, format!("c{cycle}t{t}"), stop, log))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300 + random_below(1200)));
+        s.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+    let s = Server::start(dir.path(), &[]);
+    let found = verify(&s.url, &log.lock().unwrap());
+    totals = (totals.0 + found.0, totals.1 + found.1, totals.2 + found.2);
+    let file = std::fs::metadata(dir.path().join("db.redb")).unwrap().len();
+    let log = log.lock().unwrap();
+    eprintln!(
+        "{cycles} kill -9 cycles: {} checks of acknowledged writes (each one rechecked after \
+         every later restart; {} puts and {} batches acknowledged in all, {} batches sent), \
+         {} lost, {} torn batches; file {file} bytes",
+        totals.0,
+        log.puts.len(),
+        log.batches.iter().filter(|b| b.1.is_some()).count(),
+        log.batches.len(),
+        totals.1,
+        totals.2
+    );
+    assert!(!log.puts.is_empty(), "no write was acknowledged");
+    assert_eq!((totals.1, totals.2), (0, 0), "lost writes or torn batches");
+}
