@@ -6,6 +6,8 @@
 
 #[path = "server/cli_modes.rs"]
 mod cli_modes;
+#[path = "server/diskfull.rs"]
+mod diskfull;
 #[path = "server/kill9.rs"]
 mod kill9;
 #[path = "server/load.rs"]

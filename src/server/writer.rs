@@ -35,6 +35,11 @@ pub const MAX_GROUP_REQUESTS: usize = 1024;
 pub const MAX_GROUP_BYTES: usize = 64 << 20;
 /// How long an idle writer with nothing to checkpoint sleeps between looks.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// Free space, beyond the log bytes to checkpoint, that a checkpoint
+/// waits for after one failed on a full disk. Each failed attempt costs a
+/// reopen and a replay of the log, with reads unavailable meanwhile; the
+/// log keeps taking writes until its segment is full.
+pub const CHECKPOINT_ROOM: u64 = 8 << 20;
 /// Bookkeeping bytes counted per operation when sizing a group.
 const OP_OVERHEAD_BYTES: usize = 64;
 
@@ -100,6 +105,8 @@ impl Writer {
             metrics: metrics.clone(),
             last_checkpoint: Instant::now(),
             failed: None,
+            suspect: false,
+            disk_full: false,
         };
         let thread = std::thread::Builder::new()
             .name("kvr-writer".into())
@@ -175,6 +182,12 @@ struct Worker {
     last_checkpoint: Instant,
     /// Set when the log and the database may disagree: no more writes.
     failed: Option<String>,
+    /// A commit or checkpoint failed: redb may refuse every write until
+    /// the file is reopened (see [`Worker::heal`]).
+    suspect: bool,
+    /// The last checkpoint failed on a full disk: the next one waits for
+    /// room (see [`CHECKPOINT_ROOM`]).
+    disk_full: bool,
 }
 
 impl Worker {
@@ -245,6 +258,11 @@ impl Worker {
             let reason = reason.clone();
             return reply_all(chunk, || Error::Storage(reason.clone()));
         }
+        if self.suspect
+            && let Err(e) = self.heal()
+        {
+            return reply_all(chunk, || copy_error(&e));
+        }
         if chunk.first().is_some_and(|p| p.req.must_exist) {
             let first = chunk.remove(0);
             if let Some(p) = self.resolve_must_exist(first) {
@@ -269,6 +287,8 @@ impl Worker {
             Err(e) => {
                 eprintln!("kvr serve: a write group failed: {e}");
                 reply_all(chunk, || copy_error(&e));
+                self.suspect = true;
+                let _ = self.heal();
             }
         }
     }
@@ -361,8 +381,27 @@ impl Worker {
     fn checkpoint_due(&self) -> bool {
         self.wal.as_ref().is_some_and(|w| {
             let pending = w.pending_bytes();
-            pending >= CHECKPOINT_BYTES
-                || (pending > 0 && self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL)
+            let due = pending >= CHECKPOINT_BYTES
+                || (pending > 0 && self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL);
+            due && (!self.disk_full || self.has_room(pending))
+        })
+    }
+
+    /// Whether the database's filesystem has room for a checkpoint of
+    /// `pending` log bytes (true when that cannot be told).
+    fn has_room(&self, pending: u64) -> bool {
+        let dir = self
+            .store
+            .path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        rustix::fs::statvfs(dir).map_or(true, |st| {
+            st.f_bavail.saturating_mul(st.f_frsize) >= pending + CHECKPOINT_ROOM
         })
     }
 
@@ -378,12 +417,49 @@ impl Worker {
         match result {
             Ok(()) => {
                 self.metrics.checkpointed();
+                self.disk_full = false;
                 true
             }
             Err(e) => {
                 // The log keeps every record; the next checkpoint retries.
                 eprintln!("kvr serve: checkpoint failed: {e}");
+                self.disk_full = matches!(e, Error::DiskFull { .. });
+                self.suspect = true;
+                let _ = self.heal();
                 false
+            }
+        }
+    }
+
+    /// After a failed commit or checkpoint. An I/O error inside a redb
+    /// commit (a full disk) makes redb refuse every later read and write
+    /// until the file is reopened: then reopen it and replay the log onto
+    /// its last durable commit. The log itself is unchanged, and the next
+    /// checkpoint, once there is room, makes everything durable.
+    fn heal(&mut self) -> Result<()> {
+        if !self.store.refuses_writes() {
+            self.suspect = false;
+            return Ok(());
+        }
+        let dir = crate::wal::dir_of(self.store.path());
+        let replayed = self
+            .store
+            .reopen()
+            .and_then(|()| crate::wal::replay(&self.store, &dir));
+        match replayed {
+            Ok(r) => {
+                self.store.reopened();
+                eprintln!(
+                    "kvr serve: reopened the database after an I/O error; replayed {} \
+                     write-ahead log records up to revision {}",
+                    r.records, r.revision
+                );
+                self.suspect = false;
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("kvr serve: cannot reopen the database after an I/O error: {e}");
+                Err(e)
             }
         }
     }
@@ -397,6 +473,7 @@ impl Worker {
             }
         }
         if self.failed.is_none()
+            && !self.suspect
             && self.checkpoint()
             && let Some(wal) = self.wal.take()
             && let Err(e) = wal.remove()

@@ -129,7 +129,7 @@ impl Store {
     where
         I: IntoIterator<Item = Result<Op>>,
     {
-        let mut wtx = self.db.begin_write()?;
+        let mut wtx = self.begin_write()?;
         wtx.set_quick_repair(true);
         if commit == Commit::Buffered {
             wtx.set_durability(redb::Durability::None)?;
@@ -202,7 +202,7 @@ impl Store {
         max_value_bytes: usize,
         before_commit: impl FnOnce(&[Result<Applied>]) -> Result<()>,
     ) -> Result<Vec<Result<Applied>>> {
-        let mut wtx = self.db.begin_write()?;
+        let mut wtx = self.begin_write()?;
         wtx.set_quick_repair(true);
         if commit == Commit::Buffered {
             wtx.set_durability(redb::Durability::None)?;

@@ -17,6 +17,7 @@ mod record;
 mod redb_error;
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
@@ -33,6 +34,8 @@ pub const MIN_CACHE_MIB: u64 = 16;
 /// Largest default cache. More rarely helps a CLI process, and under glibc
 /// malloc RSS was seen reaching twice the cache size.
 pub const MAX_DEFAULT_CACHE_MIB: u64 = 1024;
+/// How long [`Store::reopen`] waits for the closed file's lock to go.
+const REOPEN_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a waiting open (`--lock-timeout`) retries the lock.
 const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -109,7 +112,13 @@ pub fn serve_hint_path(db: &Path) -> PathBuf {
 
 /// An open kvr database.
 pub struct Store {
-    db: redb::Database,
+    /// `None` only while [`Store::reopen`] swaps the file.
+    db: RwLock<Option<redb::Database>>,
+    /// The thread replaying the log after [`Store::reopen`]: reads from
+    /// other threads get `unavailable` until [`Store::reopened`], so nobody
+    /// sees the older durable state in between.
+    replaying: std::sync::Mutex<Option<std::thread::ThreadId>>,
+    cache_bytes: usize,
     path: PathBuf,
     /// Input bytes per sorted run of a batch (see `apply.rs`).
     run_max_bytes: usize,
@@ -148,43 +157,7 @@ impl Store {
                 path: path.to_path_buf(),
             });
         }
-        let mut builder = redb::Builder::new();
-        builder.set_cache_size(opts.cache_bytes);
-        let deadline = Instant::now() + opts.lock_timeout;
-        let db = loop {
-            let attempt = match mode {
-                OpenMode::MustExist => builder.open(path),
-                OpenMode::Create => builder.create(path),
-            };
-            match attempt {
-                Ok(db) => break db,
-                Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                | Err(redb::DatabaseError::LockProtocolMismatch) => {
-                    if Instant::now() >= deadline {
-                        return Err(Error::InUse {
-                            path: path.to_path_buf(),
-                            server: read_serve_hint(path),
-                        });
-                    }
-                    std::thread::sleep(LOCK_RETRY_INTERVAL);
-                }
-                Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
-                    if e.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    return Err(Error::DatabaseMissing {
-                        path: path.to_path_buf(),
-                    });
-                }
-                Err(e) => {
-                    return Err(match Error::from(e) {
-                        Error::Io { source, .. } => {
-                            Error::io(format!("cannot open {}", path.display()), source)
-                        }
-                        other => other,
-                    });
-                }
-            }
-        };
+        let db = open_file(path, mode, opts.cache_bytes, opts.lock_timeout)?;
         let mut store = Self::init(db, path.to_path_buf(), opts)?;
         // Writes a crashed `kvr serve` acknowledged but did not checkpoint.
         store.recovered = crate::wal::recover(&store)?;
@@ -206,12 +179,14 @@ impl Store {
     /// Checks the format, creating the tables in a new file.
     fn init(db: redb::Database, path: PathBuf, opts: &StoreOptions) -> Result<Store> {
         let store = Store {
-            db,
+            db: RwLock::new(Some(db)),
+            replaying: std::sync::Mutex::new(None),
+            cache_bytes: opts.cache_bytes,
             path,
             run_max_bytes: apply::run_max_bytes(opts.cache_bytes),
             recovered: None,
         };
-        let rtx = store.db.begin_read()?;
+        let rtx = store.begin_read()?;
         match rtx.open_table(META) {
             Ok(meta) => {
                 let format = meta.get(META_FORMAT)?.map(|g| g.value());
@@ -230,7 +205,7 @@ impl Store {
                     )));
                 }
                 drop(rtx);
-                let mut wtx = store.db.begin_write()?;
+                let mut wtx = store.begin_write()?;
                 wtx.set_quick_repair(true);
                 {
                     wtx.open_table(KV)?;
@@ -260,7 +235,7 @@ impl Store {
     /// A consistent read view of the latest commit.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
-            txn: self.db.begin_read()?,
+            txn: self.begin_read()?,
         })
     }
 
@@ -272,7 +247,7 @@ impl Store {
     /// Makes every earlier [`Commit::Buffered`] commit durable (fsync, with
     /// quick repair) and returns the revision now on disk.
     pub fn checkpoint(&self) -> Result<u64> {
-        let mut wtx = self.db.begin_write()?;
+        let mut wtx = self.begin_write()?;
         wtx.set_quick_repair(true);
         let revision = {
             let meta = wtx.open_table(META)?;
@@ -280,6 +255,72 @@ impl Store {
         };
         wtx.commit()?;
         Ok(revision)
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction> {
+        let replaying = *self.replaying.lock().map_err(|_| lock_poisoned())?;
+        if replaying.is_some_and(|t| t != std::thread::current().id()) {
+            return Err(reopening());
+        }
+        Ok(self
+            .database()?
+            .as_ref()
+            .ok_or_else(reopening)?
+            .begin_read()?)
+    }
+
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        Ok(self
+            .database()?
+            .as_ref()
+            .ok_or_else(reopening)?
+            .begin_write()?)
+    }
+
+    fn database(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<redb::Database>>> {
+        self.db.read().map_err(|_| lock_poisoned())
+    }
+
+    /// Whether redb refuses every write because an earlier one failed with
+    /// an I/O error (a full disk in the middle of a commit): only closing
+    /// and reopening the file ([`Store::reopen`]) clears that.
+    pub fn refuses_writes(&self) -> bool {
+        let Ok(db) = self.database() else {
+            return true;
+        };
+        match db.as_ref().map(|db| db.try_begin_write()) {
+            Some(Ok(_)) => false,
+            Some(Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo))) | None => {
+                true
+            }
+            Some(Err(_)) => false,
+        }
+    }
+
+    /// Closes the file and opens it again at its last durable commit; the
+    /// calling thread then replays its log on top and calls
+    /// [`Store::reopened`]. Reads from other threads in between get
+    /// `unavailable`; snapshots taken before fail with an error.
+    pub fn reopen(&self) -> Result<()> {
+        *self.replaying.lock().map_err(|_| lock_poisoned())? = Some(std::thread::current().id());
+        let mut slot = self.db.write().map_err(|_| lock_poisoned())?;
+        if let Some(old) = slot.take() {
+            let _ = old.close();
+        }
+        *slot = Some(open_file(
+            &self.path,
+            OpenMode::MustExist,
+            self.cache_bytes,
+            REOPEN_LOCK_TIMEOUT,
+        )?);
+        Ok(())
+    }
+
+    /// Ends the replay after [`Store::reopen`]: reads see the database again.
+    pub fn reopened(&self) {
+        if let Ok(mut replaying) = self.replaying.lock() {
+            *replaying = None;
+        }
     }
 
     /// Key count, revision and file size, without scanning.
@@ -292,6 +333,64 @@ impl Store {
             file_bytes,
         })
     }
+}
+
+/// Opens (or creates) the redb file, retrying while another process holds
+/// it until `lock_timeout` has passed.
+fn open_file(
+    path: &Path,
+    mode: OpenMode,
+    cache_bytes: usize,
+    lock_timeout: Duration,
+) -> Result<redb::Database> {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(cache_bytes);
+    let deadline = Instant::now() + lock_timeout;
+    loop {
+        let attempt = match mode {
+            OpenMode::MustExist => builder.open(path),
+            OpenMode::Create => builder.create(path),
+        };
+        match attempt {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+            | Err(redb::DatabaseError::LockProtocolMismatch) => {
+                if Instant::now() >= deadline {
+                    return Err(Error::InUse {
+                        path: path.to_path_buf(),
+                        server: read_serve_hint(path),
+                    });
+                }
+                std::thread::sleep(LOCK_RETRY_INTERVAL);
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(Error::DatabaseMissing {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => {
+                return Err(match Error::from(e) {
+                    Error::Io { source, .. } => {
+                        Error::io(format!("cannot open {}", path.display()), source)
+                    }
+                    other => other,
+                });
+            }
+        }
+    }
+}
+
+fn reopening() -> Error {
+    Error::Unavailable {
+        message: "the database is being reopened after an I/O error; retry".into(),
+        overloaded: false,
+    }
+}
+
+fn lock_poisoned() -> Error {
+    Error::Storage("a thread panicked while reopening the database".into())
 }
 
 fn read_serve_hint(db: &Path) -> Option<String> {

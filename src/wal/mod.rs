@@ -43,7 +43,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use recover::{Recovered, recover, recover_dir};
+pub use recover::{Recovered, recover, recover_dir, replay};
 
 use crate::error::{Error, Result};
 use crate::store::{Applied, Op};
@@ -260,17 +260,27 @@ fn new_segment(dir: &Path, seq: u64, size: u64) -> Result<(File, u64)> {
         .create_new(true)
         .open(&path)
         .map_err(io)?;
+    let filled = fill(&mut file, size);
+    if let Err(e) = filled {
+        // A full disk: leave no half-made segment to block the next try.
+        let _ = std::fs::remove_file(&path);
+        return Err(io(e));
+    }
+    sync_dir(dir)?;
+    Ok((file, size))
+}
+
+/// Zero-fills `size` bytes, writes the header and syncs.
+fn fill(file: &mut File, size: u64) -> std::io::Result<()> {
     let zeros = vec![0u8; FILL_CHUNK];
     let mut left = size;
     while left > 0 {
         let n = left.min(FILL_CHUNK as u64) as usize;
-        file.write_all(&zeros[..n]).map_err(io)?;
+        file.write_all(&zeros[..n])?;
         left -= n as u64;
     }
-    file.write_all_at(SEGMENT_MAGIC, 0).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    sync_dir(dir)?;
-    Ok((file, size))
+    file.write_all_at(SEGMENT_MAGIC, 0)?;
+    file.sync_all()
 }
 
 fn remove_file(path: &Path) -> Result<()> {

@@ -32,6 +32,15 @@ pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
     if !dir.is_dir() {
         return Ok(None);
     }
+    let state = replay(store, dir)?;
+    store.checkpoint()?;
+    remove_dir(dir)?;
+    Ok(Some(state))
+}
+
+/// Replays the log in `dir` onto `store` without checkpointing or deleting
+/// it: what a running server does after reopening its database file.
+pub fn replay(store: &Store, dir: &Path) -> Result<Recovered> {
     let mut state = Recovered {
         records: 0,
         revision: store.snapshot()?.revision()?,
@@ -46,9 +55,7 @@ pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
         }
         replay_segment(store, dir, &bytes, seq, &mut state)?;
     }
-    store.checkpoint()?;
-    remove_dir(dir)?;
-    Ok(Some(state))
+    Ok(state)
 }
 
 /// The sequence numbers of the segments in `dir`, in order.

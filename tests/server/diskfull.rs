@@ -1,0 +1,161 @@
+//! A full disk under `kvr serve`: writes get 507 `insufficient_storage`
+//! (also a batch that needs a new log segment), reads and `/healthz` keep
+//! working, nothing acknowledged is lost or damaged, writes succeed again
+//! once space is freed, and a server started on a full disk (no room for
+//! its log) exits 3 saying the disk is full.
+//!
+//! Runs on a small tmpfs this test mounts; where mounting is not permitted
+//! it says so and skips.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+
+/// A tmpfs mounted for the test and unmounted on drop.
+struct SmallFs {
+    dir: PathBuf,
+}
+
+impl SmallFs {
+    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| SmallFs {
+            dir: at.to_path_buf(),
+        })
+    }
+
+    /// Fills the filesystem with `filler` until a write fails.
+    fn fill(&self) -> PathBuf {
+        let path = self.dir.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.write_all(&chunk[..512]);
+        path
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+fn put(url: &str, key: &str, value: &[u8]) -> Reply {
+    http("PUT", &format!("{url}/v1/kv/{key}"), &[], Some(value))
+}
+
+/// A batch of about 18 MiB: more than a log segment holds.
+fn big_batch() -> Vec<u8> {
+    let value = "b".repeat(60_000);
+    (0..300)
+        .map(|i| format!("{{\"key\":\"big{i}\",\"value\":\"{value}\"}}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn full_disk_gives_507_reads_keep_working_and_writes_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "128m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut s = Server::start(&fs.dir, &[]);
+    let u = s.url.clone();
+    assert_eq!(put(&u, "keep", b"safe").status, 200);
+    let filler = fs.fill();
+    let value = vec![7u8; 200_000];
+    let mut acked = Vec::new();
+    let full = loop {
+        assert!(acked.len() < 200, "the disk never filled up");
+        let key = format!("k{}", acked.len());
+        let r = put(&u, &key, &value);
+        if r.status != 200 {
+            break r;
+        }
+        acked.push(key);
+    };
+    assert_eq!(full.status, 507, "{}", full.text());
+    assert_eq!(full.code(), "insufficient_storage");
+    let r = http("POST", &format!("{u}/v1/batch"), &[], Some(&big_batch()));
+    assert_eq!(
+        r.status,
+        507,
+        "a new log segment on a full disk: {}",
+        r.text()
+    );
+    eprintln!(
+        "disk full after {} puts of 200 kB: {}; big batch: {}",
+        acked.len(),
+        full.text(),
+        r.text()
+    );
+    // Reads and health keep working.
+    assert_eq!(http("GET", &format!("{u}/healthz"), &[], None).status, 200);
+    assert_eq!(
+        http("GET", &format!("{u}/v1/kv/keep"), &[], None).body,
+        b"safe"
+    );
+    for key in &acked {
+        assert_eq!(
+            http("GET", &format!("{u}/v1/kv/{key}"), &[], None).body,
+            value
+        );
+    }
+    // Space freed: writes work again, in the same process.
+    std::fs::remove_file(&filler).unwrap();
+    let r = put(&u, "after", b"freed");
+    assert_eq!(r.status, 200, "after freeing space: {}", r.text());
+    let r = http("POST", &format!("{u}/v1/batch"), &[], Some(&big_batch()));
+    assert_eq!(r.status, 200, "big batch after freeing space: {}", r.text());
+    assert_eq!(s.terminate().code(), Some(0));
+    // Nothing damaged: a fresh process finds everything.
+    let s = Server::start(&fs.dir, &[]);
+    for key in &acked {
+        assert_eq!(
+            http("GET", &format!("{}/v1/kv/{key}", s.url), &[], None).body,
+            value
+        );
+    }
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/keep", s.url), &[], None).body,
+        b"safe"
+    );
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/after", s.url), &[], None).body,
+        b"freed"
+    );
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/big299", s.url), &[], None).status,
+        200
+    );
+}
+
+#[test]
+fn serve_on_a_full_disk_exits_3_disk_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "24m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let out = kvr(&fs.dir, &["--db", "db.redb", "put", "k", "v"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    fs.fill();
+    let out = kvr(
+        &fs.dir,
+        &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("disk full"), "{}", stderr(&out));
+    let out = kvr(&fs.dir, &["--db", "db.redb", "get", "k"], b"");
+    assert_eq!(stdout(&out), "v");
+}
