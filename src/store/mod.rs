@@ -12,6 +12,7 @@
 //! The byte layout is documented in `record.rs`.
 
 mod apply;
+mod memory;
 mod range;
 mod record;
 mod redb_error;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 pub use apply::{Action, Applied, Commit, Op};
+pub use memory::default_cache_mib;
 pub use range::RangeQuery;
 pub use record::Record;
 
@@ -64,42 +66,6 @@ impl Default for StoreOptions {
             lock_timeout: Duration::ZERO,
         }
     }
-}
-
-/// The default cache: an eighth of the memory this process may use (the
-/// cgroup limit or MemAvailable, whichever is smaller), between
-/// [`MIN_CACHE_MIB`] and [`MAX_DEFAULT_CACHE_MIB`]. A 1 GiB cache under a
-/// 256 MiB memory limit was OOM-killed; an eighth leaves room for the
-/// allocator's overhead, a batch's sort buffer and the rest of the process.
-pub fn default_cache_mib() -> u64 {
-    let available = memory_available_bytes().unwrap_or(8 << 30);
-    (available / 8 / (1 << 20)).clamp(MIN_CACHE_MIB, MAX_DEFAULT_CACHE_MIB)
-}
-
-fn memory_available_bytes() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let avail_kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    let mut avail = avail_kib * 1024;
-    // The container's cgroup limit: v2 ("max" when there is none), then v1
-    // (a huge number when there is none).
-    for file in [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ] {
-        if let Ok(limit) = std::fs::read_to_string(file)
-            && let Ok(limit) = limit.trim().parse::<u64>()
-        {
-            avail = avail.min(limit);
-        }
-    }
-    Some(avail)
 }
 
 /// The file beside a database where `kvr serve` writes its URL, so that a
