@@ -12,6 +12,8 @@ mod diskfull;
 mod kill9;
 #[path = "server/load.rs"]
 mod load;
+#[path = "server/memory.rs"]
+mod memory;
 #[path = "server/routes.rs"]
 mod routes;
 #[path = "server/support.rs"]
