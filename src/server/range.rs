@@ -250,3 +250,54 @@ fn decode_cursor(text: &[u8]) -> Result<(RangeQuery, u64)> {
     }
     Ok((query, limit))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{MAX_PAGE_ITEMS, RangeQuery, decode_cursor, encode_cursor};
+    use crate::error::Error;
+
+    fn bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20))
+    }
+
+    proptest! {
+        /// Whatever a client sends as a cursor: a query or a 400, never a
+        /// panic (lengths past the end, a huge limit, a bad version).
+        #[test]
+        fn any_cursor_decodes_or_is_invalid(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+            use base64::Engine;
+            let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw);
+            for candidate in [text.as_bytes(), raw.as_slice()] {
+                match decode_cursor(candidate) {
+                    Ok((q, limit)) => {
+                        prop_assert!((1..=MAX_PAGE_ITEMS).contains(&limit));
+                        prop_assert!(q.validate().is_ok());
+                    }
+                    Err(e) => {
+                        let invalid = matches!(e, Error::Invalid { .. });
+                        prop_assert!(invalid);
+                    }
+                }
+            }
+        }
+
+        /// A cursor the server made decodes to what it was made from.
+        #[test]
+        fn cursors_round_trip(
+            start in bytes(), end in bytes(), prefix in bytes(),
+            reverse in any::<bool>(), keys_only in any::<bool>(),
+            limit in 1..=MAX_PAGE_ITEMS,
+        ) {
+            let query = RangeQuery { start, end, prefix, limit: None, reverse, keys_only };
+            prop_assume!(query.validate().is_ok());
+            let (back, back_limit) = decode_cursor(encode_cursor(&query, limit).as_bytes()).unwrap();
+            prop_assert_eq!(back_limit, limit);
+            prop_assert_eq!(
+                (back.start, back.end, back.prefix, back.reverse, back.keys_only),
+                (query.start, query.end, query.prefix, query.reverse, query.keys_only)
+            );
+        }
+    }
+}

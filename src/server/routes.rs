@@ -311,3 +311,70 @@ fn stats(state: &State) -> Result<Response<Body>> {
         .insert(REVISION, HeaderValue::from(stats.revision));
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+    use proptest::prelude::*;
+
+    use super::condition;
+    use crate::error::Error;
+
+    fn headers(if_match: Option<&[u8]>, if_none_match: Option<&[u8]>) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            (header::IF_MATCH, if_match),
+            (header::IF_NONE_MATCH, if_none_match),
+        ] {
+            if let Some(v) = value {
+                h.insert(name, HeaderValue::from_bytes(v).ok()?);
+            }
+        }
+        Some(h)
+    }
+
+    #[test]
+    fn conditions_parse() {
+        let c = |m: Option<&str>, n: Option<&str>| {
+            condition(&headers(m.map(str::as_bytes), n.map(str::as_bytes)).unwrap())
+        };
+        assert_eq!(c(Some("\"7\""), None).unwrap(), (Some(7), false));
+        assert_eq!(c(Some(" * "), None).unwrap(), (None, true));
+        assert_eq!(c(None, Some("*")).unwrap(), (Some(0), false));
+        assert_eq!(c(None, None).unwrap(), (None, false));
+        for (m, n) in [
+            (Some("7"), None),
+            (Some("\"-1\""), None),
+            (Some("\"18446744073709551616\""), None),
+            (Some("W/\"7\""), None),
+            (None, Some("\"7\"")),
+            (Some("*"), Some("*")),
+        ] {
+            assert!(matches!(c(m, n), Err(Error::Invalid { .. })), "{m:?} {n:?}");
+        }
+        // Not UTF-8: refused, not a panic.
+        let h = headers(Some(b"\"\xff\""), None).unwrap();
+        assert!(matches!(condition(&h), Err(Error::Invalid { .. })));
+    }
+
+    proptest! {
+        /// Any header bytes: a condition or a 400, never a panic, and a
+        /// quoted number is exactly that revision.
+        #[test]
+        fn any_condition_header_parses_or_is_invalid(
+            m in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..24)),
+            n in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+            rev in any::<u64>(),
+        ) {
+            if let Some(h) = headers(m.as_deref(), n.as_deref())
+                && let Err(e) = condition(&h)
+            {
+                let invalid = matches!(e, Error::Invalid { .. });
+                prop_assert!(invalid);
+            }
+            let tag = format!("\"{rev}\"");
+            let h = headers(Some(tag.as_bytes()), None).unwrap();
+            prop_assert_eq!(condition(&h).unwrap(), (Some(rev), false));
+        }
+    }
+}

@@ -15,10 +15,11 @@ pub fn percent_decode(text: &str, what: &str) -> Result<Vec<u8>> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                let h = std::str::from_utf8(h).ok()?;
-                u8::from_str_radix(h, 16).ok()
-            });
+            // Two hex digits exactly: from_str_radix alone would take "+5".
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
             let Some(b) = hex else {
                 return Err(Error::invalid(format!(
                     "invalid percent-encoding in {what}: every % must be followed by two hex digits"
@@ -141,5 +142,61 @@ mod tests {
             percent_decode(&percent_encode(key, true), "k").unwrap(),
             key
         );
+    }
+
+    #[test]
+    fn a_sign_after_percent_is_not_a_hex_digit() {
+        assert!(percent_decode("%+5", "k").is_err());
+        assert!(percent_decode("%-5", "k").is_err());
+    }
+
+    /// The decoding a client may rely on: `%` and two hex digits is that
+    /// byte, anything else stands for itself, a lone `%` is an error.
+    fn reference(text: &str) -> Option<Vec<u8>> {
+        let b = text.as_bytes();
+        let (mut out, mut i) = (Vec::new(), 0);
+        while i < b.len() {
+            if b[i] == b'%' {
+                let h = b.get(i + 1..i + 3)?;
+                let digit = |c: u8| (c as char).to_digit(16);
+                out.push((digit(h[0])? * 16 + digit(h[1])?) as u8);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_matches_the_reference_and_never_panics(text in "(%[0-9a-fA-F+ -]{0,2}|[^%]{0,3}|\\PC){0,12}") {
+            match (percent_decode(&text, "k"), reference(&text)) {
+                (Ok(got), Some(want)) => proptest::prop_assert_eq!(got, want),
+                (Err(Error::Invalid { .. }), None) => {}
+                (got, want) => proptest::prop_assert!(false, "{text:?}: {got:?} vs {want:?}"),
+            }
+        }
+
+        #[test]
+        fn any_bytes_round_trip_in_paths_and_queries(key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            proptest::prop_assert_eq!(&percent_decode(&percent_encode(&key, false), "k").unwrap(), &key);
+            let query = format!("a=1&key={}&b", percent_encode(&key, true));
+            let q = Query::parse(Some(&query)).unwrap();
+            proptest::prop_assert_eq!(q.get("key"), Some(key.as_slice()));
+        }
+
+        #[test]
+        fn any_query_string_parses_or_is_invalid(text in "\\PC{0,40}") {
+            if let Err(e) = Query::parse(Some(&text)) {
+                let invalid = matches!(e, Error::Invalid { .. });
+                proptest::prop_assert!(invalid);
+            }
+            if let Ok(q) = Query::parse(Some(&text)) {
+                let _ = q.number("limit");
+                let _ = q.flag("reverse");
+            }
+        }
     }
 }
