@@ -8,6 +8,8 @@
 mod cli_modes;
 #[path = "server/diskfull.rs"]
 mod diskfull;
+#[path = "server/hostile.rs"]
+mod hostile;
 #[path = "server/kill9.rs"]
 mod kill9;
 #[path = "server/load.rs"]

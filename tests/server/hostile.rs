@@ -1,0 +1,177 @@
+//! Hostile clients against a real `kvr serve`, all at once, while a
+//! well-behaved client keeps checking `/healthz` and a GET: garbage bytes,
+//! a slowloris trickling its headers, `Content-Length: 10000000000` with a
+//! tiny body held open, and invalid UTF-8 in the method, path, query,
+//! headers and body lines. Every hostile request gets a 4xx (or the
+//! connection closed), the good client is never refused, and nothing is
+//! written but what the valid requests wrote. (`routes.rs` checks the
+//! single bad requests one by one; this checks them under concurrency.)
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Sends `bytes` on a new connection and returns the status line's code
+/// (0 when the server closed without answering).
+fn status_of(addr: &str, bytes: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut head = [0u8; 12];
+    match s.read_exact(&mut head) {
+        Ok(()) => String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+fn garbage(addr: String, seed: u64) {
+    let mut x = seed | 1;
+    for _ in 0..25 {
+        let bytes: Vec<u8> = (0..1 + (x % 3000))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let code = status_of(&addr, &bytes);
+        assert!(
+            code == 0 || (400..500).contains(&code),
+            "garbage got {code}"
+        );
+    }
+}
+
+/// Sends one header byte every 100 ms; returns true when the server
+/// closed the connection before the headers were complete.
+fn slowloris(addr: String) -> bool {
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(80)
+    );
+    for b in request.as_bytes() {
+        if s.write_all(&[*b]).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn invalid_utf8(addr: &str) {
+    let requests: [(&[u8], &[u16]); 7] = [
+        (b"\xffGET / HTTP/1.1\r\nHost: x\r\n\r\n", &[0, 400]),
+        (b"GET /v1/kv/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &[0, 400]),
+        (b"GET /v1/range?prefix=\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &[0, 400]),
+        (b"GET /v1/kv/keep HTTP/1.1\r\nHost: x\r\nX-Junk: \xff\xfe\r\nConnection: close\r\n\r\n", &[200]),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-\xff: y\r\nConnection: close\r\n\r\n", &[0, 400]),
+        (b"PUT /v1/kv/keep HTTP/1.1\r\nHost: x\r\nIf-Match: \"\xff\"\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx", &[400]),
+        (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 23\r\nConnection: close\r\n\r\n{\"key\":\"\xff\",\"value\":\"x\"}", &[400]),
+    ];
+    for (bytes, allowed) in requests {
+        let code = status_of(addr, bytes);
+        assert!(
+            allowed.contains(&code),
+            "{:?} got {code}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // A raw value that is not UTF-8 is just bytes: stored as sent.
+    let code = status_of(
+        addr,
+        b"PUT /v1/kv/bin HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n\xff\xfe",
+    );
+    assert_eq!(code, 200);
+}
+
+/// Huge announced bodies with a tiny one, connections held open.
+fn huge_lengths(addr: &str) -> Vec<TcpStream> {
+    (0..8)
+        .map(|i| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let req = format!(
+                "PUT /v1/kv/huge{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\nabc"
+            );
+            s.write_all(req.as_bytes()).unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(&head[9..12], b"413");
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_clients_never_disturb_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--header-timeout", "2"]);
+    assert_eq!(
+        http("PUT", &format!("{}/v1/kv/keep", s.url), &[], Some(b"safe")).status,
+        200
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let (checks, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let checker = {
+        let (url, done, checks, failures) = (
+            s.url.clone(),
+            done.clone(),
+            checks.clone(),
+            failures.clone(),
+        );
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let health = http("GET", &format!("{url}/healthz"), &[], None).status;
+                let get = http("GET", &format!("{url}/v1/kv/keep"), &[], None);
+                if health != 200 || get.body != b"safe" {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                checks.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let loris = {
+        let addr = s.addr.clone();
+        std::thread::spawn(move || slowloris(addr))
+    };
+    let garbage: Vec<_> = (0..4u64)
+        .map(|t| {
+            let addr = s.addr.clone();
+            std::thread::spawn(move || garbage(addr, t * 7919 + 17))
+        })
+        .collect();
+    let held = huge_lengths(&s.addr);
+    invalid_utf8(&s.addr);
+    for g in garbage {
+        g.join().unwrap();
+    }
+    let cut_off = loris.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    checker.join().unwrap();
+    drop(held);
+    let (checks, failures) = (
+        checks.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "hostile clients: {checks} checks by the good client, {failures} failed; slowloris cut off: {cut_off}"
+    );
+    assert!(cut_off, "the slowloris client was never cut off");
+    assert!(checks > 0);
+    assert_eq!(failures, 0);
+    // Only the valid writes happened: `keep` and `bin`.
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
+    assert_eq!(stats["revision"], 2, "{stats}");
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/bin", s.url), &[], None).body,
+        b"\xff\xfe"
+    );
+}
