@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => get::run(&*open(g, OpenMode::MustExist)?, args),
         Command::Delete(args) => delete::run(&*open(g, OpenMode::MustExist)?, args),
         Command::Range(args) => range::run(&*open(g, OpenMode::MustExist)?, args),
-        Command::Batch(args) => batch::run(&*open(g, OpenMode::Create)?, args),
+        Command::Batch(args) => batch::run(|| open(g, OpenMode::Create), args),
         Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
         Command::Serve(args) => serve::run(g, args),
         Command::Bench(args) => bench::run(g, args),
