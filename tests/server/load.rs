@@ -343,3 +343,46 @@ fn reads_under_writes_report_their_snapshot_revision() {
     hot_writer.join().unwrap();
     assert!(last > 10, "the writes did not run alongside the reads");
 }
+
+#[test]
+fn if_match_star_in_busy_groups_sees_its_predecessors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let handles: Vec<_> = (0..16)
+        .map(|t| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut seen = Vec::new();
+                for i in 0..20 {
+                    let key = format!("{url}/v1/kv/m{t}");
+                    // Create, then update only if present, then delete, in turn.
+                    let r = match i % 3 {
+                        0 => agent
+                            .put(&key)
+                            .header("If-None-Match", "*")
+                            .send(&b"new"[..]),
+                        1 => agent.put(&key).header("If-Match", "*").send(&b"upd"[..]),
+                        _ => agent.delete(&key).header("If-Match", "*").call(),
+                    };
+                    seen.push(reply(r.unwrap()).status);
+                }
+                seen
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap().iter().all(|&s| s == 200));
+    }
+    // Each of the 16 keys went through 7 creates, 7 updates and 6 deletes.
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
+    assert_eq!(stats["revision"].as_u64(), Some(16 * 20));
+    assert_eq!(stats["keys"].as_u64(), Some(16));
+    let r = http(
+        "PUT",
+        &format!("{}/v1/kv/absent", s.url),
+        &[("If-Match", "*")],
+        Some(b"x"),
+    );
+    assert_eq!(r.status, 412);
+}
