@@ -157,7 +157,7 @@ fn overload_gets_quick_503s_while_healthz_answers() {
             200
         );
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(5),
             "healthz took {:?}",
             started.elapsed()
         );
@@ -175,7 +175,7 @@ fn overload_gets_quick_503s_while_healthz_answers() {
     );
     let slow = rejected
         .iter()
-        .filter(|(_, took)| *took > Duration::from_secs(1))
+        .filter(|(_, took)| *took > Duration::from_secs(2))
         .count();
     assert!(
         slow * 10 <= rejected.len(),
@@ -253,7 +253,7 @@ fn sigterm_under_load_exits_0_and_keeps_every_acked_write() {
     let started = Instant::now();
     let status = s.terminate();
     assert_eq!(status.code(), Some(0));
-    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(started.elapsed() < Duration::from_secs(12));
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.join().unwrap();
