@@ -1,6 +1,6 @@
 //! One module per subcommand; [`run`] dispatches.
 //!
-//! Each data command takes a `&dyn Kv` ([`open`] picks the local file or the
+//! Each data command takes a `&dyn Kv` (`open` picks the local file or the
 //! HTTP client), so it behaves the same with `--db` and `--server`. Typed [`crate::Error`]s pass through `anyhow` and are
 //! turned into exit codes once, in `main`.
 
