@@ -80,6 +80,11 @@ impl Env {
         self.server.is_some()
     }
 
+    /// The URL of the server of [`Env::served`].
+    pub fn server_url(&self) -> Option<&str> {
+        self.server.as_ref().map(|s| s.url.as_str())
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
