@@ -141,10 +141,7 @@ impl Store {
             let mut run_bytes = 0;
             for op in ops {
                 let op = op?;
-                limits::check_key(&op.key, op.line)?;
-                if let Action::Put(v) = &op.action {
-                    limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
-                }
+                check_limits(&op, max_value_bytes)?;
                 if let Some(expected) = op.if_revision {
                     check_condition(&before, &op, expected)?;
                 }
@@ -172,9 +169,7 @@ impl Store {
         wtx.commit()?;
         Ok(applied)
     }
-}
 
-impl Store {
     /// Applies several independent requests in one transaction: the
     /// group-commit form of [`Store::apply`]. Each request is all-or-nothing
     /// on its own, and its conditions are checked against the state left by
@@ -226,10 +221,7 @@ impl Store {
 /// the write transaction.
 fn check_request(kv: &KvTable<'_>, ops: &[Op], max_value_bytes: usize) -> Result<()> {
     for op in ops {
-        limits::check_key(&op.key, op.line)?;
-        if let Action::Put(v) = &op.action {
-            limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
-        }
+        check_limits(op, max_value_bytes)?;
     }
     for op in ops {
         if let Some(expected) = op.if_revision {
@@ -239,6 +231,15 @@ fn check_request(kv: &KvTable<'_>, ops: &[Op], max_value_bytes: usize) -> Result
             };
             condition_holds(op, expected, current)?;
         }
+    }
+    Ok(())
+}
+
+/// The key and value size limits, on every path.
+fn check_limits(op: &Op, max_value_bytes: usize) -> Result<()> {
+    limits::check_key(&op.key, op.line)?;
+    if let Action::Put(v) = &op.action {
+        limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
     }
     Ok(())
 }
@@ -264,7 +265,7 @@ fn condition_holds(op: &Op, expected: u64, current: Option<u64>) -> Result<()> {
 }
 
 impl Store {
-    /// A write transaction with quick repair, durable or not.
+    /// A write transaction with quick repair, durable or not (see [`Commit`]).
     fn begin_write(&self, commit: Commit) -> Result<redb::WriteTransaction> {
         let mut wtx = self.db.begin_write()?;
         wtx.set_quick_repair(true);
