@@ -8,8 +8,11 @@
 //! * [`kv`]: the [`kv::Kv`] trait every command runs against.
 //! * [`limits`]: key and value size limits.
 //! * [`error`]: the typed [`Error`], with its exit codes and HTTP statuses.
+//! * [`server`]: `kvr serve`, the HTTP API: routes, the group-commit writer,
+//!   limits, auth, metrics.
 //! * [`wal`]: the write-ahead log behind `kvr serve`'s group commit, and its
 //!   replay when a database is opened.
+//! * [`client`]: the HTTP client behind `--server`, another [`kv::Kv`].
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
 

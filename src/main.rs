@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kvr: error: {e:#}");
+            eprintln!("kvr: error: {}", error_text(&e));
             let code = e.downcast_ref::<Error>().map_or(3, Error::exit_code);
             ExitCode::from(code)
         }
@@ -73,6 +73,23 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let text = e.render().to_string();
     eprint!("kvr: {text}");
     ExitCode::from(2)
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text
+/// the message already ends with (our typed errors include their source).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// A reader that closed our stdout (`kvr range | head -1`) is not an error.

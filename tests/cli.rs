@@ -10,9 +10,57 @@ use std::os::unix::ffi::OsStrExt;
 use serde_json::json;
 use util::{Env, parse_lines};
 
-#[test]
-fn put_then_get_round_trips() {
-    let env = Env::new();
+/// Runs each listed `fn(Env)` twice: against the file (`--db`) and through a
+/// `kvr serve` on it (`--server`). Output and exit codes must be the same.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod with_db {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Env::new())
+            })*
+        }
+        mod with_server {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Env::served())
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    put_then_get_round_trips,
+    put_json_prints_revision_and_every_put_takes_one,
+    all_byte_values_round_trip_through_stdin,
+    one_mib_random_value_round_trips,
+    empty_stdin_stores_an_empty_value,
+    value_arguments_are_literal,
+    unusual_keys_work,
+    get_missing_key_exits_1,
+    delete_removes_and_takes_a_revision,
+    delete_missing_key_exits_1_and_changes_nothing,
+    conditional_put,
+    conditional_delete,
+    range_is_bytewise_ordered,
+    range_bounds_are_half_open,
+    range_start_after_end_is_a_usage_error,
+    range_prefix,
+    range_keys_only_lines,
+    range_into_batch_reproduces_the_data,
+    range_into_closed_pipe_exits_0_quietly,
+    batch_applies_in_order_with_revisions,
+    batch_from_file_and_dash,
+    empty_batch_changes_nothing,
+    batch_rejections_name_the_line_and_write_nothing,
+    put_limits_hold_on_the_command_line,
+    batch_condition_failure_exits_4_and_writes_nothing,
+    batch_conditions_see_the_state_before_the_batch,
+    other_fields_are_ignored,
+    stats_reports_counts_and_file_size,
+);
+
+fn put_then_get_round_trips(env: Env) {
     env.kvr(["put", "user:1", "alice"]).ok();
     assert_eq!(env.kvr(["get", "user:1"]).ok().out.stdout, b"alice");
     let line = env.kvr(["get", "--json", "user:1"]).ok().stdout_text();
@@ -22,9 +70,7 @@ fn put_then_get_round_trips() {
     );
 }
 
-#[test]
-fn put_json_prints_revision_and_every_put_takes_one() {
-    let env = Env::new();
+fn put_json_prints_revision_and_every_put_takes_one(env: Env) {
     let a = env.kvr(["put", "--json", "k", "v"]).ok().stdout_text();
     assert_eq!(a, "{\"revision\":1}\n");
     // Storing the same value again still takes a revision.
@@ -35,9 +81,7 @@ fn put_json_prints_revision_and_every_put_takes_one() {
     assert_eq!(env.stats()["keys"], 1);
 }
 
-#[test]
-fn all_byte_values_round_trip_through_stdin() {
-    let env = Env::new();
+fn all_byte_values_round_trip_through_stdin(env: Env) {
     let all: Vec<u8> = (0..=255u8).collect();
     env.kvr(["put", "bytes"]).stdin(all.clone()).ok();
     assert_eq!(env.kvr(["get", "bytes"]).ok().out.stdout, all);
@@ -45,9 +89,7 @@ fn all_byte_values_round_trip_through_stdin() {
     assert!(line.get("value_b64").is_some(), "{line}");
 }
 
-#[test]
-fn one_mib_random_value_round_trips() {
-    let env = Env::new();
+fn one_mib_random_value_round_trips(env: Env) {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let value: Vec<u8> = (0..1 << 20)
         .map(|_| {
@@ -61,17 +103,13 @@ fn one_mib_random_value_round_trips() {
     assert_eq!(env.kvr(["get", "big"]).ok().out.stdout, value);
 }
 
-#[test]
-fn empty_stdin_stores_an_empty_value() {
-    let env = Env::new();
+fn empty_stdin_stores_an_empty_value(env: Env) {
     env.kvr(["put", "empty"]).stdin(Vec::new()).ok();
     assert_eq!(env.kvr(["get", "empty"]).ok().out.stdout, b"");
     env.kvr(["get", "empty"]).ok();
 }
 
-#[test]
-fn value_arguments_are_literal() {
-    let env = Env::new();
+fn value_arguments_are_literal(env: Env) {
     // `-` is a value, not "read stdin".
     env.kvr(["put", "dash", "-"])
         .stdin(b"ignored".to_vec())
@@ -84,9 +122,7 @@ fn value_arguments_are_literal() {
     assert_eq!(env.kvr(["get", "--", "--flag"]).ok().out.stdout, b"--json");
 }
 
-#[test]
-fn unusual_keys_work() {
-    let env = Env::new();
+fn unusual_keys_work(env: Env) {
     for key in ["a/b/c", "with space", "ключ", "日本語", "..", "%2F"] {
         env.kvr(["put", key, key]).ok();
         assert_eq!(env.kvr(["get", key]).ok().out.stdout, key.as_bytes());
@@ -103,9 +139,7 @@ fn unusual_keys_work() {
     assert!(keys.contains(&json!({"key_b64":"/v8B"})), "{keys:?}");
 }
 
-#[test]
-fn get_missing_key_exits_1() {
-    let env = Env::new();
+fn get_missing_key_exits_1(env: Env) {
     env.kvr(["put", "a", "1"]).ok();
     env.kvr(["get", "nope"]).code(1).stderr_has("not found");
     env.kvr(["get", "--json", "nope"]).code(1);
@@ -157,9 +191,7 @@ fn db_flag_env_and_default() {
     assert_eq!(got.out.stdout, b"flag");
 }
 
-#[test]
-fn delete_removes_and_takes_a_revision() {
-    let env = Env::new();
+fn delete_removes_and_takes_a_revision(env: Env) {
     env.kvr(["put", "a", "1"]).ok();
     env.kvr(["put", "b", "2"]).ok();
     let out = env.kvr(["delete", "--json", "a"]).ok().stdout_text();
@@ -168,18 +200,14 @@ fn delete_removes_and_takes_a_revision() {
     assert_eq!(env.stats()["keys"], 1);
 }
 
-#[test]
-fn delete_missing_key_exits_1_and_changes_nothing() {
-    let env = Env::new();
+fn delete_missing_key_exits_1_and_changes_nothing(env: Env) {
     env.kvr(["put", "a", "1"]).ok();
     let before = env.snapshot();
     env.kvr(["delete", "nope"]).code(1).stderr_has("not found");
     assert_eq!(env.snapshot(), before);
 }
 
-#[test]
-fn conditional_put() {
-    let env = Env::new();
+fn conditional_put(env: Env) {
     // 0: only if absent.
     env.kvr(["put", "--if-revision", "0", "k", "v1"]).ok();
     let before = env.snapshot();
@@ -192,9 +220,7 @@ fn conditional_put() {
     assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"v2");
 }
 
-#[test]
-fn conditional_delete() {
-    let env = Env::new();
+fn conditional_delete(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     let before = env.snapshot();
     env.kvr(["delete", "--if-revision", "5", "k"]).code(4);
@@ -229,17 +255,13 @@ fn keys_of(lines: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn range_is_bytewise_ordered() {
-    let env = Env::new();
+fn range_is_bytewise_ordered(env: Env) {
     load(&env, &[b"b", b"a\x00", b"a", b"B", b"ab"]);
     let keys = keys_of(&env.range_json(&[]));
     assert_eq!(keys, ["B", "a", "a\u{0}", "ab", "b"]);
 }
 
-#[test]
-fn range_bounds_are_half_open() {
-    let env = Env::new();
+fn range_bounds_are_half_open(env: Env) {
     load(&env, &[b"a", b"b", b"c", b"d"]);
     assert_eq!(keys_of(&env.range_json(&["b", "d"])), ["b", "c"]);
     assert_eq!(keys_of(&env.range_json(&["b"])), ["b", "c", "d"]);
@@ -266,16 +288,12 @@ fn range_bounds_are_half_open() {
     );
 }
 
-#[test]
-fn range_start_after_end_is_a_usage_error() {
-    let env = Env::new();
+fn range_start_after_end_is_a_usage_error(env: Env) {
     load(&env, &[b"a"]);
     env.kvr(["range", "b", "a"]).code(2);
 }
 
-#[test]
-fn range_prefix() {
-    let env = Env::new();
+fn range_prefix(env: Env) {
     load(
         &env,
         &[
@@ -310,9 +328,7 @@ fn range_prefix() {
     assert_eq!(keys, ["b64://8=", "b64://8B"]);
 }
 
-#[test]
-fn range_keys_only_lines() {
-    let env = Env::new();
+fn range_keys_only_lines(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     assert_eq!(env.range_json(&["--keys-only"]), [json!({"key":"k"})]);
     assert_eq!(
@@ -321,9 +337,7 @@ fn range_keys_only_lines() {
     );
 }
 
-#[test]
-fn range_into_batch_reproduces_the_data() {
-    let env = Env::new();
+fn range_into_batch_reproduces_the_data(env: Env) {
     let input = concat!(
         r#"{"key":"json","value":{"b":1,"a":[1.50,2]}}"#,
         "\n",
@@ -336,7 +350,7 @@ fn range_into_batch_reproduces_the_data() {
     );
     env.kvr(["batch"]).stdin(input).ok();
     let export = env.kvr(["range"]).ok().out.stdout;
-    let copy = Env::new();
+    let copy = env.new_like();
     copy.kvr(["batch"]).stdin(export.clone()).ok();
     let strip = |text: &[u8]| -> Vec<serde_json::Value> {
         parse_lines(std::str::from_utf8(text).unwrap())
@@ -355,9 +369,7 @@ fn range_into_batch_reproduces_the_data() {
     );
 }
 
-#[test]
-fn range_into_closed_pipe_exits_0_quietly() {
-    let env = Env::new();
+fn range_into_closed_pipe_exits_0_quietly(env: Env) {
     let lines: String = (0..5000)
         .map(|i| {
             format!(
@@ -381,9 +393,7 @@ fn range_into_closed_pipe_exits_0_quietly() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
-#[test]
-fn batch_applies_in_order_with_revisions() {
-    let env = Env::new();
+fn batch_applies_in_order_with_revisions(env: Env) {
     env.kvr(["put", "gone", "x"]).ok();
     let input = "{\"key\":\"a\",\"value\":\"1\"}\n\n   \n{\"op\":\"delete\",\"key\":\"gone\"}\n{\"op\":\"delete\",\"key\":\"never\"}\n{\"key\":\"a\",\"value\":\"2\"}\n{\"op\":\"put\",\"key\":\"b\",\"value\":\"3\"}\n";
     let done = env.kvr(["batch", "--json"]).stdin(input).ok();
@@ -405,9 +415,7 @@ fn batch_applies_in_order_with_revisions() {
     assert_eq!(env.stats()["keys"], 2);
 }
 
-#[test]
-fn batch_from_file_and_dash() {
-    let env = Env::new();
+fn batch_from_file_and_dash(env: Env) {
     let file = env.path("in.jsonl");
     std::fs::write(&file, "{\"key\":\"f\",\"value\":\"1\"}\n").unwrap();
     env.kvr(["batch", file.to_str().unwrap()]).ok();
@@ -418,18 +426,23 @@ fn batch_from_file_and_dash() {
     env.kvr(["batch", env.path("missing.jsonl").to_str().unwrap()])
         .code(2)
         .stderr_has("does not exist");
+    // A bad input file creates no database.
+    let fresh = env.new_like();
+    fresh
+        .kvr(["batch", env.path("missing.jsonl").to_str().unwrap()])
+        .code(2);
+    if !fresh.is_served() {
+        assert!(!fresh.db().exists());
+    }
 }
 
-#[test]
-fn empty_batch_changes_nothing() {
-    let env = Env::new();
+fn empty_batch_changes_nothing(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     let done = env.kvr(["batch", "--json"]).stdin("\n\n").ok();
     assert_eq!(done.stdout_text(), "{\"applied\":0,\"revision\":1}\n");
 }
 
-#[test]
-fn batch_rejections_name_the_line_and_write_nothing() {
+fn batch_rejections_name_the_line_and_write_nothing(template: Env) {
     let over_key = format!("{{\"key\":\"{}\",\"value\":\"v\"}}", "k".repeat(4097));
     let over_value = format!(
         "{{\"key\":\"big\",\"value\":\"{}\"}}",
@@ -460,7 +473,7 @@ fn batch_rejections_name_the_line_and_write_nothing() {
         ("over the limit", over_value),
     ];
     for (needle, bad) in cases {
-        let env = Env::new();
+        let env = template.new_like();
         env.kvr(["put", "keep", "me"]).ok();
         let before = env.snapshot();
         // Good lines before and after, a blank line: the bad one is line 4.
@@ -479,9 +492,7 @@ fn batch_rejections_name_the_line_and_write_nothing() {
     }
 }
 
-#[test]
-fn put_limits_hold_on_the_command_line() {
-    let env = Env::new();
+fn put_limits_hold_on_the_command_line(env: Env) {
     env.kvr(["put", "keep", "me"]).ok();
     let before = env.snapshot();
     env.kvr(["put", &"k".repeat(4097), "v"])
@@ -498,9 +509,7 @@ fn put_limits_hold_on_the_command_line() {
     env.kvr(["put", "big"]).stdin(vec![b'x'; 16 << 20]).ok();
 }
 
-#[test]
-fn batch_condition_failure_exits_4_and_writes_nothing() {
-    let env = Env::new();
+fn batch_condition_failure_exits_4_and_writes_nothing(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     let before = env.snapshot();
     let input =
@@ -511,9 +520,7 @@ fn batch_condition_failure_exits_4_and_writes_nothing() {
     assert_eq!(env.snapshot(), before);
 }
 
-#[test]
-fn batch_conditions_see_the_state_before_the_batch() {
-    let env = Env::new();
+fn batch_conditions_see_the_state_before_the_batch(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     // Line 1 changes k; line 2's condition still refers to revision 1.
     let input = "{\"key\":\"k\",\"value\":\"2\"}\n{\"key\":\"k\",\"value\":\"3\",\"if_revision\":1}\n{\"key\":\"new\",\"value\":\"x\",\"if_revision\":0}\n";
@@ -522,9 +529,7 @@ fn batch_conditions_see_the_state_before_the_batch() {
     assert_eq!(env.stats()["revision"], 4);
 }
 
-#[test]
-fn other_fields_are_ignored() {
-    let env = Env::new();
+fn other_fields_are_ignored(env: Env) {
     env.kvr(["batch"])
         .stdin("{\"key\":\"k\",\"value\":\"v\",\"revision\":99,\"extra\":[1]}\n")
         .ok();
@@ -534,9 +539,7 @@ fn other_fields_are_ignored() {
     );
 }
 
-#[test]
-fn stats_reports_counts_and_file_size() {
-    let env = Env::new();
+fn stats_reports_counts_and_file_size(env: Env) {
     env.kvr(["batch"])
         .stdin("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n{\"op\":\"delete\",\"key\":\"a\"}\n")
         .ok();
@@ -636,4 +639,19 @@ fn a_database_from_release_0_1_still_opens() {
     let expected = std::fs::read_to_string(fixture.with_extension("jsonl")).unwrap();
     assert_eq!(env.kvr(["range"]).ok().stdout_text(), expected);
     env.kvr(["put", "after", "upgrade"]).ok();
+}
+
+#[test]
+fn an_io_error_names_its_cause_once() {
+    let env = Env::new();
+    let dir = env.path("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    let done = env.kvr(["batch", dir.to_str().unwrap()]).code(3);
+    let text = done.stderr_text();
+    assert!(
+        text.starts_with("kvr: error: cannot read batch input: "),
+        "{text}"
+    );
+    assert_eq!(text.matches("os error 21").count(), 1, "{text}");
+    assert_eq!(env.stats()["revision"], 0);
 }

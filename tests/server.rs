@@ -4,6 +4,8 @@
 // Helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "server/bench.rs"]
+mod bench;
 #[path = "server/cli_modes.rs"]
 mod cli_modes;
 #[path = "server/diskfull.rs"]

@@ -147,7 +147,10 @@ fn tmux_available() -> bool {
 
 /// A database of `item:000`…`item:049` ({"n":i}) and a text `note`.
 fn sample_db() -> Env {
-    let env = Env::new();
+    fill(Env::new())
+}
+
+fn fill(env: Env) -> Env {
     let mut lines: String = (0..50)
         .map(|i| format!("{{\"key\":\"item:{i:03}\",\"value\":{{\"n\":{i}}}}}\n"))
         .collect();
@@ -389,4 +392,55 @@ fn database_in_use_gives_the_cli_guidance() {
         .code(3)
         .stderr_has("in use")
         .stderr_has("--server");
+}
+
+#[test]
+fn browse_edit_and_delete_through_a_server() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = fill(Env::served());
+    let url = env.server_url().unwrap().to_string();
+    let editor = env.path("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/hello/hi there/' \"$1\"\n").unwrap();
+    assert!(
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&editor)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color EDITOR={} {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(&editor),
+        shell_quote(Path::new(KVR)),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&[&url, "> item:000", "51 keys │ revision 51"]);
+
+    tmux.keys(&["G"]);
+    tmux.wait_for(&["> note", "note · rev 51"]);
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["saved note (revision 52)", "hi there"]);
+
+    // A change made elsewhere after the browser read the key is reported,
+    // not overwritten.
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> item:049", "item:049 · rev 50"]);
+    env.kvr(["put", "item:049", "changed elsewhere"]).ok();
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["Delete item:049 (revision 50)?"]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["changed by someone else"]);
+
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+    assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), "hi there");
+    assert_eq!(
+        env.kvr(["get", "item:049"]).ok().stdout_text(),
+        "changed elsewhere"
+    );
 }

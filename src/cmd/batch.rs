@@ -15,9 +15,11 @@ use crate::kv::Kv;
 /// Input buffer: big reads keep the parser, not syscalls, the cost.
 const INPUT_BUFFER_BYTES: usize = 1 << 20;
 
-pub fn run(kv: &dyn Kv, args: BatchArgs) -> anyhow::Result<()> {
+/// Opens the input before the database, so that a bad FILE creates nothing.
+pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: BatchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (reader, total_bytes) = open_input(args.file.as_deref())?;
+    let kv = open()?;
     let progress = progress_bar(total_bytes);
     let mut input = BufReader::with_capacity(
         INPUT_BUFFER_BYTES,

@@ -1,7 +1,7 @@
 //! One module per subcommand; [`run`] dispatches.
 //!
-//! Each command takes a `&dyn Kv`, so it behaves the same on a local file and
-//! (later) on a server. Typed [`crate::Error`]s pass through `anyhow` and are
+//! Each data command takes a `&dyn Kv` (`open` picks the local file or the
+//! HTTP client), so it behaves the same with `--db` and `--server`. Typed [`crate::Error`]s pass through `anyhow` and are
 //! turned into exit codes once, in `main`.
 
 mod batch;
@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => get::run(&*open(g, OpenMode::MustExist)?, args),
         Command::Delete(args) => delete::run(&*open(g, OpenMode::MustExist)?, args),
         Command::Range(args) => range::run(&*open(g, OpenMode::MustExist)?, args),
-        Command::Batch(args) => batch::run(&*open(g, OpenMode::Create)?, args),
+        Command::Batch(args) => batch::run(|| open(g, OpenMode::Create), args),
         Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
         Command::Serve(args) => serve::run(g, args),
         Command::Bench(args) => bench::run(g, args),

@@ -129,32 +129,19 @@ impl Store {
     where
         I: IntoIterator<Item = Result<Op>>,
     {
-        let mut wtx = self.begin_write()?;
-        wtx.set_quick_repair(true);
-        if commit == Commit::Buffered {
-            wtx.set_durability(redb::Durability::None)?;
-        }
+        let wtx = self.begin_write(commit)?;
         // Taken while we hold the write lock: exactly the state before the batch.
         let before = self.snapshot()?;
         let applied = {
             let mut kv = wtx.open_table(KV)?;
             let mut meta = wtx.open_table(META)?;
-            let base = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0);
-            let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
-            let mut state = RunState {
-                revision: base,
-                keys,
-                applied: Applied::default(),
-                record: Vec::new(),
-            };
+            let mut state = RunState::load(&meta)?;
+            let base = state.revision;
             let mut run = Vec::new();
             let mut run_bytes = 0;
             for op in ops {
                 let op = op?;
-                limits::check_key(&op.key, op.line)?;
-                if let Action::Put(v) = &op.action {
-                    limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
-                }
+                check_limits(&op, max_value_bytes)?;
                 if let Some(expected) = op.if_revision {
                     check_condition(&before, &op, expected)?;
                 }
@@ -182,9 +169,7 @@ impl Store {
         wtx.commit()?;
         Ok(applied)
     }
-}
 
-impl Store {
     /// Applies several independent requests in one transaction: the
     /// group-commit form of [`Store::apply`]. Each request is all-or-nothing
     /// on its own, and its conditions are checked against the state left by
@@ -202,22 +187,12 @@ impl Store {
         max_value_bytes: usize,
         before_commit: impl FnOnce(&[Result<Applied>]) -> Result<()>,
     ) -> Result<Vec<Result<Applied>>> {
-        let mut wtx = self.begin_write()?;
-        wtx.set_quick_repair(true);
-        if commit == Commit::Buffered {
-            wtx.set_durability(redb::Durability::None)?;
-        }
+        let wtx = self.begin_write(commit)?;
         let outcomes = {
             let mut kv = wtx.open_table(KV)?;
             let mut meta = wtx.open_table(META)?;
-            let base = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0);
-            let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
-            let mut state = RunState {
-                revision: base,
-                keys,
-                applied: Applied::default(),
-                record: Vec::new(),
-            };
+            let mut state = RunState::load(&meta)?;
+            let base = state.revision;
             let mut outcomes = Vec::with_capacity(requests.len());
             for ops in requests {
                 if let Err(e) = check_request(&kv, ops, max_value_bytes) {
@@ -246,10 +221,7 @@ impl Store {
 /// the write transaction.
 fn check_request(kv: &KvTable<'_>, ops: &[Op], max_value_bytes: usize) -> Result<()> {
     for op in ops {
-        limits::check_key(&op.key, op.line)?;
-        if let Action::Put(v) = &op.action {
-            limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
-        }
+        check_limits(op, max_value_bytes)?;
     }
     for op in ops {
         if let Some(expected) = op.if_revision {
@@ -259,6 +231,15 @@ fn check_request(kv: &KvTable<'_>, ops: &[Op], max_value_bytes: usize) -> Result
             };
             condition_holds(op, expected, current)?;
         }
+    }
+    Ok(())
+}
+
+/// The key and value size limits, on every path.
+fn check_limits(op: &Op, max_value_bytes: usize) -> Result<()> {
+    limits::check_key(&op.key, op.line)?;
+    if let Action::Put(v) = &op.action {
+        limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
     }
     Ok(())
 }
@@ -283,6 +264,18 @@ fn condition_holds(op: &Op, expected: u64, current: Option<u64>) -> Result<()> {
     })
 }
 
+impl Store {
+    /// A write transaction with quick repair, durable or not (see [`Commit`]).
+    fn begin_write(&self, commit: Commit) -> Result<redb::WriteTransaction> {
+        let mut wtx = self.write_txn()?;
+        wtx.set_quick_repair(true);
+        if commit == Commit::Buffered {
+            wtx.set_durability(redb::Durability::None)?;
+        }
+        Ok(wtx)
+    }
+}
+
 /// Counters carried across the runs of one batch.
 struct RunState {
     revision: u64,
@@ -293,6 +286,17 @@ struct RunState {
 }
 
 impl RunState {
+    /// The counters as the transaction starts.
+    fn load(meta: &Table<'_, &'static str, u64>) -> Result<RunState> {
+        let counter = |name| -> Result<u64> { Ok(meta.get(name)?.map(|g| g.value()).unwrap_or(0)) };
+        Ok(RunState {
+            revision: counter(META_REVISION)?,
+            keys: counter(META_KEYS)?,
+            applied: Applied::default(),
+            record: Vec::new(),
+        })
+    }
+
     /// Writes one run (see the module header).
     fn write_run(&mut self, kv: &mut KvTable<'_>, run: &[Op]) -> Result<()> {
         if run.is_empty() {

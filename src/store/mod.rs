@@ -171,7 +171,7 @@ impl Store {
                     )));
                 }
                 drop(rtx);
-                let mut wtx = store.begin_write()?;
+                let mut wtx = store.write_txn()?;
                 wtx.set_quick_repair(true);
                 {
                     wtx.open_table(KV)?;
@@ -213,7 +213,7 @@ impl Store {
     /// Makes every earlier [`Commit::Buffered`] commit durable (fsync, with
     /// quick repair) and returns the revision now on disk.
     pub fn checkpoint(&self) -> Result<u64> {
-        let mut wtx = self.begin_write()?;
+        let mut wtx = self.write_txn()?;
         wtx.set_quick_repair(true);
         let revision = {
             let meta = wtx.open_table(META)?;
@@ -235,7 +235,7 @@ impl Store {
             .begin_read()?)
     }
 
-    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
+    pub(crate) fn write_txn(&self) -> Result<redb::WriteTransaction> {
         Ok(self
             .database()?
             .as_ref()

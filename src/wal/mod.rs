@@ -93,6 +93,9 @@ pub struct Wal {
     /// Bytes appended since the last checkpoint.
     pending: u64,
     buf: Vec<u8>,
+    /// A failed write could not be voided: appending more could make the
+    /// log disagree with the database, so every append fails.
+    broken: bool,
 }
 
 impl Wal {
@@ -119,6 +122,7 @@ impl Wal {
             older: Vec::new(),
             pending: 0,
             buf: Vec::new(),
+            broken: false,
         })
     }
 
@@ -127,6 +131,13 @@ impl Wal {
     pub fn append(&mut self, requests: &[(u64, &[Op])]) -> Result<()> {
         if requests.is_empty() {
             return Ok(());
+        }
+        if self.broken {
+            return Err(Error::Storage(
+                "the write-ahead log could not be repaired after a failed write; \
+                 restart kvr serve"
+                    .into(),
+            ));
         }
         self.encode(requests)?;
         let len = self.buf.len() as u64;
@@ -139,9 +150,11 @@ impl Wal {
             .write_all_at(&self.buf, self.pos)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
-            // A record that reached the disk but was not acknowledged is
-            // harmless only if it is never replayed: void its header.
-            let _ = self.void_at(self.pos);
+            // Records that reached the disk but were not acknowledged are
+            // harmless only if they are never replayed: void them all.
+            if self.void(self.pos, len).is_err() {
+                self.broken = true;
+            }
             return Err(Error::io("cannot write the write-ahead log", e));
         }
         self.last_start = self.pos;
@@ -161,15 +174,27 @@ impl Wal {
     /// Voids the last appended group, when the commit it was written for
     /// failed: those revisions will be taken again by the next group.
     pub fn discard_last(&mut self) -> Result<()> {
-        self.void_at(self.last_start)
-            .map_err(|e| Error::io("cannot void a write-ahead log record", e))?;
-        self.pending -= self.pos - self.last_start;
+        let len = self.pos - self.last_start;
+        if let Err(e) = self.void(self.last_start, len) {
+            self.broken = true;
+            return Err(Error::io("cannot void a write-ahead log record", e));
+        }
+        self.pending -= len;
         self.pos = self.last_start;
         Ok(())
     }
 
-    fn void_at(&self, pos: u64) -> std::io::Result<()> {
-        self.file.write_all_at(&[0; record::HEADER_LEN], pos)?;
+    /// Zeroes `len` bytes at `pos` and syncs. Every byte, not just the first
+    /// header: a shorter group written there later must not be followed by
+    /// intact records of this one, which would replay.
+    fn void(&self, pos: u64, len: u64) -> std::io::Result<()> {
+        let zeros = vec![0u8; FILL_CHUNK];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(FILL_CHUNK as u64) as usize;
+            self.file.write_all_at(&zeros[..n], pos + done)?;
+            done += n as u64;
+        }
         self.file.sync_data()
     }
 

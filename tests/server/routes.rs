@@ -1,5 +1,7 @@
 //! Every route, status, header and error body of SPEC "HTTP API".
 
+use std::io::{Read, Write};
+
 use crate::support::*;
 
 fn server() -> (tempfile::TempDir, Server) {
@@ -489,4 +491,42 @@ fn connection_cap_answers_503() {
         http("GET", &format!("{}/healthz", s.url), &[], None).status,
         200
     );
+}
+
+#[test]
+fn a_stream_to_a_stalled_client_stays_in_constant_memory() {
+    let (_d, s) = server();
+    let value = "v".repeat(2000);
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&format!("{{\"key\":\"k{i:06}\",\"value\":\"{value}\"}}\n"));
+    }
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(batch.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(batch);
+    let before = s.rss_kib();
+    // Ask for 40 MB of NDJSON and do not read it for a while.
+    let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
+    conn.write_all(
+        b"GET /v1/range HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let stalled = s.rss_kib();
+    assert!(
+        stalled < before + 20 * 1024,
+        "RSS grew from {before} to {stalled} KiB while the client did not read"
+    );
+    let mut all = Vec::new();
+    conn.read_to_end(&mut all).unwrap();
+    let lines = all
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"{\"key\""))
+        .count();
+    assert_eq!(lines, 20_000);
 }

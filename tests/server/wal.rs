@@ -94,3 +94,53 @@ fn a_recycled_segment_does_not_replay_old_records() {
     assert_eq!(store.snapshot().unwrap().revision().unwrap(), 52);
     assert_eq!(store.stats().unwrap().keys, 52);
 }
+
+/// A group logged for a commit that then failed is voided whole: a shorter
+/// group written over it must not be followed by its leftover records.
+#[test]
+fn a_discarded_group_never_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.redb");
+    let checkpointed = dir.path().join("checkpointed.redb");
+    {
+        let store = Store::open(&db, OpenMode::Create, &opts()).unwrap();
+        let mut wal = Wal::create(&db).unwrap();
+        std::fs::copy(&db, &checkpointed).unwrap();
+        // Five requests logged, then the commit fails (the hook errs after
+        // logging, as a failing redb commit would): nothing is applied.
+        let doomed: Vec<Vec<Op>> = (0..5)
+            .map(|i| vec![Op::put(format!("doomed{i}"), "x")])
+            .collect();
+        let failed = store.apply_group(&doomed, Commit::Buffered, 1 << 20, |outcomes| {
+            let records: Vec<(u64, &[Op])> = doomed
+                .iter()
+                .zip(outcomes)
+                .map(|(ops, o)| (o.as_ref().unwrap().revision, ops.as_slice()))
+                .collect();
+            wal.append(&records)?;
+            Err(kvr::Error::Storage("simulated commit failure".into()))
+        });
+        assert!(failed.is_err());
+        wal.discard_last().unwrap();
+        // Two records of exactly the same size land on the first two.
+        let kept: Vec<Vec<Op>> = (0..2)
+            .map(|i| vec![Op::put(format!("keep__{i}"), "x")])
+            .collect();
+        store
+            .apply_group(&kept, Commit::Buffered, 1 << 20, |outcomes| {
+                let records: Vec<(u64, &[Op])> = kept
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(ops, o)| (o.as_ref().unwrap().revision, ops.as_slice()))
+                    .collect();
+                wal.append(&records)
+            })
+            .unwrap();
+    }
+    std::fs::copy(&checkpointed, &db).unwrap();
+    let store = Store::open(&db, OpenMode::MustExist, &opts()).unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.revision().unwrap(), 2);
+    assert_eq!(store.stats().unwrap().keys, 2);
+    assert!(snap.get(b"doomed3").unwrap().is_none());
+}

@@ -10,16 +10,79 @@ use std::process::{Command, Output, Stdio};
 
 pub const KVR: &str = env!("CARGO_BIN_EXE_kvr");
 
-/// A temp dir with a database path in it.
+/// A temp dir with a database path in it, reached directly (`--db`) or
+/// through a `kvr serve` on that database (`--server`).
 pub struct Env {
     pub dir: tempfile::TempDir,
+    server: Option<Served>,
+}
+
+/// A `kvr serve` child, stopped with SIGTERM (and waited for) on drop.
+struct Served {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 impl Env {
+    /// Commands go to the database file with `--db`.
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
+            server: None,
         }
+    }
+
+    /// Commands go to a `kvr serve` on the database with `--server`.
+    pub fn served() -> Env {
+        let mut env = Env::new();
+        let mut cmd = bare_command(env.dir.path());
+        cmd.arg("--db")
+            .arg(env.db())
+            .args(["serve", "--listen", "127.0.0.1:0", "--quiet"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        env.server = Some(Served { child, url });
+        env
+    }
+
+    /// A fresh environment of the same kind as this one.
+    pub fn new_like(&self) -> Env {
+        if self.server.is_some() {
+            Env::served()
+        } else {
+            Env::new()
+        }
+    }
+
+    pub fn is_served(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// The URL of the server of [`Env::served`].
+    pub fn server_url(&self) -> Option<&str> {
+        self.server.as_ref().map(|s| s.url.as_str())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -31,14 +94,18 @@ impl Env {
         self.path("test.redb")
     }
 
-    /// `kvr --db DB ARGS...`
+    /// `kvr --db DB ARGS...`, or `kvr --server URL ARGS...` when served.
     pub fn kvr<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
         let mut cmd = bare_command(self.dir.path());
-        cmd.arg("--db").arg(self.db()).args(args);
+        match &self.server {
+            Some(s) => cmd.arg("--server").arg(&s.url),
+            None => cmd.arg("--db").arg(self.db()),
+        };
+        cmd.args(args);
         Run { cmd, stdin: None }
     }
 
