@@ -173,24 +173,15 @@ fn opts() -> StoreOptions {
     }
 }
 
-/// The writer's protocol (`server/writer.rs`): log and sync inside
-/// `before_commit`, void the logged group when the commit fails.
+/// The writer's protocol (`Wal::commit_group`, what `server/writer.rs`
+/// runs): log and sync inside the commit, void the logged group when the
+/// commit fails.
 fn commit(
     store: &Store,
     wal: &mut Wal,
     requests: &[Vec<Op>],
 ) -> kvr::Result<Vec<kvr::Result<Applied>>> {
-    let mut logged = false;
-    let result = store.apply_group(requests, Commit::Buffered, MAX, |outcomes| {
-        let records = wal::records(requests, outcomes);
-        wal.append(&records)?;
-        logged = !records.is_empty();
-        Ok(())
-    });
-    if result.is_err() && logged {
-        wal.discard_last()?;
-    }
-    result
+    wal.commit_group(store, requests, MAX, |_| {})
 }
 
 struct Rig {

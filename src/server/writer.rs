@@ -24,7 +24,7 @@ use super::limits::overloaded;
 use super::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
-use crate::store::{Action, Applied, Commit, Op, Store};
+use crate::store::{Action, Applied, Op, Store};
 use crate::wal::{CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, Wal};
 
 /// Most requests in one group. Past a few hundred the fsync is amortized
@@ -345,35 +345,17 @@ impl Worker {
         let Some(wal) = self.wal.as_mut() else {
             return Err(Error::Storage("the write-ahead log is closed".into()));
         };
-        let mut logged = false;
         let metrics = &self.metrics;
-        let result = self.store.apply_group(
-            requests,
-            Commit::Buffered,
-            self.max_value_bytes,
-            |outcomes| {
-                let records = crate::wal::records(requests, outcomes);
-                wal.append(&records)?;
-                logged = !records.is_empty();
-                let last = outcomes
-                    .iter()
-                    .filter_map(|o| o.as_ref().ok())
-                    .map(|a| a.revision);
-                if let Some(revision) = last.max().filter(|_| logged) {
-                    // Readers learn that a commit is coming before it does.
-                    metrics.committing(revision);
-                }
-                Ok(())
-            },
-        );
-        if result.is_err() && logged {
-            // The log holds revisions the database did not take.
-            if let Err(e) = wal.discard_last() {
-                self.failed = Some(format!(
-                    "the write-ahead log could not be repaired after a failed commit ({e}); \
-                     restart kvr serve"
-                ));
-            }
+        // Readers learn that a commit is coming before it does.
+        let result = wal.commit_group(&self.store, requests, self.max_value_bytes, |revision| {
+            metrics.committing(revision)
+        });
+        if wal.is_broken() {
+            self.failed = Some(
+                "the write-ahead log could not be repaired after a failed write; \
+                 restart kvr serve"
+                    .into(),
+            );
         }
         result
     }

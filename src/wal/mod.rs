@@ -3,7 +3,7 @@
 //!
 //! **Invariant.** A write is acknowledged only after the record of its
 //! request is in the log and the log is synced (`fdatasync`). The redb
-//! commit that makes it visible is not synced ([`Commit::Buffered`](crate::store::Commit::Buffered)); after a
+//! commit that makes it visible is not synced ([`Commit::Buffered`]); after a
 //! crash redb falls back to its last durable commit (a checkpoint) and the
 //! log holds everything acknowledged since.
 //!
@@ -19,13 +19,13 @@
 //! one write and one sync. A group never spans segments: when it does not
 //! fit, a new segment (at least large enough for it) is started first.
 //!
-//! **Checkpoint rule.** The writer makes redb durable ([`Store::checkpoint`](crate::store::Store::checkpoint))
+//! **Checkpoint rule.** The writer makes redb durable ([`Store::checkpoint`])
 //! every [`CHECKPOINT_INTERVAL`] or [`CHECKPOINT_BYTES`] of log, and then
 //! calls [`Wal::checkpointed`]: every record so far is covered, so older
 //! segments are deleted and the current one is renamed to the next sequence
 //! number (and the directory synced) to be reused.
 //!
-//! **Recovery** ([`recover`], run by every [`Store::open`](crate::store::Store::open) of a file):
+//! **Recovery** ([`recover`], run by every [`Store::open`] of a file):
 //! read the segments in sequence order; skip records whose first revision is
 //! at or below the database's (covered by a checkpoint); replay the others,
 //! which must continue the revisions without a gap, through the store's one
@@ -46,7 +46,7 @@ use std::time::Duration;
 pub use recover::{Recovered, recover, recover_dir, replay};
 
 use crate::error::{Error, Result};
-use crate::store::{Applied, Op};
+use crate::store::{Applied, Commit, Op, Store};
 
 /// Size of a preallocated segment. Checkpoints come every few MiB, so one
 /// segment, recycled at each checkpoint, usually holds the whole log; 16 MiB
@@ -100,7 +100,7 @@ pub struct Wal {
 
 impl Wal {
     /// Starts an empty log beside `db`. [`recover`] must have run (it does in
-    /// [`Store::open`](crate::store::Store::open)), so no segment exists.
+    /// [`Store::open`]), so no segment exists.
     pub fn create(db: &Path) -> Result<Wal> {
         Self::create_in(&dir_of(db))
     }
@@ -124,6 +124,48 @@ impl Wal {
             buf: Vec::new(),
             broken: false,
         })
+    }
+
+    /// The writer's commit protocol: applies `requests` in one non-durable
+    /// redb commit ([`Store::apply_group`]) and, before it commits, appends
+    /// and syncs the records of those that took revisions; `on_logged` then
+    /// gets the last revision logged. So nothing is visible, or answered,
+    /// before it is durable. When the commit fails after logging, the
+    /// records are voided; if even that fails the log is
+    /// [broken](Wal::is_broken) and takes no more.
+    pub fn commit_group(
+        &mut self,
+        store: &Store,
+        requests: &[Vec<Op>],
+        max_value_bytes: usize,
+        on_logged: impl FnOnce(u64),
+    ) -> Result<Vec<Result<Applied>>> {
+        let mut logged = false;
+        let result = store.apply_group(requests, Commit::Buffered, max_value_bytes, |outcomes| {
+            let records = records(requests, outcomes);
+            self.append(&records)?;
+            logged = !records.is_empty();
+            let last = outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().ok())
+                .map(|a| a.revision);
+            if let Some(revision) = last.max().filter(|_| logged) {
+                on_logged(revision);
+            }
+            Ok(())
+        });
+        if result.is_err() && logged {
+            // The log holds revisions the database did not take. If they
+            // cannot be voided the log is broken, which the caller checks.
+            let _ = self.discard_last();
+        }
+        result
+    }
+
+    /// Whether a failed write could not be voided: every append then fails,
+    /// and only a restart (which replays the log) gets writes going again.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Appends one record per request (its first revision and operations)
