@@ -16,8 +16,11 @@
 //! unacknowledged one whole or absent (a prefix of the lost group), the
 //! revision never lower than the last acknowledged one.
 //!
-//! `KVR_CRASH_CASES` sets the number of random sequences (default 160,
-//! about 500 crash points, 10 s in debug); the count is printed
+//! Log segments are 2 KiB here, so groups rotate to new segments (some
+//! oversized) and a crash often leaves a log of several segments.
+//!
+//! `KVR_CRASH_CASES` sets the number of random sequences (default 480,
+//! about 1,400 crash points, 10 s in debug); the count is printed
 //! (`--nocapture`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,6 +38,9 @@ use proptest::test_runner::{Config, TestRunner};
 use sim::SimDisk;
 
 const MAX: usize = 1 << 20;
+/// Small log segments, so that groups rotate to new ones (some oversized)
+/// and replay spans several segments.
+const SEGMENT_BYTES: u64 = 2 << 10;
 
 /// Crashes that struck a commit or checkpoint before it finished.
 static INTERRUPTED: AtomicUsize = AtomicUsize::new(0);
@@ -197,7 +203,7 @@ impl Rig {
     fn new(dir: PathBuf) -> Rig {
         let disk = SimDisk::default();
         let store = Store::open_with_backend(disk.clone(), &opts()).unwrap();
-        let wal = Wal::create_in(&dir).unwrap();
+        let wal = Wal::create_in(&dir, SEGMENT_BYTES).unwrap();
         Rig {
             disk,
             store: Some(store),
@@ -327,7 +333,7 @@ impl Rig {
             .into_iter()
             .find(|m| m.revision == revision)
             .unwrap_or_else(|| panic!("revision {revision} after a crash"));
-        self.wal = Some(Wal::create_in(&self.dir).unwrap());
+        self.wal = Some(Wal::create_in(&self.dir, SEGMENT_BYTES).unwrap());
         self.check();
     }
 
@@ -401,7 +407,7 @@ fn acknowledged_writes_survive_crashes_of_log_and_database() {
     let cases = std::env::var("KVR_CRASH_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(160);
+        .unwrap_or(480);
     let mut runner = TestRunner::new(Config {
         cases,
         max_shrink_iters: 1000,

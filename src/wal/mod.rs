@@ -92,6 +92,8 @@ pub struct Wal {
     older: Vec<u64>,
     /// Bytes appended since the last checkpoint.
     pending: u64,
+    /// Size of a regular segment: [`SEGMENT_BYTES`] but in tests.
+    segment_bytes: u64,
     buf: Vec<u8>,
     /// A failed write could not be voided: appending more could make the
     /// log disagree with the database, so every append fails.
@@ -102,16 +104,17 @@ impl Wal {
     /// Starts an empty log beside `db`. [`recover`] must have run (it does in
     /// [`Store::open`]), so no segment exists.
     pub fn create(db: &Path) -> Result<Wal> {
-        Self::create_in(&dir_of(db))
+        Self::create_in(&dir_of(db), SEGMENT_BYTES)
     }
 
-    /// [`Wal::create`] in the log directory `dir`.
-    pub fn create_in(dir: &Path) -> Result<Wal> {
+    /// [`Wal::create`] in the log directory `dir`, with segments of
+    /// `segment_bytes` (tests make them small to rotate often).
+    pub fn create_in(dir: &Path, segment_bytes: u64) -> Result<Wal> {
         let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
-        let (file, size) = new_segment(&dir, 1, SEGMENT_BYTES)?;
+        let (file, size) = new_segment(&dir, 1, segment_bytes)?;
         Ok(Wal {
             dir,
             file,
@@ -121,6 +124,7 @@ impl Wal {
             last_start: SEGMENT_HEADER,
             older: Vec::new(),
             pending: 0,
+            segment_bytes,
             buf: Vec::new(),
             broken: false,
         })
@@ -253,7 +257,11 @@ impl Wal {
 
     /// Starts a new segment with room for `needed` bytes of records.
     fn rotate(&mut self, needed: u64) -> Result<()> {
-        let size = SEGMENT_BYTES.max((needed + SEGMENT_HEADER).next_multiple_of(1 << 20));
+        let size = if needed + SEGMENT_HEADER <= self.segment_bytes {
+            self.segment_bytes
+        } else {
+            (needed + SEGMENT_HEADER).next_multiple_of(1 << 20)
+        };
         let (file, size) = new_segment(&self.dir, self.seq + 1, size)?;
         self.older.push(self.seq);
         self.seq += 1;
@@ -278,12 +286,12 @@ impl Wal {
             segment_path(&self.dir, self.seq),
             segment_path(&self.dir, next),
         );
-        if self.size == SEGMENT_BYTES {
+        if self.size == self.segment_bytes {
             std::fs::rename(&from, &to)
                 .map_err(|e| Error::io(format!("cannot rename {}", from.display()), e))?;
         } else {
             // An oversized segment (one large batch) is not worth keeping.
-            let (file, size) = new_segment(&self.dir, next, SEGMENT_BYTES)?;
+            let (file, size) = new_segment(&self.dir, next, self.segment_bytes)?;
             remove_file(&from)?;
             self.file = file;
             self.size = size;
