@@ -360,13 +360,19 @@ impl Worker {
         result
     }
 
-    fn checkpoint_due(&self) -> bool {
-        self.wal.as_ref().is_some_and(|w| {
-            let pending = w.pending_bytes();
-            let due = pending >= CHECKPOINT_BYTES
-                || (pending > 0 && self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL);
-            due && (!self.disk_full || self.has_room(pending))
-        })
+    fn checkpoint_due(&mut self) -> bool {
+        let Some(pending) = self.wal.as_ref().map(Wal::pending_bytes) else {
+            return false;
+        };
+        let due = pending >= CHECKPOINT_BYTES
+            || (pending > 0 && self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL);
+        if due && self.disk_full && !self.has_room(pending) {
+            // Counts as an attempt: look again an interval later, not in a
+            // busy loop.
+            self.last_checkpoint = Instant::now();
+            return false;
+        }
+        due
     }
 
     /// Whether the database's filesystem has room for a checkpoint of
