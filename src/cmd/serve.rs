@@ -27,8 +27,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let opened = std::time::Instant::now();
     let store = Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)?;
     if let Some(r) = store.recovered() {
-        // After a crash: what the log held, and how long opening took.
-        eprintln!(
+        // After a crash: what the log held, and how long opening took. (Not
+        // eprintln!, which panics when stderr cannot be written.)
+        let _ = writeln!(
+            std::io::stderr(),
             "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
              up to revision {} in {} ms",
             g.db.display(),

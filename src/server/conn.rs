@@ -40,7 +40,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    eprintln!("kvr serve: accept failed: {e}");
+                    log!("kvr serve: accept failed: {e}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -70,7 +70,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
         .await
         .is_err()
     {
-        eprintln!("kvr serve: some requests did not finish within {SHUTDOWN_GRACE:?}; cut");
+        log!("kvr serve: some requests did not finish within {SHUTDOWN_GRACE:?}; cut");
     }
 }
 

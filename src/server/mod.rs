@@ -14,6 +14,16 @@
 //! * `body`, `response`: bodies under limits, errors as HTTP;
 //! * `limits`, `auth`, `metrics`.
 
+/// A line on stderr that never panics: `eprintln!` panics when stderr
+/// cannot be written (a log file on a full disk), which would take down the
+/// writer thread or a request with it.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod auth;
 mod body;
 mod conn;

@@ -105,7 +105,7 @@ fn produce(snap: &Snapshot, query: &RangeQuery, tx: &mpsc::Sender<std::io::Resul
         Ok(()) if buf.is_empty() => return,
         Ok(()) => Ok(Bytes::from(buf)),
         Err(e) => {
-            eprintln!("kvr serve: range stream failed: {e}");
+            log!("kvr serve: range stream failed: {e}");
             Err(std::io::Error::other(e.to_string()))
         }
     };

@@ -67,7 +67,7 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
 fn kv_error_response(e: &Error) -> Response<Body> {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        eprintln!("kvr serve: internal error: {e}");
+        log!("kvr serve: internal error: {e}");
         "internal error; the server's log has the details".to_string()
     } else {
         e.to_string()

@@ -92,7 +92,7 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         .metrics
         .request(route.name(), resp.status().as_u16(), took);
     if let Some((method, uri)) = log_target {
-        eprintln!(
+        log!(
             "{peer} {method} {uri} {} {:.3}ms",
             resp.status().as_u16(),
             took.as_secs_f64() * 1e3

@@ -285,7 +285,7 @@ impl Worker {
                 self.answer(answers);
             }
             Err(e) => {
-                eprintln!("kvr serve: a write group failed: {e}");
+                log!("kvr serve: a write group failed: {e}");
                 reply_all(chunk, || copy_error(&e));
                 self.suspect = true;
                 let _ = self.heal();
@@ -410,7 +410,7 @@ impl Worker {
             }
             Err(e) => {
                 // The log keeps every record; the next checkpoint retries.
-                eprintln!("kvr serve: checkpoint failed: {e}");
+                log!("kvr serve: checkpoint failed: {e}");
                 self.disk_full = matches!(e, Error::DiskFull { .. });
                 self.suspect = true;
                 let _ = self.heal();
@@ -437,16 +437,17 @@ impl Worker {
         match replayed {
             Ok(r) => {
                 self.store.reopened();
-                eprintln!(
+                log!(
                     "kvr serve: reopened the database after an I/O error; replayed {} \
                      write-ahead log records up to revision {}",
-                    r.records, r.revision
+                    r.records,
+                    r.revision
                 );
                 self.suspect = false;
                 Ok(())
             }
             Err(e) => {
-                eprintln!("kvr serve: cannot reopen the database after an I/O error: {e}");
+                log!("kvr serve: cannot reopen the database after an I/O error: {e}");
                 Err(e)
             }
         }
@@ -466,7 +467,7 @@ impl Worker {
             && let Some(wal) = self.wal.take()
             && let Err(e) = wal.remove()
         {
-            eprintln!("kvr serve: cannot remove the write-ahead log: {e}");
+            log!("kvr serve: cannot remove the write-ahead log: {e}");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A full disk under `kvr serve`: writes get 507 `insufficient_storage`
 //! (also a batch that needs a new log segment), reads and `/healthz` keep
 //! working, nothing acknowledged is lost or damaged, writes succeed again
-//! once space is freed, and a server started on a full disk (no room for
+//! once space is freed, also with the server's own log on that disk, and a
+//! server started on a full disk (no room for
 //! its log) exits 3 saying the disk is full. After a `kill -9` on a full
 //! disk, recovery exits 3 "disk full" until space is freed, then finds
 //! every acknowledged write.
@@ -70,7 +71,9 @@ fn full_disk_gives_507_reads_keep_working_and_writes_resume() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let mut s = Server::start(&fs.dir, &[]);
+    // Its log on the full disk too: a failed log line must not take the
+    // writer down (eprintln! panics when stderr cannot be written).
+    let mut s = Server::start_logging_to(&fs.dir, &fs.dir.join("serve.log"));
     let u = s.url.clone();
     assert_eq!(put(&u, "keep", b"safe").status, 200);
     let filler = fs.fill();

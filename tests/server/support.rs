@@ -54,15 +54,27 @@ impl Server {
     }
 
     pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec!["--quiet"];
+        args.extend_from_slice(extra);
+        Self::spawn(dir, &args, env, Stdio::inherit())
+    }
+
+    /// Without `--quiet` (a log line per request), stderr to `log`.
+    pub fn start_logging_to(dir: &Path, log: &Path) -> Server {
+        let log = std::fs::File::create(log).unwrap();
+        Self::spawn(dir, &[], &[], Stdio::from(log))
+    }
+
+    fn spawn(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let db = dir.join("db.redb");
         let mut cmd = kvr_cmd(dir);
         cmd.arg("--db")
             .arg(&db)
-            .args(["serve", "--listen", "127.0.0.1:0", "--quiet"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
