@@ -38,3 +38,36 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+    use proptest::prelude::*;
+
+    use super::check;
+    use crate::error::Error;
+    use crate::server::routes::Route;
+
+    proptest! {
+        /// Any `Authorization` bytes: accepted exactly when they are
+        /// `Bearer TOKEN` (surrounding spaces aside), otherwise 401; never a
+        /// panic, and `/healthz` never asks.
+        #[test]
+        fn any_authorization_header_is_accepted_only_with_the_token(
+            value in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let Ok(v) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, v);
+            let exact = value.strip_prefix(b"Bearer ").is_some_and(|t| t.trim_ascii() == b"s3cret");
+            match check(Some("s3cret"), Route::Kv, &headers) {
+                Ok(()) => prop_assert!(exact),
+                Err(e) => {
+                    let unauthorized = matches!(e, Error::Unauthorized(_));
+                    prop_assert!(unauthorized && !exact);
+                }
+            }
+            prop_assert!(check(Some("s3cret"), Route::Healthz, &headers).is_ok());
+        }
+    }
+}
