@@ -3,7 +3,9 @@
 //! several cycles on a growing file, then restarted. Every acknowledged
 //! write must be there with its value and revision, every batch (answered
 //! or not) must be all there or all absent, and the revision never goes
-//! below the highest acknowledged one.
+//! below the highest acknowledged one. Before each restart the server
+//! is also killed once 0 to 150 ms after it starts, often while it is
+//! replaying the log.
 //!
 //! `KVR_KILL_CYCLES` sets the number of cycles (default 5); the counts are
 //! printed (`--nocapture`).
@@ -173,6 +175,28 @@ fn random_below(n: u64) -> u64 {
     (t ^ (t >> 7)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % n
 }
 
+/// Starts the server on the crashed database and SIGKILLs it 0 to 150 ms
+/// later: often in the middle of replaying the log, which the next start
+/// must then do again.
+fn kill_while_recovering(dir: &std::path::Path) {
+    let mut child = kvr_cmd(dir)
+        .args([
+            "--db",
+            "db.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(random_below(150)));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn acknowledged_writes_survive_kill_9_cycles() {
     let cycles: usize = std::env::var("KVR_KILL_CYCLES")
@@ -183,6 +207,9 @@ fn acknowledged_writes_survive_kill_9_cycles() {
     let log = Arc::new(Mutex::new(Log::default()));
     let mut totals = (0, 0, 0);
     for cycle in 0..cycles {
+        if cycle > 0 {
+            kill_while_recovering(dir.path());
+        }
         let mut s = Server::start(dir.path(), &[]);
         if cycle > 0 {
             let found = verify(&s.url, &log.lock().unwrap());
