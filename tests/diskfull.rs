@@ -5,37 +5,12 @@
 //! (not root, no CAP_SYS_ADMIN) it says so and skips.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 mod util;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use tmpfs::SmallFs;
 use util::Env;
-
-/// A tmpfs mounted for the test and unmounted on drop.
-struct SmallFs {
-    dir: PathBuf,
-}
-
-impl SmallFs {
-    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| SmallFs {
-            dir: at.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
 
 #[test]
 fn full_disk_fails_writes_cleanly_and_recovers() {

@@ -22,5 +22,7 @@ mod memory;
 mod routes;
 #[path = "server/support.rs"]
 mod support;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 #[path = "server/wal.rs"]
 mod wal;

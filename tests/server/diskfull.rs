@@ -10,46 +10,9 @@
 //! Runs on a small tmpfs this test mounts; where mounting is not permitted
 //! it says so and skips.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use crate::support::*;
 
-/// A tmpfs mounted for the test and unmounted on drop.
-struct SmallFs {
-    dir: PathBuf,
-}
-
-impl SmallFs {
-    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| SmallFs {
-            dir: at.to_path_buf(),
-        })
-    }
-
-    /// Fills the filesystem with `filler` until a write fails.
-    fn fill(&self) -> PathBuf {
-        let path = self.dir.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 64 << 10];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.write_all(&chunk[..512]);
-        path
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
+use crate::tmpfs::SmallFs;
 
 fn put(url: &str, key: &str, value: &[u8]) -> Reply {
     http("PUT", &format!("{url}/v1/kv/{key}"), &[], Some(value))
