@@ -179,6 +179,8 @@ fn condition(headers: &HeaderMap) -> Result<(Option<u64>, bool)> {
         (Some(tag), None) => tag
             .strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
+            // Digits only: Rust's integer parser would also take a `+`.
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|t| t.parse().ok())
             .map(|n| (Some(n), false))
             .ok_or_else(|| {
@@ -345,6 +347,7 @@ mod tests {
         for (m, n) in [
             (Some("7"), None),
             (Some("\"-1\""), None),
+            (Some("\"+7\""), None),
             (Some("\"18446744073709551616\""), None),
             (Some("W/\"7\""), None),
             (None, Some("\"7\"")),
