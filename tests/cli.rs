@@ -655,3 +655,22 @@ fn an_io_error_names_its_cause_once() {
     assert_eq!(text.matches("os error 21").count(), 1, "{text}");
     assert_eq!(env.stats()["revision"], 0);
 }
+
+#[test]
+fn cache_and_lock_options_are_checked() {
+    let env = Env::new();
+    env.kvr(["--cache-mib", "16", "put", "k", "v"]).ok();
+    env.kvr(["get", "k"]).env("KVR_CACHE_MIB", "32").ok();
+    let before = env.snapshot();
+    env.kvr(["--cache-mib", "0", "put", "k", "w"])
+        .code(2)
+        .stderr_has("--cache-mib");
+    env.kvr(["--lock-timeout=-1", "put", "k", "w"])
+        .code(2)
+        .stderr_has("--lock-timeout");
+    env.kvr(["put", "k", "w"])
+        .env("KVR_LOCK_TIMEOUT", "nan")
+        .code(2)
+        .stderr_has("--lock-timeout");
+    assert_eq!(env.snapshot(), before);
+}
