@@ -14,48 +14,14 @@
 
 use std::collections::BTreeMap;
 
-use kvr::store::{Action, Commit, Op, RangeQuery, Store, StoreOptions};
+use kvr::store::{Commit, Op, RangeQuery, Store, StoreOptions};
 use kvr::{Error, limits::DEFAULT_MAX_VALUE_BYTES as MAX};
 use proptest::prelude::*;
 
 mod sim;
-use sim::SimDisk;
+use sim::{Model, SimDisk};
 
 // ---------------------------------------------------------------- the model
-
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Model {
-    data: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
-    revision: u64,
-}
-
-impl Model {
-    /// Applies a batch with kvr's semantics; `Err` leaves the model unchanged.
-    fn apply(&mut self, ops: &[Op]) -> Result<(), ()> {
-        for op in ops {
-            if let Some(expected) = op.if_revision {
-                let current = self.data.get(&op.key).map_or(0, |e| e.1);
-                if current != expected {
-                    return Err(());
-                }
-            }
-        }
-        for op in ops {
-            match &op.action {
-                Action::Put(v) => {
-                    self.revision += 1;
-                    self.data.insert(op.key.clone(), (v.clone(), self.revision));
-                }
-                Action::Delete => {
-                    if self.data.remove(&op.key).is_some() {
-                        self.revision += 1;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 fn check(store: &Store, model: &Model) {
     let snap = store.snapshot().unwrap();
@@ -198,7 +164,7 @@ fn run_steps(steps: Vec<Step>) {
                 let expected = if bad_at.is_some() {
                     Err(())
                 } else {
-                    model.clone().apply(&ops)
+                    model.clone().apply(&ops).map(|_| ())
                 };
                 match (&result, expected) {
                     (Ok(applied), Ok(())) => {

@@ -31,11 +31,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kvr::Error;
-use kvr::store::{Action, Applied, Commit, Op, RangeQuery, Store, StoreOptions};
+use kvr::store::{Applied, Commit, Op, RangeQuery, Store, StoreOptions};
 use kvr::wal::{self, Wal};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use sim::SimDisk;
+use sim::{Model, SimDisk};
 
 const MAX: usize = 1 << 20;
 /// Small log segments, so that groups rotate to new ones (some oversized)
@@ -44,41 +44,6 @@ const SEGMENT_BYTES: u64 = 2 << 10;
 
 /// Crashes that struck a commit or checkpoint before it finished.
 static INTERRUPTED: AtomicUsize = AtomicUsize::new(0);
-
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Model {
-    data: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
-    revision: u64,
-}
-
-impl Model {
-    /// One request with kvr's semantics: the operations that took a
-    /// revision, or `Err` (and no change) when a condition fails.
-    fn apply(&mut self, ops: &[Op]) -> Result<u64, ()> {
-        for op in ops {
-            if let Some(expected) = op.if_revision
-                && self.data.get(&op.key).map_or(0, |e| e.1) != expected
-            {
-                return Err(());
-            }
-        }
-        let before = self.revision;
-        for op in ops {
-            match &op.action {
-                Action::Put(v) => {
-                    self.revision += 1;
-                    self.data.insert(op.key.clone(), (v.clone(), self.revision));
-                }
-                Action::Delete => {
-                    if self.data.remove(&op.key).is_some() {
-                        self.revision += 1;
-                    }
-                }
-            }
-        }
-        Ok(self.revision - before)
-    }
-}
 
 /// A request: (key index, value or delete, condition: none / current / wrong).
 type GenReq = Vec<(u8, Option<Vec<u8>>, u8)>;

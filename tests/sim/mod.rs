@@ -1,5 +1,6 @@
 //! [`SimDisk`]: a redb storage backend that simulates power loss, shared by
-//! the model tests (`model.rs`, `walcrash.rs`).
+//! the model tests (`model.rs`, `walcrash.rs`), and [`Model`], the reference
+//! they check the store against.
 //!
 //! It keeps what was written since the last sync apart. At a crash
 //! ([`SimDisk::after_power_loss`]) it keeps a random subset of those writes,
@@ -8,9 +9,11 @@
 //! were done: a crash in the middle of a commit.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
+use kvr::store::{Action, Op};
 use redb::{BackendError, StorageBackend};
 
 type BackendIoError = std::io::Error;
@@ -165,5 +168,42 @@ impl SimDisk {
             current: bytes,
             ..Disk::default()
         })))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+/// The reference the store is checked against: a `BTreeMap` of key to
+/// (value, revision) and the database revision.
+pub struct Model {
+    pub data: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
+    pub revision: u64,
+}
+
+impl Model {
+    /// One request with kvr's semantics: the operations that took a
+    /// revision, or `Err` (and no change) when a condition fails.
+    pub fn apply(&mut self, ops: &[Op]) -> Result<u64, ()> {
+        for op in ops {
+            if let Some(expected) = op.if_revision
+                && self.data.get(&op.key).map_or(0, |e| e.1) != expected
+            {
+                return Err(());
+            }
+        }
+        let before = self.revision;
+        for op in ops {
+            match &op.action {
+                Action::Put(v) => {
+                    self.revision += 1;
+                    self.data.insert(op.key.clone(), (v.clone(), self.revision));
+                }
+                Action::Delete => {
+                    if self.data.remove(&op.key).is_some() {
+                        self.revision += 1;
+                    }
+                }
+            }
+        }
+        Ok(self.revision - before)
     }
 }
