@@ -26,7 +26,7 @@ use crate::jsonl::show_key;
 use crate::kv::{Kv, Visit};
 use crate::limits;
 use crate::server::target::percent_encode;
-use crate::store::{Applied, Entry, RangeQuery, Stats};
+use crate::types::{Applied, Entry, RangeQuery, Stats};
 
 /// A `kvr serve` (or a list of them) as a [`Kv`].
 pub struct Client {

@@ -36,7 +36,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::store::{Action, Op};
+use crate::types::{Action, Op};
 
 /// A key as text for messages: a JSON string when it is UTF-8, else `b64:…`.
 pub fn show_key(key: &[u8]) -> String {

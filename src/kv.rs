@@ -8,7 +8,8 @@ use std::io::BufRead;
 
 use crate::error::{Error, Result};
 use crate::jsonl::{OpReader, show_key};
-use crate::store::{Applied, Commit, Entry, Op, RangeQuery, Stats, Store};
+use crate::store::{Commit, Store};
+use crate::types::{Applied, Entry, Op, RangeQuery, Stats};
 
 /// Receives range items: key, and value with revision unless keys-only.
 /// Returns `false` to stop early.

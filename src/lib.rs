@@ -26,6 +26,7 @@ pub mod limits;
 pub mod server;
 pub mod store;
 pub mod tui;
+pub mod types;
 pub mod wal;
 
 pub use error::{Error, Result};

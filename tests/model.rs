@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use kvr::store::{Commit, Op, RangeQuery, Store, StoreOptions};
+use kvr::store::{Commit, Store, StoreOptions};
+use kvr::types::{Op, RangeQuery};
 use kvr::{Error, limits::DEFAULT_MAX_VALUE_BYTES as MAX};
 use proptest::prelude::*;
 

@@ -31,7 +31,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kvr::Error;
-use kvr::store::{Applied, Commit, Op, RangeQuery, Store, StoreOptions};
+use kvr::store::{Commit, Store, StoreOptions};
+use kvr::types::{Applied, Op, RangeQuery};
 use kvr::wal::{self, Wal};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

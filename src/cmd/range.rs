@@ -7,7 +7,7 @@ use crate::cli::RangeArgs;
 use crate::error::Error;
 use crate::jsonl;
 use crate::kv::Kv;
-use crate::store::RangeQuery;
+use crate::types::RangeQuery;
 
 /// stdout buffer: large enough that a write syscall carries hundreds of lines.
 const OUT_BUFFER_BYTES: usize = 256 << 10;

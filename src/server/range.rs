@@ -20,7 +20,8 @@ use super::routes::REVISION;
 use super::target::Query;
 use crate::error::{Error, Result};
 use crate::jsonl;
-use crate::store::{RangeQuery, Snapshot};
+use crate::store::Snapshot;
+use crate::types::RangeQuery;
 
 /// Items per page when `limit` is not given (SPEC).
 const DEFAULT_PAGE_ITEMS: u64 = 1000;

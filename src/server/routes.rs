@@ -23,7 +23,7 @@ use super::writer::WriteRequest;
 use crate::error::{Error, Result};
 use crate::jsonl::{OpReader, show_key};
 use crate::limits;
-use crate::store::Op;
+use crate::types::Op;
 
 /// Batch bodies larger than this are parsed on a blocking thread, so a big
 /// batch does not stall the connections sharing its async worker.

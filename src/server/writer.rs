@@ -24,7 +24,8 @@ use super::limits::overloaded;
 use super::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
-use crate::store::{Action, Applied, Op, Store};
+use crate::store::Store;
+use crate::types::{Action, Applied, Op};
 use crate::wal::{CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, Wal};
 
 /// Most requests in one group. Past a few hundred the fsync is amortized

@@ -20,6 +20,7 @@ use super::record::{self, KV, META, META_KEYS, META_REVISION};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
 use crate::limits;
+use crate::types::{Action, Applied, Op};
 
 /// Bounds of the input bytes (keys + values + per-op overhead) held in one
 /// sorted run, which is a quarter of the page cache in between (see
@@ -35,60 +36,6 @@ pub const RUN_MAX_BYTES: usize = 256 << 20;
 pub fn run_max_bytes(cache_bytes: usize) -> usize {
     (cache_bytes / 4).clamp(RUN_MIN_BYTES, RUN_MAX_BYTES)
 }
-/// Bookkeeping bytes counted per op in a run (two `Vec` headers and slack).
-const OP_OVERHEAD_BYTES: usize = 64;
-
-/// What an operation does to its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Put(Vec<u8>),
-    Delete,
-}
-
-/// One operation of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Op {
-    pub key: Vec<u8>,
-    pub action: Action,
-    /// Apply the batch only if this key's revision before the batch is this
-    /// (0: the key must be absent).
-    pub if_revision: Option<u64>,
-    /// The input line it came from, for error messages (None for a single command).
-    pub line: Option<u64>,
-}
-
-impl Op {
-    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Op {
-        Op {
-            key: key.into(),
-            action: Action::Put(value.into()),
-            if_revision: None,
-            line: None,
-        }
-    }
-
-    pub fn delete(key: impl Into<Vec<u8>>) -> Op {
-        Op {
-            key: key.into(),
-            action: Action::Delete,
-            if_revision: None,
-            line: None,
-        }
-    }
-
-    pub fn if_revision(mut self, revision: Option<u64>) -> Op {
-        self.if_revision = revision;
-        self
-    }
-
-    fn run_bytes(&self) -> usize {
-        let value = match &self.action {
-            Action::Put(v) => v.len(),
-            Action::Delete => 0,
-        };
-        self.key.len() + value + OP_OVERHEAD_BYTES
-    }
-}
 
 /// How a commit reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,24 +46,6 @@ pub enum Commit {
     /// Visible to readers at once but not synced: for a caller that made the
     /// operations durable elsewhere (a write-ahead log) and checkpoints later.
     Buffered,
-}
-
-/// The outcome of [`Store::apply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Applied {
-    /// Puts applied (each took a revision).
-    pub puts: u64,
-    /// Deletes of present keys (each took a revision).
-    pub deletes: u64,
-    /// The database revision after the batch.
-    pub revision: u64,
-}
-
-impl Applied {
-    /// Operations that took a revision.
-    pub fn applied(&self) -> u64 {
-        self.puts + self.deletes
-    }
 }
 
 type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
@@ -145,7 +74,7 @@ impl Store {
                 if let Some(expected) = op.if_revision {
                     check_condition(&before, &op, expected)?;
                 }
-                run_bytes += op.run_bytes();
+                run_bytes += op.mem_bytes();
                 run.push(op);
                 if run_bytes >= self.run_max_bytes {
                     state.write_run(&mut kv, &run)?;

@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
-pub use apply::{Action, Applied, Commit, Op};
+pub use apply::Commit;
 pub use memory::default_cache_mib;
-pub use range::RangeQuery;
 pub use record::Record;
 
 use crate::error::{Error, Result};
+use crate::types::{Entry, Stats};
 use record::{DB_FORMAT, KV, META, META_FORMAT, META_KEYS, META_REVISION};
 
 /// Smallest cache we configure: below this redb spends its time re-reading pages.
@@ -96,21 +96,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
     }
-}
-
-/// The figures of `kvr stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stats {
-    pub keys: u64,
-    pub revision: u64,
-    pub file_bytes: u64,
-}
-
-/// A stored value with the revision of its last put.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub value: Vec<u8>,
-    pub revision: u64,
 }
 
 impl Store {

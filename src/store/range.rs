@@ -9,71 +9,8 @@ use std::ops::Bound;
 
 use super::Snapshot;
 use super::record::{self, KV, Record};
-use crate::error::{Error, Result};
-
-/// Which keys a range visits, and how.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RangeQuery {
-    /// Inclusive lower bound (None: from the first key).
-    pub start: Option<Vec<u8>>,
-    /// Exclusive upper bound (None: to the last key).
-    pub end: Option<Vec<u8>>,
-    /// Only keys that start with these bytes.
-    pub prefix: Option<Vec<u8>>,
-    /// At most this many items.
-    pub limit: Option<u64>,
-    /// Descending key order (the same keys).
-    pub reverse: bool,
-    /// Callers want keys only (the store still reads each record; a remote
-    /// source can skip sending values).
-    pub keys_only: bool,
-}
-
-impl RangeQuery {
-    /// Rejects `start > end` (a usage error, not an empty range).
-    pub fn validate(&self) -> Result<()> {
-        if let (Some(s), Some(e)) = (&self.start, &self.end)
-            && s > e
-        {
-            return Err(Error::invalid(
-                "range start is after its end (the range is [START, END))",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The interval `[lower, upper)` this query covers; `None` when empty.
-    fn bounds(&self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
-        let mut lower = self.start.clone().unwrap_or_default();
-        let mut upper = self.end.clone();
-        if let Some(prefix) = &self.prefix {
-            lower = lower.max(prefix.clone());
-            if let Some(after) = prefix_successor(prefix) {
-                upper = Some(match upper {
-                    Some(u) => u.min(after),
-                    None => after,
-                });
-            }
-        }
-        match &upper {
-            Some(u) if *u <= lower => None,
-            _ => Some((lower, upper)),
-        }
-    }
-}
-
-/// The smallest byte string greater than every string with `prefix`, or
-/// `None` when there is none (the prefix is empty or all 0xFF bytes).
-pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut next = prefix.to_vec();
-    while let Some(last) = next.pop() {
-        if last < 0xFF {
-            next.push(last + 1);
-            return Some(next);
-        }
-    }
-    None
-}
+use crate::error::Result;
+use crate::types::RangeQuery;
 
 impl Snapshot {
     /// Visits the keys of `query` in order; `visit` returns `false` to stop.
@@ -119,35 +56,5 @@ impl Snapshot {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn successor_of_prefixes() {
-        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_successor(b"\xff\xff"), None);
-        assert_eq!(prefix_successor(b""), None);
-    }
-
-    #[test]
-    fn bounds_intersect_prefix() {
-        let q = RangeQuery {
-            start: Some(b"b".to_vec()),
-            end: Some(b"z".to_vec()),
-            prefix: Some(b"c".to_vec()),
-            ..Default::default()
-        };
-        assert_eq!(q.bounds(), Some((b"c".to_vec(), Some(b"d".to_vec()))));
-        let disjoint = RangeQuery {
-            end: Some(b"b".to_vec()),
-            prefix: Some(b"c".to_vec()),
-            ..Default::default()
-        };
-        assert_eq!(disjoint.bounds(), None);
     }
 }

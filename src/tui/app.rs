@@ -14,7 +14,7 @@ use super::preview::{Kind, Preview, hex_line_count, hex_width};
 use super::theme::Theme;
 use super::view;
 use super::worker::Request;
-use crate::store::Stats;
+use crate::types::Stats;
 
 /// Settings fixed for a session.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@
 //! store. Jumps (start, `g`, `G`, seek, filter) replace the window and bump
 //! `generation`, which turns answers to older requests into no-ops.
 
-use crate::store::RangeQuery;
+use crate::types::RangeQuery;
 
 use super::worker::{KeysTag, Purpose, Request};
 

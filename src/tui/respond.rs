@@ -7,7 +7,7 @@ use super::keys::display_key;
 use super::preview::preview;
 use super::worker::{Request, Response};
 use crate::error::Error;
-use crate::store::Entry;
+use crate::types::Entry;
 
 impl App {
     /// Applies one answer of the worker.

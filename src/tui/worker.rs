@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::kv::Kv;
-use crate::store::{Entry, RangeQuery, Stats};
+use crate::types::{Entry, RangeQuery, Stats};
 
 /// A call on the source.
 #[derive(Debug, Clone, PartialEq, Eq)]

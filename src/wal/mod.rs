@@ -46,7 +46,8 @@ use std::time::Duration;
 pub use recover::{Recovered, recover, recover_dir, replay};
 
 use crate::error::{Error, Result};
-use crate::store::{Applied, Commit, Op, Store};
+use crate::store::{Commit, Store};
+use crate::types::{Applied, Op};
 
 /// Size of a preallocated segment. Checkpoints come every few MiB, so one
 /// segment, recycled at each checkpoint, usually holds the whole log; 16 MiB

@@ -17,7 +17,7 @@
 //! from a recycled segment fail its check, so it reads as the end of the log.
 
 use crate::error::{Error, Result};
-use crate::store::{Action, Op};
+use crate::types::{Action, Op};
 
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 16;

@@ -5,7 +5,8 @@ use std::path::Path;
 use super::record::{self, Decoded, HEADER_LEN};
 use super::{SEGMENT_HEADER, SEGMENT_MAGIC, dir_of, remove_dir};
 use crate::error::{Error, Result};
-use crate::store::{Commit, Op, Store};
+use crate::store::{Commit, Store};
+use crate::types::Op;
 
 /// Records replayed per redb transaction: large groups make replay fast,
 /// and one group of this many small writes stays a few MiB.

@@ -1,6 +1,7 @@
 //! The write-ahead log through its API: replay after a crash, torn tails.
 
-use kvr::store::{Commit, Op, OpenMode, Store, StoreOptions};
+use kvr::store::{Commit, OpenMode, Store, StoreOptions};
+use kvr::types::Op;
 use kvr::wal::{self, Wal};
 
 fn opts() -> StoreOptions {

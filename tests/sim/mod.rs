@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
-use kvr::store::{Action, Op};
+use kvr::types::{Action, Op};
 use redb::{BackendError, StorageBackend};
 
 type BackendIoError = std::io::Error;

@@ -18,7 +18,8 @@ use crate::cli::{BenchArgs, Global, Workload, given_on_command_line};
 use crate::error::Error;
 use crate::server::writer::WriteRequest;
 use crate::server::{Limits, State};
-use crate::store::{Op, OpenMode, RangeQuery, Store};
+use crate::store::{OpenMode, Store};
+use crate::types::{Op, RangeQuery};
 
 /// Pause before reconnecting after a connection failed, so a client does
 /// not spin while the server is away.
@@ -180,7 +181,7 @@ fn builder(method: Method, target: &str, auth: Option<&str>) -> http::request::B
 fn batch_body(ops: &[Op]) -> Bytes {
     let mut body = Vec::new();
     for op in ops {
-        if let crate::store::Action::Put(v) = &op.action {
+        if let crate::types::Action::Put(v) = &op.action {
             let _ = crate::jsonl::write_line(&mut body, &op.key, Some((v, 0)));
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::kv::{Kv, LocalKv, Visit};
-use crate::store::{Applied, Entry, RangeQuery, Stats};
+use crate::types::{Applied, Entry, RangeQuery, Stats};
 
 /// The real local store, shared with the test so that it can write "as
 /// someone else" while the browser has the store open.

@@ -1,0 +1,189 @@
+//! The data every layer speaks: operations, their outcome, entries, range
+//! queries and stats. Below the store, the engine, the HTTP client and the
+//! TUI alike, so none of them imports another's internals.
+
+use crate::error::{Error, Result};
+
+/// Bookkeeping bytes counted per operation in memory (two `Vec` headers and slack).
+pub const OP_OVERHEAD_BYTES: usize = 64;
+
+/// What an operation does to its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Put(Vec<u8>),
+    Delete,
+}
+
+/// One operation of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    pub key: Vec<u8>,
+    pub action: Action,
+    /// Apply the batch only if this key's revision before the batch is this
+    /// (0: the key must be absent).
+    pub if_revision: Option<u64>,
+    /// The input line it came from, for error messages (None for a single command).
+    pub line: Option<u64>,
+}
+
+impl Op {
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Op {
+        Op {
+            key: key.into(),
+            action: Action::Put(value.into()),
+            if_revision: None,
+            line: None,
+        }
+    }
+
+    pub fn delete(key: impl Into<Vec<u8>>) -> Op {
+        Op {
+            key: key.into(),
+            action: Action::Delete,
+            if_revision: None,
+            line: None,
+        }
+    }
+
+    pub fn if_revision(mut self, revision: Option<u64>) -> Op {
+        self.if_revision = revision;
+        self
+    }
+
+    /// Bytes this operation holds in memory (key, value and bookkeeping),
+    /// for bounding runs, groups and tables.
+    pub fn mem_bytes(&self) -> usize {
+        let value = match &self.action {
+            Action::Put(v) => v.len(),
+            Action::Delete => 0,
+        };
+        self.key.len() + value + OP_OVERHEAD_BYTES
+    }
+}
+
+/// The outcome of [`Store::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// Puts applied (each took a revision).
+    pub puts: u64,
+    /// Deletes of present keys (each took a revision).
+    pub deletes: u64,
+    /// The database revision after the batch.
+    pub revision: u64,
+}
+
+impl Applied {
+    /// Operations that took a revision.
+    pub fn applied(&self) -> u64 {
+        self.puts + self.deletes
+    }
+}
+
+/// The figures of `kvr stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub keys: u64,
+    pub revision: u64,
+    pub file_bytes: u64,
+}
+
+/// A stored value with the revision of its last put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub revision: u64,
+}
+
+/// Which keys a range visits, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeQuery {
+    /// Inclusive lower bound (None: from the first key).
+    pub start: Option<Vec<u8>>,
+    /// Exclusive upper bound (None: to the last key).
+    pub end: Option<Vec<u8>>,
+    /// Only keys that start with these bytes.
+    pub prefix: Option<Vec<u8>>,
+    /// At most this many items.
+    pub limit: Option<u64>,
+    /// Descending key order (the same keys).
+    pub reverse: bool,
+    /// Callers want keys only (the store still reads each record; a remote
+    /// source can skip sending values).
+    pub keys_only: bool,
+}
+
+impl RangeQuery {
+    /// Rejects `start > end` (a usage error, not an empty range).
+    pub fn validate(&self) -> Result<()> {
+        if let (Some(s), Some(e)) = (&self.start, &self.end)
+            && s > e
+        {
+            return Err(Error::invalid(
+                "range start is after its end (the range is [START, END))",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The interval `[lower, upper)` this query covers; `None` when empty.
+    pub fn bounds(&self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut lower = self.start.clone().unwrap_or_default();
+        let mut upper = self.end.clone();
+        if let Some(prefix) = &self.prefix {
+            lower = lower.max(prefix.clone());
+            if let Some(after) = prefix_successor(prefix) {
+                upper = Some(match upper {
+                    Some(u) => u.min(after),
+                    None => after,
+                });
+            }
+        }
+        match &upper {
+            Some(u) if *u <= lower => None,
+            _ => Some((lower, upper)),
+        }
+    }
+}
+
+/// The smallest byte string greater than every string with `prefix`, or
+/// `None` when there is none (the prefix is empty or all 0xFF bytes).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < 0xFF {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_of_prefixes() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff\xff"), None);
+        assert_eq!(prefix_successor(b""), None);
+    }
+
+    #[test]
+    fn bounds_intersect_prefix() {
+        let q = RangeQuery {
+            start: Some(b"b".to_vec()),
+            end: Some(b"z".to_vec()),
+            prefix: Some(b"c".to_vec()),
+            ..Default::default()
+        };
+        assert_eq!(q.bounds(), Some((b"c".to_vec(), Some(b"d".to_vec()))));
+        let disjoint = RangeQuery {
+            end: Some(b"b".to_vec()),
+            prefix: Some(b"c".to_vec()),
+            ..Default::default()
+        };
+        assert_eq!(disjoint.bounds(), None);
+    }
+}
