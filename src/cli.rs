@@ -217,6 +217,12 @@ pub struct ServeArgs {
     /// Seconds a connection may make no progress before it is closed.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub idle_timeout: f64,
+    /// Memory for writes not yet flushed into the database file, in MiB:
+    /// past it writes wait for a flush (and get 503 when the queue is
+    /// full). Default: an eighth of the cache, between 16 and 128. It also
+    /// bounds the log replayed after a crash.
+    #[arg(long, value_name = "MIB")]
+    pub memtable_mib: Option<u64>,
     /// Threads serving HTTP [default: CPU cores - 1, at least 1; the
     /// group-commit writer has a thread of its own].
     #[arg(long, value_name = "N")]

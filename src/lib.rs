@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod client;
 pub mod cmd;
+pub mod engine;
 pub mod error;
 pub mod jsonl;
 pub mod kv;

@@ -24,7 +24,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{Kv, LocalKv};
 use crate::limits::DEFAULT_MAX_VALUE_BYTES;
-use crate::store::{OpenMode, Store, StoreOptions};
+use crate::store::{OpenMode, StoreOptions};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -50,7 +50,7 @@ fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
         return Ok(Box::new(Client::new(servers, token(g)?, timeout)?));
     }
     Ok(Box::new(LocalKv {
-        store: Store::open(&g.db, mode, &store_options(g)?)?,
+        store: crate::engine::open_store(&g.db, mode, &store_options(g)?)?.0,
         max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
     }))
 }

@@ -11,11 +11,11 @@ use anyhow::Context;
 use crate::cli::{Global, ServeArgs};
 use crate::error::{Error, Result};
 use crate::server::{self, Limits, State};
-use crate::store::{OpenMode, Store, serve_hint_path};
+use crate::store::{OpenMode, serve_hint_path};
 
 pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let token = super::token(g)?;
-    let limits = limits_of(&args)?;
+    let limits = limits_of(g, &args)?;
     let addr = resolve(&args.listen)?;
     if !addr.ip().is_loopback() && token.is_none() && !args.allow_unauthenticated {
         return Err(Error::invalid(format!(
@@ -25,8 +25,9 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         .into());
     }
     let opened = std::time::Instant::now();
-    let store = Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)?;
-    if let Some(r) = store.recovered() {
+    let (store, recovered) =
+        crate::engine::open_store(&g.db, OpenMode::Create, &super::store_options(g)?)?;
+    if let Some(r) = recovered {
         // After a crash: what the log held, and how long opening took. (Not
         // eprintln!, which panics when stderr cannot be written.)
         let _ = writeln!(
@@ -73,7 +74,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn limits_of(args: &ServeArgs) -> Result<Limits> {
+fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
     let positive = |n: usize, flag: &str| {
         if n == 0 {
             Err(Error::invalid(format!("{flag} must be at least 1")))
@@ -89,7 +90,21 @@ fn limits_of(args: &ServeArgs) -> Result<Limits> {
         max_connections: positive(args.max_connections, "--max-connections")?,
         header_timeout: super::seconds(args.header_timeout, "--header-timeout")?,
         idle_timeout: super::seconds(args.idle_timeout, "--idle-timeout")?,
+        memtable_bytes: memtable_bytes(g, args)?,
     })
+}
+
+/// `--memtable-mib`, or the default for the cache size in use.
+fn memtable_bytes(g: &Global, args: &ServeArgs) -> Result<usize> {
+    let mib = match args.memtable_mib {
+        Some(0) => return Err(Error::invalid("--memtable-mib must be at least 1")),
+        Some(mib) => mib,
+        None => {
+            let cache = g.cache_mib.unwrap_or_else(crate::store::default_cache_mib);
+            crate::engine::default_memtable_mib(cache)
+        }
+    };
+    Ok(usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
 }
 
 /// HTTP worker threads: by default one per core but one, which the writer

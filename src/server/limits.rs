@@ -46,6 +46,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The memory tables' budget (`--memtable-mib`), see `engine`.
+    pub memtable_bytes: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +60,9 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            memtable_bytes: crate::engine::default_memtable_mib(crate::store::default_cache_mib())
+                as usize
+                * (1 << 20),
         }
     }
 }

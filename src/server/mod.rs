@@ -44,13 +44,14 @@ pub use limits::Limits;
 use metrics::Metrics;
 use writer::Writer;
 
+use crate::engine::{Engine, EngineOptions, Snapshot};
 use crate::error::Result;
-use crate::store::{Snapshot, Store};
+use crate::store::Store;
 use crate::wal::Wal;
 
 /// Everything a request handler needs.
 pub struct State {
-    pub store: Arc<Store>,
+    pub engine: Arc<Engine>,
     pub writer: Writer,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
@@ -67,15 +68,11 @@ impl State {
         let store = Arc::new(store);
         let metrics = Arc::new(Metrics::new(store.snapshot()?.revision()?));
         let wal = Wal::create(store.path())?;
-        let writer = Writer::start(
-            store.clone(),
-            wal,
-            limits.queue_size,
-            limits.max_value_bytes,
-            metrics.clone(),
-        )?;
+        let opts = EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
+        let (engine, engine_writer) = Engine::start(store, Box::new(wal), opts)?;
+        let writer = Writer::start(engine_writer, limits.queue_size, metrics.clone())?;
         Ok(State {
-            store,
+            engine,
             writer,
             limits,
             metrics,
@@ -84,19 +81,14 @@ impl State {
         })
     }
 
-    /// A read snapshot and its revision, without a lookup of the revision
-    /// in the snapshot when no commit raced with taking it.
+    /// A read snapshot and its revision.
     pub fn snapshot(&self) -> Result<(Snapshot, u64)> {
-        let before = self.metrics.revision();
-        let snap = self.store.snapshot()?;
-        let revision = match self.metrics.snapshot_revision(before) {
-            Some(r) => r,
-            None => snap.revision()?,
-        };
+        let snap = self.engine.snapshot();
+        let revision = snap.revision();
         Ok((snap, revision))
     }
 
-    /// Finishes queued writes, checkpoints and removes the log.
+    /// Finishes queued writes, flushes and removes the log.
     pub fn stop(&self) {
         self.writer.stop();
     }

@@ -18,9 +18,9 @@ use super::State;
 use super::body::{Body, full, streamed};
 use super::routes::REVISION;
 use super::target::Query;
+use crate::engine::Snapshot;
 use crate::error::{Error, Result};
 use crate::jsonl;
-use crate::store::Snapshot;
 use crate::types::RangeQuery;
 
 /// Items per page when `limit` is not given (SPEC).

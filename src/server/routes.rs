@@ -113,7 +113,7 @@ async fn dispatch(
     match route {
         Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
         Route::Metrics if is_get(&method) => {
-            let bytes = state.store.stats().map(|s| s.file_bytes).unwrap_or(0);
+            let bytes = state.engine.stats().file_bytes;
             let body = state.metrics.render(bytes);
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
@@ -202,8 +202,8 @@ fn etag(revision: u64) -> HeaderValue {
 
 fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
     let key = key_of(uri)?;
-    let (snap, revision) = state.snapshot()?;
-    let Some(entry) = snap.get(&key)? else {
+    let (found, revision) = state.engine.get(&key)?;
+    let Some((value, entry_revision)) = found else {
         let mut resp = error_response(&ApiError::Kv(Error::KeyNotFound {
             key: show_key(&key),
         }));
@@ -211,15 +211,11 @@ fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
             .insert(REVISION, HeaderValue::from(revision));
         return Ok(resp);
     };
-    let len = entry.value.len();
-    let body = if head {
-        Bytes::new()
-    } else {
-        Bytes::from(entry.value)
-    };
+    let len = value.len();
+    let body = if head { Bytes::new() } else { value };
     let mut resp = text(StatusCode::OK, body, "application/octet-stream");
     let h = resp.headers_mut();
-    h.insert(header::ETAG, etag(entry.revision));
+    h.insert(header::ETAG, etag(entry_revision));
     h.insert(REVISION, HeaderValue::from(revision));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(resp)
@@ -306,7 +302,7 @@ fn parse_batch(body: &[u8], max_value: usize, max_ops: usize) -> Result<Vec<Op>>
 }
 
 fn stats(state: &State) -> Result<Response<Body>> {
-    let stats = state.store.stats()?;
+    let stats = state.engine.stats();
     let body = serde_json::to_value(stats).map_err(|e| Error::Storage(e.to_string()))?;
     let mut resp = json_response(StatusCode::OK, &body);
     resp.headers_mut()

@@ -165,7 +165,7 @@ fn check_request(kv: &KvTable<'_>, ops: &[Op], max_value_bytes: usize) -> Result
 }
 
 /// The key and value size limits, on every path.
-fn check_limits(op: &Op, max_value_bytes: usize) -> Result<()> {
+pub(crate) fn check_limits(op: &Op, max_value_bytes: usize) -> Result<()> {
     limits::check_key(&op.key, op.line)?;
     if let Action::Put(v) = &op.action {
         limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
@@ -177,7 +177,7 @@ fn check_condition(before: &super::Snapshot, op: &Op, expected: u64) -> Result<(
     condition_holds(op, expected, before.revision_of(&op.key)?)
 }
 
-fn condition_holds(op: &Op, expected: u64, current: Option<u64>) -> Result<()> {
+pub(crate) fn condition_holds(op: &Op, expected: u64, current: Option<u64>) -> Result<()> {
     if current.unwrap_or(0) == expected {
         return Ok(());
     }

@@ -16,6 +16,7 @@ mod memory;
 mod range;
 mod record;
 mod redb_error;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -24,8 +25,10 @@ use std::time::{Duration, Instant};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 pub use apply::Commit;
+pub(crate) use apply::{check_limits, condition_holds};
 pub use memory::default_cache_mib;
 pub use record::Record;
+pub use table::{TableItem, TableReader};
 
 use crate::error::{Error, Result};
 use crate::types::{Entry, Stats};
@@ -88,8 +91,6 @@ pub struct Store {
     path: PathBuf,
     /// Input bytes per sorted run of a batch (see `apply.rs`).
     run_max_bytes: usize,
-    /// What the replay of a crashed server's log did when this was opened.
-    recovered: Option<crate::wal::Recovered>,
 }
 
 impl std::fmt::Debug for Store {
@@ -102,6 +103,8 @@ impl Store {
     /// Opens the database at `path`, waiting up to `opts.lock_timeout` for
     /// another process to let go of it. A crash-interrupted file is repaired
     /// here; with quick repair (every kvr commit) that takes milliseconds.
+    /// The log of a crashed server is not replayed here: open through
+    /// `engine::open_store`, which does both.
     pub fn open(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
         if mode == OpenMode::MustExist && !path.exists() {
             return Err(Error::DatabaseMissing {
@@ -109,10 +112,7 @@ impl Store {
             });
         }
         let db = open_file(path, mode, opts.cache_bytes, opts.lock_timeout)?;
-        let mut store = Self::init(db, path.to_path_buf(), opts)?;
-        // Writes a crashed `kvr serve` acknowledged but did not checkpoint.
-        store.recovered = crate::wal::recover(&store)?;
-        Ok(store)
+        Self::init(db, path.to_path_buf(), opts)
     }
 
     /// Opens a database on a custom redb storage backend (tests use one that
@@ -135,7 +135,6 @@ impl Store {
             cache_bytes: opts.cache_bytes,
             path,
             run_max_bytes: apply::run_max_bytes(opts.cache_bytes),
-            recovered: None,
         };
         let rtx = store.begin_read()?;
         match rtx.open_table(META) {
@@ -170,12 +169,6 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         Ok(store)
-    }
-
-    /// What [`Store::open`] replayed from the log of a crashed `kvr serve`
-    /// (`None` when there was no log).
-    pub fn recovered(&self) -> Option<crate::wal::Recovered> {
-        self.recovered
     }
 
     /// The database file's path.

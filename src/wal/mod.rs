@@ -99,7 +99,24 @@ pub struct Wal {
     /// A failed write could not be voided: appending more could make the
     /// log disagree with the database, so every append fails.
     broken: bool,
+    /// The first segment not yet handed out by [`Wal::seal`].
+    unsealed_from: u64,
+    /// Whether `spare.seg` (a released segment kept for reuse) exists.
+    spare: std::sync::Arc<std::sync::Mutex<bool>>,
 }
+
+/// A stretch of segments [`Wal::seal`] closed: released once flushed.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    dir: PathBuf,
+    from: u64,
+    through: u64,
+    segment_bytes: u64,
+    spare: std::sync::Arc<std::sync::Mutex<bool>>,
+}
+
+/// Name of the spare segment: not `*.log`, so recovery never reads it.
+const SPARE: &str = "spare.seg";
 
 impl Wal {
     /// Starts an empty log beside `db`. [`recover`] must have run (it does in
@@ -116,6 +133,13 @@ impl Wal {
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         let (file, size) = new_segment(&dir, 1, segment_bytes)?;
+        // A spare for the first seal, so it does not zero-fill on the
+        // writer's path (seq 0 is never used otherwise).
+        new_segment(&dir, 0, segment_bytes)?;
+        let (zero, spare) = (segment_path(&dir, 0), dir.join(SPARE));
+        std::fs::rename(&zero, &spare)
+            .map_err(|e| Error::io(format!("cannot rename {}", zero.display()), e))?;
+        sync_dir(&dir)?;
         Ok(Wal {
             dir,
             file,
@@ -128,7 +152,62 @@ impl Wal {
             segment_bytes,
             buf: Vec::new(),
             broken: false,
+            unsealed_from: 1,
+            spare: std::sync::Arc::new(std::sync::Mutex::new(true)),
         })
+    }
+
+    /// Ends the current stretch of the log: later groups go to a new
+    /// segment (a recycled one when a released segment is spare, so no
+    /// zero-fill on the writer's path). The returned [`Sealed`] deletes or
+    /// recycles the stretch once the store holds everything in it.
+    pub fn seal(&mut self) -> Result<Sealed> {
+        let sealed = Sealed {
+            dir: self.dir.clone(),
+            from: self.unsealed_from,
+            through: self.seq,
+            segment_bytes: self.segment_bytes,
+            spare: self.spare.clone(),
+        };
+        self.next_segment(self.segment_bytes)?;
+        self.unsealed_from = self.seq;
+        self.pending = 0;
+        Ok(sealed)
+    }
+
+    /// Moves to segment `seq + 1`, reusing the spare when it is large enough.
+    fn next_segment(&mut self, needed: u64) -> Result<()> {
+        let next = self.seq + 1;
+        let to = segment_path(&self.dir, next);
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        let (file, size) = if *spare && needed <= self.segment_bytes {
+            let from = self.dir.join(SPARE);
+            std::fs::rename(&from, &to)
+                .map_err(|e| Error::io(format!("cannot rename {}", from.display()), e))?;
+            *spare = false;
+            // The new name must be durable before records bound to it are written.
+            sync_dir(&self.dir)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&to)
+                .map_err(|e| Error::io(format!("cannot open {}", to.display()), e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| Error::io(format!("cannot read {}", to.display()), e))?
+                .len();
+            (file, size)
+        } else {
+            new_segment(&self.dir, next, needed)?
+        };
+        drop(spare);
+        self.older.push(self.seq);
+        self.seq = next;
+        self.file = file;
+        self.size = size;
+        self.pos = SEGMENT_HEADER;
+        self.last_start = SEGMENT_HEADER;
+        Ok(())
     }
 
     /// The writer's commit protocol: applies `requests` in one non-durable
@@ -263,14 +342,7 @@ impl Wal {
         } else {
             (needed + SEGMENT_HEADER).next_multiple_of(1 << 20)
         };
-        let (file, size) = new_segment(&self.dir, self.seq + 1, size)?;
-        self.older.push(self.seq);
-        self.seq += 1;
-        self.file = file;
-        self.size = size;
-        self.pos = SEGMENT_HEADER;
-        self.last_start = SEGMENT_HEADER;
-        Ok(())
+        self.next_segment(size)
     }
 
     /// Called after a durable checkpoint that covers every record appended
@@ -309,6 +381,28 @@ impl Wal {
     /// Deletes the log after a final checkpoint (clean shutdown).
     pub fn remove(self) -> Result<()> {
         remove_dir(&self.dir)
+    }
+}
+
+impl Sealed {
+    /// Deletes the sealed segments, keeping one regular-sized segment as the
+    /// spare for the next [`Wal::seal`]. Only once the store holds every
+    /// record in them durably.
+    pub fn release(self) -> Result<()> {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        for seq in self.from..=self.through {
+            let path = segment_path(&self.dir, seq);
+            let regular = std::fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
+            if !*spare && regular {
+                let to = self.dir.join(SPARE);
+                std::fs::rename(&path, &to)
+                    .map_err(|e| Error::io(format!("cannot rename {}", path.display()), e))?;
+                *spare = true;
+            } else {
+                remove_file(&path)?;
+            }
+        }
+        sync_dir(&self.dir)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::cli::{BenchArgs, Global, Workload, given_on_command_line};
 use crate::error::Error;
 use crate::server::writer::WriteRequest;
 use crate::server::{Limits, State};
-use crate::store::{OpenMode, Store};
+use crate::store::OpenMode;
 use crate::types::{Op, RangeQuery};
 
 /// Pause before reconnecting after a connection failed, so a client does
@@ -63,7 +63,8 @@ impl Target {
         } else {
             g.db.clone()
         };
-        let store = Store::open(&path, OpenMode::Create, &crate::cmd::store_options(g)?)?;
+        let (store, _) =
+            crate::engine::open_store(&path, OpenMode::Create, &crate::cmd::store_options(g)?)?;
         let limits = Limits {
             queue_size: args.clients.max(Limits::default().queue_size),
             ..Limits::default()
@@ -266,7 +267,7 @@ async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> 
                 limit: Some(p.range_size as u64),
                 ..RangeQuery::default()
             };
-            let snap = state.store.snapshot().map_err(code)?;
+            let snap = state.engine.snapshot();
             let mut out = Vec::new();
             snap.range(&query, |k, rec| {
                 crate::jsonl::write_line(&mut out, k, Some((rec.value, rec.revision)))?;
@@ -275,9 +276,9 @@ async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> 
             .map_err(code)
         }
         Workload::Get | Workload::Mixed | Workload::Healthz if read => {
-            match state.store.get(&key(rng.below(p.keyspace), p.key_size)) {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err("not_found".into()),
+            match state.engine.get(&key(rng.below(p.keyspace), p.key_size)) {
+                Ok((Some(_), _)) => Ok(()),
+                Ok((None, _)) => Err("not_found".into()),
                 Err(e) => Err(code(e)),
             }
         }

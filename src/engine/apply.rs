@@ -1,0 +1,333 @@
+//! The write path: [`EngineWriter::write_group`] applies a group of
+//! independent requests at the next revisions. Each request is
+//! all-or-nothing and is checked against the state its predecessors in the
+//! group leave; a request that fails (a limit, a condition) gets its own
+//! error and the others go on. The group is logged with one sync before
+//! any of it is visible.
+//!
+//! Revisions follow `Store::apply`: each put, and each delete of a key
+//! present at that point, takes the next revision in input order; a delete
+//! of an absent key takes none. Conditions are checked against the state
+//! before the request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Engine, Log, Version};
+use crate::error::{Error, Result};
+use crate::jsonl::show_key;
+use crate::store::check_limits;
+use crate::types::{Action, Applied, Op};
+
+/// How long a writer waiting for room looks again at the flush state.
+const ROOM_POLL: Duration = Duration::from_millis(50);
+
+/// A write as the engine takes it.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub ops: Vec<Op>,
+    /// `If-Match: *`: the (single) key must exist when the request applies.
+    pub must_exist: bool,
+}
+
+/// The one writer of an engine: owns its log. Not shared between threads.
+pub struct EngineWriter {
+    engine: Arc<Engine>,
+    log: Option<Box<dyn Log>>,
+}
+
+/// The group's effect on keys so far: revision if present, `None` if deleted.
+type Overlay = HashMap<Vec<u8>, Option<u64>>;
+
+impl EngineWriter {
+    pub(super) fn new(engine: Arc<Engine>, log: Box<dyn Log>) -> EngineWriter {
+        EngineWriter {
+            engine,
+            log: Some(log),
+        }
+    }
+
+    /// The engine this writer writes.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Whether the log can take no more writes (see [`Log::is_broken`]).
+    pub fn is_broken(&self) -> bool {
+        self.log.as_ref().is_none_or(|l| l.is_broken())
+    }
+
+    /// Applies `requests` (see the module header). `Err` when the group as
+    /// a whole failed (the log could not be written): nothing was applied.
+    pub fn write_group(&mut self, requests: Vec<Request>) -> Result<Vec<Result<Applied>>> {
+        self.wait_for_room()?;
+        let engine = self.engine.clone();
+        let (live, outcomes, revs, keys) = {
+            let t = engine.read_tables();
+            let mut look = Lookup {
+                overlay: Overlay::new(),
+                tables: &t,
+            };
+            let mut revision = engine.revision();
+            let mut keys = engine.keys.load(Ordering::Acquire);
+            let mut outcomes = Vec::with_capacity(requests.len());
+            let mut revs: Vec<Vec<u64>> = Vec::with_capacity(requests.len());
+            for req in &requests {
+                let max = engine.opts.max_value_bytes;
+                match look.apply(req, max, &mut revision, &mut keys) {
+                    Ok((applied, op_revs)) => {
+                        outcomes.push(Ok(applied));
+                        revs.push(op_revs);
+                    }
+                    Err(e) => {
+                        outcomes.push(Err(e));
+                        revs.push(Vec::new());
+                    }
+                }
+            }
+            (t.live.clone(), outcomes, revs, (revision, keys))
+        };
+        let records: Vec<(u64, &[Op])> = requests
+            .iter()
+            .zip(&revs)
+            .filter_map(|(req, r)| {
+                let first = r.iter().copied().find(|&rev| rev > 0)?;
+                Some((first, req.ops.as_slice()))
+            })
+            .collect();
+        if !records.is_empty() {
+            let log = self.log.as_mut().ok_or_else(closed)?;
+            log.append(&records)?;
+        }
+        drop(records);
+        let mut versions = Vec::new();
+        for (req, op_revs) in requests.into_iter().zip(revs) {
+            for (op, rev) in req.ops.into_iter().zip(op_revs) {
+                if rev == 0 {
+                    continue;
+                }
+                let value = match op.action {
+                    Action::Put(v) => Some(Bytes::from(v)),
+                    Action::Delete => None,
+                };
+                versions.push((
+                    op.key,
+                    Version {
+                        revision: rev,
+                        value,
+                    },
+                ));
+            }
+        }
+        let (revision, key_count) = keys;
+        live.insert(versions, || {
+            engine.keys.store(key_count, Ordering::Release);
+            engine.revision.store(revision, Ordering::Release);
+        });
+        Ok(outcomes)
+    }
+
+    /// Freezes the live table for a flush when it is due: it holds
+    /// `flush_bytes`, or its first write is `flush_age` old. A failure
+    /// (no room for a new log stretch) leaves it live; the next call retries.
+    pub fn maybe_freeze(&mut self) -> Result<()> {
+        let due = {
+            let t = self.engine.read_tables();
+            let live = &t.live;
+            !live.is_empty()
+                && (live.bytes() >= self.engine.opts.flush_bytes
+                    || live
+                        .first_write()
+                        .is_some_and(|w| w.elapsed() >= self.engine.opts.flush_age))
+        };
+        if due { self.freeze() } else { Ok(()) }
+    }
+
+    /// How long until [`EngineWriter::maybe_freeze`] is due by age, if the
+    /// live table has writes.
+    pub fn freeze_due_in(&self) -> Option<Duration> {
+        let t = self.engine.read_tables();
+        let first = t.live.first_write()?;
+        Some(self.engine.opts.flush_age.saturating_sub(first.elapsed()))
+    }
+
+    fn freeze(&mut self) -> Result<()> {
+        let log = self.log.as_mut().ok_or_else(closed)?;
+        let release = log.seal()?;
+        self.engine.freeze(release);
+        Ok(())
+    }
+
+    /// Waits while the tables hold their budget. A flush that keeps failing
+    /// on a full disk turns into that error, so writes get 507, not a wait.
+    fn wait_for_room(&mut self) -> Result<()> {
+        let budget = self.engine.opts.memtable_bytes;
+        let mut froze = false;
+        loop {
+            if self.engine.memtable_bytes() < budget {
+                return Ok(());
+            }
+            if !froze {
+                // A live table over budget is frozen at once, whatever its age.
+                froze = true;
+                let _ = self.freeze_nonempty();
+            }
+            let s = self.engine.signal();
+            if let Some(e) = &s.failing {
+                return Err(copy_error(e));
+            }
+            if s.stopping {
+                return Err(closed());
+            }
+            let _ = self.engine.wake.wait_timeout(s, ROOM_POLL);
+        }
+    }
+
+    fn freeze_nonempty(&mut self) -> Result<()> {
+        if self.engine.read_tables().live.is_empty() {
+            return Ok(());
+        }
+        self.freeze()
+    }
+
+    /// Stops the engine: freezes the live table, lets the flush thread
+    /// write every table, and deletes the log when all of it is durable
+    /// in the store. Returns whether it was.
+    pub fn close(mut self) -> bool {
+        let frozen = self.freeze_nonempty();
+        let flushed = self.engine.stop_flushing();
+        if frozen.is_err() || !flushed {
+            return false;
+        }
+        match self.log.take().map(|l| l.remove()) {
+            Some(Err(e)) => {
+                crate::engine::flush::log_line(&format!(
+                    "kvr serve: cannot remove the write-ahead log: {e}"
+                ));
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The state a request is checked against: the group's overlay, the
+/// tables, then redb.
+struct Lookup<'a> {
+    overlay: Overlay,
+    tables: &'a super::Tables,
+}
+
+impl Lookup<'_> {
+    /// The key's current revision, `None` if absent.
+    fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
+        if let Some(r) = self.overlay.get(key) {
+            return Ok(*r);
+        }
+        let t = self.tables;
+        for table in std::iter::once(&t.live).chain(t.frozen.iter().rev()) {
+            if let Some(r) = table.newest_revision(key) {
+                return Ok(r);
+            }
+        }
+        t.base.revision_of(key)
+    }
+
+    /// Checks and applies one request to the overlay: its outcome and the
+    /// revision each operation took (0: none).
+    fn apply(
+        &mut self,
+        req: &Request,
+        max_value_bytes: usize,
+        revision: &mut u64,
+        keys: &mut u64,
+    ) -> Result<(Applied, Vec<u64>)> {
+        for op in &req.ops {
+            check_limits(op, max_value_bytes)?;
+        }
+        let must_exist = if req.must_exist {
+            let key = req
+                .ops
+                .first()
+                .map(|op| op.key.as_slice())
+                .unwrap_or_default();
+            match self.revision_of(key)? {
+                Some(r) => Some(r),
+                None => {
+                    return Err(Error::PreconditionFailed {
+                        line: None,
+                        key: show_key(key),
+                        expected: "any (If-Match: *)".into(),
+                        current: None,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        for op in &req.ops {
+            if let Some(expected) = op.if_revision.or(must_exist) {
+                let current = self.revision_of(&op.key)?;
+                crate::store::condition_holds(op, expected, current)?;
+            }
+        }
+        let mut applied = Applied::default();
+        let mut revs = Vec::with_capacity(req.ops.len());
+        for op in &req.ops {
+            let present = self.revision_of(&op.key)?.is_some();
+            match op.action {
+                Action::Put(_) => {
+                    *revision += 1;
+                    if !present {
+                        *keys += 1;
+                    }
+                    applied.puts += 1;
+                    self.overlay.insert(op.key.clone(), Some(*revision));
+                    revs.push(*revision);
+                }
+                Action::Delete if present => {
+                    *revision += 1;
+                    *keys = keys.saturating_sub(1);
+                    applied.deletes += 1;
+                    self.overlay.insert(op.key.clone(), None);
+                    revs.push(*revision);
+                }
+                Action::Delete => revs.push(0),
+            }
+        }
+        applied.revision = *revision;
+        Ok((applied, revs))
+    }
+}
+
+fn closed() -> Error {
+    Error::Unavailable {
+        message: "the server is shutting down; retry against a running server".into(),
+        overloaded: false,
+    }
+}
+
+/// The same error for every writer that meets a failing flush.
+pub fn copy_error(e: &Error) -> Error {
+    match e {
+        Error::DiskFull { context } => Error::DiskFull {
+            context: context.clone(),
+        },
+        Error::Io { context, source } => Error::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<EngineWriter>();
+    let _ = Instant::now();
+}

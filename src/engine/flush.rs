@@ -1,0 +1,118 @@
+//! The flush thread: frozen tables into redb, oldest first, one durable
+//! commit each; then the readers' view moves to the new commit and the log
+//! stretch the table covered is released.
+//!
+//! A failed flush (a full disk) leaves the table frozen and its log in
+//! place: reads and writes go on from memory, and the flush is tried again
+//! every [`RETRY_INTERVAL`]. If redb refuses writes after the I/O error,
+//! the file is reopened at its last durable commit first: nothing is lost,
+//! the frozen tables still hold everything after it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Engine, Memtable};
+use crate::error::{Error, Result};
+
+/// Pause after a failed flush before the next try.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(super) fn start(engine: Arc<Engine>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("kvr-flush".into())
+        .spawn(move || run(&engine))
+        .map_err(|e| Error::io("cannot start the flush thread", e))
+}
+
+fn run(engine: &Engine) {
+    loop {
+        let Some(table) = next(engine) else {
+            return;
+        };
+        match flush(engine, &table) {
+            Ok(()) => {
+                let mut s = engine.signal();
+                s.failing = None;
+                engine.wake.notify_all();
+            }
+            Err(e) => {
+                log_line(&format!("kvr serve: flush failed: {e}"));
+                heal(engine);
+                let mut s = engine.signal();
+                let stopping = s.stopping;
+                s.failing = Some(e);
+                engine.wake.notify_all();
+                if stopping {
+                    return; // the log keeps the rest; recovery replays it
+                }
+                let _ = engine.wake.wait_timeout(s, RETRY_INTERVAL);
+            }
+        }
+    }
+}
+
+/// The oldest frozen table, waiting for one; `None` once stopping with
+/// nothing left to flush.
+fn next(engine: &Engine) -> Option<Arc<Memtable>> {
+    let mut s = engine.signal();
+    loop {
+        if let Some(t) = engine.read_tables().frozen.first() {
+            return Some(t.clone());
+        }
+        if s.stopping {
+            return None;
+        }
+        s = engine.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
+    let revision = table.last_revision();
+    table.with_newest(|items| {
+        let items = items.map(|(k, v)| (k, v.value.as_deref().map(|val| (val, v.revision))));
+        engine.store.write_table(items, revision)
+    })?;
+    let base = Arc::new(engine.store.snapshot()?.reader()?);
+    {
+        let mut t = engine.write_tables();
+        if t.frozen.first().is_some_and(|f| Arc::ptr_eq(f, table)) {
+            t.frozen.remove(0);
+        }
+        t.base = base;
+    }
+    engine.flushes.fetch_add(1, Ordering::Relaxed);
+    let release = engine
+        .releases
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop_front();
+    if let Some(release) = release
+        && let Err(e) = release()
+    {
+        // Harmless: recovery skips records the store already holds.
+        log_line(&format!("kvr serve: cannot release a flushed log: {e}"));
+    }
+    Ok(())
+}
+
+/// After a failed flush: if redb now refuses writes, reopen the file at
+/// its last durable commit and point readers at it.
+fn heal(engine: &Engine) {
+    if !engine.store.refuses_writes() {
+        return;
+    }
+    let reopened = engine.store.reopen().map(|()| engine.store.reopened());
+    let base = reopened.and_then(|()| engine.store.snapshot()?.reader());
+    match base {
+        Ok(base) => engine.write_tables().base = Arc::new(base),
+        Err(e) => log_line(&format!("kvr serve: cannot reopen the database: {e}")),
+    }
+}
+
+/// A line on stderr that never panics (see `server::log!`).
+pub(super) fn log_line(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}

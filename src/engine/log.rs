@@ -1,0 +1,50 @@
+//! The log behind the engine: where a write group is made durable before it
+//! is applied to the memory table. The local write-ahead log (`crate::wal`)
+//! implements it; a replicated log can take its place.
+
+use crate::error::Result;
+use crate::types::Op;
+
+/// Releases the part of a log that a flushed table covered: run by the
+/// flush thread once that table is durable in the store.
+pub type Release = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// An append-only log of applied requests.
+pub trait Log: Send {
+    /// Appends one record per request (its first revision and operations)
+    /// and makes them durable before returning. On error nothing counts as
+    /// appended.
+    fn append(&mut self, records: &[(u64, &[Op])]) -> Result<()>;
+
+    /// Ends the stretch of log written so far: later appends go to a new
+    /// stretch, and the returned [`Release`] drops the old one.
+    fn seal(&mut self) -> Result<Release>;
+
+    /// Whether a failed append could not be undone: no more writes.
+    fn is_broken(&self) -> bool;
+
+    /// Deletes the whole log, when everything in it is durable in the store
+    /// (a clean shutdown).
+    fn remove(self: Box<Self>) -> Result<()>;
+}
+
+/// The local write-ahead log: a seal starts a new segment, a release
+/// deletes (or recycles) the segments a flushed table covered.
+impl Log for crate::wal::Wal {
+    fn append(&mut self, records: &[(u64, &[Op])]) -> Result<()> {
+        crate::wal::Wal::append(self, records)
+    }
+
+    fn seal(&mut self) -> Result<Release> {
+        let sealed = crate::wal::Wal::seal(self)?;
+        Ok(Box::new(move || sealed.release()))
+    }
+
+    fn is_broken(&self) -> bool {
+        crate::wal::Wal::is_broken(self)
+    }
+
+    fn remove(self: Box<Self>) -> Result<()> {
+        crate::wal::Wal::remove(*self)
+    }
+}

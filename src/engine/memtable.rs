@@ -1,0 +1,236 @@
+//! The memory table: the writes since the last flush, in key order.
+//!
+//! Every version of a key written into a table is kept (newest last), so a
+//! reader at revision R sees the newest version at or below R however many
+//! writes followed: a range stream reads a consistent snapshot while the
+//! writer goes on. Versions are few in practice (a table lives seconds) and
+//! all count towards the table's bytes, so memory stays bounded by the
+//! budget whatever the write pattern.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::types::OP_OVERHEAD_BYTES;
+
+/// One write of a key: its value, or `None` for a delete, at a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub revision: u64,
+    pub value: Option<Bytes>,
+}
+
+impl Version {
+    fn bytes(&self, key: &[u8]) -> usize {
+        key.len() + self.value.as_ref().map_or(0, Bytes::len) + OP_OVERHEAD_BYTES
+    }
+}
+
+/// The versions of one key, oldest first; never empty.
+#[derive(Debug, Default)]
+struct Versions(Vec<Version>);
+
+impl Versions {
+    /// The newest version at or below `at`.
+    fn at(&self, at: u64) -> Option<&Version> {
+        self.0.iter().rev().find(|v| v.revision <= at)
+    }
+
+    fn newest(&self) -> Option<&Version> {
+        self.0.last()
+    }
+}
+
+/// One memory table. Written only by the engine's writer thread while it is
+/// the live table; read by anyone; immutable once frozen.
+#[derive(Debug)]
+pub struct Memtable {
+    map: RwLock<BTreeMap<Vec<u8>, Versions>>,
+    bytes: AtomicUsize,
+    /// The highest revision written into this table (0: none).
+    last_revision: AtomicU64,
+    /// When the first write went in.
+    first_write: std::sync::OnceLock<Instant>,
+}
+
+impl Default for Memtable {
+    fn default() -> Self {
+        Memtable::new()
+    }
+}
+
+impl Memtable {
+    pub fn new() -> Memtable {
+        Memtable {
+            map: RwLock::new(BTreeMap::new()),
+            bytes: AtomicUsize::new(0),
+            last_revision: AtomicU64::new(0),
+            first_write: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Memory held by the table's keys and values, as counted for the budget.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// The highest revision in the table (0: empty).
+    pub fn last_revision(&self) -> u64 {
+        self.last_revision.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last_revision() == 0
+    }
+
+    /// When the first write went into the table.
+    pub fn first_write(&self) -> Option<Instant> {
+        self.first_write.get().copied()
+    }
+
+    /// The newest version of `key` at or below revision `at`: `None` when
+    /// the table does not know the key at that revision (look further).
+    pub fn get(&self, key: &[u8], at: u64) -> Option<Version> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(key).and_then(|v| v.at(at)).cloned()
+    }
+
+    /// The revision of the newest version of `key` in the table, with
+    /// whether the key is present there: `Some(None)` for a delete.
+    pub fn newest_revision(&self, key: &[u8]) -> Option<Option<u64>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let newest = map.get(key).and_then(Versions::newest)?;
+        Some(newest.value.as_ref().map(|_| newest.revision))
+    }
+
+    /// Adds the versions of one write group. `publish` runs while the table
+    /// is still locked, so readers see the group and the revision it sets
+    /// together, or neither.
+    pub fn insert(&self, versions: Vec<(Vec<u8>, Version)>, publish: impl FnOnce()) {
+        let mut added = 0;
+        let mut last = 0;
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        for (key, version) in versions {
+            added += version.bytes(&key);
+            last = last.max(version.revision);
+            map.entry(key).or_default().0.push(version);
+        }
+        if last > 0 {
+            let _ = self.first_write.set(Instant::now());
+            self.last_revision.fetch_max(last, Ordering::AcqRel);
+        }
+        self.bytes.fetch_add(added, Ordering::AcqRel);
+        publish();
+    }
+
+    /// Runs `f` while holding the table's read lock: values the writer
+    /// publishes inside [`Memtable::insert`] are then read together.
+    pub fn while_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+
+    /// Up to `n` keys after `from` (exclusive) within `[lower, upper)`, each
+    /// with its newest version at or below `at` (keys with none are
+    /// skipped), in key order or reversed. Paging keeps the lock short.
+    pub fn page(
+        &self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        at: u64,
+        n: usize,
+        out: &mut Vec<(Vec<u8>, Version)>,
+    ) {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let range = map.range::<[u8], _>((from, to));
+        let pick = |(k, v): (&Vec<u8>, &Versions)| v.at(at).map(|v| (k.clone(), v.clone()));
+        if reverse {
+            out.extend(range.rev().filter_map(pick).take(n));
+        } else {
+            out.extend(range.filter_map(pick).take(n));
+        }
+    }
+
+    /// Runs `f` over every key's newest version, in key order: what a
+    /// flush writes. For a frozen table (it holds the read lock meanwhile).
+    pub fn with_newest<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&[u8], &Version)>) -> R,
+    ) -> R {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut iter = map
+            .iter()
+            .filter_map(|(k, v)| v.newest().map(|v| (k.as_slice(), v)));
+        f(&mut iter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(rev: u64, v: &str) -> Version {
+        Version {
+            revision: rev,
+            value: Some(Bytes::from(v.to_string())),
+        }
+    }
+
+    #[test]
+    fn readers_see_the_newest_version_at_their_revision() {
+        let t = Memtable::new();
+        t.insert(vec![(b"a".to_vec(), put(1, "one"))], || {});
+        t.insert(
+            vec![
+                (b"a".to_vec(), put(2, "two")),
+                (
+                    b"a".to_vec(),
+                    Version {
+                        revision: 3,
+                        value: None,
+                    },
+                ),
+            ],
+            || {},
+        );
+        assert_eq!(t.get(b"a", 0), None);
+        assert_eq!(t.get(b"a", 1), Some(put(1, "one")));
+        assert_eq!(t.get(b"a", 2), Some(put(2, "two")));
+        assert_eq!(t.get(b"a", 9).map(|v| v.value), Some(None));
+        assert_eq!(t.newest_revision(b"a"), Some(None));
+        assert_eq!(t.newest_revision(b"b"), None);
+        assert_eq!(t.last_revision(), 3);
+    }
+
+    #[test]
+    fn pages_skip_keys_newer_than_the_reader() {
+        let t = Memtable::new();
+        t.insert(
+            vec![
+                (b"a".to_vec(), put(1, "a")),
+                (b"b".to_vec(), put(2, "b")),
+                (b"c".to_vec(), put(3, "c")),
+            ],
+            || {},
+        );
+        let mut out = Vec::new();
+        t.page(Bound::Unbounded, Bound::Unbounded, false, 2, 10, &mut out);
+        let keys: Vec<_> = out.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+        out.clear();
+        t.page(
+            Bound::Excluded(b"a"),
+            Bound::Unbounded,
+            true,
+            9,
+            1,
+            &mut out,
+        );
+        assert_eq!(out[0].0, b"c".to_vec());
+    }
+}

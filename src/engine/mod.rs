@@ -1,0 +1,282 @@
+//! The engine: the log, the memory tables and the redb store composed into
+//! one state machine, what `kvr serve` writes and reads through.
+//!
+//! **Writes** ([`EngineWriter::write_group`], on one writer thread): check
+//! limits and conditions, append the group to the [`Log`] with one sync,
+//! insert it into the live [`Memtable`], publish its revision. No redb write
+//! is on this path.
+//!
+//! **Flushes** (the flush thread, `flush.rs`): the writer freezes the live
+//! table when it reaches [`EngineOptions::flush_bytes`] or
+//! [`EngineOptions::flush_age`] and seals the log stretch it covers; the
+//! flush thread writes each frozen table into redb in key order in one
+//! durable commit, swaps the readers' view to the new commit, and only then
+//! releases that log stretch. Writers wait for a flush only when the tables
+//! together hold [`EngineOptions::memtable_bytes`]; then the server's queue
+//! fills and new writes get 503.
+//!
+//! **Reads** ([`Engine::get`], [`Engine::snapshot`]): the live table, the
+//! frozen ones newest first, then one redb snapshot, all at one revision.
+//! A [`Snapshot`] holds its tables and its redb commit, so a range stream is
+//! consistent across any number of flushes.
+//!
+//! **Recovery** ([`open_store`]): the log of a crashed server is replayed
+//! into the store when the file is opened, so the store alone is whole.
+
+mod apply;
+mod flush;
+pub mod log;
+pub mod memtable;
+mod snapshot;
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use apply::{EngineWriter, Request, copy_error};
+pub use log::{Log, Release};
+pub use memtable::{Memtable, Version};
+pub use snapshot::Snapshot;
+
+use crate::error::{Error, Result};
+use crate::store::{OpenMode, Store, StoreOptions, TableReader};
+use crate::types::Stats;
+use crate::wal::Recovered;
+
+/// Smallest memory-table budget: below this, flushes come so often that
+/// each one rewrites more redb pages than it saves.
+pub const MIN_MEMTABLE_MIB: u64 = 16;
+/// Largest default budget: the log to replay after a crash is at most
+/// about this much, which recovery reads and applies in about a second.
+pub const MAX_DEFAULT_MEMTABLE_MIB: u64 = 128;
+/// How long a live table with writes waits before it is flushed anyway:
+/// bounds the log a crash leaves when writes trickle in.
+pub const FLUSH_AGE: Duration = Duration::from_secs(2);
+
+/// The default memory-table budget for a page cache of `cache_mib`: an
+/// eighth of it, within [`MIN_MEMTABLE_MIB`]..=[`MAX_DEFAULT_MEMTABLE_MIB`].
+pub fn default_memtable_mib(cache_mib: u64) -> u64 {
+    (cache_mib / 8).clamp(MIN_MEMTABLE_MIB, MAX_DEFAULT_MEMTABLE_MIB)
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Most bytes the memory tables hold together (live and frozen).
+    pub memtable_bytes: usize,
+    /// Live-table bytes at which it is frozen and flushed: a quarter of the
+    /// budget, so a flush runs while the next table fills.
+    pub flush_bytes: usize,
+    /// See [`FLUSH_AGE`].
+    pub flush_age: Duration,
+    /// Largest value accepted.
+    pub max_value_bytes: usize,
+}
+
+impl EngineOptions {
+    pub fn new(memtable_bytes: usize, max_value_bytes: usize) -> EngineOptions {
+        EngineOptions {
+            memtable_bytes,
+            flush_bytes: (memtable_bytes / 4).max(1),
+            flush_age: FLUSH_AGE,
+            max_value_bytes,
+        }
+    }
+}
+
+/// Opens a database file and replays the log a crashed `kvr serve` left
+/// (`crate::wal`), so the store alone is the whole database. Every command
+/// opens its file through here.
+pub fn open_store(
+    path: &Path,
+    mode: OpenMode,
+    opts: &StoreOptions,
+) -> Result<(Store, Option<Recovered>)> {
+    let store = Store::open(path, mode, opts)?;
+    let recovered = crate::wal::recover(&store)?;
+    Ok((store, recovered))
+}
+
+/// What readers see: the tables and the redb commit under them.
+struct Tables {
+    live: Arc<Memtable>,
+    /// Oldest first: the order they are flushed in.
+    frozen: Vec<Arc<Memtable>>,
+    base: Arc<TableReader>,
+}
+
+/// Wakes the flush thread, and writers waiting for room.
+#[derive(Default)]
+struct Signal {
+    stopping: bool,
+    /// The last flush failed with this (cleared by a successful one).
+    failing: Option<Error>,
+}
+
+/// The engine, shared by the writer thread, the flush thread and readers.
+pub struct Engine {
+    store: Arc<Store>,
+    tables: RwLock<Tables>,
+    /// The published revision: every version at or below it is in a table.
+    revision: AtomicU64,
+    /// The key count at the published revision.
+    keys: AtomicU64,
+    opts: EngineOptions,
+    /// Log releases of the frozen tables, in the same order.
+    releases: Mutex<VecDeque<Release>>,
+    signal: Mutex<Signal>,
+    wake: Condvar,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    flushes: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("revision", &self.revision())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts an engine over an open store (its log already replayed) and
+    /// its flush thread; `log` is where the writer makes groups durable.
+    pub fn start(
+        store: Arc<Store>,
+        log: Box<dyn Log>,
+        opts: EngineOptions,
+    ) -> Result<(Arc<Engine>, EngineWriter)> {
+        let base = store.snapshot()?.reader()?;
+        let engine = Arc::new(Engine {
+            revision: AtomicU64::new(base.revision()),
+            keys: AtomicU64::new(base.keys()),
+            tables: RwLock::new(Tables {
+                live: Arc::new(Memtable::new()),
+                frozen: Vec::new(),
+                base: Arc::new(base),
+            }),
+            store,
+            opts,
+            releases: Mutex::new(VecDeque::new()),
+            signal: Mutex::new(Signal::default()),
+            wake: Condvar::new(),
+            flusher: Mutex::new(None),
+            flushes: AtomicU64::new(0),
+        });
+        let flusher = flush::start(engine.clone())?;
+        *engine.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some(flusher);
+        let writer = EngineWriter::new(engine.clone(), log);
+        Ok((engine, writer))
+    }
+
+    /// The store under the engine.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The published revision.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Flushes completed since start.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the memory tables, live and frozen.
+    pub fn memtable_bytes(&self) -> usize {
+        let t = self.read_tables();
+        t.live.bytes() + t.frozen.iter().map(|f| f.bytes()).sum::<usize>()
+    }
+
+    fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_tables(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One key at the current revision: its value and revision, and the
+    /// revision the answer reflects. No allocation but the value's.
+    pub fn get(&self, key: &[u8]) -> Result<(Option<(Bytes, u64)>, u64)> {
+        let t = self.read_tables();
+        let at = self.revision();
+        for table in std::iter::once(&t.live).chain(t.frozen.iter().rev()) {
+            if let Some(v) = table.get(key, at) {
+                return Ok((v.value.map(|value| (value, v.revision)), at));
+            }
+        }
+        let found = t.base.get(key)?;
+        Ok((found.map(|(v, r)| (Bytes::from(v), r)), at))
+    }
+
+    /// A consistent view at the current revision, for ranges and streams.
+    pub fn snapshot(&self) -> Snapshot {
+        let t = self.read_tables();
+        let at = self.revision();
+        let mut tables = Vec::with_capacity(1 + t.frozen.len());
+        tables.push(t.live.clone());
+        tables.extend(t.frozen.iter().rev().cloned());
+        Snapshot::new(at, tables, t.base.clone())
+    }
+
+    /// Key count and revision (consistent with each other), file size.
+    pub fn stats(&self) -> Stats {
+        let t = self.read_tables();
+        let (revision, keys) = t
+            .live
+            .while_locked(|| (self.revision(), self.keys.load(Ordering::Acquire)));
+        let file_bytes = std::fs::metadata(self.store.path()).map_or(0, |m| m.len());
+        Stats {
+            keys,
+            revision,
+            file_bytes,
+        }
+    }
+
+    fn signal(&self) -> std::sync::MutexGuard<'_, Signal> {
+        self.signal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the live table a frozen one for the flush thread; `release`
+    /// drops the log stretch it covers once it is flushed.
+    fn freeze(&self, release: Release) {
+        {
+            let mut t = self.write_tables();
+            let old = std::mem::replace(&mut t.live, Arc::new(Memtable::new()));
+            t.frozen.push(old);
+            self.releases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(release);
+        }
+        let _guard = self.signal();
+        self.wake.notify_all();
+    }
+
+    /// Stops the flush thread after it has flushed every frozen table (or
+    /// failed to). Returns whether everything is durable in the store.
+    fn stop_flushing(&self) -> bool {
+        {
+            let mut s = self.signal();
+            s.stopping = true;
+            self.wake.notify_all();
+        }
+        let handle = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.read_tables().frozen.is_empty()
+    }
+}

@@ -1,0 +1,202 @@
+//! A consistent read view: memory tables (newest first) over one redb
+//! commit, all at one revision. Ranges merge the sources in key order, a
+//! page at a time from each, so memory stays constant however long the
+//! range, and no lock is held between pages.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Memtable, Version};
+use crate::error::Result;
+use crate::store::{Record, TableReader};
+use crate::types::{Entry, RangeQuery};
+
+/// Items read from each source per page.
+const PAGE: usize = 256;
+
+/// See the module header.
+pub struct Snapshot {
+    revision: u64,
+    /// Newest first.
+    tables: Vec<Arc<Memtable>>,
+    base: Arc<TableReader>,
+}
+
+impl Snapshot {
+    pub(super) fn new(revision: u64, tables: Vec<Arc<Memtable>>, base: Arc<TableReader>) -> Self {
+        Snapshot {
+            revision,
+            tables,
+            base,
+        }
+    }
+
+    /// The revision this snapshot reflects.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// A key's value and revision, `None` if absent.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        for table in &self.tables {
+            if let Some(v) = table.get(key, self.revision) {
+                return Ok(v.value.map(|value| Entry {
+                    value: value.to_vec(),
+                    revision: v.revision,
+                }));
+            }
+        }
+        Ok(self
+            .base
+            .get(key)?
+            .map(|(value, revision)| Entry { value, revision }))
+    }
+
+    /// Visits the keys of `query` in order; `visit` returns `false` to stop.
+    pub fn range(
+        &self,
+        query: &RangeQuery,
+        mut visit: impl FnMut(&[u8], Record<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        query.validate()?;
+        let Some((lower, upper)) = query.bounds() else {
+            return Ok(());
+        };
+        let mut sources: Vec<Source<'_>> = self
+            .tables
+            .iter()
+            .map(|t| Source::new(Kind::Table(t)))
+            .collect();
+        sources.push(Source::new(Kind::Base(&self.base)));
+        let mut left = query.limit.unwrap_or(u64::MAX);
+        let scan = Scan {
+            lower: &lower,
+            upper: upper.as_deref(),
+            reverse: query.reverse,
+            at: self.revision,
+        };
+        while left > 0 {
+            for s in sources.iter_mut() {
+                s.fill(&scan)?;
+            }
+            // The next key: smallest (largest when reversed) of the heads;
+            // on a tie the newest source wins and the others are skipped.
+            let mut best: Option<usize> = None;
+            for (i, s) in sources.iter().enumerate() {
+                let Some(head) = s.buf.front() else { continue };
+                let better = match best.and_then(|b| sources[b].buf.front()) {
+                    None => true,
+                    Some(cur) if query.reverse => head.key > cur.key,
+                    Some(cur) => head.key < cur.key,
+                };
+                if better {
+                    best = Some(i);
+                }
+            }
+            let Some(best) = best else { break };
+            let Some(item) = sources[best].buf.pop_front() else {
+                break;
+            };
+            for s in sources.iter_mut() {
+                if s.buf.front().is_some_and(|h| h.key == item.key) {
+                    s.buf.pop_front();
+                }
+            }
+            let Some(value) = &item.value else {
+                continue; // deleted in a newer table
+            };
+            left -= 1;
+            let rec = Record {
+                revision: item.revision,
+                value,
+            };
+            if !visit(&item.key, rec)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The interval and direction of one range.
+struct Scan<'a> {
+    lower: &'a [u8],
+    upper: Option<&'a [u8]>,
+    reverse: bool,
+    at: u64,
+}
+
+struct Item {
+    key: Vec<u8>,
+    value: Option<Bytes>,
+    revision: u64,
+}
+
+enum Kind<'a> {
+    Table(&'a Memtable),
+    Base(&'a TableReader),
+}
+
+/// One source of a merge: a buffer of its next items and where to go on.
+struct Source<'a> {
+    kind: Kind<'a>,
+    buf: VecDeque<Item>,
+    /// The last key read from the source; the next page starts after it.
+    last: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a> Source<'a> {
+    fn new(kind: Kind<'a>) -> Self {
+        Source {
+            kind,
+            buf: VecDeque::new(),
+            last: None,
+            done: false,
+        }
+    }
+
+    /// Reads the next page when the buffer is empty.
+    fn fill(&mut self, scan: &Scan<'_>) -> Result<()> {
+        if !self.buf.is_empty() || self.done {
+            return Ok(());
+        }
+        let upper = scan.upper.map_or(Bound::Unbounded, Bound::Excluded);
+        let lower = Bound::Included(scan.lower);
+        let (lo, hi) = match (&self.last, scan.reverse) {
+            (None, _) => (lower, upper),
+            (Some(last), false) => (Bound::Excluded(last.as_slice()), upper),
+            (Some(last), true) => (lower, Bound::Excluded(last.as_slice())),
+        };
+        match self.kind {
+            Kind::Table(t) => {
+                let mut out: Vec<(Vec<u8>, Version)> = Vec::with_capacity(PAGE);
+                t.page(lo, hi, scan.reverse, scan.at, PAGE, &mut out);
+                self.done = out.len() < PAGE;
+                self.buf.extend(out.into_iter().map(|(key, v)| Item {
+                    key,
+                    value: v.value,
+                    revision: v.revision,
+                }));
+            }
+            Kind::Base(b) => {
+                let mut out = Vec::with_capacity(PAGE);
+                b.page(lo, hi, scan.reverse, PAGE, &mut out)?;
+                self.done = out.len() < PAGE;
+                self.buf
+                    .extend(out.into_iter().map(|(key, value, revision)| Item {
+                        key,
+                        value: Some(Bytes::from(value)),
+                        revision,
+                    }));
+            }
+        }
+        if let Some(item) = self.buf.back() {
+            self.last = Some(item.key.clone());
+        }
+        Ok(())
+    }
+}
