@@ -653,7 +653,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__serve)
-            opts="-q -h --listen --allow-unauthenticated --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-q -h --listen --allow-unauthenticated --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -688,6 +688,10 @@ _kvr() {
                     return 0
                     ;;
                 --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memtable-mib)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -137,6 +137,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --max-connections 'Open connections; beyond, new ones get 503 and are closed'
             cand --header-timeout 'Seconds a client has to send a request''s headers'
             cand --idle-timeout 'Seconds a connection may make no progress before it is closed'
+            cand --memtable-mib 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash'
             cand --workers 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'

@@ -118,6 +118,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l queue-size -d 'Writes 
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Open connections; beyond, new ones get 503 and are closed' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l header-timeout -d 'Seconds a client has to send a request\'s headers' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may make no progress before it is closed' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l memtable-mib -d 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l workers -d 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
