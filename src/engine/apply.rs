@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -155,6 +155,18 @@ impl EngineWriter {
         Some(self.engine.opts.flush_age.saturating_sub(first.elapsed()))
     }
 
+    /// Freezes the live table now if it has writes, whatever its size or
+    /// age (tests place flushes at chosen points with it).
+    pub fn freeze_now(&mut self) -> Result<()> {
+        self.freeze_nonempty()
+    }
+
+    /// Stops the flush thread without flushing or touching the log, as a
+    /// crash would leave things (for crash tests).
+    pub fn abandon(self) {
+        self.engine.abandon_flushing();
+    }
+
     fn freeze(&mut self) -> Result<()> {
         let log = self.log.as_mut().ok_or_else(closed)?;
         let release = log.seal()?;
@@ -211,6 +223,16 @@ impl EngineWriter {
                 false
             }
             _ => true,
+        }
+    }
+}
+
+impl Drop for EngineWriter {
+    /// A writer dropped without [`EngineWriter::close`] stops the flush
+    /// thread as a crash would: what is not flushed stays in the log.
+    fn drop(&mut self) {
+        if self.log.is_some() {
+            self.engine.abandon_flushing();
         }
     }
 }
@@ -323,11 +345,4 @@ pub fn copy_error(e: &Error) -> Error {
         },
         other => Error::Storage(other.to_string()),
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<EngineWriter>();
-    let _ = Instant::now();
 }

@@ -58,6 +58,9 @@ fn run(engine: &Engine) {
 fn next(engine: &Engine) -> Option<Arc<Memtable>> {
     let mut s = engine.signal();
     loop {
+        if s.abandon {
+            return None;
+        }
         if let Some(t) = engine.read_tables().frozen.first() {
             return Some(t.clone());
         }

@@ -114,6 +114,8 @@ struct Tables {
 #[derive(Default)]
 struct Signal {
     stopping: bool,
+    /// Stop without flushing what is left (a simulated crash).
+    abandon: bool,
     /// The last flush failed with this (cleared by a successful one).
     failing: Option<Error>,
 }
@@ -259,6 +261,26 @@ impl Engine {
         }
         let _guard = self.signal();
         self.wake.notify_all();
+    }
+
+    /// Blocks until every frozen table is flushed, or a flush failed.
+    /// Returns whether all are flushed.
+    pub fn wait_flushed(&self) -> bool {
+        let mut s = self.signal();
+        loop {
+            if self.read_tables().frozen.is_empty() {
+                return true;
+            }
+            if s.failing.is_some() || s.stopping {
+                return false;
+            }
+            s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn abandon_flushing(&self) {
+        self.signal().abandon = true;
+        self.stop_flushing();
     }
 
     /// Stops the flush thread after it has flushed every frozen table (or

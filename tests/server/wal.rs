@@ -62,7 +62,7 @@ fn replay_restores_acknowledged_groups_and_drops_a_torn_tail() {
     bytes[end - 2] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
 
-    let store = Store::open(&db, OpenMode::MustExist, &opts()).unwrap();
+    let (store, _) = kvr::engine::open_store(&db, OpenMode::MustExist, &opts()).unwrap();
     assert!(
         !wal::dir_of(&db).exists(),
         "the log is removed after replay"
@@ -91,7 +91,7 @@ fn a_recycled_segment_does_not_replay_old_records() {
         logged_group(&store, &mut wal, 51, 2);
         store.checkpoint().unwrap();
     }
-    let store = Store::open(&db, OpenMode::MustExist, &opts()).unwrap();
+    let (store, _) = kvr::engine::open_store(&db, OpenMode::MustExist, &opts()).unwrap();
     assert_eq!(store.snapshot().unwrap().revision().unwrap(), 52);
     assert_eq!(store.stats().unwrap().keys, 52);
 }
@@ -139,7 +139,7 @@ fn a_discarded_group_never_replays() {
             .unwrap();
     }
     std::fs::copy(&checkpointed, &db).unwrap();
-    let store = Store::open(&db, OpenMode::MustExist, &opts()).unwrap();
+    let (store, _) = kvr::engine::open_store(&db, OpenMode::MustExist, &opts()).unwrap();
     let snap = store.snapshot().unwrap();
     assert_eq!(snap.revision().unwrap(), 2);
     assert_eq!(store.stats().unwrap().keys, 2);
