@@ -197,6 +197,21 @@ impl Engine {
         t.live.bytes() + t.frozen.iter().map(|f| f.bytes()).sum::<usize>()
     }
 
+    /// The engine's Prometheus lines: flushes, memory tables.
+    pub fn metrics(&self) -> String {
+        let frozen = self.read_tables().frozen.len();
+        format!(
+            "# HELP kvr_flushes_total Memory tables written into the database file.\n\
+             # TYPE kvr_flushes_total counter\nkvr_flushes_total {}\n\
+             # HELP kvr_memtable_bytes Bytes held by the memory tables, live and frozen.\n\
+             # TYPE kvr_memtable_bytes gauge\nkvr_memtable_bytes {}\n\
+             # HELP kvr_memtables_frozen Memory tables waiting for their flush.\n\
+             # TYPE kvr_memtables_frozen gauge\nkvr_memtables_frozen {frozen}\n",
+            self.flushes(),
+            self.memtable_bytes()
+        )
+    }
+
     fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
         self.tables.read().unwrap_or_else(|e| e.into_inner())
     }

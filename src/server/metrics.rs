@@ -75,6 +75,7 @@ pub struct Metrics {
     groups: Mutex<Histogram<11>>,
     queue_depth: AtomicUsize,
     checkpoints: AtomicU64,
+    rejected: AtomicU64,
     revision: AtomicU64,
     /// The revision a commit in progress will publish (see
     /// [`Metrics::snapshot_revision`]).
@@ -89,6 +90,7 @@ impl Metrics {
             groups: Mutex::new(Histogram::new()),
             queue_depth: AtomicUsize::new(0),
             checkpoints: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             revision: AtomicU64::new(revision),
             committing: AtomicU64::new(revision),
         }
@@ -111,6 +113,11 @@ impl Metrics {
 
     pub fn queue_entered(&self) {
         self.queue_depth.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write refused with `overloaded`.
+    pub fn rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn queue_left(&self) {
@@ -182,6 +189,11 @@ impl Metrics {
                 "kvr_checkpoints_total",
                 "counter",
                 self.checkpoints.load(Ordering::Relaxed),
+            ),
+            (
+                "kvr_writes_rejected_total",
+                "counter",
+                self.rejected.load(Ordering::Relaxed),
             ),
             ("kvr_revision", "gauge", self.revision()),
             ("kvr_db_bytes", "gauge", db_bytes),

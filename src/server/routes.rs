@@ -114,7 +114,8 @@ async fn dispatch(
         Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
         Route::Metrics if is_get(&method) => {
             let bytes = state.engine.stats().file_bytes;
-            let body = state.metrics.render(bytes);
+            let mut body = state.metrics.render(bytes);
+            body.push_str(&state.engine.metrics());
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
         Route::Healthz | Route::Metrics => Err(ApiError::MethodNotAllowed("GET, HEAD")),
@@ -232,6 +233,7 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
     let key = key_of(&parts.uri)?;
     let (if_revision, must_exist) = condition(&parts.headers)?;
+    state.writer.admit()?;
     let max = state.limits.max_value_bytes;
     let value = read_limited(&parts.headers, body, max, || {
         body_too_large("the value", max, "--max-value-bytes")
@@ -260,6 +262,7 @@ async fn delete(state: &State, uri: &Uri, headers: &HeaderMap) -> Result<Respons
 
 async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
+    state.writer.admit()?;
     let limits = state.limits.clone();
     let max = limits.max_batch_bytes;
     let body = read_limited(&parts.headers, body, max, || {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -32,6 +32,15 @@ pub const MAX_GROUP_REQUESTS: usize = 1024;
 /// Most request bytes in one group (a group always takes at least one
 /// request): about one maximal batch, so a group's memory stays bounded.
 pub const MAX_GROUP_BYTES: usize = 64 << 20;
+/// The standing queue delay above which new writes are refused before
+/// their body is read (see [`Writer::admit`]). A group commit takes one
+/// fsync, about 1 to 4 ms here, so a few groups of waiting is normal; more
+/// only adds latency to every accepted request without adding throughput.
+pub const QUEUE_DELAY_TARGET: Duration = Duration::from_millis(10);
+/// Requests that may always wait, whatever the delay: about one group at
+/// the 64 clients the server is tuned for.
+const QUEUE_FLOOR: usize = 64;
+
 /// How long an idle writer with nothing to flush sleeps between looks.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
@@ -46,6 +55,7 @@ pub struct WriteRequest {
 struct Pending {
     req: WriteRequest,
     bytes: usize,
+    queued_at: Instant,
     reply: oneshot::Sender<Result<Applied>>,
 }
 
@@ -62,9 +72,18 @@ enum Job {
 pub struct Writer {
     tx: SyncSender<Job>,
     queue_size: usize,
+    /// Shared with the thread: how long the last group's oldest request
+    /// waited in the queue, and how many wait now (see [`Writer::admit`]).
+    queue: Arc<QueueState>,
     closing: AtomicBool,
     metrics: Arc<Metrics>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    waiting: std::sync::atomic::AtomicUsize,
+    delay_us: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -82,8 +101,10 @@ impl Writer {
             });
             atx
         });
+        let queue = Arc::new(QueueState::default());
         let worker = Worker {
             answers,
+            queue: queue.clone(),
             engine: Some(engine),
             rx,
             metrics: metrics.clone(),
@@ -96,10 +117,30 @@ impl Writer {
         Ok(Writer {
             tx,
             queue_size,
+            queue,
             closing: AtomicBool::new(false),
             metrics,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Whether a new write would be taken, checked before its body is read
+    /// so that a refusal costs next to nothing: `overloaded` when the queue
+    /// is full, or when more than [`QUEUE_FLOOR`] requests wait and the
+    /// last group's oldest waited over [`QUEUE_DELAY_TARGET`] (a standing
+    /// queue: refusing keeps the latency of accepted writes near that of a
+    /// lightly loaded server instead of growing with the number of clients).
+    pub fn admit(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(shutting_down());
+        }
+        let waiting = self.queue.waiting.load(Ordering::Relaxed);
+        let delay = Duration::from_micros(self.queue.delay_us.load(Ordering::Relaxed));
+        if waiting >= self.queue_size || (waiting > QUEUE_FLOOR && delay > QUEUE_DELAY_TARGET) {
+            self.metrics.rejected();
+            return Err(overloaded(self.queue_size));
+        }
+        Ok(())
     }
 
     /// Queues a write and waits for its outcome; `overloaded` at once when
@@ -111,15 +152,25 @@ impl Writer {
         let bytes = req.ops.iter().map(op_bytes).sum();
         let (reply, answer) = oneshot::channel();
         self.metrics.queue_entered();
-        match self.tx.try_send(Job::Write(Pending { req, bytes, reply })) {
+        self.queue.waiting.fetch_add(1, Ordering::Relaxed);
+        let pending = Pending {
+            req,
+            bytes,
+            queued_at: Instant::now(),
+            reply,
+        };
+        match self.tx.try_send(Job::Write(pending)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(e) => {
                 self.metrics.queue_left();
-                return Err(overloaded(self.queue_size));
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.metrics.queue_left();
-                return Err(shutting_down());
+                self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
+                return Err(match e {
+                    TrySendError::Full(_) => {
+                        self.metrics.rejected();
+                        overloaded(self.queue_size)
+                    }
+                    TrySendError::Disconnected(_) => shutting_down(),
+                });
             }
         }
         answer.await.unwrap_or_else(|_| Err(shutting_down()))
@@ -155,6 +206,7 @@ fn op_bytes(op: &Op) -> usize {
 struct Worker {
     /// The reply task, when the writer was started inside a tokio runtime.
     answers: Option<tokio::sync::mpsc::UnboundedSender<Answers>>,
+    queue: Arc<QueueState>,
     engine: Option<EngineWriter>,
     rx: Receiver<Job>,
     metrics: Arc<Metrics>,
@@ -208,6 +260,11 @@ impl Worker {
 
     fn take(&self, group: &mut Vec<Pending>, p: Pending) -> usize {
         self.metrics.queue_left();
+        self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
+        if group.is_empty() {
+            let waited = u64::try_from(p.queued_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.queue.delay_us.store(waited, Ordering::Relaxed);
+        }
         let bytes = p.bytes;
         group.push(p);
         bytes
@@ -273,6 +330,7 @@ impl Worker {
         while let Ok(job) = self.rx.try_recv() {
             if let Job::Write(p) = job {
                 self.metrics.queue_left();
+                self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
                 let _ = p.reply.send(Err(shutting_down()));
             }
         }

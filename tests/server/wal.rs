@@ -55,6 +55,7 @@ fn replay_restores_acknowledged_groups_and_drops_a_torn_tail() {
     let seg = std::fs::read_dir(wal::dir_of(&db))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .max()
         .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();

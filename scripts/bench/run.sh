@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Measures kvr serve (default flags) and Redis (appendfsync always) side by
+# side with independent load generators, on a store preloaded with KEYS
+# pairs (default 1M). Usage: scripts/bench/run.sh [SECONDS] ; needs wrk,
+# redis-server, redis-benchmark and a release build (cargo build --release).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-10}
+KEYS=${KEYS:-1000000}
+export KEYS
+KVR=./target/release/kvr
+W=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+for s in put get range; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
+
+python3 scripts/bench/gen.py "$KEYS" > "$W/pairs.jsonl"
+$KVR --db "$W/kvr.redb" batch "$W/pairs.jsonl" 2>&1 | tail -1
+$KVR --db "$W/kvr.redb" serve --listen 127.0.0.1:0 > "$W/serve.out" 2> "$W/serve.log" &
+for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/^listening on //p' "$W/serve.out")
+
+redis-server --port 6399 --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
+  --dir "$W" --appendfilename r.aof --daemonize no > "$W/redis.log" 2>&1 &
+sleep 1
+redis-benchmark -p 6399 -r "$KEYS" -n "$KEYS" -t set -d 100 -c 64 -P 100 -q > /dev/null
+
+wrk_run() { # name script conns
+  printf '%-28s' "$1"; wrk -t2 -c"$3" -d"${SECS}s" --latency -s "$W/$2.lua" "$URL" | grep RESULT
+}
+redis_run() { # name test conns requests
+  printf '%-28s' "$1"
+  redis-benchmark -p 6399 -c "$3" -r "$KEYS" -n "$4" -t "$2" -d 100 -q 2>/dev/null | tr '\r' '\n' | grep -a "requests per second" | tail -1
+}
+for round in 1 2; do
+  echo "== round $round"
+  wrk_run "kvr PUT c64" put 64
+  redis_run "redis SET c64 (always)" set 64 $((SECS * 45000))
+  wrk_run "kvr GET c64" get 64
+  redis_run "redis GET c64" get 64 $((SECS * 80000))
+  wrk_run "kvr range100 c16" range 16
+done
+echo "== kvr file: $(stat -c %s "$W/kvr.redb") bytes"
