@@ -344,6 +344,29 @@ impl Kv for Client {
         revision_of(&url, resp)
     }
 
+    fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
+        query.validate()?;
+        if query.start.is_none() && query.end.is_none() && query.prefix.is_none() {
+            return Err(Error::invalid("a range delete needs a start, an end or a prefix"));
+        }
+        // An empty prefix (every key) goes as `prefix=`, which the server takes so.
+        let target = range_target(query);
+        let (url, resp) = self.send(|a, url, auth| {
+            with_auth(a.delete(format!("{url}{target}")), auth)
+                .force_send_body()
+                .send_empty()
+        })?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, None));
+        }
+        let answer: DeleteAnswer = read_json(&url, resp)?;
+        Ok(Applied {
+            puts: 0,
+            deletes: answer.deleted,
+            revision: answer.revision,
+        })
+    }
+
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
         let (url, resp) = self.send(|a, url, auth| {
             let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
@@ -391,6 +414,13 @@ impl Kv for Client {
     fn source(&self) -> String {
         self.urls.join(",")
     }
+}
+
+/// The body of `DELETE /v1/range`.
+#[derive(serde::Deserialize)]
+struct DeleteAnswer {
+    deleted: u64,
+    revision: u64,
 }
 
 fn range_target(query: &RangeQuery) -> String {

@@ -24,6 +24,15 @@ pub trait Kv {
     fn put(&self, key: &[u8], value: Vec<u8>, if_revision: Option<u64>) -> Result<u64>;
     /// Removes a key; [`Error::KeyNotFound`] if absent. Returns the new revision.
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64>;
+    /// Deletes every key of `query`'s start, end and prefix atomically, each
+    /// delete taking a revision. `puts` is 0 in the answer.
+    fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
+        let _ = query;
+        Err(Error::invalid(format!(
+            "{} cannot delete ranges",
+            self.source()
+        )))
+    }
     /// Applies JSON lines atomically (see `jsonl`).
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied>;
     /// Streams the keys of `query` from one snapshot.
@@ -63,6 +72,10 @@ impl Kv for LocalKv {
             return Err(Error::KeyNotFound { key: show_key(key) });
         }
         Ok(applied.revision)
+    }
+
+    fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
+        self.store.delete_range(query)
     }
 
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {

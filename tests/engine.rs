@@ -252,7 +252,7 @@ fn run_steps(steps: Vec<Step>) {
                     .iter()
                     .map(|ops| Request {
                         ops: to_ops(ops, &model),
-                        must_exist: false,
+                        ..Request::default()
                     })
                     .collect();
                 let ops: Vec<Vec<Op>> = requests.iter().map(|r| r.ops.clone()).collect();
@@ -326,7 +326,7 @@ fn a_range_stream_spanning_a_flush_is_exact() {
     let mut model = Model::default();
     let put = |i: u32, tag: &str| Request {
         ops: vec![Op::put(format!("key{i:05}"), format!("{tag}{i}"))],
-        must_exist: false,
+        ..Request::default()
     };
     for chunk in 0..20 {
         let reqs: Vec<Request> = (0..100).map(|i| put(chunk * 100 + i, "a")).collect();
@@ -344,7 +344,7 @@ fn a_range_stream_spanning_a_flush_is_exact() {
         .step_by(4)
         .map(|i| Request {
             ops: vec![Op::delete(format!("key{i:05}"))],
-            must_exist: false,
+            ..Request::default()
         })
         .collect();
     r.writer.write_group(dels).unwrap();

@@ -21,7 +21,7 @@ use super::{Engine, Log, Version};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
 use crate::store::check_limits;
-use crate::types::{Action, Applied, Op};
+use crate::types::{Action, Applied, Op, RangeQuery};
 
 /// How long a writer waiting for room looks again at the flush state.
 const ROOM_POLL: Duration = Duration::from_millis(50);
@@ -32,6 +32,10 @@ pub struct Request {
     pub ops: Vec<Op>,
     /// `If-Match: *`: the (single) key must exist when the request applies.
     pub must_exist: bool,
+    /// Delete every key this range covers, as present when the request
+    /// applies (its `ops` are then filled in); at most `max_ops` of them,
+    /// else `payload_too_large` and nothing is deleted.
+    pub delete_range: Option<(RangeQuery, usize)>,
 }
 
 /// The one writer of an engine: owns its log. Not shared between threads.
@@ -63,7 +67,7 @@ impl EngineWriter {
 
     /// Applies `requests` (see the module header). `Err` when the group as
     /// a whole failed (the log could not be written): nothing was applied.
-    pub fn write_group(&mut self, requests: Vec<Request>) -> Result<Vec<Result<Applied>>> {
+    pub fn write_group(&mut self, mut requests: Vec<Request>) -> Result<Vec<Result<Applied>>> {
         self.wait_for_room()?;
         let engine = self.engine.clone();
         let (live, outcomes, revs, keys) = {
@@ -76,9 +80,17 @@ impl EngineWriter {
             let mut keys = engine.keys.load(Ordering::Acquire);
             let mut outcomes = Vec::with_capacity(requests.len());
             let mut revs: Vec<Vec<u64>> = Vec::with_capacity(requests.len());
-            for req in &requests {
+            let at = engine.revision();
+            for req in &mut requests {
                 let max = engine.opts.max_value_bytes;
-                match look.apply(req, max, &mut revision, &mut keys) {
+                let expanded = match req.delete_range.take() {
+                    Some((query, max_ops)) => look.expand(&query, max_ops, at).map(|ops| {
+                        req.ops = ops;
+                    }),
+                    None => Ok(()),
+                };
+                let outcome = expanded.and_then(|()| look.apply(req, max, &mut revision, &mut keys));
+                match outcome {
                     Ok((applied, op_revs)) => {
                         outcomes.push(Ok(applied));
                         revs.push(op_revs);
@@ -245,6 +257,47 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
+    /// The deletes of a range delete: the keys present in `query` at
+    /// revision `at`, as changed by the group so far, in key order.
+    fn expand(&self, query: &RangeQuery, max_ops: usize, at: u64) -> Result<Vec<Op>> {
+        let t = self.tables;
+        let mut tables = vec![t.live.clone()];
+        tables.extend(t.frozen.iter().rev().cloned());
+        let snap = super::Snapshot::new(at, tables, t.base.clone());
+        let mut keys = std::collections::BTreeSet::new();
+        let keys_only = RangeQuery {
+            limit: None,
+            keys_only: true,
+            ..query.clone()
+        };
+        snap.range(&keys_only, |k, _| {
+            if !matches!(self.overlay.get(k), Some(None)) {
+                keys.insert(k.to_vec());
+            }
+            Ok(keys.len() <= max_ops)
+        })?;
+        let in_range = |k: &[u8]| {
+            let Some((lower, upper)) = query.bounds() else {
+                return false;
+            };
+            k >= lower.as_slice() && upper.as_deref().is_none_or(|u| k < u)
+        };
+        for (k, state) in &self.overlay {
+            if state.is_some() && in_range(k) {
+                keys.insert(k.clone());
+            }
+        }
+        if keys.len() > max_ops {
+            return Err(Error::TooLarge {
+                message: format!(
+                    "the range holds more than {max_ops} keys, the server's limit on one \
+                     request (--max-batch-ops); delete it in parts"
+                ),
+            });
+        }
+        Ok(keys.into_iter().map(Op::delete).collect())
+    }
+
     /// The key's current revision, `None` if absent.
     fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
         if let Some(r) = self.overlay.get(key) {

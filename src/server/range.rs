@@ -18,6 +18,7 @@ use super::State;
 use super::body::{Body, full, streamed};
 use super::routes::REVISION;
 use super::target::Query;
+use super::writer::WriteRequest;
 use crate::engine::Snapshot;
 use crate::error::{Error, Result};
 use crate::jsonl;
@@ -48,6 +49,42 @@ pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Resul
     } else {
         page(state, &params).await
     }
+}
+
+/// `DELETE /v1/range?start=&end=&prefix=`: deletes every key of the range
+/// atomically (each taking a revision), at most `--max-batch-ops` of them
+/// (else 413, nothing deleted). At least one of the parameters is required,
+/// so a forgotten one never wipes the database; `prefix=` (empty) is all.
+pub async fn delete(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
+    let params = Query::parse(uri.query())?;
+    if ["start", "end", "prefix"]
+        .iter()
+        .all(|p| params.get(p).is_none())
+    {
+        return Err(Error::invalid(
+            "DELETE /v1/range needs start, end or prefix (prefix= alone deletes every key)",
+        ));
+    }
+    let mut query = query_of(&params)?;
+    if query.prefix.is_none() && params.get("prefix").is_some() {
+        query.prefix = Some(Vec::new());
+    }
+    let max = state.limits.max_batch_ops;
+    state.writer.admit()?;
+    let applied = state
+        .writer
+        .write(WriteRequest {
+            delete_range: Some((query, max)),
+            ..WriteRequest::default()
+        })
+        .await?;
+    let body = serde_json::json!({"deleted": applied.deletes, "revision": applied.revision});
+    let mut resp = super::response::json_response(http::StatusCode::OK, &body);
+    resp.headers_mut().insert(
+        super::routes::REVISION,
+        http::HeaderValue::from(applied.revision),
+    );
+    Ok(resp)
 }
 
 /// The query of the `start`, `end`, `prefix`, `reverse`, `keys_only`

@@ -126,8 +126,10 @@ async fn dispatch(
         Route::Range if is_get(&method) => {
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }
+        Route::Range if method == Method::DELETE => Ok(super::range::delete(state, req.uri()).await?),
         Route::Stats if is_get(&method) => Ok(stats(state)?),
-        Route::Range | Route::Stats => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::Range => Err(ApiError::MethodNotAllowed("GET, HEAD, DELETE")),
+        Route::Stats => Err(ApiError::MethodNotAllowed("GET, HEAD")),
         Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
         Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
         Route::Unknown => Err(ApiError::NoRoute),
@@ -240,7 +242,13 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     })
     .await?;
     let ops = vec![Op::put(key, Vec::from(value)).if_revision(if_revision)];
-    let applied = state.writer.write(WriteRequest { ops, must_exist }).await?;
+    let applied = state
+        .writer
+        .write(WriteRequest {
+            ops,
+            must_exist,
+            ..WriteRequest::default()
+        }).await?;
     let mut resp = written(applied.revision);
     resp.headers_mut()
         .insert(header::ETAG, etag(applied.revision));
@@ -251,7 +259,13 @@ async fn delete(state: &State, uri: &Uri, headers: &HeaderMap) -> Result<Respons
     let key = key_of(uri)?;
     let (if_revision, must_exist) = condition(headers)?;
     let ops = vec![Op::delete(key.clone()).if_revision(if_revision)];
-    let applied = state.writer.write(WriteRequest { ops, must_exist }).await?;
+    let applied = state
+        .writer
+        .write(WriteRequest {
+            ops,
+            must_exist,
+            ..WriteRequest::default()
+        }).await?;
     if applied.deletes == 0 {
         return Err(Error::KeyNotFound {
             key: show_key(&key),
@@ -281,7 +295,7 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
         .writer
         .write(WriteRequest {
             ops,
-            must_exist: false,
+            ..WriteRequest::default()
         })
         .await?;
     let body = json!({"applied": applied.applied(), "revision": applied.revision,

@@ -45,11 +45,13 @@ const QUEUE_FLOOR: usize = 64;
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 /// A write as handlers submit it.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct WriteRequest {
     pub ops: Vec<Op>,
     /// `If-Match: *`: the (single) key must exist when the request applies.
     pub must_exist: bool,
+    /// `DELETE /v1/range`: the range, and the most keys it may delete.
+    pub delete_range: Option<(crate::types::RangeQuery, usize)>,
 }
 
 struct Pending {
@@ -286,6 +288,7 @@ impl Worker {
             requests.push(Request {
                 ops: p.req.ops,
                 must_exist: p.req.must_exist,
+                delete_range: p.req.delete_range,
             });
             replies.push(p.reply);
         }

@@ -331,3 +331,50 @@ fn key_groups(run: &[Op], order: &[usize]) -> Vec<std::ops::Range<usize>> {
     }
     groups
 }
+
+impl Store {
+    /// Deletes every key `query` covers (its start, end and prefix) in one
+    /// durable transaction, in constant memory: each delete takes the next
+    /// revision, in key order. Returns the keys deleted and the revision.
+    pub fn delete_range(&self, query: &crate::types::RangeQuery) -> Result<Applied> {
+        query.validate()?;
+        let wtx = self.begin_write(Commit::Durable)?;
+        let applied = {
+            let mut kv = wtx.open_table(KV)?;
+            let mut meta = wtx.open_table(META)?;
+            let mut state = RunState::load(&meta)?;
+            let Some((lower, upper)) = query.bounds() else {
+                return Ok(Applied {
+                    revision: state.revision,
+                    ..Applied::default()
+                });
+            };
+            let mut deleted = 0u64;
+            let count = |_: &[u8], _: &[u8]| {
+                deleted += 1;
+                false
+            };
+            match &upper {
+                Some(u) => kv.retain_in::<&[u8], _>(lower.as_slice()..u.as_slice(), count)?,
+                None => kv.retain_in::<&[u8], _>(lower.as_slice().., count)?,
+            }
+            if deleted == 0 {
+                return Ok(Applied {
+                    revision: state.revision,
+                    ..Applied::default()
+                });
+            }
+            state.revision += deleted;
+            state.keys = state.keys.saturating_sub(deleted);
+            meta.insert(META_REVISION, state.revision)?;
+            meta.insert(META_KEYS, state.keys)?;
+            Applied {
+                puts: 0,
+                deletes: deleted,
+                revision: state.revision,
+            }
+        };
+        wtx.commit()?;
+        Ok(applied)
+    }
+}

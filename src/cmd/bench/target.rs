@@ -147,7 +147,7 @@ impl Target {
                 Target::Local { state, .. } => {
                     let req = WriteRequest {
                         ops,
-                        must_exist: false,
+                        ..WriteRequest::default()
                     };
                     state.writer.write(req).await?;
                 }
@@ -293,7 +293,7 @@ async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> 
                 .collect();
             let req = WriteRequest {
                 ops,
-                must_exist: false,
+                ..WriteRequest::default()
             };
             state.writer.write(req).await.map(|_| ()).map_err(code)
         }
