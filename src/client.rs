@@ -347,7 +347,9 @@ impl Kv for Client {
     fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
         query.validate()?;
         if query.start.is_none() && query.end.is_none() && query.prefix.is_none() {
-            return Err(Error::invalid("a range delete needs a start, an end or a prefix"));
+            return Err(Error::invalid(
+                "a range delete needs a start, an end or a prefix",
+            ));
         }
         // An empty prefix (every key) goes as `prefix=`, which the server takes so.
         let target = range_target(query);

@@ -177,6 +177,8 @@ struct GenOp {
 enum Step {
     /// A group of requests, each a batch of operations.
     Group(Vec<Vec<GenOp>>),
+    /// A group with a range delete of keys `k{a}*`..`k{b}*` between writes.
+    DeleteRange(Vec<GenOp>, u8, u8, Vec<GenOp>),
     Freeze,
     WaitFlush,
     /// A snapshot read after more steps ran (spanning flushes).
@@ -209,6 +211,8 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
 fn gen_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         10 => prop::collection::vec(prop::collection::vec(gen_op(), 1..6), 1..8).prop_map(Step::Group),
+        2 => (prop::collection::vec(gen_op(), 0..4), 0u8..3, 0u8..3, prop::collection::vec(gen_op(), 0..4))
+            .prop_map(|(a, lo, hi, b)| Step::DeleteRange(a, lo, hi, b)),
         2 => Just(Step::Freeze),
         2 => Just(Step::WaitFlush),
         1 => Just(Step::HoldSnapshot),
@@ -264,6 +268,48 @@ fn run_steps(steps: Vec<Step>) {
                         (want, got) => panic!("model {want:?}, engine {got:?} for {ops:?}"),
                     }
                 }
+            }
+            Step::DeleteRange(before, lo, hi, after) => {
+                let (start, end) = (format!("k{lo}"), format!("k{}", hi.max(lo) + 1));
+                let query = RangeQuery {
+                    start: Some(start.clone().into_bytes()),
+                    end: Some(end.clone().into_bytes()),
+                    ..RangeQuery::default()
+                };
+                let first = Request {
+                    ops: to_ops(&before, &model),
+                    ..Request::default()
+                };
+                let first_ops = first.ops.clone();
+                let range = Request {
+                    delete_range: Some((query, 1000)),
+                    ..Request::default()
+                };
+                let outcomes = r.writer.write_group(vec![first, range]).unwrap();
+                let ok_first = model.apply(&first_ops).is_ok();
+                assert_eq!(outcomes[0].is_ok(), ok_first || first_ops.is_empty());
+                let doomed: Vec<Vec<u8>> = model
+                    .data
+                    .keys()
+                    .filter(|k| k.as_slice() >= start.as_bytes() && k.as_slice() < end.as_bytes())
+                    .cloned()
+                    .collect();
+                for k in &doomed {
+                    model.data.remove(k);
+                    model.revision += 1;
+                }
+                let applied = outcomes[1].as_ref().unwrap();
+                assert_eq!(
+                    (applied.deletes, applied.revision),
+                    (doomed.len() as u64, model.revision)
+                );
+                let later = Request {
+                    ops: to_ops(&after, &model),
+                    ..Request::default()
+                };
+                let later_ops = later.ops.clone();
+                let outcome = r.writer.write_group(vec![later]).unwrap().remove(0);
+                assert_eq!(outcome.is_ok(), model.apply(&later_ops).is_ok());
             }
             Step::Freeze => r.writer.freeze_now().unwrap(),
             Step::WaitFlush => assert!(r.engine.wait_flushed()),

@@ -8,6 +8,8 @@
 mod bench;
 #[path = "server/cli_modes.rs"]
 mod cli_modes;
+#[path = "server/delete_range.rs"]
+mod delete_range;
 #[path = "server/diskfull.rs"]
 mod diskfull;
 #[path = "server/hostile.rs"]

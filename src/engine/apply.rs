@@ -89,7 +89,8 @@ impl EngineWriter {
                     }),
                     None => Ok(()),
                 };
-                let outcome = expanded.and_then(|()| look.apply(req, max, &mut revision, &mut keys));
+                let outcome =
+                    expanded.and_then(|()| look.apply(req, max, &mut revision, &mut keys));
                 match outcome {
                     Ok((applied, op_revs)) => {
                         outcomes.push(Ok(applied));

@@ -126,7 +126,9 @@ async fn dispatch(
         Route::Range if is_get(&method) => {
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }
-        Route::Range if method == Method::DELETE => Ok(super::range::delete(state, req.uri()).await?),
+        Route::Range if method == Method::DELETE => {
+            Ok(super::range::delete(state, req.uri()).await?)
+        }
         Route::Stats if is_get(&method) => Ok(stats(state)?),
         Route::Range => Err(ApiError::MethodNotAllowed("GET, HEAD, DELETE")),
         Route::Stats => Err(ApiError::MethodNotAllowed("GET, HEAD")),
@@ -248,7 +250,8 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
             ops,
             must_exist,
             ..WriteRequest::default()
-        }).await?;
+        })
+        .await?;
     let mut resp = written(applied.revision);
     resp.headers_mut()
         .insert(header::ETAG, etag(applied.revision));
@@ -265,7 +268,8 @@ async fn delete(state: &State, uri: &Uri, headers: &HeaderMap) -> Result<Respons
             ops,
             must_exist,
             ..WriteRequest::default()
-        }).await?;
+        })
+        .await?;
     if applied.deletes == 0 {
         return Err(Error::KeyNotFound {
             key: show_key(&key),

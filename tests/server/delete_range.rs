@@ -1,0 +1,60 @@
+//! `DELETE /v1/range` (SPEC "Deleting a range") through a real server:
+//! atomic, a revision per key, a bound required, the batch limit, and the
+//! refusals leave the data unchanged.
+
+use crate::support::*;
+
+fn keys(u: &str) -> Vec<String> {
+    let r = http("GET", &format!("{u}/v1/range?keys_only=true"), &[], None);
+    r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn fill(u: &str) {
+    for k in ["a:1", "a:2", "a:3", "b:1", "b:2", "c"] {
+        let r = http("PUT", &format!("{u}/v1/kv/{k}"), &[], Some(b"v"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+#[test]
+fn deletes_a_prefix_or_a_range_atomically_with_a_revision_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-batch-ops", "3"]);
+    let u = &s.url;
+    fill(u);
+    // No bound: refused, nothing deleted.
+    let r = http("DELETE", &format!("{u}/v1/range"), &[], None);
+    assert_eq!((r.status, r.code()), (400, "bad_request".to_string()));
+    // More keys than --max-batch-ops: 413, nothing deleted.
+    let r = http("DELETE", &format!("{u}/v1/range?prefix="), &[], None);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(keys(u).len(), 6);
+
+    let r = http("DELETE", &format!("{u}/v1/range?prefix=a:"), &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"deleted": 3, "revision": 9}));
+    assert_eq!(r.header("x-kvr-revision").as_deref(), Some("9"));
+    assert_eq!(keys(u), ["b:1", "b:2", "c"]);
+
+    let r = http(
+        "DELETE",
+        &format!("{u}/v1/range?start=b:2&end=d"),
+        &[],
+        None,
+    );
+    assert_eq!(r.json(), serde_json::json!({"deleted": 2, "revision": 11}));
+    // Nothing matched: 200, no revision taken.
+    let r = http("DELETE", &format!("{u}/v1/range?prefix=zz"), &[], None);
+    assert_eq!(r.json(), serde_json::json!({"deleted": 0, "revision": 11}));
+    assert_eq!(keys(u), ["b:1"]);
+    let stats = http("GET", &format!("{u}/v1/stats"), &[], None).json();
+    assert_eq!(
+        (stats["keys"].as_u64(), stats["revision"].as_u64()),
+        (Some(1), Some(11))
+    );
+}
