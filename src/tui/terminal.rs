@@ -137,6 +137,13 @@ impl Host for CrosstermHost<'_> {
         self.input.next(timeout)
     }
 
+    fn copy(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let mut out = io::stdout();
+        out.write_all(super::clipboard::osc52(bytes).as_bytes())?;
+        out.flush()
+    }
+
     fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>> {
         let term = |e| Error::io("cannot switch the terminal", e);
         // Nothing may read the terminal while the editor has it.

@@ -1,0 +1,144 @@
+//! Editing a value, as `App` methods: in `$EDITOR` (through the run loop)
+//! or the built-in editor, then the checks before anything is written: an
+//! edit that leaves the stored bytes as they are writes nothing, and text
+//! that should be JSON but is not is not saved without a word.
+
+use super::action::Action;
+use super::app::{App, Intent, Mode, ValueState};
+use super::editor::{EditJob, TextArea};
+use super::keys::display_key;
+use super::worker::Request;
+use crate::Result;
+use crate::store::Entry;
+
+impl App {
+    /// `e`: edits the selected key's value.
+    pub(super) fn start_edit(&mut self) {
+        match (&self.value.key, &self.value.state) {
+            (
+                Some(key),
+                ValueState::Loaded {
+                    revision, bytes, ..
+                },
+            ) => {
+                let job = EditJob {
+                    key: key.clone(),
+                    revision: *revision,
+                    original: bytes.clone(),
+                };
+                self.begin_edit(job);
+            }
+            (None, _) => self.info("no key selected"),
+            (Some(key), ValueState::Loading) => {
+                self.intent = Some((key.clone(), Intent::Edit));
+            }
+            _ => self.info("the value could not be read; press r to refresh"),
+        }
+    }
+
+    /// The answer to the check made before a new key is edited.
+    pub(super) fn probed(&mut self, key: Vec<u8>, result: Result<Option<Entry>>) {
+        if self.creating.as_deref() != Some(key.as_slice()) {
+            return;
+        }
+        self.creating = None;
+        let shown = display_key(&key);
+        match result {
+            Ok(None) if self.mode == Mode::Browse => self.begin_edit(EditJob {
+                key,
+                revision: 0,
+                original: Vec::new(),
+            }),
+            Ok(None) => {}
+            Ok(Some(entry)) => {
+                self.error(format!(
+                    "{shown} already exists (revision {}); it is selected: press e to edit it",
+                    entry.revision
+                ));
+                let jump = self.pager.jump_top(Some(key));
+                self.outbox.push(jump);
+            }
+            Err(e) => self.error(format!("cannot check whether {shown} exists: {e}")),
+        }
+    }
+
+    /// Hands the edit to `$EDITOR` (via the run loop) or the built-in
+    /// editor, which takes text only.
+    fn begin_edit(&mut self, job: EditJob) {
+        if self.config.editor.is_some() {
+            self.pending_edit = Some(job);
+            return;
+        }
+        match String::from_utf8(job.text()) {
+            Ok(text) => {
+                let area = TextArea::new(&text, false);
+                self.mode = Mode::Editor { job, area };
+            }
+            Err(_) => self.error("a binary value needs an external editor: set $EDITOR or $VISUAL"),
+        }
+    }
+
+    pub(super) fn builtin_editor(&mut self, job: EditJob, mut area: TextArea, action: Action) {
+        match action {
+            Action::Text(edit) => {
+                area.apply(edit);
+                self.mode = Mode::Editor { job, area };
+            }
+            Action::Submit => {
+                let text = area.text().into_bytes();
+                match job.json_error(&text) {
+                    Some(e) => {
+                        self.mode = Mode::InvalidJson {
+                            job,
+                            area,
+                            error: e.to_string(),
+                        };
+                    }
+                    None => self.finish_edit(job, Ok(text)),
+                }
+            }
+            Action::Cancel => self.info("edit cancelled; nothing written"),
+            _ => self.mode = Mode::Editor { job, area },
+        }
+    }
+
+    /// The dialog on invalid JSON: `t` saves the text as it is, anything
+    /// that closes the dialog goes back to the editor, at the error.
+    pub(super) fn invalid_json(
+        &mut self,
+        job: EditJob,
+        mut area: TextArea,
+        error: String,
+        action: Action,
+    ) {
+        match action {
+            Action::Submit => self.finish_edit(job, Ok(area.text().into_bytes())),
+            Action::Cancel => {
+                if let Some(e) = job.json_error(area.text().as_bytes()) {
+                    area.go_to(e.line(), e.column());
+                }
+                self.mode = Mode::Editor { job, area };
+            }
+            _ => self.mode = Mode::InvalidJson { job, area, error },
+        }
+    }
+
+    /// Writes an edited value, unless it leaves the stored bytes as they
+    /// are, with the revision the user saw as the precondition.
+    pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
+        match edited.map(|text| job.stored(text)) {
+            Err(e) => self.error(format!("edit failed: {e}")),
+            Ok(value) if value == job.original && job.revision != 0 => {
+                self.info("value unchanged; nothing written");
+            }
+            Ok(value) => {
+                self.info(format!("saving {}…", display_key(&job.key)));
+                self.outbox.push(Request::Put {
+                    key: job.key,
+                    value,
+                    if_revision: job.revision,
+                });
+            }
+        }
+    }
+}
