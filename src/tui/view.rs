@@ -368,7 +368,7 @@ fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// `10000000` as `10,000,000`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
