@@ -62,11 +62,12 @@ pub enum Mode {
         job: EditJob,
         area: TextArea,
     },
-    /// Saving from the built-in editor found invalid JSON where JSON was
-    /// expected: `error` says where; keep editing or save as text.
+    /// Saving found invalid JSON where JSON was expected: `error` says
+    /// where; keep editing or save as text. `area` is the built-in
+    /// editor's (None after `$EDITOR`, whose text is the job's draft).
     InvalidJson {
         job: EditJob,
-        area: TextArea,
+        area: Option<TextArea>,
         error: String,
     },
 }
@@ -435,7 +436,12 @@ impl App {
     /// The text edit in the built-in editor, for the view.
     pub fn editor(&self) -> Option<(&EditJob, &TextArea)> {
         match &self.mode {
-            Mode::Editor { job, area } | Mode::InvalidJson { job, area, .. } => Some((job, area)),
+            Mode::Editor { job, area }
+            | Mode::InvalidJson {
+                job,
+                area: Some(area),
+                ..
+            } => Some((job, area)),
             _ => None,
         }
     }

@@ -64,9 +64,28 @@ pub struct EditJob {
     pub revision: u64,
     /// The stored bytes.
     pub original: Vec<u8>,
+    /// Text from an earlier round in `$EDITOR` that was not saved (invalid
+    /// JSON, "keep editing"): the editor starts from it instead.
+    pub draft: Option<Vec<u8>>,
 }
 
 impl EditJob {
+    pub fn new(key: Vec<u8>, revision: u64, original: Vec<u8>) -> EditJob {
+        EditJob {
+            key,
+            revision,
+            original,
+            draft: None,
+        }
+    }
+
+    /// What the editor starts with this round: the draft, else [`text`].
+    ///
+    /// [`text`]: EditJob::text
+    pub fn start_text(&self) -> Vec<u8> {
+        self.draft.clone().unwrap_or_else(|| self.text())
+    }
+
     /// JSON stored on one line is edited indented and stored compact
     /// again: nobody wants to fix a 2 KiB object on a single line, and the
     /// stored form should not change just because it was looked at.
@@ -376,11 +395,7 @@ mod tests {
 
     #[test]
     fn compact_json_is_edited_indented_and_stored_compact() {
-        let job = |original: &[u8]| EditJob {
-            key: b"k".to_vec(),
-            revision: 1,
-            original: original.to_vec(),
-        };
+        let job = |original: &[u8]| EditJob::new(b"k".to_vec(), 1, original.to_vec());
         let compact = job(br#"{"b":1,"a":[true,"x y"]}"#);
         let text = String::from_utf8(compact.text()).unwrap_or_default();
         assert_eq!(

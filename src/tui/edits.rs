@@ -21,11 +21,7 @@ impl App {
                     revision, bytes, ..
                 },
             ) => {
-                let job = EditJob {
-                    key: key.clone(),
-                    revision: *revision,
-                    original: bytes.clone(),
-                };
+                let job = EditJob::new(key.clone(), *revision, bytes.clone());
                 self.begin_edit(job);
             }
             (None, _) => self.info("no key selected"),
@@ -44,11 +40,9 @@ impl App {
         self.creating = None;
         let shown = display_key(&key);
         match result {
-            Ok(None) if self.mode == Mode::Browse => self.begin_edit(EditJob {
-                key,
-                revision: 0,
-                original: Vec::new(),
-            }),
+            Ok(None) if self.mode == Mode::Browse => {
+                self.begin_edit(EditJob::new(key, 0, Vec::new()));
+            }
             Ok(None) => {}
             Ok(Some(entry)) => {
                 self.error(format!(
@@ -90,7 +84,7 @@ impl App {
                     Some(e) => {
                         self.mode = Mode::InvalidJson {
                             job,
-                            area,
+                            area: Some(area),
                             error: e.to_string(),
                         };
                     }
@@ -102,24 +96,52 @@ impl App {
         }
     }
 
+    /// What `$EDITOR` left: checked for broken JSON like the built-in
+    /// editor's text, then written.
+    pub fn external_done(&mut self, mut job: EditJob, edited: Result<Vec<u8>>) {
+        match edited {
+            Ok(text) => match job.json_error(&text) {
+                Some(e) if text != job.text() => {
+                    job.draft = Some(text);
+                    self.mode = Mode::InvalidJson {
+                        job,
+                        area: None,
+                        error: e.to_string(),
+                    };
+                }
+                _ => self.finish_edit(job, Ok(text)),
+            },
+            Err(e) => self.finish_edit(job, Err(e)),
+        }
+    }
+
     /// The dialog on invalid JSON: `t` saves the text as it is, anything
-    /// that closes the dialog goes back to the editor, at the error.
+    /// that closes the dialog goes back to the editor: the built-in one at
+    /// the error, `$EDITOR` on the text as it was left.
     pub(super) fn invalid_json(
         &mut self,
-        job: EditJob,
-        mut area: TextArea,
+        mut job: EditJob,
+        area: Option<TextArea>,
         error: String,
         action: Action,
     ) {
-        match action {
-            Action::Submit => self.finish_edit(job, Ok(area.text().into_bytes())),
-            Action::Cancel => {
+        match (action, area) {
+            (Action::Submit, Some(area)) => self.finish_edit(job, Ok(area.text().into_bytes())),
+            (Action::Submit, None) => {
+                let text = job.draft.take().unwrap_or_default();
+                self.finish_edit(job, Ok(text));
+            }
+            (Action::Cancel, Some(mut area)) => {
                 if let Some(e) = job.json_error(area.text().as_bytes()) {
                     area.go_to(e.line(), e.column());
                 }
                 self.mode = Mode::Editor { job, area };
             }
-            _ => self.mode = Mode::InvalidJson { job, area, error },
+            (Action::Cancel, None) => {
+                self.info("");
+                self.pending_edit = Some(job);
+            }
+            (_, area) => self.mode = Mode::InvalidJson { job, area, error },
         }
     }
 

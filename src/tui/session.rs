@@ -72,7 +72,7 @@ impl Session {
 
     /// Finishes an external edit.
     pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
-        self.app.finish_edit(job, edited);
+        self.app.external_done(job, edited);
         self.flush();
     }
 

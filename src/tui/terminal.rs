@@ -149,7 +149,7 @@ impl Host for CrosstermHost<'_> {
         // Nothing may read the terminal while the editor has it.
         self.input.settle().map_err(term)?;
         self.guard.suspend().map_err(term)?;
-        let edited = editor::run_external(editor, &job.text(), job.suffix());
+        let edited = editor::run_external(editor, &job.start_text(), job.suffix());
         // Ctrl-C pressed in the editor was meant for the editor.
         self.interrupt.store(false, Ordering::SeqCst);
         self.guard.resume().map_err(term)?;

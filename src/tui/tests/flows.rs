@@ -224,7 +224,7 @@ impl Host for Script {
         Ok(())
     }
     fn edit(&mut self, editor: &str, job: &EditJob) -> crate::Result<Vec<u8>> {
-        crate::tui::editor::run_external(editor, &job.text(), job.suffix())
+        crate::tui::editor::run_external(editor, &job.start_text(), job.suffix())
     }
 }
 
@@ -276,7 +276,7 @@ fn unchanged_edit_writes_nothing() {
     assert!(job.is_none());
     keys(&mut s, "e");
     let job = s.app.pending_edit.take().unwrap();
-    let edited = crate::tui::editor::run_external("true", &job.text(), job.suffix());
+    let edited = crate::tui::editor::run_external("true", &job.start_text(), job.suffix());
     s.finish_edit(job, edited);
     assert!(s.settle(SETTLE));
     assert!(shows(&s.app, "value unchanged; nothing written"));

@@ -380,3 +380,40 @@ fn copies_the_key_and_the_value_with_osc52() {
         "sent the key \\xff (as shown, it is not UTF-8)"
     ));
 }
+
+#[test]
+fn invalid_json_from_the_external_editor_is_caught_too() {
+    let (_dir, path) = store_with("{\"key\":\"doc\",\"value\":{\"n\":0}}\n");
+    // The editor leaves text after the closing brace.
+    let editor = "sed -i 's/^}$/} tail/'";
+    let mut s = browse(&path, Some(editor), (100, 24));
+    let run = |s: &mut Session| {
+        let job = s.app.pending_edit.take().unwrap();
+        let edited = crate::tui::editor::run_external(editor, &job.start_text(), job.suffix());
+        s.finish_edit(job, edited);
+        assert!(s.settle(SETTLE));
+    };
+    keys(&mut s, "e");
+    run(&mut s);
+    assert!(
+        shows(&s.app, "This is not valid JSON:"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(shows(&s.app, "trailing characters at line 3 column 3"));
+    // Keep editing: $EDITOR again, on the text as it was left.
+    keys(&mut s, "\x1b");
+    let draft = s.app.pending_edit.as_ref().and_then(|j| j.draft.clone());
+    assert_eq!(draft.as_deref(), Some(&b"{\n  \"n\": 0\n} tail\n"[..]));
+    run(&mut s);
+    assert!(shows(&s.app, "This is not valid JSON:"));
+    keys(&mut s, "t");
+    assert!(
+        shows(&s.app, "saved doc (revision 2)"),
+        "{:?}",
+        screen(&s.app)
+    );
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"doc").unwrap().0, b"{\n  \"n\": 0\n} tail\n");
+}
