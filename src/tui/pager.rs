@@ -66,7 +66,7 @@ impl Pager {
         if let Some(base) = self.base {
             return Some(base + cursor + 1);
         }
-        let after = (self.keys.len() - 1 - self.cursor) as u64;
+        let after = (self.keys.len() - 1).saturating_sub(self.cursor) as u64;
         total
             .filter(|_| self.tail_done)
             .and_then(|t| t.checked_sub(after))

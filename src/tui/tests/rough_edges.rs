@@ -70,6 +70,13 @@ fn prompts_select_the_old_text_and_take_readline_keys() {
     // The old filter is offered selected: typing replaces it...
     keys(&mut s, "f");
     assert_eq!(prompt(&s), ("key:002".to_string(), 7));
+    let buffer = draw(&s.app);
+    let cell = &buffer[("filter by prefix: ".len() as u16, 23)];
+    assert_eq!(cell.symbol(), "k");
+    assert!(
+        cell.modifier.contains(ratatui::style::Modifier::REVERSED),
+        "the old text is shown selected"
+    );
     keys(&mut s, "key:01\n");
     assert!(shows(&s.app, "Keys starting with key:01 "));
     // ...Enter keeps it, and a movement key keeps it to edit.

@@ -207,7 +207,7 @@ fn large_value_title_says_how_much_is_shown() {
 fn tiny_terminals_do_not_break_drawing() {
     let (_dir, path) = sample();
     let mut s = browse(&path, None, (100, 12));
-    for mode in ["", "?", "d", "e", "/"] {
+    for mode in ["", "?", "d", "e", "/", "fc\n"] {
         keys(&mut s, mode);
         for (w, h) in [(1, 1), (8, 3), (30, 6)] {
             s.app.size = (w, h);
@@ -215,5 +215,20 @@ fn tiny_terminals_do_not_break_drawing() {
         }
         s.app.size = (100, 12);
         keys(&mut s, "\x1b");
+    }
+    // The invalid-JSON dialog over the built-in editor, with a filter on.
+    keys(&mut s, "fc\ne}");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert!(
+        shows(&s.app, "This is not valid JSON:"),
+        "{:?}",
+        screen(&s.app)
+    );
+    for (w, h) in [(1, 1), (8, 3), (30, 6)] {
+        s.app.size = (w, h);
+        let _ = screen(&s.app);
     }
 }
