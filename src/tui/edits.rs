@@ -43,7 +43,8 @@ impl App {
             Ok(None) if self.mode == Mode::Browse => {
                 self.begin_edit(EditJob::new(key, 0, Vec::new()));
             }
-            Ok(None) => {}
+            // Something else has the keyboard now: say so instead.
+            Ok(None) => self.info(format!("{shown} does not exist yet: press n to create it")),
             Ok(Some(entry)) => {
                 self.error(format!(
                     "{shown} already exists (revision {}); it is selected: press e to edit it",
