@@ -10,6 +10,10 @@ use crate::kv::Kv;
 
 pub fn run(kv: &dyn Kv, args: GetArgs) -> anyhow::Result<()> {
     let key = arg_bytes(args.key);
+    if key.is_empty() {
+        // No key is empty: a usage error (exit 2) as for put, not "not found".
+        crate::limits::check_key(&key, None)?;
+    }
     let entry = kv.get(&key)?.ok_or_else(|| Error::KeyNotFound {
         key: show_key(&key),
     })?;

@@ -1,6 +1,6 @@
 //! `kvr put KEY [VALUE]`
 
-use std::io::Read;
+use std::io::{IsTerminal, Read, Write};
 
 use super::{arg_bytes, print_revision};
 use crate::cli::PutArgs;
@@ -24,6 +24,13 @@ pub fn run(kv: &dyn Kv, args: PutArgs) -> anyhow::Result<()> {
 /// Reads stdin to EOF, refusing (without buffering all of it) more than the
 /// value limit.
 fn read_stdin_value() -> Result<Vec<u8>> {
+    if std::io::stdin().is_terminal() {
+        // Otherwise a user who forgot VALUE sees a command that hangs.
+        let _ = writeln!(
+            std::io::stderr(),
+            "kvr: reading the value from stdin until Ctrl-D (end of input)"
+        );
+    }
     let mut value = Vec::new();
     let limit = DEFAULT_MAX_VALUE_BYTES as u64 + 1;
     std::io::stdin()

@@ -13,21 +13,43 @@ use crate::store::RangeQuery;
 const OUT_BUFFER_BYTES: usize = 256 << 10;
 
 pub fn run(kv: &dyn Kv, args: RangeArgs) -> anyhow::Result<()> {
+    if args.limit == Some(0) {
+        // As HTTP's `limit=0`: most likely a mistake, never "print nothing".
+        return Err(Error::invalid("--limit must be at least 1").into());
+    }
     let query = RangeQuery {
         start: args.start.map(arg_bytes),
         end: args.end.map(arg_bytes),
         prefix: args.prefix.map(arg_bytes),
         limit: args.limit,
         reverse: args.reverse,
-        keys_only: args.keys_only,
+        // A count needs no values: over --server they are not sent.
+        keys_only: args.keys_only || args.count,
     };
     query.validate()?;
+    if args.count {
+        return print_count(kv, &query);
+    }
     let mut out = BufWriter::with_capacity(OUT_BUFFER_BYTES, std::io::stdout().lock());
     kv.range(&query, &mut |key, entry| {
         jsonl::write_line(&mut out, key, entry)?;
         Ok(true)
     })?;
     out.flush()
+        .map_err(|e| Error::io("cannot write output", e))?;
+    Ok(())
+}
+
+/// `--count`: visits the keys (keys only) and prints `{"count":n}`.
+fn print_count(kv: &dyn Kv, query: &RangeQuery) -> anyhow::Result<()> {
+    let mut count: u64 = 0;
+    kv.range(query, &mut |_, _| {
+        count += 1;
+        Ok(true)
+    })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{{\"count\":{count}}}")
+        .and_then(|()| out.flush())
         .map_err(|e| Error::io("cannot write output", e))?;
     Ok(())
 }
