@@ -56,8 +56,16 @@ in_both_modes!(
     put_limits_hold_on_the_command_line,
     batch_condition_failure_exits_4_and_writes_nothing,
     batch_conditions_see_the_state_before_the_batch,
-    other_fields_are_ignored,
+    revision_ttl_and_expires_at_ms_are_accepted,
     stats_reports_counts_and_file_size,
+    empty_key_is_a_usage_error_for_reads_too,
+    del_and_rm_are_delete,
+    stats_accepts_json,
+    range_count_prints_only_the_count,
+    range_limit_0_is_a_usage_error,
+    unknown_fields_and_non_objects_are_bad_lines,
+    batch_chunk_size_applies_parts_atomically,
+    batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts,
 );
 
 fn put_then_get_round_trips(env: Env) {
@@ -281,10 +289,6 @@ fn range_bounds_are_half_open(env: Env) {
     assert_eq!(
         keys_of(&env.range_json(&["--limit", "2", "--reverse"])),
         ["d", "c"]
-    );
-    assert_eq!(
-        keys_of(&env.range_json(&["--limit", "0"])),
-        Vec::<String>::new()
     );
 }
 
@@ -529,14 +533,185 @@ fn batch_conditions_see_the_state_before_the_batch(env: Env) {
     assert_eq!(env.stats()["revision"], 4);
 }
 
-fn other_fields_are_ignored(env: Env) {
-    env.kvr(["batch"])
-        .stdin("{\"key\":\"k\",\"value\":\"v\",\"revision\":99,\"extra\":[1]}\n")
-        .ok();
+fn revision_ttl_and_expires_at_ms_are_accepted(env: Env) {
+    // `revision` (range output) is ignored; `ttl` and `expires_at_ms` are
+    // known fields, checked and (until expiry is built) ignored.
+    let input = "{\"key\":\"k\",\"value\":\"v\",\"revision\":99}\n\
+                 {\"key\":\"t\",\"value\":\"v\",\"ttl\":60}\n\
+                 {\"key\":\"e\",\"value\":\"v\",\"expires_at_ms\":4102444800000}\n";
+    env.kvr(["batch"]).stdin(input).ok();
     assert_eq!(
         env.range_json(&[]),
-        [json!({"key":"k","value":"v","revision":1})]
+        [
+            json!({"key":"e","value":"v","revision":3}),
+            json!({"key":"k","value":"v","revision":1}),
+            json!({"key":"t","value":"v","revision":2}),
+        ]
     );
+}
+
+fn empty_key_is_a_usage_error_for_reads_too(env: Env) {
+    env.kvr(["put", "k", "v"]).ok();
+    let before = env.snapshot();
+    env.kvr(["get", ""]).code(2).stderr_has("empty key");
+    env.kvr(["get", "--json", ""])
+        .code(2)
+        .stderr_has("empty key");
+    env.kvr(["delete", ""]).code(2).stderr_has("empty key");
+    env.kvr(["put", "", "v"]).code(2).stderr_has("empty key");
+    assert_eq!(env.snapshot(), before);
+}
+
+fn del_and_rm_are_delete(env: Env) {
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    assert_eq!(
+        env.kvr(["del", "--json", "a"]).ok().stdout_text(),
+        "{\"revision\":3}\n"
+    );
+    env.kvr(["rm", "b"]).ok();
+    env.kvr(["rm", "b"]).code(1).stderr_has("not found");
+    assert_eq!(env.stats()["keys"], 0);
+    assert_eq!(env.stats()["revision"], 4);
+}
+
+fn stats_accepts_json(env: Env) {
+    env.kvr(["put", "a", "1"]).ok();
+    let plain = env.kvr(["stats"]).ok().stdout_text();
+    let json: serde_json::Value =
+        serde_json::from_str(&env.kvr(["stats", "--json"]).ok().stdout_text()).unwrap();
+    let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    assert_eq!(json["keys"], plain["keys"]);
+    assert_eq!(json["revision"], 1);
+}
+
+fn range_count_prints_only_the_count(env: Env) {
+    load(&env, &[b"a", b"p:1", b"p:2", b"p:3", b"z"]);
+    let count = |args: &[&str]| {
+        let mut full = vec!["range", "--count"];
+        full.extend_from_slice(args);
+        env.kvr(full).ok().stdout_text()
+    };
+    assert_eq!(count(&[]), "{\"count\":5}\n");
+    assert_eq!(count(&["--prefix", "p:"]), "{\"count\":3}\n");
+    assert_eq!(
+        count(&["--prefix", "p:", "--limit", "2"]),
+        "{\"count\":2}\n"
+    );
+    assert_eq!(count(&["--reverse", "--keys-only", "b"]), "{\"count\":4}\n");
+    assert_eq!(count(&["p:2", "p:3"]), "{\"count\":1}\n");
+    assert_eq!(count(&["--prefix", "none:"]), "{\"count\":0}\n");
+}
+
+fn range_limit_0_is_a_usage_error(env: Env) {
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["range", "--limit", "0"])
+        .code(2)
+        .stderr_has("--limit must be at least 1");
+    env.kvr(["range", "--count", "--limit", "0"]).code(2);
+    assert_eq!(
+        env.kvr(["range", "--limit", "1"])
+            .ok()
+            .stdout_text()
+            .lines()
+            .count(),
+        1
+    );
+}
+
+fn unknown_fields_and_non_objects_are_bad_lines(template: Env) {
+    let cases = [
+        // A misspelt if_revision must not make the write unconditional.
+        (
+            r#"{"key":"keep","value":"x","if_revison":0}"#,
+            "unknown field `if_revison`",
+        ),
+        (
+            r#"{"key":"a","value":"x","extra":[1]}"#,
+            "unknown field `extra`",
+        ),
+        (r#"["a","b"]"#, "line 2: a line must be a JSON object"),
+        (r#""a""#, "line 2: a line must be a JSON object"),
+        ("17", "line 2: a line must be a JSON object"),
+        ("null", "line 2: a line must be a JSON object"),
+        (r#"{"key":"a","value":"x","ttl":0}"#, "ttl must be"),
+        (r#"{"key":"a","value":"x","ttl":"5"}"#, "line 2: "),
+        (
+            r#"{"key":"a","value":"x","ttl":5,"expires_at_ms":1}"#,
+            "not both",
+        ),
+    ];
+    for (bad, needle) in cases {
+        let env = template.new_like();
+        env.kvr(["put", "keep", "me"]).ok();
+        let before = env.snapshot();
+        let input = format!("{{\"key\":\"x1\",\"value\":\"1\"}}\n{bad}\n");
+        let done = env.kvr(["batch"]).stdin(input).code(2);
+        let first = done.stderr_text().lines().next().unwrap().to_string();
+        assert!(
+            first.starts_with("kvr: error: line 2: "),
+            "{}",
+            done.report()
+        );
+        assert!(first.contains(needle), "{needle}: {}", done.report());
+        assert!(!first.contains("invalid JSON"), "{}", done.report());
+        assert_eq!(env.snapshot(), before, "{bad}");
+    }
+}
+
+fn numbered_puts(range: std::ops::Range<u32>) -> String {
+    range
+        .map(|i| format!("{{\"key\":\"k{i:02}\",\"value\":\"{i}\"}}\n"))
+        .collect()
+}
+
+fn batch_chunk_size_applies_parts_atomically(env: Env) {
+    let done = env
+        .kvr(["batch", "--json", "--chunk-size", "2"])
+        .stdin(numbered_puts(0..5))
+        .ok();
+    assert_eq!(done.stdout_text(), "{\"applied\":5,\"revision\":5}\n");
+    assert_eq!(env.stats()["keys"], 5);
+    // An exact multiple of the size, and an empty input.
+    env.kvr(["batch", "--chunk-size", "5"])
+        .stdin(numbered_puts(5..10))
+        .ok();
+    assert_eq!(env.stats()["revision"], 10);
+    let done = env
+        .kvr(["batch", "--json", "--chunk-size", "3"])
+        .stdin("")
+        .ok();
+    assert_eq!(done.stdout_text(), "{\"applied\":0,\"revision\":10}\n");
+    let before = env.snapshot();
+    env.kvr(["batch", "--chunk-size", "0"])
+        .stdin(numbered_puts(0..2))
+        .code(2)
+        .stderr_has("--chunk-size");
+    assert_eq!(env.snapshot(), before);
+}
+
+fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
+    // Parts of 2 lines: lines 1-2 apply; line 4 is bad, so lines 3-4 do not,
+    // and nothing after them is tried.
+    let mut input = numbered_puts(0..3);
+    input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
+    input.push_str(&numbered_puts(4..6));
+    let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(2);
+    let text = done.stderr_text();
+    assert!(text.contains("lines 3-4 not applied"), "{text}");
+    assert!(text.contains("lines 1-2 were"), "{text}");
+    assert!(text.contains("line 4: unknown field `valu`"), "{text}");
+    let keys = keys_of(&env.range_json(&[]));
+    assert_eq!(keys, ["k00", "k01"]);
+    // A failed condition in the second part: exit 4, its line counted in
+    // the whole input.
+    let mut input = numbered_puts(10..12);
+    input.push_str("{\"key\":\"k00\",\"value\":\"x\",\"if_revision\":7}\n");
+    env.kvr(["batch", "--chunk-size", "2"])
+        .stdin(input)
+        .code(4)
+        .stderr_has("line 3: precondition failed");
+    assert_eq!(env.stats()["revision"], 4);
 }
 
 fn stats_reports_counts_and_file_size(env: Env) {
@@ -673,4 +848,327 @@ fn cache_and_lock_options_are_checked() {
         .code(2)
         .stderr_has("--lock-timeout");
     assert_eq!(env.snapshot(), before);
+}
+
+/// The README's Quick start, run command by command through bash with the
+/// real binary first on PATH: every command exits 0 and prints what the
+/// README shows (stdout and stderr together; file sizes and timings masked).
+#[test]
+fn readme_quick_start_runs_as_shown() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Quick start\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Quick start section");
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for line in section.lines().filter_map(|l| l.strip_prefix("    ")) {
+        match line.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_string(), Vec::new())),
+            None => steps
+                .last_mut()
+                .expect("output before a command")
+                .1
+                .push(line.into()),
+        }
+    }
+    assert!(steps.len() > 10, "{steps:?}");
+    // A newline before `}`: a command may end in a `#` comment.
+    let script: String = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (cmd, _))| {
+            format!("echo '@@step {i}'\n{{ {cmd}\n}} 2>&1\nrc=$?\necho\necho \"@@rc $rc\"\n")
+        })
+        .collect();
+    let env = Env::new();
+    let bin_dir = std::path::Path::new(util::KVR).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(&script)
+        .current_dir(env.dir.path())
+        .env("PATH", path);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KVR_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut got = text.split("@@step ").skip(1);
+    for (i, (command, expected)) in steps.iter().enumerate() {
+        let chunk = got
+            .next()
+            .unwrap_or_else(|| panic!("no output for {command}:\n{text}"));
+        let mut lines: Vec<&str> = chunk.lines().skip(1).collect();
+        let rc = lines.pop().unwrap_or_default();
+        // The `echo` before the marker ends a last line without a newline
+        // (`kvr get` adds none), else it is an empty line of its own.
+        if lines.last() == Some(&"") {
+            lines.pop();
+        }
+        assert_eq!(rc, "@@rc 0", "step {i} `{command}` failed:\n{chunk}");
+        let shown: Vec<String> = expected.iter().map(|l| mask(l)).collect();
+        let printed: Vec<String> = lines.iter().map(|l| mask(l)).collect();
+        assert_eq!(
+            printed, shown,
+            "step {i} `{command}` prints other than the README shows"
+        );
+    }
+}
+
+/// Masks what differs between runs: `"file_bytes":N` and `in S s` timings.
+fn mask(line: &str) -> String {
+    let mut line = line.to_string();
+    if let Some(at) = line.find("\"file_bytes\":") {
+        let start = at + "\"file_bytes\":".len();
+        let end = line[start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(line.len(), |e| start + e);
+        line.replace_range(start..end, "N");
+    }
+    if line.starts_with("applied ")
+        && let Some(at) = line.rfind(" in ")
+    {
+        line.replace_range(at.., " in S s");
+    }
+    line
+}
+
+#[test]
+fn db_and_server_flags_together_are_a_usage_error_for_every_command() {
+    let env = Env::new();
+    let db = env.path("never.redb");
+    let commands: [&[&str]; 10] = [
+        &["put", "k", "v"],
+        &["get", "k"],
+        &["delete", "k"],
+        &["range"],
+        &["batch"],
+        &["stats"],
+        &["tui"],
+        &["completions", "bash"],
+        // Were the check missing, these would fail differently, not hang.
+        &["serve", "--listen", "256.0.0.1:1"],
+        &["bench", "--requests", "1"],
+    ];
+    for args in commands {
+        let mut run = env.kvr_bare([
+            "--db",
+            db.to_str().unwrap(),
+            "--server",
+            "http://127.0.0.1:1",
+        ]);
+        run.cmd.args(args);
+        let done = run.stdin("").code(2);
+        let done = done.stderr_has("give either --db or --server, not both");
+        assert!(done.out.stdout.is_empty(), "{}", done.report());
+        assert!(!db.exists(), "{args:?} created the database");
+    }
+    // An environment variable is beaten by the other flag: not an error.
+    env.kvr_bare(["--db", db.to_str().unwrap(), "put", "k", "v"])
+        .env("KVR_SERVER", "http://127.0.0.1:1")
+        .ok();
+}
+
+#[test]
+fn help_puts_global_options_apart_and_shows_no_empty_env_values() {
+    let env = Env::new();
+    let commands: [&[&str]; 6] = [
+        &["--help"],
+        &["serve", "--help"],
+        &["completions", "--help"],
+        &["bench", "--help"],
+        &["put", "--help"],
+        &["range", "--help"],
+    ];
+    for args in commands {
+        let help = env.kvr_bare(args).ok().stdout_text();
+        assert!(
+            !help.contains("=]"),
+            "{args:?} shows an empty env value:\n{help}"
+        );
+        if args.len() > 1 {
+            let (own, global) = help
+                .split_once("Global options:")
+                .unwrap_or_else(|| panic!("{args:?} has no Global options heading:\n{help}"));
+            // An option line, not a mention in the command's about text.
+            let lists_db = own.lines().any(|l| l.trim_start().starts_with("--db"));
+            assert!(!lists_db, "{args:?} lists --db as its own:\n{help}");
+            assert!(
+                global.contains("--db") && global.contains("--server"),
+                "{help}"
+            );
+        }
+    }
+    let serve = env.kvr_bare(["serve", "--help"]).ok().stdout_text();
+    let (own, _) = serve.split_once("Global options:").unwrap();
+    assert!(
+        own.contains("--listen") && !own.contains("--timeout <"),
+        "{serve}"
+    );
+    // bench ignores KVR_DB and KVR_SERVER: its help says so and shows no [env: …].
+    let bench = env.kvr_bare(["bench", "--help"]).ok().stdout_text();
+    assert!(
+        !bench.contains("[env: KVR_DB") && !bench.contains("[env: KVR_SERVER"),
+        "{bench}"
+    );
+    let put = env.kvr_bare(["put", "--help"]).ok().stdout_text();
+    assert!(put.contains("[env: KVR_DB]"), "{put}");
+}
+
+#[test]
+fn batch_over_the_server_limits_names_them_and_writes_nothing() {
+    let env = Env::served_with(&["--max-batch-ops", "10", "--max-batch-bytes", "2000"]);
+    env.kvr(["put", "keep", "me"]).ok();
+    let before = env.snapshot();
+    let many = numbered_puts(0..25);
+    let big = numbered_puts(0..90); // 10 lines a part, but over 2,000 bytes
+    std::fs::write(env.path("many.jsonl"), &many).unwrap();
+    std::fs::write(env.path("big.jsonl"), &big).unwrap();
+    let runs = [
+        (
+            env.kvr(["batch"]).stdin(many.clone()),
+            "more than 10 operations",
+        ),
+        (env.kvr(["batch", "many.jsonl"]), "more than 10 operations"),
+        (env.kvr(["batch"]).stdin(big.clone()), "server's limit"),
+        (env.kvr(["batch", "big.jsonl"]), "server's limit"),
+    ];
+    for (run, needle) in runs {
+        let done = run.code(2).stderr_has(needle).stderr_has("server's limit");
+        let done = done
+            .stderr_has("--chunk-size")
+            .stderr_has("nothing was written");
+        let text = done.stderr_text();
+        assert!(!text.contains("--max-batch"), "names a server flag: {text}");
+        assert_eq!(env.snapshot(), before);
+    }
+    // In parts of 10 lines each request is within the limits.
+    env.kvr(["batch", "--chunk-size", "10"]).stdin(many).ok();
+    env.kvr(["batch", "--chunk-size", "10", "big.jsonl"]).ok();
+    assert_eq!(env.stats()["keys"], 91);
+}
+
+#[test]
+fn bench_fails_fast_on_an_unreachable_server() {
+    let env = Env::new();
+    let done = env
+        .kvr_bare([
+            "--server",
+            "http://127.0.0.1:1",
+            "bench",
+            "--duration",
+            "600",
+        ])
+        .code(5)
+        .stderr_has("cannot reach kvr server");
+    assert!(done.out.stdout.is_empty(), "{}", done.report());
+}
+
+#[test]
+fn bench_of_mostly_failed_reads_exits_1_and_suggests_prefill() {
+    let env = Env::new();
+    let db = env.path("bench.redb");
+    let db = db.to_str().unwrap();
+    let get = ["--db", db, "bench", "--workload", "get", "--requests", "40"];
+    let done = env.kvr_bare(get).env("KVR_DB", "ignored.redb").code(1);
+    let done = done
+        .stderr_has("40 of 40 requests failed")
+        .stderr_has("--prefill");
+    assert!(
+        done.stdout_text().contains("error not_found: 40"),
+        "{}",
+        done.report()
+    );
+    // With the keys written first the same run succeeds.
+    let prefilled = ["--prefill", "100", "--keyspace", "100", "--clients", "2"];
+    let mut run = env.kvr_bare(get);
+    run.cmd.args(prefilled);
+    run.ok();
+    assert!(!env.path("ignored.redb").exists());
+}
+
+/// `kvr put KEY` with stdin a terminal says where the value comes from
+/// (in tmux, as the TUI test; skipped without it).
+#[test]
+fn put_on_a_terminal_says_it_reads_stdin_until_ctrl_d() {
+    let tmux_ok = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tmux_ok {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = Env::new();
+    let socket = format!("kvr-cli-test-{}", std::process::id());
+    struct Server(String);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("tmux")
+                .args(["-L", &self.0, "kill-server"])
+                .status();
+        }
+    }
+    let tmux = |args: &[&str]| {
+        let status = std::process::Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux {args:?}");
+    };
+    let q = |p: std::path::PathBuf| format!("'{}'", p.display());
+    let command = format!(
+        "env -u KVR_DB -u KVR_SERVER {} --db {} put k 2>{}; echo $? >{}",
+        util::KVR,
+        q(env.db()),
+        q(env.path("stderr")),
+        q(env.path("rc"))
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "80",
+        "-y",
+        "10",
+        "-s",
+        "main",
+        &command,
+    ]);
+    let _server = Server(socket.clone());
+    let wait_for = |name: &str, needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(env.path(name)).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never had {needle:?}: {text:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let said = wait_for("stderr", "Ctrl-D");
+    assert_eq!(
+        said,
+        "kvr: reading the value from stdin until Ctrl-D (end of input)\n"
+    );
+    // Typed text, then Ctrl-D twice: the first ends the unfinished line, the
+    // second is the end of input.
+    tmux(&["send-keys", "-t", "main", "-l", "typed value"]);
+    tmux(&["send-keys", "-t", "main", "C-d"]);
+    tmux(&["send-keys", "-t", "main", "C-d"]);
+    assert_eq!(wait_for("rc", "\n"), "0\n");
+    assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"typed value");
 }
