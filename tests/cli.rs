@@ -1095,80 +1095,131 @@ fn bench_of_mostly_failed_reads_exits_1_and_suggests_prefill() {
     assert!(!env.path("ignored.redb").exists());
 }
 
-/// `kvr put KEY` with stdin a terminal says where the value comes from
-/// (in tmux, as the TUI test; skipped without it).
+/// A tmux server of a test's own (skipped without tmux, as the TUI test),
+/// killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    /// Runs `command` (through the shell) in an 80x10 terminal.
+    fn start(command: &str) -> Option<Tmux> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let available = std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !available {
+            eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+            return None;
+        }
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let tmux = Tmux(format!("kvr-cli-test-{}-{n}", std::process::id()));
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            "80",
+            "-y",
+            "10",
+            "-s",
+            "main",
+            command,
+        ]);
+        Some(tmux)
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "main"])
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .status();
+    }
+}
+
+/// Polls `read` until its text contains every one of `needles`; returns it.
+fn wait_for(what: &str, needles: &[&str], read: impl Fn() -> String) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = read();
+        if needles.iter().all(|n| text.contains(n)) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never had {needles:?}: {text:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn shell_quote(p: &std::path::Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// `kvr put KEY` with stdin a terminal says where the value comes from.
 #[test]
 fn put_on_a_terminal_says_it_reads_stdin_until_ctrl_d() {
-    let tmux_ok = std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !tmux_ok {
-        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
-        return;
-    }
     let env = Env::new();
-    let socket = format!("kvr-cli-test-{}", std::process::id());
-    struct Server(String);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("tmux")
-                .args(["-L", &self.0, "kill-server"])
-                .status();
-        }
-    }
-    let tmux = |args: &[&str]| {
-        let status = std::process::Command::new("tmux")
-            .args(["-L", &socket])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux {args:?}");
-    };
-    let q = |p: std::path::PathBuf| format!("'{}'", p.display());
     let command = format!(
         "env -u KVR_DB -u KVR_SERVER {} --db {} put k 2>{}; echo $? >{}",
         util::KVR,
-        q(env.db()),
-        q(env.path("stderr")),
-        q(env.path("rc"))
+        shell_quote(&env.db()),
+        shell_quote(&env.path("stderr")),
+        shell_quote(&env.path("rc"))
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-x",
-        "80",
-        "-y",
-        "10",
-        "-s",
-        "main",
-        &command,
-    ]);
-    let _server = Server(socket.clone());
-    let wait_for = |name: &str, needle: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(env.path(name)).unwrap_or_default();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{name} never had {needle:?}: {text:?}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
     };
-    let said = wait_for("stderr", "Ctrl-D");
+    let file = |name: &str| std::fs::read_to_string(env.path(name)).unwrap_or_default();
+    let said = wait_for("stderr", &["Ctrl-D"], || file("stderr"));
     assert_eq!(
         said,
         "kvr: reading the value from stdin until Ctrl-D (end of input)\n"
     );
     // Typed text, then Ctrl-D twice: the first ends the unfinished line, the
     // second is the end of input.
-    tmux(&["send-keys", "-t", "main", "-l", "typed value"]);
-    tmux(&["send-keys", "-t", "main", "C-d"]);
-    tmux(&["send-keys", "-t", "main", "C-d"]);
-    assert_eq!(wait_for("rc", "\n"), "0\n");
+    tmux.run(&["send-keys", "-t", "main", "-l", "typed value"]);
+    tmux.run(&["send-keys", "-t", "main", "C-d"]);
+    tmux.run(&["send-keys", "-t", "main", "C-d"]);
+    assert_eq!(wait_for("rc", &["\n"], || file("rc")), "0\n");
     assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"typed value");
+    // Not on a terminal: nothing said (the other tests' stdin is a pipe).
+    let done = env.kvr(["put", "k2"]).stdin("v").ok();
+    assert_eq!(done.stderr_text(), "");
+}
+
+/// The batch progress bar on a terminal names its phase, and its clock runs
+/// while no input arrives (the input here stalls after one line).
+#[test]
+fn batch_progress_shows_the_phase_and_a_running_clock() {
+    let env = Env::new();
+    let command = format!(
+        "{{ echo '{{\"key\":\"a\",\"value\":\"1\"}}'; sleep 600; }} | \
+         env -u KVR_DB -u KVR_SERVER {} --db {} batch",
+        util::KVR,
+        shell_quote(&env.db()),
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    // A clock past 2 s shows the bar redrawn with no input moving.
+    let screen = wait_for("the screen", &["00:00:02", "reading: 1 lines"], || {
+        tmux.screen()
+    });
+    assert!(screen.contains("lines/s"), "{screen}");
 }
