@@ -295,6 +295,11 @@ mod tests {
             r#"{"key":"a","op":"frob","value":"x"}"#,
             r#"{"key":"a","op":"delete","value":"x"}"#,
             r#"{"key":"a","value":"x","if_revision":-1}"#,
+            r#"{"key":"a","value":"x","if_revison":0}"#,
+            r#"["put","a","x"]"#,
+            "3",
+            r#"{"key":"a","value":"x","ttl":0}"#,
+            r#"{"key":"a","value":"x","ttl":1,"expires_at_ms":9}"#,
         ] {
             let err = parse(bad).unwrap_err();
             assert!(
