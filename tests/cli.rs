@@ -699,7 +699,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(2);
     let text = done.stderr_text();
     assert!(text.contains("lines 3-4 not applied"), "{text}");
-    assert!(text.contains("lines 1-2 were"), "{text}");
+    assert!(text.contains("lines 1-2 were applied"), "{text}");
     assert!(text.contains("line 4: unknown field `valu`"), "{text}");
     let keys = keys_of(&env.range_json(&[]));
     assert_eq!(keys, ["k00", "k01"]);

@@ -98,15 +98,21 @@ fn in_parts(kv: &dyn Kv, input: &mut dyn BufRead, lines: u64) -> anyhow::Result<
             return Ok(total);
         }
         let applied = kv.batch(&mut part.as_slice()).map_err(|e| {
+            // A refused part wrote nothing; after a timeout, say, its outcome
+            // is unknown.
+            let refused = matches!(
+                e,
+                Error::Invalid { .. } | Error::TooLarge { .. } | Error::PreconditionFailed { .. }
+            );
             let e = anyhow::Error::from(shift_line(e, before));
             if before == 0 {
                 return e;
             }
             e.context(format!(
-                "lines {}-{} not applied; lines 1-{before} were, in earlier parts \
-                 (revision {})",
+                "lines {}-{} {}; lines 1-{before} were applied, in earlier parts (revision {})",
                 before + 1,
                 before + n,
+                if refused { "not applied" } else { "failed" },
                 total.revision
             ))
         })?;
