@@ -171,6 +171,29 @@ fn read_commands_never_create_a_database() {
 }
 
 #[test]
+fn usage_errors_are_found_before_a_database_is_opened_or_created() {
+    let env = Env::new();
+    let db = env.db();
+    let long = "k".repeat(4097);
+    for args in [
+        vec!["put", "", "v"],
+        vec!["put", &long, "v"],
+        vec!["get", ""],
+        vec!["delete", ""],
+        vec!["delete", "--if-revision", "0", "k"],
+        vec!["range", "--limit", "0"],
+        vec!["range", "b", "a"],
+        vec!["batch", "--chunk-size", "0"],
+    ] {
+        let done = env
+            .kvr(&args)
+            .stdin("{\"key\":\"k\",\"value\":\"v\"}\n")
+            .code(2);
+        assert!(!db.exists(), "{} created a file", done.report());
+    }
+}
+
+#[test]
 fn db_flag_env_and_default() {
     let env = Env::new();
     // Default: ./kvr.redb in the current directory.

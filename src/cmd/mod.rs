@@ -35,10 +35,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return Err(both_db_and_server().into());
     }
     match cli.command {
-        Command::Put(args) => put::run(&*open(g, OpenMode::Create)?, args),
-        Command::Get(args) => get::run(&*open(g, OpenMode::MustExist)?, args),
-        Command::Delete(args) => delete::run(&*open(g, OpenMode::MustExist)?, args),
-        Command::Range(args) => range::run(&*open(g, OpenMode::MustExist)?, args),
+        // Each checks its arguments before it opens (or creates) anything.
+        Command::Put(args) => put::run(|| open(g, OpenMode::Create), args),
+        Command::Get(args) => get::run(|| open(g, OpenMode::MustExist), args),
+        Command::Delete(args) => delete::run(|| open(g, OpenMode::MustExist), args),
+        Command::Range(args) => range::run(|| open(g, OpenMode::MustExist), args),
         Command::Batch(args) => {
             batch::run(|| open(g, OpenMode::Create), args, remote(g)?.is_some())
         }

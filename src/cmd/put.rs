@@ -8,13 +8,17 @@ use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::limits::DEFAULT_MAX_VALUE_BYTES;
 
-pub fn run(kv: &dyn Kv, args: PutArgs) -> anyhow::Result<()> {
+/// Checks the key and reads the value before opening the database, so a
+/// rejected put creates no file and nobody waits for the lock while a value
+/// is typed.
+pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: PutArgs) -> anyhow::Result<()> {
     let key = arg_bytes(args.key);
+    crate::limits::check_key(&key, None)?;
     let value = match args.value {
         Some(v) => arg_bytes(v),
         None => read_stdin_value()?,
     };
-    let revision = kv.put(&key, value, args.if_revision)?;
+    let revision = open()?.put(&key, value, args.if_revision)?;
     if args.json {
         print_revision(revision)?;
     }

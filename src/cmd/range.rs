@@ -4,7 +4,7 @@ use std::io::{BufWriter, Write};
 
 use super::arg_bytes;
 use crate::cli::RangeArgs;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::jsonl;
 use crate::kv::Kv;
 use crate::store::RangeQuery;
@@ -12,7 +12,7 @@ use crate::store::RangeQuery;
 /// stdout buffer: large enough that a write syscall carries hundreds of lines.
 const OUT_BUFFER_BYTES: usize = 256 << 10;
 
-pub fn run(kv: &dyn Kv, args: RangeArgs) -> anyhow::Result<()> {
+pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: RangeArgs) -> anyhow::Result<()> {
     if args.limit == Some(0) {
         // As HTTP's `limit=0`: most likely a mistake, never "print nothing".
         return Err(Error::invalid("--limit must be at least 1").into());
@@ -27,8 +27,9 @@ pub fn run(kv: &dyn Kv, args: RangeArgs) -> anyhow::Result<()> {
         keys_only: args.keys_only || args.count,
     };
     query.validate()?;
+    let kv = open()?;
     if args.count {
-        return print_count(kv, &query);
+        return print_count(&*kv, &query);
     }
     let mut out = BufWriter::with_capacity(OUT_BUFFER_BYTES, std::io::stdout().lock());
     kv.range(&query, &mut |key, entry| {
