@@ -156,7 +156,8 @@ pub struct PutArgs {
     /// The key (1 to 4096 bytes).
     pub key: OsString,
     /// The value, taken literally (`-` included); use `--` before a value
-    /// that starts with `-`. Without it, stdin is read (binary-safe).
+    /// that starts with `-`. Without it, stdin is read to its end
+    /// (binary-safe; on a terminal, end the value with Ctrl-D).
     pub value: Option<OsString>,
     /// Write only if the key's current revision is N (0: only if absent).
     #[arg(long, value_name = "N")]
