@@ -35,14 +35,16 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('put', 'put', [CompletionResultType]::ParameterValue, 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)')
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'Write a key''s value to stdout, byte for byte')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
+            [CompletionResult]::new('del', 'del', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
-            [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none')
+            [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')
             [CompletionResult]::new('tui', 'tui', [CompletionResultType]::ParameterValue, 'Browse and edit the database in a full-screen terminal UI (? for keys)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the HTTP API: writes are group-committed through a write-ahead log')
-            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored')
             break
         }
         'kvr;put' {
@@ -86,9 +88,37 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'kvr;del' {
+            [CompletionResult]::new('--if-revision', '--if-revision', [CompletionResultType]::ParameterName, 'Delete only if the key''s current revision is N (N > 0)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N}')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;rm' {
+            [CompletionResult]::new('--if-revision', '--if-revision', [CompletionResultType]::ParameterName, 'Delete only if the key''s current revision is N (N > 0)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N}')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'kvr;range' {
             [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'Only keys starting with P (intersected with START/END)')
-            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most N lines')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most N lines (N >= 1)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
             [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
@@ -98,11 +128,13 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
             [CompletionResult]::new('--reverse', '--reverse', [CompletionResultType]::ParameterName, 'The same keys, in descending order')
             [CompletionResult]::new('--keys-only', '--keys-only', [CompletionResultType]::ParameterName, 'Print only the keys')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'kvr;batch' {
+            [CompletionResult]::new('--chunk-size', '--chunk-size', [CompletionResultType]::ParameterName, 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server''s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
             [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
@@ -123,6 +155,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Accepted for symmetry with the other commands: the output is JSON already')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -164,31 +197,6 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
-        'kvr;bench' {
-            [CompletionResult]::new('--workload', '--workload', [CompletionResultType]::ParameterName, 'What each request does')
-            [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients (connections)')
-            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Run this long [default: 10 s unless --requests is given]')
-            [CompletionResult]::new('--requests', '--requests', [CompletionResultType]::ParameterName, 'Stop after this many requests in all')
-            [CompletionResult]::new('--key-size', '--key-size', [CompletionResultType]::ParameterName, 'Key length in bytes (random keys under `kvr-bench/`)')
-            [CompletionResult]::new('--value-size', '--value-size', [CompletionResultType]::ParameterName, 'Value length in bytes')
-            [CompletionResult]::new('--keyspace', '--keyspace', [CompletionResultType]::ParameterName, 'Number of distinct keys the workload draws from (reads too: prefill them first, in this run or an earlier one)')
-            [CompletionResult]::new('--prefill', '--prefill', [CompletionResultType]::ParameterName, 'Keys to write (`kvr-bench/` 0..N) before measuring')
-            [CompletionResult]::new('--read-ratio', '--read-ratio', [CompletionResultType]::ParameterName, 'Share of reads in the mixed workload')
-            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Operations per request of the batch workload')
-            [CompletionResult]::new('--range-size', '--range-size', [CompletionResultType]::ParameterName, 'Keys per request of the range workload')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
-            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
-            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
-            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
-            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
-            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
-            [CompletionResult]::new('--no-backoff', '--no-backoff', [CompletionResultType]::ParameterName, 'Retry at once after a 503 instead of waiting the server''s Retry-After (1 s), as a well-behaved client would')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            break
-        }
         'kvr;completions' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
@@ -206,7 +214,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'Write a key''s value to stdout, byte for byte')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
-            [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none')
+            [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')
             [CompletionResult]::new('tui', 'tui', [CompletionResultType]::ParameterValue, 'Browse and edit the database in a full-screen terminal UI (? for keys)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the HTTP API: writes are group-committed through a write-ahead log')
@@ -246,6 +254,31 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             break
         }
         'kvr;help;help' {
+            break
+        }
+        'kvr;bench' {
+            [CompletionResult]::new('--workload', '--workload', [CompletionResultType]::ParameterName, 'What each request does')
+            [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients (connections)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Run this long [default: 10 s unless --requests is given]')
+            [CompletionResult]::new('--requests', '--requests', [CompletionResultType]::ParameterName, 'Stop after this many requests in all')
+            [CompletionResult]::new('--key-size', '--key-size', [CompletionResultType]::ParameterName, 'Key length in bytes (random keys under `kvr-bench/`)')
+            [CompletionResult]::new('--value-size', '--value-size', [CompletionResultType]::ParameterName, 'Value length in bytes')
+            [CompletionResult]::new('--keyspace', '--keyspace', [CompletionResultType]::ParameterName, 'Number of distinct keys the workload draws from (reads too: prefill them first, in this run or an earlier one)')
+            [CompletionResult]::new('--prefill', '--prefill', [CompletionResultType]::ParameterName, 'Keys to write (`kvr-bench/` 0..N) before measuring')
+            [CompletionResult]::new('--read-ratio', '--read-ratio', [CompletionResultType]::ParameterName, 'Share of reads in the mixed workload')
+            [CompletionResult]::new('--batch-size', '--batch-size', [CompletionResultType]::ParameterName, 'Operations per request of the batch workload')
+            [CompletionResult]::new('--range-size', '--range-size', [CompletionResultType]::ParameterName, 'Keys per request of the range workload')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--no-backoff', '--no-backoff', [CompletionResultType]::ParameterName, 'Retry at once after a 503 instead of waiting the server''s Retry-After (1 s), as a well-behaved client would')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
     })

@@ -25,6 +25,9 @@ _kvr() {
             kvr,completions)
                 cmd="kvr__subcmd__completions"
                 ;;
+            kvr,del)
+                cmd="kvr__subcmd__delete"
+                ;;
             kvr,delete)
                 cmd="kvr__subcmd__delete"
                 ;;
@@ -39,6 +42,9 @@ _kvr() {
                 ;;
             kvr,range)
                 cmd="kvr__subcmd__range"
+                ;;
+            kvr,rm)
+                cmd="kvr__subcmd__delete"
                 ;;
             kvr,serve)
                 cmd="kvr__subcmd__serve"
@@ -89,7 +95,7 @@ _kvr() {
 
     case "${cmd}" in
         kvr)
-            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --timeout --help --version put get delete range batch stats tui serve bench completions help"
+            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --timeout --help --version put get delete del rm range batch stats tui serve completions help bench"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,12 +137,16 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__batch)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -603,7 +613,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__range)
-            opts="-h --prefix --limit --reverse --keys-only --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -735,7 +745,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__stats)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -32,14 +32,16 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand put 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
             cand get 'Write a key''s value to stdout, byte for byte'
             cand delete 'Remove a key (exit 1 if it does not exist)'
+            cand del 'Remove a key (exit 1 if it does not exist)'
+            cand rm 'Remove a key (exit 1 if it does not exist)'
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-            cand batch 'Apply JSON lines atomically: all of them or none'
+            cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
-            cand bench 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
+            cand bench 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
         }
         &'kvr;put'= {
             cand --if-revision 'Write only if the key''s current revision is N (0: only if absent)'
@@ -79,9 +81,35 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'kvr;del'= {
+            cand --if-revision 'Delete only if the key''s current revision is N (N > 0)'
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --json 'Print {"revision":N}'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;rm'= {
+            cand --if-revision 'Delete only if the key''s current revision is N (N > 0)'
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --json 'Print {"revision":N}'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'kvr;range'= {
             cand --prefix 'Only keys starting with P (intersected with START/END)'
-            cand --limit 'At most N lines'
+            cand --limit 'At most N lines (N >= 1)'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
             cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
@@ -91,10 +119,12 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
             cand --reverse 'The same keys, in descending order'
             cand --keys-only 'Print only the keys'
+            cand --count 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'kvr;batch'= {
+            cand --chunk-size 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server''s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
             cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
@@ -114,6 +144,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --json 'Accepted for symmetry with the other commands: the output is JSON already'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -152,30 +183,6 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
-        &'kvr;bench'= {
-            cand --workload 'What each request does'
-            cand --clients 'Concurrent clients (connections)'
-            cand --duration 'Run this long [default: 10 s unless --requests is given]'
-            cand --requests 'Stop after this many requests in all'
-            cand --key-size 'Key length in bytes (random keys under `kvr-bench/`)'
-            cand --value-size 'Value length in bytes'
-            cand --keyspace 'Number of distinct keys the workload draws from (reads too: prefill them first, in this run or an earlier one)'
-            cand --prefill 'Keys to write (`kvr-bench/` 0..N) before measuring'
-            cand --read-ratio 'Share of reads in the mixed workload'
-            cand --batch-size 'Operations per request of the batch workload'
-            cand --range-size 'Keys per request of the range workload'
-            cand --db 'The database file'
-            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
-            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
-            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
-            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
-            cand --token-file 'Read the token from FILE (trailing newline removed)'
-            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
-            cand --no-backoff 'Retry at once after a 503 instead of waiting the server''s Retry-After (1 s), as a well-behaved client would'
-            cand --json 'Print one JSON object'
-            cand -h 'Print help'
-            cand --help 'Print help'
-        }
         &'kvr;completions'= {
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -192,7 +199,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand get 'Write a key''s value to stdout, byte for byte'
             cand delete 'Remove a key (exit 1 if it does not exist)'
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-            cand batch 'Apply JSON lines atomically: all of them or none'
+            cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
@@ -221,6 +228,30 @@ set edit:completion:arg-completer[kvr] = {|@words|
         &'kvr;help;completions'= {
         }
         &'kvr;help;help'= {
+        }
+        &'kvr;bench'= {
+            cand --workload 'What each request does'
+            cand --clients 'Concurrent clients (connections)'
+            cand --duration 'Run this long [default: 10 s unless --requests is given]'
+            cand --requests 'Stop after this many requests in all'
+            cand --key-size 'Key length in bytes (random keys under `kvr-bench/`)'
+            cand --value-size 'Value length in bytes'
+            cand --keyspace 'Number of distinct keys the workload draws from (reads too: prefill them first, in this run or an earlier one)'
+            cand --prefill 'Keys to write (`kvr-bench/` 0..N) before measuring'
+            cand --read-ratio 'Share of reads in the mixed workload'
+            cand --batch-size 'Operations per request of the batch workload'
+            cand --range-size 'Keys per request of the range workload'
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --no-backoff 'Retry at once after a 503 instead of waiting the server''s Retry-After (1 s), as a well-behaved client would'
+            cand --json 'Print one JSON object'
+            cand -h 'Print help'
+            cand --help 'Print help'
         }
     ]
     $completions[$command]

@@ -36,14 +36,16 @@ complete -c kvr -n "__fish_kvr_needs_command" -s V -l version -d 'Print version'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "del" -d 'Remove a key (exit 1 if it does not exist)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "rm" -d 'Remove a key (exit 1 if it does not exist)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-complete -c kvr -n "__fish_kvr_needs_command" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
-complete -c kvr -n "__fish_kvr_needs_command" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l if-revision -d 'Write only if the key\'s current revision is N (0: only if absent)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -73,8 +75,28 @@ complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token-file -d 'Read t
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l json -d 'Print {"revision":N}'
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l json -d 'Print {"revision":N}'
+complete -c kvr -n "__fish_kvr_using_subcommand del" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l json -d 'Print {"revision":N}'
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l prefix -d 'Only keys starting with P (intersected with START/END)' -r
-complete -c kvr -n "__fish_kvr_using_subcommand range" -l limit -d 'At most N lines' -r
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l limit -d 'At most N lines (N >= 1)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
@@ -84,7 +106,9 @@ complete -c kvr -n "__fish_kvr_using_subcommand range" -l token-file -d 'Read th
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l reverse -d 'The same keys, in descending order'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l keys-only -d 'Print only the keys'
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l count -d 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l chunk-size -d 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server\'s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
@@ -101,6 +125,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand stats" -l server -d 'Run the com
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l json -d 'Accepted for symmetry with the other commands: the output is JSON already'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -130,6 +155,25 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l timeout -d 'With --ser
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l allow-unauthenticated -d 'Allow a non-loopback address without a token'
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -s q -l quiet -d 'No log line per request on stderr'
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l workload -d 'What each request does' -r -f -a "put\t''
 get\t''
 range\t''
@@ -156,22 +200,3 @@ complete -c kvr -n "__fish_kvr_using_subcommand bench" -l timeout -d 'With --ser
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l no-backoff -d 'Retry at once after a 503 instead of waiting the server\'s Retry-After (1 s), as a well-behaved client would'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l json -d 'Print one JSON object'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -s h -l help -d 'Print help'
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l db -d 'The database file' -r -F
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -19,11 +19,20 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes, shown under their own heading in every
+/// command's help. `hide_env_values`: the help names each variable
+/// (`[env: KVR_DB]`) without printing an empty `KVR_DB=` when it is unset.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The database file.
-    #[arg(long, global = true, env = "KVR_DB", default_value = "kvr.redb")]
+    #[arg(
+        long,
+        global = true,
+        env = "KVR_DB",
+        hide_env_values = true,
+        default_value = "kvr.redb"
+    )]
     pub db: PathBuf,
 
     /// Wait up to SECS for another process to release the database file.
@@ -31,6 +40,7 @@ pub struct Global {
         long,
         global = true,
         env = "KVR_LOCK_TIMEOUT",
+        hide_env_values = true,
         value_name = "SECS",
         default_value_t = 0.0
     )]
@@ -38,13 +48,25 @@ pub struct Global {
 
     /// Page cache of the storage engine in MiB, the main bound on memory
     /// [default: an eighth of available memory, 16 to 1024].
-    #[arg(long, global = true, env = "KVR_CACHE_MIB", value_name = "MIB")]
+    #[arg(
+        long,
+        global = true,
+        env = "KVR_CACHE_MIB",
+        hide_env_values = true,
+        value_name = "MIB"
+    )]
     pub cache_mib: Option<u64>,
 
     /// Run the command against a running `kvr serve` instead of a local
     /// file; a comma-separated list is tried in order (`serve` ignores
     /// KVR_SERVER).
-    #[arg(long, global = true, env = "KVR_SERVER", value_name = "URL[,URL...]")]
+    #[arg(
+        long,
+        global = true,
+        env = "KVR_SERVER",
+        hide_env_values = true,
+        value_name = "URL[,URL...]"
+    )]
     pub server: Option<String>,
 
     /// Bearer token: the one to send with --server, or the one `serve` requires.
@@ -61,19 +83,44 @@ pub struct Global {
         long,
         global = true,
         env = "KVR_TIMEOUT",
+        hide_env_values = true,
         value_name = "SECS",
         default_value_t = 30.0
     )]
     pub timeout: f64,
 }
 
+/// The clap command with what derive cannot say: `bench` ignores `KVR_DB`
+/// and `KVR_SERVER`, so its help does not name them. Parse and generate
+/// completions with this, never with `Cli::command()` directly.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Global options reach the subcommands only when the command is built.
+    cmd.build();
+    // `mut_args`, not `mut_arg`: it keeps the order of the built index.
+    cmd.mut_subcommand("bench", |bench| {
+        bench.mut_args(|a| match a.get_id().as_str() {
+            "db" | "server" => a.hide_env(true),
+            _ => a,
+        })
+    })
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
 /// Whether the global option `id` was given as a flag, not through its
 /// environment variable or default (a flag beats its variable, and `--db`
 /// with `--server` as flags is a usage error).
 pub fn given_on_command_line(id: &str) -> bool {
-    use clap::CommandFactory;
     use clap::parser::ValueSource;
-    let Ok(matches) = Cli::command().try_get_matches_from(std::env::args_os()) else {
+    let Ok(matches) = command().try_get_matches_from(std::env::args_os()) else {
         return false;
     };
     let mut level = Some(&matches);
@@ -92,6 +139,7 @@ pub fn given_on_command_line(id: &str) -> bool {
 pub enum Command {
     Put(PutArgs),
     Get(GetArgs),
+    #[command(visible_aliases = ["del", "rm"])]
     Delete(DeleteArgs),
     Range(RangeArgs),
     Batch(BatchArgs),
@@ -108,7 +156,8 @@ pub struct PutArgs {
     /// The key (1 to 4096 bytes).
     pub key: OsString,
     /// The value, taken literally (`-` included); use `--` before a value
-    /// that starts with `-`. Without it, stdin is read (binary-safe).
+    /// that starts with `-`. Without it, stdin is read to its end
+    /// (binary-safe; on a terminal, end the value with Ctrl-D).
     pub value: Option<OsString>,
     /// Write only if the key's current revision is N (0: only if absent).
     #[arg(long, value_name = "N")]
@@ -151,7 +200,7 @@ pub struct RangeArgs {
     /// Only keys starting with P (intersected with START/END).
     #[arg(long, value_name = "P")]
     pub prefix: Option<OsString>,
-    /// At most N lines.
+    /// At most N lines (N >= 1).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// The same keys, in descending order.
@@ -160,13 +209,25 @@ pub struct RangeArgs {
     /// Print only the keys.
     #[arg(long)]
     pub keys_only: bool,
+    /// Print only {"count":n}, the number of keys the other options select
+    /// (over --server the values are not sent).
+    #[arg(long)]
+    pub count: bool,
 }
 
-/// Apply JSON lines atomically: all of them or none.
+/// Apply JSON lines atomically: all of them or none, however large (with
+/// --server: up to the server's batch limits, else exit 2 with nothing
+/// written; see --chunk-size).
 #[derive(Debug, Args)]
 pub struct BatchArgs {
     /// Input file; omitted or `-`: stdin.
     pub file: Option<PathBuf>,
+    /// Apply the input in parts of N lines, each part atomic on its own
+    /// (the input as a whole is then not): for inputs over a server's
+    /// limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`.
+    /// A failing part stops the run; the parts before it stay applied.
+    #[arg(long, value_name = "N")]
+    pub chunk_size: Option<u64>,
     /// Print {"applied":n,"revision":N} on stdout.
     #[arg(long)]
     pub json: bool,
@@ -174,7 +235,12 @@ pub struct BatchArgs {
 
 /// Print {"keys":…,"revision":…,"file_bytes":…}.
 #[derive(Debug, Args)]
-pub struct StatsArgs {}
+pub struct StatsArgs {
+    /// Accepted for symmetry with the other commands: the output is JSON
+    /// already.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Browse and edit the database in a full-screen terminal UI (? for keys).
 #[derive(Debug, Args)]

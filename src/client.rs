@@ -370,13 +370,21 @@ impl Kv for Client {
     }
 
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
-        let (url, resp) = self.send(|a, url, auth| {
+        let sent = self.send(|a, url, auth| {
             let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
             req.content_type("application/x-ndjson")
                 .send(SendBody::from_reader(&mut *input))
-        })?;
+        });
+        let (url, resp) = match sent {
+            Ok(sent) => sent,
+            Err(e) if cut_off(&e) && self.answers() => return Err(batch_cut_off(&self.urls)),
+            Err(e) => return Err(e),
+        };
         if resp.status().as_u16() != 200 {
-            return Err(error_of(&url, resp, None));
+            return Err(match error_of(&url, resp, None) {
+                Error::TooLarge { message } => batch_too_large(&url, &message),
+                other => other,
+            });
         }
         let answer: BatchAnswer = read_json(&url, resp)?;
         Ok(Applied {
@@ -423,6 +431,57 @@ impl Kv for Client {
 struct DeleteAnswer {
     deleted: u64,
     revision: u64,
+}
+
+impl Client {
+    /// Whether a server of the list answers `/healthz` at all.
+    fn answers(&self) -> bool {
+        self.send(|a, url, _| a.get(format!("{url}/healthz")).call())
+            .is_ok()
+    }
+}
+
+/// A connection closed while a request body was being sent.
+fn cut_off(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if matches!(
+        source.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+    ))
+}
+
+/// What to do about a batch over the server's limits: the limits are the
+/// server's, not flags of this command, so say so and offer `--chunk-size`.
+const CHUNK_HINT: &str = "nothing was written; send the input in parts with \
+     `kvr --server URL batch --chunk-size N` (each part atomic on its own)";
+
+/// A 413 for a batch, its message in the client's terms: the server's flag
+/// named in it (`(--max-batch-ops)`) is for whoever runs the server.
+fn batch_too_large(url: &str, message: &str) -> Error {
+    let mut text = message.to_string();
+    if let Some(open) = text.find(" (--")
+        && let Some(close) = text[open..].find(')')
+    {
+        text.replace_range(open..open + close + 1, "");
+    }
+    let text = text.replace("the limit", "the server's limit");
+    Error::TooLarge {
+        message: format!("kvr server at {url} refused the batch: {text}; {CHUNK_HINT}"),
+    }
+}
+
+/// The server closed the connection while the batch body was being sent,
+/// yet still answers: it refused a body over its size limit before reading
+/// it whole (and so applied nothing).
+fn batch_cut_off(urls: &[String]) -> Error {
+    Error::TooLarge {
+        message: format!(
+            "kvr server at {} closed the connection while the batch was being sent: the \
+             batch is over the server's limit on the size of a batch request; {CHUNK_HINT}",
+            urls.join(", ")
+        ),
+    }
 }
 
 fn range_target(query: &RangeQuery) -> String {

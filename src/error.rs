@@ -80,6 +80,11 @@ pub enum Error {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
 
+    /// A load test whose requests mostly failed (`kvr bench`): exit 1 when
+    /// they were mostly reads of absent keys, else 3; never sent over HTTP.
+    #[error("{message}")]
+    MostlyFailed { message: String, not_found: bool },
+
     /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
     #[error("{message}")]
     Unavailable { message: String, overloaded: bool },
@@ -119,14 +124,19 @@ impl Error {
     /// The process exit code of SPEC "Exit codes".
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::KeyNotFound { .. } | Error::DatabaseMissing { .. } => 1,
+            Error::KeyNotFound { .. }
+            | Error::DatabaseMissing { .. }
+            | Error::MostlyFailed {
+                not_found: true, ..
+            } => 1,
             Error::Invalid { .. } | Error::TooLarge { .. } => 2,
             Error::InUse { .. }
             | Error::DiskFull { .. }
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
-            | Error::Unauthorized(_) => 3,
+            | Error::Unauthorized(_)
+            | Error::MostlyFailed { .. } => 3,
             Error::PreconditionFailed { .. } => 4,
             Error::Unavailable { .. } => 5,
         }
@@ -142,7 +152,11 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::DiskFull { .. } => 507,
             Error::Unavailable { .. } => 503,
-            Error::InUse { .. } | Error::Io { .. } | Error::Corrupt(_) | Error::Storage(_) => 500,
+            Error::InUse { .. }
+            | Error::Io { .. }
+            | Error::Corrupt(_)
+            | Error::Storage(_)
+            | Error::MostlyFailed { .. } => 500,
         }
     }
 
@@ -159,9 +173,11 @@ impl Error {
                 overloaded: true, ..
             } => "overloaded",
             Error::Unavailable { .. } => "unavailable",
-            Error::InUse { .. } | Error::Io { .. } | Error::Corrupt(_) | Error::Storage(_) => {
-                "internal"
-            }
+            Error::InUse { .. }
+            | Error::Io { .. }
+            | Error::Corrupt(_)
+            | Error::Storage(_)
+            | Error::MostlyFailed { .. } => "internal",
         }
     }
 }

@@ -18,8 +18,12 @@
 //!   kept);
 //! * `if_revision: N` makes the whole batch conditional on that key's revision
 //!   before the batch (0: absent);
-//! * other fields (such as `revision`) are ignored, so range output is valid
-//!   batch input; blank lines are skipped;
+//! * `revision` is accepted and ignored, so range output is valid batch
+//!   input; `ttl` (an integer, 1 to 315,360,000 seconds) and `expires_at_ms`
+//!   (an integer, not together with `ttl`) are checked and, until expiry is
+//!   built, ignored; any other field makes the line bad, so a misspelt
+//!   `if_revision` never turns a conditional write into an unconditional
+//!   one; so does a line that is not a JSON object; blank lines are skipped;
 //! * line numbers in errors are 1-based and count every physical line.
 //!
 //! Output (range, `get --json`): `{"key":…,"value":…,"revision":N}`, using the
@@ -32,6 +36,7 @@ use std::io::{BufRead, Write};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
@@ -47,6 +52,7 @@ pub fn show_key(key: &[u8]) -> String {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct InputLine<'a> {
     #[serde(default, borrow)]
     op: Option<Cow<'a, str>>,
@@ -60,7 +66,17 @@ struct InputLine<'a> {
     value_b64: Option<Cow<'a, str>>,
     #[serde(default)]
     if_revision: Option<u64>,
+    /// Range output carries it; input ignores it.
+    #[serde(default, rename = "revision")]
+    _revision: Option<IgnoredAny>,
+    #[serde(default)]
+    ttl: Option<u64>,
+    #[serde(default)]
+    expires_at_ms: Option<u64>,
 }
+
+/// Longest `ttl`, in seconds: ten years (SPEC "Expiry (TTL)").
+const MAX_TTL_SECS: u64 = 315_360_000;
 
 /// `value` is present whatever JSON it holds, `null` included.
 fn any_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -73,7 +89,12 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
         line: Some(line),
         message,
     };
+    // serde would read `["a","b"]` as the fields in order: check first.
+    if !is_object(text) && serde_json::from_slice::<IgnoredAny>(text).is_ok() {
+        return Err(bad("a line must be a JSON object".into()));
+    }
     let input: InputLine<'_> = serde_json::from_slice(text).map_err(|e| bad(json_error(&e)))?;
+    check_expiry(&input).map_err(bad)?;
     let key = match (&input.key, &input.key_b64) {
         (Some(k), None) => k.as_bytes().to_vec(),
         (None, Some(b)) => B64
@@ -121,6 +142,23 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
     })
 }
 
+/// Whether the line's first non-blank byte opens an object.
+fn is_object(text: &[u8]) -> bool {
+    text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// `ttl` and `expires_at_ms` are checked as SPEC "Expiry (TTL)" says,
+/// though expiry itself is not built yet.
+fn check_expiry(input: &InputLine<'_>) -> std::result::Result<(), String> {
+    match (input.ttl, input.expires_at_ms) {
+        (Some(_), Some(_)) => Err("give ttl or expires_at_ms, not both".into()),
+        (Some(ttl), None) if !(1..=MAX_TTL_SECS).contains(&ttl) => Err(format!(
+            "ttl must be 1 to {MAX_TTL_SECS} seconds, not {ttl}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A JSON string's contents, or any other JSON value's text as written.
 fn raw_value_bytes(raw: &RawValue) -> serde_json::Result<Vec<u8>> {
     let text = raw.get();
@@ -133,12 +171,18 @@ fn raw_value_bytes(raw: &RawValue) -> serde_json::Result<Vec<u8>> {
 }
 
 /// serde_json's message without its "line 1 column N" (the line is ours).
+/// Valid JSON of the wrong shape (an unknown field, a string for a number)
+/// is not called invalid JSON.
 fn json_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let msg = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(m, _)| m);
-    format!("invalid JSON at column {}: {msg}", e.column())
+    if e.classify() == serde_json::error::Category::Data {
+        format!("{msg} (column {})", e.column())
+    } else {
+        format!("invalid JSON at column {}: {msg}", e.column())
+    }
 }
 
 /// Reads batch input line by line, yielding ops and skipping blank lines.
@@ -251,6 +295,11 @@ mod tests {
             r#"{"key":"a","op":"frob","value":"x"}"#,
             r#"{"key":"a","op":"delete","value":"x"}"#,
             r#"{"key":"a","value":"x","if_revision":-1}"#,
+            r#"{"key":"a","value":"x","if_revison":0}"#,
+            r#"["put","a","x"]"#,
+            "3",
+            r#"{"key":"a","value":"x","ttl":0}"#,
+            r#"{"key":"a","value":"x","ttl":1,"expires_at_ms":9}"#,
         ] {
             let err = parse(bad).unwrap_err();
             assert!(

@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use kvr::Error;
-use kvr::cli::Cli;
 
 // mimalloc keeps RSS close to what is in use: with glibc malloc the RSS of a
 // large batch was seen at twice the configured cache.
@@ -38,7 +36,7 @@ fn tune_allocator() {}
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = match Cli::try_parse() {
+    let cli = match kvr::cli::parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };

@@ -56,8 +56,16 @@ in_both_modes!(
     put_limits_hold_on_the_command_line,
     batch_condition_failure_exits_4_and_writes_nothing,
     batch_conditions_see_the_state_before_the_batch,
-    other_fields_are_ignored,
+    revision_ttl_and_expires_at_ms_are_accepted,
     stats_reports_counts_and_file_size,
+    empty_key_is_a_usage_error_for_reads_too,
+    del_and_rm_are_delete,
+    stats_accepts_json,
+    range_count_prints_only_the_count,
+    range_limit_0_is_a_usage_error,
+    unknown_fields_and_non_objects_are_bad_lines,
+    batch_chunk_size_applies_parts_atomically,
+    batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts,
 );
 
 fn put_then_get_round_trips(env: Env) {
@@ -158,6 +166,29 @@ fn read_commands_never_create_a_database() {
     ] {
         let done = env.kvr(args).code(1);
         assert_eq!(done.stderr_text().lines().next().unwrap(), expected);
+        assert!(!db.exists(), "{} created a file", done.report());
+    }
+}
+
+#[test]
+fn usage_errors_are_found_before_a_database_is_opened_or_created() {
+    let env = Env::new();
+    let db = env.db();
+    let long = "k".repeat(4097);
+    for args in [
+        vec!["put", "", "v"],
+        vec!["put", &long, "v"],
+        vec!["get", ""],
+        vec!["delete", ""],
+        vec!["delete", "--if-revision", "0", "k"],
+        vec!["range", "--limit", "0"],
+        vec!["range", "b", "a"],
+        vec!["batch", "--chunk-size", "0"],
+    ] {
+        let done = env
+            .kvr(&args)
+            .stdin("{\"key\":\"k\",\"value\":\"v\"}\n")
+            .code(2);
         assert!(!db.exists(), "{} created a file", done.report());
     }
 }
@@ -281,10 +312,6 @@ fn range_bounds_are_half_open(env: Env) {
     assert_eq!(
         keys_of(&env.range_json(&["--limit", "2", "--reverse"])),
         ["d", "c"]
-    );
-    assert_eq!(
-        keys_of(&env.range_json(&["--limit", "0"])),
-        Vec::<String>::new()
     );
 }
 
@@ -529,14 +556,185 @@ fn batch_conditions_see_the_state_before_the_batch(env: Env) {
     assert_eq!(env.stats()["revision"], 4);
 }
 
-fn other_fields_are_ignored(env: Env) {
-    env.kvr(["batch"])
-        .stdin("{\"key\":\"k\",\"value\":\"v\",\"revision\":99,\"extra\":[1]}\n")
-        .ok();
+fn revision_ttl_and_expires_at_ms_are_accepted(env: Env) {
+    // `revision` (range output) is ignored; `ttl` and `expires_at_ms` are
+    // known fields, checked and (until expiry is built) ignored.
+    let input = "{\"key\":\"k\",\"value\":\"v\",\"revision\":99}\n\
+                 {\"key\":\"t\",\"value\":\"v\",\"ttl\":60}\n\
+                 {\"key\":\"e\",\"value\":\"v\",\"expires_at_ms\":4102444800000}\n";
+    env.kvr(["batch"]).stdin(input).ok();
     assert_eq!(
         env.range_json(&[]),
-        [json!({"key":"k","value":"v","revision":1})]
+        [
+            json!({"key":"e","value":"v","revision":3}),
+            json!({"key":"k","value":"v","revision":1}),
+            json!({"key":"t","value":"v","revision":2}),
+        ]
     );
+}
+
+fn empty_key_is_a_usage_error_for_reads_too(env: Env) {
+    env.kvr(["put", "k", "v"]).ok();
+    let before = env.snapshot();
+    env.kvr(["get", ""]).code(2).stderr_has("empty key");
+    env.kvr(["get", "--json", ""])
+        .code(2)
+        .stderr_has("empty key");
+    env.kvr(["delete", ""]).code(2).stderr_has("empty key");
+    env.kvr(["put", "", "v"]).code(2).stderr_has("empty key");
+    assert_eq!(env.snapshot(), before);
+}
+
+fn del_and_rm_are_delete(env: Env) {
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    assert_eq!(
+        env.kvr(["del", "--json", "a"]).ok().stdout_text(),
+        "{\"revision\":3}\n"
+    );
+    env.kvr(["rm", "b"]).ok();
+    env.kvr(["rm", "b"]).code(1).stderr_has("not found");
+    assert_eq!(env.stats()["keys"], 0);
+    assert_eq!(env.stats()["revision"], 4);
+}
+
+fn stats_accepts_json(env: Env) {
+    env.kvr(["put", "a", "1"]).ok();
+    let plain = env.kvr(["stats"]).ok().stdout_text();
+    let json: serde_json::Value =
+        serde_json::from_str(&env.kvr(["stats", "--json"]).ok().stdout_text()).unwrap();
+    let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    assert_eq!(json["keys"], plain["keys"]);
+    assert_eq!(json["revision"], 1);
+}
+
+fn range_count_prints_only_the_count(env: Env) {
+    load(&env, &[b"a", b"p:1", b"p:2", b"p:3", b"z"]);
+    let count = |args: &[&str]| {
+        let mut full = vec!["range", "--count"];
+        full.extend_from_slice(args);
+        env.kvr(full).ok().stdout_text()
+    };
+    assert_eq!(count(&[]), "{\"count\":5}\n");
+    assert_eq!(count(&["--prefix", "p:"]), "{\"count\":3}\n");
+    assert_eq!(
+        count(&["--prefix", "p:", "--limit", "2"]),
+        "{\"count\":2}\n"
+    );
+    assert_eq!(count(&["--reverse", "--keys-only", "b"]), "{\"count\":4}\n");
+    assert_eq!(count(&["p:2", "p:3"]), "{\"count\":1}\n");
+    assert_eq!(count(&["--prefix", "none:"]), "{\"count\":0}\n");
+}
+
+fn range_limit_0_is_a_usage_error(env: Env) {
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["range", "--limit", "0"])
+        .code(2)
+        .stderr_has("--limit must be at least 1");
+    env.kvr(["range", "--count", "--limit", "0"]).code(2);
+    assert_eq!(
+        env.kvr(["range", "--limit", "1"])
+            .ok()
+            .stdout_text()
+            .lines()
+            .count(),
+        1
+    );
+}
+
+fn unknown_fields_and_non_objects_are_bad_lines(template: Env) {
+    let cases = [
+        // A misspelt if_revision must not make the write unconditional.
+        (
+            r#"{"key":"keep","value":"x","if_revison":0}"#,
+            "unknown field `if_revison`",
+        ),
+        (
+            r#"{"key":"a","value":"x","extra":[1]}"#,
+            "unknown field `extra`",
+        ),
+        (r#"["a","b"]"#, "line 2: a line must be a JSON object"),
+        (r#""a""#, "line 2: a line must be a JSON object"),
+        ("17", "line 2: a line must be a JSON object"),
+        ("null", "line 2: a line must be a JSON object"),
+        (r#"{"key":"a","value":"x","ttl":0}"#, "ttl must be"),
+        (r#"{"key":"a","value":"x","ttl":"5"}"#, "line 2: "),
+        (
+            r#"{"key":"a","value":"x","ttl":5,"expires_at_ms":1}"#,
+            "not both",
+        ),
+    ];
+    for (bad, needle) in cases {
+        let env = template.new_like();
+        env.kvr(["put", "keep", "me"]).ok();
+        let before = env.snapshot();
+        let input = format!("{{\"key\":\"x1\",\"value\":\"1\"}}\n{bad}\n");
+        let done = env.kvr(["batch"]).stdin(input).code(2);
+        let first = done.stderr_text().lines().next().unwrap().to_string();
+        assert!(
+            first.starts_with("kvr: error: line 2: "),
+            "{}",
+            done.report()
+        );
+        assert!(first.contains(needle), "{needle}: {}", done.report());
+        assert!(!first.contains("invalid JSON"), "{}", done.report());
+        assert_eq!(env.snapshot(), before, "{bad}");
+    }
+}
+
+fn numbered_puts(range: std::ops::Range<u32>) -> String {
+    range
+        .map(|i| format!("{{\"key\":\"k{i:02}\",\"value\":\"{i}\"}}\n"))
+        .collect()
+}
+
+fn batch_chunk_size_applies_parts_atomically(env: Env) {
+    let done = env
+        .kvr(["batch", "--json", "--chunk-size", "2"])
+        .stdin(numbered_puts(0..5))
+        .ok();
+    assert_eq!(done.stdout_text(), "{\"applied\":5,\"revision\":5}\n");
+    assert_eq!(env.stats()["keys"], 5);
+    // An exact multiple of the size, and an empty input.
+    env.kvr(["batch", "--chunk-size", "5"])
+        .stdin(numbered_puts(5..10))
+        .ok();
+    assert_eq!(env.stats()["revision"], 10);
+    let done = env
+        .kvr(["batch", "--json", "--chunk-size", "3"])
+        .stdin("")
+        .ok();
+    assert_eq!(done.stdout_text(), "{\"applied\":0,\"revision\":10}\n");
+    let before = env.snapshot();
+    env.kvr(["batch", "--chunk-size", "0"])
+        .stdin(numbered_puts(0..2))
+        .code(2)
+        .stderr_has("--chunk-size");
+    assert_eq!(env.snapshot(), before);
+}
+
+fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
+    // Parts of 2 lines: lines 1-2 apply; line 4 is bad, so lines 3-4 do not,
+    // and nothing after them is tried.
+    let mut input = numbered_puts(0..3);
+    input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
+    input.push_str(&numbered_puts(4..6));
+    let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(2);
+    let text = done.stderr_text();
+    assert!(text.contains("lines 3-4 not applied"), "{text}");
+    assert!(text.contains("lines 1-2 were applied"), "{text}");
+    assert!(text.contains("line 4: unknown field `valu`"), "{text}");
+    let keys = keys_of(&env.range_json(&[]));
+    assert_eq!(keys, ["k00", "k01"]);
+    // A failed condition in the second part: exit 4, its line counted in
+    // the whole input.
+    let mut input = numbered_puts(10..12);
+    input.push_str("{\"key\":\"k00\",\"value\":\"x\",\"if_revision\":7}\n");
+    env.kvr(["batch", "--chunk-size", "2"])
+        .stdin(input)
+        .code(4)
+        .stderr_has("line 3: precondition failed");
+    assert_eq!(env.stats()["revision"], 4);
 }
 
 fn stats_reports_counts_and_file_size(env: Env) {
@@ -674,3 +872,6 @@ fn cache_and_lock_options_are_checked() {
         .stderr_has("--lock-timeout");
     assert_eq!(env.snapshot(), before);
 }
+
+#[path = "cli/usage.rs"]
+mod usage;

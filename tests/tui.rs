@@ -84,6 +84,12 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 
+    /// tmux's newest paste buffer: what an OSC 52 copy put there.
+    fn buffer(&self) -> String {
+        let out = self.cmd().arg("show-buffer").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Types `text` literally.
     fn type_text(&self, text: &str) {
         let status = self
@@ -192,7 +198,11 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
         shell_quote(&db),
     );
     let tmux = Tmux::start(&command);
-    tmux.wait_for(&["> item:000", "51 keys │ revision 51", "item:000 · rev 1"]);
+    tmux.wait_for(&[
+        "> item:000",
+        "key 1 of 51 │ revision 51",
+        "item:000 · rev 1",
+    ]);
 
     tmux.keys(&["j", "j", "Down"]);
     tmux.wait_for(&["> item:003", "item:003 · rev 4 · 7 B · JSON"]);
@@ -204,7 +214,7 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
 
     // The layout follows a resize (the value pane narrows its hex dump).
     tmux.resize(90, 20);
-    tmux.wait_for(&["> item:010", "51 keys │ revision 51"]);
+    tmux.wait_for(&["> item:010", "key 11 of 51 │ revision 51"]);
     tmux.resize(120, 40);
 
     tmux.keys(&["e"]);
@@ -215,7 +225,7 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     tmux.keys(&["y"]);
     tmux.wait_for(&[
         "deleted item:011 (revision 53)",
-        "50 keys │ revision 53",
+        "key 12 of 50 │ revision 53",
         "> item:012",
     ]);
 
@@ -418,7 +428,7 @@ fn browse_edit_and_delete_through_a_server() {
         shell_quote(Path::new(KVR)),
     );
     let tmux = Tmux::start(&command);
-    tmux.wait_for(&[&url, "> item:000", "51 keys │ revision 51"]);
+    tmux.wait_for(&[&url, "> item:000", "key 1 of 51 │ revision 51"]);
 
     tmux.keys(&["G"]);
     tmux.wait_for(&["> note", "note · rev 51"]);
@@ -442,5 +452,86 @@ fn browse_edit_and_delete_through_a_server() {
     assert_eq!(
         env.kvr(["get", "item:049"]).ok().stdout_text(),
         "changed elsewhere"
+    );
+}
+
+/// Issue 10's rough edges through the real binary: Esc does not quit,
+/// readline keys in prompts, an edit that changes nothing writes nothing,
+/// OSC 52 copies, seeks past the end, `n` on an existing key and Esc
+/// clearing a filter.
+#[test]
+fn rough_edges_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    // One line, not compact: re-indenting and compacting would change it.
+    let spaced = r#"{"a": 1, "b": [true, "x y"]}"#;
+    env.kvr(["put", "spaced", spaced]).ok();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color EDITOR=true {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    // OSC 52 from the application becomes a tmux paste buffer.
+    let set = tmux
+        .cmd()
+        .args(["set-option", "-s", "set-clipboard", "on"])
+        .status();
+    assert!(set.is_ok_and(|s| s.success()));
+    tmux.wait_for(&["> item:000", "key 1 of 52 │ revision 52"]);
+
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["q quits", "> item:000"]);
+
+    tmux.keys(&["/"]);
+    tmux.type_text("junk");
+    tmux.keys(&["C-u"]);
+    tmux.type_text("spaced");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["> spaced", "spaced · rev 52 · 28 B · JSON"]);
+
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["value unchanged; nothing written"]);
+
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["sent the key spaced to the clipboard"]);
+    let deadline = Instant::now() + DEADLINE;
+    while tmux.buffer() != "spaced" {
+        assert!(
+            Instant::now() < deadline,
+            "tmux buffer: {:?}",
+            tmux.buffer()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    tmux.keys(&["/"]);
+    tmux.type_text("zzz");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["no key at or after zzz; showing the last key", "> spaced"]);
+
+    tmux.keys(&["n"]);
+    tmux.type_text("item:001");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["item:001 already exists (revision 2)", "> item:001"]);
+
+    tmux.keys(&["f"]);
+    tmux.type_text("item:00");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["filter item:00: 10 keys │ key 1 of 10"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["filter cleared: all keys", "key 1 of 52"]);
+
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+    assert_eq!(env.kvr(["get", "spaced"]).ok().stdout_text(), spaced);
+    let got = env.kvr(["get", "--json", "spaced"]).ok().stdout_text();
+    assert!(
+        got.trim_end().ends_with(",\"revision\":52}"),
+        "nothing was written: {got}"
     );
 }

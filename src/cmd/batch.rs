@@ -1,35 +1,61 @@
-//! `kvr batch [FILE]`: apply JSON lines atomically, with a progress bar on a
-//! terminal and a one-line summary on stderr.
+//! `kvr batch [FILE]`: apply JSON lines atomically (or, with `--chunk-size`,
+//! in parts that are each atomic), with a progress bar on a terminal and a
+//! one-line summary on stderr.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::cli::BatchArgs;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
+use crate::types::Applied;
 
 /// Input buffer: big reads keep the parser, not syscalls, the cost.
 const INPUT_BUFFER_BYTES: usize = 1 << 20;
 
+/// How often the bar is redrawn, so its clock moves while the store sorts
+/// or commits and no input is read.
+const TICK: Duration = Duration::from_millis(200);
+
+/// No read for this long means the reader is not what the batch waits on:
+/// parsing a 1 MiB buffer takes a few milliseconds, a run's sort and write
+/// seconds.
+const IDLE: Duration = Duration::from_millis(300);
+
 /// Opens the input before the database, so that a bad FILE creates nothing.
-pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: BatchArgs) -> anyhow::Result<()> {
+/// `remote`: the batch goes to a server (only the progress bar's words differ).
+pub fn run(
+    open: impl FnOnce() -> Result<Box<dyn Kv>>,
+    args: BatchArgs,
+    remote: bool,
+) -> anyhow::Result<()> {
     let started = Instant::now();
+    if args.chunk_size == Some(0) {
+        return Err(Error::invalid("--chunk-size must be at least 1").into());
+    }
     let (reader, total_bytes) = open_input(args.file.as_deref())?;
     let kv = open()?;
-    let progress = progress_bar(total_bytes);
+    let watch = Arc::new(Watch::new(remote));
+    let progress = progress_bar(total_bytes, watch.clone());
     let mut input = BufReader::with_capacity(
         INPUT_BUFFER_BYTES,
         Counting {
             inner: reader,
             progress: progress.clone(),
+            watch,
             lines: 0,
         },
     );
-    let result = kv.batch(&mut input as &mut dyn BufRead);
+    let result = match args.chunk_size {
+        None => kv.batch(&mut input as &mut dyn BufRead).map_err(Into::into),
+        Some(lines) => in_parts(&*kv, &mut input, lines),
+    };
     progress.finish_and_clear();
     let applied = result?;
     eprintln!(
@@ -47,6 +73,79 @@ pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: BatchArgs) -> anyho
         );
     }
     Ok(())
+}
+
+/// `--chunk-size`: one atomic batch per `lines` physical lines. Errors name
+/// the line in the whole input, and say what earlier parts applied.
+fn in_parts(kv: &dyn Kv, input: &mut dyn BufRead, lines: u64) -> anyhow::Result<Applied> {
+    let mut total = Applied::default();
+    let mut before = 0u64;
+    let mut part = Vec::new();
+    loop {
+        part.clear();
+        let mut n = 0;
+        while n < lines {
+            let read = input
+                .read_until(b'\n', &mut part)
+                .map_err(|e| Error::io("cannot read batch input", e))?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+        }
+        // An empty input still asks once, for the revision.
+        if n == 0 && before > 0 {
+            return Ok(total);
+        }
+        let applied = kv.batch(&mut part.as_slice()).map_err(|e| {
+            // A refused part wrote nothing; after a timeout, say, its outcome
+            // is unknown.
+            let refused = matches!(
+                e,
+                Error::Invalid { .. } | Error::TooLarge { .. } | Error::PreconditionFailed { .. }
+            );
+            let e = anyhow::Error::from(shift_line(e, before));
+            if before == 0 {
+                return e;
+            }
+            e.context(format!(
+                "lines {}-{} {}; lines 1-{before} were applied, in earlier parts (revision {})",
+                before + 1,
+                before + n,
+                if refused { "not applied" } else { "failed" },
+                total.revision
+            ))
+        })?;
+        total.puts += applied.puts;
+        total.deletes += applied.deletes;
+        total.revision = applied.revision;
+        before += n;
+        if n < lines {
+            return Ok(total);
+        }
+    }
+}
+
+/// An error of one part, with its line number counted in the whole input.
+fn shift_line(e: Error, before: u64) -> Error {
+    match e {
+        Error::Invalid { line, message } => Error::Invalid {
+            line: line.map(|l| l + before),
+            message,
+        },
+        Error::PreconditionFailed {
+            line,
+            key,
+            expected,
+            current,
+        } => Error::PreconditionFailed {
+            line: line.map(|l| l + before),
+            key,
+            expected,
+            current,
+        },
+        other => other,
+    }
 }
 
 /// The input and, for a regular file, its size.
@@ -67,20 +166,80 @@ fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read>, Option<u64>)> {
     }
 }
 
-/// A bar (or spinner, for a stream) on stderr, hidden unless stderr is a terminal.
-fn progress_bar(total_bytes: Option<u64>) -> ProgressBar {
+/// What the batch is doing, as far as its input tells: the store (or the
+/// server) pulls input while it reads and parses, and stops pulling while
+/// it sorts and writes a run, or commits after the end of the input.
+struct Watch {
+    started: Instant,
+    remote: bool,
+    reading: AtomicBool,
+    /// Milliseconds after `started` when the last read returned.
+    last_read_ms: AtomicU64,
+    eof: AtomicBool,
+}
+
+impl Watch {
+    fn new(remote: bool) -> Watch {
+        Watch {
+            started: Instant::now(),
+            remote,
+            reading: AtomicBool::new(false),
+            last_read_ms: AtomicU64::new(0),
+            eof: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn phase(&self) -> &'static str {
+        let idle = self
+            .now_ms()
+            .saturating_sub(self.last_read_ms.load(Ordering::Relaxed));
+        phase(
+            self.reading.load(Ordering::Relaxed),
+            Duration::from_millis(idle),
+            self.eof.load(Ordering::Relaxed),
+            self.remote,
+        )
+    }
+}
+
+/// The phase shown on the bar (see [`Watch`]).
+fn phase(reading: bool, idle: Duration, eof: bool, remote: bool) -> &'static str {
+    match (eof, remote) {
+        (true, false) => "sorting and writing the last run, committing",
+        (true, true) => "sent; the server is committing",
+        (false, _) if reading || idle < IDLE => "reading",
+        (false, false) => "sorting and writing a run",
+        (false, true) => "sending; the server is busy",
+    }
+}
+
+/// A bar (or spinner, for a stream) on stderr, hidden unless stderr is a
+/// terminal. A steady tick keeps the clock and the phase current while no
+/// input moves.
+fn progress_bar(total_bytes: Option<u64>, watch: Arc<Watch>) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(total_bytes, ProgressDrawTarget::stderr());
     let template = if total_bytes.is_some() {
-        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {msg}"
+        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {phase}: {msg}"
     } else {
-        "{elapsed_precise} {spinner} {bytes} {msg}"
+        "{elapsed_precise} {spinner} {bytes} {phase}: {msg}"
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+        let style = style.progress_chars("=> ").with_key(
+            "phase",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(watch.phase());
+            },
+        );
+        bar.set_style(style);
     }
+    bar.enable_steady_tick(TICK);
     bar
 }
 
@@ -88,18 +247,26 @@ fn progress_bar(total_bytes: Option<u64>) -> ProgressBar {
 struct Counting<R> {
     inner: R,
     progress: ProgressBar,
+    watch: Arc<Watch>,
     lines: u64,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
         if self.progress.is_hidden() {
-            return Ok(n);
+            return self.inner.read(buf);
         }
+        self.watch.reading.store(true, Ordering::Relaxed);
+        let n = self.inner.read(buf);
+        self.watch
+            .last_read_ms
+            .store(self.watch.now_ms(), Ordering::Relaxed);
+        self.watch.reading.store(false, Ordering::Relaxed);
+        let n = n?;
         if n == 0 {
+            self.watch.eof.store(true, Ordering::Relaxed);
             self.progress
-                .set_message(format!("{} lines read; committing…", self.lines));
+                .set_message(format!("{} lines read", self.lines));
             return Ok(0);
         }
         self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
@@ -111,5 +278,25 @@ impl<R: Read> Read for Counting<R> {
             self.lines as f64 / secs
         ));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_follow_the_input() {
+        let quick = Duration::from_millis(10);
+        let slow = Duration::from_secs(2);
+        assert_eq!(phase(true, slow, false, false), "reading");
+        assert_eq!(phase(false, quick, false, false), "reading");
+        assert_eq!(
+            phase(false, slow, false, false),
+            "sorting and writing a run"
+        );
+        assert!(phase(false, quick, true, false).contains("committing"));
+        assert!(phase(false, slow, false, true).contains("server"));
+        assert!(phase(false, quick, true, true).contains("committing"));
     }
 }

@@ -1,13 +1,11 @@
 //! `kvr completions SHELL`
 
-use clap::CommandFactory;
-
-use crate::cli::{Cli, CompletionsArgs};
+use crate::cli::{CompletionsArgs, command};
 
 pub fn run(args: CompletionsArgs) -> anyhow::Result<()> {
     clap_complete::generate(
         args.shell,
-        &mut Cli::command(),
+        &mut command(),
         "kvr",
         &mut std::io::stdout().lock(),
     );

@@ -8,9 +8,13 @@ use crate::error::{Error, Result};
 use crate::jsonl::{self, show_key};
 use crate::kv::Kv;
 
-pub fn run(kv: &dyn Kv, args: GetArgs) -> anyhow::Result<()> {
+pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: GetArgs) -> anyhow::Result<()> {
     let key = arg_bytes(args.key);
-    let entry = kv.get(&key)?.ok_or_else(|| Error::KeyNotFound {
+    if key.is_empty() {
+        // No key is empty: a usage error (exit 2) as for put, not "not found".
+        crate::limits::check_key(&key, None)?;
+    }
+    let entry = open()?.get(&key)?.ok_or_else(|| Error::KeyNotFound {
         key: show_key(&key),
     })?;
     let mut out = std::io::stdout().lock();

@@ -29,12 +29,20 @@ use crate::store::{OpenMode, StoreOptions};
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
+    // Every command, `serve`, `bench` and `completions` included: which
+    // of the two was meant cannot be guessed.
+    if given_on_command_line("db") && given_on_command_line("server") {
+        return Err(both_db_and_server().into());
+    }
     match cli.command {
-        Command::Put(args) => put::run(&*open(g, OpenMode::Create)?, args),
-        Command::Get(args) => get::run(&*open(g, OpenMode::MustExist)?, args),
-        Command::Delete(args) => delete::run(&*open(g, OpenMode::MustExist)?, args),
-        Command::Range(args) => range::run(&*open(g, OpenMode::MustExist)?, args),
-        Command::Batch(args) => batch::run(|| open(g, OpenMode::Create), args),
+        // Each checks its arguments before it opens (or creates) anything.
+        Command::Put(args) => put::run(|| open(g, OpenMode::Create), args),
+        Command::Get(args) => get::run(|| open(g, OpenMode::MustExist), args),
+        Command::Delete(args) => delete::run(|| open(g, OpenMode::MustExist), args),
+        Command::Range(args) => range::run(|| open(g, OpenMode::MustExist), args),
+        Command::Batch(args) => {
+            batch::run(|| open(g, OpenMode::Create), args, remote(g)?.is_some())
+        }
         Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
         Command::Serve(args) => serve::run(g, args),
         Command::Bench(args) => bench::run(g, args),
@@ -95,9 +103,13 @@ fn remote(g: &Global) -> Result<Option<&str>> {
         return Ok(Some(server));
     }
     if given_on_command_line("server") {
-        return Err(Error::invalid("give either --db or --server, not both"));
+        return Err(both_db_and_server());
     }
     Ok(None)
+}
+
+fn both_db_and_server() -> Error {
+    Error::invalid("give either --db or --server, not both")
 }
 
 /// The bearer token of `--token` / KVR_TOKEN or `--token-file`.

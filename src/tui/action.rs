@@ -17,11 +17,14 @@ pub enum Action {
     New,
     Delete,
     Help,
+    /// Sends the key (`y`) or the value (`Y`) to the terminal's clipboard.
+    Copy(Copy),
     /// Typing in a prompt or the built-in editor.
     Text(TextEdit),
     /// Enter in a prompt, `y` in a confirmation, Ctrl-S in the editor.
     Submit,
-    /// Esc in a prompt, the editor or a dialog; any key on the help.
+    /// Esc: closes a prompt, the editor, a dialog or the help; in the main
+    /// view it clears the filter (and never quits). Any key on the help.
     Cancel,
     Resize(u16, u16),
 }
@@ -37,6 +40,14 @@ pub enum Move {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    Key,
+    Value,
+}
+
+/// An edit of the text in a prompt or the built-in editor; the word and
+/// kill commands are readline's (and so bash's and most shells').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextEdit {
     Insert(char),
     Newline,
@@ -48,6 +59,21 @@ pub enum TextEdit {
     Down,
     Home,
     End,
+    /// Alt-b, Ctrl-Left.
+    WordLeft,
+    /// Alt-f, Ctrl-Right.
+    WordRight,
+    /// Ctrl-U: delete from the start of the line to the cursor.
+    KillToStart,
+    /// Ctrl-K: delete from the cursor to the end of the line.
+    KillToEnd,
+    /// Alt-Backspace, Ctrl-Backspace: delete the word before the cursor.
+    KillWordBack,
+    /// Ctrl-W: delete back to the previous space (readline's
+    /// `unix-word-rubout`).
+    KillSpaceWordBack,
+    /// Alt-d: delete the word after the cursor.
+    KillWordForward,
 }
 
 /// Which keys mean what: the screen's state, as far as key mapping cares.
@@ -58,6 +84,9 @@ pub enum KeyMode {
     Prompt,
     Confirm,
     Editor,
+    /// The built-in editor's text is not valid JSON: keep editing or save
+    /// it as text.
+    InvalidJson,
 }
 
 /// Keys and what they do, in the help overlay's order.
@@ -73,15 +102,28 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "e  Enter",
         "edit the value ($VISUAL / $EDITOR, else built in)",
     ),
-    ("n", "new key"),
+    ("n", "new key (checked first: it must not exist yet)"),
     ("d  Del", "delete the key (asks first: y / n)"),
+    ("y  Y", "copy the key / the value to the clipboard (OSC 52)"),
     ("?  F1", "this help (any key closes it)"),
-    ("q  Esc  Ctrl-C", "quit"),
+    (
+        "Esc",
+        "close a prompt, dialog or this help; clear the filter",
+    ),
+    ("q  Ctrl-C", "quit"),
     (
         "",
-        "in prompts: Enter accepts, Esc cancels; \\xNN is a byte, \\\\ a backslash",
+        "Enter accepts a prompt, Ctrl-S or F2 saves in the editor, Esc cancels",
     ),
-    ("", "built-in editor: Ctrl-S or F2 saves, Esc cancels"),
+    ("", "editing: Ctrl-A Ctrl-E Alt-b Alt-f Ctrl-← Ctrl-→ move,"),
+    (
+        "",
+        "  Ctrl-U Ctrl-K Ctrl-W Alt-Bksp Alt-d delete, as in bash",
+    ),
+    (
+        "",
+        "keys: \\u0000 \\n \\\" \\\\ as in JSON; \\xNN is a byte that is not UTF-8",
+    ),
 ];
 
 /// The action of a key press in `mode`, if any.
@@ -101,13 +143,19 @@ pub fn map_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
             KeyCode::Char('y' | 'Y') => Some(Action::Submit),
             _ => Some(Action::Cancel),
         },
-        KeyMode::Prompt | KeyMode::Editor => text_key(mode, key.code, ctrl),
+        KeyMode::InvalidJson => match key.code {
+            KeyCode::Char('t' | 'T') => Some(Action::Submit),
+            KeyCode::Char('e' | 'E') | KeyCode::Enter | KeyCode::Esc => Some(Action::Cancel),
+            _ => None,
+        },
+        KeyMode::Prompt | KeyMode::Editor => text_key(mode, key),
     }
 }
 
 fn browse_key(code: KeyCode) -> Option<Action> {
     Some(match code {
-        KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
+        KeyCode::Char('q') => Action::Quit,
+        KeyCode::Esc => Action::Cancel,
         KeyCode::Up | KeyCode::Char('k') => Action::Move(Move::Up),
         KeyCode::Down | KeyCode::Char('j') => Action::Move(Move::Down),
         KeyCode::PageUp => Action::Move(Move::PageUp),
@@ -121,24 +169,32 @@ fn browse_key(code: KeyCode) -> Option<Action> {
         KeyCode::Char('e') | KeyCode::Enter => Action::Edit,
         KeyCode::Char('n') => Action::New,
         KeyCode::Char('d') | KeyCode::Delete => Action::Delete,
+        KeyCode::Char('y') => Action::Copy(Copy::Key),
+        KeyCode::Char('Y') => Action::Copy(Copy::Value),
         KeyCode::Char('?') | KeyCode::F(1) => Action::Help,
         _ => return None,
     })
 }
 
-fn text_key(mode: KeyMode, code: KeyCode, ctrl: bool) -> Option<Action> {
+fn text_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
     let edit = |e| Some(Action::Text(e));
-    match code {
+    match key.code {
         KeyCode::Char('s') if ctrl => Some(Action::Submit),
         KeyCode::F(2) => Some(Action::Submit),
         KeyCode::Enter if mode == KeyMode::Prompt => Some(Action::Submit),
         KeyCode::Enter => edit(TextEdit::Newline),
         KeyCode::Esc => Some(Action::Cancel),
-        KeyCode::Char(_) if ctrl => None,
+        KeyCode::Char(c) if ctrl => control_key(c).and_then(edit),
+        KeyCode::Char(c) if alt => alt_key(c).and_then(edit),
         KeyCode::Char(c) => edit(TextEdit::Insert(c)),
         KeyCode::Tab => edit(TextEdit::Insert('\t')),
+        KeyCode::Backspace if ctrl || alt => edit(TextEdit::KillWordBack),
         KeyCode::Backspace => edit(TextEdit::Backspace),
         KeyCode::Delete => edit(TextEdit::Delete),
+        KeyCode::Left if ctrl || alt => edit(TextEdit::WordLeft),
+        KeyCode::Right if ctrl || alt => edit(TextEdit::WordRight),
         KeyCode::Left => edit(TextEdit::Left),
         KeyCode::Right => edit(TextEdit::Right),
         KeyCode::Up => edit(TextEdit::Up),
@@ -147,4 +203,30 @@ fn text_key(mode: KeyMode, code: KeyCode, ctrl: bool) -> Option<Action> {
         KeyCode::End => edit(TextEdit::End),
         _ => None,
     }
+}
+
+/// Readline's control keys.
+fn control_key(c: char) -> Option<TextEdit> {
+    Some(match c.to_ascii_lowercase() {
+        'a' => TextEdit::Home,
+        'e' => TextEdit::End,
+        'b' => TextEdit::Left,
+        'f' => TextEdit::Right,
+        'h' => TextEdit::Backspace,
+        'd' => TextEdit::Delete,
+        'u' => TextEdit::KillToStart,
+        'k' => TextEdit::KillToEnd,
+        'w' => TextEdit::KillSpaceWordBack,
+        _ => return None,
+    })
+}
+
+/// Readline's Meta (Alt) keys.
+fn alt_key(c: char) -> Option<TextEdit> {
+    Some(match c.to_ascii_lowercase() {
+        'b' => TextEdit::WordLeft,
+        'f' => TextEdit::WordRight,
+        'd' => TextEdit::KillWordForward,
+        _ => return None,
+    })
 }

@@ -50,9 +50,26 @@ pub enum Intent {
 pub enum Mode {
     Browse,
     Help,
-    Prompt { kind: PromptKind, input: TextArea },
-    Confirm { key: Vec<u8>, revision: u64 },
-    Editor { job: EditJob, area: TextArea },
+    Prompt {
+        kind: PromptKind,
+        input: TextArea,
+    },
+    Confirm {
+        key: Vec<u8>,
+        revision: u64,
+    },
+    Editor {
+        job: EditJob,
+        area: TextArea,
+    },
+    /// Saving found invalid JSON where JSON was expected: `error` says
+    /// where; keep editing or save as text. `area` is the built-in
+    /// editor's (None after `$EDITOR`, whose text is the job's draft).
+    InvalidJson {
+        job: EditJob,
+        area: Option<TextArea>,
+        error: String,
+    },
 }
 
 /// The value pane's content.
@@ -112,6 +129,16 @@ pub struct App {
     pub intent: Option<(Vec<u8>, Intent)>,
     /// Something wrote over the screen: the run loop draws it all again.
     pub redraw: bool,
+    /// Bytes for the terminal's clipboard, taken by the run loop.
+    pub clipboard: Option<Vec<u8>>,
+    /// A seek the user typed: the list generation it started and its key,
+    /// so that its answer can say where it landed.
+    pub seek: Option<(u64, Vec<u8>)>,
+    /// A new key whose absence is being checked before it is edited.
+    pub creating: Option<Vec<u8>>,
+    /// The keys matching the filter: how many, and whether the count
+    /// stopped at its limit; None while unknown.
+    pub matched: Option<(u64, bool)>,
 }
 
 impl App {
@@ -133,6 +160,10 @@ impl App {
             outbox: Vec::new(),
             intent: None,
             redraw: false,
+            clipboard: None,
+            seek: None,
+            creating: None,
+            matched: None,
         };
         app.outbox.push(Request::Stats);
         let first = app.pager.jump_top(None);
@@ -148,6 +179,7 @@ impl App {
             Mode::Prompt { .. } => KeyMode::Prompt,
             Mode::Confirm { .. } => KeyMode::Confirm,
             Mode::Editor { .. } => KeyMode::Editor,
+            Mode::InvalidJson { .. } => KeyMode::InvalidJson,
         }
     }
 
@@ -179,7 +211,8 @@ impl App {
             self.pager.scroll_into_view(rows);
             return;
         }
-        if action == Action::Quit && !matches!(self.mode, Mode::Editor { .. }) {
+        let editing = matches!(self.mode, Mode::Editor { .. } | Mode::InvalidJson { .. });
+        if action == Action::Quit && !editing {
             self.quit = true;
             return;
         }
@@ -189,6 +222,7 @@ impl App {
             Mode::Prompt { kind, input } => self.prompt(kind, input, action),
             Mode::Confirm { key, revision } => self.confirm(key, revision, action),
             Mode::Editor { job, area } => self.builtin_editor(job, area, action),
+            Mode::InvalidJson { job, area, error } => self.invalid_json(job, area, error, action),
         }
     }
 
@@ -211,15 +245,21 @@ impl App {
             Action::Refresh => self.refresh(),
             Action::Edit => self.start_edit(),
             Action::Delete => self.ask_delete(),
+            Action::Copy(what) => self.copy(what),
             Action::Help => self.mode = Mode::Help,
+            // Esc never quits: one too many after a prompt must not end
+            // the session. With a filter on it clears the filter.
+            Action::Cancel if self.pager.filter.is_some() => self.set_filter(Vec::new()),
+            Action::Cancel => self.info("q quits"),
             _ => {}
         }
     }
 
+    /// A prompt holding `text`, selected: typing replaces it.
     fn prompt_for(&mut self, kind: PromptKind, text: &str) {
         self.mode = Mode::Prompt {
             kind,
-            input: TextArea::new(text, true),
+            input: TextArea::prompt(text),
         };
     }
 
@@ -289,9 +329,19 @@ impl App {
         }
     }
 
+    /// Asks for the key count and revision, and the filter's count.
+    pub(super) fn request_counts(&mut self) {
+        self.outbox.push(Request::Stats);
+        if let Some(prefix) = &self.pager.filter {
+            self.outbox.push(Request::Count {
+                prefix: prefix.clone(),
+            });
+        }
+    }
+
     /// Reads everything again, keeping the selected key (or the next one).
     fn refresh(&mut self) {
-        self.outbox.push(Request::Stats);
+        self.request_counts();
         let current = self.pager.current().map(<[u8]>::to_vec);
         let jump = self.pager.reload_at(current);
         self.outbox.push(jump);
@@ -316,95 +366,44 @@ impl App {
         match kind {
             PromptKind::Seek => {
                 self.info(format!("seek {}", display_key(&key)));
-                let start = (!key.is_empty()).then_some(key);
+                let start = (!key.is_empty()).then_some(key.clone());
                 let jump = self.pager.jump_top(start);
                 self.outbox.push(jump);
+                self.seek = (!key.is_empty()).then_some((self.pager.generation, key));
             }
-            PromptKind::Filter => {
-                let shown = display_key(&key);
-                self.pager.filter = (!key.is_empty()).then_some(key);
-                self.info(match self.pager.filter {
-                    Some(_) => format!("filter: keys starting with {shown}"),
-                    None => "filter cleared: all keys".to_string(),
-                });
-                let jump = self.pager.jump_top(None);
-                self.outbox.push(jump);
-            }
+            PromptKind::Filter => self.set_filter(key),
             PromptKind::NewKey if key.is_empty() => self.info("no key given; nothing created"),
-            PromptKind::NewKey => self.begin_edit(EditJob {
-                key,
-                revision: 0,
-                original: Vec::new(),
-            }),
+            PromptKind::NewKey => {
+                // Check first: finding out after the value was typed loses it.
+                self.info(format!("checking {}…", display_key(&key)));
+                self.creating = Some(key.clone());
+                self.outbox.push(Request::Probe { key });
+            }
         }
     }
 
-    pub(super) fn start_edit(&mut self) {
-        match (&self.value.key, &self.value.state) {
-            (
-                Some(key),
-                ValueState::Loaded {
-                    revision, bytes, ..
-                },
-            ) => {
-                let job = EditJob {
-                    key: key.clone(),
-                    revision: *revision,
-                    original: bytes.clone(),
-                };
-                self.begin_edit(job);
-            }
-            (None, _) => self.info("no key selected"),
-            (Some(key), ValueState::Loading) => self.intent = Some((key.clone(), Intent::Edit)),
-            _ => self.info("the value could not be read; press r to refresh"),
-        }
+    /// Shows only keys starting with `prefix` (all keys if it is empty).
+    fn set_filter(&mut self, prefix: Vec<u8>) {
+        let shown = display_key(&prefix);
+        self.pager.filter = (!prefix.is_empty()).then_some(prefix);
+        self.matched = None;
+        self.info(match self.pager.filter {
+            Some(_) => format!("filter: keys starting with {shown} (Esc clears it)"),
+            None => "filter cleared: all keys".to_string(),
+        });
+        let jump = self.pager.jump_top(None);
+        self.outbox.push(jump);
+        self.request_counts();
     }
 
-    /// Hands the edit to `$EDITOR` (via the run loop) or the built-in
-    /// editor, which takes text only.
-    fn begin_edit(&mut self, job: EditJob) {
-        if self.config.editor.is_some() {
-            self.pending_edit = Some(job);
-            return;
-        }
-        match String::from_utf8(job.text()) {
-            Ok(text) => {
-                let area = TextArea::new(&text, false);
-                self.mode = Mode::Editor { job, area };
-            }
-            Err(_) => self.error("a binary value needs an external editor: set $EDITOR or $VISUAL"),
-        }
-    }
-
-    fn builtin_editor(&mut self, job: EditJob, mut area: TextArea, action: Action) {
-        match action {
-            Action::Text(edit) => {
-                area.apply(edit);
-                self.mode = Mode::Editor { job, area };
-            }
-            Action::Submit => self.finish_edit(job, Ok(area.text().into_bytes())),
-            Action::Cancel => self.info("edit cancelled; nothing written"),
-            _ => self.mode = Mode::Editor { job, area },
-        }
-    }
-
-    /// Writes an edited value, unless it is unchanged, with the revision
-    /// the user saw as the precondition.
-    pub fn finish_edit(&mut self, job: EditJob, edited: crate::Result<Vec<u8>>) {
-        match edited.map(|text| job.stored(text)) {
-            Err(e) => self.error(format!("edit failed: {e}")),
-            Ok(value) if value == job.original && job.revision != 0 => {
-                self.info("value unchanged; nothing written");
-            }
-            Ok(value) => {
-                self.info(format!("saving {}…", display_key(&job.key)));
-                self.outbox.push(Request::Put {
-                    key: job.key,
-                    value,
-                    if_revision: job.revision,
-                });
-            }
-        }
+    /// The selected key's position and how many keys the list holds (the
+    /// filter's matches, or the whole store), as far as known.
+    pub fn position(&self) -> (Option<u64>, Option<u64>) {
+        let total = match &self.pager.filter {
+            Some(_) => self.matched.filter(|&(_, more)| !more).map(|(n, _)| n),
+            None => self.stats.map(|s| s.keys),
+        };
+        (self.pager.position(total), total)
     }
 
     pub(super) fn ask_delete(&mut self) {
@@ -437,7 +436,12 @@ impl App {
     /// The text edit in the built-in editor, for the view.
     pub fn editor(&self) -> Option<(&EditJob, &TextArea)> {
         match &self.mode {
-            Mode::Editor { job, area } => Some((job, area)),
+            Mode::Editor { job, area }
+            | Mode::InvalidJson {
+                job,
+                area: Some(area),
+                ..
+            } => Some((job, area)),
             _ => None,
         }
     }

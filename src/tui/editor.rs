@@ -64,9 +64,28 @@ pub struct EditJob {
     pub revision: u64,
     /// The stored bytes.
     pub original: Vec<u8>,
+    /// Text from an earlier round in `$EDITOR` that was not saved (invalid
+    /// JSON, "keep editing"): the editor starts from it instead.
+    pub draft: Option<Vec<u8>>,
 }
 
 impl EditJob {
+    pub fn new(key: Vec<u8>, revision: u64, original: Vec<u8>) -> EditJob {
+        EditJob {
+            key,
+            revision,
+            original,
+            draft: None,
+        }
+    }
+
+    /// What the editor starts with this round: the draft, else [`text`].
+    ///
+    /// [`text`]: EditJob::text
+    pub fn start_text(&self) -> Vec<u8> {
+        self.draft.clone().unwrap_or_else(|| self.text())
+    }
+
     /// JSON stored on one line is edited indented and stored compact
     /// again: nobody wants to fix a 2 KiB object on a single line, and the
     /// stored form should not change just because it was looked at.
@@ -83,15 +102,33 @@ impl EditJob {
         }
     }
 
-    /// What to store for the editor's result `edited`: compacted again
-    /// when it started as compact JSON and is still valid JSON; otherwise
-    /// exactly what the editor left.
+    /// What to store for the editor's result `edited`: the stored bytes
+    /// when the text is what the editor started with (nothing was changed,
+    /// whatever the stored layout); compacted again when it started as
+    /// compact JSON and is still valid JSON; otherwise exactly what the
+    /// editor left. So an edit that changes nothing stores the same bytes.
     pub fn stored(&self, edited: Vec<u8>) -> Vec<u8> {
+        if edited == self.text() {
+            return self.original.clone();
+        }
         let valid = serde_json::from_slice::<serde::de::IgnoredAny>(&edited).is_ok();
         match std::str::from_utf8(&edited) {
             Ok(text) if valid && self.compact_json() => json::compact(text).into_bytes(),
             _ => edited,
         }
+    }
+
+    /// Why `edited` is not the JSON it should be, if it is not: the value
+    /// was JSON, or a new value starts like JSON (`{` or `[`).
+    pub fn json_error(&self, edited: &[u8]) -> Option<serde_json::Error> {
+        let looks_json = || {
+            let start = edited.iter().find(|b| !b.is_ascii_whitespace());
+            self.revision == 0 && matches!(start, Some(b'{' | b'['))
+        };
+        if classify(&self.original) != Kind::Json && !looks_json() {
+            return None;
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(edited).err()
     }
 
     /// A file name ending for the temporary file, so editors pick a mode.
@@ -111,6 +148,9 @@ pub struct TextArea {
     pub col: usize,
     /// One line only: Enter submits instead of breaking the line.
     pub single_line: bool,
+    /// The whole text is selected (a prompt's previous text): typing or
+    /// deleting replaces it, a movement key keeps it.
+    pub selected: bool,
 }
 
 impl TextArea {
@@ -126,7 +166,25 @@ impl TextArea {
             row,
             col,
             single_line,
+            selected: false,
         }
+    }
+
+    /// A one-line prompt holding `text`, selected, so that typing replaces
+    /// it and Enter keeps it.
+    pub fn prompt(text: &str) -> TextArea {
+        let mut area = TextArea::new(text, true);
+        area.selected = !text.is_empty();
+        area
+    }
+
+    /// Puts the cursor on `line`, at byte `column` (both 1-based, as
+    /// serde_json reports an error), within the text.
+    pub fn go_to(&mut self, line: usize, column: usize) {
+        self.row = line.saturating_sub(1).min(self.lines.len() - 1);
+        let text = &self.lines[self.row];
+        let byte = column.saturating_sub(1).min(text.len());
+        self.col = text.char_indices().take_while(|&(i, _)| i < byte).count();
     }
 
     /// The whole text, lines joined by `\n`.
@@ -148,6 +206,13 @@ impl TextArea {
     }
 
     pub fn apply(&mut self, edit: TextEdit) {
+        if std::mem::take(&mut self.selected) && replaces_selection(edit) {
+            *self = TextArea::new("", self.single_line);
+            if matches!(edit, TextEdit::Insert(_)) {
+                self.apply(edit);
+            }
+            return;
+        }
         match edit {
             TextEdit::Insert(c) => {
                 let at = self.byte_at(self.col);
@@ -176,7 +241,56 @@ impl TextArea {
             TextEdit::Up | TextEdit::Down => {}
             TextEdit::Home => self.col = 0,
             TextEdit::End => self.col = self.line_chars(),
+            TextEdit::WordLeft => self.col = self.word_start(is_word),
+            TextEdit::WordRight => self.col = self.word_end(),
+            TextEdit::KillToStart => self.kill(0, self.col),
+            TextEdit::KillToEnd => self.kill(self.col, self.line_chars()),
+            TextEdit::KillWordBack => self.kill(self.word_start(is_word), self.col),
+            TextEdit::KillSpaceWordBack => {
+                self.kill(self.word_start(|c| !c.is_whitespace()), self.col);
+            }
+            TextEdit::KillWordForward => self.kill(self.col, self.word_end()),
         }
+    }
+
+    /// The line's characters.
+    fn chars(&self) -> Vec<char> {
+        self.lines[self.row].chars().collect()
+    }
+
+    /// Where the word before the cursor starts (readline's `backward-word`):
+    /// skip what is not a word, then the word.
+    fn word_start(&self, word: fn(char) -> bool) -> usize {
+        let chars = self.chars();
+        let mut i = self.col;
+        while i > 0 && !word(chars[i - 1]) {
+            i -= 1;
+        }
+        while i > 0 && word(chars[i - 1]) {
+            i -= 1;
+        }
+        i
+    }
+
+    /// Where the word after the cursor ends (`forward-word`).
+    fn word_end(&self) -> usize {
+        let chars = self.chars();
+        let mut i = self.col;
+        while i < chars.len() && !is_word(chars[i]) {
+            i += 1;
+        }
+        while i < chars.len() && is_word(chars[i]) {
+            i += 1;
+        }
+        i
+    }
+
+    /// Deletes the characters `from..to` of the line; the cursor goes to
+    /// `from`.
+    fn kill(&mut self, from: usize, to: usize) {
+        let (a, b) = (self.byte_at(from), self.byte_at(to));
+        self.line().replace_range(a..b, "");
+        self.col = from;
     }
 
     fn backspace(&mut self) {
@@ -220,6 +334,28 @@ impl TextArea {
     }
 }
 
+/// A letter or digit: what readline's word commands move over, so that
+/// Alt-b in `user:123` stops at `123`.
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric()
+}
+
+/// Whether `edit`, on a selected text, replaces it (rather than just
+/// dropping the selection, as movement does).
+fn replaces_selection(edit: TextEdit) -> bool {
+    matches!(
+        edit,
+        TextEdit::Insert(_)
+            | TextEdit::Backspace
+            | TextEdit::Delete
+            | TextEdit::KillToStart
+            | TextEdit::KillToEnd
+            | TextEdit::KillWordBack
+            | TextEdit::KillSpaceWordBack
+            | TextEdit::KillWordForward
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,11 +395,7 @@ mod tests {
 
     #[test]
     fn compact_json_is_edited_indented_and_stored_compact() {
-        let job = |original: &[u8]| EditJob {
-            key: b"k".to_vec(),
-            revision: 1,
-            original: original.to_vec(),
-        };
+        let job = |original: &[u8]| EditJob::new(b"k".to_vec(), 1, original.to_vec());
         let compact = job(br#"{"b":1,"a":[true,"x y"]}"#);
         let text = String::from_utf8(compact.text()).unwrap_or_default();
         assert_eq!(
@@ -271,6 +403,14 @@ mod tests {
             "{\n  \"b\": 1,\n  \"a\": [\n    true,\n    \"x y\"\n  ]\n}\n"
         );
         assert_eq!(compact.stored(text.into_bytes()), compact.original);
+        // Stored on one line but not compact: untouched, nothing changes.
+        let spaced = job(br#"{"a": 1, "b": [true, "x"]}"#);
+        assert_eq!(spaced.stored(spaced.text()), spaced.original);
+        let changed = String::from_utf8_lossy(&spaced.text()).replace('1', "2");
+        assert_eq!(
+            spaced.stored(changed.into_bytes()),
+            br#"{"a":2,"b":[true,"x"]}"#
+        );
         let edited = b"{\n  \"b\": 2\n}\n".to_vec();
         assert_eq!(compact.stored(edited), br#"{"b":2}"#);
         assert_eq!(compact.stored(b"not json\n".to_vec()), b"not json\n");

@@ -1,7 +1,8 @@
 //! `kvr tui`: a full-screen browser over any [`Kv`] source.
 //!
 //! The csvlens/gitui shape: keys become `Action`s in `action.rs`;
-//! `App::update` (`app.rs`, answers in `respond.rs`) changes state;
+//! `App::update` (`app.rs`, edits in `edits.rs`, answers in `respond.rs`,
+//! copying in `clipboard.rs`) changes state;
 //! `view::render` draws it and nothing else. Calls on the source run on a
 //! worker thread (`worker.rs`) so a slow or dead server never freezes the
 //! screen; the key list is paged through bounded range reads (`pager.rs`).
@@ -11,7 +12,9 @@
 
 mod action;
 mod app;
+mod clipboard;
 mod editor;
+mod edits;
 mod input;
 mod json;
 mod keys;

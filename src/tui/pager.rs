@@ -43,12 +43,34 @@ pub struct Pager {
     pub pending: isize,
     /// The screen row the cursor should keep across a reload.
     keep_row: Option<usize>,
+    /// How many keys of the filter lie before `keys[0]`, when known: since
+    /// the window last touched the first key (`head_done`), the keys it
+    /// dropped or added at its front were counted.
+    base: Option<u64>,
 }
 
 impl Pager {
     /// The selected key.
     pub fn current(&self) -> Option<&[u8]> {
         self.keys.get(self.cursor).map(Vec::as_slice)
+    }
+
+    /// The cursor's 1-based position among the filter's `total` keys, when
+    /// known: counted from the first key, or from the last one when the
+    /// window reaches it and `total` is known.
+    pub fn position(&self, total: Option<u64>) -> Option<u64> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let cursor = self.cursor as u64;
+        if let Some(base) = self.base {
+            return Some(base + cursor + 1);
+        }
+        let after = (self.keys.len() - 1).saturating_sub(self.cursor) as u64;
+        total
+            .filter(|_| self.tail_done)
+            .and_then(|t| t.checked_sub(after))
+            .filter(|&p| p > 0)
     }
 
     /// A new window starting at `start` (None: the first key).
@@ -81,6 +103,7 @@ impl Pager {
         self.loading = true;
         self.pending = 0;
         self.keep_row = None;
+        self.base = None;
         let query = RangeQuery {
             start,
             reverse: purpose == Purpose::Bottom,
@@ -194,6 +217,7 @@ impl Pager {
                 (self.cursor, self.offset) = (0, 0);
                 self.head_done = tag.purpose == Purpose::Top;
                 self.tail_done = !more;
+                self.base = self.head_done.then_some(0);
             }
             Purpose::Bottom => {
                 keys.reverse();
@@ -201,6 +225,7 @@ impl Pager {
                 self.keys = keys;
                 self.offset = 0;
                 (self.head_done, self.tail_done) = (!more, true);
+                self.base = self.head_done.then_some(0);
             }
             Purpose::Forward => self.append(keys, more),
             Purpose::Backward => self.prepend(keys, more),
@@ -230,6 +255,10 @@ impl Pager {
             self.offset = self.cursor.saturating_sub(row);
         }
         self.head_done = !more;
+        self.base = match self.base {
+            _ if self.head_done => Some(0),
+            base => base.map(|b| b.saturating_sub(n as u64)),
+        };
         self.trim_back();
     }
 
@@ -240,6 +269,7 @@ impl Pager {
             self.cursor = self.cursor.saturating_sub(excess);
             self.offset = self.offset.saturating_sub(excess);
             self.head_done = false;
+            self.base = self.base.map(|b| b + excess as u64);
         }
     }
 

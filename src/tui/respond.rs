@@ -5,7 +5,7 @@
 use super::app::{App, Intent, Mode, ValueState};
 use super::keys::display_key;
 use super::preview::preview;
-use super::worker::{Request, Response};
+use super::worker::{KeysTag, Purpose, Response};
 use crate::error::Error;
 use crate::types::Entry;
 
@@ -17,6 +17,7 @@ impl App {
             Response::Stats(Err(e)) => self.error(format!("cannot read stats: {e}")),
             Response::Keys { tag, result } => match result {
                 Ok(keys) => {
+                    self.seek_landed(tag, &keys);
                     let rows = self.rows();
                     let next = self.pager.receive(tag, keys, rows);
                     self.outbox.extend(next);
@@ -30,6 +31,14 @@ impl App {
                 }
             },
             Response::Value { key, result } => self.value_arrived(key, result),
+            Response::Probe { key, result } => self.probed(key, result),
+            Response::Count { prefix, result } => match result {
+                Ok(counted) if self.pager.filter.as_ref() == Some(&prefix) => {
+                    self.matched = Some(counted);
+                }
+                Ok(_) => {}
+                Err(e) => self.error(format!("cannot count the keys: {e}")),
+            },
             Response::Put {
                 key,
                 created,
@@ -46,6 +55,33 @@ impl App {
                 ));
             }
         }
+    }
+
+    /// Says where a seek the user typed landed, when not on its key: on
+    /// the next key, or (past the last key) nowhere, so the last is shown.
+    fn seek_landed(&mut self, tag: KeysTag, keys: &[Vec<u8>]) {
+        let Some((generation, target)) = &self.seek else {
+            return;
+        };
+        if tag.generation != *generation || tag.purpose != Purpose::Seek {
+            return;
+        }
+        let shown = display_key(target);
+        let within = match &self.pager.filter {
+            Some(p) => format!(" starting with {}", display_key(p)),
+            None => String::new(),
+        };
+        match keys.first() {
+            None => self.info(format!(
+                "no key{within} at or after {shown}; showing the last key"
+            )),
+            Some(first) if first != target => self.info(format!(
+                "no key {shown}; showing the next key{within}, {}",
+                display_key(first)
+            )),
+            Some(_) => {}
+        }
+        self.seek = None;
     }
 
     fn value_arrived(&mut self, key: Vec<u8>, result: crate::Result<Option<Entry>>) {
@@ -87,7 +123,7 @@ impl App {
         match result {
             Ok(revision) => {
                 self.info(format!("saved {shown} (revision {revision})"));
-                self.outbox.push(Request::Stats);
+                self.request_counts();
                 if created {
                     // Show the new key in the list, selected.
                     let jump = self.pager.jump_top(Some(key));
@@ -127,7 +163,7 @@ impl App {
             Err(e) => return self.error(format!("cannot delete {shown}: {e}")),
         }
         // The key is gone: select the one after it, on the same row.
-        self.outbox.push(Request::Stats);
+        self.request_counts();
         let jump = self.pager.reload_at(Some(key));
         self.outbox.push(jump);
     }

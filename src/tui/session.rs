@@ -34,6 +34,8 @@ pub trait Host {
     /// Runs `editor` on the job's value (handing it the terminal) and
     /// returns the edited bytes.
     fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>>;
+    /// Puts `bytes` on the terminal's clipboard (OSC 52).
+    fn copy(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Whether a signal asked the process to end (SIGTERM, SIGHUP).
     fn terminated(&self) -> bool {
         false
@@ -70,7 +72,7 @@ impl Session {
 
     /// Finishes an external edit.
     pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
-        self.app.finish_edit(job, edited);
+        self.app.external_done(job, edited);
         self.flush();
     }
 
@@ -147,6 +149,9 @@ where
         if dirty {
             terminal.draw(|f| view::render(f, &session.app))?;
             dirty = false;
+        }
+        if let Some(bytes) = session.app.clipboard.take() {
+            host.copy(&bytes)?;
         }
         if let Some(job) = session.app.pending_edit.take() {
             let editor = session.app.config.editor.clone().unwrap_or_default();

@@ -137,12 +137,19 @@ impl Host for CrosstermHost<'_> {
         self.input.next(timeout)
     }
 
+    fn copy(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let mut out = io::stdout();
+        out.write_all(super::clipboard::osc52(bytes).as_bytes())?;
+        out.flush()
+    }
+
     fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>> {
         let term = |e| Error::io("cannot switch the terminal", e);
         // Nothing may read the terminal while the editor has it.
         self.input.settle().map_err(term)?;
         self.guard.suspend().map_err(term)?;
-        let edited = editor::run_external(editor, &job.text(), job.suffix());
+        let edited = editor::run_external(editor, &job.start_text(), job.suffix());
         // Ctrl-C pressed in the editor was meant for the editor.
         self.interrupt.store(false, Ordering::SeqCst);
         self.guard.resume().map_err(term)?;

@@ -53,6 +53,10 @@ pub fn render(frame: &mut Frame, app: &App) {
         Mode::Help => render_help(frame, app),
         Mode::Confirm { key, revision } => render_confirm(frame, app, key, *revision),
         Mode::Editor { .. } => render_editor(frame, a.value, app),
+        Mode::InvalidJson { error, .. } => {
+            render_editor(frame, a.value, app);
+            render_invalid_json(frame, app, error);
+        }
         Mode::Browse | Mode::Prompt { .. } => {}
     }
 }
@@ -74,7 +78,8 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Keys && app.mode == Mode::Browse;
     let mut title = " Keys ".to_string();
     if let Some(prefix) = &p.filter {
-        title = format!(" Keys starting with {} ", display_key(prefix));
+        let room = usize::from(area.width).saturating_sub(22);
+        title = format!(" Keys starting with {} ", fit(&display_key(prefix), room));
     }
     let block = pane(Line::from(title), focused, app);
     let rows = usize::from(area.height.saturating_sub(2));
@@ -83,13 +88,15 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
         vec![Line::styled(text, app.config.theme.dim())]
     } else {
         let end = (p.offset + rows).min(p.keys.len());
+        // Borders and the cursor marker take four columns.
+        let width = usize::from(area.width.saturating_sub(4));
         (p.offset..end)
             .map(|i| {
-                let text = display_key(&p.keys[i]);
+                let text = fit(&display_key(&p.keys[i]), width);
                 // The marker shows the cursor without colours or reverse video.
                 if i == p.cursor {
-                    let width = usize::from(area.width.saturating_sub(4));
-                    let row = format!("> {text:<width$}");
+                    let pad = width.saturating_sub(Span::raw(text.as_str()).width());
+                    let row = format!("> {text}{}", " ".repeat(pad));
                     Line::styled(row, app.config.theme.selected(focused))
                 } else {
                     Line::raw(format!("  {text}"))
@@ -100,34 +107,62 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn value_title(app: &App) -> String {
+/// The value pane's title, at most `width` columns: the key (cut with an
+/// ellipsis when long), its revision, size and kind.
+fn value_title(app: &App, width: usize) -> String {
     let Some(key) = &app.value.key else {
         return " Value ".to_string();
     };
     let shown = display_key(key);
-    match &app.value.state {
-        ValueState::Loaded {
-            revision,
-            bytes,
-            preview,
-        } => {
-            let mut t = format!(
-                " {shown} · rev {revision} · {} · {} ",
-                human_bytes(bytes.len()),
-                preview.kind.name()
-            );
-            if let Some(part) = &preview.partial {
-                t.push_str(&format!("· showing the {part} "));
-            }
-            t
+    let mut rest = String::new();
+    if let ValueState::Loaded {
+        revision,
+        bytes,
+        preview,
+    } = &app.value.state
+    {
+        rest = format!(
+            " · rev {revision} · {} · {} ",
+            human_bytes(bytes.len()),
+            preview.kind.name()
+        );
+        if let Some(part) = &preview.partial {
+            rest.push_str(&format!("· showing the {part} "));
         }
-        _ => format!(" {shown} "),
     }
+    let room = width
+        .saturating_sub(Span::raw(rest.as_str()).width() + 1)
+        .max(8);
+    let end = if rest.is_empty() { " " } else { "" };
+    format!(" {}{rest}{end}", fit(&shown, room))
+}
+
+/// `text` cut to `width` columns, its last one an ellipsis when cut.
+pub fn fit(text: &str, width: usize) -> String {
+    if Span::raw(text).width() <= width {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let mut buf = [0u8; 4];
+        let w = Span::raw(&*c.encode_utf8(&mut buf)).width();
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    if width > 0 {
+        out.push('…');
+    }
+    out
 }
 
 fn render_value(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Value && app.mode == Mode::Browse;
-    let mut block = pane(Line::from(value_title(app)), focused, app);
+    let title = value_title(app, usize::from(area.width.saturating_sub(2)));
+    let mut block = pane(Line::from(title), focused, app);
     let theme = app.config.theme;
     let rows = usize::from(area.height.saturating_sub(2));
     let total = app.value_lines();
@@ -167,12 +202,30 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
 
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     let mut parts = vec![app.source.clone()];
-    match &app.stats {
-        Some(s) => {
-            parts.push(format!("{} keys", thousands(s.keys)));
-            parts.push(format!("revision {}", s.revision));
+    let (position, total) = app.position();
+    if let Some(prefix) = &app.pager.filter {
+        let matched = match app.matched {
+            None => "counting…".to_string(),
+            Some((0, _)) => "no keys match".to_string(),
+            Some((n, more)) => {
+                let plus = if more { "+" } else { "" };
+                format!("{}{plus} {}", thousands(n), plural(n, "key"))
+            }
+        };
+        parts.push(format!("filter {}: {matched}", display_key(prefix)));
+    }
+    match (position, total, &app.stats) {
+        (Some(at), Some(total), _) => {
+            parts.push(format!("key {} of {}", thousands(at), thousands(total)));
         }
-        None => parts.push("… keys".to_string()),
+        (_, _, Some(s)) if app.pager.filter.is_none() => {
+            parts.push(format!("{} {}", thousands(s.keys), plural(s.keys, "key")));
+        }
+        (_, _, Some(_)) => {}
+        (_, _, None) => parts.push("… keys".to_string()),
+    }
+    if let Some(s) = &app.stats {
+        parts.push(format!("revision {}", s.revision));
     }
     if let Some(secs) = app.waiting {
         parts.push(format!("waiting for the source ({secs}s)…"));
@@ -185,6 +238,14 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
+}
+
 fn render_message(frame: &mut Frame, area: Rect, app: &App) {
     if let Mode::Prompt { kind, input } = &app.mode {
         let label = match kind {
@@ -193,9 +254,15 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
             PromptKind::NewKey => "new key: ",
         };
         let text = input.text();
+        // The old text, selected: typing replaces it.
+        let text = if input.selected {
+            Span::styled(text, Style::new().add_modifier(Modifier::REVERSED))
+        } else {
+            Span::raw(text)
+        };
         let line = Line::from(vec![
             Span::styled(label, Style::new().add_modifier(Modifier::BOLD)),
-            Span::raw(text),
+            text,
         ]);
         frame.render_widget(Paragraph::new(line), area);
         let col = label.chars().count() + input.col;
@@ -258,6 +325,21 @@ fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64) {
     frame.render_widget(para, area);
 }
 
+fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
+    let area = popup(frame, 64, 7);
+    let lines = vec![
+        Line::from("This is not valid JSON:"),
+        Line::from(error.to_string()),
+        Line::from(""),
+        Line::from("e / Enter / Esc: keep editing    t: save it as text"),
+    ];
+    let block = pane(Line::from(" Invalid JSON "), true, app);
+    let para = Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false });
+    frame.render_widget(para, area);
+}
+
 fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
     let Some((job, text)) = app.editor() else {
         return;
@@ -286,7 +368,7 @@ fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// `10000000` as `10,000,000`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

@@ -31,6 +31,14 @@ pub enum Request {
     Get {
         key: Vec<u8>,
     },
+    /// Whether a key exists, before a new one is edited (`n`).
+    Probe {
+        key: Vec<u8>,
+    },
+    /// How many keys have `prefix`, counting at most [`COUNT_LIMIT`].
+    Count {
+        prefix: Vec<u8>,
+    },
     Put {
         key: Vec<u8>,
         value: Vec<u8>,
@@ -76,6 +84,16 @@ pub enum Response {
     Value {
         key: Vec<u8>,
         result: Result<Option<Entry>>,
+    },
+    Probe {
+        key: Vec<u8>,
+        result: Result<Option<Entry>>,
+    },
+    /// The keys with `prefix`: how many, and whether there are more than
+    /// that (the count stopped at [`COUNT_LIMIT`]).
+    Count {
+        prefix: Vec<u8>,
+        result: Result<(u64, bool)>,
     },
     Put {
         key: Vec<u8>,
@@ -187,6 +205,13 @@ impl Drop for Worker {
     }
 }
 
+/// Most keys counted for a filter's "N keys" (shown as "100,000+"):
+/// counting reads every matching key, and from a server each one crosses
+/// the network, so an unbounded count of a broad prefix on a big store
+/// would hold up every other call for seconds. 100,000 short keys are a
+/// few MB and a fraction of a second.
+pub const COUNT_LIMIT: u64 = 100_000;
+
 /// How long quitting waits for a call in flight before leaving it behind.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -245,6 +270,14 @@ fn call(kv: &dyn Kv, request: Request) -> Response {
             result: kv.get(&key),
             key,
         },
+        Request::Probe { key } => Response::Probe {
+            result: kv.get(&key),
+            key,
+        },
+        Request::Count { prefix } => Response::Count {
+            result: count(kv, &prefix),
+            prefix,
+        },
         Request::Put {
             key,
             value,
@@ -268,4 +301,19 @@ fn keys(kv: &dyn Kv, query: &RangeQuery) -> Result<Vec<Vec<u8>>> {
         Ok(true)
     })?;
     Ok(keys)
+}
+
+fn count(kv: &dyn Kv, prefix: &[u8]) -> Result<(u64, bool)> {
+    let query = RangeQuery {
+        prefix: Some(prefix.to_vec()),
+        limit: Some(COUNT_LIMIT + 1),
+        keys_only: true,
+        ..RangeQuery::default()
+    };
+    let mut n = 0;
+    kv.range(&query, &mut |_, _| {
+        n += 1;
+        Ok(true)
+    })?;
+    Ok((n.min(COUNT_LIMIT), n > COUNT_LIMIT))
 }

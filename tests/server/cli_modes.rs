@@ -49,6 +49,15 @@ fn steps() -> Vec<Step> {
         s(&["range", "z", "a"], b""),
         (vec![b"get", b"\xff"], b""),
         (vec![b"range", b"--prefix", b"\xff"], b""),
+        s(&["range", "--count"], b""),
+        s(&["range", "--count", "--prefix", "k", "--limit", "1"], b""),
+        s(&["get", "--json", ""], b""),
+        s(&["del", "missing"], b""),
+        s(&["rm", "k1"], b""),
+        s(&["batch"], b"{\"key\":\"k4\",\"value\":\"x\",\"if_revison\":0}\n"),
+        s(&["batch"], b"[\"k4\",\"x\"]\n"),
+        s(&["batch", "--chunk-size", "1"], b"{\"key\":\"k5\",\"value\":\"x\"}\n{\"key\":\"k6\"}\n"),
+        s(&["range"], b""),
     ]
 }
 

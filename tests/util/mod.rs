@@ -43,11 +43,17 @@ impl Env {
 
     /// Commands go to a `kvr serve` on the database with `--server`.
     pub fn served() -> Env {
+        Env::served_with(&[])
+    }
+
+    /// As [`Env::served`], with more `serve` flags (such as limits).
+    pub fn served_with(serve_flags: &[&str]) -> Env {
         let mut env = Env::new();
         let mut cmd = bare_command(env.dir.path());
         cmd.arg("--db")
             .arg(env.db())
             .args(["serve", "--listen", "127.0.0.1:0", "--quiet"])
+            .args(serve_flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -144,7 +144,36 @@ async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     report(args, &total, started.elapsed(), target.describe());
-    Ok(())
+    verdict(args, &total)
+}
+
+/// A run whose requests mostly failed measured nothing: exit 1 when they
+/// were mostly reads of absent keys (with what to do), else 3.
+fn verdict(args: &BenchArgs, t: &Tally) -> anyhow::Result<()> {
+    let ok = t.latency.len();
+    let errors: u64 = t.errors.values().sum();
+    if errors <= ok {
+        return Ok(());
+    }
+    let (kind, n) = t
+        .errors
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map_or(("none", 0), |(k, n)| (k.as_str(), *n));
+    let not_found = kind == "not_found";
+    let mut message = format!(
+        "{errors} of {} requests failed (most often: {kind}, {n} times); the figures above \
+         measure failures",
+        ok + errors
+    );
+    if not_found {
+        message.push_str(&format!(
+            "; the keys read were never written: add --prefill {} (or run a put workload \
+             first)",
+            args.keyspace
+        ));
+    }
+    Err(Error::MostlyFailed { message, not_found }.into())
 }
 
 fn new_histogram() -> anyhow::Result<Histogram<u64>> {

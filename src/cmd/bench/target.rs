@@ -52,6 +52,7 @@ impl Target {
                 .ok_or_else(|| Error::invalid("bench needs an http:// server URL"))?
                 .to_string();
             let auth = crate::cmd::token(g)?.map(|t| format!("Bearer {t}"));
+            reachable(&url, &addr, g.timeout).await?;
             return Ok(Arc::new(Target::Http { url, addr, auth }));
         }
         if args.workload == Workload::Healthz {
@@ -155,6 +156,19 @@ impl Target {
             start = end;
         }
         Ok(())
+    }
+}
+
+/// Fails fast (exit 5) when the server cannot be reached at the start,
+/// instead of counting connect errors for the whole run.
+async fn reachable(url: &str, addr: &str, timeout_secs: f64) -> Result<(), Error> {
+    let timeout = Duration::from_secs_f64(timeout_secs.clamp(1e-3, 1e9));
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(Error::Unavailable {
+            message: format!("cannot reach kvr server at {url} (is kvr serve running?)"),
+            overloaded: false,
+        }),
     }
 }
 

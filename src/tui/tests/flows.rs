@@ -141,9 +141,17 @@ fn binary_keys_are_escaped_and_can_be_sought() {
     let (_dir, path) =
         store_with("{\"key_b64\":\"AP8=\",\"value\":\"v\"}\n{\"key\":\"a\",\"value\":\"w\"}\n");
     let mut s = browse(&path, None, (100, 20));
-    assert!(shows(&s.app, "> \\x00\\xff"));
-    keys(&mut s, "j/\\x00\n");
+    // As in CLI and HTTP messages ("\u0000"); \xNN only for what JSON
+    // strings cannot hold, a byte that is not UTF-8.
+    assert!(shows(&s.app, "> \\u0000\\xff"), "{:?}", screen(&s.app));
+    keys(&mut s, "j/\\u0000\n");
     assert_eq!(s.app.pager.current(), Some(&b"\x00\xff"[..]));
+    keys(&mut s, "j/\\x00\n");
+    assert_eq!(
+        s.app.pager.current(),
+        Some(&b"\x00\xff"[..]),
+        "\\xNN is read too"
+    );
 }
 
 #[test]
@@ -165,14 +173,21 @@ fn builtin_editor_edits_creates_and_deletes() {
     keys(&mut s, "nnew\nline 1\nline 2");
     press(&mut s, KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE));
     assert_eq!(selected(&s.app), "new", "the new key is selected");
-    assert!(shows(&s.app, "2 keys │ revision 3"));
-    keys(&mut s, "ngreeting\nx");
-    press(&mut s, KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE));
+    assert!(shows(&s.app, "key 2 of 2 │ revision 3"));
+    // `n` on a key that exists says so before any value is typed, and
+    // selects that key.
+    keys(&mut s, "ngreeting\n");
     assert!(shows(
         &s.app,
-        "error: greeting already exists (revision 2); nothing written"
+        "error: greeting already exists (revision 2); it is selected: press e to edit it"
     ));
-    keys(&mut s, "e\x1b");
+    assert_eq!(
+        s.app.mode,
+        crate::tui::app::Mode::Browse,
+        "no editor opened"
+    );
+    assert_eq!(selected(&s.app), "greeting");
+    keys(&mut s, "je\x1b");
     assert!(shows(&s.app, "edit cancelled"));
     keys(&mut s, "dy");
     assert!(shows(&s.app, "deleted new (revision 4)"));
@@ -196,23 +211,29 @@ fn delete_typed_before_the_value_arrives_is_not_lost() {
     assert_eq!(selected(&s.app), "key:00002");
 }
 
-/// Scripted key presses; the editor runs for real, without a terminal.
-struct Script(VecDeque<Event>);
+/// Scripted key presses; the editor runs for real, without a terminal;
+/// what is sent to the clipboard is kept.
+pub struct Script(pub VecDeque<Event>, pub Vec<Vec<u8>>);
 
 impl Host for Script {
     fn next_event(&mut self, _: Duration) -> io::Result<Option<Event>> {
         Ok(self.0.pop_front())
     }
+    fn copy(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.1.push(bytes.to_vec());
+        Ok(())
+    }
     fn edit(&mut self, editor: &str, job: &EditJob) -> crate::Result<Vec<u8>> {
-        crate::tui::editor::run_external(editor, &job.text(), job.suffix())
+        crate::tui::editor::run_external(editor, &job.start_text(), job.suffix())
     }
 }
 
-fn script(text: &str) -> Script {
+pub fn script(text: &str) -> Script {
     Script(
         text.chars()
             .map(|c| Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)))
             .collect(),
+        Vec::new(),
     )
 }
 
@@ -226,7 +247,7 @@ fn run_loop_edits_in_the_external_editor() {
     let mut host = script("e");
     while !host.0.is_empty() || s.app.pending_edit.is_some() {
         s.app.quit = false;
-        let mut one = Script(host.0.drain(..).chain([quit()]).collect());
+        let mut one = Script(host.0.drain(..).chain([quit()]).collect(), Vec::new());
         run_loop(&mut terminal, &mut s, &mut one).unwrap();
     }
     assert!(s.settle(SETTLE));
@@ -255,7 +276,7 @@ fn unchanged_edit_writes_nothing() {
     assert!(job.is_none());
     keys(&mut s, "e");
     let job = s.app.pending_edit.take().unwrap();
-    let edited = crate::tui::editor::run_external("true", &job.text(), job.suffix());
+    let edited = crate::tui::editor::run_external("true", &job.start_text(), job.suffix());
     s.finish_edit(job, edited);
     assert!(s.settle(SETTLE));
     assert!(shows(&s.app, "value unchanged; nothing written"));
@@ -272,7 +293,7 @@ fn a_dead_source_shows_errors_and_never_blocks_the_ui() {
         theme: MONO,
         editor: None,
     };
-    let mut s = Session::new(App::new(source, config, (100, 20)), worker);
+    let mut s = Session::new(App::new(source, config, (100, 24)), worker);
     // The UI answers at once while the source is stuck.
     let started = std::time::Instant::now();
     s.dispatch(Action::Help);
@@ -294,7 +315,7 @@ fn a_dead_source_shows_errors_and_never_blocks_the_ui() {
         "{text}"
     );
     s.app.quit = false;
-    let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
     run_loop(&mut terminal, &mut s, &mut script("rq")).unwrap();
     assert!(s.app.quit);
     // Quitting drops the calls still queued instead of waiting for each.

@@ -29,8 +29,8 @@ fn list_screen_with_binary_key_and_hex_value() {
     assert_screen(
         &s.app,
         &[
-            "┏ Keys ━━━━━━━━━━━━━━━━━━━━━━┓┌ bin\\x01 · rev 1 · 7 B · binary ────────────────────────────────────┐",
-            "┃> bin\\x01                   ┃│00000000  00 01 02 ff  48 69 21     |....Hi!|                       │",
+            "┏ Keys ━━━━━━━━━━━━━━━━━━━━━━┓┌ bin\\u0001 · rev 1 · 7 B · binary ──────────────────────────────────┐",
+            "┃> bin\\u0001                 ┃│00000000  00 01 02 ff  48 69 21     |....Hi!|                       │",
             "┃  city:paris                ┃│                                                                    │",
             "┃  note                      ┃│                                                                    │",
             "┃                            ┃│                                                                    │",
@@ -39,7 +39,7 @@ fn list_screen_with_binary_key_and_hex_value() {
             "┃                            ┃│                                                                    │",
             "┃                            ┃│                                                                    │",
             "┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛└────────────────────────────────────────────────────────────────────┘",
-            " t.redb │ 3 keys │ revision 3 │ ? help · q quit",
+            " t.redb │ key 1 of 3 │ revision 3 │ ? help · q quit",
             "",
         ],
     );
@@ -55,7 +55,7 @@ fn json_value_screen_is_pretty_and_coloured() {
         &s.app,
         &[
             "┏ Keys ━━━━━━━━━━━━━━━━━━━━━━┓┌ city:paris · rev 2 · 35 B · JSON ──────────────────────────────────┐",
-            "┃  bin\\x01                   ┃│{                                                                   │",
+            "┃  bin\\u0001                 ┃│{                                                                   │",
             "┃> city:paris                ┃│  \"name\": \"Paris\",                                                  │",
             "┃  note                      ┃│  \"tags\": [                                                         │",
             "┃                            ┃│    \"fr\",                                                           │",
@@ -64,7 +64,7 @@ fn json_value_screen_is_pretty_and_coloured() {
             "┃                            ┃│}                                                                   │",
             "┃                            ┃│                                                                    │",
             "┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛└────────────────────────────────────────────────────────────────────┘",
-            " t.redb │ 3 keys │ revision 3 │ ? help · q quit",
+            " t.redb │ key 2 of 3 │ revision 3 │ ? help · q quit",
             "",
         ],
     );
@@ -207,7 +207,7 @@ fn large_value_title_says_how_much_is_shown() {
 fn tiny_terminals_do_not_break_drawing() {
     let (_dir, path) = sample();
     let mut s = browse(&path, None, (100, 12));
-    for mode in ["", "?", "d", "e", "/"] {
+    for mode in ["", "?", "d", "e", "/", "fc\n"] {
         keys(&mut s, mode);
         for (w, h) in [(1, 1), (8, 3), (30, 6)] {
             s.app.size = (w, h);
@@ -215,5 +215,20 @@ fn tiny_terminals_do_not_break_drawing() {
         }
         s.app.size = (100, 12);
         keys(&mut s, "\x1b");
+    }
+    // The invalid-JSON dialog over the built-in editor, with a filter on.
+    keys(&mut s, "fc\ne}");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert!(
+        shows(&s.app, "This is not valid JSON:"),
+        "{:?}",
+        screen(&s.app)
+    );
+    for (w, h) in [(1, 1), (8, 3), (30, 6)] {
+        s.app.size = (w, h);
+        let _ = screen(&s.app);
     }
 }

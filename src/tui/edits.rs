@@ -1,0 +1,167 @@
+//! Editing a value, as `App` methods: in `$EDITOR` (through the run loop)
+//! or the built-in editor, then the checks before anything is written: an
+//! edit that leaves the stored bytes as they are writes nothing, and text
+//! that should be JSON but is not is not saved without a word.
+
+use super::action::Action;
+use super::app::{App, Intent, Mode, ValueState};
+use super::editor::{EditJob, TextArea};
+use super::keys::display_key;
+use super::worker::Request;
+use crate::Result;
+use crate::types::Entry;
+
+impl App {
+    /// `e`: edits the selected key's value.
+    pub(super) fn start_edit(&mut self) {
+        match (&self.value.key, &self.value.state) {
+            (
+                Some(key),
+                ValueState::Loaded {
+                    revision, bytes, ..
+                },
+            ) => {
+                let job = EditJob::new(key.clone(), *revision, bytes.clone());
+                self.begin_edit(job);
+            }
+            (None, _) => self.info("no key selected"),
+            (Some(key), ValueState::Loading) => {
+                self.intent = Some((key.clone(), Intent::Edit));
+            }
+            _ => self.info("the value could not be read; press r to refresh"),
+        }
+    }
+
+    /// The answer to the check made before a new key is edited.
+    pub(super) fn probed(&mut self, key: Vec<u8>, result: Result<Option<Entry>>) {
+        if self.creating.as_deref() != Some(key.as_slice()) {
+            return;
+        }
+        self.creating = None;
+        let shown = display_key(&key);
+        match result {
+            Ok(None) if self.mode == Mode::Browse => {
+                self.begin_edit(EditJob::new(key, 0, Vec::new()));
+            }
+            // Something else has the keyboard now: say so instead.
+            Ok(None) => self.info(format!("{shown} does not exist yet: press n to create it")),
+            Ok(Some(entry)) => {
+                self.error(format!(
+                    "{shown} already exists (revision {}); it is selected: press e to edit it",
+                    entry.revision
+                ));
+                let jump = self.pager.jump_top(Some(key));
+                self.outbox.push(jump);
+            }
+            Err(e) => self.error(format!("cannot check whether {shown} exists: {e}")),
+        }
+    }
+
+    /// Hands the edit to `$EDITOR` (via the run loop) or the built-in
+    /// editor, which takes text only.
+    fn begin_edit(&mut self, job: EditJob) {
+        if self.config.editor.is_some() {
+            self.pending_edit = Some(job);
+            return;
+        }
+        match String::from_utf8(job.text()) {
+            Ok(text) => {
+                let area = TextArea::new(&text, false);
+                self.mode = Mode::Editor { job, area };
+            }
+            Err(_) => self.error("a binary value needs an external editor: set $EDITOR or $VISUAL"),
+        }
+    }
+
+    pub(super) fn builtin_editor(&mut self, job: EditJob, mut area: TextArea, action: Action) {
+        match action {
+            Action::Text(edit) => {
+                area.apply(edit);
+                self.mode = Mode::Editor { job, area };
+            }
+            Action::Submit => {
+                let text = area.text().into_bytes();
+                match job.json_error(&text) {
+                    Some(e) => {
+                        self.mode = Mode::InvalidJson {
+                            job,
+                            area: Some(area),
+                            error: e.to_string(),
+                        };
+                    }
+                    None => self.finish_edit(job, Ok(text)),
+                }
+            }
+            Action::Cancel => self.info("edit cancelled; nothing written"),
+            _ => self.mode = Mode::Editor { job, area },
+        }
+    }
+
+    /// What `$EDITOR` left: checked for broken JSON like the built-in
+    /// editor's text, then written.
+    pub fn external_done(&mut self, mut job: EditJob, edited: Result<Vec<u8>>) {
+        match edited {
+            Ok(text) => match job.json_error(&text) {
+                Some(e) if text != job.text() => {
+                    job.draft = Some(text);
+                    self.mode = Mode::InvalidJson {
+                        job,
+                        area: None,
+                        error: e.to_string(),
+                    };
+                }
+                _ => self.finish_edit(job, Ok(text)),
+            },
+            Err(e) => self.finish_edit(job, Err(e)),
+        }
+    }
+
+    /// The dialog on invalid JSON: `t` saves the text as it is, anything
+    /// that closes the dialog goes back to the editor: the built-in one at
+    /// the error, `$EDITOR` on the text as it was left.
+    pub(super) fn invalid_json(
+        &mut self,
+        mut job: EditJob,
+        area: Option<TextArea>,
+        error: String,
+        action: Action,
+    ) {
+        match (action, area) {
+            (Action::Submit, Some(area)) => self.finish_edit(job, Ok(area.text().into_bytes())),
+            (Action::Submit, None) => {
+                let text = job.draft.take().unwrap_or_default();
+                self.finish_edit(job, Ok(text));
+            }
+            (Action::Cancel, Some(mut area)) => {
+                if let Some(e) = job.json_error(area.text().as_bytes()) {
+                    area.go_to(e.line(), e.column());
+                }
+                self.mode = Mode::Editor { job, area };
+            }
+            (Action::Cancel, None) => {
+                self.info("");
+                self.pending_edit = Some(job);
+            }
+            (_, area) => self.mode = Mode::InvalidJson { job, area, error },
+        }
+    }
+
+    /// Writes an edited value, unless it leaves the stored bytes as they
+    /// are, with the revision the user saw as the precondition.
+    pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
+        match edited.map(|text| job.stored(text)) {
+            Err(e) => self.error(format!("edit failed: {e}")),
+            Ok(value) if value == job.original && job.revision != 0 => {
+                self.info("value unchanged; nothing written");
+            }
+            Ok(value) => {
+                self.info(format!("saving {}…", display_key(&job.key)));
+                self.outbox.push(Request::Put {
+                    key: job.key,
+                    value,
+                    if_revision: job.revision,
+                });
+            }
+        }
+    }
+}

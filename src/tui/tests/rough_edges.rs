@@ -1,0 +1,426 @@
+//! The rough edges of issue 10, each driven through the key map and the
+//! real store: Esc never quits, prompts, edits that change nothing or break
+//! JSON, `n` on an existing key, the status bar, seeks past the end, long
+//! keys and the clipboard.
+
+use super::flows::script;
+use super::*;
+use crate::tui::app::Mode;
+use crate::tui::session::run_loop;
+use crate::tui::view::thousands;
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+fn alt(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::ALT)
+}
+
+fn code(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+    KeyEvent::new(code, modifiers)
+}
+
+/// The prompt's text and cursor column.
+fn prompt(s: &Session) -> (String, usize) {
+    match &s.app.mode {
+        Mode::Prompt { input, .. } => (input.text(), input.col),
+        other => panic!("no prompt: {other:?}"),
+    }
+}
+
+#[test]
+fn esc_closes_and_clears_and_only_q_and_ctrl_c_quit() {
+    let (_dir, path) = store_with(&numbered(30));
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "\x1b\x1b");
+    assert!(!s.app.quit, "Esc in the main view does not quit");
+    assert!(shows(&s.app, "q quits"));
+    for opener in ["?", "/", "f", "n", "d"] {
+        keys(&mut s, opener);
+        assert_ne!(s.app.mode, Mode::Browse, "{opener} opened something");
+        keys(&mut s, "\x1b");
+        assert_eq!(s.app.mode, Mode::Browse, "Esc closed what {opener} opened");
+        keys(&mut s, "\x1b");
+        assert!(!s.app.quit, "one Esc too many after {opener} does not quit");
+    }
+    keys(&mut s, "fkey:0001\n");
+    assert_eq!(selected(&s.app), "key:00010");
+    assert!(shows(&s.app, "Keys starting with key:0001"));
+    keys(&mut s, "\x1b");
+    assert!(shows(&s.app, "filter cleared: all keys"));
+    assert!(!shows(&s.app, "Keys starting with"));
+    assert_eq!(selected(&s.app), "key:00000");
+    assert!(!s.app.quit);
+    keys(&mut s, "q");
+    assert!(s.app.quit, "q quits");
+    s.shutdown();
+    drop(s);
+
+    let mut s = browse(&path, None, (100, 24));
+    press(&mut s, ctrl('c'));
+    assert!(s.app.quit, "Ctrl-C quits");
+}
+
+#[test]
+fn prompts_select_the_old_text_and_take_readline_keys() {
+    let (_dir, path) = store_with(&numbered(300));
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "fkey:002\n");
+    // The old filter is offered selected: typing replaces it...
+    keys(&mut s, "f");
+    assert_eq!(prompt(&s), ("key:002".to_string(), 7));
+    let buffer = draw(&s.app);
+    let cell = &buffer[("filter by prefix: ".len() as u16, 23)];
+    assert_eq!(cell.symbol(), "k");
+    assert!(
+        cell.modifier.contains(ratatui::style::Modifier::REVERSED),
+        "the old text is shown selected"
+    );
+    keys(&mut s, "key:01\n");
+    assert!(shows(&s.app, "Keys starting with key:01 "));
+    // ...Enter keeps it, and a movement key keeps it to edit.
+    keys(&mut s, "f\n");
+    assert!(shows(&s.app, "Keys starting with key:01 "));
+    keys(&mut s, "f");
+    press(&mut s, code(KeyCode::End, KeyModifiers::NONE));
+    keys(&mut s, "5");
+    assert_eq!(prompt(&s).0, "key:015");
+    // Esc closes the prompt, a second one clears the filter.
+    keys(&mut s, "\x1b\x1b");
+
+    keys(&mut s, "/");
+    keys(&mut s, "user:42 item:7");
+    press(&mut s, ctrl('a'));
+    assert_eq!(prompt(&s).1, 0, "Ctrl-A: start");
+    press(&mut s, ctrl('e'));
+    assert_eq!(prompt(&s).1, 14, "Ctrl-E: end");
+    press(&mut s, alt('b'));
+    assert_eq!(prompt(&s).1, 13, "Alt-b: back a word (letters and digits)");
+    press(&mut s, code(KeyCode::Left, KeyModifiers::CONTROL));
+    assert_eq!(prompt(&s).1, 8, "Ctrl-Left: back a word");
+    press(&mut s, alt('f'));
+    assert_eq!(prompt(&s).1, 12, "Alt-f: on a word");
+    press(&mut s, code(KeyCode::Right, KeyModifiers::CONTROL));
+    assert_eq!(prompt(&s).1, 14, "Ctrl-Right: on a word");
+    press(&mut s, code(KeyCode::Home, KeyModifiers::NONE));
+    assert_eq!(prompt(&s).1, 0, "Home");
+    press(&mut s, code(KeyCode::End, KeyModifiers::NONE));
+    press(&mut s, ctrl('w'));
+    assert_eq!(
+        prompt(&s),
+        ("user:42 ".to_string(), 8),
+        "Ctrl-W: to a space"
+    );
+    keys(&mut s, "x:1");
+    press(&mut s, code(KeyCode::Backspace, KeyModifiers::ALT));
+    assert_eq!(prompt(&s).0, "user:42 x:", "Alt-Backspace: a word");
+    press(&mut s, ctrl('a'));
+    press(&mut s, alt('d'));
+    assert_eq!(prompt(&s), (":42 x:".to_string(), 0), "Alt-d: the word on");
+    press(&mut s, alt('f'));
+    press(&mut s, ctrl('k'));
+    assert_eq!(prompt(&s), (":42".to_string(), 3), "Ctrl-K: to the end");
+    press(&mut s, ctrl('u'));
+    assert_eq!(prompt(&s), (String::new(), 0), "Ctrl-U: to the start");
+    keys(&mut s, "key:00150\n");
+    assert_eq!(selected(&s.app), "key:00150");
+}
+
+/// A JSON value on one line but not compact: re-indenting and compacting
+/// it would change its bytes (119 B became 105 B in the issue).
+const SPACED: &str = r#"{"a": 1, "b": [true, "x y"]}"#;
+
+#[test]
+fn an_edit_that_changes_nothing_writes_nothing_with_either_editor() {
+    let line = format!("{{\"key\":\"doc\",\"value\":{SPACED}}}\n");
+    let (_dir, path) = store_with(&line);
+    // The built-in editor: open, save at once.
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "e");
+    press(&mut s, ctrl('s'));
+    assert!(shows(&s.app, "value unchanged; nothing written"));
+    assert!(s.app.outbox.is_empty());
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"doc"), Some((SPACED.as_bytes().to_vec(), 1)));
+    // $EDITOR leaving the file alone, through the run loop.
+    let mut s = browse(&path, Some("true"), (100, 24));
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    let mut host = script("eq");
+    run_loop(&mut terminal, &mut s, &mut host).unwrap();
+    assert!(s.settle(SETTLE));
+    assert_eq!(s.app.status.text, "value unchanged; nothing written");
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"doc"), Some((SPACED.as_bytes().to_vec(), 1)));
+}
+
+#[test]
+fn text_after_a_json_value_is_invalid_json_not_silently_text() {
+    let (_dir, path) = store_with("{\"key\":\"doc\",\"value\":{\"n\":0}}\n");
+    let mut s = browse(&path, None, (100, 24));
+    // The editor holds "{\n  \"n\": 0\n}\n", the cursor on the last line.
+    keys(&mut s, "eoops");
+    press(&mut s, ctrl('s'));
+    assert!(
+        shows(&s.app, "This is not valid JSON:"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(shows(&s.app, "trailing characters at line 4 column 1"));
+    assert!(shows(
+        &s.app,
+        "e / Enter / Esc: keep editing    t: save it as text"
+    ));
+    keys(&mut s, "x");
+    assert!(
+        matches!(s.app.mode, Mode::InvalidJson { .. }),
+        "x does nothing"
+    );
+    // Keep editing: back in the editor, at the error, text kept.
+    keys(&mut s, "e");
+    let (job, area) = s.app.editor().unwrap();
+    assert_eq!((area.row, area.col), (3, 0));
+    assert!(area.text().ends_with("}\noops"));
+    assert_eq!(job.revision, 1);
+    press(&mut s, ctrl('k'));
+    press(&mut s, ctrl('s'));
+    assert!(shows(&s.app, "value unchanged; nothing written"));
+    // Save as text: stored as typed, on purpose.
+    keys(&mut s, "e!");
+    press(&mut s, ctrl('s'));
+    keys(&mut s, "\x1b");
+    assert!(
+        s.app.editor().is_some(),
+        "Esc closes the dialog, not the editor"
+    );
+    press(&mut s, ctrl('s'));
+    keys(&mut s, "t");
+    assert!(shows(&s.app, "saved doc (revision 2)"));
+    assert!(shows(&s.app, "doc · rev 2 · 14 B · text"));
+    // A new value that starts like JSON is checked too.
+    keys(&mut s, "nfresh\n[1, 2] 3");
+    press(&mut s, ctrl('s'));
+    assert!(shows(&s.app, "trailing characters at line 1 column 8"));
+    keys(&mut s, "\x1b");
+    press(&mut s, code(KeyCode::End, KeyModifiers::NONE));
+    press(&mut s, code(KeyCode::Backspace, KeyModifiers::NONE));
+    press(&mut s, code(KeyCode::Backspace, KeyModifiers::NONE));
+    press(&mut s, ctrl('s'));
+    assert!(shows(&s.app, "saved fresh (revision 3)"));
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"doc").unwrap().0, b"{\n  \"n\": 0\n}\n!");
+    assert_eq!(stored(&path, b"fresh").unwrap().0, b"[1, 2]");
+}
+
+#[test]
+fn new_on_an_existing_key_says_so_before_the_editor_opens() {
+    let (_dir, path) = store_with(&numbered(3));
+    let mut s = browse(&path, Some("true"), (100, 24));
+    keys(&mut s, "nkey:00002\n");
+    assert!(
+        s.app.pending_edit.is_none(),
+        "no editor for a key that exists"
+    );
+    assert!(shows(
+        &s.app,
+        "key:00002 already exists (revision 3); it is selected: press e to edit it"
+    ));
+    assert_eq!(selected(&s.app), "key:00002");
+    keys(&mut s, "nkey:00009\n");
+    let job = s.app.pending_edit.take().unwrap();
+    assert_eq!((job.key.as_slice(), job.revision), (&b"key:00009"[..], 0));
+}
+
+#[test]
+fn status_bar_shows_the_filter_what_matched_and_the_position() {
+    let (_dir, path) = store_with(&numbered(3000));
+    let mut s = browse(&path, None, (110, 30));
+    let status = |s: &Session| screen(&s.app)[28].clone();
+    assert!(
+        status(&s).contains("│ key 1 of 3,000 │ revision 3000 │"),
+        "{}",
+        status(&s)
+    );
+    keys(&mut s, "jj");
+    assert!(status(&s).contains("│ key 3 of 3,000 │"));
+    keys(&mut s, "G");
+    assert!(
+        status(&s).contains("│ key 3,000 of 3,000 │"),
+        "known from the end"
+    );
+    keys(&mut s, "/key:01500\n");
+    assert!(
+        status(&s).contains("│ 3,000 keys │"),
+        "after a seek: not known"
+    );
+    keys(&mut s, "g");
+    keys(&mut s, "fkey:002\n");
+    let text = status(&s);
+    assert!(
+        text.contains("│ filter key:002: 100 keys │ key 1 of 100 │"),
+        "{text}"
+    );
+    assert!(!text.contains("3,000"), "{text}");
+    keys(&mut s, "G");
+    assert!(status(&s).contains("│ key 100 of 100 │"));
+    keys(&mut s, "fnope\n");
+    assert!(
+        status(&s).contains("│ filter nope: no keys match │"),
+        "{}",
+        status(&s)
+    );
+    assert!(shows(&s.app, "(no keys)"));
+    keys(&mut s, "\x1b");
+    assert!(status(&s).contains("│ key 1 of 3,000 │"));
+}
+
+#[test]
+fn position_survives_paging_through_a_window_that_drops_keys() {
+    let (_dir, path) = store_with(&numbered(3000));
+    let mut s = browse(&path, None, (100, 30));
+    for _ in 0..80 {
+        act(&mut s, &[Action::Move(crate::tui::action::Move::PageDown)]);
+    }
+    let at = selected(&s.app);
+    let n: u64 = at["key:".len()..].parse().unwrap();
+    assert!(shows(
+        &s.app,
+        &format!("│ key {} of 3,000 │", thousands(n + 1))
+    ));
+    for _ in 0..30 {
+        act(&mut s, &[Action::Move(crate::tui::action::Move::PageUp)]);
+    }
+    let at = selected(&s.app);
+    let n: u64 = at["key:".len()..].parse().unwrap();
+    assert!(shows(
+        &s.app,
+        &format!("│ key {} of 3,000 │", thousands(n + 1))
+    ));
+}
+
+#[test]
+fn seeks_say_where_they_landed() {
+    let (_dir, path) = store_with(&numbered(300));
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "/zzz\n");
+    assert_eq!(selected(&s.app), "key:00299");
+    assert!(shows(
+        &s.app,
+        "no key at or after zzz; showing the last key"
+    ));
+    keys(&mut s, "/key:001005\n");
+    assert_eq!(selected(&s.app), "key:00101");
+    assert!(shows(
+        &s.app,
+        "no key key:001005; showing the next key, key:00101"
+    ));
+    keys(&mut s, "/key:00042\n");
+    assert!(
+        shows(&s.app, "seek key:00042"),
+        "an exact hit needs no more"
+    );
+    keys(&mut s, "fkey:001\n/key:002\n");
+    assert!(shows(
+        &s.app,
+        "no key starting with key:001 at or after key:002; showing the last key"
+    ));
+    assert_eq!(selected(&s.app), "key:00199");
+}
+
+#[test]
+fn keys_cut_at_narrow_widths_end_with_an_ellipsis() {
+    let long = format!("user:{}:end", "x".repeat(60));
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"{long}\",\"value\":\"v\"}}\n{{\"key\":\"zz:{long}\",\"value\":\"w\"}}\n"
+    ));
+    let s = browse(&path, None, (60, 10));
+    let text = screen(&s.app);
+    // 60 columns: an 18-column list, 14 for the key after border and marker.
+    assert!(text[1].starts_with("┃> user:xxxxxxxx…┃"), "{text:?}");
+    assert!(text[2].starts_with("┃  zz:user:xxxxx…┃"), "{text:?}");
+    assert!(
+        text[0].contains(" user:xxx") && text[0].contains("… · rev 1 · 1 B · text "),
+        "the value title too: {text:?}"
+    );
+    assert!(!text.join("").contains(":end"));
+    assert_eq!(crate::tui::view::fit("abcdef", 4), "abc…");
+    assert_eq!(crate::tui::view::fit("abcd", 4), "abcd");
+    assert_eq!(crate::tui::view::fit("日本語", 5), "日本…");
+}
+
+#[test]
+fn copies_the_key_and_the_value_with_osc52() {
+    let (_dir, path) = store_with(concat!(
+        "{\"key\":\"a key\",\"value\":{\"n\":1}}\n",
+        "{\"key\":\"bin\",\"value_b64\":\"AP8=\"}\n",
+        "{\"key_b64\":\"/w==\",\"value\":\"x\"}\n",
+    ));
+    let mut s = browse(&path, None, (100, 24));
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    let mut host = script("yYq");
+    run_loop(&mut terminal, &mut s, &mut host).unwrap();
+    assert_eq!(host.1, vec![b"a key".to_vec(), b"{\"n\":1}".to_vec()]);
+    assert_eq!(
+        s.app.status.text,
+        "sent the value of a key (7 B) to the clipboard"
+    );
+    // A binary value is refused; a key that is not UTF-8 goes as shown.
+    keys(&mut s, "j");
+    s.app.quit = false;
+    let mut host = script("Yq");
+    run_loop(&mut terminal, &mut s, &mut host).unwrap();
+    assert!(host.1.is_empty());
+    assert!(shows(
+        &s.app,
+        "the value of bin is binary: the clipboard takes text"
+    ));
+    keys(&mut s, "j");
+    s.app.quit = false;
+    let mut host = script("yq");
+    run_loop(&mut terminal, &mut s, &mut host).unwrap();
+    assert_eq!(host.1, vec![b"\\xff".to_vec()]);
+    assert!(shows(
+        &s.app,
+        "sent the key \\xff (as shown, it is not UTF-8)"
+    ));
+}
+
+#[test]
+fn invalid_json_from_the_external_editor_is_caught_too() {
+    let (_dir, path) = store_with("{\"key\":\"doc\",\"value\":{\"n\":0}}\n");
+    // The editor leaves text after the closing brace.
+    let editor = "sed -i 's/^}$/} tail/'";
+    let mut s = browse(&path, Some(editor), (100, 24));
+    let run = |s: &mut Session| {
+        let job = s.app.pending_edit.take().unwrap();
+        let edited = crate::tui::editor::run_external(editor, &job.start_text(), job.suffix());
+        s.finish_edit(job, edited);
+        assert!(s.settle(SETTLE));
+    };
+    keys(&mut s, "e");
+    run(&mut s);
+    assert!(
+        shows(&s.app, "This is not valid JSON:"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(shows(&s.app, "trailing characters at line 3 column 3"));
+    // Keep editing: $EDITOR again, on the text as it was left.
+    keys(&mut s, "\x1b");
+    let draft = s.app.pending_edit.as_ref().and_then(|j| j.draft.clone());
+    assert_eq!(draft.as_deref(), Some(&b"{\n  \"n\": 0\n} tail\n"[..]));
+    run(&mut s);
+    assert!(shows(&s.app, "This is not valid JSON:"));
+    keys(&mut s, "t");
+    assert!(
+        shows(&s.app, "saved doc (revision 2)"),
+        "{:?}",
+        screen(&s.app)
+    );
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"doc").unwrap().0, b"{\n  \"n\": 0\n} tail\n");
+}

@@ -1,0 +1,380 @@
+//! What a newcomer meets first: the README's Quick start run as shown,
+//! help texts, flag conflicts, batch limits of a server, bench verdicts and
+//! what `put` and `batch` say on a terminal (in tmux).
+
+use super::numbered_puts;
+use super::util::{self, Env};
+
+/// The README's Quick start, run command by command through bash with the
+/// real binary first on PATH: every command exits 0 and prints what the
+/// README shows (stdout and stderr together; file sizes and timings masked).
+#[test]
+fn readme_quick_start_runs_as_shown() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Quick start\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Quick start section");
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for line in section.lines().filter_map(|l| l.strip_prefix("    ")) {
+        match line.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_string(), Vec::new())),
+            None => steps
+                .last_mut()
+                .expect("output before a command")
+                .1
+                .push(line.into()),
+        }
+    }
+    assert!(steps.len() > 10, "{steps:?}");
+    // A newline before `}`: a command may end in a `#` comment.
+    let script: String = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (cmd, _))| {
+            format!("echo '@@step {i}'\n{{ {cmd}\n}} 2>&1\nrc=$?\necho\necho \"@@rc $rc\"\n")
+        })
+        .collect();
+    let env = Env::new();
+    let bin_dir = std::path::Path::new(util::KVR).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(&script)
+        .current_dir(env.dir.path())
+        .env("PATH", path);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KVR_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut got = text.split("@@step ").skip(1);
+    for (i, (command, expected)) in steps.iter().enumerate() {
+        let chunk = got
+            .next()
+            .unwrap_or_else(|| panic!("no output for {command}:\n{text}"));
+        let mut lines: Vec<&str> = chunk.lines().skip(1).collect();
+        let rc = lines.pop().unwrap_or_default();
+        // The `echo` before the marker ends a last line without a newline
+        // (`kvr get` adds none), else it is an empty line of its own.
+        if lines.last() == Some(&"") {
+            lines.pop();
+        }
+        assert_eq!(rc, "@@rc 0", "step {i} `{command}` failed:\n{chunk}");
+        let shown: Vec<String> = expected.iter().map(|l| mask(l)).collect();
+        let printed: Vec<String> = lines.iter().map(|l| mask(l)).collect();
+        assert_eq!(
+            printed, shown,
+            "step {i} `{command}` prints other than the README shows"
+        );
+    }
+}
+
+/// Masks what differs between runs: `"file_bytes":N` and `in S s` timings.
+fn mask(line: &str) -> String {
+    let mut line = line.to_string();
+    if let Some(at) = line.find("\"file_bytes\":") {
+        let start = at + "\"file_bytes\":".len();
+        let end = line[start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(line.len(), |e| start + e);
+        line.replace_range(start..end, "N");
+    }
+    if line.starts_with("applied ")
+        && let Some(at) = line.rfind(" in ")
+    {
+        line.replace_range(at.., " in S s");
+    }
+    line
+}
+
+#[test]
+fn db_and_server_flags_together_are_a_usage_error_for_every_command() {
+    let env = Env::new();
+    let db = env.path("never.redb");
+    let commands: [&[&str]; 10] = [
+        &["put", "k", "v"],
+        &["get", "k"],
+        &["delete", "k"],
+        &["range"],
+        &["batch"],
+        &["stats"],
+        &["tui"],
+        &["completions", "bash"],
+        // Were the check missing, these would fail differently, not hang.
+        &["serve", "--listen", "256.0.0.1:1"],
+        &["bench", "--requests", "1"],
+    ];
+    for args in commands {
+        let mut run = env.kvr_bare([
+            "--db",
+            db.to_str().unwrap(),
+            "--server",
+            "http://127.0.0.1:1",
+        ]);
+        run.cmd.args(args);
+        let done = run.stdin("").code(2);
+        let done = done.stderr_has("give either --db or --server, not both");
+        assert!(done.out.stdout.is_empty(), "{}", done.report());
+        assert!(!db.exists(), "{args:?} created the database");
+    }
+    // An environment variable is beaten by the other flag: not an error.
+    env.kvr_bare(["--db", db.to_str().unwrap(), "put", "k", "v"])
+        .env("KVR_SERVER", "http://127.0.0.1:1")
+        .ok();
+}
+
+#[test]
+fn help_puts_global_options_apart_and_shows_no_empty_env_values() {
+    let env = Env::new();
+    let commands: [&[&str]; 6] = [
+        &["--help"],
+        &["serve", "--help"],
+        &["completions", "--help"],
+        &["bench", "--help"],
+        &["put", "--help"],
+        &["range", "--help"],
+    ];
+    for args in commands {
+        let help = env.kvr_bare(args).ok().stdout_text();
+        assert!(
+            !help.contains("=]"),
+            "{args:?} shows an empty env value:\n{help}"
+        );
+        if args.len() > 1 {
+            let (own, global) = help
+                .split_once("Global options:")
+                .unwrap_or_else(|| panic!("{args:?} has no Global options heading:\n{help}"));
+            // An option line, not a mention in the command's about text.
+            let lists_db = own.lines().any(|l| l.trim_start().starts_with("--db"));
+            assert!(!lists_db, "{args:?} lists --db as its own:\n{help}");
+            assert!(
+                global.contains("--db") && global.contains("--server"),
+                "{help}"
+            );
+        }
+    }
+    let serve = env.kvr_bare(["serve", "--help"]).ok().stdout_text();
+    let (own, _) = serve.split_once("Global options:").unwrap();
+    assert!(
+        own.contains("--listen") && !own.contains("--timeout <"),
+        "{serve}"
+    );
+    // bench ignores KVR_DB and KVR_SERVER: its help says so and shows no [env: …].
+    let bench = env.kvr_bare(["bench", "--help"]).ok().stdout_text();
+    assert!(
+        !bench.contains("[env: KVR_DB") && !bench.contains("[env: KVR_SERVER"),
+        "{bench}"
+    );
+    let put = env.kvr_bare(["put", "--help"]).ok().stdout_text();
+    assert!(put.contains("[env: KVR_DB]"), "{put}");
+}
+
+#[test]
+fn batch_over_the_server_limits_names_them_and_writes_nothing() {
+    let env = Env::served_with(&["--max-batch-ops", "10", "--max-batch-bytes", "2000"]);
+    env.kvr(["put", "keep", "me"]).ok();
+    let before = env.snapshot();
+    let many = numbered_puts(0..25);
+    let big = numbered_puts(0..90); // 10 lines a part, but over 2,000 bytes
+    std::fs::write(env.path("many.jsonl"), &many).unwrap();
+    std::fs::write(env.path("big.jsonl"), &big).unwrap();
+    let runs = [
+        (
+            env.kvr(["batch"]).stdin(many.clone()),
+            "more than 10 operations",
+        ),
+        (env.kvr(["batch", "many.jsonl"]), "more than 10 operations"),
+        (env.kvr(["batch"]).stdin(big.clone()), "server's limit"),
+        (env.kvr(["batch", "big.jsonl"]), "server's limit"),
+    ];
+    for (run, needle) in runs {
+        let done = run.code(2).stderr_has(needle).stderr_has("server's limit");
+        let done = done
+            .stderr_has("--chunk-size")
+            .stderr_has("nothing was written");
+        let text = done.stderr_text();
+        assert!(!text.contains("--max-batch"), "names a server flag: {text}");
+        assert_eq!(env.snapshot(), before);
+    }
+    // In parts of 10 lines each request is within the limits.
+    env.kvr(["batch", "--chunk-size", "10"]).stdin(many).ok();
+    env.kvr(["batch", "--chunk-size", "10", "big.jsonl"]).ok();
+    assert_eq!(env.stats()["keys"], 91);
+}
+
+#[test]
+fn bench_fails_fast_on_an_unreachable_server() {
+    let env = Env::new();
+    let done = env
+        .kvr_bare([
+            "--server",
+            "http://127.0.0.1:1",
+            "bench",
+            "--duration",
+            "600",
+        ])
+        .code(5)
+        .stderr_has("cannot reach kvr server");
+    assert!(done.out.stdout.is_empty(), "{}", done.report());
+}
+
+#[test]
+fn bench_of_mostly_failed_reads_exits_1_and_suggests_prefill() {
+    let env = Env::new();
+    let db = env.path("bench.redb");
+    let db = db.to_str().unwrap();
+    let get = ["--db", db, "bench", "--workload", "get", "--requests", "40"];
+    let done = env.kvr_bare(get).env("KVR_DB", "ignored.redb").code(1);
+    let done = done
+        .stderr_has("40 of 40 requests failed")
+        .stderr_has("--prefill");
+    assert!(
+        done.stdout_text().contains("error not_found: 40"),
+        "{}",
+        done.report()
+    );
+    // With the keys written first the same run succeeds.
+    let prefilled = ["--prefill", "100", "--keyspace", "100", "--clients", "2"];
+    let mut run = env.kvr_bare(get);
+    run.cmd.args(prefilled);
+    run.ok();
+    assert!(!env.path("ignored.redb").exists());
+}
+
+/// A tmux server of a test's own (skipped without tmux, as the TUI test),
+/// killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    /// Runs `command` (through the shell) in an 80x10 terminal.
+    fn start(command: &str) -> Option<Tmux> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let available = std::process::Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !available {
+            eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+            return None;
+        }
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let tmux = Tmux(format!("kvr-cli-test-{}-{n}", std::process::id()));
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-x",
+            "80",
+            "-y",
+            "10",
+            "-s",
+            "main",
+            command,
+        ]);
+        Some(tmux)
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "main"])
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .status();
+    }
+}
+
+/// Polls `read` until its text contains every one of `needles`; returns it.
+fn wait_for(what: &str, needles: &[&str], read: impl Fn() -> String) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = read();
+        if needles.iter().all(|n| text.contains(n)) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never had {needles:?}: {text:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn shell_quote(p: &std::path::Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// `kvr put KEY` with stdin a terminal says where the value comes from.
+#[test]
+fn put_on_a_terminal_says_it_reads_stdin_until_ctrl_d() {
+    let env = Env::new();
+    let command = format!(
+        "env -u KVR_DB -u KVR_SERVER {} --db {} put k 2>{}; echo $? >{}",
+        util::KVR,
+        shell_quote(&env.db()),
+        shell_quote(&env.path("stderr")),
+        shell_quote(&env.path("rc"))
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    let file = |name: &str| std::fs::read_to_string(env.path(name)).unwrap_or_default();
+    let said = wait_for("stderr", &["Ctrl-D"], || file("stderr"));
+    assert_eq!(
+        said,
+        "kvr: reading the value from stdin until Ctrl-D (end of input)\n"
+    );
+    // Typed text, then Ctrl-D twice: the first ends the unfinished line, the
+    // second is the end of input.
+    tmux.run(&["send-keys", "-t", "main", "-l", "typed value"]);
+    tmux.run(&["send-keys", "-t", "main", "C-d"]);
+    tmux.run(&["send-keys", "-t", "main", "C-d"]);
+    assert_eq!(wait_for("rc", &["\n"], || file("rc")), "0\n");
+    assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"typed value");
+    // Not on a terminal: nothing said (the other tests' stdin is a pipe).
+    let done = env.kvr(["put", "k2"]).stdin("v").ok();
+    assert_eq!(done.stderr_text(), "");
+}
+
+/// The batch progress bar on a terminal names its phase, and its clock runs
+/// while no input arrives (the input here stalls after one line).
+#[test]
+fn batch_progress_shows_the_phase_and_a_running_clock() {
+    let env = Env::new();
+    let command = format!(
+        "{{ echo '{{\"key\":\"a\",\"value\":\"1\"}}'; sleep 600; }} | \
+         env -u KVR_DB -u KVR_SERVER {} --db {} batch",
+        util::KVR,
+        shell_quote(&env.db()),
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    // A clock past 2 s shows the bar redrawn with no input moving.
+    let screen = wait_for("the screen", &["00:00:02", "reading: 1 lines"], || {
+        tmux.screen()
+    });
+    assert!(screen.contains("lines/s"), "{screen}");
+}
