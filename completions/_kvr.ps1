@@ -34,9 +34,9 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('put', 'put', [CompletionResultType]::ParameterValue, 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)')
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'Write a key''s value to stdout, byte for byte')
-            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
-            [CompletionResult]::new('del', 'del', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
-            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically')
+            [CompletionResult]::new('del', 'del', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically')
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
             [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')
@@ -75,6 +75,8 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             break
         }
         'kvr;delete' {
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'Delete every key starting with P ('''' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched')
+            [CompletionResult]::new('--range', '--range', [CompletionResultType]::ParameterName, 'Delete every key in [START, END), atomically')
             [CompletionResult]::new('--if-revision', '--if-revision', [CompletionResultType]::ParameterName, 'Delete only if the key''s current revision is N (N > 0)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
@@ -83,12 +85,14 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N}')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'kvr;del' {
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'Delete every key starting with P ('''' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched')
+            [CompletionResult]::new('--range', '--range', [CompletionResultType]::ParameterName, 'Delete every key in [START, END), atomically')
             [CompletionResult]::new('--if-revision', '--if-revision', [CompletionResultType]::ParameterName, 'Delete only if the key''s current revision is N (N > 0)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
@@ -97,12 +101,14 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N}')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'kvr;rm' {
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'Delete every key starting with P ('''' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched')
+            [CompletionResult]::new('--range', '--range', [CompletionResultType]::ParameterName, 'Delete every key in [START, END), atomically')
             [CompletionResult]::new('--if-revision', '--if-revision', [CompletionResultType]::ParameterName, 'Delete only if the key''s current revision is N (N > 0)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
@@ -111,7 +117,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N}')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -212,7 +218,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
         'kvr;help' {
             [CompletionResult]::new('put', 'put', [CompletionResultType]::ParameterValue, 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)')
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'Write a key''s value to stdout, byte for byte')
-            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist)')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically')
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
             [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')

@@ -311,12 +311,20 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__delete)
-            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --prefix --range --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --if-revision)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

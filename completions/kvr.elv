@@ -31,9 +31,9 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --version 'Print version'
             cand put 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
             cand get 'Write a key''s value to stdout, byte for byte'
-            cand delete 'Remove a key (exit 1 if it does not exist)'
-            cand del 'Remove a key (exit 1 if it does not exist)'
-            cand rm 'Remove a key (exit 1 if it does not exist)'
+            cand delete 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
+            cand del 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
+            cand rm 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
             cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
@@ -69,6 +69,8 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --help 'Print help'
         }
         &'kvr;delete'= {
+            cand --prefix 'Delete every key starting with P ('''' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched'
+            cand --range 'Delete every key in [START, END), atomically'
             cand --if-revision 'Delete only if the key''s current revision is N (N > 0)'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -77,11 +79,13 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
-            cand --json 'Print {"revision":N}'
+            cand --json 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'kvr;del'= {
+            cand --prefix 'Delete every key starting with P ('''' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched'
+            cand --range 'Delete every key in [START, END), atomically'
             cand --if-revision 'Delete only if the key''s current revision is N (N > 0)'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -90,11 +94,13 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
-            cand --json 'Print {"revision":N}'
+            cand --json 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'kvr;rm'= {
+            cand --prefix 'Delete every key starting with P ('''' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched'
+            cand --range 'Delete every key in [START, END), atomically'
             cand --if-revision 'Delete only if the key''s current revision is N (N > 0)'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -103,7 +109,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
-            cand --json 'Print {"revision":N}'
+            cand --json 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -197,7 +203,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
         &'kvr;help'= {
             cand put 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
             cand get 'Write a key''s value to stdout, byte for byte'
-            cand delete 'Remove a key (exit 1 if it does not exist)'
+            cand delete 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
             cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'

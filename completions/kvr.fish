@@ -35,9 +35,9 @@ complete -c kvr -n "__fish_kvr_needs_command" -s h -l help -d 'Print help (see m
 complete -c kvr -n "__fish_kvr_needs_command" -s V -l version -d 'Print version'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
-complete -c kvr -n "__fish_kvr_needs_command" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
-complete -c kvr -n "__fish_kvr_needs_command" -f -a "del" -d 'Remove a key (exit 1 if it does not exist)'
-complete -c kvr -n "__fish_kvr_needs_command" -f -a "rm" -d 'Remove a key (exit 1 if it does not exist)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "del" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "rm" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
@@ -65,6 +65,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand get" -l token-file -d 'Read the 
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l json -d 'Print the key\'s JSON line (key, value, revision) instead'
 complete -c kvr -n "__fish_kvr_using_subcommand get" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l prefix -d 'Delete every key starting with P (\'\' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched' -r
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l range -d 'Delete every key in [START, END), atomically' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -73,8 +75,10 @@ complete -c kvr -n "__fish_kvr_using_subcommand delete" -l server -d 'Run the co
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
-complete -c kvr -n "__fish_kvr_using_subcommand delete" -l json -d 'Print {"revision":N}'
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l prefix -d 'Delete every key starting with P (\'\' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l range -d 'Delete every key in [START, END), atomically' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -83,8 +87,10 @@ complete -c kvr -n "__fish_kvr_using_subcommand del" -l server -d 'Run the comma
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
-complete -c kvr -n "__fish_kvr_using_subcommand del" -l json -d 'Print {"revision":N}'
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand del" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l prefix -d 'Delete every key starting with P (\'\' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l range -d 'Delete every key in [START, END), atomically' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -93,7 +99,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand rm" -l server -d 'Run the comman
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
-complete -c kvr -n "__fish_kvr_using_subcommand rm" -l json -d 'Print {"revision":N}'
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l prefix -d 'Only keys starting with P (intersected with START/END)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l limit -d 'At most N lines (N >= 1)' -r
@@ -165,7 +171,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand completions" -l timeout -d 'With
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
 complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
 complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
 complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
 complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'

@@ -177,15 +177,24 @@ pub struct GetArgs {
     pub json: bool,
 }
 
-/// Remove a key (exit 1 if it does not exist).
+/// Remove a key (exit 1 if it does not exist), or every key of a prefix
+/// or range at once (--prefix, --range), atomically.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// The key.
-    pub key: OsString,
+    #[arg(required_unless_present_any = ["prefix", "range"], conflicts_with_all = ["prefix", "range"])]
+    pub key: Option<OsString>,
+    /// Delete every key starting with P ('' deletes every key), atomically,
+    /// each delete taking a revision; exit 0 also when none matched.
+    #[arg(long, value_name = "P", conflicts_with = "range")]
+    pub prefix: Option<OsString>,
+    /// Delete every key in [START, END), atomically.
+    #[arg(long, num_args = 2, value_names = ["START", "END"])]
+    pub range: Option<Vec<OsString>>,
     /// Delete only if the key's current revision is N (N > 0).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["prefix", "range"])]
     pub if_revision: Option<u64>,
-    /// Print {"revision":N}.
+    /// Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range).
     #[arg(long)]
     pub json: bool,
 }

@@ -40,6 +40,7 @@ in_both_modes!(
     get_missing_key_exits_1,
     delete_removes_and_takes_a_revision,
     delete_missing_key_exits_1_and_changes_nothing,
+    delete_prefix_and_range_delete_atomically,
     conditional_put,
     conditional_delete,
     range_is_bytewise_ordered,
@@ -229,6 +230,34 @@ fn delete_removes_and_takes_a_revision(env: Env) {
     assert_eq!(out, "{\"revision\":3}\n");
     env.kvr(["get", "a"]).code(1);
     assert_eq!(env.stats()["keys"], 1);
+}
+
+fn delete_prefix_and_range_delete_atomically(env: Env) {
+    for k in ["a:1", "a:2", "b:1", "b:2", "c"] {
+        env.kvr(["put", k, "v"]).ok();
+    }
+    let out = env
+        .kvr(["delete", "--json", "--prefix", "a:"])
+        .ok()
+        .stdout_text();
+    assert_eq!(out, "{\"deleted\":2,\"revision\":7}\n");
+    env.kvr(["del", "--range", "b:2", "d"]).ok();
+    assert_eq!(env.stats()["revision"], 9);
+    // Nothing matched: exit 0, no revision taken.
+    let out = env
+        .kvr(["rm", "--json", "--prefix", "zz"])
+        .ok()
+        .stdout_text();
+    assert_eq!(out, "{\"deleted\":0,\"revision\":9}\n");
+    // A key with --prefix, or --range START > END: usage errors, nothing deleted.
+    let before = env.snapshot();
+    env.kvr(["delete", "b:1", "--prefix", "b"]).code(2);
+    env.kvr(["delete", "--range", "z", "a"]).code(2);
+    assert_eq!(env.snapshot(), before);
+    assert_eq!(env.stats()["keys"], 1);
+    // '' is every key.
+    env.kvr(["delete", "--prefix", ""]).ok();
+    assert_eq!(env.stats()["keys"], 0);
 }
 
 fn delete_missing_key_exits_1_and_changes_nothing(env: Env) {

@@ -1,24 +1,55 @@
-//! `kvr delete KEY`
+//! `kvr delete KEY`, `kvr delete --prefix P`, `kvr delete --range START END`
+
+use std::io::Write;
 
 use super::{arg_bytes, print_revision};
 use crate::cli::DeleteArgs;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
+use crate::types::RangeQuery;
 
 pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: DeleteArgs) -> anyhow::Result<()> {
+    let Some(key) = args.key else {
+        return delete_range(open, args.prefix, args.range, args.json);
+    };
     if args.if_revision == Some(0) {
         return Err(Error::invalid(
             "--if-revision 0 means \"absent\", and an absent key cannot be deleted; give the key's revision",
         )
         .into());
     }
-    let key = arg_bytes(args.key);
+    let key = arg_bytes(key);
     if key.is_empty() {
         crate::limits::check_key(&key, None)?;
     }
     let revision = open()?.delete(&key, args.if_revision)?;
     if args.json {
         print_revision(revision)?;
+    }
+    Ok(())
+}
+
+fn delete_range(
+    open: impl FnOnce() -> Result<Box<dyn Kv>>,
+    prefix: Option<std::ffi::OsString>,
+    range: Option<Vec<std::ffi::OsString>>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut query = RangeQuery {
+        prefix: prefix.map(arg_bytes),
+        ..RangeQuery::default()
+    };
+    if let Some(mut bounds) = range {
+        let end = bounds.pop().map(arg_bytes);
+        let start = bounds.pop().map(arg_bytes);
+        query.start = start;
+        query.end = end;
+    }
+    query.validate()?;
+    let applied = open()?.delete_range(&query)?;
+    if json {
+        let line = serde_json::json!({"deleted": applied.deletes, "revision": applied.revision});
+        writeln!(std::io::stdout().lock(), "{line}")?;
     }
     Ok(())
 }
