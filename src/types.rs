@@ -61,7 +61,7 @@ impl Op {
     }
 }
 
-/// The outcome of [`Store::apply`].
+/// The outcome of a write (`Store::apply`, the engine's write path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Applied {
     /// Puts applied (each took a revision).

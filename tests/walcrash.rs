@@ -2,9 +2,12 @@
 //! disk ([`SimDisk`]) and the write-ahead log together, checked against a
 //! `BTreeMap` model.
 //!
-//! Random groups of requests go through the writer's protocol (apply the
-//! group in a non-durable redb commit; before it commits, append and sync
-//! the log records; answer only then), with checkpoints in between. Crashes
+//! Random groups of requests go through a log-before-commit protocol (apply
+//! the group in a non-durable redb commit; before it commits, append and
+//! sync the log records; answer only then), with checkpoints in between:
+//! the write-ahead log and its recovery under every crash point of its
+//! own. (The server's engine, which keeps redb off the write path, is
+//! tested the same way in `tests/engine.rs`.) Crashes
 //! strike between groups, after a group's log sync but before its redb
 //! commit, in the middle of that commit (the disk fails after N writes), in
 //! the middle of a checkpoint's durable commit, and between a checkpoint and
@@ -145,15 +148,28 @@ fn opts() -> StoreOptions {
     }
 }
 
-/// The writer's protocol (`Wal::commit_group`, what `server/writer.rs`
-/// runs): log and sync inside the commit, void the logged group when the
-/// commit fails.
+/// A log-before-commit protocol over the store (the server's writer before
+/// the engine took redb off its path): apply the group in a non-durable
+/// commit, log and sync it before the commit, void the logged group when
+/// the commit fails. It drives the log through every crash point of its
+/// own (torn tails, rotations, voided groups) with a store that can lose
+/// what it did not sync; the engine's protocol is `tests/engine.rs`.
 fn commit(
     store: &Store,
     wal: &mut Wal,
     requests: &[Vec<Op>],
 ) -> kvr::Result<Vec<kvr::Result<Applied>>> {
-    wal.commit_group(store, requests, MAX, |_| {})
+    let mut logged = false;
+    let result = store.apply_group(requests, Commit::Buffered, MAX, |outcomes| {
+        let records = wal::records(requests, outcomes);
+        wal.append(&records)?;
+        logged = !records.is_empty();
+        Ok(())
+    });
+    if result.is_err() && logged {
+        let _ = wal.discard_last();
+    }
+    result
 }
 
 struct Rig {

@@ -2,10 +2,10 @@
 //! durable without a durable redb commit per request.
 //!
 //! **Invariant.** A write is acknowledged only after the record of its
-//! request is in the log and the log is synced (`fdatasync`). The redb
-//! commit that makes it visible is not synced ([`Commit::Buffered`]); after a
-//! crash redb falls back to its last durable commit (a checkpoint) and the
-//! log holds everything acknowledged since.
+//! request is in the log and the log is synced (`fdatasync`). The engine
+//! (`crate::engine`) then holds it in a memory table until a flush makes it
+//! durable in redb; after a crash redb is at its last durable commit and
+//! the log holds everything acknowledged since.
 //!
 //! **Files.** Segments live in `DB.wal/` beside the database, named by a
 //! hex sequence number (`0000000000000001.log`). A segment starts with the
@@ -19,18 +19,21 @@
 //! one write and one sync. A group never spans segments: when it does not
 //! fit, a new segment (at least large enough for it) is started first.
 //!
-//! **Checkpoint rule.** The writer makes redb durable ([`Store::checkpoint`])
-//! every [`CHECKPOINT_INTERVAL`] or [`CHECKPOINT_BYTES`] of log, and then
-//! calls [`Wal::checkpointed`]: every record so far is covered, so older
-//! segments are deleted and the current one is renamed to the next sequence
-//! number (and the directory synced) to be reused.
+//! **Seal and release.** When the engine freezes a memory table it seals
+//! the log ([`Wal::seal`]): later groups go to a new segment (the spare
+//! one, recycled from an earlier release, so the writer never waits for a
+//! zero-fill). Once the flush of that table is durable, the returned
+//! [`Sealed`] deletes the segments it covered, keeping one as the spare.
+//! ([`Wal::checkpointed`] does the same for a caller that made everything
+//! durable at once.)
 //!
-//! **Recovery** ([`recover`], run by every [`Store::open`] of a file):
+//! **Recovery** ([`recover`], run by `engine::open_store` for every command):
 //! read the segments in sequence order; skip records whose first revision is
 //! at or below the database's (covered by a checkpoint); replay the others,
 //! which must continue the revisions without a gap, through the store's one
-//! write path; stop a segment at its first invalid record (a torn tail,
-//! never acknowledged). Then checkpoint and delete the log. A clean shutdown
+//! write path (many records per transaction, sorted into runs); stop a
+//! segment at its first invalid record (a torn tail, never acknowledged).
+//! Then make the store durable and delete the log. A clean shutdown
 //! checkpoints and deletes the log too, so the `.redb` file alone is the
 //! whole database.
 
@@ -46,7 +49,6 @@ use std::time::Duration;
 pub use recover::{Recovered, recover, recover_dir, replay};
 
 use crate::error::{Error, Result};
-use crate::store::{Commit, Store};
 use crate::types::{Applied, Op};
 
 /// Size of a preallocated segment. Checkpoints come every few MiB, so one
@@ -120,7 +122,7 @@ const SPARE: &str = "spare.seg";
 
 impl Wal {
     /// Starts an empty log beside `db`. [`recover`] must have run (it does in
-    /// [`Store::open`]), so no segment exists.
+    /// `engine::open_store`), so no segment exists.
     pub fn create(db: &Path) -> Result<Wal> {
         Self::create_in(&dir_of(db), SEGMENT_BYTES)
     }
@@ -208,42 +210,6 @@ impl Wal {
         self.pos = SEGMENT_HEADER;
         self.last_start = SEGMENT_HEADER;
         Ok(())
-    }
-
-    /// The writer's commit protocol: applies `requests` in one non-durable
-    /// redb commit ([`Store::apply_group`]) and, before it commits, appends
-    /// and syncs the records of those that took revisions; `on_logged` then
-    /// gets the last revision logged. So nothing is visible, or answered,
-    /// before it is durable. When the commit fails after logging, the
-    /// records are voided; if even that fails the log is
-    /// [broken](Wal::is_broken) and takes no more.
-    pub fn commit_group(
-        &mut self,
-        store: &Store,
-        requests: &[Vec<Op>],
-        max_value_bytes: usize,
-        on_logged: impl FnOnce(u64),
-    ) -> Result<Vec<Result<Applied>>> {
-        let mut logged = false;
-        let result = store.apply_group(requests, Commit::Buffered, max_value_bytes, |outcomes| {
-            let records = records(requests, outcomes);
-            self.append(&records)?;
-            logged = !records.is_empty();
-            let last = outcomes
-                .iter()
-                .filter_map(|o| o.as_ref().ok())
-                .map(|a| a.revision);
-            if let Some(revision) = last.max().filter(|_| logged) {
-                on_logged(revision);
-            }
-            Ok(())
-        });
-        if result.is_err() && logged {
-            // The log holds revisions the database did not take. If they
-            // cannot be voided the log is broken, which the caller checks.
-            let _ = self.discard_last();
-        }
-        result
     }
 
     /// Whether a failed write could not be voided: every append then fails,
