@@ -199,6 +199,11 @@ impl Store {
         self.recovered
     }
 
+    /// Whether this open created the file.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
     /// The database file's path.
     pub fn path(&self) -> &Path {
         &self.path
