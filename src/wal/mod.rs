@@ -396,7 +396,7 @@ fn only_deleted_leftovers(dir: &Path) -> bool {
 }
 
 /// `.fuse_hidden0000001a00000001` (FUSE), `.nfs000000000012345600000001` (NFS).
-pub fn is_deleted_leftover(name: &str) -> bool {
+fn is_deleted_leftover(name: &str) -> bool {
     name.starts_with(".fuse_hidden") || name.starts_with(".nfs")
 }
 
@@ -409,4 +409,21 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("cannot sync directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::only_deleted_leftovers;
+
+    #[test]
+    fn only_fuse_and_nfs_leftovers_are_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".fuse_hidden0000001a00000001"), b"").unwrap();
+        std::fs::write(dir.path().join(".nfs000000000012345600000001"), b"").unwrap();
+        assert!(only_deleted_leftovers(dir.path()));
+        std::fs::write(dir.path().join("0000000000000002.log"), b"").unwrap();
+        assert!(!only_deleted_leftovers(dir.path()));
+        assert!(!only_deleted_leftovers(&dir.path().join("missing")));
+    }
 }
