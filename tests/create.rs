@@ -496,8 +496,9 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
 fn in_use_names_the_holding_process() {
     let env = Env::new();
     env.kvr(["put", "k", "v"]).ok();
-    // A batch waiting on its stdin holds the database.
-    let mut holder = env.kvr(["batch"]).cmd;
+    // A batch waiting on its stdin holds the database (it waits for the
+    // lock itself, in case one of our probes holds it at that moment).
+    let mut holder = env.kvr(["--lock-timeout", "60", "batch"]).cmd;
     holder.stdin(Stdio::piped()).stderr(Stdio::null());
     let mut child = holder.spawn().unwrap();
     let pid = child.id();
@@ -508,6 +509,7 @@ fn in_use_names_the_holding_process() {
         }
         // Not yet locked: the holder has not opened the file yet.
         assert_eq!(done.out.status.code(), Some(0), "{}", done.report());
+        assert!(child.try_wait().unwrap().is_none(), "the holder exited");
         std::thread::yield_now();
     };
     let first = message.lines().next().unwrap();
