@@ -175,6 +175,10 @@ fn build_empty_survives_a_power_loss_at_every_sync() {
         seen.into_iter().collect::<Vec<_>>(),
         ["empty database", "unfinished"]
     );
+    eprintln!(
+        "{syncs} sync boundaries, {} images each",
+        PowerCut::new(0).images().len()
+    );
     let clean = PowerCut::new(u32::MAX - 1);
     build(clean.clone()).unwrap();
     let d = clean.disk.0.lock().unwrap();
@@ -277,7 +281,7 @@ fn serve_replaces_an_unfinished_file() {
     let (line1, line2) = (stderr_line(&mut stderr), stderr_line(&mut stderr));
     assert!(line1.contains("replaced"), "{line1}");
     assert!(line2.contains("0 keys, revision 0, new file"), "{line2}");
-    stop(&mut child);
+    stop(&mut child, &url);
 }
 
 /// Files that fail to open and might hold data: every command fails loudly
@@ -316,6 +320,39 @@ fn a_file_that_might_hold_data_is_never_replaced() {
         );
         assert!(!create::temp_path(&env.db()).exists(), "{what}");
     }
+}
+
+/// Creators on one missing file take turns: each write lands, in one file.
+#[test]
+fn concurrent_first_writes_all_land_in_one_file() {
+    let env = Env::new();
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let mut cmd = env
+                .kvr(["--lock-timeout", "60", "put", &format!("k{i}"), "v"])
+                .cmd;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(env.stats()["keys"], 4);
+    assert_eq!(env.stats()["revision"], 4);
+    assert!(!create::temp_path(&env.db()).exists());
 }
 
 #[test]
@@ -439,7 +476,14 @@ fn stderr_line(stderr: &mut BufReader<std::process::ChildStderr>) -> String {
     line
 }
 
-fn stop(child: &mut std::process::Child) {
+/// Stops a server with SIGTERM once it has answered a request (before
+/// that, its signal handler may not be installed yet): a clean exit.
+fn stop(child: &mut std::process::Child, url: &str) {
+    let answered = Command::new(util::KVR)
+        .args(["--server", url, "stats"])
+        .output()
+        .unwrap();
+    assert!(answered.status.success());
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -474,11 +518,11 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
     );
     assert!(!other.exists());
     assert!(!create::temp_path(&other).exists());
-    stop(&mut child);
+    stop(&mut child, &url);
     // Served again: the keys and revision it has.
     env.kvr(["put", "a", "1"]).ok();
     env.kvr(["put", "b", "2"]).ok();
-    let (mut child, _, mut stderr) = serve(&db, "127.0.0.1:0");
+    let (mut child, url, mut stderr) = serve(&db, "127.0.0.1:0");
     assert_eq!(
         stderr_line(&mut stderr).trim_end(),
         format!(
@@ -486,7 +530,7 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
             canonical.display()
         )
     );
-    stop(&mut child);
+    stop(&mut child, &url);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 //! The persistent store: a redb file holding keys, values and revisions.
 //!
-//! * [`Store::open`] opens (or, for writing commands, creates) the file, takes
-//!   the single-process lock, checks the format and replays the write-ahead
-//!   log a crashed `kvr serve` left (see `wal`).
+//! * [`Store::open`] opens (or, for writing commands, creates atomically:
+//!   `create.rs`) the file, takes the single-process lock, checks the format
+//!   and replays the write-ahead log a crashed `kvr serve` left (see `wal`).
+//!   When another process holds it, `holder.rs` names that process.
 //! * [`Store::apply`] (in `apply.rs`) is the one write path: every command that
 //!   writes, later the group-commit writer and the replicated log, goes through
 //!   it.
