@@ -131,7 +131,10 @@ pub(super) fn create(path: &Path, opts: &StoreOptions, deadline: Instant) -> Res
     };
     let found = inspect(path)?;
     if found == Found::Present {
-        // Another creator finished first; its temporary name is gone.
+        // Another creator finished first. The file we locked was made by
+        // our own open after its rename (or is a leftover): ours to remove,
+        // under its lock, which a later creator checks it still has.
+        let _ = std::fs::remove_file(&temp);
         return Ok(false);
     }
     if found == Found::Unfinished {
