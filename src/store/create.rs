@@ -109,7 +109,7 @@ pub(super) fn inspect(path: &Path) -> Result<Found> {
 
 /// Builds an empty kvr database on `backend` and syncs it: redb's creation,
 /// kvr's tables, a clean close, a final sync. Crash tests run it on a
-/// simulated disk; [`create`] on the temporary file.
+/// simulated disk; creation runs it on the temporary file.
 pub fn build_empty<B: StorageBackend + Clone>(backend: B, opts: &StoreOptions) -> Result<()> {
     let db = redb::Builder::new()
         .set_cache_size(opts.cache_bytes)
