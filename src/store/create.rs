@@ -179,6 +179,15 @@ fn lock_temp(path: &Path, temp: &Path, deadline: Instant) -> Result<Option<File>
             .truncate(false)
             .open(temp)
             .map_err(|e| cannot_create(path, e))?;
+        // Renamed to `path` since we opened it: locking it now would make
+        // its creator's own open of `path` find it in use.
+        if !same_file(&file, temp) {
+            drop(file);
+            if inspect(path)? == Found::Present {
+                return Ok(None);
+            }
+            continue;
+        }
         match file.try_lock() {
             Ok(()) => {
                 // The previous holder may have renamed or removed the file
