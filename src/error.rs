@@ -44,16 +44,27 @@ pub enum Error {
         current: Option<u64>,
     },
 
+    /// A creating command was pointed into a directory that does not exist (exit 1).
+    #[error(
+        "cannot create {}: the directory {} does not exist",
+        path.display(),
+        dir.display()
+    )]
+    DirectoryMissing { path: PathBuf, dir: PathBuf },
+
     /// Another process holds the database file (exit 3).
     #[error(
-        "{} is in use by another process{}",
+        "{} is in use by {}{}",
         path.display(),
+        holder.as_deref().unwrap_or("another process"),
         in_use_hint(server.as_deref())
     )]
     InUse {
         path: PathBuf,
         /// The URL of the `kvr serve` holding it, when it could be learned.
         server: Option<String>,
+        /// The holding process, e.g. `kvr tui --db F (pid 42)`, when known.
+        holder: Option<String>,
     },
 
     /// The filesystem is full (exit 3, HTTP 507).
@@ -126,6 +137,7 @@ impl Error {
         match self {
             Error::KeyNotFound { .. }
             | Error::DatabaseMissing { .. }
+            | Error::DirectoryMissing { .. }
             | Error::MostlyFailed {
                 not_found: true, ..
             } => 1,
@@ -145,7 +157,9 @@ impl Error {
     /// The HTTP status of SPEC "HTTP API".
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::KeyNotFound { .. } | Error::DatabaseMissing { .. } => 404,
+            Error::KeyNotFound { .. }
+            | Error::DatabaseMissing { .. }
+            | Error::DirectoryMissing { .. } => 404,
             Error::Invalid { .. } => 400,
             Error::TooLarge { .. } => 413,
             Error::PreconditionFailed { .. } => 412,
@@ -163,7 +177,9 @@ impl Error {
     /// The error code of the HTTP error body, read back by the CLI client.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::KeyNotFound { .. } | Error::DatabaseMissing { .. } => "not_found",
+            Error::KeyNotFound { .. }
+            | Error::DatabaseMissing { .. }
+            | Error::DirectoryMissing { .. } => "not_found",
             Error::Invalid { .. } => "bad_request",
             Error::TooLarge { .. } => "payload_too_large",
             Error::PreconditionFailed { .. } => "precondition_failed",

@@ -49,6 +49,14 @@ pub struct LocalKv {
     pub max_value_bytes: usize,
 }
 
+/// Nothing written means nothing created: a put or batch that fails on a
+/// missing file leaves none behind.
+impl Drop for LocalKv {
+    fn drop(&mut self) {
+        self.store.discard_if_unwritten();
+    }
+}
+
 impl LocalKv {
     fn apply_one(&self, op: Op) -> Result<Applied> {
         self.store

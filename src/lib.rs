@@ -2,8 +2,9 @@
 //!
 //! Map of the crate:
 //!
-//! * [`store`]: the redb file: open and lock, the one write path
-//!   [`store::Store::apply`], snapshots and streaming ranges, the record layout.
+//! * [`store`]: the redb file: open and lock, atomic creation
+//!   ([`store::create`]), the one write path [`store::Store::apply`],
+//!   snapshots and streaming ranges, the record layout.
 //! * [`jsonl`]: the JSON lines format of batch input and range output.
 //! * [`kv`]: the [`kv::Kv`] trait every command runs against.
 //! * [`limits`]: key and value size limits.

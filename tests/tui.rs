@@ -374,6 +374,35 @@ fn closing_the_terminal_ends_the_browser() {
     env.kvr(["get", "note"]).ok();
 }
 
+/// Issue 10 item 15: a command on the file the browser holds learns that
+/// it is the browser, by name and pid.
+#[test]
+fn a_command_on_the_browsers_file_names_the_browser() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000"]);
+    let pid = child_of(tmux.pane_pid());
+    let done = env.kvr(["get", "note"]).code(3);
+    let first = done.stderr_text().lines().next().unwrap().to_string();
+    let want = format!(
+        "kvr: error: {} is in use by kvr --db {} tui (pid {pid});",
+        env.db().display(),
+        env.db().display()
+    );
+    assert!(first.starts_with(&want), "{first}");
+    assert!(first.contains("--server"), "{first}");
+    drop(tmux);
+}
+
 #[test]
 fn missing_database_is_an_error_before_the_screen_is_taken() {
     let env = Env::new();

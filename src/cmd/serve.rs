@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::cli::{Global, ServeArgs};
 use crate::error::{Error, Result};
 use crate::server::{self, Limits, State};
-use crate::store::{OpenMode, serve_hint_path};
+use crate::store::{OpenMode, Store, serve_hint_path};
 
 pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let token = super::token(g)?;
@@ -24,22 +24,6 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let opened = std::time::Instant::now();
-    let (store, recovered) =
-        crate::engine::open_store(&g.db, OpenMode::Create, &super::store_options(g)?)?;
-    if let Some(r) = recovered {
-        // After a crash: what the log held, and how long opening took. (Not
-        // eprintln!, which panics when stderr cannot be written.)
-        let _ = writeln!(
-            std::io::stderr(),
-            "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
-             up to revision {} in {} ms",
-            g.db.display(),
-            r.records,
-            r.revision,
-            opened.elapsed().as_millis()
-        );
-    }
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
     listener
@@ -51,6 +35,8 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             .local_addr()
             .map_err(|e| Error::io("cannot read the bound address", e))?
     );
+    // Only now that the address is ours: a taken port creates no file.
+    let store = open_store(g)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers(args.workers)?)
         .enable_all()
@@ -72,6 +58,38 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         Ok::<(), Error>(())
     })?;
     Ok(())
+}
+
+/// Opens (or creates) the database and says on stderr which file is
+/// served, with its key count and revision, and what a crash left to replay.
+/// (Not eprintln!, which panics when stderr cannot be written.)
+fn open_store(g: &Global) -> Result<Store> {
+    let opened = std::time::Instant::now();
+    let (store, recovered) =
+        crate::engine::open_store(&g.db, OpenMode::Create, &super::store_options(g)?)?;
+    let mut err = std::io::stderr();
+    if let Some(r) = recovered {
+        let _ = writeln!(
+            err,
+            "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
+             up to revision {} in {} ms",
+            g.db.display(),
+            r.records,
+            r.revision,
+            opened.elapsed().as_millis()
+        );
+    }
+    let stats = store.stats()?;
+    let path = std::fs::canonicalize(&g.db).unwrap_or_else(|_| g.db.clone());
+    let _ = writeln!(
+        err,
+        "kvr serve: serving {} ({} keys, revision {}{})",
+        path.display(),
+        stats.keys,
+        stats.revision,
+        if store.created() { ", new file" } else { "" }
+    );
+    Ok(store)
 }
 
 fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
@@ -155,9 +173,19 @@ async fn shutdown_signal() {
 struct ServeHint(PathBuf);
 
 impl ServeHint {
+    /// Written under a temporary name and renamed, so a reader never sees
+    /// half a URL. Not synced: after a power loss the server is gone too, and
+    /// a stale hint only makes an "in use" message name a dead URL.
     fn write(db: &Path, url: &str) -> Option<ServeHint> {
         let path = serve_hint_path(db);
-        std::fs::write(&path, format!("{url}\n")).ok()?;
+        let mut temp = path.clone().into_os_string();
+        temp.push(".tmp");
+        let written =
+            std::fs::write(&temp, format!("{url}\n")).and_then(|()| std::fs::rename(&temp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+            return None;
+        }
         Some(ServeHint(path))
     }
 }

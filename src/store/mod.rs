@@ -1,8 +1,9 @@
 //! The persistent store: a redb file holding keys, values and revisions.
 //!
-//! * [`Store::open`] opens (or, for writing commands, creates) the file, takes
-//!   the single-process lock, checks the format and replays the write-ahead
-//!   log a crashed `kvr serve` left (see `wal`).
+//! * [`Store::open`] opens (or, for writing commands, creates atomically:
+//!   `create.rs`) the file, takes the single-process lock, checks the format
+//!   and replays the write-ahead log a crashed `kvr serve` left (see `wal`).
+//!   When another process holds it, `holder.rs` names that process.
 //! * [`Store::apply`] (in `apply.rs`) is the one write path: every command that
 //!   writes, later the group-commit writer and the replicated log, goes through
 //!   it.
@@ -12,6 +13,8 @@
 //! The byte layout is documented in `record.rs`.
 
 mod apply;
+pub mod create;
+mod holder;
 mod memory;
 mod range;
 mod record;
@@ -91,6 +94,8 @@ pub struct Store {
     path: PathBuf,
     /// Input bytes per sorted run of a batch (see `apply.rs`).
     run_max_bytes: usize,
+    /// This open created the file (see [`Store::discard_if_unwritten`]).
+    created: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,8 +116,10 @@ impl Store {
                 path: path.to_path_buf(),
             });
         }
-        let db = open_file(path, mode, opts.cache_bytes, opts.lock_timeout)?;
-        Self::init(db, path.to_path_buf(), opts)
+        let (db, created) = open_file(path, mode, opts)?;
+        let mut store = Self::init(db, path.to_path_buf(), opts)?;
+        store.created = created;
+        Ok(store)
     }
 
     /// Opens a database on a custom redb storage backend (tests use one that
@@ -135,6 +142,7 @@ impl Store {
             cache_bytes: opts.cache_bytes,
             path,
             run_max_bytes: apply::run_max_bytes(opts.cache_bytes),
+            created: false,
         };
         let rtx = store.begin_read()?;
         match rtx.open_table(META) {
@@ -169,6 +177,11 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         Ok(store)
+    }
+
+    /// Whether this open created the file.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// The database file's path.
@@ -251,12 +264,11 @@ impl Store {
         if let Some(old) = slot.take() {
             let _ = old.close();
         }
-        *slot = Some(open_file(
-            &self.path,
-            OpenMode::MustExist,
-            self.cache_bytes,
-            REOPEN_LOCK_TIMEOUT,
-        )?);
+        let opts = StoreOptions {
+            cache_bytes: self.cache_bytes,
+            lock_timeout: REOPEN_LOCK_TIMEOUT,
+        };
+        *slot = Some(open_file(&self.path, OpenMode::MustExist, &opts)?.0);
         Ok(())
     }
 
@@ -264,6 +276,20 @@ impl Store {
     pub fn reopened(&self) {
         if let Ok(mut replaying) = self.replaying.lock() {
             *replaying = None;
+        }
+    }
+
+    /// Removes the file if this process created it and nothing was ever
+    /// written to it (revision 0): a put or batch that failed leaves no new
+    /// database behind. Runs while the file is still open, so that no other
+    /// process can have opened it in between. Never touches a file that was
+    /// there before.
+    pub fn discard_if_unwritten(&self) {
+        if !self.created || !matches!(self.snapshot().and_then(|s| s.revision()), Ok(0)) {
+            return;
+        }
+        if std::fs::remove_file(&self.path).is_ok() {
+            let _ = create::sync_dir(create::parent_dir(&self.path));
         }
     }
 
@@ -279,50 +305,67 @@ impl Store {
     }
 }
 
-/// Opens (or creates) the redb file, retrying while another process holds
-/// it until `lock_timeout` has passed.
-fn open_file(
-    path: &Path,
-    mode: OpenMode,
-    cache_bytes: usize,
-    lock_timeout: Duration,
-) -> Result<redb::Database> {
+/// How many times opening creates the file and finds it gone again (another
+/// process removing it each time) before giving up.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Opens the redb file, retrying while another process holds it until
+/// `opts.lock_timeout` has passed. With [`OpenMode::Create`] a missing file,
+/// or one whose creation never finished, is created first (`create.rs`);
+/// with [`OpenMode::MustExist`] such a file is [`Error::DatabaseMissing`].
+/// Returns whether this call created the file.
+fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::Database, bool)> {
     let mut builder = redb::Builder::new();
-    builder.set_cache_size(cache_bytes);
-    let deadline = Instant::now() + lock_timeout;
+    builder.set_cache_size(opts.cache_bytes);
+    let deadline = Instant::now() + opts.lock_timeout;
+    let missing = || Error::DatabaseMissing {
+        path: path.to_path_buf(),
+    };
+    let mut created = false;
+    let mut attempts = 0;
     loop {
-        let attempt = match mode {
-            OpenMode::MustExist => builder.open(path),
-            OpenMode::Create => builder.create(path),
+        let err = match builder.open(path) {
+            Ok(db) => return Ok((db, created)),
+            Err(e) => e,
         };
-        match attempt {
-            Ok(db) => return Ok(db),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen)
-            | Err(redb::DatabaseError::LockProtocolMismatch) => {
+        let absent = match err {
+            redb::DatabaseError::DatabaseAlreadyOpen
+            | redb::DatabaseError::LockProtocolMismatch => {
                 if Instant::now() >= deadline {
-                    return Err(Error::InUse {
-                        path: path.to_path_buf(),
-                        server: read_serve_hint(path),
-                    });
+                    return Err(in_use(path));
                 }
                 std::thread::sleep(LOCK_RETRY_INTERVAL);
+                continue;
             }
-            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+            redb::DatabaseError::Storage(redb::StorageError::Io(ref e))
                 if e.kind() == std::io::ErrorKind::NotFound =>
             {
-                return Err(Error::DatabaseMissing {
-                    path: path.to_path_buf(),
-                });
+                true
             }
-            Err(e) => {
-                return Err(match Error::from(e) {
-                    Error::Io { source, .. } => {
-                        Error::io(format!("cannot open {}", path.display()), source)
-                    }
-                    other => other,
-                });
-            }
+            // Refused: fail loudly unless it is provably an unfinished creation.
+            _ => create::inspect(path)? != create::Found::Present,
+        };
+        if !absent {
+            return Err(match Error::from(err) {
+                Error::Io { source, .. } => {
+                    Error::io(format!("cannot open {}", path.display()), source)
+                }
+                other => other,
+            });
         }
+        if mode == OpenMode::MustExist || attempts == CREATE_ATTEMPTS {
+            return Err(missing());
+        }
+        attempts += 1;
+        created |= create::create(path, opts, deadline)?;
+    }
+}
+
+fn in_use(path: &Path) -> Error {
+    Error::InUse {
+        path: path.to_path_buf(),
+        server: read_serve_hint(path),
+        holder: holder::of(path),
     }
 }
 

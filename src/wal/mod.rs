@@ -344,9 +344,13 @@ impl Wal {
         Ok(())
     }
 
-    /// Deletes the log after a final checkpoint (clean shutdown).
+    /// Deletes the log after a final checkpoint (clean shutdown). The
+    /// segment is closed first: on FUSE or NFS a file still open when it is
+    /// deleted stays behind as a hidden name, keeping the directory.
     pub fn remove(self) -> Result<()> {
-        remove_dir(&self.dir)
+        let Wal { dir, file, .. } = self;
+        drop(file);
+        remove_dir(&dir)
     }
 }
 
@@ -427,14 +431,34 @@ fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-/// Removes the log directory and makes that durable.
+/// Removes the log directory and makes that durable. A directory kept only
+/// by leftovers of deleted files still open somewhere (FUSE's
+/// `.fuse_hidden*`, NFS's `.nfs*`) is harmless: no segment is left in it,
+/// and the file system removes those names when the files are closed.
 fn remove_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) if only_deleted_leftovers(dir) => return sync_dir(dir),
         Err(e) => return Err(Error::io(format!("cannot remove {}", dir.display()), e)),
     }
     sync_dir(dir.parent().unwrap_or(Path::new(".")))
+}
+
+/// Whether every name left in `dir` is a file system's stand-in for a
+/// deleted file that is still open.
+fn only_deleted_leftovers(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .into_iter()
+        .all(|entry| entry.is_ok_and(|e| is_deleted_leftover(&e.file_name().to_string_lossy())))
+}
+
+/// `.fuse_hidden0000001a00000001` (FUSE), `.nfs000000000012345600000001` (NFS).
+fn is_deleted_leftover(name: &str) -> bool {
+    name.starts_with(".fuse_hidden") || name.starts_with(".nfs")
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -446,4 +470,21 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("cannot sync directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::only_deleted_leftovers;
+
+    #[test]
+    fn only_fuse_and_nfs_leftovers_are_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".fuse_hidden0000001a00000001"), b"").unwrap();
+        std::fs::write(dir.path().join(".nfs000000000012345600000001"), b"").unwrap();
+        assert!(only_deleted_leftovers(dir.path()));
+        std::fs::write(dir.path().join("0000000000000002.log"), b"").unwrap();
+        assert!(!only_deleted_leftovers(dir.path()));
+        assert!(!only_deleted_leftovers(&dir.path().join("missing")));
+    }
 }

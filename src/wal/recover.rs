@@ -35,6 +35,12 @@ pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
     if !dir.is_dir() {
         return Ok(None);
     }
+    if segments(dir)?.is_empty() {
+        // Left by a clean stop on a file system that kept deleted files as
+        // hidden names, or by a crash before the first segment: no log.
+        remove_dir(dir)?;
+        return Ok(None);
+    }
     let state = replay(store, dir)?;
     store.checkpoint()?;
     remove_dir(dir)?;
