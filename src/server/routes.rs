@@ -237,12 +237,14 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
     let key = key_of(&parts.uri)?;
     let (if_revision, must_exist) = condition(&parts.headers)?;
-    state.writer.admit()?;
     let max = state.limits.max_value_bytes;
     let value = read_limited(&parts.headers, body, max, || {
         body_too_large("the value", max, "--max-value-bytes")
     })
     .await?;
+    // After the body (a client still sending it would see a reset, not
+    // the 503), before any work on it.
+    state.writer.admit()?;
     let ops = vec![Op::put(key, Vec::from(value)).if_revision(if_revision)];
     let applied = state
         .writer
@@ -280,13 +282,14 @@ async fn delete(state: &State, uri: &Uri, headers: &HeaderMap) -> Result<Respons
 
 async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
-    state.writer.admit()?;
     let limits = state.limits.clone();
     let max = limits.max_batch_bytes;
     let body = read_limited(&parts.headers, body, max, || {
         body_too_large("the batch body", max, "--max-batch-bytes")
     })
     .await?;
+    // Before the body is parsed: a refusal costs only its reading.
+    state.writer.admit()?;
     let (max_value, max_ops) = (limits.max_value_bytes, limits.max_batch_ops);
     let ops = if body.len() <= INLINE_PARSE_BYTES {
         parse_batch(&body, max_value, max_ops)?

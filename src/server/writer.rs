@@ -33,7 +33,7 @@ pub const MAX_GROUP_REQUESTS: usize = 1024;
 /// request): about one maximal batch, so a group's memory stays bounded.
 pub const MAX_GROUP_BYTES: usize = 64 << 20;
 /// The standing queue delay above which new writes are refused before
-/// their body is read (see [`Writer::admit`]). A group commit takes one
+/// their body is parsed (see [`Writer::admit`]). A group commit takes one
 /// fsync, about 1 to 4 ms here, so a few groups of waiting is normal; more
 /// only adds latency to every accepted request without adding throughput.
 pub const QUEUE_DELAY_TARGET: Duration = Duration::from_millis(10);
@@ -126,8 +126,8 @@ impl Writer {
         })
     }
 
-    /// Whether a new write would be taken, checked before its body is read
-    /// so that a refusal costs next to nothing: `overloaded` when the queue
+    /// Whether a new write would be taken, checked before its body is
+    /// parsed so that a refusal costs next to nothing: `overloaded` when the queue
     /// is full, or when more than `QUEUE_FLOOR` (64) requests wait and the
     /// last group's oldest waited over [`QUEUE_DELAY_TARGET`] (a standing
     /// queue: refusing keeps the latency of accepted writes near that of a

@@ -76,3 +76,77 @@ fn resident_memory_stays_bounded_on_a_file_larger_than_the_cache() {
         "peak RSS {peak} KiB with a {CACHE_MIB} MiB cache"
     );
 }
+
+/// A write flood with a small memory-table budget: the tables never hold
+/// more than the budget (writes wait for flushes, the queue fills, and new
+/// writes get 503 `overloaded` rather than memory growing), every answer is
+/// 200 or that 503, and every acknowledged write is there afterwards.
+#[test]
+fn a_write_flood_stays_within_the_memtable_budget() {
+    const MEMTABLE_MIB: u64 = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--cache-mib",
+            &CACHE_MIB.to_string(),
+            "--memtable-mib",
+            &MEMTABLE_MIB.to_string(),
+            "--queue-size",
+            "8",
+        ],
+    );
+    let value = "f".repeat(2000);
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let url = s.url.clone();
+            let value = value.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut acked = Vec::new();
+                let mut rejected = 0;
+                for n in 0..12u64 {
+                    // 2,000 lines of 2 KB: 4 MB a request.
+                    let body: String = (0..2000u64)
+                        .map(|i| format!("{{\"key\":\"t{t}:{n}:{i}\",\"value\":\"{value}\"}}\n"))
+                        .collect();
+                    let r = reply(
+                        agent
+                            .post(format!("{url}/v1/batch"))
+                            .send(body.as_bytes())
+                            .unwrap(),
+                    );
+                    match r.status {
+                        200 => acked.push(format!("t{t}:{n}:1999")),
+                        503 => {
+                            assert_eq!(r.code(), "overloaded");
+                            rejected += 1;
+                        }
+                        other => panic!("status {other}: {}", r.text()),
+                    }
+                }
+                (acked, rejected)
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    let mut rejected = 0;
+    for h in handles {
+        let (a, r) = h.join().unwrap();
+        acked.extend(a);
+        rejected += r;
+    }
+    let peak = peak_kib(s.pid());
+    eprintln!(
+        "write flood: {} batches acknowledged, {rejected} refused with 503; peak RSS {peak} KiB",
+        acked.len()
+    );
+    for k in &acked {
+        let r = http("GET", &format!("{}/v1/kv/{k}", s.url), &[], None);
+        assert_eq!(r.status, 200, "acknowledged {k} is missing");
+    }
+    // The budget, the cache, the largest group in flight (64 MiB at most),
+    // and the margin.
+    let bound = (MEMTABLE_MIB + CACHE_MIB + 64) * 1024 + MARGIN_KIB;
+    assert!(peak < bound, "peak RSS {peak} KiB, bound {bound} KiB");
+}
