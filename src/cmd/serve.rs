@@ -27,17 +27,15 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let opened = std::time::Instant::now();
     let store = Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)?;
     if let Some(r) = store.recovered() {
-        // After a crash: what the log held, and how long opening took. (Not
-        // eprintln!, which panics when stderr cannot be written.)
-        let _ = writeln!(
-            std::io::stderr(),
+        // After a crash: what the log held, and how long opening took.
+        crate::server::log::event(format_args!(
             "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
              up to revision {} in {} ms",
             g.db.display(),
             r.records,
             r.revision,
             opened.elapsed().as_millis()
-        );
+        ));
     }
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
@@ -61,15 +59,37 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(State::new(store, limits, token, args.quiet)?)
     };
     let _hint = ServeHint::write(&g.db, &url);
+    let stats = state.store.stats()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
     drop(out);
+    crate::server::log::event(format_args!(
+        "kvr serve: serving {} ({} keys, revision {}) on {url}{}",
+        g.db.display(),
+        stats.keys,
+        stats.revision,
+        if args.quiet {
+            "; --quiet: no line per request"
+        } else {
+            ""
+        }
+    ));
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io("cannot set up the listener", e))?;
-        server::run(listener, state, shutdown_signal()).await;
+        let shutdown = async {
+            let signal = shutdown_signal().await;
+            crate::server::log::event(format_args!(
+                "kvr serve: {signal}: stopping; finishing requests in flight"
+            ));
+        };
+        server::run(listener, state.clone(), shutdown).await;
         Ok::<(), Error>(())
     })?;
+    crate::server::log::event(format_args!(
+        "kvr serve: stopped at revision {}",
+        state.metrics.revision()
+    ));
     Ok(())
 }
 
@@ -119,18 +139,19 @@ fn resolve(listen: &str) -> Result<SocketAddr> {
         })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM, with the signal's name.
+async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
             }
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
         }
     }
 }

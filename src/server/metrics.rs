@@ -79,6 +79,8 @@ pub struct Metrics {
     /// The revision a commit in progress will publish (see
     /// [`Metrics::snapshot_revision`]).
     committing: AtomicU64,
+    /// Access log lines dropped because the log thread fell behind.
+    log_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -91,6 +93,7 @@ impl Metrics {
             checkpoints: AtomicU64::new(0),
             revision: AtomicU64::new(revision),
             committing: AtomicU64::new(revision),
+            log_dropped: AtomicU64::new(0),
         }
     }
 
@@ -119,6 +122,14 @@ impl Metrics {
 
     pub fn checkpointed(&self) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn log_line_dropped(&self) {
+        self.log_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.log_dropped.load(Ordering::Relaxed)
     }
 
     /// Called by the writer before a commit that publishes `revision`.

@@ -1,5 +1,5 @@
 //! Routing and the handlers of the point routes: `/v1/kv/{key}`,
-//! `/v1/batch`, `/v1/stats`, `/healthz`, `/metrics`. Ranges are in
+//! `/v1/batch`, `/v1/stats`, `/healthz`, `/readyz`, `/metrics`. Ranges are in
 //! `range.rs`.
 //!
 //! [`handle`] wraps every request: authentication first, then the route,
@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
@@ -17,6 +17,7 @@ use serde_json::json;
 use super::State;
 use super::body::{Body, full, read_limited};
 use super::limits::{body_too_large, name_value_flag, too_many_ops};
+use super::log::Access;
 use super::response::{ApiError, error_response, json_response};
 use super::target::{Query, percent_decode};
 use super::writer::WriteRequest;
@@ -33,6 +34,7 @@ const INLINE_PARSE_BYTES: usize = 64 << 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Healthz,
+    Readyz,
     Metrics,
     Kv,
     Range,
@@ -45,6 +47,7 @@ impl Route {
     fn of(path: &str) -> Route {
         match path {
             "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
             "/v1/kv" => Route::Kv,
             "/v1/range" => Route::Range,
@@ -58,6 +61,7 @@ impl Route {
     fn name(self) -> &'static str {
         match self {
             Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
             Route::Metrics => "metrics",
             Route::Kv => "kv",
             Route::Range => "range",
@@ -72,7 +76,10 @@ impl Route {
 pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let route = Route::of(req.uri().path());
-    let log_target = (!state.quiet).then(|| (req.method().clone(), req.uri().clone()));
+    let log_target = state
+        .access_log
+        .as_ref()
+        .map(|_| (req.method().clone(), req.uri().clone()));
     let mut resp = match super::auth::check(state.token.as_deref(), route, req.headers()) {
         Ok(()) => dispatch(&state, route, req)
             .await
@@ -81,27 +88,32 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     };
     let unauthorized = resp.status() == StatusCode::UNAUTHORIZED;
     let headers = resp.headers_mut();
-    if !headers.contains_key(REVISION) {
-        headers.insert(REVISION, HeaderValue::from(state.metrics.revision()));
-    }
     if unauthorized {
+        // Nothing about the data for a client without the token.
+        headers.remove(REVISION);
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    } else if !matches!(route, Route::Healthz | Route::Readyz) && !headers.contains_key(REVISION) {
+        headers.insert(REVISION, HeaderValue::from(state.metrics.revision()));
     }
     let took = started.elapsed();
     state
         .metrics
         .request(route.name(), resp.status().as_u16(), took);
-    if let Some((method, uri)) = log_target {
-        log!(
-            "{peer} {method} {uri} {} {:.3}ms",
-            resp.status().as_u16(),
-            took.as_secs_f64() * 1e3
-        );
+    if let (Some(log), Some((method, uri))) = (&state.access_log, log_target) {
+        log.record(Access {
+            time: SystemTime::now(),
+            peer,
+            method,
+            uri,
+            status: resp.status().as_u16(),
+            took,
+        });
     }
     resp
 }
 
-/// The revision header every response carries.
+/// The revision header every response but 401s, `/healthz` and `/readyz`
+/// carries.
 pub const REVISION: &str = "x-kvr-revision";
 
 async fn dispatch(
@@ -112,12 +124,16 @@ async fn dispatch(
     let method = req.method().clone();
     match route {
         Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
+        // Standalone, a server is ready once it listens: recovery ran before.
+        Route::Readyz if is_get(&method) => Ok(text(StatusCode::OK, "ready", "text/plain")),
         Route::Metrics if is_get(&method) => {
             let bytes = state.store.stats().map(|s| s.file_bytes).unwrap_or(0);
             let body = state.metrics.render(bytes);
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
-        Route::Healthz | Route::Metrics => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::Healthz | Route::Readyz | Route::Metrics => {
+            Err(ApiError::MethodNotAllowed("GET, HEAD"))
+        }
         Route::Kv if is_get(&method) => Ok(get(state, req.uri(), method == Method::HEAD)?),
         Route::Kv if method == Method::PUT => Ok(put(state, req).await?),
         Route::Kv if method == Method::DELETE => Ok(delete(state, req.uri(), req.headers()).await?),

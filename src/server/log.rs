@@ -1,0 +1,222 @@
+//! The server's log on stderr: every line starts with an RFC 3339 UTC
+//! timestamp.
+//!
+//! Two kinds of lines take two paths:
+//!
+//! * events (start, shutdown, failures) are rare and must not be lost: the
+//!   `log!` macro formats the whole line and writes it at once, directly;
+//! * the access log, one line per request, is on the path of every request.
+//!   A request only hands a small [`Access`] record to a bounded queue
+//!   ([`try_send`](std::sync::mpsc::SyncSender::try_send), no waiting, no
+//!   formatting); the [`AccessLog`] thread formats the lines and writes them
+//!   in large chunks. When the queue is full (stderr slower than the
+//!   requests) the record is dropped and counted
+//!   (`kvr_log_lines_dropped_total`), and the thread says how many it
+//!   lost, so a slow log never slows the requests down.
+//!
+//! A chunk always ends at the end of a line, so an event line written
+//! directly never lands inside an access line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{Method, Uri};
+
+use super::metrics::Metrics;
+
+/// Access records that may wait for the log thread. A record is about 150
+/// bytes, so the queue holds at most ~1.2 MiB; at 50,000 requests/s it
+/// rides out a stall of stderr of about 160 ms before lines are dropped.
+const QUEUE_LINES: usize = 8192;
+/// While requests keep coming, the log thread wakes this often and writes
+/// everything queued in one chunk, instead of being woken by every request
+/// (a wake-up is a system call on the request's path). An idle thread
+/// sleeps on the queue and wakes at the first record. Lines reach stderr
+/// at most this late.
+const TICK: Duration = Duration::from_millis(10);
+/// The chunk is written once it is this large, even within a tick.
+const CHUNK_BYTES: usize = 64 << 10;
+
+/// One answered request, as the access log line shows it.
+pub struct Access {
+    pub time: SystemTime,
+    pub peer: SocketAddr,
+    pub method: Method,
+    pub uri: Uri,
+    pub status: u16,
+    pub took: Duration,
+}
+
+enum Msg {
+    Line(Access),
+    /// Write everything queued, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// The access-log thread and its queue; see the module comment. The
+/// thread ends with the process (it sleeps on the queue while idle).
+pub struct AccessLog {
+    tx: SyncSender<Msg>,
+    metrics: Arc<Metrics>,
+}
+
+impl AccessLog {
+    pub fn start(metrics: Arc<Metrics>) -> std::io::Result<AccessLog> {
+        let (tx, rx) = sync_channel(QUEUE_LINES);
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("kvr-access-log".into())
+            .spawn(move || run(&rx, &m))?;
+        Ok(AccessLog { tx, metrics })
+    }
+
+    /// Queues a line; drops it (and counts it) when the queue is full.
+    pub fn record(&self, access: Access) {
+        if self.tx.try_send(Msg::Line(access)).is_err() {
+            self.metrics.log_line_dropped();
+        }
+    }
+
+    /// Waits until every line queued so far is written (at shutdown, so
+    /// that the last requests' lines come before the closing event lines).
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = sync_channel(1);
+        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv();
+        }
+    }
+}
+
+fn run(rx: &Receiver<Msg>, metrics: &Metrics) {
+    let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut reported = 0;
+    // Sleep on the queue while idle; once woken, drain it every tick until
+    // a tick brings nothing.
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        loop {
+            let mut got_any = false;
+            while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
+                got_any = true;
+                match msg {
+                    Msg::Line(a) => format_access(&mut buf, &a),
+                    Msg::Flush(done) => {
+                        write_out(&mut buf);
+                        let _ = done.send(());
+                    }
+                }
+                if buf.len() >= CHUNK_BYTES {
+                    write_out(&mut buf);
+                }
+            }
+            report_dropped(&mut buf, metrics, &mut reported);
+            write_out(&mut buf);
+            if !got_any {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+/// Adds a line saying how many access lines were dropped since the last
+/// such line, if any were.
+fn report_dropped(buf: &mut Vec<u8>, metrics: &Metrics, reported: &mut u64) {
+    let dropped = metrics.log_lines_dropped();
+    if dropped > *reported {
+        let _ = writeln!(
+            buf,
+            "{} kvr serve: the log could not keep up: {} access log lines dropped \
+             (kvr_log_lines_dropped_total)",
+            Timestamp(SystemTime::now()),
+            dropped - *reported
+        );
+        *reported = dropped;
+    }
+}
+
+fn format_access(buf: &mut Vec<u8>, a: &Access) {
+    let _ = writeln!(
+        buf,
+        "{} {} {} {} {} {:.3}ms",
+        Timestamp(a.time),
+        a.peer,
+        a.method,
+        a.uri,
+        a.status,
+        a.took.as_secs_f64() * 1e3
+    );
+}
+
+/// Writes the chunk (whole lines) to stderr; a failure (a full disk) loses
+/// the chunk, never the server.
+fn write_out(buf: &mut Vec<u8>) {
+    if !buf.is_empty() {
+        let _ = std::io::stderr().write_all(buf);
+        buf.clear();
+    }
+}
+
+/// Writes one event line, with its timestamp, in one `write`.
+pub fn event(args: std::fmt::Arguments<'_>) {
+    let mut line = Vec::with_capacity(128);
+    let _ = writeln!(line, "{} {args}", Timestamp(SystemTime::now()));
+    let _ = std::io::stderr().write_all(&line);
+}
+
+/// RFC 3339 in UTC with milliseconds: `2026-11-29T05:05:05.123Z`.
+pub struct Timestamp(pub SystemTime);
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            since.subsec_millis()
+        )
+    }
+}
+
+/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::Timestamp;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |s: u64, ms: u64| {
+            Timestamp(UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms)).to_string()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (a leap day of a century leap year), 23:59:59.999.
+        assert_eq!(at(951_868_799, 999), "2000-02-29T23:59:59.999Z");
+        assert_eq!(at(1_709_251_200, 5), "2024-03-01T00:00:00.005Z");
+        assert_eq!(at(4_102_444_800, 0), "2100-01-01T00:00:00.000Z");
+    }
+}
