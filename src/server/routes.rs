@@ -122,6 +122,9 @@ async fn dispatch(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
+    if !matches!(route, Route::Kv | Route::Range | Route::Unknown) {
+        Query::parse(req.uri().query())?.only(&[])?;
+    }
     match route {
         Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
         // Standalone, a server is ready once it listens: recovery ran before.
@@ -134,7 +137,12 @@ async fn dispatch(
         Route::Healthz | Route::Readyz | Route::Metrics => {
             Err(ApiError::MethodNotAllowed("GET, HEAD"))
         }
-        Route::Kv if is_get(&method) => Ok(get(state, req.uri(), method == Method::HEAD)?),
+        Route::Kv if is_get(&method) => Ok(get(
+            state,
+            req.uri(),
+            req.headers(),
+            method == Method::HEAD,
+        )?),
         Route::Kv if method == Method::PUT => Ok(put(state, req).await?),
         Route::Kv if method == Method::DELETE => Ok(delete(state, req.uri(), req.headers()).await?),
         Route::Kv => Err(ApiError::MethodNotAllowed("GET, HEAD, PUT, DELETE")),
@@ -164,6 +172,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
 /// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
 fn key_of(uri: &Uri) -> Result<Vec<u8>> {
     let query = Query::parse(uri.query())?;
+    query.only(&["key"])?;
     let in_path = uri.path().strip_prefix("/v1/kv/").filter(|k| !k.is_empty());
     let key = match (in_path, query.get("key")) {
         (Some(_), Some(_)) => {
@@ -216,7 +225,38 @@ fn etag(revision: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
+/// Whether a read's `If-None-Match` matches the key's revision: `*`, or a
+/// list of entity tags with `"N"` among them (weak `W/"N"` alike, RFC 9110
+/// section 13.1.2). A tag that is not quoted is a 400.
+fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
+    let Some(value) = headers.get(header::IF_NONE_MATCH) else {
+        return Ok(false);
+    };
+    let text = value.to_str().unwrap_or("?").trim();
+    if text == "*" {
+        return Ok(true);
+    }
+    let mut hit = false;
+    for tag in text.split(',').map(str::trim) {
+        let Some(inner) = tag
+            .strip_prefix("W/")
+            .unwrap_or(tag)
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+        else {
+            return Err(Error::invalid(format!(
+                "If-None-Match must be * or entity tags such as \"N\" (a revision in quotes), \
+                 not {text}"
+            )));
+        };
+        hit |= !inner.is_empty()
+            && inner.bytes().all(|b| b.is_ascii_digit())
+            && inner.parse() == Ok(revision);
+    }
+    Ok(hit)
+}
+
+fn get(state: &State, uri: &Uri, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
     let key = key_of(uri)?;
     let (snap, revision) = state.snapshot()?;
     let Some(entry) = snap.get(&key)? else {
@@ -227,6 +267,15 @@ fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
             .insert(REVISION, HeaderValue::from(revision));
         return Ok(resp);
     };
+    if none_match(headers, entry.revision)? {
+        // The client's copy is current: no body (RFC 9110 section 15.4.5).
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        let h = resp.headers_mut();
+        h.insert(header::ETAG, etag(entry.revision));
+        h.insert(REVISION, HeaderValue::from(revision));
+        return Ok(resp);
+    }
     let len = entry.value.len();
     let body = if head {
         Bytes::new()
