@@ -12,7 +12,7 @@
 //!   (`crate::wal`);
 //! * `target`: percent-decoding of keys from the raw request target;
 //! * `body`, `response`: bodies under limits, errors as HTTP;
-//! * `limits`, `auth`, `metrics`;
+//! * `limits`, `auth`, `metrics` (`process`: the `process_*` metrics);
 //! * `log`: timestamped event lines and the access log, off the request
 //!   path on its own thread.
 
@@ -32,6 +32,7 @@ mod conn;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+mod process;
 mod range;
 mod response;
 mod routes;

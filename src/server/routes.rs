@@ -130,8 +130,8 @@ async fn dispatch(
         // Standalone, a server is ready once it listens: recovery ran before.
         Route::Readyz if is_get(&method) => Ok(text(StatusCode::OK, "ready", "text/plain")),
         Route::Metrics if is_get(&method) => {
-            let bytes = state.store.stats().map(|s| s.file_bytes).unwrap_or(0);
-            let body = state.metrics.render(bytes);
+            let stats = state.store.stats()?;
+            let body = state.metrics.render(stats.file_bytes, stats.keys);
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
         Route::Healthz | Route::Readyz | Route::Metrics => {

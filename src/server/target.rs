@@ -78,7 +78,10 @@ impl Query {
     /// Refuses a parameter not in `allowed`, naming it, so that a typo
     /// (`prefx=`) is a 400 instead of a silently different answer.
     pub fn only(&self, allowed: &[&str]) -> Result<()> {
-        let Some((name, _)) = self.pairs.iter().find(|(n, _)| !allowed.contains(&n.as_str()))
+        let Some((name, _)) = self
+            .pairs
+            .iter()
+            .find(|(n, _)| !allowed.contains(&n.as_str()))
         else {
             return Ok(());
         };
@@ -156,7 +159,10 @@ mod tests {
         let q = Query::parse(Some("prefix=a&prefx=z")).unwrap();
         assert!(q.only(&["prefix", "prefx"]).is_ok());
         let err = q.only(&["prefix", "limit"]).unwrap_err().to_string();
-        assert!(err.contains("\"prefx\"") && err.contains("prefix, limit"), "{err}");
+        assert!(
+            err.contains("\"prefx\"") && err.contains("prefix, limit"),
+            "{err}"
+        );
         assert!(Query::parse(Some("x")).unwrap().only(&[]).is_err());
         assert!(Query::parse(None).unwrap().only(&[]).is_ok());
     }
