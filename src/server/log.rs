@@ -92,6 +92,7 @@ impl AccessLog {
 
 fn run(rx: &Receiver<Msg>, metrics: &Metrics) {
     let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut fmt = Formatter::default();
     let mut reported = 0;
     // Sleep on the queue while idle; once woken, drain it every tick until
     // a tick brings nothing.
@@ -102,7 +103,7 @@ fn run(rx: &Receiver<Msg>, metrics: &Metrics) {
             while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
                 got_any = true;
                 match msg {
-                    Msg::Line(a) => format_access(&mut buf, &a),
+                    Msg::Line(a) => fmt.access(&mut buf, &a),
                     Msg::Flush(done) => {
                         write_out(&mut buf);
                         let _ = done.send(());
@@ -138,17 +139,37 @@ fn report_dropped(buf: &mut Vec<u8>, metrics: &Metrics, reported: &mut u64) {
     }
 }
 
-fn format_access(buf: &mut Vec<u8>, a: &Access) {
-    let _ = writeln!(
-        buf,
-        "{} {} {} {} {} {:.3}ms",
-        Timestamp(a.time),
-        a.peer,
-        a.method,
-        a.uri,
-        a.status,
-        a.took.as_secs_f64() * 1e3
-    );
+/// Formats access lines; keeps the timestamp's date and time to the
+/// second, which all lines of a busy second share.
+#[derive(Default)]
+struct Formatter {
+    second: Option<u64>,
+    prefix: String,
+}
+
+impl Formatter {
+    fn access(&mut self, buf: &mut Vec<u8>, a: &Access) {
+        let since = a.time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if self.second != Some(since.as_secs()) {
+            let whole = UNIX_EPOCH + Duration::from_secs(since.as_secs());
+            self.prefix = Timestamp(whole).to_string();
+            self.prefix.truncate(self.prefix.len() - ".000Z".len());
+            self.second = Some(since.as_secs());
+        }
+        let micros = a.took.as_micros();
+        let _ = writeln!(
+            buf,
+            "{}.{:03}Z {} {} {} {} {}.{:03}ms",
+            self.prefix,
+            since.subsec_millis(),
+            a.peer,
+            a.method,
+            a.uri,
+            a.status,
+            micros / 1000,
+            micros % 1000
+        );
+    }
 }
 
 /// Writes the chunk (whole lines) to stderr; a failure (a full disk) loses
@@ -206,7 +227,29 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use super::Timestamp;
+    use super::{Access, Formatter, Timestamp};
+
+    #[test]
+    fn access_lines_show_time_peer_request_status_and_duration() {
+        let mut fmt = Formatter::default();
+        let mut buf = Vec::new();
+        for (ms, took) in [(5, 1_234_567), (999, 250)] {
+            let access = Access {
+                time: UNIX_EPOCH + Duration::from_millis(1_709_251_200_000 + ms),
+                peer: "127.0.0.1:5000".parse().unwrap(),
+                method: http::Method::GET,
+                uri: "/v1/kv/a?x=%FF".parse().unwrap(),
+                status: 200,
+                took: Duration::from_nanos(took),
+            };
+            fmt.access(&mut buf, &access);
+        }
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "2024-03-01T00:00:00.005Z 127.0.0.1:5000 GET /v1/kv/a?x=%FF 200 1.234ms\n\
+             2024-03-01T00:00:00.999Z 127.0.0.1:5000 GET /v1/kv/a?x=%FF 200 0.000ms\n"
+        );
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {
