@@ -45,9 +45,48 @@ pub struct Access {
     pub time: SystemTime,
     pub peer: SocketAddr,
     pub method: Method,
-    pub uri: Uri,
+    pub target: Target,
     pub status: u16,
     pub took: Duration,
+}
+
+/// Request targets up to this long are copied without an allocation; most
+/// kvr targets (`/v1/kv/KEY`) are far shorter.
+const TARGET_INLINE: usize = 96;
+
+/// The request target (path and query), copied. Not a clone of hyper's
+/// `Uri`: that is a slice of the connection's read buffer, and holding it
+/// until the log thread is done would make hyper allocate a new buffer
+/// for the next request on the connection.
+pub enum Target {
+    Inline { len: u8, bytes: [u8; TARGET_INLINE] },
+    Heap(Box<str>),
+}
+
+impl Target {
+    pub fn of(uri: &Uri) -> Target {
+        let text = match uri.path_and_query() {
+            Some(pq) => pq.as_str(),
+            None => uri.authority().map_or("", |a| a.as_str()),
+        };
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= TARGET_INLINE => {
+                let mut bytes = [0; TARGET_INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                Target::Inline { len, bytes }
+            }
+            _ => Target::Heap(text.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Target::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("?")
+            }
+            Target::Heap(s) => s,
+        }
+    }
 }
 
 enum Msg {
@@ -164,7 +203,7 @@ impl Formatter {
             since.subsec_millis(),
             a.peer,
             a.method,
-            a.uri,
+            a.target.as_str(),
             a.status,
             micros / 1000,
             micros % 1000
@@ -227,7 +266,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use super::{Access, Formatter, Timestamp};
+    use super::{Access, Formatter, Target, Timestamp};
 
     #[test]
     fn access_lines_show_time_peer_request_status_and_duration() {
@@ -238,7 +277,7 @@ mod tests {
                 time: UNIX_EPOCH + Duration::from_millis(1_709_251_200_000 + ms),
                 peer: "127.0.0.1:5000".parse().unwrap(),
                 method: http::Method::GET,
-                uri: "/v1/kv/a?x=%FF".parse().unwrap(),
+                target: Target::of(&"/v1/kv/a?x=%FF".parse().unwrap()),
                 status: 200,
                 took: Duration::from_nanos(took),
             };
@@ -249,6 +288,17 @@ mod tests {
             "2024-03-01T00:00:00.005Z 127.0.0.1:5000 GET /v1/kv/a?x=%FF 200 1.234ms\n\
              2024-03-01T00:00:00.999Z 127.0.0.1:5000 GET /v1/kv/a?x=%FF 200 0.000ms\n"
         );
+    }
+
+    #[test]
+    fn targets_of_any_length_are_kept() {
+        for len in [0, 1, 95, 96, 97, 255, 256, 5000] {
+            let text = format!("/{}", "k".repeat(len));
+            let uri: http::Uri = text.parse().unwrap();
+            assert_eq!(Target::of(&uri).as_str(), text);
+        }
+        let uri: http::Uri = "http://h:1/p?q".parse().unwrap();
+        assert_eq!(Target::of(&uri).as_str(), "/p?q");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::State;
 use super::body::{Body, full, read_limited};
 use super::limits::{body_too_large, name_value_flag, too_many_ops};
-use super::log::Access;
+use super::log::{Access, Target};
 use super::response::{ApiError, error_response, json_response};
 use super::target::{Query, percent_decode};
 use super::writer::WriteRequest;
@@ -79,7 +79,7 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     let log_target = state
         .access_log
         .as_ref()
-        .map(|_| (req.method().clone(), req.uri().clone()));
+        .map(|_| (req.method().clone(), Target::of(req.uri())));
     let mut resp = match super::auth::check(state.token.as_deref(), route, req.headers()) {
         Ok(()) => dispatch(&state, route, req)
             .await
@@ -99,12 +99,12 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     state
         .metrics
         .request(route.name(), resp.status().as_u16(), took);
-    if let (Some(log), Some((method, uri))) = (&state.access_log, log_target) {
+    if let (Some(log), Some((method, target))) = (&state.access_log, log_target) {
         log.record(Access {
             time: SystemTime::now(),
             peer,
             method,
-            uri,
+            target,
             status: resp.status().as_u16(),
             took,
         });
