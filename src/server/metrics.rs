@@ -160,8 +160,9 @@ impl Metrics {
     }
 
     /// The Prometheus text of every family, each with `# HELP` and
-    /// `# TYPE`; `db` is the database file's size and key count.
-    pub fn render(&self, db_bytes: u64, keys: u64) -> String {
+    /// `# TYPE`; `db` is the database file's size and key count, if they
+    /// could be read.
+    pub fn render(&self, db: Option<(u64, u64)>) -> String {
         let mut out = String::new();
         let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
         family(
@@ -206,37 +207,44 @@ impl Metrics {
                 "kvr_write_queue_depth",
                 "gauge",
                 "Write requests waiting for the writer (503 overloaded beyond --queue-size).",
-                self.queue_depth.load(Ordering::Relaxed) as u64,
+                Some(self.queue_depth.load(Ordering::Relaxed) as u64),
             ),
             (
                 "kvr_checkpoints_total",
                 "counter",
                 "Durable commits of the database that let the write-ahead log be dropped.",
-                self.checkpoints.load(Ordering::Relaxed),
+                Some(self.checkpoints.load(Ordering::Relaxed)),
             ),
             (
                 "kvr_revision",
                 "gauge",
                 "The database revision (last committed write).",
-                self.revision(),
+                Some(self.revision()),
             ),
-            ("kvr_keys", "gauge", "Keys in the database.", keys),
+            (
+                "kvr_keys",
+                "gauge",
+                "Keys in the database.",
+                db.map(|(_, keys)| keys),
+            ),
             (
                 "kvr_db_bytes",
                 "gauge",
                 "Size of the database file in bytes.",
-                db_bytes,
+                db.map(|(bytes, _)| bytes),
             ),
             (
                 "kvr_log_lines_dropped_total",
                 "counter",
                 "Access log lines dropped because stderr could not keep up.",
-                self.log_lines_dropped(),
+                Some(self.log_lines_dropped()),
             ),
         ];
         for (name, kind, help, value) in single {
-            family(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
+            if let Some(value) = value {
+                family(&mut out, name, kind, help);
+                let _ = writeln!(out, "{name} {value}");
+            }
         }
         super::process::render(&mut out);
         out

@@ -130,8 +130,12 @@ async fn dispatch(
         // Standalone, a server is ready once it listens: recovery ran before.
         Route::Readyz if is_get(&method) => Ok(text(StatusCode::OK, "ready", "text/plain")),
         Route::Metrics if is_get(&method) => {
-            let stats = state.store.stats()?;
-            let body = state.metrics.render(stats.file_bytes, stats.keys);
+            // A failed read of the database leaves its figures out, not
+            // the rest of the metrics.
+            let stats = state.store.stats().ok();
+            let body = state
+                .metrics
+                .render(stats.as_ref().map(|s| (s.file_bytes, s.keys)));
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
         Route::Healthz | Route::Readyz | Route::Metrics => {
