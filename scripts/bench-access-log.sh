@@ -39,11 +39,13 @@ run() { # BINARY MODE
   local bin=$1 mode=$2 extra=()
   [ "$mode" = quiet ] && extra=(--quiet)
   cp load.db db.redb
+  rm -f serve.out
   "$bin" --db db.redb serve --listen 127.0.0.1:0 "${extra[@]}" >serve.out 2>serve.log &
   local pid=$!
+  trap 'kill $pid 2>/dev/null' EXIT
   local url=""
   for _ in $(seq 100); do
-    url=$(sed -n 's/^listening on //p' serve.out)
+    url=$(sed -n 's/^listening on //p' serve.out 2>/dev/null)
     [ -n "$url" ] && break
     sleep 0.05
   done
