@@ -1,6 +1,11 @@
 //! `GET /v1/range`: JSON pages with an opaque cursor, or with
 //! `Accept: application/x-ndjson` one NDJSON stream from one snapshot.
 //!
+//! A cursor carries the request it continues (bounds, prefix, flags, page
+//! limit) and the last key sent. With a cursor the other parameters must be
+//! absent or equal to the cursor's, else 400; `limit` may change and
+//! applies from that page on.
+//!
 //! Both read on a blocking thread. A stream is fed through a bounded channel
 //! of [`STREAM_CHUNK_BYTES`] chunks, so memory stays constant and a slow
 //! client slows the reader down instead of filling memory; if reading fails
