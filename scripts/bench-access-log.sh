@@ -58,7 +58,7 @@ run() { # BINARY MODE
   SERVER_PID=$pid
   local url=""
   for _ in $(seq 100); do
-    url=$(sed -n 's/^listening on //p' serve.out 2>/dev/null)
+    url=$(sed -n 's/^listening on //p' serve.out 2>/dev/null || true)
     [ -n "$url" ] && break
     sleep 0.05
   done
