@@ -77,8 +77,11 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io("cannot set up the listener", e))?;
-        let shutdown = async {
+        let st = state.clone();
+        let shutdown = async move {
             let signal = shutdown_signal().await;
+            // The lines of the requests answered so far come first.
+            tokio::task::block_in_place(|| st.flush_log());
             crate::server::log::event(format_args!(
                 "kvr serve: {signal}: stopping; finishing requests in flight"
             ));

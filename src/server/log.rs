@@ -27,6 +27,9 @@ use http::{Method, Uri};
 
 use super::metrics::Metrics;
 
+/// The longest a flush waits for the log thread: far more than writing a
+/// full queue takes on a working disk.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
 /// Access records that may wait for the log thread. A record is about 150
 /// bytes, so the queue holds at most ~1.2 MiB; at 50,000 requests/s it
 /// rides out a stall of stderr of about 160 ms before lines are dropped.
@@ -120,11 +123,13 @@ impl AccessLog {
     }
 
     /// Waits until every line queued so far is written (at shutdown, so
-    /// that the last requests' lines come before the closing event lines).
+    /// that the last requests' lines come before the closing event lines),
+    /// but at most [`FLUSH_WAIT`]: a stalled stderr must not stop the
+    /// server from stopping.
     pub fn flush(&self) {
         let (done_tx, done_rx) = sync_channel(1);
-        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
-            let _ = done_rx.recv();
+        if self.tx.try_send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(FLUSH_WAIT);
         }
     }
 }

@@ -108,12 +108,19 @@ impl State {
         Ok((snap, revision))
     }
 
-    /// Writes the queued access log lines; finishes queued writes,
-    /// checkpoints and removes the write-ahead log.
-    pub fn stop(&self) {
+    /// Waits until the access log lines queued so far are written (up to
+    /// the log thread's 10 ms tick), so that an event line written next
+    /// comes after them.
+    pub fn flush_log(&self) {
         if let Some(log) = &self.access_log {
             log.flush();
         }
+    }
+
+    /// Writes the queued access log lines; finishes queued writes,
+    /// checkpoints and removes the write-ahead log.
+    pub fn stop(&self) {
+        self.flush_log();
         self.writer.stop();
     }
 }
