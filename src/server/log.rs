@@ -124,7 +124,7 @@ impl AccessLog {
 
     /// Waits until every line queued so far is written (at shutdown, so
     /// that the last requests' lines come before the closing event lines),
-    /// but at most [`FLUSH_WAIT`]: a stalled stderr must not stop the
+    /// but at most `FLUSH_WAIT` (1 s): a stalled stderr must not stop the
     /// server from stopping.
     pub fn flush(&self) {
         let (done_tx, done_rx) = sync_channel(1);
