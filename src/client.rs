@@ -21,7 +21,7 @@ use serde::Deserialize;
 use ureq::http::Response;
 use ureq::{Agent, Body, SendBody};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, expected_text};
 use crate::jsonl::show_key;
 use crate::kv::{Kv, Visit};
 use crate::limits;
@@ -48,7 +48,20 @@ struct ErrorBody {
     #[serde(default)]
     key: Option<String>,
     #[serde(default)]
-    expected: Option<String>,
+    key_b64: Option<String>,
+    #[serde(default)]
+    expected: Option<u64>,
+}
+
+impl ErrorBody {
+    /// The key the body names, shown as errors show keys.
+    fn shown_key(&self) -> Option<String> {
+        match (&self.key, &self.key_b64) {
+            (Some(k), _) => Some(show_key(k.as_bytes())),
+            (None, Some(b)) => Some(format!("b64:{b}")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// One line of a range stream.
@@ -216,8 +229,7 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
     match body.error.as_str() {
         "not_found" => Error::KeyNotFound {
             key: body
-                .key
-                .clone()
+                .shown_key()
                 .unwrap_or_else(|| show_key(key.unwrap_or_default())),
         },
         "bad_request" => Error::Invalid {
@@ -229,8 +241,10 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
         },
         "precondition_failed" => Error::PreconditionFailed {
             line: body.line,
-            key: body.key.clone().unwrap_or_default(),
-            expected: body.expected.clone().unwrap_or_default(),
+            key: body
+                .shown_key()
+                .unwrap_or_else(|| show_key(key.unwrap_or_default())),
+            expected: expected_text(body.expected),
             current: body.revision,
         },
         "unauthorized" => Error::Unauthorized(strip("unauthorized: ")),

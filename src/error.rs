@@ -101,6 +101,23 @@ pub enum Error {
     Unavailable { message: String, overloaded: bool },
 }
 
+/// The `expected` text of [`Error::PreconditionFailed`] for a required
+/// revision (0: absent), or `None` for `If-Match: *`. The store and the
+/// writer build the same texts; [`expected_revision`] reads them back.
+pub fn expected_text(expected: Option<u64>) -> String {
+    match expected {
+        Some(0) => "0 (absent)".to_string(),
+        Some(n) => n.to_string(),
+        None => "any (If-Match: *)".to_string(),
+    }
+}
+
+/// The revision an `expected` text names (`None` for `If-Match: *`), for
+/// the number in a 412 body.
+pub fn expected_revision(text: &str) -> Option<u64> {
+    text.split(' ').next().and_then(|t| t.parse().ok())
+}
+
 fn line_prefix(line: Option<u64>) -> String {
     line.map(|l| format!("line {l}: ")).unwrap_or_default()
 }

@@ -498,13 +498,12 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
     let (mut child, url, mut stderr) = serve(&db, "127.0.0.1:0");
     let line = stderr_line(&mut stderr);
     let canonical = std::fs::canonicalize(&db).unwrap();
-    assert_eq!(
-        line.trim_end(),
-        format!(
-            "kvr serve: serving {} (0 keys, revision 0, new file)",
-            canonical.display()
-        )
+    // After the line's timestamp (RFC 3339, 24 characters and a space).
+    let want = format!(
+        "kvr serve: serving {} (0 keys, revision 0, new file) on {url}",
+        canonical.display()
     );
+    assert!(line.get(25..).unwrap_or("").starts_with(&want), "{line}");
     // The port is taken: exit 3, and no other.redb.
     let other = env.path("other.redb");
     let addr = url.strip_prefix("http://").unwrap();
@@ -523,13 +522,12 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
     env.kvr(["put", "a", "1"]).ok();
     env.kvr(["put", "b", "2"]).ok();
     let (mut child, url, mut stderr) = serve(&db, "127.0.0.1:0");
-    assert_eq!(
-        stderr_line(&mut stderr).trim_end(),
-        format!(
-            "kvr serve: serving {} (2 keys, revision 2)",
-            canonical.display()
-        )
+    let line = stderr_line(&mut stderr);
+    let want = format!(
+        "kvr serve: serving {} (2 keys, revision 2) on {url}",
+        canonical.display()
     );
+    assert!(line.get(25..).unwrap_or("").starts_with(&want), "{line}");
     stop(&mut child, &url);
 }
 

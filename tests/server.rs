@@ -4,6 +4,8 @@
 // Helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "server/api.rs"]
+mod api;
 #[path = "server/bench.rs"]
 mod bench;
 #[path = "server/cli_modes.rs"]
@@ -20,6 +22,8 @@ mod kill9;
 mod load;
 #[path = "server/memory.rs"]
 mod memory;
+#[path = "server/observe.rs"]
+mod observe;
 #[path = "server/routes.rs"]
 mod routes;
 #[path = "server/support.rs"]

@@ -37,6 +37,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     );
     // Only now that the address is ours: a taken port creates no file.
     let store = open_store(g)?;
+    let created = store.created();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers(args.workers)?)
         .enable_all()
@@ -48,47 +49,61 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(State::new(store, limits, token, args.quiet)?)
     };
     let _hint = ServeHint::write(&g.db, &url);
+    let stats = state.engine.stats();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
     drop(out);
+    let path = std::fs::canonicalize(&g.db).unwrap_or_else(|_| g.db.clone());
+    crate::server::log::event(format_args!(
+        "kvr serve: serving {} ({} keys, revision {}{}) on {url}{}",
+        path.display(),
+        stats.keys,
+        stats.revision,
+        if created { ", new file" } else { "" },
+        if args.quiet {
+            "; --quiet: no line per request"
+        } else {
+            ""
+        }
+    ));
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io("cannot set up the listener", e))?;
-        server::run(listener, state, shutdown_signal()).await;
+        let st = state.clone();
+        let shutdown = async move {
+            let signal = shutdown_signal().await;
+            // The lines of the requests answered so far come first.
+            tokio::task::block_in_place(|| st.flush_log());
+            crate::server::log::event(format_args!(
+                "kvr serve: {signal}: stopping; finishing requests in flight"
+            ));
+        };
+        server::run(listener, state.clone(), shutdown).await;
         Ok::<(), Error>(())
     })?;
+    crate::server::log::event(format_args!(
+        "kvr serve: stopped at revision {}",
+        state.metrics.revision()
+    ));
     Ok(())
 }
 
-/// Opens (or creates) the database and says on stderr which file is
-/// served, with its key count and revision, and what a crash left to replay.
-/// (Not eprintln!, which panics when stderr cannot be written.)
+/// Opens (or creates) the database and says on stderr what a crash left
+/// to replay.
 fn open_store(g: &Global) -> Result<Store> {
     let opened = std::time::Instant::now();
     let (store, recovered) =
         crate::engine::open_store(&g.db, OpenMode::Create, &super::store_options(g)?)?;
-    let mut err = std::io::stderr();
     if let Some(r) = recovered {
-        let _ = writeln!(
-            err,
+        crate::server::log::event(format_args!(
             "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
              up to revision {} in {} ms",
             g.db.display(),
             r.records,
             r.revision,
             opened.elapsed().as_millis()
-        );
+        ));
     }
-    let stats = store.stats()?;
-    let path = std::fs::canonicalize(&g.db).unwrap_or_else(|_| g.db.clone());
-    let _ = writeln!(
-        err,
-        "kvr serve: serving {} ({} keys, revision {}{})",
-        path.display(),
-        stats.keys,
-        stats.revision,
-        if store.created() { ", new file" } else { "" }
-    );
     Ok(store)
 }
 
@@ -152,18 +167,19 @@ fn resolve(listen: &str) -> Result<SocketAddr> {
         })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM, with the signal's name.
+async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
             }
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
         }
     }
 }

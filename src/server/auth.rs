@@ -1,5 +1,6 @@
 //! Bearer-token authentication: every route but `/healthz` needs
-//! `Authorization: Bearer TOKEN` when the server has a token, checked
+//! `Authorization: Bearer TOKEN` (the scheme in any case) when the server
+//! has a token, checked
 //! before anything else about the request.
 
 use http::HeaderMap;
@@ -18,7 +19,7 @@ pub fn check(expected: Option<&str>, route: Route, headers: &HeaderMap) -> Resul
     let given = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match given {
         None => Err(Error::Unauthorized(
             "this server requires a token: give --token, --token-file or KVR_TOKEN".into(),
@@ -28,6 +29,13 @@ pub fn check(expected: Option<&str>, route: Route, headers: &HeaderMap) -> Resul
             "the server did not accept the token; check --token, --token-file or KVR_TOKEN".into(),
         )),
     }
+}
+
+/// The token of `Bearer TOKEN`; the scheme is case-insensitive (RFC 9110
+/// section 11.1), so `bearer` and `BEARER` work too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case("bearer ").then_some(token)
 }
 
 /// Compares without stopping at the first difference, so the time taken
@@ -50,16 +58,22 @@ mod tests {
 
     proptest! {
         /// Any `Authorization` bytes: accepted exactly when they are
-        /// `Bearer TOKEN` (surrounding spaces aside), otherwise 401; never a
+        /// `Bearer TOKEN` (the scheme in any case, surrounding spaces
+        /// aside), otherwise 401; never a
         /// panic, and `/healthz` never asks.
         #[test]
         fn any_authorization_header_is_accepted_only_with_the_token(
-            value in proptest::collection::vec(any::<u8>(), 0..40),
+            value in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40),
+                "[bB][eE][aA][rR][eE][rR] {1,2}s3cre[tx] ?".prop_map(String::into_bytes),
+            ],
         ) {
             let Ok(v) = HeaderValue::from_bytes(&value) else { return Ok(()) };
             let mut headers = HeaderMap::new();
             headers.insert(header::AUTHORIZATION, v);
-            let exact = value.strip_prefix(b"Bearer ").is_some_and(|t| t.trim_ascii() == b"s3cret");
+            let exact = value.len() > 7
+                && value[..7].eq_ignore_ascii_case(b"bearer ")
+                && value[7..].trim_ascii() == b"s3cret";
             match check(Some("s3cret"), Route::Kv, &headers) {
                 Ok(()) => prop_assert!(exact),
                 Err(e) => {

@@ -1,10 +1,13 @@
 //! `/metrics`: counters and histograms in the Prometheus text format,
 //! formatted by hand (a few series do not need a metrics library).
 //!
-//! Series: `kvr_http_requests_total` and `kvr_http_request_duration_seconds`
-//! by route and status; `kvr_commit_group_size` (requests per group commit);
-//! `kvr_write_queue_depth`; `kvr_checkpoints_total`; `kvr_revision`;
-//! `kvr_db_bytes`.
+//! Families, each with `# HELP` and `# TYPE`: `kvr_http_requests_total`
+//! and `kvr_http_request_duration_seconds` by route and status;
+//! `kvr_commit_group_size` (requests per group commit);
+//! `kvr_write_queue_depth`; `kvr_writes_rejected_total`; `kvr_revision`;
+//! `kvr_keys`; `kvr_db_bytes`; `kvr_log_lines_dropped_total`; and the
+//! standard `process_*` families (`process.rs`). The engine adds its own
+//! (`Engine::metrics`: flushes, memory tables).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -74,12 +77,10 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), Histogram<16>>>,
     groups: Mutex<Histogram<11>>,
     queue_depth: AtomicUsize,
-    checkpoints: AtomicU64,
     rejected: AtomicU64,
     revision: AtomicU64,
-    /// The revision a commit in progress will publish (see
-    /// [`Metrics::snapshot_revision`]).
-    committing: AtomicU64,
+    /// Access log lines dropped because the log thread fell behind.
+    log_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -89,10 +90,9 @@ impl Metrics {
             requests: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(Histogram::new()),
             queue_depth: AtomicUsize::new(0),
-            checkpoints: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             revision: AtomicU64::new(revision),
-            committing: AtomicU64::new(revision),
+            log_dropped: AtomicU64::new(0),
         }
     }
 
@@ -124,16 +124,15 @@ impl Metrics {
         self.queue_depth.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn checkpointed(&self) {
-        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+    pub fn log_line_dropped(&self) {
+        self.log_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Called by the writer before a commit that publishes `revision`.
-    pub fn committing(&self, revision: u64) {
-        self.committing.fetch_max(revision, Ordering::SeqCst);
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.log_dropped.load(Ordering::Relaxed)
     }
 
-    /// Called by the writer after that commit (only ever moves forward).
+    /// Called by the writer after a group is published (only moves forward).
     pub fn set_revision(&self, revision: u64) {
         self.revision.fetch_max(revision, Ordering::SeqCst);
     }
@@ -143,21 +142,18 @@ impl Metrics {
         self.revision.load(Ordering::SeqCst)
     }
 
-    /// The revision of a snapshot taken between a call to [`Metrics::revision`]
-    /// (giving `before`) and this call, if it can be known without reading
-    /// it from the snapshot. The writer announces a revision (`committing`)
-    /// before its commit and records it (`set_revision`) after; the
-    /// snapshot saw every commit recorded by `before`, and if no commit was
-    /// announced past `before` by now, it saw no later one either.
-    pub fn snapshot_revision(&self, before: u64) -> Option<u64> {
-        (self.committing.load(Ordering::SeqCst) <= before).then_some(before)
-    }
-
-    /// The Prometheus text of every series; `db_bytes` is the file's size.
-    pub fn render(&self, db_bytes: u64) -> String {
+    /// The Prometheus text of every family, each with `# HELP` and
+    /// `# TYPE`; `db` is the database file's size and key count, if they
+    /// could be read.
+    pub fn render(&self, db: Option<(u64, u64)>) -> String {
         let mut out = String::new();
-        out.push_str("# TYPE kvr_http_requests_total counter\n");
         let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
+        family(
+            &mut out,
+            "kvr_http_requests_total",
+            "counter",
+            "HTTP requests answered, by route and status.",
+        );
         for ((route, status), h) in &requests {
             let _ = writeln!(
                 out,
@@ -165,7 +161,12 @@ impl Metrics {
                 h.count
             );
         }
-        out.push_str("# TYPE kvr_http_request_duration_seconds histogram\n");
+        family(
+            &mut out,
+            "kvr_http_request_duration_seconds",
+            "histogram",
+            "Time from a request's head to its response, by route and status.",
+        );
         for ((route, status), h) in &requests {
             let labels = format!("route=\"{route}\",status=\"{status}\"");
             h.render(
@@ -175,32 +176,65 @@ impl Metrics {
                 &LATENCY_BUCKETS,
             );
         }
-        out.push_str("# TYPE kvr_commit_group_size histogram\n");
+        family(
+            &mut out,
+            "kvr_commit_group_size",
+            "histogram",
+            "Write requests per group commit (one log sync each).",
+        );
         if let Ok(h) = self.groups.lock() {
             h.render(&mut out, "kvr_commit_group_size", "", &GROUP_BUCKETS);
         }
-        let gauges = [
+        let single = [
             (
                 "kvr_write_queue_depth",
                 "gauge",
-                self.queue_depth.load(Ordering::Relaxed) as u64,
+                "Write requests waiting for the writer (503 overloaded beyond --queue-size).",
+                Some(self.queue_depth.load(Ordering::Relaxed) as u64),
             ),
             (
-                "kvr_checkpoints_total",
+                "kvr_revision",
+                "gauge",
+                "The database revision (last committed write).",
+                Some(self.revision()),
+            ),
+            (
+                "kvr_keys",
+                "gauge",
+                "Keys in the database.",
+                db.map(|(_, keys)| keys),
+            ),
+            (
+                "kvr_db_bytes",
+                "gauge",
+                "Size of the database file in bytes.",
+                db.map(|(bytes, _)| bytes),
+            ),
+            (
+                "kvr_log_lines_dropped_total",
                 "counter",
-                self.checkpoints.load(Ordering::Relaxed),
+                "Access log lines dropped because stderr could not keep up.",
+                Some(self.log_lines_dropped()),
             ),
             (
                 "kvr_writes_rejected_total",
                 "counter",
-                self.rejected.load(Ordering::Relaxed),
+                "Writes refused with 503 overloaded (queue full or standing).",
+                Some(self.rejected.load(Ordering::Relaxed)),
             ),
-            ("kvr_revision", "gauge", self.revision()),
-            ("kvr_db_bytes", "gauge", db_bytes),
         ];
-        for (name, kind, value) in gauges {
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+        for (name, kind, help, value) in single {
+            if let Some(value) = value {
+                family(&mut out, name, kind, help);
+                let _ = writeln!(out, "{name} {value}");
+            }
         }
+        super::process::render(&mut out);
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

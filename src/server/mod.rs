@@ -12,23 +12,27 @@
 //!   (`crate::wal`);
 //! * `target`: percent-decoding of keys from the raw request target;
 //! * `body`, `response`: bodies under limits, errors as HTTP;
-//! * `limits`, `auth`, `metrics`.
+//! * `limits`, `auth`, `metrics` (`process`: the `process_*` metrics);
+//! * `log`: timestamped event lines and the access log, off the request
+//!   path on its own thread.
 
-/// A line on stderr that never panics: `eprintln!` panics when stderr
-/// cannot be written (a log file on a full disk), which would take down the
-/// writer thread or a request with it.
+/// An event line on stderr, timestamped, written at once and never a
+/// panic: `eprintln!` panics when stderr cannot be written (a log file on a
+/// full disk), which would take down the writer thread or a request with
+/// it. See `log.rs`.
 macro_rules! log {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::server::log::event(format_args!($($arg)*))
+    };
 }
 
 mod auth;
 mod body;
 mod conn;
 pub mod limits;
+pub mod log;
 pub mod metrics;
+mod process;
 mod range;
 mod response;
 mod routes;
@@ -41,6 +45,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use limits::Limits;
+use log::AccessLog;
 use metrics::Metrics;
 use writer::Writer;
 
@@ -57,8 +62,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The bearer token every route but `/healthz` requires, if any.
     pub token: Option<String>,
-    /// No per-request log line.
-    pub quiet: bool,
+    /// The per-request log; `None` with `--quiet`.
+    pub access_log: Option<AccessLog>,
 }
 
 impl State {
@@ -71,13 +76,20 @@ impl State {
         let opts = EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
         let (engine, engine_writer) = Engine::start(store, Box::new(wal), opts)?;
         let writer = Writer::start(engine_writer, limits.queue_size, metrics.clone())?;
+        let access_log = if quiet {
+            None
+        } else {
+            let log = AccessLog::start(metrics.clone())
+                .map_err(|e| crate::error::Error::io("cannot start the access log thread", e))?;
+            Some(log)
+        };
         Ok(State {
             engine,
             writer,
             limits,
             metrics,
             token,
-            quiet,
+            access_log,
         })
     }
 
@@ -88,8 +100,19 @@ impl State {
         Ok((snap, revision))
     }
 
-    /// Finishes queued writes, flushes and removes the log.
+    /// Waits until the access log lines queued so far are written (up to
+    /// the log thread's 10 ms tick), so that an event line written next
+    /// comes after them.
+    pub fn flush_log(&self) {
+        if let Some(log) = &self.access_log {
+            log.flush();
+        }
+    }
+
+    /// Writes the queued access log lines; finishes queued writes,
+    /// flushes and removes the write-ahead log.
     pub fn stop(&self) {
+        self.flush_log();
         self.writer.stop();
     }
 }

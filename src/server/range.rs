@@ -1,6 +1,11 @@
 //! `GET /v1/range`: JSON pages with an opaque cursor, or with
 //! `Accept: application/x-ndjson` one NDJSON stream from one snapshot.
 //!
+//! A cursor carries the request it continues (bounds, prefix, flags, page
+//! limit) and the last key sent. With a cursor the other parameters must be
+//! absent or equal to the cursor's, else 400; `limit` may change and
+//! applies from that page on.
+//!
 //! Both read on a blocking thread. A stream is fed through a bounded channel
 //! of [`STREAM_CHUNK_BYTES`] chunks, so memory stays constant and a slow
 //! client slows the reader down instead of filling memory; if reading fails
@@ -38,8 +43,20 @@ const STREAM_CHUNK_BYTES: usize = 64 << 10;
 /// [`STREAM_CHUNK_BYTES`], at most 256 KiB per stream.
 const STREAM_CHANNEL_CHUNKS: usize = 4;
 
+/// The parameters of `GET /v1/range`; any other is a 400.
+const PARAMS: [&str; 7] = [
+    "start",
+    "end",
+    "prefix",
+    "limit",
+    "cursor",
+    "reverse",
+    "keys_only",
+];
+
 pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     let params = Query::parse(uri.query())?;
+    params.only(&PARAMS)?;
     let ndjson = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -109,7 +126,10 @@ fn query_of(params: &Query) -> Result<RangeQuery> {
 }
 
 fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
-    let mut query = query_of(params)?;
+    let mut query = match cursor_of(params)? {
+        Some(cursor) => cursor.resume(),
+        None => query_of(params)?,
+    };
     query.limit = params.number("limit")?;
     if query.limit == Some(0) {
         return Err(Error::invalid("limit must be a positive number"));
@@ -151,13 +171,26 @@ fn produce(snap: &Snapshot, query: &RangeQuery, tx: &mpsc::Sender<std::io::Resul
 }
 
 async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
-    let cursor = params.get("cursor").filter(|c| !c.is_empty());
-    let (query, limit) = match cursor {
-        Some(c) => decode_cursor(c)?,
-        None => (query_of(params)?, page_limit(params)?),
+    let page = match cursor_of(params)? {
+        Some(cursor) => Page {
+            from: cursor.resume(),
+            limit: match params.get("limit") {
+                None => cursor.limit,
+                Some(_) => page_limit(params)?,
+            },
+            query: cursor.query,
+        },
+        None => {
+            let query = query_of(params)?;
+            Page {
+                from: query.clone(),
+                limit: page_limit(params)?,
+                query,
+            }
+        }
     };
     let st = state.clone();
-    let (body, revision) = tokio::task::spawn_blocking(move || read_page(&st, &query, limit))
+    let (body, revision) = tokio::task::spawn_blocking(move || read_page(&st, &page))
         .await
         .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??;
     let mut resp = Response::new(full(body));
@@ -169,6 +202,51 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     h.insert(REVISION, HeaderValue::from(revision));
     *resp.status_mut() = StatusCode::OK;
     Ok(resp)
+}
+
+/// One page to read: the request's query, where this page starts, and its
+/// item limit.
+struct Page {
+    query: RangeQuery,
+    from: RangeQuery,
+    limit: u64,
+}
+
+/// The request's cursor, if any, after checking that the other parameters
+/// are absent or equal to the cursor's (SPEC): a cursor continues one
+/// request, and a page of another range is a mistake to report, not to
+/// answer with the cursor's items.
+fn cursor_of(params: &Query) -> Result<Option<Cursor>> {
+    let Some(text) = params.get("cursor").filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let cursor = decode_cursor(text)?;
+    let q = &cursor.query;
+    let differs = |name: &str, ours: &Option<Vec<u8>>| {
+        params
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .is_some_and(|v| ours.as_deref() != Some(v))
+    };
+    let flag_differs = |name: &str, ours: bool| -> Result<bool> {
+        Ok(params.get(name).is_some() && params.flag(name)? != ours)
+    };
+    let mismatch = [
+        ("start", differs("start", &q.start)),
+        ("end", differs("end", &q.end)),
+        ("prefix", differs("prefix", &q.prefix)),
+        ("reverse", flag_differs("reverse", q.reverse)?),
+        ("keys_only", flag_differs("keys_only", q.keys_only)?),
+    ]
+    .into_iter()
+    .find(|(_, d)| *d);
+    if let Some((name, _)) = mismatch {
+        return Err(Error::invalid(format!(
+            "{name} differs from the request the cursor continues; with a cursor give the \
+             other parameters unchanged or leave them out (limit may change)"
+        )));
+    }
+    Ok(Some(cursor))
 }
 
 fn page_limit(params: &Query) -> Result<u64> {
@@ -183,20 +261,21 @@ fn page_limit(params: &Query) -> Result<u64> {
 }
 
 /// One page: `{"items":[…],"cursor":…}` and the snapshot's revision.
-fn read_page(state: &State, query: &RangeQuery, limit: u64) -> Result<(Bytes, u64)> {
+fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
     let (snap, revision) = state.snapshot()?;
     let mut out = b"{\"items\":[".to_vec();
     let (mut count, mut more) = (0u64, false);
     let mut last_key: Option<Vec<u8>> = None;
-    snap.range(query, |key, rec| {
-        if count == limit || out.len() >= PAGE_MAX_BYTES {
+    let keys_only = page.query.keys_only;
+    snap.range(&page.from, |key, rec| {
+        if count == page.limit || out.len() >= PAGE_MAX_BYTES {
             more = true;
             return Ok(false);
         }
         if count > 0 {
             out.push(b',');
         }
-        let entry = (!query.keys_only).then_some((rec.value, rec.revision));
+        let entry = (!keys_only).then_some((rec.value, rec.revision));
         jsonl::write_line(&mut out, key, entry)?;
         out.pop(); // the line's newline
         count += 1;
@@ -206,8 +285,12 @@ fn read_page(state: &State, query: &RangeQuery, limit: u64) -> Result<(Bytes, u6
     out.extend_from_slice(b"],\"cursor\":");
     match last_key.filter(|_| more) {
         Some(last) => {
-            let next = encode_cursor(&next_query(query, last), limit);
-            out.extend_from_slice(format!("\"{next}\"").as_bytes());
+            let next = Cursor {
+                query: page.query.clone(),
+                limit: page.limit,
+                after: Some(last),
+            };
+            out.extend_from_slice(format!("\"{}\"", encode_cursor(&next)).as_bytes());
         }
         None => out.extend_from_slice(b"null"),
     }
@@ -215,27 +298,45 @@ fn read_page(state: &State, query: &RangeQuery, limit: u64) -> Result<(Bytes, u6
     Ok((Bytes::from(out), revision))
 }
 
-/// The query of the page after the one that ended at `last`.
-fn next_query(query: &RangeQuery, last: Vec<u8>) -> RangeQuery {
-    let mut next = query.clone();
-    if query.reverse {
-        next.end = Some(last);
-    } else {
-        let mut start = last;
-        start.push(0); // the smallest key after `last`
-        next.start = Some(start);
-    }
-    next
+/// Where the next page starts: the request's query, its page limit, and
+/// the last key sent (absent only in version 1 cursors, whose query had
+/// already moved past it).
+#[derive(Debug)]
+struct Cursor {
+    query: RangeQuery,
+    limit: u64,
+    after: Option<Vec<u8>>,
 }
 
-/// Cursor layout (then URL-safe base64 without padding): version byte 1,
-/// flags (1 reverse, 2 keys-only), page limit u32 LE, then start, end and
-/// prefix, each a presence byte and, if present, u32 LE length and bytes.
-fn encode_cursor(query: &RangeQuery, limit: u64) -> String {
-    let flags = u8::from(query.reverse) | (u8::from(query.keys_only) << 1);
-    let mut out = vec![1, flags];
-    out.extend_from_slice(&(limit as u32).to_le_bytes());
-    for part in [&query.start, &query.end, &query.prefix] {
+impl Cursor {
+    /// The query of the rest of the range: the keys after `after`, in the
+    /// request's direction.
+    fn resume(&self) -> RangeQuery {
+        let mut next = self.query.clone();
+        if let Some(last) = &self.after {
+            if self.query.reverse {
+                next.end = Some(last.clone());
+            } else {
+                let mut start = last.clone();
+                start.push(0); // the smallest key after `last`
+                next.start = Some(start);
+            }
+        }
+        next
+    }
+}
+
+/// Cursor layout (then URL-safe base64 without padding): version byte 2,
+/// flags (1 reverse, 2 keys-only), page limit u32 LE, then the request's
+/// start, end and prefix and the last key sent, each a presence byte and,
+/// if present, u32 LE length and bytes. Version 1 (before the request's
+/// own bounds were kept) had no last key: its start or end had moved.
+fn encode_cursor(cursor: &Cursor) -> String {
+    let q = &cursor.query;
+    let flags = u8::from(q.reverse) | (u8::from(q.keys_only) << 1);
+    let mut out = vec![2, flags];
+    out.extend_from_slice(&(cursor.limit as u32).to_le_bytes());
+    for part in [&q.start, &q.end, &q.prefix, &cursor.after] {
         match part {
             Some(b) => {
                 out.push(1);
@@ -248,7 +349,7 @@ fn encode_cursor(query: &RangeQuery, limit: u64) -> String {
     B64URL.encode(out)
 }
 
-fn decode_cursor(text: &[u8]) -> Result<(RangeQuery, u64)> {
+fn decode_cursor(text: &[u8]) -> Result<Cursor> {
     let bad = || Error::invalid("invalid cursor: pass back the cursor of the previous page as is");
     let bytes = B64URL.decode(text).map_err(|_| bad())?;
     let mut rest = bytes.as_slice();
@@ -261,39 +362,48 @@ fn decode_cursor(text: &[u8]) -> Result<(RangeQuery, u64)> {
         Ok(head)
     };
     let head = take(6)?;
-    if head[0] != 1 {
-        return Err(bad());
-    }
+    let parts_count = match head[0] {
+        1 => 3,
+        2 => 4,
+        _ => return Err(bad()),
+    };
     let flags = head[1];
     let limit = u64::from(u32::from_le_bytes([head[2], head[3], head[4], head[5]]));
-    let mut parts: [Option<Vec<u8>>; 3] = [None, None, None];
-    for part in &mut parts {
+    let mut parts: [Option<Vec<u8>>; 4] = [None, None, None, None];
+    for part in parts.iter_mut().take(parts_count) {
         if take(1)?[0] == 1 {
             let len = take(4)?;
             let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
             *part = Some(take(len)?.to_vec());
         }
     }
-    let [start, end, prefix] = parts;
-    let query = RangeQuery {
-        start,
-        end,
-        prefix,
-        limit: None,
-        reverse: flags & 1 != 0,
-        keys_only: flags & 2 != 0,
+    let [start, end, prefix, after] = parts;
+    let cursor = Cursor {
+        query: RangeQuery {
+            start,
+            end,
+            prefix,
+            limit: None,
+            reverse: flags & 1 != 0,
+            keys_only: flags & 2 != 0,
+        },
+        limit,
+        after,
     };
-    if !(1..=MAX_PAGE_ITEMS).contains(&limit) || query.validate().is_err() {
+    if !(1..=MAX_PAGE_ITEMS).contains(&limit)
+        || cursor.query.validate().is_err()
+        || cursor.resume().validate().is_err()
+    {
         return Err(bad());
     }
-    Ok((query, limit))
+    Ok(cursor)
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::{MAX_PAGE_ITEMS, RangeQuery, decode_cursor, encode_cursor};
+    use super::{Cursor, MAX_PAGE_ITEMS, RangeQuery, decode_cursor, encode_cursor};
     use crate::error::Error;
 
     fn bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
@@ -309,9 +419,10 @@ mod tests {
             let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw);
             for candidate in [text.as_bytes(), raw.as_slice()] {
                 match decode_cursor(candidate) {
-                    Ok((q, limit)) => {
-                        prop_assert!((1..=MAX_PAGE_ITEMS).contains(&limit));
-                        prop_assert!(q.validate().is_ok());
+                    Ok(c) => {
+                        prop_assert!((1..=MAX_PAGE_ITEMS).contains(&c.limit));
+                        prop_assert!(c.query.validate().is_ok());
+                        prop_assert!(c.resume().validate().is_ok());
                     }
                     Err(e) => {
                         let invalid = matches!(e, Error::Invalid { .. });
@@ -324,17 +435,20 @@ mod tests {
         /// A cursor the server made decodes to what it was made from.
         #[test]
         fn cursors_round_trip(
-            start in bytes(), end in bytes(), prefix in bytes(),
+            start in bytes(), end in bytes(), prefix in bytes(), after in bytes(),
             reverse in any::<bool>(), keys_only in any::<bool>(),
             limit in 1..=MAX_PAGE_ITEMS,
         ) {
             let query = RangeQuery { start, end, prefix, limit: None, reverse, keys_only };
-            prop_assume!(query.validate().is_ok());
-            let (back, back_limit) = decode_cursor(encode_cursor(&query, limit).as_bytes()).unwrap();
-            prop_assert_eq!(back_limit, limit);
+            let cursor = Cursor { query, limit, after };
+            prop_assume!(cursor.query.validate().is_ok() && cursor.resume().validate().is_ok());
+            let back = decode_cursor(encode_cursor(&cursor).as_bytes()).unwrap();
+            prop_assert_eq!(back.limit, limit);
+            prop_assert_eq!(&back.after, &cursor.after);
+            let (q, b) = (&cursor.query, &back.query);
             prop_assert_eq!(
-                (back.start, back.end, back.prefix, back.reverse, back.keys_only),
-                (query.start, query.end, query.prefix, query.reverse, query.keys_only)
+                (&b.start, &b.end, &b.prefix, b.reverse, b.keys_only),
+                (&q.start, &q.end, &q.prefix, q.reverse, q.keys_only)
             );
         }
     }

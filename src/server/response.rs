@@ -1,8 +1,11 @@
 //! Responses: JSON success bodies and the one mapping from errors to HTTP.
 //!
 //! Errors are `{"error":CODE,"message":TEXT}` with the status and code of
-//! [`Error::http_status`] / [`Error::code`]; a 412 adds the key's current
-//! revision, a bad batch line its `line`. Internal failures are logged, not
+//! [`Error::http_status`] / [`Error::code`]; a 404 adds the `key`, a 412
+//! the `key`, the `expected` revision (a number; absent for `If-Match: *`)
+//! and the key's current `revision` (a number, or null when absent), a bad
+//! batch line its `line`. Keys are `"key"` strings, or `"key_b64"` when
+//! they are not UTF-8, as in JSON lines. Internal failures are logged, not
 //! shown.
 
 use bytes::Bytes;
@@ -10,7 +13,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::body::{Body, full};
-use crate::error::Error;
+use crate::error::{Error, expected_revision};
 
 /// What a request can fail with: a store error, or a routing one.
 #[derive(Debug)]
@@ -64,6 +67,19 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
     }
 }
 
+/// Adds the key an error names as JSON lines do: `"key"` when it is
+/// UTF-8, else `"key_b64"`. Errors carry the key as [`show_key`](crate::jsonl::show_key) shows it
+/// (a JSON string, or `b64:` and base64), which is read back here.
+fn put_key(body: &mut Value, shown: &str) {
+    if let Some(b64) = shown.strip_prefix("b64:") {
+        body["key_b64"] = json!(b64);
+    } else if let Ok(key) = serde_json::from_str::<String>(shown) {
+        body["key"] = json!(key);
+    } else {
+        body["key"] = json!(shown);
+    }
+}
+
 fn kv_error_response(e: &Error) -> Response<Body> {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -82,13 +98,15 @@ fn kv_error_response(e: &Error) -> Response<Body> {
             current,
         } => {
             body["revision"] = json!(current);
-            body["key"] = json!(key);
-            body["expected"] = json!(expected);
+            put_key(&mut body, key);
+            if let Some(n) = expected_revision(expected) {
+                body["expected"] = json!(n);
+            }
             if let Some(l) = line {
                 body["line"] = json!(l);
             }
         }
-        Error::KeyNotFound { key } => body["key"] = json!(key),
+        Error::KeyNotFound { key } => put_key(&mut body, key),
         _ => {}
     }
     let mut resp = json_response(status, &body);

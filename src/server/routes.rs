@@ -1,5 +1,5 @@
 //! Routing and the handlers of the point routes: `/v1/kv/{key}`,
-//! `/v1/batch`, `/v1/stats`, `/healthz`, `/metrics`. Ranges are in
+//! `/v1/batch`, `/v1/stats`, `/healthz`, `/readyz`, `/metrics`. Ranges are in
 //! `range.rs`.
 //!
 //! [`handle`] wraps every request: authentication first, then the route,
@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
@@ -17,6 +17,7 @@ use serde_json::json;
 use super::State;
 use super::body::{Body, full, read_limited};
 use super::limits::{body_too_large, name_value_flag, too_many_ops};
+use super::log::{Access, Target};
 use super::response::{ApiError, error_response, json_response};
 use super::target::{Query, percent_decode};
 use super::writer::WriteRequest;
@@ -33,6 +34,7 @@ const INLINE_PARSE_BYTES: usize = 64 << 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Healthz,
+    Readyz,
     Metrics,
     Kv,
     Range,
@@ -45,6 +47,7 @@ impl Route {
     fn of(path: &str) -> Route {
         match path {
             "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
             "/v1/kv" => Route::Kv,
             "/v1/range" => Route::Range,
@@ -58,6 +61,7 @@ impl Route {
     fn name(self) -> &'static str {
         match self {
             Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
             Route::Metrics => "metrics",
             Route::Kv => "kv",
             Route::Range => "range",
@@ -72,7 +76,10 @@ impl Route {
 pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let route = Route::of(req.uri().path());
-    let log_target = (!state.quiet).then(|| (req.method().clone(), req.uri().clone()));
+    let log_target = state
+        .access_log
+        .as_ref()
+        .map(|_| (req.method().clone(), Target::of(req.uri())));
     let mut resp = match super::auth::check(state.token.as_deref(), route, req.headers()) {
         Ok(()) => dispatch(&state, route, req)
             .await
@@ -81,27 +88,32 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     };
     let unauthorized = resp.status() == StatusCode::UNAUTHORIZED;
     let headers = resp.headers_mut();
-    if !headers.contains_key(REVISION) {
-        headers.insert(REVISION, HeaderValue::from(state.metrics.revision()));
-    }
     if unauthorized {
+        // Nothing about the data for a client without the token.
+        headers.remove(REVISION);
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    } else if !matches!(route, Route::Healthz | Route::Readyz) && !headers.contains_key(REVISION) {
+        headers.insert(REVISION, HeaderValue::from(state.metrics.revision()));
     }
     let took = started.elapsed();
     state
         .metrics
         .request(route.name(), resp.status().as_u16(), took);
-    if let Some((method, uri)) = log_target {
-        log!(
-            "{peer} {method} {uri} {} {:.3}ms",
-            resp.status().as_u16(),
-            took.as_secs_f64() * 1e3
-        );
+    if let (Some(log), Some((method, target))) = (&state.access_log, log_target) {
+        log.record(Access {
+            time: SystemTime::now(),
+            peer,
+            method,
+            target,
+            status: resp.status().as_u16(),
+            took,
+        });
     }
     resp
 }
 
-/// The revision header every response carries.
+/// The revision header every response but 401s, `/healthz` and `/readyz`
+/// carries.
 pub const REVISION: &str = "x-kvr-revision";
 
 async fn dispatch(
@@ -110,16 +122,28 @@ async fn dispatch(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
+    if !matches!(route, Route::Kv | Route::Range | Route::Unknown) {
+        Query::parse(req.uri().query())?.only(&[])?;
+    }
     match route {
         Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
+        // Standalone, a server is ready once it listens: recovery ran before.
+        Route::Readyz if is_get(&method) => Ok(text(StatusCode::OK, "ready", "text/plain")),
         Route::Metrics if is_get(&method) => {
-            let bytes = state.engine.stats().file_bytes;
-            let mut body = state.metrics.render(bytes);
+            let stats = state.engine.stats();
+            let mut body = state.metrics.render(Some((stats.file_bytes, stats.keys)));
             body.push_str(&state.engine.metrics());
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
-        Route::Healthz | Route::Metrics => Err(ApiError::MethodNotAllowed("GET, HEAD")),
-        Route::Kv if is_get(&method) => Ok(get(state, req.uri(), method == Method::HEAD)?),
+        Route::Healthz | Route::Readyz | Route::Metrics => {
+            Err(ApiError::MethodNotAllowed("GET, HEAD"))
+        }
+        Route::Kv if is_get(&method) => Ok(get(
+            state,
+            req.uri(),
+            req.headers(),
+            method == Method::HEAD,
+        )?),
         Route::Kv if method == Method::PUT => Ok(put(state, req).await?),
         Route::Kv if method == Method::DELETE => Ok(delete(state, req.uri(), req.headers()).await?),
         Route::Kv => Err(ApiError::MethodNotAllowed("GET, HEAD, PUT, DELETE")),
@@ -153,6 +177,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
 /// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
 fn key_of(uri: &Uri) -> Result<Vec<u8>> {
     let query = Query::parse(uri.query())?;
+    query.only(&["key"])?;
     let in_path = uri.path().strip_prefix("/v1/kv/").filter(|k| !k.is_empty());
     let key = match (in_path, query.get("key")) {
         (Some(_), Some(_)) => {
@@ -205,7 +230,38 @@ fn etag(revision: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
+/// Whether a read's `If-None-Match` matches the key's revision: `*`, or a
+/// list of entity tags with `"N"` among them (weak `W/"N"` alike, RFC 9110
+/// section 13.1.2). A tag that is not quoted is a 400.
+fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
+    let Some(value) = headers.get(header::IF_NONE_MATCH) else {
+        return Ok(false);
+    };
+    let text = value.to_str().unwrap_or("?").trim();
+    if text == "*" {
+        return Ok(true);
+    }
+    let mut hit = false;
+    for tag in text.split(',').map(str::trim) {
+        let Some(inner) = tag
+            .strip_prefix("W/")
+            .unwrap_or(tag)
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+        else {
+            return Err(Error::invalid(format!(
+                "If-None-Match must be * or entity tags such as \"N\" (a revision in quotes), \
+                 not {text}"
+            )));
+        };
+        hit |= !inner.is_empty()
+            && inner.bytes().all(|b| b.is_ascii_digit())
+            && inner.parse() == Ok(revision);
+    }
+    Ok(hit)
+}
+
+fn get(state: &State, uri: &Uri, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
     let key = key_of(uri)?;
     let (found, revision) = state.engine.get(&key)?;
     let Some((value, entry_revision)) = found else {
@@ -216,6 +272,15 @@ fn get(state: &State, uri: &Uri, head: bool) -> Result<Response<Body>> {
             .insert(REVISION, HeaderValue::from(revision));
         return Ok(resp);
     };
+    if none_match(headers, entry_revision)? {
+        // The client's copy is current: no body (RFC 9110 section 15.4.5).
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        let h = resp.headers_mut();
+        h.insert(header::ETAG, etag(entry_revision));
+        h.insert(REVISION, HeaderValue::from(revision));
+        return Ok(resp);
+    }
     let len = value.len();
     let body = if head { Bytes::new() } else { value };
     let mut resp = text(StatusCode::OK, body, "application/octet-stream");

@@ -75,6 +75,26 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// Refuses a parameter not in `allowed`, naming it, so that a typo
+    /// (`prefx=`) is a 400 instead of a silently different answer.
+    pub fn only(&self, allowed: &[&str]) -> Result<()> {
+        let Some((name, _)) = self
+            .pairs
+            .iter()
+            .find(|(n, _)| !allowed.contains(&n.as_str()))
+        else {
+            return Ok(());
+        };
+        let takes = if allowed.is_empty() {
+            "this route takes no query parameters".to_string()
+        } else {
+            format!("this route takes {}", allowed.join(", "))
+        };
+        Err(Error::invalid(format!(
+            "unknown query parameter {name:?}; {takes}"
+        )))
+    }
+
     /// The last value of `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.pairs
@@ -132,6 +152,19 @@ mod tests {
                 .number("limit")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn unknown_parameters_are_named() {
+        let q = Query::parse(Some("prefix=a&prefx=z")).unwrap();
+        assert!(q.only(&["prefix", "prefx"]).is_ok());
+        let err = q.only(&["prefix", "limit"]).unwrap_err().to_string();
+        assert!(
+            err.contains("\"prefx\"") && err.contains("prefix, limit"),
+            "{err}"
+        );
+        assert!(Query::parse(Some("x")).unwrap().only(&[]).is_err());
+        assert!(Query::parse(None).unwrap().only(&[]).is_ok());
     }
 
     #[test]

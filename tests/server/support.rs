@@ -65,7 +65,9 @@ impl Server {
         Self::spawn(dir, &[], &[], Stdio::from(log))
     }
 
-    fn spawn(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
+    /// `kvr --db DIR/db.redb serve --listen 127.0.0.1:0 EXTRA...` with `env`
+    /// and stderr to `stderr`.
+    pub fn spawn(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let db = dir.join("db.redb");
         let mut cmd = kvr_cmd(dir);
         cmd.arg("--db")

@@ -1,0 +1,225 @@
+//! What an operator sees: the log on stderr (timestamps, start and
+//! shutdown lines, the access log off the request path, `--quiet`) and
+//! `/metrics` (`# HELP` / `# TYPE` for every family, key count, process
+//! metrics, dropped log lines).
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::support::*;
+
+/// Whether `line` starts with an RFC 3339 UTC timestamp such as
+/// `2026-11-29T05:05:05.123Z` and a space.
+fn stamped(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        r.into_iter()
+            .all(|i| b.get(i).is_some_and(u8::is_ascii_digit))
+    };
+    b.len() > 25
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && &b[23..25] == b"Z "
+}
+
+fn start_logging(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    Server::spawn(dir, extra, &[], Stdio::from(log))
+}
+
+#[test]
+fn log_lines_are_timestamped_from_start_to_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_logging(dir.path(), &[]);
+    let u = s.url.clone();
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/a"), &[], Some(b"v")).status,
+        200
+    );
+    assert_eq!(http("GET", &format!("{u}/v1/kv/a"), &[], None).status, 200);
+    assert_eq!(http("GET", &format!("{u}/v1/kv/b"), &[], None).status, 404);
+    assert!(s.terminate().success());
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.iter().all(|l| stamped(l)), "{log}");
+    let text: Vec<&str> = lines.iter().map(|l| &l[25..]).collect();
+    assert!(
+        text[0].starts_with("kvr serve: serving ")
+            && text[0].contains("db.redb (0 keys, revision 0, new file) on http://127.0.0.1:"),
+        "{log}"
+    );
+    let access: Vec<&str> = text
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("127.0.0.1:"))
+        .collect();
+    assert_eq!(access.len(), 3, "{log}");
+    assert!(access[0].contains(" PUT /v1/kv/a 200 "), "{log}");
+    assert!(access[1].contains(" GET /v1/kv/a 200 "), "{log}");
+    assert!(access[2].contains(" GET /v1/kv/b 404 "), "{log}");
+    let n = text.len();
+    assert!(
+        text[n - 2].starts_with("kvr serve: SIGTERM: stopping"),
+        "{log}"
+    );
+    assert_eq!(text[n - 1], "kvr serve: stopped at revision 1", "{log}");
+}
+
+#[test]
+fn quiet_turns_off_only_the_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_logging(dir.path(), &["--quiet"]);
+    let u = s.url.clone();
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/a"), &[], Some(b"v")).status,
+        200
+    );
+    assert!(s.terminate().success());
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(lines.iter().all(|l| stamped(l)), "{log}");
+    assert!(lines[0].contains("kvr serve: serving "), "{log}");
+    assert!(lines[1].contains("kvr serve: SIGTERM: stopping"), "{log}");
+    assert!(
+        lines[2].ends_with("kvr serve: stopped at revision 1"),
+        "{log}"
+    );
+}
+
+/// A stderr nobody reads (a full pipe) stalls the log thread; requests go
+/// on, and the lines it cannot take are dropped and counted.
+#[test]
+fn a_stalled_log_drops_lines_instead_of_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    // stderr is a pipe this test never reads: once its 64 KiB are full,
+    // every write to it blocks.
+    let s = Server::spawn(dir.path(), &[], &[], Stdio::piped());
+    let u = &s.url;
+    let agent = agent();
+    // Well past the pipe (~700 lines) plus the queue (8,192 records).
+    for i in 0..12_000 {
+        let r = agent.get(format!("{u}/healthz")).call().unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    let m = http("GET", &format!("{u}/metrics"), &[], None).text();
+    let dropped = sample(&m, "kvr_log_lines_dropped_total");
+    assert!(dropped >= 1000.0, "dropped {dropped}:\n{m}");
+    // Writes are not held up either.
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/a"), &[], Some(b"v")).status,
+        200
+    );
+}
+
+/// The value of the sample named exactly `name` (no labels).
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_describe_every_family_with_keys_size_and_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    let lines = b"{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n{\"key\":\"c\",\"value\":\"3\"}\n";
+    assert_eq!(
+        http("POST", &format!("{u}/v1/batch"), &[], Some(lines)).status,
+        200
+    );
+    assert_eq!(
+        http("DELETE", &format!("{u}/v1/kv/b"), &[], None).status,
+        200
+    );
+    assert_eq!(http("GET", &format!("{u}/v1/kv/b"), &[], None).status, 404);
+    let r = http("GET", &format!("{u}/metrics"), &[], None);
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let m = r.text();
+
+    // Every sample belongs to a family announced with # HELP and # TYPE
+    // before it.
+    let (mut helped, mut typed) = (BTreeSet::new(), BTreeSet::new());
+    let mut families = BTreeSet::new();
+    for line in m.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap().to_string();
+            let kind = parts.next().unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(helped.contains(&name), "# TYPE before # HELP: {line}");
+            typed.insert(name);
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                .unwrap_or(name);
+            assert!(typed.contains(family), "no # TYPE for {line}\n{m}");
+            families.insert(family.to_string());
+        }
+    }
+    assert_eq!(helped, typed);
+    for family in [
+        "kvr_http_requests_total",
+        "kvr_http_request_duration_seconds",
+        "kvr_commit_group_size",
+        "kvr_write_queue_depth",
+        "kvr_revision",
+        "kvr_keys",
+        "kvr_db_bytes",
+        "kvr_log_lines_dropped_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(families.contains(family), "{family} missing:\n{m}");
+    }
+
+    let stats = http("GET", &format!("{u}/v1/stats"), &[], None).json();
+    assert_eq!(sample(&m, "kvr_keys"), 2.0);
+    assert_eq!(sample(&m, "kvr_revision"), 4.0);
+    assert_eq!(
+        sample(&m, "kvr_db_bytes"),
+        stats["file_bytes"].as_f64().unwrap()
+    );
+    assert_eq!(sample(&m, "kvr_log_lines_dropped_total"), 0.0);
+    // The process figures are the server's own (as /proc shows them).
+    let rss = sample(&m, "process_resident_memory_bytes");
+    let kib = s.rss_kib() as f64 * 1024.0;
+    assert!(rss > kib / 2.0 && rss < kib * 2.0, "rss {rss} vs {kib}");
+    assert!(sample(&m, "process_open_fds") >= 4.0);
+    assert!(sample(&m, "process_max_fds") >= sample(&m, "process_open_fds"));
+    assert!(sample(&m, "process_cpu_seconds_total") >= 0.0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = sample(&m, "process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 3600.0,
+        "{started} vs {now}"
+    );
+}
