@@ -5,7 +5,9 @@
 //! flush but before its log was released. Every read must equal the model
 //! at the snapshot's revision; after a crash, recovery (the real write-ahead
 //! log on a real directory, redb on a simulated disk that loses unsynced
-//! writes) must give back exactly every acknowledged write, no torn group.
+//! writes), into memory as `kvr serve` does it or into the store as the
+//! other commands do, must give back exactly every acknowledged write, no
+//! torn group.
 //!
 //! `KVR_ENGINE_CASES` raises the number of sequences (default 48).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -68,19 +70,30 @@ struct Running {
     drop_releases: Arc<AtomicBool>,
 }
 
-/// Opens the store on `disk`, replays the log in `dir`, starts an engine.
-fn start(disk: SimDisk, dir: &Path) -> Running {
-    let store = Store::open_with_backend(disk.clone(), &store_opts()).unwrap();
-    kvr::wal::recover_dir(&store, dir).unwrap();
-    let drop_releases = Arc::new(AtomicBool::new(false));
-    let log = TestLog {
-        wal: Wal::create_in(dir, 4096).unwrap(),
-        drop_releases: drop_releases.clone(),
-    };
+/// Opens the store on `disk` and starts an engine on the log in `dir`:
+/// what `kvr serve` does, replaying a crashed server's log into memory, or
+/// (`into_store`) what every other command does first, replaying it into
+/// the store.
+fn start(disk: SimDisk, dir: &Path, into_store: bool) -> Running {
+    let store = Arc::new(Store::open_with_backend(disk.clone(), &store_opts()).unwrap());
+    if into_store {
+        kvr::wal::recover_dir(&store, dir).unwrap();
+    }
     // A tiny budget: flushes and waits for room happen within a sequence.
     let mut opts = EngineOptions::new(64 << 10, 1 << 20);
     opts.flush_age = std::time::Duration::from_secs(3600);
-    let (engine, writer) = Engine::start(Arc::new(store), Box::new(log), opts).unwrap();
+    let drop_releases = Arc::new(AtomicBool::new(false));
+    let (engine, writer) = if into_store {
+        let log = TestLog {
+            wal: Wal::create_in(dir, 4096).unwrap(),
+            drop_releases: drop_releases.clone(),
+        };
+        Engine::start(store, Box::new(log), opts).unwrap()
+    } else {
+        // The real log, resumed (its releases cannot be dropped).
+        let (engine, writer, _) = Engine::start_recovering(store, dir, 4096, opts).unwrap();
+        (engine, writer)
+    };
     Running {
         engine,
         writer,
@@ -246,7 +259,7 @@ fn to_ops(spec: &[GenOp], model: &Model) -> Vec<Op> {
 fn run_steps(steps: Vec<Step>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db.wal");
-    let mut r = start(SimDisk::default(), &dir);
+    let mut r = start(SimDisk::default(), &dir, false);
     let mut model = Model::default();
     let mut held: Option<(Snapshot, Model)> = None;
     for step in steps {
@@ -335,14 +348,14 @@ fn run_steps(steps: Vec<Step>) {
                 let disk = r.disk.clone();
                 r.writer.abandon();
                 drop(r.engine);
-                r = start(disk.after_power_loss(seed), &dir);
+                r = start(disk.after_power_loss(seed), &dir, seed % 2 == 0);
             }
             Step::Restart => {
                 held = None;
                 assert!(r.writer.close());
                 let disk = r.disk.clone();
                 drop(r.engine);
-                r = start(disk, &dir);
+                r = start(disk, &dir, false);
             }
         }
         check(&r, &model);
@@ -368,7 +381,7 @@ proptest! {
 #[test]
 fn a_range_stream_spanning_a_flush_is_exact() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut r = start(SimDisk::default(), &tmp.path().join("db.wal"));
+    let mut r = start(SimDisk::default(), &tmp.path().join("db.wal"), true);
     let mut model = Model::default();
     let put = |i: u32, tag: &str| Request {
         ops: vec![Op::put(format!("key{i:05}"), format!("{tag}{i}"))],

@@ -44,10 +44,22 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     // Inside the runtime, so that the writer can start its reply task.
+    let opened = std::time::Instant::now();
     let state = {
         let _guard = runtime.enter();
         Arc::new(State::new(store, limits, token, args.quiet)?)
     };
+    if let Some(r) = state.recovered {
+        // After a crash: what the log held, replayed into memory.
+        crate::server::log::event(format_args!(
+            "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
+             up to revision {} in {} ms",
+            g.db.display(),
+            r.records,
+            r.revision,
+            opened.elapsed().as_millis()
+        ));
+    }
     let _hint = ServeHint::write(&g.db, &url);
     let stats = state.engine.stats();
     let mut out = std::io::stdout().lock();
@@ -88,23 +100,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens (or creates) the database and says on stderr what a crash left
-/// to replay.
+/// Opens (or creates) the database.
 fn open_store(g: &Global) -> Result<Store> {
-    let opened = std::time::Instant::now();
-    let (store, recovered) =
-        crate::engine::open_store(&g.db, OpenMode::Create, &super::store_options(g)?)?;
-    if let Some(r) = recovered {
-        crate::server::log::event(format_args!(
-            "kvr serve: recovered {} after a crash: replayed {} write-ahead log records \
-             up to revision {} in {} ms",
-            g.db.display(),
-            r.records,
-            r.revision,
-            opened.elapsed().as_millis()
-        ));
-    }
-    Ok(store)
+    // The log of a crashed server is replayed by the engine (into memory).
+    Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)
 }
 
 fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {

@@ -68,7 +68,10 @@ impl EngineWriter {
     /// Applies `requests` (see the module header). `Err` when the group as
     /// a whole failed (the log could not be written): nothing was applied.
     pub fn write_group(&mut self, mut requests: Vec<Request>) -> Result<Vec<Result<Applied>>> {
-        self.wait_for_room()?;
+        if self.log.is_some() {
+            // (Not while replaying: the replayed log is bounded by the budget already.)
+            self.wait_for_room()?;
+        }
         let engine = self.engine.clone();
         let (live, outcomes, revs, keys) = {
             let t = engine.read_tables();
@@ -81,8 +84,13 @@ impl EngineWriter {
             let mut outcomes = Vec::with_capacity(requests.len());
             let mut revs: Vec<Vec<u64>> = Vec::with_capacity(requests.len());
             let at = engine.revision();
+            // A replayed log was within the limits when it was written, whatever
+            // they are now.
+            let max = match self.log {
+                Some(_) => engine.opts.max_value_bytes,
+                None => usize::MAX,
+            };
             for req in &mut requests {
-                let max = engine.opts.max_value_bytes;
                 let expanded = match req.delete_range.take() {
                     Some((query, max_ops)) => look.expand(&query, max_ops, at).map(|ops| {
                         req.ops = ops;
@@ -112,8 +120,8 @@ impl EngineWriter {
                 Some((first, req.ops.as_slice()))
             })
             .collect();
-        if !records.is_empty() {
-            let log = self.log.as_mut().ok_or_else(closed)?;
+        // No log while replaying one (see `replay`).
+        if let Some(log) = self.log.as_mut() {
             log.append(&records)?;
         }
         drop(records);
@@ -142,6 +150,21 @@ impl EngineWriter {
             engine.revision.store(revision, Ordering::Release);
         });
         Ok(outcomes)
+    }
+
+    /// Applies operations replayed from the log after a crash: as one
+    /// request, at the next revisions, not logged again (they are in the
+    /// log already). Returns the revision reached.
+    pub fn replay(&mut self, ops: Vec<Op>) -> Result<u64> {
+        let request = Request {
+            ops,
+            ..Request::default()
+        };
+        let log = self.log.take();
+        let outcome = self.write_group(vec![request]);
+        self.log = log;
+        outcome?.pop().unwrap_or(Ok(Applied::default()))?;
+        Ok(self.engine.revision())
     }
 
     /// Freezes the live table for a flush when it is due: it holds

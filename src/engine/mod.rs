@@ -176,6 +176,33 @@ impl Engine {
         Ok((engine, writer))
     }
 
+    /// Starts an engine over a store whose log in `dir` may hold writes a
+    /// crash left (a `kvr serve` that did not stop cleanly): they are
+    /// replayed into the memory table, not into the store, so the restart
+    /// takes the time to read the log, whatever the file's size; the log
+    /// stays until the first flush has made them durable. New groups go to
+    /// new segments of the same log.
+    pub fn start_recovering(
+        store: Arc<Store>,
+        dir: &Path,
+        segment_bytes: u64,
+        opts: EngineOptions,
+    ) -> Result<(Arc<Engine>, EngineWriter, Option<Recovered>)> {
+        let (wal, old) = crate::wal::Wal::resume_in(dir, segment_bytes)?;
+        let (engine, mut writer) = Engine::start(store, Box::new(wal), opts)?;
+        let Some(old) = old else {
+            return Ok((engine, writer, None));
+        };
+        let recovered = crate::wal::replay_with(dir, engine.revision(), |ops| writer.replay(ops))?;
+        if engine.read_tables().live.is_empty() {
+            old.release()?;
+        } else {
+            // The replayed table's flush releases the old segments.
+            engine.freeze(Box::new(move || old.release()));
+        }
+        Ok((engine, writer, Some(recovered)))
+    }
+
     /// The store under the engine.
     pub fn store(&self) -> &Arc<Store> {
         &self.store

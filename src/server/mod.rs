@@ -52,7 +52,6 @@ use writer::Writer;
 use crate::engine::{Engine, EngineOptions, Snapshot};
 use crate::error::Result;
 use crate::store::Store;
-use crate::wal::Wal;
 
 /// Everything a request handler needs.
 pub struct State {
@@ -64,17 +63,21 @@ pub struct State {
     pub token: Option<String>,
     /// The per-request log; `None` with `--quiet`.
     pub access_log: Option<AccessLog>,
+    /// What the start replayed from the log of a crashed server.
+    pub recovered: Option<crate::wal::Recovered>,
 }
 
 impl State {
-    /// Starts the write-ahead log and the writer thread over an open store
-    /// (whose log was replayed when it was opened).
+    /// Starts the engine over an open store, replaying into memory what
+    /// the log of a crashed server holds (see `Engine::start_recovering`),
+    /// and the writer thread.
     pub fn new(store: Store, limits: Limits, token: Option<String>, quiet: bool) -> Result<State> {
         let store = Arc::new(store);
-        let metrics = Arc::new(Metrics::new(store.snapshot()?.revision()?));
-        let wal = Wal::create(store.path())?;
+        let dir = crate::wal::dir_of(store.path());
         let opts = EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
-        let (engine, engine_writer) = Engine::start(store, Box::new(wal), opts)?;
+        let (engine, engine_writer, recovered) =
+            Engine::start_recovering(store, &dir, crate::wal::SEGMENT_BYTES, opts)?;
+        let metrics = Arc::new(Metrics::new(engine.revision()));
         let writer = Writer::start(engine_writer, limits.queue_size, metrics.clone())?;
         let access_log = if quiet {
             None
@@ -84,6 +87,7 @@ impl State {
             Some(log)
         };
         Ok(State {
+            recovered,
             engine,
             writer,
             limits,

@@ -46,7 +46,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use recover::{Recovered, recover, recover_dir, replay};
+pub use recover::{Recovered, recover, recover_dir, replay, replay_with};
 
 use crate::error::{Error, Result};
 use crate::types::{Applied, Op};
@@ -157,6 +157,52 @@ impl Wal {
             unsealed_from: 1,
             spare: std::sync::Arc::new(std::sync::Mutex::new(true)),
         })
+    }
+
+    /// Opens the log in `dir` to go on after a crash: the segments there
+    /// stay (a server replays them into memory, not into the store) and new
+    /// groups go to a new segment after them. Returns the log, and the old
+    /// segments as a sealed stretch to release once what they hold is
+    /// flushed (`None` when there were none: a new log).
+    pub fn resume_in(dir: &Path, segment_bytes: u64) -> Result<(Wal, Option<Sealed>)> {
+        let old = if dir.is_dir() {
+            recover::segment_range(dir)?
+        } else {
+            None
+        };
+        let Some((first, last)) = old else {
+            if dir.is_dir() {
+                remove_dir(dir)?;
+            }
+            return Ok((Self::create_in(dir, segment_bytes)?, None));
+        };
+        let next = last + 1;
+        let (file, size) = new_segment(dir, next, segment_bytes)?;
+        let has_spare = dir.join(SPARE).is_file();
+        let spare = std::sync::Arc::new(std::sync::Mutex::new(has_spare));
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            file,
+            seq: next,
+            size,
+            pos: SEGMENT_HEADER,
+            last_start: SEGMENT_HEADER,
+            older: Vec::new(),
+            pending: 0,
+            segment_bytes,
+            buf: Vec::new(),
+            broken: false,
+            unsealed_from: next,
+            spare: spare.clone(),
+        };
+        let sealed = Sealed {
+            dir: dir.to_path_buf(),
+            from: first,
+            through: last,
+            segment_bytes,
+            spare,
+        };
+        Ok((wal, Some(sealed)))
     }
 
     /// Ends the current stretch of the log: later groups go to a new

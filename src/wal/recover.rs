@@ -6,6 +6,7 @@ use super::record::{self, Decoded, HEADER_LEN};
 use super::{SEGMENT_HEADER, SEGMENT_MAGIC, dir_of, remove_dir};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Store};
+use crate::types::Op;
 
 /// Records replayed per redb transaction: large groups make replay fast
 /// (each is sorted into runs); a group of this many small writes stays
@@ -50,9 +51,27 @@ pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
 /// Replays the log in `dir` onto `store` without checkpointing or deleting
 /// it: what a running server does after reopening its database file.
 pub fn replay(store: &Store, dir: &Path) -> Result<Recovered> {
+    let revision = store.snapshot()?.revision()?;
+    replay_with(dir, revision, |ops| {
+        Ok(store
+            .apply(ops.into_iter().map(Ok), Commit::Buffered, usize::MAX)?
+            .revision)
+    })
+}
+
+/// Reads the log in `dir` and hands the operations of the records after
+/// `revision` to `apply`, many records at a time, in order; `apply`
+/// returns the revision it reached. Checks that the records continue the
+/// revisions without a gap. The store replays into redb this way, the
+/// server's engine into its memory table.
+pub fn replay_with(
+    dir: &Path,
+    revision: u64,
+    mut apply: impl FnMut(Vec<Op>) -> Result<u64>,
+) -> Result<Recovered> {
     let mut state = Recovered {
         records: 0,
-        revision: store.snapshot()?.revision()?,
+        revision,
     };
     for seq in segments(dir)? {
         let path = dir.join(format!("{seq:016x}.log"));
@@ -62,9 +81,15 @@ pub fn replay(store: &Store, dir: &Path) -> Result<Recovered> {
             // Created but never given its header: it holds no record.
             continue;
         }
-        replay_segment(store, dir, &bytes, seq, &mut state)?;
+        replay_segment(&mut apply, dir, &bytes, seq, &mut state)?;
     }
     Ok(state)
+}
+
+/// The first and last segment in `dir`, if any.
+pub(super) fn segment_range(dir: &Path) -> Result<Option<(u64, u64)>> {
+    let seqs = segments(dir)?;
+    Ok(seqs.first().copied().zip(seqs.last().copied()))
 }
 
 /// The sequence numbers of the segments in `dir`, in order.
@@ -85,7 +110,7 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
 }
 
 fn replay_segment(
-    store: &Store,
+    apply_ops: &mut dyn FnMut(Vec<Op>) -> Result<u64>,
     dir: &Path,
     bytes: &[u8],
     seq: u64,
@@ -106,11 +131,11 @@ fn replay_segment(
         group_bytes += rec.ops.iter().map(|op| op.mem_bytes()).sum::<usize>();
         group.push(rec);
         if group.len() >= REPLAY_GROUP || group_bytes >= REPLAY_GROUP_BYTES {
-            apply(store, dir, &mut group, state)?;
+            apply(apply_ops, dir, &mut group, state)?;
             group_bytes = 0;
         }
     }
-    apply(store, dir, &mut group, state)
+    apply(apply_ops, dir, &mut group, state)
 }
 
 /// Applies the records of `group` in order as one sequence of operations:
@@ -118,7 +143,12 @@ fn replay_segment(
 /// replays far faster than record by record, and assigns the same revisions,
 /// since logged operations are unconditional and revisions follow input
 /// order. Checks that the records continue the database's revisions.
-fn apply(store: &Store, dir: &Path, group: &mut Vec<Decoded>, state: &mut Recovered) -> Result<()> {
+fn apply(
+    apply_ops: &mut dyn FnMut(Vec<Op>) -> Result<u64>,
+    dir: &Path,
+    group: &mut Vec<Decoded>,
+    state: &mut Recovered,
+) -> Result<()> {
     let (Some(first), Some(last)) = (group.first(), group.last()) else {
         return Ok(());
     };
@@ -130,15 +160,15 @@ fn apply(store: &Store, dir: &Path, group: &mut Vec<Decoded>, state: &mut Recove
     }
     let last_first = last.first_revision;
     let records = group.len() as u64;
-    let ops = group
+    let ops: Vec<Op> = group
         .iter_mut()
         .flat_map(|r| std::mem::take(&mut r.ops))
-        .map(Ok);
-    let applied = store.apply(ops, Commit::Buffered, usize::MAX)?;
-    if applied.revision < last_first {
-        return Err(gap(dir, last_first, applied.revision + 1));
+        .collect();
+    let revision = apply_ops(ops)?;
+    if revision < last_first {
+        return Err(gap(dir, last_first, revision + 1));
     }
-    state.revision = applied.revision;
+    state.revision = revision;
     state.records += records;
     group.clear();
     Ok(())
