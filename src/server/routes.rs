@@ -38,6 +38,7 @@ pub enum Route {
     Range,
     Batch,
     Stats,
+    Backup,
     Unknown,
 }
 
@@ -50,6 +51,7 @@ impl Route {
             "/v1/range" => Route::Range,
             "/v1/batch" => Route::Batch,
             "/v1/stats" => Route::Stats,
+            "/v1/backup" => Route::Backup,
             p if p.starts_with("/v1/kv/") => Route::Kv,
             _ => Route::Unknown,
         }
@@ -63,6 +65,7 @@ impl Route {
             Route::Range => "range",
             Route::Batch => "batch",
             Route::Stats => "stats",
+            Route::Backup => "backup",
             Route::Unknown => "no_route",
         }
     }
@@ -127,7 +130,8 @@ async fn dispatch(
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }
         Route::Stats if is_get(&method) => Ok(stats(state)?),
-        Route::Range | Route::Stats => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::Backup if is_get(&method) => Ok(super::backup::handle(state, req.uri())?),
+        Route::Range | Route::Stats | Route::Backup => Err(ApiError::MethodNotAllowed("GET, HEAD")),
         Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
         Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
         Route::Unknown => Err(ApiError::NoRoute),

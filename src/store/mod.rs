@@ -12,6 +12,7 @@
 //! The byte layout is documented in `record.rs`.
 
 mod apply;
+mod check;
 mod memory;
 mod range;
 mod record;
@@ -26,6 +27,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 pub use apply::Commit;
 pub(crate) use apply::{check_limits, condition_holds};
+pub use check::{Problem, Report, check};
 pub use memory::default_cache_mib;
 pub use record::Record;
 pub use table::{TableItem, TableReader};
@@ -267,6 +269,15 @@ impl Store {
         }
     }
 
+    /// The redb database, closing this store (for what needs it whole,
+    /// such as compaction).
+    pub fn into_database(self) -> Result<redb::Database> {
+        self.db
+            .into_inner()
+            .map_err(|_| lock_poisoned())?
+            .ok_or_else(reopening)
+    }
+
     /// Key count, revision and file size, without scanning.
     pub fn stats(&self) -> Result<Stats> {
         let snap = self.snapshot()?;
@@ -277,6 +288,36 @@ impl Store {
             file_bytes,
         })
     }
+}
+
+/// Most compaction passes [`compact`] runs: each one moves what it can;
+/// redb says when nothing more can move, usually after a few.
+const MAX_COMPACT_PASSES: usize = 64;
+
+/// `kvr compact`: gives the file's free space back to the file system.
+/// The file is opened as any command opens it (a leftover log is replayed
+/// first), so no other process may hold it. Returns the file size before
+/// and after.
+pub fn compact(path: &Path, opts: &StoreOptions) -> Result<(u64, u64)> {
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))
+    };
+    let (store, _) = crate::engine::open_store(path, OpenMode::MustExist, opts)?;
+    let before = size(path)?;
+    compact_database(store.into_database()?)?;
+    Ok((before, size(path)?))
+}
+
+/// Compacts and closes an open database (see [`compact`]).
+pub fn compact_database(mut db: redb::Database) -> Result<()> {
+    for _ in 0..MAX_COMPACT_PASSES {
+        if !db.compact()? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Opens (or creates) the redb file, retrying while another process holds
