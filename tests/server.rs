@@ -18,6 +18,8 @@ mod kill9;
 mod load;
 #[path = "server/memory.rs"]
 mod memory;
+#[path = "server/ops.rs"]
+mod ops;
 #[path = "server/routes.rs"]
 mod routes;
 #[path = "server/support.rs"]
