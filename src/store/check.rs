@@ -61,7 +61,7 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
     }
     let mut report = Report::default();
     // Held for the whole check: no kvr process opens the file to write meanwhile.
-    let _guard = match redb::Builder::new()
+    let guard = match redb::Builder::new()
         .set_cache_size(1 << 20)
         .open_read_only(path)
     {
@@ -73,13 +73,8 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
                 server: None,
             });
         }
-        Err(redb::DatabaseError::RepairAborted) => {
-            report.problem(
-                "file",
-                "not closed cleanly: it needs recovery, which any kvr command that opens it does",
-            );
-            None
-        }
+        // Reported below, if the file opens at all.
+        Err(redb::DatabaseError::RepairAborted) => None,
         Err(e) => {
             report.problem("file", format!("cannot be opened: {}", Error::from(e)));
             return Ok(report);
@@ -99,6 +94,12 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
             return Ok(report);
         }
     };
+    if guard.is_none() {
+        report.problem(
+            "file",
+            "not closed cleanly: it needs recovery, which any kvr command that opens it does",
+        );
+    }
     match db.check_integrity() {
         Ok(true) => {}
         Ok(false) => report.problem(
@@ -117,6 +118,7 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
     if let Err(e) = check_records(&db, &mut report) {
         report.problem("file", format!("cannot be read: {e}"));
     }
+    drop(guard);
     Ok(report)
 }
 
