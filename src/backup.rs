@@ -50,6 +50,9 @@ const MAX_STREAM_VALUE_BYTES: usize = 1 << 30;
 /// database size.
 pub const CHUNK_BYTES: usize = 32 << 20;
 
+/// Receives backup entries: key, value, revision.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8], u64) -> Result<()> + 'a;
+
 /// Appends the stream header.
 pub fn encode_header(buf: &mut Vec<u8>, revision: u64) {
     buf.extend_from_slice(MAGIC);
@@ -299,7 +302,9 @@ mod tests {
         buf
     }
 
-    fn read(bytes: &[u8]) -> Result<(u64, Vec<(Vec<u8>, Vec<u8>, u64)>)> {
+    type Entries = Vec<(Vec<u8>, Vec<u8>, u64)>;
+
+    fn read(bytes: &[u8]) -> Result<(u64, Entries)> {
         let mut out = Vec::new();
         let (rev, n) = decode(
             bytes,

@@ -146,7 +146,7 @@ impl Client {
     pub fn backup(
         &self,
         start: &mut dyn FnMut(u64) -> Result<()>,
-        visit: &mut dyn FnMut(&[u8], &[u8], u64) -> Result<()>,
+        visit: &mut crate::backup::Visit<'_>,
     ) -> Result<u64> {
         let (url, resp) = self.send(|a, url, auth| {
             with_auth(a.get(format!("{url}/v1/backup")), auth)

@@ -8,9 +8,18 @@ use super::{remote, store_options};
 use crate::cli::Global;
 use crate::error::{Error, Result};
 
+/// The check's page cache unless `--cache-mib` is given: it reads each
+/// page about twice, so a large cache does not help. On a 1.4 GB file,
+/// 64 MiB took 7.7 s and 110 MB of memory; the 1 GiB default 13 s and 1.4 GB.
+const CHECK_CACHE_BYTES: usize = 64 << 20;
+
 pub fn run(g: &Global) -> anyhow::Result<()> {
     local_only(g, "check")?;
-    let report = crate::store::check(&g.db, store_options(g)?.cache_bytes)?;
+    let cache = match g.cache_mib {
+        Some(_) => store_options(g)?.cache_bytes,
+        None => CHECK_CACHE_BYTES,
+    };
+    let report = crate::store::check(&g.db, cache)?;
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
     if report.problems.is_empty() {

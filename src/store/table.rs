@@ -26,6 +26,15 @@ impl std::fmt::Debug for TableReader {
     }
 }
 
+/// One raw item of a redb range over the `kv` table.
+type RangeItem<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 /// One item of a [`TableReader`] range: key, value, revision.
 pub type TableItem = (Vec<u8>, Vec<u8>, u64);
 
@@ -71,14 +80,7 @@ impl TableReader {
         out: &mut Vec<TableItem>,
     ) -> Result<()> {
         let iter = self.table.range::<&[u8]>((lower, upper))?;
-        let mut push = |item: std::result::Result<
-            (
-                redb::AccessGuard<'_, &'static [u8]>,
-                redb::AccessGuard<'_, &'static [u8]>,
-            ),
-            redb::StorageError,
-        >|
-         -> Result<()> {
+        let mut push = |item: RangeItem<'_>| -> Result<()> {
             let (k, v) = item?;
             let rec = record::decode(v.value())?;
             out.push((k.value().to_vec(), rec.value.to_vec(), rec.revision));

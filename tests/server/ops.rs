@@ -389,6 +389,15 @@ fn check_passes_a_good_file_and_leaves_it_unchanged() {
         b"",
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A backup from a server that cannot be reached: exit 5, no DEST, no leftovers.
+    let out = kvr(
+        dir.path(),
+        &["--server", "http://127.0.0.1:9", "backup", "x.redb"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(!dir.path().join("x.redb").exists());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 
 #[test]
