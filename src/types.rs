@@ -61,7 +61,7 @@ impl Op {
     }
 }
 
-/// The outcome of [`Store::apply`].
+/// The outcome of [`crate::store::Store::apply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Applied {
     /// Puts applied (each took a revision).

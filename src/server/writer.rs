@@ -126,7 +126,7 @@ impl Writer {
 
     /// Whether a new write would be taken, checked before its body is read
     /// so that a refusal costs next to nothing: `overloaded` when the queue
-    /// is full, or when more than [`QUEUE_FLOOR`] requests wait and the
+    /// is full, or when more than `QUEUE_FLOOR` requests wait and the
     /// last group's oldest waited over [`QUEUE_DELAY_TARGET`] (a standing
     /// queue: refusing keeps the latency of accepted writes near that of a
     /// lightly loaded server instead of growing with the number of clients).
