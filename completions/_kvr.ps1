@@ -40,6 +40,9 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
             [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)')
+            [CompletionResult]::new('compact', 'compact', [CompletionResultType]::ParameterValue, 'Give the --db file''s free space back to the file system (no other process may hold it); prints the size before and after')
             [CompletionResult]::new('tui', 'tui', [CompletionResultType]::ParameterValue, 'Browse and edit the database in a full-screen terminal UI (? for keys)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the HTTP API: writes are group-committed through a write-ahead log')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -166,6 +169,44 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'kvr;backup' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace DEST if it exists')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":R,"keys":N,"bytes":B} (B: DEST''s size)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;check' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;compact' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'kvr;tui' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
@@ -222,6 +263,9 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
             [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)')
+            [CompletionResult]::new('compact', 'compact', [CompletionResultType]::ParameterValue, 'Give the --db file''s free space back to the file system (no other process may hold it); prints the size before and after')
             [CompletionResult]::new('tui', 'tui', [CompletionResultType]::ParameterValue, 'Browse and edit the database in a full-screen terminal UI (? for keys)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the HTTP API: writes are group-committed through a write-ahead log')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored')
@@ -245,6 +289,15 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             break
         }
         'kvr;help;stats' {
+            break
+        }
+        'kvr;help;backup' {
+            break
+        }
+        'kvr;help;check' {
+            break
+        }
+        'kvr;help;compact' {
             break
         }
         'kvr;help;tui' {

@@ -37,6 +37,9 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
             cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
+            cand backup 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
+            cand check 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)'
+            cand compact 'Give the --db file''s free space back to the file system (no other process may hold it); prints the size before and after'
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
             cand completions 'Print a shell completion script'
@@ -154,6 +157,41 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'kvr;backup'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --force 'Replace DEST if it exists'
+            cand --json 'Print {"revision":R,"keys":N,"bytes":B} (B: DEST''s size)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;check'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;compact'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'kvr;tui'= {
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -207,6 +245,9 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
             cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
+            cand backup 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
+            cand check 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)'
+            cand compact 'Give the --db file''s free space back to the file system (no other process may hold it); prints the size before and after'
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
             cand bench 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
@@ -224,6 +265,12 @@ set edit:completion:arg-completer[kvr] = {|@words|
         &'kvr;help;batch'= {
         }
         &'kvr;help;stats'= {
+        }
+        &'kvr;help;backup'= {
+        }
+        &'kvr;help;check'= {
+        }
+        &'kvr;help;compact'= {
         }
         &'kvr;help;tui'= {
         }

@@ -41,6 +41,9 @@ complete -c kvr -n "__fish_kvr_needs_command" -f -a "rm" -d 'Remove a key (exit 
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "backup" -d 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "check" -d 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "compact" -d 'Give the --db file\'s free space back to the file system (no other process may hold it); prints the size before and after'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -133,6 +136,32 @@ complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token-file -d 'Read th
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l json -d 'Accepted for symmetry with the other commands: the output is JSON already'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l force -d 'Replace DEST if it exists'
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l json -d 'Print {"revision":R,"keys":N,"bytes":B} (B: DEST\'s size)'
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand check" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
@@ -169,17 +198,20 @@ complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token -d 'Bearer
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats tui serve bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "backup" -d 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "check" -d 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "compact" -d 'Give the --db file\'s free space back to the file system (no other process may hold it); prints the size before and after'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l workload -d 'What each request does' -r -f -a "put\t''
 get\t''
 range\t''

@@ -144,6 +144,9 @@ pub enum Command {
     Range(RangeArgs),
     Batch(BatchArgs),
     Stats(StatsArgs),
+    Backup(BackupArgs),
+    Check(CheckArgs),
+    Compact(CompactArgs),
     Tui(TuiArgs),
     Serve(ServeArgs),
     Bench(BenchArgs),
@@ -250,6 +253,31 @@ pub struct StatsArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// Copy the database at one revision into a new, compacted database file
+/// (through --server while it serves, or from --db).
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file; written under a temporary name and renamed when
+    /// complete, so it is never half a backup.
+    pub dest: PathBuf,
+    /// Replace DEST if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print {"revision":R,"keys":N,"bytes":B} (B: DEST's size).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Verify the --db file without changing it: storage integrity, every
+/// record, the counters, a leftover log (exit 3 on any problem).
+#[derive(Debug, Args)]
+pub struct CheckArgs {}
+
+/// Give the --db file's free space back to the file system (no other
+/// process may hold it); prints the size before and after.
+#[derive(Debug, Args)]
+pub struct CompactArgs {}
 
 /// Browse and edit the database in a full-screen terminal UI (? for keys).
 #[derive(Debug, Args)]

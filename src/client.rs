@@ -152,6 +152,48 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Reads `GET /v1/backup` (format in `crate::backup`), visiting every
+    /// entry in key order. `start` is told the backup's revision (from
+    /// `X-Kvr-Revision`) before the first entry. Returns the entry count.
+    pub fn backup(
+        &self,
+        start: &mut dyn FnMut(u64) -> Result<()>,
+        visit: &mut crate::backup::Visit<'_>,
+    ) -> Result<u64> {
+        let (url, resp) = self.send(|a, url, auth| {
+            with_auth(a.get(format!("{url}/v1/backup")), auth)
+                .header("Accept", crate::backup::CONTENT_TYPE)
+                .call()
+        })?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, None));
+        }
+        let revision: u64 = resp
+            .headers()
+            .get("x-kvr-revision")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Storage(format!("{url} sent a backup without X-Kvr-Revision")))?;
+        start(revision)?;
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        let broke = |e: std::io::Error| {
+            Error::io(
+                format!("the backup stream from kvr server at {url} broke off"),
+                not_our_pipe(e),
+            )
+        };
+        let (stream_revision, entries) =
+            crate::backup::decode(BufReader::with_capacity(1 << 16, reader), broke, visit)?;
+        if stream_revision != revision {
+            return Err(Error::Storage(format!(
+                "{url} sent a backup of revision {stream_revision} under X-Kvr-Revision {revision}"
+            )));
+        }
+        Ok(entries)
+    }
+}
+
 /// Failures that mean "this server is not there": try the next one.
 fn unreachable(e: &ureq::Error) -> bool {
     match e {

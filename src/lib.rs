@@ -14,9 +14,12 @@
 //! * [`wal`]: the write-ahead log behind `kvr serve`'s group commit, and its
 //!   replay when a database is opened.
 //! * [`client`]: the HTTP client behind `--server`, another [`kv::Kv`].
+//! * [`backup`]: the `GET /v1/backup` stream format and the writing of a
+//!   backup file.
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
 
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod cmd;

@@ -24,6 +24,8 @@ mod load;
 mod memory;
 #[path = "server/observe.rs"]
 mod observe;
+#[path = "server/ops.rs"]
+mod ops;
 #[path = "server/routes.rs"]
 mod routes;
 #[path = "server/support.rs"]

@@ -4,8 +4,11 @@
 //! HTTP client), so it behaves the same with `--db` and `--server`. Typed [`crate::Error`]s pass through `anyhow` and are
 //! turned into exit codes once, in `main`.
 
+mod backup;
 mod batch;
 mod bench;
+mod check;
+mod compact;
 mod completions;
 mod delete;
 mod get;
@@ -44,6 +47,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             batch::run(|| open(g, OpenMode::Create), args, remote(g)?.is_some())
         }
         Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
+        Command::Backup(args) => backup::run(g, args),
+        Command::Check(_) => check::run(g),
+        Command::Compact(_) => compact::run(g),
         Command::Serve(args) => serve::run(g, args),
         Command::Bench(args) => bench::run(g, args),
         Command::Tui(args) => tui::run(cli.global, args),

@@ -8,6 +8,7 @@
 //!   graceful shutdown;
 //! * `routes`: routing, authentication order, the point routes; `range`:
 //!   pages and NDJSON streams;
+//! * `backup`: the `GET /v1/backup` stream;
 //! * `writer`: the group-commit writer thread over the write-ahead log
 //!   (`crate::wal`);
 //! * `target`: percent-decoding of keys from the raw request target;
@@ -27,6 +28,7 @@ macro_rules! log {
 }
 
 mod auth;
+mod backup;
 mod body;
 mod conn;
 pub mod limits;

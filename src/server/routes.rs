@@ -40,6 +40,7 @@ pub enum Route {
     Range,
     Batch,
     Stats,
+    Backup,
     Unknown,
 }
 
@@ -53,6 +54,7 @@ impl Route {
             "/v1/range" => Route::Range,
             "/v1/batch" => Route::Batch,
             "/v1/stats" => Route::Stats,
+            "/v1/backup" => Route::Backup,
             p if p.starts_with("/v1/kv/") => Route::Kv,
             _ => Route::Unknown,
         }
@@ -67,6 +69,7 @@ impl Route {
             Route::Range => "range",
             Route::Batch => "batch",
             Route::Stats => "stats",
+            Route::Backup => "backup",
             Route::Unknown => "no_route",
         }
     }
@@ -154,8 +157,9 @@ async fn dispatch(
             Ok(super::range::delete(state, req.uri()).await?)
         }
         Route::Stats if is_get(&method) => Ok(stats(state)?),
+        Route::Backup if is_get(&method) => Ok(super::backup::handle(state, req.uri())?),
         Route::Range => Err(ApiError::MethodNotAllowed("GET, HEAD, DELETE")),
-        Route::Stats => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::Stats | Route::Backup => Err(ApiError::MethodNotAllowed("GET, HEAD")),
         Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
         Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
         Route::Unknown => Err(ApiError::NoRoute),

@@ -195,7 +195,7 @@ pub(crate) fn condition_holds(op: &Op, expected: u64, current: Option<u64>) -> R
 
 impl Store {
     /// A write transaction with quick repair, durable or not (see [`Commit`]).
-    fn begin_write(&self, commit: Commit) -> Result<redb::WriteTransaction> {
+    pub(super) fn begin_write(&self, commit: Commit) -> Result<redb::WriteTransaction> {
         let mut wtx = self.write_txn()?;
         wtx.set_quick_repair(true);
         if commit == Commit::Buffered {

@@ -13,6 +13,7 @@
 //! The byte layout is documented in `record.rs`.
 
 mod apply;
+mod check;
 pub mod create;
 mod holder;
 mod memory;
@@ -29,6 +30,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 pub use apply::Commit;
 pub(crate) use apply::{check_limits, condition_holds};
+pub use check::{Problem, Report, check};
 pub use memory::default_cache_mib;
 pub use record::Record;
 pub use table::{TableItem, TableReader};
@@ -293,6 +295,15 @@ impl Store {
         }
     }
 
+    /// The redb database, closing this store (for what needs it whole,
+    /// such as compaction).
+    pub fn into_database(self) -> Result<redb::Database> {
+        self.db
+            .into_inner()
+            .map_err(|_| lock_poisoned())?
+            .ok_or_else(reopening)
+    }
+
     /// Key count, revision and file size, without scanning.
     pub fn stats(&self) -> Result<Stats> {
         let snap = self.snapshot()?;
@@ -303,6 +314,20 @@ impl Store {
             file_bytes,
         })
     }
+}
+
+/// Most compaction passes [`compact_database`] runs: each one moves what it can;
+/// redb says when nothing more can move, usually after a few.
+const MAX_COMPACT_PASSES: usize = 64;
+
+/// Compacts and closes an open database (`kvr compact`, backups).
+pub fn compact_database(mut db: redb::Database) -> Result<()> {
+    for _ in 0..MAX_COMPACT_PASSES {
+        if !db.compact()? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// How many times opening creates the file and finds it gone again (another

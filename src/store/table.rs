@@ -7,7 +7,7 @@ use std::ops::Bound;
 use redb::{ReadOnlyTable, ReadableTable};
 
 use super::record::{self, KV, META, META_KEYS, META_REVISION};
-use super::{Snapshot, Store};
+use super::{Commit, Snapshot, Store};
 use crate::error::Result;
 
 /// The `kv` table of one read snapshot. It keeps that snapshot alive; every
@@ -26,6 +26,7 @@ impl std::fmt::Debug for TableReader {
     }
 }
 
+/// One raw item of a redb range over the `kv` table.
 type RangeItem<'a> = std::result::Result<
     (
         redb::AccessGuard<'a, &'static [u8]>,
@@ -118,8 +119,17 @@ impl Store {
     where
         I: IntoIterator<Item = (&'a [u8], Option<(&'a [u8], u64)>)>,
     {
-        let mut wtx = self.write_txn()?;
-        wtx.set_quick_repair(true);
+        self.write_sorted(items, revision, Commit::Durable)
+    }
+
+    /// [`Store::write_table`] with a choice of commit: a backup writes its
+    /// copy in bounded [`Commit::Buffered`] chunks and makes them durable
+    /// with one final durable commit.
+    pub fn write_sorted<'a, I>(&self, items: I, revision: u64, commit: Commit) -> Result<u64>
+    where
+        I: IntoIterator<Item = (&'a [u8], Option<(&'a [u8], u64)>)>,
+    {
+        let wtx = self.begin_write(commit)?;
         let keys = {
             let mut kv = wtx.open_table(KV)?;
             let mut meta = wtx.open_table(META)?;

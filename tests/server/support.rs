@@ -65,10 +65,25 @@ impl Server {
         Self::spawn(dir, &[], &[], Stdio::from(log))
     }
 
+    /// `kvr --db DIR/NAME serve --listen 127.0.0.1:0 --quiet`.
+    pub fn spawn_on(dir: &Path, name: &str) -> Server {
+        Self::spawn_db(dir, name, &["--quiet"], &[], Stdio::inherit())
+    }
+
     /// `kvr --db DIR/db.redb serve --listen 127.0.0.1:0 EXTRA...` with `env`
     /// and stderr to `stderr`.
     pub fn spawn(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
-        let db = dir.join("db.redb");
+        Self::spawn_db(dir, "db.redb", extra, env, stderr)
+    }
+
+    fn spawn_db(
+        dir: &Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
+        let db = dir.join(name);
         let mut cmd = kvr_cmd(dir);
         cmd.arg("--db")
             .arg(&db)

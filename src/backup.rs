@@ -1,0 +1,354 @@
+//! Backups: the stream `GET /v1/backup` sends, and the new database file
+//! `kvr backup DEST` writes from it (or from a local snapshot).
+//!
+//! **Stream format** (`Content-Type: application/x-kvr-backup`), all
+//! integers little-endian:
+//!
+//! ```text
+//! header   8 bytes  magic "KVRBAK\0" then format version 1
+//!          8        revision of the snapshot (also in X-Kvr-Revision)
+//! entry    1        b'E'
+//!          4        key length k (1 to 4096)
+//!          4        value length v
+//!          8        the key's revision
+//!          k + v    key bytes, value bytes
+//! end      1        b'Z'
+//!          8        number of entries sent
+//! ```
+//!
+//! Entries come in key order, every key of one snapshot exactly once. The
+//! end frame makes a complete stream recognisable: a stream that stops
+//! before it (a server that failed midway aborts the response) is an error,
+//! never a short backup. Binary rather than JSON lines: values are sent as
+//! they are (no base64), and nothing needs escaping or parsing.
+//!
+//! **The file** ([`Dest`], [`Copier`]): a new kvr database under a
+//! temporary name in DEST's directory, filled in key order in bounded
+//! non-durable chunks with the given revisions, then one durable commit that
+//! sets the database revision; only then renamed to DEST and the directory
+//! synced. DEST is never half a backup; a killed backup leaves a temporary
+//! file (`.NAME.*.kvr-backup`) and no DEST.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::limits::MAX_KEY_BYTES;
+use crate::store::{Commit, OpenMode, Store, StoreOptions};
+
+/// The stream's first 8 bytes: magic and format version.
+pub const MAGIC: &[u8; 8] = b"KVRBAK\0\x01";
+/// The stream's media type.
+pub const CONTENT_TYPE: &str = "application/x-kvr-backup";
+const ENTRY: u8 = b'E';
+const END: u8 = b'Z';
+/// Largest value length a stream may announce: far above any server's
+/// `--max-value-bytes`, but a damaged length cannot make us allocate 4 GiB.
+const MAX_STREAM_VALUE_BYTES: usize = 1 << 30;
+/// Bytes of keys and values per non-durable commit of the copy: bounds the
+/// memory the copy holds (this buffer and redb's dirty pages) whatever the
+/// database size.
+pub const CHUNK_BYTES: usize = 32 << 20;
+
+/// Receives backup entries: key, value, revision.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8], u64) -> Result<()> + 'a;
+
+/// Appends the stream header.
+pub fn encode_header(buf: &mut Vec<u8>, revision: u64) {
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&revision.to_le_bytes());
+}
+
+/// Appends one entry.
+pub fn encode_entry(buf: &mut Vec<u8>, key: &[u8], value: &[u8], revision: u64) {
+    buf.push(ENTRY);
+    buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&revision.to_le_bytes());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(value);
+}
+
+/// Appends the end frame.
+pub fn encode_end(buf: &mut Vec<u8>, entries: u64) {
+    buf.push(END);
+    buf.extend_from_slice(&entries.to_le_bytes());
+}
+
+/// Reads a backup stream: checks the header, visits each entry, checks the
+/// end frame. Returns the stream's revision and entry count. `broke` turns
+/// a read error (or an early end) into the caller's error.
+pub fn decode(
+    mut input: impl Read,
+    broke: impl Fn(std::io::Error) -> Error,
+    mut visit: impl FnMut(&[u8], &[u8], u64) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let bad = |what: &str| Error::Storage(format!("bad backup stream: {what}"));
+    let mut head = [0u8; 16];
+    input.read_exact(&mut head).map_err(&broke)?;
+    if &head[..8] != MAGIC {
+        return Err(bad("it does not start with the kvr backup header"));
+    }
+    let revision = le64(&head[8..]);
+    let (mut entries, mut key, mut value) = (0u64, Vec::new(), Vec::new());
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        let mut tag = [0u8; 1];
+        input.read_exact(&mut tag).map_err(&broke)?;
+        match tag[0] {
+            ENTRY => {
+                let mut h = [0u8; 16];
+                input.read_exact(&mut h).map_err(&broke)?;
+                let (klen, vlen) = (le32(&h[..4]), le32(&h[4..8]));
+                if klen == 0 || klen > MAX_KEY_BYTES || vlen > MAX_STREAM_VALUE_BYTES {
+                    return Err(bad("an entry has an impossible length"));
+                }
+                key.resize(klen, 0);
+                value.resize(vlen, 0);
+                input.read_exact(&mut key).map_err(&broke)?;
+                input.read_exact(&mut value).map_err(&broke)?;
+                if last.as_deref().is_some_and(|l| l >= key.as_slice()) {
+                    return Err(bad("entries are not in key order"));
+                }
+                visit(&key, &value, le64(&h[8..]))?;
+                last = Some(key.clone());
+                entries += 1;
+            }
+            END => {
+                let mut n = [0u8; 8];
+                input.read_exact(&mut n).map_err(&broke)?;
+                if le64(&n) != entries {
+                    return Err(bad("the end frame counts a different number of entries"));
+                }
+                return Ok((revision, entries));
+            }
+            _ => return Err(bad("unknown frame")),
+        }
+    }
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+fn le32(b: &[u8]) -> usize {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a) as usize
+}
+
+/// The destination of a backup: a temporary file beside DEST until
+/// [`Dest::finish`] renames it. Dropped unfinished, the file is removed.
+pub struct Dest {
+    path: PathBuf,
+    dir: PathBuf,
+    temp: tempfile::TempPath,
+    force: bool,
+}
+
+impl Dest {
+    /// Refuses an existing DEST unless `force`, then creates the temporary file.
+    pub fn create(path: &Path, force: bool) -> Result<Dest> {
+        if !force && path.symlink_metadata().is_ok() {
+            return Err(Error::invalid(format!(
+                "{} exists; give --force to replace it",
+                path.display()
+            )));
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::invalid(format!("{} is not a file name", path.display())))?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".kvr-backup")
+            .tempfile_in(&dir)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot create a temporary file in {}", dir.display()),
+                    e,
+                )
+            })?
+            .into_temp_path();
+        Ok(Dest {
+            path: path.to_path_buf(),
+            dir,
+            temp,
+            force,
+        })
+    }
+
+    /// Opens the temporary file as a new, empty kvr database.
+    pub fn open(&self, opts: &StoreOptions) -> Result<Store> {
+        Store::open(&self.temp, OpenMode::Create, opts)
+    }
+
+    /// Renames the finished file to DEST (refusing an existing DEST that
+    /// appeared meanwhile unless `force`) and syncs the directory. The
+    /// store must be closed (dropped) first. Returns DEST's size.
+    pub fn finish(self) -> Result<u64> {
+        let to = &self.path;
+        let renamed = if self.force {
+            self.temp.persist(to)
+        } else {
+            self.temp.persist_noclobber(to)
+        };
+        renamed.map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::invalid(format!(
+                    "{} exists; give --force to replace it",
+                    to.display()
+                ))
+            } else {
+                Error::io(
+                    format!("cannot rename the backup to {}", to.display()),
+                    e.error,
+                )
+            }
+        })?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("cannot sync directory {}", self.dir.display()), e))?;
+        std::fs::metadata(to)
+            .map(|m| m.len())
+            .map_err(|e| Error::io(format!("cannot read {}", to.display()), e))
+    }
+}
+
+/// Writes entries, in key order, into a new database (see the module
+/// header): a chunk of at most [`CHUNK_BYTES`] per non-durable commit.
+pub struct Copier<'a> {
+    store: &'a Store,
+    revision: u64,
+    chunk: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    chunk_bytes: usize,
+    /// Entries and key + value bytes copied so far.
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl<'a> Copier<'a> {
+    /// A copy at database revision `revision` into the empty `store`.
+    pub fn new(store: &'a Store, revision: u64) -> Copier<'a> {
+        Copier {
+            store,
+            revision,
+            chunk: Vec::new(),
+            chunk_bytes: 0,
+            keys: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Adds one entry; keys must come in increasing order.
+    pub fn push(&mut self, key: &[u8], value: &[u8], revision: u64) -> Result<()> {
+        if revision > self.revision {
+            return Err(Error::Storage(format!(
+                "key {} has revision {revision}, after the backup's revision {}",
+                crate::jsonl::show_key(key),
+                self.revision
+            )));
+        }
+        self.chunk.push((key.to_vec(), value.to_vec(), revision));
+        self.chunk_bytes += key.len() + value.len();
+        self.keys += 1;
+        self.bytes += (key.len() + value.len()) as u64;
+        if self.chunk_bytes >= CHUNK_BYTES {
+            self.write(Commit::Buffered)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and commits durably, with the database revision.
+    pub fn finish(mut self) -> Result<()> {
+        let keys = self.write(Commit::Durable)?;
+        if keys != self.keys {
+            return Err(Error::Storage(format!(
+                "the backup holds {keys} keys, {} were copied",
+                self.keys
+            )));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, commit: Commit) -> Result<u64> {
+        let items = self
+            .chunk
+            .iter()
+            .map(|(k, v, r)| (k.as_slice(), Some((v.as_slice(), *r))));
+        let keys = self.store.write_sorted(items, self.revision, commit)?;
+        self.chunk.clear();
+        self.chunk_bytes = 0;
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(entries: &[(&[u8], &[u8], u64)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode_header(&mut buf, 9);
+        for (k, v, r) in entries {
+            encode_entry(&mut buf, k, v, *r);
+        }
+        encode_end(&mut buf, entries.len() as u64);
+        buf
+    }
+
+    type Entries = Vec<(Vec<u8>, Vec<u8>, u64)>;
+
+    fn read(bytes: &[u8]) -> Result<(u64, Entries)> {
+        let mut out = Vec::new();
+        let (rev, n) = decode(
+            bytes,
+            |e| Error::io("broke", e),
+            |k, v, r| {
+                out.push((k.to_vec(), v.to_vec(), r));
+                Ok(())
+            },
+        )?;
+        assert_eq!(n as usize, out.len());
+        Ok((rev, out))
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = stream(&[(b"a", b"", 3), (b"b\xff", b"\x00v", 9)]);
+        let (rev, out) = read(&bytes).unwrap();
+        assert_eq!(rev, 9);
+        assert_eq!(out[1], (b"b\xff".to_vec(), b"\x00v".to_vec(), 9));
+    }
+
+    /// Every proper prefix of a stream is an error, never a shorter backup.
+    #[test]
+    fn truncated_streams_are_errors() {
+        let bytes = stream(&[(b"a", b"x", 1), (b"b", b"y", 2)]);
+        for n in 0..bytes.len() {
+            assert!(read(&bytes[..n]).is_err(), "prefix of {n} bytes");
+        }
+        let mut wrong_count = stream(&[(b"a", b"x", 1)]);
+        let len = wrong_count.len();
+        wrong_count[len - 8] = 5;
+        assert!(read(&wrong_count).is_err());
+        let unordered = stream(&[(b"b", b"x", 1), (b"a", b"y", 2)]);
+        assert!(read(&unordered).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any bytes: entries or an error, never a panic or a huge allocation.
+        #[test]
+        fn arbitrary_streams_never_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut bytes = Vec::new();
+            encode_header(&mut bytes, 1);
+            bytes.extend_from_slice(&tail);
+            let _ = read(&bytes);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `kvr backup DEST`: a copy of the database at one revision, in a new
+//! file (see `crate::backup` for the stream and the file).
+//!
+//! With `--server` it reads `GET /v1/backup`; with `--db` a snapshot of a
+//! file no other process holds. Either way one read snapshot, streamed:
+//! memory stays bounded whatever the database size. SIGINT and SIGTERM
+//! stop the copy and remove the temporary file.
+
+use std::cell::Cell;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{remote, seconds, store_options, token};
+use crate::backup::{Copier, Dest};
+use crate::cli::{BackupArgs, Global};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::store::{OpenMode, Store, StoreOptions};
+use crate::types::RangeQuery;
+
+/// What a finished backup reports.
+struct Done {
+    revision: u64,
+    keys: u64,
+}
+
+pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
+    let mut opts = store_options(g)?;
+    // Two databases are open at once (source and copy, or copy only):
+    // together they keep to the one cache budget.
+    opts.cache_bytes /= 2;
+    let stop = interrupt_flag()?;
+    let done = match remote(g)? {
+        Some(servers) => {
+            let client = Client::new(servers, token(g)?, seconds(g.timeout, "--timeout")?)?;
+            let dest = Dest::create(&args.dest, args.force)?;
+            let done = from_server(&client, &dest, &opts, &stop)?;
+            (done, dest.finish()?)
+        }
+        None => {
+            refuse_own_file(g, &args)?;
+            let (src, _) = crate::engine::open_store(&g.db, OpenMode::MustExist, &opts)?;
+            let dest = Dest::create(&args.dest, args.force)?;
+            let done = from_file(&src, &dest, &opts, &stop)?;
+            drop(src);
+            (done, dest.finish()?)
+        }
+    };
+    let (Done { revision, keys }, bytes) = done;
+    if args.json {
+        println!(r#"{{"revision":{revision},"keys":{keys},"bytes":{bytes}}}"#);
+    } else {
+        eprintln!(
+            "backed up {keys} keys at revision {revision} to {} ({bytes} bytes)",
+            args.dest.display()
+        );
+    }
+    Ok(())
+}
+
+/// DEST may not be the database being copied.
+fn refuse_own_file(g: &Global, args: &BackupArgs) -> Result<()> {
+    let same = match (g.db.canonicalize(), args.dest.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::invalid(format!(
+            "DEST {} is the database itself; name a new file",
+            args.dest.display()
+        )));
+    }
+    Ok(())
+}
+
+fn from_file(src: &Store, dest: &Dest, opts: &StoreOptions, stop: &AtomicBool) -> Result<Done> {
+    let snap = src.snapshot()?;
+    let revision = snap.revision()?;
+    let progress = progress_bar(Some(snap.reader()?.keys()));
+    let out = dest.open(opts)?;
+    let mut copier = Copier::new(&out, revision);
+    snap.range(&RangeQuery::default(), |key, rec| {
+        interrupted(stop)?;
+        copier.push(key, rec.value, rec.revision)?;
+        progress.inc(1);
+        Ok(true)
+    })?;
+    let done = finish(copier, revision, &progress)?;
+    crate::store::compact_database(out.into_database()?)?;
+    Ok(done)
+}
+
+fn from_server(
+    client: &Client,
+    dest: &Dest,
+    opts: &StoreOptions,
+    stop: &AtomicBool,
+) -> Result<Done> {
+    let progress = progress_bar(None);
+    let out = dest.open(opts)?;
+    let revision = Cell::new(0);
+    let mut copier: Option<Copier<'_>> = None;
+    client.backup(
+        &mut |r| {
+            revision.set(r);
+            Ok(())
+        },
+        &mut |key, value, rev| {
+            interrupted(stop)?;
+            let c = copier.get_or_insert_with(|| Copier::new(&out, revision.get()));
+            c.push(key, value, rev)?;
+            progress.inc(1);
+            Ok(())
+        },
+    )?;
+    let copier = copier.unwrap_or_else(|| Copier::new(&out, revision.get()));
+    let done = finish(copier, revision.get(), &progress)?;
+    crate::store::compact_database(out.into_database()?)?;
+    Ok(done)
+}
+
+/// Commits the copy durably. The callers then compact the file: the chunk
+/// commits leave free pages behind, which compaction gives back.
+fn finish(copier: Copier<'_>, revision: u64, progress: &ProgressBar) -> Result<Done> {
+    let keys = copier.keys;
+    progress.set_message("syncing…");
+    copier.finish()?;
+    progress.finish_and_clear();
+    Ok(Done { revision, keys })
+}
+
+/// Set by SIGINT or SIGTERM: the copy stops with an error, and the
+/// temporary file is removed as it unwinds.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone())
+            .map_err(|e| Error::io("cannot install a signal handler", e))?;
+    }
+    Ok(flag)
+}
+
+fn interrupted(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(Error::Storage(
+            "interrupted: the backup was not written".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// A bar over the key count when it is known, else a spinner; on stderr,
+/// hidden unless stderr is a terminal.
+fn progress_bar(total_keys: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(total_keys, ProgressDrawTarget::stderr());
+    let template = if total_keys.is_some() {
+        "{elapsed_precise} [{bar:30}] {pos}/{len} keys {per_sec} {msg}"
+    } else {
+        "{elapsed_precise} {spinner} {pos} keys {per_sec} {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

@@ -1,0 +1,54 @@
+//! `kvr check`: verifies a database file without changing it (see
+//! `store::check`). Each problem is a line on stdout, `problem: WHERE: WHAT`;
+//! any problem makes the command fail (exit 3).
+
+use std::io::Write;
+
+use super::{remote, store_options};
+use crate::cli::Global;
+use crate::error::{Error, Result};
+
+/// The check's page cache unless `--cache-mib` is given: it reads each
+/// page about twice, so a large cache does not help. On a 1.4 GB file,
+/// 64 MiB took 7.7 s and 110 MB of memory; the 1 GiB default 13 s and 1.4 GB.
+const CHECK_CACHE_BYTES: usize = 64 << 20;
+
+pub fn run(g: &Global) -> anyhow::Result<()> {
+    local_only(g, "check")?;
+    let cache = match g.cache_mib {
+        Some(_) => store_options(g)?.cache_bytes,
+        None => CHECK_CACHE_BYTES,
+    };
+    let report = crate::store::check(&g.db, cache)?;
+    let mut out = std::io::stdout().lock();
+    let write_err = |e| Error::io("cannot write output", e);
+    if report.problems.is_empty() {
+        writeln!(
+            out,
+            "ok: {} keys, revision {}",
+            report.keys, report.revision
+        )
+        .map_err(write_err)?;
+        return Ok(());
+    }
+    for p in &report.problems {
+        writeln!(out, "problem: {}: {}", p.place, p.what).map_err(write_err)?;
+    }
+    Err(Error::Corrupt(format!(
+        "check found {} problem{} in {}",
+        report.problems.len(),
+        if report.problems.len() == 1 { "" } else { "s" },
+        g.db.display()
+    ))
+    .into())
+}
+
+/// `check` and `compact` work on a file: with a server, say so (exit 2).
+pub(super) fn local_only(g: &Global, command: &str) -> Result<()> {
+    if remote(g)?.is_some() {
+        return Err(Error::invalid(format!(
+            "kvr {command} works on a database file: give --db PATH (of a file no server holds)"
+        )));
+    }
+    Ok(())
+}

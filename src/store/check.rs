@@ -1,0 +1,403 @@
+//! `kvr check`: verifies a database file without changing a byte of it.
+//!
+//! redb's own integrity check ([`redb::Database::check_integrity`]) needs a
+//! writable database and repairs what it can. So it runs on the file seen
+//! through [`Overlay`]: reads come from the file (opened read-only), writes
+//! land in memory and are dropped at the end. Meanwhile a read-only redb
+//! handle on the file holds it, so no kvr process writes to it during the
+//! check (one that holds it already makes the check fail as "in use").
+//!
+//! Then every record of the `kv` table is decoded, and the `meta` counters
+//! are compared with the data: the key count with the number of keys, the
+//! database revision with the highest record revision.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use redb::{ReadableDatabase, ReadableTable, TableError};
+
+use super::record::{self, DB_FORMAT, KV, META, META_FORMAT, META_KEYS, META_REVISION};
+use crate::error::{Error, Result};
+use crate::jsonl::show_key;
+use crate::limits::MAX_KEY_BYTES;
+
+/// One problem: where it is (a table and key, the log, the file) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub place: String,
+    pub what: String,
+}
+
+/// The outcome of [`check`].
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Keys found in the `kv` table.
+    pub keys: u64,
+    /// The database revision counter.
+    pub revision: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    fn problem(&mut self, place: impl Into<String>, what: impl Into<String>) {
+        self.problems.push(Problem {
+            place: place.into(),
+            what: what.into(),
+        });
+    }
+}
+
+/// Checks the database at `path`; see the module header. An error is
+/// returned only when the check could not run (a missing file, a file in
+/// use); everything wrong with the file itself is in the report.
+pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
+    if !path.exists() {
+        return Err(Error::DatabaseMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut report = Report::default();
+    // Held for the whole check: no kvr process opens the file to write meanwhile.
+    let guard = match redb::Builder::new()
+        .set_cache_size(1 << 20)
+        .open_read_only(path)
+    {
+        Ok(db) => Some(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen)
+        | Err(redb::DatabaseError::LockProtocolMismatch) => {
+            return Err(Error::InUse {
+                path: path.to_path_buf(),
+                server: None,
+                holder: super::holder::of(path),
+            });
+        }
+        // Reported below, if the file opens at all.
+        Err(redb::DatabaseError::RepairAborted) => None,
+        Err(e) => {
+            report.problem("file", format!("cannot be opened: {}", Error::from(e)));
+            return Ok(report);
+        }
+    };
+    check_log(path, &mut report);
+    let file =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let overlay = Overlay::new(file, path.to_path_buf())?;
+    let mut db = match redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create_with_backend(overlay)
+    {
+        Ok(db) => db,
+        Err(e) => {
+            report.problem("file", format!("cannot be opened: {}", Error::from(e)));
+            return Ok(report);
+        }
+    };
+    if guard.is_none() {
+        report.problem(
+            "file",
+            "not closed cleanly: it needs recovery, which any kvr command that opens it does",
+        );
+    }
+    match db.check_integrity() {
+        Ok(true) => {}
+        Ok(false) => report.problem(
+            "file",
+            "redb's integrity check found damage it could repair (only in memory: the file \
+             is unchanged); open the file with a kvr command to repair it, or restore a backup",
+        ),
+        Err(e) => {
+            report.problem(
+                "file",
+                format!("redb's integrity check failed: {}", Error::from(e)),
+            );
+            return Ok(report);
+        }
+    }
+    if let Err(e) = check_records(&db, &mut report) {
+        report.problem("file", format!("cannot be read: {e}"));
+    }
+    drop(guard);
+    Ok(report)
+}
+
+/// A leftover write-ahead log: the server that wrote it did not stop
+/// cleanly, and its last writes are only in the log until a kvr command
+/// replays it. The check never replays it.
+fn check_log(path: &Path, report: &mut Report) {
+    let dir = crate::wal::dir_of(path);
+    if dir.exists() {
+        report.problem(
+            format!("log {}", dir.display()),
+            "a write-ahead log is left by a server that did not stop cleanly: the file needs \
+             recovery (any kvr command that opens it replays the log, e.g. kvr stats)",
+        );
+    }
+}
+
+/// The counters and every record.
+fn check_records(db: &redb::Database, report: &mut Report) -> Result<()> {
+    let rtx = db.begin_read()?;
+    let meta = match rtx.open_table(META) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => {
+            report.problem("table meta", "missing: this is not a kvr database");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let counter = |name: &str| -> Result<Option<u64>> { Ok(meta.get(name)?.map(|g| g.value())) };
+    match counter(META_FORMAT)? {
+        Some(DB_FORMAT) => {}
+        other => report.problem(
+            "table meta",
+            format!("database format is {other:?}; this kvr reads format {DB_FORMAT}"),
+        ),
+    }
+    let revision = counter(META_REVISION)?;
+    let keys_counter = counter(META_KEYS)?;
+    if revision.is_none() {
+        report.problem("table meta", "the revision counter is missing");
+    }
+    if keys_counter.is_none() {
+        report.problem("table meta", "the keys counter is missing");
+    }
+    report.revision = revision.unwrap_or(0);
+    let kv = match rtx.open_table(KV) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => {
+            report.problem("table kv", "missing");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut highest: Option<(u64, Vec<u8>)> = None;
+    let mut last: Option<Vec<u8>> = None;
+    for item in kv.iter()? {
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                let after = last.as_deref().map_or("the start".into(), show_key);
+                report.problem(
+                    format!("table kv after key {after}"),
+                    format!("cannot be read: {}", Error::from(e)),
+                );
+                break;
+            }
+        };
+        let key = k.value();
+        report.keys += 1;
+        let place = || format!("table kv, key {}", show_key(key));
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            report.problem(place(), format!("a key of {} bytes is invalid", key.len()));
+        }
+        match record::decode(v.value()) {
+            Ok(rec) => {
+                if highest.as_ref().is_none_or(|(r, _)| rec.revision > *r) {
+                    highest = Some((rec.revision, key.to_vec()));
+                }
+                if rec.revision == 0 {
+                    report.problem(place(), "revision 0: every put takes a revision from 1");
+                }
+            }
+            Err(e) => report.problem(place(), format!("record does not decode: {e}")),
+        }
+        last = Some(key.to_vec());
+    }
+    if let Some(counted) = keys_counter
+        && counted != report.keys
+    {
+        report.problem(
+            "table meta",
+            format!(
+                "the keys counter says {counted}, but table kv holds {} keys",
+                report.keys
+            ),
+        );
+    }
+    if let (Some(rev), Some((max, key))) = (revision, highest)
+        && max > rev
+    {
+        report.problem(
+            "table meta",
+            format!(
+                "the revision counter {rev} is below revision {max} of key {}",
+                show_key(&key)
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Granularity of [`Overlay`]'s copy-on-write blocks.
+const BLOCK: u64 = 4096;
+
+/// A storage backend over a read-only file: writes go to memory blocks
+/// that shadow the file; nothing is ever written to it. See the module header.
+struct Overlay {
+    file: File,
+    path: PathBuf,
+    state: Mutex<OverlayState>,
+}
+
+struct OverlayState {
+    /// The backend's length.
+    len: u64,
+    /// Bytes of the file below this offset are visible (a shrink hides the rest).
+    visible: u64,
+    blocks: HashMap<u64, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("path", &self.path).finish()
+    }
+}
+
+impl Overlay {
+    fn new(file: File, path: PathBuf) -> Result<Overlay> {
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
+            .len();
+        Ok(Overlay {
+            file,
+            path,
+            state: Mutex::new(OverlayState {
+                len,
+                visible: len,
+                blocks: HashMap::new(),
+            }),
+        })
+    }
+
+    fn state(&self) -> std::io::Result<std::sync::MutexGuard<'_, OverlayState>> {
+        self.state
+            .lock()
+            .map_err(|_| std::io::Error::other("overlay lock poisoned"))
+    }
+
+    /// Reads `out.len()` bytes at `offset` of the file as it is visible:
+    /// zeros past `visible`.
+    fn read_file(&self, visible: u64, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let n = visible.saturating_sub(offset).min(out.len() as u64) as usize;
+        self.file.read_exact_at(&mut out[..n], offset)?;
+        out[n..].fill(0);
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for Overlay {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.state()?.len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let st = self.state()?;
+        if offset.saturating_add(out.len() as u64) > st.len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = offset + done as u64;
+            let (block, within) = (pos / BLOCK, (pos % BLOCK) as usize);
+            let n = (BLOCK as usize - within).min(out.len() - done);
+            match st.blocks.get(&block) {
+                Some(b) => out[done..done + n].copy_from_slice(&b[within..within + n]),
+                None => {
+                    // Read the run of blocks up to the next shadowed one in one call.
+                    let mut end = done + n;
+                    let mut next = block + 1;
+                    while end < out.len() && !st.blocks.contains_key(&next) {
+                        end = (end + BLOCK as usize).min(out.len());
+                        next += 1;
+                    }
+                    self.read_file(st.visible, pos, &mut out[done..end])?;
+                    done = end;
+                    continue;
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        let mut st = self.state()?;
+        if len < st.len {
+            st.visible = st.visible.min(len);
+            st.blocks.retain(|&b, _| b * BLOCK < len);
+            if let Some(b) = st.blocks.get_mut(&(len / BLOCK)) {
+                b[(len % BLOCK) as usize..].fill(0);
+            }
+        }
+        st.len = len;
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut st = self.state()?;
+        let end = offset.saturating_add(data.len() as u64);
+        if end > st.len {
+            st.len = end;
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let (block, within) = (pos / BLOCK, (pos % BLOCK) as usize);
+            let n = (BLOCK as usize - within).min(data.len() - done);
+            if !st.blocks.contains_key(&block) {
+                let mut b = vec![0u8; BLOCK as usize];
+                self.read_file(st.visible, block * BLOCK, &mut b)?;
+                st.blocks.insert(block, b);
+            }
+            if let Some(b) = st.blocks.get_mut(&block) {
+                b[within..within + n].copy_from_slice(&data[done..done + n]);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::StorageBackend;
+
+    use super::*;
+
+    /// Reads see the writes over the file; the file never changes.
+    #[test]
+    fn overlay_shadows_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let original: Vec<u8> = (0..3 * BLOCK + 100).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &original).unwrap();
+        let o = Overlay::new(File::open(&path).unwrap(), path.clone()).unwrap();
+        o.write(BLOCK - 2, &[9; 4]).unwrap();
+        let mut out = vec![0; original.len()];
+        o.read(0, &mut out).unwrap();
+        let mut expected = original.clone();
+        expected[BLOCK as usize - 2..BLOCK as usize + 2].fill(9);
+        assert_eq!(out, expected);
+        // Shrink, then grow: the hidden tail reads as zeros.
+        o.set_len(BLOCK + 10).unwrap();
+        o.set_len(4 * BLOCK).unwrap();
+        let mut out = vec![0; 4 * BLOCK as usize];
+        o.read(0, &mut out).unwrap();
+        assert_eq!(&out[..BLOCK as usize + 2], &expected[..BLOCK as usize + 2]);
+        assert_eq!(
+            &out[BLOCK as usize + 2..BLOCK as usize + 10],
+            &original[BLOCK as usize + 2..BLOCK as usize + 10]
+        );
+        assert!(out[BLOCK as usize + 10..].iter().all(|&b| b == 0));
+        assert!(o.read(4 * BLOCK - 1, &mut [0; 2]).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), original);
+    }
+}

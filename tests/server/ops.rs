@@ -1,0 +1,555 @@
+//! `kvr backup`, `kvr check`, `kvr compact` through the real binary and a
+//! real server.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// The database as a model: key -> (value, revision).
+type Model = BTreeMap<String, (String, u64)>;
+
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let out = kvr(dir, args, b"");
+    assert!(out.status.success(), "kvr {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// `kvr --db FILE range` as a model.
+fn contents(dir: &Path, db: &str) -> Model {
+    run_ok(dir, &["--db", db, "range"])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let key = v["key"].as_str().unwrap().to_string();
+            let value = v["value"].as_str().unwrap().to_string();
+            (key, (value, v["revision"].as_u64().unwrap()))
+        })
+        .collect()
+}
+
+fn stats(dir: &Path, db: &str) -> serde_json::Value {
+    serde_json::from_str(&run_ok(dir, &["--db", db, "stats"])).unwrap()
+}
+
+/// `n` keys `pre/NNNNNN` with values of `size` bytes, as one batch at
+/// revisions 1..=n (line i takes revision i).
+fn preload(n: usize, size: usize) -> (Vec<u8>, Model) {
+    let mut input = Vec::new();
+    let mut model = Model::new();
+    for i in 0..n {
+        let key = format!("pre/{i:06}");
+        let value = format!("{i:0size$}");
+        input
+            .extend_from_slice(format!("{{\"key\":\"{key}\",\"value\":\"{value}\"}}\n").as_bytes());
+        model.insert(key, (value, i as u64 + 1));
+    }
+    (input, model)
+}
+
+/// An acknowledged write: revision, key, value (`None`: a delete).
+type Acked = Arc<Mutex<Vec<(u64, String, Option<String>)>>>;
+
+/// Puts and deletes from `threads` clients until `stop`; every write that
+/// succeeds is recorded with its revision.
+fn writers(
+    url: &str,
+    threads: usize,
+    stop: &Arc<AtomicBool>,
+    acked: &Acked,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|t| {
+            let (url, stop, acked) = (url.to_string(), stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    // Overwrite preloaded keys, add new ones, delete some.
+                    let (key, delete) = match i % 3 {
+                        0 => (format!("pre/{:06}", (i * 7919 + t as u64) % 2000), false),
+                        1 => (format!("new/{t}/{i}"), false),
+                        _ => (format!("pre/{:06}", (i * 104_729 + t as u64) % 2000), true),
+                    };
+                    let url = format!("{url}/v1/kv/{key}");
+                    let value = format!("t{t}-{i}");
+                    let resp = if delete {
+                        agent.delete(&url).call()
+                    } else {
+                        agent.put(&url).send(value.as_bytes())
+                    };
+                    let r = reply(resp.unwrap());
+                    if r.status == 200 {
+                        let rev = r.json()["revision"].as_u64().unwrap();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((rev, key, (!delete).then_some(value)));
+                    } else {
+                        // Missing key (404) or overloaded (503): no revision taken.
+                        assert!(
+                            r.status == 404 || r.status == 503,
+                            "{} {}",
+                            r.status,
+                            r.text()
+                        );
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn backup_under_write_load_equals_the_database_at_its_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (input, mut model) = preload(20_000, 100);
+    let out = s.cli(&["batch"], &input);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Acked = Arc::default();
+    let handles = writers(&s.url, 3, &stop, &acked);
+    // Writes are under way before the backup starts ...
+    while acked.lock().unwrap().len() < 200 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = s.cli(&["backup", "b.redb", "--json"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before_stop = acked.lock().unwrap().len();
+    // ... and go on after it.
+    while acked.lock().unwrap().len() < before_stop + 200 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let revision = summary["revision"].as_u64().unwrap();
+
+    // The model at the backup's revision: the preload, then every
+    // acknowledged write up to it, in revision order.
+    let mut acked = acked.lock().unwrap().clone();
+    acked.sort();
+    let revisions: Vec<u64> = acked.iter().map(|a| a.0).collect();
+    let expected: Vec<u64> = (20_001..20_001 + acked.len() as u64).collect();
+    assert_eq!(
+        revisions, expected,
+        "every revision acknowledged exactly once"
+    );
+    assert!(
+        revision > 20_000 && revision < *revisions.last().unwrap(),
+        "{revision}"
+    );
+    for (rev, key, value) in acked.iter().filter(|a| a.0 <= revision) {
+        match value {
+            Some(v) => model.insert(key.clone(), (v.clone(), *rev)),
+            None => model.remove(key),
+        };
+    }
+    assert_eq!(summary["keys"].as_u64().unwrap(), model.len() as u64);
+    let bytes = std::fs::metadata(dir.path().join("b.redb")).unwrap().len();
+    assert_eq!(summary["bytes"].as_u64().unwrap(), bytes);
+    let copy = contents(dir.path(), "b.redb");
+    assert!(
+        copy == model,
+        "the backup differs from the model at revision {revision}"
+    );
+    let st = stats(dir.path(), "b.redb");
+    assert_eq!(st["revision"].as_u64().unwrap(), revision);
+    assert_eq!(st["keys"].as_u64().unwrap(), model.len() as u64);
+    assert!(run_ok(dir.path(), &["--db", "b.redb", "check"]).starts_with("ok: "));
+
+    // The backup is a database: it serves reads and writes, going on from its revision.
+    let put = run_ok(
+        dir.path(),
+        &["--db", "b.redb", "put", "--json", "after", "x"],
+    );
+    assert_eq!(put.trim(), format!("{{\"revision\":{}}}", revision + 1));
+    assert_eq!(run_ok(dir.path(), &["--db", "b.redb", "get", "after"]), "x");
+    let b = Server::spawn_on(dir.path(), "b.redb");
+    let r = http("GET", &format!("{}/v1/kv/pre/000001", b.url), &[], None);
+    let expected = model.get("pre/000001").map(|(v, _)| v.as_str());
+    match expected {
+        Some(v) => assert_eq!(r.text(), v),
+        None => assert_eq!(r.status, 404),
+    }
+    let w = http("PUT", &format!("{}/v1/kv/served", b.url), &[], Some(b"y"));
+    assert_eq!(w.json()["revision"].as_u64().unwrap(), revision + 2);
+}
+
+#[test]
+fn backup_from_a_file_equals_it_and_refuses_an_existing_dest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (input, _) = preload(3000, 50);
+    let out = kvr(d, &["--db", "db.redb", "batch"], &input);
+    assert!(out.status.success());
+    run_ok(d, &["--db", "db.redb", "delete", "pre/000007"]);
+    let binary = kvr(
+        d,
+        &["--db", "db.redb", "batch"],
+        b"{\"key_b64\":\"/wA=\",\"value_b64\":\"AP8=\"}\n",
+    );
+    assert!(binary.status.success());
+    let summary = run_ok(d, &["--db", "db.redb", "backup", "b.redb", "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["revision"], 3002);
+    assert_eq!(summary["keys"], 3000);
+    let range = |db| run_ok(d, &["--db", db, "range"]);
+    assert_eq!(range("b.redb"), range("db.redb"));
+    assert_eq!(stats(d, "b.redb")["revision"], 3002);
+
+    // An existing DEST is refused (exit 2) and left as it was.
+    std::fs::write(d.join("taken"), b"precious").unwrap();
+    let out = kvr(d, &["--db", "db.redb", "backup", "taken"], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("taken")).unwrap(), b"precious");
+    // --force replaces it.
+    run_ok(d, &["--db", "db.redb", "backup", "taken", "--force"]);
+    assert_eq!(range("taken"), range("db.redb"));
+    // DEST may not be the database itself, even with --force.
+    let before = std::fs::read(d.join("db.redb")).unwrap();
+    let out = kvr(d, &["--db", "db.redb", "backup", "db.redb", "--force"], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("db.redb")).unwrap(), before);
+    // A missing database: exit 1, no DEST.
+    let out = kvr(d, &["--db", "none.redb", "backup", "c.redb"], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!d.join("c.redb").exists() && !d.join("none.redb").exists());
+    assert_eq!(leftovers(d), Vec::<String>::new());
+}
+
+#[test]
+fn backup_with_db_of_a_served_file_suggests_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    assert!(s.cli(&["put", "k", "v"], b"").status.success());
+    let out = kvr(dir.path(), &["--db", "db.redb", "backup", "b.redb"], b"");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains(&format!("--server {}", s.url)),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("b.redb").exists());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+    // And through the server, an unknown parameter is a 400 naming it.
+    let r = http("GET", &format!("{}/v1/backup?limit=1", s.url), &[], None);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("limit"), "{}", r.text());
+    let r = http("GET", &format!("{}/v1/backup", s.url), &[], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-kvr-revision").as_deref(), Some("1"));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-kvr-backup")
+    );
+}
+
+/// Temporary backup files left in `dir`.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".kvr-backup"))
+        .collect()
+}
+
+/// Starts `kvr --db DB backup out.redb` on a database of ~40 MB and
+/// returns it once its temporary file has grown past 1 MiB: midway.
+fn backup_midway(dir: &Path) -> std::process::Child {
+    let (input, _) = preload(40_000, 1000);
+    let out = kvr(dir, &["--db", "db.redb", "batch"], &input);
+    assert!(out.status.success());
+    let mut child = kvr_cmd(dir)
+        .args(["--db", "db.redb", "backup", "out.redb"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A bound against a hang, not a timed assertion.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let grown = std::fs::read_dir(dir).unwrap().any(|e| {
+            let e = e.unwrap();
+            e.file_name().to_string_lossy().ends_with(".kvr-backup")
+                && e.metadata().unwrap().len() > 1 << 20
+        });
+        if grown {
+            return child;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be interrupted"
+        );
+        assert!(Instant::now() < deadline, "the backup never grew");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn killing_a_backup_midway_leaves_no_dest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = backup_midway(dir.path());
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(!dir.path().join("out.redb").exists());
+    // A later backup to the same DEST works.
+    run_ok(dir.path(), &["--db", "db.redb", "backup", "out.redb"]);
+    assert_eq!(stats(dir.path(), "out.redb")["keys"], 40_000);
+}
+
+#[test]
+fn sigterm_stops_a_backup_and_removes_its_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = backup_midway(dir.path());
+    signal(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert!(!dir.path().join("out.redb").exists());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+}
+
+// ---- check ----
+
+/// A database of `n` keys written through the CLI.
+fn small_db(dir: &Path, n: usize) {
+    let (input, _) = preload(n, 200);
+    assert!(
+        kvr(dir, &["--db", "db.redb", "batch"], &input)
+            .status
+            .success()
+    );
+}
+
+/// Runs `kvr check` on a damaged file: exit 3, stdout names `needle`, and
+/// the file's bytes are unchanged.
+fn check_fails(dir: &Path, needle: &str) -> String {
+    let before = std::fs::read(dir.join("db.redb")).unwrap();
+    let out = kvr(dir, &["--db", "db.redb", "check"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(needle),
+        "{needle:?} not in {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).starts_with("kvr: error: check found"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read(dir.join("db.redb")).unwrap() == before,
+        "check changed the file"
+    );
+    stdout(&out)
+}
+
+const KV: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("kv");
+const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+
+#[test]
+fn check_passes_a_good_file_and_leaves_it_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    small_db(dir.path(), 500);
+    run_ok(dir.path(), &["--db", "db.redb", "delete", "pre/000003"]);
+    let before = std::fs::read(dir.path().join("db.redb")).unwrap();
+    let out = run_ok(dir.path(), &["--db", "db.redb", "check"]);
+    assert_eq!(out, "ok: 499 keys, revision 501\n");
+    assert!(std::fs::read(dir.path().join("db.redb")).unwrap() == before);
+    // A file that does not exist: exit 1. With --server: exit 2.
+    let out = kvr(dir.path(), &["--db", "none.redb", "check"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.path().join("none.redb").exists());
+    let out = kvr(
+        dir.path(),
+        &["--server", "http://127.0.0.1:9", "check"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = kvr(
+        dir.path(),
+        &["--server", "http://127.0.0.1:9", "compact"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A backup from a server that cannot be reached: exit 5, no DEST, no leftovers.
+    let out = kvr(
+        dir.path(),
+        &["--server", "http://127.0.0.1:9", "backup", "x.redb"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(!dir.path().join("x.redb").exists());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn check_reports_a_flipped_byte_in_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    small_db(dir.path(), 2000);
+    // Flip a byte inside a stored value (a leaf page of table kv).
+    let path = dir.path().join("db.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let value = format!("{:0200}", 1234);
+    let at = bytes
+        .windows(value.len())
+        .position(|w| w == value.as_bytes())
+        .expect("the value is in the file");
+    bytes[at + 100] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    check_fails(dir.path(), "problem: ");
+}
+
+#[test]
+fn check_reports_counters_that_disagree_with_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    small_db(dir.path(), 100);
+    {
+        let db = redb::Database::open(dir.path().join("db.redb")).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut meta = w.open_table(META).unwrap();
+            meta.insert("keys", 99).unwrap();
+            meta.insert("revision", 50).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let out = check_fails(
+        dir.path(),
+        "the keys counter says 99, but table kv holds 100 keys",
+    );
+    assert!(
+        out.contains("the revision counter 50 is below revision 100 of key \"pre/000099\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_reports_a_record_that_does_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    small_db(dir.path(), 10);
+    {
+        let db = redb::Database::open(dir.path().join("db.redb")).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut kv = w.open_table(KV).unwrap();
+            kv.insert(b"pre/000004".as_slice(), b"\x07junk".as_slice())
+                .unwrap();
+        }
+        w.commit().unwrap();
+    }
+    check_fails(
+        dir.path(),
+        "problem: table kv, key \"pre/000004\": record does not decode",
+    );
+}
+
+#[test]
+fn check_reports_a_truncated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    small_db(dir.path(), 2000);
+    let path = dir.path().join("db.redb");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    check_fails(dir.path(), "problem: ");
+}
+
+#[test]
+fn check_reports_a_leftover_log_without_replaying_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    assert!(s.cli(&["put", "k", "v"], b"").status.success());
+    // While served: in use, exit 3.
+    let out = kvr(dir.path(), &["--db", "db.redb", "check"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+    // A crash leaves the log.
+    s.kill9();
+    assert!(dir.path().join("db.redb.wal").exists());
+    let wal_before: Vec<_> = std::fs::read_dir(dir.path().join("db.redb.wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    check_fails(dir.path(), "needs recovery");
+    let wal_after: Vec<_> = std::fs::read_dir(dir.path().join("db.redb.wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(wal_before, wal_after, "the log is left alone");
+    // Any command replays it; then the check passes.
+    assert_eq!(run_ok(dir.path(), &["--db", "db.redb", "get", "k"]), "v");
+    assert_eq!(
+        run_ok(dir.path(), &["--db", "db.redb", "check"]),
+        "ok: 1 keys, revision 1\n"
+    );
+}
+
+// ---- compact ----
+
+#[test]
+fn compact_shrinks_a_file_with_many_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (input, _) = preload(20_000, 500);
+    assert!(
+        kvr(d, &["--db", "db.redb", "batch"], &input)
+            .status
+            .success()
+    );
+    let deletes: String = (0..20_000)
+        .filter(|i| i % 10 != 0)
+        .map(|i| format!("{{\"op\":\"delete\",\"key\":\"pre/{i:06}\"}}\n"))
+        .collect();
+    assert!(
+        kvr(d, &["--db", "db.redb", "batch"], deletes.as_bytes())
+            .status
+            .success()
+    );
+    let range_before = run_ok(d, &["--db", "db.redb", "range"]);
+    let before = std::fs::metadata(d.join("db.redb")).unwrap().len();
+    let out = run_ok(d, &["--db", "db.redb", "compact"]);
+    let after = std::fs::metadata(d.join("db.redb")).unwrap().len();
+    assert!(after < before / 2, "{before} -> {after}");
+    assert!(
+        out.contains(&format!("{before} bytes before, {after} bytes after")),
+        "{out}"
+    );
+    assert_eq!(run_ok(d, &["--db", "db.redb", "range"]), range_before);
+    assert_eq!(
+        run_ok(d, &["--db", "db.redb", "check"]),
+        "ok: 2000 keys, revision 38000\n"
+    );
+    // On a file a server holds: exit 3, the file unchanged.
+    let s = Server::start(d, &[]);
+    let bytes = std::fs::read(d.join("db.redb")).unwrap();
+    let out = kvr(d, &["--db", "db.redb", "compact"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("--server {}", s.url)),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::read(d.join("db.redb")).unwrap() == bytes);
+}
