@@ -80,6 +80,11 @@ pub enum Error {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
 
+    /// TLS could not be set up or the server's certificate was refused
+    /// (exit 3, HTTP 500); the message names the server and what to do.
+    #[error("{0}")]
+    Tls(String),
+
     /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
     #[error("{message}")]
     Unavailable { message: String, overloaded: bool },
@@ -126,7 +131,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
-            | Error::Unauthorized(_) => 3,
+            | Error::Unauthorized(_)
+            | Error::Tls(_) => 3,
             Error::PreconditionFailed { .. } => 4,
             Error::Unavailable { .. } => 5,
         }
@@ -142,7 +148,11 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::DiskFull { .. } => 507,
             Error::Unavailable { .. } => 503,
-            Error::InUse { .. } | Error::Io { .. } | Error::Corrupt(_) | Error::Storage(_) => 500,
+            Error::InUse { .. }
+            | Error::Io { .. }
+            | Error::Corrupt(_)
+            | Error::Storage(_)
+            | Error::Tls(_) => 500,
         }
     }
 
@@ -159,9 +169,11 @@ impl Error {
                 overloaded: true, ..
             } => "overloaded",
             Error::Unavailable { .. } => "unavailable",
-            Error::InUse { .. } | Error::Io { .. } | Error::Corrupt(_) | Error::Storage(_) => {
-                "internal"
-            }
+            Error::InUse { .. }
+            | Error::Io { .. }
+            | Error::Corrupt(_)
+            | Error::Storage(_)
+            | Error::Tls(_) => "internal",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! * [`wal`]: the write-ahead log behind `kvr serve`'s group commit, and its
 //!   replay when a database is opened.
 //! * [`client`]: the HTTP client behind `--server`, another [`kv::Kv`].
+//! * [`tls`]: certificates and keys for HTTPS, server and clients (rustls).
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
 
@@ -25,6 +26,7 @@ pub mod kv;
 pub mod limits;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod tui;
 pub mod wal;
 

@@ -24,6 +24,14 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let tls = tls_of(&args)?;
+    if tls.is_none() && token.is_some() && !addr.ip().is_loopback() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "kvr serve: warning: listening on {addr} without TLS: the bearer token would \
+             travel in clear; give --tls-cert and --tls-key"
+        );
+    }
     let opened = std::time::Instant::now();
     let store = Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)?;
     if let Some(r) = store.recovered() {
@@ -45,7 +53,8 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         .set_nonblocking(true)
         .map_err(|e| Error::io("cannot set up the listener", e))?;
     let url = format!(
-        "http://{}",
+        "{}://{}",
+        if tls.is_some() { "https" } else { "http" },
         listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the bound address", e))?
@@ -67,10 +76,25 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io("cannot set up the listener", e))?;
-        server::run(listener, state, shutdown_signal()).await;
+        server::run(listener, state, tls, shutdown_signal()).await;
         Ok::<(), Error>(())
     })?;
     Ok(())
+}
+
+/// The TLS configuration of `--tls-cert` and `--tls-key`, read and checked
+/// before anything listens; none without the flags.
+fn tls_of(args: &ServeArgs) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(cert, key)?)),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::invalid(
+            "--tls-cert needs --tls-key (KVR_TLS_KEY): the certificate's private key",
+        )),
+        (None, Some(_)) => Err(Error::invalid(
+            "--tls-key needs --tls-cert (KVR_TLS_CERT): the certificate chain",
+        )),
+    }
 }
 
 fn limits_of(args: &ServeArgs) -> Result<Limits> {
