@@ -89,7 +89,7 @@ _kvr() {
 
     case "${cmd}" in
         kvr)
-            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --timeout --help --version put get delete range batch stats tui serve bench completions help"
+            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help --version put get delete range batch stats tui serve bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,6 +119,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -131,7 +135,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__batch)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,6 +165,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -173,7 +181,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__bench)
-            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,6 +255,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -259,7 +271,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__completions)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help bash elvish fish powershell zsh"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,6 +301,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -301,7 +317,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__delete)
-            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -335,6 +351,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -347,7 +367,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__get)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -374,6 +394,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -557,7 +581,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__put)
-            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -591,6 +615,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -603,7 +631,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__range)
-            opts="-h --prefix --limit --reverse --keys-only --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --prefix --limit --reverse --keys-only --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -641,6 +669,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -653,13 +685,21 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__serve)
-            opts="-q -h --listen --allow-unauthenticated --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -719,6 +759,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -731,7 +775,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__stats)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -758,6 +802,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -773,7 +821,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__tui)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -800,6 +848,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

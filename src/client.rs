@@ -190,7 +190,9 @@ fn transport_error(url: &str, e: ureq::Error) -> Error {
         return tls;
     }
     match e {
-        ureq::Error::Tls(what) => Error::Tls(format!("TLS with kvr server at {url} failed: {what}")),
+        ureq::Error::Tls(what) => {
+            Error::Tls(format!("TLS with kvr server at {url} failed: {what}"))
+        }
         ureq::Error::Timeout(_) => Error::Unavailable {
             message: format!(
                 "kvr server at {url} did not answer in time (--timeout); for a write the \

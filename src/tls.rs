@@ -101,7 +101,9 @@ pub fn failure(url: &str, e: &(dyn std::error::Error + 'static)) -> Option<Error
         }
         // An io::Error's source() skips the error it wraps.
         cause = match c.downcast_ref::<std::io::Error>() {
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
             None => c.source(),
         };
     }
