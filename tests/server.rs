@@ -18,10 +18,14 @@ mod kill9;
 mod load;
 #[path = "server/memory.rs"]
 mod memory;
+#[path = "common/pki.rs"]
+mod pki;
 #[path = "server/routes.rs"]
 mod routes;
 #[path = "server/support.rs"]
 mod support;
+#[path = "server/tls.rs"]
+mod tls;
 #[path = "common/tmpfs.rs"]
 mod tmpfs;
 #[path = "server/wal.rs"]
