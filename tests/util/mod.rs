@@ -108,6 +108,11 @@ impl Env {
         self.server.as_ref().map(|s| s.url.as_str())
     }
 
+    /// The CA of [`Env::served_tls`]'s certificate.
+    pub fn cacert(&self) -> Option<&Path> {
+        self.server.as_ref().and_then(|s| s.cacert.as_deref())
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
