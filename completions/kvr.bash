@@ -113,7 +113,7 @@ _kvr() {
 
     case "${cmd}" in
         kvr)
-            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --timeout --help --version put get delete del rm range batch stats backup check compact tui serve completions help bench"
+            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help --version put get delete del rm range batch stats backup check compact tui serve completions help bench"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -143,6 +143,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -155,7 +159,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__backup)
-            opts="-h --force --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --force --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,6 +189,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -197,7 +205,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__batch)
-            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,6 +239,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -243,7 +255,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__bench)
-            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -317,6 +329,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -329,7 +345,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__check)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -356,6 +372,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -371,7 +391,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__compact)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -398,6 +418,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -413,7 +437,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__completions)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help bash elvish fish powershell zsh"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,6 +467,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -455,7 +483,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__delete)
-            opts="-h --prefix --range --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --prefix --range --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -497,6 +525,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -509,7 +541,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__get)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -536,6 +568,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -761,7 +797,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__put)
-            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -795,6 +831,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -807,7 +847,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__range)
-            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -845,6 +885,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -857,13 +901,21 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__serve)
-            opts="-q -h --listen --allow-unauthenticated --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -927,6 +979,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -939,7 +995,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__stats)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -966,6 +1022,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -981,7 +1041,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__tui)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1008,6 +1068,10 @@ _kvr() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

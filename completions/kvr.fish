@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_kvr_global_optspecs
-    string join \n db= lock-timeout= cache-mib= server= token= token-file= timeout= h/help V/version
+    string join \n db= lock-timeout= cache-mib= server= token= token-file= cacert= timeout= h/help V/version
 end
 
 function __fish_kvr_needs_command
@@ -30,6 +30,7 @@ complete -c kvr -n "__fish_kvr_needs_command" -l cache-mib -d 'Page cache of the
 complete -c kvr -n "__fish_kvr_needs_command" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_needs_command" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_needs_command" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_needs_command" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_needs_command" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kvr -n "__fish_kvr_needs_command" -s V -l version -d 'Print version'
@@ -56,6 +57,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand put" -l cache-mib -d 'Page cache
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l json -d 'Print {"revision":N}'
 complete -c kvr -n "__fish_kvr_using_subcommand put" -s h -l help -d 'Print help'
@@ -65,6 +67,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand get" -l cache-mib -d 'Page cache
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand get" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l json -d 'Print the key\'s JSON line (key, value, revision) instead'
 complete -c kvr -n "__fish_kvr_using_subcommand get" -s h -l help -d 'Print help'
@@ -77,6 +80,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand delete" -l cache-mib -d 'Page ca
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -s h -l help -d 'Print help'
@@ -89,6 +93,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand del" -l cache-mib -d 'Page cache
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand del" -s h -l help -d 'Print help'
@@ -101,6 +106,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand rm" -l cache-mib -d 'Page cache 
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -s h -l help -d 'Print help'
@@ -112,6 +118,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand range" -l cache-mib -d 'Page cac
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l reverse -d 'The same keys, in descending order'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l keys-only -d 'Print only the keys'
@@ -124,6 +131,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cache-mib -d 'Page cac
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l json -d 'Print {"applied":n,"revision":N} on stdout'
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -s h -l help -d 'Print help'
@@ -133,6 +141,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand stats" -l cache-mib -d 'Page cac
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l json -d 'Accepted for symmetry with the other commands: the output is JSON already'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -s h -l help -d 'Print help'
@@ -142,6 +151,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand backup" -l cache-mib -d 'Page ca
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l force -d 'Replace DEST if it exists'
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l json -d 'Print {"revision":R,"keys":N,"bytes":B} (B: DEST\'s size)'
@@ -152,6 +162,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand check" -l cache-mib -d 'Page cac
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand check" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l db -d 'The database file' -r -F
@@ -160,6 +171,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand compact" -l cache-mib -d 'Page c
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
@@ -168,9 +180,12 @@ complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cache-mib -d 'Page cache
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l listen -d 'Address to listen on (port 0: any free port; the first stdout line names it)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with the certificate chain in this PEM file (leaf first); needs --tls-key' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert, a PEM file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-value-bytes -d 'Largest value, in bytes' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-ops -d 'Most operations in one batch request' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes' -r
@@ -186,6 +201,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cache-mib -d 'Page cac
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l allow-unauthenticated -d 'Allow a non-loopback address without a token'
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -s q -l quiet -d 'No log line per request on stderr'
@@ -196,6 +212,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Pa
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range batch stats backup check compact tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
@@ -234,6 +251,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand bench" -l cache-mib -d 'Page cac
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l no-backoff -d 'Retry at once after a 503 instead of waiting the server\'s Retry-After (1 s), as a well-behaved client would'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l json -d 'Print one JSON object'

@@ -13,12 +13,14 @@
 //!   error (exit 3), never a silently short result.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use ureq::http::Response;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use ureq::{Agent, Body, SendBody};
 
 use crate::error::{Error, Result, expected_text};
@@ -85,8 +87,14 @@ struct BatchAnswer {
 }
 
 impl Client {
-    /// A client for the comma-separated `urls`.
-    pub fn new(urls: &str, token: Option<String>, timeout: Duration) -> Result<Client> {
+    /// A client for the comma-separated `urls`; `https://` ones are verified
+    /// against the system's roots plus `cacert` (see [`crate::tls`]).
+    pub fn new(
+        urls: &str,
+        token: Option<String>,
+        timeout: Duration,
+        cacert: Option<&Path>,
+    ) -> Result<Client> {
         let urls: Vec<String> = urls
             .split(',')
             .map(str::trim)
@@ -105,7 +113,24 @@ impl Client {
                 "--server needs a URL, e.g. http://127.0.0.1:7070",
             ));
         }
+        // The roots are read only when a URL needs them.
+        let roots = if urls.iter().any(|u| u.starts_with("https://")) {
+            crate::tls::roots(cacert)?
+        } else {
+            Vec::new()
+        };
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(crate::tls::provider())
+            .root_certs(RootCerts::new_with_certs(
+                &roots
+                    .iter()
+                    .map(|c| Certificate::from_der(c).to_owned())
+                    .collect::<Vec<_>>(),
+            ))
+            .build();
         let agent = Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(timeout))
             .timeout_recv_response(Some(timeout))
@@ -211,7 +236,18 @@ fn unreachable(e: &ureq::Error) -> bool {
 }
 
 fn transport_error(url: &str, e: ureq::Error) -> Error {
+    let tls = match &e {
+        ureq::Error::Io(io) => crate::tls::failure(url, io),
+        ureq::Error::Rustls(r) => crate::tls::failure(url, r),
+        _ => None,
+    };
+    if let Some(tls) = tls {
+        return tls;
+    }
     match e {
+        ureq::Error::Tls(what) => {
+            Error::Tls(format!("TLS with kvr server at {url} failed: {what}"))
+        }
         ureq::Error::Timeout(_) => Error::Unavailable {
             message: format!(
                 "kvr server at {url} did not answer in time (--timeout); for a write the \

@@ -96,6 +96,11 @@ pub enum Error {
     #[error("{message}")]
     MostlyFailed { message: String, not_found: bool },
 
+    /// TLS could not be set up or the server's certificate was refused
+    /// (exit 3, HTTP 500); the message names the server and what to do.
+    #[error("{0}")]
+    Tls(String),
+
     /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
     #[error("{message}")]
     Unavailable { message: String, overloaded: bool },
@@ -165,7 +170,8 @@ impl Error {
             | Error::Corrupt(_)
             | Error::Storage(_)
             | Error::Unauthorized(_)
-            | Error::MostlyFailed { .. } => 3,
+            | Error::MostlyFailed { .. }
+            | Error::Tls(_) => 3,
             Error::PreconditionFailed { .. } => 4,
             Error::Unavailable { .. } => 5,
         }
@@ -187,7 +193,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
-            | Error::MostlyFailed { .. } => 500,
+            | Error::MostlyFailed { .. }
+            | Error::Tls(_) => 500,
         }
     }
 
@@ -210,7 +217,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
-            | Error::MostlyFailed { .. } => "internal",
+            | Error::MostlyFailed { .. }
+            | Error::Tls(_) => "internal",
         }
     }
 }

@@ -10,9 +10,10 @@ use std::os::unix::ffi::OsStrExt;
 use serde_json::json;
 use util::{Env, parse_lines};
 
-/// Runs each listed `fn(Env)` twice: against the file (`--db`) and through a
-/// `kvr serve` on it (`--server`). Output and exit codes must be the same.
-macro_rules! in_both_modes {
+/// Runs each listed `fn(Env)` three times: against the file (`--db`),
+/// through a `kvr serve` on it (`--server`), and through one serving HTTPS
+/// (`--server https://… --cacert`). Output and exit codes must be the same.
+macro_rules! in_every_mode {
     ($($name:ident),* $(,)?) => {
         mod with_db {
             $(#[test]
@@ -26,10 +27,16 @@ macro_rules! in_both_modes {
                 super::$name(super::Env::served())
             })*
         }
+        mod with_tls_server {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Env::served_tls())
+            })*
+        }
     };
 }
 
-in_both_modes!(
+in_every_mode!(
     put_then_get_round_trips,
     put_json_prints_revision_and_every_put_takes_one,
     all_byte_values_round_trip_through_stdin,

@@ -26,10 +26,14 @@ mod memory;
 mod observe;
 #[path = "server/ops.rs"]
 mod ops;
+#[path = "common/pki.rs"]
+mod pki;
 #[path = "server/routes.rs"]
 mod routes;
 #[path = "server/support.rs"]
 mod support;
+#[path = "server/tls.rs"]
+mod tls;
 #[path = "common/tmpfs.rs"]
 mod tmpfs;
 #[path = "server/wal.rs"]

@@ -484,6 +484,42 @@ fn browse_edit_and_delete_through_a_server() {
     );
 }
 
+#[test]
+fn browse_and_edit_through_an_https_server() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = fill(Env::served_tls());
+    let url = env.server_url().unwrap().to_string();
+    assert!(url.starts_with("https://"), "{url}");
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} --cacert {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(env.cacert().unwrap()),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&[&url, "> item:000", "key 1 of 51 │ revision 51"]);
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["Delete item:000 (revision 1)?"]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["> item:001"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+    env.kvr(["get", "item:000"]).code(1);
+
+    // Without the CA the browser says why it cannot read anything.
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["cannot read keys", "could not be verified"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+}
+
 /// Issue 10's rough edges through the real binary: Esc does not quit,
 /// readline keys in prompts, an edit that changes nothing writes nothing,
 /// OSC 52 copies, seeks past the end, `n` on an existing key and Esc

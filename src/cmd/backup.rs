@@ -35,7 +35,12 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
     let stop = interrupt_flag()?;
     let done = match remote(g)? {
         Some(servers) => {
-            let client = Client::new(servers, token(g)?, seconds(g.timeout, "--timeout")?)?;
+            let client = Client::new(
+                servers,
+                token(g)?,
+                seconds(g.timeout, "--timeout")?,
+                g.cacert.as_deref(),
+            )?;
             let dest = Dest::create(&args.dest, args.force)?;
             let done = from_server(&client, &dest, &opts, &stop)?;
             (done, dest.finish()?)

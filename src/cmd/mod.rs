@@ -61,7 +61,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
     if let Some(servers) = remote(g)? {
         let timeout = seconds(g.timeout, "--timeout")?;
-        return Ok(Box::new(Client::new(servers, token(g)?, timeout)?));
+        return Ok(Box::new(Client::new(
+            servers,
+            token(g)?,
+            timeout,
+            g.cacert.as_deref(),
+        )?));
     }
     Ok(Box::new(LocalKv {
         store: crate::engine::open_store(&g.db, mode, &store_options(g)?)?.0,

@@ -24,13 +24,22 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let tls = tls_of(&args)?;
+    if tls.is_none() && token.is_some() && !addr.ip().is_loopback() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "kvr serve: warning: listening on {addr} without TLS: the bearer token would \
+             travel in clear; give --tls-cert and --tls-key"
+        );
+    }
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("cannot set up the listener", e))?;
     let url = format!(
-        "http://{}",
+        "{}://{}",
+        if tls.is_some() { "https" } else { "http" },
         listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the bound address", e))?
@@ -90,7 +99,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 "kvr serve: {signal}: stopping; finishing requests in flight"
             ));
         };
-        server::run(listener, state.clone(), shutdown).await;
+        server::run(listener, state.clone(), tls, shutdown).await;
         Ok::<(), Error>(())
     })?;
     crate::server::log::event(format_args!(
@@ -104,6 +113,21 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
 fn open_store(g: &Global) -> Result<Store> {
     // The log of a crashed server is replayed by the engine (into memory).
     Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)
+}
+
+/// The TLS configuration of `--tls-cert` and `--tls-key`, read and checked
+/// before anything listens; none without the flags.
+fn tls_of(args: &ServeArgs) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(cert, key)?)),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::invalid(
+            "--tls-cert needs --tls-key (KVR_TLS_KEY): the certificate's private key",
+        )),
+        (None, Some(_)) => Err(Error::invalid(
+            "--tls-key needs --tls-cert (KVR_TLS_CERT): the certificate chain",
+        )),
+    }
 }
 
 fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {

@@ -1,8 +1,10 @@
-//! Connections: the accept loop with its connection cap, timeouts on slow
-//! or idle connections, and graceful shutdown.
+//! Connections: the accept loop with its connection cap, the TLS handshake
+//! (bounded by the header timeout, so a slow handshake cannot hold a
+//! connection), timeouts on slow or idle connections, and graceful shutdown.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,11 +13,13 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::State;
 use super::limits::{MAX_HEAD_BYTES, SHUTDOWN_GRACE};
@@ -24,9 +28,15 @@ use super::limits::{MAX_HEAD_BYTES, SHUTDOWN_GRACE};
 /// loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
-/// Accepts and serves connections until `shutdown` resolves, then stops
-/// accepting and gives in-flight requests [`SHUTDOWN_GRACE`] to finish.
-pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+/// Accepts and serves connections (over TLS with `tls`) until `shutdown`
+/// resolves, then stops accepting and gives in-flight requests
+/// [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(state.limits.max_connections));
     let mut builder = http1::Builder::new();
@@ -49,19 +59,42 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             let revision = state.metrics.revision();
-            tokio::spawn(refuse(stream, state.limits.max_connections, revision));
+            tokio::spawn(refuse(
+                stream,
+                tls.clone(),
+                state.limits.max_connections,
+                revision,
+            ));
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleIo::new(stream, state.limits.idle_timeout));
-        let st = state.clone();
-        let svc = service_fn(move |req| {
-            let st = st.clone();
-            async move { Ok::<_, std::convert::Infallible>(super::routes::handle(st, peer, req).await) }
-        });
-        let conn = graceful.watch(builder.serve_connection(io, svc));
+        let idle = IdleIo::new(stream, state.limits.idle_timeout);
+        let (st, builder, watcher, tls) = (
+            state.clone(),
+            builder.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tls {
+                None => serve_one(idle, &builder, st, peer, watcher).await,
+                Some(acceptor) => {
+                    let limit = st.limits.header_timeout;
+                    let shake = tokio::time::timeout(limit, handshake(&acceptor, idle, &st));
+                    match shake.await {
+                        Ok(Ok(stream)) => serve_one(stream, &builder, st, peer, watcher).await,
+                        Ok(Err(e)) if st.access_log.is_some() => {
+                            log!("kvr serve: TLS handshake with {peer} failed: {e}");
+                        }
+                        Err(_) if st.access_log.is_some() => {
+                            log!(
+                                "kvr serve: TLS handshake with {peer} took over --header-timeout; closed"
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -74,22 +107,101 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     }
 }
 
-/// Answers a connection over the cap with a 503 and closes it.
-async fn refuse(mut stream: TcpStream, max: usize, revision: u64) {
+/// Serves HTTP/1.1 on one connection, plain or TLS, until it closes.
+async fn serve_one<I>(
+    io: I,
+    builder: &http1::Builder,
+    st: Arc<State>,
+    peer: SocketAddr,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let st = st.clone();
+        async move { Ok::<_, std::convert::Infallible>(super::routes::handle(st, peer, req).await) }
+    });
+    let _ = watcher
+        .watch(builder.serve_connection(TokioIo::new(io), svc))
+        .await;
+}
+
+/// The server side of a TLS handshake. A client that sends plain HTTP
+/// instead (its first byte is not a TLS handshake record's) is answered in
+/// plain HTTP that this port speaks HTTPS, and the connection is closed.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    io: IdleIo,
+    st: &State,
+) -> io::Result<TlsStream<IdleIo>> {
+    let mut first = [0u8; 1];
+    if io.inner.peek(&mut first).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        let body = "{\"error\":\"bad_request\",\"message\":\"this kvr server speaks HTTPS \
+                    only: use an https:// URL\"}\n";
+        answer(io, "400 Bad Request", "", body, st.metrics.revision()).await;
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "plain HTTP on the TLS port",
+        ));
+    }
+    acceptor.accept(io).await
+}
+
+/// The first byte of a TLS record that carries a handshake message, as
+/// every ClientHello does.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Answers a connection over the cap with a 503 and closes it (after the
+/// TLS handshake on a TLS port, within the same bound).
+async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, max: usize, revision: u64) {
     let body = format!(
         "{{\"error\":\"unavailable\",\"message\":\"the server has {max} connections open, \
          the limit (--max-connections); retry later\"}}\n"
     );
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        match tls {
+            None => answer(stream, "503 Service Unavailable", RETRY, &body, revision).await,
+            Some(acceptor) => {
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    answer(stream, "503 Service Unavailable", RETRY, &body, revision).await;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// The header that tells a refused client when to come back.
+const RETRY: &str = "retry-after: 1\r\n";
+
+/// How long a refused connection may take to be told so.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Writes one JSON error response and closes the connection, reading what
+/// the client sent first so that the close does not turn into a reset that
+/// could discard the answer before the client reads it.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    status: &str,
+    headers: &str,
+    body: &str,
+    revision: u64,
+) {
     let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\nx-kvr-revision: {revision}\r\nconnection: close\r\n\
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+         {headers}x-kvr-revision: {revision}\r\nconnection: close\r\n\
          content-length: {}\r\n\r\n",
         body.len()
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        let mut buf = [0u8; 4096];
         let _ = stream.write_all(head.as_bytes()).await;
         let _ = stream.write_all(body.as_bytes()).await;
         let _ = stream.shutdown().await;
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
     })
     .await;
 }

@@ -4,8 +4,8 @@
 //! future, so tests and `kvr serve --listen 127.0.0.1:0` never race for a
 //! port. Modules, one concern each:
 //!
-//! * `conn`: accept loop, connection cap, idle and header timeouts,
-//!   graceful shutdown;
+//! * `conn`: accept loop, connection cap, idle and header timeouts, the
+//!   TLS handshake, graceful shutdown;
 //! * `routes`: routing, authentication order, the point routes; `range`:
 //!   pages and NDJSON streams;
 //! * `backup`: the `GET /v1/backup` stream;
@@ -123,10 +123,17 @@ impl State {
     }
 }
 
-/// Serves `listener` until `shutdown` resolves; then stops accepting,
-/// finishes in-flight requests, and stops the writer (final checkpoint).
-pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
-    conn::serve(listener, state.clone(), shutdown).await;
+/// Serves `listener` (over TLS with `tls`) until `shutdown` resolves; then
+/// stops accepting, finishes in-flight requests, and stops the writer
+/// (final checkpoint).
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    conn::serve(listener, state.clone(), tls, shutdown).await;
     let st = state.clone();
     let _ = tokio::task::spawn_blocking(move || st.stop()).await;
 }

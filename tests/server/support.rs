@@ -102,7 +102,10 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        let addr = url.trim_start_matches("http://").to_string();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
         Server {
             child,
             url,

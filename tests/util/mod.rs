@@ -10,17 +10,23 @@ use std::process::{Command, Output, Stdio};
 
 pub const KVR: &str = env!("CARGO_BIN_EXE_kvr");
 
+#[path = "../common/pki.rs"]
+pub mod pki;
+
 /// A temp dir with a database path in it, reached directly (`--db`) or
 /// through a `kvr serve` on that database (`--server`).
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    // Fields drop in order: the server stops before its directory goes.
     server: Option<Served>,
+    pub dir: tempfile::TempDir,
 }
 
 /// A `kvr serve` child, stopped with SIGTERM (and waited for) on drop.
 struct Served {
     child: std::process::Child,
     url: String,
+    /// The CA clients give as `--cacert`, when the server speaks HTTPS.
+    cacert: Option<PathBuf>,
 }
 
 impl Drop for Served {
@@ -43,17 +49,29 @@ impl Env {
 
     /// Commands go to a `kvr serve` on the database with `--server`.
     pub fn served() -> Env {
-        Env::served_with(&[])
+        Self::serve(false, &[])
     }
 
     /// As [`Env::served`], with more `serve` flags (such as limits).
     pub fn served_with(serve_flags: &[&str]) -> Env {
+        Self::serve(false, serve_flags)
+    }
+
+    /// Commands go to a `kvr serve --tls-cert … --tls-key …` on the
+    /// database with `--server https://… --cacert CA` (a CA made for it).
+    pub fn served_tls() -> Env {
+        Self::serve(true, &[])
+    }
+
+    fn serve(tls: bool, serve_flags: &[&str]) -> Env {
         let mut env = Env::new();
+        let pki = tls.then(|| pki::Pki::new(env.dir.path(), "test"));
         let mut cmd = bare_command(env.dir.path());
         cmd.arg("--db")
             .arg(env.db())
             .args(["serve", "--listen", "127.0.0.1:0", "--quiet"])
             .args(serve_flags)
+            .args(pki.iter().flat_map(pki::Pki::serve_args))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -69,14 +87,19 @@ impl Env {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        env.server = Some(Served { child, url });
+        assert_eq!(url.starts_with("https://"), tls, "{url}");
+        env.server = Some(Served {
+            child,
+            url,
+            cacert: pki.map(|p| p.ca),
+        });
         env
     }
 
     /// A fresh environment of the same kind as this one.
     pub fn new_like(&self) -> Env {
-        if self.server.is_some() {
-            Env::served()
+        if let Some(s) = &self.server {
+            Env::serve(s.cacert.is_some(), &[])
         } else {
             Env::new()
         }
@@ -89,6 +112,11 @@ impl Env {
     /// The URL of the server of [`Env::served`].
     pub fn server_url(&self) -> Option<&str> {
         self.server.as_ref().map(|s| s.url.as_str())
+    }
+
+    /// The CA of [`Env::served_tls`]'s certificate.
+    pub fn cacert(&self) -> Option<&Path> {
+        self.server.as_ref().and_then(|s| s.cacert.as_deref())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -111,6 +139,9 @@ impl Env {
             Some(s) => cmd.arg("--server").arg(&s.url),
             None => cmd.arg("--db").arg(self.db()),
         };
+        if let Some(ca) = self.server.as_ref().and_then(|s| s.cacert.as_ref()) {
+            cmd.arg("--cacert").arg(ca);
+        }
         cmd.args(args);
         Run { cmd, stdin: None }
     }

@@ -1,5 +1,6 @@
-//! What `kvr bench` sends requests to: a server over HTTP (hyper client,
-//! one keep-alive connection per client), or the engine in this process.
+//! What `kvr bench` sends requests to: a server over HTTP or HTTPS (hyper
+//! client, with tokio-rustls for https:// URLs, one keep-alive connection
+//! per client), or the engine in this process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::{Params, Rng, key};
 use crate::cli::{BenchArgs, Global, Workload, given_on_command_line};
@@ -30,12 +33,21 @@ pub enum Target {
         url: String,
         addr: String,
         auth: Option<String>,
+        /// For an https:// URL: the connector and the name the server's
+        /// certificate is verified against.
+        tls: Option<Tls>,
     },
     Local {
         state: Arc<State>,
         path: PathBuf,
         temporary: bool,
     },
+}
+
+/// TLS towards the server: verified as the `--server` client does.
+pub struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
 }
 
 /// A client's connection (none for the local engine).
@@ -47,13 +59,34 @@ impl Target {
             if given_on_command_line("db") {
                 return Err(Error::invalid("give either --db or --server, not both").into());
             }
-            let addr = url
-                .strip_prefix("http://")
-                .ok_or_else(|| Error::invalid("bench needs an http:// server URL"))?
-                .to_string();
+            let (addr, tls) = match url.split_once("://") {
+                Some(("http", addr)) => (addr.to_string(), None),
+                None => (url.clone(), None),
+                Some(("https", addr)) => {
+                    let tls = tls_for(addr, g)?;
+                    // A certificate this client refuses fails every request
+                    // alike: say so once, as the --server client does.
+                    if let Err(e) = connect(addr, Some(&tls)).await
+                        && let Some(refused) = crate::tls::failure(&url, &e)
+                    {
+                        return Err(refused.into());
+                    }
+                    (addr.to_string(), Some(tls))
+                }
+                Some(_) => {
+                    return Err(
+                        Error::invalid("bench needs an http:// or https:// server URL").into(),
+                    );
+                }
+            };
             let auth = crate::cmd::token(g)?.map(|t| format!("Bearer {t}"));
             reachable(&url, &addr, g.timeout).await?;
-            return Ok(Arc::new(Target::Http { url, addr, auth }));
+            return Ok(Arc::new(Target::Http {
+                url,
+                addr,
+                auth,
+                tls,
+            }));
         }
         if args.workload == Workload::Healthz {
             return Err(Error::invalid("--workload healthz needs --server URL").into());
@@ -104,7 +137,7 @@ impl Target {
 
     pub async fn connect(&self) -> Conn {
         match self {
-            Target::Http { addr, .. } => Conn(connect(addr).await.ok()),
+            Target::Http { addr, tls, .. } => Conn(connect(addr, tls.as_ref()).await.ok()),
             Target::Local { .. } => Conn(None),
         }
     }
@@ -118,9 +151,11 @@ impl Target {
         read: bool,
     ) -> Result<(), String> {
         match self {
-            Target::Http { addr, auth, .. } => {
+            Target::Http {
+                addr, auth, tls, ..
+            } => {
                 let req = http_request(p, rng, read, auth.as_deref())?;
-                http_send(addr, conn, req).await
+                http_send(addr, tls.as_ref(), conn, req).await
             }
             Target::Local { state, .. } => local_request(state, p, rng, read).await,
         }
@@ -137,11 +172,13 @@ impl Target {
                 .map(|i| Op::put(key(i, args.key_size), value.clone()))
                 .collect();
             match self {
-                Target::Http { addr, auth, .. } => {
+                Target::Http {
+                    addr, auth, tls, ..
+                } => {
                     let req = builder(Method::POST, "/v1/batch", auth.as_deref())
                         .body(Full::new(batch_body(&ops)))
                         .context("building a request")?;
-                    http_send(addr, &mut conn, req)
+                    http_send(addr, tls.as_ref(), &mut conn, req)
                         .await
                         .map_err(|kind| anyhow::anyhow!("prefill failed: {kind}"))?;
                 }
@@ -172,9 +209,38 @@ async fn reachable(url: &str, addr: &str, timeout_secs: f64) -> Result<(), Error
     }
 }
 
-async fn connect(addr: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {
+/// TLS for `addr` (`HOST:PORT`), trusting what `--cacert` and the system
+/// trust, verifying HOST.
+fn tls_for(addr: &str, g: &Global) -> anyhow::Result<Tls> {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| Error::invalid(format!("{host:?} is not a host name for TLS")))?;
+    let config = crate::tls::client_config(g.cacert.as_deref())?;
+    Ok(Tls {
+        connector: TlsConnector::from(config),
+        name,
+    })
+}
+
+async fn connect(addr: &str, tls: Option<&Tls>) -> std::io::Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
+    match tls {
+        None => start(stream).await,
+        Some(tls) => start(tls.connector.connect(tls.name.clone(), stream).await?).await,
+    }
+}
+
+/// The HTTP/1.1 handshake over a connected stream; the connection is
+/// driven by a task of its own.
+async fn start<S>(stream: S) -> std::io::Result<SendRequest<Full<Bytes>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
@@ -239,9 +305,14 @@ fn http_request(
 
 /// Sends on the client's connection (reconnecting when needed); any status
 /// but 200 is an error named by its code.
-async fn http_send(addr: &str, conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<(), String> {
+async fn http_send(
+    addr: &str,
+    tls: Option<&Tls>,
+    conn: &mut Conn,
+    req: Request<Full<Bytes>>,
+) -> Result<(), String> {
     if conn.0.is_none() {
-        match connect(addr).await {
+        match connect(addr, tls).await {
             Ok(s) => conn.0 = Some(s),
             Err(_) => {
                 tokio::time::sleep(RECONNECT_PAUSE).await;

@@ -1,0 +1,424 @@
+//! HTTPS (SPEC "TLS"): `serve --tls-cert --tls-key`, clients verifying the
+//! server by host name against the system's roots plus `--cacert`, clear
+//! errors for a wrong CA and for plain HTTP and TLS mixed up, the warning
+//! for a token in clear. Certificates come from a CA made at run time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::pki::Pki;
+use crate::support::*;
+
+/// A server speaking HTTPS with `pki`'s certificate.
+fn tls_server(dir: &Path, pki: &Pki, extra: &[&str]) -> Server {
+    let mut args: Vec<String> = pki.serve_args();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(dir, &args);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    server
+}
+
+/// `kvr --server URL --cacert CA ARGS`.
+fn cli_with_ca(
+    server: &Server,
+    url: &str,
+    ca: &Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> std::process::Output {
+    let ca = ca.display().to_string();
+    let mut all = vec!["--server", url, "--cacert", ca.as_str()];
+    all.extend_from_slice(args);
+    kvr(&server.dir, &all, stdin)
+}
+
+fn assert_code(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+    if code != 0 {
+        assert!(stderr(out).starts_with("kvr: error:"), "{}", stderr(out));
+    }
+}
+
+#[test]
+fn every_command_over_https_with_cacert() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = tls_server(dir.path(), &pki, &[]);
+    let run = |args: &[&str], stdin: &[u8]| cli_with_ca(&server, &server.url, &pki.ca, args, stdin);
+    assert_code(&run(&["put", "k", "v"], b""), 0);
+    assert_eq!(stdout(&run(&["get", "k"], b"")), "v");
+    // Many keys: the NDJSON range stream spans many TLS records.
+    let lines: String = (0..5000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"n{i:05}\",\"value\":\"{}\"}}\n",
+                "x".repeat(100)
+            )
+        })
+        .collect();
+    let out = run(&["batch", "--json"], lines.as_bytes());
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("\"applied\":5000"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["range", "--prefix", "n"], b"");
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 5000);
+    assert_eq!(stdout(&out), {
+        let mut want = String::new();
+        for (i, _) in (0..5000).enumerate() {
+            want.push_str(&format!(
+                "{{\"key\":\"n{i:05}\",\"value\":\"{}\",\"revision\":{}}}\n",
+                "x".repeat(100),
+                i + 2
+            ));
+        }
+        want
+    });
+    assert_code(&run(&["delete", "k"], b""), 0);
+    assert_code(&run(&["get", "k"], b""), 1);
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&run(&["stats"], b""))).unwrap();
+    assert_eq!(stats["keys"], 5000);
+    // By host name too: the certificate names localhost.
+    let by_name = server.url.replace("127.0.0.1", "localhost");
+    let out = cli_with_ca(&server, &by_name, &pki.ca, &["get", "n04999"], b"");
+    assert_eq!(stdout(&out), "x".repeat(100));
+}
+
+#[test]
+fn a_wrong_or_missing_ca_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let other = Pki::new(dir.path(), "b");
+    let server = tls_server(dir.path(), &pki, &[]);
+    for out in [
+        cli_with_ca(&server, &server.url, &other.ca, &["put", "k", "v"], b""),
+        server.cli(&["put", "k", "v"], b""),
+    ] {
+        assert_code(&out, 3);
+        let err = stderr(&out);
+        assert!(err.contains("could not be verified"), "{err}");
+        assert!(err.contains(&server.url), "{err}");
+        assert!(err.contains("--cacert"), "{err}");
+    }
+    assert_code(
+        &cli_with_ca(&server, &server.url, &pki.ca, &["get", "k"], b""),
+        1,
+    );
+    // The CA through KVR_CACERT.
+    let out = kvr_cmd(&server.dir)
+        .env("KVR_CACERT", &pki.ca)
+        .args(["--server", &server.url, "put", "k", "v"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+}
+
+#[test]
+fn the_systems_roots_are_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = tls_server(dir.path(), &pki, &[]);
+    // rustls-native-certs takes the system's bundle from SSL_CERT_FILE.
+    let out = kvr_cmd(&server.dir)
+        .env("SSL_CERT_FILE", &pki.ca)
+        .args(["--server", &server.url, "put", "k", "v"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+}
+
+#[test]
+fn the_host_name_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::for_names(dir.path(), "a", &["localhost"]);
+    let server = tls_server(dir.path(), &pki, &[]);
+    let out = cli_with_ca(&server, &server.url, &pki.ca, &["put", "k", "v"], b"");
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("could not be verified"), "{err}");
+    assert!(err.contains("not valid for the host name"), "{err}");
+    let by_name = server.url.replace("127.0.0.1", "localhost");
+    assert_code(
+        &cli_with_ca(&server, &by_name, &pki.ca, &["put", "k", "v"], b""),
+        0,
+    );
+}
+
+#[test]
+fn plain_http_to_the_tls_port_is_told_to_use_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = tls_server(dir.path(), &pki, &[]);
+    let plain = format!("http://{}", server.addr);
+    let out = kvr(&server.dir, &["--server", &plain, "put", "k", "v"], b"");
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("speaks HTTPS only: use an https:// URL"),
+        "{}",
+        stderr(&out)
+    );
+    let r = http("GET", &format!("{plain}/healthz"), &[], None);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.code(), "bad_request");
+    assert_code(
+        &cli_with_ca(&server, &server.url, &pki.ca, &["get", "k"], b""),
+        1,
+    );
+}
+
+#[test]
+fn https_to_a_plain_port_says_the_server_does_not_speak_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = Server::start(dir.path(), &[]);
+    let https = format!("https://{}", server.addr);
+    let out = cli_with_ca(&server, &https, &pki.ca, &["put", "k", "v"], b"");
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("does not speak TLS"), "{err}");
+    assert!(err.contains("http://"), "{err}");
+    let out = cli_with_ca(
+        &server,
+        &https,
+        &pki.ca,
+        &["bench", "--requests", "10"],
+        b"",
+    );
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("does not speak TLS"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bench_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = tls_server(dir.path(), &pki, &[]);
+    for workload in ["put", "get"] {
+        let out = cli_with_ca(
+            &server,
+            &server.url,
+            &pki.ca,
+            &[
+                "bench",
+                "--workload",
+                workload,
+                "--keyspace",
+                "50",
+                "--prefill",
+                "50",
+                "--requests",
+                "200",
+                "--clients",
+                "4",
+                "--json",
+            ],
+            b"",
+        );
+        assert_code(&out, 0);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["ok"], 200, "{r}");
+        assert_eq!(r["errors_total"], 0, "{r}");
+    }
+    let other = Pki::new(dir.path(), "b");
+    let out = cli_with_ca(
+        &server,
+        &server.url,
+        &other.ca,
+        &["bench", "--requests", "10"],
+        b"",
+    );
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("could not be verified"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `kvr serve ARGS` expected to fail before listening.
+fn serve_fails(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let out = kvr_cmd(dir)
+        .args(["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "", "it must not listen");
+    assert!(
+        !dir.join("db.redb").exists(),
+        "no database before listening"
+    );
+    out
+}
+
+#[test]
+fn bad_certificates_and_keys_stop_serve_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new(d, "a");
+    let other = Pki::new(d, "b");
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--tls-cert", cert], 2, "--tls-cert needs --tls-key"),
+        (vec!["--tls-key", key], 2, "--tls-key needs --tls-cert"),
+        (
+            vec!["--tls-cert", "missing.pem", "--tls-key", key],
+            3,
+            "cannot read --tls-cert missing.pem",
+        ),
+        (
+            vec!["--tls-cert", cert, "--tls-key", "missing.pem"],
+            3,
+            "cannot read --tls-key missing.pem",
+        ),
+        (
+            vec!["--tls-cert", key, "--tls-key", key],
+            2,
+            "no certificate",
+        ),
+        (
+            vec!["--tls-cert", cert, "--tls-key", cert],
+            2,
+            "no private key",
+        ),
+        (
+            vec!["--tls-cert", cert, "--tls-key", other.key.to_str().unwrap()],
+            2,
+            "the key does not belong to the certificate",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let out = serve_fails(d, &args, &[]);
+        assert_code(&out, code);
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    // Through the environment: KVR_TLS_CERT alone is the same usage error.
+    let out = serve_fails(d, &[], &[("KVR_TLS_CERT", &pki.cert)]);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("--tls-cert needs --tls-key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn serve_takes_its_certificate_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = Server::start_env(
+        dir.path(),
+        &[],
+        &[
+            ("KVR_TLS_CERT", pki.cert.to_str().unwrap()),
+            ("KVR_TLS_KEY", pki.key.to_str().unwrap()),
+        ],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    assert_code(
+        &cli_with_ca(&server, &server.url, &pki.ca, &["put", "k", "v"], b""),
+        0,
+    );
+}
+
+/// Starts `kvr serve ARGS` and returns its stderr up to the listening line.
+fn startup_stderr(dir: &Path, args: &[&str]) -> String {
+    let log = dir.join("serve.log");
+    let mut child = kvr_cmd(dir)
+        .args(["--db", "db.redb", "serve", "--quiet"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("listening on "), "{line:?}");
+    std::fs::read_to_string(log).unwrap()
+}
+
+#[test]
+fn a_token_in_clear_on_a_public_address_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let tls = pki.serve_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let warned = |text: &str| text.contains("warning") && text.contains("travel in clear");
+    let public = ["--listen", "0.0.0.0:0", "--token", "secret"];
+    let err = startup_stderr(dir.path(), &public);
+    assert!(warned(&err), "{err}");
+    let err = startup_stderr(dir.path(), &[&public[..], &tls[..]].concat());
+    assert!(!warned(&err), "{err}");
+    let err = startup_stderr(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--token", "secret"],
+    );
+    assert!(!warned(&err), "{err}");
+    let err = startup_stderr(
+        dir.path(),
+        &["--listen", "0.0.0.0:0", "--allow-unauthenticated"],
+    );
+    assert!(!warned(&err), "{err}");
+}
+
+#[test]
+fn a_stalled_handshake_is_cut_at_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = tls_server(
+        dir.path(),
+        &pki,
+        &["--header-timeout", "0.5", "--idle-timeout", "600"],
+    );
+    // The first byte of a ClientHello, then nothing.
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.write_all(&[0x16]).unwrap();
+    // Only a bound on a hung test, not a timing assertion: the server closes
+    // the connection, and the read sees the end (or a reset).
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "unexpected bytes {:?}", &buf[..n]),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the server kept a stalled handshake open: {e}"
+        ),
+    }
+    // The server still serves.
+    assert_code(
+        &cli_with_ca(&server, &server.url, &pki.ca, &["stats"], b""),
+        0,
+    );
+}
