@@ -79,7 +79,13 @@ pub struct Global {
 
     /// With an https:// --server: trust the certificate authorities in this
     /// PEM file as well as the system's.
-    #[arg(long, global = true, env = "KVR_CACERT", value_name = "PEM")]
+    #[arg(
+        long,
+        global = true,
+        env = "KVR_CACERT",
+        hide_env_values = true,
+        value_name = "PEM"
+    )]
     pub cacert: Option<PathBuf>,
 
     /// With --server: the longest wait for a request (for streams: the
@@ -306,10 +312,10 @@ pub struct ServeArgs {
     pub allow_unauthenticated: bool,
     /// Serve HTTPS with the certificate chain in this PEM file (leaf
     /// first); needs --tls-key.
-    #[arg(long, env = "KVR_TLS_CERT", value_name = "PEM")]
+    #[arg(long, env = "KVR_TLS_CERT", hide_env_values = true, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert, a PEM file.
-    #[arg(long, env = "KVR_TLS_KEY", value_name = "PEM")]
+    #[arg(long, env = "KVR_TLS_KEY", hide_env_values = true, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
     /// Largest value, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = crate::limits::DEFAULT_MAX_VALUE_BYTES)]
