@@ -44,24 +44,16 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub use recover::{Recovered, recover, recover_dir, replay, replay_with};
 
 use crate::error::{Error, Result};
 use crate::types::{Applied, Op};
 
-/// Size of a preallocated segment. Checkpoints come every few MiB, so one
-/// segment, recycled at each checkpoint, usually holds the whole log; 16 MiB
+/// Size of a preallocated segment. A seal starts a new one (the recycled
+/// spare) at each flush, so a few segments hold the whole log; 16 MiB
 /// is zero-filled in tens of milliseconds once per server start.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
-/// Log bytes after which the writer checkpoints: replay after a crash then
-/// reads at most this much, and a durable redb commit of that many changed
-/// pages takes well under a second.
-pub const CHECKPOINT_BYTES: u64 = 8 << 20;
-/// Longest time between checkpoints while the log has records; bounds how
-/// much a crash leaves to replay when writes trickle in.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The segment header: a magic with the format version, and 8 zero bytes.
 const SEGMENT_MAGIC: &[u8; 8] = b"KVRWAL01";
@@ -340,11 +332,6 @@ impl Wal {
     /// simulate a torn tail there).
     pub fn end(&self) -> (PathBuf, u64) {
         (segment_path(&self.dir, self.seq), self.pos)
-    }
-
-    /// Bytes appended since the last checkpoint.
-    pub fn pending_bytes(&self) -> u64 {
-        self.pending
     }
 
     /// Starts a new segment with room for `needed` bytes of records.

@@ -150,3 +150,55 @@ fn a_write_flood_stays_within_the_memtable_budget() {
     let bound = (MEMTABLE_MIB + CACHE_MIB + 64) * 1024 + MARGIN_KIB;
     assert!(peak < bound, "peak RSS {peak} KiB, bound {bound} KiB");
 }
+
+/// `--memtable-mib 0` is a usage error that creates nothing; a served
+/// write is flushed into the file by age (`kvr_flushes_total` counts it,
+/// and the memory tables are empty again), and survives a restart.
+#[test]
+fn memtable_flag_and_flush_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kvr(
+        dir.path(),
+        &[
+            "--db",
+            "db.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--memtable-mib",
+            "0",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--memtable-mib must be at least 1"));
+    assert!(!dir.path().join("db.redb").exists());
+
+    let mut s = Server::start(dir.path(), &["--memtable-mib", "16"]);
+    assert_eq!(put(&s.url, "k", b"v").status, 200);
+    let metric = |name: &str| -> u64 {
+        let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+        assert!(text.contains(&format!("# TYPE {name} ")), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    // The flush age is 2 s; look for up to 30 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric("kvr_flushes_total") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric("kvr_flushes_total"), 1);
+    assert_eq!(metric("kvr_memtable_bytes"), 0);
+    assert_eq!(metric("kvr_memtables_frozen"), 0);
+    assert_eq!(metric("kvr_writes_rejected_total"), 0);
+    assert_eq!(s.terminate().code(), Some(0));
+    let s = Server::start(dir.path(), &[]);
+    let r = http("GET", &format!("{}/v1/kv/k", s.url), &[], None);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"v"[..]));
+}
+
+fn put(url: &str, key: &str, value: &[u8]) -> Reply {
+    http("PUT", &format!("{url}/v1/kv/{key}"), &[], Some(value))
+}
