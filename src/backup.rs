@@ -12,6 +12,8 @@
 //!          4        value length v
 //!          8        the key's revision
 //!          k + v    key bytes, value bytes
+//! entry    1        b'X': an entry of a key with an expiry, as b'E' with
+//!          8        its expires_at_ms (Unix ms) after the revision
 //! end      1        b'Z'
 //!          8        number of entries sent
 //! ```
@@ -35,12 +37,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::limits::MAX_KEY_BYTES;
 use crate::store::{Commit, OpenMode, Store, StoreOptions};
+use crate::types::Item;
 
 /// The stream's first 8 bytes: magic and format version.
 pub const MAGIC: &[u8; 8] = b"KVRBAK\0\x01";
 /// The stream's media type.
 pub const CONTENT_TYPE: &str = "application/x-kvr-backup";
 const ENTRY: u8 = b'E';
+const ENTRY_EXPIRING: u8 = b'X';
 const END: u8 = b'Z';
 /// Largest value length a stream may announce: far above any server's
 /// `--max-value-bytes`, but a damaged length cannot make us allocate 4 GiB.
@@ -50,8 +54,8 @@ const MAX_STREAM_VALUE_BYTES: usize = 1 << 30;
 /// database size.
 pub const CHUNK_BYTES: usize = 32 << 20;
 
-/// Receives backup entries: key, value, revision.
-pub type Visit<'a> = dyn FnMut(&[u8], &[u8], u64) -> Result<()> + 'a;
+/// Receives backup entries: key, and value with revision and expiry.
+pub type Visit<'a> = dyn FnMut(&[u8], Item<'_>) -> Result<()> + 'a;
 
 /// Appends the stream header.
 pub fn encode_header(buf: &mut Vec<u8>, revision: u64) {
@@ -60,13 +64,19 @@ pub fn encode_header(buf: &mut Vec<u8>, revision: u64) {
 }
 
 /// Appends one entry.
-pub fn encode_entry(buf: &mut Vec<u8>, key: &[u8], value: &[u8], revision: u64) {
-    buf.push(ENTRY);
+pub fn encode_entry(buf: &mut Vec<u8>, key: &[u8], item: Item<'_>) {
+    buf.push(match item.expires_at_ms {
+        None => ENTRY,
+        Some(_) => ENTRY_EXPIRING,
+    });
     buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&revision.to_le_bytes());
+    buf.extend_from_slice(&(item.value.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&item.revision.to_le_bytes());
+    if let Some(at) = item.expires_at_ms {
+        buf.extend_from_slice(&at.to_le_bytes());
+    }
     buf.extend_from_slice(key);
-    buf.extend_from_slice(value);
+    buf.extend_from_slice(item.value);
 }
 
 /// Appends the end frame.
@@ -81,7 +91,7 @@ pub fn encode_end(buf: &mut Vec<u8>, entries: u64) {
 pub fn decode(
     mut input: impl Read,
     broke: impl Fn(std::io::Error) -> Error,
-    mut visit: impl FnMut(&[u8], &[u8], u64) -> Result<()>,
+    mut visit: impl FnMut(&[u8], Item<'_>) -> Result<()>,
 ) -> Result<(u64, u64)> {
     let bad = |what: &str| Error::Storage(format!("bad backup stream: {what}"));
     let mut head = [0u8; 16];
@@ -96,9 +106,16 @@ pub fn decode(
         let mut tag = [0u8; 1];
         input.read_exact(&mut tag).map_err(&broke)?;
         match tag[0] {
-            ENTRY => {
+            ENTRY | ENTRY_EXPIRING => {
                 let mut h = [0u8; 16];
                 input.read_exact(&mut h).map_err(&broke)?;
+                let expires_at_ms = if tag[0] == ENTRY_EXPIRING {
+                    let mut at = [0u8; 8];
+                    input.read_exact(&mut at).map_err(&broke)?;
+                    Some(le64(&at))
+                } else {
+                    None
+                };
                 let (klen, vlen) = (le32(&h[..4]), le32(&h[4..8]));
                 if klen == 0 || klen > MAX_KEY_BYTES || vlen > MAX_STREAM_VALUE_BYTES {
                     return Err(bad("an entry has an impossible length"));
@@ -110,7 +127,12 @@ pub fn decode(
                 if last.as_deref().is_some_and(|l| l >= key.as_slice()) {
                     return Err(bad("entries are not in key order"));
                 }
-                visit(&key, &value, le64(&h[8..]))?;
+                let item = Item {
+                    value: &value,
+                    revision: le64(&h[8..]),
+                    expires_at_ms,
+                };
+                visit(&key, item)?;
                 last = Some(key.clone());
                 entries += 1;
             }
@@ -225,7 +247,7 @@ impl Dest {
 pub struct Copier<'a> {
     store: &'a Store,
     revision: u64,
-    chunk: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    chunk: Vec<crate::store::TableItem>,
     chunk_bytes: usize,
     /// Entries and key + value bytes copied so far.
     pub keys: u64,
@@ -246,7 +268,8 @@ impl<'a> Copier<'a> {
     }
 
     /// Adds one entry; keys must come in increasing order.
-    pub fn push(&mut self, key: &[u8], value: &[u8], revision: u64) -> Result<()> {
+    pub fn push(&mut self, key: &[u8], item: Item<'_>) -> Result<()> {
+        let (value, revision) = (item.value, item.revision);
         if revision > self.revision {
             return Err(Error::Storage(format!(
                 "key {} has revision {revision}, after the backup's revision {}",
@@ -254,7 +277,8 @@ impl<'a> Copier<'a> {
                 self.revision
             )));
         }
-        self.chunk.push((key.to_vec(), value.to_vec(), revision));
+        self.chunk
+            .push((key.to_vec(), value.to_vec(), revision, item.expires_at_ms));
         self.chunk_bytes += key.len() + value.len();
         self.keys += 1;
         self.bytes += (key.len() + value.len()) as u64;
@@ -280,7 +304,7 @@ impl<'a> Copier<'a> {
         let items = self
             .chunk
             .iter()
-            .map(|(k, v, r)| (k.as_slice(), Some((v.as_slice(), *r))));
+            .map(|(k, v, r, at)| (k.as_slice(), Some((v.as_slice(), *r, *at))));
         let keys = self.store.write_sorted(items, self.revision, commit)?;
         self.chunk.clear();
         self.chunk_bytes = 0;
@@ -296,7 +320,14 @@ mod tests {
         let mut buf = Vec::new();
         encode_header(&mut buf, 9);
         for (k, v, r) in entries {
-            encode_entry(&mut buf, k, v, *r);
+            // Odd revisions carry an expiry.
+            let expires_at_ms = (r % 2 == 1).then_some(1000 + r);
+            let item = Item {
+                value: v,
+                revision: *r,
+                expires_at_ms,
+            };
+            encode_entry(&mut buf, k, item);
         }
         encode_end(&mut buf, entries.len() as u64);
         buf
@@ -309,8 +340,10 @@ mod tests {
         let (rev, n) = decode(
             bytes,
             |e| Error::io("broke", e),
-            |k, v, r| {
-                out.push((k.to_vec(), v.to_vec(), r));
+            |k, item| {
+                let want = (item.revision % 2 == 1).then_some(1000 + item.revision);
+                assert_eq!(item.expires_at_ms, want);
+                out.push((k.to_vec(), item.value.to_vec(), item.revision));
                 Ok(())
             },
         )?;
@@ -320,10 +353,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let bytes = stream(&[(b"a", b"", 3), (b"b\xff", b"\x00v", 9)]);
+        let bytes = stream(&[(b"a", b"", 3), (b"b\xff", b"\x00v", 8)]);
         let (rev, out) = read(&bytes).unwrap();
         assert_eq!(rev, 9);
-        assert_eq!(out[1], (b"b\xff".to_vec(), b"\x00v".to_vec(), 9));
+        assert_eq!(out[1], (b"b\xff".to_vec(), b"\x00v".to_vec(), 8));
     }
 
     /// Every proper prefix of a stream is an error, never a shorter backup.

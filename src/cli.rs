@@ -153,6 +153,7 @@ pub enum Command {
     #[command(visible_aliases = ["del", "rm"])]
     Delete(DeleteArgs),
     Range(RangeArgs),
+    Watch(WatchArgs),
     Batch(BatchArgs),
     Stats(StatsArgs),
     Backup(BackupArgs),
@@ -176,9 +177,42 @@ pub struct PutArgs {
     /// Write only if the key's current revision is N (0: only if absent).
     #[arg(long, value_name = "N")]
     pub if_revision: Option<u64>,
+    /// Expire the key this long after the write: seconds (90) or with a
+    /// unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier
+    /// expiry of the key is cleared.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<u64>,
     /// Print {"revision":N}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A `--ttl` duration in seconds: a whole number with an optional unit
+/// `s`, `m`, `h` or `d`, from 1 second to 10 years.
+pub fn parse_ttl(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}: use s, m, h or d (e.g. 30s, 5m)"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .ok()
+        .filter(|_| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{text:?} is not a duration such as 90, 30s, 5m, 2h or 1d"))?;
+    let secs = n.saturating_mul(scale);
+    crate::jsonl::check_ttl(secs)?;
+    Ok(secs)
 }
 
 /// Write a key's value to stdout, byte for byte.
@@ -236,6 +270,32 @@ pub struct RangeArgs {
     /// (over --server the values are not sent).
     #[arg(long)]
     pub count: bool,
+}
+
+/// Print changes to keys in [START, END) as JSON lines until interrupted
+/// (needs --server). After a dropped connection or a restarted server it
+/// resumes where it stopped, through the --server list, never printing an
+/// event twice or skipping one.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// First key (inclusive); omitted: from the first key.
+    pub start: Option<OsString>,
+    /// End key (exclusive); omitted: to the last key.
+    pub end: Option<OsString>,
+    /// Only keys starting with P (intersected with START/END).
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<OsString>,
+    /// Start with the events from revision R on (those the server still
+    /// keeps; older ones: exit 1); omitted: changes after the current one.
+    #[arg(long, value_name = "R")]
+    pub from_revision: Option<u64>,
+    /// Leave values out of put events.
+    #[arg(long)]
+    pub keys_only: bool,
+    /// Print the progress lines too: {"progress_revision":R} means every
+    /// change up to R was printed.
+    #[arg(long)]
+    pub progress: bool,
 }
 
 /// Apply JSON lines atomically: all of them or none, however large (with
@@ -344,6 +404,14 @@ pub struct ServeArgs {
     /// bounds the log replayed after a crash.
     #[arg(long, value_name = "MIB")]
     pub memtable_mib: Option<u64>,
+    /// Watch history to keep, in revisions (0: none; watches then follow
+    /// live changes only and cannot resume from an earlier revision).
+    #[arg(long, value_name = "N", default_value_t = crate::engine::history::DEFAULT_HISTORY)]
+    pub history: u64,
+    /// Watch history to keep, in bytes of keys and values: the oldest
+    /// events go first when either bound is reached.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::engine::history::DEFAULT_HISTORY_BYTES)]
+    pub history_bytes: u64,
     /// Threads serving HTTP [default: CPU cores - 1, at least 1; the
     /// group-commit writer has a thread of its own].
     #[arg(long, value_name = "N")]

@@ -53,6 +53,8 @@ struct ErrorBody {
     key_b64: Option<String>,
     #[serde(default)]
     expected: Option<u64>,
+    #[serde(default)]
+    oldest_revision: Option<u64>,
 }
 
 impl ErrorBody {
@@ -74,6 +76,8 @@ struct RangeLine {
     value: Option<String>,
     value_b64: Option<String>,
     revision: Option<u64>,
+    #[serde(default)]
+    expires_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +181,68 @@ impl Client {
     }
 }
 
+/// What a watch stream asks for (see [`Client::watch`]).
+#[derive(Debug, Clone, Default)]
+pub struct WatchQuery {
+    pub query: RangeQuery,
+    /// The first revision to send; `None`: after the current one.
+    pub from_revision: Option<u64>,
+    pub keys_only: bool,
+    /// Seconds between progress lines when nothing happens.
+    pub progress_secs: u64,
+}
+
 impl Client {
+    /// Follows `GET /v1/watch`, handing each complete line to `line`
+    /// (which returns `false` to stop). Returns when the stream ends, the
+    /// server went away midway (a torn last line is dropped), or `line`
+    /// stops; an error before the stream starts (such as `compacted`) is
+    /// returned as it is, a broken stream as `unavailable`.
+    pub fn watch(&self, w: &WatchQuery, line: &mut dyn FnMut(&[u8]) -> Result<bool>) -> Result<()> {
+        let mut target = format!("/v1/watch?progress={}", w.progress_secs.max(1));
+        for (name, value) in [
+            ("start", &w.query.start),
+            ("end", &w.query.end),
+            ("prefix", &w.query.prefix),
+        ] {
+            if let Some(v) = value {
+                target.push_str(&format!("&{name}={}", percent_encode(v, true)));
+            }
+        }
+        if let Some(r) = w.from_revision {
+            target.push_str(&format!("&from_revision={r}"));
+        }
+        if w.keys_only {
+            target.push_str("&keys_only=true");
+        }
+        let (url, resp) =
+            self.send(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
+        if resp.status().as_u16() != 200 {
+            return Err(error_of(&url, resp, None));
+        }
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) if buf.last() != Some(&b'\n') => return Ok(()),
+                Ok(_) => {
+                    if !line(&buf)? {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::Unavailable {
+                        message: format!("the watch stream from kvr server at {url} broke: {e}"),
+                        overloaded: false,
+                    });
+                }
+            }
+        }
+    }
+
     /// Reads `GET /v1/backup` (format in `crate::backup`), visiting every
     /// entry in key order. `start` is told the backup's revision (from
     /// `X-Kvr-Revision`) before the first entry. Returns the entry count.
@@ -325,6 +390,10 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
             expected: expected_text(body.expected),
             current: body.revision,
         },
+        "compacted" => Error::Compacted {
+            requested: 0,
+            oldest: body.oldest_revision.unwrap_or(0),
+        },
         "unauthorized" => Error::Unauthorized(strip("unauthorized: ")),
         "insufficient_storage" => Error::DiskFull {
             context: format!("on kvr server at {url}"),
@@ -401,18 +470,41 @@ impl Kv for Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim_matches('"').parse().ok())
             .ok_or_else(|| Error::Storage(format!("{url} sent a value without its ETag")))?;
+        let expires_at_ms = resp
+            .headers()
+            .get(crate::server::EXPIRES_AT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let value = resp
             .body_mut()
             .with_config()
             .limit(u64::MAX)
             .read_to_vec()
             .map_err(|e| transport_error(&url, e))?;
-        Ok(Some(Entry { value, revision }))
+        Ok(Some(Entry {
+            value,
+            revision,
+            expires_at_ms,
+        }))
     }
 
     fn put(&self, key: &[u8], value: Vec<u8>, if_revision: Option<u64>) -> Result<u64> {
+        self.put_ttl(key, value, if_revision, None)
+    }
+
+    fn put_ttl(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        if_revision: Option<u64>,
+        ttl_secs: Option<u64>,
+    ) -> Result<u64> {
         limits::check_key(key, None)?;
-        let target = Self::key_target(key);
+        let mut target = Self::key_target(key);
+        if let Some(ttl) = ttl_secs {
+            let sep = if target.contains('?') { '&' } else { '?' };
+            target.push_str(&format!("{sep}ttl={ttl}"));
+        }
         let (url, resp) = self.send(|a, url, auth| {
             let req = with_auth(a.put(format!("{url}{target}")), auth);
             condition_headers(req, if_revision).send(value.as_slice())
@@ -635,7 +727,14 @@ fn read_stream(
                 item.revision.unwrap_or(0),
             ))
         };
-        let go_on = visit(&key, entry.as_ref().map(|(v, r)| (v.as_slice(), *r)))?;
+        let go_on = visit(
+            &key,
+            entry.as_ref().map(|(v, r)| crate::types::Item {
+                value: v,
+                revision: *r,
+                expires_at_ms: item.expires_at_ms,
+            }),
+        )?;
         if !go_on {
             return Ok(());
         }

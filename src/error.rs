@@ -101,6 +101,14 @@ pub enum Error {
     #[error("{0}")]
     Tls(String),
 
+    /// A watch from a revision whose events are no longer kept (exit 1,
+    /// HTTP 410 `compacted` with `oldest_revision`).
+    #[error(
+        "revision {requested} is compacted: the oldest revision the history keeps is {oldest}; \
+         watch from {oldest} or later (or without --from-revision)"
+    )]
+    Compacted { requested: u64, oldest: u64 },
+
     /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
     #[error("{message}")]
     Unavailable { message: String, overloaded: bool },
@@ -160,6 +168,7 @@ impl Error {
             Error::KeyNotFound { .. }
             | Error::DatabaseMissing { .. }
             | Error::DirectoryMissing { .. }
+            | Error::Compacted { .. }
             | Error::MostlyFailed {
                 not_found: true, ..
             } => 1,
@@ -184,6 +193,7 @@ impl Error {
             | Error::DatabaseMissing { .. }
             | Error::DirectoryMissing { .. } => 404,
             Error::Invalid { .. } => 400,
+            Error::Compacted { .. } => 410,
             Error::TooLarge { .. } => 413,
             Error::PreconditionFailed { .. } => 412,
             Error::Unauthorized(_) => 401,
@@ -205,6 +215,7 @@ impl Error {
             | Error::DatabaseMissing { .. }
             | Error::DirectoryMissing { .. } => "not_found",
             Error::Invalid { .. } => "bad_request",
+            Error::Compacted { .. } => "compacted",
             Error::TooLarge { .. } => "payload_too_large",
             Error::PreconditionFailed { .. } => "precondition_failed",
             Error::Unauthorized(_) => "unauthorized",

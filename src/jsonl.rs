@@ -19,16 +19,19 @@
 //! * `if_revision: N` makes the whole batch conditional on that key's revision
 //!   before the batch (0: absent);
 //! * `revision` is accepted and ignored, so range output is valid batch
-//!   input; `ttl` (an integer, 1 to 315,360,000 seconds) and `expires_at_ms`
-//!   (an integer, not together with `ttl`) are checked and, until expiry is
-//!   built, ignored; any other field makes the line bad, so a misspelt
+//!   input; a put may carry `ttl` (an integer, 1 to 315,360,000 seconds) or
+//!   `expires_at_ms` (Unix milliseconds), not both, so range output keeps
+//!   its expiry (the write turns a `ttl` into an absolute time when it is
+//!   accepted, and skips a line whose expiry has passed: `Op::accept`);
+//!   any other field makes the line bad, so a misspelt
 //!   `if_revision` never turns a conditional write into an unconditional
 //!   one; so does a line that is not a JSON object; blank lines are skipped;
 //! * line numbers in errors are 1-based and count every physical line.
 //!
-//! Output (range, `get --json`): `{"key":…,"value":…,"revision":N}`, using the
-//! plain fields when the bytes are valid UTF-8 and the `_b64` ones otherwise;
-//! keys-only lines carry just the key.
+//! Output (range, `get --json`): `{"key":…,"value":…,"revision":N}`, and
+//! `"expires_at_ms":T` for a key with an expiry, using the plain fields
+//! when the bytes are valid UTF-8 and the `_b64` ones otherwise; keys-only
+//! lines carry just the key.
 
 use std::borrow::Cow;
 use std::io::{BufRead, Write};
@@ -41,7 +44,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::types::{Action, Op};
+use crate::types::{Action, Item, Op};
 
 /// A key as text for messages: a JSON string when it is UTF-8, else `b64:…`.
 pub fn show_key(key: &[u8]) -> String {
@@ -125,6 +128,9 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
             if input.value.is_some() || input.value_b64.is_some() {
                 return Err(bad("a delete takes no value".into()));
             }
+            if input.ttl.is_some() || input.expires_at_ms.is_some() {
+                return Err(bad("a delete takes no ttl or expires_at_ms".into()));
+            }
             Action::Delete
         }
         other => {
@@ -139,6 +145,8 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
         action,
         if_revision: input.if_revision,
         line: Some(line),
+        expires_at_ms: input.expires_at_ms,
+        ttl_secs: input.ttl,
     })
 }
 
@@ -147,15 +155,23 @@ fn is_object(text: &[u8]) -> bool {
     text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
-/// `ttl` and `expires_at_ms` are checked as SPEC "Expiry (TTL)" says,
-/// though expiry itself is not built yet.
+/// `ttl` and `expires_at_ms` are checked as SPEC "Expiry (TTL)" says.
 fn check_expiry(input: &InputLine<'_>) -> std::result::Result<(), String> {
     match (input.ttl, input.expires_at_ms) {
         (Some(_), Some(_)) => Err("give ttl or expires_at_ms, not both".into()),
-        (Some(ttl), None) if !(1..=MAX_TTL_SECS).contains(&ttl) => Err(format!(
-            "ttl must be 1 to {MAX_TTL_SECS} seconds, not {ttl}"
-        )),
+        (Some(ttl), None) => check_ttl(ttl),
         _ => Ok(()),
+    }
+}
+
+/// A `ttl` in seconds is 1 to 315,360,000 (ten years, SPEC "Expiry (TTL)").
+pub fn check_ttl(ttl: u64) -> std::result::Result<(), String> {
+    if (1..=MAX_TTL_SECS).contains(&ttl) {
+        Ok(())
+    } else {
+        Err(format!(
+            "ttl must be 1 to {MAX_TTL_SECS} seconds, not {ttl}"
+        ))
     }
 }
 
@@ -230,28 +246,28 @@ impl<R: BufRead> Iterator for OpReader<R> {
     }
 }
 
-/// Writes one output line (with its newline): key, and value and revision
-/// unless `entry` is `None` (keys-only).
-pub fn write_line(out: &mut impl Write, key: &[u8], entry: Option<(&[u8], u64)>) -> Result<()> {
+/// Writes one output line (with its newline): key, and value, revision
+/// and expiry unless `entry` is `None` (keys-only).
+pub fn write_line(out: &mut impl Write, key: &[u8], entry: Option<Item<'_>>) -> Result<()> {
     write_line_io(out, key, entry).map_err(|e| Error::io("cannot write output", e))
 }
 
-fn write_line_io(
-    out: &mut impl Write,
-    key: &[u8],
-    entry: Option<(&[u8], u64)>,
-) -> std::io::Result<()> {
+fn write_line_io(out: &mut impl Write, key: &[u8], entry: Option<Item<'_>>) -> std::io::Result<()> {
     out.write_all(b"{")?;
     write_field(out, "key", key)?;
-    if let Some((value, revision)) = entry {
+    if let Some(item) = entry {
         out.write_all(b",")?;
-        write_field(out, "value", value)?;
-        write!(out, ",\"revision\":{revision}")?;
+        write_field(out, "value", item.value)?;
+        write!(out, ",\"revision\":{}", item.revision)?;
+        if let Some(at) = item.expires_at_ms {
+            write!(out, ",\"expires_at_ms\":{at}")?;
+        }
     }
     out.write_all(b"}\n")
 }
 
-fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `"name":"…"` or `"name_b64":"…"` for `bytes` (see the header).
+pub fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             write!(out, "\"{name}\":")?;
@@ -300,6 +316,12 @@ mod tests {
             "3",
             r#"{"key":"a","value":"x","ttl":0}"#,
             r#"{"key":"a","value":"x","ttl":1,"expires_at_ms":9}"#,
+            r#"{"key":"a","value":"x","ttl":315360001}"#,
+            r#"{"key":"a","value":"x","ttl":-1}"#,
+            r#"{"key":"a","value":"x","ttl":1.5}"#,
+            r#"{"key":"a","value":"x","ttl":"5"}"#,
+            r#"{"key":"a","value":"x","expires_at_ms":-1}"#,
+            r#"{"key":"a","op":"delete","ttl":5}"#,
         ] {
             let err = parse(bad).unwrap_err();
             assert!(
@@ -313,12 +335,26 @@ mod tests {
     #[test]
     fn output_uses_b64_for_binary() {
         let mut out = Vec::new();
-        write_line(&mut out, b"k\"", Some((b"\xff", 3))).unwrap();
+        let item = |value: &'static [u8], revision, expires_at_ms| Item {
+            value,
+            revision,
+            expires_at_ms,
+        };
+        write_line(&mut out, b"k\"", Some(item(b"\xff", 3, None))).unwrap();
         write_line(&mut out, b"\x00\xfe", None).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"key\":\"k\\\"\",\"value_b64\":\"/w==\",\"revision\":3}\n{\"key_b64\":\"AP4=\"}\n"
         );
+        let mut out = Vec::new();
+        write_line(&mut out, b"s", Some(item(b"x", 9, Some(1_795_000_000_000)))).unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "{\"key\":\"s\",\"value\":\"x\",\"revision\":9,\"expires_at_ms\":1795000000000}\n"
+        );
+        // Range output fed back keeps the expiry.
+        let op = parse_line(&out, 1, MAX).unwrap();
+        assert_eq!(op.expires_at_ms, Some(1_795_000_000_000));
     }
 
     proptest::proptest! {
@@ -356,7 +392,8 @@ mod tests {
             value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
         ) {
             let mut out = Vec::new();
-            write_line(&mut out, &key, Some((&value, 9))).unwrap();
+            let item = Item { value: &value, revision: 9, expires_at_ms: None };
+            write_line(&mut out, &key, Some(item)).unwrap();
             let op = parse_line(&out, 1, MAX).unwrap();
             proptest::prop_assert_eq!(op.key, key);
             proptest::prop_assert_eq!(op.action, Action::Put(value));

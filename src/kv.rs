@@ -8,12 +8,12 @@ use std::io::BufRead;
 
 use crate::error::{Error, Result};
 use crate::jsonl::{OpReader, show_key};
-use crate::store::{Commit, Store};
-use crate::types::{Applied, Entry, Op, RangeQuery, Stats};
+use crate::store::{Commit, LOCAL_SWEEP_MAX, Store};
+use crate::types::{Applied, Entry, Item, Op, RangeQuery, Stats, now_ms};
 
-/// Receives range items: key, and value with revision unless keys-only.
-/// Returns `false` to stop early.
-pub type Visit<'a> = dyn FnMut(&[u8], Option<(&[u8], u64)>) -> Result<bool> + 'a;
+/// Receives range items: key, and value with revision and expiry unless
+/// keys-only. Returns `false` to stop early.
+pub type Visit<'a> = dyn FnMut(&[u8], Option<Item<'_>>) -> Result<bool> + 'a;
 
 /// The data operations of kvr.
 pub trait Kv {
@@ -22,6 +22,24 @@ pub trait Kv {
     /// Stores a value, if the key's revision is `if_revision` (0: absent) when
     /// given. Returns the new database revision.
     fn put(&self, key: &[u8], value: Vec<u8>, if_revision: Option<u64>) -> Result<u64>;
+    /// [`Kv::put`] of a key that expires `ttl_secs` after the write is
+    /// accepted (SPEC "Expiry (TTL)"); without one, any earlier expiry of
+    /// the key is cleared.
+    fn put_ttl(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        if_revision: Option<u64>,
+        ttl_secs: Option<u64>,
+    ) -> Result<u64> {
+        match ttl_secs {
+            None => self.put(key, value, if_revision),
+            Some(_) => Err(Error::invalid(format!(
+                "{} cannot store keys with an expiry",
+                self.source()
+            ))),
+        }
+    }
     /// Removes a key; [`Error::KeyNotFound`] if absent. Returns the new revision.
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64>;
     /// Deletes every key of `query`'s start, end and prefix atomically, each
@@ -43,7 +61,10 @@ pub trait Kv {
     fn source(&self) -> String;
 }
 
-/// A database file opened by this process.
+/// A database file opened by this process. Expiry as SPEC "Expiry (TTL)"
+/// says for `--db`: a key expired by the local clock is absent to reads and
+/// conditions, and each write first deletes up to [`LOCAL_SWEEP_MAX`]
+/// expired keys, in expiry order, each taking a revision.
 pub struct LocalKv {
     pub store: Store,
     pub max_value_bytes: usize,
@@ -58,20 +79,48 @@ impl Drop for LocalKv {
 }
 
 impl LocalKv {
+    /// Deletes what expired (see the type's header), then applies `op`
+    /// with conditions judged by the same clock.
     fn apply_one(&self, op: Op) -> Result<Applied> {
+        let now = self.sweep()?;
         self.store
-            .apply([Ok(op)], Commit::Durable, self.max_value_bytes)
+            .apply_at([Ok(op)], Commit::Durable, self.max_value_bytes, Some(now))
+    }
+
+    /// The expired keys a write command deletes first; returns the clock.
+    fn sweep(&self) -> Result<u64> {
+        let now = now_ms();
+        self.store.sweep_expired(now, LOCAL_SWEEP_MAX)?;
+        Ok(now)
     }
 }
 
 impl Kv for LocalKv {
     fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
-        self.store.get(key)
+        let now = now_ms();
+        Ok(self.store.get(key)?.filter(|e| !e.expired_at(now)))
     }
 
     fn put(&self, key: &[u8], value: Vec<u8>, if_revision: Option<u64>) -> Result<u64> {
-        let op = Op::put(key, value).if_revision(if_revision);
-        Ok(self.apply_one(op)?.revision)
+        self.put_ttl(key, value, if_revision, None)
+    }
+
+    fn put_ttl(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        if_revision: Option<u64>,
+        ttl_secs: Option<u64>,
+    ) -> Result<u64> {
+        let op = Op::put(key, value)
+            .if_revision(if_revision)
+            .ttl(ttl_secs)
+            .accept(now_ms());
+        match op {
+            Some(op) => Ok(self.apply_one(op)?.revision),
+            // A ttl of at least a second never has passed.
+            None => Ok(self.store.stats()?.revision),
+        }
     }
 
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
@@ -83,18 +132,38 @@ impl Kv for LocalKv {
     }
 
     fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
+        self.sweep()?;
         self.store.delete_range(query)
     }
 
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
-        let ops = OpReader::new(input, self.max_value_bytes);
-        self.store.apply(ops, Commit::Durable, self.max_value_bytes)
+        let now = self.sweep()?;
+        // Accepted line by line at one clock: a line whose expiry passed
+        // is skipped.
+        let ops = OpReader::new(input, self.max_value_bytes)
+            .filter_map(|op| op.map(|op| op.accept(now)).transpose());
+        self.store
+            .apply_at(ops, Commit::Durable, self.max_value_bytes, Some(now))
     }
 
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
         let snapshot = self.store.snapshot()?;
-        snapshot.range(query, |key, rec| {
-            let entry = (!query.keys_only).then_some((rec.value, rec.revision));
+        let now = now_ms();
+        // Expired keys are skipped, so the limit is counted here.
+        let mut left = query.limit.unwrap_or(u64::MAX);
+        let unlimited = RangeQuery {
+            limit: None,
+            ..query.clone()
+        };
+        snapshot.range(&unlimited, |key, rec| {
+            if left == 0 {
+                return Ok(false);
+            }
+            if rec.expires_at_ms.is_some_and(|t| t <= now) {
+                return Ok(true);
+            }
+            left -= 1;
+            let entry = (!query.keys_only).then_some(rec.item());
             visit(key, entry)
         })
     }

@@ -12,6 +12,13 @@ pub const OP_OVERHEAD_BYTES: usize = 64;
 pub enum Action {
     Put(Vec<u8>),
     Delete,
+    /// An expiry delete (SPEC "Expiry (TTL)"): deletes the key only if it
+    /// still has this revision and this expiry; otherwise a no-op that
+    /// takes no revision, so a late sweep never deletes a newer put.
+    Expire {
+        revision: u64,
+        expires_at_ms: u64,
+    },
 }
 
 /// One operation of a batch.
@@ -24,6 +31,13 @@ pub struct Op {
     pub if_revision: Option<u64>,
     /// The input line it came from, for error messages (None for a single command).
     pub line: Option<u64>,
+    /// A put's absolute expiry, Unix milliseconds (None: never expires).
+    /// Decided when the write is accepted ([`Op::accept`]), so applying the
+    /// op is the same on every node and at every replay.
+    pub expires_at_ms: Option<u64>,
+    /// A put's time to live in seconds as given (`ttl`), until
+    /// [`Op::accept`] turns it into [`Op::expires_at_ms`].
+    pub ttl_secs: Option<u64>,
 }
 
 impl Op {
@@ -33,6 +47,8 @@ impl Op {
             action: Action::Put(value.into()),
             if_revision: None,
             line: None,
+            expires_at_ms: None,
+            ttl_secs: None,
         }
     }
 
@@ -42,6 +58,38 @@ impl Op {
             action: Action::Delete,
             if_revision: None,
             line: None,
+            expires_at_ms: None,
+            ttl_secs: None,
+        }
+    }
+
+    /// The expiry delete of `key` at `revision` with `expires_at_ms`.
+    pub fn expire(key: impl Into<Vec<u8>>, revision: u64, expires_at_ms: u64) -> Op {
+        Op {
+            action: Action::Expire {
+                revision,
+                expires_at_ms,
+            },
+            ..Op::delete(key)
+        }
+    }
+
+    /// A put that expires `ttl_secs` after it is accepted.
+    pub fn ttl(mut self, ttl_secs: Option<u64>) -> Op {
+        self.ttl_secs = ttl_secs;
+        self
+    }
+
+    /// Accepts the op at `now_ms`: a `ttl` becomes an absolute expiry;
+    /// `None` for a put whose expiry has already passed (it is skipped and
+    /// takes no revision, SPEC "Expiry (TTL)").
+    pub fn accept(mut self, now_ms: u64) -> Option<Op> {
+        if let Some(ttl) = self.ttl_secs.take() {
+            self.expires_at_ms = Some(now_ms.saturating_add(ttl.saturating_mul(1000)));
+        }
+        match self.expires_at_ms {
+            Some(at) if at <= now_ms && matches!(self.action, Action::Put(_)) => None,
+            _ => Some(self),
         }
     }
 
@@ -55,7 +103,7 @@ impl Op {
     pub fn mem_bytes(&self) -> usize {
         let value = match &self.action {
             Action::Put(v) => v.len(),
-            Action::Delete => 0,
+            Action::Delete | Action::Expire { .. } => 0,
         };
         self.key.len() + value + OP_OVERHEAD_BYTES
     }
@@ -92,6 +140,30 @@ pub struct Stats {
 pub struct Entry {
     pub value: Vec<u8>,
     pub revision: u64,
+    /// When the key expires, Unix milliseconds.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Entry {
+    /// Whether the key is expired at `now_ms` (at or after its expiry).
+    pub fn expired_at(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|t| t <= now_ms)
+    }
+}
+
+/// One range item as readers see it: the value, its revision and expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item<'a> {
+    pub value: &'a [u8],
+    pub revision: u64,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// The current time in Unix milliseconds (0 before 1970, never a panic).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Which keys a range visits, and how.

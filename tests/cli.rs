@@ -593,16 +593,20 @@ fn batch_conditions_see_the_state_before_the_batch(env: Env) {
 }
 
 fn revision_ttl_and_expires_at_ms_are_accepted(env: Env) {
-    // `revision` (range output) is ignored; `ttl` and `expires_at_ms` are
-    // known fields, checked and (until expiry is built) ignored.
+    // `revision` (range output) is ignored; `ttl` and `expires_at_ms` set
+    // the key's expiry (more in cli/expiry.rs).
     let input = "{\"key\":\"k\",\"value\":\"v\",\"revision\":99}\n\
                  {\"key\":\"t\",\"value\":\"v\",\"ttl\":60}\n\
                  {\"key\":\"e\",\"value\":\"v\",\"expires_at_ms\":4102444800000}\n";
     env.kvr(["batch"]).stdin(input).ok();
+    let mut lines = env.range_json(&[]);
+    let t_expiry = lines[2]["expires_at_ms"].take().as_u64().unwrap();
+    assert!(t_expiry > 1_700_000_000_000 + 60_000, "{t_expiry}");
+    lines[2].as_object_mut().unwrap().remove("expires_at_ms");
     assert_eq!(
-        env.range_json(&[]),
+        lines,
         [
-            json!({"key":"e","value":"v","revision":3}),
+            json!({"key":"e","value":"v","revision":3,"expires_at_ms":4102444800000u64}),
             json!({"key":"k","value":"v","revision":1}),
             json!({"key":"t","value":"v","revision":2}),
         ]
@@ -913,3 +917,6 @@ fn cache_and_lock_options_are_checked() {
 
 #[path = "cli/usage.rs"]
 mod usage;
+
+#[path = "cli/expiry.rs"]
+mod expiry;

@@ -9,6 +9,11 @@
 //! other commands do, must give back exactly every acknowledged write, no
 //! torn group.
 //!
+//! Puts carry expiries on a small clock, and sweeps at random clocks must
+//! propose exactly the expiry deletes the model says are due (from the
+//! store's expiry index and the memory tables alike, across flushes and
+//! crashes), while reads show every key with its expiry until it is swept.
+//!
 //! `KVR_ENGINE_CASES` raises the number of sequences (default 48).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,14 +22,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kvr::engine::{Engine, EngineOptions, EngineWriter, Log, Release, Request, Snapshot};
+use kvr::engine::history::{EventKind, HistoryBounds};
+use kvr::engine::{Engine, EngineOptions, EngineWriter, Events, Log, Release, Request, Snapshot};
 use kvr::store::{Store, StoreOptions};
 use kvr::types::{Op, RangeQuery};
 use kvr::wal::Wal;
 use proptest::prelude::*;
 
 mod sim;
-use sim::{Model, SimDisk};
+use sim::{Model, ModelEvent, SimDisk};
 
 /// The real log, whose releases a test can drop: a crash after a flush's
 /// commit and before its log went.
@@ -82,6 +88,7 @@ fn start(disk: SimDisk, dir: &Path, into_store: bool) -> Running {
     // A tiny budget: flushes and waits for room happen within a sequence.
     let mut opts = EngineOptions::new(64 << 10, 1 << 20);
     opts.flush_age = std::time::Duration::from_secs(3600);
+    opts.history = HISTORY;
     let drop_releases = Arc::new(AtomicBool::new(false));
     let (engine, writer) = if into_store {
         let log = TestLog {
@@ -154,6 +161,43 @@ fn read_all(snap: &Snapshot) -> BTreeMap<Vec<u8>, (Vec<u8>, u64)> {
     seen
 }
 
+/// The history bounds of the test: small, so both trim.
+const HISTORY: HistoryBounds = HistoryBounds {
+    events: 30,
+    bytes: 3000,
+};
+
+/// Watching from any kept revision yields exactly the model's events;
+/// the oldest kept revision is the model's (never below `floor`, where a
+/// recovery through the store ended the history).
+fn check_history(r: &Running, model: &Model, floor: u64) {
+    let oldest = r.engine.oldest_revision();
+    assert_eq!(oldest, model.oldest(HISTORY.events, HISTORY.bytes, floor));
+    for from in oldest..=model.revision + 1 {
+        let found = match r.engine.events(from, usize::MAX).unwrap() {
+            Events::Found(events) => events,
+            Events::Gone => panic!("events from {from} are gone; oldest {oldest}"),
+        };
+        let got: Vec<ModelEvent> = found
+            .into_iter()
+            .map(|e| {
+                let kind = match e.kind {
+                    EventKind::Put => "put",
+                    EventKind::Delete => "delete",
+                    EventKind::Expired => "expired",
+                };
+                (e.revision, kind, e.key, e.value.to_vec(), e.expires_at_ms)
+            })
+            .collect();
+        let want = &model.events[(from - 1) as usize..];
+        assert_eq!(got, want, "from {from}");
+    }
+    // A page stops at its size.
+    if let Events::Found(page) = r.engine.events(oldest, 2).unwrap() {
+        assert_eq!(page.len(), (model.revision + 1 - oldest).min(2) as usize);
+    }
+}
+
 fn check(r: &Running, model: &Model) {
     let snap = r.engine.snapshot();
     assert_eq!(snap.revision(), model.revision);
@@ -166,9 +210,16 @@ fn check(r: &Running, model: &Model) {
     for i in 0..24 {
         let (found, at) = r.engine.get(&key(i)).unwrap();
         assert_eq!(at, model.revision);
-        let want = model.data.get(&key(i)).map(|(v, rev)| (v.clone(), *rev));
-        assert_eq!(found.map(|(v, rev)| (v.to_vec(), rev)), want);
+        let want = model
+            .data
+            .get(&key(i))
+            .map(|(v, rev)| (v.clone(), *rev, model.expiry.get(&key(i)).copied()));
+        let got = found.map(|g| (g.value.to_vec(), g.revision, g.expires_at_ms));
+        assert_eq!(got, want);
     }
+    // Every key with an expiry is found by a sweep that far ahead.
+    let (due, next) = r.engine.expired(u64::MAX, usize::MAX, None).unwrap();
+    assert_eq!((due, next), (model.due(u64::MAX), None));
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +235,7 @@ struct GenOp {
     key: u8,
     put: Option<Vec<u8>>,
     cond: Cond,
+    expires: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +244,11 @@ enum Step {
     Group(Vec<Vec<GenOp>>),
     /// A group with a range delete of keys `k{a}*`..`k{b}*` between writes.
     DeleteRange(Vec<GenOp>, u8, u8, Vec<GenOp>),
+    /// A sweeper at clock `now`, proposing up to `max` deletes a round.
+    Sweep {
+        now: u64,
+        max: usize,
+    },
     Freeze,
     WaitFlush,
     /// A snapshot read after more steps ran (spanning flushes).
@@ -217,8 +274,14 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
             1 => Just(Cond::Absent),
             1 => Just(Cond::Wrong)
         ],
+        prop::option::weighted(0.3, 0u64..20),
     )
-        .prop_map(|(key, put, cond)| GenOp { key, put, cond })
+        .prop_map(|(key, put, cond, expires)| GenOp {
+            key,
+            put,
+            cond,
+            expires,
+        })
 }
 
 fn gen_step() -> impl Strategy<Value = Step> {
@@ -226,6 +289,7 @@ fn gen_step() -> impl Strategy<Value = Step> {
         10 => prop::collection::vec(prop::collection::vec(gen_op(), 1..6), 1..8).prop_map(Step::Group),
         2 => (prop::collection::vec(gen_op(), 0..4), 0u8..3, 0u8..3, prop::collection::vec(gen_op(), 0..4))
             .prop_map(|(a, lo, hi, b)| Step::DeleteRange(a, lo, hi, b)),
+        2 => (0u64..22, 1usize..5).prop_map(|(now, max)| Step::Sweep { now, max }),
         2 => Just(Step::Freeze),
         2 => Just(Step::WaitFlush),
         1 => Just(Step::HoldSnapshot),
@@ -242,7 +306,11 @@ fn to_ops(spec: &[GenOp], model: &Model) -> Vec<Op> {
         .map(|g| {
             let k = key(g.key);
             let op = match &g.put {
-                Some(v) => Op::put(k.clone(), v.clone()),
+                Some(v) => {
+                    let mut op = Op::put(k.clone(), v.clone());
+                    op.expires_at_ms = g.expires;
+                    op
+                }
                 None => Op::delete(k.clone()),
             };
             let current = model.data.get(&k).map_or(0, |e| e.1);
@@ -261,6 +329,8 @@ fn run_steps(steps: Vec<Step>) {
     let dir = tmp.path().join("db.wal");
     let mut r = start(SimDisk::default(), &dir, false);
     let mut model = Model::default();
+    // Where a recovery through the store ended the history.
+    let mut floor = 1;
     let mut held: Option<(Snapshot, Model)> = None;
     for step in steps {
         match step {
@@ -309,7 +379,10 @@ fn run_steps(steps: Vec<Step>) {
                     .collect();
                 for k in &doomed {
                     model.data.remove(k);
+                    model.expiry.remove(k);
                     model.revision += 1;
+                    let ev = (model.revision, "delete", k.clone(), Vec::new(), None);
+                    model.events.push(ev);
                 }
                 let applied = outcomes[1].as_ref().unwrap();
                 assert_eq!(
@@ -323,6 +396,32 @@ fn run_steps(steps: Vec<Step>) {
                 let later_ops = later.ops.clone();
                 let outcome = r.writer.write_group(vec![later]).unwrap().remove(0);
                 assert_eq!(outcome.is_ok(), model.apply(&later_ops).is_ok());
+            }
+            Step::Sweep { now, max } => {
+                let want = model.due(now);
+                let mut proposed = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let (ops, next) = r.engine.expired(now, max, cursor.as_ref()).unwrap();
+                    let request = Request {
+                        ops: ops.clone(),
+                        ..Request::default()
+                    };
+                    let applied = r
+                        .writer
+                        .write_group(vec![request])
+                        .unwrap()
+                        .remove(0)
+                        .unwrap();
+                    assert_eq!(applied.deletes, model.apply(&ops).unwrap());
+                    assert_eq!(applied.deletes, ops.len() as u64);
+                    proposed.extend(ops);
+                    cursor = next;
+                    if cursor.is_none() {
+                        break;
+                    }
+                }
+                assert_eq!(proposed, want);
             }
             Step::Freeze => r.writer.freeze_now().unwrap(),
             Step::WaitFlush => assert!(r.engine.wait_flushed()),
@@ -349,6 +448,9 @@ fn run_steps(steps: Vec<Step>) {
                 r.writer.abandon();
                 drop(r.engine);
                 r = start(disk.after_power_loss(seed), &dir, seed % 2 == 0);
+                if seed % 2 == 0 && r.engine.oldest_revision() == model.revision + 1 {
+                    floor = model.revision + 1;
+                }
             }
             Step::Restart => {
                 held = None;
@@ -359,6 +461,7 @@ fn run_steps(steps: Vec<Step>) {
             }
         }
         check(&r, &model);
+        check_history(&r, &model, floor);
     }
 }
 

@@ -1,7 +1,10 @@
-//! Model-based test of the store: random sequences of puts, deletes,
-//! conditional puts, batches (some with a bad line), clean reopens and
-//! simulated power losses, checked after every step against a `BTreeMap`
-//! model with a revision counter.
+//! Model-based test of the store: random sequences of puts (some with an
+//! expiry), deletes, conditional puts, batches (some with a bad line, some
+//! with conditions judged at a clock that hides expired keys), expiry
+//! sweeps, clean reopens and simulated power losses, checked after every
+//! step against a `BTreeMap` model with a revision counter: the data, each
+//! key's expiry, and the expiry index (a sweep deletes exactly the keys the
+//! model says are due, in expiry order).
 //!
 //! Power loss is simulated by [`SimDisk`], a redb storage backend that keeps
 //! what was written since the last sync apart. At a crash it keeps a random
@@ -33,6 +36,20 @@ fn check(store: &Store, model: &Model) {
     })
     .unwrap();
     assert_eq!(seen, model.data);
+    let mut expiry = BTreeMap::new();
+    snap.range(&RangeQuery::default(), |k, rec| {
+        if let Some(t) = rec.expires_at_ms {
+            expiry.insert(k.to_vec(), t);
+        }
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(expiry, model.expiry);
+    // The index holds exactly the keys with an expiry, at their revision.
+    assert_eq!(
+        store.expired(u64::MAX, usize::MAX).unwrap(),
+        model.due(u64::MAX)
+    );
     let stats = store.stats().unwrap();
     assert_eq!(stats.revision, model.revision);
     assert_eq!(stats.keys, model.data.len() as u64);
@@ -68,6 +85,8 @@ struct GenOp {
     key: u8,
     put: Option<Vec<u8>>,
     cond: Cond,
+    /// A put's expiry on a small clock (0 to 20 ms).
+    expires: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +95,13 @@ enum Step {
         ops: Vec<GenOp>,
         /// Insert an invalid op at this index (the batch must be rejected).
         bad_at: Option<usize>,
+        /// Judge conditions at this clock, expired keys absent (`--db`).
+        now: Option<u64>,
+    },
+    /// Delete up to `max` keys expired at `now`, as `--db` writes do first.
+    Sweep {
+        now: u64,
+        max: usize,
     },
     Reopen,
     /// Power loss; with `during`, in the middle of the next write after
@@ -107,14 +133,21 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
         3 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Some),
         1 => (1usize..3000).prop_map(|n| Some(vec![7u8; n])),
     ];
-    (0u8..10, put, cond).prop_map(|(key, put, cond)| GenOp { key, put, cond })
+    let expires = proptest::option::weighted(0.4, 0u64..20);
+    (0u8..10, put, cond, expires).prop_map(|(key, put, cond, expires)| GenOp {
+        key,
+        put,
+        cond,
+        expires,
+    })
 }
 
 fn gen_step() -> impl Strategy<Value = Step> {
     let ops = || proptest::collection::vec(gen_op(), 1..12);
     prop_oneof![
-        8 => (ops(), proptest::option::weighted(0.15, 0usize..12))
-            .prop_map(|(ops, bad_at)| Step::Ops { ops, bad_at }),
+        8 => (ops(), proptest::option::weighted(0.15, 0usize..12), proptest::option::of(0u64..22))
+            .prop_map(|(ops, bad_at, now)| Step::Ops { ops, bad_at, now }),
+        2 => (0u64..22, 1usize..6).prop_map(|(now, max)| Step::Sweep { now, max }),
         1 => Just(Step::Reopen),
         1 => any::<u64>().prop_map(|seed| Step::Crash { during: None, seed }),
         2 => (0u32..40, ops(), any::<u64>())
@@ -128,7 +161,11 @@ fn to_ops(spec: &[GenOp], model: &Model) -> Vec<Op> {
             let k = key(g.key);
             let current = model.data.get(&k).map_or(0, |e| e.1);
             let op = match &g.put {
-                Some(v) => Op::put(k, v.clone()),
+                Some(v) => {
+                    let mut op = Op::put(k, v.clone());
+                    op.expires_at_ms = g.expires;
+                    op
+                }
                 None => Op::delete(k),
             };
             op.if_revision(match g.cond {
@@ -155,21 +192,33 @@ fn run_steps(steps: Vec<Step>) {
     let mut model = Model::default();
     for step in steps {
         match step {
-            Step::Ops { ops, bad_at } => {
+            Step::Sweep { now, max } => {
+                let ops = store.expired(now, max).unwrap();
+                let mut due = model.due(now);
+                due.truncate(max);
+                assert_eq!(ops, due);
+                let applied = store
+                    .apply(ops.iter().cloned().map(Ok), Commit::Durable, MAX)
+                    .unwrap();
+                assert_eq!(model.apply(&ops).unwrap(), applied.deletes);
+                assert_eq!(applied.deletes, ops.len() as u64);
+                assert_eq!(store.stats().unwrap().revision, model.revision);
+            }
+            Step::Ops { ops, bad_at, now } => {
                 let ops = to_ops(&ops, &model);
                 let mut input: Vec<Result<Op, Error>> = ops.iter().cloned().map(Ok).collect();
                 if let Some(at) = bad_at {
                     input.insert(at.min(input.len()), Err(Error::invalid("bad line")));
                 }
-                let result = store.apply(input, Commit::Durable, MAX);
+                let result = store.apply_at(input, Commit::Durable, MAX, now);
                 let expected = if bad_at.is_some() {
                     Err(())
                 } else {
-                    model.clone().apply(&ops).map(|_| ())
+                    model.clone().apply_at(&ops, now).map(|_| ())
                 };
                 match (&result, expected) {
                     (Ok(applied), Ok(())) => {
-                        model.apply(&ops).unwrap();
+                        model.apply_at(&ops, now).unwrap();
                         assert_eq!(applied.revision, model.revision);
                     }
                     (Err(_), Err(())) => {}

@@ -14,6 +14,8 @@ mod cli_modes;
 mod delete_range;
 #[path = "server/diskfull.rs"]
 mod diskfull;
+#[path = "server/expiry.rs"]
+mod expiry;
 #[path = "server/hostile.rs"]
 mod hostile;
 #[path = "server/kill9.rs"]
@@ -38,3 +40,5 @@ mod tls;
 mod tmpfs;
 #[path = "server/wal.rs"]
 mod wal;
+#[path = "server/watch.rs"]
+mod watch;

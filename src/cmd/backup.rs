@@ -89,7 +89,7 @@ fn from_file(src: &Store, dest: &Dest, opts: &StoreOptions, stop: &AtomicBool) -
     let mut copier = Copier::new(&out, revision);
     snap.range(&RangeQuery::default(), |key, rec| {
         interrupted(stop)?;
-        copier.push(key, rec.value, rec.revision)?;
+        copier.push(key, rec.item())?;
         progress.inc(1);
         Ok(true)
     })?;
@@ -113,10 +113,10 @@ fn from_server(
             revision.set(r);
             Ok(())
         },
-        &mut |key, value, rev| {
+        &mut |key, item| {
             interrupted(stop)?;
             let c = copier.get_or_insert_with(|| Copier::new(&out, revision.get()));
-            c.push(key, value, rev)?;
+            c.push(key, item)?;
             progress.inc(1);
             Ok(())
         },

@@ -19,7 +19,12 @@ pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: GetArgs) -> anyhow:
     })?;
     let mut out = std::io::stdout().lock();
     let written: Result<()> = if args.json {
-        jsonl::write_line(&mut out, &key, Some((&entry.value, entry.revision)))
+        let item = crate::types::Item {
+            value: &entry.value,
+            revision: entry.revision,
+            expires_at_ms: entry.expires_at_ms,
+        };
+        jsonl::write_line(&mut out, &key, Some(item))
     } else {
         out.write_all(&entry.value)
             .map_err(|e| Error::io("cannot write output", e))

@@ -17,6 +17,7 @@ mod range;
 mod serve;
 mod stats;
 mod tui;
+mod watch;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => get::run(|| open(g, OpenMode::MustExist), args),
         Command::Delete(args) => delete::run(|| open(g, OpenMode::MustExist), args),
         Command::Range(args) => range::run(|| open(g, OpenMode::MustExist), args),
+        Command::Watch(args) => watch::run(g, args),
         Command::Batch(args) => {
             batch::run(|| open(g, OpenMode::Create), args, remote(g)?.is_some())
         }

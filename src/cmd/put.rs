@@ -18,7 +18,7 @@ pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: PutArgs) -> anyhow:
         Some(v) => arg_bytes(v),
         None => read_stdin_value()?,
     };
-    let revision = open()?.put(&key, value, args.if_revision)?;
+    let revision = open()?.put_ttl(&key, value, args.if_revision, args.ttl)?;
     if args.json {
         print_revision(revision)?;
     }

@@ -147,6 +147,10 @@ fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
         header_timeout: super::seconds(args.header_timeout, "--header-timeout")?,
         idle_timeout: super::seconds(args.idle_timeout, "--idle-timeout")?,
         memtable_bytes: memtable_bytes(g, args)?,
+        history: crate::engine::history::HistoryBounds {
+            events: args.history,
+            bytes: args.history_bytes,
+        },
     })
 }
 

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::history::{Event, EventKind};
+use super::memtable::HistoryMark;
 use super::{Engine, Log, Version};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
@@ -25,6 +27,8 @@ use crate::types::{Action, Applied, Op, RangeQuery};
 
 /// How long a writer waiting for room looks again at the flush state.
 const ROOM_POLL: Duration = Duration::from_millis(50);
+/// Events read at a time while trimming the history down to its byte bound.
+const TRIM_STEP: u64 = 256;
 
 /// A write as the engine takes it.
 #[derive(Debug, Default)]
@@ -42,16 +46,22 @@ pub struct Request {
 pub struct EngineWriter {
     engine: Arc<Engine>,
     log: Option<Box<dyn Log>>,
+    /// The bytes of the kept history (see [`HistoryMark`]).
+    history_bytes: u64,
 }
 
-/// The group's effect on keys so far: revision if present, `None` if deleted.
-type Overlay = HashMap<Vec<u8>, Option<u64>>;
+/// A key's revision and expiry when present.
+type KeyState = Option<(u64, Option<u64>)>;
+/// The group's effect on keys so far: revision and expiry if present,
+/// `None` if deleted.
+type Overlay = HashMap<Vec<u8>, KeyState>;
 
 impl EngineWriter {
-    pub(super) fn new(engine: Arc<Engine>, log: Box<dyn Log>) -> EngineWriter {
+    pub(super) fn new(engine: Arc<Engine>, log: Box<dyn Log>, history_bytes: u64) -> EngineWriter {
         EngineWriter {
             engine,
             log: Some(log),
+            history_bytes,
         }
     }
 
@@ -126,30 +136,99 @@ impl EngineWriter {
         }
         drop(records);
         let mut versions = Vec::new();
+        let mut expiring = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
         for (req, op_revs) in requests.into_iter().zip(revs) {
+            let first_event = events.len();
             for (op, rev) in req.ops.into_iter().zip(op_revs) {
                 if rev == 0 {
                     continue;
                 }
+                let kind = match op.action {
+                    Action::Put(_) => EventKind::Put,
+                    Action::Delete => EventKind::Delete,
+                    Action::Expire { .. } => EventKind::Expired,
+                };
                 let value = match op.action {
                     Action::Put(v) => Some(Bytes::from(v)),
-                    Action::Delete => None,
+                    Action::Delete | Action::Expire { .. } => None,
                 };
+                let expires_at_ms = value.as_ref().and(op.expires_at_ms);
+                if let Some(at) = expires_at_ms {
+                    expiring.push((at, op.key.clone(), rev));
+                }
+                events.push(Event {
+                    revision: rev,
+                    kind,
+                    key: op.key.clone(),
+                    value: value.clone().unwrap_or_default(),
+                    expires_at_ms,
+                    batch_end: false,
+                });
                 versions.push((
                     op.key,
                     Version {
                         revision: rev,
                         value,
+                        expires_at_ms,
                     },
                 ));
             }
+            if events.len() > first_event
+                && let Some(last) = events.last_mut()
+            {
+                last.batch_end = true;
+            }
+        }
+        let mark = self.trim_history(&events, keys.0)?;
+        if !expiring.is_empty() {
+            let mut pending = engine.expiring.lock().unwrap_or_else(|e| e.into_inner());
+            for (at, key, rev) in expiring {
+                pending.insert((at, key), rev);
+            }
         }
         let (revision, key_count) = keys;
-        live.insert(versions, || {
+        live.insert(versions, events, mark, || {
             engine.keys.store(key_count, Ordering::Release);
             engine.revision.store(revision, Ordering::Release);
+            engine.oldest.store(mark.oldest, Ordering::Release);
         });
+        self.history_bytes = mark.bytes;
+        engine.notify.send_replace(revision);
         Ok(outcomes)
+    }
+
+    /// The history state after a group whose events are `new` and whose
+    /// last revision is `revision`: the oldest revision kept moves up until
+    /// the kept events are within both bounds. Decided here, at apply, so
+    /// every replica of the log keeps the same history.
+    fn trim_history(&self, new: &[Event], revision: u64) -> Result<HistoryMark> {
+        let bounds = self.engine.opts.history;
+        if bounds.events == 0 {
+            return Ok(HistoryMark {
+                oldest: revision + 1,
+                bytes: 0,
+            });
+        }
+        let mut oldest = self.engine.oldest.load(Ordering::Acquire);
+        let mut bytes = self.history_bytes + new.iter().map(Event::size).sum::<u64>();
+        let by_count = (revision + 1).saturating_sub(bounds.events).max(oldest);
+        if by_count > oldest {
+            bytes = bytes.saturating_sub(self.engine.event_sizes(oldest, by_count, new)?);
+            oldest = by_count;
+        }
+        while bytes > bounds.bytes && oldest <= revision {
+            let to = (oldest + TRIM_STEP).min(revision + 1);
+            let sizes = self.engine.event_sizes_each(oldest, to, new)?;
+            for size in sizes {
+                if bytes <= bounds.bytes {
+                    break;
+                }
+                bytes = bytes.saturating_sub(size);
+                oldest += 1;
+            }
+        }
+        Ok(HistoryMark { oldest, bytes })
     }
 
     /// Applies operations replayed from the log after a crash: as one
@@ -322,18 +401,23 @@ impl Lookup<'_> {
         Ok(keys.into_iter().map(Op::delete).collect())
     }
 
-    /// The key's current revision, `None` if absent.
-    fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
+    /// The key's current revision and expiry, `None` if absent.
+    fn state_of(&self, key: &[u8]) -> Result<KeyState> {
         if let Some(r) = self.overlay.get(key) {
             return Ok(*r);
         }
         let t = self.tables;
         for table in std::iter::once(&t.live).chain(t.frozen.iter().rev()) {
-            if let Some(r) = table.newest_revision(key) {
+            if let Some(r) = table.newest_state(key) {
                 return Ok(r);
             }
         }
-        t.base.revision_of(key)
+        t.base.state_of(key)
+    }
+
+    /// The key's current revision, `None` if absent.
+    fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self.state_of(key)?.map(|(r, _)| r))
     }
 
     /// Checks and applies one request to the overlay: its outcome and the
@@ -377,7 +461,8 @@ impl Lookup<'_> {
         let mut applied = Applied::default();
         let mut revs = Vec::with_capacity(req.ops.len());
         for op in &req.ops {
-            let present = self.revision_of(&op.key)?.is_some();
+            let current = self.state_of(&op.key)?;
+            let present = current.is_some();
             match op.action {
                 Action::Put(_) => {
                     *revision += 1;
@@ -385,9 +470,21 @@ impl Lookup<'_> {
                         *keys += 1;
                     }
                     applied.puts += 1;
-                    self.overlay.insert(op.key.clone(), Some(*revision));
+                    self.overlay
+                        .insert(op.key.clone(), Some((*revision, op.expires_at_ms)));
                     revs.push(*revision);
                 }
+                Action::Expire {
+                    revision: r,
+                    expires_at_ms: at,
+                } if current == Some((r, Some(at))) => {
+                    *revision += 1;
+                    *keys = keys.saturating_sub(1);
+                    applied.deletes += 1;
+                    self.overlay.insert(op.key.clone(), None);
+                    revs.push(*revision);
+                }
+                Action::Expire { .. } => revs.push(0),
                 Action::Delete if present => {
                     *revision += 1;
                     *keys = keys.saturating_sub(1);

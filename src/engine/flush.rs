@@ -73,9 +73,32 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
     let revision = table.last_revision();
+    let mark = table.mark();
+    let events: Vec<(u64, Vec<u8>)> = table.with_events(|events| {
+        events
+            .iter()
+            .filter(|e| e.revision >= mark.oldest)
+            .map(|e| {
+                let mut buf = Vec::new();
+                e.encode(&mut buf);
+                (e.revision, buf)
+            })
+            .collect()
+    });
+    let history = crate::store::HistoryUpdate {
+        events: &events,
+        oldest: mark.oldest,
+        bytes: mark.bytes,
+    };
     table.with_newest(|items| {
-        let items = items.map(|(k, v)| (k, v.value.as_deref().map(|val| (val, v.revision))));
-        engine.store.write_table(items, revision)
+        let items = items.map(|(k, v)| {
+            let item = v
+                .value
+                .as_deref()
+                .map(|val| (val, v.revision, v.expires_at_ms));
+            (k, item)
+        });
+        engine.store.write_table(items, revision, history)
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
     {
@@ -85,6 +108,7 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         }
         t.base = base;
     }
+    engine.flushed_expiries(table);
     engine.flushes.fetch_add(1, Ordering::Relaxed);
     let release = engine
         .releases

@@ -6,6 +6,10 @@
 //! writer goes on. Versions are few in practice (a table lives seconds) and
 //! all count towards the table's bytes, so memory stays bounded by the
 //! budget whatever the write pattern.
+//!
+//! The table also holds the events of its writes (`history.rs`), in
+//! revision order, with the history bounds as of its last write: a flush
+//! writes both in one commit, and watchers read recent events from here.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -15,13 +19,24 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::history::Event;
 use crate::types::OP_OVERHEAD_BYTES;
+
+/// The history state after a table's last write: the oldest revision kept
+/// and the bytes the kept events count (see `history.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryMark {
+    pub oldest: u64,
+    pub bytes: u64,
+}
 
 /// One write of a key: its value, or `None` for a delete, at a revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub revision: u64,
     pub value: Option<Bytes>,
+    /// A put's expiry, Unix milliseconds.
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Version {
@@ -55,6 +70,9 @@ pub struct Memtable {
     last_revision: AtomicU64,
     /// When the first write went in.
     first_write: std::sync::OnceLock<Instant>,
+    /// The events of the writes, in revision order.
+    events: RwLock<Vec<Event>>,
+    mark: std::sync::Mutex<HistoryMark>,
 }
 
 impl Default for Memtable {
@@ -70,7 +88,34 @@ impl Memtable {
             bytes: AtomicUsize::new(0),
             last_revision: AtomicU64::new(0),
             first_write: std::sync::OnceLock::new(),
+            events: RwLock::new(Vec::new()),
+            mark: std::sync::Mutex::new(HistoryMark::default()),
         }
+    }
+
+    /// The history state after the table's last write.
+    pub fn mark(&self) -> HistoryMark {
+        *self.mark.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Events from revision `from` on, at most `max` (appended to `out`).
+    pub fn events_from(&self, from: u64, max: usize, out: &mut Vec<Event>) {
+        let events = self.events.read().unwrap_or_else(|e| e.into_inner());
+        let start = events.partition_point(|e| e.revision < from);
+        out.extend(events[start..].iter().take(max).cloned());
+    }
+
+    /// The event of one revision, if the table holds it.
+    pub fn event(&self, revision: u64) -> Option<Event> {
+        let events = self.events.read().unwrap_or_else(|e| e.into_inner());
+        let i = events.partition_point(|e| e.revision < revision);
+        events.get(i).filter(|e| e.revision == revision).cloned()
+    }
+
+    /// Runs `f` over the table's events.
+    pub fn with_events<R>(&self, f: impl FnOnce(&[Event]) -> R) -> R {
+        let events = self.events.read().unwrap_or_else(|e| e.into_inner());
+        f(&events)
     }
 
     /// Memory held by the table's keys and values, as counted for the budget.
@@ -99,21 +144,41 @@ impl Memtable {
         map.get(key).and_then(|v| v.at(at)).cloned()
     }
 
-    /// The revision of the newest version of `key` in the table, with
-    /// whether the key is present there: `Some(None)` for a delete.
-    pub fn newest_revision(&self, key: &[u8]) -> Option<Option<u64>> {
+    /// The revision and expiry of the newest version of `key` in the
+    /// table, with whether the key is present there: `Some(None)` for a
+    /// delete.
+    pub fn newest_state(&self, key: &[u8]) -> Option<Option<(u64, Option<u64>)>> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let newest = map.get(key).and_then(Versions::newest)?;
-        Some(newest.value.as_ref().map(|_| newest.revision))
+        Some(
+            newest
+                .value
+                .as_ref()
+                .map(|_| (newest.revision, newest.expires_at_ms)),
+        )
     }
 
-    /// Adds the versions of one write group. `publish` runs while the table
-    /// is still locked, so readers see the group and the revision it sets
-    /// together, or neither.
-    pub fn insert(&self, versions: Vec<(Vec<u8>, Version)>, publish: impl FnOnce()) {
-        let mut added = 0;
+    /// Adds the versions and events of one write group, and the history
+    /// state after it. `publish` runs while the table is still locked, so
+    /// readers see the group and the revision it sets together, or neither.
+    pub fn insert(
+        &self,
+        versions: Vec<(Vec<u8>, Version)>,
+        events: Vec<Event>,
+        mark: HistoryMark,
+        publish: impl FnOnce(),
+    ) {
+        let mut added = events
+            .iter()
+            .map(|e| e.key.len() + OP_OVERHEAD_BYTES)
+            .sum::<usize>();
         let mut last = 0;
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.events
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(events);
+        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
         for (key, version) in versions {
             added += version.bytes(&key);
             last = last.max(version.revision);
@@ -156,6 +221,16 @@ impl Memtable {
         }
     }
 
+    /// Runs `f` over every version of every key.
+    pub fn with_all(&self, mut f: impl FnMut(&[u8], &Version)) {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        for (k, versions) in map.iter() {
+            for v in &versions.0 {
+                f(k, v);
+            }
+        }
+    }
+
     /// Runs `f` over every key's newest version, in key order: what a
     /// flush writes. For a frozen table (it holds the read lock meanwhile).
     pub fn with_newest<R>(
@@ -178,13 +253,19 @@ mod tests {
         Version {
             revision: rev,
             value: Some(Bytes::from(v.to_string())),
+            expires_at_ms: None,
         }
     }
 
     #[test]
     fn readers_see_the_newest_version_at_their_revision() {
         let t = Memtable::new();
-        t.insert(vec![(b"a".to_vec(), put(1, "one"))], || {});
+        t.insert(
+            vec![(b"a".to_vec(), put(1, "one"))],
+            Vec::new(),
+            HistoryMark::default(),
+            || {},
+        );
         t.insert(
             vec![
                 (b"a".to_vec(), put(2, "two")),
@@ -193,17 +274,20 @@ mod tests {
                     Version {
                         revision: 3,
                         value: None,
+                        expires_at_ms: None,
                     },
                 ),
             ],
+            Vec::new(),
+            HistoryMark::default(),
             || {},
         );
         assert_eq!(t.get(b"a", 0), None);
         assert_eq!(t.get(b"a", 1), Some(put(1, "one")));
         assert_eq!(t.get(b"a", 2), Some(put(2, "two")));
         assert_eq!(t.get(b"a", 9).map(|v| v.value), Some(None));
-        assert_eq!(t.newest_revision(b"a"), Some(None));
-        assert_eq!(t.newest_revision(b"b"), None);
+        assert_eq!(t.newest_state(b"a"), Some(None));
+        assert_eq!(t.newest_state(b"b"), None);
         assert_eq!(t.last_revision(), 3);
     }
 
@@ -216,6 +300,8 @@ mod tests {
                 (b"b".to_vec(), put(2, "b")),
                 (b"c".to_vec(), put(3, "c")),
             ],
+            Vec::new(),
+            HistoryMark::default(),
             || {},
         );
         let mut out = Vec::new();

@@ -20,11 +20,18 @@
 //! A [`Snapshot`] holds its tables and its redb commit, so a range stream is
 //! consistent across any number of flushes.
 //!
+//! **History** (`history.rs`): every applied operation is also an event,
+//! kept with the memory table and flushed with the data into the store's
+//! history, bounded at apply. Watchers wait on [`Engine::subscribe`] (the
+//! published revision; writers never wait for them) and read events from
+//! memory or the store with [`Engine::events`].
+//!
 //! **Recovery** ([`open_store`]): the log of a crashed server is replayed
 //! into the store when the file is opened, so the store alone is whole.
 
 mod apply;
 mod flush;
+pub mod history;
 pub mod log;
 pub mod memtable;
 mod snapshot;
@@ -41,6 +48,7 @@ use bytes::Bytes;
 pub use apply::{EngineWriter, Request, copy_error};
 pub use log::{Log, Release};
 pub use memtable::{Memtable, Version};
+
 pub use snapshot::Snapshot;
 
 use crate::error::{Error, Result};
@@ -76,6 +84,8 @@ pub struct EngineOptions {
     pub flush_age: Duration,
     /// Largest value accepted.
     pub max_value_bytes: usize,
+    /// How much watch history to keep.
+    pub history: history::HistoryBounds,
 }
 
 impl EngineOptions {
@@ -85,6 +95,7 @@ impl EngineOptions {
             flush_bytes: (memtable_bytes / 4).max(1),
             flush_age: FLUSH_AGE,
             max_value_bytes,
+            history: history::HistoryBounds::default(),
         }
     }
 }
@@ -135,6 +146,35 @@ pub struct Engine {
     wake: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
     flushes: AtomicU64,
+    /// Puts with an expiry that are in memory tables only, as (expiry,
+    /// key, revision): with the store's expiry index, what the sweeper
+    /// reads. Removed when their table is flushed.
+    expiring: Mutex<std::collections::BTreeMap<ExpiryCursor, u64>>,
+    /// The oldest history revision kept (see `history.rs`).
+    oldest: AtomicU64,
+    /// The published revision, for watchers.
+    notify: tokio::sync::watch::Sender<u64>,
+}
+
+/// What [`Engine::events`] finds.
+#[derive(Debug)]
+pub enum Events {
+    /// Events from the revision asked for on, in order (empty when none
+    /// is applied yet).
+    Found(Vec<history::Event>),
+    /// That revision's event is no longer kept.
+    Gone,
+}
+
+/// Where a sweep goes on: the (expiry, key) it looked at last.
+pub type ExpiryCursor = (u64, Vec<u8>);
+
+/// A key's value as [`Engine::get`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    pub value: Bytes,
+    pub revision: u64,
+    pub expires_at_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -154,7 +194,10 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<(Arc<Engine>, EngineWriter)> {
         let base = store.snapshot()?.reader()?;
+        let (oldest, history_bytes) = base.history_mark();
         let engine = Arc::new(Engine {
+            oldest: AtomicU64::new(oldest),
+            notify: tokio::sync::watch::Sender::new(base.revision()),
             revision: AtomicU64::new(base.revision()),
             keys: AtomicU64::new(base.keys()),
             tables: RwLock::new(Tables {
@@ -169,10 +212,11 @@ impl Engine {
             wake: Condvar::new(),
             flusher: Mutex::new(None),
             flushes: AtomicU64::new(0),
+            expiring: Mutex::new(std::collections::BTreeMap::new()),
         });
         let flusher = flush::start(engine.clone())?;
         *engine.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some(flusher);
-        let writer = EngineWriter::new(engine.clone(), log);
+        let writer = EngineWriter::new(engine.clone(), log, history_bytes);
         Ok((engine, writer))
     }
 
@@ -247,18 +291,186 @@ impl Engine {
         self.tables.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One key at the current revision: its value and revision, and the
-    /// revision the answer reflects. No allocation but the value's.
-    pub fn get(&self, key: &[u8]) -> Result<(Option<(Bytes, u64)>, u64)> {
+    /// One key at the current revision: its value, revision and expiry,
+    /// and the revision the answer reflects. No allocation but the value's.
+    pub fn get(&self, key: &[u8]) -> Result<(Option<Got>, u64)> {
         let t = self.read_tables();
         let at = self.revision();
         for table in std::iter::once(&t.live).chain(t.frozen.iter().rev()) {
             if let Some(v) = table.get(key, at) {
-                return Ok((v.value.map(|value| (value, v.revision)), at));
+                let got = v.value.map(|value| Got {
+                    value,
+                    revision: v.revision,
+                    expires_at_ms: v.expires_at_ms,
+                });
+                return Ok((got, at));
             }
         }
-        let found = t.base.get(key)?;
-        Ok((found.map(|(v, r)| (Bytes::from(v), r)), at))
+        let found = t.base.get(key)?.map(|e| Got {
+            value: Bytes::from(e.value),
+            revision: e.revision,
+            expires_at_ms: e.expires_at_ms,
+        });
+        Ok((found, at))
+    }
+
+    /// The expiry deletes a sweeper proposes at `now_ms`: up to `max`
+    /// entries due after `after` (expiry, key), in expiry order, from the
+    /// store's expiry index and the puts with an expiry still in memory
+    /// tables, each conditional on the key's revision and expiry. Only keys
+    /// that still have both are returned. With them, where the next round
+    /// goes on: `None` once every due entry was looked at. (Entries stay in
+    /// the sources until the deletes are flushed, hence the cursor.)
+    pub fn expired(
+        &self,
+        now_ms: u64,
+        max: usize,
+        after: Option<&(u64, Vec<u8>)>,
+    ) -> Result<(Vec<crate::types::Op>, Option<ExpiryCursor>)> {
+        use std::ops::Bound;
+        let max = max.max(1);
+        let mut due: Vec<(u64, Vec<u8>, u64)> = {
+            let pending = self.expiring.lock().unwrap_or_else(|e| e.into_inner());
+            let from = match after {
+                Some((at, key)) => Bound::Excluded((*at, key.clone())),
+                None => Bound::Unbounded,
+            };
+            pending
+                .range((from, Bound::Unbounded))
+                .take_while(|((at, _), _)| *at <= now_ms)
+                .take(max)
+                .map(|((at, key), rev)| (*at, key.clone(), *rev))
+                .collect()
+        };
+        let base = self.read_tables().base.clone();
+        let flushed = base.expired(now_ms, max, after)?;
+        // Each source is read up to `max`: a full one may hold more past
+        // its last entry, so this round ends at the smaller such entry.
+        let last_of = |v: &[(u64, Vec<u8>, u64)]| {
+            (v.len() >= max)
+                .then(|| v.last().map(|(at, key, _)| (*at, key.clone())))
+                .flatten()
+        };
+        let next = match (last_of(&due), last_of(&flushed)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        due.extend(flushed);
+        due.sort();
+        due.dedup();
+        if let Some(end) = &next {
+            due.retain(|(at, key, _)| (*at, key) <= (end.0, &end.1));
+        }
+        let mut ops = Vec::new();
+        for (at, key, revision) in due {
+            let (found, _) = self.get(&key)?;
+            if found.is_some_and(|g| g.revision == revision && g.expires_at_ms == Some(at)) {
+                ops.push(crate::types::Op::expire(key, revision, at));
+            }
+        }
+        Ok((ops, next))
+    }
+
+    /// The oldest revision whose event is kept: a watch from before it is
+    /// refused (`compacted`).
+    pub fn oldest_revision(&self) -> u64 {
+        self.oldest.load(Ordering::Acquire)
+    }
+
+    /// A receiver of the published revision: it changes after each group.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// Up to `max` events from revision `from` on, from the memory tables
+    /// and the store's history; [`Events::Gone`] when `from`'s event is
+    /// kept nowhere any more.
+    pub fn events(&self, from: u64, max: usize) -> Result<Events> {
+        let (base, tables) = {
+            let t = self.read_tables();
+            let mut tables: Vec<Arc<Memtable>> = t.frozen.clone();
+            tables.push(t.live.clone());
+            (t.base.clone(), tables)
+        };
+        let mut out = Vec::new();
+        if from <= base.revision() {
+            base.history(from, max, |rev, bytes| {
+                out.push(history::Event::decode(rev, bytes)?);
+                Ok(())
+            })?;
+        }
+        for table in &tables {
+            if out.len() >= max {
+                break;
+            }
+            let next = out.last().map_or(from, |e| e.revision + 1);
+            table.events_from(next, max - out.len(), &mut out);
+        }
+        match out.first() {
+            Some(e) if e.revision != from => Ok(Events::Gone),
+            None if from <= self.revision() => Ok(Events::Gone),
+            _ => Ok(Events::Found(out)),
+        }
+    }
+
+    /// The sum of the history sizes of the events `from..to` (see
+    /// [`history::Event::size`]), found in `new`, the memory tables or the
+    /// store; an event kept nowhere counts 0.
+    fn event_sizes(&self, from: u64, to: u64, new: &[history::Event]) -> Result<u64> {
+        Ok(self.event_sizes_each(from, to, new)?.iter().sum())
+    }
+
+    /// The history size of each event `from..to`.
+    fn event_sizes_each(&self, from: u64, to: u64, new: &[history::Event]) -> Result<Vec<u64>> {
+        let mut sizes = Vec::with_capacity((to - from) as usize);
+        let (base, tables) = {
+            let t = self.read_tables();
+            let mut tables: Vec<Arc<Memtable>> = t.frozen.clone();
+            tables.push(t.live.clone());
+            (t.base.clone(), tables)
+        };
+        let mut next = from;
+        if next <= base.revision() {
+            let max = (to.min(base.revision() + 1) - next) as usize;
+            base.history(next, max, |rev, bytes| {
+                if rev < to {
+                    sizes.push(history::stored_size(bytes));
+                    next = rev + 1;
+                }
+                Ok(())
+            })?;
+        }
+        for table in &tables {
+            table.with_events(|events| {
+                let start = events.partition_point(|e| e.revision < next);
+                for e in events[start..].iter().take_while(|e| e.revision < to) {
+                    sizes.push(e.size());
+                    next = e.revision + 1;
+                }
+            });
+        }
+        for e in new.iter().filter(|e| e.revision >= next && e.revision < to) {
+            sizes.push(e.size());
+        }
+        Ok(sizes)
+    }
+
+    /// Forgets the memory-table expiries of a flushed table: the store's
+    /// expiry index has them now.
+    fn flushed_expiries(&self, table: &Memtable) {
+        let mut pending = self.expiring.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.is_empty() {
+            return;
+        }
+        table.with_all(|key, v| {
+            if let Some(at) = v.expires_at_ms {
+                let entry = (at, key.to_vec());
+                // A newer put with the same expiry, in a later table, stays.
+                if pending.get(&entry) == Some(&v.revision) {
+                    pending.remove(&entry);
+                }
+            }
+        });
     }
 
     /// A consistent view at the current revision, for ranges and streams.

@@ -46,13 +46,11 @@ impl Snapshot {
                 return Ok(v.value.map(|value| Entry {
                     value: value.to_vec(),
                     revision: v.revision,
+                    expires_at_ms: v.expires_at_ms,
                 }));
             }
         }
-        Ok(self
-            .base
-            .get(key)?
-            .map(|(value, revision)| Entry { value, revision }))
+        self.base.get(key)
     }
 
     /// Visits the keys of `query` in order; `visit` returns `false` to stop.
@@ -112,6 +110,7 @@ impl Snapshot {
             let rec = Record {
                 revision: item.revision,
                 value,
+                expires_at_ms: item.expires_at_ms,
             };
             if !visit(&item.key, rec)? {
                 break;
@@ -133,6 +132,7 @@ struct Item {
     key: Vec<u8>,
     value: Option<Bytes>,
     revision: u64,
+    expires_at_ms: Option<u64>,
 }
 
 enum Kind<'a> {
@@ -180,6 +180,7 @@ impl<'a> Source<'a> {
                     key,
                     value: v.value,
                     revision: v.revision,
+                    expires_at_ms: v.expires_at_ms,
                 }));
             }
             Kind::Base(b) => {
@@ -187,10 +188,11 @@ impl<'a> Source<'a> {
                 b.page(lo, hi, scan.reverse, PAGE, &mut out)?;
                 self.done = out.len() < PAGE;
                 self.buf
-                    .extend(out.into_iter().map(|(key, value, revision)| Item {
+                    .extend(out.into_iter().map(|(key, value, revision, at)| Item {
                         key,
                         value: Some(Bytes::from(value)),
                         revision,
+                        expires_at_ms: at,
                     }));
             }
         }

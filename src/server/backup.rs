@@ -55,7 +55,7 @@ fn produce(snap: &Snapshot, revision: u64, tx: &mpsc::Sender<std::io::Result<Byt
     backup::encode_header(&mut buf, revision);
     let mut entries = 0u64;
     let read = snap.range(&RangeQuery::default(), |key, rec| {
-        backup::encode_entry(&mut buf, key, rec.value, rec.revision);
+        backup::encode_entry(&mut buf, key, rec.item());
         entries += 1;
         if buf.len() >= CHUNK_BYTES {
             let chunk = Bytes::from(std::mem::take(&mut buf));

@@ -48,6 +48,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// The memory tables' budget (`--memtable-mib`), see `engine`.
     pub memtable_bytes: usize,
+    /// The watch history kept (`--history`, `--history-bytes`).
+    pub history: crate::engine::history::HistoryBounds,
 }
 
 impl Default for Limits {
@@ -63,6 +65,7 @@ impl Default for Limits {
             memtable_bytes: crate::engine::default_memtable_mib(crate::store::default_cache_mib())
                 as usize
                 * (1 << 20),
+            history: crate::engine::history::HistoryBounds::default(),
         }
     }
 }

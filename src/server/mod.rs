@@ -9,6 +9,8 @@
 //! * `routes`: routing, authentication order, the point routes; `range`:
 //!   pages and NDJSON streams;
 //! * `backup`: the `GET /v1/backup` stream;
+//! * `watch`: the `GET /v1/watch` change feed;
+//! * `sweeper`: proposes the expiry deletes of keys whose time has come;
 //! * `writer`: the group-commit writer thread over the write-ahead log
 //!   (`crate::wal`);
 //! * `target`: percent-decoding of keys from the raw request target;
@@ -38,7 +40,9 @@ mod process;
 mod range;
 mod response;
 mod routes;
+pub mod sweeper;
 pub mod target;
+mod watch;
 pub mod writer;
 
 use std::future::Future;
@@ -49,6 +53,7 @@ use tokio::net::TcpListener;
 pub use limits::Limits;
 use log::AccessLog;
 use metrics::Metrics;
+pub use routes::EXPIRES_AT;
 use writer::Writer;
 
 use crate::engine::{Engine, EngineOptions, Snapshot};
@@ -67,6 +72,9 @@ pub struct State {
     pub access_log: Option<AccessLog>,
     /// What the start replayed from the log of a crashed server.
     pub recovered: Option<crate::wal::Recovered>,
+    /// Set when the server stops: watch streams end (they would otherwise
+    /// hold the graceful shutdown until its grace runs out).
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl State {
@@ -76,7 +84,8 @@ impl State {
     pub fn new(store: Store, limits: Limits, token: Option<String>, quiet: bool) -> Result<State> {
         let store = Arc::new(store);
         let dir = crate::wal::dir_of(store.path());
-        let opts = EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
+        let mut opts = EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
+        opts.history = limits.history;
         let (engine, engine_writer, recovered) =
             Engine::start_recovering(store, &dir, crate::wal::SEGMENT_BYTES, opts)?;
         let metrics = Arc::new(Metrics::new(engine.revision()));
@@ -89,6 +98,7 @@ impl State {
             Some(log)
         };
         Ok(State {
+            closing: tokio::sync::watch::Sender::new(false),
             recovered,
             engine,
             writer,
@@ -133,7 +143,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let sweeper = tokio::spawn(sweeper::run(state.clone()));
+    let st = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        st.closing.send_replace(true);
+    };
     conn::serve(listener, state.clone(), tls, shutdown).await;
+    sweeper.abort();
     let st = state.clone();
     let _ = tokio::task::spawn_blocking(move || st.stop()).await;
 }

@@ -150,7 +150,7 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
 fn produce(snap: &Snapshot, query: &RangeQuery, tx: &mpsc::Sender<std::io::Result<Bytes>>) {
     let mut buf = Vec::with_capacity(STREAM_CHUNK_BYTES * 2);
     let read = snap.range(query, |key, rec| {
-        let entry = (!query.keys_only).then_some((rec.value, rec.revision));
+        let entry = (!query.keys_only).then_some(rec.item());
         jsonl::write_line(&mut buf, key, entry)?;
         if buf.len() >= STREAM_CHUNK_BYTES {
             let chunk = Bytes::from(std::mem::take(&mut buf));
@@ -275,7 +275,7 @@ fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
         if count > 0 {
             out.push(b',');
         }
-        let entry = (!keys_only).then_some((rec.value, rec.revision));
+        let entry = (!keys_only).then_some(rec.item());
         jsonl::write_line(&mut out, key, entry)?;
         out.pop(); // the line's newline
         count += 1;

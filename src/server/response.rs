@@ -107,6 +107,7 @@ fn kv_error_response(e: &Error) -> Response<Body> {
             }
         }
         Error::KeyNotFound { key } => put_key(&mut body, key),
+        Error::Compacted { oldest, .. } => body["oldest_revision"] = json!(oldest),
         _ => {}
     }
     let mut resp = json_response(status, &body);

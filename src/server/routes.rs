@@ -24,7 +24,7 @@ use super::writer::WriteRequest;
 use crate::error::{Error, Result};
 use crate::jsonl::{OpReader, show_key};
 use crate::limits;
-use crate::types::Op;
+use crate::types::{Op, now_ms};
 
 /// Batch bodies larger than this are parsed on a blocking thread, so a big
 /// batch does not stall the connections sharing its async worker.
@@ -41,6 +41,7 @@ pub enum Route {
     Batch,
     Stats,
     Backup,
+    Watch,
     Unknown,
 }
 
@@ -55,6 +56,7 @@ impl Route {
             "/v1/batch" => Route::Batch,
             "/v1/stats" => Route::Stats,
             "/v1/backup" => Route::Backup,
+            "/v1/watch" => Route::Watch,
             p if p.starts_with("/v1/kv/") => Route::Kv,
             _ => Route::Unknown,
         }
@@ -70,6 +72,7 @@ impl Route {
             Route::Batch => "batch",
             Route::Stats => "stats",
             Route::Backup => "backup",
+            Route::Watch => "watch",
             Route::Unknown => "no_route",
         }
     }
@@ -125,7 +128,10 @@ async fn dispatch(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    if !matches!(route, Route::Kv | Route::Range | Route::Unknown) {
+    if !matches!(
+        route,
+        Route::Kv | Route::Range | Route::Watch | Route::Unknown
+    ) {
         Query::parse(req.uri().query())?.only(&[])?;
     }
     match route {
@@ -158,8 +164,9 @@ async fn dispatch(
         }
         Route::Stats if is_get(&method) => Ok(stats(state)?),
         Route::Backup if is_get(&method) => Ok(super::backup::handle(state, req.uri())?),
+        Route::Watch if is_get(&method) => Ok(super::watch::handle(state, req.uri())?),
         Route::Range => Err(ApiError::MethodNotAllowed("GET, HEAD, DELETE")),
-        Route::Stats | Route::Backup => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::Stats | Route::Backup | Route::Watch => Err(ApiError::MethodNotAllowed("GET, HEAD")),
         Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
         Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
         Route::Unknown => Err(ApiError::NoRoute),
@@ -178,10 +185,18 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
     resp
 }
 
+/// The header that carries a key's expiry (Unix ms) on reads.
+pub const EXPIRES_AT: &str = "x-kvr-expires-at";
+
 /// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
 fn key_of(uri: &Uri) -> Result<Vec<u8>> {
+    key_and(uri, &["key"])
+}
+
+/// The key of a request that also takes the query parameters `params`.
+fn key_and(uri: &Uri, params: &[&str]) -> Result<Vec<u8>> {
     let query = Query::parse(uri.query())?;
-    query.only(&["key"])?;
+    query.only(params)?;
     let in_path = uri.path().strip_prefix("/v1/kv/").filter(|k| !k.is_empty());
     let key = match (in_path, query.get("key")) {
         (Some(_), Some(_)) => {
@@ -268,7 +283,12 @@ fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
 fn get(state: &State, uri: &Uri, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
     let key = key_of(uri)?;
     let (found, revision) = state.engine.get(&key)?;
-    let Some((value, entry_revision)) = found else {
+    let Some(crate::engine::Got {
+        value,
+        revision: entry_revision,
+        expires_at_ms,
+    }) = found
+    else {
         let mut resp = error_response(&ApiError::Kv(Error::KeyNotFound {
             key: show_key(&key),
         }));
@@ -292,7 +312,25 @@ fn get(state: &State, uri: &Uri, headers: &HeaderMap, head: bool) -> Result<Resp
     h.insert(header::ETAG, etag(entry_revision));
     h.insert(REVISION, HeaderValue::from(revision));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(at) = expires_at_ms {
+        h.insert(EXPIRES_AT, HeaderValue::from(at));
+    }
     Ok(resp)
+}
+
+/// `?ttl=SECS` of a PUT: 1 to 315,360,000 (SPEC "Expiry (TTL)").
+fn ttl_of(uri: &Uri) -> Result<Option<u64>> {
+    let query = Query::parse(uri.query())?;
+    let Some(raw) = query.get("ttl") else {
+        return Ok(None);
+    };
+    let ttl = std::str::from_utf8(raw)
+        .ok()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<u64>().ok())
+        .ok_or_else(|| Error::invalid("ttl must be a whole number of seconds"))?;
+    crate::jsonl::check_ttl(ttl).map_err(Error::invalid)?;
+    Ok(Some(ttl))
 }
 
 fn written(revision: u64) -> Response<Body> {
@@ -304,7 +342,8 @@ fn written(revision: u64) -> Response<Body> {
 
 async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
-    let key = key_of(&parts.uri)?;
+    let key = key_and(&parts.uri, &["key", "ttl"])?;
+    let ttl = ttl_of(&parts.uri)?;
     let (if_revision, must_exist) = condition(&parts.headers)?;
     let max = state.limits.max_value_bytes;
     let value = read_limited(&parts.headers, body, max, || {
@@ -314,11 +353,14 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     // After the body (a client still sending it would see a reset, not
     // the 503), before any work on it.
     state.writer.admit()?;
-    let ops = vec![Op::put(key, Vec::from(value)).if_revision(if_revision)];
+    let op = Op::put(key, Vec::from(value))
+        .if_revision(if_revision)
+        .ttl(ttl)
+        .accept(now_ms());
     let applied = state
         .writer
         .write(WriteRequest {
-            ops,
+            ops: op.into_iter().collect(),
             must_exist,
             ..WriteRequest::default()
         })
@@ -382,14 +424,17 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
     Ok(resp)
 }
 
+/// The ops of a batch body, accepted at one clock: a `ttl` becomes an
+/// absolute expiry, a line whose expiry has passed is skipped.
 fn parse_batch(body: &[u8], max_value: usize, max_ops: usize) -> Result<Vec<Op>> {
+    let now = now_ms();
     let mut ops = Vec::new();
-    for op in OpReader::new(body, max_value) {
+    for (lines, op) in OpReader::new(body, max_value).enumerate() {
         let op = op.map_err(name_value_flag)?;
-        if ops.len() == max_ops {
+        if lines == max_ops {
             return Err(too_many_ops(max_ops));
         }
-        ops.push(op);
+        ops.extend(op.accept(now));
     }
     Ok(ops)
 }

@@ -200,7 +200,7 @@ fn shutting_down() -> Error {
 fn op_bytes(op: &Op) -> usize {
     let value = match &op.action {
         Action::Put(v) => v.len(),
-        Action::Delete => 0,
+        Action::Delete | Action::Expire { .. } => 0,
     };
     op.key.len() + value + OP_OVERHEAD_BYTES
 }

@@ -16,7 +16,9 @@
 use redb::{ReadableTable, Table};
 
 use super::Store;
-use super::record::{self, KV, META, META_KEYS, META_REVISION};
+use super::record::{
+    self, EXPIRY, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS, META_REVISION,
+};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
 use crate::limits;
@@ -49,6 +51,74 @@ pub enum Commit {
 }
 
 type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+type ExpiryTable<'t> = Table<'t, (u64, &'static [u8]), u64>;
+
+/// The tables a run writes.
+pub(super) struct Tables<'t> {
+    kv: KvTable<'t>,
+    expiry: ExpiryTable<'t>,
+}
+
+impl<'t> Tables<'t> {
+    pub(super) fn open(wtx: &'t redb::WriteTransaction) -> Result<Tables<'t>> {
+        Ok(Tables {
+            kv: wtx.open_table(KV)?,
+            expiry: wtx.open_table(EXPIRY)?,
+        })
+    }
+
+    /// Writes a key's record, keeping the expiry index in step. Returns
+    /// whether the key is new.
+    pub(super) fn put(
+        &mut self,
+        buf: &mut Vec<u8>,
+        key: &[u8],
+        value: &[u8],
+        revision: u64,
+        expires_at_ms: Option<u64>,
+    ) -> Result<bool> {
+        record::encode_into(buf, revision, value, expires_at_ms);
+        let old = match self.kv.insert(key, buf.as_slice())? {
+            Some(g) => Some(record::decode(g.value())?.expires_at_ms),
+            None => None,
+        };
+        if let Some(Some(at)) = old {
+            self.expiry.remove((at, key))?;
+        }
+        if let Some(at) = expires_at_ms {
+            self.expiry.insert((at, key), revision)?;
+        }
+        Ok(old.is_none())
+    }
+
+    /// Removes a key and its expiry entry. Returns whether it was there.
+    pub(super) fn remove(&mut self, key: &[u8]) -> Result<bool> {
+        let old = match self.kv.remove(key)? {
+            Some(g) => Some(record::decode(g.value())?.expires_at_ms),
+            None => None,
+        };
+        if let Some(Some(at)) = old {
+            self.expiry.remove((at, key))?;
+        }
+        Ok(old.is_some())
+    }
+
+    /// A key's revision and expiry, `None` if absent.
+    fn state_of(&self, key: &[u8]) -> Result<Option<(u64, Option<u64>)>> {
+        match self.kv.get(key)? {
+            Some(g) => {
+                let rec = record::decode(g.value())?;
+                Ok(Some((rec.revision, rec.expires_at_ms)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Most expired keys a write command with `--db` deletes before its write
+/// (SPEC "Expiry (TTL)"): bounds the extra work of one command however many
+/// keys expired while no command ran.
+pub const LOCAL_SWEEP_MAX: usize = 10_000;
 
 impl Store {
     /// Applies `ops` in order at the next revisions, atomically: on any error
@@ -58,11 +128,26 @@ impl Store {
     where
         I: IntoIterator<Item = Result<Op>>,
     {
+        self.apply_at(ops, commit, max_value_bytes, None)
+    }
+
+    /// [`Store::apply`], with conditions judged as `--db` commands see the
+    /// data: a key expired at `now_ms` (when given) counts as absent.
+    pub fn apply_at<I>(
+        &self,
+        ops: I,
+        commit: Commit,
+        max_value_bytes: usize,
+        now_ms: Option<u64>,
+    ) -> Result<Applied>
+    where
+        I: IntoIterator<Item = Result<Op>>,
+    {
         let wtx = self.begin_write(commit)?;
         // Taken while we hold the write lock: exactly the state before the batch.
         let before = self.snapshot()?;
         let applied = {
-            let mut kv = wtx.open_table(KV)?;
+            let mut tables = Tables::open(&wtx)?;
             let mut meta = wtx.open_table(META)?;
             let mut state = RunState::load(&meta)?;
             let base = state.revision;
@@ -72,17 +157,17 @@ impl Store {
                 let op = op?;
                 check_limits(&op, max_value_bytes)?;
                 if let Some(expected) = op.if_revision {
-                    check_condition(&before, &op, expected)?;
+                    check_condition(&before, &op, expected, now_ms)?;
                 }
                 run_bytes += op.mem_bytes();
                 run.push(op);
                 if run_bytes >= self.run_max_bytes {
-                    state.write_run(&mut kv, &run)?;
+                    state.write_run(&mut tables, &run)?;
                     run.clear();
                     run_bytes = 0;
                 }
             }
-            state.write_run(&mut kv, &run)?;
+            state.write_run(&mut tables, &run)?;
             if state.revision == base {
                 // Nothing took a revision: leave the file untouched.
                 return Ok(Applied {
@@ -91,6 +176,7 @@ impl Store {
                 });
             }
             meta.insert(META_REVISION, state.revision)?;
+            forget_history(&mut meta, state.revision)?;
             meta.insert(META_KEYS, state.keys)?;
             state.applied.revision = state.revision;
             state.applied
@@ -118,18 +204,18 @@ impl Store {
     ) -> Result<Vec<Result<Applied>>> {
         let wtx = self.begin_write(commit)?;
         let outcomes = {
-            let mut kv = wtx.open_table(KV)?;
+            let mut tables = Tables::open(&wtx)?;
             let mut meta = wtx.open_table(META)?;
             let mut state = RunState::load(&meta)?;
             let base = state.revision;
             let mut outcomes = Vec::with_capacity(requests.len());
             for ops in requests {
-                if let Err(e) = check_request(&kv, ops, max_value_bytes) {
+                if let Err(e) = check_request(&tables.kv, ops, max_value_bytes) {
                     outcomes.push(Err(e));
                     continue;
                 }
                 state.applied = Applied::default();
-                state.write_run(&mut kv, ops)?;
+                state.write_run(&mut tables, ops)?;
                 state.applied.revision = state.revision;
                 outcomes.push(Ok(state.applied));
             }
@@ -138,12 +224,21 @@ impl Store {
                 return Ok(outcomes);
             }
             meta.insert(META_REVISION, state.revision)?;
+            forget_history(&mut meta, state.revision)?;
             meta.insert(META_KEYS, state.keys)?;
             outcomes
         };
         wtx.commit()?;
         Ok(outcomes)
     }
+}
+
+/// A write through the store records no watch events: the history ends
+/// before it (see `record.rs`), so no watch resumes across it.
+fn forget_history(meta: &mut Table<'_, &'static str, u64>, revision: u64) -> Result<()> {
+    meta.insert(META_HISTORY_OLDEST, revision + 1)?;
+    meta.insert(META_HISTORY_BYTES, 0)?;
+    Ok(())
 }
 
 /// Limits and conditions of one request of a group, against the state in
@@ -164,8 +259,14 @@ fn check_request(kv: &KvTable<'_>, ops: &[Op], max_value_bytes: usize) -> Result
     Ok(())
 }
 
-/// The key and value size limits, on every path.
+/// The key and value size limits, on every path; and a `ttl` must have
+/// been turned into an absolute expiry when the write was accepted.
 pub(crate) fn check_limits(op: &Op, max_value_bytes: usize) -> Result<()> {
+    if op.ttl_secs.is_some() {
+        return Err(Error::Storage(
+            "a ttl reached the store without being accepted (internal error)".into(),
+        ));
+    }
     limits::check_key(&op.key, op.line)?;
     if let Action::Put(v) = &op.action {
         limits::check_value(&op.key, v.len(), max_value_bytes, op.line)?;
@@ -173,8 +274,17 @@ pub(crate) fn check_limits(op: &Op, max_value_bytes: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_condition(before: &super::Snapshot, op: &Op, expected: u64) -> Result<()> {
-    condition_holds(op, expected, before.revision_of(&op.key)?)
+fn check_condition(
+    before: &super::Snapshot,
+    op: &Op,
+    expected: u64,
+    now_ms: Option<u64>,
+) -> Result<()> {
+    let current = match before.get(&op.key)? {
+        Some(e) if now_ms.is_some_and(|now| e.expired_at(now)) => None,
+        found => found.map(|e| e.revision),
+    };
+    condition_holds(op, expected, current)
 }
 
 pub(crate) fn condition_holds(op: &Op, expected: u64, current: Option<u64>) -> Result<()> {
@@ -227,33 +337,21 @@ impl RunState {
     }
 
     /// Writes one run (see the module header).
-    fn write_run(&mut self, kv: &mut KvTable<'_>, run: &[Op]) -> Result<()> {
+    fn write_run(&mut self, t: &mut Tables<'_>, run: &[Op]) -> Result<()> {
         if run.is_empty() {
             return Ok(());
         }
         let order = sorted_order(run);
         let groups = key_groups(run, &order);
-
-        // 1. Which deletes find their key present (and so take a revision)?
-        let mut takes_revision = vec![false; run.len()];
-        for group in &groups {
-            let mut present: Option<bool> = None;
-            for &i in &order[group.clone()] {
-                match run[i].action {
-                    Action::Put(_) => {
-                        takes_revision[i] = true;
-                        present = Some(true);
-                    }
-                    Action::Delete => {
-                        takes_revision[i] = match present {
-                            Some(p) => p,
-                            None => kv.get(run[i].key.as_slice())?.is_some(),
-                        };
-                        present = Some(false);
-                    }
-                }
-            }
-        }
+        // 1. Which operations take a revision?
+        let takes_revision = if run
+            .iter()
+            .any(|op| matches!(op.action, Action::Expire { .. }))
+        {
+            self.takes_revision_in_order(t, run)?
+        } else {
+            takes_revision_by_key(t, run, &order, &groups)?
+        };
         // 2. Revisions in input order.
         let mut revisions = vec![0u64; run.len()];
         for (i, op) in run.iter().enumerate() {
@@ -262,26 +360,35 @@ impl RunState {
                 revisions[i] = self.revision;
                 match op.action {
                     Action::Put(_) => self.applied.puts += 1,
-                    Action::Delete => self.applied.deletes += 1,
+                    Action::Delete | Action::Expire { .. } => self.applied.deletes += 1,
                 }
             }
         }
-        // 3. The last operation on each key, in key order.
+        // 3. The last operation on each key that took a revision, in key order.
         for group in &groups {
-            let last = order[group.end - 1];
+            let Some(&last) = order[group.clone()]
+                .iter()
+                .rev()
+                .find(|&&i| takes_revision[i])
+            else {
+                continue;
+            };
             let op = &run[last];
             match &op.action {
                 Action::Put(value) => {
-                    record::encode_into(&mut self.record, revisions[last], value);
-                    if kv
-                        .insert(op.key.as_slice(), self.record.as_slice())?
-                        .is_none()
-                    {
+                    let key = op.key.as_slice();
+                    if t.put(
+                        &mut self.record,
+                        key,
+                        value,
+                        revisions[last],
+                        op.expires_at_ms,
+                    )? {
                         self.keys += 1;
                     }
                 }
-                Action::Delete => {
-                    if kv.remove(op.key.as_slice())?.is_some() {
+                Action::Delete | Action::Expire { .. } => {
+                    if t.remove(op.key.as_slice())? {
                         self.keys = self.keys.saturating_sub(1);
                     }
                 }
@@ -289,6 +396,69 @@ impl RunState {
         }
         Ok(())
     }
+
+    /// Which operations take a revision, decided one by one in input order:
+    /// an expiry delete depends on the revision an earlier put of the same
+    /// run took. (Runs with expiry deletes are sweeps, small.)
+    fn takes_revision_in_order(&self, t: &Tables<'_>, run: &[Op]) -> Result<Vec<bool>> {
+        let mut overlay: std::collections::HashMap<&[u8], Option<(u64, Option<u64>)>> =
+            std::collections::HashMap::new();
+        let mut revision = self.revision;
+        let mut takes = vec![false; run.len()];
+        for (i, op) in run.iter().enumerate() {
+            let key = op.key.as_slice();
+            let current = match overlay.get(key) {
+                Some(s) => *s,
+                None => t.state_of(key)?,
+            };
+            let (take, after) = match op.action {
+                Action::Put(_) => (true, Some((revision + 1, op.expires_at_ms))),
+                Action::Delete => (current.is_some(), None),
+                Action::Expire {
+                    revision: r,
+                    expires_at_ms: at,
+                } if current == Some((r, Some(at))) => (true, None),
+                Action::Expire { .. } => (false, current),
+            };
+            if take {
+                revision += 1;
+            }
+            takes[i] = take;
+            overlay.insert(key, after);
+        }
+        Ok(takes)
+    }
+}
+
+/// Which operations of a run without expiry deletes take a revision: a put
+/// always, a delete when its key is present at that point. Reads the store
+/// in key order.
+fn takes_revision_by_key(
+    t: &Tables<'_>,
+    run: &[Op],
+    order: &[usize],
+    groups: &[std::ops::Range<usize>],
+) -> Result<Vec<bool>> {
+    let mut takes_revision = vec![false; run.len()];
+    for group in groups {
+        let mut present: Option<bool> = None;
+        for &i in &order[group.clone()] {
+            match run[i].action {
+                Action::Put(_) => {
+                    takes_revision[i] = true;
+                    present = Some(true);
+                }
+                Action::Delete | Action::Expire { .. } => {
+                    takes_revision[i] = match present {
+                        Some(p) => p,
+                        None => t.kv.get(run[i].key.as_slice())?.is_some(),
+                    };
+                    present = Some(false);
+                }
+            }
+        }
+    }
+    Ok(takes_revision)
 }
 
 /// Indices of `run` in (key, input position) order.
@@ -341,6 +511,7 @@ impl Store {
         let wtx = self.begin_write(Commit::Durable)?;
         let applied = {
             let mut kv = wtx.open_table(KV)?;
+            let mut expiry = wtx.open_table(EXPIRY)?;
             let mut meta = wtx.open_table(META)?;
             let mut state = RunState::load(&meta)?;
             let Some((lower, upper)) = query.bounds() else {
@@ -350,13 +521,30 @@ impl Store {
                 });
             };
             let mut deleted = 0u64;
-            let count = |_: &[u8], _: &[u8]| {
+            // The expiry entries of the deleted keys, removed after.
+            let mut expiring: Vec<(u64, Vec<u8>)> = Vec::new();
+            let mut damaged = None;
+            let count = |k: &[u8], v: &[u8]| {
                 deleted += 1;
+                match record::decode(v) {
+                    Ok(rec) => {
+                        if let Some(at) = rec.expires_at_ms {
+                            expiring.push((at, k.to_vec()));
+                        }
+                    }
+                    Err(e) => damaged = Some(e),
+                }
                 false
             };
             match &upper {
                 Some(u) => kv.retain_in::<&[u8], _>(lower.as_slice()..u.as_slice(), count)?,
                 None => kv.retain_in::<&[u8], _>(lower.as_slice().., count)?,
+            }
+            if let Some(e) = damaged {
+                return Err(e);
+            }
+            for (at, key) in &expiring {
+                expiry.remove((*at, key.as_slice()))?;
             }
             if deleted == 0 {
                 return Ok(Applied {
@@ -367,6 +555,7 @@ impl Store {
             state.revision += deleted;
             state.keys = state.keys.saturating_sub(deleted);
             meta.insert(META_REVISION, state.revision)?;
+            forget_history(&mut meta, state.revision)?;
             meta.insert(META_KEYS, state.keys)?;
             Applied {
                 puts: 0,
@@ -376,5 +565,24 @@ impl Store {
         };
         wtx.commit()?;
         Ok(applied)
+    }
+}
+
+impl Store {
+    /// The expiry deletes of up to `max` keys expired at `now_ms`, in
+    /// expiry order, read from the expiry index (never a scan of `kv`).
+    pub fn expired(&self, now_ms: u64, max: usize) -> Result<Vec<Op>> {
+        self.snapshot()?.expired(now_ms, max)
+    }
+
+    /// What a `--db` write command does first: deletes up to `max` keys
+    /// expired at `now_ms`, in expiry order, each taking a revision, in
+    /// one durable commit (none when nothing expired).
+    pub fn sweep_expired(&self, now_ms: u64, max: usize) -> Result<Applied> {
+        let ops = self.expired(now_ms, max)?;
+        if ops.is_empty() {
+            return Ok(Applied::default());
+        }
+        self.apply(ops.into_iter().map(Ok), Commit::Durable, usize::MAX)
     }
 }

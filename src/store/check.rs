@@ -9,7 +9,9 @@
 //!
 //! Then every record of the `kv` table is decoded, and the `meta` counters
 //! are compared with the data: the key count with the number of keys, the
-//! database revision with the highest record revision.
+//! database revision with the highest record revision; and the expiry index
+//! with the records: one entry per key with an expiry, at that expiry and
+//! revision, and no other entry.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,7 +21,7 @@ use std::sync::Mutex;
 
 use redb::{ReadableDatabase, ReadableTable, TableError};
 
-use super::record::{self, DB_FORMAT, KV, META, META_FORMAT, META_KEYS, META_REVISION};
+use super::record::{self, DB_FORMAT, EXPIRY, KV, META, META_FORMAT, META_KEYS, META_REVISION};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
 use crate::limits::MAX_KEY_BYTES;
@@ -173,6 +175,11 @@ fn check_records(db: &redb::Database, report: &mut Report) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    let expiry = match rtx.open_table(EXPIRY) {
+        Ok(t) => Some(t),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     let mut highest: Option<(u64, Vec<u8>)> = None;
     let mut last: Option<Vec<u8>> = None;
     for item in kv.iter()? {
@@ -201,10 +208,28 @@ fn check_records(db: &redb::Database, report: &mut Report) -> Result<()> {
                 if rec.revision == 0 {
                     report.problem(place(), "revision 0: every put takes a revision from 1");
                 }
+                if let Some(at) = rec.expires_at_ms {
+                    let indexed = match &expiry {
+                        Some(t) => t.get((at, key))?.map(|g| g.value()),
+                        None => None,
+                    };
+                    if indexed != Some(rec.revision) {
+                        report.problem(
+                            place(),
+                            format!(
+                                "expires at {at} but the expiry index has {}",
+                                indexed.map_or("no entry".into(), |r| format!("revision {r}"))
+                            ),
+                        );
+                    }
+                }
             }
             Err(e) => report.problem(place(), format!("record does not decode: {e}")),
         }
         last = Some(key.to_vec());
+    }
+    if let Some(expiry) = &expiry {
+        check_expiry_entries(expiry, &kv, report)?;
     }
     if let Some(counted) = keys_counter
         && counted != report.keys
@@ -227,6 +252,35 @@ fn check_records(db: &redb::Database, report: &mut Report) -> Result<()> {
                 show_key(&key)
             ),
         );
+    }
+    Ok(())
+}
+
+/// Every entry of the expiry index names a key whose record has that
+/// expiry and revision (the other direction is checked per record).
+fn check_expiry_entries(
+    expiry: &redb::ReadOnlyTable<(u64, &'static [u8]), u64>,
+    kv: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    report: &mut Report,
+) -> Result<()> {
+    for item in expiry.iter()? {
+        let (k, v) = item?;
+        let (at, key) = k.value();
+        let found = match kv.get(key)? {
+            Some(g) => record::decode(g.value())
+                .ok()
+                .map(|r| (r.revision, r.expires_at_ms)),
+            None => None,
+        };
+        if found != Some((v.value(), Some(at))) {
+            report.problem(
+                format!("table expiry, key {}", show_key(key)),
+                format!(
+                    "the entry at {at} for revision {} has no such record",
+                    v.value()
+                ),
+            );
+        }
     }
     Ok(())
 }

@@ -28,16 +28,16 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
-pub use apply::Commit;
+pub use apply::{Commit, LOCAL_SWEEP_MAX};
 pub(crate) use apply::{check_limits, condition_holds};
 pub use check::{Problem, Report, check};
 pub use memory::default_cache_mib;
 pub use record::Record;
-pub use table::{TableItem, TableReader};
+pub use table::{HistoryUpdate, SortedItem, TableItem, TableReader};
 
 use crate::error::{Error, Result};
 use crate::types::{Entry, Stats};
-use record::{DB_FORMAT, KV, META, META_FORMAT, META_KEYS, META_REVISION};
+use record::{DB_FORMAT, EXPIRY, KV, META, META_FORMAT, META_KEYS, META_REVISION};
 
 /// Smallest cache we configure: below this redb spends its time re-reading pages.
 pub const MIN_CACHE_MIB: u64 = 16;
@@ -169,6 +169,7 @@ impl Store {
                 wtx.set_quick_repair(true);
                 {
                     wtx.open_table(KV)?;
+                    wtx.open_table(EXPIRY)?;
                     let mut meta = wtx.open_table(META)?;
                     meta.insert(META_FORMAT, DB_FORMAT)?;
                     meta.insert(META_REVISION, 0)?;
@@ -437,7 +438,29 @@ impl Snapshot {
         Ok(Some(Entry {
             value: rec.value.to_vec(),
             revision: rec.revision,
+            expires_at_ms: rec.expires_at_ms,
         }))
+    }
+
+    /// The expiry deletes of up to `max` keys expired at `now_ms` (expiry
+    /// at or before it), in expiry order. A file without the expiry table
+    /// (an earlier release's) has none.
+    pub fn expired(&self, now_ms: u64, max: usize) -> Result<Vec<crate::types::Op>> {
+        let table = match self.txn.open_table(EXPIRY) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut ops = Vec::new();
+        for item in table.iter()?.take(max) {
+            let (k, v) = item?;
+            let (at, key) = k.value();
+            if at > now_ms {
+                break;
+            }
+            ops.push(crate::types::Op::expire(key, v.value(), at));
+        }
+        Ok(ops)
     }
 
     /// The key's revision, `None` if absent.

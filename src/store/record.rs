@@ -1,18 +1,34 @@
 //! The on-disk layout of kvr's data inside redb.
 //!
-//! Two tables:
+//! Four tables:
 //!
 //! * `kv`: key bytes → record. A record is
 //!
 //!   ```text
 //!   offset  size  field
-//!   0       1     format version, always RECORD_V1 (= 1) today
+//!   0       1     format version: RECORD_V1 (= 1), or RECORD_V2 (= 2) for a
+//!                 key with an expiry
 //!   1       8     revision of the key's last put, u64 little-endian
-//!   9       n     the value bytes, exactly as given
+//!   9       8     (RECORD_V2 only) expires_at_ms, Unix ms, u64 little-endian
+//!   9/17    n     the value bytes, exactly as given
 //!   ```
 //!
-//!   The version byte lets a later release change the layout (say, add a TTL)
-//!   while still reading records written by this one.
+//!   A key without an expiry is still written as RECORD_V1, so files of
+//!   earlier releases read as they are and are written the same way.
+//!
+//! * `expiry`: (expires_at_ms, key) → the key's revision: one entry per
+//!   RECORD_V2 record, kept in the same transaction as the record, so the
+//!   sweeper reads the keys due in expiry order without scanning `kv`.
+//!   Files of earlier releases have no such table; it is created by the
+//!   first write and read as empty until then.
+//!
+//! * `history`: revision → event (layout in `engine/history.rs`), the watch
+//!   history `kvr serve` keeps, written in the same commit as the data.
+//!   `meta` counters `history_oldest` (the oldest revision kept; rows below
+//!   it are garbage a later flush deletes) and `history_bytes`. A write
+//!   that does not record events (a command with `--db`) sets
+//!   `history_oldest` past its revision: a watch cannot resume across it.
+//!   Missing (earlier releases, backups): no history, oldest = revision + 1.
 //!
 //! * `meta`: name → u64 counters, updated in the same transaction as the data:
 //!   `revision` (the database-wide revision), `keys` (number of keys, so that
@@ -24,25 +40,47 @@ use crate::error::{Error, Result};
 
 /// Keys to records.
 pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// The expiry index (see the module header).
+pub(crate) const EXPIRY: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("expiry");
+/// The watch history (see the module header).
+pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 /// Named counters.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub(crate) const META_REVISION: &str = "revision";
 pub(crate) const META_KEYS: &str = "keys";
 pub(crate) const META_FORMAT: &str = "format";
+pub(crate) const META_HISTORY_OLDEST: &str = "history_oldest";
+pub(crate) const META_HISTORY_BYTES: &str = "history_bytes";
 
 /// The database format this release writes and reads.
 pub(crate) const DB_FORMAT: u64 = 1;
 
 const RECORD_V1: u8 = 1;
+const RECORD_V2: u8 = 2;
 const HEADER_LEN: usize = 9;
+const HEADER_V2_LEN: usize = 17;
 
 /// Encodes a record into `buf` (cleared first), reusing its allocation.
-pub(crate) fn encode_into(buf: &mut Vec<u8>, revision: u64, value: &[u8]) {
+pub(crate) fn encode_into(
+    buf: &mut Vec<u8>,
+    revision: u64,
+    value: &[u8],
+    expires_at_ms: Option<u64>,
+) {
     buf.clear();
-    buf.reserve(HEADER_LEN + value.len());
-    buf.push(RECORD_V1);
-    buf.extend_from_slice(&revision.to_le_bytes());
+    buf.reserve(HEADER_V2_LEN + value.len());
+    match expires_at_ms {
+        None => {
+            buf.push(RECORD_V1);
+            buf.extend_from_slice(&revision.to_le_bytes());
+        }
+        Some(at) => {
+            buf.push(RECORD_V2);
+            buf.extend_from_slice(&revision.to_le_bytes());
+            buf.extend_from_slice(&at.to_le_bytes());
+        }
+    }
     buf.extend_from_slice(value);
 }
 
@@ -51,27 +89,51 @@ pub(crate) fn encode_into(buf: &mut Vec<u8>, revision: u64, value: &[u8]) {
 pub struct Record<'a> {
     pub revision: u64,
     pub value: &'a [u8],
+    /// When the key expires, Unix milliseconds.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl<'a> Record<'a> {
+    /// The record as a range item.
+    pub fn item(&self) -> crate::types::Item<'a> {
+        crate::types::Item {
+            value: self.value,
+            revision: self.revision,
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+}
+
+fn le64(bytes: &[u8]) -> u64 {
+    let mut le = [0u8; 8];
+    le.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(le)
 }
 
 /// Decodes a stored record; a short or unknown record is corruption, never a panic.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>> {
-    match bytes.split_first() {
-        Some((&RECORD_V1, rest)) if rest.len() >= HEADER_LEN - 1 => {
-            let (rev, value) = rest.split_at(HEADER_LEN - 1);
-            let mut le = [0u8; 8];
-            le.copy_from_slice(rev);
-            Ok(Record {
-                revision: u64::from_le_bytes(le),
-                value,
-            })
-        }
-        Some((&RECORD_V1, _)) => Err(Error::Corrupt(format!(
-            "record of {} bytes is shorter than its {HEADER_LEN}-byte header",
+    let short = |header: usize| {
+        Error::Corrupt(format!(
+            "record of {} bytes is shorter than its {header}-byte header",
             bytes.len()
-        ))),
+        ))
+    };
+    match bytes.split_first() {
+        Some((&RECORD_V1, rest)) if rest.len() >= HEADER_LEN - 1 => Ok(Record {
+            revision: le64(rest),
+            value: &rest[8..],
+            expires_at_ms: None,
+        }),
+        Some((&RECORD_V2, rest)) if rest.len() >= HEADER_V2_LEN - 1 => Ok(Record {
+            revision: le64(rest),
+            expires_at_ms: Some(le64(&rest[8..])),
+            value: &rest[16..],
+        }),
+        Some((&RECORD_V1, _)) => Err(short(HEADER_LEN)),
+        Some((&RECORD_V2, _)) => Err(short(HEADER_V2_LEN)),
         Some((version, _)) => Err(Error::Corrupt(format!(
-            "record format {version} is unknown to this kvr (it reads format {RECORD_V1}); \
-             was the database written by a newer release?"
+            "record format {version} is unknown to this kvr (it reads formats {RECORD_V1} \
+             and {RECORD_V2}); was the database written by a newer release?"
         ))),
         None => Err(Error::Corrupt("empty record".to_string())),
     }
@@ -84,13 +146,21 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
-        encode_into(&mut buf, 0x0102_0304_0506_0708, b"hello");
+        encode_into(&mut buf, 0x0102_0304_0506_0708, b"hello", None);
         assert_eq!(&buf[..9], &[1, 8, 7, 6, 5, 4, 3, 2, 1]);
         let rec = decode(&buf).unwrap();
         assert_eq!(rec.revision, 0x0102_0304_0506_0708);
         assert_eq!(rec.value, b"hello");
-        encode_into(&mut buf, 7, b"");
+        assert_eq!(rec.expires_at_ms, None);
+        encode_into(&mut buf, 7, b"", None);
         assert_eq!(decode(&buf).unwrap().value, b"");
+        encode_into(&mut buf, 7, b"v", Some(0x0a0b));
+        assert_eq!(&buf[..11], &[2, 7, 0, 0, 0, 0, 0, 0, 0, 0x0b, 0x0a]);
+        let rec = decode(&buf).unwrap();
+        assert_eq!(
+            (rec.revision, rec.value, rec.expires_at_ms),
+            (7, &b"v"[..], Some(0x0a0b))
+        );
     }
 
     #[test]
@@ -98,6 +168,7 @@ mod tests {
         assert!(matches!(decode(&[]), Err(Error::Corrupt(_))));
         assert!(matches!(decode(&[1, 0, 0]), Err(Error::Corrupt(_))));
         assert!(matches!(decode(&[9; 20]), Err(Error::Corrupt(_))));
+        assert!(matches!(decode(&[2; 12]), Err(Error::Corrupt(_))));
     }
 
     proptest::proptest! {
@@ -105,7 +176,10 @@ mod tests {
         #[test]
         fn arbitrary_records_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
             match decode(&bytes) {
-                Ok(rec) => proptest::prop_assert_eq!(rec.value.len() + 9, bytes.len()),
+                Ok(rec) => {
+                    let header = if rec.expires_at_ms.is_some() { 17 } else { 9 };
+                    proptest::prop_assert_eq!(rec.value.len() + header, bytes.len())
+                }
                 Err(e) => proptest::prop_assert!(matches!(e, Error::Corrupt(_))),
             }
         }

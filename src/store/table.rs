@@ -6,7 +6,10 @@ use std::ops::Bound;
 
 use redb::{ReadOnlyTable, ReadableTable};
 
-use super::record::{self, KV, META, META_KEYS, META_REVISION};
+use super::record::{
+    self, EXPIRY, HISTORY, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS,
+    META_REVISION,
+};
 use super::{Commit, Snapshot, Store};
 use crate::error::Result;
 
@@ -14,6 +17,12 @@ use crate::error::Result;
 /// read through it sees the same commit, from any thread.
 pub struct TableReader {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// `None` in a file of an earlier release that never had a key expire.
+    expiry: Option<ReadOnlyTable<(u64, &'static [u8]), u64>>,
+    /// `None` in a file that never kept watch history.
+    history: Option<ReadOnlyTable<u64, &'static [u8]>>,
+    /// The oldest history revision kept, and the bytes kept.
+    history_mark: (u64, u64),
     revision: u64,
     keys: u64,
 }
@@ -35,8 +44,12 @@ type RangeItem<'a> = std::result::Result<
     redb::StorageError,
 >;
 
-/// One item of a [`TableReader`] range: key, value, revision.
-pub type TableItem = (Vec<u8>, Vec<u8>, u64);
+/// One item of a [`TableReader`] range: key, value, revision, expiry.
+pub type TableItem = (Vec<u8>, Vec<u8>, u64, Option<u64>);
+
+/// A key's final state in a flush or a copy: value, revision and expiry,
+/// or `None` to delete it.
+pub type SortedItem<'a> = (&'a [u8], Option<(&'a [u8], u64, Option<u64>)>);
 
 impl TableReader {
     /// The revision of the commit this reader sees.
@@ -49,23 +62,85 @@ impl TableReader {
         self.keys
     }
 
-    /// A key's value and revision.
-    pub fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u64)>> {
+    /// The oldest history revision this commit keeps and the bytes its
+    /// kept events count.
+    pub fn history_mark(&self) -> (u64, u64) {
+        self.history_mark
+    }
+
+    /// Up to `max` stored events from revision `from` on, in order, each
+    /// as (revision, stored bytes) to `visit`. Rows below the oldest kept
+    /// revision may still be there (a flush deletes them); callers check.
+    pub fn history(
+        &self,
+        from: u64,
+        max: usize,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let Some(table) = &self.history else {
+            return Ok(());
+        };
+        for item in table.range(from..)?.take(max) {
+            let (k, v) = item?;
+            visit(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+
+    /// A key's value, revision and expiry.
+    pub fn get(&self, key: &[u8]) -> Result<Option<crate::types::Entry>> {
         match self.table.get(key)? {
             Some(guard) => {
                 let rec = record::decode(guard.value())?;
-                Ok(Some((rec.value.to_vec(), rec.revision)))
+                Ok(Some(crate::types::Entry {
+                    value: rec.value.to_vec(),
+                    revision: rec.revision,
+                    expires_at_ms: rec.expires_at_ms,
+                }))
             }
             None => Ok(None),
         }
     }
 
-    /// A key's revision, without copying its value.
-    pub fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
+    /// A key's revision and expiry, without copying its value.
+    pub fn state_of(&self, key: &[u8]) -> Result<Option<(u64, Option<u64>)>> {
         match self.table.get(key)? {
-            Some(guard) => Ok(Some(record::decode(guard.value())?.revision)),
+            Some(guard) => {
+                let rec = record::decode(guard.value())?;
+                Ok(Some((rec.revision, rec.expires_at_ms)))
+            }
             None => Ok(None),
         }
+    }
+
+    /// Up to `max` entries of the expiry index due at `now_ms` and after
+    /// `after`, in expiry order: (expires_at_ms, key, revision).
+    pub fn expired(
+        &self,
+        now_ms: u64,
+        max: usize,
+        after: Option<&(u64, Vec<u8>)>,
+    ) -> Result<Vec<(u64, Vec<u8>, u64)>> {
+        let Some(table) = &self.expiry else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let iter = match after {
+            Some((at, key)) => table.range::<(u64, &[u8])>((
+                Bound::Excluded((*at, key.as_slice())),
+                Bound::Unbounded,
+            ))?,
+            None => table.range::<(u64, &[u8])>(..)?,
+        };
+        for item in iter.take(max) {
+            let (k, v) = item?;
+            let (at, key) = k.value();
+            if at > now_ms {
+                break;
+            }
+            out.push((at, key.to_vec(), v.value()));
+        }
+        Ok(out)
     }
 
     /// Up to `n` items after `from` (exclusive when `exclusive`) towards
@@ -83,7 +158,12 @@ impl TableReader {
         let mut push = |item: RangeItem<'_>| -> Result<()> {
             let (k, v) = item?;
             let rec = record::decode(v.value())?;
-            out.push((k.value().to_vec(), rec.value.to_vec(), rec.revision));
+            out.push((
+                k.value().to_vec(),
+                rec.value.to_vec(),
+                rec.revision,
+                rec.expires_at_ms,
+            ));
             Ok(())
         };
         if reverse {
@@ -102,7 +182,24 @@ impl TableReader {
 impl Snapshot {
     /// A [`TableReader`] over this snapshot.
     pub fn reader(&self) -> Result<TableReader> {
+        let expiry = match self.txn.open_table(EXPIRY) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let history = match self.txn.open_table(HISTORY) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let revision = self.revision()?;
+        let meta = self.txn.open_table(META)?;
+        let oldest = meta.get(META_HISTORY_OLDEST)?.map(|g| g.value());
+        let bytes = meta.get(META_HISTORY_BYTES)?.map_or(0, |g| g.value());
         Ok(TableReader {
+            expiry,
+            history,
+            history_mark: (oldest.unwrap_or(revision + 1), bytes),
             table: self.txn.open_table(KV)?,
             revision: self.revision()?,
             keys: self.counter(META_KEYS)?,
@@ -110,16 +207,46 @@ impl Snapshot {
     }
 }
 
+/// The history part of a flush: the events to store (revision, stored
+/// bytes) and the history state after them.
+#[derive(Debug)]
+pub struct HistoryUpdate<'a> {
+    pub events: &'a [(u64, Vec<u8>)],
+    pub oldest: u64,
+    pub bytes: u64,
+}
+
+/// Stores a flush's events (those still kept), deletes the rows below the
+/// oldest kept revision, and records the history state.
+fn write_history(wtx: &redb::WriteTransaction, h: &HistoryUpdate<'_>) -> Result<()> {
+    let mut table = wtx.open_table(HISTORY)?;
+    for (revision, bytes) in h.events {
+        if *revision >= h.oldest {
+            table.insert(*revision, bytes.as_slice())?;
+        }
+    }
+    table.retain_in(..h.oldest, |_, _| false)?;
+    let mut meta = wtx.open_table(META)?;
+    meta.insert(META_HISTORY_OLDEST, h.oldest)?;
+    meta.insert(META_HISTORY_BYTES, h.bytes)?;
+    Ok(())
+}
+
 impl Store {
     /// Writes the final state of a memory table: `items` in key order, each
     /// a key with its value and revision, or `None` to delete it; then sets
     /// the revision to `revision`. One durable commit (fsync, quick repair):
     /// when this returns, the table's log may go. Returns the key count.
-    pub fn write_table<'a, I>(&self, items: I, revision: u64) -> Result<u64>
+    pub fn write_table<'a, I>(
+        &self,
+        items: I,
+        revision: u64,
+        history: HistoryUpdate<'_>,
+    ) -> Result<u64>
     where
-        I: IntoIterator<Item = (&'a [u8], Option<(&'a [u8], u64)>)>,
+        I: IntoIterator<Item = SortedItem<'a>>,
     {
-        self.write_sorted(items, revision, Commit::Durable)
+        self.write_commit(items, revision, Commit::Durable, Some(history))
     }
 
     /// [`Store::write_table`] with a choice of commit: a backup writes its
@@ -127,24 +254,39 @@ impl Store {
     /// with one final durable commit.
     pub fn write_sorted<'a, I>(&self, items: I, revision: u64, commit: Commit) -> Result<u64>
     where
-        I: IntoIterator<Item = (&'a [u8], Option<(&'a [u8], u64)>)>,
+        I: IntoIterator<Item = SortedItem<'a>>,
+    {
+        self.write_commit(items, revision, commit, None)
+    }
+
+    fn write_commit<'a, I>(
+        &self,
+        items: I,
+        revision: u64,
+        commit: Commit,
+        history: Option<HistoryUpdate<'_>>,
+    ) -> Result<u64>
+    where
+        I: IntoIterator<Item = SortedItem<'a>>,
     {
         let wtx = self.begin_write(commit)?;
+        if let Some(h) = history {
+            write_history(&wtx, &h)?;
+        }
         let keys = {
-            let mut kv = wtx.open_table(KV)?;
+            let mut tables = super::apply::Tables::open(&wtx)?;
             let mut meta = wtx.open_table(META)?;
             let mut keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
             let mut buf = Vec::new();
             for (key, item) in items {
                 match item {
-                    Some((value, rev)) => {
-                        record::encode_into(&mut buf, rev, value);
-                        if kv.insert(key, buf.as_slice())?.is_none() {
+                    Some((value, rev, at)) => {
+                        if tables.put(&mut buf, key, value, rev, at)? {
                             keys += 1;
                         }
                     }
                     None => {
-                        if kv.remove(key)?.is_some() {
+                        if tables.remove(key)? {
                             keys = keys.saturating_sub(1);
                         }
                     }

@@ -9,8 +9,11 @@
 //! ```
 //!
 //! Payload: `u32` operation count, then per operation `u8` kind (1 put,
-//! 2 delete), `u32` key length, the key and, for a put, `u32` value length
-//! and the value. All integers little-endian. Conditions are not logged: a
+//! 2 delete, 3 put with an expiry, 4 expiry delete), `u32` key length, the
+//! key and, for a put, `u32` value length and the value; then for kind 3
+//! the `u64` expires_at_ms, for kind 4 the `u64` revision and `u64`
+//! expires_at_ms it is conditional on. All integers little-endian. Logs of
+//! earlier releases hold kinds 1 and 2 only and read as they are. Conditions are not logged: a
 //! logged request is one that was applied, and replay repeats it as it was.
 //!
 //! Folding the segment's sequence into the checksum makes a record left over
@@ -24,6 +27,8 @@ pub const HEADER_LEN: usize = 16;
 
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
+const KIND_PUT_EXPIRING: u8 = 3;
+const KIND_EXPIRE: u8 = 4;
 
 /// Appends one record to `buf`.
 pub fn encode(buf: &mut Vec<u8>, segment: u64, first_revision: u64, ops: &[Op]) -> Result<()> {
@@ -34,13 +39,28 @@ pub fn encode(buf: &mut Vec<u8>, segment: u64, first_revision: u64, ops: &[Op]) 
     for op in ops {
         match &op.action {
             Action::Put(value) => {
-                buf.push(KIND_PUT);
+                buf.push(match op.expires_at_ms {
+                    None => KIND_PUT,
+                    Some(_) => KIND_PUT_EXPIRING,
+                });
                 put_bytes(buf, &op.key)?;
                 put_bytes(buf, value)?;
+                if let Some(at) = op.expires_at_ms {
+                    buf.extend_from_slice(&at.to_le_bytes());
+                }
             }
             Action::Delete => {
                 buf.push(KIND_DELETE);
                 put_bytes(buf, &op.key)?;
+            }
+            Action::Expire {
+                revision,
+                expires_at_ms,
+            } => {
+                buf.push(KIND_EXPIRE);
+                put_bytes(buf, &op.key)?;
+                buf.extend_from_slice(&revision.to_le_bytes());
+                buf.extend_from_slice(&expires_at_ms.to_le_bytes());
             }
         }
     }
@@ -108,7 +128,16 @@ pub fn decode(record: &[u8], segment: u64) -> Option<Decoded> {
         let key = r.bytes()?.to_vec();
         ops.push(match kind {
             KIND_PUT => Op::put(key, r.bytes()?.to_vec()),
+            KIND_PUT_EXPIRING => {
+                let mut op = Op::put(key, r.bytes()?.to_vec());
+                op.expires_at_ms = Some(r.u64()?);
+                op
+            }
             KIND_DELETE => Op::delete(key),
+            KIND_EXPIRE => {
+                let revision = r.u64()?;
+                Op::expire(key, revision, r.u64()?)
+            }
             _ => return None,
         });
     }
@@ -136,6 +165,10 @@ impl<'a> Reader<'a> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
 
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
@@ -148,9 +181,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_checks() {
+        let mut expiring = Op::put(b"e".to_vec(), b"w".to_vec());
+        expiring.expires_at_ms = Some(1_795_000_000_000);
         let ops = vec![
             Op::put(b"k".to_vec(), b"v".to_vec()),
             Op::delete(b"x".to_vec()),
+            expiring,
+            Op::expire(b"e".to_vec(), 9, 1_795_000_000_000),
         ];
         let mut buf = Vec::new();
         encode(&mut buf, 7, 42, &ops).unwrap();

@@ -85,10 +85,12 @@ impl Server {
     ) -> Server {
         let db = dir.join(name);
         let mut cmd = kvr_cmd(dir);
-        cmd.arg("--db")
-            .arg(&db)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
+        cmd.arg("--db").arg(&db).arg("serve");
+        // A given address (a restart on the same port) replaces port 0.
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr);

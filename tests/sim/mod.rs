@@ -173,21 +173,58 @@ impl SimDisk {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 /// The reference the store is checked against: a `BTreeMap` of key to
-/// (value, revision) and the database revision.
+/// (value, revision), the keys' expiries and the database revision.
 pub struct Model {
     pub data: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
+    /// Key to expires_at_ms, for the keys in `data` that have one.
+    pub expiry: BTreeMap<Vec<u8>, u64>,
     pub revision: u64,
+    /// Every event so far, in revision order (index = revision - 1).
+    pub events: Vec<ModelEvent>,
+}
+
+/// An applied operation as a watch reports it: revision, "put" / "delete"
+/// / "expired", key, value, expiry.
+pub type ModelEvent = (u64, &'static str, Vec<u8>, Vec<u8>, Option<u64>);
+
+impl Model {
+    /// The oldest revision a history bounded by `events` and `bytes` keeps
+    /// (an event counts key + value + 24 bytes), never below `floor`.
+    pub fn oldest(&self, events: u64, bytes: u64, floor: u64) -> u64 {
+        let mut oldest = self.revision + 1;
+        let mut total = 0;
+        for e in self.events.iter().rev() {
+            total += (e.2.len() + e.3.len()) as u64 + 24;
+            if self.revision + 1 - e.0 > events || total > bytes {
+                break;
+            }
+            oldest = e.0;
+        }
+        oldest.max(floor)
+    }
 }
 
 impl Model {
     /// One request with kvr's semantics: the operations that took a
     /// revision, or `Err` (and no change) when a condition fails.
     pub fn apply(&mut self, ops: &[Op]) -> Result<u64, ()> {
+        self.apply_at(ops, None)
+    }
+
+    /// [`Model::apply`] with conditions judged as `--db` does: a key
+    /// expired at `now` counts as absent.
+    pub fn apply_at(&mut self, ops: &[Op], now: Option<u64>) -> Result<u64, ()> {
         for op in ops {
-            if let Some(expected) = op.if_revision
-                && self.data.get(&op.key).map_or(0, |e| e.1) != expected
-            {
-                return Err(());
+            if let Some(expected) = op.if_revision {
+                let expired =
+                    now.is_some_and(|n| self.expiry.get(&op.key).is_some_and(|&t| t <= n));
+                let current = match self.data.get(&op.key) {
+                    Some(e) if !expired => e.1,
+                    _ => 0,
+                };
+                if current != expected {
+                    return Err(());
+                }
             }
         }
         let before = self.revision;
@@ -195,15 +232,79 @@ impl Model {
             match &op.action {
                 Action::Put(v) => {
                     self.revision += 1;
+                    self.events.push((
+                        self.revision,
+                        "put",
+                        op.key.clone(),
+                        v.clone(),
+                        op.expires_at_ms,
+                    ));
                     self.data.insert(op.key.clone(), (v.clone(), self.revision));
+                    match op.expires_at_ms {
+                        Some(t) => self.expiry.insert(op.key.clone(), t),
+                        None => self.expiry.remove(&op.key),
+                    };
                 }
                 Action::Delete => {
                     if self.data.remove(&op.key).is_some() {
+                        self.expiry.remove(&op.key);
                         self.revision += 1;
+                        self.events.push((
+                            self.revision,
+                            "delete",
+                            op.key.clone(),
+                            Vec::new(),
+                            None,
+                        ));
+                    }
+                }
+                Action::Expire {
+                    revision,
+                    expires_at_ms,
+                } => {
+                    let matches = self.data.get(&op.key).is_some_and(|e| e.1 == *revision)
+                        && self.expiry.get(&op.key) == Some(expires_at_ms);
+                    if matches {
+                        self.data.remove(&op.key);
+                        self.expiry.remove(&op.key);
+                        self.revision += 1;
+                        self.events.push((
+                            self.revision,
+                            "expired",
+                            op.key.clone(),
+                            Vec::new(),
+                            None,
+                        ));
                     }
                 }
             }
         }
         Ok(self.revision - before)
+    }
+
+    /// The keys expired at `now`, in (expiry, key) order, as expiry deletes.
+    pub fn due(&self, now: u64) -> Vec<Op> {
+        let mut due: Vec<(u64, Vec<u8>)> = self
+            .expiry
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, t)| (*t, k.clone()))
+            .collect();
+        due.sort();
+        due.into_iter()
+            .map(|(t, k)| {
+                let revision = self.data[&k].1;
+                Op::expire(k, revision, t)
+            })
+            .collect()
+    }
+
+    /// The data a reader at `now` sees: expired keys hidden.
+    pub fn visible(&self, now: u64) -> BTreeMap<Vec<u8>, (Vec<u8>, u64)> {
+        self.data
+            .iter()
+            .filter(|(k, _)| self.expiry.get(*k).is_none_or(|&t| t > now))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }

@@ -263,7 +263,12 @@ fn batch_body(ops: &[Op]) -> Bytes {
     let mut body = Vec::new();
     for op in ops {
         if let crate::types::Action::Put(v) = &op.action {
-            let _ = crate::jsonl::write_line(&mut body, &op.key, Some((v, 0)));
+            let item = crate::types::Item {
+                value: v,
+                revision: 0,
+                expires_at_ms: None,
+            };
+            let _ = crate::jsonl::write_line(&mut body, &op.key, Some(item));
         }
     }
     Bytes::from(body)
@@ -355,7 +360,7 @@ async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> 
             let snap = state.engine.snapshot();
             let mut out = Vec::new();
             snap.range(&query, |k, rec| {
-                crate::jsonl::write_line(&mut out, k, Some((rec.value, rec.revision)))?;
+                crate::jsonl::write_line(&mut out, k, Some(rec.item()))?;
                 Ok(true)
             })
             .map_err(code)

@@ -1,0 +1,144 @@
+//! `kvr watch [START [END]]`: follows `GET /v1/watch` and prints the
+//! events, resuming after any break from 1 + the highest revision seen (an
+//! event's or a progress line's), so no event is printed twice or skipped.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{arg_bytes, remote, seconds, token};
+use crate::cli::{Global, WatchArgs};
+use crate::client::{Client, WatchQuery};
+use crate::error::{Error, Result};
+use crate::types::RangeQuery;
+
+/// First pause before reconnecting; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between reconnection attempts: a restarted server is
+/// picked up within this much of answering again.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The fields of a watch line the client looks at.
+#[derive(Debug, Deserialize)]
+struct Line {
+    revision: Option<u64>,
+    progress_revision: Option<u64>,
+    error: Option<String>,
+    next_revision: Option<u64>,
+}
+
+pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
+    let Some(servers) = remote(g)? else {
+        return Err(Error::invalid(
+            "watching needs a server: give --server URL (or KVR_SERVER); \
+             a database file has no change feed",
+        )
+        .into());
+    };
+    let query = RangeQuery {
+        start: args.start.map(arg_bytes),
+        end: args.end.map(arg_bytes),
+        prefix: args.prefix.map(arg_bytes),
+        ..RangeQuery::default()
+    };
+    query.validate()?;
+    if args.from_revision == Some(0) {
+        return Err(Error::invalid("--from-revision must be 1 or more").into());
+    }
+    let timeout = seconds(g.timeout, "--timeout")?;
+    let client = Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?;
+    exit_quietly_on_signals();
+    let mut w = WatchQuery {
+        query,
+        from_revision: args.from_revision,
+        keys_only: args.keys_only,
+        // Progress at least every third of the timeout: a healthy stream
+        // never trips the client's read timeout.
+        progress_secs: (timeout.as_secs() / 3).max(1),
+    };
+    follow(&client, &mut w, args.progress)?;
+    Ok(())
+}
+
+/// The reconnecting loop; returns when stdout is closed.
+fn follow(client: &Client, w: &mut WatchQuery, print_progress: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let mut closed = false;
+        let mut progressed = false;
+        let asked = w.clone();
+        let result = client.watch(&asked, &mut |text| {
+            let line: Line = serde_json::from_slice(text)
+                .map_err(|e| Error::Storage(format!("bad watch line from the server: {e}")))?;
+            progressed = true;
+            let next = w.from_revision.unwrap_or(0);
+            let print = match (line.revision, line.progress_revision, &line.error) {
+                (Some(r), _, _) if r >= next => {
+                    w.from_revision = Some(r + 1);
+                    true
+                }
+                (Some(_), _, _) => false, // seen before a reconnect
+                (None, Some(p), _) => {
+                    w.from_revision = Some(w.from_revision.map_or(p + 1, |n| n.max(p + 1)));
+                    print_progress
+                }
+                (None, None, Some(_)) => {
+                    // lagging / unavailable: resume where the server says.
+                    if let Some(n) = line.next_revision {
+                        w.from_revision = Some(w.from_revision.map_or(n, |m| m.max(n)));
+                    }
+                    return Ok(false);
+                }
+                _ => false,
+            };
+            if print && (out.write_all(text).is_err() || out.flush().is_err()) {
+                closed = true;
+                return Ok(false);
+            }
+            Ok(true)
+        });
+        if closed {
+            return Ok(());
+        }
+        match result {
+            Ok(()) => {}
+            Err(Error::Compacted { oldest, .. }) => {
+                return Err(Error::Compacted {
+                    requested: w.from_revision.unwrap_or(0),
+                    oldest,
+                });
+            }
+            Err(e) if retryable(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if progressed {
+            backoff = FIRST_BACKOFF;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Errors after which the watch reconnects: the server is away, restarting
+/// or cut the stream.
+fn retryable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Unavailable { .. } | Error::Io { .. } | Error::Storage(_)
+    )
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP end the watch with exit 0: interrupting it is
+/// how it is meant to stop. Every printed line was flushed already.
+fn exit_quietly_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                std::process::exit(0);
+            }
+        });
+    }
+}

@@ -1,0 +1,229 @@
+//! SPEC "Expiry (TTL)" through the real binary, in every mode: `put
+//! --ttl`, `ttl` / `expires_at_ms` on batch lines, expiry in `get --json`
+//! and range lines, keys gone after their time (hidden by the clock and
+//! removed by the next write with `--db`, deleted by the sweeper of a
+//! server), each rejection leaving the data unchanged.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::util::{Env, parse_lines};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn get_json(env: &Env, key: &str) -> serde_json::Value {
+    let text = env.kvr(["get", "--json", key]).ok().stdout_text();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn revision(env: &Env) -> u64 {
+    env.stats()["revision"].as_u64().unwrap()
+}
+
+in_every_mode!(
+    ttl_keys_carry_their_expiry_and_vanish,
+    put_without_ttl_clears_the_expiry,
+    ttl_rejections_change_nothing,
+    batch_lines_take_ttl_and_expires_at_ms,
+    range_into_batch_keeps_expiry,
+    an_expired_key_is_absent_to_conditions,
+);
+
+fn ttl_keys_carry_their_expiry_and_vanish(env: Env) {
+    let before = now_ms();
+    env.kvr(["put", "--ttl", "1", "session", "s"]).ok();
+    let after = now_ms();
+    env.kvr(["put", "keep", "k"]).ok();
+    let line = get_json(&env, "session");
+    let at = line["expires_at_ms"].as_u64().unwrap();
+    assert!((before + 1000..=after + 1000).contains(&at), "{line}");
+    assert_eq!(line["revision"], 1);
+    assert!(get_json(&env, "keep").get("expires_at_ms").is_none());
+    let lines = env.range_json(&[]);
+    assert_eq!(lines[1]["key"], "session");
+    assert_eq!(lines[1]["expires_at_ms"].as_u64(), Some(at));
+    std::thread::sleep(Duration::from_millis(2200));
+    env.kvr(["get", "session"]).code(1);
+    let keys: Vec<_> = env
+        .range_json(&[])
+        .iter()
+        .map(|l| l["key"].clone())
+        .collect();
+    assert_eq!(keys, vec!["keep"]);
+    if env.is_served() {
+        // The sweeper's delete took a revision.
+        assert_eq!(revision(&env), 3);
+    } else {
+        // Hidden by the clock until a write deletes it, taking a revision.
+        assert_eq!(revision(&env), 2);
+        let out = env.kvr(["put", "--json", "x", "1"]).ok().stdout_text();
+        assert_eq!(out, "{\"revision\":4}\n");
+    }
+    assert_eq!(env.stats()["keys"], if env.is_served() { 1 } else { 2 });
+}
+
+fn put_without_ttl_clears_the_expiry(env: Env) {
+    env.kvr(["put", "--ttl", "5m", "k", "v1"]).ok();
+    let at = get_json(&env, "k")["expires_at_ms"].as_u64().unwrap();
+    assert!(at >= now_ms() + 290_000, "{at}");
+    env.kvr(["put", "--ttl", "2h", "k", "v2"]).ok();
+    let at = get_json(&env, "k")["expires_at_ms"].as_u64().unwrap();
+    assert!(at >= now_ms() + 7_190_000, "{at}");
+    env.kvr(["put", "k", "v3"]).ok();
+    let line = get_json(&env, "k");
+    assert!(line.get("expires_at_ms").is_none(), "{line}");
+    assert_eq!(line["revision"], 3);
+    env.kvr(["put", "--ttl", "1d", "d", "v"]).ok();
+    let at = get_json(&env, "d")["expires_at_ms"].as_u64().unwrap();
+    assert!(at >= now_ms() + 86_390_000, "{at}");
+}
+
+fn ttl_rejections_change_nothing(env: Env) {
+    env.kvr(["put", "--ttl", "90", "k", "v"]).ok();
+    let before = env.snapshot();
+    for bad in [
+        "0",
+        "0s",
+        "3651d",
+        "315360001",
+        "abc",
+        "5x",
+        "-5",
+        "1.5",
+        "",
+    ] {
+        env.kvr(["put", "--ttl", bad, "k", "other"]).code(2);
+    }
+    for line in [
+        r#"{"key":"a","value":"x","ttl":0}"#,
+        r#"{"key":"a","value":"x","ttl":315360001}"#,
+        r#"{"key":"a","value":"x","ttl":"5"}"#,
+        r#"{"key":"a","value":"x","ttl":5,"expires_at_ms":99999999999999}"#,
+        r#"{"key":"a","value":"x","expires_at_ms":-1}"#,
+        r#"{"op":"delete","key":"k","ttl":5}"#,
+    ] {
+        let input = format!("{{\"key\":\"ok\",\"value\":\"1\"}}\n{line}\n");
+        env.kvr(["batch"]).stdin(input).code(2).stderr_has("line 2");
+    }
+    assert_eq!(env.snapshot(), before);
+}
+
+fn batch_lines_take_ttl_and_expires_at_ms(env: Env) {
+    let future = now_ms() + 3_600_000;
+    let input = format!(
+        "{{\"key\":\"a\",\"value\":\"1\",\"ttl\":100}}\n\
+         {{\"key\":\"past\",\"value\":\"2\",\"expires_at_ms\":1}}\n\
+         {{\"key\":\"c\",\"value\":\"3\",\"expires_at_ms\":{future}}}\n\
+         {{\"key\":\"d\",\"value\":\"4\"}}\n"
+    );
+    let out = env.kvr(["batch", "--json"]).stdin(input).ok().stdout_text();
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The line whose expiry has passed is skipped and takes no revision.
+    assert_eq!(
+        (answer["applied"].as_u64(), answer["revision"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let lines = env.range_json(&[]);
+    let keys: Vec<_> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["a", "c", "d"]);
+    let a = lines[0]["expires_at_ms"].as_u64().unwrap();
+    assert!(a >= now_ms() + 95_000 && a <= now_ms() + 100_000, "{a}");
+    assert_eq!(lines[1]["expires_at_ms"].as_u64(), Some(future));
+    assert!(lines[2].get("expires_at_ms").is_none());
+    // Keys-only lines carry only the key.
+    assert_eq!(
+        env.range_json(&["--keys-only"])[0],
+        serde_json::json!({"key":"a"})
+    );
+}
+
+fn range_into_batch_keeps_expiry(env: Env) {
+    let future = now_ms() + 3_600_000;
+    env.kvr(["put", "--ttl", "1h", "a", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    env.kvr(["batch"])
+        .stdin(format!(
+            "{{\"key\":\"c\",\"value\":\"3\",\"expires_at_ms\":{future}}}\n"
+        ))
+        .ok();
+    let dump = env.kvr(["range"]).ok().stdout_text();
+    let copy = env.new_like();
+    copy.kvr(["batch"]).stdin(dump.clone()).ok();
+    assert_eq!(
+        parse_lines(&copy.kvr(["range"]).ok().stdout_text()),
+        parse_lines(&dump)
+    );
+}
+
+fn an_expired_key_is_absent_to_conditions(env: Env) {
+    env.kvr(["put", "--ttl", "1", "lock", "me"]).ok();
+    let before = env.snapshot();
+    env.kvr(["put", "--if-revision", "0", "lock", "you"])
+        .code(4);
+    assert_eq!(env.snapshot(), before);
+    std::thread::sleep(Duration::from_millis(2200));
+    env.kvr(["put", "--if-revision", "0", "lock", "you"]).ok();
+    let line = get_json(&env, "lock");
+    assert_eq!(line["value"], "you");
+    assert!(line.get("expires_at_ms").is_none());
+    // put 1, its expiry 2, the new put 3.
+    assert_eq!(line["revision"], 3);
+}
+
+/// `kvr check` verifies the expiry index, and a backup carries expiry.
+#[test]
+fn check_and_backup_know_expiry() {
+    let env = Env::new();
+    env.kvr(["put", "--ttl", "1h", "a", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    env.kvr(["put", "--ttl", "2h", "a", "3"]).ok();
+    env.kvr(["check"]).ok();
+    let at = get_json(&env, "a")["expires_at_ms"].as_u64().unwrap();
+    let dest = env.path("copy.redb");
+    env.kvr(["backup", dest.to_str().unwrap()]).ok();
+    let copy = env
+        .kvr_bare(["--db", dest.to_str().unwrap(), "get", "--json", "a"])
+        .ok()
+        .stdout_text();
+    let copy: serde_json::Value = serde_json::from_str(&copy).unwrap();
+    assert_eq!(copy["expires_at_ms"].as_u64(), Some(at));
+    env.kvr_bare(["--db", dest.to_str().unwrap(), "check"]).ok();
+}
+
+/// `kvr check` finds an expiry index out of step with the records.
+#[test]
+fn check_finds_a_damaged_expiry_index() {
+    let env = Env::new();
+    env.kvr(["put", "--ttl", "1h", "a", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    let table: redb::TableDefinition<(u64, &[u8]), u64> = redb::TableDefinition::new("expiry");
+    {
+        let db = redb::Database::open(env.db()).unwrap();
+        let wtx = db.begin_write().unwrap();
+        {
+            let mut t = wtx.open_table(table).unwrap();
+            let stale: Vec<(u64, Vec<u8>)> = redb::ReadableTable::iter(&t)
+                .unwrap()
+                .map(|e| {
+                    let (k, _) = e.unwrap();
+                    (k.value().0, k.value().1.to_vec())
+                })
+                .collect();
+            assert_eq!(stale.len(), 1);
+            t.remove((stale[0].0, stale[0].1.as_slice())).unwrap();
+            t.insert((5, b"b".as_slice()), 2).unwrap();
+        }
+        wtx.commit().unwrap();
+    }
+    let done = env.kvr(["check"]).code(3);
+    let out = format!("{}{}", done.stdout_text(), done.stderr_text());
+    assert!(out.contains("expiry index has no entry"), "{out}");
+    assert!(
+        out.contains("the entry at 5 for revision 2 has no such record"),
+        "{out}"
+    );
+}

@@ -1,0 +1,323 @@
+//! SPEC "Watch: a change feed" on a real server: `GET /v1/watch` with
+//! filters, progress lines, history and future revisions, `compacted`;
+//! `kvr watch` through a clean restart and a `kill -9` with its output
+//! checked for duplicates and gaps; a thousand watchers on one server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::support::{Server, agent, http, kvr_cmd};
+
+/// An open watch stream, read line by line.
+struct Stream {
+    lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
+}
+
+impl Stream {
+    fn open(url: &str, query: &str) -> Stream {
+        let resp = agent()
+            .get(format!("{url}/v1/watch?{query}"))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "application/x-ndjson"
+        );
+        let reader: Box<dyn Read + Send> = Box::new(resp.into_body().into_reader());
+        Stream {
+            lines: BufReader::new(reader).lines(),
+        }
+    }
+
+    fn next(&mut self) -> serde_json::Value {
+        let line = self.lines.next().unwrap().unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+}
+
+fn put(s: &Server, key: &str, value: &str) {
+    let r = http(
+        "PUT",
+        &format!("{}/v1/kv/{key}", s.url),
+        &[],
+        Some(value.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn a_watch_streams_filtered_events_and_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    put(&s, "z", "before");
+    let mut w = Stream::open(&s.url, "prefix=a&progress=1");
+    assert_eq!(w.next(), serde_json::json!({"progress_revision":1}));
+    put(&s, "a1", "one");
+    put(&s, "b", "two");
+    let body = b"{\"key\":\"a2\",\"value\":\"x\",\"expires_at_ms\":4102444800000}\n\
+                 {\"op\":\"delete\",\"key\":\"a1\"}\n{\"key\":\"b\",\"value\":\"3\"}\n";
+    let r = http("POST", &format!("{}/v1/batch", s.url), &[], Some(body));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        w.next(),
+        serde_json::json!({"revision":2,"op":"put","key":"a1","value":"one"})
+    );
+    assert_eq!(
+        w.next(),
+        serde_json::json!({"revision":4,"op":"put","key":"a2","value":"x","expires_at_ms":4102444800000u64})
+    );
+    assert_eq!(
+        w.next(),
+        serde_json::json!({"revision":5,"op":"delete","key":"a1"})
+    );
+    // Nothing more for a second: a progress line covering the batch.
+    let started = Instant::now();
+    assert_eq!(w.next(), serde_json::json!({"progress_revision":6}));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // keys_only and a [start, end) range.
+    let mut k = Stream::open(&s.url, "start=a2&end=b&keys_only=true&from_revision=1");
+    assert_eq!(k.next(), serde_json::json!({"progress_revision":0}));
+    assert_eq!(
+        k.next(),
+        serde_json::json!({"revision":4,"op":"put","key":"a2","expires_at_ms":4102444800000u64})
+    );
+}
+
+#[test]
+fn history_replays_and_a_future_revision_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    for i in 1..=5 {
+        put(&s, &format!("k{i}"), "v");
+    }
+    let mut w = Stream::open(&s.url, "from_revision=2");
+    assert_eq!(w.next(), serde_json::json!({"progress_revision":1}));
+    for i in 2..=5 {
+        assert_eq!(w.next()["revision"], i);
+    }
+    let mut f = Stream::open(&s.url, "from_revision=8");
+    assert_eq!(f.next(), serde_json::json!({"progress_revision":7}));
+    for i in 6..=8 {
+        put(&s, &format!("k{i}"), "w");
+    }
+    assert_eq!(f.next()["revision"], 8);
+    assert_eq!(w.next()["revision"], 6);
+    // Bad parameters are 400s.
+    for q in [
+        "from_revision=0",
+        "progress=0",
+        "start=b&end=a",
+        "nope=1",
+        "from_revision=x",
+    ] {
+        let r = http("GET", &format!("{}/v1/watch?{q}", s.url), &[], None);
+        assert_eq!(r.status, 400, "{q}");
+    }
+}
+
+#[test]
+fn compacted_history_is_410_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--history", "3"]);
+    for i in 1..=10 {
+        put(&s, &format!("k{i}"), "v");
+    }
+    let r = http(
+        "GET",
+        &format!("{}/v1/watch?from_revision=2", s.url),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 410);
+    assert_eq!(r.code(), "compacted");
+    assert_eq!(r.json()["oldest_revision"], 8);
+    let mut w = Stream::open(&s.url, "from_revision=8");
+    assert_eq!(w.next(), serde_json::json!({"progress_revision":7}));
+    assert_eq!(w.next()["revision"], 8);
+    let out = s.cli(&["watch", "--from-revision", "2"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.starts_with("kvr: error: revision 2 is compacted"),
+        "{err}"
+    );
+    assert!(
+        err.contains("oldest revision the history keeps is 8"),
+        "{err}"
+    );
+    // With --db: a usage error.
+    let db = dir.path().join("other.redb");
+    let out = kvr_cmd(dir.path())
+        .args(["--db", db.to_str().unwrap(), "watch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("watching needs a server"));
+}
+
+/// `kvr watch` as a child printing to a pipe.
+fn spawn_watch(dir: &std::path::Path, url: &str) -> Killed {
+    Killed(
+        kvr_cmd(dir)
+            .args([
+                "--server",
+                url,
+                "--timeout",
+                "3",
+                "watch",
+                "--from-revision",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A child killed when dropped (a failed test leaves no watcher behind).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Puts `from..=to` (key `kN`), each acknowledged.
+fn put_range(s: &Server, from: u64, to: u64) {
+    for i in from..=to {
+        put(s, &format!("k{i:04}"), &format!("v{i}"));
+    }
+}
+
+#[test]
+fn cli_watch_resumes_across_restart_and_kill_9_without_dups_or_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    let addr = s.addr.clone();
+    let url = s.url.clone();
+    let mut watch = spawn_watch(dir.path(), &url);
+    let stdout = watch.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut revisions = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let r = v["revision"].as_u64().unwrap();
+            assert_eq!(v["key"], format!("k{r:04}"), "{line}");
+            revisions.push(r);
+            if r == 150 {
+                break;
+            }
+        }
+        revisions
+    });
+    put_range(&s, 1, 50);
+    assert!(s.terminate().success());
+    let mut s = Server::start(dir.path(), &["--listen", &addr]);
+    put_range(&s, 51, 100);
+    s.kill9();
+    let s = Server::start(dir.path(), &["--listen", &addr]);
+    put_range(&s, 101, 150);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the watch did not print revision 150"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let revisions = reader.join().unwrap();
+    assert_eq!(revisions, (1..=150).collect::<Vec<u64>>());
+}
+
+/// A closed stdout ends `kvr watch` with exit 0.
+#[test]
+fn cli_watch_exits_0_when_stdout_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    put_range(&s, 1, 3);
+    let mut guard = Killed(
+        kvr_cmd(dir.path())
+            .args([
+                "--server",
+                &s.url,
+                "watch",
+                "--from-revision",
+                "1",
+                "--progress",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "{\"progress_revision\":0}\n");
+    drop(out);
+    put_range(&s, 4, 6);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "kvr watch did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+/// A thousand idle watchers: each gets the next event; the memory each
+/// costs is printed (README figure).
+#[test]
+fn a_thousand_watchers_on_one_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    put(&s, "warm", "up");
+    let before = s.rss_kib();
+    let n = 1000;
+    let mut socks: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let mut c = TcpStream::connect(&s.addr).unwrap();
+            c.write_all(b"GET /v1/watch?prefix=w HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            c
+        })
+        .collect();
+    for c in &mut socks {
+        let text = read_until(c, b"\"progress_revision\":1}");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = s.rss_kib();
+    println!(
+        "{n} idle watchers: RSS {before} KiB -> {after} KiB, {:.1} KiB per watcher",
+        (after.saturating_sub(before)) as f64 / n as f64
+    );
+    let started = Instant::now();
+    put(&s, "watched", "!");
+    for c in &mut socks {
+        read_until(c, b"\"key\":\"watched\",\"value\":\"!\"");
+    }
+    println!("{n} watchers all got the event in {:?}", started.elapsed());
+}
+
+fn read_until(c: &mut TcpStream, needle: &[u8]) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
