@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('del', 'del', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically')
             [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically')
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
+            [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Print changes to keys in [START, END) as JSON lines until interrupted (needs --server). After a dropped connection or a restarted server it resumes where it stopped, through the --server list, never printing an event twice or skipping one')
             [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)')
@@ -53,6 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
         }
         'kvr;put' {
             [CompletionResult]::new('--if-revision', '--if-revision', [CompletionResultType]::ParameterName, 'Write only if the key''s current revision is N (0: only if absent)')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Expire the key this long after the write: seconds (90) or with a unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier expiry of the key is cleared')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
             [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
@@ -145,6 +147,23 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--reverse', '--reverse', [CompletionResultType]::ParameterName, 'The same keys, in descending order')
             [CompletionResult]::new('--keys-only', '--keys-only', [CompletionResultType]::ParameterName, 'Print only the keys')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;watch' {
+            [CompletionResult]::new('--prefix', '--prefix', [CompletionResultType]::ParameterName, 'Only keys starting with P (intersected with START/END)')
+            [CompletionResult]::new('--from-revision', '--from-revision', [CompletionResultType]::ParameterName, 'Start with the events from revision R on (those the server still keeps; older ones: exit 1); omitted: changes after the current one')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--keys-only', '--keys-only', [CompletionResultType]::ParameterName, 'Leave values out of put events')
+            [CompletionResult]::new('--progress', '--progress', [CompletionResultType]::ParameterName, 'Print the progress lines too: {"progress_revision":R} means every change up to R was printed')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -244,6 +263,8 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Seconds a client has to send a request''s headers')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Seconds a connection may make no progress before it is closed')
             [CompletionResult]::new('--memtable-mib', '--memtable-mib', [CompletionResultType]::ParameterName, 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash')
+            [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)')
+            [CompletionResult]::new('--history-bytes', '--history-bytes', [CompletionResultType]::ParameterName, 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached')
             [CompletionResult]::new('--workers', '--workers', [CompletionResultType]::ParameterName, 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
@@ -278,6 +299,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'Write a key''s value to stdout, byte for byte')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically')
             [CompletionResult]::new('range', 'range', [CompletionResultType]::ParameterValue, 'Print keys in [START, END) as JSON lines, from one consistent snapshot')
+            [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Print changes to keys in [START, END) as JSON lines until interrupted (needs --server). After a dropped connection or a restarted server it resumes where it stopped, through the --server list, never printing an event twice or skipping one')
             [CompletionResult]::new('batch', 'batch', [CompletionResultType]::ParameterValue, 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)')
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Print {"keys":…,"revision":…,"file_bytes":…}')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)')
@@ -300,6 +322,9 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             break
         }
         'kvr;help;range' {
+            break
+        }
+        'kvr;help;watch' {
             break
         }
         'kvr;help;batch' {

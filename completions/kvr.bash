@@ -64,6 +64,9 @@ _kvr() {
             kvr,tui)
                 cmd="kvr__subcmd__tui"
                 ;;
+            kvr,watch)
+                cmd="kvr__subcmd__watch"
+                ;;
             kvr__subcmd__help,backup)
                 cmd="kvr__subcmd__help__subcmd__backup"
                 ;;
@@ -106,6 +109,9 @@ _kvr() {
             kvr__subcmd__help,tui)
                 cmd="kvr__subcmd__help__subcmd__tui"
                 ;;
+            kvr__subcmd__help,watch)
+                cmd="kvr__subcmd__help__subcmd__watch"
+                ;;
             *)
                 ;;
         esac
@@ -113,7 +119,7 @@ _kvr() {
 
     case "${cmd}" in
         kvr)
-            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help --version put get delete del rm range batch stats backup check compact tui serve completions help bench"
+            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help --version put get delete del rm range watch batch stats backup check compact tui serve completions help bench"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -587,7 +593,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__help)
-            opts="put get delete range batch stats backup check compact tui serve bench completions help"
+            opts="put get delete range watch batch stats backup check compact tui serve bench completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -796,14 +802,32 @@ _kvr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvr__subcmd__help__subcmd__watch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvr__subcmd__put)
-            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --if-revision --ttl --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --if-revision)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -901,7 +925,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__serve)
-            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --history --history-bytes --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -948,6 +972,14 @@ _kvr() {
                     return 0
                     ;;
                 --memtable-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1047,6 +1079,60 @@ _kvr() {
                 return 0
             fi
             case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__watch)
+            opts="-h --prefix --from-revision --keys-only --progress --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-revision)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

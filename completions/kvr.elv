@@ -36,6 +36,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand del 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
             cand rm 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
+            cand watch 'Print changes to keys in [START, END) as JSON lines until interrupted (needs --server). After a dropped connection or a restarted server it resumes where it stopped, through the --server list, never printing an event twice or skipping one'
             cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
             cand backup 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
@@ -49,6 +50,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
         }
         &'kvr;put'= {
             cand --if-revision 'Write only if the key''s current revision is N (0: only if absent)'
+            cand --ttl 'Expire the key this long after the write: seconds (90) or with a unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier expiry of the key is cleared'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
             cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
@@ -136,6 +138,22 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --reverse 'The same keys, in descending order'
             cand --keys-only 'Print only the keys'
             cand --count 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;watch'= {
+            cand --prefix 'Only keys starting with P (intersected with START/END)'
+            cand --from-revision 'Start with the events from revision R on (those the server still keeps; older ones: exit 1); omitted: changes after the current one'
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --keys-only 'Leave values out of put events'
+            cand --progress 'Print the progress lines too: {"progress_revision":R} means every change up to R was printed'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -228,6 +246,8 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --header-timeout 'Seconds a client has to send a request''s headers'
             cand --idle-timeout 'Seconds a connection may make no progress before it is closed'
             cand --memtable-mib 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash'
+            cand --history 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)'
+            cand --history-bytes 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached'
             cand --workers 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -260,6 +280,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand get 'Write a key''s value to stdout, byte for byte'
             cand delete 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
             cand range 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
+            cand watch 'Print changes to keys in [START, END) as JSON lines until interrupted (needs --server). After a dropped connection or a restarted server it resumes where it stopped, through the --server list, never printing an event twice or skipping one'
             cand batch 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server''s batch limits, else exit 2 with nothing written; see --chunk-size)'
             cand stats 'Print {"keys":…,"revision":…,"file_bytes":…}'
             cand backup 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
@@ -278,6 +299,8 @@ set edit:completion:arg-completer[kvr] = {|@words|
         &'kvr;help;delete'= {
         }
         &'kvr;help;range'= {
+        }
+        &'kvr;help;watch'= {
         }
         &'kvr;help;batch'= {
         }
