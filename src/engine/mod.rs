@@ -413,6 +413,25 @@ impl Engine {
         }
     }
 
+    /// [`Engine::events`] without I/O: `None` when `from`'s event is no
+    /// longer in a memory table (then the store must be read). What keeps
+    /// a watcher that is up to date off the blocking threads.
+    pub fn events_in_memory(&self, from: u64, max: usize) -> Option<Vec<history::Event>> {
+        let t = self.read_tables();
+        if from <= t.base.revision() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for table in t.frozen.iter().chain(std::iter::once(&t.live)) {
+            if out.len() >= max {
+                break;
+            }
+            let next = out.last().map_or(from, |e: &history::Event| e.revision + 1);
+            table.events_from(next, max - out.len(), &mut out);
+        }
+        Some(out)
+    }
+
     /// The sum of the history sizes of the events `from..to` (see
     /// [`history::Event::size`]), found in `new`, the memory tables or the
     /// store; an event kept nowhere counts 0.

@@ -2,8 +2,9 @@
 //! events after a revision, filtered by range, prefix or key.
 //!
 //! A stream is one task: it sends `{"progress_revision":R}` first, then
-//! reads events from the engine ([`Engine::events`]: memory tables, then
-//! the stored history) a page at a time, and waits on the published
+//! reads events from the engine a page at a time (from memory tables in
+//! the task, or [`Engine::events`] on a blocking thread when the stored
+//! history is needed), and waits on the published
 //! revision ([`Engine::subscribe`]) when it has sent everything. Writers
 //! never wait for a watcher: a watcher that falls behind (a slow client
 //! fills its small channel) simply reads on from the history later. Events
@@ -147,8 +148,13 @@ async fn run(
     loop {
         // Everything applied so far.
         while next <= engine.revision() {
-            let e = engine.clone();
-            let page = tokio::task::spawn_blocking(move || e.events(next, PAGE_EVENTS)).await;
+            let page = match engine.events_in_memory(next, PAGE_EVENTS) {
+                Some(events) => Ok(Ok(Events::Found(events))),
+                None => {
+                    let e = engine.clone();
+                    tokio::task::spawn_blocking(move || e.events(next, PAGE_EVENTS)).await
+                }
+            };
             let events = match page {
                 Ok(Ok(Events::Found(events))) if !events.is_empty() => events,
                 Ok(Ok(Events::Found(_))) => break,
