@@ -85,6 +85,8 @@ pub enum ValueState {
         revision: u64,
         bytes: Vec<u8>,
         preview: Preview,
+        /// When the key expires, Unix milliseconds.
+        expires_at_ms: Option<u64>,
     },
     Failed(String),
 }

@@ -91,6 +91,7 @@ impl App {
         self.value.state = match result {
             Ok(Some(entry)) => ValueState::Loaded {
                 revision: entry.revision,
+                expires_at_ms: entry.expires_at_ms,
                 preview: preview(&entry.value, self.config.theme),
                 bytes: entry.value,
             },

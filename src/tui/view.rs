@@ -119,6 +119,7 @@ fn value_title(app: &App, width: usize) -> String {
         revision,
         bytes,
         preview,
+        expires_at_ms,
     } = &app.value.state
     {
         rest = format!(
@@ -126,6 +127,9 @@ fn value_title(app: &App, width: usize) -> String {
             human_bytes(bytes.len()),
             preview.kind.name()
         );
+        if let Some(at) = expires_at_ms {
+            rest.push_str(&format!("· {} ", expires_in(*at, crate::types::now_ms())));
+        }
         if let Some(part) = &preview.partial {
             rest.push_str(&format!("· showing the {part} "));
         }
@@ -135,6 +139,23 @@ fn value_title(app: &App, width: usize) -> String {
         .max(8);
     let end = if rest.is_empty() { " " } else { "" };
     format!(" {}{rest}{end}", fit(&shown, room))
+}
+
+/// A key's expiry as the value pane shows it: "expires in 4m 12s" (the
+/// two largest units), or "expired" once it has passed.
+pub fn expires_in(at_ms: u64, now_ms: u64) -> String {
+    let Some(left) = at_ms.checked_sub(now_ms).filter(|&l| l > 0) else {
+        return "expired".to_string();
+    };
+    let secs = left.div_ceil(1000);
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let text = match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    };
+    format!("expires in {text}")
 }
 
 /// `text` cut to `width` columns, its last one an ellipsis when cut.

@@ -232,3 +232,32 @@ fn tiny_terminals_do_not_break_drawing() {
         let _ = screen(&s.app);
     }
 }
+
+/// The value pane's title says when a key expires (a batch line whose
+/// expiry has passed is not even written).
+#[test]
+fn the_value_title_shows_the_expiry() {
+    let (_dir, path) = store_with(concat!(
+        "{\"key\":\"gone\",\"value\":\"x\",\"expires_at_ms\":1000}\n",
+        "{\"key\":\"session\",\"value\":\"x\",\"ttl\":300}\n",
+    ));
+    let s = browse(&path, None, SMALL);
+    assert_eq!(selected(&s.app), "session");
+    assert!(
+        shows(&s.app, "· expires in 4m 5") || shows(&s.app, "· expires in 5m 0s"),
+        "{}",
+        screen(&s.app).join("\n")
+    );
+    assert!(!shows(&s.app, "gone"));
+}
+
+#[test]
+fn expiry_durations_read_as_two_units() {
+    use crate::tui::view::expires_in;
+    assert_eq!(expires_in(10_000, 9_000), "expires in 1s");
+    assert_eq!(expires_in(252_000, 0), "expires in 4m 12s");
+    assert_eq!(expires_in(7_260_000, 0), "expires in 2h 1m");
+    assert_eq!(expires_in(90_000_000, 0), "expires in 1d 1h");
+    assert_eq!(expires_in(5, 5), "expired");
+    assert_eq!(expires_in(5, 9), "expired");
+}
