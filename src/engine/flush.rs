@@ -74,19 +74,18 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
     let revision = table.last_revision();
     let mark = table.mark();
-    let events: Vec<(u64, Vec<u8>)> = table.with_events(|events| {
-        events
-            .iter()
-            .filter(|e| e.revision >= mark.oldest)
-            .map(|e| {
-                let mut buf = Vec::new();
+    let mut events = |store: &mut crate::store::StoreEvent<'_>| -> Result<()> {
+        table.with_events(|events| {
+            let mut buf = Vec::new();
+            for e in events.iter().filter(|e| e.revision >= mark.oldest) {
                 e.encode(&mut buf);
-                (e.revision, buf)
-            })
-            .collect()
-    });
+                store(e.revision, &buf)?;
+            }
+            Ok(())
+        })
+    };
     let history = crate::store::HistoryUpdate {
-        events: &events,
+        events: &mut events,
         oldest: mark.oldest,
         bytes: mark.bytes,
     };

@@ -207,24 +207,29 @@ impl Snapshot {
     }
 }
 
-/// The history part of a flush: the events to store (revision, stored
-/// bytes) and the history state after them.
-#[derive(Debug)]
+/// Receives one event to store: its revision and stored bytes.
+pub type StoreEvent<'a> = dyn FnMut(u64, &[u8]) -> Result<()> + 'a;
+
+/// The history part of a flush: the events to store, encoded one at a
+/// time into the visitor (no copy of the whole table's events), and the
+/// history state after them.
 pub struct HistoryUpdate<'a> {
-    pub events: &'a [(u64, Vec<u8>)],
+    pub events: &'a mut dyn FnMut(&mut StoreEvent<'_>) -> Result<()>,
     pub oldest: u64,
     pub bytes: u64,
 }
 
 /// Stores a flush's events (those still kept), deletes the rows below the
 /// oldest kept revision, and records the history state.
-fn write_history(wtx: &redb::WriteTransaction, h: &HistoryUpdate<'_>) -> Result<()> {
+fn write_history(wtx: &redb::WriteTransaction, h: HistoryUpdate<'_>) -> Result<()> {
     let mut table = wtx.open_table(HISTORY)?;
-    for (revision, bytes) in h.events {
-        if *revision >= h.oldest {
-            table.insert(*revision, bytes.as_slice())?;
+    let oldest = h.oldest;
+    (h.events)(&mut |revision, bytes| {
+        if revision >= oldest {
+            table.insert(revision, bytes)?;
         }
-    }
+        Ok(())
+    })?;
     table.retain_in(..h.oldest, |_, _| false)?;
     let mut meta = wtx.open_table(META)?;
     meta.insert(META_HISTORY_OLDEST, h.oldest)?;
@@ -271,7 +276,7 @@ impl Store {
     {
         let wtx = self.begin_write(commit)?;
         if let Some(h) = history {
-            write_history(&wtx, &h)?;
+            write_history(&wtx, h)?;
         }
         let keys = {
             let mut tables = super::apply::Tables::open(&wtx)?;
