@@ -109,23 +109,48 @@ impl Engine {
         }
     }
 
-    /// [`Engine::events`] without I/O: `None` when `from`'s event is no
-    /// longer in a memory table (then the store must be read). What keeps
-    /// a watcher that is up to date off the blocking threads.
-    pub fn events_in_memory(&self, from: u64, max: usize) -> Option<Vec<history::Event>> {
+    /// What a watcher that is up to date reads, without I/O and without
+    /// copying the events it does not want: from revision `from`, up to
+    /// `max` events looked at, the ones whose key `wants` accepts, cut
+    /// after the last complete request (a request larger than a page goes
+    /// as it comes), with the last revision covered (below `from` when
+    /// nothing is applied yet). `None` when `from`'s event is no longer in
+    /// a memory table: then [`Engine::events`] reads the store.
+    pub fn events_matching(
+        &self,
+        from: u64,
+        max: usize,
+        wants: &dyn Fn(&[u8]) -> bool,
+    ) -> Option<(Vec<history::Event>, u64)> {
         let t = self.read_tables();
         if from <= t.base.revision() {
             return None;
         }
         let mut out = Vec::new();
+        let (mut scanned, mut last, mut cut) = (0, from - 1, from - 1);
         for table in t.frozen.iter().chain(std::iter::once(&t.live)) {
-            if out.len() >= max {
+            if scanned >= max {
                 break;
             }
-            let next = out.last().map_or(from, |e: &history::Event| e.revision + 1);
-            table.events_from(next, max - out.len(), &mut out);
+            table.with_events(|events| {
+                let start = events.partition_point(|e| e.revision <= last);
+                for e in events[start..].iter().take(max - scanned) {
+                    scanned += 1;
+                    last = e.revision;
+                    if wants(&e.key) {
+                        out.push(e.clone());
+                    }
+                    if e.batch_end {
+                        cut = e.revision;
+                    }
+                }
+            });
         }
-        Some(out)
+        if cut < from {
+            cut = last;
+        }
+        out.retain(|e| e.revision <= cut);
+        Some((out, cut))
     }
 
     /// The sum of the history sizes of the events `from..to` (see

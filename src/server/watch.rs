@@ -148,13 +148,24 @@ async fn run(
     loop {
         // Everything applied so far.
         while next <= engine.revision() {
-            let page = match engine.events_in_memory(next, PAGE_EVENTS) {
-                Some(events) => Ok(Ok(Events::Found(events))),
-                None => {
-                    let e = engine.clone();
-                    tokio::task::spawn_blocking(move || e.events(next, PAGE_EVENTS)).await
+            let wants = |key: &[u8]| watch.wants(key);
+            if let Some((events, upto)) = engine.events_matching(next, PAGE_EVENTS, &wants) {
+                if upto < next {
+                    break;
                 }
-            };
+                next = upto + 1;
+                if !events.is_empty() {
+                    let mut out = Vec::new();
+                    for e in &events {
+                        let _ = e.write_json(watch.keys_only, &mut out);
+                    }
+                    send(tx, Bytes::from(out)).await?;
+                    last_sent = tokio::time::Instant::now();
+                }
+                continue;
+            }
+            let e = engine.clone();
+            let page = tokio::task::spawn_blocking(move || e.events(next, PAGE_EVENTS)).await;
             let events = match page {
                 Ok(Ok(Events::Found(events))) if !events.is_empty() => events,
                 Ok(Ok(Events::Found(_))) => break,
