@@ -75,6 +75,8 @@ pub struct State {
     /// Set when the server stops: watch streams end (they would otherwise
     /// hold the graceful shutdown until its grace runs out).
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Open watch streams (they pace their reads by it).
+    pub watchers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl State {
@@ -99,6 +101,7 @@ impl State {
         };
         Ok(State {
             closing: tokio::sync::watch::Sender::new(false),
+            watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             recovered,
             engine,
             writer,
