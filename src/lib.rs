@@ -23,6 +23,7 @@
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod cmd;
 pub mod engine;
 pub mod error;

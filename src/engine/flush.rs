@@ -72,10 +72,16 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 }
 
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
-    let revision = table.last_revision();
+    // A table with only a cluster marker has no revision of its own.
+    let revision = table
+        .last_revision()
+        .max(engine.read_tables().base.revision());
+    let applied = table.applied();
     table.with_newest(|items| {
         let items = items.map(|(k, v)| (k, v.value.as_deref().map(|val| (val, v.revision))));
-        engine.store.write_table(items, revision)
+        engine
+            .store
+            .write_table(items, revision, applied.as_deref())
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
     {

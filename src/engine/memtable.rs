@@ -55,6 +55,9 @@ pub struct Memtable {
     last_revision: AtomicU64,
     /// When the first write went in.
     first_write: std::sync::OnceLock<Instant>,
+    /// The cluster state machine's marker for the state this table ends
+    /// at (`store::cluster`): flushed with the table.
+    applied: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl Default for Memtable {
@@ -70,6 +73,7 @@ impl Memtable {
             bytes: AtomicUsize::new(0),
             last_revision: AtomicU64::new(0),
             first_write: std::sync::OnceLock::new(),
+            applied: std::sync::Mutex::new(None),
         }
     }
 
@@ -83,8 +87,24 @@ impl Memtable {
         self.last_revision.load(Ordering::Acquire)
     }
 
+    /// Whether the table holds nothing to flush: no version, no marker.
     pub fn is_empty(&self) -> bool {
-        self.last_revision() == 0
+        self.last_revision() == 0 && self.applied().is_none()
+    }
+
+    /// Records the state machine's marker for the state after the last
+    /// group inserted (see the field).
+    pub fn set_applied(&self, marker: Vec<u8>) {
+        let _ = self.first_write.set(Instant::now());
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = Some(marker);
+    }
+
+    /// The marker set last, if any.
+    pub fn applied(&self) -> Option<Vec<u8>> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// When the first write went into the table.

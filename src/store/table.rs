@@ -115,11 +115,13 @@ impl Store {
     /// a key with its value and revision, or `None` to delete it; then sets
     /// the revision to `revision`. One durable commit (fsync, quick repair):
     /// when this returns, the table's log may go. Returns the key count.
-    pub fn write_table<'a, I>(&self, items: I, revision: u64) -> Result<u64>
+    /// `applied`, when given, is the cluster state machine's marker for
+    /// exactly this state (`store::cluster`), committed with it.
+    pub fn write_table<'a, I>(&self, items: I, revision: u64, applied: Option<&[u8]>) -> Result<u64>
     where
         I: IntoIterator<Item = (&'a [u8], Option<(&'a [u8], u64)>)>,
     {
-        self.write_sorted(items, revision, Commit::Durable)
+        self.write_sorted_marked(items, revision, Commit::Durable, applied)
     }
 
     /// [`Store::write_table`] with a choice of commit: a backup writes its
@@ -129,7 +131,24 @@ impl Store {
     where
         I: IntoIterator<Item = (&'a [u8], Option<(&'a [u8], u64)>)>,
     {
+        self.write_sorted_marked(items, revision, commit, None)
+    }
+
+    fn write_sorted_marked<'a, I>(
+        &self,
+        items: I,
+        revision: u64,
+        commit: Commit,
+        applied: Option<&[u8]>,
+    ) -> Result<u64>
+    where
+        I: IntoIterator<Item = (&'a [u8], Option<(&'a [u8], u64)>)>,
+    {
         let wtx = self.begin_write(commit)?;
+        if let Some(applied) = applied {
+            wtx.open_table(super::cluster::CLUSTER)?
+                .insert(super::cluster::APPLIED, applied)?;
+        }
         let keys = {
             let mut kv = wtx.open_table(KV)?;
             let mut meta = wtx.open_table(META)?;
