@@ -2,6 +2,8 @@
 //! on real files: the segment log in a temporary directory and the engine
 //! over a real redb file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use kvr::cluster::TypeConfig;

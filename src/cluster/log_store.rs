@@ -194,9 +194,12 @@ impl LogStore {
     }
 }
 
+/// A record found by [`scan`]: offset, length, log id.
+type Found = (u64, u32, LogId);
+
 /// Reads a segment's valid records: (offset, length, log id) each, and the
 /// length of the valid prefix.
-fn scan(file: &File) -> io::Result<(Vec<(u64, u32, LogId)>, u64)> {
+fn scan(file: &File) -> io::Result<(Vec<Found>, u64)> {
     let mut reader = io::BufReader::with_capacity(1 << 20, file);
     let mut out = Vec::new();
     let mut offset = 0u64;
@@ -367,7 +370,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.lock().vote.clone())
+        Ok(self.lock().vote)
     }
 }
 
@@ -376,10 +379,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let inner = self.lock();
-        let last = inner.locs.back().map(|l| l.log_id.clone());
+        let last = inner.locs.back().map(|l| l.log_id);
         Ok(LogState {
-            last_purged_log_id: inner.purged.clone(),
-            last_log_id: last.or_else(|| inner.purged.clone()),
+            last_purged_log_id: inner.purged,
+            last_log_id: last.or_else(|| inner.purged),
         })
     }
 
@@ -390,7 +393,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let mut inner = self.lock();
         write_small(&inner.dir, "vote", vote)?;
-        inner.vote = Some(vote.clone());
+        inner.vote = Some(*vote);
         Ok(())
     }
 

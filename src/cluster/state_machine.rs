@@ -103,13 +103,13 @@ impl Pinned {
 
     fn meta(&self) -> SnapshotMeta {
         SnapshotMeta {
-            last_log_id: self.marker.last_applied.clone(),
+            last_log_id: self.marker.last_applied,
             last_membership: self.marker.membership.clone(),
         }
     }
 
     /// Visits every item in key order, a page at a time.
-    fn visit(&self, visit: &mut dyn FnMut(&[u8], &[u8], u64) -> Result<()>) -> Result<()> {
+    fn visit(&self, visit: &mut crate::backup::Visit<'_>) -> Result<()> {
         let mut page = Vec::with_capacity(PAGE_ITEMS);
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -257,10 +257,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> std::result::Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((
-            self.marker.last_applied.clone(),
-            self.marker.membership.clone(),
-        ))
+        Ok((self.marker.last_applied, self.marker.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> std::result::Result<(), io::Error>
@@ -293,7 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.apply_writes(&mut writes).map_err(io_err)?;
-                    self.marker.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    self.marker.membership = StoredMembership::new(Some(entry.log_id), m);
                     if let Some(r) = responder {
                         r.send(Reply::None);
                     }
@@ -337,7 +334,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         };
         let marker = Marker {
-            last_applied: meta.last_log_id.clone(),
+            last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             last_node_id: marker.last_node_id,
         };

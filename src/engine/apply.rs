@@ -199,7 +199,7 @@ impl EngineWriter {
         &mut self,
         revision: u64,
         marker: &[u8],
-        fill: impl FnOnce(&mut dyn FnMut(&[u8], &[u8], u64) -> Result<()>) -> Result<()>,
+        fill: impl FnOnce(&mut crate::backup::Visit<'_>) -> Result<()>,
     ) -> Result<()> {
         if !self.flush_all()? {
             return Err(Error::Storage(

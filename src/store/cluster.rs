@@ -44,7 +44,7 @@ impl Store {
         &self,
         revision: u64,
         applied: &[u8],
-        fill: impl FnOnce(&mut dyn FnMut(&[u8], &[u8], u64) -> Result<()>) -> Result<()>,
+        fill: impl FnOnce(&mut crate::backup::Visit<'_>) -> Result<()>,
     ) -> Result<u64> {
         let wtx = self.begin_write(super::Commit::Durable)?;
         wtx.delete_table(KV)?;
