@@ -333,6 +333,14 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
             message: body.message.clone(),
             overloaded: body.error == "overloaded",
         },
+        "outcome_unknown" => Error::OutcomeUnknown {
+            message: format!(
+                "{}; the write may or may not have been applied",
+                body.message
+            ),
+        },
+        "not_clustered" => Error::NotClustered,
+        "conflict" => Error::Conflict(body.message.clone()),
         "no_route" | "method_not_allowed" => Error::Storage(format!(
             "{url} does not look like a kvr server ({}: {})",
             body.error, body.message

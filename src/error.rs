@@ -104,6 +104,20 @@ pub enum Error {
     /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
     #[error("{message}")]
     Unavailable { message: String, overloaded: bool },
+
+    /// A write was proposed to the cluster but its fate is unknown
+    /// (leadership lost before commit, the leader went away): exit 5, HTTP
+    /// 503 `outcome_unknown`.
+    #[error("{message}")]
+    OutcomeUnknown { message: String },
+
+    /// A cluster route on a standalone server (exit 2, HTTP 404).
+    #[error("this server is not part of a cluster")]
+    NotClustered,
+
+    /// A join that names an address a current member has (exit 3, HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The `expected` text of [`Error::PreconditionFailed`] for a required
@@ -163,7 +177,9 @@ impl Error {
             | Error::MostlyFailed {
                 not_found: true, ..
             } => 1,
-            Error::Invalid { .. } | Error::TooLarge { .. } => 2,
+            Error::Invalid { .. } | Error::TooLarge { .. } | Error::NotClustered => 2,
+            Error::Conflict(_) => 3,
+            Error::OutcomeUnknown { .. } => 5,
             Error::InUse { .. }
             | Error::DiskFull { .. }
             | Error::Io { .. }
@@ -188,7 +204,9 @@ impl Error {
             Error::PreconditionFailed { .. } => 412,
             Error::Unauthorized(_) => 401,
             Error::DiskFull { .. } => 507,
-            Error::Unavailable { .. } => 503,
+            Error::Unavailable { .. } | Error::OutcomeUnknown { .. } => 503,
+            Error::NotClustered => 404,
+            Error::Conflict(_) => 409,
             Error::InUse { .. }
             | Error::Io { .. }
             | Error::Corrupt(_)
@@ -213,6 +231,9 @@ impl Error {
                 overloaded: true, ..
             } => "overloaded",
             Error::Unavailable { .. } => "unavailable",
+            Error::OutcomeUnknown { .. } => "outcome_unknown",
+            Error::NotClustered => "not_clustered",
+            Error::Conflict(_) => "conflict",
             Error::InUse { .. }
             | Error::Io { .. }
             | Error::Corrupt(_)

@@ -11,6 +11,8 @@
 //!   entry is flushed in the same redb commit as the data it covers.
 
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod state_machine;
 pub mod types;
 
