@@ -13,7 +13,11 @@
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod start;
 pub mod state_machine;
 pub mod types;
 
 pub use types::{Command, Member, NodeId, Reply, TypeConfig};
+
+/// The header a joining node presents the cluster token in.
+pub const CLUSTER_TOKEN_HEADER: &str = "x-kvr-cluster-token";

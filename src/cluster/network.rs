@@ -19,9 +19,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use openraft::alias::{SnapshotOf, VoteOf};
-use openraft::errors::{
-    NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable,
-};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
@@ -77,7 +75,9 @@ pub struct Peer {
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
@@ -121,7 +121,10 @@ pub async fn call(
             Some(s) if !s.is_closed() => s,
             _ => connect(addr).await.map_err(|e| (false, e))?,
         };
-        sender.ready().await.map_err(|e| (false, io::Error::other(e)))?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| (false, io::Error::other(e)))?;
         let mut req = hyper::Request::post(format!("/raft/{kind}"))
             .header(hyper::header::HOST, addr)
             .header(H_CLUSTER, &me.cluster_id)
@@ -223,9 +226,9 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let SnapshotData::Pinned(pinned) = snapshot.snapshot else {
-            return Err(StreamingError::Network(NetworkError::new(&io::Error::other(
-                "only a built snapshot can be sent",
-            ))));
+            return Err(StreamingError::Network(NetworkError::new(
+                &io::Error::other("only a built snapshot can be sent"),
+            )));
         };
         let head = encode(&(vote, snapshot.meta.clone()))
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
@@ -234,15 +237,22 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         // channel that is the request body: constant memory.
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
         tokio::task::spawn_blocking(move || {
-            let mut out = ChannelWriter { tx: tx.clone(), buf: Vec::new() };
+            let mut out = ChannelWriter {
+                tx: tx.clone(),
+                buf: Vec::new(),
+            };
             let r = pinned.write_to(&mut out);
-            let r = r.map_err(|e| io::Error::other(e.to_string())).and_then(|()| out.flush_buf());
+            let r = r
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|()| out.flush_buf());
             if let Err(e) = r {
                 let _ = tx.blocking_send(Err(e));
             }
         });
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item.map(hyper::body::Frame::data), rx))
+            rx.recv()
+                .await
+                .map(|item| (item.map(hyper::body::Frame::data), rx))
         });
         let body = BodyExt::boxed(StreamBody::new(stream));
         let mut conn = None;

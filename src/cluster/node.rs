@@ -71,6 +71,8 @@ pub struct Node {
     pub tmp_dir: PathBuf,
     /// Connection to the leader's raft listener, for forwarded requests.
     leader_conn: AsyncMutex<Option<(NodeId, network::Conn)>>,
+    /// The state machine's engine writer: flushed at shutdown.
+    writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
 }
 
 /// Unix milliseconds now.
@@ -96,7 +98,14 @@ fn unknown(why: impl std::fmt::Display) -> Error {
 }
 
 impl Node {
-    pub fn new(raft: Raft, me: Arc<Identity>, member: Member, engine: Arc<Engine>, tmp_dir: PathBuf) -> Node {
+    pub fn new(
+        raft: Raft,
+        me: Arc<Identity>,
+        member: Member,
+        engine: Arc<Engine>,
+        writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
+        tmp_dir: PathBuf,
+    ) -> Node {
         Node {
             raft,
             me,
@@ -104,7 +113,27 @@ impl Node {
             engine,
             tmp_dir,
             leader_conn: AsyncMutex::new(None),
+            writer,
         }
+    }
+
+    /// Stops Raft, then flushes what was applied into the database file,
+    /// so the next start replays nothing.
+    pub async fn stop(&self) {
+        let _ = self.raft.shutdown().await;
+        let writer = self.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = w.flush_all();
+        })
+        .await;
+    }
+
+    /// Freezes the live memory table for a flush when it is due by age
+    /// (writes that trickle in are flushed within a few seconds).
+    pub fn maybe_flush(&self) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = w.maybe_freeze();
     }
 
     /// The Raft metrics now.
@@ -193,7 +222,8 @@ impl Node {
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 match (f.leader_id, f.leader_node) {
                     (Some(id), Some(node)) if id != self.me.node_id => {
-                        self.forward::<(), u64>(id, &node, "read-index", &()).await?
+                        self.forward::<(), u64>(id, &node, "read-index", &())
+                            .await?
                     }
                     _ => return Err(no_leader()),
                 }
@@ -214,7 +244,9 @@ impl Node {
             return self.join_as_leader(req).await;
         }
         match self.leader() {
-            Some((id, node)) if id != self.me.node_id => self.forward(id, &node, "join", &req).await,
+            Some((id, node)) if id != self.me.node_id => {
+                self.forward(id, &node, "join", &req).await
+            }
             _ => Err(no_leader()),
         }
     }
@@ -230,7 +262,11 @@ impl Node {
                 return Err(Error::Conflict(format!(
                     "{} is the address of node {id} of this cluster: remove node {id} first \
                      (kvr cluster remove {id})",
-                    if member.url == req.url { &req.url } else { &req.raft }
+                    if member.url == req.url {
+                        &req.url
+                    } else {
+                        &req.raft
+                    }
                 )));
             }
         }
@@ -252,7 +288,10 @@ impl Node {
                         .map_err(|e| unknown(format!("adding the learner failed: {e}")))?;
                     if !req.learner {
                         self.raft
-                            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                            .change_membership(
+                                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                                false,
+                            )
                             .await
                             .map_err(|e| unknown(format!("promoting node {id} failed: {e}")))?;
                     }
@@ -333,7 +372,12 @@ impl Node {
         if let Err(why) = self.check_peer(&req) {
             return answer_status(StatusCode::FORBIDDEN, why);
         }
-        let kind = req.uri().path().strip_prefix("/raft/").unwrap_or("").to_string();
+        let kind = req
+            .uri()
+            .path()
+            .strip_prefix("/raft/")
+            .unwrap_or("")
+            .to_string();
         if kind == "snapshot" {
             return self.receive_snapshot(req).await;
         }
@@ -343,7 +387,12 @@ impl Node {
         };
         match kind.as_str() {
             "append" => match decode(&body) {
-                Ok(rpc) => reply(self.raft.append_entries(rpc).await.map_err(|e| e.to_string())),
+                Ok(rpc) => reply(
+                    self.raft
+                        .append_entries(rpc)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
                 Err(e) => reply::<()>(Err(e)),
             },
             "vote" => match decode(&body) {
@@ -418,7 +467,11 @@ impl Node {
             ));
         }
         if get(H_TO) != self.me.node_id.to_string() {
-            return Err(format!("this is node {}, not node {:?}", self.me.node_id, get(H_TO)));
+            return Err(format!(
+                "this is node {}, not node {:?}",
+                self.me.node_id,
+                get(H_TO)
+            ));
         }
         if get(H_FROM).parse::<NodeId>().is_err() {
             return Err("no sender id".into());
@@ -443,13 +496,15 @@ impl Node {
         let head = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, head)
             .map_err(|e| Error::invalid(format!("bad snapshot header: {e}")))?;
         let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
-            postcard::from_bytes(&head).map_err(|e| Error::invalid(format!("bad snapshot header: {e}")))?;
+            postcard::from_bytes(&head)
+                .map_err(|e| Error::invalid(format!("bad snapshot header: {e}")))?;
         let file = tempfile::tempfile_in(&self.tmp_dir)
             .map_err(|e| Error::io("cannot create a file for a received snapshot", e))?;
         let mut out = tokio::fs::File::from_std(file);
         let mut body = req.into_body();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Error::io("snapshot stream broke", io::Error::other(e)))?;
+            let frame =
+                frame.map_err(|e| Error::io("snapshot stream broke", io::Error::other(e)))?;
             if let Ok(data) = frame.into_data() {
                 tokio::io::AsyncWriteExt::write_all(&mut out, &data)
                     .await

@@ -67,6 +67,8 @@ pub struct State {
     pub access_log: Option<AccessLog>,
     /// What the start replayed from the log of a crashed server.
     pub recovered: Option<crate::wal::Recovered>,
+    /// Cluster mode: this member.
+    pub cluster: Option<Arc<crate::cluster::node::Node>>,
 }
 
 impl State {
@@ -90,6 +92,36 @@ impl State {
         };
         Ok(State {
             recovered,
+            cluster: None,
+            engine,
+            writer,
+            limits,
+            metrics,
+            token,
+            access_log,
+        })
+    }
+
+    /// The state of a cluster member: its engine is applied to by Raft.
+    pub fn clustered(
+        node: Arc<crate::cluster::node::Node>,
+        limits: Limits,
+        token: Option<String>,
+        quiet: bool,
+    ) -> Result<State> {
+        let engine = node.engine.clone();
+        let metrics = Arc::new(Metrics::new(engine.revision()));
+        let writer = Writer::replicated(node.clone(), limits.queue_size, metrics.clone());
+        let access_log = if quiet {
+            None
+        } else {
+            let log = AccessLog::start(metrics.clone())
+                .map_err(|e| crate::error::Error::io("cannot start the access log thread", e))?;
+            Some(log)
+        };
+        Ok(State {
+            recovered: None,
+            cluster: Some(node),
             engine,
             writer,
             limits,

@@ -41,6 +41,8 @@ pub enum Route {
     Batch,
     Stats,
     Backup,
+    Cluster,
+    ClusterJoin,
     Unknown,
 }
 
@@ -55,6 +57,8 @@ impl Route {
             "/v1/batch" => Route::Batch,
             "/v1/stats" => Route::Stats,
             "/v1/backup" => Route::Backup,
+            "/v1/cluster" => Route::Cluster,
+            "/v1/cluster/join" => Route::ClusterJoin,
             p if p.starts_with("/v1/kv/") => Route::Kv,
             _ => Route::Unknown,
         }
@@ -70,6 +74,8 @@ impl Route {
             Route::Batch => "batch",
             Route::Stats => "stats",
             Route::Backup => "backup",
+            Route::Cluster => "cluster",
+            Route::ClusterJoin => "cluster_join",
             Route::Unknown => "no_route",
         }
     }
@@ -98,6 +104,14 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     } else if !matches!(route, Route::Healthz | Route::Readyz) && !headers.contains_key(REVISION) {
         headers.insert(REVISION, HeaderValue::from(state.metrics.revision()));
     }
+    if let Some(node) = &state.cluster {
+        headers.insert(NODE, HeaderValue::from(node.me.node_id));
+        if let Some((_, leader)) = node.leader()
+            && let Ok(url) = HeaderValue::from_str(&leader.url)
+        {
+            headers.insert(LEADER, url);
+        }
+    }
     let took = started.elapsed();
     state
         .metrics
@@ -118,20 +132,86 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
 /// The revision header every response but 401s, `/healthz` and `/readyz`
 /// carries.
 pub const REVISION: &str = "x-kvr-revision";
+/// In cluster mode: the node that answered.
+pub const NODE: &str = "x-kvr-node";
+/// In cluster mode: the leader's URL, when one is known.
+pub const LEADER: &str = "x-kvr-leader";
+
+/// Takes `consistency` out of a read's query (every read route accepts it,
+/// in every mode), so the route's own parameter check does not see it.
+/// Returns whether the read may be stale.
+fn take_consistency(req: &mut Request<Incoming>) -> Result<bool> {
+    let Some(query) = req.uri().query() else {
+        return Ok(false);
+    };
+    let mut stale = false;
+    let mut kept = Vec::new();
+    let mut found = false;
+    for pair in query.split('&') {
+        match pair.split_once('=').map_or((pair, ""), |(k, v)| (k, v)) {
+            ("consistency", "stale") => (stale, found) = (true, true),
+            ("consistency", "linearizable") => found = true,
+            ("consistency", other) => {
+                return Err(Error::invalid(format!(
+                    "consistency must be stale or linearizable, not {other:?}"
+                )));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    if found {
+        let path = req.uri().path();
+        let target = if kept.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{}", kept.join("&"))
+        };
+        *req.uri_mut() = target
+            .parse()
+            .map_err(|e| Error::invalid(format!("bad request target: {e}")))?;
+    }
+    Ok(stale)
+}
 
 async fn dispatch(
     state: &Arc<State>,
     route: Route,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
+    let read = is_get(&method)
+        && matches!(
+            route,
+            Route::Kv | Route::Range | Route::Stats | Route::Backup
+        );
+    if read {
+        let stale = take_consistency(&mut req)?;
+        if let Some(node) = &state.cluster
+            && !stale
+        {
+            node.read_barrier().await?;
+        }
+    }
     if !matches!(route, Route::Kv | Route::Range | Route::Unknown) {
         Query::parse(req.uri().query())?.only(&[])?;
     }
     match route {
         Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
         // Standalone, a server is ready once it listens: recovery ran before.
-        Route::Readyz if is_get(&method) => Ok(text(StatusCode::OK, "ready", "text/plain")),
+        Route::Readyz if is_get(&method) => match state.cluster.as_ref().map(|n| n.ready()) {
+            Some(Err(why)) => Ok(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "unavailable", "message": why}),
+            )),
+            _ => Ok(text(StatusCode::OK, "ready", "text/plain")),
+        },
+        Route::Cluster if is_get(&method) => match &state.cluster {
+            Some(node) => Ok(json_response(StatusCode::OK, &node.status())),
+            None => Err(Error::NotClustered.into()),
+        },
+        Route::Cluster => Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        Route::ClusterJoin if method == Method::POST => Ok(join(state, req).await?),
+        Route::ClusterJoin => Err(ApiError::MethodNotAllowed("POST")),
         Route::Metrics if is_get(&method) => {
             let stats = state.engine.stats();
             let mut body = state.metrics.render(Some((stats.file_bytes, stats.keys)));
@@ -469,4 +549,35 @@ mod tests {
             prop_assert_eq!(condition(&h).unwrap(), (Some(rev), false));
         }
     }
+}
+
+/// `POST /v1/cluster/join`: a new node asks to be added (see
+/// `cluster::node::JoinRequest`); it presents the cluster token.
+async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
+    let Some(node) = &state.cluster else {
+        return Err(Error::NotClustered);
+    };
+    if let Some(token) = &node.me.token {
+        let given = req
+            .headers()
+            .get(crate::cluster::CLUSTER_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(token.as_str()) {
+            return Err(Error::Unauthorized(
+                "joining needs the cluster token (--cluster-token)".into(),
+            ));
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let body = read_limited(&parts.headers, body, 64 << 10, || {
+        body_too_large("a join request", 64 << 10, "(fixed)")
+    })
+    .await?;
+    let join: crate::cluster::node::JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| Error::invalid(format!("bad join request: {e}")))?;
+    let answer = node.join(join).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"cluster_id": answer.cluster_id, "node_id": answer.node_id}),
+    ))
 }
