@@ -159,7 +159,7 @@ pub enum Command {
     Check(CheckArgs),
     Compact(CompactArgs),
     Tui(TuiArgs),
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     Bench(BenchArgs),
     Completions(CompletionsArgs),
 }

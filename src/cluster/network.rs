@@ -104,18 +104,25 @@ async fn connect(addr: &str) -> io::Result<SendRequest<Body>> {
     Ok(sender)
 }
 
+/// Where a request goes: a peer's raft address and id, from this node.
+#[derive(Clone, Copy)]
+pub struct Dest<'a> {
+    pub addr: &'a str,
+    pub me: &'a Identity,
+    pub target: NodeId,
+}
+
 /// Sends one request to a peer's raft listener and reads the whole answer.
 /// `Err((sent, error))`: whether the request may have reached the peer.
 pub async fn call(
     conn: &mut Option<SendRequest<Body>>,
-    addr: &str,
-    me: &Identity,
-    target: NodeId,
+    to: Dest<'_>,
     kind: &str,
     body: Body,
     extra: Option<(&'static str, String)>,
     timeout: Duration,
 ) -> Result<Bytes, (bool, io::Error)> {
+    let Dest { addr, me, target } = to;
     let attempt = async {
         let mut sender = match conn.take() {
             Some(s) if !s.is_closed() => s,
@@ -177,9 +184,11 @@ impl Peer {
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let bytes = call(
             &mut self.conn,
-            &self.addr,
-            &self.me,
-            self.target,
+            Dest {
+                addr: &self.addr,
+                me: &self.me,
+                target: self.target,
+            },
             kind,
             full(body),
             None,
@@ -258,9 +267,11 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         let mut conn = None;
         let send = call(
             &mut conn,
-            &self.addr,
-            &self.me,
-            self.target,
+            Dest {
+                addr: &self.addr,
+                me: &self.me,
+                target: self.target,
+            },
             "snapshot",
             body,
             Some((H_SNAPSHOT, head)),

@@ -192,9 +192,11 @@ impl Node {
         };
         let answer = network::call(
             &mut conn,
-            &node.raft,
-            &self.me,
-            leader,
+            network::Dest {
+                addr: &node.raft,
+                me: &self.me,
+                target: leader,
+            },
             kind,
             full(bytes),
             None,

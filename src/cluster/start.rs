@@ -23,8 +23,17 @@ use crate::store::cluster::IDENTITY;
 
 /// How often the age of the live memory table is looked at.
 const FLUSH_TICK: Duration = Duration::from_millis(500);
-/// Raft log entries between snapshots (which let the log be purged).
+/// Raft log entries between snapshots (which let the log be purged);
+/// `KVR_RAFT_SNAPSHOT_EVERY` changes it (tests use a small one).
 const SNAPSHOT_EVERY: u64 = 50_000;
+
+fn snapshot_every() -> u64 {
+    std::env::var("KVR_RAFT_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SNAPSHOT_EVERY)
+}
 
 /// This node's identity as kept in its database file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,8 +138,8 @@ pub async fn start(
         heartbeat_interval: opts.heartbeat_ms,
         election_timeout_min: opts.election_ms.0,
         election_timeout_max: opts.election_ms.1,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-        max_in_snapshot_log_to_keep: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every()),
+        max_in_snapshot_log_to_keep: snapshot_every().min(1000),
         ..Default::default()
     }
     .validate()

@@ -50,7 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(args) => backup::run(g, args),
         Command::Check(_) => check::run(g),
         Command::Compact(_) => compact::run(g),
-        Command::Serve(args) => serve::run(g, args),
+        Command::Serve(args) => serve::run(g, *args),
         Command::Bench(args) => bench::run(g, args),
         Command::Tui(args) => tui::run(cli.global, args),
         Command::Completions(args) => completions::run(args),

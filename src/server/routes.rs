@@ -483,6 +483,37 @@ fn stats(state: &State) -> Result<Response<Body>> {
     Ok(resp)
 }
 
+/// `POST /v1/cluster/join`: a new node asks to be added (see
+/// `cluster::node::JoinRequest`); it presents the cluster token.
+async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
+    let Some(node) = &state.cluster else {
+        return Err(Error::NotClustered);
+    };
+    if let Some(token) = &node.me.token {
+        let given = req
+            .headers()
+            .get(crate::cluster::CLUSTER_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(token.as_str()) {
+            return Err(Error::Unauthorized(
+                "joining needs the cluster token (--cluster-token)".into(),
+            ));
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let body = read_limited(&parts.headers, body, 64 << 10, || {
+        body_too_large("a join request", 64 << 10, "(fixed)")
+    })
+    .await?;
+    let join: crate::cluster::node::JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| Error::invalid(format!("bad join request: {e}")))?;
+    let answer = node.join(join).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"cluster_id": answer.cluster_id, "node_id": answer.node_id}),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderValue, header};
@@ -549,35 +580,4 @@ mod tests {
             prop_assert_eq!(condition(&h).unwrap(), (Some(rev), false));
         }
     }
-}
-
-/// `POST /v1/cluster/join`: a new node asks to be added (see
-/// `cluster::node::JoinRequest`); it presents the cluster token.
-async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
-    let Some(node) = &state.cluster else {
-        return Err(Error::NotClustered);
-    };
-    if let Some(token) = &node.me.token {
-        let given = req
-            .headers()
-            .get(crate::cluster::CLUSTER_TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok());
-        if given != Some(token.as_str()) {
-            return Err(Error::Unauthorized(
-                "joining needs the cluster token (--cluster-token)".into(),
-            ));
-        }
-    }
-    let (parts, body) = req.into_parts();
-    let body = read_limited(&parts.headers, body, 64 << 10, || {
-        body_too_large("a join request", 64 << 10, "(fixed)")
-    })
-    .await?;
-    let join: crate::cluster::node::JoinRequest = serde_json::from_slice(&body)
-        .map_err(|e| Error::invalid(format!("bad join request: {e}")))?;
-    let answer = node.join(join).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"cluster_id": answer.cluster_id, "node_id": answer.node_id}),
-    ))
 }
