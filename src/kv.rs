@@ -58,7 +58,18 @@ impl Drop for LocalKv {
 }
 
 impl LocalKv {
+    /// A cluster member's file takes no writes but through its cluster.
+    fn writable(&self) -> Result<()> {
+        match crate::cluster::start::identity_of(&self.store)? {
+            Some((cluster, node)) => Err(Error::invalid(format!(
+                "this database is node {node} of cluster {cluster}; write through the cluster                  (kvr --server URL)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn apply_one(&self, op: Op) -> Result<Applied> {
+        self.writable()?;
         self.store
             .apply([Ok(op)], Commit::Durable, self.max_value_bytes)
     }
@@ -83,10 +94,12 @@ impl Kv for LocalKv {
     }
 
     fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
+        self.writable()?;
         self.store.delete_range(query)
     }
 
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+        self.writable()?;
         let ops = OpReader::new(input, self.max_value_bytes);
         self.store.apply(ops, Commit::Durable, self.max_value_bytes)
     }

@@ -317,6 +317,23 @@ fn three_nodes_replicate_fail_over_and_restart() {
     assert_eq!(get(dir, &back, "d").stdout, b"4");
     nodes.push(back);
 
+    // A stopped member's file: reads work, writes are refused.
+    let mut n3 = nodes.remove(1);
+    let n3_addrs = (n3.url.trim_start_matches("http://").to_string(), n3.raft.clone());
+    n3.child.kill().unwrap();
+    n3.child.wait().unwrap();
+    let out = kvr(dir, &["--db", "n3.redb", "get", "a"]);
+    assert_eq!(out.stdout, b"1");
+    let out = kvr(dir, &["--db", "n3.redb", "put", "a", "changed"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node 3 of cluster") && err.contains("write through the cluster"), "{err}");
+    let out = kvr(dir, &["--db", "n3.redb", "delete", "a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(kvr(dir, &["--db", "n3.redb", "get", "a"]).stdout, b"1");
+    drop(n3);
+    nodes.push(spawn_at(dir, "n3", (&n3_addrs.0, &n3_addrs.1), &[], &[]));
+
     // Every node restarted at once: nothing lost.
     let members: Vec<(String, String, String)> = nodes
         .iter()
