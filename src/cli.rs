@@ -99,6 +99,25 @@ pub struct Global {
         default_value_t = 30.0
     )]
     pub timeout: f64,
+
+    /// With --server on a cluster: `stale` reads answer from the node's
+    /// own replica (possibly behind, never torn) instead of being
+    /// linearizable.
+    #[arg(
+        long,
+        global = true,
+        env = "KVR_CONSISTENCY",
+        value_enum,
+        default_value = "linearizable"
+    )]
+    pub consistency: Consistency,
+}
+
+/// Read consistency against a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
 }
 
 /// The clap command with what derive cannot say: `bench` ignores `KVR_DB`
@@ -161,7 +180,40 @@ pub enum Command {
     Tui(TuiArgs),
     Serve(Box<ServeArgs>),
     Bench(BenchArgs),
+    Cluster(ClusterCommand),
     Completions(CompletionsArgs),
+}
+
+/// A cluster's members and leadership (needs --server: any member).
+#[derive(Debug, Args)]
+pub struct ClusterCommand {
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// The members, their roles and replication lag (a table; --json for
+    /// the JSON of GET /v1/cluster).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a learner a voter.
+    Promote {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Remove a node from the cluster (it stops serving and exits).
+    Remove {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Hand leadership to a voter.
+    TransferLeader {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
 }
 
 /// Store a value (from VALUE, or stdin to EOF when VALUE is absent).

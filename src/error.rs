@@ -118,6 +118,14 @@ pub enum Error {
     /// A join that names an address a current member has (exit 3, HTTP 409).
     #[error("{0}")]
     Conflict(String),
+
+    /// A cluster command named a node id the cluster does not have (exit 1, HTTP 404).
+    #[error("no node {id} in this cluster")]
+    NodeNotFound { id: u64 },
+
+    /// This node was removed from its cluster (exit 3, HTTP 503 `removed`).
+    #[error("{0}")]
+    Removed(String),
 }
 
 /// The `expected` text of [`Error::PreconditionFailed`] for a required
@@ -174,11 +182,12 @@ impl Error {
             Error::KeyNotFound { .. }
             | Error::DatabaseMissing { .. }
             | Error::DirectoryMissing { .. }
+            | Error::NodeNotFound { .. }
             | Error::MostlyFailed {
                 not_found: true, ..
             } => 1,
             Error::Invalid { .. } | Error::TooLarge { .. } | Error::NotClustered => 2,
-            Error::Conflict(_) => 3,
+            Error::Conflict(_) | Error::Removed(_) => 3,
             Error::OutcomeUnknown { .. } => 5,
             Error::InUse { .. }
             | Error::DiskFull { .. }
@@ -204,8 +213,8 @@ impl Error {
             Error::PreconditionFailed { .. } => 412,
             Error::Unauthorized(_) => 401,
             Error::DiskFull { .. } => 507,
-            Error::Unavailable { .. } | Error::OutcomeUnknown { .. } => 503,
-            Error::NotClustered => 404,
+            Error::Unavailable { .. } | Error::OutcomeUnknown { .. } | Error::Removed(_) => 503,
+            Error::NotClustered | Error::NodeNotFound { .. } => 404,
             Error::Conflict(_) => 409,
             Error::InUse { .. }
             | Error::Io { .. }
@@ -234,6 +243,8 @@ impl Error {
             Error::OutcomeUnknown { .. } => "outcome_unknown",
             Error::NotClustered => "not_clustered",
             Error::Conflict(_) => "conflict",
+            Error::NodeNotFound { .. } => "not_found",
+            Error::Removed(_) => "removed",
             Error::InUse { .. }
             | Error::Io { .. }
             | Error::Corrupt(_)

@@ -319,7 +319,10 @@ fn three_nodes_replicate_fail_over_and_restart() {
 
     // A stopped member's file: reads work, writes are refused.
     let mut n3 = nodes.remove(1);
-    let n3_addrs = (n3.url.trim_start_matches("http://").to_string(), n3.raft.clone());
+    let n3_addrs = (
+        n3.url.trim_start_matches("http://").to_string(),
+        n3.raft.clone(),
+    );
     n3.child.kill().unwrap();
     n3.child.wait().unwrap();
     let out = kvr(dir, &["--db", "n3.redb", "get", "a"]);
@@ -327,7 +330,10 @@ fn three_nodes_replicate_fail_over_and_restart() {
     let out = kvr(dir, &["--db", "n3.redb", "put", "a", "changed"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("node 3 of cluster") && err.contains("write through the cluster"), "{err}");
+    assert!(
+        err.contains("node 3 of cluster") && err.contains("write through the cluster"),
+        "{err}"
+    );
     let out = kvr(dir, &["--db", "n3.redb", "delete", "a"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(kvr(dir, &["--db", "n3.redb", "get", "a"]).stdout, b"1");
@@ -477,4 +483,92 @@ fn cluster_flags_are_checked_before_anything_is_written() {
     assert_eq!((code, body.as_slice()), (200, &b"v"[..]));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn cluster_commands_promote_transfer_and_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
+    let mut n3 = spawn(dir, "n3", &["--join", &n1.url, "--learner"], &[]);
+    wait_for(30, "a voter and a learner", || {
+        let s = status_of(&n1);
+        s["nodes"].as_array().unwrap().len() == 3 && voters(&n1) == 2
+    });
+    let cluster = |args: &[&str]| {
+        let mut all = vec!["--server", n2.url.as_str(), "cluster"];
+        all.extend_from_slice(args);
+        kvr(dir, &all)
+    };
+    // The table names each node and its role.
+    let out = cluster(&["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.contains("learner") && table.contains("leader"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&cluster(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["node_id"], 2);
+    // Refusals: a learner cannot lead, an unknown id is not found.
+    let out = cluster(&["transfer-leader", "3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cluster(&["promote", "9"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node 9"));
+    // Promote the learner, hand leadership to node 2 (asked through node 3).
+    assert!(cluster(&["promote", "3"]).status.success());
+    assert_eq!(voters(&n1), 3);
+    let out = kvr(
+        dir,
+        &["--server", &n3.url, "cluster", "transfer-leader", "2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(10, "node 2 to lead", || status_of(&n1)["leader"]["id"] == 2);
+    assert!(put(dir, &n1, "k", "v").status.success());
+    // Remove node 3: it stops serving and exits 3; started again, it exits 3.
+    assert!(cluster(&["remove", "3"]).status.success());
+    assert_eq!(voters(&n1), 2);
+    let status = n3.child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let out = kvr(
+        dir,
+        &[
+            "--db",
+            "n3.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--raft-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node 3 was removed from cluster"));
+    // The rest goes on.
+    assert!(put(dir, &n2, "k2", "v2").status.success());
+    assert_eq!(get(dir, &n1, "k2").stdout, b"v2");
+    // kvr cluster with --db is a usage error.
+    let out = kvr(dir, &["--db", "n1.redb", "cluster", "status"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -54,6 +54,14 @@ pub struct JoinRequest {
     pub learner: bool,
 }
 
+/// A membership or leadership change (`kvr cluster ...`), done by the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    Promote(NodeId),
+    Remove(NodeId),
+    TransferLeader(NodeId),
+}
+
 /// The answer to a join.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinAnswer {
@@ -73,6 +81,8 @@ pub struct Node {
     leader_conn: AsyncMutex<Option<(NodeId, network::Conn)>>,
     /// The state machine's engine writer: flushed at shutdown.
     writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
+    /// Removed from the cluster (see [`Node::mark_removed`]).
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// Unix milliseconds now.
@@ -114,6 +124,7 @@ impl Node {
             tmp_dir,
             leader_conn: AsyncMutex::new(None),
             writer,
+            removed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -307,6 +318,125 @@ impl Node {
         })
     }
 
+    /// A membership or leadership change, here if this node leads, else
+    /// at the leader.
+    pub async fn admin(&self, op: Admin) -> Result<()> {
+        if self.raft.is_leader() {
+            return self.admin_as_leader(op).await;
+        }
+        match self.leader() {
+            Some((id, node)) if id != self.me.node_id => {
+                self.forward(id, &node, "admin", &op).await
+            }
+            _ => Err(no_leader()),
+        }
+    }
+
+    async fn admin_as_leader(&self, op: Admin) -> Result<()> {
+        let membership = self.metrics().membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let id = match op {
+            Admin::Promote(id) | Admin::Remove(id) | Admin::TransferLeader(id) => id,
+        };
+        let Some(member) = membership.get_node(&id).cloned() else {
+            return Err(Error::NodeNotFound { id });
+        };
+        let failed = |what: &str, e: &dyn std::fmt::Display| unknown(format!("{what}: {e}"));
+        match op {
+            Admin::Promote(_) if voters.contains(&id) => Ok(()),
+            Admin::Promote(_) => self
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| failed("promoting failed", &e)),
+            Admin::Remove(_) => {
+                if voters.len() == 1 && voters.contains(&id) {
+                    return Err(Error::invalid(format!(
+                        "node {id} is the last voter: a cluster cannot remove its last voter"
+                    )));
+                }
+                let change = if voters.contains(&id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(|e| failed("removing failed", &e))?;
+                // Tell it (best effort): it stops serving and exits.
+                if id == self.me.node_id {
+                    self.mark_removed();
+                } else {
+                    let mut conn = None;
+                    let _ = network::call(
+                        &mut conn,
+                        network::Dest {
+                            addr: &member.raft,
+                            me: &self.me,
+                            target: id,
+                        },
+                        "removed",
+                        full(Bytes::new()),
+                        None,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                }
+                Ok(())
+            }
+            Admin::TransferLeader(_) if !voters.contains(&id) => Err(Error::invalid(format!(
+                "node {id} is a learner: only a voter can lead (kvr cluster promote {id} first)"
+            ))),
+            Admin::TransferLeader(_) if id == self.me.node_id => Ok(()),
+            Admin::TransferLeader(_) => {
+                self.raft
+                    .trigger()
+                    .transfer_leader(id)
+                    .await
+                    .map_err(|e| failed("transferring leadership failed", &e))?;
+                self.raft
+                    .wait(Some(FORWARD_TIMEOUT))
+                    .current_leader(id, "leadership transfer")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| failed("the new leader did not take over", &e))
+            }
+        }
+    }
+
+    /// This node was removed from its cluster: remember it in the file,
+    /// answer `removed` from now on, and exit 3 shortly.
+    pub fn mark_removed(&self) {
+        if self.removed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let _ = self
+            .engine
+            .store()
+            .set_cluster_value(crate::store::cluster::REMOVED, b"1");
+        crate::server::log::event(format_args!(
+            "kvr serve: node {} was removed from cluster {}; exiting",
+            self.me.node_id, self.me.cluster_id
+        ));
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::exit(3);
+        });
+    }
+
+    /// `Err(removed)` once this node is no longer a member.
+    pub fn check_member(&self) -> Result<()> {
+        if self.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Removed(format!(
+                "node {} was removed from cluster {}",
+                self.me.node_id, self.me.cluster_id
+            )));
+        }
+        Ok(())
+    }
+
     /// `GET /v1/cluster`.
     pub fn status(&self) -> serde_json::Value {
         let m = self.metrics();
@@ -401,6 +531,15 @@ impl Node {
                 Ok(rpc) => reply(self.raft.vote(rpc).await.map_err(|e| e.to_string())),
                 Err(e) => reply::<()>(Err(e)),
             },
+            "transfer-leader" => match decode(&body) {
+                Ok(rpc) => reply(
+                    self.raft
+                        .handle_transfer_leader(rpc)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
+                Err(e) => reply::<()>(Err(e)),
+            },
             "pre-vote" => match decode(&body) {
                 Ok(rpc) => reply(self.raft.pre_vote(rpc).await.map_err(|e| e.to_string())),
                 Err(e) => reply::<()>(Err(e)),
@@ -437,14 +576,26 @@ impl Node {
                 Ok(j) => {
                     let out = match self.join_as_leader(j).await {
                         Ok(a) => Forwarded::Ok(a),
-                        Err(Error::Conflict(m)) => Forwarded::Err(WireFailure::Conflict(m)),
-                        Err(Error::Unavailable { .. }) => Forwarded::Err(WireFailure::NotProposed),
-                        Err(e) => Forwarded::Err(WireFailure::Unknown(e.to_string())),
+                        Err(e) => Forwarded::Err(WireFailure::of(e)),
                     };
                     reply(Ok(out))
                 }
                 Err(e) => reply::<()>(Err(e)),
             },
+            "admin" => match decode::<Admin>(&body) {
+                Ok(op) => {
+                    let out = match self.admin_as_leader(op).await {
+                        Ok(()) => Forwarded::Ok(()),
+                        Err(e) => Forwarded::Err(WireFailure::of(e)),
+                    };
+                    reply(Ok(out))
+                }
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "removed" => {
+                self.mark_removed();
+                reply(Ok(()))
+            }
             _ => answer_status(StatusCode::NOT_FOUND, format!("no raft route {kind}")),
         }
     }
@@ -536,6 +687,20 @@ enum WireFailure {
     /// Proposed, fate unknown.
     Unknown(String),
     Conflict(String),
+    Invalid(String),
+    NodeNotFound(NodeId),
+}
+
+impl WireFailure {
+    fn of(e: Error) -> WireFailure {
+        match e {
+            Error::Conflict(m) => WireFailure::Conflict(m),
+            Error::Invalid { message, .. } => WireFailure::Invalid(message),
+            Error::NodeNotFound { id } => WireFailure::NodeNotFound(id),
+            Error::Unavailable { .. } => WireFailure::NotProposed,
+            other => WireFailure::Unknown(other.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -551,6 +716,8 @@ impl<T> Forwarded<T> {
             Forwarded::Err(WireFailure::NotProposed) => Err(no_leader()),
             Forwarded::Err(WireFailure::Unknown(m)) => Err(unknown(m)),
             Forwarded::Err(WireFailure::Conflict(m)) => Err(Error::Conflict(m)),
+            Forwarded::Err(WireFailure::Invalid(m)) => Err(Error::invalid(m)),
+            Forwarded::Err(WireFailure::NodeNotFound(id)) => Err(Error::NodeNotFound { id }),
         }
     }
 }

@@ -87,6 +87,14 @@ pub async fn start(
     engine_opts: EngineOptions,
 ) -> Result<Arc<Node>> {
     let db = store.path().to_path_buf();
+    if let (Some((cluster, node)), Some(_)) = (
+        identity_of(&store)?,
+        store.cluster_value(crate::store::cluster::REMOVED)?,
+    ) {
+        return Err(Error::Removed(format!(
+            "node {node} was removed from cluster {cluster}"
+        )));
+    }
     let (cluster_id, node_id, fresh) = match identity_of(&store)? {
         Some((c, n)) => (c, n, false),
         None if opts.init => {

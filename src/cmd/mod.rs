@@ -8,6 +8,7 @@ mod backup;
 mod batch;
 mod bench;
 mod check;
+mod cluster;
 mod compact;
 mod completions;
 mod delete;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact(_) => compact::run(g),
         Command::Serve(args) => serve::run(g, *args),
         Command::Bench(args) => bench::run(g, args),
+        Command::Cluster(args) => cluster::run(g, args),
         Command::Tui(args) => tui::run(cli.global, args),
         Command::Completions(args) => completions::run(args),
     }
@@ -61,12 +63,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
     if let Some(servers) = remote(g)? {
         let timeout = seconds(g.timeout, "--timeout")?;
-        return Ok(Box::new(Client::new(
-            servers,
-            token(g)?,
-            timeout,
-            g.cacert.as_deref(),
-        )?));
+        let client = Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?
+            .stale_reads(g.consistency == crate::cli::Consistency::Stale);
+        return Ok(Box::new(client));
     }
     Ok(Box::new(LocalKv {
         store: crate::engine::open_store(&g.db, mode, &store_options(g)?)?.0,

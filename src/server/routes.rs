@@ -43,6 +43,8 @@ pub enum Route {
     Backup,
     Cluster,
     ClusterJoin,
+    /// `/v1/cluster/promote`, `/remove`, `/transfer-leader`.
+    ClusterAdmin,
     Unknown,
 }
 
@@ -59,6 +61,9 @@ impl Route {
             "/v1/backup" => Route::Backup,
             "/v1/cluster" => Route::Cluster,
             "/v1/cluster/join" => Route::ClusterJoin,
+            "/v1/cluster/promote" | "/v1/cluster/remove" | "/v1/cluster/transfer-leader" => {
+                Route::ClusterAdmin
+            }
             p if p.starts_with("/v1/kv/") => Route::Kv,
             _ => Route::Unknown,
         }
@@ -76,6 +81,7 @@ impl Route {
             Route::Backup => "backup",
             Route::Cluster => "cluster",
             Route::ClusterJoin => "cluster_join",
+            Route::ClusterAdmin => "cluster_admin",
             Route::Unknown => "no_route",
         }
     }
@@ -179,6 +185,11 @@ async fn dispatch(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
+    if let Some(node) = &state.cluster
+        && !matches!(route, Route::Healthz | Route::Metrics)
+    {
+        node.check_member()?;
+    }
     let read = is_get(&method)
         && matches!(
             route,
@@ -192,7 +203,10 @@ async fn dispatch(
             node.read_barrier().await?;
         }
     }
-    if !matches!(route, Route::Kv | Route::Range | Route::Unknown) {
+    if !matches!(
+        route,
+        Route::Kv | Route::Range | Route::ClusterAdmin | Route::Unknown
+    ) {
         Query::parse(req.uri().query())?.only(&[])?;
     }
     match route {
@@ -211,7 +225,8 @@ async fn dispatch(
         },
         Route::Cluster => Err(ApiError::MethodNotAllowed("GET, HEAD")),
         Route::ClusterJoin if method == Method::POST => Ok(join(state, req).await?),
-        Route::ClusterJoin => Err(ApiError::MethodNotAllowed("POST")),
+        Route::ClusterAdmin if method == Method::POST => Ok(cluster_admin(state, req.uri()).await?),
+        Route::ClusterJoin | Route::ClusterAdmin => Err(ApiError::MethodNotAllowed("POST")),
         Route::Metrics if is_get(&method) => {
             let stats = state.engine.stats();
             let mut body = state.metrics.render(Some((stats.file_bytes, stats.keys)));
@@ -481,6 +496,26 @@ fn stats(state: &State) -> Result<Response<Body>> {
     resp.headers_mut()
         .insert(REVISION, HeaderValue::from(stats.revision));
     Ok(resp)
+}
+
+/// `POST /v1/cluster/{promote,remove,transfer-leader}?id=N`.
+async fn cluster_admin(state: &State, uri: &Uri) -> Result<Response<Body>> {
+    use crate::cluster::node::Admin;
+    let Some(node) = &state.cluster else {
+        return Err(Error::NotClustered);
+    };
+    let query = Query::parse(uri.query())?;
+    query.only(&["id"])?;
+    let id = query
+        .number("id")?
+        .ok_or_else(|| Error::invalid("give the node id: ?id=N"))?;
+    let op = match uri.path() {
+        "/v1/cluster/promote" => Admin::Promote(id),
+        "/v1/cluster/remove" => Admin::Remove(id),
+        _ => Admin::TransferLeader(id),
+    };
+    node.admin(op).await?;
+    Ok(json_response(StatusCode::OK, &node.status()))
 }
 
 /// `POST /v1/cluster/join`: a new node asks to be added (see

@@ -7,6 +7,7 @@
 //!   the membership, the node-id counter). It is written by the flush in
 //!   the same commit as the data it covers, so after a crash the store and
 //!   the marker agree and recovery replays exactly the entries after it.
+//! * `removed`: present once the node was removed from its cluster.
 
 use redb::TableDefinition;
 
@@ -21,6 +22,8 @@ pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("c
 pub const IDENTITY: &str = "identity";
 /// The state machine's marker (see the module header).
 pub const APPLIED: &str = "applied";
+/// Set when this node was removed from its cluster: it never serves again.
+pub const REMOVED: &str = "removed";
 
 impl Store {
     /// One value of the `cluster` table, from the last commit.
