@@ -43,6 +43,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand compact 'Give the --db file''s free space back to the file system (no other process may hold it); prints the size before and after'
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+            cand openapi 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
             cand bench 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
@@ -243,6 +244,18 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'kvr;openapi'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'kvr;completions'= {
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
@@ -268,6 +281,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
             cand bench 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
+            cand openapi 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -294,6 +308,8 @@ set edit:completion:arg-completer[kvr] = {|@words|
         &'kvr;help;serve'= {
         }
         &'kvr;help;bench'= {
+        }
+        &'kvr;help;openapi'= {
         }
         &'kvr;help;completions'= {
         }

@@ -161,6 +161,7 @@ pub enum Command {
     Tui(TuiArgs),
     Serve(ServeArgs),
     Bench(BenchArgs),
+    Openapi(OpenapiArgs),
     Completions(CompletionsArgs),
 }
 
@@ -293,6 +294,11 @@ pub struct CompactArgs {}
 /// Browse and edit the database in a full-screen terminal UI (? for keys).
 #[derive(Debug, Args)]
 pub struct TuiArgs {}
+
+/// Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves
+/// it at /v1/openapi.json (needs no database).
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {}
 
 /// Print a shell completion script.
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod compact;
 mod completions;
 mod delete;
 mod get;
+mod openapi;
 mod put;
 mod range;
 mod serve;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(g, args),
         Command::Bench(args) => bench::run(g, args),
         Command::Tui(args) => tui::run(cli.global, args),
+        Command::Openapi(_) => openapi::run(),
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -1,9 +1,11 @@
 //! Routing and the handlers of the point routes: `/v1/kv/{key}`,
-//! `/v1/batch`, `/v1/stats`, `/healthz`, `/readyz`, `/metrics`. Ranges are in
-//! `range.rs`.
+//! `/v1/batch`, `/v1/stats`, `/healthz`, `/readyz`, `/metrics`,
+//! `/v1/openapi.json`. Ranges are in `range.rs`.
 //!
-//! [`handle`] wraps every request: authentication first, then the route,
-//! then the `X-Kvr-Revision` header, metrics and the log line.
+//! [`ROUTES`] is the one list of paths, methods and query parameters.
+//! [`handle`] wraps every request: authentication first, then the route
+//! (its method and parameters checked against [`ROUTES`]), then the
+//! `X-Kvr-Revision` header, metrics and the log line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    OpenApi,
     Kv,
     Range,
     Batch,
@@ -44,27 +47,151 @@ pub enum Route {
     Unknown,
 }
 
-impl Route {
-    fn of(path: &str) -> Route {
-        match path {
-            "/healthz" => Route::Healthz,
-            "/readyz" => Route::Readyz,
-            "/metrics" => Route::Metrics,
-            "/v1/kv" => Route::Kv,
-            "/v1/range" => Route::Range,
-            "/v1/batch" => Route::Batch,
-            "/v1/stats" => Route::Stats,
-            "/v1/backup" => Route::Backup,
-            p if p.starts_with("/v1/kv/") => Route::Kv,
-            _ => Route::Unknown,
+/// One path of the HTTP API: the methods it answers and the query
+/// parameters each takes (any other is a 400 naming it).
+#[derive(Debug)]
+pub struct RouteDef {
+    pub route: Route,
+    /// The path as the OpenAPI document writes it; a trailing `{key}` is
+    /// the rest of the path, percent-encoded, `/` included.
+    pub path: &'static str,
+    /// Whether a server with a token requires it here.
+    pub needs_token: bool,
+    /// Each method with the query parameters it takes.
+    pub methods: &'static [(Method, &'static [&'static str])],
+}
+
+const GET_HEAD: &[(Method, &[&str])] = &[(Method::GET, &[]), (Method::HEAD, &[])];
+
+/// The parameters of `GET /v1/range`.
+const RANGE_PARAMS: &[&str] = &[
+    "start",
+    "end",
+    "prefix",
+    "limit",
+    "cursor",
+    "reverse",
+    "keys_only",
+];
+
+/// Every route of the server, the one list routing, `405`s with their
+/// `Allow`, unknown-parameter `400`s and authentication read, and the one
+/// the OpenAPI document's drift test compares with the document. A new
+/// route is one entry here and one arm in `dispatch`.
+pub const ROUTES: &[RouteDef] = &[
+    RouteDef {
+        route: Route::Healthz,
+        path: "/healthz",
+        needs_token: false,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::Readyz,
+        path: "/readyz",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::Metrics,
+        path: "/metrics",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::OpenApi,
+        path: "/v1/openapi.json",
+        needs_token: false,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::Kv,
+        path: "/v1/kv/{key}",
+        needs_token: true,
+        methods: &[
+            (Method::GET, &[]),
+            (Method::HEAD, &[]),
+            (Method::PUT, &[]),
+            (Method::DELETE, &[]),
+        ],
+    },
+    RouteDef {
+        route: Route::Kv,
+        path: "/v1/kv",
+        needs_token: true,
+        methods: &[
+            (Method::GET, &["key"]),
+            (Method::HEAD, &["key"]),
+            (Method::PUT, &["key"]),
+            (Method::DELETE, &["key"]),
+        ],
+    },
+    RouteDef {
+        route: Route::Range,
+        path: "/v1/range",
+        needs_token: true,
+        methods: &[
+            (Method::GET, RANGE_PARAMS),
+            (Method::HEAD, RANGE_PARAMS),
+            (Method::DELETE, &["start", "end", "prefix"]),
+        ],
+    },
+    RouteDef {
+        route: Route::Batch,
+        path: "/v1/batch",
+        needs_token: true,
+        methods: &[(Method::POST, &[])],
+    },
+    RouteDef {
+        route: Route::Stats,
+        path: "/v1/stats",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::Backup,
+        path: "/v1/backup",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+];
+
+impl RouteDef {
+    /// The route of a raw request path, if it is one.
+    pub fn of(path: &str) -> Option<&'static RouteDef> {
+        ROUTES.iter().find(|d| d.matches(path))
+    }
+
+    /// Whether `path` (the raw request path) is this route's.
+    fn matches(&self, path: &str) -> bool {
+        match self.path.strip_suffix("{key}") {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == self.path,
         }
     }
 
+    /// The query parameters `method` takes here, or `None` if the route
+    /// does not answer it.
+    fn params(&self, method: &Method) -> Option<&'static [&'static str]> {
+        self.methods
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, params)| *params)
+    }
+
+    /// The `Allow` header of a 405.
+    fn allow(&self) -> String {
+        let names: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+impl Route {
     fn name(self) -> &'static str {
         match self {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
             Route::Kv => "kv",
             Route::Range => "range",
             Route::Batch => "batch",
@@ -78,13 +205,16 @@ impl Route {
 /// Answers one request. Never fails: every error becomes its response.
 pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let route = Route::of(req.uri().path());
+    let def = RouteDef::of(req.uri().path());
+    let route = def.map_or(Route::Unknown, |d| d.route);
+    // An unknown path asks for the token too: it tells nothing otherwise.
+    let needs_token = def.is_none_or(|d| d.needs_token);
     let log_target = state
         .access_log
         .as_ref()
         .map(|_| (req.method().clone(), Target::of(req.uri())));
-    let mut resp = match super::auth::check(state.token.as_deref(), route, req.headers()) {
-        Ok(()) => dispatch(&state, route, req)
+    let mut resp = match super::auth::check(state.token.as_deref(), needs_token, req.headers()) {
+        Ok(()) => dispatch(&state, def, req)
             .await
             .unwrap_or_else(|e| error_response(&e)),
         Err(e) => error_response(&e.into()),
@@ -121,26 +251,30 @@ pub const REVISION: &str = "x-kvr-revision";
 
 async fn dispatch(
     state: &Arc<State>,
-    route: Route,
+    def: Option<&'static RouteDef>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    if !matches!(route, Route::Kv | Route::Range | Route::Unknown) {
-        Query::parse(req.uri().query())?.only(&[])?;
-    }
-    match route {
-        Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
+    let def = def.ok_or(ApiError::NoRoute)?;
+    let params = def
+        .params(&method)
+        .ok_or_else(|| ApiError::MethodNotAllowed(def.allow()))?;
+    Query::parse(req.uri().query())?.only(params)?;
+    match def.route {
+        Route::Healthz => Ok(text(StatusCode::OK, "ok", "text/plain")),
         // Standalone, a server is ready once it listens: recovery ran before.
-        Route::Readyz if is_get(&method) => Ok(text(StatusCode::OK, "ready", "text/plain")),
-        Route::Metrics if is_get(&method) => {
+        Route::Readyz => Ok(text(StatusCode::OK, "ready", "text/plain")),
+        Route::Metrics => {
             let stats = state.engine.stats();
             let mut body = state.metrics.render(Some((stats.file_bytes, stats.keys)));
             body.push_str(&state.engine.metrics());
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
-        Route::Healthz | Route::Readyz | Route::Metrics => {
-            Err(ApiError::MethodNotAllowed("GET, HEAD"))
-        }
+        Route::OpenApi => Ok(text(
+            StatusCode::OK,
+            crate::openapi::DOCUMENT,
+            crate::openapi::CONTENT_TYPE,
+        )),
         Route::Kv if is_get(&method) => Ok(get(
             state,
             req.uri(),
@@ -148,20 +282,14 @@ async fn dispatch(
             method == Method::HEAD,
         )?),
         Route::Kv if method == Method::PUT => Ok(put(state, req).await?),
-        Route::Kv if method == Method::DELETE => Ok(delete(state, req.uri(), req.headers()).await?),
-        Route::Kv => Err(ApiError::MethodNotAllowed("GET, HEAD, PUT, DELETE")),
+        Route::Kv => Ok(delete(state, req.uri(), req.headers()).await?),
         Route::Range if is_get(&method) => {
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }
-        Route::Range if method == Method::DELETE => {
-            Ok(super::range::delete(state, req.uri()).await?)
-        }
-        Route::Stats if is_get(&method) => Ok(stats(state)?),
-        Route::Backup if is_get(&method) => Ok(super::backup::handle(state, req.uri())?),
-        Route::Range => Err(ApiError::MethodNotAllowed("GET, HEAD, DELETE")),
-        Route::Stats | Route::Backup => Err(ApiError::MethodNotAllowed("GET, HEAD")),
-        Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
-        Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
+        Route::Range => Ok(super::range::delete(state, req.uri()).await?),
+        Route::Stats => Ok(stats(state)?),
+        Route::Backup => Ok(super::backup::handle(state)?),
+        Route::Batch => Ok(batch(state, req).await?),
         Route::Unknown => Err(ApiError::NoRoute),
     }
 }
@@ -181,7 +309,6 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
 /// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
 fn key_of(uri: &Uri) -> Result<Vec<u8>> {
     let query = Query::parse(uri.query())?;
-    query.only(&["key"])?;
     let in_path = uri.path().strip_prefix("/v1/kv/").filter(|k| !k.is_empty());
     let key = match (in_path, query.get("key")) {
         (Some(_), Some(_)) => {
@@ -236,7 +363,9 @@ fn etag(revision: u64) -> HeaderValue {
 
 /// Whether a read's `If-None-Match` matches the key's revision: `*`, or a
 /// list of entity tags with `"N"` among them (weak `W/"N"` alike, RFC 9110
-/// section 13.1.2). A tag that is not quoted is a 400.
+/// section 13.1.2). A tag that is not quoted is a 400; empty list elements
+/// (an empty header, `"1", ,"2"`) are ignored, as RFC 9110 section 5.6.1.2
+/// asks of a recipient.
 fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
     let Some(value) = headers.get(header::IF_NONE_MATCH) else {
         return Ok(false);
@@ -246,7 +375,7 @@ fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
         return Ok(true);
     }
     let mut hit = false;
-    for tag in text.split(',').map(str::trim) {
+    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let Some(inner) = tag
             .strip_prefix("W/")
             .unwrap_or(tag)
@@ -408,7 +537,7 @@ mod tests {
     use http::{HeaderMap, HeaderValue, header};
     use proptest::prelude::*;
 
-    use super::condition;
+    use super::{condition, none_match};
     use crate::error::Error;
 
     fn headers(if_match: Option<&[u8]>, if_none_match: Option<&[u8]>) -> Option<HeaderMap> {
@@ -447,6 +576,16 @@ mod tests {
         // Not UTF-8: refused, not a panic.
         let h = headers(Some(b"\"\xff\""), None).unwrap();
         assert!(matches!(condition(&h), Err(Error::Invalid { .. })));
+    }
+
+    #[test]
+    fn empty_if_none_match_elements_are_ignored() {
+        let h = |v: &str| headers(None, Some(v.as_bytes())).unwrap();
+        assert!(!none_match(&h(""), 3).unwrap());
+        assert!(!none_match(&h(" , "), 3).unwrap());
+        assert!(none_match(&h("\"1\", ,\"3\""), 3).unwrap());
+        assert!(none_match(&h("W/\"3\""), 3).unwrap());
+        assert!(none_match(&h("3"), 3).is_err());
     }
 
     proptest! {
