@@ -63,7 +63,8 @@ pub struct State {
     pub writer: Writer,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
-    /// The bearer token every route but `/healthz` requires, if any.
+    /// The bearer token every route but `/healthz` and `/v1/openapi.json`
+    /// requires, if any.
     pub token: Option<String>,
     /// The per-request log; `None` with `--quiet`.
     pub access_log: Option<AccessLog>,
