@@ -3,8 +3,9 @@
 //! Everything below the command line (the store, the JSON lines parser, later
 //! the HTTP client) returns [`Error`]. The two places that turn an error into
 //! something a user sees sit side by side here: [`Error::exit_code`] for the
-//! CLI and [`Error::http_status`] with [`Error::code`] for the HTTP API. Both
-//! are exhaustive `match`es, so a new variant forces both decisions.
+//! CLI and [`Error::kind`] for the HTTP API, a [`Code`] that has the error
+//! code and its one status. Both are exhaustive `match`es, so a new variant
+//! forces both decisions.
 
 use std::path::PathBuf;
 
