@@ -28,6 +28,9 @@ _kvr() {
             kvr,check)
                 cmd="kvr__subcmd__check"
                 ;;
+            kvr,cluster)
+                cmd="kvr__subcmd__cluster"
+                ;;
             kvr,compact)
                 cmd="kvr__subcmd__compact"
                 ;;
@@ -45,6 +48,9 @@ _kvr() {
                 ;;
             kvr,help)
                 cmd="kvr__subcmd__help"
+                ;;
+            kvr,openapi)
+                cmd="kvr__subcmd__openapi"
                 ;;
             kvr,put)
                 cmd="kvr__subcmd__put"
@@ -64,6 +70,36 @@ _kvr() {
             kvr,tui)
                 cmd="kvr__subcmd__tui"
                 ;;
+            kvr__subcmd__cluster,help)
+                cmd="kvr__subcmd__cluster__subcmd__help"
+                ;;
+            kvr__subcmd__cluster,promote)
+                cmd="kvr__subcmd__cluster__subcmd__promote"
+                ;;
+            kvr__subcmd__cluster,remove)
+                cmd="kvr__subcmd__cluster__subcmd__remove"
+                ;;
+            kvr__subcmd__cluster,status)
+                cmd="kvr__subcmd__cluster__subcmd__status"
+                ;;
+            kvr__subcmd__cluster,transfer-leader)
+                cmd="kvr__subcmd__cluster__subcmd__transfer__subcmd__leader"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,help)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__help"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,promote)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__promote"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,remove)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__remove"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,status)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__status"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,transfer-leader)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__transfer__subcmd__leader"
+                ;;
             kvr__subcmd__help,backup)
                 cmd="kvr__subcmd__help__subcmd__backup"
                 ;;
@@ -75,6 +111,9 @@ _kvr() {
                 ;;
             kvr__subcmd__help,check)
                 cmd="kvr__subcmd__help__subcmd__check"
+                ;;
+            kvr__subcmd__help,cluster)
+                cmd="kvr__subcmd__help__subcmd__cluster"
                 ;;
             kvr__subcmd__help,compact)
                 cmd="kvr__subcmd__help__subcmd__compact"
@@ -91,6 +130,9 @@ _kvr() {
             kvr__subcmd__help,help)
                 cmd="kvr__subcmd__help__subcmd__help"
                 ;;
+            kvr__subcmd__help,openapi)
+                cmd="kvr__subcmd__help__subcmd__openapi"
+                ;;
             kvr__subcmd__help,put)
                 cmd="kvr__subcmd__help__subcmd__put"
                 ;;
@@ -106,6 +148,18 @@ _kvr() {
             kvr__subcmd__help,tui)
                 cmd="kvr__subcmd__help__subcmd__tui"
                 ;;
+            kvr__subcmd__help__subcmd__cluster,promote)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__promote"
+                ;;
+            kvr__subcmd__help__subcmd__cluster,remove)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__remove"
+                ;;
+            kvr__subcmd__help__subcmd__cluster,status)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__status"
+                ;;
+            kvr__subcmd__help__subcmd__cluster,transfer-leader)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__transfer__subcmd__leader"
+                ;;
             *)
                 ;;
         esac
@@ -113,7 +167,7 @@ _kvr() {
 
     case "${cmd}" in
         kvr)
-            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help --version put get delete del rm range batch stats backup check compact tui serve completions help bench"
+            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help --version put get delete del rm range batch stats backup check compact tui serve cluster openapi completions help bench"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +205,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -159,7 +217,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__backup)
-            opts="-h --force --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --force --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -197,6 +255,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -205,7 +267,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__batch)
-            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,6 +309,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -255,7 +321,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__bench)
-            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,6 +403,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -345,7 +415,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__check)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -381,6 +451,344 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help status promote remove transfer-leader help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help)
+            opts="status promote remove transfer-leader help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__promote)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__transfer__subcmd__leader)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__promote)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__remove)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__status)
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__transfer__subcmd__leader)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -391,7 +799,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__compact)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -427,6 +835,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -437,7 +849,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__completions)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help bash elvish fish powershell zsh"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -475,6 +887,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -483,7 +899,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__delete)
-            opts="-h --prefix --range --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --prefix --range --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -533,6 +949,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -541,7 +961,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__get)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -579,6 +999,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -587,7 +1011,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__help)
-            opts="put get delete range batch stats backup check compact tui serve bench completions help"
+            opts="put get delete range batch stats backup check compact tui serve bench cluster openapi completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -656,6 +1080,76 @@ _kvr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvr__subcmd__help__subcmd__cluster)
+            opts="status promote remove transfer-leader"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__promote)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__transfer__subcmd__leader)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvr__subcmd__help__subcmd__compact)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -713,6 +1207,20 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__openapi)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -796,8 +1304,58 @@ _kvr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvr__subcmd__openapi)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvr__subcmd__put)
-            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -839,6 +1397,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -847,7 +1409,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__range)
-            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -893,6 +1455,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -901,7 +1467,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__serve)
-            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --workers --quiet --raft-listen --cluster-init --join --learner --advertise-url --advertise-raft --cluster-token --cluster-token-file --heartbeat-ms --election-timeout-ms --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -955,6 +1521,38 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --raft-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise-raft)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --election-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -985,6 +1583,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -995,7 +1597,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__stats)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1031,6 +1633,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1041,7 +1647,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__tui)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1077,6 +1683,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -181,6 +181,7 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     Bench(BenchArgs),
     Cluster(ClusterCommand),
+    Openapi(OpenapiArgs),
     Completions(CompletionsArgs),
 }
 
@@ -345,6 +346,11 @@ pub struct CompactArgs {}
 /// Browse and edit the database in a full-screen terminal UI (? for keys).
 #[derive(Debug, Args)]
 pub struct TuiArgs {}
+
+/// Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves
+/// it at /v1/openapi.json (needs no database).
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {}
 
 /// Print a shell completion script.
 #[derive(Debug, Args)]

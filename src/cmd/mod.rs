@@ -13,6 +13,7 @@ mod compact;
 mod completions;
 mod delete;
 mod get;
+mod openapi;
 mod put;
 mod range;
 mod serve;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(g, args),
         Command::Cluster(args) => cluster::run(g, args),
         Command::Tui(args) => tui::run(cli.global, args),
+        Command::Openapi(_) => openapi::run(),
         Command::Completions(args) => completions::run(args),
     }
 }

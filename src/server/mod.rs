@@ -6,7 +6,8 @@
 //!
 //! * `conn`: accept loop, connection cap, idle and header timeouts, the
 //!   TLS handshake, graceful shutdown;
-//! * `routes`: routing, authentication order, the point routes; `range`:
+//! * `routes`: [`ROUTES`], the one list of paths, methods and query
+//!   parameters; routing, authentication order, the point routes; `range`:
 //!   pages and NDJSON streams;
 //! * `backup`: the `GET /v1/backup` stream;
 //! * `writer`: the group-commit writer thread over the write-ahead log
@@ -49,6 +50,7 @@ use tokio::net::TcpListener;
 pub use limits::Limits;
 use log::AccessLog;
 use metrics::Metrics;
+pub use routes::{ROUTES, Route, RouteDef};
 use writer::Writer;
 
 use crate::engine::{Engine, EngineOptions, Snapshot};
@@ -61,7 +63,8 @@ pub struct State {
     pub writer: Writer,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
-    /// The bearer token every route but `/healthz` requires, if any.
+    /// The bearer token every route but `/healthz` and `/v1/openapi.json`
+    /// requires, if any.
     pub token: Option<String>,
     /// The per-request log; `None` with `--quiet`.
     pub access_log: Option<AccessLog>,
