@@ -572,3 +572,36 @@ fn cluster_commands_promote_transfer_and_remove() {
     let out = kvr(dir, &["--db", "n1.redb", "cluster", "status"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn sigterm_on_the_leader_hands_leadership_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    assert!(put(dir, &nodes[1], "k", "v").status.success());
+    let leader = nodes.remove(0);
+    let pid = leader.child.id().to_string();
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut leader = leader;
+    let status = leader.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A survivor leads at once, without an election timeout's wait.
+    wait_for(3, "a new leader", || {
+        let s = status_of(&nodes[0]);
+        s["leader"]["id"].as_u64().is_some_and(|id| id != 1)
+    });
+    assert!(put(dir, &nodes[0], "k2", "v2").status.success());
+    assert_eq!(get(dir, &nodes[1], "k").stdout, b"v");
+}

@@ -131,13 +131,40 @@ impl Node {
     /// Stops Raft, then flushes what was applied into the database file,
     /// so the next start replays nothing.
     pub async fn stop(&self) {
-        let _ = self.raft.shutdown().await;
+        if self.raft.is_leader() {
+            // Hand leadership to the most caught-up voter, so writes resume
+            // without waiting for an election timeout.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.hand_over()).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.raft.shutdown()).await;
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
             let _ = w.flush_all();
         })
         .await;
+    }
+
+    /// Transfers leadership to the voter with the highest matched index.
+    async fn hand_over(&self) {
+        let m = self.metrics();
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let best = m.replication.as_ref().and_then(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != self.me.node_id && voters.contains(*id))
+                .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
+                .map(|(id, _)| *id)
+        });
+        let Some(to) = best else {
+            return;
+        };
+        if self.raft.trigger().transfer_leader(to).await.is_ok() {
+            let _ = self
+                .raft
+                .wait(Some(Duration::from_secs(1)))
+                .current_leader(to, "hand-over at shutdown")
+                .await;
+        }
     }
 
     /// Freezes the live memory table for a flush when it is due by age
