@@ -107,6 +107,7 @@ pub struct Global {
         long,
         global = true,
         env = "KVR_CONSISTENCY",
+        hide_env_values = true,
         value_enum,
         default_value = "linearizable"
     )]
