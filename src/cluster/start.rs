@@ -193,6 +193,9 @@ pub async fn start(
             .initialize(first_members(node_id, opts.member.clone()))
             .await
             .map_err(|e| Error::Storage(format!("cannot initialize the cluster: {e}")))?;
+        if node.engine.revision() > 0 {
+            seed_snapshot(&node).await?;
+        }
     }
     let is_member = node
         .metrics()
@@ -214,6 +217,35 @@ pub async fn start(
         });
     }
     Ok(node)
+}
+
+/// A file that held data before its cluster was made: that data is in no
+/// log entry, so snapshot it and purge the log under it; nodes that join
+/// then start from the snapshot and get the data.
+async fn seed_snapshot(node: &Node) -> Result<()> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::Storage(format!("cannot snapshot the data the cluster starts with: {e}"))
+    };
+    node.raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.last_applied.is_some(), "the first entry applied")
+        .await
+        .map_err(|e| failed(&e))?;
+    node.raft.trigger().snapshot().await.map_err(|e| failed(&e))?;
+    let m = node
+        .raft
+        .wait(Some(Duration::from_secs(60)))
+        .metrics(|m| m.snapshot.is_some(), "the first snapshot")
+        .await
+        .map_err(|e| failed(&e))?;
+    if let Some(snap) = m.snapshot {
+        node.raft
+            .trigger()
+            .purge_log(snap.index)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(())
 }
 
 /// Serves the raft listener.
