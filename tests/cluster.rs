@@ -618,17 +618,30 @@ fn cluster_init_brings_a_files_data_in_and_joiners_get_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let lines: String = (0..100).map(|i| format!("{{\"key\":\"k{i:03}\",\"value\":\"v{i}\"}}\n")).collect();
-    child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    let lines: String = (0..100)
+        .map(|i| format!("{{\"key\":\"k{i:03}\",\"value\":\"v{i}\"}}\n"))
+        .collect();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let out = kvr(dir, &["--db", "n1.redb", "backup", "seed.redb"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The backup becomes a new cluster; a new node gets its data.
     let s1 = spawn(dir, "seed", &["--cluster-init"], &[]);
     assert_eq!(revision_of(&s1, false), 100);
     let s2 = spawn(dir, "s2", &["--join", &s1.url], &[]);
     wait_for(30, "two voters", || voters(&s1) == 2);
-    wait_for(15, "the joiner to have the data", || revision_of(&s2, true) == 100);
+    wait_for(15, "the joiner to have the data", || {
+        revision_of(&s2, true) == 100
+    });
     assert_eq!(get(dir, &s2, "k042").stdout, b"v42");
     assert!(put(dir, &s2, "k100", "v100").status.success());
     assert_eq!(revision_of(&s1, false), 101);

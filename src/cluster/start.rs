@@ -224,14 +224,20 @@ pub async fn start(
 /// then start from the snapshot and get the data.
 async fn seed_snapshot(node: &Node) -> Result<()> {
     let failed = |e: &dyn std::fmt::Display| {
-        Error::Storage(format!("cannot snapshot the data the cluster starts with: {e}"))
+        Error::Storage(format!(
+            "cannot snapshot the data the cluster starts with: {e}"
+        ))
     };
     node.raft
         .wait(Some(Duration::from_secs(10)))
         .metrics(|m| m.last_applied.is_some(), "the first entry applied")
         .await
         .map_err(|e| failed(&e))?;
-    node.raft.trigger().snapshot().await.map_err(|e| failed(&e))?;
+    node.raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| failed(&e))?;
     let m = node
         .raft
         .wait(Some(Duration::from_secs(60)))
