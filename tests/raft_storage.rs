@@ -66,6 +66,8 @@ mod crash {
     use proptest::prelude::*;
 
     type Entry = EntryOf<TypeConfig>;
+    /// key -> (value, revision), and the database revision.
+    type State = (BTreeMap<Vec<u8>, (Vec<u8>, u64)>, u64);
 
     fn open(path: &Path) -> StateMachine {
         let opts = StoreOptions {
@@ -97,9 +99,7 @@ mod crash {
     }
 
     /// The model: key -> (value, revision), and the database revision.
-    fn model(
-        entries: &[(u8, Option<u8>, Option<u64>)],
-    ) -> (BTreeMap<Vec<u8>, (Vec<u8>, u64)>, u64) {
+    fn model(entries: &[(u8, Option<u8>, Option<u64>)]) -> State {
         let mut m = BTreeMap::new();
         let mut rev = 0;
         for (key, value, cond) in entries {
@@ -129,7 +129,7 @@ mod crash {
         sm.apply(stream::iter(items)).await.unwrap();
     }
 
-    fn contents(sm: &StateMachine) -> (BTreeMap<Vec<u8>, (Vec<u8>, u64)>, u64) {
+    fn contents(sm: &StateMachine) -> State {
         let snap = sm.engine().snapshot();
         let mut out = BTreeMap::new();
         let query = kvr::types::RangeQuery::default();

@@ -178,7 +178,7 @@ impl Engine {
 
     /// Starts an engine whose writes come from a replicated log (cluster
     /// mode): no log of its own, no limits of its own (see
-    /// [`EngineWriter::replicated`]).
+    /// `EngineWriter::into_replicated`).
     pub fn start_replicated(
         store: Arc<Store>,
         opts: EngineOptions,
