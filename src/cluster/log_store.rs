@@ -7,7 +7,8 @@
 //! checksum is a torn tail: the segment is cut there when the log is
 //! opened, and later segments go (they were never acknowledged). `vote`
 //! and `purged` hold the last vote and the last purged log id, each
-//! replaced atomically (temporary file, fsync, rename, fsync directory).
+//! replaced atomically (temporary file, fsync, rename, fsync directory);
+//! `committed`, the last committed log id, is replaced without a sync.
 //!
 //! **Group commit.** [`LogStore::append`] writes the entries at once (so
 //! they can be read back before they are durable, as openraft requires)
@@ -253,13 +254,23 @@ fn read_small<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
 
 /// Replaces `dir/name` with `value`, durably.
 fn write_small<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    replace(dir, name, value, true)
+}
+
+/// Replaces `dir/name` with `value` by a rename (atomic), synced or not.
+fn replace<T: Serialize>(dir: &Path, name: &str, value: &T, sync: bool) -> io::Result<()> {
     let bytes = postcard::to_allocvec(value).map_err(corrupt)?;
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp)?;
     std::io::Write::write_all(&mut f, &bytes)?;
-    f.sync_all()?;
+    if sync {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn sync_loop(rx: &Receiver<Job>) {
@@ -388,6 +399,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
         self.clone()
+    }
+
+    /// Kept so that a restarted node applies what it had applied before
+    /// it serves (its revision never goes backwards across a `kill -9`).
+    /// Replaced atomically but not synced: after a power loss an older
+    /// value only means waiting for the leader, never a wrong answer.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let inner = self.lock();
+        replace(&inner.dir, "committed", &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        let dir = self.lock().dir.clone();
+        Ok(read_small::<Option<LogId>>(&dir.join("committed"))?.flatten())
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
