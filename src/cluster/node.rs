@@ -30,7 +30,6 @@ use openraft::alias::{SnapshotMetaOf, VoteOf};
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex as AsyncMutex;
 
 use super::network::{self, Body, H_CLUSTER, H_FROM, H_SNAPSHOT, H_TO, Identity, full};
 use super::state_machine::{Snapshot, SnapshotData, StateMachine};
@@ -41,6 +40,8 @@ use crate::types::Applied;
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
+/// Idle connections a follower keeps to its leader.
+const MAX_IDLE_FORWARD_CONNS: usize = 128;
 /// How long a follower waits for the leader on a forwarded request.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -77,8 +78,9 @@ pub struct Node {
     pub engine: Arc<Engine>,
     /// Where received snapshots are written before they are installed.
     pub tmp_dir: PathBuf,
-    /// Connection to the leader's raft listener, for forwarded requests.
-    leader_conn: AsyncMutex<Option<(NodeId, network::Conn)>>,
+    /// Idle connections to the leader's raft listener, for forwarded
+    /// requests (each in flight has its own).
+    leader_conns: std::sync::Mutex<Vec<(NodeId, network::Conn)>>,
     /// The state machine's engine writer: flushed at shutdown.
     writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
     /// Removed from the cluster (see [`Node::mark_removed`]).
@@ -122,7 +124,7 @@ impl Node {
             member,
             engine,
             tmp_dir,
-            leader_conn: AsyncMutex::new(None),
+            leader_conns: std::sync::Mutex::new(Vec::new()),
             writer,
             removed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -223,10 +225,11 @@ impl Node {
     ) -> Result<Resp> {
         let bytes = postcard::to_allocvec(body)
             .map_err(|e| Error::Storage(format!("cannot encode a request: {e}")))?;
-        let mut slot = self.leader_conn.lock().await;
-        let mut conn = match slot.take() {
-            Some((id, c)) if id == leader => Some(c),
-            _ => None,
+        // A connection of the pool (forwarded requests run concurrently).
+        let mut conn = {
+            let mut pool = self.leader_conns.lock().unwrap_or_else(|e| e.into_inner());
+            pool.retain(|(id, c)| *id == leader && !c.is_closed());
+            pool.pop().map(|(_, c)| c)
         };
         let answer = network::call(
             &mut conn,
@@ -242,9 +245,11 @@ impl Node {
         )
         .await;
         if let Some(c) = conn {
-            *slot = Some((leader, c));
+            let mut pool = self.leader_conns.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < MAX_IDLE_FORWARD_CONNS {
+                pool.push((leader, c));
+            }
         }
-        drop(slot);
         match answer {
             Ok(bytes) => network::decode_answer::<Forwarded<Resp>>(&bytes)
                 .map_err(|e| unknown(format!("the leader's answer was unreadable: {e}")))?
