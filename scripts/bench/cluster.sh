@@ -33,7 +33,8 @@ t0=$(date +%s.%N)
 N2=$(serve n2 n2.redb --raft-listen 127.0.0.1:0 --join "$N1")
 until [ "$(voters "$N1")" = 2 ]; do sleep 0.1; done
 t1=$(date +%s.%N)
-echo "join of a new node to a ${KEYS}-key cluster until it votes: $(python3 -c "print(round($t1-$t0,2))") s"
+keys2=$(curl -s "$N2/v1/stats?consistency=stale" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])')
+echo "join of a new node to a ${KEYS}-key cluster until it votes: $(python3 -c "print(round($t1-$t0,2))") s (it then holds $keys2 keys)"
 N3=$(serve n3 n3.redb --raft-listen 127.0.0.1:0 --join "$N1")
 until [ "$(voters "$N1")" = 3 ]; do sleep 0.1; done
 

@@ -47,7 +47,7 @@ start(3, ["--join", f"http://127.0.0.1:{ports[1][0]}"])
 wait(lambda: sum(n["voter"] for n in status(1)["nodes"]) == 3)
 times = []
 for r in range(rounds):
-    leader = status(1 if 1 in procs else 2)["leader"]["id"]
+    leader = next(i for i in ports if status(i)["state"] == "leader")
     others = [i for i in ports if i != leader]
     procs[leader].send_signal(signal.SIGKILL); procs[leader].wait()
     t0 = time.time()

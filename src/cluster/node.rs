@@ -331,6 +331,7 @@ impl Node {
                         .add_learner(id, member, true)
                         .await
                         .map_err(|e| unknown(format!("adding the learner failed: {e}")))?;
+                    self.wait_caught_up(id).await?;
                     if !req.learner {
                         self.raft
                             .change_membership(
@@ -467,6 +468,34 @@ impl Node {
             )));
         }
         Ok(())
+    }
+
+    /// Waits until node `id` has every entry this leader had when asked
+    /// (openraft counts a learner within `replication_lag_threshold`
+    /// entries as caught up, which a node still installing a snapshot of
+    /// a big database can be).
+    async fn wait_caught_up(&self, id: NodeId) -> Result<()> {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        let target = self.metrics().last_log_index.unwrap_or(0);
+        let mut m = self.raft.metrics();
+        loop {
+            let matched = {
+                let now = m.borrow_watched();
+                if now.current_leader != Some(self.me.node_id) {
+                    return Err(no_leader());
+                }
+                now.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index)
+            };
+            if matched >= target {
+                return Ok(());
+            }
+            if m.changed().await.is_err() {
+                return Err(no_leader());
+            }
+        }
     }
 
     /// `GET /v1/cluster`.
