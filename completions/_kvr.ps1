@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -47,6 +48,8 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('compact', 'compact', [CompletionResultType]::ParameterValue, 'Give the --db file''s free space back to the file system (no other process may hold it); prints the size before and after')
             [CompletionResult]::new('tui', 'tui', [CompletionResultType]::ParameterValue, 'Browse and edit the database in a full-screen terminal UI (? for keys)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the HTTP API: writes are group-committed through a write-ahead log')
+            [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'A cluster''s members and leadership (needs --server: any member)')
+            [CompletionResult]::new('openapi', 'openapi', [CompletionResultType]::ParameterValue, 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored')
@@ -63,6 +66,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N}')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -77,6 +81,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the key''s JSON line (key, value, revision) instead')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -94,6 +99,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -111,6 +117,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -128,6 +135,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -144,6 +152,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--reverse', '--reverse', [CompletionResultType]::ParameterName, 'The same keys, in descending order')
             [CompletionResult]::new('--keys-only', '--keys-only', [CompletionResultType]::ParameterName, 'Print only the keys')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)')
@@ -162,6 +171,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--keys-only', '--keys-only', [CompletionResultType]::ParameterName, 'Leave values out of put events')
             [CompletionResult]::new('--progress', '--progress', [CompletionResultType]::ParameterName, 'Print the progress lines too: {"progress_revision":R} means every change up to R was printed')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -178,6 +188,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"applied":n,"revision":N} on stdout')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -192,6 +203,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Accepted for symmetry with the other commands: the output is JSON already')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -206,6 +218,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace DEST if it exists')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"revision":R,"keys":N,"bytes":B} (B: DEST''s size)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -221,6 +234,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -234,6 +248,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -247,6 +262,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -266,6 +282,14 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)')
             [CompletionResult]::new('--history-bytes', '--history-bytes', [CompletionResultType]::ParameterName, 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached')
             [CompletionResult]::new('--workers', '--workers', [CompletionResultType]::ParameterName, 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]')
+            [CompletionResult]::new('--raft-listen', '--raft-listen', [CompletionResultType]::ParameterName, 'Turn cluster mode on: node-to-node traffic uses only this address (port 0: any free port; stdout names it after the listening line)')
+            [CompletionResult]::new('--join', '--join', [CompletionResultType]::ParameterName, 'Ask a member (any of these public URLs) to add this node; it catches up as a learner and then votes')
+            [CompletionResult]::new('--advertise-url', '--advertise-url', [CompletionResultType]::ParameterName, 'The public URL others use for this node [default: the bound one]')
+            [CompletionResult]::new('--advertise-raft', '--advertise-raft', [CompletionResultType]::ParameterName, 'The raft address others use for this node [default: the bound one]')
+            [CompletionResult]::new('--cluster-token', '--cluster-token', [CompletionResultType]::ParameterName, 'Shared secret of node-to-node traffic (mandatory unless every raft address is loopback)')
+            [CompletionResult]::new('--cluster-token-file', '--cluster-token-file', [CompletionResultType]::ParameterName, 'Read the cluster token from this file (trailing newline removed)')
+            [CompletionResult]::new('--heartbeat-ms', '--heartbeat-ms', [CompletionResultType]::ParameterName, 'Leader heartbeat interval, in milliseconds')
+            [CompletionResult]::new('--election-timeout-ms', '--election-timeout-ms', [CompletionResultType]::ParameterName, 'Election timeout range, in milliseconds (MIN at least 3 x heartbeat)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
             [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
@@ -274,9 +298,125 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--allow-unauthenticated', '--allow-unauthenticated', [CompletionResultType]::ParameterName, 'Allow a non-loopback address without a token')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No log line per request on stderr')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No log line per request on stderr')
+            [CompletionResult]::new('--cluster-init', '--cluster-init', [CompletionResultType]::ParameterName, 'Make this node the first of a new cluster (a file with data brings it in). Ignored on a file that is already a member')
+            [CompletionResult]::new('--learner', '--learner', [CompletionResultType]::ParameterName, 'Stay a non-voting learner after joining')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;cluster' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)')
+            [CompletionResult]::new('promote', 'promote', [CompletionResultType]::ParameterValue, 'Make a learner a voter')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a node from the cluster (it stops serving and exits)')
+            [CompletionResult]::new('transfer-leader', 'transfer-leader', [CompletionResultType]::ParameterValue, 'Hand leadership to a voter')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'kvr;cluster;status' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'json')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;cluster;promote' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;cluster;remove' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;cluster;transfer-leader' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'kvr;cluster;help' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)')
+            [CompletionResult]::new('promote', 'promote', [CompletionResultType]::ParameterValue, 'Make a learner a voter')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a node from the cluster (it stops serving and exits)')
+            [CompletionResult]::new('transfer-leader', 'transfer-leader', [CompletionResultType]::ParameterValue, 'Hand leadership to a voter')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'kvr;cluster;help;status' {
+            break
+        }
+        'kvr;cluster;help;promote' {
+            break
+        }
+        'kvr;cluster;help;remove' {
+            break
+        }
+        'kvr;cluster;help;transfer-leader' {
+            break
+        }
+        'kvr;cluster;help;help' {
+            break
+        }
+        'kvr;openapi' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
+            [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Bearer token: the one to send with --server, or the one `serve` requires')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
+            [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -290,6 +430,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -308,6 +449,8 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('tui', 'tui', [CompletionResultType]::ParameterValue, 'Browse and edit the database in a full-screen terminal UI (? for keys)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the HTTP API: writes are group-committed through a write-ahead log')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored')
+            [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'A cluster''s members and leadership (needs --server: any member)')
+            [CompletionResult]::new('openapi', 'openapi', [CompletionResultType]::ParameterValue, 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -351,6 +494,28 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
         'kvr;help;bench' {
             break
         }
+        'kvr;help;cluster' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)')
+            [CompletionResult]::new('promote', 'promote', [CompletionResultType]::ParameterValue, 'Make a learner a voter')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a node from the cluster (it stops serving and exits)')
+            [CompletionResult]::new('transfer-leader', 'transfer-leader', [CompletionResultType]::ParameterValue, 'Hand leadership to a voter')
+            break
+        }
+        'kvr;help;cluster;status' {
+            break
+        }
+        'kvr;help;cluster;promote' {
+            break
+        }
+        'kvr;help;cluster;remove' {
+            break
+        }
+        'kvr;help;cluster;transfer-leader' {
+            break
+        }
+        'kvr;help;openapi' {
+            break
+        }
         'kvr;help;completions' {
             break
         }
@@ -377,6 +542,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from FILE (trailing newline removed)')
             [CompletionResult]::new('--cacert', '--cacert', [CompletionResultType]::ParameterName, 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --server: the longest wait for a request (for streams: the longest time without progress)')
+            [CompletionResult]::new('--consistency', '--consistency', [CompletionResultType]::ParameterName, 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable')
             [CompletionResult]::new('--no-backoff', '--no-backoff', [CompletionResultType]::ParameterName, 'Retry at once after a 503 instead of waiting the server''s Retry-After (1 s), as a well-behaved client would')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

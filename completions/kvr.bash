@@ -28,6 +28,9 @@ _kvr() {
             kvr,check)
                 cmd="kvr__subcmd__check"
                 ;;
+            kvr,cluster)
+                cmd="kvr__subcmd__cluster"
+                ;;
             kvr,compact)
                 cmd="kvr__subcmd__compact"
                 ;;
@@ -45,6 +48,9 @@ _kvr() {
                 ;;
             kvr,help)
                 cmd="kvr__subcmd__help"
+                ;;
+            kvr,openapi)
+                cmd="kvr__subcmd__openapi"
                 ;;
             kvr,put)
                 cmd="kvr__subcmd__put"
@@ -67,6 +73,36 @@ _kvr() {
             kvr,watch)
                 cmd="kvr__subcmd__watch"
                 ;;
+            kvr__subcmd__cluster,help)
+                cmd="kvr__subcmd__cluster__subcmd__help"
+                ;;
+            kvr__subcmd__cluster,promote)
+                cmd="kvr__subcmd__cluster__subcmd__promote"
+                ;;
+            kvr__subcmd__cluster,remove)
+                cmd="kvr__subcmd__cluster__subcmd__remove"
+                ;;
+            kvr__subcmd__cluster,status)
+                cmd="kvr__subcmd__cluster__subcmd__status"
+                ;;
+            kvr__subcmd__cluster,transfer-leader)
+                cmd="kvr__subcmd__cluster__subcmd__transfer__subcmd__leader"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,help)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__help"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,promote)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__promote"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,remove)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__remove"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,status)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__status"
+                ;;
+            kvr__subcmd__cluster__subcmd__help,transfer-leader)
+                cmd="kvr__subcmd__cluster__subcmd__help__subcmd__transfer__subcmd__leader"
+                ;;
             kvr__subcmd__help,backup)
                 cmd="kvr__subcmd__help__subcmd__backup"
                 ;;
@@ -78,6 +114,9 @@ _kvr() {
                 ;;
             kvr__subcmd__help,check)
                 cmd="kvr__subcmd__help__subcmd__check"
+                ;;
+            kvr__subcmd__help,cluster)
+                cmd="kvr__subcmd__help__subcmd__cluster"
                 ;;
             kvr__subcmd__help,compact)
                 cmd="kvr__subcmd__help__subcmd__compact"
@@ -93,6 +132,9 @@ _kvr() {
                 ;;
             kvr__subcmd__help,help)
                 cmd="kvr__subcmd__help__subcmd__help"
+                ;;
+            kvr__subcmd__help,openapi)
+                cmd="kvr__subcmd__help__subcmd__openapi"
                 ;;
             kvr__subcmd__help,put)
                 cmd="kvr__subcmd__help__subcmd__put"
@@ -112,6 +154,18 @@ _kvr() {
             kvr__subcmd__help,watch)
                 cmd="kvr__subcmd__help__subcmd__watch"
                 ;;
+            kvr__subcmd__help__subcmd__cluster,promote)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__promote"
+                ;;
+            kvr__subcmd__help__subcmd__cluster,remove)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__remove"
+                ;;
+            kvr__subcmd__help__subcmd__cluster,status)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__status"
+                ;;
+            kvr__subcmd__help__subcmd__cluster,transfer-leader)
+                cmd="kvr__subcmd__help__subcmd__cluster__subcmd__transfer__subcmd__leader"
+                ;;
             *)
                 ;;
         esac
@@ -119,7 +173,7 @@ _kvr() {
 
     case "${cmd}" in
         kvr)
-            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help --version put get delete del rm range watch batch stats backup check compact tui serve completions help bench"
+            opts="-h -V --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help --version put get delete del rm range watch batch stats backup check compact tui serve cluster openapi completions help bench"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +211,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -165,7 +223,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__backup)
-            opts="-h --force --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --force --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,6 +261,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -211,7 +273,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__batch)
-            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,6 +315,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -261,7 +327,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__bench)
-            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --workload --clients --duration --requests --key-size --value-size --keyspace --prefill --read-ratio --batch-size --range-size --no-backoff --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -343,6 +409,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -351,7 +421,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__check)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -387,6 +457,344 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help status promote remove transfer-leader help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help)
+            opts="status promote remove transfer-leader help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__promote)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__help__subcmd__transfer__subcmd__leader)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__promote)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__remove)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__status)
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__cluster__subcmd__transfer__subcmd__leader)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -397,7 +805,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__compact)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -433,6 +841,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -443,7 +855,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__completions)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help bash elvish fish powershell zsh"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,6 +893,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -489,7 +905,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__delete)
-            opts="-h --prefix --range --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --prefix --range --if-revision --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -539,6 +955,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -547,7 +967,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__get)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -585,6 +1005,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -593,7 +1017,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__help)
-            opts="put get delete range watch batch stats backup check compact tui serve bench completions help"
+            opts="put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -662,6 +1086,76 @@ _kvr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvr__subcmd__help__subcmd__cluster)
+            opts="status promote remove transfer-leader"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__promote)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__cluster__subcmd__transfer__subcmd__leader)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvr__subcmd__help__subcmd__compact)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -719,6 +1213,20 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvr__subcmd__help__subcmd__openapi)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -816,8 +1324,58 @@ _kvr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvr__subcmd__openapi)
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-mib)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvr__subcmd__put)
-            opts="-h --if-revision --ttl --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --if-revision --ttl --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -863,6 +1421,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -871,7 +1433,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__range)
-            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -917,6 +1479,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -925,7 +1491,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__serve)
-            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --history --history-bytes --workers --quiet --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --history --history-bytes --workers --quiet --raft-listen --cluster-init --join --learner --advertise-url --advertise-raft --cluster-token --cluster-token-file --heartbeat-ms --election-timeout-ms --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -987,6 +1553,38 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --raft-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --join)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise-raft)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --election-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1017,6 +1615,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1027,7 +1629,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__stats)
-            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1063,6 +1665,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1073,7 +1679,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__tui)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1111,6 +1717,10 @@ _kvr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1119,7 +1729,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__watch)
-            opts="-h --prefix --from-revision --keys-only --progress --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --help"
+            opts="-h --prefix --from-revision --keys-only --progress --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1163,6 +1773,10 @@ _kvr() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -W "linearizable stale" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -44,6 +45,8 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand compact 'Give the --db file''s free space back to the file system (no other process may hold it); prints the size before and after'
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+            cand cluster 'A cluster''s members and leadership (needs --server: any member)'
+            cand openapi 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
             cand bench 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
@@ -59,6 +62,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --json 'Print {"revision":N}'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -72,6 +76,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --json 'Print the key''s JSON line (key, value, revision) instead'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -88,6 +93,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --json 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -104,6 +110,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --json 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -120,6 +127,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --json 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -135,6 +143,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --reverse 'The same keys, in descending order'
             cand --keys-only 'Print only the keys'
             cand --count 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)'
@@ -152,6 +161,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --keys-only 'Leave values out of put events'
             cand --progress 'Print the progress lines too: {"progress_revision":R} means every change up to R was printed'
             cand -h 'Print help'
@@ -167,6 +177,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --json 'Print {"applied":n,"revision":N} on stdout'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -180,6 +191,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --json 'Accepted for symmetry with the other commands: the output is JSON already'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -193,6 +205,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --force 'Replace DEST if it exists'
             cand --json 'Print {"revision":R,"keys":N,"bytes":B} (B: DEST''s size)'
             cand -h 'Print help'
@@ -207,6 +220,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -219,6 +233,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -231,6 +246,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -249,6 +265,14 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --history 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)'
             cand --history-bytes 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached'
             cand --workers 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]'
+            cand --raft-listen 'Turn cluster mode on: node-to-node traffic uses only this address (port 0: any free port; stdout names it after the listening line)'
+            cand --join 'Ask a member (any of these public URLs) to add this node; it catches up as a learner and then votes'
+            cand --advertise-url 'The public URL others use for this node [default: the bound one]'
+            cand --advertise-raft 'The raft address others use for this node [default: the bound one]'
+            cand --cluster-token 'Shared secret of node-to-node traffic (mandatory unless every raft address is loopback)'
+            cand --cluster-token-file 'Read the cluster token from this file (trailing newline removed)'
+            cand --heartbeat-ms 'Leader heartbeat interval, in milliseconds'
+            cand --election-timeout-ms 'Election timeout range, in milliseconds (MIN at least 3 x heartbeat)'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
             cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
@@ -257,9 +281,113 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --allow-unauthenticated 'Allow a non-loopback address without a token'
             cand -q 'No log line per request on stderr'
             cand --quiet 'No log line per request on stderr'
+            cand --cluster-init 'Make this node the first of a new cluster (a file with data brings it in). Ignored on a file that is already a member'
+            cand --learner 'Stay a non-voting learner after joining'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;cluster'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand status 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)'
+            cand promote 'Make a learner a voter'
+            cand remove 'Remove a node from the cluster (it stops serving and exits)'
+            cand transfer-leader 'Hand leadership to a voter'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'kvr;cluster;status'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
+            cand --json 'json'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;cluster;promote'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;cluster;remove'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;cluster;transfer-leader'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'kvr;cluster;help'= {
+            cand status 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)'
+            cand promote 'Make a learner a voter'
+            cand remove 'Remove a node from the cluster (it stops serving and exits)'
+            cand transfer-leader 'Hand leadership to a voter'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'kvr;cluster;help;status'= {
+        }
+        &'kvr;cluster;help;promote'= {
+        }
+        &'kvr;cluster;help;remove'= {
+        }
+        &'kvr;cluster;help;transfer-leader'= {
+        }
+        &'kvr;cluster;help;help'= {
+        }
+        &'kvr;openapi'= {
+            cand --db 'The database file'
+            cand --lock-timeout 'Wait up to SECS for another process to release the database file'
+            cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]'
+            cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'
+            cand --token 'Bearer token: the one to send with --server, or the one `serve` requires'
+            cand --token-file 'Read the token from FILE (trailing newline removed)'
+            cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
+            cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -272,6 +400,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -289,6 +418,8 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand tui 'Browse and edit the database in a full-screen terminal UI (? for keys)'
             cand serve 'Serve the HTTP API: writes are group-committed through a write-ahead log'
             cand bench 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
+            cand cluster 'A cluster''s members and leadership (needs --server: any member)'
+            cand openapi 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -318,6 +449,22 @@ set edit:completion:arg-completer[kvr] = {|@words|
         }
         &'kvr;help;bench'= {
         }
+        &'kvr;help;cluster'= {
+            cand status 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)'
+            cand promote 'Make a learner a voter'
+            cand remove 'Remove a node from the cluster (it stops serving and exits)'
+            cand transfer-leader 'Hand leadership to a voter'
+        }
+        &'kvr;help;cluster;status'= {
+        }
+        &'kvr;help;cluster;promote'= {
+        }
+        &'kvr;help;cluster;remove'= {
+        }
+        &'kvr;help;cluster;transfer-leader'= {
+        }
+        &'kvr;help;openapi'= {
+        }
         &'kvr;help;completions'= {
         }
         &'kvr;help;help'= {
@@ -342,6 +489,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --token-file 'Read the token from FILE (trailing newline removed)'
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
+            cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
             cand --no-backoff 'Retry at once after a 503 instead of waiting the server''s Retry-After (1 s), as a well-behaved client would'
             cand --json 'Print one JSON object'
             cand -h 'Print help'

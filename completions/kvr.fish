@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_kvr_global_optspecs
-    string join \n db= lock-timeout= cache-mib= server= token= token-file= cacert= timeout= h/help V/version
+    string join \n db= lock-timeout= cache-mib= server= token= token-file= cacert= timeout= consistency= h/help V/version
 end
 
 function __fish_kvr_needs_command
@@ -32,6 +32,8 @@ complete -c kvr -n "__fish_kvr_needs_command" -l token -d 'Bearer token: the one
 complete -c kvr -n "__fish_kvr_needs_command" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_needs_command" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_needs_command" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_needs_command" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kvr -n "__fish_kvr_needs_command" -s V -l version -d 'Print version'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
@@ -48,6 +50,8 @@ complete -c kvr -n "__fish_kvr_needs_command" -f -a "check" -d 'Verify the --db 
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "compact" -d 'Give the --db file\'s free space back to the file system (no other process may hold it); prints the size before and after'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "cluster" -d 'A cluster\'s members and leadership (needs --server: any member)'
+complete -c kvr -n "__fish_kvr_needs_command" -f -a "openapi" -d 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
@@ -61,6 +65,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand put" -l token -d 'Bearer token: 
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l json -d 'Print {"revision":N}'
 complete -c kvr -n "__fish_kvr_using_subcommand put" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l db -d 'The database file' -r -F
@@ -71,6 +77,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand get" -l token -d 'Bearer token: 
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand get" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l json -d 'Print the key\'s JSON line (key, value, revision) instead'
 complete -c kvr -n "__fish_kvr_using_subcommand get" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l prefix -d 'Delete every key starting with P (\'\' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched' -r
@@ -84,6 +92,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token -d 'Bearer toke
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l prefix -d 'Delete every key starting with P (\'\' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched' -r
@@ -97,6 +107,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand del" -l token -d 'Bearer token: 
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand del" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l prefix -d 'Delete every key starting with P (\'\' deletes every key), atomically, each delete taking a revision; exit 0 also when none matched' -r
@@ -110,6 +122,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token -d 'Bearer token: t
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l json -d 'Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range)'
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l prefix -d 'Only keys starting with P (intersected with START/END)' -r
@@ -122,6 +136,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand range" -l token -d 'Bearer token
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l reverse -d 'The same keys, in descending order'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l keys-only -d 'Print only the keys'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l count -d 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)'
@@ -136,6 +152,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand watch" -l token -d 'Bearer token
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand watch" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l keys-only -d 'Leave values out of put events'
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l progress -d 'Print the progress lines too: {"progress_revision":R} means every change up to R was printed'
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -s h -l help -d 'Print help'
@@ -148,6 +166,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token -d 'Bearer token
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l json -d 'Print {"applied":n,"revision":N} on stdout'
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l db -d 'The database file' -r -F
@@ -158,6 +178,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token -d 'Bearer token
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l json -d 'Accepted for symmetry with the other commands: the output is JSON already'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l db -d 'The database file' -r -F
@@ -168,6 +190,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token -d 'Bearer toke
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l force -d 'Replace DEST if it exists'
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l json -d 'Print {"revision":R,"keys":N,"bytes":B} (B: DEST\'s size)'
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -s h -l help -d 'Print help'
@@ -179,6 +203,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand check" -l token -d 'Bearer token
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand check" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -188,6 +214,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token -d 'Bearer tok
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -197,6 +225,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token -d 'Bearer token: 
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l listen -d 'Address to listen on (port 0: any free port; the first stdout line names it)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with the certificate chain in this PEM file (leaf first); needs --tls-key' -r -F
@@ -212,6 +242,14 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l memtable-mib -d 'Memor
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l history -d 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l history-bytes -d 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l workers -d 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l raft-listen -d 'Turn cluster mode on: node-to-node traffic uses only this address (port 0: any free port; stdout names it after the listening line)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l join -d 'Ask a member (any of these public URLs) to add this node; it catches up as a learner and then votes' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l advertise-url -d 'The public URL others use for this node [default: the bound one]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l advertise-raft -d 'The raft address others use for this node [default: the bound one]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cluster-token -d 'Shared secret of node-to-node traffic (mandatory unless every raft address is loopback)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cluster-token-file -d 'Read the cluster token from this file (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l heartbeat-ms -d 'Leader heartbeat interval, in milliseconds' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l election-timeout-ms -d 'Election timeout range, in milliseconds (MIN at least 3 x heartbeat)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
@@ -220,9 +258,90 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token -d 'Bearer token
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l allow-unauthenticated -d 'Allow a non-loopback address without a token'
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -s q -l quiet -d 'No log line per request on stderr'
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cluster-init -d 'Make this node the first of a new cluster (a file with data brings it in). Ignored on a file that is already a member'
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l learner -d 'Stay a non-voting learner after joining'
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -f -a "status" -d 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -f -a "promote" -d 'Make a learner a voter'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -f -a "remove" -d 'Remove a node from the cluster (it stops serving and exits)'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -f -a "transfer-leader" -d 'Hand leadership to a voter'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l json
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -s h -l help -d 'Print help'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "status" -d 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "promote" -d 'Make a learner a voter'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a node from the cluster (it stops serving and exits)'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "transfer-leader" -d 'Hand leadership to a voter'
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
@@ -231,22 +350,30 @@ complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token -d 'Bearer
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "watch" -d 'Print changes to keys in [START, END) as JSON lines until interrupted (needs --server). After a dropped connection or a restarted server it resumes where it stopped, through the --server list, never printing an event twice or skipping one'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "backup" -d 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "check" -d 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "compact" -d 'Give the --db file\'s free space back to the file system (no other process may hold it); prints the size before and after'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "put" -d 'Store a value (from VALUE, or stdin to EOF when VALUE is absent)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "get" -d 'Write a key\'s value to stdout, byte for byte'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "delete" -d 'Remove a key (exit 1 if it does not exist), or every key of a prefix or range at once (--prefix, --range), atomically'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "range" -d 'Print keys in [START, END) as JSON lines, from one consistent snapshot'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "watch" -d 'Print changes to keys in [START, END) as JSON lines until interrupted (needs --server). After a dropped connection or a restarted server it resumes where it stopped, through the --server list, never printing an event twice or skipping one'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "batch" -d 'Apply JSON lines atomically: all of them or none, however large (with --server: up to the server\'s batch limits, else exit 2 with nothing written; see --chunk-size)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "stats" -d 'Print {"keys":…,"revision":…,"file_bytes":…}'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "backup" -d 'Copy the database at one revision into a new, compacted database file (through --server while it serves, or from --db)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "check" -d 'Verify the --db file without changing it: storage integrity, every record, the counters, a leftover log (exit 3 on any problem)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "compact" -d 'Give the --db file\'s free space back to the file system (no other process may hold it); prints the size before and after'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "tui" -d 'Browse and edit the database in a full-screen terminal UI (? for keys)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "serve" -d 'Serve the HTTP API: writes are group-committed through a write-ahead log'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "cluster" -d 'A cluster\'s members and leadership (needs --server: any member)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "openapi" -d 'Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves it at /v1/openapi.json (needs no database)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and not __fish_seen_subcommand_from put get delete range watch batch stats backup check compact tui serve bench cluster openapi completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'The members, their roles and replication lag (a table; --json for the JSON of GET /v1/cluster)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "promote" -d 'Make a learner a voter'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "remove" -d 'Remove a node from the cluster (it stops serving and exits)'
+complete -c kvr -n "__fish_kvr_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "transfer-leader" -d 'Hand leadership to a voter'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l workload -d 'What each request does' -r -f -a "put\t''
 get\t''
 range\t''
@@ -271,6 +398,8 @@ complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token -d 'Bearer token
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l cacert -d 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system\'s' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
+stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l no-backoff -d 'Retry at once after a 503 instead of waiting the server\'s Retry-After (1 s), as a well-behaved client would'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l json -d 'Print one JSON object'
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -s h -l help -d 'Print help'

@@ -99,6 +99,26 @@ pub struct Global {
         default_value_t = 30.0
     )]
     pub timeout: f64,
+
+    /// With --server on a cluster: `stale` reads answer from the node's
+    /// own replica (possibly behind, never torn) instead of being
+    /// linearizable.
+    #[arg(
+        long,
+        global = true,
+        env = "KVR_CONSISTENCY",
+        hide_env_values = true,
+        value_enum,
+        default_value = "linearizable"
+    )]
+    pub consistency: Consistency,
+}
+
+/// Read consistency against a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
 }
 
 /// The clap command with what derive cannot say: `bench` ignores `KVR_DB`
@@ -160,9 +180,43 @@ pub enum Command {
     Check(CheckArgs),
     Compact(CompactArgs),
     Tui(TuiArgs),
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     Bench(BenchArgs),
+    Cluster(ClusterCommand),
+    Openapi(OpenapiArgs),
     Completions(CompletionsArgs),
+}
+
+/// A cluster's members and leadership (needs --server: any member).
+#[derive(Debug, Args)]
+pub struct ClusterCommand {
+    #[command(subcommand)]
+    pub action: ClusterAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// The members, their roles and replication lag (a table; --json for
+    /// the JSON of GET /v1/cluster).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a learner a voter.
+    Promote {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Remove a node from the cluster (it stops serving and exits).
+    Remove {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Hand leadership to a voter.
+    TransferLeader {
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
 }
 
 /// Store a value (from VALUE, or stdin to EOF when VALUE is absent).
@@ -354,6 +408,11 @@ pub struct CompactArgs {}
 #[derive(Debug, Args)]
 pub struct TuiArgs {}
 
+/// Print the OpenAPI 3.1 document of the HTTP API, as `kvr serve` serves
+/// it at /v1/openapi.json (needs no database).
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {}
+
 /// Print a shell completion script.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -419,6 +478,58 @@ pub struct ServeArgs {
     /// No log line per request on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Cluster mode: `serve` as one member of a replicated cluster.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Cluster mode")]
+pub struct ClusterArgs {
+    /// Turn cluster mode on: node-to-node traffic uses only this address
+    /// (port 0: any free port; stdout names it after the listening line).
+    #[arg(long, value_name = "ADDR")]
+    pub raft_listen: Option<String>,
+    /// Make this node the first of a new cluster (a file with data brings
+    /// it in). Ignored on a file that is already a member.
+    #[arg(long, conflicts_with = "join", requires = "raft_listen")]
+    pub cluster_init: bool,
+    /// Ask a member (any of these public URLs) to add this node; it
+    /// catches up as a learner and then votes.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        requires = "raft_listen"
+    )]
+    pub join: Vec<String>,
+    /// Stay a non-voting learner after joining.
+    #[arg(long, requires = "join")]
+    pub learner: bool,
+    /// The public URL others use for this node [default: the bound one].
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
+    /// The raft address others use for this node [default: the bound one].
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_raft: Option<String>,
+    /// Shared secret of node-to-node traffic (mandatory unless every raft
+    /// address is loopback).
+    #[arg(
+        long,
+        env = "KVR_CLUSTER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub cluster_token: Option<String>,
+    /// Read the cluster token from this file (trailing newline removed).
+    #[arg(long, value_name = "FILE", conflicts_with = "cluster_token")]
+    pub cluster_token_file: Option<PathBuf>,
+    /// Leader heartbeat interval, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Election timeout range, in milliseconds (MIN at least 3 x heartbeat).
+    #[arg(long, value_name = "MIN-MAX", default_value = "500-1000")]
+    pub election_timeout_ms: String,
 }
 
 /// What `kvr bench` runs.

@@ -6,7 +6,10 @@
 //!   [`Error`] variants the local store returns, by their code.
 //! * Several URLs are tried in order, moving on only when one cannot be
 //!   reached; then `cannot reach kvr server at URL (is kvr serve running?)`
-//!   (exit 5).
+//!   (exit 5). Against a cluster (a member answers with `X-Kvr-Node`), a
+//!   503 `unavailable` and an unreachable member are retried (at the
+//!   leader named by `X-Kvr-Leader` first) until `--timeout`; a write
+//!   whose outcome is unknown is not retried (exit 5, saying so).
 //! * Keys go in the path, percent-encoded, or as `?key=` when a segment is
 //!   `.`, `..` or empty (which URL handling elsewhere could rewrite).
 //! * Ranges are read as an NDJSON stream; a stream that breaks off is an
@@ -35,6 +38,12 @@ pub struct Client {
     agent: Agent,
     urls: Vec<String>,
     token: Option<String>,
+    /// `--timeout`: also bounds the retries against a cluster.
+    timeout: Duration,
+    /// Reads with `?consistency=stale`.
+    stale: bool,
+    /// A server answered as a cluster member: retry through the cluster.
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 /// An error body.
@@ -143,7 +152,112 @@ impl Client {
             .user_agent(concat!("kvr/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Client { agent, urls, token })
+        Ok(Client {
+            agent,
+            urls,
+            token,
+            timeout,
+            stale: false,
+            clustered: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Reads ask for `consistency=stale` (see `--consistency`).
+    pub fn stale_reads(mut self, stale: bool) -> Client {
+        self.stale = stale;
+        self
+    }
+
+    /// `target` with `consistency=stale` when reads may be stale.
+    fn read_target(&self, target: String) -> String {
+        if !self.stale {
+            target
+        } else if target.contains('?') {
+            format!("{target}&consistency=stale")
+        } else {
+            format!("{target}?consistency=stale")
+        }
+    }
+
+    /// [`Client::send`] that rides out a cluster's elections: a 503
+    /// `unavailable` or `overloaded` from a cluster member (the request was
+    /// not applied) is retried, at the leader it names first, then through
+    /// the list, honouring `Retry-After`, until `--timeout`; so is a server
+    /// that cannot be reached once a member has answered. Other answers,
+    /// `outcome_unknown` included, are returned as they are.
+    fn send_retrying(
+        &self,
+        mut request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<(String, Response<Body>)> {
+        use std::sync::atomic::Ordering;
+        let deadline = std::time::Instant::now() + self.timeout;
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut leader: Option<String> = None;
+        loop {
+            let first = leader.take();
+            let mut order: Vec<String> = first.clone().into_iter().collect();
+            order.extend(
+                self.urls
+                    .iter()
+                    .filter(|u| first.as_ref() != Some(*u))
+                    .cloned(),
+            );
+            let mut last: Option<Error> = None;
+            let mut wait = Duration::from_millis(100);
+            for url in &order {
+                match request(&self.agent, url, auth.as_deref()) {
+                    Ok(resp) if resp.headers().contains_key("x-kvr-node") => {
+                        self.clustered.store(true, Ordering::Relaxed);
+                        if resp.status().as_u16() != 503 {
+                            return Ok((url.clone(), resp));
+                        }
+                        if let Some(secs) = resp
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                        {
+                            wait = wait.max(Duration::from_secs(secs));
+                        }
+                        let hint = resp
+                            .headers()
+                            .get("x-kvr-leader")
+                            .and_then(|v| v.to_str().ok())
+                            .map(|v| v.trim_end_matches('/').to_string());
+                        match error_of(url, resp, None) {
+                            e @ Error::Unavailable { .. } => {
+                                if let Some(h) = hint.filter(|h| h != url) {
+                                    // Try the leader at once.
+                                    wait = Duration::ZERO;
+                                    leader = Some(h);
+                                }
+                                last = Some(e);
+                            }
+                            other => return Err(other),
+                        }
+                    }
+                    Ok(resp) => return Ok((url.clone(), resp)),
+                    Err(e) if unreachable(&e) => {
+                        last = Some(Error::Unavailable {
+                            message: format!(
+                                "cannot reach kvr server at {url} (is kvr serve running?)"
+                            ),
+                            overloaded: false,
+                        });
+                    }
+                    Err(e) => return Err(transport_error(url, e)),
+                }
+            }
+            let give_up = !self.clustered.load(Ordering::Relaxed)
+                || std::time::Instant::now() + wait >= deadline;
+            if give_up {
+                return Err(last.unwrap_or_else(|| Error::Unavailable {
+                    message: format!("cannot reach kvr server at {}", self.urls.join(", ")),
+                    overloaded: false,
+                }));
+            }
+            std::thread::sleep(wait.max(Duration::from_millis(50)));
+        }
     }
 
     /// Sends one request to the first server that can be reached.
@@ -243,6 +357,25 @@ impl Client {
         }
     }
 
+    /// `GET` or `POST` of a cluster route (`/v1/cluster...`): its JSON.
+    /// `id` is the node a change names (a 404 then means no such node).
+    pub fn cluster(&self, post: bool, target: &str, id: Option<u64>) -> Result<serde_json::Value> {
+        let (url, resp) = self.send_retrying(|a, url, auth| {
+            if post {
+                with_auth(a.post(format!("{url}{target}")), auth).send_empty()
+            } else {
+                with_auth(a.get(format!("{url}{target}")), auth).call()
+            }
+        })?;
+        if resp.status().as_u16() != 200 {
+            return Err(match (error_of(&url, resp, None), id) {
+                (Error::KeyNotFound { .. }, Some(id)) => Error::NodeNotFound { id },
+                (other, _) => other,
+            });
+        }
+        read_json(&url, resp)
+    }
+
     /// Reads `GET /v1/backup` (format in `crate::backup`), visiting every
     /// entry in key order. `start` is told the backup's revision (from
     /// `X-Kvr-Revision`) before the first entry. Returns the entry count.
@@ -251,8 +384,9 @@ impl Client {
         start: &mut dyn FnMut(u64) -> Result<()>,
         visit: &mut crate::backup::Visit<'_>,
     ) -> Result<u64> {
-        let (url, resp) = self.send(|a, url, auth| {
-            with_auth(a.get(format!("{url}/v1/backup")), auth)
+        let target = self.read_target("/v1/backup".to_string());
+        let (url, resp) = self.send_retrying(|a, url, auth| {
+            with_auth(a.get(format!("{url}{target}")), auth)
                 .header("Accept", crate::backup::CONTENT_TYPE)
                 .call()
         })?;
@@ -402,6 +536,15 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
             message: body.message.clone(),
             overloaded: body.error == "overloaded",
         },
+        "outcome_unknown" => Error::OutcomeUnknown {
+            message: format!(
+                "{}; the write may or may not have been applied",
+                body.message
+            ),
+        },
+        "not_clustered" => Error::NotClustered,
+        "conflict" => Error::Conflict(body.message.clone()),
+        "removed" => Error::Removed(body.message.clone()),
         "no_route" | "method_not_allowed" => Error::Storage(format!(
             "{url} does not look like a kvr server ({}: {})",
             body.error, body.message
@@ -453,9 +596,10 @@ impl Kv for Client {
             // No such key can exist; a local read says "not found" too.
             return Ok(None);
         }
-        let target = Self::key_target(key);
-        let (url, mut resp) =
-            self.send(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
+        let target = self.read_target(Self::key_target(key));
+        let (url, mut resp) = self.send_retrying(|a, url, auth| {
+            with_auth(a.get(format!("{url}{target}")), auth).call()
+        })?;
         match resp.status().as_u16() {
             200 => {}
             404 => match error_of(&url, resp, Some(key)) {
@@ -505,7 +649,7 @@ impl Kv for Client {
             let sep = if target.contains('?') { '&' } else { '?' };
             target.push_str(&format!("{sep}ttl={ttl}"));
         }
-        let (url, resp) = self.send(|a, url, auth| {
+        let (url, resp) = self.send_retrying(|a, url, auth| {
             let req = with_auth(a.put(format!("{url}{target}")), auth);
             condition_headers(req, if_revision).send(value.as_slice())
         })?;
@@ -518,7 +662,7 @@ impl Kv for Client {
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
         limits::check_key(key, None)?;
         let target = Self::key_target(key);
-        let (url, resp) = self.send(|a, url, auth| {
+        let (url, resp) = self.send_retrying(|a, url, auth| {
             let req = with_auth(a.delete(format!("{url}{target}")), auth).force_send_body();
             condition_headers(req, if_revision).send_empty()
         })?;
@@ -537,7 +681,7 @@ impl Kv for Client {
         }
         // An empty prefix (every key) goes as `prefix=`, which the server takes so.
         let target = range_target(query);
-        let (url, resp) = self.send(|a, url, auth| {
+        let (url, resp) = self.send_retrying(|a, url, auth| {
             with_auth(a.delete(format!("{url}{target}")), auth)
                 .force_send_body()
                 .send_empty()
@@ -583,8 +727,8 @@ impl Kv for Client {
         if query.limit == Some(0) {
             return Ok(());
         }
-        let target = range_target(query);
-        let (url, resp) = self.send(|a, url, auth| {
+        let target = self.read_target(range_target(query));
+        let (url, resp) = self.send_retrying(|a, url, auth| {
             with_auth(a.get(format!("{url}{target}")), auth)
                 .header("Accept", "application/x-ndjson")
                 .call()
@@ -597,8 +741,10 @@ impl Kv for Client {
     }
 
     fn stats(&self) -> Result<Stats> {
-        let (url, resp) =
-            self.send(|a, url, auth| with_auth(a.get(format!("{url}/v1/stats")), auth).call())?;
+        let target = self.read_target("/v1/stats".to_string());
+        let (url, resp) = self.send_retrying(|a, url, auth| {
+            with_auth(a.get(format!("{url}{target}")), auth).call()
+        })?;
         if resp.status().as_u16() != 200 {
             return Err(error_of(&url, resp, None));
         }

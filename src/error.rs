@@ -3,8 +3,9 @@
 //! Everything below the command line (the store, the JSON lines parser, later
 //! the HTTP client) returns [`Error`]. The two places that turn an error into
 //! something a user sees sit side by side here: [`Error::exit_code`] for the
-//! CLI and [`Error::http_status`] with [`Error::code`] for the HTTP API. Both
-//! are exhaustive `match`es, so a new variant forces both decisions.
+//! CLI and [`Error::kind`] for the HTTP API, a [`Code`] that has the error
+//! code and its one status. Both are exhaustive `match`es, so a new variant
+//! forces both decisions.
 
 use std::path::PathBuf;
 
@@ -112,6 +113,28 @@ pub enum Error {
     /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
     #[error("{message}")]
     Unavailable { message: String, overloaded: bool },
+
+    /// A write was proposed to the cluster but its fate is unknown
+    /// (leadership lost before commit, the leader went away): exit 5, HTTP
+    /// 503 `outcome_unknown`.
+    #[error("{message}")]
+    OutcomeUnknown { message: String },
+
+    /// A cluster route on a standalone server (exit 2, HTTP 404).
+    #[error("this server is not part of a cluster")]
+    NotClustered,
+
+    /// A join that names an address a current member has (exit 3, HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// A cluster command named a node id the cluster does not have (exit 1, HTTP 404).
+    #[error("no node {id} in this cluster")]
+    NodeNotFound { id: u64 },
+
+    /// This node was removed from its cluster (exit 3, HTTP 503 `removed`).
+    #[error("{0}")]
+    Removed(String),
 }
 
 /// The `expected` text of [`Error::PreconditionFailed`] for a required
@@ -169,10 +192,13 @@ impl Error {
             | Error::DatabaseMissing { .. }
             | Error::DirectoryMissing { .. }
             | Error::Compacted { .. }
+            | Error::NodeNotFound { .. }
             | Error::MostlyFailed {
                 not_found: true, ..
             } => 1,
-            Error::Invalid { .. } | Error::TooLarge { .. } => 2,
+            Error::Invalid { .. } | Error::TooLarge { .. } | Error::NotClustered => 2,
+            Error::Conflict(_) | Error::Removed(_) => 3,
+            Error::OutcomeUnknown { .. } => 5,
             Error::InUse { .. }
             | Error::DiskFull { .. }
             | Error::Io { .. }
@@ -186,50 +212,141 @@ impl Error {
         }
     }
 
-    /// The HTTP status of SPEC "HTTP API".
+    /// The HTTP status of SPEC "HTTP API": the one of [`Error::kind`].
     pub fn http_status(&self) -> u16 {
-        match self {
-            Error::KeyNotFound { .. }
-            | Error::DatabaseMissing { .. }
-            | Error::DirectoryMissing { .. } => 404,
-            Error::Invalid { .. } => 400,
-            Error::Compacted { .. } => 410,
-            Error::TooLarge { .. } => 413,
-            Error::PreconditionFailed { .. } => 412,
-            Error::Unauthorized(_) => 401,
-            Error::DiskFull { .. } => 507,
-            Error::Unavailable { .. } => 503,
-            Error::InUse { .. }
-            | Error::Io { .. }
-            | Error::Corrupt(_)
-            | Error::Storage(_)
-            | Error::MostlyFailed { .. }
-            | Error::Tls(_) => 500,
-        }
+        self.kind().status()
     }
 
     /// The error code of the HTTP error body, read back by the CLI client.
     pub fn code(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The [`Code`] this error is answered with over HTTP.
+    pub fn kind(&self) -> Code {
         match self {
             Error::KeyNotFound { .. }
             | Error::DatabaseMissing { .. }
-            | Error::DirectoryMissing { .. } => "not_found",
-            Error::Invalid { .. } => "bad_request",
-            Error::Compacted { .. } => "compacted",
-            Error::TooLarge { .. } => "payload_too_large",
-            Error::PreconditionFailed { .. } => "precondition_failed",
-            Error::Unauthorized(_) => "unauthorized",
-            Error::DiskFull { .. } => "insufficient_storage",
+            | Error::DirectoryMissing { .. } => Code::NotFound,
+            Error::Invalid { .. } => Code::BadRequest,
+            Error::Compacted { .. } => Code::Compacted,
+            Error::TooLarge { .. } => Code::PayloadTooLarge,
+            Error::PreconditionFailed { .. } => Code::PreconditionFailed,
+            Error::Unauthorized(_) => Code::Unauthorized,
+            Error::DiskFull { .. } => Code::InsufficientStorage,
             Error::Unavailable {
                 overloaded: true, ..
-            } => "overloaded",
-            Error::Unavailable { .. } => "unavailable",
+            } => Code::Overloaded,
+            Error::Unavailable { .. } => Code::Unavailable,
+            Error::OutcomeUnknown { .. } => Code::OutcomeUnknown,
+            Error::NotClustered => Code::NotClustered,
+            Error::Conflict(_) => Code::Conflict,
+            Error::NodeNotFound { .. } => Code::NotFound,
+            Error::Removed(_) => Code::Removed,
             Error::InUse { .. }
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
             | Error::MostlyFailed { .. }
-            | Error::Tls(_) => "internal",
+            | Error::Tls(_) => Code::Internal,
         }
+    }
+}
+
+/// The error codes of the HTTP API (`{"error":CODE,...}`), each with its one
+/// status. [`Code::ALL`] is what the server can answer: the OpenAPI
+/// document's drift test compares it with the codes the document lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    NoRoute,
+    MethodNotAllowed,
+    PreconditionFailed,
+    PayloadTooLarge,
+    Overloaded,
+    Unavailable,
+    InsufficientStorage,
+    Internal,
+    OutcomeUnknown,
+    NotClustered,
+    Conflict,
+    Removed,
+    Compacted,
+}
+
+impl Code {
+    /// Every code, once; a new variant belongs here too.
+    pub const ALL: [Code; 16] = [
+        Code::BadRequest,
+        Code::Unauthorized,
+        Code::NotFound,
+        Code::NoRoute,
+        Code::MethodNotAllowed,
+        Code::PreconditionFailed,
+        Code::PayloadTooLarge,
+        Code::Overloaded,
+        Code::Unavailable,
+        Code::InsufficientStorage,
+        Code::Internal,
+        Code::OutcomeUnknown,
+        Code::NotClustered,
+        Code::Conflict,
+        Code::Removed,
+        Code::Compacted,
+    ];
+
+    /// The code as the error body writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "bad_request",
+            Code::Unauthorized => "unauthorized",
+            Code::NotFound => "not_found",
+            Code::NoRoute => "no_route",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::PreconditionFailed => "precondition_failed",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::Overloaded => "overloaded",
+            Code::Unavailable => "unavailable",
+            Code::InsufficientStorage => "insufficient_storage",
+            Code::Internal => "internal",
+            Code::OutcomeUnknown => "outcome_unknown",
+            Code::NotClustered => "not_clustered",
+            Code::Conflict => "conflict",
+            Code::Removed => "removed",
+            Code::Compacted => "compacted",
+        }
+    }
+
+    /// The HTTP status a response with this code has.
+    pub fn status(self) -> u16 {
+        match self {
+            Code::BadRequest => 400,
+            Code::Unauthorized => 401,
+            Code::NotFound | Code::NoRoute => 404,
+            Code::MethodNotAllowed => 405,
+            Code::PreconditionFailed => 412,
+            Code::PayloadTooLarge => 413,
+            Code::Overloaded | Code::Unavailable | Code::OutcomeUnknown | Code::Removed => 503,
+            Code::NotClustered => 404,
+            Code::Conflict => 409,
+            Code::Compacted => 410,
+            Code::InsufficientStorage => 507,
+            Code::Internal => 500,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Code;
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let mut names: Vec<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
     }
 }

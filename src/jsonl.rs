@@ -18,6 +18,9 @@
 //!   kept);
 //! * `if_revision: N` makes the whole batch conditional on that key's revision
 //!   before the batch (0: absent);
+//! * only `value` and `revision` may be `null`: a null `op`, key, `_b64`
+//!   field or number makes the line bad (a null `if_revision` is no
+//!   condition to drop silently);
 //! * `revision` is accepted and ignored, so range output is valid batch
 //!   input; a put may carry `ttl` (an integer, 1 to 315,360,000 seconds) or
 //!   `expires_at_ms` (Unix milliseconds), not both, so range output keeps
@@ -57,34 +60,66 @@ pub fn show_key(key: &[u8]) -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InputLine<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "string")]
     op: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "string")]
     key: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "string")]
     key_b64: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "any_value")]
     value: Option<&'a RawValue>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "string")]
     value_b64: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number")]
     if_revision: Option<u64>,
     /// Range output carries it; input ignores it.
     #[serde(default, rename = "revision")]
     _revision: Option<IgnoredAny>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number")]
     ttl: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "number")]
     expires_at_ms: Option<u64>,
 }
-
-/// Longest `ttl`, in seconds: ten years (SPEC "Expiry (TTL)").
-const MAX_TTL_SECS: u64 = 315_360_000;
 
 /// `value` is present whatever JSON it holds, `null` included.
 fn any_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
+
+/// A field that, when present, must be a string: `null` is refused like
+/// any other non-string (an absent field is `None` through `default`), so
+/// `"op":null` is not taken for a put. Borrows when the JSON string has no
+/// escapes.
+fn string<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+    d.deserialize_str(Text).map(Some)
+}
+
+/// A field that, when present, must be a whole number: `"if_revision":null`
+/// is refused, never read as "no condition".
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    u64::deserialize(d).map(Some)
+}
+
+/// Longest `ttl`, in seconds: ten years (SPEC "Expiry (TTL)").
+const MAX_TTL_SECS: u64 = 315_360_000;
 
 /// Parses one non-blank input line into an [`Op`].
 pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> {
@@ -297,6 +332,18 @@ mod tests {
         assert_eq!(op.action, Action::Put(b"a\nb".to_vec()));
         let op = parse(r#"{"key":"k","value":null}"#).unwrap();
         assert_eq!(op.action, Action::Put(b"null".to_vec()));
+        // Only `value` (and the ignored `revision`) may be null: a null op
+        // is not a put, a null if_revision not "unconditional".
+        for line in [
+            r#"{"op":null,"key":"k","value":"v"}"#,
+            r#"{"key":"k","value":"v","if_revision":null}"#,
+            r#"{"key":null,"key_b64":"aw==","value":"v"}"#,
+            r#"{"key":"k","value_b64":null,"value":"v"}"#,
+            r#"{"key":"k","value":"v","ttl":null}"#,
+        ] {
+            assert!(parse(line).is_err(), "{line}");
+        }
+        assert!(parse(r#"{"key":"k","value":"v","revision":null}"#).is_ok());
     }
 
     #[test]

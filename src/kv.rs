@@ -79,9 +79,21 @@ impl Drop for LocalKv {
 }
 
 impl LocalKv {
+    /// A cluster member's file takes no writes but through its cluster.
+    fn writable(&self) -> Result<()> {
+        match crate::cluster::start::identity_of(&self.store)? {
+            Some((cluster, node)) => Err(Error::invalid(format!(
+                "this database is node {node} of cluster {cluster}; write through the \
+                 cluster (kvr --server URL)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Deletes what expired (see the type's header), then applies `op`
     /// with conditions judged by the same clock.
     fn apply_one(&self, op: Op) -> Result<Applied> {
+        self.writable()?;
         let now = self.sweep()?;
         self.store
             .apply_at([Ok(op)], Commit::Durable, self.max_value_bytes, Some(now))
@@ -132,11 +144,13 @@ impl Kv for LocalKv {
     }
 
     fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
+        self.writable()?;
         self.sweep()?;
         self.store.delete_range(query)
     }
 
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+        self.writable()?;
         let now = self.sweep()?;
         // Accepted line by line at one clock: a line whose expiry passed
         // is skipped.

@@ -16,6 +16,7 @@
 //! * [`client`]: the HTTP client behind `--server`, another [`kv::Kv`].
 //! * [`backup`]: the `GET /v1/backup` stream format and the writing of a
 //!   backup file.
+//! * [`openapi`]: the OpenAPI document of the HTTP API.
 //! * [`tls`]: certificates and keys for HTTPS, server and clients (rustls).
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
@@ -23,12 +24,14 @@
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod jsonl;
 pub mod kv;
 pub mod limits;
+pub mod openapi;
 pub mod server;
 pub mod store;
 pub mod tls;

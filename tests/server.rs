@@ -26,6 +26,8 @@ mod load;
 mod memory;
 #[path = "server/observe.rs"]
 mod observe;
+#[path = "server/openapi.rs"]
+mod openapi;
 #[path = "server/ops.rs"]
 mod ops;
 #[path = "common/pki.rs"]

@@ -8,10 +8,12 @@ mod backup;
 mod batch;
 mod bench;
 mod check;
+mod cluster;
 mod compact;
 mod completions;
 mod delete;
 mod get;
+mod openapi;
 mod put;
 mod range;
 mod serve;
@@ -52,9 +54,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(args) => backup::run(g, args),
         Command::Check(_) => check::run(g),
         Command::Compact(_) => compact::run(g),
-        Command::Serve(args) => serve::run(g, args),
+        Command::Serve(args) => serve::run(g, *args),
         Command::Bench(args) => bench::run(g, args),
+        Command::Cluster(args) => cluster::run(g, args),
         Command::Tui(args) => tui::run(cli.global, args),
+        Command::Openapi(_) => openapi::run(),
         Command::Completions(args) => completions::run(args),
     }
 }
@@ -63,12 +67,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
     if let Some(servers) = remote(g)? {
         let timeout = seconds(g.timeout, "--timeout")?;
-        return Ok(Box::new(Client::new(
-            servers,
-            token(g)?,
-            timeout,
-            g.cacert.as_deref(),
-        )?));
+        let client = Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?
+            .stale_reads(g.consistency == crate::cli::Consistency::Stale);
+        return Ok(Box::new(client));
     }
     Ok(Box::new(LocalKv {
         store: crate::engine::open_store(&g.db, mode, &store_options(g)?)?.0,

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::server::{self, Limits, State};
 use crate::store::{OpenMode, Store, serve_hint_path};
 
+/// The cluster-mode default of `--max-value-bytes` and `--max-batch-bytes`.
+const CLUSTER_MAX_BYTES: usize = 8 << 20;
+
 pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let token = super::token(g)?;
     let limits = limits_of(g, &args)?;
@@ -44,6 +47,14 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             .local_addr()
             .map_err(|e| Error::io("cannot read the bound address", e))?
     );
+    let cluster = match &args.cluster.raft_listen {
+        Some(raft) => {
+            let (listener, mut opts) = bind_raft(&args, raft, &url)?;
+            opts.client_token = token.clone();
+            Some((listener, opts))
+        }
+        None => None,
+    };
     // Only now that the address is ours: a taken port creates no file.
     let store = open_store(g)?;
     let created = store.created();
@@ -54,9 +65,29 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     // Inside the runtime, so that the writer can start its reply task.
     let opened = std::time::Instant::now();
-    let state = {
-        let _guard = runtime.enter();
-        Arc::new(State::new(store, limits, token, args.quiet)?)
+    let node = cluster.is_some();
+    let state = match cluster {
+        Some((raft_listener, opts)) => {
+            // Both addresses are bound: say so before joining, which may wait.
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "listening on {url}")
+                .and_then(|()| writeln!(out, "raft listening on {}", opts.member.raft))
+                .and_then(|()| out.flush())?;
+            drop(out);
+            let engine_opts =
+                crate::engine::EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
+            let node = runtime.block_on(async {
+                let l = tokio::net::TcpListener::from_std(raft_listener)
+                    .map_err(|e| Error::io("cannot set up the raft listener", e))?;
+                crate::cluster::start::start(store, l, opts, engine_opts).await
+            })?;
+            let _guard = runtime.enter();
+            Arc::new(State::clustered(node, limits, token, args.quiet)?)
+        }
+        None => {
+            let _guard = runtime.enter();
+            Arc::new(State::new(store, limits, token, args.quiet)?)
+        }
     };
     if let Some(r) = state.recovered {
         // After a crash: what the log held, replayed into memory.
@@ -71,9 +102,11 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     }
     let _hint = ServeHint::write(&g.db, &url);
     let stats = state.engine.stats();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
-    drop(out);
+    if !node {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
+        drop(out);
+    }
     let path = std::fs::canonicalize(&g.db).unwrap_or_else(|_| g.db.clone());
     crate::server::log::event(format_args!(
         "kvr serve: serving {} ({} keys, revision {}{}) on {url}{}",
@@ -100,6 +133,9 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             ));
         };
         server::run(listener, state.clone(), tls, shutdown).await;
+        if let Some(node) = &state.cluster {
+            node.stop().await;
+        }
         Ok::<(), Error>(())
     })?;
     crate::server::log::event(format_args!(
@@ -110,6 +146,102 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Opens (or creates) the database.
+/// Binds the raft listener of `--raft-listen` and checks the cluster
+/// flags (before any file is touched).
+fn bind_raft(
+    args: &ServeArgs,
+    raft: &str,
+    url: &str,
+) -> Result<(std::net::TcpListener, crate::cluster::start::Options)> {
+    let c = &args.cluster;
+    let addr = resolve(raft)?;
+    let election_ms = parse_range(&c.election_timeout_ms)?;
+    if c.heartbeat_ms == 0 {
+        return Err(Error::invalid("--heartbeat-ms must be at least 1"));
+    }
+    if election_ms.0 < 3 * c.heartbeat_ms || election_ms.0 >= election_ms.1 {
+        return Err(Error::invalid(format!(
+            "--election-timeout-ms {}: MIN must be at least 3 x --heartbeat-ms ({}) and below MAX",
+            c.election_timeout_ms,
+            3 * c.heartbeat_ms
+        )));
+    }
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::io(format!("cannot listen on {addr} (--raft-listen)"), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("cannot set up the raft listener", e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the bound raft address", e))?;
+    let unspecified = |a: &SocketAddr| a.ip().is_unspecified();
+    if (unspecified(&addr) && c.advertise_raft.is_none())
+        || (resolve(&args.listen).is_ok_and(|a| unspecified(&a)) && c.advertise_url.is_none())
+    {
+        return Err(Error::invalid(
+            "an unspecified bind address (0.0.0.0, ::) needs --advertise-url and              --advertise-raft: the addresses other nodes use",
+        ));
+    }
+    let token = cluster_token(args)?;
+    if token.is_none() && !bound.ip().is_loopback() {
+        return Err(Error::invalid(
+            "a cluster on non-loopback addresses needs --cluster-token, --cluster-token-file              or KVR_CLUSTER_TOKEN",
+        ));
+    }
+    let member = crate::cluster::Member {
+        url: c.advertise_url.clone().unwrap_or_else(|| url.to_string()),
+        raft: c
+            .advertise_raft
+            .clone()
+            .unwrap_or_else(|| bound.to_string()),
+    };
+    Ok((
+        listener,
+        crate::cluster::start::Options {
+            member,
+            init: c.cluster_init,
+            join: c.join.clone(),
+            learner: c.learner,
+            cluster_token: token,
+            client_token: None,
+            heartbeat_ms: c.heartbeat_ms,
+            election_ms,
+        },
+    ))
+}
+
+fn cluster_token(args: &ServeArgs) -> Result<Option<String>> {
+    let c = &args.cluster;
+    let Some(file) = &c.cluster_token_file else {
+        return Ok(c.cluster_token.clone().filter(|t| !t.is_empty()));
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::io(
+            format!("cannot read the cluster token file {}", file.display()),
+            e,
+        )
+    })?;
+    let token = text.trim_end_matches(['\n', '\r']);
+    if token.is_empty() {
+        return Err(Error::invalid(format!(
+            "the cluster token file {} is empty",
+            file.display()
+        )));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// `MIN-MAX` in milliseconds.
+fn parse_range(text: &str) -> Result<(u64, u64)> {
+    text.split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "--election-timeout-ms {text:?}: give MIN-MAX in milliseconds, e.g. 500-1000"
+            ))
+        })
+}
+
 fn open_store(g: &Global) -> Result<Store> {
     // The log of a crashed server is replayed by the engine (into memory).
     Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)
@@ -138,10 +270,23 @@ fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
             Ok(n)
         }
     };
+    // In cluster mode one request is one Raft entry: huge entries delay
+    // heartbeats, so the defaults are 8 MiB there.
+    let clustered = args.cluster.raft_listen.is_some();
+    let cluster_default = |given: usize, id: &str| {
+        if clustered && !crate::cli::given_on_command_line(id) {
+            given.min(CLUSTER_MAX_BYTES)
+        } else {
+            given
+        }
+    };
     Ok(Limits {
-        max_value_bytes: args.max_value_bytes,
+        max_value_bytes: cluster_default(args.max_value_bytes, "max_value_bytes"),
         max_batch_ops: positive(args.max_batch_ops, "--max-batch-ops")?,
-        max_batch_bytes: positive(args.max_batch_bytes, "--max-batch-bytes")?,
+        max_batch_bytes: positive(
+            cluster_default(args.max_batch_bytes, "max_batch_bytes"),
+            "--max-batch-bytes",
+        )?,
         queue_size: positive(args.queue_size, "--queue-size")?,
         max_connections: positive(args.max_connections, "--max-connections")?,
         header_timeout: super::seconds(args.header_timeout, "--header-timeout")?,

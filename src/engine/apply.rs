@@ -48,6 +48,10 @@ pub struct EngineWriter {
     log: Option<Box<dyn Log>>,
     /// The bytes of the kept history (see [`HistoryMark`]).
     history_bytes: u64,
+    /// Applying a replicated log: limits were checked by the leader when
+    /// it accepted each write, and a node's own limits must not make it
+    /// decide differently.
+    replicated: bool,
 }
 
 /// A key's revision and expiry when present.
@@ -62,7 +66,15 @@ impl EngineWriter {
             engine,
             log: Some(log),
             history_bytes,
+            replicated: false,
         }
+    }
+
+    /// This writer, applying a replicated log (see the field).
+    pub(super) fn into_replicated(mut self) -> EngineWriter {
+        self.log = Some(Box::new(super::NoLog));
+        self.replicated = true;
+        self
     }
 
     /// The engine this writer writes.
@@ -97,8 +109,8 @@ impl EngineWriter {
             // A replayed log was within the limits when it was written, whatever
             // they are now.
             let max = match self.log {
-                Some(_) => engine.opts.max_value_bytes,
-                None => usize::MAX,
+                Some(_) if !self.replicated => engine.opts.max_value_bytes,
+                _ => usize::MAX,
             };
             for req in &mut requests {
                 let expanded = match req.delete_range.take() {
@@ -244,6 +256,53 @@ impl EngineWriter {
         self.log = log;
         outcome?.pop().unwrap_or(Ok(Applied::default()))?;
         Ok(self.engine.revision())
+    }
+
+    /// Records the cluster state machine's marker for the state reached by
+    /// the groups written so far: it is flushed with them.
+    pub fn set_applied(&mut self, marker: Vec<u8>) {
+        self.engine.read_tables().live.set_applied(marker);
+    }
+
+    /// Flushes every table now and waits for it; `false` when a flush
+    /// failed. (A Raft snapshot covers only what is durable.)
+    pub fn flush_all(&mut self) -> Result<bool> {
+        self.freeze_nonempty()?;
+        Ok(self.engine.wait_flushed())
+    }
+
+    /// Replaces the whole state with `items` at `revision` (installing a
+    /// Raft snapshot): every table is flushed first, then the store is
+    /// replaced in one commit and readers move to it at once.
+    pub fn replace_all(
+        &mut self,
+        revision: u64,
+        marker: &[u8],
+        fill: impl FnOnce(&mut crate::backup::Visit<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if !self.flush_all()? {
+            return Err(Error::Storage(
+                "cannot install a snapshot: a flush failed".into(),
+            ));
+        }
+        let keys = self.engine.store.replace_all(revision, marker, fill)?;
+        let base = Arc::new(self.engine.store.snapshot()?.reader()?);
+        {
+            let mut t = self.engine.write_tables();
+            t.base = base;
+            self.engine.keys.store(keys, Ordering::Release);
+            self.engine.revision.store(revision, Ordering::Release);
+            // The history starts after the snapshot (see `Store::replace_all`).
+            self.engine.oldest.store(revision + 1, Ordering::Release);
+        }
+        self.history_bytes = 0;
+        self.engine
+            .expiring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.engine.notify.send_replace(revision);
+        Ok(())
     }
 
     /// Freezes the live table for a flush when it is due: it holds

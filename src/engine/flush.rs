@@ -72,7 +72,11 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 }
 
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
-    let revision = table.last_revision();
+    // A table with only a cluster marker has no revision of its own.
+    let revision = table
+        .last_revision()
+        .max(engine.read_tables().base.revision());
+    let applied = table.applied();
     let mark = table.mark();
     let mut events = |store: &mut crate::store::StoreEvent<'_>| -> Result<()> {
         table.with_events(|events| {
@@ -97,7 +101,9 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
                 .map(|val| (val, v.revision, v.expires_at_ms));
             (k, item)
         });
-        engine.store.write_table(items, revision, history)
+        engine
+            .store
+            .write_table(items, revision, history, applied.as_deref())
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
     {

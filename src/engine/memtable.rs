@@ -73,6 +73,9 @@ pub struct Memtable {
     /// The events of the writes, in revision order.
     events: RwLock<Vec<Event>>,
     mark: std::sync::Mutex<HistoryMark>,
+    /// The cluster state machine's marker for the state this table ends
+    /// at (`store::cluster`): flushed with the table.
+    applied: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl Default for Memtable {
@@ -90,6 +93,7 @@ impl Memtable {
             first_write: std::sync::OnceLock::new(),
             events: RwLock::new(Vec::new()),
             mark: std::sync::Mutex::new(HistoryMark::default()),
+            applied: std::sync::Mutex::new(None),
         }
     }
 
@@ -128,8 +132,24 @@ impl Memtable {
         self.last_revision.load(Ordering::Acquire)
     }
 
+    /// Whether the table holds nothing to flush: no version, no marker.
     pub fn is_empty(&self) -> bool {
-        self.last_revision() == 0
+        self.last_revision() == 0 && self.applied().is_none()
+    }
+
+    /// Records the state machine's marker for the state after the last
+    /// group inserted (see the field).
+    pub fn set_applied(&self, marker: Vec<u8>) {
+        let _ = self.first_write.set(Instant::now());
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = Some(marker);
+    }
+
+    /// The marker set last, if any.
+    pub fn applied(&self) -> Option<Vec<u8>> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// When the first write went into the table.

@@ -47,7 +47,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use apply::{EngineWriter, Request, copy_error};
-pub use log::{Log, Release};
+pub use log::{Log, NoLog, Release};
 pub use memtable::{Memtable, Version};
 
 pub use snapshot::Snapshot;
@@ -219,6 +219,17 @@ impl Engine {
         *engine.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some(flusher);
         let writer = EngineWriter::new(engine.clone(), log, history_bytes);
         Ok((engine, writer))
+    }
+
+    /// Starts an engine whose writes come from a replicated log (cluster
+    /// mode): no log of its own, no limits of its own (see
+    /// `EngineWriter::into_replicated`).
+    pub fn start_replicated(
+        store: Arc<Store>,
+        opts: EngineOptions,
+    ) -> Result<(Arc<Engine>, EngineWriter)> {
+        let (engine, writer) = Engine::start(store, Box::new(NoLog), opts)?;
+        Ok((engine, writer.into_replicated()))
     }
 
     /// Starts an engine over a store whose log in `dir` may hold writes a

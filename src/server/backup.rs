@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, Uri, header};
+use http::{HeaderValue, Response, header};
 use tokio::sync::mpsc;
 
 use super::State;
@@ -18,7 +18,7 @@ use super::body::{Body, streamed};
 use super::routes::REVISION;
 use crate::backup;
 use crate::engine::Snapshot;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::types::RangeQuery;
 
 /// Bytes per chunk sent: as for range streams.
@@ -26,17 +26,8 @@ const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks buffered between the reader and the connection (256 KiB).
 const CHANNEL_CHUNKS: usize = 4;
 
-pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
-    // The route takes no parameters: any is unknown, a 400 naming it.
-    if let Some(part) = uri
-        .query()
-        .and_then(|q| q.split('&').find(|p| !p.is_empty()))
-    {
-        let name = part.split_once('=').map_or(part, |(n, _)| n);
-        return Err(Error::invalid(format!(
-            "unknown query parameter {name}: /v1/backup takes none"
-        )));
-    }
+/// The route takes no parameters: the router refused any (`routes::ROUTES`).
+pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {
     let (snap, revision) = state.snapshot()?;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || produce(&snap, revision, &tx));

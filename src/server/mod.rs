@@ -6,7 +6,8 @@
 //!
 //! * `conn`: accept loop, connection cap, idle and header timeouts, the
 //!   TLS handshake, graceful shutdown;
-//! * `routes`: routing, authentication order, the point routes; `range`:
+//! * `routes`: [`ROUTES`], the one list of paths, methods and query
+//!   parameters; routing, authentication order, the point routes; `range`:
 //!   pages and NDJSON streams;
 //! * `backup`: the `GET /v1/backup` stream;
 //! * `watch`: the `GET /v1/watch` change feed;
@@ -53,7 +54,7 @@ use tokio::net::TcpListener;
 pub use limits::Limits;
 use log::AccessLog;
 use metrics::Metrics;
-pub use routes::EXPIRES_AT;
+pub use routes::{EXPIRES_AT, ROUTES, Route, RouteDef};
 use writer::Writer;
 
 use crate::engine::{Engine, EngineOptions, Snapshot};
@@ -66,7 +67,8 @@ pub struct State {
     pub writer: Writer,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
-    /// The bearer token every route but `/healthz` requires, if any.
+    /// The bearer token every route but `/healthz` and `/v1/openapi.json`
+    /// requires, if any.
     pub token: Option<String>,
     /// The per-request log; `None` with `--quiet`.
     pub access_log: Option<AccessLog>,
@@ -77,6 +79,8 @@ pub struct State {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Open watch streams (they pace their reads by it).
     pub watchers: Arc<std::sync::atomic::AtomicUsize>,
+    /// Cluster mode: this member.
+    pub cluster: Option<Arc<crate::cluster::node::Node>>,
 }
 
 impl State {
@@ -103,6 +107,38 @@ impl State {
             closing: tokio::sync::watch::Sender::new(false),
             watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             recovered,
+            cluster: None,
+            engine,
+            writer,
+            limits,
+            metrics,
+            token,
+            access_log,
+        })
+    }
+
+    /// The state of a cluster member: its engine is applied to by Raft.
+    pub fn clustered(
+        node: Arc<crate::cluster::node::Node>,
+        limits: Limits,
+        token: Option<String>,
+        quiet: bool,
+    ) -> Result<State> {
+        let engine = node.engine.clone();
+        let metrics = Arc::new(Metrics::new(engine.revision()));
+        let writer = Writer::replicated(node.clone(), limits.queue_size, metrics.clone());
+        let access_log = if quiet {
+            None
+        } else {
+            let log = AccessLog::start(metrics.clone())
+                .map_err(|e| crate::error::Error::io("cannot start the access log thread", e))?;
+            Some(log)
+        };
+        Ok(State {
+            closing: tokio::sync::watch::Sender::new(false),
+            watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            recovered: None,
+            cluster: Some(node),
             engine,
             writer,
             limits,

@@ -13,15 +13,15 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::body::{Body, full};
-use crate::error::{Error, expected_revision};
+use crate::error::{Code, Error, expected_revision};
 
 /// What a request can fail with: a store error, or a routing one.
 #[derive(Debug)]
 pub enum ApiError {
     Kv(Error),
     NoRoute,
-    /// The methods the route does allow.
-    MethodNotAllowed(&'static str),
+    /// The methods the route does allow, as the `Allow` header lists them.
+    MethodNotAllowed(String),
 }
 
 impl From<Error> for ApiError {
@@ -51,16 +51,17 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
     match err {
         ApiError::NoRoute => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": "no_route", "message": "no such route; see the HTTP API in the README"}),
+            &json!({"error": Code::NoRoute.as_str(), "message": "no such route; see the HTTP API in the README"}),
         ),
         ApiError::MethodNotAllowed(allow) => {
             let mut resp = json_response(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": "method_not_allowed",
+                &json!({"error": Code::MethodNotAllowed.as_str(),
                         "message": format!("this route takes {allow}")}),
             );
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                resp.headers_mut().insert(header::ALLOW, value);
+            }
             resp
         }
         ApiError::Kv(e) => kv_error_response(e),

@@ -1,9 +1,11 @@
 //! Routing and the handlers of the point routes: `/v1/kv/{key}`,
-//! `/v1/batch`, `/v1/stats`, `/healthz`, `/readyz`, `/metrics`. Ranges are in
-//! `range.rs`.
+//! `/v1/batch`, `/v1/stats`, `/healthz`, `/readyz`, `/metrics`,
+//! `/v1/openapi.json`. Ranges are in `range.rs`.
 //!
-//! [`handle`] wraps every request: authentication first, then the route,
-//! then the `X-Kvr-Revision` header, metrics and the log line.
+//! [`ROUTES`] is the one list of paths, methods and query parameters.
+//! [`handle`] wraps every request: authentication first, then the route
+//! (its method and parameters checked against [`ROUTES`]), then the
+//! `X-Kvr-Revision` header, metrics and the log line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,43 +38,231 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    OpenApi,
     Kv,
     Range,
     Batch,
     Stats,
     Backup,
     Watch,
+    Cluster,
+    ClusterJoin,
+    /// `/v1/cluster/promote`, `/remove`, `/transfer-leader`.
+    ClusterAdmin,
     Unknown,
 }
 
-impl Route {
-    fn of(path: &str) -> Route {
-        match path {
-            "/healthz" => Route::Healthz,
-            "/readyz" => Route::Readyz,
-            "/metrics" => Route::Metrics,
-            "/v1/kv" => Route::Kv,
-            "/v1/range" => Route::Range,
-            "/v1/batch" => Route::Batch,
-            "/v1/stats" => Route::Stats,
-            "/v1/backup" => Route::Backup,
-            "/v1/watch" => Route::Watch,
-            p if p.starts_with("/v1/kv/") => Route::Kv,
-            _ => Route::Unknown,
+/// One path of the HTTP API: the methods it answers and the query
+/// parameters each takes (any other is a 400 naming it).
+#[derive(Debug)]
+pub struct RouteDef {
+    pub route: Route,
+    /// The path as the OpenAPI document writes it; a trailing `{key}` is
+    /// the rest of the path, percent-encoded, `/` included.
+    pub path: &'static str,
+    /// Whether a server with a token requires it here.
+    pub needs_token: bool,
+    /// Each method with the query parameters it takes.
+    pub methods: &'static [(Method, &'static [&'static str])],
+}
+
+const GET_HEAD: &[(Method, &[&str])] = &[(Method::GET, &[]), (Method::HEAD, &[])];
+
+/// Reads take `consistency` (`stale` or `linearizable`) in every mode.
+const READ: &[(Method, &[&str])] = &[
+    (Method::GET, &["consistency"]),
+    (Method::HEAD, &["consistency"]),
+];
+
+/// The parameters of `GET /v1/watch`.
+const WATCH_PARAMS: &[&str] = &[
+    "start",
+    "end",
+    "prefix",
+    "from_revision",
+    "keys_only",
+    "progress",
+    "consistency",
+];
+
+/// The `id` of a cluster change.
+const CLUSTER_CHANGE: &[(Method, &[&str])] = &[(Method::POST, &["id"])];
+
+/// The parameters of `GET /v1/range`.
+const RANGE_PARAMS: &[&str] = &[
+    "start",
+    "end",
+    "prefix",
+    "limit",
+    "cursor",
+    "reverse",
+    "keys_only",
+    "consistency",
+];
+
+/// Every route of the server, the one list routing, `405`s with their
+/// `Allow`, unknown-parameter `400`s and authentication read, and the one
+/// the OpenAPI document's drift test compares with the document. A new
+/// route is one entry here and one arm in `dispatch`.
+pub const ROUTES: &[RouteDef] = &[
+    RouteDef {
+        route: Route::Healthz,
+        path: "/healthz",
+        needs_token: false,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::Readyz,
+        path: "/readyz",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::Metrics,
+        path: "/metrics",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::OpenApi,
+        path: "/v1/openapi.json",
+        needs_token: false,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::Kv,
+        path: "/v1/kv/{key}",
+        needs_token: true,
+        methods: &[
+            (Method::GET, &["consistency"]),
+            (Method::HEAD, &["consistency"]),
+            (Method::PUT, &["ttl"]),
+            (Method::DELETE, &[]),
+        ],
+    },
+    RouteDef {
+        route: Route::Kv,
+        path: "/v1/kv",
+        needs_token: true,
+        methods: &[
+            (Method::GET, &["key", "consistency"]),
+            (Method::HEAD, &["key", "consistency"]),
+            (Method::PUT, &["key", "ttl"]),
+            (Method::DELETE, &["key"]),
+        ],
+    },
+    RouteDef {
+        route: Route::Range,
+        path: "/v1/range",
+        needs_token: true,
+        methods: &[
+            (Method::GET, RANGE_PARAMS),
+            (Method::HEAD, RANGE_PARAMS),
+            (Method::DELETE, &["start", "end", "prefix"]),
+        ],
+    },
+    RouteDef {
+        route: Route::Batch,
+        path: "/v1/batch",
+        needs_token: true,
+        methods: &[(Method::POST, &[])],
+    },
+    RouteDef {
+        route: Route::Stats,
+        path: "/v1/stats",
+        needs_token: true,
+        methods: READ,
+    },
+    RouteDef {
+        route: Route::Backup,
+        path: "/v1/backup",
+        needs_token: true,
+        methods: READ,
+    },
+    RouteDef {
+        route: Route::Watch,
+        path: "/v1/watch",
+        needs_token: true,
+        methods: &[(Method::GET, WATCH_PARAMS)],
+    },
+    RouteDef {
+        route: Route::Cluster,
+        path: "/v1/cluster",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+    RouteDef {
+        route: Route::ClusterJoin,
+        path: "/v1/cluster/join",
+        needs_token: true,
+        methods: &[(Method::POST, &[])],
+    },
+    RouteDef {
+        route: Route::ClusterAdmin,
+        path: "/v1/cluster/promote",
+        needs_token: true,
+        methods: CLUSTER_CHANGE,
+    },
+    RouteDef {
+        route: Route::ClusterAdmin,
+        path: "/v1/cluster/remove",
+        needs_token: true,
+        methods: CLUSTER_CHANGE,
+    },
+    RouteDef {
+        route: Route::ClusterAdmin,
+        path: "/v1/cluster/transfer-leader",
+        needs_token: true,
+        methods: CLUSTER_CHANGE,
+    },
+];
+
+impl RouteDef {
+    /// The route of a raw request path, if it is one.
+    pub fn of(path: &str) -> Option<&'static RouteDef> {
+        ROUTES.iter().find(|d| d.matches(path))
+    }
+
+    /// Whether `path` (the raw request path) is this route's.
+    fn matches(&self, path: &str) -> bool {
+        match self.path.strip_suffix("{key}") {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == self.path,
         }
     }
 
+    /// The query parameters `method` takes here, or `None` if the route
+    /// does not answer it.
+    fn params(&self, method: &Method) -> Option<&'static [&'static str]> {
+        self.methods
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, params)| *params)
+    }
+
+    /// The `Allow` header of a 405.
+    fn allow(&self) -> String {
+        let names: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+impl Route {
     fn name(self) -> &'static str {
         match self {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
             Route::Kv => "kv",
             Route::Range => "range",
             Route::Batch => "batch",
             Route::Stats => "stats",
             Route::Backup => "backup",
             Route::Watch => "watch",
+            Route::Cluster => "cluster",
+            Route::ClusterJoin => "cluster_join",
+            Route::ClusterAdmin => "cluster_admin",
             Route::Unknown => "no_route",
         }
     }
@@ -81,13 +271,16 @@ impl Route {
 /// Answers one request. Never fails: every error becomes its response.
 pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let route = Route::of(req.uri().path());
+    let def = RouteDef::of(req.uri().path());
+    let route = def.map_or(Route::Unknown, |d| d.route);
+    // An unknown path asks for the token too: it tells nothing otherwise.
+    let needs_token = def.is_none_or(|d| d.needs_token);
     let log_target = state
         .access_log
         .as_ref()
         .map(|_| (req.method().clone(), Target::of(req.uri())));
-    let mut resp = match super::auth::check(state.token.as_deref(), route, req.headers()) {
-        Ok(()) => dispatch(&state, route, req)
+    let mut resp = match super::auth::check(state.token.as_deref(), needs_token, req.headers()) {
+        Ok(()) => dispatch(&state, def, req)
             .await
             .unwrap_or_else(|e| error_response(&e)),
         Err(e) => error_response(&e.into()),
@@ -100,6 +293,14 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     } else if !matches!(route, Route::Healthz | Route::Readyz) && !headers.contains_key(REVISION) {
         headers.insert(REVISION, HeaderValue::from(state.metrics.revision()));
+    }
+    if let Some(node) = &state.cluster {
+        headers.insert(NODE, HeaderValue::from(node.me.node_id));
+        if let Some((_, leader)) = node.leader()
+            && let Ok(url) = HeaderValue::from_str(&leader.url)
+        {
+            headers.insert(LEADER, url);
+        }
     }
     let took = started.elapsed();
     state
@@ -121,32 +322,75 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
 /// The revision header every response but 401s, `/healthz` and `/readyz`
 /// carries.
 pub const REVISION: &str = "x-kvr-revision";
+/// In cluster mode: the node that answered.
+pub const NODE: &str = "x-kvr-node";
+/// In cluster mode: the leader's URL, when one is known.
+pub const LEADER: &str = "x-kvr-leader";
+
+/// Whether a read may be stale (`?consistency=stale`).
+fn stale(query: &Query) -> Result<bool> {
+    match query.get("consistency") {
+        None | Some(b"linearizable") => Ok(false),
+        Some(b"stale") => Ok(true),
+        Some(other) => Err(Error::invalid(format!(
+            "consistency must be stale or linearizable, not {:?}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
 
 async fn dispatch(
     state: &Arc<State>,
-    route: Route,
+    def: Option<&'static RouteDef>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    if !matches!(
-        route,
-        Route::Kv | Route::Range | Route::Watch | Route::Unknown
-    ) {
-        Query::parse(req.uri().query())?.only(&[])?;
+    let def = def.ok_or(ApiError::NoRoute)?;
+    let params = def
+        .params(&method)
+        .ok_or_else(|| ApiError::MethodNotAllowed(def.allow()))?;
+    let query = Query::parse(req.uri().query())?;
+    query.only(params)?;
+    if let Some(node) = &state.cluster
+        && !matches!(def.route, Route::Healthz | Route::Metrics | Route::OpenApi)
+    {
+        node.check_member()?;
     }
-    match route {
-        Route::Healthz if is_get(&method) => Ok(text(StatusCode::OK, "ok", "text/plain")),
+    if params.contains(&"consistency") {
+        let stale = stale(&query)?;
+        if let Some(node) = &state.cluster
+            && !stale
+        {
+            node.read_barrier().await?;
+        }
+    }
+    match def.route {
+        Route::Healthz => Ok(text(StatusCode::OK, "ok", "text/plain")),
         // Standalone, a server is ready once it listens: recovery ran before.
-        Route::Readyz if is_get(&method) => Ok(text(StatusCode::OK, "ready", "text/plain")),
-        Route::Metrics if is_get(&method) => {
+        Route::Readyz => match state.cluster.as_ref().map(|n| n.ready()) {
+            Some(Err(why)) => Ok(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "unavailable", "message": why}),
+            )),
+            _ => Ok(text(StatusCode::OK, "ready", "text/plain")),
+        },
+        Route::Cluster => match &state.cluster {
+            Some(node) => Ok(json_response(StatusCode::OK, &node.status())),
+            None => Err(Error::NotClustered.into()),
+        },
+        Route::ClusterJoin => Ok(join(state, req).await?),
+        Route::ClusterAdmin => Ok(cluster_admin(state, req.uri()).await?),
+        Route::Metrics => {
             let stats = state.engine.stats();
             let mut body = state.metrics.render(Some((stats.file_bytes, stats.keys)));
             body.push_str(&state.engine.metrics());
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
-        Route::Healthz | Route::Readyz | Route::Metrics => {
-            Err(ApiError::MethodNotAllowed("GET, HEAD"))
-        }
+        Route::OpenApi => Ok(text(
+            StatusCode::OK,
+            crate::openapi::DOCUMENT,
+            crate::openapi::CONTENT_TYPE,
+        )),
         Route::Kv if is_get(&method) => Ok(get(
             state,
             req.uri(),
@@ -154,21 +398,15 @@ async fn dispatch(
             method == Method::HEAD,
         )?),
         Route::Kv if method == Method::PUT => Ok(put(state, req).await?),
-        Route::Kv if method == Method::DELETE => Ok(delete(state, req.uri(), req.headers()).await?),
-        Route::Kv => Err(ApiError::MethodNotAllowed("GET, HEAD, PUT, DELETE")),
+        Route::Kv => Ok(delete(state, req.uri(), req.headers()).await?),
         Route::Range if is_get(&method) => {
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }
-        Route::Range if method == Method::DELETE => {
-            Ok(super::range::delete(state, req.uri()).await?)
-        }
-        Route::Stats if is_get(&method) => Ok(stats(state)?),
-        Route::Backup if is_get(&method) => Ok(super::backup::handle(state, req.uri())?),
-        Route::Watch if is_get(&method) => Ok(super::watch::handle(state, req.uri())?),
-        Route::Range => Err(ApiError::MethodNotAllowed("GET, HEAD, DELETE")),
-        Route::Stats | Route::Backup | Route::Watch => Err(ApiError::MethodNotAllowed("GET, HEAD")),
-        Route::Batch if method == Method::POST => Ok(batch(state, req).await?),
-        Route::Batch => Err(ApiError::MethodNotAllowed("POST")),
+        Route::Range => Ok(super::range::delete(state, req.uri()).await?),
+        Route::Stats => Ok(stats(state)?),
+        Route::Backup => Ok(super::backup::handle(state)?),
+        Route::Watch => Ok(super::watch::handle(state, req.uri())?),
+        Route::Batch => Ok(batch(state, req).await?),
         Route::Unknown => Err(ApiError::NoRoute),
     }
 }
@@ -185,18 +423,61 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
     resp
 }
 
+/// `POST /v1/cluster/{promote,remove,transfer-leader}?id=N`.
+async fn cluster_admin(state: &State, uri: &Uri) -> Result<Response<Body>> {
+    use crate::cluster::node::Admin;
+    let Some(node) = &state.cluster else {
+        return Err(Error::NotClustered);
+    };
+    let id = Query::parse(uri.query())?
+        .number("id")?
+        .ok_or_else(|| Error::invalid("give the node id: ?id=N"))?;
+    let op = match uri.path() {
+        "/v1/cluster/promote" => Admin::Promote(id),
+        "/v1/cluster/remove" => Admin::Remove(id),
+        _ => Admin::TransferLeader(id),
+    };
+    node.admin(op).await?;
+    Ok(json_response(StatusCode::OK, &node.status()))
+}
+
+/// `POST /v1/cluster/join`: a new node asks to be added (see
+/// `cluster::node::JoinRequest`); it presents the cluster token.
+async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
+    let Some(node) = &state.cluster else {
+        return Err(Error::NotClustered);
+    };
+    if let Some(token) = &node.me.token {
+        let given = req
+            .headers()
+            .get(crate::cluster::CLUSTER_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(token.as_str()) {
+            return Err(Error::Unauthorized(
+                "joining needs the cluster token (--cluster-token)".into(),
+            ));
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let body = read_limited(&parts.headers, body, 64 << 10, || {
+        body_too_large("a join request", 64 << 10, "(fixed)")
+    })
+    .await?;
+    let join: crate::cluster::node::JoinRequest = serde_json::from_slice(&body)
+        .map_err(|e| Error::invalid(format!("bad join request: {e}")))?;
+    let answer = node.join(join).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"cluster_id": answer.cluster_id, "node_id": answer.node_id}),
+    ))
+}
+
 /// The header that carries a key's expiry (Unix ms) on reads.
 pub const EXPIRES_AT: &str = "x-kvr-expires-at";
 
 /// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
 fn key_of(uri: &Uri) -> Result<Vec<u8>> {
-    key_and(uri, &["key"])
-}
-
-/// The key of a request that also takes the query parameters `params`.
-fn key_and(uri: &Uri, params: &[&str]) -> Result<Vec<u8>> {
     let query = Query::parse(uri.query())?;
-    query.only(params)?;
     let in_path = uri.path().strip_prefix("/v1/kv/").filter(|k| !k.is_empty());
     let key = match (in_path, query.get("key")) {
         (Some(_), Some(_)) => {
@@ -251,7 +532,9 @@ fn etag(revision: u64) -> HeaderValue {
 
 /// Whether a read's `If-None-Match` matches the key's revision: `*`, or a
 /// list of entity tags with `"N"` among them (weak `W/"N"` alike, RFC 9110
-/// section 13.1.2). A tag that is not quoted is a 400.
+/// section 13.1.2). A tag that is not quoted is a 400; empty list elements
+/// (an empty header, `"1", ,"2"`) are ignored, as RFC 9110 section 5.6.1.2
+/// asks of a recipient.
 fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
     let Some(value) = headers.get(header::IF_NONE_MATCH) else {
         return Ok(false);
@@ -261,7 +544,7 @@ fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
         return Ok(true);
     }
     let mut hit = false;
-    for tag in text.split(',').map(str::trim) {
+    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let Some(inner) = tag
             .strip_prefix("W/")
             .unwrap_or(tag)
@@ -342,7 +625,7 @@ fn written(revision: u64) -> Response<Body> {
 
 async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
-    let key = key_and(&parts.uri, &["key", "ttl"])?;
+    let key = key_of(&parts.uri)?;
     let ttl = ttl_of(&parts.uri)?;
     let (if_revision, must_exist) = condition(&parts.headers)?;
     let max = state.limits.max_value_bytes;
@@ -453,7 +736,7 @@ mod tests {
     use http::{HeaderMap, HeaderValue, header};
     use proptest::prelude::*;
 
-    use super::condition;
+    use super::{condition, none_match};
     use crate::error::Error;
 
     fn headers(if_match: Option<&[u8]>, if_none_match: Option<&[u8]>) -> Option<HeaderMap> {
@@ -492,6 +775,16 @@ mod tests {
         // Not UTF-8: refused, not a panic.
         let h = headers(Some(b"\"\xff\""), None).unwrap();
         assert!(matches!(condition(&h), Err(Error::Invalid { .. })));
+    }
+
+    #[test]
+    fn empty_if_none_match_elements_are_ignored() {
+        let h = |v: &str| headers(None, Some(v.as_bytes())).unwrap();
+        assert!(!none_match(&h(""), 3).unwrap());
+        assert!(!none_match(&h(" , "), 3).unwrap());
+        assert!(none_match(&h("\"1\", ,\"3\""), 3).unwrap());
+        assert!(none_match(&h("W/\"3\""), 3).unwrap());
+        assert!(none_match(&h("3"), 3).is_err());
     }
 
     proptest! {

@@ -28,6 +28,12 @@ pub const SWEEP_BATCH: usize = 10_000;
 pub async fn run(state: Arc<State>) {
     let mut cursor: Option<(u64, Vec<u8>)> = None;
     loop {
+        // In a cluster the leader proposes the expiry deletes (by its clock).
+        if state.cluster.as_ref().is_some_and(|n| !n.raft.is_leader()) {
+            cursor = None;
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            continue;
+        }
         match round(&state, cursor.take()).await {
             // More is due: go on at once.
             Ok(Some(next)) => {

@@ -72,7 +72,10 @@ enum Job {
 
 /// The handle handlers use; the thread behind it is started by [`Writer::start`].
 pub struct Writer {
-    tx: SyncSender<Job>,
+    /// The writer thread's queue; `None` in cluster mode.
+    tx: Option<SyncSender<Job>>,
+    /// Cluster mode: writes go through Raft instead.
+    cluster: Option<Arc<crate::cluster::node::Node>>,
     queue_size: usize,
     /// Shared with the thread: how long the last group's oldest request
     /// waited in the queue, and how many wait now (see [`Writer::admit`]).
@@ -117,13 +120,33 @@ impl Writer {
             .spawn(move || worker.run())
             .map_err(|e| Error::io("cannot start the writer thread", e))?;
         Ok(Writer {
-            tx,
+            tx: Some(tx),
+            cluster: None,
             queue_size,
             queue,
             closing: AtomicBool::new(false),
             metrics,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// The writer of a cluster member: each write is proposed to the
+    /// cluster (by the leader; a follower forwards it), at most
+    /// `queue_size` at a time.
+    pub fn replicated(
+        node: Arc<crate::cluster::node::Node>,
+        queue_size: usize,
+        metrics: Arc<Metrics>,
+    ) -> Writer {
+        Writer {
+            tx: None,
+            cluster: Some(node),
+            queue_size,
+            queue: Arc::new(QueueState::default()),
+            closing: AtomicBool::new(false),
+            metrics,
+            thread: Mutex::new(None),
+        }
     }
 
     /// Whether a new write would be taken, checked before its body is
@@ -151,6 +174,12 @@ impl Writer {
         if self.closing.load(Ordering::Acquire) {
             return Err(shutting_down());
         }
+        if let Some(node) = &self.cluster {
+            return self.write_replicated(node, req).await;
+        }
+        let Some(tx) = &self.tx else {
+            return Err(shutting_down());
+        };
         let bytes = req.ops.iter().map(op_bytes).sum();
         let (reply, answer) = oneshot::channel();
         self.metrics.queue_entered();
@@ -161,7 +190,7 @@ impl Writer {
             queued_at: Instant::now(),
             reply,
         };
-        match self.tx.try_send(Job::Write(pending)) {
+        match tx.try_send(Job::Write(pending)) {
             Ok(()) => {}
             Err(e) => {
                 self.metrics.queue_left();
@@ -178,11 +207,40 @@ impl Writer {
         answer.await.unwrap_or_else(|_| Err(shutting_down()))
     }
 
+    async fn write_replicated(
+        &self,
+        node: &crate::cluster::node::Node,
+        req: WriteRequest,
+    ) -> Result<Applied> {
+        let waiting = self.queue.waiting.fetch_add(1, Ordering::Relaxed);
+        if waiting >= self.queue_size {
+            self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.rejected();
+            return Err(overloaded(self.queue_size));
+        }
+        self.metrics.queue_entered();
+        let outcome = node
+            .write(crate::engine::Request {
+                ops: req.ops,
+                must_exist: req.must_exist,
+                delete_range: req.delete_range,
+            })
+            .await;
+        self.metrics.queue_left();
+        self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(a) = &outcome {
+            self.metrics.set_revision(a.revision);
+        }
+        outcome
+    }
+
     /// Stops taking writes, lets the thread finish what is queued,
     /// checkpoint and delete the log. Blocks until it is done.
     pub fn stop(&self) {
         self.closing.store(true, Ordering::Release);
-        let _ = self.tx.send(Job::Stop);
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Job::Stop);
+        }
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(handle) = handle {
             let _ = handle.join();

@@ -14,6 +14,7 @@
 
 mod apply;
 mod check;
+pub mod cluster;
 pub mod create;
 mod holder;
 mod memory;

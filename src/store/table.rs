@@ -242,16 +242,19 @@ impl Store {
     /// a key with its value and revision, or `None` to delete it; then sets
     /// the revision to `revision`. One durable commit (fsync, quick repair):
     /// when this returns, the table's log may go. Returns the key count.
+    /// `applied`, when given, is the cluster state machine's marker for
+    /// exactly this state (`store::cluster`), committed with it.
     pub fn write_table<'a, I>(
         &self,
         items: I,
         revision: u64,
         history: HistoryUpdate<'_>,
+        applied: Option<&[u8]>,
     ) -> Result<u64>
     where
         I: IntoIterator<Item = SortedItem<'a>>,
     {
-        self.write_commit(items, revision, Commit::Durable, Some(history))
+        self.write_commit(items, revision, Commit::Durable, Some(history), applied)
     }
 
     /// [`Store::write_table`] with a choice of commit: a backup writes its
@@ -261,7 +264,7 @@ impl Store {
     where
         I: IntoIterator<Item = SortedItem<'a>>,
     {
-        self.write_commit(items, revision, commit, None)
+        self.write_commit(items, revision, commit, None, None)
     }
 
     fn write_commit<'a, I>(
@@ -270,6 +273,7 @@ impl Store {
         revision: u64,
         commit: Commit,
         history: Option<HistoryUpdate<'_>>,
+        applied: Option<&[u8]>,
     ) -> Result<u64>
     where
         I: IntoIterator<Item = SortedItem<'a>>,
@@ -277,6 +281,10 @@ impl Store {
         let wtx = self.begin_write(commit)?;
         if let Some(h) = history {
             write_history(&wtx, h)?;
+        }
+        if let Some(applied) = applied {
+            wtx.open_table(super::cluster::CLUSTER)?
+                .insert(super::cluster::APPLIED, applied)?;
         }
         let keys = {
             let mut tables = super::apply::Tables::open(&wtx)?;

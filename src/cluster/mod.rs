@@ -1,0 +1,23 @@
+//! Cluster mode: several `kvr serve` processes replicate one database
+//! through Raft (openraft), as SPEC "Cluster mode" describes.
+//!
+//! * `types.rs`: what goes through the Raft log ([`Command`]) and what
+//!   applying it answers ([`Reply`]), the openraft type configuration.
+//! * `log_store.rs`: the Raft log, in segment files beside the database
+//!   (`DB.raft/`); appends are synced by one thread, so appends queued
+//!   together share one `fdatasync` (group commit).
+//! * `state_machine.rs`: applies committed entries through the engine's
+//!   one write path into the memory table; the marker of the last applied
+//!   entry is flushed in the same redb commit as the data it covers.
+
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod start;
+pub mod state_machine;
+pub mod types;
+
+pub use types::{Command, Member, NodeId, Reply, TypeConfig};
+
+/// The header a joining node presents the cluster token in.
+pub const CLUSTER_TOKEN_HEADER: &str = "x-kvr-cluster-token";

@@ -1,0 +1,327 @@
+//! Node-to-node traffic on `--raft-listen`: HTTP/1.1, postcard bodies.
+//!
+//! Every request is `POST /raft/KIND` with `x-kvr-cluster` (the cluster
+//! id), `x-kvr-from` and `x-kvr-to` (node ids) and, when the cluster has a
+//! token, `authorization: Bearer TOKEN`; a receiver answers 403 to any
+//! mismatch. The answer is `Result<T, String>` in postcard. openraft asks
+//! for separate clients for appends, heartbeats and snapshots, and each
+//! [`Peer`] keeps its own connection, so a big append never delays a
+//! heartbeat. A snapshot is streamed (the state machine's snapshot stream)
+//! and written to a temporary file on the receiver before it is installed.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::state_machine::SnapshotData;
+use super::types::{Member, NodeId, TypeConfig};
+
+pub type Body = BoxBody<Bytes, io::Error>;
+/// A kept connection to a peer's raft listener.
+pub type Conn = SendRequest<Body>;
+
+/// Who this node is on the wire.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub cluster_id: String,
+    pub node_id: NodeId,
+    /// The shared secret of node-to-node traffic, if any.
+    pub token: Option<String>,
+}
+
+pub const H_CLUSTER: &str = "x-kvr-cluster";
+pub const H_FROM: &str = "x-kvr-from";
+pub const H_TO: &str = "x-kvr-to";
+pub const H_SNAPSHOT: &str = "x-kvr-snapshot";
+
+/// Makes a [`Peer`] per target and purpose.
+pub struct Network {
+    pub me: Arc<Identity>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
+        Peer {
+            me: self.me.clone(),
+            target,
+            addr: node.raft.clone(),
+            conn: None,
+        }
+    }
+}
+
+/// The connection to one peer for one purpose.
+pub struct Peer {
+    me: Arc<Identity>,
+    target: NodeId,
+    addr: String,
+    conn: Option<SendRequest<Body>>,
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Decodes a peer's `Result<T, String>` answer.
+pub fn decode_answer<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    let answer: Result<T, String> =
+        postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    answer.map_err(io::Error::other)
+}
+
+/// Opens an HTTP/1.1 connection to `addr`.
+async fn connect(addr: &str) -> io::Result<SendRequest<Body>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Where a request goes: a peer's raft address and id, from this node.
+#[derive(Clone, Copy)]
+pub struct Dest<'a> {
+    pub addr: &'a str,
+    pub me: &'a Identity,
+    pub target: NodeId,
+}
+
+/// Sends one request to a peer's raft listener and reads the whole answer.
+/// `Err((sent, error))`: whether the request may have reached the peer.
+pub async fn call(
+    conn: &mut Option<SendRequest<Body>>,
+    to: Dest<'_>,
+    kind: &str,
+    body: Body,
+    extra: Option<(&'static str, String)>,
+    timeout: Duration,
+) -> Result<Bytes, (bool, io::Error)> {
+    let Dest { addr, me, target } = to;
+    let attempt = async {
+        let mut sender = match conn.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => connect(addr).await.map_err(|e| (false, e))?,
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| (false, io::Error::other(e)))?;
+        let mut req = hyper::Request::post(format!("/raft/{kind}"))
+            .header(hyper::header::HOST, addr)
+            .header(H_CLUSTER, &me.cluster_id)
+            .header(H_FROM, me.node_id.to_string())
+            .header(H_TO, target.to_string());
+        if let Some(t) = &me.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some((name, value)) = extra {
+            req = req.header(name, value);
+        }
+        let req = req.body(body).map_err(|e| (false, io::Error::other(e)))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| (true, io::Error::other(e)))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| (true, io::Error::other(e)))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err((
+                true,
+                io::Error::other(format!(
+                    "{addr} refused: {} {}",
+                    status,
+                    String::from_utf8_lossy(&bytes)
+                )),
+            ));
+        }
+        *conn = Some(sender);
+        Ok(bytes)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err((true, io::Error::new(io::ErrorKind::TimedOut, "timed out"))),
+    }
+}
+
+impl Peer {
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        kind: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = call(
+            &mut self.conn,
+            Dest {
+                addr: &self.addr,
+                me: &self.me,
+                target: self.target,
+            },
+            kind,
+            full(body),
+            None,
+            option.soft_ttl(),
+        )
+        .await
+        .map_err(|(_, e)| RPCError::Unreachable(Unreachable::new(&e)))?;
+        decode_answer(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("append", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("vote", &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("pre-vote", &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("transfer-leader", &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotData>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let SnapshotData::Pinned(pinned) = snapshot.snapshot else {
+            return Err(StreamingError::Network(NetworkError::new(
+                &io::Error::other("only a built snapshot can be sent"),
+            )));
+        };
+        let head = encode(&(vote, snapshot.meta.clone()))
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let head = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, head);
+        // The snapshot is written by a blocking thread into a bounded
+        // channel that is the request body: constant memory.
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter {
+                tx: tx.clone(),
+                buf: Vec::new(),
+            };
+            let r = pinned.write_to(&mut out);
+            let r = r
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|()| out.flush_buf());
+            if let Err(e) = r {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|item| (item.map(hyper::body::Frame::data), rx))
+        });
+        let body = BodyExt::boxed(StreamBody::new(stream));
+        let mut conn = None;
+        let send = call(
+            &mut conn,
+            Dest {
+                addr: &self.addr,
+                me: &self.me,
+                target: self.target,
+            },
+            "snapshot",
+            body,
+            Some((H_SNAPSHOT, head)),
+            Duration::from_secs(3600),
+        );
+        let bytes = tokio::select! {
+            r = send => r.map_err(|(_, e)| StreamingError::Unreachable(Unreachable::new(&e)))?,
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+        };
+        decode_answer(&bytes).map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+    }
+}
+
+/// A `Write` into a body channel, in 256 KiB chunks.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the peer went away"))
+    }
+}
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 256 << 10 {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()
+    }
+}

@@ -1,0 +1,806 @@
+//! One cluster member: its Raft instance, the raft listener's handlers,
+//! and what the HTTP API asks of the cluster (writes, read barriers,
+//! joins, status).
+//!
+//! **Writes.** The leader proposes each request as one entry
+//! (`client_write`) and answers with what applying it decided. A follower
+//! sends the request to the leader's raft listener (`/raft/write`) and
+//! answers the same way; a request refused before it was proposed (no
+//! leader, the leader unreachable) is `unavailable`, one whose fate is
+//! unknown (sent, then the connection or the leadership was lost) is
+//! `outcome_unknown`.
+//!
+//! **Reads** are linearizable: the leader confirms its leadership with a
+//! quorum (ReadIndex) and waits until it has applied that index; a
+//! follower asks the leader for the index (`/raft/read-index`) and waits
+//! until it has applied it itself, so reads need not pass through the
+//! leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use openraft::alias::{SnapshotMetaOf, VoteOf};
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ChangeMembers, ReadPolicy, ServerState};
+use serde::{Deserialize, Serialize};
+
+use super::network::{self, Body, H_CLUSTER, H_FROM, H_SNAPSHOT, H_TO, Identity, full};
+use super::state_machine::{Snapshot, SnapshotData, StateMachine};
+use super::types::{Command, Member, NodeId, Reply, TypeConfig, WriteCommand};
+use crate::engine::{Engine, Request as EngineRequest};
+use crate::error::{Error, Result};
+use crate::types::Applied;
+
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// Idle connections a follower keeps to its leader.
+const MAX_IDLE_FORWARD_CONNS: usize = 128;
+/// How long a follower waits for the leader on a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A join as a member's raft listener takes it (forwarded to the leader).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub url: String,
+    pub raft: String,
+    /// `None`: first ask for a node id; then join with it.
+    pub node_id: Option<NodeId>,
+    pub learner: bool,
+}
+
+/// A membership or leadership change (`kvr cluster ...`), done by the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    Promote(NodeId),
+    Remove(NodeId),
+    TransferLeader(NodeId),
+}
+
+/// The answer to a join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinAnswer {
+    pub cluster_id: String,
+    pub node_id: NodeId,
+}
+
+/// A cluster member.
+pub struct Node {
+    pub raft: Raft,
+    pub me: Arc<Identity>,
+    pub member: Member,
+    pub engine: Arc<Engine>,
+    /// Where received snapshots are written before they are installed.
+    pub tmp_dir: PathBuf,
+    /// Idle connections to the leader's raft listener, for forwarded
+    /// requests (each in flight has its own).
+    leader_conns: std::sync::Mutex<Vec<(NodeId, network::Conn)>>,
+    /// The state machine's engine writer: flushed at shutdown.
+    writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
+    /// Removed from the cluster (see [`Node::mark_removed`]).
+    removed: std::sync::atomic::AtomicBool,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn no_leader() -> Error {
+    Error::Unavailable {
+        message: "no cluster leader is reachable right now (an election, or this node is cut \
+                  off); the request was not applied; retry"
+            .into(),
+        overloaded: false,
+    }
+}
+
+fn unknown(why: impl std::fmt::Display) -> Error {
+    Error::OutcomeUnknown {
+        message: format!("the cluster lost track of the write: {why}"),
+    }
+}
+
+impl Node {
+    pub fn new(
+        raft: Raft,
+        me: Arc<Identity>,
+        member: Member,
+        engine: Arc<Engine>,
+        writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
+        tmp_dir: PathBuf,
+    ) -> Node {
+        Node {
+            raft,
+            me,
+            member,
+            engine,
+            tmp_dir,
+            leader_conns: std::sync::Mutex::new(Vec::new()),
+            writer,
+            removed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Stops Raft, then flushes what was applied into the database file,
+    /// so the next start replays nothing.
+    pub async fn stop(&self) {
+        if self.raft.is_leader() {
+            // Hand leadership to the most caught-up voter, so writes resume
+            // without waiting for an election timeout.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.hand_over()).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.raft.shutdown()).await;
+        let writer = self.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = w.flush_all();
+        })
+        .await;
+    }
+
+    /// Transfers leadership to the voter with the highest matched index.
+    async fn hand_over(&self) {
+        let m = self.metrics();
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let best = m.replication.as_ref().and_then(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != self.me.node_id && voters.contains(*id))
+                .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
+                .map(|(id, _)| *id)
+        });
+        let Some(to) = best else {
+            return;
+        };
+        if self.raft.trigger().transfer_leader(to).await.is_ok() {
+            let _ = self
+                .raft
+                .wait(Some(Duration::from_secs(1)))
+                .current_leader(to, "hand-over at shutdown")
+                .await;
+        }
+    }
+
+    /// Freezes the live memory table for a flush when it is due by age
+    /// (writes that trickle in are flushed within a few seconds).
+    pub fn maybe_flush(&self) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = w.maybe_freeze();
+    }
+
+    /// The Raft metrics now.
+    pub fn metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The leader, if one is known: its id and addresses.
+    pub fn leader(&self) -> Option<(NodeId, Member)> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, member))
+    }
+
+    /// Applies a write through the cluster (see the module header).
+    pub async fn write(&self, req: EngineRequest) -> Result<Applied> {
+        let cmd = WriteCommand::new(&req, now_ms());
+        self.propose(Command::Write(cmd)).await?.into_outcome()
+    }
+
+    /// Proposes `cmd` here if this node leads, else at the leader.
+    async fn propose(&self, cmd: Command) -> Result<Reply> {
+        match self.raft.client_write(cmd.clone()).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) if id != self.me.node_id => {
+                        self.forward(id, &node, "write", &cmd).await
+                    }
+                    _ => Err(no_leader()),
+                }
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(unknown("leadership changed before the entry was committed"))
+            }
+            Err(e) => Err(unknown(e)),
+        }
+    }
+
+    /// Sends `body` to the leader's raft listener; decodes its answer.
+    async fn forward<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        leader: NodeId,
+        node: &Member,
+        kind: &str,
+        body: &Req,
+    ) -> Result<Resp> {
+        let bytes = postcard::to_allocvec(body)
+            .map_err(|e| Error::Storage(format!("cannot encode a request: {e}")))?;
+        // A connection of the pool (forwarded requests run concurrently).
+        let mut conn = {
+            let mut pool = self.leader_conns.lock().unwrap_or_else(|e| e.into_inner());
+            pool.retain(|(id, c)| *id == leader && !c.is_closed());
+            pool.pop().map(|(_, c)| c)
+        };
+        let answer = network::call(
+            &mut conn,
+            network::Dest {
+                addr: &node.raft,
+                me: &self.me,
+                target: leader,
+            },
+            kind,
+            full(bytes),
+            None,
+            FORWARD_TIMEOUT,
+        )
+        .await;
+        if let Some(c) = conn {
+            let mut pool = self.leader_conns.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < MAX_IDLE_FORWARD_CONNS {
+                pool.push((leader, c));
+            }
+        }
+        match answer {
+            Ok(bytes) => network::decode_answer::<Forwarded<Resp>>(&bytes)
+                .map_err(|e| unknown(format!("the leader's answer was unreadable: {e}")))?
+                .into_result(),
+            Err((false, _)) => Err(no_leader()),
+            Err((true, e)) => Err(unknown(format!("the leader did not answer: {e}"))),
+        }
+    }
+
+    /// Waits until this node has applied every write acknowledged before
+    /// the call (see the module header).
+    pub async fn read_barrier(&self) -> Result<()> {
+        let index = match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => return Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) if id != self.me.node_id => {
+                        self.forward::<(), u64>(id, &node, "read-index", &())
+                            .await?
+                    }
+                    _ => return Err(no_leader()),
+                }
+            }
+            Err(_) => return Err(no_leader()),
+        };
+        self.raft
+            .wait(Some(FORWARD_TIMEOUT))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|_| no_leader())
+    }
+
+    /// A join (see [`JoinRequest`]), here if this node leads, else at the leader.
+    pub async fn join(&self, req: JoinRequest) -> Result<JoinAnswer> {
+        if self.raft.is_leader() {
+            return self.join_as_leader(req).await;
+        }
+        match self.leader() {
+            Some((id, node)) if id != self.me.node_id => {
+                self.forward(id, &node, "join", &req).await
+            }
+            _ => Err(no_leader()),
+        }
+    }
+
+    async fn join_as_leader(&self, req: JoinRequest) -> Result<JoinAnswer> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership().clone();
+        for (id, member) in membership.nodes() {
+            if Some(*id) == req.node_id {
+                continue;
+            }
+            if member.url == req.url || member.raft == req.raft {
+                return Err(Error::Conflict(format!(
+                    "{} is the address of node {id} of this cluster: remove node {id} first \
+                     (kvr cluster remove {id})",
+                    if member.url == req.url {
+                        &req.url
+                    } else {
+                        &req.raft
+                    }
+                )));
+            }
+        }
+        let node_id = match req.node_id {
+            None => match self.propose(Command::NewNodeId).await? {
+                Reply::NodeId(id) => id,
+                other => return Err(Error::Storage(format!("unexpected reply {other:?}"))),
+            },
+            Some(id) => {
+                let member = Member {
+                    url: req.url.clone(),
+                    raft: req.raft.clone(),
+                };
+                let is_voter = membership.voter_ids().any(|v| v == id);
+                if !is_voter {
+                    self.raft
+                        .add_learner(id, member, true)
+                        .await
+                        .map_err(|e| unknown(format!("adding the learner failed: {e}")))?;
+                    self.wait_caught_up(id).await?;
+                    if !req.learner {
+                        self.raft
+                            .change_membership(
+                                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                                false,
+                            )
+                            .await
+                            .map_err(|e| unknown(format!("promoting node {id} failed: {e}")))?;
+                    }
+                }
+                id
+            }
+        };
+        Ok(JoinAnswer {
+            cluster_id: self.me.cluster_id.clone(),
+            node_id,
+        })
+    }
+
+    /// A membership or leadership change, here if this node leads, else
+    /// at the leader.
+    pub async fn admin(&self, op: Admin) -> Result<()> {
+        if self.raft.is_leader() {
+            return self.admin_as_leader(op).await;
+        }
+        match self.leader() {
+            Some((id, node)) if id != self.me.node_id => {
+                self.forward(id, &node, "admin", &op).await
+            }
+            _ => Err(no_leader()),
+        }
+    }
+
+    async fn admin_as_leader(&self, op: Admin) -> Result<()> {
+        let membership = self.metrics().membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let id = match op {
+            Admin::Promote(id) | Admin::Remove(id) | Admin::TransferLeader(id) => id,
+        };
+        let Some(member) = membership.get_node(&id).cloned() else {
+            return Err(Error::NodeNotFound { id });
+        };
+        let failed = |what: &str, e: &dyn std::fmt::Display| unknown(format!("{what}: {e}"));
+        match op {
+            Admin::Promote(_) if voters.contains(&id) => Ok(()),
+            Admin::Promote(_) => self
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| failed("promoting failed", &e)),
+            Admin::Remove(_) => {
+                if voters.len() == 1 && voters.contains(&id) {
+                    return Err(Error::invalid(format!(
+                        "node {id} is the last voter: a cluster cannot remove its last voter"
+                    )));
+                }
+                let change = if voters.contains(&id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(|e| failed("removing failed", &e))?;
+                // Tell it (best effort): it stops serving and exits.
+                if id == self.me.node_id {
+                    self.mark_removed();
+                } else {
+                    let mut conn = None;
+                    let _ = network::call(
+                        &mut conn,
+                        network::Dest {
+                            addr: &member.raft,
+                            me: &self.me,
+                            target: id,
+                        },
+                        "removed",
+                        full(Bytes::new()),
+                        None,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                }
+                Ok(())
+            }
+            Admin::TransferLeader(_) if !voters.contains(&id) => Err(Error::invalid(format!(
+                "node {id} is a learner: only a voter can lead (kvr cluster promote {id} first)"
+            ))),
+            Admin::TransferLeader(_) if id == self.me.node_id => Ok(()),
+            Admin::TransferLeader(_) => {
+                self.raft
+                    .trigger()
+                    .transfer_leader(id)
+                    .await
+                    .map_err(|e| failed("transferring leadership failed", &e))?;
+                self.raft
+                    .wait(Some(FORWARD_TIMEOUT))
+                    .current_leader(id, "leadership transfer")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| failed("the new leader did not take over", &e))
+            }
+        }
+    }
+
+    /// This node was removed from its cluster: remember it in the file,
+    /// answer `removed` from now on, and exit 3 shortly.
+    pub fn mark_removed(&self) {
+        if self.removed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let _ = self
+            .engine
+            .store()
+            .set_cluster_value(crate::store::cluster::REMOVED, b"1");
+        crate::server::log::event(format_args!(
+            "kvr serve: node {} was removed from cluster {}; exiting",
+            self.me.node_id, self.me.cluster_id
+        ));
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::exit(3);
+        });
+    }
+
+    /// `Err(removed)` once this node is no longer a member.
+    pub fn check_member(&self) -> Result<()> {
+        if self.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Removed(format!(
+                "node {} was removed from cluster {}",
+                self.me.node_id, self.me.cluster_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until node `id` has every entry this leader had when asked
+    /// (openraft counts a learner within `replication_lag_threshold`
+    /// entries as caught up, which a node still installing a snapshot of
+    /// a big database can be).
+    async fn wait_caught_up(&self, id: NodeId) -> Result<()> {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        let target = self.metrics().last_log_index.unwrap_or(0);
+        let mut m = self.raft.metrics();
+        loop {
+            let matched = {
+                let now = m.borrow_watched();
+                if now.current_leader != Some(self.me.node_id) {
+                    return Err(no_leader());
+                }
+                now.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index)
+            };
+            if matched >= target {
+                return Ok(());
+            }
+            if m.changed().await.is_err() {
+                return Err(no_leader());
+            }
+        }
+    }
+
+    /// `GET /v1/cluster`.
+    pub fn status(&self) -> serde_json::Value {
+        let m = self.metrics();
+        let state = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            _ => "follower",
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let leader = m.current_leader.and_then(|id| {
+            membership
+                .get_node(&id)
+                .map(|n| serde_json::json!({"id": id, "url": n.url}))
+        });
+        let last = m.last_log_index.unwrap_or(0);
+        let nodes: Vec<serde_json::Value> = membership
+            .nodes()
+            .map(|(id, n)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .map(|l| l.as_ref().map_or(0, |l| l.index));
+                serde_json::json!({
+                    "id": id,
+                    "url": n.url,
+                    "raft": n.raft,
+                    "voter": voters.contains(id),
+                    "matched": matched,
+                    "lag": matched.map(|x| last.saturating_sub(x)),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "cluster_id": self.me.cluster_id,
+            "node_id": self.me.node_id,
+            "state": state,
+            "term": m.current_term,
+            "leader": leader,
+            "committed": m.local_committed.map_or(0, |l| l.index),
+            "applied": m.last_applied.map_or(0, |l| l.index),
+            "revision": self.engine.revision(),
+            "nodes": nodes,
+        })
+    }
+
+    /// Whether the node may report ready (`GET /readyz`).
+    pub fn ready(&self) -> std::result::Result<(), String> {
+        let m = self.metrics();
+        if m.current_leader.is_none() {
+            return Err("no leader known".into());
+        }
+        let committed = m.local_committed.map_or(0, |l| l.index);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        if committed.saturating_sub(applied) > 1000 {
+            return Err(format!("applying: {applied} of {committed}"));
+        }
+        Ok(())
+    }
+
+    /// Handles one request on the raft listener.
+    pub async fn handle_raft(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        if let Err(why) = self.check_peer(&req) {
+            return answer_status(StatusCode::FORBIDDEN, why);
+        }
+        let kind = req
+            .uri()
+            .path()
+            .strip_prefix("/raft/")
+            .unwrap_or("")
+            .to_string();
+        if kind == "snapshot" {
+            return self.receive_snapshot(req).await;
+        }
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return answer_status(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        match kind.as_str() {
+            "append" => match decode(&body) {
+                Ok(rpc) => reply(
+                    self.raft
+                        .append_entries(rpc)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "vote" => match decode(&body) {
+                Ok(rpc) => reply(self.raft.vote(rpc).await.map_err(|e| e.to_string())),
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "transfer-leader" => match decode(&body) {
+                Ok(rpc) => reply(
+                    self.raft
+                        .handle_transfer_leader(rpc)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "pre-vote" => match decode(&body) {
+                Ok(rpc) => reply(self.raft.pre_vote(rpc).await.map_err(|e| e.to_string())),
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "write" => match decode::<Command>(&body) {
+                Ok(mut cmd) => {
+                    if let Command::Write(w) = &mut cmd {
+                        // The leader's clock decides expiry.
+                        w.time_ms = now_ms();
+                    }
+                    let out = if self.raft.is_leader() {
+                        match self.raft.client_write(cmd).await {
+                            Ok(r) => Forwarded::Ok(r.data),
+                            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                                Forwarded::Err(WireFailure::NotProposed)
+                            }
+                            Err(e) => Forwarded::Err(WireFailure::Unknown(e.to_string())),
+                        }
+                    } else {
+                        Forwarded::Err(WireFailure::NotProposed)
+                    };
+                    reply(Ok(out))
+                }
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "read-index" => {
+                let out = match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                    Ok(r) => Forwarded::Ok(r.index()),
+                    Err(_) => Forwarded::Err(WireFailure::NotProposed),
+                };
+                reply(Ok(out))
+            }
+            "join" => match decode::<JoinRequest>(&body) {
+                Ok(j) => {
+                    let out = match self.join_as_leader(j).await {
+                        Ok(a) => Forwarded::Ok(a),
+                        Err(e) => Forwarded::Err(WireFailure::of(e)),
+                    };
+                    reply(Ok(out))
+                }
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "admin" => match decode::<Admin>(&body) {
+                Ok(op) => {
+                    let out = match self.admin_as_leader(op).await {
+                        Ok(()) => Forwarded::Ok(()),
+                        Err(e) => Forwarded::Err(WireFailure::of(e)),
+                    };
+                    reply(Ok(out))
+                }
+                Err(e) => reply::<()>(Err(e)),
+            },
+            "removed" => {
+                self.mark_removed();
+                reply(Ok(()))
+            }
+            _ => answer_status(StatusCode::NOT_FOUND, format!("no raft route {kind}")),
+        }
+    }
+
+    fn check_peer(&self, req: &Request<Incoming>) -> std::result::Result<(), String> {
+        let h = req.headers();
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let Some(token) = &self.me.token {
+            let given = get(hyper::header::AUTHORIZATION.as_str());
+            let ok = given
+                .split_once(' ')
+                .is_some_and(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && t == token);
+            if !ok {
+                return Err("wrong or missing cluster token".into());
+            }
+        }
+        if get(H_CLUSTER) != self.me.cluster_id {
+            return Err(format!(
+                "this node belongs to cluster {}, not {:?}",
+                self.me.cluster_id,
+                get(H_CLUSTER)
+            ));
+        }
+        if get(H_TO) != self.me.node_id.to_string() {
+            return Err(format!(
+                "this is node {}, not node {:?}",
+                self.me.node_id,
+                get(H_TO)
+            ));
+        }
+        if get(H_FROM).parse::<NodeId>().is_err() {
+            return Err("no sender id".into());
+        }
+        Ok(())
+    }
+
+    async fn receive_snapshot(&self, req: Request<Incoming>) -> Response<Body> {
+        let result = self.receive_snapshot_inner(req).await;
+        reply(result.map_err(|e| e.to_string()))
+    }
+
+    async fn receive_snapshot_inner(
+        &self,
+        req: Request<Incoming>,
+    ) -> std::result::Result<openraft::raft::SnapshotResponse<TypeConfig>, Error> {
+        let head = req
+            .headers()
+            .get(H_SNAPSHOT)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::invalid("no snapshot header"))?;
+        let head = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, head)
+            .map_err(|e| Error::invalid(format!("bad snapshot header: {e}")))?;
+        let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
+            postcard::from_bytes(&head)
+                .map_err(|e| Error::invalid(format!("bad snapshot header: {e}")))?;
+        let file = tempfile::tempfile_in(&self.tmp_dir)
+            .map_err(|e| Error::io("cannot create a file for a received snapshot", e))?;
+        let mut out = tokio::fs::File::from_std(file);
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| Error::io("snapshot stream broke", io::Error::other(e)))?;
+            if let Ok(data) = frame.into_data() {
+                tokio::io::AsyncWriteExt::write_all(&mut out, &data)
+                    .await
+                    .map_err(|e| Error::io("cannot write a received snapshot", e))?;
+            }
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(|e| Error::io("cannot write a received snapshot", e))?;
+        let file = out.into_std().await;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: SnapshotData::File(file),
+        };
+        self.raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| Error::Storage(format!("installing a snapshot failed: {e}")))
+    }
+}
+
+/// How a forwarded request failed at the leader.
+#[derive(Debug, Serialize, Deserialize)]
+enum WireFailure {
+    /// Refused before it was proposed (that node does not lead).
+    NotProposed,
+    /// Proposed, fate unknown.
+    Unknown(String),
+    Conflict(String),
+    Invalid(String),
+    NodeNotFound(NodeId),
+}
+
+impl WireFailure {
+    fn of(e: Error) -> WireFailure {
+        match e {
+            Error::Conflict(m) => WireFailure::Conflict(m),
+            Error::Invalid { message, .. } => WireFailure::Invalid(message),
+            Error::NodeNotFound { id } => WireFailure::NodeNotFound(id),
+            Error::Unavailable { .. } => WireFailure::NotProposed,
+            other => WireFailure::Unknown(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Forwarded<T> {
+    Ok(T),
+    Err(WireFailure),
+}
+
+impl<T> Forwarded<T> {
+    fn into_result(self) -> Result<T> {
+        match self {
+            Forwarded::Ok(t) => Ok(t),
+            Forwarded::Err(WireFailure::NotProposed) => Err(no_leader()),
+            Forwarded::Err(WireFailure::Unknown(m)) => Err(unknown(m)),
+            Forwarded::Err(WireFailure::Conflict(m)) => Err(Error::Conflict(m)),
+            Forwarded::Err(WireFailure::Invalid(m)) => Err(Error::invalid(m)),
+            Forwarded::Err(WireFailure::NodeNotFound(id)) => Err(Error::NodeNotFound { id }),
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> std::result::Result<T, String> {
+    postcard::from_bytes(body).map_err(|e| format!("bad request body: {e}"))
+}
+
+fn reply<T: Serialize>(answer: std::result::Result<T, String>) -> Response<Body> {
+    match postcard::to_allocvec(&answer) {
+        Ok(bytes) => Response::new(full(bytes)),
+        Err(e) => answer_status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn answer_status(status: StatusCode, text: String) -> Response<Body> {
+    let mut resp = Response::new(full(text));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The membership of a new cluster: this node alone.
+pub fn first_members(id: NodeId, member: Member) -> BTreeMap<NodeId, Member> {
+    BTreeMap::from([(id, member)])
+}

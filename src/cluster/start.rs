@@ -1,0 +1,383 @@
+//! Starting a cluster member (`kvr serve --raft-listen`): its identity
+//! (made by `--cluster-init`, obtained by `--join`, or read back from the
+//! database file), its Raft instance, the raft listener, and joining.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+
+use super::log_store::{self, LogStore};
+use super::network::{Identity, Network, full};
+use super::node::{JoinAnswer, JoinRequest, Node, first_members};
+use super::state_machine::StateMachine;
+use super::types::{Member, NodeId};
+use crate::engine::{Engine, EngineOptions};
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::store::cluster::IDENTITY;
+
+/// How often the age of the live memory table is looked at.
+const FLUSH_TICK: Duration = Duration::from_millis(500);
+/// Raft log entries between snapshots (which let the log be purged);
+/// `KVR_RAFT_SNAPSHOT_EVERY` changes it (tests use a small one).
+const SNAPSHOT_EVERY: u64 = 50_000;
+
+fn snapshot_every() -> u64 {
+    std::env::var("KVR_RAFT_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SNAPSHOT_EVERY)
+}
+
+/// This node's identity as kept in its database file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredIdentity {
+    cluster_id: String,
+    node_id: NodeId,
+}
+
+/// How to start.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This node's public URL and raft address, as others reach them.
+    pub member: Member,
+    pub init: bool,
+    pub join: Vec<String>,
+    pub learner: bool,
+    /// The node-to-node secret.
+    pub cluster_token: Option<String>,
+    /// The client token members require, presented when joining.
+    pub client_token: Option<String>,
+    pub heartbeat_ms: u64,
+    pub election_ms: (u64, u64),
+}
+
+/// The identity in a database file, if it is a cluster member.
+pub fn identity_of(store: &Store) -> Result<Option<(String, NodeId)>> {
+    let Some(bytes) = store.cluster_value(IDENTITY)? else {
+        return Ok(None);
+    };
+    let id: StoredIdentity = postcard::from_bytes(&bytes)
+        .map_err(|e| Error::Corrupt(format!("bad cluster identity: {e}")))?;
+    Ok(Some((id.cluster_id, id.node_id)))
+}
+
+fn new_cluster_id() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom")
+            .map_err(|e| Error::io("cannot read /dev/urandom", e))?,
+        &mut bytes,
+    )
+    .map_err(|e| Error::io("cannot read /dev/urandom", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts the member over `store`, serving Raft on `raft_listener`.
+pub async fn start(
+    store: Store,
+    raft_listener: tokio::net::TcpListener,
+    opts: Options,
+    engine_opts: EngineOptions,
+) -> Result<Arc<Node>> {
+    let db = store.path().to_path_buf();
+    if let (Some((cluster, node)), Some(_)) = (
+        identity_of(&store)?,
+        store.cluster_value(crate::store::cluster::REMOVED)?,
+    ) {
+        return Err(Error::Removed(format!(
+            "node {node} was removed from cluster {cluster}"
+        )));
+    }
+    let (cluster_id, node_id, fresh) = match identity_of(&store)? {
+        Some((c, n)) => (c, n, false),
+        None if opts.init => {
+            let id = (new_cluster_id()?, 1);
+            (id.0, id.1, true)
+        }
+        None if !opts.join.is_empty() => {
+            let stats = store.stats()?;
+            if stats.keys > 0 || stats.revision > 0 {
+                return Err(Error::invalid(format!(
+                    "{} holds data ({} keys): --join needs an empty file (to bring data into a \
+                     new cluster, use --cluster-init)",
+                    db.display(),
+                    stats.keys
+                )));
+            }
+            let answer = ask_join(&opts, None).await?;
+            (answer.cluster_id, answer.node_id, true)
+        }
+        None => {
+            return Err(Error::invalid(format!(
+                "{} is not a cluster member: give --cluster-init (a new cluster) or --join URL",
+                db.display()
+            )));
+        }
+    };
+    if fresh {
+        let bytes = postcard::to_allocvec(&StoredIdentity {
+            cluster_id: cluster_id.clone(),
+            node_id,
+        })
+        .map_err(|e| Error::Storage(format!("encode identity: {e}")))?;
+        store.set_cluster_value(IDENTITY, &bytes)?;
+    }
+    // A standalone server's log left by a crash goes into the file first.
+    crate::wal::recover(&store)?;
+    let (engine, writer) = Engine::start_replicated(Arc::new(store), engine_opts)?;
+    let sm = StateMachine::new(engine.clone(), writer)?;
+    let engine_writer = sm.writer();
+    let log = LogStore::open(&log_store::dir_of(&db))
+        .map_err(|e| Error::io("cannot open the Raft log", e))?;
+    let me = Arc::new(Identity {
+        cluster_id,
+        node_id,
+        token: opts.cluster_token.clone(),
+    });
+    let config = openraft::Config {
+        cluster_name: "kvr".into(),
+        heartbeat_interval: opts.heartbeat_ms,
+        election_timeout_min: opts.election_ms.0,
+        election_timeout_max: opts.election_ms.1,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every()),
+        max_in_snapshot_log_to_keep: snapshot_every().min(1000),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| Error::invalid(format!("bad Raft settings: {e}")))?;
+    let raft = openraft::Raft::new(
+        node_id,
+        Arc::new(config),
+        Network { me: me.clone() },
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| Error::Storage(format!("cannot start Raft: {e}")))?;
+    let tmp_dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), |p| p.to_path_buf());
+    let node = Arc::new(Node::new(
+        raft,
+        me,
+        opts.member.clone(),
+        engine,
+        engine_writer,
+        tmp_dir,
+    ));
+    tokio::spawn(serve_raft(raft_listener, node.clone()));
+    let ticker = node.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_TICK);
+        loop {
+            tick.tick().await;
+            let n = ticker.clone();
+            let _ = tokio::task::spawn_blocking(move || n.maybe_flush()).await;
+        }
+    });
+    let initialized = node
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| Error::Storage(format!("Raft stopped: {e}")))?;
+    if opts.init && !initialized {
+        node.raft
+            .initialize(first_members(node_id, opts.member.clone()))
+            .await
+            .map_err(|e| Error::Storage(format!("cannot initialize the cluster: {e}")))?;
+        if node.engine.revision() > 0 {
+            seed_snapshot(&node).await?;
+        }
+    }
+    let is_member = node
+        .metrics()
+        .membership_config
+        .membership()
+        .nodes()
+        .any(|(id, _)| *id == node_id);
+    if !opts.join.is_empty() && !is_member {
+        let joining = node.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            match ask_join(&opts, Some(node_id)).await {
+                Ok(_) => crate::server::log::event(format_args!(
+                    "kvr serve: joined cluster {} as node {node_id}",
+                    joining.me.cluster_id
+                )),
+                Err(e) => crate::server::log::event(format_args!("kvr serve: joining failed: {e}")),
+            }
+        });
+    }
+    Ok(node)
+}
+
+/// A file that held data before its cluster was made: that data is in no
+/// log entry, so snapshot it and purge the log under it; nodes that join
+/// then start from the snapshot and get the data.
+async fn seed_snapshot(node: &Node) -> Result<()> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::Storage(format!(
+            "cannot snapshot the data the cluster starts with: {e}"
+        ))
+    };
+    node.raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.last_applied.is_some(), "the first entry applied")
+        .await
+        .map_err(|e| failed(&e))?;
+    node.raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| failed(&e))?;
+    let m = node
+        .raft
+        .wait(Some(Duration::from_secs(60)))
+        .metrics(|m| m.snapshot.is_some(), "the first snapshot")
+        .await
+        .map_err(|e| failed(&e))?;
+    if let Some(snap) = m.snapshot {
+        node.raft
+            .trigger()
+            .purge_log(snap.index)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(())
+}
+
+/// Serves the raft listener.
+async fn serve_raft(listener: tokio::net::TcpListener, node: Arc<Node>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let node = node.clone();
+                async move { Ok::<_, std::convert::Infallible>(node.handle_raft(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Asks the members in `opts.join` (in turn, with backoff, until one
+/// answers) to add this node: first for an id (`node_id` None), then to
+/// join with it. A definite refusal ends the retries.
+async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer> {
+    let req = JoinRequest {
+        url: opts.member.url.clone(),
+        raft: opts.member.raft.clone(),
+        node_id,
+        learner: opts.learner,
+    };
+    let body = serde_json::to_vec(&req).map_err(|e| Error::Storage(e.to_string()))?;
+    let mut delay = Duration::from_millis(100);
+    let mut last = String::new();
+    for attempt in 0..60 {
+        for url in &opts.join {
+            match post_json(url, "/v1/cluster/join", &body, opts).await {
+                Ok((200, bytes)) => {
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::Storage(format!("bad join answer from {url}: {e}")));
+                }
+                Ok((status @ (401 | 403 | 404 | 409 | 400), bytes)) => {
+                    let text = String::from_utf8_lossy(&bytes).to_string();
+                    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["message"].as_str().map(str::to_string))
+                        .unwrap_or(text);
+                    let message = format!("{url} refused to add this node: {message}");
+                    return Err(if status == 409 {
+                        Error::Conflict(message)
+                    } else {
+                        Error::Unauthorized(message)
+                    });
+                }
+                Ok((status, bytes)) => {
+                    last = format!("{url}: HTTP {status} {}", String::from_utf8_lossy(&bytes));
+                }
+                Err(e) => last = format!("{url}: {e}"),
+            }
+        }
+        if attempt == 0 {
+            crate::server::log::event(format_args!(
+                "kvr serve: waiting for a member to add this node ({last})"
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+    Err(Error::Unavailable {
+        message: format!("no member answered the join: {last}"),
+        overloaded: false,
+    })
+}
+
+/// POSTs a JSON body to `base` + `path` (plain HTTP).
+async fn post_json(
+    base: &str,
+    path: &str,
+    body: &[u8],
+    opts: &Options,
+) -> std::io::Result<(u16, Bytes)> {
+    let authority = base
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other(format!("{base}: only http:// URLs can be joined")))?
+        .trim_end_matches('/')
+        .to_string();
+    let stream = tokio::net::TcpStream::connect(&authority).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = hyper::Request::post(path)
+        .header(hyper::header::HOST, &authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = &opts.cluster_token {
+        req = req.header(super::CLUSTER_TOKEN_HEADER, t);
+    }
+    if let Some(t) = &opts.client_token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(full(body.to_vec()))
+        .map_err(std::io::Error::other)?;
+    let resp = tokio::time::timeout(Duration::from_secs(120), sender.send_request(req))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))?
+        .map_err(std::io::Error::other)?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
+/// The voters of a membership (for status and tests).
+pub fn voters(node: &Node) -> BTreeSet<NodeId> {
+    node.metrics()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect()
+}

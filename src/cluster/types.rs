@@ -1,0 +1,291 @@
+//! The openraft type configuration of kvr, and the entries it replicates.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Request;
+use crate::error::Error;
+use crate::types::{Action, Applied, Op, RangeQuery};
+
+/// Node ids come from a counter in the replicated state (never reused).
+pub type NodeId = u64;
+
+/// A member as others reach it: its public URL and its Raft address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub url: String,
+    pub raft: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (raft {})", self.url, self.raft)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// kvr's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = NodeId,
+        Node = Member,
+);
+
+/// One entry of the Raft log: one client request (never split), or a
+/// request for a new node id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Write(WriteCommand),
+    /// Takes the next node id from the replicated counter.
+    NewNodeId,
+}
+
+/// A write as the leader proposed it; conditions are checked when it is
+/// applied, so every node decides the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteCommand {
+    /// The leader's clock when it accepted the write (Unix ms).
+    pub time_ms: u64,
+    pub ops: Vec<WireOp>,
+    pub must_exist: bool,
+    /// `DELETE /v1/range`: the range and the most keys it may delete.
+    pub delete_range: Option<(WireRange, u64)>,
+}
+
+/// [`Op`] on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireOp {
+    pub key: Vec<u8>,
+    /// `None`: a delete.
+    pub value: Option<Vec<u8>>,
+    pub if_revision: Option<u64>,
+    pub line: Option<u64>,
+    /// A put's absolute expiry (Unix ms), decided when it was accepted.
+    pub expires_at_ms: Option<u64>,
+    /// An expiry delete: the key's revision and expiry it must still have.
+    pub expire: Option<(u64, u64)>,
+}
+
+/// The bounds of a [`RangeQuery`] on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRange {
+    pub start: Option<Vec<u8>>,
+    pub end: Option<Vec<u8>>,
+    pub prefix: Option<Vec<u8>>,
+}
+
+impl WriteCommand {
+    /// The command for an engine request, at the leader's `time_ms`.
+    pub fn new(req: &Request, time_ms: u64) -> WriteCommand {
+        WriteCommand {
+            time_ms,
+            ops: req.ops.iter().map(WireOp::from).collect(),
+            must_exist: req.must_exist,
+            delete_range: req.delete_range.as_ref().map(|(q, max)| {
+                (
+                    WireRange {
+                        start: q.start.clone(),
+                        end: q.end.clone(),
+                        prefix: q.prefix.clone(),
+                    },
+                    *max as u64,
+                )
+            }),
+        }
+    }
+
+    /// The engine request it stands for.
+    pub fn into_request(self) -> Request {
+        Request {
+            ops: self.ops.into_iter().map(Op::from).collect(),
+            must_exist: self.must_exist,
+            delete_range: self.delete_range.map(|(r, max)| {
+                (
+                    RangeQuery {
+                        start: r.start,
+                        end: r.end,
+                        prefix: r.prefix,
+                        ..RangeQuery::default()
+                    },
+                    usize::try_from(max).unwrap_or(usize::MAX),
+                )
+            }),
+        }
+    }
+}
+
+impl From<&Op> for WireOp {
+    fn from(op: &Op) -> WireOp {
+        WireOp {
+            key: op.key.clone(),
+            value: match &op.action {
+                Action::Put(v) => Some(v.clone()),
+                Action::Delete | Action::Expire { .. } => None,
+            },
+            if_revision: op.if_revision,
+            line: op.line,
+            expires_at_ms: op.expires_at_ms,
+            expire: match op.action {
+                Action::Expire {
+                    revision,
+                    expires_at_ms,
+                } => Some((revision, expires_at_ms)),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl From<WireOp> for Op {
+    fn from(w: WireOp) -> Op {
+        Op {
+            key: w.key,
+            action: match (w.value, w.expire) {
+                (Some(v), _) => Action::Put(v),
+                (None, Some((revision, expires_at_ms))) => Action::Expire {
+                    revision,
+                    expires_at_ms,
+                },
+                (None, None) => Action::Delete,
+            },
+            if_revision: w.if_revision,
+            line: w.line,
+            expires_at_ms: w.expires_at_ms,
+            // Accepted already: the expiry is absolute.
+            ttl_secs: None,
+        }
+    }
+}
+
+/// What applying an entry answered (to the leader's waiting handler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Blank and membership entries.
+    None,
+    Applied {
+        puts: u64,
+        deletes: u64,
+        revision: u64,
+    },
+    Failed(WireError),
+    NodeId(NodeId),
+}
+
+impl Reply {
+    /// The outcome of a write, as the engine gave it.
+    pub fn of(outcome: &crate::error::Result<Applied>) -> Reply {
+        match outcome {
+            Ok(a) => Reply::Applied {
+                puts: a.puts,
+                deletes: a.deletes,
+                revision: a.revision,
+            },
+            Err(e) => Reply::Failed(WireError::from(e)),
+        }
+    }
+
+    /// Back to the engine's outcome.
+    pub fn into_outcome(self) -> crate::error::Result<Applied> {
+        match self {
+            Reply::Applied {
+                puts,
+                deletes,
+                revision,
+            } => Ok(Applied {
+                puts,
+                deletes,
+                revision,
+            }),
+            Reply::Failed(e) => Err(e.into()),
+            Reply::None | Reply::NodeId(_) => {
+                Err(Error::Storage("unexpected reply to a write".into()))
+            }
+        }
+    }
+}
+
+/// The errors applying a write can decide, on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireError {
+    KeyNotFound {
+        key: String,
+    },
+    Invalid {
+        line: Option<u64>,
+        message: String,
+    },
+    TooLarge {
+        message: String,
+    },
+    PreconditionFailed {
+        line: Option<u64>,
+        key: String,
+        expected: String,
+        current: Option<u64>,
+    },
+    Other {
+        message: String,
+    },
+}
+
+impl From<&Error> for WireError {
+    fn from(e: &Error) -> WireError {
+        match e {
+            Error::KeyNotFound { key } => WireError::KeyNotFound { key: key.clone() },
+            Error::Invalid { line, message } => WireError::Invalid {
+                line: *line,
+                message: message.clone(),
+            },
+            Error::TooLarge { message } => WireError::TooLarge {
+                message: message.clone(),
+            },
+            Error::PreconditionFailed {
+                line,
+                key,
+                expected,
+                current,
+            } => WireError::PreconditionFailed {
+                line: *line,
+                key: key.clone(),
+                expected: expected.clone(),
+                current: *current,
+            },
+            other => WireError::Other {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(w: WireError) -> Error {
+        match w {
+            WireError::KeyNotFound { key } => Error::KeyNotFound { key },
+            WireError::Invalid { line, message } => Error::Invalid { line, message },
+            WireError::TooLarge { message } => Error::TooLarge { message },
+            WireError::PreconditionFailed {
+                line,
+                key,
+                expected,
+                current,
+            } => Error::PreconditionFailed {
+                line,
+                key,
+                expected,
+                current,
+            },
+            WireError::Other { message } => Error::Storage(message),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Write(w) => write!(f, "write of {} ops", w.ops.len()),
+            Command::NewNodeId => write!(f, "new node id"),
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! Cluster mode with real processes: three `kvr serve --raft-listen` on
+//! 127.0.0.1, joined over HTTP, written and read through every node,
+//! with the leader killed (SIGKILL) and restarted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "cluster/chaos.rs"]
+mod chaos;
+#[path = "cluster/linearizable.rs"]
+mod linearizable;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KVR: &str = env!("CARGO_BIN_EXE_kvr");
+
+fn kvr_cmd(dir: &Path) -> Command {
+    let mut cmd = Command::new(KVR);
+    cmd.env_clear().current_dir(dir);
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+fn kvr(dir: &Path, args: &[&str]) -> Output {
+    kvr_cmd(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A cluster member process, killed when dropped.
+struct Node {
+    child: Child,
+    url: String,
+    raft: String,
+    name: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kvr --db DIR/NAME serve --listen 127.0.0.1:0 --raft-listen 127.0.0.1:0
+/// --quiet EXTRA...`, once both listening lines are out.
+fn spawn(dir: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
+    spawn_at(dir, name, ("127.0.0.1:0", "127.0.0.1:0"), extra, env)
+}
+
+/// [`spawn`] on given addresses (a restarted member keeps its own).
+fn spawn_at(
+    dir: &Path,
+    name: &str,
+    (listen, raft): (&str, &str),
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Node {
+    let db = format!("{name}.redb");
+    let mut cmd = kvr_cmd(dir);
+    cmd.args([
+        "--db",
+        &db,
+        "serve",
+        "--listen",
+        listen,
+        "--raft-listen",
+        raft,
+        "--quiet",
+    ])
+    .args(extra)
+    .envs(env.iter().copied())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::from(
+        std::fs::File::create(dir.join(format!("{name}.err"))).unwrap(),
+    ));
+    let mut child = cmd.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}: first line {line:?}; stderr: {}",
+                stderr_of(dir, name)
+            )
+        })
+        .to_string();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let raft = line
+        .trim()
+        .strip_prefix("raft listening on ")
+        .unwrap_or_else(|| panic!("{name}: second line {line:?}"))
+        .to_string();
+    Node {
+        child,
+        url,
+        raft,
+        name: name.to_string(),
+    }
+}
+
+fn stderr_of(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default()
+}
+
+/// A plain HTTP/1.1 request: status, headers (lowercase names), body.
+fn http(url: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn status_of(node: &Node) -> serde_json::Value {
+    let (code, _, body) = http(&node.url, "GET", "/v1/cluster", b"");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Waits until `check` holds (or panics after `secs`).
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn voters(node: &Node) -> usize {
+    status_of(node)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["voter"] == true)
+        .count()
+}
+
+/// Three members: n1 makes the cluster, n2 and n3 join it.
+fn three(dir: &Path, env: &[(&str, &str)]) -> Vec<Node> {
+    let n1 = spawn(dir, "n1", &["--cluster-init"], env);
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], env);
+    let join3 = format!("{},{}", n1.url, n2.url);
+    let n3 = spawn(dir, "n3", &["--join", &join3], env);
+    wait_for(30, "three voters", || voters(&n1) == 3);
+    vec![n1, n2, n3]
+}
+
+fn put(dir: &Path, node: &Node, key: &str, value: &str) -> Output {
+    kvr(dir, &["--server", &node.url, "put", key, value])
+}
+
+fn get(dir: &Path, node: &Node, key: &str) -> Output {
+    kvr(dir, &["--server", &node.url, "get", key])
+}
+
+fn revision_of(node: &Node, stale: bool) -> u64 {
+    let path = if stale {
+        "/v1/stats?consistency=stale"
+    } else {
+        "/v1/stats"
+    };
+    let (code, _, body) = http(&node.url, "GET", path, b"");
+    assert_eq!(code, 200);
+    serde_json::from_slice::<serde_json::Value>(&body).unwrap()["revision"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn three_nodes_replicate_fail_over_and_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+
+    // Writes through a follower and through the leader; ids are distinct.
+    let s = status_of(&nodes[0]);
+    assert_eq!(s["state"], "leader");
+    let ids: Vec<u64> = nodes
+        .iter()
+        .map(|n| status_of(n)["node_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    let out = put(dir, &nodes[2], "a", "1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kvr_cmd(dir)
+        .args(["--server", &nodes[1].url, "batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"key\":\"b\",\"value\":\"2\"}\n{\"key\":\"c\",\"value\":\"3\"}\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A failed condition is decided at apply, on every node alike.
+    let out = kvr(
+        dir,
+        &[
+            "--server",
+            &nodes[1].url,
+            "put",
+            "a",
+            "x",
+            "--if-revision",
+            "7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4));
+
+    // Linearizable reads through every node see every acknowledged write.
+    for n in &nodes {
+        assert_eq!(get(dir, n, "a").stdout, b"1", "{}", n.name);
+        assert_eq!(get(dir, n, "c").stdout, b"3", "{}", n.name);
+        assert_eq!(revision_of(n, false), 3, "{}", n.name);
+        let (code, headers, body) = http(&n.url, "GET", "/v1/kv/b", b"");
+        assert_eq!((code, body.as_slice()), (200, &b"2"[..]));
+        assert_eq!(header(&headers, "etag"), Some("\"2\""));
+        assert_eq!(
+            header(&headers, "x-kvr-leader"),
+            Some(nodes[0].url.as_str())
+        );
+        assert_eq!(
+            header(&headers, "x-kvr-node"),
+            Some(status_of(n)["node_id"].to_string().as_str())
+        );
+    }
+    let (code, _, body) = http(&nodes[1].url, "GET", "/v1/kv/a?consistency=stale", b"");
+    assert_eq!((code, body.as_slice()), (200, &b"1"[..]));
+    let (code, _, _) = http(&nodes[1].url, "GET", "/v1/kv/a?consistency=sometimes", b"");
+    assert_eq!(code, 400);
+    let (code, _, _) = http(&nodes[1].url, "GET", "/readyz", b"");
+    assert_eq!(code, 200);
+
+    // The leader dies: a write through a survivor succeeds once a new
+    // leader is elected, and nothing acknowledged is lost.
+    let mut leader = nodes.remove(0);
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    let started = Instant::now();
+    wait_for(15, "a write after the leader died", || {
+        put(dir, &nodes[0], "d", "4").status.success()
+    });
+    eprintln!(
+        "write through a survivor {} ms after the leader died",
+        started.elapsed().as_millis()
+    );
+    for n in &nodes {
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+            assert_eq!(get(dir, n, k).stdout, v.as_bytes(), "{} {k}", n.name);
+        }
+    }
+    let new_leader = status_of(&nodes[0])["leader"]["id"].as_u64().unwrap();
+    assert_ne!(new_leader, 1);
+
+    // The dead node restarts with no cluster flag, as node 1 again, and
+    // catches up.
+    let addrs = (
+        leader.url.trim_start_matches("http://").to_string(),
+        leader.raft.clone(),
+    );
+    drop(leader);
+    let back = spawn_at(dir, "n1", (&addrs.0, &addrs.1), &[], &[]);
+    wait_for(15, "the restarted node to catch up", || {
+        revision_of(&back, true) == 4
+    });
+    assert_eq!(status_of(&back)["node_id"], 1);
+    assert_eq!(get(dir, &back, "d").stdout, b"4");
+    nodes.push(back);
+
+    // A stopped member's file: reads work, writes are refused.
+    let mut n3 = nodes.remove(1);
+    let n3_addrs = (
+        n3.url.trim_start_matches("http://").to_string(),
+        n3.raft.clone(),
+    );
+    n3.child.kill().unwrap();
+    n3.child.wait().unwrap();
+    let out = kvr(dir, &["--db", "n3.redb", "get", "a"]);
+    assert_eq!(out.stdout, b"1");
+    let out = kvr(dir, &["--db", "n3.redb", "put", "a", "changed"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node 3 of cluster") && err.contains("write through the cluster"),
+        "{err}"
+    );
+    let out = kvr(dir, &["--db", "n3.redb", "delete", "a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(kvr(dir, &["--db", "n3.redb", "get", "a"]).stdout, b"1");
+    drop(n3);
+    nodes.push(spawn_at(dir, "n3", (&n3_addrs.0, &n3_addrs.1), &[], &[]));
+
+    // Every node restarted at once: nothing lost.
+    let members: Vec<(String, String, String)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                n.url.trim_start_matches("http://").to_string(),
+                n.raft.clone(),
+            )
+        })
+        .collect();
+    drop(nodes);
+    let nodes: Vec<Node> = members
+        .iter()
+        .map(|(name, url, raft)| spawn_at(dir, name, (url, raft), &[], &[]))
+        .collect();
+    for n in &nodes {
+        wait_for(15, "reads after a restart of all", || {
+            get(dir, n, "d").stdout == b"4"
+        });
+        assert_eq!(revision_of(n, false), 4, "{}", n.name);
+    }
+}
+
+#[test]
+fn a_new_node_catches_up_from_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A snapshot (and a log purge) every 50 entries.
+    let env = [("KVR_RAFT_SNAPSHOT_EVERY", "50")];
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &env);
+    for i in 0..200 {
+        let (code, _, _) = http(
+            &n1.url,
+            "PUT",
+            &format!("/v1/kv/k{i:03}"),
+            format!("v{i}").as_bytes(),
+        );
+        assert_eq!(code, 200);
+    }
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &env);
+    wait_for(30, "two voters", || voters(&n1) == 2);
+    wait_for(15, "the new node to catch up", || {
+        revision_of(&n2, true) == 200
+    });
+    let out = kvr(dir, &["--server", &n2.url, "range", "--count"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "{\"count\":200}"
+    );
+    assert_eq!(get(dir, &n2, "k123").stdout, b"v123");
+    // The learner got its state from a snapshot: the leader's log was
+    // purged before it joined.
+    let raft_dir: PathBuf = dir.join("n1.redb.raft");
+    assert!(raft_dir.join("purged").exists());
+}
+
+#[test]
+fn cluster_flags_are_checked_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let serve = |db: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--db",
+            db,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--raft-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        kvr(dir, &args)
+    };
+    // Neither --cluster-init nor --join on a file that is not a member.
+    let out = serve("new.redb", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster-init"));
+    // Both.
+    let out = serve(
+        "new.redb",
+        &["--cluster-init", "--join", "http://127.0.0.1:1"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // A bad election timeout.
+    let out = serve(
+        "new.redb",
+        &["--cluster-init", "--election-timeout-ms", "100-1000"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 x --heartbeat-ms"));
+    // --join on a standalone file that holds data, before contacting anyone.
+    assert!(
+        kvr(dir, &["--db", "data.redb", "put", "k", "v"])
+            .status
+            .success()
+    );
+    let out = serve("data.redb", &["--join", "http://127.0.0.1:1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds data"));
+    let out = kvr(dir, &["--db", "data.redb", "get", "k"]);
+    assert_eq!(out.stdout, b"v");
+    // A standalone server has no cluster status.
+    let mut child = kvr_cmd(dir)
+        .args([
+            "--db",
+            "data.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let (code, _, body) = http(&url, "GET", "/v1/cluster", b"");
+    assert_eq!(code, 404);
+    assert!(String::from_utf8_lossy(&body).contains("not_clustered"));
+    // consistency=stale is accepted standalone too.
+    let (code, _, body) = http(&url, "GET", "/v1/kv/k?consistency=stale", b"");
+    assert_eq!((code, body.as_slice()), (200, &b"v"[..]));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn cluster_commands_promote_transfer_and_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
+    let mut n3 = spawn(dir, "n3", &["--join", &n1.url, "--learner"], &[]);
+    wait_for(30, "a voter and a learner", || {
+        let s = status_of(&n1);
+        s["nodes"].as_array().unwrap().len() == 3 && voters(&n1) == 2
+    });
+    let cluster = |args: &[&str]| {
+        let mut all = vec!["--server", n2.url.as_str(), "cluster"];
+        all.extend_from_slice(args);
+        kvr(dir, &all)
+    };
+    // The table names each node and its role.
+    let out = cluster(&["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.contains("learner") && table.contains("leader"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&cluster(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["node_id"], 2);
+    // Refusals: a learner cannot lead, an unknown id is not found.
+    let out = cluster(&["transfer-leader", "3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cluster(&["promote", "9"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node 9"));
+    // Promote the learner, hand leadership to node 2 (asked through node 3).
+    assert!(cluster(&["promote", "3"]).status.success());
+    assert_eq!(voters(&n1), 3);
+    let out = kvr(
+        dir,
+        &["--server", &n3.url, "cluster", "transfer-leader", "2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(10, "node 2 to lead", || status_of(&n1)["leader"]["id"] == 2);
+    assert!(put(dir, &n1, "k", "v").status.success());
+    // Remove node 3: it stops serving and exits 3; started again, it exits 3.
+    assert!(cluster(&["remove", "3"]).status.success());
+    assert_eq!(voters(&n1), 2);
+    let status = n3.child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let out = kvr(
+        dir,
+        &[
+            "--db",
+            "n3.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--raft-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node 3 was removed from cluster"));
+    // The rest goes on.
+    assert!(put(dir, &n2, "k2", "v2").status.success());
+    assert_eq!(get(dir, &n1, "k2").stdout, b"v2");
+    // kvr cluster with --db is a usage error.
+    let out = kvr(dir, &["--db", "n1.redb", "cluster", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sigterm_on_the_leader_hands_leadership_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    assert!(put(dir, &nodes[1], "k", "v").status.success());
+    let leader = nodes.remove(0);
+    let pid = leader.child.id().to_string();
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut leader = leader;
+    let status = leader.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A survivor leads at once, without an election timeout's wait.
+    wait_for(3, "a new leader", || {
+        let s = status_of(&nodes[0]);
+        s["leader"]["id"].as_u64().is_some_and(|id| id != 1)
+    });
+    assert!(put(dir, &nodes[0], "k2", "v2").status.success());
+    assert_eq!(get(dir, &nodes[1], "k").stdout, b"v");
+}
+
+#[test]
+fn cluster_init_brings_a_files_data_in_and_joiners_get_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A standalone database (say, a backup taken from a survivor).
+    let mut child = kvr_cmd(dir)
+        .args(["--db", "n1.redb", "batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines: String = (0..100)
+        .map(|i| format!("{{\"key\":\"k{i:03}\",\"value\":\"v{i}\"}}\n"))
+        .collect();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = kvr(dir, &["--db", "n1.redb", "backup", "seed.redb"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The backup becomes a new cluster; a new node gets its data.
+    let s1 = spawn(dir, "seed", &["--cluster-init"], &[]);
+    assert_eq!(revision_of(&s1, false), 100);
+    let s2 = spawn(dir, "s2", &["--join", &s1.url], &[]);
+    wait_for(30, "two voters", || voters(&s1) == 2);
+    wait_for(15, "the joiner to have the data", || {
+        revision_of(&s2, true) == 100
+    });
+    assert_eq!(get(dir, &s2, "k042").stdout, b"v42");
+    assert!(put(dir, &s2, "k100", "v100").status.success());
+    assert_eq!(revision_of(&s1, false), 101);
+}
