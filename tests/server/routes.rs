@@ -513,6 +513,17 @@ fn a_stream_to_a_stalled_client_stays_in_constant_memory() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     drop(batch);
+    // The batch's flush (data and its watch history) comes first: this
+    // measures the stream, not the flush.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+        if m.lines().any(|l| l == "kvr_memtable_bytes 0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "no flush:\n{m}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let before = s.rss_kib();
     // Ask for 40 MB of NDJSON and do not read it for a while.
     let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
