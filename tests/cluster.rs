@@ -651,3 +651,18 @@ fn cluster_init_brings_a_files_data_in_and_joiners_get_it() {
     assert!(put(dir, &s2, "k100", "v100").status.success());
     assert_eq!(revision_of(&s1, false), 101);
 }
+
+#[test]
+fn history_flags_hold_on_a_cluster_member() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init", "--history", "5"], &[]);
+    for i in 0..10 {
+        let (code, _, _) = http(&n1.url, "PUT", &format!("/v1/kv/k{i}"), b"v");
+        assert_eq!(code, 200);
+    }
+    // Only the last 5 revisions are kept: a watch from revision 1 is refused.
+    let (code, _, body) = http(&n1.url, "GET", "/v1/watch?from_revision=1", b"");
+    assert_eq!(code, 410, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("compacted"));
+}

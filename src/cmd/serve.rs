@@ -74,8 +74,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 .and_then(|()| writeln!(out, "raft listening on {}", opts.member.raft))
                 .and_then(|()| out.flush())?;
             drop(out);
-            let engine_opts =
+            let mut engine_opts =
                 crate::engine::EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
+            // --history and --history-bytes hold on every member too.
+            engine_opts.history = limits.history;
             let node = runtime.block_on(async {
                 let l = tokio::net::TcpListener::from_std(raft_listener)
                     .map_err(|e| Error::io("cannot set up the raft listener", e))?;

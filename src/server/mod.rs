@@ -96,25 +96,9 @@ impl State {
             Engine::start_recovering(store, &dir, crate::wal::SEGMENT_BYTES, opts)?;
         let metrics = Arc::new(Metrics::new(engine.revision()));
         let writer = Writer::start(engine_writer, limits.queue_size, metrics.clone())?;
-        let access_log = if quiet {
-            None
-        } else {
-            let log = AccessLog::start(metrics.clone())
-                .map_err(|e| crate::error::Error::io("cannot start the access log thread", e))?;
-            Some(log)
-        };
-        Ok(State {
-            closing: tokio::sync::watch::Sender::new(false),
-            watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            recovered,
-            cluster: None,
-            engine,
-            writer,
-            limits,
-            metrics,
-            token,
-            access_log,
-        })
+        State::assemble(
+            engine, writer, metrics, recovered, None, limits, token, quiet,
+        )
     }
 
     /// The state of a cluster member: its engine is applied to by Raft.
@@ -127,6 +111,30 @@ impl State {
         let engine = node.engine.clone();
         let metrics = Arc::new(Metrics::new(engine.revision()));
         let writer = Writer::replicated(node.clone(), limits.queue_size, metrics.clone());
+        State::assemble(
+            engine,
+            writer,
+            metrics,
+            None,
+            Some(node),
+            limits,
+            token,
+            quiet,
+        )
+    }
+
+    /// The parts both kinds of server share, and the access log.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        engine: Arc<Engine>,
+        writer: Writer,
+        metrics: Arc<Metrics>,
+        recovered: Option<crate::wal::Recovered>,
+        cluster: Option<Arc<crate::cluster::node::Node>>,
+        limits: Limits,
+        token: Option<String>,
+        quiet: bool,
+    ) -> Result<State> {
         let access_log = if quiet {
             None
         } else {
@@ -137,8 +145,8 @@ impl State {
         Ok(State {
             closing: tokio::sync::watch::Sender::new(false),
             watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            recovered: None,
-            cluster: Some(node),
+            recovered,
+            cluster,
             engine,
             writer,
             limits,
