@@ -135,6 +135,14 @@ pub enum Error {
     /// This node was removed from its cluster (exit 3, HTTP 503 `removed`).
     #[error("{0}")]
     Removed(String),
+
+    /// An `Idempotency-Key` seen before with another request (a different
+    /// method, key, query or body): exit 2, HTTP 422.
+    #[error(
+        "the Idempotency-Key {key:?} was used before for a different request; \
+         use a new key for a new request"
+    )]
+    IdempotencyKeyReused { key: String },
 }
 
 /// The `expected` text of [`Error::PreconditionFailed`] for a required
@@ -196,7 +204,10 @@ impl Error {
             | Error::MostlyFailed {
                 not_found: true, ..
             } => 1,
-            Error::Invalid { .. } | Error::TooLarge { .. } | Error::NotClustered => 2,
+            Error::Invalid { .. }
+            | Error::TooLarge { .. }
+            | Error::NotClustered
+            | Error::IdempotencyKeyReused { .. } => 2,
             Error::Conflict(_) | Error::Removed(_) => 3,
             Error::OutcomeUnknown { .. } => 5,
             Error::InUse { .. }
@@ -243,6 +254,7 @@ impl Error {
             Error::Conflict(_) => Code::Conflict,
             Error::NodeNotFound { .. } => Code::NotFound,
             Error::Removed(_) => Code::Removed,
+            Error::IdempotencyKeyReused { .. } => Code::IdempotencyKeyReused,
             Error::InUse { .. }
             | Error::Io { .. }
             | Error::Corrupt(_)
@@ -274,11 +286,12 @@ pub enum Code {
     Conflict,
     Removed,
     Compacted,
+    IdempotencyKeyReused,
 }
 
 impl Code {
     /// Every code, once; a new variant belongs here too.
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 17] = [
         Code::BadRequest,
         Code::Unauthorized,
         Code::NotFound,
@@ -295,6 +308,7 @@ impl Code {
         Code::Conflict,
         Code::Removed,
         Code::Compacted,
+        Code::IdempotencyKeyReused,
     ];
 
     /// The code as the error body writes it.
@@ -316,6 +330,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::Removed => "removed",
             Code::Compacted => "compacted",
+            Code::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 
@@ -332,6 +347,7 @@ impl Code {
             Code::NotClustered => 404,
             Code::Conflict => 409,
             Code::Compacted => 410,
+            Code::IdempotencyKeyReused => 422,
             Code::InsufficientStorage => 507,
             Code::Internal => 500,
         }

@@ -9,6 +9,7 @@
 //! * [`kv`]: the [`kv::Kv`] trait every command runs against.
 //! * [`limits`]: key and value size limits.
 //! * [`error`]: the typed [`Error`], with its exit codes and HTTP statuses.
+//! * [`idempotency`]: `Idempotency-Key` records: the first outcome of a write, answered again to its repeats.
 //! * [`server`]: `kvr serve`, the HTTP API: routes, the group-commit writer,
 //!   limits, auth, metrics.
 //! * [`wal`]: the write-ahead log behind `kvr serve`'s group commit, and its
@@ -28,6 +29,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod engine;
 pub mod error;
+pub mod idempotency;
 pub mod jsonl;
 pub mod kv;
 pub mod limits;

@@ -52,6 +52,9 @@ pub struct WriteCommand {
     pub must_exist: bool,
     /// `DELETE /v1/range`: the range and the most keys it may delete.
     pub delete_range: Option<(WireRange, u64)>,
+    /// The request's Idempotency-Key and fingerprint; its time is
+    /// `time_ms`, so every node judges a repeat's window alike.
+    pub idempotency: Option<(String, [u8; 32])>,
 }
 
 /// [`Op`] on the wire.
@@ -93,6 +96,10 @@ impl WriteCommand {
                     *max as u64,
                 )
             }),
+            idempotency: req
+                .idempotency
+                .as_ref()
+                .map(|c| (c.key.clone(), c.fingerprint)),
         }
     }
 
@@ -112,6 +119,13 @@ impl WriteCommand {
                     usize::try_from(max).unwrap_or(usize::MAX),
                 )
             }),
+            idempotency: self
+                .idempotency
+                .map(|(key, fingerprint)| crate::idempotency::Claim {
+                    key,
+                    fingerprint,
+                    time_ms: self.time_ms,
+                }),
         }
     }
 }

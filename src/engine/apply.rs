@@ -23,7 +23,9 @@ use super::{Engine, Log, Version};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
 use crate::store::check_limits;
+use crate::idempotency::{Claim, Outcome, Record};
 use crate::types::{Action, Applied, Op, RangeQuery};
+use crate::wal::LogRecord;
 
 /// How long a writer waiting for room looks again at the flush state.
 const ROOM_POLL: Duration = Duration::from_millis(50);
@@ -40,6 +42,9 @@ pub struct Request {
     /// applies (its `ops` are then filled in); at most `max_ops` of them,
     /// else `payload_too_large` and nothing is deleted.
     pub delete_range: Option<(RangeQuery, usize)>,
+    /// Sent with an `Idempotency-Key`: a repeat within the window gets the
+    /// recorded outcome and is not applied (see `crate::idempotency`).
+    pub idempotency: Option<Claim>,
 }
 
 /// The one writer of an engine: owns its log. Not shared between threads.
@@ -95,12 +100,16 @@ impl EngineWriter {
             self.wait_for_room()?;
         }
         let engine = self.engine.clone();
-        let (live, outcomes, revs, keys) = {
+        let (live, outcomes, revs, keys, made) = {
             let t = engine.read_tables();
             let mut look = Lookup {
                 overlay: Overlay::new(),
+                made: HashMap::new(),
                 tables: &t,
             };
+            // Per request: the idempotency record it made, and the
+            // revision its first write took or would take.
+            let mut made: Vec<Option<(Arc<Record>, u64)>> = Vec::with_capacity(requests.len());
             let mut revision = engine.revision();
             let mut keys = engine.keys.load(Ordering::Acquire);
             let mut outcomes = Vec::with_capacity(requests.len());
@@ -113,6 +122,29 @@ impl EngineWriter {
                 _ => usize::MAX,
             };
             for req in &mut requests {
+                let next = revision + 1;
+                if let Some(claim) = &req.idempotency {
+                    match look.idempotency(claim) {
+                        Ok(Some(record)) => {
+                            // A repeat: answered from the record, not applied.
+                            outcomes.push(record.replay(claim));
+                            revs.push(Vec::new());
+                            made.push(None);
+                            req.ops.clear();
+                            req.delete_range = None;
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            outcomes.push(Err(e));
+                            revs.push(Vec::new());
+                            made.push(None);
+                            req.ops.clear();
+                            req.delete_range = None;
+                            continue;
+                        }
+                    }
+                }
                 let expanded = match req.delete_range.take() {
                     Some((query, max_ops)) => look.expand(&query, max_ops, at).map(|ops| {
                         req.ops = ops;
@@ -121,6 +153,33 @@ impl EngineWriter {
                 };
                 let outcome =
                     expanded.and_then(|()| look.apply(req, max, &mut revision, &mut keys));
+                let recorded = req.idempotency.as_ref().and_then(|claim| {
+                    let outcome = Outcome::of(&outcome.as_ref().map(|(a, _)| *a).map_err(|e| {
+                        // Only the kinds `Outcome::of` keeps matter here.
+                        match e {
+                            Error::PreconditionFailed {
+                                line,
+                                key,
+                                expected,
+                                current,
+                            } => Error::PreconditionFailed {
+                                line: *line,
+                                key: key.clone(),
+                                expected: expected.clone(),
+                                current: *current,
+                            },
+                            _ => Error::Storage(String::new()),
+                        }
+                    }))?;
+                    let record = Arc::new(Record {
+                        time_ms: claim.time_ms,
+                        fingerprint: claim.fingerprint,
+                        outcome,
+                    });
+                    look.made.insert(claim.key.clone(), record.clone());
+                    Some((record, next))
+                });
+                made.push(recorded);
                 match outcome {
                     Ok((applied, op_revs)) => {
                         outcomes.push(Ok(applied));
@@ -132,14 +191,36 @@ impl EngineWriter {
                     }
                 }
             }
-            (t.live.clone(), outcomes, revs, (revision, keys))
+            (t.live.clone(), outcomes, revs, (revision, keys), made)
         };
-        let records: Vec<(u64, &[Op])> = requests
+        let encoded: Vec<Option<(&str, Vec<u8>)>> = requests
+            .iter()
+            .zip(&made)
+            .map(|(req, m)| {
+                let key = req.idempotency.as_ref().map(|c| c.key.as_str())?;
+                m.as_ref().map(|(record, _)| (key, record.encode()))
+            })
+            .collect();
+        let records: Vec<LogRecord<'_>> = requests
             .iter()
             .zip(&revs)
-            .filter_map(|(req, r)| {
-                let first = r.iter().copied().find(|&rev| rev > 0)?;
-                Some((first, req.ops.as_slice()))
+            .zip(made.iter().zip(&encoded))
+            .filter_map(|((req, r), (m, enc))| {
+                let idempotency = enc.as_ref().map(|(k, bytes)| (*k, bytes.as_slice()));
+                match r.iter().copied().find(|&rev| rev > 0) {
+                    Some(first) => Some(LogRecord {
+                        first_revision: first,
+                        ops: &req.ops,
+                        idempotency,
+                    }),
+                    // Nothing written, but an outcome recorded: logged
+                    // alone, at the revision the next write takes.
+                    None => m.as_ref().map(|(_, next)| LogRecord {
+                        first_revision: *next,
+                        ops: &[],
+                        idempotency,
+                    }),
+                }
             })
             .collect();
         // No log while replaying one (see `replay`).
@@ -147,6 +228,12 @@ impl EngineWriter {
             log.append(&records)?;
         }
         drop(records);
+        let made: Vec<(String, Arc<Record>)> = requests
+            .iter()
+            .zip(made)
+            .filter_map(|(req, m)| Some((req.idempotency.as_ref()?.key.clone(), m?.0)))
+            .collect();
+        drop(encoded);
         let mut versions = Vec::new();
         let mut expiring = Vec::new();
         let mut events: Vec<Event> = Vec::new();
@@ -200,6 +287,7 @@ impl EngineWriter {
             }
         }
         let (revision, key_count) = keys;
+        live.add_idempotency(made);
         live.insert(versions, events, mark, || {
             engine.keys.store(key_count, Ordering::Release);
             engine.revision.store(revision, Ordering::Release);
@@ -246,15 +334,23 @@ impl EngineWriter {
     /// Applies operations replayed from the log after a crash: as one
     /// request, at the next revisions, not logged again (they are in the
     /// log already). Returns the revision reached.
-    pub fn replay(&mut self, ops: Vec<Op>) -> Result<u64> {
-        let request = Request {
-            ops,
-            ..Request::default()
-        };
-        let log = self.log.take();
-        let outcome = self.write_group(vec![request]);
-        self.log = log;
-        outcome?.pop().unwrap_or(Ok(Applied::default()))?;
+    /// The idempotency records those writes made come with them.
+    pub fn replay(&mut self, ops: Vec<Op>, records: Vec<(String, Vec<u8>)>) -> Result<u64> {
+        if !ops.is_empty() {
+            let request = Request {
+                ops,
+                ..Request::default()
+            };
+            let log = self.log.take();
+            let outcome = self.write_group(vec![request]);
+            self.log = log;
+            outcome?.pop().unwrap_or(Ok(Applied::default()))?;
+        }
+        let records = records
+            .into_iter()
+            .map(|(key, bytes)| Ok((key, Arc::new(Record::decode(&bytes)?))))
+            .collect::<Result<Vec<_>>>()?;
+        self.engine.read_tables().live.add_idempotency(records);
         Ok(self.engine.revision())
     }
 
@@ -415,10 +511,33 @@ impl Drop for EngineWriter {
 /// tables, then redb.
 struct Lookup<'a> {
     overlay: Overlay,
+    /// Idempotency records made by the group so far.
+    made: HashMap<String, Arc<Record>>,
     tables: &'a super::Tables,
 }
 
 impl Lookup<'_> {
+    /// The record that answers `claim`, if one is kept and in its window:
+    /// the group's, then the tables' newest first, then the store's.
+    fn idempotency(&self, claim: &Claim) -> Result<Option<Arc<Record>>> {
+        let key = claim.key.as_str();
+        let t = self.tables;
+        let found = match self.made.get(key) {
+            Some(r) => Some(r.clone()),
+            None => match std::iter::once(&t.live)
+                .chain(t.frozen.iter().rev())
+                .find_map(|table| table.idempotency(key))
+            {
+                Some(r) => Some(r),
+                None => match t.base.idempotency(key)? {
+                    Some(bytes) => Some(Arc::new(Record::decode(&bytes)?)),
+                    None => None,
+                },
+            },
+        };
+        Ok(found.filter(|r| r.answers(claim)))
+    }
+
     /// The deletes of a range delete: the keys present in `query` at
     /// revision `at`, as changed by the group so far, in key order.
     fn expand(&self, query: &RangeQuery, max_ops: usize, at: u64) -> Result<Vec<Op>> {

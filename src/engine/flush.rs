@@ -93,6 +93,17 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         oldest: mark.oldest,
         bytes: mark.bytes,
     };
+    let (records, newest) = table.idempotency_records();
+    // Records past their window (judged by the newest one this table
+    // made, with slack for clocks) are deleted; a lookup judges age by the
+    // request's own time anyway, so this only bounds the table's size.
+    let delete_before_ms = newest.saturating_sub(
+        crate::idempotency::WINDOW_MS + crate::idempotency::KEEP_SLACK_MS,
+    );
+    let idempotency = crate::store::IdempotencyUpdate {
+        records: &records,
+        delete_before_ms,
+    };
     table.with_newest(|items| {
         let items = items.map(|(k, v)| {
             let item = v
@@ -103,7 +114,7 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         });
         engine
             .store
-            .write_table(items, revision, history, applied.as_deref())
+            .write_table(items, revision, history, idempotency, applied.as_deref())
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
     {

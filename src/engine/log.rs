@@ -3,7 +3,7 @@
 //! implements it; a replicated log can take its place.
 
 use crate::error::Result;
-use crate::types::Op;
+use crate::wal::LogRecord;
 
 /// Releases the part of a log that a flushed table covered: run by the
 /// flush thread once that table is durable in the store.
@@ -11,10 +11,10 @@ pub type Release = Box<dyn FnOnce() -> Result<()> + Send>;
 
 /// An append-only log of applied requests.
 pub trait Log: Send {
-    /// Appends one record per request (its first revision and operations)
-    /// and makes them durable before returning. On error nothing counts as
-    /// appended.
-    fn append(&mut self, records: &[(u64, &[Op])]) -> Result<()>;
+    /// Appends one record per request (its first revision, operations and
+    /// idempotency record) and makes them durable before returning. On
+    /// error nothing counts as appended.
+    fn append(&mut self, records: &[LogRecord<'_>]) -> Result<()>;
 
     /// Ends the stretch of log written so far: later appends go to a new
     /// stretch, and the returned [`Release`] drops the old one.
@@ -31,8 +31,8 @@ pub trait Log: Send {
 /// The local write-ahead log: a seal starts a new segment, a release
 /// deletes (or recycles) the segments a flushed table covered.
 impl Log for crate::wal::Wal {
-    fn append(&mut self, records: &[(u64, &[Op])]) -> Result<()> {
-        crate::wal::Wal::append(self, records)
+    fn append(&mut self, records: &[LogRecord<'_>]) -> Result<()> {
+        crate::wal::Wal::append_records(self, records)
     }
 
     fn seal(&mut self) -> Result<Release> {
@@ -56,7 +56,7 @@ impl Log for crate::wal::Wal {
 pub struct NoLog;
 
 impl Log for NoLog {
-    fn append(&mut self, _records: &[(u64, &[Op])]) -> Result<()> {
+    fn append(&mut self, _records: &[LogRecord<'_>]) -> Result<()> {
         Ok(())
     }
 

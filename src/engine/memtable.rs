@@ -13,14 +13,19 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::history::Event;
+use crate::idempotency::Record;
 use crate::types::OP_OVERHEAD_BYTES;
+
+/// Memory counted per idempotency record besides its key (the record, the
+/// map's node).
+const IDEMPOTENCY_RECORD_BYTES: usize = 160;
 
 /// The history state after a table's last write: the oldest revision kept
 /// and the bytes the kept events count (see `history.rs`).
@@ -76,6 +81,8 @@ pub struct Memtable {
     /// The cluster state machine's marker for the state this table ends
     /// at (`store::cluster`): flushed with the table.
     applied: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The idempotency records the table's writes made: key → record.
+    idempotency: RwLock<BTreeMap<String, Arc<Record>>>,
 }
 
 impl Default for Memtable {
@@ -94,7 +101,38 @@ impl Memtable {
             events: RwLock::new(Vec::new()),
             mark: std::sync::Mutex::new(HistoryMark::default()),
             applied: std::sync::Mutex::new(None),
+            idempotency: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// The record of an idempotency key made by this table's writes.
+    pub fn idempotency(&self, key: &str) -> Option<Arc<Record>> {
+        let map = self.idempotency.read().unwrap_or_else(|e| e.into_inner());
+        map.get(key).cloned()
+    }
+
+    /// Every record of the table, encoded, in key order (what a flush
+    /// writes), with the newest record time (0: none).
+    pub fn idempotency_records(&self) -> (Vec<(String, Vec<u8>)>, u64) {
+        let map = self.idempotency.read().unwrap_or_else(|e| e.into_inner());
+        let newest = map.values().map(|r| r.time_ms).max().unwrap_or(0);
+        let records = map.iter().map(|(k, r)| (k.clone(), r.encode())).collect();
+        (records, newest)
+    }
+
+    /// Adds records made by a write group (or replayed from the log).
+    pub fn add_idempotency(&self, records: Vec<(String, Arc<Record>)>) {
+        if records.is_empty() {
+            return;
+        }
+        let added: usize = records
+            .iter()
+            .map(|(k, _)| k.len() + IDEMPOTENCY_RECORD_BYTES)
+            .sum();
+        let mut map = self.idempotency.write().unwrap_or_else(|e| e.into_inner());
+        map.extend(records);
+        let _ = self.first_write.set(Instant::now());
+        self.bytes.fetch_add(added, Ordering::AcqRel);
     }
 
     /// The history state after the table's last write.
@@ -132,9 +170,16 @@ impl Memtable {
         self.last_revision.load(Ordering::Acquire)
     }
 
-    /// Whether the table holds nothing to flush: no version, no marker.
+    /// Whether the table holds nothing to flush: no version, no marker,
+    /// no idempotency record.
     pub fn is_empty(&self) -> bool {
-        self.last_revision() == 0 && self.applied().is_none()
+        self.last_revision() == 0
+            && self.applied().is_none()
+            && self
+                .idempotency
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
     }
 
     /// Records the state machine's marker for the state after the last

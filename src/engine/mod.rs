@@ -249,7 +249,9 @@ impl Engine {
         let Some(old) = old else {
             return Ok((engine, writer, None));
         };
-        let recovered = crate::wal::replay_with(dir, engine.revision(), |ops| writer.replay(ops))?;
+        let recovered = crate::wal::replay_with(dir, engine.revision(), |ops, records| {
+            writer.replay(ops, records)
+        })?;
         if engine.read_tables().live.is_empty() {
             old.release()?;
         } else {

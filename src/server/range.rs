@@ -61,7 +61,7 @@ pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Resul
 /// atomically (each taking a revision), at most `--max-batch-ops` of them
 /// (else 413, nothing deleted). At least one of the parameters is required,
 /// so a forgotten one never wipes the database; `prefix=` (empty) is all.
-pub async fn delete(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
+pub async fn delete(state: &Arc<State>, uri: &Uri, headers: &http::HeaderMap) -> Result<Response<Body>> {
     let params = Query::parse(uri.query())?;
     if ["start", "end", "prefix"]
         .iter()
@@ -77,10 +77,12 @@ pub async fn delete(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
     }
     let max = state.limits.max_batch_ops;
     state.writer.admit()?;
+    let idempotency = super::routes::claim(headers, &http::Method::DELETE, &[], uri, &[])?;
     let applied = state
         .writer
         .write(WriteRequest {
             delete_range: Some((query, max)),
+            idempotency,
             ..WriteRequest::default()
         })
         .await?;

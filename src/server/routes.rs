@@ -402,7 +402,7 @@ async fn dispatch(
         Route::Range if is_get(&method) => {
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }
-        Route::Range => Ok(super::range::delete(state, req.uri()).await?),
+        Route::Range => Ok(super::range::delete(state, req.uri(), req.headers()).await?),
         Route::Stats => Ok(stats(state)?),
         Route::Backup => Ok(super::backup::handle(state)?),
         Route::Watch => Ok(super::watch::handle(state, req.uri())?),
@@ -616,6 +616,32 @@ fn ttl_of(uri: &Uri) -> Result<Option<u64>> {
     Ok(Some(ttl))
 }
 
+/// The header of SPEC "Idempotency".
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The claim of a write sent with `Idempotency-Key`: the key (checked:
+/// 400 when malformed) and the request's fingerprint over its method, data
+/// key, query and body, at the time it is accepted (in a cluster the
+/// leader puts its own).
+pub fn claim(
+    headers: &HeaderMap,
+    method: &Method,
+    key: &[u8],
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Option<crate::idempotency::Claim>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let idem = crate::idempotency::check_key(value.as_bytes())?;
+    let query = uri.query().unwrap_or("");
+    Ok(Some(crate::idempotency::Claim {
+        key: idem,
+        fingerprint: crate::idempotency::fingerprint(method.as_str(), key, query, body),
+        time_ms: now_ms(),
+    }))
+}
+
 fn written(revision: u64) -> Response<Body> {
     let mut resp = json_response(StatusCode::OK, &json!({ "revision": revision }));
     resp.headers_mut()
@@ -636,6 +662,7 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     // After the body (a client still sending it would see a reset, not
     // the 503), before any work on it.
     state.writer.admit()?;
+    let idempotency = claim(&parts.headers, &Method::PUT, &key, &parts.uri, &value)?;
     let op = Op::put(key, Vec::from(value))
         .if_revision(if_revision)
         .ttl(ttl)
@@ -645,6 +672,7 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
         .write(WriteRequest {
             ops: op.into_iter().collect(),
             must_exist,
+            idempotency,
             ..WriteRequest::default()
         })
         .await?;
@@ -657,12 +685,14 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
 async fn delete(state: &State, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     let key = key_of(uri)?;
     let (if_revision, must_exist) = condition(headers)?;
+    let idempotency = claim(headers, &Method::DELETE, &key, uri, &[])?;
     let ops = vec![Op::delete(key.clone()).if_revision(if_revision)];
     let applied = state
         .writer
         .write(WriteRequest {
             ops,
             must_exist,
+            idempotency,
             ..WriteRequest::default()
         })
         .await?;
@@ -684,6 +714,7 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
     .await?;
     // Before the body is parsed: a refusal costs only its reading.
     state.writer.admit()?;
+    let idempotency = claim(&parts.headers, &Method::POST, &[], &parts.uri, &body)?;
     let (max_value, max_ops) = (limits.max_value_bytes, limits.max_batch_ops);
     let ops = if body.len() <= INLINE_PARSE_BYTES {
         parse_batch(&body, max_value, max_ops)?
@@ -696,6 +727,7 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
         .writer
         .write(WriteRequest {
             ops,
+            idempotency,
             ..WriteRequest::default()
         })
         .await?;

@@ -52,6 +52,8 @@ pub struct WriteRequest {
     pub must_exist: bool,
     /// `DELETE /v1/range`: the range, and the most keys it may delete.
     pub delete_range: Option<(crate::types::RangeQuery, usize)>,
+    /// Sent with an `Idempotency-Key` (see `crate::idempotency`).
+    pub idempotency: Option<crate::idempotency::Claim>,
 }
 
 struct Pending {
@@ -224,6 +226,7 @@ impl Writer {
                 ops: req.ops,
                 must_exist: req.must_exist,
                 delete_range: req.delete_range,
+                idempotency: req.idempotency,
             })
             .await;
         self.metrics.queue_left();
@@ -347,6 +350,7 @@ impl Worker {
                 ops: p.req.ops,
                 must_exist: p.req.must_exist,
                 delete_range: p.req.delete_range,
+                idempotency: p.req.idempotency,
             });
             replies.push(p.reply);
         }

@@ -1,6 +1,6 @@
 //! The on-disk layout of kvr's data inside redb.
 //!
-//! Four tables:
+//! The tables:
 //!
 //! * `kv`: key bytes → record. A record is
 //!
@@ -30,6 +30,11 @@
 //!   `history_oldest` past its revision: a watch cannot resume across it.
 //!   Missing (earlier releases, backups): no history, oldest = revision + 1.
 //!
+//! * `idempotency`: Idempotency-Key → the first outcome of the write sent
+//!   with it (layout in `idempotency.rs`), written with the write's data;
+//!   `idempotency_by_time`: (time_ms, key) → (), so a flush deletes the
+//!   records past their window in time order. Missing: no records.
+//!
 //! * `meta`: name → u64 counters, updated in the same transaction as the data:
 //!   `revision` (the database-wide revision), `keys` (number of keys, so that
 //!   `stats` never scans) and `format` (the database format, [`DB_FORMAT`]).
@@ -44,6 +49,11 @@ pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 pub(crate) const EXPIRY: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("expiry");
 /// The watch history (see the module header).
 pub(crate) const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
+/// Idempotency-Key → the first outcome of its write (see the module header).
+pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// (time_ms, Idempotency-Key) of each record, to delete old ones in order.
+pub(crate) const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("idempotency_by_time");
 /// Named counters.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use redb::{ReadOnlyTable, ReadableTable};
 
 use super::record::{
-    self, EXPIRY, HISTORY, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS,
+    self, EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS,
     META_REVISION,
 };
 use super::{Commit, Snapshot, Store};
@@ -21,6 +21,8 @@ pub struct TableReader {
     expiry: Option<ReadOnlyTable<(u64, &'static [u8]), u64>>,
     /// `None` in a file that never kept watch history.
     history: Option<ReadOnlyTable<u64, &'static [u8]>>,
+    /// `None` in a file that never recorded an Idempotency-Key.
+    idempotency: Option<ReadOnlyTable<&'static str, &'static [u8]>>,
     /// The oldest history revision kept, and the bytes kept.
     history_mark: (u64, u64),
     revision: u64,
@@ -81,6 +83,36 @@ impl TableReader {
             return Ok(());
         };
         for item in table.range(from..)?.take(max) {
+            let (k, v) = item?;
+            visit(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+
+    /// The stored record of an Idempotency-Key, if any (old or not).
+    pub fn idempotency(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let Some(table) = &self.idempotency else {
+            return Ok(None);
+        };
+        Ok(table.get(key)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Up to `max` idempotency records after `after` (exclusive), in key
+    /// order, to `visit` (a Raft snapshot carries them).
+    pub fn idempotency_page(
+        &self,
+        after: Option<&str>,
+        max: usize,
+        mut visit: impl FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let Some(table) = &self.idempotency else {
+            return Ok(());
+        };
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        for item in table.range::<&str>((lower, Bound::Unbounded))?.take(max) {
             let (k, v) = item?;
             visit(k.value(), v.value())?;
         }
@@ -192,6 +224,11 @@ impl Snapshot {
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(e.into()),
         };
+        let idempotency = match self.txn.open_table(IDEMPOTENCY) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         let revision = self.revision()?;
         let meta = self.txn.open_table(META)?;
         let oldest = meta.get(META_HISTORY_OLDEST)?.map(|g| g.value());
@@ -199,6 +236,7 @@ impl Snapshot {
         Ok(TableReader {
             expiry,
             history,
+            idempotency,
             history_mark: (oldest.unwrap_or(revision + 1), bytes),
             table: self.txn.open_table(KV)?,
             revision: self.revision()?,
@@ -237,7 +275,72 @@ fn write_history(wtx: &redb::WriteTransaction, h: HistoryUpdate<'_>) -> Result<(
     Ok(())
 }
 
+/// The idempotency part of a flush: the records its writes made (key,
+/// encoded record; each replaces an older one of its key), and the time
+/// before which records are deleted.
+pub struct IdempotencyUpdate<'a> {
+    pub records: &'a [(String, Vec<u8>)],
+    pub delete_before_ms: u64,
+}
+
+/// Stores idempotency records, keeping the time index in step, and
+/// deletes those made before `delete_before_ms`.
+pub(crate) fn write_idempotency(
+    wtx: &redb::WriteTransaction,
+    records: &[(String, Vec<u8>)],
+    delete_before_ms: u64,
+) -> Result<()> {
+    if records.is_empty() && delete_before_ms == 0 {
+        return Ok(());
+    }
+    let mut table = wtx.open_table(IDEMPOTENCY)?;
+    let mut by_time = wtx.open_table(IDEMPOTENCY_BY_TIME)?;
+    for (key, bytes) in records {
+        let time = crate::idempotency::Record::time_of(bytes).unwrap_or(0);
+        let old = table
+            .insert(key.as_str(), bytes.as_slice())?
+            .and_then(|g| crate::idempotency::Record::time_of(g.value()));
+        if let Some(old) = old {
+            by_time.remove((old, key.as_str()))?;
+        }
+        by_time.insert((time, key.as_str()), ())?;
+    }
+    let old: Vec<(u64, String)> = by_time
+        .range::<(u64, &str)>(..(delete_before_ms, ""))?
+        .map(|item| item.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+        .collect::<std::result::Result<_, _>>()?;
+    for (time, key) in old {
+        by_time.remove((time, key.as_str()))?;
+        let same = table
+            .get(key.as_str())?
+            .and_then(|g| crate::idempotency::Record::time_of(g.value()))
+            == Some(time);
+        if same {
+            table.remove(key.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// What a flush commits besides the data.
+struct Extras<'h, 'i, 'a> {
+    history: HistoryUpdate<'h>,
+    idempotency: IdempotencyUpdate<'i>,
+    applied: Option<&'a [u8]>,
+}
+
 impl Store {
+    /// Stores idempotency records replayed from a write-ahead log.
+    pub fn put_idempotency(&self, records: &[(String, Vec<u8>)]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let wtx = self.begin_write(Commit::Buffered)?;
+        write_idempotency(&wtx, records, 0)?;
+        wtx.commit()?;
+        Ok(())
+    }
+
     /// Writes the final state of a memory table: `items` in key order, each
     /// a key with its value and revision, or `None` to delete it; then sets
     /// the revision to `revision`. One durable commit (fsync, quick repair):
@@ -249,12 +352,18 @@ impl Store {
         items: I,
         revision: u64,
         history: HistoryUpdate<'_>,
+        idempotency: IdempotencyUpdate<'_>,
         applied: Option<&[u8]>,
     ) -> Result<u64>
     where
         I: IntoIterator<Item = SortedItem<'a>>,
     {
-        self.write_commit(items, revision, Commit::Durable, Some(history), applied)
+        let extras = Extras {
+            history,
+            idempotency,
+            applied,
+        };
+        self.write_commit(items, revision, Commit::Durable, Some(extras))
     }
 
     /// [`Store::write_table`] with a choice of commit: a backup writes its
@@ -264,7 +373,7 @@ impl Store {
     where
         I: IntoIterator<Item = SortedItem<'a>>,
     {
-        self.write_commit(items, revision, commit, None, None)
+        self.write_commit(items, revision, commit, None)
     }
 
     fn write_commit<'a, I>(
@@ -272,19 +381,20 @@ impl Store {
         items: I,
         revision: u64,
         commit: Commit,
-        history: Option<HistoryUpdate<'_>>,
-        applied: Option<&[u8]>,
+        extras: Option<Extras<'_, '_, '_>>,
     ) -> Result<u64>
     where
         I: IntoIterator<Item = SortedItem<'a>>,
     {
         let wtx = self.begin_write(commit)?;
-        if let Some(h) = history {
-            write_history(&wtx, h)?;
-        }
-        if let Some(applied) = applied {
-            wtx.open_table(super::cluster::CLUSTER)?
-                .insert(super::cluster::APPLIED, applied)?;
+        if let Some(x) = extras {
+            write_history(&wtx, x.history)?;
+            let i = x.idempotency;
+            write_idempotency(&wtx, i.records, i.delete_before_ms)?;
+            if let Some(applied) = x.applied {
+                wtx.open_table(super::cluster::CLUSTER)?
+                    .insert(super::cluster::APPLIED, applied)?;
+            }
         }
         let keys = {
             let mut tables = super::apply::Tables::open(&wtx)?;

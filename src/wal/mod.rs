@@ -45,6 +45,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+pub use record::LogRecord;
 pub use recover::{Recovered, recover, recover_dir, replay, replay_with};
 
 use crate::error::{Error, Result};
@@ -259,6 +260,19 @@ impl Wal {
     /// Appends one record per request (its first revision and operations)
     /// with a single write and a single sync. On error nothing is appended.
     pub fn append(&mut self, requests: &[(u64, &[Op])]) -> Result<()> {
+        let records: Vec<LogRecord<'_>> = requests
+            .iter()
+            .map(|(first_revision, ops)| LogRecord {
+                first_revision: *first_revision,
+                ops,
+                idempotency: None,
+            })
+            .collect();
+        self.append_records(&records)
+    }
+
+    /// [`Wal::append`] of records that may carry idempotency records.
+    pub fn append_records(&mut self, requests: &[LogRecord<'_>]) -> Result<()> {
         if requests.is_empty() {
             return Ok(());
         }
@@ -293,10 +307,10 @@ impl Wal {
         Ok(())
     }
 
-    fn encode(&mut self, requests: &[(u64, &[Op])]) -> Result<()> {
+    fn encode(&mut self, requests: &[LogRecord<'_>]) -> Result<()> {
         self.buf.clear();
-        for (first_revision, ops) in requests {
-            record::encode(&mut self.buf, self.seq, *first_revision, ops)?;
+        for rec in requests {
+            record::encode(&mut self.buf, self.seq, rec)?;
         }
         Ok(())
     }

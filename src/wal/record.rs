@@ -16,6 +16,14 @@
 //! earlier releases hold kinds 1 and 2 only and read as they are. Conditions are not logged: a
 //! logged request is one that was applied, and replay repeats it as it was.
 //!
+//! A request sent with an Idempotency-Key adds a trailer after the
+//! operations: `u8` 0xA1, then the key and the encoded outcome record
+//! (`idempotency.rs`), each as `u32` length and bytes. A request whose
+//! recorded outcome took no revision (a failed precondition, a delete of
+//! an absent key) is logged with no operations, at the revision the next
+//! write takes: replay keeps its record unless the store holds that
+//! revision (then the record was flushed with the table before it).
+//!
 //! Folding the segment's sequence into the checksum makes a record left over
 //! from a recycled segment fail its check, so it reads as the end of the log.
 
@@ -29,9 +37,20 @@ const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_PUT_EXPIRING: u8 = 3;
 const KIND_EXPIRE: u8 = 4;
+const TRAILER_IDEMPOTENCY: u8 = 0xA1;
+
+/// One record to log: a request's first revision, its operations and the
+/// idempotency record it made (key, encoded record), if any.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRecord<'a> {
+    pub first_revision: u64,
+    pub ops: &'a [Op],
+    pub idempotency: Option<(&'a str, &'a [u8])>,
+}
 
 /// Appends one record to `buf`.
-pub fn encode(buf: &mut Vec<u8>, segment: u64, first_revision: u64, ops: &[Op]) -> Result<()> {
+pub fn encode(buf: &mut Vec<u8>, segment: u64, rec: &LogRecord<'_>) -> Result<()> {
+    let (first_revision, ops) = (rec.first_revision, rec.ops);
     let start = buf.len();
     buf.extend_from_slice(&[0; 8]);
     buf.extend_from_slice(&first_revision.to_le_bytes());
@@ -63,6 +82,11 @@ pub fn encode(buf: &mut Vec<u8>, segment: u64, first_revision: u64, ops: &[Op]) 
                 buf.extend_from_slice(&expires_at_ms.to_le_bytes());
             }
         }
+    }
+    if let Some((key, record)) = rec.idempotency {
+        buf.push(TRAILER_IDEMPOTENCY);
+        put_bytes(buf, key.as_bytes())?;
+        put_bytes(buf, record)?;
     }
     let payload_len = buf.len() - start - HEADER_LEN;
     let len = u32::try_from(payload_len).map_err(|_| too_big(payload_len))?;
@@ -108,6 +132,8 @@ pub fn payload_len(head: &[u8]) -> Option<usize> {
 pub struct Decoded {
     pub first_revision: u64,
     pub ops: Vec<Op>,
+    /// The idempotency record the request made: key, encoded record.
+    pub idempotency: Option<(String, Vec<u8>)>,
 }
 
 /// Checks and decodes a whole record (header and payload); `None` when the
@@ -141,9 +167,17 @@ pub fn decode(record: &[u8], segment: u64) -> Option<Decoded> {
             _ => return None,
         });
     }
+    let idempotency = match r.take(1) {
+        Some([TRAILER_IDEMPOTENCY]) => {
+            let key = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+            Some((key, r.bytes()?.to_vec()))
+        }
+        _ => None,
+    };
     Some(Decoded {
         first_revision,
         ops,
+        idempotency,
     })
 }
 
@@ -190,11 +224,26 @@ mod tests {
             Op::expire(b"e".to_vec(), 9, 1_795_000_000_000),
         ];
         let mut buf = Vec::new();
-        encode(&mut buf, 7, 42, &ops).unwrap();
+        let rec = LogRecord {
+            first_revision: 42,
+            ops: &ops,
+            idempotency: None,
+        };
+        encode(&mut buf, 7, &rec).unwrap();
         assert_eq!(payload_len(&buf), Some(buf.len() - HEADER_LEN));
         let d = decode(&buf, 7).unwrap();
         assert_eq!(d.first_revision, 42);
         assert_eq!(d.ops, ops);
+        assert_eq!(d.idempotency, None);
+        let mut with_key = Vec::new();
+        let keyed = LogRecord {
+            idempotency: Some(("k1", b"rec")),
+            ..rec
+        };
+        encode(&mut with_key, 7, &keyed).unwrap();
+        let d = decode(&with_key, 7).unwrap();
+        assert_eq!(d.ops, ops);
+        assert_eq!(d.idempotency, Some(("k1".to_string(), b"rec".to_vec())));
         // Another segment's sequence, or any flipped byte, fails the check.
         assert!(decode(&buf, 8).is_none());
         let last = buf.len() - 1;

@@ -52,27 +52,35 @@ pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
 /// it: what a running server does after reopening its database file.
 pub fn replay(store: &Store, dir: &Path) -> Result<Recovered> {
     let revision = store.snapshot()?.revision()?;
-    replay_with(dir, revision, |ops| {
-        Ok(store
+    replay_with(dir, revision, |ops, records| {
+        let revision = store
             .apply(ops.into_iter().map(Ok), Commit::Buffered, usize::MAX)?
-            .revision)
+            .revision;
+        store.put_idempotency(&records)?;
+        Ok(revision)
     })
 }
 
+/// Idempotency records replayed from the log: key, encoded record.
+pub type ReplayedRecords = Vec<(String, Vec<u8>)>;
+
 /// Reads the log in `dir` and hands the operations of the records after
-/// `revision` to `apply`, many records at a time, in order; `apply`
-/// returns the revision it reached. Checks that the records continue the
+/// `revision` to `apply`, many records at a time, in order, with the
+/// idempotency records they made; `apply` returns the revision it reached. Checks that the records continue the
 /// revisions without a gap. The store replays into redb this way, the
 /// server's engine into its memory table.
 pub fn replay_with(
     dir: &Path,
     revision: u64,
-    mut apply: impl FnMut(Vec<Op>) -> Result<u64>,
+    mut apply: impl FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
 ) -> Result<Recovered> {
     let mut state = Recovered {
         records: 0,
         revision,
     };
+    // Idempotency records of records with no operations, read but not yet
+    // handed over: they go with the next call of `apply`.
+    let mut pending = ReplayedRecords::new();
     for seq in segments(dir)? {
         let path = dir.join(format!("{seq:016x}.log"));
         let bytes = std::fs::read(&path)
@@ -81,8 +89,9 @@ pub fn replay_with(
             // Created but never given its header: it holds no record.
             continue;
         }
-        replay_segment(&mut apply, dir, &bytes, seq, &mut state)?;
+        replay_segment(&mut apply, dir, &bytes, seq, &mut state, &mut pending)?;
     }
+    apply_group(&mut apply, dir, &mut Vec::new(), &mut state, &mut pending)?;
     Ok(state)
 }
 
@@ -110,11 +119,12 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
 }
 
 fn replay_segment(
-    apply_ops: &mut dyn FnMut(Vec<Op>) -> Result<u64>,
+    apply_ops: &mut dyn FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
     dir: &Path,
     bytes: &[u8],
     seq: u64,
     state: &mut Recovered,
+    pending: &mut ReplayedRecords,
 ) -> Result<()> {
     let mut pos = SEGMENT_HEADER as usize;
     let mut group: Vec<Decoded> = Vec::new();
@@ -128,14 +138,19 @@ fn replay_segment(
         if rec.first_revision <= state.revision {
             continue; // covered by the checkpoint
         }
+        if rec.ops.is_empty() {
+            // Only an idempotency record (see `record.rs`): no revision.
+            pending.extend(rec.idempotency);
+            continue;
+        }
         group_bytes += rec.ops.iter().map(|op| op.mem_bytes()).sum::<usize>();
         group.push(rec);
         if group.len() >= REPLAY_GROUP || group_bytes >= REPLAY_GROUP_BYTES {
-            apply(apply_ops, dir, &mut group, state)?;
+            apply_group(apply_ops, dir, &mut group, state, pending)?;
             group_bytes = 0;
         }
     }
-    apply(apply_ops, dir, &mut group, state)
+    apply_group(apply_ops, dir, &mut group, state, pending)
 }
 
 /// Applies the records of `group` in order as one sequence of operations:
@@ -143,13 +158,18 @@ fn replay_segment(
 /// replays far faster than record by record, and assigns the same revisions,
 /// since logged operations are unconditional and revisions follow input
 /// order. Checks that the records continue the database's revisions.
-fn apply(
-    apply_ops: &mut dyn FnMut(Vec<Op>) -> Result<u64>,
+fn apply_group(
+    apply_ops: &mut dyn FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
     dir: &Path,
     group: &mut Vec<Decoded>,
     state: &mut Recovered,
+    pending: &mut ReplayedRecords,
 ) -> Result<()> {
     let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        if !pending.is_empty() {
+            let records = std::mem::take(pending);
+            apply_ops(Vec::new(), records)?;
+        }
         return Ok(());
     };
     let increasing = group
@@ -164,7 +184,9 @@ fn apply(
         .iter_mut()
         .flat_map(|r| std::mem::take(&mut r.ops))
         .collect();
-    let revision = apply_ops(ops)?;
+    let mut made = std::mem::take(pending);
+    made.extend(group.iter_mut().filter_map(|r| r.idempotency.take()));
+    let revision = apply_ops(ops, made)?;
     if revision < last_first {
         return Err(gap(dir, last_first, revision + 1));
     }
