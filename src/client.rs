@@ -33,6 +33,12 @@ use crate::limits;
 use crate::server::target::percent_encode;
 use crate::types::{Applied, Entry, RangeQuery, Stats};
 
+/// The header a write's idempotency key goes in (SPEC "Idempotency").
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// A batch input up to this size is kept in memory so that it can be sent
+/// again after a failover: the server's default `--max-batch-bytes`.
+const RETRY_BUFFER_BYTES: u64 = 64 << 20;
+
 /// A `kvr serve` (or a list of them) as a [`Kv`].
 pub struct Client {
     agent: Agent,
@@ -64,6 +70,8 @@ struct ErrorBody {
     expected: Option<u64>,
     #[serde(default)]
     oldest_revision: Option<u64>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 impl ErrorBody {
@@ -187,12 +195,33 @@ impl Client {
     /// `outcome_unknown` included, are returned as they are.
     fn send_retrying(
         &self,
+        request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<(String, Response<Body>)> {
+        self.send_retrying_as(false, request)
+    }
+
+    /// [`Client::send_retrying`] of a write sent with an Idempotency-Key:
+    /// repeating it cannot apply it twice, so an `outcome_unknown`, a
+    /// timeout or a connection lost after sending is retried too (SPEC
+    /// "Client"); giving up after one of those says the outcome is unknown.
+    fn send_write(
+        &self,
+        request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<(String, Response<Body>)> {
+        self.send_retrying_as(true, request)
+    }
+
+    fn send_retrying_as(
+        &self,
+        keyed_write: bool,
         mut request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<(String, Response<Body>)> {
         use std::sync::atomic::Ordering;
         let deadline = std::time::Instant::now() + self.timeout;
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let mut leader: Option<String> = None;
+        // A keyed write that may have been applied: giving up says so.
+        let mut unknown: Option<Error> = None;
         loop {
             let first = leader.take();
             let mut order: Vec<String> = first.clone().into_iter().collect();
@@ -233,10 +262,24 @@ impl Client {
                                 }
                                 last = Some(e);
                             }
+                            e @ Error::OutcomeUnknown { .. } if keyed_write => {
+                                if let Some(h) = hint.filter(|h| h != url) {
+                                    leader = Some(h);
+                                }
+                                unknown = Some(e);
+                            }
                             other => return Err(other),
                         }
                     }
                     Ok(resp) => return Ok((url.clone(), resp)),
+                    Err(e) if keyed_write && !unreachable(&e) && sent_maybe(&e) => {
+                        unknown = Some(Error::OutcomeUnknown {
+                            message: format!(
+                                "{}; the write may or may not have been applied",
+                                transport_error(url, e)
+                            ),
+                        });
+                    }
                     Err(e) if unreachable(&e) => {
                         last = Some(Error::Unavailable {
                             message: format!(
@@ -251,6 +294,9 @@ impl Client {
             let give_up = !self.clustered.load(Ordering::Relaxed)
                 || std::time::Instant::now() + wait >= deadline;
             if give_up {
+                if let Some(e) = unknown {
+                    return Err(e);
+                }
                 return Err(last.unwrap_or_else(|| Error::Unavailable {
                     message: format!("cannot reach kvr server at {}", self.urls.join(", ")),
                     overloaded: false,
@@ -418,6 +464,24 @@ impl Client {
     }
 }
 
+/// Transport failures after which a request may have reached the server
+/// (a timeout waiting for the answer, a connection cut): a write's outcome
+/// is then unknown.
+/// (A broken pipe is a body the server refused to read: not applied.)
+fn sent_maybe(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::TimedOut
+        ),
+        _ => false,
+    }
+}
+
 /// Failures that mean "this server is not there": try the next one.
 fn unreachable(e: &ureq::Error) -> bool {
     match e {
@@ -542,6 +606,9 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
                 body.message
             ),
         },
+        "idempotency_key_reused" => Error::IdempotencyKeyReused {
+            key: body.idempotency_key.clone().unwrap_or_default(),
+        },
         "not_clustered" => Error::NotClustered,
         "conflict" => Error::Conflict(body.message.clone()),
         "removed" => Error::Removed(body.message.clone()),
@@ -649,8 +716,10 @@ impl Kv for Client {
             let sep = if target.contains('?') { '&' } else { '?' };
             target.push_str(&format!("{sep}ttl={ttl}"));
         }
-        let (url, resp) = self.send_retrying(|a, url, auth| {
-            let req = with_auth(a.put(format!("{url}{target}")), auth);
+        let idem = crate::idempotency::new_key()?;
+        let (url, resp) = self.send_write(|a, url, auth| {
+            let req =
+                with_auth(a.put(format!("{url}{target}")), auth).header(IDEMPOTENCY_KEY, &idem);
             condition_headers(req, if_revision).send(value.as_slice())
         })?;
         if resp.status().as_u16() != 200 {
@@ -662,8 +731,11 @@ impl Kv for Client {
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
         limits::check_key(key, None)?;
         let target = Self::key_target(key);
-        let (url, resp) = self.send_retrying(|a, url, auth| {
-            let req = with_auth(a.delete(format!("{url}{target}")), auth).force_send_body();
+        let idem = crate::idempotency::new_key()?;
+        let (url, resp) = self.send_write(|a, url, auth| {
+            let req = with_auth(a.delete(format!("{url}{target}")), auth)
+                .header(IDEMPOTENCY_KEY, &idem)
+                .force_send_body();
             condition_headers(req, if_revision).send_empty()
         })?;
         if resp.status().as_u16() != 200 {
@@ -681,8 +753,10 @@ impl Kv for Client {
         }
         // An empty prefix (every key) goes as `prefix=`, which the server takes so.
         let target = range_target(query);
-        let (url, resp) = self.send_retrying(|a, url, auth| {
+        let idem = crate::idempotency::new_key()?;
+        let (url, resp) = self.send_write(|a, url, auth| {
             with_auth(a.delete(format!("{url}{target}")), auth)
+                .header(IDEMPOTENCY_KEY, &idem)
                 .force_send_body()
                 .send_empty()
         })?;
@@ -698,11 +772,32 @@ impl Kv for Client {
     }
 
     fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
-        let sent = self.send(|a, url, auth| {
-            let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
-            req.content_type("application/x-ndjson")
-                .send(SendBody::from_reader(&mut *input))
-        });
+        use std::io::Read;
+        let idem = crate::idempotency::new_key()?;
+        // An input that fits in memory is kept, so the request can be
+        // repeated (with the same key) after a failover; a larger one is
+        // streamed once.
+        let mut head = Vec::new();
+        (&mut *input)
+            .take(RETRY_BUFFER_BYTES + 1)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io("cannot read batch input", e))?;
+        let sent = if head.len() as u64 <= RETRY_BUFFER_BYTES {
+            self.send_write(|a, url, auth| {
+                let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
+                req.content_type("application/x-ndjson")
+                    .header(IDEMPOTENCY_KEY, &idem)
+                    .send(head.as_slice())
+            })
+        } else {
+            let mut whole = head.as_slice().chain(&mut *input);
+            self.send(|a, url, auth| {
+                let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
+                req.content_type("application/x-ndjson")
+                    .header(IDEMPOTENCY_KEY, &idem)
+                    .send(SendBody::from_reader(&mut whole))
+            })
+        };
         let (url, resp) = match sent {
             Ok(sent) => sent,
             Err(e) if cut_off(&e) && self.answers() => return Err(batch_cut_off(&self.urls)),

@@ -328,6 +328,9 @@ mod tests {
             Err(Error::IdempotencyKeyReused { .. })
         ));
         // Each part is length-prefixed: moving bytes between parts differs.
-        assert_ne!(fingerprint("PUT", b"ab", "", b""), fingerprint("PUT", b"a", "b", b""));
+        assert_ne!(
+            fingerprint("PUT", b"ab", "", b""),
+            fingerprint("PUT", b"a", "b", b"")
+        );
     }
 }

@@ -14,6 +14,11 @@
 //! store's expiry index and the memory tables alike, across flushes and
 //! crashes), while reads show every key with its expiry until it is swept.
 //!
+//! Some requests carry an Idempotency-Key: a repeat within the window gets
+//! the first outcome again and changes nothing, across flushes, crashes
+//! and both kinds of recovery; another request under the same key is
+//! refused; a repeat after the window is applied anew.
+//!
 //! `KVR_ENGINE_CASES` raises the number of sequences (default 48).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,9 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use kvr::engine::history::{EventKind, HistoryBounds};
 use kvr::engine::{Engine, EngineOptions, EngineWriter, Events, Log, Release, Request, Snapshot};
+use kvr::idempotency::Claim;
 use kvr::store::{Store, StoreOptions};
-use kvr::types::{Op, RangeQuery};
-use kvr::wal::Wal;
+use kvr::types::{Applied, Op, RangeQuery};
+use kvr::wal::{LogRecord, Wal};
 use proptest::prelude::*;
 
 mod sim;
@@ -40,8 +46,8 @@ struct TestLog {
 }
 
 impl Log for TestLog {
-    fn append(&mut self, records: &[(u64, &[Op])]) -> kvr::Result<()> {
-        self.wal.append(records)
+    fn append(&mut self, records: &[LogRecord<'_>]) -> kvr::Result<()> {
+        self.wal.append_records(records)
     }
     fn seal(&mut self) -> kvr::Result<Release> {
         let sealed = self.wal.seal()?;
@@ -238,10 +244,33 @@ struct GenOp {
     expires: Option<u64>,
 }
 
+/// How a request of a group uses an Idempotency-Key.
+#[derive(Debug, Clone)]
+enum Idem {
+    None,
+    /// A key never used.
+    Fresh,
+    /// The same request as an earlier keyed one (which one: an index into
+    /// the records so far), within the window: its first outcome again.
+    Repeat(usize),
+    /// Another request under an earlier key: `idempotency_key_reused`.
+    Reuse(usize),
+    /// An earlier request again, after the window: applied anew.
+    Late(usize),
+}
+
+/// An idempotency record the test expects the engine to keep.
+#[derive(Debug, Clone)]
+struct Recorded {
+    claim: Claim,
+    ops: Vec<Op>,
+    outcome: Result<Applied, ()>,
+}
+
 #[derive(Debug, Clone)]
 enum Step {
-    /// A group of requests, each a batch of operations.
-    Group(Vec<Vec<GenOp>>),
+    /// A group of requests, each a batch of operations, some keyed.
+    Group(Vec<(Vec<GenOp>, Idem)>),
     /// A group with a range delete of keys `k{a}*`..`k{b}*` between writes.
     DeleteRange(Vec<GenOp>, u8, u8, Vec<GenOp>),
     /// A sweeper at clock `now`, proposing up to `max` deletes a round.
@@ -284,9 +313,20 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
         })
 }
 
+fn gen_idem() -> impl Strategy<Value = Idem> {
+    prop_oneof![
+        4 => Just(Idem::None),
+        3 => Just(Idem::Fresh),
+        3 => any::<usize>().prop_map(Idem::Repeat),
+        1 => any::<usize>().prop_map(Idem::Reuse),
+        1 => any::<usize>().prop_map(Idem::Late),
+    ]
+}
+
 fn gen_step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        10 => prop::collection::vec(prop::collection::vec(gen_op(), 1..6), 1..8).prop_map(Step::Group),
+        10 => prop::collection::vec((prop::collection::vec(gen_op(), 1..6), gen_idem()), 1..8)
+            .prop_map(Step::Group),
         2 => (prop::collection::vec(gen_op(), 0..4), 0u8..3, 0u8..3, prop::collection::vec(gen_op(), 0..4))
             .prop_map(|(a, lo, hi, b)| Step::DeleteRange(a, lo, hi, b)),
         2 => (0u64..22, 1usize..5).prop_map(|(now, max)| Step::Sweep { now, max }),
@@ -332,23 +372,118 @@ fn run_steps(steps: Vec<Step>) {
     // Where a recovery through the store ended the history.
     let mut floor = 1;
     let mut held: Option<(Snapshot, Model)> = None;
+    // Idempotency records the engine must keep, the keys made so far, and
+    // the requests' clock (moved past the window by `Idem::Late`).
+    let mut records: Vec<Recorded> = Vec::new();
+    let mut fresh = 0u32;
+    let mut clock = 1_000u64;
     for step in steps {
         match step {
             Step::Group(spec) => {
-                let requests: Vec<Request> = spec
-                    .iter()
-                    .map(|ops| Request {
-                        ops: to_ops(ops, &model),
+                // What each request is, and what it must answer: `None`
+                // to check against the model as it goes.
+                let mut requests = Vec::new();
+                let mut expect: Vec<Option<Result<Applied, ()>>> = Vec::new();
+                let mut reused = Vec::new();
+                // One keyed request per key and group keeps the expected
+                // answers simple to compute (the engine handles more).
+                let mut keys_used = std::collections::HashSet::new();
+                for (ops, idem) in &spec {
+                    let pick = |i: &usize| {
+                        let i = (!records.is_empty()).then(|| i % records.len())?;
+                        (!keys_used.contains(&records[i].claim.key)).then_some(i)
+                    };
+                    let (claim, ops, want, reuse) = match idem {
+                        Idem::Fresh => {
+                            fresh += 1;
+                            let claim = Claim {
+                                key: format!("idem-{fresh}"),
+                                fingerprint: [fresh as u8; 32],
+                                time_ms: clock,
+                            };
+                            (Some(claim), to_ops(ops, &model), None, false)
+                        }
+                        Idem::Repeat(i) if pick(i).is_some() => {
+                            let rec = &records[pick(i).unwrap_or(0)];
+                            let mut claim = rec.claim.clone();
+                            claim.time_ms = clock;
+                            // Past the window after a late step: applied anew.
+                            let within = clock < rec.claim.time_ms + kvr::idempotency::WINDOW_MS;
+                            (
+                                Some(claim),
+                                rec.ops.clone(),
+                                within.then_some(rec.outcome),
+                                false,
+                            )
+                        }
+                        Idem::Reuse(i) if pick(i).is_some() => {
+                            let rec = &records[pick(i).unwrap_or(0)];
+                            let mut claim = rec.claim.clone();
+                            claim.fingerprint[31] ^= 0xff;
+                            claim.time_ms = clock;
+                            let within = clock < rec.claim.time_ms + kvr::idempotency::WINDOW_MS;
+                            (Some(claim), to_ops(ops, &model), None, within)
+                        }
+                        Idem::Late(i) if pick(i).is_some() => {
+                            let rec = &records[pick(i).unwrap_or(0)];
+                            let mut claim = rec.claim.clone();
+                            clock += kvr::idempotency::WINDOW_MS;
+                            claim.time_ms = clock;
+                            (Some(claim), rec.ops.clone(), None, false)
+                        }
+                        _ => (None, to_ops(ops, &model), None, false),
+                    };
+                    if let Some(c) = &claim {
+                        keys_used.insert(c.key.clone());
+                    }
+                    requests.push(Request {
+                        ops,
+                        idempotency: claim,
                         ..Request::default()
-                    })
+                    });
+                    expect.push(want);
+                    reused.push(reuse);
+                }
+                let sent: Vec<(Vec<Op>, Option<Claim>)> = requests
+                    .iter()
+                    .map(|r| (r.ops.clone(), r.idempotency.clone()))
                     .collect();
-                let ops: Vec<Vec<Op>> = requests.iter().map(|r| r.ops.clone()).collect();
                 let outcomes = r.writer.write_group(requests).unwrap();
-                for (ops, outcome) in ops.iter().zip(outcomes) {
-                    match (model.apply(ops), outcome) {
-                        (Ok(_), Ok(applied)) => assert_eq!(applied.revision, model.revision),
-                        (Err(()), Err(kvr::Error::PreconditionFailed { .. })) => {}
+                for (((ops, claim), outcome), (want, reuse)) in sent
+                    .into_iter()
+                    .zip(outcomes)
+                    .zip(expect.into_iter().zip(reused))
+                {
+                    if reuse {
+                        assert!(
+                            matches!(outcome, Err(kvr::Error::IdempotencyKeyReused { .. })),
+                            "{outcome:?}"
+                        );
+                        continue;
+                    }
+                    if let Some(want) = want {
+                        // A repeat: the recorded outcome, the model untouched.
+                        let got = outcome.map_err(|e| {
+                            assert!(matches!(e, kvr::Error::PreconditionFailed { .. }), "{e}");
+                        });
+                        assert_eq!(got, want, "repeat of {ops:?}");
+                        continue;
+                    }
+                    let got = match (model.apply(&ops), outcome) {
+                        (Ok(_), Ok(applied)) => {
+                            assert_eq!(applied.revision, model.revision);
+                            Ok(applied)
+                        }
+                        (Err(()), Err(kvr::Error::PreconditionFailed { .. })) => Err(()),
                         (want, got) => panic!("model {want:?}, engine {got:?} for {ops:?}"),
+                    };
+                    if let Some(claim) = claim {
+                        records.retain(|rec| rec.claim.key != claim.key);
+                        records.push(Recorded {
+                            claim,
+                            ops,
+                            outcome: got,
+                        });
                     }
                 }
             }
@@ -462,6 +597,27 @@ fn run_steps(steps: Vec<Step>) {
         }
         check(&r, &model);
         check_history(&r, &model, floor);
+        check_records(&r, &records, clock);
+    }
+}
+
+/// The engine keeps the newest record of every key still in its window at
+/// `clock`, exactly as it was made.
+fn check_records(r: &Running, records: &[Recorded], clock: u64) {
+    for rec in records {
+        if clock >= rec.claim.time_ms + kvr::idempotency::WINDOW_MS {
+            continue;
+        }
+        let got = r.engine.idempotency_record(&rec.claim.key).unwrap();
+        let got = got.map(|g| {
+            (
+                g.time_ms,
+                g.fingerprint,
+                g.outcome.to_result().map_err(|_| ()),
+            )
+        });
+        let want = (rec.claim.time_ms, rec.claim.fingerprint, rec.outcome);
+        assert_eq!(got, Some(want), "record of {}", rec.claim.key);
     }
 }
 

@@ -13,7 +13,8 @@
 //! **Snapshots.** Building one flushes every memory table and pins that
 //! redb commit (a read transaction keeps its pages): the snapshot costs a
 //! flush, whatever the database size. It is sent as a stream (the marker,
-//! then the backup stream of `crate::backup`), received into a temporary
+//! then the backup stream of `crate::backup`, then the watch history and
+//! idempotency records of `snapshot_extras.rs`), received into a temporary
 //! file, and installed in one redb commit that replaces all the data, so
 //! readers see the old state or the new.
 
@@ -159,7 +160,14 @@ impl Pinned {
             Ok(())
         })?;
         crate::backup::encode_end(&mut buf, entries);
-        out.write_all(&buf).map_err(io)
+        out.write_all(&buf).map_err(io)?;
+        super::snapshot_extras::write(&self.reader, out)
+    }
+
+    /// The history and idempotency records of the pinned commit, as a
+    /// received snapshot gives them (a snapshot installed from memory).
+    fn extras(&self, sink: &mut dyn FnMut(crate::store::Replaced<'_>) -> Result<()>) -> Result<()> {
+        super::snapshot_extras::visit(&self.reader, sink)
     }
 }
 
@@ -348,19 +356,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let bytes = marker.encode().map_err(io_err)?;
         locked(&self.writer)
-            .replace_all(revision, &bytes, |visit| match &snapshot {
-                SnapshotData::Pinned(p) => p.visit(visit),
+            .replace_all(revision, &bytes, |visit, extras| match &snapshot {
+                SnapshotData::Pinned(p) => {
+                    p.visit(visit)?;
+                    p.extras(extras)
+                }
                 SnapshotData::File(f) => {
                     let mut f = f;
                     f.rewind()
                         .map_err(|e| Error::io("cannot read a snapshot", e))?;
                     read_marker(&mut f)?;
+                    let mut input = io::BufReader::with_capacity(1 << 20, f);
                     crate::backup::decode(
-                        io::BufReader::with_capacity(1 << 20, f),
+                        &mut input,
                         |e| Error::io("cannot read a snapshot", e),
                         |k, item| visit(k, item),
-                    )
-                    .map(|_| ())
+                    )?;
+                    super::snapshot_extras::read(&mut input, extras)
                 }
             })
             .map_err(io_err)?;

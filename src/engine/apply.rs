@@ -21,9 +21,9 @@ use super::history::{Event, EventKind};
 use super::memtable::HistoryMark;
 use super::{Engine, Log, Version};
 use crate::error::{Error, Result};
+use crate::idempotency::{Claim, Outcome, Record};
 use crate::jsonl::show_key;
 use crate::store::check_limits;
-use crate::idempotency::{Claim, Outcome, Record};
 use crate::types::{Action, Applied, Op, RangeQuery};
 use crate::wal::LogRecord;
 
@@ -346,11 +346,23 @@ impl EngineWriter {
             self.log = log;
             outcome?.pop().unwrap_or(Ok(Applied::default()))?;
         }
-        let records = records
-            .into_iter()
-            .map(|(key, bytes)| Ok((key, Arc::new(Record::decode(&bytes)?))))
-            .collect::<Result<Vec<_>>>()?;
-        self.engine.read_tables().live.add_idempotency(records);
+        let t = self.engine.read_tables();
+        let mut kept = Vec::with_capacity(records.len());
+        for (key, bytes) in records {
+            let record = Arc::new(Record::decode(&bytes)?);
+            // A record the log holds may be older than one a flush already
+            // stored (the log outlived its flush): the newer one stays.
+            let look = Lookup {
+                overlay: Overlay::new(),
+                made: HashMap::new(),
+                tables: &t,
+            };
+            let stored = look.newest_record(&key)?.map(|r| r.time_ms);
+            if stored.is_none_or(|time| time <= record.time_ms) {
+                kept.push((key, record));
+            }
+        }
+        t.live.add_idempotency(kept);
         Ok(self.engine.revision())
     }
 
@@ -367,31 +379,35 @@ impl EngineWriter {
         Ok(self.engine.wait_flushed())
     }
 
-    /// Replaces the whole state with `items` at `revision` (installing a
-    /// Raft snapshot): every table is flushed first, then the store is
-    /// replaced in one commit and readers move to it at once.
+    /// Replaces the whole state with what `fill` gives at `revision`
+    /// (installing a Raft snapshot: the data, then the history and the
+    /// idempotency records, see `Store::replace_all`): every table is
+    /// flushed first, then the store is replaced in one commit and readers
+    /// move to it at once.
     pub fn replace_all(
         &mut self,
         revision: u64,
         marker: &[u8],
-        fill: impl FnOnce(&mut crate::backup::Visit<'_>) -> Result<()>,
+        fill: impl FnOnce(
+            &mut crate::backup::Visit<'_>,
+            &mut dyn FnMut(crate::store::Replaced<'_>) -> Result<()>,
+        ) -> Result<()>,
     ) -> Result<()> {
         if !self.flush_all()? {
             return Err(Error::Storage(
                 "cannot install a snapshot: a flush failed".into(),
             ));
         }
-        let keys = self.engine.store.replace_all(revision, marker, fill)?;
+        let (keys, (oldest, bytes)) = self.engine.store.replace_all(revision, marker, fill)?;
         let base = Arc::new(self.engine.store.snapshot()?.reader()?);
         {
             let mut t = self.engine.write_tables();
             t.base = base;
             self.engine.keys.store(keys, Ordering::Release);
             self.engine.revision.store(revision, Ordering::Release);
-            // The history starts after the snapshot (see `Store::replace_all`).
-            self.engine.oldest.store(revision + 1, Ordering::Release);
+            self.engine.oldest.store(oldest, Ordering::Release);
         }
-        self.history_bytes = 0;
+        self.history_bytes = bytes;
         self.engine
             .expiring
             .lock()
@@ -509,6 +525,20 @@ impl Drop for EngineWriter {
 
 /// The state a request is checked against: the group's overlay, the
 /// tables, then redb.
+impl super::Engine {
+    /// The newest record kept for an idempotency key, whatever its age
+    /// (for tests and `kvr check`).
+    pub fn idempotency_record(&self, key: &str) -> Result<Option<Arc<Record>>> {
+        let t = self.read_tables();
+        let look = Lookup {
+            overlay: Overlay::new(),
+            made: HashMap::new(),
+            tables: &t,
+        };
+        look.newest_record(key)
+    }
+}
+
 struct Lookup<'a> {
     overlay: Overlay,
     /// Idempotency records made by the group so far.
@@ -520,7 +550,11 @@ impl Lookup<'_> {
     /// The record that answers `claim`, if one is kept and in its window:
     /// the group's, then the tables' newest first, then the store's.
     fn idempotency(&self, claim: &Claim) -> Result<Option<Arc<Record>>> {
-        let key = claim.key.as_str();
+        Ok(self.newest_record(&claim.key)?.filter(|r| r.answers(claim)))
+    }
+
+    /// The newest record of an idempotency key, in or out of its window.
+    fn newest_record(&self, key: &str) -> Result<Option<Arc<Record>>> {
         let t = self.tables;
         let found = match self.made.get(key) {
             Some(r) => Some(r.clone()),
@@ -535,7 +569,7 @@ impl Lookup<'_> {
                 },
             },
         };
-        Ok(found.filter(|r| r.answers(claim)))
+        Ok(found)
     }
 
     /// The deletes of a range delete: the keys present in `query` at

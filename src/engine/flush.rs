@@ -77,7 +77,10 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         .last_revision()
         .max(engine.read_tables().base.revision());
     let applied = table.applied();
-    let mark = table.mark();
+    let mark = table.mark().unwrap_or_else(|| {
+        let (oldest, bytes) = engine.read_tables().base.history_mark();
+        super::memtable::HistoryMark { oldest, bytes }
+    });
     let mut events = |store: &mut crate::store::StoreEvent<'_>| -> Result<()> {
         table.with_events(|events| {
             let mut buf = Vec::new();
@@ -97,9 +100,8 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
     // Records past their window (judged by the newest one this table
     // made, with slack for clocks) are deleted; a lookup judges age by the
     // request's own time anyway, so this only bounds the table's size.
-    let delete_before_ms = newest.saturating_sub(
-        crate::idempotency::WINDOW_MS + crate::idempotency::KEEP_SLACK_MS,
-    );
+    let delete_before_ms =
+        newest.saturating_sub(crate::idempotency::WINDOW_MS + crate::idempotency::KEEP_SLACK_MS);
     let idempotency = crate::store::IdempotencyUpdate {
         records: &records,
         delete_before_ms,

@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -77,7 +77,7 @@ pub struct Memtable {
     first_write: std::sync::OnceLock<Instant>,
     /// The events of the writes, in revision order.
     events: RwLock<Vec<Event>>,
-    mark: std::sync::Mutex<HistoryMark>,
+    mark: std::sync::Mutex<Option<HistoryMark>>,
     /// The cluster state machine's marker for the state this table ends
     /// at (`store::cluster`): flushed with the table.
     applied: std::sync::Mutex<Option<Vec<u8>>>,
@@ -99,7 +99,7 @@ impl Memtable {
             last_revision: AtomicU64::new(0),
             first_write: std::sync::OnceLock::new(),
             events: RwLock::new(Vec::new()),
-            mark: std::sync::Mutex::new(HistoryMark::default()),
+            mark: std::sync::Mutex::new(None),
             applied: std::sync::Mutex::new(None),
             idempotency: RwLock::new(BTreeMap::new()),
         }
@@ -120,7 +120,8 @@ impl Memtable {
         (records, newest)
     }
 
-    /// Adds records made by a write group (or replayed from the log).
+    /// Adds records made by a write group (or replayed from the log),
+    /// keeping the newest of each key.
     pub fn add_idempotency(&self, records: Vec<(String, Arc<Record>)>) {
         if records.is_empty() {
             return;
@@ -130,13 +131,23 @@ impl Memtable {
             .map(|(k, _)| k.len() + IDEMPOTENCY_RECORD_BYTES)
             .sum();
         let mut map = self.idempotency.write().unwrap_or_else(|e| e.into_inner());
-        map.extend(records);
+        for (key, record) in records {
+            // A key's records are made at increasing times; a replay may
+            // hand them over out of order: the newest stays.
+            match map.get(&key) {
+                Some(old) if old.time_ms > record.time_ms => {}
+                _ => {
+                    map.insert(key, record);
+                }
+            }
+        }
         let _ = self.first_write.set(Instant::now());
         self.bytes.fetch_add(added, Ordering::AcqRel);
     }
 
-    /// The history state after the table's last write.
-    pub fn mark(&self) -> HistoryMark {
+    /// The history state after the table's last write group; `None` when
+    /// no group went in (a table holding only replayed idempotency records).
+    pub fn mark(&self) -> Option<HistoryMark> {
         *self.mark.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -243,7 +254,7 @@ impl Memtable {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .extend(events);
-        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
+        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(mark);
         for (key, version) in versions {
             added += version.bytes(&key);
             last = last.max(version.revision);

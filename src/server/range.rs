@@ -61,7 +61,11 @@ pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Resul
 /// atomically (each taking a revision), at most `--max-batch-ops` of them
 /// (else 413, nothing deleted). At least one of the parameters is required,
 /// so a forgotten one never wipes the database; `prefix=` (empty) is all.
-pub async fn delete(state: &Arc<State>, uri: &Uri, headers: &http::HeaderMap) -> Result<Response<Body>> {
+pub async fn delete(
+    state: &Arc<State>,
+    uri: &Uri,
+    headers: &http::HeaderMap,
+) -> Result<Response<Body>> {
     let params = Query::parse(uri.query())?;
     if ["start", "end", "prefix"]
         .iter()

@@ -109,6 +109,7 @@ fn kv_error_response(e: &Error) -> Response<Body> {
         }
         Error::KeyNotFound { key } => put_key(&mut body, key),
         Error::Compacted { oldest, .. } => body["oldest_revision"] = json!(oldest),
+        Error::IdempotencyKeyReused { key } => body["idempotency_key"] = json!(key),
         _ => {}
     }
     let mut resp = json_response(status, &body);

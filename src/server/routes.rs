@@ -629,17 +629,17 @@ pub fn claim(
     key: &[u8],
     uri: &Uri,
     body: &[u8],
-) -> Result<Option<crate::idempotency::Claim>> {
+) -> Result<Option<Box<crate::idempotency::Claim>>> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let idem = crate::idempotency::check_key(value.as_bytes())?;
     let query = uri.query().unwrap_or("");
-    Ok(Some(crate::idempotency::Claim {
+    Ok(Some(Box::new(crate::idempotency::Claim {
         key: idem,
         fingerprint: crate::idempotency::fingerprint(method.as_str(), key, query, body),
         time_ms: now_ms(),
-    }))
+    })))
 }
 
 fn written(revision: u64) -> Response<Body> {

@@ -52,8 +52,9 @@ pub struct WriteRequest {
     pub must_exist: bool,
     /// `DELETE /v1/range`: the range, and the most keys it may delete.
     pub delete_range: Option<(crate::types::RangeQuery, usize)>,
-    /// Sent with an `Idempotency-Key` (see `crate::idempotency`).
-    pub idempotency: Option<crate::idempotency::Claim>,
+    /// Sent with an `Idempotency-Key` (see `crate::idempotency`); boxed,
+    /// so queued writes without one stay small.
+    pub idempotency: Option<Box<crate::idempotency::Claim>>,
 }
 
 struct Pending {
@@ -226,7 +227,7 @@ impl Writer {
                 ops: req.ops,
                 must_exist: req.must_exist,
                 delete_range: req.delete_range,
-                idempotency: req.idempotency,
+                idempotency: req.idempotency.map(|c| *c),
             })
             .await;
         self.metrics.queue_left();
@@ -350,7 +351,7 @@ impl Worker {
                 ops: p.req.ops,
                 must_exist: p.req.must_exist,
                 delete_range: p.req.delete_range,
-                idempotency: p.req.idempotency,
+                idempotency: p.req.idempotency.map(|c| *c),
             });
             replies.push(p.reply);
         }

@@ -12,7 +12,8 @@
 use redb::TableDefinition;
 
 use super::record::{
-    EXPIRY, HISTORY, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS, META_REVISION,
+    EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES,
+    META_HISTORY_OLDEST, META_KEYS, META_REVISION,
 };
 use super::{Snapshot, Store};
 use crate::error::Result;
@@ -42,41 +43,83 @@ impl Store {
     }
 
     /// Replaces every key with what `fill` visits (key, value, revision;
-    /// any order), sets the revision and the `applied` marker, in one
-    /// durable commit: readers of the store see the old data or the new,
-    /// never a mix. Returns the key count. (Installing a Raft snapshot.)
+    /// any order) and the watch history and idempotency records with what
+    /// it gives the second visitor, sets the revision and the `applied`
+    /// marker, in one durable commit: readers of the store see the old
+    /// data or the new, never a mix. Returns the key count and the history
+    /// bounds (oldest revision kept, bytes). (Installing a Raft snapshot.)
     pub fn replace_all(
         &self,
         revision: u64,
         applied: &[u8],
-        fill: impl FnOnce(&mut crate::backup::Visit<'_>) -> Result<()>,
-    ) -> Result<u64> {
+        fill: impl FnOnce(
+            &mut crate::backup::Visit<'_>,
+            &mut dyn FnMut(Replaced<'_>) -> Result<()>,
+        ) -> Result<()>,
+    ) -> Result<(u64, (u64, u64))> {
         let wtx = self.begin_write(super::Commit::Durable)?;
         wtx.delete_table(KV)?;
         wtx.delete_table(EXPIRY)?;
         wtx.delete_table(HISTORY)?;
+        wtx.delete_table(IDEMPOTENCY)?;
+        wtx.delete_table(IDEMPOTENCY_BY_TIME)?;
         let mut keys = 0u64;
+        // Without history in the snapshot, it starts after it.
+        let mut bounds = (revision + 1, 0);
         {
             let mut tables = super::apply::Tables::open(&wtx)?;
+            let mut history = wtx.open_table(HISTORY)?;
+            let mut idempotency = Vec::new();
             let mut buf = Vec::new();
-            fill(&mut |key, item| {
-                if tables.put(&mut buf, key, item.value, item.revision, item.expires_at_ms)? {
-                    keys += 1;
-                }
-                Ok(())
-            })?;
+            fill(
+                &mut |key, item| {
+                    if tables.put(&mut buf, key, item.value, item.revision, item.expires_at_ms)? {
+                        keys += 1;
+                    }
+                    Ok(())
+                },
+                &mut |extra| {
+                    match extra {
+                        Replaced::HistoryBounds { oldest, bytes } => bounds = (oldest, bytes),
+                        Replaced::Event { revision, bytes } => {
+                            history.insert(revision, bytes)?;
+                        }
+                        Replaced::Idempotency { key, record } => {
+                            idempotency.push((key.to_string(), record.to_vec()));
+                            if idempotency.len() >= IDEMPOTENCY_CHUNK {
+                                super::table::write_idempotency(&wtx, &idempotency, 0)?;
+                                idempotency.clear();
+                            }
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+            super::table::write_idempotency(&wtx, &idempotency, 0)?;
             let mut meta = wtx.open_table(META)?;
             meta.insert(META_REVISION, revision)?;
             meta.insert(META_KEYS, keys)?;
-            // The history before the snapshot is not carried over: watches
-            // resume on this node from after it.
-            meta.insert(META_HISTORY_OLDEST, revision + 1)?;
-            meta.insert(META_HISTORY_BYTES, 0)?;
+            meta.insert(META_HISTORY_OLDEST, bounds.0)?;
+            meta.insert(META_HISTORY_BYTES, bounds.1)?;
             wtx.open_table(CLUSTER)?.insert(APPLIED, applied)?;
         }
         wtx.commit()?;
-        Ok(keys)
+        Ok((keys, bounds))
     }
+}
+
+/// Idempotency records a snapshot install buffers between writes.
+const IDEMPOTENCY_CHUNK: usize = 4096;
+
+/// Replicated state besides the data, as a snapshot gives it.
+#[derive(Debug, Clone, Copy)]
+pub enum Replaced<'a> {
+    /// The history's bounds: the oldest revision kept and its bytes.
+    HistoryBounds { oldest: u64, bytes: u64 },
+    /// One stored event.
+    Event { revision: u64, bytes: &'a [u8] },
+    /// One idempotency record (key, encoded record).
+    Idempotency { key: &'a str, record: &'a [u8] },
 }
 
 impl Snapshot {

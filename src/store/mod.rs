@@ -15,6 +15,7 @@
 mod apply;
 mod check;
 pub mod cluster;
+pub use cluster::Replaced;
 pub mod create;
 mod holder;
 mod memory;
@@ -34,9 +35,7 @@ pub(crate) use apply::{check_limits, condition_holds};
 pub use check::{Problem, Report, check};
 pub use memory::default_cache_mib;
 pub use record::Record;
-pub use table::{
-    HistoryUpdate, IdempotencyUpdate, SortedItem, StoreEvent, TableItem, TableReader,
-};
+pub use table::{HistoryUpdate, IdempotencyUpdate, SortedItem, StoreEvent, TableItem, TableReader};
 
 use crate::error::{Error, Result};
 use crate::types::{Entry, Stats};

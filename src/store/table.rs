@@ -7,8 +7,8 @@ use std::ops::Bound;
 use redb::{ReadOnlyTable, ReadableTable};
 
 use super::record::{
-    self, EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS,
-    META_REVISION,
+    self, EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES,
+    META_HISTORY_OLDEST, META_KEYS, META_REVISION,
 };
 use super::{Commit, Snapshot, Store};
 use crate::error::Result;
@@ -298,8 +298,14 @@ pub(crate) fn write_idempotency(
     for (key, bytes) in records {
         let time = crate::idempotency::Record::time_of(bytes).unwrap_or(0);
         let old = table
-            .insert(key.as_str(), bytes.as_slice())?
+            .get(key.as_str())?
             .and_then(|g| crate::idempotency::Record::time_of(g.value()));
+        // A key's records are made at increasing times: an older one (a
+        // log replayed over a newer flush) never replaces a newer one.
+        if old.is_some_and(|old| old > time) {
+            continue;
+        }
+        table.insert(key.as_str(), bytes.as_slice())?;
         if let Some(old) = old {
             by_time.remove((old, key.as_str()))?;
         }
