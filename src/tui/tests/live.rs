@@ -14,7 +14,7 @@ use crate::server::State;
 use crate::server::limits::Limits;
 use crate::tui::action::Move;
 use crate::tui::keys::display_key;
-use crate::tui::live::Feed;
+use crate::tui::live::{Feed, Inbox, Link};
 
 /// Generous for a debug build on a busy 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -31,8 +31,13 @@ struct Server {
 impl Server {
     /// Serves `path` on `addr` (port 0: any free port).
     fn start(path: &Path, addr: &str) -> Server {
+        Server::start_with(path, addr, Limits::default(), None)
+    }
+
+    fn start_with(path: &Path, addr: &str, limits: Limits, token: Option<&str>) -> Server {
         let store = Store::open(path, OpenMode::Create, &options()).unwrap();
-        let state = Arc::new(State::new(store, Limits::default(), None, true).unwrap());
+        let token = token.map(str::to_string);
+        let state = Arc::new(State::new(store, limits, token, true).unwrap());
         // A port just freed by a stopped server may take a moment.
         let deadline = Instant::now() + DEADLINE;
         let listener = loop {
@@ -358,4 +363,70 @@ fn changes_during_a_page_read_are_applied_to_it() {
     let again = p.jump_top(None);
     p.receive(tag_of(&again), page(&["a", "b", "d"]), 10);
     assert_eq!(p.keys, page(&["a", "b", "d"]));
+}
+
+/// Takes from `live` until `ok` holds for what came, which is returned.
+fn collect(live: &crate::tui::live::Live, ok: impl Fn(&[Inbox]) -> bool) -> Vec<Inbox> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut got = Vec::new();
+    loop {
+        got.extend(live.take());
+        if ok(&got) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "waited in vain; got {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A feed asked for revisions the server no longer keeps starts over from
+/// the current one and has the browser read everything again, once the new
+/// stream has begun (so nothing between is lost); then it follows.
+#[test]
+fn a_feed_too_far_behind_starts_over_with_a_reload() {
+    let (_dir, path) = store_with("");
+    let limits = Limits {
+        history: crate::engine::history::HistoryBounds {
+            events: 5,
+            bytes: 1 << 20,
+        },
+        ..Limits::default()
+    };
+    let server = Server::start_with(&path, "127.0.0.1:0", limits, None);
+    let other = server.client();
+    for i in 0..20 {
+        other
+            .put(format!("k{i:02}").as_bytes(), b"v".to_vec(), None)
+            .unwrap();
+    }
+    let live = Feed::new(server.client(), 1).start(1).unwrap();
+    let got = collect(&live, |got| {
+        got.iter().any(|i| i.reload && i.link == Link::Live)
+    });
+    assert!(got.iter().all(|i| i.changes.is_empty()), "{got:?}");
+    other.put(b"after", b"v".to_vec(), None).unwrap();
+    let got = collect(&live, |got| got.iter().any(|i| !i.changes.is_empty()));
+    let changes: Vec<_> = got.iter().flat_map(|i| i.changes.clone()).collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].key.as_slice(), changes[0].revision),
+        (&b"after"[..], 21)
+    );
+}
+
+/// A feed the server refuses for good (here: no token) says so once, and
+/// the browser says it no longer follows changes.
+#[test]
+fn a_refused_feed_is_reported_not_retried() {
+    let (_dir, path) = store_with(&numbered(2));
+    let server = Server::start_with(&path, "127.0.0.1:0", Limits::default(), Some("sesame"));
+    let url = server.url.clone();
+    let open = move || {
+        let client = Client::new(&url, Some("sesame".into()), TIMEOUT, None)?;
+        Ok(Box::new(client) as Box<dyn Kv>)
+    };
+    let mut s = start(open, None, (100, 20));
+    s.follow(Feed::new(server.client(), 1));
+    wait_for(&mut s, &["not live", "not following changes any more"]);
+    assert!(shows(&s.app, "key:00000"));
 }
