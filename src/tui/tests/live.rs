@@ -35,21 +35,12 @@ impl Server {
     }
 
     fn start_with(path: &Path, addr: &str, limits: Limits, token: Option<&str>) -> Server {
-        let store = Store::open(path, OpenMode::Create, &options()).unwrap();
+        // The file and the port of a server just stopped may take a moment
+        // to be free.
+        let store = retry(|| Store::open(path, OpenMode::Create, &options()));
         let token = token.map(str::to_string);
         let state = Arc::new(State::new(store, limits, token, true).unwrap());
-        // A port just freed by a stopped server may take a moment.
-        let deadline = Instant::now() + DEADLINE;
-        let listener = loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot bind {addr}: {e}"),
-            }
-        };
+        let listener = retry(|| std::net::TcpListener::bind(addr));
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -87,6 +78,21 @@ impl Drop for Server {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// `f`'s value, trying again for a while when it fails.
+fn retry<T, E: std::fmt::Debug>(f: impl Fn() -> Result<T, E>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("gave up: {e:?}"),
         }
     }
 }
