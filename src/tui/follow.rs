@@ -5,7 +5,7 @@
 
 use super::app::{App, ValueState};
 use super::keys::display_key;
-use super::live::{Inbox, Link};
+use super::live::{Change, Inbox, Link};
 use super::worker::Request;
 
 /// The live feed's state, for the status bar.
@@ -52,10 +52,23 @@ impl App {
         if inbox.changes.is_empty() {
             return;
         }
+        let reread = self.apply_changes(&inbox.changes);
+        self.after_change();
+        if reread && self.pager.current() == self.value.key.as_deref() {
+            self.reread_value();
+        }
+        self.sync_value();
+        self.live_counts();
+    }
+
+    /// Patches the key list; returns whether the open value was put anew.
+    /// A delete of the open key is said on the status line, unless this
+    /// browser asked for it.
+    fn apply_changes(&mut self, changes: &[Change]) -> bool {
         let rows = self.rows();
         let open = self.value.key.clone();
         let mut reread = false;
-        for change in &inbox.changes {
+        for change in changes {
             self.pager.change(&change.key, change.deleted, rows);
             let ours = change.deleted && self.own_delete.as_ref() == Some(&change.key);
             if ours {
@@ -74,12 +87,7 @@ impl App {
                 self.info(format!("{} {how}", display_key(&change.key)));
             }
         }
-        self.after_change();
-        if reread && self.value.key == open {
-            self.reread_value();
-        }
-        self.sync_value();
-        self.live_counts();
+        reread
     }
 
     /// Keeps the window filled after keys went: more keys past an edge

@@ -217,29 +217,8 @@ fn follow(feed: &Feed, shared: &Shared, from_revision: u64) {
     let mut restarted = false;
     let mut backoff = FIRST_BACKOFF;
     while !shared.stop.load(Ordering::SeqCst) {
-        let w = WatchQuery {
-            from_revision: next,
-            keys_only: true,
-            progress_secs: feed.progress_secs,
-            ..WatchQuery::default()
-        };
         let mut heard = false;
-        let result = feed.client.watch(&w, &mut |text| {
-            if shared.stop.load(Ordering::SeqCst) {
-                return Ok(false);
-            }
-            let line: Line = serde_json::from_slice(text)
-                .map_err(|e| Error::Storage(format!("bad watch line from the server: {e}")))?;
-            heard = true;
-            let mut inbox = shared.inbox();
-            inbox.set_link(Link::Live);
-            if std::mem::take(&mut restarted) {
-                inbox.reload = true;
-                inbox.changes.clear();
-                inbox.fresh = true;
-            }
-            take_line(&line, &mut next, &mut inbox)
-        });
+        let result = stream(feed, shared, &mut next, &mut restarted, &mut heard);
         if heard {
             backoff = FIRST_BACKOFF;
         }
@@ -262,6 +241,38 @@ fn follow(feed: &Feed, shared: &Shared, from_revision: u64) {
         pause(shared, backoff);
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// One watch request, its lines into the inbox until it ends.
+fn stream(
+    feed: &Feed,
+    shared: &Shared,
+    next: &mut Option<u64>,
+    restarted: &mut bool,
+    heard: &mut bool,
+) -> Result<()> {
+    let w = WatchQuery {
+        from_revision: *next,
+        keys_only: true,
+        progress_secs: feed.progress_secs,
+        ..WatchQuery::default()
+    };
+    feed.client.watch(&w, &mut |text| {
+        if shared.stop.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let line: Line = serde_json::from_slice(text)
+            .map_err(|e| Error::Storage(format!("bad watch line from the server: {e}")))?;
+        *heard = true;
+        let mut inbox = shared.inbox();
+        inbox.set_link(Link::Live);
+        if std::mem::take(restarted) {
+            inbox.reload = true;
+            inbox.changes.clear();
+            inbox.fresh = true;
+        }
+        take_line(&line, next, &mut inbox)
+    })
 }
 
 /// One line of the stream into the inbox; `next` is the revision to

@@ -436,3 +436,22 @@ fn a_refused_feed_is_reported_not_retried() {
     wait_for(&mut s, &["not live", "not following changes any more"]);
     assert!(shows(&s.app, "key:00000"));
 }
+
+/// The browser's own delete comes back through the feed too: it is
+/// counted, and not reported as done elsewhere.
+#[test]
+fn the_browsers_own_delete_is_not_news() {
+    let (_dir, _path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    keys(&mut s, "dy");
+    wait_for(
+        &mut s,
+        &[
+            "deleted key:00000 (revision 4)",
+            "live · 1 change",
+            "> key:00001",
+        ],
+    );
+    assert!(!shows(&s.app, "elsewhere"), "{:?}", screen(&s.app));
+    assert_eq!(server.client().get(b"key:00000").unwrap(), None);
+}
