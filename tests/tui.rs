@@ -118,6 +118,22 @@ impl Tmux {
             .unwrap_or_default()
     }
 
+    /// Waits until the screen no longer shows `text`.
+    fn wait_gone(&self, text: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let screen = self.screen();
+            if !screen.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "screen kept showing {text:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until the screen shows every one of `texts`; returns it.
     fn wait_for(&self, texts: &[&str]) -> String {
         let deadline = Instant::now() + DEADLINE;
@@ -599,4 +615,141 @@ fn rough_edges_in_a_real_terminal() {
         got.trim_end().ends_with(",\"revision\":52}"),
         "nothing was written: {got}"
     );
+}
+
+/// A `kvr serve` of this test's own, so that it can be killed (-9) and
+/// started again on the same port; killed on drop.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(env: &Env, listen: &str) -> Serve {
+        let db = env.db();
+        let mut run = env.kvr_bare(["serve", "--listen", listen, "--quiet"]);
+        run.cmd.arg("--db").arg(&db);
+        run.cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped());
+        // A port just freed by a killed server may take a moment.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut child = run.cmd.spawn().unwrap();
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+                &mut line,
+            );
+            if let Some(url) = line.trim().strip_prefix("listening on ") {
+                let url = url.to_string();
+                return Serve { child, url };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "kvr serve --listen {listen} failed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kvr --server URL ARGS...`, expecting exit 0.
+    fn kvr(&self, env: &Env, args: &[&str]) -> util::Done {
+        let mut run = env.kvr_bare(["--server", &self.url]);
+        run.cmd.args(args);
+        run.ok()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text after `marker` on the screen, up to the next ` ·`.
+fn after<'a>(screen: &'a str, marker: &str) -> Option<&'a str> {
+    let at = screen.find(marker)? + marker.len();
+    let rest = &screen[at..];
+    Some(&rest[..rest.find(" ·").unwrap_or(rest.len())])
+}
+
+/// Issue 13: over `--server` a change made by another client shows up
+/// without a key press: the open value, a new key, a deleted key, the
+/// status bar's count; the expiry counts down; and the browser follows
+/// again after its server was killed and started again.
+#[test]
+fn changes_by_another_client_show_up_live_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    env.kvr(["put", "item:000", "short-lived", "--ttl", "5m"])
+        .ok();
+    let server = Serve::start(&env, "127.0.0.1:0");
+    let url = server.url.clone();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait_for(&[
+        "> item:000",
+        "short-lived",
+        "expires in 4m",
+        "live · 0 changes",
+    ]);
+
+    // The countdown moves on by itself.
+    let first = after(&screen, "expires in ").unwrap().to_string();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let screen = tmux.screen();
+        let now = after(&screen, "expires in ").map(str::to_string);
+        if now.as_ref().is_some_and(|n| *n != first) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the expiry stayed at {first}:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The open value, changed elsewhere (a put without --ttl: no expiry).
+    server.kvr(&env, &["put", "item:000", "changed elsewhere"]);
+    let screen = tmux.wait_for(&["changed elsewhere", "live · 1 change", "revision 53"]);
+    assert!(!screen.contains("expires in"), "{screen}");
+    // A new key in view.
+    server.kvr(&env, &["put", "item:000a", "new"]);
+    tmux.wait_for(&["  item:000a", "live · 2 changes", "key 1 of 52"]);
+    // A deleted key goes.
+    server.kvr(&env, &["delete", "item:002"]);
+    tmux.wait_gone("item:002");
+    tmux.wait_for(&["live · 3 changes", "key 1 of 51"]);
+
+    // Killed and started again on the same port: the browser reconnects
+    // and follows from where it was.
+    let listen = url.trim_start_matches("http://").to_string();
+    drop(server);
+    tmux.wait_for(&["live: reconnecting…"]);
+    let server = Serve::start(&env, &listen);
+    server.kvr(&env, &["put", "item:001", "after the restart"]);
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> item:000a"]);
+    server.kvr(&env, &["put", "item:000a", "changed after the restart"]);
+    tmux.wait_for(&["changed after the restart", "live · 5 changes"]);
+
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+    let get = |key| server.kvr(&env, &["get", key]).stdout_text();
+    assert_eq!(get("item:001"), "after the restart");
+    assert_eq!(get("item:000a"), "changed after the restart");
+    env.kvr_bare(["--server", &server.url, "get", "item:002"])
+        .code(1);
 }

@@ -1,11 +1,24 @@
 //! `kvr tui`: the terminal browser (see [`crate::tui`]) on the source the
 //! global options name.
 
+use super::{remote, seconds, token};
 use crate::cli::{Global, TuiArgs};
+use crate::client::Client;
 use crate::store::OpenMode;
 
 /// Runs the browser. The source is opened on the browser's worker thread,
-/// so the options move there.
+/// so the options move there. Over `--server` a second client follows the
+/// server's change feed (a file has none).
 pub fn run(g: Global, _args: TuiArgs) -> anyhow::Result<()> {
-    crate::tui::run(move || super::open(&g, OpenMode::MustExist))
+    let feed = match remote(&g)? {
+        Some(servers) => {
+            let timeout = seconds(g.timeout, "--timeout")?;
+            let client = Client::new(servers, token(&g)?, timeout, g.cacert.as_deref())?;
+            // Progress lines at least every third of the timeout, so a
+            // quiet stream never trips the client's read timeout.
+            Some(crate::tui::Feed::new(client, timeout.as_secs() / 3))
+        }
+        None => None,
+    };
+    crate::tui::run(move || super::open(&g, OpenMode::MustExist), feed)
 }

@@ -97,7 +97,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Tab", "switch focus between key list and value pane"),
     ("/", "seek: jump to a key, or the first key after it"),
     ("f", "filter: only keys with a prefix (empty: all keys)"),
-    ("r", "refresh keys, value and counts"),
+    (
+        "r",
+        "refresh keys, value and counts (--server: they follow live)",
+    ),
     (
         "e  Enter",
         "edit the value ($VISUAL / $EDITOR, else built in)",

@@ -8,6 +8,7 @@ use ratatui::layout::Rect;
 
 use super::action::{Action, KeyMode, Move};
 use super::editor::{EditJob, TextArea};
+use super::follow::LiveStatus;
 use super::keys::{display_key, parse_key};
 use super::pager::Pager;
 use super::preview::{Kind, Preview, hex_line_count, hex_width};
@@ -141,6 +142,14 @@ pub struct App {
     /// The keys matching the filter: how many, and whether the count
     /// stopped at its limit; None while unknown.
     pub matched: Option<(u64, bool)>,
+    /// Over `--server`: the live feed's state (None: a file, no feed).
+    pub live: Option<LiveStatus>,
+    /// A counts read for live changes is out / another is wanted after it.
+    pub(super) counts_busy: bool,
+    pub(super) counts_again: bool,
+    /// A key this browser asked to delete: its delete event is ours, not
+    /// news for the status line.
+    pub(super) own_delete: Option<Vec<u8>>,
 }
 
 impl App {
@@ -166,6 +175,10 @@ impl App {
             seek: None,
             creating: None,
             matched: None,
+            live: None,
+            counts_busy: false,
+            counts_again: false,
+            own_delete: None,
         };
         app.outbox.push(Request::Stats);
         let first = app.pager.jump_top(None);
@@ -280,6 +293,17 @@ impl App {
         };
         self.outbox.extend(request);
         self.sync_value();
+    }
+
+    /// Whether the value pane shows an expiry (which counts down).
+    pub fn shows_expiry(&self) -> bool {
+        matches!(
+            self.value.state,
+            ValueState::Loaded {
+                expires_at_ms: Some(_),
+                ..
+            }
+        )
     }
 
     /// Lines of the value pane's content.
@@ -426,6 +450,7 @@ impl App {
         match action {
             Action::Submit => {
                 self.info(format!("deleting {}…", display_key(&key)));
+                self.own_delete = Some(key.clone());
                 self.outbox.push(Request::Delete {
                     key,
                     if_revision: revision,

@@ -9,15 +9,20 @@
 //! `terminal.rs` restores the terminal on quit, error, signal and panic,
 //! and `input.rs` reads keys with a watchdog for a terminal that is gone;
 //! `session.rs` holds the run loop, generic over ratatui's `Backend`.
+//! Over `--server` the browser follows the server's change feed
+//! (`live.rs`, on a thread of its own) and patches what it shows
+//! (`follow.rs`).
 
 mod action;
 mod app;
 mod clipboard;
 mod editor;
 mod edits;
+mod follow;
 mod input;
 mod json;
 mod keys;
+mod live;
 mod pager;
 mod preview;
 mod respond;
@@ -39,11 +44,13 @@ use crate::error::{Error, Result};
 use crate::kv::Kv;
 
 pub use action::BINDINGS;
+pub use live::Feed;
 
 /// Opens the source with `open` (on the worker thread, so that its errors,
 /// such as a database in use, come out before the screen is taken) and
-/// runs the browser until the user quits.
-pub fn run<F>(open: F) -> anyhow::Result<()>
+/// runs the browser until the user quits, following `feed` (the server's
+/// changes) when there is one.
+pub fn run<F>(open: F, feed: Option<Feed>) -> anyhow::Result<()>
 where
     F: FnOnce() -> Result<Box<dyn Kv>> + Send + 'static,
 {
@@ -62,6 +69,9 @@ where
     let size = terminal.size().map_err(term_err)?;
     let app = app::App::new(source, config, (size.width, size.height));
     let mut session = session::Session::new(app, worker);
+    if let Some(feed) = feed {
+        session.follow(feed);
+    }
     let mut host = terminal::CrosstermHost::new(&guard).map_err(term_err)?;
     let result = session::run_loop(&mut terminal, &mut session, &mut host);
     drop(terminal);

@@ -22,6 +22,9 @@ pub const MAX_WINDOW: usize = 5 * PAGE;
 /// Ask for more keys when the cursor comes this close to an edge, so that
 /// scrolling rarely sees the end of the window.
 const MARGIN: usize = PAGE / 2;
+/// Most live changes kept for a page in flight (see `Pager::replay`);
+/// beyond that the page is read again once it lands.
+const MAX_REPLAY: usize = MAX_WINDOW;
 
 /// The key list's state.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +50,12 @@ pub struct Pager {
     /// the window last touched the first key (`head_done`), the keys it
     /// dropped or added at its front were counted.
     base: Option<u64>,
+    /// Changes from the live feed that came while keys were being read:
+    /// the page may have been read before them, so they are applied to it
+    /// again when it lands (applying a change twice changes nothing).
+    replay: Vec<(Vec<u8>, bool)>,
+    /// More changes came meanwhile than [`MAX_REPLAY`]: read again.
+    replay_overflow: bool,
 }
 
 impl Pager {
@@ -104,6 +113,9 @@ impl Pager {
         self.pending = 0;
         self.keep_row = None;
         self.base = None;
+        // The new page is read after every change seen so far.
+        self.replay.clear();
+        self.replay_overflow = false;
         let query = RangeQuery {
             start,
             reverse: purpose == Purpose::Bottom,
@@ -230,6 +242,14 @@ impl Pager {
             Purpose::Forward => self.append(keys, more),
             Purpose::Backward => self.prepend(keys, more),
         }
+        if std::mem::take(&mut self.replay_overflow) {
+            self.replay.clear();
+            let current = self.current().map(<[u8]>::to_vec);
+            return Some(self.reload_at(current));
+        }
+        for (key, deleted) in std::mem::take(&mut self.replay) {
+            self.change(&key, deleted, rows);
+        }
         self.scroll_into_view(rows);
         match std::mem::take(&mut self.pending) {
             0 => self.extend(),
@@ -279,5 +299,83 @@ impl Pager {
             self.cursor = self.cursor.min(MAX_WINDOW - 1);
             self.tail_done = false;
         }
+    }
+}
+
+/// Live changes (see `super::live`): the window follows puts and deletes of
+/// the keys it covers.
+impl Pager {
+    /// A key was put (`deleted` false) or deleted by someone. A new key
+    /// that falls inside the window (between its first and last key, or
+    /// past an edge that is the end of the keys) is inserted, a deleted
+    /// one removed; the cursor stays on its key, or moves to the next one
+    /// when its own goes. Returns whether the list changed.
+    pub fn change(&mut self, key: &[u8], deleted: bool, rows: usize) -> bool {
+        if self.loading {
+            if self.replay.len() < MAX_REPLAY {
+                self.replay.push((key.to_vec(), deleted));
+            } else {
+                self.replay_overflow = true;
+            }
+        }
+        if self.filter.as_ref().is_some_and(|p| !key.starts_with(p)) {
+            return false;
+        }
+        let changed = match self.keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+            Ok(i) if deleted => {
+                self.remove(i);
+                true
+            }
+            Err(i) if !deleted => {
+                let inside = (i > 0 || self.head_done) && (i < self.keys.len() || self.tail_done);
+                if inside {
+                    self.insert(i, key.to_vec());
+                }
+                inside
+            }
+            _ => false,
+        };
+        if changed {
+            self.scroll_into_view(rows);
+        }
+        changed
+    }
+
+    fn insert(&mut self, i: usize, key: Vec<u8>) {
+        let was_empty = self.keys.is_empty();
+        self.keys.insert(i, key);
+        if !was_empty && i <= self.cursor {
+            self.cursor += 1;
+        }
+        if !was_empty && i < self.offset {
+            self.offset += 1;
+        }
+        if self.keys.len() > MAX_WINDOW {
+            // Drop the end farther from the cursor.
+            if self.cursor >= self.keys.len() / 2 {
+                self.trim_front();
+            } else {
+                self.trim_back();
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.keys.remove(i);
+        if i < self.cursor {
+            self.cursor -= 1;
+        }
+        if i < self.offset {
+            self.offset -= 1;
+        }
+        self.cursor = self.cursor.min(self.keys.len().saturating_sub(1));
+        self.offset = self.offset.min(self.cursor);
+    }
+
+    /// Forgets the changes kept for a page that will not land.
+    pub fn read_failed(&mut self) {
+        self.loading = false;
+        self.replay.clear();
+        self.replay_overflow = false;
     }
 }

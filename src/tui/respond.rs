@@ -13,8 +13,13 @@ impl App {
     /// Applies one answer of the worker.
     pub fn receive(&mut self, response: Response) {
         match response {
-            Response::Stats(Ok(stats)) => self.stats = Some(stats),
-            Response::Stats(Err(e)) => self.error(format!("cannot read stats: {e}")),
+            Response::Stats(result) => {
+                match result {
+                    Ok(stats) => self.stats = Some(stats),
+                    Err(e) => self.error(format!("cannot read stats: {e}")),
+                }
+                self.counts_answered();
+            }
             Response::Keys { tag, result } => match result {
                 Ok(keys) => {
                     self.seek_landed(tag, &keys);
@@ -25,7 +30,7 @@ impl App {
                 }
                 Err(e) => {
                     if tag.generation == self.pager.generation {
-                        self.pager.loading = false;
+                        self.pager.read_failed();
                     }
                     self.error(format!("cannot read keys: {e}"));
                 }
@@ -49,7 +54,7 @@ impl App {
             Response::Crashed(message) => {
                 // Its message went to stderr, over the screen.
                 self.redraw = true;
-                self.pager.loading = false;
+                self.pager.read_failed();
                 self.error(format!(
                     "internal error in the source (a bug; please report it): {message}"
                 ));
@@ -153,6 +158,7 @@ impl App {
         match result {
             Ok(revision) => self.info(format!("deleted {shown} (revision {revision})")),
             Err(Error::PreconditionFailed { current, .. }) => {
+                self.own_delete = None;
                 return self.error(format!(
                     "{shown} was changed by someone else ({}); not deleted. Press r to reload",
                     now_state(current)
@@ -161,7 +167,10 @@ impl App {
             Err(Error::KeyNotFound { .. }) => {
                 self.error(format!("{shown} was already deleted by someone else"));
             }
-            Err(e) => return self.error(format!("cannot delete {shown}: {e}")),
+            Err(e) => {
+                self.own_delete = None;
+                return self.error(format!("cannot delete {shown}: {e}"));
+            }
         }
         // The key is gone: select the one after it, on the same row.
         self.request_counts();

@@ -13,6 +13,7 @@ use ratatui::crossterm::event::Event;
 use super::action::{Action, map_key};
 use super::app::App;
 use super::editor::EditJob;
+use super::live::{Feed, Live};
 use super::view;
 use super::worker::Worker;
 use crate::error::Result;
@@ -49,6 +50,9 @@ pub struct Session {
     in_flight: usize,
     /// When the source last answered while calls were outstanding.
     progress: Instant,
+    /// The server's change feed, until it starts (see [`Session::follow`]).
+    feed: Option<Feed>,
+    live: Option<Live>,
 }
 
 impl Session {
@@ -59,9 +63,49 @@ impl Session {
             worker,
             in_flight: 0,
             progress: Instant::now(),
+            feed: None,
+            live: None,
         };
         s.flush();
         s
+    }
+
+    /// Follows `feed` once the first stats arrive: their revision was read
+    /// before the first page of keys (the worker answers in order), so the
+    /// feed starting right after it misses no change to that page.
+    pub fn follow(&mut self, feed: Feed) {
+        self.app.live = Some(Default::default());
+        self.feed = Some(feed);
+        self.start_live();
+    }
+
+    fn start_live(&mut self) {
+        let Some(revision) = self.app.stats.as_ref().map(|s| s.revision) else {
+            return;
+        };
+        let Some(feed) = self.feed.take() else {
+            return;
+        };
+        match feed.start(revision + 1) {
+            Ok(live) => self.live = Some(live),
+            Err(e) => {
+                self.app.live = None;
+                self.app.error(format!("cannot follow changes: {e}"));
+            }
+        }
+    }
+
+    /// Takes what the live feed saw; true if there was anything.
+    fn take_live(&mut self) -> bool {
+        if self.feed.is_some() {
+            self.start_live();
+        }
+        let Some(inbox) = self.live.as_ref().and_then(Live::take) else {
+            return false;
+        };
+        self.app.follow(inbox);
+        self.flush();
+        true
     }
 
     /// Applies an action and sends the calls it made.
@@ -93,6 +137,7 @@ impl Session {
             self.answered(response);
             changed = true;
         }
+        changed |= self.take_live();
         let waiting = (self.in_flight > 0 && self.progress.elapsed() >= WAIT_NOTICE)
             .then(|| self.progress.elapsed().as_secs().max(1));
         changed |= waiting != self.app.waiting;
@@ -125,8 +170,15 @@ impl Session {
         true
     }
 
+    /// Changes the live feed has seen, taken by the app or not.
+    #[cfg(test)]
+    pub fn live_seen(&self) -> u64 {
+        self.live.as_ref().map_or(0, Live::seen)
+    }
+
     /// Ends the worker, giving a call in flight a moment to finish.
     pub fn shutdown(&mut self) {
+        self.live = None;
         self.worker.shutdown(super::worker::SHUTDOWN_GRACE);
     }
 }
@@ -141,7 +193,14 @@ where
     B::Error: Send + Sync + 'static,
 {
     let mut dirty = true;
+    let mut second = None;
     while !session.app.quit && !host.terminated() {
+        // An expiry on screen counts down: draw again each second.
+        let now = session
+            .app
+            .shows_expiry()
+            .then(|| crate::types::now_ms() / 1000);
+        dirty |= std::mem::replace(&mut second, now) != now;
         if std::mem::take(&mut session.app.redraw) {
             terminal.clear()?;
             dirty = true;

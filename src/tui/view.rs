@@ -248,6 +248,9 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(s) = &app.stats {
         parts.push(format!("revision {}", s.revision));
     }
+    if let Some(live) = &app.live {
+        parts.push(live.text());
+    }
     if let Some(secs) = app.waiting {
         parts.push(format!("waiting for the source ({secs}s)…"));
     }

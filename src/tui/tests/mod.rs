@@ -6,6 +6,7 @@
 //! `TestBackend`, asserting on the screen's text.
 
 mod flows;
+mod live;
 mod rough_edges;
 mod screens;
 mod sources;

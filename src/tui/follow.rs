@@ -1,0 +1,143 @@
+//! [`App::follow`]: what the live feed (`live.rs`) saw, turned into state.
+//! The key list is patched in place (no read), the open value is read
+//! again when its key changed, and the counts are read again, at most one
+//! such read at a time however many changes come.
+
+use super::app::{App, ValueState};
+use super::keys::display_key;
+use super::live::{Change, Inbox, Link};
+use super::worker::Request;
+
+/// The live feed's state, for the status bar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveStatus {
+    pub link: Link,
+    /// Changes seen since the browser started.
+    pub seen: u64,
+}
+
+impl LiveStatus {
+    /// The status bar's part: `live · 3 changes`.
+    pub fn text(&self) -> String {
+        let n = self.seen;
+        match &self.link {
+            Link::Connecting => "live: connecting…".to_string(),
+            Link::Live if n == 1 => "live · 1 change".to_string(),
+            Link::Live => format!("live · {} changes", super::view::thousands(n)),
+            Link::Reconnecting(_) => "live: reconnecting…".to_string(),
+            Link::Failed(_) => "not live".to_string(),
+        }
+    }
+}
+
+impl App {
+    /// Applies what the feed saw since the last call.
+    pub fn follow(&mut self, inbox: Inbox) {
+        let was = self.live.as_ref().map(|l| l.link.clone());
+        if let Link::Failed(why) = &inbox.link
+            && was.as_ref() != Some(&inbox.link)
+        {
+            self.error(format!("not following changes any more: {why}"));
+        }
+        self.live = Some(LiveStatus {
+            link: inbox.link,
+            seen: inbox.seen,
+        });
+        if let Some(stats) = &mut self.stats {
+            stats.revision = stats.revision.max(inbox.revision);
+        }
+        if inbox.reload {
+            return self.reload_view();
+        }
+        if inbox.changes.is_empty() {
+            return;
+        }
+        let reread = self.apply_changes(&inbox.changes);
+        self.after_change();
+        if reread && self.pager.current() == self.value.key.as_deref() {
+            self.reread_value();
+        }
+        self.sync_value();
+        self.live_counts();
+    }
+
+    /// Patches the key list; returns whether the open value was put anew.
+    /// A delete of the open key is said on the status line, unless this
+    /// browser asked for it.
+    fn apply_changes(&mut self, changes: &[Change]) -> bool {
+        let rows = self.rows();
+        let open = self.value.key.clone();
+        let mut reread = false;
+        for change in changes {
+            self.pager.change(&change.key, change.deleted, rows);
+            let ours = change.deleted && self.own_delete.as_ref() == Some(&change.key);
+            if ours {
+                self.own_delete = None;
+            }
+            if open.as_deref() != Some(change.key.as_slice()) {
+                continue;
+            }
+            reread = !change.deleted;
+            if change.deleted && !ours {
+                let how = if change.expired {
+                    "expired"
+                } else {
+                    "was deleted elsewhere"
+                };
+                self.info(format!("{} {how}", display_key(&change.key)));
+            }
+        }
+        reread
+    }
+
+    /// Keeps the window filled after keys went: more keys past an edge
+    /// that came close, or a new read when none is left.
+    fn after_change(&mut self) {
+        if self.pager.keys.is_empty() && !(self.pager.head_done && self.pager.tail_done) {
+            let jump = self.pager.jump_top(None);
+            self.outbox.push(jump);
+        } else {
+            let more = self.pager.extend();
+            self.outbox.extend(more);
+        }
+    }
+
+    /// Reads the open value again, showing the old one until the new one
+    /// arrives (and keeping the scroll position).
+    fn reread_value(&mut self) {
+        if let Some(key) = self.value.key.clone() {
+            if !matches!(self.value.state, ValueState::Loaded { .. }) {
+                self.value.state = ValueState::Loading;
+            }
+            self.outbox.push(Request::Get { key });
+        }
+    }
+
+    /// More changes came than the feed holds: read the page, the value and
+    /// the counts again, which covers them all.
+    fn reload_view(&mut self) {
+        let current = self.pager.current().map(<[u8]>::to_vec);
+        let jump = self.pager.reload_at(current);
+        self.outbox.push(jump);
+        self.reread_value();
+        self.live_counts();
+    }
+
+    /// Asks for the counts, unless such a read is out already: then once
+    /// more when it comes back.
+    fn live_counts(&mut self) {
+        if self.counts_busy {
+            self.counts_again = true;
+        } else {
+            self.counts_busy = true;
+            self.request_counts();
+        }
+    }
+
+    /// A stats answer came: the next coalesced counts read may go.
+    pub(super) fn counts_answered(&mut self) {
+        if std::mem::take(&mut self.counts_busy) && std::mem::take(&mut self.counts_again) {
+            self.live_counts();
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The browser following a real server's change feed: a `kvr serve` run in
+//! this process (the real server on a real redb file, on 127.0.0.1), the
+//! browser on the HTTP client, and another client writing. Nothing here
+//! presses a key to see a change; every wait polls with a deadline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::client::Client;
+use crate::server::State;
+use crate::server::limits::Limits;
+use crate::tui::action::Move;
+use crate::tui::keys::display_key;
+use crate::tui::live::{Feed, Inbox, Link};
+
+/// Generous for a debug build on a busy 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A real server in this process, stopped on drop.
+struct Server {
+    url: String,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `path` on `addr` (port 0: any free port).
+    fn start(path: &Path, addr: &str) -> Server {
+        Server::start_with(path, addr, Limits::default(), None)
+    }
+
+    fn start_with(path: &Path, addr: &str, limits: Limits, token: Option<&str>) -> Server {
+        // The file and the port of a server just stopped may take a moment
+        // to be free.
+        let store = retry(|| Store::open(path, OpenMode::Create, &options()));
+        let token = token.map(str::to_string);
+        let state = Arc::new(State::new(store, limits, token, true).unwrap());
+        let listener = retry(|| std::net::TcpListener::bind(addr));
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let shutdown = async move {
+                    let _ = rx.await;
+                };
+                crate::server::run(listener, state, None, shutdown).await;
+            });
+        });
+        Server {
+            url: format!("http://{addr}"),
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url, None, TIMEOUT, None).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `f`'s value, trying again for a while when it fails.
+fn retry<T, E: std::fmt::Debug>(f: impl Fn() -> Result<T, E>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("gave up: {e:?}"),
+        }
+    }
+}
+
+/// A served store holding `lines`, and its path.
+fn served(lines: &str) -> (tempfile::TempDir, PathBuf, Server) {
+    let (dir, path) = store_with(lines);
+    let server = Server::start(&path, "127.0.0.1:0");
+    (dir, path, server)
+}
+
+/// A browser on `server` that follows its changes (progress every second,
+/// so the feed notices a stop quickly).
+fn browse_live(server: &Server, size: (u16, u16)) -> Session {
+    let url = server.url.clone();
+    let open = move || Ok(Box::new(Client::new(&url, None, TIMEOUT, None)?) as Box<dyn Kv>);
+    let mut s = start(open, None, size);
+    s.follow(Feed::new(server.client(), 1));
+    wait_until(&mut s, "the feed to connect", |app| {
+        shows(app, "live · 0 changes")
+    });
+    s
+}
+
+/// Takes answers and changes until `ok` holds for the app, or fails
+/// showing the screen.
+fn wait_until(s: &mut Session, what: &str, ok: impl Fn(&App) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        s.pump();
+        if ok(&s.app) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited in vain for {what}; the screen:\n{}",
+            screen(&s.app).join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_for(s: &mut Session, texts: &[&str]) {
+    wait_until(s, &format!("{texts:?}"), |app| {
+        texts.iter().all(|t| shows(app, t))
+    });
+}
+
+fn wait_gone(s: &mut Session, text: &str) {
+    wait_until(s, &format!("{text:?} to go"), |app| !shows(app, text));
+}
+
+#[test]
+fn changes_by_another_client_show_up_without_a_key_press() {
+    let (_dir, _path, server) = served(&numbered(5));
+    let mut s = browse_live(&server, (100, 20));
+    assert!(shows(&s.app, "\"n\": 0"), "{:?}", screen(&s.app));
+    let other = server.client();
+
+    // The open value changes.
+    other
+        .put(b"key:00000", b"{\"n\":100}".to_vec(), None)
+        .unwrap();
+    wait_for(
+        &mut s,
+        &["\"n\": 100", "key:00000 · rev 6", "live · 1 change"],
+    );
+    // A new key in view appears, in order; the cursor stays on its key.
+    other.put(b"key:00002a", b"new".to_vec(), None).unwrap();
+    wait_for(&mut s, &["  key:00002a", "live · 2 changes", "revision 7"]);
+    let list: Vec<String> = s.app.pager.keys.iter().map(|k| display_key(k)).collect();
+    assert_eq!(
+        list,
+        [
+            "key:00000",
+            "key:00001",
+            "key:00002",
+            "key:00002a",
+            "key:00003",
+            "key:00004"
+        ]
+    );
+    assert_eq!(selected(&s.app), "key:00000");
+    // The counts are read again.
+    wait_for(&mut s, &["key 1 of 6"]);
+    // A deleted key goes.
+    other.delete(b"key:00003", None).unwrap();
+    wait_gone(&mut s, "key:00003");
+    wait_for(&mut s, &["key 1 of 5", "live · 3 changes", "revision 8"]);
+    // Deleting the open key moves the cursor to the next one and says so.
+    other.delete(b"key:00000", None).unwrap();
+    wait_for(
+        &mut s,
+        &["> key:00001", "key:00000 was deleted elsewhere", "\"n\": 1"],
+    );
+    // A key outside the filter does not appear; one inside does.
+    act(&mut s, &[Action::Filter]);
+    keys(&mut s, "key:00002\n");
+    wait_for(&mut s, &["filter key:00002: 2 keys"]);
+    other.put(b"other", b"x".to_vec(), None).unwrap();
+    other.put(b"key:00002b", b"y".to_vec(), None).unwrap();
+    wait_for(
+        &mut s,
+        &["key:00002b", "live · 6 changes", "filter key:00002: 3 keys"],
+    );
+    assert!(!shows(&s.app, "other"));
+}
+
+#[test]
+fn the_feed_resumes_after_the_server_restarts() {
+    let (_dir, path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    let addr = server.addr.to_string();
+    drop(server);
+    wait_for(&mut s, &["live: reconnecting…"]);
+    let server = Server::start(&path, &addr);
+    // Written as soon as the server is back, likely before the browser
+    // reconnected: the feed resumes from where it was, missing nothing.
+    let other = server.client();
+    other
+        .put(b"key:00001", b"{\"n\":11}".to_vec(), None)
+        .unwrap();
+    other.put(b"key:00005", b"5".to_vec(), None).unwrap();
+    other.delete(b"key:00002", None).unwrap();
+    wait_for(&mut s, &["key:00005", "live · 3 changes", "revision 6"]);
+    wait_gone(&mut s, "key:00002");
+    act(&mut s, &[Action::Move(Move::Down)]);
+    wait_for(&mut s, &["\"n\": 11"]);
+}
+
+#[test]
+fn a_burst_of_changes_becomes_one_reload() {
+    let (_dir, _path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    let generation = s.app.pager.generation;
+    // One batch of more changes than the feed holds, not taken by the UI
+    // until it is all in.
+    let n = crate::tui::live::MAX_QUEUED * 3;
+    let lines: String = (0..n)
+        .map(|i| format!("{{\"key\":\"burst:{i:05}\",\"value\":{i}}}\n"))
+        .collect();
+    server
+        .client()
+        .batch(&mut std::io::Cursor::new(lines.into_bytes()))
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while s.live_seen() < n as u64 {
+        assert!(Instant::now() < deadline, "the feed saw {}", s.live_seen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for(&mut s, &["key 3,001 of 3,003", "live · 3,000 changes"]);
+    wait_until(&mut s, "the burst's keys in the window", |app| {
+        app.pager.keys.iter().any(|k| k.starts_with(b"burst:"))
+    });
+    assert!(
+        s.app.pager.generation > generation,
+        "the view was patched key by key instead of read again"
+    );
+}
+
+#[test]
+fn an_edit_of_a_key_changed_underneath_keeps_its_conflict_check() {
+    let (_dir, _path, server) =
+        served("{\"key\":\"a\",\"value\":\"one\"}\n{\"key\":\"b\",\"value\":\"two\"}\n");
+    let mut s = browse_live(&server, (100, 20));
+    let other = server.client();
+    // The built-in editor opens on revision 1 of a.
+    keys(&mut s, "e");
+    assert!(matches!(s.app.mode, super::super::app::Mode::Editor { .. }));
+    other.put(b"a", b"theirs".to_vec(), None).unwrap();
+    wait_for(&mut s, &["live · 1 change"]);
+    // Still editing; saving is refused and theirs stays.
+    keys(&mut s, "x");
+    act(&mut s, &[Action::Submit]);
+    wait_for(&mut s, &["changed by someone else", "now at revision 3"]);
+    assert_eq!(other.get(b"a").unwrap().unwrap().value, b"theirs");
+    // The value pane shows theirs now, without r.
+    wait_for(&mut s, &["theirs"]);
+
+    // A delete confirmed after someone else changed the key is refused too.
+    keys(&mut s, "d");
+    wait_for(&mut s, &["Delete a (revision 3)?"]);
+    other.put(b"a", b"again".to_vec(), None).unwrap();
+    wait_for(&mut s, &["live · 2 changes"]);
+    keys(&mut s, "y");
+    wait_for(&mut s, &["changed by someone else", "now at revision 4"]);
+    assert_eq!(other.get(b"a").unwrap().unwrap().value, b"again");
+}
+
+#[test]
+fn an_expiring_key_counts_down_and_goes_when_it_expires() {
+    let (_dir, _path, server) = served(&numbered(2));
+    let other = server.client();
+    other
+        .put_ttl(b"key:00000", b"soon".to_vec(), None, Some(1))
+        .unwrap();
+    other
+        .put_ttl(b"key:00001", b"later".to_vec(), None, Some(252))
+        .unwrap();
+    let mut s = browse_live(&server, (120, 20));
+    // Opened within the second it has, or already expired and gone.
+    wait_until(&mut s, "key:00000 to expire", |app| {
+        !app.pager.keys.iter().any(|k| k == b"key:00000")
+    });
+    wait_for(&mut s, &["> key:00001", "key:00001 · rev"]);
+    assert!(
+        shows(&s.app, "expires in 4m 1") || shows(&s.app, "expires in 4m 0"),
+        "{:?}",
+        screen(&s.app)
+    );
+}
+
+#[test]
+fn a_file_has_no_feed_and_says_nothing_about_one() {
+    let (_dir, path) = store_with(&numbered(2));
+    let s = browse(&path, None, (100, 20));
+    assert!(!shows(&s.app, "live"), "{:?}", screen(&s.app));
+    assert!(s.app.live.is_none());
+}
+
+fn page(keys: &[&str]) -> Vec<Vec<u8>> {
+    keys.iter().map(|k| k.as_bytes().to_vec()).collect()
+}
+
+fn tag_of(request: &crate::tui::worker::Request) -> crate::tui::worker::KeysTag {
+    match request {
+        crate::tui::worker::Request::Keys { tag, .. } => *tag,
+        other => panic!("not a keys request: {other:?}"),
+    }
+}
+
+/// The window follows changes inside it and ignores those past an edge
+/// that is not the end of the keys (the next page read brings them).
+#[test]
+fn the_window_takes_changes_inside_it_only() {
+    use crate::tui::pager::{PAGE, Pager};
+    let mut p = Pager::default();
+    let top = p.jump_top(None);
+    // A full page and one more: the window does not reach the last key.
+    let keys: Vec<Vec<u8>> = (0..=PAGE)
+        .map(|i| format!("k{i:04}").into_bytes())
+        .collect();
+    p.receive(tag_of(&top), keys, 10);
+    assert!(p.head_done && !p.tail_done);
+    p.cursor = 5;
+    assert!(
+        p.change(b"a", false, 10),
+        "before the first key of the store"
+    );
+    assert_eq!((p.cursor, p.current()), (6, Some(&b"k0005"[..])));
+    assert!(p.change(b"k0003a", false, 10));
+    assert_eq!(p.current(), Some(&b"k0005"[..]));
+    assert!(!p.change(b"zzz", false, 10), "past the window's last key");
+    assert!(!p.change(b"k0003b", true, 10), "deleting a key not shown");
+    assert!(p.change(b"k0005", true, 10));
+    assert_eq!(p.current(), Some(&b"k0006"[..]));
+    assert!(!p.change(b"k0006", false, 10), "a put of a shown key");
+    assert_eq!(p.position(None), Some(8));
+}
+
+/// A change that comes while a page is read is applied to the page when
+/// it lands: the page may have been read before the change.
+#[test]
+fn changes_during_a_page_read_are_applied_to_it() {
+    use crate::tui::pager::Pager;
+    let mut p = Pager::default();
+    let top = p.jump_top(None);
+    assert!(!p.change(b"b", false, 10));
+    assert!(!p.change(b"c", true, 10));
+    p.receive(tag_of(&top), page(&["a", "c", "d"]), 10);
+    assert_eq!(p.keys, page(&["a", "b", "d"]));
+    // A later read starts after every change seen: nothing is replayed.
+    p.change(b"e", false, 10);
+    let again = p.jump_top(None);
+    p.receive(tag_of(&again), page(&["a", "b", "d"]), 10);
+    assert_eq!(p.keys, page(&["a", "b", "d"]));
+}
+
+/// Takes from `live` until `ok` holds for what came, which is returned.
+fn collect(live: &crate::tui::live::Live, ok: impl Fn(&[Inbox]) -> bool) -> Vec<Inbox> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut got = Vec::new();
+    loop {
+        got.extend(live.take());
+        if ok(&got) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "waited in vain; got {got:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A feed asked for revisions the server no longer keeps starts over from
+/// the current one and has the browser read everything again, once the new
+/// stream has begun (so nothing between is lost); then it follows.
+#[test]
+fn a_feed_too_far_behind_starts_over_with_a_reload() {
+    let (_dir, path) = store_with("");
+    let limits = Limits {
+        history: crate::engine::history::HistoryBounds {
+            events: 5,
+            bytes: 1 << 20,
+        },
+        ..Limits::default()
+    };
+    let server = Server::start_with(&path, "127.0.0.1:0", limits, None);
+    let other = server.client();
+    for i in 0..20 {
+        other
+            .put(format!("k{i:02}").as_bytes(), b"v".to_vec(), None)
+            .unwrap();
+    }
+    let live = Feed::new(server.client(), 1).start(1).unwrap();
+    let got = collect(&live, |got| {
+        got.iter().any(|i| i.reload && i.link == Link::Live)
+    });
+    assert!(got.iter().all(|i| i.changes.is_empty()), "{got:?}");
+    other.put(b"after", b"v".to_vec(), None).unwrap();
+    let got = collect(&live, |got| got.iter().any(|i| !i.changes.is_empty()));
+    let changes: Vec<_> = got.iter().flat_map(|i| i.changes.clone()).collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].key.as_slice(), changes[0].revision),
+        (&b"after"[..], 21)
+    );
+}
+
+/// A feed the server refuses for good (here: no token) says so once, and
+/// the browser says it no longer follows changes.
+#[test]
+fn a_refused_feed_is_reported_not_retried() {
+    let (_dir, path) = store_with(&numbered(2));
+    let server = Server::start_with(&path, "127.0.0.1:0", Limits::default(), Some("sesame"));
+    let url = server.url.clone();
+    let open = move || {
+        let client = Client::new(&url, Some("sesame".into()), TIMEOUT, None)?;
+        Ok(Box::new(client) as Box<dyn Kv>)
+    };
+    let mut s = start(open, None, (100, 20));
+    s.follow(Feed::new(server.client(), 1));
+    wait_for(&mut s, &["not live", "not following changes any more"]);
+    assert!(shows(&s.app, "key:00000"));
+}
+
+/// The browser's own delete comes back through the feed too: it is
+/// counted, and not reported as done elsewhere.
+#[test]
+fn the_browsers_own_delete_is_not_news() {
+    let (_dir, _path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    keys(&mut s, "dy");
+    wait_for(
+        &mut s,
+        &[
+            "deleted key:00000 (revision 4)",
+            "live · 1 change",
+            "> key:00001",
+        ],
+    );
+    assert!(!shows(&s.app, "elsewhere"), "{:?}", screen(&s.app));
+    assert_eq!(server.client().get(b"key:00000").unwrap(), None);
+}
