@@ -138,7 +138,7 @@ where
 }
 
 /// How often the same peer's TLS failure is logged again.
-const TLS_LOG_EVERY: Duration = Duration::from_secs(30);
+pub const TLS_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Says in the log that the TLS handshake with `addr` failed (a peer
 /// whose certificate is not trusted, or a peer that speaks plain HTTP),
