@@ -45,7 +45,7 @@ round() { # plain|tls
   # shellcheck disable=SC2046
   serve "$d" n3 $(tls "$1" n3) --join "$n1" > /dev/null
   until [ "$(voters "$n1")" = 3 ]; do sleep 0.1; done
-  printf '%-28s' "cluster PUT c64 $1 ($n1)"
+  printf '%-52s ' "cluster PUT c64 $1 ($n1)"
   wrk -t2 -c64 -d"${SECS}s" --latency -s "$W/put.lua" "$n1" | grep RESULT
   kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
 }

@@ -233,6 +233,7 @@ fn a_mismatched_join_is_refused_and_nothing_changes() {
     // its address with http://.
     let out = serve_to_end(dir, "p2", "127.0.0.1:0", &["--join".into(), t1.url.clone()]);
     assert_refused(&out, 3, &["all-TLS or all-plain", "--tls-cert"]);
+    assert!(!dir.join("p2.redb").exists(), "refused before any file");
     let as_http = t1.url.replace("https://", "http://");
     let out = serve_to_end(dir, "p3", "127.0.0.1:0", &["--join".into(), as_http]);
     assert_refused(&out, 3, &["refused to add this node", "HTTPS only"]);
@@ -244,10 +245,21 @@ fn a_mismatched_join_is_refused_and_nothing_changes() {
     args.extend(["--join".to_string(), p1.url.clone()]);
     let out = serve_to_end(dir, "t2", "127.0.0.1:0", &args);
     assert_refused(&out, 3, &["all-TLS or all-plain", "plain HTTP"]);
+    assert!(!dir.join("t2.redb").exists(), "refused before any file");
     let mut args = tls_args(&pki, &ca.ca);
     args.extend(["--join".to_string(), p1.url.replace("http://", "https://")]);
     let out = serve_to_end(dir, "t3", "127.0.0.1:0", &args);
     assert_refused(&out, 3, &["does not speak TLS"]);
+
+    // A TLS node cannot advertise an http:// URL (a usage error).
+    let mut args = tls_args(&pki, &ca.ca);
+    args.extend([
+        "--cluster-init".to_string(),
+        "--advertise-url".to_string(),
+        "http://127.0.0.1:1".to_string(),
+    ]);
+    let out = serve_to_end(dir, "t4", "127.0.0.1:0", &args);
+    assert_refused(&out, 2, &["--advertise-url", "https://"]);
 
     // The members check too: a plain cluster refuses a join request from
     // an https:// node (sent by hand here).
