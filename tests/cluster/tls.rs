@@ -17,6 +17,10 @@ mod pki;
 
 use pki::{Ca, Pki};
 
+/// A Raft snapshot (and a log purge) every 20 entries, so that a node
+/// joining after a few writes gets a snapshot streamed over TLS.
+const SNAPSHOTS: [(&str, &str); 1] = [("KVR_RAFT_SNAPSHOT_EVERY", "20")];
+
 /// `--tls-cert`, `--tls-key` of `pki`, and `--cacert CA`.
 fn tls_args(pki: &Pki, ca: &Path) -> Vec<String> {
     let mut args = pki.serve_args();
@@ -31,7 +35,7 @@ fn tls_node(dir: &Path, ca: &Ca, trust: &Path, name: &str, extra: &[&str]) -> No
     let mut args = tls_args(&pki, trust);
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let node = spawn(dir, name, &args, &[]);
+    let node = spawn(dir, name, &args, &SNAPSHOTS);
     assert!(node.url.starts_with("https://127.0.0.1:"), "{}", node.url);
     node
 }
@@ -140,11 +144,32 @@ fn three_tls_nodes_replicate_forward_and_fail_over() {
     let ca = Ca::new(dir, "cluster");
     let n1 = tls_node(dir, &ca, &ca.ca, "n1", &["--cluster-init"]);
     let n2 = tls_node(dir, &ca, &ca.ca, "n2", &["--join", &n1.url]);
+    // Enough writes for the log to be purged under a snapshot: the third
+    // node gets its state as a snapshot streamed over TLS.
+    for i in 0..60 {
+        ok(&cli(
+            dir,
+            &ca.ca,
+            &n1,
+            &["put", &format!("s{i:02}"), &i.to_string()],
+        ));
+    }
+    wait_for(60, "a purge of the log", || {
+        dir.join("n1.redb.raft").join("purged").exists()
+    });
     let join3 = format!("{},{}", n1.url, n2.url);
     let n3 = tls_node(dir, &ca, &ca.ca, "n3", &["--join", &join3]);
     wait_for(60, "three voters", || {
         voter_count(&cluster_status(dir, &ca.ca, &n1)) == 3
     });
+    let out = cli(
+        dir,
+        &ca.ca,
+        &n3,
+        &["--consistency", "stale", "range", "--count"],
+    );
+    assert_eq!(ok(&out).trim(), "{\"count\":60}");
+    assert_eq!(ok(&cli(dir, &ca.ca, &n3, &["get", "s42"])), "42");
     let status = cluster_status(dir, &ca.ca, &n1);
     assert_eq!(status["state"], "leader");
     for n in status["nodes"].as_array().unwrap() {
@@ -202,7 +227,7 @@ fn three_tls_nodes_replicate_forward_and_fail_over() {
     drop(n1);
     let args = tls_args(&n1_pki, &ca.ca);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let back = spawn_at(dir, "n1", (&listen, &raft), &args, &[]);
+    let back = spawn_at(dir, "n1", (&listen, &raft), &args, &SNAPSHOTS);
     wait_for(30, "the restarted node to catch up", || {
         cli(dir, &ca.ca, &back, &["get", "d"]).stdout == b"4"
     });
