@@ -10,6 +10,8 @@
 //!   host name (or IP address) of its URL.
 //! * [`client_config`]: the same trust as a rustls client configuration
 //!   (for `kvr bench`; the `--server` client gives [`roots`] to ureq).
+//! * [`server_name`]: the host of a `HOST:PORT`, which a peer is verified
+//!   by (cluster mode's node-to-node traffic).
 //! * [`failure`]: a failed handshake in words, naming the server and what to
 //!   do.
 //!
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::error::{Error, Result};
 
@@ -89,6 +91,18 @@ pub fn client_config(cacert: Option<&Path>) -> Result<Arc<ClientConfig>> {
         .with_root_certificates(store)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The name to verify the server at `addr` (`HOST:PORT`, `[V6]:PORT` or
+/// HOST) by: its host.
+pub fn server_name(addr: &str) -> Result<ServerName<'static>> {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|_| Error::invalid(format!("{host:?} is not a host name for TLS")))
 }
 
 /// The TLS failure among `e` and its sources, if there is one, as the

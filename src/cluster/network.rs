@@ -8,6 +8,13 @@
 //! [`Peer`] keeps its own connection, so a big append never delays a
 //! heartbeat. A snapshot is streamed (the state machine's snapshot stream)
 //! and written to a temporary file on the receiver before it is installed.
+//!
+//! **TLS.** A node with `--tls-cert` serves its raft listener with that
+//! certificate too, and connects to peers over TLS, verifying each by the
+//! host of its advertised raft address against `--cacert` plus the
+//! system's roots (as any kvr client does). A cluster is all-TLS or
+//! all-plain ([`Identity::tls`] is set on every member or on none).
+//! A certificate a node refuses is said in its log, once a while per peer.
 
 use std::io;
 use std::sync::Arc;
@@ -42,6 +49,8 @@ pub struct Identity {
     pub node_id: NodeId,
     /// The shared secret of node-to-node traffic, if any.
     pub token: Option<String>,
+    /// TLS towards peers (set iff this node serves TLS).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub const H_CLUSTER: &str = "x-kvr-cluster";
@@ -92,10 +101,33 @@ pub fn decode_answer<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     answer.map_err(io::Error::other)
 }
 
-/// Opens an HTTP/1.1 connection to `addr`.
-async fn connect(addr: &str) -> io::Result<SendRequest<Body>> {
+/// Opens an HTTP/1.1 connection to `addr` (`HOST:PORT`), over TLS
+/// verified by HOST when `tls` is given.
+pub async fn connect(
+    addr: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> io::Result<SendRequest<Body>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => handshake(stream).await,
+        Some(config) => {
+            let name = crate::tls::server_name(addr)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, stream)
+                .await
+                .inspect_err(|e| log_tls_failure(addr, e))?;
+            handshake(stream).await
+        }
+    }
+}
+
+/// The HTTP/1.1 handshake; the connection is driven by a task of its own.
+async fn handshake<S>(stream: S) -> io::Result<SendRequest<Body>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)?;
@@ -103,6 +135,44 @@ async fn connect(addr: &str) -> io::Result<SendRequest<Body>> {
         let _ = conn.await;
     });
     Ok(sender)
+}
+
+/// How often the same peer's TLS failure is logged again.
+pub const TLS_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Says in the log that the TLS handshake with `addr` failed (a peer
+/// whose certificate is not trusted, or a peer that speaks plain HTTP),
+/// at most once per [`TLS_LOG_EVERY`] per address: Raft retries every
+/// heartbeat.
+pub fn log_tls_failure(addr: &str, e: &io::Error) {
+    let Some(failure) = crate::tls::failure(&format!("raft {addr}"), e) else {
+        return;
+    };
+    log_rarely(
+        addr,
+        format_args!(
+            "kvr serve: refusing the peer at {addr}: {failure}; every member of a cluster \
+             needs a certificate its peers verify (--tls-cert, signed by a CA in --cacert or \
+             the system's roots), or none of them TLS"
+        ),
+    );
+}
+
+/// Logs `line` unless a line about `key` was logged in the last
+/// [`TLS_LOG_EVERY`].
+pub fn log_rarely(key: &str, line: std::fmt::Arguments<'_>) {
+    static LAST: std::sync::Mutex<Vec<(String, std::time::Instant)>> =
+        std::sync::Mutex::new(Vec::new());
+    {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match last.iter_mut().find(|(k, _)| k == key) {
+            Some((_, at)) if now.duration_since(*at) < TLS_LOG_EVERY => return,
+            Some((_, at)) => *at = now,
+            None => last.push((key.to_string(), now)),
+        }
+    }
+    crate::server::log::event(line);
 }
 
 /// Where a request goes: a peer's raft address and id, from this node.
@@ -127,7 +197,9 @@ pub async fn call(
     let attempt = async {
         let mut sender = match conn.take() {
             Some(s) if !s.is_closed() => s,
-            _ => connect(addr).await.map_err(|e| (false, e))?,
+            _ => connect(addr, me.tls.as_ref())
+                .await
+                .map_err(|e| (false, e))?,
         };
         sender
             .ready()

@@ -297,6 +297,24 @@ impl Node {
     }
 
     async fn join_as_leader(&self, req: JoinRequest) -> Result<JoinAnswer> {
+        // All-TLS or all-plain: a member's URL says which it is.
+        let (tls, joiner_tls) = (
+            super::start::is_https(&self.member.url),
+            super::start::is_https(&req.url),
+        );
+        if tls != joiner_tls {
+            return Err(Error::invalid(format!(
+                "this cluster is all-{} and the joining node ({}) {}: a cluster is all-TLS or \
+                 all-plain",
+                if tls { "TLS" } else { "plain" },
+                req.url,
+                if joiner_tls {
+                    "speaks TLS; start it without --tls-cert and --tls-key"
+                } else {
+                    "does not speak TLS; start it with --tls-cert and --tls-key"
+                }
+            )));
+        }
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         for (id, member) in membership.nodes() {
@@ -327,6 +345,7 @@ impl Node {
                 };
                 let is_voter = membership.voter_ids().any(|v| v == id);
                 if !is_voter {
+                    self.verify_joiner(id, &req.raft).await?;
                     self.raft
                         .add_learner(id, member, true)
                         .await
@@ -349,6 +368,38 @@ impl Node {
             cluster_id: self.me.cluster_id.clone(),
             node_id,
         })
+    }
+
+    /// Before node `id` becomes a member, a connection to its raft
+    /// listener: a certificate this node does not trust refuses the join
+    /// (else the cluster would keep a member it cannot reach). Other
+    /// failures are left to Raft's retries.
+    async fn verify_joiner(&self, id: NodeId, raft: &str) -> Result<()> {
+        if self.me.tls.is_none() {
+            return Ok(());
+        }
+        let probe = network::call(
+            &mut None,
+            network::Dest {
+                addr: raft,
+                me: &self.me,
+                target: id,
+            },
+            "hello",
+            full(Vec::new()),
+            None,
+            FORWARD_TIMEOUT,
+        )
+        .await;
+        match probe {
+            Err((_, e)) => match crate::tls::failure(&format!("raft {raft}"), &e) {
+                Some(refused) => Err(Error::invalid(format!(
+                    "node {id} cannot be added: {refused}"
+                ))),
+                None => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
     }
 
     /// A membership or leadership change, here if this node leads, else
@@ -657,6 +708,8 @@ impl Node {
                 self.mark_removed();
                 reply(Ok(()))
             }
+            // A leader about to add this node checks that it can reach it.
+            "hello" => reply(Ok(())),
             _ => answer_status(StatusCode::NOT_FOUND, format!("no raft route {kind}")),
         }
     }

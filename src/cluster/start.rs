@@ -56,6 +56,21 @@ pub struct Options {
     pub client_token: Option<String>,
     pub heartbeat_ms: u64,
     pub election_ms: (u64, u64),
+    /// `--tls-cert`/`--tls-key`: the raft listener serves TLS with them.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS towards peers and `--join` targets (set iff `tls` is).
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Whether a public URL is an HTTPS one: a member's advertised URL says
+/// whether it (and so its cluster, all-TLS or all-plain) speaks TLS.
+pub fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+fn mode(tls: bool) -> &'static str {
+    if tls { "TLS" } else { "plain HTTP" }
 }
 
 /// The identity in a database file, if it is a cluster member.
@@ -140,6 +155,7 @@ pub async fn start(
         cluster_id,
         node_id,
         token: opts.cluster_token.clone(),
+        tls: opts.peer_tls.clone(),
     });
     let config = openraft::Config {
         cluster_name: "kvr".into(),
@@ -161,6 +177,9 @@ pub async fn start(
     )
     .await
     .map_err(|e| Error::Storage(format!("cannot start Raft: {e}")))?;
+    if !fresh {
+        check_restart(&raft, node_id, &opts.member).await?;
+    }
     let tmp_dir = db
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -173,7 +192,11 @@ pub async fn start(
         engine_writer,
         tmp_dir,
     ));
-    tokio::spawn(serve_raft(raft_listener, node.clone()));
+    tokio::spawn(serve_raft(
+        raft_listener,
+        opts.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        node.clone(),
+    ));
     let ticker = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(FLUSH_TICK);
@@ -212,6 +235,15 @@ pub async fn start(
                     "kvr serve: joined cluster {} as node {node_id}",
                     joining.me.cluster_id
                 )),
+                // A definite refusal (a conflict, a wrong token, a
+                // certificate or TLS mode the cluster refuses) ends the
+                // process, as a refusal of the first request does.
+                Err(e) if e.exit_code() == 3 => {
+                    crate::server::log::event(format_args!(
+                        "kvr serve: joining failed: {e}; exiting"
+                    ));
+                    std::process::exit(3);
+                }
                 Err(e) => crate::server::log::event(format_args!("kvr serve: joining failed: {e}")),
             }
         });
@@ -254,25 +286,145 @@ async fn seed_snapshot(node: &Node) -> Result<()> {
     Ok(())
 }
 
-/// Serves the raft listener.
-async fn serve_raft(listener: tokio::net::TcpListener, node: Arc<Node>) {
+/// A restarted member must come back as its peers know it: at the same
+/// raft address (they have no other), and in the same mode (TLS or not).
+async fn check_restart(raft: &super::node::Raft, node_id: NodeId, now: &Member) -> Result<()> {
+    // From Raft's own state: the metrics may not show the membership yet.
+    let known = raft
+        .with_raft_state(move |st| {
+            st.membership_state
+                .effective()
+                .membership()
+                .get_node(&node_id)
+                .cloned()
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("Raft stopped: {e}")))?;
+    let Some(known) = known else {
+        return Ok(());
+    };
+    if is_https(&known.url) != is_https(&now.url) {
+        return Err(Error::Tls(format!(
+            "node {node_id} is a member of a {} cluster (its URL is {}), but now starts with {}: \
+             a cluster is all-TLS or all-plain; {}",
+            mode(is_https(&known.url)),
+            known.url,
+            mode(is_https(&now.url)),
+            if is_https(&known.url) {
+                "give --tls-cert and --tls-key"
+            } else {
+                "start it without --tls-cert and --tls-key"
+            }
+        )));
+    }
+    if known.raft != now.raft {
+        return Err(Error::invalid(format!(
+            "node {node_id} is a member at raft address {}, which its peers use, but now \
+             listens on {}: restart it with --raft-listen {} (or --advertise-raft {} if that \
+             address reaches this one)",
+            known.raft, now.raft, known.raft, known.raft
+        )));
+    }
+    if known.url != now.url {
+        crate::server::log::event(format_args!(
+            "kvr serve: warning: node {node_id} is known to its cluster by the URL {}, but now \
+             serves {}; clients that ask for the leader are sent to the URL the cluster knows",
+            known.url, now.url
+        ));
+    }
+    Ok(())
+}
+
+/// Serves the raft listener, over TLS when `tls` is given.
+async fn serve_raft(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    node: Arc<Node>,
+) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
         let node = node.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let node = node.clone();
                 async move { Ok::<_, std::convert::Infallible>(node.handle_raft(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(acceptor) => {
+                    if let Some(stream) = accept_peer(&acceptor, stream, peer).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
         });
     }
+}
+
+/// The TLS handshake of a peer on the raft listener. A peer speaking
+/// plain HTTP (a member started without TLS) is answered in plain HTTP
+/// that this cluster is all-TLS, and both ends say so in their logs.
+async fn accept_peer(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+    let mut first = [0u8; 1];
+    let handshake = async {
+        if stream.peek(&mut first).await.ok()? == 0 {
+            return None;
+        }
+        if first[0] != TLS_HANDSHAKE_RECORD {
+            let why = "this raft listener speaks TLS only: a cluster is all-TLS or all-plain, \
+                       and this one is all-TLS (start every member with --tls-cert and --tls-key)";
+            super::network::log_rarely(
+                &peer.ip().to_string(),
+                format_args!("kvr serve: refusing plain HTTP from a peer at {peer}: {why}"),
+            );
+            let mut stream = stream;
+            // Read the request first: closing a socket with unread data
+            // resets the connection, and the answer would be lost.
+            let mut request = [0u8; 4096];
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::io::AsyncReadExt::read(&mut stream, &mut request),
+            )
+            .await;
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{why}",
+                why.len()
+            );
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, answer.as_bytes()).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            return None;
+        }
+        match acceptor.accept(stream).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                super::network::log_rarely(
+                    &peer.ip().to_string(),
+                    format_args!(
+                        "kvr serve: the TLS handshake with a peer at {peer} failed: {e} (does \
+                         it trust this node's certificate? give its CA with --cacert)"
+                    ),
+                );
+                None
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), handshake)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Asks the members in `opts.join` (in turn, with backoff, until one
@@ -311,7 +463,14 @@ async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer>
                 Ok((status, bytes)) => {
                     last = format!("{url}: HTTP {status} {}", String::from_utf8_lossy(&bytes));
                 }
-                Err(e) => last = format!("{url}: {e}"),
+                Err(e) => {
+                    // A certificate refused (or TLS and plain HTTP mixed
+                    // up) does not mend with retries.
+                    if let Some(refused) = crate::tls::failure(url, &e) {
+                        return Err(refused);
+                    }
+                    last = format!("{url}: {e}");
+                }
             }
         }
         if attempt == 0 {
@@ -328,25 +487,31 @@ async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer>
     })
 }
 
-/// POSTs a JSON body to `base` + `path` (plain HTTP).
+/// POSTs a JSON body to `base` + `path`, over TLS for an `https://` base.
 async fn post_json(
     base: &str,
     path: &str,
     body: &[u8],
     opts: &Options,
 ) -> std::io::Result<(u16, Bytes)> {
-    let authority = base
-        .strip_prefix("http://")
-        .ok_or_else(|| std::io::Error::other(format!("{base}: only http:// URLs can be joined")))?
-        .trim_end_matches('/')
-        .to_string();
-    let stream = tokio::net::TcpStream::connect(&authority).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let (authority, tls) = match base.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, None),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => {
+            let tls = opts.peer_tls.as_ref().ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "{base}: an https:// member needs this node to have TLS too"
+                ))
+            })?;
+            (rest, Some(tls))
+        }
+        _ => {
+            return Err(std::io::Error::other(format!(
+                "{base}: give an http:// or https:// URL"
+            )));
+        }
+    };
+    let authority = authority.trim_end_matches('/').to_string();
+    let mut sender = super::network::connect(&authority, tls).await?;
     let mut req = hyper::Request::post(path)
         .header(hyper::header::HOST, &authority)
         .header(hyper::header::CONTENT_TYPE, "application/json");

@@ -51,6 +51,12 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         Some(raft) => {
             let (listener, mut opts) = bind_raft(&args, raft, &url)?;
             opts.client_token = token.clone();
+            if let Some(config) = &tls {
+                // Node-to-node traffic uses the same certificate, and
+                // verifies peers as any client would.
+                opts.tls = Some(config.clone());
+                opts.peer_tls = Some(crate::tls::client_config(g.cacert.as_deref())?);
+            }
             Some((listener, opts))
         }
         None => None,
@@ -184,6 +190,7 @@ fn bind_raft(
             "an unspecified bind address (0.0.0.0, ::) needs --advertise-url and              --advertise-raft: the addresses other nodes use",
         ));
     }
+    check_tls_mode(args, url)?;
     let token = cluster_token(args)?;
     if token.is_none() && !bound.ip().is_loopback() {
         return Err(Error::invalid(
@@ -208,8 +215,44 @@ fn bind_raft(
             client_token: None,
             heartbeat_ms: c.heartbeat_ms,
             election_ms,
+            tls: None,
+            peer_tls: None,
         },
     ))
+}
+
+/// A cluster is all-TLS or all-plain: a node with `--tls-cert` advertises
+/// and joins `https://` URLs, one without `http://` ones. A mismatched
+/// `--join` is refused (exit 3) before anything is written or sent.
+fn check_tls_mode(args: &ServeArgs, url: &str) -> Result<()> {
+    use crate::cluster::start::is_https;
+    let tls = is_https(url);
+    let c = &args.cluster;
+    if let Some(advertised) = &c.advertise_url
+        && is_https(advertised) != tls
+    {
+        return Err(Error::invalid(format!(
+            "--advertise-url {advertised}: this node serves {}, so advertise an {}:// URL",
+            if tls { "HTTPS" } else { "plain HTTP" },
+            if tls { "https" } else { "http" }
+        )));
+    }
+    if let Some(other) = c.join.iter().find(|j| is_https(j) != tls) {
+        return Err(Error::Tls(if tls {
+            format!(
+                "--join {other}: this node has --tls-cert, and that member speaks plain HTTP: \
+                 a cluster is all-TLS or all-plain (join an https:// member, or start this \
+                 node without --tls-cert and --tls-key)"
+            )
+        } else {
+            format!(
+                "--join {other}: that member speaks TLS and this node has no --tls-cert: a \
+                 cluster is all-TLS or all-plain (give this node --tls-cert and --tls-key, \
+                 and --cacert if the cluster's CA is not among the system's roots)"
+            )
+        }));
+    }
+    Ok(())
 }
 
 fn cluster_token(args: &ServeArgs) -> Result<Option<String>> {

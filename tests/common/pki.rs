@@ -25,33 +25,7 @@ impl Pki {
 
     /// As [`Pki::new`], with the certificate valid for `names` only.
     pub fn for_names(dir: &Path, name: &str, names: &[&str]) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("kvr test CA {name}"));
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "kvr test server");
-        let cert = params.signed_by(&key, &issuer).unwrap();
-
-        let pki = Pki {
-            ca: dir.join(format!("{name}-ca.pem")),
-            cert: dir.join(format!("{name}-cert.pem")),
-            key: dir.join(format!("{name}-key.pem")),
-        };
-        std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
-        std::fs::write(&pki.cert, cert.pem()).unwrap();
-        std::fs::write(&pki.key, key.serialize_pem()).unwrap();
-        pki
+        Ca::new(dir, name).issue(dir, name, names)
     }
 
     /// `--tls-cert CERT --tls-key KEY` for `kvr serve`.
@@ -62,5 +36,52 @@ impl Pki {
             "--tls-key".into(),
             self.key.display().to_string(),
         ]
+    }
+}
+
+/// A certificate authority that signs several certificates (one per
+/// cluster node).
+pub struct Ca {
+    /// The CA's certificate, `DIR/NAME-ca.pem`: what is given as `--cacert`.
+    pub ca: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new(dir: &Path, name: &str) -> Ca {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("kvr test CA {name}"));
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        Ca {
+            ca,
+            issuer: Issuer::new(ca_params, ca_key),
+        }
+    }
+
+    /// A certificate for `names` (host names or IP addresses) with a key of
+    /// its own, in `DIR/NAME-cert.pem` and `DIR/NAME-key.pem`.
+    pub fn issue(&self, dir: &Path, name: &str, names: &[&str]) -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("kvr test server {name}"));
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let pki = Pki {
+            ca: self.ca.clone(),
+            cert: dir.join(format!("{name}-cert.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+        };
+        std::fs::write(&pki.cert, cert.pem()).unwrap();
+        std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+        pki
     }
 }
