@@ -6,6 +6,8 @@
 
 #[path = "cluster/chaos.rs"]
 mod chaos;
+#[path = "cluster/idempotency.rs"]
+mod idempotency;
 #[path = "cluster/linearizable.rs"]
 mod linearizable;
 #[path = "cluster/tls.rs"]

@@ -18,6 +18,8 @@ mod diskfull;
 mod expiry;
 #[path = "server/hostile.rs"]
 mod hostile;
+#[path = "server/idempotency.rs"]
+mod idempotency;
 #[path = "server/kill9.rs"]
 mod kill9;
 #[path = "server/load.rs"]

@@ -242,6 +242,10 @@ pub enum WireError {
     Other {
         message: String,
     },
+    // (New variants go last: postcard numbers them in order.)
+    IdempotencyKeyReused {
+        key: String,
+    },
 }
 
 impl From<&Error> for WireError {
@@ -266,6 +270,9 @@ impl From<&Error> for WireError {
                 expected: expected.clone(),
                 current: *current,
             },
+            Error::IdempotencyKeyReused { key } => {
+                WireError::IdempotencyKeyReused { key: key.clone() }
+            }
             other => WireError::Other {
                 message: other.to_string(),
             },
@@ -279,6 +286,7 @@ impl From<WireError> for Error {
             WireError::KeyNotFound { key } => Error::KeyNotFound { key },
             WireError::Invalid { line, message } => Error::Invalid { line, message },
             WireError::TooLarge { message } => Error::TooLarge { message },
+            WireError::IdempotencyKeyReused { key } => Error::IdempotencyKeyReused { key },
             WireError::PreconditionFailed {
                 line,
                 key,
