@@ -9,12 +9,15 @@
 //! * `state_machine.rs`: applies committed entries through the engine's
 //!   one write path into the memory table; the marker of the last applied
 //!   entry is flushed in the same redb commit as the data it covers.
+//! * `read_batch.rs`: linearizable reads in rounds, one read index per
+//!   round for every read waiting when it starts.
 //! * `snapshot_extras.rs`: what a snapshot carries besides the data (watch
 //!   history, idempotency records).
 
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod read_batch;
 pub mod snapshot_extras;
 pub mod start;
 pub mod state_machine;

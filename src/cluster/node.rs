@@ -85,6 +85,8 @@ pub struct Node {
     writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
     /// Removed from the cluster (see [`Node::mark_removed`]).
     removed: std::sync::atomic::AtomicBool,
+    /// Linearizable reads waiting for a read index (see `read_batch.rs`).
+    reads: Arc<super::read_batch::ReadRounds>,
 }
 
 /// Unix milliseconds now.
@@ -127,6 +129,7 @@ impl Node {
             leader_conns: std::sync::Mutex::new(Vec::new()),
             writer,
             removed: std::sync::atomic::AtomicBool::new(false),
+            reads: Arc::default(),
         }
     }
 
@@ -260,8 +263,21 @@ impl Node {
     }
 
     /// Waits until this node has applied every write acknowledged before
-    /// the call (see the module header).
-    pub async fn read_barrier(&self) -> Result<()> {
+    /// the call (see the module header); reads waiting together share one
+    /// read index (`read_batch.rs`).
+    pub async fn read_barrier(self: &Arc<Self>) -> Result<()> {
+        let node = self.clone();
+        self.reads
+            .read(move || {
+                let node = node.clone();
+                async move { node.read_round().await }
+            })
+            .await
+    }
+
+    /// One round of [`Node::read_barrier`]: a read index confirmed now,
+    /// here or by the leader, and applied here.
+    async fn read_round(&self) -> Result<()> {
         let index = match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(_) => return Ok(()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {

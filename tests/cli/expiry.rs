@@ -160,12 +160,14 @@ fn range_into_batch_keeps_expiry(env: Env) {
 }
 
 fn an_expired_key_is_absent_to_conditions(env: Env) {
-    env.kvr(["put", "--ttl", "1", "lock", "me"]).ok();
+    // 3 s: the refused put and its check must run before the expiry, also
+    // on a loaded machine.
+    env.kvr(["put", "--ttl", "3", "lock", "me"]).ok();
     let before = env.snapshot();
     env.kvr(["put", "--if-revision", "0", "lock", "you"])
         .code(4);
     assert_eq!(env.snapshot(), before);
-    std::thread::sleep(Duration::from_millis(2200));
+    std::thread::sleep(Duration::from_millis(4200));
     env.kvr(["put", "--if-revision", "0", "lock", "you"]).ok();
     let line = get_json(&env, "lock");
     assert_eq!(line["value"], "you");
