@@ -14,8 +14,9 @@
 //! server together ([`Limits`]): a watcher whose outbox is full stops
 //! reading and later reads on from the history (it falls behind, it is
 //! not cut off). Only under memory pressure (the outboxes together at the
-//! bound) does a stream whose own outbox is full end: the lines it still
-//! holds are dropped from the first one that starts a request, and
+//! bound) does a stream whose own outbox is full and whose connection took
+//! nothing for [`STALLED`] end: the lines it still holds are dropped from
+//! the first one that starts a request, and
 //! `{"error":"lagging","next_revision":N}` takes their place, N being the
 //! first revision not delivered. The events of one request go out in one
 //! chunk (a request larger than a page in consecutive chunks, never
@@ -67,6 +68,10 @@ pub const WATCH_MEMORY_BYTES: usize = 64 << 20;
 /// page it read last): a megabyte covers any burst a reading client
 /// keeps up with, and more would only delay reading from the history.
 pub const WATCHER_BYTES: usize = 1 << 20;
+/// How long a connection with a full outbox has taken nothing before it
+/// counts as stalled, and may be ended under pressure: a reading client
+/// takes a megabyte in far less.
+const STALLED: Duration = Duration::from_secs(1);
 /// Overrides [`WATCH_MEMORY_BYTES`] (tests, tuning); each watcher then
 /// holds at most a quarter of it, [`WATCHER_BYTES`] at most.
 pub const WATCH_MEMORY_ENV: &str = "KVR_WATCH_MEMORY";
@@ -353,6 +358,9 @@ struct Queue {
     /// The connection is gone.
     gone: bool,
     waker: Option<Waker>,
+    /// Since when the connection has had lines to take and took none:
+    /// its last take, or the push into an empty queue.
+    waiting: Option<tokio::time::Instant>,
 }
 
 impl Outbox {
@@ -380,6 +388,9 @@ impl Outbox {
             return Err(Stop::Gone);
         }
         let len = chunk.len();
+        if q.chunks.is_empty() {
+            q.waiting = Some(tokio::time::Instant::now());
+        }
         q.bytes += len;
         q.chunks.push_back((chunk, resume));
         let before = self
@@ -423,6 +434,7 @@ impl Outbox {
             let drained = self.drained.notified();
             tokio::pin!(room, drained);
             room.as_mut().enable();
+            let mut stalled_at = None;
             {
                 let q = self.lock();
                 if q.gone {
@@ -433,14 +445,25 @@ impl Outbox {
                     return Ok(());
                 }
                 if q.bytes >= limits.each && total >= limits.total {
-                    drop(q);
-                    self.end_lagging(next);
-                    return Err(Stop::Gone);
+                    let since = q.waiting.unwrap_or_else(tokio::time::Instant::now);
+                    if since.elapsed() >= STALLED {
+                        drop(q);
+                        self.end_lagging(next);
+                        return Err(Stop::Gone);
+                    }
+                    stalled_at = Some(since + STALLED);
                 }
             }
+            let stall = async {
+                match stalled_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = room => {}
                 () = drained => {}
+                () = stall => {}
                 _ = closing.changed() => return Err(Stop::Gone),
             }
         }
@@ -513,6 +536,7 @@ impl http_body::Body for OutboxBody {
         match q.chunks.pop_front() {
             Some((chunk, _)) => {
                 q.bytes -= chunk.len();
+                q.waiting = Some(tokio::time::Instant::now());
                 drop(q);
                 outbox.release(chunk.len());
                 outbox.drained.notify_one();
