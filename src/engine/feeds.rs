@@ -391,14 +391,16 @@ impl Engine {
     /// copying the events it does not want: from revision `from`, up to
     /// `max` events looked at, the ones whose key `wants` accepts, cut
     /// after the last complete request (a request larger than a page goes
-    /// as it comes), with the last revision covered (below `from` when
-    /// nothing is applied yet) and whether it ends a request. `None` when
-    /// `from`'s event is no longer in a memory table: then
+    /// as it comes), and after the first request that brings their keys
+    /// and values to `max_bytes`; with the last revision covered (below
+    /// `from` when nothing is applied yet) and whether it ends a request.
+    /// `None` when `from`'s event is no longer in a memory table: then
     /// [`Engine::events`] reads the store.
     pub fn events_matching(
         &self,
         from: u64,
         max: usize,
+        max_bytes: usize,
         wants: &dyn Fn(&[u8]) -> bool,
     ) -> Option<(Vec<history::Event>, u64, bool)> {
         let t = self.read_tables();
@@ -407,8 +409,9 @@ impl Engine {
         }
         let mut out = Vec::new();
         let (mut scanned, mut last, mut cut) = (0, from - 1, from - 1);
+        let mut bytes = 0;
         for table in t.frozen.iter().chain(std::iter::once(&t.live)) {
-            if scanned >= max {
+            if scanned >= max || bytes >= max_bytes {
                 break;
             }
             table.with_events(|events| {
@@ -417,10 +420,14 @@ impl Engine {
                     scanned += 1;
                     last = e.revision;
                     if wants(&e.key) {
+                        bytes += e.key.len() + e.value.len();
                         out.push(e.clone());
                     }
                     if e.batch_end {
                         cut = e.revision;
+                        if bytes >= max_bytes {
+                            break;
+                        }
                     }
                 }
             });

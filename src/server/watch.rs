@@ -233,7 +233,7 @@ async fn run(
             last_read = tokio::time::Instant::now();
             let wants = |key: &[u8]| watch.wants(key);
             let (chunk, first, upto, complete) =
-                match engine.events_matching(next, PAGE_EVENTS, &wants) {
+                match engine.events_matching(next, PAGE_EVENTS, LIMITS.each, &wants) {
                     Some((_, upto, _)) if upto < next => break,
                     Some((events, upto, complete)) => {
                         let mut out = Vec::new();
@@ -243,7 +243,7 @@ async fn run(
                         (out, events.first().map(|e| e.revision), upto, complete)
                     }
                     None => match read_stored(engine, next).await {
-                        Stored::Events(events) => render(watch, &events),
+                        Stored::Events(events) => render(watch, &events, LIMITS.each),
                         Stored::Nothing => break,
                         Stored::Gone => {
                             out.end_lagging(next);
@@ -314,19 +314,24 @@ async fn read_stored(engine: &Arc<Engine>, from: u64) -> Stored {
 
 /// The lines of the events of `events` a watch wants, cut after the last
 /// complete request (a page may end inside one; the rest goes with the
-/// next page). Returns the lines, the first revision among them (`None`:
+/// next page), or after the first that brings them to `max_bytes` (so
+/// a chunk is about an outbox's worth, whatever the values). Returns the lines, the first revision among them (`None`:
 /// no line), the last revision covered and whether it ends a request.
-fn render(watch: &Watch, events: &[Event]) -> (Vec<u8>, Option<u64>, u64, bool) {
-    let (cut, complete) = match events.iter().rposition(|e| e.batch_end) {
+fn render(watch: &Watch, events: &[Event], max_bytes: usize) -> (Vec<u8>, Option<u64>, u64, bool) {
+    let (mut cut, complete) = match events.iter().rposition(|e| e.batch_end) {
         Some(i) => (i + 1, true),
         // One request larger than a page: send it as it comes.
         None => (events.len(), false),
     };
     let mut out = Vec::new();
     let mut first = None;
-    for e in &events[..cut] {
+    for (i, e) in events[..cut].iter().enumerate() {
         if watch.wants(&e.key) && e.write_json(watch.keys_only, &mut out).is_ok() {
             first = first.or(Some(e.revision));
+        }
+        if e.batch_end && out.len() >= max_bytes {
+            cut = i + 1;
+            break;
         }
     }
     let upto = events[..cut].last().map_or(0, |e| e.revision);
