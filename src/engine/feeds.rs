@@ -19,14 +19,14 @@ const ROUND_EVENTS: u64 = 16_384;
 
 /// Who watches what, and which watchers a group concerns.
 ///
-/// Each watcher has a [`Slot`], filed under its key range. One dispatcher
+/// Each watcher has a slot, filed under its key range. One dispatcher
 /// task follows the published revision: for the events of the groups
 /// applied since its last round, it finds the watched ranges they touch
 /// (the round's keys sorted once, a binary search per distinct range) and
 /// wakes only those ranges' watchers, after recording in each slot the
 /// lowest and highest matching revision. So a group costs writers
 /// nothing, and watchers of untouched ranges are not woken at all: they
-/// learn from [`Hub::dispatched`] how far they are up to date (for their
+/// learn from the dispatched revision how far they are up to date (for their
 /// progress lines). With no watcher registered the dispatcher sleeps.
 #[derive(Default)]
 pub struct Hub {
