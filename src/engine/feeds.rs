@@ -28,8 +28,9 @@ const ROUND_EVENTS: u64 = 16_384;
 /// nothing, and watchers of untouched ranges are not woken at all: they
 /// learn from the dispatched revision how far they are up to date (for their
 /// progress lines). With no watcher registered the dispatcher sleeps.
-#[derive(Default)]
 pub struct Hub {
+    /// Tells one engine's hub from another's (see [`Subscription::hub_id`]).
+    id: u64,
     registry: Mutex<Registry>,
     /// Every matching event at or below it is recorded in its slots.
     dispatched: AtomicU64,
@@ -41,6 +42,21 @@ pub struct Hub {
     joined: tokio::sync::Notify,
     /// See [`Engine::watch_buffered`].
     buffered: AtomicUsize,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        Hub {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            registry: Mutex::default(),
+            dispatched: AtomicU64::default(),
+            watching: AtomicUsize::default(),
+            active: AtomicUsize::default(),
+            joined: tokio::sync::Notify::new(),
+            buffered: AtomicUsize::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -58,6 +74,8 @@ struct Slot {
     /// The lowest matching revision dispatched since the watcher last
     /// took it (0: none).
     first: AtomicU64,
+    /// Watchers of the same range, this one included.
+    sharers: AtomicUsize,
     wake: tokio::sync::Notify,
 }
 
@@ -228,6 +246,18 @@ impl Subscription {
         self.slot.wake.notified().await;
     }
 
+    /// Which engine's watcher this is: the same number for the same
+    /// engine only.
+    pub fn hub_id(&self) -> u64 {
+        self.hub.id
+    }
+
+    /// Watchers of the same key range, this one included (about: it is
+    /// updated as they come and go).
+    pub fn sharers(&self) -> usize {
+        self.slot.sharers.load(Ordering::Relaxed)
+    }
+
     /// Watchers woken by the dispatcher's last round (for pacing).
     pub fn active(&self) -> usize {
         self.hub.active.load(Ordering::Relaxed)
@@ -242,6 +272,9 @@ impl Drop for Subscription {
             && let Some(slots) = reg.ranges.get_mut(range)
         {
             slots.retain(|s| !Arc::ptr_eq(s, &self.slot));
+            for s in slots.iter() {
+                s.sharers.store(slots.len(), Ordering::Relaxed);
+            }
             if slots.is_empty() {
                 reg.ranges.remove(range);
             }
@@ -334,10 +367,12 @@ impl Engine {
             }
             reg.slots += 1;
             if let Some(range) = &bounds {
-                reg.ranges
-                    .entry(range.clone())
-                    .or_default()
-                    .push(slot.clone());
+                let slots = reg.ranges.entry(range.clone()).or_default();
+                slots.push(slot.clone());
+                let sharers = slots.len();
+                for s in slots.iter() {
+                    s.sharers.store(sharers, Ordering::Relaxed);
+                }
             }
             hub.watching.store(reg.slots, Ordering::Release);
         }

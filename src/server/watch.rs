@@ -231,30 +231,25 @@ async fn run(
                 out.room(next, &mut closing).await?;
             }
             last_read = tokio::time::Instant::now();
-            let wants = |key: &[u8]| watch.wants(key);
-            let (chunk, first, upto, complete) =
-                match engine.events_matching(next, PAGE_EVENTS, LIMITS.each, &wants) {
-                    Some((_, upto, _)) if upto < next => break,
-                    Some((events, upto, complete)) => {
-                        let mut out = Vec::new();
-                        for e in &events {
-                            let _ = e.write_json(watch.keys_only, &mut out);
-                        }
-                        (out, events.first().map(|e| e.revision), upto, complete)
+            let (chunk, first, upto, complete) = match read_memory(engine, watch, &sub, next) {
+                Some(page) if page.upto < next => break,
+                Some(page) => (page.chunk, page.first, page.upto, page.complete),
+                None => match read_stored(engine, next).await {
+                    Stored::Events(events) => {
+                        let (lines, first, upto, complete) = render(watch, &events, LIMITS.each);
+                        (Bytes::from(lines), first, upto, complete)
                     }
-                    None => match read_stored(engine, next).await {
-                        Stored::Events(events) => render(watch, &events, LIMITS.each),
-                        Stored::Nothing => break,
-                        Stored::Gone => {
-                            out.end_lagging(next);
-                            return Err(Stop::Gone);
-                        }
-                        Stored::Failed => return Err(Stop::Gone),
-                    },
-                };
+                    Stored::Nothing => break,
+                    Stored::Gone => {
+                        out.end_lagging(next);
+                        return Err(Stop::Gone);
+                    }
+                    Stored::Failed => return Err(Stop::Gone),
+                },
+            };
             next = upto + 1;
             if let Some(first) = first {
-                out.push(Bytes::from(chunk), (!mid).then_some(first))?;
+                out.push(chunk, (!mid).then_some(first))?;
                 last_sent = tokio::time::Instant::now();
             }
             mid = !complete;
@@ -280,6 +275,89 @@ async fn run(
             () = out.closed() => return Err(Stop::Gone),
         }
     }
+}
+
+/// A page of lines read from the memory tables (see [`read_memory`]).
+#[derive(Clone)]
+struct Page {
+    chunk: Bytes,
+    /// The first revision among the lines (`None`: no line).
+    first: Option<u64>,
+    /// The last revision covered.
+    upto: u64,
+    /// Whether it ends a request.
+    complete: bool,
+}
+
+/// One [`Page`] as watchers of the same keys at the same position read
+/// it.
+struct Shared {
+    hub: u64,
+    bounds: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    keys_only: bool,
+    next: u64,
+    page: Page,
+}
+
+/// The pages read last, for other watchers of the same keys at the same
+/// position: when a write concerns many watchers of one range (all
+/// woken by the same round), the first renders the lines, the others
+/// send the same bytes. (Events never change, so a page stays right.)
+static SHARED: Mutex<VecDeque<Shared>> = Mutex::new(VecDeque::new());
+/// Pages kept in [`SHARED`], newest last.
+const SHARED_PAGES: usize = 32;
+/// Bytes kept in [`SHARED`] at most: a page is at most about an outbox's
+/// worth, so this holds a few.
+const SHARED_BYTES: usize = 4 << 20;
+
+/// The lines a watch wants from `next` on, from the memory tables (see
+/// [`Engine::events_matching`]), or from [`SHARED`] when another watcher of
+/// the same keys read them. `None`: not in memory any more.
+fn read_memory(engine: &Engine, watch: &Watch, sub: &Subscription, next: u64) -> Option<Page> {
+    let hub = sub.hub_id();
+    let same = |s: &Shared| {
+        s.next == next && s.hub == hub && s.keys_only == watch.keys_only && s.bounds == watch.bounds
+    };
+    {
+        let shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = shared.iter().rev().find(|s| same(s)) {
+            return Some(s.page.clone());
+        }
+    }
+    let wants = |key: &[u8]| watch.wants(key);
+    let (events, upto, complete) =
+        engine.events_matching(next, PAGE_EVENTS, LIMITS.each, &wants)?;
+    let mut lines = Vec::new();
+    for e in &events {
+        let _ = e.write_json(watch.keys_only, &mut lines);
+    }
+    let page = Page {
+        chunk: Bytes::from(lines),
+        first: events.first().map(|e| e.revision),
+        upto,
+        complete,
+    };
+    // Only a page with lines is worth keeping (and only one that covers
+    // something).
+    if page.first.is_some() && sub.sharers() > 1 {
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if !shared.iter().any(same) {
+            shared.push_back(Shared {
+                hub,
+                bounds: watch.bounds.clone(),
+                keys_only: watch.keys_only,
+                next,
+                page: page.clone(),
+            });
+            let mut bytes: usize = shared.iter().map(|s| s.page.chunk.len()).sum();
+            while shared.len() > SHARED_PAGES || (bytes > SHARED_BYTES && shared.len() > 1) {
+                if let Some(old) = shared.pop_front() {
+                    bytes -= old.page.chunk.len();
+                }
+            }
+        }
+    }
+    Some(page)
 }
 
 /// What [`read_stored`] found.
