@@ -5,8 +5,8 @@
 # WATCHERS (default 1,000) idle watchers of a prefix the writes do not
 # touch, and with as many watchers of every key that read all they get;
 # event latency at 64 writing clients (latency.py), without and with the
-# idle watchers. Usage: scripts/watch/fanout.sh [SECONDS] (per wrk run,
-# default 10); needs wrk, python3 and a release build.
+# idle watchers. Usage: [ROUNDS=2] scripts/watch/fanout.sh [SECONDS] (per
+# wrk run, default 10); needs wrk, python3 and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
@@ -33,7 +33,16 @@ watchers() { # idle.py arguments after HOST:PORT N
   echo "watchers not ready: $(cat "$W/idle.out")"; exit 1
 }
 unwatch() { kill "$IPID"; wait "$IPID" 2>/dev/null || true; grep drained "$W/idle.out" || true; }
-put() { printf '%-52s' "$1"; wrk -t2 -c64 -d"${SECS}s" --latency -s "$W/put.lua" "$URL" | grep RESULT; }
+cpu() { awk '{print $14 + $15}' "/proc/$SPID/stat"; } # server CPU, clock ticks
+put() { # also the server's CPU time per 1,000 puts (less noisy on a shared machine)
+  printf '%-52s' "$1"
+  local c0 r c1
+  c0=$(cpu)
+  r=$(wrk -t2 -c64 -d"${SECS}s" --latency -s "$W/put.lua" "$URL" | grep RESULT)
+  c1=$(cpu)
+  echo "$r" | awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v s="$SECS" \
+    '{split($2, a, "="); printf "%s server_cpu_ms_per_1k_puts=%.1f\n", $0, t * 1000 / hz / (a[2] * s / 1000)}'
+}
 
 sleep 2
 before=$(rss)
@@ -43,7 +52,7 @@ after=$(rss)
 unwatch
 echo "$N idle watchers: RSS $before -> $after KiB, $(( (after - before) * 1024 / N )) bytes per watcher"
 
-for round in 1 2; do
+for round in $(seq "${ROUNDS:-2}"); do
   echo "== round $round"
   put "PUT c64, no watcher"
   watchers "prefix=idle/"
