@@ -22,9 +22,9 @@
 //!
 //! **History** (`history.rs`): every applied operation is also an event,
 //! kept with the memory table and flushed with the data into the store's
-//! history, bounded at apply. Watchers wait on [`Engine::subscribe`] (the
-//! published revision; writers never wait for them) and read events from
-//! memory or the store with [`Engine::events`].
+//! history, bounded at apply. Watchers register with [`Engine::watch`] and
+//! are woken only for groups that touch their keys (writers never wait for
+//! them); they read events from memory or the store with [`Engine::events`].
 //!
 //! **Recovery** ([`open_store`]): the log of a crashed server is replayed
 //! into the store when the file is opened, so the store alone is whole.
@@ -47,6 +47,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use apply::{EngineWriter, Request, copy_error};
+pub use feeds::{Hub, Subscription};
 pub use log::{Log, NoLog, Release};
 pub use memtable::{Memtable, Version};
 
@@ -153,8 +154,10 @@ pub struct Engine {
     expiring: Mutex<std::collections::BTreeMap<ExpiryCursor, u64>>,
     /// The oldest history revision kept (see `history.rs`).
     oldest: AtomicU64,
-    /// The published revision, for watchers.
+    /// The published revision, for the watchers' dispatcher.
     notify: tokio::sync::watch::Sender<u64>,
+    /// The watchers (see [`feeds::Hub`]).
+    hub: Arc<feeds::Hub>,
 }
 
 /// What [`Engine::events`] finds.
@@ -199,6 +202,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             oldest: AtomicU64::new(oldest),
             notify: tokio::sync::watch::Sender::new(base.revision()),
+            hub: Arc::default(),
             revision: AtomicU64::new(base.revision()),
             keys: AtomicU64::new(base.keys()),
             tables: RwLock::new(Tables {

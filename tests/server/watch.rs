@@ -1,7 +1,8 @@
 //! SPEC "Watch: a change feed" on a real server: `GET /v1/watch` with
 //! filters, progress lines, history and future revisions, `compacted`;
 //! `kvr watch` through a clean restart and a `kill -9` with its output
-//! checked for duplicates and gaps; a thousand watchers on one server.
+//! checked for duplicates and gaps; a thousand watchers on one server;
+//! stalled watchers under memory pressure.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -17,10 +18,11 @@ struct Stream {
 
 impl Stream {
     fn open(url: &str, query: &str) -> Stream {
-        let resp = agent()
-            .get(format!("{url}/v1/watch?{query}"))
-            .call()
-            .unwrap();
+        Stream::open_with(&agent(), url, query)
+    }
+
+    fn open_with(agent: &ureq::Agent, url: &str, query: &str) -> Stream {
+        let resp = agent.get(format!("{url}/v1/watch?{query}")).call().unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         assert_eq!(
             resp.headers()["content-type"].to_str().unwrap(),
@@ -33,8 +35,13 @@ impl Stream {
     }
 
     fn next(&mut self) -> serde_json::Value {
-        let line = self.lines.next().unwrap().unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+        self.try_next().expect("the stream ended")
+    }
+
+    /// The next line, `None` when the stream ended.
+    fn try_next(&mut self) -> Option<serde_json::Value> {
+        let line = self.lines.next()?.unwrap();
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
     }
 }
 
@@ -320,4 +327,91 @@ fn read_until(c: &mut TcpStream, needle: &[u8]) -> String {
         got.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Stalled clients under memory pressure (a tiny `KVR_WATCH_MEMORY`): once
+/// their connections hold no more, their streams end with `lagging` at a
+/// request's end, naming the first revision they did not get, while a
+/// reading watcher gets every event and every write is acknowledged; a
+/// watch from that revision goes on from it.
+#[test]
+fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
+    const BATCHES: u64 = 25;
+    const PER: u64 = 50;
+    const TOTAL: u64 = BATCHES * PER;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "262144")]);
+    // No global timeout: these streams stay open for the whole test.
+    let patient = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .new_agent();
+    let mut stalled: Vec<Stream> = (0..3)
+        .map(|_| Stream::open_with(&patient, &s.url, "prefix=s/&from_revision=1"))
+        .collect();
+    let url = s.url.clone();
+    let reading = patient.clone();
+    let reader = std::thread::spawn(move || {
+        let mut w = Stream::open_with(&reading, &url, "prefix=s/&from_revision=1&progress=1");
+        let mut want = 1;
+        while want <= TOTAL {
+            let line = w.next();
+            if line.get("progress_revision").is_some() {
+                continue;
+            }
+            assert_eq!(line["revision"], want, "{line}");
+            want += 1;
+        }
+    });
+    // 10 MB of events: more than twice what a stalled connection's socket
+    // buffers take.
+    let value = "v".repeat(8000);
+    let started = Instant::now();
+    for b in 0..BATCHES {
+        let mut body = String::new();
+        for i in 0..PER {
+            body.push_str(&format!(
+                "{{\"key\":\"s/{b:03}/{i:03}\",\"value\":\"{value}\"}}\n"
+            ));
+        }
+        let r = http(
+            "POST",
+            &format!("{}/v1/batch", s.url),
+            &[],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    println!(
+        "{TOTAL} writes (10 MB) with 3 stalled watchers in {:?}",
+        started.elapsed()
+    );
+    reader.join().unwrap();
+    for w in &mut stalled {
+        assert_eq!(w.next(), serde_json::json!({"progress_revision":0}));
+        let mut last = 0;
+        let end = loop {
+            let line = w
+                .try_next()
+                .expect("the stream ended without a lagging line");
+            match line["revision"].as_u64() {
+                Some(r) => {
+                    assert_eq!(r, last + 1, "{line}");
+                    last = r;
+                }
+                None => break line,
+            }
+        };
+        assert_eq!(end["error"], "lagging", "{end}");
+        assert_eq!(end["next_revision"], last + 1, "{end}");
+        assert_eq!(last % PER, 0, "the stream ended inside a request");
+        assert!(last < TOTAL, "a stalled watcher got every event");
+        assert!(w.try_next().is_none(), "lines after lagging");
+        // Resuming where it says goes on from there.
+        let mut again = Stream::open(&s.url, &format!("prefix=s/&from_revision={}", last + 1));
+        assert_eq!(again.next(), serde_json::json!({"progress_revision": last}));
+        let first = again.next();
+        assert_eq!(first["revision"], last + 1, "{first}");
+    }
 }
