@@ -6,6 +6,8 @@
 
 #[path = "cluster/chaos.rs"]
 mod chaos;
+#[path = "cluster/expiry.rs"]
+mod expiry;
 #[path = "cluster/idempotency.rs"]
 mod idempotency;
 #[path = "cluster/linearizable.rs"]
@@ -17,7 +19,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const KVR: &str = env!("CARGO_BIN_EXE_kvr");
 

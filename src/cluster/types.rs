@@ -69,6 +69,9 @@ pub struct WireOp {
     pub expires_at_ms: Option<u64>,
     /// An expiry delete: the key's revision and expiry it must still have.
     pub expire: Option<(u64, u64)>,
+    /// A put's time to live as the client gave it: turned into
+    /// `expires_at_ms` by the leader's `time_ms` when applied.
+    pub ttl_secs: Option<u64>,
 }
 
 /// The bounds of a [`RangeQuery`] on the wire.
@@ -106,7 +109,13 @@ impl WriteCommand {
     /// The engine request it stands for.
     pub fn into_request(self) -> Request {
         Request {
-            ops: self.ops.into_iter().map(Op::from).collect(),
+            // Accepted at the leader's time: every node turns a `ttl` into
+            // the same expiry and skips the same already expired puts.
+            ops: self
+                .ops
+                .into_iter()
+                .filter_map(|w| Op::from(w).accept(self.time_ms))
+                .collect(),
             must_exist: self.must_exist,
             delete_range: self.delete_range.map(|(r, max)| {
                 (
@@ -148,6 +157,7 @@ impl From<&Op> for WireOp {
                 } => Some((revision, expires_at_ms)),
                 _ => None,
             },
+            ttl_secs: op.ttl_secs,
         }
     }
 }
@@ -167,8 +177,7 @@ impl From<WireOp> for Op {
             if_revision: w.if_revision,
             line: w.line,
             expires_at_ms: w.expires_at_ms,
-            // Accepted already: the expiry is absolute.
-            ttl_secs: None,
+            ttl_secs: w.ttl_secs,
         }
     }
 }

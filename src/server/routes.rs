@@ -663,10 +663,12 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     // the 503), before any work on it.
     state.writer.admit()?;
     let idempotency = claim(&parts.headers, &Method::PUT, &key, &parts.uri, &value)?;
-    let op = Op::put(key, Vec::from(value))
-        .if_revision(if_revision)
-        .ttl(ttl)
-        .accept(now_ms());
+    let op = accept(
+        state,
+        Op::put(key, Vec::from(value))
+            .if_revision(if_revision)
+            .ttl(ttl),
+    );
     let applied = state
         .writer
         .write(WriteRequest {
@@ -717,9 +719,10 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
     let idempotency = claim(&parts.headers, &Method::POST, &[], &parts.uri, &body)?;
     let (max_value, max_ops) = (limits.max_value_bytes, limits.max_batch_ops);
     let ops = if body.len() <= INLINE_PARSE_BYTES {
-        parse_batch(&body, max_value, max_ops)?
+        parse_batch(&body, max_value, max_ops, state.cluster.is_none())?
     } else {
-        tokio::task::spawn_blocking(move || parse_batch(&body, max_value, max_ops))
+        let here = state.cluster.is_none();
+        tokio::task::spawn_blocking(move || parse_batch(&body, max_value, max_ops, here))
             .await
             .map_err(|e| Error::Storage(format!("batch parser failed: {e}")))??
     };
@@ -739,9 +742,10 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
     Ok(resp)
 }
 
-/// The ops of a batch body, accepted at one clock: a `ttl` becomes an
-/// absolute expiry, a line whose expiry has passed is skipped.
-fn parse_batch(body: &[u8], max_value: usize, max_ops: usize) -> Result<Vec<Op>> {
+/// The ops of a batch body, accepted at one clock (`here`; else by the
+/// cluster's leader, see [`accept`]): a `ttl` becomes an absolute expiry,
+/// a line whose expiry has passed is skipped.
+fn parse_batch(body: &[u8], max_value: usize, max_ops: usize, here: bool) -> Result<Vec<Op>> {
     let now = now_ms();
     let mut ops = Vec::new();
     for (lines, op) in OpReader::new(body, max_value).enumerate() {
@@ -749,9 +753,25 @@ fn parse_batch(body: &[u8], max_value: usize, max_ops: usize) -> Result<Vec<Op>>
         if lines == max_ops {
             return Err(too_many_ops(max_ops));
         }
-        ops.extend(op.accept(now));
+        if here {
+            ops.extend(op.accept(now));
+        } else {
+            ops.push(op);
+        }
     }
     Ok(ops)
+}
+
+/// Accepts an op (SPEC "Expiry (TTL)"): its `ttl` becomes an absolute
+/// expiry by this server's clock, or, in a cluster, by the leader's: the
+/// op then travels with its `ttl` and the entry carries the leader's time
+/// (`WriteCommand::into_request`). `None`: a put whose expiry has passed.
+fn accept(state: &State, op: Op) -> Option<Op> {
+    if state.cluster.is_some() {
+        Some(op)
+    } else {
+        op.accept(now_ms())
+    }
 }
 
 fn stats(state: &State) -> Result<Response<Body>> {

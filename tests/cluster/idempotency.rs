@@ -6,7 +6,7 @@
 use super::*;
 
 /// [`http`] with extra request headers.
-fn http_with(
+pub(super) fn http_with(
     url: &str,
     method: &str,
     path: &str,
