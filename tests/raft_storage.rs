@@ -91,6 +91,7 @@ mod crash {
             line: None,
             expires_at_ms: None,
             expire: None,
+            ttl_secs: None,
         };
         let cmd = Command::Write(WriteCommand {
             time_ms: 0,
