@@ -14,6 +14,8 @@ mod idempotency;
 mod linearizable;
 #[path = "cluster/tls.rs"]
 mod tls;
+#[path = "cluster/watch.rs"]
+mod watch;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,8 @@
 # Cluster figures (issue 12): a 3-node kvr cluster next to a standalone
 # kvr serve on the same preloaded data, same run, wrk as the load; the time
 # a new node takes to join and become a voter; failover times over kills of
-# the leader. Usage: scripts/bench/cluster.sh [SECONDS] [KILLS]; needs wrk
+# the leader. Usage: scripts/bench/cluster.sh [SECONDS] [KILLS] (0: no
+# failovers); needs wrk
 # and a release build. KEYS (default 1M) pairs are preloaded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +11,8 @@ SECS=${1:-10}
 KILLS=${2:-20}
 KEYS=${KEYS:-1000000}
 export KEYS
-KVR=$PWD/target/release/kvr
+# KVR=path runs another build (an earlier commit's, to compare).
+KVR=${KVR:-$PWD/target/release/kvr}
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
 for s in put get getstale; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
@@ -52,6 +54,7 @@ for round in 1 2; do
   wrk_run "cluster GET c64 follower (stale)" getstale "$N2" 64
 done
 kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+[ "$KILLS" -gt 0 ] || exit 0
 echo "== failover, default flags"
 python3 scripts/bench/failover.py "$KVR" "$W" "$KILLS"
 rm -f "$W"/f*.redb; rm -rf "$W"/f*.redb.raft
