@@ -8,6 +8,8 @@
 mod chaos;
 #[path = "cluster/linearizable.rs"]
 mod linearizable;
+#[path = "cluster/netns.rs"]
+mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
