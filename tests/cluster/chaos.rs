@@ -591,7 +591,7 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
     // A node cut off from the majority decides nothing: what was asked of
     // it after the cut and answered before the heal is 503 or no answer.
     let mut cut_off = BTreeMap::<Answered, usize>::new();
-    let mut decided_cut_off = Vec::new();
+    let mut wrong_cut_off = Vec::new();
     for &(node, from, to) in &isolated {
         for a in &rec.answers {
             if a.0 == node && a.1 >= from && a.2 <= to {
@@ -600,7 +600,7 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                     a.3,
                     Answered::Unavailable | Answered::OutcomeUnknown | Answered::Nothing
                 ) {
-                    decided_cut_off.push(*a);
+                    wrong_cut_off.push(*a);
                 }
             }
         }
@@ -630,10 +630,9 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
     );
     assert_eq!(backwards, 0);
     assert!(
-        decided_cut_off.is_empty(),
+        wrong_cut_off.is_empty(),
         "a node cut off from the majority answered other than 503 (node, call, return, \
-         answer): \
-         {decided_cut_off:?}"
+         answer): {wrong_cut_off:?}"
     );
     assert!(acked > 20, "too few writes went through: {acked}");
 }
