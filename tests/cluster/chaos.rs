@@ -3,7 +3,8 @@
 //! three-node cluster while the test injects one fault at a time: kill -9
 //! and restart of the leader or of a follower, SIGSTOP/SIGCONT pauses of
 //! either, and network partitions (the leader isolated from the majority,
-//! a follower isolated, one leader-follower link cut), then heals them.
+//! a follower isolated, one leader-follower link cut, a one-way cut where
+//! the leader hears nothing), then heals them.
 //! Every operation's call, return and result is recorded, and each key's
 //! history must be linearizable (`linearizable.rs`); 503 `unavailable`
 //! counts as not applied, `outcome_unknown` and timeouts as maybe applied.
@@ -103,7 +104,7 @@ fn written_revision(body: &[u8]) -> Option<u64> {
 }
 
 /// How a node answered one request (for the check of cut-off nodes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answered {
     /// 200, 412 or 404 `not_found`: the cluster decided.
     Decided,
@@ -368,12 +369,14 @@ enum Fault {
     KillLeader,
     IsolateFollower,
     PauseFollower,
+    LeaderHearsNothing,
 }
 
 impl Fault {
-    const ALL: [Fault; 7] = [
+    const ALL: [Fault; 8] = [
         Fault::IsolateLeader,
         Fault::KillFollower,
+        Fault::LeaderHearsNothing,
         Fault::PauseLeader,
         Fault::CutLeaderLink,
         Fault::KillLeader,
@@ -384,7 +387,10 @@ impl Fault {
     fn partition(self) -> bool {
         matches!(
             self,
-            Fault::IsolateLeader | Fault::IsolateFollower | Fault::CutLeaderLink
+            Fault::IsolateLeader
+                | Fault::IsolateFollower
+                | Fault::CutLeaderLink
+                | Fault::LeaderHearsNothing
         )
     }
 
@@ -397,6 +403,7 @@ impl Fault {
             Fault::KillLeader => "kill -9 of the leader and restart",
             Fault::IsolateFollower => "follower isolated 1.2 s",
             Fault::PauseFollower => "SIGSTOP of a follower 0.9 s",
+            Fault::LeaderHearsNothing => "one-way cut: the leader hears nothing 1.5 s",
         }
     }
 }
@@ -465,16 +472,25 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                 std::thread::sleep(Duration::from_millis(900));
                 signal(victim, "-CONT");
             }
-            Fault::IsolateLeader | Fault::IsolateFollower => {
-                let node = if fault == Fault::IsolateLeader {
-                    leader
-                } else {
+            Fault::IsolateLeader | Fault::IsolateFollower | Fault::LeaderHearsNothing => {
+                let node = if fault == Fault::IsolateFollower {
                     follower
+                } else {
+                    leader
                 };
                 let rest: Vec<usize> = (0..3).filter(|i| *i != node).collect();
-                cluster.net.as_mut().unwrap().cut(&[node], &rest);
+                let net = cluster.net.as_mut().unwrap();
+                if fault == Fault::LeaderHearsNothing {
+                    // What it sends still arrives (as long as its
+                    // connections last): it is cut off all the same.
+                    net.drop_packets(&rest, &[node]);
+                } else {
+                    net.cut(&[node], &rest);
+                }
                 let from = now();
-                if fault == Fault::IsolateLeader {
+                if fault == Fault::LeaderHearsNothing {
+                    std::thread::sleep(Duration::from_millis(1500));
+                } else if fault == Fault::IsolateLeader {
                     // The majority elects another leader (which proves the
                     // cut), and the old one stays cut off a while longer.
                     let old = cluster.ids[leader];
@@ -590,18 +606,28 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
     }
     // A node cut off from the majority decides nothing: what was asked of
     // it after the cut and answered before the heal is 503 or no answer.
-    let mut cut_off = BTreeMap::<Answered, usize>::new();
+    // (Tallied by answer; "after the heal": asked while cut off, answered
+    // once healed, which may be anything.)
+    let mut cut_off = BTreeMap::<String, usize>::new();
     let mut wrong_cut_off = Vec::new();
     for &(node, from, to) in &isolated {
         for a in &rec.answers {
-            if a.0 == node && a.1 >= from && a.2 <= to {
-                *cut_off.entry(a.3).or_default() += 1;
-                if !matches!(
+            if a.0 != node || a.1 < from || a.1 > to {
+                continue;
+            }
+            let kind = if a.2 > to {
+                "after the heal".to_string()
+            } else {
+                format!("{:?}", a.3)
+            };
+            *cut_off.entry(kind).or_default() += 1;
+            if a.2 <= to
+                && !matches!(
                     a.3,
                     Answered::Unavailable | Answered::OutcomeUnknown | Answered::Nothing
-                ) {
-                    wrong_cut_off.push(*a);
-                }
+                )
+            {
+                wrong_cut_off.push(*a);
             }
         }
     }

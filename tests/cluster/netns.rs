@@ -4,8 +4,10 @@
 //! node's HTTP API directly, also a node cut off from its peers, and a
 //! blackhole route inside a node's namespace drops what it sends to a peer.
 //! A cut installs the routes on both sides, so no packet crosses it either
-//! way (a connection attempt fails at once on the sender, and what was in
-//! flight on an open connection is lost, as on a real partition).
+//! way: a connection attempt fails at once on the sender (the route says
+//! so), and what is sent on an open connection is lost. Routes on one side
+//! only make a one-way cut, where the other side hears silence: its
+//! connection attempts and requests time out, as on a real partition.
 //!
 //! Why namespaces rather than proxies: a member has one advertised raft
 //! address that every peer dials, so a proxy in front of it cannot tell
@@ -176,13 +178,19 @@ impl Net {
 
     /// Cuts every link between a node of `a` and a node of `b`, both ways.
     pub fn cut(&mut self, a: &[usize], b: &[usize]) {
-        for &i in a {
-            for &j in b {
-                for (from, to) in [(i, j), (j, i)] {
-                    let dest = format!("{}/32", self.host(to));
-                    ip(&["-n", &self.ns(from), "route", "add", "blackhole", &dest]).unwrap();
-                    self.cuts.push((from, to));
-                }
+        self.drop_packets(a, b);
+        self.drop_packets(b, a);
+    }
+
+    /// Drops what nodes of `from` send to nodes of `to`, not the reverse:
+    /// `to` hears silence (its connection attempts and requests time out,
+    /// while what it sends still arrives).
+    pub fn drop_packets(&mut self, from: &[usize], to: &[usize]) {
+        for &i in from {
+            for &j in to {
+                let dest = format!("{}/32", self.host(j));
+                ip(&["-n", &self.ns(i), "route", "add", "blackhole", &dest]).unwrap();
+                self.cuts.push((i, j));
             }
         }
     }
