@@ -358,18 +358,18 @@ impl Cluster {
     }
 }
 
-/// The nemesis's faults, in the order it injects them (partitions first,
-/// so the short default run sees each kind).
+/// The nemesis's faults, in the order it injects them (one cycle fits in
+/// the short default run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     IsolateLeader,
     KillFollower,
+    LeaderHearsNothing,
     PauseLeader,
     CutLeaderLink,
     KillLeader,
     IsolateFollower,
     PauseFollower,
-    LeaderHearsNothing,
 }
 
 impl Fault {
