@@ -578,6 +578,7 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
             });
         }
     }
+    let checking = Instant::now();
     let mut violations = Vec::new();
     for (key, h) in &events {
         if !linearizable(h) {
@@ -592,6 +593,7 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
             violations.push(*key);
         }
     }
+    let checked_in = checking.elapsed().as_secs_f64();
     // Revisions never go backwards on a node: a request that started after
     // another ended sees at least its revision.
     let mut backwards = 0;
@@ -645,7 +647,8 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         "chaos: {} s, {} operations checked ({acked} acknowledged writes, {unknown} with \
          unknown outcome), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
          still claiming to lead 1 s after the majority elected another: \
-         {old_leader_claims}), linearizability violations {}, revisions going backwards {backwards}",
+         {old_leader_claims}), linearizability violations {} (checked in {checked_in:.1} s), revisions going \
+         backwards {backwards}",
         secs(),
         rec.ops,
         violations.len()
