@@ -52,12 +52,47 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The bridge's alias names the process that made it.
+const OWNER: &str = "kvr-chaos-test-pid-";
+
+/// Removes the bridges and namespaces of runs that were killed before
+/// they could (a panic unwinds and removes them; SIGKILL does not).
+fn remove_leftovers() {
+    let Ok(out) = Command::new("ip")
+        .args(["-o", "link", "show", "type", "bridge"])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split(':').nth(1).map(str::trim).unwrap_or_default();
+        let Some(id) = name.strip_prefix("kvrb") else {
+            continue;
+        };
+        let Some(pid) = line
+            .split(OWNER)
+            .nth(1)
+            .and_then(|p| p.split_whitespace().next())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        for i in 0..9 {
+            let _ = ip(&["netns", "del", &format!("kvr{id}n{i}")]);
+        }
+        let _ = ip(&["link", "del", name]);
+    }
+}
+
 impl Net {
     /// A bridge and `nodes` namespaces, each with one address on it.
     /// `Err`: why not (not root, no `ip`).
     pub fn new(nodes: usize) -> Result<Net, String> {
+        remove_leftovers();
         // Claim a free network: creating the bridge fails if another run
-        // (or a leftover of a killed one) holds that number.
+        // holds that number.
         let first = std::process::id() % 200;
         let mut claimed = None;
         for k in 0..50 {
@@ -78,6 +113,9 @@ impl Net {
             cuts: Vec::new(),
         };
         let bridge = format!("kvrb{id}");
+        // Its owner, for `remove_leftovers`.
+        let owner = format!("{OWNER}{}", std::process::id());
+        ip(&["link", "set", &bridge, "alias", &owner])?;
         ip(&[
             "addr",
             "add",
