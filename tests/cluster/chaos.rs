@@ -544,9 +544,22 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         );
         out.stdout
     };
+    // (Through `request`: a 503 or a timeout here means "not yet".)
+    let revision_at = |node: &Node, stale: bool| {
+        let path = if stale {
+            "/v1/stats?consistency=stale"
+        } else {
+            "/v1/stats"
+        };
+        let a = request(&addr_of(node), "GET", path, &[], b"").ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+        (a.status == 200).then(|| v["revision"].as_u64()).flatten()
+    };
     wait_for(20, "the nodes to converge", || {
-        let revs: Vec<u64> = nodes.iter().map(|n| super::revision_of(n, true)).collect();
-        revs.iter().all(|r| *r == revs[0]) && super::revision_of(&nodes[0], false) == revs[0]
+        let revs: Vec<Option<u64>> = nodes.iter().map(|n| revision_at(n, true)).collect();
+        revs[0].is_some()
+            && revs.iter().all(|r| *r == revs[0])
+            && revision_at(&nodes[0], false) == revs[0]
     });
     let first = dump(&nodes[0]);
     for n in &nodes[1..] {
@@ -556,11 +569,27 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
     // Each key's history, with a final linearizable read through each node.
     let rec = record.lock().unwrap();
     let mut events = rec.events.clone();
-    let t = now();
+    // (A 503 here is retried, and reported: the cluster is healthy by now.)
+    let mut final_retries = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
     for key in 0..KEYS {
-        for (i, node) in nodes.iter().enumerate() {
-            let a = request(&addr_of(node), "GET", &format!("/v1/kv/key{key}"), &[], b"")
-                .unwrap_or_else(|_| panic!("final read through {}", node.name));
+        for node in nodes {
+            let (call, a) = loop {
+                let call = now();
+                let what =
+                    match request(&addr_of(node), "GET", &format!("/v1/kv/key{key}"), &[], b"") {
+                        Ok(a) if a.status != 503 => break (call, a),
+                        Ok(a) => format!("503 {}", code_of(&a.body)),
+                        Err(_) => "no answer".to_string(),
+                    };
+                assert!(
+                    Instant::now() < deadline,
+                    "final read of key{key} through {}: {what}",
+                    node.name
+                );
+                final_retries.push(format!("{} {:.1} s: {what}", node.name, call as f64 / 1e9));
+                std::thread::sleep(Duration::from_millis(100));
+            };
             let out = match a.status {
                 200 => Out::Read(Some((
                     String::from_utf8_lossy(&a.body).parse().unwrap(),
@@ -569,10 +598,9 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                 404 => Out::Read(None),
                 s => panic!("final read: {s}"),
             };
-            let at = t + 10 * (key as u64 * 3 + i as u64 + 1);
             events.entry(key).or_default().push(Event {
-                call: at,
-                ret: at + 1,
+                call,
+                ret: now(),
                 op: Op::Get,
                 out,
             });
@@ -633,6 +661,10 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
             }
         }
     }
+    let mut all_answers = BTreeMap::<String, usize>::new();
+    for a in &rec.answers {
+        *all_answers.entry(format!("{:?}", a.3)).or_default() += 1;
+    }
     let unknown = events
         .values()
         .flatten()
@@ -645,10 +677,10 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         .count();
     eprintln!(
         "chaos: {} s, {} operations checked ({acked} acknowledged writes, {unknown} with \
-         unknown outcome), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
+         unknown outcome; answers {all_answers:?}), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
          still claiming to lead 1 s after the majority elected another: \
          {old_leader_claims}), linearizability violations {} (checked in {checked_in:.1} s), revisions going \
-         backwards {backwards}",
+         backwards {backwards}, final reads retried {final_retries:?}",
         secs(),
         rec.ops,
         violations.len()
