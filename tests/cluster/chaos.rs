@@ -115,6 +115,18 @@ enum Answered {
     Nothing,
 }
 
+fn answered(result: &Result<Answer, bool>) -> Answered {
+    match result {
+        Err(_) => Answered::Nothing,
+        Ok(a) => match (a.status, code_of(&a.body).as_str()) {
+            (200 | 412, _) | (404, "not_found") => Answered::Decided,
+            (503, "unavailable") => Answered::Unavailable,
+            (503, "outcome_unknown") => Answered::OutcomeUnknown,
+            (s, _) => Answered::Other(s),
+        },
+    }
+}
+
 /// Shared by clients: the history, and per node the revisions seen.
 #[derive(Default)]
 struct Record {
@@ -188,15 +200,7 @@ fn client(
                 _ => None,
             },
         };
-        let answered = match &result {
-            Err(_) => Answered::Nothing,
-            Ok(a) => match (a.status, code_of(&a.body).as_str()) {
-                (200 | 412, _) | (404, "not_found") => Answered::Decided,
-                (503, "unavailable") => Answered::Unavailable,
-                (503, "outcome_unknown") => Answered::OutcomeUnknown,
-                (s, _) => Answered::Other(s),
-            },
-        };
+        let answered = answered(&result);
         if let Some(Out::Written(r) | Out::Read(Some((_, r)))) = out {
             last.insert(key, r);
         }
@@ -510,6 +514,22 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                 } else {
                     std::thread::sleep(Duration::from_millis(1200));
                 }
+                // One linearizable read through it for sure (the clients'
+                // may all miss the window), checked with theirs below.
+                let call = now();
+                let probe = request(
+                    &addr_of(&cluster.nodes[node]),
+                    "GET",
+                    "/v1/kv/key0",
+                    &[],
+                    b"",
+                );
+                let ret = now();
+                record
+                    .lock()
+                    .unwrap()
+                    .answers
+                    .push((node, call, ret, answered(&probe)));
                 let to = now();
                 cluster.net.as_mut().unwrap().heal();
                 isolated.push((node, from, to));
