@@ -12,6 +12,8 @@ mod expiry;
 mod idempotency;
 #[path = "cluster/linearizable.rs"]
 mod linearizable;
+#[path = "cluster/netns.rs"]
+mod netns;
 #[path = "cluster/tls.rs"]
 mod tls;
 #[path = "cluster/watch.rs"]

@@ -1,22 +1,32 @@
 //! Chaos with a linearizability check: clients put, put conditionally,
 //! delete and read (linearizably) a few keys through every node of a
-//! three-node cluster while the test kills (SIGKILL) and restarts nodes
-//! and pauses them (SIGSTOP/SIGCONT). Every operation's call, return and
-//! result is recorded, and each key's history must be linearizable
-//! (`linearizable.rs`). At the end every node must hold the same data at
-//! the same revision, and no node's revision may have gone backwards.
-//! `KVR_CHAOS_SECS` (default 12) sets the length.
+//! three-node cluster while the test injects one fault at a time: kill -9
+//! and restart of the leader or of a follower, SIGSTOP/SIGCONT pauses of
+//! either, and network partitions (the leader isolated from the majority,
+//! a follower isolated, one leader-follower link cut, a one-way cut where
+//! the leader hears nothing), then heals them.
+//! Every operation's call, return and result is recorded, and each key's
+//! history must be linearizable (`linearizable.rs`); 503 `unavailable`
+//! counts as not applied, `outcome_unknown` and timeouts as maybe applied.
+//! A node cut off from the majority must not decide anything while it is
+//! cut off (only 503 or no answer). At the end every node must hold the
+//! same data at the same revision, and no node's revision may have gone
+//! backwards. `KVR_CHAOS_SECS` (default 12) sets the length.
+//!
+//! Partitions need network namespaces (`netns.rs`), so root: elsewhere the
+//! test says so and runs without them, unless `CI=true`, where it fails.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::linearizable::{Event, Op, Out, linearizable};
-use super::{Node, spawn, spawn_at, voters, wait_for};
+use super::netns::Net;
+use super::{Node, spawn_at, status_of, voters, wait_for};
 
 const KEYS: u32 = 4;
 const CLIENTS: usize = 4;
@@ -93,12 +103,38 @@ fn written_revision(body: &[u8]) -> Option<u64> {
     serde_json::from_slice::<serde_json::Value>(body).ok()?["revision"].as_u64()
 }
 
+/// How a node answered one request (for the check of cut-off nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answered {
+    /// 200, 412 or 404 `not_found`: the cluster decided.
+    Decided,
+    Unavailable,
+    OutcomeUnknown,
+    Other(u16),
+    /// No answer in time, or the connection failed.
+    Nothing,
+}
+
+fn answered(result: &Result<Answer, bool>) -> Answered {
+    match result {
+        Err(_) => Answered::Nothing,
+        Ok(a) => match (a.status, code_of(&a.body).as_str()) {
+            (200 | 412, _) | (404, "not_found") => Answered::Decided,
+            (503, "unavailable") => Answered::Unavailable,
+            (503, "outcome_unknown") => Answered::OutcomeUnknown,
+            (s, _) => Answered::Other(s),
+        },
+    }
+}
+
 /// Shared by clients: the history, and per node the revisions seen.
 #[derive(Default)]
 struct Record {
     events: BTreeMap<u32, Vec<Event>>,
     /// node index -> (call, return, X-Kvr-Revision).
     seen: BTreeMap<usize, Vec<(u64, u64, u64)>>,
+    /// Every request: (node index, call, return, answer).
+    answers: Vec<(usize, u64, u64, Answered)>,
     ops: usize,
 }
 
@@ -164,10 +200,12 @@ fn client(
                 _ => None,
             },
         };
+        let answered = answered(&result);
         if let Some(Out::Written(r) | Out::Read(Some((_, r)))) = out {
             last.insert(key, r);
         }
         let mut rec = record.lock().unwrap();
+        rec.answers.push((node, call, ret, answered));
         if let Ok(Answer {
             status: 200,
             revision: Some(rev),
@@ -198,13 +236,6 @@ fn addr_of(node: &Node) -> String {
     node.url.trim_start_matches("http://").to_string()
 }
 
-fn restart(dir: &Path, node: &mut Node) {
-    let (listen, raft, name) = (addr_of(node), node.raft.clone(), node.name.clone());
-    let _ = node.child.kill();
-    let _ = node.child.wait();
-    *node = spawn_at(dir, &name, (&listen, &raft), &RAFT_FLAGS, &[]);
-}
-
 fn signal(node: &Node, sig: &str) {
     let pid = node.child.id().to_string();
     let _ = std::process::Command::new("kill")
@@ -212,25 +243,199 @@ fn signal(node: &Node, sig: &str) {
         .status();
 }
 
+/// The cluster's shared secret when the nodes are not on loopback.
+const CLUSTER_TOKEN: &str = "chaos-cluster-token";
+
+/// The three members, and the network that can partition them (where
+/// root allows).
+struct Cluster {
+    dir: PathBuf,
+    /// Declared before `net`, so dropped first: the nodes leave their
+    /// namespaces before these go.
+    nodes: Vec<Node>,
+    net: Option<Net>,
+    /// Each member's node id.
+    ids: Vec<u64>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, net: Option<Net>) -> Cluster {
+        let mut c = Cluster {
+            dir: dir.to_path_buf(),
+            nodes: Vec::new(),
+            net,
+            ids: Vec::new(),
+        };
+        for i in 0..3 {
+            let join = c.nodes.first().map(|n| n.url.clone());
+            let args = match &join {
+                None => vec!["--cluster-init"],
+                Some(url) => vec!["--join", url.as_str()],
+            };
+            let node = c.spawn(i, &args, None);
+            c.nodes.push(node);
+        }
+        wait_for(30, "three voters", || voters(&c.nodes[0]) == 3);
+        c.ids = c
+            .nodes
+            .iter()
+            .map(|n| status_of(n)["node_id"].as_u64().unwrap())
+            .collect();
+        c
+    }
+
+    /// Member `i`, on its former addresses `at` when it restarts.
+    fn spawn(&self, i: usize, extra: &[&str], at: Option<(String, String)>) -> Node {
+        let name = format!("n{}", i + 1);
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&RAFT_FLAGS);
+        match &self.net {
+            None => {
+                let any = "127.0.0.1:0".to_string();
+                let (listen, raft) = at.unwrap_or((any.clone(), any));
+                spawn_at(&self.dir, &name, (&listen, &raft), &args, &[])
+            }
+            Some(net) => {
+                // Off loopback the raft traffic needs a cluster token, and
+                // the API an explicit opt-out of client tokens.
+                args.extend_from_slice(&[
+                    "--cluster-token",
+                    CLUSTER_TOKEN,
+                    "--allow-unauthenticated",
+                ]);
+                let any = format!("{}:0", net.host(i));
+                let (listen, raft) = at.unwrap_or((any.clone(), any));
+                net.spawn(&self.dir, &name, i, (&listen, &raft), &args)
+            }
+        }
+    }
+
+    /// kill -9, then start it again with no cluster flag.
+    fn restart(&mut self, i: usize) {
+        let at = (addr_of(&self.nodes[i]), self.nodes[i].raft.clone());
+        let _ = self.nodes[i].child.kill();
+        let _ = self.nodes[i].child.wait();
+        self.nodes[i] = self.spawn(i, &[], Some(at));
+    }
+
+    /// Each member's view: (its state, its term, the leader it knows).
+    fn views(&self) -> Vec<Option<(String, u64, Option<u64>)>> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let a = request(&addr_of(n), "GET", "/v1/cluster", &[], b"").ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+                Some((
+                    v["state"].as_str()?.to_string(),
+                    v["term"].as_u64()?,
+                    v["leader"]["id"].as_u64(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The leader once every member follows it (waits a while, without
+    /// failing: liveness is not what this test checks), else whichever
+    /// member leads in the highest term.
+    fn settled_leader(&self) -> Option<usize> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let views = self.views();
+            let leader_of = |v: &Option<(String, u64, Option<u64>)>| v.as_ref().and_then(|v| v.2);
+            if let Some(id) = leader_of(&views[0])
+                && views.iter().all(|v| leader_of(v) == Some(id))
+                && let Some(i) = self.ids.iter().position(|x| *x == id)
+                && views[i].as_ref().is_some_and(|v| v.0 == "leader")
+            {
+                return Some(i);
+            }
+            if Instant::now() > until {
+                return views
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.as_ref().filter(|v| v.0 == "leader").map(|v| (v.1, i)))
+                    .max()
+                    .map(|(_, i)| i);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The nemesis's faults, in the order it injects them (one cycle fits in
+/// the short default run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    IsolateLeader,
+    KillFollower,
+    LeaderHearsNothing,
+    PauseLeader,
+    CutLeaderLink,
+    KillLeader,
+    IsolateFollower,
+    PauseFollower,
+}
+
+impl Fault {
+    const ALL: [Fault; 8] = [
+        Fault::IsolateLeader,
+        Fault::KillFollower,
+        Fault::LeaderHearsNothing,
+        Fault::PauseLeader,
+        Fault::CutLeaderLink,
+        Fault::KillLeader,
+        Fault::IsolateFollower,
+        Fault::PauseFollower,
+    ];
+
+    fn partition(self) -> bool {
+        matches!(
+            self,
+            Fault::IsolateLeader
+                | Fault::IsolateFollower
+                | Fault::CutLeaderLink
+                | Fault::LeaderHearsNothing
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Fault::IsolateLeader => "leader isolated from the majority",
+            Fault::KillFollower => "kill -9 of a follower and restart",
+            Fault::PauseLeader => "SIGSTOP of the leader 0.9 s",
+            Fault::CutLeaderLink => "one leader-follower link cut 1.5 s",
+            Fault::KillLeader => "kill -9 of the leader and restart",
+            Fault::IsolateFollower => "follower isolated 1.2 s",
+            Fault::PauseFollower => "SIGSTOP of a follower 0.9 s",
+            Fault::LeaderHearsNothing => "one-way cut: the leader hears nothing 1.5 s",
+        }
+    }
+}
+
 #[test]
 fn chaos_history_is_linearizable_and_nodes_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut init: Vec<&str> = vec!["--cluster-init"];
-    init.extend_from_slice(&RAFT_FLAGS);
-    let n1 = spawn(dir, "n1", &init, &[]);
-    let mut nodes = vec![n1];
-    for name in ["n2", "n3"] {
-        let mut args = vec!["--join", nodes[0].url.as_str()];
-        args.extend_from_slice(&RAFT_FLAGS);
-        let n = spawn(dir, name, &args, &[]);
-        nodes.push(n);
-    }
-    wait_for(30, "three voters", || voters(&nodes[0]) == 3);
-    let addrs: Arc<Vec<String>> = Arc::new(nodes.iter().map(addr_of).collect());
+    let net = match Net::new(3) {
+        Ok(net) => Some(net),
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "network partitions need network namespaces (root and iproute2): {why}"
+            );
+            eprintln!(
+                "chaos: network partitions SKIPPED: {why}; they need root (network namespaces) \
+                 and iproute2's `ip` (CI runs them); kills and pauses only"
+            );
+            None
+        }
+    };
+    let mut cluster = Cluster::start(dir, net);
+    let addrs: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(addr_of).collect());
     let record = Arc::new(Mutex::new(Record::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
+    let now = || start.elapsed().as_nanos() as u64;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
             let (a, s, r) = (addrs.clone(), stop.clone(), record.clone());
@@ -238,30 +443,113 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         })
         .collect();
 
-    // The nemesis: one fault at a time, so a majority is mostly up.
+    // The nemesis: one fault at a time, each from a cluster that has
+    // settled on a leader, so a majority is mostly up.
+    let schedule: Vec<Fault> = Fault::ALL
+        .into_iter()
+        .filter(|f| cluster.net.is_some() || !f.partition())
+        .collect();
     let until = Instant::now() + Duration::from_secs(secs());
     let mut faults = BTreeMap::<&str, usize>::new();
+    // (isolated node, from, to): when it was cut off from the majority.
+    let mut isolated: Vec<(usize, u64, u64)> = Vec::new();
+    // Isolated leaders that still said they led after the majority moved on.
+    let mut old_leader_claims = 0;
     let mut round = 0usize;
     while Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(700));
+        let leader = cluster.settled_leader().unwrap_or(round % 3);
+        std::thread::sleep(Duration::from_millis(300));
+        let fault = schedule[round % schedule.len()];
+        // Alternate between the two followers from one cycle to the next.
+        let follower = (leader + 1 + (round / schedule.len()) % 2) % 3;
         round += 1;
-        let victim = round % nodes.len();
-        if round.is_multiple_of(2) {
-            restart(dir, &mut nodes[victim]);
-            *faults.entry("kill -9 and restart").or_default() += 1;
-        } else {
-            signal(&nodes[victim], "-STOP");
-            std::thread::sleep(Duration::from_millis(900));
-            signal(&nodes[victim], "-CONT");
-            *faults.entry("SIGSTOP 0.9 s").or_default() += 1;
+        match fault {
+            Fault::KillLeader => cluster.restart(leader),
+            Fault::KillFollower => cluster.restart(follower),
+            Fault::PauseLeader | Fault::PauseFollower => {
+                let victim = &cluster.nodes[if fault == Fault::PauseLeader {
+                    leader
+                } else {
+                    follower
+                }];
+                signal(victim, "-STOP");
+                std::thread::sleep(Duration::from_millis(900));
+                signal(victim, "-CONT");
+            }
+            Fault::IsolateLeader | Fault::IsolateFollower | Fault::LeaderHearsNothing => {
+                let node = if fault == Fault::IsolateFollower {
+                    follower
+                } else {
+                    leader
+                };
+                let rest: Vec<usize> = (0..3).filter(|i| *i != node).collect();
+                let net = cluster.net.as_mut().unwrap();
+                if fault == Fault::LeaderHearsNothing {
+                    // What it sends still arrives (as long as its
+                    // connections last): it is cut off all the same.
+                    net.drop_packets(&rest, &[node]);
+                } else {
+                    net.cut(&[node], &rest);
+                }
+                let from = now();
+                if fault == Fault::LeaderHearsNothing {
+                    std::thread::sleep(Duration::from_millis(1500));
+                } else if fault == Fault::IsolateLeader {
+                    // The majority elects another leader (which proves the
+                    // cut), and the old one stays cut off a while longer.
+                    let old = cluster.ids[leader];
+                    wait_for(10, "the majority to elect a new leader", || {
+                        let views = cluster.views();
+                        let leader_of = |i: usize| views[i].as_ref().and_then(|v| v.2);
+                        leader_of(rest[0]).is_some_and(|l| l != old)
+                            && leader_of(rest[0]) == leader_of(rest[1])
+                    });
+                    std::thread::sleep(Duration::from_millis(1000));
+                    if cluster.views()[leader]
+                        .as_ref()
+                        .is_some_and(|v| v.0 == "leader")
+                    {
+                        old_leader_claims += 1;
+                    }
+                } else {
+                    std::thread::sleep(Duration::from_millis(1200));
+                }
+                // One linearizable read through it for sure (the clients'
+                // may all miss the window), checked with theirs below.
+                let call = now();
+                let probe = request(
+                    &addr_of(&cluster.nodes[node]),
+                    "GET",
+                    "/v1/kv/key0",
+                    &[],
+                    b"",
+                );
+                let ret = now();
+                record
+                    .lock()
+                    .unwrap()
+                    .answers
+                    .push((node, call, ret, answered(&probe)));
+                let to = now();
+                cluster.net.as_mut().unwrap().heal();
+                isolated.push((node, from, to));
+            }
+            Fault::CutLeaderLink => {
+                let net = cluster.net.as_mut().unwrap();
+                net.cut(&[leader], &[follower]);
+                std::thread::sleep(Duration::from_millis(1500));
+                net.heal();
+            }
         }
+        *faults.entry(fault.name()).or_default() += 1;
     }
-    // Heal, let the clients run on a healthy cluster a little, stop.
+    // Healed: let the clients run on a healthy cluster a little, stop.
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();
     }
+    let nodes = &cluster.nodes;
 
     // Every node converges on the same data at the same revision.
     let dump = |node: &Node| {
@@ -276,9 +564,22 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         );
         out.stdout
     };
+    // (Through `request`: a 503 or a timeout here means "not yet".)
+    let revision_at = |node: &Node, stale: bool| {
+        let path = if stale {
+            "/v1/stats?consistency=stale"
+        } else {
+            "/v1/stats"
+        };
+        let a = request(&addr_of(node), "GET", path, &[], b"").ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+        (a.status == 200).then(|| v["revision"].as_u64()).flatten()
+    };
     wait_for(20, "the nodes to converge", || {
-        let revs: Vec<u64> = nodes.iter().map(|n| super::revision_of(n, true)).collect();
-        revs.iter().all(|r| *r == revs[0]) && super::revision_of(&nodes[0], false) == revs[0]
+        let revs: Vec<Option<u64>> = nodes.iter().map(|n| revision_at(n, true)).collect();
+        revs[0].is_some()
+            && revs.iter().all(|r| *r == revs[0])
+            && revision_at(&nodes[0], false) == revs[0]
     });
     let first = dump(&nodes[0]);
     for n in &nodes[1..] {
@@ -288,11 +589,27 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
     // Each key's history, with a final linearizable read through each node.
     let rec = record.lock().unwrap();
     let mut events = rec.events.clone();
-    let t = start.elapsed().as_nanos() as u64;
+    // (A 503 here is retried, and reported: the cluster is healthy by now.)
+    let mut final_retries = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
     for key in 0..KEYS {
-        for (i, node) in nodes.iter().enumerate() {
-            let a = request(&addr_of(node), "GET", &format!("/v1/kv/key{key}"), &[], b"")
-                .unwrap_or_else(|_| panic!("final read through {}", node.name));
+        for node in nodes {
+            let (call, a) = loop {
+                let call = now();
+                let what =
+                    match request(&addr_of(node), "GET", &format!("/v1/kv/key{key}"), &[], b"") {
+                        Ok(a) if a.status != 503 => break (call, a),
+                        Ok(a) => format!("503 {}", code_of(&a.body)),
+                        Err(_) => "no answer".to_string(),
+                    };
+                assert!(
+                    Instant::now() < deadline,
+                    "final read of key{key} through {}: {what}",
+                    node.name
+                );
+                final_retries.push(format!("{} {:.1} s: {what}", node.name, call as f64 / 1e9));
+                std::thread::sleep(Duration::from_millis(100));
+            };
             let out = match a.status {
                 200 => Out::Read(Some((
                     String::from_utf8_lossy(&a.body).parse().unwrap(),
@@ -301,21 +618,30 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                 404 => Out::Read(None),
                 s => panic!("final read: {s}"),
             };
-            let at = t + 10 * (key as u64 * 3 + i as u64 + 1);
             events.entry(key).or_default().push(Event {
-                call: at,
-                ret: at + 1,
+                call,
+                ret: now(),
                 op: Op::Get,
                 out,
             });
         }
     }
+    let checking = Instant::now();
     let mut violations = Vec::new();
     for (key, h) in &events {
         if !linearizable(h) {
+            // The whole history, for a post-mortem.
+            let path =
+                std::env::temp_dir().join(format!("kvr-chaos-{}-key{key}.txt", std::process::id()));
+            let mut h = h.clone();
+            h.sort_by_key(|e| e.call);
+            let text: String = h.iter().map(|e| format!("{e:?}\n")).collect();
+            std::fs::write(&path, text).unwrap();
+            eprintln!("key{key}: not linearizable; history in {}", path.display());
             violations.push(*key);
         }
     }
+    let checked_in = checking.elapsed().as_secs_f64();
     // Revisions never go backwards on a node: a request that started after
     // another ended sees at least its revision.
     let mut backwards = 0;
@@ -327,6 +653,37 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                 }
             }
         }
+    }
+    // A node cut off from the majority decides nothing: what was asked of
+    // it after the cut and answered before the heal is 503 or no answer.
+    // (Tallied by answer; "after the heal": asked while cut off, answered
+    // once healed, which may be anything.)
+    let mut cut_off = BTreeMap::<String, usize>::new();
+    let mut wrong_cut_off = Vec::new();
+    for &(node, from, to) in &isolated {
+        for a in &rec.answers {
+            if a.0 != node || a.1 < from || a.1 > to {
+                continue;
+            }
+            let kind = if a.2 > to {
+                "after the heal".to_string()
+            } else {
+                format!("{:?}", a.3)
+            };
+            *cut_off.entry(kind).or_default() += 1;
+            if a.2 <= to
+                && !matches!(
+                    a.3,
+                    Answered::Unavailable | Answered::OutcomeUnknown | Answered::Nothing
+                )
+            {
+                wrong_cut_off.push(*a);
+            }
+        }
+    }
+    let mut all_answers = BTreeMap::<String, usize>::new();
+    for a in &rec.answers {
+        *all_answers.entry(format!("{:?}", a.3)).or_default() += 1;
     }
     let unknown = events
         .values()
@@ -340,8 +697,10 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         .count();
     eprintln!(
         "chaos: {} s, {} operations checked ({acked} acknowledged writes, {unknown} with \
-         unknown outcome), faults {faults:?}, linearizability violations {}, revisions going \
-         backwards {backwards}",
+         unknown outcome; answers {all_answers:?}), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
+         still claiming to lead 1 s after the majority elected another: \
+         {old_leader_claims}), linearizability violations {} (checked in {checked_in:.1} s), revisions going \
+         backwards {backwards}, final reads retried {final_retries:?}",
         secs(),
         rec.ops,
         violations.len()
@@ -351,5 +710,10 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         "keys with a non-linearizable history: {violations:?}"
     );
     assert_eq!(backwards, 0);
+    assert!(
+        wrong_cut_off.is_empty(),
+        "a node cut off from the majority answered other than 503 (node, call, return, \
+         answer): {wrong_cut_off:?}"
+    );
     assert!(acked > 20, "too few writes went through: {acked}");
 }
