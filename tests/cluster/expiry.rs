@@ -76,4 +76,13 @@ fn a_ttl_becomes_one_expiry_on_every_node_and_expires_everywhere() {
         revisions.iter().all(|r| *r == revisions[0]),
         "{revisions:?}"
     );
+    // Every answer carries the revision applied there, also on a node no
+    // write went through, and on answers that are not reads.
+    for n in &nodes {
+        for path in ["/v1/cluster", "/v1/kv/absent?consistency=stale"] {
+            let (_, headers, _) = http(&n.url, "GET", path, b"");
+            let seen: u64 = header(&headers, "x-kvr-revision").unwrap().parse().unwrap();
+            assert_eq!(seen, revisions[0], "{path}");
+        }
+    }
 }
