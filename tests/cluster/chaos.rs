@@ -1,5 +1,7 @@
 //! Chaos with a linearizability check: clients put, put conditionally,
-//! delete and read (linearizably) a few keys through every node of a
+//! delete, batch (puts of two keys in one request, a put in each key's
+//! history at consecutive revisions) and read (linearizably) a few keys
+//! through every node of a
 //! three-node cluster while the test injects one fault at a time: kill -9
 //! and restart of the leader or of a follower, SIGSTOP/SIGCONT pauses of
 //! either, and network partitions (the leader isolated from the majority,
@@ -158,6 +160,10 @@ fn client(
         let path = format!("/v1/kv/key{key}");
         // A value unique across clients and operations.
         let value = (id as u32) << 24 | n;
+        if n % 6 == 5 {
+            batch(addr, node, key, value, now, &record, &mut last);
+            continue;
+        }
         let op = match n % 5 {
             0 | 1 => Op::Put(value),
             2 => Op::Cas(value, *last.get(&key).unwrap_or(&0)),
@@ -222,6 +228,60 @@ fn client(
                 .push(Event { call, ret, op, out });
             rec.ops += 1;
         }
+    }
+}
+
+/// A batch through `addr`: puts of `key` and the next key in one request,
+/// all or nothing, at consecutive revisions; in each key's history it is a
+/// put (so each key's history stays checkable on its own).
+fn batch(
+    addr: &str,
+    node: usize,
+    key: u32,
+    value: u32,
+    now: impl Fn() -> u64,
+    record: &Mutex<Record>,
+    last: &mut BTreeMap<u32, u64>,
+) {
+    let key2 = (key + 1) % KEYS;
+    let body = format!(
+        "{{\"key\":\"key{key}\",\"value\":\"{value}\"}}\n{{\"key\":\"key{key2}\",\"value\":\"{value}\"}}\n"
+    );
+    let call = now();
+    let result = request(addr, "POST", "/v1/batch", &[], body.as_bytes());
+    let ret = now();
+    let outs = match &result {
+        Err(false) => None,
+        Err(true) => Some([Out::Unknown, Out::Unknown]),
+        Ok(a) => match (a.status, code_of(&a.body).as_str()) {
+            (200, _) => written_revision(&a.body).map(|r| [Out::Written(r - 1), Out::Written(r)]),
+            (503, "outcome_unknown") => Some([Out::Unknown, Out::Unknown]),
+            // unavailable, overloaded, removed: never applied.
+            _ => None,
+        },
+    };
+    let mut rec = record.lock().unwrap();
+    rec.answers.push((node, call, ret, answered(&result)));
+    if let Ok(Answer {
+        status: 200,
+        revision: Some(rev),
+        ..
+    }) = &result
+    {
+        rec.seen.entry(node).or_default().push((call, ret, *rev));
+    }
+    for (k, out) in [key, key2].into_iter().zip(outs.into_iter().flatten()) {
+        if let Out::Written(r) = out {
+            last.insert(k, r);
+        }
+        let ret = if out == Out::Unknown { u64::MAX } else { ret };
+        rec.events.entry(k).or_default().push(Event {
+            call,
+            ret,
+            op: Op::Put(value),
+            out,
+        });
+        rec.ops += 1;
     }
 }
 
