@@ -10,9 +10,11 @@
 //! flush commits it with exactly the data it covers, and a restart replays
 //! exactly the entries after it.
 //!
-//! **Snapshots.** Building one flushes every memory table and pins that
-//! redb commit (a read transaction keeps its pages): the snapshot costs a
-//! flush, whatever the database size. It is sent as a stream (the marker,
+//! **Snapshots.** Building one freezes the memory table, waits (without
+//! holding up apply) until every frozen table is flushed, and pins the
+//! newest redb commit (a read transaction keeps its pages); its marker
+//! says which entries it covers. The snapshot costs a flush, whatever the
+//! database size. It is sent as a stream (the marker,
 //! then the backup stream of `crate::backup`, then the watch history and
 //! idempotency records of `snapshot_extras.rs`), received into a temporary
 //! file, and installed in one redb commit that replaces all the data, so
@@ -253,7 +255,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> std::result::Result<Snapshot, io::Error> {
-        let flushed = locked(&self.writer).flush_all().map_err(io_err)?;
+        // Freeze what was applied, then wait for the flush without the
+        // writer: applying entries goes on meanwhile (holding it for the
+        // flush stalled every write for the flush's length).
+        locked(&self.writer).freeze_now().map_err(io_err)?;
+        let engine = self.engine.clone();
+        let flushed = tokio::task::spawn_blocking(move || engine.wait_flushed())
+            .await
+            .map_err(io::Error::other)?;
         if !flushed {
             return Err(io::Error::other("cannot build a snapshot: a flush failed"));
         }
