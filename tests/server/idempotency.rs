@@ -144,7 +144,7 @@ fn a_reused_or_malformed_key_is_refused_and_nothing_changes() {
     }
     // Malformed keys: 400 before anything is applied.
     let long = "x".repeat(129);
-    for bad in [long.as_str(), "tab\there", "caf\u{e9}"] {
+    for bad in [long.as_str(), "tab\there", "with space", "caf\u{e9}"] {
         let r = http(
             "PUT",
             &format!("{u}/v1/kv/new"),
