@@ -14,7 +14,10 @@ export KEYS
 # KVR=path runs another build (an earlier commit's, to compare).
 KVR=${KVR:-$PWD/target/release/kvr}
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+# serve() runs in $(...), so its servers are not this shell's jobs: their
+# pids are kept in $W/pids.
+stop_all() { kill $(cat "$W/pids" 2>/dev/null) $(jobs -p) 2>/dev/null || true; : > "$W/pids"; sleep 0.5; }
+trap 'stop_all; rm -rf "$W"' EXIT
 for s in put get getstale; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
 
 python3 scripts/bench/gen.py "$KEYS" > "$W/pairs.jsonl"
@@ -24,6 +27,7 @@ cp "$W/alone.redb" "$W/n1.redb"
 serve() { # name db extra... -> prints the URL
   local name=$1 db=$2; shift 2
   $KVR --db "$W/$db" serve --quiet --listen 127.0.0.1:0 "$@" > "$W/$name.out" 2> "$W/$name.log" &
+  echo $! >> "$W/pids"
   for _ in $(seq 600); do grep -q '^listening' "$W/$name.out" 2>/dev/null && break; sleep 0.1; done
   sed -n 's/^listening on //p' "$W/$name.out"
 }
@@ -53,7 +57,7 @@ for round in 1 2; do
   wrk_run "cluster GET c64 follower (linearizable)" get "$N2" 64
   wrk_run "cluster GET c64 follower (stale)" getstale "$N2" 64
 done
-kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+stop_all
 [ "$KILLS" -gt 0 ] || exit 0
 echo "== failover, default flags"
 python3 scripts/bench/failover.py "$KVR" "$W" "$KILLS"

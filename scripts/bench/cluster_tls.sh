@@ -10,7 +10,10 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-10}
 KVR=$PWD/target/release/kvr
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+# serve() runs in $(...), so its servers are not this shell's jobs: their
+# pids are kept in $W/pids.
+stop_all() { kill $(cat "$W/pids" 2>/dev/null) $(jobs -p) 2>/dev/null || true; : > "$W/pids"; sleep 0.5; }
+trap 'stop_all; rm -rf "$W"' EXIT
 cat scripts/bench/put.lua scripts/bench/report.lua > "$W/put.lua"
 
 # A CA and one certificate per node, for 127.0.0.1.
@@ -28,6 +31,7 @@ serve() { # dir name extra... -> prints the URL
   local d=$1 name=$2; shift 2
   $KVR --db "$d/$name.redb" serve --quiet --listen 127.0.0.1:0 --raft-listen 127.0.0.1:0 \
     "$@" > "$d/$name.out" 2> "$d/$name.log" &
+  echo $! >> "$W/pids"
   for _ in $(seq 600); do grep -q '^raft listening' "$d/$name.out" 2>/dev/null && break; sleep 0.1; done
   sed -n 's/^listening on //p' "$d/$name.out"
 }
@@ -47,6 +51,6 @@ round() { # plain|tls
   until [ "$(voters "$n1")" = 3 ]; do sleep 0.1; done
   printf '%-52s ' "cluster PUT c64 $1 ($n1)"
   wrk -t2 -c64 -d"${SECS}s" --latency -s "$W/put.lua" "$n1" | grep RESULT
-  kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+  stop_all
 }
 for mode in plain tls tls plain; do round "$mode"; done
