@@ -115,7 +115,7 @@ pub fn new_key() -> Result<String> {
 
 impl Outcome {
     /// The outcome of a write as the engine gives it, if it is one to record.
-    pub fn of(outcome: &Result<Applied>) -> Option<Outcome> {
+    pub fn of(outcome: std::result::Result<&Applied, &Error>) -> Option<Outcome> {
         match outcome {
             Ok(a) => Some(Outcome::Applied(*a)),
             Err(Error::PreconditionFailed {

@@ -102,11 +102,7 @@ impl EngineWriter {
         let engine = self.engine.clone();
         let (live, outcomes, revs, keys, made) = {
             let t = engine.read_tables();
-            let mut look = Lookup {
-                overlay: Overlay::new(),
-                made: HashMap::new(),
-                tables: &t,
-            };
+            let mut look = Lookup::new(&t);
             // Per request: the idempotency record it made, and the
             // revision its first write took or would take.
             let mut made: Vec<Option<(Arc<Record>, u64)>> = Vec::with_capacity(requests.len());
@@ -154,23 +150,7 @@ impl EngineWriter {
                 let outcome =
                     expanded.and_then(|()| look.apply(req, max, &mut revision, &mut keys));
                 let recorded = req.idempotency.as_ref().and_then(|claim| {
-                    let outcome = Outcome::of(&outcome.as_ref().map(|(a, _)| *a).map_err(|e| {
-                        // Only the kinds `Outcome::of` keeps matter here.
-                        match e {
-                            Error::PreconditionFailed {
-                                line,
-                                key,
-                                expected,
-                                current,
-                            } => Error::PreconditionFailed {
-                                line: *line,
-                                key: key.clone(),
-                                expected: expected.clone(),
-                                current: *current,
-                            },
-                            _ => Error::Storage(String::new()),
-                        }
-                    }))?;
+                    let outcome = Outcome::of(outcome.as_ref().map(|(a, _)| a))?;
                     let record = Arc::new(Record {
                         time_ms: claim.time_ms,
                         fingerprint: claim.fingerprint,
@@ -352,11 +332,7 @@ impl EngineWriter {
             let record = Arc::new(Record::decode(&bytes)?);
             // A record the log holds may be older than one a flush already
             // stored (the log outlived its flush): the newer one stays.
-            let look = Lookup {
-                overlay: Overlay::new(),
-                made: HashMap::new(),
-                tables: &t,
-            };
+            let look = Lookup::new(&t);
             let stored = look.newest_record(&key)?.map(|r| r.time_ms);
             if stored.is_none_or(|time| time <= record.time_ms) {
                 kept.push((key, record));
@@ -530,12 +506,7 @@ impl super::Engine {
     /// (for tests and `kvr check`).
     pub fn idempotency_record(&self, key: &str) -> Result<Option<Arc<Record>>> {
         let t = self.read_tables();
-        let look = Lookup {
-            overlay: Overlay::new(),
-            made: HashMap::new(),
-            tables: &t,
-        };
-        look.newest_record(key)
+        Lookup::new(&t).newest_record(key)
     }
 }
 
@@ -546,7 +517,16 @@ struct Lookup<'a> {
     tables: &'a super::Tables,
 }
 
-impl Lookup<'_> {
+impl<'a> Lookup<'a> {
+    /// Nothing changed yet, over `tables`.
+    fn new(tables: &'a super::Tables) -> Lookup<'a> {
+        Lookup {
+            overlay: Overlay::new(),
+            made: HashMap::new(),
+            tables,
+        }
+    }
+
     /// The record that answers `claim`, if one is kept and in its window:
     /// the group's, then the tables' newest first, then the store's.
     fn idempotency(&self, claim: &Claim) -> Result<Option<Arc<Record>>> {

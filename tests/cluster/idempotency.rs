@@ -5,7 +5,7 @@
 
 use super::*;
 
-/// [`http`] with extra request headers.
+/// [`http_headers`] with the body read as JSON (null when it is not).
 pub(super) fn http_with(
     url: &str,
     method: &str,
@@ -13,25 +13,8 @@ pub(super) fn http_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, serde_json::Value) {
-    let addr = url.strip_prefix("http://").unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
-    let json = serde_json::from_slice(&raw[split + 4..]).unwrap_or(serde_json::Value::Null);
+    let (status, _, body) = http_headers(url, method, path, headers, body);
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     (status, json)
 }
 
