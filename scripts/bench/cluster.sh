@@ -2,7 +2,8 @@
 # Cluster figures (issue 12): a 3-node kvr cluster next to a standalone
 # kvr serve on the same preloaded data, same run, wrk as the load; the time
 # a new node takes to join and become a voter; failover times over kills of
-# the leader. Usage: scripts/bench/cluster.sh [SECONDS] [KILLS] (0: no
+# the leader; Redis (every write fsynced) as the peer when installed.
+# Servers run with default flags. Usage: scripts/bench/cluster.sh [SECONDS] [KILLS] (0: no
 # failovers); needs wrk
 # and a release build. KEYS (default 1M) pairs are preloaded.
 set -euo pipefail
@@ -26,13 +27,21 @@ cp "$W/alone.redb" "$W/n1.redb"
 
 serve() { # name db extra... -> prints the URL
   local name=$1 db=$2; shift 2
-  $KVR --db "$W/$db" serve --quiet --listen 127.0.0.1:0 "$@" > "$W/$name.out" 2> "$W/$name.log" &
+  $KVR --db "$W/$db" serve --listen 127.0.0.1:0 "$@" > "$W/$name.out" 2> "$W/$name.log" &
   echo $! >> "$W/pids"
   for _ in $(seq 600); do grep -q '^listening' "$W/$name.out" 2>/dev/null && break; sleep 0.1; done
   sed -n 's/^listening on //p' "$W/$name.out"
 }
 voters() { curl -s "$1/v1/cluster" | python3 -c 'import json,sys; print(sum(n["voter"] for n in json.load(sys.stdin)["nodes"]))'; }
 
+# Redis next to it when installed (the same machine, the same run).
+REDIS_PORT=
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+  REDIS_PORT=6391
+  redis-server --port "$REDIS_PORT" --dir "$W" --save '' --appendonly yes \
+    --appendfsync always --daemonize no > "$W/redis.log" 2>&1 &
+  echo $! >> "$W/pids"
+fi
 ALONE=$(serve alone alone.redb)
 N1=$(serve n1 n1.redb --raft-listen 127.0.0.1:0 --cluster-init)
 t0=$(date +%s.%N)
@@ -56,6 +65,12 @@ for round in 1 2; do
   wrk_run "cluster GET c64 leader (linearizable)" get "$N1" 64
   wrk_run "cluster GET c64 follower (linearizable)" get "$N2" 64
   wrk_run "cluster GET c64 follower (stale)" getstale "$N2" 64
+  if [ -n "$REDIS_PORT" ]; then
+    # The peer: Redis with every write fsynced, random keys over KEYS.
+    # (GETs find only the keys the SETs wrote: a part of KEYS.)
+    redis-benchmark -p "$REDIS_PORT" -t set,get -c 64 -n $((SECS * 30000)) -r "$KEYS" -d 100 -q |
+      tr '\r' '\n' | grep 'requests per second' | sed 's/^/redis (appendfsync always) c64 /'
+  fi
 done
 stop_all
 [ "$KILLS" -gt 0 ] || exit 0
