@@ -771,14 +771,15 @@ impl Kv for Client {
         })
     }
 
-    fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+    fn batch(&self, input: crate::kv::BatchInput) -> Result<Applied> {
         use std::io::Read;
         let idem = crate::idempotency::new_key()?;
         // An input that fits in memory is kept, so the request can be
         // repeated (with the same key) after a failover; a larger one is
         // streamed once.
+        let mut input = input;
         let mut head = Vec::new();
-        (&mut *input)
+        (&mut input)
             .take(RETRY_BUFFER_BYTES + 1)
             .read_to_end(&mut head)
             .map_err(|e| Error::io("cannot read batch input", e))?;
@@ -790,7 +791,7 @@ impl Kv for Client {
                     .send(head.as_slice())
             })
         } else {
-            let mut whole = head.as_slice().chain(&mut *input);
+            let mut whole = head.as_slice().chain(&mut input);
             self.send(|a, url, auth| {
                 let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
                 req.content_type("application/x-ndjson")

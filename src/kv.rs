@@ -8,8 +8,12 @@ use std::io::BufRead;
 
 use crate::error::{Error, Result};
 use crate::jsonl::{OpReader, show_key};
-use crate::store::{Commit, LOCAL_SWEEP_MAX, Store};
+use crate::store::{Commit, LOCAL_SWEEP_MAX, SortedRun, SortedRuns, Store};
 use crate::types::{Applied, Entry, Item, Op, RangeQuery, Stats, now_ms};
+
+/// The input of [`Kv::batch`]: owned, so that it can be read on a thread
+/// of its own.
+pub type BatchInput = Box<dyn BufRead + Send>;
 
 /// Receives range items: key, and value with revision and expiry unless
 /// keys-only. Returns `false` to stop early.
@@ -52,7 +56,7 @@ pub trait Kv {
         )))
     }
     /// Applies JSON lines atomically (see `jsonl`).
-    fn batch(&self, input: &mut dyn BufRead) -> Result<Applied>;
+    fn batch(&self, input: BatchInput) -> Result<Applied>;
     /// Streams the keys of `query` from one snapshot.
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()>;
     /// Key count, revision, file size.
@@ -107,6 +111,34 @@ impl LocalKv {
     }
 }
 
+/// The runs the reading thread of [`LocalKv::batch`] sends; its last
+/// message is `Ok(None)`, so a thread that died early (a panic) is an
+/// error, never a batch cut short and committed.
+struct ReceivedRuns {
+    rx: std::sync::mpsc::Receiver<Result<Option<SortedRun>>>,
+    ended: bool,
+}
+
+impl Iterator for ReceivedRuns {
+    type Item = Result<SortedRun>;
+
+    fn next(&mut self) -> Option<Result<SortedRun>> {
+        if self.ended {
+            return None;
+        }
+        let message = self.rx.recv().unwrap_or_else(|_| {
+            Err(Error::Storage(
+                "the thread reading the batch stopped before its end".into(),
+            ))
+        });
+        let item = message.transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.ended = true;
+        }
+        item
+    }
+}
+
 impl Kv for LocalKv {
     fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
         let now = now_ms();
@@ -149,15 +181,33 @@ impl Kv for LocalKv {
         self.store.delete_range(query)
     }
 
-    fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+    /// The input is read, parsed and sorted into runs on a thread of its
+    /// own while this one writes the run before: an import takes about the
+    /// longer of the two, not their sum. At most two runs are in memory.
+    fn batch(&self, input: BatchInput) -> Result<Applied> {
         self.writable()?;
         let now = self.sweep()?;
-        // Accepted line by line at one clock: a line whose expiry passed
-        // is skipped.
-        let ops = OpReader::new(input, self.max_value_bytes)
-            .filter_map(|op| op.map(|op| op.accept(now)).transpose());
+        let max_value_bytes = self.max_value_bytes;
+        let run_bytes = self.store.run_max_bytes();
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        std::thread::Builder::new()
+            .name("kvr-batch-read".into())
+            .spawn(move || {
+                // Accepted line by line at one clock: a line whose expiry
+                // passed is skipped.
+                let ops = OpReader::new(input, max_value_bytes)
+                    .filter_map(|op| op.map(|op| op.accept(now)).transpose());
+                for run in SortedRuns::new(ops, run_bytes) {
+                    if tx.send(run.map(Some)).is_err() {
+                        return; // the writer stopped at an error
+                    }
+                }
+                let _ = tx.send(Ok(None));
+            })
+            .map_err(|e| Error::io("cannot start a thread to read the batch", e))?;
+        let runs = ReceivedRuns { rx, ended: false };
         self.store
-            .apply_at(ops, Commit::Durable, self.max_value_bytes, Some(now))
+            .apply_runs_at(runs, Commit::Durable, max_value_bytes, Some(now))
     }
 
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {

@@ -583,6 +583,58 @@ fn batch_condition_failure_exits_4_and_writes_nothing(env: Env) {
     assert_eq!(env.snapshot(), before);
 }
 
+/// With `--cache-mib 16` a sorted run holds 8 MiB of input, so 120,000
+/// lines make three runs, read and sorted on a thread of their own while
+/// the runs before are written: still all or nothing, and the first bad
+/// line in input order is the one named, whichever run it is in.
+#[test]
+fn batch_spanning_several_runs_is_atomic_and_names_the_first_bad_line() {
+    let env = Env::new();
+    env.kvr(["put", "keep", "me"]).ok();
+    let before = env.snapshot();
+    let value = "v".repeat(100);
+    // 7919 is prime to 120,000: every key once, in scattered order.
+    let lines: Vec<String> = (0..120_000u32)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"key:{:06}\",\"value\":\"{value}\"}}",
+                i * 7919 % 120_000
+            )
+        })
+        .collect();
+    let input = |changes: &[(usize, &str)]| {
+        let mut l = lines.clone();
+        for &(at, line) in changes {
+            l[at] = line.to_string();
+        }
+        l.join("\n") + "\n"
+    };
+    let batch = || env.kvr(["--cache-mib", "16", "batch"]);
+    // A malformed line in the last run.
+    batch()
+        .stdin(input(&[(110_000, "{\"key\":")]))
+        .code(2)
+        .stderr_has("line 110001:");
+    assert_eq!(env.snapshot(), before);
+    // A failed condition in the second run comes before it.
+    let failed = r#"{"key":"keep","value":"x","if_revision":99}"#;
+    batch()
+        .stdin(input(&[(50_000, failed), (110_000, "{\"key\":")]))
+        .code(4)
+        .stderr_has("line 50001");
+    assert_eq!(env.snapshot(), before);
+    // All good: every line applied at its own revision.
+    batch().stdin(input(&[])).ok();
+    let stats = env.stats();
+    assert_eq!(stats["keys"], 120_001);
+    assert_eq!(stats["revision"], 120_001);
+    assert_eq!(
+        env.kvr(["get", "key:000007"]).ok().out.stdout,
+        value.as_bytes()
+    );
+    assert_eq!(env.kvr(["get", "keep"]).ok().out.stdout, b"me");
+}
+
 fn batch_conditions_see_the_state_before_the_batch(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     // Line 1 changes k; line 2's condition still refers to revision 1.

@@ -53,7 +53,7 @@ pub fn run(
         },
     );
     let result = match args.chunk_size {
-        None => kv.batch(&mut input as &mut dyn BufRead).map_err(Into::into),
+        None => kv.batch(Box::new(input)).map_err(Into::into),
         Some(lines) => in_parts(&*kv, &mut input, lines),
     };
     progress.finish_and_clear();
@@ -80,9 +80,8 @@ pub fn run(
 fn in_parts(kv: &dyn Kv, input: &mut dyn BufRead, lines: u64) -> anyhow::Result<Applied> {
     let mut total = Applied::default();
     let mut before = 0u64;
-    let mut part = Vec::new();
     loop {
-        part.clear();
+        let mut part = Vec::new();
         let mut n = 0;
         while n < lines {
             let read = input
@@ -97,25 +96,29 @@ fn in_parts(kv: &dyn Kv, input: &mut dyn BufRead, lines: u64) -> anyhow::Result<
         if n == 0 && before > 0 {
             return Ok(total);
         }
-        let applied = kv.batch(&mut part.as_slice()).map_err(|e| {
-            // A refused part wrote nothing; after a timeout, say, its outcome
-            // is unknown.
-            let refused = matches!(
-                e,
-                Error::Invalid { .. } | Error::TooLarge { .. } | Error::PreconditionFailed { .. }
-            );
-            let e = anyhow::Error::from(shift_line(e, before));
-            if before == 0 {
-                return e;
-            }
-            e.context(format!(
-                "lines {}-{} {}; lines 1-{before} were applied, in earlier parts (revision {})",
-                before + 1,
-                before + n,
-                if refused { "not applied" } else { "failed" },
-                total.revision
-            ))
-        })?;
+        let applied = kv
+            .batch(Box::new(std::io::Cursor::new(part)))
+            .map_err(|e| {
+                // A refused part wrote nothing; after a timeout, say, its outcome
+                // is unknown.
+                let refused = matches!(
+                    e,
+                    Error::Invalid { .. }
+                        | Error::TooLarge { .. }
+                        | Error::PreconditionFailed { .. }
+                );
+                let e = anyhow::Error::from(shift_line(e, before));
+                if before == 0 {
+                    return e;
+                }
+                e.context(format!(
+                    "lines {}-{} {}; lines 1-{before} were applied, in earlier parts (revision {})",
+                    before + 1,
+                    before + n,
+                    if refused { "not applied" } else { "failed" },
+                    total.revision
+                ))
+            })?;
         total.puts += applied.puts;
         total.deletes += applied.deletes;
         total.revision = applied.revision;
@@ -149,7 +152,7 @@ fn shift_line(e: Error, before: u64) -> Error {
 }
 
 /// The input and, for a regular file, its size.
-fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read>, Option<u64>)> {
+fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     match file {
         None => Ok((Box::new(std::io::stdin()), None)),
         Some(p) if p.as_os_str() == "-" => Ok((Box::new(std::io::stdin()), None)),

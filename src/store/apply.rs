@@ -34,7 +34,8 @@ pub const RUN_MIN_BYTES: usize = 8 << 20;
 pub const RUN_MAX_BYTES: usize = 256 << 20;
 
 /// The run size for a page cache of `cache_bytes`: memory for a batch stays
-/// within about 1.25x the cache.
+/// within about 1.5x the cache (`kvr batch` reads and sorts the next run
+/// while it writes one, so two are held).
 pub fn run_max_bytes(cache_bytes: usize) -> usize {
     (cache_bytes / 4).clamp(RUN_MIN_BYTES, RUN_MAX_BYTES)
 }
@@ -143,6 +144,28 @@ impl Store {
     where
         I: IntoIterator<Item = Result<Op>>,
     {
+        let runs = SortedRuns::new(ops.into_iter(), self.run_max_bytes);
+        self.apply_runs_at(runs, commit, max_value_bytes, now_ms)
+    }
+
+    /// Most input bytes one sorted run of [`Store::apply_at`] holds.
+    pub fn run_max_bytes(&self) -> usize {
+        self.run_max_bytes
+    }
+
+    /// [`Store::apply_at`] for operations already cut into sorted runs
+    /// ([`SortedRuns`]), which another thread may build while this one
+    /// writes: an error from `runs` (after the runs before it) aborts all.
+    pub fn apply_runs_at<I>(
+        &self,
+        runs: I,
+        commit: Commit,
+        max_value_bytes: usize,
+        now_ms: Option<u64>,
+    ) -> Result<Applied>
+    where
+        I: IntoIterator<Item = Result<SortedRun>>,
+    {
         let wtx = self.begin_write(commit)?;
         // Taken while we hold the write lock: exactly the state before the batch.
         let before = self.snapshot()?;
@@ -151,23 +174,17 @@ impl Store {
             let mut meta = wtx.open_table(META)?;
             let mut state = RunState::load(&meta)?;
             let base = state.revision;
-            let mut run = Vec::new();
-            let mut run_bytes = 0;
-            for op in ops {
-                let op = op?;
-                check_limits(&op, max_value_bytes)?;
-                if let Some(expected) = op.if_revision {
-                    check_condition(&before, &op, expected, now_ms)?;
+            for run in runs {
+                let run = run?;
+                // Checked in input order, so the first bad line is the one named.
+                for op in &run.ops {
+                    check_limits(op, max_value_bytes)?;
+                    if let Some(expected) = op.if_revision {
+                        check_condition(&before, op, expected, now_ms)?;
+                    }
                 }
-                run_bytes += op.mem_bytes();
-                run.push(op);
-                if run_bytes >= self.run_max_bytes {
-                    state.write_run(&mut tables, &run)?;
-                    run.clear();
-                    run_bytes = 0;
-                }
+                state.write_sorted(&mut tables, &run.ops, &run.order, &run.groups)?;
             }
-            state.write_run(&mut tables, &run)?;
             if state.revision == base {
                 // Nothing took a revision: leave the file untouched.
                 return Ok(Applied {
@@ -338,11 +355,22 @@ impl RunState {
 
     /// Writes one run (see the module header).
     fn write_run(&mut self, t: &mut Tables<'_>, run: &[Op]) -> Result<()> {
+        let order = sorted_order(run);
+        let groups = key_groups(run, &order);
+        self.write_sorted(t, run, &order, &groups)
+    }
+
+    /// [`RunState::write_run`] with the run's key order already known.
+    fn write_sorted(
+        &mut self,
+        t: &mut Tables<'_>,
+        run: &[Op],
+        order: &[usize],
+        groups: &[std::ops::Range<usize>],
+    ) -> Result<()> {
         if run.is_empty() {
             return Ok(());
         }
-        let order = sorted_order(run);
-        let groups = key_groups(run, &order);
         // 1. Which operations take a revision?
         let takes_revision = if run
             .iter()
@@ -350,7 +378,7 @@ impl RunState {
         {
             self.takes_revision_in_order(t, run)?
         } else {
-            takes_revision_by_key(t, run, &order, &groups)?
+            takes_revision_by_key(t, run, order, groups)?
         };
         // 2. Revisions in input order.
         let mut revisions = vec![0u64; run.len()];
@@ -365,7 +393,7 @@ impl RunState {
             }
         }
         // 3. The last operation on each key that took a revision, in key order.
-        for group in &groups {
+        for group in groups {
             let Some(&last) = order[group.clone()]
                 .iter()
                 .rev()
@@ -467,7 +495,7 @@ fn takes_revision_by_key(
 /// compare as integers, and reads whole keys only on a tie of the first 8
 /// bytes: on random keys this halved the sort's share of a batch.
 fn sorted_order(run: &[Op]) -> Vec<usize> {
-    let mut pairs: Vec<(u64, usize)> = run
+    let mut pairs: Vec<(u128, usize)> = run
         .iter()
         .enumerate()
         .map(|(i, op)| (key_prefix(&op.key), i))
@@ -480,13 +508,91 @@ fn sorted_order(run: &[Op]) -> Vec<usize> {
     pairs.into_iter().map(|(_, i)| i).collect()
 }
 
-/// The first 8 bytes of a key as a big-endian integer, zero-padded: integer
-/// order agrees with byte-wise order, and equal prefixes fall back to the key.
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = key.len().min(8);
+/// The first 16 bytes of a key as a big-endian integer, zero-padded:
+/// integer order agrees with byte-wise order, and equal prefixes fall back
+/// to the key. (16, not 8: keys often share a longer prefix, `user:0000…`,
+/// and then most comparisons went to `memcmp`.)
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = key.len().min(16);
     bytes[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(bytes)
+    u128::from_be_bytes(bytes)
+}
+
+/// A run of operations in input order, with their key order worked out
+/// (see the module header): what [`SortedRuns`] yields.
+pub struct SortedRun {
+    ops: Vec<Op>,
+    /// Indexes into `ops`, by key then input order.
+    order: Vec<usize>,
+    /// Ranges of `order` sharing a key.
+    groups: Vec<std::ops::Range<usize>>,
+}
+
+impl SortedRun {
+    fn new(ops: Vec<Op>) -> SortedRun {
+        let order = sorted_order(&ops);
+        let groups = key_groups(&ops, &order);
+        SortedRun { ops, order, groups }
+    }
+}
+
+/// Cuts operations into sorted runs of at most `max_bytes` of input each
+/// ([`Op::mem_bytes`]). An error from the operations ends the runs: the
+/// operations read before it come first, as a run of their own, so that an
+/// earlier failed condition is still the error reported.
+pub struct SortedRuns<I> {
+    ops: I,
+    max_bytes: usize,
+    error: Option<Error>,
+    done: bool,
+}
+
+impl<I: Iterator<Item = Result<Op>>> SortedRuns<I> {
+    pub fn new(ops: I, max_bytes: usize) -> SortedRuns<I> {
+        SortedRuns {
+            ops,
+            max_bytes,
+            error: None,
+            done: false,
+        }
+    }
+}
+
+impl<I: Iterator<Item = Result<Op>>> Iterator for SortedRuns<I> {
+    type Item = Result<SortedRun>;
+
+    fn next(&mut self) -> Option<Result<SortedRun>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        if self.done {
+            return None;
+        }
+        let mut run = Vec::new();
+        let mut bytes = 0;
+        while bytes < self.max_bytes {
+            match self.ops.next() {
+                Some(Ok(op)) => {
+                    bytes += op.mem_bytes();
+                    run.push(op);
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    if run.is_empty() {
+                        return Some(Err(e));
+                    }
+                    self.error = Some(e);
+                    break;
+                }
+                None => {
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        Some(Ok(SortedRun::new(run)))
+    }
 }
 
 /// Index ranges into `order` of the operations sharing a key.

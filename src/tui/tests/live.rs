@@ -236,7 +236,7 @@ fn a_burst_of_changes_becomes_one_reload() {
         .collect();
     server
         .client()
-        .batch(&mut std::io::Cursor::new(lines.into_bytes()))
+        .batch(Box::new(std::io::Cursor::new(lines.into_bytes())))
         .unwrap();
     let deadline = Instant::now() + DEADLINE;
     while s.live_seen() < n as u64 {

@@ -52,7 +52,8 @@ pub fn store_with(lines: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("t.redb");
     let kv = open_kv(&path).unwrap();
     if !lines.is_empty() {
-        kv.batch(&mut Cursor::new(lines.as_bytes())).unwrap();
+        kv.batch(Box::new(Cursor::new(lines.as_bytes().to_vec())))
+            .unwrap();
     }
     (dir, path)
 }

@@ -1,7 +1,6 @@
 //! Sources for the tests that need more than one handle on a store, or a
 //! source that fails the way a dead server does.
 
-use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ impl Kv for Shared {
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
         self.0.delete(key, if_revision)
     }
-    fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+    fn batch(&self, input: crate::kv::BatchInput) -> Result<Applied> {
         self.0.batch(input)
     }
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
@@ -63,7 +62,7 @@ impl Kv for Down {
     fn delete(&self, _: &[u8], _: Option<u64>) -> Result<u64> {
         self.fail()
     }
-    fn batch(&self, _: &mut dyn BufRead) -> Result<Applied> {
+    fn batch(&self, _: crate::kv::BatchInput) -> Result<Applied> {
         self.fail()
     }
     fn range(&self, _: &RangeQuery, _: &mut Visit<'_>) -> Result<()> {
@@ -90,7 +89,7 @@ impl Kv for Buggy {
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
         self.0.delete(key, if_revision)
     }
-    fn batch(&self, input: &mut dyn BufRead) -> Result<Applied> {
+    fn batch(&self, input: crate::kv::BatchInput) -> Result<Applied> {
         self.0.batch(input)
     }
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
