@@ -11,10 +11,19 @@ export KEYS
 KVR=./target/release/kvr
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
-for s in put get range; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
+for s in put get range healthz; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
 
 python3 scripts/bench/gen.py "$KEYS" > "$W/pairs.jsonl"
-$KVR --db "$W/kvr.redb" batch "$W/pairs.jsonl" 2>&1 | tail -1
+printf '%-28s' "import: kvr batch"; $KVR --db "$W/kvr.redb" batch "$W/pairs.jsonl" 2>&1 | tail -1
+BATCH_BYTES=$(stat -c %s "$W/kvr.redb")
+# The same pairs over HTTP into an empty server (1,000 lines per request, 4
+# connections).
+$KVR --db "$W/http.redb" serve --listen 127.0.0.1:0 > "$W/http.out" 2> "$W/http.log" &
+HTTP_PID=$!
+for _ in $(seq 100); do grep -q listening "$W/http.out" 2>/dev/null && break; sleep 0.1; done
+printf '%-28s' "import: POST /v1/batch"
+python3 scripts/bench/import.py "$(sed -n 's/^listening on //p' "$W/http.out")" "$W/pairs.jsonl" 4 1000
+kill $HTTP_PID; wait $HTTP_PID 2>/dev/null || true
 $KVR --db "$W/kvr.redb" serve --listen 127.0.0.1:0 > "$W/serve.out" 2> "$W/serve.log" &
 for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's/^listening on //p' "$W/serve.out")
@@ -23,6 +32,14 @@ redis-server --port 6399 --bind 127.0.0.1 --save '' --appendonly yes --appendfsy
   --dir "$W" --appendfilename r.aof --daemonize no > "$W/redis.log" 2>&1 &
 sleep 1
 redis-benchmark -p 6399 -r "$KEYS" -n "$KEYS" -t set -d 100 -c 64 -P 100 -q > /dev/null
+# The same keys as members of a sorted set, for ZRANGEBYLEX (Redis's range).
+python3 -c '
+import sys
+w = sys.stdout.write
+for i in range(int(sys.argv[1])):
+    m = "key:%012d" % i
+    w("*4\r\n$4\r\nZADD\r\n$1\r\nz\r\n$1\r\n0\r\n$%d\r\n%s\r\n" % (len(m), m))
+' "$KEYS" | redis-cli -p 6399 --pipe > /dev/null
 
 wrk_run() { # name script conns
   printf '%-28s' "$1"; wrk -t2 -c"$3" -d"${SECS}s" --latency -s "$W/$2.lua" "$URL" | grep RESULT
@@ -36,7 +53,12 @@ for round in 1 2; do
   wrk_run "kvr PUT c64" put 64
   redis_run "redis SET c64 (always)" set 64 $((SECS * 45000))
   wrk_run "kvr GET c64" get 64
+  wrk_run "kvr /healthz c64" healthz 64
   redis_run "redis GET c64" get 64 $((SECS * 80000))
   wrk_run "kvr range100 c16" range 16
+  printf '%-28s' "redis ZRANGEBYLEX 100 c16"
+  redis-benchmark -p 6399 -c 16 -r "$KEYS" -n $((SECS * 15000)) -q \
+    ZRANGEBYLEX z '[key:__rand_int__' + LIMIT 0 100 2>/dev/null |
+    tr '\r' '\n' | grep -a "requests per second" | tail -1
 done
-echo "== kvr file: $(stat -c %s "$W/kvr.redb") bytes"
+echo "== kvr file: $(stat -c %s "$W/kvr.redb") bytes after the random PUTs; $BATCH_BYTES after kvr batch of the same keys"
