@@ -347,14 +347,23 @@ fn three_nodes_replicate_fail_over_and_restart() {
     assert_eq!(get(dir, &back, "d").stdout, b"4");
     nodes.push(back);
 
-    // A stopped member's file: reads work, writes are refused.
+    // A stopped member's file: reads work, writes are refused. (Stopped
+    // cleanly, so everything it applied is in the file; after a kill -9 the
+    // file holds its last flush and the rest is in its Raft log.)
     let mut n3 = nodes.remove(1);
     let n3_addrs = (
         n3.url.trim_start_matches("http://").to_string(),
         n3.raft.clone(),
     );
-    n3.child.kill().unwrap();
-    n3.child.wait().unwrap();
+    let pid = n3.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(n3.child.wait().unwrap().code(), Some(0));
     let out = kvr(dir, &["--db", "n3.redb", "get", "a"]);
     assert_eq!(out.stdout, b"1");
     let out = kvr(dir, &["--db", "n3.redb", "put", "a", "changed"]);

@@ -65,8 +65,21 @@ pub const MIN_MEMTABLE_MIB: u64 = 16;
 /// about this much, which recovery reads and applies in about a second.
 pub const MAX_DEFAULT_MEMTABLE_MIB: u64 = 128;
 /// How long a live table with writes waits before it is flushed anyway:
-/// bounds the log a crash leaves when writes trickle in.
-pub const FLUSH_AGE: Duration = Duration::from_secs(2);
+/// bounds the log a crash leaves when writes trickle in. Under load a table
+/// fills to `flush_bytes` well before. Not shorter: a flush of random keys
+/// rewrites most of the file's B-tree whatever the table's size, so a flush
+/// every 2 s cost a 3-node cluster (each node flushing at 10k writes/s)
+/// about a fifth of its write throughput and 280 ms stalls (issue 12 note).
+/// `KVR_FLUSH_AGE_MS` changes it (tests use 2 s, to flush within a run).
+pub const FLUSH_AGE: Duration = Duration::from_secs(30);
+
+fn flush_age() -> Duration {
+    std::env::var("KVR_FLUSH_AGE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&ms| ms > 0)
+        .map_or(FLUSH_AGE, Duration::from_millis)
+}
 
 /// The default memory-table budget for a page cache of `cache_mib`: an
 /// eighth of it, within [`MIN_MEMTABLE_MIB`]..=[`MAX_DEFAULT_MEMTABLE_MIB`].
@@ -95,7 +108,7 @@ impl EngineOptions {
         EngineOptions {
             memtable_bytes,
             flush_bytes: (memtable_bytes / 4).max(1),
-            flush_age: FLUSH_AGE,
+            flush_age: flush_age(),
             max_value_bytes,
             history: history::HistoryBounds::default(),
         }

@@ -184,7 +184,7 @@ fn memtable_flag_and_flush_metrics() {
             .and_then(|v| v.parse().ok())
             .unwrap()
     };
-    // The flush age is 2 s; look for up to 30 s.
+    // The flush age is 2 s here (support.rs); look for up to 30 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while metric("kvr_flushes_total") == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

@@ -13,6 +13,9 @@ pub const KVR: &str = env!("CARGO_BIN_EXE_kvr");
 pub fn kvr_cmd(dir: &Path) -> Command {
     let mut cmd = Command::new(KVR);
     cmd.env_clear().current_dir(dir);
+    // Flushes every 2 s of writes (30 s by default), so that the kill -9
+    // cycles, disk-full and memory tests see flushes within their runs.
+    cmd.env("KVR_FLUSH_AGE_MS", "2000");
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);
     }
