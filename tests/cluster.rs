@@ -36,6 +36,15 @@ fn kvr_cmd(dir: &Path) -> Command {
     cmd
 }
 
+/// Fails with the command's stderr unless it exited 0.
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn kvr(dir: &Path, args: &[&str]) -> Output {
     kvr_cmd(dir)
         .args(args)
@@ -248,11 +257,7 @@ fn three_nodes_replicate_fail_over_and_restart() {
         .collect();
     assert_eq!(ids, vec![1, 2, 3]);
     let out = put(dir, &nodes[2], "a", "1");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let out = kvr_cmd(dir)
         .args(["--server", &nodes[1].url, "batch"])
         .stdin(Stdio::piped())
@@ -267,11 +272,7 @@ fn three_nodes_replicate_fail_over_and_restart() {
             c.wait_with_output()
         })
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     // A failed condition is decided at apply, on every node alike.
     let out = kvr(
         dir,
@@ -451,11 +452,7 @@ fn a_learner_catches_up_from_a_snapshot_of_a_million_keys() {
     }
     std::fs::write(dir.join("pairs.jsonl"), lines).unwrap();
     let out = kvr(dir, &["--db", "n1.redb", "batch", "pairs.jsonl"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
     assert_eq!(revision_of(&n1, false), KEYS);
     let n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
@@ -590,11 +587,7 @@ fn cluster_commands_promote_transfer_and_remove() {
     };
     // The table names each node and its role.
     let out = cluster(&["status"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         table.contains("learner") && table.contains("leader"),
@@ -626,11 +619,7 @@ fn cluster_commands_promote_transfer_and_remove() {
         dir,
         &["--server", &n3.url, "cluster", "transfer-leader", "2"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     wait_for(10, "node 2 to lead", || status_of(&n1)["leader"]["id"] == 2);
     assert!(put(dir, &n1, "k", "v").status.success());
     // Remove node 3: it stops serving and exits 3; started again, it exits 3.
@@ -716,11 +705,7 @@ fn cluster_init_brings_a_files_data_in_and_joiners_get_it() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     let out = kvr(dir, &["--db", "n1.redb", "backup", "seed.redb"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     // The backup becomes a new cluster; a new node gets its data.
     let s1 = spawn(dir, "seed", &["--cluster-init"], &[]);
     assert_eq!(revision_of(&s1, false), 100);

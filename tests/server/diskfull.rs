@@ -30,7 +30,12 @@ fn big_batch() -> Vec<u8> {
 #[test]
 fn full_disk_gives_507_reads_keep_working_and_writes_resume() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "128m") else {
+    // Room for what freeing the filler must allow: the acked puts (up to the
+    // 32 MiB of log segments made before the disk filled) flushed with their
+    // history copies, plus a new segment for the big batch. With 128 MiB the
+    // freed space was just short of that when the disk filled before the
+    // first flush, and the server rightly kept answering 507.
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "256m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
