@@ -36,6 +36,14 @@ fn kvr_cmd(dir: &Path) -> Command {
     cmd
 }
 
+/// Stops a member with SIGTERM (a clean stop) and waits for it.
+fn sigterm(node: &mut Node) -> std::process::ExitStatus {
+    let pid = node.child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+    node.child.wait().unwrap()
+}
+
 /// Fails with the command's stderr unless it exited 0.
 fn assert_ok(out: &Output) {
     assert!(
@@ -356,15 +364,7 @@ fn three_nodes_replicate_fail_over_and_restart() {
         n3.url.trim_start_matches("http://").to_string(),
         n3.raft.clone(),
     );
-    let pid = n3.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert_eq!(n3.child.wait().unwrap().code(), Some(0));
+    assert_eq!(sigterm(&mut n3).code(), Some(0));
     let out = kvr(dir, &["--db", "n3.redb", "get", "a"]);
     assert_eq!(out.stdout, b"1");
     let out = kvr(dir, &["--db", "n3.redb", "put", "a", "changed"]);
@@ -655,19 +655,9 @@ fn sigterm_on_the_leader_hands_leadership_over() {
     let dir = tmp.path();
     let mut nodes = three(dir, &[]);
     assert!(put(dir, &nodes[1], "k", "v").status.success());
-    let leader = nodes.remove(0);
-    let pid = leader.child.id().to_string();
+    let mut leader = nodes.remove(0);
     let started = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut leader = leader;
-    let status = leader.child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(sigterm(&mut leader).code(), Some(0));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
