@@ -312,6 +312,15 @@ fn three_nodes_replicate_fail_over_and_restart() {
             header(&headers, "x-kvr-node"),
             Some(status_of(n)["node_id"].to_string().as_str())
         );
+        // /metrics reports the revision applied here, followers included.
+        let (code, _, body) = http(&n.url, "GET", "/metrics", b"");
+        assert_eq!(code, 200);
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.lines().any(|l| l == "kvr_revision 3"),
+            "{}: {text}",
+            n.name
+        );
     }
     let (code, _, body) = http(&nodes[1].url, "GET", "/v1/kv/a?consistency=stale", b"");
     assert_eq!((code, body.as_slice()), (200, &b"1"[..]));
@@ -365,6 +374,9 @@ fn three_nodes_replicate_fail_over_and_restart() {
         n3.raft.clone(),
     );
     assert_eq!(sigterm(&mut n3).code(), Some(0));
+    // It says the revision it applied (a follower: writes it did not take).
+    let said = stderr_of(dir, "n3");
+    assert!(said.contains("stopped at revision 4"), "{said}");
     let out = kvr(dir, &["--db", "n3.redb", "get", "a"]);
     assert_eq!(out.stdout, b"1");
     let out = kvr(dir, &["--db", "n3.redb", "put", "a", "changed"]);

@@ -93,11 +93,11 @@ mod crash {
             expire: None,
             ttl_secs: None,
         };
-        let cmd = Command::Write(WriteCommand {
+        let cmd = Command::Write(Arc::new(WriteCommand {
             time_ms: 0,
             ops: vec![op],
             ..WriteCommand::default()
-        });
+        }));
         Entry::new_normal(log_id::<TypeConfig>(1, 1, index), cmd)
     }
 

@@ -187,7 +187,10 @@ impl Node {
 
     /// The leader, if one is known: its id and addresses.
     pub fn leader(&self) -> Option<(NodeId, Member)> {
-        let m = self.metrics();
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        // Borrowed, not cloned: every response names the leader.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
         let id = m.current_leader?;
         let member = m.membership_config.membership().get_node(&id)?.clone();
         Some((id, member))
@@ -196,7 +199,9 @@ impl Node {
     /// Applies a write through the cluster (see the module header).
     pub async fn write(&self, req: EngineRequest) -> Result<Applied> {
         let cmd = WriteCommand::new(&req, now_ms());
-        self.propose(Command::Write(cmd)).await?.into_outcome()
+        self.propose(Command::Write(Arc::new(cmd)))
+            .await?
+            .into_outcome()
     }
 
     /// Proposes `cmd` here if this node leads, else at the leader.
@@ -675,8 +680,9 @@ impl Node {
             "write" => match decode::<Command>(&body) {
                 Ok(mut cmd) => {
                     if let Command::Write(w) = &mut cmd {
-                        // The leader's clock decides expiry.
-                        w.time_ms = now_ms();
+                        // The leader's clock decides expiry. (Just decoded:
+                        // not shared, so this copies nothing.)
+                        Arc::make_mut(w).time_ms = now_ms();
                     }
                     let out = if self.raft.is_leader() {
                         match self.raft.client_write(cmd).await {

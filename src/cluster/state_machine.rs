@@ -295,7 +295,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             match entry.payload {
                 EntryPayload::Normal(Command::Write(w)) => {
-                    writes.push((w.into_request(), responder));
+                    // Shared with the log's cache: copied out here.
+                    writes.push((Arc::unwrap_or_clone(w).into_request(), responder));
                 }
                 EntryPayload::Normal(Command::NewNodeId) => {
                     self.apply_writes(&mut writes).map_err(io_err)?;

@@ -1,6 +1,7 @@
 //! The openraft type configuration of kvr, and the entries it replicates.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,10 +35,12 @@ openraft::declare_raft_types!(
 );
 
 /// One entry of the Raft log: one client request (never split), or a
-/// request for a new node id.
+/// request for a new node id. A write is shared, not copied, between the
+/// log's cache of recent entries, replication to each follower and apply
+/// (on the wire and on disk an `Arc` is its contents).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    Write(WriteCommand),
+    Write(Arc<WriteCommand>),
     /// Takes the next node id from the replicated counter.
     NewNodeId,
 }

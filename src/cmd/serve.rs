@@ -148,7 +148,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     })?;
     crate::server::log::event(format_args!(
         "kvr serve: stopped at revision {}",
-        state.metrics.revision()
+        state.engine.revision()
     ));
     Ok(())
 }

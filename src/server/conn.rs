@@ -58,7 +58,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            let revision = state.metrics.revision();
+            let revision = state.engine.revision();
             tokio::spawn(refuse(
                 stream,
                 tls.clone(),
@@ -141,7 +141,7 @@ async fn handshake(
     if first[0] != TLS_HANDSHAKE_RECORD {
         let body = "{\"error\":\"bad_request\",\"message\":\"this kvr server speaks HTTPS \
                     only: use an https:// URL\"}\n";
-        answer(io, "400 Bad Request", "", body, st.metrics.revision()).await;
+        answer(io, "400 Bad Request", "", body, st.engine.revision()).await;
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "plain HTTP on the TLS port",

@@ -78,20 +78,23 @@ pub struct Metrics {
     groups: Mutex<Histogram<11>>,
     queue_depth: AtomicUsize,
     rejected: AtomicU64,
-    revision: AtomicU64,
     /// Access log lines dropped because the log thread fell behind.
     log_dropped: AtomicU64,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
-    /// Starts with the database's revision.
-    pub fn new(revision: u64) -> Metrics {
+    pub fn new() -> Metrics {
         Metrics {
             requests: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(Histogram::new()),
             queue_depth: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
-            revision: AtomicU64::new(revision),
             log_dropped: AtomicU64::new(0),
         }
     }
@@ -132,20 +135,11 @@ impl Metrics {
         self.log_dropped.load(Ordering::Relaxed)
     }
 
-    /// Called by the writer after a group is published (only moves forward).
-    pub fn set_revision(&self, revision: u64) {
-        self.revision.fetch_max(revision, Ordering::SeqCst);
-    }
-
-    /// The latest committed revision.
-    pub fn revision(&self) -> u64 {
-        self.revision.load(Ordering::SeqCst)
-    }
-
     /// The Prometheus text of every family, each with `# HELP` and
     /// `# TYPE`; `db` is the database file's size and key count, if they
-    /// could be read.
-    pub fn render(&self, db: Option<(u64, u64)>) -> String {
+    /// could be read; `revision` the one applied here (on a cluster member,
+    /// writes through other members included).
+    pub fn render(&self, db: Option<(u64, u64)>, revision: u64) -> String {
         let mut out = String::new();
         let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
         family(
@@ -196,7 +190,7 @@ impl Metrics {
                 "kvr_revision",
                 "gauge",
                 "The database revision (last committed write).",
-                Some(self.revision()),
+                Some(revision),
             ),
             (
                 "kvr_keys",

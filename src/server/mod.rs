@@ -94,7 +94,7 @@ impl State {
         opts.history = limits.history;
         let (engine, engine_writer, recovered) =
             Engine::start_recovering(store, &dir, crate::wal::SEGMENT_BYTES, opts)?;
-        let metrics = Arc::new(Metrics::new(engine.revision()));
+        let metrics = Arc::new(Metrics::new());
         let writer = Writer::start(engine_writer, limits.queue_size, metrics.clone())?;
         State::assemble(
             engine, writer, metrics, recovered, None, limits, token, quiet,
@@ -109,7 +109,7 @@ impl State {
         quiet: bool,
     ) -> Result<State> {
         let engine = node.engine.clone();
-        let metrics = Arc::new(Metrics::new(engine.revision()));
+        let metrics = Arc::new(Metrics::new());
         let writer = Writer::replicated(node.clone(), limits.queue_size, metrics.clone());
         State::assemble(
             engine,

@@ -384,7 +384,9 @@ async fn dispatch(
         Route::ClusterAdmin => Ok(cluster_admin(state, req.uri()).await?),
         Route::Metrics => {
             let stats = state.engine.stats();
-            let mut body = state.metrics.render(Some((stats.file_bytes, stats.keys)));
+            let mut body = state
+                .metrics
+                .render(Some((stats.file_bytes, stats.keys)), stats.revision);
             body.push_str(&state.engine.metrics());
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }

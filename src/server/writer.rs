@@ -232,9 +232,6 @@ impl Writer {
             .await;
         self.metrics.queue_left();
         self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
-        if let Ok(a) = &outcome {
-            self.metrics.set_revision(a.revision);
-        }
         outcome
     }
 
@@ -357,7 +354,6 @@ impl Worker {
         }
         match engine.write_group(requests) {
             Ok(outcomes) => {
-                self.metrics.set_revision(engine.engine().revision());
                 self.answer(replies.into_iter().zip(outcomes).collect());
             }
             Err(e) => {
