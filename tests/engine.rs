@@ -208,7 +208,7 @@ fn check(r: &Running, model: &Model) {
     let snap = r.engine.snapshot();
     assert_eq!(snap.revision(), model.revision);
     assert_eq!(read_all(&snap), model.data);
-    let stats = r.engine.stats();
+    let stats = r.engine.stats().unwrap();
     assert_eq!(
         (stats.revision, stats.keys),
         (model.revision, model.data.len() as u64)

@@ -109,7 +109,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     let _hint = ServeHint::write(&g.db, &url);
-    let stats = state.engine.stats();
+    let stats = state.engine.stats()?;
     if !node {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {url}").and_then(|()| out.flush())?;

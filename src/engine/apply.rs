@@ -107,7 +107,8 @@ impl EngineWriter {
             // revision its first write took or would take.
             let mut made: Vec<Option<(Arc<Record>, u64)>> = Vec::with_capacity(requests.len());
             let mut revision = engine.revision();
-            let mut keys = engine.keys.load(Ordering::Acquire);
+            // The group's known change in key count (`memtable.rs`).
+            let mut keys: i64 = 0;
             let mut outcomes = Vec::with_capacity(requests.len());
             let mut revs: Vec<Vec<u64>> = Vec::with_capacity(requests.len());
             let at = engine.revision();
@@ -171,7 +172,14 @@ impl EngineWriter {
                     }
                 }
             }
-            (t.live.clone(), outcomes, revs, (revision, keys), made)
+            let unresolved = std::mem::take(&mut look.unresolved);
+            (
+                t.live.clone(),
+                outcomes,
+                revs,
+                (revision, (unresolved, keys)),
+                made,
+            )
         };
         let encoded: Vec<Option<(&str, Vec<u8>)>> = requests
             .iter()
@@ -266,10 +274,10 @@ impl EngineWriter {
                 pending.insert((at, key), rev);
             }
         }
-        let (revision, key_count) = keys;
+        let (revision, (unresolved, key_delta)) = keys;
         live.add_idempotency(made);
-        live.insert(versions, events, mark, || {
-            engine.keys.store(key_count, Ordering::Release);
+        live.insert(versions, events, mark, (unresolved, key_delta), || {
+            engine.keys.fetch_add(key_delta, Ordering::AcqRel);
             engine.revision.store(revision, Ordering::Release);
             engine.oldest.store(mark.oldest, Ordering::Release);
         });
@@ -379,7 +387,9 @@ impl EngineWriter {
         {
             let mut t = self.engine.write_tables();
             t.base = base;
-            self.engine.keys.store(keys, Ordering::Release);
+            self.engine
+                .keys
+                .store(i64::try_from(keys).unwrap_or(i64::MAX), Ordering::Release);
             self.engine.revision.store(revision, Ordering::Release);
             self.engine.oldest.store(oldest, Ordering::Release);
         }
@@ -512,6 +522,9 @@ impl super::Engine {
 
 struct Lookup<'a> {
     overlay: Overlay,
+    /// Keys the group put while no table held them, not looked up in redb
+    /// (see `memtable.rs`).
+    unresolved: Vec<Vec<u8>>,
     /// Idempotency records made by the group so far.
     made: HashMap<String, Arc<Record>>,
     tables: &'a super::Tables,
@@ -522,6 +535,7 @@ impl<'a> Lookup<'a> {
     fn new(tables: &'a super::Tables) -> Lookup<'a> {
         Lookup {
             overlay: Overlay::new(),
+            unresolved: Vec::new(),
             made: HashMap::new(),
             tables,
         }
@@ -607,6 +621,18 @@ impl<'a> Lookup<'a> {
         t.base.state_of(key)
     }
 
+    /// The key's current state as the group and the memory tables know
+    /// it: `None` when none of them holds the key (then only redb knows).
+    fn state_in_memory(&self, key: &[u8]) -> Option<KeyState> {
+        if let Some(r) = self.overlay.get(key) {
+            return Some(*r);
+        }
+        let t = self.tables;
+        std::iter::once(&t.live)
+            .chain(t.frozen.iter().rev())
+            .find_map(|table| table.newest_state(key))
+    }
+
     /// The key's current revision, `None` if absent.
     fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
         Ok(self.state_of(key)?.map(|(r, _)| r))
@@ -619,7 +645,7 @@ impl<'a> Lookup<'a> {
         req: &Request,
         max_value_bytes: usize,
         revision: &mut u64,
-        keys: &mut u64,
+        keys: &mut i64,
     ) -> Result<(Applied, Vec<u64>)> {
         for op in &req.ops {
             check_limits(op, max_value_bytes)?;
@@ -653,7 +679,21 @@ impl<'a> Lookup<'a> {
         let mut applied = Applied::default();
         let mut revs = Vec::with_capacity(req.ops.len());
         for op in &req.ops {
-            let current = self.state_of(&op.key)?;
+            let current = match op.action {
+                // A plain put takes a revision whether or not the key
+                // exists: redb is asked only when someone wants the count.
+                Action::Put(_) if op.if_revision.is_none() && must_exist.is_none() => {
+                    match self.state_in_memory(&op.key) {
+                        Some(state) => state,
+                        None => {
+                            self.unresolved.push(op.key.clone());
+                            // Counted as present until resolved.
+                            Some((0, None))
+                        }
+                    }
+                }
+                _ => self.state_of(&op.key)?,
+            };
             let present = current.is_some();
             match op.action {
                 Action::Put(_) => {
@@ -671,7 +711,7 @@ impl<'a> Lookup<'a> {
                     expires_at_ms: at,
                 } if current == Some((r, Some(at))) => {
                     *revision += 1;
-                    *keys = keys.saturating_sub(1);
+                    *keys -= 1;
                     applied.deletes += 1;
                     self.overlay.insert(op.key.clone(), None);
                     revs.push(*revision);
@@ -679,7 +719,7 @@ impl<'a> Lookup<'a> {
                 Action::Expire { .. } => revs.push(0),
                 Action::Delete if present => {
                     *revision += 1;
-                    *keys = keys.saturating_sub(1);
+                    *keys -= 1;
                     applied.deletes += 1;
                     self.overlay.insert(op.key.clone(), None);
                     revs.push(*revision);

@@ -125,6 +125,7 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
             t.frozen.remove(0);
         }
         t.base = base;
+        engine.recount(&t);
     }
     engine.flushed_expiries(table);
     engine.flushes.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +152,11 @@ fn heal(engine: &Engine) {
     let reopened = engine.store.reopen().map(|()| engine.store.reopened());
     let base = reopened.and_then(|()| engine.store.snapshot()?.reader());
     match base {
-        Ok(base) => engine.write_tables().base = Arc::new(base),
+        Ok(base) => {
+            let mut t = engine.write_tables();
+            t.base = Arc::new(base);
+            engine.recount(&t);
+        }
         Err(e) => log_line(&format!("kvr serve: cannot reopen the database: {e}")),
     }
 }

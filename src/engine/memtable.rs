@@ -10,11 +10,18 @@
 //! The table also holds the events of its writes (`history.rs`), in
 //! revision order, with the history bounds as of its last write: a flush
 //! writes both in one commit, and watchers read recent events from here.
+//!
+//! **Key count.** A put of a key that no memory table holds does not look
+//! the key up in redb (that lookup was a third of the writer's time under
+//! random writes): the table keeps such keys as *unresolved*, and the
+//! engine's count leaves them out. [`Memtable::absent_among`] resolves
+//! them when someone asks for the count, once each; the flush, which
+//! learns every key's presence from its inserts, settles the rest.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -26,6 +33,17 @@ use crate::types::OP_OVERHEAD_BYTES;
 /// Memory counted per idempotency record besides its key (the record, the
 /// map's node).
 const IDEMPOTENCY_RECORD_BYTES: usize = 160;
+/// Memory counted per unresolved key besides the key itself.
+const UNRESOLVED_KEY_BYTES: usize = 32;
+
+/// Keys put while no memory table held them (see the module header), in
+/// write order, and how many of the first ones were found absent from the
+/// store: `absent[i]` among the first `i` (resolved so far: `absent.len() - 1`).
+#[derive(Debug)]
+struct Unresolved {
+    keys: Vec<Vec<u8>>,
+    absent: Vec<u64>,
+}
 
 /// The history state after a table's last write: the oldest revision kept
 /// and the bytes the kept events count (see `history.rs`).
@@ -83,6 +101,10 @@ pub struct Memtable {
     applied: std::sync::Mutex<Option<Vec<u8>>>,
     /// The idempotency records the table's writes made: key → record.
     idempotency: RwLock<BTreeMap<String, Arc<Record>>>,
+    unresolved: Mutex<Unresolved>,
+    /// The change in key count of the table's writes, unresolved keys
+    /// left out.
+    known_delta: AtomicI64,
 }
 
 impl Default for Memtable {
@@ -102,7 +124,54 @@ impl Memtable {
             mark: std::sync::Mutex::new(None),
             applied: std::sync::Mutex::new(None),
             idempotency: RwLock::new(BTreeMap::new()),
+            unresolved: Mutex::new(Unresolved {
+                keys: Vec::new(),
+                absent: vec![0],
+            }),
+            known_delta: AtomicI64::new(0),
         }
+    }
+
+    fn unresolved(&self) -> std::sync::MutexGuard<'_, Unresolved> {
+        self.unresolved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many unresolved keys the table holds (see the module header).
+    pub fn unresolved_len(&self) -> usize {
+        self.unresolved().keys.len()
+    }
+
+    /// The change in key count of the table's writes, unresolved keys left
+    /// out.
+    pub fn known_delta(&self) -> i64 {
+        self.known_delta.load(Ordering::Acquire)
+    }
+
+    /// How many of the first `n` unresolved keys are absent from `base`,
+    /// the store under this table (any commit before this table's flush:
+    /// those keys were in no memory table, so no earlier flush touched
+    /// them). Each key is looked up once, in key order.
+    pub fn absent_among(
+        &self,
+        n: usize,
+        base: &crate::store::TableReader,
+    ) -> crate::error::Result<u64> {
+        let mut u = self.unresolved();
+        let done = u.absent.len() - 1;
+        if n > done {
+            let mut order: Vec<usize> = (done..n).collect();
+            order.sort_unstable_by(|&a, &b| u.keys[a].cmp(&u.keys[b]));
+            let mut found = vec![false; n - done];
+            for i in order {
+                found[i - done] = !base.contains(&u.keys[i])?;
+            }
+            let mut count = u.absent[done];
+            for absent in found {
+                count += u64::from(absent);
+                u.absent.push(count);
+            }
+        }
+        Ok(u.absent.get(n).copied().unwrap_or(0))
     }
 
     /// The record of an idempotency key made by this table's writes.
@@ -234,20 +303,26 @@ impl Memtable {
         )
     }
 
-    /// Adds the versions and events of one write group, and the history
-    /// state after it. `publish` runs while the table is still locked, so
-    /// readers see the group and the revision it sets together, or neither.
+    /// Adds the versions and events of one write group, the history state
+    /// after it, its unresolved keys and its known change in key count.
+    /// `publish` runs while the table is still locked, so readers see the
+    /// group and the revision it sets together, or neither.
     pub fn insert(
         &self,
         versions: Vec<(Vec<u8>, Version)>,
         events: Vec<Event>,
         mark: HistoryMark,
+        (unresolved, known_delta): (Vec<Vec<u8>>, i64),
         publish: impl FnOnce(),
     ) {
         let mut added = events
             .iter()
             .map(|e| e.key.len() + OP_OVERHEAD_BYTES)
-            .sum::<usize>();
+            .sum::<usize>()
+            + unresolved
+                .iter()
+                .map(|k| k.len() + UNRESOLVED_KEY_BYTES)
+                .sum::<usize>();
         let mut last = 0;
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.events
@@ -264,6 +339,10 @@ impl Memtable {
             let _ = self.first_write.set(Instant::now());
             self.last_revision.fetch_max(last, Ordering::AcqRel);
         }
+        if !unresolved.is_empty() {
+            self.unresolved().keys.extend(unresolved);
+        }
+        self.known_delta.fetch_add(known_delta, Ordering::AcqRel);
         self.bytes.fetch_add(added, Ordering::AcqRel);
         publish();
     }
@@ -340,6 +419,7 @@ mod tests {
             vec![(b"a".to_vec(), put(1, "one"))],
             Vec::new(),
             HistoryMark::default(),
+            (Vec::new(), 0),
             || {},
         );
         t.insert(
@@ -356,6 +436,7 @@ mod tests {
             ],
             Vec::new(),
             HistoryMark::default(),
+            (Vec::new(), 0),
             || {},
         );
         assert_eq!(t.get(b"a", 0), None);
@@ -378,6 +459,7 @@ mod tests {
             ],
             Vec::new(),
             HistoryMark::default(),
+            (Vec::new(), 0),
             || {},
         );
         let mut out = Vec::new();

@@ -39,7 +39,7 @@ mod snapshot;
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -152,8 +152,10 @@ pub struct Engine {
     tables: RwLock<Tables>,
     /// The published revision: every version at or below it is in a table.
     revision: AtomicU64,
-    /// The key count at the published revision.
-    keys: AtomicU64,
+    /// The key count at the published revision, less the memory tables'
+    /// unresolved keys that are new (`memtable.rs`): always the base's
+    /// count plus each table's known change ([`Engine::recount`]).
+    keys: AtomicI64,
     opts: EngineOptions,
     /// Log releases of the frozen tables, in the same order.
     releases: Mutex<VecDeque<Release>>,
@@ -217,7 +219,7 @@ impl Engine {
             notify: tokio::sync::watch::Sender::new(base.revision()),
             hub: Arc::default(),
             revision: AtomicU64::new(base.revision()),
-            keys: AtomicU64::new(base.keys()),
+            keys: AtomicI64::new(i64::try_from(base.keys()).unwrap_or(i64::MAX)),
             tables: RwLock::new(Tables {
                 live: Arc::new(Memtable::new()),
                 frozen: Vec::new(),
@@ -356,17 +358,48 @@ impl Engine {
     }
 
     /// Key count and revision (consistent with each other), file size.
-    pub fn stats(&self) -> Stats {
-        let t = self.read_tables();
-        let (revision, keys) = t
-            .live
-            .while_locked(|| (self.revision(), self.keys.load(Ordering::Acquire)));
+    /// Resolves the memory tables' unresolved keys not resolved yet
+    /// (`memtable.rs`): at most one redb lookup per put since the last call.
+    pub fn stats(&self) -> Result<Stats> {
+        let (revision, known, unresolved, base) = {
+            let t = self.read_tables();
+            let (revision, known, live_n) = t.live.while_locked(|| {
+                (
+                    self.revision(),
+                    self.keys.load(Ordering::Acquire),
+                    t.live.unresolved_len(),
+                )
+            });
+            let mut unresolved = vec![(t.live.clone(), live_n)];
+            unresolved.extend(t.frozen.iter().map(|f| (f.clone(), f.unresolved_len())));
+            (revision, known, unresolved, t.base.clone())
+        };
+        // Outside the lock: the first call after many writes may take a
+        // while, and no flush or write waits for it.
+        let mut keys = known;
+        for (table, n) in unresolved {
+            keys += i64::try_from(table.absent_among(n, &base)?).unwrap_or(i64::MAX);
+        }
         let file_bytes = std::fs::metadata(self.store.path()).map_or(0, |m| m.len());
-        Stats {
-            keys,
+        Ok(Stats {
+            keys: u64::try_from(keys).unwrap_or(0),
             revision,
             file_bytes,
-        }
+        })
+    }
+
+    /// Sets the key count from the base's and the tables' known changes,
+    /// after the base changed (a flush, a reopen). Holds the live table's
+    /// lock, so no group publishes meanwhile.
+    fn recount(&self, t: &Tables) {
+        t.live.while_locked(|| {
+            let tables: i64 = std::iter::once(&t.live)
+                .chain(&t.frozen)
+                .map(|m| m.known_delta())
+                .sum();
+            let base = i64::try_from(t.base.keys()).unwrap_or(i64::MAX);
+            self.keys.store(base + tables, Ordering::Release);
+        });
     }
 
     fn signal(&self) -> std::sync::MutexGuard<'_, Signal> {

@@ -383,7 +383,7 @@ async fn dispatch(
         Route::ClusterJoin => Ok(join(state, req).await?),
         Route::ClusterAdmin => Ok(cluster_admin(state, req.uri()).await?),
         Route::Metrics => {
-            let stats = state.engine.stats();
+            let stats = engine_stats(state).await?;
             let mut body = state
                 .metrics
                 .render(Some((stats.file_bytes, stats.keys)), stats.revision);
@@ -407,7 +407,7 @@ async fn dispatch(
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }
         Route::Range => Ok(super::range::delete(state, req.uri(), req.headers()).await?),
-        Route::Stats => Ok(stats(state)?),
+        Route::Stats => Ok(stats(state).await?),
         Route::Backup => Ok(super::backup::handle(state)?),
         Route::Watch => Ok(super::watch::handle(state, req.uri())?),
         Route::Batch => Ok(batch(state, req).await?),
@@ -778,8 +778,17 @@ fn accept(state: &State, op: Op) -> Option<Op> {
     }
 }
 
-fn stats(state: &State) -> Result<Response<Body>> {
-    let stats = state.engine.stats();
+/// The engine's stats, off the async threads: the count may need redb
+/// lookups (`engine::memtable`).
+async fn engine_stats(state: &State) -> Result<crate::types::Stats> {
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || engine.stats())
+        .await
+        .map_err(|e| Error::Storage(format!("stats failed: {e}")))?
+}
+
+async fn stats(state: &State) -> Result<Response<Body>> {
+    let stats = engine_stats(state).await?;
     let body = serde_json::to_value(stats).map_err(|e| Error::Storage(e.to_string()))?;
     let mut resp = json_response(StatusCode::OK, &body);
     resp.headers_mut()

@@ -134,6 +134,11 @@ impl TableReader {
         }
     }
 
+    /// Whether the commit holds `key`.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.table.get(key)?.is_some())
+    }
+
     /// A key's revision and expiry, without copying its value.
     pub fn state_of(&self, key: &[u8]) -> Result<Option<(u64, Option<u64>)>> {
         match self.table.get(key)? {
