@@ -22,7 +22,7 @@
 //! completes them all in order: appends queued together share one sync.
 //!
 //! **Memory.** An index entry per live log entry (its file position and
-//! log id), and the newest entries themselves, up to [`RECENT_BYTES`] of
+//! log id), and the newest entries themselves, up to `RECENT_BYTES` of
 //! them: replication to each follower and apply ask for the entries just
 //! appended, and reading each back from the file and decoding it cost the
 //! leader about 7 % of its CPU. Older entries are read from the files when
