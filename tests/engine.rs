@@ -672,3 +672,65 @@ fn a_range_stream_spanning_a_flush_is_exact() {
     assert_eq!(read_all(&snap), then.data);
     assert!(r.writer.close());
 }
+
+/// The key count comes with the revision it belongs to, while puts of new
+/// keys and overwrites (neither looked up in redb: resolved when the count
+/// is asked for, or settled by their flush), deletes and puts of deleted
+/// keys (counted by the writer) go on and tables flush.
+#[test]
+fn the_key_count_matches_its_revision_while_writes_and_flushes_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = start(SimDisk::default(), &tmp.path().join("db.wal"), true);
+    let done = Arc::new(AtomicBool::new(false));
+    // Each group takes 11 revisions: 5 new keys, 5 overwrites, then a
+    // delete (even groups) or the deleted key put back (odd ones).
+    let keys_at = |revision: u64| {
+        assert_eq!(revision % 11, 0, "a group seen in part");
+        let m = revision / 11;
+        5 * m - m % 2
+    };
+    let reader = {
+        let (engine, done) = (r.engine.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            while !done.load(Ordering::SeqCst) {
+                let stats = engine.stats().unwrap();
+                assert_eq!(stats.keys, keys_at(stats.revision), "{stats:?}");
+                seen += 1;
+            }
+            seen
+        })
+    };
+    let put = |i: u64, v: &str| Request {
+        ops: vec![Op::put(format!("new{i:05}"), v)],
+        ..Request::default()
+    };
+    let groups = 2000u64;
+    for g in 0..groups {
+        let mut reqs: Vec<Request> = (0..5).map(|i| put(g * 5 + i, "v")).collect();
+        // Keys of earlier groups: in the live table, a frozen one or the file.
+        reqs.extend((0..5).map(|i| put((g * 7 + i * 13) % (g * 5 + 1), "w")));
+        let pair_key = g / 2 * 5;
+        reqs.push(if g % 2 == 0 {
+            Request {
+                ops: vec![Op::delete(format!("new{pair_key:05}"))],
+                ..Request::default()
+            }
+        } else {
+            put(pair_key, "back")
+        });
+        for outcome in r.writer.write_group(reqs).unwrap() {
+            outcome.unwrap();
+        }
+        r.writer.maybe_freeze().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.join().unwrap();
+    assert!(seen > 0);
+    assert!(r.engine.flushes() > 5, "flushes: {}", r.engine.flushes());
+    assert!(r.engine.wait_flushed());
+    let stats = r.engine.stats().unwrap();
+    assert_eq!(stats.revision, groups * 11);
+    assert_eq!(stats.keys, keys_at(stats.revision));
+    assert!(r.writer.close());
+}

@@ -150,28 +150,36 @@ impl Memtable {
     /// How many of the first `n` unresolved keys are absent from `base`,
     /// the store under this table (any commit before this table's flush:
     /// those keys were in no memory table, so no earlier flush touched
-    /// them). Each key is looked up once, in key order.
+    /// them). Each key is looked up once, in key order, without holding the
+    /// lock the writer takes to add keys.
     pub fn absent_among(
         &self,
         n: usize,
         base: &crate::store::TableReader,
     ) -> crate::error::Result<u64> {
-        let mut u = self.unresolved();
-        let done = u.absent.len() - 1;
-        if n > done {
-            let mut order: Vec<usize> = (done..n).collect();
-            order.sort_unstable_by(|&a, &b| u.keys[a].cmp(&u.keys[b]));
-            let mut found = vec![false; n - done];
-            for i in order {
-                found[i - done] = !base.contains(&u.keys[i])?;
+        let (done, todo) = {
+            let u = self.unresolved();
+            let done = u.absent.len() - 1;
+            if n <= done {
+                return Ok(u.absent[n]);
             }
-            let mut count = u.absent[done];
-            for absent in found {
-                count += u64::from(absent);
-                u.absent.push(count);
-            }
+            (done, u.keys[done..n.min(u.keys.len())].to_vec())
+        };
+        let mut order: Vec<usize> = (0..todo.len()).collect();
+        order.sort_unstable_by(|&a, &b| todo[a].cmp(&todo[b]));
+        let mut found = vec![false; todo.len()];
+        for i in order {
+            found[i] = !base.contains(&todo[i])?;
         }
-        Ok(u.absent.get(n).copied().unwrap_or(0))
+        let mut u = self.unresolved();
+        // A call meanwhile may have resolved some of them (alike).
+        let have = u.absent.len() - 1;
+        let mut count = u.absent[have];
+        for &absent in found.iter().skip(have - done) {
+            count += u64::from(absent);
+            u.absent.push(count);
+        }
+        Ok(u.absent.get(n).copied().unwrap_or(count))
     }
 
     /// The record of an idempotency key made by this table's writes.
