@@ -202,3 +202,84 @@ fn memtable_flag_and_flush_metrics() {
 fn put(url: &str, key: &str, value: &[u8]) -> Reply {
     http("PUT", &format!("{url}/v1/kv/{key}"), &[], Some(value))
 }
+
+/// The row cache over a real server: a key read twice after its flush is
+/// answered from the cache the second time; a later put, flushed, is what
+/// the cache answers next, and a flushed delete is a 404. With
+/// `--row-cache-mib 0` nothing is cached.
+#[test]
+fn row_cache_answers_repeated_gets_and_follows_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let metric = |name: &str| -> u64 {
+        let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+        assert!(text.contains(&format!("# TYPE {name} ")), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    // The flush age is 2 s here (support.rs); look for up to 30 s.
+    let flushed = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while metric("kvr_flushes_total") < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(metric("kvr_flushes_total"), n);
+    };
+    let get = |key: &str| {
+        let r = http("GET", &format!("{}/v1/kv/{key}", s.url), &[], None);
+        let etag = r.header("etag").map(|h| h.to_string());
+        (r.status, r.body, etag)
+    };
+    assert_eq!(put(&s.url, "k", b"one").status, 200);
+    flushed(1);
+    assert_eq!(get("k"), (200, b"one".to_vec(), Some("\"1\"".into())));
+    assert_eq!(metric("kvr_row_cache_hits_total"), 0);
+    assert_eq!(get("k"), (200, b"one".to_vec(), Some("\"1\"".into())));
+    assert_eq!(metric("kvr_row_cache_hits_total"), 1);
+    assert_eq!(metric("kvr_row_cache_entries"), 1);
+    assert!(metric("kvr_row_cache_bytes") > 0);
+
+    assert_eq!(put(&s.url, "k", b"two").status, 200);
+    assert_eq!(get("k"), (200, b"two".to_vec(), Some("\"2\"".into())));
+    flushed(2);
+    assert_eq!(get("k"), (200, b"two".to_vec(), Some("\"2\"".into())));
+    assert_eq!(metric("kvr_row_cache_hits_total"), 2);
+
+    assert_eq!(
+        http("DELETE", &format!("{}/v1/kv/k", s.url), &[], None).status,
+        200
+    );
+    flushed(3);
+    assert_eq!(get("k").0, 404);
+    assert_eq!(metric("kvr_row_cache_entries"), 0);
+    drop(s);
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--row-cache-mib", "0"]);
+    assert_eq!(put(&s.url, "k", b"one").status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let flushes = || {
+        let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+        let v = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        (
+            v("kvr_flushes_total"),
+            v("kvr_row_cache_hits_total"),
+            v("kvr_row_cache_bytes"),
+        )
+    };
+    while flushes().0 == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        let r = http("GET", &format!("{}/v1/kv/k", s.url), &[], None);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"one"[..]));
+    }
+    assert_eq!(flushes(), (1, 0, 0));
+}
