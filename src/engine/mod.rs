@@ -99,8 +99,12 @@ pub fn default_row_cache_mib(cache_mib: u64) -> u64 {
 pub struct EngineOptions {
     /// Most bytes the memory tables hold together (live and frozen).
     pub memtable_bytes: usize,
-    /// Live-table bytes at which it is frozen and flushed: a quarter of the
-    /// budget, so a flush runs while the next table fills.
+    /// Live-table bytes at which it is frozen and flushed: half the budget,
+    /// so a flush runs while the next table fills. A flush of random keys
+    /// rewrites most of the file's B-tree whatever the table's size, so
+    /// fewer, larger tables cost less per write: half instead of a quarter
+    /// cut the CPU per durable put by 4-11 % (standalone and cluster).
+    /// Recovery replays at most the budget either way.
     pub flush_bytes: usize,
     /// See [`FLUSH_AGE`].
     pub flush_age: Duration,
@@ -116,7 +120,7 @@ impl EngineOptions {
     pub fn new(memtable_bytes: usize, max_value_bytes: usize) -> EngineOptions {
         EngineOptions {
             memtable_bytes,
-            flush_bytes: (memtable_bytes / 4).max(1),
+            flush_bytes: (memtable_bytes / 2).max(1),
             flush_age: flush_age(),
             max_value_bytes,
             history: history::HistoryBounds::default(),
