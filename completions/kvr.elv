@@ -262,7 +262,6 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --header-timeout 'Seconds a client has to send a request''s headers'
             cand --idle-timeout 'Seconds a connection may make no progress before it is closed'
             cand --memtable-mib 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash'
-            cand --row-cache-mib 'Memory for values read from the database file, by key, so a key read again skips the file''s B-tree, in MiB (0: off). Default: a quarter of the cache'
             cand --history 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)'
             cand --history-bytes 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached'
             cand --workers 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]'

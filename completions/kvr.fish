@@ -239,7 +239,6 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Op
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l header-timeout -d 'Seconds a client has to send a request\'s headers' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may make no progress before it is closed' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l memtable-mib -d 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash' -r
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l row-cache-mib -d 'Memory for values read from the database file, by key, so a key read again skips the file\'s B-tree, in MiB (0: off). Default: a quarter of the cache' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l history -d 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l history-bytes -d 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l workers -d 'Threads serving HTTP [default: CPU cores - 1, at least 1; the group-commit writer has a thread of its own]' -r

@@ -463,11 +463,6 @@ pub struct ServeArgs {
     /// bounds the log replayed after a crash.
     #[arg(long, value_name = "MIB")]
     pub memtable_mib: Option<u64>,
-    /// Memory for values read from the database file, by key, so a key
-    /// read again skips the file's B-tree, in MiB (0: off). Default: a
-    /// quarter of the cache.
-    #[arg(long, value_name = "MIB")]
-    pub row_cache_mib: Option<u64>,
     /// Watch history to keep, in revisions (0: none; watches then follow
     /// live changes only and cannot resume from an earlier revision).
     #[arg(long, value_name = "N", default_value_t = crate::engine::history::DEFAULT_HISTORY)]

@@ -95,10 +95,6 @@ fn start(disk: SimDisk, dir: &Path, into_store: bool) -> Running {
     let mut opts = EngineOptions::new(64 << 10, 1 << 20);
     opts.flush_age = std::time::Duration::from_secs(3600);
     opts.history = HISTORY;
-    // A row cache that holds only some of the keys: every read after a
-    // step fills it, flushes and restarts must keep it true, evictions
-    // come and go.
-    opts.row_cache_bytes = ROW_CACHE_BYTES;
     let drop_releases = Arc::new(AtomicBool::new(false));
     let (engine, writer) = if into_store {
         let log = TestLog {
@@ -118,9 +114,6 @@ fn start(disk: SimDisk, dir: &Path, into_store: bool) -> Running {
         drop_releases,
     }
 }
-
-/// About a dozen of the model's keys and values.
-const ROW_CACHE_BYTES: u64 = 1600;
 
 fn key(i: u8) -> Vec<u8> {
     format!("k{:02}", i % 24).into_bytes()
@@ -739,65 +732,5 @@ fn the_key_count_matches_its_revision_while_writes_and_flushes_go_on() {
     let stats = r.engine.stats().unwrap();
     assert_eq!(stats.revision, groups * 11);
     assert_eq!(stats.keys, keys_at(stats.revision));
-    assert!(r.writer.close());
-}
-
-/// GETs answered by the row cache are as exact as the others: readers get
-/// keys at random while a writer puts one key per group (its value names
-/// the group) and tables flush under a tiny budget, so keys move from the
-/// tables into the file, into the cache, and are written again.
-#[test]
-fn gets_through_the_row_cache_match_their_revision_while_tables_flush() {
-    const KEYS: u64 = 40;
-    let tmp = tempfile::tempdir().unwrap();
-    let mut r = start(SimDisk::default(), &tmp.path().join("db.wal"), true);
-    let done = Arc::new(AtomicBool::new(false));
-    // At revision `at` (group `at` wrote key `at % KEYS`), the key's value
-    // is the newest group at or below `at` that wrote it.
-    let readers: Vec<_> = (0..2)
-        .map(|t| {
-            let (engine, done) = (r.engine.clone(), done.clone());
-            std::thread::spawn(move || {
-                let (mut seen, mut i) = (0u64, t);
-                while !done.load(Ordering::SeqCst) {
-                    i = (i * 7 + 3) % KEYS;
-                    let (found, at) = engine.get(format!("row{i:02}").as_bytes()).unwrap();
-                    let newest = (at >= i && at > 0).then(|| at - (at - i) % KEYS);
-                    let got =
-                        found.map(|g| (String::from_utf8(g.value.to_vec()).unwrap(), g.revision));
-                    let want = newest.filter(|&g| g > 0).map(|g| (format!("group {g}"), g));
-                    assert_eq!(got, want, "key {i} at revision {at}");
-                    seen += 1;
-                }
-                seen
-            })
-        })
-        .collect();
-    for g in 1..=6000u64 {
-        let req = Request {
-            ops: vec![Op::put(format!("row{:02}", g % KEYS), format!("group {g}"))],
-            ..Request::default()
-        };
-        for outcome in r.writer.write_group(vec![req]).unwrap() {
-            outcome.unwrap();
-        }
-        r.writer.maybe_freeze().unwrap();
-        if g % 500 == 0 {
-            r.writer.freeze_now().unwrap();
-        }
-    }
-    done.store(true, Ordering::SeqCst);
-    for reader in readers {
-        assert!(reader.join().unwrap() > 0);
-    }
-    assert!(r.engine.flushes() > 5, "flushes: {}", r.engine.flushes());
-    let metrics = r.engine.metrics();
-    let hits: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("kvr_row_cache_hits_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(hits > 0, "{metrics}");
     assert!(r.writer.close());
 }

@@ -84,7 +84,6 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 crate::engine::EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
             // --history and --history-bytes hold on every member too.
             engine_opts.history = limits.history;
-            engine_opts.row_cache_bytes = limits.row_cache_bytes;
             let node = runtime.block_on(async {
                 let l = tokio::net::TcpListener::from_std(raft_listener)
                     .map_err(|e| Error::io("cannot set up the raft listener", e))?;
@@ -338,13 +337,6 @@ fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
         header_timeout: super::seconds(args.header_timeout, "--header-timeout")?,
         idle_timeout: super::seconds(args.idle_timeout, "--idle-timeout")?,
         memtable_bytes: memtable_bytes(g, args)?,
-        row_cache_bytes: args
-            .row_cache_mib
-            .unwrap_or_else(|| {
-                let cache = g.cache_mib.unwrap_or_else(crate::store::default_cache_mib);
-                crate::engine::default_row_cache_mib(cache)
-            })
-            .saturating_mul(1 << 20),
         history: crate::engine::history::HistoryBounds {
             events: args.history,
             bytes: args.history_bytes,

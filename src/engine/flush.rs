@@ -119,8 +119,6 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
             .write_table(items, revision, history, idempotency, applied.as_deref())
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
-    // While `table` still hides its keys from the row cache.
-    table.with_newest(|items| engine.rows.flushed(items));
     {
         let mut t = engine.write_tables();
         if t.frozen.first().is_some_and(|f| Arc::ptr_eq(f, table)) {
@@ -157,7 +155,6 @@ fn heal(engine: &Engine) {
         Ok(base) => {
             let mut t = engine.write_tables();
             t.base = Arc::new(base);
-            engine.rows.clear();
             engine.recount(&t);
         }
         Err(e) => log_line(&format!("kvr serve: cannot reopen the database: {e}")),

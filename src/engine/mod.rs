@@ -35,7 +35,6 @@ mod flush;
 pub mod history;
 pub mod log;
 pub mod memtable;
-mod rows;
 mod snapshot;
 
 use std::collections::VecDeque;
@@ -88,12 +87,6 @@ pub fn default_memtable_mib(cache_mib: u64) -> u64 {
     (cache_mib / 8).clamp(MIN_MEMTABLE_MIB, MAX_DEFAULT_MEMTABLE_MIB)
 }
 
-/// The default row-cache budget for a page cache of `cache_mib`: a
-/// quarter of it (a 1M-key store of 100-byte values fits in 256 MiB).
-pub fn default_row_cache_mib(cache_mib: u64) -> u64 {
-    cache_mib / 4
-}
-
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -112,8 +105,6 @@ pub struct EngineOptions {
     pub max_value_bytes: usize,
     /// How much watch history to keep.
     pub history: history::HistoryBounds,
-    /// The row cache's budget (`rows.rs`); 0 turns it off.
-    pub row_cache_bytes: u64,
 }
 
 impl EngineOptions {
@@ -124,7 +115,6 @@ impl EngineOptions {
             flush_age: flush_age(),
             max_value_bytes,
             history: history::HistoryBounds::default(),
-            row_cache_bytes: 0,
         }
     }
 }
@@ -187,8 +177,6 @@ pub struct Engine {
     notify: tokio::sync::watch::Sender<u64>,
     /// The watchers (see [`feeds::Hub`]).
     hub: Arc<feeds::Hub>,
-    /// Values read from the base, for GETs (see `rows.rs`).
-    rows: rows::RowCache,
 }
 
 /// What [`Engine::events`] finds.
@@ -231,7 +219,6 @@ impl Engine {
         let base = store.snapshot()?.reader()?;
         let (oldest, history_bytes) = base.history_mark();
         let engine = Arc::new(Engine {
-            rows: rows::RowCache::new(opts.row_cache_bytes),
             oldest: AtomicU64::new(oldest),
             notify: tokio::sync::watch::Sender::new(base.revision()),
             hub: Arc::default(),
@@ -243,13 +230,13 @@ impl Engine {
                 base: Arc::new(base),
             }),
             store,
+            opts,
             releases: Mutex::new(VecDeque::new()),
             signal: Mutex::new(Signal::default()),
             wake: Condvar::new(),
             flusher: Mutex::new(None),
             flushes: AtomicU64::new(0),
             expiring: Mutex::new(std::collections::BTreeMap::new()),
-            opts,
         });
         let flusher = flush::start(engine.clone())?;
         *engine.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some(flusher);
@@ -318,17 +305,16 @@ impl Engine {
         t.live.bytes() + t.frozen.iter().map(|f| f.bytes()).sum::<usize>()
     }
 
-    /// The engine's Prometheus lines: flushes, memory tables, row cache.
+    /// The engine's Prometheus lines: flushes, memory tables.
     pub fn metrics(&self) -> String {
         let frozen = self.read_tables().frozen.len();
-        let rows = self.rows.metrics();
         format!(
             "# HELP kvr_flushes_total Memory tables written into the database file.\n\
              # TYPE kvr_flushes_total counter\nkvr_flushes_total {}\n\
              # HELP kvr_memtable_bytes Bytes held by the memory tables, live and frozen.\n\
              # TYPE kvr_memtable_bytes gauge\nkvr_memtable_bytes {}\n\
              # HELP kvr_memtables_frozen Memory tables waiting for their flush.\n\
-             # TYPE kvr_memtables_frozen gauge\nkvr_memtables_frozen {frozen}\n{rows}",
+             # TYPE kvr_memtables_frozen gauge\nkvr_memtables_frozen {frozen}\n",
             self.flushes(),
             self.memtable_bytes()
         )
@@ -357,18 +343,11 @@ impl Engine {
                 return Ok((got, at));
             }
         }
-        if let Some(got) = self.rows.get(key) {
-            return Ok((Some(got), at));
-        }
         let found = t.base.get(key)?.map(|e| Got {
             value: Bytes::from(e.value),
             revision: e.revision,
             expires_at_ms: e.expires_at_ms,
         });
-        if let Some(got) = &found {
-            // Under the read lock `t`: see `rows.rs`.
-            self.rows.fill(key, got);
-        }
         Ok((found, at))
     }
 

@@ -50,8 +50,6 @@ pub struct Limits {
     pub memtable_bytes: usize,
     /// The watch history kept (`--history`, `--history-bytes`).
     pub history: crate::engine::history::HistoryBounds,
-    /// The row cache's budget (`--row-cache-mib`), see `engine::rows`.
-    pub row_cache_bytes: u64,
 }
 
 impl Default for Limits {
@@ -68,8 +66,6 @@ impl Default for Limits {
                 as usize
                 * (1 << 20),
             history: crate::engine::history::HistoryBounds::default(),
-            row_cache_bytes: crate::engine::default_row_cache_mib(crate::store::default_cache_mib())
-                << 20,
         }
     }
 }
