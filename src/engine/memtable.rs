@@ -18,7 +18,9 @@
 //! them when someone asks for the count, once each; the flush, which
 //! learns every key's presence from its inserts, settles the rest.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,6 +37,31 @@ use crate::types::OP_OVERHEAD_BYTES;
 const IDEMPOTENCY_RECORD_BYTES: usize = 160;
 /// Memory counted per unresolved key besides the key itself.
 const UNRESOLVED_KEY_BYTES: usize = 32;
+/// Memory counted per key for its hash in [`Keys::hashes`].
+const KEY_HASH_BYTES: usize = 16;
+
+/// The table's keys with their versions, in key order (ranges, flushes),
+/// and the set of their hashes: most point lookups miss the table (a GET
+/// of a key written before it, the writer's check of a key it has not
+/// seen), and a miss then costs one probe instead of a walk down the tree,
+/// which compares keys behind pointers at every node: with 200k keys in
+/// the live table that walk added 1.7-2 us to every GET of a 1M-key store
+/// (in-process, 2.2 -> 3.8 us).
+#[derive(Debug, Default)]
+struct Keys {
+    tree: BTreeMap<Vec<u8>, Versions>,
+    hashes: HashSet<u64>,
+}
+
+impl Keys {
+    fn get(&self, hash: u64, key: &[u8]) -> Option<&Versions> {
+        if self.hashes.contains(&hash) {
+            self.tree.get(key)
+        } else {
+            None
+        }
+    }
+}
 
 /// Keys put while no memory table held them (see the module header), in
 /// write order, and how many of the first ones were found absent from the
@@ -87,7 +114,9 @@ impl Versions {
 /// the live table; read by anyone; immutable once frozen.
 #[derive(Debug)]
 pub struct Memtable {
-    map: RwLock<BTreeMap<Vec<u8>, Versions>>,
+    map: RwLock<Keys>,
+    /// Hashes the keys for [`Keys::hashes`].
+    hasher: RandomState,
     bytes: AtomicUsize,
     /// The highest revision written into this table (0: none).
     last_revision: AtomicU64,
@@ -116,7 +145,8 @@ impl Default for Memtable {
 impl Memtable {
     pub fn new() -> Memtable {
         Memtable {
-            map: RwLock::new(BTreeMap::new()),
+            map: RwLock::new(Keys::default()),
+            hasher: RandomState::new(),
             bytes: AtomicUsize::new(0),
             last_revision: AtomicU64::new(0),
             first_write: std::sync::OnceLock::new(),
@@ -293,16 +323,18 @@ impl Memtable {
     /// The newest version of `key` at or below revision `at`: `None` when
     /// the table does not know the key at that revision (look further).
     pub fn get(&self, key: &[u8], at: u64) -> Option<Version> {
+        let hash = self.hasher.hash_one(key);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(key).and_then(|v| v.at(at)).cloned()
+        map.get(hash, key).and_then(|v| v.at(at)).cloned()
     }
 
     /// The revision and expiry of the newest version of `key` in the
     /// table, with whether the key is present there: `Some(None)` for a
     /// delete.
     pub fn newest_state(&self, key: &[u8]) -> Option<Option<(u64, Option<u64>)>> {
+        let hash = self.hasher.hash_one(key);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        let newest = map.get(key).and_then(Versions::newest)?;
+        let newest = map.get(hash, key).and_then(Versions::newest)?;
         Some(
             newest
                 .value
@@ -332,16 +364,23 @@ impl Memtable {
                 .map(|k| k.len() + UNRESOLVED_KEY_BYTES)
                 .sum::<usize>();
         let mut last = 0;
+        let hashes: Vec<u64> = versions
+            .iter()
+            .map(|(key, _)| self.hasher.hash_one(key.as_slice()))
+            .collect();
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.events
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .extend(events);
         *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(mark);
-        for (key, version) in versions {
+        for ((key, version), hash) in versions.into_iter().zip(hashes) {
             added += version.bytes(&key);
             last = last.max(version.revision);
-            map.entry(key).or_default().0.push(version);
+            if map.hashes.insert(hash) {
+                added += KEY_HASH_BYTES;
+            }
+            map.tree.entry(key).or_default().0.push(version);
         }
         if last > 0 {
             let _ = self.first_write.set(Instant::now());
@@ -375,7 +414,7 @@ impl Memtable {
         out: &mut Vec<(Vec<u8>, Version)>,
     ) {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        let range = map.range::<[u8], _>((from, to));
+        let range = map.tree.range::<[u8], _>((from, to));
         let pick = |(k, v): (&Vec<u8>, &Versions)| v.at(at).map(|v| (k.clone(), v.clone()));
         if reverse {
             out.extend(range.rev().filter_map(pick).take(n));
@@ -387,7 +426,7 @@ impl Memtable {
     /// Runs `f` over every version of every key.
     pub fn with_all(&self, mut f: impl FnMut(&[u8], &Version)) {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        for (k, versions) in map.iter() {
+        for (k, versions) in map.tree.iter() {
             for v in &versions.0 {
                 f(k, v);
             }
@@ -402,6 +441,7 @@ impl Memtable {
     ) -> R {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let mut iter = map
+            .tree
             .iter()
             .filter_map(|(k, v)| v.newest().map(|v| (k.as_slice(), v)));
         f(&mut iter)
