@@ -54,6 +54,14 @@ struct Keys {
 }
 
 impl Keys {
+    /// Adds a version of `key` (whose hash is `hash`); whether the key is
+    /// new to the table. The tree and the hashes change only here, together.
+    fn insert(&mut self, hash: u64, key: Vec<u8>, version: Version) -> bool {
+        let new = self.hashes.insert(hash);
+        self.tree.entry(key).or_default().0.push(version);
+        new
+    }
+
     fn get(&self, hash: u64, key: &[u8]) -> Option<&Versions> {
         if self.hashes.contains(&hash) {
             self.tree.get(key)
@@ -364,6 +372,7 @@ impl Memtable {
                 .map(|k| k.len() + UNRESOLVED_KEY_BYTES)
                 .sum::<usize>();
         let mut last = 0;
+        // Hashed before the write lock, so readers wait less.
         let hashes: Vec<u64> = versions
             .iter()
             .map(|(key, _)| self.hasher.hash_one(key.as_slice()))
@@ -377,10 +386,9 @@ impl Memtable {
         for ((key, version), hash) in versions.into_iter().zip(hashes) {
             added += version.bytes(&key);
             last = last.max(version.revision);
-            if map.hashes.insert(hash) {
+            if map.insert(hash, key, version) {
                 added += KEY_HASH_BYTES;
             }
-            map.tree.entry(key).or_default().0.push(version);
         }
         if last > 0 {
             let _ = self.first_write.set(Instant::now());
