@@ -293,9 +293,13 @@ fn write_line_io(out: &mut impl Write, key: &[u8], entry: Option<Item<'_>>) -> s
     if let Some(item) = entry {
         out.write_all(b",")?;
         write_field(out, "value", item.value)?;
-        write!(out, ",\"revision\":{}", item.revision)?;
+        // itoa, not `write!`: a range page writes this for every item.
+        let mut digits = itoa::Buffer::new();
+        out.write_all(b",\"revision\":")?;
+        out.write_all(digits.format(item.revision).as_bytes())?;
         if let Some(at) = item.expires_at_ms {
-            write!(out, ",\"expires_at_ms\":{at}")?;
+            out.write_all(b",\"expires_at_ms\":")?;
+            out.write_all(digits.format(at).as_bytes())?;
         }
     }
     out.write_all(b"}\n")
@@ -305,7 +309,9 @@ fn write_line_io(out: &mut impl Write, key: &[u8], entry: Option<Item<'_>>) -> s
 pub fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     match std::str::from_utf8(bytes) {
         Ok(s) => {
-            write!(out, "\"{name}\":")?;
+            out.write_all(b"\"")?;
+            out.write_all(name.as_bytes())?;
+            out.write_all(b"\":")?;
             serde_json::to_writer(&mut *out, s).map_err(|e| match e.io_error_kind() {
                 Some(kind) => std::io::Error::from(kind),
                 None => std::io::Error::other(e),

@@ -144,26 +144,44 @@ fn read_all(snap: &Snapshot) -> BTreeMap<Vec<u8>, (Vec<u8>, u64)> {
         let e = snap.get(k).unwrap().unwrap();
         assert_eq!((&e.value, e.revision), (&v.0, v.1));
     }
-    // A bounded, limited range: the same keys.
-    let q = RangeQuery {
-        start: Some(b"k05".to_vec()),
-        end: Some(b"k15".to_vec()),
-        limit: Some(4),
-        ..RangeQuery::default()
-    };
-    let mut part = Vec::new();
-    snap.range(&q, |k, _| {
-        part.push(k.to_vec());
-        Ok(true)
-    })
-    .unwrap();
-    let want: Vec<_> = seen
-        .keys()
-        .filter(|k| k.as_slice() >= b"k05".as_slice() && k.as_slice() < b"k15".as_slice())
-        .take(4)
-        .cloned()
-        .collect();
-    assert_eq!(part, want);
+    // Bounded, limited ranges both ways: the same keys. Small limits make
+    // each source read a few items at a time, so deletions in newer tables
+    // that shadow older items send it back for more.
+    for limit in [1, 2, 4, 7] {
+        for reverse in [false, true] {
+            let q = RangeQuery {
+                start: Some(b"k05".to_vec()),
+                end: Some(b"k15".to_vec()),
+                limit: Some(limit),
+                reverse,
+                ..RangeQuery::default()
+            };
+            let mut part = Vec::new();
+            snap.range(&q, |k, _| {
+                part.push(k.to_vec());
+                Ok(true)
+            })
+            .unwrap();
+            let inside = |k: &&Vec<u8>| {
+                k.as_slice() >= b"k05".as_slice() && k.as_slice() < b"k15".as_slice()
+            };
+            let want: Vec<_> = if reverse {
+                seen.keys()
+                    .rev()
+                    .filter(inside)
+                    .take(limit as usize)
+                    .cloned()
+                    .collect()
+            } else {
+                seen.keys()
+                    .filter(inside)
+                    .take(limit as usize)
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(part, want, "limit {limit} reverse {reverse}");
+        }
+    }
     seen
 }
 

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::store::{Record, TableReader};
 use crate::types::{Entry, RangeQuery};
 
-/// Items read from each source per page.
+/// Most items read from each source per page.
 const PAGE: usize = 256;
 
 /// See the module header.
@@ -63,13 +63,16 @@ impl Snapshot {
         let Some((lower, upper)) = query.bounds() else {
             return Ok(());
         };
+        let mut left = query.limit.unwrap_or(u64::MAX);
+        // A short range (a page of 100, a `limit 1` probe) reads only what
+        // it asks for; a source whose items were shadowed reads more.
+        let first_page = usize::try_from(left).unwrap_or(PAGE).clamp(1, PAGE);
         let mut sources: Vec<Source<'_>> = self
             .tables
             .iter()
-            .map(|t| Source::new(Kind::Table(t)))
+            .map(|t| Source::new(Kind::Table(t), first_page))
             .collect();
-        sources.push(Source::new(Kind::Base(&self.base)));
-        let mut left = query.limit.unwrap_or(u64::MAX);
+        sources.push(Source::new(Kind::Base(&self.base), first_page));
         let scan = Scan {
             lower: &lower,
             upper: upper.as_deref(),
@@ -146,15 +149,20 @@ struct Source<'a> {
     buf: VecDeque<Item>,
     /// The last key read from the source; the next page starts after it.
     last: Option<Vec<u8>>,
+    /// Items to read at the next fill: the range's limit at first, then
+    /// doubling up to [`PAGE`], so that a source whose items are shadowed
+    /// by newer tables' deletions does not crawl one item at a time.
+    page: usize,
     done: bool,
 }
 
 impl<'a> Source<'a> {
-    fn new(kind: Kind<'a>) -> Self {
+    fn new(kind: Kind<'a>, page: usize) -> Self {
         Source {
             kind,
             buf: VecDeque::new(),
             last: None,
+            page,
             done: false,
         }
     }
@@ -171,11 +179,13 @@ impl<'a> Source<'a> {
             (Some(last), false) => (Bound::Excluded(last.as_slice()), upper),
             (Some(last), true) => (lower, Bound::Excluded(last.as_slice())),
         };
+        let n = self.page;
+        self.page = (n * 2).min(PAGE);
         match self.kind {
             Kind::Table(t) => {
-                let mut out: Vec<(Vec<u8>, Version)> = Vec::with_capacity(PAGE);
-                t.page(lo, hi, scan.reverse, scan.at, PAGE, &mut out);
-                self.done = out.len() < PAGE;
+                let mut out: Vec<(Vec<u8>, Version)> = Vec::with_capacity(n);
+                t.page(lo, hi, scan.reverse, scan.at, n, &mut out);
+                self.done = out.len() < n;
                 self.buf.extend(out.into_iter().map(|(key, v)| Item {
                     key,
                     value: v.value,
@@ -184,9 +194,9 @@ impl<'a> Source<'a> {
                 }));
             }
             Kind::Base(b) => {
-                let mut out = Vec::with_capacity(PAGE);
-                b.page(lo, hi, scan.reverse, PAGE, &mut out)?;
-                self.done = out.len() < PAGE;
+                let mut out = Vec::with_capacity(n);
+                b.page(lo, hi, scan.reverse, n, &mut out)?;
+                self.done = out.len() < n;
                 self.buf
                     .extend(out.into_iter().map(|(key, value, revision, at)| Item {
                         key,

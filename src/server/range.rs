@@ -6,7 +6,7 @@
 //! absent or equal to the cursor's, else 400; `limit` may change and
 //! applies from that page on.
 //!
-//! Both read on a blocking thread. A stream is fed through a bounded channel
+//! Streams and long pages read on a blocking thread. A stream is fed through a bounded channel
 //! of [`STREAM_CHUNK_BYTES`] chunks, so memory stays constant and a slow
 //! client slows the reader down instead of filling memory; if reading fails
 //! midway the stream is aborted without its final chunk.
@@ -36,6 +36,11 @@ const MAX_PAGE_ITEMS: u64 = 10_000;
 /// A page stops early (with a cursor) past this many bytes, so that a page
 /// of large values stays a bounded allocation.
 const PAGE_MAX_BYTES: usize = 8 << 20;
+/// Pages of at most this many items are read on the connection's worker,
+/// like a GET: they touch a few leaves, and the hand-off to the blocking
+/// pool and back (two thread wake-ups) cost more than the read. Longer
+/// pages go to the pool, so a worker never stalls long on them.
+const INLINE_PAGE_ITEMS: u64 = 256;
 /// Bytes per chunk of a stream: large enough to amortize the channel and
 /// the write, small enough to keep a slow client's backlog small.
 const STREAM_CHUNK_BYTES: usize = 64 << 10;
@@ -166,7 +171,7 @@ fn produce(snap: &Snapshot, query: &RangeQuery, tx: &mpsc::Sender<std::io::Resul
 }
 
 async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
-    let page = match cursor_of(params)? {
+    let mut page = match cursor_of(params)? {
         Some(cursor) => Page {
             from: cursor.resume(),
             limit: match params.get("limit") {
@@ -184,10 +189,17 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
             }
         }
     };
-    let st = state.clone();
-    let (body, revision) = tokio::task::spawn_blocking(move || read_page(&st, &page))
-        .await
-        .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??;
+    // One item past the page tells whether a cursor is needed; the reader
+    // reads no further.
+    page.from.limit = Some(page.limit + 1);
+    let (body, revision) = if page.limit <= INLINE_PAGE_ITEMS {
+        read_page(state, &page)?
+    } else {
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || read_page(&st, &page))
+            .await
+            .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??
+    };
     let mut resp = Response::new(full(body));
     let h = resp.headers_mut();
     h.insert(
@@ -260,7 +272,7 @@ fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
     let (snap, revision) = state.snapshot()?;
     let mut out = b"{\"items\":[".to_vec();
     let (mut count, mut more) = (0u64, false);
-    let mut last_key: Option<Vec<u8>> = None;
+    let mut last_key = Vec::new();
     let keys_only = page.query.keys_only;
     snap.range(&page.from, |key, rec| {
         if count == page.limit || out.len() >= PAGE_MAX_BYTES {
@@ -274,11 +286,12 @@ fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
         jsonl::write_line(&mut out, key, entry)?;
         out.pop(); // the line's newline
         count += 1;
-        last_key = Some(key.to_vec());
+        last_key.clear();
+        last_key.extend_from_slice(key);
         Ok(true)
     })?;
     out.extend_from_slice(b"],\"cursor\":");
-    match last_key.filter(|_| more) {
+    match Some(last_key).filter(|_| more) {
         Some(last) => {
             let next = Cursor {
                 query: page.query.clone(),
