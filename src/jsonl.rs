@@ -312,6 +312,11 @@ pub fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::R
             out.write_all(b"\"")?;
             out.write_all(name.as_bytes())?;
             out.write_all(b"\":")?;
+            if !needs_escape(bytes) {
+                out.write_all(b"\"")?;
+                out.write_all(bytes)?;
+                return out.write_all(b"\"");
+            }
             serde_json::to_writer(&mut *out, s).map_err(|e| match e.io_error_kind() {
                 Some(kind) => std::io::Error::from(kind),
                 None => std::io::Error::other(e),
@@ -321,6 +326,16 @@ pub fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::R
     }
 }
 
+/// Whether a JSON string of `bytes` escapes any of them (serde_json's rule:
+/// control characters, quotes and backslashes). Most keys and values escape nothing
+/// and are copied as they are; a fold without early exit lets the compiler
+/// check 32 bytes at a time, where serde_json looks at one.
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +343,36 @@ mod tests {
 
     fn parse(s: &str) -> Result<Op> {
         parse_line(s.as_bytes(), 7, MAX)
+    }
+
+    #[test]
+    fn fields_copied_unescaped_are_what_serde_json_writes() {
+        let long = "x".repeat(100);
+        let cases = [
+            "",
+            "plain",
+            &long,
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "nl\n",
+            "\u{1}",
+            "\u{1f}",
+            " ",
+            "\u{7f}",
+            "é ü 中",
+            "end\"",
+            "\\",
+        ];
+        for case in cases {
+            let mut ours = Vec::new();
+            write_field(&mut ours, "value", case.as_bytes()).unwrap();
+            let want = format!("\"value\":{}", serde_json::to_string(case).unwrap());
+            assert_eq!(String::from_utf8(ours).unwrap(), want, "{case:?}");
+        }
+        let mut b64 = Vec::new();
+        write_field(&mut b64, "key", &[0xff, 0x00]).unwrap();
+        assert_eq!(b64, br#""key_b64":"/wA=""#);
     }
 
     #[test]
