@@ -471,8 +471,8 @@ pub struct ServeArgs {
     /// events go first when either bound is reached.
     #[arg(long, value_name = "BYTES", default_value_t = crate::engine::history::DEFAULT_HISTORY_BYTES)]
     pub history_bytes: u64,
-    /// Threads serving HTTP [default: CPU cores - 1, at least 1; the
-    /// group-commit writer has a thread of its own].
+    /// Threads serving HTTP [default: one per CPU core; the group-commit
+    /// writer and the flush have threads of their own].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// No log line per request on stderr.
