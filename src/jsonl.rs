@@ -326,10 +326,11 @@ pub fn write_field(out: &mut impl Write, name: &str, bytes: &[u8]) -> std::io::R
     }
 }
 
-/// Whether a JSON string of `bytes` escapes any of them (serde_json's rule:
-/// control characters, quotes and backslashes). Most keys and values escape nothing
-/// and are copied as they are; a fold without early exit lets the compiler
-/// check 32 bytes at a time, where serde_json looks at one.
+/// Whether a JSON string of `bytes` escapes any of them (serde_json's
+/// rule: control characters, quotes and backslashes). Most keys and values
+/// escape nothing and are copied as they are; a fold without early exit
+/// lets the compiler check 32 bytes at a time, where serde_json looks at
+/// one.
 fn needs_escape(bytes: &[u8]) -> bool {
     bytes.iter().fold(false, |any, &b| {
         any | (b < 0x20) | (b == b'"') | (b == b'\\')

@@ -6,10 +6,11 @@
 //! absent or equal to the cursor's, else 400; `limit` may change and
 //! applies from that page on.
 //!
-//! Streams and long pages read on a blocking thread. A stream is fed through a bounded channel
-//! of [`STREAM_CHUNK_BYTES`] chunks, so memory stays constant and a slow
-//! client slows the reader down instead of filling memory; if reading fails
-//! midway the stream is aborted without its final chunk.
+//! Streams and long pages read on a blocking thread. A stream is fed
+//! through a bounded channel of [`STREAM_CHUNK_BYTES`] chunks, so memory
+//! stays constant and a slow client slows the reader down instead of
+//! filling memory; if reading fails midway the stream is aborted without
+//! its final chunk.
 
 use std::sync::Arc;
 
@@ -291,16 +292,17 @@ fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
         Ok(true)
     })?;
     out.extend_from_slice(b"],\"cursor\":");
-    match Some(last_key).filter(|_| more) {
-        Some(last) => {
-            let next = Cursor {
-                query: page.query.clone(),
-                limit: page.limit,
-                after: Some(last),
-            };
-            out.extend_from_slice(format!("\"{}\"", encode_cursor(&next)).as_bytes());
-        }
-        None => out.extend_from_slice(b"null"),
+    // `more` is set only after an item was sent, so `last_key` is its key
+    // (which may be the empty key).
+    if more {
+        let next = Cursor {
+            query: page.query.clone(),
+            limit: page.limit,
+            after: Some(last_key),
+        };
+        out.extend_from_slice(format!("\"{}\"", encode_cursor(&next)).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
     }
     out.extend_from_slice(b"}\n");
     Ok((Bytes::from(out), revision))
