@@ -129,12 +129,22 @@ fn spawn_at(
         .strip_prefix("raft listening on ")
         .unwrap_or_else(|| panic!("{name}: second line {line:?}"))
         .to_string();
-    Node {
+    let node = Node {
         child,
         url,
         raft,
         name: name.to_string(),
+    };
+    if extra.contains(&"--cluster-init") && node.url.starts_with("http://") {
+        // The listening lines come before the new cluster's first node has
+        // elected itself (SPEC); until then a write gets 503 `unavailable`.
+        // Tests write at once over plain HTTP, so wait for it to be ready
+        // (the TLS tests write through the CLI, which retries a 503).
+        wait_for(30, "the new cluster's leader", || {
+            http(&node.url, "GET", "/readyz", b"").0 == 200
+        });
     }
+    node
 }
 
 fn stderr_of(dir: &Path, name: &str) -> String {
