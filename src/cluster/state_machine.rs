@@ -44,6 +44,8 @@ pub type Snapshot = SnapshotOf<TypeConfig, SnapshotData>;
 
 /// Items read from a pinned commit per page when streaming it.
 const PAGE_ITEMS: usize = 1024;
+/// A page stops early past this many bytes of values (large values).
+const PAGE_BYTES: usize = 4 << 20;
 
 /// What the state machine has applied, stored with the data it covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,8 +124,13 @@ impl Pinned {
                 Some(k) => Bound::Excluded(k.as_slice()),
                 None => Bound::Unbounded,
             };
-            self.reader
-                .page(lower, Bound::Unbounded, false, PAGE_ITEMS, &mut page)?;
+            let more = self.reader.page(
+                lower,
+                Bound::Unbounded,
+                false,
+                (PAGE_ITEMS, PAGE_BYTES),
+                &mut page,
+            )?;
             for (k, v, r, at) in &page {
                 visit(
                     k,
@@ -135,7 +142,7 @@ impl Pinned {
                 )?;
             }
             match page.pop() {
-                Some((k, _, _, _)) if page.len() + 1 == PAGE_ITEMS => after = Some(k),
+                Some((k, _, _, _)) if more => after = Some(k),
                 _ => return Ok(()),
             }
         }

@@ -16,6 +16,10 @@ use crate::types::{Entry, RangeQuery};
 
 /// Most items read from each source per page.
 const PAGE: usize = 256;
+/// A page from the file stops early past this many bytes of values, so
+/// that a range over large values (up to `--max-value-bytes` each) holds
+/// a bounded amount in its buffers.
+const PAGE_BYTES: usize = 1 << 20;
 
 /// See the module header.
 pub struct Snapshot {
@@ -195,8 +199,7 @@ impl<'a> Source<'a> {
             }
             Kind::Base(b) => {
                 let mut out = Vec::with_capacity(n);
-                b.page(lo, hi, scan.reverse, n, &mut out)?;
-                self.done = out.len() < n;
+                self.done = !b.page(lo, hi, scan.reverse, (n, PAGE_BYTES), &mut out)?;
                 self.buf
                     .extend(out.into_iter().map(|(key, value, revision, at)| Item {
                         key,

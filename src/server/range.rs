@@ -42,6 +42,10 @@ const PAGE_MAX_BYTES: usize = 8 << 20;
 /// pool and back (two thread wake-ups) cost more than the read. Longer
 /// pages go to the pool, so a worker never stalls long on them.
 const INLINE_PAGE_ITEMS: u64 = 256;
+/// A page read on the worker that grows past this is dropped and read
+/// again on the pool (large values), where it may grow to
+/// [`PAGE_MAX_BYTES`].
+const INLINE_PAGE_BYTES: usize = 1 << 20;
 /// Bytes per chunk of a stream: large enough to amortize the channel and
 /// the write, small enough to keep a slow client's backlog small.
 const STREAM_CHUNK_BYTES: usize = 64 << 10;
@@ -193,13 +197,19 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     // One item past the page tells whether a cursor is needed; the reader
     // reads no further.
     page.from.limit = Some(page.limit + 1);
-    let (body, revision) = if page.limit <= INLINE_PAGE_ITEMS {
-        read_page(state, &page)?
-    } else {
-        let st = state.clone();
-        tokio::task::spawn_blocking(move || read_page(&st, &page))
-            .await
-            .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??
+    let inline = match page.limit <= INLINE_PAGE_ITEMS {
+        true => read_page(state, &page, INLINE_PAGE_BYTES)?,
+        false => None,
+    };
+    let (body, revision) = match inline {
+        Some(read) => read,
+        None => {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || read_page(&st, &page, PAGE_MAX_BYTES))
+                .await
+                .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??
+                .ok_or_else(|| Error::Storage("the range reader returned no page".into()))?
+        }
     };
     let mut resp = Response::new(full(body));
     let h = resp.headers_mut();
@@ -268,16 +278,21 @@ fn page_limit(params: &Query) -> Result<u64> {
     }
 }
 
-/// One page: `{"items":[…],"cursor":…}` and the snapshot's revision.
-fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
+/// One page: `{"items":[…],"cursor":…}` and the snapshot's revision; a
+/// page stops early, with a cursor, past `max_bytes`. `None` when it
+/// would stop early under a `max_bytes` below [`PAGE_MAX_BYTES`]: the
+/// caller reads it again with the full bound, so that where a page is read
+/// never changes what it holds.
+fn read_page(state: &State, page: &Page, max_bytes: usize) -> Result<Option<(Bytes, u64)>> {
     let (snap, revision) = state.snapshot()?;
     let mut out = b"{\"items\":[".to_vec();
-    let (mut count, mut more) = (0u64, false);
+    let (mut count, mut more, mut cut) = (0u64, false, false);
     let mut last_key = Vec::new();
     let keys_only = page.query.keys_only;
     snap.range(&page.from, |key, rec| {
-        if count == page.limit || out.len() >= PAGE_MAX_BYTES {
+        if count == page.limit || out.len() >= max_bytes {
             more = true;
+            cut = count < page.limit;
             return Ok(false);
         }
         if count > 0 {
@@ -291,6 +306,9 @@ fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
         last_key.extend_from_slice(key);
         Ok(true)
     })?;
+    if cut && max_bytes < PAGE_MAX_BYTES {
+        return Ok(None);
+    }
     out.extend_from_slice(b"],\"cursor\":");
     // `more` is set only after an item was sent, so `last_key` is its key
     // (which may be the empty key).
@@ -305,7 +323,7 @@ fn read_page(state: &State, page: &Page) -> Result<(Bytes, u64)> {
         out.extend_from_slice(b"null");
     }
     out.extend_from_slice(b"}\n");
-    Ok((Bytes::from(out), revision))
+    Ok(Some((Bytes::from(out), revision)))
 }
 
 /// Where the next page starts: the request's query, its page limit, and

@@ -180,39 +180,51 @@ impl TableReader {
         Ok(out)
     }
 
-    /// Up to `n` items after `from` (exclusive when `exclusive`) towards
-    /// `to`, in key order or reversed. Callers page through a range with
-    /// it, so no iterator borrows the reader between pages.
+    /// Up to `n` items of the interval, in key order or reversed, stopping
+    /// early once their values reach `max_bytes` (always at least one
+    /// item), so that a page of large values stays a bounded allocation.
+    /// Returns whether it stopped at either bound: more items may follow.
+    /// Callers page through a range with it, so no iterator borrows the
+    /// reader between pages.
     pub fn page(
         &self,
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         reverse: bool,
-        n: usize,
+        (n, max_bytes): (usize, usize),
         out: &mut Vec<TableItem>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let iter = self.table.range::<&[u8]>((lower, upper))?;
-        let mut push = |item: RangeItem<'_>| -> Result<()> {
+        let mut bytes = 0;
+        let mut push = |item: RangeItem<'_>| -> Result<bool> {
             let (k, v) = item?;
             let rec = record::decode(v.value())?;
+            bytes += rec.value.len();
             out.push((
                 k.value().to_vec(),
                 rec.value.to_vec(),
                 rec.revision,
                 rec.expires_at_ms,
             ));
-            Ok(())
+            Ok(out.len() >= n || bytes >= max_bytes)
         };
+        if n == 0 {
+            return Ok(true);
+        }
         if reverse {
-            for item in iter.rev().take(n) {
-                push(item)?;
+            for item in iter.rev() {
+                if push(item)? {
+                    return Ok(true);
+                }
             }
         } else {
-            for item in iter.take(n) {
-                push(item)?;
+            for item in iter {
+                if push(item)? {
+                    return Ok(true);
+                }
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 

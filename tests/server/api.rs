@@ -368,3 +368,66 @@ fn if_none_match_on_a_read_answers_304_without_a_body() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"two"[..]));
     assert_eq!(r.header("etag").as_deref(), Some("\"3\""));
 }
+
+/// Pages of large values: a page stops early (with a cursor) past 8 MiB,
+/// whether it was first tried on the connection's worker (which gives up
+/// past 1 MiB and reads it again on the blocking pool) or not, and the
+/// file's pages are read a bounded number of bytes at a time. Values in
+/// the file (written with `--db` first) and in the memory table (through
+/// the server) alike; walking the cursors yields every key once, in order,
+/// with its value intact.
+#[test]
+fn pages_of_large_values_stop_by_bytes_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mib = 1 << 20;
+    let value = |i: usize| format!("{i:02}").repeat(mib / 2);
+    let lines: String = (0..12)
+        .map(|i| format!("{{\"key\":\"big:{i:02}\",\"value\":\"{}\"}}\n", value(i)))
+        .collect();
+    let out = kvr(dir.path(), &["--db", "db.redb", "batch"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    for i in 12..16 {
+        let r = http(
+            "PUT",
+            &format!("{u}/v1/kv/big:{i:02}"),
+            &[],
+            Some(value(i).as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for limit in [10, 300] {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = get(&format!(
+                "{u}/v1/range?prefix=big:&limit={limit}&cursor={cursor}"
+            ));
+            assert_eq!(page.status, 200, "{}", page.text());
+            let page = page.json();
+            let items = page["items"].as_array().unwrap();
+            // 1 MiB values: past 8 items the page passes 8 MiB and stops.
+            if seen.is_empty() {
+                assert_eq!(items.len(), 8, "limit {limit}: the first page");
+            }
+            assert!(items.len() <= 8, "{} items in one page", items.len());
+            for item in items {
+                let key = item["key"].as_str().unwrap().to_string();
+                let i: usize = key["big:".len()..].parse().unwrap();
+                assert_eq!(item["value"].as_str().unwrap(), value(i), "{key}");
+                seen.push(key);
+            }
+            match page["cursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => break,
+            }
+        }
+        let want: Vec<String> = (0..16).map(|i| format!("big:{i:02}")).collect();
+        assert_eq!(seen, want, "limit {limit}");
+    }
+}
