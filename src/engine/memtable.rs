@@ -54,12 +54,12 @@ struct Keys {
 }
 
 impl Keys {
-    /// Adds a version of `key` (whose hash is `hash`); whether the key is
-    /// new to the table. The tree and the hashes change only here, together.
+    /// Adds a version of `key` (whose hash is `hash`); whether its hash is
+    /// new to the set (what the set's memory count needs). The tree and the
+    /// hashes change only here, together.
     fn insert(&mut self, hash: u64, key: Vec<u8>, version: Version) -> bool {
-        let new = self.hashes.insert(hash);
         self.tree.entry(key).or_default().0.push(version);
-        new
+        self.hashes.insert(hash)
     }
 
     fn get(&self, hash: u64, key: &[u8]) -> Option<&Versions> {

@@ -197,18 +197,21 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     // One item past the page tells whether a cursor is needed; the reader
     // reads no further.
     page.from.limit = Some(page.limit + 1);
-    let inline = match page.limit <= INLINE_PAGE_ITEMS {
-        true => read_page(state, &page, INLINE_PAGE_BYTES)?,
-        false => None,
+    // A short page read on the worker that was cut by its smaller byte
+    // bound is read again on the pool, so that where a page is read never
+    // changes what it holds.
+    let inline = if page.limit <= INLINE_PAGE_ITEMS {
+        Some(read_page(state, &page, INLINE_PAGE_BYTES)?).filter(|read| !read.cut)
+    } else {
+        None
     };
-    let (body, revision) = match inline {
+    let ReadPage { body, revision, .. } = match inline {
         Some(read) => read,
         None => {
             let st = state.clone();
             tokio::task::spawn_blocking(move || read_page(&st, &page, PAGE_MAX_BYTES))
                 .await
                 .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??
-                .ok_or_else(|| Error::Storage("the range reader returned no page".into()))?
         }
     };
     let mut resp = Response::new(full(body));
@@ -278,12 +281,17 @@ fn page_limit(params: &Query) -> Result<u64> {
     }
 }
 
-/// One page: `{"items":[…],"cursor":…}` and the snapshot's revision; a
-/// page stops early, with a cursor, past `max_bytes`. `None` when it
-/// would stop early under a `max_bytes` below [`PAGE_MAX_BYTES`]: the
-/// caller reads it again with the full bound, so that where a page is read
-/// never changes what it holds.
-fn read_page(state: &State, page: &Page, max_bytes: usize) -> Result<Option<(Bytes, u64)>> {
+/// A page as read: its body and the snapshot's revision.
+struct ReadPage {
+    /// `{"items":[…],"cursor":…}`
+    body: Bytes,
+    revision: u64,
+    /// Whether the page stopped before its limit at `max_bytes`.
+    cut: bool,
+}
+
+/// One page; it stops early, with a cursor, past `max_bytes`.
+fn read_page(state: &State, page: &Page, max_bytes: usize) -> Result<ReadPage> {
     let (snap, revision) = state.snapshot()?;
     let mut out = b"{\"items\":[".to_vec();
     let (mut count, mut more, mut cut) = (0u64, false, false);
@@ -306,9 +314,6 @@ fn read_page(state: &State, page: &Page, max_bytes: usize) -> Result<Option<(Byt
         last_key.extend_from_slice(key);
         Ok(true)
     })?;
-    if cut && max_bytes < PAGE_MAX_BYTES {
-        return Ok(None);
-    }
     out.extend_from_slice(b"],\"cursor\":");
     // `more` is set only after an item was sent, so `last_key` is its key
     // (which may be the empty key).
@@ -323,7 +328,11 @@ fn read_page(state: &State, page: &Page, max_bytes: usize) -> Result<Option<(Byt
         out.extend_from_slice(b"null");
     }
     out.extend_from_slice(b"}\n");
-    Ok(Some((Bytes::from(out), revision)))
+    Ok(ReadPage {
+        body: Bytes::from(out),
+        revision,
+        cut,
+    })
 }
 
 /// Where the next page starts: the request's query, its page limit, and

@@ -195,10 +195,11 @@ impl TableReader {
         out: &mut Vec<TableItem>,
     ) -> Result<bool> {
         let iter = self.table.range::<&[u8]>((lower, upper))?;
-        let mut bytes = 0;
+        let (mut items, mut bytes) = (0, 0);
         let mut push = |item: RangeItem<'_>| -> Result<bool> {
             let (k, v) = item?;
             let rec = record::decode(v.value())?;
+            items += 1;
             bytes += rec.value.len();
             out.push((
                 k.value().to_vec(),
@@ -206,7 +207,7 @@ impl TableReader {
                 rec.revision,
                 rec.expires_at_ms,
             ));
-            Ok(out.len() >= n || bytes >= max_bytes)
+            Ok(items >= n || bytes >= max_bytes)
         };
         if n == 0 {
             return Ok(true);
