@@ -135,6 +135,7 @@ impl AccessLog {
 }
 
 fn run(rx: &Receiver<Msg>, metrics: &Metrics) {
+    let mut out = Stderr::new();
     let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
     let mut fmt = Formatter::default();
     let mut reported = 0;
@@ -149,16 +150,16 @@ fn run(rx: &Receiver<Msg>, metrics: &Metrics) {
                 match msg {
                     Msg::Line(a) => fmt.access(&mut buf, &a),
                     Msg::Flush(done) => {
-                        write_out(&mut buf);
+                        out.write(&mut buf);
                         let _ = done.send(());
                     }
                 }
                 if buf.len() >= CHUNK_BYTES {
-                    write_out(&mut buf);
+                    out.write(&mut buf);
                 }
             }
             report_dropped(&mut buf, metrics, &mut reported);
-            write_out(&mut buf);
+            out.write(&mut buf);
             if !got_any {
                 break;
             }
@@ -234,13 +235,47 @@ fn digits(buf: &mut Vec<u8>, mut n: u64, width: usize) {
     buf.extend_from_slice(&tmp[i..]);
 }
 
-/// Writes the chunk (whole lines) to stderr; a failure (a full disk) loses
-/// the chunk, never the server.
-fn write_out(buf: &mut Vec<u8>) {
-    if !buf.is_empty() {
-        let _ = std::io::stderr().write_all(buf);
-        buf.clear();
+/// Bytes written to a log file between two starts of its writeback.
+const WRITEBACK_BYTES: u64 = 1 << 20;
+
+/// Where access lines go. When stderr is a file, its writeback is started
+/// every [`WRITEBACK_BYTES`]: otherwise the kernel writes the log out in
+/// bursts of megabytes (at each journal commit), and the write-ahead log's
+/// syncs, which wait for a device flush, waited behind them (p99.9 of
+/// durable PUTs 33-90 ms with the log in a file, 11-24 ms with `--quiet`).
+struct Stderr {
+    file: bool,
+    unwritten: u64,
+}
+
+impl Stderr {
+    fn new() -> Stderr {
+        let file = rustix::fs::fstat(std::io::stderr())
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
+        Stderr { file, unwritten: 0 }
     }
+
+    /// Writes the chunk (whole lines); a failure (a full disk) loses the
+    /// chunk, never the server.
+    fn write(&mut self, buf: &mut Vec<u8>) {
+        if buf.is_empty() {
+            return;
+        }
+        let _ = std::io::stderr().write_all(buf);
+        self.unwritten += buf.len() as u64;
+        buf.clear();
+        if self.file && self.unwritten >= WRITEBACK_BYTES {
+            self.unwritten = 0;
+            let _ = start_writeback(std::io::stderr());
+        }
+    }
+}
+
+/// Starts writing a file's dirty pages out, without waiting (and drops
+/// them from the page cache once clean: the server never reads its log
+/// back).
+fn start_writeback(file: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed)
 }
 
 /// Writes one event line, with its timestamp, in one `write`.
@@ -323,6 +358,23 @@ mod tests {
         }
         let uri: http::Uri = "http://h:1/p?q".parse().unwrap();
         assert_eq!(Target::of(&uri).as_str(), "/p?q");
+    }
+
+    #[test]
+    fn starting_a_log_files_writeback_keeps_what_was_written() {
+        use std::io::{Read, Seek, Write};
+        let mut file = tempfile::tempfile().unwrap();
+        let lines: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        file.write_all(&lines).unwrap();
+        super::start_writeback(&file).unwrap();
+        file.write_all(b"after\n").unwrap();
+        file.rewind().unwrap();
+        let mut back = Vec::new();
+        file.read_to_end(&mut back).unwrap();
+        assert_eq!(&back[..lines.len()], &lines[..]);
+        assert_eq!(&back[lines.len()..], b"after\n");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub use cluster::Replaced;
 pub mod create;
 mod holder;
 mod memory;
+mod paced;
 mod range;
 mod record;
 mod redb_error;
@@ -352,7 +353,7 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
     let mut created = false;
     let mut attempts = 0;
     loop {
-        let err = match builder.open(path) {
+        let err = match paced::open(&builder, path) {
             Ok(db) => return Ok((db, created)),
             Err(e) => e,
         };

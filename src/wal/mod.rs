@@ -20,10 +20,12 @@
 //! fit, a new segment (at least large enough for it) is started first.
 //!
 //! **Seal and release.** When the engine freezes a memory table it seals
-//! the log ([`Wal::seal`]): later groups go to a new segment (the spare
-//! one, recycled from an earlier release, so the writer never waits for a
-//! zero-fill). Once the flush of that table is durable, the returned
-//! [`Sealed`] deletes the segments it covered, keeping one as the spare.
+//! the log ([`Wal::seal`]): later groups go to a new segment. Whenever the
+//! log starts a segment (at a seal, or when a group does not fit) it takes
+//! the spare, zero-filled beforehand by a helper thread or recycled from
+//! an earlier release (`spare.rs`), so the writer never waits for a
+//! zero-fill. Once the flush of that table is durable, the returned
+//! [`Sealed`] deletes the segments it covered, recycling one as the spare.
 //! ([`Wal::checkpointed`] does the same for a caller that made everything
 //! durable at once.)
 //!
@@ -39,17 +41,20 @@
 
 mod record;
 mod recover;
+mod spare;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use record::LogRecord;
 pub use recover::{Recovered, recover, recover_dir, replay, replay_with};
 
 use crate::error::{Error, Result};
 use crate::types::{Applied, Op};
+use spare::{SPARE, Spare};
 
 /// Size of a preallocated segment. A seal starts a new one (the recycled
 /// spare) at each flush, so a few segments hold the whole log; 16 MiB
@@ -96,8 +101,10 @@ pub struct Wal {
     broken: bool,
     /// The first segment not yet handed out by [`Wal::seal`].
     unsealed_from: u64,
-    /// Whether `spare.seg` (a released segment kept for reuse) exists.
-    spare: std::sync::Arc<std::sync::Mutex<bool>>,
+    /// Whether `spare.seg` (the next segment, zero-filled) exists.
+    spare: Arc<Spare>,
+    /// Makes a new spare whenever the writer takes it; stopped on drop.
+    helper: spare::Helper,
 }
 
 /// A stretch of segments [`Wal::seal`] closed: released once flushed.
@@ -107,11 +114,8 @@ pub struct Sealed {
     from: u64,
     through: u64,
     segment_bytes: u64,
-    spare: std::sync::Arc<std::sync::Mutex<bool>>,
+    spare: Arc<Spare>,
 }
-
-/// Name of the spare segment: not `*.log`, so recovery never reads it.
-const SPARE: &str = "spare.seg";
 
 impl Wal {
     /// Starts an empty log beside `db`. [`recover`] must have run (it does in
@@ -135,6 +139,8 @@ impl Wal {
         std::fs::rename(&zero, &spare)
             .map_err(|e| Error::io(format!("cannot rename {}", zero.display()), e))?;
         sync_dir(&dir)?;
+        let spare = Spare::new(true);
+        let helper = spare::Helper::start(&dir, segment_bytes, spare.clone())?;
         Ok(Wal {
             dir,
             file,
@@ -148,7 +154,8 @@ impl Wal {
             buf: Vec::new(),
             broken: false,
             unsealed_from: 1,
-            spare: std::sync::Arc::new(std::sync::Mutex::new(true)),
+            spare,
+            helper,
         })
     }
 
@@ -171,8 +178,8 @@ impl Wal {
         };
         let next = last + 1;
         let (file, size) = new_segment(dir, next, segment_bytes)?;
-        let has_spare = dir.join(SPARE).is_file();
-        let spare = std::sync::Arc::new(std::sync::Mutex::new(has_spare));
+        let spare = Spare::new(dir.join(SPARE).is_file());
+        let helper = spare::Helper::start(dir, segment_bytes, spare.clone())?;
         let wal = Wal {
             dir: dir.to_path_buf(),
             file,
@@ -187,6 +194,7 @@ impl Wal {
             broken: false,
             unsealed_from: next,
             spare: spare.clone(),
+            helper,
         };
         let sealed = Sealed {
             dir: dir.to_path_buf(),
@@ -220,12 +228,12 @@ impl Wal {
     fn next_segment(&mut self, needed: u64) -> Result<()> {
         let next = self.seq + 1;
         let to = segment_path(&self.dir, next);
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        let (file, size) = if *spare && needed <= self.segment_bytes {
+        let spare = self.spare.lock();
+        let (file, size) = if spare.ready && needed <= self.segment_bytes {
             let from = self.dir.join(SPARE);
             std::fs::rename(&from, &to)
                 .map_err(|e| Error::io(format!("cannot rename {}", from.display()), e))?;
-            *spare = false;
+            self.spare.taken(spare);
             // The new name must be durable before records bound to it are written.
             sync_dir(&self.dir)?;
             let file = OpenOptions::new()
@@ -239,9 +247,9 @@ impl Wal {
                 .len();
             (file, size)
         } else {
+            drop(spare);
             new_segment(&self.dir, next, needed)?
         };
-        drop(spare);
         self.older.push(self.seq);
         self.seq = next;
         self.file = file;
@@ -395,7 +403,10 @@ impl Wal {
     /// segment is closed first: on FUSE or NFS a file still open when it is
     /// deleted stays behind as a hidden name, keeping the directory.
     pub fn remove(self) -> Result<()> {
-        let Wal { dir, file, .. } = self;
+        let Wal {
+            dir, file, helper, ..
+        } = self;
+        drop(helper);
         drop(file);
         remove_dir(&dir)
     }
@@ -406,15 +417,15 @@ impl Sealed {
     /// spare for the next [`Wal::seal`]. Only once the store holds every
     /// record in them durably.
     pub fn release(self) -> Result<()> {
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spare = self.spare.lock();
         for seq in self.from..=self.through {
             let path = segment_path(&self.dir, seq);
             let regular = std::fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
-            if !*spare && regular {
+            if !spare.ready && regular {
                 let to = self.dir.join(SPARE);
                 std::fs::rename(&path, &to)
                     .map_err(|e| Error::io(format!("cannot rename {}", path.display()), e))?;
-                *spare = true;
+                spare.ready = true;
             } else {
                 remove_file(&path)?;
             }
@@ -464,6 +475,9 @@ fn fill(file: &mut File, size: u64) -> std::io::Result<()> {
     while left > 0 {
         let n = left.min(FILL_CHUNK as u64) as usize;
         file.write_all(&zeros[..n])?;
+        // Synced piece by piece: the log's own syncs wait for a device
+        // flush, which waits for every write before it (`store/paced.rs`).
+        file.sync_data()?;
         left -= n as u64;
     }
     file.write_all_at(SEGMENT_MAGIC, 0)?;
@@ -522,7 +536,53 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::only_deleted_leftovers;
+    use super::*;
+
+    /// Waits up to 10 s for the helper to leave exactly one whole spare.
+    fn wait_for_spare(dir: &Path, size: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let spare = std::fs::metadata(dir.join(SPARE)).map(|m| m.len());
+            if spare.as_ref().is_ok_and(|&len| len == size) && !dir.join("spare.tmp").exists() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no spare segment: {spare:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_spare_is_made_after_each_new_segment_and_records_replay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        let size = 64 << 10;
+        let mut wal = Wal::create_in(&dir, size).unwrap();
+        let ops = vec![Op::put("k", vec![7u8; 1000])];
+        let mut revision = 1;
+        for _ in 0..5 {
+            wait_for_spare(&dir, size);
+            let (segment, _) = wal.end();
+            while wal.end().0 == segment {
+                wal.append(&[(revision, &ops)]).unwrap();
+                revision += 1;
+            }
+        }
+        wait_for_spare(&dir, size);
+        // Every record is in the segments, in order: a replay continues the
+        // revisions without a gap up to the last one.
+        let mut reached = 0;
+        let recovered = recover::replay_with(&dir, 0, |ops, _| {
+            reached += ops.len() as u64;
+            Ok(reached)
+        })
+        .unwrap();
+        assert_eq!(recovered.revision, revision - 1);
+        wal.remove().unwrap();
+        assert!(!dir.exists(), "the helper left something behind");
+    }
 
     #[test]
     fn only_fuse_and_nfs_leftovers_are_harmless() {
