@@ -247,8 +247,12 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
 
     tmux.keys(&["?"]);
     tmux.wait_for(&["any key closes", "delete the key (asks first"]);
-    // Escape followed at once by q would read as Alt-q: wait in between.
-    tmux.keys(&["Escape"]);
+    // Any key closes the help. Not Escape here: with Escape, the q below
+    // was lost in about one run in four (locally and in CI), the browser
+    // staying open; a lone Escape byte is told from the start of an Alt-
+    // sequence only by timing, the likely cause (Escape in the other tests
+    // clears a filter and is not followed by a quit this way).
+    tmux.keys(&["x"]);
     let deadline = Instant::now() + DEADLINE;
     while tmux.screen().contains("any key closes") {
         assert!(Instant::now() < deadline, "the help did not close");
