@@ -289,7 +289,11 @@ fn parse_range(text: &str) -> Result<(u64, u64)> {
 
 fn open_store(g: &Global) -> Result<Store> {
     // The log of a crashed server is replayed by the engine (into memory).
-    Store::open(&g.db, OpenMode::Create, &super::store_options(g)?)
+    let opts = crate::store::StoreOptions {
+        paced_writeback: true,
+        ..super::store_options(g)?
+    };
+    Store::open(&g.db, OpenMode::Create, &opts)
 }
 
 /// The TLS configuration of `--tls-cert` and `--tls-key`, read and checked

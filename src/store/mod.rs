@@ -68,6 +68,10 @@ pub struct StoreOptions {
     pub cache_bytes: usize,
     /// How long to wait for another process to release the file.
     pub lock_timeout: Duration,
+    /// Sync the file as it is written ([`paced`]): for `kvr serve`, whose
+    /// log syncs must not wait behind a flush. Off for the commands: it
+    /// made a `kvr batch` of 1M pairs about 12 % slower.
+    pub paced_writeback: bool,
 }
 
 impl Default for StoreOptions {
@@ -75,6 +79,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_bytes: default_cache_mib() as usize * 1024 * 1024,
             lock_timeout: Duration::ZERO,
+            paced_writeback: false,
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct Store {
     /// sees the older durable state in between.
     replaying: std::sync::Mutex<Option<std::thread::ThreadId>>,
     cache_bytes: usize,
+    /// See [`StoreOptions::paced_writeback`] (kept for [`Store::reopen`]).
+    paced_writeback: bool,
     path: PathBuf,
     /// Input bytes per sorted run of a batch (see `apply.rs`).
     run_max_bytes: usize,
@@ -145,6 +152,7 @@ impl Store {
             db: RwLock::new(Some(db)),
             replaying: std::sync::Mutex::new(None),
             cache_bytes: opts.cache_bytes,
+            paced_writeback: opts.paced_writeback,
             path,
             run_max_bytes: apply::run_max_bytes(opts.cache_bytes),
             created: false,
@@ -273,6 +281,7 @@ impl Store {
         let opts = StoreOptions {
             cache_bytes: self.cache_bytes,
             lock_timeout: REOPEN_LOCK_TIMEOUT,
+            paced_writeback: self.paced_writeback,
         };
         *slot = Some(open_file(&self.path, OpenMode::MustExist, &opts)?.0);
         Ok(())
@@ -353,7 +362,12 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
     let mut created = false;
     let mut attempts = 0;
     loop {
-        let err = match paced::open(&builder, path) {
+        let opened = if opts.paced_writeback {
+            paced::open(&builder, path)
+        } else {
+            builder.open(path)
+        };
+        let err = match opened {
             Ok(db) => return Ok((db, created)),
             Err(e) => e,
         };

@@ -11,7 +11,10 @@
 //! 100-110 ms before, 15-18 ms after, with `wrk` at 64 connections).
 //!
 //! Extra syncs cannot weaken redb's commit protocol: they only make data
-//! that redb has already written durable sooner.
+//! that redb has already written durable sooner. Used by `kvr serve` only
+//! ([`super::StoreOptions::paced_writeback`]): a command has no log syncs
+//! to protect, and the extra syncs cost a `kvr batch` of 1M pairs about
+//! 12 % (3.38 s against 3.01 s, the mean of six alternating runs).
 
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -36,6 +36,7 @@ pub fn options() -> StoreOptions {
     StoreOptions {
         cache_bytes: 16 << 20,
         lock_timeout: Duration::ZERO,
+        paced_writeback: false,
     }
 }
 
