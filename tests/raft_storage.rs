@@ -72,6 +72,7 @@ mod crash {
     fn open(path: &Path) -> StateMachine {
         let opts = StoreOptions {
             lock_timeout: Duration::from_secs(10),
+            paced_writeback: false,
             ..StoreOptions::default()
         };
         let store = Store::open(path, OpenMode::Create, &opts).unwrap();

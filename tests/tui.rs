@@ -444,6 +444,7 @@ fn database_in_use_gives_the_cli_guidance() {
     let opts = kvr::store::StoreOptions {
         cache_bytes: 16 << 20,
         lock_timeout: Duration::ZERO,
+        paced_writeback: false,
     };
     let held = kvr::store::Store::open(&env.db(), kvr::store::OpenMode::MustExist, &opts);
     let _held = held.unwrap();
