@@ -68,7 +68,7 @@ pub struct StoreOptions {
     pub cache_bytes: usize,
     /// How long to wait for another process to release the file.
     pub lock_timeout: Duration,
-    /// Sync the file as it is written ([`paced`]): for `kvr serve`, whose
+    /// Sync the file as it is written (`store/paced.rs`): for `kvr serve`, whose
     /// log syncs must not wait behind a flush. Off for the commands: it
     /// made a `kvr batch` of 1M pairs about 12 % slower.
     pub paced_writeback: bool,
