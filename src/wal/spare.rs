@@ -111,6 +111,16 @@ fn run(dir: &Path, segment_bytes: u64, spare: &Spare) {
                 return;
             }
         }
+        if !room_for(dir, segment_bytes) {
+            // A spare would take the last free space, which a flush being
+            // retried on a full disk needs; the writer makes its own.
+            let s = spare.lock();
+            if s.stopping {
+                return;
+            }
+            let _ = spare.wake.wait_timeout(s, RETRY);
+            continue;
+        }
         let made = fill_new(&filling, segment_bytes).and_then(|()| {
             let mut s = spare.lock();
             if s.ready || s.stopping {
@@ -130,6 +140,15 @@ fn run(dir: &Path, segment_bytes: u64, spare: &Spare) {
             }
             let _ = spare.wake.wait_timeout(s, RETRY);
         }
+    }
+}
+
+/// Whether the file system holding `dir` has room for two segments of
+/// `size` (or cannot say).
+fn room_for(dir: &Path, size: u64) -> bool {
+    match rustix::fs::statvfs(dir) {
+        Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= size.saturating_mul(2),
+        Err(_) => true,
     }
 }
 
