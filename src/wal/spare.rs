@@ -114,11 +114,9 @@ fn run(dir: &Path, segment_bytes: u64, spare: &Spare) {
         if !room_for(dir, segment_bytes) {
             // A spare would take the last free space, which a flush being
             // retried on a full disk needs; the writer makes its own.
-            let s = spare.lock();
-            if s.stopping {
+            if !pause(spare) {
                 return;
             }
-            let _ = spare.wake.wait_timeout(s, RETRY);
             continue;
         }
         let made = fill_new(&filling, segment_bytes).and_then(|()| {
@@ -134,13 +132,21 @@ fn run(dir: &Path, segment_bytes: u64, spare: &Spare) {
         });
         if made.is_err() {
             let _ = std::fs::remove_file(&filling);
-            let s = spare.lock();
-            if s.stopping {
+            if !pause(spare) {
                 return;
             }
-            let _ = spare.wake.wait_timeout(s, RETRY);
         }
     }
+}
+
+/// Waits [`RETRY`] or until woken; false once stopping.
+fn pause(spare: &Spare) -> bool {
+    let s = spare.lock();
+    if s.stopping {
+        return false;
+    }
+    let s = spare.wake.wait_timeout(s, RETRY);
+    !s.map_or(true, |(s, _)| s.stopping)
 }
 
 /// Whether the file system holding `dir` has room for two segments of
