@@ -245,14 +245,18 @@ const WRITEBACK_BYTES: u64 = 1 << 20;
 /// durable PUTs 33-90 ms with the log in a file, 11-24 ms with `--quiet`).
 struct Stderr {
     file: bool,
-    unwritten: u64,
+    /// Bytes written since the last start of the writeback.
+    since_writeback: u64,
 }
 
 impl Stderr {
     fn new() -> Stderr {
         let file = rustix::fs::fstat(std::io::stderr())
             .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
-        Stderr { file, unwritten: 0 }
+        Stderr {
+            file,
+            since_writeback: 0,
+        }
     }
 
     /// Writes the chunk (whole lines); a failure (a full disk) loses the
@@ -262,10 +266,10 @@ impl Stderr {
             return;
         }
         let _ = std::io::stderr().write_all(buf);
-        self.unwritten += buf.len() as u64;
+        self.since_writeback += buf.len() as u64;
         buf.clear();
-        if self.file && self.unwritten >= WRITEBACK_BYTES {
-            self.unwritten = 0;
+        if self.file && self.since_writeback >= WRITEBACK_BYTES {
+            self.since_writeback = 0;
             let _ = start_writeback(std::io::stderr());
         }
     }
