@@ -77,6 +77,35 @@ fn log_lines_are_timestamped_from_start_to_shutdown() {
     assert_eq!(text[n - 1], "kvr serve: stopped at revision 1", "{log}");
 }
 
+/// A log file gets its writeback started every MiB of access lines
+/// (`server/log.rs`); every line still reaches it, whole and in order.
+#[test]
+fn a_log_file_past_a_mib_keeps_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_logging(dir.path(), &[]);
+    let u = s.url.clone();
+    // 4,000-byte keys make ~4 KB access lines: 400 of them are 1.6 MB.
+    let agent = agent();
+    for i in 0..400 {
+        let key = format!("{i:04}{}", "k".repeat(3996));
+        let resp = agent.get(&format!("{u}/v1/kv/{key}")).call();
+        assert_eq!(reply(resp.unwrap()).status, 404);
+    }
+    assert!(s.terminate().success());
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.len() > 1_500_000, "{} bytes", log.len());
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.get(25..).is_some_and(|t| t.starts_with("127.0.0.1:")))
+        .collect();
+    assert_eq!(access.len(), 400);
+    for (i, line) in access.iter().enumerate() {
+        assert!(stamped(line), "{line:.80}");
+        let target = format!(" GET /v1/kv/{i:04}{} 404 ", "k".repeat(3996));
+        assert!(line.contains(&target), "line {i}: {line:.80}");
+    }
+}
+
 #[test]
 fn quiet_turns_off_only_the_line_per_request() {
     let dir = tempfile::tempdir().unwrap();
