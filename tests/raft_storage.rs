@@ -82,9 +82,23 @@ mod crash {
         StateMachine::new(engine, writer).unwrap()
     }
 
-    /// One write entry: a put (or a delete when `value` is None) of key
-    /// `k{key}`, conditional on `if_revision` when given.
-    fn entry(index: u64, key: u8, value: Option<u8>, if_revision: Option<u64>) -> Entry {
+    /// A write entry of one or more client writes (`Command::Batch` when
+    /// more, as the leader proposes writes that arrive together), each a
+    /// put (or a delete when `value` is None) of key `k{key}`, conditional
+    /// on `if_revision` when given.
+    fn entry(index: u64, writes: &[(u8, Option<u8>, Option<u64>)]) -> Entry {
+        let mut cmds: Vec<Arc<WriteCommand>> = writes
+            .iter()
+            .map(|(k, v, c)| Arc::new(write(*k, *v, *c)))
+            .collect();
+        let cmd = match cmds.len() {
+            1 => Command::Write(cmds.remove(0)),
+            _ => Command::Batch(Arc::new(cmds)),
+        };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), cmd)
+    }
+
+    fn write(key: u8, value: Option<u8>, if_revision: Option<u64>) -> WriteCommand {
         let op = WireOp {
             key: format!("k{key}").into_bytes(),
             value: value.map(|v| vec![v]),
@@ -94,12 +108,11 @@ mod crash {
             expire: None,
             ttl_secs: None,
         };
-        let cmd = Command::Write(Arc::new(WriteCommand {
+        WriteCommand {
             time_ms: 0,
             ops: vec![op],
             ..WriteCommand::default()
-        }));
-        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), cmd)
+        }
     }
 
     /// The model: key -> (value, revision), and the database revision.
@@ -161,6 +174,8 @@ mod crash {
                 (0u8..6, prop::option::weighted(0.8, any::<u8>()), prop::option::weighted(0.2, 0u64..4)),
                 1..60,
             ),
+            // How many writes each entry carries (from the first on).
+            sizes in prop::collection::vec(prop::option::weighted(0.3, 2usize..5), 60),
             // After which entries a flush happens, and where crashes fall.
             flushes in prop::collection::vec(any::<bool>(), 60),
             crashes in prop::collection::vec(0usize..60, 0..4),
@@ -169,11 +184,13 @@ mod crash {
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("n.redb");
-                let all: Vec<Entry> = ops
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (k, v, c))| entry(i as u64 + 1, *k, *v, *c))
-                    .collect();
+                let mut all: Vec<Entry> = Vec::new();
+                let mut rest = &ops[..];
+                while !rest.is_empty() {
+                    let n = sizes[all.len()].unwrap_or(1).min(rest.len());
+                    all.push(entry(all.len() as u64 + 1, &rest[..n]));
+                    rest = &rest[n..];
+                }
                 let mut sm = open(&path);
                 let mut i = 0;
                 while i < all.len() {

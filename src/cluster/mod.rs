@@ -11,6 +11,8 @@
 //!   entry is flushed in the same redb commit as the data it covers.
 //! * `read_batch.rs`: linearizable reads in rounds, one read index per
 //!   round for every read waiting when it starts.
+//! * `write_batch.rs`: writes proposed in rounds, one Raft entry for every
+//!   write waiting when a round starts.
 //! * `snapshot_extras.rs`: what a snapshot carries besides the data (watch
 //!   history, idempotency records).
 
@@ -22,6 +24,7 @@ pub mod snapshot_extras;
 pub mod start;
 pub mod state_machine;
 pub mod types;
+pub mod write_batch;
 
 pub use types::{Command, Member, NodeId, Reply, TypeConfig};
 

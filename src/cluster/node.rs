@@ -2,8 +2,9 @@
 //! and what the HTTP API asks of the cluster (writes, read barriers,
 //! joins, status).
 //!
-//! **Writes.** The leader proposes each request as one entry
-//! (`client_write`) and answers with what applying it decided. A follower
+//! **Writes.** The leader proposes the requests that arrive together as
+//! one entry (`client_write`; see `write_batch.rs`) and answers each with
+//! what applying it decided. A follower
 //! sends the request to the leader's raft listener (`/raft/write`) and
 //! answers the same way; a request refused before it was proposed (no
 //! leader, the leader unreachable) is `unavailable`, one whose fate is
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::network::{self, Body, H_CLUSTER, H_FROM, H_SNAPSHOT, H_TO, Identity, full};
 use super::state_machine::{Snapshot, SnapshotData, StateMachine};
 use super::types::{Command, Member, NodeId, Reply, TypeConfig, WriteCommand};
+use super::write_batch::{Proposed, WriteRounds};
 use crate::engine::{Engine, Request as EngineRequest};
 use crate::error::{Error, Result};
 use crate::types::Applied;
@@ -87,6 +89,8 @@ pub struct Node {
     removed: std::sync::atomic::AtomicBool,
     /// Linearizable reads waiting for a read index (see `read_batch.rs`).
     reads: Arc<super::read_batch::ReadRounds>,
+    /// Writes waiting to be proposed together (see `write_batch.rs`).
+    writes: Arc<WriteRounds>,
 }
 
 /// Unix milliseconds now.
@@ -130,6 +134,7 @@ impl Node {
             writer,
             removed: std::sync::atomic::AtomicBool::new(false),
             reads: Arc::default(),
+            writes: Arc::default(),
         }
     }
 
@@ -172,6 +177,11 @@ impl Node {
         }
     }
 
+    /// This member's own `/metrics` families.
+    pub fn metrics_text(&self) -> String {
+        self.writes.metrics()
+    }
+
     /// Freezes the live memory table for a flush when it is due by age
     /// (writes that trickle in are flushed within a few seconds).
     pub fn maybe_flush(&self) {
@@ -206,8 +216,8 @@ impl Node {
 
     /// Proposes `cmd` here if this node leads, else at the leader.
     async fn propose(&self, cmd: Command) -> Result<Reply> {
-        match self.raft.client_write(cmd.clone()).await {
-            Ok(resp) => Ok(resp.data),
+        match self.propose_here(cmd.clone()).await {
+            Ok(reply) => Ok(reply),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 match (f.leader_id, f.leader_node) {
                     (Some(id), Some(node)) if id != self.me.node_id => {
@@ -220,6 +230,15 @@ impl Node {
                 Err(unknown("leadership changed before the entry was committed"))
             }
             Err(e) => Err(unknown(e)),
+        }
+    }
+
+    /// Proposes `cmd` to this node's Raft: a write in a round with the
+    /// writes waiting beside it (see `write_batch.rs`).
+    async fn propose_here(&self, cmd: Command) -> Proposed {
+        match cmd {
+            Command::Write(w) => self.writes.propose(&self.raft, w).await,
+            other => self.raft.client_write(other).await.map(|r| r.data),
         }
     }
 
@@ -685,8 +704,8 @@ impl Node {
                         Arc::make_mut(w).time_ms = now_ms();
                     }
                     let out = if self.raft.is_leader() {
-                        match self.raft.client_write(cmd).await {
-                            Ok(r) => Forwarded::Ok(r.data),
+                        match self.propose_here(cmd).await {
+                            Ok(reply) => Forwarded::Ok(reply),
                             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                                 Forwarded::Err(WireFailure::NotProposed)
                             }

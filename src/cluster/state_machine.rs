@@ -4,7 +4,8 @@
 //! **Apply.** The writes among the entries openraft hands over are applied
 //! as one group ([`EngineWriter::write_group`]): conditions are decided
 //! here, so every node decides the same, and each write takes its
-//! revisions here, in log order. Nothing is synced: the Raft log made the
+//! revisions here, in log order (a batch entry's writes one after another,
+//! each answered on its own). Nothing is synced: the Raft log made the
 //! entries durable. After each group the [`Marker`] (last applied log id,
 //! membership, node-id counter) is set on the live memory table, so the
 //! flush commits it with exactly the data it covers, and a restart replays
@@ -199,6 +200,19 @@ fn io_err(e: Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
+/// Consecutive write entries gathered for one engine group: their
+/// requests in order, and per entry its responder and how many requests
+/// it carries and whether it is a batch (answered with a reply per write).
+#[derive(Default)]
+struct Collected {
+    requests: Vec<Request>,
+    answers: Vec<(
+        Option<openraft::storage::ApplyResponder<TypeConfig>>,
+        usize,
+        bool,
+    )>,
+}
+
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -230,21 +244,21 @@ impl StateMachine {
     }
 
     /// Applies the writes collected so far as one group and answers them.
-    fn apply_writes(
-        &mut self,
-        writes: &mut Vec<(
-            Request,
-            Option<openraft::storage::ApplyResponder<TypeConfig>>,
-        )>,
-    ) -> Result<()> {
-        if writes.is_empty() {
+    fn apply_writes(&mut self, writes: &mut Collected) -> Result<()> {
+        if writes.requests.is_empty() {
             return Ok(());
         }
-        let (requests, responders): (Vec<_>, Vec<_>) = writes.drain(..).unzip();
+        let requests = std::mem::take(&mut writes.requests);
         let outcomes = locked(&self.writer).write_group(requests)?;
-        for (outcome, responder) in outcomes.iter().zip(responders) {
+        let mut outcomes = outcomes.iter();
+        for (responder, n, batch) in writes.answers.drain(..) {
+            let mut replies: Vec<Reply> = outcomes.by_ref().take(n).map(Reply::of).collect();
+            let reply = match batch {
+                true => Reply::Batch(replies),
+                false => replies.pop().unwrap_or(Reply::None),
+            };
             if let Some(r) = responder {
-                r.send(Reply::of(outcome));
+                r.send(reply);
             }
         }
         Ok(())
@@ -298,12 +312,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             + Unpin
             + OptionalSend,
     {
-        let mut writes = Vec::new();
+        let mut writes = Collected::default();
         while let Some((entry, responder)) = entries.try_next().await? {
             match entry.payload {
                 EntryPayload::Normal(Command::Write(w)) => {
                     // Shared with the log's cache: copied out here.
-                    writes.push((Arc::unwrap_or_clone(w).into_request(), responder));
+                    writes.requests.push(Arc::unwrap_or_clone(w).into_request());
+                    writes.answers.push((responder, 1, false));
+                }
+                EntryPayload::Normal(Command::Batch(b)) => {
+                    let n = b.len();
+                    let b = Arc::unwrap_or_clone(b);
+                    writes.requests.extend(
+                        b.into_iter()
+                            .map(|w| Arc::unwrap_or_clone(w).into_request()),
+                    );
+                    writes.answers.push((responder, n, true));
                 }
                 EntryPayload::Normal(Command::NewNodeId) => {
                     self.apply_writes(&mut writes).map_err(io_err)?;

@@ -34,15 +34,20 @@ openraft::declare_raft_types!(
         Node = Member,
 );
 
-/// One entry of the Raft log: one client request (never split), or a
-/// request for a new node id. A write is shared, not copied, between the
-/// log's cache of recent entries, replication to each follower and apply
-/// (on the wire and on disk an `Arc` is its contents).
+/// One entry of the Raft log: one client request (never split), several
+/// proposed together (`write_batch.rs`), or a request for a new node id.
+/// A write is shared, not copied, between the log's cache of recent
+/// entries, replication to each follower and apply (on the wire and on
+/// disk an `Arc` is its contents).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Write(Arc<WriteCommand>),
     /// Takes the next node id from the replicated counter.
     NewNodeId,
+    // (New variants go last: postcard numbers them in order.)
+    /// Client requests applied in this order, each on its own (its own
+    /// revision, conditions and outcome), answered by [`Reply::Batch`].
+    Batch(Arc<Vec<Arc<WriteCommand>>>),
 }
 
 /// A write as the leader proposed it; conditions are checked when it is
@@ -86,6 +91,15 @@ pub struct WireRange {
 }
 
 impl WriteCommand {
+    /// About the bytes it takes (keys and values), to bound a batch.
+    pub fn approx_bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|o| 16 + o.key.len() + o.value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+            + 64
+    }
+
     /// The command for an engine request, at the leader's `time_ms`.
     pub fn new(req: &Request, time_ms: u64) -> WriteCommand {
         WriteCommand {
@@ -197,6 +211,9 @@ pub enum Reply {
     },
     Failed(WireError),
     NodeId(NodeId),
+    // (New variants go last: postcard numbers them in order.)
+    /// A [`Command::Batch`]'s replies, in its order.
+    Batch(Vec<Reply>),
 }
 
 impl Reply {
@@ -225,7 +242,7 @@ impl Reply {
                 revision,
             }),
             Reply::Failed(e) => Err(e.into()),
-            Reply::None | Reply::NodeId(_) => {
+            Reply::None | Reply::NodeId(_) | Reply::Batch(_) => {
                 Err(Error::Storage("unexpected reply to a write".into()))
             }
         }
@@ -320,6 +337,7 @@ impl fmt::Display for Command {
         match self {
             Command::Write(w) => write!(f, "write of {} ops", w.ops.len()),
             Command::NewNodeId => write!(f, "new node id"),
+            Command::Batch(b) => write!(f, "batch of {} writes", b.len()),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! `kvr_write_queue_depth`; `kvr_writes_rejected_total`; `kvr_revision`;
 //! `kvr_keys`; `kvr_db_bytes`; `kvr_log_lines_dropped_total`; and the
 //! standard `process_*` families (`process.rs`). The engine adds its own
-//! (`Engine::metrics`: flushes, memory tables).
+//! (`Engine::metrics`: flushes, memory tables), and a cluster member its
+//! write rounds (`cluster/write_batch.rs`: entries and writes proposed).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

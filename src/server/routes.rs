@@ -388,6 +388,9 @@ async fn dispatch(
                 .metrics
                 .render(Some((stats.file_bytes, stats.keys)), stats.revision);
             body.push_str(&state.engine.metrics());
+            if let Some(node) = &state.cluster {
+                body.push_str(&node.metrics_text());
+            }
             Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
         }
         Route::OpenApi => Ok(text(
