@@ -849,4 +849,15 @@ fn concurrent_writes_share_raft_entries_and_keep_their_own_outcomes() {
         "no entry carried more than one write: {entries} entries"
     );
     eprintln!("{writes} writes in {entries} entries");
+    // The followers forwarded theirs in fewer requests than writes.
+    for node in nodes.iter().filter(|n| n.url != leader.url) {
+        let rounds = metric(node, "kvr_raft_forward_rounds_total");
+        let forwarded = metric(node, "kvr_raft_writes_forwarded_total");
+        assert_eq!(forwarded, (CLIENTS / 3 * (PUTS + 1)) as u64);
+        assert!(
+            rounds < forwarded,
+            "every write forwarded alone: {rounds} rounds"
+        );
+        eprintln!("{forwarded} writes forwarded in {rounds} requests");
+    }
 }

@@ -18,9 +18,11 @@
 //! leader.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -35,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::network::{self, Body, H_CLUSTER, H_FROM, H_SNAPSHOT, H_TO, Identity, full};
 use super::state_machine::{Snapshot, SnapshotData, StateMachine};
 use super::types::{Command, Member, NodeId, Reply, TypeConfig, WriteCommand};
-use super::write_batch::{Proposed, WriteRounds};
+use super::write_batch::WriteRounds;
 use crate::engine::{Engine, Request as EngineRequest};
 use crate::error::{Error, Result};
 use crate::types::Applied;
@@ -89,8 +91,25 @@ pub struct Node {
     removed: std::sync::atomic::AtomicBool,
     /// Linearizable reads waiting for a read index (see `read_batch.rs`).
     reads: Arc<super::read_batch::ReadRounds>,
-    /// Writes waiting to be proposed together (see `write_batch.rs`).
-    writes: Arc<WriteRounds>,
+    /// Writes waiting to be proposed together, and (on a follower) to be
+    /// forwarded together (see `write_batch.rs`).
+    writes: Arc<WriteRounds<Proposed>>,
+    forwards: Arc<WriteRounds<Result<Reply>>>,
+    counts: RoundCounts,
+}
+
+/// What a proposal here answered: what applying the write decided, or why
+/// it was not (or may not have been) committed, as openraft said it.
+type Proposed = std::result::Result<Reply, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+
+/// For `/metrics`: entries proposed here for writes and the writes they
+/// carried; forwarding rounds and the writes they carried.
+#[derive(Default)]
+struct RoundCounts {
+    entries: AtomicU64,
+    writes: AtomicU64,
+    forward_rounds: AtomicU64,
+    forwarded: AtomicU64,
 }
 
 /// Unix milliseconds now.
@@ -135,6 +154,8 @@ impl Node {
             removed: std::sync::atomic::AtomicBool::new(false),
             reads: Arc::default(),
             writes: Arc::default(),
+            forwards: Arc::default(),
+            counts: RoundCounts::default(),
         }
     }
 
@@ -179,7 +200,39 @@ impl Node {
 
     /// This member's own `/metrics` families.
     pub fn metrics_text(&self) -> String {
-        self.writes.metrics()
+        let c = &self.counts;
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "kvr_raft_write_entries_total",
+                "Raft entries proposed here for writes (each carries the writes that were \
+                 waiting together).",
+                &c.entries,
+            ),
+            (
+                "kvr_raft_writes_proposed_total",
+                "Write requests proposed here through Raft.",
+                &c.writes,
+            ),
+            (
+                "kvr_raft_forward_rounds_total",
+                "Requests that forwarded writes to the leader (each carries the writes that \
+                 were waiting together).",
+                &c.forward_rounds,
+            ),
+            (
+                "kvr_raft_writes_forwarded_total",
+                "Write requests forwarded to the leader.",
+                &c.forwarded,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        out
     }
 
     /// Freezes the live memory table for a flush when it is due by age
@@ -206,39 +259,121 @@ impl Node {
         Some((id, member))
     }
 
-    /// Applies a write through the cluster (see the module header).
-    pub async fn write(&self, req: EngineRequest) -> Result<Applied> {
-        let cmd = WriteCommand::new(&req, now_ms());
-        self.propose(Command::Write(Arc::new(cmd)))
-            .await?
-            .into_outcome()
-    }
-
-    /// Proposes `cmd` here if this node leads, else at the leader.
-    async fn propose(&self, cmd: Command) -> Result<Reply> {
-        match self.propose_here(cmd.clone()).await {
-            Ok(reply) => Ok(reply),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(node)) if id != self.me.node_id => {
-                        self.forward(id, &node, "write", &cmd).await
-                    }
-                    _ => Err(no_leader()),
+    /// Applies a write through the cluster (see the module header): here
+    /// in a round of the writes waiting beside it when this node leads,
+    /// else forwarded to the leader in a round (`write_batch.rs`).
+    pub async fn write(self: &Arc<Self>, req: EngineRequest) -> Result<Applied> {
+        let cmd = Arc::new(WriteCommand::new(&req, now_ms()));
+        let elsewhere = self.leader().is_some_and(|(id, _)| id != self.me.node_id);
+        if !elsewhere {
+            match self.propose_write(cmd.clone()).await {
+                Ok(reply) => return reply.into_outcome(),
+                Err(e) => {
+                    self.leader_after(e)?;
                 }
             }
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
-                Err(unknown("leadership changed before the entry was committed"))
-            }
-            Err(e) => Err(unknown(e)),
+        }
+        self.forward_write(cmd).await?.into_outcome()
+    }
+
+    /// Proposes a write here, in a round.
+    async fn propose_write(self: &Arc<Self>, cmd: Arc<WriteCommand>) -> Proposed {
+        let node = self.clone();
+        let send = move |cmds| {
+            let node = node.clone();
+            async move { node.propose_entry(cmds).await }
+        };
+        self.writes
+            .propose(cmd, send)
+            .await
+            .unwrap_or(Err(RaftError::Fatal(openraft::errors::Fatal::Stopped)))
+    }
+
+    /// Proposes `cmds` as one entry; an outcome for each, in order.
+    async fn propose_entry(&self, mut cmds: Vec<Arc<WriteCommand>>) -> Vec<Proposed> {
+        let n = cmds.len();
+        self.counts.entries.fetch_add(1, Ordering::Relaxed);
+        self.counts.writes.fetch_add(n as u64, Ordering::Relaxed);
+        let cmd = match n {
+            1 => Command::Write(cmds.remove(0)),
+            _ => Command::Batch(Arc::new(cmds)),
+        };
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => match resp.data {
+                Reply::Batch(replies) if n > 1 => replies.into_iter().map(Ok).collect(),
+                reply if n == 1 => vec![Ok(reply)],
+                // Never: apply answers a batch with a reply per write.
+                // Unanswered, their fate is unknown.
+                _ => Vec::new(),
+            },
+            Err(e) => vec![Err(e); n],
         }
     }
 
-    /// Proposes `cmd` to this node's Raft: a write in a round with the
-    /// writes waiting beside it (see `write_batch.rs`).
-    async fn propose_here(&self, cmd: Command) -> Proposed {
-        match cmd {
-            Command::Write(w) => self.writes.propose(&self.raft, w).await,
-            other => self.raft.client_write(other).await.map(|r| r.data),
+    /// Forwards a write to the leader, in a round.
+    async fn forward_write(self: &Arc<Self>, cmd: Arc<WriteCommand>) -> Result<Reply> {
+        let node = self.clone();
+        let send = move |cmds| {
+            let node = node.clone();
+            async move { node.forward_round(cmds).await }
+        };
+        self.forwards
+            .propose(cmd, send)
+            .await
+            .unwrap_or_else(|| Err(unknown("its forwarding round ended without an answer")))
+    }
+
+    /// Sends `cmds` to the leader in one request; an outcome for each.
+    async fn forward_round(&self, cmds: Vec<Arc<WriteCommand>>) -> Vec<Result<Reply>> {
+        let n = cmds.len();
+        self.counts.forward_rounds.fetch_add(1, Ordering::Relaxed);
+        self.counts.forwarded.fetch_add(n as u64, Ordering::Relaxed);
+        let Some((id, member)) = self.leader().filter(|(id, _)| *id != self.me.node_id) else {
+            return (0..n).map(|_| Err(no_leader())).collect();
+        };
+        if n == 1 {
+            let cmd = Command::Write(cmds[0].clone());
+            return vec![self.forward(id, &member, "write", &cmd).await];
+        }
+        match self
+            .forward::<_, Vec<Forwarded<Reply>>>(id, &member, "write-batch", &cmds)
+            .await
+        {
+            Ok(answers) => answers.into_iter().map(Forwarded::into_result).collect(),
+            Err(e) => (0..n).map(|_| copy_failure(&e)).collect(),
+        }
+    }
+
+    /// Proposes `cmd` (not a write) here if this node leads, else at the
+    /// leader.
+    async fn propose(&self, cmd: Command) -> Result<Reply> {
+        match self.raft.client_write(cmd.clone()).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => {
+                let (id, node) = self.leader_after(e)?;
+                self.forward(id, &node, "write", &cmd).await
+            }
+        }
+    }
+
+    /// The leader to forward to after a proposal here failed with `e`, or
+    /// what to answer: `unavailable` when it was not proposed and no other
+    /// leader is known, `outcome_unknown` when it was proposed.
+    fn leader_after(
+        &self,
+        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    ) -> Result<(NodeId, Member)> {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) if id != self.me.node_id => Ok((id, node)),
+                    _ => Err(no_leader()),
+                }
+            }
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+                Err(unknown("leadership changed before the entry was committed"))
+            }
+            e => Err(unknown(e)),
         }
     }
 
@@ -704,13 +839,27 @@ impl Node {
                         Arc::make_mut(w).time_ms = now_ms();
                     }
                     let out = if self.raft.is_leader() {
-                        match self.propose_here(cmd).await {
-                            Ok(reply) => Forwarded::Ok(reply),
-                            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                                Forwarded::Err(WireFailure::NotProposed)
-                            }
-                            Err(e) => Forwarded::Err(WireFailure::Unknown(e.to_string())),
-                        }
+                        forwarded(match cmd {
+                            Command::Write(w) => self.propose_write(w).await,
+                            other => self.raft.client_write(other).await.map(|r| r.data),
+                        })
+                    } else {
+                        Forwarded::Err(WireFailure::NotProposed)
+                    };
+                    reply(Ok(out))
+                }
+                Err(e) => reply::<()>(Err(e)),
+            },
+            // A follower's round of writes: proposed as one entry.
+            "write-batch" => match decode::<Vec<Arc<WriteCommand>>>(&body) {
+                Ok(mut cmds) => {
+                    let now = now_ms();
+                    for w in &mut cmds {
+                        Arc::make_mut(w).time_ms = now;
+                    }
+                    let out = if self.raft.is_leader() {
+                        let proposed = self.propose_entry(cmds).await;
+                        Forwarded::Ok(proposed.into_iter().map(forwarded).collect::<Vec<_>>())
                     } else {
                         Forwarded::Err(WireFailure::NotProposed)
                     };
@@ -875,6 +1024,28 @@ impl<T> Forwarded<T> {
             Forwarded::Err(WireFailure::NodeNotFound(id)) => Err(Error::NodeNotFound { id }),
         }
     }
+}
+
+/// A proposal's outcome, as the leader answers a forwarded write.
+fn forwarded(proposed: Proposed) -> Forwarded<Reply> {
+    match proposed {
+        Ok(reply) => Forwarded::Ok(reply),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+            Forwarded::Err(WireFailure::NotProposed)
+        }
+        Err(e) => Forwarded::Err(WireFailure::Unknown(e.to_string())),
+    }
+}
+
+/// A forwarding round's failure, for each of its writes.
+fn copy_failure(e: &Error) -> Result<Reply> {
+    Err(match e {
+        Error::Unavailable { .. } => no_leader(),
+        Error::OutcomeUnknown { message } => Error::OutcomeUnknown {
+            message: message.clone(),
+        },
+        other => unknown(other),
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> std::result::Result<T, String> {

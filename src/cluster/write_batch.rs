@@ -11,51 +11,61 @@
 //! waits for the next round, which takes every write waiting when it
 //! starts. Each write keeps its own revision, conditions and outcome:
 //! apply runs them in order as if they had come in one after another.
+//!
+//! A follower forwards its writes to the leader in rounds the same way:
+//! one request to the leader's raft listener per round (`write-batch`),
+//! proposed there as one entry, instead of one round trip per write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use openraft::errors::{ClientWriteError, RaftError};
 use tokio::sync::oneshot;
 
-use super::node::Raft;
-use super::types::{Command, Reply, TypeConfig, WriteCommand};
+use super::types::WriteCommand;
 
 /// Rounds being committed at once. Two keep the log busy (one is appended
 /// and replicated while the other's answers come back) and let writes
 /// gather into the next round under load.
 pub const ROUNDS_IN_FLIGHT: usize = 2;
 /// The most writes, and about the most bytes of keys and values, one
-/// entry carries (a bigger write goes alone).
+/// round carries (a bigger write goes alone).
 const MAX_WRITES: usize = 1024;
 const MAX_BYTES: usize = 4 << 20;
 
-/// What proposing a write answered: what applying it decided, or why it
-/// was not (or may not have been) committed, as openraft said it.
-pub type Proposed = std::result::Result<Reply, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+type Waiting<O> = (Arc<WriteCommand>, oneshot::Sender<O>);
 
-type Waiting = (Arc<WriteCommand>, oneshot::Sender<Proposed>);
-
-/// The writes waiting for the next round, and the rounds in flight.
-#[derive(Default)]
-pub struct WriteRounds {
-    state: Mutex<State>,
-    /// Entries proposed for writes, and the writes they carried (for
-    /// `/metrics`: their ratio is the writes per entry).
-    entries: AtomicU64,
-    writes: AtomicU64,
+/// The writes waiting for the next round, and the rounds in flight; `O`
+/// is one write's outcome.
+pub struct WriteRounds<O> {
+    state: Mutex<State<O>>,
 }
 
-#[derive(Default)]
-struct State {
+struct State<O> {
     in_flight: usize,
-    waiting: Vec<Waiting>,
+    waiting: Vec<Waiting<O>>,
 }
 
-impl WriteRounds {
-    /// Proposes `cmd` in a round of this node's Raft and waits for its
-    /// outcome.
-    pub async fn propose(self: &Arc<Self>, raft: &Raft, cmd: Arc<WriteCommand>) -> Proposed {
+impl<O> Default for WriteRounds<O> {
+    fn default() -> Self {
+        WriteRounds {
+            state: Mutex::new(State {
+                in_flight: 0,
+                waiting: Vec::new(),
+            }),
+        }
+    }
+}
+
+impl<O: Send + 'static> WriteRounds<O> {
+    /// Sends `cmd` in a round and waits for its outcome. `send` commits
+    /// one round and answers each of its writes, in order. `None`: the
+    /// round ended without an answer for it (a runtime shutting down, or
+    /// fewer answers than writes): its fate is unknown.
+    pub async fn propose<F, Fut>(self: &Arc<Self>, cmd: Arc<WriteCommand>, send: F) -> Option<O>
+    where
+        F: Fn(Vec<Arc<WriteCommand>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send,
+    {
         let (tx, rx) = oneshot::channel();
         let round = {
             let mut s = self.lock();
@@ -71,24 +81,23 @@ impl WriteRounds {
             // Its own task: a client that goes away must not stop the
             // round the other writes wait for.
             let rounds = self.clone();
-            let raft = raft.clone();
-            tokio::spawn(async move { rounds.run(raft, round).await });
+            tokio::spawn(async move { rounds.run(send, round).await });
         }
-        match rx.await {
-            Ok(outcome) => outcome,
-            // The round's task ended without an answer (the runtime is
-            // shutting down): the write's fate is unknown.
-            Err(_) => Err(RaftError::Fatal(openraft::errors::Fatal::Stopped)),
-        }
+        rx.await.ok()
     }
 
-    /// Commits `round`, then the rounds that gathered meanwhile, until no
+    /// Sends `round`, then the rounds that gathered meanwhile, until no
     /// write waits.
-    async fn run(&self, raft: Raft, mut round: Vec<Waiting>) {
+    async fn run<F, Fut>(&self, send: F, mut round: Vec<Waiting<O>>)
+    where
+        F: Fn(Vec<Arc<WriteCommand>>) -> Fut,
+        Fut: Future<Output = Vec<O>>,
+    {
         loop {
-            self.entries.fetch_add(1, Ordering::Relaxed);
-            self.writes.fetch_add(round.len() as u64, Ordering::Relaxed);
-            propose_round(&raft, round).await;
+            let (cmds, txs): (Vec<_>, Vec<_>) = round.into_iter().unzip();
+            for (outcome, tx) in send(cmds).await.into_iter().zip(txs) {
+                let _ = tx.send(outcome);
+            }
             let mut s = self.lock();
             if s.waiting.is_empty() {
                 s.in_flight -= 1;
@@ -98,28 +107,13 @@ impl WriteRounds {
         }
     }
 
-    /// The `/metrics` families of the rounds.
-    pub fn metrics(&self) -> String {
-        format!(
-            "# HELP kvr_raft_write_entries_total Raft entries proposed here for writes (each \
-             carries every write waiting when it was proposed).\n\
-             # TYPE kvr_raft_write_entries_total counter\n\
-             kvr_raft_write_entries_total {}\n\
-             # HELP kvr_raft_writes_proposed_total Write requests proposed here through Raft.\n\
-             # TYPE kvr_raft_writes_proposed_total counter\n\
-             kvr_raft_writes_proposed_total {}\n",
-            self.entries.load(Ordering::Relaxed),
-            self.writes.load(Ordering::Relaxed)
-        )
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<O>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// The oldest waiting writes, up to the limits of one entry (at least one).
-fn take_round(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
+fn take_round<O>(waiting: &mut Vec<Waiting<O>>) -> Vec<Waiting<O>> {
     let mut bytes = 0;
     let mut n = 0;
     for (cmd, _) in waiting.iter() {
@@ -133,42 +127,11 @@ fn take_round(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
     std::mem::replace(waiting, rest)
 }
 
-/// Proposes one round as one entry and hands each write its outcome.
-async fn propose_round(raft: &Raft, mut round: Vec<Waiting>) {
-    if round.len() == 1 {
-        if let Some((cmd, tx)) = round.pop() {
-            let _ = tx.send(raft.client_write(Command::Write(cmd)).await.map(|r| r.data));
-        }
-        return;
-    }
-    let (cmds, txs): (Vec<_>, Vec<_>) = round.into_iter().unzip();
-    match raft.client_write(Command::Batch(Arc::new(cmds))).await {
-        Ok(resp) => match resp.data {
-            Reply::Batch(replies) if replies.len() == txs.len() => {
-                for (reply, tx) in replies.into_iter().zip(txs) {
-                    let _ = tx.send(Ok(reply));
-                }
-            }
-            // Never: apply answers a batch with one reply per write.
-            other => {
-                for tx in txs {
-                    let _ = tx.send(Ok(other.clone()));
-                }
-            }
-        },
-        Err(e) => {
-            for tx in txs {
-                let _ = tx.send(Err(e.clone()));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn waiting(value_len: usize) -> Waiting {
+    fn waiting(value_len: usize) -> Waiting<()> {
         let cmd = WriteCommand {
             ops: vec![super::super::types::WireOp {
                 key: b"k".to_vec(),
@@ -186,7 +149,7 @@ mod tests {
 
     #[test]
     fn a_round_takes_the_oldest_writes_up_to_its_limits() {
-        let mut w: Vec<Waiting> = (0..MAX_WRITES + 5).map(|_| waiting(10)).collect();
+        let mut w: Vec<Waiting<()>> = (0..MAX_WRITES + 5).map(|_| waiting(10)).collect();
         let first = Arc::as_ptr(&w[0].0);
         let round = take_round(&mut w);
         assert_eq!(round.len(), MAX_WRITES);

@@ -212,7 +212,7 @@ impl Writer {
 
     async fn write_replicated(
         &self,
-        node: &crate::cluster::node::Node,
+        node: &Arc<crate::cluster::node::Node>,
         req: WriteRequest,
     ) -> Result<Applied> {
         let waiting = self.queue.waiting.fetch_add(1, Ordering::Relaxed);
