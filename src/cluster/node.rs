@@ -5,8 +5,9 @@
 //! **Writes.** The leader proposes the requests that arrive together as
 //! one entry (`client_write`; see `write_batch.rs`) and answers each with
 //! what applying it decided. A follower
-//! sends the request to the leader's raft listener (`/raft/write`) and
-//! answers the same way; a request refused before it was proposed (no
+//! sends the writes waiting together to the leader's raft listener in one
+//! request (`/raft/write-batch`; `/raft/write` for one) and answers each
+//! the same way; a request refused before it was proposed (no
 //! leader, the leader unreachable) is `unavailable`, one whose fate is
 //! unknown (sent, then the connection or the leadership was lost) is
 //! `outcome_unknown`.
@@ -95,6 +96,9 @@ pub struct Node {
     /// forwarded together (see `write_batch.rs`).
     writes: Arc<WriteRounds<Proposed>>,
     forwards: Arc<WriteRounds<Result<Reply>>>,
+    /// The leader a refused proposal here named, for the next forwarding
+    /// round when the metrics do not name one yet.
+    leader_hint: std::sync::Mutex<Option<(NodeId, Member)>>,
     counts: RoundCounts,
 }
 
@@ -155,6 +159,7 @@ impl Node {
             reads: Arc::default(),
             writes: Arc::default(),
             forwards: Arc::default(),
+            leader_hint: std::sync::Mutex::new(None),
             counts: RoundCounts::default(),
         }
     }
@@ -269,7 +274,10 @@ impl Node {
             match self.propose_write(cmd.clone()).await {
                 Ok(reply) => return reply.into_outcome(),
                 Err(e) => {
-                    self.leader_after(e)?;
+                    // Refused here: the leader it names, for the round (the
+                    // metrics may not know it yet).
+                    let leader = self.leader_after(e)?;
+                    *self.leader_hint.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader);
                 }
             }
         }
@@ -328,7 +336,13 @@ impl Node {
         let n = cmds.len();
         self.counts.forward_rounds.fetch_add(1, Ordering::Relaxed);
         self.counts.forwarded.fetch_add(n as u64, Ordering::Relaxed);
-        let Some((id, member)) = self.leader().filter(|(id, _)| *id != self.me.node_id) else {
+        let hint = self
+            .leader_hint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let other = |l: &(NodeId, Member)| l.0 != self.me.node_id;
+        let Some((id, member)) = self.leader().filter(other).or(hint.filter(other)) else {
             return (0..n).map(|_| Err(no_leader())).collect();
         };
         if n == 1 {
