@@ -861,3 +861,38 @@ fn concurrent_writes_share_raft_entries_and_keep_their_own_outcomes() {
         eprintln!("{forwarded} writes forwarded in {rounds} requests");
     }
 }
+
+#[test]
+fn the_raft_log_is_snapshotted_by_bytes_as_well_as_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Entries alone would never call for a snapshot here.
+    let env = [
+        ("KVR_RAFT_SNAPSHOT_EVERY", "1000000000"),
+        ("KVR_RAFT_SNAPSHOT_BYTES", "262144"),
+    ];
+    let nodes = three(tmp.path(), &env);
+    let leader = nodes
+        .iter()
+        .find(|n| status_of(n)["state"] == "leader")
+        .expect("a leader");
+    assert_eq!(metric(leader, "kvr_raft_snapshot_index"), 0);
+    // About 1 MB in ten entries (a batch request is one).
+    let value = "v".repeat(1000);
+    for r in 0..10 {
+        let body: String = (0..100)
+            .map(|i| format!("{{\"key\":\"b{r}-{i:03}\",\"value\":\"{value}\"}}\n"))
+            .collect();
+        let (code, _, out) = http(&leader.url, "POST", "/v1/batch", body.as_bytes());
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&out));
+    }
+    assert!(metric(leader, "kvr_raft_log_appended_bytes_total") >= 1_000_000);
+    for node in &nodes {
+        wait_for(15, "a snapshot on every node", || {
+            metric(node, "kvr_raft_snapshot_index") > 0
+        });
+    }
+    // Nothing lost to it.
+    let (code, _, body) = http(&nodes[1].url, "GET", "/v1/kv/b9-099", b"");
+    assert_eq!(code, 200);
+    assert_eq!(body, value.as_bytes());
+}

@@ -36,6 +36,7 @@ use std::io::{self, Read};
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
@@ -76,6 +77,8 @@ pub fn dir_of(db: &Path) -> PathBuf {
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
     syncer: Sender<Job>,
+    /// Bytes of records appended since the log was opened.
+    appended: Arc<AtomicU64>,
 }
 
 struct Segment {
@@ -204,11 +207,18 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             syncer: tx,
+            appended: Arc::default(),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The count of bytes appended since the log was opened (snapshots
+    /// are triggered by it, `start.rs`).
+    pub fn appended(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
     }
 
     /// The index of the last entry (or of the last purged one).
@@ -553,6 +563,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // offset they start at.
             let mut run: Vec<u8> = Vec::new();
             let mut run_at: Option<(u64, u64)> = None;
+            let mut appended = 0u64;
             for entry in entries {
                 let log_id = entry.log_id();
                 let payload = postcard::to_allocvec(&entry).map_err(corrupt)?;
@@ -573,6 +584,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 if run.is_empty() {
                     run_at = Some((first, seg.len));
                 }
+                appended += bytes as u64;
                 run.extend_from_slice(&len.to_le_bytes());
                 run.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
                 run.extend_from_slice(&payload);
@@ -592,6 +604,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             if let Some(at) = run_at {
                 inner.write_run(at, &run)?;
             }
+            self.appended.fetch_add(appended, Ordering::Relaxed);
         }
         self.syncer
             .send(Job {

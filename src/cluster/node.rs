@@ -100,6 +100,8 @@ pub struct Node {
     /// round when the metrics do not name one yet.
     leader_hint: std::sync::Mutex<Option<(NodeId, Member)>>,
     counts: RoundCounts,
+    /// Bytes appended to the Raft log since it was opened.
+    log_appended: Arc<AtomicU64>,
 }
 
 /// What a proposal here answered: what applying the write decided, or why
@@ -146,6 +148,7 @@ impl Node {
         engine: Arc<Engine>,
         writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
         tmp_dir: PathBuf,
+        log_appended: Arc<AtomicU64>,
     ) -> Node {
         Node {
             raft,
@@ -160,6 +163,7 @@ impl Node {
             writes: Arc::default(),
             forwards: Arc::default(),
             leader_hint: std::sync::Mutex::new(None),
+            log_appended,
             counts: RoundCounts::default(),
         }
     }
@@ -237,6 +241,16 @@ impl Node {
                 value.load(Ordering::Relaxed)
             );
         }
+        let snapshot = self.metrics().snapshot.map_or(0, |l| l.index);
+        let _ = writeln!(
+            out,
+            "# HELP kvr_raft_log_appended_bytes_total Bytes appended to the Raft log since start.\n\
+             # TYPE kvr_raft_log_appended_bytes_total counter\n\
+             kvr_raft_log_appended_bytes_total {}\n\
+             # HELP kvr_raft_snapshot_index The last log index the newest snapshot covers (0: \
+             none).\n# TYPE kvr_raft_snapshot_index gauge\nkvr_raft_snapshot_index {snapshot}",
+            self.log_appended.load(Ordering::Relaxed)
+        );
         out
     }
 

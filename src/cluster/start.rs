@@ -30,13 +30,26 @@ const FLUSH_TICK: Duration = Duration::from_millis(500);
 /// kept: up to this many entries on disk (~100 MB of small writes) and
 /// about 48 bytes each of index in memory.
 const SNAPSHOT_EVERY: u64 = 500_000;
+/// Bytes appended to the Raft log between snapshots, whatever the entry
+/// count (an entry can carry many writes, `write_batch.rs`), so the log
+/// on disk stays about this size; `KVR_RAFT_SNAPSHOT_BYTES` changes it.
+const SNAPSHOT_BYTES: u64 = 256 << 20;
 
 fn snapshot_every() -> u64 {
-    std::env::var("KVR_RAFT_SNAPSHOT_EVERY")
+    env_or("KVR_RAFT_SNAPSHOT_EVERY", SNAPSHOT_EVERY)
+}
+
+fn snapshot_bytes() -> u64 {
+    env_or("KVR_RAFT_SNAPSHOT_BYTES", SNAPSHOT_BYTES)
+}
+
+/// A positive number from the environment, else `default`.
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
-        .unwrap_or(SNAPSHOT_EVERY)
+        .unwrap_or(default)
 }
 
 /// This node's identity as kept in its database file.
@@ -155,6 +168,7 @@ pub async fn start(
     let engine_writer = sm.writer();
     let log = LogStore::open(&log_store::dir_of(&db))
         .map_err(|e| Error::io("cannot open the Raft log", e))?;
+    let appended = log.appended();
     let me = Arc::new(Identity {
         cluster_id,
         node_id,
@@ -195,6 +209,7 @@ pub async fn start(
         engine,
         engine_writer,
         tmp_dir,
+        appended.clone(),
     ));
     tokio::spawn(serve_raft(
         raft_listener,
@@ -204,10 +219,18 @@ pub async fn start(
     let ticker = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(FLUSH_TICK);
+        let mut snapshot_at = 0;
         loop {
             tick.tick().await;
             let n = ticker.clone();
             let _ = tokio::task::spawn_blocking(move || n.maybe_flush()).await;
+            // A snapshot lets the log be purged: one per SNAPSHOT_BYTES
+            // appended (besides openraft's own, per SNAPSHOT_EVERY entries).
+            let now = appended.load(std::sync::atomic::Ordering::Relaxed);
+            if now - snapshot_at >= snapshot_bytes() {
+                snapshot_at = now;
+                let _ = ticker.raft.trigger().snapshot().await;
+            }
         }
     });
     let initialized = node
