@@ -129,6 +129,24 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The keys a key event stands for in `mode`: itself, or Escape then the
+/// character for an Alt-character that `mode` does not bind. A terminal
+/// sends Alt-x as ESC x, so Escape followed at once by a key (typed fast,
+/// or read together while the browser was busy drawing) arrives as one
+/// Alt- key; taken as such, the key after Escape was lost (Escape closing
+/// the help, then `q`, did not quit).
+pub fn split_escape(mode: KeyMode, key: KeyEvent) -> Vec<KeyEvent> {
+    let alt_only = key.modifiers == KeyModifiers::ALT;
+    let bound = |c| matches!(mode, KeyMode::Prompt | KeyMode::Editor) && alt_key(c).is_some();
+    match key.code {
+        KeyCode::Char(c) if alt_only && !bound(c) => vec![
+            KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
+            KeyEvent::new_with_kind(KeyCode::Char(c), KeyModifiers::NONE, key.kind),
+        ],
+        _ => vec![key],
+    }
+}
+
 /// The action of a key press in `mode`, if any.
 pub fn map_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
     if key.kind == KeyEventKind::Release {

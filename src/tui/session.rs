@@ -10,7 +10,7 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::Event;
 
-use super::action::{Action, map_key};
+use super::action::{Action, map_key, split_escape};
 use super::app::App;
 use super::editor::EditJob;
 use super::live::{Feed, Live};
@@ -228,9 +228,12 @@ where
         };
         match host.next_event(poll)? {
             Some(Event::Key(key)) => {
-                if let Some(action) = map_key(session.app.key_mode(), key) {
-                    session.dispatch(action);
-                    dirty = true;
+                for key in split_escape(session.app.key_mode(), key) {
+                    // The mode after the Escape decides what the next key does.
+                    if let Some(action) = map_key(session.app.key_mode(), key) {
+                        session.dispatch(action);
+                        dirty = true;
+                    }
                 }
             }
             Some(Event::Resize(w, h)) => {

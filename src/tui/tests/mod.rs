@@ -19,7 +19,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::action::{Action, map_key};
+use super::action::{Action, map_key, split_escape};
 use super::app::{App, Config};
 use super::session::Session;
 use super::theme::Theme;
@@ -111,9 +111,12 @@ pub fn keys(s: &mut Session, text: &str) {
     }
 }
 
+/// A key event as the run loop takes it (see `split_escape`).
 pub fn press(s: &mut Session, key: KeyEvent) {
-    if let Some(a) = map_key(s.app.key_mode(), key) {
-        act(s, &[a]);
+    for key in split_escape(s.app.key_mode(), key) {
+        if let Some(a) = map_key(s.app.key_mode(), key) {
+            act(s, &[a]);
+        }
     }
 }
 

@@ -29,6 +29,38 @@ fn prompt(s: &Session) -> (String, usize) {
     }
 }
 
+/// Escape then a key, read together, arrive as one Alt- key (a terminal
+/// sends Alt-x as ESC x): taken as Escape and then the key, nothing lost.
+#[test]
+fn escape_and_a_key_read_together_are_both_taken() {
+    let (_dir, path) = store_with(&numbered(30));
+    let mut s = browse(&path, None, (100, 24));
+    // Escape closes the help, then q quits.
+    keys(&mut s, "?");
+    assert_eq!(s.app.mode, Mode::Help);
+    press(&mut s, alt('q'));
+    assert!(s.app.quit, "the q after the Escape quit");
+    s.shutdown();
+    drop(s);
+
+    let mut s = browse(&path, None, (100, 24));
+    // In the list: Escape (says how to quit), then j moves down.
+    press(&mut s, alt('j'));
+    assert_eq!(selected(&s.app), "key:00001");
+    assert!(shows(&s.app, "q quits"));
+    // In a prompt, an Alt- key it does not bind: Escape closes the prompt,
+    // then the key does what it does in the list.
+    keys(&mut s, "/key:0002");
+    press(&mut s, alt('j'));
+    assert_eq!(s.app.mode, Mode::Browse, "the Escape closed the seek");
+    assert_eq!(selected(&s.app), "key:00002", "then j moved down");
+    // One it binds stays itself (Alt-b: back a word).
+    keys(&mut s, "/ab cd");
+    press(&mut s, alt('b'));
+    assert_eq!(prompt(&s), ("ab cd".to_string(), 3));
+    assert!(!s.app.quit);
+}
+
 #[test]
 fn esc_closes_and_clears_and_only_q_and_ctrl_c_quit() {
     let (_dir, path) = store_with(&numbered(30));
