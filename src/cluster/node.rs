@@ -278,12 +278,19 @@ impl Node {
         Some((id, member))
     }
 
+    /// The leader's id, if one is known (no copy of its addresses: asked
+    /// on every write).
+    fn leader_id(&self) -> Option<NodeId> {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
     /// Applies a write through the cluster (see the module header): here
     /// in a round of the writes waiting beside it when this node leads,
     /// else forwarded to the leader in a round (`write_batch.rs`).
     pub async fn write(self: &Arc<Self>, req: EngineRequest) -> Result<Applied> {
         let cmd = Arc::new(WriteCommand::new(&req, now_ms()));
-        let elsewhere = self.leader().is_some_and(|(id, _)| id != self.me.node_id);
+        let elsewhere = self.leader_id().is_some_and(|id| id != self.me.node_id);
         if !elsewhere {
             match self.propose_write(cmd.clone()).await {
                 Ok(reply) => return reply.into_outcome(),
