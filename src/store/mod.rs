@@ -228,6 +228,14 @@ impl Store {
         Ok(revision)
     }
 
+    /// Makes the pages freed by earlier commits reusable: redb reclaims
+    /// them at a durable commit, once no reader is older than the commit
+    /// that freed them. An empty durable commit after readers have moved to
+    /// the newest one does that, instead of the next real commit.
+    pub fn reclaim_freed_pages(&self) -> Result<()> {
+        self.checkpoint().map(drop)
+    }
+
     fn begin_read(&self) -> Result<ReadTransaction> {
         let replaying = *self.replaying.lock().map_err(|_| lock_poisoned())?;
         if replaying.is_some_and(|t| t != std::thread::current().id()) {
