@@ -179,6 +179,12 @@ impl Memtable {
         self.unresolved().keys.len()
     }
 
+    /// How many of them no [`Memtable::absent_among`] has looked up yet.
+    pub fn unresolved_pending(&self) -> usize {
+        let u = self.unresolved();
+        u.keys.len() - (u.absent.len() - 1)
+    }
+
     /// The change in key count of the table's writes, unresolved keys left
     /// out.
     pub fn known_delta(&self) -> i64 {

@@ -361,6 +361,17 @@ impl Engine {
         Snapshot::new(at, tables, t.base.clone())
     }
 
+    /// Keys whose presence in the store [`Engine::stats`] would still have
+    /// to look up: after a crash, every key the replayed log wrote.
+    pub fn keys_to_count(&self) -> usize {
+        let t = self.read_tables();
+        t.frozen
+            .iter()
+            .chain(std::iter::once(&t.live))
+            .map(|table| table.unresolved_pending())
+            .sum()
+    }
+
     /// Key count and revision (consistent with each other), file size.
     /// Resolves the memory tables' unresolved keys not resolved yet
     /// (`memtable.rs`): at most one redb lookup per put since the last call.

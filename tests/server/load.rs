@@ -296,6 +296,63 @@ fn kill_9_then_reopen_replays_the_log() {
     assert!(r.json()["revision"].as_u64().unwrap() > max);
 }
 
+/// After a crash the start-up line's key count needs a store lookup of
+/// every key the log replayed; the server answers meanwhile and the line
+/// follows with the exact count.
+#[test]
+fn after_kill_9_the_start_up_line_counts_the_replayed_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    // 150 keys in the file (revisions 1-150), then, with no flush yet,
+    // 200 puts only in the log: 50 overwrites and 150 new keys.
+    let lines: String = (0..150)
+        .map(|i| format!("{{\"key\":\"k{i:03}\",\"value\":\"v\"}}\n"))
+        .collect();
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(lines.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.terminate();
+    let mut s = Server::start(dir.path(), &[]);
+    for i in 100..300 {
+        let r = http("PUT", &format!("{}/v1/kv/k{i:03}", s.url), &[], Some(b"w"));
+        assert_eq!(r.status, 200);
+    }
+    s.kill9();
+    assert!(
+        dir.path().join("db.redb.wal").exists(),
+        "a crash leaves the log"
+    );
+    let log = dir.path().join("restart.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let s = Server::spawn(
+        dir.path(),
+        &["--quiet"],
+        &[],
+        std::process::Stdio::from(file),
+    );
+    let r = http("GET", &format!("{}/v1/kv/k299", s.url), &[], None);
+    assert_eq!((r.status, r.text()), (200, "w".to_string()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("kvr serve: serving ") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        text.contains("replayed 200 write-ahead log records"),
+        "{text}"
+    );
+    assert!(text.contains("(300 keys, revision 350)"), "{text}");
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
+    assert_eq!(stats["keys"], 300);
+}
+
 #[test]
 fn a_locked_database_names_its_server() {
     let dir = tempfile::tempdir().unwrap();
