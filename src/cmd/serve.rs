@@ -316,10 +316,13 @@ fn parse_range(text: &str) -> Result<(u64, u64)> {
 
 fn open_store(g: &Global) -> Result<Store> {
     // The log of a crashed server is replayed by the engine (into memory).
-    let opts = crate::store::StoreOptions {
+    let mut opts = crate::store::StoreOptions {
         paced_writeback: true,
         ..super::store_options(g)?
     };
+    if g.cache_mib.is_none() {
+        opts.cache_bytes = mib_to_bytes(crate::store::default_serve_cache_mib());
+    }
     Store::open(&g.db, OpenMode::Create, &opts)
 }
 
@@ -381,11 +384,17 @@ fn memtable_bytes(g: &Global, args: &ServeArgs) -> Result<usize> {
         Some(0) => return Err(Error::invalid("--memtable-mib must be at least 1")),
         Some(mib) => mib,
         None => {
-            let cache = g.cache_mib.unwrap_or_else(crate::store::default_cache_mib);
+            let cache = g
+                .cache_mib
+                .unwrap_or_else(crate::store::default_serve_cache_mib);
             crate::engine::default_memtable_mib(cache)
         }
     };
-    Ok(usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
+    Ok(mib_to_bytes(mib))
+}
+
+fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// HTTP worker threads: by default one per core. (Before the memory table

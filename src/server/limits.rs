@@ -62,8 +62,9 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            memtable_bytes: crate::engine::default_memtable_mib(crate::store::default_cache_mib())
-                as usize
+            memtable_bytes: crate::engine::default_memtable_mib(
+                crate::store::default_serve_cache_mib(),
+            ) as usize
                 * (1 << 20),
             history: crate::engine::history::HistoryBounds::default(),
         }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{MAX_DEFAULT_CACHE_MIB, MIN_CACHE_MIB};
+use super::{MAX_DEFAULT_CACHE_MIB, MAX_DEFAULT_SERVE_CACHE_MIB, MIN_CACHE_MIB};
 
 /// The default cache: an eighth of the memory this process may use (the
 /// cgroup limit or MemAvailable, whichever is smaller), between
@@ -11,8 +11,22 @@ use super::{MAX_DEFAULT_CACHE_MIB, MIN_CACHE_MIB};
 /// 256 MiB memory limit was OOM-killed; an eighth leaves room for the
 /// allocator's overhead, a batch's sort buffer and the rest of the process.
 pub fn default_cache_mib() -> u64 {
-    let available = memory_available_bytes().unwrap_or(8 << 30);
-    (available / 8 / (1 << 20)).clamp(MIN_CACHE_MIB, MAX_DEFAULT_CACHE_MIB)
+    eighth_of(available_bytes(), MAX_DEFAULT_CACHE_MIB)
+}
+
+/// The default cache of `kvr serve`: the same eighth, up to
+/// [`MAX_DEFAULT_SERVE_CACHE_MIB`].
+pub fn default_serve_cache_mib() -> u64 {
+    eighth_of(available_bytes(), MAX_DEFAULT_SERVE_CACHE_MIB)
+}
+
+fn available_bytes() -> u64 {
+    memory_available_bytes().unwrap_or(8 << 30)
+}
+
+/// An eighth of `available` bytes in MiB, within [`MIN_CACHE_MIB`]..=`max`.
+fn eighth_of(available: u64, max: u64) -> u64 {
+    (available / 8 / (1 << 20)).clamp(MIN_CACHE_MIB, max)
 }
 
 fn memory_available_bytes() -> Option<u64> {
@@ -78,7 +92,9 @@ mod tests {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
 
-    use super::cgroup_limit;
+    use super::{
+        MAX_DEFAULT_CACHE_MIB, MAX_DEFAULT_SERVE_CACHE_MIB, MIN_CACHE_MIB, cgroup_limit, eighth_of,
+    };
 
     fn fs(files: &[(&str, &str)]) -> impl Fn(&Path) -> Option<String> {
         let map: HashMap<PathBuf, String> = files
@@ -86,6 +102,22 @@ mod tests {
             .map(|(p, c)| (PathBuf::from(p), c.to_string()))
             .collect();
         move |p| map.get(p).cloned()
+    }
+
+    #[test]
+    fn the_default_cache_is_an_eighth_of_memory_within_bounds() {
+        let gib = 1u64 << 30;
+        // This machine: 24 GB.
+        assert_eq!(eighth_of(24 * gib, MAX_DEFAULT_CACHE_MIB), 1024);
+        assert_eq!(eighth_of(24 * gib, MAX_DEFAULT_SERVE_CACHE_MIB), 3072);
+        assert_eq!(eighth_of(64 * gib, MAX_DEFAULT_SERVE_CACHE_MIB), 4096);
+        // A 256 MiB cgroup: 32 MiB either way; a tiny one: the floor.
+        assert_eq!(eighth_of(256 << 20, MAX_DEFAULT_SERVE_CACHE_MIB), 32);
+        assert_eq!(eighth_of(256 << 20, MAX_DEFAULT_CACHE_MIB), 32);
+        assert_eq!(
+            eighth_of(64 << 20, MAX_DEFAULT_SERVE_CACHE_MIB),
+            MIN_CACHE_MIB
+        );
     }
 
     #[test]
