@@ -308,13 +308,7 @@ fn after_kill_9_the_start_up_line_counts_the_replayed_keys() {
     let lines: String = (0..150)
         .map(|i| format!("{{\"key\":\"k{i:03}\",\"value\":\"v\"}}\n"))
         .collect();
-    let r = http(
-        "POST",
-        &format!("{}/v1/batch", s.url),
-        &[],
-        Some(lines.as_bytes()),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    post_batch(&s.url, &lines);
     s.terminate();
     let mut s = Server::start(dir.path(), &[]);
     for i in 100..300 {

@@ -237,13 +237,7 @@ fn rewriting_every_key_keeps_the_file_at_two_copies_of_the_tree() {
             let lines: String = (chunk * 1000..(chunk + 1) * 1000)
                 .map(|i| format!("{{\"key\":\"k{i:05}\",\"value\":\"{value}\"}}\n"))
                 .collect();
-            let r = http(
-                "POST",
-                &format!("{}/v1/batch", s.url),
-                &[],
-                Some(lines.as_bytes()),
-            );
-            assert_eq!(r.status, 200, "{}", r.text());
+            post_batch(&s.url, &lines);
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while flushes() == before && std::time::Instant::now() < deadline {

@@ -251,6 +251,17 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
     reply(resp.unwrap())
 }
 
+/// `POST /v1/batch` of `lines` (JSON lines), which must succeed.
+pub fn post_batch(url: &str, lines: &str) {
+    let r = http(
+        "POST",
+        &format!("{url}/v1/batch"),
+        &[],
+        Some(lines.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 /// Writes raw bytes to `addr` and returns what comes back (until the
 /// server closes or 5 s pass).
 pub fn raw(addr: &str, bytes: &[u8]) -> String {
