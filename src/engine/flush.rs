@@ -133,9 +133,12 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
     // replaced can be reused: redb hands them back only at a later durable
     // commit. Without it each flush waited for the next one and the file
     // held four copies of the tree instead of two (1 GiB against 544 MiB
-    // for 1M keys under a minute of random puts). Failing costs space only.
+    // for 1M keys under a minute of random puts). Failing costs space only,
+    // but an I/O error (a full disk) makes redb refuse reads of uncached
+    // pages too, so the file is reopened at once, as after a failed flush.
     if let Err(e) = engine.store.reclaim_freed_pages() {
         log_line(&format!("kvr serve: cannot reclaim freed pages: {e}"));
+        heal(engine);
     }
     let release = engine
         .releases
