@@ -26,7 +26,7 @@ end
 
 complete -c kvr -n "__fish_kvr_needs_command" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_needs_command" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_needs_command" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_needs_command" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_needs_command" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_needs_command" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_needs_command" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -59,7 +59,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand put" -l if-revision -d 'Write on
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l ttl -d 'Expire the key this long after the write: seconds (90) or with a unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier expiry of the key is cleared' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand put" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -71,7 +71,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand put" -l json -d 'Print {"revisio
 complete -c kvr -n "__fish_kvr_using_subcommand put" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand get" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand get" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand get" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -86,7 +86,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand delete" -l range -d 'Delete ever
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand delete" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand delete" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand delete" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -101,7 +101,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand del" -l range -d 'Delete every k
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand del" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand del" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand del" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -116,7 +116,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand rm" -l range -d 'Delete every ke
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l if-revision -d 'Delete only if the key\'s current revision is N (N > 0)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand rm" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand rm" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand rm" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -130,7 +130,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand range" -l prefix -d 'Only keys s
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l limit -d 'At most N lines (N >= 1)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand range" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -146,7 +146,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand watch" -l prefix -d 'Only keys s
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l from-revision -d 'Start with the events from revision R on (those the server still keeps; older ones: exit 1); omitted: changes after the current one' -r
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand watch" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand watch" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -160,7 +160,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand watch" -s h -l help -d 'Print he
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l chunk-size -d 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server\'s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -172,7 +172,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand batch" -l json -d 'Print {"appli
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand stats" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand stats" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -184,7 +184,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand stats" -l json -d 'Accepted for 
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand backup" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand backup" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -197,7 +197,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand backup" -l json -d 'Print {"revi
 complete -c kvr -n "__fish_kvr_using_subcommand backup" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand check" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -208,7 +208,7 @@ stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand check" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand compact" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -219,7 +219,7 @@ stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand tui" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -252,7 +252,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l heartbeat-ms -d 'Leade
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l election-timeout-ms -d 'Election timeout range, in milliseconds (MIN at least 3 x heartbeat)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -267,7 +267,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l learner -d 'Stay a non
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -283,7 +283,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_sub
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and not __fish_seen_subcommand_from status promote remove transfer-leader help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -295,7 +295,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcomm
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -306,7 +306,7 @@ stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -317,7 +317,7 @@ stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from transfer-leader" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -333,7 +333,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcomm
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand openapi" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -344,7 +344,7 @@ stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand openapi" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand completions" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand completions" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F
@@ -392,7 +392,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand bench" -l batch-size -d 'Operati
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l range-size -d 'Keys per request of the range workload' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
-complete -c kvr -n "__fish_kvr_using_subcommand bench" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024]' -r
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token -d 'Bearer token: the one to send with --server, or the one `serve` requires' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l token-file -d 'Read the token from FILE (trailing newline removed)' -r -F

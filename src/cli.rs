@@ -47,7 +47,7 @@ pub struct Global {
     pub lock_timeout: f64,
 
     /// Page cache of the storage engine in MiB, the main bound on memory
-    /// [default: an eighth of available memory, 16 to 1024].
+    /// [default: an eighth of available memory, 16 to 1024; to 4096 for serve].
     #[arg(
         long,
         global = true,
