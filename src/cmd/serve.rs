@@ -109,50 +109,27 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     let _hint = ServeHint::write(&g.db, &url);
-    let path = std::fs::canonicalize(&g.db).unwrap_or_else(|_| g.db.clone());
-    let announce = {
-        let engine = state.engine.clone();
-        let url = url.clone();
-        let quiet = args.quiet;
-        move || {
-            let stats = match engine.stats() {
-                Ok(stats) => stats,
-                Err(e) => {
-                    crate::server::log::event(format_args!(
-                        "kvr serve: serving {} on {url}; cannot count its keys: {e}",
-                        path.display()
-                    ));
-                    return;
-                }
-            };
-            crate::server::log::event(format_args!(
-                "kvr serve: serving {} ({} keys, revision {}{}) on {url}{}",
-                path.display(),
-                stats.keys,
-                stats.revision,
-                if created { ", new file" } else { "" },
-                if quiet {
-                    "; --quiet: no line per request"
-                } else {
-                    ""
-                }
-            ));
-        }
-    };
-    // After a crash the key count needs a store lookup of every key the
-    // log replayed: seconds on a big file with a cold cache (6.7 s for
-    // 400k keys over 10M). Requests are served meanwhile; the line follows.
     if !node {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
         drop(out);
     }
+    let line = StartLine {
+        engine: state.engine.clone(),
+        path: std::fs::canonicalize(&g.db).unwrap_or_else(|_| g.db.clone()),
+        url: url.clone(),
+        created,
+        quiet: args.quiet,
+    };
+    // After a crash the key count needs a store lookup of every key the
+    // log replayed: seconds on a big file with a cold cache (6.7 s for
+    // 400k keys over 10M). Requests are served meanwhile; the line follows.
     if state.engine.keys_to_count() == 0 {
-        announce();
+        line.print();
     } else {
         std::thread::Builder::new()
             .name("kvr-count".into())
-            .spawn(announce)
+            .spawn(move || line.print())
             .context("cannot start the key count")?;
     }
     runtime.block_on(async {
@@ -180,7 +157,38 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens (or creates) the database.
+/// The start-up line on stderr: the file served, its key count and revision.
+struct StartLine {
+    engine: Arc<crate::engine::Engine>,
+    path: PathBuf,
+    url: String,
+    created: bool,
+    quiet: bool,
+}
+
+impl StartLine {
+    fn print(&self) {
+        let path = self.path.display();
+        let url = &self.url;
+        match self.engine.stats() {
+            Ok(stats) => crate::server::log::event(format_args!(
+                "kvr serve: serving {path} ({} keys, revision {}{}) on {url}{}",
+                stats.keys,
+                stats.revision,
+                if self.created { ", new file" } else { "" },
+                if self.quiet {
+                    "; --quiet: no line per request"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => crate::server::log::event(format_args!(
+                "kvr serve: serving {path} on {url}; cannot count its keys: {e}"
+            )),
+        }
+    }
+}
+
 /// Binds the raft listener of `--raft-listen` and checks the cluster
 /// flags (before any file is touched).
 fn bind_raft(
@@ -314,6 +322,7 @@ fn parse_range(text: &str) -> Result<(u64, u64)> {
         })
 }
 
+/// Opens (or creates) the database, with `serve`'s default cache.
 fn open_store(g: &Global) -> Result<Store> {
     // The log of a crashed server is replayed by the engine (into memory).
     let mut opts = crate::store::StoreOptions {
