@@ -305,3 +305,49 @@ fn large_batch_spanning_several_sorted_runs_matches_model() {
     assert_eq!(applied.revision, model.revision);
     check(&store, &model);
 }
+
+#[test]
+fn batches_past_the_last_key_match_model_through_reopen_and_power_loss() {
+    // Keys that sort after every stored key go in through a cursor at the
+    // table's end (`store::apply`): new keys, a put then a delete of the
+    // same new key, a put twice, an expiry, an empty value, a delete of an
+    // absent key, a key equal to the last one (not past it), and enough
+    // appended keys to fill many leaves, then a power loss.
+    let disk = SimDisk::default();
+    let mut store = Store::open_with_backend(disk.clone(), &opts()).unwrap();
+    let mut model = Model::default();
+    let apply = |store: &Store, model: &mut Model, ops: Vec<Op>| {
+        let applied = store
+            .apply(ops.iter().cloned().map(Ok), Commit::Durable, MAX)
+            .unwrap();
+        model.apply(&ops).unwrap();
+        assert_eq!(applied.revision, model.revision);
+        check(store, model);
+    };
+    let first: Vec<Op> = (100..200)
+        .map(|i| Op::put(format!("key{i}").into_bytes(), b"v".to_vec()))
+        .collect();
+    apply(&store, &mut model, first);
+    let mut expiring = Op::put(b"key302".to_vec(), b"soon".to_vec());
+    expiring.expires_at_ms = Some(4_000_000_000_000);
+    let mixed = vec![
+        Op::put(b"key300".to_vec(), b"gone".to_vec()),
+        Op::put(b"key150".to_vec(), b"inside".to_vec()),
+        Op::delete(b"key120".to_vec()),
+        Op::put(b"key301".to_vec(), b"one".to_vec()),
+        Op::delete(b"key300".to_vec()),
+        expiring,
+        Op::put(b"key199".to_vec(), b"last".to_vec()),
+        Op::put(b"key301".to_vec(), b"two".to_vec()),
+        Op::delete(b"key303".to_vec()),
+        Op::put(b"key304".to_vec(), Vec::new()),
+    ];
+    apply(&store, &mut model, mixed);
+    let many: Vec<Op> = (0..5000)
+        .map(|i| Op::put(format!("key9{i:05}").into_bytes(), vec![7u8; 300]))
+        .collect();
+    apply(&store, &mut model, many);
+    drop(store);
+    store = Store::open_with_backend(disk.after_power_loss(7), &opts()).unwrap();
+    check(&store, &model);
+}

