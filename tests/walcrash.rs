@@ -303,6 +303,11 @@ impl Rig {
         // The disk as power loss leaves it, taken before anything else runs.
         let disk = self.disk.after_power_loss(seed);
         self.store = None;
+        // The crashed process's threads die with it: the log's spare-segment
+        // helper must not go on writing into the directory recovery removes
+        // (it did, and recovery failed "Directory not empty" about one run
+        // in sixteen).
+        self.wal = None;
         self.reopen(disk, possible);
     }
 
