@@ -423,29 +423,9 @@ impl Store {
         let keys = {
             let mut tables = super::apply::Tables::open(&wtx)?;
             let mut meta = wtx.open_table(META)?;
-            let mut keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
-            let mut buf = Vec::new();
-            // Keys up to the table's last one are written one by one; the
-            // rest (new keys, sorting after all of them) are appended.
-            let last = tables.last_key()?;
-            let mut items = items.into_iter().peekable();
-            while let Some((key, item)) =
-                items.next_if(|(key, _)| last.as_deref().is_some_and(|l| *key <= l))
-            {
-                match item {
-                    Some((value, rev, at)) => {
-                        if tables.put(&mut buf, key, value, rev, at)? {
-                            keys += 1;
-                        }
-                    }
-                    None => {
-                        if tables.remove(key)? {
-                            keys = keys.saturating_sub(1);
-                        }
-                    }
-                }
-            }
-            keys += tables.append(&mut buf, items)?;
+            let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
+            let (added, removed) = tables.write_sorted(&mut Vec::new(), items)?;
+            let keys = (keys + added).saturating_sub(removed);
             meta.insert(META_REVISION, revision)?;
             meta.insert(META_KEYS, keys)?;
             keys
