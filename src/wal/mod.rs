@@ -468,10 +468,10 @@ fn new_segment(dir: &Path, seq: u64, size: u64) -> Result<(File, u64)> {
 /// Writes `buf` at `pos` and makes it durable before returning: one
 /// `pwritev2` with `RWF_DSYNC` (a per-write `O_DSYNC`, which syncs just the
 /// range written) where the kernel has it, else a write and `fdatasync`.
-/// Under a PUT load with flushes, `wrk -t2 -c64 -d30s` into a 1M-key store,
-/// four alternating 30 s rounds: PUT p99 7.5-7.8 ms against 7.9-10.2 ms
-/// with write + `fdatasync`, p99.9 14-22 ms against 16-36 ms, same
-/// throughput (over 60 s, one pair in a slow hour showed no difference).
+/// Under a PUT load with flushes (`wrk -t2 -c64`, 1M-key store) four
+/// alternating 30 s rounds gave PUT p99 7.5-7.8 ms against 7.9-10.2 ms with
+/// write + `fdatasync` at the same throughput; two 60 s pairs in a slower
+/// hour showed no difference (README "Benchmarks").
 fn write_synced(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
