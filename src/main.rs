@@ -16,12 +16,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long mimalloc keeps freed memory before returning it to the OS. redb
-/// allocates a zeroed buffer per dirty page; returned too early (the 10 ms
-/// default), that memory is faulted in and zeroed again by the kernel, which
-/// was 20 % of a 1M-line `kvr batch`. One second made it 1.3x faster, and idle
-/// memory still goes back to the OS.
+/// allocates a zeroed buffer per dirty page, and `serve`'s memory tables are
+/// freed after each flush and filled again: memory returned too early is
+/// faulted in and zeroed again by the kernel, and each return costs
+/// `madvise` and TLB flushes on every core. The 10 ms default cost a 1M-line
+/// `kvr batch` 20 %; one second still cost `serve` about 5 % of its durable
+/// PUT throughput under load and `kvr batch` about 15 % against a minute
+/// (README "Benchmarks"). Memory stays bounded by the configured budgets
+/// either way; what is freed and not reused within a minute goes back.
 #[cfg(feature = "mimalloc")]
-const ALLOCATOR_PURGE_DELAY_MS: std::os::raw::c_long = 1000;
+const ALLOCATOR_PURGE_DELAY_MS: std::os::raw::c_long = 60_000;
 
 #[cfg(feature = "mimalloc")]
 #[allow(unsafe_code)]
