@@ -474,34 +474,58 @@ fn new_segment(dir: &Path, seq: u64, size: u64) -> Result<(File, u64)> {
 /// hour showed no difference (README "Benchmarks").
 fn write_synced(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        use rustix::io::{Errno, ReadWriteFlags, pwritev2};
-        let (mut rest, mut at) = (buf, pos);
-        while !rest.is_empty() {
-            match pwritev2(
-                file,
-                &[std::io::IoSlice::new(rest)],
-                at,
-                ReadWriteFlags::DSYNC,
-            ) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    rest = &rest[n..];
-                    at += n as u64;
-                }
-                Err(Errno::INTR) => {}
-                // A kernel before 4.7 (no pwritev2, or no RWF_DSYNC): the
-                // rest the portable way.
-                Err(Errno::NOSYS | Errno::OPNOTSUPP) if at == pos => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if rest.is_empty() {
+    if !DSYNC_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed) && !portable_forced() {
+        if write_dsync(file, buf, pos)? {
             return Ok(());
         }
+        DSYNC_UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    // The portable way.
     file.write_all_at(buf, pos)?;
     file.sync_data()
+}
+
+/// Set once the kernel turned down `pwritev2(RWF_DSYNC)` (before Linux
+/// 4.7): later groups go straight to write + `fdatasync`.
+#[cfg(target_os = "linux")]
+static DSYNC_UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a test made this thread's log writes take the portable way.
+#[cfg(all(target_os = "linux", not(test)))]
+fn portable_forced() -> bool {
+    false
+}
+
+#[cfg(all(target_os = "linux", test))]
+fn portable_forced() -> bool {
+    tests::FORCE_PORTABLE.with(std::cell::Cell::get)
+}
+
+/// `buf` written at `pos` with `RWF_DSYNC`: `Ok(false)` when the kernel
+/// lacks it and nothing was written.
+#[cfg(target_os = "linux")]
+fn write_dsync(file: &File, buf: &[u8], pos: u64) -> std::io::Result<bool> {
+    use rustix::io::{Errno, ReadWriteFlags, pwritev2};
+    let (mut rest, mut at) = (buf, pos);
+    while !rest.is_empty() {
+        match pwritev2(
+            file,
+            &[std::io::IoSlice::new(rest)],
+            at,
+            ReadWriteFlags::DSYNC,
+        ) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                rest = &rest[n..];
+                at += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            // A kernel before 4.7: no pwritev2, or no RWF_DSYNC.
+            Err(Errno::NOSYS | Errno::OPNOTSUPP) if at == pos => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// Zero-fills `size` bytes, writes the header and syncs.
@@ -573,6 +597,13 @@ fn sync_dir(dir: &Path) -> Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes this thread's log writes take the portable way, as on a
+        /// kernel without `RWF_DSYNC` (other tests' threads are unaffected).
+        pub(super) static FORCE_PORTABLE: Cell<bool> = const { Cell::new(false) };
+    }
 
     /// Waits up to 10 s for the helper to leave exactly one whole spare.
     fn wait_for_spare(dir: &Path, size: u64) {
@@ -618,6 +649,41 @@ mod tests {
         assert_eq!(recovered.revision, revision - 1);
         wal.remove().unwrap();
         assert!(!dir.exists(), "the helper left something behind");
+    }
+
+    /// A kernel without `RWF_DSYNC` (before 4.7) gets the same log through
+    /// write + `fdatasync`: records across segments replay whole, in order.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_kernel_without_rwf_dsync_gets_the_same_log_the_portable_way() {
+        FORCE_PORTABLE.with(|f| f.set(true));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        let mut wal = Wal::create_in(&dir, 64 << 10).unwrap();
+        let first = wal.end().0;
+        for revision in 1..=200u64 {
+            let ops = vec![Op::put(format!("k{revision}"), vec![revision as u8; 1000])];
+            wal.append(&[(revision, &ops)]).unwrap();
+        }
+        assert_ne!(
+            wal.end().0,
+            first,
+            "200 KB of records stayed in one 64 KiB segment"
+        );
+        let mut seen = Vec::new();
+        let recovered = recover::replay_with(&dir, 0, |ops, _| {
+            for op in ops {
+                seen.push(op);
+            }
+            Ok(seen.len() as u64)
+        })
+        .unwrap();
+        assert_eq!(recovered.revision, 200);
+        let expected: Vec<Op> = (1..=200u64)
+            .map(|r| Op::put(format!("k{r}"), vec![r as u8; 1000]))
+            .collect();
+        assert_eq!(seen, expected);
+        wal.remove().unwrap();
     }
 
     #[test]
