@@ -19,6 +19,13 @@ pub enum Action {
         revision: u64,
         expires_at_ms: u64,
     },
+    /// A delete or expiry delete read back from the write-ahead log, where
+    /// only operations that took a revision are kept: it takes one again
+    /// on replay whether or not the key is present then (a flush in parts
+    /// may already have removed it from the store, `engine/flush.rs`).
+    Erase {
+        expired: bool,
+    },
 }
 
 /// One operation of a batch.
@@ -74,6 +81,14 @@ impl Op {
         }
     }
 
+    /// A logged delete that took a revision (see [`Action::Erase`]).
+    pub fn erase(key: impl Into<Vec<u8>>, expired: bool) -> Op {
+        Op {
+            action: Action::Erase { expired },
+            ..Op::delete(key)
+        }
+    }
+
     /// A put that expires `ttl_secs` after it is accepted.
     pub fn ttl(mut self, ttl_secs: Option<u64>) -> Op {
         self.ttl_secs = ttl_secs;
@@ -103,7 +118,7 @@ impl Op {
     pub fn mem_bytes(&self) -> usize {
         let value = match &self.action {
             Action::Put(v) => v.len(),
-            Action::Delete | Action::Expire { .. } => 0,
+            Action::Delete | Action::Expire { .. } | Action::Erase { .. } => 0,
         };
         self.key.len() + value + OP_OVERHEAD_BYTES
     }

@@ -162,7 +162,8 @@ impl From<&Op> for WireOp {
             key: op.key.clone(),
             value: match &op.action {
                 Action::Put(v) => Some(v.clone()),
-                Action::Delete | Action::Expire { .. } => None,
+                // (An erase comes from the local log only, never to Raft.)
+                Action::Delete | Action::Expire { .. } | Action::Erase { .. } => None,
             },
             if_revision: op.if_revision,
             line: op.line,

@@ -199,6 +199,7 @@ impl EngineWriter {
                     Some(first) => Some(LogRecord {
                         first_revision: first,
                         ops: &req.ops,
+                        revisions: Some(r),
                         idempotency,
                     }),
                     // Nothing written, but an outcome recorded: logged
@@ -206,6 +207,7 @@ impl EngineWriter {
                     None => m.as_ref().map(|(_, next)| LogRecord {
                         first_revision: *next,
                         ops: &[],
+                        revisions: None,
                         idempotency,
                     }),
                 }
@@ -233,12 +235,12 @@ impl EngineWriter {
                 }
                 let kind = match op.action {
                     Action::Put(_) => EventKind::Put,
-                    Action::Delete => EventKind::Delete,
-                    Action::Expire { .. } => EventKind::Expired,
+                    Action::Delete | Action::Erase { expired: false } => EventKind::Delete,
+                    Action::Expire { .. } | Action::Erase { expired: true } => EventKind::Expired,
                 };
                 let value = match op.action {
                     Action::Put(v) => Some(Bytes::from(v)),
-                    Action::Delete | Action::Expire { .. } => None,
+                    Action::Delete | Action::Expire { .. } | Action::Erase { .. } => None,
                 };
                 let expires_at_ms = value.as_ref().and(op.expires_at_ms);
                 if let Some(at) = expires_at_ms {
@@ -324,6 +326,7 @@ impl EngineWriter {
     /// log already). Returns the revision reached.
     /// The idempotency records those writes made come with them.
     pub fn replay(&mut self, ops: Vec<Op>, records: Vec<(String, Vec<u8>)>) -> Result<u64> {
+        self.engine.read_tables().live.set_replayed();
         if !ops.is_empty() {
             let request = Request {
                 ops,
@@ -725,6 +728,17 @@ impl<'a> Lookup<'a> {
                     revs.push(*revision);
                 }
                 Action::Delete => revs.push(0),
+                // Replayed from the log: it took a revision then. The key
+                // may be gone from the store already (a flush in parts).
+                Action::Erase { .. } => {
+                    *revision += 1;
+                    if present {
+                        *keys -= 1;
+                    }
+                    applied.deletes += 1;
+                    self.overlay.insert(op.key.clone(), None);
+                    revs.push(*revision);
+                }
             }
         }
         applied.revision = *revision;

@@ -2,6 +2,19 @@
 //! commit each; then the readers' view moves to the new commit and the log
 //! stretch the table covered is released.
 //!
+//! **In parts.** A table of more than `flush_part_keys` keys is written in
+//! parts of that many keys in key order, each a durable commit that readers
+//! move to (the frozen table still shadows every key it holds, so reads
+//! stay exact), and the last part with the revision, the history and the
+//! idempotency records. redb reuses the pages a commit replaced only after
+//! a later commit, so one commit of a table of random keys left the file
+//! holding two copies of every leaf it touched; in parts it holds about
+//! one part more. A crash between parts leaves the store ahead of its
+//! revision for the keys written: the log still holds them, and its
+//! replay applies each logged outcome whatever the store holds, so it
+//! ends at the same state (`wal/record.rs`). Only for a log that records
+//! outcomes (not Raft's), and not for a table replayed from a log.
+//!
 //! A failed flush (a full disk) leaves the table frozen and its log in
 //! place: reads and writes go on from memory, and the flush is tried again
 //! every [`RETRY_INTERVAL`]. If redb refuses writes after the I/O error,
@@ -13,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::memtable::Version;
 use super::{Engine, Memtable};
 use crate::error::{Error, Result};
 
@@ -72,6 +86,9 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 }
 
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
+    if engine.flush_in_parts && !table.replayed() {
+        write_parts(engine, table)?;
+    }
     // A table with only a cluster marker has no revision of its own.
     let revision = table
         .last_revision()
@@ -106,17 +123,15 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         records: &records,
         delete_before_ms,
     };
-    table.with_newest(|items| {
-        let items = items.map(|(k, v)| {
-            let item = v
-                .value
-                .as_deref()
-                .map(|val| (val, v.revision, v.expires_at_ms));
-            (k, item)
-        });
-        engine
-            .store
-            .write_table(items, revision, history, idempotency, applied.as_deref())
+    let after = table.with_parts(|p| p.upto.clone());
+    table.with_newest(after.as_deref(), |items| {
+        engine.store.write_table(
+            items.map(sorted_item),
+            revision,
+            history,
+            idempotency,
+            applied.as_deref(),
+        )
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
     {
@@ -152,6 +167,52 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         log_line(&format!("kvr serve: cannot release a flushed log: {e}"));
     }
     Ok(())
+}
+
+/// Writes every part of `table` but the last (see the module header),
+/// going on after the parts a failed try wrote; readers move to each.
+fn write_parts(engine: &Engine, table: &Memtable) -> Result<()> {
+    let part = engine.opts.flush_part_keys;
+    let total = table.len();
+    loop {
+        let (upto, done) = table.with_parts(|p| (p.upto.clone(), p.keys));
+        if total.saturating_sub(done) <= part {
+            return Ok(());
+        }
+        let mut added = Vec::new();
+        let (delta, last) = table.with_newest(upto.as_deref(), |items| {
+            let items: Vec<_> = items.take(part).collect();
+            let last = items.last().map(|(k, _)| k.to_vec());
+            let delta = engine
+                .store
+                .write_part(items.into_iter().map(sorted_item), &mut |key| {
+                    added.push(key.to_vec())
+                })?;
+            Ok::<_, Error>((delta, last))
+        })?;
+        // Recorded before readers move to the part (`Memtable::absent_among`).
+        table.with_parts(|p| {
+            p.upto = last;
+            p.keys += part;
+            p.delta += delta;
+            p.added.extend(added);
+        });
+        engine.flush_parts.fetch_add(1, Ordering::Relaxed);
+        let base = Arc::new(engine.store.snapshot()?.reader()?);
+        let mut t = engine.write_tables();
+        t.base = base;
+        engine.recount(&t);
+    }
+}
+
+/// A table's version as the store writes it: its value, revision and
+/// expiry, or `None` for a delete.
+fn sorted_item<'a>((key, v): (&'a [u8], &'a Version)) -> crate::store::SortedItem<'a> {
+    let item = v
+        .value
+        .as_deref()
+        .map(|val| (val, v.revision, v.expires_at_ms));
+    (key, item)
 }
 
 /// After a failed flush: if redb now refuses writes, reopen the file at

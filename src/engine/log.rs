@@ -23,6 +23,14 @@ pub trait Log: Send {
     /// Whether a failed append could not be undone: no more writes.
     fn is_broken(&self) -> bool;
 
+    /// Whether a replay of this log gives the same state whatever the
+    /// store already holds of its writes (it records what each write did,
+    /// not what was asked): then a flush may commit a table in parts
+    /// (`flush.rs`). Not a Raft log, whose entries are decided at apply.
+    fn logs_outcomes(&self) -> bool {
+        false
+    }
+
     /// Deletes the whole log, when everything in it is durable in the store
     /// (a clean shutdown).
     fn remove(self: Box<Self>) -> Result<()>;
@@ -42,6 +50,10 @@ impl Log for crate::wal::Wal {
 
     fn is_broken(&self) -> bool {
         crate::wal::Wal::is_broken(self)
+    }
+
+    fn logs_outcomes(&self) -> bool {
+        true
     }
 
     fn remove(self: Box<Self>) -> Result<()> {

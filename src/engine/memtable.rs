@@ -80,6 +80,21 @@ struct Unresolved {
     absent: Vec<u64>,
 }
 
+/// How far a flush in parts (`flush.rs`) has written a frozen table into
+/// the store, in durable commits that readers have moved to.
+#[derive(Debug, Default)]
+pub struct FlushedParts {
+    /// The last key written (inclusive): the parts cover every key up to it.
+    pub upto: Option<Vec<u8>>,
+    /// Keys written.
+    pub keys: usize,
+    /// The change in the store's key count they made.
+    pub delta: i64,
+    /// The keys they added (absent from the store before): what the
+    /// store said of the table's unresolved keys before they were written.
+    pub added: HashSet<Vec<u8>>,
+}
+
 /// The history state after a table's last write: the oldest revision kept
 /// and the bytes the kept events count (see `history.rs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,6 +157,11 @@ pub struct Memtable {
     /// The change in key count of the table's writes, unresolved keys
     /// left out.
     known_delta: AtomicI64,
+    /// Filled by replaying a log (flushed whole: a log of an earlier
+    /// release decides deletes at replay, see `wal/record.rs`).
+    replayed: std::sync::atomic::AtomicBool,
+    /// A flush in parts under way.
+    parts: Mutex<FlushedParts>,
 }
 
 impl Default for Memtable {
@@ -167,7 +187,39 @@ impl Memtable {
                 absent: vec![0],
             }),
             known_delta: AtomicI64::new(0),
+            replayed: std::sync::atomic::AtomicBool::new(false),
+            parts: Mutex::new(FlushedParts::default()),
         }
+    }
+
+    /// Marks the table as filled by a log replay.
+    pub fn set_replayed(&self) {
+        self.replayed.store(true, Ordering::Release);
+    }
+
+    /// Whether a log replay filled the table.
+    pub fn replayed(&self) -> bool {
+        self.replayed.load(Ordering::Acquire)
+    }
+
+    /// How many keys the table holds.
+    pub fn len(&self) -> usize {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .tree
+            .len()
+    }
+
+    /// Runs `f` on the progress of a flush in parts.
+    pub fn with_parts<R>(&self, f: impl FnOnce(&mut FlushedParts) -> R) -> R {
+        f(&mut self.parts.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The change in the store's key count that a flush in parts has made
+    /// so far (counted in the store's keys and in this table's alike).
+    pub fn flushed_delta(&self) -> i64 {
+        self.with_parts(|p| p.delta)
     }
 
     fn unresolved(&self) -> std::sync::MutexGuard<'_, Unresolved> {
@@ -212,9 +264,19 @@ impl Memtable {
         let mut order: Vec<usize> = (0..todo.len()).collect();
         order.sort_unstable_by(|&a, &b| todo[a].cmp(&todo[b]));
         let mut found = vec![false; todo.len()];
+        // Keys a flush in parts has written are judged by what the store
+        // held before (`base` may be a later part); the rest are untouched.
+        // Read after `base` was taken: parts are recorded before readers
+        // move to them, so `base` holds no part newer than this.
+        let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         for i in order {
-            found[i] = !base.contains(&todo[i])?;
+            let key = &todo[i];
+            found[i] = match &parts.upto {
+                Some(upto) if key <= upto => parts.added.contains(key),
+                _ => !base.contains(key)?,
+            };
         }
+        drop(parts);
         let mut u = self.unresolved();
         // A call meanwhile may have resolved some of them (alike).
         let have = u.absent.len() - 1;
@@ -447,16 +509,19 @@ impl Memtable {
         }
     }
 
-    /// Runs `f` over every key's newest version, in key order: what a
-    /// flush writes. For a frozen table (it holds the read lock meanwhile).
+    /// Runs `f` over every key's newest version after `after` (all with
+    /// `None`), in key order: what a flush writes. For a frozen table (it
+    /// holds the read lock meanwhile).
     pub fn with_newest<R>(
         &self,
-        f: impl FnOnce(&mut dyn Iterator<Item = (&[u8], &Version)>) -> R,
+        after: Option<&[u8]>,
+        f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a [u8], &'a Version)>) -> R,
     ) -> R {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut iter = map
             .tree
-            .iter()
+            .range::<[u8], _>((from, Bound::Unbounded))
             .filter_map(|(k, v)| v.newest().map(|v| (k.as_slice(), v)));
         f(&mut iter)
     }

@@ -105,7 +105,18 @@ pub struct EngineOptions {
     pub max_value_bytes: usize,
     /// How much watch history to keep.
     pub history: history::HistoryBounds,
+    /// A frozen table of more keys than this is flushed in parts of this
+    /// many keys, each its own durable commit (0: always whole). See
+    /// [`FLUSH_PART_KEYS`].
+    pub flush_part_keys: usize,
 }
+
+/// Keys per part of a flush in parts. A flush of random keys rewrites
+/// every B-tree leaf it touches, and redb reuses the replaced pages only
+/// after a later commit: in one commit the file held the old and the new
+/// tree (2.0x the data after random puts into a 1M-key store); in parts of
+/// this many keys it holds about one part more than the tree.
+pub const FLUSH_PART_KEYS: usize = 8192;
 
 impl EngineOptions {
     pub fn new(memtable_bytes: usize, max_value_bytes: usize) -> EngineOptions {
@@ -115,6 +126,7 @@ impl EngineOptions {
             flush_age: flush_age(),
             max_value_bytes,
             history: history::HistoryBounds::default(),
+            flush_part_keys: FLUSH_PART_KEYS,
         }
     }
 }
@@ -167,6 +179,11 @@ pub struct Engine {
     wake: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
     flushes: AtomicU64,
+    /// Parts committed by flushes in parts (all but each table's last).
+    flush_parts: AtomicU64,
+    /// Whether the log lets a flush commit a table in parts
+    /// ([`Log::logs_outcomes`]).
+    flush_in_parts: bool,
     /// Puts with an expiry that are in memory tables only, as (expiry,
     /// key, revision): with the store's expiry index, what the sweeper
     /// reads. Removed when their table is flushed.
@@ -218,7 +235,9 @@ impl Engine {
     ) -> Result<(Arc<Engine>, EngineWriter)> {
         let base = store.snapshot()?.reader()?;
         let (oldest, history_bytes) = base.history_mark();
+        let flush_in_parts = log.logs_outcomes() && opts.flush_part_keys > 0;
         let engine = Arc::new(Engine {
+            flush_in_parts,
             oldest: AtomicU64::new(oldest),
             notify: tokio::sync::watch::Sender::new(base.revision()),
             hub: Arc::default(),
@@ -236,6 +255,7 @@ impl Engine {
             wake: Condvar::new(),
             flusher: Mutex::new(None),
             flushes: AtomicU64::new(0),
+            flush_parts: AtomicU64::new(0),
             expiring: Mutex::new(std::collections::BTreeMap::new()),
         });
         let flusher = flush::start(engine.clone())?;
@@ -299,6 +319,11 @@ impl Engine {
         self.flushes.load(Ordering::Relaxed)
     }
 
+    /// Parts committed by flushes in parts since start (`flush.rs`).
+    pub fn flush_parts(&self) -> u64 {
+        self.flush_parts.load(Ordering::Relaxed)
+    }
+
     /// Bytes held by the memory tables, live and frozen.
     pub fn memtable_bytes(&self) -> usize {
         let t = self.read_tables();
@@ -311,11 +336,14 @@ impl Engine {
         format!(
             "# HELP kvr_flushes_total Memory tables written into the database file.\n\
              # TYPE kvr_flushes_total counter\nkvr_flushes_total {}\n\
+             # HELP kvr_flush_parts_total Parts of large memory tables committed before their last.\n\
+             # TYPE kvr_flush_parts_total counter\nkvr_flush_parts_total {}\n\
              # HELP kvr_memtable_bytes Bytes held by the memory tables, live and frozen.\n\
              # TYPE kvr_memtable_bytes gauge\nkvr_memtable_bytes {}\n\
              # HELP kvr_memtables_frozen Memory tables waiting for their flush.\n\
              # TYPE kvr_memtables_frozen gauge\nkvr_memtables_frozen {frozen}\n",
             self.flushes(),
+            self.flush_parts(),
             self.memtable_bytes()
         )
     }
@@ -408,9 +436,10 @@ impl Engine {
     /// lock, so no group publishes meanwhile.
     fn recount(&self, t: &Tables) {
         t.live.while_locked(|| {
+            // A table flushed in part counts in the base's keys for that part.
             let tables: i64 = std::iter::once(&t.live)
                 .chain(&t.frozen)
-                .map(|m| m.known_delta())
+                .map(|m| m.known_delta() - m.flushed_delta())
                 .sum();
             let base = i64::try_from(t.base.keys()).unwrap_or(i64::MAX);
             self.keys.store(base + tables, Ordering::Release);

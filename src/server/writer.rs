@@ -24,7 +24,7 @@ use super::limits::overloaded;
 use super::metrics::Metrics;
 use crate::engine::{EngineWriter, Request, copy_error};
 use crate::error::{Error, Result};
-use crate::types::{Action, Applied, OP_OVERHEAD_BYTES, Op};
+use crate::types::{Applied, Op};
 
 /// Most requests in one group. Past a few hundred the fsync is amortized
 /// already, and a bounded group keeps the latency of its first request low.
@@ -183,7 +183,7 @@ impl Writer {
         let Some(tx) = &self.tx else {
             return Err(shutting_down());
         };
-        let bytes = req.ops.iter().map(op_bytes).sum();
+        let bytes = req.ops.iter().map(Op::mem_bytes).sum();
         let (reply, answer) = oneshot::channel();
         self.metrics.queue_entered();
         self.queue.waiting.fetch_add(1, Ordering::Relaxed);
@@ -254,14 +254,6 @@ fn shutting_down() -> Error {
         message: "the server is shutting down; retry against a running server".into(),
         overloaded: false,
     }
-}
-
-fn op_bytes(op: &Op) -> usize {
-    let value = match &op.action {
-        Action::Put(v) => v.len(),
-        Action::Delete | Action::Expire { .. } => 0,
-    };
-    op.key.len() + value + OP_OVERHEAD_BYTES
 }
 
 struct Worker {

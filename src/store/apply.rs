@@ -107,11 +107,13 @@ impl<'t> Tables<'t> {
     /// Writes items in key order (unique keys): a put's record, or `None`
     /// to delete. Keys up to the table's last one are written one by one;
     /// the rest, new keys sorting after all of them, are appended
-    /// ([`Tables::append`]). Returns how many keys were added and removed.
+    /// ([`Tables::append`]). Returns how many keys were added and removed;
+    /// `on_added` sees each added key.
     pub(super) fn write_sorted<'a>(
         &mut self,
         buf: &mut Vec<u8>,
         items: impl IntoIterator<Item = super::SortedItem<'a>>,
+        on_added: &mut dyn FnMut(&[u8]),
     ) -> Result<(u64, u64)> {
         let last = self.kv.last()?.map(|(k, _)| k.value().to_vec());
         let (mut added, mut removed) = (0, 0);
@@ -121,12 +123,15 @@ impl<'t> Tables<'t> {
         {
             match item {
                 Some((value, revision, expires_at_ms)) => {
-                    added += u64::from(self.put(buf, key, value, revision, expires_at_ms)?);
+                    if self.put(buf, key, value, revision, expires_at_ms)? {
+                        added += 1;
+                        on_added(key);
+                    }
                 }
                 None => removed += u64::from(self.remove(key)?),
             }
         }
-        added += self.append(buf, items)?;
+        added += self.append(buf, items, on_added)?;
         Ok((added, removed))
     }
 
@@ -139,6 +144,7 @@ impl<'t> Tables<'t> {
         &mut self,
         buf: &mut Vec<u8>,
         items: impl IntoIterator<Item = super::SortedItem<'a>>,
+        on_added: &mut dyn FnMut(&[u8]),
     ) -> Result<u64> {
         let mut items = items.into_iter().peekable();
         if items.peek().is_none() {
@@ -155,6 +161,7 @@ impl<'t> Tables<'t> {
             record::encode_into(buf, revision, value, expires_at_ms);
             cursor.insert_before(key, buf.as_slice())?;
             added += 1;
+            on_added(key);
             if let Some(at) = expires_at_ms {
                 self.expiry.insert((at, key), revision)?;
             }
@@ -447,7 +454,9 @@ impl RunState {
                 revisions[i] = self.revision;
                 match op.action {
                     Action::Put(_) => self.applied.puts += 1,
-                    Action::Delete | Action::Expire { .. } => self.applied.deletes += 1,
+                    Action::Delete | Action::Expire { .. } | Action::Erase { .. } => {
+                        self.applied.deletes += 1;
+                    }
                 }
             }
         }
@@ -460,11 +469,11 @@ impl RunState {
             let op = &run[last];
             let item = match &op.action {
                 Action::Put(value) => Some((&value[..], revisions[last], op.expires_at_ms)),
-                Action::Delete | Action::Expire { .. } => None,
+                Action::Delete | Action::Expire { .. } | Action::Erase { .. } => None,
             };
             Some((op.key.as_slice(), item))
         });
-        let (added, removed) = t.write_sorted(&mut self.record, items)?;
+        let (added, removed) = t.write_sorted(&mut self.record, items, &mut |_| {})?;
         self.keys = (self.keys + added).saturating_sub(removed);
         Ok(())
     }
@@ -491,6 +500,8 @@ impl RunState {
                     expires_at_ms: at,
                 } if current == Some((r, Some(at))) => (true, None),
                 Action::Expire { .. } => (false, current),
+                // Replayed from the log: it took a revision then.
+                Action::Erase { .. } => (true, None),
             };
             if take {
                 revision += 1;
@@ -525,6 +536,11 @@ fn takes_revision_by_key(
                         Some(p) => p,
                         None => t.kv.get(run[i].key.as_slice())?.is_some(),
                     };
+                    present = Some(false);
+                }
+                // Replayed from the log: it took a revision then.
+                Action::Erase { .. } => {
+                    takes_revision[i] = true;
                     present = Some(false);
                 }
             }

@@ -390,6 +390,30 @@ impl Store {
         self.write_commit(items, revision, Commit::Durable, Some(extras))
     }
 
+    /// Writes one part of a memory table flushed in parts (`engine/flush.rs`):
+    /// `items` in key order as for [`Store::write_table`], in one durable
+    /// commit that keeps the key count exact but leaves the revision, the
+    /// history and everything else to the table's last part. Until then
+    /// the store is ahead of its revision for these keys, which replay
+    /// allows (see `wal/record.rs`). Returns the change in key count;
+    /// `on_added` sees each key that was absent.
+    pub fn write_part<'a, I>(&self, items: I, on_added: &mut dyn FnMut(&[u8])) -> Result<i64>
+    where
+        I: IntoIterator<Item = SortedItem<'a>>,
+    {
+        let wtx = self.begin_write(Commit::Durable)?;
+        let delta = {
+            let mut tables = super::apply::Tables::open(&wtx)?;
+            let mut meta = wtx.open_table(META)?;
+            let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
+            let (added, removed) = tables.write_sorted(&mut Vec::new(), items, on_added)?;
+            meta.insert(META_KEYS, (keys + added).saturating_sub(removed))?;
+            i64::try_from(added).unwrap_or(i64::MAX) - i64::try_from(removed).unwrap_or(i64::MAX)
+        };
+        wtx.commit()?;
+        Ok(delta)
+    }
+
     /// [`Store::write_table`] with a choice of commit: a backup writes its
     /// copy in bounded [`Commit::Buffered`] chunks and makes them durable
     /// with one final durable commit.
@@ -424,7 +448,7 @@ impl Store {
             let mut tables = super::apply::Tables::open(&wtx)?;
             let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
-            let (added, removed) = tables.write_sorted(&mut Vec::new(), items)?;
+            let (added, removed) = tables.write_sorted(&mut Vec::new(), items, &mut |_| {})?;
             let keys = (keys + added).saturating_sub(removed);
             meta.insert(META_REVISION, revision)?;
             meta.insert(META_KEYS, keys)?;

@@ -273,6 +273,7 @@ impl Wal {
             .map(|(first_revision, ops)| LogRecord {
                 first_revision: *first_revision,
                 ops,
+                revisions: None,
                 idempotency: None,
             })
             .collect();

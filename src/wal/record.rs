@@ -9,12 +9,21 @@
 //! ```
 //!
 //! Payload: `u32` operation count, then per operation `u8` kind (1 put,
-//! 2 delete, 3 put with an expiry, 4 expiry delete), `u32` key length, the
-//! key and, for a put, `u32` value length and the value; then for kind 3
-//! the `u64` expires_at_ms, for kind 4 the `u64` revision and `u64`
-//! expires_at_ms it is conditional on. All integers little-endian. Logs of
-//! earlier releases hold kinds 1 and 2 only and read as they are. Conditions are not logged: a
-//! logged request is one that was applied, and replay repeats it as it was.
+//! 2 delete, 3 put with an expiry, 4 expiry delete, 5 applied delete,
+//! 6 applied expiry delete), `u32` key length, the key and, for a put,
+//! `u32` value length and the value; then for kind 3 the `u64`
+//! expires_at_ms, for kind 4 the `u64` revision and `u64` expires_at_ms it
+//! is conditional on. All integers little-endian. Conditions are not
+//! logged: a logged request is one that was applied, and replay repeats it
+//! as it was.
+//!
+//! The engine logs only the operations that took a revision, deletes as
+//! kinds 5 and 6, which replay applies whatever the store holds: the store
+//! may be ahead of the log for some keys after a crash inside a flush in
+//! parts (`engine/flush.rs`), so replay must not decide again whether a
+//! delete found its key. Kinds 2 and 4 (logs of earlier releases, and
+//! [`crate::wal::Wal::append`]) still decide it at replay. Earlier
+//! releases cannot read kinds 5 and 6.
 //!
 //! A request sent with an Idempotency-Key adds a trailer after the
 //! operations: `u8` 0xA1, then the key and the encoded outcome record
@@ -37,6 +46,8 @@ const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_PUT_EXPIRING: u8 = 3;
 const KIND_EXPIRE: u8 = 4;
+const KIND_DELETE_APPLIED: u8 = 5;
+const KIND_EXPIRE_APPLIED: u8 = 6;
 const TRAILER_IDEMPOTENCY: u8 = 0xA1;
 
 /// One record to log: a request's first revision, its operations and the
@@ -45,6 +56,10 @@ const TRAILER_IDEMPOTENCY: u8 = 0xA1;
 pub struct LogRecord<'a> {
     pub first_revision: u64,
     pub ops: &'a [Op],
+    /// The revision each operation took (0: none, not logged), when the
+    /// writer knows them: deletes are then logged as applied (kinds 5, 6).
+    /// `None`: every operation is logged, deletes decided again at replay.
+    pub revisions: Option<&'a [u64]>,
     pub idempotency: Option<(&'a str, &'a [u8])>,
 }
 
@@ -54,8 +69,16 @@ pub fn encode(buf: &mut Vec<u8>, segment: u64, rec: &LogRecord<'_>) -> Result<()
     let start = buf.len();
     buf.extend_from_slice(&[0; 8]);
     buf.extend_from_slice(&first_revision.to_le_bytes());
-    put_u32(buf, ops.len())?;
-    for op in ops {
+    let took = |i: usize| {
+        rec.revisions
+            .is_none_or(|r| r.get(i).is_some_and(|&r| r > 0))
+    };
+    put_u32(buf, (0..ops.len()).filter(|&i| took(i)).count())?;
+    let applied = rec.revisions.is_some();
+    for (i, op) in ops.iter().enumerate() {
+        if !took(i) {
+            continue;
+        }
         match &op.action {
             Action::Put(value) => {
                 buf.push(match op.expires_at_ms {
@@ -68,8 +91,25 @@ pub fn encode(buf: &mut Vec<u8>, segment: u64, rec: &LogRecord<'_>) -> Result<()
                     buf.extend_from_slice(&at.to_le_bytes());
                 }
             }
+            Action::Delete if applied => {
+                buf.push(KIND_DELETE_APPLIED);
+                put_bytes(buf, &op.key)?;
+            }
+            Action::Expire { .. } | Action::Erase { expired: true } if applied => {
+                buf.push(KIND_EXPIRE_APPLIED);
+                put_bytes(buf, &op.key)?;
+            }
             Action::Delete => {
                 buf.push(KIND_DELETE);
+                put_bytes(buf, &op.key)?;
+            }
+            // An erase is logged only as applied (it comes from a log).
+            Action::Erase { expired } => {
+                buf.push(if *expired {
+                    KIND_EXPIRE_APPLIED
+                } else {
+                    KIND_DELETE_APPLIED
+                });
                 put_bytes(buf, &op.key)?;
             }
             Action::Expire {
@@ -164,6 +204,8 @@ pub fn decode(record: &[u8], segment: u64) -> Option<Decoded> {
                 let revision = r.u64()?;
                 Op::expire(key, revision, r.u64()?)
             }
+            KIND_DELETE_APPLIED => Op::erase(key, false),
+            KIND_EXPIRE_APPLIED => Op::erase(key, true),
             _ => return None,
         });
     }
@@ -227,6 +269,7 @@ mod tests {
         let rec = LogRecord {
             first_revision: 42,
             ops: &ops,
+            revisions: None,
             idempotency: None,
         };
         encode(&mut buf, 7, &rec).unwrap();

@@ -245,6 +245,7 @@ impl Model {
                         None => self.expiry.remove(&op.key),
                     };
                 }
+                Action::Erase { .. } => unreachable!("only a log replay makes erases"),
                 Action::Delete => {
                     if self.data.remove(&op.key).is_some() {
                         self.expiry.remove(&op.key);
