@@ -9,7 +9,8 @@
 //!
 //! The table also holds the events of its writes (`history.rs`), in
 //! revision order, with the history bounds as of its last write: a flush
-//! writes both in one commit, and watchers read recent events from here.
+//! writes the events with its last commit, and watchers read recent events
+//! from here.
 //!
 //! **Key count.** A put of a key that no memory table holds does not look
 //! the key up in redb (that lookup was a third of the writer's time under

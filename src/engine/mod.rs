@@ -10,8 +10,9 @@
 //! table when it reaches [`EngineOptions::flush_bytes`] or
 //! [`EngineOptions::flush_age`] and seals the log stretch it covers; the
 //! flush thread writes each frozen table into redb in key order in one
-//! durable commit, swaps the readers' view to the new commit, and only then
-//! releases that log stretch. Writers wait for a flush only when the tables
+//! durable commit (a large table in parts, each a commit readers move to),
+//! swaps the readers' view to the new commit, and only then releases that
+//! log stretch. Writers wait for a flush only when the tables
 //! together hold [`EngineOptions::memtable_bytes`]; then the server's queue
 //! fills and new writes get 503.
 //!
