@@ -326,8 +326,8 @@ impl EngineWriter {
     /// log already). Returns the revision reached.
     /// The idempotency records those writes made come with them.
     pub fn replay(&mut self, ops: Vec<Op>, records: Vec<(String, Vec<u8>)>) -> Result<u64> {
-        self.engine.read_tables().live.set_replayed();
         if !ops.is_empty() {
+            self.engine.read_tables().live.set_replayed();
             let request = Request {
                 ops,
                 ..Request::default()
