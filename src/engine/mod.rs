@@ -117,7 +117,15 @@ pub struct EngineOptions {
 /// after a later commit: in one commit the file held the old and the new
 /// tree (2.0x the data after random puts into a 1M-key store); in parts of
 /// this many keys it holds about one part more than the tree.
+/// `KVR_FLUSH_PART_KEYS` changes it (tests use small parts).
 pub const FLUSH_PART_KEYS: usize = 8192;
+
+fn flush_part_keys() -> usize {
+    std::env::var("KVR_FLUSH_PART_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FLUSH_PART_KEYS)
+}
 
 impl EngineOptions {
     pub fn new(memtable_bytes: usize, max_value_bytes: usize) -> EngineOptions {
@@ -127,7 +135,7 @@ impl EngineOptions {
             flush_age: flush_age(),
             max_value_bytes,
             history: history::HistoryBounds::default(),
-            flush_part_keys: FLUSH_PART_KEYS,
+            flush_part_keys: flush_part_keys(),
         }
     }
 }
