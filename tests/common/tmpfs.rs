@@ -24,6 +24,16 @@ impl SmallFs {
         })
     }
 
+    /// [`SmallFs::mount`], saying on stderr that the test is skipped when
+    /// it cannot mount.
+    pub fn mount_or_skip(at: &Path, size: &str) -> Option<SmallFs> {
+        let fs = SmallFs::mount(at, size);
+        if fs.is_none() {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        }
+        fs
+    }
+
     /// Fills the filesystem with `filler` until a write fails.
     pub fn fill(&self) -> PathBuf {
         let path = self.dir.join("filler");

@@ -35,8 +35,7 @@ fn full_disk_gives_507_reads_keep_working_and_writes_resume() {
     // history copies, plus a new segment for the big batch. With 128 MiB the
     // freed space was just short of that when the disk filled before the
     // first flush, and the server rightly kept answering 507.
-    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "256m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(fs) = SmallFs::mount_or_skip(&tmp.path().join("small"), "256m") else {
         return;
     };
     // Its log on the full disk too: a failed log line must not take the
@@ -125,8 +124,7 @@ fn full_disk_gives_507_reads_keep_working_and_writes_resume() {
 #[test]
 fn serve_on_a_full_disk_exits_3_disk_full() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "24m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(fs) = SmallFs::mount_or_skip(&tmp.path().join("small"), "24m") else {
         return;
     };
     let out = kvr(&fs.dir, &["--db", "db.redb", "put", "k", "v"], b"");
@@ -146,8 +144,7 @@ fn serve_on_a_full_disk_exits_3_disk_full() {
 #[test]
 fn kill_9_on_a_full_disk_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "128m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(fs) = SmallFs::mount_or_skip(&tmp.path().join("small"), "128m") else {
         return;
     };
     let mut s = Server::start(&fs.dir, &[]);
@@ -189,6 +186,15 @@ fn small_batch(from: usize, n: usize, tag: char) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Polls `done` every 50 ms for up to 20 s; fails naming `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn metric(url: &str, name: &str) -> u64 {
     let text = http("GET", &format!("{url}/metrics"), &[], None).text();
     text.lines()
@@ -221,8 +227,7 @@ fn all_there(url: &str, gone: usize, n: usize, tag: char) {
 #[test]
 fn a_full_disk_between_the_parts_of_a_flush_loses_and_miscounts_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "96m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(fs) = SmallFs::mount_or_skip(&tmp.path().join("small"), "96m") else {
         return;
     };
     let env = [("KVR_FLUSH_PART_KEYS", "100")];
@@ -238,11 +243,7 @@ fn a_full_disk_between_the_parts_of_a_flush_loses_and_miscounts_nothing() {
     for from in (0..3000).step_by(1000) {
         batch(small_batch(from, 1000, 'a'));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while metric(&u, "kvr_flushes_total") == 0 {
-        assert!(std::time::Instant::now() < deadline, "no flush");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until("no flush", || metric(&u, "kvr_flushes_total") > 0);
     let (flushes, parts) = (
         metric(&u, "kvr_flushes_total"),
         metric(&u, "kvr_flush_parts_total"),
@@ -263,11 +264,9 @@ fn a_full_disk_between_the_parts_of_a_flush_loses_and_miscounts_nothing() {
         f.set_len(f.metadata().unwrap().len() - (128 << 10))
             .unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while metric(&u, "kvr_flush_parts_total") == parts {
-        assert!(std::time::Instant::now() < deadline, "no part written");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until("no part written", || {
+        metric(&u, "kvr_flush_parts_total") > parts
+    });
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let written = metric(&u, "kvr_flush_parts_total") - parts;
     assert_eq!(
@@ -279,14 +278,9 @@ fn a_full_disk_between_the_parts_of_a_flush_loses_and_miscounts_nothing() {
     all_there(&u, 100, 4000, 'b');
     // Space freed: the flush goes on from its last part and gets through.
     std::fs::remove_file(&filler).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while metric(&u, "kvr_flushes_total") == flushes {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no flush after freeing space"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until("no flush after freeing space", || {
+        metric(&u, "kvr_flushes_total") > flushes
+    });
     all_there(&u, 100, 4000, 'b');
     batch(small_batch(0, 4500, 'c'));
     s.kill9();
