@@ -195,14 +195,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn metric(url: &str, name: &str) -> u64 {
-    let text = http("GET", &format!("{url}/metrics"), &[], None).text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
 /// Keys `p{gone}`.. up to `p{n}` hold `tag`'s value, those below `gone` are
 /// absent, and the count says so.
 fn all_there(url: &str, gone: usize, n: usize, tag: char) {

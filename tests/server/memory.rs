@@ -184,23 +184,21 @@ fn memtable_flag_and_flush_metrics() {
 
     let mut s = Server::start(dir.path(), &["--memtable-mib", "16"]);
     assert_eq!(put(&s.url, "k", b"v").status, 200);
-    let metric = |name: &str| -> u64 {
+    // Each family described (`# TYPE`) and its value.
+    let described = |name: &str| -> u64 {
         let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
         assert!(text.contains(&format!("# TYPE {name} ")), "{text}");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
+        metric(&s.url, name)
     };
     // The flush age is 2 s here (support.rs); look for up to 30 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metric("kvr_flushes_total") == 0 && std::time::Instant::now() < deadline {
+    while described("kvr_flushes_total") == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(metric("kvr_flushes_total"), 1);
-    assert_eq!(metric("kvr_memtable_bytes"), 0);
-    assert_eq!(metric("kvr_memtables_frozen"), 0);
-    assert_eq!(metric("kvr_writes_rejected_total"), 0);
+    assert_eq!(described("kvr_flushes_total"), 1);
+    assert_eq!(described("kvr_memtable_bytes"), 0);
+    assert_eq!(described("kvr_memtables_frozen"), 0);
+    assert_eq!(described("kvr_writes_rejected_total"), 0);
     assert_eq!(s.terminate().code(), Some(0));
     let s = Server::start(dir.path(), &[]);
     let r = http("GET", &format!("{}/v1/kv/k", s.url), &[], None);
@@ -221,13 +219,7 @@ fn rewriting_every_key_keeps_the_file_at_two_copies_of_the_tree() {
     const VALUE: usize = 1_000;
     let dir = tempfile::tempdir().unwrap();
     let mut s = Server::start(dir.path(), &["--memtable-mib", "16", "--history", "0"]);
-    let flushes = || -> u64 {
-        let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
-        text.lines()
-            .find_map(|l| l.strip_prefix("kvr_flushes_total "))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
+    let flushes = || metric(&s.url, "kvr_flushes_total");
     // Each round's ~9 MiB of memory-table bytes is past the 8 MiB a table
     // is flushed at: every round rewrites most of the tree's pages.
     for round in 0..16u8 {

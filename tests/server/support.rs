@@ -239,6 +239,15 @@ pub fn reply(resp: ureq::http::Response<ureq::Body>) -> Reply {
 }
 
 /// A request with optional headers and body, answered as a [`Reply`].
+/// The value of the unlabelled family `name` in the server's `/metrics`.
+pub fn metric(url: &str, name: &str) -> u64 {
+    let text = http("GET", &format!("{url}/metrics"), &[], None).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
     let mut req = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
