@@ -165,6 +165,14 @@ pub struct Memtable {
     parts: Mutex<FlushedParts>,
 }
 
+/// Room reserved in a new table ([`Memtable::sized_like`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Capacity {
+    events: usize,
+    keys: usize,
+    unresolved: usize,
+}
+
 impl Default for Memtable {
     fn default() -> Self {
         Memtable::new()
@@ -173,18 +181,53 @@ impl Default for Memtable {
 
 impl Memtable {
     pub fn new() -> Memtable {
+        Memtable::with_capacity(Capacity::default())
+    }
+
+    /// A table with room for a quarter more than `previous` held: under a
+    /// steady load tables are alike, and the writer then never stops to
+    /// grow the events, the key hashes or the unresolved keys by doubling
+    /// (in a 64 MiB table of random puts, doubling the events from 131,072
+    /// copied 11 MB into fresh pages: a 36 ms stall of every write, once
+    /// per table). Room not used is address space: pages are touched as
+    /// the table fills.
+    pub fn sized_like(previous: &Memtable) -> Memtable {
+        let with_room = |n: usize| n.saturating_add(n / 4);
+        let keys = previous
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .hashes
+            .len();
+        Memtable::with_capacity(Capacity {
+            events: with_room(
+                previous
+                    .events
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len(),
+            ),
+            keys: with_room(keys),
+            unresolved: with_room(previous.unresolved().keys.len()),
+        })
+    }
+
+    fn with_capacity(capacity: Capacity) -> Memtable {
         Memtable {
-            map: RwLock::new(Keys::default()),
+            map: RwLock::new(Keys {
+                tree: BTreeMap::new(),
+                hashes: HashSet::with_capacity(capacity.keys),
+            }),
             hasher: RandomState::new(),
             bytes: AtomicUsize::new(0),
             last_revision: AtomicU64::new(0),
             first_write: std::sync::OnceLock::new(),
-            events: RwLock::new(Vec::new()),
+            events: RwLock::new(Vec::with_capacity(capacity.events)),
             mark: std::sync::Mutex::new(None),
             applied: std::sync::Mutex::new(None),
             idempotency: RwLock::new(BTreeMap::new()),
             unresolved: Mutex::new(Unresolved {
-                keys: Vec::new(),
+                keys: Vec::with_capacity(capacity.unresolved),
                 absent: vec![0],
             }),
             known_delta: AtomicI64::new(0),
@@ -538,6 +581,63 @@ mod tests {
             value: Some(Bytes::from(v.to_string())),
             expires_at_ms: None,
         }
+    }
+
+    impl Memtable {
+        fn capacities(&self) -> (usize, usize, usize) {
+            (
+                self.events.read().unwrap().capacity(),
+                self.map.read().unwrap().hashes.capacity(),
+                self.unresolved().keys.capacity(),
+            )
+        }
+    }
+
+    /// Puts `n` keys from `from` in groups of 100, each with its event and
+    /// as an unresolved key, as the writer adds random puts.
+    fn fill(t: &Memtable, from: u64, n: u64) {
+        for group in (from..from + n).collect::<Vec<_>>().chunks(100) {
+            let key = |i: &u64| format!("key:{i:012}").into_bytes();
+            t.insert(
+                group.iter().map(|i| (key(i), put(*i, "v"))).collect(),
+                group
+                    .iter()
+                    .map(|i| Event {
+                        revision: *i,
+                        kind: super::super::history::EventKind::Put,
+                        key: key(i),
+                        value: Bytes::from_static(b"v"),
+                        expires_at_ms: None,
+                        batch_end: true,
+                    })
+                    .collect(),
+                HistoryMark::default(),
+                (group.iter().map(key).collect(), 0),
+                || {},
+            );
+        }
+    }
+
+    #[test]
+    fn a_table_sized_like_the_last_fills_without_growing() {
+        let first = Memtable::new();
+        fill(&first, 1, 10_000);
+        let next = Memtable::sized_like(&first);
+        let reserved = next.capacities();
+        assert!(reserved.0 >= 12_500 && reserved.1 >= 12_500 && reserved.2 >= 12_500);
+        // As many writes again, and a fifth more: no vector or set moved.
+        fill(&next, 10_001, 12_000);
+        assert_eq!(next.capacities(), reserved);
+        assert_eq!(next.unresolved_len(), 12_000);
+        assert_eq!(
+            next.get(b"key:000000022000", u64::MAX),
+            Some(put(22_000, "v"))
+        );
+        // An empty table reserves nothing.
+        assert_eq!(
+            Memtable::sized_like(&Memtable::new()).capacities(),
+            (0, 0, 0)
+        );
     }
 
     #[test]

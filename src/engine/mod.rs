@@ -465,8 +465,10 @@ impl Engine {
     /// drops the log stretch it covers once it is flushed.
     fn freeze(&self, release: Release) {
         {
+            // Sized before the lock: only the writer replaces the live table.
+            let next = Arc::new(Memtable::sized_like(&self.read_tables().live));
             let mut t = self.write_tables();
-            let old = std::mem::replace(&mut t.live, Arc::new(Memtable::new()));
+            let old = std::mem::replace(&mut t.live, next);
             t.frozen.push(old);
             self.releases
                 .lock()
