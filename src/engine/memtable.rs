@@ -184,31 +184,33 @@ impl Memtable {
         Memtable::with_capacity(Capacity::default())
     }
 
-    /// A table with room for a quarter more than `previous` held: under a
-    /// steady load tables are alike, and the writer then never stops to
-    /// grow the events, the key hashes or the unresolved keys by doubling
-    /// (in a 64 MiB table of random puts, doubling the events from 131,072
-    /// copied 11 MB into fresh pages: a 36 ms stall of every write, once
-    /// per table). Room not used is address space: pages are touched as
-    /// the table fills.
-    pub fn sized_like(previous: &Memtable) -> Memtable {
-        let with_room = |n: usize| n.saturating_add(n / 4);
+    /// A table with room for a quarter more than `previous` held, or than
+    /// `writes` writes if more: under a steady load tables are alike, and
+    /// the writer then never stops to grow the events, the key hashes or
+    /// the unresolved keys by doubling (in a 64 MiB table of random puts,
+    /// doubling the events from 131,072 copied 11 MB into fresh pages: a
+    /// 36 ms stall of every write, once per table). Room not used is
+    /// address space: pages are touched as the table fills.
+    pub fn sized_like(previous: &Memtable, writes: usize) -> Memtable {
+        let room = |n: usize| {
+            let n = n.max(writes);
+            n.saturating_add(n / 4)
+        };
         let keys = previous
             .map
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .hashes
             .len();
+        let events = previous
+            .events
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
         Memtable::with_capacity(Capacity {
-            events: with_room(
-                previous
-                    .events
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .len(),
-            ),
-            keys: with_room(keys),
-            unresolved: with_room(previous.unresolved().keys.len()),
+            events: room(events),
+            keys: room(keys),
+            unresolved: room(previous.unresolved().keys.len()),
         })
     }
 
@@ -622,7 +624,7 @@ mod tests {
     fn a_table_sized_like_the_last_fills_without_growing() {
         let first = Memtable::new();
         fill(&first, 1, 10_000);
-        let next = Memtable::sized_like(&first);
+        let next = Memtable::sized_like(&first, 0);
         let reserved = next.capacities();
         assert!(reserved.0 >= 12_500 && reserved.1 >= 12_500 && reserved.2 >= 12_500);
         // As many writes again, and a fifth more: no vector or set moved.
@@ -633,11 +635,13 @@ mod tests {
             next.get(b"key:000000022000", u64::MAX),
             Some(put(22_000, "v"))
         );
-        // An empty table reserves nothing.
+        // An empty table reserves nothing; the floor is kept.
         assert_eq!(
-            Memtable::sized_like(&Memtable::new()).capacities(),
+            Memtable::sized_like(&Memtable::new(), 0).capacities(),
             (0, 0, 0)
         );
+        let floor = Memtable::sized_like(&first, 20_000).capacities();
+        assert!(floor.0 >= 25_000 && floor.1 >= 25_000 && floor.2 >= 25_000);
     }
 
     #[test]

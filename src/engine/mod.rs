@@ -129,7 +129,18 @@ fn flush_part_keys() -> usize {
         .unwrap_or(FLUSH_PART_KEYS)
 }
 
+/// Bytes a table counts for a random put of a 16-byte key and a 100-byte
+/// value, with its event, its key's hash and the key as unresolved
+/// (64 MiB tables of such puts held 211k).
+const TYPICAL_WRITE_BYTES: usize = 318;
+
 impl EngineOptions {
+    /// Puts of 100-byte values that a table of [`EngineOptions::flush_bytes`]
+    /// holds: the least room a new table reserves ([`Memtable::sized_like`]).
+    fn typical_writes(&self) -> usize {
+        self.flush_bytes / TYPICAL_WRITE_BYTES
+    }
+
     pub fn new(memtable_bytes: usize, max_value_bytes: usize) -> EngineOptions {
         EngineOptions {
             memtable_bytes,
@@ -255,7 +266,10 @@ impl Engine {
             revision: AtomicU64::new(base.revision()),
             keys: AtomicI64::new(i64::try_from(base.keys()).unwrap_or(i64::MAX)),
             tables: RwLock::new(Tables {
-                live: Arc::new(Memtable::new()),
+                live: Arc::new(Memtable::sized_like(
+                    &Memtable::new(),
+                    opts.typical_writes(),
+                )),
                 frozen: Vec::new(),
                 base: Arc::new(base),
             }),
@@ -466,7 +480,10 @@ impl Engine {
     fn freeze(&self, release: Release) {
         {
             // Sized before the lock: only the writer replaces the live table.
-            let next = Arc::new(Memtable::sized_like(&self.read_tables().live));
+            let next = Arc::new(Memtable::sized_like(
+                &self.read_tables().live,
+                self.opts.typical_writes(),
+            ));
             let mut t = self.write_tables();
             let old = std::mem::replace(&mut t.live, next);
             t.frozen.push(old);
