@@ -165,6 +165,11 @@ pub struct Memtable {
     parts: Mutex<FlushedParts>,
 }
 
+/// `n` and a quarter more: the room a new table reserves for `n` writes.
+fn with_headroom(n: usize) -> usize {
+    n.saturating_add(n / 4)
+}
+
 /// Room reserved in a new table ([`Memtable::sized_like`]).
 #[derive(Debug, Default, Clone, Copy)]
 struct Capacity {
@@ -192,10 +197,7 @@ impl Memtable {
     /// 36 ms stall of every write, once per table). Room not used is
     /// address space: pages are touched as the table fills.
     pub fn sized_like(previous: &Memtable, writes: usize) -> Memtable {
-        let room = |n: usize| {
-            let n = n.max(writes);
-            n.saturating_add(n / 4)
-        };
+        let room = |n: usize| with_headroom(n.max(writes));
         let keys = previous
             .map
             .read()
@@ -211,6 +213,17 @@ impl Memtable {
             events: room(events),
             keys: room(keys),
             unresolved: room(previous.unresolved().keys.len()),
+        })
+    }
+
+    /// An empty table with room for `writes` writes and a quarter more
+    /// (the first table of an engine; see [`Memtable::sized_like`]).
+    pub fn with_room(writes: usize) -> Memtable {
+        let n = with_headroom(writes);
+        Memtable::with_capacity(Capacity {
+            events: n,
+            keys: n,
+            unresolved: n,
         })
     }
 
@@ -640,6 +653,8 @@ mod tests {
             Memtable::sized_like(&Memtable::new(), 0).capacities(),
             (0, 0, 0)
         );
+        let first_of_an_engine = Memtable::with_room(20_000).capacities();
+        assert!(first_of_an_engine.0 >= 25_000 && first_of_an_engine.1 >= 25_000);
         let floor = Memtable::sized_like(&first, 20_000).capacities();
         assert!(floor.0 >= 25_000 && floor.1 >= 25_000 && floor.2 >= 25_000);
     }

@@ -266,10 +266,7 @@ impl Engine {
             revision: AtomicU64::new(base.revision()),
             keys: AtomicI64::new(i64::try_from(base.keys()).unwrap_or(i64::MAX)),
             tables: RwLock::new(Tables {
-                live: Arc::new(Memtable::sized_like(
-                    &Memtable::new(),
-                    opts.typical_writes(),
-                )),
+                live: Arc::new(Memtable::with_room(opts.typical_writes())),
                 frozen: Vec::new(),
                 base: Arc::new(base),
             }),
