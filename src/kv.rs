@@ -95,19 +95,23 @@ impl LocalKv {
     }
 
     /// Deletes what expired (see the type's header), then applies `op`
-    /// with conditions judged by the same clock.
+    /// with conditions judged by the same clock, in one commit.
     fn apply_one(&self, op: Op) -> Result<Applied> {
         self.writable()?;
-        let now = self.sweep()?;
-        self.store
-            .apply_at([Ok(op)], Commit::Durable, self.max_value_bytes, Some(now))
+        let now = now_ms();
+        let runs = SortedRuns::new([Ok(op)].into_iter(), usize::MAX);
+        self.store.apply_runs_after_sweep(
+            self.expired(now)?,
+            runs,
+            Commit::Durable,
+            self.max_value_bytes,
+            Some(now),
+        )
     }
 
-    /// The expired keys a write command deletes first; returns the clock.
-    fn sweep(&self) -> Result<u64> {
-        let now = now_ms();
-        self.store.sweep_expired(now, LOCAL_SWEEP_MAX)?;
-        Ok(now)
+    /// The expiry deletes a write command at `now` makes first.
+    fn expired(&self, now: u64) -> Result<Vec<Op>> {
+        self.store.expired(now, LOCAL_SWEEP_MAX)
     }
 }
 
@@ -177,7 +181,13 @@ impl Kv for LocalKv {
 
     fn delete_range(&self, query: &RangeQuery) -> Result<Applied> {
         self.writable()?;
-        self.sweep()?;
+        // Checked before the sweep commits: a bad range changes nothing.
+        query.validate()?;
+        let sweep = self.expired(now_ms())?;
+        if !sweep.is_empty() {
+            let ops = sweep.into_iter().map(Ok);
+            self.store.apply(ops, Commit::Durable, usize::MAX)?;
+        }
         self.store.delete_range(query)
     }
 
@@ -186,7 +196,8 @@ impl Kv for LocalKv {
     /// longer of the two, not their sum. At most two runs are in memory.
     fn batch(&self, input: BatchInput) -> Result<Applied> {
         self.writable()?;
-        let now = self.sweep()?;
+        let now = now_ms();
+        let sweep = self.expired(now)?;
         let max_value_bytes = self.max_value_bytes;
         let run_bytes = self.store.run_max_bytes();
         let (tx, rx) = std::sync::mpsc::sync_channel(0);
@@ -207,7 +218,7 @@ impl Kv for LocalKv {
             .map_err(|e| Error::io("cannot start a thread to read the batch", e))?;
         let runs = ReceivedRuns { rx, ended: false };
         self.store
-            .apply_runs_at(runs, Commit::Durable, max_value_bytes, Some(now))
+            .apply_runs_after_sweep(sweep, runs, Commit::Durable, max_value_bytes, Some(now))
     }
 
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {

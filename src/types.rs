@@ -97,15 +97,31 @@ impl Op {
 
     /// Accepts the op at `now_ms`: a `ttl` becomes an absolute expiry;
     /// `None` for a put whose expiry has already passed (it is skipped and
-    /// takes no revision, SPEC "Expiry (TTL)").
+    /// takes no revision, SPEC "Expiry (TTL)"). Such a put with an
+    /// `if_revision` still makes its batch conditional: it becomes
+    /// [`Op::condition_only`].
     pub fn accept(mut self, now_ms: u64) -> Option<Op> {
         if let Some(ttl) = self.ttl_secs.take() {
             self.expires_at_ms = Some(now_ms.saturating_add(ttl.saturating_mul(1000)));
         }
         match self.expires_at_ms {
-            Some(at) if at <= now_ms && matches!(self.action, Action::Put(_)) => None,
+            Some(at) if at <= now_ms && matches!(self.action, Action::Put(_)) => {
+                let expected = self.if_revision?;
+                Some(Op {
+                    line: self.line,
+                    ..Op::condition_only(self.key, expected)
+                })
+            }
             _ => Some(self),
         }
+    }
+
+    /// An op that only checks that `key` is at revision `expected` (0:
+    /// absent) and writes nothing: an expiry delete of revision 0, which no
+    /// key ever has (revisions start at 1), so it takes no revision and
+    /// makes no event, on every path that applies ops.
+    pub fn condition_only(key: impl Into<Vec<u8>>, expected: u64) -> Op {
+        Op::expire(key, 0, 0).if_revision(Some(expected))
     }
 
     pub fn if_revision(mut self, revision: Option<u64>) -> Op {

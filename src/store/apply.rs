@@ -232,6 +232,26 @@ impl Store {
     where
         I: IntoIterator<Item = Result<SortedRun>>,
     {
+        self.apply_runs_after_sweep(Vec::new(), runs, commit, max_value_bytes, now_ms)
+    }
+
+    /// [`Store::apply_runs_at`] after `sweep` (expiry deletes, see
+    /// [`Store::expired`]) in the same transaction, as a `--db` write
+    /// command does (SPEC "Expiry (TTL)"): the sweep is committed only
+    /// with a request that is accepted and takes a revision, so a rejected
+    /// one (a bad line, a failed condition, a delete of a missing key)
+    /// changes nothing. The answer counts the request's operations only.
+    pub fn apply_runs_after_sweep<I>(
+        &self,
+        sweep: Vec<Op>,
+        runs: I,
+        commit: Commit,
+        max_value_bytes: usize,
+        now_ms: Option<u64>,
+    ) -> Result<Applied>
+    where
+        I: IntoIterator<Item = Result<SortedRun>>,
+    {
         let wtx = self.begin_write(commit)?;
         // Taken while we hold the write lock: exactly the state before the batch.
         let before = self.snapshot()?;
@@ -239,6 +259,12 @@ impl Store {
             let mut tables = Tables::open(&wtx)?;
             let mut meta = wtx.open_table(META)?;
             let mut state = RunState::load(&meta)?;
+            let before_sweep = state.revision;
+            for run in SortedRuns::new(sweep.into_iter().map(Ok), usize::MAX) {
+                let run = run?;
+                state.write_sorted(&mut tables, &run.ops, &run.order, &run.groups)?;
+            }
+            let swept = std::mem::take(&mut state.applied);
             let base = state.revision;
             for run in runs {
                 let run = run?;
@@ -254,10 +280,11 @@ impl Store {
             if state.revision == base {
                 // Nothing took a revision: leave the file untouched.
                 return Ok(Applied {
-                    revision: base,
+                    revision: before_sweep,
                     ..Applied::default()
                 });
             }
+            debug_assert!(swept.applied() == base - before_sweep);
             meta.insert(META_REVISION, state.revision)?;
             forget_history(&mut meta, state.revision)?;
             meta.insert(META_KEYS, state.keys)?;
@@ -739,16 +766,5 @@ impl Store {
     /// expiry order, read from the expiry index (never a scan of `kv`).
     pub fn expired(&self, now_ms: u64, max: usize) -> Result<Vec<Op>> {
         self.snapshot()?.expired(now_ms, max)
-    }
-
-    /// What a `--db` write command does first: deletes up to `max` keys
-    /// expired at `now_ms`, in expiry order, each taking a revision, in
-    /// one durable commit (none when nothing expired).
-    pub fn sweep_expired(&self, now_ms: u64, max: usize) -> Result<Applied> {
-        let ops = self.expired(now_ms, max)?;
-        if ops.is_empty() {
-            return Ok(Applied::default());
-        }
-        self.apply(ops.into_iter().map(Ok), Commit::Durable, usize::MAX)
     }
 }

@@ -31,6 +31,7 @@ in_every_mode!(
     batch_lines_take_ttl_and_expires_at_ms,
     range_into_batch_keeps_expiry,
     an_expired_key_is_absent_to_conditions,
+    a_line_past_its_expiry_keeps_its_condition,
 );
 
 fn ttl_keys_carry_their_expiry_and_vanish(env: Env) {
@@ -174,6 +175,64 @@ fn an_expired_key_is_absent_to_conditions(env: Env) {
     assert!(line.get("expires_at_ms").is_none());
     // put 1, its expiry 2, the new put 3.
     assert_eq!(line["revision"], 3);
+}
+
+fn a_line_past_its_expiry_keeps_its_condition(env: Env) {
+    env.kvr(["put", "x", "y"]).ok();
+    let before = env.snapshot();
+    // Skipped for its passed expiry, the line still makes the batch
+    // conditional: x is at revision 1, not 99.
+    let input = "{\"key\":\"other\",\"value\":\"1\"}\n\
+                 {\"key\":\"x\",\"value\":\"1\",\"expires_at_ms\":1000,\"if_revision\":99}\n";
+    env.kvr(["batch"]).stdin(input).code(4).stderr_has("line 2");
+    assert_eq!(env.snapshot(), before);
+    // With the condition met the line is skipped and the rest applied.
+    let input = input.replace("99", "1");
+    let out = env.kvr(["batch", "--json"]).stdin(input).ok().stdout_text();
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["applied"], 1);
+    assert_eq!(env.kvr(["get", "x"]).ok().stdout_text(), "y");
+    assert_eq!(env.kvr(["get", "other"]).ok().stdout_text(), "1");
+}
+
+/// With `--db`, the expired keys a write command deletes first are
+/// committed with its write only: a rejected command changes nothing, and
+/// the next accepted one deletes them, each taking a revision.
+#[test]
+fn a_rejected_write_leaves_expired_keys_for_the_next() {
+    let env = Env::new();
+    env.kvr(["put", "keep", "v"]).ok();
+    env.kvr(["put", "--ttl", "1", "gone", "v"]).ok();
+    std::thread::sleep(Duration::from_millis(1300));
+    let before = env.snapshot();
+    assert_eq!(revision(&env), 2);
+    env.kvr(["batch"])
+        .stdin("{\"key\":\"\"}\n")
+        .code(2)
+        .stderr_has("line 1");
+    env.kvr(["batch"])
+        .stdin("{\"key\":\"keep\",\"value\":\"w\",\"if_revision\":9}\n")
+        .code(4);
+    env.kvr(["put", "--if-revision", "99", "keep", "w"]).code(4);
+    env.kvr(["delete", "nosuch"]).code(1);
+    env.kvr(["delete", "--if-revision", "7", "keep"]).code(4);
+    env.kvr(["delete", "--range", "b", "a"]).code(2);
+    assert_eq!(env.snapshot(), before);
+    // A batch whose deletes find nothing takes no revision: nor does its sweep.
+    env.kvr(["batch"])
+        .stdin("{\"op\":\"delete\",\"key\":\"nosuch\"}\n")
+        .ok();
+    assert_eq!(env.snapshot(), before);
+    // The expiry delete takes revision 3, the put 4.
+    let out = env.kvr(["put", "--json", "x", "1"]).ok().stdout_text();
+    assert_eq!(out, "{\"revision\":4}\n");
+    let keys: Vec<_> = env
+        .range_json(&[])
+        .iter()
+        .map(|l| l["key"].clone())
+        .collect();
+    assert_eq!(keys, ["keep", "x"]);
+    assert_eq!(env.stats()["keys"], 2);
 }
 
 /// `kvr check` verifies the expiry index, and a backup carries expiry.
