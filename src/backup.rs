@@ -24,12 +24,12 @@
 //! never a short backup. Binary rather than JSON lines: values are sent as
 //! they are (no base64), and nothing needs escaping or parsing.
 //!
-//! **The file** ([`Dest`], [`Copier`]): a new kvr database under a
-//! temporary name in DEST's directory, filled in key order in bounded
+//! **The file** ([`Dest`], [`Copier`]): a new kvr database in a private
+//! temporary directory in DEST's directory, filled in key order in bounded
 //! non-durable chunks with the given revisions, then one durable commit that
-//! sets the database revision; only then renamed to DEST and the directory
+//! sets the database revision; only then moved to DEST and the directory
 //! synced. DEST is never half a backup; a killed backup leaves a temporary
-//! file (`.NAME.*.kvr-backup`) and no DEST.
+//! directory (`.NAME.*.kvr-backup`) and no DEST.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -161,17 +161,21 @@ fn le32(b: &[u8]) -> usize {
     u32::from_le_bytes(a) as usize
 }
 
-/// The destination of a backup: a temporary file beside DEST until
-/// [`Dest::finish`] renames it. Dropped unfinished, the file is removed.
+/// The destination of a backup: a file in a private directory beside
+/// DEST (same file system, mode 0700) until [`Dest::finish`] moves it to
+/// DEST. Dropped unfinished, the directory is removed with what it holds.
 pub struct Dest {
     path: PathBuf,
     dir: PathBuf,
-    temp: tempfile::TempPath,
+    work: tempfile::TempDir,
     force: bool,
 }
 
 impl Dest {
-    /// Refuses an existing DEST unless `force`, then creates the temporary file.
+    /// Refuses an existing DEST unless `force`, then makes the private
+    /// directory. The database itself is created by [`Dest::open`] (a file
+    /// made here would be an empty one, which kvr takes for an
+    /// interrupted creation).
     pub fn create(path: &Path, force: bool) -> Result<Dest> {
         if !force && path.symlink_metadata().is_ok() {
             return Err(Error::invalid(format!(
@@ -186,51 +190,63 @@ impl Dest {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let temp = tempfile::Builder::new()
+        if !dir.is_dir() {
+            return Err(Error::DirectoryMissing {
+                path: path.to_path_buf(),
+                dir,
+            });
+        }
+        let work = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".kvr-backup")
-            .tempfile_in(&dir)
+            .tempdir_in(&dir)
             .map_err(|e| {
                 Error::io(
-                    format!("cannot create a temporary file in {}", dir.display()),
+                    format!("cannot create a temporary directory in {}", dir.display()),
                     e,
                 )
-            })?
-            .into_temp_path();
+            })?;
         Ok(Dest {
             path: path.to_path_buf(),
             dir,
-            temp,
+            work,
             force,
         })
     }
 
-    /// Opens the temporary file as a new, empty kvr database.
-    pub fn open(&self, opts: &StoreOptions) -> Result<Store> {
-        Store::open(&self.temp, OpenMode::Create, opts)
+    /// The file the backup is built in.
+    fn temp(&self) -> PathBuf {
+        self.work.path().join("backup.redb")
     }
 
-    /// Renames the finished file to DEST (refusing an existing DEST that
-    /// appeared meanwhile unless `force`) and syncs the directory. The
-    /// store must be closed (dropped) first. Returns DEST's size.
+    /// Creates the new, empty kvr database the backup is written into.
+    pub fn open(&self, opts: &StoreOptions) -> Result<Store> {
+        Store::open(&self.temp(), OpenMode::Create, opts)
+    }
+
+    /// Moves the finished file to DEST, mode 0600 (it holds all the data;
+    /// refusing an existing DEST that appeared meanwhile unless `force`)
+    /// and syncs the directory. The store must be closed (dropped) first.
+    /// Returns DEST's size.
     pub fn finish(self) -> Result<u64> {
-        let to = &self.path;
-        let renamed = if self.force {
-            self.temp.persist(to)
+        use std::os::unix::fs::PermissionsExt;
+        let (from, to) = (self.temp(), &self.path);
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("cannot set the mode of {}", from.display()), e))?;
+        let moved = if self.force {
+            std::fs::rename(&from, to)
         } else {
-            self.temp.persist_noclobber(to)
+            // A link fails on an existing name, where a rename would replace it.
+            std::fs::hard_link(&from, to)
         };
-        renamed.map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+        moved.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
                 Error::invalid(format!(
                     "{} exists; give --force to replace it",
                     to.display()
                 ))
             } else {
-                Error::io(
-                    format!("cannot rename the backup to {}", to.display()),
-                    e.error,
-                )
+                Error::io(format!("cannot rename the backup to {}", to.display()), e)
             }
         })?;
         std::fs::File::open(&self.dir)

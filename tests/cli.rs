@@ -187,6 +187,8 @@ fn usage_errors_are_found_before_a_database_is_opened_or_created() {
         vec!["put", "", "v"],
         vec!["put", &long, "v"],
         vec!["get", ""],
+        vec!["get", &long],
+        vec!["get", "--json", &long],
         vec!["delete", ""],
         vec!["delete", "--if-revision", "0", "k"],
         vec!["range", "--limit", "0"],
@@ -972,3 +974,64 @@ mod usage;
 
 #[path = "cli/expiry.rs"]
 mod expiry;
+
+/// Commands that print after their work never panic on a closed or full
+/// stdout: a reader that went away is exit 0 and quiet, as for `range |
+/// head`; a full disk is exit 3, "disk full".
+#[test]
+fn a_closed_or_full_stdout_is_never_a_panic() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    let input = env.path("in.jsonl");
+    std::fs::write(&input, "{\"key\":\"a\",\"value\":\"1\"}\n").unwrap();
+    let input = input.to_str().unwrap();
+    let backup = env.path("copy.redb");
+    let backup = backup.to_str().unwrap();
+    let commands = [
+        vec!["stats"],
+        vec!["completions", "bash"],
+        vec!["completions", "zsh"],
+        vec!["compact"],
+        vec!["batch", "--json", input],
+        vec!["backup", "--json", "--force", backup],
+        vec!["put", "--json", "k", "w"],
+        vec!["bench", "--requests", "20", "--clients", "1"],
+        vec!["bench", "--requests", "20", "--clients", "1", "--json"],
+    ];
+    for args in &commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut run = env.kvr(args);
+        let out = run
+            .cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?} closed: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut run = env.kvr(args);
+        let out = run
+            .cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?} full: {stderr}");
+        // (batch prints its summary line first, as it always does.)
+        let first = stderr.lines().find(|l| l.starts_with("kvr:"));
+        assert!(
+            first.is_some_and(|l| l.starts_with("kvr: error:") && l.contains("disk full")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The work was done all the same.
+    assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
+}

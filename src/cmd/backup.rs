@@ -56,7 +56,9 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
     };
     let (Done { revision, keys }, bytes) = done;
     if args.json {
-        println!(r#"{{"revision":{revision},"keys":{keys},"bytes":{bytes}}}"#);
+        super::print_out(format!(
+            "{{\"revision\":{revision},\"keys\":{keys},\"bytes\":{bytes}}}\n"
+        ))?;
     } else {
         eprintln!(
             "backed up {keys} keys at revision {revision} to {} ({bytes} bytes)",

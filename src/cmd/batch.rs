@@ -66,11 +66,11 @@ pub fn run(
         started.elapsed().as_secs_f64()
     );
     if args.json {
-        println!(
-            "{{\"applied\":{},\"revision\":{}}}",
+        super::print_out(format!(
+            "{{\"applied\":{},\"revision\":{}}}\n",
             applied.applied(),
             applied.revision
-        );
+        ))?;
     }
     Ok(())
 }

@@ -17,11 +17,11 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     let (store, _) = crate::engine::open_store(&g.db, OpenMode::MustExist, &store_options(g)?)?;
     crate::store::compact_database(store.into_database()?)?;
     let after = size(&g.db)?;
-    println!(
-        "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)",
+    super::print_out(format!(
+        "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)\n",
         g.db.display(),
         before.saturating_sub(after) as f64 / 1e6
-    );
+    ))?;
     Ok(())
 }
 

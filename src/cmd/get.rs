@@ -10,10 +10,9 @@ use crate::kv::Kv;
 
 pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: GetArgs) -> anyhow::Result<()> {
     let key = arg_bytes(args.key);
-    if key.is_empty() {
-        // No key is empty: a usage error (exit 2) as for put, not "not found".
-        crate::limits::check_key(&key, None)?;
-    }
+    // An empty or over-long key is a usage error (exit 2) as for put, not
+    // "not found".
+    crate::limits::check_key(&key, None)?;
     let entry = open()?.get(&key)?.ok_or_else(|| Error::KeyNotFound {
         key: show_key(&key),
     })?;

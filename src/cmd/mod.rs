@@ -103,8 +103,17 @@ fn arg_bytes(arg: OsString) -> Vec<u8> {
 
 /// Prints `{"revision":N}` and a newline.
 fn print_revision(revision: u64) -> Result<()> {
+    print_out(format!("{{\"revision\":{revision}}}\n"))
+}
+
+/// Writes `text` to stdout and flushes it. Unlike `println!` it never
+/// panics: a closed stdout is a broken-pipe error (exit 0, `main`), a full
+/// disk the error "disk full" (exit 3).
+pub(crate) fn print_out(text: impl AsRef<[u8]>) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{{\"revision\":{revision}}}").map_err(|e| Error::io("cannot write output", e))
+    out.write_all(text.as_ref())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("cannot write output", e))
 }
 
 /// The `--server` list when commands go to a server: `--server` (flag or

@@ -6,6 +6,6 @@ use crate::kv::Kv;
 pub fn run(kv: &dyn Kv) -> anyhow::Result<()> {
     let stats = kv.stats()?;
     let text = serde_json::to_string(&stats).map_err(|e| Error::Storage(e.to_string()))?;
-    println!("{text}");
+    super::print_out(format!("{text}\n"))?;
     Ok(())
 }

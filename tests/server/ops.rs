@@ -199,8 +199,18 @@ fn backup_from_a_file_equals_it_and_refuses_an_existing_dest() {
         b"{\"key_b64\":\"/wA=\",\"value_b64\":\"AP8=\"}\n",
     );
     assert!(binary.status.success());
-    let summary = run_ok(d, &["--db", "db.redb", "backup", "b.redb", "--json"]);
-    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let out = kvr(d, &["--db", "db.redb", "backup", "b.redb", "--json"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing on stderr but the summary (no word about its temporary file).
+    assert_eq!(stderr(&out), "", "--json prints the summary on stdout only");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // It holds all the data: only its owner may read it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.join("b.redb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     assert_eq!(summary["revision"], 3002);
     assert_eq!(summary["keys"], 3000);
     let range = |db| run_ok(d, &["--db", db, "range"]);
@@ -221,6 +231,14 @@ fn backup_from_a_file_equals_it_and_refuses_an_existing_dest() {
     let out = kvr(d, &["--db", "db.redb", "backup", "db.redb", "--force"], b"");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(std::fs::read(d.join("db.redb")).unwrap(), before);
+    // A DEST in a missing directory: exit 1 naming it, as for put.
+    let out = kvr(d, &["--db", "db.redb", "backup", "no/such/b.redb"], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("kvr: error:") && stderr(&out).contains("does not exist"),
+        "{}",
+        stderr(&out)
+    );
     // A missing database: exit 1, no DEST.
     let out = kvr(d, &["--db", "none.redb", "backup", "c.redb"], b"");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -282,7 +300,7 @@ fn backup_midway(dir: &Path) -> std::process::Child {
         let grown = std::fs::read_dir(dir).unwrap().any(|e| {
             let e = e.unwrap();
             e.file_name().to_string_lossy().ends_with(".kvr-backup")
-                && e.metadata().unwrap().len() > 1 << 20
+                && std::fs::metadata(e.path().join("backup.redb")).is_ok_and(|m| m.len() > 1 << 20)
         });
         if grown {
             return child;

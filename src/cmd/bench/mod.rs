@@ -143,7 +143,7 @@ async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
             *total.errors.entry(k).or_default() += n;
         }
     }
-    report(args, &total, started.elapsed(), target.describe());
+    report(args, &total, started.elapsed(), target.describe())?;
     verdict(args, &total)
 }
 
@@ -254,7 +254,7 @@ async fn client(
     Ok(tally)
 }
 
-fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) {
+fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) -> crate::error::Result<()> {
     let ok = t.latency.len();
     let secs = took.as_secs_f64().max(1e-9);
     let ops = ok as f64 / secs;
@@ -275,15 +275,18 @@ fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) {
             "errors": t.errors,
             "errors_total": errors,
         });
-        println!("{v}");
-        return;
+        return super::print_out(format!("{v}\n"));
     }
-    println!(
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "{:?} on {target}: {} clients, {:.1} s",
         args.workload, args.clients, secs
     );
-    println!("  {ok} ok, {errors} errors, {ops:.0} ops/s");
-    println!(
+    let _ = writeln!(text, "  {ok} ok, {errors} errors, {ops:.0} ops/s");
+    let _ = writeln!(
+        text,
         "  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         ms(0.5),
         ms(0.9),
@@ -292,8 +295,9 @@ fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) {
         max_ms
     );
     for (kind, n) in &t.errors {
-        println!("  error {kind}: {n}");
+        let _ = writeln!(text, "  error {kind}: {n}");
     }
+    super::print_out(text)
 }
 
 /// Whether the run goes to a server (only the command line decides).
