@@ -288,10 +288,15 @@ pub struct DeleteArgs {
     pub key: Option<OsString>,
     /// Delete every key starting with P ('' deletes every key), atomically,
     /// each delete taking a revision; exit 0 also when none matched.
-    #[arg(long, value_name = "P", conflicts_with = "range")]
+    #[arg(
+        long,
+        value_name = "P",
+        conflicts_with = "range",
+        allow_hyphen_values = true
+    )]
     pub prefix: Option<OsString>,
     /// Delete every key in [START, END), atomically.
-    #[arg(long, num_args = 2, value_names = ["START", "END"])]
+    #[arg(long, num_args = 2, value_names = ["START", "END"], allow_hyphen_values = true)]
     pub range: Option<Vec<OsString>>,
     /// Delete only if the key's current revision is N (N > 0).
     #[arg(long, value_name = "N", conflicts_with_all = ["prefix", "range"])]
@@ -309,7 +314,7 @@ pub struct RangeArgs {
     /// End key (exclusive); omitted: to the last key.
     pub end: Option<OsString>,
     /// Only keys starting with P (intersected with START/END).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub prefix: Option<OsString>,
     /// At most N lines (N >= 1).
     #[arg(long, value_name = "N")]
@@ -337,7 +342,7 @@ pub struct WatchArgs {
     /// End key (exclusive); omitted: to the last key.
     pub end: Option<OsString>,
     /// Only keys starting with P (intersected with START/END).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub prefix: Option<OsString>,
     /// Start with the events from revision R on (those the server still
     /// keeps; older ones: exit 1); omitted: changes after the current one.

@@ -60,22 +60,21 @@ fn main() -> ExitCode {
 /// is a usage error (exit 2) whose first line starts with `kvr: error:`.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        let _ = e.print();
-        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            ExitCode::from(2)
-        } else {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
             ExitCode::SUCCESS
-        };
+        }
+        // `kvr` alone: say what is missing, then the help, on stderr.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("kvr: error: a command is required\n\n{}", e.render());
+            ExitCode::from(2)
+        }
+        _ => {
+            eprint!("kvr: {}", e.render());
+            ExitCode::from(2)
+        }
     }
-    let text = e.render().to_string();
-    eprint!("kvr: {text}");
-    ExitCode::from(2)
 }
 
 /// The error and its causes, `: `-separated, leaving out a cause whose text

@@ -378,3 +378,39 @@ fn batch_progress_shows_the_phase_and_a_running_clock() {
     });
     assert!(screen.contains("lines/s"), "{screen}");
 }
+
+/// `kvr` alone is a usage error whose first line says so, then the help.
+#[test]
+fn no_command_says_one_is_required() {
+    let env = Env::new();
+    let done = env.kvr_bare(Vec::<&str>::new()).code(2);
+    let text = done.stderr_text();
+    assert!(
+        text.starts_with("kvr: error: a command is required\n"),
+        "{text}"
+    );
+    assert!(text.contains("Usage: kvr"), "{text}");
+}
+
+/// Keys may start with `-`: `--prefix` and `--range` take such values as
+/// they come, since `--` (which ends options) cannot help an option's value.
+#[test]
+fn prefix_and_range_take_keys_that_start_with_a_hyphen() {
+    let env = Env::new();
+    for key in ["-a", "-b1", "-b2", "-c", "b"] {
+        env.kvr(["put", "--", key, "v"]).ok();
+    }
+    let keys = |args: &[&str]| -> Vec<String> {
+        env.range_json(args)
+            .iter()
+            .map(|l| l["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys(&["--prefix", "-b"]), ["-b1", "-b2"]);
+    env.kvr(["delete", "--prefix", "-b"]).ok();
+    assert_eq!(keys(&[]), ["-a", "-c", "b"]);
+    env.kvr(["delete", "--range", "-a", "-c"]).ok();
+    assert_eq!(keys(&[]), ["-c", "b"]);
+    env.kvr(["delete", "--range", "-c", "b"]).ok();
+    assert_eq!(keys(&[]), ["b"]);
+}
