@@ -1035,3 +1035,52 @@ fn a_closed_or_full_stdout_is_never_a_panic() {
     // The work was done all the same.
     assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
 }
+
+/// A batch into a new file creates it only once input arrives, and an
+/// interrupted one (SIGINT, SIGTERM) removes it: no new, empty file is left.
+#[test]
+fn an_interrupted_batch_leaves_no_new_file() {
+    use std::io::Write as _;
+    let env = Env::new();
+    let db = env.db();
+    for signal in ["INT", "TERM"] {
+        let mut run = env.kvr(["batch"]);
+        let mut child = run
+            .cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!db.exists(), "created before any input");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"{\"key\":\"a\",\"value\":\"1\"}\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        // A bound against a hang, not a timed assertion.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !db.exists() {
+            assert!(std::time::Instant::now() < deadline, "never created");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.starts_with("kvr: error: interrupted"), "{stderr}");
+        assert!(!db.exists(), "SIG{signal} left the new file");
+        drop(stdin);
+    }
+    // An existing database is left alone by an interrupted batch, and a
+    // later batch works.
+    env.kvr(["batch"])
+        .stdin("{\"key\":\"k\",\"value\":\"v\"}\n")
+        .ok();
+    assert_eq!(env.kvr(["get", "k"]).ok().stdout_text(), "v");
+}

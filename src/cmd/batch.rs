@@ -28,19 +28,22 @@ const TICK: Duration = Duration::from_millis(200);
 /// seconds.
 const IDLE: Duration = Duration::from_millis(300);
 
-/// Opens the input before the database, so that a bad FILE creates nothing.
-/// `remote`: the batch goes to a server (only the progress bar's words differ).
+/// Opens the input before the database, so that a bad FILE creates nothing,
+/// and waits for its first bytes, so that a batch waiting on a slow
+/// producer neither creates the file nor holds it. `remote`: the batch goes
+/// to a server (only the progress bar's words differ); otherwise `db` is
+/// the file it writes.
 pub fn run(
     open: impl FnOnce() -> Result<Box<dyn Kv>>,
     args: BatchArgs,
     remote: bool,
+    db: &Path,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     if args.chunk_size == Some(0) {
         return Err(Error::invalid("--chunk-size must be at least 1").into());
     }
     let (reader, total_bytes) = open_input(args.file.as_deref())?;
-    let kv = open()?;
     let watch = Arc::new(Watch::new(remote));
     let progress = progress_bar(total_bytes, watch.clone());
     let mut input = BufReader::with_capacity(
@@ -52,10 +55,27 @@ pub fn run(
             lines: 0,
         },
     );
+    input
+        .fill_buf()
+        .map_err(|e| Error::io("cannot read batch input", e))?;
+    // Installed before the file is created, so no signal falls in between.
+    let guard = match !remote && db.symlink_metadata().is_err() {
+        true => Some(NewFileGuard::install(db)?),
+        false => None,
+    };
+    let kv = open()?;
+    if let Some(guard) = &guard
+        && kv.stats()?.revision > 0
+    {
+        guard.disarm(); // another process created it meanwhile: not ours
+    }
     let result = match args.chunk_size {
         None => kv.batch(Box::new(input)).map_err(Into::into),
-        Some(lines) => in_parts(&*kv, &mut input, lines),
+        Some(lines) => in_parts(&*kv, &mut input, lines, guard.as_ref()),
     };
+    if let Some(guard) = guard {
+        guard.disarm();
+    }
     progress.finish_and_clear();
     let applied = result?;
     eprintln!(
@@ -77,7 +97,12 @@ pub fn run(
 
 /// `--chunk-size`: one atomic batch per `lines` physical lines. Errors name
 /// the line in the whole input, and say what earlier parts applied.
-fn in_parts(kv: &dyn Kv, input: &mut dyn BufRead, lines: u64) -> anyhow::Result<Applied> {
+fn in_parts(
+    kv: &dyn Kv,
+    input: &mut dyn BufRead,
+    lines: u64,
+    guard: Option<&NewFileGuard>,
+) -> anyhow::Result<Applied> {
     let mut total = Applied::default();
     let mut before = 0u64;
     loop {
@@ -119,6 +144,9 @@ fn in_parts(kv: &dyn Kv, input: &mut dyn BufRead, lines: u64) -> anyhow::Result<
                     total.revision
                 ))
             })?;
+        if let Some(guard) = guard {
+            guard.disarm(); // the file holds a committed part now
+        }
         total.puts += applied.puts;
         total.deletes += applied.deletes;
         total.revision = applied.revision;
@@ -126,6 +154,69 @@ fn in_parts(kv: &dyn Kv, input: &mut dyn BufRead, lines: u64) -> anyhow::Result<
         if n < lines {
             return Ok(total);
         }
+    }
+}
+
+/// While a batch writes into a database file it created, SIGINT and SIGTERM
+/// remove that file and exit 3: a batch commits once, at its end, so the
+/// file holds nothing, and an interrupted batch must not leave a new, empty
+/// file behind (SPEC `batch`; a failed one removes it as it unwinds,
+/// `LocalKv`'s drop). Disarmed once anything is committed (a part of
+/// `--chunk-size`): a signal then just ends the process, exit 3.
+struct NewFileGuard {
+    armed: Arc<std::sync::Mutex<bool>>,
+    signals: signal_hook::iterator::Handle,
+}
+
+impl NewFileGuard {
+    fn install(db: &Path) -> Result<NewFileGuard> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| Error::io("cannot install a signal handler", e))?;
+        let handle = signals.handle();
+        let armed = Arc::new(std::sync::Mutex::new(true));
+        let (flag, db) = (armed.clone(), db.to_path_buf());
+        std::thread::Builder::new()
+            .name("kvr-batch-signals".into())
+            .spawn(move || {
+                let Some(signal) = signals.forever().next() else {
+                    return; // disarmed
+                };
+                // Held until exit: the batch cannot commit past a removal.
+                let armed = flag.lock().unwrap_or_else(|e| e.into_inner());
+                if *armed && std::fs::remove_file(&db).is_ok() {
+                    let _ = crate::store::create::sync_dir(crate::store::create::parent_dir(&db));
+                }
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                match *armed {
+                    true => eprintln!(
+                        "kvr: error: interrupted ({name}): the batch was not applied; \
+                         the new database file was removed"
+                    ),
+                    false => eprintln!("kvr: error: interrupted ({name})"),
+                }
+                std::process::exit(3);
+            })
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+        Ok(NewFileGuard {
+            armed,
+            signals: handle,
+        })
+    }
+
+    /// From now on a signal leaves the file alone.
+    fn disarm(&self) {
+        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+}
+
+impl Drop for NewFileGuard {
+    fn drop(&mut self) {
+        self.signals.close();
     }
 }
 

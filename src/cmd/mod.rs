@@ -47,9 +47,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(args) => delete::run(|| open(g, OpenMode::MustExist), args),
         Command::Range(args) => range::run(|| open(g, OpenMode::MustExist), args),
         Command::Watch(args) => watch::run(g, args),
-        Command::Batch(args) => {
-            batch::run(|| open(g, OpenMode::Create), args, remote(g)?.is_some())
-        }
+        Command::Batch(args) => batch::run(
+            || open(g, OpenMode::Create),
+            args,
+            remote(g)?.is_some(),
+            &g.db,
+        ),
         Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
         Command::Backup(args) => backup::run(g, args),
         Command::Check(_) => check::run(g),
