@@ -243,8 +243,13 @@ impl Kv for LocalKv {
         })
     }
 
+    /// Expired keys are absent to reads, so they are not counted (the
+    /// next write deletes them).
     fn stats(&self) -> Result<Stats> {
-        self.store.stats()
+        let mut stats = self.store.stats()?;
+        let expired = self.store.snapshot()?.count_expired(now_ms())?;
+        stats.keys = stats.keys.saturating_sub(expired);
+        Ok(stats)
     }
 
     fn source(&self) -> String {

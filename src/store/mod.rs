@@ -494,6 +494,25 @@ impl Snapshot {
         Ok(ops)
     }
 
+    /// How many keys have expired at `now_ms` (present until a write
+    /// deletes them), from the expiry index: reads with `--db` skip them.
+    pub fn count_expired(&self, now_ms: u64) -> Result<u64> {
+        let table = match self.txn.open_table(EXPIRY) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut n = 0;
+        for item in table.iter()? {
+            let (k, _) = item?;
+            if k.value().0 > now_ms {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The key's revision, `None` if absent.
     pub fn revision_of(&self, key: &[u8]) -> Result<Option<u64>> {
         let kv = self.txn.open_table(KV)?;

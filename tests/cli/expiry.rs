@@ -206,6 +206,12 @@ fn a_rejected_write_leaves_expired_keys_for_the_next() {
     std::thread::sleep(Duration::from_millis(1300));
     let before = env.snapshot();
     assert_eq!(revision(&env), 2);
+    // Absent to reads, so not counted either (still in the file).
+    assert_eq!(env.stats()["keys"], 1);
+    assert_eq!(
+        env.kvr(["range", "--count"]).ok().stdout_text(),
+        "{\"count\":1}\n"
+    );
     env.kvr(["batch"])
         .stdin("{\"key\":\"\"}\n")
         .code(2)
