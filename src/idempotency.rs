@@ -89,12 +89,25 @@ pub fn check_key(key: &[u8]) -> Result<String> {
     Ok(String::from_utf8_lossy(key).into_owned())
 }
 
-/// The fingerprint of a request: SHA-256 over its method, data key, query
-/// and body, each length-prefixed, so a different request under the same
-/// idempotency key is told apart (422).
-pub fn fingerprint(method: &str, key: &[u8], query: &str, body: &[u8]) -> [u8; 32] {
+/// The fingerprint of a request: SHA-256 over its method, data key, query,
+/// body and precondition (a canonical text, empty without one), each
+/// length-prefixed, so a different request under the same idempotency key
+/// is told apart (422). An empty precondition is left out entirely: the
+/// fingerprint of an unconditional request is the one earlier releases
+/// computed, so its records made before an upgrade still answer its
+/// repeats (and no other request can share it: the parts are
+/// length-prefixed).
+pub fn fingerprint(
+    method: &str,
+    key: &[u8],
+    query: &str,
+    body: &[u8],
+    condition: &[u8],
+) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in [method.as_bytes(), key, query.as_bytes(), body] {
+    let parts = [method.as_bytes(), key, query.as_bytes(), body, condition];
+    let used = if condition.is_empty() { 4 } else { 5 };
+    for part in &parts[..used] {
         ctx.update(&(part.len() as u64).to_le_bytes());
         ctx.update(part);
     }
@@ -293,7 +306,7 @@ mod tests {
         ] {
             let rec = Record {
                 time_ms: 1_795_000_000_000,
-                fingerprint: fingerprint("PUT", b"k", "", b"v"),
+                fingerprint: fingerprint("PUT", b"k", "", b"v", b""),
                 outcome,
             };
             let bytes = rec.encode();
@@ -332,8 +345,38 @@ mod tests {
         ));
         // Each part is length-prefixed: moving bytes between parts differs.
         assert_ne!(
-            fingerprint("PUT", b"ab", "", b""),
-            fingerprint("PUT", b"a", "b", b"")
+            fingerprint("PUT", b"ab", "", b"", b""),
+            fingerprint("PUT", b"a", "b", b"", b"")
+        );
+        // A precondition makes another request; moving its bytes into the
+        // body does not make the same one.
+        let plain = fingerprint("PUT", b"k", "", b"v", b"");
+        assert_ne!(plain, fingerprint("PUT", b"k", "", b"v", b"if-match:7"));
+        assert_ne!(
+            fingerprint("PUT", b"k", "", b"v", b"if-match:7"),
+            fingerprint("PUT", b"k", "", b"v", b"if-match:*")
+        );
+        let mut moved = b"v".to_vec();
+        moved.extend_from_slice(&10u64.to_le_bytes());
+        moved.extend_from_slice(b"if-match:7");
+        assert_ne!(
+            fingerprint("PUT", b"k", "", &moved, b""),
+            fingerprint("PUT", b"k", "", b"v", b"if-match:7")
+        );
+    }
+
+    /// Without a precondition the fingerprint is the one of earlier
+    /// releases (four length-prefixed parts), so records written before an
+    /// upgrade still answer repeats of unconditional writes.
+    #[test]
+    fn an_unconditional_fingerprint_is_unchanged() {
+        let hex: String = fingerprint("PUT", b"k", "", b"v", b"")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "6158363447180ed6234834f045e7165c7418670949bffd844c452151c222405f"
         );
     }
 }

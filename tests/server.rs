@@ -36,6 +36,8 @@ mod ops;
 mod pki;
 #[path = "server/routes.rs"]
 mod routes;
+#[path = "server/strict.rs"]
+mod strict;
 #[path = "server/support.rs"]
 mod support;
 #[path = "server/tls.rs"]

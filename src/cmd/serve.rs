@@ -13,11 +13,30 @@ use crate::error::{Error, Result};
 use crate::server::{self, Limits, State};
 use crate::store::{OpenMode, Store, serve_hint_path};
 
+/// The token `serve` requires, if any. An empty `--token` or `KVR_TOKEN`
+/// is refused (exit 2) as an empty `--token-file` is: `--token "$TOK"` with
+/// `TOK` unset would otherwise serve without authentication. (Client
+/// commands take an empty token as none.)
+fn serve_token(g: &Global) -> Result<Option<String>> {
+    if g.token_file.is_none() && g.token.as_deref() == Some("") {
+        let source = if crate::cli::given_on_command_line("token") {
+            "--token"
+        } else {
+            "KVR_TOKEN"
+        };
+        return Err(Error::invalid(format!(
+            "{source} is empty: give the token clients must send, or leave {source} out \
+             to serve without one"
+        )));
+    }
+    super::token(g)
+}
+
 /// The cluster-mode default of `--max-value-bytes` and `--max-batch-bytes`.
 const CLUSTER_MAX_BYTES: usize = 8 << 20;
 
 pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
-    let token = super::token(g)?;
+    let token = serve_token(g)?;
     let limits = limits_of(g, &args)?;
     let addr = resolve(&args.listen)?;
     if !addr.ip().is_loopback() && token.is_none() && !args.allow_unauthenticated {
@@ -28,25 +47,22 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         .into());
     }
     let tls = tls_of(&args)?;
-    if tls.is_none() && token.is_some() && !addr.ip().is_loopback() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "kvr serve: warning: listening on {addr} without TLS: the bearer token would \
-             travel in clear; give --tls-cert and --tls-key"
-        );
-    }
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("cannot set up the listener", e))?;
-    let url = format!(
-        "{}://{}",
-        if tls.is_some() { "https" } else { "http" },
-        listener
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the bound address", e))?
-    );
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the bound address", e))?;
+    if tls.is_none() && token.is_some() && !addr.ip().is_loopback() {
+        // The address bound (`:0` names no port), as a timestamped line.
+        crate::server::log::event(format_args!(
+            "kvr serve: warning: listening on {bound} without TLS: the bearer token would \
+             travel in clear; give --tls-cert and --tls-key"
+        ));
+    }
+    let url = format!("{}://{bound}", if tls.is_some() { "https" } else { "http" },);
     let cluster = match &args.cluster.raft_listen {
         Some(raft) => {
             let (listener, mut opts) = bind_raft(&args, raft, &url)?;

@@ -36,7 +36,8 @@ const TRIM_STEP: u64 = 256;
 #[derive(Debug, Default)]
 pub struct Request {
     pub ops: Vec<Op>,
-    /// `If-Match: *`: the (single) key must exist when the request applies.
+    /// `If-Match: *` (or a DELETE's `If-Match: "0"`): the (single) key must
+    /// exist when the request applies.
     pub must_exist: bool,
     /// Delete every key this range covers, as present when the request
     /// applies (its `ops` are then filled in); at most `max_ops` of them,
@@ -654,18 +655,20 @@ impl<'a> Lookup<'a> {
             check_limits(op, max_value_bytes)?;
         }
         let must_exist = if req.must_exist {
-            let key = req
-                .ops
-                .first()
-                .map(|op| op.key.as_slice())
-                .unwrap_or_default();
+            let first = req.ops.first();
+            let key = first.map(|op| op.key.as_slice()).unwrap_or_default();
             match self.revision_of(key)? {
                 Some(r) => Some(r),
                 None => {
                     return Err(Error::PreconditionFailed {
                         line: None,
                         key: show_key(key),
-                        expected: "any (If-Match: *)".into(),
+                        // `If-Match: *`, or a DELETE's `If-Match: "0"`
+                        // (which no present key matches either).
+                        expected: match first.and_then(|op| op.if_revision) {
+                            Some(n) => n.to_string(),
+                            None => "any (If-Match: *)".into(),
+                        },
                         current: None,
                     });
                 }

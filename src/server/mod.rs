@@ -15,6 +15,8 @@
 //! * `writer`: the group-commit writer thread over the write-ahead log
 //!   (`crate::wal`);
 //! * `target`: percent-decoding of keys from the raw request target;
+//! * `headers`: list headers read over all their lines: `Accept`,
+//!   `If-Match`, `If-None-Match`;
 //! * `body`, `response`: bodies under limits, errors as HTTP;
 //! * `limits`, `auth`, `metrics` (`process`: the `process_*` metrics);
 //! * `log`: timestamped event lines and the access log, off the request
@@ -34,6 +36,7 @@ mod auth;
 mod backup;
 mod body;
 mod conn;
+mod headers;
 pub mod limits;
 pub mod log;
 pub mod metrics;

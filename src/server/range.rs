@@ -56,11 +56,7 @@ const STREAM_CHANNEL_CHUNKS: usize = 4;
 pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     // Unknown parameters were refused by the router (`routes::ROUTES`).
     let params = Query::parse(uri.query())?;
-    let ndjson = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/x-ndjson"));
-    if ndjson {
+    if super::headers::wants_ndjson(headers) {
         stream(state, &params)
     } else {
         page(state, &params).await
@@ -69,20 +65,21 @@ pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Resul
 
 /// `DELETE /v1/range?start=&end=&prefix=`: deletes every key of the range
 /// atomically (each taking a revision), at most `--max-batch-ops` of them
-/// (else 413, nothing deleted). At least one of the parameters is required,
-/// so a forgotten one never wipes the database; `prefix=` (empty) is all.
+/// (else 413, nothing deleted). A bound is required, so a forgotten one
+/// never wipes the database: a non-empty `start` or `end`, or a `prefix`;
+/// `prefix=` (empty) is all, while an empty `start=` or `end=` (a script's
+/// empty variable) bounds nothing and does not count.
 pub async fn delete(
     state: &Arc<State>,
     uri: &Uri,
     headers: &http::HeaderMap,
 ) -> Result<Response<Body>> {
     let params = Query::parse(uri.query())?;
-    if ["start", "end", "prefix"]
-        .iter()
-        .all(|p| params.get(p).is_none())
-    {
+    let bounded = |name| params.get(name).is_some_and(|v| !v.is_empty());
+    if !bounded("start") && !bounded("end") && params.get("prefix").is_none() {
         return Err(Error::invalid(
-            "DELETE /v1/range needs start, end or prefix (prefix= alone deletes every key)",
+            "DELETE /v1/range needs a non-empty start or end, or a prefix \
+             (prefix= alone deletes every key)",
         ));
     }
     let mut query = query_of(&params)?;
@@ -91,7 +88,16 @@ pub async fn delete(
     }
     let max = state.limits.max_batch_ops;
     state.writer.admit()?;
-    let idempotency = super::routes::claim(headers, &http::Method::DELETE, &[], uri, &[])?;
+    let idempotency = super::routes::claim(
+        headers,
+        &super::routes::Fingerprinted {
+            method: &http::Method::DELETE,
+            key: &[],
+            uri,
+            body: &[],
+            condition: super::headers::WriteCondition::None,
+        },
+    )?;
     let applied = state
         .writer
         .write(WriteRequest {

@@ -2,11 +2,11 @@
 //!
 //! Errors are `{"error":CODE,"message":TEXT}` with the status and code of
 //! [`Error::http_status`] / [`Error::code`]; a 404 adds the `key`, a 412
-//! the `key`, the `expected` revision (a number; absent for `If-Match: *`)
-//! and the key's current `revision` (a number, or null when absent), a bad
-//! batch line its `line`. Keys are `"key"` strings, or `"key_b64"` when
-//! they are not UTF-8, as in JSON lines. Internal failures are logged, not
-//! shown.
+//! the `key`, the `expected` revision (a number; absent for `If-Match: *`
+//! and a read's list of several tags) and the key's current `revision` (a
+//! number, or null when absent), a bad batch line its `line`. Keys are
+//! `"key"` strings, or `"key_b64"` when they are not UTF-8, as in JSON
+//! lines. Internal failures are logged, not shown.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::State;
 use super::body::{Body, full, read_limited};
+use super::headers::{ReadConditions, ReadOutcome, WriteCondition};
 use super::limits::{body_too_large, name_value_flag, too_many_ops};
 use super::log::{Access, Target};
 use super::response::{ApiError, error_response, json_response};
@@ -504,74 +505,13 @@ fn key_of(uri: &Uri) -> Result<Vec<u8>> {
     Ok(key)
 }
 
-/// `If-Match` / `If-None-Match`: a revision the key must have (0: absent),
-/// or `If-Match: *` (the key must exist).
-fn condition(headers: &HeaderMap) -> Result<(Option<u64>, bool)> {
-    let get = |name| headers.get(name).map(|v| v.to_str().unwrap_or("?").trim());
-    match (get(header::IF_MATCH), get(header::IF_NONE_MATCH)) {
-        (Some(_), Some(_)) => Err(Error::invalid(
-            "give either If-Match or If-None-Match, not both",
-        )),
-        (Some("*"), None) => Ok((None, true)),
-        (Some(tag), None) => tag
-            .strip_prefix('"')
-            .and_then(|t| t.strip_suffix('"'))
-            // Digits only: Rust's integer parser would also take a `+`.
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|t| t.parse().ok())
-            .map(|n| (Some(n), false))
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "If-Match must be \"N\" (a revision in quotes) or *, not {tag}"
-                ))
-            }),
-        (None, Some("*")) => Ok((Some(0), false)),
-        (None, Some(tag)) => Err(Error::invalid(format!(
-            "If-None-Match supports only *, not {tag}"
-        ))),
-        (None, None) => Ok((None, false)),
-    }
-}
-
 fn etag(revision: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-/// Whether a read's `If-None-Match` matches the key's revision: `*`, or a
-/// list of entity tags with `"N"` among them (weak `W/"N"` alike, RFC 9110
-/// section 13.1.2). A tag that is not quoted is a 400; empty list elements
-/// (an empty header, `"1", ,"2"`) are ignored, as RFC 9110 section 5.6.1.2
-/// asks of a recipient.
-fn none_match(headers: &HeaderMap, revision: u64) -> Result<bool> {
-    let Some(value) = headers.get(header::IF_NONE_MATCH) else {
-        return Ok(false);
-    };
-    let text = value.to_str().unwrap_or("?").trim();
-    if text == "*" {
-        return Ok(true);
-    }
-    let mut hit = false;
-    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let Some(inner) = tag
-            .strip_prefix("W/")
-            .unwrap_or(tag)
-            .strip_prefix('"')
-            .and_then(|t| t.strip_suffix('"'))
-        else {
-            return Err(Error::invalid(format!(
-                "If-None-Match must be * or entity tags such as \"N\" (a revision in quotes), \
-                 not {text}"
-            )));
-        };
-        hit |= !inner.is_empty()
-            && inner.bytes().all(|b| b.is_ascii_digit())
-            && inner.parse() == Ok(revision);
-    }
-    Ok(hit)
-}
-
 fn get(state: &State, uri: &Uri, headers: &HeaderMap, head: bool) -> Result<Response<Body>> {
     let key = key_of(uri)?;
+    let conditions = ReadConditions::parse(headers)?;
     let (found, revision) = state.engine.get(&key)?;
     let Some(crate::engine::Got {
         value,
@@ -586,14 +526,28 @@ fn get(state: &State, uri: &Uri, headers: &HeaderMap, head: bool) -> Result<Resp
             .insert(REVISION, HeaderValue::from(revision));
         return Ok(resp);
     };
-    if none_match(headers, entry_revision)? {
-        // The client's copy is current: no body (RFC 9110 section 15.4.5).
-        let mut resp = Response::new(full(Bytes::new()));
-        *resp.status_mut() = StatusCode::NOT_MODIFIED;
-        let h = resp.headers_mut();
-        h.insert(header::ETAG, etag(entry_revision));
-        h.insert(REVISION, HeaderValue::from(revision));
-        return Ok(resp);
+    match conditions.evaluate(entry_revision) {
+        ReadOutcome::Send => {}
+        ReadOutcome::NotModified => {
+            // The client's copy is current: no body (RFC 9110 section 15.4.5).
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            let h = resp.headers_mut();
+            h.insert(header::ETAG, etag(entry_revision));
+            h.insert(REVISION, HeaderValue::from(revision));
+            return Ok(resp);
+        }
+        ReadOutcome::PreconditionFailed(expected) => {
+            let mut resp = error_response(&ApiError::Kv(Error::PreconditionFailed {
+                line: None,
+                key: show_key(&key),
+                expected,
+                current: Some(entry_revision),
+            }));
+            resp.headers_mut()
+                .insert(REVISION, HeaderValue::from(revision));
+            return Ok(resp);
+        }
     }
     let len = value.len();
     let body = if head { Bytes::new() } else { value };
@@ -626,25 +580,43 @@ fn ttl_of(uri: &Uri) -> Result<Option<u64>> {
 /// The header of SPEC "Idempotency".
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// What a write sent with `Idempotency-Key` asked for, fingerprinted.
+pub struct Fingerprinted<'a> {
+    pub method: &'a Method,
+    /// The data key of a point write; empty for a batch or a range.
+    pub key: &'a [u8],
+    pub uri: &'a Uri,
+    pub body: &'a [u8],
+    /// `If-Match` / `If-None-Match` of a point write, as parsed: a retry
+    /// with another precondition is another request (422).
+    pub condition: WriteCondition,
+}
+
 /// The claim of a write sent with `Idempotency-Key`: the key (checked:
 /// 400 when malformed) and the request's fingerprint over its method, data
-/// key, query and body, at the time it is accepted (in a cluster the
-/// leader puts its own).
+/// key, query, body and precondition, at the time it is accepted (in a
+/// cluster the leader puts its own). The fingerprint is computed here, on
+/// the node the client sent the request to, and travels with the write, so
+/// every node records and compares the same bytes.
 pub fn claim(
     headers: &HeaderMap,
-    method: &Method,
-    key: &[u8],
-    uri: &Uri,
-    body: &[u8],
+    req: &Fingerprinted<'_>,
 ) -> Result<Option<Box<crate::idempotency::Claim>>> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let idem = crate::idempotency::check_key(value.as_bytes())?;
-    let query = uri.query().unwrap_or("");
+    let query = req.uri.query().unwrap_or("");
+    let condition = req.condition.fingerprint_part();
     Ok(Some(Box::new(crate::idempotency::Claim {
         key: idem,
-        fingerprint: crate::idempotency::fingerprint(method.as_str(), key, query, body),
+        fingerprint: crate::idempotency::fingerprint(
+            req.method.as_str(),
+            req.key,
+            query,
+            req.body,
+            &condition,
+        ),
         time_ms: now_ms(),
     })))
 }
@@ -660,7 +632,14 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
     let key = key_of(&parts.uri)?;
     let ttl = ttl_of(&parts.uri)?;
-    let (if_revision, must_exist) = condition(&parts.headers)?;
+    let condition = WriteCondition::parse(&parts.headers)?;
+    let (if_revision, must_exist) = match condition {
+        WriteCondition::None => (None, false),
+        WriteCondition::Exists => (None, true),
+        // `"0"`: the key must be absent, as `if_revision` 0 everywhere.
+        WriteCondition::Revision(n) => (Some(n), false),
+        WriteCondition::Absent => (Some(0), false),
+    };
     let max = state.limits.max_value_bytes;
     let value = read_limited(&parts.headers, body, max, || {
         body_too_large("the value", max, "--max-value-bytes")
@@ -669,7 +648,16 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     // After the body (a client still sending it would see a reset, not
     // the 503), before any work on it.
     state.writer.admit()?;
-    let idempotency = claim(&parts.headers, &Method::PUT, &key, &parts.uri, &value)?;
+    let idempotency = claim(
+        &parts.headers,
+        &Fingerprinted {
+            method: &Method::PUT,
+            key: &key,
+            uri: &parts.uri,
+            body: &value,
+            condition,
+        },
+    )?;
     let op = accept(
         state,
         Op::put(key, Vec::from(value))
@@ -693,8 +681,28 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
 
 async fn delete(state: &State, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     let key = key_of(uri)?;
-    let (if_revision, must_exist) = condition(headers)?;
-    let idempotency = claim(headers, &Method::DELETE, &key, uri, &[])?;
+    let condition = WriteCondition::parse(headers)?;
+    let (if_revision, must_exist) = match condition {
+        WriteCondition::None => (None, false),
+        WriteCondition::Exists => (None, true),
+        // No key has revision 0: `If-Match: "0"` fails on a present key
+        // (its revision) and on a missing one (SPEC: a missing key with
+        // If-Match is 412), never a 404.
+        WriteCondition::Revision(0) => (Some(0), true),
+        WriteCondition::Revision(n) => (Some(n), false),
+        // The key must be absent: a 404 when it is, else 412.
+        WriteCondition::Absent => (Some(0), false),
+    };
+    let idempotency = claim(
+        headers,
+        &Fingerprinted {
+            method: &Method::DELETE,
+            key: &key,
+            uri,
+            body: &[],
+            condition,
+        },
+    )?;
     let ops = vec![Op::delete(key.clone()).if_revision(if_revision)];
     let applied = state
         .writer
@@ -723,7 +731,17 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
     .await?;
     // Before the body is parsed: a refusal costs only its reading.
     state.writer.admit()?;
-    let idempotency = claim(&parts.headers, &Method::POST, &[], &parts.uri, &body)?;
+    // A batch's conditions are its lines' `if_revision`.
+    let idempotency = claim(
+        &parts.headers,
+        &Fingerprinted {
+            method: &Method::POST,
+            key: &[],
+            uri: &parts.uri,
+            body: &body,
+            condition: WriteCondition::None,
+        },
+    )?;
     let (max_value, max_ops) = (limits.max_value_bytes, limits.max_batch_ops);
     let ops = if body.len() <= INLINE_PARSE_BYTES {
         parse_batch(&body, max_value, max_ops, state.cluster.is_none())?
@@ -797,82 +815,4 @@ async fn stats(state: &State) -> Result<Response<Body>> {
     resp.headers_mut()
         .insert(REVISION, HeaderValue::from(stats.revision));
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use http::{HeaderMap, HeaderValue, header};
-    use proptest::prelude::*;
-
-    use super::{condition, none_match};
-    use crate::error::Error;
-
-    fn headers(if_match: Option<&[u8]>, if_none_match: Option<&[u8]>) -> Option<HeaderMap> {
-        let mut h = HeaderMap::new();
-        for (name, value) in [
-            (header::IF_MATCH, if_match),
-            (header::IF_NONE_MATCH, if_none_match),
-        ] {
-            if let Some(v) = value {
-                h.insert(name, HeaderValue::from_bytes(v).ok()?);
-            }
-        }
-        Some(h)
-    }
-
-    #[test]
-    fn conditions_parse() {
-        let c = |m: Option<&str>, n: Option<&str>| {
-            condition(&headers(m.map(str::as_bytes), n.map(str::as_bytes)).unwrap())
-        };
-        assert_eq!(c(Some("\"7\""), None).unwrap(), (Some(7), false));
-        assert_eq!(c(Some(" * "), None).unwrap(), (None, true));
-        assert_eq!(c(None, Some("*")).unwrap(), (Some(0), false));
-        assert_eq!(c(None, None).unwrap(), (None, false));
-        for (m, n) in [
-            (Some("7"), None),
-            (Some("\"-1\""), None),
-            (Some("\"+7\""), None),
-            (Some("\"18446744073709551616\""), None),
-            (Some("W/\"7\""), None),
-            (None, Some("\"7\"")),
-            (Some("*"), Some("*")),
-        ] {
-            assert!(matches!(c(m, n), Err(Error::Invalid { .. })), "{m:?} {n:?}");
-        }
-        // Not UTF-8: refused, not a panic.
-        let h = headers(Some(b"\"\xff\""), None).unwrap();
-        assert!(matches!(condition(&h), Err(Error::Invalid { .. })));
-    }
-
-    #[test]
-    fn empty_if_none_match_elements_are_ignored() {
-        let h = |v: &str| headers(None, Some(v.as_bytes())).unwrap();
-        assert!(!none_match(&h(""), 3).unwrap());
-        assert!(!none_match(&h(" , "), 3).unwrap());
-        assert!(none_match(&h("\"1\", ,\"3\""), 3).unwrap());
-        assert!(none_match(&h("W/\"3\""), 3).unwrap());
-        assert!(none_match(&h("3"), 3).is_err());
-    }
-
-    proptest! {
-        /// Any header bytes: a condition or a 400, never a panic, and a
-        /// quoted number is exactly that revision.
-        #[test]
-        fn any_condition_header_parses_or_is_invalid(
-            m in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..24)),
-            n in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
-            rev in any::<u64>(),
-        ) {
-            if let Some(h) = headers(m.as_deref(), n.as_deref())
-                && let Err(e) = condition(&h)
-            {
-                let invalid = matches!(e, Error::Invalid { .. });
-                prop_assert!(invalid);
-            }
-            let tag = format!("\"{rev}\"");
-            let h = headers(Some(tag.as_bytes()), None).unwrap();
-            prop_assert_eq!(condition(&h).unwrap(), (Some(rev), false));
-        }
-    }
 }

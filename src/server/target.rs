@@ -6,6 +6,8 @@
 //! inside a key path is part of the key, and `+` in a query is a literal
 //! plus (not a space).
 
+use std::collections::HashSet;
+
 use crate::error::{Error, Result};
 
 /// Decodes `%XX` escapes; any other byte stands for itself.
@@ -62,13 +64,21 @@ pub struct Query {
 }
 
 impl Query {
-    /// Parses `a=1&b=%FF`; names are ASCII, values any bytes.
+    /// Parses `a=1&b=%FF`; names are ASCII, values any bytes. A name given
+    /// twice (after decoding) is a 400 naming it: taking either value would
+    /// silently turn `?prefix=z&prefix=` into another request.
     pub fn parse(query: Option<&str>) -> Result<Query> {
         let mut pairs = Vec::new();
+        let mut seen = HashSet::new();
         for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (name, value) = part.split_once('=').unwrap_or((part, ""));
             let name = String::from_utf8_lossy(&percent_decode(name, "a query parameter name")?)
                 .into_owned();
+            if !seen.insert(name.clone()) {
+                return Err(Error::invalid(format!(
+                    "repeated query parameter {name:?}; give each parameter once"
+                )));
+            }
             let value = percent_decode(value, &format!("query parameter {name}"))?;
             pairs.push((name, value));
         }
@@ -95,11 +105,10 @@ impl Query {
         )))
     }
 
-    /// The last value of `name`.
+    /// The value of `name` (given at most once: see [`Query::parse`]).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.pairs
             .iter()
-            .rev()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_slice())
     }
@@ -143,8 +152,8 @@ mod tests {
         );
         assert!(percent_decode("%zz", "k").is_err());
         assert!(percent_decode("%f", "k").is_err());
-        let q = Query::parse(Some("key=a+b&limit=5&key=%00")).unwrap();
-        assert_eq!(q.get("key"), Some(&b"\x00"[..]));
+        let q = Query::parse(Some("key=%00+b&limit=5")).unwrap();
+        assert_eq!(q.get("key"), Some(&b"\x00+b"[..]));
         assert_eq!(q.number("limit").unwrap(), Some(5));
         assert!(
             Query::parse(Some("limit=x"))
@@ -165,6 +174,27 @@ mod tests {
         );
         assert!(Query::parse(Some("x")).unwrap().only(&[]).is_err());
         assert!(Query::parse(None).unwrap().only(&[]).is_ok());
+    }
+
+    #[test]
+    fn repeated_parameters_are_named() {
+        for query in [
+            "prefix=z&prefix=",
+            "a=1&limit=2&limit=2",
+            "key&key",
+            "pre%66ix=a&prefix=b",
+        ] {
+            let err = Query::parse(Some(query)).unwrap_err();
+            assert!(matches!(err, Error::Invalid { .. }), "{query}");
+            assert!(
+                err.to_string().contains("repeated query parameter"),
+                "{err}"
+            );
+        }
+        let err = Query::parse(Some("a=1&limit=2&limit=3")).unwrap_err();
+        assert!(err.to_string().contains("\"limit\""), "{err}");
+        // Empty parts are not parameters.
+        assert!(Query::parse(Some("a=1&&b=2&")).is_ok());
     }
 
     #[test]

@@ -48,7 +48,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default)]
 pub struct WriteRequest {
     pub ops: Vec<Op>,
-    /// `If-Match: *`: the (single) key must exist when the request applies.
+    /// `If-Match: *` (or a DELETE's `If-Match: "0"`): the (single) key must
+    /// exist when the request applies.
     pub must_exist: bool,
     /// `DELETE /v1/range`: the range, and the most keys it may delete.
     pub delete_range: Option<(crate::types::RangeQuery, usize)>,

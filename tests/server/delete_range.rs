@@ -58,3 +58,30 @@ fn deletes_a_prefix_or_a_range_atomically_with_a_revision_per_key() {
         (Some(1), Some(11))
     );
 }
+
+#[test]
+fn an_empty_start_or_end_is_no_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    fill(u);
+    // `?start=$EMPTY` used to mean "from the first key": every key.
+    for query in ["start=", "end=", "start=&end="] {
+        let r = http("DELETE", &format!("{u}/v1/range?{query}"), &[], None);
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert_eq!(r.code(), "bad_request");
+        assert!(r.json()["message"].as_str().unwrap().contains("non-empty"));
+    }
+    assert_eq!(keys(u).len(), 6);
+    let stats = http("GET", &format!("{u}/v1/stats"), &[], None).json();
+    assert_eq!(stats["revision"].as_u64(), Some(6));
+    // One non-empty bound is enough; the empty one is unbounded.
+    let r = http("DELETE", &format!("{u}/v1/range?start=&end=b"), &[], None);
+    assert_eq!(r.json(), serde_json::json!({"deleted": 3, "revision": 9}));
+    let r = http("DELETE", &format!("{u}/v1/range?start=c&end="), &[], None);
+    assert_eq!(r.json(), serde_json::json!({"deleted": 1, "revision": 10}));
+    assert_eq!(keys(u), ["b:1", "b:2"]);
+    // `prefix=` (empty) is documented to mean every key.
+    let r = http("DELETE", &format!("{u}/v1/range?prefix=&start="), &[], None);
+    assert_eq!(r.json(), serde_json::json!({"deleted": 2, "revision": 12}));
+}

@@ -109,6 +109,99 @@ fn repeats_get_the_first_outcome_and_change_nothing() {
     assert_eq!(http("GET", &format!("{u}/v1/kv/a"), &[], None).text(), "2");
 }
 
+/// The precondition is part of the request: the same key and body with
+/// another `If-Match` / `If-None-Match` is 422, not the first outcome; the
+/// same condition on two header lines is the same request.
+#[test]
+fn a_different_precondition_is_a_different_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    let reused = |r: &Reply| {
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "idempotency_key_reused".to_string()),
+            "{}",
+            r.text()
+        );
+    };
+    // The audit's cases: a failed conditional put, then the same key and
+    // body without the condition (used to replay the 412, so the write
+    // never happened).
+    let r = http(
+        "PUT",
+        &format!("{u}/v1/kv/d"),
+        &[("Idempotency-Key", "ik-2"), ("If-Match", "\"999\"")],
+        Some(b"v"),
+    );
+    assert_eq!(
+        (r.status, r.json()["revision"].clone()),
+        (412, serde_json::json!(null))
+    );
+    let r = http(
+        "PUT",
+        &format!("{u}/v1/kv/d"),
+        &[("Idempotency-Key", "ik-2")],
+        Some(b"v"),
+    );
+    reused(&r);
+    // And a plain put, then the same with a condition that would fail
+    // (used to replay the 200).
+    let r = http(
+        "PUT",
+        &format!("{u}/v1/kv/c"),
+        &[("Idempotency-Key", "ik-1")],
+        Some(b"v"),
+    );
+    assert_eq!(r.status, 200);
+    for condition in [
+        ("If-Match", "\"999\""),
+        ("If-Match", "*"),
+        ("If-None-Match", "*"),
+    ] {
+        let r = http(
+            "PUT",
+            &format!("{u}/v1/kv/c"),
+            &[("Idempotency-Key", "ik-1"), condition],
+            Some(b"v"),
+        );
+        reused(&r);
+    }
+    // A delete alike.
+    let r = http(
+        "DELETE",
+        &format!("{u}/v1/kv/c"),
+        &[("Idempotency-Key", "ik-3"), ("If-Match", "\"5\"")],
+        None,
+    );
+    assert_eq!(r.status, 412);
+    let r = http(
+        "DELETE",
+        &format!("{u}/v1/kv/c"),
+        &[("Idempotency-Key", "ik-3")],
+        None,
+    );
+    reused(&r);
+    assert_eq!(stats(u), (1, 1));
+    assert_eq!(http("GET", &format!("{u}/v1/kv/d"), &[], None).status, 404);
+    assert_eq!(http("GET", &format!("{u}/v1/kv/c"), &[], None).text(), "v");
+    // The same condition however it is spelled: the first outcome again.
+    let headers = [("Idempotency-Key", "ik-4"), ("If-Match", "\"1\"")];
+    let first = raw_http(&s.addr, "PUT", "/v1/kv/c", &headers, b"w");
+    assert_eq!(
+        (first.status, first.json()["revision"].as_u64()),
+        (200, Some(2))
+    );
+    let split = [
+        ("Idempotency-Key", "ik-4"),
+        ("If-Match", "\"1\""),
+        ("If-Match", " \"1\" "),
+    ];
+    let again = raw_http(&s.addr, "PUT", "/v1/kv/c", &split, b"w");
+    assert_eq!((again.status, again.text()), (first.status, first.text()));
+    assert_eq!(stats(u), (1, 2));
+}
+
 #[test]
 fn a_reused_or_malformed_key_is_refused_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();

@@ -398,6 +398,63 @@ fn token_guards_every_route_but_healthz() {
     );
 }
 
+/// `serve ARGS` with `env`, which must exit by itself within 10 s (a
+/// server that starts instead is killed and fails the test).
+fn serve_must_exit(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut child = kvr_cmd(dir)
+        .args(["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("serve {args:?} started: {}", stdout(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_empty_token_is_refused_not_taken_as_none() {
+    let dir = tempfile::tempdir().unwrap();
+    // `--token "$TOK"` with TOK unset used to serve without authentication.
+    for (args, env, source) in [
+        (&["--token", ""][..], &[][..], "--token"),
+        (&[][..], &[("KVR_TOKEN", "")][..], "KVR_TOKEN"),
+    ] {
+        let out = serve_must_exit(dir.path(), args, env);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with(&format!("kvr: error: {source} is empty")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        assert!(!dir.path().join("db.redb").exists());
+    }
+    // An empty token file: as before.
+    std::fs::write(dir.path().join("empty.tok"), "").unwrap();
+    let out = serve_must_exit(dir.path(), &["--token-file", "empty.tok"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A token file wins over an empty KVR_TOKEN, and the token is required.
+    std::fs::write(dir.path().join("tok"), "s3cret\n").unwrap();
+    let s = Server::start_env(dir.path(), &["--token-file", "tok"], &[("KVR_TOKEN", "")]);
+    let r = http("PUT", &format!("{}/v1/kv/a", s.url), &[], Some(b"v"));
+    assert_eq!(r.status, 401);
+}
+
 #[test]
 fn bad_http_input_never_crashes_it() {
     let (_d, s) = server();

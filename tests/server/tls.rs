@@ -345,6 +345,12 @@ fn serve_takes_its_certificate_from_the_environment() {
 
 /// Starts `kvr serve ARGS` and returns its stderr up to the listening line.
 fn startup_stderr(dir: &Path, args: &[&str]) -> String {
+    startup(dir, args).1
+}
+
+/// Starts `kvr serve ARGS`: the URL it listens on, and its stderr up to
+/// the listening line.
+fn startup(dir: &Path, args: &[&str]) -> (String, String) {
     let log = dir.join("serve.log");
     let mut child = kvr_cmd(dir)
         .args(["--db", "db.redb", "serve", "--quiet"])
@@ -360,8 +366,12 @@ fn startup_stderr(dir: &Path, args: &[&str]) -> String {
         .unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(line.starts_with("listening on "), "{line:?}");
-    std::fs::read_to_string(log).unwrap()
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    (url, std::fs::read_to_string(log).unwrap())
 }
 
 #[test]
@@ -374,6 +384,20 @@ fn a_token_in_clear_on_a_public_address_is_warned_about() {
     let public = ["--listen", "0.0.0.0:0", "--token", "secret"];
     let err = startup_stderr(dir.path(), &public);
     assert!(warned(&err), "{err}");
+    // Timestamped like every log line, and naming the port bound, not :0.
+    let (url, err) = startup(dir.path(), &public);
+    let line = err.lines().find(|l| warned(l)).unwrap();
+    let b = line.as_bytes();
+    assert!(
+        line.len() > 25 && (b[4], b[10], b[23], b[24]) == (b'-', b'T', b'Z', b' '),
+        "no timestamp: {line}"
+    );
+    let port = url.rsplit(':').next().unwrap();
+    assert_ne!(port, "0");
+    assert!(
+        line.contains(&format!("listening on 0.0.0.0:{port} without TLS")),
+        "{line} (bound {url})"
+    );
     let err = startup_stderr(dir.path(), &[&public[..], &tls[..]].concat());
     assert!(!warned(&err), "{err}");
     let err = startup_stderr(

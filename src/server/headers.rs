@@ -1,0 +1,565 @@
+//! Request headers that are lists (RFC 9110 section 5.6.1): `Accept` and
+//! the conditional `If-Match` / `If-None-Match`.
+//!
+//! A list sent on several header lines means the lines joined with commas
+//! (RFC 9110 section 5.3), so every reader here takes all the lines of its
+//! header; empty list elements are ignored (section 5.6.1.2). A line that
+//! is not visible ASCII is a 400 for the conditional headers (a condition
+//! is never dropped silently) and ignored for `Accept`.
+
+use http::header::{ACCEPT, IF_MATCH, IF_NONE_MATCH};
+use http::{HeaderMap, HeaderName};
+
+use crate::error::{Error, Result};
+
+/// The media type of an NDJSON stream.
+pub const NDJSON: &str = "application/x-ndjson";
+/// The media type of a JSON page.
+const JSON: &str = "application/json";
+
+/// The elements of list header `name` over all its lines, `None` when it
+/// is absent.
+fn elements(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Vec<String>>> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for line in lines {
+        let text = line.to_str().map_err(|_| {
+            Error::invalid(format!(
+                "{name} must be visible ASCII (entity tags in quotes)"
+            ))
+        })?;
+        split_list(text, &mut out);
+    }
+    Ok(Some(out))
+}
+
+/// Adds the non-empty elements of one line of a list header to `out`;
+/// a comma inside a quoted string does not split.
+fn split_list(text: &str, out: &mut Vec<String>) {
+    let (mut quoted, mut start) = (false, 0);
+    for (i, c) in text.char_indices().chain([(text.len(), ',')]) {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                let element = text[start..i].trim();
+                if !element.is_empty() {
+                    out.push(element.to_string());
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `If-Match` or `If-None-Match` as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tags {
+    /// `*`: any current representation.
+    Any,
+    /// Entity tags: `(weak, opaque tag without its quotes)`.
+    List(Vec<(bool, String)>),
+}
+
+/// The tags of header `name`: `*` alone, or quoted entity tags (`W/` for
+/// weak ones); anything else is a 400.
+fn tags(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Tags>> {
+    let Some(elements) = elements(headers, name)? else {
+        return Ok(None);
+    };
+    let malformed = || {
+        Error::invalid(format!(
+            "{name} must be * or entity tags such as \"N\" (a revision in quotes), not {}",
+            elements.join(", ")
+        ))
+    };
+    if elements.iter().any(|e| e == "*") {
+        return if elements.len() == 1 {
+            Ok(Some(Tags::Any))
+        } else {
+            Err(malformed())
+        };
+    }
+    let mut list = Vec::with_capacity(elements.len());
+    for element in &elements {
+        let (weak, tag) = match element.strip_prefix("W/") {
+            Some(tag) => (true, tag),
+            None => (false, element.as_str()),
+        };
+        let opaque = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .filter(|t| !t.contains('"'))
+            .ok_or_else(malformed)?;
+        list.push((weak, opaque.to_string()));
+    }
+    Ok(Some(Tags::List(list)))
+}
+
+/// Whether an opaque tag is revision `revision`: digits only (Rust's
+/// integer parser would also take a `+`).
+fn names_revision(opaque: &str, revision: u64) -> bool {
+    revision_of(opaque) == Some(revision)
+}
+
+fn revision_of(opaque: &str) -> Option<u64> {
+    Some(opaque)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse().ok())
+}
+
+/// The conditions of a read (`GET` / `HEAD` of a key), parsed before the
+/// key is looked up so that a malformed header is a 400 either way.
+#[derive(Debug)]
+pub struct ReadConditions {
+    if_match: Option<Tags>,
+    if_none_match: Option<Tags>,
+}
+
+/// What a read's conditions ask for, given the key's revision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Send the value.
+    Send,
+    /// `If-None-Match` matched: 304.
+    NotModified,
+    /// `If-Match` did not match: 412 (RFC 9110 section 13.1.1); the text is
+    /// the `expected` of the error.
+    PreconditionFailed(String),
+}
+
+impl ReadConditions {
+    pub fn parse(headers: &HeaderMap) -> Result<ReadConditions> {
+        let if_match = tags(headers, &IF_MATCH)?;
+        if if_match == Some(Tags::List(Vec::new())) {
+            return Err(Error::invalid("If-Match is empty: give * or \"N\""));
+        }
+        Ok(ReadConditions {
+            if_match,
+            if_none_match: tags(headers, &IF_NONE_MATCH)?,
+        })
+    }
+
+    /// The outcome for a key at `revision`, in the order of RFC 9110
+    /// section 13.2.2: `If-Match` (strong comparison), then `If-None-Match`
+    /// (weak comparison; an empty list matches nothing).
+    pub fn evaluate(&self, revision: u64) -> ReadOutcome {
+        if let Some(Tags::List(list)) = &self.if_match
+            && !list
+                .iter()
+                .any(|(weak, tag)| !weak && names_revision(tag, revision))
+        {
+            let expected = match list.as_slice() {
+                [(false, tag)] if revision_of(tag).is_some() => tag.clone(),
+                _ => format!("one of {}", show(list)),
+            };
+            return ReadOutcome::PreconditionFailed(expected);
+        }
+        match &self.if_none_match {
+            Some(Tags::Any) => ReadOutcome::NotModified,
+            Some(Tags::List(list)) if list.iter().any(|(_, t)| names_revision(t, revision)) => {
+                ReadOutcome::NotModified
+            }
+            _ => ReadOutcome::Send,
+        }
+    }
+}
+
+/// The condition of a write to one key (`PUT`, `DELETE`), as the engine
+/// can check it when the write applies: one revision, or presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCondition {
+    None,
+    /// `If-Match: *`: the key must exist.
+    Exists,
+    /// `If-Match: "N"` (the same tag on several lines or repeated counts
+    /// once).
+    Revision(u64),
+    /// `If-None-Match: *`: the key must be absent.
+    Absent,
+}
+
+impl WriteCondition {
+    /// A write's condition: `If-Match: *` or one revision, or
+    /// `If-None-Match: *`; both headers, a list of different revisions,
+    /// an empty header or any other tag is a 400.
+    pub fn parse(headers: &HeaderMap) -> Result<WriteCondition> {
+        let if_match = tags(headers, &IF_MATCH)?;
+        let if_none_match = tags(headers, &IF_NONE_MATCH)?;
+        match (if_match, if_none_match) {
+            (Some(_), Some(_)) => Err(Error::invalid(
+                "give either If-Match or If-None-Match, not both",
+            )),
+            (Some(Tags::Any), None) => Ok(WriteCondition::Exists),
+            (Some(Tags::List(list)), None) => one_revision(&list),
+            (None, Some(Tags::Any)) => Ok(WriteCondition::Absent),
+            (None, Some(Tags::List(list))) => Err(Error::invalid(format!(
+                "If-None-Match on a write supports only *, not {}",
+                show(&list)
+            ))),
+            (None, None) => Ok(WriteCondition::None),
+        }
+    }
+
+    /// The condition as the fingerprint of an Idempotency-Key takes it:
+    /// empty without one (so fingerprints of unconditional writes are
+    /// those of earlier releases), else a canonical text, the same however
+    /// the header was spelled or split.
+    pub fn fingerprint_part(self) -> Vec<u8> {
+        match self {
+            WriteCondition::None => Vec::new(),
+            WriteCondition::Exists => b"if-match:*".to_vec(),
+            WriteCondition::Revision(n) => format!("if-match:{n}").into_bytes(),
+            WriteCondition::Absent => b"if-none-match:*".to_vec(),
+        }
+    }
+}
+
+/// Entity tags as a header would list them.
+fn show(list: &[(bool, String)]) -> String {
+    let shown: Vec<String> = list
+        .iter()
+        .map(|(weak, t)| format!("{}\"{t}\"", if *weak { "W/" } else { "" }))
+        .collect();
+    shown.join(", ")
+}
+
+/// The one revision of a write's `If-Match` list.
+fn one_revision(list: &[(bool, String)]) -> Result<WriteCondition> {
+    let mut revision = None;
+    for (weak, tag) in list {
+        let n = revision_of(tag).filter(|_| !weak).ok_or_else(|| {
+            Error::invalid(format!(
+                "If-Match must be \"N\" (a revision in quotes) or *, not {}",
+                show(list)
+            ))
+        })?;
+        if revision.is_some_and(|r| r != n) {
+            // The engine checks one revision when the write applies.
+            return Err(Error::invalid(format!(
+                "If-Match on a write takes one revision, not several: {}",
+                show(list)
+            )));
+        }
+        revision = Some(n);
+    }
+    revision
+        .map(WriteCondition::Revision)
+        .ok_or_else(|| Error::invalid("If-Match is empty: give * or \"N\""))
+}
+
+/// Whether a range read is to be an NDJSON stream: only when the client
+/// lists `application/x-ndjson` itself with q > 0, ranked at least as high
+/// as `application/json` (by the most specific range that matches it:
+/// `application/json`, `application/*`, `*/*`). So `*/*`, a missing
+/// `Accept` or a preference for JSON keep the bounded JSON page. Media
+/// types compare case-insensitively (RFC 9110 section 8.3.1), q=0 means
+/// "not acceptable" (section 12.4.2), and an element with a malformed q
+/// is ignored.
+pub fn wants_ndjson(headers: &HeaderMap) -> bool {
+    // A line that is not visible ASCII is skipped: Accept never fails a
+    // request.
+    let mut elements = Vec::new();
+    for line in headers.get_all(ACCEPT) {
+        if let Ok(text) = line.to_str() {
+            split_list(text, &mut elements);
+        }
+    }
+    let ranges: Vec<(String, u16)> = elements.iter().filter_map(|e| media_range(e)).collect();
+    let ndjson = ranges
+        .iter()
+        .filter(|(range, _)| range == NDJSON)
+        .map(|(_, q)| *q)
+        .max();
+    // The most specific range matching JSON decides its weight.
+    let json = [JSON, "application/*", "*/*"]
+        .iter()
+        .find_map(|want| {
+            ranges
+                .iter()
+                .filter(|(range, _)| range == want)
+                .map(|(_, q)| *q)
+                .max()
+        })
+        .unwrap_or(0);
+    ndjson.is_some_and(|q| q > 0 && q >= json)
+}
+
+/// One `Accept` element as `(type/subtype in lower case, q in
+/// thousandths)`; `None` when it is malformed.
+fn media_range(element: &str) -> Option<(String, u16)> {
+    let mut parts = element.split(';');
+    let range = parts.next()?.trim().to_ascii_lowercase();
+    let (kind, sub) = range.split_once('/')?;
+    if kind.is_empty() || sub.is_empty() {
+        return None;
+    }
+    let mut q = 1000;
+    for param in parts {
+        let (name, value) = param.split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("q") {
+            q = qvalue(value.trim())?;
+            // Parameters after q are accept-ext (RFC 7231); ignored.
+            break;
+        }
+    }
+    Some((range, q))
+}
+
+/// A qvalue (`0`, `0.5`, `1.000`: at most three decimals, 0 to 1) in
+/// thousandths.
+fn qvalue(text: &str) -> Option<u16> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if !matches!(int, "0" | "1") || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{frac:0<3}").parse::<u16>().ok()?;
+    let q = u16::from(int == "1") * 1000 + thousandths;
+    (q <= 1000).then_some(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A header map with each `(name, value)` as its own line.
+    fn lines(pairs: &[(HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    fn accept(values: &[&str]) -> bool {
+        let pairs: Vec<(HeaderName, &str)> = values.iter().map(|v| (ACCEPT, *v)).collect();
+        wants_ndjson(&lines(&pairs))
+    }
+
+    #[test]
+    fn ndjson_only_when_listed_acceptable_and_not_ranked_below_json() {
+        assert!(!accept(&[]));
+        assert!(accept(&["application/x-ndjson"]));
+        assert!(accept(&["Application/X-NDJSON"]));
+        assert!(accept(&["application/x-ndjson; charset=utf-8"]));
+        assert!(!accept(&["*/*"]));
+        assert!(!accept(&["application/*"]));
+        assert!(!accept(&["application/json;q=1, application/x-ndjson;q=0"]));
+        assert!(!accept(&["application/json, application/x-ndjson;q=0.5"]));
+        assert!(!accept(&["application/x-ndjson;q=0"]));
+        assert!(!accept(&["application/x-ndjson;q=0.000"]));
+        // A tie goes to the type the client named for the stream.
+        assert!(accept(&["application/x-ndjson, application/json"]));
+        assert!(accept(&["application/json;q=0.5, application/x-ndjson"]));
+        assert!(accept(&[
+            "application/x-ndjson;Q=0.5, application/json; q=0.4"
+        ]));
+        // JSON weighed by the most specific range that matches it.
+        assert!(accept(&["application/x-ndjson;q=0.5, */*;q=0.1"]));
+        assert!(!accept(&["application/x-ndjson;q=0.5, */*"]));
+        assert!(!accept(&["application/x-ndjson;q=0.5, application/*"]));
+        assert!(accept(&[
+            "application/x-ndjson;q=0.5, application/json;q=0.2, */*"
+        ]));
+        assert!(accept(&["text/html, application/x-ndjson;q=0.9"]));
+        // Malformed q: that element is ignored.
+        for bad in ["2", "abc", "0.1234", "-1", "1.5", ""] {
+            assert!(
+                !accept(&[&format!("application/x-ndjson;q={bad}")]),
+                "{bad}"
+            );
+        }
+        // Several lines are one list.
+        assert!(!accept(&["application/json", "application/x-ndjson;q=0.5"]));
+        assert!(accept(&["application/json;q=0.1", "application/x-ndjson"]));
+    }
+
+    #[test]
+    fn qvalues() {
+        assert_eq!(qvalue("1"), Some(1000));
+        assert_eq!(qvalue("1.000"), Some(1000));
+        assert_eq!(qvalue("0.5"), Some(500));
+        assert_eq!(qvalue("0.05"), Some(50));
+        assert_eq!(qvalue("0"), Some(0));
+        for bad in ["1.001", "1.5", "2", "0.1234", "", ".5", "+1", "0x1"] {
+            assert_eq!(qvalue(bad), None, "{bad}");
+        }
+    }
+
+    fn write(pairs: &[(HeaderName, &str)]) -> Result<WriteCondition> {
+        WriteCondition::parse(&lines(pairs))
+    }
+
+    #[test]
+    fn a_write_condition_reads_every_line_alike() {
+        use WriteCondition::*;
+        let (m, n) = (header::IF_MATCH, header::IF_NONE_MATCH);
+        assert_eq!(write(&[]).unwrap(), None);
+        assert_eq!(write(&[(m.clone(), "\"7\"")]).unwrap(), Revision(7));
+        assert_eq!(write(&[(m.clone(), " * ")]).unwrap(), Exists);
+        assert_eq!(write(&[(n.clone(), "*")]).unwrap(), Absent);
+        // One line or two: the same list, the same answer.
+        assert_eq!(write(&[(m.clone(), "\"7\", \"7\"")]).unwrap(), Revision(7));
+        assert_eq!(
+            write(&[(m.clone(), "\"7\""), (m.clone(), "\"7\"")]).unwrap(),
+            Revision(7)
+        );
+        for pairs in [
+            vec![(m.clone(), "\"7\", \"1\"")],
+            vec![(m.clone(), "\"7\""), (m.clone(), "\"1\"")],
+            vec![(m.clone(), "*, \"1\"")],
+            vec![(m.clone(), "*"), (m.clone(), "\"1\"")],
+            vec![(m.clone(), "7")],
+            vec![(m.clone(), "\"-1\"")],
+            vec![(m.clone(), "\"+7\"")],
+            vec![(m.clone(), "\"18446744073709551616\"")],
+            vec![(m.clone(), "W/\"7\"")],
+            vec![(m.clone(), "")],
+            vec![(m.clone(), " , ")],
+            vec![(n.clone(), "\"7\"")],
+            vec![(n.clone(), "")],
+            vec![(n.clone(), "*"), (n.clone(), "*")],
+            vec![(m.clone(), "*"), (n.clone(), "*")],
+        ] {
+            assert!(
+                matches!(write(&pairs), Err(Error::Invalid { .. })),
+                "{pairs:?}"
+            );
+        }
+        // Not visible ASCII: refused, not a panic.
+        let mut h = HeaderMap::new();
+        h.insert(m, HeaderValue::from_bytes(b"\"\xff\"").unwrap());
+        assert!(matches!(
+            WriteCondition::parse(&h),
+            Err(Error::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn fingerprint_parts_are_canonical() {
+        assert!(WriteCondition::None.fingerprint_part().is_empty());
+        let parts = [
+            WriteCondition::Exists,
+            WriteCondition::Revision(0),
+            WriteCondition::Revision(7),
+            WriteCondition::Absent,
+        ]
+        .map(WriteCondition::fingerprint_part);
+        for (i, a) in parts.iter().enumerate() {
+            assert!(!a.is_empty());
+            assert!(parts[i + 1..].iter().all(|b| a != b));
+        }
+    }
+
+    fn read(pairs: &[(HeaderName, &str)], revision: u64) -> Result<ReadOutcome> {
+        Ok(ReadConditions::parse(&lines(pairs))?.evaluate(revision))
+    }
+
+    #[test]
+    fn read_conditions_follow_rfc_9110() {
+        use ReadOutcome::*;
+        let (m, n) = (header::IF_MATCH, header::IF_NONE_MATCH);
+        assert_eq!(read(&[], 7).unwrap(), Send);
+        // If-None-Match: weak comparison, a list on one line or several.
+        assert_eq!(read(&[(n.clone(), "*")], 7).unwrap(), NotModified);
+        assert_eq!(
+            read(&[(n.clone(), "\"1\", \"7\"")], 7).unwrap(),
+            NotModified
+        );
+        assert_eq!(
+            read(&[(n.clone(), "\"1\""), (n.clone(), "\"7\"")], 7).unwrap(),
+            NotModified
+        );
+        assert_eq!(read(&[(n.clone(), "W/\"7\"")], 7).unwrap(), NotModified);
+        assert_eq!(
+            read(&[(n.clone(), "\"1\", ,\"7\"")], 7).unwrap(),
+            NotModified
+        );
+        assert_eq!(read(&[(n.clone(), "\"1\"")], 7).unwrap(), Send);
+        assert_eq!(read(&[(n.clone(), "\"a,7\"")], 7).unwrap(), Send);
+        assert_eq!(read(&[(n.clone(), "")], 7).unwrap(), Send);
+        assert_eq!(read(&[(n.clone(), " , ")], 7).unwrap(), Send);
+        // If-Match: strong comparison; a failure is a 412.
+        assert_eq!(read(&[(m.clone(), "*")], 7).unwrap(), Send);
+        assert_eq!(read(&[(m.clone(), "\"1\", \"7\"")], 7).unwrap(), Send);
+        assert_eq!(
+            read(&[(m.clone(), "\"1\""), (m.clone(), "\"7\"")], 7).unwrap(),
+            Send
+        );
+        assert_eq!(
+            read(&[(m.clone(), "\"1\"")], 7).unwrap(),
+            PreconditionFailed("1".into())
+        );
+        assert_eq!(
+            read(&[(m.clone(), "W/\"7\"")], 7).unwrap(),
+            PreconditionFailed("one of W/\"7\"".into())
+        );
+        assert_eq!(
+            read(&[(m.clone(), "\"1\""), (m.clone(), "\"2\"")], 7).unwrap(),
+            PreconditionFailed("one of \"1\", \"2\"".into())
+        );
+        // If-Match is evaluated first.
+        assert_eq!(
+            read(&[(m.clone(), "\"1\""), (n.clone(), "*")], 7).unwrap(),
+            PreconditionFailed("1".into())
+        );
+        assert_eq!(
+            read(&[(m.clone(), "\"7\""), (n.clone(), "\"7\"")], 7).unwrap(),
+            NotModified
+        );
+        for pairs in [
+            vec![(n.clone(), "3")],
+            vec![(n.clone(), "*, \"3\"")],
+            vec![(m.clone(), "3")],
+            vec![(m.clone(), "")],
+        ] {
+            assert!(
+                matches!(read(&pairs, 3), Err(Error::Invalid { .. })),
+                "{pairs:?}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Any header bytes: a condition or a 400, never a panic, and a
+        /// quoted number is exactly that revision.
+        #[test]
+        fn any_condition_header_parses_or_is_invalid(
+            m in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 0..3),
+            n in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..8), 0..3),
+            a in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..3),
+            rev in any::<u64>(),
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, values) in [(header::IF_MATCH, &m), (header::IF_NONE_MATCH, &n), (ACCEPT, &a)] {
+                for v in values {
+                    if let Ok(v) = HeaderValue::from_bytes(v) {
+                        h.append(name.clone(), v);
+                    }
+                }
+            }
+            if let Err(e) = WriteCondition::parse(&h) {
+                let invalid = matches!(e, Error::Invalid { .. });
+                prop_assert!(invalid);
+            }
+            match ReadConditions::parse(&h) {
+                Ok(c) => { let _ = c.evaluate(rev); }
+                Err(e) => {
+                    let invalid = matches!(e, Error::Invalid { .. });
+                    prop_assert!(invalid);
+                }
+            }
+            let _ = wants_ndjson(&h);
+            let tag = format!("\"{rev}\"");
+            let h = lines(&[(header::IF_MATCH, tag.as_str())]);
+            prop_assert_eq!(WriteCondition::parse(&h).unwrap(), WriteCondition::Revision(rev));
+            prop_assert_eq!(ReadConditions::parse(&h).unwrap().evaluate(rev), ReadOutcome::Send);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Requests are read strictly and alike however they are spelled: a
+//! repeated query parameter is a 400 on every route, a conditional header
+//! on several lines is the comma-joined list (RFC 9110 section 5.3), a GET
+//! with a failing `If-Match` is 412, a DELETE with `If-Match: "0"` is 412
+//! also on a missing key, and `Accept` is read as weighted media ranges.
+//! Every refusal leaves the data as it was.
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// `(keys, revision)` from `/v1/stats`.
+fn stats(u: &str) -> (u64, u64) {
+    let s = http("GET", &format!("{u}/v1/stats"), &[], None).json();
+    (s["keys"].as_u64().unwrap(), s["revision"].as_u64().unwrap())
+}
+
+fn put(u: &str, key: &str, value: &[u8]) -> u64 {
+    let r = http("PUT", &format!("{u}/v1/kv/{key}"), &[], Some(value));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["revision"].as_u64().unwrap()
+}
+
+fn value(u: &str, key: &str) -> (u16, String) {
+    let r = http("GET", &format!("{u}/v1/kv/{key}"), &[], None);
+    (r.status, r.text())
+}
+
+#[test]
+fn a_repeated_query_parameter_is_refused_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    for k in ["a", "b", "z1"] {
+        put(u, k, b"1");
+    }
+    let before = stats(u);
+    let cases: &[(&str, &str, &str)] = &[
+        // The audit's case: the empty last prefix used to delete every key.
+        ("DELETE", "/v1/range?prefix=z&prefix=", "prefix"),
+        ("DELETE", "/v1/range?prefix=z&pre%66ix=", "prefix"),
+        ("DELETE", "/v1/range?start=a&start=", "start"),
+        ("DELETE", "/v1/range?start=y&end=z&end=", "end"),
+        ("GET", "/v1/kv?key=a&key=b", "key"),
+        ("HEAD", "/v1/kv?key=a&key=b", "key"),
+        ("PUT", "/v1/kv?key=a&key=b", "key"),
+        ("PUT", "/v1/kv/a?ttl=5&ttl=6", "ttl"),
+        ("DELETE", "/v1/kv?key=zz&key=a", "key"),
+        (
+            "GET",
+            "/v1/kv/a?consistency=stale&consistency=stale",
+            "consistency",
+        ),
+        ("GET", "/v1/range?limit=2&limit=3", "limit"),
+        ("GET", "/v1/range?reverse=true&reverse=false", "reverse"),
+        ("POST", "/v1/batch?x=1&x=1", "x"),
+        (
+            "GET",
+            "/v1/stats?consistency=stale&consistency=stale",
+            "consistency",
+        ),
+        ("GET", "/v1/watch?prefix=a&prefix=b", "prefix"),
+        (
+            "GET",
+            "/v1/backup?consistency=stale&consistency=stale",
+            "consistency",
+        ),
+        ("GET", "/metrics?a&a", "a"),
+        ("GET", "/v1/openapi.json?a=1&a=2", "a"),
+        ("GET", "/healthz?a&a", "a"),
+    ];
+    for (method, target, name) in cases {
+        let body = (*method == "POST" || *method == "PUT")
+            .then_some(&b"{\"key\":\"new\",\"value\":\"x\"}\n"[..]);
+        let r = http(method, &format!("{u}{target}"), &[], body);
+        assert_eq!(r.status, 400, "{method} {target}: {}", r.text());
+        if *method != "HEAD" {
+            let msg = r.json()["message"].as_str().unwrap().to_string();
+            assert_eq!(r.code(), "bad_request", "{method} {target}");
+            assert!(
+                msg.contains("repeated") && msg.contains(&format!("{name:?}")),
+                "{method} {target}: {msg}"
+            );
+        }
+    }
+    assert_eq!(stats(u), before);
+    for k in ["a", "b", "z1"] {
+        assert_eq!(value(u, k), (200, "1".to_string()), "{k}");
+    }
+    // Given once, each works.
+    let r = http("DELETE", &format!("{u}/v1/range?prefix=z"), &[], None);
+    assert_eq!(r.json()["deleted"], json!(1));
+}
+
+#[test]
+fn delete_with_if_match_zero_is_412_also_on_a_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    let rev = put(u, "here", b"v");
+    let zero = [("If-Match", "\"0\"")];
+    for target in ["/v1/kv/missing", "/v1/kv?key=missing"] {
+        let r = http("DELETE", &format!("{u}{target}"), &zero, None);
+        assert_eq!(
+            (r.status, r.code()),
+            (412, "precondition_failed".to_string()),
+            "{target}: {}",
+            r.text()
+        );
+        let body = r.json();
+        assert_eq!(body["revision"], json!(null), "{body}");
+        assert_eq!(body["expected"], json!(0), "{body}");
+        assert_eq!(body["key"], json!("missing"), "{body}");
+        assert_eq!(r.header("x-kvr-revision"), Some(rev.to_string()));
+    }
+    // A present key: 412 with its revision, still there.
+    let r = http("DELETE", &format!("{u}/v1/kv/here"), &zero, None);
+    assert_eq!((r.status, r.json()["revision"].clone()), (412, json!(rev)));
+    // Unchanged: If-None-Match: * (the key must be absent) on a missing key
+    // is the plain delete's 404.
+    let r = http(
+        "DELETE",
+        &format!("{u}/v1/kv/missing"),
+        &[("If-None-Match", "*")],
+        None,
+    );
+    assert_eq!((r.status, r.code()), (404, "not_found".to_string()));
+    assert_eq!(stats(u), (1, rev));
+    assert_eq!(value(u, "here"), (200, "v".to_string()));
+    // A PUT's If-Match: "0" still means "absent".
+    let r = http("PUT", &format!("{u}/v1/kv/new"), &zero, Some(b"n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn conditional_headers_on_several_lines_are_one_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (u, addr) = (&s.url, s.addr.as_str());
+    put(u, "other", b"o");
+    let rev = put(u, "a", b"1");
+    let (tag, old) = (format!("\"{rev}\""), "\"1\"");
+    let get = |headers: &[(&str, &str)]| raw_http(addr, "GET", "/v1/kv/a", headers, b"");
+
+    // If-None-Match: the audit's case, one line or two.
+    let list = format!("{old}, {tag}");
+    for headers in [
+        vec![("If-None-Match", list.as_str())],
+        vec![("If-None-Match", old), ("If-None-Match", tag.as_str())],
+    ] {
+        let r = get(&headers);
+        assert_eq!(r.status, 304, "{headers:?}: {}", r.text());
+        assert_eq!(r.header("etag"), Some(tag.clone()));
+        assert!(r.body.is_empty());
+    }
+    assert_eq!(get(&[("If-None-Match", old)]).status, 200);
+
+    // If-Match on a read: strong comparison, 412 when it does not match.
+    for headers in [
+        vec![("If-Match", tag.as_str())],
+        vec![("If-Match", "*")],
+        vec![("If-Match", list.as_str())],
+        vec![("If-Match", old), ("If-Match", tag.as_str())],
+    ] {
+        let r = get(&headers);
+        assert_eq!((r.status, r.text()), (200, "1".to_string()), "{headers:?}");
+    }
+    let weak = format!("W/{tag}");
+    for headers in [
+        vec![("If-Match", old)],
+        vec![("If-Match", weak.as_str())],
+        vec![("If-Match", old), ("If-Match", "\"99\"")],
+        // If-Match is evaluated before If-None-Match.
+        vec![("If-Match", old), ("If-None-Match", tag.as_str())],
+    ] {
+        let r = get(&headers);
+        assert_eq!(r.status, 412, "{headers:?}: {}", r.text());
+        assert_eq!(r.json()["error"], json!("precondition_failed"));
+        assert_eq!(r.json()["revision"], json!(rev));
+        assert_eq!(r.header("x-kvr-revision"), Some(rev.to_string()));
+        let head = raw_http(addr, "HEAD", "/v1/kv/a", &headers, b"");
+        assert_eq!(head.status, 412, "HEAD {headers:?}");
+    }
+    // A missing key stays a 404 whatever the conditions.
+    let r = raw_http(addr, "GET", "/v1/kv/nokey", &[("If-Match", old)], b"");
+    assert_eq!(r.status, 404);
+
+    // A write's If-Match takes one revision: a list of two is the same 400
+    // on one line or two, and nothing is written.
+    let two = format!("{tag}, {old}");
+    for method in ["PUT", "DELETE"] {
+        for headers in [
+            vec![("If-Match", two.as_str())],
+            vec![("If-Match", tag.as_str()), ("If-Match", old)],
+            vec![("If-Match", old), ("If-Match", tag.as_str())],
+            vec![("If-Match", "*"), ("If-Match", tag.as_str())],
+        ] {
+            let r = raw_http(addr, method, "/v1/kv/a", &headers, b"2");
+            assert_eq!(
+                (r.status, r.json()["error"].clone()),
+                (400, json!("bad_request")),
+                "{method} {headers:?}: {}",
+                r.text()
+            );
+        }
+    }
+    assert_eq!(stats(u), (2, rev));
+    assert_eq!(value(u, "a"), (200, "1".to_string()));
+    // The same tag on two lines is that one condition.
+    let r = raw_http(
+        addr,
+        "PUT",
+        "/v1/kv/a",
+        &[("If-Match", tag.as_str()), ("If-Match", tag.as_str())],
+        b"2",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = raw_http(
+        addr,
+        "PUT",
+        "/v1/kv/a",
+        &[("If-Match", tag.as_str()), ("If-Match", tag.as_str())],
+        b"3",
+    );
+    assert_eq!(
+        (r.status, r.json()["revision"].clone()),
+        (412, json!(rev + 1))
+    );
+    assert_eq!(value(u, "a"), (200, "2".to_string()));
+}
+
+#[test]
+fn accept_is_read_as_weighted_media_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    for k in ["a", "b", "c"] {
+        put(u, k, b"v");
+    }
+    let kind = |accept: &[&str]| {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
+        let r = raw_http(&s.addr, "GET", "/v1/range?limit=1", &headers, b"");
+        assert_eq!(r.status, 200, "{accept:?}");
+        r.header("content-type").unwrap()
+    };
+    let (json, ndjson) = ("application/json", "application/x-ndjson");
+    for (accept, want) in [
+        (&[][..], json),
+        (&["*/*"][..], json),
+        (&["application/x-ndjson"][..], ndjson),
+        // The audit's cases.
+        (
+            &["application/json;q=1, application/x-ndjson;q=0"][..],
+            json,
+        ),
+        (&["application/json, application/x-ndjson;q=0.5"][..], json),
+        (&["Application/X-NDJSON"][..], ndjson),
+        // Several lines are one list.
+        (
+            &["application/json", "application/x-ndjson;q=0.5"][..],
+            json,
+        ),
+        (
+            &["application/json;q=0.2", "application/x-ndjson"][..],
+            ndjson,
+        ),
+        (&["application/x-ndjson;q=0.5, */*;q=0.1"][..], ndjson),
+        (&["application/x-ndjson;q=0.5, */*"][..], json),
+        (&["application/x-ndjson, application/json"][..], ndjson),
+    ] {
+        assert_eq!(kind(accept), want, "{accept:?}");
+    }
+    // The stream takes no default limit: all three keys.
+    let r = http(
+        "GET",
+        &format!("{u}/v1/range"),
+        &[("Accept", "Application/X-NDJSON")],
+        None,
+    );
+    assert_eq!(r.text().lines().count(), 3, "{}", r.text());
+}
