@@ -848,13 +848,17 @@ fn stats_reports_counts_and_file_size(env: Env) {
 fn a_second_process_gets_in_use_and_can_wait() {
     let env = Env::new();
     env.kvr(["put", "k", "v"]).ok();
-    // A batch waiting on its stdin holds the database (it waits for the lock
-    // itself, in case one of our probes below holds it at that moment).
+    // A batch that has begun reading its stdin holds the database until its
+    // input ends (it waits for the lock itself, in case one of our probes
+    // below holds it at that moment; it opens the file on its first bytes).
     let mut holder = env.kvr(["--lock-timeout", "30", "batch"]).cmd;
     holder
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     let mut child = holder.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"{\"key\":\"k1\",\"value\":\"x\"}\n").unwrap();
+    std::io::Write::flush(&mut stdin).unwrap();
     // Wait until it holds the lock.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -871,7 +875,6 @@ fn a_second_process_gets_in_use_and_can_wait() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // With --lock-timeout the second one waits until the holder is done.
-    let mut stdin = child.stdin.take().unwrap();
     let waiter = std::thread::spawn({
         let db = env.db();
         move || {
