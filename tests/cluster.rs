@@ -14,6 +14,8 @@ mod idempotency;
 mod linearizable;
 #[path = "cluster/netns.rs"]
 mod netns;
+#[path = "cluster/quorum.rs"]
+mod quorum;
 #[path = "cluster/tls.rs"]
 mod tls;
 #[path = "cluster/watch.rs"]

@@ -138,6 +138,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         let st = state.clone();
         let shutdown = async move {
             let signal = shutdown_signal().await;
+            if let Some(node) = &st.cluster {
+                // Writes in flight get 2 s to commit from now (SPEC).
+                node.liveness.begin_stop();
+            }
             // The lines of the requests answered so far come first.
             tokio::task::block_in_place(|| st.flush_log());
             crate::server::log::event(format_args!(
@@ -154,6 +158,11 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         "kvr serve: stopped at revision {}",
         state.engine.revision()
     ));
+    if node {
+        // A final flush still running (past the stop budget, see
+        // `Node::stop`) is not waited for: the Raft log holds its data.
+        runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    }
     Ok(())
 }
 
