@@ -14,6 +14,10 @@ mod idempotency;
 mod linearizable;
 #[path = "cluster/netns.rs"]
 mod netns;
+#[path = "cluster/quorum.rs"]
+mod quorum;
+#[path = "cluster/startup.rs"]
+mod startup;
 #[path = "cluster/tls.rs"]
 mod tls;
 #[path = "cluster/watch.rs"]
@@ -520,7 +524,8 @@ fn cluster_flags_are_checked_before_anything_is_written() {
         args.extend_from_slice(extra);
         kvr(dir, &args)
     };
-    // Neither --cluster-init nor --join on a file that is not a member.
+    // Neither --cluster-init nor --join on a file that is not a member:
+    // refused before anything listens or any file is made.
     let out = serve("new.redb", &[]);
     assert_eq!(
         out.status.code(),
@@ -529,6 +534,57 @@ fn cluster_flags_are_checked_before_anything_is_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster-init"));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!dir.join("new.redb").exists(), "a file was made");
+    // The same on a standalone file: nothing listens, the file unchanged.
+    assert!(
+        kvr(dir, &["--db", "alone.redb", "put", "k", "v"])
+            .status
+            .success()
+    );
+    let out = serve("alone.redb", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(kvr(dir, &["--db", "alone.redb", "get", "k"]).stdout, b"v");
+    // Refusals read as one sentence (no run of spaces from a broken
+    // string continuation).
+    for args in [
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--raft-listen",
+            "127.0.0.1:0",
+            "--allow-unauthenticated",
+        ][..],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--raft-listen",
+            "0.0.0.0:0",
+            "--advertise-raft",
+            "10.9.9.9:7000",
+        ],
+    ] {
+        let mut all = vec!["--db", "new.redb", "serve", "--cluster-init"];
+        all.extend_from_slice(args);
+        let out = kvr(dir, &all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("--advertise-raft") || err.contains("KVR_CLUSTER_TOKEN"),
+            "{err}"
+        );
+        assert!(!err.contains("  "), "{err:?}");
+    }
+    assert!(!dir.join("new.redb").exists(), "a file was made");
     // Both.
     let out = serve(
         "new.redb",

@@ -13,9 +13,12 @@
 //!   round for every read waiting when it starts.
 //! * `write_batch.rs`: writes proposed in rounds, one Raft entry for every
 //!   write waiting when a round starts.
+//! * `liveness.rs`: how long a proposal may wait to commit (then
+//!   `outcome_unknown`), at shutdown too, and when a node is ready.
 //! * `snapshot_extras.rs`: what a snapshot carries besides the data (watch
 //!   history, idempotency records).
 
+pub mod liveness;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -35,6 +35,7 @@ use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 use serde::{Deserialize, Serialize};
 
+use super::liveness::{Liveness, STOP_BUDGET, Unanswered};
 use super::network::{self, Body, H_CLUSTER, H_FROM, H_SNAPSHOT, H_TO, Identity, full};
 use super::state_machine::{Snapshot, SnapshotData, StateMachine};
 use super::types::{Command, Member, NodeId, Reply, TypeConfig, WriteCommand};
@@ -49,6 +50,11 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 const MAX_IDLE_FORWARD_CONNS: usize = 128;
 /// How long a follower waits for the leader on a forwarded request.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping leader waits for a voter to take over (SPEC: the
+/// most caught-up voter "that answers within 1 s").
+const HAND_OVER_WAIT: Duration = Duration::from_secs(1);
+/// How long a stopping node waits for Raft's tasks to end.
+const RAFT_SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
 /// A join as a member's raft listener takes it (forwarded to the leader).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,11 +108,32 @@ pub struct Node {
     counts: RoundCounts,
     /// Bytes appended to the Raft log since it was opened.
     log_appended: Arc<AtomicU64>,
+    /// How long proposals may wait; readiness (see `liveness.rs`).
+    pub liveness: Liveness,
 }
 
 /// What a proposal here answered: what applying the write decided, or why
-/// it was not (or may not have been) committed, as openraft said it.
-type Proposed = std::result::Result<Reply, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+/// it was not (or may not have been) committed.
+type Proposed = std::result::Result<Reply, NotCommitted>;
+
+/// Why a proposal here has no outcome.
+#[derive(Debug, Clone)]
+enum NotCommitted {
+    /// As openraft said it: refused before it was proposed
+    /// (`ForwardToLeader`), or proposed and lost.
+    Raft(RaftError<TypeConfig, ClientWriteError<TypeConfig>>),
+    /// Proposed, and not committed in time: its fate is unknown.
+    Unanswered(Unanswered),
+}
+
+impl std::fmt::Display for NotCommitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotCommitted::Raft(e) => e.fmt(f),
+            NotCommitted::Unanswered(u) => u.fmt(f),
+        }
+    }
+}
 
 /// For `/metrics`: entries proposed here for writes and the writes they
 /// carried; forwarding rounds and the writes they carried.
@@ -150,6 +177,7 @@ impl Node {
         tmp_dir: PathBuf,
         log_appended: Arc<AtomicU64>,
     ) -> Node {
+        let liveness = Liveness::new(raft.config().election_timeout_max);
         Node {
             raft,
             me,
@@ -165,24 +193,43 @@ impl Node {
             leader_hint: std::sync::Mutex::new(None),
             log_appended,
             counts: RoundCounts::default(),
+            liveness,
         }
     }
 
     /// Stops Raft, then flushes what was applied into the database file,
-    /// so the next start replays nothing.
+    /// so the next start replays nothing; all within [`STOP_BUDGET`] of the
+    /// signal (`Liveness::begin_stop`). A flush that does not finish in
+    /// time is left behind: what it would write is in the Raft log, which
+    /// the next start replays, as after a `kill -9`.
     pub async fn stop(&self) {
-        if self.raft.is_leader() {
-            // Hand leadership to the most caught-up voter, so writes resume
-            // without waiting for an election timeout.
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.hand_over()).await;
+        self.liveness.begin_stop();
+        let began = self
+            .liveness
+            .stop_began()
+            .unwrap_or_else(tokio::time::Instant::now);
+        let deadline = began + STOP_BUDGET;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        // Hand leadership to the most caught-up voter, so writes resume
+        // without waiting for an election timeout (not when no majority
+        // answers: no voter would take it).
+        if self.raft.is_leader() && self.check_lease().is_ok() {
+            let wait = HAND_OVER_WAIT.min(left());
+            let _ = tokio::time::timeout(wait, self.hand_over()).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.raft.shutdown()).await;
+        let wait = RAFT_SHUTDOWN_WAIT.min(left());
+        let _ = tokio::time::timeout(wait, self.raft.shutdown()).await;
         let writer = self.writer.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let flush = tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
             let _ = w.flush_all();
-        })
-        .await;
+        });
+        if tokio::time::timeout(left(), flush).await.is_err() {
+            crate::server::log::event(format_args!(
+                "kvr serve: the final flush did not finish within {STOP_BUDGET:?} of the \
+                 signal; left to the Raft log, which the next start replays"
+            ));
+        }
     }
 
     /// Transfers leadership to the voter with the highest matched index.
@@ -290,19 +337,49 @@ impl Node {
     /// else forwarded to the leader in a round (`write_batch.rs`).
     pub async fn write(self: &Arc<Self>, req: EngineRequest) -> Result<Applied> {
         let cmd = Arc::new(WriteCommand::new(&req, now_ms()));
-        let elsewhere = self.leader_id().is_some_and(|id| id != self.me.node_id);
-        if !elsewhere {
+        let leader = self.leader_id();
+        if leader == Some(self.me.node_id) {
+            // A leader that lost its majority takes no new write (openraft
+            // would refuse it): say so now rather than after the rounds
+            // queued ahead of it, which may wait for their commit bound.
+            // Never proposed, so `unavailable`.
+            self.check_lease()?;
+        }
+        if leader.is_none_or(|id| id == self.me.node_id) {
             match self.propose_write(cmd.clone()).await {
                 Ok(reply) => return reply.into_outcome(),
-                Err(e) => {
+                Err(NotCommitted::Raft(e)) => {
                     // Refused here: the leader it names, for the round (the
                     // metrics may not know it yet).
                     let leader = self.leader_after(e)?;
                     *self.leader_hint.lock().unwrap_or_else(|e| e.into_inner()) = Some(leader);
                 }
+                Err(NotCommitted::Unanswered(why)) => return Err(unknown(why)),
             }
         }
-        self.forward_write(cmd).await?.into_outcome()
+        // A stopping follower answers within its stop deadline even if the
+        // leader does not.
+        match self.liveness.until_stopped(self.forward_write(cmd)).await {
+            Ok(reply) => reply?.into_outcome(),
+            Err(why) => Err(unknown(why)),
+        }
+    }
+
+    /// `Err(unavailable)` when this node leads without a majority's
+    /// acknowledgement within the maximum election timeout.
+    fn check_lease(&self) -> Result<()> {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state != ServerState::Leader {
+            return Ok(());
+        }
+        self.liveness
+            .leader_lease(&m, self.me.node_id)
+            .map_err(|why| Error::Unavailable {
+                message: format!("{why}; the request was not applied; retry"),
+                overloaded: false,
+            })
     }
 
     /// Proposes a write here, in a round.
@@ -315,7 +392,9 @@ impl Node {
         self.writes
             .propose(cmd, send)
             .await
-            .unwrap_or(Err(RaftError::Fatal(openraft::errors::Fatal::Stopped)))
+            .unwrap_or(Err(NotCommitted::Raft(RaftError::Fatal(
+                openraft::errors::Fatal::Stopped,
+            ))))
     }
 
     /// Proposes `cmds` as one entry; an outcome for each, in order.
@@ -327,15 +406,16 @@ impl Node {
             1 => Command::Write(cmds.remove(0)),
             _ => Command::Batch(Arc::new(cmds)),
         };
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => match resp.data {
+        match self.liveness.bound(self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => match resp.data {
                 Reply::Batch(replies) if n > 1 => replies.into_iter().map(Ok).collect(),
                 reply if n == 1 => vec![Ok(reply)],
                 // Never: apply answers a batch with a reply per write.
                 // Unanswered, their fate is unknown.
                 _ => Vec::new(),
             },
-            Err(e) => vec![Err(e); n],
+            Ok(Err(e)) => vec![Err(NotCommitted::Raft(e)); n],
+            Err(why) => vec![Err(NotCommitted::Unanswered(why)); n],
         }
     }
 
@@ -382,12 +462,17 @@ impl Node {
     /// Proposes `cmd` (not a write) here if this node leads, else at the
     /// leader.
     async fn propose(&self, cmd: Command) -> Result<Reply> {
-        match self.raft.client_write(cmd.clone()).await {
-            Ok(resp) => Ok(resp.data),
-            Err(e) => {
+        match self
+            .liveness
+            .bound(self.raft.client_write(cmd.clone()))
+            .await
+        {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => {
                 let (id, node) = self.leader_after(e)?;
                 self.forward(id, &node, "write", &cmd).await
             }
+            Err(why) => Err(unknown(why)),
         }
     }
 
@@ -807,18 +892,11 @@ impl Node {
         })
     }
 
-    /// Whether the node may report ready (`GET /readyz`).
+    /// Whether the node may report ready (`GET /readyz`): it knows a
+    /// leader (a leader: a majority acknowledged it within the maximum
+    /// election timeout) and has applied nearly all it committed.
     pub fn ready(&self) -> std::result::Result<(), String> {
-        let m = self.metrics();
-        if m.current_leader.is_none() {
-            return Err("no leader known".into());
-        }
-        let committed = m.local_committed.map_or(0, |l| l.index);
-        let applied = m.last_applied.map_or(0, |l| l.index);
-        if committed.saturating_sub(applied) > 1000 {
-            return Err(format!("applying: {applied} of {committed}"));
-        }
-        Ok(())
+        self.liveness.ready(&self.metrics(), self.me.node_id)
     }
 
     /// Handles one request on the raft listener.
@@ -873,10 +951,15 @@ impl Node {
                         // not shared, so this copies nothing.)
                         Arc::make_mut(w).time_ms = now_ms();
                     }
-                    let out = if self.raft.is_leader() {
+                    // A leader without its majority takes none (never proposed).
+                    let out = if self.raft.is_leader() && self.check_lease().is_ok() {
                         forwarded(match cmd {
                             Command::Write(w) => self.propose_write(w).await,
-                            other => self.raft.client_write(other).await.map(|r| r.data),
+                            other => match self.liveness.bound(self.raft.client_write(other)).await
+                            {
+                                Ok(r) => r.map(|r| r.data).map_err(NotCommitted::Raft),
+                                Err(why) => Err(NotCommitted::Unanswered(why)),
+                            },
                         })
                     } else {
                         Forwarded::Err(WireFailure::NotProposed)
@@ -892,7 +975,7 @@ impl Node {
                     for w in &mut cmds {
                         Arc::make_mut(w).time_ms = now;
                     }
-                    let out = if self.raft.is_leader() {
+                    let out = if self.raft.is_leader() && self.check_lease().is_ok() {
                         let proposed = self.propose_entry(cmds).await;
                         Forwarded::Ok(proposed.into_iter().map(forwarded).collect::<Vec<_>>())
                     } else {
@@ -1065,7 +1148,7 @@ impl<T> Forwarded<T> {
 fn forwarded(proposed: Proposed) -> Forwarded<Reply> {
     match proposed {
         Ok(reply) => Forwarded::Ok(reply),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+        Err(NotCommitted::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
             Forwarded::Err(WireFailure::NotProposed)
         }
         Err(e) => Forwarded::Err(WireFailure::Unknown(e.to_string())),

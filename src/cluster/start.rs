@@ -128,7 +128,12 @@ pub async fn start(
         )));
     }
     let (cluster_id, node_id, fresh) = match identity_of(&store)? {
-        Some((c, n)) => (c, n, false),
+        Some((c, n)) => {
+            if !opts.join.is_empty() {
+                check_join_cluster(&opts, &c, n).await?;
+            }
+            (c, n, false)
+        }
         None if opts.init => {
             let id = (new_cluster_id()?, 1);
             (id.0, id.1, true)
@@ -469,7 +474,16 @@ async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer>
     let mut last = String::new();
     for attempt in 0..60 {
         for url in &opts.join {
-            match post_json(url, "/v1/cluster/join", &body, opts).await {
+            match send_json(
+                url,
+                hyper::Method::POST,
+                "/v1/cluster/join",
+                &body,
+                opts,
+                JOIN_WAIT,
+            )
+            .await
+            {
                 Ok((200, bytes)) => {
                     return serde_json::from_slice(&bytes)
                         .map_err(|e| Error::Storage(format!("bad join answer from {url}: {e}")));
@@ -480,11 +494,21 @@ async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer>
                         .ok()
                         .and_then(|v| v["message"].as_str().map(str::to_string))
                         .unwrap_or(text);
-                    let message = format!("{url} refused to add this node: {message}");
-                    return Err(if status == 409 {
-                        Error::Conflict(message)
-                    } else {
-                        Error::Unauthorized(message)
+                    let refused = format!("{url} refused to add this node: {message}");
+                    return Err(match status {
+                        409 => Error::Conflict(refused),
+                        401 | 403 => Error::Unauthorized(refused),
+                        // A TLS port answering plain HTTP, or a member of
+                        // a cluster of the other mode (all-TLS or all-plain).
+                        _ if message.contains("HTTPS only") => Error::Tls(format!(
+                            "protocol mismatch: {url} speaks HTTPS only and this node plain \
+                             HTTP: a cluster is all-TLS or all-plain (give this node \
+                             --tls-cert and --tls-key and join an https:// URL)"
+                        )),
+                        _ if message.contains("all-TLS or all-plain") => {
+                            Error::Tls(format!("protocol mismatch: {refused}"))
+                        }
+                        _ => Error::Conflict(refused),
                     });
                 }
                 Ok((status, bytes)) => {
@@ -514,12 +538,89 @@ async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer>
     })
 }
 
-/// POSTs a JSON body to `base` + `path`, over TLS for an `https://` base.
-async fn post_json(
+/// How long a join request may take (the member waits for this node to
+/// catch up before it answers).
+const JOIN_WAIT: Duration = Duration::from_secs(120);
+/// How long a restarted member given `--join` looks for the cluster the
+/// join targets belong to, in all, before it serves without knowing.
+const JOIN_CHECK_WAIT: Duration = Duration::from_secs(2);
+
+/// A member restarted with `--join`: ignored when the targets belong to
+/// its own cluster, refused (exit 3) when one answers that it belongs to
+/// another. When none answers (the whole cluster restarting, say) the
+/// node serves its own cluster, as a restart without `--join` would, and
+/// says so.
+async fn check_join_cluster(opts: &Options, cluster_id: &str, node_id: NodeId) -> Result<()> {
+    let mut unanswered = Vec::new();
+    let ask = async {
+        // Not this node's own URL: it does not answer before it serves.
+        for url in opts.join.iter().filter(|u| **u != opts.member.url) {
+            match send_json(
+                url,
+                hyper::Method::GET,
+                "/v1/cluster",
+                &[],
+                opts,
+                JOIN_CHECK_WAIT,
+            )
+            .await
+            {
+                Ok((200, bytes)) => {
+                    let theirs = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["cluster_id"].as_str().map(str::to_string));
+                    match theirs {
+                        Some(theirs) if theirs == cluster_id => return Ok(()),
+                        Some(theirs) => {
+                            return Err(Error::Conflict(format!(
+                                "this database is node {node_id} of cluster {cluster_id}, but \
+                                 --join {url} is a member of cluster {theirs}: a database \
+                                 belongs to one cluster (serve it without --join to rejoin \
+                                 {cluster_id}, or join {theirs} with a new --db file)"
+                            )));
+                        }
+                        None => unanswered.push(format!("{url}: no cluster id in its answer")),
+                    }
+                }
+                Ok((status, _)) => unanswered.push(format!("{url}: HTTP {status}")),
+                Err(e) => unanswered.push(format!("{url}: {e}")),
+            }
+        }
+        Err(Error::Unavailable {
+            message: unanswered.join("; "),
+            overloaded: false,
+        })
+    };
+    match tokio::time::timeout(JOIN_CHECK_WAIT, ask).await {
+        Ok(Err(Error::Unavailable { message, .. })) => {
+            crate::server::log::event(format_args!(
+                "kvr serve: warning: node {node_id} of cluster {cluster_id} was given --join, \
+                 and no member named there said which cluster it belongs to ({message}); \
+                 serving cluster {cluster_id}"
+            ));
+            Ok(())
+        }
+        Ok(answer) => answer,
+        Err(_) => {
+            crate::server::log::event(format_args!(
+                "kvr serve: warning: node {node_id} of cluster {cluster_id} was given --join, \
+                 and no member named there answered within {JOIN_CHECK_WAIT:?}; serving \
+                 cluster {cluster_id}"
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Sends `body` as JSON to `base` + `path`, over TLS for an `https://`
+/// base, and waits up to `limit` for the answer.
+async fn send_json(
     base: &str,
+    method: hyper::Method,
     path: &str,
     body: &[u8],
     opts: &Options,
+    limit: Duration,
 ) -> std::io::Result<(u16, Bytes)> {
     let (authority, tls) = match base.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, None),
@@ -539,7 +640,9 @@ async fn post_json(
     };
     let authority = authority.trim_end_matches('/').to_string();
     let mut sender = super::network::connect(&authority, tls).await?;
-    let mut req = hyper::Request::post(path)
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, &authority)
         .header(hyper::header::CONTENT_TYPE, "application/json");
     if let Some(t) = &opts.cluster_token {
@@ -551,7 +654,7 @@ async fn post_json(
     let req = req
         .body(full(body.to_vec()))
         .map_err(std::io::Error::other)?;
-    let resp = tokio::time::timeout(Duration::from_secs(120), sender.send_request(req))
+    let resp = tokio::time::timeout(limit, sender.send_request(req))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))?
         .map_err(std::io::Error::other)?;

@@ -47,6 +47,14 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         .into());
     }
     let tls = tls_of(&args)?;
+    // A restart of a member (neither --cluster-init nor --join): the file
+    // must be one, checked before anything listens or any file is made.
+    let c = &args.cluster;
+    let member_store = if c.raft_listen.is_some() && !c.cluster_init && c.join.is_empty() {
+        Some(open_member(g)?)
+    } else {
+        None
+    };
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
     listener
@@ -78,7 +86,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     // Only now that the address is ours: a taken port creates no file.
-    let store = open_store(g)?;
+    let store = match member_store {
+        Some(store) => store,
+        None => open_store(g)?,
+    };
     let created = store.created();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers(args.workers)?)
@@ -92,8 +103,13 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         Some((raft_listener, opts)) => {
             // Both addresses are bound: say so before joining, which may wait.
             let mut out = std::io::stdout().lock();
+            // The bound address, as the HTTP line (with port 0 the only
+            // way to learn it), not the advertised one.
+            let bound = raft_listener
+                .local_addr()
+                .map_err(|e| Error::io("cannot read the bound raft address", e))?;
             writeln!(out, "listening on {url}")
-                .and_then(|()| writeln!(out, "raft listening on {}", opts.member.raft))
+                .and_then(|()| writeln!(out, "raft listening on {bound}"))
                 .and_then(|()| out.flush())?;
             drop(out);
             let mut engine_opts =
@@ -154,6 +170,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         let st = state.clone();
         let shutdown = async move {
             let signal = shutdown_signal().await;
+            if let Some(node) = &st.cluster {
+                // Writes in flight get 2 s to commit from now (SPEC).
+                node.liveness.begin_stop();
+            }
             // The lines of the requests answered so far come first.
             tokio::task::block_in_place(|| st.flush_log());
             crate::server::log::event(format_args!(
@@ -170,6 +190,11 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         "kvr serve: stopped at revision {}",
         state.engine.revision()
     ));
+    if node {
+        // A final flush still running (past the stop budget, see
+        // `Node::stop`) is not waited for: the Raft log holds its data.
+        runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    }
     Ok(())
 }
 
@@ -238,14 +263,16 @@ fn bind_raft(
         || (resolve(&args.listen).is_ok_and(|a| unspecified(&a)) && c.advertise_url.is_none())
     {
         return Err(Error::invalid(
-            "an unspecified bind address (0.0.0.0, ::) needs --advertise-url and              --advertise-raft: the addresses other nodes use",
+            "an unspecified bind address (0.0.0.0, ::) needs --advertise-url and \
+             --advertise-raft: the addresses other nodes use",
         ));
     }
     check_tls_mode(args, url)?;
     let token = cluster_token(args)?;
     if token.is_none() && !bound.ip().is_loopback() {
         return Err(Error::invalid(
-            "a cluster on non-loopback addresses needs --cluster-token, --cluster-token-file              or KVR_CLUSTER_TOKEN",
+            "a cluster on non-loopback addresses needs --cluster-token, --cluster-token-file \
+             or KVR_CLUSTER_TOKEN",
         ));
     }
     let member = crate::cluster::Member {
@@ -340,6 +367,11 @@ fn parse_range(text: &str) -> Result<(u64, u64)> {
 
 /// Opens (or creates) the database, with `serve`'s default cache.
 fn open_store(g: &Global) -> Result<Store> {
+    Store::open(&g.db, OpenMode::Create, &serve_store_options(g)?)
+}
+
+/// `serve`'s store options: paced write-back, its default cache.
+fn serve_store_options(g: &Global) -> Result<crate::store::StoreOptions> {
     // The log of a crashed server is replayed by the engine (into memory).
     let mut opts = crate::store::StoreOptions {
         paced_writeback: true,
@@ -348,7 +380,27 @@ fn open_store(g: &Global) -> Result<Store> {
     if g.cache_mib.is_none() {
         opts.cache_bytes = mib_to_bytes(crate::store::default_serve_cache_mib());
     }
-    Store::open(&g.db, OpenMode::Create, &opts)
+    Ok(opts)
+}
+
+/// Opens the database of a member restarted without `--cluster-init` or
+/// `--join`; a missing file, or one that is not a member, is refused
+/// (exit 2) without creating or changing anything.
+fn open_member(g: &Global) -> Result<Store> {
+    let not_member = || {
+        Error::invalid(format!(
+            "{} is not a cluster member: give --cluster-init (a new cluster) or --join URL",
+            g.db.display()
+        ))
+    };
+    let store = match Store::open(&g.db, OpenMode::MustExist, &serve_store_options(g)?) {
+        Err(Error::DatabaseMissing { .. }) => return Err(not_member()),
+        other => other?,
+    };
+    match crate::cluster::start::identity_of(&store)? {
+        Some(_) => Ok(store),
+        None => Err(not_member()),
+    }
 }
 
 /// The TLS configuration of `--tls-cert` and `--tls-key`, read and checked

@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::State;
-use super::limits::{MAX_HEAD_BYTES, SHUTDOWN_GRACE};
+use super::limits::{CLUSTER_SHUTDOWN_GRACE, MAX_HEAD_BYTES, SHUTDOWN_GRACE};
 
 /// Pause after a failed `accept` (say, out of file descriptors), so the
 /// loop does not spin while the condition lasts.
@@ -30,7 +30,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Accepts and serves connections (over TLS with `tls`) until `shutdown`
 /// resolves, then stops accepting and gives in-flight requests
-/// [`SHUTDOWN_GRACE`] to finish.
+/// [`SHUTDOWN_GRACE`] ([`CLUSTER_SHUTDOWN_GRACE`] on a cluster member) to
+/// finish.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
@@ -99,11 +100,16 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    let grace = if state.cluster.is_some() {
+        CLUSTER_SHUTDOWN_GRACE
+    } else {
+        SHUTDOWN_GRACE
+    };
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        log!("kvr serve: some requests did not finish within {SHUTDOWN_GRACE:?}; cut");
+        log!("kvr serve: some requests did not finish within {grace:?}; cut");
     }
 }
 

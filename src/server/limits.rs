@@ -35,6 +35,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_HEAD_BYTES: usize = 64 << 10;
 /// Time given to in-flight requests at shutdown before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The same for a cluster member, whose whole stop must fit in 5 s (SPEC):
+/// writes in flight wait up to 2 s to commit and are then answered
+/// `outcome_unknown` (`cluster::liveness::STOP_COMMIT_WAIT`), and half a
+/// second more lets those answers go out; the rest is left for the
+/// hand-over, Raft's shutdown and the final flush.
+pub const CLUSTER_SHUTDOWN_GRACE: Duration = Duration::from_millis(2500);
 
 /// The limits a server runs with.
 #[derive(Debug, Clone)]

@@ -78,7 +78,7 @@ fn ok(out: &Output) -> String {
 }
 
 /// Runs `cmd` to its end (killed and failed after `secs`).
-fn run(mut cmd: Command, secs: u64) -> Output {
+pub(super) fn run(mut cmd: Command, secs: u64) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -261,7 +261,8 @@ fn a_mismatched_join_is_refused_and_nothing_changes() {
     assert!(!dir.join("p2.redb").exists(), "refused before any file");
     let as_http = t1.url.replace("https://", "http://");
     let out = serve_to_end(dir, "p3", "127.0.0.1:0", &["--join".into(), as_http]);
-    assert_refused(&out, 3, &["refused to add this node", "HTTPS only"]);
+    assert_refused(&out, 3, &["protocol mismatch", "HTTPS only"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
 
     // A TLS node asked to join a plain member, by its http:// URL or by
     // its address with https://.

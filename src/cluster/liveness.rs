@@ -1,0 +1,184 @@
+//! The bounds that keep a member that lost its quorum from hanging its
+//! clients (SPEC "Cluster mode"): how long a proposed entry may take to
+//! commit before its write is answered `outcome_unknown`, how long a
+//! stopping node waits for the entries in flight, and whether the node
+//! may call itself ready.
+//!
+//! A leader that cannot reach a majority keeps its role in openraft: its
+//! lease (a quorum acknowledged it within the maximum election timeout)
+//! runs out, and from then on openraft refuses new proposals (so they are
+//! `unavailable`, never proposed) but keeps the ones already proposed
+//! pending, since they may still commit once the quorum is back. That is
+//! openraft's form of etcd's CheckQuorum: the leader stops taking writes
+//! and says it is not ready, without an election it could not win anyway,
+//! and resumes at once when a majority answers again.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::{Instant as _, RaftMetrics, ServerState};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::types::{NodeId, TypeConfig};
+
+/// What a proposal's commit bound allows besides leader changes: queueing,
+/// appends and fsyncs on a loaded disk, and apply. etcd bounds a request
+/// the same way (5 s plus two election timeouts, its `ReqTimeout`); a
+/// healthy cluster commits in milliseconds, so only a leader that lost its
+/// majority (or a disk that stalls for seconds) reaches it.
+const COMMIT_SLACK: Duration = Duration::from_secs(5);
+/// How long a stopping node still waits for entries in flight to commit
+/// (SPEC: "wait up to 2 s"); the rest are answered `outcome_unknown`.
+pub const STOP_COMMIT_WAIT: Duration = Duration::from_secs(2);
+/// When a stopping node is done, counted from the signal: SPEC gives every
+/// node 5 s from SIGTERM to exit, and the process needs a little after
+/// this for its last lines and the runtime's end.
+pub const STOP_BUDGET: Duration = Duration::from_millis(4500);
+
+/// Why a proposal was answered without its outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum Unanswered {
+    /// Not committed within [`Liveness::commit_timeout`].
+    TimedOut(Duration),
+    /// The node is stopping and [`STOP_COMMIT_WAIT`] has passed.
+    Stopping,
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::TimedOut(d) => write!(
+                f,
+                "it was proposed but not committed within {} s (this leader may have lost its \
+                 majority); it may still be applied",
+                d.as_secs()
+            ),
+            Unanswered::Stopping => write!(
+                f,
+                "the node is stopping and the write was not committed within {} s; it may \
+                 still be applied",
+                STOP_COMMIT_WAIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// The bounds of one member.
+pub struct Liveness {
+    /// The maximum election timeout: a leader's lease.
+    election_max: Duration,
+    /// When proposals stop waiting because the node stops (`None`: running).
+    stop_at: watch::Sender<Option<Instant>>,
+}
+
+impl Liveness {
+    pub fn new(election_max_ms: u64) -> Liveness {
+        Liveness {
+            election_max: Duration::from_millis(election_max_ms),
+            stop_at: watch::Sender::new(None),
+        }
+    }
+
+    /// How long a proposed entry may take to commit: [`COMMIT_SLACK`] and
+    /// two maximum election timeouts (an election, and the new leader's
+    /// first commit). 7 s with the defaults, below a follower's 10 s wait
+    /// for a forwarded write, so the leader's answer comes first.
+    pub fn commit_timeout(&self) -> Duration {
+        COMMIT_SLACK + 2 * self.election_max
+    }
+
+    /// The node is stopping: proposals still waiting get
+    /// [`Unanswered::Stopping`] after [`STOP_COMMIT_WAIT`].
+    pub fn begin_stop(&self) {
+        self.stop_at.send_if_modified(|at| {
+            if at.is_some() {
+                return false;
+            }
+            *at = Some(Instant::now() + STOP_COMMIT_WAIT);
+            true
+        });
+    }
+
+    /// When the node began to stop, if it did.
+    pub fn stop_began(&self) -> Option<Instant> {
+        let at = *self.stop_at.borrow();
+        at.map(|at| at - STOP_COMMIT_WAIT)
+    }
+
+    /// Resolves once the node is stopping and its commit wait has passed.
+    async fn stopped(&self) {
+        let mut rx = self.stop_at.subscribe();
+        loop {
+            let at = *rx.borrow_and_update();
+            if let Some(at) = at {
+                tokio::time::sleep_until(at).await;
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Waits for `proposal` (a write being committed) within the commit
+    /// bound and the stop deadline.
+    pub async fn bound<T>(&self, proposal: impl Future<Output = T>) -> Result<T, Unanswered> {
+        let limit = self.commit_timeout();
+        tokio::select! {
+            biased;
+            out = proposal => Ok(out),
+            () = self.stopped() => Err(Unanswered::Stopping),
+            () = tokio::time::sleep(limit) => Err(Unanswered::TimedOut(limit)),
+        }
+    }
+
+    /// Waits for `fut` until the stop deadline (a follower's forwarded
+    /// write, whose leader may not answer before this node must exit).
+    pub async fn until_stopped<T>(&self, fut: impl Future<Output = T>) -> Result<T, Unanswered> {
+        tokio::select! {
+            biased;
+            out = fut => Ok(out),
+            () = self.stopped() => Err(Unanswered::Stopping),
+        }
+    }
+
+    /// On a leader: `Err(why)` unless a quorum of voters acknowledged it
+    /// within the maximum election timeout (its lease), as openraft decides
+    /// before it takes a proposal. A leader that is the only voter is its
+    /// own quorum.
+    pub fn leader_lease(&self, m: &RaftMetrics<TypeConfig>, me: NodeId) -> Result<(), String> {
+        let mut voters = m.membership_config.membership().voter_ids();
+        if voters.next() == Some(me) && voters.next().is_none() {
+            return Ok(());
+        }
+        match &m.last_quorum_acked {
+            Some(at) if at.elapsed() < self.election_max => Ok(()),
+            Some(at) => Err(format!(
+                "this leader has not heard from a majority of voters for {} ms (more than the \
+                 maximum election timeout, {} ms): it takes no writes",
+                at.elapsed().as_millis(),
+                self.election_max.as_millis()
+            )),
+            None => Err("this leader has not heard from a majority of voters yet".into()),
+        }
+    }
+
+    /// `GET /readyz` from the metrics. A follower that stops hearing
+    /// from its leader forgets it when its election timer fires, so "a
+    /// leader known" covers it; a leader must also hold its lease.
+    pub fn ready(&self, m: &RaftMetrics<TypeConfig>, me: NodeId) -> Result<(), String> {
+        if m.current_leader.is_none() {
+            return Err("no leader known".into());
+        }
+        if m.state == ServerState::Leader {
+            self.leader_lease(m, me)?;
+        }
+        let committed = m.local_committed.map_or(0, |l| l.index);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        if committed.saturating_sub(applied) > 1000 {
+            return Err(format!("applying: {applied} of {committed}"));
+        }
+        Ok(())
+    }
+}

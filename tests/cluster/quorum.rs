@@ -1,0 +1,148 @@
+//! A node cut off from its majority (the others `kill -9`ed): a write it
+//! proposed is answered `outcome_unknown` within a bound, new writes are
+//! `unavailable` at once, `/readyz` says why it is not ready, and SIGTERM
+//! still ends it within 5 s.
+
+use super::*;
+
+/// Three members with node 1 leading.
+fn led_by_node_1(dir: &Path) -> Vec<Node> {
+    let nodes = three(dir, &[]);
+    wait_for(10, "node 1 to lead", || {
+        status_of(&nodes[0])["leader"]["id"] == 1
+    });
+    nodes
+}
+
+/// Kills (SIGKILL) a member and waits for it.
+fn kill9(node: &mut Node) {
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+}
+
+fn put_with_key(
+    url: &str,
+    key: &str,
+    idempotency_key: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    http_headers(
+        url,
+        "PUT",
+        &format!("/v1/kv/{key}"),
+        &[("idempotency-key", idempotency_key)],
+        b"x",
+    )
+}
+
+fn error_code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
+    v["error"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = led_by_node_1(dir);
+    assert_eq!(http(&nodes[0].url, "GET", "/readyz", b"").0, 200);
+    kill9(&mut nodes[1]);
+    kill9(&mut nodes[2]);
+    let n1 = &nodes[0];
+
+    // Proposed (the lease still holds), never committed: its fate is
+    // unknown, and the client is told so within the bound (7 s with the
+    // default election timeouts), not left hanging.
+    let started = Instant::now();
+    let (code, headers, body) = put_with_key(&n1.url, "hung", "hung-1");
+    let took = started.elapsed();
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(error_code(&body), "outcome_unknown");
+    assert!(header(&headers, "retry-after").is_some(), "{headers:?}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+
+    // No majority has answered for longer than the election timeout: not
+    // ready, with a reason.
+    let (code, _, body) = http(&n1.url, "GET", "/readyz", b"");
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "unavailable");
+    assert!(v["message"].as_str().unwrap().contains("majority"), "{v}");
+
+    // A new write is refused at once, never proposed.
+    let started = Instant::now();
+    let (code, headers, body) = put_with_key(&n1.url, "later", "later-1");
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(error_code(&body), "unavailable");
+    assert!(header(&headers, "retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The majority back: ready again, and the unknown write, sent again
+    // with its key, is applied once.
+    let addr = |n: &Node| n.url.trim_start_matches("http://").to_string();
+    let (l2, r2) = (addr(&nodes[1]), nodes[1].raft.clone());
+    let _n2 = spawn_at(dir, "n2", (&l2, &r2), &[], &[]);
+    wait_for(30, "node 1 ready again", || {
+        http(&n1.url, "GET", "/readyz", b"").0 == 200
+    });
+    let (code, _, body) = put_with_key(&n1.url, "hung", "hung-1");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (code, _, body) = http(&n1.url, "GET", "/v1/kv/hung", b"");
+    assert_eq!((code, body.as_slice()), (200, &b"x"[..]));
+}
+
+#[test]
+fn sigterm_on_a_leader_without_a_majority_answers_and_exits_within_5s() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = led_by_node_1(dir);
+    kill9(&mut nodes[1]);
+    kill9(&mut nodes[2]);
+    // A write in flight (proposed while the lease holds), then SIGTERM.
+    let url = nodes[0].url.clone();
+    let writer = std::thread::spawn(move || {
+        let answer = put_with_key(&url, "in-flight", "in-flight-1");
+        (answer, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    let status = sigterm(&mut nodes[0]);
+    let exited = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", stderr_of(dir, "n1"));
+    assert!(
+        exited < Duration::from_secs(5),
+        "exited {exited:?} after SIGTERM; {}",
+        stderr_of(dir, "n1")
+    );
+    let ((code, _, body), answered) = writer.join().unwrap();
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(error_code(&body), "outcome_unknown");
+    // Up to 2 s for entries in flight to commit, then the answer.
+    let after = answered.saturating_duration_since(signalled);
+    assert!(
+        after < Duration::from_secs(3),
+        "answered {after:?} after SIGTERM"
+    );
+}
+
+#[test]
+fn a_follower_that_no_longer_hears_a_leader_is_not_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = led_by_node_1(dir);
+    assert_eq!(http(&nodes[2].url, "GET", "/readyz", b"").0, 200);
+    kill9(&mut nodes[0]);
+    kill9(&mut nodes[1]);
+    // Node 3 cannot win an election alone; within a few election timeouts
+    // it must stop calling itself ready.
+    wait_for(5, "node 3 not ready", || {
+        http(&nodes[2].url, "GET", "/readyz", b"").0 == 503
+    });
+    let (_, _, body) = http(&nodes[2].url, "GET", "/readyz", b"");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "unavailable", "{v}");
+}

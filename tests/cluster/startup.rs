@@ -1,0 +1,105 @@
+//! Starting a member: what `serve` prints and what it refuses once it
+//! knows which cluster its file and its `--join` targets belong to.
+
+use super::*;
+
+/// `kvr --db NAME.redb serve --listen LISTEN --raft-listen RAFT ARGS`,
+/// to its end (at most `secs`).
+fn serve_to_end(dir: &Path, name: &str, (listen, raft): (&str, &str), args: &[&str]) -> Output {
+    let db = format!("{name}.redb");
+    let mut cmd = kvr_cmd(dir);
+    cmd.args([
+        "--db",
+        &db,
+        "serve",
+        "--listen",
+        listen,
+        "--raft-listen",
+        raft,
+    ])
+    .args(args);
+    super::tls::run(cmd, 30)
+}
+
+#[test]
+fn join_on_a_member_of_another_cluster_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Cluster A: a1 and a2; cluster B: b1.
+    let a1 = spawn(dir, "a1", &["--cluster-init"], &[]);
+    let mut a2 = spawn(dir, "a2", &["--join", &a1.url], &[]);
+    wait_for(30, "two voters", || voters(&a1) == 2);
+    let b1 = spawn(dir, "b1", &["--cluster-init"], &[]);
+    let (a_id, b_id) = (
+        status_of(&a1)["cluster_id"].clone(),
+        status_of(&b1)["cluster_id"].clone(),
+    );
+    let a_id = a_id.as_str().unwrap().to_string();
+    let b_id = b_id.as_str().unwrap().to_string();
+    assert_ne!(a_id, b_id);
+    assert_eq!(sigterm(&mut a2).code(), Some(0));
+    let listen = a2.url.trim_start_matches("http://").to_string();
+    let raft = a2.raft.clone();
+
+    // Node 2 of A asked to join B: refused, naming both clusters.
+    let out = serve_to_end(dir, "a2", (&listen, &raft), &["--join", &b1.url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&a_id) && err.contains(&b_id), "{err}");
+    assert!(err.contains("node 2"), "{err}");
+    assert_eq!(status_of(&b1)["nodes"].as_array().unwrap().len(), 1);
+
+    // No target answers (a whole cluster restarting, say): it serves its
+    // own cluster and says it could not check.
+    let node = spawn_at(
+        dir,
+        "a2",
+        (&listen, &raft),
+        &["--join", "http://127.0.0.1:1"],
+        &[],
+    );
+    wait_for(10, "a2 ready", || {
+        http(&node.url, "GET", "/readyz", b"").0 == 200
+    });
+    assert_eq!(status_of(&node)["cluster_id"], a_id.as_str());
+    assert!(
+        stderr_of(dir, "a2").contains("no member named there"),
+        "{}",
+        stderr_of(dir, "a2")
+    );
+    drop(node);
+
+    // --join naming its own cluster is ignored.
+    let node = spawn_at(dir, "a2", (&listen, &raft), &["--join", &a1.url], &[]);
+    wait_for(10, "a2 ready", || {
+        http(&node.url, "GET", "/readyz", b"").0 == 200
+    });
+    assert_eq!(status_of(&node)["node_id"], 2);
+    assert!(put(dir, &node, "k", "v").status.success());
+}
+
+#[test]
+fn the_raft_line_names_the_bound_address_not_the_advertised_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let node = spawn(
+        dir,
+        "n1",
+        &[
+            "--cluster-init",
+            "--advertise-raft",
+            "127.0.0.1:5555",
+            "--advertise-url",
+            "http://127.0.0.1:5556",
+        ],
+        &[],
+    );
+    assert_ne!(node.raft, "127.0.0.1:5555");
+    assert!(
+        TcpStream::connect(&node.raft).is_ok(),
+        "nothing listens on {}",
+        node.raft
+    );
+    // The membership keeps the advertised address.
+    assert_eq!(status_of(&node)["nodes"][0]["raft"], "127.0.0.1:5555");
+}
