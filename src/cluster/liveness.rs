@@ -80,7 +80,7 @@ impl Liveness {
         }
     }
 
-    /// How long a proposed entry may take to commit: [`COMMIT_SLACK`] and
+    /// How long a proposed entry may take to commit: `COMMIT_SLACK` and
     /// two maximum election timeouts (an election, and the new leader's
     /// first commit). 7 s with the defaults, below a follower's 10 s wait
     /// for a forwarded write, so the leader's answer comes first.
