@@ -538,12 +538,19 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
 fn in_use_names_the_holding_process() {
     let env = Env::new();
     env.kvr(["put", "k", "v"]).ok();
-    // A batch waiting on its stdin holds the database (it waits for the
-    // lock itself, in case one of our probes holds it at that moment).
+    // A batch that has begun reading its stdin holds the database until
+    // its input ends (it opens the file on its first bytes, and waits for
+    // the lock itself, in case one of our probes holds it at that moment).
     let mut holder = env.kvr(["--lock-timeout", "60", "batch"]).cmd;
     holder.stdin(Stdio::piped()).stderr(Stdio::null());
     let mut child = holder.spawn().unwrap();
     let pid = child.id();
+    {
+        use std::io::Write as _;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"{\"key\":\"k1\",\"value\":\"x\"}\n").unwrap();
+        stdin.flush().unwrap();
+    }
     let message = loop {
         let done = env.kvr(["get", "k"]).output();
         if done.out.status.code() == Some(3) {
