@@ -548,7 +548,9 @@ fn in_use_names_the_holding_process() {
     {
         use std::io::Write as _;
         let stdin = child.stdin.as_mut().unwrap();
-        stdin.write_all(b"{\"key\":\"k1\",\"value\":\"x\"}\n").unwrap();
+        stdin
+            .write_all(b"{\"key\":\"k1\",\"value\":\"x\"}\n")
+            .unwrap();
         stdin.flush().unwrap();
     }
     let message = loop {
