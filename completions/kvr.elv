@@ -481,7 +481,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --read-ratio 'Share of reads in the mixed workload'
             cand --batch-size 'Operations per request of the batch workload'
             cand --range-size 'Keys per request of the range workload'
-            cand --db 'The database file'
+            cand --db 'The database file to measure (default: a temporary file, removed afterwards)'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
             cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]'
             cand --server 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)'

@@ -390,7 +390,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand bench" -l prefill -d 'Keys to wr
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l read-ratio -d 'Share of reads in the mixed workload' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l batch-size -d 'Operations per request of the batch workload' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l range-size -d 'Keys per request of the range workload' -r
-complete -c kvr -n "__fish_kvr_using_subcommand bench" -l db -d 'The database file' -r -F
+complete -c kvr -n "__fish_kvr_using_subcommand bench" -l db -d 'The database file to measure (default: a temporary file, removed afterwards)' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand bench" -l server -d 'Run the command against a running `kvr serve` instead of a local file; a comma-separated list is tried in order (`serve` ignores KVR_SERVER)' -r

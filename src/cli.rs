@@ -127,12 +127,22 @@ pub enum Consistency {
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
+    // `KVR_DB=` (set but empty, as `export KVR_DB=` leaves it) means the
+    // default, not clap's "a value is required for '--db'", which names a
+    // flag nobody typed.
+    if std::env::var_os("KVR_DB").is_some_and(|v| v.is_empty()) {
+        cmd = cmd.mut_arg("db", |a| a.env(None::<&str>));
+    }
     // Global options reach the subcommands only when the command is built.
     cmd.build();
     // `mut_args`, not `mut_arg`: it keeps the order of the built index.
     cmd.mut_subcommand("bench", |bench| {
         bench.mut_args(|a| match a.get_id().as_str() {
-            "db" | "server" => a.hide_env(true),
+            // Without --db bench uses a temporary file, not ./kvr.redb.
+            "db" => a.hide_env(true).hide_default_value(true).help(
+                "The database file to measure (default: a temporary file, removed afterwards)",
+            ),
+            "server" => a.hide_env(true),
             _ => a,
         })
     })

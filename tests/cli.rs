@@ -209,6 +209,9 @@ fn db_flag_env_and_default() {
     // Default: ./kvr.redb in the current directory.
     env.kvr_bare(["put", "k", "default"]).ok();
     assert!(env.path("kvr.redb").exists());
+    // A set but empty KVR_DB is the default too.
+    let got = env.kvr_bare(["get", "k"]).env("KVR_DB", "").ok();
+    assert_eq!(got.out.stdout, b"default");
     // KVR_DB names the file; a --db flag beats it.
     let from_env = env.path("env.redb");
     env.kvr_bare(["put", "k", "env"])

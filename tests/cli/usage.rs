@@ -174,6 +174,11 @@ fn help_puts_global_options_apart_and_shows_no_empty_env_values() {
         !bench.contains("[env: KVR_DB") && !bench.contains("[env: KVR_SERVER"),
         "{bench}"
     );
+    // Nor ./kvr.redb: without --db it measures a temporary file.
+    assert!(
+        !bench.contains("kvr.redb") && bench.contains("a temporary file, removed"),
+        "{bench}"
+    );
     let put = env.kvr_bare(["put", "--help"]).ok().stdout_text();
     assert!(put.contains("[env: KVR_DB]"), "{put}");
 }
