@@ -214,14 +214,14 @@ impl Dest {
         })
     }
 
-    /// The file the backup is built in.
-    fn temp(&self) -> PathBuf {
+    /// The file the backup is built in, until [`Dest::finish`].
+    pub fn path_in_progress(&self) -> PathBuf {
         self.work.path().join("backup.redb")
     }
 
     /// Creates the new, empty kvr database the backup is written into.
     pub fn open(&self, opts: &StoreOptions) -> Result<Store> {
-        Store::open(&self.temp(), OpenMode::Create, opts)
+        Store::open(&self.path_in_progress(), OpenMode::Create, opts)
     }
 
     /// Moves the finished file to DEST, mode 0600 (it holds all the data;
@@ -230,7 +230,7 @@ impl Dest {
     /// Returns DEST's size.
     pub fn finish(self) -> Result<u64> {
         use std::os::unix::fs::PermissionsExt;
-        let (from, to) = (self.temp(), &self.path);
+        let (from, to) = (self.path_in_progress(), &self.path);
         std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("cannot set the mode of {}", from.display()), e))?;
         let moved = if self.force {

@@ -96,7 +96,7 @@ fn from_file(src: &Store, dest: &Dest, opts: &StoreOptions, stop: &AtomicBool) -
         Ok(true)
     })?;
     let done = finish(copier, revision, &progress)?;
-    crate::store::compact_database(out.into_database()?)?;
+    crate::store::compact_database(out.into_database()?, &dest.path_in_progress())?;
     Ok(done)
 }
 
@@ -125,7 +125,7 @@ fn from_server(
     )?;
     let copier = copier.unwrap_or_else(|| Copier::new(&out, revision.get()));
     let done = finish(copier, revision.get(), &progress)?;
-    crate::store::compact_database(out.into_database()?)?;
+    crate::store::compact_database(out.into_database()?, &dest.path_in_progress())?;
     Ok(done)
 }
 

@@ -15,7 +15,7 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     local_only(g, "compact")?;
     let before = size(&g.db)?;
     let (store, _) = crate::engine::open_store(&g.db, OpenMode::MustExist, &store_options(g)?)?;
-    crate::store::compact_database(store.into_database()?)?;
+    crate::store::compact_database(store.into_database()?, &g.db)?;
     let after = size(&g.db)?;
     super::print_out(format!(
         "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)\n",

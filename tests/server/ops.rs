@@ -555,6 +555,10 @@ fn compact_shrinks_a_file_with_many_deletes() {
         "{out}"
     );
     assert_eq!(run_ok(d, &["--db", "db.redb", "range"]), range_before);
+    // The size compact reports is the one the next commands see: no growth
+    // at the first open after it.
+    assert_eq!(stats(d, "db.redb")["file_bytes"], after);
+    assert_eq!(std::fs::metadata(d.join("db.redb")).unwrap().len(), after);
     assert_eq!(
         run_ok(d, &["--db", "db.redb", "check"]),
         "ok: 2000 keys, revision 38000\n"
