@@ -86,6 +86,22 @@ fn spawn(dir: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
     spawn_at(dir, name, ("127.0.0.1:0", "127.0.0.1:0"), extra, env)
 }
 
+/// The arguments that start member NAME (`NAME.redb`) on these addresses.
+fn member_args(name: &str, listen: &str, raft: &str) -> Vec<String> {
+    let db = format!("{name}.redb");
+    [
+        "--db",
+        &db,
+        "serve",
+        "--listen",
+        listen,
+        "--raft-listen",
+        raft,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// [`spawn`] on given addresses (a restarted member keeps its own).
 fn spawn_at(
     dir: &Path,
@@ -94,24 +110,15 @@ fn spawn_at(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Node {
-    let db = format!("{name}.redb");
     let mut cmd = kvr_cmd(dir);
-    cmd.args([
-        "--db",
-        &db,
-        "serve",
-        "--listen",
-        listen,
-        "--raft-listen",
-        raft,
-        "--quiet",
-    ])
-    .args(extra)
-    .envs(env.iter().copied())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::from(
-        std::fs::File::create(dir.join(format!("{name}.err"))).unwrap(),
-    ));
+    cmd.args(member_args(name, listen, raft))
+        .arg("--quiet")
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join(format!("{name}.err"))).unwrap(),
+        ));
     let mut child = cmd.spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();

@@ -161,7 +161,6 @@ impl Net {
         (listen, raft): (&str, &str),
         extra: &[&str],
     ) -> Node {
-        let db = format!("{name}.redb");
         let mut cmd = Command::new("ip");
         cmd.env_clear().current_dir(dir);
         if let Ok(path) = std::env::var("PATH") {
@@ -170,16 +169,8 @@ impl Net {
         // `ip netns exec` execs in place: the child's pid is kvr's, for
         // kill -9 and SIGSTOP.
         cmd.args(["netns", "exec", &self.ns(i), KVR])
-            .args([
-                "--db",
-                &db,
-                "serve",
-                "--listen",
-                listen,
-                "--raft-listen",
-                raft,
-                "--quiet",
-            ])
+            .args(crate::member_args(name, listen, raft))
+            .arg("--quiet")
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(

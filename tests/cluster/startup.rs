@@ -6,18 +6,8 @@ use super::*;
 /// `kvr --db NAME.redb serve --listen LISTEN --raft-listen RAFT ARGS`,
 /// to its end (at most `secs`).
 fn serve_to_end(dir: &Path, name: &str, (listen, raft): (&str, &str), args: &[&str]) -> Output {
-    let db = format!("{name}.redb");
     let mut cmd = kvr_cmd(dir);
-    cmd.args([
-        "--db",
-        &db,
-        "serve",
-        "--listen",
-        listen,
-        "--raft-listen",
-        raft,
-    ])
-    .args(args);
+    cmd.args(member_args(name, listen, raft)).args(args);
     super::tls::run(cmd, 30)
 }
 

@@ -103,18 +103,8 @@ pub(super) fn run(mut cmd: Command, secs: u64) -> Output {
 /// `kvr --db NAME.redb serve --listen 127.0.0.1:0 --raft-listen RAFT ARGS`,
 /// to its end.
 fn serve_to_end(dir: &Path, name: &str, raft: &str, args: &[String]) -> Output {
-    let db = format!("{name}.redb");
     let mut cmd = kvr_cmd(dir);
-    cmd.args([
-        "--db",
-        &db,
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--raft-listen",
-        raft,
-    ])
-    .args(args);
+    cmd.args(member_args(name, "127.0.0.1:0", raft)).args(args);
     run(cmd, 120)
 }
 
