@@ -981,6 +981,9 @@ mod usage;
 #[path = "cli/expiry.rs"]
 mod expiry;
 
+#[path = "cli/read_only.rs"]
+mod read_only;
+
 /// Commands that print after their work never panic on a closed or full
 /// stdout: a reader that went away is exit 0 and quiet, as for `range |
 /// head`; a full disk is exit 3, "disk full".

@@ -47,7 +47,7 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
         }
         None => {
             refuse_own_file(g, &args)?;
-            let (src, _) = crate::engine::open_store(&g.db, OpenMode::MustExist, &opts)?;
+            let (src, _) = crate::engine::open_store(&g.db, OpenMode::ReadOnly, &opts)?;
             let dest = Dest::create(&args.dest, args.force)?;
             let done = from_file(&src, &dest, &opts, &stop)?;
             drop(src);

@@ -43,9 +43,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         // Each checks its arguments before it opens (or creates) anything.
         Command::Put(args) => put::run(|| open(g, OpenMode::Create), args),
-        Command::Get(args) => get::run(|| open(g, OpenMode::MustExist), args),
+        Command::Get(args) => get::run(|| open(g, OpenMode::ReadOnly), args),
         Command::Delete(args) => delete::run(|| open(g, OpenMode::MustExist), args),
-        Command::Range(args) => range::run(|| open(g, OpenMode::MustExist), args),
+        Command::Range(args) => range::run(|| open(g, OpenMode::ReadOnly), args),
         Command::Watch(args) => watch::run(g, args),
         Command::Batch(args) => batch::run(
             || open(g, OpenMode::Create),
@@ -53,7 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             remote(g)?.is_some(),
             &g.db,
         ),
-        Command::Stats(_) => stats::run(&*open(g, OpenMode::MustExist)?),
+        Command::Stats(_) => stats::run(&*open(g, OpenMode::ReadOnly)?),
         Command::Backup(args) => backup::run(g, args),
         Command::Check(_) => check::run(g),
         Command::Compact(_) => compact::run(g),

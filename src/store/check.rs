@@ -2,7 +2,7 @@
 //!
 //! redb's own integrity check ([`redb::Database::check_integrity`]) needs a
 //! writable database and repairs what it can. So it runs on the file seen
-//! through [`Overlay`]: reads come from the file (opened read-only), writes
+//! through an [`Overlay`]: reads come from the file (opened read-only), writes
 //! land in memory and are dropped at the end. Meanwhile a read-only redb
 //! handle on the file holds it, so no kvr process writes to it during the
 //! check (one that holds it already makes the check fail as "in use").
@@ -13,14 +13,12 @@
 //! with the records: one entry per key with an expiry, at that expiry and
 //! revision, and no other entry.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableError};
 
+use super::overlay::Overlay;
 use super::record::{self, DB_FORMAT, EXPIRY, KV, META, META_FORMAT, META_KEYS, META_REVISION};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
@@ -283,175 +281,4 @@ fn check_expiry_entries(
         }
     }
     Ok(())
-}
-
-/// Granularity of [`Overlay`]'s copy-on-write blocks.
-const BLOCK: u64 = 4096;
-
-/// A storage backend over a read-only file: writes go to memory blocks
-/// that shadow the file; nothing is ever written to it. See the module header.
-struct Overlay {
-    file: File,
-    path: PathBuf,
-    state: Mutex<OverlayState>,
-}
-
-struct OverlayState {
-    /// The backend's length.
-    len: u64,
-    /// Bytes of the file below this offset are visible (a shrink hides the rest).
-    visible: u64,
-    blocks: HashMap<u64, Vec<u8>>,
-}
-
-impl std::fmt::Debug for Overlay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Overlay").field("path", &self.path).finish()
-    }
-}
-
-impl Overlay {
-    fn new(file: File, path: PathBuf) -> Result<Overlay> {
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?
-            .len();
-        Ok(Overlay {
-            file,
-            path,
-            state: Mutex::new(OverlayState {
-                len,
-                visible: len,
-                blocks: HashMap::new(),
-            }),
-        })
-    }
-
-    fn state(&self) -> std::io::Result<std::sync::MutexGuard<'_, OverlayState>> {
-        self.state
-            .lock()
-            .map_err(|_| std::io::Error::other("overlay lock poisoned"))
-    }
-
-    /// Reads `out.len()` bytes at `offset` of the file as it is visible:
-    /// zeros past `visible`.
-    fn read_file(&self, visible: u64, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        let n = visible.saturating_sub(offset).min(out.len() as u64) as usize;
-        self.file.read_exact_at(&mut out[..n], offset)?;
-        out[n..].fill(0);
-        Ok(())
-    }
-}
-
-impl redb::StorageBackend for Overlay {
-    fn len(&self) -> std::io::Result<u64> {
-        Ok(self.state()?.len)
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        let st = self.state()?;
-        if offset.saturating_add(out.len() as u64) > st.len {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let mut done = 0usize;
-        while done < out.len() {
-            let pos = offset + done as u64;
-            let (block, within) = (pos / BLOCK, (pos % BLOCK) as usize);
-            let n = (BLOCK as usize - within).min(out.len() - done);
-            match st.blocks.get(&block) {
-                Some(b) => out[done..done + n].copy_from_slice(&b[within..within + n]),
-                None => {
-                    // Read the run of blocks up to the next shadowed one in one call.
-                    let mut end = done + n;
-                    let mut next = block + 1;
-                    while end < out.len() && !st.blocks.contains_key(&next) {
-                        end = (end + BLOCK as usize).min(out.len());
-                        next += 1;
-                    }
-                    self.read_file(st.visible, pos, &mut out[done..end])?;
-                    done = end;
-                    continue;
-                }
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        let mut st = self.state()?;
-        if len < st.len {
-            st.visible = st.visible.min(len);
-            st.blocks.retain(|&b, _| b * BLOCK < len);
-            if let Some(b) = st.blocks.get_mut(&(len / BLOCK)) {
-                b[(len % BLOCK) as usize..].fill(0);
-            }
-        }
-        st.len = len;
-        Ok(())
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        let mut st = self.state()?;
-        let end = offset.saturating_add(data.len() as u64);
-        if end > st.len {
-            st.len = end;
-        }
-        let mut done = 0usize;
-        while done < data.len() {
-            let pos = offset + done as u64;
-            let (block, within) = (pos / BLOCK, (pos % BLOCK) as usize);
-            let n = (BLOCK as usize - within).min(data.len() - done);
-            if !st.blocks.contains_key(&block) {
-                let mut b = vec![0u8; BLOCK as usize];
-                self.read_file(st.visible, block * BLOCK, &mut b)?;
-                st.blocks.insert(block, b);
-            }
-            if let Some(b) = st.blocks.get_mut(&block) {
-                b[within..within + n].copy_from_slice(&data[done..done + n]);
-            }
-            done += n;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use redb::StorageBackend;
-
-    use super::*;
-
-    /// Reads see the writes over the file; the file never changes.
-    #[test]
-    fn overlay_shadows_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let original: Vec<u8> = (0..3 * BLOCK + 100).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &original).unwrap();
-        let o = Overlay::new(File::open(&path).unwrap(), path.clone()).unwrap();
-        o.write(BLOCK - 2, &[9; 4]).unwrap();
-        let mut out = vec![0; original.len()];
-        o.read(0, &mut out).unwrap();
-        let mut expected = original.clone();
-        expected[BLOCK as usize - 2..BLOCK as usize + 2].fill(9);
-        assert_eq!(out, expected);
-        // Shrink, then grow: the hidden tail reads as zeros.
-        o.set_len(BLOCK + 10).unwrap();
-        o.set_len(4 * BLOCK).unwrap();
-        let mut out = vec![0; 4 * BLOCK as usize];
-        o.read(0, &mut out).unwrap();
-        assert_eq!(&out[..BLOCK as usize + 2], &expected[..BLOCK as usize + 2]);
-        assert_eq!(
-            &out[BLOCK as usize + 2..BLOCK as usize + 10],
-            &original[BLOCK as usize + 2..BLOCK as usize + 10]
-        );
-        assert!(out[BLOCK as usize + 10..].iter().all(|&b| b == 0));
-        assert!(o.read(4 * BLOCK - 1, &mut [0; 2]).is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), original);
-    }
 }

@@ -114,7 +114,11 @@ pub fn build_empty<B: StorageBackend + Clone>(backend: B, opts: &StoreOptions) -
     let db = redb::Builder::new()
         .set_cache_size(opts.cache_bytes)
         .create_with_backend(backend.clone())?;
-    let store = Store::init(db, PathBuf::from("<new database>"), opts)?;
+    let store = Store::init(
+        super::Handle::Writable(db),
+        PathBuf::from("<new database>"),
+        opts,
+    )?;
     drop(store);
     backend
         .sync_data()

@@ -3,7 +3,8 @@
 //! * [`Store::open`] opens (or, for writing commands, creates atomically:
 //!   `create.rs`) the file, takes the single-process lock, checks the format
 //!   and replays the write-ahead log a crashed `kvr serve` left (see `wal`).
-//!   When another process holds it, `holder.rs` names that process.
+//!   When another process holds it, `holder.rs` names that process. Read
+//!   commands open it without writing to it (`read_only.rs`).
 //! * [`Store::apply`] (in `apply.rs`) is the one write path: every command that
 //!   writes, later the group-commit writer and the replicated log, goes through
 //!   it.
@@ -15,6 +16,8 @@
 mod apply;
 mod check;
 pub mod cluster;
+mod overlay;
+mod read_only;
 pub use cluster::Replaced;
 pub mod create;
 mod holder;
@@ -61,8 +64,12 @@ const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 /// Whether opening may create the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
-    /// Read commands: a missing file is [`Error::DatabaseMissing`], never created.
+    /// Commands that may write to an existing file: a missing file is
+    /// [`Error::DatabaseMissing`], never created.
     MustExist,
+    /// Read commands: as `MustExist`, and the file is opened read-only
+    /// unless it needs writing first (`read_only.rs`).
+    ReadOnly,
     /// Writing commands create a missing file.
     Create,
 }
@@ -101,7 +108,7 @@ pub fn serve_hint_path(db: &Path) -> PathBuf {
 /// An open kvr database.
 pub struct Store {
     /// `None` only while [`Store::reopen`] swaps the file.
-    db: RwLock<Option<redb::Database>>,
+    db: RwLock<Option<Handle>>,
     /// The thread replaying the log after [`Store::reopen`]: reads from
     /// other threads get `unavailable` until [`Store::reopened`], so nobody
     /// sees the older durable state in between.
@@ -114,6 +121,26 @@ pub struct Store {
     run_max_bytes: usize,
     /// This open created the file (see [`Store::discard_if_unwritten`]).
     created: bool,
+}
+
+/// The open redb file.
+enum Handle {
+    Writable(redb::Database),
+    /// Opened by a read command (`read_only.rs`): nothing writes to it.
+    ReadOnly(read_only::Reader),
+}
+
+impl Handle {
+    fn writable(&self) -> Result<&redb::Database> {
+        match self {
+            Handle::Writable(db) => Ok(db),
+            Handle::ReadOnly(_) => Err(opened_read_only()),
+        }
+    }
+}
+
+fn opened_read_only() -> Error {
+    Error::Storage("the database was opened read-only, by a read command".into())
 }
 
 impl std::fmt::Debug for Store {
@@ -129,13 +156,28 @@ impl Store {
     /// The log of a crashed server is not replayed here: open through
     /// `engine::open_store`, which does both.
     pub fn open(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
-        if mode == OpenMode::MustExist && !path.exists() {
+        if mode != OpenMode::Create && !path.exists() {
             return Err(Error::DatabaseMissing {
                 path: path.to_path_buf(),
             });
         }
-        let (db, created) = open_file(path, mode, opts)?;
-        let mut store = Self::init(db, path.to_path_buf(), opts)?;
+        let mut needs_write = None;
+        if mode == OpenMode::ReadOnly {
+            match read_only::open(path, opts)? {
+                read_only::Opened::Reader(db) => {
+                    return Self::init(Handle::ReadOnly(db), path.to_path_buf(), opts);
+                }
+                read_only::Opened::NeedsWrite(what) => needs_write = Some(what),
+            }
+        }
+        let (db, created) = open_file(path, mode, opts).map_err(|e| match (e, needs_write) {
+            // Say why a read command needed to write the file it may only read.
+            (Error::Io { source, .. }, Some(what)) if read_only::denied(&source) => {
+                Error::io(format!("cannot open {} to {what}", path.display()), source)
+            }
+            (e, _) => e,
+        })?;
+        let mut store = Self::init(Handle::Writable(db), path.to_path_buf(), opts)?;
         store.created = created;
         Ok(store)
     }
@@ -149,11 +191,11 @@ impl Store {
         let db = redb::Builder::new()
             .set_cache_size(opts.cache_bytes)
             .create_with_backend(backend)?;
-        Self::init(db, PathBuf::from("<backend>"), opts)
+        Self::init(Handle::Writable(db), PathBuf::from("<backend>"), opts)
     }
 
     /// Checks the format, creating the tables in a new file.
-    fn init(db: redb::Database, path: PathBuf, opts: &StoreOptions) -> Result<Store> {
+    fn init(db: Handle, path: PathBuf, opts: &StoreOptions) -> Result<Store> {
         let store = Store {
             db: RwLock::new(Some(db)),
             replaying: std::sync::Mutex::new(None),
@@ -247,11 +289,10 @@ impl Store {
         if replaying.is_some_and(|t| t != std::thread::current().id()) {
             return Err(reopening());
         }
-        Ok(self
-            .database()?
-            .as_ref()
-            .ok_or_else(reopening)?
-            .begin_read()?)
+        Ok(match self.database()?.as_ref().ok_or_else(reopening)? {
+            Handle::Writable(db) => db.begin_read()?,
+            Handle::ReadOnly(db) => db.begin_read()?,
+        })
     }
 
     pub(crate) fn write_txn(&self) -> Result<redb::WriteTransaction> {
@@ -259,10 +300,11 @@ impl Store {
             .database()?
             .as_ref()
             .ok_or_else(reopening)?
+            .writable()?
             .begin_write()?)
     }
 
-    fn database(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<redb::Database>>> {
+    fn database(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<Handle>>> {
         self.db.read().map_err(|_| lock_poisoned())
     }
 
@@ -273,12 +315,15 @@ impl Store {
         let Ok(db) = self.database() else {
             return true;
         };
-        match db.as_ref().map(|db| db.try_begin_write()) {
-            Some(Ok(_)) => false,
-            Some(Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo))) | None => {
-                true
-            }
-            Some(Err(_)) => false,
+        match db
+            .as_ref()
+            .map(|db| db.writable().map(|db| db.try_begin_write()))
+        {
+            Some(Ok(Ok(_))) => false,
+            Some(Err(_)) => true,
+            Some(Ok(Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo))))
+            | None => true,
+            Some(Ok(Err(_))) => false,
         }
     }
 
@@ -289,7 +334,7 @@ impl Store {
     pub fn reopen(&self) -> Result<()> {
         *self.replaying.lock().map_err(|_| lock_poisoned())? = Some(std::thread::current().id());
         let mut slot = self.db.write().map_err(|_| lock_poisoned())?;
-        if let Some(old) = slot.take() {
+        if let Some(Handle::Writable(old)) = slot.take() {
             let _ = old.close();
         }
         let opts = StoreOptions {
@@ -297,7 +342,9 @@ impl Store {
             lock_timeout: REOPEN_LOCK_TIMEOUT,
             paced_writeback: self.paced_writeback,
         };
-        *slot = Some(open_file(&self.path, OpenMode::MustExist, &opts)?.0);
+        *slot = Some(Handle::Writable(
+            open_file(&self.path, OpenMode::MustExist, &opts)?.0,
+        ));
         Ok(())
     }
 
@@ -325,10 +372,15 @@ impl Store {
     /// The redb database, closing this store (for what needs it whole,
     /// such as compaction).
     pub fn into_database(self) -> Result<redb::Database> {
-        self.db
+        match self
+            .db
             .into_inner()
             .map_err(|_| lock_poisoned())?
-            .ok_or_else(reopening)
+            .ok_or_else(reopening)?
+        {
+            Handle::Writable(db) => Ok(db),
+            Handle::ReadOnly(_) => Err(opened_read_only()),
+        }
     }
 
     /// Key count, revision and file size, without scanning.
@@ -416,7 +468,7 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
                 other => other,
             });
         }
-        if mode == OpenMode::MustExist || attempts == CREATE_ATTEMPTS {
+        if mode != OpenMode::Create || attempts == CREATE_ATTEMPTS {
             return Err(missing());
         }
         attempts += 1;

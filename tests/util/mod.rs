@@ -105,6 +105,15 @@ impl Env {
         }
     }
 
+    /// Kills the server with SIGKILL, as a crash would; commands go to the
+    /// file with `--db` from then on.
+    pub fn crash_server(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.child.kill().unwrap();
+            s.child.wait().unwrap();
+        }
+    }
+
     pub fn is_served(&self) -> bool {
         self.server.is_some()
     }

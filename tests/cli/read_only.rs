@@ -1,0 +1,247 @@
+//! Read commands with `--db` (`get`, `range`, `stats`, `backup`) open the
+//! file read-only: they write nothing to it and work on a file the user
+//! may only read (`src/store/read_only.rs`).
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::util::{Env, KVR, parse_lines};
+
+/// The file's bytes and modification time.
+fn fingerprint(path: &Path) -> (Vec<u8>, i64, i64) {
+    let meta = std::fs::metadata(path).unwrap();
+    (
+        std::fs::read(path).unwrap(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    )
+}
+
+/// Every read command, each checked for its output.
+fn read_everything(env: &Env, kvr: impl Fn(&[&str]) -> super::util::Run) {
+    let got = kvr(&["get", "a"]).ok();
+    assert_eq!(got.out.stdout, b"1");
+    let lines = parse_lines(&kvr(&["range"]).ok().stdout_text());
+    let keys: Vec<_> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(
+        kvr(&["range", "--count"]).ok().stdout_text(),
+        "{\"count\":2}\n"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&kvr(&["stats"]).ok().stdout_text()).unwrap();
+    assert_eq!(
+        (stats["keys"].as_u64(), stats["revision"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let dest = env.path("out").join("copy.redb");
+    kvr(&["backup", dest.to_str().unwrap()]).ok();
+    let copy = env
+        .kvr_bare(["--db", dest.to_str().unwrap(), "get", "b"])
+        .ok();
+    assert_eq!(copy.out.stdout, b"2");
+}
+
+fn three_writes(env: &Env) {
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    env.kvr(["put", "gone", "x", "--ttl", "1"]).ok();
+}
+
+/// Before, redb's open and close for writing rewrote the header (and
+/// trimmed the file) on every `kvr get`: backup tools and `make` saw a
+/// changed file that no command had changed.
+#[test]
+fn read_commands_leave_the_file_as_it_was() {
+    let env = Env::new();
+    three_writes(&env);
+    std::fs::create_dir(env.path("out")).unwrap();
+    // The key with a TTL expires: reads skip it, and none of them deletes it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = fingerprint(&env.db());
+    read_everything(&env, |args| env.kvr(args));
+    let after = fingerprint(&env.db());
+    assert!(before.0 == after.0, "the file's bytes changed");
+    assert_eq!((before.1, before.2), (after.1, after.2), "mtime changed");
+    // A write still sweeps the expired key.
+    env.kvr(["put", "c", "3"]).ok();
+    assert_eq!(env.stats()["keys"], 3);
+}
+
+/// As `sqlite3` does, reads work on a file and directory the user may only
+/// read (another user's file, a read-only mount or snapshot); a write is
+/// refused with the system's reason and changes nothing.
+#[test]
+fn read_commands_work_on_a_file_that_may_only_be_read() {
+    let env = Env::new();
+    three_writes(&env);
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = env.path("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let before = fingerprint(&env.db());
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root may write anything: run as nobody then.
+    let as_reader = |args: &[&str]| {
+        let mut run = env.kvr(args);
+        if is_root() {
+            run.cmd.uid(65534).gid(65534);
+        }
+        run
+    };
+    read_everything(&env, as_reader);
+    let refused = as_reader(&["put", "a", "9"]).code(3);
+    assert!(
+        refused.stderr_text().contains("Permission denied"),
+        "{}",
+        refused.report()
+    );
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+}
+
+/// A read command that must first replay a crashed server's log into a file
+/// it may only read says so, and leaves both; with write access the next
+/// one replays it and sees the write.
+#[test]
+fn a_log_to_replay_into_a_file_that_may_only_be_read_is_named() {
+    let mut env = Env::served();
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["put", "a", "2"]).ok();
+    env.crash_server(); // the writes are in the log only
+    let log = env.path("test.redb.wal");
+    assert!(log.is_dir());
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut get = env.kvr(["get", "a"]);
+    if is_root() {
+        get.cmd.uid(65534).gid(65534);
+    }
+    let refused = get.code(3);
+    let text = refused.stderr_text();
+    assert!(text.contains("to replay the log"), "{text}");
+    assert!(text.contains("test.redb.wal"), "{text}");
+    assert!(text.contains("Permission denied"), "{text}");
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(log.is_dir(), "the log is kept");
+    assert_eq!(env.kvr(["get", "a"]).ok().out.stdout, b"2");
+    assert!(!log.exists(), "replayed and removed");
+}
+
+/// A `range` whose output nobody reads yet: once it has written its first
+/// byte it holds the file open, blocked on the full pipe (2.5 MB to write).
+fn blocked_reader(env: &Env, as_nobody: bool) -> std::process::Child {
+    let mut holder = env.kvr(["--lock-timeout", "20", "range"]).cmd;
+    if as_nobody && is_root() {
+        holder.uid(65534).gid(65534);
+    }
+    let mut holder = holder.stdout(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 1];
+    holder
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    holder
+}
+
+/// The rest of the blocked reader's output: all 20,000 lines.
+fn finish(mut holder: std::process::Child) {
+    let mut out = vec![b'{'];
+    holder.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(parse_lines(&String::from_utf8(out).unwrap()).len(), 20_000);
+}
+
+fn twenty_thousand_keys(env: &Env) {
+    let lines: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i:05}\",\"value\":\"{}\"}}\n",
+                "v".repeat(100)
+            )
+        })
+        .collect();
+    env.kvr(["batch"]).stdin(lines).ok();
+}
+
+/// One process at a time owns a database file (SPEC), a read command too:
+/// another reader or a writer gets "in use", or waits with --lock-timeout.
+#[test]
+fn a_reader_owns_the_file_as_a_writer_does() {
+    let env = Env::new();
+    twenty_thousand_keys(&env);
+    let holder = blocked_reader(&env, false);
+    for args in [
+        &["get", "k00007"][..],
+        &["put", "k00007", "new"],
+        &["stats"],
+    ] {
+        let busy = env.kvr(args).code(3);
+        assert!(busy.stderr_text().contains("in use"), "{}", busy.report());
+        assert!(
+            busy.stderr_text()
+                .contains(&format!("(pid {})", holder.id())),
+            "{}",
+            busy.report()
+        );
+    }
+    let writer = std::thread::spawn({
+        let db = env.db();
+        move || {
+            std::process::Command::new(KVR)
+                .arg("--db")
+                .arg(&db)
+                .args(["--lock-timeout", "20", "put", "k00007", "new"])
+                .output()
+                .unwrap()
+                .status
+                .code()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    finish(holder);
+    assert_eq!(writer.join().unwrap(), Some(0));
+    assert_eq!(env.kvr(["get", "k00007"]).ok().out.stdout, b"new");
+}
+
+/// A file that may only be read can only be locked shared: its readers
+/// share it, and a process that may write it (root here) still waits for
+/// them.
+#[test]
+fn readers_of_a_file_that_may_only_be_read_share_it() {
+    let env = Env::new();
+    twenty_thousand_keys(&env);
+    let before = fingerprint(&env.db());
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let holder = blocked_reader(&env, true);
+    let mut get = env.kvr(["get", "k00007"]);
+    if is_root() {
+        get.cmd.uid(65534).gid(65534);
+    }
+    assert_eq!(get.ok().out.stdout, "v".repeat(100).as_bytes());
+    if is_root() {
+        let busy = env.kvr(["put", "k00007", "new"]).code(3);
+        assert!(busy.stderr_text().contains("in use"), "{}", busy.report());
+    }
+    finish(holder);
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
