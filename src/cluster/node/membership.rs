@@ -1,0 +1,274 @@
+//! Membership changes of a running cluster: joins (a new node asks any
+//! member; the leader checks it, adds it as a learner, waits until it has
+//! caught up and makes it a voter) and the admin commands of `kvr cluster`
+//! (remove, promote, demote, transfer leadership).
+
+use super::*;
+
+impl Node {
+    /// A join (see [`JoinRequest`]), here if this node leads, else at the leader.
+    pub async fn join(&self, req: JoinRequest) -> Result<JoinAnswer> {
+        if self.raft.is_leader() {
+            return self.join_as_leader(req).await;
+        }
+        match self.leader() {
+            Some((id, node)) if id != self.me.node_id => {
+                self.forward(id, &node, "join", &req).await
+            }
+            _ => Err(no_leader()),
+        }
+    }
+
+    pub(super) async fn join_as_leader(&self, req: JoinRequest) -> Result<JoinAnswer> {
+        // All-TLS or all-plain: a member's URL says which it is.
+        let (tls, joiner_tls) = (
+            crate::cluster::start::is_https(&self.member.url),
+            crate::cluster::start::is_https(&req.url),
+        );
+        if tls != joiner_tls {
+            return Err(Error::invalid(format!(
+                "this cluster is all-{} and the joining node ({}) {}: a cluster is all-TLS or \
+                 all-plain",
+                if tls { "TLS" } else { "plain" },
+                req.url,
+                if joiner_tls {
+                    "speaks TLS; start it without --tls-cert and --tls-key"
+                } else {
+                    "does not speak TLS; start it with --tls-cert and --tls-key"
+                }
+            )));
+        }
+        let m = self.metrics();
+        let membership = m.membership_config.membership().clone();
+        for (id, member) in membership.nodes() {
+            if Some(*id) == req.node_id {
+                continue;
+            }
+            if member.url == req.url || member.raft == req.raft {
+                return Err(Error::Conflict(format!(
+                    "{} is the address of node {id} of this cluster: remove node {id} first \
+                     (kvr cluster remove {id})",
+                    if member.url == req.url {
+                        &req.url
+                    } else {
+                        &req.raft
+                    }
+                )));
+            }
+        }
+        let node_id = match req.node_id {
+            None => match self.propose(Command::NewNodeId).await? {
+                Reply::NodeId(id) => id,
+                other => return Err(Error::Storage(format!("unexpected reply {other:?}"))),
+            },
+            Some(id) => {
+                let member = Member {
+                    url: req.url.clone(),
+                    raft: req.raft.clone(),
+                };
+                let is_voter = membership.voter_ids().any(|v| v == id);
+                if !is_voter {
+                    self.verify_joiner(id, &req.raft).await?;
+                    self.raft
+                        .add_learner(id, member, true)
+                        .await
+                        .map_err(|e| unknown(format!("adding the learner failed: {e}")))?;
+                    self.wait_caught_up(id).await?;
+                    if !req.learner {
+                        self.raft
+                            .change_membership(
+                                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                                false,
+                            )
+                            .await
+                            .map_err(|e| unknown(format!("promoting node {id} failed: {e}")))?;
+                    }
+                }
+                id
+            }
+        };
+        Ok(JoinAnswer {
+            cluster_id: self.me.cluster_id.clone(),
+            node_id,
+        })
+    }
+
+    /// Before node `id` becomes a member, a connection to its raft
+    /// listener: a certificate this node does not trust refuses the join
+    /// (else the cluster would keep a member it cannot reach). Other
+    /// failures are left to Raft's retries.
+    async fn verify_joiner(&self, id: NodeId, raft: &str) -> Result<()> {
+        if self.me.tls.is_none() {
+            return Ok(());
+        }
+        let probe = network::call(
+            &mut None,
+            network::Dest {
+                addr: raft,
+                me: &self.me,
+                target: id,
+            },
+            "hello",
+            full(Vec::new()),
+            None,
+            FORWARD_TIMEOUT,
+        )
+        .await;
+        match probe {
+            Err((_, e)) => match crate::tls::failure(&format!("raft {raft}"), &e) {
+                Some(refused) => Err(Error::invalid(format!(
+                    "node {id} cannot be added: {refused}"
+                ))),
+                None => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// A membership or leadership change, here if this node leads, else
+    /// at the leader.
+    pub async fn admin(&self, op: Admin) -> Result<()> {
+        if self.raft.is_leader() {
+            return self.admin_as_leader(op).await;
+        }
+        match self.leader() {
+            Some((id, node)) if id != self.me.node_id => {
+                self.forward(id, &node, "admin", &op).await
+            }
+            _ => Err(no_leader()),
+        }
+    }
+
+    pub(super) async fn admin_as_leader(&self, op: Admin) -> Result<()> {
+        let membership = self.metrics().membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let id = match op {
+            Admin::Promote(id) | Admin::Remove(id) | Admin::TransferLeader(id) => id,
+        };
+        let Some(member) = membership.get_node(&id).cloned() else {
+            return Err(Error::NodeNotFound { id });
+        };
+        let failed = |what: &str, e: &dyn std::fmt::Display| unknown(format!("{what}: {e}"));
+        match op {
+            Admin::Promote(_) if voters.contains(&id) => Ok(()),
+            Admin::Promote(_) => self
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map(|_| ())
+                .map_err(|e| failed("promoting failed", &e)),
+            Admin::Remove(_) => {
+                if voters.len() == 1 && voters.contains(&id) {
+                    return Err(Error::invalid(format!(
+                        "node {id} is the last voter: a cluster cannot remove its last voter"
+                    )));
+                }
+                let change = if voters.contains(&id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(|e| failed("removing failed", &e))?;
+                // Tell it (best effort): it stops serving and exits.
+                if id == self.me.node_id {
+                    self.mark_removed();
+                } else {
+                    let mut conn = None;
+                    let _ = network::call(
+                        &mut conn,
+                        network::Dest {
+                            addr: &member.raft,
+                            me: &self.me,
+                            target: id,
+                        },
+                        "removed",
+                        full(Bytes::new()),
+                        None,
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                }
+                Ok(())
+            }
+            Admin::TransferLeader(_) if !voters.contains(&id) => Err(Error::invalid(format!(
+                "node {id} is a learner: only a voter can lead (kvr cluster promote {id} first)"
+            ))),
+            Admin::TransferLeader(_) if id == self.me.node_id => Ok(()),
+            Admin::TransferLeader(_) => {
+                self.raft
+                    .trigger()
+                    .transfer_leader(id)
+                    .await
+                    .map_err(|e| failed("transferring leadership failed", &e))?;
+                self.raft
+                    .wait(Some(FORWARD_TIMEOUT))
+                    .current_leader(id, "leadership transfer")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| failed("the new leader did not take over", &e))
+            }
+        }
+    }
+
+    /// This node was removed from its cluster: remember it in the file,
+    /// answer `removed` from now on, and exit 3 shortly.
+    pub fn mark_removed(&self) {
+        if self.removed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let _ = self
+            .engine
+            .store()
+            .set_cluster_value(crate::store::cluster::REMOVED, b"1");
+        crate::server::log::event(format_args!(
+            "kvr serve: node {} was removed from cluster {}; exiting",
+            self.me.node_id, self.me.cluster_id
+        ));
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::exit(3);
+        });
+    }
+
+    /// `Err(removed)` once this node is no longer a member.
+    pub fn check_member(&self) -> Result<()> {
+        if self.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Removed(format!(
+                "node {} was removed from cluster {}",
+                self.me.node_id, self.me.cluster_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until node `id` has every entry this leader had when asked
+    /// (openraft counts a learner within `replication_lag_threshold`
+    /// entries as caught up, which a node still installing a snapshot of
+    /// a big database can be).
+    async fn wait_caught_up(&self, id: NodeId) -> Result<()> {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        let target = self.metrics().last_log_index.unwrap_or(0);
+        let mut m = self.raft.metrics();
+        loop {
+            let matched = {
+                let now = m.borrow_watched();
+                if now.current_leader != Some(self.me.node_id) {
+                    return Err(no_leader());
+                }
+                now.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index)
+            };
+            if matched >= target {
+                return Ok(());
+            }
+            if m.changed().await.is_err() {
+                return Err(no_leader());
+            }
+        }
+    }
+}
