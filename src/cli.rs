@@ -254,15 +254,14 @@ pub struct PutArgs {
 /// A `--ttl` duration in seconds: a whole number with an optional unit
 /// `s`, `m`, `h` or `d`, from 1 second to 10 years.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
-    let (digits, unit) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
-        _ => (text, 's'),
-    };
+    // The unit is every letter at the end (so "5sec" names "sec").
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
     let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => {
             return Err(format!(
                 "unknown unit {unit:?}: use s, m, h or d (e.g. 30s, 5m)"

@@ -591,6 +591,7 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
         "compacted" => Error::Compacted {
             requested: 0,
             oldest: body.oldest_revision.unwrap_or(0),
+            resumed: false,
         },
         "unauthorized" => Error::Unauthorized(strip("unauthorized: ")),
         "insufficient_storage" => Error::DiskFull {

@@ -104,11 +104,14 @@ pub enum Error {
 
     /// A watch from a revision whose events are no longer kept (exit 1,
     /// HTTP 410 `compacted` with `oldest_revision`).
-    #[error(
-        "revision {requested} is compacted: the oldest revision the history keeps is {oldest}; \
-         watch from {oldest} or later (or without --from-revision)"
-    )]
-    Compacted { requested: u64, oldest: u64 },
+    /// `resumed`: the watch was resuming after a break (`kvr watch`), not
+    /// starting at a revision the user gave.
+    #[error("{}", compacted_message(*requested, *oldest, *resumed))]
+    Compacted {
+        requested: u64,
+        oldest: u64,
+        resumed: bool,
+    },
 
     /// Try again later: unreachable, timed out, overloaded, shutting down (exit 5, HTTP 503).
     #[error("{message}")]
@@ -351,6 +354,21 @@ impl Code {
             Code::InsufficientStorage => 507,
             Code::Internal => 500,
         }
+    }
+}
+
+/// The text of [`Error::Compacted`].
+fn compacted_message(requested: u64, oldest: u64, resumed: bool) -> String {
+    if resumed {
+        format!(
+            "cannot resume the watch: the events from revision {requested} on are no longer \
+             kept (the oldest revision the history keeps is {oldest}); start a new watch"
+        )
+    } else {
+        format!(
+            "revision {requested} is compacted: the oldest revision the history keeps is \
+             {oldest}; watch from {oldest} or later (or without --from-revision)"
+        )
     }
 }
 

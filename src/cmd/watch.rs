@@ -18,6 +18,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between reconnection attempts: a restarted server is
 /// picked up within this much of answering again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Shortest `--timeout` for a watch (see [`run`]).
+const MIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The fields of a watch line the client looks at.
 #[derive(Debug, Deserialize)]
@@ -47,8 +49,19 @@ pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
         return Err(Error::invalid("--from-revision must be 1 or more").into());
     }
     let timeout = seconds(g.timeout, "--timeout")?;
+    if timeout < MIN_TIMEOUT {
+        // Progress comes at most every second: a shorter bound on the time
+        // without progress would cut every healthy stream.
+        return Err(Error::invalid(format!(
+            "--timeout must be at least {} s for watch (it asks for progress every third of it, \
+             and the server sends it at most every second)",
+            MIN_TIMEOUT.as_secs()
+        ))
+        .into());
+    }
     let client = Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?;
     exit_quietly_on_signals();
+    exit_quietly_when_stdout_closes();
     let mut w = WatchQuery {
         query,
         from_revision: args.from_revision,
@@ -57,14 +70,24 @@ pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
         // never trips the client's read timeout.
         progress_secs: (timeout.as_secs() / 3).max(1),
     };
-    follow(&client, &mut w, args.progress)?;
+    follow(&client, &mut w, args.progress, timeout)?;
     Ok(())
 }
 
-/// The reconnecting loop; returns when stdout is closed.
-fn follow(client: &Client, w: &mut WatchQuery, print_progress: bool) -> Result<()> {
+/// The reconnecting loop; returns when stdout is closed. Until a first
+/// stream has been established, the servers not answering within
+/// `timeout` is an error (a wrong URL must not hang); after that the watch
+/// reconnects for as long as it runs.
+fn follow(
+    client: &Client,
+    w: &mut WatchQuery,
+    print_progress: bool,
+    timeout: Duration,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut backoff = FIRST_BACKOFF;
+    let started = std::time::Instant::now();
+    let mut ever_progressed = false;
     loop {
         let mut closed = false;
         let mut progressed = false;
@@ -108,12 +131,15 @@ fn follow(client: &Client, w: &mut WatchQuery, print_progress: bool) -> Result<(
                 return Err(Error::Compacted {
                     requested: w.from_revision.unwrap_or(0),
                     oldest,
+                    resumed: ever_progressed,
                 });
             }
-            Err(e) if retryable(&e) => {}
+            Err(e) if retryable(&e) && (ever_progressed || progressed) => {}
+            Err(e) if retryable(&e) && started.elapsed() < timeout => {}
             Err(e) => return Err(e),
         }
         if progressed {
+            ever_progressed = true;
             backoff = FIRST_BACKOFF;
         }
         std::thread::sleep(backoff);
@@ -128,6 +154,26 @@ fn retryable(e: &Error) -> bool {
         e,
         Error::Unavailable { .. } | Error::Io { .. } | Error::Storage(_)
     )
+}
+
+/// A closed stdout (`kvr watch | head -1`) ends the watch with exit 0 at
+/// once, not at the next event it would print, which may never come: a
+/// pipe's write end reports an error to `poll` once its reader is gone.
+fn exit_quietly_when_stdout_closes() {
+    std::thread::spawn(|| {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let stdout = std::io::stdout();
+        let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+        loop {
+            match poll(&mut fds, None) {
+                Ok(_) if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) => {
+                    std::process::exit(0);
+                }
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP end the watch with exit 0: interrupting it is

@@ -133,7 +133,7 @@ impl Query {
             None | Some(b"false") | Some(b"0") => Ok(false),
             Some(b"true") | Some(b"1") | Some(b"") => Ok(true),
             Some(v) => Err(Error::invalid(format!(
-                "query parameter {name} must be true or false, not {:?}",
+                "query parameter {name} must be true or false (or 1 or 0), not {:?}",
                 String::from_utf8_lossy(v)
             ))),
         }

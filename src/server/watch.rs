@@ -161,6 +161,7 @@ pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
         return Err(Error::Compacted {
             requested: from,
             oldest,
+            resumed: false,
         });
     }
     let outbox = Arc::new(Outbox::new(engine.clone()));

@@ -99,6 +99,10 @@ fn ttl_rejections_change_nothing(env: Env) {
     ] {
         env.kvr(["put", "--ttl", bad, "k", "other"]).code(2);
     }
+    // The unit named as written, not its last letter.
+    env.kvr(["put", "--ttl", "5sec", "k", "other"])
+        .code(2)
+        .stderr_has("unknown unit \"sec\"");
     for line in [
         r#"{"key":"a","value":"x","ttl":0}"#,
         r#"{"key":"a","value":"x","ttl":315360001}"#,

@@ -269,17 +269,114 @@ fn cli_watch_exits_0_when_stdout_closes() {
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
     assert_eq!(first, "{\"progress_revision\":0}\n");
+    for r in 1..=3 {
+        let mut event = String::new();
+        out.read_line(&mut event).unwrap();
+        assert!(event.contains(&format!("\"revision\":{r},")), "{event}");
+    }
     drop(out);
-    put_range(&s, 4, 6);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
+    // No further event or progress line (the next is 10 s away) to write:
+    // it notices the closed pipe by itself (before, `kvr watch | head -1`
+    // ran until the next matching event, if one ever came).
+    let status = exit_within(child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Waits for `child` to exit, failing after `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
         if let Some(st) = child.try_wait().unwrap() {
-            break st;
+            return st;
         }
         assert!(Instant::now() < deadline, "kvr watch did not exit");
         std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    }
+}
+
+/// A watch that never reaches a server fails as other commands do (exit 5)
+/// once `--timeout` has passed, instead of retrying silently for ever; a
+/// `--timeout` shorter than the server's shortest progress interval
+/// (1 s) × 3 is refused.
+#[test]
+fn cli_watch_of_an_unreachable_server_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut guard = Killed(
+        kvr_cmd(dir.path())
+            .args(["--server", "http://127.0.0.1:1", "--timeout", "3", "watch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = exit_within(&mut guard.0, Duration::from_secs(15));
+    assert_eq!(status.code(), Some(5));
+    let mut err = String::new();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.starts_with("kvr: error: cannot reach"), "{err}");
+    let out = kvr_cmd(dir.path())
+        .args(["--server", "http://127.0.0.1:1", "--timeout", "1", "watch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--timeout must be at least 3 s for watch"),
+        "{err}"
+    );
+}
+
+/// A watch resuming after a break whose events are gone (a `--db` write
+/// while the server was stopped records none) says it cannot resume; it
+/// does not tell the user to drop a --from-revision they never gave.
+#[test]
+fn cli_watch_that_cannot_resume_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    let addr = s.addr.clone();
+    let mut guard = Killed(
+        kvr_cmd(dir.path())
+            .args(["--server", &s.url, "--timeout", "3", "watch", "--progress"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Its first line (progress at revision 0) says it is watching.
+    let mut out = BufReader::new(guard.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "{\"progress_revision\":0}\n");
+    put_range(&s, 1, 1);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"revision\":1"), "{line}");
+    assert!(s.terminate().success());
+    let db = s.dir.join("db.redb");
+    let put = kvr_cmd(dir.path())
+        .args(["--db", db.to_str().unwrap(), "put", "k0002", "v"])
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{put:?}");
+    let _s = Server::start(dir.path(), &["--listen", &addr]);
+    let status = exit_within(&mut guard.0, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("cannot resume the watch"), "{err}");
+    assert!(!err.contains("--from-revision"), "{err}");
 }
 
 /// A thousand idle watchers: each gets the next event; the memory each
