@@ -100,14 +100,18 @@ fn tags(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Tags>> {
 }
 
 /// Whether an opaque tag is revision `revision`: digits only (Rust's
-/// integer parser would also take a `+`).
+/// integer parser would also take a `+`), written as the server writes
+/// its ETags: entity tags compare as strings (RFC 9110 section 8.8.3.2),
+/// so `"02"` is not the tag `"2"`.
 fn names_revision(opaque: &str, revision: u64) -> bool {
     revision_of(opaque) == Some(revision)
 }
 
 fn revision_of(opaque: &str) -> Option<u64> {
+    let canonical = |t: &&str| !(t.len() > 1 && t.starts_with('0'));
     Some(opaque)
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .filter(canonical)
         .and_then(|t| t.parse().ok())
 }
 
@@ -327,6 +331,17 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// Entity tags compare as strings: a revision written with a leading
+    /// zero is not the server's tag.
+    #[test]
+    fn a_tag_with_a_leading_zero_is_not_a_revision() {
+        assert!(names_revision("2", 2));
+        assert!(names_revision("0", 0));
+        assert!(!names_revision("02", 2));
+        assert!(!names_revision("00", 0));
+        assert_eq!(revision_of("10"), Some(10));
+    }
 
     /// A header map with each `(name, value)` as its own line.
     fn lines(pairs: &[(HeaderName, &str)]) -> HeaderMap {
