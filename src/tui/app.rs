@@ -11,10 +11,11 @@ use super::editor::{EditJob, TextArea};
 use super::follow::LiveStatus;
 use super::keys::{display_key, parse_key};
 use super::pager::Pager;
-use super::preview::{Kind, Preview, hex_line_count, hex_width};
+use super::preview::{Kind, Preview, hex_line_count, hex_rows_per_line, hex_width};
 use super::theme::Theme;
 use super::view;
 use super::worker::Request;
+use super::wrap;
 use crate::types::Stats;
 
 /// Settings fixed for a session.
@@ -97,7 +98,7 @@ pub struct ValuePane {
     /// The key whose value this is (or is loading).
     pub key: Option<Vec<u8>>,
     pub state: ValueState,
-    /// First line shown.
+    /// First row shown (of the content wrapped at the pane's width).
     pub scroll: usize,
 }
 
@@ -221,9 +222,18 @@ impl App {
     /// Applies one action.
     pub fn update(&mut self, action: Action) {
         if let Action::Resize(w, h) = action {
+            // Rows change with the width: a value scrolled to its end
+            // stays there, any other stays within it.
+            let at_end = self.value.scroll > 0 && self.value.scroll >= self.max_scroll();
             self.size = (w, h);
             let rows = self.rows();
             self.pager.scroll_into_view(rows);
+            let max = self.max_scroll();
+            self.value.scroll = if at_end {
+                max
+            } else {
+                self.value.scroll.min(max)
+            };
             return;
         }
         let editing = matches!(self.mode, Mode::Editor { .. } | Mode::InvalidJson { .. });
@@ -306,23 +316,36 @@ impl App {
         )
     }
 
-    /// Lines of the value pane's content.
-    pub(super) fn value_lines(&self) -> usize {
+    /// Columns of text in the value pane.
+    pub fn value_columns(&self) -> usize {
+        let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
+        usize::from(areas.value.width.saturating_sub(2)).max(1)
+    }
+
+    /// Rows of the value pane's content as drawn: long lines wrap, so
+    /// scrolling counts rows (see `wrap.rs`).
+    pub(super) fn value_rows(&self) -> usize {
+        let cols = self.value_columns();
         match &self.value.state {
             ValueState::Loaded { preview, bytes, .. } if preview.kind == Kind::Binary => {
-                let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
-                let columns = usize::from(areas.value.width.saturating_sub(2));
-                hex_line_count(bytes, hex_width(columns))
+                let per_line = hex_width(cols);
+                hex_line_count(bytes, per_line) * hex_rows_per_line(per_line, cols)
             }
-            ValueState::Loaded { preview, .. } => preview.lines.len(),
+            ValueState::Loaded { preview, .. } => {
+                preview.lines.iter().map(|l| wrap::rows(l, cols)).sum()
+            }
             _ => 0,
         }
     }
 
+    /// The last scroll position that still fills the pane.
+    fn max_scroll(&self) -> usize {
+        self.value_rows().saturating_sub(self.rows())
+    }
+
     fn scroll_value(&mut self, m: Move) {
-        let lines = self.value_lines();
         let rows = self.rows();
-        let max = lines.saturating_sub(rows);
+        let max = self.max_scroll();
         let s = self.value.scroll;
         self.value.scroll = match m {
             Move::Up => s.saturating_sub(1),
