@@ -188,6 +188,22 @@ fn an_edit_that_changes_nothing_writes_nothing_with_either_editor() {
     assert_eq!(stored(&path, b"doc"), Some((SPACED.as_bytes().to_vec(), 1)));
 }
 
+/// vim (`:wq`) and most editors end the file with a newline: on a value
+/// without one, saving without a change is still no change.
+#[test]
+fn the_final_newline_an_editor_adds_is_not_a_change() {
+    let (_dir, path) = store_with("{\"key\":\"a\",\"value\":\"apple\"}\n");
+    let editor = r#"sh -c 'echo >> "$0"'"#;
+    let mut s = browse(&path, Some(editor), (100, 24));
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    run_loop(&mut terminal, &mut s, &mut script("eq")).unwrap();
+    assert!(s.settle(SETTLE));
+    assert_eq!(s.app.status.text, "value unchanged; nothing written");
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"a"), Some((b"apple".to_vec(), 1)));
+}
+
 #[test]
 fn text_after_a_json_value_is_invalid_json_not_silently_text() {
     let (_dir, path) = store_with("{\"key\":\"doc\",\"value\":{\"n\":0}}\n");
