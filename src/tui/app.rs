@@ -252,6 +252,10 @@ impl App {
     }
 
     fn browse(&mut self, action: Action) {
+        let on_selected = matches!(action, Action::Edit | Action::Delete | Action::Copy(_));
+        if on_selected && let Some(why) = self.selection_moving() {
+            return self.info(why);
+        }
         match action {
             Action::Move(m) if self.focus == Focus::Keys => self.move_cursor(m),
             Action::Move(m) => self.scroll_value(m),
@@ -278,6 +282,21 @@ impl App {
             Action::Cancel => self.info("q quits"),
             _ => {}
         }
+    }
+
+    /// Why the selected key is about to change, if it is: a key typed
+    /// then (a paste ahead of it, or a slow source) would act on the key
+    /// that is going, not the one the user is moving to.
+    fn selection_moving(&self) -> Option<String> {
+        if let Some(key) = &self.creating {
+            return Some(format!(
+                "still checking whether {} exists",
+                display_key(key)
+            ));
+        }
+        self.pager
+            .jumping
+            .then(|| "still reading the keys to select; try again".to_string())
     }
 
     /// A prompt holding `text`, selected: typing replaces it.

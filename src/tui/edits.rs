@@ -41,6 +41,8 @@ impl App {
         let shown = display_key(&key);
         match result {
             Ok(None) if self.mode == Mode::Browse => {
+                // "checking KEY…" is over: the editor's title says the rest.
+                self.info("");
                 self.begin_edit(EditJob::new(key, 0, Vec::new()));
             }
             // Something else has the keyboard now: say so instead.

@@ -42,6 +42,8 @@ pub struct Pager {
     pub generation: u64,
     /// A request for keys is on its way (one at a time).
     pub loading: bool,
+    /// The request on its way is a jump: the selection is about to move.
+    pub jumping: bool,
     /// Rows still to move once the keys being read arrive.
     pub pending: isize,
     /// The screen row the cursor should keep across a reload.
@@ -110,6 +112,7 @@ impl Pager {
     fn reset(&mut self, purpose: Purpose, start: Option<Vec<u8>>) -> Request {
         self.generation += 1;
         self.loading = true;
+        self.jumping = true;
         self.pending = 0;
         self.keep_row = None;
         self.base = None;
@@ -220,6 +223,7 @@ impl Pager {
             return None;
         }
         self.loading = false;
+        self.jumping = false;
         let more = keys.len() > PAGE;
         keys.truncate(PAGE);
         match tag.purpose {
@@ -375,6 +379,7 @@ impl Pager {
     /// Forgets the changes kept for a page that will not land.
     pub fn read_failed(&mut self) {
         self.loading = false;
+        self.jumping = false;
         self.replay.clear();
         self.replay_overflow = false;
     }

@@ -5,6 +5,7 @@
 
 use super::flows::script;
 use super::*;
+use crate::tui::action::{Copy, TextEdit};
 use crate::tui::app::Mode;
 use crate::tui::session::run_loop;
 use crate::tui::view::thousands;
@@ -280,6 +281,49 @@ fn new_on_an_existing_key_says_so_before_the_editor_opens() {
     keys(&mut s, "nkey:00009\n");
     let job = s.app.pending_edit.take().unwrap();
     assert_eq!((job.key.as_slice(), job.revision), (&b"key:00009"[..], 0));
+}
+
+/// Keys typed while `n` checks its key, or while the list moves to it
+/// (a 4 KiB key pasted, then `Enter` and `Y`), must not act on the key
+/// selected before; a key that is new opens the editor with no stale
+/// "checking" left on the status line.
+#[test]
+fn keys_typed_while_a_new_key_is_checked_do_not_act_on_the_old_one() {
+    let long = "z".repeat(4096);
+    let lines = format!(
+        "{}{{\"key\":\"{long}\",\"value\":\"long one\"}}\n",
+        numbered(3)
+    );
+    let (_dir, path) = store_with(&lines);
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "jn");
+    let old = Some(br#"{"n":1}"#.to_vec());
+    assert!(shows(&s.app, "key:00001 · rev 2"));
+    for c in long.chars() {
+        s.dispatch(Action::Text(TextEdit::Insert(c)));
+    }
+    s.dispatch(Action::Submit);
+    s.dispatch(Action::Copy(Copy::Value));
+    assert!(s.app.clipboard.is_none(), "nothing copied while checking");
+    assert!(shows(&s.app, "still checking whether zzz"));
+    // The answer came, the list is moving: still not the old key.
+    let deadline = std::time::Instant::now() + SETTLE;
+    while s.app.creating.is_some() && std::time::Instant::now() < deadline {
+        s.pump();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    s.dispatch(Action::Copy(Copy::Value));
+    assert_ne!(
+        s.app.clipboard.take(),
+        old,
+        "the old key's value was copied"
+    );
+    assert!(s.settle(SETTLE));
+    keys(&mut s, "Y");
+    assert_eq!(s.app.clipboard.as_deref(), Some(&b"long one"[..]));
+    keys(&mut s, "nabc\n");
+    assert!(matches!(s.app.mode, Mode::Editor { .. }));
+    assert!(!shows(&s.app, "checking abc"), "{:?}", screen(&s.app));
 }
 
 #[test]
