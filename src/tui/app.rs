@@ -107,6 +107,9 @@ pub struct ValuePane {
 pub struct Status {
     pub text: String,
     pub error: bool,
+    /// A read of keys or counts failed: the next such read that succeeds
+    /// clears it (a server that came back must not stay reported away).
+    pub read_failed: bool,
 }
 
 /// Everything the screen shows.
@@ -148,6 +151,9 @@ pub struct App {
     /// A counts read for live changes is out / another is wanted after it.
     pub(super) counts_busy: bool,
     pub(super) counts_again: bool,
+    /// Why the last read of the key list failed, shown in the list while
+    /// it is empty (an empty list alone reads as an empty store).
+    pub keys_error: Option<String>,
     /// A key this browser asked to delete: its delete event is ours, not
     /// news for the status line.
     pub(super) own_delete: Option<Vec<u8>>,
@@ -179,6 +185,7 @@ impl App {
             live: None,
             counts_busy: false,
             counts_again: false,
+            keys_error: None,
             own_delete: None,
         };
         app.outbox.push(Request::Stats);
@@ -209,6 +216,7 @@ impl App {
         self.status = Status {
             text: text.into(),
             error: false,
+            read_failed: false,
         };
     }
 
@@ -216,7 +224,22 @@ impl App {
         self.status = Status {
             text: text.into(),
             error: true,
+            read_failed: false,
         };
+    }
+
+    /// An error of a read of keys or counts; see [`Status::read_failed`].
+    pub(super) fn read_error(&mut self, text: impl Into<String>) {
+        self.error(text);
+        self.status.read_failed = true;
+    }
+
+    /// A read of keys or counts worked: an error left by a failed one is
+    /// no longer true.
+    pub(super) fn read_worked(&mut self) {
+        if self.status.read_failed {
+            self.info("");
+        }
     }
 
     /// Applies one action.
@@ -409,13 +432,19 @@ impl App {
 
     /// Reads everything again, keeping the selected key (or the next one).
     fn refresh(&mut self) {
+        self.reread();
+        self.info("refreshed");
+    }
+
+    /// Reads the counts, the key list and the value again; also the
+    /// session's retry of a first screen the server did not answer.
+    pub fn reread(&mut self) {
         self.request_counts();
         let current = self.pager.current().map(<[u8]>::to_vec);
         let jump = self.pager.reload_at(current);
         self.outbox.push(jump);
         // Forget the value so it is read again even if the key stays.
         self.value.key = None;
-        self.info("refreshed");
     }
 
     fn prompt(&mut self, kind: PromptKind, mut input: TextArea, action: Action) {

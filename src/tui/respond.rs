@@ -15,13 +15,18 @@ impl App {
         match response {
             Response::Stats(result) => {
                 match result {
-                    Ok(stats) => self.stats = Some(stats),
-                    Err(e) => self.error(format!("cannot read stats: {e}")),
+                    Ok(stats) => {
+                        self.stats = Some(stats);
+                        self.read_worked();
+                    }
+                    Err(e) => self.read_error(format!("cannot read stats: {e}")),
                 }
                 self.counts_answered();
             }
             Response::Keys { tag, result } => match result {
                 Ok(keys) => {
+                    self.keys_error = None;
+                    self.read_worked();
                     self.seek_landed(tag, &keys);
                     let rows = self.rows();
                     let next = self.pager.receive(tag, keys, rows);
@@ -32,7 +37,13 @@ impl App {
                     if tag.generation == self.pager.generation {
                         self.pager.read_failed();
                     }
-                    self.error(format!("cannot read keys: {e}"));
+                    self.keys_error = Some(match e {
+                        Error::Unavailable {
+                            overloaded: false, ..
+                        } => "cannot reach the server".to_string(),
+                        _ => "cannot read the keys".to_string(),
+                    });
+                    self.read_error(format!("cannot read keys: {e}"));
                 }
             },
             Response::Value { key, result } => self.value_arrived(key, result),
@@ -42,7 +53,7 @@ impl App {
                     self.matched = Some(counted);
                 }
                 Ok(_) => {}
-                Err(e) => self.error(format!("cannot count the keys: {e}")),
+                Err(e) => self.read_error(format!("cannot count the keys: {e}")),
             },
             Response::Put {
                 key,

@@ -85,7 +85,11 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
     let block = pane(Line::from(title), focused, app);
     let rows = usize::from(area.height.saturating_sub(2));
     let lines: Vec<Line> = if p.keys.is_empty() {
-        let text = if p.loading { "loading…" } else { "(no keys)" };
+        let text = match &app.keys_error {
+            _ if p.loading => "loading…".to_string(),
+            Some(why) => format!("({why})"),
+            None => "(no keys)".to_string(),
+        };
         vec![Line::styled(text, app.config.theme.dim())]
     } else {
         let end = (p.offset + rows).min(p.keys.len());
