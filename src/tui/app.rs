@@ -143,6 +143,10 @@ pub struct App {
     pub seek: Option<(u64, Vec<u8>)>,
     /// A new key whose absence is being checked before it is edited.
     pub creating: Option<Vec<u8>>,
+    /// The text last entered at the seek and the new-key prompts: they
+    /// start with it, as the filter prompt starts with the filter.
+    pub last_seek: String,
+    pub last_new_key: String,
     /// The keys matching the filter: how many, and whether the count
     /// stopped at its limit; None while unknown.
     pub matched: Option<(u64, bool)>,
@@ -181,6 +185,8 @@ impl App {
             clipboard: None,
             seek: None,
             creating: None,
+            last_seek: String::new(),
+            last_new_key: String::new(),
             matched: None,
             live: None,
             counts_busy: false,
@@ -288,12 +294,12 @@ impl App {
                     Focus::Value => Focus::Keys,
                 }
             }
-            Action::Seek => self.prompt_for(PromptKind::Seek, ""),
+            Action::Seek => self.prompt_for(PromptKind::Seek, &self.last_seek.clone()),
             Action::Filter => {
                 let current = self.pager.filter.as_deref().map(display_key);
                 self.prompt_for(PromptKind::Filter, &current.unwrap_or_default());
             }
-            Action::New => self.prompt_for(PromptKind::NewKey, ""),
+            Action::New => self.prompt_for(PromptKind::NewKey, &self.last_new_key.clone()),
             Action::Refresh => self.refresh(),
             Action::Edit => self.start_edit(),
             Action::Delete => self.ask_delete(),
@@ -453,7 +459,15 @@ impl App {
                 input.apply(edit);
                 self.mode = Mode::Prompt { kind, input };
             }
-            Action::Submit => self.submit_prompt(kind, parse_key(&input.text())),
+            Action::Submit => {
+                let text = input.text();
+                match kind {
+                    PromptKind::Seek => self.last_seek.clone_from(&text),
+                    PromptKind::NewKey => self.last_new_key.clone_from(&text),
+                    PromptKind::Filter => {}
+                }
+                self.submit_prompt(kind, parse_key(&text));
+            }
             Action::Cancel => self.info(""),
             _ => self.mode = Mode::Prompt { kind, input },
         }

@@ -158,6 +158,23 @@ fn prompts_select_the_old_text_and_take_readline_keys() {
     assert_eq!(prompt(&s), (String::new(), 0), "Ctrl-U: to the start");
     keys(&mut s, "key:00150\n");
     assert_eq!(selected(&s.app), "key:00150");
+
+    // The seek and new-key prompts start with their last text too.
+    keys(&mut s, "g/");
+    assert_eq!(prompt(&s), ("key:00150".to_string(), 9));
+    assert!(
+        draw(&s.app)[("seek to key: ".len() as u16, 23)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    );
+    keys(&mut s, "\n");
+    assert_eq!(selected(&s.app), "key:00150", "Enter keeps it");
+    keys(&mut s, "/key:00007\n");
+    assert_eq!(selected(&s.app), "key:00007", "typing replaces it");
+    keys(&mut s, "nfresh\n\x1bn");
+    assert_eq!(prompt(&s), ("fresh".to_string(), 5));
+    keys(&mut s, "\x1b/");
+    assert_eq!(prompt(&s).0, "key:00007");
 }
 
 /// A JSON value on one line but not compact: re-indenting and compacting
