@@ -16,6 +16,7 @@ use super::theme::Theme;
 use super::view;
 use super::worker::Request;
 use super::wrap;
+use crate::limits::MAX_KEY_BYTES;
 use crate::types::Stats;
 
 /// Settings fixed for a session.
@@ -141,6 +142,12 @@ pub struct App {
     /// A seek the user typed: the list generation it started and its key,
     /// so that its answer can say where it landed.
     pub seek: Option<(u64, Vec<u8>)>,
+    /// The edit whose write is out, its text as the draft: given back if
+    /// the write fails.
+    pub saving: Option<EditJob>,
+    /// An edit after `$EDITOR` whose write failed: `e` on its key starts
+    /// from its text.
+    pub unsaved: Option<EditJob>,
     /// A new key whose absence is being checked before it is edited.
     pub creating: Option<Vec<u8>>,
     /// The text last entered at the seek and the new-key prompts: they
@@ -184,6 +191,8 @@ impl App {
             redraw: false,
             clipboard: None,
             seek: None,
+            saving: None,
+            unsaved: None,
             creating: None,
             last_seek: String::new(),
             last_new_key: String::new(),
@@ -484,6 +493,11 @@ impl App {
             }
             PromptKind::Filter => self.set_filter(key),
             PromptKind::NewKey if key.is_empty() => self.info("no key given; nothing created"),
+            // Checked here, before a value is typed for a key no write takes.
+            PromptKind::NewKey if key.len() > MAX_KEY_BYTES => self.error(format!(
+                "a key is 1 to {MAX_KEY_BYTES} bytes, this one is {} bytes; nothing created",
+                key.len()
+            )),
             PromptKind::NewKey => {
                 // Check first: finding out after the value was typed loses it.
                 self.info(format!("checking {}…", display_key(&key)));

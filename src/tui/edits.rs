@@ -14,6 +14,12 @@ use crate::types::Entry;
 impl App {
     /// `e`: edits the selected key's value.
     pub(super) fn start_edit(&mut self) {
+        if let Some(job) = self.unsaved.take() {
+            if self.value.key.as_ref() == Some(&job.key) {
+                return self.begin_edit(job);
+            }
+            self.unsaved = Some(job);
+        }
         match (&self.value.key, &self.value.state) {
             (
                 Some(key),
@@ -66,7 +72,7 @@ impl App {
             self.pending_edit = Some(job);
             return;
         }
-        match String::from_utf8(job.text()) {
+        match String::from_utf8(job.start_text()) {
             Ok(text) => {
                 let area = TextArea::new(&text, false);
                 self.mode = Mode::Editor { job, area };
@@ -150,20 +156,44 @@ impl App {
 
     /// Writes an edited value, unless it leaves the stored bytes as they
     /// are, with the revision the user saw as the precondition.
-    pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
-        match edited.map(|text| job.stored(text)) {
-            Err(e) => self.error(format!("edit failed: {e}")),
-            Ok(value) if value == job.original && job.revision != 0 => {
-                self.info("value unchanged; nothing written");
-            }
-            Ok(value) => {
-                self.info(format!("saving {}…", display_key(&job.key)));
-                self.outbox.push(Request::Put {
-                    key: job.key,
-                    value,
-                    if_revision: job.revision,
-                });
-            }
+    pub fn finish_edit(&mut self, mut job: EditJob, edited: Result<Vec<u8>>) {
+        let text = match edited {
+            Ok(text) => text,
+            Err(e) => return self.error(format!("edit failed: {e}")),
+        };
+        let value = job.stored(text.clone());
+        if value == job.original && job.revision != 0 {
+            return self.info("value unchanged; nothing written");
         }
+        self.info(format!("saving {}…", display_key(&job.key)));
+        self.outbox.push(Request::Put {
+            key: job.key.clone(),
+            value,
+            if_revision: job.revision,
+        });
+        // Kept until the write is answered: a save that fails gives the
+        // text back (see `keep_editing`).
+        job.draft = Some(text);
+        self.saving = Some(job);
+    }
+
+    /// A save failed for a reason other than a conflict (the server is
+    /// away, say): the typed text must not be lost with it. The built-in
+    /// editor opens again on it; after `$EDITOR`, `e` on the key does.
+    pub(super) fn keep_editing(&mut self, job: EditJob, why: String) {
+        if self.config.editor.is_none()
+            && self.mode == Mode::Browse
+            && let Ok(text) = String::from_utf8(job.start_text())
+        {
+            self.mode = Mode::Editor {
+                area: TextArea::new(&text, false),
+                job,
+            };
+            return self.error(format!(
+                "{why}; your text is kept: Ctrl-S tries again, Esc drops it"
+            ));
+        }
+        self.error(format!("{why}; press e to edit your text again"));
+        self.unsaved = Some(job);
     }
 }

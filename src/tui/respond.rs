@@ -137,6 +137,7 @@ impl App {
 
     fn put_done(&mut self, key: Vec<u8>, created: bool, result: crate::Result<u64>) {
         let shown = display_key(&key);
+        let saving = self.saving.take().filter(|job| job.key == key);
         match result {
             Ok(revision) => {
                 self.info(format!("saved {shown} (revision {revision})"));
@@ -160,7 +161,13 @@ impl App {
                     now_state(current)
                 ));
             }
-            Err(e) => self.error(format!("cannot save {shown}: {e}")),
+            Err(e) => {
+                let why = format!("cannot save {shown}: {e}");
+                match saving {
+                    Some(job) => self.keep_editing(job, why),
+                    None => self.error(why),
+                }
+            }
         }
     }
 

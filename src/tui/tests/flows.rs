@@ -371,3 +371,68 @@ fn resize_keeps_the_cursor_on_screen() {
     act(&mut s, &[Action::Resize(120, 40)]);
     assert!(shows(&s.app, "> key:00030"));
 }
+
+/// A save that fails for another reason than a conflict keeps the text:
+/// the built-in editor stays open on it, after `$EDITOR` `e` brings it
+/// back. A key over 4096 bytes is refused at the prompt, before any
+/// value is typed for it.
+#[test]
+fn a_failed_save_keeps_the_typed_text() {
+    let (_dir, path) = store_with("{\"key\":\"greeting\",\"value\":\"hello\"}\n");
+    let open = {
+        let path = path.clone();
+        move || Ok(Box::new(sources::NoWrites(open_kv(&path)?)) as Box<dyn Kv>)
+    };
+    let mut s = start(open, None, (100, 20));
+    keys(&mut s, "e!");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert!(
+        shows(&s.app, "Edit greeting · Ctrl-S save"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(s.app.status.text.contains("cannot save greeting"));
+    assert!(s.app.status.text.contains("your text is kept"));
+    assert_eq!(
+        s.app.editor().map(|(_, a)| a.text()).as_deref(),
+        Some("hello!")
+    );
+    keys(&mut s, "\x1b");
+    assert!(shows(&s.app, "edit cancelled; nothing written"));
+    keys(&mut s, "n");
+    for _ in 0..4097 {
+        s.dispatch(Action::Text(TextEdit::Insert('K')));
+    }
+    act(&mut s, &[Action::Submit]);
+    assert!(shows(
+        &s.app,
+        "error: a key is 1 to 4096 bytes, this one is 4097 bytes"
+    ));
+    assert_eq!(
+        s.app.mode,
+        crate::tui::app::Mode::Browse,
+        "no editor opened"
+    );
+    s.shutdown();
+    drop(s);
+
+    let open = move || Ok(Box::new(sources::NoWrites(open_kv(&path)?)) as Box<dyn Kv>);
+    let mut s = start(open, Some("true"), (100, 20));
+    keys(&mut s, "e");
+    let job = s.app.pending_edit.take().unwrap();
+    s.finish_edit(job, Ok(b"hello, world".to_vec()));
+    assert!(s.settle(SETTLE));
+    assert!(
+        s.app
+            .status
+            .text
+            .contains("press e to edit your text again")
+    );
+    keys(&mut s, "e");
+    let job = s.app.pending_edit.take().unwrap();
+    assert_eq!(job.start_text(), b"hello, world");
+    assert_eq!(job.revision, 1, "still conditional on the revision seen");
+}

@@ -102,3 +102,40 @@ impl Kv for Buggy {
         self.0.source()
     }
 }
+
+/// A store that reads but cannot write, as a server that went away
+/// between reading a value and saving it.
+pub struct NoWrites(pub LocalKv);
+
+impl NoWrites {
+    fn fail<T>(&self) -> Result<T> {
+        Err(Error::Unavailable {
+            message: "cannot reach http://127.0.0.1:9: connection refused".into(),
+            overloaded: false,
+        })
+    }
+}
+
+impl Kv for NoWrites {
+    fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        self.0.get(key)
+    }
+    fn put(&self, _: &[u8], _: Vec<u8>, _: Option<u64>) -> Result<u64> {
+        self.fail()
+    }
+    fn delete(&self, _: &[u8], _: Option<u64>) -> Result<u64> {
+        self.fail()
+    }
+    fn batch(&self, _: crate::kv::BatchInput) -> Result<Applied> {
+        self.fail()
+    }
+    fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
+        self.0.range(query, visit)
+    }
+    fn stats(&self) -> Result<Stats> {
+        self.0.stats()
+    }
+    fn source(&self) -> String {
+        self.0.source()
+    }
+}
