@@ -67,6 +67,9 @@ pub struct EditJob {
     /// Text from an earlier round in `$EDITOR` that was not saved (invalid
     /// JSON, "keep editing"): the editor starts from it instead.
     pub draft: Option<Vec<u8>>,
+    /// When the stored value expires (Unix ms): a write refused after
+    /// that found the key expired, not changed by someone else.
+    pub expires_at_ms: Option<u64>,
 }
 
 impl EditJob {
@@ -76,6 +79,7 @@ impl EditJob {
             revision,
             original,
             draft: None,
+            expires_at_ms: None,
         }
     }
 

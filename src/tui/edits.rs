@@ -24,10 +24,14 @@ impl App {
             (
                 Some(key),
                 ValueState::Loaded {
-                    revision, bytes, ..
+                    revision,
+                    bytes,
+                    expires_at_ms,
+                    ..
                 },
             ) => {
-                let job = EditJob::new(key.clone(), *revision, bytes.clone());
+                let mut job = EditJob::new(key.clone(), *revision, bytes.clone());
+                job.expires_at_ms = *expires_at_ms;
                 self.begin_edit(job);
             }
             (None, _) => self.info("no key selected"),

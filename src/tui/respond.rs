@@ -155,6 +155,18 @@ impl App {
                 let now = current.map_or(String::new(), |r| format!(" (revision {r})"));
                 self.error(format!("{shown} already exists{now}; nothing written"));
             }
+            // Gone when its expiry had passed: it expired (a file has no
+            // one else to delete it), as the live feed says over a server.
+            Err(Error::PreconditionFailed { current: None, .. })
+                if saving
+                    .as_ref()
+                    .and_then(|job| job.expires_at_ms)
+                    .is_some_and(|at| at <= crate::types::now_ms()) =>
+            {
+                self.error(format!(
+                    "{shown} expired; your edit was not written. Press r to reload"
+                ));
+            }
             Err(Error::PreconditionFailed { current, .. }) => {
                 self.error(format!(
                     "{shown} was changed by someone else ({}); your edit was not written. Press r to reload",

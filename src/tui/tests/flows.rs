@@ -436,3 +436,28 @@ fn a_failed_save_keeps_the_typed_text() {
     assert_eq!(job.start_text(), b"hello, world");
     assert_eq!(job.revision, 1, "still conditional on the revision seen");
 }
+
+/// With `--db` nobody else writes: a key that went while it was edited
+/// expired, and the browser says so rather than blaming someone.
+#[test]
+fn an_edit_of_a_key_that_expired_meanwhile_says_it_expired() {
+    let at = crate::types::now_ms() + 1500;
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"tk\",\"value\":\"v\",\"expires_at_ms\":{at}}}\n"
+    ));
+    let mut s = browse(&path, None, (100, 20));
+    keys(&mut s, "e");
+    assert!(shows(&s.app, "Edit tk"), "{:?}", screen(&s.app));
+    while crate::types::now_ms() <= at + 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    keys(&mut s, " more");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert_eq!(
+        s.app.status.text,
+        "tk expired; your edit was not written. Press r to reload"
+    );
+}
