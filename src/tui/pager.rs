@@ -168,7 +168,10 @@ impl Pager {
         self.extend()
     }
 
-    /// Keeps `offset <= cursor < offset + rows`.
+    /// Keeps `offset <= cursor < offset + rows`, and the pane full: no
+    /// empty rows below the last key while keys above it are off screen
+    /// (after a seek the keys before its key arrive later; after the
+    /// window grows the rows below the last key would stay empty).
     pub fn scroll_into_view(&mut self, rows: usize) {
         let rows = rows.max(1);
         if self.cursor < self.offset {
@@ -176,6 +179,7 @@ impl Pager {
         } else if self.cursor >= self.offset + rows {
             self.offset = self.cursor + 1 - rows;
         }
+        self.offset = self.offset.min(self.keys.len().saturating_sub(rows));
     }
 
     /// A request for the keys past the nearer unfinished edge, if needed.

@@ -461,3 +461,31 @@ fn an_edit_of_a_key_that_expired_meanwhile_says_it_expired() {
         "tk expired; your edit was not written. Press r to reload"
     );
 }
+
+/// The key list fills the pane after a seek near the end (the keys before
+/// the sought one come in a second read) and after the window shrinks and
+/// grows again.
+#[test]
+fn the_list_fills_the_pane_after_a_seek_and_a_resize() {
+    let listed = |s: &Session| {
+        screen(&s.app)
+            .iter()
+            .filter(|l| {
+                let row: String = l.chars().skip(1).take(6).collect();
+                row == "  key:" || row == "> key:"
+            })
+            .count()
+    };
+    let (_dir, path) = store_with(&numbered(10));
+    let mut s = browse(&path, None, (100, 40));
+    keys(&mut s, "/key:00008\n");
+    assert_eq!(selected(&s.app), "key:00008");
+    assert_eq!(listed(&s), 10, "{:?}", screen(&s.app));
+    let (_dir, path) = store_with(&numbered(100));
+    let mut s = browse(&path, None, (100, 40));
+    keys(&mut s, "G");
+    act(&mut s, &[Action::Resize(100, 6)]);
+    act(&mut s, &[Action::Resize(100, 40)]);
+    assert!(shows(&s.app, "> key:00099"));
+    assert_eq!(listed(&s), s.app.rows(), "{:?}", screen(&s.app));
+}
