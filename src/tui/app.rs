@@ -162,6 +162,10 @@ pub struct App {
     /// A counts read for live changes is out / another is wanted after it.
     pub(super) counts_busy: bool,
     pub(super) counts_again: bool,
+    /// The value shown is to be read again (`r`), even if its key stays.
+    pub(super) value_stale: bool,
+    /// Ctrl-C was pressed in the built-in editor: a second one quits.
+    pub(super) quit_armed: bool,
     /// Why the last read of the key list failed, shown in the list while
     /// it is empty (an empty list alone reads as an empty store).
     pub keys_error: Option<String>,
@@ -201,6 +205,8 @@ impl App {
             counts_busy: false,
             counts_again: false,
             keys_error: None,
+            value_stale: false,
+            quit_armed: false,
             own_delete: None,
         };
         app.outbox.push(Request::Stats);
@@ -275,9 +281,15 @@ impl App {
             return;
         }
         let editing = matches!(self.mode, Mode::Editor { .. } | Mode::InvalidJson { .. });
-        if action == Action::Quit && !editing {
+        let armed = std::mem::take(&mut self.quit_armed);
+        if action == Action::Quit && (!editing || armed) {
             self.quit = true;
             return;
+        }
+        if action == Action::Quit {
+            // The typed text would go with it: ask for a second Ctrl-C.
+            self.quit_armed = true;
+            return self.info("Ctrl-C again quits and drops this edit; Ctrl-S saves, Esc cancels");
         }
         match std::mem::replace(&mut self.mode, Mode::Browse) {
             Mode::Browse => self.browse(action),
@@ -418,7 +430,7 @@ impl App {
     /// Asks for the selected key's value when the selection changed.
     pub(super) fn sync_value(&mut self) {
         let current = self.pager.current().map(<[u8]>::to_vec);
-        if current == self.value.key {
+        if current == self.value.key && !std::mem::take(&mut self.value_stale) {
             return;
         }
         self.value = ValuePane {
@@ -458,8 +470,9 @@ impl App {
         let current = self.pager.current().map(<[u8]>::to_vec);
         let jump = self.pager.reload_at(current);
         self.outbox.push(jump);
-        // Forget the value so it is read again even if the key stays.
-        self.value.key = None;
+        // Read the value again even if the key stays; the one shown stays
+        // selected meanwhile (and if the read fails: `e` still edits it).
+        self.value_stale = true;
     }
 
     fn prompt(&mut self, kind: PromptKind, mut input: TextArea, action: Action) {

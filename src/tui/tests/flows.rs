@@ -489,3 +489,26 @@ fn the_list_fills_the_pane_after_a_seek_and_a_resize() {
     assert!(shows(&s.app, "> key:00099"));
     assert_eq!(listed(&s), s.app.rows(), "{:?}", screen(&s.app));
 }
+
+/// A refresh that fails (the source went away) leaves the shown key
+/// selected: `e` and `d` act on it, not "no key selected".
+#[test]
+fn a_failed_refresh_keeps_the_selected_key() {
+    let (_dir, path) = store_with(&numbered(3));
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let open = {
+        let down = down.clone();
+        move || Ok(Box::new(sources::Switch(open_kv(&path)?, down)) as Box<dyn Kv>)
+    };
+    let mut s = start(open, None, (100, 20));
+    keys(&mut s, "j");
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    keys(&mut s, "r");
+    assert!(shows(&s.app, "error: cannot read"), "{:?}", screen(&s.app));
+    assert!(shows(&s.app, "> key:00001"));
+    keys(&mut s, "d");
+    assert!(!shows(&s.app, "no key selected"), "{:?}", screen(&s.app));
+    assert!(shows(&s.app, "Delete key:00001"), "{:?}", screen(&s.app));
+    keys(&mut s, "ne");
+    assert!(shows(&s.app, "Edit key:00001"), "{:?}", screen(&s.app));
+}

@@ -219,6 +219,7 @@ fn the_feed_resumes_after_the_server_restarts() {
     other.delete(b"key:00002", None).unwrap();
     wait_for(&mut s, &["key:00005", "live · 3 changes", "revision 6"]);
     wait_gone(&mut s, "key:00002");
+    assert!(!s.app.status.error, "{:?}", s.app.status);
     act(&mut s, &[Action::Move(Move::Down)]);
     wait_for(&mut s, &["\"n\": 11"]);
 }
@@ -490,4 +491,21 @@ fn a_browser_started_before_its_server_loads_once_it_answers() {
         .put(b"key:00009", b"9".to_vec(), None)
         .unwrap();
     wait_for(&mut s, &["key:00009", "live · 1 change"]);
+}
+
+/// An error left by a read that failed while the server was away goes
+/// once the feed is back and the screen was read again.
+#[test]
+fn an_error_from_the_outage_goes_when_the_server_is_back() {
+    let (_dir, path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    let addr = server.addr.to_string();
+    drop(server);
+    wait_for(&mut s, &["live: reconnecting…"]);
+    keys(&mut s, "r");
+    assert!(shows(&s.app, "error: cannot read"), "{:?}", screen(&s.app));
+    let _server = Server::start(&path, &addr);
+    wait_for(&mut s, &["live · 0 changes"]);
+    wait_gone(&mut s, "error: cannot read");
+    assert!(shows(&s.app, "> key:00000"));
 }

@@ -93,6 +93,25 @@ fn esc_closes_and_clears_and_only_q_and_ctrl_c_quit() {
     let mut s = browse(&path, None, (100, 24));
     press(&mut s, ctrl('c'));
     assert!(s.app.quit, "Ctrl-C quits");
+    s.shutdown();
+    drop(s);
+
+    // In the built-in editor the typed text would go: Ctrl-C says so
+    // first, a second one right after quits.
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "ex");
+    press(&mut s, ctrl('c'));
+    assert!(!s.app.quit);
+    assert!(shows(&s.app, "Ctrl-C again quits and drops this edit"));
+    keys(&mut s, "y");
+    press(&mut s, ctrl('c'));
+    assert!(!s.app.quit, "a key in between starts over");
+    assert_eq!(
+        s.app.editor().map(|(_, a)| a.text()).as_deref(),
+        Some("{\n  \"n\": 0\n}\nxy")
+    );
+    press(&mut s, ctrl('c'));
+    assert!(s.app.quit, "Ctrl-C twice quits");
 }
 
 #[test]
