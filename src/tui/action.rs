@@ -113,7 +113,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "Esc",
         "close a prompt, dialog or this help; clear the filter",
     ),
-    ("q  Ctrl-C", "quit"),
+    ("q  Ctrl-C", "quit (in the editor: Ctrl-C twice)"),
     (
         "",
         "Enter accepts a prompt, Ctrl-S or F2 saves in the editor, Esc cancels",

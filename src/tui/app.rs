@@ -11,10 +11,12 @@ use super::editor::{EditJob, TextArea};
 use super::follow::LiveStatus;
 use super::keys::{display_key, parse_key};
 use super::pager::Pager;
-use super::preview::{Kind, Preview, hex_line_count, hex_width};
+use super::preview::{Kind, Preview, hex_line_count, hex_rows_per_line, hex_width};
 use super::theme::Theme;
 use super::view;
 use super::worker::Request;
+use super::wrap;
+use crate::limits::MAX_KEY_BYTES;
 use crate::types::Stats;
 
 /// Settings fixed for a session.
@@ -97,7 +99,7 @@ pub struct ValuePane {
     /// The key whose value this is (or is loading).
     pub key: Option<Vec<u8>>,
     pub state: ValueState,
-    /// First line shown.
+    /// First row shown (of the content wrapped at the pane's width).
     pub scroll: usize,
 }
 
@@ -106,6 +108,9 @@ pub struct ValuePane {
 pub struct Status {
     pub text: String,
     pub error: bool,
+    /// A read of keys or counts failed: the next such read that succeeds
+    /// clears it (a server that came back must not stay reported away).
+    pub read_failed: bool,
 }
 
 /// Everything the screen shows.
@@ -137,8 +142,18 @@ pub struct App {
     /// A seek the user typed: the list generation it started and its key,
     /// so that its answer can say where it landed.
     pub seek: Option<(u64, Vec<u8>)>,
+    /// The edit whose write is out, its text as the draft: given back if
+    /// the write fails.
+    pub saving: Option<EditJob>,
+    /// An edit after `$EDITOR` whose write failed: `e` on its key starts
+    /// from its text.
+    pub unsaved: Option<EditJob>,
     /// A new key whose absence is being checked before it is edited.
     pub creating: Option<Vec<u8>>,
+    /// The text last entered at the seek and the new-key prompts: they
+    /// start with it, as the filter prompt starts with the filter.
+    pub last_seek: String,
+    pub last_new_key: String,
     /// The keys matching the filter: how many, and whether the count
     /// stopped at its limit; None while unknown.
     pub matched: Option<(u64, bool)>,
@@ -147,6 +162,13 @@ pub struct App {
     /// A counts read for live changes is out / another is wanted after it.
     pub(super) counts_busy: bool,
     pub(super) counts_again: bool,
+    /// The value shown is to be read again (`r`), even if its key stays.
+    pub(super) value_stale: bool,
+    /// Ctrl-C was pressed in the built-in editor: a second one quits.
+    pub(super) quit_armed: bool,
+    /// Why the last read of the key list failed, shown in the list while
+    /// it is empty (an empty list alone reads as an empty store).
+    pub keys_error: Option<String>,
     /// A key this browser asked to delete: its delete event is ours, not
     /// news for the status line.
     pub(super) own_delete: Option<Vec<u8>>,
@@ -173,11 +195,18 @@ impl App {
             redraw: false,
             clipboard: None,
             seek: None,
+            saving: None,
+            unsaved: None,
             creating: None,
+            last_seek: String::new(),
+            last_new_key: String::new(),
             matched: None,
             live: None,
             counts_busy: false,
             counts_again: false,
+            keys_error: None,
+            value_stale: false,
+            quit_armed: false,
             own_delete: None,
         };
         app.outbox.push(Request::Stats);
@@ -208,6 +237,7 @@ impl App {
         self.status = Status {
             text: text.into(),
             error: false,
+            read_failed: false,
         };
     }
 
@@ -215,21 +245,51 @@ impl App {
         self.status = Status {
             text: text.into(),
             error: true,
+            read_failed: false,
         };
+    }
+
+    /// An error of a read of keys or counts; see [`Status::read_failed`].
+    pub(super) fn read_error(&mut self, text: impl Into<String>) {
+        self.error(text);
+        self.status.read_failed = true;
+    }
+
+    /// A read of keys or counts worked: an error left by a failed one is
+    /// no longer true.
+    pub(super) fn read_worked(&mut self) {
+        if self.status.read_failed {
+            self.info("");
+        }
     }
 
     /// Applies one action.
     pub fn update(&mut self, action: Action) {
         if let Action::Resize(w, h) = action {
+            // Rows change with the width: a value scrolled to its end
+            // stays there, any other stays within it.
+            let at_end = self.value.scroll > 0 && self.value.scroll >= self.max_scroll();
             self.size = (w, h);
             let rows = self.rows();
             self.pager.scroll_into_view(rows);
+            let max = self.max_scroll();
+            self.value.scroll = if at_end {
+                max
+            } else {
+                self.value.scroll.min(max)
+            };
             return;
         }
         let editing = matches!(self.mode, Mode::Editor { .. } | Mode::InvalidJson { .. });
-        if action == Action::Quit && !editing {
+        let armed = std::mem::take(&mut self.quit_armed);
+        if action == Action::Quit && (!editing || armed) {
             self.quit = true;
             return;
+        }
+        if action == Action::Quit {
+            // The typed text would go with it: ask for a second Ctrl-C.
+            self.quit_armed = true;
+            return self.info("Ctrl-C again quits and drops this edit; Ctrl-S saves, Esc cancels");
         }
         match std::mem::replace(&mut self.mode, Mode::Browse) {
             Mode::Browse => self.browse(action),
@@ -242,6 +302,10 @@ impl App {
     }
 
     fn browse(&mut self, action: Action) {
+        let on_selected = matches!(action, Action::Edit | Action::Delete | Action::Copy(_));
+        if on_selected && let Some(why) = self.selection_moving() {
+            return self.info(why);
+        }
         match action {
             Action::Move(m) if self.focus == Focus::Keys => self.move_cursor(m),
             Action::Move(m) => self.scroll_value(m),
@@ -251,12 +315,12 @@ impl App {
                     Focus::Value => Focus::Keys,
                 }
             }
-            Action::Seek => self.prompt_for(PromptKind::Seek, ""),
+            Action::Seek => self.prompt_for(PromptKind::Seek, &self.last_seek.clone()),
             Action::Filter => {
                 let current = self.pager.filter.as_deref().map(display_key);
                 self.prompt_for(PromptKind::Filter, &current.unwrap_or_default());
             }
-            Action::New => self.prompt_for(PromptKind::NewKey, ""),
+            Action::New => self.prompt_for(PromptKind::NewKey, &self.last_new_key.clone()),
             Action::Refresh => self.refresh(),
             Action::Edit => self.start_edit(),
             Action::Delete => self.ask_delete(),
@@ -268,6 +332,21 @@ impl App {
             Action::Cancel => self.info("q quits"),
             _ => {}
         }
+    }
+
+    /// Why the selected key is about to change, if it is: a key typed
+    /// then (a paste ahead of it, or a slow source) would act on the key
+    /// that is going, not the one the user is moving to.
+    fn selection_moving(&self) -> Option<String> {
+        if let Some(key) = &self.creating {
+            return Some(format!(
+                "still checking whether {} exists",
+                display_key(key)
+            ));
+        }
+        self.pager
+            .jumping
+            .then(|| "still reading the keys to select; try again".to_string())
     }
 
     /// A prompt holding `text`, selected: typing replaces it.
@@ -306,23 +385,36 @@ impl App {
         )
     }
 
-    /// Lines of the value pane's content.
-    pub(super) fn value_lines(&self) -> usize {
+    /// Columns of text in the value pane.
+    pub fn value_columns(&self) -> usize {
+        let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
+        usize::from(areas.value.width.saturating_sub(2)).max(1)
+    }
+
+    /// Rows of the value pane's content as drawn: long lines wrap, so
+    /// scrolling counts rows (see `wrap.rs`).
+    pub(super) fn value_rows(&self) -> usize {
+        let cols = self.value_columns();
         match &self.value.state {
             ValueState::Loaded { preview, bytes, .. } if preview.kind == Kind::Binary => {
-                let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
-                let columns = usize::from(areas.value.width.saturating_sub(2));
-                hex_line_count(bytes, hex_width(columns))
+                let per_line = hex_width(cols);
+                hex_line_count(bytes, per_line) * hex_rows_per_line(per_line, cols)
             }
-            ValueState::Loaded { preview, .. } => preview.lines.len(),
+            ValueState::Loaded { preview, .. } => {
+                preview.lines.iter().map(|l| wrap::rows(l, cols)).sum()
+            }
             _ => 0,
         }
     }
 
+    /// The last scroll position that still fills the pane.
+    fn max_scroll(&self) -> usize {
+        self.value_rows().saturating_sub(self.rows())
+    }
+
     fn scroll_value(&mut self, m: Move) {
-        let lines = self.value_lines();
         let rows = self.rows();
-        let max = lines.saturating_sub(rows);
+        let max = self.max_scroll();
         let s = self.value.scroll;
         self.value.scroll = match m {
             Move::Up => s.saturating_sub(1),
@@ -338,7 +430,7 @@ impl App {
     /// Asks for the selected key's value when the selection changed.
     pub(super) fn sync_value(&mut self) {
         let current = self.pager.current().map(<[u8]>::to_vec);
-        if current == self.value.key {
+        if current == self.value.key && !std::mem::take(&mut self.value_stale) {
             return;
         }
         self.value = ValuePane {
@@ -367,13 +459,20 @@ impl App {
 
     /// Reads everything again, keeping the selected key (or the next one).
     fn refresh(&mut self) {
+        self.reread();
+        self.info("refreshed");
+    }
+
+    /// Reads the counts, the key list and the value again; also the
+    /// session's retry of a first screen the server did not answer.
+    pub fn reread(&mut self) {
         self.request_counts();
         let current = self.pager.current().map(<[u8]>::to_vec);
         let jump = self.pager.reload_at(current);
         self.outbox.push(jump);
-        // Forget the value so it is read again even if the key stays.
-        self.value.key = None;
-        self.info("refreshed");
+        // Read the value again even if the key stays; the one shown stays
+        // selected meanwhile (and if the read fails: `e` still edits it).
+        self.value_stale = true;
     }
 
     fn prompt(&mut self, kind: PromptKind, mut input: TextArea, action: Action) {
@@ -382,7 +481,15 @@ impl App {
                 input.apply(edit);
                 self.mode = Mode::Prompt { kind, input };
             }
-            Action::Submit => self.submit_prompt(kind, parse_key(&input.text())),
+            Action::Submit => {
+                let text = input.text();
+                match kind {
+                    PromptKind::Seek => self.last_seek.clone_from(&text),
+                    PromptKind::NewKey => self.last_new_key.clone_from(&text),
+                    PromptKind::Filter => {}
+                }
+                self.submit_prompt(kind, parse_key(&text));
+            }
             Action::Cancel => self.info(""),
             _ => self.mode = Mode::Prompt { kind, input },
         }
@@ -399,6 +506,11 @@ impl App {
             }
             PromptKind::Filter => self.set_filter(key),
             PromptKind::NewKey if key.is_empty() => self.info("no key given; nothing created"),
+            // Checked here, before a value is typed for a key no write takes.
+            PromptKind::NewKey if key.len() > MAX_KEY_BYTES => self.error(format!(
+                "a key is 1 to {MAX_KEY_BYTES} bytes, this one is {} bytes; nothing created",
+                key.len()
+            )),
             PromptKind::NewKey => {
                 // Check first: finding out after the value was typed loses it.
                 self.info(format!("checking {}…", display_key(&key)));

@@ -67,6 +67,9 @@ pub struct EditJob {
     /// Text from an earlier round in `$EDITOR` that was not saved (invalid
     /// JSON, "keep editing"): the editor starts from it instead.
     pub draft: Option<Vec<u8>>,
+    /// When the stored value expires (Unix ms): a write refused after
+    /// that found the key expired, not changed by someone else.
+    pub expires_at_ms: Option<u64>,
 }
 
 impl EditJob {
@@ -76,6 +79,7 @@ impl EditJob {
             revision,
             original,
             draft: None,
+            expires_at_ms: None,
         }
     }
 
@@ -108,7 +112,12 @@ impl EditJob {
     /// compact JSON and is still valid JSON; otherwise exactly what the
     /// editor left. So an edit that changes nothing stores the same bytes.
     pub fn stored(&self, edited: Vec<u8>) -> Vec<u8> {
-        if edited == self.text() {
+        let text = self.text();
+        // Editors end a file with a newline by default (vim's `fixeol`):
+        // saving without a change must not add one to a value that had
+        // none, nor take a new revision for it.
+        let added_newline = !text.ends_with(b"\n") && edited.strip_suffix(b"\n") == Some(&text);
+        if edited == text || added_newline {
             return self.original.clone();
         }
         let valid = serde_json::from_slice::<serde::de::IgnoredAny>(&edited).is_ok();
@@ -423,6 +432,13 @@ mod tests {
         assert_eq!(pretty.stored(b"{\"a\":2}".to_vec()), b"{\"a\":2}");
         let text = job(b"plain");
         assert_eq!(text.text(), b"plain");
+        // The final newline an editor adds to an unchanged text is not a
+        // change; a changed text is stored as the editor left it.
+        assert_eq!(text.stored(b"plain\n".to_vec()), b"plain");
+        assert_eq!(text.stored(b"plain\n\n".to_vec()), b"plain\n\n");
+        assert_eq!(text.stored(b"plainer\n".to_vec()), b"plainer\n");
+        let lines = job(b"two\nlines\n");
+        assert_eq!(lines.stored(b"two\nlines\n\n".to_vec()), b"two\nlines\n\n");
     }
 
     #[test]

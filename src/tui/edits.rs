@@ -14,14 +14,24 @@ use crate::types::Entry;
 impl App {
     /// `e`: edits the selected key's value.
     pub(super) fn start_edit(&mut self) {
+        if let Some(job) = self.unsaved.take() {
+            if self.value.key.as_ref() == Some(&job.key) {
+                return self.begin_edit(job);
+            }
+            self.unsaved = Some(job);
+        }
         match (&self.value.key, &self.value.state) {
             (
                 Some(key),
                 ValueState::Loaded {
-                    revision, bytes, ..
+                    revision,
+                    bytes,
+                    expires_at_ms,
+                    ..
                 },
             ) => {
-                let job = EditJob::new(key.clone(), *revision, bytes.clone());
+                let mut job = EditJob::new(key.clone(), *revision, bytes.clone());
+                job.expires_at_ms = *expires_at_ms;
                 self.begin_edit(job);
             }
             (None, _) => self.info("no key selected"),
@@ -41,6 +51,8 @@ impl App {
         let shown = display_key(&key);
         match result {
             Ok(None) if self.mode == Mode::Browse => {
+                // "checking KEY…" is over: the editor's title says the rest.
+                self.info("");
                 self.begin_edit(EditJob::new(key, 0, Vec::new()));
             }
             // Something else has the keyboard now: say so instead.
@@ -64,7 +76,7 @@ impl App {
             self.pending_edit = Some(job);
             return;
         }
-        match String::from_utf8(job.text()) {
+        match String::from_utf8(job.start_text()) {
             Ok(text) => {
                 let area = TextArea::new(&text, false);
                 self.mode = Mode::Editor { job, area };
@@ -148,20 +160,44 @@ impl App {
 
     /// Writes an edited value, unless it leaves the stored bytes as they
     /// are, with the revision the user saw as the precondition.
-    pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
-        match edited.map(|text| job.stored(text)) {
-            Err(e) => self.error(format!("edit failed: {e}")),
-            Ok(value) if value == job.original && job.revision != 0 => {
-                self.info("value unchanged; nothing written");
-            }
-            Ok(value) => {
-                self.info(format!("saving {}…", display_key(&job.key)));
-                self.outbox.push(Request::Put {
-                    key: job.key,
-                    value,
-                    if_revision: job.revision,
-                });
-            }
+    pub fn finish_edit(&mut self, mut job: EditJob, edited: Result<Vec<u8>>) {
+        let text = match edited {
+            Ok(text) => text,
+            Err(e) => return self.error(format!("edit failed: {e}")),
+        };
+        let value = job.stored(text.clone());
+        if value == job.original && job.revision != 0 {
+            return self.info("value unchanged; nothing written");
         }
+        self.info(format!("saving {}…", display_key(&job.key)));
+        self.outbox.push(Request::Put {
+            key: job.key.clone(),
+            value,
+            if_revision: job.revision,
+        });
+        // Kept until the write is answered: a save that fails gives the
+        // text back (see `keep_editing`).
+        job.draft = Some(text);
+        self.saving = Some(job);
+    }
+
+    /// A save failed for a reason other than a conflict (the server is
+    /// away, say): the typed text must not be lost with it. The built-in
+    /// editor opens again on it; after `$EDITOR`, `e` on the key does.
+    pub(super) fn keep_editing(&mut self, job: EditJob, why: String) {
+        if self.config.editor.is_none()
+            && self.mode == Mode::Browse
+            && let Ok(text) = String::from_utf8(job.start_text())
+        {
+            self.mode = Mode::Editor {
+                area: TextArea::new(&text, false),
+                job,
+            };
+            return self.error(format!(
+                "{why}; your text is kept: Ctrl-S tries again, Esc drops it"
+            ));
+        }
+        self.error(format!("{why}; press e to edit your text again"));
+        self.unsaved = Some(job);
     }
 }

@@ -39,6 +39,12 @@ impl App {
         {
             self.error(format!("not following changes any more: {why}"));
         }
+        // Back from reconnecting after reads failed: read the screen again,
+        // which also clears their error once it works.
+        let back = inbox.link == Link::Live && was.is_some_and(|w| w != Link::Live);
+        if back && self.status.read_failed {
+            self.reread();
+        }
         self.live = Some(LiveStatus {
             link: inbox.link,
             seen: inbox.seen,

@@ -31,6 +31,7 @@ mod terminal;
 mod theme;
 mod view;
 mod worker;
+mod wrap;
 
 #[cfg(test)]
 mod tests;

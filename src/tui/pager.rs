@@ -42,6 +42,8 @@ pub struct Pager {
     pub generation: u64,
     /// A request for keys is on its way (one at a time).
     pub loading: bool,
+    /// The request on its way is a jump: the selection is about to move.
+    pub jumping: bool,
     /// Rows still to move once the keys being read arrive.
     pub pending: isize,
     /// The screen row the cursor should keep across a reload.
@@ -110,6 +112,7 @@ impl Pager {
     fn reset(&mut self, purpose: Purpose, start: Option<Vec<u8>>) -> Request {
         self.generation += 1;
         self.loading = true;
+        self.jumping = true;
         self.pending = 0;
         self.keep_row = None;
         self.base = None;
@@ -165,7 +168,10 @@ impl Pager {
         self.extend()
     }
 
-    /// Keeps `offset <= cursor < offset + rows`.
+    /// Keeps `offset <= cursor < offset + rows`, and the pane full: no
+    /// empty rows below the last key while keys above it are off screen
+    /// (after a seek the keys before its key arrive later; after the
+    /// window grows the rows below the last key would stay empty).
     pub fn scroll_into_view(&mut self, rows: usize) {
         let rows = rows.max(1);
         if self.cursor < self.offset {
@@ -173,6 +179,7 @@ impl Pager {
         } else if self.cursor >= self.offset + rows {
             self.offset = self.cursor + 1 - rows;
         }
+        self.offset = self.offset.min(self.keys.len().saturating_sub(rows));
     }
 
     /// A request for the keys past the nearer unfinished edge, if needed.
@@ -220,6 +227,7 @@ impl Pager {
             return None;
         }
         self.loading = false;
+        self.jumping = false;
         let more = keys.len() > PAGE;
         keys.truncate(PAGE);
         match tag.purpose {
@@ -375,6 +383,7 @@ impl Pager {
     /// Forgets the changes kept for a page that will not land.
     pub fn read_failed(&mut self) {
         self.loading = false;
+        self.jumping = false;
         self.replay.clear();
         self.replay_overflow = false;
     }

@@ -149,6 +149,14 @@ pub fn hex_line_count(value: &[u8], per_line: usize) -> usize {
     value.len().min(HEX_PREVIEW_BYTES).div_ceil(per_line)
 }
 
+/// Rows one hex dump line of `per_line` bytes takes in `cols` columns
+/// (more than one in a pane too narrow even for half a line).
+pub fn hex_rows_per_line(per_line: usize, cols: usize) -> usize {
+    // Offset and gaps, three columns a byte in hex, one in the ASCII column.
+    let width = 10 + 3 * per_line + 1 + 2 + per_line + 1;
+    width.div_ceil(cols.max(1))
+}
+
 /// Up to `count` hex dump lines from line `first`.
 pub fn hex_rows(
     value: &[u8],

@@ -15,13 +15,18 @@ impl App {
         match response {
             Response::Stats(result) => {
                 match result {
-                    Ok(stats) => self.stats = Some(stats),
-                    Err(e) => self.error(format!("cannot read stats: {e}")),
+                    Ok(stats) => {
+                        self.stats = Some(stats);
+                        self.read_worked();
+                    }
+                    Err(e) => self.read_error(format!("cannot read stats: {e}")),
                 }
                 self.counts_answered();
             }
             Response::Keys { tag, result } => match result {
                 Ok(keys) => {
+                    self.keys_error = None;
+                    self.read_worked();
                     self.seek_landed(tag, &keys);
                     let rows = self.rows();
                     let next = self.pager.receive(tag, keys, rows);
@@ -32,7 +37,13 @@ impl App {
                     if tag.generation == self.pager.generation {
                         self.pager.read_failed();
                     }
-                    self.error(format!("cannot read keys: {e}"));
+                    self.keys_error = Some(match e {
+                        Error::Unavailable {
+                            overloaded: false, ..
+                        } => "cannot reach the server".to_string(),
+                        _ => "cannot read the keys".to_string(),
+                    });
+                    self.read_error(format!("cannot read keys: {e}"));
                 }
             },
             Response::Value { key, result } => self.value_arrived(key, result),
@@ -42,7 +53,7 @@ impl App {
                     self.matched = Some(counted);
                 }
                 Ok(_) => {}
-                Err(e) => self.error(format!("cannot count the keys: {e}")),
+                Err(e) => self.read_error(format!("cannot count the keys: {e}")),
             },
             Response::Put {
                 key,
@@ -126,6 +137,7 @@ impl App {
 
     fn put_done(&mut self, key: Vec<u8>, created: bool, result: crate::Result<u64>) {
         let shown = display_key(&key);
+        let saving = self.saving.take().filter(|job| job.key == key);
         match result {
             Ok(revision) => {
                 self.info(format!("saved {shown} (revision {revision})"));
@@ -143,13 +155,31 @@ impl App {
                 let now = current.map_or(String::new(), |r| format!(" (revision {r})"));
                 self.error(format!("{shown} already exists{now}; nothing written"));
             }
+            // Gone when its expiry had passed: it expired (a file has no
+            // one else to delete it), as the live feed says over a server.
+            Err(Error::PreconditionFailed { current: None, .. })
+                if saving
+                    .as_ref()
+                    .and_then(|job| job.expires_at_ms)
+                    .is_some_and(|at| at <= crate::types::now_ms()) =>
+            {
+                self.error(format!(
+                    "{shown} expired; your edit was not written. Press r to reload"
+                ));
+            }
             Err(Error::PreconditionFailed { current, .. }) => {
                 self.error(format!(
                     "{shown} was changed by someone else ({}); your edit was not written. Press r to reload",
                     now_state(current)
                 ));
             }
-            Err(e) => self.error(format!("cannot save {shown}: {e}")),
+            Err(e) => {
+                let why = format!("cannot save {shown}: {e}");
+                match saving {
+                    Some(job) => self.keep_editing(job, why),
+                    None => self.error(why),
+                }
+            }
         }
     }
 

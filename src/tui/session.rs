@@ -27,6 +27,11 @@ const POLL_BUSY: Duration = Duration::from_millis(3);
 const POLL_IDLE: Duration = Duration::from_millis(100);
 /// A call unanswered this long is mentioned on the status line.
 const WAIT_NOTICE: Duration = Duration::from_millis(700);
+/// First pause before reading a first screen the server did not answer
+/// again; it doubles up to [`MAX_RETRY`], as the live feed's reconnection
+/// does, so a server started after the browser is shown within that.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// What the loop needs from outside: key presses and an external editor.
 pub trait Host {
@@ -53,6 +58,9 @@ pub struct Session {
     /// The server's change feed, until it starts (see [`Session::follow`]).
     feed: Option<Feed>,
     live: Option<Live>,
+    /// While the first screen could not be read from the server: when to
+    /// try again, and the pause after that.
+    retry: Option<(Instant, Duration)>,
 }
 
 impl Session {
@@ -65,6 +73,7 @@ impl Session {
             progress: Instant::now(),
             feed: None,
             live: None,
+            retry: None,
         };
         s.flush();
         s
@@ -93,6 +102,25 @@ impl Session {
                 self.app.error(format!("cannot follow changes: {e}"));
             }
         }
+    }
+
+    /// Reads the first screen again, with pauses, until the server answers:
+    /// the feed starts from the revision of that screen, so until then it
+    /// cannot reconnect by itself. A file does not come up later: not there.
+    fn retry_first_screen(&mut self) -> bool {
+        if self.feed.is_none() || self.app.stats.is_some() || self.in_flight > 0 {
+            return false;
+        }
+        let now = Instant::now();
+        let (at, pause) = *self.retry.get_or_insert((now + FIRST_RETRY, FIRST_RETRY));
+        if now < at {
+            return false;
+        }
+        let next = (pause * 2).min(MAX_RETRY);
+        self.retry = Some((now + next, next));
+        self.app.reread();
+        self.flush();
+        true
     }
 
     /// Takes what the live feed saw; true if there was anything.
@@ -138,6 +166,7 @@ impl Session {
             changed = true;
         }
         changed |= self.take_live();
+        changed |= self.retry_first_screen();
         let waiting = (self.in_flight > 0 && self.progress.elapsed() >= WAIT_NOTICE)
             .then(|| self.progress.elapsed().as_secs().max(1));
         changed |= waiting != self.app.waiting;

@@ -10,7 +10,8 @@ use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use super::action::BINDINGS;
 use super::app::{App, Focus, Mode, PromptKind, ValueState};
 use super::keys::display_key;
-use super::preview::{Kind, hex_rows, hex_width, human_bytes};
+use super::preview::{Kind, hex_line_count, hex_rows, hex_rows_per_line, hex_width, human_bytes};
+use super::wrap;
 
 /// Where each part of the screen goes.
 pub struct Areas {
@@ -84,7 +85,11 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
     let block = pane(Line::from(title), focused, app);
     let rows = usize::from(area.height.saturating_sub(2));
     let lines: Vec<Line> = if p.keys.is_empty() {
-        let text = if p.loading { "loading…" } else { "(no keys)" };
+        let text = match &app.keys_error {
+            _ if p.loading => "loading…".to_string(),
+            Some(why) => format!("({why})"),
+            None => "(no keys)".to_string(),
+        };
         vec![Line::styled(text, app.config.theme.dim())]
     } else {
         let end = (p.offset + rows).min(p.keys.len());
@@ -186,14 +191,9 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
     let mut block = pane(Line::from(title), focused, app);
     let theme = app.config.theme;
     let rows = usize::from(area.height.saturating_sub(2));
-    let total = app.value_lines();
-    if total > rows {
-        // Where the view is in a value longer than the pane.
-        let first = app.value.scroll.min(total) + 1;
-        let last = (app.value.scroll + rows).min(total);
-        let at = format!(" lines {first}–{last} of {total} ");
-        block = block.title_bottom(Line::from(at).right_aligned());
-    }
+    let cols = app.value_columns();
+    let total = app.value_rows();
+    let scroll = app.value.scroll.min(total.saturating_sub(rows));
     let lines: Vec<Line> = match &app.value.state {
         ValueState::Empty => vec![],
         ValueState::Loading => vec![Line::styled("loading…", theme.dim())],
@@ -206,19 +206,45 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             vec![Line::styled("(empty value)", theme.dim())]
         }
         ValueState::Loaded { preview, bytes, .. } if preview.kind == Kind::Binary => {
-            let per_line = hex_width(usize::from(area.width.saturating_sub(2)));
-            hex_rows(bytes, app.value.scroll, rows, per_line, theme)
+            let per_line = hex_width(cols);
+            let each = hex_rows_per_line(per_line, cols);
+            let count = hex_line_count(bytes, per_line);
+            let at = |row| wrap::locate(std::iter::repeat_n(each, count), row);
+            if total > rows {
+                block = block.title_bottom(position(
+                    at(scroll).0,
+                    at((scroll + rows).saturating_sub(1)).0,
+                    count,
+                ));
+            }
+            let (first, skip) = at(scroll);
+            let hex = hex_rows(bytes, first, rows.div_ceil(each) + 1, per_line, theme);
+            wrap::window(hex.iter(), skip, rows, cols)
         }
         ValueState::Loaded { preview, .. } => {
-            let start = app.value.scroll.min(preview.lines.len());
-            let end = (start + rows).min(preview.lines.len());
-            preview.lines[start..end].to_vec()
+            let per_line = || preview.lines.iter().map(|l| wrap::rows(l, cols));
+            let at = |row| wrap::locate(per_line(), row);
+            let count = preview.lines.len();
+            if total > rows {
+                block = block.title_bottom(position(
+                    at(scroll).0,
+                    at((scroll + rows).saturating_sub(1)).0,
+                    count,
+                ));
+            }
+            let (first, skip) = at(scroll);
+            wrap::window(preview.lines[first.min(count)..].iter(), skip, rows, cols)
         }
     };
-    let para = Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false });
-    frame.render_widget(para, area);
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// Where the view is in a value longer than the pane: the source lines
+/// of its top and bottom rows (0-based), of `count`.
+fn position(first: usize, last: usize, count: usize) -> Line<'static> {
+    let last = (last + 1).min(count);
+    let first = (first + 1).min(last);
+    Line::from(format!(" lines {first}–{last} of {count} ")).right_aligned()
 }
 
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {

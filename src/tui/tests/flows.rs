@@ -371,3 +371,144 @@ fn resize_keeps_the_cursor_on_screen() {
     act(&mut s, &[Action::Resize(120, 40)]);
     assert!(shows(&s.app, "> key:00030"));
 }
+
+/// A save that fails for another reason than a conflict keeps the text:
+/// the built-in editor stays open on it, after `$EDITOR` `e` brings it
+/// back. A key over 4096 bytes is refused at the prompt, before any
+/// value is typed for it.
+#[test]
+fn a_failed_save_keeps_the_typed_text() {
+    let (_dir, path) = store_with("{\"key\":\"greeting\",\"value\":\"hello\"}\n");
+    let open = {
+        let path = path.clone();
+        move || Ok(Box::new(sources::NoWrites(open_kv(&path)?)) as Box<dyn Kv>)
+    };
+    let mut s = start(open, None, (100, 20));
+    keys(&mut s, "e!");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert!(
+        shows(&s.app, "Edit greeting · Ctrl-S save"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(s.app.status.text.contains("cannot save greeting"));
+    assert!(s.app.status.text.contains("your text is kept"));
+    assert_eq!(
+        s.app.editor().map(|(_, a)| a.text()).as_deref(),
+        Some("hello!")
+    );
+    keys(&mut s, "\x1b");
+    assert!(shows(&s.app, "edit cancelled; nothing written"));
+    keys(&mut s, "n");
+    for _ in 0..4097 {
+        s.dispatch(Action::Text(TextEdit::Insert('K')));
+    }
+    act(&mut s, &[Action::Submit]);
+    assert!(shows(
+        &s.app,
+        "error: a key is 1 to 4096 bytes, this one is 4097 bytes"
+    ));
+    assert_eq!(
+        s.app.mode,
+        crate::tui::app::Mode::Browse,
+        "no editor opened"
+    );
+    s.shutdown();
+    drop(s);
+
+    let open = move || Ok(Box::new(sources::NoWrites(open_kv(&path)?)) as Box<dyn Kv>);
+    let mut s = start(open, Some("true"), (100, 20));
+    keys(&mut s, "e");
+    let job = s.app.pending_edit.take().unwrap();
+    s.finish_edit(job, Ok(b"hello, world".to_vec()));
+    assert!(s.settle(SETTLE));
+    assert!(
+        s.app
+            .status
+            .text
+            .contains("press e to edit your text again")
+    );
+    keys(&mut s, "e");
+    let job = s.app.pending_edit.take().unwrap();
+    assert_eq!(job.start_text(), b"hello, world");
+    assert_eq!(job.revision, 1, "still conditional on the revision seen");
+}
+
+/// With `--db` nobody else writes: a key that went while it was edited
+/// expired, and the browser says so rather than blaming someone.
+#[test]
+fn an_edit_of_a_key_that_expired_meanwhile_says_it_expired() {
+    let at = crate::types::now_ms() + 1500;
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"tk\",\"value\":\"v\",\"expires_at_ms\":{at}}}\n"
+    ));
+    let mut s = browse(&path, None, (100, 20));
+    keys(&mut s, "e");
+    assert!(shows(&s.app, "Edit tk"), "{:?}", screen(&s.app));
+    while crate::types::now_ms() <= at + 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    keys(&mut s, " more");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert_eq!(
+        s.app.status.text,
+        "tk expired; your edit was not written. Press r to reload"
+    );
+}
+
+/// The key list fills the pane after a seek near the end (the keys before
+/// the sought one come in a second read) and after the window shrinks and
+/// grows again.
+#[test]
+fn the_list_fills_the_pane_after_a_seek_and_a_resize() {
+    let listed = |s: &Session| {
+        screen(&s.app)
+            .iter()
+            .filter(|l| {
+                let row: String = l.chars().skip(1).take(6).collect();
+                row == "  key:" || row == "> key:"
+            })
+            .count()
+    };
+    let (_dir, path) = store_with(&numbered(10));
+    let mut s = browse(&path, None, (100, 40));
+    keys(&mut s, "/key:00008\n");
+    assert_eq!(selected(&s.app), "key:00008");
+    assert_eq!(listed(&s), 10, "{:?}", screen(&s.app));
+    let (_dir, path) = store_with(&numbered(100));
+    let mut s = browse(&path, None, (100, 40));
+    keys(&mut s, "G");
+    act(&mut s, &[Action::Resize(100, 6)]);
+    act(&mut s, &[Action::Resize(100, 40)]);
+    assert!(shows(&s.app, "> key:00099"));
+    assert_eq!(listed(&s), s.app.rows(), "{:?}", screen(&s.app));
+}
+
+/// A refresh that fails (the source went away) leaves the shown key
+/// selected: `e` and `d` act on it, not "no key selected".
+#[test]
+fn a_failed_refresh_keeps_the_selected_key() {
+    let (_dir, path) = store_with(&numbered(3));
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let open = {
+        let down = down.clone();
+        move || Ok(Box::new(sources::Switch(open_kv(&path)?, down)) as Box<dyn Kv>)
+    };
+    let mut s = start(open, None, (100, 20));
+    keys(&mut s, "j");
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    keys(&mut s, "r");
+    assert!(shows(&s.app, "error: cannot read"), "{:?}", screen(&s.app));
+    assert!(shows(&s.app, "> key:00001"));
+    keys(&mut s, "d");
+    assert!(!shows(&s.app, "no key selected"), "{:?}", screen(&s.app));
+    assert!(shows(&s.app, "Delete key:00001"), "{:?}", screen(&s.app));
+    keys(&mut s, "ne");
+    assert!(shows(&s.app, "Edit key:00001"), "{:?}", screen(&s.app));
+}

@@ -219,6 +219,7 @@ fn the_feed_resumes_after_the_server_restarts() {
     other.delete(b"key:00002", None).unwrap();
     wait_for(&mut s, &["key:00005", "live · 3 changes", "revision 6"]);
     wait_gone(&mut s, "key:00002");
+    assert!(!s.app.status.error, "{:?}", s.app.status);
     act(&mut s, &[Action::Move(Move::Down)]);
     wait_for(&mut s, &["\"n\": 11"]);
 }
@@ -454,4 +455,57 @@ fn the_browsers_own_delete_is_not_news() {
     );
     assert!(!shows(&s.app, "elsewhere"), "{:?}", screen(&s.app));
     assert_eq!(server.client().get(b"key:00000").unwrap(), None);
+}
+
+/// `kvr tui --server URL` started before the server: the list says the
+/// server cannot be reached (not "no keys"), and the browser reads its
+/// first screen and follows changes once the server answers, without `r`.
+#[test]
+fn a_browser_started_before_its_server_loads_once_it_answers() {
+    let (_dir, path) = store_with(&numbered(3));
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let url = format!("http://{addr}");
+    let open = {
+        let url = url.clone();
+        move || Ok(Box::new(Client::new(&url, None, TIMEOUT, None)?) as Box<dyn Kv>)
+    };
+    let mut s = start(open, None, (100, 20));
+    s.follow(Feed::new(
+        Client::new(&url, None, TIMEOUT, None).unwrap(),
+        1,
+    ));
+    assert!(
+        shows(&s.app, "(cannot reach the server)"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(!shows(&s.app, "(no keys)"));
+    assert!(shows(&s.app, "live: connecting…"));
+    let server = Server::start(&path, &addr);
+    wait_for(&mut s, &["> key:00000", "key 1 of 3", "live · 0 changes"]);
+    assert_eq!(s.app.status.text, "", "the error went with the outage");
+    server
+        .client()
+        .put(b"key:00009", b"9".to_vec(), None)
+        .unwrap();
+    wait_for(&mut s, &["key:00009", "live · 1 change"]);
+}
+
+/// An error left by a read that failed while the server was away goes
+/// once the feed is back and the screen was read again.
+#[test]
+fn an_error_from_the_outage_goes_when_the_server_is_back() {
+    let (_dir, path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    let addr = server.addr.to_string();
+    drop(server);
+    wait_for(&mut s, &["live: reconnecting…"]);
+    keys(&mut s, "r");
+    assert!(shows(&s.app, "error: cannot read"), "{:?}", screen(&s.app));
+    let _server = Server::start(&path, &addr);
+    wait_for(&mut s, &["live · 0 changes"]);
+    wait_gone(&mut s, "error: cannot read");
+    assert!(shows(&s.app, "> key:00000"));
 }

@@ -5,6 +5,7 @@
 
 use super::flows::script;
 use super::*;
+use crate::tui::action::{Copy, TextEdit};
 use crate::tui::app::Mode;
 use crate::tui::session::run_loop;
 use crate::tui::view::thousands;
@@ -92,6 +93,25 @@ fn esc_closes_and_clears_and_only_q_and_ctrl_c_quit() {
     let mut s = browse(&path, None, (100, 24));
     press(&mut s, ctrl('c'));
     assert!(s.app.quit, "Ctrl-C quits");
+    s.shutdown();
+    drop(s);
+
+    // In the built-in editor the typed text would go: Ctrl-C says so
+    // first, a second one right after quits.
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "ex");
+    press(&mut s, ctrl('c'));
+    assert!(!s.app.quit);
+    assert!(shows(&s.app, "Ctrl-C again quits and drops this edit"));
+    keys(&mut s, "y");
+    press(&mut s, ctrl('c'));
+    assert!(!s.app.quit, "a key in between starts over");
+    assert_eq!(
+        s.app.editor().map(|(_, a)| a.text()).as_deref(),
+        Some("{\n  \"n\": 0\n}\nxy")
+    );
+    press(&mut s, ctrl('c'));
+    assert!(s.app.quit, "Ctrl-C twice quits");
 }
 
 #[test]
@@ -157,6 +177,23 @@ fn prompts_select_the_old_text_and_take_readline_keys() {
     assert_eq!(prompt(&s), (String::new(), 0), "Ctrl-U: to the start");
     keys(&mut s, "key:00150\n");
     assert_eq!(selected(&s.app), "key:00150");
+
+    // The seek and new-key prompts start with their last text too.
+    keys(&mut s, "g/");
+    assert_eq!(prompt(&s), ("key:00150".to_string(), 9));
+    assert!(
+        draw(&s.app)[("seek to key: ".len() as u16, 23)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    );
+    keys(&mut s, "\n");
+    assert_eq!(selected(&s.app), "key:00150", "Enter keeps it");
+    keys(&mut s, "/key:00007\n");
+    assert_eq!(selected(&s.app), "key:00007", "typing replaces it");
+    keys(&mut s, "nfresh\n\x1bn");
+    assert_eq!(prompt(&s), ("fresh".to_string(), 5));
+    keys(&mut s, "\x1b/");
+    assert_eq!(prompt(&s).0, "key:00007");
 }
 
 /// A JSON value on one line but not compact: re-indenting and compacting
@@ -186,6 +223,22 @@ fn an_edit_that_changes_nothing_writes_nothing_with_either_editor() {
     s.shutdown();
     drop(s);
     assert_eq!(stored(&path, b"doc"), Some((SPACED.as_bytes().to_vec(), 1)));
+}
+
+/// vim (`:wq`) and most editors end the file with a newline: on a value
+/// without one, saving without a change is still no change.
+#[test]
+fn the_final_newline_an_editor_adds_is_not_a_change() {
+    let (_dir, path) = store_with("{\"key\":\"a\",\"value\":\"apple\"}\n");
+    let editor = r#"sh -c 'echo >> "$0"'"#;
+    let mut s = browse(&path, Some(editor), (100, 24));
+    let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    run_loop(&mut terminal, &mut s, &mut script("eq")).unwrap();
+    assert!(s.settle(SETTLE));
+    assert_eq!(s.app.status.text, "value unchanged; nothing written");
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"a"), Some((b"apple".to_vec(), 1)));
 }
 
 #[test]
@@ -264,6 +317,49 @@ fn new_on_an_existing_key_says_so_before_the_editor_opens() {
     keys(&mut s, "nkey:00009\n");
     let job = s.app.pending_edit.take().unwrap();
     assert_eq!((job.key.as_slice(), job.revision), (&b"key:00009"[..], 0));
+}
+
+/// Keys typed while `n` checks its key, or while the list moves to it
+/// (a 4 KiB key pasted, then `Enter` and `Y`), must not act on the key
+/// selected before; a key that is new opens the editor with no stale
+/// "checking" left on the status line.
+#[test]
+fn keys_typed_while_a_new_key_is_checked_do_not_act_on_the_old_one() {
+    let long = "z".repeat(4096);
+    let lines = format!(
+        "{}{{\"key\":\"{long}\",\"value\":\"long one\"}}\n",
+        numbered(3)
+    );
+    let (_dir, path) = store_with(&lines);
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "jn");
+    let old = Some(br#"{"n":1}"#.to_vec());
+    assert!(shows(&s.app, "key:00001 · rev 2"));
+    for c in long.chars() {
+        s.dispatch(Action::Text(TextEdit::Insert(c)));
+    }
+    s.dispatch(Action::Submit);
+    s.dispatch(Action::Copy(Copy::Value));
+    assert!(s.app.clipboard.is_none(), "nothing copied while checking");
+    assert!(shows(&s.app, "still checking whether zzz"));
+    // The answer came, the list is moving: still not the old key.
+    let deadline = std::time::Instant::now() + SETTLE;
+    while s.app.creating.is_some() && std::time::Instant::now() < deadline {
+        s.pump();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    s.dispatch(Action::Copy(Copy::Value));
+    assert_ne!(
+        s.app.clipboard.take(),
+        old,
+        "the old key's value was copied"
+    );
+    assert!(s.settle(SETTLE));
+    keys(&mut s, "Y");
+    assert_eq!(s.app.clipboard.as_deref(), Some(&b"long one"[..]));
+    keys(&mut s, "nabc\n");
+    assert!(matches!(s.app.mode, Mode::Editor { .. }));
+    assert!(!shows(&s.app, "checking abc"), "{:?}", screen(&s.app));
 }
 
 #[test]

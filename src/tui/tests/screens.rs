@@ -261,3 +261,31 @@ fn expiry_durations_read_as_two_units() {
     assert_eq!(expires_in(5, 5), "expired");
     assert_eq!(expires_in(5, 9), "expired");
 }
+
+/// Lines wider than the pane wrap; scrolling goes by rows, so the end of
+/// the value is reachable and the counter names the lines on screen.
+#[test]
+fn wrapped_lines_scroll_to_the_end_of_the_value() {
+    let text: String = (0..40)
+        .map(|i| format!("L{i:02}-{}\\n", "x".repeat(200)))
+        .collect();
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"wrap\",\"value\":\"{text}THE END\"}}\n"
+    ));
+    // A value pane of 70 columns: each 204-character line takes 3 rows.
+    let mut s = browse(&path, None, (100, 20));
+    keys(&mut s, "\t");
+    assert!(shows(&s.app, " lines 1–6 of 41 "), "{:?}", screen(&s.app));
+    keys(&mut s, "G");
+    assert!(shows(&s.app, "THE END"), "{:?}", screen(&s.app));
+    assert!(shows(&s.app, " lines 36–41 of 41 "), "{:?}", screen(&s.app));
+    // Row by row back up, then a narrower window keeps the end in view.
+    keys(&mut s, "k");
+    assert!(!shows(&s.app, "THE END"));
+    keys(&mut s, "G");
+    act(&mut s, &[Action::Resize(80, 20)]);
+    assert!(shows(&s.app, "THE END"), "{:?}", screen(&s.app));
+    act(&mut s, &[Action::Resize(160, 20)]);
+    assert!(shows(&s.app, "THE END"), "{:?}", screen(&s.app));
+    assert!(shows(&s.app, "L39-xxx"), "a wider pane fills up again");
+}

@@ -102,3 +102,86 @@ impl Kv for Buggy {
         self.0.source()
     }
 }
+
+/// A store that reads but cannot write, as a server that went away
+/// between reading a value and saving it.
+pub struct NoWrites(pub LocalKv);
+
+impl NoWrites {
+    fn fail<T>(&self) -> Result<T> {
+        Err(Error::Unavailable {
+            message: "cannot reach http://127.0.0.1:9: connection refused".into(),
+            overloaded: false,
+        })
+    }
+}
+
+impl Kv for NoWrites {
+    fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        self.0.get(key)
+    }
+    fn put(&self, _: &[u8], _: Vec<u8>, _: Option<u64>) -> Result<u64> {
+        self.fail()
+    }
+    fn delete(&self, _: &[u8], _: Option<u64>) -> Result<u64> {
+        self.fail()
+    }
+    fn batch(&self, _: crate::kv::BatchInput) -> Result<Applied> {
+        self.fail()
+    }
+    fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
+        self.0.range(query, visit)
+    }
+    fn stats(&self) -> Result<Stats> {
+        self.0.stats()
+    }
+    fn source(&self) -> String {
+        self.0.source()
+    }
+}
+
+/// The real store, until the flag is set: then every call fails as an
+/// unreachable server's do.
+pub struct Switch(pub LocalKv, pub Arc<std::sync::atomic::AtomicBool>);
+
+impl Switch {
+    fn up(&self) -> Result<()> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Unavailable {
+                message: "cannot reach http://127.0.0.1:9: connection refused".into(),
+                overloaded: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Kv for Switch {
+    fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        self.up()?;
+        self.0.get(key)
+    }
+    fn put(&self, key: &[u8], value: Vec<u8>, if_revision: Option<u64>) -> Result<u64> {
+        self.up()?;
+        self.0.put(key, value, if_revision)
+    }
+    fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64> {
+        self.up()?;
+        self.0.delete(key, if_revision)
+    }
+    fn batch(&self, input: crate::kv::BatchInput) -> Result<Applied> {
+        self.up()?;
+        self.0.batch(input)
+    }
+    fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {
+        self.up()?;
+        self.0.range(query, visit)
+    }
+    fn stats(&self) -> Result<Stats> {
+        self.up()?;
+        self.0.stats()
+    }
+    fn source(&self) -> String {
+        self.0.source()
+    }
+}

@@ -1,0 +1,146 @@
+//! The value pane's lines wrapped at the pane's width, character by
+//! character, so that the rows scrolled through are the rows drawn.
+//!
+//! The pane used to scroll by source lines while ratatui wrapped them:
+//! with lines wider than the pane the last "line" was reached while the
+//! screen still showed the middle of the value, and the rest could never
+//! be seen. Here one function decides where a line breaks ([`split`]) and
+//! [`rows`] counts the same breaks, so counts and drawing cannot differ.
+
+use ratatui::text::{Line, Span};
+
+/// Columns a character takes on screen.
+fn char_width(c: char) -> usize {
+    let mut buf = [0u8; 4];
+    Span::raw(&*c.encode_utf8(&mut buf)).width()
+}
+
+/// Rows `line` takes in `cols` columns (at least one, for an empty line).
+pub fn rows(line: &Line<'_>, cols: usize) -> usize {
+    let cols = cols.max(1);
+    // Printable ASCII is one column a character: no need to walk it.
+    if line
+        .spans
+        .iter()
+        .all(|s| s.content.bytes().all(|b| (0x20..0x7f).contains(&b)))
+    {
+        let width: usize = line.spans.iter().map(|s| s.content.len()).sum();
+        return width.div_ceil(cols).max(1);
+    }
+    let mut count = 1;
+    let mut used = 0;
+    for c in line.spans.iter().flat_map(|s| s.content.chars()) {
+        let w = char_width(c);
+        if used + w > cols && used > 0 {
+            count += 1;
+            used = 0;
+        }
+        used += w;
+    }
+    count
+}
+
+/// `line` cut into rows of at most `cols` columns, keeping its styles; a
+/// character that does not fit the rest of a row starts the next one.
+pub fn split(line: &Line<'_>, cols: usize) -> Vec<Line<'static>> {
+    let cols = cols.max(1);
+    let mut out = Vec::new();
+    let mut row: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for span in &line.spans {
+        let mut text = String::new();
+        for c in span.content.chars() {
+            let w = char_width(c);
+            if used + w > cols && used > 0 {
+                if !text.is_empty() {
+                    row.push(Span::styled(std::mem::take(&mut text), span.style));
+                }
+                out.push(Line::from(std::mem::take(&mut row)).style(line.style));
+                used = 0;
+            }
+            text.push(c);
+            used += w;
+        }
+        if !text.is_empty() {
+            row.push(Span::styled(text, span.style));
+        }
+    }
+    out.push(Line::from(row).style(line.style));
+    out
+}
+
+/// Which line row `row` falls in, and its row within that line, given
+/// the rows each line takes; past the end: (number of lines, 0).
+pub fn locate(per_line: impl Iterator<Item = usize>, row: usize) -> (usize, usize) {
+    let mut start = 0;
+    let mut index = 0;
+    for n in per_line {
+        if row < start + n {
+            return (index, row - start);
+        }
+        start += n;
+        index += 1;
+    }
+    (index, 0)
+}
+
+/// `count` rows of `lines` wrapped at `cols`, leaving out the first
+/// `skip` rows of the first line.
+pub fn window<'a>(
+    lines: impl Iterator<Item = &'a Line<'a>>,
+    skip: usize,
+    count: usize,
+    cols: usize,
+) -> Vec<Line<'static>> {
+    lines
+        .flat_map(|l| split(l, cols))
+        .skip(skip)
+        .take(count)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::style::{Style, Stylize};
+
+    #[test]
+    fn counts_the_rows_it_splits_into() {
+        let cases = [
+            Line::raw(""),
+            Line::raw("abcdef"),
+            Line::raw("abcdefg"),
+            Line::raw("日本語のテキスト"),
+            Line::from(vec![Span::raw("ab"), "cdé".red(), Span::raw("fg日")]),
+        ];
+        for line in &cases {
+            for cols in 1..9 {
+                let parts = split(line, cols);
+                assert_eq!(rows(line, cols), parts.len(), "{line:?} at {cols}");
+                assert!(parts.iter().all(|p| p.width() <= cols.max(2)));
+                let joined: String = parts.iter().map(ToString::to_string).collect();
+                assert_eq!(joined, line.to_string());
+            }
+        }
+        let parts = split(&cases[4], 3);
+        assert_eq!(parts[1].spans[0].content, "dé");
+        assert_eq!(parts[1].spans[0].style, Style::new().red());
+    }
+
+    #[test]
+    fn locates_rows_and_windows() {
+        let lines = [Line::raw("aaaaa"), Line::raw("b"), Line::raw("cccccc")];
+        let per = || lines.iter().map(|l| rows(l, 2));
+        assert_eq!(per().sum::<usize>(), 7);
+        assert_eq!(locate(per(), 0), (0, 0));
+        assert_eq!(locate(per(), 2), (0, 2));
+        assert_eq!(locate(per(), 3), (1, 0));
+        assert_eq!(locate(per(), 6), (2, 2));
+        assert_eq!(locate(per(), 7), (3, 0));
+        let shown: Vec<String> = window(lines[2..].iter(), 1, 5, 2)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["cc", "cc"]);
+    }
+}
