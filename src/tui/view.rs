@@ -211,11 +211,7 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             let count = hex_line_count(bytes, per_line);
             let at = |row| wrap::locate(std::iter::repeat_n(each, count), row);
             if total > rows {
-                block = block.title_bottom(position(
-                    at(scroll).0,
-                    at((scroll + rows).saturating_sub(1)).0,
-                    count,
-                ));
+                block = block.title_bottom(position(at, scroll, rows, count));
             }
             let (first, skip) = at(scroll);
             let hex = hex_rows(bytes, first, rows.div_ceil(each) + 1, per_line, theme);
@@ -226,11 +222,7 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             let at = |row| wrap::locate(per_line(), row);
             let count = preview.lines.len();
             if total > rows {
-                block = block.title_bottom(position(
-                    at(scroll).0,
-                    at((scroll + rows).saturating_sub(1)).0,
-                    count,
-                ));
+                block = block.title_bottom(position(at, scroll, rows, count));
             }
             let (first, skip) = at(scroll);
             wrap::window(preview.lines[first.min(count)..].iter(), skip, rows, cols)
@@ -240,8 +232,16 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// Where the view is in a value longer than the pane: the source lines
-/// of its top and bottom rows (0-based), of `count`.
-fn position(first: usize, last: usize, count: usize) -> Line<'static> {
+/// of its top and bottom rows, of `count`; `at` finds a row's line
+/// (0-based, [`wrap::locate`]).
+fn position(
+    at: impl Fn(usize) -> (usize, usize),
+    scroll: usize,
+    rows: usize,
+    count: usize,
+) -> Line<'static> {
+    let first = at(scroll).0;
+    let last = at((scroll + rows).saturating_sub(1)).0;
     let last = (last + 1).min(count);
     let first = (first + 1).min(last);
     Line::from(format!(" lines {first}–{last} of {count} ")).right_aligned()

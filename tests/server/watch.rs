@@ -282,6 +282,14 @@ fn cli_watch_exits_0_when_stdout_closes() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// What the exited child wrote to its piped stderr.
+fn stderr_of(child: &mut Killed) -> String {
+    let mut err = String::new();
+    let mut pipe = child.0.stderr.take().unwrap();
+    pipe.read_to_string(&mut err).unwrap();
+    err
+}
+
 /// Waits for `child` to exit, failing after `limit`.
 fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
@@ -311,14 +319,7 @@ fn cli_watch_of_an_unreachable_server_exits_5() {
     );
     let status = exit_within(&mut guard.0, Duration::from_secs(15));
     assert_eq!(status.code(), Some(5));
-    let mut err = String::new();
-    guard
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut guard);
     assert!(err.starts_with("kvr: error: cannot reach"), "{err}");
     let out = kvr_cmd(dir.path())
         .args(["--server", "http://127.0.0.1:1", "--timeout", "1", "watch"])
@@ -367,14 +368,7 @@ fn cli_watch_that_cannot_resume_says_so() {
     let _s = Server::start(dir.path(), &["--listen", &addr]);
     let status = exit_within(&mut guard.0, Duration::from_secs(20));
     assert_eq!(status.code(), Some(1));
-    let mut err = String::new();
-    guard
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut guard);
     assert!(err.contains("cannot resume the watch"), "{err}");
     assert!(!err.contains("--from-revision"), "{err}");
 }
