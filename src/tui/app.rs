@@ -60,6 +60,9 @@ pub enum Mode {
     Confirm {
         key: Vec<u8>,
         revision: u64,
+        /// When the key expires, Unix milliseconds: a delete that finds it
+        /// gone after that says it expired, not that someone deleted it.
+        expires_at_ms: Option<u64>,
     },
     Editor {
         job: EditJob,
@@ -92,6 +95,14 @@ pub enum ValueState {
         expires_at_ms: Option<u64>,
     },
     Failed(String),
+}
+
+/// A delete this browser asked for and has not seen the end of.
+#[derive(Debug, Clone)]
+pub(super) struct OwnDelete {
+    pub key: Vec<u8>,
+    /// The key's expiry when the delete was asked for (see [`Mode::Confirm`]).
+    pub expires_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -171,7 +182,7 @@ pub struct App {
     pub keys_error: Option<String>,
     /// A key this browser asked to delete: its delete event is ours, not
     /// news for the status line.
-    pub(super) own_delete: Option<Vec<u8>>,
+    pub(super) own_delete: Option<OwnDelete>,
 }
 
 impl App {
@@ -295,7 +306,11 @@ impl App {
             Mode::Browse => self.browse(action),
             Mode::Help => {}
             Mode::Prompt { kind, input } => self.prompt(kind, input, action),
-            Mode::Confirm { key, revision } => self.confirm(key, revision, action),
+            Mode::Confirm {
+                key,
+                revision,
+                expires_at_ms,
+            } => self.confirm(key, revision, expires_at_ms, action),
             Mode::Editor { job, area } => self.builtin_editor(job, area, action),
             Mode::InvalidJson { job, area, error } => self.invalid_json(job, area, error, action),
         }
@@ -546,10 +561,18 @@ impl App {
 
     pub(super) fn ask_delete(&mut self) {
         match (&self.value.key, &self.value.state) {
-            (Some(key), ValueState::Loaded { revision, .. }) => {
+            (
+                Some(key),
+                ValueState::Loaded {
+                    revision,
+                    expires_at_ms,
+                    ..
+                },
+            ) => {
                 self.mode = Mode::Confirm {
                     key: key.clone(),
                     revision: *revision,
+                    expires_at_ms: *expires_at_ms,
                 };
             }
             (None, _) => self.info("no key selected"),
@@ -558,11 +581,14 @@ impl App {
         }
     }
 
-    fn confirm(&mut self, key: Vec<u8>, revision: u64, action: Action) {
+    fn confirm(&mut self, key: Vec<u8>, revision: u64, expires_at_ms: Option<u64>, action: Action) {
         match action {
             Action::Submit => {
                 self.info(format!("deleting {}…", display_key(&key)));
-                self.own_delete = Some(key.clone());
+                self.own_delete = Some(OwnDelete {
+                    key: key.clone(),
+                    expires_at_ms,
+                });
                 self.outbox.push(Request::Delete {
                     key,
                     if_revision: revision,

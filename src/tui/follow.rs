@@ -76,7 +76,11 @@ impl App {
         let mut reread = false;
         for change in changes {
             self.pager.change(&change.key, change.deleted, rows);
-            let ours = change.deleted && self.own_delete.as_ref() == Some(&change.key);
+            let ours = change.deleted
+                && self
+                    .own_delete
+                    .as_ref()
+                    .is_some_and(|d| d.key == change.key);
             if ours {
                 self.own_delete = None;
             }

@@ -185,8 +185,22 @@ impl App {
 
     fn delete_done(&mut self, key: Vec<u8>, result: crate::Result<u64>) {
         let shown = display_key(&key);
+        // Gone after its expiry passed: it expired rather than being
+        // deleted by someone (as for an edit, above).
+        let expired = self
+            .own_delete
+            .as_ref()
+            .filter(|d| d.key == key)
+            .and_then(|d| d.expires_at_ms)
+            .is_some_and(|at| at <= crate::types::now_ms());
         match result {
             Ok(revision) => self.info(format!("deleted {shown} (revision {revision})")),
+            Err(Error::PreconditionFailed { current: None, .. } | Error::KeyNotFound { .. })
+                if expired =>
+            {
+                self.own_delete = None;
+                self.info(format!("{shown} had already expired"));
+            }
             Err(Error::PreconditionFailed { current, .. }) => {
                 self.own_delete = None;
                 return self.error(format!(

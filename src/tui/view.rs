@@ -52,7 +52,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     render_message(frame, a.message, app);
     match &app.mode {
         Mode::Help => render_help(frame, app),
-        Mode::Confirm { key, revision } => render_confirm(frame, app, key, *revision),
+        Mode::Confirm { key, revision, .. } => render_confirm(frame, app, key, *revision),
         Mode::Editor { .. } => render_editor(frame, a.value, app),
         Mode::InvalidJson { error, .. } => {
             render_editor(frame, a.value, app);

@@ -462,6 +462,34 @@ fn an_edit_of_a_key_that_expired_meanwhile_says_it_expired() {
     );
 }
 
+/// A key that expired while its delete was being confirmed was not
+/// deleted by anyone: the browser says it expired, and moves on.
+#[test]
+fn a_delete_of_a_key_that_expired_meanwhile_says_it_expired() {
+    let at = crate::types::now_ms() + 1500;
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"tk\",\"value\":\"v\",\"expires_at_ms\":{at}}}\n{{\"key\":\"zz\",\"value\":\"w\"}}\n"
+    ));
+    let mut s = browse(&path, None, (100, 20));
+    s.dispatch(Action::Delete);
+    assert!(s.settle(SETTLE));
+    assert!(
+        shows(&s.app, "Delete tk (revision 1)?"),
+        "{:?}",
+        screen(&s.app)
+    );
+    while crate::types::now_ms() <= at + 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    act(&mut s, &[Action::Submit]);
+    assert_eq!(s.app.status.text, "tk had already expired");
+    assert!(s.settle(SETTLE));
+    assert_eq!(selected(&s.app), "zz");
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"zz"), Some((b"w".to_vec(), 2)));
+}
+
 /// The key list fills the pane after a seek near the end (the keys before
 /// the sought one come in a second read) and after the window shrinks and
 /// grows again.
