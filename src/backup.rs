@@ -183,6 +183,9 @@ impl Dest {
                 path.display()
             )));
         }
+        // Refused now rather than after the copy; checked again, under the
+        // lock, when the copy replaces it.
+        drop(hold_replaceable(path)?);
         let name = path
             .file_name()
             .ok_or_else(|| Error::invalid(format!("{} is not a file name", path.display())))?;
@@ -234,6 +237,8 @@ impl Dest {
         std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(format!("cannot set the mode of {}", from.display()), e))?;
         let moved = if self.force {
+            // Held until the rename: no kvr opens DEST in between.
+            let _held = hold_replaceable(to)?;
             std::fs::rename(&from, to)
         } else {
             // A link fails on an existing name, where a rename would replace it.
@@ -256,6 +261,52 @@ impl Dest {
             .map(|m| m.len())
             .map_err(|e| Error::io(format!("cannot read {}", to.display()), e))
     }
+}
+
+/// Locks an existing DEST as kvr locks a database it opens, so that a
+/// backup never replaces a file a server (or any kvr) holds: that process
+/// would go on writing to the replaced file, and every write it
+/// acknowledged after the backup would be gone once it stops. A DEST with
+/// a write-ahead log (`DEST.wal`) left by a server that did not stop
+/// cleanly is refused too: its writes are not in DEST yet, and the log
+/// would later be replayed onto the backup. `None` when DEST does not
+/// exist.
+fn hold_replaceable(path: &Path) -> Result<Option<std::fs::File>> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+    };
+    // Only a regular file can be a database; anything else is replaced as
+    // before (or refused by the rename).
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = crate::store::holder_of(path).unwrap_or_else(|| "another process".into());
+            return Err(Error::DestInUse(format!(
+                "DEST {} is a database in use by {holder}; a backup does not replace it \
+                 (what that process writes would be lost): stop it first, or name another file",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io(format!("cannot lock {}", path.display()), e));
+        }
+    }
+    let log = crate::wal::dir_of(path);
+    if log.exists() {
+        return Err(Error::DestInUse(format!(
+            "DEST {} has a write-ahead log {} left by a server that did not stop cleanly; \
+             its writes are not in the file yet: open it once with kvr (which replays the log) \
+             and run the backup again, or name another file",
+            path.display(),
+            log.display()
+        )));
+    }
+    Ok(Some(file))
 }
 
 /// Writes entries, in key order, into a new database (see the module

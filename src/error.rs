@@ -68,6 +68,12 @@ pub enum Error {
         holder: Option<String>,
     },
 
+    /// A backup's DEST is a database file another process holds, or one
+    /// with a write-ahead log still to replay: replacing it would lose
+    /// what that process writes (exit 3).
+    #[error("{0}")]
+    DestInUse(String),
+
     /// The filesystem is full (exit 3, HTTP 507).
     #[error("disk full: {context}; free some space and retry")]
     DiskFull { context: String },
@@ -214,6 +220,7 @@ impl Error {
             Error::Conflict(_) | Error::Removed(_) => 3,
             Error::OutcomeUnknown { .. } => 5,
             Error::InUse { .. }
+            | Error::DestInUse(_)
             | Error::DiskFull { .. }
             | Error::Io { .. }
             | Error::Corrupt(_)
@@ -259,6 +266,7 @@ impl Error {
             Error::Removed(_) => Code::Removed,
             Error::IdempotencyKeyReused { .. } => Code::IdempotencyKeyReused,
             Error::InUse { .. }
+            | Error::DestInUse(_)
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)

@@ -21,6 +21,7 @@ mod read_only;
 pub use cluster::Replaced;
 pub mod create;
 mod holder;
+pub use holder::of as holder_of;
 mod memory;
 mod paced;
 mod range;

@@ -273,6 +273,66 @@ fn backup_with_db_of_a_served_file_suggests_server() {
     );
 }
 
+/// A backup never replaces a database file a server holds: the server
+/// would go on writing to the replaced file, and what it acknowledged
+/// after the backup would be gone once it stops (audit finding). Nor one
+/// with a write-ahead log still to replay.
+#[test]
+fn backup_force_refuses_a_dest_a_server_holds_or_with_a_log_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut s = Server::start(d, &[]);
+    assert!(s.cli(&["put", "a", "1"], b"").status.success());
+    run_ok(d, &["--db", "other.redb", "put", "s", "1"]);
+    let served = d.join("db.redb");
+    for args in [
+        vec!["--server", s.url.as_str(), "backup", "--force"],
+        vec!["--db", "other.redb", "backup", "--force"],
+    ] {
+        let mut args = args.clone();
+        args.push(served.to_str().unwrap());
+        let out = kvr(d, &args, b"");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("kvr: error: DEST ")
+                && stderr(&out).contains("is a database in use by")
+                && stderr(&out).contains("serve"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(leftovers(d), Vec::<String>::new());
+    }
+    // The server's file is still the one it writes: a write acknowledged
+    // now is there after it stops.
+    assert!(s.cli(&["put", "b", "2"], b"").status.success());
+    assert!(s.terminate().success());
+    assert_eq!(run_ok(d, &["--db", "db.redb", "get", "b"]), "2");
+    assert_eq!(stats(d, "db.redb")["revision"], 2);
+
+    // A DEST whose server was killed: its log holds writes the file does
+    // not, and would be replayed onto the backup.
+    let mut s = Server::start(d, &[]);
+    assert!(s.cli(&["put", "c", "3"], b"").status.success());
+    s.kill9();
+    let out = kvr(
+        d,
+        &[
+            "--db",
+            "other.redb",
+            "backup",
+            "--force",
+            served.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("write-ahead log"), "{}", stderr(&out));
+    assert_eq!(run_ok(d, &["--db", "db.redb", "get", "c"]), "3");
+    // Once the log is replayed, the backup may replace it.
+    run_ok(d, &["--db", "other.redb", "backup", "--force", "db.redb"]);
+    assert_eq!(contents(d, "db.redb"), contents(d, "other.redb"));
+}
+
 /// Temporary backup files left in `dir`.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
