@@ -404,7 +404,9 @@ impl Engine {
         let mut out = Vec::new();
         if from <= base.revision() {
             base.history(from, max, |rev, bytes| {
-                out.push(history::Event::decode(rev, bytes)?);
+                out.push(history::Event::decode(rev, bytes, &|key, rev| {
+                    base.value_at(key, rev)
+                })?);
                 Ok(())
             })?;
         }

@@ -102,7 +102,17 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         table.with_events(|events| {
             let mut buf = Vec::new();
             for e in events.iter().filter(|e| e.revision >= mark.oldest) {
-                e.encode(&mut buf);
+                // A put that is its key's newest version here is the value
+                // this flush writes to `kv`: stored once, there.
+                let newest = e.kind == super::history::EventKind::Put
+                    && table
+                        .newest_state(&e.key)
+                        .is_some_and(|s| s.is_some_and(|(revision, _)| revision == e.revision));
+                if newest {
+                    e.encode_value_in_kv(&mut buf);
+                } else {
+                    e.encode(&mut buf);
+                }
                 store(e.revision, &buf)?;
             }
             Ok(())
@@ -112,6 +122,7 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
         events: &mut events,
         oldest: mark.oldest,
         bytes: mark.bytes,
+        inline: super::history::inline_value,
     };
     let (records, newest) = table.idempotency_records();
     // Records past their window (judged by the newest one this table
@@ -179,15 +190,15 @@ fn write_parts(engine: &Engine, table: &Memtable) -> Result<()> {
         if total.saturating_sub(done) <= part {
             return Ok(());
         }
-        let mut added = Vec::new();
+        let mut absent = Vec::new();
         let (delta, last) = table.with_newest(upto.as_deref(), |items| {
             let items: Vec<_> = items.take(part).collect();
             let last = items.last().map(|(k, _)| k.to_vec());
-            let delta = engine
-                .store
-                .write_part(items.into_iter().map(sorted_item), &mut |key| {
-                    added.push(key.to_vec())
-                })?;
+            let delta = engine.store.write_part(
+                items.into_iter().map(sorted_item),
+                super::history::inline_value,
+                &mut |key| absent.push(key.to_vec()),
+            )?;
             Ok::<_, Error>((delta, last))
         })?;
         // Recorded before readers move to the part (`Memtable::absent_among`).
@@ -195,7 +206,7 @@ fn write_parts(engine: &Engine, table: &Memtable) -> Result<()> {
             p.upto = last;
             p.keys += part;
             p.delta += delta;
-            p.added.extend(added);
+            p.absent.extend(absent);
         });
         engine.flush_parts.fetch_add(1, Ordering::Relaxed);
         let base = Arc::new(engine.store.snapshot()?.reader()?);

@@ -91,9 +91,12 @@ pub struct FlushedParts {
     pub keys: usize,
     /// The change in the store's key count they made.
     pub delta: i64,
-    /// The keys they added (absent from the store before): what the
-    /// store said of the table's unresolved keys before they were written.
-    pub added: HashSet<Vec<u8>>,
+    /// The keys they wrote that were absent from the store before (put,
+    /// or deleted with nothing to delete): what the store said of the
+    /// table's unresolved keys before they were written. (A key put unseen
+    /// and deleted in the same table is one of them; counting only the
+    /// added keys took it for one the store held.)
+    pub absent: HashSet<Vec<u8>>,
 }
 
 /// The history state after a table's last write: the oldest revision kept
@@ -331,7 +334,7 @@ impl Memtable {
         for i in order {
             let key = &todo[i];
             found[i] = match &parts.upto {
-                Some(upto) if key <= upto => parts.added.contains(key),
+                Some(upto) if key <= upto => parts.absent.contains(key),
                 _ => !base.contains(key)?,
             };
         }

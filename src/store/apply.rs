@@ -17,7 +17,8 @@ use redb::{ReadableTable, Table};
 
 use super::Store;
 use super::record::{
-    self, EXPIRY, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS, META_REVISION,
+    self, EXPIRY, HISTORY, KV, META, META_HISTORY_BYTES, META_HISTORY_OLDEST, META_KEYS,
+    META_REVISION,
 };
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
@@ -58,6 +59,17 @@ type ExpiryTable<'t> = Table<'t, (u64, &'static [u8]), u64>;
 pub(super) struct Tables<'t> {
     kv: KvTable<'t>,
     expiry: ExpiryTable<'t>,
+    /// A server's flush: the watch history, whose rows that share their
+    /// value with a `kv` record are rewritten before the record changes.
+    history: Option<KeptHistory<'t>>,
+}
+
+/// See [`Tables::history`].
+struct KeptHistory<'t> {
+    table: Table<'t, u64, &'static [u8]>,
+    /// Rows below this revision are not kept (the flush deletes them).
+    oldest: u64,
+    inline: super::table::InlineValue,
 }
 
 impl<'t> Tables<'t> {
@@ -65,7 +77,54 @@ impl<'t> Tables<'t> {
         Ok(Tables {
             kv: wtx.open_table(KV)?,
             expiry: wtx.open_table(EXPIRY)?,
+            history: None,
         })
+    }
+
+    /// [`Tables::open`] for a flush that keeps the watch history from
+    /// revision `oldest` on: before a record is replaced or deleted, a
+    /// history row sharing its value gets the value back (`inline`, see
+    /// `engine/history.rs`).
+    pub(super) fn open_keeping_history(
+        wtx: &'t redb::WriteTransaction,
+        oldest: u64,
+        inline: super::table::InlineValue,
+    ) -> Result<Tables<'t>> {
+        let mut tables = Tables::open(wtx)?;
+        tables.history = Some(KeptHistory {
+            table: wtx.open_table(HISTORY)?,
+            oldest,
+            inline,
+        });
+        Ok(tables)
+    }
+
+    /// Before `key`'s record at `old_revision` with `old_value` is
+    /// replaced (by revision `new_revision`) or deleted: the history row
+    /// of that revision, when it is kept and shares the value, gets it.
+    fn keep_old_value(
+        history: &mut Option<KeptHistory<'t>>,
+        key: &[u8],
+        old_revision: u64,
+        old_value: &[u8],
+        new_revision: Option<u64>,
+    ) -> Result<()> {
+        let Some(h) = history else {
+            return Ok(());
+        };
+        // The same version written again (a log replayed over a flush that
+        // had it already): the row still shares the value.
+        if old_revision < h.oldest || new_revision == Some(old_revision) {
+            return Ok(());
+        }
+        let whole = match h.table.get(old_revision)? {
+            Some(row) => (h.inline)(row.value(), key, old_value),
+            None => None,
+        };
+        if let Some(whole) = whole {
+            h.table.insert(old_revision, whole.as_slice())?;
+        }
+        Ok(())
     }
 
     /// Writes a key's record, keeping the expiry index in step. Returns
@@ -80,7 +139,17 @@ impl<'t> Tables<'t> {
     ) -> Result<bool> {
         record::encode_into(buf, revision, value, expires_at_ms);
         let old = match self.kv.insert(key, buf.as_slice())? {
-            Some(g) => Some(record::decode(g.value())?.expires_at_ms),
+            Some(g) => {
+                let old = record::decode(g.value())?;
+                Self::keep_old_value(
+                    &mut self.history,
+                    key,
+                    old.revision,
+                    old.value,
+                    Some(revision),
+                )?;
+                Some(old.expires_at_ms)
+            }
             None => None,
         };
         if let Some(Some(at)) = old {
@@ -95,7 +164,11 @@ impl<'t> Tables<'t> {
     /// Removes a key and its expiry entry. Returns whether it was there.
     pub(super) fn remove(&mut self, key: &[u8]) -> Result<bool> {
         let old = match self.kv.remove(key)? {
-            Some(g) => Some(record::decode(g.value())?.expires_at_ms),
+            Some(g) => {
+                let old = record::decode(g.value())?;
+                Self::keep_old_value(&mut self.history, key, old.revision, old.value, None)?;
+                Some(old.expires_at_ms)
+            }
             None => None,
         };
         if let Some(Some(at)) = old {
@@ -108,12 +181,13 @@ impl<'t> Tables<'t> {
     /// to delete. Keys up to the table's last one are written one by one;
     /// the rest, new keys sorting after all of them, are appended
     /// ([`Tables::append`]). Returns how many keys were added and removed;
-    /// `on_added` sees each added key.
+    /// `on_absent` sees each key that was absent before: added by a put,
+    /// or deleted with nothing to delete.
     pub(super) fn write_sorted<'a>(
         &mut self,
         buf: &mut Vec<u8>,
         items: impl IntoIterator<Item = super::SortedItem<'a>>,
-        on_added: &mut dyn FnMut(&[u8]),
+        on_absent: &mut dyn FnMut(&[u8]),
     ) -> Result<(u64, u64)> {
         let last = self.kv.last()?.map(|(k, _)| k.value().to_vec());
         let (mut added, mut removed) = (0, 0);
@@ -125,13 +199,14 @@ impl<'t> Tables<'t> {
                 Some((value, revision, expires_at_ms)) => {
                     if self.put(buf, key, value, revision, expires_at_ms)? {
                         added += 1;
-                        on_added(key);
+                        on_absent(key);
                     }
                 }
-                None => removed += u64::from(self.remove(key)?),
+                None if self.remove(key)? => removed += 1,
+                None => on_absent(key),
             }
         }
-        added += self.append(buf, items, on_added)?;
+        added += self.append(buf, items, on_absent)?;
         Ok((added, removed))
     }
 
@@ -144,7 +219,7 @@ impl<'t> Tables<'t> {
         &mut self,
         buf: &mut Vec<u8>,
         items: impl IntoIterator<Item = super::SortedItem<'a>>,
-        on_added: &mut dyn FnMut(&[u8]),
+        on_absent: &mut dyn FnMut(&[u8]),
     ) -> Result<u64> {
         let mut items = items.into_iter().peekable();
         if items.peek().is_none() {
@@ -155,13 +230,13 @@ impl<'t> Tables<'t> {
             .kv
             .upper_bound_mut(std::ops::Bound::<&[u8]>::Unbounded)?;
         for (key, item) in items {
+            on_absent(key);
             let Some((value, revision, expires_at_ms)) = item else {
                 continue;
             };
             record::encode_into(buf, revision, value, expires_at_ms);
             cursor.insert_before(key, buf.as_slice())?;
             added += 1;
-            on_added(key);
             if let Some(at) = expires_at_ms {
                 self.expiry.insert((at, key), revision)?;
             }

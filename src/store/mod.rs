@@ -40,7 +40,9 @@ pub(crate) use apply::{check_limits, condition_holds};
 pub use check::{Problem, Report, check};
 pub use memory::{default_cache_mib, default_serve_cache_mib};
 pub use record::Record;
-pub use table::{HistoryUpdate, IdempotencyUpdate, SortedItem, StoreEvent, TableItem, TableReader};
+pub use table::{
+    HistoryUpdate, IdempotencyUpdate, InlineValue, SortedItem, StoreEvent, TableItem, TableReader,
+};
 
 use crate::error::{Error, Result};
 use crate::types::{Entry, Stats};

@@ -134,6 +134,18 @@ impl TableReader {
         }
     }
 
+    /// The value of `key`'s record when the record has `revision` (a
+    /// watch history row that shares its value with the record).
+    pub fn value_at(&self, key: &[u8], revision: u64) -> Result<Option<bytes::Bytes>> {
+        match self.table.get(key)? {
+            Some(guard) => {
+                let rec = record::decode(guard.value())?;
+                Ok((rec.revision == revision).then(|| bytes::Bytes::copy_from_slice(rec.value)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Whether the commit holds `key`.
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
         Ok(self.table.get(key)?.is_some())
@@ -266,6 +278,12 @@ impl Snapshot {
 /// Receives one event to store: its revision and stored bytes.
 pub type StoreEvent<'a> = dyn FnMut(u64, &[u8]) -> Result<()> + 'a;
 
+/// How a flush rewrites a watch history row that shares its value with a
+/// `kv` record before that record changes: `(row, key, value)` to the
+/// whole row, `None` when the row needs no rewrite (the row format is the
+/// engine's, `engine/history.rs`).
+pub type InlineValue = fn(&[u8], &[u8], &[u8]) -> Option<Vec<u8>>;
+
 /// The history part of a flush: the events to store, encoded one at a
 /// time into the visitor (no copy of the whole table's events), and the
 /// history state after them.
@@ -273,6 +291,7 @@ pub struct HistoryUpdate<'a> {
     pub events: &'a mut dyn FnMut(&mut StoreEvent<'_>) -> Result<()>,
     pub oldest: u64,
     pub bytes: u64,
+    pub inline: InlineValue,
 }
 
 /// Stores a flush's events (those still kept), deletes the rows below the
@@ -396,17 +415,24 @@ impl Store {
     /// history and everything else to the table's last part. Until then
     /// the store is ahead of its revision for these keys, which replay
     /// allows (see `wal/record.rs`). Returns the change in key count;
-    /// `on_added` sees each key that was absent.
-    pub fn write_part<'a, I>(&self, items: I, on_added: &mut dyn FnMut(&[u8])) -> Result<i64>
+    /// `on_absent` sees each key that was absent before it (added, or
+    /// deleted with nothing to delete).
+    pub fn write_part<'a, I>(
+        &self,
+        items: I,
+        inline: InlineValue,
+        on_absent: &mut dyn FnMut(&[u8]),
+    ) -> Result<i64>
     where
         I: IntoIterator<Item = SortedItem<'a>>,
     {
         let wtx = self.begin_write(Commit::Durable)?;
         let delta = {
-            let mut tables = super::apply::Tables::open(&wtx)?;
             let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
-            let (added, removed) = tables.write_sorted(&mut Vec::new(), items, on_added)?;
+            let oldest = meta.get(META_HISTORY_OLDEST)?.map_or(0, |g| g.value());
+            let mut tables = super::apply::Tables::open_keeping_history(&wtx, oldest, inline)?;
+            let (added, removed) = tables.write_sorted(&mut Vec::new(), items, on_absent)?;
             meta.insert(META_KEYS, (keys + added).saturating_sub(removed))?;
             i64::try_from(added).unwrap_or(i64::MAX) - i64::try_from(removed).unwrap_or(i64::MAX)
         };
@@ -435,7 +461,9 @@ impl Store {
         I: IntoIterator<Item = SortedItem<'a>>,
     {
         let wtx = self.begin_write(commit)?;
+        let mut kept_history = None;
         if let Some(x) = extras {
+            kept_history = Some((x.history.oldest, x.history.inline));
             write_history(&wtx, x.history)?;
             let i = x.idempotency;
             write_idempotency(&wtx, i.records, i.delete_before_ms)?;
@@ -445,7 +473,12 @@ impl Store {
             }
         }
         let keys = {
-            let mut tables = super::apply::Tables::open(&wtx)?;
+            let mut tables = match kept_history {
+                Some((oldest, inline)) => {
+                    super::apply::Tables::open_keeping_history(&wtx, oldest, inline)?
+                }
+                None => super::apply::Tables::open(&wtx)?,
+            };
             let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
             let (added, removed) = tables.write_sorted(&mut Vec::new(), items, &mut |_| {})?;
