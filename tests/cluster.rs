@@ -409,6 +409,19 @@ fn three_nodes_replicate_fail_over_and_restart() {
     );
     let out = kvr(dir, &["--db", "n3.redb", "delete", "a"]);
     assert_eq!(out.status.code(), Some(2));
+    // Nor is it served alone (without --raft-listen): it would take writes
+    // its cluster never sees, then rejoin with data and revisions of its
+    // own (audit finding).
+    let out = kvr(
+        dir,
+        &["--db", "n3.redb", "serve", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is node 3 of cluster") && err.contains("--raft-listen"),
+        "{err}"
+    );
     assert_eq!(kvr(dir, &["--db", "n3.redb", "get", "a"]).stdout, b"1");
     drop(n3);
     nodes.push(spawn_at(dir, "n3", (&n3_addrs.0, &n3_addrs.1), &[], &[]));
@@ -591,6 +604,17 @@ fn cluster_flags_are_checked_before_anything_is_written() {
         );
         assert!(!err.contains("  "), "{err:?}");
     }
+    assert!(!dir.join("new.redb").exists(), "a file was made");
+    // Bound on loopback but advertised elsewhere (a port forward): other
+    // hosts reach it, so the cluster token is needed (audit finding); a
+    // loopback advertisement is fine without one.
+    let out = serve(
+        "new.redb",
+        &["--cluster-init", "--advertise-raft", "10.9.9.9:17999"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--cluster-token"), "{err}");
     assert!(!dir.join("new.redb").exists(), "a file was made");
     // Both.
     let out = serve(

@@ -70,6 +70,8 @@ pub struct Liveness {
     election_max: Duration,
     /// When proposals stop waiting because the node stops (`None`: running).
     stop_at: watch::Sender<Option<Instant>>,
+    /// When a leader's append (or heartbeat) last reached this node.
+    leader_contact: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Liveness {
@@ -77,7 +79,17 @@ impl Liveness {
         Liveness {
             election_max: Duration::from_millis(election_max_ms),
             stop_at: watch::Sender::new(None),
+            leader_contact: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A leader's append or heartbeat reached this node (and was not from
+    /// a leader of an older term).
+    pub fn heard_from_leader(&self) {
+        *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     /// How long a proposed entry may take to commit: `COMMIT_SLACK` and
@@ -164,15 +176,32 @@ impl Liveness {
         }
     }
 
-    /// `GET /readyz` from the metrics. A follower that stops hearing
-    /// from its leader forgets it when its election timer fires, so "a
-    /// leader known" covers it; a leader must also hold its lease.
+    /// `GET /readyz` from the metrics. A leader must hold its lease; any
+    /// other member must have heard from its leader within the maximum
+    /// election timeout. (With pre-vote a follower cut off from its leader
+    /// keeps its term, and with it the leader it knew, so "a leader
+    /// known" alone no longer says the leader is there.)
     pub fn ready(&self, m: &RaftMetrics<TypeConfig>, me: NodeId) -> Result<(), String> {
         if m.current_leader.is_none() {
             return Err("no leader known".into());
         }
         if m.state == ServerState::Leader {
             self.leader_lease(m, me)?;
+        } else {
+            let contact = *self
+                .leader_contact
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match contact.map(|at| at.elapsed()) {
+                Some(quiet) if quiet <= self.election_max => {}
+                Some(quiet) => {
+                    return Err(format!(
+                        "no word from the leader for {} ms",
+                        quiet.as_millis()
+                    ));
+                }
+                None => return Err("no word from the leader yet".into()),
+            }
         }
         let committed = m.local_committed.map_or(0, |l| l.index);
         let applied = m.last_applied.map_or(0, |l| l.index);

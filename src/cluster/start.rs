@@ -187,6 +187,12 @@ pub async fn start(
         election_timeout_max: opts.election_ms.1,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every()),
         max_in_snapshot_log_to_keep: snapshot_every().min(1000),
+        // SPEC: a node back from a partition does not depose a healthy
+        // leader. Without pre-vote it raised its term at every election
+        // timeout while cut off, and its return forced an election
+        // (writes got 503s for about a second). openraft leaves it off
+        // unless asked.
+        enable_pre_vote: Some(true),
         ..Default::default()
     }
     .validate()

@@ -32,6 +32,16 @@ fn serve_token(g: &Global) -> Result<Option<String>> {
     super::token(g)
 }
 
+/// Whether `host:port` names this machine's loopback: a loopback IP, or
+/// `localhost`. A name that would need resolving counts as not loopback.
+fn is_loopback_address(addr: &str) -> bool {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return a.ip().is_loopback();
+    }
+    addr.rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
 /// The cluster-mode default of `--max-value-bytes` and `--max-batch-bytes`.
 const CLUSTER_MAX_BYTES: usize = 8 << 20;
 
@@ -90,6 +100,19 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         Some(store) => store,
         None => open_store(g)?,
     };
+    if cluster.is_none()
+        && let Some((cluster_id, node)) = crate::cluster::start::identity_of(&store)?
+    {
+        // Served alone it would take writes its cluster never sees: the
+        // node would then rejoin with revisions and data of its own.
+        return Err(Error::invalid(format!(
+            "{} is node {node} of cluster {cluster_id}: serve it as a member, with \
+             --raft-listen ADDR (the address it was started with), or write through the \
+             cluster (kvr --server URL)",
+            g.db.display()
+        ))
+        .into());
+    }
     let created = store.created();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers(args.workers)?)
@@ -269,7 +292,10 @@ fn bind_raft(
     }
     check_tls_mode(args, url)?;
     let token = cluster_token(args)?;
-    if token.is_none() && !bound.ip().is_loopback() {
+    // The advertised address counts too: a node behind a port forward
+    // binds loopback and is reached from elsewhere.
+    let advertised_loopback = c.advertise_raft.as_deref().is_none_or(is_loopback_address);
+    if token.is_none() && (!bound.ip().is_loopback() || !advertised_loopback) {
         return Err(Error::invalid(
             "a cluster on non-loopback addresses needs --cluster-token, --cluster-token-file \
              or KVR_CLUSTER_TOKEN",

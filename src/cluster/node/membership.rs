@@ -13,7 +13,7 @@ impl Node {
         }
         match self.leader() {
             Some((id, node)) if id != self.me.node_id => {
-                self.forward(id, &node, "join", &req).await
+                self.forward(id, &node, "join", &req, FORWARD_TIMEOUT).await
             }
             _ => Err(no_leader()),
         }
@@ -133,7 +133,7 @@ impl Node {
         }
         match self.leader() {
             Some((id, node)) if id != self.me.node_id => {
-                self.forward(id, &node, "admin", &op).await
+                self.forward(id, &node, "admin", &op, FORWARD_TIMEOUT).await
             }
             _ => Err(no_leader()),
         }

@@ -52,8 +52,14 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
 /// Idle connections a follower keeps to its leader.
 const MAX_IDLE_FORWARD_CONNS: usize = 128;
-/// How long a follower waits for the leader on a forwarded request.
+/// How long a follower waits for the leader on a forwarded membership
+/// change.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a follower waits for the leader beyond the leader's own bound on a
+/// forwarded write or read ([`Liveness::commit_timeout`]): time for the
+/// leader's answer to arrive, so a client of a follower is answered as
+/// soon as a client of the leader would be, or half a second after.
+const FORWARD_MARGIN: Duration = Duration::from_millis(500);
 /// How long a stopping leader waits for a voter to take over (SPEC: the
 /// most caught-up voter "that answers within 1 s").
 const HAND_OVER_WAIT: Duration = Duration::from_secs(1);
@@ -452,10 +458,19 @@ impl Node {
         };
         if n == 1 {
             let cmd = Command::Write(cmds[0].clone());
-            return vec![self.forward(id, &member, "write", &cmd).await];
+            return vec![
+                self.forward(id, &member, "write", &cmd, self.write_forward_timeout())
+                    .await,
+            ];
         }
         match self
-            .forward::<_, Vec<Forwarded<Reply>>>(id, &member, "write-batch", &cmds)
+            .forward::<_, Vec<Forwarded<Reply>>>(
+                id,
+                &member,
+                "write-batch",
+                &cmds,
+                self.write_forward_timeout(),
+            )
             .await
         {
             Ok(answers) => answers.into_iter().map(Forwarded::into_result).collect(),
@@ -474,7 +489,8 @@ impl Node {
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) => {
                 let (id, node) = self.leader_after(e)?;
-                self.forward(id, &node, "write", &cmd).await
+                self.forward(id, &node, "write", &cmd, self.write_forward_timeout())
+                    .await
             }
             Err(why) => Err(unknown(why)),
         }
@@ -501,13 +517,21 @@ impl Node {
         }
     }
 
-    /// Sends `body` to the leader's raft listener; decodes its answer.
+    /// How long a follower waits for the leader's answer to a forwarded
+    /// write: the leader's own bound and [`FORWARD_MARGIN`].
+    fn write_forward_timeout(&self) -> Duration {
+        self.liveness.commit_timeout() + FORWARD_MARGIN
+    }
+
+    /// Sends `body` to the leader's raft listener; decodes its answer,
+    /// waiting at most `timeout` for it.
     async fn forward<Req: Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         leader: NodeId,
         node: &Member,
         kind: &str,
         body: &Req,
+        timeout: Duration,
     ) -> Result<Resp> {
         let bytes = postcard::to_allocvec(body)
             .map_err(|e| Error::Storage(format!("cannot encode a request: {e}")))?;
@@ -527,7 +551,7 @@ impl Node {
             kind,
             full(bytes),
             None,
-            FORWARD_TIMEOUT,
+            timeout,
         )
         .await;
         if let Some(c) = conn {
@@ -566,8 +590,14 @@ impl Node {
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 match (f.leader_id, f.leader_node) {
                     (Some(id), Some(node)) if id != self.me.node_id => {
-                        self.forward::<(), u64>(id, &node, "read-index", &())
-                            .await?
+                        self.forward::<(), u64>(
+                            id,
+                            &node,
+                            "read-index",
+                            &(),
+                            self.write_forward_timeout(),
+                        )
+                        .await?
                     }
                     _ => return Err(no_leader()),
                 }

@@ -26,12 +26,16 @@ impl Node {
         };
         match kind.as_str() {
             "append" => match decode(&body) {
-                Ok(rpc) => reply(
-                    self.raft
-                        .append_entries(rpc)
-                        .await
-                        .map_err(|e| e.to_string()),
-                ),
+                Ok(rpc) => {
+                    let answer = self.raft.append_entries(rpc).await;
+                    // Readiness: the leader is there (`liveness.rs`).
+                    if answer.as_ref().is_ok_and(|a| {
+                        !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_))
+                    }) {
+                        self.liveness.heard_from_leader();
+                    }
+                    reply(answer.map_err(|e| e.to_string()))
+                }
                 Err(e) => reply::<()>(Err(e)),
             },
             "vote" => match decode(&body) {
