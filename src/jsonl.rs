@@ -145,7 +145,8 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
     let action = match input.op.as_deref().unwrap_or("put") {
         "put" => {
             let value = match (input.value, &input.value_b64) {
-                (Some(raw), None) => raw_value_bytes(raw).map_err(|e| bad(json_error(&e)))?,
+                (Some(raw), None) => raw_value_bytes(raw)
+                    .map_err(|e| bad(json_error_at(&e, offset_in(text, raw.get()))))?,
                 (None, Some(b)) => B64
                     .decode(b.as_bytes())
                     .map_err(|e| bad(format!("value_b64 is not valid base64: {e}")))?,
@@ -221,18 +222,33 @@ fn raw_value_bytes(raw: &RawValue) -> serde_json::Result<Vec<u8>> {
     }
 }
 
+/// Where `part`, a slice borrowed from `line`, starts in it (0 if it is
+/// not one).
+fn offset_in(line: &[u8], part: &str) -> usize {
+    let offset = (part.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    if offset <= line.len() { offset } else { 0 }
+}
+
 /// serde_json's message without its "line 1 column N" (the line is ours).
 /// Valid JSON of the wrong shape (an unknown field, a string for a number)
 /// is not called invalid JSON.
 fn json_error(e: &serde_json::Error) -> String {
+    json_error_at(e, 0)
+}
+
+/// [`json_error`] of text parsed on its own that starts `offset` bytes into
+/// the line (a string `value`, decoded after the line was split into
+/// fields), so the column is the line's.
+fn json_error_at(e: &serde_json::Error, offset: usize) -> String {
+    let column = e.column() + offset;
     let text = e.to_string();
     let msg = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(m, _)| m);
     if e.classify() == serde_json::error::Category::Data {
-        format!("{msg} (column {})", e.column())
+        format!("{msg} (column {column})")
     } else {
-        format!("invalid JSON at column {}: {msg}", e.column())
+        format!("invalid JSON at column {column}: {msg}")
     }
 }
 
