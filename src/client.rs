@@ -872,6 +872,10 @@ impl Kv for Client {
     fn source(&self) -> String {
         self.urls.join(",")
     }
+
+    fn max_value_bytes(&self) -> Option<usize> {
+        self.limits().map(|l| l.max_value_bytes)
+    }
 }
 
 /// The body of `DELETE /v1/range`.

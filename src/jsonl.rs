@@ -252,13 +252,79 @@ fn json_error_at(e: &serde_json::Error, offset: usize) -> String {
     }
 }
 
+/// The longest line that can be valid with values of at most
+/// `max_value_bytes`: the value and the longest key with every byte
+/// written as a `\uXXXX` escape (six bytes a byte, more than base64
+/// takes), and 64 KiB for field names, numbers and spacing. Anything longer
+/// is refused without being read whole (no input can make a reader hold
+/// more than this).
+pub fn max_line_bytes(max_value_bytes: usize) -> usize {
+    max_value_bytes
+        .saturating_add(limits::MAX_KEY_BYTES)
+        .saturating_mul(6)
+        .saturating_add(64 << 10)
+}
+
+/// Reads one line (with its newline, if any) into `buf`, but no more than
+/// `max` bytes of it: `Ok(None)` at the end of the input, `Ok(Some(false))`
+/// for a line longer than `max` (what was read of it stays in `buf`, the
+/// rest unread).
+pub fn read_line_capped(
+    reader: &mut (impl BufRead + ?Sized),
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((!buf.is_empty()).then_some(true));
+        }
+        let (take, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        // The newline does not count: a line of exactly `max` bytes is fine.
+        let content = buf.len() + take - usize::from(complete);
+        if content > max {
+            let room = max.saturating_sub(buf.len());
+            buf.extend_from_slice(&available[..room]);
+            reader.consume(room);
+            return Ok(Some(false));
+        }
+        buf.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if complete {
+            return Ok(Some(true));
+        }
+    }
+}
+
+/// The error for a line longer than [`max_line_bytes`] allows.
+pub fn line_too_long(line: u64, max_line: usize, max_value_bytes: usize) -> Error {
+    Error::Invalid {
+        line: Some(line),
+        message: format!(
+            "the line is longer than {max_line} bytes, more than any valid line (a value \
+             of at most {max_value_bytes} bytes and a key, fully escaped) can be; is the \
+             input JSON lines, one object per line?"
+        ),
+    }
+}
+
 /// Reads batch input line by line, yielding ops and skipping blank lines.
-/// Memory is one line at a time, however long the input.
+/// Memory is one line at a time, however long the input, and a line at
+/// most [`max_line_bytes`].
 pub struct OpReader<R> {
     reader: R,
     line: u64,
     buf: Vec<u8>,
     max_value_bytes: usize,
+    max_line_bytes: usize,
 }
 
 impl<R: BufRead> OpReader<R> {
@@ -268,6 +334,7 @@ impl<R: BufRead> OpReader<R> {
             line: 0,
             buf: Vec::new(),
             max_value_bytes,
+            max_line_bytes: max_line_bytes(max_value_bytes),
         }
     }
 
@@ -282,13 +349,23 @@ impl<R: BufRead> Iterator for OpReader<R> {
 
     fn next(&mut self) -> Option<Result<Op>> {
         loop {
-            self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
+            let read = read_line_capped(&mut self.reader, &mut self.buf, self.max_line_bytes);
+            if !matches!(read, Ok(None)) {
+                self.line += 1;
+            }
+            match read {
+                Ok(None) => return None,
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    self.buf = Vec::new(); // give the memory back before failing
+                    return Some(Err(line_too_long(
+                        self.line,
+                        self.max_line_bytes,
+                        self.max_value_bytes,
+                    )));
+                }
                 Err(e) => return Some(Err(Error::io("cannot read batch input", e))),
             }
-            self.line += 1;
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
