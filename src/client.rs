@@ -97,6 +97,13 @@ struct RangeLine {
     expires_at_ms: Option<u64>,
 }
 
+/// `GET /v1/limits` (servers before it answer 404 `no_route`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct ServerLimits {
+    pub max_value_bytes: usize,
+    pub max_batch_bytes: usize,
+}
+
 #[derive(Debug, Deserialize)]
 struct BatchAnswer {
     applied: u64,
@@ -784,6 +791,7 @@ impl Kv for Client {
             .take(RETRY_BUFFER_BYTES + 1)
             .read_to_end(&mut head)
             .map_err(|e| Error::io("cannot read batch input", e))?;
+        let sent_bytes = std::cell::Cell::new(head.len() as u64);
         let sent = if head.len() as u64 <= RETRY_BUFFER_BYTES {
             self.send_write(|a, url, auth| {
                 let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
@@ -792,7 +800,10 @@ impl Kv for Client {
                     .send(head.as_slice())
             })
         } else {
-            let mut whole = head.as_slice().chain(&mut input);
+            let mut whole = head.as_slice().chain(Tally {
+                inner: &mut input,
+                bytes: &sent_bytes,
+            });
             self.send(|a, url, auth| {
                 let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
                 req.content_type("application/x-ndjson")
@@ -802,7 +813,17 @@ impl Kv for Client {
         };
         let (url, resp) = match sent {
             Ok(sent) => sent,
-            Err(e) if cut_off(&e) && self.answers() => return Err(batch_cut_off(&self.urls)),
+            Err(e) if cut_off(&e) => {
+                // The server's 413 is lost when it closes a connection with
+                // body still coming: ask it for the limit it enforced.
+                return Err(match self.limits() {
+                    Some(l) if sent_bytes.get() > l.max_batch_bytes as u64 => {
+                        batch_over_bytes(&self.urls, l.max_batch_bytes)
+                    }
+                    _ if self.answers() => batch_cut_off(&self.urls),
+                    _ => e,
+                });
+            }
             Err(e) => return Err(e),
         };
         if resp.status().as_u16() != 200 {
@@ -851,6 +872,10 @@ impl Kv for Client {
     fn source(&self) -> String {
         self.urls.join(",")
     }
+
+    fn max_value_bytes(&self) -> Option<usize> {
+        self.limits().map(|l| l.max_value_bytes)
+    }
 }
 
 /// The body of `DELETE /v1/range`.
@@ -861,6 +886,18 @@ struct DeleteAnswer {
 }
 
 impl Client {
+    /// The first reachable server's size limits; `None` if it cannot say
+    /// (one before `/v1/limits`, or none answers).
+    pub fn limits(&self) -> Option<ServerLimits> {
+        let (url, resp) = self
+            .send(|a, url, auth| with_auth(a.get(format!("{url}/v1/limits")), auth).call())
+            .ok()?;
+        if resp.status().as_u16() != 200 {
+            return None;
+        }
+        read_json(&url, resp).ok()
+    }
+
     /// Whether a server of the list answers `/healthz` at all.
     fn answers(&self) -> bool {
         self.send(|a, url, _| a.get(format!("{url}/healthz")).call())
@@ -895,6 +932,32 @@ fn batch_too_large(url: &str, message: &str) -> Error {
     let text = text.replace("the limit", "the server's limit");
     Error::TooLarge {
         message: format!("kvr server at {url} refused the batch: {text}; {CHUNK_HINT}"),
+    }
+}
+
+/// Counts the bytes read through it (the batch body sent so far).
+struct Tally<'a, R> {
+    inner: R,
+    bytes: &'a std::cell::Cell<u64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Tally<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.set(self.bytes.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// The server closed the connection while a batch body larger than its
+/// `--max-batch-bytes` was being sent: the limit, as its 413 would say.
+fn batch_over_bytes(urls: &[String], max: usize) -> Error {
+    Error::TooLarge {
+        message: format!(
+            "kvr server at {} closed the connection while the batch was being sent: the \
+             batch body is over the server's limit of {max} bytes; {CHUNK_HINT}",
+            urls.join(", ")
+        ),
     }
 }
 

@@ -145,7 +145,8 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
     let action = match input.op.as_deref().unwrap_or("put") {
         "put" => {
             let value = match (input.value, &input.value_b64) {
-                (Some(raw), None) => raw_value_bytes(raw).map_err(|e| bad(json_error(&e)))?,
+                (Some(raw), None) => raw_value_bytes(raw)
+                    .map_err(|e| bad(json_error_at(&e, offset_in(text, raw.get()))))?,
                 (None, Some(b)) => B64
                     .decode(b.as_bytes())
                     .map_err(|e| bad(format!("value_b64 is not valid base64: {e}")))?,
@@ -221,28 +222,109 @@ fn raw_value_bytes(raw: &RawValue) -> serde_json::Result<Vec<u8>> {
     }
 }
 
+/// Where `part`, a slice borrowed from `line`, starts in it (0 if it is
+/// not one).
+fn offset_in(line: &[u8], part: &str) -> usize {
+    let offset = (part.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    if offset <= line.len() { offset } else { 0 }
+}
+
 /// serde_json's message without its "line 1 column N" (the line is ours).
 /// Valid JSON of the wrong shape (an unknown field, a string for a number)
 /// is not called invalid JSON.
 fn json_error(e: &serde_json::Error) -> String {
+    json_error_at(e, 0)
+}
+
+/// [`json_error`] of text parsed on its own that starts `offset` bytes into
+/// the line (a string `value`, decoded after the line was split into
+/// fields), so the column is the line's.
+fn json_error_at(e: &serde_json::Error, offset: usize) -> String {
+    let column = e.column() + offset;
     let text = e.to_string();
     let msg = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(m, _)| m);
     if e.classify() == serde_json::error::Category::Data {
-        format!("{msg} (column {})", e.column())
+        format!("{msg} (column {column})")
     } else {
-        format!("invalid JSON at column {}: {msg}", e.column())
+        format!("invalid JSON at column {column}: {msg}")
+    }
+}
+
+/// The longest line that can be valid with values of at most
+/// `max_value_bytes`: the value and the longest key with every byte
+/// written as a `\uXXXX` escape (six bytes a byte, more than base64
+/// takes), and 64 KiB for field names, numbers and spacing. Anything longer
+/// is refused without being read whole (no input can make a reader hold
+/// more than this).
+pub fn max_line_bytes(max_value_bytes: usize) -> usize {
+    max_value_bytes
+        .saturating_add(limits::MAX_KEY_BYTES)
+        .saturating_mul(6)
+        .saturating_add(64 << 10)
+}
+
+/// Reads one line (with its newline, if any) into `buf`, but no more than
+/// `max` bytes of it: `Ok(None)` at the end of the input, `Ok(Some(false))`
+/// for a line longer than `max` (what was read of it stays in `buf`, the
+/// rest unread).
+pub fn read_line_capped(
+    reader: &mut (impl BufRead + ?Sized),
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((!buf.is_empty()).then_some(true));
+        }
+        let (take, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        // The newline does not count: a line of exactly `max` bytes is fine.
+        let content = buf.len() + take - usize::from(complete);
+        if content > max {
+            let room = max.saturating_sub(buf.len());
+            buf.extend_from_slice(&available[..room]);
+            reader.consume(room);
+            return Ok(Some(false));
+        }
+        buf.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if complete {
+            return Ok(Some(true));
+        }
+    }
+}
+
+/// The error for a line longer than [`max_line_bytes`] allows.
+pub fn line_too_long(line: u64, max_line: usize, max_value_bytes: usize) -> Error {
+    Error::Invalid {
+        line: Some(line),
+        message: format!(
+            "the line is longer than {max_line} bytes, more than any valid line (a value \
+             of at most {max_value_bytes} bytes and a key, fully escaped) can be; is the \
+             input JSON lines, one object per line?"
+        ),
     }
 }
 
 /// Reads batch input line by line, yielding ops and skipping blank lines.
-/// Memory is one line at a time, however long the input.
+/// Memory is one line at a time, however long the input, and a line at
+/// most [`max_line_bytes`].
 pub struct OpReader<R> {
     reader: R,
     line: u64,
     buf: Vec<u8>,
     max_value_bytes: usize,
+    max_line_bytes: usize,
 }
 
 impl<R: BufRead> OpReader<R> {
@@ -252,6 +334,7 @@ impl<R: BufRead> OpReader<R> {
             line: 0,
             buf: Vec::new(),
             max_value_bytes,
+            max_line_bytes: max_line_bytes(max_value_bytes),
         }
     }
 
@@ -266,13 +349,23 @@ impl<R: BufRead> Iterator for OpReader<R> {
 
     fn next(&mut self) -> Option<Result<Op>> {
         loop {
-            self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
+            let read = read_line_capped(&mut self.reader, &mut self.buf, self.max_line_bytes);
+            if !matches!(read, Ok(None)) {
+                self.line += 1;
+            }
+            match read {
+                Ok(None) => return None,
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    self.buf = Vec::new(); // give the memory back before failing
+                    return Some(Err(line_too_long(
+                        self.line,
+                        self.max_line_bytes,
+                        self.max_value_bytes,
+                    )));
+                }
                 Err(e) => return Some(Err(Error::io("cannot read batch input", e))),
             }
-            self.line += 1;
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }

@@ -63,6 +63,11 @@ pub trait Kv {
     fn stats(&self) -> Result<Stats>;
     /// Where the data lives, for humans (a path or a URL).
     fn source(&self) -> String;
+    /// The longest value a write may store, when known (a server is asked;
+    /// one that cannot say gives `None`): bounds the lines a batch reads.
+    fn max_value_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A database file opened by this process. Expiry as SPEC "Expiry (TTL)"
@@ -130,11 +135,30 @@ impl Iterator for ReceivedRuns {
         if self.ended {
             return None;
         }
-        let message = self.rx.recv().unwrap_or_else(|_| {
-            Err(Error::Storage(
-                "the thread reading the batch stopped before its end".into(),
-            ))
-        });
+        // SIGINT/SIGTERM (`crate::interrupt`): stop before the next run, so
+        // the transaction is aborted and the file closed as it was.
+        if let Some(signal) = crate::interrupt::requested() {
+            self.ended = true;
+            return Some(Err(crate::interrupt::error(signal)));
+        }
+        // Waits in steps, so a signal is seen while the reader waits on
+        // a producer that sends nothing.
+        let message = loop {
+            match self.rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(message) => break message,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(signal) = crate::interrupt::requested() {
+                        self.ended = true;
+                        return Some(Err(crate::interrupt::error(signal)));
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(Error::Storage(
+                        "the thread reading the batch stopped before its end".into(),
+                    ));
+                }
+            }
+        };
         let item = message.transpose();
         if !matches!(item, Some(Ok(_))) {
             self.ended = true;
@@ -254,5 +278,9 @@ impl Kv for LocalKv {
 
     fn source(&self) -> String {
         self.store.path().display().to_string()
+    }
+
+    fn max_value_bytes(&self) -> Option<usize> {
+        Some(self.max_value_bytes)
     }
 }

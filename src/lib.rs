@@ -30,6 +30,7 @@ pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod idempotency;
+pub mod interrupt;
 pub mod jsonl;
 pub mod kv;
 pub mod limits;

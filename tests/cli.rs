@@ -811,18 +811,46 @@ fn batch_chunk_size_applies_parts_atomically(env: Env) {
 }
 
 fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
+    env.kvr(["put", "pre", "0"]).ok();
+    // A bad line in the first part: nothing written, exit 2.
+    let mut input = numbered_puts(0..1);
+    input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
+    input.push_str(&numbered_puts(2..4));
+    env.kvr(["batch", "--chunk-size", "2"])
+        .stdin(input)
+        .code(2)
+        .stderr_has("kvr: error: line 2: unknown field `valu`");
+    assert_eq!(env.stats()["revision"], 1);
     // Parts of 2 lines: lines 1-2 apply; line 4 is bad, so lines 3-4 do not,
-    // and nothing after them is tried.
+    // and nothing after them is tried. Not exit 2 ("nothing written"):
+    // lines 1-2 were written, and running the input again repeats them.
     let mut input = numbered_puts(0..3);
     input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
     input.push_str(&numbered_puts(4..6));
-    let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(2);
+    let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(3);
     let text = done.stderr_text();
-    assert!(text.contains("lines 3-4 not applied"), "{text}");
-    assert!(text.contains("lines 1-2 were applied"), "{text}");
-    assert!(text.contains("line 4: unknown field `valu`"), "{text}");
+    assert!(
+        text.starts_with(
+            "kvr: error: lines 3-4 not applied; lines 1-2 were applied, in earlier parts \
+             (revision 3): line 4: unknown field `valu`"
+        ),
+        "{text}"
+    );
     let keys = keys_of(&env.range_json(&[]));
-    assert_eq!(keys, ["k00", "k01"]);
+    assert_eq!(keys, ["k00", "k01", "pre"]);
+    // One line a part: one line is "line N", not "lines N-N".
+    let mut input = numbered_puts(7..8);
+    input.push_str("{\"key\":\"\"}\n");
+    let done = env.kvr(["batch", "--chunk-size", "1"]).stdin(input).code(3);
+    let text = done.stderr_text();
+    assert!(
+        text.starts_with(
+            "kvr: error: line 2 not applied; line 1 was applied, in earlier parts (revision 4): \
+             line 2: empty key"
+        ),
+        "{text}"
+    );
+    assert_eq!(keys_of(&env.range_json(&[])), ["k00", "k01", "k07", "pre"]);
     // A failed condition in the second part: exit 4, its line counted in
     // the whole input.
     let mut input = numbered_puts(10..12);
@@ -831,7 +859,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
         .stdin(input)
         .code(4)
         .stderr_has("line 3: precondition failed");
-    assert_eq!(env.stats()["revision"], 4);
+    assert_eq!(env.stats()["revision"], 6);
 }
 
 fn stats_reports_counts_and_file_size(env: Env) {
@@ -983,6 +1011,9 @@ mod expiry;
 
 #[path = "cli/read_only.rs"]
 mod read_only;
+
+#[path = "cli/batch_limits.rs"]
+mod batch_limits;
 
 /// Commands that print after their work never panic on a closed or full
 /// stdout: a reader that went away is exit 0 and quiet, as for `range |

@@ -69,6 +69,16 @@ pub fn run(
     {
         guard.disarm(); // another process created it meanwhile: not ours
     }
+    // An existing file: a signal stops the batch, which aborts and closes
+    // the file as it was (`crate::interrupt`).
+    let interrupt = match !remote && guard.is_none() {
+        true => Some(crate::interrupt::Guard::install(format!(
+            "stopped at once; nothing of the batch's current part was applied, and {} is \
+             recovered when it is next opened",
+            db.display()
+        ))?),
+        false => None,
+    };
     let result = match args.chunk_size {
         None => kv.batch(Box::new(input)).map_err(Into::into),
         Some(lines) => in_parts(&*kv, &mut input, lines, guard.as_ref()),
@@ -77,6 +87,20 @@ pub fn run(
         guard.disarm();
     }
     progress.finish_and_clear();
+    let result = match (
+        result,
+        interrupt.as_ref().and(crate::interrupt::requested()),
+    ) {
+        (Err(e), Some(signal)) if args.chunk_size.is_none() || !applied_parts(&e) => {
+            drop(kv); // the aborted batch's file closed cleanly before we say so
+            return Err(anyhow::anyhow!(
+                "interrupted ({signal}): the batch was not applied; {} is as it was",
+                db.display()
+            ));
+        }
+        (result, _) => result,
+    };
+    drop(interrupt);
     let applied = result?;
     eprintln!(
         "applied {} puts, {} deletes (revision {}) in {:.2} s",
@@ -95,6 +119,80 @@ pub fn run(
     Ok(())
 }
 
+/// An error of `--chunk-size` that says what earlier parts applied.
+#[derive(Debug)]
+struct PartFailed {
+    context: String,
+}
+
+impl std::fmt::Display for PartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.context)
+    }
+}
+
+impl std::error::Error for PartFailed {}
+
+/// Whether `e` says that earlier parts were applied.
+fn applied_parts(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<PartFailed>().is_some()
+}
+
+/// `first` to `last` as words: "line 5" or "lines 5-9".
+fn lines_text(first: u64, last: u64) -> String {
+    if first == last {
+        format!("line {first}")
+    } else {
+        format!("lines {first}-{last}")
+    }
+}
+
+/// The error of the part of lines `before + 1` to `before + n` (line
+/// numbers in `e` counted within the part), after `total` was applied by
+/// the parts before it. With nothing applied yet it is `e` as it is (bad
+/// input: exit 2, nothing written). After that, bad input exits 3, not 2:
+/// exit 2 promises nothing was written (SPEC), and a script that fixes
+/// the line and runs the whole input again would apply the earlier parts
+/// twice. A failed condition stays exit 4, a timeout exit 5.
+fn part_failed(e: Error, before: u64, n: u64, total: &Applied) -> anyhow::Error {
+    // A refused part wrote nothing; after a timeout, say, its outcome is
+    // unknown.
+    let refused = matches!(
+        e,
+        Error::Invalid { .. } | Error::TooLarge { .. } | Error::PreconditionFailed { .. }
+    );
+    let e = shift_line(e, before);
+    if before == 0 {
+        return e.into();
+    }
+    let applied = format!(
+        "{} {} applied, in earlier parts (revision {})",
+        lines_text(1, before),
+        if before == 1 { "was" } else { "were" },
+        total.revision
+    );
+    if let Some(signal) = crate::interrupt::requested() {
+        return anyhow::Error::new(PartFailed {
+            context: format!(
+                "interrupted ({signal}): the input from line {} on was not applied; {applied}",
+                before + 1
+            ),
+        });
+    }
+    let context = format!(
+        "{} {}; {applied}",
+        lines_text(before + 1, before + n),
+        if refused { "not applied" } else { "failed" },
+    );
+    match e {
+        // Exit 3: see above.
+        Error::Invalid { .. } | Error::TooLarge { .. } => anyhow::Error::new(PartFailed {
+            context: format!("{context}: {e}"),
+        }),
+        other => anyhow::Error::from(other).context(PartFailed { context }),
+    }
+}
+
 /// `--chunk-size`: one atomic batch per `lines` physical lines. Errors name
 /// the line in the whole input, and say what earlier parts applied.
 fn in_parts(
@@ -105,17 +203,29 @@ fn in_parts(
 ) -> anyhow::Result<Applied> {
     let mut total = Applied::default();
     let mut before = 0u64;
+    // A part is held in memory: no line of it may be longer than a valid
+    // line can be (unbounded if a server does not say its limit).
+    let max_value = kv.max_value_bytes();
+    let max_line = max_value.map_or(usize::MAX, crate::jsonl::max_line_bytes);
+    let mut line = Vec::new();
     loop {
         let mut part = Vec::new();
         let mut n = 0;
         while n < lines {
-            let read = input
-                .read_until(b'\n', &mut part)
-                .map_err(|e| Error::io("cannot read batch input", e))?;
-            if read == 0 {
-                break;
-            }
-            n += 1;
+            let read = crate::jsonl::read_line_capped(input, &mut line, max_line);
+            let e = match read {
+                Ok(None) => break,
+                Ok(Some(true)) => {
+                    part.extend_from_slice(&line);
+                    n += 1;
+                    continue;
+                }
+                Ok(Some(false)) => {
+                    crate::jsonl::line_too_long(n + 1, max_line, max_value.unwrap_or(usize::MAX))
+                }
+                Err(e) => Error::io("cannot read batch input", e),
+            };
+            return Err(part_failed(e, before, n + 1, &total));
         }
         // An empty input still asks once, for the revision.
         if n == 0 && before > 0 {
@@ -123,27 +233,7 @@ fn in_parts(
         }
         let applied = kv
             .batch(Box::new(std::io::Cursor::new(part)))
-            .map_err(|e| {
-                // A refused part wrote nothing; after a timeout, say, its outcome
-                // is unknown.
-                let refused = matches!(
-                    e,
-                    Error::Invalid { .. }
-                        | Error::TooLarge { .. }
-                        | Error::PreconditionFailed { .. }
-                );
-                let e = anyhow::Error::from(shift_line(e, before));
-                if before == 0 {
-                    return e;
-                }
-                e.context(format!(
-                    "lines {}-{} {}; lines 1-{before} were applied, in earlier parts (revision {})",
-                    before + 1,
-                    before + n,
-                    if refused { "not applied" } else { "failed" },
-                    total.revision
-                ))
-            })?;
+            .map_err(|e| part_failed(e, before, n, &total))?;
         if let Some(guard) = guard {
             guard.disarm(); // the file holds a committed part now
         }
@@ -347,8 +437,17 @@ struct Counting<R> {
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Checked after the read too: a Ctrl-C also ends a producer on the
+        // terminal, and the end of input it causes must not commit.
+        let interrupted = || match crate::interrupt::requested() {
+            Some(signal) => Err(crate::interrupt::io_error(signal)),
+            None => Ok(()),
+        };
+        interrupted()?;
         if self.progress.is_hidden() {
-            return self.inner.read(buf);
+            let n = self.inner.read(buf);
+            interrupted()?;
+            return n;
         }
         self.watch.reading.store(true, Ordering::Relaxed);
         let n = self.inner.read(buf);
@@ -356,6 +455,7 @@ impl<R: Read> Read for Counting<R> {
             .last_read_ms
             .store(self.watch.now_ms(), Ordering::Relaxed);
         self.watch.reading.store(false, Ordering::Relaxed);
+        interrupted()?;
         let n = n?;
         if n == 0 {
             self.watch.eof.store(true, Ordering::Relaxed);

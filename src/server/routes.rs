@@ -44,6 +44,8 @@ pub enum Route {
     Range,
     Batch,
     Stats,
+    /// `/v1/limits`: the size limits this server enforces.
+    Limits,
     Backup,
     Watch,
     Cluster,
@@ -175,6 +177,12 @@ pub const ROUTES: &[RouteDef] = &[
         methods: READ,
     },
     RouteDef {
+        route: Route::Limits,
+        path: "/v1/limits",
+        needs_token: true,
+        methods: GET_HEAD,
+    },
+    RouteDef {
         route: Route::Backup,
         path: "/v1/backup",
         needs_token: true,
@@ -259,6 +267,7 @@ impl Route {
             Route::Range => "range",
             Route::Batch => "batch",
             Route::Stats => "stats",
+            Route::Limits => "limits",
             Route::Backup => "backup",
             Route::Watch => "watch",
             Route::Cluster => "cluster",
@@ -355,7 +364,10 @@ async fn dispatch(
     let query = Query::parse(req.uri().query())?;
     query.only(params)?;
     if let Some(node) = &state.cluster
-        && !matches!(def.route, Route::Healthz | Route::Metrics | Route::OpenApi)
+        && !matches!(
+            def.route,
+            Route::Healthz | Route::Metrics | Route::OpenApi | Route::Limits
+        )
     {
         node.check_member()?;
     }
@@ -412,6 +424,7 @@ async fn dispatch(
         }
         Route::Range => Ok(super::range::delete(state, req.uri(), req.headers()).await?),
         Route::Stats => Ok(stats(state).await?),
+        Route::Limits => Ok(limits(state)),
         Route::Backup => Ok(super::backup::handle(state)?),
         Route::Watch => Ok(super::watch::handle(state, req.uri())?),
         Route::Batch => Ok(batch(state, req).await?),
@@ -806,6 +819,20 @@ async fn engine_stats(state: &State) -> Result<crate::types::Stats> {
     tokio::task::spawn_blocking(move || engine.stats())
         .await
         .map_err(|e| Error::Storage(format!("stats failed: {e}")))?
+}
+
+/// The size limits of this server, so that a client can name them when
+/// the server had to cut a request off unread (a batch body far over
+/// `--max-batch-bytes` gets no readable 413) and size `--chunk-size`.
+fn limits(state: &State) -> Response<Body> {
+    let l = &state.limits;
+    json_response(
+        StatusCode::OK,
+        &json!({"max_key_bytes": crate::limits::MAX_KEY_BYTES,
+                "max_value_bytes": l.max_value_bytes,
+                "max_batch_ops": l.max_batch_ops,
+                "max_batch_bytes": l.max_batch_bytes}),
+    )
 }
 
 async fn stats(state: &State) -> Result<Response<Body>> {

@@ -107,6 +107,28 @@ pub(super) fn denied(e: &std::io::Error) -> bool {
 }
 
 fn exclusive(path: &Path, file: File, opts: &StoreOptions) -> Attempt {
+    // redb recovers a file that was not closed cleanly from the allocator
+    // state kvr's commits record (quick repair) without asking the repair
+    // callback: in the overlay that recovery is in memory only, and the
+    // file would stay "not closed cleanly" however often it is read. A
+    // read-only open refuses such a file: then repair it for real.
+    match redb::Builder::new()
+        .set_cache_size(1 << 20)
+        .open_read_only(path)
+    {
+        Err(redb::DatabaseError::RepairAborted) => {
+            return Attempt::Done(Opened::NeedsWrite(
+                "repair it: it was not closed cleanly".into(),
+            ));
+        }
+        Err(
+            redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch,
+        ) => {
+            return Attempt::Busy;
+        }
+        // Anything else the open below reports.
+        _ => {}
+    }
     let overlay = file
         .metadata()
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))

@@ -292,6 +292,15 @@ impl Done {
     }
 
     /// Asserts stderr contains `needle`.
+    pub fn stdout_has(self, needle: &str) -> Done {
+        assert!(
+            self.stdout_text().contains(needle),
+            "stdout lacks {needle:?}\n{}",
+            self.report()
+        );
+        self
+    }
+
     pub fn stderr_has(self, needle: &str) -> Done {
         assert!(
             self.stderr_text().contains(needle),

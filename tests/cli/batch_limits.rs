@@ -1,0 +1,288 @@
+//! `batch` when things go wrong: over-long lines, error columns, a server
+//! that cuts a batch off, signals into an existing file, and files left
+//! not closed cleanly.
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::util::Env;
+
+/// A JSON error inside a string `value` is placed by its column in the
+/// line, not in the value.
+#[test]
+fn invalid_json_column_counts_from_the_start_of_the_line() {
+    for env in [Env::new(), Env::served()] {
+        env.kvr(["put", "pre", "1"]).ok();
+        let before = env.snapshot();
+        // The lone surrogate `\ud800` is at columns 32-37; serde_json notices
+        // it at the quote after it, column 38.
+        env.kvr(["batch"])
+            .stdin("{\"key\":\"aaaaaaaaaa\",\"value\":\"xx\\ud800\"}\n")
+            .code(2)
+            .stderr_has(
+                "kvr: error: line 1: invalid JSON at column 38: unexpected end of hex escape\n",
+            );
+        env.kvr(["batch"])
+            .stdin("\n{\"key\":\"a\",\"value\":\"\\ud800\"}\n")
+            .code(2)
+            .stderr_has("kvr: error: line 2: invalid JSON at column 27: ");
+        assert_eq!(env.snapshot(), before);
+    }
+}
+
+/// Writes `head`, then `fill` bytes of `a`, then `tail` into `child`'s
+/// stdin on a thread, counting what the child took; the count is final
+/// once the thread ends (the child exited or everything was written).
+fn feed(
+    child: &mut Child,
+    head: &str,
+    fill: u64,
+    tail: &str,
+) -> (Arc<AtomicU64>, std::thread::JoinHandle<()>) {
+    let mut pipe = child.stdin.take().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let count = written.clone();
+    let (head, tail) = (head.to_string(), tail.to_string());
+    let thread = std::thread::spawn(move || {
+        let block = vec![b'a'; 1 << 20];
+        if pipe.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let mut left = fill;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            if pipe.write_all(&block[..n]).is_err() {
+                return;
+            }
+            count.fetch_add(n as u64, Ordering::SeqCst);
+            left -= n as u64;
+        }
+        let _ = pipe.write_all(tail.as_bytes());
+    });
+    (written, thread)
+}
+
+/// The longest line `--db batch` reads: a 16 MiB value and a 4,096-byte
+/// key, every byte `\uXXXX`-escaped, and 64 KiB more.
+const MAX_LINE: u64 = ((16 << 20) + 4096) * 6 + (64 << 10);
+
+/// A line longer than any valid line is refused once that much of it is
+/// read, naming its line, in bounded memory: never read whole.
+#[test]
+fn an_over_long_line_is_refused_without_reading_it_whole() {
+    let env = Env::new();
+    env.kvr(["put", "pre", "1"]).ok();
+    let before = env.snapshot();
+    let fill = 3 * MAX_LINE;
+    let mut run = env.kvr(["batch"]);
+    let mut child = run
+        .cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = "{\"key\":\"ok\",\"value\":\"v\"}\n{\"key\":\"a\",\"value\":\"";
+    let (written, feeder) = feed(&mut child, head, fill, "\"}\n");
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "kvr: error: line 2: the line is longer than {MAX_LINE} bytes, more than any valid \
+             line (a value of at most 16777216 bytes and a key, fully escaped) can be; is the \
+             input JSON lines, one object per line?\n"
+        )
+    );
+    // What it took is the limit and what pipes and buffers hold, not the line.
+    let taken = written.load(Ordering::SeqCst);
+    assert!(
+        taken < MAX_LINE + (8 << 20),
+        "read {taken} bytes of the line"
+    );
+    assert_eq!(env.snapshot(), before);
+    // The same with --chunk-size, whose parts are held in memory.
+    let mut run = env.kvr(["batch", "--chunk-size", "10"]);
+    let mut child = run
+        .cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (written, feeder) = feed(&mut child, "{\"key\":\"a\",\"value\":\"", fill, "\"}\n");
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "kvr: error: line 1: the line is longer than {MAX_LINE} bytes"
+        )),
+        "{stderr}"
+    );
+    let taken = written.load(Ordering::SeqCst);
+    assert!(
+        taken < MAX_LINE + (8 << 20),
+        "read {taken} bytes of the line"
+    );
+    assert_eq!(env.snapshot(), before);
+}
+
+/// A batch far over the server's `--max-batch-bytes` is cut off while it
+/// is sent (its 413 is lost with the connection); the error still names
+/// the limit, and nothing is written.
+#[test]
+fn a_batch_cut_off_by_the_server_names_its_limit() {
+    let env = Env::served_with(&["--max-batch-bytes", "1048576"]);
+    env.kvr(["put", "pre", "1"]).ok();
+    let before = env.snapshot();
+    let input: String = (0..40_000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i:06}\",\"value\":\"{}\"}}\n",
+                "v".repeat(800)
+            )
+        })
+        .collect();
+    for _ in 0..3 {
+        env.kvr(["batch"]).stdin(input.clone()).code(2).stderr_has(
+            "the batch body is over the server's limit of 1048576 bytes; nothing was written",
+        );
+    }
+    assert_eq!(env.snapshot(), before);
+    // The limits the client asked for.
+    let url = env.server_url().unwrap().to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "GET /v1/limits HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"max_key_bytes": 4096, "max_value_bytes": 16777216,
+                           "max_batch_ops": 100000, "max_batch_bytes": 1048576})
+    );
+}
+
+/// `lines` lines of 50-byte values: many runs of a 16 MiB cache.
+fn big_input(lines: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..lines {
+        writeln!(
+            out,
+            "{{\"key\":\"k{i:09}\",\"value\":\"{}\"}}",
+            "v".repeat(50)
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Starts `kvr --cache-mib 16 batch` (runs of 4 MiB) on `env`'s file with
+/// `input` on stdin and stdin kept open: the batch is under way until it
+/// is stopped. Returns once the input was taken in.
+fn batch_under_way(env: &Env, input: Vec<u8>) -> (Child, std::thread::JoinHandle<()>) {
+    let mut run = env.kvr(["--cache-mib", "16", "batch"]);
+    let mut child = run
+        .cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let feeder = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+        let _ = tx.send(());
+        // Kept open: the batch waits for more.
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    // Runs sorted and written into the open transaction.
+    std::thread::sleep(Duration::from_millis(1500));
+    (child, feeder)
+}
+
+fn kill(child: &Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// SIGINT or SIGTERM of a batch into an existing file: exit 3 with a
+/// message, the data as it was, the file closed cleanly (`check` is ok)
+/// and not left larger by the batch's pages.
+#[test]
+fn an_interrupted_batch_into_an_existing_file_leaves_it_as_it_was() {
+    let env = Env::new();
+    env.kvr(["put", "pre", "1"]).ok();
+    let before = env.snapshot();
+    let size = std::fs::metadata(env.db()).unwrap().len();
+    let input = big_input(400_000);
+    for signal in ["INT", "TERM"] {
+        let (child, _feeder) = batch_under_way(&env, input.clone());
+        let started = Instant::now();
+        kill(&child, signal);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "SIG{signal}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "kvr: error: interrupted (SIG{signal}): the batch was not applied; {} is as \
+                 it was\n",
+                env.db().display()
+            )
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "slow to stop");
+        env.kvr(["check"])
+            .ok()
+            .stdout_has("ok: 1 keys, revision 1\n");
+        let now = std::fs::metadata(env.db()).unwrap().len();
+        assert!(
+            now <= size + (1 << 20),
+            "SIG{signal}: {size} bytes before, {now} after"
+        );
+        assert_eq!(env.snapshot(), before);
+    }
+}
+
+/// A file a crash left not closed cleanly is repaired by the first command
+/// that opens it, a read included (README "Reads write nothing"), as
+/// `kvr check` says.
+#[test]
+fn a_read_repairs_a_file_not_closed_cleanly() {
+    let env = Env::new();
+    env.kvr(["put", "pre", "1"]).ok();
+    let (child, _feeder) = batch_under_way(&env, big_input(200_000));
+    kill(&child, "KILL");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), None);
+    env.kvr(["check"]).code(3).stdout_has(
+        "not closed cleanly: it needs recovery, which any kvr command that opens it does",
+    );
+    assert_eq!(env.kvr(["get", "pre"]).ok().stdout_text(), "1");
+    env.kvr(["check"])
+        .ok()
+        .stdout_has("ok: 1 keys, revision 1\n");
+    assert_eq!(
+        env.kvr(["range", "--count"]).ok().stdout_text(),
+        "{\"count\":1}\n"
+    );
+}
