@@ -58,6 +58,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
         'kvr;put' {
             [CompletionResult]::new('--if-revision', '--if-revision', [CompletionResultType]::ParameterName, 'Write only if the key''s current revision is N (0: only if absent)')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Expire the key this long after the write: seconds (90) or with a unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier expiry of the key is cleared')
+            [CompletionResult]::new('--max-value-bytes', '--max-value-bytes', [CompletionResultType]::ParameterName, 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server''s limit applies')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
             [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]')
@@ -180,6 +181,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
         }
         'kvr;batch' {
             [CompletionResult]::new('--chunk-size', '--chunk-size', [CompletionResultType]::ParameterName, 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server''s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied')
+            [CompletionResult]::new('--max-value-bytes', '--max-value-bytes', [CompletionResultType]::ParameterName, 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server''s limit applies')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database file')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'Wait up to SECS for another process to release the database file')
             [CompletionResult]::new('--cache-mib', '--cache-mib', [CompletionResultType]::ParameterName, 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]')

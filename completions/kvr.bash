@@ -273,13 +273,17 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__batch)
-            opts="-h --chunk-size --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            opts="-h --chunk-size --json --max-value-bytes --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-value-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1375,7 +1379,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__put)
-            opts="-h --if-revision --ttl --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            opts="-h --if-revision --ttl --json --max-value-bytes --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1386,6 +1390,10 @@ _kvr() {
                     return 0
                     ;;
                 --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-value-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

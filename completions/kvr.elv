@@ -54,6 +54,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
         &'kvr;put'= {
             cand --if-revision 'Write only if the key''s current revision is N (0: only if absent)'
             cand --ttl 'Expire the key this long after the write: seconds (90) or with a unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier expiry of the key is cleared'
+            cand --max-value-bytes 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server''s limit applies'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
             cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]'
@@ -169,6 +170,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
         }
         &'kvr;batch'= {
             cand --chunk-size 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server''s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied'
+            cand --max-value-bytes 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server''s limit applies'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'
             cand --cache-mib 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]'

@@ -57,6 +57,7 @@ complete -c kvr -n "__fish_kvr_needs_command" -f -a "help" -d 'Print this messag
 complete -c kvr -n "__fish_kvr_needs_command" -f -a "bench" -d 'Load generator: ops/s and latency percentiles against --server URL or, with --db PATH (or a temporary file), the engine alone. Only flags on the command line count here: KVR_DB and KVR_SERVER are ignored'
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l if-revision -d 'Write only if the key\'s current revision is N (0: only if absent)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l ttl -d 'Expire the key this long after the write: seconds (90) or with a unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier expiry of the key is cleared' -r
+complete -c kvr -n "__fish_kvr_using_subcommand put" -l max-value-bytes -d 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server\'s limit applies' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand put" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r
@@ -158,6 +159,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand watch" -l keys-only -d 'Leave va
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l progress -d 'Print the progress lines too: {"progress_revision":R} means every change up to R was printed'
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l chunk-size -d 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server\'s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied' -r
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l max-value-bytes -d 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server\'s limit applies' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cache-mib -d 'Page cache of the storage engine in MiB, the main bound on memory [default: an eighth of available memory, 16 to 1024; to 4096 for serve]' -r

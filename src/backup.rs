@@ -93,7 +93,7 @@ pub fn decode(
     broke: impl Fn(std::io::Error) -> Error,
     mut visit: impl FnMut(&[u8], Item<'_>) -> Result<()>,
 ) -> Result<(u64, u64)> {
-    let bad = |what: &str| Error::Storage(format!("bad backup stream: {what}"));
+    let bad = |what: &str| Error::Remote(format!("bad backup stream: {what}"));
     let mut head = [0u8; 16];
     input.read_exact(&mut head).map_err(&broke)?;
     if &head[..8] != MAGIC {

@@ -249,6 +249,11 @@ pub struct PutArgs {
     /// Print {"revision":N}.
     #[arg(long)]
     pub json: bool,
+    /// With --db: the largest value accepted, in bytes [default: 16 MiB].
+    /// Raise it for data from a server with a larger `serve
+    /// --max-value-bytes`. With --server the server's limit applies.
+    #[arg(long, value_name = "BYTES")]
+    pub max_value_bytes: Option<usize>,
 }
 
 /// A `--ttl` duration in seconds: a whole number with an optional unit
@@ -382,6 +387,11 @@ pub struct BatchArgs {
     /// Print {"applied":n,"revision":N} on stdout.
     #[arg(long)]
     pub json: bool,
+    /// With --db: the largest value accepted, in bytes [default: 16 MiB].
+    /// Raise it for data from a server with a larger `serve
+    /// --max-value-bytes`. With --server the server's limit applies.
+    #[arg(long, value_name = "BYTES")]
+    pub max_value_bytes: Option<usize>,
 }
 
 /// Print {"keys":…,"revision":…,"file_bytes":…}.

@@ -50,6 +50,8 @@ pub struct Client {
     stale: bool,
     /// A server answered as a cluster member: retry through the cluster.
     clustered: std::sync::atomic::AtomicBool,
+    /// `--cacert`, for the advice when a certificate is refused.
+    cacert: Option<std::path::PathBuf>,
 }
 
 /// An error body.
@@ -174,6 +176,7 @@ impl Client {
             timeout,
             stale: false,
             clustered: std::sync::atomic::AtomicBool::new(false),
+            cacert: cacert.map(Path::to_path_buf),
         })
     }
 
@@ -283,7 +286,7 @@ impl Client {
                         unknown = Some(Error::OutcomeUnknown {
                             message: format!(
                                 "{}; the write may or may not have been applied",
-                                transport_error(url, e)
+                                transport_error_given(url, e, self.cacert.as_deref())
                             ),
                         });
                     }
@@ -295,7 +298,7 @@ impl Client {
                             overloaded: false,
                         });
                     }
-                    Err(e) => return Err(transport_error(url, e)),
+                    Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
                 }
             }
             let give_up = !self.clustered.load(Ordering::Relaxed)
@@ -323,7 +326,7 @@ impl Client {
             match request(&self.agent, url, auth.as_deref()) {
                 Ok(resp) => return Ok((url.clone(), resp)),
                 Err(e) if unreachable(&e) => continue,
-                Err(e) => return Err(transport_error(url, e)),
+                Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
             }
         }
         Err(Error::Unavailable {
@@ -451,7 +454,7 @@ impl Client {
             .get("x-kvr-revision")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::Storage(format!("{url} sent a backup without X-Kvr-Revision")))?;
+            .ok_or_else(|| Error::Remote(format!("{url} sent a backup without X-Kvr-Revision")))?;
         start(revision)?;
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
         let broke = |e: std::io::Error| {
@@ -463,7 +466,7 @@ impl Client {
         let (stream_revision, entries) =
             crate::backup::decode(BufReader::with_capacity(1 << 16, reader), broke, visit)?;
         if stream_revision != revision {
-            return Err(Error::Storage(format!(
+            return Err(Error::Remote(format!(
                 "{url} sent a backup of revision {stream_revision} under X-Kvr-Revision {revision}"
             )));
         }
@@ -506,9 +509,15 @@ fn unreachable(e: &ureq::Error) -> bool {
 }
 
 fn transport_error(url: &str, e: ureq::Error) -> Error {
+    transport_error_given(url, e, None)
+}
+
+/// [`transport_error`] of a request: a TLS refusal's advice takes `--cacert`
+/// (`None`: not given) into account.
+fn transport_error_given(url: &str, e: ureq::Error, cacert: Option<&Path>) -> Error {
     let tls = match &e {
-        ureq::Error::Io(io) => crate::tls::failure(url, io),
-        ureq::Error::Rustls(r) => crate::tls::failure(url, r),
+        ureq::Error::Io(io) => crate::tls::failure_given(url, io, cacert),
+        ureq::Error::Rustls(r) => crate::tls::failure_given(url, r, cacert),
         _ => None,
     };
     if let Some(tls) = tls {
@@ -534,7 +543,7 @@ fn transport_error(url: &str, e: ureq::Error) -> Error {
         ),
         ureq::Error::Io(io) => Error::io(format!("talking to kvr server at {url} failed"), io),
         ureq::Error::BadUri(u) => Error::invalid(format!("bad server URL {u}")),
-        other => Error::Storage(format!("talking to kvr server at {url} failed: {other}")),
+        other => Error::Remote(format!("talking to kvr server at {url} failed: {other}")),
     }
 }
 
@@ -564,7 +573,7 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
                 overloaded: false,
             }
         } else {
-            Error::Storage(format!("unexpected HTTP {status} from {url}"))
+            Error::Remote(format!("unexpected HTTP {status} from {url}"))
         };
     };
     let strip = |prefix: &str| {
@@ -620,11 +629,11 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
         "not_clustered" => Error::NotClustered,
         "conflict" => Error::Conflict(body.message.clone()),
         "removed" => Error::Removed(body.message.clone()),
-        "no_route" | "method_not_allowed" => Error::Storage(format!(
-            "{url} does not look like a kvr server ({}: {})",
+        "no_route" | "method_not_allowed" => Error::Remote(format!(
+            "{url} does not look like a kvr server ({}: {}); check the --server URL",
             body.error, body.message
         )),
-        _ => Error::Storage(format!("kvr server at {url} failed: {}", body.message)),
+        _ => Error::Remote(format!("kvr server at {url} failed: {}", body.message)),
     }
 }
 
@@ -636,7 +645,7 @@ fn read_json<T: serde::de::DeserializeOwned>(url: &str, mut resp: Response<Body>
         .read_to_string()
         .map_err(|e| transport_error(url, e))?;
     serde_json::from_str(&text)
-        .map_err(|e| Error::Storage(format!("unexpected answer from {url}: {e}")))
+        .map_err(|e| Error::Remote(format!("unexpected answer from {url}: {e}")))
 }
 
 fn condition_headers(
@@ -688,7 +697,7 @@ impl Kv for Client {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim_matches('"').parse().ok())
-            .ok_or_else(|| Error::Storage(format!("{url} sent a value without its ETag")))?;
+            .ok_or_else(|| Error::Remote(format!("{url} sent a value without its ETag")))?;
         let expires_at_ms = resp
             .headers()
             .get(crate::server::EXPIRES_AT)
@@ -719,19 +728,64 @@ impl Kv for Client {
         ttl_secs: Option<u64>,
     ) -> Result<u64> {
         limits::check_key(key, None)?;
-        let mut target = Self::key_target(key);
-        if let Some(ttl) = ttl_secs {
-            let sep = if target.contains('?') { '&' } else { '?' };
-            target.push_str(&format!("{sep}ttl={ttl}"));
-        }
+        let target = put_target(key, ttl_secs);
         let idem = crate::idempotency::new_key()?;
         let (url, resp) = self.send_write(|a, url, auth| {
             let req =
                 with_auth(a.put(format!("{url}{target}")), auth).header(IDEMPOTENCY_KEY, &idem);
-            condition_headers(req, if_revision).send(value.as_slice())
+            expect_continue(condition_headers(req, if_revision), value.len() as u64)
+                .send(value.as_slice())
         })?;
         if resp.status().as_u16() != 200 {
-            return Err(error_of(&url, resp, Some(key)));
+            return Err(value_refused(&url, error_of(&url, resp, Some(key))));
+        }
+        revision_of(&url, resp)
+    }
+
+    /// A value that fits the retry buffer is sent as [`Kv::put_ttl`] sends
+    /// it (and may be repeated after a failover); a larger one is streamed
+    /// once, so memory stays bounded whatever the server's limit. With its
+    /// `size` known (stdin is a file) it goes with a Content-Length and
+    /// `Expect: 100-continue`, so a server refuses a value over its limit
+    /// with a 413 naming it before the value is sent.
+    fn put_stream(
+        &self,
+        key: &[u8],
+        value: &mut dyn std::io::Read,
+        size: Option<u64>,
+        if_revision: Option<u64>,
+        ttl_secs: Option<u64>,
+    ) -> Result<u64> {
+        use std::io::Read;
+        limits::check_key(key, None)?;
+        let mut head = Vec::new();
+        (&mut *value)
+            .take(RETRY_BUFFER_BYTES + 1)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io("cannot read the value from stdin", e))?;
+        if head.len() as u64 <= RETRY_BUFFER_BYTES {
+            return self.put_ttl(key, head, if_revision, ttl_secs);
+        }
+        // The file's size was taken before the head was read from it.
+        let size = size.filter(|&s| s >= head.len() as u64);
+        let target = put_target(key, ttl_secs);
+        let idem = crate::idempotency::new_key()?;
+        let mut whole = head.as_slice().chain(value);
+        let sent = self.send(|a, url, auth| {
+            let mut req =
+                with_auth(a.put(format!("{url}{target}")), auth).header(IDEMPOTENCY_KEY, &idem);
+            if let Some(size) = size {
+                req = expect_continue(req, size).header("Content-Length", size);
+            }
+            condition_headers(req, if_revision).send(SendBody::from_reader(&mut whole))
+        });
+        let (url, resp) = match sent {
+            Ok(sent) => sent,
+            Err(e) if cut_off(&e) && self.answers() => return Err(value_cut_off(&self.urls)),
+            Err(e) => return Err(e),
+        };
+        if resp.status().as_u16() != 200 {
+            return Err(value_refused(&url, error_of(&url, resp, Some(key))));
         }
         revision_of(&url, resp)
     }
@@ -915,6 +969,59 @@ fn cut_off(e: &Error) -> bool {
     ))
 }
 
+/// The target of a PUT of `key`, with its `ttl`.
+fn put_target(key: &[u8], ttl_secs: Option<u64>) -> String {
+    let mut target = Client::key_target(key);
+    if let Some(ttl) = ttl_secs {
+        let sep = if target.contains('?') { '&' } else { '?' };
+        target.push_str(&format!("{sep}ttl={ttl}"));
+    }
+    target
+}
+
+/// Values from this size on are sent with `Expect: 100-continue` (as curl
+/// does): a server that refuses the value (over its limit, a bad token)
+/// answers before it is sent, and the answer is not lost to a connection
+/// closed under a body still being written.
+const EXPECT_CONTINUE_BYTES: u64 = 1 << 20;
+
+fn expect_continue(
+    req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    size: u64,
+) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    if size >= EXPECT_CONTINUE_BYTES {
+        req.header("Expect", "100-continue")
+    } else {
+        req
+    }
+}
+
+/// A 413 for a value, in the client's terms: the limit is the server's.
+fn value_refused(url: &str, e: Error) -> Error {
+    match e {
+        Error::TooLarge { message } => Error::TooLarge {
+            message: format!(
+                "kvr server at {url} refused the value: {}; nothing was written",
+                message.replace("the limit", "the server's limit")
+            ),
+        },
+        other => other,
+    }
+}
+
+/// A streamed value of unknown size that the server cut off: it is over
+/// the server's value limit (the server reads a value only up to it).
+fn value_cut_off(urls: &[String]) -> Error {
+    Error::TooLarge {
+        message: format!(
+            "kvr server at {} closed the connection while the value was being sent: the \
+             value is over the server's limit on the size of a value (serve \
+             --max-value-bytes); nothing was written",
+            urls.join(", ")
+        ),
+    }
+}
+
 /// What to do about a batch over the server's limits: the limits are the
 /// server's, not flags of this command, so say so and offer `--chunk-size`.
 const CHUNK_HINT: &str = "nothing was written; send the input in parts with \
@@ -1023,7 +1130,7 @@ fn read_stream(
             return Err(broke(std::io::ErrorKind::UnexpectedEof.into()));
         }
         let item: RangeLine = serde_json::from_slice(&line)
-            .map_err(|e| Error::Storage(format!("bad range line from {url}: {e}")))?;
+            .map_err(|e| Error::Remote(format!("bad range line from {url}: {e}")))?;
         let key = bytes_of(item.key, item.key_b64, url)?;
         let entry = if keys_only {
             None
@@ -1052,8 +1159,8 @@ fn bytes_of(plain: Option<String>, b64: Option<String>, url: &str) -> Result<Vec
         (Some(s), _) => Ok(s.into_bytes()),
         (None, Some(b)) => B64
             .decode(b)
-            .map_err(|e| Error::Storage(format!("bad base64 in a range line from {url}: {e}"))),
-        (None, None) => Err(Error::Storage(format!(
+            .map_err(|e| Error::Remote(format!("bad base64 in a range line from {url}: {e}"))),
+        (None, None) => Err(Error::Remote(format!(
             "a range line from {url} lacks a field"
         ))),
     }

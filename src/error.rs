@@ -58,7 +58,7 @@ pub enum Error {
         "{} is in use by {}{}",
         path.display(),
         holder.as_deref().unwrap_or("another process"),
-        in_use_hint(server.as_deref())
+        in_use_hint(server.as_deref(), *file_command)
     )]
     InUse {
         path: PathBuf,
@@ -66,6 +66,9 @@ pub enum Error {
         server: Option<String>,
         /// The holding process, e.g. `kvr tui --db F (pid 42)`, when known.
         holder: Option<String>,
+        /// A command that works on the file only (`check`, `compact`): the
+        /// hint says to stop the holder instead of suggesting `--server`.
+        file_command: Option<&'static str>,
     },
 
     /// A backup's DEST is a database file another process holds, or one
@@ -93,6 +96,17 @@ pub enum Error {
     /// A failure inside the storage engine that is none of the above (exit 3, HTTP 500).
     #[error("storage error: {0}")]
     Storage(String),
+
+    /// Talking to a kvr server failed in a way none of the other variants
+    /// covers: a transport failure, an answer that is not kvr's (exit 3,
+    /// HTTP 500). Not a [`Error::Storage`]: that one is about the database.
+    #[error("{0}")]
+    Remote(String),
+
+    /// SIGINT or SIGTERM stopped a command (exit 3, HTTP 500); the message
+    /// says what was left undone.
+    #[error("{0}")]
+    Interrupted(String),
 
     /// The server asked for a token and none or a wrong one was given (exit 3, HTTP 401).
     #[error("unauthorized: {0}")]
@@ -175,11 +189,23 @@ fn line_prefix(line: Option<u64>) -> String {
     line.map(|l| format!("line {l}: ")).unwrap_or_default()
 }
 
-fn in_use_hint(server: Option<&str>) -> String {
-    match server {
-        Some(url) => format!("; it is served by kvr serve at {url}: use --server {url}"),
-        None => "; if a kvr serve owns it, use --server URL, or wait with --lock-timeout SECS"
-            .to_string(),
+fn in_use_hint(server: Option<&str>, file_command: Option<&str>) -> String {
+    match (file_command, server) {
+        // `check` and `compact` refuse `--server`: suggesting it leads nowhere.
+        (Some("check"), _) => format!(
+            "; kvr check reads the file only while no process holds it: stop that process \
+             first, or check a backup instead (kvr --server {url} backup COPY, then \
+             kvr --db COPY check)",
+            url = server.unwrap_or("URL")
+        ),
+        (Some(command), _) => format!(
+            "; kvr {command} works only on a file no process holds: stop that process first"
+        ),
+        (None, Some(url)) => format!("; it is served by kvr serve at {url}: use --server {url}"),
+        (None, None) => {
+            "; if a kvr serve owns it, use --server URL, or wait with --lock-timeout SECS"
+                .to_string()
+        }
     }
 }
 
@@ -189,6 +215,25 @@ impl Error {
         Error::Invalid {
             line: None,
             message: message.into(),
+        }
+    }
+
+    /// This error as `command` (`check`, `compact`: commands that refuse
+    /// `--server`) reports it: an [`Error::InUse`] says to stop the holder.
+    pub fn for_file_command(self, command: &'static str) -> Self {
+        match self {
+            Error::InUse {
+                path,
+                server,
+                holder,
+                ..
+            } => Error::InUse {
+                path,
+                server,
+                holder,
+                file_command: Some(command),
+            },
+            other => other,
         }
     }
 
@@ -225,6 +270,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
+            | Error::Remote(_)
+            | Error::Interrupted(_)
             | Error::Unauthorized(_)
             | Error::MostlyFailed { .. }
             | Error::Tls(_) => 3,
@@ -270,6 +317,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
+            | Error::Remote(_)
+            | Error::Interrupted(_)
             | Error::MostlyFailed { .. }
             | Error::Tls(_) => Code::Internal,
         }

@@ -44,6 +44,24 @@ pub trait Kv {
             ))),
         }
     }
+    /// [`Kv::put_ttl`] of the value `value` holds to its end (`size`
+    /// bytes, when known), for a value that is not read into memory first:
+    /// the HTTP client streams it to a server, whose limit decides. A local
+    /// file takes values in memory, under its limit, instead (`cmd::put`).
+    fn put_stream(
+        &self,
+        key: &[u8],
+        value: &mut dyn std::io::Read,
+        size: Option<u64>,
+        if_revision: Option<u64>,
+        ttl_secs: Option<u64>,
+    ) -> Result<u64> {
+        let _ = (key, value, size, if_revision, ttl_secs);
+        Err(Error::invalid(format!(
+            "{} cannot take a streamed value",
+            self.source()
+        )))
+    }
     /// Removes a key; [`Error::KeyNotFound`] if absent. Returns the new revision.
     fn delete(&self, key: &[u8], if_revision: Option<u64>) -> Result<u64>;
     /// Deletes every key of `query`'s start, end and prefix atomically, each

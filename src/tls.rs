@@ -37,6 +37,15 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// The server side: the chain of `cert` (leaf first) and the key of `key`.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     let chain = read_certs(cert, "--tls-cert")?;
+    if leaf_is_ca(&chain) {
+        // Accepted (it is a valid certificate), but every client will refuse it.
+        crate::server::log::event(format_args!(
+            "kvr serve: warning: the certificate in --tls-cert {} is a CA certificate \
+             (basicConstraints CA:TRUE, as `openssl req -x509` makes by default): TLS clients \
+             refuse it as a server's certificate; {CA_AS_LEAF_FIX}",
+            cert.display()
+        ));
+    }
     let key_pem = read(key, "--tls-key")?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         Error::invalid(format!(
@@ -106,12 +115,27 @@ pub fn server_name(addr: &str) -> Result<ServerName<'static>> {
 }
 
 /// The TLS failure among `e` and its sources, if there is one, as the
-/// error to report for talking to the server at `url`.
+/// error to report for talking to the server at `url`. For callers that do
+/// not track `--cacert`; the `--server` client uses [`failure_given`].
 pub fn failure(url: &str, e: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    find(e).map(|tls| describe(url, tls, CaCert::Unknown))
+}
+
+/// [`failure`] for a client that knows its `--cacert` (`None`: not given),
+/// so the advice fits: "give that CA with --cacert" only when it was not.
+pub fn failure_given(
+    url: &str,
+    e: &(dyn std::error::Error + 'static),
+    cacert: Option<&Path>,
+) -> Option<Error> {
+    find(e).map(|tls| describe(url, tls, CaCert::Given(cacert)))
+}
+
+fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cause = Some(e);
     while let Some(c) = cause {
         if let Some(tls) = c.downcast_ref::<rustls::Error>() {
-            return Some(describe(url, tls));
+            return Some(tls);
         }
         // An io::Error's source() skips the error it wraps.
         cause = match c.downcast_ref::<std::io::Error>() {
@@ -124,13 +148,20 @@ pub fn failure(url: &str, e: &(dyn std::error::Error + 'static)) -> Option<Error
     None
 }
 
-fn describe(url: &str, e: &rustls::Error) -> Error {
+/// What the client was told about extra trust anchors.
+#[derive(Clone, Copy)]
+enum CaCert<'a> {
+    /// The caller does not say (cluster mode, bench).
+    Unknown,
+    /// `--cacert` as given: `None` when it was not.
+    Given(Option<&'a Path>),
+}
+
+fn describe(url: &str, e: &rustls::Error, cacert: CaCert<'_>) -> Error {
     let message = match e {
         rustls::Error::InvalidCertificate(c) => format!(
-            "the certificate of kvr server at {url} could not be verified: {}; if the \
-             server's certificate is signed by your own CA, give that CA with --cacert PEM \
-             (or KVR_CACERT)",
-            certificate_problem(c)
+            "the certificate of kvr server at {url} could not be verified: {}",
+            certificate_problem(c, cacert)
         ),
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateHandshakeMessage { .. } => {
             format!(
@@ -146,19 +177,117 @@ fn describe(url: &str, e: &rustls::Error) -> Error {
     Error::Tls(message)
 }
 
-fn certificate_problem(c: &CertificateError) -> String {
+/// Why a certificate was refused, and what to do, in words: never a Rust
+/// debug value.
+/// What to do about a CA certificate served as the server's own.
+const CA_AS_LEAF_FIX: &str = "serve (--tls-cert) a leaf certificate signed by that CA, or a \
+     self-signed one made with `openssl req -x509 … -addext basicConstraints=critical,CA:FALSE` \
+     and given to clients with --cacert";
+
+fn certificate_problem(c: &CertificateError, cacert: CaCert<'_>) -> String {
+    const RENEW: &str = "give the server a new certificate (serve --tls-cert)";
+    let trust_hint = match cacert {
+        CaCert::Given(Some(path)) => format!(
+            "give the CA that signed the server's certificate with --cacert (now {}), or, if \
+             an intermediate CA signed it, serve the certificate followed by that \
+             intermediate in --tls-cert",
+            path.display()
+        ),
+        _ => "if the server's certificate is signed by your own CA, give that CA with --cacert \
+              PEM (or KVR_CACERT)"
+            .to_string(),
+    };
     match c {
-        CertificateError::UnknownIssuer => {
-            "it is not signed by a certificate authority this client trusts".to_string()
-        }
+        CertificateError::UnknownIssuer => match cacert {
+            CaCert::Given(Some(_)) => format!(
+                "it is not signed by a certificate authority this client trusts (the \
+                 system's, or those in --cacert); {trust_hint}"
+            ),
+            _ => format!(
+                "it is not signed by a certificate authority this client trusts; {trust_hint}"
+            ),
+        },
+        CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => format!(
+            "its signature does not verify: a certificate authority this client trusts has \
+             the name of its issuer but did not sign it (another CA of the same name, or one \
+             made again with a new key), or it uses an unsupported algorithm; {trust_hint}"
+        ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            format!("it is not valid for the host name in the URL ({c})")
+            format!(
+                "it is not valid for the host name in the URL ({c}); use a URL with a name \
+                 the certificate is valid for, or {RENEW} that names this host in its \
+                 subjectAltName"
+            )
         }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            format!("it has expired ({c})")
+            format!("it has expired ({c}); {RENEW}, or check this computer's clock")
         }
-        other => other.to_string(),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            format!("it is not valid yet ({c}); check the clocks of this computer and the server")
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            format!("it is not meant for a TLS server ({c}); {RENEW} for server authentication")
+        }
+        CertificateError::BadEncoding => format!("it is not a well-formed certificate; {RENEW}"),
+        CertificateError::Revoked => format!("it has been revoked; {RENEW}"),
+        CertificateError::UnhandledCriticalExtension => {
+            format!("it has a critical extension this client does not understand; {RENEW}")
+        }
+        CertificateError::Other(other) if is_ca_used_as_end_entity(other) => format!(
+            "it is a CA certificate (basicConstraints CA:TRUE), which TLS does not accept as \
+             a server's own certificate; {CA_AS_LEAF_FIX}"
+        ),
+        CertificateError::Other(other) => format!("it was refused ({other})"),
+        // Other variants print as their Rust name and fields: keep the name.
+        other => {
+            let name = format!("{other:?}");
+            let name = name.split([' ', '{', '(']).next().unwrap_or_default();
+            format!("it was refused ({name})")
+        }
     }
+}
+
+/// rustls reports a CA certificate used as a server's certificate as
+/// webpki's `CaUsedAsEndEntity`, wrapped in `Other`; webpki is not a direct
+/// dependency, so it is recognized by its text (its Display is its name).
+fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
+    other.to_string().contains("CaUsedAsEndEntity")
+}
+
+/// Whether the first certificate of `chain` (the server's own) is a CA
+/// certificate, which clients refuse (see [`certificate_problem`]): verified
+/// the way a client verifies it, with the certificate as its own root.
+pub fn leaf_is_ca(chain: &[CertificateDer<'static>]) -> bool {
+    let Some(leaf) = chain.first() else {
+        return false;
+    };
+    let mut roots = RootCertStore::empty();
+    if roots.add(leaf.clone()).is_err() {
+        return false;
+    }
+    let Ok(verifier) =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+    else {
+        return false;
+    };
+    let Ok(name) = ServerName::try_from("kvr.invalid") else {
+        return false;
+    };
+    use rustls::client::danger::ServerCertVerifier;
+    matches!(
+        verifier.verify_server_cert(
+            leaf,
+            &chain[1..],
+            &name,
+            &[],
+            rustls_pki_types::UnixTime::now()
+        ),
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(o)))
+            if is_ca_used_as_end_entity(&o)
+    )
 }
 
 fn read(path: &Path, flag: &str) -> Result<Vec<u8>> {

@@ -1017,7 +1017,8 @@ mod batch_limits;
 
 /// Commands that print after their work never panic on a closed or full
 /// stdout: a reader that went away is exit 0 and quiet, as for `range |
-/// head`; a full disk is exit 3, "disk full".
+/// head`; a full disk is exit 3, "disk full" (for a write that was
+/// applied: that it was, and only its output failed).
 #[test]
 fn a_closed_or_full_stdout_is_never_a_panic() {
     let env = Env::new();
@@ -1067,10 +1068,19 @@ fn a_closed_or_full_stdout_is_never_a_panic() {
         assert_eq!(out.status.code(), Some(3), "{args:?} full: {stderr}");
         // (batch prints its summary line first, as it always does.)
         let first = stderr.lines().find(|l| l.starts_with("kvr:"));
+        // A write that was applied says so, not "disk full … retry" (which
+        // would repeat it); the others say the disk is full.
+        let write = ["batch", "backup", "put"].contains(&args[0]);
+        let said = if write {
+            "only writing its output failed: No space left on device"
+        } else {
+            "disk full"
+        };
         assert!(
-            first.is_some_and(|l| l.starts_with("kvr: error:") && l.contains("disk full")),
+            first.is_some_and(|l| l.starts_with("kvr: error:") && l.contains(said)),
             "{args:?}: {stderr}"
         );
+        assert_eq!(write, !stderr.contains("retry"), "{args:?}: {stderr}");
     }
     // The work was done all the same.
     assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
@@ -1124,3 +1134,6 @@ fn an_interrupted_batch_leaves_no_new_file() {
         .ok();
     assert_eq!(env.kvr(["get", "k"]).ok().stdout_text(), "v");
 }
+
+#[path = "cli/client_audit.rs"]
+mod client_audit;

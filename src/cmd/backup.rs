@@ -7,7 +7,7 @@
 //! stop the copy and remove the temporary file.
 
 use std::cell::Cell;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -56,11 +56,17 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
     };
     let (Done { revision, keys }, bytes) = done;
     if args.json {
-        super::print_out(format!(
-            "{{\"revision\":{revision},\"keys\":{keys},\"bytes\":{bytes}}}\n"
-        ))?;
+        super::print_after_write(
+            format!("{{\"revision\":{revision},\"keys\":{keys},\"bytes\":{bytes}}}\n"),
+            &format!(
+                "the backup was written to {} ({keys} keys at revision {revision})",
+                args.dest.display()
+            ),
+        )?;
     } else {
-        eprintln!(
+        // Not `eprintln!`, which panics when stderr cannot be written.
+        let _ = writeln!(
+            std::io::stderr(),
             "backed up {keys} keys at revision {revision} to {} ({bytes} bytes)",
             args.dest.display()
         );
@@ -152,7 +158,7 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
 
 fn interrupted(stop: &AtomicBool) -> Result<()> {
     if stop.load(Ordering::Relaxed) {
-        return Err(Error::Storage(
+        return Err(Error::Interrupted(
             "interrupted: the backup was not written".to_string(),
         ));
     }

@@ -3,7 +3,7 @@
 //! one-line summary on stderr.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -102,7 +102,9 @@ pub fn run(
     };
     drop(interrupt);
     let applied = result?;
-    eprintln!(
+    // Not `eprintln!`, which panics when stderr cannot be written.
+    let _ = writeln!(
+        std::io::stderr(),
         "applied {} puts, {} deletes (revision {}) in {:.2} s",
         applied.puts,
         applied.deletes,
@@ -110,11 +112,18 @@ pub fn run(
         started.elapsed().as_secs_f64()
     );
     if args.json {
-        super::print_out(format!(
-            "{{\"applied\":{},\"revision\":{}}}\n",
-            applied.applied(),
-            applied.revision
-        ))?;
+        super::print_after_write(
+            format!(
+                "{{\"applied\":{},\"revision\":{}}}\n",
+                applied.applied(),
+                applied.revision
+            ),
+            &format!(
+                "the batch was applied at revision {} ({} operations)",
+                applied.revision,
+                applied.applied()
+            ),
+        )?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
         Some(_) => store_options(g)?.cache_bytes,
         None => CHECK_CACHE_BYTES,
     };
-    let report = crate::store::check(&g.db, cache)?;
+    let report = crate::store::check(&g.db, cache).map_err(|e| e.for_file_command("check"))?;
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
     if report.problems.is_empty() {

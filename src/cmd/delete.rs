@@ -1,7 +1,5 @@
 //! `kvr delete KEY`, `kvr delete --prefix P`, `kvr delete --range START END`
 
-use std::io::Write;
-
 use super::{arg_bytes, print_revision};
 use crate::cli::DeleteArgs;
 use crate::error::{Error, Result};
@@ -24,7 +22,7 @@ pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: DeleteArgs) -> anyh
     }
     let revision = open()?.delete(&key, args.if_revision)?;
     if args.json {
-        print_revision(revision)?;
+        print_revision(revision, "delete")?;
     }
     Ok(())
 }
@@ -49,7 +47,13 @@ fn delete_range(
     let applied = open()?.delete_range(&query)?;
     if json {
         let line = serde_json::json!({"deleted": applied.deletes, "revision": applied.revision});
-        writeln!(std::io::stdout().lock(), "{line}")?;
+        super::print_after_write(
+            format!("{line}\n"),
+            &format!(
+                "the range delete was applied ({} keys deleted, revision {})",
+                applied.deletes, applied.revision
+            ),
+        )?;
     }
     Ok(())
 }

@@ -42,17 +42,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         // Each checks its arguments before it opens (or creates) anything.
-        Command::Put(args) => put::run(|| open(g, OpenMode::Create), args),
+        Command::Put(args) => {
+            let limit = local_value_limit(g, args.max_value_bytes)?;
+            let local = limit.is_some();
+            limit_hint(
+                put::run(|| open_limited(g, OpenMode::Create, limit), args, limit),
+                local,
+            )
+        }
         Command::Get(args) => get::run(|| open(g, OpenMode::ReadOnly), args),
         Command::Delete(args) => delete::run(|| open(g, OpenMode::MustExist), args),
         Command::Range(args) => range::run(|| open(g, OpenMode::ReadOnly), args),
         Command::Watch(args) => watch::run(g, args),
-        Command::Batch(args) => batch::run(
-            || open(g, OpenMode::Create),
-            args,
-            remote(g)?.is_some(),
-            &g.db,
-        ),
+        Command::Batch(args) => {
+            let limit = local_value_limit(g, args.max_value_bytes)?;
+            let local = limit.is_some();
+            limit_hint(
+                batch::run(
+                    || open_limited(g, OpenMode::Create, limit),
+                    args,
+                    !local,
+                    &g.db,
+                ),
+                local,
+            )
+        }
         Command::Stats(_) => stats::run(&*open(g, OpenMode::ReadOnly)?),
         Command::Backup(args) => backup::run(g, args),
         Command::Check(_) => check::run(g),
@@ -66,8 +80,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The value limit of a write command's local file: `--max-value-bytes`
+/// (default 16 MiB); `None` with `--server`, where the server's limit
+/// decides, so the flag is a usage error there.
+fn local_value_limit(g: &Global, flag: Option<usize>) -> Result<Option<usize>> {
+    match (remote(g)?, flag) {
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "--max-value-bytes applies to a local file (--db); with --server the server's \
+             limit (serve --max-value-bytes) decides",
+        )),
+        (Some(_), None) => Ok(None),
+        (None, flag) => Ok(Some(flag.unwrap_or(DEFAULT_MAX_VALUE_BYTES))),
+    }
+}
+
+/// A value over a local file's limit: say how to raise it (a server's
+/// limit is its own flag, named in its answer).
+fn limit_hint(result: anyhow::Result<()>, local: bool) -> anyhow::Result<()> {
+    let e = match result {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match e.downcast::<Error>() {
+        Ok(Error::Invalid { line, message }) if local && message.contains("over the limit of") => {
+            Err(Error::Invalid {
+                line,
+                message: format!("{message}; --max-value-bytes BYTES raises the limit"),
+            }
+            .into())
+        }
+        Ok(other) => Err(other.into()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the data source the global options name.
 fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
+    open_limited(g, mode, None)
+}
+
+/// [`open`] with a local file's value limit (`None`: the default).
+fn open_limited(g: &Global, mode: OpenMode, max_value: Option<usize>) -> Result<Box<dyn Kv>> {
     if let Some(servers) = remote(g)? {
         let timeout = seconds(g.timeout, "--timeout")?;
         let client = Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?
@@ -76,7 +129,7 @@ fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
     }
     Ok(Box::new(LocalKv {
         store: crate::engine::open_store(&g.db, mode, &store_options(g)?)?.0,
-        max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        max_value_bytes: max_value.unwrap_or(DEFAULT_MAX_VALUE_BYTES),
     }))
 }
 
@@ -104,9 +157,13 @@ fn arg_bytes(arg: OsString) -> Vec<u8> {
     arg.into_vec()
 }
 
-/// Prints `{"revision":N}` and a newline.
-fn print_revision(revision: u64) -> Result<()> {
-    print_out(format!("{{\"revision\":{revision}}}\n"))
+/// Prints `{"revision":N}` and a newline after `what` (`put`, `delete`)
+/// was applied at that revision.
+fn print_revision(revision: u64, what: &str) -> Result<()> {
+    print_after_write(
+        format!("{{\"revision\":{revision}}}\n"),
+        &format!("the {what} was applied at revision {revision}"),
+    )
 }
 
 /// Writes `text` to stdout and flushes it. Unlike `println!` it never
@@ -117,6 +174,22 @@ pub(crate) fn print_out(text: impl AsRef<[u8]>) -> Result<()> {
     out.write_all(text.as_ref())
         .and_then(|()| out.flush())
         .map_err(|e| Error::io("cannot write output", e))
+}
+
+/// Writes the output of a write that has been applied (see [`print_out`]).
+/// A failure to print is not a failure of the write: the error says that
+/// `done` happened and only the output failed, so nobody repeats a write
+/// that is not idempotent. Still exit 3 (the command failed to do all it
+/// was asked); a closed stdout stays a quiet exit 0 (`main`).
+pub(crate) fn print_after_write(text: impl AsRef<[u8]>, done: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_ref())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Io {
+            // Not `Error::io`: its "disk full … retry" would ask for the write again.
+            context: format!("{done}; only writing its output failed"),
+            source,
+        })
 }
 
 /// The `--server` list when commands go to a server: `--server` (flag or
@@ -141,7 +214,11 @@ fn both_db_and_server() -> Error {
 /// The bearer token of `--token` / KVR_TOKEN or `--token-file`.
 pub(crate) fn token(g: &Global) -> Result<Option<String>> {
     let Some(file) = &g.token_file else {
-        return Ok(g.token.clone().filter(|t| !t.is_empty()));
+        let token = g.token.clone().filter(|t| !t.is_empty());
+        if let Some(t) = &token {
+            check_token(t, "--token (or KVR_TOKEN)")?;
+        }
+        return Ok(token);
     };
     if given_on_command_line("token") {
         return Err(Error::invalid(
@@ -158,7 +235,24 @@ pub(crate) fn token(g: &Global) -> Result<Option<String>> {
             file.display()
         )));
     }
+    check_token(token, &format!("the token file {}", file.display()))?;
     Ok(Some(token.to_string()))
+}
+
+/// A token goes in an `Authorization` header, where control characters
+/// cannot be sent: say so, naming where the token came from, instead of
+/// the HTTP library's "failed to parse header value".
+fn check_token(token: &str, source: &str) -> Result<()> {
+    if let Some((at, c)) = token
+        .char_indices()
+        .find(|&(_, c)| c.is_ascii_control() && c != '\t')
+    {
+        return Err(Error::invalid(format!(
+            "the token contains a control character ({c:?} at byte {at}), which cannot be \
+             sent in an HTTP header; check {source}"
+        )));
+    }
+    Ok(())
 }
 
 /// A positive number of seconds from a flag.

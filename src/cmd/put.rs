@@ -6,46 +6,109 @@ use super::{arg_bytes, print_revision};
 use crate::cli::PutArgs;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
-use crate::limits::DEFAULT_MAX_VALUE_BYTES;
 
 /// Checks the key and reads the value before opening the database, so a
 /// rejected put creates no file and nobody waits for the lock while a value
-/// is typed.
-pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: PutArgs) -> anyhow::Result<()> {
+/// is typed. `local_limit`: the value limit of a local file; `None` with
+/// `--server`, where the server's `--max-value-bytes` decides and a value
+/// from stdin is streamed to it (see `Client::put_stream`).
+pub fn run(
+    open: impl FnOnce() -> Result<Box<dyn Kv>>,
+    args: PutArgs,
+    local_limit: Option<usize>,
+) -> anyhow::Result<()> {
     let key = arg_bytes(args.key);
     crate::limits::check_key(&key, None)?;
-    let value = match args.value {
-        Some(v) => arg_bytes(v),
-        None => read_stdin_value()?,
+    let revision = match (args.value, local_limit) {
+        (Some(v), _) => open()?.put_ttl(&key, arg_bytes(v), args.if_revision, args.ttl)?,
+        (None, Some(limit)) => {
+            let value = read_stdin_value(limit)?;
+            open()?.put_ttl(&key, value, args.if_revision, args.ttl)?
+        }
+        (None, None) => {
+            check_stdin()?;
+            let size = stdin_file_size();
+            let mut stdin = std::io::stdin().lock();
+            open()?.put_stream(&key, &mut stdin, size, args.if_revision, args.ttl)?
+        }
     };
-    let revision = open()?.put_ttl(&key, value, args.if_revision, args.ttl)?;
     if args.json {
-        print_revision(revision)?;
+        print_revision(revision, "put")?;
     }
     Ok(())
 }
 
-/// Reads stdin to EOF, refusing (without buffering all of it) more than the
-/// value limit.
-fn read_stdin_value() -> Result<Vec<u8>> {
-    if std::io::stdin().is_terminal() {
-        // Otherwise a user who forgot VALUE sees a command that hangs.
+/// Reads stdin to EOF, refusing (without buffering all of it) more than
+/// `limit` bytes.
+fn read_stdin_value(limit: usize) -> Result<Vec<u8>> {
+    check_stdin()?;
+    let mut value = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut value)
+        .map_err(|e| Error::io("cannot read the value from stdin", e))?;
+    if value.len() > limit {
+        return Err(Error::invalid(format!(
+            "the value on stdin is over the limit of {limit} bytes"
+        )));
+    }
+    Ok(value)
+}
+
+/// Refuses a stdin that cannot be read, and says on a terminal that it is
+/// read (otherwise a user who forgot VALUE sees a command that hangs).
+///
+/// A closed stdin (`<&-`, some service managers) is not an empty value:
+/// Rust's runtime puts /dev/null, opened read-write, in place of a closed
+/// fd 0 at start, and reads of a stdin opened write-only (as `nohup`
+/// leaves it) are taken as an end of input; either would store an empty
+/// value. `< /dev/null` (read-only) still means an empty value.
+fn check_stdin() -> Result<()> {
+    use rustix::fs::{FileType, OFlags};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
         let _ = writeln!(
             std::io::stderr(),
             "kvr: reading the value from stdin until Ctrl-D (end of input)"
         );
+        return Ok(());
     }
-    let mut value = Vec::new();
-    let limit = DEFAULT_MAX_VALUE_BYTES as u64 + 1;
-    std::io::stdin()
-        .lock()
-        .take(limit)
-        .read_to_end(&mut value)
-        .map_err(|e| Error::io("cannot read the value from stdin", e))?;
-    if value.len() > DEFAULT_MAX_VALUE_BYTES {
-        return Err(Error::invalid(format!(
-            "the value on stdin is over the limit of {DEFAULT_MAX_VALUE_BYTES} bytes"
-        )));
+    let closed = || {
+        Error::invalid(
+            "stdin is closed (or not open for reading), so there is no value to read; give \
+             VALUE as an argument, or redirect stdin from the value (`< FILE`; `< /dev/null` \
+             for an empty value)",
+        )
+    };
+    let Ok(flags) = rustix::fs::fcntl_getfl(&stdin) else {
+        return Err(closed());
+    };
+    match flags & OFlags::RWMODE {
+        mode if mode == OFlags::WRONLY => Err(closed()),
+        mode if mode == OFlags::RDWR => {
+            let is_null = match (rustix::fs::fstat(&stdin), rustix::fs::stat("/dev/null")) {
+                (Ok(fd0), Ok(null)) => {
+                    FileType::from_raw_mode(fd0.st_mode) == FileType::CharacterDevice
+                        && fd0.st_rdev == null.st_rdev
+                }
+                _ => false,
+            };
+            if is_null { Err(closed()) } else { Ok(()) }
+        }
+        _ => Ok(()),
     }
-    Ok(value)
+}
+
+/// The bytes left to read in stdin when it is a regular file (`< FILE`),
+/// so that a streamed value can be sent with its length and a server
+/// refuses one over its limit before it is sent.
+fn stdin_file_size() -> Option<u64> {
+    let stdin = std::io::stdin();
+    let stat = rustix::fs::fstat(&stdin).ok()?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return None;
+    }
+    let at = rustix::fs::seek(&stdin, rustix::fs::SeekFrom::Current(0)).ok()?;
+    u64::try_from(stat.st_size).ok()?.checked_sub(at)
 }

@@ -94,7 +94,7 @@ fn follow(
         let asked = w.clone();
         let result = client.watch(&asked, &mut |text| {
             let line: Line = serde_json::from_slice(text)
-                .map_err(|e| Error::Storage(format!("bad watch line from the server: {e}")))?;
+                .map_err(|e| Error::Remote(format!("bad watch line from the server: {e}")))?;
             progressed = true;
             let next = w.from_revision.unwrap_or(0);
             let print = match (line.revision, line.progress_revision, &line.error) {
@@ -152,7 +152,7 @@ fn follow(
 fn retryable(e: &Error) -> bool {
     matches!(
         e,
-        Error::Unavailable { .. } | Error::Io { .. } | Error::Storage(_)
+        Error::Unavailable { .. } | Error::Io { .. } | Error::Storage(_) | Error::Remote(_)
     )
 }
 

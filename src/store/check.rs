@@ -70,8 +70,9 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
         | Err(redb::DatabaseError::LockProtocolMismatch) => {
             return Err(Error::InUse {
                 path: path.to_path_buf(),
-                server: None,
+                server: super::read_serve_hint(path),
                 holder: super::holder::of(path),
+                file_command: None,
             });
         }
         // Reported below, if the file opens at all.

@@ -206,6 +206,7 @@ fn lock_temp(path: &Path, temp: &Path, deadline: Instant) -> Result<Option<File>
                         path: path.to_path_buf(),
                         server: None,
                         holder: super::holder::of(temp),
+                        file_command: None,
                     });
                 }
                 std::thread::sleep(RETRY_INTERVAL);
@@ -251,6 +252,7 @@ fn ensure_unlocked(path: &Path) -> Result<()> {
             path: path.to_path_buf(),
             server: None,
             holder: super::holder::of(path),
+            file_command: None,
         }),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(Error::io(format!("cannot lock {}", path.display()), e))

@@ -484,6 +484,7 @@ fn in_use(path: &Path) -> Error {
         path: path.to_path_buf(),
         server: read_serve_hint(path),
         holder: holder::of(path),
+        file_command: None,
     }
 }
 
@@ -498,7 +499,7 @@ fn lock_poisoned() -> Error {
     Error::Storage("a thread panicked while reopening the database".into())
 }
 
-fn read_serve_hint(db: &Path) -> Option<String> {
+pub(crate) fn read_serve_hint(db: &Path) -> Option<String> {
     let text = std::fs::read_to_string(serve_hint_path(db)).ok()?;
     let url = text.lines().next()?.trim();
     (!url.is_empty()).then(|| url.to_string())

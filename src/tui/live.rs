@@ -203,8 +203,8 @@ impl Line {
             (Some(k), _) => Ok(k.as_bytes().to_vec()),
             (None, Some(b)) => B64
                 .decode(b)
-                .map_err(|e| Error::Storage(format!("bad key_b64 in a watch line: {e}"))),
-            (None, None) => Err(Error::Storage("a watch event without a key".into())),
+                .map_err(|e| Error::Remote(format!("bad key_b64 in a watch line: {e}"))),
+            (None, None) => Err(Error::Remote("a watch event without a key".into())),
         }
     }
 }
@@ -229,9 +229,12 @@ fn follow(feed: &Feed, shared: &Shared, from_revision: u64) {
                 restarted = true;
                 "the changes since the last one seen are no longer kept".to_string()
             }
-            Err(e @ (Error::Unavailable { .. } | Error::Io { .. } | Error::Storage(_))) => {
-                e.to_string()
-            }
+            Err(
+                e @ (Error::Unavailable { .. }
+                | Error::Io { .. }
+                | Error::Storage(_)
+                | Error::Remote(_)),
+            ) => e.to_string(),
             Err(e) => {
                 shared.inbox().set_link(Link::Failed(e.to_string()));
                 return;
@@ -262,7 +265,7 @@ fn stream(
             return Ok(false);
         }
         let line: Line = serde_json::from_slice(text)
-            .map_err(|e| Error::Storage(format!("bad watch line from the server: {e}")))?;
+            .map_err(|e| Error::Remote(format!("bad watch line from the server: {e}")))?;
         *heard = true;
         let mut inbox = shared.inbox();
         inbox.set_link(Link::Live);

@@ -446,3 +446,111 @@ fn a_stalled_handshake_is_cut_at_the_header_timeout() {
         0,
     );
 }
+
+/// A self-signed certificate with basicConstraints CA:TRUE, as `openssl
+/// req -x509` makes by default, for localhost and 127.0.0.1.
+fn self_signed_ca_cert(dir: &Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let pki = Pki {
+        ca: dir.join("ss.pem"),
+        cert: dir.join("ss.pem"),
+        key: dir.join("ss-key.pem"),
+    };
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
+}
+
+#[test]
+fn a_ca_certificate_served_as_the_servers_own_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = self_signed_ca_cert(dir.path());
+    let mut args = pki.serve_args();
+    args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `serve` accepts it, with a warning at start.
+    let (_, err) = startup(dir.path(), &args);
+    assert!(
+        err.contains("warning: the certificate in --tls-cert")
+            && err.contains("is a CA certificate (basicConstraints CA:TRUE"),
+        "{err}"
+    );
+    let server = tls_server(dir.path(), &pki, &[]);
+    for out in [
+        cli_with_ca(&server, &server.url, &pki.ca, &["put", "k", "v"], b""),
+        server.cli(&["put", "k", "v"], b""),
+    ] {
+        assert_code(&out, 3);
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "could not be verified: it is a CA certificate (basicConstraints CA:TRUE), \
+                 which TLS does not accept as a server's own certificate; serve (--tls-cert) a \
+                 leaf certificate signed by that CA"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("Other("), "{err}");
+        assert!(!err.contains("give that CA with --cacert"), "{err}");
+    }
+    // A leaf with basicConstraints CA:FALSE is served without a warning.
+    let leaf = Pki::new(dir.path(), "leaf");
+    let mut args = leaf.serve_args();
+    args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Its own directory: the server above holds db.redb.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (_, err) = startup(other_dir.path(), &args);
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn the_cacert_hint_is_given_only_when_it_can_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::for_names(dir.path(), "a", &["localhost"]);
+    let other = Pki::new(dir.path(), "b");
+    let server = tls_server(dir.path(), &pki, &[]);
+    // Unknown issuer, no --cacert: the hint.
+    let err = stderr(&server.cli(&["put", "k", "v"], b""));
+    assert!(
+        err.contains(
+            "not signed by a certificate authority this client trusts; if the server's \
+                      certificate is signed by your own CA, give that CA with --cacert PEM"
+        ),
+        "{err}"
+    );
+    // Unknown issuer with a --cacert: not "give that CA", which was done.
+    let out = cli_with_ca(&server, &server.url, &other.ca, &["put", "k", "v"], b"");
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(!err.contains("give that CA with --cacert"), "{err}");
+    assert!(
+        err.contains("give the CA that signed the server's certificate with --cacert (now "),
+        "{err}"
+    );
+    // A host name the certificate does not name: its own advice.
+    let out = cli_with_ca(&server, &server.url, &pki.ca, &["put", "k", "v"], b"");
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("not valid for the host name"), "{err}");
+    assert!(
+        err.contains("use a URL with a name the certificate is valid for"),
+        "{err}"
+    );
+    assert!(!err.contains("--cacert"), "{err}");
+    assert_code(
+        &cli_with_ca(
+            &server,
+            &server.url.replace("127.0.0.1", "localhost"),
+            &pki.ca,
+            &["get", "k"],
+            b"",
+        ),
+        1,
+    );
+}

@@ -1,0 +1,322 @@
+//! Findings of a black-box audit of the client side: a closed stdin is not
+//! an empty value, an applied write whose output fails says it was applied,
+//! `check` and `compact` on a served file say to stop the server, tokens
+//! with control characters, value limits of `--db` and of a server.
+
+use std::process::Stdio;
+
+use super::util::{Env, KVR};
+
+/// `kvr ARGS` with fd 0 closed (`<&-`), in `env`'s dir.
+fn with_stdin_closed(env: &Env, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .current_dir(env.dir.path())
+        .arg("-c")
+        .arg("exec \"$0\" \"$@\" <&-")
+        .arg(KVR)
+        .args(args)
+        .env_remove("KVR_DB")
+        .env_remove("KVR_SERVER")
+        .output()
+        .unwrap()
+}
+
+/// `kvr ARGS` with stdout on /dev/full.
+fn with_stdout_full(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.kvr(args).cmd;
+    cmd.stdin(Stdio::null())
+        .stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .stderr(Stdio::piped());
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn put_with_stdin_closed_is_refused_and_writes_nothing() {
+    for env in [Env::new(), Env::served()] {
+        let db = env.db().display().to_string();
+        let target: Vec<&str> = match env.server_url() {
+            Some(url) => vec!["--server", url],
+            None => vec!["--db", &db],
+        };
+        let mut args = target.clone();
+        args.extend(["put", "cfg"]);
+        let out = with_stdin_closed(&env, &args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.starts_with("kvr: error: stdin is closed"), "{err}");
+        if env.is_served() {
+            env.kvr(["get", "cfg"]).code(1);
+            assert_eq!(env.stats()["revision"], 0);
+        } else {
+            assert!(!env.db().exists(), "a refused put created the file");
+        }
+    }
+    // `< /dev/null` is still an empty value.
+    let env = Env::new();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let mut cmd = env.kvr(["put", "cfg"]).cmd;
+    assert!(cmd.stdin(null).status().unwrap().success());
+    assert_eq!(env.kvr(["get", "cfg"]).ok().stdout_text(), "");
+}
+
+#[test]
+fn an_applied_write_whose_output_fails_says_it_was_applied() {
+    let env = Env::new();
+    let check = |args: &[&str], said: &str| {
+        let out = with_stdout_full(&env, args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        let first = err.lines().last().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!(
+                "kvr: error: {said}; only writing its output failed"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("retry"), "{args:?}: {err}");
+    };
+    check(
+        &["put", "--json", "a", "1"],
+        "the put was applied at revision 1",
+    );
+    assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
+    check(
+        &["delete", "--json", "a"],
+        "the delete was applied at revision 2",
+    );
+    env.kvr(["get", "a"]).code(1);
+    let out = {
+        let mut cmd = env.kvr(["batch", "--json"]).cmd;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"{\"key\":\"b\",\"value\":\"1\"}\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains(
+            "kvr: error: the batch was applied at revision 3 (1 operations); only writing its \
+             output failed"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    check(
+        &["delete", "--json", "--prefix", "b"],
+        "the range delete was applied (1 keys deleted, revision 4)",
+    );
+    env.kvr(["put", "c", "1"]).ok();
+    let dest = env.path("copy.redb").display().to_string();
+    check(
+        &["backup", "--json", &dest],
+        &format!("the backup was written to {dest} (1 keys at revision 5)"),
+    );
+    assert_eq!(env.stats()["revision"], 5);
+}
+
+#[test]
+fn check_and_compact_of_a_served_file_say_to_stop_the_server() {
+    let env = Env::served();
+    env.kvr(["put", "a", "1"]).ok();
+    let url = env.server_url().unwrap().to_string();
+    let db = env.db().display().to_string();
+    let before = std::fs::read(env.db()).unwrap().len();
+    for command in ["check", "compact"] {
+        let done = env
+            .kvr_bare(["--db", db.as_str(), command])
+            .code(3)
+            .stderr_has("is in use by")
+            .stderr_has("stop that process first");
+        let err = done.stderr_text();
+        assert!(!err.contains("use --server"), "{err}");
+        if command == "check" {
+            assert!(
+                err.contains(&format!(
+                    "check a backup instead (kvr --server {url} backup COPY, then kvr --db COPY \
+                     check)"
+                )),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read(env.db()).unwrap().len(), before);
+    assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
+}
+
+#[test]
+fn tokens_with_control_characters_are_usage_errors() {
+    let env = Env::served_with(&["--token", "sekrit"]);
+    let url = env.server_url().unwrap().to_string();
+    // A token file with Windows line endings: the whole "\r\n" goes.
+    std::fs::write(env.path("crlf"), "sekrit\r\n").unwrap();
+    env.kvr_bare(["--server", &url, "--token-file", "crlf", "put", "a", "1"])
+        .ok();
+    std::fs::write(env.path("cr-inside"), "sek\rrit\n").unwrap();
+    let done = env
+        .kvr_bare([
+            "--server",
+            &url,
+            "--token-file",
+            "cr-inside",
+            "put",
+            "b",
+            "1",
+        ])
+        .code(2)
+        .stderr_has(
+            "kvr: error: the token contains a control character ('\\r' at byte 3), which cannot \
+             be sent in an HTTP header; check the token file cr-inside",
+        );
+    assert!(!done.stderr_text().contains("storage error"));
+    env.kvr_bare(["--server", &url, "--token", "a\u{1}b", "put", "b", "1"])
+        .code(2)
+        .stderr_has("control character ('\\u{1}' at byte 1)")
+        .stderr_has("check --token (or KVR_TOKEN)");
+    let all = env
+        .kvr_bare(["--server", &url, "--token", "sekrit", "range"])
+        .ok()
+        .stdout_text();
+    assert_eq!(all.lines().count(), 1, "{all}");
+    // Not a kvr server: no "storage error", which is about a database file.
+    let done = env
+        .kvr_bare([
+            "--server",
+            &format!("{url}/api"),
+            "--token",
+            "sekrit",
+            "get",
+            "a",
+        ])
+        .code(3);
+    let err = done.stderr_text();
+    assert!(
+        err.starts_with(&format!(
+            "kvr: error: {url}/api does not look like a kvr server"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("check the --server URL"), "{err}");
+}
+
+/// A value of `n` bytes.
+fn value(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+#[test]
+fn put_through_a_server_takes_the_servers_value_limit() {
+    const BIG: usize = 20_000_000;
+    let env = Env::served_with(&["--max-value-bytes", "33554432"]);
+    // Over the client's old fixed 16 MiB, under the server's limit: from a
+    // pipe and from a file.
+    env.kvr(["put", "big"]).stdin(value(BIG)).ok();
+    std::fs::write(env.path("v"), value(BIG)).unwrap();
+    let file = std::fs::File::open(env.path("v")).unwrap();
+    let mut cmd = env.kvr(["put", "--json", "big2"]).cmd;
+    let out = cmd.stdin(file).output().unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "{\"revision\":2}\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.kvr(["get", "big"]).ok().out.stdout, value(BIG));
+    assert_eq!(env.kvr(["get", "big2"]).ok().out.stdout, value(BIG));
+    // Over the server's limit: exit 2 naming it, nothing written.
+    env.kvr(["put", "huge"])
+        .stdin(value(40_000_000))
+        .code(2)
+        .stderr_has("refused the value: the value is over the server's limit of 33554432 bytes");
+    assert_eq!(env.stats()["revision"], 2);
+    // The flag for a local file's limit is refused with a server.
+    env.kvr(["put", "--max-value-bytes", "100", "x", "1"])
+        .code(2)
+        .stderr_has("with --server the server's limit");
+    assert_eq!(env.stats()["revision"], 2);
+}
+
+#[test]
+fn a_streamed_value_over_the_servers_limit_is_refused() {
+    // Over the client's 64 MiB retry buffer: streamed once.
+    let env = Env::served();
+    let big = 70 << 20;
+    env.kvr(["put", "huge"])
+        .stdin(value(big))
+        .code(2)
+        .stderr_has("over the server's limit");
+    std::fs::write(env.path("v"), value(big)).unwrap();
+    let file = std::fs::File::open(env.path("v")).unwrap();
+    let mut cmd = env.kvr(["put", "huge"]).cmd;
+    let out = cmd.stdin(file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the value is over the server's limit of 16777216 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.stats()["revision"], 0);
+}
+
+#[test]
+fn max_value_bytes_raises_the_limit_of_a_local_file() {
+    const BIG: usize = 20_000_000;
+    let src = Env::new();
+    let line = format!(
+        "{{\"key\":\"big\",\"value\":\"{}\"}}\n",
+        String::from_utf8(value(BIG)).unwrap()
+    );
+    // The default limit, with a hint how to raise it; no file is created.
+    src.kvr(["batch"])
+        .stdin(line.clone())
+        .code(2)
+        .stderr_has("over the limit of 16777216 bytes; --max-value-bytes BYTES raises the limit");
+    src.kvr(["put", "big"])
+        .stdin(value(BIG))
+        .code(2)
+        .stderr_has("--max-value-bytes BYTES raises the limit");
+    assert!(!src.db().exists());
+    src.kvr(["batch", "--max-value-bytes", "33554432"])
+        .stdin(line)
+        .ok();
+    src.kvr(["put", "--max-value-bytes", "33554432", "big2"])
+        .stdin(value(BIG))
+        .ok();
+    // `range | batch` copies such values with the flag.
+    let dump = src.kvr(["range"]).ok().out.stdout;
+    let dst = Env::new();
+    dst.kvr(["batch"]).stdin(dump.clone()).code(2);
+    assert!(!dst.db().exists());
+    dst.kvr(["batch", "--max-value-bytes", "33554432"])
+        .stdin(dump.clone())
+        .ok();
+    assert_eq!(dst.kvr(["range"]).ok().out.stdout, dump);
+    // Still a limit.
+    dst.kvr(["put", "--max-value-bytes", "10", "small"])
+        .stdin(value(11))
+        .code(2);
+    dst.kvr(["get", "small"]).code(1);
+}
