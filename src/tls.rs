@@ -257,7 +257,7 @@ fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
 }
 
 /// Whether the first certificate of `chain` (the server's own) is a CA
-/// certificate, which clients refuse (see [`certificate_problem`]): verified
+/// certificate, which clients refuse (see `certificate_problem`): verified
 /// the way a client verifies it, with the certificate as its own root.
 pub fn leaf_is_ca(chain: &[CertificateDer<'static>]) -> bool {
     let Some(leaf) = chain.first() else {
