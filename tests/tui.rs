@@ -336,7 +336,9 @@ fn sigterm_restores_the_terminal_and_closes_the_file() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let after = tmux.wait_for(&["KVR_EXIT="]);
+    // `stty -a` prints `icanon` or `-icanon`: wait for its output too (the
+    // screen was sometimes read between the two commands).
+    let after = tmux.wait_for(&["KVR_EXIT=", "icanon"]);
     assert!(after.contains("KVR_EXIT=0"), "{after}");
     assert!(
         after.contains(" icanon") && after.contains(" echo"),
