@@ -1115,7 +1115,10 @@ fn read_stream(
 ) -> Result<()> {
     let broke = |e: std::io::Error| {
         Error::io(
-            format!("the range stream from kvr server at {url} broke off"),
+            format!(
+                "the range stream from kvr server at {url} broke off (a server also ends a \
+                 stream left unread for its --idle-timeout, 60 s by default)"
+            ),
             not_our_pipe(e),
         )
     };

@@ -179,6 +179,39 @@ fn a_range_stream_cut_midway_exits_3() {
     assert!(stderr(&out).contains("broke off"), "{}", stderr(&out));
 }
 
+/// A reader that stops reading a range stream for longer than the
+/// server's `--idle-timeout` has it cut: exit 3, and the message names
+/// that cause (audit finding: `kvr --server URL range | less`).
+#[test]
+fn a_range_stream_left_unread_past_the_idle_timeout_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--idle-timeout", "1"]);
+    let value = "v".repeat(1000);
+    let lines: String = (0..30_000)
+        .map(|i| format!("{{\"key\":\"k{i:06}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    assert!(s.cli(&["batch"], lines.as_bytes()).status.success());
+    let mut child = kvr_cmd(dir.path())
+        .args(["--server", &s.url, "range"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    out.read_exact(&mut first).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let mut rest = Vec::new();
+    let _ = out.read_to_end(&mut rest);
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("broke off") && err.contains("--idle-timeout"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_server_that_does_not_answer_times_out_with_exit_5() {
     let dir = tempfile::tempdir().unwrap();
