@@ -35,7 +35,10 @@ pub const MONO: Theme = Theme { color: false };
 pub fn options() -> StoreOptions {
     StoreOptions {
         cache_bytes: 16 << 20,
-        lock_timeout: Duration::ZERO,
+        // Other tests of this process start editors: a child between its
+        // fork and its exec still holds copies of this process's files,
+        // and with them their locks, for a moment ("in use" once in CI).
+        lock_timeout: Duration::from_secs(10),
         paced_writeback: false,
     }
 }
