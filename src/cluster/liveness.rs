@@ -182,6 +182,19 @@ impl Liveness {
     /// keeps its term, and with it the leader it knew, so "a leader
     /// known" alone no longer says the leader is there.)
     pub fn ready(&self, m: &RaftMetrics<TypeConfig>, me: NodeId) -> Result<(), String> {
+        self.has_leader(m, me)?;
+        let committed = m.local_committed.map_or(0, |l| l.index);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        if committed.saturating_sub(applied) > 1000 {
+            return Err(format!("applying: {applied} of {committed}"));
+        }
+        Ok(())
+    }
+
+    /// Whether the node has a leader it hears from: the leader part of
+    /// [`Liveness::ready`] (a watch on a node without one ends, SPEC
+    /// "Watch").
+    pub fn has_leader(&self, m: &RaftMetrics<TypeConfig>, me: NodeId) -> Result<(), String> {
         if m.current_leader.is_none() {
             return Err("no leader known".into());
         }
@@ -203,11 +216,12 @@ impl Liveness {
                 None => return Err("no word from the leader yet".into()),
             }
         }
-        let committed = m.local_committed.map_or(0, |l| l.index);
-        let applied = m.last_applied.map_or(0, |l| l.index);
-        if committed.saturating_sub(applied) > 1000 {
-            return Err(format!("applying: {applied} of {committed}"));
-        }
         Ok(())
+    }
+
+    /// The maximum election timeout: how long a node may be without a
+    /// leader before its watches end.
+    pub fn election_max(&self) -> Duration {
+        self.election_max
     }
 }

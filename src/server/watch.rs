@@ -168,9 +168,10 @@ pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
     let closing = state.closing.subscribe();
     let open = Open::new(state.watchers.clone());
     let producer = Producer(outbox.clone());
+    let cluster = state.cluster.clone();
     tokio::spawn(async move {
         let _open = open;
-        let _ = run(&engine, &watch, sub, from, closing, &producer.0).await;
+        let _ = run(&engine, &watch, sub, from, closing, &producer.0, cluster).await;
     });
     let mut resp = Response::new(OutboxBody(outbox).boxed_unsync());
     let h = resp.headers_mut();
@@ -213,8 +214,16 @@ async fn run(
     from: u64,
     mut closing: tokio::sync::watch::Receiver<bool>,
     out: &Outbox,
+    cluster: Option<Arc<crate::cluster::node::Node>>,
 ) -> std::result::Result<(), Stop> {
     let mut next = from;
+    // A cluster member without a leader for longer than the maximum
+    // election timeout ends the stream (SPEC "Watch"): its client resumes
+    // on another node instead of waiting on one that may be cut off.
+    let check_every = cluster
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |n| n.election_max() / 4);
+    let mut leaderless_since: Option<tokio::time::Instant> = None;
     out.push(progress_line(next - 1), Some(next))?;
     let mut last_sent = tokio::time::Instant::now();
     let mut last_read = tokio::time::Instant::now();
@@ -272,10 +281,30 @@ async fn run(
                 }
                 last_sent = tokio::time::Instant::now();
             }
+            () = tokio::time::sleep(check_every), if cluster.is_some() => {
+                let Some(node) = &cluster else { continue };
+                if node.has_leader() {
+                    leaderless_since = None;
+                    continue;
+                }
+                let since = *leaderless_since.get_or_insert_with(tokio::time::Instant::now);
+                // Between requests only: a request is never split.
+                if since.elapsed() > node.election_max() && !mid {
+                    next = sub.advance(next);
+                    out.end_with(unavailable_line(next));
+                    return Err(Stop::Gone);
+                }
+            }
             _ = closing.changed() => return Err(Stop::Gone),
             () = out.closed() => return Err(Stop::Gone),
         }
     }
+}
+
+/// The line that ends the stream of a node without a leader: where to
+/// resume (on another node).
+fn unavailable_line(next: u64) -> String {
+    format!("{{\"error\":\"unavailable\",\"next_revision\":{next}}}\n")
 }
 
 /// A page of lines read from the memory tables (see [`read_memory`]).
@@ -550,6 +579,20 @@ impl Outbox {
                 () = stall => {}
                 _ = closing.changed() => return Err(Stop::Gone),
             }
+        }
+    }
+
+    /// Ends the stream with `line`, after what is queued.
+    fn end_with(&self, line: String) {
+        let mut q = self.lock();
+        q.bytes += line.len();
+        self.engine
+            .watch_buffered()
+            .fetch_add(line.len(), Ordering::AcqRel);
+        q.chunks.push_back((Bytes::from(line), None));
+        q.ended = true;
+        if let Some(w) = q.waker.take() {
+            w.wake();
         }
     }
 

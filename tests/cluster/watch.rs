@@ -74,3 +74,61 @@ fn cli_watch_follows_a_failover_without_dups_or_gaps() {
     let _ = watch.wait();
     assert_eq!(reader.join().unwrap(), (1..=60).collect::<Vec<u64>>());
 }
+
+/// SPEC "Watch": a node without a leader for longer than the maximum
+/// election timeout ends its watches with
+/// `{"error":"unavailable","next_revision":N}`, so clients resume on
+/// another node (it never did: the stream stayed open on a node cut off
+/// from the cluster).
+#[test]
+fn a_watch_on_a_node_left_without_a_leader_ends_unavailable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    let leader = nodes
+        .iter()
+        .position(|n| status_of(n)["state"] == "leader")
+        .unwrap();
+    let follower = (leader + 1) % 3;
+    assert!(put(dir, &nodes[leader], "a", "1").status.success());
+    // A plain HTTP/1.1 stream, read to its end (chunk sizes and all).
+    let addr = nodes[follower]
+        .url
+        .trim_start_matches("http://")
+        .to_string();
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /v1/watch?progress=1 HTTP/1.1\r\nHost: kvr\r\n\r\n")
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let lines = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for line in BufReader::new(conn).lines().map_while(|l| l.ok()) {
+            if Instant::now() > deadline {
+                break;
+            }
+            if line.starts_with('{') {
+                let end = line.contains("\"error\"");
+                lines.push(line);
+                if end {
+                    break;
+                }
+            }
+        }
+        lines
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i != follower {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+    }
+    // The server ends the stream by itself (without it, the reader gives
+    // up after 20 s and the last line is a progress line).
+    let lines = lines.join().unwrap();
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["error"], "unavailable", "{lines:?}");
+    assert_eq!(last["next_revision"], 2, "{lines:?}");
+}

@@ -666,6 +666,18 @@ impl Node {
     pub fn ready(&self) -> std::result::Result<(), String> {
         self.liveness.ready(&self.metrics(), self.me.node_id)
     }
+
+    /// Whether the node has a leader it hears from (see `liveness.rs`).
+    pub fn has_leader(&self) -> bool {
+        self.liveness
+            .has_leader(&self.metrics(), self.me.node_id)
+            .is_ok()
+    }
+
+    /// The maximum election timeout.
+    pub fn election_max(&self) -> Duration {
+        self.liveness.election_max()
+    }
 }
 
 /// How a forwarded request failed at the leader.
