@@ -585,15 +585,7 @@ impl Outbox {
     /// Ends the stream with `line`, after what is queued.
     fn end_with(&self, line: String) {
         let mut q = self.lock();
-        q.bytes += line.len();
-        self.engine
-            .watch_buffered()
-            .fetch_add(line.len(), Ordering::AcqRel);
-        q.chunks.push_back((Bytes::from(line), None));
-        q.ended = true;
-        if let Some(w) = q.waker.take() {
-            w.wake();
-        }
+        self.push_last(&mut q, line);
     }
 
     /// Ends the stream with `lagging`: drops the queued chunks from the
@@ -609,7 +601,12 @@ impl Outbox {
             self.release(dropped);
         }
         let line = format!("{{\"error\":\"lagging\",\"next_revision\":{resume}}}\n");
-        // Counted like any line: the body releases what it takes.
+        self.push_last(&mut q, line);
+    }
+
+    /// Queues the stream's last line and marks it ended. Counted like any
+    /// line: the body releases what it takes.
+    fn push_last(&self, q: &mut Queue, line: String) {
         q.bytes += line.len();
         self.engine
             .watch_buffered()
