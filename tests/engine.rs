@@ -72,6 +72,9 @@ impl Log for TestLog {
     }
 }
 
+/// The row cache of the engines here: room for about 64 entries.
+const ROW_CACHE_BYTES: usize = 16 << 10;
+
 fn store_opts() -> StoreOptions {
     StoreOptions {
         cache_bytes: 1 << 20,
@@ -102,6 +105,8 @@ fn start(disk: SimDisk, dir: &Path, into_store: bool) -> Running {
     // Tables of more than a few keys are flushed in parts, so crashes
     // strike between parts too.
     opts.flush_part_keys = 3;
+    // A row cache small enough to evict within a sequence.
+    opts.row_cache_bytes = ROW_CACHE_BYTES;
     let drop_releases = Arc::new(AtomicBool::new(false));
     let (engine, writer) = if into_store {
         let log = TestLog {
@@ -760,6 +765,89 @@ fn the_key_count_matches_its_revision_while_writes_and_flushes_go_on() {
     assert!(r.writer.close());
 }
 
+/// GETs racing writes and flushes (the row cache's case, `row_cache.rs`):
+/// every answer, value or absence, is the key's state at the revision it
+/// comes with, though keys' records in the file change under readers that
+/// cached them a moment before. Checked after the run against the writer's
+/// list of what each revision did.
+#[test]
+fn gets_racing_flushes_answer_for_their_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = start(SimDisk::default(), &tmp.path().join("db.wal"), true);
+    const KEYS: u64 = 40;
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2u64)
+        .map(|seed| {
+            let (engine, done) = (r.engine.clone(), done.clone());
+            std::thread::spawn(move || {
+                // (key, revision read at, revision of the value found)
+                let mut seen = Vec::new();
+                let mut x = seed + 1;
+                while !done.load(Ordering::SeqCst) && seen.len() < 500_000 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let k = (x >> 33) % KEYS;
+                    let (found, at) = engine.get(format!("race{k:02}").as_bytes()).unwrap();
+                    let found = found.map(|got| {
+                        assert_eq!(got.value, format!("v{}", got.revision).as_bytes());
+                        got.revision
+                    });
+                    seen.push((k, at, found));
+                }
+                seen
+            })
+        })
+        .collect();
+    // One operation per group, so a value names its revision; every 7th a
+    // delete. `ops[k]`: (revision, put?) of key k's operations.
+    let mut ops: Vec<Vec<(u64, bool)>> = vec![Vec::new(); KEYS as usize];
+    let mut revision = 0u64;
+    for g in 0..6000u64 {
+        let k = (g * 17 + g / 40) % KEYS;
+        let put = g % 7 != 6;
+        let op = if put {
+            Op::put(format!("race{k:02}"), format!("v{}", revision + 1))
+        } else {
+            Op::delete(format!("race{k:02}"))
+        };
+        let outcome = r
+            .writer
+            .write_group(vec![Request {
+                ops: vec![op],
+                ..Request::default()
+            }])
+            .unwrap();
+        let applied = outcome[0].as_ref().unwrap();
+        // A delete of an absent key takes no revision.
+        if applied.revision > revision {
+            revision = applied.revision;
+            ops[k as usize].push((revision, put));
+        }
+        if g % 50 == 0 {
+            r.writer.freeze_now().unwrap();
+        } else {
+            r.writer.maybe_freeze().unwrap();
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    let mut checked = 0;
+    for reader in readers {
+        for (k, at, found) in reader.join().unwrap() {
+            let history = &ops[k as usize];
+            let before = history.partition_point(|(rev, _)| *rev <= at);
+            let want = before
+                .checked_sub(1)
+                .and_then(|i| history[i].1.then_some(history[i].0));
+            assert_eq!(found, want, "key {k} read at revision {at}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 2000, "reads: {checked}");
+    assert!(r.engine.flushes() > 50, "flushes: {}", r.engine.flushes());
+    assert!(r.writer.close());
+}
+
 /// Writes `ops` as one request, into the model too.
 fn write(r: &mut Running, model: &mut Model, ops: Vec<Op>) {
     model.apply(&ops).unwrap();
@@ -915,6 +1003,7 @@ fn a_log_of_an_earlier_release_is_flushed_whole_after_its_replay() {
             opts.flush_age = std::time::Duration::from_secs(3600);
             opts.history = HISTORY;
             opts.flush_part_keys = 3;
+            opts.row_cache_bytes = ROW_CACHE_BYTES;
             let log = EarlierReleaseLog(Wal::create_in(&dir, 4096).unwrap());
             let (engine, writer) = Engine::start(store, Box::new(log), opts.clone()).unwrap();
             let mut r = Running {

@@ -391,6 +391,7 @@ impl EngineWriter {
         {
             let mut t = self.engine.write_tables();
             t.base = base;
+            self.engine.rows.clear();
             self.engine
                 .keys
                 .store(i64::try_from(keys).unwrap_or(i64::MAX), Ordering::Release);

@@ -86,6 +86,12 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 }
 
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
+    // While the table still shadows its keys (`row_cache.rs`).
+    table.with_newest(None, |items| {
+        for (key, version) in items {
+            engine.rows.refresh(key, version);
+        }
+    });
     if engine.flush_in_parts && !table.replayed() {
         write_parts(engine, table)?;
     }
@@ -238,6 +244,7 @@ fn heal(engine: &Engine) {
         Ok(base) => {
             let mut t = engine.write_tables();
             t.base = Arc::new(base);
+            engine.rows.clear();
             engine.recount(&t);
         }
         Err(e) => log_line(&format!("kvr serve: cannot reopen the database: {e}")),

@@ -36,6 +36,7 @@ mod flush;
 pub mod history;
 pub mod log;
 pub mod memtable;
+mod row_cache;
 mod snapshot;
 
 use std::collections::VecDeque;
@@ -110,6 +111,8 @@ pub struct EngineOptions {
     /// many keys, each its own durable commit (0: always whole). See
     /// [`FLUSH_PART_KEYS`].
     pub flush_part_keys: usize,
+    /// Bytes of the row cache ([`row_cache`]); 0 turns it off.
+    pub row_cache_bytes: usize,
 }
 
 /// Keys per part of a flush in parts. A flush of random keys rewrites
@@ -149,6 +152,7 @@ impl EngineOptions {
             max_value_bytes,
             history: history::HistoryBounds::default(),
             flush_part_keys: flush_part_keys(),
+            row_cache_bytes: 0,
         }
     }
 }
@@ -188,6 +192,9 @@ struct Signal {
 pub struct Engine {
     store: Arc<Store>,
     tables: RwLock<Tables>,
+    /// Records [`Engine::get`] read from `tables.base` (see `row_cache.rs`
+    /// for why they stay exact).
+    rows: row_cache::RowCache,
     /// The published revision: every version at or below it is in a table.
     revision: AtomicU64,
     /// The key count at the published revision, less the memory tables'
@@ -270,6 +277,7 @@ impl Engine {
                 frozen: Vec::new(),
                 base: Arc::new(base),
             }),
+            rows: row_cache::RowCache::new(opts.row_cache_bytes),
             store,
             opts,
             releases: Mutex::new(VecDeque::new()),
@@ -393,11 +401,16 @@ impl Engine {
                 return Ok((got, at));
             }
         }
+        // No table holds the key: the base decides, or its row cache.
+        if let Some(found) = self.rows.get(key) {
+            return Ok((found, at));
+        }
         let found = t.base.get(key)?.map(|e| Got {
             value: Bytes::from(e.value),
             revision: e.revision,
             expires_at_ms: e.expires_at_ms,
         });
+        self.rows.insert(key, found.as_ref());
         Ok((found, at))
     }
 

@@ -95,6 +95,7 @@ impl State {
         let dir = crate::wal::dir_of(store.path());
         let mut opts = EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
         opts.history = limits.history;
+        opts.row_cache_bytes = limits.row_cache_bytes;
         let (engine, engine_writer, recovered) =
             Engine::start_recovering(store, &dir, crate::wal::SEGMENT_BYTES, opts)?;
         let metrics = Arc::new(Metrics::new());
