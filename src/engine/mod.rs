@@ -360,7 +360,7 @@ impl Engine {
         t.live.bytes() + t.frozen.iter().map(|f| f.bytes()).sum::<usize>()
     }
 
-    /// The engine's Prometheus lines: flushes, memory tables.
+    /// The engine's Prometheus lines: flushes, memory tables, row cache.
     pub fn metrics(&self) -> String {
         let frozen = self.read_tables().frozen.len();
         format!(
@@ -371,10 +371,11 @@ impl Engine {
              # HELP kvr_memtable_bytes Bytes held by the memory tables, live and frozen.\n\
              # TYPE kvr_memtable_bytes gauge\nkvr_memtable_bytes {}\n\
              # HELP kvr_memtables_frozen Memory tables waiting for their flush.\n\
-             # TYPE kvr_memtables_frozen gauge\nkvr_memtables_frozen {frozen}\n",
+             # TYPE kvr_memtables_frozen gauge\nkvr_memtables_frozen {frozen}\n{}",
             self.flushes(),
             self.flush_parts(),
-            self.memtable_bytes()
+            self.memtable_bytes(),
+            self.rows.metrics()
         )
     }
 

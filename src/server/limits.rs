@@ -54,7 +54,7 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// The memory tables' budget (`--memtable-mib`), see `engine`.
     pub memtable_bytes: usize,
-    /// The row cache's share of `--cache-mib`, see `engine::row_cache`.
+    /// The row cache's share of `--cache-mib` (an eighth), see `engine::row_cache`.
     pub row_cache_bytes: usize,
     /// The watch history kept (`--history`, `--history-bytes`).
     pub history: crate::engine::history::HistoryBounds,
@@ -74,7 +74,7 @@ impl Default for Limits {
                 crate::store::default_serve_cache_mib(),
             ) as usize
                 * (1 << 20),
-            row_cache_bytes: crate::store::default_serve_cache_mib() as usize * (1 << 20) / 4,
+            row_cache_bytes: crate::store::default_serve_cache_mib() as usize * (1 << 20) / 8,
             history: crate::engine::history::HistoryBounds::default(),
         }
     }

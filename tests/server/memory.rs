@@ -205,6 +205,51 @@ fn memtable_flag_and_flush_metrics() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"v"[..]));
 }
 
+/// GETs of keys the file holds are answered from the row cache once read
+/// (`kvr_row_cache_bytes` grows), and still follow every later write once
+/// it is flushed: a new value, a delete, a put of a key read as absent.
+#[test]
+fn gets_from_the_row_cache_follow_flushed_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let get = |key: &str| {
+        let r = http("GET", &format!("{}/v1/kv/{key}", s.url), &[], None);
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    // The flush age is 2 s here (support.rs).
+    let flushed = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while metric(&s.url, "kvr_flushes_total") < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(metric(&s.url, "kvr_flushes_total"), n);
+    };
+    assert_eq!(put(&s.url, "a", b"1").status, 200);
+    assert_eq!(put(&s.url, "b", b"1").status, 200);
+    flushed(1);
+    assert_eq!(metric(&s.url, "kvr_row_cache_bytes"), 0);
+    for _ in 0..3 {
+        assert_eq!(get("a"), (200, "1".into()));
+        assert_eq!(get("b"), (200, "1".into()));
+        assert_eq!(get("c").0, 404);
+    }
+    assert!(metric(&s.url, "kvr_row_cache_bytes") > 0);
+    assert_eq!(put(&s.url, "a", b"2").status, 200);
+    let r = http("DELETE", &format!("{}/v1/kv/b", s.url), &[], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(put(&s.url, "c", b"new").status, 200);
+    flushed(2);
+    for _ in 0..3 {
+        assert_eq!(get("a"), (200, "2".into()));
+        assert_eq!(get("b").0, 404);
+        assert_eq!(get("c"), (200, "new".into()));
+    }
+    let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+    for family in ["kvr_row_cache_lookups_total", "kvr_row_cache_hits_total"] {
+        assert!(text.contains(&format!("# TYPE {family} counter")), "{text}");
+    }
+}
+
 fn put(url: &str, key: &str, value: &[u8]) -> Reply {
     http("PUT", &format!("{url}/v1/kv/{key}"), &[], Some(value))
 }
