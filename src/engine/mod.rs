@@ -111,7 +111,7 @@ pub struct EngineOptions {
     /// many keys, each its own durable commit (0: always whole). See
     /// [`FLUSH_PART_KEYS`].
     pub flush_part_keys: usize,
-    /// Bytes of the row cache ([`row_cache`]); 0 turns it off.
+    /// Bytes of the row cache (`row_cache.rs`); 0 turns it off.
     pub row_cache_bytes: usize,
 }
 

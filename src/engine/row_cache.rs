@@ -86,7 +86,7 @@ pub struct RowCache {
     max_value: usize,
     /// Its budget in bytes.
     capacity: u64,
-    /// Lookups and hits so far, for [`Admission`].
+    /// Lookups and hits so far, for [`RowCache::judge`].
     lookups: AtomicU64,
     hits: AtomicU64,
     /// `hits` when the current window of lookups began.
