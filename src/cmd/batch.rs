@@ -341,11 +341,20 @@ fn shift_line(e: Error, before: u64) -> Error {
     }
 }
 
+fn stdin_input() -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+    super::check_stdin(super::StdinUse {
+        reading: "kvr: reading JSON lines from stdin until Ctrl-D (end of input)",
+        closed: "stdin is closed (or not open for reading), so there are no lines to read; \
+                 give FILE, or redirect stdin from it (`< FILE`)",
+    })?;
+    Ok((Box::new(std::io::stdin()), None))
+}
+
 /// The input and, for a regular file, its size.
 fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     match file {
-        None => Ok((Box::new(std::io::stdin()), None)),
-        Some(p) if p.as_os_str() == "-" => Ok((Box::new(std::io::stdin()), None)),
+        None => stdin_input(),
+        Some(p) if p.as_os_str() == "-" => stdin_input(),
         Some(p) => {
             let f = File::open(p).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => {

@@ -22,7 +22,7 @@ mod tui;
 mod watch;
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use crate::cli::{Cli, Command, Global, given_on_command_line};
@@ -253,6 +253,48 @@ fn check_token(token: &str, source: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What a command reading stdin says on a terminal and when it is closed.
+pub struct StdinUse {
+    pub reading: &'static str,
+    pub closed: &'static str,
+}
+
+/// Refuses a stdin that cannot be read, and says on a terminal that it is
+/// read (otherwise a user who forgot VALUE sees a command that hangs).
+///
+/// A closed stdin (`<&-`, some service managers) is not an empty input:
+/// Rust's runtime puts /dev/null, opened read-write, in place of a closed
+/// fd 0 at start, and reads of a stdin opened write-only (as `nohup`
+/// leaves it) are taken as an end of input; either would store an empty
+/// value or apply an empty batch. `< /dev/null` (read-only) still means an
+/// empty input.
+pub fn check_stdin(what: StdinUse) -> Result<()> {
+    use rustix::fs::{FileType, OFlags};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let _ = writeln!(std::io::stderr(), "{}", what.reading);
+        return Ok(());
+    }
+    let closed = || Error::invalid(what.closed);
+    let Ok(flags) = rustix::fs::fcntl_getfl(&stdin) else {
+        return Err(closed());
+    };
+    match flags & OFlags::RWMODE {
+        mode if mode == OFlags::WRONLY => Err(closed()),
+        mode if mode == OFlags::RDWR => {
+            let is_null = match (rustix::fs::fstat(&stdin), rustix::fs::stat("/dev/null")) {
+                (Ok(fd0), Ok(null)) => {
+                    FileType::from_raw_mode(fd0.st_mode) == FileType::CharacterDevice
+                        && fd0.st_rdev == null.st_rdev
+                }
+                _ => false,
+            };
+            if is_null { Err(closed()) } else { Ok(()) }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A positive number of seconds from a flag.

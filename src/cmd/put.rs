@@ -1,6 +1,6 @@
 //! `kvr put KEY [VALUE]`
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::Read;
 
 use super::{arg_bytes, print_revision};
 use crate::cli::PutArgs;
@@ -26,7 +26,7 @@ pub fn run(
             open()?.put_ttl(&key, value, args.if_revision, args.ttl)?
         }
         (None, None) => {
-            check_stdin()?;
+            super::check_stdin(VALUE_STDIN)?;
             let size = stdin_file_size();
             let mut stdin = std::io::stdin().lock();
             open()?.put_stream(&key, &mut stdin, size, args.if_revision, args.ttl)?
@@ -38,10 +38,18 @@ pub fn run(
     Ok(())
 }
 
+/// What `put` says about stdin (see [`super::check_stdin`]).
+const VALUE_STDIN: super::StdinUse = super::StdinUse {
+    reading: "kvr: reading the value from stdin until Ctrl-D (end of input)",
+    closed: "stdin is closed (or not open for reading), so there is no value to read; give \
+             VALUE as an argument, or redirect stdin from the value (`< FILE`; `< /dev/null` \
+             for an empty value)",
+};
+
 /// Reads stdin to EOF, refusing (without buffering all of it) more than
 /// `limit` bytes.
 fn read_stdin_value(limit: usize) -> Result<Vec<u8>> {
-    check_stdin()?;
+    super::check_stdin(VALUE_STDIN)?;
     let mut value = Vec::new();
     std::io::stdin()
         .lock()
@@ -54,50 +62,6 @@ fn read_stdin_value(limit: usize) -> Result<Vec<u8>> {
         )));
     }
     Ok(value)
-}
-
-/// Refuses a stdin that cannot be read, and says on a terminal that it is
-/// read (otherwise a user who forgot VALUE sees a command that hangs).
-///
-/// A closed stdin (`<&-`, some service managers) is not an empty value:
-/// Rust's runtime puts /dev/null, opened read-write, in place of a closed
-/// fd 0 at start, and reads of a stdin opened write-only (as `nohup`
-/// leaves it) are taken as an end of input; either would store an empty
-/// value. `< /dev/null` (read-only) still means an empty value.
-fn check_stdin() -> Result<()> {
-    use rustix::fs::{FileType, OFlags};
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "kvr: reading the value from stdin until Ctrl-D (end of input)"
-        );
-        return Ok(());
-    }
-    let closed = || {
-        Error::invalid(
-            "stdin is closed (or not open for reading), so there is no value to read; give \
-             VALUE as an argument, or redirect stdin from the value (`< FILE`; `< /dev/null` \
-             for an empty value)",
-        )
-    };
-    let Ok(flags) = rustix::fs::fcntl_getfl(&stdin) else {
-        return Err(closed());
-    };
-    match flags & OFlags::RWMODE {
-        mode if mode == OFlags::WRONLY => Err(closed()),
-        mode if mode == OFlags::RDWR => {
-            let is_null = match (rustix::fs::fstat(&stdin), rustix::fs::stat("/dev/null")) {
-                (Ok(fd0), Ok(null)) => {
-                    FileType::from_raw_mode(fd0.st_mode) == FileType::CharacterDevice
-                        && fd0.st_rdev == null.st_rdev
-                }
-                _ => false,
-            };
-            if is_null { Err(closed()) } else { Ok(()) }
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The bytes left to read in stdin when it is a regular file (`< FILE`),

@@ -68,6 +68,46 @@ fn put_with_stdin_closed_is_refused_and_writes_nothing() {
     assert_eq!(env.kvr(["get", "cfg"]).ok().stdout_text(), "");
 }
 
+/// A closed stdin is no batch either: exit 2, nothing written, with an
+/// existing file or none, and through a server; `< /dev/null` is still an
+/// empty batch.
+#[test]
+fn batch_with_stdin_closed_is_refused_and_writes_nothing() {
+    for env in [Env::new(), Env::served()] {
+        let db = env.db().display().to_string();
+        let target: Vec<&str> = match env.server_url() {
+            Some(url) => vec!["--server", url],
+            None => vec!["--db", &db],
+        };
+        for input in [&[][..], &["-"][..]] {
+            let mut args = target.clone();
+            args.push("batch");
+            args.extend(input);
+            let out = with_stdin_closed(&env, &args);
+            assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+            let err = text(&out.stderr);
+            assert!(err.starts_with("kvr: error: stdin is closed"), "{err}");
+            assert!(err.contains("no lines to read"), "{err}");
+            if env.is_served() {
+                assert_eq!(env.stats()["revision"], 0);
+            } else {
+                assert!(!env.db().exists(), "a refused batch created the file");
+            }
+        }
+    }
+    let env = Env::new();
+    env.kvr(["put", "a", "1"]).ok();
+    let db = env.db().display().to_string();
+    let out = with_stdin_closed(&env, &["--db", &db, "batch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
+    assert_eq!(env.stats()["revision"], 1);
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let mut cmd = env.kvr(["batch"]).cmd;
+    assert!(cmd.stdin(null).status().unwrap().success());
+    assert_eq!(env.stats()["revision"], 1);
+}
+
 #[test]
 fn an_applied_write_whose_output_fails_says_it_was_applied() {
     let env = Env::new();
