@@ -153,9 +153,12 @@ fn a_write_flood_stays_within_the_memtable_budget() {
     // each client's request being read and parsed (its body and its
     // operations), and the margin. (With 12 requests a client, one CI run
     // peaked at 206 MB, 5 MB past the bound without the requests in it;
-    // local runs 146-184 MB.)
+    // local runs 146-184 MB. With 24 requests a client: alone 210-225 MB,
+    // and 252 MB once in a fresh-clone CI run with the other tests in
+    // parallel, so 40 MiB more room here; memory that grew with what was
+    // written would still be past it, at 384 MB of values.)
     let in_flight = CLIENTS * 2 * REQUEST_MIB;
-    let bound = (MEMTABLE_MIB + CACHE_MIB + 64 + in_flight) * 1024 + MARGIN_KIB;
+    let bound = (MEMTABLE_MIB + CACHE_MIB + 64 + in_flight + 40) * 1024 + MARGIN_KIB;
     assert!(peak < bound, "peak RSS {peak} KiB, bound {bound} KiB");
 }
 
