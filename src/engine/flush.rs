@@ -86,12 +86,15 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 }
 
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
-    // While the table still shadows its keys (`row_cache.rs`).
-    table.with_newest(None, |items| {
-        for (key, version) in items {
-            engine.rows.refresh(key, version);
-        }
-    });
+    // While the table still shadows its keys (`row_cache.rs`); an empty
+    // cache (a server only written to) gets no entry for them meanwhile.
+    if !engine.rows.is_empty() {
+        table.with_newest(None, |items| {
+            for (key, version) in items {
+                engine.rows.refresh(key, version);
+            }
+        });
+    }
     if engine.flush_in_parts && !table.replayed() {
         write_parts(engine, table)?;
     }

@@ -215,6 +215,11 @@ impl RowCache {
         )
     }
 
+    /// Whether it holds no entry (or is off).
+    pub fn is_empty(&self) -> bool {
+        self.cache.as_ref().is_none_or(|c| c.is_empty())
+    }
+
     /// Drops every entry (the base changed as a whole).
     pub fn clear(&self) {
         if let Some(cache) = &self.cache {

@@ -77,14 +77,7 @@ fn an_over_long_line_is_refused_without_reading_it_whole() {
     env.kvr(["put", "pre", "1"]).ok();
     let before = env.snapshot();
     let fill = 3 * MAX_LINE;
-    let mut run = env.kvr(["batch"]);
-    let mut child = run
-        .cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&env, &["batch"]);
     let head = "{\"key\":\"ok\",\"value\":\"v\"}\n{\"key\":\"a\",\"value\":\"";
     let (written, feeder) = feed(&mut child, head, fill, "\"}\n");
     let out = child.wait_with_output().unwrap();
@@ -107,14 +100,7 @@ fn an_over_long_line_is_refused_without_reading_it_whole() {
     );
     assert_eq!(env.snapshot(), before);
     // The same with --chunk-size, whose parts are held in memory.
-    let mut run = env.kvr(["batch", "--chunk-size", "10"]);
-    let mut child = run
-        .cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&env, &["batch", "--chunk-size", "10"]);
     let (written, feeder) = feed(&mut child, "{\"key\":\"a\",\"value\":\"", fill, "\"}\n");
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();
@@ -191,18 +177,22 @@ fn big_input(lines: u64) -> Vec<u8> {
     out
 }
 
-/// Starts `kvr --cache-mib 16 batch` (runs of 4 MiB) on `env`'s file with
-/// `input` on stdin and stdin kept open: the batch is under way until it
-/// is stopped. Returns once the input was taken in.
-fn batch_under_way(env: &Env, input: Vec<u8>) -> (Child, std::thread::JoinHandle<()>) {
-    let mut run = env.kvr(["--cache-mib", "16", "batch"]);
-    let mut child = run
+/// Starts `kvr ARGS` on `env` with stdin and stderr piped.
+fn spawn_piped(env: &Env, args: &[&str]) -> Child {
+    env.kvr(args)
         .cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts `kvr --cache-mib 16 batch` (runs of 4 MiB) on `env`'s file with
+/// `input` on stdin and stdin kept open: the batch is under way until it
+/// is stopped. Returns once the input was taken in.
+fn batch_under_way(env: &Env, input: Vec<u8>) -> (Child, std::thread::JoinHandle<()>) {
+    let mut child = spawn_piped(env, &["--cache-mib", "16", "batch"]);
     let mut pipe = child.stdin.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let feeder = std::thread::spawn(move || {
