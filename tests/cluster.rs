@@ -222,6 +222,14 @@ fn status_of(node: &Node) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+/// The index of the node that says it is the leader.
+fn leader_index(nodes: &[Node]) -> usize {
+    nodes
+        .iter()
+        .position(|n| status_of(n)["state"] == "leader")
+        .expect("a leader")
+}
+
 /// Waits until `check` holds (or panics after `secs`).
 fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
@@ -848,10 +856,7 @@ fn metric(node: &Node, name: &str) -> u64 {
 fn concurrent_writes_share_raft_entries_and_keep_their_own_outcomes() {
     let tmp = tempfile::tempdir().unwrap();
     let nodes = three(tmp.path(), &[]);
-    let leader = nodes
-        .iter()
-        .find(|n| status_of(n)["state"] == "leader")
-        .expect("a leader");
+    let leader = &nodes[leader_index(&nodes)];
     let (code, _, body) = http(&leader.url, "PUT", "/v1/kv/contended", b"start");
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let start: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -958,10 +963,7 @@ fn the_raft_log_is_snapshotted_by_bytes_as_well_as_entries() {
         ("KVR_RAFT_SNAPSHOT_BYTES", "262144"),
     ];
     let nodes = three(tmp.path(), &env);
-    let leader = nodes
-        .iter()
-        .find(|n| status_of(n)["state"] == "leader")
-        .expect("a leader");
+    let leader = &nodes[leader_index(&nodes)];
     assert_eq!(metric(leader, "kvr_raft_snapshot_index"), 0);
     // About 1 MB in ten entries (a batch request is one).
     let value = "v".repeat(1000);

@@ -11,10 +11,7 @@ fn cli_watch_follows_a_failover_without_dups_or_gaps() {
     let dir = tmp.path();
     let mut nodes = three(dir, &[]);
     // The leader first: the watch connects to it.
-    let leader = nodes
-        .iter()
-        .position(|n| status_of(n)["state"] == "leader")
-        .unwrap();
+    let leader = leader_index(&nodes);
     let leader = nodes.remove(leader);
     let list = format!("{},{},{}", leader.url, nodes[0].url, nodes[1].url);
     let mut watch = kvr_cmd(dir)
@@ -85,10 +82,7 @@ fn a_watch_on_a_node_left_without_a_leader_ends_unavailable() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut nodes = three(dir, &[]);
-    let leader = nodes
-        .iter()
-        .position(|n| status_of(n)["state"] == "leader")
-        .unwrap();
+    let leader = leader_index(&nodes);
     let follower = (leader + 1) % 3;
     assert!(put(dir, &nodes[leader], "a", "1").status.success());
     // A plain HTTP/1.1 stream, read to its end (chunk sizes and all).
