@@ -1034,3 +1034,82 @@ fn a_log_of_an_earlier_release_is_flushed_whole_after_its_replay() {
         }
     }
 }
+
+/// A flushed put shares its value with `kv` (a kind 4 history row) only
+/// when the flush created its key; an overwrite keeps its value in its row
+/// (kind 1), so a later overwrite of the same key has no row to rewrite.
+/// Shared rows are rewritten with their value when their key changes, in
+/// whatever part of a flush that happens, and every event reads back whole.
+#[test]
+fn history_shares_values_only_for_keys_a_flush_creates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = start(SimDisk::default(), &tmp.path().join("db.wal"), true);
+    let mut model = Model::default();
+    // Revisions 1-6: k00..k05, new.
+    write(
+        &mut r,
+        &mut model,
+        (0..6).map(|i| Op::put(key(i), "a")).collect(),
+    );
+    r.writer.freeze_now().unwrap();
+    assert!(r.engine.wait_flushed());
+    // Revision 7: `j`, new; 8-10: k00..k02 again; 11: k10, new. Parts of
+    // three keys: `j` is created in the first part, k10 in the last.
+    let mut ops = vec![Op::put("j", "c")];
+    ops.extend((0..3).map(|i| Op::put(key(i), "b")));
+    ops.push(Op::put(key(10), "c"));
+    write(&mut r, &mut model, ops);
+    let parts = r.engine.flush_parts();
+    r.writer.freeze_now().unwrap();
+    assert!(r.engine.wait_flushed());
+    assert!(r.engine.flush_parts() > parts, "flushed in parts");
+    let Events::Found(events) = r.engine.events(1, 100).unwrap() else {
+        panic!("history gone");
+    };
+    let read: Vec<(u64, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.revision, e.value.to_vec()))
+        .collect();
+    let want: Vec<(u64, Vec<u8>)> = (1..=11u64)
+        .map(|rev| {
+            let v: &[u8] = match rev {
+                1..=6 => b"a",
+                8..=10 => b"b",
+                _ => b"c",
+            };
+            (rev, v.to_vec())
+        })
+        .collect();
+    assert_eq!(read, want);
+    assert!(r.writer.close());
+    let disk = r.disk.clone();
+    drop(r.engine);
+    let store = Store::open_with_backend(disk, &store_opts()).unwrap();
+    let mut kinds = Vec::new();
+    store
+        .snapshot()
+        .unwrap()
+        .reader()
+        .unwrap()
+        .history(1, 100, |rev, row| {
+            kinds.push((rev, row[0]));
+            Ok(())
+        })
+        .unwrap();
+    // 1-3: shared, then rewritten whole when 8-10 replaced them; 4-6, 7
+    // and 11: created and still newest, shared; 8-10: overwrites, whole.
+    let (whole, shared) = (1, 4);
+    let want: Vec<(u64, u8)> = (1..=11u64)
+        .map(|rev| {
+            (
+                rev,
+                if matches!(rev, 4..=7 | 11) {
+                    shared
+                } else {
+                    whole
+                },
+            )
+        })
+        .collect();
+    assert_eq!(kinds, want);
+}

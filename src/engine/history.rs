@@ -21,9 +21,13 @@
 //! ```
 //!
 //! Kind 4 is a put whose value is not repeated here: when a flush stores a
-//! put that is also its key's newest version, the value is already in the
-//! `kv` table, so the row ends with the value's length (4 bytes) instead of
-//! the value, and readers take the value from `kv` in the same commit.
+//! put that is also its key's newest version, of a key the flush creates
+//! (absent from the store before it), the value is already in the `kv`
+//! table, so the row ends with the value's length (4 bytes) instead of the
+//! value, and readers take the value from `kv` in the same commit. (A key
+//! that was there before is likely to be written again; its row keeps its
+//! value, since rewriting it later costs a random write into this table in
+//! every part of that flush.)
 //! Before any later write replaces or deletes that key in `kv`, the row is
 //! rewritten as a kind 1 row with the old value
 //! ([`inline_value`], called by the store for every such write). So a kind

@@ -635,7 +635,10 @@ pub fn claim(
 }
 
 fn written(revision: u64) -> Response<Body> {
-    let mut resp = json_response(StatusCode::OK, &json!({ "revision": revision }));
+    // `{"revision":N}` as `json!` writes it, without building a map first
+    // (every acknowledged write answers this).
+    let body = format!("{{\"revision\":{revision}}}\n");
+    let mut resp = text(StatusCode::OK, body, "application/json");
     resp.headers_mut()
         .insert(REVISION, HeaderValue::from(revision));
     resp

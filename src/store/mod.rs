@@ -41,7 +41,8 @@ pub use check::{Problem, Report, check};
 pub use memory::{default_cache_mib, default_serve_cache_mib};
 pub use record::Record;
 pub use table::{
-    HistoryUpdate, IdempotencyUpdate, InlineValue, SortedItem, StoreEvent, TableItem, TableReader,
+    Created, HistoryUpdate, IdempotencyUpdate, InlineValue, SortedItem, StoreEvent, TableItem,
+    TableReader,
 };
 
 use crate::error::{Error, Result};

@@ -2,6 +2,7 @@
 //! read view that threads share without a transaction per request
 //! ([`TableReader`]), and the flush of a memory table ([`Store::write_table`]).
 
+use std::collections::HashSet;
 use std::ops::Bound;
 
 use redb::{ReadOnlyTable, ReadableTable};
@@ -275,6 +276,10 @@ impl Snapshot {
     }
 }
 
+/// Whether the commit storing the events created a key (it was absent
+/// from the store before).
+pub type Created<'a> = dyn Fn(&[u8]) -> bool + 'a;
+
 /// Receives one event to store: its revision and stored bytes.
 pub type StoreEvent<'a> = dyn FnMut(u64, &[u8]) -> Result<()> + 'a;
 
@@ -288,7 +293,9 @@ pub type InlineValue = fn(&[u8], &[u8], &[u8]) -> Option<Vec<u8>>;
 /// time into the visitor (no copy of the whole table's events), and the
 /// history state after them.
 pub struct HistoryUpdate<'a> {
-    pub events: &'a mut dyn FnMut(&mut StoreEvent<'_>) -> Result<()>,
+    /// Stores the events, after the commit's records: the first argument
+    /// tells whether the commit created a key (it was absent before).
+    pub events: &'a mut dyn FnMut(&Created<'_>, &mut StoreEvent<'_>) -> Result<()>,
     pub oldest: u64,
     pub bytes: u64,
     pub inline: InlineValue,
@@ -296,10 +303,14 @@ pub struct HistoryUpdate<'a> {
 
 /// Stores a flush's events (those still kept), deletes the rows below the
 /// oldest kept revision, and records the history state.
-fn write_history(wtx: &redb::WriteTransaction, h: HistoryUpdate<'_>) -> Result<()> {
+fn write_history(
+    wtx: &redb::WriteTransaction,
+    h: HistoryUpdate<'_>,
+    created: &HashSet<Vec<u8>>,
+) -> Result<()> {
     let mut table = wtx.open_table(HISTORY)?;
     let oldest = h.oldest;
-    (h.events)(&mut |revision, bytes| {
+    (h.events)(&|key| created.contains(key), &mut |revision, bytes| {
         if revision >= oldest {
             table.insert(revision, bytes)?;
         }
@@ -461,10 +472,9 @@ impl Store {
         I: IntoIterator<Item = SortedItem<'a>>,
     {
         let wtx = self.begin_write(commit)?;
-        let mut kept_history = None;
+        let mut history = None;
         if let Some(x) = extras {
-            kept_history = Some((x.history.oldest, x.history.inline));
-            write_history(&wtx, x.history)?;
+            history = Some(x.history);
             let i = x.idempotency;
             write_idempotency(&wtx, i.records, i.delete_before_ms)?;
             if let Some(applied) = x.applied {
@@ -472,21 +482,30 @@ impl Store {
                     .insert(super::cluster::APPLIED, applied)?;
             }
         }
+        // The records first, so the events know which keys this commit
+        // created (see `HistoryUpdate::events`).
+        let mut created = HashSet::new();
         let keys = {
-            let mut tables = match kept_history {
-                Some((oldest, inline)) => {
-                    super::apply::Tables::open_keeping_history(&wtx, oldest, inline)?
-                }
+            let mut tables = match &history {
+                Some(h) => super::apply::Tables::open_keeping_history(&wtx, h.oldest, h.inline)?,
                 None => super::apply::Tables::open(&wtx)?,
             };
             let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
-            let (added, removed) = tables.write_sorted(&mut Vec::new(), items, &mut |_| {})?;
+            let mut on_absent = |key: &[u8]| {
+                if history.is_some() {
+                    created.insert(key.to_vec());
+                }
+            };
+            let (added, removed) = tables.write_sorted(&mut Vec::new(), items, &mut on_absent)?;
             let keys = (keys + added).saturating_sub(removed);
             meta.insert(META_REVISION, revision)?;
             meta.insert(META_KEYS, keys)?;
             keys
         };
+        if let Some(h) = history {
+            write_history(&wtx, h, &created)?;
+        }
         wtx.commit()?;
         Ok(keys)
     }
