@@ -508,6 +508,73 @@ fn browse_edit_and_delete_through_a_server() {
     );
 }
 
+/// A value edited in the built-in editor while another `kvr` process
+/// changes it: the save is refused, the typed text stays on screen (soft-
+/// wrapped, as it is wider than the editor), going back to it and saving
+/// again is refused again, and `o` stores it over the other change.
+#[test]
+fn an_edit_that_meets_a_change_keeps_the_text_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = fill(Env::served());
+    let url = env.server_url().unwrap().to_string();
+    // No $EDITOR: the built-in editor.
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "live · 0 changes"]);
+    tmux.keys(&["G"]);
+    tmux.wait_for(&["> note", "note · rev 51"]);
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["Edit note · Ctrl-S save"]);
+    // 85 characters in all: more than the editor's 77 columns.
+    let typed = format!(" from the browser {}", "x".repeat(62));
+    tmux.type_text(&typed);
+    let mine = format!("hello{typed}");
+    let first_row = &mine[..77];
+    tmux.wait_for(&[&format!("{first_row}↩"), "xxxxxxxx"]);
+
+    env.kvr(["put", "note", "changed elsewhere"]).ok();
+    tmux.wait_for(&["live · 1 change"]);
+    tmux.keys(&["C-s"]);
+    tmux.wait_for(&[
+        "Conflict · changed meanwhile",
+        "note changed since you opened it (revision 51).",
+        "It is now at revision 52 (17 B):",
+        "  changed elsewhere",
+        "Your text is kept; nothing was written.",
+        "o: overwrite with your text",
+        // The text, behind the dialog.
+        first_row,
+    ]);
+    assert_eq!(
+        env.kvr(["get", "note"]).ok().stdout_text(),
+        "changed elsewhere"
+    );
+
+    // Back to the text; saving it again meets the same change.
+    tmux.keys(&["e"]);
+    tmux.wait_gone("Conflict · changed meanwhile");
+    tmux.wait_for(&[first_row, "a save asks again"]);
+    tmux.keys(&["C-s"]);
+    tmux.wait_for(&["Conflict · changed meanwhile", "  changed elsewhere"]);
+    assert_eq!(
+        env.kvr(["get", "note"]).ok().stdout_text(),
+        "changed elsewhere"
+    );
+
+    tmux.keys(&["o"]);
+    tmux.wait_for(&["saved note (revision 53)"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+    assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), mine);
+}
+
 #[test]
 fn browse_and_edit_through_an_https_server() {
     if !tmux_available() {

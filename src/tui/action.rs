@@ -12,6 +12,8 @@ pub enum Action {
     ToggleFocus,
     Seek,
     Filter,
+    /// `r`: reads everything again; on a conflict, drops the edit for
+    /// the stored value (after a yes).
     Refresh,
     Edit,
     New,
@@ -21,7 +23,8 @@ pub enum Action {
     Copy(Copy),
     /// Typing in a prompt or the built-in editor.
     Text(TextEdit),
-    /// Enter in a prompt, `y` in a confirmation, Ctrl-S in the editor.
+    /// Enter in a prompt, `y` in a confirmation, Ctrl-S in the editor,
+    /// `t` on invalid JSON, `o` (overwrite) on a conflict.
     Submit,
     /// Esc: closes a prompt, the editor, a dialog or the help; in the main
     /// view it clears the filter (and never quits). Any key on the help.
@@ -87,6 +90,8 @@ pub enum KeyMode {
     /// The built-in editor's text is not valid JSON: keep editing or save
     /// it as text.
     InvalidJson,
+    /// A save met someone else's change: overwrite, reload or edit on.
+    Conflict,
 }
 
 /// Keys and what they do, in the help overlay's order.
@@ -166,6 +171,14 @@ pub fn map_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
         },
         KeyMode::InvalidJson => match key.code {
             KeyCode::Char('t' | 'T') => Some(Action::Submit),
+            KeyCode::Char('e' | 'E') | KeyCode::Enter | KeyCode::Esc => Some(Action::Cancel),
+            _ => None,
+        },
+        // Overwrite, reload (asks first), or back to the text; a key
+        // that means none of them does nothing.
+        KeyMode::Conflict => match key.code {
+            KeyCode::Char('o' | 'O') => Some(Action::Submit),
+            KeyCode::Char('r' | 'R') => Some(Action::Refresh),
             KeyCode::Char('e' | 'E') | KeyCode::Enter | KeyCode::Esc => Some(Action::Cancel),
             _ => None,
         },

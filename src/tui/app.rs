@@ -7,6 +7,7 @@
 use ratatui::layout::Rect;
 
 use super::action::{Action, KeyMode, Move};
+use super::conflict::Conflict;
 use super::editor::{EditJob, TextArea};
 use super::follow::LiveStatus;
 use super::keys::{display_key, parse_key};
@@ -76,6 +77,9 @@ pub enum Mode {
         area: Option<TextArea>,
         error: String,
     },
+    /// A save was refused because the key changed since the edit began:
+    /// the text is kept while the user chooses (see `conflict.rs`).
+    Conflict(Box<Conflict>),
 }
 
 /// The value pane's content.
@@ -228,13 +232,15 @@ impl App {
 
     /// How the key map should read the keyboard now.
     pub fn key_mode(&self) -> KeyMode {
-        match self.mode {
+        match &self.mode {
             Mode::Browse => KeyMode::Browse,
             Mode::Help => KeyMode::Help,
             Mode::Prompt { .. } => KeyMode::Prompt,
             Mode::Confirm { .. } => KeyMode::Confirm,
             Mode::Editor { .. } => KeyMode::Editor,
             Mode::InvalidJson { .. } => KeyMode::InvalidJson,
+            Mode::Conflict(c) if c.reload_asked => KeyMode::Confirm,
+            Mode::Conflict(_) => KeyMode::Conflict,
         }
     }
 
@@ -291,7 +297,10 @@ impl App {
             };
             return;
         }
-        let editing = matches!(self.mode, Mode::Editor { .. } | Mode::InvalidJson { .. });
+        let editing = matches!(
+            self.mode,
+            Mode::Editor { .. } | Mode::InvalidJson { .. } | Mode::Conflict(_)
+        );
         let armed = std::mem::take(&mut self.quit_armed);
         if action == Action::Quit && (!editing || armed) {
             self.quit = true;
@@ -300,7 +309,12 @@ impl App {
         if action == Action::Quit {
             // The typed text would go with it: ask for a second Ctrl-C.
             self.quit_armed = true;
-            return self.info("Ctrl-C again quits and drops this edit; Ctrl-S saves, Esc cancels");
+            return self.info(match self.mode {
+                Mode::Conflict(_) => {
+                    "Ctrl-C again quits and drops this edit; o overwrites, e edits on"
+                }
+                _ => "Ctrl-C again quits and drops this edit; Ctrl-S saves, Esc cancels",
+            });
         }
         match std::mem::replace(&mut self.mode, Mode::Browse) {
             Mode::Browse => self.browse(action),
@@ -313,6 +327,7 @@ impl App {
             } => self.confirm(key, revision, expires_at_ms, action),
             Mode::Editor { job, area } => self.builtin_editor(job, area, action),
             Mode::InvalidJson { job, area, error } => self.invalid_json(job, area, error, action),
+            Mode::Conflict(c) => self.conflict(c, action),
         }
     }
 
@@ -404,6 +419,13 @@ impl App {
     pub fn value_columns(&self) -> usize {
         let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
         usize::from(areas.value.width.saturating_sub(2)).max(1)
+    }
+
+    /// Columns of text in the built-in editor, which is drawn over the
+    /// value pane: one less than the pane's, for the mark at the end of a
+    /// row whose line goes on (see `softwrap.rs`).
+    pub fn editor_columns(&self) -> usize {
+        self.value_columns().saturating_sub(1).max(1)
     }
 
     /// Rows of the value pane's content as drawn: long lines wrap, so
@@ -607,6 +629,7 @@ impl App {
                 area: Some(area),
                 ..
             } => Some((job, area)),
+            Mode::Conflict(c) => c.area.as_ref().map(|area| (&c.job, area)),
             _ => None,
         }
     }

@@ -8,6 +8,7 @@ use std::process::Command;
 use super::action::TextEdit;
 use super::json;
 use super::preview::{Kind, classify};
+use super::softwrap;
 use crate::error::{Error, Result};
 
 /// The editor command the user configured: `$VISUAL`, else `$EDITOR`.
@@ -160,6 +161,14 @@ pub struct TextArea {
     /// The whole text is selected (a prompt's previous text): typing or
     /// deleting replaces it, a movement key keeps it.
     pub selected: bool,
+    /// The screen column Up and Down keep to while they are pressed in a
+    /// row (through shorter rows and back), as in most editors.
+    pub goal: Option<usize>,
+    /// The first screen row drawn (of the text soft-wrapped): it moves
+    /// only as far as needed to keep the cursor in view; see [`view_top`].
+    ///
+    /// [`view_top`]: TextArea::view_top
+    pub top: usize,
 }
 
 impl TextArea {
@@ -176,6 +185,8 @@ impl TextArea {
             col,
             single_line,
             selected: false,
+            goal: None,
+            top: 0,
         }
     }
 
@@ -214,13 +225,35 @@ impl TextArea {
         self.lines[self.row].chars().count()
     }
 
+    /// The first screen row to draw, in `height` rows of text wrapped at
+    /// `cols` columns: [`top`] moved as little as keeps the cursor in view.
+    /// The view draws from it and the editor keeps it (`App`), so the text
+    /// scrolls only when the cursor would leave the screen.
+    ///
+    /// [`top`]: TextArea::top
+    pub fn view_top(&self, cols: usize, height: usize) -> usize {
+        let (at, _) = softwrap::cursor(&self.lines, self.row, self.col, cols);
+        self.top
+            .clamp(at.saturating_sub(height.saturating_sub(1)), at)
+    }
+
+    /// Applies `edit` to a text that is not wrapped (a prompt).
     pub fn apply(&mut self, edit: TextEdit) {
+        self.apply_wrapped(edit, usize::MAX);
+    }
+
+    /// Applies `edit` to a text drawn soft-wrapped at `cols` columns: Up
+    /// and Down move through the rows on screen, not the lines.
+    pub fn apply_wrapped(&mut self, edit: TextEdit, cols: usize) {
         if std::mem::take(&mut self.selected) && replaces_selection(edit) {
             *self = TextArea::new("", self.single_line);
             if matches!(edit, TextEdit::Insert(_)) {
-                self.apply(edit);
+                self.apply_wrapped(edit, cols);
             }
             return;
+        }
+        if !matches!(edit, TextEdit::Up | TextEdit::Down) {
+            self.goal = None;
         }
         match edit {
             TextEdit::Insert(c) => {
@@ -239,15 +272,8 @@ impl TextArea {
             TextEdit::Delete => self.delete(),
             TextEdit::Left => self.left(),
             TextEdit::Right => self.right(),
-            TextEdit::Up if self.row > 0 => {
-                self.row -= 1;
-                self.col = self.col.min(self.line_chars());
-            }
-            TextEdit::Down if self.row + 1 < self.lines.len() => {
-                self.row += 1;
-                self.col = self.col.min(self.line_chars());
-            }
-            TextEdit::Up | TextEdit::Down => {}
+            TextEdit::Up => self.vertical(false, cols),
+            TextEdit::Down => self.vertical(true, cols),
             TextEdit::Home => self.col = 0,
             TextEdit::End => self.col = self.line_chars(),
             TextEdit::WordLeft => self.col = self.word_start(is_word),
@@ -260,6 +286,31 @@ impl TextArea {
             }
             TextEdit::KillWordForward => self.kill(self.col, self.word_end()),
         }
+    }
+
+    /// Up or Down one row on screen, at the goal column (or before the
+    /// character there, if it is wide); nothing at the first or last row.
+    fn vertical(&mut self, down: bool, cols: usize) {
+        let (sub, x) = softwrap::locate(&self.lines[self.row], self.col, cols);
+        let goal = *self.goal.get_or_insert(x);
+        let (row, sub) = if down {
+            if sub + 1 < softwrap::rows(&self.lines[self.row], cols) {
+                (self.row, sub + 1)
+            } else if self.row + 1 < self.lines.len() {
+                (self.row + 1, 0)
+            } else {
+                return;
+            }
+        } else if sub > 0 {
+            (self.row, sub - 1)
+        } else if self.row > 0 {
+            let above = softwrap::rows(&self.lines[self.row - 1], cols);
+            (self.row - 1, above - 1)
+        } else {
+            return;
+        };
+        self.row = row;
+        self.col = softwrap::col_at(&self.lines[row], sub, goal, cols);
     }
 
     /// The line's characters.
@@ -393,6 +444,53 @@ mod tests {
         t.apply(TextEdit::End);
         assert_eq!(t.text(), "héllo!ext");
         assert_eq!(t.col, 9);
+    }
+
+    /// At 4 columns the text is drawn as "abcd" "efgh" "ij" | "xy" |
+    /// "日本" "語日" "本語": Up and Down go through those rows, keeping
+    /// the screen column they started at (before a wide character that
+    /// covers it), until another key moves the cursor.
+    #[test]
+    fn up_and_down_move_through_wrapped_rows() {
+        let mut t = TextArea::new("abcdefghij\nxy\n日本語日本語", false);
+        (t.row, t.col) = (0, 1);
+        let mut went = vec![];
+        for _ in 0..5 {
+            t.apply_wrapped(TextEdit::Down, 4);
+            went.push((t.row, t.col));
+        }
+        assert_eq!(went, [(0, 5), (0, 9), (1, 1), (2, 0), (2, 2)]);
+        t.apply_wrapped(TextEdit::Down, 4);
+        t.apply_wrapped(TextEdit::Down, 4);
+        assert_eq!((t.row, t.col), (2, 4), "the last row; then nothing");
+        for _ in 0..6 {
+            t.apply_wrapped(TextEdit::Up, 4);
+        }
+        assert_eq!((t.row, t.col), (0, 1), "back at the column it started at");
+        t.apply_wrapped(TextEdit::Up, 4);
+        assert_eq!((t.row, t.col), (0, 1), "the first row; then nothing");
+        // End moves the cursor: Up goes on from its column.
+        t.apply_wrapped(TextEdit::End, 4);
+        t.apply_wrapped(TextEdit::Up, 4);
+        assert_eq!((t.row, t.col), (0, 6));
+        // The text is what was typed: wrapping is only drawn.
+        t.apply_wrapped(TextEdit::Insert('!'), 4);
+        assert_eq!(t.text(), "abcdef!ghij\nxy\n日本語日本語");
+    }
+
+    #[test]
+    fn the_view_scrolls_only_to_keep_the_cursor_in_view() {
+        // 40 characters at 4 columns: ten rows, the cursor at the end.
+        let mut t = TextArea::new(&"x".repeat(40), false);
+        assert_eq!(t.view_top(4, 3), 7);
+        t.top = 7;
+        t.apply_wrapped(TextEdit::Up, 4);
+        assert_eq!(t.view_top(4, 3), 7, "still in view: no scroll");
+        t.apply_wrapped(TextEdit::Up, 4);
+        t.apply_wrapped(TextEdit::Up, 4);
+        assert_eq!(t.view_top(4, 3), 6, "one row up, as far as needed");
+        t.apply_wrapped(TextEdit::Home, 4);
+        assert_eq!(t.view_top(4, 3), 0);
     }
 
     #[test]

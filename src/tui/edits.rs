@@ -88,7 +88,12 @@ impl App {
     pub(super) fn builtin_editor(&mut self, job: EditJob, mut area: TextArea, action: Action) {
         match action {
             Action::Text(edit) => {
-                area.apply(edit);
+                // From the rows as drawn (at this size), to the rows that
+                // keep the cursor in view after the edit.
+                let (cols, rows) = (self.editor_columns(), self.rows());
+                area.top = area.view_top(cols, rows);
+                area.apply_wrapped(edit, cols);
+                area.top = area.view_top(cols, rows);
                 self.mode = Mode::Editor { job, area };
             }
             Action::Submit => {
@@ -176,7 +181,7 @@ impl App {
             if_revision: job.revision,
         });
         // Kept until the write is answered: a save that fails gives the
-        // text back (see `keep_editing`).
+        // text back (see `keep_editing`; a conflict, `conflict.rs`).
         job.draft = Some(text);
         self.saving = Some(job);
     }

@@ -52,6 +52,7 @@ impl App {
         if let Some(stats) = &mut self.stats {
             stats.revision = stats.revision.max(inbox.revision);
         }
+        self.conflict_changed(inbox.reload, &inbox.changes);
         if inbox.reload {
             return self.reload_view();
         }

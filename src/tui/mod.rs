@@ -1,10 +1,11 @@
 //! `kvr tui`: a full-screen browser over any [`Kv`] source.
 //!
 //! The csvlens/gitui shape: keys become `Action`s in `action.rs`;
-//! `App::update` (`app.rs`, edits in `edits.rs`, answers in `respond.rs`,
-//! copying in `clipboard.rs`) changes state;
-//! `view::render` draws it and nothing else. Calls on the source run on a
-//! worker thread (`worker.rs`) so a slow or dead server never freezes the
+//! `App::update` (`app.rs`, edits in `edits.rs`, a save that met someone
+//! else's change in `conflict.rs`, answers in `respond.rs`, copying in
+//! `clipboard.rs`) changes state; `view::render` (an edit in
+//! `editview.rs`, the editor's soft wrap in `softwrap.rs`) draws it and
+//! nothing else. Calls on the source run on a worker thread (`worker.rs`) so a slow or dead server never freezes the
 //! screen; the key list is paged through bounded range reads (`pager.rs`).
 //! `terminal.rs` restores the terminal on quit, error, signal and panic,
 //! and `input.rs` reads keys with a watchdog for a terminal that is gone;
@@ -16,8 +17,10 @@
 mod action;
 mod app;
 mod clipboard;
+mod conflict;
 mod editor;
 mod edits;
+mod editview;
 mod follow;
 mod input;
 mod json;
@@ -27,6 +30,7 @@ mod pager;
 mod preview;
 mod respond;
 mod session;
+mod softwrap;
 mod terminal;
 mod theme;
 mod view;

@@ -48,6 +48,7 @@ impl App {
             },
             Response::Value { key, result } => self.value_arrived(key, result),
             Response::Probe { key, result } => self.probed(key, result),
+            Response::Current { key, result } => self.conflict_read(key, result),
             Response::Count { prefix, result } => match result {
                 Ok(counted) if self.pager.filter.as_ref() == Some(&prefix) => {
                     self.matched = Some(counted);
@@ -137,7 +138,11 @@ impl App {
 
     fn put_done(&mut self, key: Vec<u8>, created: bool, result: crate::Result<u64>) {
         let shown = display_key(&key);
-        let saving = self.saving.take().filter(|job| job.key == key);
+        // Only this key's: a save of another key may be out too.
+        let saving = match &self.saving {
+            Some(job) if job.key == key => self.saving.take(),
+            _ => None,
+        };
         match result {
             Ok(revision) => {
                 self.info(format!("saved {shown} (revision {revision})"));
@@ -151,28 +156,18 @@ impl App {
                     self.sync_value();
                 }
             }
-            Err(Error::PreconditionFailed { current, .. }) if created => {
-                let now = current.map_or(String::new(), |r| format!(" (revision {r})"));
-                self.error(format!("{shown} already exists{now}; nothing written"));
-            }
-            // Gone when its expiry had passed: it expired (a file has no
-            // one else to delete it), as the live feed says over a server.
-            Err(Error::PreconditionFailed { current: None, .. })
-                if saving
-                    .as_ref()
-                    .and_then(|job| job.expires_at_ms)
-                    .is_some_and(|at| at <= crate::types::now_ms()) =>
-            {
-                self.error(format!(
-                    "{shown} expired; your edit was not written. Press r to reload"
-                ));
-            }
-            Err(Error::PreconditionFailed { current, .. }) => {
-                self.error(format!(
-                    "{shown} was changed by someone else ({}); your edit was not written. Press r to reload",
+            // The key changed since the edit began: the text is kept.
+            Err(Error::PreconditionFailed { current, .. }) => match saving {
+                Some(job) => self.save_conflict(job, current),
+                None if created => {
+                    let now = current.map_or(String::new(), |r| format!(" (revision {r})"));
+                    self.error(format!("{shown} already exists{now}; nothing written"));
+                }
+                None => self.error(format!(
+                    "{shown} was changed by someone else ({}); nothing written",
                     now_state(current)
-                ));
-            }
+                )),
+            },
             Err(e) => {
                 let why = format!("cannot save {shown}: {e}");
                 match saving {

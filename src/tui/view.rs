@@ -9,9 +9,10 @@ use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
 use super::action::BINDINGS;
 use super::app::{App, Focus, Mode, PromptKind, ValueState};
+use super::editview::{render_conflict, render_editor, render_invalid_json};
 use super::keys::display_key;
 use super::preview::{Kind, hex_line_count, hex_rows, hex_rows_per_line, hex_width, human_bytes};
-use super::wrap;
+use super::{softwrap, wrap};
 
 /// Where each part of the screen goes.
 pub struct Areas {
@@ -58,11 +59,15 @@ pub fn render(frame: &mut Frame, app: &App) {
             render_editor(frame, a.value, app);
             render_invalid_json(frame, app, error);
         }
+        Mode::Conflict(c) => {
+            render_editor(frame, a.value, app);
+            render_conflict(frame, app, c);
+        }
         Mode::Browse | Mode::Prompt { .. } => {}
     }
 }
 
-fn pane(title: Line<'static>, focused: bool, app: &App) -> Block<'static> {
+pub(super) fn pane(title: Line<'static>, focused: bool, app: &App) -> Block<'static> {
     let t = app.config.theme;
     Block::bordered()
         .border_type(if focused {
@@ -315,7 +320,9 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
             text,
         ]);
         frame.render_widget(Paragraph::new(line), area);
-        let col = label.chars().count() + input.col;
+        // Columns, not characters: `日` takes two.
+        let (_, x) = softwrap::locate(&input.text(), input.col, usize::MAX);
+        let col = label.chars().count() + x;
         let x = area.x
             + u16::try_from(col)
                 .unwrap_or(u16::MAX)
@@ -338,7 +345,7 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// A box of `width` × `height` in the middle of the screen, cleared.
-fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
+pub(super) fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
     let area = frame
         .area()
         .centered(Constraint::Length(width), Constraint::Length(height));
@@ -373,48 +380,6 @@ fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64) {
         .block(block)
         .wrap(Wrap { trim: false });
     frame.render_widget(para, area);
-}
-
-fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
-    let area = popup(frame, 64, 7);
-    let lines = vec![
-        Line::from("This is not valid JSON:"),
-        Line::from(error.to_string()),
-        Line::from(""),
-        Line::from("e / Enter / Esc: keep editing    t: save it as text"),
-    ];
-    let block = pane(Line::from(" Invalid JSON "), true, app);
-    let para = Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false });
-    frame.render_widget(para, area);
-}
-
-fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
-    let Some((job, text)) = app.editor() else {
-        return;
-    };
-    frame.render_widget(Clear, area);
-    let verb = if job.revision == 0 { "New" } else { "Edit" };
-    let title = format!(
-        " {verb} {} · Ctrl-S save · Esc cancel ",
-        display_key(&job.key)
-    );
-    let block = pane(Line::from(title), true, app);
-    let rows = usize::from(area.height.saturating_sub(2)).max(1);
-    let top = text.row.saturating_sub(rows - 1);
-    let lines: Vec<Line> = text.lines[top..]
-        .iter()
-        .take(rows)
-        .map(|l| Line::raw(l.replace('\t', " ")))
-        .collect();
-    frame.render_widget(Paragraph::new(lines).block(block), area);
-    let col = u16::try_from(text.col).unwrap_or(u16::MAX);
-    let row = u16::try_from(text.row - top).unwrap_or(0);
-    let x = (area.x + 1)
-        .saturating_add(col)
-        .min(area.right().saturating_sub(2));
-    frame.set_cursor_position(Position::new(x, area.y + 1 + row));
 }
 
 /// `10000000` as `10,000,000`.

@@ -35,6 +35,10 @@ pub enum Request {
     Probe {
         key: Vec<u8>,
     },
+    /// What a key holds now, after a save of it was refused.
+    Current {
+        key: Vec<u8>,
+    },
     /// How many keys have `prefix`, counting at most [`COUNT_LIMIT`].
     Count {
         prefix: Vec<u8>,
@@ -86,6 +90,10 @@ pub enum Response {
         result: Result<Option<Entry>>,
     },
     Probe {
+        key: Vec<u8>,
+        result: Result<Option<Entry>>,
+    },
+    Current {
         key: Vec<u8>,
         result: Result<Option<Entry>>,
     },
@@ -271,6 +279,10 @@ fn call(kv: &dyn Kv, request: Request) -> Response {
             key,
         },
         Request::Probe { key } => Response::Probe {
+            result: kv.get(&key),
+            key,
+        },
+        Request::Current { key } => Response::Current {
             result: kv.get(&key),
             key,
         },

@@ -10,7 +10,7 @@
 use ratatui::text::{Line, Span};
 
 /// Columns a character takes on screen.
-fn char_width(c: char) -> usize {
+pub fn char_width(c: char) -> usize {
     let mut buf = [0u8; 4];
     Span::raw(&*c.encode_utf8(&mut buf)).width()
 }

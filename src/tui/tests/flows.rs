@@ -438,7 +438,8 @@ fn a_failed_save_keeps_the_typed_text() {
 }
 
 /// With `--db` nobody else writes: a key that went while it was edited
-/// expired, and the browser says so rather than blaming someone.
+/// expired, and the browser says so rather than blaming someone; the
+/// text is kept, and `o` writes it.
 #[test]
 fn an_edit_of_a_key_that_expired_meanwhile_says_it_expired() {
     let at = crate::types::now_ms() + 1500;
@@ -458,8 +459,24 @@ fn an_edit_of_a_key_that_expired_meanwhile_says_it_expired() {
     );
     assert_eq!(
         s.app.status.text,
-        "tk expired; your edit was not written. Press r to reload"
+        "tk expired; your edit is kept, not written"
     );
+    assert!(
+        shows(&s.app, "tk expired since you opened it (revision 1)."),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(
+        s.app.editor().map(|(_, area)| area.text()).as_deref(),
+        Some("v more")
+    );
+    // `o` writes it again (as a new key: without the expiry).
+    keys(&mut s, "o");
+    assert!(s.app.status.text.starts_with("saved tk (revision "));
+    s.shutdown();
+    drop(s);
+    let saved = stored(&path, b"tk").map(|(value, _)| value);
+    assert_eq!(saved.as_deref(), Some(&b"v more"[..]));
 }
 
 /// A key that expired while its delete was being confirmed was not

@@ -255,7 +255,7 @@ fn a_burst_of_changes_becomes_one_reload() {
 }
 
 #[test]
-fn an_edit_of_a_key_changed_underneath_keeps_its_conflict_check() {
+fn an_edit_of_a_key_changed_underneath_keeps_its_text_and_its_check() {
     let (_dir, _path, server) =
         served("{\"key\":\"a\",\"value\":\"one\"}\n{\"key\":\"b\",\"value\":\"two\"}\n");
     let mut s = browse_live(&server, (100, 20));
@@ -265,21 +265,35 @@ fn an_edit_of_a_key_changed_underneath_keeps_its_conflict_check() {
     assert!(matches!(s.app.mode, super::super::app::Mode::Editor { .. }));
     other.put(b"a", b"theirs".to_vec(), None).unwrap();
     wait_for(&mut s, &["live · 1 change"]);
-    // Still editing; saving is refused and theirs stays.
+    // Still editing; saving is refused, theirs stays and so does the text.
     keys(&mut s, "x");
     act(&mut s, &[Action::Submit]);
-    wait_for(&mut s, &["changed by someone else", "now at revision 3"]);
+    wait_for(
+        &mut s,
+        &[
+            "changed by someone else",
+            "now at revision 3 (6 B):",
+            "  theirs",
+        ],
+    );
     assert_eq!(other.get(b"a").unwrap().unwrap().value, b"theirs");
-    // The value pane shows theirs now, without r.
-    wait_for(&mut s, &["theirs"]);
+    // Changed again while the dialog is open: it shows the newest value.
+    other.put(b"a", b"newest".to_vec(), None).unwrap();
+    wait_for(&mut s, &["now at revision 4 (6 B):", "  newest"]);
+    assert_eq!(other.get(b"a").unwrap().unwrap().value, b"newest");
+    keys(&mut s, "o");
+    wait_for(&mut s, &["saved a (revision 5)"]);
+    assert_eq!(other.get(b"a").unwrap().unwrap().value, b"onex");
+    // The value pane shows it, without r.
+    wait_for(&mut s, &["a · rev 5", "onex"]);
 
     // A delete confirmed after someone else changed the key is refused too.
     keys(&mut s, "d");
-    wait_for(&mut s, &["Delete a (revision 3)?"]);
+    wait_for(&mut s, &["Delete a (revision 5)?"]);
     other.put(b"a", b"again".to_vec(), None).unwrap();
-    wait_for(&mut s, &["live · 2 changes"]);
+    wait_for(&mut s, &["live · 4 changes"]);
     keys(&mut s, "y");
-    wait_for(&mut s, &["changed by someone else", "now at revision 4"]);
+    wait_for(&mut s, &["changed by someone else", "now at revision 6"]);
     assert_eq!(other.get(b"a").unwrap().unwrap().value, b"again");
 }
 

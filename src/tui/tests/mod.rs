@@ -5,11 +5,13 @@
 //! presses, waits for the source's answers and draws onto ratatui's
 //! `TestBackend`, asserting on the screen's text.
 
+mod conflicts;
 mod flows;
 mod live;
 mod rough_edges;
 mod screens;
 mod sources;
+mod wrapping;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

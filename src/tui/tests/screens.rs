@@ -178,12 +178,28 @@ fn error_screen_for_a_concurrent_change() {
         &mut s,
         KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
     );
-    let last = screen(&s.app).last().cloned().unwrap_or_default();
-    assert!(
-        last.starts_with(
-            "error: note was changed by someone else (now at revision 4); your edit was not written"
-        ),
-        "{last}"
+    // The text stays, behind a dialog that shows theirs.
+    s.app.source = "t.redb".into();
+    assert_screen(
+        &s.app,
+        &[
+            "┌ Keys ──────────────────────┐┏ Edit note · Ctrl-S save · Esc cancel ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓",
+            "│  bin\\u0001                 │┃line one                                                            ┃",
+            "│  city:pari┏ Conflict · changed meanwhile ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓           ┃",
+            "│> note     ┃note changed since you opened it (revision 3).                            ┃           ┃",
+            "│           ┃It is now at revision 4 (6 B):                                            ┃           ┃",
+            "│           ┃  theirs                                                                  ┃           ┃",
+            "│           ┃Your text is kept; nothing was written.                                   ┃           ┃",
+            "│           ┃                                                                          ┃           ┃",
+            "│           ┃o: overwrite with your text    r: reload (drops your text)                ┃           ┃",
+            "└───────────┃e / Esc: back to your text                                                ┃━━━━━━━━━━━┛",
+            " t.redb │ ke┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛",
+            "error: note was changed by someone else (now at revision 4); your edit is kept, not written",
+        ],
+    );
+    assert_eq!(
+        s.app.editor().map(|(_, area)| area.text()).as_deref(),
+        Some("line one\nline twoX")
     );
     assert_eq!(other.get(b"note").unwrap().unwrap().value, b"theirs");
 }
