@@ -75,20 +75,21 @@ fn applied_parts(e: &anyhow::Error) -> bool {
 /// signal ended it; another error (a timeout, say) is as it is.
 pub(super) fn interrupted(e: anyhow::Error, remote: bool, db: &Path) -> anyhow::Error {
     let signal = match e.downcast_ref::<Stopped>() {
-        Some(stopped) if stopped.lines > 0 => return e,
+        Some(stopped) if stopped.lines > 0 => {
+            return Error::Interrupted(stopped.to_string()).into();
+        }
         Some(stopped) => stopped.signal,
         None => match crate::interrupt::requested() {
             Some(signal) if !remote && !applied_parts(&e) => signal,
             _ => return e,
         },
     };
-    match remote {
-        true => anyhow::anyhow!("interrupted ({signal}): the batch was not applied"),
-        false => anyhow::anyhow!(
-            "interrupted ({signal}): the batch was not applied; {} is as it was",
-            db.display()
-        ),
-    }
+    let text = format!("interrupted ({signal}): the batch was not applied");
+    Error::Interrupted(match remote {
+        true => text,
+        false => format!("{text}; {} is as it was", db.display()),
+    })
+    .into()
 }
 
 /// What a second signal, which ends the process at once, leaves after
