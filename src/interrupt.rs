@@ -1,16 +1,18 @@
-//! SIGINT and SIGTERM while `kvr --db F batch` writes into an existing
-//! file: the batch stops at its next read or run, its write transaction
-//! is aborted (redb gives back the pages it took) and the file is closed
-//! cleanly, so it is left as it was, not "not closed cleanly" with the
-//! batch's pages as dead space. (A batch into a new file removes the file
-//! instead: `cmd::batch::NewFileGuard`.)
+//! SIGINT and SIGTERM while `kvr batch` runs. With `--db` the batch stops
+//! at its next read or run, its write transaction is aborted (redb gives
+//! back the pages it took) and the file is closed cleanly, so it is left
+//! as it was, not "not closed cleanly" with the batch's pages as dead
+//! space; with `--chunk-size` (`--db` or `--server`) it stops between
+//! parts, the parts committed before staying. A batch into a new file
+//! that has committed nothing yet removes the file instead ([`NewFile`]).
 //!
 //! The handler only sets a flag ([`requested`]); the batch's input reader
 //! and its writer check it. A second signal exits at once: the file is
 //! then recovered when it is next opened.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -50,12 +52,21 @@ pub fn io_error(signal: &str) -> std::io::Error {
     std::io::Error::other(format!("interrupted by {signal}"))
 }
 
+fn signal_name(signal: i32) -> &'static str {
+    if signal == SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
+}
+
 /// While alive, SIGINT and SIGTERM set [`requested`] instead of ending the
-/// process; a second one ends it with exit 3 and `then`, a message saying
-/// what that leaves.
+/// process; a second one ends it with exit 3 and the message of
+/// [`Guard::set_then`], saying what that leaves.
 pub struct Guard {
     ids: Vec<signal_hook::SigId>,
     signals: signal_hook::iterator::Handle,
+    then: Arc<Mutex<String>>,
 }
 
 impl Guard {
@@ -70,6 +81,8 @@ impl Guard {
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
             .map_err(|e| Error::io("cannot install a signal handler", e))?;
         let handle = signals.handle();
+        let then = Arc::new(Mutex::new(then));
+        let text = then.clone();
         std::thread::Builder::new()
             .name("kvr-interrupt".into())
             .spawn(move || {
@@ -77,12 +90,11 @@ impl Guard {
                 for signal in signals.forever() {
                     seen += 1;
                     if seen >= 2 {
-                        let name = if signal == SIGINT {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
-                        };
-                        eprintln!("kvr: error: interrupted again ({name}): {then}");
+                        let then = text.lock().unwrap_or_else(|e| e.into_inner());
+                        eprintln!(
+                            "kvr: error: interrupted again ({}): {then}",
+                            signal_name(signal)
+                        );
                         std::process::exit(3);
                     }
                 }
@@ -91,7 +103,13 @@ impl Guard {
         Ok(Guard {
             ids,
             signals: handle,
+            then,
         })
+    }
+
+    /// What a second signal says from now on (a part was committed).
+    pub fn set_then(&self, text: String) {
+        *self.then.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 }
 
@@ -101,5 +119,86 @@ impl Drop for Guard {
         for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
+    }
+}
+
+/// While a batch writes into a database file it created and has committed
+/// nothing, SIGINT and SIGTERM remove that file and exit 3 at once: the
+/// file holds nothing, and an interrupted batch must not leave a new,
+/// empty file behind (SPEC `batch`; a failed one removes it as it unwinds,
+/// `LocalKv`'s drop). Disarmed once anything is committed (a part of
+/// `--chunk-size`): a signal then leaves the file to the [`Guard`]
+/// installed after this one, which stops the batch at a part boundary and
+/// closes the file cleanly.
+pub struct NewFile {
+    armed: Arc<Mutex<bool>>,
+    signals: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NewFile {
+    /// Before the file is created, so no signal falls in between; and
+    /// before the [`Guard`], so every signal that sets [`requested`] also
+    /// reaches this guard's thread ([`NewFile::finish`] relies on it).
+    pub fn install(db: &Path) -> Result<NewFile> {
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| Error::io("cannot install a signal handler", e))?;
+        let handle = signals.handle();
+        let armed = Arc::new(Mutex::new(true));
+        let (flag, db) = (armed.clone(), db.to_path_buf());
+        let thread = std::thread::Builder::new()
+            .name("kvr-batch-signals".into())
+            .spawn(move || {
+                let Some(signal) = signals.forever().next() else {
+                    return; // the batch is over
+                };
+                // Held until exit: the batch cannot disarm past a removal.
+                let armed = flag.lock().unwrap_or_else(|e| e.into_inner());
+                if !*armed {
+                    return; // a part is committed: the `Guard` stops the batch
+                }
+                if std::fs::remove_file(&db).is_ok() {
+                    let _ = crate::store::create::sync_dir(crate::store::create::parent_dir(&db));
+                }
+                eprintln!(
+                    "kvr: error: interrupted ({}): the batch was not applied; the new database \
+                     file was removed",
+                    signal_name(signal)
+                );
+                std::process::exit(3);
+            })
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+        Ok(NewFile {
+            armed,
+            signals: handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// From now on a signal leaves the file alone.
+    pub fn disarm(&self) {
+        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+
+    /// After the batch. A batch that `failed` while armed after a signal
+    /// stopped it: the signal is this guard's too, so its thread removes
+    /// the file and exits, and this waits for that rather than race it with
+    /// a second message. Otherwise the file stays.
+    pub fn finish(mut self, failed: bool) {
+        let armed = *self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed
+            && armed
+            && requested().is_some()
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join(); // returns only once disarmed, which it is not
+        }
+        self.disarm();
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        self.signals.close();
     }
 }

@@ -20,6 +20,7 @@
 //! * [`openapi`]: the OpenAPI document of the HTTP API.
 //! * [`tls`]: certificates and keys for HTTPS, server and clients (rustls).
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
+//! * [`interrupt`]: SIGINT and SIGTERM during `kvr batch`: stop cleanly.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
 
 pub mod backup;

@@ -1070,7 +1070,7 @@ fn a_closed_or_full_stdout_is_never_a_panic() {
         let first = stderr.lines().find(|l| l.starts_with("kvr:"));
         // A write that was applied says so, not "disk full … retry" (which
         // would repeat it); the others say the disk is full.
-        let write = ["batch", "backup", "put"].contains(&args[0]);
+        let write = ["batch", "backup", "put", "compact"].contains(&args[0]);
         let said = if write {
             "only writing its output failed: No space left on device"
         } else {
@@ -1137,3 +1137,6 @@ fn an_interrupted_batch_leaves_no_new_file() {
 
 #[path = "cli/client_audit.rs"]
 mod client_audit;
+
+#[path = "cli/compact.rs"]
+mod compact;

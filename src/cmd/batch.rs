@@ -14,7 +14,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use crate::cli::BatchArgs;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
-use crate::types::Applied;
+
+mod parts;
+
+use parts::{Guards, at_once, in_parts, interrupted};
 
 /// Input buffer: big reads keep the parser, not syscalls, the cost.
 const INPUT_BUFFER_BYTES: usize = 1 << 20;
@@ -58,48 +61,46 @@ pub fn run(
     input
         .fill_buf()
         .map_err(|e| Error::io("cannot read batch input", e))?;
-    // Installed before the file is created, so no signal falls in between.
-    let guard = match !remote && db.symlink_metadata().is_err() {
-        true => Some(NewFileGuard::install(db)?),
+    // SIGINT and SIGTERM (`crate::interrupt`): a batch into a new file
+    // that has committed nothing removes it; otherwise a signal stops the
+    // batch, which aborts what it has not committed and closes the file
+    // cleanly. Sent whole to a server, a batch is atomic there whatever
+    // becomes of the client, so a signal is left to its default (the end).
+    let new_file = match !remote && db.symlink_metadata().is_err() {
+        // Before the file is created, so no signal falls in between.
+        true => Some(crate::interrupt::NewFile::install(db)?),
+        false => None,
+    };
+    let interrupt = match !remote || args.chunk_size.is_some() {
+        true => Some(crate::interrupt::Guard::install(at_once(remote, db, 0, 0))?),
         false => None,
     };
     let kv = open()?;
-    if let Some(guard) = &guard
+    if let Some(guard) = &new_file
         && kv.stats()?.revision > 0
     {
         guard.disarm(); // another process created it meanwhile: not ours
     }
-    // An existing file: a signal stops the batch, which aborts and closes
-    // the file as it was (`crate::interrupt`).
-    let interrupt = match !remote && guard.is_none() {
-        true => Some(crate::interrupt::Guard::install(format!(
-            "stopped at once; nothing of the batch's current part was applied, and {} is \
-             recovered when it is next opened",
-            db.display()
-        ))?),
-        false => None,
-    };
     let result = match args.chunk_size {
         None => kv.batch(Box::new(input)).map_err(Into::into),
-        Some(lines) => in_parts(&*kv, &mut input, lines, guard.as_ref()),
+        Some(lines) => {
+            let guards = Guards {
+                new_file: new_file.as_ref(),
+                interrupt: interrupt.as_ref(),
+                remote,
+                db,
+            };
+            in_parts(&*kv, input, lines, &guards)
+        }
     };
-    if let Some(guard) = guard {
-        guard.disarm();
+    if let Some(guard) = new_file {
+        guard.finish(result.is_err());
     }
     progress.finish_and_clear();
-    let result = match (
-        result,
-        interrupt.as_ref().and(crate::interrupt::requested()),
-    ) {
-        (Err(e), Some(signal)) if args.chunk_size.is_none() || !applied_parts(&e) => {
-            drop(kv); // the aborted batch's file closed cleanly before we say so
-            return Err(anyhow::anyhow!(
-                "interrupted ({signal}): the batch was not applied; {} is as it was",
-                db.display()
-            ));
-        }
-        (result, _) => result,
-    };
+    // Closed (the batch committed or aborted) while the signals are still
+    // caught, and before anything is said about it.
+    drop(kv);
+    let result = result.map_err(|e| interrupted(e, remote, db));
     drop(interrupt);
     let applied = result?;
     // Not `eprintln!`, which panics when stderr cannot be written.
@@ -126,219 +127,6 @@ pub fn run(
         )?;
     }
     Ok(())
-}
-
-/// An error of `--chunk-size` that says what earlier parts applied.
-#[derive(Debug)]
-struct PartFailed {
-    context: String,
-}
-
-impl std::fmt::Display for PartFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.context)
-    }
-}
-
-impl std::error::Error for PartFailed {}
-
-/// Whether `e` says that earlier parts were applied.
-fn applied_parts(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<PartFailed>().is_some()
-}
-
-/// `first` to `last` as words: "line 5" or "lines 5-9".
-fn lines_text(first: u64, last: u64) -> String {
-    if first == last {
-        format!("line {first}")
-    } else {
-        format!("lines {first}-{last}")
-    }
-}
-
-/// The error of the part of lines `before + 1` to `before + n` (line
-/// numbers in `e` counted within the part), after `total` was applied by
-/// the parts before it. With nothing applied yet it is `e` as it is (bad
-/// input: exit 2, nothing written). After that, bad input exits 3, not 2:
-/// exit 2 promises nothing was written (SPEC), and a script that fixes
-/// the line and runs the whole input again would apply the earlier parts
-/// twice. A failed condition stays exit 4, a timeout exit 5.
-fn part_failed(e: Error, before: u64, n: u64, total: &Applied) -> anyhow::Error {
-    // A refused part wrote nothing; after a timeout, say, its outcome is
-    // unknown.
-    let refused = matches!(
-        e,
-        Error::Invalid { .. } | Error::TooLarge { .. } | Error::PreconditionFailed { .. }
-    );
-    let e = shift_line(e, before);
-    if before == 0 {
-        return e.into();
-    }
-    let applied = format!(
-        "{} {} applied, in earlier parts (revision {})",
-        lines_text(1, before),
-        if before == 1 { "was" } else { "were" },
-        total.revision
-    );
-    if let Some(signal) = crate::interrupt::requested() {
-        return anyhow::Error::new(PartFailed {
-            context: format!(
-                "interrupted ({signal}): the input from line {} on was not applied; {applied}",
-                before + 1
-            ),
-        });
-    }
-    let context = format!(
-        "{} {}; {applied}",
-        lines_text(before + 1, before + n),
-        if refused { "not applied" } else { "failed" },
-    );
-    match e {
-        // Exit 3: see above.
-        Error::Invalid { .. } | Error::TooLarge { .. } => anyhow::Error::new(PartFailed {
-            context: format!("{context}: {e}"),
-        }),
-        other => anyhow::Error::from(other).context(PartFailed { context }),
-    }
-}
-
-/// `--chunk-size`: one atomic batch per `lines` physical lines. Errors name
-/// the line in the whole input, and say what earlier parts applied.
-fn in_parts(
-    kv: &dyn Kv,
-    input: &mut dyn BufRead,
-    lines: u64,
-    guard: Option<&NewFileGuard>,
-) -> anyhow::Result<Applied> {
-    let mut total = Applied::default();
-    let mut before = 0u64;
-    // A part is held in memory: no line of it may be longer than a valid
-    // line can be (unbounded if a server does not say its limit).
-    let max_value = kv.max_value_bytes();
-    let max_line = max_value.map_or(usize::MAX, crate::jsonl::max_line_bytes);
-    let mut line = Vec::new();
-    loop {
-        let mut part = Vec::new();
-        let mut n = 0;
-        while n < lines {
-            let read = crate::jsonl::read_line_capped(input, &mut line, max_line);
-            let e = match read {
-                Ok(None) => break,
-                Ok(Some(true)) => {
-                    part.extend_from_slice(&line);
-                    n += 1;
-                    continue;
-                }
-                Ok(Some(false)) => {
-                    crate::jsonl::line_too_long(n + 1, max_line, max_value.unwrap_or(usize::MAX))
-                }
-                Err(e) => Error::io("cannot read batch input", e),
-            };
-            return Err(part_failed(e, before, n + 1, &total));
-        }
-        // An empty input still asks once, for the revision.
-        if n == 0 && before > 0 {
-            return Ok(total);
-        }
-        let applied = kv
-            .batch(Box::new(std::io::Cursor::new(part)))
-            .map_err(|e| part_failed(e, before, n, &total))?;
-        if let Some(guard) = guard {
-            guard.disarm(); // the file holds a committed part now
-        }
-        total.puts += applied.puts;
-        total.deletes += applied.deletes;
-        total.revision = applied.revision;
-        before += n;
-        if n < lines {
-            return Ok(total);
-        }
-    }
-}
-
-/// While a batch writes into a database file it created, SIGINT and SIGTERM
-/// remove that file and exit 3: a batch commits once, at its end, so the
-/// file holds nothing, and an interrupted batch must not leave a new, empty
-/// file behind (SPEC `batch`; a failed one removes it as it unwinds,
-/// `LocalKv`'s drop). Disarmed once anything is committed (a part of
-/// `--chunk-size`): a signal then just ends the process, exit 3.
-struct NewFileGuard {
-    armed: Arc<std::sync::Mutex<bool>>,
-    signals: signal_hook::iterator::Handle,
-}
-
-impl NewFileGuard {
-    fn install(db: &Path) -> Result<NewFileGuard> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-            .map_err(|e| Error::io("cannot install a signal handler", e))?;
-        let handle = signals.handle();
-        let armed = Arc::new(std::sync::Mutex::new(true));
-        let (flag, db) = (armed.clone(), db.to_path_buf());
-        std::thread::Builder::new()
-            .name("kvr-batch-signals".into())
-            .spawn(move || {
-                let Some(signal) = signals.forever().next() else {
-                    return; // disarmed
-                };
-                // Held until exit: the batch cannot commit past a removal.
-                let armed = flag.lock().unwrap_or_else(|e| e.into_inner());
-                if *armed && std::fs::remove_file(&db).is_ok() {
-                    let _ = crate::store::create::sync_dir(crate::store::create::parent_dir(&db));
-                }
-                let name = if signal == SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-                match *armed {
-                    true => eprintln!(
-                        "kvr: error: interrupted ({name}): the batch was not applied; \
-                         the new database file was removed"
-                    ),
-                    false => eprintln!("kvr: error: interrupted ({name})"),
-                }
-                std::process::exit(3);
-            })
-            .map_err(|e| Error::io("cannot start a thread", e))?;
-        Ok(NewFileGuard {
-            armed,
-            signals: handle,
-        })
-    }
-
-    /// From now on a signal leaves the file alone.
-    fn disarm(&self) {
-        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = false;
-    }
-}
-
-impl Drop for NewFileGuard {
-    fn drop(&mut self) {
-        self.signals.close();
-    }
-}
-
-/// An error of one part, with its line number counted in the whole input.
-fn shift_line(e: Error, before: u64) -> Error {
-    match e {
-        Error::Invalid { line, message } => Error::Invalid {
-            line: line.map(|l| l + before),
-            message,
-        },
-        Error::PreconditionFailed {
-            line,
-            key,
-            expected,
-            current,
-        } => Error::PreconditionFailed {
-            line: line.map(|l| l + before),
-            key,
-            expected,
-            current,
-        },
-        other => other,
-    }
 }
 
 fn stdin_input() -> Result<(Box<dyn Read + Send>, Option<u64>)> {

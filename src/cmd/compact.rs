@@ -2,6 +2,11 @@
 //! (redb's compaction, see `store::compact_database`). The file is opened
 //! as any command opens it (a leftover log is replayed first), so no other
 //! process may hold it.
+//!
+//! Each step of redb's compaction commits atomically, so a compaction that
+//! fails (a full disk, an I/O error) leaves every record in the file, part
+//! compacted at most; the file is then usually left not closed cleanly,
+//! which the next command that opens it recovers. The errors say which.
 
 use std::path::Path;
 
@@ -16,14 +21,50 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     let before = size(&g.db)?;
     let (store, _) = crate::engine::open_store(&g.db, OpenMode::MustExist, &store_options(g)?)
         .map_err(|e| e.for_file_command("compact"))?;
-    crate::store::compact_database(store.into_database()?, &g.db)?;
+    if let Err(e) = crate::store::compact_database(store.into_database()?, &g.db) {
+        return Err(failed(e, &g.db, before));
+    }
     let after = size(&g.db)?;
-    super::print_out(format!(
-        "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)\n",
-        g.db.display(),
-        before.saturating_sub(after) as f64 / 1e6
-    ))?;
+    let done = format!(
+        "{} was compacted ({before} bytes before, {after} bytes after)",
+        g.db.display()
+    );
+    // redb does not report a failure to close (a write as it closes).
+    if crate::store::left_unclean(&g.db) {
+        return Err(Error::Storage(format!(
+            "closing {} after compacting it failed ({before} bytes before, {after} bytes \
+             after), leaving all its data in it but not closed cleanly: the next kvr command \
+             that opens it recovers it",
+            g.db.display()
+        ))
+        .into());
+    }
+    // Done by now: a failure to print (stdout on a full disk) says so, not
+    // "disk full … retry" as if the compaction had failed.
+    super::print_after_write(
+        format!(
+            "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)\n",
+            g.db.display(),
+            before.saturating_sub(after) as f64 / 1e6
+        ),
+        &format!("{done} and closed"),
+    )?;
     Ok(())
+}
+
+/// The error `e` of a compaction of `db`, saying what it left (see the
+/// module header); `e` stays the cause, for the exit code.
+fn failed(e: Error, db: &Path, before: u64) -> anyhow::Error {
+    let now = size(db).map_or_else(|_| "unknown".to_string(), |n| format!("{n} bytes"));
+    let closed = match crate::store::left_unclean(db) {
+        true => "not closed cleanly: the next kvr command that opens it recovers it",
+        false => "closed cleanly",
+    };
+    anyhow::Error::from(e).context(format!(
+        "compacting {} failed, leaving all its data in it ({before} bytes before, {now} now; \
+         {closed})",
+        db.display()
+    ))
 }
 
 fn size(path: &Path) -> Result<u64> {

@@ -419,6 +419,19 @@ pub fn compact_database(mut db: redb::Database, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether the file at `path`, which no process holds, was left not closed
+/// cleanly, so that the next open for writing recovers it: a read-only
+/// open refuses such a file (see `read_only.rs`). `false` when that cannot
+/// be told (the file does not open at all).
+pub fn left_unclean(path: &Path) -> bool {
+    matches!(
+        redb::Builder::new()
+            .set_cache_size(1 << 20)
+            .open_read_only(path),
+        Err(redb::DatabaseError::RepairAborted)
+    )
+}
+
 /// How many times opening creates the file and finds it gone again (another
 /// process removing it each time) before giving up.
 const CREATE_ATTEMPTS: u32 = 3;

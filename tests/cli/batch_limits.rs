@@ -253,6 +253,134 @@ fn an_interrupted_batch_into_an_existing_file_leaves_it_as_it_was() {
     }
 }
 
+/// `k000`.. puts of lines `range` of an input.
+fn lines_of_puts(range: std::ops::Range<u32>) -> String {
+    range
+        .map(|i| format!("{{\"key\":\"k{i:03}\",\"value\":\"v{i}\"}}\n"))
+        .collect()
+}
+
+/// Starts `kvr batch --chunk-size 100` on `env` and gives it `input`, then
+/// sends nothing more with its stdin kept open (returned), as a stalled
+/// producer does. Returns once it had time to apply the parts it can.
+fn chunked_batch_waiting(env: &Env, input: &str) -> (Child, std::process::ChildStdin) {
+    let mut child = spawn_piped(env, &["batch", "--chunk-size", "100"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // Two parts of 100 short lines take milliseconds to commit.
+    std::thread::sleep(Duration::from_millis(2000));
+    (child, stdin)
+}
+
+/// Waits for `child` to exit, at most `limit`, else kills it and fails: a
+/// batch that does not stop on a signal fails the test, not hangs it.
+fn wait_stopped(mut child: Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            panic!("not stopped within {limit:?} of the signal: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// SIGINT or SIGTERM of `batch --chunk-size` after two parts were
+/// committed, while the producer sends nothing: the batch stops between
+/// parts at once, exit 3, naming the lines and parts applied and the line
+/// from which nothing was; exactly those parts' keys are there, the rest of
+/// the data as it was, and the file closed cleanly. Into a new file, an
+/// existing one, and through a server (where the client's exit and message
+/// are the point).
+#[test]
+fn an_interrupted_chunked_batch_stops_between_parts() {
+    let cases = [(false, false), (false, true), (true, true)];
+    for (served, existing) in cases {
+        // What the data must be: `pre` if it was there, and lines 1-200.
+        let expected = Env::new();
+        if existing {
+            expected.kvr(["put", "pre", "1"]).ok();
+        }
+        expected
+            .kvr(["batch", "--chunk-size", "100"])
+            .stdin(lines_of_puts(0..200))
+            .ok();
+        let revision = 200 + u64::from(existing);
+        for signal in ["INT", "TERM"] {
+            let env = if served { Env::served() } else { Env::new() };
+            if existing {
+                env.kvr(["put", "pre", "1"]).ok();
+            }
+            let (child, stdin) = chunked_batch_waiting(&env, &lines_of_puts(0..230));
+            kill(&child, signal);
+            let out = wait_stopped(child, Duration::from_secs(10));
+            drop(stdin);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let case = format!("SIG{signal}, served {served}, existing {existing}: {stderr}");
+            assert_eq!(out.status.code(), Some(3), "{case}");
+            assert_eq!(
+                stderr,
+                format!(
+                    "kvr: error: interrupted (SIG{signal}): the input from line 201 on was not \
+                     applied; lines 1-200 were applied, in 2 parts (revision {revision})\n"
+                ),
+                "{case}"
+            );
+            if !served {
+                env.kvr(["check"])
+                    .ok()
+                    .stdout_has(&format!("ok: {} keys, revision {revision}\n", revision));
+            }
+            assert_eq!(env.snapshot(), expected.snapshot(), "{case}");
+        }
+    }
+}
+
+/// The same before the first part was committed: nothing applied, a new
+/// file removed, an existing one as it was.
+#[test]
+fn an_interrupted_chunked_batch_before_its_first_part_applies_nothing() {
+    for (served, existing, signal) in [
+        (false, false, "INT"),
+        (false, true, "TERM"),
+        (true, true, "INT"),
+    ] {
+        let env = if served { Env::served() } else { Env::new() };
+        if existing {
+            env.kvr(["put", "pre", "1"]).ok();
+        }
+        let before = existing.then(|| env.snapshot());
+        let (child, stdin) = chunked_batch_waiting(&env, &lines_of_puts(0..30));
+        kill(&child, signal);
+        let out = wait_stopped(child, Duration::from_secs(10));
+        drop(stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let left = match (served, existing) {
+            (true, _) => String::new(),
+            (false, true) => format!("; {} is as it was", env.db().display()),
+            (false, false) => "; the new database file was removed".to_string(),
+        };
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert_eq!(
+            stderr,
+            format!("kvr: error: interrupted (SIG{signal}): the batch was not applied{left}\n")
+        );
+        match before {
+            Some(before) => assert_eq!(env.snapshot(), before),
+            None => assert!(!env.db().exists(), "the new file was left"),
+        }
+        if !served && existing {
+            env.kvr(["check"])
+                .ok()
+                .stdout_has("ok: 1 keys, revision 1\n");
+        }
+    }
+}
+
 /// A file a crash left not closed cleanly is repaired by the first command
 /// that opens it, a read included (README "Reads write nothing"), as
 /// `kvr check` says.

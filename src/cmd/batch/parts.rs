@@ -1,0 +1,398 @@
+//! `kvr batch --chunk-size N`: the input applied in parts of N lines, each
+//! atomic on its own, read on a thread of their own so that a signal stops
+//! the batch between parts however slow the producer; and what the errors
+//! of a batch, interrupted or not, say was applied.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::interrupt::{Guard, NewFile};
+use crate::kv::Kv;
+use crate::types::Applied;
+
+/// How often a batch waiting for its next part looks for a signal: a
+/// person's Ctrl-C is answered at once, and waking ten times a second
+/// costs nothing.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+/// An error of `--chunk-size` that says what earlier parts applied.
+#[derive(Debug)]
+struct PartFailed {
+    context: String,
+}
+
+impl std::fmt::Display for PartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.context)
+    }
+}
+
+impl std::error::Error for PartFailed {}
+
+/// `--chunk-size` stopped by `signal` at a part boundary: the first
+/// `lines` lines were applied, in `parts` parts (up to `revision`), and
+/// nothing after them.
+#[derive(Debug)]
+struct Stopped {
+    signal: &'static str,
+    lines: u64,
+    parts: u64,
+    revision: u64,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signal = self.signal;
+        match self.lines {
+            0 => write!(f, "interrupted ({signal}): the batch was not applied"),
+            lines => write!(
+                f,
+                "interrupted ({signal}): the input from line {} on was not applied; {} \
+                 (revision {})",
+                lines + 1,
+                applied_text(lines, self.parts),
+                self.revision
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// Whether `e` says that earlier parts were applied.
+fn applied_parts(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<PartFailed>().is_some()
+        || e.downcast_ref::<Stopped>().is_some_and(|s| s.lines > 0)
+}
+
+/// The error of a batch, saying what a signal that stopped it left. With
+/// nothing applied: "not applied", and with `--db` that the file is as it
+/// was (a new one would have been removed: `interrupt::NewFile`). A batch
+/// sent to a server stops only between parts, so only [`Stopped`] says a
+/// signal ended it; another error (a timeout, say) is as it is.
+pub(super) fn interrupted(e: anyhow::Error, remote: bool, db: &Path) -> anyhow::Error {
+    let signal = match e.downcast_ref::<Stopped>() {
+        Some(stopped) if stopped.lines > 0 => {
+            return Error::Interrupted(stopped.to_string()).into();
+        }
+        Some(stopped) => stopped.signal,
+        None => match crate::interrupt::requested() {
+            Some(signal) if !remote && !applied_parts(&e) => signal,
+            _ => return e,
+        },
+    };
+    let text = format!("interrupted ({signal}): the batch was not applied");
+    Error::Interrupted(match remote {
+        true => text,
+        false => format!("{text}; {} is as it was", db.display()),
+    })
+    .into()
+}
+
+/// What a second signal, which ends the process at once, leaves after
+/// `lines` lines in `parts` parts were committed.
+pub(super) fn at_once(remote: bool, db: &Path, lines: u64, parts: u64) -> String {
+    match (remote, lines) {
+        (false, 0) => format!(
+            "stopped at once; nothing of the batch's current part was applied, and {} is \
+             recovered when it is next opened",
+            db.display()
+        ),
+        (false, _) => format!(
+            "stopped at once; {}, nothing of the part after them, and {} is recovered when it \
+             is next opened",
+            applied_text(lines, parts),
+            db.display()
+        ),
+        (true, 0) => "stopped at once; the first part, if it was being sent, may or may not \
+                      have been applied"
+            .to_string(),
+        (true, _) => format!(
+            "stopped at once; {}; the part being sent after them, if any, may or may not have \
+             been applied",
+            applied_text(lines, parts)
+        ),
+    }
+}
+
+/// "lines 1-2000 were applied, in 2 parts".
+fn applied_text(lines: u64, parts: u64) -> String {
+    format!(
+        "{} {} applied, in {parts} {}",
+        lines_text(1, lines),
+        if lines == 1 { "was" } else { "were" },
+        if parts == 1 { "part" } else { "parts" }
+    )
+}
+
+/// `first` to `last` as words: "line 5" or "lines 5-9".
+fn lines_text(first: u64, last: u64) -> String {
+    if first == last {
+        format!("line {first}")
+    } else {
+        format!("lines {first}-{last}")
+    }
+}
+
+/// The error of the part of lines `before + 1` to `before + n` (line
+/// numbers in `e` counted within the part), after `total` was applied by
+/// the parts before it. With nothing applied yet it is `e` as it is (bad
+/// input: exit 2, nothing written). After that, bad input exits 3, not 2:
+/// exit 2 promises nothing was written (SPEC), and a script that fixes
+/// the line and runs the whole input again would apply the earlier parts
+/// twice. A failed condition stays exit 4, a timeout exit 5.
+fn part_failed(e: Error, before: u64, n: u64, total: &Applied) -> anyhow::Error {
+    // A refused part wrote nothing; after a timeout, say, its outcome is
+    // unknown.
+    let refused = matches!(
+        e,
+        Error::Invalid { .. } | Error::TooLarge { .. } | Error::PreconditionFailed { .. }
+    );
+    let e = shift_line(e, before);
+    if before == 0 {
+        return e.into();
+    }
+    let context = format!(
+        "{} {}; {} {} applied, in earlier parts (revision {})",
+        lines_text(before + 1, before + n),
+        if refused { "not applied" } else { "failed" },
+        lines_text(1, before),
+        if before == 1 { "was" } else { "were" },
+        total.revision
+    );
+    match e {
+        // Exit 3: see above.
+        Error::Invalid { .. } | Error::TooLarge { .. } => anyhow::Error::new(PartFailed {
+            context: format!("{context}: {e}"),
+        }),
+        other => anyhow::Error::from(other).context(PartFailed { context }),
+    }
+}
+
+/// What `--chunk-size` tells as it commits parts.
+pub(super) struct Guards<'a> {
+    pub new_file: Option<&'a NewFile>,
+    pub interrupt: Option<&'a Guard>,
+    pub remote: bool,
+    pub db: &'a Path,
+}
+
+/// `--chunk-size`: one atomic batch per `lines` physical lines. Errors name
+/// the line in the whole input, and say what earlier parts applied. A
+/// signal stops it between parts: the part it was reading is not sent, and
+/// the one it was writing into a file is aborted (a server's is answered
+/// first).
+pub(super) fn in_parts(
+    kv: &dyn Kv,
+    input: impl BufRead + Send + 'static,
+    lines: u64,
+    guards: &Guards,
+) -> anyhow::Result<Applied> {
+    let mut total = Applied::default();
+    let mut before = 0u64;
+    let stopped = |signal, before: u64, total: &Applied| {
+        anyhow::Error::new(Stopped {
+            signal,
+            lines: before,
+            parts: before / lines,
+            revision: total.revision,
+        })
+    };
+    let parts = Parts::start(input, lines, kv.max_value_bytes())?;
+    loop {
+        let (part, n) = match parts.next() {
+            Next::Part(part, n) => (part, n),
+            Next::Failed(e, line) => match signal() {
+                // Failed after a signal, or because of it (the reader
+                // stops on it): nothing of this part is sent.
+                Some(signal) => return Err(stopped(signal, before, &total)),
+                None => return Err(part_failed(e, before, line, &total)),
+            },
+            Next::Stopped(signal) => return Err(stopped(signal, before, &total)),
+        };
+        // An empty input still asks once, for the revision.
+        if n == 0 && before > 0 {
+            return Ok(total);
+        }
+        // A part read whole from what was buffered before the signal.
+        if let Some(signal) = signal() {
+            return Err(stopped(signal, before, &total));
+        }
+        let applied = kv
+            .batch(Box::new(std::io::Cursor::new(part)))
+            .map_err(|e| match signal() {
+                // Stopped by the signal, before its commit.
+                Some(signal) if !guards.remote => stopped(signal, before, &total),
+                _ => part_failed(e, before, n, &total),
+            })?;
+        if let Some(guard) = guards.new_file {
+            guard.disarm(); // the file holds a committed part now
+        }
+        total.puts += applied.puts;
+        total.deletes += applied.deletes;
+        total.revision = applied.revision;
+        before += n;
+        if n < lines {
+            return Ok(total);
+        }
+        if let Some(guard) = guards.interrupt {
+            guard.set_then(at_once(guards.remote, guards.db, before, before / lines));
+        }
+    }
+}
+
+fn signal() -> Option<&'static str> {
+    crate::interrupt::requested()
+}
+
+/// What [`Parts`] hands over.
+enum Next {
+    /// A part's lines and how many there are (fewer than asked at the end
+    /// of the input).
+    Part(Vec<u8>, u64),
+    /// The error of the part's line `n` (counted within the part).
+    Failed(Error, u64),
+    /// A signal came while the batch waited for the part.
+    Stopped(&'static str),
+}
+
+/// Reads the parts of `--chunk-size` on a thread of its own, each when
+/// asked: a read from a producer that sends nothing does not return on a
+/// signal, and the batch must stop all the same. Only one part is in
+/// memory, as when the batch read them itself.
+struct Parts {
+    ask: SyncSender<()>,
+    parts: Receiver<Next>,
+    lines: u64,
+}
+
+impl Parts {
+    fn start(
+        mut input: impl BufRead + Send + 'static,
+        lines: u64,
+        max_value: Option<usize>,
+    ) -> Result<Parts> {
+        let (ask, asked) = std::sync::mpsc::sync_channel(1);
+        let (tx, parts) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("kvr-batch-parts".into())
+            .spawn(move || {
+                let mut line = Vec::new();
+                while asked.recv().is_ok() {
+                    let part = read_part(&mut input, &mut line, lines, max_value);
+                    if tx.send(part).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("cannot start a thread to read the batch", e))?;
+        Ok(Parts { ask, parts, lines })
+    }
+
+    /// The next part, or the signal that came while it was read.
+    fn next(&self) -> Next {
+        let stopped = || {
+            Next::Failed(
+                Error::Storage("the thread reading the batch stopped before its end".into()),
+                self.lines,
+            )
+        };
+        if self.ask.send(()).is_err() {
+            return stopped();
+        }
+        loop {
+            match self.parts.recv_timeout(SIGNAL_POLL) {
+                Ok(next) => return next,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(signal) = signal() {
+                        return Next::Stopped(signal);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return stopped(),
+            }
+        }
+    }
+}
+
+/// Up to `lines` lines of `input`. No line may be longer than a valid line
+/// can be (unbounded if a server does not say its value limit): a part is
+/// held in memory.
+fn read_part(
+    input: &mut dyn BufRead,
+    line: &mut Vec<u8>,
+    lines: u64,
+    max_value: Option<usize>,
+) -> Next {
+    let max_line = max_value.map_or(usize::MAX, crate::jsonl::max_line_bytes);
+    let mut part = Vec::new();
+    let mut n = 0;
+    while n < lines {
+        let e = match crate::jsonl::read_line_capped(input, line, max_line) {
+            Ok(None) => break,
+            Ok(Some(true)) => {
+                part.extend_from_slice(line);
+                n += 1;
+                continue;
+            }
+            Ok(Some(false)) => {
+                crate::jsonl::line_too_long(n + 1, max_line, max_value.unwrap_or(usize::MAX))
+            }
+            Err(e) => Error::io("cannot read batch input", e),
+        };
+        return Next::Failed(e, n + 1);
+    }
+    Next::Part(part, n)
+}
+
+/// An error of one part, with its line number counted in the whole input.
+fn shift_line(e: Error, before: u64) -> Error {
+    match e {
+        Error::Invalid { line, message } => Error::Invalid {
+            line: line.map(|l| l + before),
+            message,
+        },
+        Error::PreconditionFailed {
+            line,
+            key,
+            expected,
+            current,
+        } => Error::PreconditionFailed {
+            line: line.map(|l| l + before),
+            key,
+            expected,
+            current,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_batch_counts_lines_and_parts() {
+        let stopped = |lines, parts| Stopped {
+            signal: "SIGINT",
+            lines,
+            parts,
+            revision: 7,
+        };
+        assert_eq!(
+            stopped(1, 1).to_string(),
+            "interrupted (SIGINT): the input from line 2 on was not applied; line 1 was \
+             applied, in 1 part (revision 7)"
+        );
+        assert_eq!(
+            stopped(6, 3).to_string(),
+            "interrupted (SIGINT): the input from line 7 on was not applied; lines 1-6 were \
+             applied, in 3 parts (revision 7)"
+        );
+        let db = Path::new("f.redb");
+        assert!(at_once(false, db, 6, 3).contains("lines 1-6 were applied, in 3 parts"));
+        assert!(at_once(true, db, 0, 0).contains("may or may not"));
+    }
+}
