@@ -630,13 +630,19 @@ impl Memtable {
     /// copy of the value. One pass over the keys in order, instead of a
     /// lookup of each event's key (8 % of a flush's time under random puts).
     pub fn newest_puts(&self) -> RevisionSet {
-        let first = self
-            .events
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .first()
-            .map_or(0, |e| e.revision);
-        let mut set = RevisionSet::new(first, self.last_revision());
+        // The span of the events, the only revisions asked about (none
+        // kept: `--history 0`, or a table of replayed records only).
+        let span = {
+            let events = self.events.read().unwrap_or_else(|e| e.into_inner());
+            events
+                .first()
+                .zip(events.last())
+                .map(|(a, b)| (a.revision, b.revision))
+        };
+        let Some((first, last)) = span else {
+            return RevisionSet::new(0, 0);
+        };
+        let mut set = RevisionSet::new(first, last);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         for versions in map.tree.values() {
             if let Some(v) = versions.newest().filter(|v| v.value.is_some()) {
