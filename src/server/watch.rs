@@ -224,6 +224,9 @@ async fn run(
         .as_ref()
         .map_or(Duration::from_secs(3600), |n| n.election_max() / 4);
     let mut leaderless_since: Option<tokio::time::Instant> = None;
+    // A deadline, not a fresh timer per wake-up: a watcher woken more
+    // often than `check_every` would otherwise never check.
+    let mut check_at = tokio::time::Instant::now() + check_every;
     out.push(progress_line(next - 1), Some(next))?;
     let mut last_sent = tokio::time::Instant::now();
     let mut last_read = tokio::time::Instant::now();
@@ -281,7 +284,8 @@ async fn run(
                 }
                 last_sent = tokio::time::Instant::now();
             }
-            () = tokio::time::sleep(check_every), if cluster.is_some() => {
+            () = tokio::time::sleep_until(check_at), if cluster.is_some() => {
+                check_at = tokio::time::Instant::now() + check_every;
                 let Some(node) = &cluster else { continue };
                 if node.has_leader() {
                     leaderless_since = None;
