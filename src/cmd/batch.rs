@@ -46,7 +46,11 @@ pub fn run(
     if args.chunk_size == Some(0) {
         return Err(Error::invalid("--chunk-size must be at least 1").into());
     }
+    let from_stdin = args.file.as_deref().is_none_or(|f| f.as_os_str() == "-");
     let (reader, total_bytes) = open_input(args.file.as_deref())?;
+    if from_stdin {
+        wait_for_input(remote)?;
+    }
     let watch = Arc::new(Watch::new(remote));
     let progress = progress_bar(total_bytes, watch.clone());
     let mut input = BufReader::with_capacity(
@@ -136,6 +140,50 @@ fn stdin_input() -> Result<(Box<dyn Read + Send>, Option<u64>)> {
                  give FILE, or redirect stdin from it (`< FILE`)",
     })?;
     Ok((Box::new(std::io::stdin()), None))
+}
+
+/// Waits until stdin has something to read (or its end), while SIGINT and
+/// SIGTERM stop the batch: a signal does not end a read that is waiting
+/// for a producer, so without this a batch whose producer had sent nothing
+/// yet ignored them (or, before its handlers were installed, died of them
+/// without a word). Nothing is open or written yet.
+fn wait_for_input(remote: bool) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    let ready = |timeout: Option<&Timespec>| {
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, timeout) {
+            Ok(n) => n > 0,
+            // A signal: look at the flag.
+            Err(rustix::io::Errno::INTR) => false,
+            // Stdin cannot be polled: read and see.
+            Err(_) => true,
+        }
+    };
+    if ready(Some(&Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    })) {
+        return Ok(());
+    }
+    let what = if remote { "the server" } else { "the database" };
+    let _guard = crate::interrupt::Guard::install(format!(
+        "stopped at once, before any input arrived; nothing was sent to {what}"
+    ))?;
+    loop {
+        if let Some(signal) = crate::interrupt::requested() {
+            return Err(Error::Interrupted(format!(
+                "interrupted ({signal}) before any input arrived: nothing was applied"
+            )));
+        }
+        if ready(Some(&tick)) {
+            return Ok(());
+        }
+    }
 }
 
 /// The input and, for a regular file, its size.

@@ -404,3 +404,47 @@ fn a_read_repairs_a_file_not_closed_cleanly() {
         "{\"count\":1}\n"
     );
 }
+
+/// SIGINT or SIGTERM while the batch waits for its producer's first byte
+/// (a read the signal does not end): exit 3 at once, nothing applied, no
+/// new file, an existing file and a server unchanged; with and without
+/// `--chunk-size`. (It used to die of the signal without a word, or, with
+/// its handlers installed, wait for input that never came.)
+#[test]
+fn a_batch_interrupted_before_any_input_arrives_applies_nothing() {
+    for (served, existing, chunked, signal) in [
+        (false, false, true, "INT"),
+        (false, true, false, "TERM"),
+        (true, true, false, "INT"),
+        (true, true, true, "TERM"),
+    ] {
+        let env = if served { Env::served() } else { Env::new() };
+        if existing {
+            env.kvr(["put", "pre", "1"]).ok();
+        }
+        let before = existing.then(|| env.snapshot());
+        let args: &[&str] = if chunked {
+            &["batch", "--chunk-size", "10", "-"]
+        } else {
+            &["batch", "-"]
+        };
+        let mut child = spawn_piped(&env, args);
+        let stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        kill(&child, signal);
+        let out = wait_stopped(child, Duration::from_secs(10));
+        drop(stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.ends_with(&format!(
+                "kvr: error: interrupted (SIG{signal}) before any input arrived: nothing was applied\n"
+            )),
+            "{stderr}"
+        );
+        match before {
+            Some(before) => assert_eq!(env.snapshot(), before),
+            None => assert!(!env.db().exists(), "a new file was made"),
+        }
+    }
+}
