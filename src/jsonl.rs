@@ -127,6 +127,10 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
         line: Some(line),
         message,
     };
+    // Without its line end, so an error at the end of the line names the
+    // line's last column, not column 0 of the next.
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
     // serde would read `["a","b"]` as the fields in order: check first.
     if !is_object(text) && serde_json::from_slice::<IgnoredAny>(text).is_ok() {
         return Err(bad("a line must be a JSON object".into()));
@@ -437,6 +441,25 @@ mod tests {
 
     fn parse(s: &str) -> Result<Op> {
         parse_line(s.as_bytes(), 7, MAX)
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_line_names_its_last_column_with_or_without_its_end() {
+        for line in [
+            "{\"key\":\"bad\"",
+            "{\"key\":\"bad\"\n",
+            "{\"key\":\"bad\"\r\n",
+        ] {
+            let err = parse(line).unwrap_err().to_string();
+            assert!(
+                err.contains("invalid JSON at column 12: EOF while parsing an object"),
+                "{line:?}: {err}"
+            );
+        }
+        assert_eq!(
+            parse("{\"key\":\"a\",\"value\":\"v\"}\r\n").unwrap(),
+            parse("{\"key\":\"a\",\"value\":\"v\"}").unwrap()
+        );
     }
 
     #[test]
