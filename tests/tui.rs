@@ -99,6 +99,18 @@ impl Tmux {
         assert!(status.is_ok_and(|s| s.success()), "send-keys -l {text:?}");
     }
 
+    /// Pastes `text` as a terminal does: bracketed (`-p`) when the
+    /// program asked for bracketed paste, else as typed keys.
+    fn paste(&self, text: &str) {
+        let set = self.cmd().args(["set-buffer", "--", text]).status();
+        assert!(set.is_ok_and(|s| s.success()), "set-buffer {text:?}");
+        let status = self
+            .cmd()
+            .args(["paste-buffer", "-p", "-t", "main"])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "paste-buffer");
+    }
+
     fn screen(&self) -> String {
         self.capture(&[])
     }
@@ -269,6 +281,42 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     assert_eq!(got.stdout_text(), "{\"n\":1000}");
     env.kvr(["get", "item:011"]).code(1);
     env.kvr(["get", "item:012"]).ok();
+}
+
+/// Text pasted on the key list is not taken as key presses: "body" as
+/// keys is `d` then `y`, which deleted the selected key.
+#[test]
+fn a_paste_on_the_key_list_runs_no_commands() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let db = env.db();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&db),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> item:001", "item:001 · rev 2"]);
+    tmux.paste("body");
+    tmux.wait_for(&["paste ignored here (open the editor with e)", "> item:001"]);
+    // Pasted into the editor, it is typed.
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["Edit item:001"]);
+    tmux.paste("body");
+    tmux.wait_for(&["body"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["edit cancelled; nothing written"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+
+    let got = env.kvr(["get", "item:001"]).ok();
+    assert_eq!(got.stdout_text(), "{\"n\":1}");
 }
 
 /// The SGR colour parameters (foreground, background; not 39/49, the

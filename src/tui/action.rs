@@ -118,7 +118,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "Esc",
         "close a prompt, dialog or this help; clear the filter",
     ),
-    ("q  Ctrl-C", "quit (in the editor: Ctrl-C twice)"),
+    (
+        "q  Ctrl-C",
+        "quit (twice while an edit is not written; waits for a save)",
+    ),
     (
         "",
         "Enter accepts a prompt, Ctrl-S or F2 saves in the editor, Esc cancels",

@@ -6,7 +6,7 @@
 
 use ratatui::layout::Rect;
 
-use super::action::{Action, KeyMode, Move};
+use super::action::{Action, KeyMode, Move, TextEdit};
 use super::conflict::Conflict;
 use super::editor::{EditJob, TextArea};
 use super::follow::LiveStatus;
@@ -179,8 +179,11 @@ pub struct App {
     pub(super) counts_again: bool,
     /// The value shown is to be read again (`r`), even if its key stays.
     pub(super) value_stale: bool,
-    /// Ctrl-C was pressed in the built-in editor: a second one quits.
+    /// `q` or Ctrl-C was pressed while typed text is not written (see
+    /// [`App::update`]): a second one quits.
     pub(super) quit_armed: bool,
+    /// `q` was pressed while a save was out: quit once it is written.
+    pub(super) quit_when_saved: bool,
     /// Why the last read of the key list failed, shown in the list while
     /// it is empty (an empty list alone reads as an empty store).
     pub keys_error: Option<String>,
@@ -222,6 +225,7 @@ impl App {
             keys_error: None,
             value_stale: false,
             quit_armed: false,
+            quit_when_saved: false,
             own_delete: None,
         };
         app.outbox.push(Request::Stats);
@@ -302,19 +306,12 @@ impl App {
             Mode::Editor { .. } | Mode::InvalidJson { .. } | Mode::Conflict(_)
         );
         let armed = std::mem::take(&mut self.quit_armed);
-        if action == Action::Quit && (!editing || armed) {
-            self.quit = true;
-            return;
+        if action != Action::Quit {
+            // Anything else takes back a `q` that waits for a save.
+            self.quit_when_saved = false;
         }
         if action == Action::Quit {
-            // The typed text would go with it: ask for a second Ctrl-C.
-            self.quit_armed = true;
-            return self.info(match self.mode {
-                Mode::Conflict(_) => {
-                    "Ctrl-C again quits and drops this edit; o overwrites, e edits on"
-                }
-                _ => "Ctrl-C again quits and drops this edit; Ctrl-S saves, Esc cancels",
-            });
+            return self.quit_asked(editing, armed);
         }
         match std::mem::replace(&mut self.mode, Mode::Browse) {
             Mode::Browse => self.browse(action),
@@ -328,6 +325,86 @@ impl App {
             Mode::Editor { job, area } => self.builtin_editor(job, area, action),
             Mode::InvalidJson { job, area, error } => self.invalid_json(job, area, error, action),
             Mode::Conflict(c) => self.conflict(c, action),
+        }
+    }
+
+    /// `q` or Ctrl-C. Text typed and not written yet (an open editor or
+    /// dialog, an edit kept after a refused or failed save) asks for a
+    /// second press first, which says how to get back to it; a save still
+    /// out is waited for (a second press quits without waiting).
+    fn quit_asked(&mut self, editing: bool, armed: bool) {
+        if armed {
+            self.quit = true;
+            return;
+        }
+        let held = |job: &EditJob| display_key(&job.key);
+        let why = if editing {
+            match self.mode {
+                Mode::Conflict(_) => {
+                    "Ctrl-C again quits and drops this edit; o overwrites, e edits on".to_string()
+                }
+                _ => {
+                    "Ctrl-C again quits and drops this edit; Ctrl-S saves, Esc cancels".to_string()
+                }
+            }
+        } else if let Some(job) = &self.saving {
+            self.quit_when_saved = true;
+            format!(
+                "waiting for the save of {} to finish, then quitting; q or Ctrl-C again quits now (the edit may be lost)",
+                held(job)
+            )
+        } else if let Some(job) = &self.unsaved {
+            let shown = held(job);
+            format!(
+                "your edit of {shown} is not written: q or Ctrl-C again quits and drops it; e on {shown} goes back to it"
+            )
+        } else {
+            self.quit = true;
+            return;
+        };
+        // The typed text would go with it: ask for a second press.
+        self.quit_armed = true;
+        self.info(why);
+    }
+
+    /// Pasted text (bracketed paste): typed into a prompt or the built-in
+    /// editor; anywhere else it is dropped, since as key presses it would
+    /// run commands (`d`, then `y`, deletes the key).
+    pub fn paste(&mut self, text: &str) {
+        // Like any other input, it takes back a first `q` (see `update`).
+        self.quit_armed = false;
+        self.quit_when_saved = false;
+        let size = (self.editor_columns(), self.rows());
+        let edit_area = match &mut self.mode {
+            Mode::Prompt { input, .. } => Some((input, None)),
+            Mode::Editor { area, .. } => Some((area, Some(size))),
+            _ => None,
+        };
+        let Some((area, wrapped)) = edit_area else {
+            return self.info(match self.mode {
+                Mode::Browse => "paste ignored here (open the editor with e)",
+                _ => "paste ignored here",
+            });
+        };
+        // Line ends as a terminal sends them (CR, or CRLF) become newlines;
+        // a prompt takes one line. From the rows as drawn, as for typing.
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        if let Some((cols, rows)) = wrapped {
+            area.top = area.view_top(cols, rows);
+        }
+        for c in text.chars() {
+            let edit = match c {
+                '\n' if wrapped.is_none() => continue,
+                '\n' => TextEdit::Newline,
+                c => TextEdit::Insert(c),
+            };
+            match wrapped {
+                Some((cols, _)) => area.apply_wrapped(edit, cols),
+                None => area.apply(edit),
+            }
+        }
+        if let Some((cols, rows)) = wrapped {
+            area.top = area.view_top(cols, rows);
         }
     }
 

@@ -96,6 +96,9 @@ impl App {
     pub(super) fn save_conflict(&mut self, job: EditJob, current: Option<u64>) {
         let shown = display_key(&job.key);
         let how = how(&job, current);
+        // A first `q` pressed before this text was held is no yes to
+        // dropping it.
+        self.quit_armed = false;
         if self.mode != Mode::Browse {
             self.error(format!(
                 "{shown} {how}; your edit was not written: press e on {shown} to go back to it"

@@ -190,6 +190,8 @@ impl App {
     /// away, say): the typed text must not be lost with it. The built-in
     /// editor opens again on it; after `$EDITOR`, `e` on the key does.
     pub(super) fn keep_editing(&mut self, job: EditJob, why: String) {
+        // See `save_conflict`.
+        self.quit_armed = false;
         if self.config.editor.is_none()
             && self.mode == Mode::Browse
             && let Ok(text) = String::from_utf8(job.start_text())

@@ -143,6 +143,13 @@ impl App {
             Some(job) if job.key == key => self.saving.take(),
             _ => None,
         };
+        // `q` was pressed while this save was out: it waited for it.
+        let quitting = saving.is_some() && std::mem::take(&mut self.quit_when_saved);
+        if quitting {
+            // A first `q` armed for the wait is not a yes to dropping text.
+            self.quit_armed = false;
+            self.quit = result.is_ok();
+        }
         match result {
             Ok(revision) => {
                 self.info(format!("saved {shown} (revision {revision})"));
@@ -175,6 +182,10 @@ impl App {
                     None => self.error(why),
                 }
             }
+        }
+        if quitting && !self.quit {
+            let why = std::mem::take(&mut self.status.text);
+            self.error(format!("not quitting: {why}"));
         }
     }
 

@@ -142,6 +142,12 @@ impl Session {
         self.flush();
     }
 
+    /// Applies pasted text (see [`App::paste`]).
+    pub fn paste(&mut self, text: &str) {
+        self.app.paste(text);
+        self.flush();
+    }
+
     /// Finishes an external edit.
     pub fn finish_edit(&mut self, job: EditJob, edited: Result<Vec<u8>>) {
         self.app.external_done(job, edited);
@@ -264,6 +270,11 @@ where
                         dirty = true;
                     }
                 }
+            }
+            // Bracketed paste: as key presses it would run commands.
+            Some(Event::Paste(text)) => {
+                session.paste(&text);
+                dirty = true;
             }
             Some(Event::Resize(w, h)) => {
                 session.dispatch(Action::Resize(w, h));

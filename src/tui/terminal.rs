@@ -1,5 +1,6 @@
-//! The real terminal: raw mode and the alternate screen, given back on every
-//! way out (quit, error, signal, panic) and around an external editor.
+//! The real terminal: raw mode, the alternate screen and bracketed paste,
+//! given back on every way out (quit, error, signal, panic) and around an
+//! external editor.
 //!
 //! [`TerminalGuard`] restores in `Drop`; a panic hook restores too, before
 //! the panic message is printed, so the message is readable and the shell
@@ -13,7 +14,7 @@ use std::sync::{Arc, Once, OnceLock};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use ratatui::crossterm::event::Event;
+use ratatui::crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event};
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -53,7 +54,9 @@ impl TerminalGuard {
     pub fn resume(&self) -> io::Result<()> {
         ACTIVE.store(true, Ordering::SeqCst);
         enable_raw_mode()?;
-        execute!(io::stdout(), EnterAlternateScreen)
+        // Pasted text arrives as one event (`Event::Paste`), not as key
+        // presses that would run commands.
+        execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)
     }
 }
 
@@ -72,6 +75,7 @@ fn restore() -> io::Result<()> {
     let raw = disable_raw_mode();
     execute!(
         io::stdout(),
+        DisableBracketedPaste,
         LeaveAlternateScreen,
         ratatui::crossterm::cursor::Show
     )?;

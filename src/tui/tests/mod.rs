@@ -7,6 +7,7 @@
 
 mod conflicts;
 mod flows;
+mod held;
 mod live;
 mod rough_edges;
 mod screens;
