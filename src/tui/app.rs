@@ -6,7 +6,7 @@
 
 use ratatui::layout::Rect;
 
-use super::action::{Action, KeyMode, Move, TextEdit};
+use super::action::{Action, KeyMode, Move};
 use super::conflict::Conflict;
 use super::editor::{EditJob, TextArea};
 use super::follow::LiveStatus;
@@ -392,17 +392,7 @@ impl App {
         if let Some((cols, rows)) = wrapped {
             area.top = area.view_top(cols, rows);
         }
-        for c in text.chars() {
-            let edit = match c {
-                '\n' if wrapped.is_none() => continue,
-                '\n' => TextEdit::Newline,
-                c => TextEdit::Insert(c),
-            };
-            match wrapped {
-                Some((cols, _)) => area.apply_wrapped(edit, cols),
-                None => area.apply(edit),
-            }
-        }
+        area.insert_text(&text);
         if let Some((cols, rows)) = wrapped {
             area.top = area.view_top(cols, rows);
         }

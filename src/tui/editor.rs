@@ -242,6 +242,35 @@ impl TextArea {
         self.apply_wrapped(edit, usize::MAX);
     }
 
+    /// Inserts `text` at the cursor in one step (a paste), as typing it
+    /// would: it replaces a selection, newlines split lines (a one-line
+    /// area drops them), the cursor ends after it. Typed a character at a
+    /// time, each one looked for the cursor's byte offset again: quadratic
+    /// in the length of a pasted line.
+    pub fn insert_text(&mut self, text: &str) {
+        if std::mem::take(&mut self.selected) {
+            *self = TextArea::new("", self.single_line);
+        }
+        self.goal = None;
+        let at = self.byte_at(self.col);
+        let rest = self.line().split_off(at);
+        let mut pieces = text.split('\n');
+        let first = pieces.next().unwrap_or_default();
+        self.line().push_str(first);
+        self.col += first.chars().count();
+        for piece in pieces {
+            if self.single_line {
+                self.line().push_str(piece);
+                self.col += piece.chars().count();
+            } else {
+                self.lines.insert(self.row + 1, piece.to_string());
+                self.row += 1;
+                self.col = piece.chars().count();
+            }
+        }
+        self.line().push_str(&rest);
+    }
+
     /// Applies `edit` to a text drawn soft-wrapped at `cols` columns: Up
     /// and Down move through the rows on screen, not the lines.
     pub fn apply_wrapped(&mut self, edit: TextEdit, cols: usize) {
@@ -418,6 +447,35 @@ fn replaces_selection(edit: TextEdit) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_paste_inserts_as_typing_would() {
+        for single in [false, true] {
+            let mut typed = TextArea::new("ab\ncd", single);
+            typed.apply(TextEdit::Right);
+            let mut pasted = TextArea::new("ab\ncd", single);
+            pasted.apply(TextEdit::Right);
+            let text = "x\ny\u{301}z\n\nw";
+            for c in text.chars() {
+                typed.apply(if c == '\n' {
+                    TextEdit::Newline
+                } else {
+                    TextEdit::Insert(c)
+                });
+            }
+            pasted.insert_text(text);
+            assert_eq!(pasted.lines, typed.lines, "single {single}");
+            assert_eq!(
+                (pasted.row, pasted.col),
+                (typed.row, typed.col),
+                "single {single}"
+            );
+        }
+        // Long: one step, not a character at a time.
+        let mut area = TextArea::new("", false);
+        area.insert_text(&"v".repeat(300_000));
+        assert_eq!((area.lines[0].len(), area.col), (300_000, 300_000));
+    }
+
     use super::*;
 
     fn typed(area: &mut TextArea, s: &str) {
