@@ -3,27 +3,9 @@
 //! again), `r` then `y` drops the text, `e` / Esc go back to it. Every
 //! refusal leaves the stored value as the other writer left it.
 
-use std::sync::Arc;
-
 use super::*;
 use crate::tui::app::Mode;
 use crate::tui::conflict::Now;
-
-/// A browser on a store shared with the test, which writes "as someone
-/// else" through the returned handle.
-fn shared(lines: &str, editor: Option<&str>) -> (tempfile::TempDir, Arc<LocalKv>, Session) {
-    let (dir, path) = store_with(lines);
-    let kv = Arc::new(open_kv(&path).unwrap());
-    let other = kv.clone();
-    let s = start(
-        move || Ok(Box::new(sources::Shared(kv)) as Box<dyn Kv>),
-        editor,
-        (100, 20),
-    );
-    (dir, other, s)
-}
-
-const NOTE: &str = "{\"key\":\"note\",\"value\":\"hello\"}\n{\"key\":\"zz\",\"value\":\"w\"}\n";
 
 fn ctrl_s(s: &mut Session) {
     press(s, KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
@@ -33,10 +15,6 @@ fn ctrl_s(s: &mut Session) {
 fn stored_now(kv: &LocalKv, key: &[u8]) -> Option<(String, u64)> {
     let entry = kv.get(key).unwrap()?;
     Some((String::from_utf8(entry.value).unwrap(), entry.revision))
-}
-
-fn editor_text(s: &Session) -> Option<String> {
-    s.app.editor().map(|(_, area)| area.text())
 }
 
 fn in_conflict(s: &Session) -> bool {

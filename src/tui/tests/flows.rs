@@ -419,18 +419,7 @@ fn a_failed_save_keeps_the_typed_text() {
     s.shutdown();
     drop(s);
 
-    let open = move || Ok(Box::new(sources::NoWrites(open_kv(&path)?)) as Box<dyn Kv>);
-    let mut s = start(open, Some("true"), (100, 20));
-    keys(&mut s, "e");
-    let job = s.app.pending_edit.take().unwrap();
-    s.finish_edit(job, Ok(b"hello, world".to_vec()));
-    assert!(s.settle(SETTLE));
-    assert!(
-        s.app
-            .status
-            .text
-            .contains("press e to edit your text again")
-    );
+    let mut s = failed_external_save(path);
     keys(&mut s, "e");
     let job = s.app.pending_edit.take().unwrap();
     assert_eq!(job.start_text(), b"hello, world");

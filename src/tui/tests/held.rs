@@ -3,31 +3,11 @@
 //! says how to get back to it. Pasted text (bracketed paste) is typed into
 //! the editor or a prompt, and never runs as key commands.
 
-use std::sync::Arc;
-
 use super::*;
 use crate::tui::app::{Mode, PromptKind};
 
-const NOTE: &str = "{\"key\":\"note\",\"value\":\"hello\"}\n{\"key\":\"zz\",\"value\":\"w\"}\n";
-
 fn ctrl(c: char) -> KeyEvent {
     KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
-}
-
-fn shared(editor: Option<&str>) -> (tempfile::TempDir, Arc<LocalKv>, Session) {
-    let (dir, path) = store_with(NOTE);
-    let kv = Arc::new(open_kv(&path).unwrap());
-    let other = kv.clone();
-    let s = start(
-        move || Ok(Box::new(sources::Shared(kv)) as Box<dyn Kv>),
-        editor,
-        (100, 20),
-    );
-    (dir, other, s)
-}
-
-fn editor_text(s: &Session) -> Option<String> {
-    s.app.editor().map(|(_, area)| area.text())
 }
 
 fn value_of(kv: &LocalKv, key: &[u8]) -> Option<String> {
@@ -36,17 +16,23 @@ fn value_of(kv: &LocalKv, key: &[u8]) -> Option<String> {
         .map(|e| String::from_utf8(e.value).unwrap())
 }
 
+/// `note` edited to "hello!" and saved after someone else wrote "theirs":
+/// the refusal arrives while the help is open, so the text waits for `e`.
+fn refused_under_help(s: &mut Session, other: &LocalKv) {
+    keys(s, "e");
+    other.put(b"note", b"theirs".to_vec(), None).unwrap();
+    keys(s, "!");
+    s.dispatch(Action::Submit);
+    s.app.update(Action::Help);
+    assert!(s.settle(SETTLE));
+}
+
 /// The refusal came while the help was open: the text waits for `e`.
 /// Closing the help and pressing `q` (or Ctrl-C) does not quit at once.
 #[test]
 fn q_after_a_refusal_held_for_e_asks_first() {
-    let (_dir, other, mut s) = shared(None);
-    keys(&mut s, "e");
-    other.put(b"note", b"theirs".to_vec(), None).unwrap();
-    keys(&mut s, "!");
-    s.dispatch(Action::Submit);
-    s.app.update(Action::Help);
-    assert!(s.settle(SETTLE));
+    let (_dir, other, mut s) = shared(NOTE, None);
+    refused_under_help(&mut s, &other);
     assert_eq!(s.app.mode, Mode::Help);
     // Ctrl-C on the help: held text, so it asks.
     press(&mut s, ctrl('c'));
@@ -78,13 +64,8 @@ fn q_after_a_refusal_held_for_e_asks_first() {
 /// A second q or Ctrl-C quits.
 #[test]
 fn a_second_q_quits_with_text_held() {
-    let (_dir, other, mut s) = shared(None);
-    keys(&mut s, "e");
-    other.put(b"note", b"theirs".to_vec(), None).unwrap();
-    keys(&mut s, "!");
-    s.dispatch(Action::Submit);
-    s.app.update(Action::Help);
-    assert!(s.settle(SETTLE));
+    let (_dir, other, mut s) = shared(NOTE, None);
+    refused_under_help(&mut s, &other);
     keys(&mut s, "x");
     press(&mut s, ctrl('c'));
     assert!(!s.app.quit);
@@ -96,7 +77,7 @@ fn a_second_q_quits_with_text_held() {
 /// is waited for. A refusal keeps the browser open on the conflict.
 #[test]
 fn q_while_a_save_is_out_waits_for_its_answer() {
-    let (_dir, other, mut s) = shared(None);
+    let (_dir, other, mut s) = shared(NOTE, None);
     keys(&mut s, "e");
     other.put(b"note", b"theirs".to_vec(), None).unwrap();
     keys(&mut s, "!");
@@ -144,18 +125,7 @@ fn q_while_a_save_is_out_waits_for_its_answer() {
 #[test]
 fn q_after_a_failed_external_save_asks_first() {
     let (_dir, path) = store_with(NOTE);
-    let open = move || Ok(Box::new(sources::NoWrites(open_kv(&path)?)) as Box<dyn Kv>);
-    let mut s = start(open, Some("true"), (100, 20));
-    keys(&mut s, "e");
-    let job = s.app.pending_edit.take().unwrap();
-    s.finish_edit(job, Ok(b"hello, world".to_vec()));
-    assert!(s.settle(SETTLE));
-    assert!(
-        s.app
-            .status
-            .text
-            .contains("press e to edit your text again")
-    );
+    let mut s = failed_external_save(path);
     keys(&mut s, "q");
     assert!(!s.app.quit);
     assert!(s.app.status.text.contains("e on note goes back to it"));
@@ -168,7 +138,7 @@ fn q_after_a_failed_external_save_asks_first() {
 /// it. As a paste it does nothing but say so.
 #[test]
 fn a_paste_in_the_list_is_ignored() {
-    let (_dir, other, mut s) = shared(None);
+    let (_dir, other, mut s) = shared(NOTE, None);
     keys(&mut s, "j");
     assert_eq!(selected(&s.app), "zz");
     s.paste("body");
@@ -193,7 +163,7 @@ fn a_paste_in_the_list_is_ignored() {
 /// included; in a prompt, as one line.
 #[test]
 fn a_paste_in_the_editor_or_a_prompt_is_typed() {
-    let (_dir, other, mut s) = shared(None);
+    let (_dir, other, mut s) = shared(NOTE, None);
     keys(&mut s, "e");
     s.paste(" body\r\nmore");
     assert_eq!(editor_text(&s).as_deref(), Some("hello body\nmore"));

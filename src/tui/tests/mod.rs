@@ -164,3 +164,47 @@ pub fn stored(path: &Path, key: &[u8]) -> Option<(Vec<u8>, u64)> {
     let kv = open_kv(path).unwrap();
     kv.get(key).unwrap().map(|e| (e.value, e.revision))
 }
+
+/// Two keys, `note` ("hello") and `zz`, for the edit-conflict tests.
+pub const NOTE: &str = "{\"key\":\"note\",\"value\":\"hello\"}\n{\"key\":\"zz\",\"value\":\"w\"}\n";
+
+/// A browser on a store shared with the test, which writes "as someone
+/// else" through the returned handle.
+pub fn shared(
+    lines: &str,
+    editor: Option<&str>,
+) -> (tempfile::TempDir, std::sync::Arc<LocalKv>, Session) {
+    let (dir, path) = store_with(lines);
+    let kv = std::sync::Arc::new(open_kv(&path).unwrap());
+    let other = kv.clone();
+    let s = start(
+        move || Ok(Box::new(sources::Shared(kv)) as Box<dyn Kv>),
+        editor,
+        (100, 20),
+    );
+    (dir, other, s)
+}
+
+/// The text in the built-in editor, if it is open.
+pub fn editor_text(s: &Session) -> Option<String> {
+    s.app.editor().map(|(_, area)| area.text())
+}
+
+/// A browser over the store at `path` that refuses writes, with an
+/// `$EDITOR` whose edit ("hello, world") was then not written: the status
+/// says so and the text waits for `e`.
+pub fn failed_external_save(path: PathBuf) -> Session {
+    let open = move || Ok(Box::new(sources::NoWrites(open_kv(&path)?)) as Box<dyn Kv>);
+    let mut s = start(open, Some("true"), (100, 20));
+    keys(&mut s, "e");
+    let job = s.app.pending_edit.take().unwrap();
+    s.finish_edit(job, Ok(b"hello, world".to_vec()));
+    assert!(s.settle(SETTLE));
+    assert!(
+        s.app
+            .status
+            .text
+            .contains("press e to edit your text again")
+    );
+    s
+}
