@@ -113,7 +113,7 @@ impl App {
         // The status bar's revision is behind, too.
         self.request_counts();
         let area = match (&self.config.editor, String::from_utf8(job.start_text())) {
-            (None, Ok(text)) => Some(TextArea::new(&text, false)),
+            (None, Ok(text)) => Some(TextArea::reopened(&text, job.cursor)),
             _ => None,
         };
         self.mode = Mode::Conflict(Box::new(Conflict {

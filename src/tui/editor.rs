@@ -71,6 +71,9 @@ pub struct EditJob {
     /// When the stored value expires (Unix ms): a write refused after
     /// that found the key expired, not changed by someone else.
     pub expires_at_ms: Option<u64>,
+    /// Where the built-in editor's cursor was (line, char) when the text
+    /// was saved: going back to a text that was not written puts it there.
+    pub cursor: Option<(usize, usize)>,
 }
 
 impl EditJob {
@@ -81,6 +84,7 @@ impl EditJob {
             original,
             draft: None,
             expires_at_ms: None,
+            cursor: None,
         }
     }
 
@@ -172,6 +176,19 @@ pub struct TextArea {
 }
 
 impl TextArea {
+    /// The built-in editor on `text`, with its cursor at `cursor` (where it
+    /// was when this text was saved and refused) when that is in the text.
+    pub fn reopened(text: &str, cursor: Option<(usize, usize)>) -> TextArea {
+        let mut area = TextArea::new(text, false);
+        if let Some((row, col)) = cursor
+            && let Some(line) = area.lines.get(row)
+        {
+            area.col = col.min(line.chars().count());
+            area.row = row;
+        }
+        area
+    }
+
     pub fn new(text: &str, single_line: bool) -> TextArea {
         let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
         if single_line {

@@ -78,14 +78,14 @@ impl App {
         }
         match String::from_utf8(job.start_text()) {
             Ok(text) => {
-                let area = TextArea::new(&text, false);
+                let area = TextArea::reopened(&text, job.cursor);
                 self.mode = Mode::Editor { job, area };
             }
             Err(_) => self.error("a binary value needs an external editor: set $EDITOR or $VISUAL"),
         }
     }
 
-    pub(super) fn builtin_editor(&mut self, job: EditJob, mut area: TextArea, action: Action) {
+    pub(super) fn builtin_editor(&mut self, mut job: EditJob, mut area: TextArea, action: Action) {
         match action {
             Action::Text(edit) => {
                 // From the rows as drawn (at this size), to the rows that
@@ -97,6 +97,7 @@ impl App {
                 self.mode = Mode::Editor { job, area };
             }
             Action::Submit => {
+                job.cursor = Some((area.row, area.col));
                 let text = area.text().into_bytes();
                 match job.json_error(&text) {
                     Some(e) => {
@@ -197,7 +198,7 @@ impl App {
             && let Ok(text) = String::from_utf8(job.start_text())
         {
             self.mode = Mode::Editor {
-                area: TextArea::new(&text, false),
+                area: TextArea::reopened(&text, job.cursor),
                 job,
             };
             return self.error(format!(

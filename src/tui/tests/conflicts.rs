@@ -295,3 +295,20 @@ fn a_conflict_while_another_screen_is_open_waits_for_e() {
     assert!(in_conflict(&s));
     assert_eq!(stored_now(&other, b"note"), Some(("theirs".into(), 3)));
 }
+
+/// Back to the text from the dialog, the cursor is where it was when the
+/// text was saved, not at its end.
+#[test]
+fn back_to_the_text_keeps_the_cursor_where_it_was() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    other.put(b"note", b"theirs".to_vec(), None).unwrap();
+    press(&mut s, KeyEvent::new(KeyCode::Home, KeyModifiers::NONE));
+    keys(&mut s, ">");
+    ctrl_s(&mut s);
+    assert!(in_conflict(&s), "{:?}", screen(&s.app));
+    keys(&mut s, "e");
+    keys(&mut s, ">");
+    assert_eq!(editor_text(&s).as_deref(), Some(">>hello"));
+    assert_eq!(stored_now(&other, b"note"), Some(("theirs".into(), 3)));
+}
