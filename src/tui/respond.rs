@@ -154,12 +154,17 @@ impl App {
             Ok(revision) => {
                 self.info(format!("saved {shown} (revision {revision})"));
                 self.request_counts();
+                let shown_here = self.value.key.as_deref() == Some(key.as_slice());
+                if shown_here {
+                    // Read again (a key written as new may be the one
+                    // shown: it had expired, or someone deleted it).
+                    self.value.key = None;
+                }
                 if created {
                     // Show the new key in the list, selected.
                     let jump = self.pager.jump_top(Some(key));
                     self.outbox.push(jump);
-                } else if self.value.key.as_deref() == Some(key.as_slice()) {
-                    self.value.key = None;
+                } else if shown_here {
                     self.sync_value();
                 }
             }

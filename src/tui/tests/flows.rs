@@ -462,6 +462,13 @@ fn an_edit_of_a_key_that_expired_meanwhile_says_it_expired() {
     // `o` writes it again (as a new key: without the expiry).
     keys(&mut s, "o");
     assert!(s.app.status.text.starts_with("saved tk (revision "));
+    // The value pane shows what was written, not the expired value.
+    assert!(s.settle(SETTLE));
+    let pane = screen(&s.app).join("\n");
+    assert!(
+        pane.contains("tk · rev 3 · 6 B") && !pane.contains("expired"),
+        "{pane}"
+    );
     s.shutdown();
     drop(s);
     let saved = stored(&path, b"tk").map(|(value, _)| value);
