@@ -61,10 +61,7 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
     }
     let mut report = Report::default();
     // Held for the whole check: no kvr process opens the file to write meanwhile.
-    let guard = match redb::Builder::new()
-        .set_cache_size(1 << 20)
-        .open_read_only(path)
-    {
+    let guard = match super::open_probe(path) {
         Ok(db) => Some(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen)
         | Err(redb::DatabaseError::LockProtocolMismatch) => {

@@ -424,12 +424,18 @@ pub fn compact_database(mut db: redb::Database, path: &Path) -> Result<()> {
 /// open refuses such a file (see `read_only.rs`). `false` when that cannot
 /// be told (the file does not open at all).
 pub fn left_unclean(path: &Path) -> bool {
-    matches!(
-        redb::Builder::new()
-            .set_cache_size(1 << 20)
-            .open_read_only(path),
-        Err(redb::DatabaseError::RepairAborted)
-    )
+    matches!(open_probe(path), Err(redb::DatabaseError::RepairAborted))
+}
+
+/// A read-only open of `path` with a small cache: it refuses a file not
+/// closed cleanly (`RepairAborted`) or held by a writer, which is what its
+/// callers want to learn.
+pub(crate) fn open_probe(
+    path: &Path,
+) -> std::result::Result<redb::ReadOnlyDatabase, redb::DatabaseError> {
+    redb::Builder::new()
+        .set_cache_size(1 << 20)
+        .open_read_only(path)
 }
 
 /// How many times opening creates the file and finds it gone again (another

@@ -112,10 +112,7 @@ fn exclusive(path: &Path, file: File, opts: &StoreOptions) -> Attempt {
     // callback: in the overlay that recovery is in memory only, and the
     // file would stay "not closed cleanly" however often it is read. A
     // read-only open refuses such a file: then repair it for real.
-    match redb::Builder::new()
-        .set_cache_size(1 << 20)
-        .open_read_only(path)
-    {
+    match super::open_probe(path) {
         Err(redb::DatabaseError::RepairAborted) => {
             return Attempt::Done(Opened::NeedsWrite(
                 "repair it: it was not closed cleanly".into(),
