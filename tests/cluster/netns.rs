@@ -235,9 +235,12 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        // Removing a namespace removes its end of the veth pair, and with
-        // it the bridge's end.
+        // Each veth pair first, at once: a removed namespace takes its
+        // pair with it only later (the kernel cleans it up in the
+        // background), and a run that claims this number meanwhile then
+        // found `kvrNhI` still there ("File exists").
         for i in 0..self.nodes {
+            let _ = ip(&["link", "del", &format!("kvr{}h{i}", self.id)]);
             let _ = ip(&["netns", "del", &self.ns(i)]);
         }
         let _ = ip(&["link", "del", &format!("kvrb{}", self.id)]);
