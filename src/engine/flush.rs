@@ -86,6 +86,7 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 }
 
 fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
+    let started = std::time::Instant::now();
     // While the table still shadows its keys (`row_cache.rs`); an empty
     // cache (a server only written to) gets no entry for them meanwhile.
     if !engine.rows.is_empty() {
@@ -173,6 +174,8 @@ fn flush(engine: &Engine, table: &Arc<Memtable>) -> Result<()> {
     }
     engine.flushed_expiries(table);
     engine.flushes.fetch_add(1, Ordering::Relaxed);
+    let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    engine.flush_micros.fetch_add(took, Ordering::Relaxed);
     // Readers have moved to the new commit, so the pages this flush
     // replaced can be reused: redb hands them back only at a later durable
     // commit. Without it each flush waited for the next one and the file

@@ -208,6 +208,8 @@ pub struct Engine {
     wake: Condvar,
     flusher: Mutex<Option<JoinHandle<()>>>,
     flushes: AtomicU64,
+    /// Time spent flushing, in microseconds (successful flushes only).
+    flush_micros: AtomicU64,
     /// Parts committed by flushes in parts (all but each table's last).
     flush_parts: AtomicU64,
     /// Whether the log lets a flush commit a table in parts
@@ -285,6 +287,7 @@ impl Engine {
             wake: Condvar::new(),
             flusher: Mutex::new(None),
             flushes: AtomicU64::new(0),
+            flush_micros: AtomicU64::new(0),
             flush_parts: AtomicU64::new(0),
             expiring: Mutex::new(std::collections::BTreeMap::new()),
         });
@@ -366,6 +369,8 @@ impl Engine {
         format!(
             "# HELP kvr_flushes_total Memory tables written into the database file.\n\
              # TYPE kvr_flushes_total counter\nkvr_flushes_total {}\n\
+             # HELP kvr_flush_seconds_total Time spent writing memory tables into the database file.\n\
+             # TYPE kvr_flush_seconds_total counter\nkvr_flush_seconds_total {}\n\
              # HELP kvr_flush_parts_total Parts of large memory tables committed before their last.\n\
              # TYPE kvr_flush_parts_total counter\nkvr_flush_parts_total {}\n\
              # HELP kvr_memtable_bytes Bytes held by the memory tables, live and frozen.\n\
@@ -373,6 +378,7 @@ impl Engine {
              # HELP kvr_memtables_frozen Memory tables waiting for their flush.\n\
              # TYPE kvr_memtables_frozen gauge\nkvr_memtables_frozen {frozen}\n{}",
             self.flushes(),
+            self.flush_micros.load(Ordering::Relaxed) as f64 / 1e6,
             self.flush_parts(),
             self.memtable_bytes(),
             self.rows.metrics()

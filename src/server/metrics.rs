@@ -4,6 +4,8 @@
 //! Families, each with `# HELP` and `# TYPE`: `kvr_http_requests_total`
 //! and `kvr_http_request_duration_seconds` by route and status;
 //! `kvr_commit_group_size` (requests per group commit);
+//! `kvr_commit_duration_seconds` (a group's log write and sync and its
+//! memory-table insert: the disk's share of a write's latency);
 //! `kvr_write_queue_depth`; `kvr_writes_rejected_total`; `kvr_revision`;
 //! `kvr_keys`; `kvr_db_bytes`; `kvr_log_lines_dropped_total`; and the
 //! standard `process_*` families (`process.rs`). The engine adds its own
@@ -77,6 +79,7 @@ impl<const N: usize> Histogram<N> {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), Histogram<16>>>,
     groups: Mutex<Histogram<11>>,
+    commits: Mutex<Histogram<16>>,
     queue_depth: AtomicUsize,
     rejected: AtomicU64,
     /// Access log lines dropped because the log thread fell behind.
@@ -94,6 +97,7 @@ impl Metrics {
         Metrics {
             requests: Mutex::new(BTreeMap::new()),
             groups: Mutex::new(Histogram::new()),
+            commits: Mutex::new(Histogram::new()),
             queue_depth: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
             log_dropped: AtomicU64::new(0),
@@ -109,9 +113,14 @@ impl Metrics {
         }
     }
 
-    pub fn group_committed(&self, size: usize) {
+    /// A group of `size` requests committed in `took` (its log write and
+    /// sync, and its insert into the memory table).
+    pub fn group_committed(&self, size: usize, took: Duration) {
         if let Ok(mut h) = self.groups.lock() {
             h.observe(&GROUP_BUCKETS, size as f64);
+        }
+        if let Ok(mut h) = self.commits.lock() {
+            h.observe(&LATENCY_BUCKETS, took.as_secs_f64());
         }
     }
 
@@ -179,6 +188,20 @@ impl Metrics {
         );
         if let Ok(h) = self.groups.lock() {
             h.render(&mut out, "kvr_commit_group_size", "", &GROUP_BUCKETS);
+        }
+        family(
+            &mut out,
+            "kvr_commit_duration_seconds",
+            "histogram",
+            "Time to commit one group: its log write and sync, and its memory-table insert.",
+        );
+        if let Ok(h) = self.commits.lock() {
+            h.render(
+                &mut out,
+                "kvr_commit_duration_seconds",
+                "",
+                &LATENCY_BUCKETS,
+            );
         }
         let single = [
             (

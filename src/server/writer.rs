@@ -274,8 +274,11 @@ impl Worker {
             let mut group = Vec::new();
             let stop = self.collect(&mut group);
             if !group.is_empty() {
-                self.metrics.group_committed(group.len());
-                self.commit(group);
+                let size = group.len();
+                let started = std::time::Instant::now();
+                if self.commit(group) {
+                    self.metrics.group_committed(size, started.elapsed());
+                }
             }
             if stop {
                 break;
@@ -326,13 +329,16 @@ impl Worker {
 
     /// Applies a group through the engine: logged with one sync, then
     /// visible, then answered, each request with its own outcome.
-    fn commit(&mut self, group: Vec<Pending>) {
+    /// Commits a group and answers its requests; false if it failed.
+    fn commit(&mut self, group: Vec<Pending>) -> bool {
         if let Some(reason) = &self.failed {
             let reason = reason.clone();
-            return reply_all(group, || Error::Storage(reason.clone()));
+            reply_all(group, || Error::Storage(reason.clone()));
+            return false;
         }
         let Some(engine) = self.engine.as_mut() else {
-            return reply_all(group, shutting_down);
+            reply_all(group, shutting_down);
+            return false;
         };
         let mut requests = Vec::with_capacity(group.len());
         let mut replies = Vec::with_capacity(group.len());
@@ -348,6 +354,7 @@ impl Worker {
         match engine.write_group(requests) {
             Ok(outcomes) => {
                 self.answer(replies.into_iter().zip(outcomes).collect());
+                true
             }
             Err(e) => {
                 log!("kvr serve: a write group failed: {e}");
@@ -361,6 +368,7 @@ impl Worker {
                             .into(),
                     );
                 }
+                false
             }
         }
     }

@@ -199,6 +199,21 @@ fn memtable_flag_and_flush_metrics() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(described("kvr_flushes_total"), 1);
+    // The flush took some time, counted in seconds (a float).
+    let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+    assert!(
+        text.contains("# TYPE kvr_flush_seconds_total counter"),
+        "{text}"
+    );
+    let flush_seconds: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kvr_flush_seconds_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no kvr_flush_seconds_total in {text}"));
+    assert!(
+        flush_seconds > 0.0 && flush_seconds < 30.0,
+        "{flush_seconds}"
+    );
     assert_eq!(described("kvr_memtable_bytes"), 0);
     assert_eq!(described("kvr_memtables_frozen"), 0);
     assert_eq!(described("kvr_writes_rejected_total"), 0);

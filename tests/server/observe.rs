@@ -212,6 +212,7 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
         "kvr_http_requests_total",
         "kvr_http_request_duration_seconds",
         "kvr_commit_group_size",
+        "kvr_commit_duration_seconds",
         "kvr_write_queue_depth",
         "kvr_revision",
         "kvr_keys",
@@ -235,6 +236,14 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
         stats["file_bytes"].as_f64().unwrap()
     );
     assert_eq!(sample(&m, "kvr_log_lines_dropped_total"), 0.0);
+    // Two writes, one after the other: two groups, each timed.
+    assert_eq!(sample(&m, "kvr_commit_group_size_count"), 2.0);
+    assert_eq!(sample(&m, "kvr_commit_duration_seconds_count"), 2.0);
+    let commit_seconds = sample(&m, "kvr_commit_duration_seconds_sum");
+    assert!(
+        commit_seconds > 0.0 && commit_seconds < 10.0,
+        "{commit_seconds}"
+    );
     // The process figures are the server's own (as /proc shows them).
     let rss = sample(&m, "process_resident_memory_bytes");
     let kib = s.rss_kib() as f64 * 1024.0;
