@@ -27,8 +27,9 @@
 //! **The file** ([`Dest`], [`Copier`]): a new kvr database in a private
 //! temporary directory in DEST's directory, filled in key order in bounded
 //! non-durable chunks with the given revisions, then one durable commit that
-//! sets the database revision; only then moved to DEST and the directory
-//! synced. DEST is never half a backup; a killed backup leaves a temporary
+//! sets the database revision, then compaction, checked to have closed the
+//! file cleanly ([`Dest::compact`]); only then moved to DEST and the
+//! directory synced. DEST is never half a backup; a killed backup leaves a temporary
 //! directory (`.NAME.*.kvr-backup`) and no DEST.
 
 use std::io::Read;
@@ -225,6 +226,24 @@ impl Dest {
     /// Creates the new, empty kvr database the backup is written into.
     pub fn open(&self, opts: &StoreOptions) -> Result<Store> {
         Store::open(&self.path_in_progress(), OpenMode::Create, opts)
+    }
+
+    /// Compacts and closes the copy in `store` (its chunk commits leave
+    /// free pages behind), then checks, as `kvr compact` does, that it was
+    /// closed cleanly: redb does not report a failure to close (a write as
+    /// it closes, such as on a full disk), and such a file must not become
+    /// DEST, which a read-only open would refuse.
+    pub fn compact(&self, store: Store) -> Result<()> {
+        let path = self.path_in_progress();
+        crate::store::compact_database(store.into_database()?, &path)?;
+        if crate::store::left_unclean(&path) {
+            return Err(Error::Storage(format!(
+                "closing the backup after compacting it failed (a write as it closed; the file \
+                 was left not closed cleanly): {} was not written",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Moves the finished file to DEST, mode 0600 (it holds all the data;

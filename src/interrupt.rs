@@ -7,8 +7,10 @@
 //! that has committed nothing yet removes the file instead ([`NewFile`]).
 //!
 //! The handler only sets a flag ([`requested`]); the batch's input reader
-//! and its writer check it. A second signal exits at once: the file is
-//! then recovered when it is next opened.
+//! and its writer check it. A second signal exits at once, or once a
+//! commit under way has ended (`store::commits_settled`), so that what it
+//! says was applied is what the file holds: the file is then recovered
+//! when it is next opened.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,13 +62,44 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
+/// Held by the thread that reports a signal and ends the process: a
+/// [`NewFile`] and a [`Guard`] both caught it, and only one says so.
+static EXITING: Mutex<()> = Mutex::new(());
+
+/// Prints `kvr: error: TEXT` and exits 3, once in the process.
+fn exit_with(text: String) -> ! {
+    let _once = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    eprintln!("kvr: error: {text}");
+    std::process::exit(3);
+}
+
 /// While alive, SIGINT and SIGTERM set [`requested`] instead of ending the
 /// process; a second one ends it with exit 3 and the message of
 /// [`Guard::set_then`], saying what that leaves.
 pub struct Guard {
     ids: Vec<signal_hook::SigId>,
     signals: signal_hook::iterator::Handle,
-    then: Arc<Mutex<String>>,
+    then: Arc<Mutex<Then>>,
+}
+
+/// What a second signal says: `text`, or, once a commit made after it was
+/// set has ended, `after_commit`'s text (counted by
+/// `store::commits_settled`). Nothing once `closed`: the guard was dropped
+/// and the batch says itself how it ended.
+struct Then {
+    text: String,
+    after_commit: Option<(u64, String)>,
+    closed: bool,
+}
+
+impl Then {
+    /// The text for `commits` commits made so far.
+    fn say(&self, commits: u64) -> &str {
+        match &self.after_commit {
+            Some((before, text)) if commits > *before => text,
+            _ => &self.text,
+        }
+    }
 }
 
 impl Guard {
@@ -81,7 +114,11 @@ impl Guard {
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
             .map_err(|e| Error::io("cannot install a signal handler", e))?;
         let handle = signals.handle();
-        let then = Arc::new(Mutex::new(then));
+        let then = Arc::new(Mutex::new(Then {
+            text: then,
+            after_commit: None,
+            closed: false,
+        }));
         let text = then.clone();
         std::thread::Builder::new()
             .name("kvr-interrupt".into())
@@ -90,12 +127,18 @@ impl Guard {
                 for signal in signals.forever() {
                     seen += 1;
                     if seen >= 2 {
+                        // Held until exit: no commit starts after this one.
+                        let commits = crate::store::commits_settled();
+                        // Held until exit: the batch cannot report meanwhile.
                         let then = text.lock().unwrap_or_else(|e| e.into_inner());
-                        eprintln!(
-                            "kvr: error: interrupted again ({}): {then}",
+                        if then.closed {
+                            return;
+                        }
+                        let says = then.say(*commits);
+                        exit_with(format!(
+                            "interrupted again ({}): {says}",
                             signal_name(signal)
-                        );
-                        std::process::exit(3);
+                        ));
                     }
                 }
             })
@@ -107,15 +150,25 @@ impl Guard {
         })
     }
 
-    /// What a second signal says from now on (a part was committed).
-    pub fn set_then(&self, text: String) {
-        *self.then.lock().unwrap_or_else(|e| e.into_inner()) = text;
+    /// What a second signal says from now on: `text`, or `after_commit`
+    /// once the next commit has ended (the part about to be written was
+    /// applied).
+    pub fn set_then(&self, text: String, after_commit: Option<String>) {
+        let commits = *crate::store::commits_settled();
+        *self.then.lock().unwrap_or_else(|e| e.into_inner()) = Then {
+            text,
+            after_commit: after_commit.map(|t| (commits, t)),
+            closed: false,
+        };
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         self.signals.close();
+        // Waits for a second signal being reported (the process then
+        // ends); later ones are not: the batch reports how it ended.
+        self.then.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
@@ -160,12 +213,11 @@ impl NewFile {
                 if std::fs::remove_file(&db).is_ok() {
                     let _ = crate::store::create::sync_dir(crate::store::create::parent_dir(&db));
                 }
-                eprintln!(
-                    "kvr: error: interrupted ({}): the batch was not applied; the new database \
-                     file was removed",
+                exit_with(format!(
+                    "interrupted ({}): the batch was not applied; the new database file was \
+                     removed",
                     signal_name(signal)
-                );
-                std::process::exit(3);
+                ));
             })
             .map_err(|e| Error::io("cannot start a thread", e))?;
         Ok(NewFile {

@@ -1140,3 +1140,6 @@ mod client_audit;
 
 #[path = "cli/compact.rs"]
 mod compact;
+
+#[path = "cli/backup.rs"]
+mod backup;

@@ -102,7 +102,7 @@ fn from_file(src: &Store, dest: &Dest, opts: &StoreOptions, stop: &AtomicBool) -
         Ok(true)
     })?;
     let done = finish(copier, revision, &progress)?;
-    crate::store::compact_database(out.into_database()?, &dest.path_in_progress())?;
+    dest.compact(out)?;
     Ok(done)
 }
 
@@ -131,12 +131,12 @@ fn from_server(
     )?;
     let copier = copier.unwrap_or_else(|| Copier::new(&out, revision.get()));
     let done = finish(copier, revision.get(), &progress)?;
-    crate::store::compact_database(out.into_database()?, &dest.path_in_progress())?;
+    dest.compact(out)?;
     Ok(done)
 }
 
-/// Commits the copy durably. The callers then compact the file: the chunk
-/// commits leave free pages behind, which compaction gives back.
+/// Commits the copy durably. The callers then compact the file
+/// ([`Dest::compact`]).
 fn finish(copier: Copier<'_>, revision: u64, progress: &ProgressBar) -> Result<Done> {
     let keys = copier.keys;
     progress.set_message("syncing…");

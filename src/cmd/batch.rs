@@ -17,7 +17,7 @@ use crate::kv::Kv;
 
 mod parts;
 
-use parts::{Guards, at_once, in_parts, interrupted};
+use parts::{Guards, at_once, at_once_applied, in_parts, interrupted};
 
 /// Input buffer: big reads keep the parser, not syscalls, the cost.
 const INPUT_BUFFER_BYTES: usize = 1 << 20;
@@ -86,7 +86,13 @@ pub fn run(
         guard.disarm(); // another process created it meanwhile: not ours
     }
     let result = match args.chunk_size {
-        None => kv.batch(Box::new(input)).map_err(Into::into),
+        None => {
+            if let Some(guard) = &interrupt {
+                // Only with --db: a batch sent whole to a server has no guard.
+                guard.set_then(at_once(remote, db, 0, 0), Some(at_once_applied(db)));
+            }
+            kv.batch(Box::new(input)).map_err(Into::into)
+        }
         Some(lines) => {
             let guards = Guards {
                 new_file: new_file.as_ref(),

@@ -52,6 +52,21 @@ pub enum Commit {
     Buffered,
 }
 
+/// The commits [`Store::apply_runs_after_sweep`] (every [`Store::apply`]:
+/// the command line's writes) has made in this process, locked while one
+/// is written. See [`commits_settled`].
+static COMMITS: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+
+/// Waits until no commit of [`Store::apply_runs_after_sweep`] is being
+/// written, and holds new ones off while the guard lives; the guard holds
+/// how many this process has made. For a process about to exit at once (a
+/// second SIGINT, `crate::interrupt`): a commit cut off after it wrote its
+/// header is applied all the same when the file is next opened, so what
+/// the process says was applied must wait for the commit to end.
+pub fn commits_settled() -> std::sync::MutexGuard<'static, u64> {
+    COMMITS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 type KvTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type ExpiryTable<'t> = Table<'t, (u64, &'static [u8]), u64>;
 
@@ -366,7 +381,9 @@ impl Store {
             state.applied.revision = state.revision;
             state.applied
         };
+        let mut commits = commits_settled();
         wtx.commit()?;
+        *commits += 1;
         Ok(applied)
     }
 

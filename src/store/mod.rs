@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
-pub use apply::{Commit, LOCAL_SWEEP_MAX, SortedRun, SortedRuns};
+pub use apply::{Commit, LOCAL_SWEEP_MAX, SortedRun, SortedRuns, commits_settled};
 pub(crate) use apply::{check_limits, condition_holds};
 pub use check::{Problem, Report, check};
 pub use memory::{default_cache_mib, default_serve_cache_mib};

@@ -25,7 +25,7 @@ fn half_empty(env: &Env) {
 /// `run` with every write past `bytes` of a file failing: a file size
 /// limit (RLIMIT_FSIZE, set by `sh`), with SIGXFSZ ignored, so that such
 /// a write returns EFBIG instead of killing the process.
-fn with_file_size_limit(run: Run, bytes: u64) -> Command {
+pub(super) fn with_file_size_limit(run: Run, bytes: u64) -> Command {
     let inner = run.cmd;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")

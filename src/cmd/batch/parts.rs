@@ -118,6 +118,16 @@ pub(super) fn at_once(remote: bool, db: &Path, lines: u64, parts: u64) -> String
     }
 }
 
+/// What a second signal leaves once a whole batch (no `--chunk-size`) was
+/// committed into the file `db`.
+pub(super) fn at_once_applied(db: &Path) -> String {
+    format!(
+        "stopped at once; the batch was applied (its commit had ended), and {} is recovered \
+         when it is next opened",
+        db.display()
+    )
+}
+
 /// "lines 1-2000 were applied, in 2 parts".
 fn applied_text(lines: u64, parts: u64) -> String {
     format!(
@@ -221,6 +231,14 @@ pub(super) fn in_parts(
         if let Some(signal) = signal() {
             return Err(stopped(signal, before, &total));
         }
+        if let Some(guard) = guards.interrupt.filter(|_| !guards.remote) {
+            // Once its commit has ended, this part is applied too.
+            let (db, parts) = (guards.db, before / lines);
+            guard.set_then(
+                at_once(false, db, before, parts),
+                Some(at_once(false, db, before + n, parts + 1)),
+            );
+        }
         let applied = kv
             .batch(Box::new(std::io::Cursor::new(part)))
             .map_err(|e| match signal() {
@@ -239,7 +257,8 @@ pub(super) fn in_parts(
             return Ok(total);
         }
         if let Some(guard) = guards.interrupt {
-            guard.set_then(at_once(guards.remote, guards.db, before, before / lines));
+            let text = at_once(guards.remote, guards.db, before, before / lines);
+            guard.set_then(text, None);
         }
     }
 }

@@ -1,0 +1,88 @@
+//! `backup` when the writes of its copy fail part-way: a clear error, exit
+//! 3, no DEST and no temporary directory left, the source unchanged.
+
+use std::process::Stdio;
+
+use super::compact::with_file_size_limit;
+use super::util::Env;
+
+#[test]
+fn a_backup_whose_writes_fail_leaves_no_dest_with_db() {
+    a_backup_whose_writes_fail_leaves_no_dest(Env::new());
+}
+
+#[test]
+fn a_backup_whose_writes_fail_leaves_no_dest_with_server() {
+    a_backup_whose_writes_fail_leaves_no_dest(Env::served());
+}
+
+/// Backups under file size limits (RLIMIT_FSIZE, see
+/// [`with_file_size_limit`]) rising in 8 KiB steps until one succeeds:
+/// each one fails with exit 3 and leaves nothing, or succeeds with a DEST
+/// that was closed cleanly. Some limits let the copy and its compaction
+/// through but not the write redb makes as it closes the file, which it
+/// does not report: the after-close check must catch that (without it, the
+/// backup exited 0 and DEST needed recovery).
+fn a_backup_whose_writes_fail_leaves_no_dest(env: Env) {
+    // 200 keys of 300 bytes: a backup of about 124 KiB.
+    let input: String = (0..200)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i:03}\",\"value\":\"{}\"}}\n",
+                "x".repeat(300)
+            )
+        })
+        .collect();
+    env.kvr(["batch"]).stdin(input).ok();
+    let before = env.snapshot();
+    let dest = env.path("copy.redb");
+    let closing = "kvr: error: storage error: closing the backup after compacting it failed";
+    let mut close_failures = 0;
+    let mut limit = 8 << 10;
+    loop {
+        assert!(limit < 4 << 20, "no backup succeeded");
+        let run = env.kvr(["backup", dest.to_str().unwrap()]);
+        let out = with_file_size_limit(run, limit)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("kvr-backup"))
+            .collect();
+        assert!(leftovers.is_empty(), "{limit}: {leftovers:?}: {stderr}");
+        assert_eq!(env.snapshot(), before, "{limit}: {stderr}");
+        if out.status.success() {
+            env.kvr_bare(["--db", dest.to_str().unwrap(), "check"])
+                .ok()
+                .stdout_has("ok: 200 keys, revision 200");
+            break;
+        }
+        assert_eq!(out.status.code(), Some(3), "{limit}: {stderr}");
+        assert!(!dest.exists(), "{limit}: {stderr}");
+        if stderr.starts_with(closing) {
+            assert_eq!(
+                stderr,
+                format!(
+                    "{closing} (a write as it closed; the file was left not closed cleanly): \
+                     {} was not written\n",
+                    dest.display()
+                )
+            );
+            close_failures += 1;
+        } else {
+            assert!(
+                stderr.starts_with("kvr: error: ")
+                    && stderr.ends_with("File too large (os error 27)\n"),
+                "{limit}: {stderr}"
+            );
+        }
+        limit += 8 << 10;
+    }
+    assert!(close_failures > 0, "no limit made only the close fail");
+    if !env.is_served() {
+        env.kvr(["check"]).ok();
+    }
+}
