@@ -44,7 +44,10 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_buf_size(MAX_HEAD_BYTES)
+        // The buffer limit alone applies only while a head is incomplete:
+        // a larger head that arrived in one read was accepted (hyper#4081).
+        .max_header_size(MAX_HEAD_BYTES);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
