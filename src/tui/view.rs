@@ -168,23 +168,23 @@ pub fn expires_in(at_ms: u64, now_ms: u64) -> String {
     format!("expires in {text}")
 }
 
-/// `text` cut to `width` columns, its last one an ellipsis when cut.
+/// `text` cut to `width` columns, its last one an ellipsis when cut; by
+/// grapheme cluster, as the value pane wraps (`wrap.rs`), so an emoji
+/// ZWJ sequence is shown whole or not at all.
 pub fn fit(text: &str, width: usize) -> String {
-    if Span::raw(text).width() <= width {
-        return text.to_string();
-    }
+    let total: usize = wrap::clusters(text).map(|(_, w)| w).sum();
+    let cut = total > width;
+    let room = if cut { width.saturating_sub(1) } else { width };
     let mut out = String::new();
     let mut used = 0;
-    for c in text.chars() {
-        let mut buf = [0u8; 4];
-        let w = Span::raw(&*c.encode_utf8(&mut buf)).width();
-        if used + w + 1 > width {
+    for (g, w) in wrap::clusters(text) {
+        if used + w > room {
             break;
         }
-        out.push(c);
+        out.push_str(g);
         used += w;
     }
-    if width > 0 {
+    if cut && width > 0 {
         out.push('…');
     }
     out
