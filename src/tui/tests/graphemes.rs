@@ -1,6 +1,6 @@
 //! Grapheme clusters (an accent with its letter, an emoji ZWJ sequence):
-//! the value pane, the editor and the key list wrap or cut between them,
-//! never inside one.
+//! the built-in editor moves and deletes by them, and the value pane, the
+//! editor and the key list wrap or cut between them, never inside one.
 
 use ratatui::buffer::CellWidth;
 
@@ -45,6 +45,51 @@ fn cursor(app: &App) -> (u16, u16) {
     terminal.draw(|f| view::render(f, app)).unwrap();
     let at = terminal.get_cursor_position().unwrap();
     (at.x, at.y)
+}
+
+/// `cafe` + a combining acute accent (é in two code points), then a
+/// family emoji: Left, Right, Backspace and Delete take each whole, so a
+/// letter typed next to one never lands inside it.
+#[test]
+fn the_editor_moves_and_deletes_by_grapheme_cluster() {
+    let value = format!("cafe\u{301} {FAMILY}!");
+    let line = serde_json::json!({"key": "word", "value": value}).to_string();
+    let (_dir, path) = store_with(&format!("{line}\n"));
+    let mut s = browse(&path, None, SIZE);
+    keys(&mut s, "e");
+    // Right over c, a, f and é: the s goes after the accent, not between
+    // it and its e.
+    press_key(&mut s, KeyCode::Home, 1);
+    press_key(&mut s, KeyCode::Right, 4);
+    assert_eq!(cursor(&s.app), (LEFT + 4, 1));
+    keys(&mut s, "s");
+    assert_eq!(editor_text(&s).unwrap(), format!("cafe\u{301}s {FAMILY}!"));
+    // Over the space and the whole family (two columns).
+    press_key(&mut s, KeyCode::Right, 2);
+    assert_eq!(cursor(&s.app), (LEFT + 8, 1));
+    keys(&mut s, "x");
+    assert_eq!(editor_text(&s).unwrap(), format!("cafe\u{301}s {FAMILY}x!"));
+    // Backspace takes the x, then the family whole.
+    press_key(&mut s, KeyCode::Backspace, 2);
+    assert_eq!(editor_text(&s).unwrap(), "cafe\u{301}s !");
+    // Left back over the space and the s; Left again stands before é,
+    // which Delete takes whole.
+    press_key(&mut s, KeyCode::Left, 3);
+    assert_eq!(cursor(&s.app), (LEFT + 3, 1));
+    press_key(&mut s, KeyCode::Delete, 1);
+    assert_eq!(editor_text(&s).unwrap(), "cafs !");
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    assert!(
+        shows(&s.app, "saved word (revision 2)"),
+        "{:?}",
+        screen(&s.app)
+    );
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"word"), Some((b"cafs !".to_vec(), 2)));
 }
 
 /// `x` and 40 families: 33 fill the first row of the value pane (1 + 66
