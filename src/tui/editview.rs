@@ -88,11 +88,11 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
         ],
         (false, Now::Gone { .. }) => &[
             "o: save your text (the key is created again)",
-            "r: reload (drops your text)    e / Esc: back to your text",
+            "r: reload (drops your text)    e / Enter / Esc: back to your text",
         ],
         (false, _) => &[
             "o: overwrite with your text    r: reload (drops your text)",
-            "e / Esc: back to your text",
+            "e / Enter / Esc: back to your text",
         ],
     };
     lines.extend(choices.iter().map(|&l| Line::from(l)));

@@ -346,9 +346,12 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 
 /// A box of `width` × `height` in the middle of the screen, cleared.
 pub(super) fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
-    let area = frame
-        .area()
-        .centered(Constraint::Length(width), Constraint::Length(height));
+    popup_in(frame, frame.area(), width, height)
+}
+
+/// A box of `width` × `height` in the middle of `area`, cleared.
+fn popup_in(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
+    let area = area.centered(Constraint::Length(width), Constraint::Length(height));
     frame.render_widget(Clear, area);
     area
 }
@@ -360,7 +363,12 @@ fn render_help(frame: &mut Frame, app: &App) {
         .collect();
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
     let width = lines.iter().map(Line::width).max().unwrap_or(0) + 3;
-    let area = popup(frame, u16::try_from(width).unwrap_or(u16::MAX), height);
+    // Above the status lines, which say meanwhile what the source is
+    // doing (a wait, an error); on a 24-row terminal the help fits there.
+    let a = areas(frame.area());
+    let above = a.list.union(a.value);
+    let width = u16::try_from(width).unwrap_or(u16::MAX);
+    let area = popup_in(frame, above, width, height);
     let block = pane(Line::from(" Keys · any key closes "), true, app);
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }

@@ -47,7 +47,7 @@ fn a_conflict_keeps_the_text_shows_theirs_and_o_overwrites() {
         "  theirs",
         "Your text is kept; nothing was written.",
         "o: overwrite with your text    r: reload (drops your text)",
-        "e / Esc: back to your text",
+        "e / Enter / Esc: back to your text",
         // The editor is still there behind the dialog.
         "Edit note · Ctrl-S save",
     ] {
