@@ -97,6 +97,38 @@ pub fn split(line: &Line<'_>, cols: usize) -> Vec<Line<'static>> {
     out
 }
 
+/// `text` in rows of at most `cols` columns, broken at spaces (dropped at
+/// a break) and, in a word wider than a row, between clusters: the
+/// dialogs' prose, laid out here rather than by ratatui so that its rows
+/// can be counted (to keep the lines that matter on a small screen).
+pub fn words(text: &str, cols: usize) -> Vec<String> {
+    let cols = cols.max(1);
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    let mut used = 0;
+    for word in text.split_inclusive(' ') {
+        let need: usize = clusters(word.trim_end_matches(' ')).map(|(_, w)| w).sum();
+        if used + need > cols && used > 0 {
+            rows.push(row.trim_end().to_string());
+            row.clear();
+            used = 0;
+        }
+        for (g, w) in clusters(word) {
+            if used + w > cols && used > 0 {
+                if g == " " {
+                    continue;
+                }
+                rows.push(std::mem::take(&mut row));
+                used = 0;
+            }
+            row.push_str(g);
+            used += w;
+        }
+    }
+    rows.push(row.trim_end().to_string());
+    rows
+}
+
 /// Which line row `row` falls in, and its row within that line, given
 /// the rows each line takes; past the end: (number of lines, 0).
 pub fn locate(per_line: impl Iterator<Item = usize>, row: usize) -> (usize, usize) {
@@ -153,6 +185,17 @@ mod tests {
         let parts = split(&cases[4], 3);
         assert_eq!(parts[1].spans[0].content, "dé");
         assert_eq!(parts[1].spans[0].style, Style::new().red());
+    }
+
+    #[test]
+    fn words_break_at_spaces_and_inside_a_word_too_wide() {
+        let rows = |text, cols| words(text, cols);
+        assert_eq!(rows("", 5), [""]);
+        assert_eq!(rows("o: one    r: two", 20), ["o: one    r: two"]);
+        assert_eq!(rows("o: one    r: two", 10), ["o: one", "r: two"]);
+        assert_eq!(rows("  indented text", 10), ["  indented", "text"]);
+        assert_eq!(rows("abcdefgh ij", 3), ["abc", "def", "gh", "ij"]);
+        assert_eq!(rows("日本語 x", 4), ["日本", "語 x"]);
     }
 
     #[test]

@@ -97,6 +97,55 @@ fn a_conflict_keeps_the_text_shows_theirs_and_o_overwrites() {
     assert!(shows(&s.app, "note · rev 4"), "{:?}", screen(&s.app));
 }
 
+/// On a small terminal the dialog's key lines stay whole and in view;
+/// what is left out is the value's lines (their last one says `…`).
+#[test]
+fn a_small_terminal_shortens_the_value_not_the_key_lines() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    let six = b"one\ntwo\nthree\nfour\nfive\nsix".to_vec();
+    other.put(b"note", six, None).unwrap();
+    keys(&mut s, "!");
+    ctrl_s(&mut s);
+    assert!(in_conflict(&s));
+    let keys_shown = [
+        "o: overwrite with your text",
+        "r: reload (drops your text)",
+        "e / Enter / Esc: back to your text",
+    ];
+    // Room for everything: four lines of the value, and `…`.
+    let text = screen(&s.app).join("\n");
+    for want in ["  one", "  four", "  …", "Your text is kept"]
+        .iter()
+        .chain(&keys_shown)
+    {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    // 12 rows: three lines of the value and `…`; 9 rows: just `…`; and
+    // at 40 columns the two keys of a line go on two rows.
+    for (size, value, gone) in [
+        ((60, 12), &["  one", "  three", "  …"][..], &["  four"][..]),
+        ((40, 9), &["  …"][..], &["  one"][..]),
+    ] {
+        s.app.size = size;
+        let text = screen(&s.app).join("\n");
+        for want in value.iter().chain(&keys_shown) {
+            assert!(text.contains(want), "{size:?}: no {want:?} in:\n{text}");
+        }
+        for unwanted in gone {
+            assert!(
+                !text.contains(unwanted),
+                "{size:?}: {unwanted:?} in:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("┗━"),
+            "{size:?}: the dialog's bottom:\n{text}"
+        );
+    }
+    assert_eq!(editor_text(&s).as_deref(), Some("hello!"));
+}
+
 #[test]
 fn reload_drops_the_text_only_after_a_yes() {
     let (_dir, other, mut s) = shared(NOTE, None);
