@@ -68,6 +68,15 @@ impl Now {
             Now::Failed { revision, .. } => Some(revision.unwrap_or(0)),
         }
     }
+
+    /// The revision the dialog names (None: absent, or not known).
+    fn named(&self) -> Option<u64> {
+        match self {
+            Now::Reading(r) | Now::Failed { revision: r, .. } => *r,
+            Now::Stored { revision, .. } => Some(*revision),
+            Now::Gone { .. } => None,
+        }
+    }
 }
 
 /// Whether the edited value had an expiry that has passed: a key gone
@@ -124,7 +133,8 @@ impl App {
         }));
     }
 
-    /// What the key of the open conflict holds now.
+    /// What the key of the open conflict holds now. When it changed since
+    /// the status line said how it stood, the status line follows.
     pub(super) fn conflict_read(&mut self, key: Vec<u8>, result: Result<Option<Entry>>) {
         let theme = self.config.theme;
         let Mode::Conflict(c) = &mut self.mode else {
@@ -133,6 +143,7 @@ impl App {
         if c.job.key != key {
             return;
         }
+        let said = c.now.named();
         c.now = match result {
             Ok(Some(entry)) => {
                 let all = preview(&entry.value, theme).lines;
@@ -148,14 +159,16 @@ impl App {
                 expired: expired(&c.job),
             },
             Err(e) => Now::Failed {
-                revision: match &c.now {
-                    Now::Reading(r) | Now::Failed { revision: r, .. } => *r,
-                    Now::Stored { revision, .. } => Some(*revision),
-                    Now::Gone { .. } => None,
-                },
+                revision: said,
                 error: e.to_string(),
             },
         };
+        if c.now.named() != said {
+            let news = format!("{} {}", display_key(&key), how(&c.job, c.now.named()));
+            // A first `q` was asked about the text before this news.
+            self.quit_armed = false;
+            self.error(format!("{news}; your edit is kept, not written"));
+        }
     }
 
     /// The live feed saw `changes` (or, with `all`, more than it holds):
