@@ -70,8 +70,10 @@ pub struct EditJob {
     /// Text from an earlier round in `$EDITOR` that was not saved (invalid
     /// JSON, "keep editing"): the editor starts from it instead.
     pub draft: Option<Vec<u8>>,
-    /// When the stored value expires (Unix ms): a write refused after
-    /// that found the key expired, not changed by someone else.
+    /// When the value a write of this edit replaces expires (Unix ms):
+    /// the one the edit started from, or the one a conflict's overwrite
+    /// replaces. A write refused after that found the key expired, not
+    /// changed by someone else.
     pub expires_at_ms: Option<u64>,
     /// Where the built-in editor's cursor was (line, char) when the text
     /// was saved: going back to a text that was not written puts it there.

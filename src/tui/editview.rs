@@ -199,6 +199,7 @@ fn conflict_news(c: &Conflict, inner: usize) -> Vec<(Part, String)> {
             bytes,
             lines: head,
             more,
+            ..
         } => {
             let size = human_bytes(bytes.len());
             lines.push(now(format!("It is now at revision {revision} ({size}):")));

@@ -256,6 +256,7 @@ fn overwrite_waits_for_the_value_it_replaces() {
     c.now = Now::Stored {
         revision: 3,
         bytes: b"theirs".to_vec(),
+        expires_at_ms: None,
         lines: vec!["theirs".into()],
         more: false,
     };
@@ -294,6 +295,48 @@ fn a_conflict_after_an_external_editor_keeps_its_text() {
     assert_eq!(
         stored_now(&other, b"note"),
         Some(("mine, edited".into(), 4))
+    );
+}
+
+/// The value the dialog shows has a TTL and expires before `o`: the
+/// overwrite, conditional on it, is refused because the key expired, and
+/// the status line and the dialog say so (they said someone deleted it).
+#[test]
+fn a_value_that_expires_under_the_dialog_is_said_to_have_expired() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    other
+        .put_ttl(b"note", b"theirs".to_vec(), None, Some(2))
+        .unwrap();
+    keys(&mut s, "!");
+    ctrl_s(&mut s);
+    assert!(
+        shows(&s.app, "It is now at revision 3 (6 B):"),
+        "{:?}",
+        screen(&s.app)
+    );
+    let deadline = std::time::Instant::now() + SETTLE;
+    while stored_now(&other, b"note").is_some() {
+        assert!(std::time::Instant::now() < deadline, "it never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    keys(&mut s, "o");
+    assert!(in_conflict(&s));
+    assert_eq!(
+        s.app.status.text,
+        "note expired; your edit is kept, not written"
+    );
+    assert!(
+        shows(&s.app, "note expired since you opened it (revision 1)."),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(stored_now(&other, b"note"), None);
+    // `o` again writes it as a new key.
+    keys(&mut s, "o");
+    assert_eq!(
+        stored_now(&other, b"note").map(|(v, _)| v).as_deref(),
+        Some("hello!")
     );
 }
 

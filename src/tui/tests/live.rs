@@ -343,6 +343,32 @@ fn a_second_change_while_the_dialog_is_open_reaches_the_status_line() {
     assert_eq!(editor_text(&s).as_deref(), Some("onex"));
 }
 
+/// The dialog shows a value with a TTL, which then expires: the server's
+/// feed says so, and the dialog and the status line say it expired (they
+/// said it was deleted).
+#[test]
+fn a_key_that_expires_while_the_dialog_is_open_is_said_to_have_expired() {
+    let (_dir, _path, server) = served("{\"key\":\"a\",\"value\":\"one\"}\n");
+    let mut s = browse_live(&server, (100, 20));
+    let other = server.client();
+    keys(&mut s, "e");
+    other
+        .put_ttl(b"a", b"theirs".to_vec(), None, Some(2))
+        .unwrap();
+    wait_for(&mut s, &["live · 1 change"]);
+    keys(&mut s, "x");
+    act(&mut s, &[Action::Submit]);
+    wait_for(&mut s, &["It is now at revision 2 (6 B):"]);
+    wait_for(&mut s, &["a expired since you opened it (revision 1)."]);
+    assert!(
+        shows(&s.app, "error: a expired; your edit is kept, not written"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(editor_text(&s).as_deref(), Some("onex"));
+    assert!(other.get(b"a").unwrap().is_none());
+}
+
 #[test]
 fn an_expiring_key_counts_down_and_goes_when_it_expires() {
     let (_dir, _path, server) = served(&numbered(2));
