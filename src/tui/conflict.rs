@@ -71,6 +71,14 @@ impl Now {
         }
     }
 
+    /// When the value shown expires, if it does.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        match self {
+            Now::Stored { expires_at_ms, .. } => *expires_at_ms,
+            _ => None,
+        }
+    }
+
     /// The revision the dialog names (None: absent, or not known).
     fn named(&self) -> Option<u64> {
         match self {
@@ -227,10 +235,7 @@ impl App {
         let Conflict { mut job, now, .. } = *c;
         // A refusal of this write is about the value it replaces: if that
         // had an expiry that passed, the key expired.
-        job.expires_at_ms = match &now {
-            Now::Stored { expires_at_ms, .. } => *expires_at_ms,
-            _ => None,
-        };
+        job.expires_at_ms = now.expires_at_ms();
         let text = job.start_text();
         let value = job.stored(text.clone());
         if matches!(&now, Now::Stored { bytes, .. } if *bytes == value) {

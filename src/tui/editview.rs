@@ -11,7 +11,7 @@ use super::app::App;
 use super::conflict::{Conflict, Now};
 use super::keys::display_key;
 use super::preview::human_bytes;
-use super::view::{fit, pane, popup};
+use super::view::{expires_in, fit, pane, popup};
 use super::{softwrap, wrap};
 
 pub(super) fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
@@ -133,6 +133,8 @@ enum Part {
     /// The value's first line (`…` once the value is cut).
     PreviewHead,
     Now,
+    /// That `o` drops the current value's expiry.
+    Ttl,
     News,
     Keys,
 }
@@ -199,7 +201,7 @@ fn conflict_news(c: &Conflict, inner: usize) -> Vec<(Part, String)> {
             bytes,
             lines: head,
             more,
-            ..
+            expires_at_ms,
         } => {
             let size = human_bytes(bytes.len());
             lines.push(now(format!("It is now at revision {revision} ({size}):")));
@@ -217,6 +219,12 @@ fn conflict_news(c: &Conflict, inner: usize) -> Vec<(Part, String)> {
                     Part::Preview
                 };
                 lines.push((part, format!("  {line}")));
+            }
+            // `o` is a put without a TTL, as any save from the browser.
+            if let Some(at) = expires_at_ms {
+                let when = expires_in(*at, crate::types::now_ms());
+                let ttl = format!("It {when}; o writes yours without an expiry.");
+                lines.push((Part::Ttl, ttl));
             }
         }
     }

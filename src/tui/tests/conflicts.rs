@@ -340,6 +340,39 @@ fn a_value_that_expires_under_the_dialog_is_said_to_have_expired() {
     );
 }
 
+/// Their value has a TTL: the dialog says when it expires and that `o`
+/// writes without one, counting down; and `o` does.
+#[test]
+fn the_dialog_says_o_drops_the_current_values_expiry() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    other
+        .put_ttl(b"note", b"theirs".to_vec(), None, Some(300))
+        .unwrap();
+    keys(&mut s, "!");
+    ctrl_s(&mut s);
+    assert!(in_conflict(&s));
+    let text = screen(&s.app).join("\n");
+    let said = ["It expires in 4m 5", "It expires in 5m 0s"];
+    assert!(said.iter().any(|w| text.contains(w)), "{text}");
+    assert!(
+        text.contains("s; o writes yours without an expiry."),
+        "{text}"
+    );
+    assert!(s.app.shows_expiry(), "the countdown is drawn each second");
+    // Still there, whole, on a small terminal.
+    s.app.size = (60, 12);
+    assert!(shows(&s.app, "o writes yours without an expiry."));
+    s.app.size = (100, 20);
+    keys(&mut s, "o");
+    assert_eq!(s.app.status.text, "saved note (revision 4)");
+    let entry = other.get(b"note").unwrap().unwrap();
+    assert_eq!(
+        (entry.value, entry.expires_at_ms),
+        (b"hello!".to_vec(), None)
+    );
+}
+
 #[test]
 fn a_new_key_created_meanwhile_is_a_conflict() {
     let (_dir, other, mut s) = shared(NOTE, None);
