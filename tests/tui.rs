@@ -319,6 +319,53 @@ fn a_paste_on_the_key_list_runs_no_commands() {
     assert_eq!(got.stdout_text(), "{\"n\":1}");
 }
 
+/// Emoji ZWJ sequences (👨‍👩‍👧) wrapped in a real terminal: tmux draws one
+/// in two columns, as ratatui counts it. A sequence cut at a row's end
+/// left a cell ending in a ZWJ, and tmux joined whatever it printed next,
+/// wherever, to it: after another value was shown, going back left stray
+/// glyphs (the screen differed from a fresh one). A ZWJ that joins
+/// nothing in the text itself (before an emoji) did the same.
+#[test]
+fn emoji_zwj_sequences_leave_no_stray_glyphs_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let family = "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}";
+    let env = Env::new();
+    let first = format!("family {family} ").repeat(12);
+    let second = format!("x{}\\nab\\u200d\u{1f467}cd", family.repeat(20));
+    let lines = format!(
+        "{{\"key\":\"a\",\"value\":\"{first}\"}}\n{{\"key\":\"b\",\"value\":\"{second}\"}}\n"
+    );
+    env.kvr(["batch"]).stdin(lines).ok();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    let fresh = tmux.wait_for(&["> a", "a · rev 1", "key 1 of 2"]);
+    tmux.keys(&["j"]);
+    let screen = tmux.wait_for(&["> b", "b · rev 2"]);
+    // The lone ZWJ is not drawn: tmux joined the emoji after it to b.
+    assert!(screen.contains("│ab\u{1f467}cd "), "{screen}");
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> a", "a · rev 1"]);
+    // The value may still be drawing: compare once the screen settles.
+    let deadline = Instant::now() + DEADLINE;
+    while tmux.screen() != fresh {
+        assert!(
+            Instant::now() < deadline,
+            "back on a, the screen differs from a fresh one:\n{}\nfresh:\n{fresh}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+}
+
 /// The SGR colour parameters (foreground, background; not 39/49, the
 /// defaults) in `screen`.
 fn colour_codes(screen: &str) -> Vec<String> {

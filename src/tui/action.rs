@@ -112,6 +112,12 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
     ("n", "new key (checked first: it must not exist yet)"),
     ("d  Del", "delete the key (asks first: y / n)"),
+    // The conflict dialog's keys, in one line: the help must fit a
+    // 24-row terminal above its two status lines.
+    (
+        "o r e Enter Esc",
+        "conflict: overwrite / reload (drops your text) / back to your text",
+    ),
     ("y  Y", "copy the key / the value to the clipboard (OSC 52)"),
     ("?  F1", "this help (any key closes it)"),
     (

@@ -471,15 +471,21 @@ impl App {
         self.sync_value();
     }
 
-    /// Whether the value pane shows an expiry (which counts down).
+    /// Whether the value pane or a conflict dialog shows an expiry (which
+    /// counts down).
     pub fn shows_expiry(&self) -> bool {
-        matches!(
-            self.value.state,
-            ValueState::Loaded {
-                expires_at_ms: Some(_),
-                ..
-            }
-        )
+        let dialog = match &self.mode {
+            Mode::Conflict(c) => c.now.expires_at_ms().is_some(),
+            _ => false,
+        };
+        dialog
+            || matches!(
+                self.value.state,
+                ValueState::Loaded {
+                    expires_at_ms: Some(_),
+                    ..
+                }
+            )
     }
 
     /// Columns of text in the value pane.

@@ -43,6 +43,8 @@ pub enum Now {
     Stored {
         revision: u64,
         bytes: Vec<u8>,
+        /// When it expires (Unix ms): gone after that, it expired.
+        expires_at_ms: Option<u64>,
         /// The first [`SHOWN_LINES`] lines of its preview (none for a
         /// binary value), and whether it has more.
         lines: Vec<String>,
@@ -68,23 +70,39 @@ impl Now {
             Now::Failed { revision, .. } => Some(revision.unwrap_or(0)),
         }
     }
+
+    /// When the value shown expires, if it does.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        match self {
+            Now::Stored { expires_at_ms, .. } => *expires_at_ms,
+            _ => None,
+        }
+    }
+
+    /// The revision the dialog names (None: absent, or not known).
+    fn named(&self) -> Option<u64> {
+        match self {
+            Now::Reading(r) | Now::Failed { revision: r, .. } => *r,
+            Now::Stored { revision, .. } => Some(*revision),
+            Now::Gone { .. } => None,
+        }
+    }
 }
 
-/// Whether the edited value had an expiry that has passed: a key gone
-/// after that expired rather than being deleted by someone (with `--db`
-/// nobody else can delete it).
-fn expired(job: &EditJob) -> bool {
-    job.expires_at_ms
-        .is_some_and(|at| at <= crate::types::now_ms())
+/// Whether the expiry `at` (Unix ms) of the value last seen has passed: a
+/// key gone after that expired rather than being deleted by someone (with
+/// `--db` nobody else can delete it).
+fn passed(at: Option<u64>) -> bool {
+    at.is_some_and(|at| at <= crate::types::now_ms())
 }
 
 /// How the key changed, for the status line: "was changed by someone
-/// else (now at revision 7)".
-fn how(job: &EditJob, current: Option<u64>) -> String {
+/// else (now at revision 7)"; gone, whether it `expired`.
+fn how(job: &EditJob, current: Option<u64>, expired: bool) -> String {
     match current {
         Some(r) if job.revision == 0 => format!("was created by someone else (revision {r})"),
         Some(r) => format!("was changed by someone else (now at revision {r})"),
-        None if expired(job) => "expired".to_string(),
+        None if expired => "expired".to_string(),
         None => "was deleted by someone else".to_string(),
     }
 }
@@ -95,7 +113,7 @@ impl App {
     /// has the keyboard: then the text waits for `e` on the key.
     pub(super) fn save_conflict(&mut self, job: EditJob, current: Option<u64>) {
         let shown = display_key(&job.key);
-        let how = how(&job, current);
+        let how = how(&job, current, passed(job.expires_at_ms));
         // A first `q` pressed before this text was held is no yes to
         // dropping it.
         self.quit_armed = false;
@@ -124,7 +142,8 @@ impl App {
         }));
     }
 
-    /// What the key of the open conflict holds now.
+    /// What the key of the open conflict holds now. When it changed since
+    /// the status line said how it stood, the status line follows.
     pub(super) fn conflict_read(&mut self, key: Vec<u8>, result: Result<Option<Entry>>) {
         let theme = self.config.theme;
         let Mode::Conflict(c) = &mut self.mode else {
@@ -133,29 +152,40 @@ impl App {
         if c.job.key != key {
             return;
         }
+        let said = c.now.named();
         c.now = match result {
             Ok(Some(entry)) => {
                 let all = preview(&entry.value, theme).lines;
                 let lines = all.iter().take(SHOWN_LINES).map(ToString::to_string);
                 Now::Stored {
                     revision: entry.revision,
+                    expires_at_ms: entry.expires_at_ms,
                     lines: lines.collect(),
                     more: all.len() > SHOWN_LINES,
                     bytes: entry.value,
                 }
             }
+            // Gone: expired if the value last seen (shown, else the one
+            // the write was conditional on) had an expiry now passed.
             Ok(None) => Now::Gone {
-                expired: expired(&c.job),
+                expired: passed(match &c.now {
+                    Now::Stored { expires_at_ms, .. } => *expires_at_ms,
+                    _ => c.job.expires_at_ms,
+                }),
             },
             Err(e) => Now::Failed {
-                revision: match &c.now {
-                    Now::Reading(r) | Now::Failed { revision: r, .. } => *r,
-                    Now::Stored { revision, .. } => Some(*revision),
-                    Now::Gone { .. } => None,
-                },
+                revision: said,
                 error: e.to_string(),
             },
         };
+        if c.now.named() != said {
+            let expired = matches!(c.now, Now::Gone { expired: true });
+            let how = how(&c.job, c.now.named(), expired);
+            let news = format!("{} {how}", display_key(&key));
+            // A first `q` was asked about the text before this news.
+            self.quit_armed = false;
+            self.error(format!("{news}; your edit is kept, not written"));
+        }
     }
 
     /// The live feed saw `changes` (or, with `all`, more than it holds):
@@ -203,6 +233,9 @@ impl App {
             return;
         };
         let Conflict { mut job, now, .. } = *c;
+        // A refusal of this write is about the value it replaces: if that
+        // had an expiry that passed, the key expired.
+        job.expires_at_ms = now.expires_at_ms();
         let text = job.start_text();
         let value = job.stored(text.clone());
         if matches!(&now, Now::Stored { bytes, .. } if *bytes == value) {

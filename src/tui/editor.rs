@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::process::Command;
 
+use unicode_segmentation::UnicodeSegmentation;
+
 use super::action::TextEdit;
 use super::json;
 use super::preview::{Kind, classify};
@@ -68,8 +70,10 @@ pub struct EditJob {
     /// Text from an earlier round in `$EDITOR` that was not saved (invalid
     /// JSON, "keep editing"): the editor starts from it instead.
     pub draft: Option<Vec<u8>>,
-    /// When the stored value expires (Unix ms): a write refused after
-    /// that found the key expired, not changed by someone else.
+    /// When the value a write of this edit replaces expires (Unix ms):
+    /// the one the edit started from, or the one a conflict's overwrite
+    /// replaces. A write refused after that found the key expired, not
+    /// changed by someone else.
     pub expires_at_ms: Option<u64>,
     /// Where the built-in editor's cursor was (line, char) when the text
     /// was saved: going back to a text that was not written puts it there.
@@ -154,7 +158,12 @@ impl EditJob {
     }
 }
 
-/// A text being edited: lines and a cursor (line, char index).
+/// A text being edited: lines and a cursor (line, char index). The cursor
+/// moves and deletes by grapheme cluster (an accent with its letter, an
+/// emoji ZWJ sequence whole), as vim and most editors do: stepping through
+/// the code points of one would put the next letter typed inside it (the
+/// accent of `é` onto it). Only a text typed or pasted around it leaves
+/// the cursor inside a cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TextArea {
     pub lines: Vec<String>,
@@ -222,6 +231,10 @@ impl TextArea {
         let text = &self.lines[self.row];
         let byte = column.saturating_sub(1).min(text.len());
         self.col = text.char_indices().take_while(|&(i, _)| i < byte).count();
+        if self.col < self.line_chars() {
+            // Inside a cluster: its start.
+            self.col = self.cluster_before(self.col + 1);
+        }
     }
 
     /// The whole text, lines joined by `\n`.
@@ -240,6 +253,36 @@ impl TextArea {
 
     fn line_chars(&self) -> usize {
         self.lines[self.row].chars().count()
+    }
+
+    /// The line's grapheme clusters: the char index each starts at and
+    /// its first character (which says whether it is part of a word).
+    fn clusters(&self) -> Vec<(usize, char)> {
+        let mut at = 0;
+        let line = &self.lines[self.row];
+        line.graphemes(true)
+            .filter_map(|g| {
+                let start = at;
+                at += g.chars().count();
+                g.chars().next().map(|c| (start, c))
+            })
+            .collect()
+    }
+
+    /// Where the cluster before char `col` starts (0 at the start).
+    fn cluster_before(&self, col: usize) -> usize {
+        let clusters = self.clusters();
+        let i = clusters.partition_point(|&(start, _)| start < col);
+        i.checked_sub(1).map_or(0, |i| clusters[i].0)
+    }
+
+    /// Where the cluster at char `col` ends (the line's end at its end).
+    fn cluster_after(&self, col: usize) -> usize {
+        let clusters = self.clusters();
+        let i = clusters.partition_point(|&(start, _)| start <= col);
+        clusters
+            .get(i)
+            .map_or(self.line_chars(), |&(start, _)| start)
     }
 
     /// The first screen row to draw, in `height` rows of text wrapped at
@@ -359,36 +402,35 @@ impl TextArea {
         self.col = softwrap::col_at(&self.lines[row], sub, goal, cols);
     }
 
-    /// The line's characters.
-    fn chars(&self) -> Vec<char> {
-        self.lines[self.row].chars().collect()
-    }
-
     /// Where the word before the cursor starts (readline's `backward-word`):
-    /// skip what is not a word, then the word.
+    /// skip what is not a word, then the word; cluster by cluster.
     fn word_start(&self, word: fn(char) -> bool) -> usize {
-        let chars = self.chars();
-        let mut i = self.col;
-        while i > 0 && !word(chars[i - 1]) {
+        let clusters = self.clusters();
+        let mut i = clusters.partition_point(|&(start, _)| start < self.col);
+        while i > 0 && !word(clusters[i - 1].1) {
             i -= 1;
         }
-        while i > 0 && word(chars[i - 1]) {
+        while i > 0 && word(clusters[i - 1].1) {
             i -= 1;
         }
-        i
+        clusters
+            .get(i)
+            .map_or(self.line_chars(), |&(start, _)| start)
     }
 
     /// Where the word after the cursor ends (`forward-word`).
     fn word_end(&self) -> usize {
-        let chars = self.chars();
-        let mut i = self.col;
-        while i < chars.len() && !is_word(chars[i]) {
+        let clusters = self.clusters();
+        let mut i = clusters.partition_point(|&(start, _)| start < self.col);
+        while i < clusters.len() && !is_word(clusters[i].1) {
             i += 1;
         }
-        while i < chars.len() && is_word(chars[i]) {
+        while i < clusters.len() && is_word(clusters[i].1) {
             i += 1;
         }
-        i
+        clusters
+            .get(i)
+            .map_or(self.line_chars(), |&(start, _)| start)
     }
 
     /// Deletes the characters `from..to` of the line; the cursor goes to
@@ -401,9 +443,7 @@ impl TextArea {
 
     fn backspace(&mut self) {
         if self.col > 0 {
-            self.col -= 1;
-            let at = self.byte_at(self.col);
-            self.line().remove(at);
+            self.kill(self.cluster_before(self.col), self.col);
         } else if self.row > 0 {
             let line = self.lines.remove(self.row);
             self.row -= 1;
@@ -414,8 +454,7 @@ impl TextArea {
 
     fn delete(&mut self) {
         if self.col < self.line_chars() {
-            let at = self.byte_at(self.col);
-            self.line().remove(at);
+            self.kill(self.col, self.cluster_after(self.col));
         } else if self.row + 1 < self.lines.len() {
             let next = self.lines.remove(self.row + 1);
             self.line().push_str(&next);
@@ -424,7 +463,7 @@ impl TextArea {
 
     fn left(&mut self) {
         if self.col > 0 {
-            self.col -= 1;
+            self.col = self.cluster_before(self.col);
         } else if self.row > 0 {
             self.row -= 1;
             self.col = self.line_chars();
@@ -433,7 +472,7 @@ impl TextArea {
 
     fn right(&mut self) {
         if self.col < self.line_chars() {
-            self.col += 1;
+            self.col = self.cluster_after(self.col);
         } else if self.row + 1 < self.lines.len() {
             (self.row, self.col) = (self.row + 1, 0);
         }
@@ -551,6 +590,26 @@ mod tests {
         // The text is what was typed: wrapping is only drawn.
         t.apply_wrapped(TextEdit::Insert('!'), 4);
         assert_eq!(t.text(), "abcdef!ghij\nxy\n日本語日本語");
+    }
+
+    /// Word moves and a JSON error's position never stop inside a
+    /// cluster: `é` here is `e` and a combining accent.
+    #[test]
+    fn words_and_error_positions_keep_clusters_whole() {
+        let mut t = TextArea::new("cafe\u{301} bar", false);
+        t.apply(TextEdit::Home);
+        t.apply(TextEdit::WordRight);
+        assert_eq!(t.col, 5, "after the accent");
+        t.apply(TextEdit::End);
+        t.apply(TextEdit::KillWordBack);
+        t.apply(TextEdit::Left);
+        t.apply(TextEdit::WordLeft);
+        assert_eq!((t.text().as_str(), t.col), ("cafe\u{301} ", 0));
+        // Column 5 is byte 4, the accent: inside é, so before it.
+        t.go_to(1, 5);
+        assert_eq!(t.col, 3);
+        t.go_to(1, 99);
+        assert_eq!(t.col, 6, "past the end: the end");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
-use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
@@ -12,7 +11,7 @@ use super::app::App;
 use super::conflict::{Conflict, Now};
 use super::keys::display_key;
 use super::preview::human_bytes;
-use super::view::{fit, pane, popup};
+use super::view::{expires_in, fit, pane, popup};
 use super::{softwrap, wrap};
 
 pub(super) fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
@@ -74,13 +73,14 @@ pub(super) fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
 pub const CONTINUED: &str = "↩";
 
 /// The dialog on a save refused because the key changed: what it holds
-/// now, that the text is kept, and the choices.
+/// now, that the text is kept, and the choices. On a screen too short for
+/// all of it, the lines of the value go first and the key lines stay.
 pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
     let width = frame.area().width.min(76);
     let inner = usize::from(width.saturating_sub(2)).max(1);
-    let mut lines = conflict_news(c, inner, app.config.theme.dim());
-    lines.push(Line::from("Your text is kept; nothing was written."));
-    lines.push(Line::from(""));
+    let mut lines = conflict_news(c, inner);
+    lines.push((Part::Kept, "Your text is kept; nothing was written.".into()));
+    lines.push((Part::Spacer, String::new()));
     let choices: &[&str] = match (c.reload_asked, &c.now) {
         (true, _) => &[
             "Drop your text and show the stored value?",
@@ -88,31 +88,96 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
         ],
         (false, Now::Gone { .. }) => &[
             "o: save your text (the key is created again)",
-            "r: reload (drops your text)    e / Esc: back to your text",
+            "r: reload (drops your text)    e / Enter / Esc: back to your text",
         ],
         (false, _) => &[
             "o: overwrite with your text    r: reload (drops your text)",
-            "e / Esc: back to your text",
+            "e / Enter / Esc: back to your text",
         ],
     };
-    lines.extend(choices.iter().map(|&l| Line::from(l)));
-    let height: usize = lines.iter().map(|l| wrap::rows(l, inner)).sum();
-    let area = popup(frame, width, u16::try_from(height + 2).unwrap_or(u16::MAX));
+    lines.extend(choices.iter().map(|&l| (Part::Keys, l.to_string())));
+    let room = usize::from(frame.area().height.saturating_sub(2));
+    let dim = app.config.theme.dim();
+    let rows: Vec<Line> = fit_rows(lines, inner, room)
+        .into_iter()
+        .map(|(part, row)| match part {
+            Part::Preview | Part::PreviewHead => Line::styled(row, dim),
+            _ => Line::raw(row),
+        })
+        .collect();
+    let area = popup(
+        frame,
+        width,
+        u16::try_from(rows.len() + 2).unwrap_or(u16::MAX),
+    );
     let title = match c.job.revision {
         0 => " Conflict · created meanwhile ",
         _ => " Conflict · changed meanwhile ",
     };
     let block = pane(Line::from(title), true, app);
-    let para = Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false });
-    frame.render_widget(para, area);
+    // Not wrapped by ratatui: the rows are laid out (and counted) here.
+    frame.render_widget(Paragraph::new(rows).block(block), area);
+}
+
+/// What separates two keys on one line of the dialog.
+const KEY_GAP: &str = "    ";
+
+/// A line of the conflict dialog, by what goes first when the screen is
+/// too short for all of them: the value's lines but its first, then the
+/// others in this order; never the key lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    Preview,
+    Spacer,
+    Kept,
+    /// The value's first line (`…` once the value is cut).
+    PreviewHead,
+    Now,
+    /// That `o` drops the current value's expiry.
+    Ttl,
+    News,
+    Keys,
+}
+
+/// `lines` as rows of `inner` columns, at most `room` of them (unless the
+/// key lines alone take more): lines dropped by [`Part`], the last first.
+/// A value shown in part ends with `…`.
+fn fit_rows(lines: Vec<(Part, String)>, inner: usize, room: usize) -> Vec<(Part, String)> {
+    let wider = |text: &str| wrap::clusters(text).map(|(_, w)| w).sum::<usize>() > inner;
+    let mut lines: Vec<(Part, Vec<String>)> = lines
+        .into_iter()
+        .map(|(part, text)| match part {
+            // Two keys that do not fit a row go on two, not `r:` on one
+            // and what it does on the next.
+            Part::Keys if wider(&text) => {
+                let keys = text.split(KEY_GAP).flat_map(|k| wrap::words(k, inner));
+                (part, keys.collect())
+            }
+            _ => (part, wrap::words(&text, inner)),
+        })
+        .collect();
+    let mut cut = false;
+    while lines.iter().map(|(_, rows)| rows.len()).sum::<usize>() > room {
+        let last_of_lowest = (0..lines.len())
+            .filter(|&i| lines[i].0 != Part::Keys)
+            .min_by_key(|&i| (lines[i].0, std::cmp::Reverse(i)));
+        let Some(i) = last_of_lowest else { break };
+        cut |= lines[i].0 == Part::Preview;
+        lines.remove(i);
+    }
+    let preview = |part: &Part| matches!(part, Part::Preview | Part::PreviewHead);
+    if cut && let Some(last) = lines.iter_mut().rfind(|(part, _)| preview(part)) {
+        last.1 = vec!["  …".to_string()];
+    }
+    lines
+        .into_iter()
+        .flat_map(|(part, rows)| rows.into_iter().map(move |row| (part, row)))
+        .collect()
 }
 
 /// The conflict dialog's news, in `inner` columns: what happened to the
-/// key since the edit began, and what it holds now (its first lines in
-/// `dim`).
-fn conflict_news(c: &Conflict, inner: usize, dim: Style) -> Vec<Line<'static>> {
+/// key since the edit began, and what it holds now (its first lines).
+fn conflict_news(c: &Conflict, inner: usize) -> Vec<(Part, String)> {
     let shown = fit(&display_key(&c.job.key), inner / 2);
     let what = match (&c.now, c.job.revision) {
         (Now::Gone { expired: true }, r) => {
@@ -122,35 +187,44 @@ fn conflict_news(c: &Conflict, inner: usize, dim: Style) -> Vec<Line<'static>> {
         (_, 0) => format!("{shown} was created by someone else since you started it."),
         (_, r) => format!("{shown} changed since you opened it (revision {r})."),
     };
-    let mut lines = vec![Line::from(what)];
+    let mut lines = vec![(Part::News, what)];
+    let now = |text| (Part::Now, text);
     match &c.now {
-        Now::Reading(Some(r)) => lines.push(Line::from(format!(
-            "It is now at revision {r}; reading it…"
-        ))),
-        Now::Reading(None) => lines.push(Line::from("It is gone, it seems; reading it…")),
-        Now::Failed { error, .. } => lines.push(Line::from(format!(
-            "Cannot read what it holds now: {error}"
-        ))),
+        Now::Reading(Some(r)) => lines.push(now(format!("It is now at revision {r}; reading it…"))),
+        Now::Reading(None) => lines.push(now("It is gone, it seems; reading it…".into())),
+        Now::Failed { error, .. } => {
+            lines.push(now(format!("Cannot read what it holds now: {error}")));
+        }
         Now::Gone { .. } => {}
         Now::Stored {
             revision,
             bytes,
             lines: head,
             more,
+            expires_at_ms,
         } => {
             let size = human_bytes(bytes.len());
-            lines.push(Line::from(format!(
-                "It is now at revision {revision} ({size}):"
-            )));
+            lines.push(now(format!("It is now at revision {revision} ({size}):")));
             let body = match head.is_empty() {
                 true if bytes.is_empty() => vec!["(empty value)".to_string()],
                 true => vec!["(binary value)".to_string()],
                 false => head.clone(),
             };
             let more = more.then(|| "…".to_string());
-            for line in body.into_iter().chain(more) {
+            for (i, line) in body.into_iter().chain(more).enumerate() {
                 let line = fit(&line.replace('\t', " "), inner.saturating_sub(2));
-                lines.push(Line::styled(format!("  {line}"), dim));
+                let part = if i == 0 {
+                    Part::PreviewHead
+                } else {
+                    Part::Preview
+                };
+                lines.push((part, format!("  {line}")));
+            }
+            // `o` is a put without a TTL, as any save from the browser.
+            if let Some(at) = expires_at_ms {
+                let when = expires_in(*at, crate::types::now_ms());
+                let ttl = format!("It {when}; o writes yours without an expiry.");
+                lines.push((Part::Ttl, ttl));
             }
         }
     }

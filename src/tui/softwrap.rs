@@ -9,11 +9,17 @@
 //! always has a cell of its own. [`breaks`] alone decides where rows
 //! start; everything else here is derived from it, so the rows drawn, the
 //! cursor drawn and the rows Up and Down move through cannot disagree.
-//! Widths are per character, as the value pane wraps (`wrap.rs`): a wide
-//! character that does not fit the rest of a row starts the next one, a
-//! zero-width one (a combining accent) stays with the character before it.
+//! Widths are per grapheme cluster, as the value pane wraps (`wrap.rs`)
+//! and ratatui draws: a wide character that does not fit the rest of a
+//! row starts the next one, a combining accent stays with its letter and
+//! an emoji ZWJ sequence stays whole. Positions are char indices, as the
+//! editor's cursor is.
 
-use super::wrap::char_width;
+use std::borrow::Cow;
+
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::wrap;
 
 /// The character drawn for `c`: a tab as one space (as the editor has
 /// always drawn it), a control character as its Unicode control picture
@@ -30,9 +36,29 @@ pub fn shown(c: char) -> char {
     }
 }
 
-/// Columns `c` takes as drawn.
-pub fn width(c: char) -> usize {
-    char_width(shown(c))
+/// One grapheme cluster of a line: the chars it spans, its text as drawn
+/// and the columns that takes.
+struct Cluster<'a> {
+    chars: usize,
+    text: Cow<'a, str>,
+    width: usize,
+}
+
+/// The grapheme clusters of `line`. A control character is a cluster of
+/// its own (a line holds no LF, so no CR LF pair), drawn as [`shown`].
+fn clusters(line: &str) -> impl Iterator<Item = Cluster<'_>> {
+    line.graphemes(true).map(|g| {
+        let mut chars = g.chars();
+        let text = match (chars.next(), chars.next()) {
+            (Some(c), None) if shown(c) != c => Cow::Owned(shown(c).to_string()),
+            _ => Cow::Borrowed(wrap::drawn(g)),
+        };
+        Cluster {
+            chars: g.chars().count(),
+            width: wrap::width(&text),
+            text,
+        }
+    })
 }
 
 /// The char index each row of `line` starts at, wrapped at `cols` columns;
@@ -41,13 +67,14 @@ pub fn breaks(line: &str, cols: usize) -> Vec<usize> {
     let cols = cols.max(1);
     let mut starts = vec![0];
     let mut used = 0;
-    for (i, c) in line.chars().enumerate() {
-        let w = width(c);
-        if used + w > cols && used > 0 {
-            starts.push(i);
+    let mut at = 0;
+    for c in clusters(line) {
+        if used + c.width > cols && used > 0 {
+            starts.push(at);
             used = 0;
         }
-        used += w;
+        used += c.width;
+        at += c.chars;
     }
     starts
 }
@@ -68,38 +95,42 @@ pub fn locate(line: &str, col: usize, cols: usize) -> (usize, usize) {
     let starts = breaks(line, cols);
     let row = starts.partition_point(|&s| s <= col).saturating_sub(1);
     let start = starts[row];
-    let x = line
-        .chars()
-        .skip(start)
-        .take(col.saturating_sub(start))
-        .map(width)
-        .sum();
+    let mut at = 0;
+    let mut x = 0;
+    for c in clusters(line) {
+        if at >= col {
+            break;
+        }
+        if at >= start {
+            x += c.width;
+        }
+        at += c.chars;
+    }
     (row, x)
 }
 
 /// The char index on row `row` of `line` at column `x`, or before it when
-/// `x` falls inside a wide character or past the row's end: where Up and
+/// `x` falls inside a wide cluster or past the row's end: where Up and
 /// Down land, keeping the cursor's column. The last place on a row whose
-/// line goes on is before its last character (the place after it is the
+/// line goes on is before its last cluster (the place after it is the
 /// next row's first).
 pub fn col_at(line: &str, row: usize, x: usize, cols: usize) -> usize {
     let starts = breaks(line, cols);
     let row = row.min(starts.len() - 1);
-    let start = starts[row];
-    let end = match starts.get(row + 1) {
-        Some(&next) => next - 1,
-        None => line.chars().count(),
-    };
+    let (start, next) = (starts[row], starts.get(row + 1).copied());
+    let mut at = 0;
     let mut used = 0;
-    let mut col = start;
-    for c in line.chars().skip(start).take(end - start) {
-        used += width(c);
-        if used > x {
-            break;
+    for c in clusters(line) {
+        let after = at + c.chars;
+        if at >= start {
+            used += c.width;
+            if used > x || next.is_some_and(|n| after >= n) {
+                return at;
+            }
         }
-        col += 1;
+        at = after;
     }
-    col
+    at
 }
 
 /// The cursor (line `row`, char `col`) as a row among all the rows of
@@ -132,20 +163,24 @@ pub fn window(lines: &[String], top: usize, count: usize, cols: usize) -> Vec<Ro
             at += n;
             continue;
         }
-        let chars: Vec<char> = line.chars().collect();
         let starts = breaks(line, cols);
-        for (i, &start) in starts.iter().enumerate() {
-            if at >= top && out.len() < count {
-                let end = starts.get(i + 1).copied().unwrap_or(chars.len());
-                let part = &chars[start..end];
-                out.push(Row {
-                    text: part.iter().map(|&c| shown(c)).collect(),
-                    width: part.iter().map(|&c| width(c)).sum(),
-                    continued: i + 1 < starts.len(),
-                });
-            }
-            at += 1;
+        let mut parts: Vec<Row> = (1..=starts.len())
+            .map(|i| Row {
+                text: String::new(),
+                width: 0,
+                continued: i < starts.len(),
+            })
+            .collect();
+        let mut char_at = 0;
+        for c in clusters(line) {
+            let part = &mut parts[starts.partition_point(|&s| s <= char_at) - 1];
+            part.text.push_str(&c.text);
+            part.width += c.width;
+            char_at += c.chars;
         }
+        let skip = top.saturating_sub(at);
+        out.extend(parts.into_iter().skip(skip).take(count - out.len()));
+        at += n;
     }
     out
 }

@@ -168,23 +168,23 @@ pub fn expires_in(at_ms: u64, now_ms: u64) -> String {
     format!("expires in {text}")
 }
 
-/// `text` cut to `width` columns, its last one an ellipsis when cut.
+/// `text` cut to `width` columns, its last one an ellipsis when cut; by
+/// grapheme cluster, as the value pane wraps (`wrap.rs`), so an emoji
+/// ZWJ sequence is shown whole or not at all.
 pub fn fit(text: &str, width: usize) -> String {
-    if Span::raw(text).width() <= width {
-        return text.to_string();
-    }
+    let total: usize = wrap::clusters(text).map(|(_, w)| w).sum();
+    let cut = total > width;
+    let room = if cut { width.saturating_sub(1) } else { width };
     let mut out = String::new();
     let mut used = 0;
-    for c in text.chars() {
-        let mut buf = [0u8; 4];
-        let w = Span::raw(&*c.encode_utf8(&mut buf)).width();
-        if used + w + 1 > width {
+    for (g, w) in wrap::clusters(text) {
+        if used + w > room {
             break;
         }
-        out.push(c);
+        out.push_str(g);
         used += w;
     }
-    if width > 0 {
+    if cut && width > 0 {
         out.push('…');
     }
     out
@@ -346,9 +346,12 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 
 /// A box of `width` × `height` in the middle of the screen, cleared.
 pub(super) fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
-    let area = frame
-        .area()
-        .centered(Constraint::Length(width), Constraint::Length(height));
+    popup_in(frame, frame.area(), width, height)
+}
+
+/// A box of `width` × `height` in the middle of `area`, cleared.
+fn popup_in(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
+    let area = area.centered(Constraint::Length(width), Constraint::Length(height));
     frame.render_widget(Clear, area);
     area
 }
@@ -360,7 +363,12 @@ fn render_help(frame: &mut Frame, app: &App) {
         .collect();
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
     let width = lines.iter().map(Line::width).max().unwrap_or(0) + 3;
-    let area = popup(frame, u16::try_from(width).unwrap_or(u16::MAX), height);
+    // Above the status lines, which say meanwhile what the source is
+    // doing (a wait, an error); on a 24-row terminal the help fits there.
+    let a = areas(frame.area());
+    let above = a.list.union(a.value);
+    let width = u16::try_from(width).unwrap_or(u16::MAX);
+    let area = popup_in(frame, above, width, height);
     let block = pane(Line::from(" Keys · any key closes "), true, app);
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }

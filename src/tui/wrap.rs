@@ -1,18 +1,46 @@
-//! The value pane's lines wrapped at the pane's width, character by
-//! character, so that the rows scrolled through are the rows drawn.
+//! The value pane's lines wrapped at the pane's width, grapheme cluster
+//! by grapheme cluster, so that the rows scrolled through are the rows
+//! drawn.
 //!
 //! The pane used to scroll by source lines while ratatui wrapped them:
 //! with lines wider than the pane the last "line" was reached while the
 //! screen still showed the middle of the value, and the rest could never
 //! be seen. Here one function decides where a line breaks ([`split`]) and
 //! [`rows`] counts the same breaks, so counts and drawing cannot differ.
+//! A row never breaks inside a grapheme cluster (an accent stays with its
+//! letter, an emoji ZWJ sequence such as 👨‍👩‍👧 stays whole), and a
+//! cluster takes the columns ratatui draws it in ([`width`]).
 
+use ratatui::buffer::CellWidth;
 use ratatui::text::{Line, Span};
+use unicode_segmentation::UnicodeSegmentation;
 
-/// Columns a character takes on screen.
-pub fn char_width(c: char) -> usize {
-    let mut buf = [0u8; 4];
-    Span::raw(&*c.encode_utf8(&mut buf)).width()
+/// Columns ratatui draws the grapheme cluster `g` in: what its buffer
+/// gives it, or none for a cluster with a control character, which ratatui
+/// leaves out.
+pub fn width(g: &str) -> usize {
+    if g.contains(char::is_control) {
+        return 0;
+    }
+    usize::from(g.cell_width())
+}
+
+/// The grapheme cluster `g` as drawn: without zero width joiners at its
+/// end. Such a joiner joins nothing (the cluster ended there), but tmux
+/// (3.3) joins the next emoji it prints to the cell before that, even
+/// after a cursor move: its screen then no longer matches what ratatui
+/// drew, and ratatui's redraws, which send only the cells that changed,
+/// leave stray glyphs behind.
+pub fn drawn(g: &str) -> &str {
+    g.trim_end_matches('\u{200d}')
+}
+
+/// `text`'s grapheme clusters as drawn, with their columns.
+pub fn clusters(text: &str) -> impl Iterator<Item = (&str, usize)> {
+    text.graphemes(true).map(|g| {
+        let g = drawn(g);
+        (g, width(g))
+    })
 }
 
 /// Rows `line` takes in `cols` columns (at least one, for an empty line).
@@ -29,8 +57,8 @@ pub fn rows(line: &Line<'_>, cols: usize) -> usize {
     }
     let mut count = 1;
     let mut used = 0;
-    for c in line.spans.iter().flat_map(|s| s.content.chars()) {
-        let w = char_width(c);
+    // Span by span, as ratatui cuts a line into clusters.
+    for (_, w) in line.spans.iter().flat_map(|s| clusters(&s.content)) {
         if used + w > cols && used > 0 {
             count += 1;
             used = 0;
@@ -41,7 +69,8 @@ pub fn rows(line: &Line<'_>, cols: usize) -> usize {
 }
 
 /// `line` cut into rows of at most `cols` columns, keeping its styles; a
-/// character that does not fit the rest of a row starts the next one.
+/// grapheme cluster that does not fit the rest of a row starts the next
+/// one.
 pub fn split(line: &Line<'_>, cols: usize) -> Vec<Line<'static>> {
     let cols = cols.max(1);
     let mut out = Vec::new();
@@ -49,8 +78,7 @@ pub fn split(line: &Line<'_>, cols: usize) -> Vec<Line<'static>> {
     let mut used = 0;
     for span in &line.spans {
         let mut text = String::new();
-        for c in span.content.chars() {
-            let w = char_width(c);
+        for (g, w) in clusters(&span.content) {
             if used + w > cols && used > 0 {
                 if !text.is_empty() {
                     row.push(Span::styled(std::mem::take(&mut text), span.style));
@@ -58,7 +86,7 @@ pub fn split(line: &Line<'_>, cols: usize) -> Vec<Line<'static>> {
                 out.push(Line::from(std::mem::take(&mut row)).style(line.style));
                 used = 0;
             }
-            text.push(c);
+            text.push_str(g);
             used += w;
         }
         if !text.is_empty() {
@@ -67,6 +95,38 @@ pub fn split(line: &Line<'_>, cols: usize) -> Vec<Line<'static>> {
     }
     out.push(Line::from(row).style(line.style));
     out
+}
+
+/// `text` in rows of at most `cols` columns, broken at spaces (dropped at
+/// a break) and, in a word wider than a row, between clusters: the
+/// dialogs' prose, laid out here rather than by ratatui so that its rows
+/// can be counted (to keep the lines that matter on a small screen).
+pub fn words(text: &str, cols: usize) -> Vec<String> {
+    let cols = cols.max(1);
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    let mut used = 0;
+    for word in text.split_inclusive(' ') {
+        let need: usize = clusters(word.trim_end_matches(' ')).map(|(_, w)| w).sum();
+        if used + need > cols && used > 0 {
+            rows.push(row.trim_end().to_string());
+            row.clear();
+            used = 0;
+        }
+        for (g, w) in clusters(word) {
+            if used + w > cols && used > 0 {
+                if g == " " {
+                    continue;
+                }
+                rows.push(std::mem::take(&mut row));
+                used = 0;
+            }
+            row.push_str(g);
+            used += w;
+        }
+    }
+    rows.push(row.trim_end().to_string());
+    rows
 }
 
 /// Which line row `row` falls in, and its row within that line, given
@@ -125,6 +185,17 @@ mod tests {
         let parts = split(&cases[4], 3);
         assert_eq!(parts[1].spans[0].content, "dé");
         assert_eq!(parts[1].spans[0].style, Style::new().red());
+    }
+
+    #[test]
+    fn words_break_at_spaces_and_inside_a_word_too_wide() {
+        let rows = |text, cols| words(text, cols);
+        assert_eq!(rows("", 5), [""]);
+        assert_eq!(rows("o: one    r: two", 20), ["o: one    r: two"]);
+        assert_eq!(rows("o: one    r: two", 10), ["o: one", "r: two"]);
+        assert_eq!(rows("  indented text", 10), ["  indented", "text"]);
+        assert_eq!(rows("abcdefgh ij", 3), ["abc", "def", "gh", "ij"]);
+        assert_eq!(rows("日本語 x", 4), ["日本", "語 x"]);
     }
 
     #[test]

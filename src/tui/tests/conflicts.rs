@@ -47,7 +47,7 @@ fn a_conflict_keeps_the_text_shows_theirs_and_o_overwrites() {
         "  theirs",
         "Your text is kept; nothing was written.",
         "o: overwrite with your text    r: reload (drops your text)",
-        "e / Esc: back to your text",
+        "e / Enter / Esc: back to your text",
         // The editor is still there behind the dialog.
         "Edit note · Ctrl-S save",
     ] {
@@ -95,6 +95,55 @@ fn a_conflict_keeps_the_text_shows_theirs_and_o_overwrites() {
         Some(("hello, world!".into(), 4))
     );
     assert!(shows(&s.app, "note · rev 4"), "{:?}", screen(&s.app));
+}
+
+/// On a small terminal the dialog's key lines stay whole and in view;
+/// what is left out is the value's lines (their last one says `…`).
+#[test]
+fn a_small_terminal_shortens_the_value_not_the_key_lines() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    let six = b"one\ntwo\nthree\nfour\nfive\nsix".to_vec();
+    other.put(b"note", six, None).unwrap();
+    keys(&mut s, "!");
+    ctrl_s(&mut s);
+    assert!(in_conflict(&s));
+    let keys_shown = [
+        "o: overwrite with your text",
+        "r: reload (drops your text)",
+        "e / Enter / Esc: back to your text",
+    ];
+    // Room for everything: four lines of the value, and `…`.
+    let text = screen(&s.app).join("\n");
+    for want in ["  one", "  four", "  …", "Your text is kept"]
+        .iter()
+        .chain(&keys_shown)
+    {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    // 12 rows: three lines of the value and `…`; 9 rows: just `…`; and
+    // at 40 columns the two keys of a line go on two rows.
+    for (size, value, gone) in [
+        ((60, 12), &["  one", "  three", "  …"][..], &["  four"][..]),
+        ((40, 9), &["  …"][..], &["  one"][..]),
+    ] {
+        s.app.size = size;
+        let text = screen(&s.app).join("\n");
+        for want in value.iter().chain(&keys_shown) {
+            assert!(text.contains(want), "{size:?}: no {want:?} in:\n{text}");
+        }
+        for unwanted in gone {
+            assert!(
+                !text.contains(unwanted),
+                "{size:?}: {unwanted:?} in:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("┗━"),
+            "{size:?}: the dialog's bottom:\n{text}"
+        );
+    }
+    assert_eq!(editor_text(&s).as_deref(), Some("hello!"));
 }
 
 #[test]
@@ -207,6 +256,7 @@ fn overwrite_waits_for_the_value_it_replaces() {
     c.now = Now::Stored {
         revision: 3,
         bytes: b"theirs".to_vec(),
+        expires_at_ms: None,
         lines: vec!["theirs".into()],
         more: false,
     };
@@ -245,6 +295,81 @@ fn a_conflict_after_an_external_editor_keeps_its_text() {
     assert_eq!(
         stored_now(&other, b"note"),
         Some(("mine, edited".into(), 4))
+    );
+}
+
+/// The value the dialog shows has a TTL and expires before `o`: the
+/// overwrite, conditional on it, is refused because the key expired, and
+/// the status line and the dialog say so (they said someone deleted it).
+#[test]
+fn a_value_that_expires_under_the_dialog_is_said_to_have_expired() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    other
+        .put_ttl(b"note", b"theirs".to_vec(), None, Some(2))
+        .unwrap();
+    keys(&mut s, "!");
+    ctrl_s(&mut s);
+    assert!(
+        shows(&s.app, "It is now at revision 3 (6 B):"),
+        "{:?}",
+        screen(&s.app)
+    );
+    let deadline = std::time::Instant::now() + SETTLE;
+    while stored_now(&other, b"note").is_some() {
+        assert!(std::time::Instant::now() < deadline, "it never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    keys(&mut s, "o");
+    assert!(in_conflict(&s));
+    assert_eq!(
+        s.app.status.text,
+        "note expired; your edit is kept, not written"
+    );
+    assert!(
+        shows(&s.app, "note expired since you opened it (revision 1)."),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(stored_now(&other, b"note"), None);
+    // `o` again writes it as a new key.
+    keys(&mut s, "o");
+    assert_eq!(
+        stored_now(&other, b"note").map(|(v, _)| v).as_deref(),
+        Some("hello!")
+    );
+}
+
+/// Their value has a TTL: the dialog says when it expires and that `o`
+/// writes without one, counting down; and `o` does.
+#[test]
+fn the_dialog_says_o_drops_the_current_values_expiry() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    other
+        .put_ttl(b"note", b"theirs".to_vec(), None, Some(300))
+        .unwrap();
+    keys(&mut s, "!");
+    ctrl_s(&mut s);
+    assert!(in_conflict(&s));
+    let text = screen(&s.app).join("\n");
+    let said = ["It expires in 4m 5", "It expires in 5m 0s"];
+    assert!(said.iter().any(|w| text.contains(w)), "{text}");
+    assert!(
+        text.contains("s; o writes yours without an expiry."),
+        "{text}"
+    );
+    assert!(s.app.shows_expiry(), "the countdown is drawn each second");
+    // Still there, whole, on a small terminal.
+    s.app.size = (60, 12);
+    assert!(shows(&s.app, "o writes yours without an expiry."));
+    s.app.size = (100, 20);
+    keys(&mut s, "o");
+    assert_eq!(s.app.status.text, "saved note (revision 4)");
+    let entry = other.get(b"note").unwrap().unwrap();
+    assert_eq!(
+        (entry.value, entry.expires_at_ms),
+        (b"hello!".to_vec(), None)
     );
 }
 

@@ -297,6 +297,78 @@ fn an_edit_of_a_key_changed_underneath_keeps_its_text_and_its_check() {
     assert_eq!(other.get(b"a").unwrap().unwrap().value, b"again");
 }
 
+/// The dialog showing revision 2 of a key that then changes again: the
+/// dialog, the status line and the status bar all name revision 3.
+#[test]
+fn a_second_change_while_the_dialog_is_open_reaches_the_status_line() {
+    let (_dir, _path, server) = served("{\"key\":\"a\",\"value\":\"one\"}\n");
+    let mut s = browse_live(&server, (100, 20));
+    let other = server.client();
+    keys(&mut s, "e");
+    other.put(b"a", b"theirs".to_vec(), None).unwrap();
+    wait_for(&mut s, &["live · 1 change"]);
+    keys(&mut s, "x");
+    act(&mut s, &[Action::Submit]);
+    wait_for(
+        &mut s,
+        &["It is now at revision 2 (6 B):", "│ revision 2 │"],
+    );
+    let said = |r| {
+        format!(
+            "error: a was changed by someone else (now at revision {r}); your edit is kept, not written"
+        )
+    };
+    assert!(shows(&s.app, &said(2)), "{:?}", screen(&s.app));
+    other.put(b"a", b"newest".to_vec(), None).unwrap();
+    wait_for(
+        &mut s,
+        &[
+            "It is now at revision 3 (6 B):",
+            "  newest",
+            "│ revision 3 │",
+        ],
+    );
+    assert!(shows(&s.app, &said(3)), "{:?}", screen(&s.app));
+    // Deleted next: the status line says so too.
+    other.delete(b"a", None).unwrap();
+    wait_for(&mut s, &["a was deleted since you opened it (revision 1)."]);
+    assert!(
+        shows(
+            &s.app,
+            "error: a was deleted by someone else; your edit is kept, not written"
+        ),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(editor_text(&s).as_deref(), Some("onex"));
+}
+
+/// The dialog shows a value with a TTL, which then expires: the server's
+/// feed says so, and the dialog and the status line say it expired (they
+/// said it was deleted).
+#[test]
+fn a_key_that_expires_while_the_dialog_is_open_is_said_to_have_expired() {
+    let (_dir, _path, server) = served("{\"key\":\"a\",\"value\":\"one\"}\n");
+    let mut s = browse_live(&server, (100, 20));
+    let other = server.client();
+    keys(&mut s, "e");
+    other
+        .put_ttl(b"a", b"theirs".to_vec(), None, Some(2))
+        .unwrap();
+    wait_for(&mut s, &["live · 1 change"]);
+    keys(&mut s, "x");
+    act(&mut s, &[Action::Submit]);
+    wait_for(&mut s, &["It is now at revision 2 (6 B):"]);
+    wait_for(&mut s, &["a expired since you opened it (revision 1)."]);
+    assert!(
+        shows(&s.app, "error: a expired; your edit is kept, not written"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(editor_text(&s).as_deref(), Some("onex"));
+    assert!(other.get(b"a").unwrap().is_none());
+}
+
 #[test]
 fn an_expiring_key_counts_down_and_goes_when_it_expires() {
     let (_dir, _path, server) = served(&numbered(2));

@@ -7,6 +7,7 @@
 
 mod conflicts;
 mod flows;
+mod graphemes;
 mod held;
 mod live;
 mod rough_edges;

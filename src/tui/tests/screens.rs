@@ -135,6 +135,23 @@ fn help_screen_lists_every_key() {
     assert!(!shows(&s.app, "any key closes"));
 }
 
+/// The conflict dialog's keys are in the help, with the others; the help
+/// leaves the status lines in view on a terminal of 24 rows.
+#[test]
+fn the_help_names_the_conflict_dialog_keys() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "?");
+    let text = screen(&s.app).join("\n");
+    for want in [
+        "┃ d  Del           delete the key (asks first: y / n)",
+        "┃ o r e Enter Esc  conflict: overwrite / reload (drops your text) / back to your text",
+        "│ key 1 of 3 │ revision 3 │ ? help · q quit",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+}
+
 #[test]
 fn confirm_delete_screen() {
     let (_dir, path) = sample();
@@ -192,7 +209,7 @@ fn error_screen_for_a_concurrent_change() {
             "│           ┃Your text is kept; nothing was written.                                   ┃           ┃",
             "│           ┃                                                                          ┃           ┃",
             "│           ┃o: overwrite with your text    r: reload (drops your text)                ┃           ┃",
-            "└───────────┃e / Esc: back to your text                                                ┃━━━━━━━━━━━┛",
+            "└───────────┃e / Enter / Esc: back to your text                                        ┃━━━━━━━━━━━┛",
             " t.redb │ ke┗━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┛",
             "error: note was changed by someone else (now at revision 4); your edit is kept, not written",
         ],
