@@ -22,7 +22,9 @@
 //! * [`cli`] and [`cmd`]: the command line and one module per subcommand.
 //! * [`interrupt`]: SIGINT and SIGTERM during `kvr batch`: stop cleanly.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
+//! * [`background`]: background threads (flush, access log) run nicer.
 
+pub mod background;
 pub mod backup;
 pub mod cli;
 pub mod client;

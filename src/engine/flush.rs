@@ -33,11 +33,29 @@ use crate::error::{Error, Result};
 /// Pause after a failed flush before the next try.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How much nicer than the rest of the process the flush thread runs
+/// (`crate::background`). 10 still gives it about a tenth of a contended
+/// core, so a read flood does not starve it into stalling writes; 19 did
+/// come closer (README "Performance", "Background threads run nicer").
+/// `KVR_FLUSH_NICE` changes it (0: as the process).
+pub const FLUSH_NICE: i32 = 10;
+
 pub(super) fn start(engine: Arc<Engine>) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("kvr-flush".into())
-        .spawn(move || run(&engine))
+        .spawn(move || {
+            crate::background::run_nicer(flush_nice());
+            run(&engine)
+        })
         .map_err(|e| Error::io("cannot start the flush thread", e))
+}
+
+/// [`FLUSH_NICE`], or `KVR_FLUSH_NICE`.
+fn flush_nice() -> i32 {
+    std::env::var("KVR_FLUSH_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FLUSH_NICE)
 }
 
 fn run(engine: &Engine) {

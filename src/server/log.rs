@@ -98,6 +98,9 @@ enum Msg {
     Flush(SyncSender<()>),
 }
 
+/// How much nicer than the request threads the access-log thread runs.
+const LOG_NICE: i32 = 10;
+
 /// The access-log thread and its queue; see the module comment. The
 /// thread ends with the process (it sleeps on the queue while idle).
 pub struct AccessLog {
@@ -111,7 +114,12 @@ impl AccessLog {
         let m = metrics.clone();
         std::thread::Builder::new()
             .name("kvr-access-log".into())
-            .spawn(move || run(&rx, &m))?;
+            .spawn(move || {
+                // Lines it cannot keep up with are dropped, not waited for;
+                // at 10 none were, at 19 some (README "Performance").
+                crate::background::run_nicer(LOG_NICE);
+                run(&rx, &m)
+            })?;
         Ok(AccessLog { tx, metrics })
     }
 

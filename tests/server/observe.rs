@@ -261,3 +261,28 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
         "{started} vs {now}"
     );
 }
+
+/// The flush and access-log threads run 10 nicer than the threads that
+/// answer requests (README "Background threads run nicer"), read from
+/// `/proc` as `top -H` shows them.
+#[test]
+fn background_threads_run_nicer_than_request_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let s = Server::start_logging_to(dir.path(), &log);
+    // comm -> nice of each thread of the server.
+    let mut nice = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap();
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // Fields after the ")" that ends comm: state is field 3, nice 19.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let value: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+        nice.insert(comm.trim().to_string(), value);
+    }
+    let base = nice["tokio-rt-worker"];
+    assert_eq!(nice["kvr-writer"], base, "{nice:?}");
+    assert_eq!(nice["kvr-flush"], (base + 10).min(19), "{nice:?}");
+    assert_eq!(nice["kvr-access-log"], (base + 10).min(19), "{nice:?}");
+}

@@ -1,0 +1,37 @@
+//! Background threads run nicer than the ones that answer requests.
+//!
+//! kvr's flush and its access log do work no request waits for. Where they
+//! compete for a core with the HTTP workers and the writer, those should
+//! win: a request held by a worker that a flush preempted waits a whole
+//! time slice. Linux gives each thread its own nice value, so this lowers
+//! the calling thread's priority only (RocksDB does the same for its
+//! compactions: `Env::LowerThreadPoolCPUPriority`).
+
+/// Makes the calling thread `by` nicer than it is (at most 19). Best
+/// effort: where it fails the thread only competes harder.
+pub fn run_nicer(by: i32) {
+    if by <= 0 {
+        return;
+    }
+    let me = Some(rustix::thread::gettid());
+    if let Ok(now) = rustix::process::getpriority_process(me) {
+        let _ = rustix::process::setpriority_process(me, (now + by).min(19));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_thread_runs_nicer_and_the_others_do_not() {
+        let nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let before = nice();
+        let inside = std::thread::spawn(move || {
+            super::run_nicer(3);
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, (before + 3).min(19));
+        assert_eq!(nice(), before);
+    }
+}
