@@ -237,11 +237,11 @@ impl Dest {
         let path = self.path_in_progress();
         crate::store::compact_database(store.into_database()?, &path)?;
         if crate::store::left_unclean(&path) {
-            return Err(Error::Storage(format!(
+            return Err(Error::Storage(
                 "closing the backup after compacting it failed (a write as it closed; the file \
-                 was left not closed cleanly): {} was not written",
-                self.path.display()
-            )));
+                 was left not closed cleanly)"
+                    .to_string(),
+            ));
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -42,14 +43,16 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
                 g.cacert.as_deref(),
             )?;
             let dest = Dest::create(&args.dest, args.force)?;
-            let done = from_server(&client, &dest, &opts, &stop)?;
+            let done = from_server(&client, &dest, &opts, &stop)
+                .map_err(|e| failed(e, &args.dest, "the server's database"))?;
             (done, dest.finish()?)
         }
         None => {
             refuse_own_file(g, &args)?;
             let (src, _) = crate::engine::open_store(&g.db, OpenMode::ReadOnly, &opts)?;
             let dest = Dest::create(&args.dest, args.force)?;
-            let done = from_file(&src, &dest, &opts, &stop)?;
+            let done = from_file(&src, &dest, &opts, &stop)
+                .map_err(|e| failed(e, &args.dest, &g.db.display().to_string()))?;
             drop(src);
             (done, dest.finish()?)
         }
@@ -72,6 +75,21 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The error `e` of a copy into DEST from `src`, saying what it left: no
+/// DEST (the copy was in the temporary directory, removed as `run`
+/// returns; an existing DEST is as it was) and the source as it was (a
+/// backup only reads it). `e` stays the cause, for the exit code. An
+/// interruption says so itself.
+fn failed(e: Error, dest: &Path, src: &str) -> anyhow::Error {
+    if matches!(e, Error::Interrupted(_)) {
+        return e.into();
+    }
+    let dest = dest.display();
+    anyhow::Error::from(e).context(format!(
+        "backup to {dest} failed ({dest} was not written; {src} is unchanged)"
+    ))
 }
 
 /// DEST may not be the database being copied.

@@ -5,7 +5,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::widgets::{Clear, Paragraph};
 
 use super::app::App;
 use super::conflict::{Conflict, Now};
@@ -14,19 +14,46 @@ use super::preview::human_bytes;
 use super::view::{expires_in, fit, pane, popup};
 use super::{softwrap, wrap};
 
+/// The dialog on a save of text that is not valid JSON where JSON was
+/// expected: the parser's error and the choices. On a screen too small
+/// for all of it, the key lines stay whole: the spacer goes first, then
+/// the error's rows from the end (the last one shown ends in `…`), then
+/// the heading.
 pub(super) fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
-    let area = popup(frame, 64, 7);
-    let lines = vec![
-        Line::from("This is not valid JSON:"),
-        Line::from(error.to_string()),
-        Line::from(""),
-        Line::from("e / Enter / Esc: keep editing    t: save it as text"),
-    ];
+    let width = frame.area().width.min(64);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let room = usize::from(frame.area().height.saturating_sub(2));
+    let keys = key_rows("e / Enter / Esc: keep editing    t: save it as text", inner);
+    let error = error.replace(['\n', '\t'], " ");
+    let mut error_rows = wrap::words(&error, inner);
+    // What is left for the heading, the error and the spacer.
+    let left = room.saturating_sub(keys.len());
+    let heading = left >= 2;
+    let spacer = left >= error_rows.len() + 2;
+    let shown = left.saturating_sub(usize::from(heading));
+    if error_rows.len() > shown {
+        let rest = error_rows.split_off(shown.saturating_sub(1)).join(" ");
+        if shown > 0 {
+            error_rows.push(fit(&rest, inner));
+        }
+    }
+    let mut rows = Vec::new();
+    if heading {
+        rows.push(Line::from("This is not valid JSON:"));
+    }
+    rows.extend(error_rows.into_iter().map(Line::from));
+    if spacer {
+        rows.push(Line::from(""));
+    }
+    rows.extend(keys.into_iter().map(Line::from));
+    let area = popup(
+        frame,
+        width,
+        u16::try_from(rows.len() + 2).unwrap_or(u16::MAX),
+    );
     let block = pane(Line::from(" Invalid JSON "), true, app);
-    let para = Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false });
-    frame.render_widget(para, area);
+    // Not wrapped by ratatui: the rows are laid out (and counted) here.
+    frame.render_widget(Paragraph::new(rows).block(block), area);
 }
 
 pub(super) fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
@@ -122,6 +149,19 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
 /// What separates two keys on one line of the dialog.
 const KEY_GAP: &str = "    ";
 
+/// A line of a dialog's keys as rows of `inner` columns: two keys that do
+/// not fit a row go on two, not `r:` on one and what it does on the next.
+fn key_rows(text: &str, inner: usize) -> Vec<String> {
+    let width: usize = wrap::clusters(text).map(|(_, w)| w).sum();
+    match width > inner {
+        true => text
+            .split(KEY_GAP)
+            .flat_map(|k| wrap::words(k, inner))
+            .collect(),
+        false => wrap::words(text, inner),
+    }
+}
+
 /// A line of the conflict dialog, by what goes first when the screen is
 /// too short for all of them: the value's lines but its first, then the
 /// others in this order; never the key lines.
@@ -143,16 +183,10 @@ enum Part {
 /// key lines alone take more): lines dropped by [`Part`], the last first.
 /// A value shown in part ends with `…`.
 fn fit_rows(lines: Vec<(Part, String)>, inner: usize, room: usize) -> Vec<(Part, String)> {
-    let wider = |text: &str| wrap::clusters(text).map(|(_, w)| w).sum::<usize>() > inner;
     let mut lines: Vec<(Part, Vec<String>)> = lines
         .into_iter()
         .map(|(part, text)| match part {
-            // Two keys that do not fit a row go on two, not `r:` on one
-            // and what it does on the next.
-            Part::Keys if wider(&text) => {
-                let keys = text.split(KEY_GAP).flat_map(|k| wrap::words(k, inner));
-                (part, keys.collect())
-            }
+            Part::Keys => (part, key_rows(&text, inner)),
             _ => (part, wrap::words(&text, inner)),
         })
         .collect();

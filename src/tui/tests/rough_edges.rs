@@ -516,6 +516,67 @@ fn copies_the_key_and_the_value_with_osc52() {
     ));
 }
 
+/// On a small terminal the invalid-JSON dialog's key lines stay whole
+/// and in view; what is shortened is the error (it ends in `…`).
+#[test]
+fn a_small_terminal_shortens_the_json_error_not_the_key_lines() {
+    let (_dir, path) = store_with("{\"key\":\"doc\",\"value\":{\"n\":0}}\n");
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "eoops");
+    press(&mut s, ctrl('s'));
+    // A parser error longer than any small screen has room for.
+    let long = format!(
+        "{}at line 4 column 1 THE END",
+        "an error far too long ".repeat(24)
+    );
+    match &mut s.app.mode {
+        Mode::InvalidJson { error, .. } => *error = long,
+        other => panic!("not the invalid-JSON dialog: {other:?}"),
+    }
+    let text = screen(&s.app).join("\n");
+    for want in [
+        "This is not valid JSON:",
+        "THE END",
+        "e / Enter / Esc: keep editing    t: save it as text",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    // 12 rows: the heading and part of the error; 9 rows and 40 columns:
+    // the two keys go on two rows, the error still has its first row.
+    for (size, keys_shown) in [
+        (
+            (60, 12),
+            &["e / Enter / Esc: keep editing    t: save it as text"][..],
+        ),
+        (
+            (40, 9),
+            &["e / Enter / Esc: keep editing", "t: save it as text"][..],
+        ),
+    ] {
+        s.app.size = size;
+        let text = screen(&s.app).join("\n");
+        for want in ["This is not valid JSON:", "an error far too long", "…"]
+            .iter()
+            .chain(keys_shown)
+        {
+            assert!(text.contains(want), "{size:?}: no {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("THE END"), "{size:?}: all of it in:\n{text}");
+        assert!(
+            text.contains("┗━"),
+            "{size:?}: the dialog's bottom:\n{text}"
+        );
+    }
+    // Tiny terminals do not break drawing it.
+    for size in [(1, 1), (8, 3), (30, 6)] {
+        s.app.size = size;
+        let _ = screen(&s.app);
+    }
+    // The dialog still works: `e` goes back to the editor.
+    keys(&mut s, "e");
+    assert!(matches!(s.app.mode, Mode::Editor { .. }));
+}
+
 #[test]
 fn invalid_json_from_the_external_editor_is_caught_too() {
     let (_dir, path) = store_with("{\"key\":\"doc\",\"value\":{\"n\":0}}\n");
