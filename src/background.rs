@@ -1,11 +1,13 @@
 //! Background threads run nicer than the ones that answer requests.
 //!
-//! kvr's flush and its access log do work no request waits for. Where they
-//! compete for a core with the HTTP workers and the writer, those should
-//! win: a request held by a worker that a flush preempted waits a whole
-//! time slice. Linux gives each thread its own nice value, so this lowers
-//! the calling thread's priority only (RocksDB does the same for its
-//! compactions: `Env::LowerThreadPoolCPUPriority`).
+//! The access log (and, with `KVR_FLUSH_NICE`, the flush) does work no
+//! request waits for. Where it competes for a core with the HTTP workers
+//! and the writer, those should win: a request held by a worker that a
+//! flush preempted waits a whole time slice. Linux gives each thread its
+//! own nice value, so this lowers the calling thread's priority only
+//! (RocksDB does the same for its compactions:
+//! `Env::LowerThreadPoolCPUPriority`). Not the flush by default: where it
+//! has no slack, writers then wait for it (`engine::flush::FLUSH_NICE`).
 
 /// Makes the calling thread `by` nicer than it is (at most 19). Best
 /// effort: where it fails the thread only competes harder.

@@ -262,27 +262,35 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
     );
 }
 
-/// The flush and access-log threads run 10 nicer than the threads that
-/// answer requests (README "Background threads run nicer"), read from
-/// `/proc` as `top -H` shows them.
+/// The access-log thread runs 10 nicer than the threads that answer
+/// requests, and the flush thread as they do unless `KVR_FLUSH_NICE` says
+/// otherwise (README "Background threads run nicer"), read from `/proc` as
+/// `top -H` shows them.
 #[test]
 fn background_threads_run_nicer_than_request_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let s = Server::start_logging_to(dir.path(), &log);
-    // comm -> nice of each thread of the server.
-    let mut nice = std::collections::BTreeMap::new();
-    for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap();
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-        // Fields after the ")" that ends comm: state is field 3, nice 19.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let value: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
-        nice.insert(comm.trim().to_string(), value);
-    }
+    // comm -> nice of each thread of a server started with `env`.
+    let threads = |env: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("access.log")).unwrap();
+        let s = Server::spawn(dir.path(), &[], env, std::process::Stdio::from(log));
+        let mut nice = std::collections::BTreeMap::new();
+        for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap();
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            // Fields after the ")" that ends comm: state is field 3, nice 19.
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let value: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+            nice.insert(comm.trim().to_string(), value);
+        }
+        nice
+    };
+    let nice = threads(&[]);
     let base = nice["tokio-rt-worker"];
     assert_eq!(nice["kvr-writer"], base, "{nice:?}");
-    assert_eq!(nice["kvr-flush"], (base + 10).min(19), "{nice:?}");
+    assert_eq!(nice["kvr-flush"], base, "{nice:?}");
     assert_eq!(nice["kvr-access-log"], (base + 10).min(19), "{nice:?}");
+    let nice = threads(&[("KVR_FLUSH_NICE", "5")]);
+    assert_eq!(nice["kvr-flush"], (base + 5).min(19), "{nice:?}");
+    assert_eq!(nice["kvr-writer"], base, "{nice:?}");
 }
