@@ -126,13 +126,25 @@ async fn serve_one<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let state = st.clone();
     let svc = service_fn(move |req| {
         let st = st.clone();
         async move { Ok::<_, std::convert::Infallible>(super::routes::handle(st, peer, req).await) }
     });
-    let _ = watcher
+    let served = watcher
         .watch(builder.serve_connection(TokioIo::new(io), svc))
         .await;
+    // hyper answers a request it cannot parse itself (400, or 431 for a
+    // head over the limit) and never hands it to `routes`: count it, and
+    // say so where requests are logged, or it leaves no trace.
+    if let Err(e) = served
+        && e.is_parse()
+    {
+        state.metrics.malformed_request();
+        if state.access_log.is_some() {
+            log!("kvr serve: a malformed request from {peer} was refused: {e}");
+        }
+    }
 }
 
 /// The server side of a TLS handshake. A client that sends plain HTTP

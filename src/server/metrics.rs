@@ -7,7 +7,8 @@
 //! `kvr_commit_duration_seconds` (a group's log write and sync and its
 //! memory-table insert: the disk's share of a write's latency);
 //! `kvr_write_queue_depth`; `kvr_writes_rejected_total`; `kvr_revision`;
-//! `kvr_keys`; `kvr_db_bytes`; `kvr_log_lines_dropped_total`; and the
+//! `kvr_keys`; `kvr_db_bytes`; `kvr_log_lines_dropped_total`;
+//! `kvr_http_malformed_requests_total`; and the
 //! standard `process_*` families (`process.rs`). The engine adds its own
 //! (`Engine::metrics`: flushes, memory tables), and a cluster member its
 //! write rounds (`cluster/write_batch.rs`: entries and writes proposed).
@@ -84,6 +85,8 @@ pub struct Metrics {
     rejected: AtomicU64,
     /// Access log lines dropped because the log thread fell behind.
     log_dropped: AtomicU64,
+    /// Requests hyper refused before routing (400, 431).
+    malformed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -101,6 +104,7 @@ impl Metrics {
             queue_depth: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
             log_dropped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
         }
     }
 
@@ -139,6 +143,11 @@ impl Metrics {
 
     pub fn log_line_dropped(&self) {
         self.log_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request refused by the HTTP parser, before any route saw it.
+    pub fn malformed_request(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn log_lines_dropped(&self) -> u64 {
@@ -233,6 +242,12 @@ impl Metrics {
                 "counter",
                 "Access log lines dropped because stderr could not keep up.",
                 Some(self.log_lines_dropped()),
+            ),
+            (
+                "kvr_http_malformed_requests_total",
+                "counter",
+                "Requests refused by the HTTP parser before routing (400, 431): not in kvr_http_requests_total.",
+                Some(self.malformed.load(Ordering::Relaxed)),
             ),
             (
                 "kvr_writes_rejected_total",

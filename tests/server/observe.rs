@@ -294,3 +294,42 @@ fn background_threads_run_nicer_than_request_threads() {
     assert_eq!(nice["kvr-flush"], (base + 5).min(19), "{nice:?}");
     assert_eq!(nice["kvr-writer"], base, "{nice:?}");
 }
+
+/// Requests hyper refuses itself (a request line it cannot parse: 400; a
+/// head over 64 KiB: 431) never reach a route: they are counted apart and,
+/// with the access log on, logged; the data is untouched.
+#[test]
+fn malformed_requests_are_counted_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let s = Server::start_logging_to(dir.path(), &log);
+    let u = &s.url;
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/keep"), &[], Some(b"safe")).status,
+        200
+    );
+    assert_eq!(metric(u, "kvr_http_malformed_requests_total"), 0);
+    let r = raw(&s.addr, b"\x00\xff\x13garbage garbage\r\n\r\n");
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 400"), "{r}");
+    let over = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let r = raw(&s.addr, over.as_bytes());
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 431"), "{r}");
+    // Counted once the connection has ended, just after the client saw it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(u, "kvr_http_malformed_requests_total") < 2 && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(metric(u, "kvr_http_malformed_requests_total"), 2);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("kvr serve: a malformed request from 127.0.0.1:"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let r = http("GET", &format!("{u}/v1/kv/keep"), &[], None);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"safe"[..]));
+}
