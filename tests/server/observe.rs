@@ -273,17 +273,37 @@ fn background_threads_run_nicer_than_request_threads() {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("access.log")).unwrap();
         let s = Server::spawn(dir.path(), &[], env, std::process::Stdio::from(log));
-        let mut nice = std::collections::BTreeMap::new();
-        for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
-            let task = task.unwrap().path();
-            let comm = std::fs::read_to_string(task.join("comm")).unwrap();
-            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-            // Fields after the ")" that ends comm: state is field 3, nice 19.
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
-            let value: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
-            nice.insert(comm.trim().to_string(), value);
+        // Some threads start just after the server listens: look again
+        // until all are there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut nice = std::collections::BTreeMap::new();
+            for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
+                let task = task.unwrap().path();
+                // A thread that ended meanwhile: skip it.
+                let (Ok(comm), Ok(stat)) = (
+                    std::fs::read_to_string(task.join("comm")),
+                    std::fs::read_to_string(task.join("stat")),
+                ) else {
+                    continue;
+                };
+                // Fields after the ")" that ends comm: state is field 3, nice 19.
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                let value: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+                nice.insert(comm.trim().to_string(), value);
+            }
+            let all = [
+                "tokio-rt-worker",
+                "kvr-writer",
+                "kvr-flush",
+                "kvr-access-log",
+            ];
+            if all.iter().all(|t| nice.contains_key(*t)) {
+                return nice;
+            }
+            assert!(std::time::Instant::now() < deadline, "threads: {nice:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        nice
     };
     let nice = threads(&[]);
     let base = nice["tokio-rt-worker"];
