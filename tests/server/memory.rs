@@ -205,11 +205,7 @@ fn memtable_flag_and_flush_metrics() {
         text.contains("# TYPE kvr_flush_seconds_total counter"),
         "{text}"
     );
-    let flush_seconds: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("kvr_flush_seconds_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no kvr_flush_seconds_total in {text}"));
+    let flush_seconds = sample(&text, "kvr_flush_seconds_total");
     assert!(
         flush_seconds > 0.0 && flush_seconds < 30.0,
         "{flush_seconds}"

@@ -153,16 +153,6 @@ fn a_stalled_log_drops_lines_instead_of_requests() {
     );
 }
 
-/// The value of the sample named exactly `name` (no labels).
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn metrics_describe_every_family_with_keys_size_and_process() {
     let dir = tempfile::tempdir().unwrap();

@@ -240,6 +240,17 @@ pub fn reply(resp: ureq::http::Response<ureq::Body>) -> Reply {
 
 /// A request with optional headers and body, answered as a [`Reply`].
 /// The value of the unlabelled family `name` in the server's `/metrics`.
+/// The value of the sample named exactly `name` (no labels) in a
+/// `/metrics` text, as a float (`metric` fetches and reads integers).
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
 pub fn metric(url: &str, name: &str) -> u64 {
     let text = http("GET", &format!("{url}/metrics"), &[], None).text();
     text.lines()
