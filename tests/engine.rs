@@ -94,6 +94,16 @@ struct Running {
 /// (`into_store`) what every other command does first, replaying it into
 /// the store.
 fn start(disk: SimDisk, dir: &Path, into_store: bool) -> Running {
+    start_with(disk, dir, into_store, |_| {})
+}
+
+/// [`start`] with `adjust` applied to the engine's options last.
+fn start_with(
+    disk: SimDisk,
+    dir: &Path,
+    into_store: bool,
+    adjust: impl FnOnce(&mut EngineOptions),
+) -> Running {
     let store = Arc::new(Store::open_with_backend(disk.clone(), &store_opts()).unwrap());
     if into_store {
         kvr::wal::recover_dir(&store, dir).unwrap();
@@ -107,6 +117,7 @@ fn start(disk: SimDisk, dir: &Path, into_store: bool) -> Running {
     opts.flush_part_keys = 3;
     // A row cache small enough to evict within a sequence.
     opts.row_cache_bytes = ROW_CACHE_BYTES;
+    adjust(&mut opts);
     let drop_releases = Arc::new(AtomicBool::new(false));
     let (engine, writer) = if into_store {
         let log = TestLog {
@@ -959,6 +970,44 @@ fn reads_and_the_key_count_are_exact_between_the_parts_of_a_flush() {
         }
     }
     panic!("every flush ended before the checks");
+}
+
+/// A flush in parts that falls behind (here: writers wait for it) is
+/// finished by the helper thread at the process's priority: nothing lost
+/// or doubled, before and after a reopen. Without the lower priority there
+/// is no helper.
+#[test]
+fn a_flush_that_falls_behind_is_handed_to_the_helper() {
+    for nice in [10, 0] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        let mut r = start_with(SimDisk::default(), &dir, true, |o| o.flush_nice = nice);
+        let mut model = Model::default();
+        let many = |tag: &'static str| (0..3000).map(move |i| Op::put(format!("m{i:05}"), tag));
+        write(&mut r, &mut model, many("a").step_by(2).collect());
+        r.writer.freeze_now().unwrap();
+        assert!(r.engine.wait_flushed());
+        // A table of 1,000 parts, over the whole memory budget: the next
+        // write waits for its flush, which is then behind from the start.
+        write(&mut r, &mut model, many("b").collect());
+        r.writer.freeze_now().unwrap();
+        let value = "v".repeat(100);
+        let more = (0..40).map(|i| Op::put(format!("n{i:05}"), value.as_str()));
+        write(&mut r, &mut model, more.collect());
+        assert!(r.engine.wait_flushed());
+        let handed = r.engine.flush_handovers();
+        if nice > 0 {
+            assert!(handed >= 1, "{handed}");
+        } else {
+            assert_eq!(handed, 0);
+        }
+        assert_eq!(read_all(&r.engine.snapshot()), model.data);
+        assert_eq!(r.engine.stats().unwrap().keys, 3040);
+        assert!(r.writer.close());
+        let disk = r.disk.clone();
+        drop(r.engine);
+        check(&start(disk, &dir, true), &model);
+    }
 }
 
 /// The log of an earlier release: every operation of a request, deletes

@@ -113,6 +113,9 @@ pub struct EngineOptions {
     pub flush_part_keys: usize,
     /// Bytes of the row cache (`row_cache.rs`); 0 turns it off.
     pub row_cache_bytes: usize,
+    /// How much nicer the flush thread runs; 0: no helper either. See
+    /// [`flush::FLUSH_NICE`].
+    pub flush_nice: i32,
 }
 
 /// Keys per part of a flush in parts. A flush of random keys rewrites
@@ -153,6 +156,7 @@ impl EngineOptions {
             history: history::HistoryBounds::default(),
             flush_part_keys: flush_part_keys(),
             row_cache_bytes: 0,
+            flush_nice: flush::flush_nice(),
         }
     }
 }
@@ -212,6 +216,8 @@ pub struct Engine {
     flush_micros: AtomicU64,
     /// Parts committed by flushes in parts (all but each table's last).
     flush_parts: AtomicU64,
+    /// Flushes the flush thread handed to its helper (`flush.rs`).
+    flush_handovers: AtomicU64,
     /// Whether the log lets a flush commit a table in parts
     /// ([`Log::logs_outcomes`]).
     flush_in_parts: bool,
@@ -289,6 +295,7 @@ impl Engine {
             flushes: AtomicU64::new(0),
             flush_micros: AtomicU64::new(0),
             flush_parts: AtomicU64::new(0),
+            flush_handovers: AtomicU64::new(0),
             expiring: Mutex::new(std::collections::BTreeMap::new()),
         });
         let flusher = flush::start(engine.clone())?;
@@ -357,6 +364,12 @@ impl Engine {
         self.flush_parts.load(Ordering::Relaxed)
     }
 
+    /// Flushes that fell behind and were finished by the flush thread's
+    /// helper (`flush.rs`).
+    pub fn flush_handovers(&self) -> u64 {
+        self.flush_handovers.load(Ordering::Relaxed)
+    }
+
     /// Bytes held by the memory tables, live and frozen.
     pub fn memtable_bytes(&self) -> usize {
         let t = self.read_tables();
@@ -373,6 +386,8 @@ impl Engine {
              # TYPE kvr_flush_seconds_total counter\nkvr_flush_seconds_total {}\n\
              # HELP kvr_flush_parts_total Parts of large memory tables committed before their last.\n\
              # TYPE kvr_flush_parts_total counter\nkvr_flush_parts_total {}\n\
+             # HELP kvr_flush_handovers_total Flushes that fell behind at the flush thread's lower priority and were finished at the process's.\n\
+             # TYPE kvr_flush_handovers_total counter\nkvr_flush_handovers_total {}\n\
              # HELP kvr_memtable_bytes Bytes held by the memory tables, live and frozen.\n\
              # TYPE kvr_memtable_bytes gauge\nkvr_memtable_bytes {}\n\
              # HELP kvr_memtables_frozen Memory tables waiting for their flush.\n\
@@ -380,6 +395,7 @@ impl Engine {
             self.flushes(),
             self.flush_micros.load(Ordering::Relaxed) as f64 / 1e6,
             self.flush_parts(),
+            self.flush_handovers(),
             self.memtable_bytes(),
             self.rows.metrics()
         )

@@ -253,9 +253,9 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
 }
 
 /// The access-log thread runs 10 nicer than the threads that answer
-/// requests, and the flush thread as they do unless `KVR_FLUSH_NICE` says
-/// otherwise (README "Background threads run nicer"), read from `/proc` as
-/// `top -H` shows them.
+/// requests, the flush thread as nice as can be (`KVR_FLUSH_NICE` changes
+/// it), the flush's helper as they do (README "Background threads run nicer"), read from
+/// `/proc` as `top -H` shows them.
 #[test]
 fn background_threads_run_nicer_than_request_threads() {
     // comm -> nice of each thread of a server started with `env`.
@@ -287,6 +287,7 @@ fn background_threads_run_nicer_than_request_threads() {
                 "tokio-rt-worker",
                 "kvr-writer",
                 "kvr-flush",
+                "kvr-flush-help",
                 "kvr-access-log",
             ];
             let present = all.iter().all(|t| nice.contains_key(*t));
@@ -300,13 +301,18 @@ fn background_threads_run_nicer_than_request_threads() {
     fn nicer(t: &'static str, by: i32) -> impl Fn(&BTreeMap<String, i32>) -> bool {
         move |n| n[t] == (n["tokio-rt-worker"] + by).min(19)
     }
-    let nice = threads(&[], &nicer("kvr-access-log", 10));
+    let both =
+        |n: &BTreeMap<String, i32>| nicer("kvr-access-log", 10)(n) && nicer("kvr-flush", 19)(n);
+    let nice = threads(&[], &both);
     let base = nice["tokio-rt-worker"];
     assert_eq!(nice["kvr-writer"], base, "{nice:?}");
-    assert_eq!(nice["kvr-flush"], base, "{nice:?}");
+    assert_eq!(nice["kvr-flush"], 19, "{nice:?}");
+    // Finishes the flushes that fall behind at the lower priority.
+    assert_eq!(nice["kvr-flush-help"], base, "{nice:?}");
     assert_eq!(nice["kvr-access-log"], (base + 10).min(19), "{nice:?}");
     let nice = threads(&[("KVR_FLUSH_NICE", "5")], &nicer("kvr-flush", 5));
     assert_eq!(nice["kvr-flush"], (base + 5).min(19), "{nice:?}");
+    assert_eq!(nice["kvr-flush-help"], base, "{nice:?}");
     assert_eq!(nice["kvr-writer"], base, "{nice:?}");
 }
 
