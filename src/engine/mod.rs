@@ -114,7 +114,7 @@ pub struct EngineOptions {
     /// Bytes of the row cache (`row_cache.rs`); 0 turns it off.
     pub row_cache_bytes: usize,
     /// How much nicer the flush thread runs; 0: no helper either. See
-    /// [`flush::FLUSH_NICE`].
+    /// `FLUSH_NICE` in `flush.rs`.
     pub flush_nice: i32,
 }
 
