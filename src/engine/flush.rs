@@ -203,15 +203,6 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
 /// the helper once it falls behind ([`FLUSH_NICE`]).
 fn flush(engine: &Engine, table: &Arc<Memtable>, helper: Option<&Helper>) -> Result<()> {
     let started = std::time::Instant::now();
-    // While the table still shadows its keys (`row_cache.rs`); an empty
-    // cache (a server only written to) gets no entry for them meanwhile.
-    if !engine.rows.is_empty() {
-        table.with_newest(None, |items| {
-            for (key, version) in items {
-                engine.rows.refresh(key, version);
-            }
-        });
-    }
     match helper {
         // A table written in one commit cannot stop half-way to hand over.
         Some(h) if !in_parts(engine, table) => h.finish(table)?,
@@ -245,6 +236,22 @@ fn write_rest(
     stop: Option<&dyn Fn(&Memtable) -> bool>,
 ) -> Result<bool> {
     let stop = |t: &Memtable| stop.is_some_and(|f| f(t));
+    if !table.with_parts(|p| p.rows_refreshed) {
+        if stop(table) {
+            return Ok(false);
+        }
+        // While the table still shadows its keys (`row_cache.rs`); an
+        // empty cache (a server only written to) gets no entry for them
+        // meanwhile.
+        if !engine.rows.is_empty() {
+            table.with_newest(None, |items| {
+                for (key, version) in items {
+                    engine.rows.refresh(key, version);
+                }
+            });
+        }
+        table.with_parts(|p| p.rows_refreshed = true);
+    }
     if in_parts(engine, table) && !write_parts(engine, table, &stop)? {
         return Ok(false);
     }

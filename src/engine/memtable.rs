@@ -117,6 +117,9 @@ pub struct FlushedParts {
     /// and deleted in the same table is one of them; counting only the
     /// added keys took it for one the store held.)
     pub absent: HashSet<Vec<u8>>,
+    /// Whether the row cache has been given the table's versions
+    /// (`flush.rs`, before the first part).
+    pub rows_refreshed: bool,
 }
 
 /// The history state after a table's last write: the oldest revision kept
