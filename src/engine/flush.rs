@@ -15,10 +15,10 @@
 //! ends at the same state (`wal/record.rs`). Only for a log that records
 //! outcomes (not Raft's), and not for a table replayed from a log.
 //!
-//! **At a lower priority, with a deadline.** The flush thread runs nicer
-//! than the threads that answer requests ([`FLUSH_NICE`]); a table in parts
-//! that falls behind its pace (the live table filling faster than the
-//! flush writes: [`behind`]) is finished by a helper thread at the
+//! **At a lower priority, with a deadline** (opt-in, [`FLUSH_NICE`]): the
+//! flush thread runs nicer than the threads that answer requests; a table
+//! in parts that falls behind its pace (the live table filling faster than
+//! the flush writes: [`behind`]) is finished by a helper thread at the
 //! process's priority. Tables written in one commit go to the helper.
 //!
 //! A failed flush (a full disk) leaves the table frozen and its log in
@@ -40,22 +40,28 @@ use crate::error::{Error, Result};
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How much nicer than the rest of the process the flush thread runs
-/// (`crate::background`): as nice as Linux allows. Where a flush competes
+/// (`crate::background`): by default not at all. Where a flush competes
 /// with the HTTP workers and the writer for a core, a request held by a
-/// worker it preempted waits a whole time slice. But a flush has a
-/// deadline, the live table filling up (then writers wait at the memory
-/// budget), and into a 10M-key store it flushes most of the time: there a
-/// lower priority alone made it fall behind (p99 1.46 s against 9.8 ms at
-/// nice 10). A thread cannot raise its priority back without a privilege a
-/// server rarely has (RLIMIT_NICE), so a flush that falls behind its pace
-/// ([`behind`]) is handed to a helper thread at the process's priority
-/// ([`Helper`]). PUTs into a 1M-key store, 60 s each, alternating: p99
-/// 4.62 / 4.73 ms at 19, 5.05 / 4.96 at 10, 5.83 / 5.98 at the process's
-/// priority, no flush handed over; into the 10M-key store every flush was
-/// handed over and throughput held (46.8k/s, p99 8.1 ms, against 42.9k/s,
-/// 9.0 ms). `KVR_FLUSH_NICE=N` changes it; 0 flushes on one thread at the
-/// process's priority.
-pub const FLUSH_NICE: i32 = 19;
+/// worker it preempted waits a whole time slice: PUTs into a 1M-key store,
+/// 60 s each, alternating, had p99 4.62 / 4.73 ms at nice 19, 5.05 / 4.96
+/// at 10, 5.83 / 5.98 at the process's priority. But a nice thread that
+/// holds a lock a request thread needs makes it wait until the nice
+/// thread gets a core again: with PUT and GET floods together, nice 19
+/// stalled requests 44-98 ms at p99.9 in 4 of 8 runs, against 18-25 ms in
+/// every run at the process's priority (two such locks were found and
+/// taken out of that path: the tables' lock is no longer queued for, and a
+/// log release no longer deletes files under the writer's lock; redb's
+/// own locks remain). So it is opt-in: `KVR_FLUSH_NICE=N` for PUT-heavy
+/// servers. A flush has a deadline, the live table filling up (then
+/// writers wait at the memory budget), and into a 10M-key store it flushes
+/// most of the time: a lower priority alone made it fall behind there (p99
+/// 1.46 s against 9.8 ms at nice 10). A thread cannot raise its priority
+/// back without a privilege a server rarely has (RLIMIT_NICE), so at any
+/// N > 0 a flush that falls behind its pace ([`behind`]) is handed to a
+/// helper thread at the process's priority ([`Helper`]): into the 10M-key
+/// store at 19 every flush was handed over and throughput held (46.8k/s,
+/// p99 8.1 ms, against 42.9k/s, 9.0 ms at the process's priority).
+pub const FLUSH_NICE: i32 = 0;
 
 pub(super) fn start(engine: Arc<Engine>) -> Result<JoinHandle<()>> {
     let nice = engine.opts.flush_nice;
@@ -323,14 +329,17 @@ fn write_rest(
         )
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
-    {
-        let mut t = engine.write_tables();
+    let old = {
+        let mut t = engine.write_tables_unqueued();
         if t.frozen.first().is_some_and(|f| Arc::ptr_eq(f, table)) {
             t.frozen.remove(0);
         }
-        t.base = base;
+        let old = std::mem::replace(&mut t.base, base);
         engine.recount(&t);
-    }
+        old
+    };
+    // Outside the lock: ending a read transaction takes redb's own locks.
+    drop(old);
     engine.flushed_expiries(table);
     // Readers have moved to the new commit, so the pages this flush
     // replaced can be reused: redb hands them back only at a later durable
@@ -395,9 +404,13 @@ fn write_parts(
         });
         engine.flush_parts.fetch_add(1, Ordering::Relaxed);
         let base = Arc::new(engine.store.snapshot()?.reader()?);
-        let mut t = engine.write_tables();
-        t.base = base;
-        engine.recount(&t);
+        let old = {
+            let mut t = engine.write_tables_unqueued();
+            let old = std::mem::replace(&mut t.base, base);
+            engine.recount(&t);
+            old
+        };
+        drop(old);
     }
 }
 
