@@ -117,6 +117,10 @@ fn start_with(
     opts.flush_part_keys = 3;
     // A row cache small enough to evict within a sequence.
     opts.row_cache_bytes = ROW_CACHE_BYTES;
+    // The flush thread nicer, with its helper (`KVR_FLUSH_NICE`): the
+    // servers under test run it at the process's priority, so both ways
+    // are covered.
+    opts.flush_nice = 10;
     adjust(&mut opts);
     let drop_releases = Arc::new(AtomicBool::new(false));
     let (engine, writer) = if into_store {

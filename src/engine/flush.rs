@@ -48,11 +48,14 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// holds a lock a request thread needs makes it wait until the nice
 /// thread gets a core again: with PUT and GET floods together, nice 19
 /// stalled requests 44-98 ms at p99.9 in 4 of 8 runs, against 18-25 ms in
-/// every run at the process's priority (two such locks were found and
-/// taken out of that path: the tables' lock is no longer queued for, and a
-/// log release no longer deletes files under the writer's lock; redb's
-/// own locks remain). So it is opt-in: `KVR_FLUSH_NICE=N` for PUT-heavy
-/// servers. A flush has a deadline, the live table filling up (then
+/// every run at the process's priority. Such locks are now out of that
+/// path: the tables' lock is not queued for, a log release deletes files
+/// outside the writer's lock, and the steps that take the request
+/// threads' locks (publishing a part, the row cache) run on the helper;
+/// still one of three runs stalled 49 ms (against 26-30 ms at the
+/// process's priority, that hour), through locks the flush shares below
+/// kvr (redb's page cache, the file system's journal). So it is opt-in:
+/// `KVR_FLUSH_NICE=N` for PUT-heavy servers. A flush has a deadline, the live table filling up (then
 /// writers wait at the memory budget), and into a 10M-key store it flushes
 /// most of the time: a lower priority alone made it fall behind there (p99
 /// 1.46 s against 9.8 ms at nice 10). A thread cannot raise its priority
@@ -89,52 +92,80 @@ pub(super) fn flush_nice() -> i32 {
         .unwrap_or(FLUSH_NICE)
 }
 
-/// A thread at the process's priority that finishes the flushes the nicer
-/// flush thread hands it, while that one waits: the flush's bookkeeping
-/// stays on one thread, only the writing moves.
+/// A thread at the process's priority that runs, while the nicer flush
+/// thread waits, what that one should not: the rest of a flush that fell
+/// behind, and every step that takes a lock the request threads take (a
+/// nice thread preempted while holding one holds them up until it gets a
+/// core again). The flush's bookkeeping stays on one thread.
 struct Helper {
-    tables: Option<std::sync::mpsc::SyncSender<Arc<Memtable>>>,
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
     done: std::sync::mpsc::Receiver<Result<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
+type Job = Box<dyn FnOnce(&Engine) -> Result<()> + Send>;
+
 impl Helper {
     fn start(engine: Arc<Engine>) -> Result<Helper> {
-        let (tables, to_finish) = std::sync::mpsc::sync_channel::<Arc<Memtable>>(0);
+        let (jobs, to_run) = std::sync::mpsc::sync_channel::<Job>(0);
         let (finished, done) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("kvr-flush-help".into())
             .spawn(move || {
-                for table in to_finish {
-                    let result = write_rest(&engine, &table, None).map(|_| ());
-                    if finished.send(result).is_err() {
+                for job in to_run {
+                    if finished.send(job(&engine)).is_err() {
                         return;
                     }
                 }
             })
             .map_err(|e| Error::io("cannot start the flush helper thread", e))?;
         Ok(Helper {
-            tables: Some(tables),
+            jobs: Some(jobs),
             done,
             thread: Some(thread),
         })
     }
 
+    /// Runs `job` on the helper thread and waits for it.
+    fn run(&self, job: impl FnOnce(&Engine) -> Result<()> + Send + 'static) -> Result<()> {
+        let gone = || Error::Storage("the flush helper thread stopped".into());
+        let jobs = self.jobs.as_ref().ok_or_else(gone)?;
+        jobs.send(Box::new(job)).map_err(|_| gone())?;
+        self.done.recv().map_err(|_| gone())?
+    }
+
     /// Writes what is left of `table` on the helper thread.
     fn finish(&self, table: &Arc<Memtable>) -> Result<()> {
-        let gone = || Error::Storage("the flush helper thread stopped".into());
-        let tables = self.tables.as_ref().ok_or_else(gone)?;
-        tables.send(table.clone()).map_err(|_| gone())?;
-        self.done.recv().map_err(|_| gone())?
+        let table = table.clone();
+        self.run(move |engine| write_rest(engine, &table, None).map(|_| ()))
     }
 }
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        self.tables = None; // ends the helper's loop
+        self.jobs = None; // ends the helper's loop
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// How a flush runs on the nicer thread: it stops once `behind` says so,
+/// and runs the steps that take the request threads' locks on `helper`.
+struct Pace<'a> {
+    behind: &'a dyn Fn(&Memtable) -> bool,
+    helper: &'a Helper,
+}
+
+/// Runs `step` on the helper when on the nicer thread, else here.
+fn locking_step(
+    engine: &Engine,
+    pace: Option<&Pace<'_>>,
+    step: impl FnOnce(&Engine) -> Result<()> + Send + 'static,
+) -> Result<()> {
+    match pace {
+        Some(p) => p.helper.run(step),
+        None => step(engine),
     }
 }
 
@@ -213,7 +244,11 @@ fn flush(engine: &Engine, table: &Arc<Memtable>, helper: Option<&Helper>) -> Res
         // A table written in one commit cannot stop half-way to hand over.
         Some(h) if !in_parts(engine, table) => h.finish(table)?,
         Some(h) => {
-            if !write_rest(engine, table, Some(&|t| behind(engine, t)))? {
+            let pace = Pace {
+                behind: &|t| behind(engine, t),
+                helper: h,
+            };
+            if !write_rest(engine, table, Some(&pace))? {
                 engine.flush_handovers.fetch_add(1, Ordering::Relaxed);
                 h.finish(table)?;
             }
@@ -234,31 +269,31 @@ fn in_parts(engine: &Engine, table: &Memtable) -> bool {
 }
 
 /// Writes what is left of `table`: its remaining parts, then its last
-/// commit. Stops before a part or that commit when `stop` says so, and
-/// returns whether it wrote everything.
-fn write_rest(
-    engine: &Engine,
-    table: &Arc<Memtable>,
-    stop: Option<&dyn Fn(&Memtable) -> bool>,
-) -> Result<bool> {
-    let stop = |t: &Memtable| stop.is_some_and(|f| f(t));
+/// commit. With a `pace` (the nicer thread), stops before a step once
+/// behind, and returns whether it wrote everything.
+fn write_rest(engine: &Engine, table: &Arc<Memtable>, pace: Option<&Pace<'_>>) -> Result<bool> {
+    let stop = |t: &Memtable| pace.is_some_and(|p| (p.behind)(t));
     if !table.with_parts(|p| p.rows_refreshed) {
         if stop(table) {
             return Ok(false);
         }
         // While the table still shadows its keys (`row_cache.rs`); an
         // empty cache (a server only written to) gets no entry for them
-        // meanwhile.
-        if !engine.rows.is_empty() {
-            table.with_newest(None, |items| {
-                for (key, version) in items {
-                    engine.rows.refresh(key, version);
-                }
-            });
-        }
+        // meanwhile. (The cache's locks are the readers'.)
+        let t = table.clone();
+        locking_step(engine, pace, move |engine| {
+            if !engine.rows.is_empty() {
+                t.with_newest(None, |items| {
+                    for (key, version) in items {
+                        engine.rows.refresh(key, version);
+                    }
+                });
+            }
+            Ok(())
+        })?;
         table.with_parts(|p| p.rows_refreshed = true);
     }
-    if in_parts(engine, table) && !write_parts(engine, table, &stop)? {
+    if in_parts(engine, table) && !write_parts(engine, table, pace)? {
         return Ok(false);
     }
     if stop(table) {
@@ -329,18 +364,22 @@ fn write_rest(
         )
     })?;
     let base = Arc::new(engine.store.snapshot()?.reader()?);
-    let old = {
-        let mut t = engine.write_tables_unqueued();
-        if t.frozen.first().is_some_and(|f| Arc::ptr_eq(f, table)) {
-            t.frozen.remove(0);
-        }
-        let old = std::mem::replace(&mut t.base, base);
-        engine.recount(&t);
-        old
-    };
-    // Outside the lock: ending a read transaction takes redb's own locks.
-    drop(old);
-    engine.flushed_expiries(table);
+    let t = table.clone();
+    locking_step(engine, pace, move |engine| {
+        let old = {
+            let mut tables = engine.write_tables_unqueued();
+            if tables.frozen.first().is_some_and(|f| Arc::ptr_eq(f, &t)) {
+                tables.frozen.remove(0);
+            }
+            let old = std::mem::replace(&mut tables.base, base);
+            engine.recount(&tables);
+            old
+        };
+        // Outside the lock: ending a read transaction takes redb's own locks.
+        drop(old);
+        engine.flushed_expiries(&t);
+        Ok(())
+    })?;
     // Readers have moved to the new commit, so the pages this flush
     // replaced can be reused: redb hands them back only at a later durable
     // commit. Without it each flush waited for the next one and the file
@@ -369,11 +408,7 @@ fn write_rest(
 /// Writes every part of `table` but the last (see the module header),
 /// going on after the parts a failed or handed-over try wrote; readers
 /// move to each. Returns `false` when `stop` stopped it before a part.
-fn write_parts(
-    engine: &Engine,
-    table: &Memtable,
-    stop: &dyn Fn(&Memtable) -> bool,
-) -> Result<bool> {
+fn write_parts(engine: &Engine, table: &Memtable, pace: Option<&Pace<'_>>) -> Result<bool> {
     let part = engine.opts.flush_part_keys;
     let total = table.len();
     loop {
@@ -381,7 +416,7 @@ fn write_parts(
         if total.saturating_sub(done) <= part {
             return Ok(true);
         }
-        if stop(table) {
+        if pace.is_some_and(|p| (p.behind)(table)) {
             return Ok(false);
         }
         let mut absent = Vec::new();
@@ -404,13 +439,16 @@ fn write_parts(
         });
         engine.flush_parts.fetch_add(1, Ordering::Relaxed);
         let base = Arc::new(engine.store.snapshot()?.reader()?);
-        let old = {
-            let mut t = engine.write_tables_unqueued();
-            let old = std::mem::replace(&mut t.base, base);
-            engine.recount(&t);
-            old
-        };
-        drop(old);
+        locking_step(engine, pace, move |engine| {
+            let old = {
+                let mut t = engine.write_tables_unqueued();
+                let old = std::mem::replace(&mut t.base, base);
+                engine.recount(&t);
+                old
+            };
+            drop(old);
+            Ok(())
+        })?;
     }
 }
 
