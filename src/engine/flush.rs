@@ -55,15 +55,16 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// still one of three runs stalled 49 ms (against 26-30 ms at the
 /// process's priority, that hour), through locks the flush shares below
 /// kvr (redb's page cache, the file system's journal). So it is opt-in:
-/// `KVR_FLUSH_NICE=N` for PUT-heavy servers. A flush has a deadline, the live table filling up (then
-/// writers wait at the memory budget), and into a 10M-key store it flushes
-/// most of the time: a lower priority alone made it fall behind there (p99
-/// 1.46 s against 9.8 ms at nice 10). A thread cannot raise its priority
-/// back without a privilege a server rarely has (RLIMIT_NICE), so at any
-/// N > 0 a flush that falls behind its pace ([`behind`]) is handed to a
-/// helper thread at the process's priority ([`Helper`]): into the 10M-key
-/// store at 19 every flush was handed over and throughput held (46.8k/s,
-/// p99 8.1 ms, against 42.9k/s, 9.0 ms at the process's priority).
+/// `KVR_FLUSH_NICE=N` for PUT-heavy servers. A flush has a deadline, the
+/// live table filling up (then writers wait at the memory budget), and
+/// into a 10M-key store it flushes most of the time: a lower priority
+/// alone made it fall behind there (p99 1.46 s against 9.8 ms at nice 10).
+/// A thread cannot raise its priority back without a privilege a server
+/// rarely has (RLIMIT_NICE), so at any N > 0 a flush that falls behind its
+/// pace ([`behind`]) is handed to a helper thread at the process's
+/// priority ([`Helper`]): into the 10M-key store at 19 every flush was
+/// handed over and throughput held (46.8k/s, p99 8.1 ms, against 42.9k/s,
+/// 9.0 ms at the process's priority).
 pub const FLUSH_NICE: i32 = 0;
 
 pub(super) fn start(engine: Arc<Engine>) -> Result<JoinHandle<()>> {
