@@ -83,9 +83,24 @@ fn resident_memory_stays_bounded_on_a_file_larger_than_the_cache() {
 /// 200 or that 503, and every acknowledged write is there afterwards.
 #[test]
 fn a_write_flood_stays_within_the_memtable_budget() {
+    assert_eq!(write_flood(&[]), 0);
+}
+
+/// The same with the flush thread at nice 19: it falls behind such a flood
+/// and hands over to its helper, and the budget still holds.
+#[test]
+fn a_write_flood_stays_within_the_budget_with_a_nicer_flush() {
+    let handed = write_flood(&[("KVR_FLUSH_NICE", "19")]);
+    assert!(handed >= 1, "{handed}");
+}
+
+/// 384 MB of batches from 4 clients into a 16 MiB memory budget: every
+/// acknowledged line is there, refusals are 503 `overloaded`, and the
+/// peak RSS stays bounded. Returns the flushes handed to the helper.
+fn write_flood(env: &[(&str, &str)]) -> u64 {
     const MEMTABLE_MIB: u64 = 16;
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(
+    let s = Server::start_env(
         dir.path(),
         &[
             "--cache-mib",
@@ -95,6 +110,7 @@ fn a_write_flood_stays_within_the_memtable_budget() {
             "--queue-size",
             "8",
         ],
+        env,
     );
     const CLIENTS: u64 = 4;
     // 2,000 lines of 2 KB: 4 MB a request; 24 a client, 384 MB in all, so
@@ -160,6 +176,7 @@ fn a_write_flood_stays_within_the_memtable_budget() {
     let in_flight = CLIENTS * 2 * REQUEST_MIB;
     let bound = (MEMTABLE_MIB + CACHE_MIB + 64 + in_flight + 40) * 1024 + MARGIN_KIB;
     assert!(peak < bound, "peak RSS {peak} KiB, bound {bound} KiB");
+    metric(&s.url, "kvr_flush_handovers_total")
 }
 
 /// `--memtable-mib 0` is a usage error that creates nothing; a served
@@ -212,6 +229,9 @@ fn memtable_flag_and_flush_metrics() {
     );
     assert_eq!(described("kvr_memtable_bytes"), 0);
     assert_eq!(described("kvr_memtables_frozen"), 0);
+    // At the server's own priority (no `KVR_FLUSH_NICE`) nothing is handed
+    // over.
+    assert_eq!(described("kvr_flush_handovers_total"), 0);
     assert_eq!(described("kvr_writes_rejected_total"), 0);
     assert_eq!(s.terminate().code(), Some(0));
     let s = Server::start(dir.path(), &[]);
