@@ -415,12 +415,22 @@ impl Engine {
     /// writer holds back every new reader, and a nice thread, once woken,
     /// can wait tens of milliseconds for a core (at nice 19, PUT and GET
     /// floods together stalled 75 ms at p99.9).
+    /// (Readers hold it for microseconds; a reader that holds it longer,
+    /// such as a key count resolving keys against the file, is waited for
+    /// in short sleeps rather than by spinning.)
     fn write_tables_unqueued(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
+        let mut tries = 0u32;
         loop {
             match self.tables.try_write() {
                 Ok(t) => return t,
                 Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+                Err(std::sync::TryLockError::WouldBlock) if tries < 64 => {
+                    tries += 1;
+                    std::thread::yield_now();
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
             }
         }
     }
