@@ -6,8 +6,9 @@
 //! flush preempted waits a whole time slice. Linux gives each thread its
 //! own nice value, so this lowers the calling thread's priority only
 //! (RocksDB does the same for its compactions:
-//! `Env::LowerThreadPoolCPUPriority`). Not the flush by default: where it
-//! has no slack, writers then wait for it (`engine::flush::FLUSH_NICE`).
+//! `Env::LowerThreadPoolCPUPriority`). Not the flush by default: a nice
+//! thread holding a lock a request thread needs holds that thread up
+//! until it gets a core again (`engine::flush::FLUSH_NICE`).
 
 /// Makes the calling thread `by` nicer than it is (at most 19). Best
 /// effort: where it fails the thread only competes harder.
