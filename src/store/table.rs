@@ -12,7 +12,7 @@ use super::record::{
     META_HISTORY_OLDEST, META_KEYS, META_REVISION,
 };
 use super::{Commit, Snapshot, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The `kv` table of one read snapshot. It keeps that snapshot alive; every
 /// read through it sees the same commit, from any thread.
@@ -301,6 +301,15 @@ pub struct HistoryUpdate<'a> {
     pub inline: InlineValue,
 }
 
+/// Where [`write_history`] puts the next event: rows it replaces, then an
+/// append at the table's end.
+enum HistorySink<'a, 't> {
+    Insert(&'a mut redb::Table<'t, u64, &'static [u8]>),
+    /// Between the two, for the moment the table moves into the cursor.
+    Switching,
+    Append(Box<redb::CursorMut<'a, u64, &'static [u8]>>),
+}
+
 /// Stores a flush's events (those still kept), deletes the rows below the
 /// oldest kept revision, and records the history state.
 fn write_history(
@@ -310,12 +319,43 @@ fn write_history(
 ) -> Result<()> {
     let mut table = wtx.open_table(HISTORY)?;
     let oldest = h.oldest;
-    (h.events)(&|key| created.contains(key), &mut |revision, bytes| {
-        if revision >= oldest {
-            table.insert(revision, bytes)?;
+    // Events come in revision order, after every stored row but where a
+    // replayed log repeats what an earlier flush stored: those replace
+    // their rows, the rest go in through one cursor at the table's end
+    // (as `kvr batch` appends), which fills leaf after leaf instead of
+    // walking down the tree for each row.
+    let last = table.last()?.map(|(k, _)| k.value());
+    {
+        let mut sink = HistorySink::Insert(&mut table);
+        (h.events)(&|key| created.contains(key), &mut |revision, bytes| {
+            if revision < oldest {
+                return Ok(());
+            }
+            if last.is_some_and(|last| revision <= last) {
+                if let HistorySink::Insert(t) = &mut sink {
+                    t.insert(revision, bytes)?;
+                    return Ok(());
+                }
+                return Err(Error::Storage(format!(
+                    "history event {revision} out of revision order"
+                )));
+            }
+            if let HistorySink::Insert(_) = sink
+                && let HistorySink::Insert(t) = std::mem::replace(&mut sink, HistorySink::Switching)
+            {
+                sink = HistorySink::Append(Box::new(
+                    t.upper_bound_mut(std::ops::Bound::<u64>::Unbounded)?,
+                ));
+            }
+            match &mut sink {
+                HistorySink::Append(cursor) => Ok(cursor.insert_before(revision, bytes)?),
+                _ => Err(Error::Storage("the history cursor was lost".into())),
+            }
+        })?;
+        if let HistorySink::Append(cursor) = sink {
+            cursor.close()?;
         }
-        Ok(())
-    })?;
+    }
     table.retain_in(..h.oldest, |_, _| false)?;
     let mut meta = wtx.open_table(META)?;
     meta.insert(META_HISTORY_OLDEST, h.oldest)?;
@@ -508,5 +548,74 @@ impl Store {
         }
         wtx.commit()?;
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OpenMode, StoreOptions};
+
+    fn no_inline(_: &[u8], _: &[u8], _: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Flushes no records and one event per revision, `[tag, revision]`.
+    fn flush_events(store: &Store, revisions: std::ops::RangeInclusive<u64>, tag: u8) {
+        let mut events = |_: &Created<'_>, visit: &mut StoreEvent<'_>| -> Result<()> {
+            for r in revisions.clone() {
+                visit(r, &[tag, r as u8])?;
+            }
+            Ok(())
+        };
+        let history = HistoryUpdate {
+            events: &mut events,
+            oldest: 1,
+            bytes: 0,
+            inline: no_inline,
+        };
+        let idempotency = IdempotencyUpdate {
+            records: &[],
+            delete_before_ms: 0,
+        };
+        store
+            .write_table(
+                std::iter::empty(),
+                *revisions.end(),
+                history,
+                idempotency,
+                None,
+            )
+            .unwrap();
+    }
+
+    fn rows(store: &Store) -> Vec<(u64, Vec<u8>)> {
+        let mut rows = Vec::new();
+        let reader = store.snapshot().unwrap().reader().unwrap();
+        reader
+            .history(0, usize::MAX, |r, bytes| {
+                rows.push((r, bytes.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        rows
+    }
+
+    /// New rows go in through the cursor at the table's end; rows a flush
+    /// repeats (revisions already stored) replace the stored ones.
+    #[test]
+    fn a_flush_appends_new_history_rows_and_replaces_the_ones_it_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let store = Store::open(&path, OpenMode::Create, &StoreOptions::default()).unwrap();
+        flush_events(&store, 1..=3000, 1);
+        flush_events(&store, 2001..=6000, 2);
+        let want: Vec<(u64, Vec<u8>)> = (1..=6000)
+            .map(|r| (r, vec![if r <= 2000 { 1 } else { 2 }, r as u8]))
+            .collect();
+        assert_eq!(rows(&store), want);
+        drop(store);
+        let store = Store::open(&path, OpenMode::MustExist, &StoreOptions::default()).unwrap();
+        assert_eq!(rows(&store), want);
     }
 }
