@@ -175,3 +175,83 @@ fn hostile_clients_never_disturb_the_others() {
         b"\xff\xfe"
     );
 }
+
+/// Reads from `s` until `needle` has arrived (or the read fails).
+fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// `--header-timeout` holds on a kept-alive connection from the end of
+/// each response: a second request trickled byte by byte (each byte well
+/// within `--idle-timeout`) is cut, without an answer. A long response
+/// (a watch stream) is not a wait for a head, and goes on past it.
+#[test]
+fn the_header_timeout_restarts_after_each_response_and_spares_long_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--header-timeout", "1", "--idle-timeout", "600"],
+    );
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let first = read_until(&mut conn, b"\r\n\r\nok");
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{first:?}");
+    let started = Instant::now();
+    let mut sent_whole = true;
+    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaa\r\n\r\n" {
+        if conn.write_all(&[*b]).is_err() {
+            sent_whole = false;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    assert!(
+        !sent_whole || rest.is_empty(),
+        "the trickled second request was answered after {:?}: {:?}",
+        started.elapsed(),
+        String::from_utf8_lossy(&rest)
+    );
+
+    // A watch stream with a progress line every second outlives the
+    // header timeout several times over.
+    let mut watch = TcpStream::connect(&s.addr).unwrap();
+    watch
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    watch
+        .write_all(b"GET /v1/watch?progress=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let until = Instant::now() + Duration::from_millis(3500);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < until {
+        match watch.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => lines.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&lines);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.matches("progress_revision").count() >= 3,
+        "the stream ended early: {text}"
+    );
+    // And the server still answers on a new connection.
+    assert_eq!(
+        http("GET", &format!("{}/healthz", s.url), &[], None).status,
+        200
+    );
+}
