@@ -137,11 +137,15 @@ async fn serve_one<I>(
     let state = st.clone();
     clock.start_waiting();
     let svc = service_fn(move |req| {
-        clock.stop_waiting();
+        let request = clock.stop_waiting();
         let (st, clock) = (st.clone(), clock.clone());
         async move {
             let response = super::routes::handle(st, peer, req).await;
-            Ok::<_, std::convert::Infallible>(response.map(|body| Answer { body, clock }))
+            Ok::<_, std::convert::Infallible>(response.map(|body| Answer {
+                body,
+                clock,
+                request,
+            }))
         }
     });
     let served = watcher
@@ -249,6 +253,9 @@ struct HeadClock {
     /// Microseconds from `base`; [`NOT_WAITING`] between a request's head
     /// and the end of its response.
     since: AtomicU64,
+    /// Requests whose head has arrived, so that only the latest request's
+    /// response starts the next wait.
+    requests: AtomicU64,
 }
 
 const NOT_WAITING: u64 = u64::MAX;
@@ -258,6 +265,7 @@ impl HeadClock {
         HeadClock {
             base: Instant::now(),
             since: AtomicU64::new(NOT_WAITING),
+            requests: AtomicU64::new(0),
         }
     }
 
@@ -266,8 +274,18 @@ impl HeadClock {
         self.since.store(micros, Ordering::Relaxed);
     }
 
-    fn stop_waiting(&self) {
+    /// A request's head arrived; returns its number.
+    fn stop_waiting(&self) -> u64 {
         self.since.store(NOT_WAITING, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The response to request number `request` is done: the wait for the
+    /// next head starts, unless a later request's head came first.
+    fn answered(&self, request: u64) {
+        if self.requests.load(Ordering::Relaxed) == request {
+            self.start_waiting();
+        }
     }
 
     fn waiting_since(&self) -> Option<Instant> {
@@ -284,11 +302,13 @@ impl HeadClock {
 struct Answer {
     body: super::body::Body,
     clock: Arc<HeadClock>,
+    /// The number of its request ([`HeadClock::stop_waiting`]).
+    request: u64,
 }
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        self.clock.start_waiting();
+        self.clock.answered(self.request);
     }
 }
 
@@ -430,5 +450,27 @@ impl AsyncWrite for IdleIo {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadClock;
+
+    /// The wait for a head starts at the end of the latest request's
+    /// response only: an earlier response dropped late changes nothing.
+    #[test]
+    fn only_the_latest_requests_answer_starts_the_wait_for_a_head() {
+        let clock = HeadClock::new();
+        assert!(clock.waiting_since().is_none());
+        clock.start_waiting();
+        assert!(clock.waiting_since().is_some());
+        let first = clock.stop_waiting();
+        assert!(clock.waiting_since().is_none());
+        let second = clock.stop_waiting();
+        clock.answered(first);
+        assert!(clock.waiting_since().is_none());
+        clock.answered(second);
+        assert!(clock.waiting_since().is_some());
     }
 }
