@@ -332,6 +332,10 @@ impl http_body::Body for Answer {
     }
 }
 
+/// The shortest a connection's timer is armed ahead (tokio's timers tick
+/// by the millisecond anyway).
+const MIN_TIMER_STEP: Duration = Duration::from_millis(1);
+
 /// A TCP stream that fails with `TimedOut` once it has been waiting on the
 /// peer, reading or writing, for `idle` without any progress either way,
 /// or once its [`HeadClock`] has waited for a request head for longer than
@@ -388,7 +392,8 @@ impl IdleIo {
                 }
                 next = next.min(head_end);
             }
-            self.timer.as_mut().reset(next);
+            // Never at once again: the loop would spin on a tiny timeout.
+            self.timer.as_mut().reset(next.max(now + MIN_TIMER_STEP));
         }
         Ok(())
     }
