@@ -52,19 +52,25 @@ impl http_body::Body for ChannelBody {
 /// Reads a request body of at most `limit` bytes. A `Content-Length` over
 /// the limit is refused before anything is read, and a body that grows past
 /// it is refused as soon as it does: nothing over the limit is buffered.
+/// Once it is in, the server is at work (`conn::BodyRead`).
 pub async fn read_limited(
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     body: Incoming,
     limit: usize,
     too_large: impl Fn() -> Error,
 ) -> Result<Bytes> {
-    if let Some(len) = content_length(headers)?
+    if let Some(len) = content_length(&parts.headers)?
         && len > limit as u64
     {
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            if let Some(read) = parts.extensions.get::<super::conn::BodyRead>() {
+                read.done();
+            }
+            Ok(collected.to_bytes())
+        }
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(Error::invalid(format!(
             "the request body could not be read: {e}"

@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -136,11 +136,17 @@ async fn serve_one<I>(
 {
     let state = st.clone();
     clock.start_waiting();
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let request = clock.stop_waiting();
+        if http_body::Body::is_end_stream(req.body()) {
+            clock.begin_serving();
+        } else {
+            req.extensions_mut().insert(BodyRead(clock.clone()));
+        }
         let (st, clock) = (st.clone(), clock.clone());
         async move {
             let response = super::routes::handle(st, peer, req).await;
+            clock.end_serving();
             Ok::<_, std::convert::Infallible>(response.map(|body| Answer {
                 body,
                 clock,
@@ -256,6 +262,13 @@ struct HeadClock {
     /// Requests whose head has arrived, so that only the latest request's
     /// response starts the next wait.
     requests: AtomicU64,
+    /// Whether the server is at work on a request whose body is in (until
+    /// its response head): the client is not idle then, however long it
+    /// takes.
+    serving: AtomicBool,
+    /// When the server last finished such work, microseconds from `base`:
+    /// idleness counts from there at the earliest.
+    served: AtomicU64,
 }
 
 const NOT_WAITING: u64 = u64::MAX;
@@ -266,12 +279,35 @@ impl HeadClock {
             base: Instant::now(),
             since: AtomicU64::new(NOT_WAITING),
             requests: AtomicU64::new(0),
+            serving: AtomicBool::new(false),
+            served: AtomicU64::new(0),
         }
     }
 
+    fn micros(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_micros()).unwrap_or(NOT_WAITING - 1)
+    }
+
+    fn begin_serving(&self) {
+        self.serving.store(true, Ordering::Relaxed);
+    }
+
+    fn end_serving(&self) {
+        self.served.store(self.micros(), Ordering::Relaxed);
+        self.serving.store(false, Ordering::Relaxed);
+    }
+
+    /// `None` while the server is at work on a request; else when it last
+    /// was.
+    fn served(&self) -> Option<Instant> {
+        if self.serving.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.base + Duration::from_micros(self.served.load(Ordering::Relaxed)))
+    }
+
     fn start_waiting(&self) {
-        let micros = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(NOT_WAITING - 1);
-        self.since.store(micros, Ordering::Relaxed);
+        self.since.store(self.micros(), Ordering::Relaxed);
     }
 
     /// A request's head arrived; returns its number.
@@ -293,6 +329,20 @@ impl HeadClock {
             NOT_WAITING => None,
             micros => Some(self.base + Duration::from_micros(micros)),
         }
+    }
+}
+
+/// In the extensions of a request with a body: [`BodyRead::done`], once the
+/// body is in, tells the connection that from then until the response the
+/// server is at work, so the wait does not count as the client's idleness
+/// (`--idle-timeout`). A client that stalls while sending the body still
+/// does.
+#[derive(Clone)]
+pub struct BodyRead(Arc<HeadClock>);
+
+impl BodyRead {
+    pub fn done(&self) {
+        self.0.begin_serving();
     }
 }
 
@@ -374,7 +424,12 @@ impl IdleIo {
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         while self.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
-            let idle_end = self.last + self.idle;
+            let Some(served) = self.clock.served() else {
+                // The server is at work, not waiting on the client.
+                self.timer.as_mut().reset(now + self.idle.min(self.head));
+                continue;
+            };
+            let idle_end = self.last.max(served) + self.idle;
             if idle_end <= now {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,

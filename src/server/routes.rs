@@ -480,7 +480,7 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
         }
     }
     let (parts, body) = req.into_parts();
-    let body = read_limited(&parts.headers, body, 64 << 10, || {
+    let body = read_limited(&parts, body, 64 << 10, || {
         body_too_large("a join request", 64 << 10, "(fixed)")
     })
     .await?;
@@ -657,7 +657,7 @@ async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
         WriteCondition::Absent => (Some(0), false),
     };
     let max = state.limits.max_value_bytes;
-    let value = read_limited(&parts.headers, body, max, || {
+    let value = read_limited(&parts, body, max, || {
         body_too_large("the value", max, "--max-value-bytes")
     })
     .await?;
@@ -741,7 +741,7 @@ async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> 
     let (parts, body) = req.into_parts();
     let limits = state.limits.clone();
     let max = limits.max_batch_bytes;
-    let body = read_limited(&parts.headers, body, max, || {
+    let body = read_limited(&parts, body, max, || {
         body_too_large("the batch body", max, "--max-batch-bytes")
     })
     .await?;

@@ -255,3 +255,48 @@ fn the_header_timeout_restarts_after_each_response_and_spares_long_responses() {
         200
     );
 }
+
+/// `--idle-timeout` counts the client's silence, not the server's work: a
+/// batch the server takes longer than the timeout to parse and apply is
+/// answered, while a client that stalls in the middle of its body is cut.
+#[test]
+fn the_idle_timeout_counts_the_clients_silence_not_the_servers_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--idle-timeout", "0.3"]);
+    let value = "v".repeat(1000);
+    let lines: String = (0..40_000)
+        .map(|i| format!("{{\"key\":\"k{i:06}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    let started = Instant::now();
+    let out = s.cli(&["batch"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "after {:?}: {}",
+        started.elapsed(),
+        stderr(&out)
+    );
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
+    assert_eq!(stats["keys"], 40_000, "{stats}");
+
+    let mut stalled = TcpStream::connect(&s.addr).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stalled
+        .write_all(
+            b"PUT /v1/kv/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a stalled body held the connection for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/stalled", s.url), &[], None).status,
+        404
+    );
+}
