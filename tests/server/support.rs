@@ -349,3 +349,16 @@ pub fn raw_http(
         body: out[split + 4..].to_vec(),
     }
 }
+
+/// Reads from `c` until `needle` has arrived; panics if the server
+/// closes first.
+pub fn read_until(c: &mut TcpStream, needle: &[u8]) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}

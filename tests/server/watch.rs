@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::{Server, agent, http, kvr_cmd};
+use super::support::{Server, agent, http, kvr_cmd, read_until};
 
 /// An open watch stream, read line by line.
 struct Stream {
@@ -407,17 +407,6 @@ fn a_thousand_watchers_on_one_server() {
         read_until(c, b"\"key\":\"watched\",\"value\":\"!\"");
     }
     println!("{n} watchers all got the event in {:?}", started.elapsed());
-}
-
-fn read_until(c: &mut TcpStream, needle: &[u8]) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        let n = c.read(&mut buf).unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// Stalled clients under memory pressure (a tiny `KVR_WATCH_MEMORY`): once
