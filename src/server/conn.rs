@@ -135,6 +135,7 @@ async fn serve_one<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = st.clone();
+    let io = OwnRefusals::new(io, clock.clone(), st.clone());
     clock.start_waiting();
     let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let request = clock.stop_waiting();
@@ -158,8 +159,9 @@ async fn serve_one<I>(
         .watch(builder.serve_connection(TokioIo::new(io), svc))
         .await;
     // hyper answers a request it cannot parse itself (400, or 431 for a
-    // head over the limit) and never hands it to `routes`: count it, and
-    // say so where requests are logged, or it leaves no trace.
+    // head over the limit; `OwnRefusals` gives the answer our body) and
+    // never hands it to `routes`: count it, and say so where requests are
+    // logged, or it leaves no trace.
     if let Err(e) = served
         && e.is_parse()
     {
@@ -379,6 +381,177 @@ impl http_body::Body for Answer {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// The connection as hyper sees it, which turns hyper's own answer to a
+/// request it cannot parse (400 for a malformed request line or header,
+/// 414 for a target over its limit, 431 for a head over 64 KiB: an empty
+/// body, no `X-Kvr-Revision`) into an error like every other (SPEC
+/// "Errors": a JSON body with a code, and the revision). hyper writes
+/// such an answer, a bare head, only while the connection waits for a
+/// request's head, then flushes and shuts the connection down; a
+/// response of ours always carries `x-kvr-revision`.
+struct OwnRefusals<I> {
+    inner: I,
+    clock: Arc<HeadClock>,
+    state: Arc<State>,
+    /// Our answer in place of hyper's, and how much of it is written.
+    reply: Option<(Vec<u8>, usize)>,
+}
+
+/// Most bytes of a refused request read and dropped before the close, so
+/// that the close does not reset the connection (which can discard the
+/// answer before the client reads it).
+const REFUSED_DRAIN_BYTES: usize = 1 << 20;
+
+impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
+    fn new(inner: I, clock: Arc<HeadClock>, state: Arc<State>) -> OwnRefusals<I> {
+        OwnRefusals {
+            inner,
+            clock,
+            state,
+            reply: None,
+        }
+    }
+
+    /// Whether `bytes`, written now, are hyper's answer to a request it
+    /// could not parse; if so, our answer takes their place.
+    fn takes_over(&mut self, bytes: &[u8]) -> bool {
+        // Any response of ours is told by its ends (a 4xx of ours has a
+        // body, or is a HEAD answer with the revision).
+        if !bytes.starts_with(b"HTTP/1.1 4")
+            || !bytes.ends_with(b"\r\n\r\n")
+            || self.clock.waiting_since().is_none()
+        {
+            return false;
+        }
+        // (hyper writes header names in lower case.)
+        let Some(head) = std::str::from_utf8(bytes).ok() else {
+            return false;
+        };
+        if !head.contains("\r\ncontent-length: 0\r\n") || head.contains("x-kvr-revision") {
+            return false;
+        }
+        let (status, message) = match head.get(9..12) {
+            Some("400") => (
+                "400 Bad Request",
+                "the request could not be parsed as HTTP/1.1 (its request line or a header)"
+                    .to_string(),
+            ),
+            Some("414") => (
+                "414 URI Too Long",
+                "the request target is too long".to_string(),
+            ),
+            Some("431") => (
+                "431 Request Header Fields Too Large",
+                format!(
+                    "the request head (request line and headers) is over {} KiB",
+                    MAX_HEAD_BYTES >> 10
+                ),
+            ),
+            _ => return false,
+        };
+        let body = serde_json::json!({"error": "bad_request", "message": message}).to_string();
+        let revision = self.state.engine.revision();
+        let reply = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+             x-kvr-revision: {revision}\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n{body}\n",
+            body.len() + 1
+        );
+        self.reply = Some((reply.into_bytes(), 0));
+        true
+    }
+
+    /// Writes what is left of our answer, if any.
+    fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some((bytes, written)) = &mut self.reply else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < bytes.len() {
+            match std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *written += n,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads and drops what the refused client has sent so far (bounded).
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        let mut buf = [0u8; 8192];
+        let mut dropped = 0;
+        while dropped < REFUSED_DRAIN_BYTES {
+            let mut read = ReadBuf::new(&mut buf);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => dropped += read.filled().len(),
+                _ => return,
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for OwnRefusals<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OwnRefusals<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Once ours is queued, hyper's answer goes no further.
+        if this.reply.is_some() || this.takes_over(buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let mut parts = bufs.iter().filter(|b| !b.is_empty());
+        let only = match (parts.next(), parts.next()) {
+            (Some(first), None) => Some(&first[..]),
+            _ => None,
+        };
+        if this.reply.is_some() || only.is_some_and(|b| this.takes_over(b)) {
+            return Poll::Ready(Ok(total));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_reply(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.reply.is_some() {
+            std::task::ready!(this.poll_reply(cx))?;
+            this.drain(cx);
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

@@ -293,6 +293,35 @@ pub fn raw(addr: &str, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Asserts that `raw` (a whole response read off a socket) is a refusal
+/// of a request the HTTP parser could not take, answered as every error is
+/// (SPEC "Errors"): `status`, the `bad_request` code in a JSON body, the
+/// revision, and the connection closed.
+pub fn assert_parser_refusal(raw: &str, status: u16) {
+    assert!(raw.starts_with(&format!("HTTP/1.1 {status} ")), "{raw}");
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{raw}"));
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("\r\ncontent-type: application/json\r\n"),
+        "{raw}"
+    );
+    assert!(head.contains("\r\nconnection: close"), "{raw}");
+    let revision = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-kvr-revision: "))
+        .unwrap_or_else(|| panic!("no x-kvr-revision: {raw}"));
+    assert!(revision.parse::<u64>().is_ok(), "{raw}");
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"));
+    assert_eq!(json["error"], "bad_request", "{raw}");
+    assert!(
+        json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{raw}"
+    );
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

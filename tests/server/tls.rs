@@ -183,6 +183,28 @@ fn plain_http_to_the_tls_port_is_told_to_use_https() {
     );
 }
 
+/// A request the HTTP parser refuses is answered over TLS as over plain
+/// HTTP: a JSON error with the revision (the answer is rewritten above
+/// the TLS layer, where it is still plain text).
+#[test]
+fn a_request_the_parser_refuses_gets_a_json_error_over_tls_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "a");
+    let server = tls_server(dir.path(), &pki, &[]);
+    let config = kvr::tls::client_config(Some(&pki.ca)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(&server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"\x00\xff\x13garbage garbage\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    // (The answer is what counts, not how the close is signalled.)
+    let _ = tls.read_to_end(&mut out);
+    assert_parser_refusal(&String::from_utf8_lossy(&out), 400);
+}
+
 #[test]
 fn https_to_a_plain_port_says_the_server_does_not_speak_tls() {
     let dir = tempfile::tempdir().unwrap();
