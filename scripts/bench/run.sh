@@ -27,6 +27,7 @@ for _ in $(seq 100); do grep -q listening "$W/http.out" 2>/dev/null && break; sl
 printf '%-28s' "import: POST /v1/batch"
 python3 scripts/bench/import.py "$(sed -n 's/^listening on //p' "$W/http.out")" "$W/pairs.jsonl" 4 1000
 kill $HTTP_PID; wait $HTTP_PID 2>/dev/null || true
+HTTP_BYTES=$(stat -c %s "$W/http.redb")
 $KVR --db "$W/kvr.redb" serve --listen 127.0.0.1:0 > "$W/serve.out" 2> "$W/serve.log" &
 for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's/^listening on //p' "$W/serve.out")
@@ -64,4 +65,6 @@ for round in 1 2; do
     ZRANGEBYLEX z '[key:__rand_int__' + LIMIT 0 100 2>/dev/null |
     tr '\r' '\n' | grep -a "requests per second" | tail -1
 done
-echo "== kvr file: $(stat -c %s "$W/kvr.redb") bytes after the random PUTs; $BATCH_BYTES after kvr batch of the same keys"
+echo "== kvr files: $BATCH_BYTES bytes after kvr batch; $HTTP_BYTES after POST /v1/batch of the same pairs" \
+  "($(python3 -c "print(round($HTTP_BYTES / $BATCH_BYTES, 2))")x); $(stat -c %s "$W/kvr.redb")" \
+  "after kvr batch and then the rounds' random PUTs"

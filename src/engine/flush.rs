@@ -422,14 +422,15 @@ fn write_parts(engine: &Engine, table: &Memtable, pace: Option<&Pace<'_>>) -> Re
         }
         let mut absent = Vec::new();
         let (delta, last) = table.with_newest(upto.as_deref(), |items| {
-            let items: Vec<_> = items.take(part).collect();
-            let last = items.last().map(|(k, _)| k.to_vec());
+            // Streamed into the commit, not collected into a vector first.
+            let mut last = None;
+            let part = items.take(part).inspect(|(k, _)| last = Some(*k));
             let delta = engine.store.write_part(
-                items.into_iter().map(sorted_item),
+                part.map(sorted_item),
                 super::history::inline_value,
                 &mut |key| absent.push(key.to_vec()),
             )?;
-            Ok::<_, Error>((delta, last))
+            Ok::<_, Error>((delta, last.map(<[u8]>::to_vec)))
         })?;
         // Recorded before readers move to the part (`Memtable::absent_among`).
         table.with_parts(|p| {
