@@ -325,6 +325,10 @@ enum Step {
     },
     Freeze,
     WaitFlush,
+    /// A step of the row cache's warm-up, after key `k{n}` (from the first
+    /// key with `None`). (The first GET also starts the warm-up's own
+    /// thread, which races the other steps.)
+    Warm(Option<u8>),
     /// A snapshot read after more steps ran (spanning flushes).
     HoldSnapshot,
     CheckHeld,
@@ -377,6 +381,7 @@ fn gen_step() -> impl Strategy<Value = Step> {
         2 => (0u64..22, 1usize..5).prop_map(|(now, max)| Step::Sweep { now, max }),
         2 => Just(Step::Freeze),
         2 => Just(Step::WaitFlush),
+        1 => prop::option::of(any::<u8>()).prop_map(Step::Warm),
         1 => Just(Step::HoldSnapshot),
         1 => Just(Step::CheckHeld),
         1 => (prop::option::of(0u32..40), any::<bool>(), any::<u64>()).prop_map(
@@ -605,6 +610,9 @@ fn run_steps(steps: Vec<Step>) {
             }
             Step::Freeze => r.writer.freeze_now().unwrap(),
             Step::WaitFlush => assert!(r.engine.wait_flushed()),
+            Step::Warm(after) => {
+                let _ = r.engine.warm_rows(after.map(key).as_deref()).unwrap();
+            }
             Step::HoldSnapshot => held = Some((r.engine.snapshot(), model.clone())),
             Step::CheckHeld => {
                 if let Some((snap, then)) = &held {

@@ -523,6 +523,14 @@ impl Memtable {
         map.get(hash, key).and_then(|v| v.at(at)).cloned()
     }
 
+    /// Whether the table decides `key` at revision `at` (a version or a
+    /// delete): [`Memtable::get`] without the copy.
+    pub fn holds(&self, key: &[u8], at: u64) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(hash, key).and_then(|v| v.at(at)).is_some()
+    }
+
     /// The revision and expiry of the newest version of `key` in the
     /// table, with whether the key is present there: `Some(None)` for a
     /// delete.

@@ -41,8 +41,8 @@ mod snapshot;
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -117,6 +117,10 @@ pub struct EngineOptions {
     /// `FLUSH_NICE` in `flush.rs`.
     pub flush_nice: i32,
 }
+
+/// Keys one step of the row cache's warm-up reads and caches under one
+/// hold of the tables' read lock (well under a millisecond).
+pub const WARM_STEP_KEYS: usize = 256;
 
 /// Keys per part of a flush in parts. A flush of random keys rewrites
 /// every B-tree leaf it touches, and redb reuses the replaced pages only
@@ -199,6 +203,10 @@ pub struct Engine {
     /// Records [`Engine::get`] read from `tables.base` (see `row_cache.rs`
     /// for why they stay exact).
     rows: row_cache::RowCache,
+    /// Whether the row cache's warm-up has started ([`Engine::warm_rows`]).
+    warming: AtomicBool,
+    /// This engine, for the threads it starts itself.
+    me: Weak<Engine>,
     /// The published revision: every version at or below it is in a table.
     revision: AtomicU64,
     /// The key count at the published revision, less the memory tables'
@@ -273,7 +281,9 @@ impl Engine {
         let base = store.snapshot()?.reader()?;
         let (oldest, history_bytes) = base.history_mark();
         let flush_in_parts = log.logs_outcomes() && opts.flush_part_keys > 0;
-        let engine = Arc::new(Engine {
+        let engine = Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            warming: AtomicBool::new(false),
             flush_in_parts,
             oldest: AtomicU64::new(oldest),
             notify: tokio::sync::watch::Sender::new(base.revision()),
@@ -454,6 +464,9 @@ impl Engine {
         if let Some(found) = self.rows.get(key) {
             return Ok((found, at));
         }
+        if !self.warming.load(Ordering::Relaxed) {
+            self.start_warming();
+        }
         let found = t.base.get(key)?.map(|e| Got {
             value: Bytes::from(e.value),
             revision: e.revision,
@@ -461,6 +474,80 @@ impl Engine {
         });
         self.rows.insert(key, found.as_ref());
         Ok((found, at))
+    }
+
+    /// Starts the row cache's warm-up, once: a thread that caches the
+    /// records of the file's keys in key order ([`Engine::warm_rows`])
+    /// until the cache is nearly full or every key is in. Started by the
+    /// first GET that reads the file, so a server only written to never
+    /// pays for it (a flush keeps every cached key's entry current). A
+    /// restarted server otherwise answered its first million GETs of a
+    /// 1M-key store from the B-tree while the cache filled one miss at a
+    /// time.
+    fn start_warming(&self) {
+        if self.warming.swap(true, Ordering::Relaxed) || !self.rows.has_room() {
+            return;
+        }
+        let me = self.me.clone();
+        let warm = move || {
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                // Held for one step only: the engine may stop meanwhile.
+                let Some(engine) = me.upgrade() else { return };
+                if engine.signal().stopping {
+                    return;
+                }
+                match engine.warm_rows(after.as_deref()) {
+                    Ok(Some(last)) => after = Some(last),
+                    // Done, or a read failed: GETs read the file anyway
+                    // (and report a failure), only slower.
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        };
+        // Without a thread (none could start) only the warm-up is lost.
+        let _ = std::thread::Builder::new()
+            .name("kvr-warm-rows".into())
+            .spawn(warm);
+    }
+
+    /// One step of the row cache's warm-up: caches what the current base
+    /// holds for up to [`WARM_STEP_KEYS`] keys after `after` (from the
+    /// first key when `None`) that no memory table holds, under one hold of
+    /// the tables' read lock, as [`Engine::get`] caches a miss (which is
+    /// why the entries are exact: `row_cache.rs`). Returns the last key it
+    /// looked at, or `None` when the warm-up is over: the base has no more
+    /// keys, or the cache is nearly full (it never evicts for this).
+    pub fn warm_rows(&self, after: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+        if !self.rows.has_room() {
+            return Ok(None);
+        }
+        let t = self.read_tables();
+        let at = self.revision();
+        let mut page = Vec::with_capacity(WARM_STEP_KEYS);
+        let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let more = t.base.page(
+            lower,
+            std::ops::Bound::Unbounded,
+            false,
+            (WARM_STEP_KEYS, usize::MAX),
+            &mut page,
+        )?;
+        let last = page.last().map(|(key, ..)| key.clone());
+        for (key, value, revision, expires_at_ms) in page {
+            let held = std::iter::once(&t.live)
+                .chain(t.frozen.iter())
+                .any(|table| table.holds(&key, at));
+            if !held {
+                let got = Got {
+                    value: Bytes::from(value),
+                    revision,
+                    expires_at_ms,
+                };
+                self.rows.warm(&key, got);
+            }
+        }
+        Ok(if more { last } else { None })
     }
 
     /// A consistent view at the current revision, for ranges and streams.

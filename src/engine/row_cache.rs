@@ -12,8 +12,10 @@
 //! table of the reader's view holds the key, and then it must equal what
 //! the current commit (`Tables::base`) holds for the key. That holds
 //! because:
-//! - entries are inserted by [`super::Engine::get`] under the tables' read
-//!   lock, from the base of that view, so the base cannot move meanwhile;
+//! - entries are inserted by [`super::Engine::get`] (and its warm-up,
+//!   [`super::Engine::warm_rows`], for keys no memory table holds) under
+//!   the tables' read lock, from the base of that view, so the base
+//!   cannot move meanwhile;
 //! - a flush changes the file only for the keys of the frozen table it
 //!   writes, and gives their entries the records it is about to write
 //!   *before* its first commit, while the table is still in every reader's
@@ -93,6 +95,8 @@ pub struct RowCache {
     window_hits: AtomicU64,
     /// Whether every miss is cached, or one in [`SAMPLED_ADMISSION`].
     admit_all: AtomicBool,
+    /// Entries the warm-up made.
+    warmed: AtomicU64,
 }
 
 impl RowCache {
@@ -121,6 +125,7 @@ impl RowCache {
             hits: AtomicU64::new(0),
             window_hits: AtomicU64::new(0),
             admit_all: AtomicBool::new(true),
+            warmed: AtomicU64::new(0),
         }
     }
 
@@ -178,6 +183,26 @@ impl RowCache {
         cache.insert(key.into(), found.cloned());
     }
 
+    /// Whether the cache is on and less than nine tenths full: room for
+    /// the warm-up ([`super::Engine::warm_rows`]), which never evicts.
+    pub fn has_room(&self) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|c| c.weight() < self.capacity / 10 * 9)
+    }
+
+    /// Caches `found`, what the current base holds for `key`, for the
+    /// warm-up: only a key not cached yet (a GET may have cached it
+    /// meanwhile, from the same base), and no value over `max_value`.
+    pub fn warm(&self, key: &[u8], found: Got) {
+        let Some(cache) = &self.cache else { return };
+        if found.value.len() > self.max_value || cache.peek(key).is_some() {
+            return;
+        }
+        cache.insert(key.into(), Some(found));
+        self.warmed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Before a flush writes `version` as `key`'s record: a cached key's
     /// entry takes the new record (a hot key stays cached across flushes),
     /// and no entry is made for a key not cached. The value is copied: a
@@ -209,9 +234,12 @@ impl RowCache {
              # HELP kvr_row_cache_hits_total Row cache lookups answered from it.\n\
              # TYPE kvr_row_cache_hits_total counter\nkvr_row_cache_hits_total {}\n\
              # HELP kvr_row_cache_bytes Bytes the row cache holds (of its share of --cache-mib).\n\
-             # TYPE kvr_row_cache_bytes gauge\nkvr_row_cache_bytes {bytes}\n",
+             # TYPE kvr_row_cache_bytes gauge\nkvr_row_cache_bytes {bytes}\n\
+             # HELP kvr_row_cache_warmed_total Entries the row cache's warm-up made (after the first GET that read the file).\n\
+             # TYPE kvr_row_cache_warmed_total counter\nkvr_row_cache_warmed_total {}\n",
             self.lookups.load(Ordering::Relaxed),
             self.hits.load(Ordering::Relaxed),
+            self.warmed.load(Ordering::Relaxed),
         )
     }
 

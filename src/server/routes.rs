@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
 use hyper::body::Incoming;
 use serde_json::json;
 
@@ -332,8 +334,9 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
 }
 
 /// The revision header every response but 401s, `/healthz` and `/readyz`
-/// carries.
-pub const REVISION: &str = "x-kvr-revision";
+/// carries. (A `HeaderName`, not a string, which every insert and lookup
+/// would parse again.)
+pub const REVISION: HeaderName = HeaderName::from_static("x-kvr-revision");
 /// In cluster mode: the node that answered.
 pub const NODE: &str = "x-kvr-node";
 /// In cluster mode: the leader's URL, when one is known.
@@ -494,7 +497,7 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
 }
 
 /// The header that carries a key's expiry (Unix ms) on reads.
-pub const EXPIRES_AT: &str = "x-kvr-expires-at";
+pub const EXPIRES_AT: HeaderName = HeaderName::from_static("x-kvr-expires-at");
 
 /// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
 fn key_of(uri: &Uri) -> Result<Vec<u8>> {

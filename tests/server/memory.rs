@@ -284,6 +284,53 @@ fn gets_from_the_row_cache_follow_flushed_writes() {
     }
 }
 
+/// The first GET that reads the file starts the row cache's warm-up: the
+/// file's keys are cached in the background (`kvr_row_cache_warmed_total`)
+/// but for those a memory table holds, and GETs answered from the entries
+/// are exact; writes alone start nothing.
+#[test]
+fn the_first_get_warms_the_row_cache_with_the_files_keys() {
+    const KEYS: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..KEYS)
+        .map(|i| format!("{{\"key\":\"k{i:05}\",\"value\":\"v{i}\"}}\n"))
+        .collect();
+    let loaded = kvr(dir.path(), &["--db", "db.redb", "batch"], lines.as_bytes());
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    let s = Server::start(dir.path(), &[]);
+    for i in 0..10 {
+        assert_eq!(put(&s.url, &format!("k{i:05}"), b"new").status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(metric(&s.url, "kvr_row_cache_warmed_total"), 0);
+    let r = http("GET", &format!("{}/v1/kv/k04999", s.url), &[], None);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"v4999"[..]));
+    // All but the key that GET cached itself and the ten the memory table
+    // holds (unless a flush wrote them before the warm-up came by).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&s.url, "kvr_row_cache_warmed_total") < KEYS - 11
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let warmed = metric(&s.url, "kvr_row_cache_warmed_total");
+    assert!((KEYS - 11..KEYS).contains(&warmed), "{warmed}");
+    for i in 0..KEYS {
+        let r = http("GET", &format!("{}/v1/kv/k{i:05}", s.url), &[], None);
+        let want = if i < 10 {
+            "new".to_string()
+        } else {
+            format!("v{i}")
+        };
+        assert_eq!((r.status, r.text()), (200, want), "k{i:05}");
+    }
+    let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+    assert!(
+        text.contains("# TYPE kvr_row_cache_warmed_total counter"),
+        "{text}"
+    );
+}
+
 fn put(url: &str, key: &str, value: &[u8]) -> Reply {
     http("PUT", &format!("{url}/v1/kv/{key}"), &[], Some(value))
 }
