@@ -523,14 +523,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OwnRefusals<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let total = bufs.iter().map(|b| b.len()).sum();
-        let mut parts = bufs.iter().filter(|b| !b.is_empty());
-        let only = match (parts.next(), parts.next()) {
-            (Some(first), None) => Some(&first[..]),
-            _ => None,
+        // hyper's answer is a head alone: one slice with bytes.
+        let swallow = this.reply.is_some() || {
+            let mut parts = bufs.iter().filter(|b| !b.is_empty());
+            match (parts.next(), parts.next()) {
+                (Some(only), None) => this.takes_over(only),
+                _ => false,
+            }
         };
-        if this.reply.is_some() || only.is_some_and(|b| this.takes_over(b)) {
-            return Poll::Ready(Ok(total));
+        if swallow {
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
