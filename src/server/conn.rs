@@ -236,20 +236,26 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     body: &str,
     revision: u64,
 ) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
-         {headers}x-kvr-revision: {revision}\r\nconnection: close\r\n\
-         content-length: {}\r\n\r\n",
-        body.len()
-    );
+    let response = closing_error(status, headers, body, revision);
     let _ = tokio::time::timeout(REFUSAL_TIME, async {
         let mut buf = [0u8; 4096];
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(body.as_bytes()).await;
+        let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
         while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
     })
     .await;
+}
+
+/// A JSON error response written by hand (outside hyper) on a connection
+/// that closes after it: `status` line, extra `headers` (each ending in
+/// CRLF), the revision, and `body`.
+fn closing_error(status: &str, headers: &str, body: &str, revision: u64) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+         {headers}x-kvr-revision: {revision}\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// When the connection began to wait for a request's head, if it waits
@@ -452,13 +458,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
             ),
             _ => return false,
         };
-        let body = serde_json::json!({"error": "bad_request", "message": message}).to_string();
-        let revision = self.state.engine.revision();
-        let reply = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
-             x-kvr-revision: {revision}\r\nconnection: close\r\n\
-             content-length: {}\r\n\r\n{body}\n",
-            body.len() + 1
+        let body = serde_json::json!({"error": "bad_request", "message": message});
+        let reply = closing_error(
+            status,
+            "",
+            &format!("{body}\n"),
+            self.state.engine.revision(),
         );
         self.reply = Some((reply.into_bytes(), 0));
         true
