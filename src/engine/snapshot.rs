@@ -1,7 +1,8 @@
 //! A consistent read view: memory tables (newest first) over one redb
-//! commit, all at one revision. Ranges merge the sources in key order, a
-//! page at a time from each, so memory stays constant however long the
-//! range, and no lock is held between pages.
+//! commit, all at one revision. Ranges merge the sources in key order:
+//! the memory tables a page at a time (no lock is held between pages), the
+//! file through one cursor that reads each record where it lies, so memory
+//! stays constant however long the range.
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -16,10 +17,6 @@ use crate::types::{Entry, RangeQuery};
 
 /// Most items read from each source per page.
 const PAGE: usize = 256;
-/// A page from the file stops early past this many bytes of values, so
-/// that a range over large values (up to `--max-value-bytes` each) holds
-/// a bounded amount in its buffers.
-const PAGE_BYTES: usize = 1 << 20;
 
 /// See the module header.
 pub struct Snapshot {
@@ -71,47 +68,68 @@ impl Snapshot {
         // A short range (a page of 100, a `limit 1` probe) reads only what
         // it asks for; a source whose items were shadowed reads more.
         let first_page = usize::try_from(left).unwrap_or(PAGE).clamp(1, PAGE);
-        let mut sources: Vec<Source<'_>> = self
+        let mut tables: Vec<Source<'_>> = self
             .tables
             .iter()
-            .map(|t| Source::new(Kind::Table(t), first_page))
+            .map(|t| Source::new(t, first_page))
             .collect();
-        sources.push(Source::new(Kind::Base(&self.base), first_page));
+        let upper_bound = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut base = self
+            .base
+            .cursor(Bound::Included(&lower), upper_bound, query.reverse)?;
         let scan = Scan {
             lower: &lower,
             upper: upper.as_deref(),
             reverse: query.reverse,
             at: self.revision,
         };
+        let first = |a: &[u8], b: &[u8]| if query.reverse { a > b } else { a < b };
         while left > 0 {
-            for s in sources.iter_mut() {
-                s.fill(&scan)?;
+            for s in tables.iter_mut() {
+                s.fill(&scan);
             }
-            // The next key: smallest (largest when reversed) of the heads;
-            // on a tie the newest source wins and the others are skipped.
+            // The memory tables' next key: on a tie the newest table wins
+            // (the others are skipped below).
             let mut best: Option<usize> = None;
-            for (i, s) in sources.iter().enumerate() {
+            for (i, s) in tables.iter().enumerate() {
                 let Some(head) = s.buf.front() else { continue };
-                let better = match best.and_then(|b| sources[b].buf.front()) {
-                    None => true,
-                    Some(cur) if query.reverse => head.key > cur.key,
-                    Some(cur) => head.key < cur.key,
-                };
-                if better {
+                let cur = best.and_then(|b| tables[b].buf.front());
+                if cur.is_none_or(|cur| first(&head.key, &cur.key)) {
                     best = Some(i);
                 }
             }
-            let Some(best) = best else { break };
-            let Some(item) = sources[best].buf.pop_front() else {
-                break;
+            let table_key = best.and_then(|b| tables[b].buf.front()).map(|h| &h.key[..]);
+            let from_file = match (table_key, base.key()) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(t), Some(b)) => first(b, t),
             };
-            for s in sources.iter_mut() {
+            if from_file {
+                // No memory table holds this key: the record as the file
+                // holds it, read in place.
+                let Some((key, rec)) = base.current()? else {
+                    break;
+                };
+                left -= 1;
+                if !visit(key, rec)? {
+                    break;
+                }
+                base.advance()?;
+                continue;
+            }
+            let Some(item) = best.and_then(|b| tables[b].buf.pop_front()) else {
+                break; // every source is at its end
+            };
+            for s in tables.iter_mut() {
                 if s.buf.front().is_some_and(|h| h.key == item.key) {
                     s.buf.pop_front();
                 }
             }
+            if base.key() == Some(&item.key[..]) {
+                base.advance()?;
+            }
             let Some(value) = &item.value else {
-                continue; // deleted in a newer table
+                continue; // deleted in a memory table
             };
             left -= 1;
             let rec = Record {
@@ -142,14 +160,11 @@ struct Item {
     expires_at_ms: Option<u64>,
 }
 
-enum Kind<'a> {
-    Table(&'a Memtable),
-    Base(&'a TableReader),
-}
-
-/// One source of a merge: a buffer of its next items and where to go on.
+/// A memory table as one source of a merge: a buffer of its next items
+/// and where to go on. (The file is read through a
+/// [`crate::store::TableCursor`].)
 struct Source<'a> {
-    kind: Kind<'a>,
+    table: &'a Memtable,
     buf: VecDeque<Item>,
     /// The last key read from the source; the next page starts after it.
     last: Option<Vec<u8>>,
@@ -161,9 +176,9 @@ struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    fn new(kind: Kind<'a>, page: usize) -> Self {
+    fn new(table: &'a Memtable, page: usize) -> Self {
         Source {
-            kind,
+            table,
             buf: VecDeque::new(),
             last: None,
             page,
@@ -172,9 +187,9 @@ impl<'a> Source<'a> {
     }
 
     /// Reads the next page when the buffer is empty.
-    fn fill(&mut self, scan: &Scan<'_>) -> Result<()> {
+    fn fill(&mut self, scan: &Scan<'_>) {
         if !self.buf.is_empty() || self.done {
-            return Ok(());
+            return;
         }
         let upper = scan.upper.map_or(Bound::Unbounded, Bound::Excluded);
         let lower = Bound::Included(scan.lower);
@@ -185,33 +200,17 @@ impl<'a> Source<'a> {
         };
         let n = self.page;
         self.page = (n * 2).min(PAGE);
-        match self.kind {
-            Kind::Table(t) => {
-                let mut out: Vec<(Vec<u8>, Version)> = Vec::with_capacity(n);
-                t.page(lo, hi, scan.reverse, scan.at, n, &mut out);
-                self.done = out.len() < n;
-                self.buf.extend(out.into_iter().map(|(key, v)| Item {
-                    key,
-                    value: v.value,
-                    revision: v.revision,
-                    expires_at_ms: v.expires_at_ms,
-                }));
-            }
-            Kind::Base(b) => {
-                let mut out = Vec::with_capacity(n);
-                self.done = !b.page(lo, hi, scan.reverse, (n, PAGE_BYTES), &mut out)?;
-                self.buf
-                    .extend(out.into_iter().map(|(key, value, revision, at)| Item {
-                        key,
-                        value: Some(Bytes::from(value)),
-                        revision,
-                        expires_at_ms: at,
-                    }));
-            }
-        }
+        let mut out: Vec<(Vec<u8>, Version)> = Vec::with_capacity(n);
+        self.table.page(lo, hi, scan.reverse, scan.at, n, &mut out);
+        self.done = out.len() < n;
+        self.buf.extend(out.into_iter().map(|(key, v)| Item {
+            key,
+            value: v.value,
+            revision: v.revision,
+            expires_at_ms: v.expires_at_ms,
+        }));
         if let Some(item) = self.buf.back() {
             self.last = Some(item.key.clone());
         }
-        Ok(())
     }
 }

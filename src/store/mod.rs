@@ -41,8 +41,8 @@ pub use check::{Problem, Report, check};
 pub use memory::{default_cache_mib, default_serve_cache_mib};
 pub use record::Record;
 pub use table::{
-    Created, HistoryUpdate, IdempotencyUpdate, InlineValue, SortedItem, StoreEvent, TableItem,
-    TableReader,
+    Created, HistoryUpdate, IdempotencyUpdate, InlineValue, SortedItem, StoreEvent, TableCursor,
+    TableItem, TableReader,
 };
 
 use crate::error::{Error, Result};

