@@ -1005,7 +1005,17 @@ fn a_flush_that_falls_behind_is_handed_to_the_helper() {
         r.writer.freeze_now().unwrap();
         let value = "v".repeat(100);
         let more = (0..40).map(|i| Op::put(format!("n{i:05}"), value.as_str()));
+        let (stalls, _) = r.engine.write_stalls();
         write(&mut r, &mut model, more.collect());
+        // That write waited for room: one stall more, and its time.
+        let (after, waited) = r.engine.write_stalls();
+        assert_eq!(after, stalls + 1);
+        assert!(waited > std::time::Duration::ZERO);
+        assert!(
+            r.engine
+                .metrics()
+                .contains(&format!("\nkvr_write_stalls_total {after}\n"))
+        );
         assert!(r.engine.wait_flushed());
         let handed = r.engine.flush_handovers();
         if nice > 0 {

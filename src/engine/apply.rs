@@ -454,6 +454,17 @@ impl EngineWriter {
     /// Waits while the tables hold their budget. A flush that keeps failing
     /// on a full disk turns into that error, so writes get 507, not a wait.
     fn wait_for_room(&mut self) -> Result<()> {
+        if self.engine.memtable_bytes() < self.engine.opts.memtable_bytes {
+            return Ok(());
+        }
+        // A stall: counted for `/metrics`, however it ends.
+        let since = std::time::Instant::now();
+        let waited = self.wait_for_room_stalled();
+        self.engine.stalled(since.elapsed());
+        waited
+    }
+
+    fn wait_for_room_stalled(&mut self) -> Result<()> {
         let budget = self.engine.opts.memtable_bytes;
         let mut froze = false;
         loop {

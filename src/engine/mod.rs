@@ -226,6 +226,10 @@ pub struct Engine {
     flush_parts: AtomicU64,
     /// Flushes the flush thread handed to its helper (`flush.rs`).
     flush_handovers: AtomicU64,
+    /// Write groups that waited for room in the memory tables, and the
+    /// time they waited in microseconds: the flush not keeping up.
+    write_stalls: AtomicU64,
+    write_stall_micros: AtomicU64,
     /// Whether the log lets a flush commit a table in parts
     /// ([`Log::logs_outcomes`]).
     flush_in_parts: bool,
@@ -306,6 +310,8 @@ impl Engine {
             flush_micros: AtomicU64::new(0),
             flush_parts: AtomicU64::new(0),
             flush_handovers: AtomicU64::new(0),
+            write_stalls: AtomicU64::new(0),
+            write_stall_micros: AtomicU64::new(0),
             expiring: Mutex::new(std::collections::BTreeMap::new()),
         });
         let flusher = flush::start(engine.clone())?;
@@ -380,6 +386,22 @@ impl Engine {
         self.flush_handovers.load(Ordering::Relaxed)
     }
 
+    /// Write groups that waited for room in the memory tables since start,
+    /// and how long they waited in all.
+    pub fn write_stalls(&self) -> (u64, Duration) {
+        (
+            self.write_stalls.load(Ordering::Relaxed),
+            Duration::from_micros(self.write_stall_micros.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Counts one write stall of `waited`.
+    fn stalled(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.write_stalls.fetch_add(1, Ordering::Relaxed);
+        self.write_stall_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
     /// Bytes held by the memory tables, live and frozen.
     pub fn memtable_bytes(&self) -> usize {
         let t = self.read_tables();
@@ -389,6 +411,7 @@ impl Engine {
     /// The engine's Prometheus lines: flushes, memory tables, row cache.
     pub fn metrics(&self) -> String {
         let frozen = self.read_tables().frozen.len();
+        let stalls = self.write_stalls();
         format!(
             "# HELP kvr_flushes_total Memory tables written into the database file.\n\
              # TYPE kvr_flushes_total counter\nkvr_flushes_total {}\n\
@@ -398,6 +421,10 @@ impl Engine {
              # TYPE kvr_flush_parts_total counter\nkvr_flush_parts_total {}\n\
              # HELP kvr_flush_handovers_total Flushes that fell behind at the flush thread's lower priority and were finished at the process's.\n\
              # TYPE kvr_flush_handovers_total counter\nkvr_flush_handovers_total {}\n\
+             # HELP kvr_write_stalls_total Write groups that waited for the flush to free room in the memory tables (--memtable-mib).\n\
+             # TYPE kvr_write_stalls_total counter\nkvr_write_stalls_total {}\n\
+             # HELP kvr_write_stall_seconds_total Time write groups waited for that room.\n\
+             # TYPE kvr_write_stall_seconds_total counter\nkvr_write_stall_seconds_total {}\n\
              # HELP kvr_memtable_bytes Bytes held by the memory tables, live and frozen.\n\
              # TYPE kvr_memtable_bytes gauge\nkvr_memtable_bytes {}\n\
              # HELP kvr_memtables_frozen Memory tables waiting for their flush.\n\
@@ -406,6 +433,8 @@ impl Engine {
             self.flush_micros.load(Ordering::Relaxed) as f64 / 1e6,
             self.flush_parts(),
             self.flush_handovers(),
+            stalls.0,
+            stalls.1.as_secs_f64(),
             self.memtable_bytes(),
             self.rows.metrics()
         )

@@ -233,6 +233,9 @@ fn memtable_flag_and_flush_metrics() {
     // over.
     assert_eq!(described("kvr_flush_handovers_total"), 0);
     assert_eq!(described("kvr_writes_rejected_total"), 0);
+    // One put into 16 MiB: no write waited for room.
+    assert_eq!(described("kvr_write_stalls_total"), 0);
+    assert_eq!(described("kvr_write_stall_seconds_total"), 0);
     assert_eq!(s.terminate().code(), Some(0));
     let s = Server::start(dir.path(), &[]);
     let r = http("GET", &format!("{}/v1/kv/k", s.url), &[], None);
