@@ -46,7 +46,14 @@ for i in range(int(sys.argv[1])):
 ' "$KEYS" | redis-cli -p 6399 --pipe > /dev/null
 
 wrk_run() { # name script conns
+  local seen
+  seen=$(wc -l < "$W/serve.log")
   printf '%-28s' "$1"; wrk -t2 -c"$3" -d"${SECS}s" --latency -s "$W/$2.lua" "$URL" | grep RESULT
+  # The same requests as kvr's handler timed them (its access log): wrk's
+  # figures also hold parsing, writing, waiting for a core, and wrk's own
+  # side of the socket, on the same two cores.
+  sleep 0.5
+  printf '%-28s' ""; python3 scripts/bench/server_tail.py "$W/serve.log" "$seen"
 }
 redis_run() { # name test conns requests
   printf '%-28s' "$1"
