@@ -58,6 +58,12 @@ pub struct EngineWriter {
     /// it accepted each write, and a node's own limits must not make it
     /// decide differently.
     replicated: bool,
+    /// After a freeze that could not start a new log segment (a full
+    /// disk, a log directory gone): no freeze is tried by age or size
+    /// before this. Without it the writer, woken at once by a table due
+    /// by age, retried without pause: a core spinning and gigabytes of
+    /// the same error line within minutes.
+    freeze_retry_at: Option<std::time::Instant>,
 }
 
 /// A key's revision and expiry when present.
@@ -73,6 +79,7 @@ impl EngineWriter {
             log: Some(log),
             history_bytes,
             replicated: false,
+            freeze_retry_at: None,
         }
     }
 
@@ -410,8 +417,15 @@ impl EngineWriter {
 
     /// Freezes the live table for a flush when it is due: it holds
     /// `flush_bytes`, or its first write is `flush_age` old. A failure
-    /// (no room for a new log stretch) leaves it live; the next call retries.
+    /// (no room for a new log stretch) leaves it live; calls within
+    /// `flush::RETRY_INTERVAL` after it do nothing, the next one retries.
     pub fn maybe_freeze(&mut self) -> Result<()> {
+        if self
+            .freeze_retry_at
+            .is_some_and(|at| std::time::Instant::now() < at)
+        {
+            return Ok(());
+        }
         let due = {
             let t = self.engine.read_tables();
             let live = &t.live;
@@ -424,12 +438,16 @@ impl EngineWriter {
         if due { self.freeze() } else { Ok(()) }
     }
 
-    /// How long until [`EngineWriter::maybe_freeze`] is due by age, if the
-    /// live table has writes.
+    /// How long until [`EngineWriter::maybe_freeze`] is due by age (or may
+    /// retry a failed freeze), if the live table has writes.
     pub fn freeze_due_in(&self) -> Option<Duration> {
         let t = self.engine.read_tables();
         let first = t.live.first_write()?;
-        Some(self.engine.opts.flush_age.saturating_sub(first.elapsed()))
+        let by_age = self.engine.opts.flush_age.saturating_sub(first.elapsed());
+        let retry = self.freeze_retry_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(std::time::Instant::now())
+        });
+        Some(by_age.max(retry))
     }
 
     /// Freezes the live table now if it has writes, whatever its size or
@@ -446,9 +464,18 @@ impl EngineWriter {
 
     fn freeze(&mut self) -> Result<()> {
         let log = self.log.as_mut().ok_or_else(closed)?;
-        let release = log.seal()?;
-        self.engine.freeze(release);
-        Ok(())
+        match log.seal() {
+            Ok(release) => {
+                self.freeze_retry_at = None;
+                self.engine.freeze(release);
+                Ok(())
+            }
+            Err(e) => {
+                self.freeze_retry_at =
+                    Some(std::time::Instant::now() + super::flush::RETRY_INTERVAL);
+                Err(e)
+            }
+        }
     }
 
     /// Waits while the tables hold their budget. A flush that keeps failing

@@ -121,6 +121,84 @@ fn full_disk_gives_507_reads_keep_working_and_writes_resume() {
     );
 }
 
+/// Lines of the server's log at `log` that say a freeze failed.
+fn freeze_failures(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("cannot start a new log segment"))
+        .count()
+}
+
+/// A live table due by age on a full disk, with no spare log segment left:
+/// the freeze fails and is retried once a second (with no pause between
+/// tries the writer spun a core and wrote gigabytes of the same error line
+/// within minutes), writes and reads go on meanwhile, and once space is
+/// freed the table is flushed and nothing is lost.
+#[test]
+fn a_freeze_without_room_for_a_log_segment_is_retried_once_a_second() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount_or_skip(&tmp.path().join("small"), "64m") else {
+        return;
+    };
+    // The server's own log elsewhere, so that it can be read in full.
+    let log = tmp.path().join("serve.log");
+    let mut s = Server::spawn(
+        &fs.dir,
+        &[],
+        &[("KVR_FLUSH_AGE_MS", "100")],
+        std::process::Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let u = s.url.clone();
+    assert_eq!(put(&u, "keep", b"safe").status, 200);
+    let filler = fs.fill();
+    // The first freeze takes the spare segment made before the disk
+    // filled; a later one finds no room for a new one.
+    let mut acked = Vec::new();
+    wait_until("a freeze that fails for want of room", || {
+        let key = format!("k{}", acked.len());
+        if put(&u, &key, b"small").status == 200 {
+            acked.push(key);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        freeze_failures(&log) > 0
+    });
+    let before = freeze_failures(&log);
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < std::time::Duration::from_secs(3) {
+        let key = format!("k{}", acked.len());
+        let r = put(&u, &key, b"small");
+        assert_eq!(r.status, 200, "a write while freezes fail: {}", r.text());
+        acked.push(key);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let tries = freeze_failures(&log) - before;
+    assert!(
+        (1..=5).contains(&tries),
+        "{tries} failed freezes logged in 3 s: one a second expected"
+    );
+    // Space freed: a retry freezes the table, a flush writes it.
+    std::fs::remove_file(&filler).unwrap();
+    let failed = freeze_failures(&log);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        freeze_failures(&log) <= failed + 1,
+        "freezes still failing after space was freed"
+    );
+    for key in &acked {
+        assert_eq!(
+            http("GET", &format!("{u}/v1/kv/{key}"), &[], None).body,
+            b"small"
+        );
+    }
+    assert_eq!(s.terminate().code(), Some(0));
+    let s = Server::start(&fs.dir, &[]);
+    for key in acked.iter().chain(["keep".to_string()].iter()) {
+        let r = http("GET", &format!("{}/v1/kv/{key}", s.url), &[], None);
+        assert_eq!(r.status, 200, "{key} after a restart");
+    }
+}
+
 #[test]
 fn serve_on_a_full_disk_exits_3_disk_full() {
     let tmp = tempfile::tempdir().unwrap();
