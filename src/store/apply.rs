@@ -28,8 +28,10 @@ use crate::types::{Action, Applied, Op};
 /// Bounds of the input bytes (keys + values + per-op overhead) held in one
 /// sorted run, which is a quarter of the page cache in between (see
 /// [`run_max_bytes`]). Measured on 1M random 116-byte lines: one 256 MiB run
-/// imported in 1.9 s into a 143 MB file, 64 MiB runs in 2.2 s into a 285 MB
-/// file (each later run splits pages the earlier ones filled).
+/// imported in 1.9 s into a 143 MB file; 64 MiB runs (`--cache-mib 256`)
+/// took 2.7 s into a 285 MB file when each later run split the leaves the
+/// earlier ones filled, and take 2.0 s into a 143 MB file merged into
+/// packed leaves ([`Tables::merge_packed`]).
 pub const RUN_MIN_BYTES: usize = 8 << 20;
 /// See [`RUN_MIN_BYTES`].
 pub const RUN_MAX_BYTES: usize = 256 << 20;
