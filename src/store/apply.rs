@@ -81,10 +81,11 @@ struct MergeTuning {
     window: usize,
     /// Keys of the first window looked up to choose how it is written.
     probes: usize,
-    /// Most records one packed merge takes out of the table and puts back:
-    /// where the table is much denser than the items, a merge would
-    /// rewrite far more records than the items touch.
-    max_records: usize,
+    /// Most records one packed merge takes out of the table and puts back,
+    /// per item it writes: where the table is much denser than the items
+    /// (a few random keys into a large table), a merge would rewrite far
+    /// more records than the items touch.
+    records_per_item: usize,
     /// Most bytes of records one packed merge holds.
     max_bytes: usize,
 }
@@ -94,7 +95,7 @@ impl Default for MergeTuning {
         MergeTuning {
             window: 256,
             probes: 8,
-            max_records: 16 * 256,
+            records_per_item: 16,
             max_bytes: 4 << 20,
         }
     }
@@ -352,6 +353,7 @@ impl<'t> Tables<'t> {
         let mut taken = Vec::new();
         let mut ends: Vec<(usize, usize)> = Vec::new();
         let mut full = false;
+        let max_records = self.tuning.records_per_item.saturating_mul(items.len());
         {
             let extract = self.kv.extract_from_if(first..=last, |_, _| true)?;
             for entry in extract {
@@ -360,7 +362,7 @@ impl<'t> Tables<'t> {
                 let key_end = taken.len();
                 taken.extend_from_slice(v.value());
                 ends.push((key_end, taken.len()));
-                if ends.len() >= self.tuning.max_records || taken.len() >= self.tuning.max_bytes {
+                if ends.len() >= max_records || taken.len() >= self.tuning.max_bytes {
                     full = true;
                     break;
                 }
@@ -1218,10 +1220,10 @@ mod tests {
             writes in prop::collection::vec(prop::collection::vec(item(), 0..60), 1..4),
             window in 1usize..8,
             probes in 1usize..4,
-            max_records in 1usize..6,
+            records_per_item in 1usize..4,
             max_bytes in prop::sample::select(vec![1usize, 200, 1 << 20]),
         ) {
-            check(before, writes, MergeTuning { window, probes, max_records, max_bytes });
+            check(before, writes, MergeTuning { window, probes, records_per_item, max_bytes });
         }
     }
 
