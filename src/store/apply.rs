@@ -111,6 +111,23 @@ struct Written {
     dense: bool,
 }
 
+impl Written {
+    /// Counts an item written: a put or a delete of `key`, which the table
+    /// held before or not. `on_absent` sees a key it did not hold.
+    fn count(&mut self, key: &[u8], put: bool, held: bool, on_absent: &mut dyn FnMut(&[u8])) {
+        self.puts += u64::from(put);
+        match (put, held) {
+            (true, false) => {
+                self.added += 1;
+                on_absent(key);
+            }
+            (false, true) => self.removed += 1,
+            (false, false) => on_absent(key),
+            (true, true) => {}
+        }
+    }
+}
+
 /// The tables a run writes.
 pub(super) struct Tables<'t> {
     kv: KvTable<'t>,
@@ -316,17 +333,13 @@ impl<'t> Tables<'t> {
         on_absent: &mut dyn FnMut(&[u8]),
     ) -> Result<usize> {
         for &(key, item) in items {
-            match item {
+            let held = match item {
                 Some((value, revision, expires_at_ms)) => {
-                    written.puts += 1;
-                    if self.put(buf, key, value, revision, expires_at_ms)? {
-                        written.added += 1;
-                        on_absent(key);
-                    }
+                    !self.put(buf, key, value, revision, expires_at_ms)?
                 }
-                None if self.remove(key)? => written.removed += 1,
-                None => on_absent(key),
-            }
+                None => self.remove(key)?,
+            };
+            written.count(key, item.is_some(), held, on_absent);
         }
         Ok(items.len())
     }
@@ -406,22 +419,14 @@ impl<'t> Tables<'t> {
                     self.expiry.remove((at, key))?;
                 }
             }
-            match item {
-                Some((value, revision, expires_at_ms)) => {
-                    written.puts += 1;
-                    record::encode_into(buf, revision, value, expires_at_ms);
-                    cursor.insert_before(key, buf.as_slice())?;
-                    if let Some(at) = expires_at_ms {
-                        self.expiry.insert((at, key), revision)?;
-                    }
-                    if replaced.is_none() {
-                        written.added += 1;
-                        on_absent(key);
-                    }
+            if let Some((value, revision, expires_at_ms)) = item {
+                record::encode_into(buf, revision, value, expires_at_ms);
+                cursor.insert_before(key, buf.as_slice())?;
+                if let Some(at) = expires_at_ms {
+                    self.expiry.insert((at, key), revision)?;
                 }
-                None if replaced.is_some() => written.removed += 1,
-                None => on_absent(key),
             }
+            written.count(key, item.is_some(), replaced.is_some(), on_absent);
         }
         for (k, rec) in old {
             cursor.insert_before(k, rec)?;
