@@ -22,7 +22,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `madvise` and TLB flushes on every core. The 10 ms default cost a 1M-line
 /// `kvr batch` 20 %; one second still cost `serve` about 5 % of its durable
 /// PUT throughput under load and `kvr batch` about 15 % against a minute
-/// (README "Benchmarks"). Memory stays bounded by the configured budgets
+/// (`docs/benchmarks.md`). Memory stays bounded by the configured budgets
 /// either way; what is freed and not reused goes back to the OS later (after
 /// a minute; ten for whole arena ranges, `arena_purge_mult`).
 #[cfg(feature = "mimalloc")]

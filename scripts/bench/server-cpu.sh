@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One wrk run against a fresh `kvr serve` (default flags, plus $EXTRA) on a
 # copy of an existing store, with the server's CPU time around it: how the
-# row cache and GET figures in README "Performance" were measured.
+# row cache and GET figures in docs/benchmarks.md were measured.
 # Usage: BASE=store.redb [KEYS=1000000] [WARM=30] [EXTRA='--cache-mib N']
 #        scripts/bench/server-cpu.sh KVR_BINARY get|put|range|healthz CONNS SECS
 # Needs wrk. Prints wrk's RESULT line, the server's peak RSS and its CPU

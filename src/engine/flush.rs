@@ -315,7 +315,7 @@ fn write_rest(engine: &Engine, table: &Arc<Memtable>, pace: Option<&Pace<'_>>) -
     // its row would have to be rewritten with the old value, at a random
     // place in the history, in every part of that flush: under random
     // overwrites that made a flush write 3.1 KB per put instead of 0.8 KB
-    // (`README.md`, "Overwrites keep their value in the history").
+    // (`docs/benchmarks.md`, "Overwrites keep their value in the history").
     let newest_puts = table.newest_puts();
     // (A copy: `Memtable::absent_among` reads the parts meanwhile.)
     let created_by_parts = table.with_parts(|p| p.absent.clone());

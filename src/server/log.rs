@@ -116,7 +116,8 @@ impl AccessLog {
             .name("kvr-access-log".into())
             .spawn(move || {
                 // Lines it cannot keep up with are dropped, not waited for;
-                // at 10 none were, at 19 some (README "Performance").
+                // at 10 none were, at 19 some (`docs/benchmarks.md`, "Background
+                // threads run nicer").
                 crate::background::run_nicer(LOG_NICE);
                 run(&rx, &m)
             })?;

@@ -482,7 +482,7 @@ fn new_segment(dir: &Path, seq: u64, size: u64) -> Result<(File, u64)> {
 /// Under a PUT load with flushes (`wrk -t2 -c64`, 1M-key store) four
 /// alternating 30 s rounds gave PUT p99 7.5-7.8 ms against 7.9-10.2 ms with
 /// write + `fdatasync` at the same throughput; two 60 s pairs in a slower
-/// hour showed no difference (README "Benchmarks").
+/// hour showed no difference (`docs/benchmarks.md`).
 fn write_synced(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     if !DSYNC_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed) && !portable_forced() {

@@ -254,7 +254,7 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
 
 /// The access-log thread runs 10 nicer than the threads that answer
 /// requests, the flush thread as they do unless `KVR_FLUSH_NICE` says
-/// otherwise, and then its helper as they do (README "A nicer flush hands
+/// otherwise, and then its helper as they do (`docs/benchmarks.md`, "A nicer flush hands
 /// over"), read from `/proc` as `top -H` shows them.
 #[test]
 fn background_threads_run_nicer_than_request_threads() {
