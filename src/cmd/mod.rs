@@ -102,7 +102,12 @@ fn limit_hint(result: anyhow::Result<()>, local: bool) -> anyhow::Result<()> {
         Err(e) => e,
     };
     match e.downcast::<Error>() {
-        Ok(Error::Invalid { line, message }) if local && message.contains("over the limit of") => {
+        // Values only: the key limit (4096 bytes) is fixed.
+        Ok(Error::Invalid { line, message })
+            if local
+                && message.starts_with("value of ")
+                && message.contains("over the limit of") =>
+        {
             Err(Error::Invalid {
                 line,
                 message: format!("{message}; --max-value-bytes BYTES raises the limit"),
