@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,9 +48,9 @@ pub fn run(
         return Err(Error::invalid("--chunk-size must be at least 1").into());
     }
     let from_stdin = args.file.as_deref().is_none_or(|f| f.as_os_str() == "-");
-    let (reader, total_bytes) = open_input(args.file.as_deref())?;
+    let (reader, total_bytes) = open_input(args.file.as_deref(), remote)?;
     if from_stdin {
-        wait_for_input(remote)?;
+        wait_for_input(std::io::stdin(), remote)?;
     }
     let watch = Arc::new(Watch::new(remote));
     let progress = progress_bar(total_bytes, watch.clone());
@@ -148,25 +149,25 @@ fn stdin_input() -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     Ok((Box::new(std::io::stdin()), None))
 }
 
-/// Waits until stdin has something to read (or its end), while SIGINT and
-/// SIGTERM stop the batch: a signal does not end a read that is waiting
-/// for a producer, so without this a batch whose producer had sent nothing
-/// yet ignored them (or, before its handlers were installed, died of them
-/// without a word). Nothing is open or written yet.
-fn wait_for_input(remote: bool) -> Result<()> {
+/// Waits until the input (stdin, or a FILE that is a pipe or a FIFO) has
+/// something to read (or its end), while SIGINT and SIGTERM stop the
+/// batch: a signal does not end a read that is waiting for a producer, so
+/// without this a batch whose producer had sent nothing yet ignored them
+/// (or, before its handlers were installed, died of them without a word).
+/// Nothing is open or written yet.
+fn wait_for_input(input: impl AsFd, remote: bool) -> Result<()> {
     use rustix::event::{PollFd, PollFlags, Timespec};
-    let stdin = std::io::stdin();
     let tick = Timespec {
         tv_sec: 0,
         tv_nsec: 100_000_000,
     };
     let ready = |timeout: Option<&Timespec>| {
-        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        let mut fds = [PollFd::new(&input, PollFlags::IN)];
         match rustix::event::poll(&mut fds, timeout) {
             Ok(n) => n > 0,
             // A signal: look at the flag.
             Err(rustix::io::Errno::INTR) => false,
-            // Stdin cannot be polled: read and see.
+            // The input cannot be polled: read and see.
             Err(_) => true,
         }
     };
@@ -192,8 +193,9 @@ fn wait_for_input(remote: bool) -> Result<()> {
     }
 }
 
-/// The input and, for a regular file, its size.
-fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+/// The input and, for a regular file, its size. A FILE that is not a
+/// regular file (`<(producer)`, a FIFO) is waited on as stdin is.
+fn open_input(file: Option<&Path>, remote: bool) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     match file {
         None => stdin_input(),
         Some(p) if p.as_os_str() == "-" => stdin_input(),
@@ -205,6 +207,9 @@ fn open_input(file: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)
                 _ => Error::io(format!("cannot open batch input {}", p.display()), e),
             })?;
             let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            if len.is_none() {
+                wait_for_input(&f, remote)?;
+            }
             Ok((Box::new(f), len))
         }
     }

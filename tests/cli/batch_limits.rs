@@ -408,15 +408,19 @@ fn a_read_repairs_a_file_not_closed_cleanly() {
 /// SIGINT or SIGTERM while the batch waits for its producer's first byte
 /// (a read the signal does not end): exit 3 at once, nothing applied, no
 /// new file, an existing file and a server unchanged; with and without
-/// `--chunk-size`. (It used to die of the signal without a word, or, with
+/// `--chunk-size`, from stdin and from a FILE that is a pipe. (It used to die of the signal without a word, or, with
 /// its handlers installed, wait for input that never came.)
 #[test]
 fn a_batch_interrupted_before_any_input_arrives_applies_nothing() {
-    for (served, existing, chunked, signal) in [
-        (false, false, true, "INT"),
-        (false, true, false, "TERM"),
-        (true, true, false, "INT"),
-        (true, true, true, "TERM"),
+    for (served, existing, chunked, signal, file) in [
+        (false, false, true, "INT", "-"),
+        (false, true, false, "TERM", "-"),
+        (true, true, false, "INT", "-"),
+        (true, true, true, "TERM", "-"),
+        // FILE a pipe (as `kvr batch <(producer)` gives it): waited on
+        // as stdin is.
+        (false, false, false, "INT", "/dev/stdin"),
+        (true, true, true, "TERM", "/dev/stdin"),
     ] {
         let env = if served { Env::served() } else { Env::new() };
         if existing {
@@ -424,9 +428,9 @@ fn a_batch_interrupted_before_any_input_arrives_applies_nothing() {
         }
         let before = existing.then(|| env.snapshot());
         let args: &[&str] = if chunked {
-            &["batch", "--chunk-size", "10", "-"]
+            &["batch", "--chunk-size", "10", file]
         } else {
-            &["batch", "-"]
+            &["batch", file]
         };
         let mut child = spawn_piped(&env, args);
         let stdin = child.stdin.take().unwrap();
