@@ -863,14 +863,31 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     );
     assert_eq!(keys_of(&env.range_json(&[])), ["k00", "k01", "k07", "pre"]);
     // A failed condition in the second part: exit 4, its line counted in
-    // the whole input.
+    // the whole input, and what the parts before it applied.
     let mut input = numbered_puts(10..12);
     input.push_str("{\"key\":\"k00\",\"value\":\"x\",\"if_revision\":7}\n");
-    env.kvr(["batch", "--chunk-size", "2"])
-        .stdin(input)
-        .code(4)
-        .stderr_has("line 3: precondition failed");
+    let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(4);
+    let text = done.stderr_text();
+    assert!(
+        text.starts_with(
+            "kvr: error: line 3 not applied; lines 1-2 were applied, in earlier parts \
+             (revision 6): line 3: precondition failed for key \"k00\""
+        ),
+        "{text}"
+    );
     assert_eq!(env.stats()["revision"], 6);
+    // Earlier parts that applied nothing (blank lines, a delete of a
+    // missing key): the batch wrote nothing, so a bad line is exit 2 and
+    // no part is said to have been applied.
+    let before = env.snapshot();
+    let input = "\n{\"op\":\"delete\",\"key\":\"missing\"}\n{\"key\":\"bad\",\"valu\":\"x\"}\n";
+    let done = env
+        .kvr(["batch", "--chunk-size", "2"])
+        .stdin(input)
+        .code(2)
+        .stderr_has("kvr: error: line 3: unknown field `valu`");
+    assert!(!done.stderr_text().contains("applied"), "{}", done.report());
+    assert_eq!(env.snapshot(), before);
 }
 
 fn stats_reports_counts_and_file_size(env: Env) {

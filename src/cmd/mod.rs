@@ -95,27 +95,26 @@ fn local_value_limit(g: &Global, flag: Option<usize>) -> Result<Option<usize>> {
 }
 
 /// A value over a local file's limit: say how to raise it (a server's
-/// limit is its own flag, named in its answer).
+/// limit is its own flag, named in its answer). Any other error is passed
+/// on as it is, with the context it carries (`batch --chunk-size` says
+/// there which lines earlier parts applied).
 fn limit_hint(result: anyhow::Result<()>, local: bool) -> anyhow::Result<()> {
     let e = match result {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
-    match e.downcast::<Error>() {
-        // Values only: the key limit (4096 bytes) is fixed.
-        Ok(Error::Invalid { line, message })
-            if local
-                && message.starts_with("value of ")
-                && message.contains("over the limit of") =>
-        {
+    // Values only: the key limit (4096 bytes) is fixed.
+    let value_over_limit =
+        |message: &str| message.starts_with("value of ") && message.contains("over the limit of");
+    match e.downcast_ref::<Error>() {
+        Some(Error::Invalid { line, message }) if local && value_over_limit(message) => {
             Err(Error::Invalid {
-                line,
+                line: *line,
                 message: format!("{message}; --max-value-bytes BYTES raises the limit"),
             }
             .into())
         }
-        Ok(other) => Err(other.into()),
-        Err(e) => Err(e),
+        _ => Err(e),
     }
 }
 
