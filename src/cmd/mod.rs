@@ -103,9 +103,10 @@ fn limit_hint(result: anyhow::Result<()>, local: bool) -> anyhow::Result<()> {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
-    // Values only: the key limit (4096 bytes) is fixed.
+    // Values only ("value of N bytes for key K …", "the value on stdin
+    // …"): the key limit ("key of N bytes …", 4096) is fixed.
     let value_over_limit =
-        |message: &str| message.starts_with("value of ") && message.contains("over the limit of");
+        |message: &str| message.contains("over the limit of") && !message.starts_with("key of ");
     match e.downcast_ref::<Error>() {
         Some(Error::Invalid { line, message }) if local && value_over_limit(message) => {
             Err(Error::Invalid {
