@@ -545,12 +545,16 @@ fn get(state: &State, uri: &Uri, headers: &HeaderMap, head: bool) -> Result<Resp
     match conditions.evaluate(entry_revision) {
         ReadOutcome::Send => {}
         ReadOutcome::NotModified => {
-            // The client's copy is current: no body (RFC 9110 section 15.4.5).
+            // The client's copy is current: no body, and the headers a 200
+            // would carry about it (RFC 9110 section 15.4.5).
             let mut resp = Response::new(full(Bytes::new()));
             *resp.status_mut() = StatusCode::NOT_MODIFIED;
             let h = resp.headers_mut();
             h.insert(header::ETAG, etag(entry_revision));
             h.insert(REVISION, HeaderValue::from(revision));
+            if let Some(at) = expires_at_ms {
+                h.insert(EXPIRES_AT, HeaderValue::from(at));
+            }
             return Ok(resp);
         }
         ReadOutcome::PreconditionFailed(expected) => {

@@ -55,6 +55,22 @@ fn ttl_over_http_header_range_and_sweep() {
     let head = http("HEAD", &format!("{}/v1/kv/q", s.url), &[], None);
     let q_at: u64 = head.header("x-kvr-expires-at").unwrap().parse().unwrap();
     assert!(q_at >= before + 60_000, "{q_at}");
+    // A 304 carries the expiry too: the client's copy expires then.
+    let etag = head.header("etag").unwrap();
+    for method in ["GET", "HEAD"] {
+        let not_modified = http(
+            method,
+            &format!("{}/v1/kv/q", s.url),
+            &[("If-None-Match", etag.as_str())],
+            None,
+        );
+        assert_eq!(not_modified.status, 304, "{method}");
+        assert_eq!(
+            not_modified.header("x-kvr-expires-at"),
+            Some(q_at.to_string()),
+            "{method}"
+        );
+    }
     let page = http("GET", &format!("{}/v1/range", s.url), &[], None).json();
     assert_eq!(page["items"][1]["expires_at_ms"].as_u64(), Some(at));
     // Proposed within about a second after expiry.
