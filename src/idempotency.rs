@@ -77,13 +77,17 @@ pub enum Outcome {
 }
 
 /// Checks an `Idempotency-Key` header value: 1 to 128 printable ASCII bytes
-/// other than space (HTTP trims spaces around a header value, so a key
-/// could not keep them; the OpenAPI document says `[\x21-\x7e]`).
+/// (SPEC; spaces included, as in the IETF draft's string form), neither
+/// starting nor ending with a space: HTTP trims spaces around a header
+/// value, so a key could not keep them (the OpenAPI document's pattern
+/// says the same).
 pub fn check_key(key: &[u8]) -> Result<String> {
-    let printable = key.iter().all(|b| (0x21..=0x7e).contains(b));
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || !printable {
+    let printable = key.iter().all(|b| (0x20..=0x7e).contains(b));
+    let trimmed = key.first() != Some(&b' ') && key.last() != Some(&b' ');
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || !printable || !trimmed {
         return Err(Error::invalid(format!(
-            "Idempotency-Key must be 1 to {MAX_KEY_BYTES} printable ASCII characters, no spaces"
+            "Idempotency-Key must be 1 to {MAX_KEY_BYTES} printable ASCII characters, \
+             not starting or ending with a space"
         )));
     }
     Ok(String::from_utf8_lossy(key).into_owned())
