@@ -265,7 +265,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --idle-timeout 'Seconds a connection may make no progress before it is closed'
             cand --memtable-mib 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash'
             cand --history 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)'
-            cand --history-bytes 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached'
+            cand --history-bytes 'Watch history to keep, in bytes of its events (each event''s key and value plus 24 bytes): the oldest events go first when either bound is reached'
             cand --workers 'Threads serving HTTP [default: one per CPU core; the group-commit writer and the flush have threads of their own]'
             cand --raft-listen 'Turn cluster mode on: node-to-node traffic uses only this address (port 0: any free port; stdout names it after the listening line)'
             cand --join 'Ask a member (any of these public URLs) to add this node; it catches up as a learner and then votes'

@@ -242,7 +242,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l header-timeout -d 'Sec
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may make no progress before it is closed' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l memtable-mib -d 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l history -d 'Watch history to keep, in revisions (0: none; watches then follow live changes only and cannot resume from an earlier revision)' -r
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l history-bytes -d 'Watch history to keep, in bytes of keys and values: the oldest events go first when either bound is reached' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l history-bytes -d 'Watch history to keep, in bytes of its events (each event\'s key and value plus 24 bytes): the oldest events go first when either bound is reached' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l workers -d 'Threads serving HTTP [default: one per CPU core; the group-commit writer and the flush have threads of their own]' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l raft-listen -d 'Turn cluster mode on: node-to-node traffic uses only this address (port 0: any free port; stdout names it after the listening line)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l join -d 'Ask a member (any of these public URLs) to add this node; it catches up as a learner and then votes' -r

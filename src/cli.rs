@@ -491,8 +491,9 @@ pub struct ServeArgs {
     /// live changes only and cannot resume from an earlier revision).
     #[arg(long, value_name = "N", default_value_t = crate::engine::history::DEFAULT_HISTORY)]
     pub history: u64,
-    /// Watch history to keep, in bytes of keys and values: the oldest
-    /// events go first when either bound is reached.
+    /// Watch history to keep, in bytes of its events (each event's key and
+    /// value plus 24 bytes): the oldest events go first when either bound
+    /// is reached.
     #[arg(long, value_name = "BYTES", default_value_t = crate::engine::history::DEFAULT_HISTORY_BYTES)]
     pub history_bytes: u64,
     /// Threads serving HTTP [default: one per CPU core; the group-commit
