@@ -138,6 +138,38 @@ impl LocalKv {
     }
 }
 
+/// The first bad line among the rest of a batch's operations, reading
+/// until the input ends (or a signal: then none).
+fn first_bad_line(ops: &mut impl Iterator<Item = Result<Op>>) -> Option<Error> {
+    for op in ops {
+        if crate::interrupt::requested().is_some() {
+            return None;
+        }
+        if let Err(e) = op {
+            return Some(e);
+        }
+    }
+    None
+}
+
+/// What the reading thread of [`LocalKv::batch`] found after the writer
+/// stopped at a failed condition: a bad line, which is then the error. A
+/// signal stops the wait (the batch was not applied either way).
+fn bad_line_after(verdict: &std::sync::mpsc::Receiver<Option<Error>>) -> Option<Error> {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        match verdict.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(bad) => return bad,
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {
+                if crate::interrupt::requested().is_some() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// The runs the reading thread of [`LocalKv::batch`] sends; its last
 /// message is `Ok(None)`, so a thread that died early (a panic) is an
 /// error, never a batch cut short and committed.
@@ -236,6 +268,12 @@ impl Kv for LocalKv {
     /// The input is read, parsed and sorted into runs on a thread of its
     /// own while this one writes the run before: an import takes about the
     /// longer of the two, not their sum. At most two runs are in memory.
+    ///
+    /// A bad line anywhere in the input is what a batch reports, before a
+    /// failed condition on an earlier line, as a server (which parses the
+    /// whole body first) does, so `--db` and `--server` give the same
+    /// error and exit code: once a condition fails, the rest of the input
+    /// is read (and parsed, nothing kept) to look for one.
     fn batch(&self, input: BatchInput) -> Result<Applied> {
         self.writable()?;
         let now = now_ms();
@@ -243,24 +281,44 @@ impl Kv for LocalKv {
         let max_value_bytes = self.max_value_bytes;
         let run_bytes = self.store.run_max_bytes();
         let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        // The reader's word on the input after the writer stopped: its
+        // first bad line, if any.
+        let (verdict_tx, verdict) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("kvr-batch-read".into())
             .spawn(move || {
                 // Accepted line by line at one clock: a line whose expiry
                 // passed is skipped.
-                let ops = OpReader::new(input, max_value_bytes)
+                let mut ops = OpReader::new(input, max_value_bytes)
                     .filter_map(|op| op.map(|op| op.accept(now)).transpose());
-                for run in SortedRuns::new(ops, run_bytes) {
-                    if tx.send(run.map(Some)).is_err() {
-                        return; // the writer stopped at an error
+                let mut runs = SortedRuns::new(ops.by_ref(), run_bytes);
+                while let Some(run) = runs.next() {
+                    if let Err(std::sync::mpsc::SendError(unsent)) = tx.send(run.map(Some)) {
+                        // The writer stopped at an error: the rest of the
+                        // input only decides whether a bad line comes first.
+                        let bad = unsent.err().or_else(|| runs.take_error());
+                        drop(runs);
+                        let bad = bad.or_else(|| first_bad_line(&mut ops));
+                        let _ = verdict_tx.send(bad);
+                        return;
                     }
                 }
                 let _ = tx.send(Ok(None));
             })
             .map_err(|e| Error::io("cannot start a thread to read the batch", e))?;
         let runs = ReceivedRuns { rx, ended: false };
-        self.store
-            .apply_runs_after_sweep(sweep, runs, Commit::Durable, max_value_bytes, Some(now))
+        match self.store.apply_runs_after_sweep(
+            sweep,
+            runs,
+            Commit::Durable,
+            max_value_bytes,
+            Some(now),
+        ) {
+            Err(failed @ Error::PreconditionFailed { .. }) => {
+                Err(bad_line_after(&verdict).unwrap_or(failed))
+            }
+            outcome => outcome,
+        }
     }
 
     fn range(&self, query: &RangeQuery, visit: &mut Visit<'_>) -> Result<()> {

@@ -74,6 +74,7 @@ in_every_mode!(
     unknown_fields_and_non_objects_are_bad_lines,
     batch_chunk_size_applies_parts_atomically,
     batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts,
+    batch_bad_line_outranks_an_earlier_failed_condition,
 );
 
 fn put_then_get_round_trips(env: Env) {
@@ -632,10 +633,17 @@ fn batch_spanning_several_runs_is_atomic_and_names_the_first_bad_line() {
         .code(2)
         .stderr_has("line 110001:");
     assert_eq!(env.snapshot(), before);
-    // A failed condition in the second run comes before it.
+    // A failed condition in the second run does not hide it: bad input is
+    // reported first, as a server that parses the whole body first does.
     let failed = r#"{"key":"keep","value":"x","if_revision":99}"#;
     batch()
         .stdin(input(&[(50_000, failed), (110_000, "{\"key\":")]))
+        .code(2)
+        .stderr_has("line 110001:");
+    assert_eq!(env.snapshot(), before);
+    // Alone, the failed condition is the error.
+    batch()
+        .stdin(input(&[(50_000, failed)]))
         .code(4)
         .stderr_has("line 50001");
     assert_eq!(env.snapshot(), before);
@@ -818,6 +826,45 @@ fn batch_chunk_size_applies_parts_atomically(env: Env) {
         .stdin(numbered_puts(0..2))
         .code(2)
         .stderr_has("--chunk-size");
+    assert_eq!(env.snapshot(), before);
+}
+
+/// A bad line is reported before a failed condition on an earlier line,
+/// wherever it is in the input (a server parses the whole body first; a
+/// local batch reads on after the condition fails), so the error and exit
+/// code are the same with `--db` and `--server`. Nothing is written.
+fn batch_bad_line_outranks_an_earlier_failed_condition(env: Env) {
+    env.kvr(["put", "a", "0"]).ok();
+    let before = env.snapshot();
+    let condition = "{\"key\":\"a\",\"value\":\"1\",\"if_revision\":99}\n";
+    // In the same run as the condition, and far after it (36 MB of lines:
+    // runs after the next one of a 16 MiB cache, which the local batch
+    // has not read when the condition fails; under the default 100,000
+    // operations of a server's batch).
+    let near = format!("{condition}{{\"key\":\"b\",\"value\":\"1\"}}\nbad\n");
+    let mut far = condition.to_string();
+    for i in 0..90_000 {
+        far.push_str(&format!(
+            "{{\"key\":\"k{i:06}\",\"value\":\"{:0>400}\"}}\n",
+            i
+        ));
+    }
+    far.push_str("{\"key\":\"z\",\"valu\":\"x\"}\n");
+    for (input, expected) in [
+        (near, "kvr: error: line 3: invalid JSON"),
+        (far, "kvr: error: line 90002: unknown field `valu`"),
+    ] {
+        env.kvr(["--cache-mib", "16", "batch"])
+            .stdin(input)
+            .code(2)
+            .stderr_has(expected);
+        assert_eq!(env.snapshot(), before);
+    }
+    // Without a bad line, the failed condition is the error.
+    env.kvr(["batch"])
+        .stdin(format!("{condition}{{\"key\":\"b\",\"value\":\"1\"}}\n"))
+        .code(4)
+        .stderr_has("line 1: precondition failed for key \"a\"");
     assert_eq!(env.snapshot(), before);
 }
 

@@ -928,8 +928,10 @@ impl SortedRun {
 
 /// Cuts operations into sorted runs of at most `max_bytes` of input each
 /// ([`Op::mem_bytes`]). An error from the operations ends the runs: the
-/// operations read before it come first, as a run of their own, so that an
-/// earlier failed condition is still the error reported.
+/// operations read before it come first, as a run of their own, then the
+/// error ([`SortedRuns::take_error`] gives it to a reader that stopped
+/// before asking; `LocalKv::batch` reports it before an earlier failed
+/// condition, as a server does).
 pub struct SortedRuns<I> {
     ops: I,
     max_bytes: usize,
@@ -945,6 +947,12 @@ impl<I: Iterator<Item = Result<Op>>> SortedRuns<I> {
             error: None,
             done: false,
         }
+    }
+
+    /// The error read after the operations of the last run handed out, if
+    /// any (it would have been the next item).
+    pub fn take_error(&mut self) -> Option<Error> {
+        self.error.take()
     }
 }
 
