@@ -325,7 +325,11 @@ mod tests {
         assert!(check_key(b"").is_err());
         assert!(check_key(&[b'a'; 129]).is_err());
         assert!(check_key(b"a\x7f").is_err());
-        assert!(check_key(b"retry 1").is_err());
+        // Spaces inside (printable ASCII), never around (HTTP trims them).
+        assert_eq!(check_key(b"retry 1").unwrap(), "retry 1");
+        assert!(check_key(b" retry").is_err());
+        assert!(check_key(b"retry ").is_err());
+        assert!(check_key(b" ").is_err());
         assert_eq!(check_key(b"retry-1").unwrap(), "retry-1");
         let k = new_key().unwrap();
         assert_eq!(k.len(), 32);
