@@ -143,8 +143,26 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             let node = runtime.block_on(async {
                 let l = tokio::net::TcpListener::from_std(raft_listener)
                     .map_err(|e| Error::io("cannot set up the raft listener", e))?;
-                crate::cluster::start::start(store, l, opts, engine_opts).await
+                // A join may wait for a member a long time: SIGINT/SIGTERM
+                // stop it as they stop a serving node (exit 0, SPEC). Like
+                // a crash at that point, whatever the join did not finish
+                // is done again by the next start.
+                tokio::select! {
+                    node = crate::cluster::start::start(store, l, opts, engine_opts) => {
+                        node.map(Some)
+                    }
+                    signal = shutdown_signal() => {
+                        crate::server::log::event(format_args!(
+                            "kvr serve: {signal}: stopping before this node joined its cluster"
+                        ));
+                        Ok::<_, Error>(None)
+                    }
+                }
             })?;
+            let Some(node) = node else {
+                runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                return Ok(());
+            };
             let _guard = runtime.enter();
             Arc::new(State::clustered(node, limits, token, args.quiet)?)
         }

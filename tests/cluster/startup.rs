@@ -93,3 +93,40 @@ fn the_raft_line_names_the_bound_address_not_the_advertised_one() {
     // The membership keeps the advertised address.
     assert_eq!(status_of(&node)["nodes"][0]["raft"], "127.0.0.1:5555");
 }
+
+/// SIGTERM or SIGINT while a node waits for a member to add it (none
+/// answers its `--join`): it stops with exit 0 within 5 s, as every node
+/// does (SPEC), instead of dying of the signal; started again, it waits
+/// again.
+#[test]
+fn a_node_waiting_to_join_stops_on_sigterm_with_exit_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for signal in ["-TERM", "-INT"] {
+        let node = spawn(dir, "j1", &["--join", "http://127.0.0.1:1"], &[]);
+        wait_for(10, "the join to wait", || {
+            stderr_of(dir, "j1").contains("waiting for a member to add this node")
+        });
+        let mut node = node;
+        let pid = node.child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{signal}: still running after 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = stderr_of(dir, "j1");
+        assert_eq!(status.code(), Some(0), "{signal}: {status:?}; {err}");
+        assert!(
+            err.contains("stopping before this node joined its cluster"),
+            "{err}"
+        );
+    }
+}
