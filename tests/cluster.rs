@@ -766,6 +766,43 @@ fn cluster_commands_promote_transfer_and_remove() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Membership changes that meet at the leader wait for each other (SPEC:
+/// serialized by the leader): two removes sent at once both succeed, in
+/// two rounds, where openraft alone refuses a change while another is in
+/// progress (a 503 for one of them).
+#[test]
+fn membership_changes_sent_at_once_wait_for_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    let joins = format!("{},{}", nodes[0].url, nodes[1].url);
+    nodes.push(spawn(dir, "n4", &["--join", &joins], &[]));
+    nodes.push(spawn(dir, "n5", &["--join", &joins], &[]));
+    wait_for(60, "five voters", || voters(&nodes[0]) == 5);
+    let leader = nodes[0].url.clone();
+    for (a, b, left) in [(4, 5, 3), (2, 3, 1)] {
+        let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+            let sent: Vec<_> = [a, b]
+                .into_iter()
+                .map(|id| {
+                    let leader = leader.clone();
+                    s.spawn(move || {
+                        let (status, _, body) =
+                            http(&leader, "POST", &format!("/v1/cluster/remove?id={id}"), b"");
+                        (status, String::from_utf8_lossy(&body).to_string())
+                    })
+                })
+                .collect();
+            sent.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "removing {a} and {b} at once: {body}");
+        }
+        assert_eq!(voters(&nodes[0]), left);
+    }
+    assert!(put(dir, &nodes[0], "k", "v").status.success());
+}
+
 #[test]
 fn sigterm_on_the_leader_hands_leadership_over() {
     let tmp = tempfile::tempdir().unwrap();

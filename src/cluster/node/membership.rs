@@ -38,6 +38,9 @@ impl Node {
                 }
             )));
         }
+        // One membership change at a time: this join waits for one under
+        // way (a joining node's request waits for its answer anyway).
+        let _serialized = self.membership_changes.lock().await;
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         for (id, member) in membership.nodes() {
@@ -140,6 +143,8 @@ impl Node {
     }
 
     pub(super) async fn admin_as_leader(&self, op: Admin) -> Result<()> {
+        // After any membership change under way (see `join_as_leader`).
+        let _serialized = self.membership_changes.lock().await;
         let membership = self.metrics().membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let id = match op {

@@ -120,6 +120,11 @@ pub struct Node {
     log_appended: Arc<AtomicU64>,
     /// How long proposals may wait; readiness (see `liveness.rs`).
     pub liveness: Liveness,
+    /// Held by a membership change at the leader (a join, a promote, a
+    /// remove) from its look at the membership to its end: changes that
+    /// meet wait for each other instead of failing (openraft refuses a
+    /// change while another is in progress; SPEC: serialized, waits).
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 /// What a proposal here answered: what applying the write decided, or why
@@ -204,6 +209,7 @@ impl Node {
             log_appended,
             counts: RoundCounts::default(),
             liveness,
+            membership_changes: tokio::sync::Mutex::new(()),
         }
     }
 
