@@ -219,6 +219,20 @@ impl Liveness {
         Ok(())
     }
 
+    /// How long since this node last heard from a leader, when that is
+    /// longer than the maximum election timeout: its leader is gone or cut
+    /// off from it (a node that never heard from one is not told so: it
+    /// may have just started).
+    pub fn leader_silent(&self) -> Option<Duration> {
+        let contact = *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        contact
+            .map(|at| at.elapsed())
+            .filter(|quiet| *quiet > self.election_max)
+    }
+
     /// The maximum election timeout: how long a node may be without a
     /// leader before its watches end.
     pub fn election_max(&self) -> Duration {

@@ -198,3 +198,55 @@ fn a_follower_gives_up_on_a_paused_leader_within_its_bound() {
     let (code, _, value) = http(&nodes[2].url, "GET", "/v1/kv/paused", b"");
     assert_eq!((code, value.as_slice()), (200, &b"x"[..]));
 }
+
+/// SPEC: without a reachable leader, writes and linearizable reads get
+/// 503 `unavailable` (never proposed). A follower whose leader and the
+/// other follower are paused (SIGSTOP: hung, or cut off) answers at once,
+/// once it has heard nothing from the leader for longer than an election
+/// takes, instead of forwarding each request and waiting out its bound
+/// (7.5 s) to answer `outcome_unknown`; a read is never `outcome_unknown`.
+/// Nothing it refused is applied once the others are back.
+#[test]
+fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nodes = led_by_node_1(dir);
+    let (code, _, body) = put_with_key(&nodes[2].url, "warm", "warm-1");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let signal = |sig: &str| {
+        for node in &nodes[..2] {
+            let pid = node.child.id().to_string();
+            let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
+            assert!(sent.success());
+        }
+    };
+    signal("-STOP");
+    // Longer than the maximum election timeout (1 s by default).
+    std::thread::sleep(Duration::from_millis(1500));
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let (code, _, body) = put_with_key(&nodes[2].url, "refused", &format!("r-{attempt}"));
+        let took = started.elapsed();
+        assert_eq!(
+            (code, error_code(&body)),
+            (503, "unavailable".to_string()),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    }
+    let started = Instant::now();
+    let (code, _, body) = http(&nodes[2].url, "GET", "/v1/kv/warm", b"");
+    assert_eq!(
+        (code, error_code(&body)),
+        (503, "unavailable".to_string()),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    signal("-CONT");
+    wait_for(20, "a write through node 3", || {
+        put_with_key(&nodes[2].url, "after", "after-1").0 == 200
+    });
+    assert_eq!(http(&nodes[2].url, "GET", "/v1/kv/refused", b"").0, 404);
+}

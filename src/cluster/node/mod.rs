@@ -176,6 +176,21 @@ fn no_leader() -> Error {
     }
 }
 
+/// A follower that has not heard from its leader for longer than an
+/// election takes: it sends the leader nothing (a write there would only
+/// wait out its bound and end `outcome_unknown`), and the request was
+/// never proposed.
+fn silent_leader(quiet: Duration) -> Error {
+    Error::Unavailable {
+        message: format!(
+            "no word from the cluster leader for {} ms (an election, or this node is cut off); \
+             the request was not applied; retry",
+            quiet.as_millis()
+        ),
+        overloaded: false,
+    }
+}
+
 fn unknown(why: impl std::fmt::Display) -> Error {
     Error::OutcomeUnknown {
         message: format!("the cluster lost track of the write: {why}"),
@@ -451,6 +466,9 @@ impl Node {
     /// Sends `cmds` to the leader in one request; an outcome for each.
     async fn forward_round(&self, cmds: Vec<Arc<WriteCommand>>) -> Vec<Result<Reply>> {
         let n = cmds.len();
+        if let Some(quiet) = self.liveness.leader_silent() {
+            return (0..n).map(|_| Err(silent_leader(quiet))).collect();
+        }
         self.counts.forward_rounds.fetch_add(1, Ordering::Relaxed);
         self.counts.forwarded.fetch_add(n as u64, Ordering::Relaxed);
         let hint = self
@@ -596,6 +614,9 @@ impl Node {
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 match (f.leader_id, f.leader_node) {
                     (Some(id), Some(node)) if id != self.me.node_id => {
+                        if let Some(quiet) = self.liveness.leader_silent() {
+                            return Err(silent_leader(quiet));
+                        }
                         self.forward::<(), u64>(
                             id,
                             &node,
@@ -603,7 +624,13 @@ impl Node {
                             &(),
                             self.write_forward_timeout(),
                         )
-                        .await?
+                        .await
+                        .map_err(|e| match e {
+                            // A read changes nothing: unanswered, it is
+                            // simply not served.
+                            Error::OutcomeUnknown { .. } => no_leader(),
+                            other => other,
+                        })?
                     }
                     _ => return Err(no_leader()),
                 }
