@@ -122,6 +122,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     // Inside the runtime, so that the writer can start its reply task.
     let opened = std::time::Instant::now();
     let node = cluster.is_some();
+    // One watch for SIGINT/SIGTERM from the start on: a signal while a
+    // node joins its cluster stops it, and one that comes between the
+    // join and serving is not missed (a new watch would not see it).
+    let mut stop = Box::pin(shutdown_signal());
     let state = match cluster {
         Some((raft_listener, opts)) => {
             // Both addresses are bound: say so before joining, which may wait.
@@ -151,7 +155,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     node = crate::cluster::start::start(store, l, opts, engine_opts) => {
                         node.map(Some)
                     }
-                    signal = shutdown_signal() => {
+                    signal = &mut stop => {
                         crate::server::log::event(format_args!(
                             "kvr serve: {signal}: stopping before this node joined its cluster"
                         ));
@@ -211,7 +215,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| Error::io("cannot set up the listener", e))?;
         let st = state.clone();
         let shutdown = async move {
-            let signal = shutdown_signal().await;
+            let signal = stop.await;
             if let Some(node) = &st.cluster {
                 // Writes in flight get 2 s to commit from now (SPEC).
                 node.liveness.begin_stop();
