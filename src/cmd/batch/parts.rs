@@ -153,9 +153,9 @@ fn lines_text(first: u64, last: u64) -> String {
 /// parts of blank lines, deletes of missing keys and expired lines only)
 /// it is `e` as it is (bad input: exit 2, nothing written). After that,
 /// bad input exits 3, not 2: exit 2 promises nothing was written (SPEC),
-/// and a script that fixes
-/// the line and runs the whole input again would apply the earlier parts
-/// twice. A failed condition stays exit 4, a timeout exit 5.
+/// and a script that fixes the line and runs the whole input again would
+/// apply the earlier parts twice. A failed condition stays exit 4, a
+/// timeout exit 5.
 fn part_failed(e: Error, before: u64, n: u64, total: &Applied) -> anyhow::Error {
     // A refused part wrote nothing; after a timeout, say, its outcome is
     // unknown.
