@@ -16,6 +16,8 @@ mod linearizable;
 mod netns;
 #[path = "cluster/quorum.rs"]
 mod quorum;
+#[path = "cluster/restore.rs"]
+mod restore;
 #[path = "cluster/startup.rs"]
 mod startup;
 #[path = "cluster/tls.rs"]

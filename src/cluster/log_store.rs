@@ -232,6 +232,23 @@ impl LogStore {
     }
 }
 
+/// The last committed log id recorded in the log directory `dir`; unknown
+/// (`None`) when never recorded or torn (see the module header).
+pub fn read_committed_in(dir: &Path) -> io::Result<Option<LogId>> {
+    let bytes = match std::fs::read(dir.join("committed")) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let record = || -> Option<Option<LogId>> {
+        let crc = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        let len = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
+        let payload = bytes.get(8..8 + len)?;
+        (crc32fast::hash(payload) == crc).then(|| postcard::from_bytes(payload).ok())?
+    };
+    Ok(record().flatten())
+}
+
 /// A record found by [`scan`]: offset, length, log id.
 type Found = (u64, u32, LogId);
 
@@ -524,19 +541,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         let dir = self.lock().dir.clone();
-        let bytes = match std::fs::read(dir.join("committed")) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        // Unknown when torn (see the module header).
-        let record = || -> Option<Option<LogId>> {
-            let crc = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
-            let len = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
-            let payload = bytes.get(8..8 + len)?;
-            (crc32fast::hash(payload) == crc).then(|| postcard::from_bytes(payload).ok())?
-        };
-        Ok(record().flatten())
+        read_committed_in(&dir)
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
@@ -673,12 +678,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use openraft::storage::RaftLogStorage;
 
     use super::*;
 
-    fn id(term: u64, index: u64) -> LogId {
+    pub(crate) fn id(term: u64, index: u64) -> LogId {
         openraft::testing::log_id::<TypeConfig>(term, 1, index)
     }
 
@@ -701,7 +706,8 @@ mod tests {
         assert_eq!(torn.read_committed().await.unwrap(), None);
     }
 
-    fn write(term: u64, index: u64, value_len: usize) -> Entry {
+    /// A put of key `index` (big-endian) with a value of `value_len` bytes.
+    pub(crate) fn write(term: u64, index: u64, value_len: usize) -> Entry {
         let cmd = crate::cluster::types::WriteCommand {
             ops: vec![crate::cluster::types::WireOp {
                 key: index.to_be_bytes().to_vec(),

@@ -18,6 +18,7 @@
 //! * `snapshot_extras.rs`: what a snapshot carries besides the data (watch
 //!   history, idempotency records).
 
+pub mod catch_up;
 pub mod liveness;
 pub mod log_store;
 pub mod network;

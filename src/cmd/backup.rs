@@ -49,7 +49,7 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
         }
         None => {
             refuse_own_file(g, &args)?;
-            let (src, _) = crate::engine::open_store(&g.db, OpenMode::ReadOnly, &opts)?;
+            let src = super::open_file(&g.db, OpenMode::ReadOnly, &opts)?;
             let dest = Dest::create(&args.dest, args.force)?;
             let done = from_file(&src, &dest, &opts, &stop)
                 .map_err(|e| failed(e, &args.dest, &g.db.display().to_string()))?;

@@ -19,7 +19,7 @@ use crate::store::OpenMode;
 pub fn run(g: &Global) -> anyhow::Result<()> {
     local_only(g, "compact")?;
     let before = size(&g.db)?;
-    let (store, _) = crate::engine::open_store(&g.db, OpenMode::MustExist, &store_options(g)?)
+    let store = super::open_file(&g.db, OpenMode::MustExist, &store_options(g)?)
         .map_err(|e| e.for_file_command("compact"))?;
     if let Err(e) = crate::store::compact_database(store.into_database()?, &g.db) {
         return Err(failed(e, &g.db, before));

@@ -23,6 +23,7 @@ mod watch;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::{Cli, Command, Global, given_on_command_line};
@@ -30,7 +31,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{Kv, LocalKv};
 use crate::limits::DEFAULT_MAX_VALUE_BYTES;
-use crate::store::{OpenMode, StoreOptions};
+use crate::store::{OpenMode, Store, StoreOptions};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -133,9 +134,18 @@ fn open_limited(g: &Global, mode: OpenMode, max_value: Option<usize>) -> Result<
         return Ok(Box::new(client));
     }
     Ok(Box::new(LocalKv {
-        store: crate::engine::open_store(&g.db, mode, &store_options(g)?)?.0,
+        store: open_file(&g.db, mode, &store_options(g)?)?,
         max_value_bytes: max_value.unwrap_or(DEFAULT_MAX_VALUE_BYTES),
     }))
+}
+
+/// Opens a database file for a command, made whole first: the write-ahead
+/// log a crashed server left is replayed (`engine::open_store`), and a
+/// stopped cluster member's committed Raft entries are applied
+/// (`cluster::catch_up`).
+pub(crate) fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
+    let (store, _) = crate::engine::open_store(path, mode, opts)?;
+    Ok(crate::cluster::catch_up::apply_committed(store, path, mode, opts)?.0)
 }
 
 /// Store tunables from the global options.

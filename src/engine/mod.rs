@@ -167,7 +167,8 @@ impl EngineOptions {
 
 /// Opens a database file and replays the log a crashed `kvr serve` left
 /// (`crate::wal`), so the store alone is the whole database. Every command
-/// opens its file through here.
+/// opens its file through here (by way of `cmd::open_file`, which also
+/// applies a stopped cluster member's committed Raft entries).
 pub fn open_store(
     path: &Path,
     mode: OpenMode,
