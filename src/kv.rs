@@ -125,6 +125,7 @@ impl LocalKv {
         let runs = SortedRuns::new([Ok(op)].into_iter(), usize::MAX);
         self.store.apply_runs_after_sweep(
             self.expired(now)?,
+            false,
             runs,
             Commit::Durable,
             self.max_value_bytes,
@@ -309,6 +310,7 @@ impl Kv for LocalKv {
         let runs = ReceivedRuns { rx, ended: false };
         match self.store.apply_runs_after_sweep(
             sweep,
+            true,
             runs,
             Commit::Durable,
             max_value_bytes,

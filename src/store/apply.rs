@@ -532,18 +532,21 @@ impl Store {
     where
         I: IntoIterator<Item = Result<SortedRun>>,
     {
-        self.apply_runs_after_sweep(Vec::new(), runs, commit, max_value_bytes, now_ms)
+        self.apply_runs_after_sweep(Vec::new(), false, runs, commit, max_value_bytes, now_ms)
     }
 
     /// [`Store::apply_runs_at`] after `sweep` (expiry deletes, see
     /// [`Store::expired`]) in the same transaction, as a `--db` write
     /// command does (SPEC "Expiry (TTL)"): the sweep is committed only
-    /// with a request that is accepted and takes a revision, so a rejected
-    /// one (a bad line, a failed condition, a delete of a missing key)
-    /// changes nothing. The answer counts the request's operations only.
+    /// with a request that is accepted, so a rejected one (a bad line, a
+    /// failed condition) changes nothing. A request that takes no revision
+    /// is accepted (`sweep_alone`: a batch of no-ops, exit 0, whose sweep
+    /// is committed) or not (a delete of a missing key, exit 1: the file is
+    /// left untouched). The answer counts the request's operations only.
     pub fn apply_runs_after_sweep<I>(
         &self,
         sweep: Vec<Op>,
+        sweep_alone: bool,
         runs: I,
         commit: Commit,
         max_value_bytes: usize,
@@ -577,8 +580,8 @@ impl Store {
                 }
                 state.write_sorted(&mut tables, &run.ops, &run.order, &run.groups)?;
             }
-            if state.revision == base {
-                // Nothing took a revision: leave the file untouched.
+            if state.revision == before_sweep || (state.revision == base && !sweep_alone) {
+                // Nothing to commit: leave the file untouched.
                 return Ok(Applied {
                     revision: before_sweep,
                     ..Applied::default()

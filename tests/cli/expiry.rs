@@ -201,7 +201,8 @@ fn a_line_past_its_expiry_keeps_its_condition(env: Env) {
 
 /// With `--db`, the expired keys a write command deletes first are
 /// committed with its write only: a rejected command changes nothing, and
-/// the next accepted one deletes them, each taking a revision.
+/// the next accepted one (a batch of no-ops too) deletes them, each taking
+/// a revision.
 #[test]
 fn a_rejected_write_leaves_expired_keys_for_the_next() {
     let env = Env::new();
@@ -228,12 +229,17 @@ fn a_rejected_write_leaves_expired_keys_for_the_next() {
     env.kvr(["delete", "--if-revision", "7", "keep"]).code(4);
     env.kvr(["delete", "--range", "b", "a"]).code(2);
     assert_eq!(env.snapshot(), before);
-    // A batch whose deletes find nothing takes no revision: nor does its sweep.
-    env.kvr(["batch"])
+    // A batch whose deletes find nothing is accepted (exit 0), so it
+    // sweeps first as every write command does: the expiry delete takes
+    // revision 3, the batch itself none.
+    let out = env
+        .kvr(["batch", "--json"])
         .stdin("{\"op\":\"delete\",\"key\":\"nosuch\"}\n")
-        .ok();
-    assert_eq!(env.snapshot(), before);
-    // The expiry delete takes revision 3, the put 4.
+        .ok()
+        .stdout_text();
+    assert_eq!(out, "{\"applied\":0,\"revision\":3}\n");
+    assert_eq!(env.kvr(["get", "gone"]).code(1).stdout_text(), "");
+    // The put takes revision 4.
     let out = env.kvr(["put", "--json", "x", "1"]).ok().stdout_text();
     assert_eq!(out, "{\"revision\":4}\n");
     let keys: Vec<_> = env
