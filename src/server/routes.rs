@@ -310,7 +310,7 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     }
     if let Some(node) = &state.cluster {
         headers.insert(NODE, HeaderValue::from(node.me.node_id));
-        if let Some((_, leader)) = node.leader()
+        if let Some((_, leader)) = node.leader_heard()
             && let Ok(url) = HeaderValue::from_str(&leader.url)
         {
             headers.insert(LEADER, url);

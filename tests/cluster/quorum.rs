@@ -211,8 +211,12 @@ fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let nodes = led_by_node_1(dir);
-    let (code, _, body) = put_with_key(&nodes[2].url, "warm", "warm-1");
+    let (code, headers, body) = put_with_key(&nodes[2].url, "warm", "warm-1");
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        header(&headers, "x-kvr-leader"),
+        Some(nodes[0].url.as_str())
+    );
     let signal = |sig: &str| {
         for node in &nodes[..2] {
             let pid = node.child.id().to_string();
@@ -225,8 +229,10 @@ fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
     std::thread::sleep(Duration::from_millis(1500));
     for attempt in 0..3 {
         let started = Instant::now();
-        let (code, _, body) = put_with_key(&nodes[2].url, "refused", &format!("r-{attempt}"));
+        let (code, headers, body) = put_with_key(&nodes[2].url, "refused", &format!("r-{attempt}"));
         let took = started.elapsed();
+        // Nor is the client sent to the silent leader.
+        assert_eq!(header(&headers, "x-kvr-leader"), None);
         assert_eq!(
             (code, error_code(&body)),
             (503, "unavailable".to_string()),

@@ -356,6 +356,14 @@ impl Node {
         Some((id, member))
     }
 
+    /// [`Node::leader`], unless this follower has not heard from it for
+    /// longer than the maximum election timeout: a client is not sent to
+    /// a leader that is gone or cut off (`X-Kvr-Leader`).
+    pub fn leader_heard(&self) -> Option<(NodeId, Member)> {
+        self.leader()
+            .filter(|(id, _)| *id == self.me.node_id || self.liveness.leader_silent().is_none())
+    }
+
     /// The leader's id, if one is known (no copy of its addresses: asked
     /// on every write).
     fn leader_id(&self) -> Option<NodeId> {
