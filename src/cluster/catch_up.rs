@@ -66,14 +66,30 @@ pub fn apply_committed(
     let Some(committed) = committed.filter(|c| Some(c.index()) > applied) else {
         return Ok((store, None));
     };
+    let what = "apply the committed entries of its Raft log";
     let store = if mode == OpenMode::ReadOnly {
         drop(store);
-        Store::open(path, OpenMode::MustExist, opts)?
+        Store::open(path, OpenMode::MustExist, opts).map_err(|e| match e {
+            // Say why a read command needed to write the file.
+            Error::Io { source, .. } => {
+                Error::io(format!("cannot open {} to {what}", path.display()), source)
+            }
+            e => e,
+        })?
     } else {
         store
     };
     let store = Arc::new(store);
-    let caught_up = apply_in(store.clone(), &dir, committed, opts.cache_bytes)?;
+    let caught_up = apply_in(store.clone(), &dir, committed, opts.cache_bytes).map_err(|e| {
+        // The file as of its last flush is still there to read.
+        Error::Storage(format!(
+            "cannot apply the committed entries of the Raft log {} to {}: {e}; to read the \
+             file as of its last flush, move {} aside",
+            dir.display(),
+            path.display(),
+            dir.display()
+        ))
+    })?;
     let store = Arc::try_unwrap(store).map_err(|_| {
         Error::Storage("the database is still in use after applying its Raft log".into())
     })?;
