@@ -56,16 +56,10 @@ pub fn apply_committed(
     mode: OpenMode,
     opts: &StoreOptions,
 ) -> Result<(Store, Option<CaughtUp>)> {
-    let dir = log_store::dir_of(path);
-    if !dir.is_dir() {
-        return Ok((store, None));
-    }
-    let committed = log_store::read_committed_in(&dir)
-        .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
-    let applied = applied_index(&store)?;
-    let Some(committed) = committed.filter(|c| Some(c.index()) > applied) else {
+    let Some(committed) = unapplied(&store, path)? else {
         return Ok((store, None));
     };
+    let dir = log_store::dir_of(path);
     let what = "apply the committed entries of its Raft log";
     let store = if mode == OpenMode::ReadOnly {
         drop(store);
@@ -94,6 +88,27 @@ pub fn apply_committed(
         Error::Storage("the database is still in use after applying its Raft log".into())
     })?;
     Ok((store, Some(caught_up)))
+}
+
+/// The last committed log id of the Raft log beside `path` when `store`
+/// (that file) lacks entries up to it; `None` for a file that is whole, or
+/// not a member's.
+fn unapplied(store: &Store, path: &Path) -> Result<Option<LogId>> {
+    let dir = log_store::dir_of(path);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let committed = log_store::read_committed_in(&dir)
+        .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+    let applied = applied_index(store)?;
+    Ok(committed.filter(|c| Some(c.index()) > applied))
+}
+
+/// How many committed entries of the Raft log beside `path` the file
+/// lacks (for `kvr check`, which changes nothing).
+pub fn entries_behind(store: &Store, path: &Path) -> Result<u64> {
+    let applied = applied_index(store)?;
+    Ok(unapplied(store, path)?.map_or(0, |c| c.index() - applied.map_or(0, |i| i + 1) + 1))
 }
 
 /// The index of the last entry the file's state covers.

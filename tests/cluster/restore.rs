@@ -67,6 +67,14 @@ fn a_killed_members_file_holds_what_it_applied_and_restores_a_cluster() {
     drop(nodes);
     let log_before = raft_log_files(dir, "n2");
 
+    // `kvr check` changes nothing, and says what the log holds beyond it.
+    let out = kvr(dir, &["--db", "n1.redb", "check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("n1.redb.raft holds") && err.contains("that n1.redb does not hold yet"),
+        "{err}"
+    );
+
     // Reads of a survivor's file see every write, in a read-only open.
     let out = kvr(dir, &["--db", "n2.redb", "get", "k39"]);
     assert_ok(&out);
