@@ -67,6 +67,24 @@ fn kvr(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `kvr ARGS` with `input` on its stdin.
+fn kvr_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = kvr_cmd(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// A cluster member process, killed when dropped.
 struct Node {
     child: Child,
@@ -297,20 +315,11 @@ fn three_nodes_replicate_fail_over_and_restart() {
     assert_eq!(ids, vec![1, 2, 3]);
     let out = put(dir, &nodes[2], "a", "1");
     assert_ok(&out);
-    let out = kvr_cmd(dir)
-        .args(["--server", &nodes[1].url, "batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"{\"key\":\"b\",\"value\":\"2\"}\n{\"key\":\"c\",\"value\":\"3\"}\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = kvr_with_input(
+        dir,
+        &["--server", &nodes[1].url, "batch"],
+        "{\"key\":\"b\",\"value\":\"2\"}\n{\"key\":\"c\",\"value\":\"3\"}\n",
+    );
     assert_ok(&out);
     // A failed condition is decided at apply, on every node alike.
     let out = kvr(
@@ -833,23 +842,10 @@ fn cluster_init_brings_a_files_data_in_and_joiners_get_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // A standalone database (say, a backup taken from a survivor).
-    let mut child = kvr_cmd(dir)
-        .args(["--db", "n1.redb", "batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let lines: String = (0..100)
         .map(|i| format!("{{\"key\":\"k{i:03}\",\"value\":\"v{i}\"}}\n"))
         .collect();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert_ok(&kvr_with_input(dir, &["--db", "n1.redb", "batch"], &lines));
     let out = kvr(dir, &["--db", "n1.redb", "backup", "seed.redb"]);
     assert_ok(&out);
     // The backup becomes a new cluster; a new node gets its data.

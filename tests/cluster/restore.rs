@@ -29,22 +29,14 @@ fn a_killed_members_file_holds_what_it_applied_and_restores_a_cluster() {
     for i in 0..30 {
         assert_ok(&put(dir, leader, &format!("k{i:02}"), &format!("v{i}")));
     }
-    let mut child = kvr_cmd(dir)
-        .args(["--server", &leader.url, "batch"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
     let lines: String = (30..40)
         .map(|i| format!("{{\"key\":\"k{i:02}\",\"value\":\"v{i}\"}}\n"))
         .collect();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert_ok(&kvr_with_input(
+        dir,
+        &["--server", &leader.url, "batch"],
+        &lines,
+    ));
     assert_ok(&kvr(dir, &["--server", &leader.url, "delete", "k05"]));
     let revision = revision_of(leader, false);
     assert_eq!(revision, 41);
