@@ -94,27 +94,33 @@ pub fn apply_committed(
 /// (that file) lacks entries up to it; `None` for a file that is whole, or
 /// not a member's.
 fn unapplied(store: &Store, path: &Path) -> Result<Option<LogId>> {
+    let applied = applied_index(store.cluster_value(APPLIED)?.as_deref())?;
+    committed_after(path, applied)
+}
+
+/// The log's last committed id, if it is after `applied`.
+fn committed_after(path: &Path, applied: Option<u64>) -> Result<Option<LogId>> {
     let dir = log_store::dir_of(path);
     if !dir.is_dir() {
         return Ok(None);
     }
     let committed = log_store::read_committed_in(&dir)
         .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
-    let applied = applied_index(store)?;
     Ok(committed.filter(|c| Some(c.index()) > applied))
 }
 
-/// How many committed entries of the Raft log beside `path` the file
-/// lacks (for `kvr check`, which changes nothing).
-pub fn entries_behind(store: &Store, path: &Path) -> Result<u64> {
-    let applied = applied_index(store)?;
-    Ok(unapplied(store, path)?.map_or(0, |c| c.index() - applied.map_or(0, |i| i + 1) + 1))
+/// How many committed entries of the Raft log beside `path` a file whose
+/// marker is `marker` lacks (for `kvr check`, which changes nothing).
+pub fn entries_behind(marker: Option<&[u8]>, path: &Path) -> Result<u64> {
+    let applied = applied_index(marker)?;
+    let next = applied.map_or(0, |i| i + 1);
+    Ok(committed_after(path, applied)?.map_or(0, |c| c.index() + 1 - next))
 }
 
-/// The index of the last entry the file's state covers.
-fn applied_index(store: &Store) -> Result<Option<u64>> {
-    Ok(match store.cluster_value(APPLIED)? {
-        Some(bytes) => Marker::decode(&bytes)?.last_applied.map(|l| l.index()),
+/// The index of the last entry a file with this marker covers.
+fn applied_index(marker: Option<&[u8]>) -> Result<Option<u64>> {
+    Ok(match marker {
+        Some(bytes) => Marker::decode(bytes)?.last_applied.map(|l| l.index()),
         None => None,
     })
 }
@@ -143,7 +149,8 @@ fn apply_in(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Error::io("cannot start a runtime", e))?;
-    let mut next = applied_index(engine.store())?.map_or(0, |i| i + 1);
+    let marker = engine.store().cluster_value(APPLIED)?;
+    let mut next = applied_index(marker.as_deref())?.map_or(0, |i| i + 1);
     let mut entries = 0;
     while next <= committed.index() {
         let last = committed.index().min(next + ENTRIES_PER_APPLY - 1);

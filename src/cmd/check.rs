@@ -20,7 +20,7 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
         None => CHECK_CACHE_BYTES,
     };
     let report = crate::store::check(&g.db, cache).map_err(|e| e.for_file_command("check"))?;
-    note_unapplied_raft_log(g, cache);
+    note_unapplied_raft_log(g, &report);
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
     if report.problems.is_empty() {
@@ -46,15 +46,9 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
 
 /// A stopped cluster member's file lacks what its Raft log holds after a
 /// `kill -9` (see `cluster::catch_up`); check leaves the file as it is, so
-/// it says so on stderr. (Only a note: a file it cannot open again was
-/// reported by the check.)
-fn note_unapplied_raft_log(g: &Global, cache: usize) {
-    let opts = crate::store::StoreOptions {
-        cache_bytes: cache,
-        ..crate::store::StoreOptions::default()
-    };
-    let behind = crate::store::Store::open(&g.db, crate::store::OpenMode::ReadOnly, &opts)
-        .and_then(|store| crate::cluster::catch_up::entries_behind(&store, &g.db));
+/// it says so on stderr (a note: the file itself is sound).
+fn note_unapplied_raft_log(g: &Global, report: &crate::store::Report) {
+    let behind = crate::cluster::catch_up::entries_behind(report.cluster_marker.as_deref(), &g.db);
     if let Ok(n @ 1..) = behind {
         eprintln!(
             "kvr: note: the Raft log {} holds {n} committed entr{} that {} does not hold \

@@ -38,6 +38,9 @@ pub struct Report {
     pub keys: u64,
     /// The database revision counter.
     pub revision: u64,
+    /// A cluster member's state machine marker (`cluster::APPLIED`), which
+    /// says what of its Raft log the file holds.
+    pub cluster_marker: Option<Vec<u8>>,
     pub problems: Vec<Problem>,
 }
 
@@ -154,6 +157,7 @@ fn check_records(db: &redb::Database, report: &mut Report) -> Result<()> {
             format!("database format is {other:?}; this kvr reads format {DB_FORMAT}"),
         ),
     }
+    report.cluster_marker = super::cluster::cluster_value(&rtx, super::cluster::APPLIED)?;
     let revision = counter(META_REVISION)?;
     let keys_counter = counter(META_KEYS)?;
     if revision.is_none() {

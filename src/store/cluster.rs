@@ -129,7 +129,7 @@ impl Snapshot {
     }
 }
 
-fn cluster_value(txn: &redb::ReadTransaction, name: &str) -> Result<Option<Vec<u8>>> {
+pub(super) fn cluster_value(txn: &redb::ReadTransaction, name: &str) -> Result<Option<Vec<u8>>> {
     let table = match txn.open_table(CLUSTER) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),

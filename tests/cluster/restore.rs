@@ -60,12 +60,14 @@ fn a_killed_members_file_holds_what_it_applied_and_restores_a_cluster() {
     let log_before = raft_log_files(dir, "n2");
 
     // `kvr check` changes nothing, and says what the log holds beyond it.
+    let file_before = std::fs::read(dir.join("n1.redb")).unwrap();
     let out = kvr(dir, &["--db", "n1.redb", "check"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("n1.redb.raft holds") && err.contains("that n1.redb does not hold yet"),
         "{err}"
     );
+    assert!(std::fs::read(dir.join("n1.redb")).unwrap() == file_before);
 
     // Reads of a survivor's file see every write, in a read-only open.
     let out = kvr(dir, &["--db", "n2.redb", "get", "k39"]);
