@@ -385,6 +385,7 @@ impl Client {
         if w.keys_only {
             target.push_str("&keys_only=true");
         }
+        let target = self.read_target(target);
         let (url, resp) =
             self.send(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
         if resp.status().as_u16() != 200 {

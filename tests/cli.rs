@@ -266,8 +266,19 @@ fn delete_prefix_and_range_delete_atomically(env: Env) {
     let before = env.snapshot();
     env.kvr(["delete", "b:1", "--prefix", "b"]).code(2);
     env.kvr(["delete", "--range", "z", "a"]).code(2);
+    // Two empty bounds are no range: never "delete everything".
+    env.kvr(["delete", "--range", "", ""])
+        .code(2)
+        .stderr_has("delete --range needs a non-empty START or END");
     assert_eq!(env.snapshot(), before);
     assert_eq!(env.stats()["keys"], 1);
+    // An empty END is no bound: from b:1 on.
+    let out = env
+        .kvr(["delete", "--json", "--range", "b:1", ""])
+        .ok()
+        .stdout_text();
+    assert_eq!(out, "{\"deleted\":1,\"revision\":10}\n");
+    env.kvr(["put", "c", "v"]).ok();
     // '' is every key.
     env.kvr(["delete", "--prefix", ""]).ok();
     assert_eq!(env.stats()["keys"], 0);
@@ -341,6 +352,10 @@ fn range_bounds_are_half_open(env: Env) {
     assert_eq!(keys_of(&env.range_json(&["bb", "c"])), Vec::<String>::new());
     assert_eq!(keys_of(&env.range_json(&["b", "b"])), Vec::<String>::new());
     assert_eq!(keys_of(&env.range_json(&["", "b"])), ["a"]);
+    // An empty START or END is no bound (no key is empty; HTTP's `end=`),
+    // with --db as over a server.
+    assert_eq!(keys_of(&env.range_json(&["b", ""])), ["b", "c", "d"]);
+    assert_eq!(keys_of(&env.range_json(&["", ""])), ["a", "b", "c", "d"]);
     assert_eq!(keys_of(&env.range_json(&["x"])), Vec::<String>::new());
     assert_eq!(
         keys_of(&env.range_json(&["--reverse"])),

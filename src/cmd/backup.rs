@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{remote, seconds, store_options, token};
+use super::{remote, store_options};
 use crate::backup::{Copier, Dest};
 use crate::cli::{BackupArgs, Global};
 use crate::client::Client;
@@ -36,12 +36,7 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
     let stop = interrupt_flag()?;
     let done = match remote(g)? {
         Some(servers) => {
-            let client = Client::new(
-                servers,
-                token(g)?,
-                seconds(g.timeout, "--timeout")?,
-                g.cacert.as_deref(),
-            )?;
+            let client = super::client(g, servers)?;
             let dest = Dest::create(&args.dest, args.force)?;
             let done = from_server(&client, &dest, &opts, &stop)
                 .map_err(|e| failed(e, &args.dest, "the server's database"))?;

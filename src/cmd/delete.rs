@@ -1,6 +1,6 @@
 //! `kvr delete KEY`, `kvr delete --prefix P`, `kvr delete --range START END`
 
-use super::{arg_bytes, print_revision};
+use super::{arg_bytes, bound_arg, print_revision};
 use crate::cli::DeleteArgs;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
@@ -38,10 +38,16 @@ fn delete_range(
         ..RangeQuery::default()
     };
     if let Some(mut bounds) = range {
-        let end = bounds.pop().map(arg_bytes);
-        let start = bounds.pop().map(arg_bytes);
-        query.start = start;
-        query.end = end;
+        query.end = bound_arg(bounds.pop());
+        query.start = bound_arg(bounds.pop());
+        if query.start.is_none() && query.end.is_none() {
+            // Never "delete everything" by two empty variables.
+            return Err(Error::invalid(
+                "delete --range needs a non-empty START or END (delete --prefix '' deletes \
+                 every key)",
+            )
+            .into());
+        }
     }
     query.validate()?;
     let applied = open()?.delete_range(&query)?;

@@ -128,10 +128,7 @@ fn open(g: &Global, mode: OpenMode) -> Result<Box<dyn Kv>> {
 /// [`open`] with a local file's value limit (`None`: the default).
 fn open_limited(g: &Global, mode: OpenMode, max_value: Option<usize>) -> Result<Box<dyn Kv>> {
     if let Some(servers) = remote(g)? {
-        let timeout = seconds(g.timeout, "--timeout")?;
-        let client = Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?
-            .stale_reads(g.consistency == crate::cli::Consistency::Stale);
-        return Ok(Box::new(client));
+        return Ok(Box::new(client(g, servers)?));
     }
     Ok(Box::new(LocalKv {
         store: open_file(&g.db, mode, &store_options(g)?)?,
@@ -146,6 +143,16 @@ fn open_limited(g: &Global, mode: OpenMode, max_value: Option<usize>) -> Result<
 pub(crate) fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
     let (store, _) = crate::engine::open_store(path, mode, opts)?;
     Ok(crate::cluster::catch_up::apply_committed(store, path, mode, opts)?.0)
+}
+
+/// A client of `servers` with the global options: token, `--timeout`,
+/// `--cacert` and `--consistency` (every read route takes it, SPEC).
+pub(crate) fn client(g: &Global, servers: &str) -> Result<Client> {
+    let timeout = seconds(g.timeout, "--timeout")?;
+    Ok(
+        Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?
+            .stale_reads(g.consistency == crate::cli::Consistency::Stale),
+    )
 }
 
 /// Store tunables from the global options.
@@ -164,6 +171,13 @@ pub fn store_options(g: &Global) -> Result<StoreOptions> {
     }
     opts.lock_timeout = Duration::from_secs_f64(g.lock_timeout.min(1e9));
     Ok(opts)
+}
+
+/// A START or END argument as a range bound: an empty one is no bound, as
+/// `start=` and `end=` are over HTTP (no key is empty), so `--db` and
+/// `--server` read it alike.
+fn bound_arg(arg: Option<OsString>) -> Option<Vec<u8>> {
+    arg.map(arg_bytes).filter(|b| !b.is_empty())
 }
 
 /// A key or value argument as bytes: on Unix any argument bytes are allowed.

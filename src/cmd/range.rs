@@ -2,7 +2,7 @@
 
 use std::io::{BufWriter, Write};
 
-use super::arg_bytes;
+use super::{arg_bytes, bound_arg};
 use crate::cli::RangeArgs;
 use crate::error::{Error, Result};
 use crate::jsonl;
@@ -18,8 +18,8 @@ pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: RangeArgs) -> anyho
         return Err(Error::invalid("--limit must be at least 1").into());
     }
     let query = RangeQuery {
-        start: args.start.map(arg_bytes),
-        end: args.end.map(arg_bytes),
+        start: bound_arg(args.start),
+        end: bound_arg(args.end),
         prefix: args.prefix.map(arg_bytes),
         limit: args.limit,
         reverse: args.reverse,

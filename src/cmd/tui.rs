@@ -1,9 +1,8 @@
 //! `kvr tui`: the terminal browser (see [`crate::tui`]) on the source the
 //! global options name.
 
-use super::{remote, seconds, token};
+use super::{remote, seconds};
 use crate::cli::{Global, TuiArgs};
-use crate::client::Client;
 use crate::store::OpenMode;
 
 /// Runs the browser. The source is opened on the browser's worker thread,
@@ -13,7 +12,7 @@ pub fn run(g: Global, _args: TuiArgs) -> anyhow::Result<()> {
     let feed = match remote(&g)? {
         Some(servers) => {
             let timeout = seconds(g.timeout, "--timeout")?;
-            let client = Client::new(servers, token(&g)?, timeout, g.cacert.as_deref())?;
+            let client = super::client(&g, servers)?;
             // Progress lines at least every third of the timeout, so a
             // quiet stream never trips the client's read timeout.
             Some(crate::tui::Feed::new(client, timeout.as_secs() / 3))

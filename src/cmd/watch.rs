@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{arg_bytes, remote, seconds, token};
+use super::{arg_bytes, bound_arg, remote, seconds};
 use crate::cli::{Global, WatchArgs};
 use crate::client::{Client, WatchQuery};
 use crate::error::{Error, Result};
@@ -39,8 +39,8 @@ pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
         .into());
     };
     let query = RangeQuery {
-        start: args.start.map(arg_bytes),
-        end: args.end.map(arg_bytes),
+        start: bound_arg(args.start),
+        end: bound_arg(args.end),
         prefix: args.prefix.map(arg_bytes),
         ..RangeQuery::default()
     };
@@ -59,7 +59,7 @@ pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let client = Client::new(servers, token(g)?, timeout, g.cacert.as_deref())?;
+    let client = super::client(g, servers)?;
     exit_quietly_on_signals();
     exit_quietly_when_stdout_closes();
     let mut w = WatchQuery {

@@ -360,3 +360,94 @@ fn max_value_bytes_raises_the_limit_of_a_local_file() {
         .code(2);
     dst.kvr(["get", "small"]).code(1);
 }
+
+/// `--consistency stale` (or `KVR_CONSISTENCY=stale`) reaches the server
+/// from every read command, `backup` and `watch` included (SPEC: every
+/// read route takes it): seen in the server's access log. (`backup` and
+/// `watch` used to drop it, so a stale backup of a node without a leader
+/// failed.)
+#[test]
+fn every_read_command_sends_the_consistency_it_is_given() {
+    let env = Env::new();
+    let log_path = env.path("serve.log");
+    let mut server = std::process::Command::new(KVR)
+        .current_dir(env.dir.path())
+        .args(["--db", "s.redb", "serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    env.kvr_bare(["--server", &url, "put", "k", "v"]).ok();
+    let stale = ["--server", &url, "--consistency", "stale"];
+    for args in [
+        &["get", "k"][..],
+        &["range"],
+        &["range", "--count"],
+        &["stats"],
+        &["backup", "by-flag.redb"],
+    ] {
+        env.kvr_bare(stale.iter().chain(args)).ok();
+    }
+    env.kvr_bare(["--server", &url, "backup", "by-env.redb"])
+        .env("KVR_CONSISTENCY", "stale")
+        .ok();
+    let mut watch = std::process::Command::new(KVR)
+        .current_dir(env.dir.path())
+        .args(stale)
+        .arg("watch")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let targets = |log: &str, path: &str| -> Vec<String> {
+        log.lines()
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .filter(|t| t.starts_with(path))
+            .map(String::from)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while targets(&std::fs::read_to_string(&log_path).unwrap(), "/v1/watch").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no watch request logged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for (path, requests) in [
+        ("/v1/kv/", 1),
+        ("/v1/range", 2),
+        ("/v1/stats", 1),
+        ("/v1/backup", 2),
+        ("/v1/watch", 1),
+    ] {
+        let sent = targets(&log, path);
+        // The put is the one kv request without it.
+        let sent: Vec<&String> = sent
+            .iter()
+            .filter(|t| path != "/v1/kv/" || t.contains('?'))
+            .collect();
+        assert_eq!(sent.len(), requests, "{path}: {sent:?}\n{log}");
+        for t in sent {
+            assert!(t.contains("consistency=stale"), "{t}\n{log}");
+        }
+    }
+}
