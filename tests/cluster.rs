@@ -755,6 +755,12 @@ fn cluster_commands_promote_transfer_and_remove() {
     assert_eq!(voters(&n1), 2);
     let status = n3.child.wait().unwrap();
     assert_eq!(status.code(), Some(3));
+    let said = stderr_of(dir, "n3");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("kvr: error: node 3 was removed from cluster")),
+        "{said}"
+    );
     let out = kvr(
         dir,
         &[

@@ -34,3 +34,12 @@ pub use types::{Command, Member, NodeId, Reply, TypeConfig};
 
 /// The header a joining node presents the cluster token in.
 pub const CLUSTER_TOKEN_HEADER: &str = "x-kvr-cluster-token";
+
+/// Ends a member from a background task on an error it cannot serve past
+/// (its join refused, its removal): the error line as `main` prints one
+/// (SPEC: an error's first stderr line starts with `kvr: error:`), then
+/// the error's exit code.
+pub(crate) fn exit_on(e: &crate::error::Error) -> ! {
+    eprintln!("kvr: error: {e}");
+    std::process::exit(i32::from(e.exit_code()));
+}

@@ -280,7 +280,7 @@ pub async fn start(
                     crate::server::log::event(format_args!(
                         "kvr serve: joining failed: {e}; exiting"
                     ));
-                    std::process::exit(3);
+                    super::exit_on(&e);
                 }
                 Err(e) => crate::server::log::event(format_args!("kvr serve: joining failed: {e}")),
             }

@@ -111,6 +111,8 @@ fn serve_to_end(dir: &Path, name: &str, raft: &str, args: &[String]) -> Output {
 fn assert_refused(out: &Output, code: i32, says: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{err}");
+    // The error's own line, whoever refused (SPEC).
+    assert!(err.lines().any(|l| l.starts_with("kvr: error: ")), "{err}");
     for s in says {
         assert!(err.contains(s), "{s:?} not in: {err}");
     }

@@ -232,9 +232,13 @@ impl Node {
             "kvr serve: node {} was removed from cluster {}; exiting",
             self.me.node_id, self.me.cluster_id
         ));
-        std::thread::spawn(|| {
+        let removed = self.check_member().err();
+        std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            std::process::exit(3);
+            match removed {
+                Some(e) => crate::cluster::exit_on(&e),
+                None => std::process::exit(3),
+            }
         });
     }
 
