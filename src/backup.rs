@@ -200,9 +200,12 @@ impl Dest {
                 dir,
             });
         }
+        // Owner only: the copy in it holds all the data (the umask would
+        // leave it readable to all until DEST gets its 0600).
         let work = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".kvr-backup")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(&dir)
             .map_err(|e| {
                 Error::io(
@@ -401,6 +404,15 @@ impl<'a> Copier<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_work_directory_is_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = Dest::create(&tmp.path().join("b.redb"), false).unwrap();
+        let mode = dest.work.path().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     fn stream(entries: &[(&[u8], &[u8], u64)]) -> Vec<u8> {
         let mut buf = Vec::new();
