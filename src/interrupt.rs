@@ -254,3 +254,42 @@ impl Drop for NewFile {
         self.signals.close();
     }
 }
+
+/// While alive, SIGINT and SIGTERM end the process at once with exit 3 and
+/// `kvr: error: interrupted (SIGNAL): TEXT`: for work that cannot stop
+/// part-way and whose every step is crash-safe (a compaction: each step
+/// commits atomically, so what a signal leaves is what `kill -9` would).
+pub struct ExitAtOnce {
+    signals: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ExitAtOnce {
+    pub fn install(text: String) -> Result<ExitAtOnce> {
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| Error::io("cannot install a signal handler", e))?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("kvr-signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    exit_with(format!("interrupted ({}): {text}", signal_name(signal)));
+                }
+            })
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+        Ok(ExitAtOnce {
+            signals: handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ExitAtOnce {
+    /// Waits for a signal being reported (the process then ends).
+    fn drop(&mut self) {
+        self.signals.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -21,7 +21,15 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     let before = size(&g.db)?;
     let store = super::open_file(&g.db, OpenMode::MustExist, &store_options(g)?)
         .map_err(|e| e.for_file_command("compact"))?;
-    if let Err(e) = crate::store::compact_database(store.into_database()?, &g.db) {
+    let stop = crate::interrupt::ExitAtOnce::install(format!(
+        "compacting {} stopped part-way, leaving all its data in it (each step commits \
+         atomically); if it was left not closed cleanly, the next kvr command that opens it \
+         recovers it",
+        g.db.display()
+    ))?;
+    let compacted = crate::store::compact_database(store.into_database()?, &g.db);
+    drop(stop);
+    if let Err(e) = compacted {
         return Err(failed(e, &g.db, before));
     }
     let after = size(&g.db)?;

@@ -620,7 +620,7 @@ fn a_second_signal_stops_a_chunked_batch_at_once() {
 }
 
 /// Whether `strace` runs here with fault injection (it needs ptrace).
-fn strace_works() -> bool {
+pub(super) fn strace_works() -> bool {
     std::process::Command::new("strace")
         .args([
             "-f",
