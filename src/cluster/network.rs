@@ -102,9 +102,11 @@ pub fn decode_answer<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
 }
 
 /// Opens an HTTP/1.1 connection to `addr` (`HOST:PORT`), over TLS
-/// verified by HOST when `tls` is given.
+/// verified by HOST when `tls` is given. `what` names the peer in a TLS
+/// failure's log line: `raft ADDR`, or the URL of a member's HTTP API.
 pub async fn connect(
     addr: &str,
+    what: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> io::Result<SendRequest<Body>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
@@ -117,7 +119,7 @@ pub async fn connect(
             let stream = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name, stream)
                 .await
-                .inspect_err(|e| log_tls_failure(addr, e))?;
+                .inspect_err(|e| log_tls_failure(addr, what, e))?;
             handshake(stream).await
         }
     }
@@ -144,8 +146,8 @@ pub const TLS_LOG_EVERY: Duration = Duration::from_secs(30);
 /// whose certificate is not trusted, or a peer that speaks plain HTTP),
 /// at most once per [`TLS_LOG_EVERY`] per address: Raft retries every
 /// heartbeat.
-pub fn log_tls_failure(addr: &str, e: &io::Error) {
-    let Some(failure) = crate::tls::failure(&format!("raft {addr}"), e) else {
+pub fn log_tls_failure(addr: &str, what: &str, e: &io::Error) {
+    let Some(failure) = crate::tls::failure(what, e) else {
         return;
     };
     log_rarely(
@@ -197,7 +199,7 @@ pub async fn call(
     let attempt = async {
         let mut sender = match conn.take() {
             Some(s) if !s.is_closed() => s,
-            _ => connect(addr, me.tls.as_ref())
+            _ => connect(addr, &format!("raft {addr}"), me.tls.as_ref())
                 .await
                 .map_err(|e| (false, e))?,
         };

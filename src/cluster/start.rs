@@ -645,7 +645,7 @@ async fn send_json(
         }
     };
     let authority = authority.trim_end_matches('/').to_string();
-    let mut sender = super::network::connect(&authority, tls).await?;
+    let mut sender = super::network::connect(&authority, base, tls).await?;
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)

@@ -336,6 +336,16 @@ fn a_node_of_another_ca_cannot_join() {
     args.extend(["--join".to_string(), n1.url.clone()]);
     let out = serve_to_end(dir, "y", "127.0.0.1:0", &args);
     assert_refused(&out, 3, &["could not be verified", "--cacert"]);
+    // Its log names the member by the URL it asked (not as a raft address).
+    let asked = n1.url.trim_start_matches("https://");
+    let logged = format!(
+        "refusing the peer at {asked}: the certificate of kvr server at {} could not be verified",
+        n1.url
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&logged),
+        "{logged}"
+    );
 
     let status = cluster_status(dir, &ca.ca, &n1);
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
