@@ -119,12 +119,19 @@ impl Query {
             return Ok(None);
         };
         let text = std::str::from_utf8(v).unwrap_or("");
-        text.parse().map(Some).map_err(|_| {
-            Error::invalid(format!(
-                "query parameter {name} must be a whole number, not {:?}",
-                String::from_utf8_lossy(v)
-            ))
-        })
+        // Digits only, as `ttl` is read: `+5` is no whole number either
+        // (Rust's parse takes a sign).
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        digits
+            .then(|| text.parse().ok())
+            .flatten()
+            .map(Some)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "query parameter {name} must be a whole number, not {:?}",
+                    String::from_utf8_lossy(v)
+                ))
+            })
     }
 
     /// `name` as a boolean: `true`/`1` or `false`/`0` (absent: false).

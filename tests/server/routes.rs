@@ -238,6 +238,8 @@ fn range_pages_cursor_and_stream() {
         "limit=0",
         "limit=10001",
         "limit=x",
+        "limit=+5",
+        "limit=",
         "start=b&end=a",
         "cursor=%21%21",
         "reverse=maybe",
