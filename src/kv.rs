@@ -133,6 +133,28 @@ impl LocalKv {
         )
     }
 
+    /// Refuses a put or delete of `key` that the current state refuses
+    /// already, with the error applying it would give: a member's file, a
+    /// failed `if_revision`, a delete of a missing key. The write checks
+    /// again when it applies; this lets `cmd` refuse through a read-only
+    /// open (see `cmd::refused_by_file`).
+    pub fn refuses(&self, key: &[u8], if_revision: Option<u64>, delete: bool) -> Result<()> {
+        self.writable()?;
+        let op = match delete {
+            true => Op::delete(key),
+            false => Op::put(key, Vec::new()),
+        }
+        .if_revision(if_revision);
+        let current = self.get(key)?.map(|e| e.revision);
+        if let Some(expected) = if_revision {
+            crate::store::condition_holds(&op, expected, current)?;
+        }
+        if delete && current.is_none() {
+            return Err(Error::KeyNotFound { key: show_key(key) });
+        }
+        Ok(())
+    }
+
     /// The expiry deletes a write command at `now` makes first.
     fn expired(&self, now: u64) -> Result<Vec<Op>> {
         self.store.expired(now, LOCAL_SWEEP_MAX)

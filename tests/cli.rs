@@ -287,19 +287,24 @@ fn delete_prefix_and_range_delete_atomically(env: Env) {
 fn delete_missing_key_exits_1_and_changes_nothing(env: Env) {
     env.kvr(["put", "a", "1"]).ok();
     let before = env.snapshot();
+    let file = env.file_if_local();
     env.kvr(["delete", "nope"]).code(1).stderr_has("not found");
     assert_eq!(env.snapshot(), before);
+    // Not a byte of the file either (it is not opened for writing).
+    assert!(env.file_if_local() == file);
 }
 
 fn conditional_put(env: Env) {
     // 0: only if absent.
     env.kvr(["put", "--if-revision", "0", "k", "v1"]).ok();
     let before = env.snapshot();
+    let file = env.file_if_local();
     env.kvr(["put", "--if-revision", "0", "k", "v2"])
         .code(4)
         .stderr_has("precondition failed");
     env.kvr(["put", "--if-revision", "7", "k", "v2"]).code(4);
     assert_eq!(env.snapshot(), before);
+    assert!(env.file_if_local() == file);
     env.kvr(["put", "--if-revision", "1", "k", "v2"]).ok();
     assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"v2");
 }
@@ -307,12 +312,14 @@ fn conditional_put(env: Env) {
 fn conditional_delete(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     let before = env.snapshot();
+    let file = env.file_if_local();
     env.kvr(["delete", "--if-revision", "5", "k"]).code(4);
     // A missing key under a condition is a failed precondition, not "not found".
     env.kvr(["delete", "--if-revision", "1", "absent"]).code(4);
     // 0 would mean "absent": a usage error for delete.
     env.kvr(["delete", "--if-revision", "0", "k"]).code(2);
     assert_eq!(env.snapshot(), before);
+    assert!(env.file_if_local() == file);
     env.kvr(["delete", "--if-revision", "1", "k"]).ok();
     env.kvr(["get", "k"]).code(1);
 }

@@ -6,9 +6,15 @@ use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::types::RangeQuery;
 
-pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: DeleteArgs) -> anyhow::Result<()> {
+/// `open` opens the data source, for a delete of this key at this
+/// condition when given (it may refuse that delete first,
+/// `cmd::refused_by_file`).
+pub fn run(
+    open: impl FnOnce(Option<(&[u8], Option<u64>)>) -> Result<Box<dyn Kv>>,
+    args: DeleteArgs,
+) -> anyhow::Result<()> {
     let Some(key) = args.key else {
-        return delete_range(open, args.prefix, args.range, args.json);
+        return delete_range(|| open(None), args.prefix, args.range, args.json);
     };
     if args.if_revision == Some(0) {
         return Err(Error::invalid(
@@ -20,7 +26,7 @@ pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: DeleteArgs) -> anyh
     if key.is_empty() {
         crate::limits::check_key(&key, None)?;
     }
-    let revision = open()?.delete(&key, args.if_revision)?;
+    let revision = open(Some((&key, args.if_revision)))?.delete(&key, args.if_revision)?;
     if args.json {
         print_revision(revision, "delete")?;
     }

@@ -47,12 +47,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let limit = local_value_limit(g, args.max_value_bytes)?;
             let local = limit.is_some();
             limit_hint(
-                put::run(|| open_limited(g, OpenMode::Create, limit), args, limit),
+                put::run(
+                    |key, if_revision| {
+                        refused_by_file(g, key, if_revision, false)?;
+                        open_limited(g, OpenMode::Create, limit)
+                    },
+                    args,
+                    limit,
+                ),
                 local,
             )
         }
         Command::Get(args) => get::run(|| open(g, OpenMode::ReadOnly), args),
-        Command::Delete(args) => delete::run(|| open(g, OpenMode::MustExist), args),
+        Command::Delete(args) => delete::run(
+            |key| {
+                if let Some((key, if_revision)) = key {
+                    refused_by_file(g, key, if_revision, true)?;
+                }
+                open(g, OpenMode::MustExist)
+            },
+            args,
+        ),
         Command::Range(args) => range::run(|| open(g, OpenMode::ReadOnly), args),
         Command::Watch(args) => watch::run(g, args),
         Command::Batch(args) => {
@@ -143,6 +158,28 @@ fn open_limited(g: &Global, mode: OpenMode, max_value: Option<usize>) -> Result<
 pub(crate) fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
     let (store, _) = crate::engine::open_store(path, mode, opts)?;
     Ok(crate::cluster::catch_up::apply_committed(store, path, mode, opts)?.0)
+}
+
+/// Refuses a put or delete of `key` that the file already refuses (a
+/// failed `if_revision`, a delete of a missing key: SPEC "nothing
+/// changes"), through a read-only open: redb rewrites the header of a file
+/// opened for writing, and may trim its end when it closes, even when
+/// nothing is written. Nothing to do over `--server`, for an unconditional
+/// put, or for a file yet to be created.
+fn refused_by_file(g: &Global, key: &[u8], if_revision: Option<u64>, delete: bool) -> Result<()> {
+    if remote(g)?.is_some() || (if_revision.is_none() && !delete) {
+        return Ok(());
+    }
+    let store = match open_file(&g.db, OpenMode::ReadOnly, &store_options(g)?) {
+        Ok(store) => store,
+        Err(Error::DatabaseMissing { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    LocalKv {
+        store,
+        max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+    }
+    .refuses(key, if_revision, delete)
 }
 
 /// A client of `servers` with the global options: token, `--timeout`,

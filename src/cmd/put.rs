@@ -12,13 +12,17 @@ use crate::kv::Kv;
 /// is typed. `local_limit`: the value limit of a local file; `None` with
 /// `--server`, where the server's `--max-value-bytes` decides and a value
 /// from stdin is streamed to it (see `Client::put_stream`).
+///
+/// `open` opens the data source for a put of the key at the condition (it
+/// may refuse the put first, `cmd::refused_by_file`).
 pub fn run(
-    open: impl FnOnce() -> Result<Box<dyn Kv>>,
+    open: impl FnOnce(&[u8], Option<u64>) -> Result<Box<dyn Kv>>,
     args: PutArgs,
     local_limit: Option<usize>,
 ) -> anyhow::Result<()> {
     let key = arg_bytes(args.key);
     crate::limits::check_key(&key, None)?;
+    let open = || open(&key, args.if_revision);
     let revision = match (args.value, local_limit) {
         (Some(v), _) => open()?.put_ttl(&key, arg_bytes(v), args.if_revision, args.ttl)?,
         (None, Some(limit)) => {

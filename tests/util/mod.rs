@@ -178,6 +178,12 @@ impl Env {
     }
 
     /// Range output parsed into JSON values.
+    /// The database file's bytes when commands open it with `--db` (a
+    /// refused write leaves them as they are); `None` when served.
+    pub fn file_if_local(&self) -> Option<Vec<u8>> {
+        (!self.is_served()).then(|| std::fs::read(self.db()).unwrap())
+    }
+
     pub fn range_json(&self, args: &[&str]) -> Vec<serde_json::Value> {
         let mut full = vec!["range"];
         full.extend_from_slice(args);
