@@ -181,6 +181,9 @@ pub fn map_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
         KeyMode::InvalidJson => match key.code {
             KeyCode::Char('t' | 'T') => Some(Action::Submit),
             KeyCode::Char('e' | 'E') | KeyCode::Enter | KeyCode::Esc => Some(Action::Cancel),
+            // With $EDITOR, keep editing reopens it on the same text: this
+            // is the way out without saving it.
+            KeyCode::Char('d' | 'D') => Some(Action::Delete),
             _ => None,
         },
         // Overwrite, reload (asks first), or back to the text; a key

@@ -276,6 +276,13 @@ impl App {
         self.status.read_failed = true;
     }
 
+    /// `e`, `d` or `y` on a key whose value could not be read: a read
+    /// that works later takes the note back, as for [`App::read_error`].
+    pub(super) fn value_unread(&mut self) {
+        self.info("the value could not be read; press r to refresh");
+        self.status.read_failed = true;
+    }
+
     /// A read of keys or counts worked: an error left by a failed one is
     /// no longer true.
     pub(super) fn read_worked(&mut self) {
@@ -307,8 +314,12 @@ impl App {
         );
         let armed = std::mem::take(&mut self.quit_armed);
         if action != Action::Quit {
-            // Anything else takes back a `q` that waits for a save.
+            // Anything else takes back a `q` that waits for a save, and a
+            // first `q` or Ctrl-C: its warning ("… again quits") goes too.
             self.quit_when_saved = false;
+            if armed {
+                self.info("");
+            }
         }
         if action == Action::Quit {
             return self.quit_asked(editing, armed);
@@ -343,6 +354,9 @@ impl App {
                 Mode::Conflict(_) => {
                     "Ctrl-C again quits and drops this edit; o overwrites, e edits on".to_string()
                 }
+                Mode::InvalidJson { .. } => "Ctrl-C again quits and drops this edit; t saves it \
+                                             as text, e edits on, d drops it"
+                    .to_string(),
                 _ => {
                     "Ctrl-C again quits and drops this edit; Ctrl-S saves, Esc cancels".to_string()
                 }
@@ -365,6 +379,18 @@ impl App {
         // The typed text would go with it: ask for a second press.
         self.quit_armed = true;
         self.info(why);
+    }
+
+    /// A key press that means nothing in the current mode: like any other
+    /// input it takes back a first `q` or Ctrl-C, and its warning. Returns
+    /// whether that changed the screen.
+    pub fn key_without_action(&mut self) -> bool {
+        self.quit_when_saved = false;
+        if std::mem::take(&mut self.quit_armed) {
+            self.info("");
+            return true;
+        }
+        false
     }
 
     /// Pasted text (bracketed paste): typed into a prompt or the built-in
@@ -639,7 +665,15 @@ impl App {
             Some(_) => format!("filter: keys starting with {shown} (Esc clears it)"),
             None => "filter cleared: all keys".to_string(),
         });
-        let jump = self.pager.jump_top(None);
+        // Cleared, the list stays on the selected key (every key it showed
+        // is among all keys); a new filter starts at its first match.
+        let jump = match self.pager.filter {
+            None => {
+                let current = self.pager.current().map(<[u8]>::to_vec);
+                self.pager.reload_at(current)
+            }
+            Some(_) => self.pager.jump_top(None),
+        };
         self.outbox.push(jump);
         self.request_counts();
     }
@@ -672,7 +706,7 @@ impl App {
             }
             (None, _) => self.info("no key selected"),
             (Some(key), ValueState::Loading) => self.intent = Some((key.clone(), Intent::Delete)),
-            _ => self.info("the value could not be read; press r to refresh"),
+            _ => self.value_unread(),
         }
     }
 

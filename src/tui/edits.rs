@@ -38,7 +38,7 @@ impl App {
             (Some(key), ValueState::Loading) => {
                 self.intent = Some((key.clone(), Intent::Edit));
             }
-            _ => self.info("the value could not be read; press r to refresh"),
+            _ => self.value_unread(),
         }
     }
 
@@ -65,7 +65,7 @@ impl App {
                 let jump = self.pager.jump_top(Some(key));
                 self.outbox.push(jump);
             }
-            Err(e) => self.error(format!("cannot check whether {shown} exists: {e}")),
+            Err(e) => self.read_error(format!("cannot check whether {shown} exists: {e}")),
         }
     }
 
@@ -159,6 +159,12 @@ impl App {
             (Action::Cancel, None) => {
                 self.info("");
                 self.pending_edit = Some(job);
+            }
+            (Action::Delete, _) => {
+                self.info(format!(
+                    "edit of {} dropped; nothing written",
+                    display_key(&job.key)
+                ));
             }
             (_, area) => self.mode = Mode::InvalidJson { job, area, error },
         }

@@ -23,7 +23,10 @@ pub(super) fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
     let width = frame.area().width.min(64);
     let inner = usize::from(width.saturating_sub(2)).max(1);
     let room = usize::from(frame.area().height.saturating_sub(2));
-    let keys = key_rows("e / Enter / Esc: keep editing    t: save it as text", inner);
+    let keys = key_rows(
+        "e / Enter / Esc: keep editing    t: save it as text    d: drop the edit",
+        inner,
+    );
     let error = error.replace(['\n', '\t'], " ");
     let mut error_rows = wrap::words(&error, inner);
     // What is left for the heading, the error and the spacer.

@@ -105,6 +105,9 @@ impl App {
         if self.value.key.as_deref() != Some(key.as_slice()) {
             return;
         }
+        if result.is_ok() {
+            self.read_worked();
+        }
         self.value.state = match result {
             Ok(Some(entry)) => ValueState::Loaded {
                 revision: entry.revision,
@@ -115,7 +118,7 @@ impl App {
             Ok(None) => ValueState::Missing,
             Err(e) => {
                 let text = format!("cannot read {}: {e}", display_key(&key));
-                self.error(text.clone());
+                self.read_error(text.clone());
                 ValueState::Failed(text)
             }
         };

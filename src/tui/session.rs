@@ -142,6 +142,27 @@ impl Session {
         self.flush();
     }
 
+    /// Applies a key press: its action in the current mode, if it has
+    /// one; a press that means nothing here still takes back a first `q`
+    /// (see [`App::key_without_action`]). Returns whether anything changed.
+    pub fn key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> bool {
+        let mut changed = false;
+        for key in split_escape(self.app.key_mode(), key) {
+            // The mode after the Escape decides what the next key does.
+            match map_key(self.app.key_mode(), key) {
+                Some(action) => {
+                    self.dispatch(action);
+                    changed = true;
+                }
+                None if key.kind != ratatui::crossterm::event::KeyEventKind::Release => {
+                    changed |= self.app.key_without_action();
+                }
+                None => {}
+            }
+        }
+        changed
+    }
+
     /// Applies pasted text (see [`App::paste`]).
     pub fn paste(&mut self, text: &str) {
         self.app.paste(text);
@@ -262,15 +283,7 @@ where
             POLL_IDLE
         };
         match host.next_event(poll)? {
-            Some(Event::Key(key)) => {
-                for key in split_escape(session.app.key_mode(), key) {
-                    // The mode after the Escape decides what the next key does.
-                    if let Some(action) = map_key(session.app.key_mode(), key) {
-                        session.dispatch(action);
-                        dirty = true;
-                    }
-                }
-            }
+            Some(Event::Key(key)) => dirty |= session.key(key),
             // Bracketed paste: as key presses it would run commands.
             Some(Event::Paste(text)) => {
                 session.paste(&text);

@@ -595,3 +595,26 @@ fn an_error_from_the_outage_goes_when_the_server_is_back() {
     wait_gone(&mut s, "error: cannot read");
     assert!(shows(&s.app, "> key:00000"));
 }
+
+/// A value that could not be read while the server was away, and the
+/// note `e` left about it ("could not be read"), go once the server is
+/// back and reads work again (README: an error left by a failed read goes
+/// from the status line once a read works again).
+#[test]
+fn a_failed_value_read_is_taken_back_when_the_server_returns() {
+    let (_dir, path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    let addr = server.addr.to_string();
+    drop(server);
+    wait_for(&mut s, &["live: reconnecting…"]);
+    act(&mut s, &[Action::Move(Move::Down)]);
+    wait_for(&mut s, &["cannot read key:00001"]);
+    act(&mut s, &[Action::Edit]);
+    wait_for(&mut s, &["the value could not be read; press r to refresh"]);
+    let _server = Server::start(&path, &addr);
+    wait_until(&mut s, "the value read again", |app| {
+        matches!(app.value.state, crate::tui::app::ValueState::Loaded { .. })
+    });
+    wait_gone(&mut s, "could not be read");
+    assert_eq!(s.app.status.text, "", "{:?}", s.app.status);
+}

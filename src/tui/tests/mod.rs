@@ -23,7 +23,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::action::{Action, map_key, split_escape};
+use super::action::Action;
 use super::app::{App, Config};
 use super::session::Session;
 use super::theme::Theme;
@@ -120,11 +120,8 @@ pub fn keys(s: &mut Session, text: &str) {
 
 /// A key event as the run loop takes it (see `split_escape`).
 pub fn press(s: &mut Session, key: KeyEvent) {
-    for key in split_escape(s.app.key_mode(), key) {
-        if let Some(a) = map_key(s.app.key_mode(), key) {
-            act(s, &[a]);
-        }
-    }
+    s.key(key);
+    assert!(s.settle(SETTLE), "no answer after {key:?}");
 }
 
 /// The screen as lines of text.

@@ -83,7 +83,8 @@ fn esc_closes_and_clears_and_only_q_and_ctrl_c_quit() {
     keys(&mut s, "\x1b");
     assert!(shows(&s.app, "filter cleared: all keys"));
     assert!(!shows(&s.app, "Keys starting with"));
-    assert_eq!(selected(&s.app), "key:00000");
+    // The selection stays where it was, among all keys now.
+    assert_eq!(selected(&s.app), "key:00010");
     assert!(!s.app.quit);
     keys(&mut s, "q");
     assert!(s.app.quit, "q quits");
@@ -254,10 +255,8 @@ fn text_after_a_json_value_is_invalid_json_not_silently_text() {
         screen(&s.app)
     );
     assert!(shows(&s.app, "trailing characters at line 4 column 1"));
-    assert!(shows(
-        &s.app,
-        "e / Enter / Esc: keep editing    t: save it as text"
-    ));
+    assert!(shows(&s.app, "e / Enter / Esc: keep editing"));
+    assert!(shows(&s.app, "t: save it as text"));
     keys(&mut s, "x");
     assert!(
         matches!(s.app.mode, Mode::InvalidJson { .. }),
@@ -537,20 +536,30 @@ fn a_small_terminal_shortens_the_json_error_not_the_key_lines() {
     for want in [
         "This is not valid JSON:",
         "THE END",
-        "e / Enter / Esc: keep editing    t: save it as text",
+        "e / Enter / Esc: keep editing",
+        "t: save it as text",
+        "d: drop the edit",
     ] {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
     }
     // 12 rows: the heading and part of the error; 9 rows and 40 columns:
-    // the two keys go on two rows, the error still has its first row.
+    // each key on a row of its own, the error still has its first row.
     for (size, keys_shown) in [
         (
             (60, 12),
-            &["e / Enter / Esc: keep editing    t: save it as text"][..],
+            &[
+                "e / Enter / Esc: keep editing",
+                "t: save it as text",
+                "d: drop the edit",
+            ][..],
         ),
         (
             (40, 9),
-            &["e / Enter / Esc: keep editing", "t: save it as text"][..],
+            &[
+                "e / Enter / Esc: keep editing",
+                "t: save it as text",
+                "d: drop the edit",
+            ][..],
         ),
     ] {
         s.app.size = size;
@@ -601,6 +610,22 @@ fn invalid_json_from_the_external_editor_is_caught_too() {
     keys(&mut s, "\x1b");
     let draft = s.app.pending_edit.as_ref().and_then(|j| j.draft.clone());
     assert_eq!(draft.as_deref(), Some(&b"{\n  \"n\": 0\n} tail\n"[..]));
+    run(&mut s);
+    assert!(shows(&s.app, "This is not valid JSON:"));
+    // Ctrl-C says what this dialog's keys do, and any key takes it back.
+    press(&mut s, ctrl('c'));
+    assert!(shows(&s.app, "t saves it as text, e edits on, d drops it"));
+    keys(&mut s, "x");
+    assert!(!shows(&s.app, "again quits"), "{:?}", screen(&s.app));
+    assert!(!s.app.quit);
+    // `d` drops the edit, and $EDITOR is not opened again.
+    keys(&mut s, "d");
+    assert_eq!(s.app.mode, Mode::Browse);
+    assert!(s.app.pending_edit.is_none());
+    assert!(shows(&s.app, "edit of doc dropped; nothing written"));
+    // Once more; this time `t` saves it as text, at revision 2: the drop
+    // wrote nothing.
+    keys(&mut s, "e");
     run(&mut s);
     assert!(shows(&s.app, "This is not valid JSON:"));
     keys(&mut s, "t");
