@@ -339,9 +339,31 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
     let text = if app.status.text.is_empty() {
         String::new()
     } else {
-        format!("{prefix}{}", app.status.text)
+        fit_message(
+            &format!("{prefix}{}", app.status.text),
+            usize::from(area.width),
+        )
     };
     frame.render_widget(Paragraph::new(text).style(style), area);
+}
+
+/// A status message in `width` columns. One too long is cut in the
+/// middle, keeping its last clause (after the last `; `: what to do about
+/// it, "press e to edit your text again") whole when that takes at most
+/// two thirds of the line; else cut at the end.
+pub fn fit_message(text: &str, width: usize) -> String {
+    let columns = |t: &str| wrap::clusters(t).map(|(_, w)| w).sum::<usize>();
+    if columns(text) <= width {
+        return text.to_string();
+    }
+    if let Some(at) = text.rfind("; ") {
+        let tail = &text[at..];
+        let tail_columns = columns(tail);
+        if tail_columns * 3 <= width * 2 {
+            return format!("{}{tail}", fit(&text[..at], width - tail_columns));
+        }
+    }
+    fit(text, width)
 }
 
 /// A box of `width` × `height` in the middle of the screen, cleared.

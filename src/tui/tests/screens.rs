@@ -322,3 +322,29 @@ fn wrapped_lines_scroll_to_the_end_of_the_value() {
     assert!(shows(&s.app, "THE END"), "{:?}", screen(&s.app));
     assert!(shows(&s.app, "L39-xxx"), "a wider pane fills up again");
 }
+
+/// A status message wider than the screen keeps what to do about it (its
+/// last clause) and loses the middle, not the end.
+#[test]
+fn a_long_message_keeps_its_last_clause() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (60, 12));
+    s.app.error(
+        "cannot save note: cannot reach kvr server at http://127.0.0.1:35039 (is kvr serve \
+         running?); press e to edit your text again",
+    );
+    let last = screen(&s.app).pop().unwrap();
+    assert_eq!(
+        last,
+        "error: cannot save note: c…; press e to edit your text again"
+    );
+    // A short one is left as it is; one whose last clause is most of the
+    // line is cut at the end.
+    assert_eq!(crate::tui::view::fit_message("saved", 60), "saved");
+    let long_tail = format!("a; {}", "b".repeat(70));
+    assert_eq!(
+        crate::tui::view::fit_message(&long_tail, 20),
+        format!("a; {}…", "b".repeat(16))
+    );
+    s.shutdown();
+}
