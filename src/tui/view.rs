@@ -216,7 +216,7 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             let count = hex_line_count(bytes, per_line);
             let at = |row| wrap::locate(std::iter::repeat_n(each, count), row);
             if total > rows {
-                block = block.title_bottom(position(at, scroll, rows, count));
+                block = block.title_bottom(position(at, (scroll, rows, total), count));
             }
             let (first, skip) = at(scroll);
             let hex = hex_rows(bytes, first, rows.div_ceil(each) + 1, per_line, theme);
@@ -227,7 +227,7 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             let at = |row| wrap::locate(per_line(), row);
             let count = preview.lines.len();
             if total > rows {
-                block = block.title_bottom(position(at, scroll, rows, count));
+                block = block.title_bottom(position(at, (scroll, rows, total), count));
             }
             let (first, skip) = at(scroll);
             wrap::window(preview.lines[first.min(count)..].iter(), skip, rows, cols)
@@ -237,19 +237,22 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// Where the view is in a value longer than the pane: the source lines
-/// of its top and bottom rows, of `count`; `at` finds a row's line
-/// (0-based, [`wrap::locate`]).
+/// of its top and bottom rows, of `count`, and how far down its bottom
+/// row is, as `less` says it (lines that wrap into many rows scroll within
+/// one line: the percentage still moves); `at` finds a row's line
+/// (0-based, [`wrap::locate`]); `(scroll, rows, total)`: the first row in
+/// view, the rows in view, all rows.
 fn position(
     at: impl Fn(usize) -> (usize, usize),
-    scroll: usize,
-    rows: usize,
+    (scroll, rows, total): (usize, usize, usize),
     count: usize,
 ) -> Line<'static> {
     let first = at(scroll).0;
     let last = at((scroll + rows).saturating_sub(1)).0;
     let last = (last + 1).min(count);
     let first = (first + 1).min(last);
-    Line::from(format!(" lines {first}–{last} of {count} ")).right_aligned()
+    let percent = (scroll + rows).min(total) * 100 / total.max(1);
+    Line::from(format!(" lines {first}–{last} of {count} · {percent}% ")).right_aligned()
 }
 
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {

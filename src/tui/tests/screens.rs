@@ -348,3 +348,34 @@ fn a_long_message_keeps_its_last_clause() {
     );
     s.shutdown();
 }
+
+/// One line that wraps into many rows scrolls within that line: the
+/// footer's line numbers stay, its percentage moves (as `less` shows).
+#[test]
+fn scrolling_within_one_wrapped_line_moves_the_percentage() {
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"long\",\"value\":\"{}\"}}\n",
+        "word ".repeat(480)
+    ));
+    // 2,400 characters in a pane of 68 columns and 16 rows: 36 rows.
+    let mut s = browse(&path, None, (100, 20));
+    keys(&mut s, "\t");
+    assert!(
+        shows(&s.app, " lines 1–1 of 1 · 44% "),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "j");
+    assert!(
+        shows(&s.app, " lines 1–1 of 1 · 47% "),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "G");
+    assert!(
+        shows(&s.app, " lines 1–1 of 1 · 100% "),
+        "{:?}",
+        screen(&s.app)
+    );
+    s.shutdown();
+}
