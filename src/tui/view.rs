@@ -311,7 +311,27 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
             PromptKind::Filter => "filter by prefix: ",
             PromptKind::NewKey => "new key: ",
         };
-        let text = input.text();
+        let full = input.text();
+        // Columns, not characters: `日` takes two.
+        let (_, x) = softwrap::locate(&full, input.col, usize::MAX);
+        // Text wider than the line scrolls: the cursor stays in view, and
+        // `…` in front says that text is hidden before it.
+        let room = usize::from(area.width).saturating_sub(label.chars().count() + 1);
+        let (text, x) = if x < room {
+            (full, x)
+        } else {
+            let hide = x + 2 - room;
+            let mut hidden = 0;
+            let mut rest = String::from("…");
+            for (g, w) in wrap::clusters(&full) {
+                if hidden < hide {
+                    hidden += w;
+                } else {
+                    rest.push_str(g);
+                }
+            }
+            (rest, (x + 1).saturating_sub(hidden))
+        };
         // The old text, selected: typing replaces it.
         let text = if input.selected {
             Span::styled(text, Style::new().add_modifier(Modifier::REVERSED))
@@ -323,8 +343,6 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
             text,
         ]);
         frame.render_widget(Paragraph::new(line), area);
-        // Columns, not characters: `日` takes two.
-        let (_, x) = softwrap::locate(&input.text(), input.col, usize::MAX);
         let col = label.chars().count() + x;
         let x = area.x
             + u16::try_from(col)

@@ -379,3 +379,27 @@ fn scrolling_within_one_wrapped_line_moves_the_percentage() {
     );
     s.shutdown();
 }
+
+/// A prompt's text wider than the line scrolls so the cursor stays in
+/// view, with `…` in front of what is hidden; moving back to the start
+/// shows the start again.
+#[test]
+fn a_long_prompt_scrolls_with_its_cursor() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (60, 12));
+    keys(&mut s, "n");
+    s.paste(&format!("START{}END", "x".repeat(200)));
+    let last = screen(&s.app).pop().unwrap();
+    assert!(last.starts_with("new key: …xxx"), "{last:?}");
+    assert!(last.trim_end().ends_with("END"), "{last:?}");
+    let mut terminal = Terminal::new(TestBackend::new(60, 12)).unwrap();
+    terminal.draw(|f| view::render(f, &s.app)).unwrap();
+    let cursor = terminal.get_cursor_position().unwrap();
+    // Right after END, on the last line.
+    let end = last.trim_end().chars().count() as u16;
+    assert_eq!((cursor.x, cursor.y), (end, 11), "{last:?}");
+    press(&mut s, KeyEvent::new(KeyCode::Home, KeyModifiers::NONE));
+    let last = screen(&s.app).pop().unwrap();
+    assert!(last.starts_with("new key: STARTxxx"), "{last:?}");
+    s.shutdown();
+}
