@@ -400,17 +400,45 @@ fn popup_in(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
 }
 
 fn render_help(frame: &mut Frame, app: &App) {
-    let lines: Vec<Line> = BINDINGS
-        .iter()
-        .map(|(keys, what)| Line::from(format!(" {keys:<16} {what}")))
-        .collect();
-    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    let width = lines.iter().map(Line::width).max().unwrap_or(0) + 3;
     // Above the status lines, which say meanwhile what the source is
     // doing (a wait, an error); on a 24-row terminal the help fits there.
     let a = areas(frame.area());
     let above = a.list.union(a.value);
-    let width = u16::try_from(width).unwrap_or(u16::MAX);
+    // Descriptions wrap (by words, under their column) on a narrow screen;
+    // rows that do not fit a short one end in a line that says so.
+    const KEYS: usize = 18;
+    let inner = usize::from(above.width.saturating_sub(3));
+    let what_width = inner.saturating_sub(KEYS).max(12);
+    let mut lines: Vec<String> = Vec::new();
+    let columns = |t: &str| wrap::clusters(t).map(|(_, w)| w).sum::<usize>();
+    // The notes without keys take the whole width, all alike, when one
+    // would wrap under the description column.
+    let notes_wide = BINDINGS
+        .iter()
+        .any(|(keys, what)| keys.is_empty() && columns(what) > what_width);
+    for (keys, what) in BINDINGS {
+        if keys.is_empty() && notes_wide {
+            lines.extend(
+                wrap::words(what, inner.saturating_sub(1))
+                    .into_iter()
+                    .map(|r| format!(" {r}")),
+            );
+            continue;
+        }
+        for (i, row) in wrap::words(what, what_width).into_iter().enumerate() {
+            let keys = if i == 0 { *keys } else { "" };
+            lines.push(format!(" {keys:<16} {row}"));
+        }
+    }
+    let room = usize::from(above.height.saturating_sub(2)).max(1);
+    if lines.len() > room {
+        lines.truncate(room - 1);
+        lines.push(" … (a taller terminal shows the rest)".to_string());
+    }
+    let width = lines.iter().map(|l| columns(l)).max();
+    let width = u16::try_from(width.unwrap_or(0) + 3).unwrap_or(u16::MAX);
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let lines: Vec<Line> = lines.into_iter().map(Line::from).collect();
     let area = popup_in(frame, above, width, height);
     let block = pane(Line::from(" Keys · any key closes "), true, app);
     frame.render_widget(Paragraph::new(lines).block(block), area);

@@ -133,6 +133,27 @@ fn help_screen_lists_every_key() {
     }
     keys(&mut s, "x");
     assert!(!shows(&s.app, "any key closes"));
+    // At 80 columns the descriptions wrap under their column, whole.
+    s.app.size = (80, 24);
+    keys(&mut s, "?");
+    let words = |t: &str| -> String {
+        let t: String = t.chars().filter(|c| !"┃━┏┓┗┛".contains(*c)).collect();
+        t.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let text = words(&screen(&s.app).join(" "));
+    for (_, what) in crate::tui::BINDINGS {
+        assert!(text.contains(&words(what)), "help cuts {what:?}:\n{text}");
+    }
+    keys(&mut s, "x");
+    // A short terminal shows what fits and says there is more.
+    s.app.size = (60, 15);
+    keys(&mut s, "?");
+    assert!(
+        shows(&s.app, "… (a taller terminal shows the rest)"),
+        "{}",
+        screen(&s.app).join("\n")
+    );
+    s.shutdown();
 }
 
 /// The conflict dialog's keys are in the help, with the others; the help
