@@ -289,6 +289,22 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
         parts.push(format!("waiting for the source ({secs}s)…"));
     }
     parts.push("? help · q quit".to_string());
+    // On a narrow screen the source gives way first (a path is long): its
+    // last part, then nothing, so the position and the keys stay in view.
+    let width = usize::from(area.width);
+    let fits = |parts: &[String]| {
+        wrap::clusters(&format!(" {}", parts.join(" │ ")))
+            .map(|(_, w)| w)
+            .sum::<usize>()
+            <= width
+    };
+    if !fits(&parts) {
+        let short = app.source.rsplit('/').find(|p| !p.is_empty());
+        parts[0] = short.unwrap_or(&app.source).to_string();
+        if !fits(&parts) {
+            parts.remove(0);
+        }
+    }
     let text = format!(" {}", parts.join(" │ "));
     frame.render_widget(
         Paragraph::new(text).style(app.config.theme.status_bar()),

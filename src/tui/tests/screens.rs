@@ -424,3 +424,24 @@ fn a_long_prompt_scrolls_with_its_cursor() {
     assert!(last.starts_with("new key: STARTxxx"), "{last:?}");
     s.shutdown();
 }
+
+/// On a narrow screen the status bar's source gives way (to its file name,
+/// then to nothing), so the position and `q quit` stay in view.
+#[test]
+fn a_narrow_status_bar_keeps_the_position_and_the_keys() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (100, 12));
+    let bar = |s: &Session| screen(&s.app)[10].clone();
+    assert!(bar(&s).contains(&path.display().to_string()), "{}", bar(&s));
+    s.app.size = (60, 12);
+    assert_eq!(
+        bar(&s).trim_end(),
+        " t.redb │ key 1 of 3 │ revision 3 │ ? help · q quit"
+    );
+    s.app.size = (44, 12);
+    assert_eq!(
+        bar(&s).trim_end(),
+        " key 1 of 3 │ revision 3 │ ? help · q quit"
+    );
+    s.shutdown();
+}
