@@ -497,6 +497,34 @@ impl App {
         self.sync_value();
     }
 
+    /// Without a change feed (`--db`): once the selected key's expiry has
+    /// passed on screen, reads the screen again, so the key leaves the
+    /// list and the counts follow, as the feed makes them over `--server`.
+    /// Returns whether it did.
+    pub fn reread_if_expired(&mut self, now_ms: u64) -> bool {
+        if self.live.is_some() || self.mode != Mode::Browse {
+            return false;
+        }
+        let ValueState::Loaded {
+            expires_at_ms: Some(at),
+            ..
+        } = self.value.state
+        else {
+            return false;
+        };
+        let Some(key) = self.value.key.clone() else {
+            return false;
+        };
+        if at > now_ms {
+            return false;
+        }
+        self.reread();
+        // Not read again until the new read answers.
+        self.value.state = ValueState::Loading;
+        self.info(format!("{} expired", display_key(&key)));
+        true
+    }
+
     /// Whether the value pane or a conflict dialog shows an expiry (which
     /// counts down).
     pub fn shows_expiry(&self) -> bool {

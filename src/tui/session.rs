@@ -163,6 +163,16 @@ impl Session {
         changed
     }
 
+    /// What time does on its own: a selected key whose expiry passed is
+    /// read again without a feed (see [`App::reread_if_expired`]).
+    pub fn tick(&mut self) -> bool {
+        let changed = self.app.reread_if_expired(crate::types::now_ms());
+        if changed {
+            self.flush();
+        }
+        changed
+    }
+
     /// Applies pasted text (see [`App::paste`]).
     pub fn paste(&mut self, text: &str) {
         self.app.paste(text);
@@ -257,6 +267,7 @@ where
             .shows_expiry()
             .then(|| crate::types::now_ms() / 1000);
         dirty |= std::mem::replace(&mut second, now) != now;
+        dirty |= session.tick();
         if std::mem::take(&mut session.app.redraw) {
             terminal.clear()?;
             dirty = true;

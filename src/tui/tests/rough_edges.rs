@@ -638,3 +638,30 @@ fn invalid_json_from_the_external_editor_is_caught_too() {
     drop(s);
     assert_eq!(stored(&path, b"doc").unwrap().0, b"{\n  \"n\": 0\n} tail\n");
 }
+
+/// With `--db` there is no feed: once the selected key's expiry passes on
+/// screen the browser reads the screen again by itself, so the key leaves
+/// the list and the count follows (it stayed, with `key 2 of 3`, until `r`).
+#[test]
+fn an_expired_key_leaves_the_list_without_a_feed() {
+    let at = crate::types::now_ms() + 1_500;
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"a\",\"value\":\"1\"}}\n\
+         {{\"key\":\"b\",\"value\":\"2\",\"expires_at_ms\":{at}}}\n\
+         {{\"key\":\"c\",\"value\":\"3\"}}\n"
+    ));
+    let mut s = browse(&path, None, (100, 20));
+    keys(&mut s, "j");
+    assert_eq!(selected(&s.app), "b");
+    assert!(shows(&s.app, "key 2 of 3"), "{:?}", screen(&s.app));
+    assert!(!s.tick(), "not expired yet");
+    std::thread::sleep(std::time::Duration::from_millis(
+        at.saturating_sub(crate::types::now_ms()) + 50,
+    ));
+    assert!(s.tick());
+    assert!(s.settle(SETTLE));
+    assert!(shows(&s.app, "b expired"), "{:?}", screen(&s.app));
+    assert_eq!(selected(&s.app), "c");
+    assert!(shows(&s.app, "key 2 of 2"), "{:?}", screen(&s.app));
+    s.shutdown();
+}
