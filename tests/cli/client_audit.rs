@@ -378,17 +378,7 @@ fn every_read_command_sends_the_consistency_it_is_given() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let url = super::util::listening_url(&mut server);
     env.kvr_bare(["--server", &url, "put", "k", "v"]).ok();
     let stale = ["--server", &url, "--consistency", "stale"];
     for args in [

@@ -76,17 +76,7 @@ impl Env {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let url = listening_url(&mut child);
         assert_eq!(url.starts_with("https://"), tls, "{url}");
         env.server = Some(Served {
             child,
@@ -193,6 +183,21 @@ impl Env {
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.kvr(["stats"]).ok().stdout_text()).unwrap()
     }
+}
+
+/// The URL a `kvr serve` child (stdout piped) says it listens on, its
+/// first line.
+pub fn listening_url(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string()
 }
 
 pub fn parse_lines(text: &str) -> Vec<serde_json::Value> {
