@@ -60,10 +60,14 @@ pub enum Mode {
     },
     Confirm {
         key: Vec<u8>,
+        /// The revision asked about: `y` deletes only that one.
         revision: u64,
         /// When the key expires, Unix milliseconds: a delete that finds it
         /// gone after that says it expired, not that someone deleted it.
         expires_at_ms: Option<u64>,
+        /// The key's revision now, when it changed while the dialog was
+        /// open (the value pane behind shows it): the dialog says so.
+        now: Option<u64>,
     },
     Editor {
         job: EditJob,
@@ -332,6 +336,7 @@ impl App {
                 key,
                 revision,
                 expires_at_ms,
+                ..
             } => self.confirm(key, revision, expires_at_ms, action),
             Mode::Editor { job, area } => self.builtin_editor(job, area, action),
             Mode::InvalidJson { job, area, error } => self.invalid_json(job, area, error, action),
@@ -730,6 +735,7 @@ impl App {
                     key: key.clone(),
                     revision: *revision,
                     expires_at_ms: *expires_at_ms,
+                    now: None,
                 };
             }
             (None, _) => self.info("no key selected"),

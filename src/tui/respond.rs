@@ -122,6 +122,22 @@ impl App {
                 ValueState::Failed(text)
             }
         };
+        // A delete dialog open on the key says it changed meanwhile; `y`
+        // still deletes only the revision asked about (a change that lands
+        // as `y` is pressed must not be deleted unseen).
+        if let (
+            Mode::Confirm {
+                key: asked,
+                revision,
+                now,
+                ..
+            },
+            ValueState::Loaded { revision: new, .. },
+        ) = (&mut self.mode, &self.value.state)
+            && *asked == key
+        {
+            *now = (*new != *revision).then_some(*new);
+        }
         self.resume_intent(&key);
     }
 
@@ -217,8 +233,9 @@ impl App {
             }
             Err(Error::PreconditionFailed { current, .. }) => {
                 self.own_delete = None;
+                // The value pane follows the key (the feed, or `r` on a file).
                 return self.error(format!(
-                    "{shown} was changed by someone else ({}); not deleted. Press r to reload",
+                    "{shown} was changed by someone else ({}); not deleted: d asks again",
                     now_state(current)
                 ));
             }

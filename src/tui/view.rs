@@ -53,7 +53,9 @@ pub fn render(frame: &mut Frame, app: &App) {
     render_message(frame, a.message, app);
     match &app.mode {
         Mode::Help => render_help(frame, app),
-        Mode::Confirm { key, revision, .. } => render_confirm(frame, app, key, *revision),
+        Mode::Confirm {
+            key, revision, now, ..
+        } => render_confirm(frame, app, key, *revision, *now),
         Mode::Editor { .. } => render_editor(frame, a.value, app),
         Mode::InvalidJson { error, .. } => {
             render_editor(frame, a.value, app);
@@ -460,16 +462,20 @@ fn render_help(frame: &mut Frame, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64) {
-    let area = popup(frame, 60, 5);
-    let lines = vec![
-        Line::from(format!(
-            "Delete {} (revision {revision})?",
-            display_key(key)
-        )),
-        Line::from(""),
-        Line::from("y: delete    n / Esc: keep it"),
-    ];
+fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: Option<u64>) {
+    let mut lines = vec![Line::from(format!(
+        "Delete {} (revision {revision})?",
+        display_key(key)
+    ))];
+    if let Some(now) = now {
+        lines.push(Line::from(format!(
+            "It changed meanwhile (now revision {now}): y is refused."
+        )));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from("y: delete    n / Esc: keep it"));
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let area = popup(frame, 60, height);
     let block = pane(Line::from(" Confirm delete "), true, app);
     let para = Paragraph::new(lines)
         .block(block)

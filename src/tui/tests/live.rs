@@ -287,13 +287,24 @@ fn an_edit_of_a_key_changed_underneath_keeps_its_text_and_its_check() {
     // The value pane shows it, without r.
     wait_for(&mut s, &["a · rev 5", "onex"]);
 
-    // A delete confirmed after someone else changed the key is refused too.
+    // A delete confirmed after someone else changed the key is refused too;
+    // the open dialog says it changed, and keeps the revision it asked about.
     keys(&mut s, "d");
     wait_for(&mut s, &["Delete a (revision 5)?"]);
     other.put(b"a", b"again".to_vec(), None).unwrap();
     wait_for(&mut s, &["live · 4 changes"]);
+    wait_for(
+        &mut s,
+        &[
+            "Delete a (revision 5)?",
+            "It changed meanwhile (now revision 6): y is refused.",
+        ],
+    );
     keys(&mut s, "y");
-    wait_for(&mut s, &["changed by someone else", "now at revision 6"]);
+    wait_for(
+        &mut s,
+        &["a was changed by someone else (now at revision 6); not deleted: d asks again"],
+    );
     assert_eq!(other.get(b"a").unwrap().unwrap().value, b"again");
 }
 
