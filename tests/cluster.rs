@@ -880,6 +880,25 @@ fn history_flags_hold_on_a_cluster_member() {
     let (code, _, body) = http(&n1.url, "GET", "/v1/watch?from_revision=1", b"");
     assert_eq!(code, 410, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("compacted"));
+    // Each node trims by its own flags: a joiner with other bounds is
+    // warned (its oldest revision would differ); one with the same is not.
+    let _n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
+    let _n3 = spawn(dir, "n3", &["--join", &n1.url, "--history", "5"], &[]);
+    wait_for(30, "three voters", || voters(&n1) == 3);
+    let warning = "warning: this node keeps --history";
+    wait_for(10, "n2's warning", || {
+        stderr_of(dir, "n2").contains(warning)
+    });
+    let said = stderr_of(dir, "n2");
+    assert!(
+        said.contains(&format!(
+            "this node keeps --history 1000000 --history-bytes 1073741824, the member at {} \
+             --history 5 --history-bytes 1073741824",
+            n1.url
+        )),
+        "{said}"
+    );
+    assert!(!stderr_of(dir, "n3").contains(warning));
 }
 
 /// A counter of a node's `/metrics`.

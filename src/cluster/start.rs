@@ -16,6 +16,7 @@ use super::network::{Identity, Network, full};
 use super::node::{JoinAnswer, JoinRequest, Node, first_members};
 use super::state_machine::StateMachine;
 use super::types::{Member, NodeId};
+use crate::engine::history::HistoryBounds;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -148,7 +149,7 @@ pub async fn start(
                     stats.keys
                 )));
             }
-            let answer = ask_join(&opts, None).await?;
+            let answer = ask_join(&opts, None, None).await?;
             (answer.cluster_id, answer.node_id, true)
         }
         None => {
@@ -168,6 +169,7 @@ pub async fn start(
     }
     // A standalone server's log left by a crash goes into the file first.
     crate::wal::recover(&store)?;
+    let history = engine_opts.history;
     let (engine, writer) = Engine::start_replicated(Arc::new(store), engine_opts)?;
     let sm = StateMachine::new(engine.clone(), writer)?;
     let engine_writer = sm.writer();
@@ -268,7 +270,7 @@ pub async fn start(
         let joining = node.clone();
         let opts = opts.clone();
         tokio::spawn(async move {
-            match ask_join(&opts, Some(node_id)).await {
+            match ask_join(&opts, Some(node_id), Some(history)).await {
                 Ok(_) => crate::server::log::event(format_args!(
                     "kvr serve: joined cluster {} as node {node_id}",
                     joining.me.cluster_id
@@ -468,7 +470,15 @@ async fn accept_peer(
 /// Asks the members in `opts.join` (in turn, with backoff, until one
 /// answers) to add this node: first for an id (`node_id` None), then to
 /// join with it. A definite refusal ends the retries.
-async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer> {
+/// Asks the `--join` targets to add this node. With `ours` (this node's
+/// history bounds), warns when the member that answers keeps another
+/// history: each node trims at apply by its own bounds, so their oldest
+/// revisions would differ.
+async fn ask_join(
+    opts: &Options,
+    node_id: Option<NodeId>,
+    ours: Option<HistoryBounds>,
+) -> Result<JoinAnswer> {
     let req = JoinRequest {
         url: opts.member.url.clone(),
         raft: opts.member.raft.clone(),
@@ -491,6 +501,9 @@ async fn ask_join(opts: &Options, node_id: Option<NodeId>) -> Result<JoinAnswer>
             .await
             {
                 Ok((200, bytes)) => {
+                    if let Some(ours) = ours {
+                        warn_history(url, &bytes, ours);
+                    }
                     return serde_json::from_slice(&bytes)
                         .map_err(|e| Error::Storage(format!("bad join answer from {url}: {e}")));
                 }
@@ -556,6 +569,27 @@ const JOIN_CHECK_WAIT: Duration = Duration::from_secs(2);
 /// another. When none answers (the whole cluster restarting, say) the
 /// node serves its own cluster, as a restart without `--join` would, and
 /// says so.
+/// Logs a warning when the join answer in `bytes` (from `url`) names
+/// history bounds other than `ours`.
+fn warn_history(url: &str, bytes: &[u8], ours: HistoryBounds) {
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return;
+    };
+    let h = &answer["history"];
+    let (Some(events), Some(bytes)) = (h["events"].as_u64(), h["bytes"].as_u64()) else {
+        return; // a member of an earlier release
+    };
+    if (events, bytes) != (ours.events, ours.bytes) {
+        crate::server::log::event(format_args!(
+            "kvr serve: warning: this node keeps --history {} --history-bytes {}, the member \
+             at {url} --history {events} --history-bytes {bytes}: each node trims its watch \
+             history by its own, so the oldest revision a watch can resume from will differ \
+             between them; give every member the same",
+            ours.events, ours.bytes
+        ));
+    }
+}
+
 async fn check_join_cluster(opts: &Options, cluster_id: &str, node_id: NodeId) -> Result<()> {
     let mut unanswered = Vec::new();
     let ask = async {

@@ -361,6 +361,12 @@ impl Engine {
         Ok((engine, writer, Some(recovered)))
     }
 
+    /// How much watch history this engine keeps (`--history`,
+    /// `--history-bytes`).
+    pub fn history_bounds(&self) -> history::HistoryBounds {
+        self.opts.history
+    }
+
     /// The store under the engine.
     pub fn store(&self) -> &Arc<Store> {
         &self.store

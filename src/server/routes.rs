@@ -490,9 +490,16 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let join: crate::cluster::node::JoinRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::invalid(format!("bad join request: {e}")))?;
     let answer = node.join(join).await?;
+    // The joiner compares its own history bounds with a member's (they
+    // must agree for `oldest_revision` to be the same on every node).
+    let history = state.engine.history_bounds();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"cluster_id": answer.cluster_id, "node_id": answer.node_id}),
+        &json!({
+            "cluster_id": answer.cluster_id,
+            "node_id": answer.node_id,
+            "history": {"events": history.events, "bytes": history.bytes},
+        }),
     ))
 }
 
