@@ -94,6 +94,11 @@ pub fn apply_committed(
 /// (that file) lacks entries up to it; `None` for a file that is whole, or
 /// not a member's.
 fn unapplied(store: &Store, path: &Path) -> Result<Option<LogId>> {
+    // Every command opens its file through here: a file that is no
+    // member's (no log beside it) costs no read of the store.
+    if !log_store::dir_of(path).is_dir() {
+        return Ok(None);
+    }
     let applied = applied_index(store.cluster_value(APPLIED)?.as_deref())?;
     committed_after(path, applied)
 }
