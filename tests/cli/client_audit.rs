@@ -396,7 +396,8 @@ fn every_read_command_sends_the_consistency_it_is_given() {
     let mut watch = std::process::Command::new(KVR)
         .current_dir(env.dir.path())
         .args(stale)
-        .arg("watch")
+        // Empty bounds are no bounds (as `start=` over HTTP): none is sent.
+        .args(["watch", "", ""])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -438,6 +439,9 @@ fn every_read_command_sends_the_consistency_it_is_given() {
         assert_eq!(sent.len(), requests, "{path}: {sent:?}\n{log}");
         for t in sent {
             assert!(t.contains("consistency=stale"), "{t}\n{log}");
+            if path == "/v1/watch" {
+                assert!(!t.contains("start=") && !t.contains("end="), "{t}");
+            }
         }
     }
 }
