@@ -867,38 +867,99 @@ fn cluster_init_brings_a_files_data_in_and_joiners_get_it() {
     assert_eq!(revision_of(&s1, false), 101);
 }
 
+/// The oldest revision a watch on `node` can resume from (the 410 a watch
+/// from revision 1 gets), once `node` has applied `revision`.
+fn oldest_revision(node: &Node, revision: u64) -> u64 {
+    wait_for(15, "the node to apply the writes", || {
+        revision_of(node, true) == revision
+    });
+    let (code, _, body) = http(
+        &node.url,
+        "GET",
+        "/v1/watch?from_revision=1&consistency=stale",
+        b"",
+    );
+    assert_eq!(code, 410, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "compacted");
+    v["oldest_revision"].as_u64().unwrap()
+}
+
 #[test]
-fn history_flags_hold_on_a_cluster_member() {
+fn the_leaders_history_flags_hold_on_every_member() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let n1 = spawn(dir, "n1", &["--cluster-init", "--history", "5"], &[]);
-    for i in 0..10 {
-        let (code, _, _) = http(&n1.url, "PUT", &format!("/v1/kv/k{i}"), b"v");
-        assert_eq!(code, 200);
-    }
-    // Only the last 5 revisions are kept: a watch from revision 1 is refused.
-    let (code, _, body) = http(&n1.url, "GET", "/v1/watch?from_revision=1", b"");
-    assert_eq!(code, 410, "{}", String::from_utf8_lossy(&body));
-    assert!(String::from_utf8_lossy(&body).contains("compacted"));
-    // Each node trims by its own flags: a joiner with other bounds is
-    // warned (its oldest revision would differ); one with the same is not.
-    let _n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
-    let _n3 = spawn(dir, "n3", &["--join", &n1.url, "--history", "5"], &[]);
+    let puts = |node: &Node, from: usize, to: usize| {
+        for i in from..to {
+            let (code, _, _) = http(&node.url, "PUT", &format!("/v1/kv/k{i}"), b"v");
+            assert_eq!(code, 200);
+        }
+    };
+    puts(&n1, 0, 10);
+    // Only the last 5 revisions are kept.
+    assert_eq!(oldest_revision(&n1, 10), 6);
+    // A joiner with other flags is told it keeps the cluster's bounds; one
+    // with the same flags is not.
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
+    let mut n3 = spawn(dir, "n3", &["--join", &n1.url, "--history", "5"], &[]);
     wait_for(30, "three voters", || voters(&n1) == 3);
-    let warning = "warning: this node keeps --history";
+    let warning = "warning: the cluster at";
     wait_for(10, "n2's warning", || {
         stderr_of(dir, "n2").contains(warning)
     });
     let said = stderr_of(dir, "n2");
     assert!(
         said.contains(&format!(
-            "this node keeps --history 1000000 --history-bytes 1073741824, the member at {} \
-             --history 5 --history-bytes 1073741824",
+            "the cluster at {} keeps --history 5 --history-bytes 1073741824 of watch history, \
+             this node's flags say --history 1000000 --history-bytes 1073741824: this node \
+             keeps the cluster's",
             n1.url
         )),
         "{said}"
     );
     assert!(!stderr_of(dir, "n3").contains(warning));
+    // Every node trims by the leader's bounds, n2 (default flags) too.
+    puts(&n1, 10, 20);
+    for n in [&n1, &n2, &n3] {
+        assert_eq!(oldest_revision(n, 20), 16, "{}", n.name);
+    }
+
+    // A leader with other flags makes them every node's: n2 keeps the
+    // default million, so nothing more is trimmed anywhere.
+    let out = kvr(
+        dir,
+        &["--server", &n1.url, "cluster", "transfer-leader", "2"],
+    );
+    assert_ok(&out);
+    wait_for(15, "n2 to take the new bounds", || {
+        stderr_of(dir, "n2").contains(
+            "every node now keeps this leader's watch history bounds, --history 1000000 \
+             --history-bytes 1073741824 (were --history 5 --history-bytes 1073741824)",
+        )
+    });
+    puts(&n2, 20, 30);
+    for n in [&n1, &n2, &n3] {
+        assert_eq!(oldest_revision(n, 30), 16, "{}", n.name);
+    }
+    // A restarted member keeps them, and says its own flags differ.
+    let addrs = (
+        n3.url.trim_start_matches("http://").to_string(),
+        n3.raft.clone(),
+    );
+    let _ = n3.child.kill();
+    let _ = n3.child.wait();
+    n3 = spawn_at(dir, "n3", (&addrs.0, &addrs.1), &["--history", "5"], &[]);
+    puts(&n2, 30, 40);
+    assert_eq!(oldest_revision(&n3, 40), 16);
+    assert!(
+        stderr_of(dir, "n3").contains(
+            "this node keeps the cluster's watch history bounds, --history 1000000 \
+             --history-bytes 1073741824, not its own --history 5 --history-bytes 1073741824"
+        ),
+        "{}",
+        stderr_of(dir, "n3")
+    );
 }
 
 /// A counter of a node's `/metrics`.

@@ -115,6 +115,45 @@ mod crash {
         }
     }
 
+    /// An entry of the model's log: client writes, or new history bounds
+    /// (events kept).
+    enum Step<'a> {
+        Writes(&'a [(u8, Option<u8>, Option<u64>)]),
+        History(u64),
+    }
+
+    /// A history-bounds entry ([`Command::SetHistory`]), keeping `events`.
+    fn history_entry(index: u64, events: u64) -> Entry {
+        let bounds = kvr::engine::history::HistoryBounds {
+            events,
+            bytes: 1 << 30,
+        };
+        Entry::new_normal(
+            log_id::<TypeConfig>(1, 1, index),
+            Command::SetHistory(bounds),
+        )
+    }
+
+    /// The model of the oldest history revision kept: after each write
+    /// entry it moves up to keep at most the bounds in force (never
+    /// down), whatever entries were applied together.
+    fn oldest_model(steps: &[Step<'_>]) -> u64 {
+        let mut events = kvr::engine::history::DEFAULT_HISTORY;
+        let mut oldest = 1;
+        let mut ops = Vec::new();
+        for step in steps {
+            match step {
+                Step::History(e) => events = *e,
+                Step::Writes(w) => {
+                    ops.extend_from_slice(w);
+                    let rev = model(&ops).1;
+                    oldest = oldest.max((rev + 1).saturating_sub(events));
+                }
+            }
+        }
+        oldest
+    }
+
     /// The model: key -> (value, revision), and the database revision.
     fn model(entries: &[(u8, Option<u8>, Option<u64>)]) -> State {
         let mut m = BTreeMap::new();
@@ -179,19 +218,28 @@ mod crash {
             // After which entries a flush happens, and where crashes fall.
             flushes in prop::collection::vec(any::<bool>(), 60),
             crashes in prop::collection::vec(0usize..60, 0..4),
+            // New history bounds (events kept) before some write entries.
+            bounds in prop::collection::vec(prop::option::weighted(0.15, 0u64..8), 60),
         ) {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("n.redb");
                 let mut all: Vec<Entry> = Vec::new();
+                let mut steps = Vec::new();
                 let mut rest = &ops[..];
                 while !rest.is_empty() {
-                    let n = sizes[all.len()].unwrap_or(1).min(rest.len());
+                    if let Some(events) = bounds[all.len() % bounds.len()] {
+                        all.push(history_entry(all.len() as u64 + 1, events));
+                        steps.push(Step::History(events));
+                    }
+                    let n = sizes[all.len() % sizes.len()].unwrap_or(1).min(rest.len());
                     all.push(entry(all.len() as u64 + 1, &rest[..n]));
+                    steps.push(Step::Writes(&rest[..n]));
                     rest = &rest[n..];
                 }
                 let mut sm = open(&path);
+                let flushes = |i: usize| flushes[i % flushes.len()];
                 let mut i = 0;
                 while i < all.len() {
                     // The "log": every entry after the applied marker.
@@ -199,7 +247,7 @@ mod crash {
                     let from = applied.map_or(0, |l| l.index as usize);
                     assert!(from <= i, "the marker is ahead of what was applied");
                     apply(&mut sm, all[i..=i].to_vec()).await;
-                    if flushes[i] {
+                    if flushes(i) {
                         sm.writer().lock().unwrap().flush_all().unwrap();
                     }
                     if crashes.contains(&i) {
@@ -213,7 +261,9 @@ mod crash {
                     i += 1;
                 }
                 let expected = model(&ops);
+                let oldest = oldest_model(&steps);
                 assert_eq!(contents(&sm), expected);
+                assert_eq!(sm.engine().oldest_revision(), oldest);
                 // And once more after a last crash.
                 drop(sm);
                 let mut sm = open(&path);
@@ -221,6 +271,7 @@ mod crash {
                 let from = applied.map_or(0, |l| l.index as usize);
                 apply(&mut sm, all[from..].to_vec()).await;
                 assert_eq!(contents(&sm), expected);
+                assert_eq!(sm.engine().oldest_revision(), oldest);
             });
         }
     }

@@ -141,8 +141,9 @@ fn apply_in(
     let cache_mib = (cache_bytes >> 20) as u64;
     let memtable_mib = crate::engine::default_memtable_mib(cache_mib);
     let mut opts = EngineOptions::new((memtable_mib << 20) as usize, usize::MAX);
-    // The server trims the watch history to its own bounds when it next
-    // starts; a command does not know them, so it trims nothing.
+    // Trimmed by the bounds the cluster's log set, as the server trims
+    // (the marker holds them); a log that set none trims nothing here
+    // (a command does not know the server's flags).
     opts.history = crate::engine::history::HistoryBounds {
         events: u64::MAX,
         bytes: u64::MAX,

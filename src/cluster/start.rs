@@ -24,6 +24,9 @@ use crate::store::cluster::IDENTITY;
 
 /// How often the age of the live memory table is looked at.
 const FLUSH_TICK: Duration = Duration::from_millis(500);
+/// How often a leader looks whether its own history bounds are the ones
+/// in force (`Node::adopt_history_bounds`).
+const HISTORY_CHECK: Duration = Duration::from_millis(200);
 /// Raft log entries between snapshots (which let the log be purged);
 /// `KVR_RAFT_SNAPSHOT_EVERY` changes it (tests use a small one). Building
 /// one costs a flush on every node, so not more often: at 50,000 a 3-node
@@ -171,7 +174,7 @@ pub async fn start(
     crate::wal::recover(&store)?;
     let history = engine_opts.history;
     let (engine, writer) = Engine::start_replicated(Arc::new(store), engine_opts)?;
-    let sm = StateMachine::new(engine.clone(), writer)?;
+    let sm = StateMachine::new(engine.clone(), writer)?.noting_history_bounds();
     let engine_writer = sm.writer();
     let log = LogStore::open(&log_store::dir_of(&db))
         .map_err(|e| Error::io("cannot open the Raft log", e))?;
@@ -244,6 +247,14 @@ pub async fn start(
                 snapshot_at = now;
                 let _ = ticker.raft.trigger().snapshot().await;
             }
+        }
+    });
+    let adopter = node.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HISTORY_CHECK);
+        loop {
+            tick.tick().await;
+            adopter.adopt_history_bounds().await;
         }
     });
     let initialized = node
@@ -471,9 +482,8 @@ async fn accept_peer(
 /// answers) to add this node: first for an id (`node_id` None), then to
 /// join with it. A definite refusal ends the retries.
 /// Asks the `--join` targets to add this node. With `ours` (this node's
-/// history bounds), warns when the member that answers keeps another
-/// history: each node trims at apply by its own bounds, so their oldest
-/// revisions would differ.
+/// history bounds), says when the cluster keeps other bounds: this node
+/// keeps the cluster's (see `Command::SetHistory`).
 async fn ask_join(
     opts: &Options,
     node_id: Option<NodeId>,
@@ -570,7 +580,7 @@ const JOIN_CHECK_WAIT: Duration = Duration::from_secs(2);
 /// node serves its own cluster, as a restart without `--join` would, and
 /// says so.
 /// Logs a warning when the join answer in `bytes` (from `url`) names
-/// history bounds other than `ours`.
+/// history bounds in force other than `ours`.
 fn warn_history(url: &str, bytes: &[u8], ours: HistoryBounds) {
     let Ok(answer) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return;
@@ -581,10 +591,10 @@ fn warn_history(url: &str, bytes: &[u8], ours: HistoryBounds) {
     };
     if (events, bytes) != (ours.events, ours.bytes) {
         crate::server::log::event(format_args!(
-            "kvr serve: warning: this node keeps --history {} --history-bytes {}, the member \
-             at {url} --history {events} --history-bytes {bytes}: each node trims its watch \
-             history by its own, so the oldest revision a watch can resume from will differ \
-             between them; give every member the same",
+            "kvr serve: warning: the cluster at {url} keeps --history {events} \
+             --history-bytes {bytes} of watch history, this node's flags say --history {} \
+             --history-bytes {}: this node keeps the cluster's, and its own hold for every \
+             node only while it leads; give every member the same",
             ours.events, ours.bytes
         ));
     }

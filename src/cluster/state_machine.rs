@@ -32,6 +32,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::types::{Command, Reply, TypeConfig};
+use crate::engine::history::HistoryBounds;
 use crate::engine::{Engine, EngineWriter, Request};
 use crate::error::{Error, Result};
 use crate::store::TableReader;
@@ -55,6 +56,17 @@ pub struct Marker {
     pub membership: StoredMembership,
     /// The highest node id given out (ids are never reused).
     pub last_node_id: u64,
+    /// The watch history's bounds the log set last
+    /// ([`Command::SetHistory`]); none yet: each node's own flags.
+    pub history: Option<HistoryBounds>,
+}
+
+/// A marker as releases before `history` stored it.
+#[derive(Deserialize)]
+struct MarkerBeforeHistory {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    last_node_id: u64,
 }
 
 impl Marker {
@@ -64,7 +76,20 @@ impl Marker {
 
     /// The marker in `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Marker> {
-        postcard::from_bytes(bytes).map_err(|e| Error::Corrupt(format!("bad cluster marker: {e}")))
+        postcard::from_bytes(bytes)
+            .or_else(|e| {
+                // A file of an earlier release: the same fields, less the
+                // last (postcard stores no field names).
+                postcard::from_bytes::<MarkerBeforeHistory>(bytes)
+                    .map(|m| Marker {
+                        last_applied: m.last_applied,
+                        membership: m.membership,
+                        last_node_id: m.last_node_id,
+                        history: None,
+                    })
+                    .map_err(|_| e)
+            })
+            .map_err(|e| Error::Corrupt(format!("bad cluster marker: {e}")))
     }
 }
 
@@ -187,6 +212,9 @@ pub struct StateMachine {
     engine: Arc<Engine>,
     marker: Marker,
     current: Arc<Mutex<Option<Arc<Pinned>>>>,
+    /// Whether to log when this node takes history bounds other than its
+    /// own flags (a server does; a command catching up does not).
+    note_history: bool,
 }
 
 /// Builds snapshots beside the state machine.
@@ -225,12 +253,34 @@ impl StateMachine {
             Some(bytes) => Marker::decode(&bytes)?,
             None => Marker::default(),
         };
+        engine.set_replicated_history_bounds(marker.history);
         Ok(StateMachine {
             writer: Arc::new(Mutex::new(writer)),
             engine,
             marker,
             current: Arc::new(Mutex::new(None)),
+            note_history: false,
         })
+    }
+
+    /// Logs, now and whenever the log changes them, that this node keeps
+    /// history bounds other than its own flags.
+    pub fn noting_history_bounds(mut self) -> StateMachine {
+        self.note_history = true;
+        self.note_history_bounds(self.marker.history);
+        self
+    }
+
+    fn note_history_bounds(&self, kept: Option<HistoryBounds>) {
+        let own = self.engine.own_history_bounds();
+        if let Some(kept) = kept.filter(|k| self.note_history && *k != own) {
+            crate::server::log::event(format_args!(
+                "kvr serve: this node keeps the cluster's watch history bounds, --history {} \
+                 --history-bytes {}, not its own --history {} --history-bytes {}: the \
+                 leader's hold for every node, and this node's take over only while it leads",
+                kept.events, kept.bytes, own.events, own.bytes
+            ));
+        }
     }
 
     /// The engine's writer, for the flush timer and shutdown.
@@ -345,6 +395,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         r.send(Reply::NodeId(id));
                     }
                 }
+                EntryPayload::Normal(Command::SetHistory(bounds)) => {
+                    // The writes before it trimmed by the bounds before it.
+                    self.apply_writes(&mut writes).map_err(io_err)?;
+                    if self.marker.history != Some(bounds) {
+                        self.note_history_bounds(Some(bounds));
+                    }
+                    self.marker.history = Some(bounds);
+                    self.engine.set_replicated_history_bounds(Some(bounds));
+                    if let Some(r) = responder {
+                        r.send(Reply::None);
+                    }
+                }
                 EntryPayload::Membership(m) => {
                     self.apply_writes(&mut writes).map_err(io_err)?;
                     self.marker.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -394,6 +456,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             last_node_id: marker.last_node_id,
+            history: marker.history,
         };
         let bytes = marker.encode().map_err(io_err)?;
         locked(&self.writer)
@@ -417,6 +480,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             })
             .map_err(io_err)?;
+        self.engine.set_replicated_history_bounds(marker.history);
+        if self.marker.history != marker.history {
+            self.note_history_bounds(marker.history);
+        }
         self.marker = marker;
         *locked(&self.current) = Some(Arc::new(Pinned::of(&self.engine).map_err(io_err)?));
         Ok(())
@@ -450,4 +517,42 @@ fn read_marker(input: &mut dyn Read) -> Result<Marker> {
     let mut bytes = vec![0u8; len];
     input.read_exact(&mut bytes).map_err(io)?;
     Marker::decode(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A marker as releases before `history` wrote it.
+    #[derive(Serialize)]
+    struct OldMarker {
+        last_applied: Option<LogId>,
+        membership: StoredMembership,
+        last_node_id: u64,
+    }
+
+    #[test]
+    fn a_marker_of_an_earlier_release_reads_with_no_history_bounds() {
+        let log_id = openraft::testing::log_id::<TypeConfig>(3, 1, 42);
+        let old = postcard::to_allocvec(&OldMarker {
+            last_applied: Some(log_id),
+            membership: StoredMembership::default(),
+            last_node_id: 7,
+        })
+        .unwrap();
+        let m = Marker::decode(&old).unwrap();
+        assert_eq!(m.last_applied, Some(log_id));
+        assert_eq!(m.last_node_id, 7);
+        assert_eq!(m.history, None);
+
+        let new = Marker {
+            history: Some(HistoryBounds {
+                events: 5,
+                bytes: 9,
+            }),
+            ..m.clone()
+        };
+        assert_eq!(Marker::decode(&new.encode().unwrap()).unwrap(), new);
+        assert!(Marker::decode(&old[..old.len() - 1]).is_err());
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Request;
+use crate::engine::history::HistoryBounds;
 use crate::error::Error;
 use crate::types::{Action, Applied, Op, RangeQuery};
 
@@ -48,6 +49,11 @@ pub enum Command {
     /// Client requests applied in this order, each on its own (its own
     /// revision, conditions and outcome), answered by [`Reply::Batch`].
     Batch(Arc<Vec<Arc<WriteCommand>>>),
+    /// The watch history's bounds for every node from here on in the log:
+    /// a leader proposes its own `--history`/`--history-bytes` when they
+    /// are not the ones in force, so `oldest_revision` is the same on
+    /// every node (SPEC "Watch").
+    SetHistory(HistoryBounds),
 }
 
 /// A write as the leader proposed it; conditions are checked when it is
@@ -339,6 +345,9 @@ impl fmt::Display for Command {
             Command::Write(w) => write!(f, "write of {} ops", w.ops.len()),
             Command::NewNodeId => write!(f, "new node id"),
             Command::Batch(b) => write!(f, "batch of {} writes", b.len()),
+            Command::SetHistory(h) => {
+                write!(f, "history bounds: {} events, {} bytes", h.events, h.bytes)
+            }
         }
     }
 }

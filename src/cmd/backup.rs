@@ -108,8 +108,13 @@ fn from_file(src: &Store, dest: &Dest, opts: &StoreOptions, stop: &AtomicBool) -
     let progress = progress_bar(Some(snap.reader()?.keys()));
     let out = dest.open(opts)?;
     let mut copier = Copier::new(&out, revision);
+    let now = crate::types::now_ms();
     snap.range(&RangeQuery::default(), |key, rec| {
         interrupted(stop)?;
+        // Absent to reads (the next write deletes them): not copied.
+        if rec.expires_at_ms.is_some_and(|at| at <= now) {
+            return Ok(true);
+        }
         copier.push(key, rec.item())?;
         progress.inc(1);
         Ok(true)

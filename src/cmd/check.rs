@@ -24,12 +24,24 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
     if report.problems.is_empty() {
+        // Counted as `stats` and reads count them: expired keys are absent.
         writeln!(
             out,
             "ok: {} keys, revision {}",
-            report.keys, report.revision
+            report.keys - report.expired,
+            report.revision
         )
         .map_err(write_err)?;
+        if report.expired > 0 {
+            // Not `eprintln!`, which panics when stderr cannot be written.
+            let _ = writeln!(
+                std::io::stderr(),
+                "kvr: note: {} more key{} in the file expired and {} deleted by the next write",
+                report.expired,
+                if report.expired == 1 { "" } else { "s" },
+                if report.expired == 1 { "is" } else { "are" },
+            );
+        }
         return Ok(());
     }
     for p in &report.problems {
@@ -50,7 +62,8 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
 fn note_unapplied_raft_log(g: &Global, report: &crate::store::Report) {
     let behind = crate::cluster::catch_up::entries_behind(report.cluster_marker.as_deref(), &g.db);
     if let Ok(n @ 1..) = behind {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "kvr: note: the Raft log {} holds {n} committed entr{} that {} does not hold \
              yet; any other command that opens the file, or the node's next start, applies \
              them",

@@ -301,7 +301,7 @@ impl EngineWriter {
     /// the kept events are within both bounds. Decided here, at apply, so
     /// every replica of the log keeps the same history.
     fn trim_history(&self, new: &[Event], revision: u64) -> Result<HistoryMark> {
-        let bounds = self.engine.opts.history;
+        let bounds = self.engine.history_bounds();
         if bounds.events == 0 {
             return Ok(HistoryMark {
                 oldest: revision + 1,

@@ -81,7 +81,7 @@ pub const DEFAULT_HISTORY_BYTES: u64 = 1 << 30;
 /// How much history a server keeps: at most `events` revisions and
 /// `bytes` of events, whichever is reached first. `events == 0` keeps none
 /// (watches then follow live changes only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryBounds {
     pub events: u64,
     pub bytes: u64,

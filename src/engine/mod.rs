@@ -240,6 +240,10 @@ pub struct Engine {
     expiring: Mutex<std::collections::BTreeMap<ExpiryCursor, u64>>,
     /// The oldest history revision kept (see `history.rs`).
     oldest: AtomicU64,
+    /// The history bounds a cluster's log set (its leader's flags, see
+    /// `cluster/state_machine.rs`): while set, they replace `opts.history`,
+    /// so every replica trims alike.
+    replicated_history: Mutex<Option<history::HistoryBounds>>,
     /// The published revision, for the watchers' dispatcher.
     notify: tokio::sync::watch::Sender<u64>,
     /// The watchers (see [`feeds::Hub`]).
@@ -291,6 +295,7 @@ impl Engine {
             warming: AtomicBool::new(false),
             flush_in_parts,
             oldest: AtomicU64::new(oldest),
+            replicated_history: Mutex::new(None),
             notify: tokio::sync::watch::Sender::new(base.revision()),
             hub: Arc::default(),
             revision: AtomicU64::new(base.revision()),
@@ -361,10 +366,34 @@ impl Engine {
         Ok((engine, writer, Some(recovered)))
     }
 
-    /// How much watch history this engine keeps (`--history`,
-    /// `--history-bytes`).
+    /// How much watch history this engine keeps: the bounds its cluster
+    /// replicated, or else its own (`--history`, `--history-bytes`).
     pub fn history_bounds(&self) -> history::HistoryBounds {
+        self.replicated_history_bounds()
+            .unwrap_or(self.opts.history)
+    }
+
+    /// This node's own history bounds (its flags), whatever its cluster
+    /// replicated.
+    pub fn own_history_bounds(&self) -> history::HistoryBounds {
         self.opts.history
+    }
+
+    /// The history bounds the cluster's log set, if it set any.
+    pub fn replicated_history_bounds(&self) -> Option<history::HistoryBounds> {
+        *self
+            .replicated_history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the history bounds of a cluster's log (from the next
+    /// write group on): the state machine calls it in log order.
+    pub fn set_replicated_history_bounds(&self, bounds: Option<history::HistoryBounds>) {
+        *self
+            .replicated_history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = bounds;
     }
 
     /// The store under the engine.

@@ -45,7 +45,12 @@ fn produce(snap: &Snapshot, revision: u64, tx: &mpsc::Sender<std::io::Result<Byt
     let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
     backup::encode_header(&mut buf, revision);
     let mut entries = 0u64;
+    let now = crate::types::now_ms();
     let read = snap.range(&RangeQuery::default(), |key, rec| {
+        // Absent to reads (the sweeper deletes them): not copied.
+        if rec.expires_at_ms.is_some_and(|at| at <= now) {
+            return Ok(true);
+        }
         backup::encode_entry(&mut buf, key, rec.item());
         entries += 1;
         if buf.len() >= CHUNK_BYTES {

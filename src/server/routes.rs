@@ -490,8 +490,8 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let join: crate::cluster::node::JoinRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::invalid(format!("bad join request: {e}")))?;
     let answer = node.join(join).await?;
-    // The joiner compares its own history bounds with a member's (they
-    // must agree for `oldest_revision` to be the same on every node).
+    // The joiner compares its own history bounds with the cluster's (it
+    // keeps the cluster's: it says so when its flags differ).
     let history = state.engine.history_bounds();
     Ok(json_response(
         StatusCode::OK,

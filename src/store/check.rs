@@ -36,6 +36,9 @@ pub struct Problem {
 pub struct Report {
     /// Keys found in the `kv` table.
     pub keys: u64,
+    /// Of those, keys whose expiry has passed (by the clock when the check
+    /// started): absent to reads, deleted by the next write.
+    pub expired: u64,
     /// The database revision counter.
     pub revision: u64,
     /// A cluster member's state machine marker (`cluster::APPLIED`), which
@@ -182,6 +185,7 @@ fn check_records(db: &redb::Database, report: &mut Report) -> Result<()> {
     };
     let mut highest: Option<(u64, Vec<u8>)> = None;
     let mut last: Option<Vec<u8>> = None;
+    let now = crate::types::now_ms();
     for item in kv.iter()? {
         let (k, v) = match item {
             Ok(kv) => kv,
@@ -209,6 +213,9 @@ fn check_records(db: &redb::Database, report: &mut Report) -> Result<()> {
                     report.problem(place(), "revision 0: every put takes a revision from 1");
                 }
                 if let Some(at) = rec.expires_at_ms {
+                    if at <= now {
+                        report.expired += 1;
+                    }
                     let indexed = match &expiry {
                         Some(t) => t.get((at, key))?.map(|g| g.value()),
                         None => None,

@@ -217,6 +217,40 @@ fn a_rejected_write_leaves_expired_keys_for_the_next() {
         env.kvr(["range", "--count"]).ok().stdout_text(),
         "{\"count\":1}\n"
     );
+    // `check` and `backup` count keys as `stats` does; `check` notes the
+    // expired one, and the backup leaves it out.
+    let checked = env.kvr(["check"]).ok();
+    assert_eq!(checked.stdout_text(), "ok: 1 keys, revision 2\n");
+    assert!(
+        checked
+            .stderr_text()
+            .contains("1 more key in the file expired and is deleted by the next write"),
+        "{}",
+        checked.stderr_text()
+    );
+    let dest = env.path("copy.redb");
+    let out = env
+        .kvr(["backup", "--json", dest.to_str().unwrap()])
+        .ok()
+        .stdout_text();
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (out["keys"].as_u64(), out["revision"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let copy = dest.to_str().unwrap();
+    assert_eq!(
+        env.kvr_bare(["--db", copy, "check"]).ok().stdout_text(),
+        "ok: 1 keys, revision 2\n"
+    );
+    assert_eq!(
+        env.kvr_bare(["--db", copy, "range", "--keys-only"])
+            .ok()
+            .stdout_text(),
+        "{\"key\":\"keep\"}\n"
+    );
+    std::fs::remove_file(&dest).unwrap();
+    assert_eq!(env.snapshot(), before);
     env.kvr(["batch"])
         .stdin("{\"key\":\"\"}\n")
         .code(2)

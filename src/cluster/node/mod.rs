@@ -528,6 +528,29 @@ impl Node {
         }
     }
 
+    /// At a leader whose own `--history` flags are not the bounds in
+    /// force: proposes its own for every node ([`Command::SetHistory`]),
+    /// as etcd's leader runs the compaction its flags ask for. Called
+    /// every few hundred ms; a failed proposal is tried again then.
+    pub async fn adopt_history_bounds(&self) {
+        let own = self.engine.own_history_bounds();
+        let was = self.engine.replicated_history_bounds();
+        if was == Some(own) || !self.raft.is_leader() || self.check_lease().is_err() {
+            return;
+        }
+        let proposed = self
+            .liveness
+            .bound(self.raft.client_write(Command::SetHistory(own)))
+            .await;
+        if let (Ok(Ok(_)), Some(was)) = (proposed, was) {
+            crate::server::log::event(format_args!(
+                "kvr serve: every node now keeps this leader's watch history bounds, \
+                 --history {} --history-bytes {} (were --history {} --history-bytes {})",
+                own.events, own.bytes, was.events, was.bytes
+            ));
+        }
+    }
+
     /// The leader to forward to after a proposal here failed with `e`, or
     /// what to answer: `unavailable` when it was not proposed and no other
     /// leader is known, `outcome_unknown` when it was proposed.
