@@ -81,6 +81,12 @@ pub trait Kv {
     fn stats(&self) -> Result<Stats>;
     /// Where the data lives, for humans (a path or a URL).
     fn source(&self) -> String;
+    /// When the next key expires after `now_ms`, where the caller must
+    /// look for itself (a file: no server's feed says so); else `None`.
+    fn next_expiry(&self, now_ms: u64) -> Result<Option<u64>> {
+        let _ = now_ms;
+        Ok(None)
+    }
     /// The longest value a write may store, when known (a server is asked;
     /// one that cannot say gives `None`): bounds the lines a batch reads.
     fn max_value_bytes(&self) -> Option<usize> {
@@ -378,6 +384,10 @@ impl Kv for LocalKv {
 
     fn source(&self) -> String {
         self.store.path().display().to_string()
+    }
+
+    fn next_expiry(&self, now_ms: u64) -> Result<Option<u64>> {
+        self.store.snapshot()?.next_expiry(now_ms)
     }
 
     fn max_value_bytes(&self) -> Option<usize> {

@@ -576,6 +576,20 @@ impl Snapshot {
         Ok(ops)
     }
 
+    /// The earliest expiry after `now_ms` in the expiry index, if any.
+    pub fn next_expiry(&self, now_ms: u64) -> Result<Option<u64>> {
+        let table = match self.txn.open_table(EXPIRY) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let first = table
+            .range((now_ms.saturating_add(1), &[][..])..)?
+            .next()
+            .transpose()?;
+        Ok(first.map(|(k, _)| k.value().0))
+    }
+
     /// How many keys have expired at `now_ms` (present until a write
     /// deletes them), from the expiry index: reads with `--db` skip them.
     pub fn count_expired(&self, now_ms: u64) -> Result<u64> {

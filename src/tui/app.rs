@@ -194,6 +194,9 @@ pub struct App {
     /// A key this browser asked to delete: its delete event is ours, not
     /// news for the status line.
     pub(super) own_delete: Option<OwnDelete>,
+    /// With `--db` (no feed): when the next key in the file expires, so
+    /// the list drops it then ([`App::reread_if_expired`]).
+    pub(super) next_expiry_ms: Option<u64>,
 }
 
 impl App {
@@ -231,8 +234,10 @@ impl App {
             quit_armed: false,
             quit_when_saved: false,
             own_delete: None,
+            next_expiry_ms: None,
         };
         app.outbox.push(Request::Stats);
+        app.outbox.push(Request::NextExpiry);
         let first = app.pager.jump_top(None);
         app.outbox.push(first);
         app
@@ -502,31 +507,38 @@ impl App {
         self.sync_value();
     }
 
-    /// Without a change feed (`--db`): once the selected key's expiry has
-    /// passed on screen, reads the screen again, so the key leaves the
-    /// list and the counts follow, as the feed makes them over `--server`.
+    /// Without a change feed (`--db`): once the selected key's expiry, or
+    /// the next expiry in the file, has passed on screen, reads the screen
+    /// again, so the key leaves the list and the counts follow, as the feed
+    /// makes them over `--server`.
     /// Returns whether it did.
     pub fn reread_if_expired(&mut self, now_ms: u64) -> bool {
         if self.live.is_some() || self.mode != Mode::Browse {
             return false;
         }
-        let ValueState::Loaded {
-            expires_at_ms: Some(at),
-            ..
-        } = self.value.state
-        else {
-            return false;
+        let selected = match (&self.value.state, &self.value.key) {
+            (
+                ValueState::Loaded {
+                    expires_at_ms: Some(at),
+                    ..
+                },
+                Some(key),
+            ) if *at <= now_ms => Some(key.clone()),
+            _ => None,
         };
-        let Some(key) = self.value.key.clone() else {
-            return false;
-        };
-        if at > now_ms {
+        // Another key's expiry passed: the list and the counts follow (the
+        // answer to the new counts says when the next one is due).
+        let other = self.next_expiry_ms.is_some_and(|at| at <= now_ms);
+        if selected.is_none() && !other {
             return false;
         }
+        self.next_expiry_ms = None;
         self.reread();
-        // Not read again until the new read answers.
-        self.value.state = ValueState::Loading;
-        self.info(format!("{} expired", display_key(&key)));
+        if let Some(key) = selected {
+            // Not read again until the new read answers.
+            self.value.state = ValueState::Loading;
+            self.info(format!("{} expired", display_key(&key)));
+        }
         true
     }
 
@@ -619,6 +631,9 @@ impl App {
     /// Asks for the key count and revision, and the filter's count.
     pub(super) fn request_counts(&mut self) {
         self.outbox.push(Request::Stats);
+        if self.live.is_none() {
+            self.outbox.push(Request::NextExpiry);
+        }
         if let Some(prefix) = &self.pager.filter {
             self.outbox.push(Request::Count {
                 prefix: prefix.clone(),

@@ -23,6 +23,7 @@ impl App {
                 }
                 self.counts_answered();
             }
+            Response::NextExpiry(at) => self.next_expiry_ms = at,
             Response::Keys { tag, result } => match result {
                 Ok(keys) => {
                     self.keys_error = None;

@@ -23,6 +23,8 @@ use crate::types::{Entry, RangeQuery, Stats};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Stats,
+    /// When the next key in a file expires (see [`Kv::next_expiry`]).
+    NextExpiry,
     /// Keys only, as the list pages them; `tag` says what they are for.
     Keys {
         tag: KeysTag,
@@ -81,6 +83,8 @@ pub enum Purpose {
 #[derive(Debug)]
 pub enum Response {
     Stats(Result<Stats>),
+    /// `None` also when it could not be read: the list then waits for `r`.
+    NextExpiry(Option<u64>),
     Keys {
         tag: KeysTag,
         result: Result<Vec<Vec<u8>>>,
@@ -270,6 +274,9 @@ fn guarded_call(kv: &dyn Kv, request: Request) -> Response {
 fn call(kv: &dyn Kv, request: Request) -> Response {
     match request {
         Request::Stats => Response::Stats(kv.stats()),
+        Request::NextExpiry => {
+            Response::NextExpiry(kv.next_expiry(crate::types::now_ms()).ok().flatten())
+        }
         Request::Keys { tag, query } => Response::Keys {
             tag,
             result: keys(kv, &query),

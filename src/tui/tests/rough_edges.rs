@@ -639,6 +639,38 @@ fn invalid_json_from_the_external_editor_is_caught_too() {
     assert_eq!(stored(&path, b"doc").unwrap().0, b"{\n  \"n\": 0\n} tail\n");
 }
 
+/// With `--db`, a key that expires while another is selected leaves the
+/// list too, and the counts follow (it stayed until `r`).
+#[test]
+fn an_expired_key_leaves_the_list_while_another_is_selected() {
+    let at = crate::types::now_ms() + 3_000;
+    let later = at + 3_600_000;
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"a\",\"value\":\"1\"}}\n\
+         {{\"key\":\"b\",\"value\":\"2\",\"expires_at_ms\":{at}}}\n\
+         {{\"key\":\"c\",\"value\":\"3\",\"expires_at_ms\":{later}}}\n"
+    ));
+    let mut s = browse(&path, None, (100, 20));
+    assert_eq!(selected(&s.app), "a");
+    assert!(shows(&s.app, "key 1 of 3"), "{:?}", screen(&s.app));
+    assert!(!s.tick(), "not expired yet");
+    std::thread::sleep(std::time::Duration::from_millis(
+        at.saturating_sub(crate::types::now_ms()) + 50,
+    ));
+    assert!(s.tick());
+    assert!(s.settle(SETTLE));
+    assert_eq!(selected(&s.app), "a");
+    assert!(shows(&s.app, "key 1 of 2"), "{:?}", screen(&s.app));
+    let rows = screen(&s.app);
+    assert!(
+        rows[1].starts_with("┃> a ") && rows[2].starts_with("┃  c "),
+        "{rows:?}"
+    );
+    // The next expiry is an hour away: nothing more to read.
+    assert!(!s.tick());
+    s.shutdown();
+}
+
 /// With `--db` there is no feed: once the selected key's expiry passes on
 /// screen the browser reads the screen again by itself, so the key leaves
 /// the list and the count follows (it stayed, with `key 2 of 3`, until `r`).
