@@ -186,6 +186,9 @@ pub struct App {
     /// `q` or Ctrl-C was pressed while typed text is not written (see
     /// [`App::update`]): a second one quits.
     pub(super) quit_armed: bool,
+    /// A first Esc in the built-in editor over unsaved text: a second
+    /// drops the text.
+    pub(super) drop_armed: bool,
     /// `q` was pressed while a save was out: quit once it is written.
     pub(super) quit_when_saved: bool,
     /// Why the last read of the key list failed, shown in the list while
@@ -232,6 +235,7 @@ impl App {
             keys_error: None,
             value_stale: false,
             quit_armed: false,
+            drop_armed: false,
             quit_when_saved: false,
             own_delete: None,
             next_expiry_ms: None,

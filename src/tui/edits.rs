@@ -86,6 +86,11 @@ impl App {
     }
 
     pub(super) fn builtin_editor(&mut self, mut job: EditJob, mut area: TextArea, action: Action) {
+        // A first Esc over changed text asked; any other key takes it back.
+        let drop_armed = std::mem::take(&mut self.drop_armed);
+        if drop_armed && action != Action::Cancel {
+            self.info("");
+        }
         match action {
             Action::Text(edit) => {
                 // From the rows as drawn (at this size), to the rows that
@@ -109,6 +114,11 @@ impl App {
                     }
                     None => self.finish_edit(job, Ok(text)),
                 }
+            }
+            Action::Cancel if !drop_armed && area.text().into_bytes() != job.text() => {
+                self.drop_armed = true;
+                self.info("your text is not saved: Esc again drops it, Ctrl-S saves it");
+                self.mode = Mode::Editor { job, area };
             }
             Action::Cancel => self.info("edit cancelled; nothing written"),
             _ => self.mode = Mode::Editor { job, area },

@@ -400,8 +400,21 @@ fn a_failed_save_keeps_the_typed_text() {
         s.app.editor().map(|(_, a)| a.text()).as_deref(),
         Some("hello!")
     );
+    // Esc over text that is not saved asks first; another key takes that
+    // back, and only a second Esc in a row drops the text.
+    keys(&mut s, "\x1b");
+    assert_eq!(
+        s.app.status.text,
+        "your text is not saved: Esc again drops it, Ctrl-S saves it"
+    );
+    assert!(s.app.editor().is_some());
+    keys(&mut s, "?");
+    assert_eq!(s.app.status.text, "");
+    keys(&mut s, "\x1b");
+    assert!(s.app.editor().is_some());
     keys(&mut s, "\x1b");
     assert!(shows(&s.app, "edit cancelled; nothing written"));
+    assert!(s.app.editor().is_none());
     keys(&mut s, "n");
     for _ in 0..4097 {
         s.dispatch(Action::Text(TextEdit::Insert('K')));

@@ -54,7 +54,7 @@ fn q_after_a_refusal_held_for_e_asks_first() {
     // The text is still there.
     keys(&mut s, "e");
     assert_eq!(editor_text(&s).as_deref(), Some("hello!"));
-    keys(&mut s, "\x1b");
+    keys(&mut s, "\x1b\x1b");
     // Cancelled in the editor: the text is dropped by the user, and q quits.
     keys(&mut s, "q");
     assert!(s.app.quit);
@@ -110,7 +110,7 @@ fn q_while_a_save_is_out_waits_for_its_answer() {
     assert_eq!(value_of(&other, b"note").as_deref(), Some("theirs"));
 
     // A save that works: q waits for it, then quits.
-    keys(&mut s, "\x1b");
+    keys(&mut s, "\x1b\x1b");
     keys(&mut s, "je");
     keys(&mut s, "2");
     s.dispatch(Action::Submit);
