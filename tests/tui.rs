@@ -310,6 +310,8 @@ fn a_paste_on_the_key_list_runs_no_commands() {
     tmux.paste("body");
     tmux.wait_for(&["body"]);
     tmux.keys(&["Escape"]);
+    tmux.wait_for(&["Esc again drops it"]);
+    tmux.keys(&["Escape"]);
     tmux.wait_for(&["edit cancelled; nothing written"]);
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
