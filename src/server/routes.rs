@@ -621,10 +621,11 @@ pub struct Fingerprinted<'a> {
 
 /// The claim of a write sent with `Idempotency-Key`: the key (checked:
 /// 400 when malformed) and the request's fingerprint over its method, data
-/// key, query, body and precondition, at the time it is accepted (in a
-/// cluster the leader puts its own). The fingerprint is computed here, on
-/// the node the client sent the request to, and travels with the write, so
-/// every node records and compares the same bytes.
+/// key, parameters (`Query::canonical`), body and precondition, at the
+/// time it is accepted (in a cluster the leader puts its own). The
+/// fingerprint is computed here, on the node the client sent the request
+/// to, and travels with the write, so every node records and compares the
+/// same bytes.
 pub fn claim(
     headers: &HeaderMap,
     req: &Fingerprinted<'_>,
@@ -633,14 +634,15 @@ pub fn claim(
         return Ok(None);
     };
     let idem = crate::idempotency::check_key(value.as_bytes())?;
-    let query = req.uri.query().unwrap_or("");
+    // The key is fingerprinted as bytes, wherever the request put it.
+    let query = Query::parse(req.uri.query())?.canonical("key");
     let condition = req.condition.fingerprint_part();
     Ok(Some(Box::new(crate::idempotency::Claim {
         key: idem,
         fingerprint: crate::idempotency::fingerprint(
             req.method.as_str(),
             req.key,
-            query,
+            &query,
             req.body,
             &condition,
         ),

@@ -200,6 +200,31 @@ fn a_different_precondition_is_a_different_request() {
     let again = raw_http(&s.addr, "PUT", "/v1/kv/c", &split, b"w");
     assert_eq!((again.status, again.text()), (first.status, first.text()));
     assert_eq!(stats(u), (1, 2));
+    // The same key and parameters however the URL spells them (the key in
+    // the path or as ?key=, escapes, parameter order): the same request.
+    let key = [("Idempotency-Key", "ik-5")];
+    let first = raw_http(&s.addr, "PUT", "/v1/kv/k%20x?ttl=60", &key, b"t");
+    assert_eq!(
+        (first.status, first.json()["revision"].as_u64()),
+        (200, Some(3))
+    );
+    for path in ["/v1/kv?key=k%20x&ttl=60", "/v1/kv?ttl=%360&key=k%20x"] {
+        let again = raw_http(&s.addr, "PUT", path, &key, b"t");
+        assert_eq!(
+            (again.status, again.text()),
+            (first.status, first.text()),
+            "{path}"
+        );
+    }
+    // Another TTL is another request.
+    reused(&raw_http(
+        &s.addr,
+        "PUT",
+        "/v1/kv?key=k%20x&ttl=61",
+        &key,
+        b"t",
+    ));
+    assert_eq!(stats(u), (2, 3));
 }
 
 #[test]
