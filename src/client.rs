@@ -197,20 +197,18 @@ impl Client {
         }
     }
 
-    /// [`Client::send`] that rides out a cluster's elections: a 503
-    /// `unavailable` or `overloaded` from a cluster member (the request was
-    /// not applied) is retried, at the leader it names first, then through
-    /// the list, honouring `Retry-After`, until `--timeout`; so is a server
-    /// that cannot be reached once a member has answered. Other answers,
-    /// `outcome_unknown` included, are returned as they are.
-    fn send_retrying(
+    /// [`Client::send_retrying_as`] of a read: it changes nothing, so a
+    /// server that cut the connection or did not answer in time is treated
+    /// as one that cannot be reached: the next in the list is tried, and
+    /// giving up is `unavailable` (exit 5).
+    fn send_read(
         &self,
         request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<(String, Response<Body>)> {
-        self.send_retrying_as(false, request)
+        self.send_retrying_as(Sent::Read, request)
     }
 
-    /// [`Client::send_retrying`] of a write sent with an Idempotency-Key:
+    /// [`Client::send_retrying_as`] of a write sent with an Idempotency-Key:
     /// repeating it cannot apply it twice, so an `outcome_unknown`, a
     /// timeout or a connection lost after sending is retried too (SPEC
     /// "Client"); giving up after one of those says the outcome is unknown.
@@ -218,15 +216,22 @@ impl Client {
         &self,
         request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<(String, Response<Body>)> {
-        self.send_retrying_as(true, request)
+        self.send_retrying_as(Sent::KeyedWrite, request)
     }
 
+    /// [`Client::send`] that rides out a cluster's elections: a 503
+    /// `unavailable` or `overloaded` from a cluster member (the request was
+    /// not applied) is retried, at the leader it names first, then through
+    /// the list, honouring `Retry-After`, until `--timeout`; so is a server
+    /// that cannot be reached once a member has answered. Other answers,
+    /// `outcome_unknown` included, are returned as they are.
     fn send_retrying_as(
         &self,
-        keyed_write: bool,
+        sent: Sent,
         mut request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<(String, Response<Body>)> {
         use std::sync::atomic::Ordering;
+        let keyed_write = sent == Sent::KeyedWrite;
         let deadline = std::time::Instant::now() + self.timeout;
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let mut leader: Option<String> = None;
@@ -295,6 +300,16 @@ impl Client {
                             message: format!(
                                 "cannot reach kvr server at {url} (is kvr serve running?)"
                             ),
+                            overloaded: false,
+                        });
+                    }
+                    Err(e) if sent == Sent::Read && sent_maybe(&e) => {
+                        let what = match e {
+                            ureq::Error::Timeout(_) => "did not answer in time (--timeout)",
+                            _ => "closed the connection without an answer",
+                        };
+                        last = Some(Error::Unavailable {
+                            message: format!("kvr server at {url} {what}"),
                             overloaded: false,
                         });
                     }
@@ -417,7 +432,8 @@ impl Client {
     /// `GET` or `POST` of a cluster route (`/v1/cluster...`): its JSON.
     /// `id` is the node a change names (a 404 then means no such node).
     pub fn cluster(&self, post: bool, target: &str, id: Option<u64>) -> Result<serde_json::Value> {
-        let (url, resp) = self.send_retrying(|a, url, auth| {
+        let sent = if post { Sent::Change } else { Sent::Read };
+        let (url, resp) = self.send_retrying_as(sent, |a, url, auth| {
             if post {
                 with_auth(a.post(format!("{url}{target}")), auth).send_empty()
             } else {
@@ -442,7 +458,7 @@ impl Client {
         visit: &mut crate::backup::Visit<'_>,
     ) -> Result<u64> {
         let target = self.read_target("/v1/backup".to_string());
-        let (url, resp) = self.send_retrying(|a, url, auth| {
+        let (url, resp) = self.send_read(|a, url, auth| {
             with_auth(a.get(format!("{url}{target}")), auth)
                 .header("Accept", crate::backup::CONTENT_TYPE)
                 .call()
@@ -459,6 +475,9 @@ impl Client {
         start(revision)?;
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
         let broke = |e: std::io::Error| {
+            if stalled(&e) {
+                return stream_stalled("backup", &url);
+            }
             Error::io(
                 format!("the backup stream from kvr server at {url} broke off"),
                 not_our_pipe(e),
@@ -473,6 +492,20 @@ impl Client {
         }
         Ok(entries)
     }
+}
+
+/// What a request sent through [`Client::send_retrying_as`] does, which
+/// decides what is safe to send again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Changes nothing: sent again anywhere after any transport failure.
+    Read,
+    /// A write with an Idempotency-Key: sent again, even when it may have
+    /// been applied, since a repeat cannot apply it twice.
+    KeyedWrite,
+    /// Anything else (a membership change): sent again only when it was
+    /// certainly not received.
+    Change,
 }
 
 /// Transport failures after which a request may have reached the server
@@ -682,9 +715,8 @@ impl Kv for Client {
             return Ok(None);
         }
         let target = self.read_target(Self::key_target(key));
-        let (url, mut resp) = self.send_retrying(|a, url, auth| {
-            with_auth(a.get(format!("{url}{target}")), auth).call()
-        })?;
+        let (url, mut resp) =
+            self.send_read(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
         match resp.status().as_u16() {
             200 => {}
             404 => match error_of(&url, resp, Some(key)) {
@@ -901,7 +933,7 @@ impl Kv for Client {
             return Ok(());
         }
         let target = self.read_target(range_target(query));
-        let (url, resp) = self.send_retrying(|a, url, auth| {
+        let (url, resp) = self.send_read(|a, url, auth| {
             with_auth(a.get(format!("{url}{target}")), auth)
                 .header("Accept", "application/x-ndjson")
                 .call()
@@ -915,9 +947,8 @@ impl Kv for Client {
 
     fn stats(&self) -> Result<Stats> {
         let target = self.read_target("/v1/stats".to_string());
-        let (url, resp) = self.send_retrying(|a, url, auth| {
-            with_auth(a.get(format!("{url}{target}")), auth).call()
-        })?;
+        let (url, resp) =
+            self.send_read(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
         if resp.status().as_u16() != 200 {
             return Err(error_of(&url, resp, None));
         }
@@ -1107,6 +1138,30 @@ fn range_target(query: &RangeQuery) -> String {
     target
 }
 
+/// Whether reading a response body failed because `--timeout` passed
+/// without data (the client's bound, not the server ending the stream).
+fn stalled(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
+}
+
+/// A stream that sent nothing for `--timeout`: `unavailable` (exit 5, may
+/// work when retried), as a request that timed out is.
+fn stream_stalled(what: &str, url: &str) -> Error {
+    let printed = match what {
+        "range" => "; what was printed is only part of it",
+        _ => "",
+    };
+    Error::Unavailable {
+        message: format!(
+            "the {what} stream from kvr server at {url} stalled: nothing came for --timeout{printed}"
+        ),
+        overloaded: false,
+    }
+}
+
 /// Reads an NDJSON range stream to its end, visiting each item.
 fn read_stream(
     url: &str,
@@ -1115,6 +1170,9 @@ fn read_stream(
     visit: &mut Visit<'_>,
 ) -> Result<()> {
     let broke = |e: std::io::Error| {
+        if stalled(&e) {
+            return stream_stalled("range", url);
+        }
         Error::io(
             format!(
                 "the range stream from kvr server at {url} broke off (a server also ends a \

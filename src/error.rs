@@ -12,6 +12,14 @@ use std::path::PathBuf;
 /// Result with kvr's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// [`Error::DatabaseMissing`] of `path`, saying whether a file is there.
+pub fn database_missing(path: &std::path::Path) -> Error {
+    Error::DatabaseMissing {
+        path: path.to_path_buf(),
+        unfinished: path.exists(),
+    }
+}
+
 /// What went wrong, in the terms the contract (SPEC.md) speaks of.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,9 +27,20 @@ pub enum Error {
     #[error("key {key} not found")]
     KeyNotFound { key: String },
 
-    /// A read-only command was pointed at a path with no database (exit 1).
-    #[error("{} does not exist", path.display())]
-    DatabaseMissing { path: PathBuf },
+    /// A read-only command was pointed at a path with no database (exit 1):
+    /// nothing there, or a file whose creation never finished (`unfinished`:
+    /// empty or partly written, which `put` or `batch` replaces).
+    #[error(
+        "{} does not exist{}",
+        path.display(),
+        if *unfinished {
+            " as a database: the file there is one whose creation never finished (empty or \
+             partly written; put or batch creates the database in it)"
+        } else {
+            ""
+        }
+    )]
+    DatabaseMissing { path: PathBuf, unfinished: bool },
 
     /// Bad input or usage; nothing was written (exit 2, HTTP 400).
     #[error("{}{message}", line_prefix(*line))]

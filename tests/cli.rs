@@ -601,6 +601,18 @@ fn put_limits_hold_on_the_command_line(env: Env) {
         over_key.report()
     );
     env.kvr(["put", "", "v"]).code(2).stderr_has("empty key");
+    // Every command checks the key alike, in both modes (a `--db` delete
+    // of a long key said "not found", exit 1, or 4 with --if-revision).
+    let long = "k".repeat(4097);
+    for args in [
+        &["get", long.as_str()][..],
+        &["delete", &long],
+        &["delete", "--if-revision", "1", &long],
+    ] {
+        env.kvr(args)
+            .code(2)
+            .stderr_has("key of 4097 bytes is over the limit");
+    }
     env.kvr(["put", "big"])
         .stdin(vec![b'x'; (16 << 20) + 1])
         .code(2)
@@ -902,7 +914,8 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
         .stderr_has("kvr: error: line 2: unknown field `valu`");
     assert_eq!(env.stats()["revision"], 1);
     // Parts of 2 lines: lines 1-2 apply; line 4 is bad, so lines 3-4 do not,
-    // and nothing after them is tried. Not exit 2 ("nothing written"):
+    // and nothing after them is tried: the error says so ("from line 3 on";
+    // it named lines 3-4 only, and resending those lost the rest). Not exit 2 ("nothing written"):
     // lines 1-2 were written, and running the input again repeats them.
     let mut input = numbered_puts(0..3);
     input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
@@ -911,7 +924,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let text = done.stderr_text();
     assert!(
         text.starts_with(
-            "kvr: error: lines 3-4 not applied; lines 1-2 were applied, in earlier parts \
+            "kvr: error: the input from line 3 on was not applied; lines 1-2 were applied, in earlier parts \
              (revision 3): line 4: unknown field `valu`"
         ),
         "{text}"
@@ -925,7 +938,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let text = done.stderr_text();
     assert!(
         text.starts_with(
-            "kvr: error: line 2 not applied; line 1 was applied, in earlier parts (revision 4): \
+            "kvr: error: the input from line 2 on was not applied; line 1 was applied, in earlier parts (revision 4): \
              line 2: empty key"
         ),
         "{text}"
@@ -939,7 +952,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let text = done.stderr_text();
     assert!(
         text.starts_with(
-            "kvr: error: line 3 not applied; lines 1-2 were applied, in earlier parts \
+            "kvr: error: the input from line 3 on was not applied; lines 1-2 were applied, in earlier parts \
              (revision 6): line 3: precondition failed for key \"k00\""
         ),
         "{text}"

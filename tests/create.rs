@@ -231,11 +231,17 @@ fn reads_say_missing_and_leave_it(env: &Env, bytes: &[u8]) {
         vec!["stats"],
         vec!["range"],
         vec!["delete", "k"],
+        vec!["check"],
     ] {
         let first = env.kvr(args).code(1).stderr_text();
         assert_eq!(
             first.lines().next().unwrap(),
-            format!("kvr: error: {} does not exist", env.db().display())
+            format!(
+                "kvr: error: {} does not exist as a database: the file there is one whose \
+                 creation never finished (empty or partly written; put or batch creates the \
+                 database in it)",
+                env.db().display()
+            )
         );
     }
     assert_eq!(std::fs::read(env.db()).unwrap(), bytes, "a read changed it");

@@ -79,9 +79,7 @@ fn size(path: &Path) -> Result<u64> {
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::DatabaseMissing {
-                path: path.to_path_buf(),
-            },
+            std::io::ErrorKind::NotFound => crate::error::database_missing(path),
             _ => Error::io(format!("cannot read {}", path.display()), e),
         })
 }

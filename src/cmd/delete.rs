@@ -23,9 +23,9 @@ pub fn run(
         .into());
     }
     let key = arg_bytes(key);
-    if key.is_empty() {
-        crate::limits::check_key(&key, None)?;
-    }
+    // As `get` and `put` check it, and a server does (SPEC: key limits hold
+    // on every path).
+    crate::limits::check_key(&key, None)?;
     let revision = open(Some((&key, args.if_revision)))?.delete(&key, args.if_revision)?;
     if args.json {
         print_revision(revision, "delete")?;

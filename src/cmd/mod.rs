@@ -261,6 +261,15 @@ pub(crate) fn print_after_write(text: impl AsRef<[u8]>, done: &str) -> Result<()
 /// The `--server` list when commands go to a server: `--server` (flag or
 /// KVR_SERVER) unless `--db` was given as a flag; both flags is a usage error.
 fn remote(g: &Global) -> Result<Option<&str>> {
+    let blank = g.server.as_deref().is_some_and(|s| s.trim().is_empty());
+    if blank && given_on_command_line("server") {
+        // `--server "$URL"` with $URL unset: a script that asked for a
+        // server must not write to a file here instead. (An empty
+        // KVR_SERVER is unset, as an empty KVR_DB is.)
+        return Err(Error::invalid(
+            "--server needs a URL (it was given empty); to use a file, give --db PATH",
+        ));
+    }
     let Some(server) = g.server.as_deref().filter(|s| !s.trim().is_empty()) else {
         return Ok(None);
     };

@@ -60,10 +60,10 @@ impl Report {
 /// returned only when the check could not run (a missing file, a file in
 /// use); everything wrong with the file itself is in the report.
 pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
-    if !path.exists() {
-        return Err(Error::DatabaseMissing {
-            path: path.to_path_buf(),
-        });
+    // A file whose creation never finished holds no database, for `check`
+    // as for every read (a later `put` replaces it).
+    if super::create::inspect(path)? != super::create::Found::Present {
+        return Err(crate::error::database_missing(path));
     }
     let mut report = Report::default();
     // Held for the whole check: no kvr process opens the file to write meanwhile.

@@ -161,9 +161,7 @@ impl Store {
     /// `engine::open_store`, which does both.
     pub fn open(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
         if mode != OpenMode::Create && !path.exists() {
-            return Err(Error::DatabaseMissing {
-                path: path.to_path_buf(),
-            });
+            return Err(crate::error::database_missing(path));
         }
         let mut needs_write = None;
         if mode == OpenMode::ReadOnly {
@@ -451,9 +449,7 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
     let mut builder = redb::Builder::new();
     builder.set_cache_size(opts.cache_bytes);
     let deadline = Instant::now() + opts.lock_timeout;
-    let missing = || Error::DatabaseMissing {
-        path: path.to_path_buf(),
-    };
+    let missing = || crate::error::database_missing(path);
     let mut created = false;
     let mut attempts = 0;
     loop {

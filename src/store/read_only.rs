@@ -133,9 +133,7 @@ fn exclusive(path: &Path, file: File, opts: &StoreOptions) -> Attempt {
             // An empty file is no database (the read-write open says so);
             // redb would make a new one in the overlay.
             if m.len() == 0 {
-                return Err(Error::DatabaseMissing {
-                    path: path.to_path_buf(),
-                });
+                return Err(crate::error::database_missing(path));
             }
             let reader = file
                 .try_clone()

@@ -126,6 +126,31 @@ fn unreachable_servers_exit_5_and_the_list_moves_on() {
     );
 }
 
+/// `--server "$URL"` with `$URL` unset asked for a server: exit 2, and no
+/// file is made or written (it wrote to `./kvr.redb`); an empty
+/// `KVR_SERVER` is unset, as an empty `KVR_DB` is.
+#[test]
+fn an_empty_server_flag_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for blank in ["", " "] {
+        for args in [&["put", "a", "b"][..], &["get", "a"], &["stats"]] {
+            let out = kvr(dir.path(), &[&["--server", blank][..], args].concat(), b"");
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert_eq!(
+                stderr(&out).lines().next().unwrap(),
+                "kvr: error: --server needs a URL (it was given empty); to use a file, give --db PATH"
+            );
+        }
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    let out = kvr_cmd(dir.path())
+        .env("KVR_SERVER", "")
+        .args(["--db", "f.redb", "put", "a", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 #[test]
 fn db_and_server_flags_together_are_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,6 +255,102 @@ fn a_server_that_does_not_answer_times_out_with_exit_5() {
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     drop(listener);
+}
+
+/// A stand-in server that reads each request's head, then closes the
+/// connection (`hang`: false) or keeps it open without a word (true), for
+/// `conns` connections.
+fn dropping_server(hang: bool, conns: usize) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let fake = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..conns {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            if hang {
+                held.push(conn);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    (url, fake)
+}
+
+/// A read is safe to send again: a server that drops the connection or
+/// does not answer is `unavailable` (exit 5) and the list moves on to the
+/// next one, as for a write (audit: a read exited 3 and stayed).
+#[test]
+fn a_read_moves_on_from_a_server_that_drops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    assert_eq!(s.cli(&["put", "a", "1"], b"").status.code(), Some(0));
+    for hang in [false, true] {
+        let (bad, fake) = dropping_server(hang, 4);
+        let base = ["--server", bad.as_str(), "--timeout", "1"];
+        let out = kvr(dir.path(), &[&base[..], &["get", "a"]].concat(), b"");
+        assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+        let said = if hang {
+            "did not answer in time (--timeout)"
+        } else {
+            "closed the connection without an answer"
+        };
+        assert_eq!(
+            stderr(&out).lines().next().unwrap(),
+            format!("kvr: error: kvr server at {bad} {said}")
+        );
+        let list = format!("{bad},{}", s.url);
+        for args in [&["get", "a"][..], &["range", "--keys-only"], &["stats"]] {
+            let out = kvr(
+                dir.path(),
+                &[&["--server", list.as_str(), "--timeout", "1"][..], args].concat(),
+                b"",
+            );
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+            assert!(!stdout(&out).is_empty(), "{args:?}");
+        }
+        fake.join().unwrap();
+    }
+}
+
+/// A range stream that stops sending for `--timeout` is the client's
+/// timeout (exit 5), not the server ending it (exit 3).
+#[test]
+fn a_range_stream_that_stalls_past_the_timeout_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let fake = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let line = "{\"key\":\"a\",\"value\":\"1\",\"revision\":1}\n";
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nx-kvr-revision: 1\r\ntransfer-encoding: chunked\r\n\r\n";
+        let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(chunk.as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(4));
+    });
+    let out = kvr(
+        dir.path(),
+        &["--server", &url, "--timeout", "1", "range"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"key\":\"a\",\"value\":\"1\",\"revision\":1}\n"
+    );
+    assert!(
+        stderr(&out)
+            .contains("stalled: nothing came for --timeout; what was printed is only part of it"),
+        "{}",
+        stderr(&out)
+    );
+    fake.join().unwrap();
 }
 
 #[test]

@@ -167,10 +167,19 @@ fn part_failed(e: Error, before: u64, n: u64, total: &Applied) -> anyhow::Error 
     if before == 0 || total.applied() == 0 {
         return e.into();
     }
+    // Nothing after the failing part is sent: the message says "from line
+    // N on", so that resending the lines it names sends all that is left.
+    let what = if refused {
+        format!("the input from line {} on was not applied", before + 1)
+    } else {
+        format!(
+            "{} failed and the input after {} was not sent",
+            lines_text(before + 1, before + n),
+            if n == 1 { "it" } else { "them" }
+        )
+    };
     let context = format!(
-        "{} {}; {} {} applied, in earlier parts (revision {})",
-        lines_text(before + 1, before + n),
-        if refused { "not applied" } else { "failed" },
+        "{what}; {} {} applied, in earlier parts (revision {})",
         lines_text(1, before),
         if before == 1 { "was" } else { "were" },
         total.revision
