@@ -485,6 +485,6 @@ fn heal(engine: &Engine) {
 
 /// A line on stderr that never panics (see `server::log!`).
 pub(super) fn log_line(text: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "{text}");
+    // Timestamped as every other line of the server's log (SPEC).
+    crate::server::log::event(format_args!("{text}"));
 }

@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::State;
-use super::limits::{CLUSTER_SHUTDOWN_GRACE, MAX_HEAD_BYTES, SHUTDOWN_GRACE};
+use super::limits::{CLUSTER_SHUTDOWN_GRACE, MAX_HEAD_BYTES, MAX_HEADER_FIELDS, SHUTDOWN_GRACE};
 
 /// Pause after a failed `accept` (say, out of file descriptors), so the
 /// loop does not spin while the condition lasts.
@@ -392,7 +392,8 @@ impl http_body::Body for Answer {
 
 /// The connection as hyper sees it, which turns hyper's own answer to a
 /// request it cannot parse (400 for a malformed request line or header,
-/// 414 for a target over its limit, 431 for a head over 64 KiB: an empty
+/// 414 for a target over its limit, 431 for a head over 64 KiB or of more
+/// than 100 header fields: an empty
 /// body, no `X-Kvr-Revision`) into an error like every other (SPEC
 /// "Errors": a JSON body with a code, and the revision). hyper writes
 /// such an answer, a bare head, only while the connection waits for a
@@ -451,8 +452,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
             ),
             Some("431") => (
                 "431 Request Header Fields Too Large",
+                // hyper answers both limits alike: name both.
                 format!(
-                    "the request head (request line and headers) is over {} KiB",
+                    "the request head is too large: over {} KiB (request line and headers) or \
+                     more than {MAX_HEADER_FIELDS} header fields",
                     MAX_HEAD_BYTES >> 10
                 ),
             ),

@@ -33,6 +33,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request head (request line and headers); hyper answers 431
 /// beyond. 64 KiB is far above any real client's headers.
 pub const MAX_HEAD_BYTES: usize = 64 << 10;
+/// Most header fields in a request: hyper's default, kept (setting it puts
+/// every request's header array on the heap, ~5 % of a small request);
+/// hyper answers 431 beyond.
+pub const MAX_HEADER_FIELDS: usize = 100;
 /// Time given to in-flight requests at shutdown before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The same for a cluster member, whose whole stop must fit in 5 s (SPEC):

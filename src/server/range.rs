@@ -266,7 +266,14 @@ fn cursor_of(params: &Query) -> Result<Option<Cursor>> {
     let mismatch = [
         ("start", differs("start", &q.start)),
         ("end", differs("end", &q.end)),
-        ("prefix", differs("prefix", &q.prefix)),
+        // An empty prefix is every key, not "absent": it differs from a
+        // cursor's non-empty prefix.
+        (
+            "prefix",
+            params
+                .get("prefix")
+                .is_some_and(|v| v != q.prefix.as_deref().unwrap_or_default()),
+        ),
         ("reverse", flag_differs("reverse", q.reverse)?),
         ("keys_only", flag_differs("keys_only", q.keys_only)?),
     ]

@@ -342,6 +342,26 @@ pub const NODE: &str = "x-kvr-node";
 /// In cluster mode: the leader's URL, when one is known.
 pub const LEADER: &str = "x-kvr-leader";
 
+/// Refuses a body sent with a transfer coding other than `chunked`
+/// (`gzip, chunked`, say): the HTTP layer undoes only `chunked`, so the
+/// value stored would be the still-encoded bytes (RFC 9112 6.1).
+fn transfer_codings(headers: &HeaderMap) -> Result<()> {
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        let text = value.to_str().unwrap_or("?");
+        if let Some(other) = text
+            .split(',')
+            .map(str::trim)
+            .find(|c| !c.eq_ignore_ascii_case("chunked"))
+        {
+            return Err(Error::invalid(format!(
+                "Transfer-Encoding {other:?} is not supported (only chunked): send the body \
+                 as it is"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a read may be stale (`?consistency=stale`).
 fn stale(query: &Query) -> Result<bool> {
     match query.get("consistency") {
@@ -366,6 +386,7 @@ async fn dispatch(
         .ok_or_else(|| ApiError::MethodNotAllowed(def.allow()))?;
     let query = Query::parse(req.uri().query())?;
     query.only(params)?;
+    transfer_codings(req.headers())?;
     if let Some(node) = &state.cluster
         && !matches!(
             def.route,
@@ -630,9 +651,17 @@ pub fn claim(
     headers: &HeaderMap,
     req: &Fingerprinted<'_>,
 ) -> Result<Option<Box<crate::idempotency::Claim>>> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        // Which one is meant? Taking either makes the order of the lines
+        // decide which request this repeats.
+        return Err(Error::invalid(
+            "Idempotency-Key is given more than once; give one key",
+        ));
+    }
     let idem = crate::idempotency::check_key(value.as_bytes())?;
     // The key is fingerprinted as bytes, wherever the request put it.
     let query = Query::parse(req.uri.query())?.canonical("key");

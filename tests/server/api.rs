@@ -137,6 +137,15 @@ fn a_cursor_continues_only_its_own_request() {
         None,
     );
     bad_request(&r, "stream, another prefix");
+    // An empty prefix is every key: another prefix too (it was taken as
+    // absent and the cursor's prefix went on).
+    let r = http(
+        "GET",
+        &format!("{u}/v1/range?prefix=&cursor={c}"),
+        &nd,
+        None,
+    );
+    bad_request(&r, "stream, an empty prefix");
 }
 
 #[test]

@@ -192,6 +192,15 @@ fn a_freeze_without_room_for_a_log_segment_is_retried_once_a_second() {
         );
     }
     assert_eq!(s.terminate().code(), Some(0));
+    // Every line of the log, the engine's errors too, has its timestamp
+    // (SPEC; the flush thread's lines had none).
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in text.lines() {
+        let b = line.as_bytes();
+        let stamped =
+            b.len() > 25 && b[4] == b'-' && b[10] == b'T' && b[23] == b'Z' && b[24] == b' ';
+        assert!(stamped, "a line without a timestamp: {line:?}");
+    }
     let s = Server::start(&fs.dir, &[]);
     for key in acked.iter().chain(["keep".to_string()].iter()) {
         let r = http("GET", &format!("{}/v1/kv/{key}", s.url), &[], None);

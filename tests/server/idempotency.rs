@@ -280,6 +280,14 @@ fn a_reused_or_malformed_key_is_refused_and_nothing_changes() {
         b"PUT /v1/kv/new HTTP/1.1\r\nHost: x\r\nIdempotency-Key:\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv",
     );
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // Two Idempotency-Key lines: no one key, so 400 (the last one was
+    // taken, so the order of the lines chose what a request repeated).
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/new HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k\r\nIdempotency-Key: k2\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv",
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(r.contains("Idempotency-Key is given more than once"), "{r}");
     let longest = "y".repeat(128);
     let r = http(
         "PUT",

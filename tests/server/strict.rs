@@ -2,7 +2,8 @@
 //! repeated query parameter is a 400 on every route, a conditional header
 //! on several lines is the comma-joined list (RFC 9110 section 5.3), a GET
 //! with a failing `If-Match` is 412, a DELETE with `If-Match: "0"` is 412
-//! also on a missing key, and `Accept` is read as weighted media ranges.
+//! also on a missing key, `Accept` is read as weighted media ranges, and a
+//! transfer coding other than `chunked` is refused.
 //! Every refusal leaves the data as it was.
 
 use serde_json::json;
@@ -278,4 +279,29 @@ fn accept_is_read_as_weighted_media_ranges() {
         None,
     );
     assert_eq!(r.text().lines().count(), 3, "{}", r.text());
+}
+
+/// A transfer coding other than `chunked` is refused and nothing is
+/// written (`gzip, chunked` stored the still-compressed bytes as the value).
+#[test]
+fn a_transfer_coding_other_than_chunked_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let before = stats(&s.url);
+    for coding in ["gzip, chunked", "deflate,chunked", "x-custom , chunked"] {
+        let request = format!(
+            "PUT /v1/kv/te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let r = raw(&s.addr, request.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 400"), "{coding}: {r}");
+        assert!(r.contains("is not supported (only chunked)"), "{r}");
+    }
+    assert_eq!(stats(&s.url), before);
+    // Chunked alone is a body like any other.
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(value(&s.url, "te"), (200, "hello".to_string()));
 }
