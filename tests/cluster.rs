@@ -867,6 +867,51 @@ fn cluster_init_brings_a_files_data_in_and_joiners_get_it() {
     assert_eq!(revision_of(&s1, false), 101);
 }
 
+/// A join whose cluster token does not match is refused with exit 3 and a
+/// `kvr: error:` line, either way round: a joiner with a token on a
+/// cluster without one stayed a learner that never caught up (it refused
+/// the cluster's Raft traffic, which carries no token).
+#[test]
+fn a_join_with_another_cluster_token_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let plain = spawn(dir, "plain", &["--cluster-init"], &[]);
+    let tokened = spawn(
+        dir,
+        "tokened",
+        &["--cluster-init", "--cluster-token", "t1"],
+        &[],
+    );
+    for (target, token, said) in [
+        (
+            &plain,
+            Some("t1"),
+            "this cluster has no --cluster-token and the joining node has one",
+        ),
+        (&tokened, None, "joining needs the cluster token"),
+        (&tokened, Some("t2"), "joining needs the cluster token"),
+    ] {
+        let mut args = member_args("joiner", "127.0.0.1:0", "127.0.0.1:0");
+        args.extend([
+            "--quiet".to_string(),
+            "--join".to_string(),
+            target.url.clone(),
+        ]);
+        if let Some(t) = token {
+            args.extend(["--cluster-token".to_string(), t.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = kvr(dir, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("kvr: error:") && err.contains(said), "{err}");
+        assert_eq!(voters(target), 1);
+        assert_eq!(status_of(target)["nodes"].as_array().unwrap().len(), 1);
+        let _ = std::fs::remove_file(dir.join("joiner.redb"));
+        let _ = std::fs::remove_dir_all(dir.join("joiner.redb.raft"));
+    }
+}
+
 /// The oldest revision a watch on `node` can resume from (the 410 a watch
 /// from revision 1 gets), once `node` has applied `revision`.
 fn oldest_revision(node: &Node, revision: u64) -> u64 {

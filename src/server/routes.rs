@@ -492,16 +492,26 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let Some(node) = &state.cluster else {
         return Err(Error::NotClustered);
     };
-    if let Some(token) = &node.me.token {
-        let given = req
-            .headers()
-            .get(crate::cluster::CLUSTER_TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok());
-        if given != Some(token.as_str()) {
+    let given = req
+        .headers()
+        .get(crate::cluster::CLUSTER_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match (&node.me.token, given) {
+        (Some(token), given) if given != Some(token.as_str()) => {
             return Err(Error::Unauthorized(
                 "joining needs the cluster token (--cluster-token)".into(),
             ));
         }
+        // The joiner would refuse this cluster's Raft traffic, which
+        // carries no token: it would stay a learner that never catches up.
+        (None, Some(_)) => {
+            return Err(Error::Conflict(
+                "this cluster has no --cluster-token and the joining node has one: give every \
+                 member the same (or none)"
+                    .into(),
+            ));
+        }
+        _ => {}
     }
     let (parts, body) = req.into_parts();
     let body = read_limited(&parts, body, 64 << 10, || {
