@@ -182,22 +182,33 @@ fn db_and_server_flags_together_are_a_usage_error() {
     assert_eq!(stdout(&s.cli(&["get", "k"], b"")), "remote");
 }
 
-#[test]
-fn a_range_stream_cut_midway_exits_3() {
-    let dir = tempfile::tempdir().unwrap();
+/// The range line a [`one_line_stream`] sends.
+const STREAM_LINE: &str = "{\"key\":\"a\",\"value\":\"1\",\"revision\":1}\n";
+
+/// A stand-in server that answers one range request with the head of a
+/// chunked NDJSON stream and [`STREAM_LINE`], then keeps the connection
+/// `silent` for that long (no final chunk) and drops it.
+fn one_line_stream(silent: std::time::Duration) -> (String, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let fake = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         let mut buf = [0u8; 4096];
         let _ = conn.read(&mut buf);
-        let line = "{\"key\":\"a\",\"value\":\"1\",\"revision\":1}\n";
         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nx-kvr-revision: 1\r\ntransfer-encoding: chunked\r\n\r\n";
-        let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+        let chunk = format!("{:x}\r\n{STREAM_LINE}\r\n", STREAM_LINE.len());
         conn.write_all(head.as_bytes()).unwrap();
         conn.write_all(chunk.as_bytes()).unwrap();
-        // No final chunk: the stream breaks off.
+        std::thread::sleep(silent);
     });
+    (url, fake)
+}
+
+#[test]
+fn a_range_stream_cut_midway_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // No final chunk: the stream breaks off.
+    let (url, fake) = one_line_stream(std::time::Duration::ZERO);
     let out = kvr(dir.path(), &["--server", &url, "range"], b"");
     fake.join().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -321,19 +332,7 @@ fn a_read_moves_on_from_a_server_that_drops_it() {
 #[test]
 fn a_range_stream_that_stalls_past_the_timeout_exits_5() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let fake = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = conn.read(&mut buf);
-        let line = "{\"key\":\"a\",\"value\":\"1\",\"revision\":1}\n";
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nx-kvr-revision: 1\r\ntransfer-encoding: chunked\r\n\r\n";
-        let chunk = format!("{:x}\r\n{line}\r\n", line.len());
-        conn.write_all(head.as_bytes()).unwrap();
-        conn.write_all(chunk.as_bytes()).unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(4));
-    });
+    let (url, fake) = one_line_stream(std::time::Duration::from_secs(4));
     let out = kvr(
         dir.path(),
         &["--server", &url, "--timeout", "1", "range"],
