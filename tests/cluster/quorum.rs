@@ -199,6 +199,52 @@ fn a_follower_gives_up_on_a_paused_leader_within_its_bound() {
     assert_eq!((code, value.as_slice()), (200, &b"x"[..]));
 }
 
+/// A leader whose followers are paused (SIGSTOP: as if cut off) takes no
+/// writes once its lease is gone, and no longer names itself in
+/// `X-Kvr-Leader` (it sent clients to itself for as long as the cut
+/// lasted); it names itself again once they are back.
+#[test]
+fn a_leader_cut_off_from_its_majority_names_no_leader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nodes = led_by_node_1(dir);
+    let (code, headers, _) = http(&nodes[0].url, "GET", "/v1/stats", b"");
+    assert_eq!(code, 200);
+    assert_eq!(
+        header(&headers, "x-kvr-leader"),
+        Some(nodes[0].url.as_str())
+    );
+    let signal = |sig: &str| {
+        for node in &nodes[1..] {
+            let pid = node.child.id().to_string();
+            let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
+            assert!(sent.success());
+        }
+    };
+    signal("-STOP");
+    // Longer than the maximum election timeout (1 s by default).
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, headers, body) = put_with_key(&nodes[0].url, "cut", "cut-1");
+    assert_eq!(
+        (code, error_code(&body)),
+        (503, "unavailable".to_string()),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(header(&headers, "x-kvr-leader"), None);
+    signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, headers, _) = http(&nodes[0].url, "GET", "/v1/stats?consistency=stale", b"");
+        assert_eq!(code, 200);
+        if header(&headers, "x-kvr-leader").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no leader named after the cut");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// SPEC: without a reachable leader, writes and linearizable reads get
 /// 503 `unavailable` (never proposed). A follower whose leader and the
 /// other follower are paused (SIGSTOP: hung, or cut off) answers at once,

@@ -357,11 +357,17 @@ impl Node {
     }
 
     /// [`Node::leader`], unless this follower has not heard from it for
-    /// longer than the maximum election timeout: a client is not sent to
-    /// a leader that is gone or cut off (`X-Kvr-Leader`).
+    /// longer than the maximum election timeout, or this node leads
+    /// without its lease: a client is not sent to a leader that is gone or
+    /// cut off (`X-Kvr-Leader`).
     pub fn leader_heard(&self) -> Option<(NodeId, Member)> {
         self.leader()
-            .filter(|(id, _)| *id == self.me.node_id || self.liveness.leader_silent().is_none())
+            .filter(|(id, _)| match *id == self.me.node_id {
+                // A leader cut off from its majority takes no writes: it does
+                // not send clients to itself either.
+                true => self.check_lease().is_ok(),
+                false => self.liveness.leader_silent().is_none(),
+            })
     }
 
     /// The leader's id, if one is known (no copy of its addresses: asked
