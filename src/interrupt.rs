@@ -69,7 +69,8 @@ static EXITING: Mutex<()> = Mutex::new(());
 /// Prints `kvr: error: TEXT` and exits 3, once in the process.
 fn exit_with(text: String) -> ! {
     let _once = EXITING.lock().unwrap_or_else(|e| e.into_inner());
-    eprintln!("kvr: error: {text}");
+    // Not `eprintln!`, which panics when stderr is gone.
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("kvr: error: {text}\n"));
     std::process::exit(3);
 }
 

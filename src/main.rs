@@ -45,15 +45,26 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    match kvr::cmd::run(cli) {
+    let result = kvr::cmd::run(cli);
+    // `serve`'s last log lines, before its error line (bounded: a stalled
+    // stderr does not keep the process from exiting).
+    kvr::server::log::flush_events();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kvr: error: {}", error_text(&e));
+            to_stderr(format_args!("kvr: error: {}\n", error_text(&e)));
             let code = e.downcast_ref::<Error>().map_or(3, Error::exit_code);
             ExitCode::from(code)
         }
     }
+}
+
+/// Writes to stderr, ignoring a failure: `eprint!` panics when stderr is
+/// gone (a closed pipe), which turned every exit code into 101.
+fn to_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_fmt(args);
 }
 
 /// clap's own errors: help and version go to stdout with exit 0; anything else
@@ -67,11 +78,14 @@ fn usage_error(e: clap::Error) -> ExitCode {
         }
         // `kvr` alone: say what is missing, then the help, on stderr.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprint!("kvr: error: a command is required\n\n{}", e.render());
+            to_stderr(format_args!(
+                "kvr: error: a command is required\n\n{}",
+                e.render()
+            ));
             ExitCode::from(2)
         }
         _ => {
-            eprint!("kvr: {}", e.render());
+            to_stderr(format_args!("kvr: {}", e.render()));
             ExitCode::from(2)
         }
     }

@@ -40,6 +40,8 @@ pub const CLUSTER_TOKEN_HEADER: &str = "x-kvr-cluster-token";
 /// (SPEC: an error's first stderr line starts with `kvr: error:`), then
 /// the error's exit code.
 pub(crate) fn exit_on(e: &crate::error::Error) -> ! {
-    eprintln!("kvr: error: {e}");
+    crate::server::log::flush_events();
+    // Not `eprintln!`, which panics when stderr is gone.
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("kvr: error: {e}\n"));
     std::process::exit(i32::from(e.exit_code()));
 }

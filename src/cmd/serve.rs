@@ -46,6 +46,9 @@ fn is_loopback_address(addr: &str) -> bool {
 const CLUSTER_MAX_BYTES: usize = 8 << 20;
 
 pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
+    // From here on no log line waits for stderr (`server::log`); `main`
+    // waits for the last ones, briefly, before the process exits.
+    crate::server::log::start_events().map_err(|e| Error::io("cannot start the log thread", e))?;
     let token = serve_token(g)?;
     let limits = limits_of(g, &args)?;
     let addr = resolve(&args.listen)?;
@@ -137,7 +140,8 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| Error::io("cannot read the bound raft address", e))?;
             writeln!(out, "listening on {url}")
                 .and_then(|()| writeln!(out, "raft listening on {bound}"))
-                .and_then(|()| out.flush())?;
+                .and_then(|()| out.flush())
+                .map_err(listening_line_failed)?;
             drop(out);
             let mut engine_opts =
                 crate::engine::EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
@@ -189,7 +193,9 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let _hint = ServeHint::write(&g.db, &url);
     if !node {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {url}").and_then(|()| out.flush())?;
+        writeln!(out, "listening on {url}")
+            .and_then(|()| out.flush())
+            .map_err(listening_line_failed)?;
         drop(out);
     }
     let line = StartLine {
@@ -606,4 +612,16 @@ impl Drop for ServeHint {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// The listening line could not be written: the server stops (exit 3),
+/// saying so. A reader of stdout that went away (EPIPE) is no quiet
+/// success here, as it is for commands that print data: the process that
+/// started the server waits for that line.
+fn listening_line_failed(e: std::io::Error) -> Error {
+    let e = match e.kind() {
+        std::io::ErrorKind::BrokenPipe => std::io::Error::other("stdout is a pipe nobody reads"),
+        _ => e,
+    };
+    Error::io("cannot write the listening line to stdout", e)
 }

@@ -3,8 +3,16 @@
 //!
 //! Two kinds of lines take two paths:
 //!
-//! * events (start, shutdown, failures) are rare and must not be lost: the
-//!   `log!` macro formats the whole line and writes it at once, directly;
+//! * events (start, shutdown, failures) are rare: the `log!` macro formats
+//!   the whole line. In `kvr serve` ([`start_events`]) a thread of their own
+//!   writes them, so that a stalled stderr (a full pipe nobody reads) never
+//!   stops a request or the shutdown: a worker that wrote a line about a
+//!   malformed request blocked there, and with every worker blocked the
+//!   server answered nothing. The queue holds [`EVENT_QUEUE`] lines; past
+//!   that a line is dropped and counted (`kvr_log_lines_dropped_total`), and
+//!   the thread says how many once it can write again. [`flush_events`]
+//!   waits for it at exit, for at most a second. Other commands write them
+//!   at once;
 //! * the access log, one line per request, is on the path of every request.
 //!   A request only hands a small [`Access`] record to a bounded queue
 //!   ([`try_send`](std::sync::mpsc::SyncSender::try_send), no waiting, no
@@ -20,6 +28,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -291,11 +300,99 @@ fn start_writeback(file: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
     rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed)
 }
 
-/// Writes one event line, with its timestamp, in one `write`.
+/// Event lines that may wait for their thread: far more than a server
+/// logs in a burst of failures, and at most ~200 KiB.
+const EVENT_QUEUE: usize = 1024;
+
+enum EventMsg {
+    Line(Vec<u8>),
+    /// Write everything queued, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// The queue of the event thread, once [`start_events`] ran.
+static EVENTS: std::sync::OnceLock<SyncSender<EventMsg>> = std::sync::OnceLock::new();
+/// Event lines dropped because the queue was full (stderr stalled).
+static EVENTS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Starts the thread that writes event lines (see the module header);
+/// from then on [`event`] never waits for stderr. Once per process.
+pub fn start_events() -> std::io::Result<()> {
+    if EVENTS.get().is_some() {
+        return Ok(());
+    }
+    let (tx, rx) = sync_channel(EVENT_QUEUE);
+    std::thread::Builder::new()
+        .name("kvr-log-events".into())
+        .spawn(move || write_events(&rx))?;
+    let _ = EVENTS.set(tx);
+    Ok(())
+}
+
+fn write_events(rx: &Receiver<EventMsg>) {
+    let mut reported = 0;
+    let mut buf = Vec::new();
+    while let Ok(msg) = rx.recv() {
+        let mut next = Some(msg);
+        let mut flushed = Vec::new();
+        while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
+            match msg {
+                EventMsg::Line(line) => buf.extend_from_slice(&line),
+                EventMsg::Flush(done) => flushed.push(done),
+            }
+        }
+        let dropped = EVENTS_DROPPED.load(Ordering::Relaxed);
+        if dropped > reported {
+            let _ = writeln!(
+                buf,
+                "{} kvr serve: stderr could not keep up: {} event lines dropped \
+                 (kvr_log_lines_dropped_total)",
+                Timestamp(SystemTime::now()),
+                dropped - reported
+            );
+            reported = dropped;
+        }
+        let _ = std::io::stderr().write_all(&buf);
+        buf.clear();
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Event lines dropped so far (see [`start_events`]).
+pub fn events_dropped() -> u64 {
+    EVENTS_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Waits until the event lines queued so far are written, for at most
+/// [`FLUSH_WAIT`]: a stalled stderr must not stop the process from
+/// exiting. Nothing to do before [`start_events`].
+pub fn flush_events() {
+    let Some(tx) = EVENTS.get() else {
+        return;
+    };
+    let (done_tx, done_rx) = sync_channel(1);
+    if tx.try_send(EventMsg::Flush(done_tx)).is_ok() {
+        let _ = done_rx.recv_timeout(FLUSH_WAIT);
+    }
+}
+
+/// Writes one event line, with its timestamp: in one `write`, or through
+/// the event thread once it runs (see the module header).
 pub fn event(args: std::fmt::Arguments<'_>) {
     let mut line = Vec::with_capacity(128);
     let _ = writeln!(line, "{} {args}", Timestamp(SystemTime::now()));
-    let _ = std::io::stderr().write_all(&line);
+    match EVENTS.get() {
+        Some(tx) => {
+            if tx.try_send(EventMsg::Line(line)).is_err() {
+                EVENTS_DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            let _ = std::io::stderr().write_all(&line);
+        }
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds: `2026-11-29T05:05:05.123Z`.

@@ -240,8 +240,8 @@ impl Metrics {
             (
                 "kvr_log_lines_dropped_total",
                 "counter",
-                "Access log lines dropped because stderr could not keep up.",
-                Some(self.log_lines_dropped()),
+                "Log lines (access and event lines) dropped because stderr could not keep up.",
+                Some(self.log_lines_dropped() + super::log::events_dropped()),
             ),
             (
                 "kvr_http_malformed_requests_total",

@@ -106,3 +106,66 @@ fn bench_against_a_server_writes_only_its_own_keys() {
     let text = stdout(&out);
     assert!(text.contains("ops/s") && text.contains("p99.9"), "{text}");
 }
+
+/// Values bench cannot use are usage errors before anything is sent (they
+/// ran and failed, exit 3, or measured nothing, exit 0).
+#[test]
+fn bench_refuses_sizes_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    for (args, said) in [
+        (&["--key-size", "5000"][..], "--key-size must be 11 to 4096"),
+        (&["--key-size", "5"], "--key-size must be 11 to 4096"),
+        (
+            &["--workload", "range", "--range-size", "20000"],
+            "--range-size must be at most 10000",
+        ),
+        (&["--requests", "0"], "--requests must be at least 1"),
+    ] {
+        let out = s.cli(&[&["bench"][..], args].concat(), b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+    }
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
+    assert_eq!(stats["revision"], 0);
+}
+
+/// A server that goes away during a run fails the run (exit 5) within
+/// about a second, instead of figures measured against nothing and exit 0.
+#[test]
+fn bench_fails_when_the_server_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    let bench = kvr_cmd(dir.path())
+        .args([
+            "--server",
+            &s.url,
+            "bench",
+            "--workload",
+            "put",
+            "--clients",
+            "4",
+            "--duration",
+            "30",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    s.kill9();
+    let started = std::time::Instant::now();
+    let out = bench.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "bench went on for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the server could not be reached for"),
+        "{}",
+        stderr(&out)
+    );
+}

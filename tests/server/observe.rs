@@ -153,6 +153,43 @@ fn a_stalled_log_drops_lines_instead_of_requests() {
     );
 }
 
+/// Event lines do not wait for a stalled stderr either: each malformed
+/// request logs one, and a worker that wrote it blocked on the full pipe,
+/// so after as many of them as there are workers the server answered
+/// nothing, and SIGTERM never finished. Now they are answered, the server
+/// stays up, and SIGTERM exits 0 within its bound.
+#[test]
+fn a_stalled_log_holds_up_no_request_and_no_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::spawn(dir.path(), &[], &[], Stdio::piped());
+    let u = s.url.clone();
+    let agent = agent();
+    // Fill the pipe: access lines first.
+    for i in 0..3_000 {
+        let r = agent.get(format!("{u}/healthz")).call().unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    for i in 0..20 {
+        let r = raw(&s.addr, b"GARBAGE\r\n\r\n");
+        assert_parser_refusal(&r, 400);
+        let started = std::time::Instant::now();
+        assert_eq!(http("GET", &format!("{u}/healthz"), &[], None).status, 200);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "a request after {i} malformed ones took {:?}",
+            started.elapsed()
+        );
+    }
+    let started = std::time::Instant::now();
+    let status = s.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "SIGTERM took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn metrics_describe_every_family_with_keys_size_and_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -356,4 +393,36 @@ fn malformed_requests_are_counted_and_logged() {
     assert_eq!(lines.len(), 2, "{text}");
     let r = http("GET", &format!("{u}/v1/kv/keep"), &[], None);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"safe"[..]));
+}
+
+/// `serve` whose stdout is a pipe nobody reads cannot tell where it
+/// listens: exit 3 saying so (it exited 0 without a word). An error line
+/// on a stderr that is gone keeps its exit code (a panic made it 101).
+#[test]
+fn unwritable_stdout_and_stderr_keep_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = kvr_cmd(dir.path())
+        .args(["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains(
+            "kvr: error: cannot write the listening line to stdout: stdout is a pipe nobody reads"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = kvr_cmd(dir.path())
+        .args(["--db", "missing.redb", "get", "k"])
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }

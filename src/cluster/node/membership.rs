@@ -237,7 +237,10 @@ impl Node {
             std::thread::sleep(Duration::from_millis(300));
             match removed {
                 Some(e) => crate::cluster::exit_on(&e),
-                None => std::process::exit(3),
+                None => {
+                    crate::server::log::flush_events();
+                    std::process::exit(3)
+                }
             }
         });
     }

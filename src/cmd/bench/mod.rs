@@ -58,6 +58,22 @@ fn check(args: &BenchArgs) -> Result<(), Error> {
     if args.keyspace == 0 || args.batch_size == 0 || args.range_size == 0 {
         return bad("--keyspace, --batch-size and --range-size must be at least 1");
     }
+    // Keys are the prefix and a hex index; the server takes 1 to 4,096 bytes.
+    let shortest = KEY_PREFIX.len() + 1;
+    if !(shortest..=crate::limits::MAX_KEY_BYTES).contains(&args.key_size) {
+        return Err(Error::invalid(format!(
+            "--key-size must be {shortest} to {} (keys are {KEY_PREFIX} and an index)",
+            crate::limits::MAX_KEY_BYTES
+        )));
+    }
+    if args.range_size > MAX_RANGE_SIZE {
+        return Err(Error::invalid(format!(
+            "--range-size must be at most {MAX_RANGE_SIZE} (a page of a range)"
+        )));
+    }
+    if args.requests == Some(0) {
+        return bad("--requests must be at least 1");
+    }
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return bad("--read-ratio must be between 0 and 1");
     }
@@ -73,6 +89,23 @@ fn check(args: &BenchArgs) -> Result<(), Error> {
 pub fn key(i: u64, key_size: usize) -> Vec<u8> {
     let width = key_size.saturating_sub(KEY_PREFIX.len()).max(1);
     format!("{KEY_PREFIX}{i:0width$x}").into_bytes()
+}
+
+/// The most keys a range request of the range workload asks for: a JSON
+/// page's limit (SPEC).
+const MAX_RANGE_SIZE: usize = 10_000;
+
+/// How long a client goes on while the server cannot be reached: past
+/// this it stops, and the run fails (the server went away).
+const LOST_AFTER: Duration = Duration::from_secs(1);
+
+/// A seed of this run: keys are drawn afresh each run, so a get run after a
+/// put run does not read exactly the keys that run just wrote.
+fn run_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 /// A small, fast generator: each client has its own.
@@ -106,10 +139,13 @@ async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         target.prefill(args).await?;
         if !args.json {
-            eprintln!(
-                "prefilled {} keys in {:.1} s",
-                args.prefill,
-                started.elapsed().as_secs_f64()
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!(
+                    "prefilled {} keys in {:.1} s\n",
+                    args.prefill,
+                    started.elapsed().as_secs_f64()
+                ),
             );
         }
     }
@@ -122,11 +158,13 @@ async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = duration.map(|d| started + d);
     let mut tasks = Vec::with_capacity(args.clients);
+    let seed = run_seed();
     for c in 0..args.clients {
         let (target, budget) = (target.clone(), budget.clone());
         let params = Params::of(args);
+        let client_seed = seed.wrapping_add(c as u64);
         tasks.push(tokio::spawn(async move {
-            client(c as u64, &target, &params, deadline, budget.as_deref()).await
+            client(client_seed, &target, &params, deadline, budget.as_deref()).await
         }));
     }
     let mut total = Tally {
@@ -152,6 +190,18 @@ async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
 fn verdict(args: &BenchArgs, t: &Tally) -> anyhow::Result<()> {
     let ok = t.latency.len();
     let errors: u64 = t.errors.values().sum();
+    // The server went away during the run (it answered at the start):
+    // whatever the counts, the figures are not a measurement of it.
+    if let Some(n) = t.errors.get("connect") {
+        return Err(Error::Unavailable {
+            message: format!(
+                "the server could not be reached for {n} requests during the run (it went \
+                 away?); the run stopped and the figures above are not a measurement"
+            ),
+            overloaded: false,
+        }
+        .into());
+    }
     if errors <= ok {
         return Ok(());
     }
@@ -210,7 +260,7 @@ impl Params {
 
 /// One client: requests back to back until the deadline or the budget.
 async fn client(
-    id: u64,
+    seed: u64,
     target: &Target,
     p: &Params,
     deadline: Option<Instant>,
@@ -220,10 +270,15 @@ async fn client(
         latency: new_histogram()?,
         errors: BTreeMap::new(),
     };
-    let mut rng = Rng::new(id + 1);
+    let mut rng = Rng::new(seed);
     let mut conn = target.connect().await;
+    // Since when the server could not be reached, if it cannot now.
+    let mut lost: Option<Instant> = None;
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if lost.is_some_and(|at| at.elapsed() >= LOST_AFTER) {
             break;
         }
         if let Some(b) = budget
@@ -239,10 +294,16 @@ async fn client(
         };
         let started = Instant::now();
         match target.request(&mut conn, p, &mut rng, read).await {
-            Ok(()) => tally
-                .latency
-                .saturating_record(started.elapsed().as_nanos() as u64),
+            Ok(()) => {
+                lost = None;
+                tally
+                    .latency
+                    .saturating_record(started.elapsed().as_nanos() as u64)
+            }
             Err(kind) => {
+                if kind == "connect" {
+                    lost.get_or_insert(started);
+                }
                 let retry_later = kind == "overloaded" || kind == "unavailable";
                 *tally.errors.entry(kind).or_default() += 1;
                 if retry_later && !p.no_backoff {
