@@ -66,6 +66,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            state.metrics.connection_refused();
             let revision = state.engine.revision();
             tokio::spawn(refuse(
                 stream,
@@ -75,6 +76,7 @@ pub async fn serve(
             ));
             continue;
         };
+        let open = super::metrics::OpenConnection::new(state.metrics.clone());
         let _ = stream.set_nodelay(true);
         let clock = Arc::new(HeadClock::new());
         let idle = IdleIo::new(stream, &state.limits, clock.clone());
@@ -107,6 +109,7 @@ pub async fn serve(
                 }
             }
             drop(permit);
+            drop(open);
         });
     }
     drop(listener);

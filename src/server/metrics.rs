@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -87,6 +88,25 @@ pub struct Metrics {
     log_dropped: AtomicU64,
     /// Requests hyper refused before routing (400, 431).
     malformed: AtomicU64,
+    /// Connections open now, and those refused at `--max-connections`.
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+}
+
+/// Counts a connection as open while it is held (`kvr_connections_open`).
+pub struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    pub fn new(metrics: Arc<Metrics>) -> OpenConnection {
+        metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for Metrics {
@@ -105,7 +125,15 @@ impl Metrics {
             rejected: AtomicU64::new(0),
             log_dropped: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
         }
+    }
+
+    /// A connection refused at `--max-connections` (503 before any request
+    /// is read: not in `kvr_http_requests_total`).
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one answered request.
@@ -248,6 +276,18 @@ impl Metrics {
                 "counter",
                 "Requests refused by the HTTP parser before routing (400, 431): not in kvr_http_requests_total.",
                 Some(self.malformed.load(Ordering::Relaxed)),
+            ),
+            (
+                "kvr_connections_open",
+                "gauge",
+                "HTTP connections open now (at most --max-connections).",
+                Some(self.connections_open.load(Ordering::Relaxed)),
+            ),
+            (
+                "kvr_connections_refused_total",
+                "counter",
+                "Connections refused with 503 at --max-connections, before any request was read: not in kvr_http_requests_total.",
+                Some(self.connections_refused.load(Ordering::Relaxed)),
             ),
             (
                 "kvr_writes_rejected_total",

@@ -584,15 +584,21 @@ fn connection_cap_answers_503() {
         .map(|_| std::net::TcpStream::connect(&s.addr).unwrap())
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let r = raw(&s.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
-    assert!(r.contains("--max-connections"), "{r}");
+    for _ in 0..3 {
+        let r = raw(&s.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.contains("--max-connections"), "{r}");
+    }
     drop(hold);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(
         http("GET", &format!("{}/healthz", s.url), &[], None).status,
         200
     );
+    // Counted apart from the requests answered (they were invisible), and
+    // the open connections are a gauge: here only the scrape's own.
+    assert_eq!(metric(&s.url, "kvr_connections_refused_total"), 3);
+    assert_eq!(metric(&s.url, "kvr_connections_open"), 1);
 }
 
 #[test]
