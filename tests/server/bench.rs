@@ -169,3 +169,44 @@ fn bench_fails_when_the_server_goes_away() {
         stderr(&out)
     );
 }
+
+/// SIGINT, SIGTERM or SIGHUP stop a run early: the figures so far are
+/// printed, exit 3 says it was interrupted, and the temporary database of
+/// a local run is removed (the process died, leaving it and its log).
+#[test]
+fn an_interrupted_bench_reports_and_leaves_no_files() {
+    for signal in ["INT", "TERM", "HUP"] {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let child = kvr_cmd(dir.path())
+            .env("TMPDIR", &tmp)
+            .args([
+                "bench",
+                "--workload",
+                "put",
+                "--clients",
+                "2",
+                "--duration",
+                "30",
+                "--json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        crate::support::signal(child.id(), signal);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{signal}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("interrupted (SIG{signal}): the run stopped early")),
+            "{}",
+            stderr(&out)
+        );
+        let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(figures["ok"].as_u64().unwrap() > 0, "{figures}");
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "{signal}: left {left:?}");
+    }
+}

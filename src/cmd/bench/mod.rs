@@ -157,14 +157,25 @@ async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let deadline = duration.map(|d| started + d);
+    // SIGINT, SIGTERM or SIGHUP end the run early: the clients stop, the
+    // figures so far are printed, a temporary file is removed (the default
+    // handlers killed the process, leaving it and its log behind).
+    let stopped = Arc::new(std::sync::OnceLock::new());
+    let watcher = tokio::spawn(watch_signals(stopped.clone()));
     let mut tasks = Vec::with_capacity(args.clients);
     let seed = run_seed();
     for c in 0..args.clients {
         let (target, budget) = (target.clone(), budget.clone());
         let params = Params::of(args);
         let client_seed = seed.wrapping_add(c as u64);
+        let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
-            client(client_seed, &target, &params, deadline, budget.as_deref()).await
+            let ends = Ends {
+                deadline,
+                budget: budget.as_deref(),
+                stopped: &stopped,
+            };
+            client(client_seed, &target, &params, ends).await
         }));
     }
     let mut total = Tally {
@@ -181,8 +192,41 @@ async fn bench(target: &Arc<Target>, args: &BenchArgs) -> anyhow::Result<()> {
             *total.errors.entry(k).or_default() += n;
         }
     }
+    watcher.abort();
     report(args, &total, started.elapsed(), target.describe())?;
+    if let Some(signal) = stopped.get() {
+        return Err(Error::Interrupted(format!(
+            "interrupted ({signal}): the run stopped early; the figures above are of the part \
+             before"
+        ))
+        .into());
+    }
     verdict(args, &total)
+}
+
+/// Sets `stopped` to the name of the first of SIGINT, SIGTERM and SIGHUP.
+async fn watch_signals(stopped: Arc<std::sync::OnceLock<&'static str>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    };
+    let _ = stopped.set(name);
+}
+
+/// What ends a client's run: the deadline, the request budget, a signal.
+struct Ends<'a> {
+    deadline: Option<Instant>,
+    budget: Option<&'a AtomicU64>,
+    stopped: &'a std::sync::OnceLock<&'static str>,
 }
 
 /// A run whose requests mostly failed measured nothing: exit 1 when they
@@ -259,13 +303,12 @@ impl Params {
 }
 
 /// One client: requests back to back until the deadline or the budget.
-async fn client(
-    seed: u64,
-    target: &Target,
-    p: &Params,
-    deadline: Option<Instant>,
-    budget: Option<&AtomicU64>,
-) -> anyhow::Result<Tally> {
+async fn client(seed: u64, target: &Target, p: &Params, ends: Ends<'_>) -> anyhow::Result<Tally> {
+    let Ends {
+        deadline,
+        budget,
+        stopped,
+    } = ends;
     let mut tally = Tally {
         latency: new_histogram()?,
         errors: BTreeMap::new(),
@@ -278,7 +321,7 @@ async fn client(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        if lost.is_some_and(|at| at.elapsed() >= LOST_AFTER) {
+        if lost.is_some_and(|at| at.elapsed() >= LOST_AFTER) || stopped.get().is_some() {
             break;
         }
         if let Some(b) = budget
