@@ -8,7 +8,7 @@
 //!   writes them, so that a stalled stderr (a full pipe nobody reads) never
 //!   stops a request or the shutdown: a worker that wrote a line about a
 //!   malformed request blocked there, and with every worker blocked the
-//!   server answered nothing. The queue holds [`EVENT_QUEUE`] lines; past
+//!   server answered nothing. The queue holds `EVENT_QUEUE` lines; past
 //!   that a line is dropped and counted (`kvr_log_lines_dropped_total`), and
 //!   the thread says how many once it can write again. [`flush_events`]
 //!   waits for it at exit, for at most a second. Other commands write them
@@ -366,7 +366,7 @@ pub fn events_dropped() -> u64 {
 }
 
 /// Waits until the event lines queued so far are written, for at most
-/// [`FLUSH_WAIT`]: a stalled stderr must not stop the process from
+/// `FLUSH_WAIT`: a stalled stderr must not stop the process from
 /// exiting. Nothing to do before [`start_events`].
 pub fn flush_events() {
     let Some(tx) = EVENTS.get() else {
