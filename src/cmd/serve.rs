@@ -569,17 +569,23 @@ fn resolve(listen: &str) -> Result<SocketAddr> {
         })
 }
 
-/// Resolves on SIGINT or SIGTERM, with the signal's name.
+/// Resolves on SIGINT, SIGTERM or SIGHUP, with the signal's name. SIGHUP
+/// (the terminal the server ran in closed) stops it as SIGTERM does: its
+/// default action killed it without a stop line, leaving its log to replay.
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(mut term), Ok(mut hup)) => {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
             }
         }
-        Err(_) => {
+        _ => {
             let _ = tokio::signal::ctrl_c().await;
             "SIGINT"
         }

@@ -77,6 +77,35 @@ fn log_lines_are_timestamped_from_start_to_shutdown() {
     assert_eq!(text[n - 1], "kvr serve: stopped at revision 1", "{log}");
 }
 
+/// SIGHUP (the terminal closed) stops the server as SIGTERM does, with its
+/// stop lines and exit 0 (it killed it, leaving its log to replay).
+#[test]
+fn sighup_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_logging(dir.path(), &[]);
+    assert_eq!(
+        http("PUT", &format!("{}/v1/kv/a", s.url), &[], Some(b"v")).status,
+        200
+    );
+    signal(s.pid(), "HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGHUP");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("kvr serve: SIGHUP: stopping"), "{log}");
+    assert!(log.contains("kvr serve: stopped at revision 1"), "{log}");
+    assert!(
+        !dir.path().join("db.redb.wal").exists(),
+        "the log was left to replay"
+    );
+}
+
 /// A log file gets its writeback started every MiB of access lines
 /// (`server/log.rs`); every line still reaches it, whole and in order.
 #[test]
