@@ -50,6 +50,8 @@ pub struct Client {
     stale: bool,
     /// A server answered as a cluster member: retry through the cluster.
     clustered: std::sync::atomic::AtomicBool,
+    /// Whether any server has answered this client yet ([`Client::send`]).
+    answered: std::sync::atomic::AtomicBool,
     /// `--cacert`, for the advice when a certificate is refused.
     cacert: Option<std::path::PathBuf>,
 }
@@ -176,6 +178,7 @@ impl Client {
             timeout,
             stale: false,
             clustered: std::sync::atomic::AtomicBool::new(false),
+            answered: std::sync::atomic::AtomicBool::new(false),
             cacert: cacert.map(Path::to_path_buf),
         })
     }
@@ -339,7 +342,11 @@ impl Client {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         for url in &self.urls {
             match request(&self.agent, url, auth.as_deref()) {
-                Ok(resp) => return Ok((url.clone(), resp)),
+                Ok(resp) => {
+                    self.answered
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok((url.clone(), resp));
+                }
                 Err(e) if unreachable(&e) => continue,
                 Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
             }
@@ -351,6 +358,12 @@ impl Client {
             ),
             overloaded: false,
         })
+    }
+
+    /// Whether a server has answered a request sent with [`Client::send`]
+    /// (a watch's): until one has, none may be there at all.
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The path (or `?key=` form) of a key.

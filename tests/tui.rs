@@ -925,3 +925,29 @@ fn changes_by_another_client_show_up_live_in_a_real_terminal() {
     env.kvr_bare(["--server", &server.url, "get", "item:002"])
         .code(1);
 }
+
+/// `kvr batch` on a terminal ends at the first Ctrl-D also when nothing
+/// was typed (it read the terminal again after its end, so it waited for
+/// a second Ctrl-D, saying "committing" meanwhile), and at the first one
+/// after typed lines.
+#[test]
+fn batch_on_a_terminal_ends_at_the_first_ctrl_d() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.redb");
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {kvr} --db {db} batch; echo FIRST_EXIT=$?; \
+         {kvr} --db {db} batch; echo SECOND_EXIT=$?; sleep 60",
+        kvr = shell_quote(Path::new(KVR)),
+        db = shell_quote(&db),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["reading JSON lines from stdin until Ctrl-D"]);
+    tmux.keys(&["C-d"]);
+    tmux.wait_for(&["applied 0 puts, 0 deletes (revision 0)", "FIRST_EXIT=0"]);
+    tmux.keys(&["{\"key\":\"k\",\"value\":\"v\"}", "Enter", "C-d"]);
+    tmux.wait_for(&["applied 1 puts, 0 deletes (revision 1)", "SECOND_EXIT=0"]);
+}

@@ -61,6 +61,7 @@ pub fn run(
             progress: progress.clone(),
             watch,
             lines: 0,
+            ended: false,
         },
     );
     input
@@ -298,6 +299,11 @@ struct Counting<R> {
     progress: ProgressBar,
     watch: Arc<Watch>,
     lines: u64,
+    /// The input ended: later reads return 0 without reading again. A
+    /// terminal gives an end (Ctrl-D) once, and a read after it waits for
+    /// more typing: a batch that met the end at its first read (nothing
+    /// typed) needed a second Ctrl-D.
+    ended: bool,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -309,9 +315,13 @@ impl<R: Read> Read for Counting<R> {
             None => Ok(()),
         };
         interrupted()?;
+        if self.ended {
+            return Ok(0);
+        }
         if self.progress.is_hidden() {
             let n = self.inner.read(buf);
             interrupted()?;
+            self.ended = matches!(n, Ok(0)) && !buf.is_empty();
             return n;
         }
         self.watch.reading.store(true, Ordering::Relaxed);
@@ -323,6 +333,7 @@ impl<R: Read> Read for Counting<R> {
         interrupted()?;
         let n = n?;
         if n == 0 {
+            self.ended = !buf.is_empty();
             self.watch.eof.store(true, Ordering::Relaxed);
             self.progress
                 .set_message(format!("{} lines read", self.lines));

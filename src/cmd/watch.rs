@@ -135,7 +135,11 @@ fn follow(
                 });
             }
             Err(e) if retryable(&e) && (ever_progressed || progressed) => {}
-            Err(e) if retryable(&e) && started.elapsed() < timeout => {}
+            // Before any server has answered: exit 5 at once, as other
+            // commands do for a URL where nothing listens (it waited out
+            // --timeout in silence); a server that answers 503 (a cluster
+            // electing its leader) is waited for up to --timeout.
+            Err(e) if retryable(&e) && started.elapsed() < timeout && client.has_answered() => {}
             Err(e) => return Err(e),
         }
         if progressed {

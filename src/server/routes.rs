@@ -895,8 +895,11 @@ fn limits(state: &State) -> Response<Body> {
 
 async fn stats(state: &State) -> Result<Response<Body>> {
     let stats = engine_stats(state).await?;
-    let body = serde_json::to_value(stats).map_err(|e| Error::Storage(e.to_string()))?;
-    let mut resp = json_response(StatusCode::OK, &body);
+    // In the struct's order, the same text as `kvr stats` prints (a
+    // `Value` would sort the fields).
+    let mut body = serde_json::to_string(&stats).map_err(|e| Error::Storage(e.to_string()))?;
+    body.push('\n');
+    let mut resp = text(StatusCode::OK, body, "application/json");
     resp.headers_mut()
         .insert(REVISION, HeaderValue::from(stats.revision));
     Ok(resp)

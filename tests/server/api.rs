@@ -440,3 +440,22 @@ fn pages_of_large_values_stop_by_bytes_and_lose_nothing() {
         assert_eq!(seen, want, "limit {limit}");
     }
 }
+
+/// `GET /v1/stats` is the same text as `kvr stats` (its fields were in
+/// another order).
+#[test]
+fn stats_over_http_is_the_text_kvr_stats_prints() {
+    let (_d, s) = server();
+    let u = &s.url;
+    assert_eq!(
+        http("PUT", &format!("{u}/v1/kv/a"), &[], Some(b"1")).status,
+        200
+    );
+    let over_http = http("GET", &format!("{u}/v1/stats"), &[], None).text();
+    let cli = stdout(&s.cli(&["stats"], b""));
+    assert!(
+        over_http.starts_with("{\"keys\":1,\"revision\":1,\"file_bytes\":"),
+        "{over_http}"
+    );
+    assert_eq!(over_http, cli);
+}

@@ -110,12 +110,29 @@ fn unreachable_servers_exit_5_and_the_list_moves_on() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let out = kvr(dir.path(), &["--server", &dead, "get", "a"], b"");
-    assert_eq!(out.status.code(), Some(5));
-    assert_eq!(
-        stderr(&out).lines().next().unwrap(),
-        format!("kvr: error: cannot reach kvr server at {dead} (is kvr serve running?)")
-    );
+    for cmd in ["get", "watch"] {
+        // `watch` too, at once: it waited out --timeout (30 s) in silence.
+        let started = std::time::Instant::now();
+        let args: &[&str] = if cmd == "get" {
+            &["get", "a"]
+        } else {
+            &["watch"]
+        };
+        let out = kvr(
+            dir.path(),
+            &[&["--server", dead.as_str()][..], args].concat(),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(5), "{cmd}");
+        assert_eq!(
+            stderr(&out).lines().next().unwrap(),
+            format!("kvr: error: cannot reach kvr server at {dead} (is kvr serve running?)")
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{cmd}"
+        );
+    }
     let s = Server::start(dir.path(), &[]);
     let list = format!("{dead},{}", s.url);
     let out = kvr(dir.path(), &["--server", &list, "put", "a", "1"], b"");
