@@ -154,6 +154,24 @@ impl Node {
             return Err(Error::NodeNotFound { id });
         };
         let failed = |what: &str, e: &dyn std::fmt::Display| unknown(format!("{what}: {e}"));
+        let change_failed =
+            |what: &str, e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>| {
+                // Another change not yet committed (no majority to commit it):
+                // this one was not proposed, so it may simply be retried.
+                if let RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::InProgress(_),
+                )) = e
+                {
+                    return Error::Unavailable {
+                        message: format!(
+                            "{what}: another membership change is still being committed (it needs \
+                         a majority of voters); nothing was changed: retry"
+                        ),
+                        overloaded: false,
+                    };
+                }
+                unknown(format!("{what}: {e}"))
+            };
         match op {
             Admin::Promote(_) if voters.contains(&id) => Ok(()),
             Admin::Promote(_) => self
@@ -161,7 +179,7 @@ impl Node {
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
                 .map(|_| ())
-                .map_err(|e| failed("promoting failed", &e)),
+                .map_err(|e| change_failed("promoting failed", &e)),
             Admin::Remove(_) => {
                 if voters.len() == 1 && voters.contains(&id) {
                     return Err(Error::invalid(format!(
@@ -176,7 +194,7 @@ impl Node {
                 self.raft
                     .change_membership(change, false)
                     .await
-                    .map_err(|e| failed("removing failed", &e))?;
+                    .map_err(|e| change_failed("removing failed", &e))?;
                 // Tell it (best effort): it stops serving and exits.
                 if id == self.me.node_id {
                     self.mark_removed();
