@@ -360,7 +360,7 @@ impl Client {
         })
     }
 
-    /// Whether a server has answered a request sent with [`Client::send`]
+    /// Whether a server has answered a request sent with `Client::send`
     /// (a watch's): until one has, none may be there at all.
     pub fn has_answered(&self) -> bool {
         self.answered.load(std::sync::atomic::Ordering::Relaxed)

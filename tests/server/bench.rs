@@ -130,29 +130,32 @@ fn bench_refuses_sizes_it_cannot_use() {
     assert_eq!(stats["revision"], 0);
 }
 
+/// `cmd bench`, a put run of 30 s with `--json`, started with its output
+/// piped.
+fn long_put_run(cmd: &mut std::process::Command) -> std::process::Child {
+    cmd.args([
+        "bench",
+        "--workload",
+        "put",
+        "--clients",
+        "2",
+        "--duration",
+        "30",
+        "--json",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
 /// A server that goes away during a run fails the run (exit 5) within
 /// about a second, instead of figures measured against nothing and exit 0.
 #[test]
 fn bench_fails_when_the_server_goes_away() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Server::start(dir.path(), &[]);
-    let bench = kvr_cmd(dir.path())
-        .args([
-            "--server",
-            &s.url,
-            "bench",
-            "--workload",
-            "put",
-            "--clients",
-            "4",
-            "--duration",
-            "30",
-            "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bench = long_put_run(kvr_cmd(dir.path()).args(["--server", &s.url]));
     std::thread::sleep(std::time::Duration::from_millis(1500));
     s.kill9();
     let started = std::time::Instant::now();
@@ -179,22 +182,7 @@ fn an_interrupted_bench_reports_and_leaves_no_files() {
         let dir = tempfile::tempdir().unwrap();
         let tmp = dir.path().join("tmp");
         std::fs::create_dir(&tmp).unwrap();
-        let child = kvr_cmd(dir.path())
-            .env("TMPDIR", &tmp)
-            .args([
-                "bench",
-                "--workload",
-                "put",
-                "--clients",
-                "2",
-                "--duration",
-                "30",
-                "--json",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = long_put_run(kvr_cmd(dir.path()).env("TMPDIR", &tmp));
         std::thread::sleep(std::time::Duration::from_millis(1500));
         crate::support::signal(child.id(), signal);
         let out = child.wait_with_output().unwrap();
