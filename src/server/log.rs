@@ -168,16 +168,16 @@ fn run(rx: &Receiver<Msg>, metrics: &Metrics) {
                 match msg {
                     Msg::Line(a) => fmt.access(&mut buf, &a),
                     Msg::Flush(done) => {
-                        out.write(&mut buf);
+                        out.write(&mut buf, metrics);
                         let _ = done.send(());
                     }
                 }
                 if buf.len() >= CHUNK_BYTES {
-                    out.write(&mut buf);
+                    out.write(&mut buf, metrics);
                 }
             }
             report_dropped(&mut buf, metrics, &mut reported);
-            out.write(&mut buf);
+            out.write(&mut buf, metrics);
             if !got_any {
                 break;
             }
@@ -277,13 +277,16 @@ impl Stderr {
         }
     }
 
-    /// Writes the chunk (whole lines); a failure (a full disk) loses the
-    /// chunk, never the server.
-    fn write(&mut self, buf: &mut Vec<u8>) {
+    /// Writes the chunk (whole lines); a failure (a full disk, a closed
+    /// stderr) loses the chunk, never the server: its lines are counted as
+    /// dropped.
+    fn write(&mut self, buf: &mut Vec<u8>, metrics: &Metrics) {
         if buf.is_empty() {
             return;
         }
-        let _ = std::io::stderr().write_all(buf);
+        if std::io::stderr().write_all(buf).is_err() {
+            metrics.log_lines_lost(lines_in(buf));
+        }
         self.since_writeback += buf.len() as u64;
         buf.clear();
         if self.file && self.since_writeback >= WRITEBACK_BYTES {
@@ -352,12 +355,20 @@ fn write_events(rx: &Receiver<EventMsg>) {
             );
             reported = dropped;
         }
-        let _ = std::io::stderr().write_all(&buf);
+        if std::io::stderr().write_all(&buf).is_err() {
+            EVENTS_DROPPED.fetch_add(lines_in(&buf), Ordering::Relaxed);
+            reported = EVENTS_DROPPED.load(Ordering::Relaxed);
+        }
         buf.clear();
         for done in flushed {
             let _ = done.send(());
         }
     }
+}
+
+/// Lines in a chunk of whole lines.
+fn lines_in(buf: &[u8]) -> u64 {
+    buf.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// Event lines dropped so far (see [`start_events`]).

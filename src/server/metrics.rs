@@ -173,6 +173,11 @@ impl Metrics {
         self.log_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Access lines whose write failed (stderr closed or full).
+    pub fn log_lines_lost(&self, lines: u64) {
+        self.log_dropped.fetch_add(lines, Ordering::Relaxed);
+    }
+
     /// A request refused by the HTTP parser, before any route saw it.
     pub fn malformed_request(&self) {
         self.malformed.fetch_add(1, Ordering::Relaxed);

@@ -455,3 +455,27 @@ fn unwritable_stdout_and_stderr_keep_the_exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Access lines lost to a failing stderr (here `/dev/full`) are counted as
+/// dropped too: the metric counted only lines the queue had no room for.
+#[test]
+fn lines_lost_to_a_failing_stderr_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let s = Server::spawn(dir.path(), &[], &[], Stdio::from(full));
+    for i in 0..50 {
+        let r = http("PUT", &format!("{}/v1/kv/k{i}", s.url), &[], Some(b"v"));
+        assert_eq!(r.status, 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&s.url, "kvr_log_lines_dropped_total") < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lost lines not counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
