@@ -176,10 +176,12 @@ fn write_flood(env: &[(&str, &str)]) -> u64 {
     // peaked at 206 MB, 5 MB past the bound without the requests in it;
     // local runs 146-184 MB. With 24 requests a client: alone 210-225 MB,
     // and 252 MB once in a fresh-clone CI run with the other tests in
-    // parallel, so 40 MiB more room here; memory that grew with what was
+    // parallel, so 40 MiB more room here. On 2026-12-02 six runs each of
+    // two builds a day apart, alone, peaked at 236-267 and 236-279 MB, and
+    // a CI run at 276 MB: 64 MiB more room. Memory that grew with what was
     // written would still be past it, at 384 MB of values.)
     let in_flight = CLIENTS * 2 * REQUEST_MIB;
-    let bound = (MEMTABLE_MIB + CACHE_MIB + 64 + in_flight + 40) * 1024 + MARGIN_KIB;
+    let bound = (MEMTABLE_MIB + CACHE_MIB + 64 + in_flight + 64) * 1024 + MARGIN_KIB;
     assert!(peak < bound, "peak RSS {peak} KiB, bound {bound} KiB");
     metric(&s.url, "kvr_flush_handovers_total")
 }
