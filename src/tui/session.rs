@@ -163,8 +163,9 @@ impl Session {
         changed
     }
 
-    /// What time does on its own: a selected key whose expiry passed is
-    /// read again without a feed (see [`App::reread_if_expired`]).
+    /// What time does on its own: without a feed, the screen is read again
+    /// once the selected key's expiry, or the file's next one, has passed
+    /// (see [`App::reread_if_expired`]).
     pub fn tick(&mut self) -> bool {
         let changed = self.app.reread_if_expired(crate::types::now_ms());
         if changed {

@@ -174,7 +174,7 @@ pub fn expires_in(at_ms: u64, now_ms: u64) -> String {
 /// grapheme cluster, as the value pane wraps (`wrap.rs`), so an emoji
 /// ZWJ sequence is shown whole or not at all.
 pub fn fit(text: &str, width: usize) -> String {
-    let total: usize = wrap::clusters(text).map(|(_, w)| w).sum();
+    let total = wrap::columns(text);
     let cut = total > width;
     let room = if cut { width.saturating_sub(1) } else { width };
     let mut out = String::new();
@@ -294,12 +294,7 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     // On a narrow screen the source gives way first (a path is long): its
     // last part, then nothing, so the position and the keys stay in view.
     let width = usize::from(area.width);
-    let fits = |parts: &[String]| {
-        wrap::clusters(&format!(" {}", parts.join(" │ ")))
-            .map(|(_, w)| w)
-            .sum::<usize>()
-            <= width
-    };
+    let fits = |parts: &[String]| wrap::columns(&format!(" {}", parts.join(" │ "))) <= width;
     if !fits(&parts) {
         let short = app.source.rsplit('/').find(|p| !p.is_empty());
         parts[0] = short.unwrap_or(&app.source).to_string();
@@ -391,13 +386,12 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 /// it, "press e to edit your text again") whole when that takes at most
 /// two thirds of the line; else cut at the end.
 pub fn fit_message(text: &str, width: usize) -> String {
-    let columns = |t: &str| wrap::clusters(t).map(|(_, w)| w).sum::<usize>();
-    if columns(text) <= width {
+    if wrap::columns(text) <= width {
         return text.to_string();
     }
     if let Some(at) = text.rfind("; ") {
         let tail = &text[at..];
-        let tail_columns = columns(tail);
+        let tail_columns = wrap::columns(tail);
         if tail_columns * 3 <= width * 2 {
             return format!("{}{tail}", fit(&text[..at], width - tail_columns));
         }
@@ -428,12 +422,11 @@ fn render_help(frame: &mut Frame, app: &App) {
     let inner = usize::from(above.width.saturating_sub(3));
     let what_width = inner.saturating_sub(KEYS).max(12);
     let mut lines: Vec<String> = Vec::new();
-    let columns = |t: &str| wrap::clusters(t).map(|(_, w)| w).sum::<usize>();
     // The notes without keys take the whole width, all alike, when one
     // would wrap under the description column.
     let notes_wide = BINDINGS
         .iter()
-        .any(|(keys, what)| keys.is_empty() && columns(what) > what_width);
+        .any(|(keys, what)| keys.is_empty() && wrap::columns(what) > what_width);
     for (keys, what) in BINDINGS {
         if keys.is_empty() && notes_wide {
             lines.extend(
@@ -453,7 +446,7 @@ fn render_help(frame: &mut Frame, app: &App) {
         lines.truncate(room - 1);
         lines.push(" … (a taller terminal shows the rest)".to_string());
     }
-    let width = lines.iter().map(|l| columns(l)).max();
+    let width = lines.iter().map(|l| wrap::columns(l)).max();
     let width = u16::try_from(width.unwrap_or(0) + 3).unwrap_or(u16::MAX);
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
     let lines: Vec<Line> = lines.into_iter().map(Line::from).collect();

@@ -43,6 +43,12 @@ pub fn clusters(text: &str) -> impl Iterator<Item = (&str, usize)> {
     })
 }
 
+/// Columns `text` takes as drawn: the sum of its clusters' (see
+/// [`clusters`]).
+pub fn columns(text: &str) -> usize {
+    clusters(text).map(|(_, w)| w).sum()
+}
+
 /// Rows `line` takes in `cols` columns (at least one, for an empty line).
 pub fn rows(line: &Line<'_>, cols: usize) -> usize {
     let cols = cols.max(1);
@@ -107,7 +113,7 @@ pub fn words(text: &str, cols: usize) -> Vec<String> {
     let mut row = String::new();
     let mut used = 0;
     for word in text.split_inclusive(' ') {
-        let need: usize = clusters(word.trim_end_matches(' ')).map(|(_, w)| w).sum();
+        let need = columns(word.trim_end_matches(' '));
         if used + need > cols && used > 0 {
             rows.push(row.trim_end().to_string());
             row.clear();
