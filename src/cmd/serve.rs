@@ -190,7 +190,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             opened.elapsed().as_millis()
         ));
     }
-    let _hint = ServeHint::write(&g.db, &url);
+    let hint = ServeHint::write(&g.db, &url);
     if !node {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {url}")
@@ -220,8 +220,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io("cannot set up the listener", e))?;
         let st = state.clone();
+        let hint_path = hint.as_ref().map(|h| h.0.clone());
         let shutdown = async move {
             let signal = stop.await;
+            stop_at_a_second_signal(hint_path);
             if let Some(node) = &st.cluster {
                 // Writes in flight get 2 s to commit from now (SPEC).
                 node.liveness.begin_stop();
@@ -590,6 +592,38 @@ async fn shutdown_signal() -> &'static str {
             "SIGINT"
         }
     }
+}
+
+/// After the first stop signal, a second one (Ctrl-C pressed again) ends
+/// the process at once instead of waiting out requests in flight and the
+/// last flush: every acknowledged write is in the write-ahead log (or the
+/// Raft log), which the next start replays, as after a crash.
+fn stop_at_a_second_signal(serve_hint: Option<PathBuf>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return; // the first signal's stop goes on as before
+    };
+    let spawned = std::thread::Builder::new()
+        .name("kvr-second-signal".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let name = match signal {
+                    SIGINT => "SIGINT",
+                    SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                crate::server::log::event(format_args!(
+                    "kvr serve: second {name}: stopping now; requests in flight are cut, and \
+                     the next start replays the log, which holds every acknowledged write"
+                ));
+                crate::server::log::flush_events();
+                if let Some(path) = serve_hint {
+                    let _ = std::fs::remove_file(path);
+                }
+                std::process::exit(0);
+            }
+        });
+    drop(spawned);
 }
 
 /// The `DB.serve` file naming the server's URL, removed when dropped, so a

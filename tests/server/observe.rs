@@ -106,6 +106,74 @@ fn sighup_stops_the_server_cleanly() {
     );
 }
 
+/// A second signal stops the server at once, where the first waits for
+/// requests in flight (here a body half sent, which would hold it for the
+/// whole grace) and the last flush. The next start replays the log: every
+/// write acknowledged before is there, the half-sent one is not.
+#[test]
+fn a_second_signal_stops_the_server_at_once() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_logging(dir.path(), &[]);
+    for k in ["a", "b"] {
+        let r = http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(b"v"));
+        assert_eq!(r.status, 200);
+    }
+    let mut half = std::net::TcpStream::connect(&s.addr).unwrap();
+    half.write_all(b"PUT /v1/kv/c HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nvv")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    signal(s.pid(), "TERM");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the request in flight"
+    );
+    let second = std::time::Instant::now();
+    signal(s.pid(), "INT");
+    let deadline = second + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after a second signal"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    // Well within the 5 s the first signal's grace would have waited.
+    assert!(
+        second.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+    drop(half);
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("kvr serve: SIGTERM: stopping"), "{log}");
+    assert!(
+        log.contains("kvr serve: second SIGINT: stopping now"),
+        "{log}"
+    );
+    assert!(!log.contains("stopped at revision"), "{log}");
+    assert!(
+        !dir.path().join("db.redb.serve").exists(),
+        "the URL hint was left"
+    );
+    let after = Server::start(dir.path(), &[]);
+    let r = http("GET", &format!("{}/v1/kv/b", after.url), &[], None);
+    assert_eq!((r.status, r.text()), (200, "v".to_string()));
+    let r = http("GET", &format!("{}/v1/kv/c", after.url), &[], None);
+    assert_eq!(r.status, 404);
+    let stats = after.cli(&["stats", "--json"], b"");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        (stats["keys"].as_u64(), stats["revision"].as_u64()),
+        (Some(2), Some(2))
+    );
+}
+
 /// A log file gets its writeback started every MiB of access lines
 /// (`server/log.rs`); every line still reaches it, whole and in order.
 #[test]
