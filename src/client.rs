@@ -161,7 +161,7 @@ impl Client {
                     .collect::<Vec<_>>(),
             ))
             .build();
-        let agent = Agent::config_builder()
+        let config = Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(timeout))
@@ -169,8 +169,12 @@ impl Client {
             .timeout_per_read(Some(timeout))
             .timeout_per_write(Some(timeout))
             .user_agent(concat!("kvr/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        let agent = Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            NameLookup::default(),
+        );
         Ok(Client {
             agent,
             urls,
@@ -250,11 +254,14 @@ impl Client {
                     .cloned(),
             );
             let mut last: Option<Error> = None;
+            // Whether no server of this round was reached at all.
+            let mut all_unreachable = true;
             let mut wait = Duration::from_millis(100);
             for url in &order {
                 match request(&self.agent, url, auth.as_deref()) {
                     Ok(resp) if resp.headers().contains_key("x-kvr-node") => {
                         self.clustered.store(true, Ordering::Relaxed);
+                        all_unreachable = false;
                         if resp.status().as_u16() != 503 {
                             return Ok((url.clone(), resp));
                         }
@@ -289,7 +296,24 @@ impl Client {
                             other => return Err(other),
                         }
                     }
-                    Ok(resp) => return Ok((url.clone(), resp)),
+                    Ok(resp) => match (gateway_failure(&resp), sent) {
+                        (Some(what), Sent::Read) => {
+                            all_unreachable = false;
+                            last = Some(Error::Unavailable {
+                                message: format!("kvr server at {url} did not answer: {what}"),
+                                overloaded: false,
+                            });
+                        }
+                        (Some(what), Sent::KeyedWrite) => {
+                            unknown = Some(Error::OutcomeUnknown {
+                                message: format!(
+                                    "kvr server at {url} did not answer: {what}; the write \
+                                     may or may not have been applied"
+                                ),
+                            });
+                        }
+                        _ => return Ok((url.clone(), resp)),
+                    },
                     Err(e) if keyed_write && !unreachable(&e) && sent_maybe(&e) => {
                         unknown = Some(Error::OutcomeUnknown {
                             message: format!(
@@ -300,13 +324,12 @@ impl Client {
                     }
                     Err(e) if unreachable(&e) => {
                         last = Some(Error::Unavailable {
-                            message: format!(
-                                "cannot reach kvr server at {url} (is kvr serve running?)"
-                            ),
+                            message: unreachable_message(url, &e),
                             overloaded: false,
                         });
                     }
                     Err(e) if sent == Sent::Read && sent_maybe(&e) => {
+                        all_unreachable = false;
                         let what = match e {
                             ureq::Error::Timeout(_) => "did not answer in time (--timeout)",
                             _ => "closed the connection without an answer",
@@ -325,6 +348,16 @@ impl Client {
                 if let Some(e) = unknown {
                     return Err(e);
                 }
+                if all_unreachable && order.len() > 1 {
+                    // Name every server tried, not just the last one.
+                    return Err(Error::Unavailable {
+                        message: format!(
+                            "cannot reach any kvr server of {} (is kvr serve running?)",
+                            order.join(", ")
+                        ),
+                        overloaded: false,
+                    });
+                }
                 return Err(last.unwrap_or_else(|| Error::Unavailable {
                     message: format!("cannot reach kvr server at {}", self.urls.join(", ")),
                     overloaded: false,
@@ -340,6 +373,7 @@ impl Client {
         mut request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<(String, Response<Body>)> {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut message = String::new();
         for url in &self.urls {
             match request(&self.agent, url, auth.as_deref()) {
                 Ok(resp) => {
@@ -347,15 +381,18 @@ impl Client {
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                     return Ok((url.clone(), resp));
                 }
-                Err(e) if unreachable(&e) => continue,
+                Err(e) if unreachable(&e) => message = unreachable_message(url, &e),
                 Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
             }
         }
-        Err(Error::Unavailable {
-            message: format!(
-                "cannot reach kvr server at {} (is kvr serve running?)",
+        if self.urls.len() > 1 {
+            message = format!(
+                "cannot reach any kvr server of {} (is kvr serve running?)",
                 self.urls.join(", ")
-            ),
+            );
+        }
+        Err(Error::Unavailable {
+            message,
             overloaded: false,
         })
     }
@@ -540,6 +577,50 @@ fn sent_maybe(e: &ureq::Error) -> bool {
 }
 
 /// Failures that mean "this server is not there": try the next one.
+/// ureq's name lookup, with a name that does not resolve reported as
+/// `HostNotFound` rather than as the I/O error of `getaddrinfo`: a server
+/// whose name does not resolve cannot be reached, so the next URL of the
+/// list is tried and giving up is exit 5 (SPEC "Command line").
+#[derive(Debug, Default)]
+struct NameLookup(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for NameLookup {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        self.0.resolve(uri, config, timeout).map_err(|e| match e {
+            ureq::Error::Io(_) => ureq::Error::HostNotFound,
+            other => other,
+        })
+    }
+}
+
+/// Why `url` cannot be reached, for an error that [`unreachable`] accepts.
+fn unreachable_message(url: &str, e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::HostNotFound => {
+            format!("cannot reach kvr server at {url}: its host name does not resolve")
+        }
+        _ => format!("cannot reach kvr server at {url} (is kvr serve running?)"),
+    }
+}
+
+/// A 502 or 504 that no kvr server wrote (it carries no `X-Kvr-Revision`):
+/// a proxy in front of one could not reach it, or gave up waiting for it.
+/// The request may not have got there (and a write that did may have been
+/// applied), so it is retried as an unreachable server is.
+fn gateway_failure(resp: &Response<Body>) -> Option<String> {
+    let status = resp.status().as_u16();
+    let gateway = matches!(status, 502 | 504) && !resp.headers().contains_key("x-kvr-revision");
+    gateway.then(|| match status {
+        502 => "HTTP 502: whatever is in between could not reach the server".to_string(),
+        _ => "HTTP 504: whatever is in between gave up waiting for the server".to_string(),
+    })
+}
+
 fn unreachable(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
@@ -617,6 +698,11 @@ fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
         return if status == 503 {
             Error::Unavailable {
                 message: format!("kvr server at {url} is unavailable (HTTP 503)"),
+                overloaded: false,
+            }
+        } else if let Some(what) = gateway_failure(&resp) {
+            Error::Unavailable {
+                message: format!("kvr server at {url} did not answer: {what}"),
                 overloaded: false,
             }
         } else {

@@ -143,6 +143,132 @@ fn unreachable_servers_exit_5_and_the_list_moves_on() {
     );
 }
 
+/// A host name that does not resolve is a server that cannot be reached:
+/// exit 5, naming the reason, and a list moves on past it (it was exit 3,
+/// and the rest of the list was never tried). A list that reaches none
+/// names every server it tried.
+#[test]
+fn a_name_that_does_not_resolve_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    // `.invalid` never resolves (RFC 2606).
+    let nowhere = "http://kvr-test.invalid:7070";
+    for args in [&["get", "a"][..], &["put", "a", "1"], &["watch"]] {
+        let out = kvr(
+            dir.path(),
+            &[&["--server", nowhere][..], args].concat(),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().next().unwrap(),
+            format!(
+                "kvr: error: cannot reach kvr server at {nowhere}: its host name does not resolve"
+            )
+        );
+    }
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let both = format!("{nowhere},{dead}");
+    for args in [&["get", "a"][..], &["watch"]] {
+        let out = kvr(
+            dir.path(),
+            &[&["--server", both.as_str()][..], args].concat(),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(5), "{args:?}");
+        assert_eq!(
+            stderr(&out).lines().next().unwrap(),
+            format!(
+                "kvr: error: cannot reach any kvr server of {nowhere}, {dead} (is kvr serve running?)"
+            )
+        );
+    }
+    assert!(!dir.path().join("kvr.redb").exists());
+    let s = Server::start(dir.path(), &[]);
+    let list = format!("{nowhere},{}", s.url);
+    let out = kvr(dir.path(), &["--server", &list, "put", "a", "1"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&kvr(dir.path(), &["--server", &list, "get", "a"], b"")),
+        "1"
+    );
+}
+
+/// Something in front of the server (a reverse proxy) that answers 502 or
+/// 504 itself, without kvr's headers: the server was not reached, or did
+/// not answer in time. Exit 5, not 3, and a list moves on; a write that
+/// moved on is applied once, by the server that answered.
+#[test]
+fn a_proxys_gateway_errors_are_retried_elsewhere() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    std::thread::spawn(move || {
+        for (i, conn) in proxy.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let status = if i % 2 == 0 {
+                "502 Bad Gateway"
+            } else {
+                "504 Gateway Timeout"
+            };
+            let _ = conn.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbad")
+                    .as_bytes(),
+            );
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    for args in [
+        &["get", "a"][..],
+        &["get", "a"],
+        &["put", "a", "1"],
+        &["put", "a", "1"],
+    ] {
+        let out = kvr(
+            dir.path(),
+            &[&["--server", proxy_url.as_str()][..], args].concat(),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "kvr server at {proxy_url} did not answer: HTTP 50"
+            )),
+            "{err}"
+        );
+        if args[0] == "put" {
+            assert!(
+                err.contains("the write may or may not have been applied"),
+                "{err}"
+            );
+        }
+    }
+    let s = Server::start(dir.path(), &[]);
+    let list = format!("{proxy_url},{}", s.url);
+    let out = kvr(dir.path(), &["--server", &list, "put", "a", "1"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = kvr(dir.path(), &["--server", &list, "get", "a"], b"");
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(0), "1".to_string())
+    );
+    let stats = kvr(dir.path(), &["--server", &s.url, "stats"], b"");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        stats["revision"], 1,
+        "the put moved on and was applied once"
+    );
+    assert!(answered.load(std::sync::atomic::Ordering::Relaxed) >= 6);
+}
+
 /// `--server "$URL"` with `$URL` unset asked for a server: exit 2, and no
 /// file is made or written (it wrote to `./kvr.redb`); an empty
 /// `KVR_SERVER` is unset, as an empty `KVR_DB` is.
