@@ -523,6 +523,33 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
     );
     assert!(!other.exists());
     assert!(!create::temp_path(&other).exists());
+    // A flag out of range is a usage error before anything is made: exit
+    // 2, no file (`--workers 0` created an empty database first).
+    for bad in [
+        "--workers",
+        "--queue-size",
+        "--max-batch-ops",
+        "--max-connections",
+        "--memtable-mib",
+    ] {
+        let out = env
+            .kvr_bare([
+                "--db",
+                other.to_str().unwrap(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                bad,
+                "0",
+            ])
+            .code(2);
+        assert!(
+            out.stderr_text().contains(&format!("{bad} must be at least 1")),
+            "{}",
+            out.report()
+        );
+        assert!(!other.exists(), "{bad} 0 made a file");
+    }
     stop(&mut child, &url);
     // Served again: the keys and revision it has.
     env.kvr(["put", "a", "1"]).ok();

@@ -51,6 +51,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     crate::server::log::start_events().map_err(|e| Error::io("cannot start the log thread", e))?;
     let token = serve_token(g)?;
     let limits = limits_of(g, &args)?;
+    let workers = workers(args.workers)?;
     let addr = resolve(&args.listen)?;
     if !addr.ip().is_loopback() && token.is_none() && !args.allow_unauthenticated {
         return Err(Error::invalid(format!(
@@ -118,7 +119,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     }
     let created = store.created();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers(args.workers)?)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
