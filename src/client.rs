@@ -131,19 +131,15 @@ impl Client {
             .split(',')
             .map(str::trim)
             .filter(|u| !u.is_empty())
-            .map(|u| {
-                let u = u.trim_end_matches('/');
-                if u.contains("://") {
-                    u.to_string()
-                } else {
-                    format!("http://{u}")
-                }
-            })
+            .map(normal_url)
             .collect();
         if urls.is_empty() {
             return Err(Error::invalid(
                 "--server needs a URL, e.g. http://127.0.0.1:7070",
             ));
+        }
+        for url in &urls {
+            check_url(url)?;
         }
         // The roots are read only when a URL needs them.
         let roots = if urls.iter().any(|u| u.starts_with("https://")) {
@@ -577,6 +573,42 @@ fn sent_maybe(e: &ureq::Error) -> bool {
 }
 
 /// Failures that mean "this server is not there": try the next one.
+/// A `--server` URL as requests are made of it: `http://` when it names
+/// no scheme, and no trailing `/`.
+pub fn normal_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.trim_end_matches('/')),
+        None => format!("http://{}", url.trim_end_matches('/')),
+    }
+}
+
+/// A `--server` URL that no request could ever reach is a usage error
+/// (exit 2), not a server that cannot be reached (exit 5, worth a retry).
+pub fn check_url(url: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("bad server URL {url}: {why}")));
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return bad("not a URL, e.g. http://127.0.0.1:7070");
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return bad("the scheme must be http:// or https://");
+    }
+    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+        return bad("it names no host");
+    };
+    // HOST[:PORT] after any user info; an IPv6 host is in brackets.
+    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let port = match host_port.rsplit_once(']') {
+        Some((_, rest)) => rest.strip_prefix(':'),
+        None => host_port.rsplit_once(':').map(|(_, port)| port),
+    };
+    match port {
+        Some(p) if !p.is_empty() && p.parse::<u16>().is_err() => {
+            bad("the port must be a number from 0 to 65535")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// ureq's name lookup, with a name that does not resolve reported as
 /// `HostNotFound` rather than as the I/O error of `getaddrinfo`: a server
 /// whose name does not resolve cannot be reached, so the next URL of the
@@ -670,7 +702,7 @@ fn transport_error_given(url: &str, e: ureq::Error, cacert: Option<&Path>) -> Er
             not_our_pipe(io),
         ),
         ureq::Error::Io(io) => Error::io(format!("talking to kvr server at {url} failed"), io),
-        ureq::Error::BadUri(u) => Error::invalid(format!("bad server URL {u}")),
+        ureq::Error::BadUri(u) => Error::invalid(format!("bad server URL: {u}")),
         other => Error::Remote(format!("talking to kvr server at {url} failed: {other}")),
     }
 }

@@ -924,7 +924,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let text = done.stderr_text();
     assert!(
         text.starts_with(
-            "kvr: error: the input from line 3 on was not applied; lines 1-2 were applied, in earlier parts \
+            "kvr: error: the input from line 3 on was not applied; lines 1-2 were applied, in 1 part \
              (revision 3): line 4: unknown field `valu`"
         ),
         "{text}"
@@ -938,7 +938,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let text = done.stderr_text();
     assert!(
         text.starts_with(
-            "kvr: error: the input from line 2 on was not applied; line 1 was applied, in earlier parts (revision 4): \
+            "kvr: error: the input from line 2 on was not applied; line 1 was applied, in 1 part (revision 4): \
              line 2: empty key"
         ),
         "{text}"
@@ -952,7 +952,7 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let text = done.stderr_text();
     assert!(
         text.starts_with(
-            "kvr: error: the input from line 3 on was not applied; lines 1-2 were applied, in earlier parts \
+            "kvr: error: the input from line 3 on was not applied; lines 1-2 were applied, in 1 part \
              (revision 6): line 3: precondition failed for key \"k00\""
         ),
         "{text}"

@@ -544,7 +544,8 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
             ])
             .code(2);
         assert!(
-            out.stderr_text().contains(&format!("{bad} must be at least 1")),
+            out.stderr_text()
+                .contains(&format!("{bad} must be at least 1")),
             "{}",
             out.report()
         );

@@ -17,6 +17,16 @@ pub const NDJSON: &str = "application/x-ndjson";
 /// The media type of a JSON page.
 const JSON: &str = "application/json";
 
+/// A header's name as RFC 9110 spells it, for messages (`HeaderName`
+/// keeps names in lower case).
+fn spelt(name: &HeaderName) -> &'static str {
+    match name.as_str() {
+        "if-match" => "If-Match",
+        "if-none-match" => "If-None-Match",
+        _ => "a conditional header",
+    }
+}
+
 /// The elements of list header `name` over all its lines, `None` when it
 /// is absent.
 fn elements(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Vec<String>>> {
@@ -28,7 +38,8 @@ fn elements(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Vec<String>
     for line in lines {
         let text = line.to_str().map_err(|_| {
             Error::invalid(format!(
-                "{name} must be visible ASCII (entity tags in quotes)"
+                "{} must be visible ASCII (entity tags in quotes)",
+                spelt(name)
             ))
         })?;
         split_list(text, &mut out);
@@ -72,7 +83,8 @@ fn tags(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Tags>> {
     };
     let malformed = || {
         Error::invalid(format!(
-            "{name} must be * or entity tags such as \"N\" (a revision in quotes), not {}",
+            "{} must be * or entity tags such as \"N\" (a revision in quotes), not {}",
+            spelt(name),
             elements.join(", ")
         ))
     };
@@ -454,6 +466,19 @@ mod tests {
             WriteCondition::parse(&h),
             Err(Error::Invalid { .. })
         ));
+    }
+
+    /// Messages name the headers as RFC 9110 spells them, whichever check
+    /// refuses them (`if-match must be …` came from the list check).
+    #[test]
+    fn refusals_name_the_header_as_spelt() {
+        let (m, n) = (header::IF_MATCH, header::IF_NONE_MATCH);
+        for (name, spelt) in [(m, "If-Match"), (n, "If-None-Match")] {
+            for value in ["23", "\"1\", abc"] {
+                let e = write(&[(name.clone(), value)]).unwrap_err().to_string();
+                assert!(e.starts_with(&format!("{spelt} must be")), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -102,8 +102,13 @@ pub fn too_many_ops(limit: usize) -> Error {
 pub fn overloaded(queue_size: usize) -> Error {
     Error::Unavailable {
         message: format!(
-            "the server is overloaded: {queue_size} writes are waiting, the limit \
-             (--queue-size); retry later"
+            "the server is overloaded: {queue_size} {} waiting, the limit \
+             (--queue-size); retry later",
+            if queue_size == 1 {
+                "write is"
+            } else {
+                "writes are"
+            }
         ),
         overloaded: true,
     }

@@ -72,8 +72,24 @@ impl<const N: usize> Histogram<N> {
         } else {
             format!("{{{labels}}}")
         };
-        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum);
+        let _ = writeln!(out, "{name}_sum{braced} {}", Rounded(self.sum));
         let _ = writeln!(out, "{name}_count{braced} {}", self.count);
+    }
+}
+
+/// A sum of observations to the nanosecond, without the float noise of
+/// adding many of them (`0.000027632000000000002`).
+struct Rounded(f64);
+
+impl std::fmt::Display for Rounded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = format!("{:.9}", self.0);
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        f.write_str(if text.is_empty() || text == "-" {
+            "0"
+        } else {
+            text
+        })
     }
 }
 
@@ -315,4 +331,18 @@ impl Metrics {
 /// The `# HELP` and `# TYPE` lines of a family.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rounded;
+
+    #[test]
+    fn sums_print_to_the_nanosecond_without_float_noise() {
+        let noisy = 0.000_012_316 + 0.000_015_316;
+        assert_eq!(Rounded(noisy).to_string(), "0.000027632");
+        assert_eq!(Rounded(0.0).to_string(), "0");
+        assert_eq!(Rounded(1234.0).to_string(), "1234");
+        assert_eq!(Rounded(2.5).to_string(), "2.5");
+    }
 }

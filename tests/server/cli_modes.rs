@@ -196,6 +196,49 @@ fn a_name_that_does_not_resolve_is_unreachable() {
     );
 }
 
+/// A `--server` URL that no request could ever reach is a usage error
+/// (exit 2, nothing tried), not an unreachable server worth a retry (a port
+/// over 65535 was exit 5), for the client and for `bench` alike.
+#[test]
+fn a_server_url_nothing_could_reach_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, why) in [
+        (
+            "http://127.0.0.1:99999",
+            "the port must be a number from 0 to 65535",
+        ),
+        ("http://h:abc", "the port must be a number from 0 to 65535"),
+        (
+            "ftp://127.0.0.1:7070",
+            "the scheme must be http:// or https://",
+        ),
+        ("http://", "not a URL, e.g. http://127.0.0.1:7070"),
+    ] {
+        for args in [&["get", "a"][..], &["bench", "--requests", "1"]] {
+            let out = kvr(dir.path(), &[&["--server", url][..], args].concat(), b"");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{url} {args:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(
+                stderr(&out).lines().next().unwrap(),
+                format!("kvr: error: bad server URL {url}: {why}")
+            );
+        }
+    }
+    // Brackets, user info and a trailing slash are fine (nothing listens).
+    for url in [
+        "http://[::1]:1",
+        "http://u:p@127.0.0.1:1",
+        "http://127.0.0.1:1/",
+    ] {
+        let out = kvr(dir.path(), &["--server", url, "get", "a"], b"");
+        assert_eq!(out.status.code(), Some(5), "{url}: {}", stderr(&out));
+    }
+}
+
 /// Something in front of the server (a reverse proxy) that answers 502 or
 /// 504 itself, without kvr's headers: the server was not reached, or did
 /// not answer in time. Exit 5, not 3, and a list moves on; a write that

@@ -149,14 +149,14 @@ fn lines_text(first: u64, last: u64) -> String {
 
 /// The error of the part of lines `before + 1` to `before + n` (line
 /// numbers in `e` counted within the part), after `total` was applied by
-/// the parts before it. With nothing applied yet (no part before it, or
+/// the `parts` parts before it. With nothing applied yet (no part before it, or
 /// parts of blank lines, deletes of missing keys and expired lines only)
 /// it is `e` as it is (bad input: exit 2, nothing written). After that,
 /// bad input exits 3, not 2: exit 2 promises nothing was written (SPEC),
 /// and a script that fixes the line and runs the whole input again would
 /// apply the earlier parts twice. A failed condition stays exit 4, a
 /// timeout exit 5.
-fn part_failed(e: Error, before: u64, n: u64, total: &Applied) -> anyhow::Error {
+fn part_failed(e: Error, before: u64, n: u64, parts: u64, total: &Applied) -> anyhow::Error {
     // A refused part wrote nothing; after a timeout, say, its outcome is
     // unknown.
     let refused = matches!(
@@ -179,9 +179,8 @@ fn part_failed(e: Error, before: u64, n: u64, total: &Applied) -> anyhow::Error 
         )
     };
     let context = format!(
-        "{what}; {} {} applied, in earlier parts (revision {})",
-        lines_text(1, before),
-        if before == 1 { "was" } else { "were" },
+        "{what}; {} (revision {})",
+        applied_text(before, parts),
         total.revision
     );
     match e {
@@ -230,7 +229,7 @@ pub(super) fn in_parts(
                 // Failed after a signal, or because of it (the reader
                 // stops on it): nothing of this part is sent.
                 Some(signal) => return Err(stopped(signal, before, &total)),
-                None => return Err(part_failed(e, before, line, &total)),
+                None => return Err(part_failed(e, before, line, before / lines, &total)),
             },
             Next::Stopped(signal) => return Err(stopped(signal, before, &total)),
         };
@@ -255,7 +254,7 @@ pub(super) fn in_parts(
             .map_err(|e| match signal() {
                 // Stopped by the signal, before its commit.
                 Some(signal) if !guards.remote => stopped(signal, before, &total),
-                _ => part_failed(e, before, n, &total),
+                _ => part_failed(e, before, n, before / lines, &total),
             })?;
         if let Some(guard) = guards.new_file {
             guard.disarm(); // the file holds a committed part now

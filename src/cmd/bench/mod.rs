@@ -412,5 +412,5 @@ fn server_url(g: &Global) -> Option<String> {
     g.server
         .as_deref()
         .and_then(|s| s.split(',').next())
-        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .map(|s| crate::client::normal_url(s.trim()))
 }

@@ -59,6 +59,7 @@ impl Target {
             if given_on_command_line("db") {
                 return Err(Error::invalid("give either --db or --server, not both").into());
             }
+            crate::client::check_url(&url)?;
             let (addr, tls) = match url.split_once("://") {
                 Some(("http", addr)) => (addr.to_string(), None),
                 None => (url.clone(), None),
