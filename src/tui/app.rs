@@ -200,6 +200,9 @@ pub struct App {
     /// With `--db` (no feed): when the next key in the file expires, so
     /// the list drops it then ([`App::reread_if_expired`]).
     pub(super) next_expiry_ms: Option<u64>,
+    /// A reload for a burst of live changes: the list generation it
+    /// started and the key selected then (see `App::reload_landed`).
+    pub(super) reloaded_at: Option<(u64, Vec<u8>)>,
 }
 
 impl App {
@@ -239,6 +242,7 @@ impl App {
             quit_when_saved: false,
             own_delete: None,
             next_expiry_ms: None,
+            reloaded_at: None,
         };
         app.outbox.push(Request::Stats);
         app.outbox.push(Request::NextExpiry);

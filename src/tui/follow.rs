@@ -6,7 +6,7 @@
 use super::app::{App, ValueState};
 use super::keys::display_key;
 use super::live::{Change, Inbox, Link};
-use super::worker::Request;
+use super::worker::{KeysTag, Purpose, Request};
 
 /// The live feed's state, for the status bar.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,7 +64,11 @@ impl App {
         if reread && self.pager.current() == self.value.key.as_deref() {
             self.reread_value();
         }
-        self.sync_value();
+        // A read for the key after a deleted one is out: the key the cursor
+        // fell back on meanwhile is not worth reading.
+        if !self.pager.jumping {
+            self.sync_value();
+        }
         self.live_counts();
     }
 
@@ -104,8 +108,14 @@ impl App {
     /// Keeps the window filled after keys went: more keys past an edge
     /// that came close, or a new read when none is left.
     fn after_change(&mut self) {
-        if self.pager.keys.is_empty() && !(self.pager.head_done && self.pager.tail_done) {
-            let jump = self.pager.jump_top(None);
+        if let Some(key) = self.pager.lost.take() {
+            // The selected key went, and the keys after it with the rest of
+            // the window: read on from it, landing on the next key.
+            let jump = self.pager.reload_at(Some(key));
+            self.outbox.push(jump);
+        } else if self.pager.keys.is_empty() && !(self.pager.head_done && self.pager.tail_done) {
+            // Only keys before the ones that went are left: the last ones.
+            let jump = self.pager.jump_bottom();
             self.outbox.push(jump);
         } else {
             let more = self.pager.extend();
@@ -128,8 +138,11 @@ impl App {
     /// the counts again, which covers them all.
     fn reload_view(&mut self) {
         let current = self.pager.current().map(<[u8]>::to_vec);
-        let jump = self.pager.reload_at(current);
+        let jump = self.pager.reload_at(current.clone());
         self.outbox.push(jump);
+        // The changes were not kept: the answer tells whether the selected
+        // key was among them (it lands past it).
+        self.reloaded_at = current.map(|key| (self.pager.generation, key));
         self.reread_value();
         self.live_counts();
     }
@@ -142,6 +155,46 @@ impl App {
         } else {
             self.counts_busy = true;
             self.request_counts();
+        }
+    }
+
+    /// The answer to [`App::reload_view`] came: when it did not land on
+    /// the selected key, that key went in the burst, which the status line
+    /// says as it says a single delete.
+    pub(super) fn reload_landed(&mut self, tag: KeysTag, keys: &[Vec<u8>]) {
+        let Some((generation, key)) = &self.reloaded_at else {
+            return;
+        };
+        if tag.generation != *generation || tag.purpose != Purpose::Seek {
+            return;
+        }
+        if keys.first() != Some(key) {
+            let ours = self.own_delete.as_ref().is_some_and(|d| d.key == *key);
+            if !ours {
+                let how = self.gone_how(key);
+                self.info(format!("{} {how}", display_key(key)));
+            }
+        }
+        self.reloaded_at = None;
+    }
+
+    /// How the open key `key` went, when the feed did not say: it expired
+    /// if its expiry has passed, else someone deleted it.
+    fn gone_how(&self, key: &[u8]) -> &'static str {
+        let expired = match (&self.value.key, &self.value.state) {
+            (
+                Some(open),
+                ValueState::Loaded {
+                    expires_at_ms: Some(at),
+                    ..
+                },
+            ) => open == key && *at <= crate::types::now_ms(),
+            _ => false,
+        };
+        if expired {
+            "expired"
+        } else {
+            "was deleted elsewhere"
         }
     }
 

@@ -58,6 +58,11 @@ pub struct Pager {
     replay: Vec<(Vec<u8>, bool)>,
     /// More changes came meanwhile than [`MAX_REPLAY`]: read again.
     replay_overflow: bool,
+    /// The selected key was deleted and the key after it is past the
+    /// window (a burst took the rest of it): the window is to be read
+    /// again from this key, which lands on the next one. Falling back to
+    /// the key before, or to the first key, would lose the user's place.
+    pub lost: Option<Vec<u8>>,
 }
 
 impl Pager {
@@ -119,6 +124,7 @@ impl Pager {
         // The new page is read after every change seen so far.
         self.replay.clear();
         self.replay_overflow = false;
+        self.lost = None;
         let query = RangeQuery {
             start,
             reverse: purpose == Purpose::Bottom,
@@ -258,6 +264,9 @@ impl Pager {
         for (key, deleted) in std::mem::take(&mut self.replay) {
             self.change(&key, deleted, rows);
         }
+        if let Some(key) = self.lost.take() {
+            return Some(self.reload_at(Some(key)));
+        }
         self.scroll_into_view(rows);
         match std::mem::take(&mut self.pending) {
             0 => self.extend(),
@@ -369,7 +378,10 @@ impl Pager {
     }
 
     fn remove(&mut self, i: usize) {
-        self.keys.remove(i);
+        let key = self.keys.remove(i);
+        if i == self.cursor && i == self.keys.len() && !self.tail_done {
+            self.lost = Some(key);
+        }
         if i < self.cursor {
             self.cursor -= 1;
         }

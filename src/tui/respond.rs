@@ -29,6 +29,7 @@ impl App {
                     self.keys_error = None;
                     self.read_worked();
                     self.seek_landed(tag, &keys);
+                    self.reload_landed(tag, &keys);
                     let rows = self.rows();
                     let next = self.pager.receive(tag, keys, rows);
                     self.outbox.extend(next);

@@ -629,3 +629,81 @@ fn a_failed_value_read_is_taken_back_when_the_server_returns() {
     wait_gone(&mut s, "could not be read");
     assert_eq!(s.app.status.text, "", "{:?}", s.app.status);
 }
+
+/// A browser on `n` numbered keys, sought to `key:01000` with the keys
+/// around it read (the window `key:00800`…`key:01199`); then another client
+/// deletes `[from, to)` in one go.
+fn delete_around_the_cursor(
+    n: usize,
+    from: &str,
+    to: &str,
+) -> (tempfile::TempDir, Server, Session) {
+    let (dir, _path, server) = served(&numbered(n));
+    let mut s = browse_live(&server, (100, 20));
+    keys(&mut s, "/key:01000\n");
+    wait_until(&mut s, "the keys before the sought one", |app| {
+        app.pager.keys.first().map(Vec::as_slice) == Some(b"key:00800".as_slice())
+    });
+    assert_eq!(selected(&s.app), "key:01000");
+    server
+        .client()
+        .delete_range(&crate::types::RangeQuery {
+            start: Some(from.as_bytes().to_vec()),
+            end: Some(to.as_bytes().to_vec()),
+            ..Default::default()
+        })
+        .unwrap();
+    (dir, server, s)
+}
+
+/// README: a deleted selected key moves the cursor to the next key. A
+/// burst that empties the window around the cursor must not send it to
+/// the first key of the store.
+#[test]
+fn a_delete_burst_that_empties_the_window_selects_the_next_key() {
+    let (_dir, _server, mut s) = delete_around_the_cursor(3000, "key:00750", "key:01250");
+    wait_for(&mut s, &["> key:01250", "key:01000 was deleted elsewhere"]);
+    assert!(!shows(&s.app, "key:00000"), "{:?}", screen(&s.app));
+}
+
+/// The same when the burst takes the window's end but not its start: the
+/// cursor must not fall back to the key before the deleted ones.
+#[test]
+fn a_delete_burst_past_the_windows_end_selects_the_next_key() {
+    let (_dir, _server, mut s) = delete_around_the_cursor(3000, "key:00900", "key:01300");
+    wait_for(&mut s, &["> key:01300", "key:01000 was deleted elsewhere"]);
+    assert!(!shows(&s.app, "key:00899 ·"), "{:?}", screen(&s.app));
+}
+
+/// A burst bigger than the feed holds is one reload: it lands on the next
+/// key, and the status line still names the selected key that went.
+#[test]
+fn a_delete_burst_beyond_the_feed_says_the_selected_key_went() {
+    let (_dir, _server, mut s) = delete_around_the_cursor(3000, "key:00500", "key:02000");
+    wait_for(&mut s, &["> key:02000", "key:01000 was deleted elsewhere"]);
+}
+
+/// The selected key deleted at the window's end, with more keys past it
+/// in the store: the pager asks to read on from it (the next key), not to
+/// settle on the key before it.
+#[test]
+fn a_deleted_last_key_of_the_window_asks_for_the_next() {
+    use crate::tui::pager::{PAGE, Pager};
+    let mut p = Pager::default();
+    let top = p.jump_top(None);
+    let keys: Vec<Vec<u8>> = (0..=PAGE)
+        .map(|i| format!("k{i:04}").into_bytes())
+        .collect();
+    p.receive(tag_of(&top), keys, 10);
+    let last = format!("k{:04}", PAGE - 1).into_bytes();
+    p.cursor = PAGE - 1;
+    assert!(p.change(&last, true, 10));
+    assert_eq!(p.lost.as_deref(), Some(last.as_slice()));
+    // At the end of the store, the key before is the right one.
+    let mut q = Pager::default();
+    let top = q.jump_top(None);
+    q.receive(tag_of(&top), page(&["a", "b"]), 10);
+    q.cursor = 1;
+    q.change(b"b", true, 10);
+    assert_eq!((q.current(), q.lost.as_ref()), (Some(&b"a"[..]), None));
+}
