@@ -58,8 +58,23 @@ impl App {
             // Something else has the keyboard now: say so instead.
             Ok(None) => self.info(format!("{shown} does not exist yet: press n to create it")),
             Ok(Some(entry)) => {
+                // A filter that leaves the key out would keep another key
+                // selected, and `e` would edit that one: clear it.
+                let hidden = self
+                    .pager
+                    .filter
+                    .as_ref()
+                    .is_some_and(|p| !key.starts_with(p));
+                let how = if hidden {
+                    self.pager.filter = None;
+                    self.matched = None;
+                    self.request_counts();
+                    "the filter is cleared and it is selected"
+                } else {
+                    "it is selected"
+                };
                 self.error(format!(
-                    "{shown} already exists (revision {}); it is selected: press e to edit it",
+                    "{shown} already exists (revision {}); {how}: press e to edit it",
                     entry.revision
                 ));
                 let jump = self.pager.jump_top(Some(key));

@@ -90,7 +90,18 @@ impl App {
             Some(p) => format!(" starting with {}", display_key(p)),
             None => String::new(),
         };
+        let outside = self
+            .pager
+            .filter
+            .as_ref()
+            .filter(|p| !target.starts_with(p));
         match keys.first() {
+            // The key may exist: the filter leaves it out, not the store.
+            Some(first) if let Some(p) = outside => self.info(format!(
+                "{shown} does not start with the filter, {} (Esc clears it); showing its first key, {}",
+                display_key(p),
+                display_key(first)
+            )),
             None => self.info(format!(
                 "no key{within} at or after {shown}; showing the last key"
             )),

@@ -698,3 +698,52 @@ fn an_expired_key_leaves_the_list_without_a_feed() {
     assert!(shows(&s.app, "key 2 of 2"), "{:?}", screen(&s.app));
     s.shutdown();
 }
+
+/// `n` on a key that exists but that the filter hides selects it, so
+/// "press e to edit it" edits that key: the filter is cleared to show it.
+#[test]
+fn new_on_a_key_the_filter_hides_clears_the_filter_and_selects_it() {
+    let lines = format!(
+        "{}{{\"key\":\"greeting\",\"value\":\"hi\"}}\n",
+        numbered(300)
+    );
+    let (_dir, path) = store_with(&lines);
+    let mut s = browse(&path, None, (120, 24));
+    keys(&mut s, "fkey:001\n");
+    assert_eq!(selected(&s.app), "key:00100");
+    keys(&mut s, "ngreeting\n");
+    assert!(
+        shows(
+            &s.app,
+            "greeting already exists (revision 301); the filter is cleared and it is selected: press e to edit it"
+        ),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(selected(&s.app), "greeting");
+    assert_eq!(s.app.pager.filter, None);
+    keys(&mut s, "e");
+    assert!(shows(&s.app, "Edit greeting"), "{:?}", screen(&s.app));
+}
+
+/// A seek for a key outside the filter does not say the key is missing
+/// (it may well exist): it says the filter leaves it out.
+#[test]
+fn a_seek_outside_the_filter_says_the_filter_leaves_it_out() {
+    let lines = format!(
+        "{}{{\"key\":\"greeting\",\"value\":\"hi\"}}\n",
+        numbered(300)
+    );
+    let (_dir, path) = store_with(&lines);
+    let mut s = browse(&path, None, (120, 24));
+    keys(&mut s, "fkey:001\n/greeting\n");
+    assert!(
+        shows(
+            &s.app,
+            "greeting does not start with the filter, key:001 (Esc clears it); showing its first key, key:00100"
+        ),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(!shows(&s.app, "no key greeting"));
+}
