@@ -203,6 +203,11 @@ pub struct App {
     /// A reload for a burst of live changes: the list generation it
     /// started and the key selected then (see `App::reload_landed`).
     pub(super) reloaded_at: Option<(u64, Vec<u8>)>,
+    /// The selected key someone else deleted, and when (Unix ms), until
+    /// the next key press: a burst that reaches the UI in parts also
+    /// deletes the keys the cursor moved on to meanwhile, but the user was
+    /// on this one, so the status line keeps naming it.
+    pub(super) deleted_open: Option<(Vec<u8>, u64)>,
 }
 
 impl App {
@@ -243,6 +248,7 @@ impl App {
             own_delete: None,
             next_expiry_ms: None,
             reloaded_at: None,
+            deleted_open: None,
         };
         app.outbox.push(Request::Stats);
         app.outbox.push(Request::NextExpiry);
@@ -325,6 +331,7 @@ impl App {
             };
             return;
         }
+        self.deleted_open = None;
         let editing = matches!(
             self.mode,
             Mode::Editor { .. } | Mode::InvalidJson { .. } | Mode::Conflict(_)

@@ -30,6 +30,10 @@ impl LiveStatus {
     }
 }
 
+/// Deletes of the selected key this close together are one burst (see
+/// `App::deleted_open`).
+const BURST_MS: u64 = 2_000;
+
 impl App {
     /// Applies what the feed saw since the last call.
     pub fn follow(&mut self, inbox: Inbox) {
@@ -40,9 +44,10 @@ impl App {
             self.error(format!("not following changes any more: {why}"));
         }
         // Back from reconnecting after reads failed: read the screen again,
-        // which also clears their error once it works.
+        // which also clears their error once it works. A failed read of
+        // keys counts even when a later message took its error's place.
         let back = inbox.link == Link::Live && was.is_some_and(|w| w != Link::Live);
-        if back && self.status.read_failed {
+        if back && (self.status.read_failed || self.keys_error.is_some()) {
             self.reread();
         }
         self.live = Some(LiveStatus {
@@ -99,7 +104,13 @@ impl App {
                 } else {
                     "was deleted elsewhere"
                 };
-                self.info(format!("{} {how}", display_key(&change.key)));
+                let now = crate::types::now_ms();
+                let name = match self.deleted_open.take() {
+                    Some((name, at)) if now.saturating_sub(at) < BURST_MS => name,
+                    _ => change.key.clone(),
+                };
+                self.info(format!("{} {how}", display_key(&name)));
+                self.deleted_open = Some((name, now));
             }
         }
         reread
@@ -172,7 +183,8 @@ impl App {
             let ours = self.own_delete.as_ref().is_some_and(|d| d.key == *key);
             if !ours {
                 let how = self.gone_how(key);
-                self.info(format!("{} {how}", display_key(key)));
+                let name = self.deleted_open.as_ref().map_or(key, |(name, _)| name);
+                self.info(format!("{} {how}", display_key(name)));
             }
         }
         self.reloaded_at = None;

@@ -63,6 +63,9 @@ pub struct Pager {
     /// again from this key, which lands on the next one. Falling back to
     /// the key before, or to the first key, would lose the user's place.
     pub lost: Option<Vec<u8>>,
+    /// The filter `keys` were read under: after a new filter's read
+    /// failed, the window still holds keys of the old one.
+    read_under: Option<Vec<u8>>,
 }
 
 impl Pager {
@@ -234,6 +237,7 @@ impl Pager {
         }
         self.loading = false;
         self.jumping = false;
+        self.read_under.clone_from(&self.filter);
         let more = keys.len() > PAGE;
         keys.truncate(PAGE);
         match tag.purpose {
@@ -393,10 +397,21 @@ impl Pager {
     }
 
     /// Forgets the changes kept for a page that will not land.
-    pub fn read_failed(&mut self) {
+    /// Keys read under another filter go too: shown under this one's
+    /// title, and selected, they would be taken for its matches. Returns
+    /// whether they went.
+    pub fn read_failed(&mut self) -> bool {
         self.loading = false;
         self.jumping = false;
         self.replay.clear();
         self.replay_overflow = false;
+        if self.read_under != self.filter {
+            self.keys.clear();
+            (self.cursor, self.offset, self.pending) = (0, 0, 0);
+            (self.head_done, self.tail_done) = (false, false);
+            self.base = None;
+            return true;
+        }
+        false
     }
 }

@@ -37,7 +37,10 @@ impl App {
                 }
                 Err(e) => {
                     if tag.generation == self.pager.generation {
-                        self.pager.read_failed();
+                        // The keys may go with it (see there), and their value.
+                        if self.pager.read_failed() {
+                            self.sync_value();
+                        }
                     }
                     self.keys_error = Some(match e {
                         Error::Unavailable {
@@ -68,7 +71,9 @@ impl App {
             Response::Crashed(message) => {
                 // Its message went to stderr, over the screen.
                 self.redraw = true;
-                self.pager.read_failed();
+                if self.pager.read_failed() {
+                    self.sync_value();
+                }
                 self.error(format!(
                     "internal error in the source (a bug; please report it): {message}"
                 ));

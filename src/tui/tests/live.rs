@@ -707,3 +707,58 @@ fn a_deleted_last_key_of_the_window_asks_for_the_next() {
     q.change(b"b", true, 10);
     assert_eq!((q.current(), q.lost.as_ref()), (Some(&b"a"[..]), None));
 }
+
+/// A filter set while the server is away: its read fails, and the keys
+/// of the old view, which do not match it, are not shown under its title
+/// nor acted on. The filter's keys come once the server is back.
+#[test]
+fn a_filter_set_while_the_server_is_away_shows_no_stale_keys() {
+    let (_dir, path, server) = served(&numbered(40));
+    let mut s = browse_live(&server, (100, 20));
+    let addr = server.addr.to_string();
+    drop(server);
+    wait_for(&mut s, &["live: reconnecting…"]);
+    keys(&mut s, "fkey:0002\n");
+    wait_for(&mut s, &["(cannot reach the server)"]);
+    assert!(!shows(&s.app, "key:00000"), "{:?}", screen(&s.app));
+    assert_eq!(s.app.pager.current(), None);
+    keys(&mut s, "jd");
+    assert!(shows(&s.app, "no key selected"), "{:?}", screen(&s.app));
+    let _server = Server::start(&path, &addr);
+    wait_for(
+        &mut s,
+        &["> key:00020", "key:00029", "filter key:0002: 10 keys"],
+    );
+}
+
+/// A burst that reaches the browser in parts deletes the selected key,
+/// then the key the cursor moved on to: the status line keeps naming the
+/// key the user was on, until a key press.
+#[test]
+fn a_burst_in_parts_names_the_key_the_user_was_on() {
+    let (_dir, path) = store_with(&numbered(10));
+    let mut s = browse(&path, None, (100, 20));
+    s.app.live = Some(Default::default());
+    let gone = |s: &mut Session, key: &str| {
+        let mut inbox = Inbox::default();
+        inbox.link = Link::Live;
+        inbox.changes = vec![crate::tui::live::Change {
+            revision: 100,
+            key: key.as_bytes().to_vec(),
+            deleted: true,
+            expired: false,
+        }];
+        s.app.follow(inbox);
+        // Sends what it asked for, and takes the answers.
+        act(s, &[Action::Resize(100, 20)]);
+    };
+    gone(&mut s, "key:00000");
+    assert_eq!(selected(&s.app), "key:00001");
+    assert!(shows(&s.app, "key:00001 · rev 2"), "{:?}", screen(&s.app));
+    gone(&mut s, "key:00001");
+    assert_eq!(selected(&s.app), "key:00002");
+    assert_eq!(s.app.status.text, "key:00000 was deleted elsewhere");
+    keys(&mut s, "j");
+    gone(&mut s, "key:00003");
+    assert_eq!(s.app.status.text, "key:00003 was deleted elsewhere");
+}
