@@ -154,7 +154,7 @@ const KEY_GAP: &str = "    ";
 
 /// A line of a dialog's keys as rows of `inner` columns: two keys that do
 /// not fit a row go on two, not `r:` on one and what it does on the next.
-fn key_rows(text: &str, inner: usize) -> Vec<String> {
+pub(super) fn key_rows(text: &str, inner: usize) -> Vec<String> {
     let width = wrap::columns(text);
     match width > inner {
         true => text

@@ -5,11 +5,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
 
 use super::action::BINDINGS;
 use super::app::{App, Focus, Mode, PromptKind, ValueState};
-use super::editview::{render_conflict, render_editor, render_invalid_json};
+use super::editview::{key_rows, render_conflict, render_editor, render_invalid_json};
 use super::keys::display_key;
 use super::preview::{Kind, hex_line_count, hex_rows, hex_rows_per_line, hex_width, human_bytes};
 use super::{softwrap, wrap};
@@ -189,6 +189,39 @@ pub fn fit(text: &str, width: usize) -> String {
     if cut && width > 0 {
         out.push('…');
     }
+    out
+}
+
+/// `text` in `width` columns, cut in its middle when wider: `…` stands
+/// for what is left out, so both ends show (keys that share a long prefix
+/// differ at their end). By grapheme cluster, as [`fit`].
+pub fn fit_middle(text: &str, width: usize) -> String {
+    if wrap::columns(text) <= width {
+        return text.to_string();
+    }
+    if width < 3 {
+        return fit(text, width);
+    }
+    let room = width - 1;
+    let clusters: Vec<(&str, usize)> = wrap::clusters(text).collect();
+    // The end gets the odd column: it tells keys apart.
+    let mut tail = clusters.len();
+    let mut tail_used = 0;
+    while tail > 0 && tail_used + clusters[tail - 1].1 <= room - room / 2 {
+        tail -= 1;
+        tail_used += clusters[tail].1;
+    }
+    let mut out = String::new();
+    let mut used = tail_used;
+    for &(g, w) in &clusters[..tail] {
+        if used + w > room {
+            break;
+        }
+        out.push_str(g);
+        used += w;
+    }
+    out.push('…');
+    clusters[tail..].iter().for_each(|&(g, _)| out.push_str(g));
     out
 }
 
@@ -455,25 +488,51 @@ fn render_help(frame: &mut Frame, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
+/// The delete dialog. Its `y` / `n` line is always shown, since it is
+/// what answers a destructive question: a long key is cut in its middle,
+/// and on a short screen the spacer goes first, then the rows of the note
+/// and of the question from their end.
 fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: Option<u64>) {
-    let mut lines = vec![Line::from(format!(
-        "Delete {} (revision {revision})?",
-        display_key(key)
-    ))];
-    if let Some(now) = now {
-        lines.push(Line::from(format!(
-            "It changed meanwhile (now revision {now}): y is refused."
-        )));
+    let width = frame.area().width.min(60);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let room = usize::from(frame.area().height.saturating_sub(2));
+    let mut keys = key_rows("y: delete    n / Esc: keep it", inner);
+    if keys.len() > room {
+        // A tiny screen: Esc still keeps it, unnamed.
+        keys = key_rows("y: delete    n: keep it", inner);
     }
-    lines.push(Line::from(""));
-    lines.push(Line::from("y: delete    n / Esc: keep it"));
-    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    let area = popup(frame, 60, height);
+    let shown = fit_middle(&display_key(key), inner / 2);
+    let question = wrap::words(&format!("Delete {shown} (revision {revision})?"), inner);
+    let note = now.map(|now| format!("It changed meanwhile (now revision {now}): y is refused."));
+    let note = note.map_or_else(Vec::new, |n| wrap::words(&n, inner));
+    let mut left = room.saturating_sub(keys.len());
+    let mut rows: Vec<Line> = Vec::new();
+    for part in [question, note] {
+        let part = cut_rows(part, left, inner);
+        left -= part.len();
+        rows.extend(part.into_iter().map(Line::from));
+    }
+    if left > 0 {
+        rows.push(Line::from(""));
+    }
+    rows.extend(keys.into_iter().map(Line::from));
+    let height = u16::try_from(rows.len() + 2).unwrap_or(u16::MAX);
+    let area = popup(frame, width, height);
     let block = pane(Line::from(" Confirm delete "), true, app);
-    let para = Paragraph::new(lines)
-        .block(block)
-        .wrap(Wrap { trim: false });
-    frame.render_widget(para, area);
+    // Not wrapped by ratatui: the rows are laid out (and counted) here.
+    frame.render_widget(Paragraph::new(rows).block(block), area);
+}
+
+/// At most `room` of `rows` (of `inner` columns): the last one kept ends
+/// in `…` when rows were left out.
+fn cut_rows(mut rows: Vec<String>, room: usize, inner: usize) -> Vec<String> {
+    if rows.len() > room {
+        let rest = rows.split_off(room.saturating_sub(1)).join(" ");
+        if room > 0 {
+            rows.push(fit(&rest, inner));
+        }
+    }
+    rows
 }
 
 /// `10000000` as `10,000,000`.

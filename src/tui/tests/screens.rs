@@ -445,3 +445,35 @@ fn a_narrow_status_bar_keeps_the_position_and_the_keys() {
     );
     s.shutdown();
 }
+
+/// The delete dialog always shows its question's end and the keys that
+/// answer it: a long key is cut in its middle, and on a tiny screen the
+/// question gives way before the `y` / `n` line does.
+#[test]
+fn the_delete_dialog_keeps_its_keys_for_a_long_key_and_a_tiny_screen() {
+    let long = format!("{}end", "k".repeat(297));
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"{long}\",\"value\":\"v\"}}\n{{\"key\":\"b:00000\",\"value\":\"w\"}}\n"
+    ));
+    let mut s = browse(&path, None, (120, 35));
+    assert_eq!(selected(&s.app), "b:00000");
+    keys(&mut s, "jd");
+    let text = screen(&s.app).join("\n");
+    assert!(text.contains("y: delete    n / Esc: keep it"), "{text}");
+    assert!(text.contains("(revision 1)?"), "{text}");
+    assert!(text.contains("kkk…kkk"), "{text}");
+    assert!(text.contains("kend (revision 1)?"), "{text}");
+    keys(&mut s, "nk");
+    for (w, h) in [(20, 5), (30, 6), (12, 4)] {
+        act(&mut s, &[Action::Resize(w, h)]);
+        keys(&mut s, "d");
+        let text = screen(&s.app).join("\n");
+        assert!(text.contains("y: delete"), "{w}x{h}\n{text}");
+        assert!(text.contains("keep it"), "{w}x{h}\n{text}");
+        keys(&mut s, "n");
+    }
+    act(&mut s, &[Action::Resize(30, 8)]);
+    keys(&mut s, "d");
+    let text = screen(&s.app).join("\n");
+    assert!(text.contains("Delete b:00000"), "{text}");
+}
