@@ -562,6 +562,8 @@ impl App {
     pub fn shows_expiry(&self) -> bool {
         let dialog = match &self.mode {
             Mode::Conflict(c) => c.now.expires_at_ms().is_some(),
+            // The editor's title counts down too.
+            Mode::Editor { job, .. } => job.expires_at_ms.is_some(),
             _ => false,
         };
         dialog

@@ -11,7 +11,7 @@ use super::app::App;
 use super::conflict::{Conflict, Now};
 use super::keys::display_key;
 use super::preview::human_bytes;
-use super::view::{expires_in, fit, pane, popup};
+use super::view::{expires_in, fit, fit_middle, pane, popup};
 use super::{softwrap, wrap};
 
 /// The dialog on a save of text that is not valid JSON where JSON was
@@ -65,10 +65,17 @@ pub(super) fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
     };
     frame.render_widget(Clear, area);
     let verb = if job.revision == 0 { "New" } else { "Edit" };
-    let title = format!(
-        " {verb} {} · Ctrl-S save · Esc cancel ",
-        display_key(&job.key)
-    );
+    // A save drops the expiry (a put without a TTL): show that there is one.
+    let expiry = job
+        .expires_at_ms
+        .map(|at| format!(" · {}", expires_in(at, crate::types::now_ms())))
+        .unwrap_or_default();
+    let rest = format!("{expiry} · Ctrl-S save · Esc cancel ");
+    // The key gives way (in its middle), so the keys to save and cancel stay.
+    let room = usize::from(area.width.saturating_sub(2))
+        .saturating_sub(wrap::columns(&rest) + verb.len() + 2)
+        .max(8);
+    let title = format!(" {verb} {}{rest}", fit_middle(&display_key(&job.key), room));
     let block = pane(Line::from(title), true, app);
     // Long lines wrap (see `softwrap.rs`): `cols` columns of text and,
     // after a row whose line goes on, a mark in the pane's last column.

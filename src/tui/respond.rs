@@ -189,7 +189,13 @@ impl App {
         }
         match result {
             Ok(revision) => {
-                self.info(format!("saved {shown} (revision {revision})"));
+                // A save is a put without a TTL: say so when it took one.
+                let expiry = saving.as_ref().and_then(|job| job.expires_at_ms);
+                let note = match expiry {
+                    Some(_) => "; its expiry was removed",
+                    None => "",
+                };
+                self.info(format!("saved {shown} (revision {revision}){note}"));
                 self.request_counts();
                 let shown_here = self.value.key.as_deref() == Some(key.as_slice());
                 if shown_here {

@@ -365,7 +365,10 @@ fn the_dialog_says_o_drops_the_current_values_expiry() {
     assert!(shows(&s.app, "o writes yours without an expiry."));
     s.app.size = (100, 20);
     keys(&mut s, "o");
-    assert_eq!(s.app.status.text, "saved note (revision 4)");
+    assert_eq!(
+        s.app.status.text,
+        "saved note (revision 4); its expiry was removed"
+    );
     let entry = other.get(b"note").unwrap().unwrap();
     assert_eq!(
         (entry.value, entry.expires_at_ms),
@@ -436,4 +439,33 @@ fn back_to_the_text_keeps_the_cursor_where_it_was() {
     keys(&mut s, ">");
     assert_eq!(editor_text(&s).as_deref(), Some(">>hello"));
     assert_eq!(stored_now(&other, b"note"), Some(("theirs".into(), 3)));
+}
+
+/// A save is a put without a TTL (README): the editor shows the key's
+/// expiry in its title, and the save says the expiry went.
+#[test]
+fn saving_a_key_with_an_expiry_says_the_expiry_was_removed() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    other
+        .put_ttl(b"note", b"hello".to_vec(), None, Some(300))
+        .unwrap();
+    keys(&mut s, "re");
+    let text = screen(&s.app).join("\n");
+    let said = [
+        "Edit note · expires in 4m 5",
+        "Edit note · expires in 5m 0s",
+    ];
+    assert!(said.iter().any(|w| text.contains(w)), "{text}");
+    assert!(text.contains("Ctrl-S save · Esc cancel"), "{text}");
+    keys(&mut s, "!");
+    ctrl_s(&mut s);
+    assert_eq!(
+        s.app.status.text,
+        "saved note (revision 4); its expiry was removed"
+    );
+    assert_eq!(other.get(b"note").unwrap().unwrap().expires_at_ms, None);
+    // A key without one says nothing of the kind.
+    keys(&mut s, "e?");
+    ctrl_s(&mut s);
+    assert_eq!(s.app.status.text, "saved note (revision 5)");
 }
