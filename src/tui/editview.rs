@@ -222,7 +222,7 @@ fn fit_rows(lines: Vec<(Part, String)>, inner: usize, room: usize) -> Vec<(Part,
 /// The conflict dialog's news, in `inner` columns: what happened to the
 /// key since the edit began, and what it holds now (its first lines).
 fn conflict_news(c: &Conflict, inner: usize) -> Vec<(Part, String)> {
-    let shown = fit(&display_key(&c.job.key), inner / 2);
+    let shown = fit_middle(&display_key(&c.job.key), inner / 2);
     let what = match (&c.now, c.job.revision) {
         (Now::Gone { expired: true }, r) => {
             format!("{shown} expired since you opened it (revision {r}).")

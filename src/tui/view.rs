@@ -104,7 +104,9 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
         let width = usize::from(area.width.saturating_sub(4));
         (p.offset..end)
             .map(|i| {
-                let text = fit(&display_key(&p.keys[i]), width);
+                // Cut in the middle: keys sharing a long prefix differ at
+                // their end.
+                let text = fit_middle(&display_key(&p.keys[i]), width);
                 // The marker shows the cursor without colours or reverse video.
                 if i == p.cursor {
                     let pad = width.saturating_sub(Span::raw(text.as_str()).width());
@@ -119,8 +121,8 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-/// The value pane's title, at most `width` columns: the key (cut with an
-/// ellipsis when long), its revision, size and kind.
+/// The value pane's title, at most `width` columns: the key (cut in its
+/// middle when long), its revision, size and kind.
 fn value_title(app: &App, width: usize) -> String {
     let Some(key) = &app.value.key else {
         return " Value ".to_string();
@@ -150,7 +152,7 @@ fn value_title(app: &App, width: usize) -> String {
         .saturating_sub(Span::raw(rest.as_str()).width() + 1)
         .max(8);
     let end = if rest.is_empty() { " " } else { "" };
-    format!(" {}{rest}{end}", fit(&shown, room))
+    format!(" {}{rest}{end}", fit_middle(&shown, room))
 }
 
 /// A key's expiry as the value pane shows it: "expires in 4m 12s" (the

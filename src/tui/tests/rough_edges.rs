@@ -458,7 +458,7 @@ fn seeks_say_where_they_landed() {
 }
 
 #[test]
-fn keys_cut_at_narrow_widths_end_with_an_ellipsis() {
+fn keys_cut_at_narrow_widths_lose_their_middle() {
     let long = format!("user:{}:end", "x".repeat(60));
     let (_dir, path) = store_with(&format!(
         "{{\"key\":\"{long}\",\"value\":\"v\"}}\n{{\"key\":\"zz:{long}\",\"value\":\"w\"}}\n"
@@ -466,16 +466,58 @@ fn keys_cut_at_narrow_widths_end_with_an_ellipsis() {
     let s = browse(&path, None, (60, 10));
     let text = screen(&s.app);
     // 60 columns: an 18-column list, 14 for the key after border and marker.
-    assert!(text[1].starts_with("┃> user:xxxxxxxx…┃"), "{text:?}");
-    assert!(text[2].starts_with("┃  zz:user:xxxxx…┃"), "{text:?}");
+    assert!(text[1].starts_with("┃> user:x…xxx:end┃"), "{text:?}");
+    assert!(text[2].starts_with("┃  zz:use…xxx:end┃"), "{text:?}");
     assert!(
-        text[0].contains(" user:xxx") && text[0].contains("… · rev 1 · 1 B · text "),
+        text[0].contains(" user:xxx") && text[0].contains("…xxxx:end · rev 1 · 1 B · text "),
         "the value title too: {text:?}"
     );
-    assert!(!text.join("").contains(":end"));
     assert_eq!(crate::tui::view::fit("abcdef", 4), "abc…");
     assert_eq!(crate::tui::view::fit("abcd", 4), "abcd");
     assert_eq!(crate::tui::view::fit("日本語", 5), "日本…");
+    use crate::tui::view::fit_middle;
+    assert_eq!(fit_middle("abcdefgh", 5), "ab…gh");
+    assert_eq!(fit_middle("abcdefgh", 6), "ab…fgh");
+    assert_eq!(fit_middle("abcd", 4), "abcd");
+    // By width and whole clusters: a wide character is never split, and
+    // the column it would not fill goes to the other end.
+    assert_eq!(fit_middle("日本語日本語", 7), "日本…語");
+    assert_eq!(
+        fit_middle("a👨\u{200d}👩\u{200d}👧bcdefgh", 7),
+        "a👨\u{200d}👩\u{200d}👧…fgh"
+    );
+    assert_eq!(fit_middle("a👨\u{200d}👩\u{200d}👧bcdefgh", 6), "a…fgh");
+    for w in 0..12 {
+        let cut = fit_middle("日本語日本語x", w);
+        assert!(crate::tui::wrap::columns(&cut) <= w, "{w}: {cut}");
+    }
+}
+
+/// Keys that share a long prefix stay apart in the list and the value
+/// pane's title: their ends, which differ, are shown.
+#[test]
+fn keys_with_a_long_shared_prefix_can_be_told_apart() {
+    let p = "config:service:production:eu-west-1:database:primary:connection";
+    let lines: String = ["timeout", "pool_size", "password"]
+        .iter()
+        .map(|k| format!("{{\"key\":\"{p}:{k}\",\"value\":\"v\"}}\n"))
+        .collect();
+    let (_dir, path) = store_with(&lines);
+    let mut s = browse(&path, None, (120, 35));
+    let text = screen(&s.app).join("\n");
+    for end in [
+        "…onnection:password┃",
+        "…nnection:pool_size┃",
+        "…connection:timeout┃",
+    ] {
+        assert!(text.contains(end), "{end}\n{text}");
+    }
+    keys(&mut s, "j");
+    assert!(
+        shows(&s.app, "…rimary:connection:pool_size · rev 2 · 1 B · text"),
+        "{:?}",
+        screen(&s.app)
+    );
 }
 
 #[test]
