@@ -58,14 +58,21 @@ pub fn rows(line: &Line<'_>, cols: usize) -> usize {
         .iter()
         .all(|s| s.content.bytes().all(|b| (0x20..0x7f).contains(&b)))
     {
-        let width: usize = line.spans.iter().map(|s| s.content.len()).sum();
+        // Spaces at the end hang past the edge (see `split`).
+        let width =
+            line.spans.iter().map(|s| s.content.len()).sum::<usize>() - trailing_spaces(line);
         return width.div_ceil(cols).max(1);
     }
+    let hanging = clusters_before_trailing_spaces(line);
     let mut count = 1;
     let mut used = 0;
     // Span by span, as ratatui cuts a line into clusters.
-    for (_, w) in line.spans.iter().flat_map(|s| clusters(&s.content)) {
+    let all = line.spans.iter().flat_map(|s| clusters(&s.content));
+    for (i, (_, w)) in all.enumerate() {
         if used + w > cols && used > 0 {
+            if i >= hanging {
+                break;
+            }
             count += 1;
             used = 0;
         }
@@ -74,18 +81,50 @@ pub fn rows(line: &Line<'_>, cols: usize) -> usize {
     count
 }
 
+/// How many spaces `line` ends with.
+fn trailing_spaces(line: &Line<'_>) -> usize {
+    let mut n = 0;
+    for span in line.spans.iter().rev() {
+        let text: &str = &span.content;
+        let trimmed = text.trim_end_matches(' ');
+        n += text.len() - trimmed.len();
+        if !trimmed.is_empty() {
+            break;
+        }
+    }
+    n
+}
+
+/// How many clusters `line` has before the spaces it ends with: spaces
+/// from there on that do not fit a row hang past its edge rather than
+/// start a row of their own, which would look like an empty line that
+/// the value does not have.
+fn clusters_before_trailing_spaces(line: &Line<'_>) -> usize {
+    let all = line.spans.iter().flat_map(|s| clusters(&s.content)).count();
+    all - trailing_spaces(line)
+}
+
 /// `line` cut into rows of at most `cols` columns, keeping its styles; a
 /// grapheme cluster that does not fit the rest of a row starts the next
-/// one.
+/// one, but for the spaces at the line's end, which hang past the edge.
 pub fn split(line: &Line<'_>, cols: usize) -> Vec<Line<'static>> {
     let cols = cols.max(1);
+    let hanging = clusters_before_trailing_spaces(line);
     let mut out = Vec::new();
     let mut row: Vec<Span<'static>> = Vec::new();
     let mut used = 0;
-    for span in &line.spans {
+    let mut index = 0;
+    'spans: for span in &line.spans {
         let mut text = String::new();
         for (g, w) in clusters(&span.content) {
+            index += 1;
             if used + w > cols && used > 0 {
+                if index > hanging {
+                    if !text.is_empty() {
+                        row.push(Span::styled(text, span.style));
+                    }
+                    break 'spans;
+                }
                 if !text.is_empty() {
                     row.push(Span::styled(std::mem::take(&mut text), span.style));
                 }
@@ -191,6 +230,35 @@ mod tests {
         let parts = split(&cases[4], 3);
         assert_eq!(parts[1].spans[0].content, "dé");
         assert_eq!(parts[1].spans[0].style, Style::new().red());
+    }
+
+    /// Spaces that end a line do not start a row of their own (an empty
+    /// row the value does not have); inside a line they are kept.
+    #[test]
+    fn spaces_at_a_lines_end_hang_past_the_edge() {
+        let cases = [
+            (Line::raw("abc "), 3, vec!["abc"]),
+            (Line::raw("abc    "), 3, vec!["abc"]),
+            (Line::raw("ab  "), 3, vec!["ab "]),
+            (Line::raw("abc d "), 3, vec!["abc", " d "]),
+            (Line::raw("      "), 3, vec!["   "]),
+            (Line::raw("日本語 "), 6, vec!["日本語"]),
+            (
+                Line::from(vec![Span::raw("abc"), " ".red()]),
+                3,
+                vec!["abc"],
+            ),
+            (
+                Line::from(vec![Span::raw("ab"), "c ".red(), Span::raw(" ")]),
+                3,
+                vec!["abc"],
+            ),
+        ];
+        for (line, cols, want) in cases {
+            let got: Vec<String> = split(&line, cols).iter().map(ToString::to_string).collect();
+            assert_eq!(got, want, "{line:?}");
+            assert_eq!(rows(&line, cols), want.len(), "{line:?}");
+        }
     }
 
     #[test]

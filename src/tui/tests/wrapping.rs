@@ -175,3 +175,28 @@ fn a_prompt_cursor_counts_columns() {
     press(&mut s, KeyEvent::new(KeyCode::Left, KeyModifiers::NONE));
     assert_eq!(cursor(&s.app), (label + 4, SIZE.1 - 1));
 }
+
+/// A space that ends a line exactly at the value pane's edge does not
+/// make a row of its own: the value has no empty line there.
+#[test]
+fn a_space_at_the_wrap_point_makes_no_empty_row() {
+    let cols = 68;
+    let first = format!(
+        "{:.<width$} ",
+        "ends with a space at the edge ",
+        width = cols
+    );
+    let value = format!("{first}\nsecond line\n");
+    let line = serde_json::json!({"key": "wrap", "value": value});
+    let (_dir, path) = store_with(&format!("{line}\n"));
+    let s = browse(&path, None, (100, 20));
+    assert_eq!(s.app.value_columns(), cols);
+    let text = screen(&s.app);
+    assert!(
+        text[1].contains("ends with a space at the edge ...."),
+        "{text:?}"
+    );
+    assert!(text[2].contains("│second line"), "{text:?}");
+    // Two lines, two rows (scrolling counts them too).
+    assert_eq!(s.app.value_rows(), 2);
+}
