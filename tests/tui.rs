@@ -774,7 +774,7 @@ fn rough_edges_in_a_real_terminal() {
     tmux.keys(&["f"]);
     tmux.type_text("item:00");
     tmux.keys(&["Enter"]);
-    tmux.wait_for(&["filter item:00: 10 keys │ key 1 of 10"]);
+    tmux.wait_for(&["filter item:00 · 10 keys │ key 1 of 10"]);
     tmux.keys(&["Escape"]);
     tmux.wait_for(&["filter cleared: all keys", "key 1 of 52"]);
 

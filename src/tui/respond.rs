@@ -19,7 +19,17 @@ impl App {
                         self.stats = Some(stats);
                         self.read_worked();
                     }
-                    Err(e) => self.read_error(format!("cannot read stats: {e}")),
+                    Err(e) => {
+                        // No feed starts before a first stats read, and a
+                        // refused token will not come right by itself: the
+                        // feed is not "connecting".
+                        if let (Error::Unauthorized(_), Some(live)) = (&e, &mut self.live)
+                            && live.link == crate::tui::live::Link::Connecting
+                        {
+                            live.link = crate::tui::live::Link::Failed(e.to_string());
+                        }
+                        self.read_error(format!("cannot read stats: {e}"));
+                    }
                 }
                 self.counts_answered();
             }

@@ -243,7 +243,11 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             "this key no longer exists (press r to refresh)",
             theme.dim(),
         )],
-        ValueState::Failed(e) => vec![Line::styled(e.clone(), theme.error())],
+        // Wrapped: the error's end says what to do.
+        ValueState::Failed(e) => wrap::words(e, cols)
+            .into_iter()
+            .map(|row| Line::styled(row, theme.error()))
+            .collect(),
         ValueState::Loaded { bytes, .. } if bytes.is_empty() => {
             vec![Line::styled("(empty value)", theme.dim())]
         }
@@ -304,7 +308,8 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
                 format!("{}{plus} {}", thousands(n), plural(n, "key"))
             }
         };
-        parts.push(format!("filter {}: {matched}", display_key(prefix)));
+        // Not `prefix: N keys`: a prefix ending in `:` read `user:: 3 keys`.
+        parts.push(format!("filter {} · {matched}", display_key(prefix)));
     }
     match (position, total, &app.stats) {
         (Some(at), Some(total), _) => {
@@ -325,7 +330,14 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(secs) = app.waiting {
         parts.push(format!("waiting for the source ({secs}s)…"));
     }
-    parts.push("? help · q quit".to_string());
+    // In the editor and its dialogs `?` and `q` are typed, not keys.
+    let editing = matches!(
+        app.mode,
+        Mode::Editor { .. } | Mode::InvalidJson { .. } | Mode::Conflict(_)
+    );
+    if !editing {
+        parts.push("? help · q quit".to_string());
+    }
     // On a narrow screen the source gives way first (a path is long): its
     // last part, then nothing, so the position and the keys stay in view.
     let width = usize::from(area.width);

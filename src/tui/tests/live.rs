@@ -191,12 +191,16 @@ fn changes_by_another_client_show_up_without_a_key_press() {
     // A key outside the filter does not appear; one inside does.
     act(&mut s, &[Action::Filter]);
     keys(&mut s, "key:00002\n");
-    wait_for(&mut s, &["filter key:00002: 2 keys"]);
+    wait_for(&mut s, &["filter key:00002 · 2 keys"]);
     other.put(b"other", b"x".to_vec(), None).unwrap();
     other.put(b"key:00002b", b"y".to_vec(), None).unwrap();
     wait_for(
         &mut s,
-        &["key:00002b", "live · 6 changes", "filter key:00002: 3 keys"],
+        &[
+            "key:00002b",
+            "live · 6 changes",
+            "filter key:00002 · 3 keys",
+        ],
     );
     assert!(!shows(&s.app, "other"));
 }
@@ -727,7 +731,7 @@ fn a_filter_set_while_the_server_is_away_shows_no_stale_keys() {
     let _server = Server::start(&path, &addr);
     wait_for(
         &mut s,
-        &["> key:00020", "key:00029", "filter key:0002: 10 keys"],
+        &["> key:00020", "key:00029", "filter key:0002 · 10 keys"],
     );
 }
 
@@ -761,4 +765,18 @@ fn a_burst_in_parts_names_the_key_the_user_was_on() {
     keys(&mut s, "j");
     gone(&mut s, "key:00003");
     assert_eq!(s.app.status.text, "key:00003 was deleted elsewhere");
+}
+
+/// A browser whose token the server refuses, for its reads and its feed:
+/// the status bar does not say `live: connecting…` for good.
+#[test]
+fn a_refused_token_is_not_shown_as_connecting() {
+    let (_dir, path) = store_with(&numbered(2));
+    let server = Server::start_with(&path, "127.0.0.1:0", Limits::default(), Some("sesame"));
+    let url = server.url.clone();
+    let open = move || Ok(Box::new(Client::new(&url, None, TIMEOUT, None)?) as Box<dyn Kv>);
+    let mut s = start(open, None, (120, 20));
+    s.follow(Feed::new(server.client(), 1));
+    wait_for(&mut s, &["not live", "unauthorized"]);
+    assert!(!shows(&s.app, "connecting"), "{:?}", screen(&s.app));
 }

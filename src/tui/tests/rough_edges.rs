@@ -387,7 +387,7 @@ fn status_bar_shows_the_filter_what_matched_and_the_position() {
     keys(&mut s, "fkey:002\n");
     let text = status(&s);
     assert!(
-        text.contains("│ filter key:002: 100 keys │ key 1 of 100 │"),
+        text.contains("│ filter key:002 · 100 keys │ key 1 of 100 │"),
         "{text}"
     );
     assert!(!text.contains("3,000"), "{text}");
@@ -395,7 +395,7 @@ fn status_bar_shows_the_filter_what_matched_and_the_position() {
     assert!(status(&s).contains("│ key 100 of 100 │"));
     keys(&mut s, "fnope\n");
     assert!(
-        status(&s).contains("│ filter nope: no keys match │"),
+        status(&s).contains("│ filter nope · no keys match │"),
         "{}",
         status(&s)
     );

@@ -477,3 +477,26 @@ fn the_delete_dialog_keeps_its_keys_for_a_long_key_and_a_tiny_screen() {
     let text = screen(&s.app).join("\n");
     assert!(text.contains("Delete b:00000"), "{text}");
 }
+
+/// Smaller things: a filter ending in `:` is not doubled (`user:: 3`), the
+/// `? help · q quit` hint is gone where `?` and `q` are typed, and a read
+/// error in the value pane wraps rather than being cut.
+#[test]
+fn the_status_bar_and_the_value_pane_say_small_things_right() {
+    let (_dir, path) = store_with(&numbered(3));
+    let mut s = browse(&path, None, (100, 20));
+    keys(&mut s, "fkey:\n");
+    assert!(
+        shows(&s.app, "filter key: · 3 keys │"),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "e");
+    assert!(!shows(&s.app, "? help · q quit"), "{:?}", screen(&s.app));
+    keys(&mut s, "\x1b");
+    assert!(shows(&s.app, "? help · q quit"));
+    let why = format!("cannot read key:00000: {} (the end)", "word ".repeat(30));
+    s.app.value.state = crate::tui::app::ValueState::Failed(why);
+    let text = screen(&s.app).join("\n");
+    assert!(text.contains("word  (the end)"), "{text}");
+}
