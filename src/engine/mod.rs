@@ -175,8 +175,52 @@ pub fn open_store(
     opts: &StoreOptions,
 ) -> Result<(Store, Option<Recovered>)> {
     let store = Store::open(path, mode, opts)?;
-    let recovered = crate::wal::recover(&store)?;
-    Ok((store, recovered))
+    let dir = crate::wal::dir_of(store.path());
+    if !dir.is_dir() {
+        return Ok((store, None));
+    }
+    recover_as_serve(store, &dir, opts)
+}
+
+/// Replays a crashed server's log as `kvr serve` would have: through an
+/// engine, into memory tables, then flushed with their events, so the
+/// watch history keeps the writes the log held and those before them (a
+/// replay straight into the store recorded no events, and the history
+/// had to start over after it: every watch's resume point was lost). The
+/// engine gets no log of its own: it writes nothing new, so a full disk
+/// needs no room for a segment, and the old log goes once all is durable.
+fn recover_as_serve(
+    store: Store,
+    dir: &Path,
+    opts: &StoreOptions,
+) -> Result<(Store, Option<Recovered>)> {
+    let cache_mib = u64::try_from(opts.cache_bytes >> 20).unwrap_or(u64::MAX);
+    let memtable_bytes =
+        usize::try_from(default_memtable_mib(cache_mib) << 20).unwrap_or(usize::MAX);
+    // The log holds what a server accepted: no limit of ours to apply.
+    let engine_opts = EngineOptions::new(memtable_bytes, usize::MAX);
+    let store = Arc::new(store);
+    let (engine, mut writer) = Engine::start(store.clone(), Box::new(NoLog), engine_opts)?;
+    let replayed = crate::wal::replay_with(dir, engine.revision(), |ops, records| {
+        writer.replay(ops, records)
+    });
+    // On an error the writer is dropped unflushed: the log stays.
+    let replayed = replayed?;
+    if !writer.close() {
+        let failure = engine.signal().failing.take();
+        return Err(failure.unwrap_or_else(|| {
+            Error::Storage(format!(
+                "cannot replay the write-ahead log {} into {}",
+                dir.display(),
+                store.path().display()
+            ))
+        }));
+    }
+    drop(engine);
+    let store = Arc::try_unwrap(store)
+        .map_err(|_| Error::Storage("the store is still held after replaying its log".into()))?;
+    crate::wal::remove_dir(dir)?;
+    Ok((store, Some(replayed)))
 }
 
 /// What readers see: the tables and the redb commit under them.

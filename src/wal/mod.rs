@@ -567,7 +567,7 @@ fn remove_file(path: &Path) -> Result<()> {
 /// by leftovers of deleted files still open somewhere (FUSE's
 /// `.fuse_hidden*`, NFS's `.nfs*`) is harmless: no segment is left in it,
 /// and the file system removes those names when the files are closed.
-fn remove_dir(dir: &Path) -> Result<()> {
+pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
