@@ -383,7 +383,12 @@ impl Kv for LocalKv {
     }
 
     fn source(&self) -> String {
-        self.store.path().display().to_string()
+        let path = self.store.path().display();
+        if self.store.is_read_only() {
+            format!("{path} (read-only)")
+        } else {
+            path.to_string()
+        }
     }
 
     fn next_expiry(&self, now_ms: u64) -> Result<Option<u64>> {

@@ -494,6 +494,63 @@ fn closing_the_terminal_ends_the_browser() {
 
 /// Issue 10 item 15: a command on the file the browser holds learns that
 /// it is the browser, by name and pid.
+/// A file the user may only read (here: mode 444 in a 555 directory, and
+/// as nobody when the test runs as root, who may write anything) is
+/// browsed read-only, as `get` and `range` read it: the status bar says
+/// so, and a delete or a save says why nothing is written. It failed with
+/// "Permission denied" before the screen was taken.
+#[test]
+fn a_file_the_user_may_only_read_is_browsed_read_only() {
+    use std::os::unix::fs::PermissionsExt;
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let before = std::fs::read(env.db()).unwrap();
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(&env.db(), 0o444);
+    mode(env.dir.path(), 0o555);
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let as_reader = if root {
+        "setpriv --reuid=65534 --regid=65534 --clear-groups "
+    } else {
+        ""
+    };
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {as_reader}{} --db {} tui",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "(read-only)"]);
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["Confirm delete"]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["cannot delete item:000", "read-only"]);
+    tmux.keys(&["/"]);
+    tmux.type_text("note");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["> note"]);
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["Edit note"]);
+    tmux.type_text("x");
+    tmux.keys(&["C-s"]);
+    tmux.wait_for(&["cannot save note", "your text is kept"]);
+    tmux.keys(&["Escape", "Escape", "q"]);
+    drop(tmux);
+    mode(env.dir.path(), 0o755);
+    assert!(
+        std::fs::read(env.db()).unwrap() == before,
+        "the file changed"
+    );
+}
+
 #[test]
 fn a_command_on_the_browsers_file_names_the_browser() {
     if !tmux_available() {

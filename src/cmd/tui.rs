@@ -19,5 +19,23 @@ pub fn run(g: Global, _args: TuiArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    crate::tui::run(move || super::open(&g, OpenMode::MustExist), feed)
+    crate::tui::run(move || open_for_browsing(&g), feed)
+}
+
+/// The source, for reading and writing; a file the user may only read
+/// (another user's, a read-only mount) is opened read-only instead, as
+/// `get` and `range` open it: browsing works, and a save or delete says
+/// why nothing can be written.
+fn open_for_browsing(g: &Global) -> crate::Result<Box<dyn crate::kv::Kv>> {
+    match super::open(g, OpenMode::MustExist) {
+        Err(crate::Error::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            super::open(g, OpenMode::ReadOnly)
+        }
+        other => other,
+    }
 }

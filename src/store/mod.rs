@@ -144,7 +144,10 @@ impl Handle {
 }
 
 fn opened_read_only() -> Error {
-    Error::Storage("the database was opened read-only, by a read command".into())
+    Error::io(
+        "the file is open read-only, as this user may only read it",
+        std::io::ErrorKind::PermissionDenied.into(),
+    )
 }
 
 impl std::fmt::Debug for Store {
@@ -249,6 +252,12 @@ impl Store {
     }
 
     /// The database file's path.
+    /// Whether the file was opened read-only (a read command's open):
+    /// every write is refused.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.db.read().as_deref(), Ok(Some(Handle::ReadOnly(_))))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
