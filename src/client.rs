@@ -572,7 +572,6 @@ fn sent_maybe(e: &ureq::Error) -> bool {
     }
 }
 
-/// Failures that mean "this server is not there": try the next one.
 /// A `--server` URL as requests are made of it: `http://` when it names
 /// no scheme, and no trailing `/`.
 pub fn normal_url(url: &str) -> String {
@@ -653,6 +652,7 @@ fn gateway_failure(resp: &Response<Body>) -> Option<String> {
     })
 }
 
+/// Failures that mean "this server is not there": try the next one.
 fn unreachable(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
