@@ -584,7 +584,12 @@ pub fn normal_url(url: &str) -> String {
 /// A `--server` URL that no request could ever reach is a usage error
 /// (exit 2), not a server that cannot be reached (exit 5, worth a retry).
 pub fn check_url(url: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::invalid(format!("bad server URL {url}: {why}")));
+    check_url_of("bad server URL", url)
+}
+
+/// [`check_url`] of a URL given as `what` (a flag such as `--join`).
+pub fn check_url_of(what: &str, url: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("{what} {url}: {why}")));
     let Ok(uri) = url.parse::<ureq::http::Uri>() else {
         return bad("not a URL, e.g. http://127.0.0.1:7070");
     };

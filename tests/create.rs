@@ -551,6 +551,27 @@ fn serve_names_the_file_and_creates_it_only_after_binding() {
         );
         assert!(!other.exists(), "{bad} 0 made a file");
     }
+    // So is a member URL nothing could reach: a join with it waited for
+    // ever ("waiting for a member to add this node").
+    for (flag, url) in [
+        ("--join", "http://127.0.0.1:99999"),
+        ("--advertise-url", "ftp://127.0.0.1:7070"),
+    ] {
+        let db = other.to_str().unwrap();
+        let mut args = vec!["--db", db, "serve", "--listen", "127.0.0.1:0"];
+        args.extend(["--raft-listen", "127.0.0.1:0", flag, url]);
+        if flag == "--advertise-url" {
+            args.push("--cluster-init");
+        }
+        let out = env.kvr_bare(args).code(2);
+        assert!(
+            out.stderr_text()
+                .starts_with(&format!("kvr: error: {flag} {url}: ")),
+            "{}",
+            out.report()
+        );
+        assert!(!other.exists(), "{flag} {url} made a file");
+    }
     stop(&mut child, &url);
     // Served again: the keys and revision it has.
     env.kvr(["put", "a", "1"]).ok();

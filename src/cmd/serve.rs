@@ -52,6 +52,14 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let token = serve_token(g)?;
     let limits = limits_of(g, &args)?;
     let workers = workers(args.workers)?;
+    // A member URL nothing could reach is a usage error now, not a join
+    // that waits for ever.
+    for url in &args.cluster.join {
+        crate::client::check_url_of("--join", &crate::client::normal_url(url))?;
+    }
+    if let Some(url) = &args.cluster.advertise_url {
+        crate::client::check_url_of("--advertise-url", &crate::client::normal_url(url))?;
+    }
     let addr = resolve(&args.listen)?;
     if !addr.ip().is_loopback() && token.is_none() && !args.allow_unauthenticated {
         return Err(Error::invalid(format!(
