@@ -119,7 +119,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "conflict: overwrite / reload (drops your text) / back to your text",
     ),
     ("y  Y", "copy the key / the value to the clipboard (OSC 52)"),
-    ("?  F1", "this help (any key closes it)"),
+    (
+        "?  F1",
+        "this help (j k scroll it if it is cut; other keys close it)",
+    ),
     (
         "Esc",
         "close a prompt, dialog or this help; clear the filter",
@@ -172,7 +175,11 @@ pub fn map_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
     }
     match mode {
         KeyMode::Browse => browse_key(key.code),
-        KeyMode::Help => Some(Action::Cancel),
+        // Movement keys scroll a help taller than the screen.
+        KeyMode::Help => match browse_key(key.code) {
+            Some(Action::Move(m)) => Some(Action::Move(m)),
+            _ => Some(Action::Cancel),
+        },
         KeyMode::Confirm => match key.code {
             // Only an explicit yes deletes: Enter, the edit key, must not.
             KeyCode::Char('y' | 'Y') => Some(Action::Submit),

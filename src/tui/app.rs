@@ -53,7 +53,10 @@ pub enum Intent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Browse,
-    Help,
+    /// `scroll`: the help's first row in view, when it does not fit.
+    Help {
+        scroll: usize,
+    },
     Prompt {
         kind: PromptKind,
         input: TextArea,
@@ -261,7 +264,7 @@ impl App {
     pub fn key_mode(&self) -> KeyMode {
         match &self.mode {
             Mode::Browse => KeyMode::Browse,
-            Mode::Help => KeyMode::Help,
+            Mode::Help { .. } => KeyMode::Help,
             Mode::Prompt { .. } => KeyMode::Prompt,
             Mode::Confirm { .. } => KeyMode::Confirm,
             Mode::Editor { .. } => KeyMode::Editor,
@@ -350,7 +353,7 @@ impl App {
         }
         match std::mem::replace(&mut self.mode, Mode::Browse) {
             Mode::Browse => self.browse(action),
-            Mode::Help => {}
+            Mode::Help { scroll } => self.help(scroll, action),
             Mode::Prompt { kind, input } => self.prompt(kind, input, action),
             Mode::Confirm {
                 key,
@@ -473,7 +476,7 @@ impl App {
             Action::Edit => self.start_edit(),
             Action::Delete => self.ask_delete(),
             Action::Copy(what) => self.copy(what),
-            Action::Help => self.mode = Mode::Help,
+            Action::Help => self.mode = Mode::Help { scroll: 0 },
             // Esc never quits: one too many after a prompt must not end
             // the session. With a filter on it clears the filter.
             Action::Cancel if self.pager.filter.is_some() => self.set_filter(Vec::new()),
@@ -603,6 +606,29 @@ impl App {
             }
             _ => 0,
         }
+    }
+
+    /// A key on the help: one that moves scrolls a help that does not
+    /// fit (as in the value pane); any other closes it.
+    fn help(&mut self, scroll: usize, action: Action) {
+        let (lines, room) = view::help_rows(Rect::new(0, 0, self.size.0, self.size.1));
+        let max = lines.len().saturating_sub(room);
+        let Action::Move(m) = action else { return };
+        if max == 0 {
+            return;
+        }
+        let s = scroll.min(max);
+        let page = room.saturating_sub(1).max(1);
+        let scroll = match m {
+            Move::Up => s.saturating_sub(1),
+            Move::Down => s + 1,
+            Move::PageUp => s.saturating_sub(page),
+            Move::PageDown => s + page,
+            Move::First => 0,
+            Move::Last => max,
+        }
+        .min(max);
+        self.mode = Mode::Help { scroll };
     }
 
     /// The last scroll position that still fills the pane.

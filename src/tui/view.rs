@@ -52,7 +52,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     render_status(frame, a.status, app);
     render_message(frame, a.message, app);
     match &app.mode {
-        Mode::Help => render_help(frame, app),
+        Mode::Help { scroll } => render_help(frame, app, *scroll),
         Mode::Confirm {
             key, revision, now, ..
         } => render_confirm(frame, app, key, *revision, *now),
@@ -458,13 +458,13 @@ fn popup_in(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
     area
 }
 
-fn render_help(frame: &mut Frame, app: &App) {
-    // Above the status lines, which say meanwhile what the source is
-    // doing (a wait, an error); on a 24-row terminal the help fits there.
-    let a = areas(frame.area());
+/// The help's rows for a screen of `size`, and how many of them fit: it
+/// goes above the status lines, which say meanwhile what the source is
+/// doing (a wait, an error); on a 24-row terminal all of it fits there.
+pub fn help_rows(size: Rect) -> (Vec<String>, usize) {
+    let a = areas(size);
     let above = a.list.union(a.value);
-    // Descriptions wrap (by words, under their column) on a narrow screen;
-    // rows that do not fit a short one end in a line that says so.
+    // Descriptions wrap (by words, under their column) on a narrow screen.
     const KEYS: usize = 18;
     let inner = usize::from(above.width.saturating_sub(3));
     let what_width = inner.saturating_sub(KEYS).max(12);
@@ -489,17 +489,47 @@ fn render_help(frame: &mut Frame, app: &App) {
         }
     }
     let room = usize::from(above.height.saturating_sub(2)).max(1);
-    if lines.len() > room {
-        lines.truncate(room - 1);
-        lines.push(" … (a taller terminal shows the rest)".to_string());
-    }
+    (lines, room)
+}
+
+/// The help, from its row `scroll` when it does not fit (it scrolls as
+/// the value pane does, and its footer says where it is).
+fn render_help(frame: &mut Frame, app: &App, scroll: usize) {
+    let size = frame.area();
+    let above = {
+        let a = areas(size);
+        a.list.union(a.value)
+    };
+    let (lines, room) = help_rows(size);
+    let total = lines.len();
+    let scroll = scroll.min(total.saturating_sub(room));
     let width = lines.iter().map(|l| wrap::columns(l)).max();
     let width = u16::try_from(width.unwrap_or(0) + 3).unwrap_or(u16::MAX);
-    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    let lines: Vec<Line> = lines.into_iter().map(Line::from).collect();
+    let shown: Vec<Line> = lines
+        .into_iter()
+        .skip(scroll)
+        .take(room)
+        .map(Line::from)
+        .collect();
+    let height = u16::try_from(shown.len() + 2).unwrap_or(u16::MAX);
     let area = popup_in(frame, above, width, height);
-    let block = pane(Line::from(" Keys · any key closes "), true, app);
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    let block = if total > room {
+        let last = scroll + room;
+        let footer = format!(
+            " lines {}–{last} of {total} · {}% ",
+            scroll + 1,
+            last * 100 / total
+        );
+        pane(
+            Line::from(" Keys · j k scroll · other keys close "),
+            true,
+            app,
+        )
+        .title_bottom(Line::from(footer).right_aligned())
+    } else {
+        pane(Line::from(" Keys · any key closes "), true, app)
+    };
+    frame.render_widget(Paragraph::new(shown).block(block), area);
 }
 
 /// The delete dialog. Its `y` / `n` line is always shown, since it is

@@ -412,7 +412,7 @@ fn a_conflict_while_another_screen_is_open_waits_for_e() {
     s.dispatch(Action::Submit);
     s.app.update(Action::Help);
     assert!(s.settle(SETTLE));
-    assert_eq!(s.app.mode, Mode::Help);
+    assert_eq!(s.app.mode, Mode::Help { scroll: 0 });
     assert_eq!(
         s.app.status.text,
         "note was changed by someone else (now at revision 3); your edit was not written: press e on note to go back to it"

@@ -33,7 +33,7 @@ fn refused_under_help(s: &mut Session, other: &LocalKv) {
 fn q_after_a_refusal_held_for_e_asks_first() {
     let (_dir, other, mut s) = shared(NOTE, None);
     refused_under_help(&mut s, &other);
-    assert_eq!(s.app.mode, Mode::Help);
+    assert_eq!(s.app.mode, Mode::Help { scroll: 0 });
     // Ctrl-C on the help: held text, so it asks.
     press(&mut s, ctrl('c'));
     assert!(!s.app.quit);

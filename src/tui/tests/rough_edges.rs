@@ -38,7 +38,7 @@ fn escape_and_a_key_read_together_are_both_taken() {
     let mut s = browse(&path, None, (100, 24));
     // Escape closes the help, then q quits.
     keys(&mut s, "?");
-    assert_eq!(s.app.mode, Mode::Help);
+    assert_eq!(s.app.mode, Mode::Help { scroll: 0 });
     press(&mut s, alt('q'));
     assert!(s.app.quit, "the q after the Escape quit");
     s.shutdown();

@@ -4,7 +4,9 @@
 use ratatui::style::Color;
 
 use super::*;
+use crate::tui::BINDINGS;
 use crate::tui::action::Move;
+use crate::tui::app::Mode;
 
 const SMALL: (u16, u16) = (100, 12);
 
@@ -145,14 +147,58 @@ fn help_screen_lists_every_key() {
         assert!(text.contains(&words(what)), "help cuts {what:?}:\n{text}");
     }
     keys(&mut s, "x");
-    // A short terminal shows what fits and says there is more.
-    s.app.size = (60, 15);
+    s.shutdown();
+}
+
+/// Help taller than the terminal scrolls with the value pane's keys, its
+/// footer saying where it is; other keys close it (it said "a taller
+/// terminal shows the rest", and nothing showed the rest).
+#[test]
+fn help_on_a_short_terminal_scrolls() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (50, 12));
     keys(&mut s, "?");
-    assert!(
-        shows(&s.app, "… (a taller terminal shows the rest)"),
-        "{}",
-        screen(&s.app).join("\n")
-    );
+    let first = BINDINGS[0].1.split(' ').next().unwrap();
+    let last = "not UTF-8";
+    let text = screen(&s.app).join("\n");
+    assert!(text.contains(first) && !text.contains(last), "{text}");
+    assert!(text.contains("j k scroll · other keys close"), "{text}");
+    // `lines 1–N of T`, N the rows in view.
+    let footer = |s: &Session| -> (usize, usize, usize) {
+        let text = screen(&s.app).join("\n");
+        let at = text.find(" lines ").expect("a footer") + 7;
+        let nums: Vec<usize> = text[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .take(3)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (nums[0], nums[1], nums[2])
+    };
+    let (top, bottom, total) = footer(&s);
+    assert_eq!(top, 1);
+    assert!(bottom < total, "{text}");
+    keys(&mut s, "j");
+    assert_eq!(footer(&s), (2, bottom + 1, total));
+    keys(&mut s, "G");
+    let text = screen(&s.app).join("\n");
+    assert!(text.contains(last) && text.contains("· 100%"), "{text}");
+    assert!(!text.contains(first), "{text}");
+    assert_eq!(footer(&s).1, total);
+    keys(&mut s, "g");
+    assert!(shows(&s.app, first));
+    press(&mut s, KeyEvent::new(KeyCode::PageDown, KeyModifiers::NONE));
+    assert_eq!(footer(&s).0, bottom);
+    // Any other key closes it; the list did not move meanwhile.
+    keys(&mut s, "x");
+    assert_eq!(s.app.mode, Mode::Browse);
+    assert!(!shows(&s.app, "other keys close"));
+    assert_eq!(s.app.pager.cursor, 0);
+    // Where it fits, a movement key closes it, as any key did.
+    s.app.size = (100, 24);
+    keys(&mut s, "?j");
+    assert_eq!(s.app.mode, Mode::Browse);
+    assert!(!shows(&s.app, "any key closes"));
     s.shutdown();
 }
 
