@@ -286,14 +286,25 @@ impl TextArea {
     }
 
     /// The first screen row to draw, in `height` rows of text wrapped at
-    /// `cols` columns: [`top`] moved as little as keeps the cursor in view.
-    /// The view draws from it and the editor keeps it (`App`), so the text
+    /// `cols` columns: [`top`] moved as little as keeps the cursor in view
+    /// and leaves no row blank that text above could fill. The view draws from it and the editor keeps it (`App`), so the text
     /// scrolls only when the cursor would leave the screen.
     ///
     /// [`top`]: TextArea::top
     pub fn view_top(&self, cols: usize, height: usize) -> usize {
         let (at, _) = softwrap::cursor(&self.lines, self.row, self.col, cols);
+        // No blank rows below the text while rows above it are hidden (the
+        // screen grew, or lines went): as vim and less, the view fills.
+        // Counted only as far as a screenful past the cursor.
+        let mut end = at - softwrap::locate(&self.lines[self.row], self.col, cols).0;
+        for line in &self.lines[self.row..] {
+            end += softwrap::rows(line, cols);
+            if end >= at + height {
+                break;
+            }
+        }
         self.top
+            .min(end.saturating_sub(height))
             .clamp(at.saturating_sub(height.saturating_sub(1)), at)
     }
 

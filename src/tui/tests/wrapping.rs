@@ -200,3 +200,41 @@ fn a_space_at_the_wrap_point_makes_no_empty_row() {
     // Two lines, two rows (scrolling counts them too).
     assert_eq!(s.app.value_rows(), 2);
 }
+
+/// After the terminal grows, the editor shows as many lines as fit,
+/// cursor in view (it kept its top, leaving the rows below the text blank
+/// while the lines above were hidden).
+#[test]
+fn the_editor_fills_a_taller_screen() {
+    let lines: Vec<String> = (1..=40).map(|i| format!("line {i}")).collect();
+    let escaped = lines.join("\\n");
+    let (_dir, path) = store_with(&format!("{{\"key\":\"tall\",\"value\":\"{escaped}\"}}\n"));
+    let mut s = browse(&path, None, (60, 10));
+    keys(&mut s, "e");
+    // Up to line 36 (the view moves with it), then type: the view is kept.
+    for _ in 0..4 {
+        press(&mut s, KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
+    }
+    keys(&mut s, "@");
+    let shown = screen(&s.app).join("\n");
+    assert!(
+        shown.contains("┃line 40") && !shown.contains("┃line 30"),
+        "{shown}"
+    );
+    act(&mut s, &[Action::Resize(60, 30)]);
+    // 26 rows of text: lines 15 to 40, the cursor's (36) in view.
+    let shown = screen(&s.app).join("\n");
+    for want in ["┃line 15", "┃line 36@", "┃line 40"] {
+        assert!(shown.contains(want), "no {want:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("┃line 14"), "{shown}");
+    // Typing keeps that view.
+    keys(&mut s, "#");
+    let shown = screen(&s.app).join("\n");
+    assert!(
+        shown.contains("┃line 15") && shown.contains("┃line 36@#"),
+        "{shown}"
+    );
+    keys(&mut s, "\x1b\x1b");
+    s.shutdown();
+}
