@@ -276,7 +276,7 @@ impl App {
 
     /// Rows of keys (and of value lines) on screen.
     pub fn rows(&self) -> usize {
-        let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
+        let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1), false);
         usize::from(areas.list.height.saturating_sub(2)).max(1)
     }
 
@@ -579,9 +579,10 @@ impl App {
             )
     }
 
-    /// Columns of text in the value pane.
+    /// Columns of text in the value pane (when it shows, on a narrow
+    /// screen: see [`view::NARROW`]).
     pub fn value_columns(&self) -> usize {
-        let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1));
+        let areas = view::areas(Rect::new(0, 0, self.size.0, self.size.1), true);
         usize::from(areas.value.width.saturating_sub(2)).max(1)
     }
 

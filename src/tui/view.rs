@@ -22,8 +22,15 @@ pub struct Areas {
     pub message: Rect,
 }
 
-/// The layout: key list left, value right, two status lines below.
-pub fn areas(area: Rect) -> Areas {
+/// Below this width the two panes do not both fit usably (at 20 columns
+/// the list was 4 wide): one of them takes the whole width.
+pub const NARROW: u16 = 40;
+
+/// The layout: key list left, value right, two status lines below. On a
+/// screen narrower than [`NARROW`] only one pane shows: the value pane
+/// when `value_only` (see [`value_only`]), else the list; the other is
+/// left zero columns wide.
+pub fn areas(area: Rect, value_only: bool) -> Areas {
     let [main, status, message] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Length(1),
@@ -31,9 +38,16 @@ pub fn areas(area: Rect) -> Areas {
     ])
     .areas(area);
     // 40% for keys, less (down to 30%) when that leaves the value pane
-    // the 80 columns a hex dump line needs.
+    // the 80 columns a hex dump line needs; never under 20 columns.
     let w = main.width;
-    let keys = (w * 2 / 5).min(w.saturating_sub(80)).max(w * 3 / 10);
+    let keys = match w {
+        _ if w < NARROW && value_only => 0,
+        _ if w < NARROW => w,
+        _ => (w * 2 / 5)
+            .min(w.saturating_sub(80))
+            .max(w * 3 / 10)
+            .max(20),
+    };
     let [list, value] =
         Layout::horizontal([Constraint::Length(keys), Constraint::Fill(1)]).areas(main);
     Areas {
@@ -44,9 +58,20 @@ pub fn areas(area: Rect) -> Areas {
     }
 }
 
+/// Whether a screen narrower than [`NARROW`] shows the value pane rather
+/// than the list: when it has the focus, or the built-in editor (drawn
+/// over it) is open.
+pub fn value_only(app: &App) -> bool {
+    app.focus == Focus::Value
+        || matches!(
+            app.mode,
+            Mode::Editor { .. } | Mode::InvalidJson { .. } | Mode::Conflict(_)
+        )
+}
+
 /// Draws the whole screen.
 pub fn render(frame: &mut Frame, app: &App) {
-    let a = areas(frame.area());
+    let a = areas(frame.area(), value_only(app));
     render_list(frame, a.list, app);
     render_value(frame, a.value, app);
     render_status(frame, a.status, app);
@@ -256,8 +281,8 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             let each = hex_rows_per_line(per_line, cols);
             let count = hex_line_count(bytes, per_line);
             let at = |row| wrap::locate(std::iter::repeat_n(each, count), row);
-            if total > rows {
-                block = block.title_bottom(position(at, (scroll, rows, total), count));
+            if total > rows && rows > 0 {
+                block = block.title_bottom(position(at, (scroll, rows, total), count, cols));
             }
             let (first, skip) = at(scroll);
             let hex = hex_rows(bytes, first, rows.div_ceil(each) + 1, per_line, theme);
@@ -267,8 +292,8 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
             let per_line = || preview.lines.iter().map(|l| wrap::rows(l, cols));
             let at = |row| wrap::locate(per_line(), row);
             let count = preview.lines.len();
-            if total > rows {
-                block = block.title_bottom(position(at, (scroll, rows, total), count));
+            if total > rows && rows > 0 {
+                block = block.title_bottom(position(at, (scroll, rows, total), count, cols));
             }
             let (first, skip) = at(scroll);
             wrap::window(preview.lines[first.min(count)..].iter(), skip, rows, cols)
@@ -282,18 +307,27 @@ fn render_value(frame: &mut Frame, area: Rect, app: &App) {
 /// row is, as `less` says it (lines that wrap into many rows scroll within
 /// one line: the percentage still moves); `at` finds a row's line
 /// (0-based, [`wrap::locate`]); `(scroll, rows, total)`: the first row in
-/// view, the rows in view, all rows.
+/// view, the rows in view, all rows. In `width` columns: just the
+/// percentage when the whole does not fit, else nothing (never cut).
 fn position(
     at: impl Fn(usize) -> (usize, usize),
     (scroll, rows, total): (usize, usize, usize),
     count: usize,
+    width: usize,
 ) -> Line<'static> {
     let first = at(scroll).0;
     let last = at((scroll + rows).saturating_sub(1)).0;
     let last = (last + 1).min(count);
     let first = (first + 1).min(last);
     let percent = (scroll + rows).min(total) * 100 / total.max(1);
-    Line::from(format!(" lines {first}–{last} of {count} · {percent}% ")).right_aligned()
+    let text = [
+        format!(" lines {first}–{last} of {count} · {percent}% "),
+        format!(" {percent}% "),
+    ]
+    .into_iter()
+    .find(|t| wrap::columns(t) <= width)
+    .unwrap_or_default();
+    Line::from(text).right_aligned()
 }
 
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {
@@ -462,7 +496,7 @@ fn popup_in(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
 /// goes above the status lines, which say meanwhile what the source is
 /// doing (a wait, an error); on a 24-row terminal all of it fits there.
 pub fn help_rows(size: Rect) -> (Vec<String>, usize) {
-    let a = areas(size);
+    let a = areas(size, false);
     let above = a.list.union(a.value);
     // Descriptions wrap (by words, under their column) on a narrow screen.
     const KEYS: usize = 18;
@@ -497,7 +531,7 @@ pub fn help_rows(size: Rect) -> (Vec<String>, usize) {
 fn render_help(frame: &mut Frame, app: &App, scroll: usize) {
     let size = frame.area();
     let above = {
-        let a = areas(size);
+        let a = areas(size, false);
         a.list.union(a.value)
     };
     let (lines, room) = help_rows(size);

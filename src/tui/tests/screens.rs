@@ -546,3 +546,43 @@ fn the_status_bar_and_the_value_pane_say_small_things_right() {
     let text = screen(&s.app).join("\n");
     assert!(text.contains("word  (the end)"), "{text}");
 }
+
+/// Tiny screens degrade cleanly: a pane with no row for its footer draws
+/// none (at 60x3 it was drawn over the title), and below 40 columns one
+/// pane takes the whole width (at 20x6 the list was 4 columns wide): the
+/// list, or the value pane when it has the focus or the editor is open.
+#[test]
+fn tiny_screens_keep_one_usable_pane() {
+    let (_dir, path) = store_with(concat!(
+        "{\"key\":\"key:00001\",\"value\":\"one\\ntwo\\nthree\"}\n",
+        "{\"key\":\"key:00002\",\"value\":\"x\"}\n",
+    ));
+    let mut s = browse(&path, None, (60, 3));
+    let top = &screen(&s.app)[0];
+    assert!(top.contains("key:00001 · rev 1"), "{top}");
+    assert!(!top.contains("lines") && !top.contains('%'), "{top}");
+    s.app.size = (20, 6);
+    let shown = screen(&s.app);
+    assert_eq!(
+        shown[1..3],
+        ["┃> key:00001       ┃", "┃  key:00002       ┃"]
+    );
+    keys(&mut s, "\t");
+    let shown = screen(&s.app);
+    assert!(shown[0].starts_with("┏ key"), "{shown:?}");
+    assert_eq!(shown[1], "┃one               ┃");
+    // The footer gives way to its percentage (it was cut at its front).
+    assert!(shown[3].ends_with("━ 66% ┛"), "{shown:?}");
+    // j scrolls the value, shown across the whole width.
+    keys(&mut s, "j");
+    assert_eq!(screen(&s.app)[1], "┃two               ┃");
+    keys(&mut s, "\t");
+    assert!(shows(&s.app, "┃> key:00001"));
+    // The built-in editor takes the whole width too, and Tab is typed there.
+    keys(&mut s, "e");
+    assert!(s.app.editor().is_some());
+    let shown = screen(&s.app);
+    assert!(shown[0].starts_with("┏ Edit "), "{shown:?}");
+    assert_eq!(shown[2], "┃three             ┃");
+    s.shutdown();
+}
