@@ -12,6 +12,7 @@ use ratatui::text::{Line, Span};
 
 use super::json;
 use super::theme::Theme;
+use super::wrap;
 
 /// Largest value parsed as JSON: beyond it validation and re-indenting
 /// would stall the UI thread for a view of which only a screenful is read.
@@ -116,14 +117,39 @@ fn text_preview(value: &[u8]) -> Preview {
             partial = Some(format!("first {MAX_PREVIEW_LINES} lines"));
             break;
         }
-        // A tab's width depends on the column; spaces keep the layout exact.
-        lines.push(Line::raw(line.replace('\t', "    ")));
+        lines.push(Line::raw(expand_tabs(line)));
     }
     Preview {
         kind: Kind::Text,
         lines,
         partial,
     }
+}
+
+/// Columns between tab stops, as in `cat` and `less`.
+pub const TAB_STOP: usize = 8;
+
+/// `line` with each tab turned into the spaces up to the next tab stop
+/// (counted from the line's start, by columns as drawn): a tab's width
+/// depends on its column, and spaces make the rows wrapped and counted
+/// (`wrap.rs`) the rows drawn. A fixed 4 spaces misaligned columns.
+pub fn expand_tabs(line: &str) -> String {
+    if !line.contains('\t') {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len() + TAB_STOP);
+    let mut column = 0;
+    for (g, w) in wrap::clusters(line) {
+        if g == "\t" {
+            let n = TAB_STOP - column % TAB_STOP;
+            out.extend(std::iter::repeat_n(' ', n));
+            column += n;
+        } else {
+            out.push_str(g);
+            column += w;
+        }
+    }
+    out
 }
 
 fn hex_preview(value: &[u8]) -> Preview {

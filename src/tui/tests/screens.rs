@@ -586,3 +586,38 @@ fn tiny_screens_keep_one_usable_pane() {
     assert_eq!(shown[2], "┃three             ┃");
     s.shutdown();
 }
+
+/// Tabs go to the next tab stop, every 8 columns from the line's start,
+/// as `cat` and `less` show them (they were a fixed 4 spaces, misaligning
+/// columns), by columns as drawn; a line they make wider wraps as drawn.
+#[test]
+fn tabs_in_the_value_pane_go_to_tab_stops() {
+    let tsv = "name\\tage\\tcity\\nalexander\\t30\\tParis\\nbo\\t4\\tRome\\n日本\\tx\\n";
+    let wide = "1234567\\t".repeat(10);
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"tsv\",\"value\":\"{tsv}{wide}end\"}}\n"
+    ));
+    let s = browse(&path, None, SMALL);
+    let shown = screen(&s.app);
+    let pane: Vec<&str> = shown[1..8]
+        .iter()
+        .map(|l| l.split('│').nth(1).unwrap_or("").trim_end())
+        .collect();
+    let row1 = format!("{}1234", "1234567 ".repeat(8));
+    assert_eq!(
+        pane,
+        [
+            "name    age     city",
+            "alexander       30      Paris",
+            "bo      4       Rome",
+            // A wide character's second cell reads as a space here.
+            "日 本     x",
+            row1.as_str(),
+            "567 1234567 end",
+            "",
+        ],
+        "{shown:?}"
+    );
+    // All rows fit: no footer, as the rows counted are the rows drawn.
+    assert_eq!(s.app.value_rows(), 6);
+}
