@@ -54,7 +54,7 @@ pub(super) fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
         width,
         u16::try_from(rows.len() + 2).unwrap_or(u16::MAX),
     );
-    let block = pane(Line::from(" Invalid JSON "), true, app);
+    let block = pane(" Invalid JSON ", area, true, app);
     // Not wrapped by ratatui: the rows are laid out (and counted) here.
     frame.render_widget(Paragraph::new(rows).block(block), area);
 }
@@ -76,7 +76,7 @@ pub(super) fn render_editor(frame: &mut Frame, area: Rect, app: &App) {
         .saturating_sub(wrap::columns(&rest) + verb.len() + 2)
         .max(8);
     let title = format!(" {verb} {}{rest}", fit_middle(&display_key(&job.key), room));
-    let block = pane(Line::from(title), true, app);
+    let block = pane(&title, area, true, app);
     // Long lines wrap (see `softwrap.rs`): `cols` columns of text and,
     // after a row whose line goes on, a mark in the pane's last column.
     let cols = app.editor_columns();
@@ -151,7 +151,7 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
         0 => " Conflict · created meanwhile ",
         _ => " Conflict · changed meanwhile ",
     };
-    let block = pane(Line::from(title), true, app);
+    let block = pane(&title, area, true, app);
     // Not wrapped by ratatui: the rows are laid out (and counted) here.
     frame.render_widget(Paragraph::new(rows).block(block), area);
 }

@@ -62,9 +62,28 @@ pub struct Preview {
 pub fn preview(value: &[u8], theme: Theme) -> Preview {
     match classify(value) {
         Kind::Json => json_preview(value, theme),
+        // Too large to re-indent: its head as it is, but still called
+        // JSON (it was labelled text, which it is not).
+        Kind::Text if large_json(value) => {
+            let mut shown = text_preview(value);
+            shown.kind = Kind::Json;
+            shown.partial = shown.partial.map(|part| format!("{part} as text"));
+            shown
+        }
         Kind::Text => text_preview(value),
         Kind::Binary => hex_preview(value),
     }
+}
+
+/// Whether `value`, too large to pretty-print ([`JSON_PREVIEW_BYTES`]), is
+/// an object or array that parses. Checked without building anything (a
+/// few milliseconds a MiB) and only up to the default value limit.
+fn large_json(value: &[u8]) -> bool {
+    let first = value.iter().find(|b| !b.is_ascii_whitespace());
+    value.len() > JSON_PREVIEW_BYTES
+        && value.len() <= crate::limits::DEFAULT_MAX_VALUE_BYTES
+        && matches!(first, Some(b'{' | b'['))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok()
 }
 
 /// JSON: an object or array that parses; text: UTF-8 without control

@@ -94,7 +94,16 @@ pub fn render(frame: &mut Frame, app: &App) {
     }
 }
 
-pub(super) fn pane(title: Line<'static>, focused: bool, app: &App) -> Block<'static> {
+/// A bordered pane over `area` titled `title`, which ends in `…` when it
+/// is wider than the border (ratatui cut it silently, mid-word).
+pub(super) fn pane(title: &str, area: Rect, focused: bool, app: &App) -> Block<'static> {
+    let room = usize::from(area.width.saturating_sub(2));
+    // The space after a title only pads it: it goes first.
+    let title = match wrap::columns(title) <= room {
+        true => title.to_string(),
+        false => fit(title.trim_end(), room),
+    };
+    let title = Line::from(title);
     let t = app.config.theme;
     Block::bordered()
         .border_type(if focused {
@@ -114,7 +123,7 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
         let room = usize::from(area.width).saturating_sub(22);
         title = format!(" Keys starting with {} ", fit(&display_key(prefix), room));
     }
-    let block = pane(Line::from(title), focused, app);
+    let block = pane(&title, area, focused, app);
     let rows = usize::from(area.height.saturating_sub(2));
     let lines: Vec<Line> = if p.keys.is_empty() {
         let text = match &app.keys_error {
@@ -255,7 +264,7 @@ pub fn fit_middle(text: &str, width: usize) -> String {
 fn render_value(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Value && app.mode == Mode::Browse;
     let title = value_title(app, usize::from(area.width.saturating_sub(2)));
-    let mut block = pane(Line::from(title), focused, app);
+    let mut block = pane(&title, area, focused, app);
     let theme = app.config.theme;
     let rows = usize::from(area.height.saturating_sub(2));
     let cols = app.value_columns();
@@ -554,14 +563,10 @@ fn render_help(frame: &mut Frame, app: &App, scroll: usize) {
             scroll + 1,
             last * 100 / total
         );
-        pane(
-            Line::from(" Keys · j k scroll · other keys close "),
-            true,
-            app,
-        )
-        .title_bottom(Line::from(footer).right_aligned())
+        pane(" Keys · j k scroll · other keys close ", area, true, app)
+            .title_bottom(Line::from(footer).right_aligned())
     } else {
-        pane(Line::from(" Keys · any key closes "), true, app)
+        pane(" Keys · any key closes ", area, true, app)
     };
     frame.render_widget(Paragraph::new(shown).block(block), area);
 }
@@ -596,7 +601,7 @@ fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: 
     rows.extend(keys.into_iter().map(Line::from));
     let height = u16::try_from(rows.len() + 2).unwrap_or(u16::MAX);
     let area = popup(frame, width, height);
-    let block = pane(Line::from(" Confirm delete "), true, app);
+    let block = pane(" Confirm delete ", area, true, app);
     // Not wrapped by ratatui: the rows are laid out (and counted) here.
     frame.render_widget(Paragraph::new(rows).block(block), area);
 }

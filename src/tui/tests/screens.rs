@@ -621,3 +621,29 @@ fn tabs_in_the_value_pane_go_to_tab_stops() {
     // All rows fit: no footer, as the rows counted are the rows drawn.
     assert_eq!(s.app.value_rows(), 6);
 }
+
+/// A JSON value too large to pretty-print is still called JSON, shown in
+/// part as text (it was called text); a title wider than its pane ends in
+/// `…` (it was cut mid-word, `showing the first 256.0 Ki┐`).
+#[test]
+fn large_json_is_labelled_json_shown_as_text() {
+    let items: Vec<String> = (0..60_000)
+        .map(|i| format!("{{\"i\":{i},\"s\":\"vvvvvvvvvvvv\"}}"))
+        .collect();
+    let big = format!("[{}]", items.join(","));
+    assert!(big.len() > crate::tui::preview::JSON_PREVIEW_BYTES);
+    let line = serde_json::json!({"key": "big:json", "value": big}).to_string();
+    let (_dir, path) = store_with(&format!("{line}\n"));
+    let mut s = browse(&path, None, (160, 20));
+    let size = crate::tui::preview::human_bytes(big.len());
+    let want = format!("big:json · rev 1 · {size} · JSON · showing the first 256.0 KiB as text ");
+    assert!(shows(&s.app, &want), "{:?}", screen(&s.app));
+    s.app.size = (90, 20);
+    let top = &screen(&s.app)[0];
+    assert!(top.ends_with("· JSON · showing the first 256.0…┐"), "{top}");
+    // So does one cut on a narrow screen, where the value pane shows alone.
+    keys(&mut s, "\t");
+    s.app.size = (30, 20);
+    let top = &screen(&s.app)[0];
+    assert!(top.ends_with(&format!("· {size}…┓")), "{top}");
+}
