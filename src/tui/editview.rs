@@ -151,7 +151,7 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
         0 => " Conflict · created meanwhile ",
         _ => " Conflict · changed meanwhile ",
     };
-    let block = pane(&title, area, true, app);
+    let block = pane(title, area, true, app);
     // Not wrapped by ratatui: the rows are laid out (and counted) here.
     frame.render_widget(Paragraph::new(rows).block(block), area);
 }
