@@ -342,6 +342,7 @@ fn position(
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     let mut parts = vec![app.source.clone()];
     let (position, total) = app.position();
+    let mut filter = None;
     if let Some(prefix) = &app.pager.filter {
         let matched = match app.matched {
             None => "counting…".to_string(),
@@ -352,7 +353,12 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
             }
         };
         // Not `prefix: N keys`: a prefix ending in `:` read `user:: 3 keys`.
-        parts.push(format!("filter {} · {matched}", display_key(prefix)));
+        filter = Some((display_key(prefix), matched));
+        parts.push(String::new());
+    }
+    let filter_text = |prefix: &str, matched: &str| format!("filter {prefix} · {matched}");
+    if let Some((prefix, matched)) = &filter {
+        parts[1] = filter_text(prefix, matched);
     }
     match (position, total, &app.stats) {
         (Some(at), Some(total), _) => {
@@ -384,13 +390,24 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     // On a narrow screen the source gives way first (a path is long): its
     // last part, then nothing, so the position and the keys stay in view.
     let width = usize::from(area.width);
+    let mut filter_at = 1;
     let fits = |parts: &[String]| wrap::columns(&format!(" {}", parts.join(" │ "))) <= width;
     if !fits(&parts) {
         let short = app.source.rsplit('/').find(|p| !p.is_empty());
         parts[0] = short.unwrap_or(&app.source).to_string();
         if !fits(&parts) {
             parts.remove(0);
+            filter_at = 0;
         }
+    }
+    // Then a long filter loses its middle, so the live status and the
+    // help hint after it stay in view (they were pushed off the screen).
+    if let Some((prefix, matched)) = &filter
+        && !fits(&parts)
+    {
+        let over = wrap::columns(&format!(" {}", parts.join(" │ "))) - width;
+        let room = wrap::columns(prefix).saturating_sub(over).max(8);
+        parts[filter_at] = filter_text(&fit_middle(prefix, room), matched);
     }
     let text = format!(" {}", parts.join(" │ "));
     frame.render_widget(

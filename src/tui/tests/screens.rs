@@ -7,6 +7,7 @@ use super::*;
 use crate::tui::BINDINGS;
 use crate::tui::action::Move;
 use crate::tui::app::Mode;
+use crate::tui::wrap;
 
 const SMALL: (u16, u16) = (100, 12);
 
@@ -646,4 +647,26 @@ fn large_json_is_labelled_json_shown_as_text() {
     s.app.size = (30, 20);
     let top = &screen(&s.app)[0];
     assert!(top.ends_with(&format!("· {size}…┓")), "{top}");
+}
+
+/// A long filter loses its middle in the status bar, after the source,
+/// so what follows it (the revision, the help hint) stays in view (it was
+/// pushed off the screen).
+#[test]
+fn a_long_filter_leaves_the_rest_of_the_status_bar() {
+    let p = "config:service:production:eu-west-1:database:primary:connection:";
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"{p}timeout\",\"value\":\"30\"}}\n{{\"key\":\"{p}pool_size\",\"value\":\"10\"}}\n"
+    ));
+    let mut s = browse(&path, None, (100, 12));
+    keys(&mut s, &format!("f{p}\n"));
+    let bar = screen(&s.app)[10].clone();
+    assert!(bar.ends_with("│ revision 2 │ ? help · q quit"), "{bar}");
+    assert!(bar.starts_with(" filter config:service:pro"), "{bar}");
+    assert!(
+        bar.contains("…primary:connection: · 2 keys │ key 1 of 2"),
+        "{bar}"
+    );
+    assert!(wrap::columns(&bar) <= 100, "{bar}");
+    s.shutdown();
 }
