@@ -1008,3 +1008,50 @@ fn batch_on_a_terminal_ends_at_the_first_ctrl_d() {
     tmux.keys(&["{\"key\":\"k\",\"value\":\"v\"}", "Enter", "C-d"]);
     tmux.wait_for(&["applied 1 puts, 0 deletes (revision 1)", "SECOND_EXIT=0"]);
 }
+
+/// Ctrl-Z suspends the browser to the shell, as in less and vim: the
+/// terminal is given back (not raw, main screen), the job is stopped, and
+/// `fg` brings the browser back where it was, drawn again. It did nothing.
+#[test]
+fn ctrl_z_suspends_to_the_shell_and_fg_comes_back() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let tmux = Tmux::start(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='SH$ ' bash --norc --noprofile -i",
+    );
+    tmux.wait_for(&["SH$"]);
+    let command = format!(
+        "{} --db {} tui",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db())
+    );
+    tmux.type_text(&command);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["> item:000"]);
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> item:001", "item:001 · rev 2"]);
+    tmux.keys(&["C-z"]);
+    let stopped = tmux.wait_for(&["Stopped"]);
+    assert!(
+        !stopped.contains("> item:001"),
+        "the alternate screen is gone:\n{stopped}"
+    );
+    tmux.type_text("stty -a | grep -o ' icanon'");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["\n icanon"]);
+    // Back where it was, at the size the terminal has now.
+    tmux.resize(100, 30);
+    tmux.type_text("fg");
+    tmux.keys(&["Enter"]);
+    let back = tmux.wait_for(&["> item:001", "item:001 · rev 2", "? help · q quit"]);
+    assert!(!back.contains("SH$"), "drawn again over the shell:\n{back}");
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> item:002"]);
+    tmux.keys(&["q"]);
+    tmux.type_text("echo KVR_EXIT=$?");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+}

@@ -30,6 +30,8 @@ pub enum Action {
     /// view it clears the filter (and never quits). Any key on the help.
     Cancel,
     Resize(u16, u16),
+    /// Ctrl-Z: hand the terminal back to the shell, stopped, until `fg`.
+    Suspend,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +106,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("f", "filter: only keys with a prefix (empty: all keys)"),
     (
         "r",
-        "refresh keys, value and counts (--server: they follow live)",
+        "refresh keys, value and counts (--server follows live)",
     ),
     (
         "e  Enter",
@@ -112,11 +114,11 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
     ("n", "new key (checked first: it must not exist yet)"),
     ("d  Del", "delete the key (asks first: y / n)"),
-    // The conflict dialog's keys, in one line: the help must fit a
-    // 24-row terminal above its two status lines.
+    // The conflict dialog's keys, in one line (of 80 columns too): the
+    // help must fit a 24-row terminal above its two status lines.
     (
         "o r e Enter Esc",
-        "conflict: overwrite / reload (drops your text) / back to your text",
+        "conflict: overwrite / reload (drops your text) / edit on",
     ),
     ("y  Y", "copy the key / the value to the clipboard (OSC 52)"),
     (
@@ -131,6 +133,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "q  Ctrl-C",
         "quit (twice while an edit is not written; waits for a save)",
     ),
+    ("Ctrl-Z", "suspend to the shell (fg comes back)"),
     (
         "",
         "Enter accepts a prompt, Ctrl-S or F2 saves in the editor, Esc cancels",
@@ -172,6 +175,11 @@ pub fn map_key(mode: KeyMode, key: KeyEvent) -> Option<Action> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     if ctrl && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
+    }
+    // Raw mode makes Ctrl-Z a key press, not the shell's suspend: do what
+    // the shell would, as less and vim do. Nothing else binds it.
+    if ctrl && key.code == KeyCode::Char('z') {
+        return Some(Action::Suspend);
     }
     match mode {
         KeyMode::Browse => browse_key(key.code),

@@ -161,6 +161,9 @@ pub struct App {
     pub redraw: bool,
     /// Bytes for the terminal's clipboard, taken by the run loop.
     pub clipboard: Option<Vec<u8>>,
+    /// Ctrl-Z: the run loop hands the terminal to the shell (see
+    /// `Host::suspend`), then draws everything again.
+    pub suspend: bool,
     /// A seek the user typed: the list generation it started and its key,
     /// so that its answer can say where it landed.
     pub seek: Option<(u64, Vec<u8>)>,
@@ -233,6 +236,7 @@ impl App {
             intent: None,
             redraw: false,
             clipboard: None,
+            suspend: false,
             seek: None,
             saving: None,
             unsaved: None,
@@ -332,6 +336,11 @@ impl App {
             } else {
                 self.value.scroll.min(max)
             };
+            return;
+        }
+        if action == Action::Suspend {
+            // Whatever is open stays open for when the shell gives it back.
+            self.suspend = true;
             return;
         }
         self.deleted_open = None;

@@ -46,6 +46,12 @@ pub trait Host {
     fn terminated(&self) -> bool {
         false
     }
+    /// Gives the terminal back and stops the process, as the shell's
+    /// Ctrl-Z does; returns once it is continued (`fg`), the terminal
+    /// taken again. Nothing to do without a real terminal.
+    fn suspend(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The app and its worker.
@@ -279,6 +285,16 @@ where
         }
         if let Some(bytes) = session.app.clipboard.take() {
             host.copy(&bytes)?;
+        }
+        if std::mem::take(&mut session.app.suspend) {
+            host.suspend()?;
+            // The shell wrote over the screen, which may have been resized
+            // meanwhile.
+            terminal.clear()?;
+            let size = terminal.size()?;
+            session.dispatch(Action::Resize(size.width, size.height));
+            dirty = true;
+            continue;
         }
         if let Some(job) = session.app.pending_edit.take() {
             let editor = session.app.config.editor.clone().unwrap_or_default();

@@ -4,7 +4,7 @@
 //!
 //! [`TerminalGuard`] restores in `Drop`; a panic hook restores too, before
 //! the panic message is printed, so the message is readable and the shell
-//! usable. `ACTIVE` keeps the hook from writing escape codes when the
+//! usable. Ctrl-Z gives it back too, until the shell continues kvr. `ACTIVE` keeps the hook from writing escape codes when the
 //! browser is not on screen. [`CrosstermHost`] turns signals into a flag
 //! the run loop checks, so they end the browser through the same `Drop`.
 
@@ -146,6 +146,17 @@ impl Host for CrosstermHost<'_> {
         let mut out = io::stdout();
         out.write_all(super::clipboard::osc52(bytes).as_bytes())?;
         out.flush()
+    }
+
+    fn suspend(&mut self) -> io::Result<()> {
+        // Nothing may read the terminal while the shell has it.
+        self.input.settle()?;
+        self.guard.suspend()?;
+        // The default action of SIGTSTP stops the process (all of it);
+        // raise returns once SIGCONT continues it.
+        let stopped = signal_hook::low_level::raise(signal_hook::consts::SIGTSTP);
+        self.guard.resume()?;
+        stopped
     }
 
     fn edit(&mut self, editor: &str, job: &EditJob) -> Result<Vec<u8>> {

@@ -566,3 +566,48 @@ fn a_failed_refresh_keeps_the_selected_key() {
     keys(&mut s, "ne");
     assert!(shows(&s.app, "Edit key:00001"), "{:?}", screen(&s.app));
 }
+
+/// A [`Script`] that counts the times the loop suspended it.
+struct Suspending(Script, usize);
+
+impl Host for Suspending {
+    fn next_event(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
+        self.0.next_event(timeout)
+    }
+    fn copy(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.copy(bytes)
+    }
+    fn edit(&mut self, editor: &str, job: &EditJob) -> crate::Result<Vec<u8>> {
+        self.0.edit(editor, job)
+    }
+    fn suspend(&mut self) -> io::Result<()> {
+        self.1 += 1;
+        Ok(())
+    }
+}
+
+/// Ctrl-Z hands the terminal to the shell from anywhere, the built-in
+/// editor included, and what was open is still open after (it did
+/// nothing; in the editor it typed nothing either).
+#[test]
+fn ctrl_z_suspends_and_keeps_what_is_open() {
+    let (_dir, path) = store_with(NOTE);
+    let mut s = browse(&path, None, (100, 20));
+    let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+    keys(&mut s, "ex");
+    let ctrl_z = Event::Key(KeyEvent::new(KeyCode::Char('z'), KeyModifiers::CONTROL));
+    let ctrl_c = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    let events = [ctrl_z.clone(), ctrl_c.clone(), ctrl_c];
+    let mut host = Suspending(Script(events.into(), Vec::new()), 0);
+    run_loop(&mut terminal, &mut s, &mut host).unwrap();
+    assert_eq!(host.1, 1, "suspended once");
+    assert!(s.app.quit);
+    assert_eq!(editor_text(&s).as_deref(), Some("hellox"));
+    s.shutdown();
+    drop(s);
+    // In the main view too.
+    let mut s = browse(&path, None, (100, 20));
+    let mut host = Suspending(Script([ctrl_z, quit()].into(), Vec::new()), 0);
+    run_loop(&mut terminal, &mut s, &mut host).unwrap();
+    assert_eq!(host.1, 1);
+}

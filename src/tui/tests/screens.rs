@@ -213,7 +213,7 @@ fn the_help_names_the_conflict_dialog_keys() {
     let text = screen(&s.app).join("\n");
     for want in [
         "┃ d  Del           delete the key (asks first: y / n)",
-        "┃ o r e Enter Esc  conflict: overwrite / reload (drops your text) / back to your text",
+        "┃ o r e Enter Esc  conflict: overwrite / reload (drops your text) / edit on",
         "│ key 1 of 3 │ revision 3 │ ? help · q quit",
     ] {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
