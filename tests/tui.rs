@@ -244,6 +244,18 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     tmux.resize(90, 20);
     tmux.wait_for(&["> item:010", "key 11 of 51 │ revision 51"]);
     tmux.resize(120, 40);
+    // Drawn at 40 rows again (its status bar on row 39) before going on:
+    // the help below fits only there (at 90x20 it scrolls).
+    let deadline = Instant::now() + DEADLINE;
+    while !tmux
+        .screen()
+        .lines()
+        .nth(38)
+        .is_some_and(|l| l.contains("? help · q quit"))
+    {
+        assert!(Instant::now() < deadline, "not redrawn at 120x40");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     tmux.keys(&["e"]);
     tmux.wait_for(&["saved item:010 (revision 52)", "\"n\": 1000", "revision 52"]);
