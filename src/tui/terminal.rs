@@ -4,9 +4,10 @@
 //!
 //! [`TerminalGuard`] restores in `Drop`; a panic hook restores too, before
 //! the panic message is printed, so the message is readable and the shell
-//! usable. Ctrl-Z gives it back too, until the shell continues kvr. `ACTIVE` keeps the hook from writing escape codes when the
+//! usable. `ACTIVE` keeps the hook from writing escape codes when the
 //! browser is not on screen. [`CrosstermHost`] turns signals into a flag
-//! the run loop checks, so they end the browser through the same `Drop`.
+//! the run loop checks, so they end the browser through the same `Drop`;
+//! Ctrl-Z gives the terminal back until the shell continues kvr (`fg`).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -342,6 +342,7 @@ fn position(
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     let mut parts = vec![app.source.clone()];
     let (position, total) = app.position();
+    let filter_text = |prefix: &str, matched: &str| format!("filter {prefix} · {matched}");
     let mut filter = None;
     if let Some(prefix) = &app.pager.filter {
         let matched = match app.matched {
@@ -353,12 +354,9 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
             }
         };
         // Not `prefix: N keys`: a prefix ending in `:` read `user:: 3 keys`.
-        filter = Some((display_key(prefix), matched));
-        parts.push(String::new());
-    }
-    let filter_text = |prefix: &str, matched: &str| format!("filter {prefix} · {matched}");
-    if let Some((prefix, matched)) = &filter {
-        parts[1] = filter_text(prefix, matched);
+        let prefix = display_key(prefix);
+        parts.push(filter_text(&prefix, &matched));
+        filter = Some((prefix, matched));
     }
     match (position, total, &app.stats) {
         (Some(at), Some(total), _) => {
