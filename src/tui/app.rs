@@ -627,18 +627,10 @@ impl App {
         if max == 0 {
             return;
         }
-        let s = scroll.min(max);
         let page = room.saturating_sub(1).max(1);
-        let scroll = match m {
-            Move::Up => s.saturating_sub(1),
-            Move::Down => s + 1,
-            Move::PageUp => s.saturating_sub(page),
-            Move::PageDown => s + page,
-            Move::First => 0,
-            Move::Last => max,
-        }
-        .min(max);
-        self.mode = Mode::Help { scroll };
+        self.mode = Mode::Help {
+            scroll: scrolled(scroll.min(max), m, page, max),
+        };
     }
 
     /// The last scroll position that still fills the pane.
@@ -647,18 +639,7 @@ impl App {
     }
 
     fn scroll_value(&mut self, m: Move) {
-        let rows = self.rows();
-        let max = self.max_scroll();
-        let s = self.value.scroll;
-        self.value.scroll = match m {
-            Move::Up => s.saturating_sub(1),
-            Move::Down => s + 1,
-            Move::PageUp => s.saturating_sub(rows),
-            Move::PageDown => s + rows,
-            Move::First => 0,
-            Move::Last => max,
-        }
-        .min(max);
+        self.value.scroll = scrolled(self.value.scroll, m, self.rows(), self.max_scroll());
     }
 
     /// Asks for the selected key's value when the selection changed.
@@ -842,4 +823,18 @@ impl App {
             _ => None,
         }
     }
+}
+
+/// A scroll position `s` after move `m`, a page being `page` rows, kept
+/// within `0..=max` (the value pane and the help scroll alike).
+fn scrolled(s: usize, m: Move, page: usize, max: usize) -> usize {
+    match m {
+        Move::Up => s.saturating_sub(1),
+        Move::Down => s + 1,
+        Move::PageUp => s.saturating_sub(page),
+        Move::PageDown => s + page,
+        Move::First => 0,
+        Move::Last => max,
+    }
+    .min(max)
 }

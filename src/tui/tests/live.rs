@@ -426,18 +426,24 @@ fn tag_of(request: &crate::tui::worker::Request) -> crate::tui::worker::KeysTag 
     }
 }
 
-/// The window follows changes inside it and ignores those past an edge
-/// that is not the end of the keys (the next page read brings them).
-#[test]
-fn the_window_takes_changes_inside_it_only() {
+/// A pager that read a full page of `k0000`, `k0001`, … and one key more:
+/// its window does not reach the last key of the store.
+fn window_short_of_the_end() -> crate::tui::pager::Pager {
     use crate::tui::pager::{PAGE, Pager};
     let mut p = Pager::default();
     let top = p.jump_top(None);
-    // A full page and one more: the window does not reach the last key.
     let keys: Vec<Vec<u8>> = (0..=PAGE)
         .map(|i| format!("k{i:04}").into_bytes())
         .collect();
     p.receive(tag_of(&top), keys, 10);
+    p
+}
+
+/// The window follows changes inside it and ignores those past an edge
+/// that is not the end of the keys (the next page read brings them).
+#[test]
+fn the_window_takes_changes_inside_it_only() {
+    let mut p = window_short_of_the_end();
     assert!(p.head_done && !p.tail_done);
     p.cursor = 5;
     assert!(
@@ -693,12 +699,7 @@ fn a_delete_burst_beyond_the_feed_says_the_selected_key_went() {
 #[test]
 fn a_deleted_last_key_of_the_window_asks_for_the_next() {
     use crate::tui::pager::{PAGE, Pager};
-    let mut p = Pager::default();
-    let top = p.jump_top(None);
-    let keys: Vec<Vec<u8>> = (0..=PAGE)
-        .map(|i| format!("k{i:04}").into_bytes())
-        .collect();
-    p.receive(tag_of(&top), keys, 10);
+    let mut p = window_short_of_the_end();
     let last = format!("k{:04}", PAGE - 1).into_bytes();
     p.cursor = PAGE - 1;
     assert!(p.change(&last, true, 10));
