@@ -152,8 +152,73 @@ pub fn command() -> clap::Command {
 pub fn parse() -> Result<Cli, clap::Error> {
     use clap::FromArgMatches;
     let mut cmd = command();
-    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(matches) => matches,
+        Err(e) => return Err(name_the_variable(e, &cmd)),
+    };
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// clap's error for a bad value names the flag (`invalid value 'abc' for
+/// '--timeout <SECS>'`) even when the value came from its environment
+/// variable: a stale `KVR_TIMEOUT` in a profile then reads as a flag the
+/// user never typed. Say which variable it was.
+fn name_the_variable(e: clap::Error, cmd: &clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e;
+    }
+    let (Some(ContextValue::String(flag)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return e;
+    };
+    let typed: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|word| word.to_string_lossy().into_owned())
+        .collect();
+    let Some((long, variable)) = std::iter::once(cmd)
+        .chain(cmd.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .filter_map(|arg| Some((arg.get_long()?, arg.get_env()?)))
+        .find(|(long, env)| {
+            flag.split(' ').next() == Some(&format!("--{long}"))
+                && std::env::var_os(env).is_some_and(|set| set.to_string_lossy() == *value)
+        })
+    else {
+        return e;
+    };
+    // The same bad value typed as the flag is the flag's error.
+    let as_flag = format!("--{long}");
+    let typed_it = typed.windows(2).any(|w| w[0] == as_flag && w[1] == *value)
+        || typed.contains(&format!("--{long}={value}"));
+    if typed_it {
+        return e;
+    }
+    // clap's text after the flag: the parser's reason, or the values it takes.
+    let rendered = e.render().to_string();
+    let reason = rendered
+        .lines()
+        .next()
+        .and_then(|line| line.split_once(&format!("'{flag}'")))
+        .map(|(_, rest)| rest.trim_start_matches(':').trim().to_owned())
+        .unwrap_or_default();
+    let mut text = format!(
+        "invalid value '{value}' in the environment variable {} (it sets --{long})",
+        variable.to_string_lossy()
+    );
+    if !reason.is_empty() {
+        text.push_str(": ");
+        text.push_str(&reason);
+    }
+    if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue) {
+        text.push_str(&format!(": possible values: {}", values.join(", ")));
+    }
+    clap::Error::raw(ErrorKind::InvalidValue, text + "\n")
 }
 
 /// Whether the global option `id` was given as a flag, not through its

@@ -315,6 +315,9 @@ fn a_file_that_might_hold_data_is_never_replaced() {
         ] {
             let done = env.kvr(&args).code(code);
             assert!(!done.stderr_text().contains("replaced"), "{what}");
+            if what == "text" {
+                done.stderr_has("it is not a kvr database (it does not start as a redb file does)");
+            }
         }
         env.kvr(["batch"])
             .stdin("{\"key\":\"a\",\"value\":\"b\"}\n")
@@ -326,6 +329,40 @@ fn a_file_that_might_hold_data_is_never_replaced() {
         );
         assert!(!create::temp_path(&env.db()).exists(), "{what}");
     }
+}
+
+/// A device or pipe given as the database is refused in plain words by
+/// every command, at once (a pipe is never opened: that would wait for a
+/// writer), and is left as it was.
+#[test]
+fn a_device_or_pipe_is_not_a_database() {
+    let env = Env::new();
+    let pipe = env.path("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in [std::path::PathBuf::from("/dev/null"), pipe.clone()] {
+        let db = path.to_str().unwrap();
+        let commands = [
+            vec!["put", "k", "v"],
+            vec!["get", "k"],
+            vec!["stats"],
+            vec!["check"],
+            vec!["compact"],
+        ];
+        for args in commands {
+            let mut run = env.kvr_bare(["--db", db]);
+            run.cmd.args(&args);
+            run.code(3).stderr_has(&format!(
+                "cannot open {db}: it is not a regular file (a device, pipe or socket cannot hold a database)"
+            ));
+        }
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&pipe).unwrap().file_type().is_fifo());
+    assert!(!create::temp_path(&pipe).exists());
 }
 
 /// Creators on one missing file take turns: each write lands, in one file.

@@ -204,7 +204,9 @@ fn run(engine: &Engine, helper: Option<&Helper>) {
                 engine.wake.notify_all();
             }
             Err(e) => {
-                log_line(&format!("kvr serve: flush failed: {e}"));
+                if engine.opts.log_flush_failures {
+                    log_line(&format!("kvr serve: flush failed: {e}"));
+                }
                 heal(engine);
                 let mut s = engine.signal();
                 let stopping = s.stopping;

@@ -116,6 +116,9 @@ pub struct EngineOptions {
     /// How much nicer the flush thread runs; 0: no helper either. See
     /// `FLUSH_NICE` in `flush.rs`.
     pub flush_nice: i32,
+    /// Whether a failed flush writes a line to the log (`serve`); a
+    /// command's recovery returns the failure as its error instead.
+    pub log_flush_failures: bool,
 }
 
 /// Keys one step of the row cache's warm-up reads and caches under one
@@ -161,6 +164,7 @@ impl EngineOptions {
             flush_part_keys: flush_part_keys(),
             row_cache_bytes: 0,
             flush_nice: flush::flush_nice(),
+            log_flush_failures: true,
         }
     }
 }
@@ -198,7 +202,10 @@ fn recover_as_serve(
     let memtable_bytes =
         usize::try_from(default_memtable_mib(cache_mib) << 20).unwrap_or(usize::MAX);
     // The log holds what a server accepted: no limit of ours to apply.
-    let engine_opts = EngineOptions::new(memtable_bytes, usize::MAX);
+    let engine_opts = EngineOptions {
+        log_flush_failures: false,
+        ..EngineOptions::new(memtable_bytes, usize::MAX)
+    };
     let store = Arc::new(store);
     let (engine, mut writer) = Engine::start(store.clone(), Box::new(NoLog), engine_opts)?;
     let replayed = crate::wal::replay_with(dir, engine.revision(), |ops, records| {

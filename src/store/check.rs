@@ -81,7 +81,10 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
         // Reported below, if the file opens at all.
         Err(redb::DatabaseError::RepairAborted) => None,
         Err(e) => {
-            report.problem("file", format!("cannot be opened: {}", Error::from(e)));
+            report.problem(
+                "file",
+                format!("cannot be opened: {}", super::refusal(path, e)),
+            );
             return Ok(report);
         }
     };
@@ -95,7 +98,10 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
     {
         Ok(db) => db,
         Err(e) => {
-            report.problem("file", format!("cannot be opened: {}", Error::from(e)));
+            report.problem(
+                "file",
+                format!("cannot be opened: {}", super::refusal(path, e)),
+            );
             return Ok(report);
         }
     };

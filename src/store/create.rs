@@ -92,6 +92,17 @@ pub(super) fn inspect(path: &Path) -> Result<Found> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Missing),
         Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
     };
+    let kind = meta.file_type();
+    if !kind.is_file() && !kind.is_dir() {
+        // Not opened to look: a pipe's open would wait for a writer.
+        return Err(Error::io(
+            format!("cannot open {}", path.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is not a regular file (a device, pipe or socket cannot hold a database)",
+            ),
+        ));
+    }
     if !meta.is_file() || meta.len() > MAX_UNFINISHED_BYTES {
         return Ok(Found::Present);
     }

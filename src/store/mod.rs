@@ -490,9 +490,10 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
         };
         if !absent {
             return Err(match Error::from(err) {
-                Error::Io { source, .. } => {
-                    Error::io(format!("cannot open {}", path.display()), source)
-                }
+                Error::Io { source, .. } => Error::io(
+                    format!("cannot open {}", path.display()),
+                    plainly(path, source),
+                ),
                 other => other,
             });
         }
@@ -502,6 +503,46 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
         attempts += 1;
         created |= create::create(path, opts, deadline)?;
     }
+}
+
+/// Why redb refused to open `path`, for a report line (`kvr check`).
+pub(crate) fn refusal(path: &Path, err: impl Into<Error>) -> String {
+    match err.into() {
+        Error::Io { context, source } => {
+            let source = plainly(path, source);
+            match source.kind() {
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                    source.to_string()
+                }
+                _ => format!("{context}: {source}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// redb's reasons for refusing a file that is not a database, in the
+/// user's words (devices and pipes are refused before, by
+/// `create::inspect`).
+fn plainly(path: &Path, source: std::io::Error) -> std::io::Error {
+    use std::io::{Error as IoError, ErrorKind};
+    if source.kind() != ErrorKind::InvalidData {
+        return source;
+    }
+    if source.to_string().contains("magic number") {
+        return IoError::new(
+            ErrorKind::InvalidData,
+            "it is not a kvr database (it does not start as a redb file does)",
+        );
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        // A regular file that reads as empty at a non-zero size (/proc).
+        return IoError::new(
+            ErrorKind::InvalidData,
+            "it is not a kvr database (it reads as empty)",
+        );
+    }
+    source
 }
 
 fn in_use(path: &Path) -> Error {

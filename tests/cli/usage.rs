@@ -419,3 +419,37 @@ fn prefix_and_range_take_keys_that_start_with_a_hyphen() {
     env.kvr(["delete", "--range", "-c", "b"]).ok();
     assert_eq!(keys(&[]), ["b"]);
 }
+
+/// A bad value from an environment variable names the variable: a stale
+/// `KVR_TIMEOUT` in a profile is not a `--timeout` the user typed. Nothing
+/// is written.
+#[test]
+fn a_bad_environment_value_names_its_variable() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v1"]).ok();
+    let cases = [
+        (
+            "KVR_TIMEOUT",
+            "abc",
+            "(it sets --timeout): invalid float literal",
+        ),
+        (
+            "KVR_CONSISTENCY",
+            "fresh",
+            "(it sets --consistency): possible values: linearizable, stale",
+        ),
+        ("KVR_CACHE_MIB", "lots", "(it sets --cache-mib)"),
+    ];
+    for (variable, value, says) in cases {
+        let done = env.kvr(["put", "k", "v2"]).env(variable, value).code(2);
+        let text = done.stderr_text();
+        let expected = format!(
+            "kvr: error: invalid value '{value}' in the environment variable {variable} {says}"
+        );
+        assert!(text.starts_with(&expected), "{text}");
+    }
+    // Typed as the flag, it is the flag's error, as clap words it.
+    let done = env.kvr(["--timeout", "abc", "put", "k", "v2"]).code(2);
+    done.stderr_has("invalid value 'abc' for '--timeout <SECS>'");
+    assert_eq!(env.kvr(["get", "k"]).ok().stdout_text(), "v1");
+}

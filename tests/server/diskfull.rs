@@ -250,6 +250,8 @@ fn kill_9_on_a_full_disk_loses_nothing() {
     let out = kvr(&fs.dir, &["--db", "db.redb", "stats"], b"");
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("disk full"), "{}", stderr(&out));
+    // The command's error says it, once: not in the server's words too.
+    assert!(!stderr(&out).contains("kvr serve"), "{}", stderr(&out));
     std::fs::remove_file(&filler).unwrap();
     let s = Server::start(&fs.dir, &[]);
     for key in &acked {
