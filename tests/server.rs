@@ -34,6 +34,8 @@ mod openapi;
 mod ops;
 #[path = "common/pki.rs"]
 mod pki;
+#[path = "server/reserve.rs"]
+mod reserve;
 #[path = "server/routes.rs"]
 mod routes;
 #[path = "server/strict.rs"]

@@ -1,6 +1,8 @@
 //! Connections: the accept loop with its connection cap, the TLS handshake
 //! (bounded by the header timeout, so a slow handshake cannot hold a
 //! connection), timeouts on slow or idle connections, and graceful shutdown.
+//! Connections over the cap are refused, but for monitoring requests
+//! (`reserve`).
 
 use std::future::Future;
 use std::io;
@@ -24,6 +26,8 @@ use tokio_rustls::server::TlsStream;
 
 use super::State;
 use super::limits::{CLUSTER_SHUTDOWN_GRACE, MAX_HEAD_BYTES, MAX_HEADER_FIELDS, SHUTDOWN_GRACE};
+
+mod reserve;
 
 /// Pause after a failed `accept` (say, out of file descriptors), so the
 /// loop does not spin while the condition lasts.
@@ -52,6 +56,11 @@ pub async fn serve(
         // The buffer limit alone applies only while a head is incomplete:
         // a larger head that arrived in one read was accepted (hyper#4081).
         .max_header_size(MAX_HEAD_BYTES);
+    // A connection over the cap answered from the monitoring reserve
+    // carries one request.
+    let places = reserve::places();
+    let mut one_request = builder.clone();
+    one_request.keep_alive(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -66,14 +75,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            state.metrics.connection_refused();
-            let revision = state.engine.revision();
-            tokio::spawn(refuse(
-                stream,
-                tls.clone(),
-                state.limits.max_connections,
-                revision,
-            ));
+            let reserve = reserve::Reserve {
+                state: state.clone(),
+                places: places.clone(),
+                builder: one_request.clone(),
+                watcher: graceful.watcher(),
+            };
+            tokio::spawn(reserve::over_limit(stream, peer, tls.clone(), reserve));
             continue;
         };
         let open = super::metrics::OpenConnection::new(state.metrics.clone());
@@ -203,30 +211,8 @@ async fn handshake(
 /// every ClientHello does.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Answers a connection over the cap with a 503 and closes it (after the
-/// TLS handshake on a TLS port, within the same bound).
-async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, max: usize, revision: u64) {
-    let body = format!(
-        "{{\"error\":\"unavailable\",\"message\":\"the server has {max} connections open, \
-         the limit (--max-connections); retry later\"}}\n"
-    );
-    let _ = tokio::time::timeout(REFUSAL_TIME, async {
-        match tls {
-            None => answer(stream, "503 Service Unavailable", RETRY, &body, revision).await,
-            Some(acceptor) => {
-                if let Ok(stream) = acceptor.accept(stream).await {
-                    answer(stream, "503 Service Unavailable", RETRY, &body, revision).await;
-                }
-            }
-        }
-    })
-    .await;
-}
-
-/// The header that tells a refused client when to come back.
-const RETRY: &str = "retry-after: 1\r\n";
-
-/// How long a refused connection may take to be told so.
+/// How long a refused connection may take to be told so, once it is
+/// known to be refused.
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
 /// Writes one JSON error response and closes the connection, reading what

@@ -23,6 +23,14 @@ pub const DEFAULT_QUEUE_SIZE: usize = 1024;
 /// being read, so this and the body limits bound the memory; a 2-core
 /// server saturates long before 4,096 busy connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Connections beyond `--max-connections` that may carry a monitoring
+/// request (`GET` or `HEAD` of `/healthz`, `/readyz`, `/metrics`) at once,
+/// so that scrapes and health checks see a server at its limit instead of
+/// a 503 (see `conn/reserve.rs`). A node is polled by a scraper and a
+/// health checker or two, one request at a time each: 8 leaves room for a
+/// few of each and their retries, and costs nothing next to the limit. No
+/// flag: it is room to see the server, not capacity to tune.
+pub const MONITORING_RESERVE: usize = 8;
 /// Time to receive a request's headers (`--header-timeout`): a slow-loris
 /// client cannot hold a connection with a trickle of header bytes.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -104,9 +104,11 @@ pub struct Metrics {
     log_dropped: AtomicU64,
     /// Requests hyper refused before routing (400, 431).
     malformed: AtomicU64,
-    /// Connections open now, and those refused at `--max-connections`.
+    /// Connections open now under `--max-connections`; those over it
+    /// refused, and those answered from the monitoring reserve.
     connections_open: AtomicU64,
     connections_refused: AtomicU64,
+    connections_reserved: AtomicU64,
 }
 
 /// Counts a connection as open while it is held (`kvr_connections_open`).
@@ -143,13 +145,20 @@ impl Metrics {
             malformed: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_reserved: AtomicU64::new(0),
         }
     }
 
-    /// A connection refused at `--max-connections` (503 before any request
-    /// is read: not in `kvr_http_requests_total`).
+    /// A connection over `--max-connections` refused (503 before any
+    /// route saw its request: not in `kvr_http_requests_total`).
     pub fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection over `--max-connections` whose monitoring request is
+    /// answered from the reserve (the request is counted as any other).
+    pub fn connection_reserved(&self) {
+        self.connections_reserved.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one answered request.
@@ -301,14 +310,20 @@ impl Metrics {
             (
                 "kvr_connections_open",
                 "gauge",
-                "HTTP connections open now (at most --max-connections).",
+                "HTTP connections open now (at most --max-connections; those answered from the monitoring reserve beyond it are not counted).",
                 Some(self.connections_open.load(Ordering::Relaxed)),
             ),
             (
                 "kvr_connections_refused_total",
                 "counter",
-                "Connections refused with 503 at --max-connections, before any request was read: not in kvr_http_requests_total.",
+                "Connections over --max-connections refused with 503 before any route saw their request: not in kvr_http_requests_total.",
                 Some(self.connections_refused.load(Ordering::Relaxed)),
+            ),
+            (
+                "kvr_connections_reserved_total",
+                "counter",
+                "Connections over --max-connections whose monitoring request (/healthz, /readyz, /metrics) was answered from the reserve; the requests are in kvr_http_requests_total.",
+                Some(self.connections_reserved.load(Ordering::Relaxed)),
             ),
             (
                 "kvr_writes_rejected_total",

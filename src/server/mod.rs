@@ -5,7 +5,8 @@
 //! port. Modules, one concern each:
 //!
 //! * `conn`: accept loop, connection cap, idle and header timeouts, the
-//!   TLS handshake, graceful shutdown;
+//!   TLS handshake, graceful shutdown; `conn/reserve`: connections over
+//!   the cap, refused but for monitoring requests;
 //! * `routes`: [`ROUTES`], the one list of paths, methods and query
 //!   parameters; routing, authentication order, the point routes; `range`:
 //!   pages and NDJSON streams;
