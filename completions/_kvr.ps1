@@ -277,7 +277,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--max-batch-ops', '--max-batch-ops', [CompletionResultType]::ParameterName, 'Most operations in one batch request')
             [CompletionResult]::new('--max-batch-bytes', '--max-batch-bytes', [CompletionResultType]::ParameterName, 'Largest batch request body, in bytes')
             [CompletionResult]::new('--queue-size', '--queue-size', [CompletionResultType]::ParameterName, 'Writes that may wait for the writer; beyond, 503 overloaded at once')
-            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Open connections; beyond, new ones get 503 and are closed')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Seconds a client has to send a request''s headers')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Seconds a connection may make no progress before it is closed')
             [CompletionResult]::new('--memtable-mib', '--memtable-mib', [CompletionResultType]::ParameterName, 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash')

@@ -260,7 +260,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --max-batch-ops 'Most operations in one batch request'
             cand --max-batch-bytes 'Largest batch request body, in bytes'
             cand --queue-size 'Writes that may wait for the writer; beyond, 503 overloaded at once'
-            cand --max-connections 'Open connections; beyond, new ones get 503 and are closed'
+            cand --max-connections 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)'
             cand --header-timeout 'Seconds a client has to send a request''s headers'
             cand --idle-timeout 'Seconds a connection may make no progress before it is closed'
             cand --memtable-mib 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash'

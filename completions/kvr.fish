@@ -237,7 +237,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-value-bytes -d 'La
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-ops -d 'Most operations in one batch request' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l queue-size -d 'Writes that may wait for the writer; beyond, 503 overloaded at once' -r
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Open connections; beyond, new ones get 503 and are closed' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l header-timeout -d 'Seconds a client has to send a request\'s headers' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may make no progress before it is closed' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l memtable-mib -d 'Memory for writes not yet flushed into the database file, in MiB: past it writes wait for a flush (and get 503 when the queue is full). Default: an eighth of the cache, between 16 and 128. It also bounds the log replayed after a crash' -r

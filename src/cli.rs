@@ -537,7 +537,8 @@ pub struct ServeArgs {
     /// Writes that may wait for the writer; beyond, 503 overloaded at once.
     #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_QUEUE_SIZE)]
     pub queue_size: usize,
-    /// Open connections; beyond, new ones get 503 and are closed.
+    /// Open connections; beyond, new ones get 503 and are closed (but for
+    /// /healthz, /readyz and /metrics, on a reserve of 8 more).
     #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers.
