@@ -61,7 +61,7 @@ pub fn parse_key(text: &str) -> Vec<u8> {
 
 /// The bytes an escape (the text after its backslash) stands for, and how
 /// many bytes of `rest` it used; None if it is not one.
-fn escape(rest: &[u8]) -> Option<(Vec<u8>, usize)> {
+pub(super) fn escape(rest: &[u8]) -> Option<(Vec<u8>, usize)> {
     let simple = match rest.first()? {
         b'\\' => b'\\',
         b'"' => b'"',

@@ -21,7 +21,11 @@ mod conflict;
 mod editor;
 mod edits;
 mod editview;
+#[allow(dead_code)] // used by the next commit
+mod filter;
 mod follow;
+#[allow(dead_code)]
+mod glob;
 mod input;
 mod json;
 mod keys;
