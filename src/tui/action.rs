@@ -103,7 +103,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("g G  Home End", "first / last key (top / end of the value)"),
     ("Tab", "switch focus between key list and value pane"),
     ("/", "seek: jump to a key, or the first key after it"),
-    ("f", "filter: only keys with a prefix (empty: all keys)"),
+    ("f", "filter: a prefix, or a glob: user:*:id, *x* (Redis's)"),
     (
         "r",
         "refresh keys, value and counts (--server follows live)",
@@ -127,7 +127,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
     (
         "Esc",
-        "close a prompt, dialog or this help; clear the filter",
+        "close prompt, dialog or help; stop a scan; clear the filter",
     ),
     (
         "q  Ctrl-C",

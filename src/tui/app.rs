@@ -9,10 +9,12 @@ use ratatui::layout::Rect;
 use super::action::{Action, KeyMode, Move};
 use super::conflict::Conflict;
 use super::editor::{EditJob, TextArea};
+use super::filter::Filter;
 use super::follow::LiveStatus;
 use super::keys::{display_key, parse_key};
 use super::pager::Pager;
 use super::preview::{Kind, Preview, hex_line_count, hex_rows_per_line, hex_width};
+use super::scanning::Counting;
 use super::theme::Theme;
 use super::view;
 use super::worker::Request;
@@ -182,6 +184,10 @@ pub struct App {
     /// The keys matching the filter: how many, and whether the count
     /// stopped at its limit; None while unknown.
     pub matched: Option<(u64, bool)>,
+    /// A pattern filter's count, made in steps (see `scanning.rs`).
+    pub counting: Option<Counting>,
+    /// The last count's id: answers to another are stale.
+    pub(super) count_id: u64,
     /// Over `--server`: the live feed's state (None: a file, no feed).
     pub live: Option<LiveStatus>,
     /// A counts read for live changes is out / another is wanted after it.
@@ -244,6 +250,8 @@ impl App {
             last_seek: String::new(),
             last_new_key: String::new(),
             matched: None,
+            counting: None,
+            count_id: 0,
             live: None,
             counts_busy: false,
             counts_again: false,
@@ -477,7 +485,7 @@ impl App {
             }
             Action::Seek => self.prompt_for(PromptKind::Seek, &self.last_seek.clone()),
             Action::Filter => {
-                let current = self.pager.filter.as_deref().map(display_key);
+                let current = self.pager.filter.as_ref().map(Filter::display);
                 self.prompt_for(PromptKind::Filter, &current.unwrap_or_default());
             }
             Action::New => self.prompt_for(PromptKind::NewKey, &self.last_new_key.clone()),
@@ -487,8 +495,10 @@ impl App {
             Action::Copy(what) => self.copy(what),
             Action::Help => self.mode = Mode::Help { scroll: 0 },
             // Esc never quits: one too many after a prompt must not end
-            // the session. With a filter on it clears the filter.
-            Action::Cancel if self.pager.filter.is_some() => self.set_filter(Vec::new()),
+            // the session. It stops a pattern's reads; with a filter on
+            // (and none out) it clears the filter.
+            Action::Cancel if self.scanning() => self.stop_scanning(),
+            Action::Cancel if self.pager.filter.is_some() => self.set_filter(None),
             Action::Cancel => self.info("q quits"),
             _ => {}
         }
@@ -668,10 +678,12 @@ impl App {
         if self.live.is_none() {
             self.outbox.push(Request::NextExpiry);
         }
-        if let Some(prefix) = &self.pager.filter {
-            self.outbox.push(Request::Count {
+        match &self.pager.filter {
+            Some(Filter::Prefix(prefix)) => self.outbox.push(Request::Count {
                 prefix: prefix.clone(),
-            });
+            }),
+            Some(Filter::Glob(_)) => self.count_matches(),
+            None => {}
         }
     }
 
@@ -704,7 +716,7 @@ impl App {
                 match kind {
                     PromptKind::Seek => self.last_seek.clone_from(&text),
                     PromptKind::NewKey => self.last_new_key.clone_from(&text),
-                    PromptKind::Filter => {}
+                    PromptKind::Filter => return self.set_filter(Filter::parse(&text)),
                 }
                 self.submit_prompt(kind, parse_key(&text));
             }
@@ -722,7 +734,8 @@ impl App {
                 self.outbox.push(jump);
                 self.seek = (!key.is_empty()).then_some((self.pager.generation, key));
             }
-            PromptKind::Filter => self.set_filter(key),
+            // Read from the text itself (see `prompt`).
+            PromptKind::Filter => {}
             PromptKind::NewKey if key.is_empty() => self.info("no key given; nothing created"),
             // Checked here, before a value is typed for a key no write takes.
             PromptKind::NewKey if key.len() > MAX_KEY_BYTES => self.error(format!(
@@ -736,28 +749,6 @@ impl App {
                 self.outbox.push(Request::Probe { key });
             }
         }
-    }
-
-    /// Shows only keys starting with `prefix` (all keys if it is empty).
-    fn set_filter(&mut self, prefix: Vec<u8>) {
-        let shown = display_key(&prefix);
-        self.pager.filter = (!prefix.is_empty()).then_some(prefix);
-        self.matched = None;
-        self.info(match self.pager.filter {
-            Some(_) => format!("filter: keys starting with {shown} (Esc clears it)"),
-            None => "filter cleared: all keys".to_string(),
-        });
-        // Cleared, the list stays on the selected key (every key it showed
-        // is among all keys); a new filter starts at its first match.
-        let jump = match self.pager.filter {
-            None => {
-                let current = self.pager.current().map(<[u8]>::to_vec);
-                self.pager.reload_at(current)
-            }
-            Some(_) => self.pager.jump_top(None),
-        };
-        self.outbox.push(jump);
-        self.request_counts();
     }
 
     /// The selected key's position and how many keys the list holds (the

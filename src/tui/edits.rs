@@ -60,11 +60,7 @@ impl App {
             Ok(Some(entry)) => {
                 // A filter that leaves the key out would keep another key
                 // selected, and `e` would edit that one: clear it.
-                let hidden = self
-                    .pager
-                    .filter
-                    .as_ref()
-                    .is_some_and(|p| !key.starts_with(p));
+                let hidden = self.pager.filter.as_ref().is_some_and(|f| !f.matches(&key));
                 let how = if hidden {
                     self.pager.filter = None;
                     self.matched = None;

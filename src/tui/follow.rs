@@ -172,14 +172,14 @@ impl App {
     /// The answer to [`App::reload_view`] came: when it did not land on
     /// the selected key, that key went in the burst, which the status line
     /// says as it says a single delete.
-    pub(super) fn reload_landed(&mut self, tag: KeysTag, keys: &[Vec<u8>]) {
+    pub(super) fn reload_landed(&mut self, tag: KeysTag, first: Option<&Vec<u8>>) {
         let Some((generation, key)) = &self.reloaded_at else {
             return;
         };
         if tag.generation != *generation || tag.purpose != Purpose::Seek {
             return;
         }
-        if keys.first() != Some(key) {
+        if first != Some(key) {
             let ours = self.own_delete.as_ref().is_some_and(|d| d.key == *key);
             if !ours {
                 let how = self.gone_how(key);

@@ -7,6 +7,9 @@
 //! `editview.rs`, the editor's soft wrap in `softwrap.rs`) draws it and
 //! nothing else. Calls on the source run on a worker thread (`worker.rs`) so a slow or dead server never freezes the
 //! screen; the key list is paged through bounded range reads (`pager.rs`).
+//! The filter (`filter.rs`) is a prefix or a Redis glob pattern
+//! (`glob.rs`), whose matches are read and counted in steps
+//! (`scanning.rs`).
 //! `terminal.rs` restores the terminal on quit, error, signal and panic,
 //! and `input.rs` reads keys with a watchdog for a terminal that is gone;
 //! `session.rs` holds the run loop, generic over ratatui's `Backend`.
@@ -21,10 +24,8 @@ mod conflict;
 mod editor;
 mod edits;
 mod editview;
-#[allow(dead_code)] // used by the next commit
 mod filter;
 mod follow;
-#[allow(dead_code)]
 mod glob;
 mod input;
 mod json;
@@ -33,6 +34,7 @@ mod live;
 mod pager;
 mod preview;
 mod respond;
+mod scanning;
 mod session;
 mod softwrap;
 mod terminal;

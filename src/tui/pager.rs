@@ -9,10 +9,19 @@
 //! [`MAX_WINDOW`] the far end is dropped, so memory stays bounded on any
 //! store. Jumps (start, `g`, `G`, seek, filter) replace the window and bump
 //! `generation`, which turns answers to older requests into no-ops.
+//!
+//! Under a pattern filter (`filter.rs`) a page is read in steps of
+//! [`SCAN_BATCH`] keys, the worker keeping the matches: each step's
+//! matches are placed as they come (a jump's once it found one, so the
+//! old window stays until then), and the next step goes on from the last
+//! key read, until a page of matches is in or the range ends. While a
+//! step is out, the keys between the window's edge and that last key are
+//! known to hold no match but the ones a live change adds.
 
 use crate::types::RangeQuery;
 
-use super::worker::{KeysTag, Purpose, Request};
+use super::filter::Filter;
+use super::worker::{KeysTag, Purpose, Request, SCAN_BATCH, ScanStep};
 
 /// Keys per range read: a few screens, one cheap read.
 pub const PAGE: usize = 200;
@@ -36,8 +45,8 @@ pub struct Pager {
     pub offset: usize,
     pub head_done: bool,
     pub tail_done: bool,
-    /// Only keys with this prefix (`f`).
-    pub filter: Option<Vec<u8>>,
+    /// Only the keys that pass this filter (`f`).
+    pub filter: Option<Filter>,
     /// Bumped by every jump; see the module doc.
     pub generation: u64,
     /// A request for keys is on its way (one at a time).
@@ -65,7 +74,30 @@ pub struct Pager {
     pub lost: Option<Vec<u8>>,
     /// The filter `keys` were read under: after a new filter's read
     /// failed, the window still holds keys of the old one.
-    read_under: Option<Vec<u8>>,
+    read_under: Option<Filter>,
+    /// A pattern filter's read in steps, while one is out.
+    scan: Option<Scan>,
+    /// A pattern's read was stopped (Esc) after reading this many keys;
+    /// until the next read.
+    pub stopped: Option<u64>,
+}
+
+/// A pattern filter's read in steps (see the module doc).
+#[derive(Debug, Clone)]
+struct Scan {
+    /// What the next step's keys are for: the jump's purpose until it
+    /// placed keys, then `Forward` (or `Backward`, reading down).
+    purpose: Purpose,
+    /// Keys were placed: the window is this read's.
+    placed: bool,
+    /// Matches placed by this read (a page at most).
+    found: usize,
+    /// Keys read by its steps so far.
+    read: u64,
+    /// The last key read: the next step goes on past it.
+    edge: Vec<u8>,
+    /// The first step's query; the next ones start past `edge`.
+    query: RangeQuery,
 }
 
 impl Pager {
@@ -119,6 +151,7 @@ impl Pager {
 
     fn reset(&mut self, purpose: Purpose, start: Option<Vec<u8>>) -> Request {
         self.generation += 1;
+        self.scan = None;
         self.loading = true;
         self.jumping = true;
         self.pending = 0;
@@ -137,23 +170,93 @@ impl Pager {
     }
 
     fn query(&self) -> RangeQuery {
+        let pattern = self.filter.as_ref().is_some_and(|f| f.glob().is_some());
         RangeQuery {
-            prefix: self.filter.clone(),
-            // One more than a page tells whether anything follows.
-            limit: Some(PAGE as u64 + 1),
+            // A pattern's literal prefix: `*x` reads every key.
+            prefix: self
+                .filter
+                .as_ref()
+                .map(Filter::scan_prefix)
+                .filter(|p| !p.is_empty()),
+            // One more than a page tells whether anything follows; a
+            // pattern's read is bounded by the keys it reads instead.
+            limit: Some(match pattern {
+                true => SCAN_BATCH,
+                false => PAGE as u64 + 1,
+            }),
             keys_only: true,
             ..RangeQuery::default()
         }
     }
 
-    fn request(&self, purpose: Purpose, query: RangeQuery) -> Request {
-        Request::Keys {
+    fn request(&mut self, purpose: Purpose, query: RangeQuery) -> Request {
+        let tag = KeysTag {
+            generation: self.generation,
+            purpose,
+        };
+        self.stopped = None;
+        let Some(glob) = self.filter.as_ref().and_then(Filter::glob) else {
+            return Request::Keys { tag, query };
+        };
+        let glob = glob.clone();
+        self.scan = Some(Scan {
+            purpose,
+            placed: matches!(purpose, Purpose::Forward | Purpose::Backward),
+            found: 0,
+            read: 0,
+            edge: Vec::new(),
+            query: query.clone(),
+        });
+        Request::Scan {
+            tag,
+            query,
+            glob,
+            want: PAGE + 1,
+        }
+    }
+
+    /// The next step of the pattern's read `scan`.
+    fn next_step(&self, scan: &Scan) -> Option<Request> {
+        let glob = self.filter.as_ref().and_then(Filter::glob)?.clone();
+        let query = if scan.query.reverse {
+            RangeQuery {
+                end: Some(scan.edge.clone()),
+                ..scan.query.clone()
+            }
+        } else {
+            let mut after = scan.edge.clone();
+            after.push(0);
+            RangeQuery {
+                start: Some(after),
+                ..scan.query.clone()
+            }
+        };
+        Some(Request::Scan {
             tag: KeysTag {
                 generation: self.generation,
-                purpose,
+                purpose: scan.purpose,
             },
             query,
-        }
+            glob,
+            want: (PAGE + 1).saturating_sub(scan.found),
+        })
+    }
+
+    /// Keys read so far by a pattern's read that is out.
+    pub fn scanning(&self) -> Option<u64> {
+        self.scan.as_ref().map(|s| s.read)
+    }
+
+    /// Stops a pattern's read that is out (Esc): its answer is dropped and
+    /// the keys it placed stay. Returns how many keys it had read.
+    pub fn stop_scan(&mut self) -> Option<u64> {
+        let scan = self.scan.take()?;
+        self.generation += 1;
+        (self.loading, self.jumping, self.pending) = (false, false, 0);
+        self.replay.clear();
+        self.replay_overflow = false;
+        self.stopped = Some(scan.read);
+        Some(scan.read)
     }
 
     /// Moves the cursor by `delta` rows within the window, keeping it on a
@@ -235,17 +338,73 @@ impl Pager {
         if tag.generation != self.generation {
             return None;
         }
+        let more = keys.len() > PAGE;
+        keys.truncate(PAGE);
+        self.land(tag.purpose, keys, more, rows, None)
+    }
+
+    /// Whether a step of a pattern's read places a jump's first keys (or
+    /// ends it without any): the selection moves.
+    pub fn lands(&self, tag: KeysTag, step: &ScanStep) -> bool {
+        let jump = self.scan.as_ref().is_some_and(|s| !s.placed);
+        tag.generation == self.generation && jump && (!step.keys.is_empty() || step.next.is_none())
+    }
+
+    /// Takes in a step of a pattern's read: its matches are placed (see
+    /// the module doc); returns the next step, or what [`Pager::receive`]
+    /// would once the read is over.
+    pub fn receive_scan(&mut self, tag: KeysTag, step: ScanStep, rows: usize) -> Option<Request> {
+        if tag.generation != self.generation {
+            return None;
+        }
+        let mut scan = self.scan.take()?;
+        scan.read += step.read;
+        let mut keys = step.keys;
+        // One more than a page: more follow, and the read is over.
+        let over = scan.found + keys.len() > PAGE;
+        keys.truncate(PAGE.saturating_sub(scan.found));
+        scan.found += keys.len();
+        let more = over || step.next.is_some();
+        let edge = step.next.filter(|_| !over);
+        if let Some(edge) = &edge {
+            scan.edge.clone_from(edge);
+        }
+        if !scan.placed && keys.is_empty() && edge.is_some() {
+            // No match yet: the window stays as it was meanwhile.
+            let next = self.next_step(&scan);
+            self.scan = Some(scan);
+            return next;
+        }
+        let purpose = scan.purpose;
+        scan.placed = true;
+        scan.purpose = match purpose {
+            Purpose::Bottom | Purpose::Backward => Purpose::Backward,
+            _ => Purpose::Forward,
+        };
+        let next = edge.and_then(|_| self.next_step(&scan));
+        self.scan = next.is_some().then_some(scan);
+        self.land(purpose, keys, more, rows, next)
+    }
+
+    /// Places a page of keys read for `purpose`; `next` is the next step
+    /// of a pattern's read still to come (the list keeps loading).
+    fn land(
+        &mut self,
+        purpose: Purpose,
+        mut keys: Vec<Vec<u8>>,
+        more: bool,
+        rows: usize,
+        next: Option<Request>,
+    ) -> Option<Request> {
         self.loading = false;
         self.jumping = false;
         self.read_under.clone_from(&self.filter);
-        let more = keys.len() > PAGE;
-        keys.truncate(PAGE);
-        match tag.purpose {
+        match purpose {
             Purpose::Seek if keys.is_empty() => return Some(self.jump_bottom()),
             Purpose::Top | Purpose::Seek => {
                 self.keys = keys;
                 (self.cursor, self.offset) = (0, 0);
-                self.head_done = tag.purpose == Purpose::Top;
+                self.head_done = purpose == Purpose::Top;
                 self.tail_done = !more;
                 self.base = self.head_done.then_some(0);
             }
@@ -272,9 +431,14 @@ impl Pager {
             return Some(self.reload_at(Some(key)));
         }
         self.scroll_into_view(rows);
+        // The next step is out: no other read until it is in.
+        self.loading = next.is_some();
         match std::mem::take(&mut self.pending) {
-            0 => self.extend(),
-            rest => self.move_by(rest, rows),
+            0 => next.or_else(|| self.extend()),
+            rest => {
+                let more = self.move_by(rest, rows);
+                next.or(more)
+            }
         }
     }
 
@@ -332,6 +496,10 @@ impl Pager {
     /// one removed; the cursor stays on its key, or moves to the next one
     /// when its own goes. Returns whether the list changed.
     pub fn change(&mut self, key: &[u8], deleted: bool, rows: usize) -> bool {
+        // Keys the filter leaves out change nothing, now or replayed.
+        if self.filter.as_ref().is_some_and(|f| !f.matches(key)) {
+            return false;
+        }
         if self.loading {
             if self.replay.len() < MAX_REPLAY {
                 self.replay.push((key.to_vec(), deleted));
@@ -339,16 +507,14 @@ impl Pager {
                 self.replay_overflow = true;
             }
         }
-        if self.filter.as_ref().is_some_and(|p| !key.starts_with(p)) {
-            return false;
-        }
         let changed = match self.keys.binary_search_by(|k| k.as_slice().cmp(key)) {
             Ok(i) if deleted => {
                 self.remove(i);
                 true
             }
             Err(i) if !deleted => {
-                let inside = (i > 0 || self.head_done) && (i < self.keys.len() || self.tail_done);
+                let inside = (i > 0 || self.head_done || self.scanned(key, false))
+                    && (i < self.keys.len() || self.tail_done || self.scanned(key, true));
                 if inside {
                     self.insert(i, key.to_vec());
                 }
@@ -360,6 +526,21 @@ impl Pager {
             self.scroll_into_view(rows);
         }
         changed
+    }
+
+    /// Whether `key`, past the window's last key (`after`) or before its
+    /// first, lies in what a pattern's read out now has read already: it
+    /// holds no match but the ones changes add, and the next step starts
+    /// beyond it.
+    fn scanned(&self, key: &[u8], after: bool) -> bool {
+        self.scan.as_ref().is_some_and(|s| {
+            let edge = s.edge.as_slice();
+            let toward = s.query.reverse != after;
+            s.placed
+                && toward
+                && !edge.is_empty()
+                && (if after { key <= edge } else { key >= edge })
+        })
     }
 
     fn insert(&mut self, i: usize, key: Vec<u8>) {
@@ -401,6 +582,7 @@ impl Pager {
     /// title, and selected, they would be taken for its matches. Returns
     /// whether they went.
     pub fn read_failed(&mut self) -> bool {
+        self.scan = None;
         self.loading = false;
         self.jumping = false;
         self.replay.clear();

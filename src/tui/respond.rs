@@ -3,6 +3,7 @@
 //! source that fails or goes away leaves a usable screen.
 
 use super::app::{App, Intent, Mode, ValueState};
+use super::filter::Filter;
 use super::keys::display_key;
 use super::preview::preview;
 use super::worker::{KeysTag, Purpose, Response};
@@ -38,39 +39,45 @@ impl App {
                 Ok(keys) => {
                     self.keys_error = None;
                     self.read_worked();
-                    self.seek_landed(tag, &keys);
-                    self.reload_landed(tag, &keys);
+                    self.seek_landed(tag, keys.first());
+                    self.reload_landed(tag, keys.first());
                     let rows = self.rows();
                     let next = self.pager.receive(tag, keys, rows);
                     self.outbox.extend(next);
                     self.sync_value();
                 }
-                Err(e) => {
-                    if tag.generation == self.pager.generation {
-                        // The keys may go with it (see there), and their value.
-                        if self.pager.read_failed() {
-                            self.sync_value();
-                        }
+                Err(e) => self.keys_failed(tag, e),
+            },
+            Response::Scanned { tag, result } => match result {
+                Ok(step) => {
+                    self.keys_error = None;
+                    self.read_worked();
+                    if self.pager.lands(tag, &step) {
+                        self.seek_landed(tag, step.keys.first());
+                        self.reload_landed(tag, step.keys.first());
                     }
-                    self.keys_error = Some(match e {
-                        Error::Unavailable {
-                            overloaded: false, ..
-                        } => "cannot reach the server".to_string(),
-                        _ => "cannot read the keys".to_string(),
-                    });
-                    self.read_error(format!("cannot read keys: {e}"));
+                    let rows = self.rows();
+                    let next = self.pager.receive_scan(tag, step, rows);
+                    self.outbox.extend(next);
+                    // Not while a jump has placed nothing yet: the key
+                    // shown stays until the selection moves.
+                    if !self.pager.jumping {
+                        self.sync_value();
+                    }
                 }
+                Err(e) => self.keys_failed(tag, e),
             },
             Response::Value { key, result } => self.value_arrived(key, result),
             Response::Probe { key, result } => self.probed(key, result),
             Response::Current { key, result } => self.conflict_read(key, result),
             Response::Count { prefix, result } => match result {
-                Ok(counted) if self.pager.filter.as_ref() == Some(&prefix) => {
+                Ok(counted) if self.pager.filter == Some(Filter::Prefix(prefix)) => {
                     self.matched = Some(counted);
                 }
                 Ok(_) => {}
                 Err(e) => self.read_error(format!("cannot count the keys: {e}")),
             },
+            Response::Counted { id, result } => self.counted(id, result),
             Response::Put {
                 key,
                 created,
@@ -91,40 +98,35 @@ impl App {
         }
     }
 
+    /// A read of keys failed: see [`super::pager::Pager::read_failed`].
+    fn keys_failed(&mut self, tag: KeysTag, e: Error) {
+        if tag.generation == self.pager.generation {
+            // The keys may go with it (see there), and their value.
+            if self.pager.read_failed() {
+                self.sync_value();
+            }
+        }
+        self.keys_error = Some(match e {
+            Error::Unavailable {
+                overloaded: false, ..
+            } => "cannot reach the server".to_string(),
+            _ => "cannot read the keys".to_string(),
+        });
+        self.read_error(format!("cannot read keys: {e}"));
+    }
+
     /// Says where a seek the user typed landed, when not on its key: on
     /// the next key, or (past the last key) nowhere, so the last is shown.
-    fn seek_landed(&mut self, tag: KeysTag, keys: &[Vec<u8>]) {
+    fn seek_landed(&mut self, tag: KeysTag, first: Option<&Vec<u8>>) {
         let Some((generation, target)) = &self.seek else {
             return;
         };
         if tag.generation != *generation || tag.purpose != Purpose::Seek {
             return;
         }
-        let shown = display_key(target);
-        let within = match &self.pager.filter {
-            Some(p) => format!(" starting with {}", display_key(p)),
-            None => String::new(),
-        };
-        let outside = self
-            .pager
-            .filter
-            .as_ref()
-            .filter(|p| !target.starts_with(p));
-        match keys.first() {
-            // The key may exist: the filter leaves it out, not the store.
-            Some(first) if let Some(p) = outside => self.info(format!(
-                "{shown} does not start with the filter, {} (Esc clears it); showing its first key, {}",
-                display_key(p),
-                display_key(first)
-            )),
-            None => self.info(format!(
-                "no key{within} at or after {shown}; showing the last key"
-            )),
-            Some(first) if first != target => self.info(format!(
-                "no key {shown}; showing the next key{within}, {}",
-                display_key(first)
-            )),
-            Some(_) => {}
+        let filter = self.pager.filter.as_ref();
+        if let Some(message) = super::scanning::seek_message(filter, target, first) {
+            self.info(message);
         }
         self.seek = None;
     }

@@ -243,6 +243,19 @@ impl Session {
         true
     }
 
+    /// Takes one answer, waiting up to `timeout`; false if none came.
+    /// Tests use it to look at a read in steps half way.
+    #[cfg(test)]
+    pub fn answer_one(&mut self, timeout: Duration) -> bool {
+        match self.worker.recv_timeout(timeout) {
+            Some(response) => {
+                self.answered(response);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Changes the live feed has seen, taken by the app or not.
     #[cfg(test)]
     pub fn live_seen(&self) -> u64 {

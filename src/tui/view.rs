@@ -119,15 +119,22 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
     let p = &app.pager;
     let focused = app.focus == Focus::Keys && app.mode == Mode::Browse;
     let mut title = " Keys ".to_string();
-    if let Some(prefix) = &p.filter {
+    if let Some(filter) = &p.filter {
         let room = usize::from(area.width).saturating_sub(22);
-        title = format!(" Keys starting with {} ", fit(&display_key(prefix), room));
+        title = format!(" Keys {} {} ", filter.verb(), fit(&filter.display(), room));
     }
     let block = pane(&title, area, focused, app);
     let rows = usize::from(area.height.saturating_sub(2));
     let lines: Vec<Line> = if p.keys.is_empty() {
         let text = match &app.keys_error {
+            _ if let Some(read) = p.scanning() => {
+                format!("scanning… {} keys read", thousands(read))
+            }
             _ if p.loading => "loading…".to_string(),
+            _ if let Some(read) = p.stopped => format!(
+                "(no match in the {} keys read; r reads on)",
+                thousands(read)
+            ),
             Some(why) => format!("({why})"),
             None => "(no keys)".to_string(),
         };
@@ -344,17 +351,10 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
     let (position, total) = app.position();
     let filter_text = |prefix: &str, matched: &str| format!("filter {prefix} · {matched}");
     let mut filter = None;
-    if let Some(prefix) = &app.pager.filter {
-        let matched = match app.matched {
-            None => "counting…".to_string(),
-            Some((0, _)) => "no keys match".to_string(),
-            Some((n, more)) => {
-                let plus = if more { "+" } else { "" };
-                format!("{}{plus} {}", thousands(n), plural(n, "key"))
-            }
-        };
+    if let Some(f) = &app.pager.filter {
+        let matched = app.matched_text();
         // Not `prefix: N keys`: a prefix ending in `:` read `user:: 3 keys`.
-        let prefix = display_key(prefix);
+        let prefix = f.display();
         parts.push(filter_text(&prefix, &matched));
         filter = Some((prefix, matched));
     }
@@ -426,7 +426,7 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
     if let Mode::Prompt { kind, input } = &app.mode {
         let label = match kind {
             PromptKind::Seek => "seek to key: ",
-            PromptKind::Filter => "filter by prefix: ",
+            PromptKind::Filter => "filter (prefix or glob *?[]): ",
             PromptKind::NewKey => "new key: ",
         };
         let full = input.text();

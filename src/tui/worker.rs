@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::types::{Entry, RangeQuery, Stats};
 
+use super::glob::Glob;
+
 /// A call on the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -29,6 +31,15 @@ pub enum Request {
     Keys {
         tag: KeysTag,
         query: RangeQuery,
+    },
+    /// One step of a pattern filter's read: up to the query's limit of
+    /// keys (see [`SCAN_BATCH`]) are read and the ones matching `glob`
+    /// kept, at most `want` of them. The list asks for the next step.
+    Scan {
+        tag: KeysTag,
+        query: RangeQuery,
+        glob: Glob,
+        want: usize,
     },
     Get {
         key: Vec<u8>,
@@ -44,6 +55,13 @@ pub enum Request {
     /// How many keys have `prefix`, counting at most [`COUNT_LIMIT`].
     Count {
         prefix: Vec<u8>,
+    },
+    /// One step of counting a pattern's matches (the query's limit of
+    /// keys read); `id` names the count it belongs to.
+    CountMatches {
+        id: u64,
+        query: RangeQuery,
+        glob: Glob,
     },
     Put {
         key: Vec<u8>,
@@ -79,6 +97,20 @@ pub enum Purpose {
     Backward,
 }
 
+/// What one step of a pattern's read found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScanStep {
+    /// The matches, in the query's order (for a scan, not a count).
+    pub keys: Vec<Vec<u8>>,
+    /// How many keys matched.
+    pub matched: u64,
+    /// How many keys were read.
+    pub read: u64,
+    /// The last key read, when the range may go on past it (the step
+    /// stopped at its limit, or at `want` matches); `None`: it ended.
+    pub next: Option<Vec<u8>>,
+}
+
 /// The answer to one [`Request`].
 #[derive(Debug)]
 pub enum Response {
@@ -88,6 +120,10 @@ pub enum Response {
     Keys {
         tag: KeysTag,
         result: Result<Vec<Vec<u8>>>,
+    },
+    Scanned {
+        tag: KeysTag,
+        result: Result<ScanStep>,
     },
     Value {
         key: Vec<u8>,
@@ -106,6 +142,11 @@ pub enum Response {
     Count {
         prefix: Vec<u8>,
         result: Result<(u64, bool)>,
+    },
+    /// A step of [`Request::CountMatches`] (its `keys` left empty).
+    Counted {
+        id: u64,
+        result: Result<ScanStep>,
     },
     Put {
         key: Vec<u8>,
@@ -224,6 +265,15 @@ impl Drop for Worker {
 /// few MB and a fraction of a second.
 pub const COUNT_LIMIT: u64 = 100_000;
 
+/// Keys read by one step of a pattern filter's read or count. A sparse
+/// pattern reads much of the store, and the worker answers one call at a
+/// time: in steps, the value of the key under the cursor, a save or a
+/// seek wait for one step at most, each step shows how far the read got,
+/// and a read no longer wanted is simply not continued. 5,000 keys are a
+/// few milliseconds on a file and one answer of a few hundred KB from a
+/// server; a 10M-key store is read in 2,000 steps.
+pub const SCAN_BATCH: u64 = 5_000;
+
 /// How long quitting waits for a call in flight before leaving it behind.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -281,6 +331,19 @@ fn call(kv: &dyn Kv, request: Request) -> Response {
             tag,
             result: keys(kv, &query),
         },
+        Request::Scan {
+            tag,
+            query,
+            glob,
+            want,
+        } => Response::Scanned {
+            tag,
+            result: scan(kv, &query, &glob, Some(want)),
+        },
+        Request::CountMatches { id, query, glob } => Response::Counted {
+            id,
+            result: scan(kv, &query, &glob, None),
+        },
         Request::Get { key } => Response::Value {
             result: kv.get(&key),
             key,
@@ -335,4 +398,29 @@ fn count(kv: &dyn Kv, prefix: &[u8]) -> Result<(u64, bool)> {
         Ok(true)
     })?;
     Ok((n.min(COUNT_LIMIT), n > COUNT_LIMIT))
+}
+
+/// One step of a pattern's read: the keys of `query` (its limit bounding
+/// the step) that match `glob`, kept up to `want` of them (`None`: only
+/// counted).
+fn scan(kv: &dyn Kv, query: &RangeQuery, glob: &Glob, want: Option<usize>) -> Result<ScanStep> {
+    let mut step = ScanStep::default();
+    let mut last = Vec::new();
+    let mut full = false;
+    kv.range(query, &mut |key, _| {
+        step.read += 1;
+        last.clear();
+        last.extend_from_slice(key);
+        if glob.matches(key) {
+            step.matched += 1;
+            if let Some(want) = want {
+                step.keys.push(key.to_vec());
+                full = step.keys.len() >= want;
+            }
+        }
+        Ok(!full)
+    })?;
+    let limit = query.limit.unwrap_or(u64::MAX);
+    step.next = (full || step.read >= limit).then_some(last);
+    Ok(step)
 }

@@ -781,3 +781,31 @@ fn a_refused_token_is_not_shown_as_connecting() {
     wait_for(&mut s, &["not live", "unauthorized"]);
     assert!(!shows(&s.app, "connecting"), "{:?}", screen(&s.app));
 }
+
+/// A pattern filter over `--server` (its steps read over HTTP) follows
+/// the feed: a write that matches appears, one that does not stays out,
+/// a delete goes, and the count follows.
+#[test]
+fn a_pattern_filter_follows_changes() {
+    let (_dir, _path, server) = served(&numbered(30));
+    let mut s = browse_live(&server, (100, 20));
+    let other = server.client();
+    act(&mut s, &[Action::Filter]);
+    keys(&mut s, "key:*5\n");
+    wait_for(&mut s, &["Keys matching key:*5 ", "filter key:*5 · 3 keys"]);
+    assert_eq!(selected(&s.app), "key:00005");
+    other.put(b"key:00035", b"1".to_vec(), None).unwrap();
+    other.put(b"key:00036", b"2".to_vec(), None).unwrap();
+    other.put(b"other:5", b"3".to_vec(), None).unwrap();
+    other.put(b"key:00012", b"4".to_vec(), None).unwrap();
+    wait_for(
+        &mut s,
+        &["  key:00035", "filter key:*5 · 4 keys", "live · 4 changes"],
+    );
+    assert!(!shows(&s.app, "key:00036") && !shows(&s.app, "other:5"));
+    other.delete(b"key:00015", None).unwrap();
+    wait_gone(&mut s, "key:00015");
+    wait_for(&mut s, &["filter key:*5 · 3 keys"]);
+    let list: Vec<String> = s.app.pager.keys.iter().map(|k| display_key(k)).collect();
+    assert_eq!(list, ["key:00005", "key:00025", "key:00035"]);
+}

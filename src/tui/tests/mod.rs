@@ -10,6 +10,7 @@ mod flows;
 mod graphemes;
 mod held;
 mod live;
+mod patterns;
 mod rough_edges;
 mod screens;
 mod sources;

@@ -124,7 +124,7 @@ fn prompts_select_the_old_text_and_take_readline_keys() {
     keys(&mut s, "f");
     assert_eq!(prompt(&s), ("key:002".to_string(), 7));
     let buffer = draw(&s.app);
-    let cell = &buffer[("filter by prefix: ".len() as u16, 23)];
+    let cell = &buffer[("filter (prefix or glob *?[]): ".len() as u16, 23)];
     assert_eq!(cell.symbol(), "k");
     assert!(
         cell.modifier.contains(ratatui::style::Modifier::REVERSED),
