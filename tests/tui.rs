@@ -1067,3 +1067,44 @@ fn ctrl_z_suspends_to_the_shell_and_fg_comes_back() {
     tmux.keys(&["Enter"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
 }
+
+/// A glob filter typed in a real terminal: only the matching keys show,
+/// under `Keys matching`, with their count; Esc clears it.
+#[test]
+fn a_glob_filter_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "key 1 of 51"]);
+    tmux.keys(&["f"]);
+    tmux.wait_for(&["filter (prefix or glob *?[]):"]);
+    tmux.type_text("item:0[24]*7");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for(&[
+        "Keys matching item:0[24]*7",
+        "filter item:0[24]*7 · 2 keys │ key 1 of 2",
+        "> item:027",
+        "  item:047",
+    ]);
+    for i in (0..50).filter(|i| ![27, 47].contains(i)) {
+        let key = format!("item:{i:03}");
+        assert!(!screen.contains(&key), "{key} shown:\n{screen}");
+    }
+    tmux.keys(&["f"]);
+    tmux.keys(&["C-u"]);
+    tmux.type_text("*o*");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["Keys matching *o*", "> note", "filter *o* · 1 key"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["filter cleared: all keys", "key 51 of 51"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+}
