@@ -689,6 +689,8 @@ impl App {
 
     /// Reads everything again, keeping the selected key (or the next one).
     fn refresh(&mut self) {
+        // A pattern's count that Esc stopped is made again.
+        self.counting = None;
         self.reread();
         self.info("refreshed");
     }

@@ -67,8 +67,11 @@ impl App {
     /// asks for another once it is in.
     pub(super) fn count_matches(&mut self) {
         match &mut self.counting {
-            Some(c) if !c.stopped => c.again = true,
-            _ => self.start_count(),
+            // Stopped by Esc: only `r` or another filter counts again (a
+            // busy store's changes would start it over and over).
+            Some(c) if c.stopped => {}
+            Some(c) => c.again = true,
+            None => self.start_count(),
         }
     }
 
