@@ -11,7 +11,7 @@ export KEYS
 KVR=./target/release/kvr
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
-for s in put get range healthz; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
+for s in put get range rangekeys healthz; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
 
 python3 scripts/bench/gen.py "$KEYS" > "$W/pairs.jsonl"
 # The input on disk first, as a file to import usually is: otherwise its
@@ -71,6 +71,8 @@ for round in 1 2; do
   wrk_run "kvr /healthz c64" healthz 64
   redis_run "redis GET c64" get 64 $((SECS * 80000))
   wrk_run "kvr range100 c16" range 16
+  # Keys only, as ZRANGEBYLEX answers: the like-for-like figure.
+  wrk_run "kvr range100 keys_only c16" rangekeys 16
   printf '%-28s' "redis ZRANGEBYLEX 100 c16"
   redis-benchmark -p 6399 -c 16 -r "$KEYS" -n $((SECS * 15000)) -q \
     ZRANGEBYLEX z '[key:__rand_int__' + LIMIT 0 100 2>/dev/null |

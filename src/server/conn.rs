@@ -150,6 +150,9 @@ async fn serve_one<I>(
     clock.start_waiting();
     let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let request = clock.stop_waiting();
+        if clock.had_fragment(request) {
+            req.extensions_mut().insert(FragmentSent);
+        }
         if http_body::Body::is_end_stream(req.body()) {
             clock.begin_serving();
         } else {
@@ -266,6 +269,9 @@ struct HeadClock {
     /// When the server last finished such work, microseconds from `base`:
     /// idleness counts from there at the earliest.
     served: AtomicU64,
+    /// The number the next request will have, if its request line held a
+    /// `#` ([`FirstLine`]); 0: none.
+    fragment: AtomicU64,
 }
 
 const NOT_WAITING: u64 = u64::MAX;
@@ -278,7 +284,13 @@ impl HeadClock {
             requests: AtomicU64::new(0),
             serving: AtomicBool::new(false),
             served: AtomicU64::new(0),
+            fragment: AtomicU64::new(0),
         }
+    }
+
+    /// Whether request number `request`'s request line held a `#`.
+    fn had_fragment(&self, request: u64) -> bool {
+        self.fragment.load(Ordering::Relaxed) == request
     }
 
     fn micros(&self) -> u64 {
@@ -394,6 +406,95 @@ struct OwnRefusals<I> {
     state: Arc<State>,
     /// Our answer in place of hyper's, and how much of it is written.
     reply: Option<(Vec<u8>, usize)>,
+    /// The request line being read, to find a `#` that hyper drops.
+    line: FirstLine,
+}
+
+/// In the extensions of a request whose request line held a `#`: hyper's
+/// URI parser drops a fragment, and everything after it, without a word,
+/// so `PUT /v1/kv/a#b` would write key `a`. A fragment is never sent by a
+/// client that means one (curl and browsers strip it), so such a target is
+/// a key or parameter that should have been sent with `%23`: refused (400).
+#[derive(Clone, Copy)]
+pub struct FragmentSent;
+
+/// The request line of the head a connection waits for, as it is read: the
+/// bytes up to its first line feed (bounded), then whether they hold a `#`
+/// in the target. Only the first line of the bytes read while the
+/// connection waits for a head is looked at: a request pipelined behind
+/// another, read with it, is not checked (it is cut at the `#` as before:
+/// finding it would take HTTP's message framing), and the line of a head
+/// that hyper holds in part already cannot look like a request line (that
+/// starts with the method, a space and `/`).
+#[derive(Default)]
+struct FirstLine {
+    /// The request number ([`HeadClock::requests`]) whose head this is.
+    of: u64,
+    bytes: Vec<u8>,
+    done: bool,
+}
+
+/// Longest request line looked at; a longer one is refused by hyper (414)
+/// or is not a request line.
+const FIRST_LINE_BYTES: usize = MAX_HEAD_BYTES;
+
+impl FirstLine {
+    /// Takes bytes read while waiting for request number `next`'s head;
+    /// true once they show a request line with a `#` in its target.
+    fn read(&mut self, next: u64, mut bytes: &[u8]) -> bool {
+        if self.of != next {
+            *self = FirstLine {
+                of: next,
+                ..FirstLine::default()
+            };
+        }
+        if self.done {
+            return false;
+        }
+        if self.bytes.is_empty() {
+            // hyper skips empty lines before a request line.
+            let blank = bytes
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            bytes = &bytes[blank..];
+        }
+        let end = bytes.iter().position(|&b| b == b'\n');
+        if let (true, Some(end)) = (self.bytes.is_empty(), end) {
+            // The usual case, the line whole in one read: nothing copied.
+            self.done = true;
+            return fragment_in(&bytes[..end]);
+        }
+        let take = end.unwrap_or(bytes.len());
+        let room = FIRST_LINE_BYTES.saturating_sub(self.bytes.len());
+        self.bytes.extend_from_slice(&bytes[..take.min(room)]);
+        if end.is_none() && self.bytes.len() < FIRST_LINE_BYTES {
+            return false;
+        }
+        self.done = true;
+        let found = fragment_in(&self.bytes);
+        self.bytes = Vec::new();
+        found
+    }
+}
+
+/// Whether `line` is a request line (`METHOD /target HTTP/1.x`) whose
+/// target holds a `#`.
+fn fragment_in(line: &[u8]) -> bool {
+    if !line.contains(&b'#') {
+        return false;
+    }
+    let mut words = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    !method.is_empty()
+        && method.iter().all(u8::is_ascii_uppercase)
+        && target.starts_with(b"/")
+        && target.contains(&b'#')
+        && version.starts_with(b"HTTP/1.")
 }
 
 /// Most bytes of a refused request read and dropped before the close, so
@@ -408,6 +509,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
             clock,
             state,
             reply: None,
+            line: FirstLine::default(),
         }
     }
 
@@ -496,7 +598,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for OwnRefusals<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if this.clock.waiting_since().is_some() {
+            let next = this.clock.requests.load(Ordering::Relaxed) + 1;
+            if this.line.read(next, &buf.filled()[before..]) {
+                this.clock.fragment.store(next, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -687,7 +798,43 @@ impl AsyncWrite for IdleIo {
 
 #[cfg(test)]
 mod tests {
-    use super::HeadClock;
+    use super::{FirstLine, HeadClock, fragment_in};
+
+    #[test]
+    fn a_hash_in_a_request_lines_target_is_found_and_nowhere_else() {
+        for line in [
+            &b"PUT /v1/kv/a#b HTTP/1.1"[..],
+            b"GET /v1/kv?key=q#x HTTP/1.1\r",
+            b"DELETE /v1/kv/#x HTTP/1.0",
+            b"GET /# HTTP/1.1",
+        ] {
+            assert!(fragment_in(line), "{}", String::from_utf8_lossy(line));
+        }
+        for line in [
+            &b"PUT /v1/kv/a%23b HTTP/1.1"[..],
+            b"X-Tag: a#b",
+            b"Cookie: x=#1 HTTP/1.1",
+            b"put /v1/kv/a#b HTTP/1.1",
+            b"PUT /v1/kv/a#b",
+            b"PUT /v1/kv/a #b HTTP/1.1",
+            b"",
+        ] {
+            assert!(!fragment_in(line), "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    /// The line is gathered across reads, after the blank lines hyper
+    /// skips, once per request; the head's other lines are not looked at.
+    #[test]
+    fn the_first_line_is_read_across_reads_once_per_request() {
+        let mut line = FirstLine::default();
+        assert!(!line.read(1, b"\r\nPUT /v1/kv/a"));
+        assert!(line.read(1, b"#b HTTP/1.1\r\nHost: x\r\n"));
+        assert!(!line.read(1, b"GET /x#y HTTP/1.1\r\n"));
+        assert!(!line.read(2, b"GET /v1/kv/a HTTP/1.1\r\nX: GET /#y HTTP/1.1\r\n"));
+        assert!(!line.read(3, b"GET /v1/kv/a#"));
+        assert!(line.read(3, b"x HTTP/1.1\r\n"));
+    }
 
     /// The wait for a head starts at the end of the latest request's
     /// response only: an earlier response dropped late changes nothing.

@@ -379,6 +379,17 @@ async fn dispatch(
     def: Option<&'static RouteDef>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    if req
+        .extensions()
+        .get::<super::conn::FragmentSent>()
+        .is_some()
+    {
+        return Err(Error::invalid(
+            "the request target holds a '#', which HTTP leaves to the client: a key or \
+             parameter with '#' must be sent as %23 (what follows '#' would be lost)",
+        )
+        .into());
+    }
     let method = req.method().clone();
     let def = def.ok_or(ApiError::NoRoute)?;
     let params = def

@@ -287,3 +287,50 @@ fn the_idle_timeout_counts_the_clients_silence_not_the_servers_work() {
         404
     );
 }
+
+/// A `#` in a request target, which hyper's URI parser would cut off with
+/// all that follows (`PUT /v1/kv/a#b` wrote key `a`), is refused: 400 and
+/// nothing written or deleted; `%23` is the way to send one. Seen again
+/// over a kept-alive connection, after a request without one.
+#[test]
+fn a_hash_in_the_request_target_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let kv = |key: &str| format!("{}/v1/kv/{key}", s.url);
+    assert_eq!(http("PUT", &kv("frag"), &[], Some(b"kept")).status, 200);
+    for request in [
+        &b"PUT /v1/kv/frag#ment HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"[..],
+        b"PUT /v1/kv?key=frag#ment HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        b"DELETE /v1/kv/frag#other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /v1/kv/frag HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = raw(&addr, request);
+        let wanted = if request.starts_with(b"GET") { "HTTP/1.1 200" } else { "HTTP/1.1 400" };
+        assert!(answer.starts_with(wanted), "{answer}");
+        if wanted.ends_with("400") {
+            assert!(answer.contains("\"error\":\"bad_request\""), "{answer}");
+            assert!(answer.contains("%23"), "{answer}");
+        }
+    }
+    // On one kept-alive connection: a clean request, then one with a '#'.
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /v1/kv/frag HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let first = read_until(&mut c, b"kept");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    c.write_all(b"DELETE /v1/kv/frag#x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut second = String::new();
+    let _ = c.read_to_string(&mut second);
+    assert!(second.starts_with("HTTP/1.1 400"), "{second}");
+    let r = http("GET", &kv("frag"), &[], None);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"kept"[..]));
+    let keys = http("GET", &format!("{}/v1/range", s.url), &[], None).json();
+    assert_eq!(keys["items"].as_array().map(Vec::len), Some(1), "{keys}");
+    // Sent as %23, the key is what it says.
+    assert_eq!(http("PUT", &kv("a%23b"), &[], Some(b"v")).status, 200);
+    assert_eq!(http("GET", &kv("a%23b"), &[], None).body, b"v");
+    assert_eq!(http("GET", &kv("a"), &[], None).status, 404);
+}
