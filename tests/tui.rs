@@ -1108,3 +1108,66 @@ fn a_glob_filter_in_a_real_terminal() {
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
 }
+
+/// An idle browser lets go of its file (after 2 s), so a script's `kvr
+/// put` in another terminal works without `--lock-timeout`, `r` shows
+/// what it wrote, and `kvr serve` can start on the file. While the server
+/// holds it, a move says the file is in use by that server; once it
+/// stops, `r` reads the file again, the server's writes included.
+#[test]
+fn an_idle_browser_lets_scripts_and_a_server_use_the_file() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    // Longer than the browser's idle time (2 s), with room for a busy machine.
+    let idle = Duration::from_secs(4);
+    let env = sample_db();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "key 1 of 51"]);
+    std::thread::sleep(idle);
+    env.kvr(["put", "newkey", "v"]).ok();
+    let before = std::fs::read(env.db()).unwrap();
+    tmux.keys(&["r"]);
+    tmux.wait_for(&["key 1 of 52"]);
+    tmux.keys(&["G"]);
+    tmux.wait_for(&["> note", "  newkey"]);
+
+    std::thread::sleep(idle);
+    // Browsing opened the file read-only: it wrote nothing to it.
+    assert!(
+        std::fs::read(env.db()).unwrap() == before,
+        "reading wrote the file"
+    );
+    let server = Serve::start(&env, "127.0.0.1:0");
+    server.kvr(&env, &["put", "served", "by the server"]);
+    tmux.keys(&["k"]);
+    let pid = server.child.id().to_string();
+    let screen = tmux.wait_for(&["in use by kvr serve", &pid]);
+    assert!(screen.contains("> newkey"), "the list stays:\n{screen}");
+
+    // Stopped as a user stops it (SIGTERM): the file is free again.
+    let mut server = server;
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    server.child.wait().unwrap();
+    tmux.keys(&["r"]);
+    tmux.wait_for(&["newkey · rev 52", "of 53"]);
+    tmux.wait_gone("in use");
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+    assert_eq!(env.kvr(["get", "newkey"]).ok().stdout_text(), "v");
+    assert_eq!(
+        env.kvr(["get", "served"]).ok().stdout_text(),
+        "by the server"
+    );
+    assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), "hello");
+    let stats = env.kvr(["stats"]).ok().stdout_text();
+    assert!(stats.contains("\"keys\":53,\"revision\":53"), "{stats}");
+}

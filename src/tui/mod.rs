@@ -13,6 +13,8 @@
 //! `terminal.rs` restores the terminal on quit, error, signal and panic,
 //! and `input.rs` reads keys with a watchdog for a terminal that is gone;
 //! `session.rs` holds the run loop, generic over ratatui's `Backend`.
+//! A local file is held only while it is read or written (`hold.rs`), so
+//! scripts and a server can use it while the browser sits idle.
 //! Over `--server` the browser follows the server's change feed
 //! (`live.rs`, on a thread of its own) and patches what it shows
 //! (`follow.rs`).
@@ -27,6 +29,7 @@ mod editview;
 mod filter;
 mod follow;
 mod glob;
+mod hold;
 mod input;
 mod json;
 mod keys;
@@ -55,17 +58,26 @@ use crate::error::{Error, Result};
 use crate::kv::Kv;
 
 pub use action::BINDINGS;
+pub use hold::{Opener, REOPEN_WAIT, Reopen};
 pub use live::Feed;
 
-/// Opens the source with `open` (on the worker thread, so that its errors,
-/// such as a database in use, come out before the screen is taken) and
-/// runs the browser until the user quits, following `feed` (the server's
-/// changes) when there is one.
-pub fn run<F>(open: F, feed: Option<Feed>) -> anyhow::Result<()>
-where
-    F: FnOnce() -> Result<Box<dyn Kv>> + Send + 'static,
-{
-    let (worker, source) = worker::Worker::start(open)?;
+/// Where the browser's data comes from, and how to open it.
+pub enum Source {
+    /// Opened once and held until the browser ends: a server's client.
+    Held(Box<dyn FnOnce() -> Result<Box<dyn Kv>> + Send>),
+    /// A local file, held only while it is read or written (`hold.rs`).
+    File(Opener),
+}
+
+/// Opens the source (on the worker thread, so that its errors, such as a
+/// database in use, come out before the screen is taken) and runs the
+/// browser until the user quits, following `feed` (the server's changes)
+/// when there is one.
+pub fn run(source: Source, feed: Option<Feed>) -> anyhow::Result<()> {
+    let (worker, source) = match source {
+        Source::Held(open) => worker::Worker::start(open)?,
+        Source::File(open) => worker::Worker::start_file(open, hold::IDLE_RELEASE)?,
+    };
     // Escape codes in a file or pipe help nobody; say so instead.
     if !io::stdout().is_terminal() {
         return Err(Error::invalid("kvr tui needs a terminal: its output is not one").into());

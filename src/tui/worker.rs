@@ -6,6 +6,9 @@
 //! source itself, because a `Box<dyn Kv>` need not be `Send`: only the
 //! opening function crosses threads.
 //!
+//! A local file is held only while calls come (`hold.rs`): the worker lets
+//! go of it when idle and opens it again for the next call.
+//!
 //! When the UI goes away the request channel closes, the worker finishes the
 //! call in flight, drops the `Kv` (closing a local file cleanly) and ends.
 
@@ -20,6 +23,7 @@ use crate::kv::Kv;
 use crate::types::{Entry, RangeQuery, Stats};
 
 use super::glob::Glob;
+use super::hold::{Opener, Reopen, Slot};
 
 /// A call on the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,11 +178,32 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread, which opens the source with `open`. Returns the
-    /// source's description, or the error opening it failed with.
+    /// Starts the thread, which opens the source with `open` and holds
+    /// it until the worker ends (a server's client). Returns the source's
+    /// description, or the error opening it failed with.
     pub fn start<F>(open: F) -> Result<(Worker, String)>
     where
         F: FnOnce() -> Result<Box<dyn Kv>> + Send + 'static,
+    {
+        Self::spawn(move || open().map(Slot::held))
+    }
+
+    /// Starts the thread on a local file: opened for writing by `open`
+    /// now, let go of after `idle` without a call and opened again by
+    /// `open` for the next one (see [`super::hold`]).
+    pub fn start_file(mut open: Opener, idle: Duration) -> Result<(Worker, String)> {
+        Self::spawn(move || {
+            let first = open(Reopen {
+                write: true,
+                wait: false,
+            })?;
+            Ok(Slot::file(first, open, idle))
+        })
+    }
+
+    fn spawn<F>(open: F) -> Result<(Worker, String)>
+    where
+        F: FnOnce() -> Result<Slot> + Send + 'static,
     {
         let (req_tx, req_rx) = mpsc::channel();
         let (resp_tx, resp_rx) = mpsc::channel();
@@ -189,16 +214,16 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("kvr-tui-source".into())
             .spawn(move || {
-                let kv = match open() {
-                    Ok(kv) => kv,
+                let mut slot = match open() {
+                    Ok(slot) => slot,
                     Err(e) => {
                         let _ = open_tx.send(Err(e));
                         return;
                     }
                 };
-                let _ = open_tx.send(Ok(kv.source()));
-                serve(&*kv, &req_rx, &resp_tx, &stopped);
-                drop(kv);
+                let _ = open_tx.send(slot.ready(false, false).map(|kv| kv.source()));
+                serve(&mut slot, &req_rx, &resp_tx, &stopped);
+                drop(slot);
                 let _ = done_tx.send(());
             })
             .map_err(|e| Error::io("cannot start the browser's worker thread", e))?;
@@ -279,17 +304,20 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs requests until the UI hangs up. Of several queued reads of a value
 /// only the last is made: scrolling fast over a slow source must not queue
-/// one read per key passed.
+/// one read per key passed. A file is let go of while no call comes (see
+/// [`super::hold`]) and opened again for the next.
 fn serve(
-    kv: &dyn Kv,
+    slot: &mut Slot,
     requests: &Receiver<Request>,
     responses: &Sender<Response>,
     stop: &AtomicBool,
 ) {
-    while let Ok(first) = requests.recv() {
+    while let Some(first) = next(slot, requests) {
         let mut batch = vec![first];
         batch.extend(requests.try_iter());
         let last_get = batch.iter().rposition(|r| matches!(r, Request::Get { .. }));
+        // Once a reopen waited in vain, the rest of the batch does not wait.
+        let mut wait = true;
         for (i, request) in batch.into_iter().enumerate() {
             if stop.load(Ordering::SeqCst) {
                 return;
@@ -298,7 +326,7 @@ fn serve(
             let response = if skip {
                 Response::Skipped
             } else {
-                guarded_call(kv, request)
+                guarded_call(slot, request, &mut wait)
             };
             if responses.send(response).is_err() {
                 return;
@@ -307,10 +335,34 @@ fn serve(
     }
 }
 
-/// A panic in the source must not take the browser down with an
+/// The next call; while a file is held, waits for one only as long as
+/// the file may stay open, then lets go of it and waits on.
+fn next(slot: &mut Slot, requests: &Receiver<Request>) -> Option<Request> {
+    if let Some(idle) = slot.idle() {
+        match requests.recv_timeout(idle) {
+            Ok(request) => return Some(request),
+            Err(RecvTimeoutError::Timeout) => slot.release(),
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    requests.recv().ok()
+}
+
+/// Makes the call, opening the file again first if it was let go of; a
+/// reopen that fails (the file in use by another process) is the call's
+/// error. A panic in the source must not take the browser down with an
 /// unrestored terminal or leave it waiting forever: it becomes an answer.
-fn guarded_call(kv: &dyn Kv, request: Request) -> Response {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(kv, request)));
+fn guarded_call(slot: &mut Slot, request: Request, wait: &mut bool) -> Response {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let write = matches!(request, Request::Put { .. } | Request::Delete { .. });
+        match slot.ready(write, *wait) {
+            Ok(kv) => call(kv, request),
+            Err(e) => {
+                *wait = false;
+                failed(request, e)
+            }
+        }
+    }));
     result.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
@@ -319,6 +371,50 @@ fn guarded_call(kv: &dyn Kv, request: Request) -> Response {
             .unwrap_or_else(|| "unknown panic".to_string());
         Response::Crashed(message)
     })
+}
+
+/// The answer to `request` when the source could not be opened.
+fn failed(request: Request, e: Error) -> Response {
+    match request {
+        Request::Stats => Response::Stats(Err(e)),
+        Request::NextExpiry => Response::NextExpiry(None),
+        Request::Keys { tag, .. } => Response::Keys {
+            tag,
+            result: Err(e),
+        },
+        Request::Scan { tag, .. } => Response::Scanned {
+            tag,
+            result: Err(e),
+        },
+        Request::CountMatches { id, .. } => Response::Counted { id, result: Err(e) },
+        Request::Get { key } => Response::Value {
+            key,
+            result: Err(e),
+        },
+        Request::Probe { key } => Response::Probe {
+            key,
+            result: Err(e),
+        },
+        Request::Current { key } => Response::Current {
+            key,
+            result: Err(e),
+        },
+        Request::Count { prefix } => Response::Count {
+            prefix,
+            result: Err(e),
+        },
+        Request::Put {
+            key, if_revision, ..
+        } => Response::Put {
+            key,
+            created: if_revision == 0,
+            result: Err(e),
+        },
+        Request::Delete { key, .. } => Response::Deleted {
+            key,
+            result: Err(e),
+        },
+    }
 }
 
 fn call(kv: &dyn Kv, request: Request) -> Response {

@@ -11,6 +11,7 @@ mod graphemes;
 mod held;
 mod live;
 mod patterns;
+mod release;
 mod rough_edges;
 mod screens;
 mod sources;

@@ -1,0 +1,209 @@
+//! A browser on a file lets go of it once idle and opens it again for
+//! the next call: another handle can write meanwhile, `r` shows what it
+//! wrote, a save still meets someone else's change, and a file another
+//! handle holds is an error on the status line, the typed text kept.
+
+use super::*;
+use crate::tui::app::Mode;
+use crate::tui::hold::Reopen;
+
+/// The idle time of these tests: short, so they do not wait long.
+const IDLE: Duration = Duration::from_millis(100);
+/// Longer than [`IDLE`] with room for a loaded machine.
+const PAST_IDLE: Duration = Duration::from_millis(600);
+
+/// Opens `path` as `kvr tui --db` reopens it: read-only for reads.
+fn reopen(path: &Path, how: Reopen) -> crate::Result<Box<dyn Kv>> {
+    let opts = StoreOptions {
+        // A reopen waits a second, as the browser's does; the first open
+        // waits longer (see `options`).
+        lock_timeout: if how.wait {
+            crate::tui::REOPEN_WAIT
+        } else {
+            options().lock_timeout
+        },
+        ..options()
+    };
+    let mode = if how.write {
+        OpenMode::MustExist
+    } else {
+        OpenMode::ReadOnly
+    };
+    Ok(Box::new(LocalKv {
+        store: Store::open(path, mode, &opts)?,
+        max_value_bytes: crate::limits::DEFAULT_MAX_VALUE_BYTES,
+    }))
+}
+
+fn browse_releasing(path: &Path) -> Session {
+    let path = path.to_path_buf();
+    let open = Box::new(move |how| reopen(&path, how));
+    let (worker, source) = Worker::start_file(open, IDLE).unwrap();
+    let config = Config {
+        theme: MONO,
+        editor: None,
+    };
+    let mut s = Session::new(App::new(source, config, (100, 20)), worker);
+    assert!(s.settle(SETTLE), "the first reads did not finish");
+    s
+}
+
+/// Another process's open: no waiting, so a held file fails the test.
+fn other_open(path: &Path) -> LocalKv {
+    let opts = StoreOptions {
+        lock_timeout: Duration::ZERO,
+        ..options()
+    };
+    LocalKv {
+        store: Store::open(path, OpenMode::MustExist, &opts).unwrap(),
+        max_value_bytes: crate::limits::DEFAULT_MAX_VALUE_BYTES,
+    }
+}
+
+fn ctrl_s(s: &mut Session) {
+    press(s, KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+}
+
+#[test]
+fn an_idle_browser_lets_go_and_r_shows_what_others_wrote() {
+    let (_dir, path) = store_with(NOTE);
+    let mut s = browse_releasing(&path);
+    assert!(shows(&s.app, "note"));
+    std::thread::sleep(PAST_IDLE);
+    // Free: another handle opens it without waiting, and writes.
+    let other = other_open(&path);
+    other.put(b"newkey", b"v".to_vec(), None).unwrap();
+    drop(other);
+    let before = std::fs::read(&path).unwrap();
+    keys(&mut s, "r");
+    assert!(shows(&s.app, "newkey"), "{:?}", screen(&s.app));
+    // Those reads opened the file read-only: let go again, it is as the
+    // other handle left it, byte for byte.
+    std::thread::sleep(PAST_IDLE);
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "reading wrote the file"
+    );
+    // The file is open read-only for that read: a save opens it again
+    // for writing, and writes.
+    keys(&mut s, "g");
+    assert_eq!(selected(&s.app), "newkey");
+    keys(&mut s, "e!");
+    ctrl_s(&mut s);
+    assert!(
+        s.app.status.text.starts_with("saved newkey"),
+        "{:?}",
+        s.app.status.text
+    );
+    drop(s);
+    assert_eq!(stored(&path, b"newkey").map(|e| e.0), Some(b"v!".to_vec()));
+}
+
+/// Moving through keys keeps the file: no reopen per key press.
+#[test]
+fn moving_through_keys_keeps_the_file_open() {
+    let (_dir, path) = store_with(&numbered(20));
+    let mut s = browse_releasing(&path);
+    for _ in 0..8 {
+        keys(&mut s, "j");
+        std::thread::sleep(IDLE / 4);
+    }
+    let opts = StoreOptions {
+        lock_timeout: Duration::ZERO,
+        ..options()
+    };
+    let held = Store::open(&path, OpenMode::MustExist, &opts);
+    assert!(matches!(held, Err(crate::Error::InUse { .. })), "{held:?}");
+}
+
+/// The edit began at revision 1; after the release someone else wrote
+/// the key: the save, made through a new open, is still conditional.
+#[test]
+fn a_save_after_a_release_still_meets_someone_elses_change() {
+    let (_dir, path) = store_with(NOTE);
+    let mut s = browse_releasing(&path);
+    keys(&mut s, "e");
+    keys(&mut s, ", world");
+    std::thread::sleep(PAST_IDLE);
+    let other = other_open(&path);
+    other.put(b"note", b"theirs".to_vec(), None).unwrap();
+    drop(other);
+    ctrl_s(&mut s);
+    assert!(
+        matches!(s.app.mode, Mode::Conflict(_)),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(
+        s.app.status.text,
+        "note was changed by someone else (now at revision 3); your edit is kept, not written"
+    );
+    assert!(shows(&s.app, "theirs"));
+    assert_eq!(stored(&path, b"note").map(|e| e.1), Some(3));
+    // `o` overwrites, conditionally on what the dialog showed.
+    keys(&mut s, "o");
+    assert!(
+        s.app.status.text.starts_with("saved note"),
+        "{:?}",
+        s.app.status.text
+    );
+    drop(s);
+    assert_eq!(
+        stored(&path, b"note").map(|e| e.0),
+        Some(b"hello, world".to_vec())
+    );
+}
+
+/// While another handle holds the file, a move and a save fail with the
+/// "in use" error naming the holder; the text is kept, and once the file
+/// is free Ctrl-S saves it.
+#[test]
+fn a_file_held_elsewhere_is_an_error_and_the_text_is_kept() {
+    let (_dir, path) = store_with(NOTE);
+    let mut s = browse_releasing(&path);
+    keys(&mut s, "e!");
+    std::thread::sleep(PAST_IDLE);
+    let other = other_open(&path);
+    ctrl_s(&mut s);
+    let status = s.app.status.text.clone();
+    assert!(
+        status.starts_with("cannot save note: ") && status.contains(" is in use by "),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("(pid {})", std::process::id())),
+        "{status}"
+    );
+    assert_eq!(editor_text(&s).as_deref(), Some("hello!"));
+    drop(other);
+    ctrl_s(&mut s);
+    assert!(
+        s.app.status.text.starts_with("saved note"),
+        "{:?}",
+        s.app.status.text
+    );
+
+    // A read: the move fails with the same error, the list stays.
+    std::thread::sleep(PAST_IDLE);
+    let other = other_open(&path);
+    keys(&mut s, "j");
+    assert!(
+        s.app.status.text.contains(" is in use by "),
+        "{:?}",
+        s.app.status.text
+    );
+    assert!(shows(&s.app, "note") && shows(&s.app, "zz"));
+    drop(other);
+    keys(&mut s, "r");
+    assert!(
+        !s.app.status.text.contains("in use"),
+        "{:?}",
+        s.app.status.text
+    );
+    assert_eq!(selected(&s.app), "zz");
+    drop(s);
+    assert_eq!(
+        stored(&path, b"note").map(|e| e.0),
+        Some(b"hello!".to_vec())
+    );
+}
