@@ -570,8 +570,10 @@ fn a_command_on_the_browsers_file_names_the_browser() {
         return;
     }
     let env = sample_db();
+    // A browser that keeps the file however slow this machine is (it lets
+    // go of it after 2 s idle by default).
     let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui",
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color KVR_TUI_RELEASE_MS=600000 {} --db {} tui",
         shell_quote(Path::new(KVR)),
         shell_quote(&env.db()),
     );

@@ -26,8 +26,18 @@ use crate::kv::Kv;
 /// closed and opened between presses (a few milliseconds each, and on
 /// the first read after it redb's cache is cold). Longer, and a script
 /// run in another terminal just after a look at the browser finds the
-/// file taken more often.
+/// file taken more often. `KVR_TUI_RELEASE_MS` changes it (tests that
+/// need the browser to keep the file use a long one).
 pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
+
+/// [`IDLE_RELEASE`], or `KVR_TUI_RELEASE_MS`.
+pub fn idle_release() -> Duration {
+    std::env::var("KVR_TUI_RELEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&ms| ms > 0)
+        .map_or(IDLE_RELEASE, Duration::from_millis)
+}
 
 /// How long a reopen waits for another process to let go of the file (at
 /// least: a longer `--lock-timeout` is kept), as `--lock-timeout` waits:

@@ -76,7 +76,7 @@ pub enum Source {
 pub fn run(source: Source, feed: Option<Feed>) -> anyhow::Result<()> {
     let (worker, source) = match source {
         Source::Held(open) => worker::Worker::start(open)?,
-        Source::File(open) => worker::Worker::start_file(open, hold::IDLE_RELEASE)?,
+        Source::File(open) => worker::Worker::start_file(open, hold::idle_release())?,
     };
     // Escape codes in a file or pipe help nobody; say so instead.
     if !io::stdout().is_terminal() {
