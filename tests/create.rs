@@ -360,6 +360,17 @@ fn a_device_or_pipe_is_not_a_database() {
             ));
         }
     }
+    let dir = env.path("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    for args in [vec!["put", "k", "v"], vec!["get", "k"], vec!["check"]] {
+        let mut run = env.kvr_bare(["--db", dir.to_str().unwrap()]);
+        run.cmd.args(&args);
+        run.code(3).stderr_has(&format!(
+            "cannot open {}: it is a directory (give the database file's path)",
+            dir.display()
+        ));
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&pipe).unwrap().file_type().is_fifo());
     assert!(!create::temp_path(&pipe).exists());

@@ -570,6 +570,11 @@ fn a_command_on_the_browsers_file_names_the_browser() {
         return;
     }
     let env = sample_db();
+    // What a `kvr serve` killed with -9 leaves beside the file: not to be
+    // named while another program holds the file.
+    let mut hint = env.db().into_os_string();
+    hint.push(".serve");
+    std::fs::write(&hint, "http://127.0.0.1:9\n").unwrap();
     // A browser that keeps the file however slow this machine is (it lets
     // go of it after 2 s idle by default).
     let command = format!(
@@ -589,6 +594,7 @@ fn a_command_on_the_browsers_file_names_the_browser() {
     );
     assert!(first.starts_with(&want), "{first}");
     assert!(first.contains("--server"), "{first}");
+    assert!(!first.contains("127.0.0.1:9"), "{first}");
     drop(tmux);
 }
 

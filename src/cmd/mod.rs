@@ -197,14 +197,18 @@ pub fn store_options(g: &Global) -> Result<StoreOptions> {
     let mut opts = StoreOptions::default();
     if let Some(mib) = g.cache_mib {
         if mib == 0 {
-            return Err(Error::invalid("--cache-mib must be at least 1"));
+            return Err(Error::invalid(format!(
+                "{} must be at least 1",
+                named("--cache-mib")
+            )));
         }
         opts.cache_bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     }
     if !(g.lock_timeout.is_finite() && g.lock_timeout >= 0.0) {
-        return Err(Error::invalid(
-            "--lock-timeout must be a number of seconds, 0 or more",
-        ));
+        return Err(Error::invalid(format!(
+            "{} must be a number of seconds, 0 or more",
+            named("--lock-timeout")
+        )));
     }
     opts.lock_timeout = Duration::from_secs_f64(g.lock_timeout.min(1e9));
     Ok(opts)
@@ -378,7 +382,30 @@ fn seconds(secs: f64, flag: &str) -> Result<Duration> {
         Ok(Duration::from_secs_f64(secs.min(1e9)))
     } else {
         Err(Error::invalid(format!(
-            "{flag} must be a positive number of seconds"
+            "{} must be a positive number of seconds",
+            named(flag)
         )))
+    }
+}
+
+/// A flag as an error about its value names it: with the environment
+/// variable it came from when it was not typed (a stale `KVR_TIMEOUT=0` in
+/// a profile is not a `--timeout` the user gave).
+fn named(flag: &str) -> String {
+    let command = crate::cli::command();
+    let found = command.get_arguments().find_map(|arg| {
+        let long = arg.get_long()?;
+        (format!("--{long}") == flag).then(|| (arg.get_id().to_string(), arg.get_env()))
+    });
+    match found {
+        Some((id, Some(variable)))
+            if std::env::var_os(variable).is_some() && !crate::cli::given_on_command_line(&id) =>
+        {
+            format!(
+                "{flag} (from the environment variable {})",
+                variable.to_string_lossy()
+            )
+        }
+        _ => flag.to_string(),
     }
 }

@@ -421,11 +421,12 @@ pub struct FragmentSent;
 /// The request line of the head a connection waits for, as it is read: the
 /// bytes up to its first line feed (bounded), then whether they hold a `#`
 /// in the target. Only the first line of the bytes read while the
-/// connection waits for a head is looked at: a request pipelined behind
-/// another, read with it, is not checked (it is cut at the `#` as before:
-/// finding it would take HTTP's message framing), and the line of a head
-/// that hyper holds in part already cannot look like a request line (that
-/// starts with the method, a space and `/`).
+/// connection waits for a head is looked at: a request line that came in
+/// the same read as the end of the request before it (pipelined, or sent
+/// at once after a body) is not checked, and is cut at the `#` as before
+/// (finding it would take HTTP's message framing); the part of such a
+/// line read later cannot look like a request line (that starts with the
+/// method, a space and `/` or `http`).
 #[derive(Default)]
 struct FirstLine {
     /// The request number ([`HeadClock::requests`]) whose head this is.
@@ -490,9 +491,13 @@ fn fragment_in(line: &[u8]) -> bool {
     else {
         return false;
     };
+    // Origin form (`/v1/kv/a`) or absolute form (`http://host/v1/kv/a`).
+    let form = target.starts_with(b"/")
+        || target.starts_with(b"http://")
+        || target.starts_with(b"https://");
     !method.is_empty()
         && method.iter().all(u8::is_ascii_uppercase)
-        && target.starts_with(b"/")
+        && form
         && target.contains(&b'#')
         && version.starts_with(b"HTTP/1.")
 }
@@ -807,6 +812,7 @@ mod tests {
             b"GET /v1/kv?key=q#x HTTP/1.1\r",
             b"DELETE /v1/kv/#x HTTP/1.0",
             b"GET /# HTTP/1.1",
+            b"PUT http://x/v1/kv/a#b HTTP/1.1",
         ] {
             assert!(fragment_in(line), "{}", String::from_utf8_lossy(line));
         }

@@ -71,12 +71,7 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
         Ok(db) => Some(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen)
         | Err(redb::DatabaseError::LockProtocolMismatch) => {
-            return Err(Error::InUse {
-                path: path.to_path_buf(),
-                server: super::read_serve_hint(path),
-                holder: super::holder::of(path),
-                file_command: None,
-            });
+            return Err(super::in_use(path));
         }
         // Reported below, if the file opens at all.
         Err(redb::DatabaseError::RepairAborted) => None,

@@ -93,7 +93,16 @@ pub(super) fn inspect(path: &Path) -> Result<Found> {
         Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
     };
     let kind = meta.file_type();
-    if !kind.is_file() && !kind.is_dir() {
+    if kind.is_dir() {
+        return Err(Error::io(
+            format!("cannot open {}", path.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "it is a directory (give the database file's path)",
+            ),
+        ));
+    }
+    if !kind.is_file() {
         // Not opened to look: a pipe's open would wait for a writer.
         return Err(Error::io(
             format!("cannot open {}", path.display()),

@@ -511,9 +511,9 @@ pub(crate) fn refusal(path: &Path, err: impl Into<Error>) -> String {
         Error::Io { context, source } => {
             let source = plainly(path, source);
             match source.kind() {
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
-                    source.to_string()
-                }
+                std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::InvalidInput
+                | std::io::ErrorKind::IsADirectory => source.to_string(),
                 _ => format!("{context}: {source}"),
             }
         }
@@ -536,20 +536,32 @@ fn plainly(path: &Path, source: std::io::Error) -> std::io::Error {
         );
     }
     if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        // A regular file that reads as empty at a non-zero size (/proc).
+        // A file of length 0 that is not empty when read (/proc, /sys).
         return IoError::new(
             ErrorKind::InvalidData,
-            "it is not a kvr database (it reads as empty)",
+            "it is not a kvr database (its length is 0, as a /proc or /sys file's is)",
         );
     }
     source
 }
 
-fn in_use(path: &Path) -> Error {
+/// The error for a file another process holds: who holds it, and the URL
+/// of the `kvr serve` that serves it. The URL is that of the file `serve`
+/// leaves beside the database (`F.serve`), which a killed server leaves
+/// behind: it is named only when the holder is a `kvr serve`, or cannot
+/// be learned, so a browser holding the file is not said to be "served"
+/// by a server long gone.
+pub(crate) fn in_use(path: &Path) -> Error {
+    let holder = holder::of(path);
+    let by_server = holder.as_deref().is_none_or(|h| {
+        h.split_whitespace()
+            .take_while(|w| !w.starts_with("(pid"))
+            .any(|w| w == "serve")
+    });
     Error::InUse {
         path: path.to_path_buf(),
-        server: read_serve_hint(path),
-        holder: holder::of(path),
+        server: read_serve_hint(path).filter(|_| by_server),
+        holder,
         file_command: None,
     }
 }

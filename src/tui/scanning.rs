@@ -149,22 +149,18 @@ impl App {
 
     /// `Esc` while a pattern is read: both reads stop where they are.
     pub(super) fn stop_scanning(&mut self) {
-        let page = self.pager.stop_scan();
+        self.pager.stop_scan();
         if let Some(c) = &mut self.counting {
             c.stopped = true;
         }
         // The selection stays where it is (or on nothing): its value.
         self.sync_value();
-        let read = match (&self.counting, page) {
-            (Some(c), Some(p)) => c.read.max(p),
-            (Some(c), None) => c.read,
-            (None, p) => p.unwrap_or(0),
-        };
+        // No count of keys read here: the page and the count stop at
+        // different places, and the list says how far its own read got.
         let shown = self.pager.filter.as_ref().map(Filter::display);
         self.info(format!(
-            "stopped reading the keys for {} after {} keys; r reads on, Esc clears the filter",
+            "stopped reading the keys for {}; r reads on, Esc clears the filter",
             shown.unwrap_or_default(),
-            thousands(read)
         ));
     }
 
@@ -177,11 +173,15 @@ impl App {
                 let plus = if more { "+" } else { "" };
                 format!("{}{plus} {}", thousands(n), plural(n))
             }
+            // A lower bound: moving on (`G`, past the last match) or a
+            // live change may show matches past where the count stopped.
+            (None, Some(c)) if c.stopped && c.matched == 0 => {
+                "no match counted (stopped; r counts)".to_string()
+            }
             (None, Some(c)) if c.stopped => format!(
-                "{} {} in the first {} (stopped)",
+                "at least {} {} (stopped; r counts)",
                 thousands(c.matched),
                 plural(c.matched),
-                thousands(c.read)
             ),
             (None, Some(c)) => format!(
                 "scanning… {} keys read, {} match",

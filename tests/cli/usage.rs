@@ -448,6 +448,26 @@ fn a_bad_environment_value_names_its_variable() {
         );
         assert!(text.starts_with(&expected), "{text}");
     }
+    // Values that parse but are out of range are named the same way.
+    let ranges = [
+        (
+            "KVR_LOCK_TIMEOUT",
+            "-1",
+            "--lock-timeout (from the environment variable KVR_LOCK_TIMEOUT) must be a number of seconds, 0 or more",
+        ),
+        (
+            "KVR_CACHE_MIB",
+            "0",
+            "--cache-mib (from the environment variable KVR_CACHE_MIB) must be at least 1",
+        ),
+    ];
+    for (variable, value, says) in ranges {
+        let done = env.kvr(["put", "k", "v2"]).env(variable, value).code(2);
+        done.stderr_has(says);
+    }
+    env.kvr(["--lock-timeout=-1", "put", "k", "v2"])
+        .code(2)
+        .stderr_has("kvr: error: --lock-timeout must be a number of seconds, 0 or more");
     // Typed as the flag, it is the flag's error, as clap words it.
     let done = env.kvr(["--timeout", "abc", "put", "k", "v2"]).code(2);
     done.stderr_has("invalid value 'abc' for '--timeout <SECS>'");

@@ -303,6 +303,7 @@ fn a_hash_in_the_request_target_is_refused_and_changes_nothing() {
         &b"PUT /v1/kv/frag#ment HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"[..],
         b"PUT /v1/kv?key=frag#ment HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         b"DELETE /v1/kv/frag#other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"PUT http://x/v1/kv/frag#ment HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         b"GET /v1/kv/frag HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
         let answer = raw(&addr, request);
