@@ -159,6 +159,19 @@ pub fn parse() -> Result<Cli, clap::Error> {
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
 
+/// The id and environment variable of the option `flag` (`--timeout`),
+/// global or of a subcommand, if it has a variable.
+pub fn variable_of(cmd: &clap::Command, flag: &str) -> Option<(String, OsString)> {
+    std::iter::once(cmd)
+        .chain(cmd.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .find_map(|arg| {
+            let env = arg.get_env()?;
+            (format!("--{}", arg.get_long()?) == flag)
+                .then(|| (arg.get_id().to_string(), env.to_owned()))
+        })
+}
+
 /// clap's error for a bad value names the flag (`invalid value 'abc' for
 /// '--timeout <SECS>'`) even when the value came from its environment
 /// variable: a stale `KVR_TIMEOUT` in a profile then reads as a flag the
@@ -181,19 +194,14 @@ fn name_the_variable(e: clap::Error, cmd: &clap::Command) -> clap::Error {
         .skip(1)
         .map(|word| word.to_string_lossy().into_owned())
         .collect();
-    let Some((long, variable)) = std::iter::once(cmd)
-        .chain(cmd.get_subcommands())
-        .flat_map(clap::Command::get_arguments)
-        .filter_map(|arg| Some((arg.get_long()?, arg.get_env()?)))
-        .find(|(long, env)| {
-            flag.split(' ').next() == Some(&format!("--{long}"))
-                && std::env::var_os(env).is_some_and(|set| set.to_string_lossy() == *value)
-        })
-    else {
+    let as_flag = flag.split(' ').next().unwrap_or_default();
+    let Some((_, variable)) = variable_of(cmd, as_flag).filter(|(_, env)| {
+        std::env::var_os(env).is_some_and(|set| set.to_string_lossy() == *value)
+    }) else {
         return e;
     };
+    let long = as_flag.trim_start_matches("--");
     // The same bad value typed as the flag is the flag's error.
-    let as_flag = format!("--{long}");
     let typed_it = typed.windows(2).any(|w| w[0] == as_flag && w[1] == *value)
         || typed.contains(&format!("--{long}={value}"));
     if typed_it {

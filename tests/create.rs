@@ -371,6 +371,10 @@ fn a_device_or_pipe_is_not_a_database() {
         ));
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // A file of length 0 that is not empty when read.
+    env.kvr_bare(["--db", "/proc/version", "get", "k"])
+        .code(3)
+        .stderr_has("cannot open /proc/version: it is not a kvr database (its length is 0");
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&pipe).unwrap().file_type().is_fifo());
     assert!(!create::temp_path(&pipe).exists());

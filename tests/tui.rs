@@ -197,6 +197,16 @@ fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
+/// `kvr --db DB tui` in a clean environment, its exit code echoed after it
+/// (`KVR_EXIT=N`), the pane kept open.
+fn browser_on(db: &Path) -> Tmux {
+    Tmux::start(&format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(db),
+    ))
+}
+
 #[test]
 fn browse_seek_edit_delete_in_a_real_terminal() {
     if !tmux_available() {
@@ -305,12 +315,7 @@ fn a_paste_on_the_key_list_runs_no_commands() {
     }
     let env = sample_db();
     let db = env.db();
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-        shell_quote(&db),
-    );
-    let tmux = Tmux::start(&command);
+    let tmux = browser_on(&db);
     tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
     tmux.keys(&["j"]);
     tmux.wait_for(&["> item:001", "item:001 · rev 2"]);
@@ -353,12 +358,7 @@ fn emoji_zwj_sequences_leave_no_stray_glyphs_in_a_real_terminal() {
         "{{\"key\":\"a\",\"value\":\"{first}\"}}\n{{\"key\":\"b\",\"value\":\"{second}\"}}\n"
     );
     env.kvr(["batch"]).stdin(lines).ok();
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-        shell_quote(&env.db()),
-    );
-    let tmux = Tmux::start(&command);
+    let tmux = browser_on(&env.db());
     let fresh = tmux.wait_for(&["> a", "a · rev 1", "key 1 of 2"]);
     tmux.keys(&["j"]);
     let screen = tmux.wait_for(&["> b", "b · rev 2"]);
@@ -1085,12 +1085,7 @@ fn a_glob_filter_in_a_real_terminal() {
         return;
     }
     let env = sample_db();
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-        shell_quote(&env.db()),
-    );
-    let tmux = Tmux::start(&command);
+    let tmux = browser_on(&env.db());
     tmux.wait_for(&["> item:000", "key 1 of 51"]);
     tmux.keys(&["f"]);
     tmux.wait_for(&["filter (prefix or glob *?[]):"]);
@@ -1131,12 +1126,7 @@ fn an_idle_browser_lets_scripts_and_a_server_use_the_file() {
     // Longer than the browser's idle time (2 s), with room for a busy machine.
     let idle = Duration::from_secs(4);
     let env = sample_db();
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-        shell_quote(&env.db()),
-    );
-    let tmux = Tmux::start(&command);
+    let tmux = browser_on(&env.db());
     tmux.wait_for(&["> item:000", "key 1 of 51"]);
     std::thread::sleep(idle);
     env.kvr(["put", "newkey", "v"]).ok();

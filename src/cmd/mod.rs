@@ -392,14 +392,9 @@ fn seconds(secs: f64, flag: &str) -> Result<Duration> {
 /// variable it came from when it was not typed (a stale `KVR_TIMEOUT=0` in
 /// a profile is not a `--timeout` the user gave).
 fn named(flag: &str) -> String {
-    let command = crate::cli::command();
-    let found = command.get_arguments().find_map(|arg| {
-        let long = arg.get_long()?;
-        (format!("--{long}") == flag).then(|| (arg.get_id().to_string(), arg.get_env()))
-    });
-    match found {
-        Some((id, Some(variable)))
-            if std::env::var_os(variable).is_some() && !crate::cli::given_on_command_line(&id) =>
+    match crate::cli::variable_of(&crate::cli::command(), flag) {
+        Some((id, variable))
+            if std::env::var_os(&variable).is_some() && !crate::cli::given_on_command_line(&id) =>
         {
             format!(
                 "{flag} (from the environment variable {})",
