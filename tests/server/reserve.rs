@@ -72,6 +72,7 @@ fn assert_raw_refused(raw: &str) {
     assert!(raw.starts_with("HTTP/1.1 503 "), "{raw}");
     assert!(raw.contains("\r\nretry-after: 1\r\n"), "{raw}");
     assert!(raw.contains("the limit (--max-connections)"), "{raw}");
+    assert_dated(raw);
 }
 
 #[test]

@@ -313,6 +313,7 @@ pub fn assert_parser_refusal(raw: &str, status: u16) {
         .find_map(|l| l.strip_prefix("x-kvr-revision: "))
         .unwrap_or_else(|| panic!("no x-kvr-revision: {raw}"));
     assert!(revision.parse::<u64>().is_ok(), "{raw}");
+    assert_dated(raw);
     let json: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"));
     assert_eq!(json["error"], "bad_request", "{raw}");
@@ -320,6 +321,26 @@ pub fn assert_parser_refusal(raw: &str, status: u16) {
         json["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{raw}"
     );
+}
+
+/// Asserts that a raw response's head carries a `Date` of now (within a
+/// minute), as every answer of a server with a clock must (RFC 9110).
+pub fn assert_dated(raw: &str) {
+    let head = raw.split("\r\n\r\n").next().unwrap_or_default();
+    let date = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("date").then(|| value.trim())
+        })
+        .unwrap_or_else(|| panic!("no date header: {raw}"));
+    let at = httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("{e}: {raw}"));
+    let now = std::time::SystemTime::now();
+    let off = now
+        .duration_since(at)
+        .or_else(|_| at.duration_since(now))
+        .unwrap();
+    assert!(off.as_secs() < 60, "date {date} is not now: {raw}");
 }
 
 pub fn stdout(o: &Output) -> String {
