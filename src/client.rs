@@ -13,7 +13,9 @@
 //! * Keys go in the path, percent-encoded, or as `?key=` when a segment is
 //!   `.`, `..` or empty (which URL handling elsewhere could rewrite).
 //! * Ranges are read as an NDJSON stream; a stream that breaks off is an
-//!   error (exit 3), never a silently short result.
+//!   error (exit 3), never a silently short result. The stream is read
+//!   ahead of a slow reader (`read_ahead.rs`), so a paused pipe does not
+//!   leave it unread until the server ends it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -31,6 +33,8 @@ use crate::jsonl::show_key;
 use crate::kv::{Kv, Visit};
 use crate::limits;
 use crate::server::target::percent_encode;
+
+mod read_ahead;
 use crate::types::{Applied, Entry, RangeQuery, Stats};
 
 /// The header a write's idempotency key goes in (SPEC "Idempotency").
@@ -1078,6 +1082,7 @@ impl Kv for Client {
             return Err(error_of(&url, resp, None));
         }
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        let reader = read_ahead::ReadAhead::start(reader);
         read_stream(&url, BufReader::new(reader), query.keys_only, visit)
     }
 
@@ -1312,7 +1317,9 @@ fn read_stream(
         Error::io(
             format!(
                 "the range stream from kvr server at {url} broke off (a server also ends a \
-                 stream left unread for its --idle-timeout, 60 s by default)"
+                 stream left unread for its --idle-timeout, 60 s by default, and kvr reads \
+                 at most {} MiB ahead of a reader that does not keep up)",
+                read_ahead::SPOOL_BYTES >> 20
             ),
             not_our_pipe(e),
         )
