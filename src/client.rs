@@ -13,29 +13,41 @@
 //! * Keys go in the path, percent-encoded, or as `?key=` when a segment is
 //!   `.`, `..` or empty (which URL handling elsewhere could rewrite).
 //! * Ranges are read as an NDJSON stream; a stream that breaks off is an
-//!   error (exit 3), never a silently short result. The stream is read
-//!   ahead of a slow reader (`read_ahead.rs`), so a paused pipe does not
-//!   leave it unread until the server ends it.
+//!   error (exit 3), never a silently short result (`stream.rs`). The
+//!   stream is read ahead of a slow reader (`read_ahead.rs`), so a paused
+//!   pipe does not leave it unread until the server ends it.
+//!
+//! What a failed request means is in `failure.rs`, and what makes a
+//! `--server` URL in `url.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use ureq::http::Response;
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use ureq::{Agent, Body, SendBody};
 
-use crate::error::{Error, Result, expected_text};
-use crate::jsonl::show_key;
+use crate::error::{Error, Result};
 use crate::kv::{Kv, Visit};
 use crate::limits;
 use crate::server::target::percent_encode;
-
-mod read_ahead;
 use crate::types::{Applied, Entry, RangeQuery, Stats};
+
+mod failure;
+mod read_ahead;
+mod stream;
+mod url;
+
+use failure::{
+    batch_cut_off, batch_over_bytes, batch_too_large, error_of, gateway_failure, not_our_pipe,
+    transport_error, transport_error_given, unreachable, unreachable_message, value_cut_off,
+    value_refused,
+};
+use stream::{range_target, read_stream, stalled, stream_stalled};
+use url::NameLookup;
+pub use url::{check_url, check_url_of, normal_url};
 
 /// The header a write's idempotency key goes in (SPEC "Idempotency").
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -58,51 +70,6 @@ pub struct Client {
     answered: std::sync::atomic::AtomicBool,
     /// `--cacert`, for the advice when a certificate is refused.
     cacert: Option<std::path::PathBuf>,
-}
-
-/// An error body.
-#[derive(Debug, Default, Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    line: Option<u64>,
-    #[serde(default)]
-    revision: Option<u64>,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    key_b64: Option<String>,
-    #[serde(default)]
-    expected: Option<u64>,
-    #[serde(default)]
-    oldest_revision: Option<u64>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
-
-impl ErrorBody {
-    /// The key the body names, shown as errors show keys.
-    fn shown_key(&self) -> Option<String> {
-        match (&self.key, &self.key_b64) {
-            (Some(k), _) => Some(show_key(k.as_bytes())),
-            (None, Some(b)) => Some(format!("b64:{b}")),
-            (None, None) => None,
-        }
-    }
-}
-
-/// One line of a range stream.
-#[derive(Debug, Deserialize)]
-struct RangeLine {
-    key: Option<String>,
-    key_b64: Option<String>,
-    value: Option<String>,
-    value_b64: Option<String>,
-    revision: Option<u64>,
-    #[serde(default)]
-    expires_at_ms: Option<u64>,
 }
 
 /// `GET /v1/limits` (servers before it answer 404 `no_route`).
@@ -576,241 +543,6 @@ fn sent_maybe(e: &ureq::Error) -> bool {
     }
 }
 
-/// A `--server` URL as requests are made of it: `http://` when it names
-/// no scheme, and no trailing `/`.
-pub fn normal_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", rest.trim_end_matches('/')),
-        None => format!("http://{}", url.trim_end_matches('/')),
-    }
-}
-
-/// A `--server` URL that no request could ever reach is a usage error
-/// (exit 2), not a server that cannot be reached (exit 5, worth a retry).
-pub fn check_url(url: &str) -> Result<()> {
-    check_url_of("bad server URL", url)
-}
-
-/// [`check_url`] of a URL given as `what` (a flag such as `--join`).
-pub fn check_url_of(what: &str, url: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::invalid(format!("{what} {url}: {why}")));
-    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
-        return bad("not a URL, e.g. http://127.0.0.1:7070");
-    };
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return bad("the scheme must be http:// or https://");
-    }
-    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
-        return bad("it names no host");
-    };
-    // HOST[:PORT] after any user info; an IPv6 host is in brackets.
-    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
-    let port = match host_port.rsplit_once(']') {
-        Some((_, rest)) => rest.strip_prefix(':'),
-        None => host_port.rsplit_once(':').map(|(_, port)| port),
-    };
-    match port {
-        Some(p) if !p.is_empty() && p.parse::<u16>().is_err() => {
-            bad("the port must be a number from 0 to 65535")
-        }
-        _ => Ok(()),
-    }
-}
-
-/// ureq's name lookup, with a name that does not resolve reported as
-/// `HostNotFound` rather than as the I/O error of `getaddrinfo`: a server
-/// whose name does not resolve cannot be reached, so the next URL of the
-/// list is tried and giving up is exit 5 (SPEC "Command line").
-#[derive(Debug, Default)]
-struct NameLookup(ureq::unversioned::resolver::DefaultResolver);
-
-impl ureq::unversioned::resolver::Resolver for NameLookup {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        config: &ureq::config::Config,
-        timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        self.0.resolve(uri, config, timeout).map_err(|e| match e {
-            ureq::Error::Io(_) => ureq::Error::HostNotFound,
-            other => other,
-        })
-    }
-}
-
-/// Why `url` cannot be reached, for an error that [`unreachable`] accepts.
-fn unreachable_message(url: &str, e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::HostNotFound => {
-            format!("cannot reach kvr server at {url}: its host name does not resolve")
-        }
-        _ => format!("cannot reach kvr server at {url} (is kvr serve running?)"),
-    }
-}
-
-/// A 502 or 504 that no kvr server wrote (it carries no `X-Kvr-Revision`):
-/// a proxy in front of one could not reach it, or gave up waiting for it.
-/// The request may not have got there (and a write that did may have been
-/// applied), so it is retried as an unreachable server is.
-fn gateway_failure(resp: &Response<Body>) -> Option<String> {
-    let status = resp.status().as_u16();
-    let gateway = matches!(status, 502 | 504) && !resp.headers().contains_key("x-kvr-revision");
-    gateway.then(|| match status {
-        502 => "HTTP 502: whatever is in between could not reach the server".to_string(),
-        _ => "HTTP 504: whatever is in between gave up waiting for the server".to_string(),
-    })
-}
-
-/// Failures that mean "this server is not there": try the next one.
-fn unreachable(e: &ureq::Error) -> bool {
-    match e {
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
-        ureq::Error::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::AddrNotAvailable
-                | std::io::ErrorKind::NetworkUnreachable
-                | std::io::ErrorKind::HostUnreachable
-        ),
-        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
-        _ => false,
-    }
-}
-
-fn transport_error(url: &str, e: ureq::Error) -> Error {
-    transport_error_given(url, e, None)
-}
-
-/// [`transport_error`] of a request: a TLS refusal's advice takes `--cacert`
-/// (`None`: not given) into account.
-fn transport_error_given(url: &str, e: ureq::Error, cacert: Option<&Path>) -> Error {
-    let tls = match &e {
-        ureq::Error::Io(io) => crate::tls::failure_given(url, io, cacert),
-        ureq::Error::Rustls(r) => crate::tls::failure_given(url, r, cacert),
-        _ => None,
-    };
-    if let Some(tls) = tls {
-        return tls;
-    }
-    match e {
-        ureq::Error::Tls(what) => {
-            Error::Tls(format!("TLS with kvr server at {url} failed: {what}"))
-        }
-        ureq::Error::Timeout(_) => Error::Unavailable {
-            message: format!(
-                "kvr server at {url} did not answer in time (--timeout); for a write the \
-                 outcome is unknown"
-            ),
-            overloaded: false,
-        },
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Error::io(
-            format!(
-                "kvr server at {url} cut the request off (a body over its limits, such as \
-                 --max-batch-bytes, is refused this way)"
-            ),
-            not_our_pipe(io),
-        ),
-        ureq::Error::Io(io) => Error::io(format!("talking to kvr server at {url} failed"), io),
-        ureq::Error::BadUri(u) => Error::invalid(format!("bad server URL: {u}")),
-        other => Error::Remote(format!("talking to kvr server at {url} failed: {other}")),
-    }
-}
-
-/// A connection the server closed on us is a failure, never the quiet
-/// "reader went away" that a broken stdout is: keep `BrokenPipe` out.
-fn not_our_pipe(io: std::io::Error) -> std::io::Error {
-    if io.kind() == std::io::ErrorKind::BrokenPipe {
-        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed")
-    } else {
-        io
-    }
-}
-
-/// The error an unsuccessful response stands for.
-fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
-    let status = resp.status().as_u16();
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_string()
-        .unwrap_or_default();
-    let Ok(body) = serde_json::from_str::<ErrorBody>(&text) else {
-        return if status == 503 {
-            Error::Unavailable {
-                message: format!("kvr server at {url} is unavailable (HTTP 503)"),
-                overloaded: false,
-            }
-        } else if let Some(what) = gateway_failure(&resp) {
-            Error::Unavailable {
-                message: format!("kvr server at {url} did not answer: {what}"),
-                overloaded: false,
-            }
-        } else {
-            Error::Remote(format!("unexpected HTTP {status} from {url}"))
-        };
-    };
-    let strip = |prefix: &str| {
-        body.message
-            .strip_prefix(prefix)
-            .unwrap_or(&body.message)
-            .to_string()
-    };
-    let line_prefix = body.line.map(|l| format!("line {l}: ")).unwrap_or_default();
-    match body.error.as_str() {
-        "not_found" => Error::KeyNotFound {
-            key: body
-                .shown_key()
-                .unwrap_or_else(|| show_key(key.unwrap_or_default())),
-        },
-        "bad_request" => Error::Invalid {
-            line: body.line,
-            message: strip(&line_prefix),
-        },
-        "payload_too_large" => Error::TooLarge {
-            message: body.message.clone(),
-        },
-        "precondition_failed" => Error::PreconditionFailed {
-            line: body.line,
-            key: body
-                .shown_key()
-                .unwrap_or_else(|| show_key(key.unwrap_or_default())),
-            expected: expected_text(body.expected),
-            current: body.revision,
-        },
-        "compacted" => Error::Compacted {
-            requested: 0,
-            oldest: body.oldest_revision.unwrap_or(0),
-            resumed: false,
-        },
-        "unauthorized" => Error::Unauthorized(strip("unauthorized: ")),
-        "insufficient_storage" => Error::DiskFull {
-            context: format!("on kvr server at {url}"),
-        },
-        "overloaded" | "unavailable" => Error::Unavailable {
-            message: body.message.clone(),
-            overloaded: body.error == "overloaded",
-        },
-        "outcome_unknown" => Error::OutcomeUnknown {
-            message: format!(
-                "{}; the write may or may not have been applied",
-                body.message
-            ),
-        },
-        "idempotency_key_reused" => Error::IdempotencyKeyReused {
-            key: body.idempotency_key.clone().unwrap_or_default(),
-        },
-        "not_clustered" => Error::NotClustered,
-        "conflict" => Error::Conflict(body.message.clone()),
-        "removed" => Error::Removed(body.message.clone()),
-        "no_route" | "method_not_allowed" => Error::Remote(format!(
-            "{url} does not look like a kvr server ({}: {}); check the --server URL",
-            body.error, body.message
-        )),
-        _ => Error::Remote(format!("kvr server at {url} failed: {}", body.message)),
-    }
-}
-
 fn read_json<T: serde::de::DeserializeOwned>(url: &str, mut resp: Response<Body>) -> Result<T> {
     let text = resp
         .body_mut()
@@ -1169,52 +901,6 @@ fn expect_continue(
     }
 }
 
-/// A 413 for a value, in the client's terms: the limit is the server's.
-fn value_refused(url: &str, e: Error) -> Error {
-    match e {
-        Error::TooLarge { message } => Error::TooLarge {
-            message: format!(
-                "kvr server at {url} refused the value: {}; nothing was written",
-                message.replace("the limit", "the server's limit")
-            ),
-        },
-        other => other,
-    }
-}
-
-/// A streamed value of unknown size that the server cut off: it is over
-/// the server's value limit (the server reads a value only up to it).
-fn value_cut_off(urls: &[String]) -> Error {
-    Error::TooLarge {
-        message: format!(
-            "kvr server at {} closed the connection while the value was being sent: the \
-             value is over the server's limit on the size of a value (serve \
-             --max-value-bytes); nothing was written",
-            urls.join(", ")
-        ),
-    }
-}
-
-/// What to do about a batch over the server's limits: the limits are the
-/// server's, not flags of this command, so say so and offer `--chunk-size`.
-const CHUNK_HINT: &str = "nothing was written; send the input in parts with \
-     `kvr --server URL batch --chunk-size N` (each part atomic on its own)";
-
-/// A 413 for a batch, its message in the client's terms: the server's flag
-/// named in it (`(--max-batch-ops)`) is for whoever runs the server.
-fn batch_too_large(url: &str, message: &str) -> Error {
-    let mut text = message.to_string();
-    if let Some(open) = text.find(" (--")
-        && let Some(close) = text[open..].find(')')
-    {
-        text.replace_range(open..open + close + 1, "");
-    }
-    let text = text.replace("the limit", "the server's limit");
-    Error::TooLarge {
-        message: format!("kvr server at {url} refused the batch: {text}; {CHUNK_HINT}"),
-    }
-}
-
 /// Counts the bytes read through it (the batch body sent so far).
 struct Tally<'a, R> {
     inner: R,
@@ -1226,147 +912,5 @@ impl<R: std::io::Read> std::io::Read for Tally<'_, R> {
         let n = self.inner.read(buf)?;
         self.bytes.set(self.bytes.get() + n as u64);
         Ok(n)
-    }
-}
-
-/// The server closed the connection while a batch body larger than its
-/// `--max-batch-bytes` was being sent: the limit, as its 413 would say.
-fn batch_over_bytes(urls: &[String], max: usize) -> Error {
-    Error::TooLarge {
-        message: format!(
-            "kvr server at {} closed the connection while the batch was being sent: the \
-             batch body is over the server's limit of {max} bytes; {CHUNK_HINT}",
-            urls.join(", ")
-        ),
-    }
-}
-
-/// The server closed the connection while the batch body was being sent,
-/// yet still answers: it refused a body over its size limit before reading
-/// it whole (and so applied nothing).
-fn batch_cut_off(urls: &[String]) -> Error {
-    Error::TooLarge {
-        message: format!(
-            "kvr server at {} closed the connection while the batch was being sent: the \
-             batch is over the server's limit on the size of a batch request; {CHUNK_HINT}",
-            urls.join(", ")
-        ),
-    }
-}
-
-fn range_target(query: &RangeQuery) -> String {
-    let mut target = "/v1/range?".to_string();
-    let params = [
-        ("start", &query.start),
-        ("end", &query.end),
-        ("prefix", &query.prefix),
-    ];
-    for (name, value) in params {
-        if let Some(v) = value {
-            target.push_str(&format!("{name}={}&", percent_encode(v, true)));
-        }
-    }
-    if let Some(limit) = query.limit {
-        target.push_str(&format!("limit={limit}&"));
-    }
-    if query.reverse {
-        target.push_str("reverse=true&");
-    }
-    if query.keys_only {
-        target.push_str("keys_only=true&");
-    }
-    target.pop();
-    target
-}
-
-/// Whether reading a response body failed because `--timeout` passed
-/// without data (the client's bound, not the server ending the stream).
-fn stalled(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::TimedOut
-        || e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
-}
-
-/// A stream that sent nothing for `--timeout`: `unavailable` (exit 5, may
-/// work when retried), as a request that timed out is.
-fn stream_stalled(what: &str, url: &str) -> Error {
-    let printed = match what {
-        "range" => "; what was printed is only part of it",
-        _ => "",
-    };
-    Error::Unavailable {
-        message: format!(
-            "the {what} stream from kvr server at {url} stalled: nothing came for --timeout{printed}"
-        ),
-        overloaded: false,
-    }
-}
-
-/// Reads an NDJSON range stream to its end, visiting each item.
-fn read_stream(
-    url: &str,
-    mut reader: impl BufRead,
-    keys_only: bool,
-    visit: &mut Visit<'_>,
-) -> Result<()> {
-    let broke = |e: std::io::Error| {
-        if stalled(&e) {
-            return stream_stalled("range", url);
-        }
-        Error::io(
-            format!(
-                "the range stream from kvr server at {url} broke off (a server also ends a \
-                 stream left unread for its --idle-timeout, 60 s by default, and kvr reads \
-                 at most {} MiB ahead of a reader that does not keep up)",
-                read_ahead::SPOOL_BYTES >> 20
-            ),
-            not_our_pipe(e),
-        )
-    };
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(broke)?;
-        if n == 0 {
-            return Ok(());
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(broke(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        let item: RangeLine = serde_json::from_slice(&line)
-            .map_err(|e| Error::Remote(format!("bad range line from {url}: {e}")))?;
-        let key = bytes_of(item.key, item.key_b64, url)?;
-        let entry = if keys_only {
-            None
-        } else {
-            Some((
-                bytes_of(item.value, item.value_b64, url)?,
-                item.revision.unwrap_or(0),
-            ))
-        };
-        let go_on = visit(
-            &key,
-            entry.as_ref().map(|(v, r)| crate::types::Item {
-                value: v,
-                revision: *r,
-                expires_at_ms: item.expires_at_ms,
-            }),
-        )?;
-        if !go_on {
-            return Ok(());
-        }
-    }
-}
-
-fn bytes_of(plain: Option<String>, b64: Option<String>, url: &str) -> Result<Vec<u8>> {
-    match (plain, b64) {
-        (Some(s), _) => Ok(s.into_bytes()),
-        (None, Some(b)) => B64
-            .decode(b)
-            .map_err(|e| Error::Remote(format!("bad base64 in a range line from {url}: {e}"))),
-        (None, None) => Err(Error::Remote(format!(
-            "a range line from {url} lacks a field"
-        ))),
     }
 }

@@ -1,0 +1,290 @@
+//! What a failed request means: a transport failure or an error body
+//! mapped back to the [`Error`] the local store would return (by the
+//! body's code, not only its status), and the messages of refused
+//! values and batches.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use ureq::Body;
+use ureq::http::Response;
+
+use crate::error::{Error, expected_text};
+use crate::jsonl::show_key;
+
+/// An error body.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    revision: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    key_b64: Option<String>,
+    #[serde(default)]
+    expected: Option<u64>,
+    #[serde(default)]
+    oldest_revision: Option<u64>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+impl ErrorBody {
+    /// The key the body names, shown as errors show keys.
+    fn shown_key(&self) -> Option<String> {
+        match (&self.key, &self.key_b64) {
+            (Some(k), _) => Some(show_key(k.as_bytes())),
+            (None, Some(b)) => Some(format!("b64:{b}")),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Why `url` cannot be reached, for an error that [`unreachable`] accepts.
+pub(super) fn unreachable_message(url: &str, e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::HostNotFound => {
+            format!("cannot reach kvr server at {url}: its host name does not resolve")
+        }
+        _ => format!("cannot reach kvr server at {url} (is kvr serve running?)"),
+    }
+}
+
+/// A 502 or 504 that no kvr server wrote (it carries no `X-Kvr-Revision`):
+/// a proxy in front of one could not reach it, or gave up waiting for it.
+/// The request may not have got there (and a write that did may have been
+/// applied), so it is retried as an unreachable server is.
+pub(super) fn gateway_failure(resp: &Response<Body>) -> Option<String> {
+    let status = resp.status().as_u16();
+    let gateway = matches!(status, 502 | 504) && !resp.headers().contains_key("x-kvr-revision");
+    gateway.then(|| match status {
+        502 => "HTTP 502: whatever is in between could not reach the server".to_string(),
+        _ => "HTTP 504: whatever is in between gave up waiting for the server".to_string(),
+    })
+}
+
+/// Failures that mean "this server is not there": try the next one.
+pub(super) fn unreachable(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::AddrNotAvailable
+                | std::io::ErrorKind::NetworkUnreachable
+                | std::io::ErrorKind::HostUnreachable
+        ),
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        _ => false,
+    }
+}
+
+pub(super) fn transport_error(url: &str, e: ureq::Error) -> Error {
+    transport_error_given(url, e, None)
+}
+
+/// [`transport_error`] of a request: a TLS refusal's advice takes `--cacert`
+/// (`None`: not given) into account.
+pub(super) fn transport_error_given(url: &str, e: ureq::Error, cacert: Option<&Path>) -> Error {
+    let tls = match &e {
+        ureq::Error::Io(io) => crate::tls::failure_given(url, io, cacert),
+        ureq::Error::Rustls(r) => crate::tls::failure_given(url, r, cacert),
+        _ => None,
+    };
+    if let Some(tls) = tls {
+        return tls;
+    }
+    match e {
+        ureq::Error::Tls(what) => {
+            Error::Tls(format!("TLS with kvr server at {url} failed: {what}"))
+        }
+        ureq::Error::Timeout(_) => Error::Unavailable {
+            message: format!(
+                "kvr server at {url} did not answer in time (--timeout); for a write the \
+                 outcome is unknown"
+            ),
+            overloaded: false,
+        },
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Error::io(
+            format!(
+                "kvr server at {url} cut the request off (a body over its limits, such as \
+                 --max-batch-bytes, is refused this way)"
+            ),
+            not_our_pipe(io),
+        ),
+        ureq::Error::Io(io) => Error::io(format!("talking to kvr server at {url} failed"), io),
+        ureq::Error::BadUri(u) => Error::invalid(format!("bad server URL: {u}")),
+        other => Error::Remote(format!("talking to kvr server at {url} failed: {other}")),
+    }
+}
+
+/// A connection the server closed on us is a failure, never the quiet
+/// "reader went away" that a broken stdout is: keep `BrokenPipe` out.
+pub(super) fn not_our_pipe(io: std::io::Error) -> std::io::Error {
+    if io.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed")
+    } else {
+        io
+    }
+}
+
+/// The error an unsuccessful response stands for.
+pub(super) fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) -> Error {
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    let Ok(body) = serde_json::from_str::<ErrorBody>(&text) else {
+        return if status == 503 {
+            Error::Unavailable {
+                message: format!("kvr server at {url} is unavailable (HTTP 503)"),
+                overloaded: false,
+            }
+        } else if let Some(what) = gateway_failure(&resp) {
+            Error::Unavailable {
+                message: format!("kvr server at {url} did not answer: {what}"),
+                overloaded: false,
+            }
+        } else {
+            Error::Remote(format!("unexpected HTTP {status} from {url}"))
+        };
+    };
+    let strip = |prefix: &str| {
+        body.message
+            .strip_prefix(prefix)
+            .unwrap_or(&body.message)
+            .to_string()
+    };
+    let line_prefix = body.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+    match body.error.as_str() {
+        "not_found" => Error::KeyNotFound {
+            key: body
+                .shown_key()
+                .unwrap_or_else(|| show_key(key.unwrap_or_default())),
+        },
+        "bad_request" => Error::Invalid {
+            line: body.line,
+            message: strip(&line_prefix),
+        },
+        "payload_too_large" => Error::TooLarge {
+            message: body.message.clone(),
+        },
+        "precondition_failed" => Error::PreconditionFailed {
+            line: body.line,
+            key: body
+                .shown_key()
+                .unwrap_or_else(|| show_key(key.unwrap_or_default())),
+            expected: expected_text(body.expected),
+            current: body.revision,
+        },
+        "compacted" => Error::Compacted {
+            requested: 0,
+            oldest: body.oldest_revision.unwrap_or(0),
+            resumed: false,
+        },
+        "unauthorized" => Error::Unauthorized(strip("unauthorized: ")),
+        "insufficient_storage" => Error::DiskFull {
+            context: format!("on kvr server at {url}"),
+        },
+        "overloaded" | "unavailable" => Error::Unavailable {
+            message: body.message.clone(),
+            overloaded: body.error == "overloaded",
+        },
+        "outcome_unknown" => Error::OutcomeUnknown {
+            message: format!(
+                "{}; the write may or may not have been applied",
+                body.message
+            ),
+        },
+        "idempotency_key_reused" => Error::IdempotencyKeyReused {
+            key: body.idempotency_key.clone().unwrap_or_default(),
+        },
+        "not_clustered" => Error::NotClustered,
+        "conflict" => Error::Conflict(body.message.clone()),
+        "removed" => Error::Removed(body.message.clone()),
+        "no_route" | "method_not_allowed" => Error::Remote(format!(
+            "{url} does not look like a kvr server ({}: {}); check the --server URL",
+            body.error, body.message
+        )),
+        _ => Error::Remote(format!("kvr server at {url} failed: {}", body.message)),
+    }
+}
+
+/// A 413 for a value, in the client's terms: the limit is the server's.
+pub(super) fn value_refused(url: &str, e: Error) -> Error {
+    match e {
+        Error::TooLarge { message } => Error::TooLarge {
+            message: format!(
+                "kvr server at {url} refused the value: {}; nothing was written",
+                message.replace("the limit", "the server's limit")
+            ),
+        },
+        other => other,
+    }
+}
+
+/// A streamed value of unknown size that the server cut off: it is over
+/// the server's value limit (the server reads a value only up to it).
+pub(super) fn value_cut_off(urls: &[String]) -> Error {
+    Error::TooLarge {
+        message: format!(
+            "kvr server at {} closed the connection while the value was being sent: the \
+             value is over the server's limit on the size of a value (serve \
+             --max-value-bytes); nothing was written",
+            urls.join(", ")
+        ),
+    }
+}
+
+/// What to do about a batch over the server's limits: the limits are the
+/// server's, not flags of this command, so say so and offer `--chunk-size`.
+const CHUNK_HINT: &str = "nothing was written; send the input in parts with \
+     `kvr --server URL batch --chunk-size N` (each part atomic on its own)";
+
+/// A 413 for a batch, its message in the client's terms: the server's flag
+/// named in it (`(--max-batch-ops)`) is for whoever runs the server.
+pub(super) fn batch_too_large(url: &str, message: &str) -> Error {
+    let mut text = message.to_string();
+    if let Some(open) = text.find(" (--")
+        && let Some(close) = text[open..].find(')')
+    {
+        text.replace_range(open..open + close + 1, "");
+    }
+    let text = text.replace("the limit", "the server's limit");
+    Error::TooLarge {
+        message: format!("kvr server at {url} refused the batch: {text}; {CHUNK_HINT}"),
+    }
+}
+
+/// The server closed the connection while a batch body larger than its
+/// `--max-batch-bytes` was being sent: the limit, as its 413 would say.
+pub(super) fn batch_over_bytes(urls: &[String], max: usize) -> Error {
+    Error::TooLarge {
+        message: format!(
+            "kvr server at {} closed the connection while the batch was being sent: the \
+             batch body is over the server's limit of {max} bytes; {CHUNK_HINT}",
+            urls.join(", ")
+        ),
+    }
+}
+
+/// The server closed the connection while the batch body was being sent,
+/// yet still answers: it refused a body over its size limit before reading
+/// it whole (and so applied nothing).
+pub(super) fn batch_cut_off(urls: &[String]) -> Error {
+    Error::TooLarge {
+        message: format!(
+            "kvr server at {} closed the connection while the batch was being sent: the \
+             batch is over the server's limit on the size of a batch request; {CHUNK_HINT}",
+            urls.join(", ")
+        ),
+    }
+}
