@@ -151,12 +151,49 @@ pub fn command() -> clap::Command {
 /// Parses the process's arguments with [`command`].
 pub fn parse() -> Result<Cli, clap::Error> {
     use clap::FromArgMatches;
-    let mut cmd = command();
-    let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
+    let words: Vec<OsString> = std::env::args_os().collect();
+    let mut cmd = typed_options_skip_their_variables(command(), &words);
+    let matches = match cmd.try_get_matches_from_mut(words) {
         Ok(matches) => matches,
         Err(e) => return Err(name_the_variable(e, &cmd)),
     };
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// clap reads a global option's environment variable again for the
+/// subcommand even when the option was typed before it, so a stale
+/// `KVR_TIMEOUT=abc` failed `kvr --timeout 5 get k`, whose flag should beat
+/// the variable (SPEC "Command line"). An option typed anywhere before
+/// `--` has its variable left unread.
+fn typed_options_skip_their_variables(cmd: clap::Command, words: &[OsString]) -> clap::Command {
+    let typed: Vec<String> = words
+        .iter()
+        .skip(1)
+        .map(|w| w.to_string_lossy())
+        .take_while(|w| w != "--")
+        .filter_map(|w| {
+            let long = w.strip_prefix("--")?;
+            Some(long.split('=').next().unwrap_or_default().to_owned())
+        })
+        .collect();
+    without_variables_of(cmd, &typed)
+}
+
+/// `cmd` with the options in `longs` reading no environment variable, in
+/// every subcommand too (the command is built: each holds its own copy of
+/// a global option). `mut_args` keeps the order of the built index.
+fn without_variables_of(cmd: clap::Command, longs: &[String]) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let typed = arg
+            .get_long()
+            .is_some_and(|long| longs.iter().any(|t| t == long));
+        if typed && arg.get_env().is_some() {
+            arg.env(None)
+        } else {
+            arg
+        }
+    })
+    .mut_subcommands(|sub| without_variables_of(sub, longs))
 }
 
 /// The id and environment variable of the option `flag` (`--timeout`),

@@ -473,3 +473,45 @@ fn a_bad_environment_value_names_its_variable() {
     done.stderr_has("invalid value 'abc' for '--timeout <SECS>'");
     assert_eq!(env.kvr(["get", "k"]).ok().stdout_text(), "v1");
 }
+
+/// A typed option beats its environment variable, wherever it is typed
+/// (SPEC "Command line"): a stale bad value in the variable is then not
+/// read at all. clap read a global option's variable again for the
+/// subcommand, so `KVR_TIMEOUT=abc kvr --timeout 5 get k` was exit 2.
+#[test]
+fn a_typed_option_leaves_its_bad_variable_unread() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v1"]).ok();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("KVR_TIMEOUT", "abc", &["--timeout", "5", "put", "k", "v2"]),
+        ("KVR_TIMEOUT", "abc", &["put", "k", "v2", "--timeout=5"]),
+        (
+            "KVR_CONSISTENCY",
+            "fresh",
+            &["--consistency", "stale", "put", "k", "v2"],
+        ),
+        (
+            "KVR_CACHE_MIB",
+            "lots",
+            &["put", "--cache-mib", "64", "k", "v2"],
+        ),
+        (
+            "KVR_LOCK_TIMEOUT",
+            "-1",
+            &["--lock-timeout", "0", "put", "k", "v2"],
+        ),
+    ];
+    for (variable, value, args) in cases {
+        env.kvr(args.iter().copied()).env(variable, value).ok();
+        assert_eq!(env.kvr(["get", "k"]).ok().stdout_text(), "v2");
+        env.kvr(["put", "k", "v1"]).ok();
+    }
+    // The same word after `--` is a key, not the option: the variable is
+    // read, and its bad value refused with nothing written.
+    env.kvr(["put", "--", "--timeout", "x"])
+        .env("KVR_TIMEOUT", "abc")
+        .code(2)
+        .stderr_has("in the environment variable KVR_TIMEOUT");
+    env.kvr(["get", "--", "--timeout"]).code(1);
+    assert_eq!(env.kvr(["get", "k"]).ok().stdout_text(), "v1");
+}
