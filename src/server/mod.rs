@@ -38,6 +38,7 @@ mod backup;
 mod body;
 mod conn;
 mod headers;
+mod kv;
 pub mod limits;
 pub mod log;
 pub mod metrics;
@@ -55,10 +56,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use kv::EXPIRES_AT;
 pub use limits::Limits;
 use log::AccessLog;
 use metrics::Metrics;
-pub use routes::{EXPIRES_AT, ROUTES, Route, RouteDef};
+pub use routes::{ROUTES, Route, RouteDef};
 use writer::Writer;
 
 use crate::engine::{Engine, EngineOptions, Snapshot};

@@ -93,9 +93,9 @@ pub async fn delete(
     }
     let max = state.limits.max_batch_ops;
     state.writer.admit()?;
-    let idempotency = super::routes::claim(
+    let idempotency = super::kv::claim(
         headers,
-        &super::routes::Fingerprinted {
+        &super::kv::Fingerprinted {
             method: &http::Method::DELETE,
             key: &[],
             uri,

@@ -34,6 +34,19 @@ impl From<Error> for ApiError {
 const RETRY_AFTER_SECS: &str = "1";
 
 /// A JSON response.
+/// A response of `body` as `content_type`.
+pub fn text(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
 pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut text = value.to_string();
     text.push('\n');
