@@ -606,6 +606,61 @@ fn missing_database_is_an_error_before_the_screen_is_taken() {
     assert!(!env.db().exists(), "tui never creates a database");
 }
 
+/// A bad `KVR_TUI_RELEASE_MS` is a usage error naming the variable, said
+/// before anything else (the output is not a terminal here, which would
+/// be the next error), and the file is left as it was.
+#[test]
+fn a_bad_release_time_is_a_usage_error_before_the_screen_is_taken() {
+    let env = sample_db();
+    let before = std::fs::read(env.db()).unwrap();
+    for value in ["abc", "-5", "", "0", "1.5"] {
+        let done = env.kvr(["tui"]).env("KVR_TUI_RELEASE_MS", value).code(2);
+        let first = done
+            .stderr_text()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let want = format!(
+            "kvr: error: invalid value '{value}' in the environment variable KVR_TUI_RELEASE_MS: \
+             it takes a whole number of milliseconds, 1 or more"
+        );
+        assert!(first.starts_with(&want), "{value:?}: {first}");
+    }
+    assert!(
+        std::fs::read(env.db()).unwrap() == before,
+        "the file changed"
+    );
+    // A good one is taken: the next error is the terminal's.
+    env.kvr(["tui"])
+        .env("KVR_TUI_RELEASE_MS", "5000")
+        .code(2)
+        .stderr_has("needs a terminal");
+    let before = std::fs::read(env.db()).unwrap();
+    if !tmux_available() {
+        eprintln!("SKIPPED (the terminal part): tmux is not installed (CI installs it)");
+        return;
+    }
+    // In a real terminal: the message on the shell's screen, no browser.
+    let tmux = Tmux::start(&format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color KVR_TUI_RELEASE_MS=abc {} --db {} tui; \
+         echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    ));
+    let screen = tmux.wait_for(&["KVR_EXIT=2"]);
+    assert!(
+        screen.contains("environment variable KVR_TUI_RELEASE_MS"),
+        "{screen}"
+    );
+    assert!(!screen.contains("item:000"), "the browser ran:\n{screen}");
+    drop(tmux);
+    assert!(
+        std::fs::read(env.db()).unwrap() == before,
+        "the file changed"
+    );
+}
+
 #[test]
 fn output_that_is_not_a_terminal_is_a_usage_error() {
     let env = sample_db();

@@ -30,13 +30,24 @@ use crate::kv::Kv;
 /// need the browser to keep the file use a long one).
 pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
 
-/// [`IDLE_RELEASE`], or `KVR_TUI_RELEASE_MS`.
-pub fn idle_release() -> Duration {
-    std::env::var("KVR_TUI_RELEASE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&ms| ms > 0)
-        .map_or(IDLE_RELEASE, Duration::from_millis)
+/// [`IDLE_RELEASE`], or `KVR_TUI_RELEASE_MS`. A value that is not a
+/// number of milliseconds is a usage error that names the variable, as a
+/// bad `KVR_TIMEOUT` is: ignored, a typo would leave the file held for
+/// the default time with nothing said.
+pub fn idle_release() -> Result<Duration> {
+    const VARIABLE: &str = "KVR_TUI_RELEASE_MS";
+    let Some(value) = std::env::var_os(VARIABLE) else {
+        return Ok(IDLE_RELEASE);
+    };
+    match value.to_str().and_then(|v| v.parse::<u64>().ok()) {
+        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(Error::invalid(format!(
+            "invalid value '{}' in the environment variable {VARIABLE}: it takes a whole \
+             number of milliseconds, 1 or more (how long the browser keeps an idle --db file \
+             open)",
+            value.to_string_lossy()
+        ))),
+    }
 }
 
 /// How long a reopen waits for another process to let go of the file (at

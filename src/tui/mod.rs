@@ -74,9 +74,12 @@ pub enum Source {
 /// browser until the user quits, following `feed` (the server's changes)
 /// when there is one.
 pub fn run(source: Source, feed: Option<Feed>) -> anyhow::Result<()> {
+    // Checked over `--server` too, where it means nothing: a bad value is
+    // a mistake either way, and is said before anything is opened.
+    let idle = hold::idle_release()?;
     let (worker, source) = match source {
         Source::Held(open) => worker::Worker::start(open)?,
-        Source::File(open) => worker::Worker::start_file(open, hold::idle_release())?,
+        Source::File(open) => worker::Worker::start_file(open, idle)?,
     };
     // Escape codes in a file or pipe help nobody; say so instead.
     if !io::stdout().is_terminal() {
