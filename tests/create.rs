@@ -231,7 +231,7 @@ fn reads_say_missing_and_leave_it(env: &Env, bytes: &[u8]) {
         vec!["stats"],
         vec!["range"],
         vec!["delete", "k"],
-        vec!["check"],
+        vec!["tui"],
     ] {
         let first = env.kvr(args).code(1).stderr_text();
         assert_eq!(
@@ -265,12 +265,46 @@ fn an_empty_file_is_absent_to_reads_and_replaced_by_put() {
     creating_replaces_it(&env);
 }
 
+/// `check` on an empty file lists it as a problem (exit 3), as any file
+/// that holds no sound database: a backup truncated to nothing is damaged,
+/// not missing. The file stays empty.
+#[test]
+fn check_says_an_empty_file_is_a_problem() {
+    let env = Env::new();
+    std::fs::write(env.db(), b"").unwrap();
+    let done = env.kvr(["check"]).code(3);
+    assert_eq!(
+        done.stdout_text(),
+        "problem: file: it is empty (0 bytes): no database was ever written to it (its \
+         creation never finished, or it was truncated)\n"
+    );
+    assert_eq!(
+        done.stderr_text().lines().next().unwrap(),
+        format!(
+            "kvr: error: check found 1 problem in {}",
+            env.db().display()
+        )
+    );
+    assert_eq!(std::fs::read(env.db()).unwrap(), b"", "check changed it");
+    assert!(!create::temp_path(&env.db()).exists());
+    // A missing file is still not there at all (exit 1).
+    std::fs::remove_file(env.db()).unwrap();
+    env.kvr(["check"]).code(1).stderr_has(&format!(
+        "kvr: error: {} does not exist",
+        env.db().display()
+    ));
+}
+
 #[test]
 fn a_zero_header_file_is_absent_to_reads_and_replaced_by_batch() {
     let env = Env::new();
     let image = zero_header_image();
     std::fs::write(env.db(), &image).unwrap();
     reads_say_missing_and_leave_it(&env, &image);
+    env.kvr(["check"])
+        .code(1)
+        .stderr_has("does not exist as a database");
+    assert_eq!(std::fs::read(env.db()).unwrap(), image);
     env.kvr(["batch"])
         .stdin("{\"key\":\"k\",\"value\":\"v\"}\n")
         .ok()

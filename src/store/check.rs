@@ -60,12 +60,23 @@ impl Report {
 /// returned only when the check could not run (a missing file, a file in
 /// use); everything wrong with the file itself is in the report.
 pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
-    // A file whose creation never finished holds no database, for `check`
-    // as for every read (a later `put` replaces it).
-    if super::create::inspect(path)? != super::create::Found::Present {
-        return Err(crate::error::database_missing(path));
-    }
     let mut report = Report::default();
+    match super::create::inspect(path)? {
+        super::create::Found::Present => {}
+        super::create::Found::Missing => return Err(crate::error::database_missing(path)),
+        // Reads take an empty file for a missing database (a later `put`
+        // replaces it), but the file is there: a backup truncated to
+        // nothing must fail its check as damaged, not as "not found".
+        super::create::Found::Unfinished if empty(path)? => {
+            report.problem(
+                "file",
+                "it is empty (0 bytes): no database was ever written to it (its creation \
+                 never finished, or it was truncated)",
+            );
+            return Ok(report);
+        }
+        super::create::Found::Unfinished => return Err(crate::error::database_missing(path)),
+    }
     // Held for the whole check: no kvr process opens the file to write meanwhile.
     let guard = match super::open_probe(path) {
         Ok(db) => Some(db),
@@ -126,6 +137,13 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
     }
     drop(guard);
     Ok(report)
+}
+
+/// Whether the file at `path` has no bytes.
+fn empty(path: &Path) -> Result<bool> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    Ok(meta.len() == 0)
 }
 
 /// A leftover write-ahead log: the server that wrote it did not stop
