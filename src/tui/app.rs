@@ -689,8 +689,10 @@ impl App {
 
     /// Reads everything again, keeping the selected key (or the next one).
     fn refresh(&mut self) {
-        // A pattern's count that Esc stopped is made again.
+        // A pattern's count that Esc stopped is made again, and the list
+        // reads on past the keys it kept to.
         self.counting = None;
+        self.pager.upto = None;
         self.reread();
         self.info("refreshed");
     }

@@ -63,6 +63,8 @@ impl App {
                 let hidden = self.pager.filter.as_ref().is_some_and(|f| !f.matches(&key));
                 let how = if hidden {
                     self.pager.filter = None;
+                    self.pager.upto = None;
+                    self.counting = None;
                     self.matched = None;
                     self.request_counts();
                     "the filter is cleared and it is selected"

@@ -81,11 +81,10 @@ impl App {
     /// A delete of the open key is said on the status line, unless this
     /// browser asked for it.
     fn apply_changes(&mut self, changes: &[Change]) -> bool {
-        let rows = self.rows();
         let open = self.value.key.clone();
         let mut reread = false;
         for change in changes {
-            self.pager.change(&change.key, change.deleted, rows);
+            self.list_change(&change.key, change.deleted);
             let ours = change.deleted
                 && self
                     .own_delete

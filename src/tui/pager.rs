@@ -17,6 +17,11 @@
 //! key read, until a page of matches is in or the range ends. While a
 //! step is out, the keys between the window's edge and that last key are
 //! known to hold no match but the ones a live change adds.
+//!
+//! Once `Esc` stopped a pattern's first count (`scanning.rs`), the list
+//! keeps to the keys read before the stop ([`Pager::upto`]): its reads end
+//! at the last of them, and changes past it are left out, so it never
+//! shows a match the status bar's count has not seen.
 
 use crate::types::RangeQuery;
 
@@ -80,6 +85,22 @@ pub struct Pager {
     /// A pattern's read was stopped (Esc) after reading this many keys;
     /// until the next read.
     pub stopped: Option<u64>,
+    /// While a pattern's count is stopped: the last key it read (empty:
+    /// none). Until `r` or another filter the list keeps to the keys up to
+    /// it (see the module doc).
+    pub upto: Option<Vec<u8>>,
+}
+
+/// What [`Pager::stop_scan`] stopped.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    /// The last key it read (empty: none).
+    pub edge: Vec<u8>,
+    /// It read from the first key of the filter (`Top`).
+    pub from_start: bool,
+    /// It read upwards from the window's last key, which its matches
+    /// joined: the window holds every match up to `edge`.
+    pub onwards: bool,
 }
 
 /// A pattern filter's read in steps (see the module doc).
@@ -96,6 +117,8 @@ struct Scan {
     read: u64,
     /// The last key read: the next step goes on past it.
     edge: Vec<u8>,
+    /// Reads from the first key of the filter.
+    from_start: bool,
     /// The first step's query; the next ones start past `edge`.
     query: RangeQuery,
 }
@@ -161,11 +184,18 @@ impl Pager {
         self.replay.clear();
         self.replay_overflow = false;
         self.lost = None;
-        let query = RangeQuery {
+        let mut query = RangeQuery {
             start,
             reverse: purpose == Purpose::Bottom,
             ..self.query()
         };
+        // A seek past the keys kept to (`upto`) finds none there: it
+        // shows the last of them.
+        if let (Some(start), Some(end)) = (&query.start, &query.end)
+            && start > end
+        {
+            query.start = Some(end.clone());
+        }
         self.request(purpose, query)
     }
 
@@ -184,9 +214,15 @@ impl Pager {
                 true => SCAN_BATCH,
                 false => PAGE as u64 + 1,
             }),
+            end: self.upto.as_deref().map(just_after),
             keys_only: true,
             ..RangeQuery::default()
         }
+    }
+
+    /// Whether `key` lies past the keys the list keeps to (see `upto`).
+    pub fn beyond(&self, key: &[u8]) -> bool {
+        self.upto.as_deref().is_some_and(|upto| key > upto)
     }
 
     fn request(&mut self, purpose: Purpose, query: RangeQuery) -> Request {
@@ -205,6 +241,7 @@ impl Pager {
             found: 0,
             read: 0,
             edge: Vec::new(),
+            from_start: purpose == Purpose::Top,
             query: query.clone(),
         });
         Request::Scan {
@@ -248,15 +285,70 @@ impl Pager {
     }
 
     /// Stops a pattern's read that is out (Esc): its answer is dropped and
-    /// the keys it placed stay. Returns how many keys it had read.
-    pub fn stop_scan(&mut self) -> Option<u64> {
+    /// the keys it placed stay. Returns what it had read.
+    pub fn stop_scan(&mut self) -> Option<Stopped> {
         let scan = self.scan.take()?;
         self.generation += 1;
         (self.loading, self.jumping, self.pending) = (false, false, 0);
         self.replay.clear();
         self.replay_overflow = false;
         self.stopped = Some(scan.read);
-        Some(scan.read)
+        Some(Stopped {
+            onwards: scan.placed && !scan.query.reverse,
+            from_start: scan.from_start,
+            edge: scan.edge,
+        })
+    }
+
+    /// How far from the first key of the filter every match is known, as
+    /// one run with a count that read up to `counted`: that key, or past it
+    /// as far as the window and the read `stopped` go when they follow on
+    /// from it. The count, stopped, reads on to there, so that no key
+    /// the list shows lies past what it counted.
+    pub fn reach(&self, stopped: Option<&Stopped>, counted: &[u8]) -> Vec<u8> {
+        let mut reach = counted.to_vec();
+        if let Some(s) = stopped.filter(|s| s.from_start) {
+            reach = reach.max(s.edge.clone());
+        }
+        let (Some(first), Some(last)) = (self.keys.first(), self.keys.last()) else {
+            return reach;
+        };
+        if self.head_done || *first <= reach {
+            reach = reach.max(last.clone());
+            if let Some(s) = stopped.filter(|s| s.onwards) {
+                reach = reach.max(s.edge.clone());
+            }
+        }
+        reach
+    }
+
+    /// Keeps the list to the keys up to `upto` (see the field), of which
+    /// `matches` match: the window's keys past it go. Returns a read of the
+    /// last matches up to it when none is left in the window.
+    pub fn keep_to(&mut self, upto: Vec<u8>, matches: u64, rows: usize) -> Option<Request> {
+        let kept = self.keys.partition_point(|k| *k <= upto);
+        if kept < self.keys.len() {
+            // A run of consecutive matches: none between the last one
+            // kept and `upto`.
+            self.keys.truncate(kept);
+            self.tail_done = true;
+            self.cursor = self.cursor.min(kept.saturating_sub(1));
+        }
+        self.upto = Some(upto);
+        if self.keys.is_empty() {
+            if matches > 0 {
+                return Some(self.jump_bottom());
+            }
+            (self.head_done, self.tail_done) = (true, true);
+            (self.cursor, self.offset, self.base) = (0, 0, Some(0));
+            return None;
+        }
+        // Every match up to `upto` is in the window already.
+        if self.head_done && self.keys.len() as u64 >= matches {
+            self.tail_done = true;
+        }
+        self.scroll_into_view(rows);
+        None
     }
 
     /// Moves the cursor by `delta` rows within the window, keeping it on a
@@ -496,8 +588,9 @@ impl Pager {
     /// one removed; the cursor stays on its key, or moves to the next one
     /// when its own goes. Returns whether the list changed.
     pub fn change(&mut self, key: &[u8], deleted: bool, rows: usize) -> bool {
-        // Keys the filter leaves out change nothing, now or replayed.
-        if self.filter.as_ref().is_some_and(|f| !f.matches(key)) {
+        // Keys the filter leaves out change nothing, now or replayed; nor
+        // do keys past the ones the list keeps to.
+        if self.filter.as_ref().is_some_and(|f| !f.matches(key)) || self.beyond(key) {
             return false;
         }
         if self.loading {
@@ -596,4 +689,11 @@ impl Pager {
         }
         false
     }
+}
+
+/// The smallest key after `key`: an exclusive end that takes `key` in.
+fn just_after(key: &[u8]) -> Vec<u8> {
+    let mut after = key.to_vec();
+    after.push(0);
+    after
 }

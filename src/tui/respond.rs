@@ -125,7 +125,8 @@ impl App {
             return;
         }
         let filter = self.pager.filter.as_ref();
-        if let Some(message) = super::scanning::seek_message(filter, target, first) {
+        let kept = self.pager.upto.is_some();
+        if let Some(message) = super::scanning::seek_message(filter, target, first, kept) {
             self.info(message);
         }
         self.seek = None;
@@ -207,7 +208,13 @@ impl App {
                     Some(_) => "; its expiry was removed",
                     None => "",
                 };
-                self.info(format!("saved {shown} (revision {revision}){note}"));
+                // Past the keys the list keeps to after a stop, the new
+                // key is not shown: say why.
+                let past = match created && self.pager.beyond(&key) {
+                    true => "; it is past the keys read before the stop (r reads on)",
+                    false => "",
+                };
+                self.info(format!("saved {shown} (revision {revision}){note}{past}"));
                 self.request_counts();
                 let shown_here = self.value.key.as_deref() == Some(key.as_slice());
                 if shown_here {
@@ -216,6 +223,10 @@ impl App {
                     self.value.key = None;
                 }
                 if created {
+                    // The stopped count follows the list (see `list_change`).
+                    if self.pager.upto.is_some() {
+                        self.list_change(&key, false);
+                    }
                     // Show the new key in the list, selected.
                     let jump = self.pager.jump_top(Some(key));
                     self.outbox.push(jump);
@@ -284,6 +295,9 @@ impl App {
             }
         }
         // The key is gone: select the one after it, on the same row.
+        if self.pager.upto.is_some() {
+            self.list_change(&key, true);
+        }
         self.request_counts();
         let jump = self.pager.reload_at(Some(key));
         self.outbox.push(jump);

@@ -8,6 +8,15 @@
 //! the number shown meanwhile staying the last one known: restarting on
 //! every change would never finish on a busy store. `Esc` stops both reads;
 //! what they found stays, and `r` reads again.
+//!
+//! A first count stopped says how far it got (`3 keys in the first 80,000
+//! (stopped)`), and the list then keeps to those keys (`Pager::upto`):
+//! moving, `g`, `G`, seeking and live changes past them would show matches
+//! the count never saw. The page's read may be ahead of the count when
+//! `Esc` comes (they take turns, a step each), or the list may show keys
+//! past it: the count first reads on to the list's last key, a step or
+//! so, so that both stop at one place and one number of keys read is
+//! shown. Until `r`, the count follows the changes the list takes in.
 
 use super::app::App;
 use super::filter::Filter;
@@ -29,6 +38,11 @@ pub struct Counting {
     again: bool,
     /// Stopped by `Esc` before the end.
     pub stopped: bool,
+    /// The last key read (empty: none yet).
+    edge: Vec<u8>,
+    /// `Esc` came while the list had read past `edge`: the count reads on
+    /// to this key, then stops there.
+    stop_at: Option<Vec<u8>>,
 }
 
 impl App {
@@ -39,6 +53,7 @@ impl App {
         self.pager.filter = filter;
         self.matched = None;
         self.counting = None;
+        self.pager.upto = None;
         self.info(match (&self.pager.filter, shown) {
             (Some(f), Some(shown)) => format!("filter: keys {} {shown} (Esc clears it)", f.verb()),
             _ => "filter cleared: all keys".to_string(),
@@ -83,6 +98,8 @@ impl App {
             read: 0,
             again: false,
             stopped: false,
+            edge: Vec::new(),
+            stop_at: None,
         };
         self.counting = Some(counting);
         self.count_step(None);
@@ -132,7 +149,13 @@ impl App {
         let done = match step.next {
             _ if c.matched > COUNT_LIMIT => (COUNT_LIMIT, true),
             None => (c.matched, false),
-            Some(edge) => return self.count_step(Some(edge)),
+            Some(edge) => {
+                c.edge.clone_from(&edge);
+                if c.stop_at.as_ref().is_some_and(|at| edge >= *at) {
+                    return self.stop_count();
+                }
+                return self.count_step(Some(edge));
+            }
         };
         let again = c.again;
         self.matched = Some(done);
@@ -147,21 +170,93 @@ impl App {
         self.pager.scanning().is_some() || self.counting.as_ref().is_some_and(|c| !c.stopped)
     }
 
-    /// `Esc` while a pattern is read: both reads stop where they are.
+    /// `Esc` while a pattern is read: both reads stop (see the module doc).
     pub(super) fn stop_scanning(&mut self) {
-        self.pager.stop_scan();
-        if let Some(c) = &mut self.counting {
-            c.stopped = true;
+        let page = self.pager.stop_scan();
+        let first = self.matched.is_none();
+        match &mut self.counting {
+            // A second Esc while the count reads on to the list: at once.
+            Some(c) if !c.stopped && c.stop_at.is_some() => self.stop_count(),
+            Some(c) if !c.stopped && first => {
+                let reach = self.pager.reach(page.as_ref(), &c.edge);
+                if reach > c.edge {
+                    c.stop_at = Some(reach);
+                } else {
+                    self.stop_count();
+                }
+            }
+            // Counting again after a count that finished: that one stays.
+            Some(c) => c.stopped = true,
+            None => {}
         }
         // The selection stays where it is (or on nothing): its value.
         self.sync_value();
-        // No count of keys read here: the page and the count stop at
-        // different places, and the list says how far its own read got.
+        // The number of keys read is the status bar's (and the list's).
         let shown = self.pager.filter.as_ref().map(Filter::display);
         self.info(format!(
             "stopped reading the keys for {}; r reads on, Esc clears the filter",
             shown.unwrap_or_default(),
         ));
+    }
+
+    /// Stops the count where it got to; the list keeps to the keys read.
+    fn stop_count(&mut self) {
+        let Some(c) = &mut self.counting else {
+            return;
+        };
+        c.stopped = true;
+        c.stop_at = None;
+        let (edge, matched) = (c.edge.clone(), c.matched);
+        let rows = self.rows();
+        let reread = self.pager.keep_to(edge, matched, rows);
+        self.outbox.extend(reread);
+        self.sync_value();
+    }
+
+    /// The list's reads and count keep to the keys read before `Esc`.
+    pub(super) fn kept_to_keys_read(&self) -> Option<&Counting> {
+        self.counting
+            .as_ref()
+            .filter(|c| c.stopped && self.pager.upto.is_some())
+    }
+
+    /// Takes a change into the list (see `Pager::change`); while the list
+    /// keeps to the keys read, the count follows what it takes in, as
+    /// nothing counts again until `r`. Returns whether the list changed.
+    pub(super) fn list_change(&mut self, key: &[u8], deleted: bool) -> bool {
+        let rows = self.rows();
+        let changed = self.pager.change(key, deleted, rows);
+        let kept = self.pager.upto.is_some();
+        if let Some(c) = self
+            .counting
+            .as_mut()
+            .filter(|c| c.stopped && kept && changed)
+        {
+            c.matched = match deleted {
+                true => c.matched.saturating_sub(1),
+                false => c.matched + 1,
+            };
+        }
+        changed
+    }
+
+    /// The list's text when it is empty after a stop, if it is one.
+    pub(super) fn stopped_text(&self) -> Option<String> {
+        if let Some(c) = self.kept_to_keys_read() {
+            return Some(match (c.read, c.matched) {
+                (0, _) => "(no key read; r reads on)".to_string(),
+                (read, 0) => format!(
+                    "(no match in the {} keys read; r reads on)",
+                    thousands(read)
+                ),
+                _ => "(stopped; r reads on)".to_string(),
+            });
+        }
+        let read = self.pager.stopped?;
+        Some(format!(
+            "(no match in the {} keys read; r reads on)",
+            thousands(read)
+        ))
     }
 
     /// The status bar's count of a filter's matches.
@@ -173,15 +268,16 @@ impl App {
                 let plus = if more { "+" } else { "" };
                 format!("{}{plus} {}", thousands(n), plural(n))
             }
-            // A lower bound: moving on (`G`, past the last match) or a
-            // live change may show matches past where the count stopped.
+            // The list keeps to the keys read (see the module doc).
+            (None, Some(c)) if c.stopped && c.read == 0 => "no key read (stopped)".to_string(),
             (None, Some(c)) if c.stopped && c.matched == 0 => {
-                "no match counted (stopped; r counts)".to_string()
+                format!("no match in the first {} (stopped)", thousands(c.read))
             }
             (None, Some(c)) if c.stopped => format!(
-                "at least {} {} (stopped; r counts)",
+                "{} {} in the first {} (stopped)",
                 thousands(c.matched),
                 plural(c.matched),
+                thousands(c.read),
             ),
             (None, Some(c)) => format!(
                 "scanning… {} keys read, {} match",
@@ -199,6 +295,7 @@ pub(super) fn seek_message(
     filter: Option<&Filter>,
     target: &[u8],
     first: Option<&Vec<u8>>,
+    kept: bool,
 ) -> Option<String> {
     let shown = display_key(target);
     let within = match filter {
@@ -220,6 +317,11 @@ pub(super) fn seek_message(
                 display_key(first)
             ),
         },
+        // The list keeps to the keys read before a stop: more may follow.
+        None if kept => format!(
+            "no key{within} at or after {shown} in the keys read before the stop (r reads on); \
+             showing the last one"
+        ),
         None => format!("no key{within} at or after {shown}; showing the last key"),
         Some(first) if first.as_slice() != target => format!(
             "no key {shown}; showing the next key{within}, {}",

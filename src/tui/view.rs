@@ -131,10 +131,7 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
                 format!("scanning… {} keys read", thousands(read))
             }
             _ if p.loading => "loading…".to_string(),
-            _ if let Some(read) = p.stopped => format!(
-                "(no match in the {} keys read; r reads on)",
-                thousands(read)
-            ),
+            _ if let Some(text) = app.stopped_text() => text,
             Some(why) => format!("({why})"),
             None => "(no keys)".to_string(),
         };

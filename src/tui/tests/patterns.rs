@@ -1,12 +1,15 @@
 //! Pattern filters (`f` with `*`, `?` or `[`): only matching keys, read
 //! page by page in steps from a real store, with moving, seeking, editing
 //! and deleting under them, progress while a sparse pattern is read, and
-//! `Esc` stopping that read and then clearing the filter.
+//! `Esc` stopping that read (the list then keeps to the keys read) and
+//! then clearing the filter.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
 use crate::tui::action::Move;
+use crate::tui::keys::display_key;
+use crate::tui::live::{Change, Inbox, Link};
 use crate::tui::pager::MAX_WINDOW;
 
 /// JSON lines of `n` keys `item:00000`… with number values.
@@ -196,9 +199,13 @@ fn esc_stops_a_sparse_read_and_then_clears_the_filter() {
         s.app.status.text
     );
     assert_eq!(s.app.pager.scanning(), None);
-    assert!(shows(&s.app, "(no match in the "), "{:?}", screen(&s.app));
     assert!(
-        status_bar(&s).contains("filter *needle* · no match counted (stopped; r counts)"),
+        shows(&s.app, "(no match in the 10,000 keys"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert!(
+        status_bar(&s).contains("filter *needle* · no match in the first 10,000 (stopped)"),
         "{}",
         status_bar(&s)
     );
@@ -215,9 +222,9 @@ fn esc_stops_a_sparse_read_and_then_clears_the_filter() {
 }
 
 /// Stopping a read that has placed keys keeps them; moving on past them
-/// reads on.
+/// stays on them (the list keeps to the keys read), and `r` reads on.
 #[test]
-fn a_stopped_read_keeps_its_matches_and_moving_reads_on() {
+fn a_stopped_read_keeps_its_matches_and_r_reads_on() {
     let mut lines = items(30_000);
     lines.push_str("{\"key\":\"a:x\",\"value\":1}\n");
     lines.push_str("{\"key\":\"zz:x\",\"value\":1}\n");
@@ -236,8 +243,232 @@ fn a_stopped_read_keeps_its_matches_and_moving_reads_on() {
     esc(&mut s);
     assert_eq!(s.app.pager.scanning(), None);
     assert_eq!(selected(&s.app), "a:x");
-    // Down past the last match read: the read goes on from there.
-    keys(&mut s, "j");
+    assert!(
+        status_bar(&s).contains("filter *x · 1 key in the first 5,000 (stopped)"),
+        "{}",
+        status_bar(&s)
+    );
+    // Down past the last match read: nothing past the keys read.
+    keys(&mut s, "jG");
+    assert_eq!(selected(&s.app), "a:x");
+    // `r` reads on, to the end.
+    keys(&mut s, "rj");
     assert_eq!(selected(&s.app), "zz:x");
+    assert!(status_bar(&s).contains("filter *x · 2 keys │ key 2 of 2"));
     all_match(&s);
+}
+
+/// 40,000 keys `item:…` between `a:needle` and `zz:needle:1`: a pattern
+/// that matches only those two reads them all.
+fn needles() -> String {
+    let mut lines = "{\"key\":\"a:needle\",\"value\":1}\n".to_string();
+    lines.push_str(&items(40_000));
+    lines.push_str("{\"key\":\"zz:needle:1\",\"value\":1}\n");
+    lines
+}
+
+/// `f PATTERN`, Enter, and its steps taken until the list's read has
+/// read `read` keys.
+fn scan_to(s: &mut Session, pattern: &str, read: u64) {
+    keys(s, &format!("f{pattern}"));
+    enter(s);
+    while s.app.pager.scanning().unwrap_or(0) < read {
+        assert!(s.answer_one(SETTLE), "a step did not come");
+    }
+}
+
+/// The list's keys, as shown.
+fn listed(s: &Session) -> Vec<String> {
+    s.app.pager.keys.iter().map(|k| display_key(k)).collect()
+}
+
+/// After a stop, `G`, `g`, moving and seeking keep to the keys read: the
+/// status bar's count says what the list can show (it showed the last
+/// match of the store, which no read had reached, under "0 keys in the
+/// first 0"). `r` reads on.
+#[test]
+fn g_and_moving_after_a_stop_keep_to_the_keys_read() {
+    let (_dir, path) = store_with(&needles());
+    let mut s = browse(&path, None, (100, 30));
+    // Stopped before any answer came.
+    keys(&mut s, "f*needle*");
+    enter(&mut s);
+    esc(&mut s);
+    assert!(
+        status_bar(&s).contains("filter *needle* · no key read (stopped)"),
+        "{}",
+        status_bar(&s)
+    );
+    assert!(shows(&s.app, "(no key read; r reads on)"));
+    for moves in ["G", "g", "j", "/zz\n"] {
+        keys(&mut s, moves);
+        assert!(s.app.pager.keys.is_empty(), "{moves}: {:?}", listed(&s));
+        assert!(!shows(&s.app, "needle:1"), "{moves}: {:?}", screen(&s.app));
+        assert!(status_bar(&s).contains("no key read (stopped)"));
+    }
+    // Stopped after 10,000 keys, which hold one match.
+    keys(&mut s, "\x1b");
+    scan_to(&mut s, "*needle*", 10_000);
+    esc(&mut s);
+    assert!(
+        status_bar(&s).contains("filter *needle* · 1 key in the first 10,000 (stopped)"),
+        "{}",
+        status_bar(&s)
+    );
+    for moves in ["G", "j", "g", "k"] {
+        keys(&mut s, moves);
+        assert_eq!(listed(&s), ["a:needle"], "{moves}");
+    }
+    act(&mut s, &[Action::Move(Move::PageDown)]);
+    assert_eq!(listed(&s), ["a:needle"]);
+    keys(&mut s, "/zz\n");
+    assert_eq!(selected(&s.app), "a:needle");
+    assert_eq!(
+        s.app.status.text,
+        "no key matching *needle* at or after zz in the keys read before the stop (r reads on); \
+         showing the last one"
+    );
+    assert!(status_bar(&s).contains("1 key in the first 10,000 (stopped)"));
+    // `r` reads on, to the end.
+    keys(&mut s, "rG");
+    assert_eq!(selected(&s.app), "zz:needle:1");
+    assert!(
+        status_bar(&s).contains("filter *needle* · 2 keys │ key 2 of 2"),
+        "{}",
+        status_bar(&s)
+    );
+}
+
+/// `Esc` while only the count is out, after a dense pattern's first page
+/// came: the count reads on to the list's last key and stops there, so
+/// the page stays; moving, `G` and seeking then keep to the keys counted.
+#[test]
+fn a_stop_behind_the_list_counts_up_to_it() {
+    let (_dir, path) = store_with(&items(12_000));
+    let mut s = browse(&path, None, (100, 30));
+    keys(&mut s, "fitem:*7");
+    enter(&mut s);
+    while s.app.pager.keys.is_empty() {
+        assert!(s.answer_one(SETTLE), "a step did not come");
+    }
+    assert_eq!(s.app.pager.scanning(), None, "the first page is in");
+    assert!(s.app.counting.as_ref().is_some_and(|c| c.read == 0));
+    let shown = listed(&s);
+    assert_eq!(shown.last().map(String::as_str), Some("item:01997"));
+    esc(&mut s);
+    assert_eq!(listed(&s), shown, "the page stays");
+    assert!(
+        status_bar(&s).contains("filter item:*7 · 500 keys in the first 5,000 (stopped)"),
+        "{}",
+        status_bar(&s)
+    );
+    for _ in 0..20 {
+        act(&mut s, &[Action::Move(Move::PageDown)]);
+        all_match(&s);
+    }
+    assert_eq!(selected(&s.app), "item:04997");
+    keys(&mut s, "gG");
+    assert_eq!(selected(&s.app), "item:04997");
+    assert!(
+        s.app
+            .pager
+            .keys
+            .iter()
+            .all(|k| k.as_slice() <= b"item:04999".as_slice())
+    );
+    keys(&mut s, "/item:09000\n");
+    assert_eq!(selected(&s.app), "item:04997");
+    assert!(status_bar(&s).contains("500 keys in the first 5,000 (stopped)"));
+    keys(&mut s, "rG");
+    assert_eq!(selected(&s.app), "item:11997");
+    assert!(status_bar(&s).contains("filter item:*7 · 1,200 keys │ key 1,200 of 1,200"));
+}
+
+/// The list's read is a step ahead of the count's when `Esc` comes (they
+/// take turns): the status bar, the list and the count give one number
+/// of keys read, not 5,000 in one place and 10,000 in another.
+#[test]
+fn a_stop_gives_one_number_of_keys_read() {
+    let (_dir, path) = store_with(&needles());
+    let mut s = browse(&path, None, (100, 30));
+    scan_to(&mut s, "*needle:*", 10_000);
+    let counted = s.app.counting.as_ref().map(|c| c.read);
+    assert_eq!(counted, Some(5_000), "the count is a step behind");
+    esc(&mut s);
+    assert!(
+        status_bar(&s).contains("filter *needle:* · no match in the first 10,000 (stopped)"),
+        "{}",
+        status_bar(&s)
+    );
+    assert!(shows(&s.app, "(no match in the 10,000 keys"));
+    assert!(!screen(&s.app).join("\n").contains("5,000"));
+    assert_eq!(s.app.counting.as_ref().map(|c| c.read), Some(10_000));
+}
+
+/// Tells the browser that someone else changed `key`, as the live feed
+/// does, and takes the answers to what it asked for then.
+fn live_change(s: &mut Session, key: &str, deleted: bool) {
+    let mut inbox = Inbox::default();
+    inbox.link = Link::Live;
+    inbox.changes = vec![Change {
+        revision: 1_000_000,
+        key: key.as_bytes().to_vec(),
+        deleted,
+        expired: false,
+    }];
+    s.app.follow(inbox);
+    act(s, &[Action::Resize(100, 20)]);
+}
+
+/// Live changes after a stop: one past the keys read neither moves the
+/// cursor nor shows up (it moved the cursor to it and filled the list
+/// with keys no read had reached); one among them does, and the count
+/// follows it.
+#[test]
+fn a_live_change_past_a_stop_stays_out() {
+    let (_dir, other, mut s) = shared(&needles(), None);
+    s.app.live = Some(Default::default());
+    scan_to(&mut s, "*needle*", 10_000);
+    esc(&mut s);
+    let stopped = "filter *needle* · 1 key in the first 10,000 (stopped)";
+    assert!(status_bar(&s).contains(stopped), "{}", status_bar(&s));
+    assert_eq!(selected(&s.app), "a:needle");
+    other.put(b"zz:needle:2", b"2".to_vec(), None).unwrap();
+    live_change(&mut s, "zz:needle:2", false);
+    assert_eq!(selected(&s.app), "a:needle");
+    assert_eq!(listed(&s), ["a:needle"]);
+    assert!(!shows(&s.app, "zz:needle"), "{:?}", screen(&s.app));
+    assert!(status_bar(&s).contains(stopped), "{}", status_bar(&s));
+    keys(&mut s, "G");
+    assert_eq!(selected(&s.app), "a:needle");
+    // Among the keys read: shown, and counted.
+    other.put(b"b:needle", b"3".to_vec(), None).unwrap();
+    live_change(&mut s, "b:needle", false);
+    assert_eq!(listed(&s), ["a:needle", "b:needle"]);
+    assert!(status_bar(&s).contains("2 keys in the first 10,000 (stopped)"));
+    other.delete(b"b:needle", None).unwrap();
+    live_change(&mut s, "b:needle", true);
+    assert_eq!(listed(&s), ["a:needle"]);
+    assert!(status_bar(&s).contains(stopped));
+
+    // An empty list: a match past the keys read does not fill it.
+    keys(&mut s, "\x1b");
+    scan_to(&mut s, "*needle:*", 10_000);
+    esc(&mut s);
+    assert!(status_bar(&s).contains("no match in the first 10,000 (stopped)"));
+    other.put(b"zz:needle:3", b"4".to_vec(), None).unwrap();
+    live_change(&mut s, "zz:needle:3", false);
+    assert!(s.app.pager.keys.is_empty(), "{:?}", listed(&s));
+    assert!(!shows(&s.app, "zz:needle"), "{:?}", screen(&s.app));
+    assert!(shows(&s.app, "(no match in the 10,000 keys"));
+    // The data is as written: the browser wrote nothing.
+    assert!(other.get(b"b:needle").unwrap().is_none());
+    assert_eq!(other.get(b"zz:needle:2").unwrap().unwrap().value, b"2");
+    // `r` reads on and finds them.
+    keys(&mut s, "r");
+    assert!(
+        status_bar(&s).contains("filter *needle:* · 3 keys"),
+        "{}",
+        status_bar(&s)
+    );
 }
