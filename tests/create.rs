@@ -267,7 +267,8 @@ fn an_empty_file_is_absent_to_reads_and_replaced_by_put() {
 
 /// `check` on an empty file lists it as a problem (exit 3), as any file
 /// that holds no sound database: a backup truncated to nothing is damaged,
-/// not missing. The file stays empty.
+/// not missing. So is an unfinished creation's zeroed header. The files
+/// stay as they were.
 #[test]
 fn check_says_an_empty_file_is_a_problem() {
     let env = Env::new();
@@ -287,6 +288,15 @@ fn check_says_an_empty_file_is_a_problem() {
     );
     assert_eq!(std::fs::read(env.db()).unwrap(), b"", "check changed it");
     assert!(!create::temp_path(&env.db()).exists());
+    // So is a file of redb's header without its magic number, then zeros.
+    std::fs::write(env.db(), zero_header_image()).unwrap();
+    let done = env.kvr(["check"]).code(3);
+    assert_eq!(
+        done.stdout_text(),
+        "problem: file: it holds no database: no magic number where the header starts, and \
+         nothing but zeros after it (its creation never finished, or it was zeroed)\n"
+    );
+    assert_eq!(std::fs::read(env.db()).unwrap(), zero_header_image());
     // A missing file is still not there at all (exit 1).
     std::fs::remove_file(env.db()).unwrap();
     env.kvr(["check"]).code(1).stderr_has(&format!(
@@ -302,8 +312,8 @@ fn a_zero_header_file_is_absent_to_reads_and_replaced_by_batch() {
     std::fs::write(env.db(), &image).unwrap();
     reads_say_missing_and_leave_it(&env, &image);
     env.kvr(["check"])
-        .code(1)
-        .stderr_has("does not exist as a database");
+        .code(3)
+        .stdout_has("it holds no database");
     assert_eq!(std::fs::read(env.db()).unwrap(), image);
     env.kvr(["batch"])
         .stdin("{\"key\":\"k\",\"value\":\"v\"}\n")

@@ -64,18 +64,24 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
     match super::create::inspect(path)? {
         super::create::Found::Present => {}
         super::create::Found::Missing => return Err(crate::error::database_missing(path)),
-        // Reads take an empty file for a missing database (a later `put`
-        // replaces it), but the file is there: a backup truncated to
-        // nothing must fail its check as damaged, not as "not found".
-        super::create::Found::Unfinished if empty(path)? => {
+        // Reads take an unfinished creation for a missing database (a
+        // later `put` replaces it), but the file is there: a backup
+        // truncated or zeroed must fail its check as damaged, not as "not
+        // found".
+        super::create::Found::Unfinished => {
             report.problem(
                 "file",
-                "it is empty (0 bytes): no database was ever written to it (its creation \
-                 never finished, or it was truncated)",
+                if empty(path)? {
+                    "it is empty (0 bytes): no database was ever written to it (its creation \
+                     never finished, or it was truncated)"
+                } else {
+                    "it holds no database: no magic number where the header starts, and \
+                     nothing but zeros after it (its creation never finished, or it was \
+                     zeroed)"
+                },
             );
             return Ok(report);
         }
-        super::create::Found::Unfinished => return Err(crate::error::database_missing(path)),
     }
     // Held for the whole check: no kvr process opens the file to write meanwhile.
     let guard = match super::open_probe(path) {
