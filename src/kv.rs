@@ -384,7 +384,7 @@ impl Kv for LocalKv {
 
     fn source(&self) -> String {
         let path = self.store.path().display();
-        if self.store.is_read_only() {
+        if !self.store.may_write() {
             format!("{path} (read-only)")
         } else {
             path.to_string()

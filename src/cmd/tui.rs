@@ -29,10 +29,10 @@ pub fn run(g: Global, _args: TuiArgs) -> anyhow::Result<()> {
 }
 
 /// The `--db` file, opened as every command opens it (a crashed server's
-/// log is replayed first, and so on). For reading it is opened read-only,
-/// as `get` and `range` open it, so that reopening it writes nothing; for
-/// writing (the first open too, which tells whether the user may write
-/// it), read-write. A file the user may only read (another user's, a
+/// log is replayed first, and so on). For reading (the first open too,
+/// whose description tells whether the user may write it) it is opened
+/// read-only, as `get` and `range` open it, so that browsing writes
+/// nothing; for writing, read-write. A file the user may only read (another user's, a
 /// read-only mount) is opened read-only instead: browsing works, and a
 /// save or delete says why nothing can be written. A reopen waits for
 /// another process at least [`REOPEN_WAIT`].

@@ -251,13 +251,19 @@ impl Store {
         self.created
     }
 
-    /// The database file's path.
-    /// Whether the file was opened read-only (a read command's open):
-    /// every write is refused.
-    pub fn is_read_only(&self) -> bool {
-        matches!(self.db.read().as_deref(), Ok(Some(Handle::ReadOnly(_))))
+    /// Whether this process may write the file: opened for writing, or
+    /// opened read-only though it could have been (`read_only.rs`), so
+    /// that an open for writing would succeed.
+    pub fn may_write(&self) -> bool {
+        matches!(
+            self.db.read().as_deref(),
+            Ok(Some(
+                Handle::Writable(_) | Handle::ReadOnly(read_only::Reader::Exclusive(_))
+            ))
+        )
     }
 
+    /// The database file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

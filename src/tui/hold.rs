@@ -100,7 +100,7 @@ impl Slot {
     pub fn file(first: Box<dyn Kv>, reopen: Opener, idle: Duration) -> Slot {
         Slot {
             kv: Some(first),
-            writes: true,
+            writes: false,
             reopen: Some(reopen),
             idle,
         }

@@ -188,13 +188,16 @@ impl Worker {
         Self::spawn(move || open().map(Slot::held))
     }
 
-    /// Starts the thread on a local file: opened for writing by `open`
-    /// now, let go of after `idle` without a call and opened again by
-    /// `open` for the next one (see [`super::hold`]).
+    /// Starts the thread on a local file: opened for reading by `open`
+    /// now (so that browsing and quitting leave the file's bytes as they
+    /// were; its description still says whether it may be written), let
+    /// go of after `idle` without a call, and opened again by `open` for
+    /// the next one, for writing when that is a save or delete (see
+    /// [`super::hold`]).
     pub fn start_file(mut open: Opener, idle: Duration) -> Result<(Worker, String)> {
         Self::spawn(move || {
             let first = open(Reopen {
-                write: true,
+                write: false,
                 wait: false,
             })?;
             Ok(Slot::file(first, open, idle))

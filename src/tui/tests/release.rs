@@ -99,6 +99,29 @@ fn an_idle_browser_lets_go_and_r_shows_what_others_wrote() {
     assert_eq!(stored(&path, b"newkey").map(|e| e.0), Some(b"v!".to_vec()));
 }
 
+/// From its first open on, a browser that only reads leaves the file's
+/// bytes as they were (the first open was read-write, and redb rewrote
+/// the header), and its title does not call a writable file read-only.
+#[test]
+fn browsing_from_the_first_open_writes_nothing() {
+    let (_dir, path) = store_with(&numbered(50));
+    let before = std::fs::read(&path).unwrap();
+    let mut s = browse_releasing(&path);
+    assert!(
+        !screen(&s.app).join("\n").contains("read-only"),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "jjG");
+    std::thread::sleep(PAST_IDLE);
+    keys(&mut s, "gr");
+    drop(s);
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "browsing wrote the file"
+    );
+}
+
 /// Moving through keys keeps the file: no reopen per key press.
 #[test]
 fn moving_through_keys_keeps_the_file_open() {
