@@ -517,6 +517,19 @@ fn check_reports_counters_that_disagree_with_the_data() {
         out.contains("the revision counter 50 is below revision 100 of key \"pre/000099\""),
         "{out}"
     );
+    // With a log left by a crashed server, counters trail the records a
+    // flush in parts committed before its last part (a LazyFS power-loss
+    // run found check reporting that): they are not compared until the
+    // log is replayed, and the log itself is the problem named.
+    let log = dir.path().join("db.redb.wal");
+    std::fs::create_dir(&log).unwrap();
+    let out = check_fails(dir.path(), "a write-ahead log is left");
+    assert!(
+        !out.contains("counter says") && !out.contains("is below revision"),
+        "{out}"
+    );
+    std::fs::remove_dir(&log).unwrap();
+    check_fails(dir.path(), "the keys counter says 99");
 }
 
 #[test]
