@@ -448,6 +448,15 @@ fn compacted_message(requested: u64, oldest: u64, resumed: bool) -> String {
     }
 }
 
+/// The message a caught panic carries (`std::panic::catch_unwind`).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::Code;

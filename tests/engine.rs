@@ -932,6 +932,77 @@ fn a_crash_between_the_parts_of_a_flush_loses_nothing() {
     assert!(stopped_between > 10, "{stopped_between}");
 }
 
+/// A panic inside a flush (redb's, on a damaged file; here the storage
+/// backend's) is contained: the failure is the engine's (`broken`, which
+/// `/readyz` shows), so writers that meet the full budget get an error
+/// instead of waiting for ever (a LazyFS run saw a server whose flush
+/// thread had died go on taking writes); reads still give the model; and
+/// the recovery of a restart, the fault gone, finds every write.
+#[test]
+fn a_panic_in_a_flush_is_the_engines_failure_and_a_restart_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db.wal");
+    let mut r = start(SimDisk::default(), &dir, true);
+    let mut model = Model::default();
+    fill_for_parts(&mut r, &mut model);
+    r.disk.0.lock().unwrap().panic_on_write = true;
+    r.writer.freeze_now().unwrap();
+    assert!(!r.engine.wait_flushed(), "the flush did not fail");
+    assert_eq!(read_all(&r.engine.snapshot()), model.data);
+    // Fill the budget (64 KiB): a write then fails with the flush's error.
+    let value = "v".repeat(1000);
+    let refused = (0..200).find_map(|i| {
+        let ops = vec![Op::put(format!("fill{i:04}"), value.as_str())];
+        let request = Request {
+            ops: ops.clone(),
+            ..Request::default()
+        };
+        match r.writer.write_group(vec![request]) {
+            Ok(outcomes) => match outcomes.into_iter().next().unwrap() {
+                Ok(_) => {
+                    model.apply(&ops).unwrap();
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            },
+            Err(e) => Some(e.to_string()),
+        }
+    });
+    let refused = refused.expect("the writes waited or went on past the budget");
+    assert!(
+        refused.contains("the flush stopped on a fault"),
+        "{refused}"
+    );
+    assert!(refused.contains("injected panic"), "{refused}");
+    assert!(
+        r.engine
+            .broken()
+            .is_some_and(|why| why.contains("kvr check"))
+    );
+    assert_eq!(read_all(&r.engine.snapshot()), model.data);
+    // A crash then (the process stops; what redb had not synced is lost),
+    // and a restart without the fault: the log gives back every write.
+    r.writer.abandon();
+    let disk = r.disk.clone();
+    drop(r.engine);
+    disk.0.lock().unwrap().panic_on_write = false;
+    // Both recoveries, each on its own copy of the log (a recovery's
+    // flush releases what it flushed): as `kvr serve` (into memory), and
+    // as a command (into the file).
+    for seed in [0u64, 1] {
+        let copy = tmp.path().join(format!("copy{seed}.wal"));
+        std::fs::create_dir(&copy).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+        let r = start(disk.after_power_loss(seed), &copy, seed == 1);
+        check(&r, &model);
+        assert!(r.engine.broken().is_none());
+        r.writer.abandon();
+    }
+}
+
 /// While a flush in parts is between parts, reads and the key count (of
 /// keys put while no memory table held them, resolved only now against a
 /// store that already holds some of them) give the model.

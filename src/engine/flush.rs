@@ -114,7 +114,7 @@ impl Helper {
             .name("kvr-flush-help".into())
             .spawn(move || {
                 for job in to_run {
-                    if finished.send(job(&engine)).is_err() {
+                    if finished.send(contained(|| job(&engine))).is_err() {
                         return;
                     }
                 }
@@ -197,7 +197,7 @@ fn run(engine: &Engine, helper: Option<&Helper>) {
         let Some(table) = next(engine) else {
             return;
         };
-        match flush(engine, &table, helper) {
+        match contained(|| flush(engine, &table, helper)) {
             Ok(()) => {
                 let mut s = engine.signal();
                 s.failing = None;
@@ -207,12 +207,23 @@ fn run(engine: &Engine, helper: Option<&Helper>) {
                 if engine.opts.log_flush_failures {
                     log_line(&format!("kvr serve: flush failed: {e}"));
                 }
-                heal(engine);
+                // After a panic inside redb its state in memory (locks
+                // poisoned, caches half written) is not to be trusted, nor
+                // closing it: no more tries. The failure stays the
+                // engine's (`Engine::broken`); the log keeps every
+                // acknowledged write for the recovery of a restart.
+                let panicked = matches!(&e, Error::Storage(m) if m.starts_with(PANICKED));
+                if panicked {
+                    engine.store.forsake();
+                } else {
+                    heal(engine);
+                }
                 let mut s = engine.signal();
                 let stopping = s.stopping;
                 s.failing = Some(e);
+                s.broken |= panicked;
                 engine.wake.notify_all();
-                if stopping {
+                if stopping || panicked {
                     return; // the log keeps the rest; recovery replays it
                 }
                 let _ = engine.wake.wait_timeout(s, RETRY_INTERVAL);
@@ -464,6 +475,24 @@ fn sorted_item<'a>((key, v): (&'a [u8], &'a Version)) -> crate::store::SortedIte
         .as_deref()
         .map(|val| (val, v.revision, v.expires_at_ms));
     (key, item)
+}
+
+/// How [`contained`] begins the message of a panic it caught.
+const PANICKED: &str = "the flush stopped on a fault";
+
+/// Runs one step of the flush, a panic in it (redb's, on a damaged file)
+/// turned into an error: the failure is then logged, handed to writers
+/// once the memory tables are full (500 `internal`) and shown by
+/// `/readyz`, rather than the flush thread dying unseen while writes pile
+/// up against a budget no flush will ever free.
+fn contained<T>(step: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|panic| {
+        Err(Error::Storage(format!(
+            "{PANICKED} in the storage engine ({}); the file may be damaged: stop the \
+             server (every acknowledged write is in its log) and run kvr check",
+            crate::error::panic_text(&*panic)
+        )))
+    })
 }
 
 /// After a failed flush: if redb now refuses writes, reopen the file at

@@ -246,6 +246,9 @@ struct Signal {
     abandon: bool,
     /// The last flush failed with this (cleared by a successful one).
     failing: Option<Error>,
+    /// A flush panicked (see `flush.rs`): no flush runs again, and
+    /// `failing` stays.
+    broken: bool,
 }
 
 /// The engine, shared by the writer thread, the flush thread and readers.
@@ -756,6 +759,15 @@ impl Engine {
         }
         let _guard = self.signal();
         self.wake.notify_all();
+    }
+
+    /// Why this engine cannot write its file any more (a flush panicked
+    /// inside the storage engine), if so: the server is then not ready.
+    pub fn broken(&self) -> Option<String> {
+        let s = self.signal();
+        s.broken
+            .then(|| s.failing.as_ref().map(ToString::to_string))
+            .flatten()
     }
 
     /// Blocks until every frozen table is flushed, or a flush failed.

@@ -408,8 +408,14 @@ async fn dispatch(
     }
     match def.route {
         Route::Healthz => Ok(text(StatusCode::OK, "ok", "text/plain")),
-        // Standalone, a server is ready once it listens: recovery ran before.
-        Route::Readyz => match state.cluster.as_ref().map(|n| n.ready()) {
+        // Standalone, a server is ready once it listens (recovery ran
+        // before), until its engine cannot write the file any more.
+        Route::Readyz => match state
+            .engine
+            .broken()
+            .map(Err)
+            .or_else(|| state.cluster.as_ref().map(|n| n.ready()))
+        {
             Some(Err(why)) => Ok(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"error": "unavailable", "message": why}),

@@ -344,6 +344,19 @@ impl Store {
         }
     }
 
+    /// Lets go of redb's handle without closing it, after a panic inside
+    /// redb: its locks may be poisoned, and closing it would panic again
+    /// (at the server's shutdown, say). What it had not synced is lost,
+    /// as in a crash, and the log kept for recovery covers it. Reads
+    /// then get an error.
+    pub fn forsake(&self) {
+        let handle = match self.db.write() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        std::mem::forget(handle);
+    }
+
     /// Closes the file and opens it again at its last durable commit; the
     /// calling thread then replays its log on top and calls
     /// [`Store::reopened`]. Reads from other threads in between get

@@ -366,14 +366,7 @@ fn guarded_call(slot: &mut Slot, request: Request, wait: &mut bool) -> Response 
             }
         }
     }));
-    result.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
-        Response::Crashed(message)
-    })
+    result.unwrap_or_else(|panic| Response::Crashed(crate::error::panic_text(&*panic)))
 }
 
 /// The answer to `request` when the source could not be opened.

@@ -28,6 +28,9 @@ pub struct Disk {
     pub pending: Vec<Pending>,
     /// Fail every write or sync once this many more writes were done.
     pub fail_after: Option<u32>,
+    /// Panic in every write while set: a fault inside the storage engine
+    /// (redb panics on some damaged files).
+    pub panic_on_write: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +97,10 @@ impl StorageBackend for SimDisk {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
         let mut d = self.0.lock().unwrap();
+        if d.panic_on_write {
+            drop(d); // (not poisoned: the panic is the fault, not the lock)
+            panic!("injected panic in the storage backend");
+        }
         if d.failing() {
             return Err(io_err("injected failure"));
         }
