@@ -106,7 +106,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("f", "filter: a prefix, or a glob: user:*:id, *x* (Redis's)"),
     (
         "r",
-        "refresh keys, value and counts (--server follows live)",
+        "refresh keys, value, counts; a stopped scan reads on",
     ),
     (
         "e  Enter",
