@@ -27,6 +27,9 @@ const FLUSH_TICK: Duration = Duration::from_millis(500);
 /// How often a leader looks whether its own history bounds are the ones
 /// in force (`Node::adopt_history_bounds`).
 const HISTORY_CHECK: Duration = Duration::from_millis(200);
+/// How often a restarted member tries again to catch up with its cluster
+/// while it cannot (no leader yet).
+const RECOVERY_RETRY: Duration = Duration::from_millis(100);
 /// Raft log entries between snapshots (which let the log be purged);
 /// `KVR_RAFT_SNAPSHOT_EVERY` changes it (tests use a small one). Building
 /// one costs a flush on every node, so not more often: at 50,000 a 3-node
@@ -232,6 +235,20 @@ pub async fn start(
         opts.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         node.clone(),
     ));
+    if fresh {
+        node.mark_recovered();
+    } else {
+        // Catch up with the cluster once, so that readiness (and stale
+        // reads) need not wait for a client's read (see `Node::recovered`).
+        let catching_up = node.clone();
+        tokio::spawn(async move {
+            while !catching_up.recovered() {
+                if catching_up.read_barrier().await.is_err() {
+                    tokio::time::sleep(RECOVERY_RETRY).await;
+                }
+            }
+        });
+    }
     let ticker = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(FLUSH_TICK);

@@ -400,10 +400,12 @@ async fn dispatch(
     }
     if params.contains(&"consistency") {
         let stale = stale(&query)?;
-        if let Some(node) = &state.cluster
-            && !stale
-        {
-            node.read_barrier().await?;
+        if let Some(node) = &state.cluster {
+            if stale {
+                node.stale_read_barrier().await?;
+            } else {
+                node.read_barrier().await?;
+            }
         }
     }
     match def.route {

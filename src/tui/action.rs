@@ -104,10 +104,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("Tab", "switch focus between key list and value pane"),
     ("/", "seek: jump to a key, or the first key after it"),
     ("f", "filter: a prefix, or a glob: user:*:id, *x* (Redis's)"),
-    (
-        "r",
-        "refresh keys, value, counts; a stopped scan reads on",
-    ),
+    ("r", "refresh keys, value, counts; a stopped scan reads on"),
     (
         "e  Enter",
         "edit the value ($VISUAL / $EDITOR, else built in)",

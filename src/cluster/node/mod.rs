@@ -125,6 +125,9 @@ pub struct Node {
     /// meet wait for each other instead of failing (openraft refuses a
     /// change while another is in progress; SPEC: serialized, waits).
     membership_changes: tokio::sync::Mutex<()>,
+    /// Whether the node has caught up with its cluster since it started
+    /// (see [`Node::recovered`]).
+    recovered: std::sync::atomic::AtomicBool,
 }
 
 /// What a proposal here answered: what applying the write decided, or why
@@ -225,7 +228,28 @@ impl Node {
             counts: RoundCounts::default(),
             liveness,
             membership_changes: tokio::sync::Mutex::new(()),
+            recovered: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether this node's state is known to be at least what it served
+    /// before it last stopped: once one read index (the leader's commit
+    /// index) has been applied here since it started. A restarted member
+    /// replays its Raft log up to the commit index it recorded, but that
+    /// record is not synced: after a power loss it may be older than what
+    /// the node had applied and served, and stale reads would then answer
+    /// a revision below one the node gave before (SPEC: a node's
+    /// `X-Kvr-Revision` never goes backwards across its restarts; a LazyFS
+    /// power-loss run of three members found it). The leader's commit
+    /// index covers everything any member applied.
+    pub fn recovered(&self) -> bool {
+        self.recovered.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks a node that has nothing to recover (a new member).
+    pub fn mark_recovered(&self) {
+        self.recovered
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Stops Raft, then flushes what was applied into the database file,
@@ -640,7 +664,20 @@ impl Node {
                 let node = node.clone();
                 async move { node.read_round().await }
             })
-            .await
+            .await?;
+        self.mark_recovered();
+        Ok(())
+    }
+
+    /// Before a stale read: a node that has not caught up with its
+    /// cluster since it started (see [`Node::recovered`]) takes one read
+    /// index first, as a linearizable read does, and fails as one does
+    /// while it cannot.
+    pub async fn stale_read_barrier(self: &Arc<Self>) -> Result<()> {
+        if self.recovered() {
+            return Ok(());
+        }
+        self.read_barrier().await
     }
 
     /// One round of [`Node::read_barrier`]: a read index confirmed now,
@@ -734,7 +771,11 @@ impl Node {
     /// leader (a leader: a majority acknowledged it within the maximum
     /// election timeout) and has applied nearly all it committed.
     pub fn ready(&self) -> std::result::Result<(), String> {
-        self.liveness.ready(&self.metrics(), self.me.node_id)
+        self.liveness.ready(&self.metrics(), self.me.node_id)?;
+        if !self.recovered() {
+            return Err("restarted: not yet caught up with the cluster's commit index".into());
+        }
+        Ok(())
     }
 
     /// Whether the node has a leader it hears from (see `liveness.rs`).
