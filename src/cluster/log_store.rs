@@ -13,7 +13,11 @@
 //! leader's Raft loop about 5 % of its CPU): `u32` CRC-32 and `u32`
 //! length (little-endian) of the postcard bytes that follow. A torn or
 //! stale one is harmless: it fails its check and reads as unknown, or
-//! names an index that was committed (commits only move forward).
+//! names an index that was committed (commits only move forward); a
+//! restarted node replays only that far, and catches up with its leader
+//! before it answers stale reads (`Node::recovered`). A truncation (a
+//! conflicting tail cut) and a purge sync the segment and the directory,
+//! so that cut entries and purged segments stay gone after a power loss.
 //!
 //! **Group commit.** [`LogStore::append`] writes the entries at once (so
 //! they can be read back before they are durable, as openraft requires)
@@ -642,12 +646,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .range(segment + 1..)
             .map(|(&k, _)| k)
             .collect();
+        let removed = !later.is_empty();
         for first in later {
             inner.remove_segment(first)?;
         }
         if let Some(seg) = inner.segments.get_mut(&segment) {
             seg.file.set_len(offset)?;
             seg.len = offset;
+            // Durable before anything else is appended or acknowledged:
+            // after a power loss the cut entries (and segments) must not
+            // come back beside the ones that replace them.
+            seg.file.sync_all()?;
+        }
+        if removed {
+            File::open(&inner.dir)?.sync_all()?;
         }
         Ok(())
     }
@@ -664,6 +676,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // one starts at or below upto + 1. With no live entry left, all go,
         // so the next append starts a segment of its own.
         let firsts: Vec<u64> = inner.segments.keys().copied().collect();
+        let mut removed = false;
         for (i, &first) in firsts.iter().enumerate() {
             let all_purged = match firsts.get(i + 1) {
                 Some(&next) => next <= upto + 1,
@@ -671,7 +684,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             };
             if all_purged {
                 inner.remove_segment(first)?;
+                removed = true;
             }
+        }
+        // The unlinks made durable too (a purged segment that came back
+        // after a power loss would only be skipped, but need not be).
+        if removed {
+            File::open(&inner.dir)?.sync_all()?;
         }
         Ok(())
     }
