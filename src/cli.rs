@@ -227,10 +227,8 @@ fn name_the_variable(e: clap::Error, cmd: &clap::Command) -> clap::Error {
     ) else {
         return e;
     };
-    let typed: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|word| word.to_string_lossy().into_owned())
-        .collect();
+    // A typed option reads no variable (`typed_options_skip_their_variables`
+    // made `cmd` so): its bad value is the flag's error, as clap words it.
     let as_flag = flag.split(' ').next().unwrap_or_default();
     let Some((_, variable)) = variable_of(cmd, as_flag).filter(|(_, env)| {
         std::env::var_os(env).is_some_and(|set| set.to_string_lossy() == *value)
@@ -238,12 +236,6 @@ fn name_the_variable(e: clap::Error, cmd: &clap::Command) -> clap::Error {
         return e;
     };
     let long = as_flag.trim_start_matches("--");
-    // The same bad value typed as the flag is the flag's error.
-    let typed_it = typed.windows(2).any(|w| w[0] == as_flag && w[1] == *value)
-        || typed.contains(&format!("--{long}={value}"));
-    if typed_it {
-        return e;
-    }
     // clap's text after the flag: the parser's reason, or the values it takes.
     let rendered = e.render().to_string();
     let reason = rendered
