@@ -67,7 +67,7 @@ impl Store {
         // Without history in the snapshot, it starts after it.
         let mut bounds = (revision + 1, 0);
         {
-            let mut tables = super::apply::Tables::open(&wtx)?;
+            let mut tables = super::write_tables::Tables::open(&wtx)?;
             let mut history = wtx.open_table(HISTORY)?;
             let mut idempotency = Vec::new();
             let mut buf = Vec::new();

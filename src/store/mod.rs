@@ -27,7 +27,9 @@ mod paced;
 mod range;
 mod record;
 mod redb_error;
+mod runs;
 mod table;
+mod write_tables;
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -35,11 +37,12 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
-pub use apply::{Commit, LOCAL_SWEEP_MAX, SortedRun, SortedRuns, commits_settled};
+pub use apply::{Commit, LOCAL_SWEEP_MAX, commits_settled};
 pub(crate) use apply::{check_limits, condition_holds};
 pub use check::{Problem, Report, check};
 pub use memory::{default_cache_mib, default_serve_cache_mib};
 pub use record::Record;
+pub use runs::{SortedRun, SortedRuns};
 pub use table::{
     Created, HistoryUpdate, IdempotencyUpdate, InlineValue, SortedItem, StoreEvent, TableCursor,
     TableItem, TableReader,
@@ -121,7 +124,7 @@ pub struct Store {
     /// See [`StoreOptions::paced_writeback`] (kept for [`Store::reopen`]).
     paced_writeback: bool,
     path: PathBuf,
-    /// Input bytes per sorted run of a batch (see `apply.rs`).
+    /// Input bytes per sorted run of a batch (see `runs.rs`).
     run_max_bytes: usize,
     /// This open created the file (see [`Store::discard_if_unwritten`]).
     created: bool,
@@ -207,7 +210,7 @@ impl Store {
             cache_bytes: opts.cache_bytes,
             paced_writeback: opts.paced_writeback,
             path,
-            run_max_bytes: apply::run_max_bytes(opts.cache_bytes),
+            run_max_bytes: runs::run_max_bytes(opts.cache_bytes),
             created: false,
         };
         let rtx = store.begin_read()?;

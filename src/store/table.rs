@@ -543,7 +543,8 @@ impl Store {
             let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
             let oldest = meta.get(META_HISTORY_OLDEST)?.map_or(0, |g| g.value());
-            let mut tables = super::apply::Tables::open_keeping_history(&wtx, oldest, inline)?;
+            let mut tables =
+                super::write_tables::Tables::open_keeping_history(&wtx, oldest, inline)?;
             let (added, removed) = tables.write_sorted(&mut Vec::new(), items, on_absent)?;
             meta.insert(META_KEYS, (keys + added).saturating_sub(removed))?;
             i64::try_from(added).unwrap_or(i64::MAX) - i64::try_from(removed).unwrap_or(i64::MAX)
@@ -588,8 +589,10 @@ impl Store {
         let mut created = HashSet::new();
         let keys = {
             let mut tables = match &history {
-                Some(h) => super::apply::Tables::open_keeping_history(&wtx, h.oldest, h.inline)?,
-                None => super::apply::Tables::open(&wtx)?,
+                Some(h) => {
+                    super::write_tables::Tables::open_keeping_history(&wtx, h.oldest, h.inline)?
+                }
+                None => super::write_tables::Tables::open(&wtx)?,
             };
             let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
