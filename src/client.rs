@@ -8,8 +8,10 @@
 //!   reached; then `cannot reach kvr server at URL (is kvr serve running?)`
 //!   (exit 5). Against a cluster (a member answers with `X-Kvr-Node`), a
 //!   503 `unavailable` and an unreachable member are retried (at the
-//!   leader named by `X-Kvr-Leader` first) until `--timeout`; a write
-//!   whose outcome is unknown is not retried (exit 5, saying so).
+//!   leader named by `X-Kvr-Leader` first) until `--timeout`, and so is a
+//!   write whose outcome is unknown, with its Idempotency-Key. A write
+//!   whose outcome is unknown at a standalone server goes to no other
+//!   (exit 5, saying so): that one keeps its own idempotency records.
 //! * Keys go in the path, percent-encoded, or as `?key=` when a segment is
 //!   `.`, `..` or empty (which URL handling elsewhere could rewrite).
 //! * Ranges are read as an NDJSON stream; a stream that breaks off is an
@@ -225,6 +227,19 @@ impl Client {
             let mut all_unreachable = true;
             let mut wait = Duration::from_millis(100);
             for url in &order {
+                if let Some(e) = unknown.take() {
+                    // The write may have been applied where it went. A
+                    // repeat meets its idempotency record only within the
+                    // same database: on a cluster's members, not on another
+                    // standalone server (it would be applied there too).
+                    // And it is sent again only within --timeout.
+                    if std::time::Instant::now() >= deadline
+                        || !self.is_cluster_member(url, auth.as_deref(), deadline)
+                    {
+                        return Err(e);
+                    }
+                    unknown = Some(e);
+                }
                 match request(&self.agent, url, auth.as_deref()) {
                     Ok(resp) if resp.headers().contains_key("x-kvr-node") => {
                         self.clustered.store(true, Ordering::Relaxed);
@@ -282,11 +297,14 @@ impl Client {
                         _ => return Ok((url.clone(), resp)),
                     },
                     Err(e) if keyed_write && !unreachable(&e) && sent_maybe(&e) => {
+                        let what = match e {
+                            ureq::Error::Timeout(_) => {
+                                format!("kvr server at {url} did not answer in time (--timeout)")
+                            }
+                            e => transport_error_given(url, e, self.cacert.as_deref()).to_string(),
+                        };
                         unknown = Some(Error::OutcomeUnknown {
-                            message: format!(
-                                "{}; the write may or may not have been applied",
-                                transport_error_given(url, e, self.cacert.as_deref())
-                            ),
+                            message: format!("{what}; the write may or may not have been applied"),
                         });
                     }
                     Err(e) if unreachable(&e) => {
@@ -362,6 +380,32 @@ impl Client {
             message,
             overloaded: false,
         })
+    }
+
+    /// Whether this client talks to a cluster: a member has answered it,
+    /// or `url` answers `/healthz` as one (with `X-Kvr-Node`) before
+    /// `deadline`.
+    fn is_cluster_member(
+        &self,
+        url: &str,
+        auth: Option<&str>,
+        deadline: std::time::Instant,
+    ) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.clustered.load(Ordering::Relaxed) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let probe = with_auth(self.agent.get(format!("{url}/healthz")), auth)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call();
+        let member = probe.is_ok_and(|resp| resp.headers().contains_key("x-kvr-node"));
+        if member {
+            self.clustered.store(true, Ordering::Relaxed);
+        }
+        member
     }
 
     /// Whether a server has answered a request sent with `Client::send`

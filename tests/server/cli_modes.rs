@@ -240,8 +240,10 @@ fn a_server_url_nothing_could_reach_is_a_usage_error() {
 
 /// Something in front of the server (a reverse proxy) that answers 502 or
 /// 504 itself, without kvr's headers: the server was not reached, or did
-/// not answer in time. Exit 5, not 3, and a list moves on; a write that
-/// moved on is applied once, by the server that answered.
+/// not answer in time. Exit 5, not 3, and a read moves on down the list;
+/// a write, which may have been applied behind the proxy, goes to no other
+/// standalone server (see
+/// `a_write_that_may_have_been_applied_goes_to_no_other_standalone_server`).
 #[test]
 fn a_proxys_gateway_errors_are_retried_elsewhere() {
     use std::io::{Read, Write};
@@ -294,21 +296,112 @@ fn a_proxys_gateway_errors_are_retried_elsewhere() {
         }
     }
     let s = Server::start(dir.path(), &[]);
+    let out = kvr(dir.path(), &["--server", &s.url, "put", "a", "1"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
     let list = format!("{proxy_url},{}", s.url);
-    let out = kvr(dir.path(), &["--server", &list, "put", "a", "1"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = kvr(dir.path(), &["--server", &list, "get", "a"], b"");
     assert_eq!(
         (out.status.code(), stdout(&out)),
         (Some(0), "1".to_string())
     );
+    let out = kvr(dir.path(), &["--server", &list, "put", "a", "2"], b"");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the write may or may not have been applied"),
+        "{}",
+        stderr(&out)
+    );
     let stats = kvr(dir.path(), &["--server", &s.url, "stats"], b"");
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
-    assert_eq!(
-        stats["revision"], 1,
-        "the put moved on and was applied once"
-    );
+    assert_eq!(stats["revision"], 1, "the put did not move on");
     assert!(answered.load(std::sync::atomic::Ordering::Relaxed) >= 6);
+}
+
+/// A listener on 127.0.0.1 whose connections are handled by `conn` on a
+/// thread each; its URL.
+fn fake_server(conn: fn(std::net::TcpStream)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            std::thread::spawn(move || conn(c));
+        }
+    });
+    url
+}
+
+/// A write whose outcome is unknown at a standalone server (no answer
+/// within --timeout, or the connection closed after the whole request was
+/// sent) is not sent to the next server of the list: that server keeps its
+/// own idempotency records, so the write would be applied on both. Exit 5,
+/// saying so, and the next server is unchanged. It was sent there and
+/// applied (exit 0). A read still moves on, and so does a write when the
+/// first server cannot be reached at all.
+#[test]
+fn a_write_that_may_have_been_applied_goes_to_no_other_standalone_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // Takes the request and never answers.
+    let silent = fake_server(|mut c| {
+        let mut buf = [0u8; 4096];
+        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    // Takes the whole request, then closes without an answer.
+    let cutting = fake_server(|mut c| {
+        c.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let s = Server::start(dir.path(), &[]);
+    let out = kvr(dir.path(), &["--server", &s.url, "put", "kept", "v"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    for first in [&silent, &cutting] {
+        let list = format!("{first},{}", s.url);
+        for (args, stdin) in [
+            (&["put", "a", "1"][..], &b""[..]),
+            (&["delete", "kept"], b""),
+            (&["batch"], b"{\"key\":\"b\",\"value\":\"2\"}\n"),
+        ] {
+            let out = kvr(
+                dir.path(),
+                &[&["--timeout", "1", "--server", &list][..], args].concat(),
+                stdin,
+            );
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(5), "{first} {args:?}: {err}");
+            assert!(
+                err.contains(&format!("kvr server at {first}"))
+                    && err.contains("the write may or may not have been applied"),
+                "{err}"
+            );
+        }
+        let out = kvr(
+            dir.path(),
+            &["--timeout", "1", "--server", &list, "get", "kept"],
+            b"",
+        );
+        assert_eq!(
+            (out.status.code(), stdout(&out)),
+            (Some(0), "v".to_string()),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = kvr(
+        dir.path(),
+        &["--server", &s.url, "range", "--keys-only"],
+        b"",
+    );
+    assert_eq!(stdout(&out), "{\"key\":\"kept\"}\n");
+    // Nothing listens on the first: the write moves on and is applied.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_url = format!("http://{}", gone.local_addr().unwrap());
+    drop(gone);
+    let list = format!("{gone_url},{}", s.url);
+    let out = kvr(dir.path(), &["--server", &list, "put", "a", "1"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kvr(dir.path(), &["--server", &s.url, "get", "a"], b"");
+    assert_eq!(stdout(&out), "1");
 }
 
 /// `--server "$URL"` with `$URL` unset asked for a server: exit 2, and no
