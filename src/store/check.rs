@@ -165,6 +165,9 @@ fn check_log(path: &Path, report: &mut Report) -> bool {
              recovery (any kvr command that opens it replays the log, e.g. kvr stats); until \
              then its counters may trail its records, and are not compared with them",
         );
+        if let Err(e) = crate::wal::verify(&dir) {
+            report.problem(format!("log {}", dir.display()), e.to_string());
+        }
     }
     left
 }

@@ -34,8 +34,10 @@
 //! at or below the database's (covered by a checkpoint); replay the others,
 //! which must continue the revisions without a gap, through the store's one
 //! write path (many records per transaction, sorted into runs); stop a
-//! segment at its first invalid record (a torn tail, never acknowledged).
-//! Then make the store durable and delete the log. A clean shutdown
+//! segment at its first invalid record (a torn tail, never acknowledged),
+//! unless an intact group follows it: that is damage, and the log is
+//! refused before anything is applied (`recover.rs`). Then make the store
+//! durable and delete the log. A clean shutdown
 //! checkpoints and deletes the log too, so the `.redb` file alone is the
 //! whole database.
 
@@ -50,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use record::LogRecord;
-pub use recover::{Recovered, recover, recover_dir, replay, replay_with};
+pub use recover::{Recovered, recover, recover_dir, replay, replay_with, verify};
 
 use crate::error::{Error, Result};
 use crate::types::{Applied, Op};
@@ -315,8 +317,8 @@ impl Wal {
 
     fn encode(&mut self, requests: &[LogRecord<'_>]) -> Result<()> {
         self.buf.clear();
-        for rec in requests {
-            record::encode(&mut self.buf, self.seq, rec)?;
+        for (i, rec) in requests.iter().enumerate() {
+            record::encode(&mut self.buf, self.seq, rec, i == 0)?;
         }
         Ok(())
     }

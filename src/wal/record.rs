@@ -4,9 +4,17 @@
 //! offset  size  field
 //! 0       4     payload length n, u32 little-endian (0: end of the log)
 //! 4       4     crc32 of bytes 8..16+n, then of the segment's sequence (u64 LE)
-//! 8       8     first revision the request took, u64 little-endian
+//! 8       8     first revision the request took, u64 little-endian;
+//!               bit 63 set: the record starts a group
 //! 16      n     payload: the request's operations
 //! ```
+//!
+//! A group is the records of one write and one sync ([`super::Wal::append`]):
+//! a crash can tear only the last one, so an intact record that starts a
+//! group after one that fails its check shows damage, not a torn tail
+//! (`recover.rs`). Logs of earlier releases mark no group; their replay
+//! stops at the first record that fails, as it always did. (Earlier
+//! releases read the mark as a revision gap and refuse such a log.)
 //!
 //! Payload: `u32` operation count, then per operation `u8` kind (1 put,
 //! 2 delete, 3 put with an expiry, 4 expiry delete, 5 applied delete,
@@ -41,6 +49,8 @@ use crate::types::{Action, Op};
 
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 16;
+/// The bit of the first-revision field that marks a group's first record.
+const STARTS_GROUP: u64 = 1 << 63;
 
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
@@ -63,12 +73,24 @@ pub struct LogRecord<'a> {
     pub idempotency: Option<(&'a str, &'a [u8])>,
 }
 
-/// Appends one record to `buf`.
-pub fn encode(buf: &mut Vec<u8>, segment: u64, rec: &LogRecord<'_>) -> Result<()> {
+/// Appends one record to `buf`; `starts_group`: it is the first of the
+/// records written and synced together.
+pub fn encode(
+    buf: &mut Vec<u8>,
+    segment: u64,
+    rec: &LogRecord<'_>,
+    starts_group: bool,
+) -> Result<()> {
     let (first_revision, ops) = (rec.first_revision, rec.ops);
+    if first_revision & STARTS_GROUP != 0 {
+        return Err(Error::Storage(format!(
+            "revision {first_revision} is past what the write-ahead log can hold"
+        )));
+    }
     let start = buf.len();
     buf.extend_from_slice(&[0; 8]);
-    buf.extend_from_slice(&first_revision.to_le_bytes());
+    let mark = if starts_group { STARTS_GROUP } else { 0 };
+    buf.extend_from_slice(&(first_revision | mark).to_le_bytes());
     let took = |i: usize| {
         rec.revisions
             .is_none_or(|r| r.get(i).is_some_and(|&r| r > 0))
@@ -167,13 +189,37 @@ pub fn payload_len(head: &[u8]) -> Option<usize> {
     (len > 0).then_some(len as usize)
 }
 
+/// Whether the record header at the start of `head` is marked as a
+/// group's first (a cheap look before its checksum).
+pub fn starts_group(head: &[u8]) -> bool {
+    head.get(8..16)
+        .and_then(|f| f.try_into().ok())
+        .map(u64::from_le_bytes)
+        // and a revision below 2^48, as any real one is
+        .is_some_and(|f| f & STARTS_GROUP != 0 && f & !STARTS_GROUP < 1 << 48)
+}
+
 /// A record read back: its first revision and operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
     pub first_revision: u64,
+    /// The first record of a group (see the module header).
+    pub starts_group: bool,
     pub ops: Vec<Op>,
     /// The idempotency record the request made: key, encoded record.
     pub idempotency: Option<(String, Vec<u8>)>,
+}
+
+/// Checks a whole record without decoding its operations: its first
+/// revision and operation count, `None` when the checksum fails.
+pub fn check(record: &[u8], segment: u64) -> Option<(u64, u32)> {
+    let stored = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
+    if checksum(record.get(8..)?, segment) != stored {
+        return None;
+    }
+    let field = u64::from_le_bytes(record.get(8..16)?.try_into().ok()?);
+    let count = u32::from_le_bytes(record.get(HEADER_LEN..HEADER_LEN + 4)?.try_into().ok()?);
+    Some((field & !STARTS_GROUP, count))
 }
 
 /// Checks and decodes a whole record (header and payload); `None` when the
@@ -183,7 +229,8 @@ pub fn decode(record: &[u8], segment: u64) -> Option<Decoded> {
     if checksum(record.get(8..)?, segment) != stored {
         return None;
     }
-    let first_revision = u64::from_le_bytes(record.get(8..16)?.try_into().ok()?);
+    let field = u64::from_le_bytes(record.get(8..16)?.try_into().ok()?);
+    let (first_revision, starts_group) = (field & !STARTS_GROUP, field & STARTS_GROUP != 0);
     let mut r = Reader {
         buf: record.get(HEADER_LEN..)?,
     };
@@ -218,6 +265,7 @@ pub fn decode(record: &[u8], segment: u64) -> Option<Decoded> {
     };
     Some(Decoded {
         first_revision,
+        starts_group,
         ops,
         idempotency,
     })
@@ -272,10 +320,10 @@ mod tests {
             revisions: None,
             idempotency: None,
         };
-        encode(&mut buf, 7, &rec).unwrap();
+        encode(&mut buf, 7, &rec, false).unwrap();
         assert_eq!(payload_len(&buf), Some(buf.len() - HEADER_LEN));
         let d = decode(&buf, 7).unwrap();
-        assert_eq!(d.first_revision, 42);
+        assert_eq!((d.first_revision, d.starts_group), (42, false));
         assert_eq!(d.ops, ops);
         assert_eq!(d.idempotency, None);
         let mut with_key = Vec::new();
@@ -283,8 +331,9 @@ mod tests {
             idempotency: Some(("k1", b"rec")),
             ..rec
         };
-        encode(&mut with_key, 7, &keyed).unwrap();
+        encode(&mut with_key, 7, &keyed, true).unwrap();
         let d = decode(&with_key, 7).unwrap();
+        assert_eq!((d.first_revision, d.starts_group), (42, true));
         assert_eq!(d.ops, ops);
         assert_eq!(d.idempotency, Some(("k1".to_string(), b"rec".to_vec())));
         // Another segment's sequence, or any flipped byte, fails the check.

@@ -66,14 +66,18 @@ pub type ReplayedRecords = Vec<(String, Vec<u8>)>;
 
 /// Reads the log in `dir` and hands the operations of the records after
 /// `revision` to `apply`, many records at a time, in order, with the
-/// idempotency records they made; `apply` returns the revision it reached. Checks that the records continue the
-/// revisions without a gap. The store replays into redb this way, the
-/// server's engine into its memory table.
+/// idempotency records they made; `apply` returns the revision it reached.
+/// Checks that the records continue the revisions without a gap. The store
+/// replays into redb this way, the server's engine into its memory table.
+///
+/// The log is first read through (`scan`): damage that would lose
+/// acknowledged writes is refused before anything is applied.
 pub fn replay_with(
     dir: &Path,
     revision: u64,
     mut apply: impl FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
 ) -> Result<Recovered> {
+    let skips = scan(dir, Some(revision))?;
     let mut state = Recovered {
         records: 0,
         revision,
@@ -82,17 +86,156 @@ pub fn replay_with(
     // handed over: they go with the next call of `apply`.
     let mut pending = ReplayedRecords::new();
     for seq in segments(dir)? {
-        let path = dir.join(format!("{seq:016x}.log"));
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let bytes = read_segment(dir, seq)?;
         if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice()) {
             // Created but never given its header: it holds no record.
             continue;
         }
-        replay_segment(&mut apply, dir, &bytes, seq, &mut state, &mut pending)?;
+        let skips: Vec<&Skip> = skips.iter().filter(|s| s.seq == seq).collect();
+        replay_segment(
+            &mut apply,
+            dir,
+            &bytes,
+            seq,
+            &skips,
+            &mut state,
+            &mut pending,
+        )?;
     }
     apply_group(&mut apply, dir, &mut Vec::new(), &mut state, &mut pending)?;
     Ok(state)
+}
+
+/// Reads the log in `dir` without replaying it, for `kvr check`: an error
+/// names damage that no crash can leave (see `group_after_damage`), or
+/// revisions that go backwards.
+pub fn verify(dir: &Path) -> Result<()> {
+    scan(dir, None).map(|_| ())
+}
+
+/// Damage that a replay steps over: in segment `seq`, from the record at
+/// `from` that fails its check to the intact record at `to`.
+#[derive(Debug)]
+struct Skip {
+    seq: u64,
+    from: usize,
+    to: usize,
+}
+
+/// Reads every record's header and checksum. A segment may end at a record
+/// that fails its check without damage: a torn tail, or a record left over
+/// in a recycled segment. Damage, an intact group after such a record
+/// ([`group_after_damage`]), is an error unless the database holds
+/// (`held`, its revision) every revision before that group: then the
+/// replay steps over it. `held` `None` (`kvr check`): any damage is an
+/// error, and so are revisions that go backwards.
+fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Skip>> {
+    let mut skips = Vec::new();
+    // The revision the records read so far reach.
+    let mut reach = held.unwrap_or(0);
+    let mut last = 0;
+    for seq in segments(dir)? {
+        let bytes = read_segment(dir, seq)?;
+        if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice()) {
+            continue;
+        }
+        let mut pos = SEGMENT_HEADER as usize;
+        while let Some(len) = bytes.get(pos..).and_then(record::payload_len) {
+            let end = pos + HEADER_LEN + len;
+            let Some((first, ops)) = bytes.get(pos..end).and_then(|r| record::check(r, seq)) else {
+                let Some((next, first)) = group_after_damage(&bytes, pos, seq) else {
+                    break; // a torn tail
+                };
+                let at = Damage { seq, pos };
+                match held {
+                    Some(_) if first <= reach + 1 => skips.push(Skip {
+                        seq,
+                        from: pos,
+                        to: next,
+                    }),
+                    Some(held) => return Err(damaged(dir, at, first, held)),
+                    None => return Err(damaged_log(dir, at, first)),
+                }
+                pos = next;
+                continue;
+            };
+            if held.is_none() && first < last {
+                return Err(gap(dir, first, last));
+            }
+            last = first;
+            if ops > 0 {
+                reach = reach.max(first + u64::from(ops) - 1);
+            }
+            pos = end;
+        }
+    }
+    Ok(skips)
+}
+
+fn read_segment(dir: &Path, seq: u64) -> Result<Vec<u8>> {
+    let path = dir.join(format!("{seq:016x}.log"));
+    std::fs::read(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+}
+
+/// A record that failed its check: its segment and byte offset.
+#[derive(Debug, Clone, Copy)]
+struct Damage {
+    seq: u64,
+    pos: usize,
+}
+
+/// After the record at `pos` of segment `seq` failed its check: the offset
+/// and first revision of the next intact record of that segment that
+/// starts a group. A crash tears only the last group written (records go
+/// to the log a group per write and sync, one after the other), so such a
+/// record shows that the log was damaged after it was written. Looks at
+/// every offset, since the damaged record's length may be wrong too.
+fn group_after_damage(bytes: &[u8], pos: usize, seq: u64) -> Option<(usize, u64)> {
+    // The byte that holds a header's group mark (bit 63 of the u64 at 8).
+    const MARK: usize = 15;
+    let mut mark = pos + 1 + MARK;
+    while mark < bytes.len() {
+        // Only offsets whose mark byte has its top bit set can start a
+        // group: the rest (zeros, text) is skipped fast.
+        mark += bytes[mark..].iter().position(|&b| b & 0x80 != 0)?;
+        let at = mark - MARK;
+        if record::starts_group(&bytes[at..])
+            && let Some(len) = record::payload_len(&bytes[at..])
+            && let Some((first, _)) = bytes
+                .get(at..at.saturating_add(HEADER_LEN + len))
+                .and_then(|r| record::check(r, seq))
+        {
+            return Some((at, first));
+        }
+        mark += 1;
+    }
+    None
+}
+
+/// The error of a log damaged where a crash cannot have torn it, whose
+/// intact records from revision `first` on the replay cannot reach; the
+/// database holds up to revision `held`.
+fn damaged(dir: &Path, at: Damage, first: u64, held: u64) -> Error {
+    let Error::Corrupt(what) = damaged_log(dir, at, first) else {
+        return damaged_log(dir, at, first);
+    };
+    Error::Corrupt(format!(
+        "{what}. Those writes were acknowledged, so nothing is replayed rather than \
+         lose them: restore a backup, or move {} aside to open the file as it was \
+         flushed, at revision {held} (every write after that is lost)",
+        dir.display()
+    ))
+}
+
+fn damaged_log(dir: &Path, at: Damage, first: u64) -> Error {
+    Error::Corrupt(format!(
+        "the write-ahead log in {} is damaged: the record at byte {} of {:016x}.log fails \
+         its checksum, and records written after it are intact (from revision {first}), \
+         which a crash cannot leave",
+        dir.display(),
+        at.pos,
+        at.seq
+    ))
 }
 
 /// The first and last segment in `dir`, if any.
@@ -118,11 +261,13 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(seqs)
 }
 
+/// Replays one segment, up to its end or a torn tail.
 fn replay_segment(
     apply_ops: &mut dyn FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
     dir: &Path,
     bytes: &[u8],
     seq: u64,
+    skips: &[&Skip],
     state: &mut Recovered,
     pending: &mut ReplayedRecords,
 ) -> Result<()> {
@@ -132,7 +277,15 @@ fn replay_segment(
     while let Some(len) = bytes.get(pos..).and_then(record::payload_len) {
         let end = pos + HEADER_LEN + len;
         let Some(rec) = bytes.get(pos..end).and_then(|r| record::decode(r, seq)) else {
-            break; // a torn tail: never acknowledged
+            // Damage the database covers (see `scan`), or a torn tail:
+            // never acknowledged.
+            match skips.iter().find(|s| s.from == pos) {
+                Some(skip) => {
+                    pos = skip.to;
+                    continue;
+                }
+                None => break,
+            }
         };
         pos = end;
         if rec.first_revision <= state.revision {
@@ -201,4 +354,122 @@ fn gap(dir: &Path, found: u64, expected: u64) -> Error {
         "the write-ahead log in {} has a record at revision {found} where {expected} was expected",
         dir.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::wal::Wal;
+
+    /// A log of `groups` (each a list of revisions, one put per record,
+    /// written with one append), and its one segment's path.
+    fn log_of(dir: &Path, groups: &[&[u64]]) -> (Wal, std::path::PathBuf) {
+        let mut wal = Wal::create_in(dir, 1 << 20).unwrap();
+        for group in groups {
+            let ops: Vec<Vec<Op>> = group
+                .iter()
+                .map(|r| vec![Op::put(format!("key{r}"), format!("value{r}"))])
+                .collect();
+            let requests: Vec<(u64, &[Op])> = group
+                .iter()
+                .zip(&ops)
+                .map(|(r, ops)| (*r, ops.as_slice()))
+                .collect();
+            wal.append(&requests).unwrap();
+        }
+        let segment = wal.end().0;
+        (wal, segment)
+    }
+
+    /// The byte offset of each record of a segment.
+    fn offsets(bytes: &[u8]) -> Vec<usize> {
+        let mut pos = SEGMENT_HEADER as usize;
+        let mut out = Vec::new();
+        while let Some(len) = bytes.get(pos..).and_then(record::payload_len) {
+            out.push(pos);
+            pos += HEADER_LEN + len;
+        }
+        out
+    }
+
+    /// Flips a byte in the payload of the `n`th record (from 0).
+    fn damage(segment: &Path, n: usize) {
+        let mut bytes = std::fs::read(segment).unwrap();
+        let at = offsets(&bytes)[n] + HEADER_LEN + 6;
+        bytes[at] ^= 0x20;
+        std::fs::write(segment, bytes).unwrap();
+    }
+
+    /// Replays the log onto a database at `held`: the revision reached and
+    /// the keys replayed.
+    fn replay(dir: &Path, held: u64) -> Result<(u64, Vec<Vec<u8>>)> {
+        let mut keys = Vec::new();
+        let mut reached = held;
+        let got = replay_with(dir, held, |ops, _| {
+            reached += ops.len() as u64;
+            keys.extend(ops.into_iter().map(|op| op.key));
+            Ok(reached)
+        })?;
+        Ok((got.revision, keys))
+    }
+
+    fn key(r: u64) -> Vec<u8> {
+        format!("key{r}").into_bytes()
+    }
+
+    #[test]
+    fn damage_before_intact_later_groups_stops_the_replay_and_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        let groups: Vec<Vec<u64>> = (1..=20).map(|r| vec![r]).collect();
+        let groups: Vec<&[u64]> = groups.iter().map(Vec::as_slice).collect();
+        let (wal, segment) = log_of(&dir, &groups);
+        assert_eq!(replay(&dir, 0).unwrap().0, 20);
+        verify(&dir).unwrap();
+        damage(&segment, 9);
+        let Err(Error::Corrupt(message)) = replay(&dir, 0) else {
+            panic!("replayed a damaged log");
+        };
+        assert!(
+            message.contains("is damaged") && message.contains("from revision 11"),
+            "{message}"
+        );
+        // Nothing is applied once the damage is found: the database stays
+        // as it was flushed.
+        assert!(message.contains("at revision 0"), "{message}");
+        assert!(replay_with(&dir, 0, |_, _| panic!("applied")).is_err());
+        let Err(Error::Corrupt(checked)) = verify(&dir) else {
+            panic!("verify missed the damage");
+        };
+        assert!(checked.contains("from revision 11"), "{checked}");
+        // A database that holds the damaged record's revision already
+        // loses nothing: the replay goes on after it.
+        let (revision, keys) = replay(&dir, 10).unwrap();
+        assert_eq!(revision, 20);
+        assert_eq!(keys, (11..=20).map(key).collect::<Vec<_>>());
+        wal.remove().unwrap();
+    }
+
+    #[test]
+    fn damage_in_the_last_group_is_a_torn_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        // Records 0..=2 are groups of one; 3, 4 and 5 (revisions 4-6) one
+        // group, written and synced together.
+        let (wal, segment) = log_of(&dir, &[&[1], &[2], &[3], &[4, 5, 6]]);
+        damage(&segment, 3);
+        // A crash may keep any part of the last group: what follows the
+        // torn record is not replayed, and no error.
+        assert_eq!(replay(&dir, 0).unwrap(), (3, vec![key(1), key(2), key(3)]));
+        verify(&dir).unwrap();
+        wal.remove().unwrap();
+        // Damage in the middle of an earlier group, later groups intact.
+        let dir = tmp.path().join("db2.wal");
+        let (wal, segment) = log_of(&dir, &[&[1], &[2, 3, 4], &[5], &[6]]);
+        damage(&segment, 2);
+        assert!(matches!(replay(&dir, 0), Err(Error::Corrupt(_))));
+        assert!(matches!(verify(&dir), Err(Error::Corrupt(_))));
+        wal.remove().unwrap();
+    }
 }

@@ -146,3 +146,110 @@ fn a_discarded_group_never_replays() {
     assert_eq!(store.stats().unwrap().keys, 2);
     assert!(snap.get(b"doomed3").unwrap().is_none());
 }
+
+/// The byte offsets of the records in a log segment (each starts with its
+/// payload length, u32 LE; 0 ends the segment), after its 16-byte header.
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut pos = 16;
+    let mut out = Vec::new();
+    loop {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            return out;
+        }
+        out.push(pos);
+        pos += 16 + len;
+    }
+}
+
+/// A server acknowledges 20 puts, each its own group, and is killed; then
+/// one byte of record `n` (from 0) of its log is flipped. The database file
+/// and the log segment.
+fn log_damaged_at(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    use crate::support::{Server, kvr};
+    // No flush within the test: every put stays in the first segment.
+    let mut s = Server::start_env(dir, &[], &[("KVR_FLUSH_AGE_MS", "600000")]);
+    for i in 1..=20 {
+        let out = kvr(
+            dir,
+            &["--server", &s.url, "put", &format!("key{i}"), "v"],
+            b"",
+        );
+        assert!(out.status.success());
+    }
+    s.kill9();
+    let db = dir.join("db.redb");
+    let seg = wal::dir_of(&db).join("0000000000000001.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let offsets = record_offsets(&bytes);
+    assert_eq!(offsets.len(), 20, "one record per put");
+    bytes[offsets[n] + 16 + 8] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    (db, seg)
+}
+
+/// A log record damaged after it was written, with intact records written
+/// after it, is not a torn tail: `kvr check` names it, and neither a
+/// command nor `serve` replays the log (which dropped the intact records
+/// that follow, acknowledged writes, and took the revision back); the log
+/// is left as it is. Moving the log aside opens the file as it was
+/// flushed, at the revision the message names. Damage in the last record is a torn tail, as
+/// before: the records before it are replayed.
+#[test]
+fn a_damaged_log_record_with_intact_records_after_it_is_refused() {
+    use crate::support::{kvr, stderr};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (db, seg) = log_damaged_at(dir, 9);
+    let log_before = std::fs::read(&seg).unwrap();
+    let check = kvr(dir, &["--db", "db.redb", "check"], b"");
+    assert_eq!(check.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.contains("is damaged: the record at byte")
+            && said.contains("records written after it are intact (from revision 11)"),
+        "{said}"
+    );
+    for args in [&["stats"][..], &["get", "key1"], &["put", "k", "v"]] {
+        let out = kvr(dir, &[&["--db", "db.redb"][..], args].concat(), b"");
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("kvr: error: the write-ahead log in")
+                && err.contains("restore a backup, or move")
+                && err.contains("as it was flushed, at revision 0"),
+            "{err}"
+        );
+    }
+    let serve = kvr(
+        dir,
+        &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"],
+        b"",
+    );
+    assert_eq!(serve.status.code(), Some(3), "{}", stderr(&serve));
+    assert!(stderr(&serve).contains("is damaged"), "{}", stderr(&serve));
+    assert_eq!(std::fs::read(&seg).unwrap(), log_before, "the log changed");
+    // The way out the message names.
+    std::fs::rename(wal::dir_of(&db), dir.join("db.redb.wal.damaged")).unwrap();
+    let out = kvr(dir, &["--db", "db.redb", "stats"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["revision"], 0, "the message said 'at revision 0'");
+
+    // The last record damaged: a torn tail.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    log_damaged_at(dir, 19);
+    let out = kvr(dir, &["--db", "db.redb", "check"], b"");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("is damaged"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = kvr(dir, &["--db", "db.redb", "stats"], b"");
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (stats["keys"].as_u64(), stats["revision"].as_u64()),
+        (Some(19), Some(19))
+    );
+}
