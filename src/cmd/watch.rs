@@ -88,6 +88,9 @@ fn follow(
     let mut backoff = FIRST_BACKOFF;
     let started = std::time::Instant::now();
     let mut ever_progressed = false;
+    // The stream was lost and the watch is reconnecting: said on stderr
+    // once, and again when a stream is back.
+    let mut away = false;
     loop {
         let mut closed = false;
         let mut progressed = false;
@@ -96,6 +99,9 @@ fn follow(
             let line: Line = serde_json::from_slice(text)
                 .map_err(|e| Error::Remote(format!("bad watch line from the server: {e}")))?;
             progressed = true;
+            if std::mem::take(&mut away) {
+                note("reconnected: the watch goes on");
+            }
             let next = w.from_revision.unwrap_or(0);
             let print = match (line.revision, line.progress_revision, &line.error) {
                 (Some(r), _, _) if r >= next => {
@@ -134,7 +140,15 @@ fn follow(
                     resumed: ever_progressed,
                 });
             }
-            Err(e) if retryable(&e) && (ever_progressed || progressed) => {}
+            Err(e) if retryable(&e) && (ever_progressed || progressed) => {
+                if !away {
+                    away = true;
+                    note(&format!(
+                        "{e}; reconnecting (from revision {}) until interrupted",
+                        w.from_revision.unwrap_or(0)
+                    ));
+                }
+            }
             // Before any server has answered: exit 5 at once, as other
             // commands do for a URL where nothing listens (it waited out
             // --timeout in silence); a server that answers 503 (a cluster
@@ -149,6 +163,12 @@ fn follow(
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// A line on stderr about the connection (stdout holds only the events).
+fn note(what: &str) {
+    // Not `eprintln!`, which panics when stderr cannot be written.
+    let _ = writeln!(std::io::stderr(), "kvr: watch: {what}");
 }
 
 /// Errors after which the watch reconnects: the server is away, restarting

@@ -166,7 +166,9 @@ fn compacted_history_is_410_and_exit_1() {
 }
 
 /// `kvr watch` as a child printing to a pipe.
+/// `kvr watch --from-revision 1`, its stderr to `dir/watch.err`.
 fn spawn_watch(dir: &std::path::Path, url: &str) -> Killed {
+    let err = std::fs::File::create(dir.join("watch.err")).unwrap();
     Killed(
         kvr_cmd(dir)
             .args([
@@ -179,7 +181,7 @@ fn spawn_watch(dir: &std::path::Path, url: &str) -> Killed {
                 "1",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .unwrap(),
     )
@@ -204,7 +206,8 @@ fn put_range(s: &Server, from: u64, to: u64) {
 
 /// `kvr watch` follows a server through a clean restart, a `kill -9`
 /// whose log a `--db` command replays before the next start, and that
-/// start: every revision once, in order.
+/// start: every revision once, in order. It says on stderr that it lost
+/// the server and is reconnecting, and that it did.
 #[test]
 fn cli_watch_resumes_across_restart_and_kill_9_without_dups_or_gaps() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,6 +262,12 @@ fn cli_watch_resumes_across_restart_and_kill_9_without_dups_or_gaps() {
     }
     let revisions = reader.join().unwrap();
     assert_eq!(revisions, (1..=150).collect::<Vec<u64>>());
+    let said = std::fs::read_to_string(dir.path().join("watch.err")).unwrap();
+    assert!(
+        said.contains("; reconnecting (from revision ")
+            && said.contains("kvr: watch: reconnected: the watch goes on"),
+        "{said}"
+    );
 }
 
 /// A closed stdout ends `kvr watch` with exit 0.
