@@ -346,7 +346,7 @@ pub struct PutArgs {
     /// Expire the key this long after the write: seconds (90) or with a
     /// unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier
     /// expiry of the key is cleared.
-    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl, allow_negative_numbers = true)]
     pub ttl: Option<u64>,
     /// Print {"revision":N}.
     #[arg(long)]
@@ -360,6 +360,18 @@ pub struct PutArgs {
 
 /// A `--ttl` duration in seconds: a whole number with an optional unit
 /// `s`, `m`, `h` or `d`, from 1 second to 10 years.
+/// `--limit N`: a whole number, at least 1: 0, as HTTP's `limit=0`, is
+/// most likely a mistake, never "print nothing". (A negative one reaches
+/// here, not clap's "unexpected argument" with a tip that does not apply.)
+fn parse_limit(text: &str) -> Result<u64, String> {
+    match text.parse::<i128>() {
+        Ok(n) if n < 1 => Err("must be at least 1".into()),
+        _ => text
+            .parse::<u64>()
+            .map_err(|_| format!("{text:?} is not a whole number")),
+    }
+}
+
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     // The unit is every letter at the end (so "5sec" names "sec").
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -433,7 +445,7 @@ pub struct RangeArgs {
     #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub prefix: Option<OsString>,
     /// At most N lines (N >= 1).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
     pub limit: Option<u64>,
     /// The same keys, in descending order.
     #[arg(long)]

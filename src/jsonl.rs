@@ -122,6 +122,36 @@ fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Erro
 const MAX_TTL_SECS: u64 = 315_360_000;
 
 /// Parses one non-blank input line into an [`Op`].
+/// What is wrong with the base64 of `field`, in words (the crate's own
+/// message names bytes by their code: `Invalid symbol 45, offset 0.`).
+fn base64_error(field: &str, e: base64::DecodeError) -> String {
+    use base64::DecodeError::{InvalidByte, InvalidLastSymbol, InvalidLength, InvalidPadding};
+    let shown = |b: u8| match b {
+        0x21..=0x7e => format!("'{}'", b as char),
+        _ => format!("byte 0x{b:02x}"),
+    };
+    let what = match e {
+        InvalidByte(at, b @ (b'-' | b'_')) => format!(
+            "{} at offset {at}: that is URL-safe base64; {field} takes standard base64 \
+             (+ and /, padded with =)",
+            shown(b)
+        ),
+        InvalidByte(at, b'=') => format!("'=' at offset {at}, before the end"),
+        InvalidByte(at, b) => format!("{} at offset {at} is not a base64 character", shown(b)),
+        InvalidLength(len) => format!("its length, {len} characters, is not a base64 length"),
+        InvalidLastSymbol(at, b) => {
+            format!(
+                "the last character, {} at offset {at}, has bits left over",
+                shown(b)
+            )
+        }
+        InvalidPadding => "missing or extra '=' padding (standard base64 pads to a multiple \
+                           of 4 characters)"
+            .to_string(),
+    };
+    format!("{field} is not valid base64: {what}")
+}
+
 pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> {
     let bad = |message: String| Error::Invalid {
         line: Some(line),
@@ -131,6 +161,13 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
     // line's last column, not column 0 of the next.
     let text = text.strip_suffix(b"\n").unwrap_or(text);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
+    if line == 1 && text.starts_with(b"\xEF\xBB\xBF") {
+        return Err(bad(
+            "the input starts with a UTF-8 byte order mark (BOM), which JSON lines do not \
+             take: save the file without it (e.g. sed '1s/^\\xEF\\xBB\\xBF//')"
+                .into(),
+        ));
+    }
     // serde would read `["a","b"]` as the fields in order: check first.
     if !is_object(text) && serde_json::from_slice::<IgnoredAny>(text).is_ok() {
         return Err(bad("a line must be a JSON object".into()));
@@ -141,7 +178,7 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
         (Some(k), None) => k.as_bytes().to_vec(),
         (None, Some(b)) => B64
             .decode(b.as_bytes())
-            .map_err(|e| bad(format!("key_b64 is not valid base64: {e}")))?,
+            .map_err(|e| bad(base64_error("key_b64", e)))?,
         (Some(_), Some(_)) => return Err(bad("both key and key_b64 given; use one".into())),
         (None, None) => return Err(bad("missing key (give key or key_b64)".into())),
     };
@@ -153,7 +190,7 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
                     .map_err(|e| bad(json_error_at(&e, offset_in(text, raw.get()))))?,
                 (None, Some(b)) => B64
                     .decode(b.as_bytes())
-                    .map_err(|e| bad(format!("value_b64 is not valid base64: {e}")))?,
+                    .map_err(|e| bad(base64_error("value_b64", e)))?,
                 (Some(_), Some(_)) => {
                     return Err(bad("both value and value_b64 given; use one".into()));
                 }

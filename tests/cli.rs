@@ -60,6 +60,7 @@ in_every_mode!(
     batch_applies_in_order_with_revisions,
     batch_from_file_and_dash,
     empty_batch_changes_nothing,
+    a_batch_starting_with_a_bom_says_so,
     batch_rejections_name_the_line_and_write_nothing,
     put_limits_hold_on_the_command_line,
     batch_condition_failure_exits_4_and_writes_nothing,
@@ -533,6 +534,18 @@ fn empty_batch_changes_nothing(env: Env) {
     assert_eq!(done.stdout_text(), "{\"applied\":0,\"revision\":1}\n");
 }
 
+/// A UTF-8 byte order mark before the first line (an editor's) is named,
+/// not reported as invalid JSON at column 1; nothing is written.
+fn a_batch_starting_with_a_bom_says_so(env: Env) {
+    env.kvr(["put", "keep", "me"]).ok();
+    let before = env.snapshot();
+    env.kvr(["batch"])
+        .stdin("\u{feff}{\"key\":\"a\",\"value\":\"1\"}\n")
+        .code(2)
+        .stderr_has("line 1: the input starts with a UTF-8 byte order mark (BOM)");
+    assert_eq!(env.snapshot(), before);
+}
+
 fn batch_rejections_name_the_line_and_write_nothing(template: Env) {
     let over_key = format!("{{\"key\":\"{}\",\"value\":\"v\"}}", "k".repeat(4097));
     let over_value = format!(
@@ -555,6 +568,10 @@ fn batch_rejections_name_the_line_and_write_nothing(template: Env) {
         (
             "not valid base64",
             "{\"key\":\"a\",\"value_b64\":\"YQ\"}".to_string(),
+        ),
+        (
+            "'_' at offset 1: that is URL-safe base64; value_b64 takes standard base64",
+            "{\"key\":\"a\",\"value_b64\":\"A_8=\"}".to_string(),
         ),
         (
             "unknown op",
@@ -780,8 +797,16 @@ fn range_limit_0_is_a_usage_error(env: Env) {
     env.kvr(["put", "a", "1"]).ok();
     env.kvr(["range", "--limit", "0"])
         .code(2)
-        .stderr_has("--limit must be at least 1");
+        .stderr_has("'--limit <N>': must be at least 1");
     env.kvr(["range", "--count", "--limit", "0"]).code(2);
+    // A negative N gets the same words (clap took it for a flag, with a
+    // tip that did not apply), and so does a negative --ttl.
+    env.kvr(["range", "--limit", "-1"])
+        .code(2)
+        .stderr_has("'--limit <N>': must be at least 1");
+    env.kvr(["put", "--ttl", "-1", "a", "2"])
+        .code(2)
+        .stderr_has("\"-1\" is not a duration such as 90");
     assert_eq!(
         env.kvr(["range", "--limit", "1"])
             .ok()

@@ -1210,3 +1210,55 @@ fn a_restarted_member_never_answers_below_its_revision_before() {
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(get(dir, &back, "k199").stdout, b"v");
 }
+
+/// A follower that was down while 40 MiB of writes went by (1 MiB values)
+/// catches up when it comes back, and counts toward the majority again:
+/// with the other follower stopped, a write still commits. (Each append of
+/// up to 300 entries was given the heartbeat's time: one of 30 MiB timed
+/// out, was sent again from the same entry, and the follower never caught
+/// up; with one more member down the cluster took no write.)
+#[test]
+fn a_follower_behind_by_tens_of_mib_catches_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nodes = three(dir, &[]);
+    let leader = leader_index(&nodes);
+    let mut nodes: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    let leader = nodes[leader].take().unwrap();
+    let mut followers = nodes.into_iter().flatten();
+    let (behind, other) = (followers.next().unwrap(), followers.next().unwrap());
+    let (name, listen, raft) = (
+        behind.name.clone(),
+        behind.url.trim_start_matches("http://").to_string(),
+        behind.raft.clone(),
+    );
+    drop(behind); // kill -9
+    let value = vec![b'v'; 1 << 20];
+    for i in 0..40 {
+        let (code, _, body) = http(&leader.url, "PUT", &format!("/v1/kv/big{i:02}"), &value);
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    let target = revision_of(&leader, false);
+    let back = spawn_at(dir, &name, (&listen, &raft), &[], &[]);
+    // Its stale reads are 503 until it has caught up with the commit index.
+    wait_for(60, "the restarted follower to apply every write", || {
+        let (code, _, body) = http(&back.url, "GET", "/v1/stats?consistency=stale", b"");
+        code == 200
+            && serde_json::from_slice::<serde_json::Value>(&body).unwrap()["revision"] == target
+    });
+    drop(other);
+    let out = kvr(
+        dir,
+        &[
+            "--server",
+            &leader.url,
+            "--timeout",
+            "30",
+            "put",
+            "after",
+            "x",
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(get(dir, &back, "after").stdout, b"x");
+}

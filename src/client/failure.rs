@@ -154,7 +154,11 @@ pub(super) fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) 
                 overloaded: false,
             }
         } else {
-            Error::Remote(format!("unexpected HTTP {status} from {url}"))
+            // Not a kvr error body: something else answered there.
+            Error::Remote(format!(
+                "unexpected HTTP {status} from {url}, without a kvr error body: it does \
+                 not look like a kvr server; check the --server URL"
+            ))
         };
     };
     let strip = |prefix: &str| {

@@ -72,6 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.raft.clone(),
             conn: None,
+            appends_timed_out: 0,
         }
     }
 }
@@ -82,6 +83,9 @@ pub struct Peer {
     target: NodeId,
     addr: String,
     conn: Option<SendRequest<Body>>,
+    /// Appends to this peer that timed out in a row: each doubles the time
+    /// the next is given (see [`Peer::rpc`]).
+    appends_timed_out: u32,
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -249,7 +253,25 @@ pub async fn call(
     }
 }
 
+/// The least time an append is given, whatever the heartbeat.
+const APPEND_MIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// The rate an append's entries are assumed to cross the network and reach
+/// the follower's disk at, at worst (see [`Peer::rpc`]).
+const APPEND_BYTES_PER_SEC: f64 = 8.0 * 1024.0 * 1024.0;
+/// The most time an append is given after timeouts in a row.
+const APPEND_MAX_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl Peer {
+    /// Sends one RPC within openraft's time for it (`soft_ttl`, from the
+    /// heartbeat interval); but an append is given at least
+    /// [`APPEND_MIN_TIMEOUT`] plus its size at [`APPEND_BYTES_PER_SEC`],
+    /// doubled after each append to this peer that timed out, up to
+    /// [`APPEND_MAX_TIMEOUT`]. A follower behind by tens of MiB gets them
+    /// in appends of up to 300 entries, and one of 30 MiB that timed out
+    /// at the heartbeat's 75 ms was sent again from the same entry for
+    /// ever: that follower never caught up. (A long wait costs little: it
+    /// holds up only the replication to this peer, whose heartbeats and
+    /// votes keep their own time.)
     async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         kind: &str,
@@ -257,7 +279,16 @@ impl Peer {
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let bytes = call(
+        let append = kind == "append";
+        let timeout = if append {
+            let transfer = Duration::from_secs_f64(body.len() as f64 / APPEND_BYTES_PER_SEC);
+            let base = option.soft_ttl().max(APPEND_MIN_TIMEOUT) + transfer;
+            base.saturating_mul(1 << self.appends_timed_out.min(8))
+                .min(APPEND_MAX_TIMEOUT.max(base))
+        } else {
+            option.soft_ttl()
+        };
+        let answer = call(
             &mut self.conn,
             Dest {
                 addr: &self.addr,
@@ -267,10 +298,16 @@ impl Peer {
             kind,
             full(body),
             None,
-            option.soft_ttl(),
+            timeout,
         )
-        .await
-        .map_err(|(_, e)| RPCError::Unreachable(Unreachable::new(&e)))?;
+        .await;
+        if append {
+            match &answer {
+                Err((_, e)) if e.kind() == io::ErrorKind::TimedOut => self.appends_timed_out += 1,
+                _ => self.appends_timed_out = 0,
+            }
+        }
+        let bytes = answer.map_err(|(_, e)| RPCError::Unreachable(Unreachable::new(&e)))?;
         decode_answer(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }

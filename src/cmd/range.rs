@@ -13,10 +13,6 @@ use crate::types::RangeQuery;
 const OUT_BUFFER_BYTES: usize = 256 << 10;
 
 pub fn run(open: impl FnOnce() -> Result<Box<dyn Kv>>, args: RangeArgs) -> anyhow::Result<()> {
-    if args.limit == Some(0) {
-        // As HTTP's `limit=0`: most likely a mistake, never "print nothing".
-        return Err(Error::invalid("--limit must be at least 1").into());
-    }
     let query = RangeQuery {
         start: bound_arg(args.start),
         end: bound_arg(args.end),

@@ -660,3 +660,33 @@ fn a_batch_over_the_server_limit_fails_and_writes_nothing() {
     let stats: serde_json::Value = serde_json::from_slice(&s.cli(&["stats"], b"").stdout).unwrap();
     assert_eq!(stats["revision"], 0);
 }
+
+/// Another kind of HTTP server at the URL (a 404 page without a kvr error
+/// body): exit 3, saying it does not look like a kvr server.
+#[test]
+fn a_server_that_is_not_kvr_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake_server(|mut c| {
+        let mut head = [0u8; 4096];
+        let _ = c.read(&mut head);
+        let body = "<html>Not Found</html>";
+        let _ = c.write_all(
+            format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    });
+    let out = kvr(dir.path(), &["--server", &url, "get", "a"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "unexpected HTTP 404 from {url}, without a kvr error body: it does not look like a \
+             kvr server; check the --server URL"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
