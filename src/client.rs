@@ -60,6 +60,8 @@ const RETRY_BUFFER_BYTES: u64 = 64 << 20;
 /// A `kvr serve` (or a list of them) as a [`Kv`].
 pub struct Client {
     agent: Agent,
+    /// For an agent with less time ([`agent_of`]): a retry's.
+    tls: TlsConfig,
     urls: Vec<String>,
     token: Option<String>,
     /// `--timeout`: also bounds the retries against a cluster.
@@ -130,22 +132,10 @@ impl Client {
                     .collect::<Vec<_>>(),
             ))
             .build();
-        let config = Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .timeout_connect(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_per_read(Some(timeout))
-            .timeout_per_write(Some(timeout))
-            .user_agent(concat!("kvr/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let agent = Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            NameLookup::default(),
-        );
+        let agent = agent_of(&tls, timeout, None);
         Ok(Client {
             agent,
+            tls,
             urls,
             token,
             timeout,
@@ -227,6 +217,16 @@ impl Client {
             let mut all_unreachable = true;
             let mut wait = Duration::from_millis(100);
             for url in &order {
+                // A retry gets what is left of --timeout, not all of it
+                // again (SPEC: it bounds a write's retries as a whole).
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let retry_agent;
+                let agent = if left < self.timeout && left > Duration::ZERO {
+                    retry_agent = agent_of(&self.tls, left, Some(left));
+                    &retry_agent
+                } else {
+                    &self.agent
+                };
                 if let Some(e) = unknown.take() {
                     // The write may have been applied where it went. A
                     // repeat meets its idempotency record only within the
@@ -240,7 +240,7 @@ impl Client {
                     }
                     unknown = Some(e);
                 }
-                match request(&self.agent, url, auth.as_deref()) {
+                match request(agent, url, auth.as_deref()) {
                     Ok(resp) if resp.headers().contains_key("x-kvr-node") => {
                         self.clustered.store(true, Ordering::Relaxed);
                         all_unreachable = false;
@@ -607,6 +607,27 @@ fn condition_headers(
         Some(n) => req.header("If-Match", format!("\"{n}\"")),
         None => req,
     }
+}
+
+/// An agent whose every wait is bounded by `timeout`, and the whole
+/// request by `total` when given (a retry within what is left of
+/// `--timeout`).
+fn agent_of(tls: &TlsConfig, timeout: Duration, total: Option<Duration>) -> Agent {
+    let config = Agent::config_builder()
+        .tls_config(tls.clone())
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_per_read(Some(timeout))
+        .timeout_per_write(Some(timeout))
+        .timeout_global(total)
+        .user_agent(concat!("kvr/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        NameLookup::default(),
+    )
 }
 
 fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {

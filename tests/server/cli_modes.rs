@@ -690,3 +690,46 @@ fn a_server_that_is_not_kvr_is_named_as_such() {
         stderr(&out)
     );
 }
+
+/// `--timeout` bounds a write's retries as a whole (SPEC "Client"): a
+/// retry gets what is left of it, not all of it again. A cluster member
+/// that answers every write with `outcome_unknown` after 4 s:
+/// `--timeout 5` ends near 5 s (it took 8 s: a second attempt of 4 s
+/// begun at 4 s), with exit 5.
+#[test]
+fn a_write_is_retried_only_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake_server(|mut c| {
+        let mut head = [0u8; 4096];
+        while matches!(c.read(&mut head), Ok(n) if n > 0) {
+            std::thread::sleep(std::time::Duration::from_secs(4));
+            let body = r#"{"error":"outcome_unknown","message":"not committed in time"}"#;
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                     x-kvr-node: 1\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = kvr(
+        dir.path(),
+        &["--server", &url, "--timeout", "5", "put", "k", "v"],
+        b"",
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may or may not have been applied"),
+        "{}",
+        stderr(&out)
+    );
+    // A bound of the behaviour, with room for a slow machine: 8 s before.
+    assert!(
+        took < std::time::Duration::from_millis(6500),
+        "took {took:?}"
+    );
+}
