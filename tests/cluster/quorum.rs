@@ -145,6 +145,15 @@ fn a_follower_that_no_longer_hears_a_leader_is_not_ready() {
     let (_, _, body) = http(&nodes[2].url, "GET", "/readyz", b"");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"], "unavailable", "{v}");
+    // Its status and /metrics say the same: no leader it hears from (the
+    // status went on naming the dead one).
+    assert!(
+        status_of(&nodes[2])["leader"].is_null(),
+        "{}",
+        status_of(&nodes[2])
+    );
+    assert_eq!(metric(&nodes[2], "kvr_raft_has_leader"), 0);
+    assert_eq!(metric(&nodes[2], "kvr_raft_is_leader"), 0);
 }
 
 /// README: a write sent to a follower is answered at most half a second

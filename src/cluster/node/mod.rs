@@ -343,7 +343,63 @@ impl Node {
                 value.load(Ordering::Relaxed)
             );
         }
-        let snapshot = self.metrics().snapshot.map_or(0, |l| l.index);
+        let m = self.metrics();
+        let leading = m.state == ServerState::Leader;
+        for (name, help, value) in [
+            (
+                "kvr_raft_has_leader",
+                "1 when this member hears from a leader (or leads with its majority), as \
+                 X-Kvr-Leader and /readyz say; else 0.",
+                u64::from(self.leader_heard().is_some()),
+            ),
+            (
+                "kvr_raft_is_leader",
+                "1 when this member is the leader.",
+                u64::from(leading),
+            ),
+            (
+                "kvr_raft_term",
+                "The Raft term this member is in.",
+                m.current_term,
+            ),
+            (
+                "kvr_raft_last_log_index",
+                "The last entry in this member's Raft log.",
+                m.last_log_index.unwrap_or(0),
+            ),
+            (
+                "kvr_raft_committed_index",
+                "The last entry this member knows to be committed.",
+                m.local_committed.map_or(0, |l| l.index),
+            ),
+            (
+                "kvr_raft_applied_index",
+                "The last entry applied to this member's data.",
+                m.last_applied.map_or(0, |l| l.index),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        if let Some(replication) = m.replication.as_ref().filter(|_| leading) {
+            let last = m.last_log_index.unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "# HELP kvr_raft_follower_lag_entries On the leader: entries of its log each \
+                 other member has not acknowledged.\n# TYPE kvr_raft_follower_lag_entries gauge"
+            );
+            for (id, matched) in replication.iter().filter(|(id, _)| **id != self.me.node_id) {
+                let matched = matched.as_ref().map_or(0, |l| l.index);
+                let _ = writeln!(
+                    out,
+                    "kvr_raft_follower_lag_entries{{node=\"{id}\"}} {}",
+                    last.saturating_sub(matched)
+                );
+            }
+        }
+        let snapshot = m.snapshot.map_or(0, |l| l.index);
         let _ = writeln!(
             out,
             "# HELP kvr_raft_log_appended_bytes_total Bytes appended to the Raft log since start.\n\
@@ -730,11 +786,11 @@ impl Node {
         };
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let leader = m.current_leader.and_then(|id| {
-            membership
-                .get_node(&id)
-                .map(|n| serde_json::json!({"id": id, "url": n.url}))
-        });
+        // The leader this member hears from, as X-Kvr-Leader and /readyz
+        // say: not one that has gone silent.
+        let leader = self
+            .leader_heard()
+            .map(|(id, n)| serde_json::json!({"id": id, "url": n.url}));
         let last = m.last_log_index.unwrap_or(0);
         let nodes: Vec<serde_json::Value> = membership
             .nodes()
