@@ -77,7 +77,7 @@ pub fn replay_with(
     revision: u64,
     mut apply: impl FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
 ) -> Result<Recovered> {
-    let skips = scan(dir, Some(revision))?;
+    let plans = scan(dir, Some(revision))?;
     let mut state = Recovered {
         records: 0,
         revision,
@@ -86,22 +86,9 @@ pub fn replay_with(
     // handed over: they go with the next call of `apply`.
     let mut pending = ReplayedRecords::new();
     let mut buf = Vec::new();
-    for seq in segments(dir)? {
-        let bytes = read_segment(dir, seq, &mut buf)?;
-        if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice()) {
-            // Created but never given its header: it holds no record.
-            continue;
-        }
-        let skips: Vec<&Skip> = skips.iter().filter(|s| s.seq == seq).collect();
-        replay_segment(
-            &mut apply,
-            dir,
-            bytes,
-            seq,
-            &skips,
-            &mut state,
-            &mut pending,
-        )?;
+    for plan in &plans {
+        let bytes = read_segment(dir, plan.seq, &mut buf)?;
+        replay_segment(&mut apply, dir, bytes, plan, &mut state, &mut pending)?;
     }
     apply_group(&mut apply, dir, &mut Vec::new(), &mut state, &mut pending)?;
     Ok(state)
@@ -114,24 +101,27 @@ pub fn verify(dir: &Path) -> Result<()> {
     scan(dir, None).map(|_| ())
 }
 
-/// Damage that a replay steps over: in segment `seq`, from the record at
-/// `from` that fails its check to the intact record at `to`.
+/// What the replay reads of a segment, as [`scan`] checked it: its
+/// records from the header up to `end`, stepping over damage the database
+/// covers (`skips`: from the record that fails its check to the intact one
+/// after it).
 #[derive(Debug)]
-struct Skip {
+struct Plan {
     seq: u64,
-    from: usize,
-    to: usize,
+    end: usize,
+    skips: Vec<(usize, usize)>,
 }
 
-/// Reads every record's header and checksum. A segment may end at a record
-/// that fails its check without damage: a torn tail, or a record left over
-/// in a recycled segment. Damage, an intact group after such a record
-/// ([`group_after_damage`]), is an error unless the database holds
+/// Reads every record's header and checksum, once: the replay then parses
+/// the records it was told are intact ([`Plan`]). A segment may end at a
+/// record that fails its check without damage: a torn tail, or a record
+/// left over in a recycled segment. Damage, an intact group after such a
+/// record ([`group_after_damage`]), is an error unless the database holds
 /// (`held`, its revision) every revision before that group: then the
 /// replay steps over it. `held` `None` (`kvr check`): any damage is an
 /// error, and so are revisions that go backwards.
-fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Skip>> {
-    let mut skips = Vec::new();
+fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Plan>> {
+    let mut plans = Vec::new();
     // The revision the records read so far reach.
     let mut reach = held.unwrap_or(0);
     let mut last = 0;
@@ -139,9 +129,14 @@ fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Skip>> {
     for seq in segments(dir)? {
         let bytes = read_segment(dir, seq, &mut buf)?;
         if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice()) {
-            continue;
+            continue; // created but never given its header: no record
         }
-        let mut pos = SEGMENT_HEADER as usize;
+        let mut plan = Plan {
+            seq,
+            end: SEGMENT_HEADER as usize,
+            skips: Vec::new(),
+        };
+        let mut pos = plan.end;
         while let Some(len) = bytes.get(pos..).and_then(record::payload_len) {
             let end = pos + HEADER_LEN + len;
             let Some((first, ops)) = bytes.get(pos..end).and_then(|r| record::check(r, seq)) else {
@@ -150,11 +145,7 @@ fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Skip>> {
                 };
                 let at = Damage { seq, pos };
                 match held {
-                    Some(_) if first <= reach + 1 => skips.push(Skip {
-                        seq,
-                        from: pos,
-                        to: next,
-                    }),
+                    Some(_) if first <= reach + 1 => plan.skips.push((pos, next)),
                     Some(held) => return Err(damaged(dir, at, first, held)),
                     None => return Err(damaged_log(dir, at, first)),
                 }
@@ -169,9 +160,11 @@ fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Skip>> {
                 reach = reach.max(first + u64::from(ops) - 1);
             }
             pos = end;
+            plan.end = end;
         }
+        plans.push(plan);
     }
-    Ok(skips)
+    Ok(plans)
 }
 
 /// Reads a segment into `buf` (reused: a fresh 16 MiB buffer per segment
@@ -270,33 +263,39 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(seqs)
 }
 
-/// Replays one segment, up to its end or a torn tail.
+/// Replays the records of one segment that [`scan`] found intact.
 fn replay_segment(
     apply_ops: &mut dyn FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
     dir: &Path,
     bytes: &[u8],
-    seq: u64,
-    skips: &[&Skip],
+    plan: &Plan,
     state: &mut Recovered,
     pending: &mut ReplayedRecords,
 ) -> Result<()> {
     let mut pos = SEGMENT_HEADER as usize;
     let mut group: Vec<Decoded> = Vec::new();
     let mut group_bytes = 0;
-    while let Some(len) = bytes.get(pos..).and_then(record::payload_len) {
-        let end = pos + HEADER_LEN + len;
-        let Some(rec) = bytes.get(pos..end).and_then(|r| record::decode(r, seq)) else {
-            // Damage the database covers (see `scan`), or a torn tail:
-            // never acknowledged.
-            match skips.iter().find(|s| s.from == pos) {
-                Some(skip) => {
-                    pos = skip.to;
-                    continue;
-                }
-                None => break,
-            }
-        };
-        pos = end;
+    while pos < plan.end {
+        if let Some(&(_, to)) = plan.skips.iter().find(|(from, _)| *from == pos) {
+            pos = to; // damage the database covers (see `scan`)
+            continue;
+        }
+        let end = bytes
+            .get(pos..)
+            .and_then(record::payload_len)
+            .map(|len| pos + HEADER_LEN + len);
+        let rec = end
+            .and_then(|end| bytes.get(pos..end))
+            .and_then(record::parse)
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "the write-ahead log in {} changed while it was replayed, or a record of \
+                     {:016x}.log at byte {pos} checks but does not decode",
+                    dir.display(),
+                    plan.seq
+                ))
+            })?;
+        pos = end.unwrap_or(plan.end);
         if rec.first_revision <= state.revision {
             continue; // covered by the checkpoint
         }
