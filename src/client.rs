@@ -213,6 +213,9 @@ impl Client {
                     .cloned(),
             );
             let mut last: Option<Error> = None;
+            // What a member that answered said (no leader, not applied):
+            // it tells more than a member that could not be reached.
+            let mut answered: Option<Error> = None;
             // Whether no server of this round was reached at all.
             let mut all_unreachable = true;
             let mut wait = Duration::from_millis(100);
@@ -267,7 +270,7 @@ impl Client {
                                     wait = Duration::ZERO;
                                     leader = Some(h);
                                 }
-                                last = Some(e);
+                                answered = Some(e);
                             }
                             e @ Error::OutcomeUnknown { .. } if keyed_write => {
                                 if let Some(h) = hint.filter(|h| h != url) {
@@ -343,7 +346,7 @@ impl Client {
                         overloaded: false,
                     });
                 }
-                return Err(last.unwrap_or_else(|| Error::Unavailable {
+                return Err(answered.or(last).unwrap_or_else(|| Error::Unavailable {
                     message: format!("cannot reach kvr server at {}", self.urls.join(", ")),
                     overloaded: false,
                 }));

@@ -81,6 +81,21 @@ fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
         started.elapsed()
     );
 
+    // Through the CLI with every member's URL: what the member that
+    // answered said (not applied) is the error, not the last member that
+    // could not be reached.
+    let list = format!("{},{},{}", n1.url, nodes[1].url, nodes[2].url);
+    let out = kvr(
+        dir,
+        &["--server", &list, "--timeout", "3", "put", "cli", "x"],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the request was not applied") && !err.contains("cannot reach"),
+        "{err}"
+    );
+
     // The majority back: ready again, and the unknown write, sent again
     // with its key, is applied once.
     let addr = |n: &Node| n.url.trim_start_matches("http://").to_string();
