@@ -253,38 +253,36 @@ pub async fn call(
     }
 }
 
-/// The least time an append is given, whatever the heartbeat.
-const APPEND_MIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// The rate an append's entries are assumed to cross the network and reach
 /// the follower's disk at, at worst (see [`Peer::rpc`]).
 const APPEND_BYTES_PER_SEC: f64 = 8.0 * 1024.0 * 1024.0;
-/// The most time an append is given after timeouts in a row.
-const APPEND_MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most doublings of an append's time after timeouts in a row (×8).
+const APPEND_MAX_DOUBLINGS: u32 = 3;
 
 impl Peer {
     /// Sends one RPC within openraft's time for it (`soft_ttl`, from the
-    /// heartbeat interval); but an append is given at least
-    /// [`APPEND_MIN_TIMEOUT`] plus its size at [`APPEND_BYTES_PER_SEC`],
-    /// doubled after each append to this peer that timed out, up to
-    /// [`APPEND_MAX_TIMEOUT`]. A follower behind by tens of MiB gets them
-    /// in appends of up to 300 entries, and one of 30 MiB that timed out
-    /// at the heartbeat's 75 ms was sent again from the same entry for
-    /// ever: that follower never caught up. (A long wait costs little: it
-    /// holds up only the replication to this peer, whose heartbeats and
-    /// votes keep their own time.)
+    /// heartbeat interval). An append that carries entries is given their
+    /// size at [`APPEND_BYTES_PER_SEC`] on top, doubled after each such
+    /// append to this peer that timed out (at most
+    /// [`APPEND_MAX_DOUBLINGS`] times; the first that succeeds resets it).
+    /// A follower behind by tens of MiB gets them in appends of up to 300
+    /// entries, and one of 30 MiB that timed out at the heartbeat's 75 ms
+    /// was sent again from the same entry for ever: that follower never
+    /// caught up. Heartbeats (appends without entries) and votes keep
+    /// openraft's time, so a peer that stops answering is given up on, and
+    /// a new connection tried, as soon as before.
     async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         kind: &str,
         req: &Req,
         option: &RPCOption,
+        carries_entries: bool,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let append = kind == "append";
-        let timeout = if append {
+        let timeout = if carries_entries {
             let transfer = Duration::from_secs_f64(body.len() as f64 / APPEND_BYTES_PER_SEC);
-            let base = option.soft_ttl().max(APPEND_MIN_TIMEOUT) + transfer;
-            base.saturating_mul(1 << self.appends_timed_out.min(8))
-                .min(APPEND_MAX_TIMEOUT.max(base))
+            (option.soft_ttl() + transfer)
+                .saturating_mul(1 << self.appends_timed_out.min(APPEND_MAX_DOUBLINGS))
         } else {
             option.soft_ttl()
         };
@@ -301,7 +299,7 @@ impl Peer {
             timeout,
         )
         .await;
-        if append {
+        if carries_entries {
             match &answer {
                 Err((_, e)) if e.kind() == io::ErrorKind::TimedOut => self.appends_timed_out += 1,
                 _ => self.appends_timed_out = 0,
@@ -320,7 +318,8 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("append", &rpc, &option).await
+        let carries_entries = !rpc.entries.is_empty();
+        self.rpc("append", &rpc, &option, carries_entries).await
     }
 
     async fn vote(
@@ -328,7 +327,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("vote", &rpc, &option).await
+        self.rpc("vote", &rpc, &option, false).await
     }
 
     async fn pre_vote(
@@ -336,7 +335,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("pre-vote", &rpc, &option).await
+        self.rpc("pre-vote", &rpc, &option, false).await
     }
 
     async fn transfer_leader(
@@ -344,7 +343,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("transfer-leader", &req, &option).await
+        self.rpc("transfer-leader", &req, &option, false).await
     }
 
     async fn full_snapshot(
