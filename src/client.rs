@@ -203,6 +203,9 @@ impl Client {
         let mut leader: Option<String> = None;
         // A keyed write that may have been applied: giving up says so.
         let mut unknown: Option<Error> = None;
+        // Whether an attempt was made: the first uses the client's agent
+        // (and its pooled connection), only a retry one of its own.
+        let mut tried = false;
         loop {
             let first = leader.take();
             let mut order: Vec<String> = first.clone().into_iter().collect();
@@ -224,12 +227,13 @@ impl Client {
                 // again (SPEC: it bounds a write's retries as a whole).
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 let retry_agent;
-                let agent = if left < self.timeout && left > Duration::ZERO {
+                let agent = if tried && left < self.timeout && left > Duration::ZERO {
                     retry_agent = agent_of(&self.tls, left, Some(left));
                     &retry_agent
                 } else {
                     &self.agent
                 };
+                tried = true;
                 if let Some(e) = unknown.take() {
                     // The write may have been applied where it went. A
                     // repeat meets its idempotency record only within the
