@@ -358,8 +358,6 @@ pub struct PutArgs {
     pub max_value_bytes: Option<usize>,
 }
 
-/// A `--ttl` duration in seconds: a whole number with an optional unit
-/// `s`, `m`, `h` or `d`, from 1 second to 10 years.
 /// `--limit N`: a whole number, at least 1: 0, as HTTP's `limit=0`, is
 /// most likely a mistake, never "print nothing". (A negative one reaches
 /// here, not clap's "unexpected argument" with a tip that does not apply.)
@@ -372,6 +370,8 @@ fn parse_limit(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A `--ttl` duration in seconds: a whole number with an optional unit
+/// `s`, `m`, `h` or `d`, from 1 second to 10 years.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     // The unit is every letter at the end (so "5sec" names "sec").
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
