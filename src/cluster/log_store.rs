@@ -5,7 +5,8 @@
 //! a `u32` CRC-32 of the payload (both little-endian), then the payload, an
 //! entry encoded with postcard. A record that is short or fails its
 //! checksum is a torn tail: the segment is cut there when the log is
-//! opened, and later segments go (they were never acknowledged). `vote`
+//! opened, and later segments go (they were never acknowledged), unless
+//! the log shows that the record had been synced (below). `vote`
 //! and `purged` hold the last vote and the last purged log id, each
 //! replaced atomically (temporary file, fsync, rename, fsync directory);
 //! `committed`, the last committed log id, is overwritten in place without
@@ -18,6 +19,19 @@
 //! before it answers stale reads (`Node::recovered`). A truncation (a
 //! conflicting tail cut) and a purge sync the segment and the directory,
 //! so that cut entries and purged segments stay gone after a power loss.
+//!
+//! **Damage, not a torn tail.** Some records carry a mark, one byte
+//! after the entry's postcard bytes in the payload (so the checksum covers
+//! it, and a build that does not know it decodes the entry and ignores
+//! the byte): a record is marked when the previous marked record, and every
+//! record before it, has been synced since. So a record followed by two
+//! intact marked records had been synced before the second was written, and a
+//! crash cannot have torn it: a log where one fails its checksum is damaged
+//! (a disk fault), and the node refuses to start with it rather than cut
+//! entries it may have acknowledged (its vote would then count towards a
+//! majority that lacks them). A log opened is synced whole first, so the
+//! first record appended after the open is marked. Logs without marks
+//! (older builds) are read as before.
 //!
 //! **Group commit.** [`LogStore::append`] writes the entries at once (so
 //! they can be read back before they are durable, as openraft requires)
@@ -67,6 +81,8 @@ const RECENT_BYTES: usize = 16 << 20;
 /// Largest record accepted when reading: above any entry kvr writes (one
 /// request of at most the batch limit), so a damaged length is a torn tail.
 const MAX_RECORD_BYTES: usize = 1 << 30;
+/// The byte after a marked record's entry (see the module header).
+const GROUP_MARK: u8 = 1;
 
 /// The log directory of a database: `DB.raft` beside it.
 pub fn dir_of(db: &Path) -> PathBuf {
@@ -83,6 +99,9 @@ pub struct LogStore {
     syncer: Sender<Job>,
     /// Bytes of records appended since the log was opened.
     appended: Arc<AtomicU64>,
+    /// The number of records written since the open that are synced (a
+    /// prefix of them): the sync thread's count.
+    synced: Arc<AtomicU64>,
 }
 
 struct Segment {
@@ -116,12 +135,19 @@ struct Inner {
     vote: Option<Vote>,
     /// `committed`, opened at the first save.
     committed: Option<File>,
+    /// Records written since the open, and the number (in that count) of
+    /// the last one marked (see the module header).
+    written: u64,
+    last_mark: u64,
 }
 
 /// An append waiting for its sync.
 struct Job {
     files: Vec<Arc<File>>,
     done: IOFlushed<TypeConfig>,
+    /// The records written up to and including this append's (jobs are
+    /// sent in the order their records were written).
+    written: u64,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> io::Error {
@@ -131,22 +157,16 @@ fn corrupt(what: impl std::fmt::Display) -> io::Error {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting a torn tail.
     pub fn open(dir: &Path) -> io::Result<LogStore> {
+        LogStore::open_with(dir, || {})
+    }
+
+    /// [`LogStore::open`], with `before_sync` run by the sync thread before
+    /// each round (tests hold syncs back with it).
+    fn open_with(dir: &Path, before_sync: impl Fn() + Send + 'static) -> io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let purged: Option<LogId> = read_small(&dir.join("purged"))?;
         let vote: Option<Vote> = read_small(&dir.join("vote"))?;
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for item in std::fs::read_dir(dir)? {
-            let path = item?.path();
-            let first = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".seg"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(first) = first {
-                names.push((first, path));
-            }
-        }
-        names.sort();
+        let names = segment_files(dir)?;
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             segments: BTreeMap::new(),
@@ -158,23 +178,35 @@ impl LogStore {
             purged,
             vote,
             committed: None,
+            written: 0,
+            last_mark: 0,
         };
+        let mut scanned = Vec::with_capacity(names.len());
+        for (first, path) in names {
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let found = scan(&file)?;
+            scanned.push((first, path, file, found));
+        }
+        // Nothing is cut before the log is known to be torn, not damaged.
+        check_damage(dir, &scanned)?;
         let mut next: Option<u64> = None;
         let mut torn = false;
-        for (first, path) in names {
+        for (first, path, file, found) in scanned {
             if torn {
+                drop(file);
                 std::fs::remove_file(&path)?;
                 continue;
             }
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            let (entries, good_len) = scan(&file)?;
-            let file_len = file.metadata()?.len();
-            if good_len < file_len {
-                file.set_len(good_len)?;
+            if found.good_len < found.file_len {
+                file.set_len(found.good_len)?;
                 file.sync_all()?;
                 torn = true;
+            } else {
+                // What a killed process wrote is synced before anything
+                // is appended after it (the marks rely on it).
+                file.sync_data()?;
             }
-            for (offset, len, log_id) in entries {
+            for (offset, len, log_id) in found.records {
                 let index = log_id.index();
                 if let Some(n) = next
                     && index != n
@@ -200,18 +232,25 @@ impl LogStore {
                 first,
                 Segment {
                     file: Arc::new(file),
-                    len: good_len,
+                    len: found.good_len,
                 },
             );
         }
+        if torn {
+            // The cut segments stay gone after a power loss.
+            File::open(dir)?.sync_all()?;
+        }
         let (tx, rx) = channel();
+        let synced = Arc::new(AtomicU64::new(0));
+        let count = synced.clone();
         std::thread::Builder::new()
             .name("kvr-raft-sync".into())
-            .spawn(move || sync_loop(&rx))?;
+            .spawn(move || sync_loop(&rx, &count, before_sync))?;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
             syncer: tx,
             appended: Arc::default(),
+            synced,
         })
     }
 
@@ -236,6 +275,38 @@ impl LogStore {
     }
 }
 
+/// Reads the log in `dir` without changing it: an error when it is damaged
+/// (see the module header), as opening it would be. A torn tail is no
+/// error: the next open cuts it, as a crash leaves one.
+pub fn verify(dir: &Path) -> io::Result<()> {
+    let mut scanned = Vec::new();
+    for (first, path) in segment_files(dir)? {
+        let file = File::open(&path)?;
+        let found = scan(&file)?;
+        scanned.push((first, path, file, found));
+    }
+    check_damage(dir, &scanned)
+}
+
+/// The segments in `dir`: the index of each one's first entry and its
+/// path, in order.
+fn segment_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut names = Vec::new();
+    for item in std::fs::read_dir(dir)? {
+        let path = item?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            names.push((first, path));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// The last committed log id recorded in the log directory `dir`; unknown
 /// (`None`) when never recorded or torn (see the module header).
 pub fn read_committed_in(dir: &Path) -> io::Result<Option<LogId>> {
@@ -256,12 +327,33 @@ pub fn read_committed_in(dir: &Path) -> io::Result<Option<LogId>> {
 /// A record found by [`scan`]: offset, length, log id.
 type Found = (u64, u32, LogId);
 
-/// Reads a segment's valid records: (offset, length, log id) each, and the
-/// length of the valid prefix.
-fn scan(file: &File) -> io::Result<(Vec<Found>, u64)> {
+/// What [`scan`] finds in a segment.
+struct Scanned {
+    /// The intact records before the first that is not.
+    records: Vec<Found>,
+    /// The length of those records, and of the file.
+    good_len: u64,
+    file_len: u64,
+    /// Marked records among `records`, and intact marked records after
+    /// the first that is not (found by the lengths of those between,
+    /// while they hold).
+    marks: usize,
+    marks_after: usize,
+}
+
+/// Reads a segment's records.
+fn scan(file: &File) -> io::Result<Scanned> {
+    let file_len = file.metadata()?.len();
     let mut reader = io::BufReader::with_capacity(1 << 20, file);
-    let mut out = Vec::new();
+    let mut out = Scanned {
+        records: Vec::new(),
+        good_len: 0,
+        file_len,
+        marks: 0,
+        marks_after: 0,
+    };
     let mut offset = 0u64;
+    let mut bad = false;
     let mut head = [0u8; RECORD_HEADER];
     let mut payload = Vec::new();
     loop {
@@ -274,16 +366,71 @@ fn scan(file: &File) -> io::Result<(Vec<Found>, u64)> {
             break;
         }
         payload.resize(len, 0);
-        if !read_full(&mut reader, &mut payload)? || crc32fast::hash(&payload) != crc {
+        if !read_full(&mut reader, &mut payload)? {
             break;
         }
-        let Ok(entry) = postcard::from_bytes::<Entry>(&payload) else {
-            break;
-        };
-        out.push((offset + RECORD_HEADER as u64, len as u32, entry.log_id()));
+        let intact = (crc32fast::hash(&payload) == crc)
+            .then(|| postcard::take_from_bytes::<Entry>(&payload).ok())
+            .flatten()
+            .and_then(|(entry, rest)| match rest {
+                [] => Some((entry, false)),
+                [GROUP_MARK] => Some((entry, true)),
+                _ => None,
+            });
+        match intact {
+            Some((entry, marked)) if !bad => {
+                out.records
+                    .push((offset + RECORD_HEADER as u64, len as u32, entry.log_id()));
+                out.marks += usize::from(marked);
+            }
+            Some((_, marked)) => out.marks_after += usize::from(marked),
+            None if !bad => {
+                bad = true;
+                out.good_len = offset;
+            }
+            None => {}
+        }
         offset += (RECORD_HEADER + len) as u64;
     }
-    Ok((out, offset))
+    if !bad {
+        out.good_len = offset;
+    }
+    Ok(out)
+}
+
+/// Refuses a log whose first record that is not intact (in segment order)
+/// is followed by two intact marked records: it had been synced, so it is
+/// damage, not a torn tail (see the module header).
+fn check_damage(dir: &Path, segments: &[(u64, PathBuf, File, Scanned)]) -> io::Result<()> {
+    let Some(at) = segments
+        .iter()
+        .position(|(_, _, _, s)| s.good_len < s.file_len)
+    else {
+        return Ok(());
+    };
+    let (_, path, _, found) = &segments[at];
+    let marks = found.marks_after
+        + segments[at + 1..]
+            .iter()
+            .map(|(_, _, _, s)| s.marks + s.marks_after)
+            .sum::<usize>();
+    if marks < 2 {
+        return Ok(());
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let after = found.records.last().map(|(_, _, id)| id.index());
+    Err(corrupt(format!(
+        "the Raft log in {} is damaged: the record at byte {} of {name}{} fails its \
+         checksum, and records written after it are intact, which a crash cannot leave. \
+         This node may have acknowledged the entries from there on, so it does not start \
+         without them: remove it from its cluster (`kvr cluster remove ID` through \
+         another member), move {} and its database file aside, and start it again with \
+         --join to come back as a new member with the cluster's data",
+        dir.display(),
+        found.good_len,
+        after.map_or_else(String::new, |i| format!(" (after entry {i})")),
+        dir.display(),
+    )))
 }
 
 /// Fills `buf`; `false` at a clean or torn end.
@@ -331,8 +478,13 @@ fn replace<T: Serialize>(dir: &Path, name: &str, value: &T, sync: bool) -> io::R
     Ok(())
 }
 
-fn sync_loop(rx: &Receiver<Job>) {
+/// Syncs the files of every append waiting, then completes them, and
+/// counts the records synced in `synced` (until a sync fails: the count
+/// then stays, as later jobs' files need not be those that failed).
+fn sync_loop(rx: &Receiver<Job>, synced: &AtomicU64, before_sync: impl Fn()) {
+    let mut failed = false;
     while let Ok(first) = rx.recv() {
+        before_sync();
         let mut jobs = vec![first];
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
@@ -351,6 +503,13 @@ fn sync_loop(rx: &Receiver<Job>) {
                 result = Err(e);
                 break;
             }
+        }
+        failed |= result.is_err();
+        if !failed && let Some(last) = jobs.last() {
+            // Jobs arrive in the order their records were written, and
+            // each names its files: every record up to the last job's is
+            // in a file just synced, or synced before.
+            synced.store(last.written, Ordering::Release);
         }
         for job in jobs {
             let r = match &result {
@@ -565,8 +724,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut files: Vec<Arc<File>> = Vec::new();
+        let mut inner = self.lock();
         {
-            let mut inner = self.lock();
+            // The records before the last mark are synced: this append
+            // starts with a mark (see the module header).
+            let mut marked = self.synced.load(Ordering::Acquire) >= inner.last_mark;
             // The records bound for one segment, written with one call
             // (a request's entries arrive together): the segment and the
             // offset they start at.
@@ -576,9 +738,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             for entry in entries {
                 let log_id = entry.log_id();
                 let payload = postcard::to_allocvec(&entry).map_err(corrupt)?;
-                let len = u32::try_from(payload.len())
+                inner.written += 1;
+                let mark: &[u8] = if marked {
+                    inner.last_mark = inner.written;
+                    marked = false;
+                    &[GROUP_MARK]
+                } else {
+                    &[]
+                };
+                let len = u32::try_from(payload.len() + mark.len())
                     .map_err(|_| corrupt("a Raft log entry over 4 GiB"))?;
-                let bytes = RECORD_HEADER + payload.len();
+                let bytes = RECORD_HEADER + len as usize;
                 let first = inner.segment_for(log_id.index(), bytes as u64)?;
                 if let Some(at) = run_at
                     && at.0 != first
@@ -594,9 +764,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     run_at = Some((first, seg.len));
                 }
                 appended += bytes as u64;
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&payload);
+                crc.update(mark);
                 run.extend_from_slice(&len.to_le_bytes());
-                run.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+                run.extend_from_slice(&crc.finalize().to_le_bytes());
                 run.extend_from_slice(&payload);
+                run.extend_from_slice(mark);
                 let offset = seg.len + RECORD_HEADER as u64;
                 seg.len += bytes as u64;
                 if !files.iter().any(|f| Arc::ptr_eq(f, &seg.file)) {
@@ -615,10 +789,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             self.appended.fetch_add(appended, Ordering::Relaxed);
         }
+        // Sent while the lock is held, so that jobs arrive in the order
+        // their records were written.
         self.syncer
             .send(Job {
                 files,
                 done: callback,
+                written: inner.written,
             })
             .map_err(|_| io::Error::other("the Raft log's sync thread has stopped"))
     }
@@ -698,6 +875,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::sync::atomic::AtomicBool;
+
     use openraft::storage::RaftLogStorage;
 
     use super::*;
@@ -723,6 +902,116 @@ pub(crate) mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let mut torn = LogStore::open(dir.path()).unwrap();
         assert_eq!(torn.read_committed().await.unwrap(), None);
+    }
+
+    /// Ten entries, each appended once the one before it is synced, in a
+    /// log of one segment.
+    async fn synced_log(dir: &Path) -> LogStore {
+        let mut log = LogStore::open(dir).unwrap();
+        for i in 1..=10 {
+            log.append([write(1, i, 50)], IOFlushed::noop())
+                .await
+                .unwrap();
+            let written = log.lock().written;
+            while log.synced.load(Ordering::Acquire) < written {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        log
+    }
+
+    /// Flips a byte in the middle of entry `index`'s record.
+    fn flip(dir: &Path, log: LogStore, index: u64) {
+        let (path, at) = {
+            let inner = log.lock();
+            let pos = inner.position(index).unwrap();
+            let loc = &inner.locs[pos];
+            let path = dir.join(format!("{:020}.seg", loc.segment));
+            (path, loc.offset + u64::from(loc.len) / 2)
+        };
+        drop(log);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
+    }
+
+    /// Every file in `dir` with its bytes.
+    fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+            .collect()
+    }
+
+    async fn indexes(log: &mut LogStore) -> Vec<u64> {
+        let entries = log.try_get_log_entries(0..).await.unwrap();
+        entries.iter().map(|e| e.log_id().index()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_that_had_been_synced_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = synced_log(dir.path()).await;
+        flip(dir.path(), log, 3);
+        let before = files(dir.path());
+        let err = LogStore::open(dir.path())
+            .err()
+            .expect("a damaged log opens");
+        let message = err.to_string();
+        assert!(
+            message.contains("is damaged") && message.contains("(after entry 2)"),
+            "{message}"
+        );
+        assert!(message.contains("kvr cluster remove"), "{message}");
+        assert_eq!(files(dir.path()), before, "the log was changed");
+    }
+
+    #[tokio::test]
+    async fn damage_in_the_last_records_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = synced_log(dir.path()).await;
+        // Two marked records after entry 9 cannot be: only one follows.
+        flip(dir.path(), log, 9);
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, (1..=8).collect::<Vec<_>>());
+        // The cut is made, and appends go on after it.
+        log.append([write(2, 9, 5)], IOFlushed::noop())
+            .await
+            .unwrap();
+        drop(log);
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, (1..=9).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_log_without_marks_is_read_as_before() {
+        // Records as builds before the marks wrote them.
+        let dir = tempfile::tempdir().unwrap();
+        let mut records = Vec::new();
+        let mut offsets = Vec::new();
+        for i in 1..=10 {
+            let payload = postcard::to_allocvec(&write(1, i, 50)).unwrap();
+            offsets.push(records.len() + RECORD_HEADER + payload.len() / 2);
+            records.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            records.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            records.extend_from_slice(&payload);
+        }
+        let path = dir.path().join(format!("{:020}.seg", 1));
+        std::fs::write(&path, &records).unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, (1..=10).collect::<Vec<_>>());
+        drop(log);
+        // Damage there is a torn tail, as it always was.
+        records[offsets[2]] ^= 0x10;
+        std::fs::write(&path, &records).unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, vec![1, 2]);
     }
 
     /// A put of key `index` (big-endian) with a value of `value_len` bytes.
@@ -754,6 +1043,12 @@ pub(crate) mod tests {
         /// Purge up to this fraction (of 256) of the live entries.
         Purge(u8),
         Reopen,
+        /// A crash that garbles the records not yet synced, from this
+        /// fraction (of 256) of them on: a byte flipped, or (with `true`)
+        /// zeros, as a power loss can leave.
+        Crash(u8, bool),
+        /// Hold syncs back, or let them go on.
+        Stall(bool),
     }
 
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -763,29 +1058,43 @@ pub(crate) mod tests {
             1 => any::<u8>().prop_map(Step::Truncate),
             1 => any::<u8>().prop_map(Step::Purge),
             1 => Just(Step::Reopen),
+            1 => (any::<u8>(), any::<bool>()).prop_map(|(f, z)| Step::Crash(f, z)),
+            1 => any::<bool>().prop_map(Step::Stall),
         ]
     }
 
     /// A log whose memory part holds a few entries, so that reads mix
     /// memory and files, and whose segments hold a few, so that appends
     /// span segments.
-    fn small_log(dir: &Path) -> LogStore {
-        let log = LogStore::open(dir).unwrap();
+    ///
+    /// While the flag it returns is set, its sync thread syncs nothing.
+    fn small_log(dir: &Path) -> (LogStore, Arc<AtomicBool>) {
+        let stalled = Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        let log = LogStore::open_with(dir, move || {
+            while flag.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+        .unwrap();
         let mut inner = log.lock();
         inner.recent_limit = 2_000;
         inner.segment_limit = 3_000;
         drop(inner);
-        log
+        (log, stalled)
     }
 
     /// Appends, truncations and purges against a model of the log, and
     /// reopens (which read only files).
     async fn check(steps: Vec<Step>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = small_log(dir.path());
+        let (mut log, mut stalled) = small_log(dir.path());
         // The live entries, and the last index purged.
         let mut model: Vec<Entry> = Vec::new();
         let mut purged = 0u64;
+        // The number each live entry's record has in the log's count of
+        // records written since the open (`None`: written before it).
+        let mut seqs: Vec<Option<u64>> = Vec::new();
         let mut term = 1;
         for (n, step) in steps.into_iter().enumerate() {
             let next = model.last().map_or(purged + 1, |e| e.log_id().index() + 1);
@@ -796,7 +1105,10 @@ pub(crate) mod tests {
                         .map(|(i, len)| write(term, i, len))
                         .collect();
                     model.extend(entries.iter().cloned());
+                    let before = log.lock().written;
                     log.append(entries, IOFlushed::noop()).await.unwrap();
+                    let after = log.lock().written;
+                    seqs.extend((before + 1..=after).map(Some));
                 }
                 Step::Truncate(f) if !model.is_empty() => {
                     // A new leader overwrites the tail.
@@ -806,6 +1118,7 @@ pub(crate) mod tests {
                         _ => model[keep - 1].log_id(),
                     };
                     model.truncate(keep);
+                    seqs.truncate(keep);
                     log.truncate_after(Some(last)).await.unwrap();
                     term += 1;
                 }
@@ -813,12 +1126,57 @@ pub(crate) mod tests {
                     let upto = model.len() * f as usize / 256;
                     let log_id = model[upto].log_id();
                     model.drain(..=upto);
+                    seqs.drain(..=upto);
                     purged = log_id.index();
                     log.purge(log_id).await.unwrap();
                 }
+                Step::Stall(on) => stalled.store(on, Ordering::Release),
                 Step::Reopen => {
+                    stalled.store(false, Ordering::Release);
                     drop(log);
-                    log = small_log(dir.path());
+                    (log, stalled) = small_log(dir.path());
+                    seqs = vec![None; model.len()];
+                }
+                Step::Crash(f, zeros) => {
+                    // Whatever the sync thread does meanwhile, records
+                    // past this count were not synced when it was read.
+                    let synced = log.synced.load(Ordering::Acquire);
+                    let unsynced = seqs
+                        .iter()
+                        .position(|s| s.is_some_and(|s| s > synced))
+                        .unwrap_or(model.len());
+                    let from = unsynced + (model.len() - unsynced) * f as usize / 256;
+                    let garbled: Vec<(PathBuf, u64, u32)> = {
+                        let inner = log.lock();
+                        inner
+                            .locs
+                            .iter()
+                            .skip(from)
+                            .map(|l| {
+                                let name = format!("{:020}.seg", l.segment);
+                                (dir.path().join(name), l.offset, l.len)
+                            })
+                            .collect()
+                    };
+                    stalled.store(false, Ordering::Release);
+                    drop(log);
+                    for (i, (path, offset, len)) in garbled.into_iter().enumerate() {
+                        let file = OpenOptions::new().write(true).open(&path).unwrap();
+                        let mut at = offset + u64::from(len) / 2;
+                        let mut byte = [0u8; 1];
+                        if zeros {
+                            // A whole record (with its header) as zeros.
+                            at = offset - RECORD_HEADER as u64;
+                            let zero = vec![0u8; RECORD_HEADER + len as usize];
+                            file.write_all_at(&zero, at).unwrap();
+                        } else if i % 2 == 0 {
+                            file.read_exact_at(&mut byte, at).ok();
+                            file.write_all_at(&[byte[0] ^ 0x5a], at).unwrap();
+                        }
+                    }
+                    model.truncate(from);
+                    (log, stalled) = small_log(dir.path());
+                    seqs = vec![None; model.len()];
                 }
                 Step::Truncate(_) | Step::Purge(_) => {}
             }

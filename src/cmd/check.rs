@@ -19,7 +19,8 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
         Some(_) => store_options(g)?.cache_bytes,
         None => CHECK_CACHE_BYTES,
     };
-    let report = crate::store::check(&g.db, cache).map_err(|e| e.for_file_command("check"))?;
+    let mut report = crate::store::check(&g.db, cache).map_err(|e| e.for_file_command("check"))?;
+    check_raft_log(g, &mut report);
     note_unapplied_raft_log(g, &report);
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
@@ -54,6 +55,17 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
         g.db.display()
     ))
     .into())
+}
+
+/// A cluster member's Raft log that its next start would refuse (damaged,
+/// not torn) is a problem of the file's too.
+fn check_raft_log(g: &Global, report: &mut crate::store::Report) {
+    let dir = crate::cluster::log_store::dir_of(&g.db);
+    if dir.is_dir()
+        && let Err(e) = crate::cluster::log_store::verify(&dir)
+    {
+        report.problem(format!("raft log {}", dir.display()), e.to_string());
+    }
 }
 
 /// A stopped cluster member's file lacks what its Raft log holds after a

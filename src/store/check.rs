@@ -48,7 +48,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn problem(&mut self, place: impl Into<String>, what: impl Into<String>) {
+    /// Adds a problem found at `place`.
+    pub fn problem(&mut self, place: impl Into<String>, what: impl Into<String>) {
         self.problems.push(Problem {
             place: place.into(),
             what: what.into(),

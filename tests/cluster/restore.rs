@@ -123,3 +123,96 @@ fn a_killed_members_file_holds_what_it_applied_and_restores_a_cluster() {
         assert_eq!(get(dir, n, "k39").stdout, b"v39");
     }
 }
+
+/// Flips a byte in the payload of the `nth` record of member `name`'s
+/// first Raft log segment (records: u32 length, u32 checksum, payload).
+fn damage_raft_record(dir: &Path, name: &str, nth: usize) {
+    let log = dir.join(format!("{name}.redb.raft"));
+    let mut segments: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let mut at = 0;
+    for _ in 0..nth {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    bytes[at + 8 + len / 2] ^= 0x10;
+    std::fs::write(&segments[0], bytes).unwrap();
+}
+
+/// A member whose Raft log holds a damaged record followed by records it
+/// had synced (a disk fault, not a crash) does not start: cutting the log
+/// there would drop entries it acknowledged. The way out its message gives
+/// (remove it, move its files aside, join again) brings it back.
+#[test]
+fn a_member_with_a_damaged_raft_log_refuses_to_start_and_rejoins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    for i in 0..20 {
+        assert_ok(&put(dir, &nodes[0], &format!("k{i:02}"), &format!("v{i}")));
+    }
+    let revision = revision_of(&nodes[0], false);
+    wait_for(15, "node 2 to apply every write", || {
+        revision_of(&nodes[1], true) == revision
+    });
+    let (listen, raft) = (
+        nodes[1].url.trim_start_matches("http://").to_string(),
+        nodes[1].raft.clone(),
+    );
+    let id = status_of(&nodes[1])["node_id"].as_u64().unwrap();
+    assert_eq!(sigterm(&mut nodes[1]).code(), Some(0));
+    damage_raft_record(dir, "n2", 5);
+    let log_before = raft_log_files(dir, "n2");
+
+    let mut restart = kvr_cmd(dir);
+    restart
+        .args(member_args("n2", &listen, &raft))
+        .arg("--quiet");
+    let out = super::tls::run(restart, 30);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("n2.redb.raft is damaged") && err.contains("kvr cluster remove"),
+        "{err}"
+    );
+    // `kvr check` finds it, and changes nothing.
+    let out = kvr(dir, &["--db", "n2.redb", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("problem: raft log") && said.contains("is damaged"),
+        "{said}"
+    );
+    // After a clean stop its file holds every write it applied, which
+    // reads need no log for; the log is left as it was.
+    let out = kvr(dir, &["--db", "n2.redb", "get", "k01"]);
+    assert_ok(&out);
+    assert_eq!(out.stdout, b"v1");
+    assert_eq!(raft_log_files(dir, "n2"), log_before);
+
+    // The other two go on; then the way out the message gives.
+    let servers = format!("{},{}", nodes[0].url, nodes[2].url);
+    let out = kvr(dir, &["--server", &servers, "put", "after", "1"]);
+    assert_ok(&out);
+    let out = kvr(
+        dir,
+        &["--server", &servers, "cluster", "remove", &id.to_string()],
+    );
+    assert_ok(&out);
+    std::fs::rename(dir.join("n2.redb"), dir.join("old.redb")).unwrap();
+    std::fs::rename(dir.join("n2.redb.raft"), dir.join("old.redb.raft")).unwrap();
+    let back = spawn(dir, "n2", &["--join", &servers], &[]);
+    let revision = revision_of(&nodes[0], false);
+    wait_for(30, "the new member to catch up", || {
+        revision_of(&back, true) == revision
+    });
+    assert_ne!(status_of(&back)["node_id"].as_u64(), Some(id));
+    assert_eq!(get(dir, &back, "k01").stdout, b"v1");
+    assert_eq!(get(dir, &back, "after").stdout, b"1");
+}
