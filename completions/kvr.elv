@@ -180,7 +180,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
             cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
-            cand --json 'Print {"applied":n,"revision":N} on stdout'
+            cand --json 'Print {"applied":n,"revision":N,"puts":p,"deletes":d} on stdout (the HTTP answer)'
             cand -h 'Print help'
             cand --help 'Print help'
         }

@@ -170,7 +170,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand batch" -l cacert -d 'With an htt
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
 stale\t''"
-complete -c kvr -n "__fish_kvr_using_subcommand batch" -l json -d 'Print {"applied":n,"revision":N} on stdout'
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l json -d 'Print {"applied":n,"revision":N,"puts":p,"deletes":d} on stdout (the HTTP answer)'
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand stats" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r

@@ -498,7 +498,8 @@ pub struct BatchArgs {
     /// A failing part stops the run; the parts before it stay applied.
     #[arg(long, value_name = "N")]
     pub chunk_size: Option<u64>,
-    /// Print {"applied":n,"revision":N} on stdout.
+    /// Print {"applied":n,"revision":N,"puts":p,"deletes":d} on stdout (the
+    /// HTTP answer).
     #[arg(long)]
     pub json: bool,
     /// With --db: the largest value accepted, in bytes [default: 16 MiB].

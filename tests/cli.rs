@@ -490,10 +490,13 @@ fn batch_applies_in_order_with_revisions(env: Env) {
     let input = "{\"key\":\"a\",\"value\":\"1\"}\n\n   \n{\"op\":\"delete\",\"key\":\"gone\"}\n{\"op\":\"delete\",\"key\":\"never\"}\n{\"key\":\"a\",\"value\":\"2\"}\n{\"op\":\"put\",\"key\":\"b\",\"value\":\"3\"}\n";
     let done = env.kvr(["batch", "--json"]).stdin(input).ok();
     // The delete of an absent key takes no revision.
-    assert_eq!(done.stdout_text(), "{\"applied\":4,\"revision\":5}\n");
+    assert_eq!(
+        done.stdout_text(),
+        "{\"applied\":4,\"revision\":5,\"puts\":3,\"deletes\":1}\n"
+    );
     assert!(
         done.stderr_text()
-            .starts_with("applied 3 puts, 1 deletes (revision 5) in "),
+            .starts_with("applied 3 puts, 1 delete (revision 5) in "),
         "{}",
         done.report()
     );
@@ -531,7 +534,10 @@ fn batch_from_file_and_dash(env: Env) {
 fn empty_batch_changes_nothing(env: Env) {
     env.kvr(["put", "k", "v"]).ok();
     let done = env.kvr(["batch", "--json"]).stdin("\n\n").ok();
-    assert_eq!(done.stdout_text(), "{\"applied\":0,\"revision\":1}\n");
+    assert_eq!(
+        done.stdout_text(),
+        "{\"applied\":0,\"revision\":1,\"puts\":0,\"deletes\":0}\n"
+    );
 }
 
 /// A UTF-8 byte order mark before the first line (an editor's) is named,
@@ -868,7 +874,10 @@ fn batch_chunk_size_applies_parts_atomically(env: Env) {
         .kvr(["batch", "--json", "--chunk-size", "2"])
         .stdin(numbered_puts(0..5))
         .ok();
-    assert_eq!(done.stdout_text(), "{\"applied\":5,\"revision\":5}\n");
+    assert_eq!(
+        done.stdout_text(),
+        "{\"applied\":5,\"revision\":5,\"puts\":5,\"deletes\":0}\n"
+    );
     assert_eq!(env.stats()["keys"], 5);
     // An exact multiple of the size, and an empty input.
     env.kvr(["batch", "--chunk-size", "5"])
@@ -879,7 +888,10 @@ fn batch_chunk_size_applies_parts_atomically(env: Env) {
         .kvr(["batch", "--json", "--chunk-size", "3"])
         .stdin("")
         .ok();
-    assert_eq!(done.stdout_text(), "{\"applied\":0,\"revision\":10}\n");
+    assert_eq!(
+        done.stdout_text(),
+        "{\"applied\":0,\"revision\":10,\"puts\":0,\"deletes\":0}\n"
+    );
     let before = env.snapshot();
     env.kvr(["batch", "--chunk-size", "0"])
         .stdin(numbered_puts(0..2))

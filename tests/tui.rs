@@ -1081,7 +1081,7 @@ fn batch_on_a_terminal_ends_at_the_first_ctrl_d() {
     tmux.keys(&["C-d"]);
     tmux.wait_for(&["applied 0 puts, 0 deletes (revision 0)", "FIRST_EXIT=0"]);
     tmux.keys(&["{\"key\":\"k\",\"value\":\"v\"}", "Enter", "C-d"]);
-    tmux.wait_for(&["applied 1 puts, 0 deletes (revision 1)", "SECOND_EXIT=0"]);
+    tmux.wait_for(&["applied 1 put, 0 deletes (revision 1)", "SECOND_EXIT=0"]);
 }
 
 /// Ctrl-Z suspends the browser to the shell, as in less and vim: the

@@ -118,18 +118,23 @@ pub fn run(
     // Not `eprintln!`, which panics when stderr cannot be written.
     let _ = writeln!(
         std::io::stderr(),
-        "applied {} puts, {} deletes (revision {}) in {:.2} s",
+        "applied {} put{}, {} delete{} (revision {}) in {:.2} s",
         applied.puts,
+        if applied.puts == 1 { "" } else { "s" },
         applied.deletes,
+        if applied.deletes == 1 { "" } else { "s" },
         applied.revision,
         started.elapsed().as_secs_f64()
     );
     if args.json {
+        // As `POST /v1/batch` answers.
         super::print_after_write(
             format!(
-                "{{\"applied\":{},\"revision\":{}}}\n",
+                "{{\"applied\":{},\"revision\":{},\"puts\":{},\"deletes\":{}}}\n",
                 applied.applied(),
-                applied.revision
+                applied.revision,
+                applied.puts,
+                applied.deletes
             ),
             &format!(
                 "the batch was applied at revision {} ({} operations)",

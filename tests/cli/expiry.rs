@@ -271,7 +271,10 @@ fn a_rejected_write_leaves_expired_keys_for_the_next() {
         .stdin("{\"op\":\"delete\",\"key\":\"nosuch\"}\n")
         .ok()
         .stdout_text();
-    assert_eq!(out, "{\"applied\":0,\"revision\":3}\n");
+    assert_eq!(
+        out,
+        "{\"applied\":0,\"revision\":3,\"puts\":0,\"deletes\":0}\n"
+    );
     assert_eq!(env.kvr(["get", "gone"]).code(1).stdout_text(), "");
     // The put takes revision 4.
     let out = env.kvr(["put", "--json", "x", "1"]).ok().stdout_text();
