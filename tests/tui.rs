@@ -1224,3 +1224,68 @@ fn an_idle_browser_lets_scripts_and_a_server_use_the_file() {
     let stats = env.kvr(["stats"]).ok().stdout_text();
     assert!(stats.contains("\"keys\":53,\"revision\":53"), "{stats}");
 }
+
+/// Keys that arrive in one burst of more than a kilobyte (typed ahead,
+/// key repeat, a paste the terminal does not bracket) are all taken, in
+/// order, at once: crossterm's default input source read 1 KiB of such a
+/// burst and left the rest until the next key press, which dropped typed
+/// text and sent keys to the wrong screen.
+#[test]
+fn a_burst_of_keys_over_a_kilobyte_is_taken_whole() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let tmux = browser_on(&env.db());
+    tmux.wait_for(&["> item:000", "key 1 of 51"]);
+    // A new key of 1,500 bytes typed in one burst, then its value: the
+    // Enter after the burst opens the editor, and what is typed there is
+    // saved whole.
+    let key = format!("long:{}", "w".repeat(1_495));
+    tmux.keys(&["n"]);
+    tmux.type_text(&key);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["New long:w"]);
+    tmux.type_text("v4096");
+    tmux.keys(&["C-s"]);
+    tmux.wait_for(&["saved long:w"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    drop(tmux);
+    assert_eq!(env.kvr(["get", &key]).ok().stdout_text(), "v4096");
+}
+
+/// A browser in another session than its terminal's (no SIGHUP reaches it)
+/// ends when the terminal goes away, saying so, instead of spinning on a
+/// closed terminal.
+#[test]
+fn a_browser_whose_terminal_is_gone_ends() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let pid_file = env.path("kvr.pid");
+    let err_file = env.path("kvr.err");
+    let tmux = Tmux::start(&format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color setsid {} --db {} tui \
+         < $(tty) > $(tty) 2> {} & echo $! > {}; wait",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+        shell_quote(&err_file),
+        shell_quote(&pid_file),
+    ));
+    tmux.wait_for(&["> item:000"]);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let proc_dir = Path::new("/proc").join(pid.trim());
+    assert!(proc_dir.exists());
+    drop(tmux);
+    let deadline = Instant::now() + DEADLINE;
+    while proc_dir.exists() {
+        assert!(Instant::now() < deadline, "kvr tui still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(err.contains("the terminal stopped answering"), "{err}");
+}

@@ -131,7 +131,17 @@ impl EditJob {
         }
         let valid = serde_json::from_slice::<serde::de::IgnoredAny>(&edited).is_ok();
         match std::str::from_utf8(&edited) {
-            Ok(text) if valid && self.compact_json() => json::compact(text).into_bytes(),
+            Ok(edited) if valid && self.compact_json() => {
+                // The layout shown is the editor's own: an edit of its
+                // white space only (a newline added at the end) leaves
+                // the value, spaced as it was stored, as it is.
+                let compact = json::compact(edited);
+                let shown = std::str::from_utf8(&text).map(json::compact);
+                if text != self.original && shown.is_ok_and(|shown| shown == compact) {
+                    return self.original.clone();
+                }
+                compact.into_bytes()
+            }
             _ => edited,
         }
     }
@@ -658,6 +668,12 @@ mod tests {
         // Stored on one line but not compact: untouched, nothing changes.
         let spaced = job(br#"{"a": 1, "b": [true, "x"]}"#);
         assert_eq!(spaced.stored(spaced.text()), spaced.original);
+        // Nor does an edit of the shown layout's white space alone.
+        let mut newline = spaced.text();
+        newline.push(b'\n');
+        assert_eq!(spaced.stored(newline), spaced.original);
+        let respaced = String::from_utf8_lossy(&spaced.text()).replace("  ", "\t");
+        assert_eq!(spaced.stored(respaced.into_bytes()), spaced.original);
         let changed = String::from_utf8_lossy(&spaced.text()).replace('1', "2");
         assert_eq!(
             spaced.stored(changed.into_bytes()),

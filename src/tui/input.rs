@@ -6,8 +6,12 @@
 //! returns end-of-file, and the run loop would never see the signal telling
 //! it to quit. Here the loop waits on a channel instead. A poll that
 //! overruns its own timeout by [`STUCK`] means the terminal is gone, and
-//! the loop ends the browser. The thread polls only when the loop asks,
-//! so nothing reads the terminal while an external editor has it.
+//! the loop ends the browser. So does a terminal that reports a hang-up
+//! before a poll (crossterm's `/dev/tty` source returns from a poll on a
+//! closed terminal at its timeout, having spun through it; a process of
+//! another session gets no SIGHUP to end it). The thread polls only when
+//! the loop asks, so nothing reads the terminal while an external editor
+//! has it.
 
 use std::io;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -41,8 +45,9 @@ impl Input {
         std::thread::Builder::new()
             .name("kvr-tui-input".into())
             .spawn(move || {
+                let tty = Tty::open();
                 while let Ok(timeout) = asked.recv() {
-                    if answer.send(poll(timeout)).is_err() {
+                    if answer.send(poll(&tty, timeout)).is_err() {
                         return;
                     }
                 }
@@ -95,7 +100,55 @@ impl Input {
     }
 }
 
-fn poll(timeout: Duration) -> Polled {
+/// The terminal crossterm reads: stdin when it is a terminal, else
+/// `/dev/tty` (`None` when neither can be had: then only the watchdog
+/// notices a terminal that is gone).
+enum Tty {
+    Stdin,
+    Dev(std::fs::File),
+    None,
+}
+
+impl Tty {
+    fn open() -> Tty {
+        use std::io::IsTerminal;
+        if io::stdin().is_terminal() {
+            return Tty::Stdin;
+        }
+        match std::fs::File::open("/dev/tty") {
+            Ok(file) => Tty::Dev(file),
+            Err(_) => Tty::None,
+        }
+    }
+
+    /// Whether the terminal has hung up (closed, or gone with its window).
+    fn hung_up(&self) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        use std::os::fd::AsFd;
+        let stdin = io::stdin();
+        let fd = match self {
+            Tty::Stdin => stdin.as_fd(),
+            Tty::Dev(file) => file.as_fd(),
+            Tty::None => return false,
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match rustix::event::poll(&mut fds, Some(&now)) {
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+            Err(_) => false,
+        }
+    }
+}
+
+fn poll(tty: &Tty, timeout: Duration) -> Polled {
+    if tty.hung_up() {
+        return Err(gone());
+    }
     if event::poll(timeout)? {
         event::read().map(Some)
     } else {

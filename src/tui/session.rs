@@ -25,6 +25,10 @@ const POLL_BUSY: Duration = Duration::from_millis(3);
 /// The same when nothing is awaited: only signals and the "waiting"
 /// notice depend on it, and idle wake-ups cost CPU.
 const POLL_IDLE: Duration = Duration::from_millis(100);
+/// After an event, how long to wait for another of the same burst, and
+/// how many to take before drawing anyway.
+const POLL_BURST: Duration = Duration::from_millis(1);
+const BURST_EVENTS: usize = 512;
 /// A call unanswered this long is mentioned on the status line.
 const WAIT_NOTICE: Duration = Duration::from_millis(700);
 /// First pause before reading a first screen the server did not answer
@@ -323,20 +327,47 @@ where
         } else {
             POLL_IDLE
         };
-        match host.next_event(poll)? {
-            Some(Event::Key(key)) => dirty |= session.key(key),
-            // Bracketed paste: as key presses it would run commands.
-            Some(Event::Paste(text)) => {
-                session.paste(&text);
-                dirty = true;
+        if let Some(event) = host.next_event(poll)? {
+            dirty |= handle(session, event);
+            // Keys that came together (typed ahead, a paste the terminal
+            // did not bracket) are all taken before the next draw, up to
+            // one that hands the terminal over or asks for more than a
+            // draw.
+            for _ in 0..BURST_EVENTS {
+                let app = &session.app;
+                if app.quit
+                    || app.redraw
+                    || app.suspend
+                    || app.pending_edit.is_some()
+                    || app.clipboard.is_some()
+                {
+                    break;
+                }
+                dirty |= session.pump();
+                match host.next_event(POLL_BURST)? {
+                    Some(event) => dirty |= handle(session, event),
+                    None => break,
+                }
             }
-            Some(Event::Resize(w, h)) => {
-                session.dispatch(Action::Resize(w, h));
-                dirty = true;
-            }
-            _ => {}
         }
         dirty |= session.pump();
     }
     Ok(())
+}
+
+/// Takes one terminal event; whether the screen needs drawing.
+fn handle(session: &mut Session, event: Event) -> bool {
+    match event {
+        Event::Key(key) => session.key(key),
+        // Bracketed paste: as key presses it would run commands.
+        Event::Paste(text) => {
+            session.paste(&text);
+            true
+        }
+        Event::Resize(w, h) => {
+            session.dispatch(Action::Resize(w, h));
+            true
+        }
+        _ => false,
+    }
 }

@@ -13,6 +13,7 @@ use super::editview::{key_rows, render_conflict, render_editor, render_invalid_j
 use super::keys::display_key;
 use super::preview::{Kind, hex_line_count, hex_rows, hex_rows_per_line, hex_width, human_bytes};
 use super::{softwrap, wrap};
+use crate::limits::MAX_KEY_BYTES;
 
 /// Where each part of the screen goes.
 pub struct Areas {
@@ -421,12 +422,20 @@ fn plural(n: u64, word: &str) -> String {
 
 fn render_message(frame: &mut Frame, area: Rect, app: &App) {
     if let Mode::Prompt { kind, input } = &app.mode {
-        let label = match kind {
-            PromptKind::Seek => "seek to key: ",
-            PromptKind::Filter => "filter (prefix or glob *?[]): ",
-            PromptKind::NewKey => "new key: ",
-        };
         let full = input.text();
+        let mut label_style = Style::new().add_modifier(Modifier::BOLD);
+        let label = match kind {
+            PromptKind::Seek => "seek to key: ".to_string(),
+            PromptKind::Filter => "filter (prefix or glob *?[]): ".to_string(),
+            // Said while it is typed: Enter would refuse it.
+            PromptKind::NewKey => match super::keys::parse_key(&full).len() {
+                n if n > MAX_KEY_BYTES => {
+                    label_style = app.config.theme.error();
+                    format!("new key ({n} bytes, over {MAX_KEY_BYTES}): ")
+                }
+                _ => "new key: ".to_string(),
+            },
+        };
         // Columns, not characters: `日` takes two.
         let (_, x) = softwrap::locate(&full, input.col, usize::MAX);
         // Text wider than the line scrolls: the cursor stays in view, and
@@ -453,12 +462,9 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             Span::raw(text)
         };
-        let line = Line::from(vec![
-            Span::styled(label, Style::new().add_modifier(Modifier::BOLD)),
-            text,
-        ]);
-        frame.render_widget(Paragraph::new(line), area);
         let col = label.chars().count() + x;
+        let line = Line::from(vec![Span::styled(label, label_style), text]);
+        frame.render_widget(Paragraph::new(line), area);
         let x = area.x
             + u16::try_from(col)
                 .unwrap_or(u16::MAX)

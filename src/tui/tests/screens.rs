@@ -472,6 +472,31 @@ fn a_long_prompt_scrolls_with_its_cursor() {
     s.shutdown();
 }
 
+/// The new-key prompt says while the key is typed that it is too long
+/// (Enter would refuse it), and stops saying so once it fits.
+#[test]
+fn the_new_key_prompt_says_at_once_that_a_key_is_too_long() {
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (80, 12));
+    keys(&mut s, "n");
+    s.paste(&"x".repeat(4_096));
+    let last = screen(&s.app).pop().unwrap();
+    assert!(last.starts_with("new key: …xxx"), "{last:?}");
+    s.paste("y");
+    let last = screen(&s.app).pop().unwrap();
+    assert!(
+        last.starts_with("new key (4097 bytes, over 4096): …"),
+        "{last:?}"
+    );
+    press(
+        &mut s,
+        KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE),
+    );
+    let last = screen(&s.app).pop().unwrap();
+    assert!(last.starts_with("new key: …xxx"), "{last:?}");
+    s.shutdown();
+}
+
 /// On a narrow screen the status bar's source gives way (to its file name,
 /// then to nothing), so the position and `q quit` stay in view.
 #[test]
