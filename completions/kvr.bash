@@ -1499,7 +1499,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__serve)
-            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --history --history-bytes --workers --quiet --raft-listen --cluster-init --join --learner --advertise-url --advertise-raft --cluster-token --cluster-token-file --heartbeat-ms --election-timeout-ms --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            opts="-q -h --listen --allow-unauthenticated --tls-cert --tls-key --max-value-bytes --max-batch-ops --max-batch-bytes --max-body-mib --queue-size --max-connections --header-timeout --idle-timeout --memtable-mib --history --history-bytes --workers --quiet --raft-listen --cluster-init --join --learner --advertise-url --advertise-raft --cluster-token --cluster-token-file --heartbeat-ms --election-timeout-ms --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1526,6 +1526,10 @@ _kvr() {
                     return 0
                     ;;
                 --max-batch-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-body-mib)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

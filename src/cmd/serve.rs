@@ -517,13 +517,20 @@ fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
             given
         }
     };
+    let max_value_bytes = cluster_default(args.max_value_bytes, "max_value_bytes");
+    let max_batch_bytes = positive(
+        cluster_default(args.max_batch_bytes, "max_batch_bytes"),
+        "--max-batch-bytes",
+    )?;
+    let body_mib = positive(args.max_body_mib, "--max-body-mib")?;
     Ok(Limits {
-        max_value_bytes: cluster_default(args.max_value_bytes, "max_value_bytes"),
+        max_value_bytes,
         max_batch_ops: positive(args.max_batch_ops, "--max-batch-ops")?,
-        max_batch_bytes: positive(
-            cluster_default(args.max_batch_bytes, "max_batch_bytes"),
-            "--max-batch-bytes",
-        )?,
+        max_batch_bytes,
+        // One largest request always fits.
+        max_body_bytes: mib_to_bytes(body_mib as u64)
+            .max(max_value_bytes)
+            .max(max_batch_bytes),
         queue_size: positive(args.queue_size, "--queue-size")?,
         max_connections: positive(args.max_connections, "--max-connections")?,
         header_timeout: super::seconds(args.header_timeout, "--header-timeout")?,

@@ -2,15 +2,17 @@
 //! (whole, or streamed from a channel with backpressure).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::error::{Error, Result};
 
@@ -49,33 +51,170 @@ impl http_body::Body for ChannelBody {
     }
 }
 
+/// The pace a request body must keep after its grace (twice
+/// `--header-timeout`, 20 s by default), in bytes a second: Apache's
+/// `mod_reqtimeout` defaults. `--idle-timeout` only cuts a client that
+/// sends nothing at all; without this a body trickled a byte at a time
+/// would hold its connection, and its room in the budget, for ever.
+pub const MIN_BODY_RATE: u64 = 500;
+
+/// How request bodies are taken in, server-wide: a budget of KiB
+/// (`--max-body-mib`) that every body takes from while it is read and
+/// handled, and the time a body may take.
+#[derive(Clone)]
+pub struct BodyBudget {
+    kib: Arc<Semaphore>,
+    mib: u64,
+    /// The time a body needs no pace in (see [`MIN_BODY_RATE`]).
+    grace: Duration,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize, grace: Duration) -> BodyBudget {
+        let kib = (bytes >> 10).clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget {
+            kib: Arc::new(Semaphore::new(kib)),
+            mib: (bytes >> 20) as u64,
+            grace,
+        }
+    }
+
+    /// Takes room for `bytes` more, beside `held`; `overloaded` when the
+    /// budget has none.
+    fn take(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: u64) -> Result<()> {
+        let have = held.as_ref().map_or(0, |p| p.num_permits() as u64);
+        let need = bytes.div_ceil(1024);
+        if need <= have {
+            return Ok(());
+        }
+        let more = u32::try_from(need - have).unwrap_or(u32::MAX);
+        let permit = self
+            .kib
+            .clone()
+            .try_acquire_many_owned(more)
+            .map_err(|_| bodies_overloaded(self.mib))?;
+        match held {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// The room a request's body holds in the [`BodyBudget`], until dropped
+/// (when its request has been answered).
+pub struct BodyHold {
+    _room: Option<OwnedSemaphorePermit>,
+}
+
+/// `refusal`, once the rest of the body has been read and dropped (at the
+/// pace a body must keep): a client still sending its body when the
+/// server closed would see a reset or a broken pipe, not the 503.
+async fn refuse_after_drain(
+    mut body: Incoming,
+    started: tokio::time::Instant,
+    grace: Duration,
+    refusal: Error,
+) -> Error {
+    let mut got = 0u64;
+    loop {
+        let deadline = started + grace + Duration::from_millis(got * 1000 / MIN_BODY_RATE);
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                got += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return refusal,
+        }
+    }
+}
+
+fn bodies_overloaded(mib: u64) -> Error {
+    Error::Unavailable {
+        message: format!(
+            "the server is overloaded: the request bodies it holds take its memory for them \
+             ({mib} MiB, --max-body-mib); retry later"
+        ),
+        overloaded: true,
+    }
+}
+
 /// Reads a request body of at most `limit` bytes. A `Content-Length` over
 /// the limit is refused before anything is read, and a body that grows past
 /// it is refused as soon as it does: nothing over the limit is buffered.
+/// Room for the body is taken from `budget` before it is read (for a body
+/// of unknown length, as it comes), and held until the [`BodyHold`] is
+/// dropped: 503 `overloaded` at once when there is none. A body that comes
+/// slower than [`MIN_BODY_RATE`] after the budget's grace is refused (400).
 /// Once it is in, the server is at work (`conn::BodyRead`).
 pub async fn read_limited(
     parts: &http::request::Parts,
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
     too_large: impl Fn() -> Error,
-) -> Result<Bytes> {
-    if let Some(len) = content_length(&parts.headers)?
-        && len > limit as u64
-    {
+    budget: &BodyBudget,
+) -> Result<(Bytes, BodyHold)> {
+    let announced = content_length(&parts.headers)?;
+    if announced.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => {
-            if let Some(read) = parts.extensions.get::<super::conn::BodyRead>() {
-                read.done();
-            }
-            Ok(collected.to_bytes())
-        }
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(Error::invalid(format!(
-            "the request body could not be read: {e}"
-        ))),
+    let started = tokio::time::Instant::now();
+    let mut held = None;
+    if let Some(len) = announced
+        && let Err(e) = budget.take(&mut held, len)
+    {
+        return Err(refuse_after_drain(body, started, budget.grace, e).await);
     }
+    // The frames as they came: a body in one frame (most) is not copied.
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut got = 0usize;
+    loop {
+        let paced = Duration::from_millis(got as u64 * 1000 / MIN_BODY_RATE);
+        let deadline = started + budget.grace + paced;
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame
+                .map_err(|e| Error::invalid(format!("the request body could not be read: {e}")))?,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "the request body came too slowly: {} bytes{} in {:.0} s, and a body must \
+                     come at {MIN_BODY_RATE} bytes a second or more after its first {} s \
+                     (twice --header-timeout); nothing was applied",
+                    got,
+                    announced.map_or_else(String::new, |len| format!(" of {len}")),
+                    started.elapsed().as_secs_f64(),
+                    budget.grace.as_secs_f64()
+                )));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            got += data.len();
+            if got > limit {
+                return Err(too_large());
+            }
+            if announced.is_none()
+                && let Err(e) = budget.take(&mut held, got as u64)
+            {
+                drop((frames, held));
+                return Err(refuse_after_drain(body, started, budget.grace, e).await);
+            }
+            frames.push(data);
+        }
+    }
+    if let Some(read) = parts.extensions.get::<super::conn::BodyRead>() {
+        read.done();
+    }
+    let body = match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.swap_remove(0),
+        _ => {
+            let mut whole = BytesMut::with_capacity(got);
+            for frame in &frames {
+                whole.extend_from_slice(frame);
+            }
+            whole.freeze()
+        }
+    };
+    Ok((body, BodyHold { _room: held }))
 }
 
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>> {

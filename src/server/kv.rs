@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::State;
-use super::body::{Body, full, read_limited};
+use super::body::{Body, BodyHold, full, read_limited};
 use super::headers::{ReadConditions, ReadOutcome, WriteCondition};
 use super::limits::{body_too_large, name_value_flag, too_many_ops};
 use super::response::{ApiError, error_response, json_response, text};
@@ -197,6 +197,25 @@ fn written(revision: u64) -> Response<Body> {
     resp
 }
 
+/// [`read_limited`] from the server's body budget; a refusal for want of
+/// room counts as a write refused (`kvr_writes_rejected_total`).
+pub(super) async fn read_body(
+    state: &State,
+    parts: &http::request::Parts,
+    body: Incoming,
+    limit: usize,
+    too_large: impl Fn() -> Error,
+) -> Result<(bytes::Bytes, BodyHold)> {
+    let read = read_limited(parts, body, limit, too_large, &state.bodies).await;
+    if let Err(Error::Unavailable {
+        overloaded: true, ..
+    }) = &read
+    {
+        state.metrics.rejected();
+    }
+    read
+}
+
 pub(super) async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
     let key = key_of(&parts.uri)?;
@@ -210,7 +229,7 @@ pub(super) async fn put(state: &State, req: Request<Incoming>) -> Result<Respons
         WriteCondition::Absent => (Some(0), false),
     };
     let max = state.limits.max_value_bytes;
-    let value = read_limited(&parts, body, max, || {
+    let (value, _room) = read_body(state, &parts, body, max, || {
         body_too_large("the value", max, "--max-value-bytes")
     })
     .await?;
@@ -298,7 +317,7 @@ pub(super) async fn batch(state: &State, req: Request<Incoming>) -> Result<Respo
     let (parts, body) = req.into_parts();
     let limits = state.limits.clone();
     let max = limits.max_batch_bytes;
-    let body = read_limited(&parts, body, max, || {
+    let (body, _room) = read_body(state, &parts, body, max, || {
         body_too_large("the batch body", max, "--max-batch-bytes")
     })
     .await?;

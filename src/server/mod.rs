@@ -87,6 +87,8 @@ pub struct State {
     pub watchers: Arc<std::sync::atomic::AtomicUsize>,
     /// Cluster mode: this member.
     pub cluster: Option<Arc<crate::cluster::node::Node>>,
+    /// Room for request bodies (`--max-body-mib`).
+    pub bodies: body::BodyBudget,
 }
 
 impl State {
@@ -150,6 +152,7 @@ impl State {
             Some(log)
         };
         Ok(State {
+            bodies: body::BodyBudget::new(limits.max_body_bytes, limits.header_timeout * 2),
             closing: tokio::sync::watch::Sender::new(false),
             watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             recovered,

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::State;
-use super::body::{Body, read_limited};
+use super::body::Body;
 use super::kv;
 use super::limits::body_too_large;
 use super::log::{Access, Target};
@@ -517,7 +517,7 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
         _ => {}
     }
     let (parts, body) = req.into_parts();
-    let body = read_limited(&parts, body, 64 << 10, || {
+    let (body, _room) = super::kv::read_body(state, &parts, body, 64 << 10, || {
         body_too_large("a join request", 64 << 10, "(fixed)")
     })
     .await?;

@@ -165,9 +165,23 @@ impl Writer {
         }
         let waiting = self.queue.waiting.load(Ordering::Relaxed);
         let delay = Duration::from_micros(self.queue.delay_us.load(Ordering::Relaxed));
-        if waiting >= self.queue_size || (waiting > QUEUE_FLOOR && delay > QUEUE_DELAY_TARGET) {
+        if waiting >= self.queue_size {
             self.metrics.rejected();
             return Err(overloaded(self.queue_size));
+        }
+        if waiting > QUEUE_FLOOR && delay > QUEUE_DELAY_TARGET {
+            self.metrics.rejected();
+            return Err(Error::Unavailable {
+                message: format!(
+                    "the server is overloaded: {waiting} writes are waiting, and the oldest \
+                     write of the last group waited {} ms for the writer (a standing queue: \
+                     more than {} waiting, over {} ms); retry later",
+                    delay.as_millis(),
+                    QUEUE_FLOOR,
+                    QUEUE_DELAY_TARGET.as_millis()
+                ),
+                overloaded: true,
+            });
         }
         Ok(())
     }

@@ -335,3 +335,64 @@ fn a_hash_in_the_request_target_is_refused_and_changes_nothing() {
     assert_eq!(http("GET", &kv("a%23b"), &[], None).body, b"v");
     assert_eq!(http("GET", &kv("a"), &[], None).status, 404);
 }
+
+/// A body sent slower than 500 bytes a second after its grace (twice
+/// `--header-timeout`) is refused with 400 and writes nothing, though it
+/// never stops long enough for `--idle-timeout`: before, a body trickled
+/// a byte a second held its connection for ever, and 4,096 such clients
+/// locked every other one out.
+#[test]
+fn a_body_trickled_slower_than_the_minimum_rate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--header-timeout", "1", "--idle-timeout", "60"],
+    );
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    c.write_all(b"PUT /v1/kv/slow HTTP/1.1\r\nHost: kvr\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A byte every 0.4 s, until the server answers (or 15 s pass).
+    while started.elapsed() < Duration::from_secs(15) {
+        if c.write_all(b"v").is_err() {
+            break;
+        }
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let waited = started.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "{answer} after {waited:?}"
+    );
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    let full = format!("{answer}{}", String::from_utf8_lossy(&rest));
+    assert!(full.contains("came too slowly"), "{full}");
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/slow", s.url), &[], None).status,
+        404
+    );
+    // A body that keeps the pace is taken.
+    let r = http(
+        "PUT",
+        &format!("{}/v1/kv/fast", s.url),
+        &[],
+        Some(&[b'v'; 100_000]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

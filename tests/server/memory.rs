@@ -390,3 +390,69 @@ fn http_get_after_restart(dir: &std::path::Path, key: &str) -> String {
     assert_eq!(r.status, 200);
     r.text()
 }
+
+/// Opens a PUT of `key` announcing `len` bytes and sends `sent` of them.
+fn open_put(addr: &str, key: &str, len: usize, sent: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!("PUT /v1/kv/{key} HTTP/1.1\r\nHost: kvr\r\nContent-Length: {len}\r\n\r\n");
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&vec![b'v'; sent]).unwrap();
+    c
+}
+
+/// Request bodies being read or handled take room from `--max-body-mib`:
+/// once it is taken, another large write gets 503 `overloaded` at once,
+/// before its body is read, and writes nothing; when room is back, the
+/// same write goes through. (Before, only `--max-connections` × the value
+/// limit bounded them: 40 concurrent 16 MiB PUTs took a server configured
+/// for 32 MiB to 1.5 GB.)
+#[test]
+fn request_bodies_share_a_bounded_budget() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let limit = "600000";
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--max-body-mib",
+            "1",
+            "--max-value-bytes",
+            limit,
+            "--max-batch-bytes",
+            limit,
+        ],
+    );
+    // Two bodies of 500,000 bytes take 977 of the 1,024 KiB: their
+    // clients send half and wait.
+    let len = 500_000;
+    let mut first = open_put(&s.addr, "a", len, len / 2);
+    let mut second = open_put(&s.addr, "b", len, len / 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = metric(&s.url, "kvr_writes_rejected_total");
+    let value = vec![b'c'; len];
+    let r = http("PUT", &format!("{}/v1/kv/c", s.url), &[], Some(&value));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.code(), "overloaded");
+    assert!(r.text().contains("--max-body-mib"), "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(metric(&s.url, "kvr_writes_rejected_total"), before + 1);
+    // A small write still fits.
+    let r = http("PUT", &format!("{}/v1/kv/small", s.url), &[], Some(b"x"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The first two finish; their room is given back.
+    for c in [&mut first, &mut second] {
+        c.write_all(&vec![b'v'; len - len / 2]).unwrap();
+        let answer = read_until(c, b"\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/c", s.url), &[], None).status,
+        404
+    );
+    let r = http("PUT", &format!("{}/v1/kv/c", s.url), &[], Some(&value));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http("GET", &format!("{}/v1/kv/a", s.url), &[], None);
+    assert_eq!(r.text().len(), len);
+}
