@@ -276,7 +276,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--max-value-bytes', '--max-value-bytes', [CompletionResultType]::ParameterName, 'Largest value, in bytes')
             [CompletionResult]::new('--max-batch-ops', '--max-batch-ops', [CompletionResultType]::ParameterName, 'Most operations in one batch request')
             [CompletionResult]::new('--max-batch-bytes', '--max-batch-bytes', [CompletionResultType]::ParameterName, 'Largest batch request body, in bytes')
-            [CompletionResult]::new('--max-body-mib', '--max-body-mib', [CompletionResultType]::ParameterName, 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once (one largest request always fits)')
+            [CompletionResult]::new('--max-body-mib', '--max-body-mib', [CompletionResultType]::ParameterName, 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once. Default: twice --memtable-mib; never less than one largest request')
             [CompletionResult]::new('--queue-size', '--queue-size', [CompletionResultType]::ParameterName, 'Writes that may wait for the writer; beyond, 503 overloaded at once')
             [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Seconds a client has to send a request''s headers')

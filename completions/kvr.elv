@@ -259,7 +259,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --max-value-bytes 'Largest value, in bytes'
             cand --max-batch-ops 'Most operations in one batch request'
             cand --max-batch-bytes 'Largest batch request body, in bytes'
-            cand --max-body-mib 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once (one largest request always fits)'
+            cand --max-body-mib 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once. Default: twice --memtable-mib; never less than one largest request'
             cand --queue-size 'Writes that may wait for the writer; beyond, 503 overloaded at once'
             cand --max-connections 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)'
             cand --header-timeout 'Seconds a client has to send a request''s headers'

@@ -236,7 +236,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-key -d 'The privat
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-value-bytes -d 'Largest value, in bytes' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-ops -d 'Most operations in one batch request' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes' -r
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-body-mib -d 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once (one largest request always fits)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-body-mib -d 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once. Default: twice --memtable-mib; never less than one largest request' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l queue-size -d 'Writes that may wait for the writer; beyond, 503 overloaded at once' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l header-timeout -d 'Seconds a client has to send a request\'s headers' -r

@@ -585,10 +585,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES)]
     pub max_batch_bytes: usize,
     /// Memory for request bodies being received or handled, server-wide,
-    /// in MiB; beyond, 503 overloaded at once (one largest request always
-    /// fits).
-    #[arg(long, value_name = "MIB", default_value_t = crate::server::limits::DEFAULT_MAX_BODY_MIB)]
-    pub max_body_mib: usize,
+    /// in MiB; beyond, 503 overloaded at once. Default: twice
+    /// --memtable-mib; never less than one largest request.
+    #[arg(long, value_name = "MIB")]
+    pub max_body_mib: Option<usize>,
     /// Writes that may wait for the writer; beyond, 503 overloaded at once.
     #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_QUEUE_SIZE)]
     pub queue_size: usize,

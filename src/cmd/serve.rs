@@ -522,20 +522,22 @@ fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
         cluster_default(args.max_batch_bytes, "max_batch_bytes"),
         "--max-batch-bytes",
     )?;
-    let body_mib = positive(args.max_body_mib, "--max-body-mib")?;
+    let memtable_bytes = memtable_bytes(g, args)?;
+    let body_bytes = match args.max_body_mib {
+        Some(mib) => mib_to_bytes(positive(mib, "--max-body-mib")? as u64),
+        None => memtable_bytes.saturating_mul(2),
+    };
     Ok(Limits {
         max_value_bytes,
         max_batch_ops: positive(args.max_batch_ops, "--max-batch-ops")?,
         max_batch_bytes,
         // One largest request always fits.
-        max_body_bytes: mib_to_bytes(body_mib as u64)
-            .max(max_value_bytes)
-            .max(max_batch_bytes),
+        max_body_bytes: body_bytes.max(max_value_bytes).max(max_batch_bytes),
         queue_size: positive(args.queue_size, "--queue-size")?,
         max_connections: positive(args.max_connections, "--max-connections")?,
         header_timeout: super::seconds(args.header_timeout, "--header-timeout")?,
         idle_timeout: super::seconds(args.idle_timeout, "--idle-timeout")?,
-        memtable_bytes: memtable_bytes(g, args)?,
+        memtable_bytes,
         row_cache_bytes: row_cache_bytes(g),
         history: crate::engine::history::HistoryBounds {
             events: args.history,

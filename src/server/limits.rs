@@ -54,9 +54,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// hand-over, Raft's shutdown and the final flush.
 pub const CLUSTER_SHUTDOWN_GRACE: Duration = Duration::from_millis(2500);
 
-/// `--max-body-mib`: memory for request bodies being read or handled.
-pub const DEFAULT_MAX_BODY_MIB: usize = 256;
-
 /// The limits a server runs with.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -94,7 +91,7 @@ impl Default for Limits {
                 * (1 << 20),
             row_cache_bytes: crate::store::default_serve_cache_mib() as usize * (1 << 20) / 8,
             history: crate::engine::history::HistoryBounds::default(),
-            max_body_bytes: DEFAULT_MAX_BODY_MIB << 20,
+            max_body_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
     }
 }
