@@ -108,24 +108,26 @@ pub struct BodyHold {
 }
 
 /// `refusal`, once the rest of the body has been read and dropped (at the
-/// pace a body must keep): a client still sending its body when the
-/// server closed would see a reset or a broken pipe, not the 503.
+/// pace a body must keep, and up to `limit` bytes): a client still sending
+/// its body when the server closed would see a reset or a broken pipe,
+/// not the 503.
 async fn refuse_after_drain(
     mut body: Incoming,
     started: tokio::time::Instant,
-    grace: Duration,
+    (grace, limit): (Duration, usize),
     refusal: Error,
 ) -> Error {
     let mut got = 0u64;
-    loop {
+    while got <= limit as u64 {
         let deadline = started + grace + Duration::from_millis(got * 1000 / MIN_BODY_RATE);
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(Some(Ok(frame))) => {
                 got += frame.data_ref().map_or(0, |d| d.len() as u64);
             }
-            _ => return refusal,
+            _ => break,
         }
     }
+    refusal
 }
 
 fn bodies_overloaded(mib: u64) -> Error {
@@ -162,7 +164,7 @@ pub async fn read_limited(
     if let Some(len) = announced
         && let Err(e) = budget.take(&mut held, len)
     {
-        return Err(refuse_after_drain(body, started, budget.grace, e).await);
+        return Err(refuse_after_drain(body, started, (budget.grace, limit), e).await);
     }
     // The frames as they came: a body in one frame (most) is not copied.
     let mut frames: Vec<Bytes> = Vec::new();
@@ -195,7 +197,8 @@ pub async fn read_limited(
                 && let Err(e) = budget.take(&mut held, got as u64)
             {
                 drop((frames, held));
-                return Err(refuse_after_drain(body, started, budget.grace, e).await);
+                let pace = (budget.grace, limit);
+                return Err(refuse_after_drain(body, started, pace, e).await);
             }
             frames.push(data);
         }
