@@ -1161,7 +1161,11 @@ pub(crate) mod tests {
                     stalled.store(false, Ordering::Release);
                     drop(log);
                     for (i, (path, offset, len)) in garbled.into_iter().enumerate() {
-                        let file = OpenOptions::new().write(true).open(&path).unwrap();
+                        let file = OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(&path)
+                            .unwrap();
                         let mut at = offset + u64::from(len) / 2;
                         let mut byte = [0u8; 1];
                         if zeros {
@@ -1170,7 +1174,7 @@ pub(crate) mod tests {
                             let zero = vec![0u8; RECORD_HEADER + len as usize];
                             file.write_all_at(&zero, at).unwrap();
                         } else if i % 2 == 0 {
-                            file.read_exact_at(&mut byte, at).ok();
+                            file.read_exact_at(&mut byte, at).unwrap();
                             file.write_all_at(&[byte[0] ^ 0x5a], at).unwrap();
                         }
                     }
