@@ -166,7 +166,7 @@ impl LogStore {
         std::fs::create_dir_all(dir)?;
         let purged: Option<LogId> = read_small(&dir.join("purged"))?;
         let vote: Option<Vote> = read_small(&dir.join("vote"))?;
-        let names = segment_files(dir)?;
+        let scanned = scan_segments(dir, true)?;
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             segments: BTreeMap::new(),
@@ -181,12 +181,6 @@ impl LogStore {
             written: 0,
             last_mark: 0,
         };
-        let mut scanned = Vec::with_capacity(names.len());
-        for (first, path) in names {
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            let found = scan(&file)?;
-            scanned.push((first, path, file, found));
-        }
         // Nothing is cut before the log is known to be torn, not damaged.
         check_damage(dir, &scanned)?;
         let mut next: Option<u64> = None;
@@ -279,18 +273,15 @@ impl LogStore {
 /// (see the module header), as opening it would be. A torn tail is no
 /// error: the next open cuts it, as a crash leaves one.
 pub fn verify(dir: &Path) -> io::Result<()> {
-    let mut scanned = Vec::new();
-    for (first, path) in segment_files(dir)? {
-        let file = File::open(&path)?;
-        let found = scan(&file)?;
-        scanned.push((first, path, file, found));
-    }
-    check_damage(dir, &scanned)
+    check_damage(dir, &scan_segments(dir, false)?)
 }
 
-/// The segments in `dir`: the index of each one's first entry and its
-/// path, in order.
-fn segment_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+/// A segment as [`scan_segments`] found it: the index of its first entry,
+/// its path, the file (open for writing too when asked) and its records.
+type ScannedSegment = (u64, PathBuf, File, Scanned);
+
+/// Opens and reads every segment in `dir`, in order.
+fn scan_segments(dir: &Path, write: bool) -> io::Result<Vec<ScannedSegment>> {
     let mut names = Vec::new();
     for item in std::fs::read_dir(dir)? {
         let path = item?.path();
@@ -304,7 +295,13 @@ fn segment_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         }
     }
     names.sort();
-    Ok(names)
+    let mut scanned = Vec::with_capacity(names.len());
+    for (first, path) in names {
+        let file = OpenOptions::new().read(true).write(write).open(&path)?;
+        let found = scan(&file)?;
+        scanned.push((first, path, file, found));
+    }
+    Ok(scanned)
 }
 
 /// The last committed log id recorded in the log directory `dir`; unknown
@@ -401,7 +398,7 @@ fn scan(file: &File) -> io::Result<Scanned> {
 /// Refuses a log whose first record that is not intact (in segment order)
 /// is followed by two intact marked records: it had been synced, so it is
 /// damage, not a torn tail (see the module header).
-fn check_damage(dir: &Path, segments: &[(u64, PathBuf, File, Scanned)]) -> io::Result<()> {
+fn check_damage(dir: &Path, segments: &[ScannedSegment]) -> io::Result<()> {
     let Some(at) = segments
         .iter()
         .position(|(_, _, _, s)| s.good_len < s.file_len)

@@ -107,6 +107,12 @@ pub struct BodyHold {
     _room: Option<OwnedSemaphorePermit>,
 }
 
+/// When the next part of a body begun at `started` must have come, `got`
+/// bytes in: after the grace, at [`MIN_BODY_RATE`].
+fn paced(started: tokio::time::Instant, grace: Duration, got: u64) -> tokio::time::Instant {
+    started + grace + Duration::from_millis(got * 1000 / MIN_BODY_RATE)
+}
+
 /// `refusal`, once the rest of the body has been read and dropped (at the
 /// pace a body must keep, and up to `limit` bytes): a client still sending
 /// its body when the server closed would see a reset or a broken pipe,
@@ -119,8 +125,7 @@ async fn refuse_after_drain(
 ) -> Error {
     let mut got = 0u64;
     while got <= limit as u64 {
-        let deadline = started + grace + Duration::from_millis(got * 1000 / MIN_BODY_RATE);
-        match tokio::time::timeout_at(deadline, body.frame()).await {
+        match tokio::time::timeout_at(paced(started, grace, got), body.frame()).await {
             Ok(Some(Ok(frame))) => {
                 got += frame.data_ref().map_or(0, |d| d.len() as u64);
             }
@@ -170,8 +175,7 @@ pub async fn read_limited(
     let mut frames: Vec<Bytes> = Vec::new();
     let mut got = 0usize;
     loop {
-        let paced = Duration::from_millis(got as u64 * 1000 / MIN_BODY_RATE);
-        let deadline = started + budget.grace + paced;
+        let deadline = paced(started, budget.grace, got as u64);
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(Some(frame)) => frame
                 .map_err(|e| Error::invalid(format!("the request body could not be read: {e}")))?,

@@ -165,25 +165,13 @@ impl Writer {
         }
         let waiting = self.queue.waiting.load(Ordering::Relaxed);
         let delay = Duration::from_micros(self.queue.delay_us.load(Ordering::Relaxed));
-        if waiting >= self.queue_size {
-            self.metrics.rejected();
-            return Err(overloaded(self.queue_size));
+        match refusal(waiting, delay, self.queue_size) {
+            Some(e) => {
+                self.metrics.rejected();
+                Err(e)
+            }
+            None => Ok(()),
         }
-        if waiting > QUEUE_FLOOR && delay > QUEUE_DELAY_TARGET {
-            self.metrics.rejected();
-            return Err(Error::Unavailable {
-                message: format!(
-                    "the server is overloaded: {waiting} writes are waiting, and the oldest \
-                     write of the last group waited {} ms for the writer (a standing queue: \
-                     more than {} waiting, over {} ms); retry later",
-                    delay.as_millis(),
-                    QUEUE_FLOOR,
-                    QUEUE_DELAY_TARGET.as_millis()
-                ),
-                overloaded: true,
-            });
-        }
-        Ok(())
     }
 
     /// Queues a write and waits for its outcome; `overloaded` at once when
@@ -420,8 +408,61 @@ impl Worker {
     }
 }
 
+/// Why a new write is refused with `waiting` writes queued and the last
+/// group's oldest having waited `delay` (see [`Writer::admit`]), if it is.
+fn refusal(waiting: usize, delay: Duration, queue_size: usize) -> Option<Error> {
+    if waiting >= queue_size {
+        return Some(overloaded(queue_size));
+    }
+    (waiting > QUEUE_FLOOR && delay > QUEUE_DELAY_TARGET).then(|| Error::Unavailable {
+        message: format!(
+            "the server is overloaded: {waiting} writes are waiting, and the oldest write of \
+             the last group waited {} ms for the writer (a standing queue: more than {} \
+             waiting, over {} ms); retry later",
+            delay.as_millis(),
+            QUEUE_FLOOR,
+            QUEUE_DELAY_TARGET.as_millis()
+        ),
+        overloaded: true,
+    })
+}
+
 fn reply_all(chunk: Vec<Pending>, err: impl Fn() -> Error) {
     for p in chunk {
         let _ = p.reply.send(Err(err()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(e: Option<Error>) -> Option<String> {
+        e.map(|e| match e {
+            Error::Unavailable {
+                message,
+                overloaded: true,
+            } => message,
+            other => panic!("not overloaded: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_full_queue_and_a_standing_one_are_refused_each_saying_why() {
+        let ms = Duration::from_millis;
+        // Under both bounds, or a long wait with few waiting: taken.
+        assert!(refusal(64, ms(500), 1024).is_none());
+        assert!(refusal(200, ms(10), 1024).is_none());
+        // The queue full: its size is named.
+        let full = message(refusal(1024, ms(0), 1024)).unwrap();
+        assert!(full.contains("1024 writes are waiting"), "{full}");
+        assert!(full.contains("--queue-size"), "{full}");
+        // A standing queue: the figures of that rule, not --queue-size.
+        let standing = message(refusal(200, ms(37), 1024)).unwrap();
+        assert!(
+            standing.contains("200 writes are waiting") && standing.contains("waited 37 ms"),
+            "{standing}"
+        );
+        assert!(!standing.contains("--queue-size"), "{standing}");
     }
 }
