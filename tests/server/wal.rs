@@ -4,9 +4,13 @@ use kvr::store::{Commit, OpenMode, Store, StoreOptions};
 use kvr::types::Op;
 use kvr::wal::{self, Wal};
 
+/// Waits for the file's lock: this binary starts servers from other tests'
+/// threads, and a child between fork and exec holds this process's open
+/// files, and with them redb's lock of a store just closed here.
 fn opts() -> StoreOptions {
     StoreOptions {
         cache_bytes: 16 << 20,
+        lock_timeout: std::time::Duration::from_secs(10),
         ..StoreOptions::default()
     }
 }
