@@ -1288,4 +1288,6 @@ fn a_browser_whose_terminal_is_gone_ends() {
     }
     let err = std::fs::read_to_string(&err_file).unwrap();
     assert!(err.contains("the terminal stopped answering"), "{err}");
+    // Said once: not also by ratatui, failing to show the cursor again.
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

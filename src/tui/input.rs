@@ -159,3 +159,51 @@ fn poll(tty: &Tty, timeout: Duration) -> Polled {
 fn gone() -> io::Error {
     io::Error::other("the terminal stopped answering (was it closed?)")
 }
+
+/// `err` as the browser's run loop ended with it, said the way the
+/// watchdog says it when it was the terminal going away: a draw to a
+/// terminal whose window closed fails with EIO (or ENXIO, or a broken
+/// pipe), and it can come before a read notices. Only an I/O error of the
+/// loop's own is taken for this; the store's errors are typed and pass
+/// unchanged.
+pub fn terminal_gone(err: anyhow::Error) -> anyhow::Error {
+    use rustix::io::Errno;
+    let lost = err.downcast_ref::<io::Error>().is_some_and(|e| {
+        e.kind() == io::ErrorKind::BrokenPipe
+            || [Errno::IO, Errno::NXIO]
+                .iter()
+                .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
+    });
+    if lost { gone().into() } else { err }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_to_a_closed_terminal_says_the_terminal_is_gone() {
+        let eio = io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
+        let said = terminal_gone(eio.into()).to_string();
+        assert_eq!(said, "the terminal stopped answering (was it closed?)");
+        let pipe = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(
+            terminal_gone(pipe.into())
+                .to_string()
+                .contains("stopped answering")
+        );
+    }
+
+    #[test]
+    fn other_errors_pass_unchanged() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let said = terminal_gone(denied.into()).to_string();
+        assert!(!said.contains("stopped answering"), "{said}");
+        // The store's own I/O errors are typed: a disk's EIO is not the
+        // terminal's.
+        let disk = io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
+        let store = crate::error::Error::io("cannot read the file", disk);
+        let said = terminal_gone(store.into()).to_string();
+        assert!(said.contains("cannot read the file"), "{said}");
+    }
+}

@@ -99,8 +99,16 @@ pub fn run(source: Source, feed: Option<Feed>) -> anyhow::Result<()> {
         session.follow(feed);
     }
     let mut host = terminal::CrosstermHost::new(&guard).map_err(term_err)?;
-    let result = session::run_loop(&mut terminal, &mut session, &mut host);
-    drop(terminal);
+    let result =
+        session::run_loop(&mut terminal, &mut session, &mut host).map_err(input::terminal_gone);
+    // ratatui shows the cursor again when its terminal is dropped, and
+    // prints to stderr if it cannot: a terminal that is gone cannot, and
+    // the error below says so once.
+    if terminal.show_cursor().is_ok() {
+        drop(terminal);
+    } else {
+        std::mem::forget(terminal);
+    }
     drop(guard);
     session.shutdown();
     result
