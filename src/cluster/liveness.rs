@@ -72,6 +72,9 @@ pub struct Liveness {
     stop_at: watch::Sender<Option<Instant>>,
     /// When a leader's append (or heartbeat) last reached this node.
     leader_contact: std::sync::Mutex<Option<Instant>>,
+    /// When this node started: a leader it has not heard from since is
+    /// silent as long ago as that.
+    started: Instant,
 }
 
 impl Liveness {
@@ -80,6 +83,7 @@ impl Liveness {
             election_max: Duration::from_millis(election_max_ms),
             stop_at: watch::Sender::new(None),
             leader_contact: std::sync::Mutex::new(None),
+            started: Instant::now(),
         }
     }
 
@@ -219,18 +223,18 @@ impl Liveness {
         Ok(())
     }
 
-    /// How long since this node last heard from a leader, when that is
-    /// longer than the maximum election timeout: its leader is gone or cut
-    /// off from it (a node that never heard from one is not told so: it
-    /// may have just started).
+    /// How long since this node last heard from a leader (or, if it never
+    /// did, since it started), when that is longer than the maximum
+    /// election timeout: its leader is gone or cut off from it. (A
+    /// restarted member knows the leader of its last term from its saved
+    /// vote, and names it until an election timeout has passed without a
+    /// word from it, not for as long as it stays silent.)
     pub fn leader_silent(&self) -> Option<Duration> {
         let contact = *self
             .leader_contact
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        contact
-            .map(|at| at.elapsed())
-            .filter(|quiet| *quiet > self.election_max)
+        Some(contact.unwrap_or(self.started).elapsed()).filter(|quiet| *quiet > self.election_max)
     }
 
     /// The maximum election timeout: how long a node may be without a

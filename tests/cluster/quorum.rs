@@ -326,3 +326,50 @@ fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
     });
     assert_eq!(http(&nodes[2].url, "GET", "/v1/kv/refused", b"").0, 404);
 }
+
+/// A member restarted alone after the whole cluster died knows the leader
+/// of its last term from its saved vote; once an election timeout has
+/// passed without a word from it, that leader is no longer named: not in
+/// `X-Kvr-Leader` (clients were sent to a dead node), the status or
+/// `kvr_raft_has_leader`, which said so while `/readyz` said otherwise.
+#[test]
+fn a_member_restarted_alone_names_no_leader_it_has_not_heard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = led_by_node_1(dir);
+    let (code, _, body) = put_with_key(&nodes[0].url, "before", "before-1");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    // Node 3 has heard from its leader: it knows it from its vote.
+    wait_for(10, "node 3 to hear from node 1", || {
+        status_of(&nodes[2])["leader"]["id"] == 1
+    });
+    for node in &mut nodes {
+        kill9(node);
+    }
+    let addrs = (
+        nodes[2].url.trim_start_matches("http://").to_string(),
+        nodes[2].raft.clone(),
+    );
+    let alone = spawn_at(dir, "n3", (&addrs.0, &addrs.1), &[], &[]);
+    // Longer than the maximum election timeout (1 s by default).
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, headers, body) = http(&alone.url, "GET", "/v1/cluster", b"");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&headers, "x-kvr-leader"), None);
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(status["leader"].is_null(), "{status}");
+    assert_eq!(metric(&alone, "kvr_raft_has_leader"), 0);
+    assert_eq!(http(&alone.url, "GET", "/readyz", b"").0, 503);
+    // A write is refused at once, never proposed, and sends the client
+    // nowhere.
+    let started = Instant::now();
+    let (code, headers, body) = put_with_key(&alone.url, "refused", "refused-1");
+    assert_eq!(
+        (code, error_code(&body)),
+        (503, "unavailable".to_string()),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(header(&headers, "x-kvr-leader"), None);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
