@@ -60,6 +60,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// leader's answer to arrive, so a client of a follower is answered as
 /// soon as a client of the leader would be, or half a second after.
 const FORWARD_MARGIN: Duration = Duration::from_millis(500);
+/// How often a request forwarded to the leader checks that it is still
+/// the leader this node hears from (see [`Node::while_leader`]).
+const LEADER_CHECK: Duration = Duration::from_millis(50);
 /// How long a stopping leader waits for a voter to take over (SPEC: the
 /// most caught-up voter "that answers within 1 s").
 const HAND_OVER_WAIT: Duration = Duration::from_secs(1);
@@ -574,25 +577,65 @@ impl Node {
         let Some((id, member)) = self.leader().filter(other).or(hint.filter(other)) else {
             return (0..n).map(|_| Err(no_leader())).collect();
         };
+        // Sent, so unanswered means unknown: the old leader may have
+        // proposed it, and the new one may commit it.
+        let replaced = || {
+            unknown(
+                "the leader it was forwarded to was replaced, or fell silent, before it answered",
+            )
+        };
         if n == 1 {
             let cmd = Command::Write(cmds[0].clone());
+            let sent = self.forward(id, &member, "write", &cmd, self.write_forward_timeout());
             return vec![
-                self.forward(id, &member, "write", &cmd, self.write_forward_timeout())
-                    .await,
+                self.while_leader(id, sent)
+                    .await
+                    .unwrap_or_else(|| Err(replaced())),
             ];
         }
-        match self
-            .forward::<_, Vec<Forwarded<Reply>>>(
-                id,
-                &member,
-                "write-batch",
-                &cmds,
-                self.write_forward_timeout(),
-            )
-            .await
-        {
-            Ok(answers) => answers.into_iter().map(Forwarded::into_result).collect(),
-            Err(e) => (0..n).map(|_| copy_failure(&e)).collect(),
+        let sent = self.forward::<_, Vec<Forwarded<Reply>>>(
+            id,
+            &member,
+            "write-batch",
+            &cmds,
+            self.write_forward_timeout(),
+        );
+        match self.while_leader(id, sent).await {
+            Some(Ok(answers)) => answers.into_iter().map(Forwarded::into_result).collect(),
+            Some(Err(e)) => (0..n).map(|_| copy_failure(&e)).collect(),
+            None => (0..n).map(|_| Err(replaced())).collect(),
+        }
+    }
+
+    /// Waits for `forwarded` (a request sent to `leader`) while `leader` is
+    /// still the leader this node hears from: `None` once another leader is
+    /// known here (this node included) or `leader` fell silent for longer
+    /// than an election timeout. A hung leader (paused, or cut off after
+    /// it took the request) otherwise held each forwarded round, and the
+    /// writes and reads queued behind it, for the full forward timeout
+    /// (7.5 s) while a new leader was already taking writes.
+    async fn while_leader<T>(
+        &self,
+        leader: NodeId,
+        forwarded: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        // A leader named by a refused proposal may not be in the metrics
+        // yet: only a change of what they say counts.
+        let before = self.leader_id();
+        let deposed = async {
+            loop {
+                tokio::time::sleep(LEADER_CHECK).await;
+                let now = self.leader_id();
+                let other = now != before && now.is_some_and(|id| id != leader);
+                if other || self.liveness.leader_silent().is_some() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            out = forwarded => Some(out),
+            () = deposed => None,
         }
     }
 
@@ -715,12 +758,23 @@ impl Node {
     /// read index (`read_batch.rs`).
     pub async fn read_barrier(self: &Arc<Self>) -> Result<()> {
         let node = self.clone();
-        self.reads
-            .read(move || {
-                let node = node.clone();
-                async move { node.read_round().await }
-            })
-            .await?;
+        let read = self.reads.read(move || {
+            let node = node.clone();
+            async move { node.read_round().await }
+        });
+        // A stopping node answers a read it cannot serve in time, rather
+        // than leave it to be cut without a response.
+        self.liveness
+            .until_stopped(read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable {
+                    message: "the node is stopping and could not confirm the read with the \
+                              leader in time; retry"
+                        .into(),
+                    overloaded: false,
+                })
+            })?;
         self.mark_recovered();
         Ok(())
     }
@@ -739,33 +793,41 @@ impl Node {
     /// One round of [`Node::read_barrier`]: a read index confirmed now,
     /// here or by the leader, and applied here.
     async fn read_round(&self) -> Result<()> {
-        let index = match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => return Ok(()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(node)) if id != self.me.node_id => {
-                        if let Some(quiet) = self.liveness.leader_silent() {
-                            return Err(silent_leader(quiet));
+        let deadline = tokio::time::Instant::now() + self.write_forward_timeout();
+        // Asked again when the leader asked is replaced meanwhile: a read
+        // index from the new leader serves the reads as well.
+        let index = loop {
+            match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), Some(node)) if id != self.me.node_id => {
+                            if let Some(quiet) = self.liveness.leader_silent() {
+                                return Err(silent_leader(quiet));
+                            }
+                            let left =
+                                deadline.saturating_duration_since(tokio::time::Instant::now());
+                            if left.is_zero() {
+                                return Err(no_leader());
+                            }
+                            let asked = self.forward::<(), u64>(id, &node, "read-index", &(), left);
+                            match self.while_leader(id, asked).await {
+                                Some(index) => {
+                                    break index.map_err(|e| match e {
+                                        // A read changes nothing: unanswered,
+                                        // it is simply not served.
+                                        Error::OutcomeUnknown { .. } => no_leader(),
+                                        other => other,
+                                    })?;
+                                }
+                                None => continue,
+                            }
                         }
-                        self.forward::<(), u64>(
-                            id,
-                            &node,
-                            "read-index",
-                            &(),
-                            self.write_forward_timeout(),
-                        )
-                        .await
-                        .map_err(|e| match e {
-                            // A read changes nothing: unanswered, it is
-                            // simply not served.
-                            Error::OutcomeUnknown { .. } => no_leader(),
-                            other => other,
-                        })?
+                        _ => return Err(no_leader()),
                     }
-                    _ => return Err(no_leader()),
                 }
+                Err(_) => return Err(no_leader()),
             }
-            Err(_) => return Err(no_leader()),
         };
         self.raft
             .wait(Some(FORWARD_TIMEOUT))
