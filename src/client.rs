@@ -185,12 +185,12 @@ impl Client {
         self.send_retrying_as(Sent::KeyedWrite, request)
     }
 
-    /// [`Client::send`] that rides out a cluster's elections: a 503
-    /// `unavailable` or `overloaded` from a cluster member (the request was
-    /// not applied) is retried, at the leader it names first, then through
-    /// the list, honouring `Retry-After`, until `--timeout`; so is a server
-    /// that cannot be reached once a member has answered. Other answers,
-    /// `outcome_unknown` included, are returned as they are.
+    /// [`Client::send`] that rides out a cluster's elections and a busy
+    /// server: a 503 `unavailable` or `overloaded` (the request was not
+    /// applied) is retried, at the leader a member names first, then
+    /// through the list, honouring `Retry-After`, until `--timeout`; so is
+    /// a server that cannot be reached once a member has answered. Other
+    /// answers, `outcome_unknown` included, are returned as they are.
     fn send_retrying_as(
         &self,
         sent: Sent,
@@ -221,6 +221,8 @@ impl Client {
             let mut answered: Option<Error> = None;
             // Whether no server of this round was reached at all.
             let mut all_unreachable = true;
+            // Whether a standalone server refused the request unapplied.
+            let mut standalone_busy = false;
             let mut wait = Duration::from_millis(100);
             for url in &order {
                 // A retry gets what is left of --timeout, not all of it
@@ -254,14 +256,7 @@ impl Client {
                         if resp.status().as_u16() != 503 {
                             return Ok((url.clone(), resp));
                         }
-                        if let Some(secs) = resp
-                            .headers()
-                            .get("retry-after")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<u64>().ok())
-                        {
-                            wait = wait.max(Duration::from_secs(secs));
-                        }
+                        wait = wait.max(retry_after(&resp));
                         let hint = resp
                             .headers()
                             .get("x-kvr-leader")
@@ -281,6 +276,20 @@ impl Client {
                                     leader = Some(h);
                                 }
                                 unknown = Some(e);
+                            }
+                            other => return Err(other),
+                        }
+                    }
+                    // A standalone server that took nothing (overloaded,
+                    // or stopping): sent again after its Retry-After,
+                    // through the list, until --timeout (SPEC "Client").
+                    Ok(resp) if resp.status().as_u16() == 503 => {
+                        all_unreachable = false;
+                        wait = wait.max(retry_after(&resp));
+                        match error_of(url, resp, None) {
+                            e @ Error::Unavailable { .. } => {
+                                standalone_busy = true;
+                                answered = Some(e);
                             }
                             other => return Err(other),
                         }
@@ -334,7 +343,7 @@ impl Client {
                     Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
                 }
             }
-            let give_up = !self.clustered.load(Ordering::Relaxed)
+            let give_up = !(self.clustered.load(Ordering::Relaxed) || standalone_busy)
                 || std::time::Instant::now() + wait >= deadline;
             if give_up {
                 if let Some(e) = unknown {
@@ -985,4 +994,13 @@ impl<R: std::io::Read> std::io::Read for Tally<'_, R> {
         self.bytes.set(self.bytes.get() + n as u64);
         Ok(n)
     }
+}
+
+/// A 503's `Retry-After` (seconds), or nothing.
+fn retry_after(resp: &Response<Body>) -> Duration {
+    resp.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
 }

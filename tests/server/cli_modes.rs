@@ -733,3 +733,52 @@ fn a_write_is_retried_only_within_the_timeout() {
         "took {took:?}"
     );
 }
+
+/// SPEC "Client": a 503 `overloaded` or `unavailable` (nothing applied)
+/// is sent again, through the `--server` list and after its
+/// `Retry-After`, until `--timeout`; then exit 5. From a standalone
+/// server too: the CLI gave up at its first 503 unless a cluster member
+/// had answered.
+#[test]
+fn an_overloaded_standalone_server_is_retried_within_the_timeout() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static ASKED: AtomicUsize = AtomicUsize::new(0);
+    let dir = tempfile::tempdir().unwrap();
+    let overloaded = fake_server(|mut c| {
+        let mut head = [0u8; 4096];
+        while matches!(c.read(&mut head), Ok(n) if n > 0) {
+            ASKED.fetch_add(1, Ordering::SeqCst);
+            let body = r#"{"error":"overloaded","message":"the write queue is full; retry"}"#;
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                     retry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    // Alone: asked again after each Retry-After, then exit 5 with its word.
+    let started = std::time::Instant::now();
+    let out = kvr(
+        dir.path(),
+        &["--server", &overloaded, "--timeout", "3", "put", "k", "v"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the write queue is full"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ASKED.load(Ordering::SeqCst) >= 2, "asked once");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    // With a server after it in the list: the write goes there.
+    let s = Server::start(dir.path(), &[]);
+    let list = format!("{overloaded},{}", s.url);
+    let out = kvr(dir.path(), &["--server", &list, "put", "k", "v"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kvr(dir.path(), &["--server", &s.url, "get", "k"], b"");
+    assert_eq!(stdout(&out), "v");
+}
