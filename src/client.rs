@@ -38,6 +38,7 @@ use crate::server::target::percent_encode;
 use crate::types::{Applied, Entry, RangeQuery, Stats};
 
 mod failure;
+pub use failure::CHUNK_HINT;
 mod read_ahead;
 mod stream;
 mod url;

@@ -250,7 +250,7 @@ pub(super) fn value_cut_off(urls: &[String]) -> Error {
 
 /// What to do about a batch over the server's limits: the limits are the
 /// server's, not flags of this command, so say so and offer `--chunk-size`.
-const CHUNK_HINT: &str = "nothing was written; send the input in parts with \
+pub const CHUNK_HINT: &str = "nothing was written; send the input in parts with \
      `kvr --server URL batch --chunk-size N` (each part atomic on its own)";
 
 /// A 413 for a batch, its message in the client's terms: the server's flag

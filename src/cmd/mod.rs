@@ -320,7 +320,9 @@ pub(crate) fn token(g: &Global) -> Result<Option<String>> {
 
 /// A token goes in an `Authorization` header, where control characters
 /// cannot be sent: say so, naming where the token came from, instead of
-/// the HTTP library's "failed to parse header value".
+/// the HTTP library's "failed to parse header value". Nor can anything
+/// beyond ASCII be sent as text there: a server given such a token would
+/// start and refuse every client, and the client could not send it.
 fn check_token(token: &str, source: &str) -> Result<()> {
     if let Some((at, c)) = token
         .char_indices()
@@ -329,6 +331,13 @@ fn check_token(token: &str, source: &str) -> Result<()> {
         return Err(Error::invalid(format!(
             "the token contains a control character ({c:?} at byte {at}), which cannot be \
              sent in an HTTP header; check {source}"
+        )));
+    }
+    if let Some((at, c)) = token.char_indices().find(|&(_, c)| !c.is_ascii()) {
+        return Err(Error::invalid(format!(
+            "the token contains {c:?} at byte {at}, which is not ASCII: an HTTP header carries \
+             only ASCII text, so no client could present it; use printable ASCII, and check \
+             {source}"
         )));
     }
     Ok(())

@@ -236,6 +236,17 @@ fn tokens_with_control_characters_are_usage_errors() {
         .code(2)
         .stderr_has("control character ('\\u{1}' at byte 1)")
         .stderr_has("check --token (or KVR_TOKEN)");
+    // Beyond ASCII: no header carries it, for the client nor for a server
+    // (which would start and refuse everyone).
+    env.kvr_bare(["--server", &url, "--token", "s\u{e9}krit", "put", "b", "1"])
+        .code(2)
+        .stderr_has("the token contains '\u{e9}' at byte 1, which is not ASCII")
+        .stderr_has("check --token (or KVR_TOKEN)");
+    let refused = env
+        .kvr_bare(["--token", "s\u{e9}krit", "serve", "--listen", "127.0.0.1:0"])
+        .code(2)
+        .stderr_has("which is not ASCII");
+    assert!(refused.stdout_text().is_empty(), "it listened");
     let all = env
         .kvr_bare(["--server", &url, "--token", "sekrit", "range"])
         .ok()

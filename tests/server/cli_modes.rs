@@ -782,3 +782,37 @@ fn an_overloaded_standalone_server_is_retried_within_the_timeout() {
     let out = kvr(dir.path(), &["--server", &s.url, "get", "k"], b"");
     assert_eq!(stdout(&out), "v");
 }
+
+/// `batch --chunk-size` whose later part is over the server's limits:
+/// the earlier parts stay applied (exit 3), and the message says so
+/// without also saying "nothing was written" or suggesting the
+/// `--chunk-size` it was given; it asks for a smaller one.
+#[test]
+fn a_part_over_the_servers_limit_asks_for_smaller_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-batch-bytes", "300"]);
+    let padded = " ".repeat(150);
+    let input = format!(
+        "{{\"key\":\"c0\",\"value\":\"x\"}}\n{{\"key\":\"c1\",\"value\":\"x\"}}\n\
+         {{\"key\":\"c2\",\"value\":\"x\"}}{padded}\n{{\"key\":\"c3\",\"value\":\"x\"}}{padded}\n"
+    );
+    let out = kvr(
+        dir.path(),
+        &["--server", &s.url, "batch", "--chunk-size", "2"],
+        input.as_bytes(),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("lines 1-2 were applied")
+            && err.contains("this part of 2 lines was not applied; give a smaller --chunk-size"),
+        "{err}"
+    );
+    assert!(!err.contains("nothing was written"), "{err}");
+    let out = kvr(
+        dir.path(),
+        &["--server", &s.url, "range", "--keys-only"],
+        b"",
+    );
+    assert_eq!(stdout(&out), "{\"key\":\"c0\"}\n{\"key\":\"c1\"}\n");
+}

@@ -128,6 +128,25 @@ pub(super) fn at_once_applied(db: &Path) -> String {
     )
 }
 
+/// A part over the server's limits, said in the terms of `--chunk-size`:
+/// the client's hint for a whole input sent at once ("nothing was
+/// written; send the input in parts") becomes one for smaller parts
+/// (earlier parts may have been written).
+fn in_part_terms(e: Error, n: u64) -> Error {
+    match e {
+        Error::TooLarge { message } => match message.strip_suffix(crate::client::CHUNK_HINT) {
+            Some(head) => Error::TooLarge {
+                message: format!(
+                    "{head}this part of {n} {} was not applied; give a smaller --chunk-size",
+                    if n == 1 { "line" } else { "lines" }
+                ),
+            },
+            None => Error::TooLarge { message },
+        },
+        other => other,
+    }
+}
+
 /// "lines 1-2000 were applied, in 2 parts".
 fn applied_text(lines: u64, parts: u64) -> String {
     format!(
@@ -157,6 +176,7 @@ fn lines_text(first: u64, last: u64) -> String {
 /// apply the earlier parts twice. A failed condition stays exit 4, a
 /// timeout exit 5.
 fn part_failed(e: Error, before: u64, n: u64, parts: u64, total: &Applied) -> anyhow::Error {
+    let e = in_part_terms(e, n);
     // A refused part wrote nothing; after a timeout, say, its outcome is
     // unknown.
     let refused = matches!(
