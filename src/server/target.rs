@@ -142,7 +142,9 @@ impl Query {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// `name` as a number.
+    /// `name` as a number; one past `u64::MAX` reads as `u64::MAX` (more
+    /// than any count or revision a server holds: a stream's `limit` takes
+    /// any positive number, SPEC).
     pub fn number(&self, name: &str) -> Result<Option<u64>> {
         let Some(v) = self.get(name) else {
             return Ok(None);
@@ -152,8 +154,7 @@ impl Query {
         // (Rust's parse takes a sign).
         let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
         digits
-            .then(|| text.parse().ok())
-            .flatten()
+            .then(|| text.parse().unwrap_or(u64::MAX))
             .map(Some)
             .ok_or_else(|| {
                 Error::invalid(format!(
