@@ -229,7 +229,7 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
 
 /// Whether the line's first non-blank byte opens an object.
 fn is_object(text: &[u8]) -> bool {
-    text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    text.iter().find(|b| !blank(b)) == Some(&b'{')
 }
 
 /// `ttl` and `expires_at_ms` are checked as SPEC "Expiry (TTL)" says.
@@ -407,12 +407,20 @@ impl<R: BufRead> Iterator for OpReader<R> {
                 }
                 Err(e) => return Some(Err(Error::io("cannot read batch input", e))),
             }
-            if self.buf.iter().all(u8::is_ascii_whitespace) {
+            if self.buf.iter().all(blank) {
                 continue;
             }
             return Some(parse_line(&self.buf, self.line, self.max_value_bytes));
         }
     }
+}
+
+/// Whether `b` is blank in the sense of "blank (or whitespace-only)
+/// lines are skipped" (SPEC): ASCII whitespace, the vertical tab included
+/// as the form feed is (`u8::is_ascii_whitespace` leaves it out, so a line
+/// of form feeds was skipped and one of vertical tabs refused).
+fn blank(b: &u8) -> bool {
+    b.is_ascii_whitespace() || *b == 0x0b
 }
 
 /// Writes one output line (with its newline): key, and value, revision
@@ -492,6 +500,16 @@ fn needs_escape(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::limits::DEFAULT_MAX_VALUE_BYTES as MAX;
+
+    #[test]
+    fn lines_of_any_ascii_whitespace_are_skipped() {
+        let input = " \t\r\n\x0b\n\x0c\n\x0b \x0c\n{\"key\":\"k\",\"value\":\"v\"}\n\x0b\n";
+        let ops: Vec<Op> = OpReader::new(input.as_bytes(), MAX)
+            .collect::<Result<_>>()
+            .unwrap();
+        let fifth = parse_line(b"{\"key\":\"k\",\"value\":\"v\"}", 5, MAX).unwrap();
+        assert_eq!(ops, vec![fifth]);
+    }
 
     fn parse(s: &str) -> Result<Op> {
         parse_line(s.as_bytes(), 7, MAX)
