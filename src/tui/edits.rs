@@ -91,6 +91,9 @@ impl App {
         }
         match String::from_utf8(job.start_text()) {
             Ok(text) => {
+                // What the last edit came to ("saved …", "… dropped") is
+                // not about this one: it read as this edit's fate.
+                self.info("");
                 let area = TextArea::reopened(&text, job.cursor);
                 self.mode = Mode::Editor { job, area };
             }
@@ -175,7 +178,11 @@ impl App {
             }
             (Action::Cancel, Some(mut area)) => {
                 if let Some(e) = job.json_error(area.text().as_bytes()) {
-                    area.go_to(e.line(), e.column());
+                    // serde_json names the last character it read: at the
+                    // end of the input the error is after it ("[1, 2"
+                    // wants its "]" after the 2, not before).
+                    let column = e.column() + usize::from(e.is_eof());
+                    area.go_to(e.line(), column);
                 }
                 self.mode = Mode::Editor { job, area };
             }

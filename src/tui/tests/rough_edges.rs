@@ -299,6 +299,40 @@ fn text_after_a_json_value_is_invalid_json_not_silently_text() {
     assert_eq!(stored(&path, b"fresh").unwrap().0, b"[1, 2]");
 }
 
+/// JSON that ends too soon: back in the editor, the cursor is after the
+/// last character, where the input broke off, so the missing `]` typed
+/// there completes it (it went before the last character: `[1, ]2`).
+#[test]
+fn keep_editing_json_that_ends_too_soon_puts_the_cursor_at_its_end() {
+    let (_dir, path) = store_with("{\"key\":\"doc\",\"value\":{\"n\":0}}\n");
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "nlist\n[1, 2");
+    press(&mut s, ctrl('s'));
+    assert!(
+        shows(&s.app, "EOF while parsing a list at line 1 column 5"),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "e");
+    let (_, area) = s.app.editor().unwrap();
+    assert_eq!((area.row, area.col), (0, 5));
+    keys(&mut s, "]");
+    press(&mut s, ctrl('s'));
+    assert!(
+        shows(&s.app, "saved list (revision 2)"),
+        "{:?}",
+        screen(&s.app)
+    );
+    // The next edit does not open under the last one's fate.
+    keys(&mut s, "e");
+    assert!(s.app.editor().is_some());
+    assert_eq!(s.app.status.text, "");
+    keys(&mut s, "\x1b");
+    s.shutdown();
+    drop(s);
+    assert_eq!(stored(&path, b"list").unwrap().0, b"[1, 2]");
+}
+
 #[test]
 fn new_on_an_existing_key_says_so_before_the_editor_opens() {
     let (_dir, path) = store_with(&numbered(3));
