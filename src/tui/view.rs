@@ -492,7 +492,9 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 /// A status message in `width` columns. One too long is cut in the
 /// middle, keeping its last clause (after the last `; `: what to do about
 /// it, "press e to edit your text again") whole when that takes at most
-/// two thirds of the line; else cut at the end.
+/// two thirds of the line; else cut in its middle, so that both ends show
+/// (`deleted LLL…LLL (revision 7)`: cut at its end, a long key took the
+/// revision with it).
 pub fn fit_message(text: &str, width: usize) -> String {
     if wrap::columns(text) <= width {
         return text.to_string();
@@ -504,7 +506,7 @@ pub fn fit_message(text: &str, width: usize) -> String {
             return format!("{}{tail}", fit(&text[..at], width - tail_columns));
         }
     }
-    fit(text, width)
+    fit_middle(text, width)
 }
 
 /// A box of `width` × `height` in the middle of the screen, cleared.
@@ -514,7 +516,20 @@ pub(super) fn popup(frame: &mut Frame, width: u16, height: u16) -> Rect {
 
 /// A box of `width` × `height` in the middle of `area`, cleared.
 fn popup_in(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
+    use ratatui::buffer::CellWidth;
     let area = area.centered(Constraint::Length(width), Constraint::Length(height));
+    // A wide character just left of the box (a CJK key in the list)
+    // covers the box's first column on the terminal, its border with it:
+    // it goes, as the rest of what the box covers does.
+    if let Some(x) = area.x.checked_sub(1) {
+        let buffer = frame.buffer_mut();
+        for y in area.top()..area.bottom() {
+            let cell = &mut buffer[(x, y)];
+            if cell.symbol().cell_width() > 1 {
+                cell.set_symbol(" ");
+            }
+        }
+    }
     frame.render_widget(Clear, area);
     area
 }

@@ -170,3 +170,26 @@ fn a_zwj_that_joins_nothing_is_not_drawn_and_keys_cut_between_clusters() {
     want.extend(std::iter::repeat_n(FAMILY.to_string(), 6));
     assert_eq!(cells(&s.app, 3, 2, 26), want, "{:?}", screen(&s.app));
 }
+
+/// A dialog whose left edge falls on the second half of a wide character
+/// behind it: the character goes (a blank in its place), so the
+/// terminal, which draws a wide character over both its columns, does
+/// not draw it over the dialog's border.
+#[test]
+fn a_dialog_over_half_a_wide_character_keeps_its_border() {
+    let mut terminal = Terminal::new(TestBackend::new(20, 5)).unwrap();
+    let frame = terminal
+        .draw(|f| {
+            // 日本語キー from column 2: 本 covers columns 4 and 5.
+            let line = ratatui::layout::Rect::new(0, 2, 20, 1);
+            f.render_widget(ratatui::widgets::Paragraph::new("  日本語キー"), line);
+            let area = crate::tui::view::popup(f, 11, 3);
+            assert_eq!(area.x, 5, "the box starts on 本's second column");
+            f.render_widget(ratatui::widgets::Block::bordered(), area);
+        })
+        .unwrap();
+    let buffer = frame.buffer;
+    assert_eq!(buffer[(4, 2)].symbol(), " ");
+    assert_eq!(buffer[(5, 2)].symbol(), "│");
+    assert_eq!(buffer[(2, 2)].symbol(), "日", "the rest of the line stays");
+}
