@@ -39,8 +39,38 @@ fn tune_allocator() {
 #[cfg(not(feature = "mimalloc"))]
 fn tune_allocator() {}
 
+/// Whether fd 0 was closed when the process started. Rust's runtime puts
+/// /dev/null, opened read-write, in place of a closed fd 0 before `main`,
+/// which makes `kvr put KEY <&-` look like a parent's `stdin=DEVNULL` (an
+/// empty input); glibc runs `.init_array` before that, so this sees fd 0
+/// as the parent left it.
+#[cfg(target_os = "linux")]
+static STDIN_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static NOTE_STDIN_AT_START: extern "C" fn() = note_stdin_at_start;
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+extern "C" fn note_stdin_at_start() {
+    // SAFETY: fd 0 is only asked about (F_GETFD), never closed or kept;
+    // a closed one fails with EBADF.
+    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+    if rustix::io::fcntl_getfd(stdin).is_err() {
+        STDIN_CLOSED_AT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    #[cfg(target_os = "linux")]
+    kvr::cmd::stdin_closed_at_start(
+        STDIN_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let cli = match kvr::cli::parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

@@ -349,6 +349,16 @@ pub struct StdinUse {
     pub closed: &'static str,
 }
 
+/// Whether fd 0 was closed when the process started, as the binary saw it
+/// before Rust's runtime put /dev/null there (`main.rs`); unknown (`None`)
+/// where it cannot tell.
+static STDIN_AT_START: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Tells [`check_stdin`] whether fd 0 was closed at the process's start.
+pub fn stdin_closed_at_start(closed: bool) {
+    let _ = STDIN_AT_START.set(closed);
+}
+
 /// Refuses a stdin that cannot be read, and says on a terminal that it is
 /// read (otherwise a user who forgot VALUE sees a command that hangs).
 ///
@@ -357,7 +367,10 @@ pub struct StdinUse {
 /// fd 0 at start, and reads of a stdin opened write-only (as `nohup`
 /// leaves it) are taken as an end of input; either would store an empty
 /// value or apply an empty batch. `< /dev/null` (read-only) still means an
-/// empty input.
+/// empty input, and so does a /dev/null opened read-write by the parent
+/// (Python's `stdin=subprocess.DEVNULL`, systemd's `StandardInput=null`)
+/// where the binary saw fd 0 open at start; where it could not tell, a
+/// read-write /dev/null is taken as closed.
 pub fn check_stdin(what: StdinUse) -> Result<()> {
     use rustix::fs::{FileType, OFlags};
     let stdin = std::io::stdin();
@@ -379,7 +392,12 @@ pub fn check_stdin(what: StdinUse) -> Result<()> {
                 }
                 _ => false,
             };
-            if is_null { Err(closed()) } else { Ok(()) }
+            let was_closed = STDIN_AT_START.get().copied().unwrap_or(true);
+            if is_null && was_closed {
+                Err(closed())
+            } else {
+                Ok(())
+            }
         }
         _ => Ok(()),
     }

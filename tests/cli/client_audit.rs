@@ -66,6 +66,24 @@ fn put_with_stdin_closed_is_refused_and_writes_nothing() {
     let mut cmd = env.kvr(["put", "cfg"]).cmd;
     assert!(cmd.stdin(null).status().unwrap().success());
     assert_eq!(env.kvr(["get", "cfg"]).ok().stdout_text(), "");
+    // So is a /dev/null its parent opened read-write (Python's
+    // `stdin=subprocess.DEVNULL`, systemd's `StandardInput=null`): the
+    // same file as the runtime puts in place of a closed fd 0, but open at
+    // the start.
+    let null_rw = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .unwrap()
+    };
+    let mut cmd = env.kvr(["put", "empty"]).cmd;
+    assert!(cmd.stdin(null_rw()).status().unwrap().success());
+    assert_eq!(env.kvr(["get", "empty"]).ok().stdout_text(), "");
+    let mut cmd = env.kvr(["batch"]).cmd;
+    let out = cmd.stdin(null_rw()).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(env.stats()["keys"], 2);
 }
 
 /// A closed stdin is no batch either: exit 2, nothing written, with an
