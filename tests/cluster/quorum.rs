@@ -20,6 +20,15 @@ fn kill9(node: &mut Node) {
     node.child.wait().unwrap();
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`) to each of `nodes`.
+fn signal(nodes: &[Node], sig: &str) {
+    for node in nodes {
+        let pid = node.child.id().to_string();
+        let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {sig} {pid}");
+    }
+}
+
 fn put_with_key(
     url: &str,
     key: &str,
@@ -184,16 +193,7 @@ fn a_follower_gives_up_on_a_paused_leader_within_its_bound() {
     // Through the follower once, so its way to the leader is open.
     let (code, _, body) = put_with_key(&nodes[1].url, "warm", "warm-1");
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let pause = |sig: &str| {
-        let pid = nodes[0].child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let pause = |sig: &str| signal(&nodes[..1], sig);
     pause("-STOP");
     let started = Instant::now();
     let (code, _, body) = put_with_key(&nodes[1].url, "paused", "paused-1");
@@ -250,13 +250,7 @@ fn a_leader_cut_off_from_its_majority_names_no_leader() {
         header(&headers, "x-kvr-leader"),
         Some(nodes[0].url.as_str())
     );
-    let signal = |sig: &str| {
-        for node in &nodes[1..] {
-            let pid = node.child.id().to_string();
-            let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
-            assert!(sent.success());
-        }
-    };
+    let signal = |sig: &str| signal(&nodes[1..], sig);
     signal("-STOP");
     // Longer than the maximum election timeout (1 s by default).
     std::thread::sleep(Duration::from_millis(1500));
@@ -299,13 +293,7 @@ fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
         header(&headers, "x-kvr-leader"),
         Some(nodes[0].url.as_str())
     );
-    let signal = |sig: &str| {
-        for node in &nodes[..2] {
-            let pid = node.child.id().to_string();
-            let sent = Command::new("kill").args([sig, &pid]).status().unwrap();
-            assert!(sent.success());
-        }
-    };
+    let signal = |sig: &str| signal(&nodes[..2], sig);
     signal("-STOP");
     // Longer than the maximum election timeout (1 s by default).
     std::thread::sleep(Duration::from_millis(1500));
@@ -404,16 +392,7 @@ fn a_hung_leader_does_not_hold_the_requests_behind_those_in_flight() {
         let (code, _, body) = put_with_key(&node.url, &key, &key);
         assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     }
-    let signal = |sig: &str| {
-        let pid = nodes[0].child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let signal = |sig: &str| signal(&nodes[..1], sig);
     signal("-STOP");
     let in_flight: Vec<_> = nodes[1..]
         .iter()
@@ -476,17 +455,7 @@ fn sigterm_on_a_follower_answers_the_reads_waiting_for_a_hung_leader() {
     let mut nodes = led_by_node_1(dir);
     let (code, _, body) = put_with_key(&nodes[1].url, "k", "k-1");
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let pid = nodes[0].child.id().to_string();
-    let stop = |sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    stop("-STOP");
+    signal(&nodes[..1], "-STOP");
     let readers: Vec<_> = ["/v1/kv/k", "/v1/stats"]
         .into_iter()
         .map(|path| {
@@ -498,7 +467,7 @@ fn sigterm_on_a_follower_answers_the_reads_waiting_for_a_hung_leader() {
     let signalled = Instant::now();
     let status = sigterm(&mut nodes[1]);
     let exited = signalled.elapsed();
-    stop("-CONT");
+    signal(&nodes[..1], "-CONT");
     assert_eq!(status.code(), Some(0), "{}", stderr_of(dir, "n2"));
     assert!(
         exited < Duration::from_secs(5),
