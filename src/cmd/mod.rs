@@ -41,6 +41,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if given_on_command_line("db") && given_on_command_line("server") {
         return Err(both_db_and_server().into());
     }
+    // Checked whichever command runs, as its parse is: a stale
+    // KVR_TIMEOUT=0 is a mistake with --db too (it passed until the day
+    // the same script used --server).
+    seconds(g.timeout, "--timeout")?;
     match cli.command {
         // Each checks its arguments before it opens (or creates) anything.
         Command::Put(args) => {

@@ -460,6 +460,13 @@ fn a_bad_environment_value_names_its_variable() {
             "0",
             "--cache-mib (from the environment variable KVR_CACHE_MIB) must be at least 1",
         ),
+        // With --db too, where no request is timed: the same script with
+        // --server would fail.
+        (
+            "KVR_TIMEOUT",
+            "-1",
+            "--timeout (from the environment variable KVR_TIMEOUT) must be a positive number of seconds",
+        ),
     ];
     for (variable, value, says) in ranges {
         let done = env.kvr(["put", "k", "v2"]).env(variable, value).code(2);
@@ -468,6 +475,9 @@ fn a_bad_environment_value_names_its_variable() {
     env.kvr(["--lock-timeout=-1", "put", "k", "v2"])
         .code(2)
         .stderr_has("kvr: error: --lock-timeout must be a number of seconds, 0 or more");
+    env.kvr(["--timeout", "0", "get", "k"])
+        .code(2)
+        .stderr_has("kvr: error: --timeout must be a positive number of seconds");
     // Typed as the flag, it is the flag's error, as clap words it.
     let done = env.kvr(["--timeout", "abc", "put", "k", "v2"]).code(2);
     done.stderr_has("invalid value 'abc' for '--timeout <SECS>'");
