@@ -492,21 +492,23 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 /// A status message in `width` columns. One too long is cut in the
 /// middle, keeping its last clause (after the last `; `: what to do about
 /// it, "press e to edit your text again") whole when that takes at most
-/// two thirds of the line; else cut in its middle, so that both ends show
-/// (`deleted LLL…LLL (revision 7)`: cut at its end, a long key took the
-/// revision with it).
+/// two thirds of the line; else cut at the end, where what went wrong is
+/// said first. One of a single clause loses its middle, so that both ends
+/// show (`deleted LLL…LLL (revision 7)`: cut at its end, a long key took
+/// the revision with it).
 pub fn fit_message(text: &str, width: usize) -> String {
     if wrap::columns(text) <= width {
         return text.to_string();
     }
-    if let Some(at) = text.rfind("; ") {
-        let tail = &text[at..];
-        let tail_columns = wrap::columns(tail);
-        if tail_columns * 3 <= width * 2 {
-            return format!("{}{tail}", fit(&text[..at], width - tail_columns));
-        }
+    let Some(at) = text.rfind("; ") else {
+        return fit_middle(text, width);
+    };
+    let tail = &text[at..];
+    let tail_columns = wrap::columns(tail);
+    if tail_columns * 3 <= width * 2 {
+        return format!("{}{tail}", fit(&text[..at], width - tail_columns));
     }
-    fit_middle(text, width)
+    fit(text, width)
 }
 
 /// A box of `width` × `height` in the middle of the screen, cleared.

@@ -407,13 +407,14 @@ fn a_long_message_keeps_its_last_clause() {
         "error: cannot save note: c…; press e to edit your text again"
     );
     // A short one is left as it is; one whose last clause is most of the
-    // line, or that has none, loses its middle too: a long key's message
-    // still ends in its revision.
+    // line is cut at the end (what went wrong comes first); one of a
+    // single clause loses its middle: a long key's message still ends in
+    // its revision.
     assert_eq!(crate::tui::view::fit_message("saved", 60), "saved");
     let long_tail = format!("a; {}", "b".repeat(70));
     assert_eq!(
         crate::tui::view::fit_message(&long_tail, 20),
-        format!("a; bbbbbb…{}", "b".repeat(10))
+        format!("a; {}…", "b".repeat(16))
     );
     let deleted = format!("deleted {} (revision 7)", "L".repeat(4096));
     let shown = crate::tui::view::fit_message(&deleted, 40);
