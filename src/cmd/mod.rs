@@ -354,8 +354,8 @@ pub struct StdinUse {
 }
 
 /// Whether fd 0 was closed when the process started, as the binary saw it
-/// before Rust's runtime put /dev/null there (`main.rs`); unknown (`None`)
-/// where it cannot tell.
+/// before Rust's runtime put /dev/null there (`main.rs`); unset where it
+/// cannot tell.
 static STDIN_AT_START: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// Tells [`check_stdin`] whether fd 0 was closed at the process's start.

@@ -43,6 +43,12 @@ fn put_with_key(
     )
 }
 
+/// [`put_with_key`], which must be taken (200).
+fn put_taken(url: &str, key: &str, idempotency_key: &str) {
+    let (code, _, body) = put_with_key(url, key, idempotency_key);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+}
+
 fn error_code(body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
@@ -113,8 +119,7 @@ fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
     wait_for(30, "node 1 ready again", || {
         http(&n1.url, "GET", "/readyz", b"").0 == 200
     });
-    let (code, _, body) = put_with_key(&n1.url, "hung", "hung-1");
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    put_taken(&n1.url, "hung", "hung-1");
     let (code, _, body) = http(&n1.url, "GET", "/v1/kv/hung", b"");
     assert_eq!((code, body.as_slice()), (200, &b"x"[..]));
 }
@@ -191,8 +196,7 @@ fn a_follower_gives_up_on_a_paused_leader_within_its_bound() {
     let dir = tmp.path();
     let nodes = led_by_node_1(dir);
     // Through the follower once, so its way to the leader is open.
-    let (code, _, body) = put_with_key(&nodes[1].url, "warm", "warm-1");
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    put_taken(&nodes[1].url, "warm", "warm-1");
     let pause = |sig: &str| signal(&nodes[..1], sig);
     pause("-STOP");
     let started = Instant::now();
@@ -337,8 +341,7 @@ fn a_member_restarted_alone_names_no_leader_it_has_not_heard() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut nodes = led_by_node_1(dir);
-    let (code, _, body) = put_with_key(&nodes[0].url, "before", "before-1");
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    put_taken(&nodes[0].url, "before", "before-1");
     // Node 3 has heard from its leader: it knows it from its vote.
     wait_for(10, "node 3 to hear from node 1", || {
         status_of(&nodes[2])["leader"]["id"] == 1
@@ -389,8 +392,7 @@ fn a_hung_leader_does_not_hold_the_requests_behind_those_in_flight() {
     for node in &nodes[1..] {
         // Each follower's way to the leader is open.
         let key = format!("warm-{}", node.name);
-        let (code, _, body) = put_with_key(&node.url, &key, &key);
-        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        put_taken(&node.url, &key, &key);
     }
     let signal = |sig: &str| signal(&nodes[..1], sig);
     signal("-STOP");
@@ -420,8 +422,7 @@ fn a_hung_leader_does_not_hold_the_requests_behind_those_in_flight() {
         (&nodes[2], &nodes[1])
     };
     let started = Instant::now();
-    let (code, _, body) = put_with_key(&follower.url, "fresh", "fresh-1");
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    put_taken(&follower.url, "fresh", "fresh-1");
     for node in [follower, new_leader] {
         let (code, _, body) = http(&node.url, "GET", "/v1/kv/fresh", b"");
         assert_eq!((code, body.as_slice()), (200, &b"x"[..]));
@@ -453,8 +454,7 @@ fn sigterm_on_a_follower_answers_the_reads_waiting_for_a_hung_leader() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut nodes = led_by_node_1(dir);
-    let (code, _, body) = put_with_key(&nodes[1].url, "k", "k-1");
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    put_taken(&nodes[1].url, "k", "k-1");
     signal(&nodes[..1], "-STOP");
     let readers: Vec<_> = ["/v1/kv/k", "/v1/stats"]
         .into_iter()
