@@ -55,7 +55,12 @@ pub async fn serve(
         .max_buf_size(MAX_HEAD_BYTES)
         // The buffer limit alone applies only while a head is incomplete:
         // a larger head that arrived in one read was accepted (hyper#4081).
-        .max_header_size(MAX_HEAD_BYTES);
+        .max_header_size(MAX_HEAD_BYTES)
+        // A client may shut down its write side once its request is sent
+        // (`nc -N`, some proxies; RFC 9112 section 9.6). Without this the
+        // connection closed at that EOF unanswered, while a write it
+        // carried could still be applied.
+        .half_close(true);
     // A connection over the cap answered from the monitoring reserve
     // carries one request.
     let places = reserve::places();

@@ -21,7 +21,7 @@ use super::writer::WriteRequest;
 use crate::error::{Error, Result};
 use crate::jsonl::{OpReader, show_key};
 use crate::limits;
-use crate::types::{Op, now_ms};
+use crate::types::{Applied, Op, now_ms};
 
 /// Batch bodies larger than this are parsed on a blocking thread, so a big
 /// batch does not stall the connections sharing its async worker.
@@ -187,14 +187,32 @@ pub fn claim(
     })))
 }
 
-fn written(revision: u64) -> Response<Body> {
+/// The 200 of a write: `{"revision":N}` and the revision the answer
+/// reflects ([`write`]).
+fn written(revision: u64, reflected: u64) -> Response<Body> {
     // `{"revision":N}` as `json!` writes it, without building a map first
     // (every acknowledged write answers this).
     let body = format!("{{\"revision\":{revision}}}\n");
     let mut resp = text(StatusCode::OK, body, "application/json");
     resp.headers_mut()
-        .insert(REVISION, HeaderValue::from(revision));
+        .insert(REVISION, HeaderValue::from(reflected));
     resp
+}
+
+/// Sends a write to the writer; with its outcome comes the revision its
+/// answer reflects (`X-Kvr-Revision`): the write's own when it took
+/// revisions now, else the database's (a repeat answered from its
+/// idempotency record, whose revision is older, or a batch that changed
+/// nothing), so that the header never goes backwards on a node.
+pub(super) async fn write(state: &State, req: WriteRequest) -> Result<(Applied, u64)> {
+    let before = state.engine.revision();
+    let applied = state.writer.write(req).await?;
+    let reflected = if applied.revision > before {
+        applied.revision
+    } else {
+        state.engine.revision().max(applied.revision)
+    };
+    Ok((applied, reflected))
 }
 
 /// [`read_limited`] from the server's body budget; a refusal for want of
@@ -252,16 +270,17 @@ pub(super) async fn put(state: &State, req: Request<Incoming>) -> Result<Respons
             .if_revision(if_revision)
             .ttl(ttl),
     );
-    let applied = state
-        .writer
-        .write(WriteRequest {
+    let (applied, reflected) = write(
+        state,
+        WriteRequest {
             ops: op.into_iter().collect(),
             must_exist,
             idempotency,
             ..WriteRequest::default()
-        })
-        .await?;
-    let mut resp = written(applied.revision);
+        },
+    )
+    .await?;
+    let mut resp = written(applied.revision, reflected);
     resp.headers_mut()
         .insert(header::ETAG, etag(applied.revision));
     Ok(resp)
@@ -296,21 +315,22 @@ pub(super) async fn delete(
         },
     )?;
     let ops = vec![Op::delete(key.clone()).if_revision(if_revision)];
-    let applied = state
-        .writer
-        .write(WriteRequest {
+    let (applied, reflected) = write(
+        state,
+        WriteRequest {
             ops,
             must_exist,
             idempotency,
             ..WriteRequest::default()
-        })
-        .await?;
+        },
+    )
+    .await?;
     if applied.deletes == 0 {
         return Err(Error::KeyNotFound {
             key: show_key(&key),
         });
     }
-    Ok(written(applied.revision))
+    Ok(written(applied.revision, reflected))
 }
 
 pub(super) async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
@@ -343,19 +363,20 @@ pub(super) async fn batch(state: &State, req: Request<Incoming>) -> Result<Respo
             .await
             .map_err(|e| Error::Storage(format!("batch parser failed: {e}")))??
     };
-    let applied = state
-        .writer
-        .write(WriteRequest {
+    let (applied, reflected) = write(
+        state,
+        WriteRequest {
             ops,
             idempotency,
             ..WriteRequest::default()
-        })
-        .await?;
+        },
+    )
+    .await?;
     let body = json!({"applied": applied.applied(), "revision": applied.revision,
                       "puts": applied.puts, "deletes": applied.deletes});
     let mut resp = json_response(StatusCode::OK, &body);
     resp.headers_mut()
-        .insert(REVISION, HeaderValue::from(applied.revision));
+        .insert(REVISION, HeaderValue::from(reflected));
     Ok(resp)
 }
 

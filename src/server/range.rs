@@ -103,20 +103,19 @@ pub async fn delete(
             condition: super::headers::WriteCondition::None,
         },
     )?;
-    let applied = state
-        .writer
-        .write(WriteRequest {
+    let (applied, reflected) = super::kv::write(
+        state,
+        WriteRequest {
             delete_range: Some((query, max)),
             idempotency,
             ..WriteRequest::default()
-        })
-        .await?;
+        },
+    )
+    .await?;
     let body = serde_json::json!({"deleted": applied.deletes, "revision": applied.revision});
     let mut resp = super::response::json_response(http::StatusCode::OK, &body);
-    resp.headers_mut().insert(
-        super::routes::REVISION,
-        http::HeaderValue::from(applied.revision),
-    );
+    resp.headers_mut()
+        .insert(super::routes::REVISION, http::HeaderValue::from(reflected));
     Ok(resp)
 }
 

@@ -424,3 +424,48 @@ fn the_cli_sends_a_key_with_every_write_and_retries_with_it() {
     let heads = server.join().unwrap();
     assert_eq!(idempotency_key(&heads[0]), idempotency_key(&heads[1]));
 }
+
+/// A repeat answered from its record says the revision it was applied at
+/// in its body and ETag, and the database's revision now in
+/// `X-Kvr-Revision`: the header never goes backwards on a node, for
+/// every write route (it went back to the recorded revision for 200s,
+/// while a repeated 412 already carried the current one).
+#[test]
+fn a_repeat_reflects_the_current_revision_in_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = s.url.clone();
+    let header = |r: &Reply| r.header("x-kvr-revision").unwrap().parse::<u64>().unwrap();
+    let requests: [(&str, String, Option<&[u8]>); 4] = [
+        ("PUT", format!("{u}/v1/kv/a"), Some(b"1")),
+        (
+            "POST",
+            format!("{u}/v1/batch"),
+            Some(b"{\"key\":\"b\",\"value\":\"2\"}\n"),
+        ),
+        ("DELETE", format!("{u}/v1/kv/a"), None),
+        ("DELETE", format!("{u}/v1/range?prefix=b"), None),
+    ];
+    for (i, (method, url, body)) in requests.iter().enumerate() {
+        let key = format!("repeat-{i}");
+        let first = http(method, url, &[("Idempotency-Key", &key)], *body);
+        assert_eq!(first.status, 200, "{method} {url}: {}", first.text());
+        let at = first.json()["revision"].as_u64().unwrap();
+        assert_eq!(header(&first), at, "{method} {url}");
+        // Other writes move the database on.
+        for n in 0..3 {
+            let r = http("PUT", &format!("{u}/v1/kv/other{i}-{n}"), &[], Some(b"x"));
+            assert_eq!(r.status, 200);
+        }
+        let (_, now) = stats(&u);
+        let again = http(method, url, &[("Idempotency-Key", &key)], *body);
+        assert_eq!((again.status, again.text()), (200, first.text()));
+        assert_eq!(again.header("etag"), first.header("etag"));
+        assert_eq!(
+            header(&again),
+            now,
+            "{method} {url}: the header of a repeat"
+        );
+        assert_eq!(stats(&u).1, now, "a repeat changes nothing");
+    }
+}

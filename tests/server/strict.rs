@@ -305,3 +305,60 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert_eq!(value(&s.url, "te"), (200, "hello".to_string()));
 }
+
+/// Sends `bytes`, then shuts down the write side (as `nc -N`, `printf |
+/// nc -q` and some proxies do) and reads the answer to the end.
+fn half_closed(addr: &str, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A client may half-close after its request (RFC 9112 section 9.6): the
+/// request is answered, and a write is applied exactly when it is
+/// acknowledged. The server used to close at the EOF without answering,
+/// while a PUT so sent was sometimes applied anyway.
+#[test]
+fn a_request_followed_by_a_half_close_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let health = half_closed(&s.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health:?}");
+    assert!(health.ends_with("ok"), "{health:?}");
+    let old = half_closed(&s.addr, b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert!(
+        old.starts_with("HTTP/1.0 200") && old.ends_with("ok"),
+        "{old:?}"
+    );
+    for i in 0..20 {
+        let put = half_closed(
+            &s.addr,
+            format!(
+                "PUT /v1/kv/half{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nv{}",
+                i % 10
+            )
+            .as_bytes(),
+        );
+        assert!(put.starts_with("HTTP/1.1 200"), "{put:?}");
+        assert!(
+            put.contains(&format!("{{\"revision\":{}}}", i + 1)),
+            "{put:?}"
+        );
+    }
+    // Two requests pipelined before the half-close: both answered, in order.
+    let two = half_closed(
+        &s.addr,
+        b"GET /v1/kv/half3 HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/kv/half4 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(two.matches("HTTP/1.1 200").count(), 2, "{two:?}");
+    assert!(two.find("v3").unwrap() < two.find("v4").unwrap(), "{two:?}");
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
+    assert_eq!(stats["keys"], 20);
+    assert_eq!(stats["revision"], 20);
+}
