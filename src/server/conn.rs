@@ -155,7 +155,9 @@ async fn serve_one<I>(
     clock.start_waiting();
     let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let request = clock.stop_waiting();
-        if clock.had_fragment(request) {
+        // (Both asked: a line both saw is taken off the pipelined list.)
+        let pipelined = clock.pipelined.take(req.method(), req.uri());
+        if clock.had_fragment(request) | pipelined {
             req.extensions_mut().insert(FragmentSent);
         }
         if http_body::Body::is_end_stream(req.body()) {
@@ -279,6 +281,9 @@ struct HeadClock {
     /// The number the next request will have, if its request line held a
     /// `#` ([`FirstLine`]); 0: none.
     fragment: AtomicU64,
+    /// Request lines with a `#` seen later in a read than its first line
+    /// (pipelined requests), as hyper will parse them ([`Pipelined`]).
+    pipelined: Pipelined,
 }
 
 const NOT_WAITING: u64 = u64::MAX;
@@ -292,6 +297,7 @@ impl HeadClock {
             serving: AtomicBool::new(false),
             served: AtomicU64::new(0),
             fragment: AtomicU64::new(0),
+            pipelined: Pipelined::default(),
         }
     }
 
@@ -415,6 +421,8 @@ struct OwnRefusals<I> {
     reply: Option<(Vec<u8>, usize)>,
     /// The request line being read, to find a `#` that hyper drops.
     line: FirstLine,
+    /// Whether the last read ended a line (the next begins one).
+    at_line_start: bool,
 }
 
 /// In the extensions of a request whose request line held a `#`: hyper's
@@ -430,10 +438,7 @@ pub struct FragmentSent;
 /// in the target. Only the first line of the bytes read while the
 /// connection waits for a head is looked at: a request line that came in
 /// the same read as the end of the request before it (pipelined, or sent
-/// at once after a body) is not checked, and is cut at the `#` as before
-/// (finding it would take HTTP's message framing); the part of such a
-/// line read later cannot look like a request line (that starts with the
-/// method, a space and `/` or `http`).
+/// at once after a body) is [`Pipelined`]'s.
 #[derive(Default)]
 struct FirstLine {
     /// The request number ([`HeadClock::requests`]) whose head this is.
@@ -509,6 +514,77 @@ fn fragment_in(line: &[u8]) -> bool {
         && version.starts_with(b"HTTP/1.")
 }
 
+/// Request lines with a `#` in their target that [`FirstLine`] cannot
+/// see: those that begin within a read, after its first line, as a
+/// pipelined request's does (it comes in the same read as the end of the
+/// request before it, and hyper parses it from its buffer without another
+/// read). Each is kept as hyper will hand it over, method and target cut
+/// at the `#`, and the request that matches it is refused as
+/// [`FragmentSent`]. A line inside a body can look like one too; it is
+/// only a problem if a later request on the connection is exactly what
+/// it would be cut to, so the list is short and its oldest entries go.
+#[derive(Default)]
+struct Pipelined {
+    any: AtomicBool,
+    lines: std::sync::Mutex<std::collections::VecDeque<(Vec<u8>, Vec<u8>)>>,
+}
+
+/// Lines [`Pipelined`] keeps per connection.
+const PIPELINED_LINES: usize = 16;
+
+impl Pipelined {
+    /// Looks for such lines in `read`, the bytes of one read, which
+    /// begins a line if `at_line_start`.
+    fn note(&self, read: &[u8], at_line_start: bool) {
+        if !read.contains(&b'#') {
+            return;
+        }
+        // Lines that start in this read (after a line feed, or at its
+        // start if that starts a line) and end within it.
+        let mut lines = read.split(|&b| b == b'\n');
+        if !at_line_start {
+            lines.next();
+        }
+        let mut whole: Vec<&[u8]> = lines.collect();
+        whole.pop();
+        for line in whole {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !fragment_in(line) {
+                continue;
+            }
+            let mut words = line.split(|&b| b == b' ');
+            let (Some(method), Some(target)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let cut = target.split(|&b| b == b'#').next().unwrap_or_default();
+            let mut kept = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.len() == PIPELINED_LINES {
+                kept.pop_front();
+            }
+            kept.push_back((method.to_vec(), cut.to_vec()));
+            self.any.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a request with this method and URI is one of the lines
+    /// kept (and then no longer kept).
+    fn take(&self, method: &http::Method, uri: &http::Uri) -> bool {
+        if !self.any.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut kept = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let uri = uri.to_string();
+        let found = kept
+            .iter()
+            .position(|(m, t)| m == method.as_str().as_bytes() && t == uri.as_bytes());
+        if let Some(i) = found {
+            kept.remove(i);
+        }
+        self.any.store(!kept.is_empty(), Ordering::Relaxed);
+        found.is_some()
+    }
+}
+
 /// Most bytes of a refused request read and dropped before the close, so
 /// that the close does not reset the connection (which can discard the
 /// answer before the client reads it).
@@ -522,6 +598,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
             state,
             reply: None,
             line: FirstLine::default(),
+            at_line_start: true,
         }
     }
 
@@ -613,11 +690,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for OwnRefusals<I> {
         let this = self.get_mut();
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let read = &buf.filled()[before..];
         if this.clock.waiting_since().is_some() {
             let next = this.clock.requests.load(Ordering::Relaxed) + 1;
-            if this.line.read(next, &buf.filled()[before..]) {
+            if this.line.read(next, read) {
                 this.clock.fragment.store(next, Ordering::Relaxed);
             }
+        }
+        this.clock.pipelined.note(read, this.at_line_start);
+        if let Some(&last) = read.last() {
+            this.at_line_start = last == b'\n';
         }
         Poll::Ready(Ok(()))
     }
