@@ -421,8 +421,8 @@ struct OwnRefusals<I> {
     reply: Option<(Vec<u8>, usize)>,
     /// The request line being read, to find a `#` that hyper drops.
     line: FirstLine,
-    /// Whether the last read ended a line (the next begins one).
-    at_line_start: bool,
+    /// The lines read, for the pipelined requests' `#`.
+    lines: LineScan,
 }
 
 /// In the extensions of a request whose request line held a `#`: hyper's
@@ -515,10 +515,11 @@ fn fragment_in(line: &[u8]) -> bool {
 }
 
 /// Request lines with a `#` in their target that [`FirstLine`] cannot
-/// see: those that begin within a read, after its first line, as a
+/// see: those that begin after the connection's first line, as a
 /// pipelined request's does (it comes in the same read as the end of the
-/// request before it, and hyper parses it from its buffer without another
-/// read). Each is kept as hyper will hand it over, method and target cut
+/// request before it, whole or in part, and hyper parses it from its
+/// buffer). [`LineScan`] hands over such lines whole, also when the socket
+/// delivered one in two reads. Each is kept as hyper will hand it over, method and target cut
 /// at the `#`, and the request that matches it is refused as
 /// [`FragmentSent`]. A line inside a body can look like one too; it is
 /// only a problem if a later request on the connection is exactly what
@@ -533,37 +534,24 @@ struct Pipelined {
 const PIPELINED_LINES: usize = 16;
 
 impl Pipelined {
-    /// Looks for such lines in `read`, the bytes of one read, which
-    /// begins a line if `at_line_start`.
-    fn note(&self, read: &[u8], at_line_start: bool) {
-        if !read.contains(&b'#') {
+    /// Keeps `line` (a whole line, as [`LineScan`] hands it over) if it
+    /// is a request line with a `#` in its target.
+    fn note(&self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !fragment_in(line) {
             return;
         }
-        // Lines that start in this read (after a line feed, or at its
-        // start if that starts a line) and end within it.
-        let mut lines = read.split(|&b| b == b'\n');
-        if !at_line_start {
-            lines.next();
+        let mut words = line.split(|&b| b == b' ');
+        let (Some(method), Some(target)) = (words.next(), words.next()) else {
+            return;
+        };
+        let cut = target.split(|&b| b == b'#').next().unwrap_or_default();
+        let mut kept = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() == PIPELINED_LINES {
+            kept.pop_front();
         }
-        let mut whole: Vec<&[u8]> = lines.collect();
-        whole.pop();
-        for line in whole {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !fragment_in(line) {
-                continue;
-            }
-            let mut words = line.split(|&b| b == b' ');
-            let (Some(method), Some(target)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let cut = target.split(|&b| b == b'#').next().unwrap_or_default();
-            let mut kept = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-            if kept.len() == PIPELINED_LINES {
-                kept.pop_front();
-            }
-            kept.push_back((method.to_vec(), cut.to_vec()));
-            self.any.store(true, Ordering::Relaxed);
-        }
+        kept.push_back((method.to_vec(), cut.to_vec()));
+        self.any.store(true, Ordering::Relaxed);
     }
 
     /// Whether a request with this method and URI is one of the lines
@@ -585,6 +573,70 @@ impl Pipelined {
     }
 }
 
+/// The lines of a connection's bytes as they arrive, for [`Pipelined`]:
+/// every line that begins at a line start is handed over whole when it
+/// holds a `#`, also one that spans reads (a pipelined request line the
+/// socket delivered in two parts) as long as its beginning can be a
+/// request line's; such a beginning is kept until the line ends.
+#[derive(Default)]
+struct LineScan {
+    /// Whether the last read ended inside a line.
+    mid_line: bool,
+    /// The beginning of that line, when it can be a request line's.
+    carry: Option<Vec<u8>>,
+}
+
+impl LineScan {
+    /// Takes the bytes of one read; `line` gets each line that ends in it.
+    fn read(&mut self, read: &[u8], mut line: impl FnMut(&[u8])) {
+        let mut rest = read;
+        if self.mid_line {
+            let end = rest.iter().position(|&b| b == b'\n');
+            let part = &rest[..end.unwrap_or(rest.len())];
+            if let Some(mut carry) = self.carry.take()
+                && carry.len() + part.len() <= FIRST_LINE_BYTES
+            {
+                carry.extend_from_slice(part);
+                match end {
+                    Some(_) => line(&carry),
+                    None => self.carry = Some(carry),
+                }
+            }
+            let Some(end) = end else {
+                return;
+            };
+            rest = &rest[end + 1..];
+            self.mid_line = false;
+        }
+        // `rest` begins a line: its whole lines, then what is left of it.
+        let whole = rest.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if let Some(lines) = rest[..whole].strip_suffix(b"\n")
+            && lines.contains(&b'#')
+        {
+            lines.split(|&b| b == b'\n').for_each(&mut line);
+        }
+        let tail = &rest[whole..];
+        self.mid_line = !tail.is_empty();
+        if self.mid_line && may_begin_request_line(tail) {
+            self.carry = Some(tail.to_vec());
+        }
+    }
+}
+
+/// Whether `bytes`, the beginning of a line, can be that of a request
+/// line (`METHOD /target` or `METHOD http…`): the test that keeps
+/// [`LineScan`] from copying the ends of bodies.
+fn may_begin_request_line(bytes: &[u8]) -> bool {
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (1..=20).contains(&method)
+        && bytes.len() <= FIRST_LINE_BYTES
+        && match bytes.get(method) {
+            None => true,
+            Some(b' ') => matches!(bytes.get(method + 1), None | Some(b'/' | b'h')),
+            Some(_) => false,
+        }
+}
+
 /// Most bytes of a refused request read and dropped before the close, so
 /// that the close does not reset the connection (which can discard the
 /// answer before the client reads it).
@@ -598,7 +650,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
             state,
             reply: None,
             line: FirstLine::default(),
-            at_line_start: true,
+            lines: LineScan::default(),
         }
     }
 
@@ -697,10 +749,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for OwnRefusals<I> {
                 this.clock.fragment.store(next, Ordering::Relaxed);
             }
         }
-        this.clock.pipelined.note(read, this.at_line_start);
-        if let Some(&last) = read.last() {
-            this.at_line_start = last == b'\n';
-        }
+        let pipelined = &this.clock.pipelined;
+        this.lines.read(read, |line| pipelined.note(line));
         Poll::Ready(Ok(()))
     }
 }
@@ -892,7 +942,7 @@ impl AsyncWrite for IdleIo {
 
 #[cfg(test)]
 mod tests {
-    use super::{FirstLine, HeadClock, fragment_in};
+    use super::{FirstLine, HeadClock, LineScan, fragment_in, may_begin_request_line};
 
     #[test]
     fn a_hash_in_a_request_lines_target_is_found_and_nowhere_else() {
@@ -929,6 +979,57 @@ mod tests {
         assert!(!line.read(2, b"GET /v1/kv/a HTTP/1.1\r\nX: GET /#y HTTP/1.1\r\n"));
         assert!(!line.read(3, b"GET /v1/kv/a#"));
         assert!(line.read(3, b"x HTTP/1.1\r\n"));
+    }
+
+    /// Lines are handed over whole when they hold a '#', also across
+    /// reads, but only from a line start; the end of a body that cannot
+    /// begin a request line is not kept.
+    #[test]
+    fn lines_are_scanned_across_reads_from_a_line_start() {
+        let scan = |reads: &[&[u8]]| {
+            let mut scan = LineScan::default();
+            let mut lines = Vec::new();
+            for read in reads {
+                scan.read(read, |l| {
+                    lines.push(String::from_utf8_lossy(l).into_owned())
+                });
+            }
+            (lines, scan.carry.is_some())
+        };
+        let (lines, _) = scan(&[
+            b"GET / HTTP/1.1\r\n\r\nDELETE /v1/kv/a",
+            b"#b HTTP/1.1\r\nX: y\r\n",
+        ]);
+        assert_eq!(lines, ["DELETE /v1/kv/a#b HTTP/1.1\r"]);
+        let (lines, _) = scan(&[b"PU", b"T /a", b"#b HTTP/1.1\r", b"\nHost: x\r\n"]);
+        assert_eq!(lines, ["PUT /a#b HTTP/1.1\r"]);
+        // A read that begins inside a line: that line is not a request's.
+        let (lines, _) = scan(&[b"{\"k\":1}", b"GET /a#b HTTP/1.1\r\nGET /c#d HTTP/1.1\r\n"]);
+        assert_eq!(lines, ["GET /c#d HTTP/1.1\r"]);
+        // Lines without a '#' are not handed over; a body's end not kept.
+        let (lines, carried) = scan(&[b"GET / HTTP/1.1\r\n\r\n{\"key\":\"a#"]);
+        assert!(lines.is_empty() && !carried, "{lines:?}");
+        let (_, carried) = scan(&[b"GET / HTTP/1.1\r\n\r\nPUT /v1/kv/a"]);
+        assert!(carried);
+        for tail in [
+            &b"put /a"[..],
+            b"PUT a",
+            b"PUT  /a",
+            b"ABCDEFGHIJKLMNOPQRSTU /a",
+        ] {
+            assert!(
+                !may_begin_request_line(tail),
+                "{}",
+                String::from_utf8_lossy(tail)
+            );
+        }
+        for tail in [&b"G"[..], b"GET", b"GET ", b"GET /", b"PUT http://x/a"] {
+            assert!(
+                may_begin_request_line(tail),
+                "{}",
+                String::from_utf8_lossy(tail)
+            );
+        }
     }
 
     /// The wait for a head starts at the end of the latest request's

@@ -352,6 +352,29 @@ fn a_hash_in_the_request_target_is_refused_and_changes_nothing() {
             "{second}: {answers}"
         );
     }
+    // The same, with the pipelined request line delivered in two reads
+    // (cut by the socket before its '#', and just after it): refused too.
+    for (first, second) in [
+        ("DELETE /v1/kv/fr", "ag#x HTTP/1.1"),
+        ("DELETE /v1/range?prefix=zz#", "/only-this HTTP/1.1"),
+        ("D", "ELETE /v1/kv/frag#x HTTP/1.1"),
+    ] {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(format!("GET /v1/kv/frag HTTP/1.1\r\nHost: x\r\n\r\n{first}").as_bytes())
+            .unwrap();
+        // The first answer shows that the server read the first part.
+        let answered = read_until(&mut c, b"kept");
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        c.write_all(format!("{second}\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut rest = String::new();
+        let _ = c.read_to_string(&mut rest);
+        assert!(
+            rest.starts_with("HTTP/1.1 400") && rest.contains("%23"),
+            "{first}|{second}: {rest}"
+        );
+    }
     // A line with a '#' inside a body followed by a request that is not
     // what it would be cut to: that request is served.
     let body = "GET /v1/kv/frag#x HTTP/1.1\r\n";
