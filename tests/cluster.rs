@@ -783,6 +783,65 @@ fn cluster_commands_promote_transfer_and_remove() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A node removed while it is down never gets the entry that removes it
+/// nor the leader's word. Started again, it asks its peers (it hears no
+/// leader) and exits 3 as a removed node does (SPEC), a voter and a
+/// learner alike, instead of waiting for a leader for ever.
+#[test]
+fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nodes = three(dir, &[]);
+    let n4 = spawn(dir, "n4", &["--join", &nodes[0].url, "--learner"], &[]);
+    wait_for(30, "the learner", || {
+        status_of(&nodes[0])["nodes"].as_array().unwrap().len() == 4
+    });
+    assert_ok(&put(dir, &nodes[0], "k", "v"));
+    let addrs = |n: &Node| {
+        let listen = n.url.strip_prefix("http://").unwrap().to_string();
+        (listen, n.raft.clone())
+    };
+    let mut nodes = nodes;
+    let n3 = nodes.pop().unwrap();
+    let (a3, a4) = (addrs(&n3), addrs(&n4));
+    drop((n3, n4)); // SIGKILL
+    for id in ["3", "4"] {
+        assert_ok(&kvr(
+            dir,
+            &["--server", &nodes[1].url, "cluster", "remove", id],
+        ));
+    }
+    assert_eq!(
+        status_of(&nodes[0])["nodes"].as_array().unwrap().len(),
+        2,
+        "{}",
+        status_of(&nodes[0])
+    );
+    for (name, (listen, raft)) in [("n3", a3), ("n4", a4)] {
+        let mut node = spawn_at(dir, name, (&listen, &raft), &[], &[]);
+        let mut exited = None;
+        wait_for(30, &format!("{name} to exit"), || {
+            exited = node.child.try_wait().unwrap();
+            exited.is_some()
+        });
+        assert_eq!(exited.and_then(|s| s.code()), Some(3), "{name}");
+        let said = stderr_of(dir, name);
+        assert!(said.contains("was removed from cluster"), "{name}: {said}");
+        // And so it stays: its file says so.
+        let out = kvr(
+            dir,
+            &member_args(name, &listen, &raft)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(out.status.code(), Some(3), "{name}");
+    }
+    // The rest goes on.
+    assert_ok(&put(dir, &nodes[1], "k2", "v2"));
+    assert_eq!(get(dir, &nodes[0], "k2").stdout, b"v2");
+}
+
 /// Membership changes that meet at the leader wait for each other (SPEC:
 /// serialized by the leader): two removes sent at once both succeed, in
 /// two rounds, where openraft alone refuses a change while another is in

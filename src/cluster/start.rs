@@ -266,6 +266,7 @@ pub async fn start(
             }
         }
     });
+    tokio::spawn(node.clone().watch_for_removal());
     let adopter = node.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(HISTORY_CHECK);

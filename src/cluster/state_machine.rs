@@ -21,6 +21,7 @@
 //! file, and installed in one redb commit that replaces all the data, so
 //! readers see the old state or the new.
 
+use std::collections::BTreeSet;
 use std::io::{self, Read, Seek, Write};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::types::{Command, Reply, TypeConfig};
+use super::types::{Command, NodeId, Reply, TypeConfig};
 use crate::engine::history::HistoryBounds;
 use crate::engine::{Engine, EngineWriter, Request};
 use crate::error::{Error, Result};
@@ -59,6 +60,20 @@ pub struct Marker {
     /// The watch history's bounds the log set last
     /// ([`Command::SetHistory`]); none yet: each node's own flags.
     pub history: Option<HistoryBounds>,
+    /// Nodes a committed membership change took out of the cluster (ids
+    /// are never reused, so this is final): a member asks its peers
+    /// whether it is one of them when it hears no leader, which is how a
+    /// node removed while it was down or cut off learns it.
+    pub removed: BTreeSet<NodeId>,
+}
+
+/// A marker as releases before `removed` stored it.
+#[derive(Deserialize)]
+struct MarkerBeforeRemoved {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    last_node_id: u64,
+    history: Option<HistoryBounds>,
 }
 
 /// A marker as releases before `history` stored it.
@@ -76,16 +91,28 @@ impl Marker {
 
     /// The marker in `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Marker> {
+        // A file of an earlier release holds the same fields, less the
+        // last ones (postcard stores no field names).
         postcard::from_bytes(bytes)
             .or_else(|e| {
-                // A file of an earlier release: the same fields, less the
-                // last (postcard stores no field names).
+                postcard::from_bytes::<MarkerBeforeRemoved>(bytes)
+                    .map(|m| Marker {
+                        last_applied: m.last_applied,
+                        membership: m.membership,
+                        last_node_id: m.last_node_id,
+                        history: m.history,
+                        removed: BTreeSet::new(),
+                    })
+                    .map_err(|_| e)
+            })
+            .or_else(|e| {
                 postcard::from_bytes::<MarkerBeforeHistory>(bytes)
                     .map(|m| Marker {
                         last_applied: m.last_applied,
                         membership: m.membership,
                         last_node_id: m.last_node_id,
                         history: None,
+                        removed: BTreeSet::new(),
                     })
                     .map_err(|_| e)
             })
@@ -283,6 +310,12 @@ impl StateMachine {
         }
     }
 
+    /// Whether a membership change applied here took node `id` out of
+    /// the cluster.
+    pub fn was_removed(&self, id: NodeId) -> bool {
+        self.marker.removed.contains(&id)
+    }
+
     /// The engine's writer, for the flush timer and shutdown.
     pub fn writer(&self) -> Arc<Mutex<EngineWriter>> {
         self.writer.clone()
@@ -409,6 +442,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.apply_writes(&mut writes).map_err(io_err)?;
+                    let before = self.marker.membership.membership();
+                    let gone: Vec<NodeId> = before
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .filter(|id| m.get_node(id).is_none())
+                        .collect();
+                    self.marker.removed.extend(gone);
                     self.marker.membership = StoredMembership::new(Some(entry.log_id), m);
                     if let Some(r) = responder {
                         r.send(Reply::None);
@@ -457,6 +497,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: meta.last_membership.clone(),
             last_node_id: marker.last_node_id,
             history: marker.history,
+            removed: marker.removed,
         };
         let bytes = marker.encode().map_err(io_err)?;
         locked(&self.writer)
@@ -554,5 +595,42 @@ mod tests {
         };
         assert_eq!(Marker::decode(&new.encode().unwrap()).unwrap(), new);
         assert!(Marker::decode(&old[..old.len() - 1]).is_err());
+    }
+
+    /// A marker as releases before `removed` wrote it.
+    #[derive(Serialize)]
+    struct MarkerWithHistory {
+        last_applied: Option<LogId>,
+        membership: StoredMembership,
+        last_node_id: u64,
+        history: Option<HistoryBounds>,
+    }
+
+    #[test]
+    fn a_marker_of_an_earlier_release_reads_with_no_removed_nodes() {
+        let log_id = openraft::testing::log_id::<TypeConfig>(2, 1, 17);
+        let history = Some(HistoryBounds {
+            events: 5,
+            bytes: 9,
+        });
+        let old = postcard::to_allocvec(&MarkerWithHistory {
+            last_applied: Some(log_id),
+            membership: StoredMembership::default(),
+            last_node_id: 4,
+            history,
+        })
+        .unwrap();
+        let m = Marker::decode(&old).unwrap();
+        assert_eq!(
+            (m.last_applied, m.last_node_id, m.history),
+            (Some(log_id), 4, history)
+        );
+        assert!(m.removed.is_empty());
+
+        let new = Marker {
+            removed: BTreeSet::from([2, 3]),
+            ..m
+        };
+        assert_eq!(Marker::decode(&new.encode().unwrap()).unwrap(), new);
     }
 }

@@ -5,6 +5,10 @@
 
 use super::*;
 
+/// How often a node that hears no leader asks its peers whether it was
+/// removed (see [`Node::watch_for_removal`]).
+const REMOVAL_CHECK: Duration = Duration::from_secs(1);
+
 impl Node {
     /// A join (see [`JoinRequest`]), here if this node leads, else at the leader.
     pub async fn join(&self, req: JoinRequest) -> Result<JoinAnswer> {
@@ -64,6 +68,13 @@ impl Node {
                 Reply::NodeId(id) => id,
                 other => return Err(Error::Storage(format!("unexpected reply {other:?}"))),
             },
+            Some(id) if self.was_removed(id).await => {
+                return Err(Error::Conflict(format!(
+                    "node {id} was removed from cluster {}: a removed node does not come back \
+                     (node ids are never reused); start it on a new, empty file with --join",
+                    self.me.cluster_id
+                )));
+            }
             Some(id) => {
                 let member = Member {
                     url: req.url.clone(),
@@ -261,6 +272,69 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// Whether a committed membership change took node `id` out of the
+    /// cluster, as far as this node has applied.
+    pub async fn was_removed(&self, id: NodeId) -> bool {
+        self.raft
+            .with_state_machine(move |sm: &mut StateMachine| {
+                Box::pin(std::future::ready(sm.was_removed(id)))
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// A node removed while it was down or cut off gets neither the entry
+    /// that removes it nor the leader's word (see `admin_as_leader`): it
+    /// would wait for a leader for ever. So while this node hears no
+    /// leader, it asks each peer it knows whether a committed change
+    /// removed it; one that has applied such a change says so (ids are
+    /// never reused: that is final), and this node stops as a removed
+    /// node does (SPEC: exits 3).
+    pub async fn watch_for_removal(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(REMOVAL_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.check_member().is_err() {
+                return;
+            }
+            if self.liveness.leader_silent().is_none() {
+                continue;
+            }
+            let peers: Vec<(NodeId, String)> = self
+                .metrics()
+                .membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.me.node_id)
+                .map(|(id, m)| (*id, m.raft.clone()))
+                .collect();
+            for (id, raft) in peers {
+                let dest = network::Dest {
+                    addr: &raft,
+                    me: &self.me,
+                    target: id,
+                };
+                let answer = network::call(
+                    &mut None,
+                    dest,
+                    "was-i-removed",
+                    full(Bytes::new()),
+                    None,
+                    REMOVAL_CHECK,
+                )
+                .await;
+                let removed = answer
+                    .ok()
+                    .and_then(|bytes| network::decode_answer::<bool>(&bytes).ok());
+                if removed == Some(true) {
+                    self.mark_removed();
+                    return;
+                }
+            }
+        }
     }
 
     /// `Err(removed)` once this node is no longer a member.

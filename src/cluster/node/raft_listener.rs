@@ -20,6 +20,7 @@ impl Node {
         if kind == "snapshot" {
             return self.receive_snapshot(req).await;
         }
+        let from = sender(req.headers());
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return answer_status(StatusCode::BAD_REQUEST, e.to_string()),
@@ -127,6 +128,12 @@ impl Node {
                 self.mark_removed();
                 reply(Ok(()))
             }
+            // A member that hears no leader asks whether it was removed
+            // (see `Node::watch_for_removal`).
+            "was-i-removed" => match from {
+                Some(from) => reply(Ok(self.was_removed(from).await)),
+                None => reply::<()>(Err("no sender id".to_string())),
+            },
             // A leader about to add this node checks that it can reach it.
             "hello" => reply(Ok(())),
             _ => answer_status(StatusCode::NOT_FOUND, format!("no raft route {kind}")),
@@ -227,4 +234,9 @@ fn answer_status(status: StatusCode, text: String) -> Response<Body> {
     let mut resp = Response::new(full(text));
     *resp.status_mut() = status;
     resp
+}
+
+/// The sender's node id (checked present by `check_peer`).
+fn sender(headers: &hyper::HeaderMap) -> Option<NodeId> {
+    headers.get(H_FROM)?.to_str().ok()?.parse().ok()
 }
