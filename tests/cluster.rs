@@ -842,6 +842,52 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
     assert_eq!(get(dir, &nodes[0], "k2").stdout, b"v2");
 }
 
+/// `kvr cluster promote` of a learner that is down (or far behind) is
+/// refused (503 `unavailable`, exit 5 once `--timeout` runs out) and
+/// changes nothing: as a voter it would be needed for every write of a
+/// one-voter cluster. Back and caught up, it is promoted.
+#[test]
+fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let n2 = spawn(dir, "n2", &["--join", &n1.url, "--learner"], &[]);
+    wait_for(30, "the learner", || {
+        status_of(&n1)["nodes"].as_array().unwrap().len() == 2
+    });
+    let (listen, raft) = (
+        n2.url.strip_prefix("http://").unwrap().to_string(),
+        n2.raft.clone(),
+    );
+    drop(n2); // SIGKILL
+    for i in 0..20 {
+        assert_ok(&put(dir, &n1, &format!("k{i}"), "v"));
+    }
+    let out = kvr(
+        dir,
+        &[
+            "--server",
+            &n1.url,
+            "--timeout",
+            "2",
+            "cluster",
+            "promote",
+            "2",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("node 2 is not caught up"), "{err}");
+    // Nothing changed, and the cluster still takes writes.
+    assert_eq!(voters(&n1), 1);
+    assert_ok(&put(dir, &n1, "after", "v"));
+    // Back, it catches up and the promotion goes through.
+    let _n2 = spawn_at(dir, "n2", (&listen, &raft), &[], &[]);
+    assert_ok(&kvr(dir, &["--server", &n1.url, "cluster", "promote", "2"]));
+    assert_eq!(voters(&n1), 2);
+    assert_ok(&put(dir, &n1, "promoted", "v"));
+}
+
 /// Membership changes that meet at the leader wait for each other (SPEC:
 /// serialized by the leader): two removes sent at once both succeed, in
 /// two rounds, where openraft alone refuses a change while another is in

@@ -8,6 +8,9 @@ use super::*;
 /// How often a node that hears no leader asks its peers whether it was
 /// removed (see [`Node::watch_for_removal`]).
 const REMOVAL_CHECK: Duration = Duration::from_secs(1);
+/// How long `kvr cluster promote` waits for the learner to catch up
+/// before it refuses (see [`Node::check_caught_up`]).
+const PROMOTE_WAIT: Duration = Duration::from_millis(500);
 
 impl Node {
     /// A join (see [`JoinRequest`]), here if this node leads, else at the leader.
@@ -185,12 +188,14 @@ impl Node {
             };
         match op {
             Admin::Promote(_) if voters.contains(&id) => Ok(()),
-            Admin::Promote(_) => self
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map(|_| ())
-                .map_err(|e| change_failed("promoting failed", &e)),
+            Admin::Promote(_) => {
+                self.check_caught_up(id).await?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| change_failed("promoting failed", &e))
+            }
             Admin::Remove(_) => {
                 if voters.len() == 1 && voters.contains(&id) {
                     return Err(Error::invalid(format!(
@@ -353,8 +358,45 @@ impl Node {
     /// entries as caught up, which a node still installing a snapshot of
     /// a big database can be).
     async fn wait_caught_up(&self, id: NodeId) -> Result<()> {
-        use openraft::type_config::async_runtime::watch::WatchReceiver;
         let target = self.metrics().last_log_index.unwrap_or(0);
+        self.wait_matched(id, target, &std::sync::atomic::AtomicU64::new(0))
+            .await
+    }
+
+    /// Before learner `id` becomes a voter through `kvr cluster promote`:
+    /// it must have every entry this leader had when asked, within
+    /// [`PROMOTE_WAIT`]. A voter that lags (or is down) would be needed
+    /// for every commit of the change and, in a cluster of one or two
+    /// voters, for every write after it: promoting a stopped learner of a
+    /// one-voter cluster stopped all writes. etcd refuses the same
+    /// ("can only promote a learner member which is in sync with leader").
+    async fn check_caught_up(&self, id: NodeId) -> Result<()> {
+        let target = self.metrics().last_log_index.unwrap_or(0);
+        let matched = std::sync::atomic::AtomicU64::new(0);
+        match tokio::time::timeout(PROMOTE_WAIT, self.wait_matched(id, target, &matched)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Unavailable {
+                message: format!(
+                    "node {id} is not caught up with the leader (it has entries up to {} of \
+                     {target}; is it running and reachable?): it was not promoted, since a \
+                     voter that lags holds up the cluster's writes; retry once it has caught up \
+                     (kvr cluster status shows its lag)",
+                    matched.load(std::sync::atomic::Ordering::Relaxed)
+                ),
+                overloaded: false,
+            }),
+        }
+    }
+
+    /// Waits until node `id` has the entries up to `target`, noting in
+    /// `matched` how far it is.
+    async fn wait_matched(
+        &self,
+        id: NodeId,
+        target: u64,
+        matched_now: &std::sync::atomic::AtomicU64,
+    ) -> Result<()> {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
         let mut m = self.raft.metrics();
         loop {
             let matched = {
@@ -367,6 +409,7 @@ impl Node {
                     .and_then(|r| r.get(&id).cloned().flatten())
                     .map_or(0, |l| l.index)
             };
+            matched_now.store(matched, std::sync::atomic::Ordering::Relaxed);
             if matched >= target {
                 return Ok(());
             }
