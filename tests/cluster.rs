@@ -888,6 +888,62 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
     assert_ok(&put(dir, &n1, "promoted", "v"));
 }
 
+/// Removing a running voter while another is stopped would leave too few
+/// answering voters for a majority: refused (503 `unavailable`, exit 5
+/// once `--timeout` runs out), nothing changes and writes go on. Removing
+/// the stopped one is fine.
+#[test]
+fn a_removal_that_would_lose_the_majority_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    let leader = leader_index(&nodes);
+    let victim = (leader + 1) % 3;
+    let other = 3 - leader - victim;
+    let victim_id = status_of(&nodes[victim])["node_id"].as_u64().unwrap();
+    let other_id = status_of(&nodes[other])["node_id"].as_u64().unwrap();
+    let _ = nodes[victim].child.kill();
+    let _ = nodes[victim].child.wait();
+    // The leader sees it silent once it missed a few heartbeats.
+    std::thread::sleep(Duration::from_secs(1));
+    let url = nodes[leader].url.clone();
+    let other_arg = other_id.to_string();
+    let out = kvr(
+        dir,
+        &[
+            "--server",
+            &url,
+            "--timeout",
+            "2",
+            "cluster",
+            "remove",
+            &other_arg,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!(
+            "removing node {other_id} would leave 2 voters of which 1"
+        )),
+        "{err}"
+    );
+    assert_eq!(voters(&nodes[leader]), 3);
+    assert_ok(&put(dir, &nodes[leader], "k", "v"));
+    assert_ok(&kvr(
+        dir,
+        &[
+            "--server",
+            &url,
+            "cluster",
+            "remove",
+            &victim_id.to_string(),
+        ],
+    ));
+    assert_eq!(voters(&nodes[leader]), 2);
+    assert_ok(&put(dir, &nodes[other], "k2", "v2"));
+}
+
 /// Membership changes that meet at the leader wait for each other (SPEC:
 /// serialized by the leader): two removes sent at once both succeed, in
 /// two rounds, where openraft alone refuses a change while another is in

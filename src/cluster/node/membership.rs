@@ -202,6 +202,9 @@ impl Node {
                         "node {id} is the last voter: a cluster cannot remove its last voter"
                     )));
                 }
+                if voters.contains(&id) {
+                    self.check_quorum_without(id, &voters)?;
+                }
                 let change = if voters.contains(&id) {
                     ChangeMembers::RemoveVoters(BTreeSet::from([id]))
                 } else {
@@ -250,6 +253,50 @@ impl Node {
                     .map_err(|e| failed("the new leader did not take over", &e))
             }
         }
+    }
+
+    /// Before voter `id` is removed: the voters left must include a
+    /// majority that answer this leader (it heard from them within the
+    /// minimum election timeout), else the change could not commit and the
+    /// cluster would take no writes until one came back (tried: removing a
+    /// running voter of three while another was stopped stopped all
+    /// writes). etcd's `--strict-reconfig-check` refuses the same.
+    fn check_quorum_without(&self, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<()> {
+        use openraft::Instant as _;
+        let m = self.metrics();
+        // A follower that answers acknowledges every heartbeat (100 ms by
+        // default); half a second without one is a stopped or cut-off node.
+        let fresh = Duration::from_millis(self.raft.config().election_timeout_min);
+        let answers = |v: &NodeId| {
+            *v == self.me.node_id
+                || m.heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(v).copied().flatten())
+                    .is_some_and(|at| at.elapsed() < fresh)
+        };
+        let left: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+        let answering = left.iter().filter(|v| answers(v)).count();
+        let majority = left.len() / 2 + 1;
+        if answering >= majority {
+            return Ok(());
+        }
+        let silent: Vec<String> = left
+            .iter()
+            .filter(|v| !answers(v))
+            .map(|v| v.to_string())
+            .collect();
+        Err(Error::Unavailable {
+            message: format!(
+                "removing node {id} would leave {} voters of which {answering} answer the \
+                 leader (node {} not), short of a majority ({majority}): the cluster would take \
+                 no writes until one came back; nothing was changed: bring node {} back (or \
+                 remove it) first",
+                left.len(),
+                silent.join(", "),
+                silent.join(", ")
+            ),
+            overloaded: false,
+        })
     }
 
     /// This node was removed from its cluster: remember it in the file,
