@@ -890,10 +890,11 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
 
 /// Removing a running voter while another is stopped would leave too few
 /// answering voters for a majority: refused (503 `unavailable`, exit 5
-/// once `--timeout` runs out), nothing changes and writes go on. Removing
-/// the stopped one is fine.
+/// once `--timeout` runs out), nothing changes and writes go on; so is
+/// handing leadership to the stopped one. Removing the stopped one is
+/// fine.
 #[test]
-fn a_removal_that_would_lose_the_majority_is_refused() {
+fn a_removal_or_transfer_that_needs_a_stopped_voter_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut nodes = three(dir, &[]);
@@ -930,6 +931,25 @@ fn a_removal_that_would_lose_the_majority_is_refused() {
     );
     assert_eq!(voters(&nodes[leader]), 3);
     assert_ok(&put(dir, &nodes[leader], "k", "v"));
+    // Nor does leadership go to the stopped voter (it would only cost an
+    // election).
+    let victim_arg = victim_id.to_string();
+    let out = kvr(
+        dir,
+        &[
+            "--server",
+            &url,
+            "--timeout",
+            "2",
+            "cluster",
+            "transfer-leader",
+            &victim_arg,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("does not answer the leader"), "{err}");
+    assert_eq!(status_of(&nodes[leader])["state"], "leader");
     assert_ok(&kvr(
         dir,
         &[

@@ -189,7 +189,11 @@ impl Node {
         match op {
             Admin::Promote(_) if voters.contains(&id) => Ok(()),
             Admin::Promote(_) => {
-                self.check_caught_up(id).await?;
+                self.check_caught_up(
+                    id,
+                    "it was not promoted, since a voter that lags holds up the cluster's writes",
+                )
+                .await?;
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                     .await
@@ -240,6 +244,19 @@ impl Node {
             ))),
             Admin::TransferLeader(_) if id == self.me.node_id => Ok(()),
             Admin::TransferLeader(_) => {
+                // A stopped or lagging target would only cost an election
+                // (this leader steps down for it) and a 10 s wait.
+                if !self.answers_leader(&self.metrics(), id) {
+                    return Err(Error::Unavailable {
+                        message: format!(
+                            "node {id} does not answer the leader (is it running and \
+                             reachable?): leadership was not moved"
+                        ),
+                        overloaded: false,
+                    });
+                }
+                self.check_caught_up(id, "leadership was not moved to it")
+                    .await?;
                 self.raft
                     .trigger()
                     .transfer_leader(id)
@@ -250,7 +267,13 @@ impl Node {
                     .current_leader(id, "leadership transfer")
                     .await
                     .map(|_| ())
-                    .map_err(|e| failed("the new leader did not take over", &e))
+                    .map_err(|_| {
+                        unknown(format!(
+                            "node {id} did not take over within {} s; leadership may have \
+                             moved elsewhere (kvr cluster status names the leader)",
+                            FORWARD_TIMEOUT.as_secs()
+                        ))
+                    })
             }
         }
     }
@@ -262,18 +285,8 @@ impl Node {
     /// running voter of three while another was stopped stopped all
     /// writes). etcd's `--strict-reconfig-check` refuses the same.
     fn check_quorum_without(&self, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<()> {
-        use openraft::Instant as _;
         let m = self.metrics();
-        // A follower that answers acknowledges every heartbeat (100 ms by
-        // default); half a second without one is a stopped or cut-off node.
-        let fresh = Duration::from_millis(self.raft.config().election_timeout_min);
-        let answers = |v: &NodeId| {
-            *v == self.me.node_id
-                || m.heartbeat
-                    .as_ref()
-                    .and_then(|h| h.get(v).copied().flatten())
-                    .is_some_and(|at| at.elapsed() < fresh)
-        };
+        let answers = |v: &NodeId| self.answers_leader(&m, *v);
         let left: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
         let answering = left.iter().filter(|v| answers(v)).count();
         let majority = left.len() / 2 + 1;
@@ -297,6 +310,20 @@ impl Node {
             ),
             overloaded: false,
         })
+    }
+
+    /// On the leader: whether node `v` is this node or acknowledged it
+    /// within the minimum election timeout. A follower that answers
+    /// acknowledges every heartbeat (100 ms by default); half a second
+    /// without one is a stopped or cut-off node.
+    fn answers_leader(&self, m: &openraft::RaftMetrics<TypeConfig>, v: NodeId) -> bool {
+        use openraft::Instant as _;
+        let fresh = Duration::from_millis(self.raft.config().election_timeout_min);
+        v == self.me.node_id
+            || m.heartbeat
+                .as_ref()
+                .and_then(|h| h.get(&v).copied().flatten())
+                .is_some_and(|at| at.elapsed() < fresh)
     }
 
     /// This node was removed from its cluster: remember it in the file,
@@ -410,14 +437,15 @@ impl Node {
             .await
     }
 
-    /// Before learner `id` becomes a voter through `kvr cluster promote`:
-    /// it must have every entry this leader had when asked, within
-    /// [`PROMOTE_WAIT`]. A voter that lags (or is down) would be needed
-    /// for every commit of the change and, in a cluster of one or two
-    /// voters, for every write after it: promoting a stopped learner of a
-    /// one-voter cluster stopped all writes. etcd refuses the same
-    /// ("can only promote a learner member which is in sync with leader").
-    async fn check_caught_up(&self, id: NodeId) -> Result<()> {
+    /// Before node `id` is promoted (or made leader): it must have every
+    /// entry this leader had when asked, within [`PROMOTE_WAIT`], else
+    /// `Unavailable` saying `not_done`. A voter that lags (or is down)
+    /// would be needed for every commit of the change and, in a cluster of
+    /// one or two voters, for every write after it: promoting a stopped
+    /// learner of a one-voter cluster stopped all writes. etcd refuses the
+    /// same ("can only promote a learner member which is in sync with
+    /// leader").
+    async fn check_caught_up(&self, id: NodeId, not_done: &str) -> Result<()> {
         let target = self.metrics().last_log_index.unwrap_or(0);
         let matched = std::sync::atomic::AtomicU64::new(0);
         match tokio::time::timeout(PROMOTE_WAIT, self.wait_matched(id, target, &matched)).await {
@@ -425,9 +453,8 @@ impl Node {
             Err(_) => Err(Error::Unavailable {
                 message: format!(
                     "node {id} is not caught up with the leader (it has entries up to {} of \
-                     {target}; is it running and reachable?): it was not promoted, since a \
-                     voter that lags holds up the cluster's writes; retry once it has caught up \
-                     (kvr cluster status shows its lag)",
+                     {target}; is it running and reachable?): {not_done}; retry once it has \
+                     caught up (kvr cluster status shows its lag)",
                     matched.load(std::sync::atomic::Ordering::Relaxed)
                 ),
                 overloaded: false,
