@@ -750,8 +750,20 @@ fn cluster_commands_promote_transfer_and_remove() {
     assert_ok(&out);
     wait_for(10, "node 2 to lead", || status_of(&n1)["leader"]["id"] == 2);
     assert!(put(dir, &n1, "k", "v").status.success());
-    // Remove node 3: it stops serving and exits 3; started again, it exits 3.
-    assert!(cluster(&["remove", "3"]).status.success());
+    // Remove node 3 (asked through node 3 itself, which answers its view
+    // less itself): it stops serving and exits 3; started again, it exits 3.
+    let (code, _, body) = http(&n3.url, "POST", "/v1/cluster/remove?id=3", b"");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let answered: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answered["node_id"], 3);
+    assert!(
+        answered["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["id"] != 3),
+        "{answered}"
+    );
     assert_eq!(voters(&n1), 2);
     let status = n3.child.wait().unwrap();
     assert_eq!(status.code(), Some(3));
@@ -950,16 +962,22 @@ fn a_removal_or_transfer_that_needs_a_stopped_voter_is_refused() {
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("does not answer the leader"), "{err}");
     assert_eq!(status_of(&nodes[leader])["state"], "leader");
-    assert_ok(&kvr(
-        dir,
-        &[
-            "--server",
-            &url,
-            "cluster",
-            "remove",
-            &victim_id.to_string(),
-        ],
-    ));
+    // Through a follower: the status it answers shows the change.
+    let (code, _, body) = http(
+        &nodes[other].url,
+        "POST",
+        &format!("/v1/cluster/remove?id={victim_id}"),
+        b"",
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let ids: Vec<u64> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
+    assert!(!ids.contains(&victim_id), "{status}");
     assert_eq!(voters(&nodes[leader]), 2);
     assert_ok(&put(dir, &nodes[other], "k2", "v2"));
 }

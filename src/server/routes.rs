@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
@@ -486,6 +486,18 @@ async fn cluster_admin(state: &State, uri: &Uri) -> Result<Response<Body>> {
         _ => Admin::TransferLeader(id),
     };
     node.admin(op).await?;
+    if op == Admin::Remove(node.me.node_id) {
+        // This node is out and about to exit (it gets no more entries):
+        // its own view, less itself.
+        let mut status = node.status();
+        if let Some(nodes) = status["nodes"].as_array_mut() {
+            nodes.retain(|n| n["id"] != id);
+        }
+        return Ok(json_response(StatusCode::OK, &status));
+    }
+    // The status shows the change once this node (a follower, perhaps)
+    // has applied what the leader committed.
+    let _ = tokio::time::timeout(Duration::from_secs(1), node.read_barrier()).await;
     Ok(json_response(StatusCode::OK, &node.status()))
 }
 
