@@ -982,6 +982,60 @@ fn a_removal_or_transfer_that_needs_a_stopped_voter_is_refused() {
     assert_ok(&put(dir, &nodes[other], "k2", "v2"));
 }
 
+/// A port free on loopback now (a server started on it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One command line for every member (`--join n1,n2,n3`) names each node
+/// itself too: that target is skipped (asked of itself, a join waited two
+/// minutes for its own answer), and a new node that names only itself is
+/// a usage error, said before anything listens or the file is made.
+#[test]
+fn a_join_target_that_is_the_node_itself_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let own = format!("http://{listen}/");
+    let out = kvr(
+        dir,
+        &[
+            "--db",
+            "self.redb",
+            "serve",
+            "--listen",
+            &listen,
+            "--raft-listen",
+            "127.0.0.1:0",
+            "--join",
+            &own,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is this node's own URL"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!dir.join("self.redb").exists(), "a file was made");
+
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let targets = format!("http://{listen},{}", n1.url);
+    let _n2 = spawn_at(
+        dir,
+        "n2",
+        (&listen, "127.0.0.1:0"),
+        &["--join", &targets],
+        &[],
+    );
+    wait_for(15, "node 2 to join", || voters(&n1) == 2);
+}
+
 /// Membership changes that meet at the leader wait for each other (SPEC:
 /// serialized by the leader): two removes sent at once both succeed, in
 /// two rounds, where openraft alone refuses a change while another is in

@@ -126,6 +126,7 @@ pub async fn start(
     engine_opts: EngineOptions,
 ) -> Result<Arc<Node>> {
     let db = store.path().to_path_buf();
+    let opts = without_self(opts, &store)?;
     if let (Some((cluster, node)), Some(_)) = (
         identity_of(&store)?,
         store.cluster_value(crate::store::cluster::REMOVED)?,
@@ -318,6 +319,40 @@ pub async fn start(
         });
     }
     Ok(node)
+}
+
+/// `opts` less the `--join` targets that are this node's own URL: one
+/// command line for every member (`--join n1,n2,n3`) names each node
+/// itself too, and a join asked of itself waited for its own answer (it
+/// serves nothing until it has joined) for two minutes. A new node whose
+/// every target is itself is a usage error; a member's file ignores
+/// `--join` anyway.
+fn without_self(mut opts: Options, store: &Store) -> Result<Options> {
+    let before = std::mem::take(&mut opts.join);
+    let (own, others): (Vec<String>, Vec<String>) = before
+        .into_iter()
+        .partition(|u| same_url(u, &opts.member.url));
+    if let Some(own) = own.first()
+        && others.is_empty()
+        && identity_of(store)?.is_none()
+    {
+        return Err(joins_itself(own));
+    }
+    opts.join = others;
+    Ok(opts)
+}
+
+/// Whether two member URLs are the same (as `--server` URLs are read).
+pub fn same_url(a: &str, b: &str) -> bool {
+    crate::client::normal_url(a).eq_ignore_ascii_case(&crate::client::normal_url(b))
+}
+
+/// A new node whose every `--join` target is its own URL `own`.
+pub fn joins_itself(own: &str) -> Error {
+    Error::invalid(format!(
+        "--join {own} is this node's own URL: give the URL of a member of the cluster to join \
+         (a new cluster starts with --cluster-init)"
+    ))
 }
 
 /// A file that held data before its cluster was made: that data is in no

@@ -60,6 +60,26 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.cluster.advertise_url {
         crate::client::check_url_of("--advertise-url", &crate::client::normal_url(url))?;
     }
+    // Joining only itself, on a new file: said before anything listens or
+    // the file is made (`cluster::start` drops such targets from a longer
+    // list, and sees the URL of a port picked at random).
+    let own = args.cluster.advertise_url.clone().unwrap_or_else(|| {
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", args.listen)
+    });
+    let c = &args.cluster;
+    if !c.join.is_empty()
+        && c.join
+            .iter()
+            .all(|u| crate::cluster::start::same_url(u, &own))
+        && !g.db.exists()
+    {
+        return Err(crate::cluster::start::joins_itself(&c.join[0]).into());
+    }
     let addr = resolve(&args.listen)?;
     if !addr.ip().is_loopback() && token.is_none() && !args.allow_unauthenticated {
         return Err(Error::invalid(format!(
