@@ -519,8 +519,9 @@ fn fragment_in(line: &[u8]) -> bool {
 /// pipelined request's does (it comes in the same read as the end of the
 /// request before it, whole or in part, and hyper parses it from its
 /// buffer). [`LineScan`] hands over such lines whole, also when the socket
-/// delivered one in two reads. Each is kept as hyper will hand it over, method and target cut
-/// at the `#`, and the request that matches it is refused as
+/// delivered one in two reads. Each is kept as hyper will hand it over,
+/// method and target cut at the `#`, and the request that matches it is
+/// refused as
 /// [`FragmentSent`]. A line inside a body can look like one too; it is
 /// only a problem if a later request on the connection is exactly what
 /// it would be cut to, so the list is short and its oldest entries go.
