@@ -521,10 +521,10 @@ fn fragment_in(line: &[u8]) -> bool {
 /// buffer). [`LineScan`] hands over such lines whole, also when the socket
 /// delivered one in two reads. Each is kept as hyper will hand it over,
 /// method and target cut at the `#`, and the request that matches it is
-/// refused as
-/// [`FragmentSent`]. A line inside a body can look like one too; it is
-/// only a problem if a later request on the connection is exactly what
-/// it would be cut to, so the list is short and its oldest entries go.
+/// refused as [`FragmentSent`]. A line inside a body can look like one
+/// too; it is only a problem if a later request on the connection is
+/// exactly what it would be cut to, so the list is short and its oldest
+/// entries go.
 #[derive(Default)]
 struct Pipelined {
     any: AtomicBool,
