@@ -821,3 +821,61 @@ fn a_follower_back_from_a_partition_does_not_depose_the_leader() {
         assert_eq!(v.2, Some(cluster.ids[leader]), "node {i}: {v:?}");
     }
 }
+
+/// SPEC: a removed node exits 3. One removed while a partition cut it off
+/// gets neither the entry that removes it nor the leader's word (that
+/// call fails during the cut); back, it hears no leader, asks its peers,
+/// learns it and exits 3, instead of waiting for a leader for ever.
+#[test]
+fn a_follower_removed_while_cut_off_exits_3_once_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = match Net::new(3) {
+        Ok(net) => net,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "network partitions need network namespaces (root and iproute2): {why}"
+            );
+            eprintln!("removed while cut off: SKIPPED: {why}");
+            return;
+        }
+    };
+    let mut cluster = Cluster::start(tmp.path(), Some(net));
+    let leader = cluster.settled_leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    let rest: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    cluster.net.as_mut().unwrap().cut(&[follower], &rest);
+    // The leader sees it silent (RAFT_FLAGS: 50 ms heartbeats).
+    std::thread::sleep(Duration::from_secs(1));
+    let id = cluster.ids[follower];
+    let answer = request(
+        &addr_of(&cluster.nodes[leader]),
+        "POST",
+        &format!("/v1/cluster/remove?id={id}"),
+        &[],
+        b"",
+    )
+    .unwrap_or_else(|_| panic!("the leader did not answer the removal"));
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    // Still cut off, it is still running: nothing told it.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(cluster.nodes[follower].child.try_wait().unwrap().is_none());
+    cluster.net.as_mut().unwrap().heal();
+    let mut exited = None;
+    wait_for(20, "the removed node to exit", || {
+        exited = cluster.nodes[follower].child.try_wait().unwrap();
+        exited.is_some()
+    });
+    assert_eq!(exited.and_then(|s| s.code()), Some(3));
+    let said = super::stderr_of(&cluster.dir, &cluster.nodes[follower].name);
+    assert!(
+        said.contains(&format!("node {id} was removed from cluster")),
+        "{said}"
+    );
+    assert_eq!(voters(&cluster.nodes[leader]), 2);
+}
