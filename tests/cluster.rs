@@ -1036,6 +1036,38 @@ fn a_join_target_that_is_the_node_itself_is_skipped() {
     wait_for(15, "node 2 to join", || voters(&n1) == 2);
 }
 
+/// A join target that takes the connection and never answers (a member
+/// stopped with SIGSTOP, or cut off) is passed over after a 2 s probe of
+/// `/healthz`, for the next: the join used to wait its whole 120 s bound
+/// on it.
+#[test]
+fn a_join_passes_over_a_member_that_does_not_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nodes = three(dir, &[]);
+    let leader = leader_index(&nodes);
+    let paused = (leader + 1) % 3;
+    let pid = nodes[paused].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let targets = format!("{},{}", nodes[paused].url, nodes[leader].url);
+    let _n4 = spawn(dir, "n4", &["--join", &targets], &[]);
+    // Well within the 120 s a join waited on the stopped member.
+    wait_for(30, "node 4 to join", || voters(&nodes[leader]) == 4);
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 /// Membership changes that meet at the leader wait for each other (SPEC:
 /// serialized by the leader): two removes sent at once both succeed, in
 /// two rounds, where openraft alone refuses a change while another is in

@@ -553,6 +553,24 @@ async fn ask_join(
     let mut last = String::new();
     for attempt in 0..60 {
         for url in &opts.join {
+            // A member that is stopped (SIGSTOP) or cut off takes the
+            // connection and never answers: the join would wait its whole
+            // bound before the next target. One that answers anything, at
+            // once, is asked (a refusal there is the join's answer).
+            let probe = send_json(
+                url,
+                hyper::Method::GET,
+                "/healthz",
+                &[],
+                opts,
+                JOIN_PROBE_WAIT,
+            );
+            if let Err(e) = probe.await
+                && crate::tls::failure(url, &e).is_none()
+            {
+                last = format!("{url}: {e}");
+                continue;
+            }
             match send_json(
                 url,
                 hyper::Method::POST,
@@ -623,6 +641,11 @@ async fn ask_join(
 /// How long a join request may take (the member waits for this node to
 /// catch up before it answers).
 const JOIN_WAIT: Duration = Duration::from_secs(120);
+/// How long a join target has to answer `/healthz` before the join goes
+/// to the next (see [`ask_join`]).
+const JOIN_PROBE_WAIT: Duration = Duration::from_secs(2);
+/// How long a connection to a join target may take to open.
+const JOIN_CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// How long a restarted member given `--join` looks for the cluster the
 /// join targets belong to, in all, before it serves without knowing.
 const JOIN_CHECK_WAIT: Duration = Duration::from_secs(2);
@@ -656,8 +679,8 @@ fn warn_history(url: &str, bytes: &[u8], ours: HistoryBounds) {
 async fn check_join_cluster(opts: &Options, cluster_id: &str, node_id: NodeId) -> Result<()> {
     let mut unanswered = Vec::new();
     let ask = async {
-        // Not this node's own URL: it does not answer before it serves.
-        for url in opts.join.iter().filter(|u| **u != opts.member.url) {
+        // (Not this node's own URL: `without_self` took it out.)
+        for url in &opts.join {
             match send_json(
                 url,
                 hyper::Method::GET,
@@ -742,7 +765,22 @@ async fn send_json(
         }
     };
     let authority = authority.trim_end_matches('/').to_string();
-    let mut sender = super::network::connect(&authority, base, tls).await?;
+    // A host that drops packets would hold the connection attempt for
+    // the kernel's SYN retries (about two minutes).
+    let mut sender = tokio::time::timeout(
+        limit.min(JOIN_CONNECT_WAIT),
+        super::network::connect(&authority, base, tls),
+    )
+    .await
+    .map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no connection within {} s",
+                limit.min(JOIN_CONNECT_WAIT).as_secs()
+            ),
+        )
+    })??;
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
