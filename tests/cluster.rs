@@ -857,7 +857,8 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
 /// `kvr cluster promote` of a learner that is down (or far behind) is
 /// refused (503 `unavailable`, exit 5 once `--timeout` runs out) and
 /// changes nothing: as a voter it would be needed for every write of a
-/// one-voter cluster. Back and caught up, it is promoted.
+/// one-voter cluster. Back and caught up, it is promoted. Then, one of
+/// the two voters stopped, no membership change is proposed at all.
 #[test]
 fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
     let tmp = tempfile::tempdir().unwrap();
@@ -894,10 +895,33 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
     assert_eq!(voters(&n1), 1);
     assert_ok(&put(dir, &n1, "after", "v"));
     // Back, it catches up and the promotion goes through.
-    let _n2 = spawn_at(dir, "n2", (&listen, &raft), &[], &[]);
+    let n2 = spawn_at(dir, "n2", (&listen, &raft), &[], &[]);
     assert_ok(&kvr(dir, &["--server", &n1.url, "cluster", "promote", "2"]));
     assert_eq!(voters(&n1), 2);
     assert_ok(&put(dir, &n1, "promoted", "v"));
+    // Two voters, one stopped: no change can commit (it needs both), so
+    // none is proposed, removing the stopped one included.
+    drop(n2);
+    std::thread::sleep(Duration::from_secs(1));
+    let out = kvr(
+        dir,
+        &[
+            "--server",
+            &n1.url,
+            "--timeout",
+            "2",
+            "cluster",
+            "remove",
+            "2",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("only 1 of the 2 voters answer the leader (node 2 not)"),
+        "{err}"
+    );
+    assert_eq!(voters(&n1), 2);
 }
 
 /// Removing a running voter while another is stopped would leave too few

@@ -189,6 +189,7 @@ impl Node {
         match op {
             Admin::Promote(_) if voters.contains(&id) => Ok(()),
             Admin::Promote(_) => {
+                self.check_voters_answer(&voters)?;
                 self.check_caught_up(
                     id,
                     "it was not promoted, since a voter that lags holds up the cluster's writes",
@@ -206,6 +207,7 @@ impl Node {
                         "node {id} is the last voter: a cluster cannot remove its last voter"
                     )));
                 }
+                self.check_voters_answer(&voters)?;
                 if voters.contains(&id) {
                     self.check_quorum_without(id, &voters)?;
                 }
@@ -285,19 +287,11 @@ impl Node {
     /// running voter of three while another was stopped stopped all
     /// writes). etcd's `--strict-reconfig-check` refuses the same.
     fn check_quorum_without(&self, id: NodeId, voters: &BTreeSet<NodeId>) -> Result<()> {
-        let m = self.metrics();
-        let answers = |v: &NodeId| self.answers_leader(&m, *v);
         let left: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
-        let answering = left.iter().filter(|v| answers(v)).count();
-        let majority = left.len() / 2 + 1;
-        if answering >= majority {
+        let Some((answering, silent)) = self.silent_majority(&left) else {
             return Ok(());
-        }
-        let silent: Vec<String> = left
-            .iter()
-            .filter(|v| !answers(v))
-            .map(|v| v.to_string())
-            .collect();
+        };
+        let majority = left.len() / 2 + 1;
         Err(Error::Unavailable {
             message: format!(
                 "removing node {id} would leave {} voters of which {answering} answer the \
@@ -309,6 +303,42 @@ impl Node {
                 silent.join(", ")
             ),
             overloaded: false,
+        })
+    }
+
+    /// Before any membership change: a majority of the voters now must
+    /// answer this leader, else the change cannot commit (it needs them
+    /// as much as a write does) and would only wait out its bound, its
+    /// fate unknown, and take effect whenever they came back.
+    fn check_voters_answer(&self, voters: &BTreeSet<NodeId>) -> Result<()> {
+        let all: Vec<NodeId> = voters.iter().copied().collect();
+        let Some((answering, silent)) = self.silent_majority(&all) else {
+            return Ok(());
+        };
+        Err(Error::Unavailable {
+            message: format!(
+                "only {answering} of the {} voters answer the leader (node {} not), short of a \
+                 majority: a membership change could not commit; nothing was changed: bring \
+                 node {} back first",
+                all.len(),
+                silent.join(", "),
+                silent.join(", ")
+            ),
+            overloaded: false,
+        })
+    }
+
+    /// `None` when a majority of `voters` answer this leader; else how
+    /// many do, and the ids of those that do not.
+    fn silent_majority(&self, voters: &[NodeId]) -> Option<(usize, Vec<String>)> {
+        let m = self.metrics();
+        let (answering, silent): (Vec<NodeId>, Vec<NodeId>) =
+            voters.iter().partition(|v| self.answers_leader(&m, **v));
+        (answering.len() < voters.len() / 2 + 1).then(|| {
+            (
+                answering.len(),
+                silent.iter().map(|v| v.to_string()).collect(),
+            )
         })
     }
 
