@@ -854,6 +854,17 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
     assert_eq!(get(dir, &nodes[0], "k2").stdout, b"v2");
 }
 
+/// `kvr --server URL --timeout 2 cluster ARGS...`, which must be refused
+/// as unavailable (exit 5) once the timeout runs out; its stderr.
+fn refused_5(dir: &Path, url: &str, args: &[&str]) -> String {
+    let mut all = vec!["--server", url, "--timeout", "2", "cluster"];
+    all.extend_from_slice(args);
+    let out = kvr(dir, &all);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    err
+}
+
 /// `kvr cluster promote` of a learner that is down (or far behind) is
 /// refused (503 `unavailable`, exit 5 once `--timeout` runs out) and
 /// changes nothing: as a voter it would be needed for every write of a
@@ -876,20 +887,7 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
     for i in 0..20 {
         assert_ok(&put(dir, &n1, &format!("k{i}"), "v"));
     }
-    let out = kvr(
-        dir,
-        &[
-            "--server",
-            &n1.url,
-            "--timeout",
-            "2",
-            "cluster",
-            "promote",
-            "2",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
+    let err = refused_5(dir, &n1.url, &["promote", "2"]);
     assert!(err.contains("node 2 is not caught up"), "{err}");
     // Nothing changed, and the cluster still takes writes.
     assert_eq!(voters(&n1), 1);
@@ -903,20 +901,7 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
     // none is proposed, removing the stopped one included.
     drop(n2);
     std::thread::sleep(Duration::from_secs(1));
-    let out = kvr(
-        dir,
-        &[
-            "--server",
-            &n1.url,
-            "--timeout",
-            "2",
-            "cluster",
-            "remove",
-            "2",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
+    let err = refused_5(dir, &n1.url, &["remove", "2"]);
     assert!(
         err.contains("only 1 of the 2 voters answer the leader (node 2 not)"),
         "{err}"
@@ -945,20 +930,7 @@ fn a_removal_or_transfer_that_needs_a_stopped_voter_is_refused() {
     std::thread::sleep(Duration::from_secs(1));
     let url = nodes[leader].url.clone();
     let other_arg = other_id.to_string();
-    let out = kvr(
-        dir,
-        &[
-            "--server",
-            &url,
-            "--timeout",
-            "2",
-            "cluster",
-            "remove",
-            &other_arg,
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
+    let err = refused_5(dir, &url, &["remove", &other_arg]);
     assert!(
         err.contains(&format!(
             "removing node {other_id} would leave 2 voters of which 1"
@@ -970,20 +942,7 @@ fn a_removal_or_transfer_that_needs_a_stopped_voter_is_refused() {
     // Nor does leadership go to the stopped voter (it would only cost an
     // election).
     let victim_arg = victim_id.to_string();
-    let out = kvr(
-        dir,
-        &[
-            "--server",
-            &url,
-            "--timeout",
-            "2",
-            "cluster",
-            "transfer-leader",
-            &victim_arg,
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{err}");
+    let err = refused_5(dir, &url, &["transfer-leader", &victim_arg]);
     assert!(err.contains("does not answer the leader"), "{err}");
     assert_eq!(status_of(&nodes[leader])["state"], "leader");
     // Through a follower: the status it answers shows the change.

@@ -472,24 +472,37 @@ impl Fault {
     }
 }
 
-#[test]
-fn chaos_history_is_linearizable_and_nodes_agree() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let net = match Net::new(3) {
+/// Three network namespaces for partitions, or `None` where they cannot
+/// be made (not root, no `ip`): then `what` is said SKIPPED (with `more`),
+/// except on CI, which must run them.
+fn three_namespaces(what: &str, more: &str) -> Option<Net> {
+    match Net::new(3) {
         Ok(net) => Some(net),
         Err(why) => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "network partitions need network namespaces (root and iproute2): {why}"
             );
-            eprintln!(
-                "chaos: network partitions SKIPPED: {why}; they need root (network namespaces) \
-                 and iproute2's `ip` (CI runs them); kills and pauses only"
-            );
+            let more = if more.is_empty() {
+                String::new()
+            } else {
+                format!("; {more}")
+            };
+            eprintln!("{what}: SKIPPED: {why}{more}");
             None
         }
-    };
+    }
+}
+
+#[test]
+fn chaos_history_is_linearizable_and_nodes_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let net = three_namespaces(
+        "chaos: network partitions",
+        "they need root (network namespaces) and iproute2's `ip` (CI runs them); kills and \
+         pauses only",
+    );
     let mut cluster = Cluster::start(dir, net);
     let addrs: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(addr_of).collect());
     let record = Arc::new(Mutex::new(Record::default()));
@@ -786,16 +799,8 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
 #[test]
 fn a_follower_back_from_a_partition_does_not_depose_the_leader() {
     let tmp = tempfile::tempdir().unwrap();
-    let net = match Net::new(3) {
-        Ok(net) => net,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "network partitions need network namespaces (root and iproute2): {why}"
-            );
-            eprintln!("pre-vote: SKIPPED: {why}");
-            return;
-        }
+    let Some(net) = three_namespaces("pre-vote", "") else {
+        return;
     };
     let mut cluster = Cluster::start(tmp.path(), Some(net));
     let leader = cluster.settled_leader().expect("a leader");
@@ -829,16 +834,8 @@ fn a_follower_back_from_a_partition_does_not_depose_the_leader() {
 #[test]
 fn a_follower_removed_while_cut_off_exits_3_once_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let net = match Net::new(3) {
-        Ok(net) => net,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "network partitions need network namespaces (root and iproute2): {why}"
-            );
-            eprintln!("removed while cut off: SKIPPED: {why}");
-            return;
-        }
+    let Some(net) = three_namespaces("removed while cut off", "") else {
+        return;
     };
     let mut cluster = Cluster::start(tmp.path(), Some(net));
     let leader = cluster.settled_leader().expect("a leader");
