@@ -854,10 +854,13 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
     assert_eq!(get(dir, &nodes[0], "k2").stdout, b"v2");
 }
 
-/// `kvr --server URL --timeout 2 cluster ARGS...`, which must be refused
-/// as unavailable (exit 5) once the timeout runs out; its stderr.
+/// `kvr --server URL --timeout 2.8 cluster ARGS...`, which must be
+/// refused as unavailable (exit 5) once the timeout runs out; its stderr.
+/// (A refused promote takes 0.5 s and says Retry-After 1 s: tries at 0 and
+/// 1.5 s, and none that the timeout would cut off; with 2 s the second
+/// try ended at the deadline and was reported as not answered in time.)
 fn refused_5(dir: &Path, url: &str, args: &[&str]) -> String {
-    let mut all = vec!["--server", url, "--timeout", "2", "cluster"];
+    let mut all = vec!["--server", url, "--timeout", "2.8", "cluster"];
     all.extend_from_slice(args);
     let out = kvr(dir, &all);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
