@@ -11,6 +11,11 @@ fn led_by_node_1(dir: &Path) -> Vec<Node> {
     wait_for(10, "node 1 to lead", || {
         status_of(&nodes[0])["leader"]["id"] == 1
     });
+    // A first write commits: the leader's history bounds (which go into
+    // the log before any write) are in, so a later write is the only
+    // entry it proposes.
+    let (code, _, body) = http(&nodes[0].url, "PUT", "/v1/kv/first", b"v");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     nodes
 }
 

@@ -528,6 +528,9 @@ impl Node {
     /// Proposes `cmds` as one entry; an outcome for each, in order.
     async fn propose_entry(&self, mut cmds: Vec<Arc<WriteCommand>>) -> Vec<Proposed> {
         let n = cmds.len();
+        if let Err(e) = self.history_bounds_first().await {
+            return vec![Err(NotCommitted::Raft(e)); n];
+        }
         self.counts.entries.fetch_add(1, Ordering::Relaxed);
         self.counts.writes.fetch_add(n as u64, Ordering::Relaxed);
         let cmd = match n {
@@ -654,6 +657,34 @@ impl Node {
                     .await
             }
             Err(why) => Err(unknown(why)),
+        }
+    }
+
+    /// Before the first write of a cluster's log: puts this leader's
+    /// history bounds in the log ahead of it. Until the log names bounds,
+    /// each node trims by its own flags, so members with other flags would
+    /// keep different histories of the same writes (a new cluster's first
+    /// writes could come before [`Self::adopt_history_bounds`] ran). An
+    /// error: the writes were not proposed.
+    async fn history_bounds_first(
+        &self,
+    ) -> std::result::Result<(), RaftError<TypeConfig, ClientWriteError<TypeConfig>>> {
+        if self.engine.replicated_history_bounds().is_some() {
+            return Ok(());
+        }
+        let own = self.engine.own_history_bounds();
+        match self
+            .liveness
+            .bound(self.raft.client_write(Command::SetHistory(own)))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            // Not committed in time: the writes are not proposed, and the
+            // caller retries (`unavailable`).
+            Err(_) => Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
+                openraft::errors::ForwardToLeader::empty(),
+            ))),
         }
     }
 
