@@ -207,6 +207,9 @@ impl Client {
         // Whether an attempt was made: the first uses the client's agent
         // (and its pooled connection), only a retry one of its own.
         let mut tried = false;
+        // What a member answered in an earlier round: named if a later try
+        // is cut off by --timeout, rather than only "did not answer".
+        let mut earlier: Option<Error> = None;
         loop {
             let first = leader.take();
             let mut order: Vec<String> = first.clone().into_iter().collect();
@@ -341,6 +344,18 @@ impl Client {
                             overloaded: false,
                         });
                     }
+                    Err(ureq::Error::Timeout(_)) if answered.is_some() || earlier.is_some() => {
+                        let before = answered.or(earlier).map(|e| e.to_string());
+                        return Err(Error::Unavailable {
+                            message: format!(
+                                "kvr server at {url} did not answer this try in time \
+                                 (--timeout), so its outcome is unknown; the try before was \
+                                 refused: {}",
+                                before.unwrap_or_default()
+                            ),
+                            overloaded: false,
+                        });
+                    }
                     Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
                 }
             }
@@ -364,6 +379,9 @@ impl Client {
                     message: format!("cannot reach kvr server at {}", self.urls.join(", ")),
                     overloaded: false,
                 }));
+            }
+            if answered.is_some() {
+                earlier = answered;
             }
             std::thread::sleep(wait.max(Duration::from_millis(50)));
         }

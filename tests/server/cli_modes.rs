@@ -816,3 +816,56 @@ fn a_part_over_the_servers_limit_asks_for_smaller_parts() {
     );
     assert_eq!(stdout(&out), "{\"key\":\"c0\"}\n{\"key\":\"c1\"}\n");
 }
+
+/// A cluster command refused with 503 `unavailable` is asked again after
+/// the `Retry-After`; when that last try is cut off by `--timeout`, exit 5
+/// says so (its outcome is unknown) and names the refusal before it, not
+/// only "did not answer in time". (A member stand-in: the first request
+/// is refused, the next never answered.)
+#[test]
+fn a_retry_cut_off_by_the_timeout_names_the_refusal_before_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let member = fake_server(|mut c| {
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+        if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
+            let body =
+                r#"{"error":"unavailable","message":"node 2 is not caught up with the leader"}"#;
+            let _ = write!(
+                c,
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                 x-kvr-node: 1\r\nretry-after: 1\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        } else {
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = kvr(
+        dir.path(),
+        &[
+            "--server",
+            &member,
+            "--timeout",
+            "1.6",
+            "cluster",
+            "promote",
+            "2",
+        ],
+        b"",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert_eq!(SEEN.load(Ordering::SeqCst), 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "kvr server at {member} did not answer this try in time (--timeout), so its \
+             outcome is unknown; the try before was refused: node 2 is not caught up with \
+             the leader"
+        )),
+        "{err}"
+    );
+}
