@@ -477,9 +477,11 @@ fn lines_applied(stderr: &str) -> u64 {
 /// once, exit 3, naming the lines applied in the parts committed before;
 /// the file is left not closed cleanly and recovered by the next command
 /// that opens it, and then holds exactly those lines (all of those parts,
-/// none of the later ones). The first signal comes after a delay that is
-/// adjusted until some parts were committed and the batch was still
-/// writing; every outcome on the way (the first signal alone stopping it
+/// none of the later ones). The second signal comes 2 ms after the first
+/// (the first's abort and clean close take longer; with 20 ms a release
+/// build had closed the file by then, every time). The first comes after
+/// a delay that is bisected until some parts were committed and the batch
+/// was still writing; every outcome on the way (the first signal alone stopping it
 /// between parts, say) must match the data too.
 #[test]
 fn a_second_signal_stops_a_chunked_batch_at_once() {
@@ -487,8 +489,16 @@ fn a_second_signal_stops_a_chunked_batch_at_once() {
     const LINES: u64 = 12 * PART;
     for (existing, first, second) in [(false, "INT", "INT"), (true, "TERM", "INT")] {
         let mut delay = Duration::from_millis(1500);
+        // The delays known to be too early (no part committed yet) and
+        // too late (finished): the next try is between them.
+        let mut early = Duration::ZERO;
+        let mut late: Option<Duration> = None;
+        let later = |early: Duration, late: Option<Duration>| match late {
+            Some(late) => (early + late) / 2,
+            None => early + Duration::from_millis(1000),
+        };
         let mut stopped_at_once = false;
-        for attempt in 0..8 {
+        for attempt in 0..12 {
             let env = Env::new();
             let pre = u64::from(existing);
             if existing {
@@ -516,14 +526,17 @@ fn a_second_signal_stops_a_chunked_batch_at_once() {
             };
             std::thread::sleep(delay);
             signal(first);
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
             signal(second);
             let out = wait_stopped(child, Duration::from_secs(60));
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             let case = format!("existing {existing}, attempt {attempt}, {delay:?}: {stderr}");
+            // Shown if the search fails: what each try came to.
+            eprintln!("{:?} {case}", out.status.code());
             if out.status.success() {
                 // Finished before the signals: try earlier.
-                delay /= 2;
+                late = Some(delay);
+                delay = (early + delay) / 2;
                 continue;
             }
             assert_eq!(out.status.code(), Some(3), "{case}");
@@ -572,7 +585,8 @@ fn a_second_signal_stops_a_chunked_batch_at_once() {
                     "{case}"
                 );
                 assert!(!env.db().exists(), "{case}");
-                delay += Duration::from_millis(1000);
+                early = delay;
+                delay = later(early, late);
                 continue;
             } else {
                 assert!(
@@ -609,7 +623,8 @@ fn a_second_signal_stops_a_chunked_batch_at_once() {
                 break;
             }
             if lines == 0 {
-                delay += Duration::from_millis(1000);
+                early = delay;
+                delay = later(early, late);
             }
         }
         assert!(
