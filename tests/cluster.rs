@@ -1250,6 +1250,12 @@ fn the_leaders_history_flags_hold_on_every_member() {
         "{said}"
     );
     assert!(!stderr_of(dir, "n3").contains(warning));
+    // The same history of the first writes on every node: the leader's
+    // bounds went into the log before them (n2 kept revisions 1..10 when
+    // they came after).
+    for n in [&n2, &n3] {
+        assert_eq!(oldest_revision(n, 10), 6, "{}", n.name);
+    }
     // Every node trims by the leader's bounds, n2 (default flags) too.
     puts(&n1, 10, 20);
     for n in [&n1, &n2, &n3] {
