@@ -679,10 +679,12 @@ impl Node {
             .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            // Not committed in time: the writes are not proposed, and the
-            // caller retries (`unavailable`).
-            Err(_) => Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
+            // Not a leader: the writes go where it says.
+            Ok(Err(e @ RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(e),
+            // Lost or not committed in time: the writes were not proposed
+            // (never `outcome_unknown`), and the caller retries
+            // (`unavailable`).
+            _ => Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
                 openraft::errors::ForwardToLeader::empty(),
             ))),
         }
