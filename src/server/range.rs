@@ -145,7 +145,7 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
         Some(cursor) => cursor.resume(),
         None => query_of(params)?,
     };
-    query.limit = params.number("limit")?;
+    query.limit = params.count("limit")?;
     if query.limit == Some(0) {
         return Err(Error::invalid("limit must be a positive number"));
     }

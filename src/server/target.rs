@@ -142,26 +142,43 @@ impl Query {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// `name` as a number; one past `u64::MAX` reads as `u64::MAX` (more
-    /// than any count or revision a server holds: a stream's `limit` takes
-    /// any positive number, SPEC).
+    /// `name` as a whole number. One too large for a `u64` is refused as
+    /// what it is: no revision, id or duration reaches it, so it is a
+    /// typo, and reading it as `u64::MAX` would make a watch from it wait
+    /// for ever and a page's limit be misquoted.
     pub fn number(&self, name: &str) -> Result<Option<u64>> {
+        self.whole_number(name, false)
+    }
+
+    /// `name` as a count of items, where one too large for a `u64` reads
+    /// as `u64::MAX`: more than any store holds (a stream's `limit` takes
+    /// any positive number, SPEC).
+    pub fn count(&self, name: &str) -> Result<Option<u64>> {
+        self.whole_number(name, true)
+    }
+
+    fn whole_number(&self, name: &str, saturate: bool) -> Result<Option<u64>> {
         let Some(v) = self.get(name) else {
             return Ok(None);
         };
         let text = std::str::from_utf8(v).unwrap_or("");
         // Digits only, as `ttl` is read: `+5` is no whole number either
         // (Rust's parse takes a sign).
-        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-        digits
-            .then(|| text.parse().unwrap_or(u64::MAX))
-            .map(Some)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "query parameter {name} must be a whole number, not {:?}",
-                    String::from_utf8_lossy(v)
-                ))
-            })
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid(format!(
+                "query parameter {name} must be a whole number, not {:?}",
+                String::from_utf8_lossy(v)
+            )));
+        }
+        match text.parse() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) if saturate => Ok(Some(u64::MAX)),
+            Err(_) => Err(Error::invalid(format!(
+                "query parameter {name} is {text}, more than the largest number it \
+                 takes ({})",
+                u64::MAX
+            ))),
+        }
     }
 
     /// `name` as a boolean: `true`/`1` or `false`/`0` (absent: false).
@@ -204,6 +221,12 @@ mod tests {
         let q = Query::parse(Some("key=%00+b&limit=5")).unwrap();
         assert_eq!(q.get("key"), Some(&b"\x00+b"[..]));
         assert_eq!(q.number("limit").unwrap(), Some(5));
+        let huge = Query::parse(Some("from_revision=18446744073709551616")).unwrap();
+        let err = huge.number("from_revision").unwrap_err().to_string();
+        assert!(err.contains("18446744073709551616, more than"), "{err}");
+        assert_eq!(huge.count("from_revision").unwrap(), Some(u64::MAX));
+        let max = Query::parse(Some("r=18446744073709551615")).unwrap();
+        assert_eq!(max.number("r").unwrap(), Some(u64::MAX));
         assert!(
             Query::parse(Some("limit=x"))
                 .unwrap()

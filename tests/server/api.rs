@@ -254,6 +254,20 @@ fn unknown_query_parameters_are_400_naming_them() {
     bad_request(&r, "prefx");
     assert!(r.json()["message"].as_str().unwrap().contains("\"prefx\""));
     bad_request(&get(&format!("{u}/v1/range?limit=0")), "limit=0");
+    // A number past u64 is quoted as sent, not as the largest u64; a
+    // stream takes it as no limit at all.
+    let huge = "18446744073709551616";
+    let r = get(&format!("{u}/v1/range?limit={huge}"));
+    bad_request(&r, "huge limit");
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(&format!("limit is {huge}, more than")),
+        "{message}"
+    );
+    let nd = [("Accept", "application/x-ndjson")];
+    let r = http("GET", &format!("{u}/v1/range?limit={huge}"), &nd, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text().lines().count(), 1, "{}", r.text());
     bad_request(&get(&format!("{u}/v1/kv/z?verbose=1")), "kv");
     bad_request(&get(&format!("{u}/v1/kv?key=z&kye=z")), "kv ?key=");
     bad_request(&get(&format!("{u}/v1/stats?x")), "stats");

@@ -119,9 +119,17 @@ fn history_replays_and_a_future_revision_waits() {
         "start=b&end=a",
         "nope=1",
         "from_revision=x",
+        "from_revision=18446744073709551616",
+        "progress=99999999999999999999",
     ] {
         let r = http("GET", &format!("{}/v1/watch?{q}", s.url), &[], None);
         assert_eq!(r.status, 400, "{q}");
+        // The number as sent: one past u64 once read as the largest u64,
+        // a watch that waited for ever.
+        let message = r.json()["message"].as_str().unwrap().to_string();
+        if q.ends_with("9999") || q.ends_with("616") {
+            assert!(message.contains(q.split_once('=').unwrap().1), "{message}");
+        }
     }
 }
 
