@@ -8,13 +8,12 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
 };
 use hyper::body::Incoming;
-use serde_json::json;
 
 use super::State;
 use super::body::{Body, BodyHold, full, read_limited};
 use super::headers::{ReadConditions, ReadOutcome, WriteCondition};
 use super::limits::{body_too_large, name_value_flag, too_many_ops};
-use super::response::{ApiError, error_response, json_response, text};
+use super::response::{ApiError, error_response, text};
 use super::routes::REVISION;
 use super::target::{Query, percent_decode};
 use super::writer::WriteRequest;
@@ -372,9 +371,16 @@ pub(super) async fn batch(state: &State, req: Request<Incoming>) -> Result<Respo
         },
     )
     .await?;
-    let body = json!({"applied": applied.applied(), "revision": applied.revision,
-                      "puts": applied.puts, "deletes": applied.deletes});
-    let mut resp = json_response(StatusCode::OK, &body);
+    // In the order `kvr batch --json` prints it (a `json!` object would
+    // sort its fields).
+    let body = format!(
+        "{{\"applied\":{},\"revision\":{},\"puts\":{},\"deletes\":{}}}\n",
+        applied.applied(),
+        applied.revision,
+        applied.puts,
+        applied.deletes
+    );
+    let mut resp = text(StatusCode::OK, body, "application/json");
     resp.headers_mut()
         .insert(REVISION, HeaderValue::from(reflected));
     Ok(resp)

@@ -33,7 +33,6 @@ impl From<Error> for ApiError {
 /// Seconds a client is told to wait after a 503.
 const RETRY_AFTER_SECS: &str = "1";
 
-/// A JSON response.
 /// A response of `body` as `content_type`.
 pub fn text(
     status: StatusCode,
@@ -47,6 +46,7 @@ pub fn text(
     resp
 }
 
+/// A JSON response.
 pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut text = value.to_string();
     text.push('\n');
