@@ -184,6 +184,24 @@ impl Dest {
                 path.display()
             )));
         }
+        // Only a file is replaced: a device or a pipe (`--force
+        // /dev/null`) would be destroyed for a typo, and opening a pipe to
+        // lock it waits for a writer for ever; a directory would be found
+        // only by the rename, after the whole copy.
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            let what = if meta.is_dir() {
+                "is a directory; DEST is the file to write the backup to"
+            } else {
+                "is not a regular file (a device, pipe or socket); a backup replaces only \
+                 a file"
+            };
+            return Err(Error::invalid(format!(
+                "DEST {} {what}: name a file",
+                path.display()
+            )));
+        }
         // Refused now rather than after the copy; checked again, under the
         // lock, when the copy replaces it.
         drop(hold_replaceable(path)?);
@@ -294,13 +312,18 @@ impl Dest {
 /// would later be replayed onto the backup. `None` when DEST does not
 /// exist.
 fn hold_replaceable(path: &Path) -> Result<Option<std::fs::File>> {
+    // Only a regular file can be a database, and opening anything else
+    // (a pipe) may wait: it is replaced as before (or refused by the
+    // rename).
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
     };
-    // Only a regular file can be a database; anything else is replaced as
-    // before (or refused by the rename).
+    // Swapped for something else since it was looked at.
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Ok(None);
     }

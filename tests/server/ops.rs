@@ -246,6 +246,64 @@ fn backup_from_a_file_equals_it_and_refuses_an_existing_dest() {
     assert_eq!(leftovers(d), Vec::<String>::new());
 }
 
+/// `backup --force` replaces a file only: a named pipe (whose open to
+/// lock it waited for a writer for ever, holding the source's lock), a
+/// device (`--force /dev/null` replaced the node with a regular file) and
+/// a directory (refused by the rename only after the whole copy) are exit
+/// 2 before anything is copied, and left as they were.
+#[test]
+fn backup_force_replaces_only_a_file() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(d, &["--db", "db.redb", "put", "k", "v"]);
+    let pipe = d.join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&pipe).status();
+    assert!(made.unwrap().success());
+    std::fs::create_dir(d.join("folder")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", d.join("null")).unwrap();
+    for (dest, says) in [
+        ("pipe", "is not a regular file"),
+        ("null", "is not a regular file"),
+        ("folder", "is a directory"),
+    ] {
+        let mut child = kvr_cmd(d)
+            .args(["--db", "db.redb", "backup", "--force", dest])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("backup --force {dest} did not end in 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{dest}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("kvr: error: DEST {dest} {says}"))
+                && err.contains("name a file"),
+            "{dest}: {err}"
+        );
+        assert_eq!(leftovers(d), Vec::<String>::new(), "{dest}");
+    }
+    assert!(std::fs::metadata(&pipe).unwrap().file_type().is_fifo());
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert!(d.join("folder").is_dir());
+    // The source is neither changed nor left locked.
+    assert_eq!(run_ok(d, &["--db", "db.redb", "get", "k"]), "v");
+}
+
 #[test]
 fn backup_with_db_of_a_served_file_suggests_server() {
     let dir = tempfile::tempdir().unwrap();
