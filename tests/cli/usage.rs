@@ -253,6 +253,42 @@ fn bench_of_mostly_failed_reads_exits_1_and_suggests_prefill() {
     run.cmd.args(prefilled);
     run.ok();
     assert!(!env.path("ignored.redb").exists());
+    // A range workload past every key measured nothing too (it was 0
+    // errors and exit 0): ranges that find no key are counted as errors.
+    let empty = env.path("empty.redb");
+    let empty = empty.to_str().unwrap();
+    let range = [
+        "--db",
+        empty,
+        "bench",
+        "--workload",
+        "range",
+        "--requests",
+        "30",
+    ];
+    let done = env.kvr_bare(range).code(1);
+    let done = done
+        .stderr_has("30 of 30 requests failed (most often: empty_range")
+        .stderr_has("--prefill 100000 (or run a put workload");
+    assert!(
+        done.stdout_text().contains("error empty_range: 30"),
+        "{}",
+        done.report()
+    );
+    let mut run = env.kvr_bare(range);
+    run.cmd.args(prefilled);
+    run.ok();
+    // Without --db each run has a new file: only a prefill in the same run
+    // helps, so no word of an earlier put run.
+    let bare = env
+        .kvr_bare(["bench", "--workload", "get", "--requests", "20"])
+        .code(1)
+        .stderr_has("add --prefill 100000");
+    assert!(
+        !bare.stderr_text().contains("put workload"),
+        "{}",
+        bare.report()
+    );
 }
 
 /// A tmux server of a test's own (skipped without tmux, as the TUI test),

@@ -121,6 +121,18 @@ fn bench_refuses_sizes_it_cannot_use() {
             "--range-size must be at most 10000",
         ),
         (&["--requests", "0"], "--requests must be at least 1"),
+        // More clients than a machine's memory holds (100,000 took 23 GB).
+        (&["--clients", "10001"], "--clients must be 1 to 10000"),
+        // Keys longer than --key-size: kvr-bench/ and 5 hex digits for the
+        // default keyspace of 100,000 (they came out 12 to 15 bytes).
+        (
+            &["--key-size", "11", "--requests", "5"],
+            "--key-size 11 is too short for 100000 keys",
+        ),
+        (
+            &["--keyspace", "16", "--prefill", "17", "--key-size", "11"],
+            "--key-size 12 or more",
+        ),
     ] {
         let out = s.cli(&[&["bench"][..], args].concat(), b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -194,6 +206,48 @@ fn an_interrupted_bench_reports_and_leaves_no_files() {
         );
         let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(figures["ok"].as_u64().unwrap() > 0, "{figures}");
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "{signal}: left {left:?}");
+    }
+}
+
+/// A signal during `--prefill` stops it too (the prefill ran before the
+/// signals were caught: the process died with no word, leaving its
+/// temporary database and log): exit 3 saying how far it got, no files.
+#[test]
+fn a_bench_interrupted_in_its_prefill_says_so_and_leaves_no_files() {
+    for signal in ["INT", "TERM", "HUP"] {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let child = kvr_cmd(dir.path())
+            .env("TMPDIR", &tmp)
+            .args(["bench", "--workload", "get", "--duration", "1"])
+            .args(["--prefill", "10000000", "--keyspace", "10000000"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its temporary file is there: the prefill has begun.
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(&tmp).unwrap().next().is_none() {
+            if started.elapsed().as_secs() > 20 {
+                panic!("no temporary file in 20 s: {:?}", child.wait_with_output());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        crate::support::signal(child.id(), signal);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{signal}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!(
+                "kvr: error: interrupted (SIG{signal}) during the prefill, after "
+            )) && err.contains("of 10000000 keys; nothing was measured"),
+            "{signal}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{signal}: {}", stdout(&out));
         let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
         assert!(left.is_empty(), "{signal}: left {left:?}");
     }

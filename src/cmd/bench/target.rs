@@ -156,18 +156,28 @@ impl Target {
                 addr, auth, tls, ..
             } => {
                 let req = http_request(p, rng, read, auth.as_deref())?;
-                http_send(addr, tls.as_ref(), conn, req).await
+                let body = http_send(addr, tls.as_ref(), conn, req).await?;
+                // A range past the last key written measured nothing.
+                if p.workload == Workload::Range && body.starts_with(b"{\"items\":[]") {
+                    return Err(super::EMPTY_RANGE.into());
+                }
+                Ok(())
             }
             Target::Local { state, .. } => local_request(state, p, rng, read).await,
         }
     }
 
-    /// Writes keys `0..prefill` in chunks.
-    pub async fn prefill(&self, args: &BenchArgs) -> anyhow::Result<()> {
+    /// Writes keys `0..prefill` in chunks, until `stopped` is set (a
+    /// signal); returns how many it wrote.
+    pub async fn prefill(
+        &self,
+        args: &BenchArgs,
+        stopped: &std::sync::OnceLock<&'static str>,
+    ) -> anyhow::Result<u64> {
         let value = vec![b'x'; args.value_size];
         let mut conn = self.connect().await;
         let mut start = 0;
-        while start < args.prefill {
+        while start < args.prefill && stopped.get().is_none() {
             let end = (start + super::PREFILL_CHUNK).min(args.prefill);
             let ops: Vec<Op> = (start..end)
                 .map(|i| Op::put(key(i, args.key_size), value.clone()))
@@ -193,7 +203,7 @@ impl Target {
             }
             start = end;
         }
-        Ok(())
+        Ok(start)
     }
 }
 
@@ -309,14 +319,14 @@ fn http_request(
         .map_err(|_| "bad_request_built".to_string())
 }
 
-/// Sends on the client's connection (reconnecting when needed); any status
-/// but 200 is an error named by its code.
+/// Sends on the client's connection (reconnecting when needed), returning
+/// the body of a 200; any other status is an error named by its code.
 async fn http_send(
     addr: &str,
     tls: Option<&Tls>,
     conn: &mut Conn,
     req: Request<Full<Bytes>>,
-) -> Result<(), String> {
+) -> Result<Bytes, String> {
     if conn.0.is_none() {
         match connect(addr, tls).await {
             Ok(s) => conn.0 = Some(s),
@@ -337,7 +347,7 @@ async fn http_send(
         Ok::<_, hyper::Error>((status, body))
     };
     match sent.await {
-        Ok((200, _)) => Ok(()),
+        Ok((200, body)) => Ok(body),
         Ok((status, body)) => Err(serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_string))
@@ -364,7 +374,11 @@ async fn local_request(state: &State, p: &Params, rng: &mut Rng, read: bool) -> 
                 crate::jsonl::write_line(&mut out, k, Some(rec.item()))?;
                 Ok(true)
             })
-            .map_err(code)
+            .map_err(code)?;
+            match out.is_empty() {
+                true => Err(super::EMPTY_RANGE.into()),
+                false => Ok(()),
+            }
         }
         Workload::Get | Workload::Mixed | Workload::Healthz if read => {
             match state.engine.get(&key(rng.below(p.keyspace), p.key_size)) {
