@@ -542,11 +542,28 @@ fn popup_in(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
 pub fn help_rows(size: Rect) -> (Vec<String>, usize) {
     let a = areas(size, false);
     let above = a.list.union(a.value);
-    // Descriptions wrap (by words, under their column) on a narrow screen.
+    // Descriptions wrap (by words, under their column) on a narrow screen;
+    // below 12 columns for them (a terminal under 33 wide) each key's
+    // description goes under it, indented, the whole width (a column of
+    // at least 12 was clipped at the box's edge).
     const KEYS: usize = 18;
+    const MIN_WHAT: usize = 12;
+    const INDENT: usize = 3;
     let inner = usize::from(above.width.saturating_sub(3));
-    let what_width = inner.saturating_sub(KEYS).max(12);
     let mut lines: Vec<String> = Vec::new();
+    if inner < KEYS + MIN_WHAT {
+        for (keys, what) in BINDINGS {
+            if !keys.is_empty() {
+                lines.push(format!(" {keys}"));
+            }
+            let indent = if keys.is_empty() { 1 } else { INDENT };
+            let rows = wrap::words(what, inner.saturating_sub(indent).max(1));
+            lines.extend(rows.into_iter().map(|r| format!("{:indent$}{r}", "")));
+        }
+        let room = usize::from(above.height.saturating_sub(2)).max(1);
+        return (lines, room);
+    }
+    let what_width = inner - KEYS;
     // The notes without keys take the whole width, all alike, when one
     // would wrap under the description column.
     let notes_wide = BINDINGS

@@ -151,6 +151,46 @@ fn help_screen_lists_every_key() {
     s.shutdown();
 }
 
+/// On a terminal too narrow for a description column of 12 (under 33
+/// columns) each key's description goes under it: a column of 12 was
+/// clipped at the box's edge (`first / la` at 30 columns, nothing at 20).
+#[test]
+fn help_on_a_narrow_terminal_loses_no_word() {
+    let words = |t: &str| -> String {
+        let t: String = t.chars().filter(|c| !"┃━┏┓┗┛".contains(*c)).collect();
+        t.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    for width in 20..=40u16 {
+        let (lines, _) = crate::tui::view::help_rows(ratatui::layout::Rect::new(0, 0, width, 60));
+        let inner = usize::from(width - 3);
+        for line in &lines {
+            assert!(
+                wrap::columns(line) <= inner,
+                "{width}: {line:?} is wider than {inner}"
+            );
+        }
+        let text = words(&lines.join(" "));
+        for (keys, what) in BINDINGS {
+            assert!(
+                text.contains(&words(what)),
+                "{width}: cuts {what:?}:\n{text}"
+            );
+            assert!(text.contains(&words(keys)), "{width}: no {keys:?}");
+        }
+    }
+    // As shown: at 30 columns the row under `g G  Home End` is whole.
+    let (_dir, path) = sample();
+    let mut s = browse(&path, None, (30, 60));
+    keys(&mut s, "?");
+    let text = words(&screen(&s.app).join(" "));
+    assert!(
+        text.contains("g G Home End first / last key (top / end of the value)"),
+        "{text}"
+    );
+    keys(&mut s, "x");
+    s.shutdown();
+}
+
 /// Help taller than the terminal scrolls with the value pane's keys, its
 /// footer saying where it is; other keys close it (it said "a taller
 /// terminal shows the rest", and nothing showed the rest).
