@@ -172,7 +172,8 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
     if !is_object(text) && serde_json::from_slice::<IgnoredAny>(text).is_ok() {
         return Err(bad("a line must be a JSON object".into()));
     }
-    let input: InputLine<'_> = serde_json::from_slice(text).map_err(|e| bad(json_error(&e)))?;
+    let input: InputLine<'_> =
+        serde_json::from_slice(text).map_err(|e| bad(field_error(text, &e)))?;
     check_expiry(&input).map_err(bad)?;
     let key = match (&input.key, &input.key_b64) {
         (Some(k), None) => k.as_bytes().to_vec(),
@@ -275,6 +276,58 @@ fn offset_in(line: &[u8], part: &str) -> usize {
 /// is not called invalid JSON.
 fn json_error(e: &serde_json::Error) -> String {
     json_error_at(e, 0)
+}
+
+/// Fields that must be strings, and whole numbers, when present.
+const STRING_FIELDS: [&str; 4] = ["op", "key", "key_b64", "value_b64"];
+const NUMBER_FIELDS: [&str; 3] = ["if_revision", "ttl", "expires_at_ms"];
+
+/// [`json_error`] of a line that is JSON but whose field has the wrong
+/// type, naming the field (serde's message does not: `invalid type: null,
+/// expected a string`) and saying what a number must be (`expected u64`
+/// of a negative number, or of one too large that JSON reads as a float).
+/// Found again by parsing the line as a map: only when the line is
+/// refused, so good lines cost nothing more.
+fn field_error(text: &[u8], e: &serde_json::Error) -> String {
+    let message = json_error(e);
+    if e.classify() != serde_json::error::Category::Data {
+        return message;
+    }
+    let Ok(fields) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
+    else {
+        return message;
+    };
+    let wrong = |name: &&&str| {
+        fields
+            .get(**name)
+            .is_some_and(|v| match STRING_FIELDS.contains(*name) {
+                true => !v.is_string(),
+                false => !v.is_u64(),
+            })
+    };
+    // With two fields wrong, serde named the first on the line: the one
+    // that starts last before the column it names.
+    let starts = |name: &str| {
+        let quoted = format!("\"{name}\"");
+        text.windows(quoted.len())
+            .position(|w| w == quoted.as_bytes())
+            .unwrap_or(0)
+    };
+    let Some(field) = STRING_FIELDS
+        .iter()
+        .chain(&NUMBER_FIELDS)
+        .filter(wrong)
+        .filter(|name| starts(name) < e.column())
+        .max_by_key(|name| starts(name))
+    else {
+        return message;
+    };
+    let number = match *field {
+        "ttl" => format!("a whole number of seconds from 1 to {MAX_TTL_SECS}"),
+        _ => format!("a whole number from 0 to {}", u64::MAX),
+    };
+    let message = message.replace("expected u64", &format!("expected {number}"));
+    format!("{field}: {message}")
 }
 
 /// [`json_error`] of text parsed on its own that starts `offset` bytes into
@@ -574,14 +627,43 @@ mod tests {
         assert_eq!(op.action, Action::Put(b"null".to_vec()));
         // Only `value` (and the ignored `revision`) may be null: a null op
         // is not a put, a null if_revision not "unconditional".
-        for line in [
-            r#"{"op":null,"key":"k","value":"v"}"#,
-            r#"{"key":"k","value":"v","if_revision":null}"#,
-            r#"{"key":null,"key_b64":"aw==","value":"v"}"#,
-            r#"{"key":"k","value_b64":null,"value":"v"}"#,
-            r#"{"key":"k","value":"v","ttl":null}"#,
+        // The error names the field (serde's message alone does not).
+        for (line, field) in [
+            (r#"{"op":null,"key":"k","value":"v"}"#, "op"),
+            (
+                r#"{"key":"k","value":"v","if_revision":null}"#,
+                "if_revision",
+            ),
+            (r#"{"key":null,"key_b64":"aw==","value":"v"}"#, "key"),
+            (r#"{"key":"k","value_b64":null,"value":"v"}"#, "value_b64"),
+            (r#"{"key":"k","value":"v","ttl":null}"#, "ttl"),
         ] {
-            assert!(parse(line).is_err(), "{line}");
+            let err = parse(line).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("line 7: {field}: invalid type: null")),
+                "{err}"
+            );
+        }
+        // Numbers say which they take, not `u64`; of two wrong fields the
+        // first on the line is named, as serde found it.
+        for (line, said) in [
+            (
+                r#"{"key":"k","value":"v","expires_at_ms":18446744073709551616}"#,
+                "expires_at_ms: invalid type: floating point `1.8446744073709552e+19`, expected \
+                 a whole number from 0 to 18446744073709551615 (column 59)",
+            ),
+            (
+                r#"{"key":"k","value":"v","ttl":-1,"op":1}"#,
+                "ttl: invalid value: integer `-1`, expected a whole number of seconds from 1 to \
+                 315360000 (column 31)",
+            ),
+            (
+                r#"{"op":1,"key":"k","value":"v","ttl":-1}"#,
+                "op: invalid type: integer `1`, expected a string (column 7)",
+            ),
+        ] {
+            let err = parse(line).unwrap_err().to_string();
+            assert_eq!(err, format!("line 7: {said}"));
         }
         assert!(parse(r#"{"key":"k","value":"v","revision":null}"#).is_ok());
     }
