@@ -289,7 +289,14 @@ fn three(dir: &Path, env: &[(&str, &str)]) -> Vec<Node> {
     let join3 = format!("{},{}", n1.url, n2.url);
     let n3 = spawn(dir, "n3", &["--join", &join3], env);
     wait_for(30, "three voters", || voters(&n1) == 3);
-    vec![n1, n2, n3]
+    // A joiner is ready once it has applied a read index of the leader.
+    let nodes = vec![n1, n2, n3];
+    wait_for(30, "three members ready", || {
+        nodes
+            .iter()
+            .all(|n| http(&n.url, "GET", "/readyz", b"").0 == 200)
+    });
+    nodes
 }
 
 fn put(dir: &Path, node: &Node, key: &str, value: &str) -> Output {
@@ -514,6 +521,52 @@ fn a_new_node_catches_up_from_a_snapshot() {
     // purged before it joined.
     let raft_dir: PathBuf = dir.join("n1.redb.raft");
     assert!(raft_dir.join("purged").exists());
+}
+
+/// A new member says ready only once it holds the cluster's data: a
+/// joiner was marked caught up from the start, so while its log was still
+/// empty (commit index 0, applied 0) `/readyz` said `ready` and a stale
+/// read of a key the cluster holds was a 404 (seen for up to 2 s on a
+/// store of 320 MB). Now, as a restarted member does, it first applies
+/// one read index of the leader.
+#[test]
+fn a_joiner_is_not_ready_before_it_holds_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let env = [("KVR_RAFT_SNAPSHOT_EVERY", "50")];
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &env);
+    // 2,000 keys of 2 KiB in 20 entries, then one more entry.
+    let value = "v".repeat(2048);
+    for part in 0..20 {
+        let lines: String = (0..100)
+            .map(|i| format!("{{\"key\":\"k{part:02}{i:03}\",\"value\":\"{value}\"}}\n"))
+            .collect();
+        let (code, _, _) = http(&n1.url, "POST", "/v1/batch", lines.as_bytes());
+        assert_eq!(code, 200);
+    }
+    assert_eq!(http(&n1.url, "PUT", "/v1/kv/last", b"x").0, 200);
+    // Kept running: a voter that went away would cost the next join its
+    // majority.
+    let mut joined = Vec::new();
+    for name in ["n2", "n3", "n4"] {
+        let node = spawn(dir, name, &["--join", &n1.url], &env);
+        let started = std::time::Instant::now();
+        loop {
+            assert!(started.elapsed().as_secs() < 60, "{name} never ready");
+            if http(&node.url, "GET", "/readyz", b"").0 == 200 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let (code, _, body) = http(&node.url, "GET", "/v1/kv/last?consistency=stale", b"");
+        assert_eq!(
+            (code, body.as_slice()),
+            (200, &b"x"[..]),
+            "{name} said ready without the data: {}",
+            status_of(&node)
+        );
+        joined.push(node);
+    }
 }
 
 /// A learner catching up from a snapshot of a 1M-key database: the

@@ -236,14 +236,19 @@ pub async fn start(
         opts.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         node.clone(),
     ));
-    if fresh {
+    if fresh && opts.init {
+        // A new cluster's first node: there is nothing to catch up with.
         node.mark_recovered();
     } else {
+        if fresh {
+            node.mark_new_member();
+        }
         // Catch up with the cluster once, so that readiness (and stale
-        // reads) need not wait for a client's read (see `Node::recovered`).
+        // reads) need not wait for a client's read (see `Node::recovered`,
+        // `Node::caught_up`).
         let catching_up = node.clone();
         tokio::spawn(async move {
-            while !catching_up.recovered() {
+            while !catching_up.caught_up() {
                 if catching_up.read_barrier().await.is_err() {
                     tokio::time::sleep(RECOVERY_RETRY).await;
                 }

@@ -131,6 +131,9 @@ pub struct Node {
     /// Whether the node has caught up with its cluster since it started
     /// (see [`Node::recovered`]).
     recovered: std::sync::atomic::AtomicBool,
+    /// Whether it has applied a read index of its cluster since it
+    /// started: what readiness waits for (see [`Node::ready`]).
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// What a proposal here answered: what applying the write decided, or why
@@ -232,6 +235,7 @@ impl Node {
             liveness,
             membership_changes: tokio::sync::Mutex::new(()),
             recovered: std::sync::atomic::AtomicBool::new(false),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -249,10 +253,30 @@ impl Node {
         self.recovered.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Marks a node that has nothing to recover (a new member).
+    /// Marks a node that has applied a read index of its cluster, or
+    /// has nothing to catch up with (a new cluster's first node).
     pub fn mark_recovered(&self) {
         self.recovered
             .store(true, std::sync::atomic::Ordering::Release);
+        self.caught_up
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Marks a new member, which never served before: its stale reads
+    /// need no read index first (they can go back to nothing it said),
+    /// but it is not ready until it has applied one ([`Node::caught_up`]).
+    pub fn mark_new_member(&self) {
+        self.recovered
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the node has applied a read index of its cluster since it
+    /// started (or made the cluster). A joiner's log is empty until the
+    /// leader's first append, so "applied within 1,000 entries of its
+    /// commit index" held at 0 of 0, and it said ready with none of the
+    /// data.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stops Raft, then flushes what was applied into the database file,
@@ -925,6 +949,9 @@ impl Node {
         self.liveness.ready(&self.metrics(), self.me.node_id)?;
         if !self.recovered() {
             return Err("restarted: not yet caught up with the cluster's commit index".into());
+        }
+        if !self.caught_up() {
+            return Err("joined: not yet caught up with the cluster's commit index".into());
         }
         Ok(())
     }
