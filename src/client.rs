@@ -57,6 +57,12 @@ const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// A batch input up to this size is kept in memory so that it can be sent
 /// again after a failover: the server's default `--max-batch-bytes`.
 const RETRY_BUFFER_BYTES: u64 = 64 << 20;
+/// How long a cluster member has to answer `/healthz` before a retry is
+/// sent to it. A member that is stopped or frozen (`kill -STOP`, a paused
+/// VM) still accepts connections, so without this a retry sent to it (the
+/// old leader a follower still names) waited for the whole `--timeout`
+/// while the rest of the cluster took writes again.
+const MEMBER_PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// A `kvr serve` (or a list of them) as a [`Kv`].
 pub struct Client {
@@ -239,6 +245,22 @@ impl Client {
                 } else {
                     &self.agent
                 };
+                if tried
+                    && self.clustered.load(Ordering::Relaxed)
+                    && !self.answers_healthz(url, auth.as_deref(), left)
+                {
+                    // Passed over this round, as a member that cannot be
+                    // reached is; tried again in the next.
+                    last = Some(Error::Unavailable {
+                        message: format!(
+                            "kvr server at {url} did not answer /healthz within {} s (stopped \
+                             or frozen?)",
+                            MEMBER_PROBE_WAIT.as_secs()
+                        ),
+                        overloaded: false,
+                    });
+                    continue;
+                }
                 tried = true;
                 if let Some(e) = unknown.take() {
                     // The write may have been applied where it went. A
@@ -441,6 +463,19 @@ impl Client {
             self.clustered.store(true, Ordering::Relaxed);
         }
         member
+    }
+
+    /// Whether `url` answers `GET /healthz` within [`MEMBER_PROBE_WAIT`]
+    /// (and `left`): any answer counts, the process is there.
+    fn answers_healthz(&self, url: &str, auth: Option<&str>, left: Duration) -> bool {
+        let wait = MEMBER_PROBE_WAIT.min(left);
+        with_auth(self.agent.get(format!("{url}/healthz")), auth)
+            .config()
+            .timeout_global(Some(wait))
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .is_ok()
     }
 
     /// Whether a server has answered a request sent with `Client::send`

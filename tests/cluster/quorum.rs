@@ -488,3 +488,28 @@ fn sigterm_on_a_follower_answers_the_reads_waiting_for_a_hung_leader() {
         );
     }
 }
+
+/// A leader that is stopped (`kill -STOP`: it still accepts connections)
+/// is passed over by the CLI's retries: a follower answers the first try
+/// (`outcome_unknown` or `unavailable`: it could not reach the leader),
+/// and a retry sent to the stopped leader waited for the whole
+/// `--timeout` (exit 5 after 15 s) while the other two elected a leader
+/// and took writes within seconds. Now a member must answer `/healthz`
+/// within a second before a retry goes to it.
+#[test]
+fn a_stopped_leader_is_passed_over_by_the_clis_retries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nodes = led_by_node_1(dir);
+    signal(&nodes[..1], "-STOP");
+    let list = format!("{},{},{}", nodes[1].url, nodes[2].url, nodes[0].url);
+    let put = kvr(
+        dir,
+        &["--server", &list, "--timeout", "15", "put", "after", "stop"],
+    );
+    let get = kvr(dir, &["--server", &list, "--timeout", "15", "get", "after"]);
+    signal(&nodes[..1], "-CONT");
+    assert_ok(&put);
+    assert_ok(&get);
+    assert_eq!(get.stdout, b"stop");
+}
