@@ -556,7 +556,11 @@ async fn ask_join(
     let body = serde_json::to_vec(&req).map_err(|e| Error::Storage(e.to_string()))?;
     let mut delay = Duration::from_millis(100);
     let mut last = String::new();
-    for attempt in 0..60 {
+    // Until a member answers (SPEC: "retrying with backoff until a member
+    // answers"; it gave up after 60 rounds, about 2 minutes, while its
+    // seed was down). SIGTERM ends the wait as it ends the server.
+    let mut said: Option<std::time::Instant> = None;
+    loop {
         for url in &opts.join {
             // A member that is stopped (SIGSTOP) or cut off takes the
             // connection and never answers: the join would wait its whole
@@ -629,7 +633,9 @@ async fn ask_join(
                 }
             }
         }
-        if attempt == 0 {
+        // Said at the first round, then once a minute.
+        if said.is_none_or(|at| at.elapsed() >= JOIN_WAIT_NOTICE) {
+            said = Some(std::time::Instant::now());
             crate::server::log::event(format_args!(
                 "kvr serve: waiting for a member to add this node ({last})"
             ));
@@ -637,11 +643,10 @@ async fn ask_join(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
-    Err(Error::Unavailable {
-        message: format!("no member answered the join: {last}"),
-        overloaded: false,
-    })
 }
+
+/// How often a join that no member has answered says it is still waiting.
+const JOIN_WAIT_NOTICE: Duration = Duration::from_secs(60);
 
 /// How long a join request may take (the member waits for this node to
 /// catch up before it answers).
