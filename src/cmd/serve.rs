@@ -177,9 +177,23 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
             // --history and --history-bytes hold on every member too.
             engine_opts.history = limits.history;
             engine_opts.row_cache_bytes = limits.row_cache_bytes;
+            // Until the join is done, the HTTP listener answers monitoring
+            // (`server::joining`) instead of leaving connections unread.
+            let meanwhile = listener
+                .try_clone()
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| Error::io("cannot set up the listener", e))?;
+            let (meanwhile_tls, meanwhile_token) = (tls.clone(), token.clone());
             let node = runtime.block_on(async {
                 let l = tokio::net::TcpListener::from_std(raft_listener)
                     .map_err(|e| Error::io("cannot set up the raft listener", e))?;
+                let meanwhile = tokio::net::TcpListener::from_std(meanwhile)
+                    .map_err(|e| Error::io("cannot set up the listener", e))?;
+                let answering = crate::server::joining::answer_until_joined(
+                    &meanwhile,
+                    meanwhile_tls,
+                    meanwhile_token,
+                );
                 // A join may wait for a member a long time: SIGINT/SIGTERM
                 // stop it as they stop a serving node (exit 0, SPEC). Like
                 // a crash at that point, whatever the join did not finish
@@ -194,6 +208,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
                         ));
                         Ok::<_, Error>(None)
                     }
+                    () = answering => Ok(None),
                 }
             })?;
             let Some(node) = node else {

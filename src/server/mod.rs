@@ -38,6 +38,7 @@ mod backup;
 mod body;
 mod conn;
 mod headers;
+pub mod joining;
 mod kv;
 pub mod limits;
 pub mod log;

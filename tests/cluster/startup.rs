@@ -107,6 +107,19 @@ fn a_node_waiting_to_join_stops_on_sigterm_with_exit_0() {
         wait_for(10, "the join to wait", || {
             stderr_of(dir, "j1").contains("waiting for a member to add this node")
         });
+        // Meanwhile its listener answers (it left connections unread, so
+        // a health check hung until the join ended): the process is
+        // there, it is not ready, and it serves nothing yet.
+        let (code, _, body) = http(&node.url, "GET", "/healthz", b"");
+        assert_eq!((code, body.as_slice()), (200, &b"ok"[..]));
+        let (code, _, body) = http(&node.url, "GET", "/readyz", b"");
+        let body = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("no member has added this node yet"), "{body}");
+        let (code, headers, body) = http(&node.url, "PUT", "/v1/kv/k", b"v");
+        assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("\"unavailable\""));
+        assert_eq!(header(&headers, "retry-after"), Some("1"));
         let mut node = node;
         let pid = node.child.id().to_string();
         let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
