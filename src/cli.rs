@@ -656,7 +656,7 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "URL")]
     pub advertise_url: Option<String>,
     /// The raft address others use for this node [default: the bound one].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", requires = "raft_listen")]
     pub advertise_raft: Option<String>,
     /// Shared secret of node-to-node traffic (mandatory unless every raft
     /// address is loopback).
@@ -668,13 +668,28 @@ pub struct ClusterArgs {
     )]
     pub cluster_token: Option<String>,
     /// Read the cluster token from this file (trailing newline removed).
-    #[arg(long, value_name = "FILE", conflicts_with = "cluster_token")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "cluster_token",
+        requires = "raft_listen"
+    )]
     pub cluster_token_file: Option<PathBuf>,
     /// Leader heartbeat interval, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 100,
+        requires = "raft_listen"
+    )]
     pub heartbeat_ms: u64,
     /// Election timeout range, in milliseconds (MIN at least 3 x heartbeat).
-    #[arg(long, value_name = "MIN-MAX", default_value = "500-1000")]
+    #[arg(
+        long,
+        value_name = "MIN-MAX",
+        default_value = "500-1000",
+        requires = "raft_listen"
+    )]
     pub election_timeout_ms: String,
 }
 

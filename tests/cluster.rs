@@ -684,8 +684,12 @@ fn cluster_flags_are_checked_before_anything_is_written() {
         let out = kvr(dir, &all);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
+        // The flag needed is named: only --advertise-url for --listen
+        // 0.0.0.0 (it said both were needed).
         assert!(
-            err.contains("--advertise-raft") || err.contains("KVR_CLUSTER_TOKEN"),
+            err.contains("--listen 0.0.0.0:0 needs --advertise-url")
+                && !err.contains("--advertise-raft")
+                || err.contains("KVR_CLUSTER_TOKEN"),
             "{err}"
         );
         assert!(!err.contains("  "), "{err:?}");
@@ -715,6 +719,24 @@ fn cluster_flags_are_checked_before_anything_is_written() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 x --heartbeat-ms"));
+    // Cluster flags without --raft-listen: a usage error, not a
+    // standalone server that silently ignores them (a bad election
+    // timeout there was taken).
+    for flags in [
+        &["--heartbeat-ms", "50"][..],
+        &["--election-timeout-ms", "100-50"],
+        &["--advertise-raft", "10.9.9.9:7000"],
+        &["--cluster-token-file", "token"],
+    ] {
+        let mut all = vec!["--db", "new.redb", "serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(flags);
+        let out = kvr(dir, &all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains("--raft-listen"), "{flags:?}: {err}");
+        assert!(out.stdout.is_empty(), "{flags:?}: nothing listens");
+    }
+    assert!(!dir.join("new.redb").exists(), "a file was made");
     // --join on a standalone file that holds data, before contacting anyone.
     assert!(
         kvr(dir, &["--db", "data.redb", "put", "k", "v"])

@@ -357,13 +357,21 @@ fn bind_raft(
         .local_addr()
         .map_err(|e| Error::io("cannot read the bound raft address", e))?;
     let unspecified = |a: &SocketAddr| a.ip().is_unspecified();
-    if (unspecified(&addr) && c.advertise_raft.is_none())
-        || (resolve(&args.listen).is_ok_and(|a| unspecified(&a)) && c.advertise_url.is_none())
-    {
-        return Err(Error::invalid(
-            "an unspecified bind address (0.0.0.0, ::) needs --advertise-url and \
-             --advertise-raft: the addresses other nodes use",
-        ));
+    // Each unspecified bind address needs its own advertised one, named.
+    let missing: Vec<String> = [
+        (unspecified(&addr) && c.advertise_raft.is_none())
+            .then(|| format!("--raft-listen {raft} needs --advertise-raft")),
+        (resolve(&args.listen).is_ok_and(|a| unspecified(&a)) && c.advertise_url.is_none())
+            .then(|| format!("--listen {} needs --advertise-url", args.listen)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(format!(
+            "an unspecified bind address (0.0.0.0, ::) is no address other nodes can use: {}",
+            missing.join(", and ")
+        )));
     }
     check_tls_mode(args, url)?;
     let token = cluster_token(args)?;
