@@ -6,7 +6,7 @@
 //! from; a join can wait a long time (its seed down). Connections were
 //! accepted by the kernel and left unanswered: a health check hung, and a
 //! liveness probe would kill a node that was only waiting. Once the start
-//! has taken [`ANSWER_AFTER`], each connection gets one answer and is
+//! has taken 3 s (`ANSWER_AFTER`), each connection gets one answer and is
 //! closed: `/healthz` 200 (the process
 //! answers), everything else 503 `unavailable` with `Retry-After` (it
 //! serves nothing yet; `/readyz` says why), after the token check a
