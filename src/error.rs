@@ -77,7 +77,7 @@ pub enum Error {
         "{} is in use by {}{}",
         path.display(),
         holder.as_deref().unwrap_or("another process"),
-        in_use_hint(server.as_deref(), *file_command)
+        in_use_hint(server.as_deref(), *file_command, holder.as_deref())
     )]
     InUse {
         path: PathBuf,
@@ -208,7 +208,7 @@ fn line_prefix(line: Option<u64>) -> String {
     line.map(|l| format!("line {l}: ")).unwrap_or_default()
 }
 
-fn in_use_hint(server: Option<&str>, file_command: Option<&str>) -> String {
+fn in_use_hint(server: Option<&str>, file_command: Option<&str>, holder: Option<&str>) -> String {
     match (file_command, server) {
         // `check` and `compact` refuse `--server`: suggesting it leads nowhere.
         (Some("check"), _) => format!(
@@ -221,6 +221,13 @@ fn in_use_hint(server: Option<&str>, file_command: Option<&str>) -> String {
             "; kvr {command} works only on a file no process holds: stop that process first"
         ),
         (None, Some(url)) => format!("; it is served by kvr serve at {url}: use --server {url}"),
+        // A command of its own (`kvr --db F batch …`): it lets go when it
+        // is done, and no server is there to go through.
+        (None, None) if holder.is_some_and(|h| h.starts_with("kvr ") && !h.contains(" serve")) => {
+            "; it lets go of the file when it is done: give this command --lock-timeout SECS \
+             to wait for it"
+                .to_string()
+        }
         (None, None) => {
             "; if a kvr serve owns it, use --server URL, or wait with --lock-timeout SECS"
                 .to_string()

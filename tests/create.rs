@@ -732,7 +732,12 @@ fn in_use_names_the_holding_process() {
     let first = message.lines().next().unwrap();
     assert!(first.contains("is in use by kvr --db"), "{first}");
     assert!(first.contains(&format!("batch (pid {pid})")), "{first}");
-    assert!(first.contains("--server"), "{first}");
+    // A batch lets go when it is done; no server to suggest.
+    assert!(
+        first.contains("it lets go of the file when it is done: give this command --lock-timeout"),
+        "{first}"
+    );
+    assert!(!first.contains("--server"), "{first}");
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"v");
