@@ -364,6 +364,7 @@ pub struct PutArgs {
 fn parse_limit(text: &str) -> Result<u64, String> {
     match text.parse::<i128>() {
         Ok(n) if n < 1 => Err("must be at least 1".into()),
+        Ok(n) if n > i128::from(u64::MAX) => Err(format!("must be at most {}", u64::MAX)),
         _ => text
             .parse::<u64>()
             .map_err(|_| format!("{text:?} is not a whole number")),

@@ -810,6 +810,10 @@ fn range_limit_0_is_a_usage_error(env: Env) {
     env.kvr(["range", "--limit", "-1"])
         .code(2)
         .stderr_has("'--limit <N>': must be at least 1");
+    // One past u64 is no whole number's fault: it says the bound.
+    env.kvr(["range", "--limit", "18446744073709551616"])
+        .code(2)
+        .stderr_has("'--limit <N>': must be at most 18446744073709551615");
     env.kvr(["put", "--ttl", "-1", "a", "2"])
         .code(2)
         .stderr_has("\"-1\" is not a duration such as 90");
