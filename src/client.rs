@@ -216,6 +216,10 @@ impl Client {
         // What a member answered in an earlier round: named if a later try
         // is cut off by --timeout, rather than only "did not answer".
         let mut earlier: Option<Error> = None;
+        // The members that answered this call, and when: one that answered
+        // within the last two seconds (a refusal with `Retry-After: 1`) is
+        // not probed before it is asked again.
+        let mut answered_at: Vec<(String, std::time::Instant)> = Vec::new();
         loop {
             let first = leader.take();
             let mut order: Vec<String> = first.clone().into_iter().collect();
@@ -245,7 +249,11 @@ impl Client {
                 } else {
                     &self.agent
                 };
+                let just_answered = answered_at
+                    .iter()
+                    .any(|(u, at)| u == url && at.elapsed() < 2 * MEMBER_PROBE_WAIT);
                 if tried
+                    && !just_answered
                     && self.clustered.load(Ordering::Relaxed)
                     && !self.answers_healthz(url, auth.as_deref(), left)
                 {
@@ -275,7 +283,12 @@ impl Client {
                     }
                     unknown = Some(e);
                 }
-                match request(agent, url, auth.as_deref()) {
+                let result = request(agent, url, auth.as_deref());
+                if result.is_ok() {
+                    answered_at.retain(|(u, _)| u != url);
+                    answered_at.push((url.clone(), std::time::Instant::now()));
+                }
+                match result {
                     Ok(resp) if resp.headers().contains_key("x-kvr-node") => {
                         self.clustered.store(true, Ordering::Relaxed);
                         all_unreachable = false;
