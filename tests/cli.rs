@@ -1050,7 +1050,11 @@ fn a_second_process_gets_in_use_and_can_wait() {
             assert!(first.starts_with("kvr: error: "), "{first}");
             assert!(first.contains("in use"), "{first}");
             assert!(first.contains(&format!("(pid {})", child.id())), "{first}");
-            assert!(first.contains("--server"), "{first}");
+            // A batch holds it, no server: the hint is to wait for it.
+            assert!(
+                first.contains("--lock-timeout SECS to wait for it"),
+                "{first}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{}", out.report());
