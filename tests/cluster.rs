@@ -974,6 +974,12 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
     wait_for(30, "the learner", || {
         status_of(&n1)["nodes"].as_array().unwrap().len() == 2
     });
+    // Its join answered: killed before, the leader's join handler waits
+    // for it to catch up, and the promote below waits for that change to
+    // end (two CI runs on a loaded machine timed the promote out).
+    wait_for(30, "the join's answer", || {
+        stderr_of(dir, "n2").contains("joined cluster")
+    });
     let (listen, raft) = (
         n2.url.strip_prefix("http://").unwrap().to_string(),
         n2.raft.clone(),
