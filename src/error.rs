@@ -12,11 +12,26 @@ use std::path::PathBuf;
 /// Result with kvr's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// [`Error::DatabaseMissing`] of `path`, saying whether a file is there.
+/// [`Error::DatabaseMissing`] of `path`, saying whether a file is there,
+/// or a command is creating one.
 pub fn database_missing(path: &std::path::Path) -> Error {
     Error::DatabaseMissing {
         path: path.to_path_buf(),
         unfinished: path.exists(),
+        creator: crate::store::create::creator_of(path),
+    }
+}
+
+/// What [`Error::DatabaseMissing`] adds after "does not exist".
+fn missing_detail(unfinished: bool, creator: Option<&str>) -> String {
+    match (creator, unfinished) {
+        (Some(creator), _) => {
+            format!(" yet: {creator} is creating it, and it appears when that command commits")
+        }
+        (None, true) => " as a database: the file there is one whose creation never finished \
+                         (empty or partly written; put or batch creates the database in it)"
+            .to_string(),
+        (None, false) => String::new(),
     }
 }
 
@@ -30,17 +45,13 @@ pub enum Error {
     /// A read-only command was pointed at a path with no database (exit 1):
     /// nothing there, or a file whose creation never finished (`unfinished`:
     /// empty or partly written, which `put` or `batch` replaces).
-    #[error(
-        "{} does not exist{}",
-        path.display(),
-        if *unfinished {
-            " as a database: the file there is one whose creation never finished (empty or \
-             partly written; put or batch creates the database in it)"
-        } else {
-            ""
-        }
-    )]
-    DatabaseMissing { path: PathBuf, unfinished: bool },
+    #[error("{} does not exist{}", path.display(), missing_detail(*unfinished, creator.as_deref()))]
+    DatabaseMissing {
+        path: PathBuf,
+        unfinished: bool,
+        /// The process creating it (a `kvr batch` that has not committed).
+        creator: Option<String>,
+    },
 
     /// Bad input or usage; nothing was written (exit 2, HTTP 400).
     #[error("{}{message}", line_prefix(*line))]

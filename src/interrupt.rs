@@ -211,6 +211,10 @@ impl NewFile {
                 if !*armed {
                     return; // a part is committed: the `Guard` stops the batch
                 }
+                // The file is built under `DB.creating` until its first
+                // commit gives it its name (`OpenMode::CreateOnCommit`):
+                // that one first, so a rename in between leaves nothing.
+                let _ = std::fs::remove_file(crate::store::create::temp_path(&db));
                 if std::fs::remove_file(&db).is_ok() {
                     let _ = crate::store::create::sync_dir(crate::store::create::parent_dir(&db));
                 }

@@ -1242,7 +1242,8 @@ fn a_closed_or_full_stdout_is_never_a_panic() {
 }
 
 /// A batch into a new file creates it only once input arrives, and an
-/// interrupted one (SIGINT, SIGTERM) removes it: no new, empty file is left.
+/// interrupted one (SIGINT, SIGTERM) removes it: no new, empty file is left
+/// (nor its `DB.creating`).
 #[test]
 fn an_interrupted_batch_leaves_no_new_file() {
     use std::io::Write as _;
@@ -1264,9 +1265,11 @@ fn an_interrupted_batch_leaves_no_new_file() {
             .write_all(b"{\"key\":\"a\",\"value\":\"1\"}\n")
             .unwrap();
         stdin.flush().unwrap();
-        // A bound against a hang, not a timed assertion.
+        // A bound against a hang, not a timed assertion. The new file is
+        // built under DB.creating until the batch commits.
+        let temp = kvr::store::create::temp_path(&db);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !db.exists() {
+        while !temp.exists() {
             assert!(std::time::Instant::now() < deadline, "never created");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -1280,6 +1283,7 @@ fn an_interrupted_batch_leaves_no_new_file() {
         assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert!(stderr.starts_with("kvr: error: interrupted"), "{stderr}");
         assert!(!db.exists(), "SIG{signal} left the new file");
+        assert!(!temp.exists(), "SIG{signal} left DB.creating");
         drop(stdin);
     }
     // An existing database is left alone by an interrupted batch, and a

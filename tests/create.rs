@@ -501,6 +501,89 @@ fn a_failed_first_write_creates_no_file() {
     env.kvr(["get", "a"]).code(1).stderr_has("does not exist");
 }
 
+/// `kvr ARGS` (a batch) into a new file that has read `lines` from a pipe it
+/// keeps open: the batch is under way, nothing committed (or, with
+/// `--chunk-size 1`, each line committed as it comes).
+fn batch_left_open(env: &Env, args: &[&str], lines: &str) -> std::process::Child {
+    let mut cmd = env.kvr(args).cmd;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write as _;
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    child
+}
+
+/// Waits until `ready` holds, or fails after 30 s.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// SPEC `batch`: "A failed batch never leaves a new, empty database file
+/// behind" — also when it is killed with SIGKILL, which no handler sees:
+/// the file is built under `DB.creating` and takes its name at the commit.
+#[test]
+fn a_batch_killed_before_its_commit_leaves_no_database() {
+    let env = Env::new();
+    let mut batch = batch_left_open(&env, &["batch"], "{\"key\":\"a\",\"value\":\"1\"}\n");
+    let pid = batch.id();
+    let temp = create::temp_path(&env.db());
+    // Until the batch commits, there is no database, and readers say who
+    // is making it.
+    wait_until("the batch holds DB.creating", || {
+        env.kvr(["get", "a"])
+            .output()
+            .stderr_text()
+            .contains("is creating it")
+    });
+    env.kvr(["get", "a"]).code(1).stderr_has(&format!(
+        "does not exist yet: kvr --db {} batch (pid {pid}) is creating it, and it appears \
+         when that command commits",
+        env.db().display()
+    ));
+    assert!(!env.db().exists());
+    // Another creator waits its turn (here: none, so it is told who).
+    env.kvr(["put", "b", "2"])
+        .code(3)
+        .stderr_has(&format!("batch (pid {pid})"));
+    batch.kill().unwrap();
+    batch.wait().unwrap();
+    assert!(!env.db().exists(), "a killed batch left a database");
+    env.kvr(["get", "a"]).code(1).stderr_has("does not exist");
+    assert!(!env.kvr(["get", "a"]).output().stderr_text().contains("yet"));
+    // What the kill left is reused by the next creation, and goes with it.
+    assert!(temp.exists());
+    env.kvr(["put", "b", "2"]).ok();
+    assert!(!temp.exists());
+    assert_eq!(env.range_json(&[]).len(), 1);
+    assert_eq!(env.kvr(["get", "b"]).ok().out.stdout, b"2");
+}
+
+/// With `--chunk-size` each part is a batch of its own: the first commit
+/// publishes the file, and a kill after it keeps what was committed.
+#[test]
+fn a_chunked_batch_publishes_the_file_with_its_first_part() {
+    let env = Env::new();
+    let mut batch = batch_left_open(
+        &env,
+        &["batch", "--chunk-size", "1"],
+        "{\"key\":\"a\",\"value\":\"1\"}\n",
+    );
+    wait_until("the first part is committed", || env.db().exists());
+    batch.kill().unwrap();
+    batch.wait().unwrap();
+    assert_eq!(env.kvr(["get", "a"]).ok().out.stdout, b"1");
+    assert_eq!(env.stats()["revision"], 1);
+    assert!(!create::temp_path(&env.db()).exists());
+}
+
 /// A database that was there before is kept, empty or not, whatever fails.
 #[test]
 fn a_failed_write_keeps_an_existing_empty_database() {

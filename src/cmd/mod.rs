@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 put::run(
                     |key, if_revision| {
                         refused_by_file(g, key, if_revision, false)?;
-                        open_limited(g, OpenMode::Create, limit)
+                        open_limited(g, OpenMode::CreateOnCommit, limit)
                     },
                     args,
                     limit,
@@ -79,7 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let local = limit.is_some();
             limit_hint(
                 batch::run(
-                    || open_limited(g, OpenMode::Create, limit),
+                    || open_limited(g, OpenMode::CreateOnCommit, limit),
                     args,
                     !local,
                     &g.db,

@@ -183,6 +183,8 @@ pub fn open_store(
     if !dir.is_dir() {
         return Ok((store, None));
     }
+    // A log beside a missing database: what it replays is a database.
+    store.publish_if_new()?;
     recover_as_serve(store, &dir, opts)
 }
 

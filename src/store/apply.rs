@@ -163,6 +163,9 @@ impl Store {
         };
         let mut commits = commits_settled();
         wtx.commit()?;
+        // A new file takes its name with its first commit (`OpenMode::
+        // CreateOnCommit`); the commit counts as made only once it has.
+        self.publish_if_new()?;
         *commits += 1;
         Ok(applied)
     }

@@ -15,6 +15,11 @@
 //! A crash at any point leaves no `DB`, or a complete empty one, and at worst
 //! a `DB.creating` the next creation reuses.
 //!
+//! The command line's writes go one step further ([`begin`]): the database
+//! is built *and written* under `DB.creating`, and renamed at its first
+//! commit, so a batch killed before it commits leaves no `DB` at all (SPEC:
+//! a failed batch never leaves a new, empty database file behind).
+//!
 //! A `DB` that is an unfinished creation of an older kvr (or of another redb
 //! program) is recognised by [`unfinished`]: empty, or no magic number and
 //! nothing but zeros after the header. Reads treat it as absent; a creating
@@ -182,14 +187,93 @@ pub(super) fn create(path: &Path, opts: &StoreOptions, deadline: Instant) -> Res
     }
     sync_dir(parent_dir(path))?;
     if found == Found::Unfinished {
-        let _ = writeln!(
-            std::io::stderr(),
-            "kvr: replaced {}: it was an empty database whose creation had been \
-             interrupted (no data was in it)",
-            path.display()
-        );
+        say_replaced(path);
     }
     Ok(true)
+}
+
+/// A database built under `DB.creating` that takes its real name at its
+/// first commit ([`super::OpenMode::CreateOnCommit`]): a command killed
+/// before that (`kill -9` of a long `kvr batch` into a new file) leaves no
+/// database, only a `DB.creating` the next creation truncates and reuses.
+/// Our lock on `DB.creating` goes with the file when it is renamed, so the
+/// published database stays locked by this process until it closes.
+#[derive(Debug)]
+pub(super) struct Unpublished {
+    temp: PathBuf,
+    found: Found,
+}
+
+impl Unpublished {
+    /// Where the database lives until it is published.
+    pub(super) fn temp(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Gives the database its name `path` (see [`publish`]) and syncs the
+    /// directory. Called after a durable commit, so what it publishes is
+    /// whole.
+    pub(super) fn publish(&self, path: &Path) -> Result<()> {
+        publish(&self.temp, path, self.found)?;
+        sync_dir(parent_dir(path))?;
+        if self.found == Found::Unfinished {
+            say_replaced(path);
+        }
+        Ok(())
+    }
+}
+
+/// Begins a database at `path` that appears there at its first commit
+/// ([`Unpublished`]), when `path` is missing or an unfinished creation:
+/// locks `DB.creating` and opens an empty redb database in it, which the
+/// caller fills. `None` when another process created `path` meanwhile.
+pub(super) fn begin(
+    path: &Path,
+    opts: &StoreOptions,
+    deadline: Instant,
+) -> Result<Option<(redb::Database, Unpublished)>> {
+    let temp = temp_path(path);
+    let Some(file) = lock_temp(path, &temp, deadline)? else {
+        return Ok(None);
+    };
+    let found = inspect(path)?;
+    if found == Found::Present {
+        let _ = std::fs::remove_file(&temp); // as in `create`
+        return Ok(None);
+    }
+    if found == Found::Unfinished {
+        ensure_unlocked(path)?;
+    }
+    let db = file
+        .set_len(0)
+        .map_err(|e| Error::io(format!("cannot create {}", temp.display()), e))
+        .and_then(|()| {
+            Ok(redb::Builder::new()
+                .set_cache_size(opts.cache_bytes)
+                .create_with_backend(PlainFile(Arc::new(file)))?)
+        });
+    match db {
+        Ok(db) => Ok(Some((db, Unpublished { temp, found }))),
+        Err(e) => {
+            // Ours alone (we hold its lock): nothing of the user's is in it.
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Whether `DB.creating` is held by a creation under way: who holds it.
+pub fn creator_of(path: &Path) -> Option<String> {
+    super::holder::of(&temp_path(path))
+}
+
+fn say_replaced(path: &Path) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "kvr: replaced {}: it was an empty database whose creation had been \
+         interrupted (no data was in it)",
+        path.display()
+    );
 }
 
 /// Opens and locks `DB.creating`, waiting for another creator until

@@ -79,6 +79,17 @@ pub enum OpenMode {
     ReadOnly,
     /// Writing commands create a missing file.
     Create,
+    /// The command line's writes: as `Create`, but a new file is written
+    /// under `DB.creating` and takes its name at its first commit
+    /// (`create::begin`), so that nothing killed before then leaves a new,
+    /// empty database behind.
+    CreateOnCommit,
+}
+
+impl OpenMode {
+    fn creates(self) -> bool {
+        matches!(self, OpenMode::Create | OpenMode::CreateOnCommit)
+    }
 }
 
 /// Tunables of [`Store::open`].
@@ -128,6 +139,9 @@ pub struct Store {
     run_max_bytes: usize,
     /// This open created the file (see [`Store::discard_if_unwritten`]).
     created: bool,
+    /// A file created by [`OpenMode::CreateOnCommit`] that its first
+    /// commit has not published yet.
+    unpublished: std::sync::Mutex<Option<create::Unpublished>>,
 }
 
 /// The open redb file.
@@ -166,7 +180,7 @@ impl Store {
     /// The log of a crashed server is not replayed here: open through
     /// `engine::open_store`, which does both.
     pub fn open(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
-        if mode != OpenMode::Create && !path.exists() {
+        if !mode.creates() && !path.exists() {
             return Err(crate::error::database_missing(path));
         }
         let mut needs_write = None;
@@ -178,15 +192,16 @@ impl Store {
                 read_only::Opened::NeedsWrite(what) => needs_write = Some(what),
             }
         }
-        let (db, created) = open_file(path, mode, opts).map_err(|e| match (e, needs_write) {
+        let opened = open_file(path, mode, opts).map_err(|e| match (e, needs_write) {
             // Say why a read command needed to write the file it may only read.
             (Error::Io { source, .. }, Some(what)) if read_only::denied(&source) => {
                 Error::io(format!("cannot open {} to {what}", path.display()), source)
             }
             (e, _) => e,
         })?;
-        let mut store = Self::init(Handle::Writable(db), path.to_path_buf(), opts)?;
-        store.created = created;
+        let mut store = Self::init(Handle::Writable(opened.db), path.to_path_buf(), opts)?;
+        store.created = opened.created;
+        store.unpublished = std::sync::Mutex::new(opened.unpublished);
         Ok(store)
     }
 
@@ -212,6 +227,7 @@ impl Store {
             path,
             run_max_bytes: runs::run_max_bytes(opts.cache_bytes),
             created: false,
+            unpublished: std::sync::Mutex::new(None),
         };
         let rtx = store.begin_read()?;
         match rtx.open_table(META) {
@@ -376,7 +392,7 @@ impl Store {
             paced_writeback: self.paced_writeback,
         };
         *slot = Some(Handle::Writable(
-            open_file(&self.path, OpenMode::MustExist, &opts)?.0,
+            open_file(&self.path, OpenMode::MustExist, &opts)?.db,
         ));
         Ok(())
     }
@@ -394,12 +410,33 @@ impl Store {
     /// process can have opened it in between. Never touches a file that was
     /// there before.
     pub fn discard_if_unwritten(&self) {
+        if let Some(new) = self.unpublished().take() {
+            // Still under `DB.creating`, which we hold: ours alone.
+            let _ = std::fs::remove_file(new.temp());
+            return;
+        }
         if !self.created || !matches!(self.snapshot().and_then(|s| s.revision()), Ok(0)) {
             return;
         }
         if std::fs::remove_file(&self.path).is_ok() {
             let _ = create::sync_dir(create::parent_dir(&self.path));
         }
+    }
+
+    /// Gives a file made by [`OpenMode::CreateOnCommit`] its name, once:
+    /// after its first durable commit, which is then acknowledged only if
+    /// this succeeds.
+    pub(crate) fn publish_if_new(&self) -> Result<()> {
+        let mut unpublished = self.unpublished();
+        if let Some(new) = unpublished.as_ref() {
+            new.publish(&self.path)?;
+            *unpublished = None;
+        }
+        Ok(())
+    }
+
+    fn unpublished(&self) -> std::sync::MutexGuard<'_, Option<create::Unpublished>> {
+        self.unpublished.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The redb database, closing this store (for what needs it whole,
@@ -419,7 +456,11 @@ impl Store {
     /// Key count, revision and file size, without scanning.
     pub fn stats(&self) -> Result<Stats> {
         let snap = self.snapshot()?;
-        let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let file = match self.unpublished().as_ref() {
+            Some(new) => new.temp().to_path_buf(),
+            None => self.path.clone(),
+        };
+        let file_bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
         Ok(Stats {
             keys: snap.counter(META_KEYS)?,
             revision: snap.revision()?,
@@ -467,6 +508,14 @@ pub(crate) fn open_probe(
         .open_read_only(path)
 }
 
+/// What [`open_file`] opened.
+struct Opened {
+    db: redb::Database,
+    /// This call created the file.
+    created: bool,
+    unpublished: Option<create::Unpublished>,
+}
+
 /// How many times opening creates the file and finds it gone again (another
 /// process removing it each time) before giving up.
 const CREATE_ATTEMPTS: u32 = 3;
@@ -475,8 +524,9 @@ const CREATE_ATTEMPTS: u32 = 3;
 /// `opts.lock_timeout` has passed. With [`OpenMode::Create`] a missing file,
 /// or one whose creation never finished, is created first (`create.rs`);
 /// with [`OpenMode::MustExist`] such a file is [`Error::DatabaseMissing`].
-/// Returns whether this call created the file.
-fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::Database, bool)> {
+/// With [`OpenMode::CreateOnCommit`] it is created unpublished instead
+/// (`create::begin`).
+fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Opened> {
     let mut builder = redb::Builder::new();
     builder.set_cache_size(opts.cache_bytes);
     let deadline = Instant::now() + opts.lock_timeout;
@@ -490,7 +540,13 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
             builder.open(path)
         };
         let err = match opened {
-            Ok(db) => return Ok((db, created)),
+            Ok(db) => {
+                return Ok(Opened {
+                    db,
+                    created,
+                    unpublished: None,
+                });
+            }
             Err(e) => e,
         };
         let absent = match err {
@@ -519,10 +575,21 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<(redb::
                 other => other,
             });
         }
-        if mode != OpenMode::Create || attempts == CREATE_ATTEMPTS {
+        if !mode.creates() || attempts == CREATE_ATTEMPTS {
             return Err(missing());
         }
         attempts += 1;
+        // Paced writeback is `kvr serve`'s, whose new file exists at once.
+        if mode == OpenMode::CreateOnCommit && !opts.paced_writeback {
+            if let Some((db, new)) = create::begin(path, opts, deadline)? {
+                return Ok(Opened {
+                    db,
+                    created: true,
+                    unpublished: Some(new),
+                });
+            }
+            continue; // created by another process meanwhile: open it
+        }
         created |= create::create(path, opts, deadline)?;
     }
 }
