@@ -15,7 +15,7 @@
 //! A crash at any point leaves no `DB`, or a complete empty one, and at worst
 //! a `DB.creating` the next creation reuses.
 //!
-//! The command line's writes go one step further ([`begin`]): the database
+//! The command line's writes go one step further (`begin`): the database
 //! is built *and written* under `DB.creating`, and renamed at its first
 //! commit, so a batch killed before it commits leaves no `DB` at all (SPEC:
 //! a failed batch never leaves a new, empty database file behind).
