@@ -247,6 +247,13 @@ fn bench_of_mostly_failed_reads_exits_1_and_suggests_prefill() {
         "{}",
         done.report()
     );
+    // No latencies of 0.000, as if the server were very fast.
+    assert!(
+        done.stdout_text()
+            .contains("latency ms: none (no request succeeded)"),
+        "{}",
+        done.report()
+    );
     // With the keys written first the same run succeeds.
     let prefilled = ["--prefill", "100", "--keyspace", "100", "--clients", "2"];
     let mut run = env.kvr_bare(get);

@@ -142,6 +142,84 @@ fn bench_refuses_sizes_it_cannot_use() {
     assert_eq!(stats["revision"], 0);
 }
 
+/// What the server would refuse on every request is said before the run
+/// (a wrong token ran the whole duration counting 401s, exit 3 only at
+/// its end; a value over the server's limit counted 413s): exit 3 for the
+/// token, 2 for sizes, nothing written.
+#[test]
+fn bench_checks_the_token_and_the_servers_limits_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--token",
+            "sekrit",
+            "--max-value-bytes",
+            "1000",
+            "--max-batch-bytes",
+            "50000",
+        ],
+    );
+    let with = |token: &str, args: &[&str]| {
+        s.cli(
+            &[&["--token", token, "bench", "--duration", "30"][..], args].concat(),
+            b"",
+        )
+    };
+    for (token, args, code, said) in [
+        (
+            "wrong",
+            &[][..],
+            3,
+            "unauthorized: the server did not accept the token; check --token",
+        ),
+        (
+            "sekrit",
+            &["--value-size", "1001"],
+            2,
+            "--value-size 1001 is over the server's limit of 1000 bytes (its serve \
+             --max-value-bytes)",
+        ),
+        (
+            "sekrit",
+            &[
+                "--workload",
+                "get",
+                "--prefill",
+                "10",
+                "--value-size",
+                "1001",
+            ],
+            2,
+            "over the server's limit of 1000 bytes",
+        ),
+        (
+            "sekrit",
+            &["--workload", "batch", "--batch-size", "1000"],
+            2,
+            "--batch-size 1000 of --value-size 100 makes requests of about",
+        ),
+    ] {
+        let out = with(token, args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+        assert!(stderr(&out).contains("nothing was measured") || code == 2);
+        assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    }
+    let auth = [("authorization", "Bearer sekrit")];
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &auth, None).json();
+    assert_eq!(stats["revision"], 0);
+    // Without a token, /healthz is all it may measure; with one, a run
+    // within the limits goes on.
+    let out = s.cli(&["bench", "--workload", "healthz", "--requests", "20"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = with(
+        "sekrit",
+        &["--value-size", "1000", "--requests", "20", "--json"],
+    );
+    assert_eq!(report(&out)["ok"], 20);
+}
+
 /// `cmd bench`, a put run of 30 s with `--json`, started with its output
 /// piped.
 fn long_put_run(cmd: &mut std::process::Command) -> std::process::Child {

@@ -435,15 +435,20 @@ fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) -> crate:
         args.workload, args.clients, secs
     );
     let _ = writeln!(text, "  {ok} ok, {errors} errors, {ops:.0} ops/s");
-    let _ = writeln!(
-        text,
-        "  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-        ms(0.5),
-        ms(0.9),
-        ms(0.99),
-        ms(0.999),
-        max_ms
-    );
+    if ok == 0 {
+        // Not a row of zeros, which reads as a very fast server.
+        let _ = writeln!(text, "  latency ms: none (no request succeeded)");
+    } else {
+        let _ = writeln!(
+            text,
+            "  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(0.999),
+            max_ms
+        );
+    }
     for (kind, n) in &t.errors {
         let _ = writeln!(text, "  error {kind}: {n}");
     }

@@ -82,6 +82,10 @@ impl Target {
             };
             let auth = crate::cmd::token(g)?.map(|t| format!("Bearer {t}"));
             reachable(&url, &addr, g.timeout).await?;
+            // `/healthz` takes no token and has no limits.
+            if args.workload != Workload::Healthz || args.prefill > 0 {
+                check_server(&addr, tls.as_ref(), auth.as_deref(), args).await?;
+            }
             return Ok(Arc::new(Target::Http {
                 url,
                 addr,
@@ -219,6 +223,95 @@ async fn reachable(url: &str, addr: &str, timeout_secs: f64) -> Result<(), Error
         }),
     }
 }
+
+/// `GET /v1/limits` with the run's token, before the run: a token the
+/// server refuses fails every request alike (a run went its whole
+/// duration counting 401s), and so does a `--value-size` or
+/// `--batch-size` over the server's limits (every write a 413). Anything
+/// else (a server without the route, one too busy to answer) is left to
+/// the run to show.
+async fn check_server(
+    addr: &str,
+    tls: Option<&Tls>,
+    auth: Option<&str>,
+    args: &BenchArgs,
+) -> Result<(), Error> {
+    #[derive(serde::Deserialize)]
+    struct Limits {
+        max_value_bytes: usize,
+        max_batch_bytes: usize,
+        max_batch_ops: Option<usize>,
+    }
+    let Ok(req) = builder(Method::GET, "/v1/limits", auth).body(Full::new(Bytes::new())) else {
+        return Ok(());
+    };
+    let asked = async {
+        let mut sender = connect(addr, tls).await.ok()?;
+        sender.ready().await.ok()?;
+        let resp = sender.send_request(req).await.ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((status, body))
+    };
+    let Ok(Some((status, body))) = tokio::time::timeout(LIMITS_WAIT, asked).await else {
+        return Ok(());
+    };
+    if status == 401 || status == 403 {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        let message = message.strip_prefix("unauthorized: ").unwrap_or(&message);
+        return Err(Error::Unauthorized(format!(
+            "{message}; nothing was measured"
+        )));
+    }
+    let Ok(limits) = serde_json::from_slice::<Limits>(&body)
+        .map_err(drop)
+        .and_then(|l| if status == 200 { Ok(l) } else { Err(()) })
+    else {
+        return Ok(());
+    };
+    let writes = args.prefill > 0
+        || matches!(
+            args.workload,
+            Workload::Put | Workload::Mixed | Workload::Batch
+        );
+    if writes && args.value_size > limits.max_value_bytes {
+        return Err(Error::invalid(format!(
+            "--value-size {} is over the server's limit of {} bytes (its serve \
+             --max-value-bytes): every write would be refused",
+            args.value_size, limits.max_value_bytes
+        )));
+    }
+    if args.workload == Workload::Batch {
+        let line = batch_body(&[Op::put(
+            super::key(0, args.key_size),
+            vec![b'x'; args.value_size],
+        )])
+        .len();
+        let bytes = line.saturating_mul(args.batch_size);
+        if bytes > limits.max_batch_bytes {
+            return Err(Error::invalid(format!(
+                "--batch-size {} of --value-size {} makes requests of about {bytes} bytes, over \
+                 the server's limit of {} (its serve --max-batch-bytes): every batch would be \
+                 refused",
+                args.batch_size, args.value_size, limits.max_batch_bytes
+            )));
+        }
+        if let Some(max) = limits.max_batch_ops.filter(|max| args.batch_size > *max) {
+            return Err(Error::invalid(format!(
+                "--batch-size {} is over the server's limit of {max} operations per batch: \
+                 every batch would be refused",
+                args.batch_size
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How long [`check_server`] waits for the server's limits.
+const LIMITS_WAIT: Duration = Duration::from_secs(5);
 
 /// TLS for `addr` (`HOST:PORT`), trusting what `--cacert` and the system
 /// trust, verifying HOST.
