@@ -1010,6 +1010,80 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
     assert_eq!(voters(&n1), 2);
 }
 
+/// Asks `url` to add a node whose addresses are both `addr`, as a
+/// joining `kvr serve` does (`node_id` null: for an id).
+fn ask_to_join(url: &str, addr: &str, node_id: serde_json::Value) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({
+        "url": format!("http://{addr}"),
+        "raft": addr,
+        "node_id": node_id,
+        "learner": false,
+    });
+    let (code, _, body) = http(url, "POST", "/v1/cluster/join", body.to_string().as_bytes());
+    let text = String::from_utf8_lossy(&body).to_string();
+    (
+        code,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// A node that dies while it catches up holds its join only until the
+/// leader has had no answer from it for a few probes: a membership change
+/// queued behind the join goes on (it waited out the joiner's own bound,
+/// 2 minutes), and the node stays a learner, which `kvr cluster remove`
+/// takes out.
+#[test]
+fn a_joiner_that_dies_does_not_hold_membership_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    for i in 0..5 {
+        assert_ok(&put(dir, &n1, &format!("k{i}"), "v"));
+    }
+    // The joiner: gone as soon as it has asked (nothing listens there).
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (code, answer) = ask_to_join(&n1.url, &gone, serde_json::Value::Null);
+    assert_eq!(code, 200, "{answer}");
+    let id = answer["node_id"].as_u64().unwrap();
+    let joining = {
+        let (url, gone) = (n1.url.clone(), gone.clone());
+        std::thread::spawn(move || ask_to_join(&url, &gone, id.into()))
+    };
+    wait_for(30, "the learner", || {
+        status_of(&n1)["nodes"].as_array().unwrap().len() == 2
+    });
+    // Queued behind the join, which the leader ends once the joiner has
+    // been silent for 3 probes (2 s apart).
+    assert_ok(&kvr(
+        dir,
+        &[
+            "--server",
+            &n1.url,
+            "--timeout",
+            "60",
+            "cluster",
+            "remove",
+            &id.to_string(),
+        ],
+    ));
+    let (code, answer) = joining.join().unwrap();
+    assert_eq!(code, 503, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("node {id} stopped answering while it caught up")),
+        "{answer}"
+    );
+    assert_eq!(status_of(&n1)["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(voters(&n1), 1);
+    assert_ok(&put(dir, &n1, "after", "v"));
+}
+
 /// Removing a running voter while another is stopped would leave too few
 /// answering voters for a majority: refused (503 `unavailable`, exit 5
 /// once `--timeout` runs out), nothing changes and writes go on; so is

@@ -11,6 +11,14 @@ const REMOVAL_CHECK: Duration = Duration::from_secs(1);
 /// How long `kvr cluster promote` waits for the learner to catch up
 /// before it refuses (see [`Node::check_caught_up`]).
 const PROMOTE_WAIT: Duration = Duration::from_millis(500);
+/// How often the leader asks a joining node that is catching up whether
+/// it is still there (see [`Node::wait_joiner_caught_up`]), and how long
+/// each answer may take.
+const JOINER_PROBE_EVERY: Duration = Duration::from_secs(2);
+const JOINER_PROBE_WAIT: Duration = Duration::from_secs(3);
+/// Unanswered probes in a row after which the leader stops waiting for a
+/// joining node: at least 15 s of silence.
+const JOINER_SILENT_PROBES: u32 = 3;
 
 impl Node {
     /// A join (see [`JoinRequest`]), here if this node leads, else at the leader.
@@ -87,10 +95,12 @@ impl Node {
                 if !is_voter {
                     self.verify_joiner(id, &req.raft).await?;
                     self.raft
-                        .add_learner(id, member, true)
+                        // Not blocking: openraft would wait for the catch-up
+                        // with no bound; ours ends when the joiner goes silent.
+                        .add_learner(id, member, false)
                         .await
                         .map_err(|e| unknown(format!("adding the learner failed: {e}")))?;
-                    self.wait_caught_up(id).await?;
+                    self.wait_joiner_caught_up(id, &req.raft).await?;
                     if !req.learner {
                         self.raft
                             .change_membership(
@@ -461,6 +471,56 @@ impl Node {
     /// (openraft counts a learner within `replication_lag_threshold`
     /// entries as caught up, which a node still installing a snapshot of
     /// a big database can be).
+    /// [`Node::wait_caught_up`] for a node that is joining, for as long as
+    /// it answers. One that dies on the way (killed, its machine gone)
+    /// would hold this join, and every membership change queued behind it,
+    /// until the joiner's own bound on its request (2 minutes): a promote
+    /// or a remove of another node waited out its `--timeout`. It stays a
+    /// learner: started again, its join carries on; `kvr cluster remove`
+    /// takes it out.
+    async fn wait_joiner_caught_up(&self, id: NodeId, raft: &str) -> Result<()> {
+        let caught_up = self.wait_caught_up(id);
+        tokio::pin!(caught_up);
+        let mut probes = tokio::time::interval(JOINER_PROBE_EVERY);
+        probes.tick().await; // the first tick is at once
+        let mut silent = 0;
+        loop {
+            tokio::select! {
+                done = &mut caught_up => return done,
+                _ = probes.tick() => {}
+            }
+            let mut conn = None;
+            let probe = network::call(
+                &mut conn,
+                network::Dest {
+                    addr: raft,
+                    me: &self.me,
+                    target: id,
+                },
+                "hello",
+                full(Vec::new()),
+                None,
+                JOINER_PROBE_WAIT,
+            );
+            // Raced with the catch-up, which may end while a probe waits.
+            let answered = tokio::select! {
+                done = &mut caught_up => return done,
+                answered = probe => answered.is_ok(),
+            };
+            silent = if answered { 0 } else { silent + 1 };
+            if silent >= JOINER_SILENT_PROBES {
+                return Err(Error::Unavailable {
+                    message: format!(
+                        "node {id} stopped answering while it caught up with the cluster: it \
+                         stays a learner, which its next start carries on from (or remove it: \
+                         kvr cluster remove {id})"
+                    ),
+                    overloaded: false,
+                });
+            }
+        }
+    }
+
     async fn wait_caught_up(&self, id: NodeId) -> Result<()> {
         let target = self.metrics().last_log_index.unwrap_or(0);
         self.wait_matched(id, target, &std::sync::atomic::AtomicU64::new(0))
