@@ -77,6 +77,10 @@ pub struct Client {
     stale: bool,
     /// A server answered as a cluster member: retry through the cluster.
     clustered: std::sync::atomic::AtomicBool,
+    /// Whether this client's first request has been sent: with several
+    /// servers, the first one asked is probed before it (see
+    /// [`Client::send_retrying_as`]).
+    first_sent: std::sync::atomic::AtomicBool,
     /// Whether any server has answered this client yet ([`Client::send`]).
     answered: std::sync::atomic::AtomicBool,
     /// `--cacert`, for the advice when a certificate is refused.
@@ -148,6 +152,7 @@ impl Client {
             timeout,
             stale: false,
             clustered: std::sync::atomic::AtomicBool::new(false),
+            first_sent: std::sync::atomic::AtomicBool::new(false),
             answered: std::sync::atomic::AtomicBool::new(false),
             cacert: cacert.map(Path::to_path_buf),
         })
@@ -252,11 +257,16 @@ impl Client {
                 let just_answered = answered_at
                     .iter()
                     .any(|(u, at)| u == url && at.elapsed() < 2 * MEMBER_PROBE_WAIT);
-                if tried
-                    && !just_answered
-                    && self.clustered.load(Ordering::Relaxed)
-                    && !self.answers_healthz(url, auth.as_deref(), left)
-                {
+                // The first server a client asks, when there are others to
+                // ask: a stopped one (SIGSTOP, a frozen VM) takes the
+                // connection and never answers, and held the command for
+                // its whole --timeout. The probe's connection carries the
+                // request after it: one round trip more, once a client.
+                let first_of_several =
+                    !tried && self.urls.len() > 1 && !self.first_sent.swap(true, Ordering::Relaxed);
+                let probe = first_of_several
+                    || (tried && !just_answered && self.clustered.load(Ordering::Relaxed));
+                if probe && !self.answers_healthz(url, auth.as_deref(), left) {
                     // Passed over this round, as a member that cannot be
                     // reached is; tried again in the next.
                     last = Some(Error::Unavailable {
@@ -466,29 +476,34 @@ impl Client {
             return true;
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let probe = with_auth(self.agent.get(format!("{url}/healthz")), auth)
-            .config()
-            .timeout_global(Some(left))
-            .build()
-            .call();
-        let member = probe.is_ok_and(|resp| resp.headers().contains_key("x-kvr-node"));
-        if member {
-            self.clustered.store(true, Ordering::Relaxed);
-        }
-        member
+        self.healthz(url, auth, left) == Some(true)
     }
 
     /// Whether `url` answers `GET /healthz` within [`MEMBER_PROBE_WAIT`]
     /// (and `left`): any answer counts, the process is there.
     fn answers_healthz(&self, url: &str, auth: Option<&str>, left: Duration) -> bool {
-        let wait = MEMBER_PROBE_WAIT.min(left);
-        with_auth(self.agent.get(format!("{url}/healthz")), auth)
+        self.healthz(url, auth, MEMBER_PROBE_WAIT.min(left))
+            .is_some()
+    }
+
+    /// `GET /healthz` of `url`, within `wait`: `None` without an answer,
+    /// else whether it answered as a cluster member (`X-Kvr-Node`, noted
+    /// in [`Client::clustered`]). On the client's agent, so the connection
+    /// it opens carries the request that follows.
+    fn healthz(&self, url: &str, auth: Option<&str>, wait: Duration) -> Option<bool> {
+        let resp = with_auth(self.agent.get(format!("{url}/healthz")), auth)
             .config()
             .timeout_global(Some(wait))
             .http_status_as_error(false)
             .build()
             .call()
-            .is_ok()
+            .ok()?;
+        let member = resp.headers().contains_key("x-kvr-node");
+        if member {
+            self.clustered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Some(member)
     }
 
     /// Whether a server has answered a request sent with `Client::send`

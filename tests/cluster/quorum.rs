@@ -513,3 +513,25 @@ fn a_stopped_leader_is_passed_over_by_the_clis_retries() {
     assert_ok(&get);
     assert_eq!(get.stdout, b"stop");
 }
+
+/// The same with the stopped leader first in `--server`: the first try
+/// went to it and waited out the whole `--timeout` (exit 5). The first
+/// server a command asks, when it has others, must answer `/healthz`
+/// within a second first.
+#[test]
+fn a_stopped_member_first_in_the_list_is_passed_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let nodes = led_by_node_1(dir);
+    signal(&nodes[..1], "-STOP");
+    let list = format!("{},{},{}", nodes[0].url, nodes[1].url, nodes[2].url);
+    let put = kvr(
+        dir,
+        &["--server", &list, "--timeout", "15", "put", "first", "stop"],
+    );
+    let get = kvr(dir, &["--server", &list, "--timeout", "15", "get", "first"]);
+    signal(&nodes[..1], "-CONT");
+    assert_ok(&put);
+    assert_ok(&get);
+    assert_eq!(get.stdout, b"stop");
+}

@@ -330,23 +330,50 @@ fn fake_server(conn: fn(std::net::TcpStream)) -> String {
     url
 }
 
+/// Answers the `GET /healthz` requests that come first on `c` (200 `ok`),
+/// leaving what follows them unread.
+fn answer_healthz_probes(c: &mut std::net::TcpStream) {
+    use std::io::Write as _;
+    loop {
+        let mut head = [0u8; 12];
+        match c.peek(&mut head) {
+            Ok(n) if n == head.len() && &head == b"GET /healthz" => {}
+            _ => return,
+        }
+        // The probe has no body: read up to the end of its head.
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") {
+            match c.read(&mut byte) {
+                Ok(1) => seen.push(byte[0]),
+                _ => return,
+            }
+        }
+        let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
+    }
+}
+
 /// A write whose outcome is unknown at a standalone server (no answer
 /// within --timeout, or the connection closed after the whole request was
 /// sent) is not sent to the next server of the list: that server keeps its
 /// own idempotency records, so the write would be applied on both. Exit 5,
 /// saying so, and the next server is unchanged. It was sent there and
 /// applied (exit 0). A read still moves on, and so does a write when the
-/// first server cannot be reached at all.
+/// first server cannot be reached at all, or does not answer the probe
+/// before the first request.
 #[test]
 fn a_write_that_may_have_been_applied_goes_to_no_other_standalone_server() {
     let dir = tempfile::tempdir().unwrap();
-    // Takes the request and never answers.
+    // Both answer the client's first probe (`GET /healthz`, sent before
+    // the first request when a list has several servers), then take the
+    // request and never answer it, or take it and close without an answer.
     let silent = fake_server(|mut c| {
+        answer_healthz_probes(&mut c);
         let mut buf = [0u8; 4096];
         while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
     });
-    // Takes the whole request, then closes without an answer.
     let cutting = fake_server(|mut c| {
+        answer_healthz_probes(&mut c);
         c.set_read_timeout(Some(std::time::Duration::from_millis(300)))
             .unwrap();
         let mut buf = [0u8; 4096];
@@ -393,6 +420,17 @@ fn a_write_that_may_have_been_applied_goes_to_no_other_standalone_server() {
         b"",
     );
     assert_eq!(stdout(&out), "{\"key\":\"kept\"}\n");
+    // A first server that does not answer the probe either was sent
+    // nothing: the write moves on and is applied.
+    let mute = fake_server(|mut c| {
+        let mut buf = [0u8; 4096];
+        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let list = format!("{mute},{}", s.url);
+    let out = kvr(dir.path(), &["--server", &list, "put", "c", "3"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kvr(dir.path(), &["--server", &s.url, "get", "c"], b"");
+    assert_eq!(stdout(&out), "3");
     // Nothing listens on the first: the write moves on and is applied.
     let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gone_url = format!("http://{}", gone.local_addr().unwrap());
