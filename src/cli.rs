@@ -576,13 +576,15 @@ pub struct ServeArgs {
     /// The private key of --tls-cert, a PEM file.
     #[arg(long, env = "KVR_TLS_KEY", hide_env_values = true, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
-    /// Largest value, in bytes.
+    /// Largest value, in bytes (in cluster mode, --raft-listen, the
+    /// default is 8388608: one request is one Raft entry).
     #[arg(long, value_name = "BYTES", default_value_t = crate::limits::DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,
     /// Most operations in one batch request.
     #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_OPS)]
     pub max_batch_ops: usize,
-    /// Largest batch request body, in bytes.
+    /// Largest batch request body, in bytes (in cluster mode the default
+    /// is 8388608).
     #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES)]
     pub max_batch_bytes: usize,
     /// Memory for request bodies being received or handled, server-wide,

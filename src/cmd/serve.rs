@@ -726,3 +726,21 @@ fn listening_line_failed(e: std::io::Error) -> Error {
     };
     Error::io("cannot write the listening line to stdout", e)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `serve --help` states the cluster-mode default of the two limits in
+    /// words clap cannot derive: they must say what `limits_of` does.
+    #[test]
+    fn help_states_the_cluster_defaults() {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command();
+        let help = cli
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        let said = format!("is {}", super::CLUSTER_MAX_BYTES);
+        assert_eq!(help.matches(&said).count(), 2, "{help}");
+    }
+}
