@@ -254,6 +254,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     // 400k keys over 10M). Requests are served meanwhile; the line follows.
     if state.engine.keys_to_count() == 0 {
         line.print();
+        // Written before the first request is answered: access lines go
+        // through a thread of their own, and one came first in a loaded
+        // CI run.
+        crate::server::log::flush_events();
     } else {
         std::thread::Builder::new()
             .name("kvr-count".into())
