@@ -1350,8 +1350,13 @@ fn a_join_with_another_cluster_token_is_refused() {
         assert!(err.contains("kvr: error:") && err.contains(said), "{err}");
         assert_eq!(voters(target), 1);
         assert_eq!(status_of(target)["nodes"].as_array().unwrap().len(), 1);
-        let _ = std::fs::remove_file(dir.join("joiner.redb"));
-        let _ = std::fs::remove_dir_all(dir.join("joiner.redb.raft"));
+        // Refused, it leaves no file behind (it left a new, empty one).
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|name| name.starts_with("joiner"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }
 

@@ -107,6 +107,25 @@ pub fn identity_of(store: &Store) -> Result<Option<(String, NodeId)>> {
     Ok(Some((id.cluster_id, id.node_id)))
 }
 
+/// While a new node waits for its id: dropped before [`DiscardUnjoined::keep`],
+/// removes the database file if this process created it and nothing was
+/// written to it (`Store::discard_if_unwritten`).
+struct DiscardUnjoined<'a>(Option<&'a Store>);
+
+impl DiscardUnjoined<'_> {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for DiscardUnjoined<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.0 {
+            store.discard_if_unwritten();
+        }
+    }
+}
+
 fn new_cluster_id() -> Result<String> {
     let mut bytes = [0u8; 8];
     std::io::Read::read_exact(
@@ -156,7 +175,12 @@ pub async fn start(
                     stats.keys
                 )));
             }
+            // Refused, or stopped by a signal while it waits (this future
+            // is then dropped): a file this start created goes again, as
+            // a failed first write's does.
+            let unjoined = DiscardUnjoined(Some(&store));
             let answer = ask_join(&opts, None, None).await?;
+            unjoined.keep();
             (answer.cluster_id, answer.node_id, true)
         }
         None => {

@@ -141,5 +141,10 @@ fn a_node_waiting_to_join_stops_on_sigterm_with_exit_0() {
             err.contains("stopping before this node joined its cluster"),
             "{err}"
         );
+        // The file it created for the join goes with it.
+        assert!(
+            !dir.join("j1.redb").exists(),
+            "{signal}: the new file stayed"
+        );
     }
 }
