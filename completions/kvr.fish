@@ -233,9 +233,9 @@ complete -c kvr -n "__fish_kvr_using_subcommand tui" -s h -l help -d 'Print help
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l listen -d 'Address to listen on (port 0: any free port; the first stdout line names it)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with the certificate chain in this PEM file (leaf first); needs --tls-key' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert, a PEM file' -r -F
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-value-bytes -d 'Largest value, in bytes' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-value-bytes -d 'Largest value, in bytes (in cluster mode, --raft-listen, the default is 8388608: one request is one Raft entry)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-ops -d 'Most operations in one batch request' -r
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes (in cluster mode the default is 8388608)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-body-mib -d 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once. Default: twice --memtable-mib; never less than one largest request' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l queue-size -d 'Writes that may wait for the writer; beyond, 503 overloaded at once' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)' -r
