@@ -114,13 +114,25 @@ impl Drop for LocalKv {
 impl LocalKv {
     /// A cluster member's file takes no writes but through its cluster.
     fn writable(&self) -> Result<()> {
-        match crate::cluster::start::identity_of(&self.store)? {
-            Some((cluster, node)) => Err(Error::invalid(format!(
+        let Some((cluster, node)) = crate::cluster::start::identity_of(&self.store)? else {
+            return Ok(());
+        };
+        let removed = self
+            .store
+            .cluster_value(crate::store::cluster::REMOVED)?
+            .is_some();
+        Err(Error::invalid(match removed {
+            // Its cluster goes on without it: "write through the cluster"
+            // would send the user to writes this file never sees.
+            true => format!(
+                "this database is node {node}, removed from cluster {cluster}: it takes no \
+                 writes; `kvr --db FILE backup NEW` copies its data into a database of its own"
+            ),
+            false => format!(
                 "this database is node {node} of cluster {cluster}; write through the \
                  cluster (kvr --server URL)"
-            ))),
-            None => Ok(()),
-        }
+            ),
+        }))
     }
 
     /// Deletes what expired (see the type's header), then applies `op`

@@ -937,6 +937,23 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
                 .collect::<Vec<_>>(),
         );
         assert_eq!(out.status.code(), Some(3), "{name}");
+        // Its file takes no writes with --db either, and says why and
+        // what to do (it said "write through the cluster"); a backup of
+        // it is a database of its own, which takes them.
+        let db = format!("{name}.redb");
+        let before = kvr(dir, &["--db", &db, "range"]).stdout;
+        let out = kvr(dir, &["--db", &db, "put", "k", "mine"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("is node {}, removed from cluster", &name[1..]))
+                && err.contains("backup NEW"),
+            "{err}"
+        );
+        let copy = format!("{name}-copy.redb");
+        assert_ok(&kvr(dir, &["--db", &db, "backup", &copy]));
+        assert_ok(&kvr(dir, &["--db", &copy, "put", "k", "mine"]));
+        assert_eq!(kvr(dir, &["--db", &db, "range"]).stdout, before);
     }
     // The rest goes on.
     assert_ok(&put(dir, &nodes[1], "k2", "v2"));
