@@ -128,20 +128,7 @@ impl Node {
         if self.me.tls.is_none() {
             return Ok(());
         }
-        let probe = network::call(
-            &mut None,
-            network::Dest {
-                addr: raft,
-                me: &self.me,
-                target: id,
-            },
-            "hello",
-            full(Vec::new()),
-            None,
-            FORWARD_TIMEOUT,
-        )
-        .await;
-        match probe {
+        match self.hello(id, raft, FORWARD_TIMEOUT).await {
             Err((_, e)) => match crate::tls::failure(&format!("raft {raft}"), &e) {
                 Some(refused) => Err(Error::invalid(format!(
                     "node {id} cannot be added: {refused}"
@@ -150,6 +137,23 @@ impl Node {
             },
             Ok(_) => Ok(()),
         }
+    }
+
+    /// A `hello` to node `id`'s raft listener at `raft`, on a connection
+    /// of its own: whether the node is there, and whether this node can
+    /// reach it (TLS included).
+    async fn hello(
+        &self,
+        id: NodeId,
+        raft: &str,
+        wait: Duration,
+    ) -> std::result::Result<Bytes, (bool, std::io::Error)> {
+        let dest = network::Dest {
+            addr: raft,
+            me: &self.me,
+            target: id,
+        };
+        network::call(&mut None, dest, "hello", full(Vec::new()), None, wait).await
     }
 
     /// A membership or leadership change, here if this node leads, else
@@ -489,19 +493,7 @@ impl Node {
                 done = &mut caught_up => return done,
                 _ = probes.tick() => {}
             }
-            let mut conn = None;
-            let probe = network::call(
-                &mut conn,
-                network::Dest {
-                    addr: raft,
-                    me: &self.me,
-                    target: id,
-                },
-                "hello",
-                full(Vec::new()),
-                None,
-                JOINER_PROBE_WAIT,
-            );
+            let probe = self.hello(id, raft, JOINER_PROBE_WAIT);
             // Raced with the catch-up, which may end while a probe waits.
             let answered = tokio::select! {
                 done = &mut caught_up => return done,
