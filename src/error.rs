@@ -15,16 +15,32 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`Error::DatabaseMissing`] of `path`, saying whether a file is there,
 /// or a command is creating one.
 pub fn database_missing(path: &std::path::Path) -> Error {
+    let creator = crate::store::create::creator_of(path);
+    // Held by nobody: what a killed creation left (a batch killed before
+    // its commit leaves all it had written there).
+    let leftover = match creator {
+        Some(_) => None,
+        None => std::fs::metadata(crate::store::create::temp_path(path))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()),
+    };
     Error::DatabaseMissing {
         path: path.to_path_buf(),
         unfinished: path.exists(),
-        creator: crate::store::create::creator_of(path),
+        creator,
+        leftover,
     }
 }
 
 /// What [`Error::DatabaseMissing`] adds after "does not exist".
-fn missing_detail(unfinished: bool, creator: Option<&str>) -> String {
-    match (creator, unfinished) {
+fn missing_detail(
+    path: &std::path::Path,
+    unfinished: bool,
+    creator: Option<&str>,
+    leftover: Option<u64>,
+) -> String {
+    let mut detail = match (creator, unfinished) {
         (Some(creator), _) => {
             format!(" yet: {creator} is creating it, and it appears when that command commits")
         }
@@ -32,7 +48,15 @@ fn missing_detail(unfinished: bool, creator: Option<&str>) -> String {
                          (empty or partly written; put or batch creates the database in it)"
             .to_string(),
         (None, false) => String::new(),
+    };
+    if let Some(bytes) = leftover {
+        detail.push_str(&format!(
+            " ({} beside it, {bytes} bytes, was left by a creation that was killed: the next \
+             put or batch reuses it; remove it to free the space)",
+            crate::store::create::temp_path(path).display()
+        ));
     }
+    detail
 }
 
 /// What went wrong, in the terms the contract (SPEC.md) speaks of.
@@ -45,12 +69,18 @@ pub enum Error {
     /// A read-only command was pointed at a path with no database (exit 1):
     /// nothing there, or a file whose creation never finished (`unfinished`:
     /// empty or partly written, which `put` or `batch` replaces).
-    #[error("{} does not exist{}", path.display(), missing_detail(*unfinished, creator.as_deref()))]
+    #[error(
+        "{} does not exist{}",
+        path.display(),
+        missing_detail(path, *unfinished, creator.as_deref(), *leftover)
+    )]
     DatabaseMissing {
         path: PathBuf,
         unfinished: bool,
         /// The process creating it (a `kvr batch` that has not committed).
         creator: Option<String>,
+        /// The size of a `DB.creating` no process holds.
+        leftover: Option<u64>,
     },
 
     /// Bad input or usage; nothing was written (exit 2, HTTP 400).

@@ -556,7 +556,13 @@ fn a_batch_killed_before_its_commit_leaves_no_database() {
     batch.kill().unwrap();
     batch.wait().unwrap();
     assert!(!env.db().exists(), "a killed batch left a database");
-    env.kvr(["get", "a"]).code(1).stderr_has("does not exist");
+    // Readers say what the kill left, and what to do with it.
+    let size = std::fs::metadata(&temp).unwrap().len();
+    env.kvr(["get", "a"]).code(1).stderr_has(&format!(
+        "does not exist ({} beside it, {size} bytes, was left by a creation that was killed: \
+         the next put or batch reuses it; remove it to free the space)",
+        temp.display()
+    ));
     assert!(!env.kvr(["get", "a"]).output().stderr_text().contains("yet"));
     // What the kill left is reused by the next creation, and goes with it.
     assert!(temp.exists());
