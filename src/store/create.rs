@@ -154,21 +154,9 @@ pub fn build_empty<B: StorageBackend + Clone>(backend: B, opts: &StoreOptions) -
 /// creation (see the module header). Returns whether this call made it;
 /// `false` when another process did meanwhile.
 pub(super) fn create(path: &Path, opts: &StoreOptions, deadline: Instant) -> Result<bool> {
-    let temp = temp_path(path);
-    let Some(file) = lock_temp(path, &temp, deadline)? else {
+    let Some((file, temp, found)) = claim(path, deadline)? else {
         return Ok(false);
     };
-    let found = inspect(path)?;
-    if found == Found::Present {
-        // Another creator finished first. The file we locked was made by
-        // our own open after its rename (or is a leftover): ours to remove,
-        // under its lock, which a later creator checks it still has.
-        let _ = std::fs::remove_file(&temp);
-        return Ok(false);
-    }
-    if found == Found::Unfinished {
-        ensure_unlocked(path)?;
-    }
     let built = file
         .set_len(0)
         .map_err(|e| Error::io(format!("cannot create {}", temp.display()), e))
@@ -232,18 +220,9 @@ pub(super) fn begin(
     opts: &StoreOptions,
     deadline: Instant,
 ) -> Result<Option<(redb::Database, Unpublished)>> {
-    let temp = temp_path(path);
-    let Some(file) = lock_temp(path, &temp, deadline)? else {
+    let Some((file, temp, found)) = claim(path, deadline)? else {
         return Ok(None);
     };
-    let found = inspect(path)?;
-    if found == Found::Present {
-        let _ = std::fs::remove_file(&temp); // as in `create`
-        return Ok(None);
-    }
-    if found == Found::Unfinished {
-        ensure_unlocked(path)?;
-    }
     let db = file
         .set_len(0)
         .map_err(|e| Error::io(format!("cannot create {}", temp.display()), e))
@@ -274,6 +253,28 @@ fn say_replaced(path: &Path) {
          interrupted (no data was in it)",
         path.display()
     );
+}
+
+/// The start of [`create`] and [`begin`]: `DB.creating` locked (see
+/// [`lock_temp`]), and what is at `path`, `Missing` or `Unfinished`.
+/// `None` when another creator finished first.
+fn claim(path: &Path, deadline: Instant) -> Result<Option<(File, PathBuf, Found)>> {
+    let temp = temp_path(path);
+    let Some(file) = lock_temp(path, &temp, deadline)? else {
+        return Ok(None);
+    };
+    let found = inspect(path)?;
+    if found == Found::Present {
+        // Another creator finished first. The file we locked was made by
+        // our own open after its rename (or is a leftover): ours to remove,
+        // under its lock, which a later creator checks it still has.
+        let _ = std::fs::remove_file(&temp);
+        return Ok(None);
+    }
+    if found == Found::Unfinished {
+        ensure_unlocked(path)?;
+    }
+    Ok(Some((file, temp, found)))
 }
 
 /// Opens and locks `DB.creating`, waiting for another creator until
