@@ -49,8 +49,21 @@ for i in range(int(sys.argv[1])):
     w("*4\r\n$4\r\nZADD\r\n$1\r\nz\r\n$1\r\n0\r\n$%d\r\n%s\r\n" % (len(m), m))
 ' "$KEYS" | redis-cli -p 6399 --pipe > /dev/null
 
+# Redis rewrites its AOF in the background once it has doubled (it does
+# after the load above, and may during its SET rounds): a rewrite writes
+# ~100 MB and forks, and one that overlapped kvr's first PUT round gave it a
+# p99 of 152 ms (2026-12-04). Each kvr round waits until none runs and the
+# disk has taken its writes; Redis's own rounds keep its default behaviour.
+redis_quiet() {
+  for _ in $(seq 600); do
+    redis-cli -p 6399 info persistence | grep -q '^aof_rewrite_in_progress:0' && break
+    sleep 0.1
+  done
+  sync
+}
 wrk_run() { # name script conns
   local seen
+  redis_quiet
   seen=$(wc -l < "$W/serve.log")
   printf '%-28s' "$1"; wrk -t2 -c"$3" -d"${SECS}s" --latency -s "$W/$2.lua" "$URL" | grep RESULT
   # The same requests as kvr's handler timed them (its access log): wrk's
