@@ -425,7 +425,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__check)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -809,7 +809,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__compact)
-            opts="-h --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            opts="-h --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -223,6 +223,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
             cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
+            cand --json 'Print one JSON object: {"ok":true,"keys":N,"revision":R,"expired":E}, or {"ok":false,"problems":[{"where":…,"what":…},…]} (exit 3)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -236,6 +237,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
             cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
+            cand --json 'Print {"before":B,"after":A}, the file''s size in bytes'
             cand -h 'Print help'
             cand --help 'Print help'
         }

@@ -207,6 +207,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand check" -l cacert -d 'With an htt
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand check" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
 stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand check" -l json -d 'Print one JSON object: {"ok":true,"keys":N,"revision":R,"expired":E}, or {"ok":false,"problems":[{"where":…,"what":…},…]} (exit 3)'
 complete -c kvr -n "__fish_kvr_using_subcommand check" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r
@@ -218,6 +219,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand compact" -l cacert -d 'With an h
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
 stale\t''"
+complete -c kvr -n "__fish_kvr_using_subcommand compact" -l json -d 'Print {"before":B,"after":A}, the file\'s size in bytes'
 complete -c kvr -n "__fish_kvr_using_subcommand compact" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand tui" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r

@@ -537,12 +537,21 @@ pub struct BackupArgs {
 /// Verify the --db file without changing it: storage integrity, every
 /// record, the counters, a leftover log (exit 3 on any problem).
 #[derive(Debug, Args)]
-pub struct CheckArgs {}
+pub struct CheckArgs {
+    /// Print one JSON object: {"ok":true,"keys":N,"revision":R,"expired":E},
+    /// or {"ok":false,"problems":[{"where":…,"what":…},…]} (exit 3).
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Give the --db file's free space back to the file system (no other
 /// process may hold it); prints the size before and after.
 #[derive(Debug, Args)]
-pub struct CompactArgs {}
+pub struct CompactArgs {
+    /// Print {"before":B,"after":A}, the file's size in bytes.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Browse and edit the database in a full-screen terminal UI (? for keys).
 #[derive(Debug, Args)]

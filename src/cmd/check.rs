@@ -4,8 +4,10 @@
 
 use std::io::Write;
 
+use serde_json::json;
+
 use super::{remote, store_options};
-use crate::cli::Global;
+use crate::cli::{CheckArgs, Global};
 use crate::error::{Error, Result};
 
 /// The check's page cache unless `--cache-mib` is given: it reads each
@@ -13,7 +15,7 @@ use crate::error::{Error, Result};
 /// 64 MiB took 7.7 s and 110 MB of memory; the 1 GiB default 13 s and 1.4 GB.
 const CHECK_CACHE_BYTES: usize = 64 << 20;
 
-pub fn run(g: &Global) -> anyhow::Result<()> {
+pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     local_only(g, "check")?;
     let cache = match g.cache_mib {
         Some(_) => store_options(g)?.cache_bytes,
@@ -24,15 +26,28 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     note_unapplied_raft_log(g, &report);
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
-    if report.problems.is_empty() {
-        // Counted as `stats` and reads count them: expired keys are absent.
-        writeln!(
-            out,
-            "ok: {} keys, revision {}",
-            report.keys - report.expired,
-            report.revision
-        )
-        .map_err(write_err)?;
+    // Counted as `stats` and reads count them: expired keys are absent.
+    let keys = report.keys - report.expired;
+    if args.json {
+        let line = match report.problems.is_empty() {
+            true => json!({
+                "ok": true,
+                "keys": keys,
+                "revision": report.revision,
+                "expired": report.expired,
+            }),
+            false => json!({
+                "ok": false,
+                "problems": report
+                    .problems
+                    .iter()
+                    .map(|p| json!({"where": p.place, "what": p.what}))
+                    .collect::<Vec<_>>(),
+            }),
+        };
+        writeln!(out, "{line}").map_err(write_err)?;
+    } else if report.problems.is_empty() {
+        writeln!(out, "ok: {keys} keys, revision {}", report.revision).map_err(write_err)?;
         if report.expired > 0 {
             // Not `eprintln!`, which panics when stderr cannot be written.
             let _ = writeln!(
@@ -43,10 +58,13 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
                 if report.expired == 1 { "is" } else { "are" },
             );
         }
-        return Ok(());
+    } else {
+        for p in &report.problems {
+            writeln!(out, "problem: {}: {}", p.place, p.what).map_err(write_err)?;
+        }
     }
-    for p in &report.problems {
-        writeln!(out, "problem: {}: {}", p.place, p.what).map_err(write_err)?;
+    if report.problems.is_empty() {
+        return Ok(());
     }
     Err(Error::Corrupt(format!(
         "check found {} problem{} in {}",

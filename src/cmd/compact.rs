@@ -12,11 +12,11 @@ use std::path::Path;
 
 use super::check::local_only;
 use super::store_options;
-use crate::cli::Global;
+use crate::cli::{CompactArgs, Global};
 use crate::error::{Error, Result};
 use crate::store::OpenMode;
 
-pub fn run(g: &Global) -> anyhow::Result<()> {
+pub fn run(g: &Global, args: &CompactArgs) -> anyhow::Result<()> {
     local_only(g, "compact")?;
     let before = size(&g.db)?;
     let store = super::open_file(&g.db, OpenMode::MustExist, &store_options(g)?)
@@ -49,14 +49,18 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
     }
     // Done by now: a failure to print (stdout on a full disk) says so, not
     // "disk full … retry" as if the compaction had failed.
-    super::print_after_write(
-        format!(
+    let summary = match args.json {
+        true => format!(
+            "{}\n",
+            serde_json::json!({"before": before, "after": after})
+        ),
+        false => format!(
             "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)\n",
             g.db.display(),
             before.saturating_sub(after) as f64 / 1e6
         ),
-        &format!("{done} and closed"),
-    )?;
+    };
+    super::print_after_write(summary, &format!("{done} and closed"))?;
     Ok(())
 }
 

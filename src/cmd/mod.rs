@@ -89,8 +89,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats(_) => stats::run(&*open(g, OpenMode::ReadOnly)?),
         Command::Backup(args) => backup::run(g, args),
-        Command::Check(_) => check::run(g),
-        Command::Compact(_) => compact::run(g),
+        Command::Check(args) => check::run(g, &args),
+        Command::Compact(args) => compact::run(g, &args),
         Command::Serve(args) => serve::run(g, *args),
         Command::Bench(args) => bench::run(g, args),
         Command::Cluster(args) => cluster::run(g, args),

@@ -508,6 +508,11 @@ fn check_passes_a_good_file_and_leaves_it_unchanged() {
     let before = std::fs::read(dir.path().join("db.redb")).unwrap();
     let out = run_ok(dir.path(), &["--db", "db.redb", "check"]);
     assert_eq!(out, "ok: 499 keys, revision 501\n");
+    let out = run_ok(dir.path(), &["--db", "db.redb", "check", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!({"ok": true, "keys": 499, "revision": 501, "expired": 0})
+    );
     assert!(std::fs::read(dir.path().join("db.redb")).unwrap() == before);
     // A file that does not exist: exit 1. With --server: exit 2.
     let out = kvr(dir.path(), &["--db", "none.redb", "check"], b"");
@@ -588,6 +593,19 @@ fn check_reports_counters_that_disagree_with_the_data() {
     );
     std::fs::remove_dir(&log).unwrap();
     check_fails(dir.path(), "the keys counter says 99");
+    // --json: the same problems in one object, the same exit 3.
+    let out = kvr(dir.path(), &["--db", "db.redb", "check", "--json"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{report}");
+    assert!(
+        problems.iter().any(|p| p["where"] == "table meta"
+            && p["what"] == "the keys counter says 99, but table kv holds 100 keys"),
+        "{report}"
+    );
+    assert!(stderr(&out).starts_with("kvr: error: check found 2 problems"));
 }
 
 #[test]
@@ -694,6 +712,12 @@ fn compact_shrinks_a_file_with_many_deletes() {
         run_ok(d, &["--db", "db.redb", "check"]),
         "ok: 2000 keys, revision 38000\n"
     );
+    // --json: the sizes alone; a compacted file has nothing to give back.
+    let out = run_ok(d, &["--db", "db.redb", "compact", "--json"]);
+    let sizes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sizes["before"], after, "{out}");
+    assert!(sizes["after"].as_u64().unwrap() <= after, "{out}");
+    assert_eq!(run_ok(d, &["--db", "db.redb", "range"]), range_before);
     // On a file a server holds: exit 3, the file unchanged.
     let _server = Server::start(d, &[]);
     let bytes = std::fs::read(d.join("db.redb")).unwrap();
