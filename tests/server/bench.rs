@@ -56,6 +56,34 @@ fn bench_on_the_engine_ignores_kvr_db() {
         b"",
     ));
     assert_eq!(r["ok"], 20);
+    // A batch request writes --batch-size keys: both rates are reported.
+    let (requests, keys) = (
+        r["ops_per_sec"].as_f64().unwrap(),
+        r["keys_per_sec"].as_f64().unwrap(),
+    );
+    assert!((keys - 10.0 * requests).abs() < 1e-6 * keys, "{r}");
+    let out = kvr(
+        dir.path(),
+        &[
+            "--db",
+            "given.redb",
+            "bench",
+            "--workload",
+            "batch",
+            "--batch-size",
+            "10",
+            "--requests",
+            "20",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("20 ok, 0 errors, ") && stdout(&out).contains(" requests/s, "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains(" keys/s\n"), "{}", stdout(&out));
     let stats = kvr(dir.path(), &["--db", "given.redb", "stats"], b"");
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert!(stats["keys"].as_u64().unwrap() > 0);

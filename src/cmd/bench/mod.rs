@@ -411,8 +411,11 @@ fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) -> crate:
     let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1e6;
     let max_ms = t.latency.max() as f64 / 1e6;
     let errors: u64 = t.errors.values().sum();
+    // A batch request writes --batch-size keys: bulk loads are sized in keys.
+    let keys_per_sec =
+        matches!(args.workload, Workload::Batch).then(|| ops * args.batch_size as f64);
     if args.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "workload": format!("{:?}", args.workload).to_lowercase(),
             "target": target,
             "clients": args.clients,
@@ -425,6 +428,9 @@ fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) -> crate:
             "errors": t.errors,
             "errors_total": errors,
         });
+        if let Some(keys) = keys_per_sec {
+            v["keys_per_sec"] = keys.into();
+        }
         return super::print_out(format!("{v}\n"));
     }
     use std::fmt::Write as _;
@@ -434,7 +440,13 @@ fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) -> crate:
         "{:?} on {target}: {} clients, {:.1} s",
         args.workload, args.clients, secs
     );
-    let _ = writeln!(text, "  {ok} ok, {errors} errors, {ops:.0} ops/s");
+    // A batch or range request is many operations: count what was sent.
+    let rate = match (args.workload, keys_per_sec) {
+        (_, Some(keys)) => format!("{ops:.0} requests/s, {keys:.0} keys/s"),
+        (Workload::Range, _) => format!("{ops:.0} requests/s"),
+        _ => format!("{ops:.0} ops/s"),
+    };
+    let _ = writeln!(text, "  {ok} ok, {errors} errors, {rate}");
     if ok == 0 {
         // Not a row of zeros, which reads as a very fast server.
         let _ = writeln!(text, "  latency ms: none (no request succeeded)");
