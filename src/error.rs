@@ -115,13 +115,17 @@ pub enum Error {
 
     /// Another process holds the database file (exit 3).
     #[error(
-        "{} is in use by {}{}",
+        "{} is {}in use by {}{}{}",
         path.display(),
+        if waited.is_zero() { "" } else { "still " },
         holder.as_deref().unwrap_or("another process"),
-        in_use_hint(server.as_deref(), *file_command, holder.as_deref())
+        waited_text(*waited),
+        in_use_hint(server.as_deref(), *file_command, holder.as_deref(), !waited.is_zero())
     )]
     InUse {
         path: PathBuf,
+        /// How long this command waited for it (`--lock-timeout`).
+        waited: std::time::Duration,
         /// The URL of the `kvr serve` holding it, when it could be learned.
         server: Option<String>,
         /// The holding process, e.g. `kvr tui --db F (pid 42)`, when known.
@@ -249,7 +253,27 @@ fn line_prefix(line: Option<u64>) -> String {
     line.map(|l| format!("line {l}: ")).unwrap_or_default()
 }
 
-fn in_use_hint(server: Option<&str>, file_command: Option<&str>, holder: Option<&str>) -> String {
+fn waited_text(waited: std::time::Duration) -> String {
+    match waited.is_zero() {
+        true => String::new(),
+        // As given (`--lock-timeout 2`: "2 s"), to a tenth of a second.
+        false => format!(
+            " after waiting {} s",
+            (waited.as_secs_f64() * 10.0).round() / 10.0
+        ),
+    }
+}
+
+fn in_use_hint(
+    server: Option<&str>,
+    file_command: Option<&str>,
+    holder: Option<&str>,
+    waited: bool,
+) -> String {
+    let wait = match waited {
+        true => "a longer --lock-timeout waits longer",
+        false => "give this command --lock-timeout SECS to wait for it",
+    };
     match (file_command, server) {
         // `check` and `compact` refuse `--server`: suggesting it leads nowhere.
         (Some("check"), _) => format!(
@@ -264,15 +288,20 @@ fn in_use_hint(server: Option<&str>, file_command: Option<&str>, holder: Option<
         (None, Some(url)) => format!("; it is served by kvr serve at {url}: use --server {url}"),
         // A command of its own (`kvr --db F batch …`): it lets go when it
         // is done, and no server is there to go through.
+        // To share a file between processes is what a server is for.
         (None, None) if holder.is_some_and(|h| h.starts_with("kvr ") && !h.contains(" serve")) => {
-            "; it lets go of the file when it is done: give this command --lock-timeout SECS \
-             to wait for it"
-                .to_string()
+            format!(
+                "; it lets go of the file when it is done: {wait}; to share the file between \
+                 processes, serve it (kvr serve) and use --server URL"
+            )
         }
-        (None, None) => {
-            "; if a kvr serve owns it, use --server URL, or wait with --lock-timeout SECS"
-                .to_string()
-        }
+        (None, None) => match waited {
+            true => "; if a kvr serve owns it, use --server URL; a longer --lock-timeout waits \
+                     longer"
+                .to_string(),
+            false => "; if a kvr serve owns it, use --server URL, or wait with --lock-timeout SECS"
+                .to_string(),
+        },
     }
 }
 
@@ -291,11 +320,13 @@ impl Error {
         match self {
             Error::InUse {
                 path,
+                waited,
                 server,
                 holder,
                 ..
             } => Error::InUse {
                 path,
+                waited,
                 server,
                 holder,
                 file_command: Some(command),

@@ -821,12 +821,35 @@ fn in_use_names_the_holding_process() {
     let first = message.lines().next().unwrap();
     assert!(first.contains("is in use by kvr --db"), "{first}");
     assert!(first.contains(&format!("batch (pid {pid})")), "{first}");
-    // A batch lets go when it is done; no server to suggest.
+    // A batch lets go when it is done; to share a file is a server's work
+    // (SPEC: the error suggests --server).
     assert!(
         first.contains("it lets go of the file when it is done: give this command --lock-timeout"),
         "{first}"
     );
-    assert!(!first.contains("--server"), "{first}");
+    assert!(
+        first.ends_with(
+            "to share the file between processes, serve it (kvr serve) and use --server URL"
+        ),
+        "{first}"
+    );
+    // Having waited (--lock-timeout) it says so, and does not suggest the
+    // flag it was given; check waits as the other commands do.
+    for command in [&["get", "k"][..], &["put", "k", "w"], &["check"]] {
+        let started = std::time::Instant::now();
+        let out = env
+            .kvr(["--lock-timeout", "0.3"].iter().chain(command))
+            .output();
+        assert_eq!(out.out.status.code(), Some(3), "{}", out.report());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+        let text = out.stderr_text();
+        assert!(
+            text.contains("is still in use by kvr --db ")
+                && text.contains(&format!("batch (pid {pid}) after waiting 0.3 s; ")),
+            "{text}"
+        );
+        assert!(!text.contains("give this command --lock-timeout"), "{text}");
+    }
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"v");

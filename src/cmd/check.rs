@@ -17,11 +17,13 @@ const CHECK_CACHE_BYTES: usize = 64 << 20;
 
 pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     local_only(g, "check")?;
+    let opts = store_options(g)?;
     let cache = match g.cache_mib {
-        Some(_) => store_options(g)?.cache_bytes,
+        Some(_) => opts.cache_bytes,
         None => CHECK_CACHE_BYTES,
     };
-    let mut report = crate::store::check(&g.db, cache).map_err(|e| e.for_file_command("check"))?;
+    let mut report = crate::store::check(&g.db, cache, opts.lock_timeout)
+        .map_err(|e| e.for_file_command("check"))?;
     check_raft_log(g, &mut report);
     note_unapplied_raft_log(g, &report);
     let mut out = std::io::stdout().lock();

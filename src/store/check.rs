@@ -60,7 +60,7 @@ impl Report {
 /// Checks the database at `path`; see the module header. An error is
 /// returned only when the check could not run (a missing file, a file in
 /// use); everything wrong with the file itself is in the report.
-pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
+pub fn check(path: &Path, cache_bytes: usize, lock_timeout: std::time::Duration) -> Result<Report> {
     let mut report = Report::default();
     match super::create::inspect(path)? {
         super::create::Found::Present => {}
@@ -85,11 +85,25 @@ pub fn check(path: &Path, cache_bytes: usize) -> Result<Report> {
         }
     }
     // Held for the whole check: no kvr process opens the file to write meanwhile.
-    let guard = match super::open_probe(path) {
+    // Another process's hold is waited out for `--lock-timeout`, as every
+    // command's open does.
+    let deadline = std::time::Instant::now() + lock_timeout;
+    let opened = loop {
+        match super::open_probe(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+            | Err(redb::DatabaseError::LockProtocolMismatch)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(super::LOCK_RETRY_INTERVAL);
+            }
+            other => break other,
+        }
+    };
+    let guard = match opened {
         Ok(db) => Some(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen)
         | Err(redb::DatabaseError::LockProtocolMismatch) => {
-            return Err(super::in_use(path));
+            return Err(super::in_use(path, lock_timeout));
         }
         // Reported below, if the file opens at all.
         Err(redb::DatabaseError::RepairAborted) => None,

@@ -280,6 +280,7 @@ fn claim(path: &Path, deadline: Instant) -> Result<Option<(File, PathBuf, Found)
 /// Opens and locks `DB.creating`, waiting for another creator until
 /// `deadline`. `None` when the database appeared while waiting.
 fn lock_temp(path: &Path, temp: &Path, deadline: Instant) -> Result<Option<File>> {
+    let may_wait = deadline.saturating_duration_since(Instant::now());
     loop {
         let file = OpenOptions::new()
             .read(true)
@@ -309,6 +310,7 @@ fn lock_temp(path: &Path, temp: &Path, deadline: Instant) -> Result<Option<File>
                 if Instant::now() >= deadline {
                     return Err(Error::InUse {
                         path: path.to_path_buf(),
+                        waited: may_wait,
                         server: None,
                         holder: super::holder::of(temp),
                         file_command: None,
@@ -355,6 +357,7 @@ fn ensure_unlocked(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse {
             path: path.to_path_buf(),
+            waited: std::time::Duration::ZERO,
             server: None,
             holder: super::holder::of(path),
             file_command: None,

@@ -66,7 +66,7 @@ pub const MAX_DEFAULT_SERVE_CACHE_MIB: u64 = 4096;
 /// How long [`Store::reopen`] waits for the closed file's lock to go.
 const REOPEN_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a waiting open (`--lock-timeout`) retries the lock.
-const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
+pub(super) const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Whether opening may create the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -553,7 +553,7 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Opened>
             redb::DatabaseError::DatabaseAlreadyOpen
             | redb::DatabaseError::LockProtocolMismatch => {
                 if Instant::now() >= deadline {
-                    return Err(in_use(path));
+                    return Err(in_use(path, opts.lock_timeout));
                 }
                 std::thread::sleep(LOCK_RETRY_INTERVAL);
                 continue;
@@ -640,7 +640,7 @@ fn plainly(path: &Path, source: std::io::Error) -> std::io::Error {
 /// behind: it is named only when the holder is a `kvr serve`, or cannot
 /// be learned, so a browser holding the file is not said to be "served"
 /// by a server long gone.
-pub(crate) fn in_use(path: &Path) -> Error {
+pub(crate) fn in_use(path: &Path, waited: Duration) -> Error {
     let holder = holder::of(path);
     let by_server = holder.as_deref().is_none_or(|h| {
         h.split_whitespace()
@@ -649,6 +649,7 @@ pub(crate) fn in_use(path: &Path) -> Error {
     });
     Error::InUse {
         path: path.to_path_buf(),
+        waited,
         server: read_serve_hint(path).filter(|_| by_server),
         holder,
         file_command: None,

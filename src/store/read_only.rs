@@ -79,7 +79,9 @@ pub(super) fn open(path: &Path, opts: &StoreOptions) -> Result<Opened> {
             Err(_) => Attempt::Done(Opened::NeedsWrite("open it".into())),
         };
         match attempt {
-            Attempt::Busy if Instant::now() >= deadline => return Err(in_use(path)),
+            Attempt::Busy if Instant::now() >= deadline => {
+                return Err(in_use(path, opts.lock_timeout));
+            }
             Attempt::Busy => std::thread::sleep(LOCK_RETRY_INTERVAL),
             // A server may have started, written and crashed between the
             // check above and the lock: its log is then newer than the file.

@@ -190,7 +190,7 @@ fn a_file_held_elsewhere_is_an_error_and_the_text_is_kept() {
     ctrl_s(&mut s);
     let status = s.app.status.text.clone();
     assert!(
-        status.starts_with("cannot save note: ") && status.contains(" is in use by "),
+        status.starts_with("cannot save note: ") && status.contains(" is still in use by "),
         "{status}"
     );
     assert!(
@@ -211,7 +211,7 @@ fn a_file_held_elsewhere_is_an_error_and_the_text_is_kept() {
     let other = other_open(&path);
     keys(&mut s, "j");
     assert!(
-        s.app.status.text.contains(" is in use by "),
+        s.app.status.text.contains(" in use by "),
         "{:?}",
         s.app.status.text
     );
