@@ -23,6 +23,7 @@
 //! * [`interrupt`]: SIGINT and SIGTERM during `kvr batch`: stop cleanly.
 //! * [`tui`]: `kvr tui`, the terminal browser over any [`kv::Kv`].
 //! * [`background`]: background threads (flush, access log) run nicer.
+//! * [`panics`]: the storage engine's panics on a damaged file, as errors.
 
 pub mod background;
 pub mod backup;
@@ -38,6 +39,7 @@ pub mod jsonl;
 pub mod kv;
 pub mod limits;
 pub mod openapi;
+pub mod panics;
 pub mod server;
 pub mod store;
 pub mod tls;

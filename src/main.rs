@@ -67,6 +67,7 @@ extern "C" fn note_stdin_at_start() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    kvr::panics::install();
     #[cfg(target_os = "linux")]
     kvr::cmd::stdin_closed_at_start(
         STDIN_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed),

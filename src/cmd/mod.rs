@@ -33,8 +33,35 @@ use crate::kv::{Kv, LocalKv};
 use crate::limits::DEFAULT_MAX_VALUE_BYTES;
 use crate::store::{OpenMode, Store, StoreOptions};
 
-/// Runs the parsed command line.
+/// Runs the parsed command line. A panic of the storage engine (redb, on
+/// a damaged file) is an error that says so, exit 3, not a crash.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match remote(&cli.global) {
+        Ok(None) => Some(cli.global.db.clone()),
+        _ => None,
+    };
+    match crate::panics::contain(|| run_command(cli)) {
+        Ok(result) => result,
+        Err(caught) if caught.in_storage_engine => {
+            let what = match &file {
+                Some(db) => format!(
+                    "; {} may be damaged: kvr --db {} check tells; if it is, restore a backup",
+                    db.display(),
+                    db.display()
+                ),
+                None => String::new(),
+            };
+            Err(Error::Storage(format!(
+                "the storage engine (redb) stopped on an internal error: {}{what}",
+                caught.text
+            ))
+            .into())
+        }
+        Err(caught) => std::panic::resume_unwind(Box::new(caught.text)),
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     // Every command, `serve`, `bench` and `completions` included: which
     // of the two was meant cannot be guessed.

@@ -84,6 +84,37 @@ pub fn check(path: &Path, cache_bytes: usize, lock_timeout: std::time::Duration)
             return Ok(report);
         }
     }
+    // redb panics on some damaged pages rather than failing: that is damage
+    // to report, not a crash.
+    let (cache, wait) = (cache_bytes, lock_timeout);
+    match crate::panics::contain(|| check_present(path, cache, wait, report)) {
+        Ok(report) => report,
+        // A kvr bug is not damage to the file.
+        Err(caught) if !caught.in_storage_engine => {
+            std::panic::resume_unwind(Box::new(caught.text))
+        }
+        Err(caught) => {
+            let mut report = Report::default();
+            report.problem(
+                "file",
+                format!(
+                    "the storage engine stopped reading it on an internal error ({}): the \
+                     file is damaged",
+                    caught.text
+                ),
+            );
+            Ok(report)
+        }
+    }
+}
+
+/// [`check`] of a file that is there.
+fn check_present(
+    path: &Path,
+    cache_bytes: usize,
+    lock_timeout: std::time::Duration,
+    mut report: Report,
+) -> Result<Report> {
     // Held for the whole check: no kvr process opens the file to write meanwhile.
     // Another process's hold is waited out for `--lock-timeout`, as every
     // command's open does.

@@ -559,6 +559,38 @@ fn check_reports_a_flipped_byte_in_a_page() {
 }
 
 #[test]
+fn a_damaged_page_that_makes_redb_panic_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    small_db(dir.path(), 500);
+    // Zeros over the page at 4096: redb opens the file and reaches an
+    // `unreachable!` (every command exited 101, `check` too).
+    let path = dir.path().join("db.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4096..4608].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = check_fails(
+        dir.path(),
+        "problem: file: the storage engine stopped reading it",
+    );
+    assert!(out.contains("the file is damaged"), "{out}");
+    for args in [&["stats"][..], &["get", "pre/000001"], &["put", "k", "v"]] {
+        let out = kvr(dir.path(), &[&["--db", "db.redb"][..], args].concat(), b"");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.starts_with("kvr: error: storage error: the storage engine (redb) stopped")
+                && text.contains("db.redb may be damaged: kvr --db db.redb check tells")
+                && !text.contains("panicked"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            std::fs::read(&path).unwrap() == bytes,
+            "{args:?} changed the file"
+        );
+    }
+}
+
+#[test]
 fn check_reports_counters_that_disagree_with_the_data() {
     let dir = tempfile::tempdir().unwrap();
     small_db(dir.path(), 100);
