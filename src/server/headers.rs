@@ -220,6 +220,27 @@ impl WriteCondition {
         }
     }
 
+    /// Refuses `If-Match` and `If-None-Match` on a write that has no
+    /// single key to compare them with (`what`: a batch, a range delete):
+    /// ignored, a client's guard would be dropped and the write done.
+    pub fn refuse(headers: &HeaderMap, what: &str) -> Result<()> {
+        match [IF_MATCH, IF_NONE_MATCH]
+            .into_iter()
+            .find(|h| headers.contains_key(h))
+        {
+            Some(header) => Err(Error::invalid(format!(
+                "{} applies to the write of one key (PUT or DELETE /v1/kv/KEY), not to {what}; \
+                 nothing was written",
+                if header == IF_MATCH {
+                    "If-Match"
+                } else {
+                    "If-None-Match"
+                }
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The condition as the fingerprint of an Idempotency-Key takes it:
     /// empty without one (so fingerprints of unconditional writes are
     /// those of earlier releases), else a canonical text, the same however

@@ -333,6 +333,10 @@ pub(super) async fn delete(
 }
 
 pub(super) async fn batch(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
+    WriteCondition::refuse(
+        req.headers(),
+        "a batch (its lines carry their own \"if_revision\")",
+    )?;
     let (parts, body) = req.into_parts();
     let limits = state.limits.clone();
     let max = limits.max_batch_bytes;

@@ -79,6 +79,7 @@ pub async fn delete(
     uri: &Uri,
     headers: &http::HeaderMap,
 ) -> Result<Response<Body>> {
+    super::headers::WriteCondition::refuse(headers, "a range delete")?;
     let params = Query::parse(uri.query())?;
     let bounded = |name| params.get(name).is_some_and(|v| !v.is_empty());
     if !bounded("start") && !bounded("end") && params.get("prefix").is_none() {

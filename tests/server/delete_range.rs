@@ -85,3 +85,46 @@ fn an_empty_start_or_end_is_no_bound() {
     let r = http("DELETE", &format!("{u}/v1/range?prefix=&start="), &[], None);
     assert_eq!(r.json(), serde_json::json!({"deleted": 2, "revision": 12}));
 }
+
+#[test]
+fn a_condition_on_a_range_delete_or_a_batch_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let u = &s.url;
+    fill(u);
+    // A guard the server would ignore is a guard dropped: 400, not a write.
+    for (name, value) in [
+        ("If-Match", "\"999\""),
+        ("If-Match", "*"),
+        ("If-None-Match", "*"),
+    ] {
+        let r = http(
+            "DELETE",
+            &format!("{u}/v1/range?prefix=a:"),
+            &[(name, value)],
+            None,
+        );
+        assert_eq!((r.status, r.code()), (400, "bad_request".to_string()));
+        assert!(
+            r.text().contains(&format!(
+                "{name} applies to the write of one key (PUT or DELETE /v1/kv/KEY), not to a \
+                 range delete; nothing was written"
+            )),
+            "{}",
+            r.text()
+        );
+        let r = http(
+            "POST",
+            &format!("{u}/v1/batch"),
+            &[(name, value)],
+            Some(b"{\"key\":\"a:1\",\"value\":\"new\"}\n"),
+        );
+        assert_eq!((r.status, r.code()), (400, "bad_request".to_string()));
+        assert!(r.text().contains("not to a batch"), "{}", r.text());
+    }
+    assert_eq!(keys(u), ["a:1", "a:2", "a:3", "b:1", "b:2", "c"]);
+    let r = http("GET", &format!("{u}/v1/kv/a:1"), &[], None);
+    assert_eq!(r.text(), "v");
+    let stats = http("GET", &format!("{u}/v1/stats"), &[], None).json();
+    assert_eq!(stats["revision"].as_u64(), Some(6));
+}
