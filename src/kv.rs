@@ -107,7 +107,7 @@ pub struct LocalKv {
 /// missing file leaves none behind.
 impl Drop for LocalKv {
     fn drop(&mut self) {
-        self.store.discard_if_unwritten();
+        let _ = self.store.discard_if_unwritten();
     }
 }
 

@@ -521,6 +521,12 @@ fn batch_from_file_and_dash(env: Env) {
     env.kvr(["batch", env.path("missing.jsonl").to_str().unwrap()])
         .code(2)
         .stderr_has("does not exist");
+    let dir = env.path("a-dir");
+    std::fs::create_dir(&dir).unwrap();
+    env.kvr(["batch", dir.to_str().unwrap()])
+        .code(2)
+        .stderr_has(&format!("batch input {} is a directory", dir.display()));
+    assert_eq!(keys_of(&env.range_json(&[])), ["f", "s"]);
     // A bad input file creates no database.
     let fresh = env.new_like();
     fresh

@@ -121,7 +121,7 @@ impl DiscardUnjoined<'_> {
 impl Drop for DiscardUnjoined<'_> {
     fn drop(&mut self) {
         if let Some(store) = self.0 {
-            store.discard_if_unwritten();
+            let _ = store.discard_if_unwritten();
         }
     }
 }
@@ -336,11 +336,16 @@ pub async fn start(
                 )),
                 // A definite refusal (a conflict, a wrong token, a
                 // certificate or TLS mode the cluster refuses) ends the
-                // process, as a refusal of the first request does.
+                // process, as a refusal of the first request does, and
+                // takes away what this start made for a node the cluster
+                // never had: restarted, it looked like a member.
                 Err(e) if e.exit_code() == 3 => {
                     crate::server::log::event(format_args!(
                         "kvr serve: joining failed: {e}; exiting"
                     ));
+                    if fresh && joining.engine.store().discard_if_unwritten() {
+                        discard_node_files(joining.engine.store().path());
+                    }
                     super::exit_on(&e);
                 }
                 Err(e) => crate::server::log::event(format_args!("kvr serve: joining failed: {e}")),
@@ -348,6 +353,13 @@ pub async fn start(
         });
     }
     Ok(node)
+}
+
+/// The Raft log and the `DB.serve` note of a new node's file `db` that was
+/// just removed (its join refused): nothing of the node is left.
+fn discard_node_files(db: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(log_store::dir_of(db));
+    let _ = std::fs::remove_file(crate::store::serve_hint_path(db));
 }
 
 /// `opts` less the `--join` targets that are this node's own URL: one

@@ -212,7 +212,14 @@ fn open_input(file: Option<&Path>, remote: bool) -> Result<(Box<dyn Read + Send>
                 }
                 _ => Error::io(format!("cannot open batch input {}", p.display()), e),
             })?;
-            let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            let meta = f.metadata().ok();
+            if meta.as_ref().is_some_and(|m| m.is_dir()) {
+                return Err(Error::invalid(format!(
+                    "batch input {} is a directory: give a file of JSON lines (or - for stdin)",
+                    p.display()
+                )));
+            }
+            let len = meta.filter(|m| m.is_file()).map(|m| m.len());
             if len.is_none() {
                 wait_for_input(&f, remote)?;
             }

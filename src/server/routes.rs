@@ -354,6 +354,26 @@ fn transfer_codings(headers: &HeaderMap) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a body sent with a content coding (`Content-Encoding: gzip`):
+/// the server decodes none, so the value stored would be the compressed
+/// bytes, which a later GET answers without the header that says so.
+fn content_codings(headers: &HeaderMap) -> Result<()> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("?");
+        if let Some(other) = text
+            .split(',')
+            .map(str::trim)
+            .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+        {
+            return Err(Error::invalid(format!(
+                "Content-Encoding {other:?} is not supported: send the body as it is (a value \
+                 is stored as the bytes sent)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a read may be stale (`?consistency=stale`).
 fn stale(query: &Query) -> Result<bool> {
     match query.get("consistency") {
@@ -390,6 +410,7 @@ async fn dispatch(
     let query = Query::parse(req.uri().query())?;
     query.only(params)?;
     transfer_codings(req.headers())?;
+    content_codings(req.headers())?;
     if let Some(node) = &state.cluster
         && !matches!(
             def.route,

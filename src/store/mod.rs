@@ -408,19 +408,21 @@ impl Store {
     /// written to it (revision 0): a put or batch that failed leaves no new
     /// database behind. Runs while the file is still open, so that no other
     /// process can have opened it in between. Never touches a file that was
-    /// there before.
-    pub fn discard_if_unwritten(&self) {
+    /// there before. Whether the file (under its name) was removed.
+    pub fn discard_if_unwritten(&self) -> bool {
         if let Some(new) = self.unpublished().take() {
             // Still under `DB.creating`, which we hold: ours alone.
             let _ = std::fs::remove_file(new.temp());
-            return;
+            return false;
         }
         if !self.created || !matches!(self.snapshot().and_then(|s| s.revision()), Ok(0)) {
-            return;
+            return false;
         }
-        if std::fs::remove_file(&self.path).is_ok() {
+        let removed = std::fs::remove_file(&self.path).is_ok();
+        if removed {
             let _ = create::sync_dir(create::parent_dir(&self.path));
         }
+        removed
     }
 
     /// Gives a file made by [`OpenMode::CreateOnCommit`] its name, once:

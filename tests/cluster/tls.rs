@@ -328,6 +328,16 @@ fn a_node_of_another_ca_cannot_join() {
         log.contains("refusing the peer at") && log.contains("could not be verified"),
         "{log}"
     );
+    // Nothing of the node it was to be is left (its file, Raft log and
+    // URL note): started again, that file passed for a member.
+    let left = |name: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with(&format!("{name}.redb")))
+            .collect()
+    };
+    assert_eq!(left("x"), Vec::<String>::new());
 
     // Its certificate is the cluster CA's, but it trusts another CA only:
     // it cannot verify the member it asks.
@@ -346,6 +356,7 @@ fn a_node_of_another_ca_cannot_join() {
         String::from_utf8_lossy(&out.stderr).contains(&logged),
         "{logged}"
     );
+    assert_eq!(left("y"), Vec::<String>::new());
 
     let status = cluster_status(dir, &ca.ca, &n1);
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");

@@ -306,6 +306,36 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
     assert_eq!(value(&s.url, "te"), (200, "hello".to_string()));
 }
 
+/// A content coding is refused too: the value would be the compressed
+/// bytes, which a GET then answers as if they were the value.
+#[test]
+fn a_content_coding_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let before = stats(&s.url);
+    for (method, target, coding) in [
+        ("PUT", "/v1/kv/ce", "gzip"),
+        ("PUT", "/v1/kv/ce", "identity, br"),
+        ("POST", "/v1/batch", "deflate"),
+    ] {
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Encoding: {coding}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        );
+        let r = raw(&s.addr, request.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 400"), "{coding}: {r}");
+        assert!(r.contains("is not supported: send the body as it is"), "{r}");
+    }
+    assert_eq!(stats(&s.url), before);
+    assert_eq!(value(&s.url, "ce").0, 404);
+    // `identity` is no coding at all.
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/ce HTTP/1.1\r\nHost: x\r\nContent-Encoding: identity\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(value(&s.url, "ce"), (200, "hello".to_string()));
+}
+
 /// Sends `bytes`, then shuts down the write side (as `nc -N`, `printf |
 /// nc -q` and some proxies do) and reads the answer to the end.
 fn half_closed(addr: &str, bytes: &[u8]) -> String {
