@@ -323,7 +323,10 @@ fn a_content_coding_is_refused() {
         );
         let r = raw(&s.addr, request.as_bytes());
         assert!(r.starts_with("HTTP/1.1 400"), "{coding}: {r}");
-        assert!(r.contains("is not supported: send the body as it is"), "{r}");
+        assert!(
+            r.contains("is not supported: send the body as it is"),
+            "{r}"
+        );
     }
     assert_eq!(stats(&s.url), before);
     assert_eq!(value(&s.url, "ce").0, 404);
