@@ -126,7 +126,9 @@ impl LocalKv {
             // would send the user to writes this file never sees.
             true => format!(
                 "this database is node {node}, removed from cluster {cluster}: it takes no \
-                 writes; `kvr --db FILE backup NEW` copies its data into a database of its own"
+                 writes; `kvr --db {} backup NEW` copies its data into a database NEW of its \
+                 own",
+                self.store.path().display()
             ),
             false => format!(
                 "this database is node {node} of cluster {cluster}; write through the \

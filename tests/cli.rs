@@ -1132,15 +1132,15 @@ fn a_database_from_release_0_1_still_opens() {
 #[test]
 fn an_io_error_names_its_cause_once() {
     let env = Env::new();
-    let dir = env.path("a-directory");
-    std::fs::create_dir(&dir).unwrap();
-    let done = env.kvr(["batch", dir.to_str().unwrap()]).code(3);
+    // Reading /proc/self/mem from its start fails with EIO (a directory,
+    // used before, is now refused by name before it is read).
+    let done = env.kvr(["batch", "/proc/self/mem"]).code(3);
     let text = done.stderr_text();
     assert!(
         text.starts_with("kvr: error: cannot read batch input: "),
         "{text}"
     );
-    assert_eq!(text.matches("os error 21").count(), 1, "{text}");
+    assert_eq!(text.matches("os error 5").count(), 1, "{text}");
     // Nothing written, nothing created.
     assert!(!env.db().exists());
 }

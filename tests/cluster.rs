@@ -751,6 +751,12 @@ fn cluster_flags_are_checked_before_anything_is_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds data"));
+    // Before it says it listens: a script reads that as a server up.
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = kvr(dir, &["--db", "data.redb", "get", "k"]);
     assert_eq!(out.stdout, b"v");
     // A standalone server has no cluster status.
@@ -810,6 +816,18 @@ fn cluster_commands_promote_transfer_and_remove() {
         table.contains("learner") && table.contains("leader"),
         "{table}"
     );
+    // Asked of a follower, it shows how far each node matches the leader's
+    // log as the leader sees it (the follower alone knows nothing of it).
+    assert!(
+        table.lines().next().unwrap().ends_with(
+            "(this is node 2, follower; MATCHED and LAG as node 1, the leader, sees them)"
+        ),
+        "{table}"
+    );
+    for row in table.lines().skip(2) {
+        let lag = row.split_whitespace().last().unwrap();
+        assert!(lag.parse::<u64>().is_ok(), "{table}");
+    }
     let json: serde_json::Value =
         serde_json::from_slice(&cluster(&["status", "--json"]).stdout).unwrap();
     assert_eq!(json["node_id"], 2);
@@ -947,7 +965,7 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(
             err.contains(&format!("is node {}, removed from cluster", &name[1..]))
-                && err.contains("backup NEW"),
+                && err.contains(&format!("{db} backup NEW` copies its data")),
             "{err}"
         );
         let copy = format!("{name}-copy.redb");

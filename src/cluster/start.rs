@@ -166,15 +166,7 @@ pub async fn start(
             (id.0, id.1, true)
         }
         None if !opts.join.is_empty() => {
-            let stats = store.stats()?;
-            if stats.keys > 0 || stats.revision > 0 {
-                return Err(Error::invalid(format!(
-                    "{} holds data ({} keys): --join needs an empty file (to bring data into a \
-                     new cluster, use --cluster-init)",
-                    db.display(),
-                    stats.keys
-                )));
-            }
+            refuse_join_with_data(&store, &opts)?;
             // Refused, or stopped by a signal while it waits (this future
             // is then dropped): a file this start created goes again, as
             // a failed first write's does.
@@ -353,6 +345,24 @@ pub async fn start(
         });
     }
     Ok(node)
+}
+
+/// A `--join` of a file that is no member but holds data: refused (exit 2;
+/// checked by `serve` before it says it listens, and again here).
+pub fn refuse_join_with_data(store: &Store, opts: &Options) -> Result<()> {
+    if opts.join.is_empty() || opts.init || identity_of(store)?.is_some() {
+        return Ok(());
+    }
+    let stats = store.stats()?;
+    if stats.keys > 0 || stats.revision > 0 {
+        return Err(Error::invalid(format!(
+            "{} holds data ({} keys): --join needs an empty file (to bring data into a new \
+             cluster, use --cluster-init)",
+            store.path().display(),
+            stats.keys
+        )));
+    }
+    Ok(())
 }
 
 /// The Raft log and the `DB.serve` note of a new node's file `db` that was

@@ -41,23 +41,70 @@ pub fn run(g: &Global, args: ClusterCommand) -> anyhow::Result<()> {
             false,
         ),
     };
-    let mut out = std::io::stdout().lock();
     let text = if json {
         format!("{status}\n")
     } else {
-        table(&status)
+        let view = leaders_view(g, &status);
+        table(&status, view.as_ref())
     };
+    let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| Error::io("cannot write to stdout", e))?;
     Ok(())
 }
 
-/// The status as a table: one line per node.
-fn table(s: &serde_json::Value) -> String {
+/// Only the leader knows how far each node's log matches its own: a
+/// status from another member is shown with the leader's, when the leader
+/// answers (`Err`: why not, for the table's header).
+fn leaders_view(
+    g: &Global,
+    status: &serde_json::Value,
+) -> Option<std::result::Result<serde_json::Value, String>> {
+    if status["state"] == "leader" {
+        return None;
+    }
+    let Some(url) = status["leader"]["url"].as_str() else {
+        return Some(Err("no leader is known".to_string()));
+    };
+    let asked = super::seconds(g.timeout, "--timeout")
+        .ok()
+        .map(|t| t.min(LEADER_VIEW_WAIT))
+        .unwrap_or(LEADER_VIEW_WAIT);
+    let view = Client::new(
+        url,
+        super::token(g).ok().flatten(),
+        asked,
+        g.cacert.as_deref(),
+    )
+    .and_then(|c| c.cluster(false, "/v1/cluster", None));
+    Some(match view {
+        Ok(v) if v["state"] == "leader" && v["cluster_id"] == status["cluster_id"] => Ok(v),
+        Ok(_) => Err(format!("{url} is no longer the leader")),
+        Err(e) => Err(format!("the leader at {url} did not answer: {e}")),
+    })
+}
+
+/// How long the leader may take to answer for [`leaders_view`].
+const LEADER_VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The status as a table: one line per node. With `view` (the leader's
+/// status, asked because `s` is another member's): MATCHED and LAG from it.
+fn table(
+    s: &serde_json::Value,
+    view: Option<&std::result::Result<serde_json::Value, String>>,
+) -> String {
     let leader = s["leader"]["id"].as_u64();
+    let seen = match view {
+        None => String::new(),
+        Some(Ok(v)) => format!(
+            "; MATCHED and LAG as node {}, the leader, sees them",
+            v["node_id"]
+        ),
+        Some(Err(why)) => format!("; MATCHED and LAG only the leader knows, and {why}"),
+    };
     let mut text = format!(
-        "cluster {}  term {}  committed {}  revision {}  (this is node {}, {})\n",
+        "cluster {}  term {}  committed {}  revision {}  (this is node {}, {}{seen})\n",
         s["cluster_id"].as_str().unwrap_or("?"),
         s["term"],
         s["committed"],
@@ -65,12 +112,18 @@ fn table(s: &serde_json::Value) -> String {
         s["node_id"],
         s["state"].as_str().unwrap_or("?"),
     );
+    // The leader's figures of node `id`.
+    let leaders = |id: Option<u64>| {
+        let nodes = view?.as_ref().ok()?["nodes"].as_array()?;
+        nodes.iter().find(|n| n["id"].as_u64() == id).cloned()
+    };
     text.push_str(&format!(
         "{:>4}  {:<8}  {:<28}  {:<22}  {:>8}  {:>6}\n",
         "ID", "ROLE", "URL", "RAFT", "MATCHED", "LAG"
     ));
     for n in s["nodes"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let id = n["id"].as_u64();
+        let figures = leaders(id).unwrap_or_else(|| n.clone());
         let role = if id == leader {
             "leader"
         } else if n["voter"] == true {
@@ -85,8 +138,8 @@ fn table(s: &serde_json::Value) -> String {
             role,
             n["url"].as_str().unwrap_or("?"),
             n["raft"].as_str().unwrap_or("?"),
-            num(&n["matched"]),
-            num(&n["lag"]),
+            num(&figures["matched"]),
+            num(&figures["lag"]),
         ));
     }
     text
@@ -104,11 +157,44 @@ mod tests {
                 {"id": 2, "url": "http://b", "raft": "b:1", "voter": false, "matched": null, "lag": null}
             ]
         });
-        let t = super::table(&s);
+        let t = super::table(&s, None);
         assert!(t.starts_with("cluster c1  term 2"));
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[2].contains("leader") && lines[2].contains("http://a"));
         assert!(lines[3].contains("learner") && lines[3].trim_end().ends_with('-'));
+    }
+
+    #[test]
+    fn a_members_table_shows_the_leaders_replication_figures() {
+        let node = |id: u64, matched: Option<u64>| {
+            serde_json::json!({"id": id, "url": format!("http://n{id}"), "raft": "r",
+                "voter": true, "matched": matched, "lag": matched.map(|m| 9 - m)})
+        };
+        let follower = serde_json::json!({
+            "cluster_id": "c1", "node_id": 2, "state": "follower", "term": 2,
+            "committed": 9, "revision": 4, "leader": {"id": 1, "url": "http://n1"},
+            "nodes": [node(1, None), node(2, None)]
+        });
+        let mut leader = follower.clone();
+        leader["node_id"] = 1.into();
+        leader["state"] = "leader".into();
+        leader["nodes"] = serde_json::json!([node(1, Some(9)), node(2, Some(7))]);
+        let t = super::table(&follower, Some(&Ok(leader)));
+        assert!(
+            t.lines().next().unwrap().ends_with(
+                "(this is node 2, follower; MATCHED and LAG as node 1, the leader, sees them)"
+            ),
+            "{t}"
+        );
+        let row2 = t.lines().nth(3).unwrap();
+        assert!(row2.trim_end().ends_with("7       2"), "{t}");
+        let t = super::table(&follower, Some(&Err("no leader is known".into())));
+        assert!(
+            t.lines().next().unwrap().ends_with(
+                "follower; MATCHED and LAG only the leader knows, and no leader is known)"
+            ),
+            "{t}"
+        );
     }
 }

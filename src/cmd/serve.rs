@@ -160,6 +160,9 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let mut stop = Box::pin(shutdown_signal());
     let state = match cluster {
         Some((raft_listener, opts)) => {
+            // Refused before the lines below, which a script takes for a
+            // server that serves.
+            crate::cluster::start::refuse_join_with_data(&store, &opts)?;
             // Both addresses are bound: say so before joining, which may wait.
             let mut out = std::io::stdout().lock();
             // The bound address, as the HTTP line (with port 0 the only

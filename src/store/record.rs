@@ -143,7 +143,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>> {
         Some((&RECORD_V2, _)) => Err(short(HEADER_V2_LEN)),
         Some((version, _)) => Err(Error::Corrupt(format!(
             "record format {version} is unknown to this kvr (it reads formats {RECORD_V1} \
-             and {RECORD_V2}); was the database written by a newer release?"
+             and {RECORD_V2}): the file is damaged (kvr check tells), or was written by a \
+             newer release"
         ))),
         None => Err(Error::Corrupt("empty record".to_string())),
     }
