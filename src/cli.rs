@@ -341,7 +341,7 @@ pub struct PutArgs {
     /// (binary-safe; on a terminal, end the value with Ctrl-D).
     pub value: Option<OsString>,
     /// Write only if the key's current revision is N (0: only if absent).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_revision, allow_negative_numbers = true)]
     pub if_revision: Option<u64>,
     /// Expire the key this long after the write: seconds (90) or with a
     /// unit (30s, 5m, 2h, 1d), at most 10 years. Without it, any earlier
@@ -368,6 +368,18 @@ fn parse_limit(text: &str) -> Result<u64, String> {
         _ => text
             .parse::<u64>()
             .map_err(|_| format!("{text:?} is not a whole number")),
+    }
+}
+
+/// An `--if-revision`: a revision, 0 or more. A negative one is said to be
+/// one (clap took `-1` for an unknown flag, and its tip, `-- -1`, made it
+/// the value argument instead).
+fn parse_revision(text: &str) -> Result<u64, String> {
+    match text.parse::<i128>() {
+        Ok(n) if n < 0 => Err("a revision is 0 or more".into()),
+        _ => text
+            .parse::<u64>()
+            .map_err(|_| format!("{text:?} is not a revision (a whole number, 0 or more)")),
     }
 }
 
@@ -428,7 +440,13 @@ pub struct DeleteArgs {
     #[arg(long, num_args = 2, value_names = ["START", "END"], allow_hyphen_values = true)]
     pub range: Option<Vec<OsString>>,
     /// Delete only if the key's current revision is N (N > 0).
-    #[arg(long, value_name = "N", conflicts_with_all = ["prefix", "range"])]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with_all = ["prefix", "range"],
+        value_parser = parse_revision,
+        allow_negative_numbers = true
+    )]
     pub if_revision: Option<u64>,
     /// Print {"revision":N} ({"deleted":n,"revision":N} for --prefix and --range).
     #[arg(long)]
@@ -497,7 +515,7 @@ pub struct BatchArgs {
     /// (the input as a whole is then not): for inputs over a server's
     /// limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`.
     /// A failing part stops the run; the parts before it stay applied.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
     pub chunk_size: Option<u64>,
     /// Print {"applied":n,"revision":N,"puts":p,"deletes":d} on stdout (the
     /// HTTP answer).

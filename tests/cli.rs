@@ -196,6 +196,9 @@ fn usage_errors_are_found_before_a_database_is_opened_or_created() {
         vec!["range", "--limit", "0"],
         vec!["range", "b", "a"],
         vec!["batch", "--chunk-size", "0"],
+        vec!["batch", "--chunk-size", "-1"],
+        vec!["put", "--if-revision", "-1", "k", "v"],
+        vec!["delete", "--if-revision", "-1", "k"],
     ] {
         let done = env
             .kvr(&args)
@@ -203,6 +206,15 @@ fn usage_errors_are_found_before_a_database_is_opened_or_created() {
             .code(2);
         assert!(!db.exists(), "{} created a file", done.report());
     }
+    // A negative number is said to be one, not taken for a flag (whose
+    // tip, `-- -1`, led to another error).
+    env.kvr(["put", "--if-revision", "-1", "k", "v"])
+        .code(2)
+        .stderr_has("invalid value '-1' for '--if-revision <N>': a revision is 0 or more");
+    env.kvr(["batch", "--chunk-size", "-1"])
+        .stdin("")
+        .code(2)
+        .stderr_has("invalid value '-1' for '--chunk-size <N>': must be at least 1");
 }
 
 #[test]

@@ -44,9 +44,6 @@ pub fn run(
     db: &Path,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    if args.chunk_size == Some(0) {
-        return Err(Error::invalid("--chunk-size must be at least 1").into());
-    }
     let from_stdin = args.file.as_deref().is_none_or(|f| f.as_os_str() == "-");
     let (reader, total_bytes) = open_input(args.file.as_deref(), remote)?;
     if from_stdin {
