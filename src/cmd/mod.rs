@@ -72,6 +72,11 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     // KVR_TIMEOUT=0 is a mistake with --db too (it passed until the day
     // the same script used --server).
     seconds(g.timeout, "--timeout")?;
+    // So is a token that no header could carry (a file is read only when
+    // a server is asked).
+    if let Some(t) = g.token.as_deref().filter(|t| !t.is_empty()) {
+        check_token(t, "--token (or KVR_TOKEN)")?;
+    }
     match cli.command {
         // Each checks its arguments before it opens (or creates) anything.
         Command::Put(args) => {

@@ -265,6 +265,13 @@ fn tokens_with_control_characters_are_usage_errors() {
         .code(2)
         .stderr_has("which is not ASCII");
     assert!(refused.stdout_text().is_empty(), "it listened");
+    // A stale KVR_TOKEN is a usage error with --db too (as every variable
+    // is checked whichever command runs), and nothing is written.
+    env.kvr_bare(["--db", "local.redb", "put", "b", "1"])
+        .env("KVR_TOKEN", "a\u{1}b")
+        .code(2)
+        .stderr_has("check --token (or KVR_TOKEN)");
+    assert!(!env.path("local.redb").exists());
     let all = env
         .kvr_bare(["--server", &url, "--token", "sekrit", "range"])
         .ok()
