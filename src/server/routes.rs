@@ -336,42 +336,36 @@ pub const LEADER: &str = "x-kvr-leader";
 
 /// Refuses a body sent with a transfer coding other than `chunked`
 /// (`gzip, chunked`, say): the HTTP layer undoes only `chunked`, so the
-/// value stored would be the still-encoded bytes (RFC 9112 6.1).
-fn transfer_codings(headers: &HeaderMap) -> Result<()> {
-    for value in headers.get_all(header::TRANSFER_ENCODING) {
-        let text = value.to_str().unwrap_or("?");
-        if let Some(other) = text
-            .split(',')
-            .map(str::trim)
-            .find(|c| !c.eq_ignore_ascii_case("chunked"))
-        {
-            return Err(Error::invalid(format!(
-                "Transfer-Encoding {other:?} is not supported (only chunked): send the body \
-                 as it is"
-            )));
-        }
+/// value stored would be the still-encoded bytes (RFC 9112 6.1). So is any
+/// content coding (`Content-Encoding: gzip`): the server decodes none, and
+/// a later GET would answer the compressed bytes as the value.
+fn codings(headers: &HeaderMap) -> Result<()> {
+    if let Some(other) = coding_other_than(headers, &header::TRANSFER_ENCODING, "chunked") {
+        return Err(Error::invalid(format!(
+            "Transfer-Encoding {other:?} is not supported (only chunked): send the body as it is"
+        )));
+    }
+    if let Some(other) = coding_other_than(headers, &header::CONTENT_ENCODING, "identity") {
+        return Err(Error::invalid(format!(
+            "Content-Encoding {other:?} is not supported: send the body as it is (a value is \
+             stored as the bytes sent)"
+        )));
     }
     Ok(())
 }
 
-/// Refuses a body sent with a content coding (`Content-Encoding: gzip`):
-/// the server decodes none, so the value stored would be the compressed
-/// bytes, which a later GET answers without the header that says so.
-fn content_codings(headers: &HeaderMap) -> Result<()> {
-    for value in headers.get_all(header::CONTENT_ENCODING) {
-        let text = value.to_str().unwrap_or("?");
-        if let Some(other) = text
+/// The first coding that header `name` lists (over all its lines) other
+/// than `allowed`.
+fn coding_other_than(headers: &HeaderMap, name: &HeaderName, allowed: &str) -> Option<String> {
+    headers.get_all(name).iter().find_map(|value| {
+        value
+            .to_str()
+            .unwrap_or("?")
             .split(',')
             .map(str::trim)
-            .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
-        {
-            return Err(Error::invalid(format!(
-                "Content-Encoding {other:?} is not supported: send the body as it is (a value \
-                 is stored as the bytes sent)"
-            )));
-        }
-    }
-    Ok(())
+            .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(allowed))
+            .map(str::to_string)
+    })
 }
 
 /// Whether a read may be stale (`?consistency=stale`).
@@ -409,8 +403,7 @@ async fn dispatch(
         .ok_or_else(|| ApiError::MethodNotAllowed(def.allow()))?;
     let query = Query::parse(req.uri().query())?;
     query.only(params)?;
-    transfer_codings(req.headers())?;
-    content_codings(req.headers())?;
+    codings(req.headers())?;
     if let Some(node) = &state.cluster
         && !matches!(
             def.route,
