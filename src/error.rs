@@ -287,8 +287,7 @@ fn in_use_hint(
         ),
         (None, Some(url)) => format!("; it is served by kvr serve at {url}: use --server {url}"),
         // A command of its own (`kvr --db F batch …`): it lets go when it
-        // is done, and no server is there to go through.
-        // To share a file between processes is what a server is for.
+        // is done; sharing a file between processes is what a server is for.
         (None, None) if holder.is_some_and(|h| h.starts_with("kvr ") && !h.contains(" serve")) => {
             format!(
                 "; it lets go of the file when it is done: {wait}; to share the file between \
