@@ -95,7 +95,8 @@ impl std::fmt::Display for Rounded {
 
 /// Everything `/metrics` reports.
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), Histogram<16>>>,
+    /// By route, method and status.
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), Histogram<16>>>,
     groups: Mutex<Histogram<11>>,
     commits: Mutex<Histogram<16>>,
     queue_depth: AtomicUsize,
@@ -162,9 +163,9 @@ impl Metrics {
     }
 
     /// Records one answered request.
-    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
+    pub fn request(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
         if let Ok(mut map) = self.requests.lock() {
-            map.entry((route, status))
+            map.entry((route, method, status))
                 .or_insert_with(Histogram::new)
                 .observe(&LATENCY_BUCKETS, took.as_secs_f64());
         }
@@ -223,12 +224,12 @@ impl Metrics {
             &mut out,
             "kvr_http_requests_total",
             "counter",
-            "HTTP requests answered, by route and status.",
+            "HTTP requests answered, by route, method and status.",
         );
-        for ((route, status), h) in &requests {
+        for ((route, method, status), h) in &requests {
             let _ = writeln!(
                 out,
-                "kvr_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
+                "kvr_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
                 h.count
             );
         }
@@ -236,10 +237,10 @@ impl Metrics {
             &mut out,
             "kvr_http_request_duration_seconds",
             "histogram",
-            "Time from a request's head to its response, by route and status.",
+            "Time from a request's head to its response, by route, method and status.",
         );
-        for ((route, status), h) in &requests {
-            let labels = format!("route=\"{route}\",status=\"{status}\"");
+        for ((route, method, status), h) in &requests {
+            let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
             h.render(
                 &mut out,
                 "kvr_http_request_duration_seconds",

@@ -275,6 +275,7 @@ impl Route {
 /// Answers one request. Never fails: every error becomes its response.
 pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
+    let method = method_label(req.method());
     let def = RouteDef::of(req.uri().path());
     let route = def.map_or(Route::Unknown, |d| d.route);
     // An unknown path asks for the token too: it tells nothing otherwise.
@@ -311,7 +312,7 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     let took = started.elapsed();
     state
         .metrics
-        .request(route.name(), resp.status().as_u16(), took);
+        .request(route.name(), method, resp.status().as_u16(), took);
     if let (Some(log), Some((method, target))) = (&state.access_log, log_target) {
         log.record(Access {
             time: SystemTime::now(),
@@ -323,6 +324,19 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         });
     }
     resp
+}
+
+/// A request's method as a metrics label: the methods of the API, any
+/// other as `OTHER` (a label must not take every word a client sends).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
 }
 
 /// The revision header every response but 401s, `/healthz` and `/readyz`

@@ -145,13 +145,17 @@ fn at_the_connection_limit_monitoring_is_answered_and_nothing_else() {
         reserved_before + 6.0
     );
     assert!(
-        m.contains("kvr_http_requests_total{route=\"metrics\",status=\"401\"} 1\n"),
+        m.contains("kvr_http_requests_total{route=\"metrics\",method=\"GET\",status=\"401\"} 1\n"),
         "{m}"
     );
-    assert!(
-        m.contains("kvr_http_requests_total{route=\"healthz\",status=\"200\"} 2\n"),
-        "{m}"
-    );
+    for method in ["GET", "HEAD"] {
+        assert!(
+            m.contains(&format!(
+                "kvr_http_requests_total{{route=\"healthz\",method=\"{method}\",status=\"200\"}} 1\n"
+            )),
+            "{m}"
+        );
+    }
 
     // Under the limit again: the data is as it was.
     // The server sees the held connections close when it next polls them:

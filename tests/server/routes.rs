@@ -87,8 +87,11 @@ fn point_routes_statuses_and_headers() {
     );
     let r = http("GET", &format!("{u}/metrics"), &[], None);
     for series in [
-        "kvr_http_requests_total{route=\"kv\",status=\"412\"}",
-        "kvr_http_request_duration_seconds_bucket{route=\"kv\",status=\"200\",le=",
+        "kvr_http_requests_total{route=\"kv\",method=\"PUT\",status=\"412\"}",
+        // Reads and writes of one route apart: their latencies differ.
+        "kvr_http_request_duration_seconds_bucket{route=\"kv\",method=\"GET\",status=\"200\",le=",
+        "kvr_http_request_duration_seconds_bucket{route=\"kv\",method=\"PUT\",status=\"200\",le=",
+        "kvr_http_requests_total{route=\"kv\",method=\"DELETE\",status=\"200\"}",
         "kvr_commit_group_size_count",
         "kvr_write_queue_depth",
         "kvr_db_bytes",
