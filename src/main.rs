@@ -115,10 +115,38 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ));
             ExitCode::from(2)
         }
+        // `--db "$DB"` with $DB unset: say what to give, as `--server ""`
+        // does (clap's "a value is required … but none was supplied" read
+        // as if nothing had been typed).
+        ErrorKind::InvalidValue
+            if invalid_arg(&e).is_some_and(|a| a.starts_with("--db ")) && given_empty(&e) =>
+        {
+            to_stderr(format_args!(
+                "kvr: error: --db needs a path (none was given, or an empty one); without --db, KVR_DB or \
+                 ./kvr.redb is used\n"
+            ));
+            ExitCode::from(2)
+        }
         _ => {
             to_stderr(format_args!("kvr: {}", e.render()));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Whether the value a clap error refused was empty.
+fn given_empty(e: &clap::Error) -> bool {
+    matches!(
+        e.get(clap::error::ContextKind::InvalidValue),
+        Some(clap::error::ContextValue::String(v)) if v.is_empty()
+    )
+}
+
+/// The argument a clap error is about (`--db <DB>`), if it names one.
+fn invalid_arg(e: &clap::Error) -> Option<String> {
+    match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(arg)) => Some(arg.clone()),
+        _ => None,
     }
 }
 

@@ -220,6 +220,13 @@ fn usage_errors_are_found_before_a_database_is_opened_or_created() {
 #[test]
 fn db_flag_env_and_default() {
     let env = Env::new();
+    // `--db "$DB"` with $DB unset: a usage error that says what to give.
+    for args in [&["--db", "", "put", "k", "v"][..], &["--db=", "stats"]] {
+        env.kvr_bare(args)
+            .code(2)
+            .stderr_has("kvr: error: --db needs a path (none was given, or an empty one)");
+    }
+    assert!(!env.path("kvr.redb").exists());
     // Default: ./kvr.redb in the current directory.
     env.kvr_bare(["put", "k", "default"]).ok();
     assert!(env.path("kvr.redb").exists());
