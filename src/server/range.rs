@@ -429,14 +429,26 @@ fn decode_cursor(text: &[u8]) -> Result<Cursor> {
         _ => return Err(bad()),
     };
     let flags = head[1];
+    // Exactly what `encode_cursor` writes: a cursor edited by hand is not
+    // read as some other request.
+    if flags & !3 != 0 {
+        return Err(bad());
+    }
     let limit = u64::from(u32::from_le_bytes([head[2], head[3], head[4], head[5]]));
     let mut parts: [Option<Vec<u8>>; 4] = [None, None, None, None];
     for part in parts.iter_mut().take(parts_count) {
-        if take(1)?[0] == 1 {
-            let len = take(4)?;
-            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            *part = Some(take(len)?.to_vec());
+        match take(1)?[0] {
+            0 => {}
+            1 => {
+                let len = take(4)?;
+                let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                *part = Some(take(len)?.to_vec());
+            }
+            _ => return Err(bad()),
         }
+    }
+    if !rest.is_empty() {
+        return Err(bad());
     }
     let [start, end, prefix, after] = parts;
     let cursor = Cursor {
@@ -491,6 +503,28 @@ mod tests {
                     }
                 }
             }
+        }
+
+        /// A cursor changed by hand (an undefined flag, a presence marker
+        /// other than 0 or 1, a byte past its end) is invalid, not read as
+        /// some other request.
+        #[test]
+        fn an_edited_cursor_is_invalid(at in 0usize..3, byte in 2u8..=255) {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let query = RangeQuery { start: Some(b"a".to_vec()), end: None, prefix: None,
+                limit: None, reverse: false, keys_only: false };
+            let cursor = Cursor { query, limit: 10, after: Some(b"b".to_vec()) };
+            let mut raw = b64.decode(encode_cursor(&cursor)).unwrap();
+            prop_assert!(decode_cursor(b64.encode(&raw).as_bytes()).is_ok());
+            match at {
+                0 => raw[1] |= byte.max(4) & !3,
+                1 => raw[6 + 1 + 4 + 1] = byte, // the end's marker
+                _ => raw.push(byte),
+            }
+            let decoded = decode_cursor(b64.encode(&raw).as_bytes());
+            let invalid = matches!(decoded, Err(Error::Invalid { .. }));
+            prop_assert!(invalid);
         }
 
         /// A cursor the server made decodes to what it was made from.
