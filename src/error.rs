@@ -161,6 +161,11 @@ pub enum Error {
     #[error("storage error: {0}")]
     Storage(String),
 
+    /// A fault in kvr's own code, caught (a panic; exit 3, HTTP 500). Its
+    /// report with the place is on stderr: a bug to report.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// Talking to a kvr server failed in a way none of the other variants
     /// covers: a transport failure, an answer that is not kvr's (exit 3,
     /// HTTP 500). Not a [`Error::Storage`]: that one is about the database.
@@ -367,6 +372,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
+            | Error::Internal(_)
             | Error::Remote(_)
             | Error::Interrupted(_)
             | Error::Unauthorized(_)
@@ -414,6 +420,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Corrupt(_)
             | Error::Storage(_)
+            | Error::Internal(_)
             | Error::Remote(_)
             | Error::Interrupted(_)
             | Error::MostlyFailed { .. }

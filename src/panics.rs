@@ -9,7 +9,13 @@
 //! engine's panics it catches; every other panic is reported as before.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::pin::pin;
+use std::task::Poll;
+
+use crate::error::Error;
 
 thread_local! {
     /// Whether [`contain`] runs on this thread (nested runs count).
@@ -26,6 +32,27 @@ pub struct Caught {
     /// Raised in the storage engine (redb): the file it read is damaged,
     /// or redb has a bug; either way no kvr bug to report.
     pub in_storage_engine: bool,
+}
+
+impl Caught {
+    /// The error a caught panic is reported as. The storage engine's says
+    /// that `file` may be damaged and what tells (`check`: how to run
+    /// `kvr check` on it where the caller is); a panic of kvr's own code
+    /// is an internal error (its report is already on stderr).
+    pub fn into_error(self, file: &Path, check: &str) -> Error {
+        if !self.in_storage_engine {
+            return Error::Internal(format!(
+                "{} (a bug in kvr: please report it with the lines above)",
+                self.text
+            ));
+        }
+        Error::Storage(format!(
+            "the storage engine (redb) stopped on an internal error: {}; {} may be damaged: \
+             {check} tells; if it is, restore a backup",
+            self.text,
+            file.display()
+        ))
+    }
 }
 
 /// Sets the panic hook (once, at start, before any thread): panics
@@ -72,6 +99,20 @@ pub fn contain<T>(step: impl FnOnce() -> T) -> Result<T, Caught> {
             in_storage_engine: false,
         })
     })
+}
+
+/// Runs `future`; a panic in any of its polls is returned as what was
+/// caught (the future is not polled again). For a server's request: a
+/// damaged page met by a read is that request's error, not a dropped
+/// connection and a backtrace in the log.
+pub async fn contain_async<F: Future>(future: F) -> Result<F::Output, Caught> {
+    let mut future = pin!(future);
+    std::future::poll_fn(move |cx| match contain(|| future.as_mut().poll(cx)) {
+        Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(caught) => Poll::Ready(Err(caught)),
+    })
+    .await
 }
 
 #[cfg(test)]

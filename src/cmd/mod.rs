@@ -42,21 +42,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match crate::panics::contain(|| run_command(cli)) {
         Ok(result) => result,
-        Err(caught) if caught.in_storage_engine => {
-            let what = match &file {
-                Some(db) => format!(
-                    "; {} may be damaged: kvr --db {} check tells; if it is, restore a backup",
-                    db.display(),
-                    db.display()
-                ),
-                None => String::new(),
-            };
-            Err(Error::Storage(format!(
-                "the storage engine (redb) stopped on an internal error: {}{what}",
+        Err(caught) if caught.in_storage_engine => Err(match file {
+            Some(db) => caught.into_error(&db, &format!("kvr --db {} check", db.display())),
+            None => Error::Storage(format!(
+                "the storage engine (redb) stopped on an internal error: {}",
                 caught.text
-            ))
-            .into())
+            )),
         }
+        .into()),
         Err(caught) => std::panic::resume_unwind(Box::new(caught.text)),
     }
 }

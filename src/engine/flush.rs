@@ -486,11 +486,11 @@ const PANICKED: &str = "the flush stopped on a fault";
 /// `/readyz`, rather than the flush thread dying unseen while writes pile
 /// up against a budget no flush will ever free.
 fn contained<T>(step: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|panic| {
+    crate::panics::contain(step).unwrap_or_else(|caught| {
         Err(Error::Storage(format!(
             "{PANICKED} in the storage engine ({}); the file may be damaged: stop the \
              server (every acknowledged write is in its log) and run kvr check",
-            crate::error::panic_text(&*panic)
+            caught.text
         )))
     })
 }

@@ -618,11 +618,23 @@ impl Engine {
                 if engine.signal().stopping {
                     return;
                 }
-                match engine.warm_rows(after.as_deref()) {
-                    Ok(Some(last)) => after = Some(last),
+                match crate::panics::contain(|| engine.warm_rows(after.as_deref())) {
+                    Ok(Ok(Some(last))) => after = Some(last),
                     // Done, or a read failed: GETs read the file anyway
                     // (and report a failure), only slower.
-                    Ok(None) | Err(_) => return,
+                    Ok(Ok(None) | Err(_)) => return,
+                    Err(caught) => {
+                        let file = engine.store.path();
+                        let check = format!(
+                            "kvr --db {} check (with the server stopped)",
+                            file.display()
+                        );
+                        flush::log_line(&format!(
+                            "kvr serve: the row cache's warm-up stopped: {}",
+                            caught.into_error(file, &check)
+                        ));
+                        return;
+                    }
                 }
             }
         };

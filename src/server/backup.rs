@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
-use tokio::sync::mpsc;
 
 use super::State;
-use super::body::{Body, streamed};
+use super::body::{Body, StreamSender, stream};
 use super::routes::REVISION;
 use crate::backup;
 use crate::engine::Snapshot;
@@ -29,9 +28,10 @@ const CHANNEL_CHUNKS: usize = 4;
 /// The route takes no parameters: the router refused any (`routes::ROUTES`).
 pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {
     let (snap, revision) = state.snapshot()?;
-    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    tokio::task::spawn_blocking(move || produce(&snap, revision, &tx));
-    let mut resp = Response::new(streamed(rx));
+    let body = stream(&state.engine, CHANNEL_CHUNKS, "backup stream", move |tx| {
+        produce(&snap, revision, tx)
+    });
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -41,12 +41,14 @@ pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {
     Ok(resp)
 }
 
-fn produce(snap: &Snapshot, revision: u64, tx: &mpsc::Sender<std::io::Result<Bytes>>) {
+/// Writes the backup to `tx`; returns the last chunk (with the end record).
+fn produce(snap: &Snapshot, revision: u64, tx: &StreamSender) -> Result<Bytes> {
     let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
     backup::encode_header(&mut buf, revision);
     let mut entries = 0u64;
     let now = crate::types::now_ms();
-    let read = snap.range(&RangeQuery::default(), |key, rec| {
+    let mut client_left = false;
+    snap.range(&RangeQuery::default(), |key, rec| {
         // Absent to reads (the sweeper deletes them): not copied.
         if rec.expires_at_ms.is_some_and(|at| at <= now) {
             return Ok(true);
@@ -54,21 +56,15 @@ fn produce(snap: &Snapshot, revision: u64, tx: &mpsc::Sender<std::io::Result<Byt
         backup::encode_entry(&mut buf, key, rec.item());
         entries += 1;
         if buf.len() >= CHUNK_BYTES {
-            let chunk = Bytes::from(std::mem::take(&mut buf));
             // The client went away: stop reading.
-            return Ok(tx.blocking_send(Ok(chunk)).is_ok());
+            client_left = !tx.send(Bytes::from(std::mem::take(&mut buf)));
+            return Ok(!client_left);
         }
         Ok(true)
-    });
-    let last = match read {
-        Ok(()) => {
-            backup::encode_end(&mut buf, entries);
-            Ok(Bytes::from(buf))
-        }
-        Err(e) => {
-            log!("kvr serve: backup stream failed: {e}");
-            Err(std::io::Error::other(e.to_string()))
-        }
-    };
-    let _ = tx.blocking_send(last);
+    })?;
+    // (A client gone gets no end record; it could not read it anyway.)
+    if !client_left {
+        backup::encode_end(&mut buf, entries);
+    }
+    Ok(Bytes::from(buf))
 }

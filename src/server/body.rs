@@ -26,15 +26,70 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// A body fed by a bounded channel: the producer waits when the client reads
-/// slowly. An `Err` item aborts the response without its final chunk, so the
-/// client sees a broken stream, never a silently short one.
-pub fn streamed(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Body {
-    ChannelBody { rx }.boxed_unsync()
+/// What a stream's producer sends: chunks, then its end or its failure.
+enum Chunk {
+    Data(Bytes),
+    End,
+    Failed(std::io::Error),
+}
+
+/// The producer's side of a [`stream`]: it waits when the client reads
+/// slowly.
+pub struct StreamSender {
+    tx: mpsc::Sender<Chunk>,
+}
+
+impl StreamSender {
+    /// Sends a chunk; `false` when the client went away (stop reading).
+    pub fn send(&self, chunk: Bytes) -> bool {
+        self.tx.blocking_send(Chunk::Data(chunk)).is_ok()
+    }
+
+    /// Ends the stream with its last chunk (empty: none).
+    fn finish(self, last: Bytes) {
+        if !last.is_empty() && !self.send(last) {
+            return;
+        }
+        let _ = self.tx.blocking_send(Chunk::End);
+    }
+
+    /// Aborts the stream: the response ends without its final chunk.
+    fn fail(self, error: std::io::Error) {
+        let _ = self.tx.blocking_send(Chunk::Failed(error));
+    }
+}
+
+/// A body produced on a blocking thread by `produce`, through a bounded
+/// channel of `chunks`: `produce` returns the last chunk, or an error. A
+/// failure aborts the response without its final chunk, so the client
+/// sees a broken stream, never a silently short one; so does a producer
+/// that stops without finishing. A failure is logged under `what`; a
+/// panic (redb's, on a damaged page) is caught and is such a failure.
+pub fn stream(
+    engine: &Arc<crate::engine::Engine>,
+    chunks: usize,
+    what: &'static str,
+    produce: impl FnOnce(&StreamSender) -> Result<Bytes> + Send + 'static,
+) -> Body {
+    let (tx, rx) = mpsc::channel(chunks);
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let tx = StreamSender { tx };
+        let failed = match crate::panics::contain(|| produce(&tx)) {
+            Ok(Ok(last)) => return tx.finish(last),
+            Ok(Err(e)) => e,
+            Err(caught) => super::fault(&engine, caught),
+        };
+        log!("kvr serve: {what} failed: {failed}");
+        tx.fail(std::io::Error::other(failed.to_string()));
+    });
+    ChannelBody { rx, ended: false }.boxed_unsync()
 }
 
 struct ChannelBody {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    rx: mpsc::Receiver<Chunk>,
+    /// The producer sent its end.
+    ended: bool,
 }
 
 impl http_body::Body for ChannelBody {
@@ -45,9 +100,25 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<std::result::Result<Frame<Bytes>, std::io::Error>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|item| item.map(|r| r.map(Frame::data)))
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx).map(|chunk| match chunk {
+            Some(Chunk::Data(bytes)) => Some(Ok(Frame::data(bytes))),
+            Some(Chunk::Failed(e)) => Some(Err(e)),
+            Some(Chunk::End) => {
+                self.ended = true;
+                None
+            }
+            // The producer is gone without an end: never a clean one.
+            None => Some(Err(std::io::Error::other(
+                "the stream's reader stopped before its end",
+            ))),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
     }
 }
 

@@ -65,7 +65,7 @@ pub use routes::{ROUTES, Route, RouteDef};
 use writer::Writer;
 
 use crate::engine::{Engine, EngineOptions, Snapshot};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// Everything a request handler needs.
@@ -90,6 +90,35 @@ pub struct State {
     pub cluster: Option<Arc<crate::cluster::node::Node>>,
     /// Room for request bodies (`--max-body-mib`).
     pub bodies: body::BodyBudget,
+}
+
+/// The error a panic caught while answering is answered with (and
+/// logged as, as every internal error is): the storage engine's, on a
+/// damaged page, names the file and how to check it.
+pub fn fault(engine: &Engine, caught: crate::panics::Caught) -> Error {
+    let file = engine.store().path();
+    let check = format!(
+        "kvr --db {} check (with the server stopped)",
+        file.display()
+    );
+    caught.into_error(file, &check)
+}
+
+/// Runs `read` on a blocking thread, off the async workers; a panic in it
+/// (redb's, on a damaged page) is its error (see [`fault`]); `what` names
+/// the read in a failure to run it at all.
+pub async fn blocking<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    what: &'static str,
+    read: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::panics::contain(|| read(&engine))
+            .unwrap_or_else(|caught| Err(fault(&engine, caught)))
+    })
+    .await
+    .map_err(|e| Error::Storage(format!("{what} failed: {e}")))?
 }
 
 impl State {

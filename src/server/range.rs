@@ -18,10 +18,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header};
-use tokio::sync::mpsc;
 
 use super::State;
-use super::body::{Body, full, streamed};
+use super::body::{self, Body, StreamSender, full};
 use super::routes::REVISION;
 use super::target::Query;
 use super::writer::WriteRequest;
@@ -151,9 +150,13 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
         return Err(Error::invalid("limit must be a positive number"));
     }
     let (snap, revision) = state.snapshot()?;
-    let (tx, rx) = mpsc::channel(STREAM_CHANNEL_CHUNKS);
-    tokio::task::spawn_blocking(move || produce(&snap, &query, &tx));
-    let mut resp = Response::new(streamed(rx));
+    let body = body::stream(
+        &state.engine,
+        STREAM_CHANNEL_CHUNKS,
+        "range stream",
+        move |tx| produce(&snap, &query, tx),
+    );
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -163,27 +166,19 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     Ok(resp)
 }
 
-fn produce(snap: &Snapshot, query: &RangeQuery, tx: &mpsc::Sender<std::io::Result<Bytes>>) {
+/// Writes the range's lines to `tx`; returns the last chunk.
+fn produce(snap: &Snapshot, query: &RangeQuery, tx: &StreamSender) -> Result<Bytes> {
     let mut buf = Vec::with_capacity(STREAM_CHUNK_BYTES * 2);
-    let read = snap.range(query, |key, rec| {
+    snap.range(query, |key, rec| {
         let entry = (!query.keys_only).then_some(rec.item());
         jsonl::write_line(&mut buf, key, entry)?;
         if buf.len() >= STREAM_CHUNK_BYTES {
-            let chunk = Bytes::from(std::mem::take(&mut buf));
             // The client went away: stop reading.
-            return Ok(tx.blocking_send(Ok(chunk)).is_ok());
+            return Ok(tx.send(Bytes::from(std::mem::take(&mut buf))));
         }
         Ok(true)
-    });
-    let last = match read {
-        Ok(()) if buf.is_empty() => return,
-        Ok(()) => Ok(Bytes::from(buf)),
-        Err(e) => {
-            log!("kvr serve: range stream failed: {e}");
-            Err(std::io::Error::other(e.to_string()))
-        }
-    };
-    let _ = tx.blocking_send(last);
+    })?;
+    Ok(Bytes::from(buf))
 }
 
 async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
@@ -220,9 +215,10 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
         Some(read) => read,
         None => {
             let st = state.clone();
-            tokio::task::spawn_blocking(move || read_page(&st, &page, PAGE_MAX_BYTES))
-                .await
-                .map_err(|e| Error::Storage(format!("range reader failed: {e}")))??
+            super::blocking(&state.engine, "range", move |_| {
+                read_page(&st, &page, PAGE_MAX_BYTES)
+            })
+            .await?
         }
     };
     let mut resp = Response::new(full(body));

@@ -285,9 +285,10 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         .as_ref()
         .map(|_| (req.method().clone(), Target::of(req.uri())));
     let mut resp = match super::auth::check(state.token.as_deref(), needs_token, req.headers()) {
-        Ok(()) => dispatch(&state, def, req)
-            .await
-            .unwrap_or_else(|e| error_response(&e)),
+        Ok(()) => match crate::panics::contain_async(dispatch(&state, def, req)).await {
+            Ok(answer) => answer.unwrap_or_else(|e| error_response(&e)),
+            Err(caught) => error_response(&super::fault(&state.engine, caught).into()),
+        },
         Err(e) => error_response(&e.into()),
     };
     let unauthorized = resp.status() == StatusCode::UNAUTHORIZED;
@@ -580,10 +581,7 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
 /// The engine's stats, off the async threads: the count may need redb
 /// lookups (`engine::memtable`).
 async fn engine_stats(state: &State) -> Result<crate::types::Stats> {
-    let engine = state.engine.clone();
-    tokio::task::spawn_blocking(move || engine.stats())
-        .await
-        .map_err(|e| Error::Storage(format!("stats failed: {e}")))?
+    super::blocking(&state.engine, "stats", crate::engine::Engine::stats).await
 }
 
 /// The size limits of this server, so that a client can name them when

@@ -408,17 +408,13 @@ enum Stored {
 /// A page of events from `from` on, read from the store's history on a
 /// blocking thread.
 async fn read_stored(engine: &Arc<Engine>, from: u64) -> Stored {
-    let e = engine.clone();
-    match tokio::task::spawn_blocking(move || e.events(from, PAGE_EVENTS)).await {
-        Ok(Ok(Events::Found(events))) if !events.is_empty() => Stored::Events(events),
-        Ok(Ok(Events::Found(_))) => Stored::Nothing,
-        Ok(Ok(Events::Gone)) => Stored::Gone,
-        Ok(Err(e)) => {
-            log!("kvr serve: a watch could not read the history: {e}");
-            Stored::Failed
-        }
+    let read = super::blocking(engine, "watch", move |e| e.events(from, PAGE_EVENTS));
+    match read.await {
+        Ok(Events::Found(events)) if !events.is_empty() => Stored::Events(events),
+        Ok(Events::Found(_)) => Stored::Nothing,
+        Ok(Events::Gone) => Stored::Gone,
         Err(e) => {
-            log!("kvr serve: a watch's history reader failed: {e}");
+            log!("kvr serve: a watch could not read the history: {e}");
             Stored::Failed
         }
     }

@@ -591,6 +591,69 @@ fn a_damaged_page_that_makes_redb_panic_is_an_error_not_a_crash() {
 }
 
 #[test]
+fn a_damaged_page_met_while_serving_fails_those_requests_not_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    small_db(dir.path(), 10_000);
+    // Zeros over a page of leaves a quarter into the file: the server
+    // opens it, and redb panics (`unreachable!`) where a read meets it.
+    let path = dir.path().join("db.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 4 / 4096 * 4096;
+    bytes[at..at + 4096].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let log = dir.path().join("serve.log");
+    let server = Server::spawn(
+        dir.path(),
+        &["--quiet"],
+        &[],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    // A stream over it breaks off, and the CLI says so: never a short
+    // result with exit 0 (it was: the stream ended as if complete).
+    let out = server.cli(&["range", "--keys-only"], b"");
+    let printed = stdout(&out).lines().count();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{printed} keys, {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("broke off"), "{}", stderr(&out));
+    assert!(printed < 10_000, "{printed}");
+    let out = server.cli(&["backup", "copy.redb"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!dir.path().join("copy.redb").exists());
+    // A page over it: 500 `internal`, answered (the connection was dropped).
+    let r = http(
+        "GET",
+        &format!("{}/v1/range?limit=10000&keys_only=true", server.url),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("\"error\":\"internal\""), "{}", r.text());
+    // The server goes on: the keys before the damage read as ever.
+    let r = http(
+        "GET",
+        &format!("{}/v1/kv/pre/000001", server.url),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), format!("{:0200}", 1));
+    drop(server);
+    // Its log says what failed, where, and what tells, without a backtrace.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("range stream failed: storage error: the storage engine (redb) stopped")
+            && text.contains("backup stream failed: storage error")
+            && text.contains("db.redb may be damaged: kvr --db ")
+            && !text.contains("panicked"),
+        "{text}"
+    );
+}
+
+#[test]
 fn check_reports_counters_that_disagree_with_the_data() {
     let dir = tempfile::tempdir().unwrap();
     small_db(dir.path(), 100);
