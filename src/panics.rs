@@ -12,8 +12,8 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::error::Error;
 
@@ -101,18 +101,34 @@ pub fn contain<T>(step: impl FnOnce() -> T) -> Result<T, Caught> {
     })
 }
 
+pin_project_lite::pin_project! {
+    /// A future whose polls run under [`contain`]: see [`contain_async`].
+    pub struct Contained<F> {
+        #[pin]
+        future: F,
+    }
+}
+
 /// Runs `future`; a panic in any of its polls is returned as what was
 /// caught (the future is not polled again). For a server's request: a
 /// damaged page met by a read is that request's error, not a dropped
-/// connection and a backtrace in the log.
-pub async fn contain_async<F: Future>(future: F) -> Result<F::Output, Caught> {
-    let mut future = pin!(future);
-    std::future::poll_fn(move |cx| match contain(|| future.as_mut().poll(cx)) {
-        Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(caught) => Poll::Ready(Err(caught)),
-    })
-    .await
+/// connection and a backtrace in the log. (A struct, not an `async fn`:
+/// the future stays where it is, not moved into a second one.)
+pub fn contain_async<F: Future>(future: F) -> Contained<F> {
+    Contained { future }
+}
+
+impl<F: Future> Future for Contained<F> {
+    type Output = Result<F::Output, Caught>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        match contain(|| future.poll(cx)) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(caught) => Poll::Ready(Err(caught)),
+        }
+    }
 }
 
 #[cfg(test)]
