@@ -545,8 +545,15 @@ impl Client {
     /// (which returns `false` to stop). Returns when the stream ends, the
     /// server went away midway (a torn last line is dropped), or `line`
     /// stops; an error before the stream starts (such as `compacted`) is
-    /// returned as it is, a broken stream as `unavailable`.
-    pub fn watch(&self, w: &WatchQuery, line: &mut dyn FnMut(&[u8]) -> Result<bool>) -> Result<()> {
+    /// returned as it is, a broken stream as `unavailable`. `start` is told
+    /// the revision the server has applied (`X-Kvr-Revision`) before the
+    /// first line; an error from it ends the watch there.
+    pub fn watch(
+        &self,
+        w: &WatchQuery,
+        start: &mut dyn FnMut(Option<u64>) -> Result<()>,
+        line: &mut dyn FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<()> {
         let mut target = format!("/v1/watch?progress={}", w.progress_secs.max(1));
         for (name, value) in [
             ("start", &w.query.start),
@@ -569,6 +576,12 @@ impl Client {
         if resp.status().as_u16() != 200 {
             return Err(error_of(&url, resp, None));
         }
+        start(
+            resp.headers()
+                .get("x-kvr-revision")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        )?;
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
         let mut reader = BufReader::new(reader);
         let mut buf = Vec::new();

@@ -290,7 +290,7 @@ fn in_use_hint(
         (Some(command), _) => format!(
             "; kvr {command} works only on a file no process holds: stop that process first"
         ),
-        (None, Some(url)) => format!("; it is served by kvr serve at {url}: use --server {url}"),
+        (None, Some(url)) => format!("; it is served at {url}: use --server {url}"),
         // A command of its own (`kvr --db F batch …`): it lets go when it
         // is done; sharing a file between processes is what a server is for.
         (None, None) if holder.is_some_and(|h| h.starts_with("kvr ") && !h.contains(" serve")) => {

@@ -1048,15 +1048,49 @@ fn changes_by_another_client_show_up_live_in_a_real_terminal() {
     tmux.wait_for(&["> item:000a"]);
     server.kvr(&env, &["put", "item:000a", "changed after the restart"]);
     tmux.wait_for(&["changed after the restart", "live · 5 changes"]);
+    let get = |server: &Serve, key| server.kvr(&env, &["get", key]).stdout_text();
+    assert_eq!(get(&server, "item:001"), "after the restart");
+    assert_eq!(get(&server, "item:000a"), "changed after the restart");
+    env.kvr_bare(["--server", &server.url, "get", "item:002"])
+        .code(1);
+
+    // Started again on another database, at a lower revision (a restored
+    // backup): the browser shows that one and follows it. (It waited for
+    // revision 56, which this server would reach only after 53 changes it
+    // never showed, and `r` did not help.)
+    drop(server);
+    tmux.wait_for(&["live: reconnecting…"]);
+    let old = env.dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("test.redb")
+        {
+            std::fs::rename(&path, old.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    env.kvr(["put", "other:1", "from the backup"]).ok();
+    let server = Serve::start(&env, &listen);
+    server.kvr(&env, &["put", "other:2", "two"]);
+    let screen = tmux.wait_for(&["other:1", "other:2", "revision 2 "]);
+    assert!(
+        !screen
+            .lines()
+            .any(|l| l.contains("┃  item:") || l.contains("┃> item:")),
+        "{screen}"
+    );
+    for i in 3..=6 {
+        server.kvr(&env, &["put", &format!("other:{i}"), "later"]);
+    }
+    tmux.wait_for(&["other:6", "key 1 of 6", "revision 6 "]);
 
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
     drop(tmux);
-    let get = |key| server.kvr(&env, &["get", key]).stdout_text();
-    assert_eq!(get("item:001"), "after the restart");
-    assert_eq!(get("item:000a"), "changed after the restart");
-    env.kvr_bare(["--server", &server.url, "get", "item:002"])
-        .code(1);
 }
 
 /// `kvr batch` on a terminal ends at the first Ctrl-D also when nothing

@@ -95,39 +95,58 @@ fn follow(
         let mut closed = false;
         let mut progressed = false;
         let asked = w.clone();
-        let result = client.watch(&asked, &mut |text| {
-            let line: Line = serde_json::from_slice(text)
-                .map_err(|e| Error::Remote(format!("bad watch line from the server: {e}")))?;
-            progressed = true;
-            if std::mem::take(&mut away) {
-                note("reconnected: the watch goes on");
-            }
-            let next = w.from_revision.unwrap_or(0);
-            let print = match (line.revision, line.progress_revision, &line.error) {
-                (Some(r), _, _) if r >= next => {
-                    w.from_revision = Some(r + 1);
-                    true
+        let resumed = ever_progressed || progressed;
+        let result = client.watch(
+            &asked,
+            &mut |at| {
+                // Waiting is what SPEC asks (the server may be catching
+                // up); said, because a restored backup never catches up.
+                if let (Some(at), Some(from), true) = (at, asked.from_revision, resumed)
+                    && at + 1 < from
+                {
+                    note(&format!(
+                        "the server is at revision {at}, behind revision {} this watch has \
+                         seen; waiting for revision {from} (a restored backup or another \
+                         database would not send the changes before it: start a new watch)",
+                        from - 1
+                    ));
                 }
-                (Some(_), _, _) => false, // seen before a reconnect
-                (None, Some(p), _) => {
-                    w.from_revision = Some(w.from_revision.map_or(p + 1, |n| n.max(p + 1)));
-                    print_progress
+                Ok(())
+            },
+            &mut |text| {
+                let line: Line = serde_json::from_slice(text)
+                    .map_err(|e| Error::Remote(format!("bad watch line from the server: {e}")))?;
+                progressed = true;
+                if std::mem::take(&mut away) {
+                    note("reconnected: the watch goes on");
                 }
-                (None, None, Some(_)) => {
-                    // lagging / unavailable: resume where the server says.
-                    if let Some(n) = line.next_revision {
-                        w.from_revision = Some(w.from_revision.map_or(n, |m| m.max(n)));
+                let next = w.from_revision.unwrap_or(0);
+                let print = match (line.revision, line.progress_revision, &line.error) {
+                    (Some(r), _, _) if r >= next => {
+                        w.from_revision = Some(r + 1);
+                        true
                     }
+                    (Some(_), _, _) => false, // seen before a reconnect
+                    (None, Some(p), _) => {
+                        w.from_revision = Some(w.from_revision.map_or(p + 1, |n| n.max(p + 1)));
+                        print_progress
+                    }
+                    (None, None, Some(_)) => {
+                        // lagging / unavailable: resume where the server says.
+                        if let Some(n) = line.next_revision {
+                            w.from_revision = Some(w.from_revision.map_or(n, |m| m.max(n)));
+                        }
+                        return Ok(false);
+                    }
+                    _ => false,
+                };
+                if print && (out.write_all(text).is_err() || out.flush().is_err()) {
+                    closed = true;
                     return Ok(false);
                 }
-                _ => false,
-            };
-            if print && (out.write_all(text).is_err() || out.flush().is_err()) {
-                closed = true;
-                return Ok(false);
-            }
-            Ok(true)
-        });
+                Ok(true)
+            },
+        );
         if closed {
             return Ok(());
         }

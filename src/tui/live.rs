@@ -260,22 +260,49 @@ fn stream(
         progress_secs: feed.progress_secs,
         ..WatchQuery::default()
     };
-    feed.client.watch(&w, &mut |text| {
-        if shared.stop.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
-        let line: Line = serde_json::from_slice(text)
-            .map_err(|e| Error::Remote(format!("bad watch line from the server: {e}")))?;
-        *heard = true;
-        let mut inbox = shared.inbox();
-        inbox.set_link(Link::Live);
-        if std::mem::take(restarted) {
-            inbox.reload = true;
-            inbox.changes.clear();
-            inbox.fresh = true;
-        }
-        take_line(&line, next, &mut inbox)
-    })
+    // A server behind a revision this feed saw serves another database
+    // (a restored backup, another file at the same address): waiting for
+    // the revision after it would miss every change until then.
+    let from = *next;
+    let mut behind = false;
+    let result = feed.client.watch(
+        &w,
+        &mut |at| match (at, from) {
+            (Some(at), Some(from)) if at + 1 < from => {
+                behind = true;
+                Err(Error::Remote(format!(
+                    "the server is at revision {at}, behind revision {} seen before (a \
+                     restored backup, or another database): reading everything again",
+                    from - 1
+                )))
+            }
+            _ => Ok(()),
+        },
+        &mut |text| {
+            if shared.stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            let line: Line = serde_json::from_slice(text)
+                .map_err(|e| Error::Remote(format!("bad watch line from the server: {e}")))?;
+            *heard = true;
+            let mut inbox = shared.inbox();
+            inbox.set_link(Link::Live);
+            if std::mem::take(restarted) {
+                inbox.reload = true;
+                inbox.changes.clear();
+                inbox.fresh = true;
+            }
+            take_line(&line, next, &mut inbox)
+        },
+    );
+    if behind {
+        // From now on, and the browser reads everything again once the
+        // new stream has begun (as after `compacted`).
+        *next = None;
+        *restarted = true;
+        shared.inbox().revision = 0;
+    }
+    result
 }
 
 /// One line of the stream into the inbox; `next` is the revision to

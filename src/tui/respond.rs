@@ -126,7 +126,12 @@ impl App {
         }
         let filter = self.pager.filter.as_ref();
         let kept = self.pager.upto.is_some();
-        if let Some(message) = super::scanning::seek_message(filter, target, first, kept) {
+        // Known to hold no key at all (the filter's, or the whole store).
+        let none = match filter {
+            None => self.stats.as_ref().is_some_and(|s| s.keys == 0),
+            Some(_) => self.matched.is_some_and(|(n, _)| n == 0),
+        };
+        if let Some(message) = super::scanning::seek_message(filter, target, first, kept, none) {
             self.info(message);
         }
         self.seek = None;

@@ -290,12 +290,14 @@ impl App {
 }
 
 /// The seek's message when it did not land on its key (see
-/// `App::seek_landed`): `outside` when the filter leaves that key out.
+/// `App::seek_landed`): `outside` when the filter leaves that key out;
+/// `none` when there is no key to show at all (in the filter).
 pub(super) fn seek_message(
     filter: Option<&Filter>,
     target: &[u8],
     first: Option<&Vec<u8>>,
     kept: bool,
+    none: bool,
 ) -> Option<String> {
     let shown = display_key(target);
     let within = match filter {
@@ -317,6 +319,10 @@ pub(super) fn seek_message(
                 display_key(first)
             ),
         },
+        None if none && filter.is_some() => {
+            format!("no key{within} at or after {shown}: the filter matches no key")
+        }
+        None if none => format!("no key at or after {shown}: there are no keys"),
         // The list keeps to the keys read before a stop: more may follow.
         None if kept => format!(
             "no key{within} at or after {shown} in the keys read before the stop (r reads on); \

@@ -491,12 +491,15 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 
 /// A status message in `width` columns. One too long is cut in the
 /// middle, keeping its last clause (after the last `; `: what to do about
-/// it, "press e to edit your text again") whole when that takes at most
-/// two thirds of the line; else cut at the end, where what went wrong is
-/// said first. One of a single clause loses its middle, so that both ends
+/// it, "press e to edit your text again", "use --server URL") whole when
+/// that leaves [`MESSAGE_HEAD`] columns for its start; else cut at the
+/// end, where what went wrong is said first. One of a single clause loses its middle, so that both ends
 /// show (`deleted LLL…LLL (revision 7)`: cut at its end, a long key took
 /// the revision with it).
 pub fn fit_message(text: &str, width: usize) -> String {
+    /// What a message's start keeps beside its last clause: `error:
+    /// cannot read keys: F…` says what failed.
+    const MESSAGE_HEAD: usize = 20;
     if wrap::columns(text) <= width {
         return text.to_string();
     }
@@ -505,7 +508,7 @@ pub fn fit_message(text: &str, width: usize) -> String {
     };
     let tail = &text[at..];
     let tail_columns = wrap::columns(tail);
-    if tail_columns * 3 <= width * 2 {
+    if tail_columns + MESSAGE_HEAD <= width {
         return format!("{}{tail}", fit(&text[..at], width - tail_columns));
     }
     fit(text, width)

@@ -408,6 +408,53 @@ fn cli_watch_that_cannot_resume_says_so() {
     assert!(!err.contains("--from-revision"), "{err}");
 }
 
+/// A watch whose server comes back behind what it saw (a restored backup
+/// at the same address) waits, as SPEC says, and says so on stderr.
+#[test]
+fn cli_watch_behind_a_restarted_server_says_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    let addr = s.addr.clone();
+    let mut watch = spawn_watch(dir.path(), &s.url);
+    let mut out = BufReader::new(watch.0.stdout.take().unwrap());
+    put_range(&s, 1, 5);
+    let mut line = String::new();
+    for _ in 1..=5 {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+    }
+    assert!(line.contains("\"revision\":5"), "{line}");
+    assert!(s.terminate().success());
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("db.redb")
+        {
+            std::fs::rename(&path, old.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let put = super::support::kvr(dir.path(), &["--db", "db.redb", "put", "k0001", "v"], b"");
+    assert!(put.status.success(), "{put:?}");
+    let _s = Server::start(dir.path(), &["--listen", &addr]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let said = std::fs::read_to_string(dir.path().join("watch.err")).unwrap();
+        if said.contains(
+            "kvr: watch: the server is at revision 1, behind revision 5 this watch has seen; \
+             waiting for revision 6",
+        ) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{said}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A thousand idle watchers: each gets the next event; the memory each
 /// costs is printed (README figure).
 #[test]

@@ -491,6 +491,30 @@ fn seeks_say_where_they_landed() {
     assert_eq!(selected(&s.app), "key:00199");
 }
 
+/// With no key to show, a seek says so (it said "showing the last key"
+/// over `(no keys)`).
+#[test]
+fn a_seek_with_no_keys_says_there_are_none() {
+    let (_dir, path) =
+        store_with("{\"key\":\"x\",\"value\":\"1\"}\n{\"op\":\"delete\",\"key\":\"x\"}\n");
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "/zz\n");
+    assert!(
+        shows(&s.app, "no key at or after zz: there are no keys"),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "fabc\n/zz\n");
+    assert!(
+        shows(
+            &s.app,
+            "no key starting with abc at or after zz: the filter matches no key"
+        ),
+        "{:?}",
+        screen(&s.app)
+    );
+}
+
 #[test]
 fn keys_cut_at_narrow_widths_lose_their_middle() {
     let long = format!("user:{}:end", "x".repeat(60));

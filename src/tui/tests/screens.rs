@@ -456,6 +456,21 @@ fn a_long_message_keeps_its_last_clause() {
         crate::tui::view::fit_message(&long_tail, 20),
         format!("a; {}…", "b".repeat(16))
     );
+    // A long last clause is kept too while the start keeps 20 columns
+    // (two thirds of the line was the bound: `r` on a served file showed
+    // `… (pid 9113); it is s…`, not the --server to use).
+    let in_use = "cannot read keys: emp.redb is in use by kvr --db emp.redb serve --listen \
+                  127.0.0.1:0 --quiet (pid 9113); it is served at http://127.0.0.1:36285: use \
+                  --server http://127.0.0.1:36285";
+    let shown = crate::tui::view::fit_message(in_use, 120);
+    assert!(
+        shown.starts_with("cannot read keys: emp.redb is in use")
+            && shown.ends_with(
+                "…; it is served at http://127.0.0.1:36285: use --server http://127.0.0.1:36285"
+            ),
+        "{shown}"
+    );
+    assert_eq!(crate::tui::wrap::columns(&shown), 120);
     let deleted = format!("deleted {} (revision 7)", "L".repeat(4096));
     let shown = crate::tui::view::fit_message(&deleted, 40);
     assert!(
