@@ -1596,6 +1596,11 @@ fn concurrent_writes_share_raft_entries_and_keep_their_own_outcomes() {
         "no entry carried more than one write: {entries} entries"
     );
     eprintln!("{writes} writes in {entries} entries");
+    // They are its group commits in /metrics (they stayed at 0 in cluster
+    // mode), and so is their time.
+    assert_eq!(metric(leader, "kvr_commit_group_size_count"), entries);
+    assert_eq!(metric(leader, "kvr_commit_group_size_sum"), writes);
+    assert_eq!(metric(leader, "kvr_commit_duration_seconds_count"), entries);
     // The followers forwarded theirs in fewer requests than writes.
     for node in nodes.iter().filter(|n| n.url != leader.url) {
         let rounds = metric(node, "kvr_raft_forward_rounds_total");

@@ -176,8 +176,11 @@ fn run(rx: &Receiver<Msg>, metrics: &Metrics) {
                     out.write(&mut buf, metrics);
                 }
             }
-            report_dropped(&mut buf, metrics, &mut reported);
             out.write(&mut buf, metrics);
+            // Its own write: a notice that cannot be written is not an
+            // access line lost (counted, it made the next notice, and so on).
+            report_dropped(&mut buf, metrics, &mut reported);
+            out.write_uncounted(&mut buf);
             if !got_any {
                 break;
             }
@@ -287,6 +290,21 @@ impl Stderr {
         if std::io::stderr().write_all(buf).is_err() {
             metrics.log_lines_lost(lines_in(buf));
         }
+        self.wrote(buf);
+    }
+
+    /// Writes lines that are not access lines (a failure is not counted).
+    fn write_uncounted(&mut self, buf: &mut Vec<u8>) {
+        if buf.is_empty() {
+            return;
+        }
+        let _ = std::io::stderr().write_all(buf);
+        self.wrote(buf);
+    }
+
+    /// Clears the chunk written, and starts the file's writeback every
+    /// [`WRITEBACK_BYTES`].
+    fn wrote(&mut self, buf: &mut Vec<u8>) {
         self.since_writeback += buf.len() as u64;
         buf.clear();
         if self.file && self.since_writeback >= WRITEBACK_BYTES {

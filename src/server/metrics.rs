@@ -252,7 +252,8 @@ impl Metrics {
             &mut out,
             "kvr_commit_group_size",
             "histogram",
-            "Write requests per group commit (one log sync each).",
+            "Write requests per group commit (one log sync each; in a cluster, per Raft entry \
+             proposed by this node).",
         );
         if let Ok(h) = self.groups.lock() {
             h.render(&mut out, "kvr_commit_group_size", "", &GROUP_BUCKETS);
@@ -261,7 +262,8 @@ impl Metrics {
             &mut out,
             "kvr_commit_duration_seconds",
             "histogram",
-            "Time to commit one group: its log write and sync, and its memory-table insert.",
+            "Time to commit one group: its log write and sync, and its memory-table insert (in a \
+             cluster: a Raft entry from its proposal to its apply here).",
         );
         if let Ok(h) = self.commits.lock() {
             h.render(

@@ -142,6 +142,12 @@ impl Writer {
         queue_size: usize,
         metrics: Arc<Metrics>,
     ) -> Writer {
+        // A Raft entry is the cluster's group commit: its writes share
+        // one log append and sync on a majority.
+        let m = metrics.clone();
+        node.observe_entries(Box::new(move |writes, took| {
+            m.group_committed(writes, took)
+        }));
         Writer {
             tx: None,
             cluster: Some(node),

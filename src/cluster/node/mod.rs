@@ -25,7 +25,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -167,7 +167,13 @@ struct RoundCounts {
     writes: AtomicU64,
     forward_rounds: AtomicU64,
     forwarded: AtomicU64,
+    /// Told each write entry committed and applied here: its writes and
+    /// the time from its proposal (the server's commit histograms).
+    committed: std::sync::OnceLock<EntryObserver>,
 }
+
+/// See [`Node::observe_entries`].
+pub type EntryObserver = Box<dyn Fn(usize, Duration) + Send + Sync>;
 
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
@@ -334,6 +340,13 @@ impl Node {
                 .current_leader(to, "hand-over at shutdown")
                 .await;
         }
+    }
+
+    /// Tells `observe` each write entry this node proposed, once it is
+    /// committed and applied: how many writes it carried and how long it
+    /// took from its proposal (the cluster's group commit). Set once.
+    pub fn observe_entries(&self, observe: EntryObserver) {
+        let _ = self.counts.committed.set(observe);
     }
 
     /// This member's own `/metrics` families.
@@ -561,7 +574,12 @@ impl Node {
             1 => Command::Write(cmds.remove(0)),
             _ => Command::Batch(Arc::new(cmds)),
         };
-        match self.liveness.bound(self.raft.client_write(cmd)).await {
+        let proposed = Instant::now();
+        let written = self.liveness.bound(self.raft.client_write(cmd)).await;
+        if let (Ok(Ok(_)), Some(observe)) = (&written, self.counts.committed.get()) {
+            observe(n, proposed.elapsed());
+        }
+        match written {
             Ok(Ok(resp)) => match resp.data {
                 Reply::Batch(replies) if n > 1 => replies.into_iter().map(Ok).collect(),
                 reply if n == 1 => vec![Ok(reply)],
