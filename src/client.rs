@@ -432,9 +432,12 @@ impl Client {
         }
     }
 
-    /// Sends one request to the first server that can be reached.
+    /// Sends one request to the first server that can be reached. `sent`
+    /// only shapes the message of a timeout: a read's outcome is no
+    /// question.
     fn send(
         &self,
+        sent: Sent,
         mut request: impl FnMut(&Agent, &str, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<(String, Response<Body>)> {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -447,6 +450,12 @@ impl Client {
                     return Ok((url.clone(), resp));
                 }
                 Err(e) if unreachable(&e) => message = unreachable_message(url, &e),
+                Err(ureq::Error::Timeout(_)) if sent == Sent::Read => {
+                    return Err(Error::Unavailable {
+                        message: format!("kvr server at {url} did not answer in time (--timeout)"),
+                        overloaded: false,
+                    });
+                }
                 Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
             }
         }
@@ -554,7 +563,12 @@ impl Client {
         start: &mut dyn FnMut(Option<u64>) -> Result<()>,
         line: &mut dyn FnMut(&[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let mut target = format!("/v1/watch?progress={}", w.progress_secs.max(1));
+        // A third of a --timeout over three days would be over the server's
+        // longest progress interval; a day is as good.
+        let progress = w
+            .progress_secs
+            .clamp(1, crate::limits::MAX_WATCH_PROGRESS_SECS);
+        let mut target = format!("/v1/watch?progress={progress}");
         for (name, value) in [
             ("start", &w.query.start),
             ("end", &w.query.end),
@@ -571,8 +585,9 @@ impl Client {
             target.push_str("&keys_only=true");
         }
         let target = self.read_target(target);
-        let (url, resp) =
-            self.send(|a, url, auth| with_auth(a.get(format!("{url}{target}")), auth).call())?;
+        let (url, resp) = self.send(Sent::Read, |a, url, auth| {
+            with_auth(a.get(format!("{url}{target}")), auth).call()
+        })?;
         if resp.status().as_u16() != 200 {
             return Err(error_of(&url, resp, None));
         }
@@ -595,9 +610,22 @@ impl Client {
                         return Ok(());
                     }
                 }
+                Err(e) if stalled(&e) => return Err(stream_stalled("watch", &url)),
                 Err(e) => {
+                    // A connection cut is the usual way (a server killed or
+                    // unplugged): said in words, not the library's.
+                    let why = match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted => {
+                            "the server stopped or the connection was cut".to_string()
+                        }
+                        _ => e.to_string(),
+                    };
                     return Err(Error::Unavailable {
-                        message: format!("the watch stream from kvr server at {url} broke: {e}"),
+                        message: format!(
+                            "the watch stream from kvr server at {url} broke off ({why})"
+                        ),
                         overloaded: false,
                     });
                 }
@@ -856,7 +884,7 @@ impl Kv for Client {
         let target = put_target(key, ttl_secs);
         let idem = crate::idempotency::new_key()?;
         let mut whole = head.as_slice().chain(value);
-        let sent = self.send(|a, url, auth| {
+        let sent = self.send(Sent::KeyedWrite, |a, url, auth| {
             let mut req =
                 with_auth(a.put(format!("{url}{target}")), auth).header(IDEMPOTENCY_KEY, &idem);
             if let Some(size) = size {
@@ -943,7 +971,7 @@ impl Kv for Client {
                 inner: &mut input,
                 bytes: &sent_bytes,
             });
-            self.send(|a, url, auth| {
+            self.send(Sent::KeyedWrite, |a, url, auth| {
                 let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
                 req.content_type("application/x-ndjson")
                     .header(IDEMPOTENCY_KEY, &idem)
@@ -1029,7 +1057,9 @@ impl Client {
     /// (one before `/v1/limits`, or none answers).
     pub fn limits(&self) -> Option<ServerLimits> {
         let (url, resp) = self
-            .send(|a, url, auth| with_auth(a.get(format!("{url}/v1/limits")), auth).call())
+            .send(Sent::Read, |a, url, auth| {
+                with_auth(a.get(format!("{url}/v1/limits")), auth).call()
+            })
             .ok()?;
         if resp.status().as_u16() != 200 {
             return None;
@@ -1039,8 +1069,10 @@ impl Client {
 
     /// Whether a server of the list answers `/healthz` at all.
     fn answers(&self) -> bool {
-        self.send(|a, url, _| a.get(format!("{url}/healthz")).call())
-            .is_ok()
+        self.send(Sent::Read, |a, url, _| {
+            a.get(format!("{url}/healthz")).call()
+        })
+        .is_ok()
     }
 }
 

@@ -518,8 +518,28 @@ impl Code {
     }
 }
 
-/// The text of [`Error::Compacted`].
+/// The text of [`Error::Compacted`] (the CLI's words).
 fn compacted_message(requested: u64, oldest: u64, resumed: bool) -> String {
+    compacted_message_naming(requested, oldest, resumed, "--from-revision")
+}
+
+impl Error {
+    /// The message of this error in an HTTP error body: the same as the
+    /// CLI's but for a `compacted`, which names the query parameter a
+    /// client gives instead of the CLI's flag.
+    pub fn http_message(&self) -> String {
+        match self {
+            Error::Compacted {
+                requested,
+                oldest,
+                resumed,
+            } => compacted_message_naming(*requested, *oldest, *resumed, "from_revision"),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn compacted_message_naming(requested: u64, oldest: u64, resumed: bool, from: &str) -> String {
     if resumed {
         format!(
             "cannot resume the watch: the events from revision {requested} on are no longer \
@@ -528,7 +548,7 @@ fn compacted_message(requested: u64, oldest: u64, resumed: bool) -> String {
     } else {
         format!(
             "revision {requested} is compacted: the oldest revision the history keeps is \
-             {oldest}; watch from {oldest} or later (or without --from-revision)"
+             {oldest}; watch from {oldest} or later (or without {from})"
         )
     }
 }

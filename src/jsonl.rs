@@ -118,8 +118,12 @@ fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Erro
     u64::deserialize(d).map(Some)
 }
 
+/// 10000-01-01T00:00:00Z in Unix milliseconds: no `expires_at_ms` is as
+/// late (see `check_expiry`).
+const YEAR_10000_MS: u64 = 253_402_300_800_000;
+
 /// Longest `ttl`, in seconds: ten years (SPEC "Expiry (TTL)").
-const MAX_TTL_SECS: u64 = 315_360_000;
+pub const MAX_TTL_SECS: u64 = 315_360_000;
 
 /// Parses one non-blank input line into an [`Op`].
 /// What is wrong with the base64 of `field`, in words (the crate's own
@@ -234,10 +238,17 @@ fn is_object(text: &[u8]) -> bool {
 }
 
 /// `ttl` and `expires_at_ms` are checked as SPEC "Expiry (TTL)" says.
+/// An `expires_at_ms` is before the year 10,000: a later one is a time in
+/// the wrong unit (microseconds or nanoseconds read as milliseconds: a key
+/// that would never expire).
 fn check_expiry(input: &InputLine<'_>) -> std::result::Result<(), String> {
     match (input.ttl, input.expires_at_ms) {
         (Some(_), Some(_)) => Err("give ttl or expires_at_ms, not both".into()),
         (Some(ttl), None) => check_ttl(ttl),
+        (None, Some(at)) if at >= YEAR_10000_MS => Err(format!(
+            "expires_at_ms {at} is past the year 9999: it is Unix time in milliseconds, not \
+             micro- or nanoseconds"
+        )),
         _ => Ok(()),
     }
 }

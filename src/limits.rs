@@ -12,6 +12,10 @@ pub const MAX_KEY_BYTES: usize = 4096;
 /// a record inside redb's limits.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 << 20;
 
+/// Longest `?progress=` a watch may ask for: a day. Clients asking for a
+/// third of a longer `--timeout` ask for this instead.
+pub const MAX_WATCH_PROGRESS_SECS: u64 = 86_400;
+
 /// Checks a key's length (1 to [`MAX_KEY_BYTES`]).
 pub fn check_key(key: &[u8], line: Option<u64>) -> Result<()> {
     if key.is_empty() {

@@ -53,6 +53,16 @@ impl Caught {
             file.display()
         ))
     }
+
+    /// [`Caught::into_error`] in a server, which holds `file`: the check
+    /// runs with the server stopped.
+    pub fn into_served_error(self, file: &Path) -> Error {
+        let check = format!(
+            "kvr --db {} check (with the server stopped)",
+            file.display()
+        );
+        self.into_error(file, &check)
+    }
 }
 
 /// Sets the panic hook (once, at start, before any thread): panics

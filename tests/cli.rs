@@ -873,6 +873,11 @@ fn unknown_fields_and_non_objects_are_bad_lines(template: Env) {
             r#"{"key":"a","value":"x","ttl":5,"expires_at_ms":1}"#,
             "not both",
         ),
+        // A time in microseconds (year 55,000 as milliseconds).
+        (
+            r#"{"key":"a","value":"x","expires_at_ms":1795000000000000}"#,
+            "expires_at_ms 1795000000000000 is past the year 9999",
+        ),
     ];
     for (bad, needle) in cases {
         let env = template.new_like();

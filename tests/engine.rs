@@ -569,6 +569,9 @@ fn run_steps(steps: Vec<Step>) {
                     let ev = (model.revision, "delete", k.clone(), Vec::new(), None);
                     model.events.push(ev);
                 }
+                if !doomed.is_empty() {
+                    model.request_ends.insert(model.revision);
+                }
                 let applied = outcomes[1].as_ref().unwrap();
                 assert_eq!(
                     (applied.deletes, applied.revision),

@@ -32,10 +32,13 @@ struct Line {
 
 pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
     let Some(servers) = remote(g)? else {
-        return Err(Error::invalid(
-            "watching needs a server: give --server URL (or KVR_SERVER); \
-             a database file has no change feed",
-        )
+        let give = match crate::store::served_at(&g.db) {
+            Some(url) => format!("{} is served at {url}: use --server {url}", g.db.display()),
+            None => "give --server URL (or KVR_SERVER)".to_string(),
+        };
+        return Err(Error::invalid(format!(
+            "watching needs a server: {give}; a database file has no change feed"
+        ))
         .into());
     };
     let query = RangeQuery {

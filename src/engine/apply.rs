@@ -298,7 +298,8 @@ impl EngineWriter {
 
     /// The history state after a group whose events are `new` and whose
     /// last revision is `revision`: the oldest revision kept moves up until
-    /// the kept events are within both bounds. Decided here, at apply, so
+    /// the kept events are within both bounds, and on to the first event
+    /// of a request (a request's events are kept whole or not at all). Decided here, at apply, so
     /// every replica of the log keeps the same history.
     fn trim_history(&self, new: &[Event], revision: u64) -> Result<HistoryMark> {
         let bounds = self.engine.history_bounds();
@@ -310,40 +311,68 @@ impl EngineWriter {
         }
         let mut oldest = self.engine.oldest.load(Ordering::Acquire);
         let mut bytes = self.history_bytes + new.iter().map(Event::size).sum::<u64>();
+        // Whether the last event trimmed ended its request.
+        let mut trimmed_end = true;
         let by_count = (revision + 1).saturating_sub(bounds.events).max(oldest);
         if by_count > oldest {
-            bytes = bytes.saturating_sub(self.engine.event_sizes(oldest, by_count, new)?);
+            let sizes = self.engine.event_sizes_each(oldest, by_count, new)?;
+            bytes = bytes.saturating_sub(sizes.iter().map(|&(size, _)| size).sum());
+            trimmed_end = sizes.last().is_none_or(|&(_, end)| end);
             oldest = by_count;
         }
-        while bytes > bounds.bytes && oldest <= revision {
+        // Then by bytes, and on to the end of a request: a stream from the
+        // oldest revision kept never starts inside one (SPEC "Watch").
+        while (bytes > bounds.bytes || !trimmed_end) && oldest <= revision {
             let to = (oldest + TRIM_STEP).min(revision + 1);
             let sizes = self.engine.event_sizes_each(oldest, to, new)?;
-            for size in sizes {
-                if bytes <= bounds.bytes {
+            if sizes.is_empty() {
+                // Kept nowhere (cannot happen): nothing to count.
+                oldest = to;
+                trimmed_end = true;
+            }
+            for (size, end) in sizes {
+                if bytes <= bounds.bytes && trimmed_end {
                     break;
                 }
                 bytes = bytes.saturating_sub(size);
                 oldest += 1;
+                trimmed_end = end;
             }
         }
         Ok(HistoryMark { oldest, bytes })
     }
 
-    /// Applies operations replayed from the log after a crash: as one
-    /// request, at the next revisions, not logged again (they are in the
-    /// log already). Returns the revision reached.
-    /// The idempotency records those writes made come with them.
-    pub fn replay(&mut self, ops: Vec<Op>, records: Vec<(String, Vec<u8>)>) -> Result<u64> {
+    /// Applies operations replayed from the log after a crash: as the
+    /// requests they were (`ends`: where each one's operations end), at the
+    /// next revisions, not logged again (they are in the log already).
+    /// Returns the revision reached. The idempotency records those writes
+    /// made come with them.
+    pub fn replay(
+        &mut self,
+        mut ops: Vec<Op>,
+        ends: &[usize],
+        records: Vec<(String, Vec<u8>)>,
+    ) -> Result<u64> {
         if !ops.is_empty() {
             self.engine.read_tables().live.set_replayed();
-            let request = Request {
-                ops,
-                ..Request::default()
-            };
+            // Split from the back, so each split moves only its own ops.
+            let mut requests = Vec::with_capacity(ends.len());
+            for &start in ends.iter().rev().skip(1).chain([&0]) {
+                let request_ops = ops.split_off(start.min(ops.len()));
+                if !request_ops.is_empty() {
+                    requests.push(Request {
+                        ops: request_ops,
+                        ..Request::default()
+                    });
+                }
+            }
+            requests.reverse();
             let log = self.log.take();
-            let outcome = self.write_group(vec![request]);
+            let outcome = self.write_group(requests);
             self.log = log;
-            outcome?.pop().unwrap_or(Ok(Applied::default()))?;
+            for applied in outcome? {
+                applied?;
+            }
         }
         let t = self.engine.read_tables();
         let mut kept = Vec::with_capacity(records.len());

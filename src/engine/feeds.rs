@@ -477,20 +477,16 @@ impl Engine {
         Some((out, cut, complete))
     }
 
-    /// The sum of the history sizes of the events `from..to` (see
-    /// [`history::Event::size`]), found in `new`, the memory tables or the
-    /// store; an event kept nowhere counts 0.
-    pub(super) fn event_sizes(&self, from: u64, to: u64, new: &[history::Event]) -> Result<u64> {
-        Ok(self.event_sizes_each(from, to, new)?.iter().sum())
-    }
-
-    /// The history size of each event `from..to`.
+    /// The history size of each event `from..to` (see
+    /// [`history::Event::size`]) and whether it is the last of its
+    /// request, found in `new`, the memory tables or the store; an event
+    /// kept nowhere is left out.
     pub(super) fn event_sizes_each(
         &self,
         from: u64,
         to: u64,
         new: &[history::Event],
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Vec<(u64, bool)>> {
         let mut sizes = Vec::with_capacity((to - from) as usize);
         let (base, tables) = {
             let t = self.read_tables();
@@ -503,7 +499,10 @@ impl Engine {
             let max = (to.min(base.revision() + 1) - next) as usize;
             base.history(next, max, |rev, bytes| {
                 if rev < to {
-                    sizes.push(history::stored_size(bytes));
+                    sizes.push((
+                        history::stored_size(bytes),
+                        history::stored_batch_end(bytes),
+                    ));
                     next = rev + 1;
                 }
                 Ok(())
@@ -513,13 +512,13 @@ impl Engine {
             table.with_events(|events| {
                 let start = events.partition_point(|e| e.revision < next);
                 for e in events[start..].iter().take_while(|e| e.revision < to) {
-                    sizes.push(e.size());
+                    sizes.push((e.size(), e.batch_end));
                     next = e.revision + 1;
                 }
             });
         }
         for e in new.iter().filter(|e| e.revision >= next && e.revision < to) {
-            sizes.push(e.size());
+            sizes.push((e.size(), e.batch_end));
         }
         Ok(sizes)
     }

@@ -213,6 +213,12 @@ impl Event {
 
 /// [`Event::size`] of a stored event, without decoding it (a damaged
 /// one counts its whole length).
+/// Whether a stored event is the last of its request (a row that cannot
+/// be read counts as one: trimming stops there).
+pub fn stored_batch_end(bytes: &[u8]) -> bool {
+    Row::parse(bytes).is_none_or(|row| row.flags & FLAG_BATCH_END != 0)
+}
+
 pub fn stored_size(bytes: &[u8]) -> u64 {
     match Row::parse(bytes) {
         Some(row) => {

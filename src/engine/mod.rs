@@ -210,8 +210,8 @@ fn recover_as_serve(
     };
     let store = Arc::new(store);
     let (engine, mut writer) = Engine::start(store.clone(), Box::new(NoLog), engine_opts)?;
-    let replayed = crate::wal::replay_with(dir, engine.revision(), |ops, records| {
-        writer.replay(ops, records)
+    let replayed = crate::wal::replay_with(dir, engine.revision(), |ops, ends, records| {
+        writer.replay(ops, ends, records)
     });
     // On an error the writer is dropped unflushed: the log stays.
     let replayed = replayed?;
@@ -410,8 +410,8 @@ impl Engine {
         let Some(old) = old else {
             return Ok((engine, writer, None));
         };
-        let recovered = crate::wal::replay_with(dir, engine.revision(), |ops, records| {
-            writer.replay(ops, records)
+        let recovered = crate::wal::replay_with(dir, engine.revision(), |ops, ends, records| {
+            writer.replay(ops, ends, records)
         })?;
         if engine.read_tables().live.is_empty() {
             old.release()?;
@@ -624,14 +624,9 @@ impl Engine {
                     // (and report a failure), only slower.
                     Ok(Ok(None) | Err(_)) => return,
                     Err(caught) => {
-                        let file = engine.store.path();
-                        let check = format!(
-                            "kvr --db {} check (with the server stopped)",
-                            file.display()
-                        );
                         flush::log_line(&format!(
                             "kvr serve: the row cache's warm-up stopped: {}",
-                            caught.into_error(file, &check)
+                            caught.into_served_error(engine.store.path())
                         ));
                         return;
                     }

@@ -127,7 +127,13 @@ fn ttl_of(uri: &Uri) -> Result<Option<u64>> {
         .ok()
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|t| t.parse::<u64>().ok())
-        .ok_or_else(|| Error::invalid("ttl must be a whole number of seconds"))?;
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "ttl must be a whole number of seconds, 1 to {}, not {:?}",
+                crate::jsonl::MAX_TTL_SECS,
+                String::from_utf8_lossy(raw)
+            ))
+        })?;
     crate::jsonl::check_ttl(ttl).map_err(Error::invalid)?;
     Ok(Some(ttl))
 }

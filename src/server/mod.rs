@@ -96,12 +96,7 @@ pub struct State {
 /// logged as, as every internal error is): the storage engine's, on a
 /// damaged page, names the file and how to check it.
 pub fn fault(engine: &Engine, caught: crate::panics::Caught) -> Error {
-    let file = engine.store().path();
-    let check = format!(
-        "kvr --db {} check (with the server stopped)",
-        file.display()
-    );
-    caught.into_error(file, &check)
+    caught.into_served_error(engine.store().path())
 }
 
 /// Runs `read` on a blocking thread, off the async workers; a panic in it

@@ -100,7 +100,7 @@ fn kv_error_response(e: &Error) -> Response<Body> {
         log!("kvr serve: internal error: {e}");
         "internal error; the server's log has the details".to_string()
     } else {
-        e.to_string()
+        e.http_message()
     };
     let mut body = json!({"error": e.code(), "message": message});
     match e {

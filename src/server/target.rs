@@ -187,7 +187,8 @@ impl Query {
             None | Some(b"false") | Some(b"0") => Ok(false),
             Some(b"true") | Some(b"1") | Some(b"") => Ok(true),
             Some(v) => Err(Error::invalid(format!(
-                "query parameter {name} must be true or false (or 1 or 0), not {:?}",
+                "query parameter {name} must be true or false (or 1 or 0; given bare, \
+                 ?{name}, it is true), not {:?}",
                 String::from_utf8_lossy(v)
             ))),
         }

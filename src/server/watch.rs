@@ -22,6 +22,10 @@
 //! chunk (a request larger than a page in consecutive chunks, never
 //! dropped in part), so a stream never ends inside one. If the history no
 //! longer has the events a stream needs next, it also ends with `lagging`.
+//! A server that stops ends its streams with
+//! `{"error":"unavailable","next_revision":N}`; a stream whose task fails
+//! breaks off (the chunked body never ends cleanly), so no client takes
+//! it for one that ended.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -43,12 +47,11 @@ use super::target::Query;
 use crate::engine::history::Event;
 use crate::engine::{Engine, Events, Subscription};
 use crate::error::{Error, Result};
+use crate::limits::MAX_WATCH_PROGRESS_SECS;
 use crate::types::RangeQuery;
 
 /// Seconds without an event before a progress line (SPEC default).
 const DEFAULT_PROGRESS_SECS: u64 = 10;
-/// Longest `?progress=` accepted: a day.
-const MAX_PROGRESS_SECS: u64 = 86_400;
 /// Events read from the engine at a time.
 const PAGE_EVENTS: usize = 1024;
 /// Pause between two reads of one watcher, per watcher the last dispatch
@@ -135,9 +138,9 @@ pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
     };
     query.validate()?;
     let progress = params.number("progress")?.unwrap_or(DEFAULT_PROGRESS_SECS);
-    if !(1..=MAX_PROGRESS_SECS).contains(&progress) {
+    if !(1..=MAX_WATCH_PROGRESS_SECS).contains(&progress) {
         return Err(Error::invalid(format!(
-            "progress must be 1 to {MAX_PROGRESS_SECS} seconds"
+            "progress must be 1 to {MAX_WATCH_PROGRESS_SECS} seconds"
         )));
     }
     let watch = Watch {
@@ -299,14 +302,23 @@ async fn run(
                     return Err(Stop::Gone);
                 }
             }
-            _ = closing.changed() => return Err(Stop::Gone),
+            _ = closing.changed() => {
+                // The server stops: say where to resume, as a node without
+                // a leader does. Inside a request the body breaks off
+                // instead (the producer ends without an end).
+                if !mid {
+                    out.end_with(unavailable_line(sub.advance(next)));
+                }
+                return Err(Stop::Gone);
+            }
             () = out.closed() => return Err(Stop::Gone),
         }
     }
 }
 
-/// The line that ends the stream of a node without a leader: where to
-/// resume (on another node).
+/// The line that ends the stream of a node without a leader, or of a
+/// server that stops: where to resume (on another node, or after the
+/// restart).
 fn unavailable_line(next: u64) -> String {
     format!("{{\"error\":\"unavailable\",\"next_revision\":{next}}}\n")
 }
@@ -468,6 +480,10 @@ struct Queue {
     bytes: usize,
     /// No more chunks will come: the body ends after these.
     ended: bool,
+    /// The stream's task ended without an end line (a failed read, a
+    /// panic, a stop inside a request): the body breaks off after these,
+    /// so that no client takes it for a complete stream.
+    aborted: bool,
     /// The connection is gone.
     gone: bool,
     waker: Option<Waker>,
@@ -577,7 +593,10 @@ impl Outbox {
                 () = room => {}
                 () = drained => {}
                 () = stall => {}
-                _ = closing.changed() => return Err(Stop::Gone),
+                _ = closing.changed() => {
+                    self.end_with(unavailable_line(next));
+                    return Err(Stop::Gone);
+                }
             }
         }
     }
@@ -631,12 +650,14 @@ impl Outbox {
 }
 
 /// The stream task's end of an outbox: when the task ends, so does the
-/// body (after what it holds).
+/// body (after what it holds): cleanly after an end line, broken off
+/// without one.
 struct Producer(Arc<Outbox>);
 
 impl Drop for Producer {
     fn drop(&mut self) {
         let mut q = self.0.lock();
+        q.aborted = !q.ended;
         q.ended = true;
         if let Some(w) = q.waker.take() {
             w.wake();
@@ -666,6 +687,9 @@ impl http_body::Body for OutboxBody {
                 outbox.drained.notify_one();
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
+            None if q.aborted => Poll::Ready(Some(Err(std::io::Error::other(
+                "the watch stream stopped without an end line",
+            )))),
             None if q.ended => Poll::Ready(None),
             None => {
                 q.waker = Some(cx.waker().clone());

@@ -644,11 +644,7 @@ fn plainly(path: &Path, source: std::io::Error) -> std::io::Error {
 /// by a server long gone.
 pub(crate) fn in_use(path: &Path, waited: Duration) -> Error {
     let holder = holder::of(path);
-    let by_server = holder.as_deref().is_none_or(|h| {
-        h.split_whitespace()
-            .take_while(|w| !w.starts_with("(pid"))
-            .any(|w| w == "serve")
-    });
+    let by_server = holder.as_deref().is_none_or(is_serve);
     Error::InUse {
         path: path.to_path_buf(),
         waited,
@@ -667,6 +663,22 @@ fn reopening() -> Error {
 
 fn lock_poisoned() -> Error {
     Error::Storage("a thread panicked while reopening the database".into())
+}
+
+/// Whether a holder's command line (see [`holder::of`]) is a `kvr serve`.
+fn is_serve(holder: &str) -> bool {
+    holder
+        .split_whitespace()
+        .take_while(|w| !w.starts_with("(pid"))
+        .any(|w| w == "serve")
+}
+
+/// The URL of the `kvr serve` that holds `db` now, if one does and left
+/// its URL beside it: for commands that need a server to say which.
+pub fn served_at(db: &Path) -> Option<String> {
+    holder::of(db)
+        .filter(|h| is_serve(h))
+        .and_then(|_| read_serve_hint(db))
 }
 
 pub(crate) fn read_serve_hint(db: &Path) -> Option<String> {

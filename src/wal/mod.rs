@@ -654,7 +654,7 @@ mod tests {
         // Every record is in the segments, in order: a replay continues the
         // revisions without a gap up to the last one.
         let mut reached = 0;
-        let recovered = recover::replay_with(&dir, 0, |ops, _| {
+        let recovered = recover::replay_with(&dir, 0, |ops, _, _| {
             reached += ops.len() as u64;
             Ok(reached)
         })
@@ -684,7 +684,7 @@ mod tests {
             "200 KB of records stayed in one 64 KiB segment"
         );
         let mut seen = Vec::new();
-        let recovered = recover::replay_with(&dir, 0, |ops, _| {
+        let recovered = recover::replay_with(&dir, 0, |ops, _, _| {
             for op in ops {
                 seen.push(op);
             }

@@ -52,7 +52,7 @@ pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
 /// it: what a running server does after reopening its database file.
 pub fn replay(store: &Store, dir: &Path) -> Result<Recovered> {
     let revision = store.snapshot()?.revision()?;
-    replay_with(dir, revision, |ops, records| {
+    replay_with(dir, revision, |ops, _, records| {
         let revision = store
             .apply(ops.into_iter().map(Ok), Commit::Buffered, usize::MAX)?
             .revision;
@@ -64,9 +64,16 @@ pub fn replay(store: &Store, dir: &Path) -> Result<Recovered> {
 /// Idempotency records replayed from the log: key, encoded record.
 pub type ReplayedRecords = Vec<(String, Vec<u8>)>;
 
+/// What [`replay_with`] hands records to: their operations, where each
+/// record's operations end, their idempotency records; returns the
+/// revision reached.
+type Apply<'a> = dyn FnMut(Vec<Op>, &[usize], ReplayedRecords) -> Result<u64> + 'a;
+
 /// Reads the log in `dir` and hands the operations of the records after
-/// `revision` to `apply`, many records at a time, in order, with the
-/// idempotency records they made; `apply` returns the revision it reached.
+/// `revision` to `apply`, many records at a time, in order, with where
+/// each record's operations end (a record is one request: the watch
+/// history keeps requests whole) and the idempotency records they made;
+/// `apply` returns the revision it reached.
 /// Checks that the records continue the revisions without a gap. The store
 /// replays into redb this way, the server's engine into its memory table.
 ///
@@ -75,7 +82,7 @@ pub type ReplayedRecords = Vec<(String, Vec<u8>)>;
 pub fn replay_with(
     dir: &Path,
     revision: u64,
-    mut apply: impl FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
+    mut apply: impl FnMut(Vec<Op>, &[usize], ReplayedRecords) -> Result<u64>,
 ) -> Result<Recovered> {
     let plans = scan(dir, Some(revision))?;
     let mut state = Recovered {
@@ -265,7 +272,7 @@ fn segments(dir: &Path) -> Result<Vec<u64>> {
 
 /// Replays the records of one segment that [`scan`] found intact.
 fn replay_segment(
-    apply_ops: &mut dyn FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
+    apply_ops: &mut Apply<'_>,
     dir: &Path,
     bytes: &[u8],
     plan: &Plan,
@@ -320,7 +327,7 @@ fn replay_segment(
 /// since logged operations are unconditional and revisions follow input
 /// order. Checks that the records continue the database's revisions.
 fn apply_group(
-    apply_ops: &mut dyn FnMut(Vec<Op>, ReplayedRecords) -> Result<u64>,
+    apply_ops: &mut Apply<'_>,
     dir: &Path,
     group: &mut Vec<Decoded>,
     state: &mut Recovered,
@@ -329,7 +336,7 @@ fn apply_group(
     let (Some(first), Some(last)) = (group.first(), group.last()) else {
         if !pending.is_empty() {
             let records = std::mem::take(pending);
-            apply_ops(Vec::new(), records)?;
+            apply_ops(Vec::new(), &[], records)?;
         }
         return Ok(());
     };
@@ -341,13 +348,15 @@ fn apply_group(
     }
     let last_first = last.first_revision;
     let records = group.len() as u64;
-    let ops: Vec<Op> = group
-        .iter_mut()
-        .flat_map(|r| std::mem::take(&mut r.ops))
-        .collect();
+    let mut ops: Vec<Op> = Vec::new();
+    let mut ends = Vec::with_capacity(group.len());
+    for r in group.iter_mut() {
+        ops.append(&mut r.ops);
+        ends.push(ops.len());
+    }
     let mut made = std::mem::take(pending);
     made.extend(group.iter_mut().filter_map(|r| r.idempotency.take()));
-    let revision = apply_ops(ops, made)?;
+    let revision = apply_ops(ops, &ends, made)?;
     if revision < last_first {
         return Err(gap(dir, last_first, revision + 1));
     }
@@ -414,7 +423,7 @@ mod tests {
     fn replay(dir: &Path, held: u64) -> Result<(u64, Vec<Vec<u8>>)> {
         let mut keys = Vec::new();
         let mut reached = held;
-        let got = replay_with(dir, held, |ops, _| {
+        let got = replay_with(dir, held, |ops, _, _| {
             reached += ops.len() as u64;
             keys.extend(ops.into_iter().map(|op| op.key));
             Ok(reached)
@@ -446,7 +455,7 @@ mod tests {
         // Nothing is applied once the damage is found: the database stays
         // as it was flushed.
         assert!(message.contains("at revision 0"), "{message}");
-        assert!(replay_with(&dir, 0, |_, _| panic!("applied")).is_err());
+        assert!(replay_with(&dir, 0, |_, _, _| panic!("applied")).is_err());
         let Err(Error::Corrupt(checked)) = verify(&dir) else {
             panic!("verify missed the damage");
         };

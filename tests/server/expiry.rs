@@ -115,6 +115,14 @@ fn bad_ttls_are_400_and_change_nothing() {
             (400, "bad_request".to_string()),
             "ttl={ttl}"
         );
+        // The value sent is quoted as sent (decoded), never rounded.
+        let sent = ttl.replace("%2B", "+");
+        let message = r.json()["message"].as_str().unwrap().to_string();
+        let quoted = format!("not {sent:?}");
+        assert!(
+            message.contains(&quoted) || message.ends_with(&format!("not {sent}")),
+            "ttl={ttl}: {message}"
+        );
     }
     // ttl is for puts only.
     let r = http("GET", &format!("{}/v1/kv/k?ttl=5", s.url), &[], None);

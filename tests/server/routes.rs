@@ -234,6 +234,16 @@ fn range_pages_cursor_and_stream() {
     )
     .json();
     assert_eq!(page["items"], serde_json::json!([{"key": "k00"}]));
+    // A flag given bare is true; the message of a bad one says so.
+    let bare = http("GET", &format!("{u}/v1/range?limit=1&keys_only"), &[], None);
+    assert_eq!(bare.json()["items"], serde_json::json!([{"key": "k00"}]));
+    let yes = http("GET", &format!("{u}/v1/range?keys_only=yes"), &[], None);
+    assert_eq!(yes.status, 400);
+    assert_eq!(
+        yes.json()["message"],
+        "query parameter keys_only must be true or false (or 1 or 0; given bare, \
+         ?keys_only, it is true), not \"yes\""
+    );
     let page = http("GET", &format!("{u}/v1/range?limit=1"), &[], None).json();
     assert_eq!(
         page["items"][0],

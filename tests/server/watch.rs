@@ -149,6 +149,11 @@ fn compacted_history_is_410_and_exit_1() {
     assert_eq!(r.status, 410);
     assert_eq!(r.code(), "compacted");
     assert_eq!(r.json()["oldest_revision"], 8);
+    assert_eq!(
+        r.json()["message"],
+        "revision 2 is compacted: the oldest revision the history keeps is 8; watch from 8 \
+         or later (or without from_revision)"
+    );
     let mut w = Stream::open(&s.url, "from_revision=8");
     assert_eq!(w.next(), serde_json::json!({"progress_revision":7}));
     assert_eq!(w.next()["revision"], 8);
@@ -160,7 +165,10 @@ fn compacted_history_is_410_and_exit_1() {
         "{err}"
     );
     assert!(
-        err.contains("oldest revision the history keeps is 8"),
+        err.contains(
+            "oldest revision the history keeps is 8; watch from 8 or later (or \
+                      without --from-revision)"
+        ),
         "{err}"
     );
     // With --db: a usage error.
@@ -171,6 +179,51 @@ fn compacted_history_is_410_and_exit_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("watching needs a server"));
+    // The served file: the message names its server.
+    let out = kvr_cmd(dir.path())
+        .args(["--db", "db.redb", "watch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "kvr: error: watching needs a server: db.redb is served at {url}: use --server \
+             {url}; a database file has no change feed\n",
+            url = s.url
+        )
+    );
+}
+
+/// The history keeps a request's events whole or not at all: a watch
+/// from the oldest revision kept never starts inside a batch.
+#[test]
+fn the_history_is_trimmed_by_whole_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--history", "3"]);
+    super::support::post_batch(
+        &s.url,
+        &(1..=5)
+            .map(|i| format!("{{\"key\":\"b{i}\",\"value\":\"v\"}}\n"))
+            .collect::<String>(),
+    );
+    // Three revisions would be 3 to 5, inside the batch: none of it is kept.
+    let r = http(
+        "GET",
+        &format!("{}/v1/watch?from_revision=3", s.url),
+        &[],
+        None,
+    );
+    assert_eq!(
+        (r.status, r.json()["oldest_revision"].clone()),
+        (410, 6.into())
+    );
+    put(&s, "k6", "v");
+    put(&s, "k7", "v");
+    let mut w = Stream::open(&s.url, "from_revision=6");
+    assert_eq!(w.next()["progress_revision"], 5);
+    assert_eq!(w.next()["revision"], 6);
+    assert_eq!(w.next()["revision"], 7);
 }
 
 /// `kvr watch` as a child printing to a pipe.
@@ -317,6 +370,46 @@ fn cli_watch_exits_0_when_stdout_closes() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A `--timeout` over three days (a third of it over the server's longest
+/// progress interval, a day) still watches: the CLI asks for progress
+/// every day (before, it exited 2 with "progress must be 1 to 86400").
+#[test]
+fn cli_watch_with_a_timeout_of_days_asks_for_daily_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    put_range(&s, 1, 2);
+    let mut guard = Killed(
+        kvr_cmd(dir.path())
+            .args([
+                "--server",
+                &s.url,
+                "--timeout",
+                "300000",
+                "watch",
+                "--from-revision",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(guard.0.stdout.take().unwrap());
+    for r in 1..=2 {
+        let mut event = String::new();
+        out.read_line(&mut event).unwrap();
+        assert!(
+            event.contains(&format!("\"revision\":{r},")),
+            "{event:?}; stderr: {}",
+            if event.is_empty() {
+                stderr_of(&mut guard)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
 /// What the exited child wrote to its piped stderr.
 fn stderr_of(child: &mut Killed) -> String {
     let mut err = String::new();
@@ -356,6 +449,25 @@ fn cli_watch_of_an_unreachable_server_exits_5() {
     assert_eq!(status.code(), Some(5));
     let err = stderr_of(&mut guard);
     assert!(err.starts_with("kvr: error: cannot reach"), "{err}");
+    // A server that takes the connection and never answers (stopped):
+    // exit 5 after --timeout, without the words about a write's outcome
+    // that a write's timeout has (a watch is a read).
+    let server = Server::start(dir.path(), &[]);
+    super::support::signal(server.pid(), "STOP");
+    let out = kvr_cmd(dir.path())
+        .args(["--server", &server.url, "--timeout", "3", "watch"])
+        .output()
+        .unwrap();
+    super::support::signal(server.pid(), "CONT");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        format!(
+            "kvr: error: kvr server at {} did not answer in time (--timeout)\n",
+            server.url
+        )
+    );
     let out = kvr_cmd(dir.path())
         .args(["--server", "http://127.0.0.1:1", "--timeout", "1", "watch"])
         .output()
@@ -365,6 +477,66 @@ fn cli_watch_of_an_unreachable_server_exits_5() {
     assert!(
         err.contains("--timeout must be at least 3 s for watch"),
         "{err}"
+    );
+}
+
+/// A server that stops ends its watch streams with where to resume
+/// (before, the chunked body just ended: a raw client could not tell a
+/// stop from the end of a stream).
+#[test]
+fn a_stopping_server_ends_its_watches_with_the_revision_to_resume_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    put_range(&s, 1, 3);
+    let mut stream = Stream::open(&s.url, "from_revision=2");
+    assert_eq!(stream.next()["progress_revision"], 1);
+    assert_eq!(stream.next()["revision"], 2);
+    assert_eq!(stream.next()["revision"], 3);
+    assert!(s.terminate().success());
+    let end = stream.next();
+    assert_eq!(end["error"], "unavailable", "{end}");
+    assert_eq!(end["next_revision"], 4, "{end}");
+    assert!(stream.try_next().is_none(), "a line after the end");
+}
+
+/// A watch says why it reconnects in words: a stream that stalled for
+/// `--timeout` (a stopped server) and one cut by a killed server, not the
+/// HTTP library's "timeout: per read" or "Peer disconnected".
+#[test]
+fn cli_watch_says_in_words_why_it_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    let mut watch = spawn_watch(dir.path(), &s.url);
+    let mut out = BufReader::new(watch.0.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut read_event = |s: &Server, n: u64| {
+        put_range(s, n, n);
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert!(line.contains(&format!("\"revision\":{n},")), "{line}");
+    };
+    read_event(&s, 1);
+    let said = || std::fs::read_to_string(dir.path().join("watch.err")).unwrap();
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !said().contains(what) {
+            assert!(Instant::now() < deadline, "no {what:?} in {:?}", said());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    super::support::signal(s.pid(), "STOP");
+    wait_for("stalled: nothing came for --timeout; reconnecting (from revision 2)");
+    super::support::signal(s.pid(), "CONT");
+    read_event(&s, 2);
+    wait_for("reconnected: the watch goes on");
+    s.kill9();
+    wait_for(
+        "broke off (the server stopped or the connection was cut); reconnecting (from revision 3)",
+    );
+    let said = said();
+    assert!(
+        !said.contains("Peer disconnected") && !said.contains("timeout: per read"),
+        "{said}"
     );
 }
 

@@ -9,7 +9,7 @@
 //! were done: a crash in the middle of a commit.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
@@ -188,6 +188,8 @@ pub struct Model {
     pub revision: u64,
     /// Every event so far, in revision order (index = revision - 1).
     pub events: Vec<ModelEvent>,
+    /// The revisions of the last event of each request.
+    pub request_ends: BTreeSet<u64>,
 }
 
 /// An applied operation as a watch reports it: revision, "put" / "delete"
@@ -196,7 +198,8 @@ pub type ModelEvent = (u64, &'static str, Vec<u8>, Vec<u8>, Option<u64>);
 
 impl Model {
     /// The oldest revision a history bounded by `events` and `bytes` keeps
-    /// (an event counts key + value + 24 bytes), never below `floor`.
+    /// (an event counts key + value + 24 bytes): the first of a request,
+    /// never below `floor`.
     pub fn oldest(&self, events: u64, bytes: u64, floor: u64) -> u64 {
         let mut oldest = self.revision + 1;
         let mut total = 0;
@@ -205,7 +208,9 @@ impl Model {
             if self.revision + 1 - e.0 > events || total > bytes {
                 break;
             }
-            oldest = e.0;
+            if e.0 == 1 || self.request_ends.contains(&(e.0 - 1)) {
+                oldest = e.0;
+            }
         }
         oldest.max(floor)
     }
@@ -286,6 +291,9 @@ impl Model {
                     }
                 }
             }
+        }
+        if self.revision > before {
+            self.request_ends.insert(self.revision);
         }
         Ok(self.revision - before)
     }

@@ -25,7 +25,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -43,7 +43,7 @@ use super::types::{Command, Member, NodeId, Reply, TypeConfig, WriteCommand};
 use super::write_batch::WriteRounds;
 use crate::engine::{Engine, Request as EngineRequest};
 use crate::error::{Error, Result};
-use crate::types::Applied;
+use crate::types::{Applied, now_ms};
 
 mod membership;
 mod raft_listener;
@@ -174,13 +174,6 @@ struct RoundCounts {
 
 /// See [`Node::observe_entries`].
 pub type EntryObserver = Box<dyn Fn(usize, Duration) + Send + Sync>;
-
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 fn no_leader() -> Error {
     Error::Unavailable {
