@@ -312,6 +312,42 @@ fn an_edit_of_a_key_changed_underneath_keeps_its_text_and_its_check() {
     assert_eq!(other.get(b"a").unwrap().unwrap().value, b"again");
 }
 
+/// A key deleted by someone else while it was being edited, then written
+/// again with `o`: the list shows it again, selected (as with `--db`).
+#[test]
+fn a_key_re_created_from_the_dialog_is_selected_again() {
+    let (_dir, _path, server) = served(
+        "{\"key\":\"a\",\"value\":\"one\"}\n{\"key\":\"b\",\"value\":\"two\"}\n\
+         {\"key\":\"c\",\"value\":\"three\"}\n",
+    );
+    let mut s = browse_live(&server, (100, 20));
+    keys(&mut s, "/b\n");
+    wait_until(&mut s, "b selected", |app| selected(app) == "b");
+    keys(&mut s, "e");
+    let other = server.client();
+    other.delete(b"b", None).unwrap();
+    wait_for(&mut s, &["live · 1 change"]);
+    keys(&mut s, "x");
+    act(&mut s, &[Action::Submit]);
+    wait_for(&mut s, &["was deleted by someone else"]);
+    keys(&mut s, "o");
+    wait_for(&mut s, &["saved b"]);
+    wait_until(&mut s, "b selected again", |app| selected(app) == "b");
+    // Deleted while the dialog is open, after a change: the same.
+    keys(&mut s, "e");
+    other.put(b"b", b"theirs".to_vec(), None).unwrap();
+    wait_for(&mut s, &["live · 3 changes"]);
+    keys(&mut s, "y");
+    act(&mut s, &[Action::Submit]);
+    wait_for(&mut s, &["was changed by someone else"]);
+    other.delete(b"b", None).unwrap();
+    wait_for(&mut s, &["was deleted by someone else"]);
+    keys(&mut s, "o");
+    wait_for(&mut s, &["saved b"]);
+    wait_until(&mut s, "b selected again", |app| selected(app) == "b");
+    assert_eq!(other.get(b"b").unwrap().unwrap().value, b"twoxy");
+}
+
 /// The dialog showing revision 2 of a key that then changes again: the
 /// dialog, the status line and the status bar all name revision 3.
 #[test]
