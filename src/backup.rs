@@ -178,16 +178,11 @@ impl Dest {
     /// made here would be an empty one, which kvr takes for an
     /// interrupted creation).
     pub fn create(path: &Path, force: bool) -> Result<Dest> {
-        if !force && path.symlink_metadata().is_ok() {
-            return Err(Error::invalid(format!(
-                "{} exists; give --force to replace it",
-                path.display()
-            )));
-        }
         // Only a file is replaced: a device or a pipe (`--force
         // /dev/null`) would be destroyed for a typo, and opening a pipe to
         // lock it waits for a writer for ever; a directory would be found
-        // only by the rename, after the whole copy.
+        // only by the rename, after the whole copy. Said first: --force
+        // would not help.
         if let Ok(meta) = std::fs::metadata(path)
             && !meta.is_file()
         {
@@ -199,6 +194,12 @@ impl Dest {
             };
             return Err(Error::invalid(format!(
                 "DEST {} {what}: name a file",
+                path.display()
+            )));
+        }
+        if !force && path.symlink_metadata().is_ok() {
+            return Err(Error::invalid(format!(
+                "{} exists; give --force to replace it",
                 path.display()
             )));
         }

@@ -42,7 +42,9 @@ pub struct Global {
         env = "KVR_LOCK_TIMEOUT",
         hide_env_values = true,
         value_name = "SECS",
-        default_value_t = 0.0
+        default_value_t = 0.0,
+        // `-1` is a value (refused with a reason), not an unknown flag.
+        allow_negative_numbers = true
     )]
     pub lock_timeout: f64,
 
@@ -53,7 +55,8 @@ pub struct Global {
         global = true,
         env = "KVR_CACHE_MIB",
         hide_env_values = true,
-        value_name = "MIB"
+        value_name = "MIB",
+        allow_negative_numbers = true
     )]
     pub cache_mib: Option<u64>,
 
@@ -96,7 +99,8 @@ pub struct Global {
         env = "KVR_TIMEOUT",
         hide_env_values = true,
         value_name = "SECS",
-        default_value_t = 30.0
+        default_value_t = 30.0,
+        allow_negative_numbers = true
     )]
     pub timeout: f64,
 

@@ -49,6 +49,16 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     // From here on no log line waits for stderr (`server::log`); `main`
     // waits for the last ones, briefly, before the process exits.
     crate::server::log::start_events().map_err(|e| Error::io("cannot start the log thread", e))?;
+    // KVR_SERVER is ignored here (SPEC), but `--server` typed on the
+    // command line is a mistake: serving a new local file instead of
+    // saying so would leave a stray database behind.
+    if crate::cli::given_on_command_line("server") {
+        return Err(Error::invalid(
+            "kvr serve serves a database file: give --db PATH (--server is for the commands \
+             that talk to a server)",
+        )
+        .into());
+    }
     let token = serve_token(g)?;
     let limits = limits_of(g, &args)?;
     let workers = workers(args.workers)?;

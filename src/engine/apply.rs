@@ -672,7 +672,8 @@ impl<'a> Lookup<'a> {
             return Err(Error::TooLarge {
                 message: format!(
                     "the range holds more than {max_ops} keys, the server's limit on one \
-                     request (--max-batch-ops); delete it in parts"
+                     request (--max-batch-ops); delete it in parts: narrower ranges (--range \
+                     START END) of at most that many keys each"
                 ),
             });
         }

@@ -521,6 +521,17 @@ fn a_bad_environment_value_names_its_variable() {
     env.kvr(["--timeout", "0", "get", "k"])
         .code(2)
         .stderr_has("kvr: error: --timeout must be a positive number of seconds");
+    // A negative number after a space is the option's value, refused with
+    // its reason, not "unexpected argument '-1'".
+    env.kvr(["--timeout", "-1", "get", "k"])
+        .code(2)
+        .stderr_has("kvr: error: --timeout must be a positive number of seconds");
+    env.kvr(["--lock-timeout", "-1", "put", "k", "v2"])
+        .code(2)
+        .stderr_has("kvr: error: --lock-timeout must be a number of seconds, 0 or more");
+    env.kvr(["--cache-mib", "-1", "put", "k", "v2"])
+        .code(2)
+        .stderr_has("invalid value '-1' for '--cache-mib <MIB>'");
     // Typed as the flag, it is the flag's error, as clap words it.
     let done = env.kvr(["--timeout", "abc", "put", "k", "v2"]).code(2);
     done.stderr_has("invalid value 'abc' for '--timeout <SECS>'");

@@ -284,6 +284,20 @@ fn unknown_query_parameters_are_400_naming_them() {
         Some(b"{\"key\":\"y\",\"value\":\"v\"}\n"),
     );
     bad_request(&r, "batch");
+    // The key twice (path and ?key=), or an empty path key beside ?key=:
+    // said as that, not as an unknown parameter; nothing written.
+    for target in ["/v1/kv/z?key=y", "/v1/kv/?key=y"] {
+        let r = http("PUT", &format!("{u}{target}"), &[], Some(b"2"));
+        bad_request(&r, target);
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the key is given both in the path and as ?key="),
+            "{target}: {}",
+            r.text()
+        );
+    }
     assert_eq!(revision(u), 1);
     assert_eq!(get(&format!("{u}/v1/kv/z")).body, b"1");
 }

@@ -496,6 +496,32 @@ fn db_and_server_flags_together_are_a_usage_error() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!dir.path().join("envdb.redb").exists());
     assert_eq!(stdout(&s.cli(&["get", "k"], b"")), "remote");
+    // `serve` ignores KVR_SERVER, but --server typed on its command line
+    // is refused, not answered by serving a new ./kvr.redb.
+    // (Spawned with a deadline: before, it served until killed.)
+    let mut child = kvr_cmd(dir.path())
+        .args(["--server", &s.url, "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kvr --server URL serve served instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr(&out).contains("kvr serve serves a database file: give --db PATH"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("kvr.redb").exists());
 }
 
 /// The range line a [`one_line_stream`] sends.
@@ -853,6 +879,20 @@ fn a_part_over_the_servers_limit_asks_for_smaller_parts() {
         b"",
     );
     assert_eq!(stdout(&out), "{\"key\":\"c0\"}\n{\"key\":\"c1\"}\n");
+    // A part of one line cannot be smaller: the message says what can be
+    // done instead of asking for a smaller --chunk-size.
+    let out = kvr(
+        dir.path(),
+        &["--server", &s.url, "batch", "--chunk-size", "1"],
+        format!("{{\"key\":\"c4\",\"value\":\"x\"}}{}\n", " ".repeat(400)).as_bytes(),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("this part of 1 line was not applied: that line alone is over it; write its key with kvr put"),
+        "{err}"
+    );
+    assert!(!err.contains("smaller --chunk-size"), "{err}");
 }
 
 /// A cluster command refused with 503 `unavailable` is asked again after

@@ -262,13 +262,20 @@ fn backup_force_replaces_only_a_file() {
     assert!(made.unwrap().success());
     std::fs::create_dir(d.join("folder")).unwrap();
     std::os::unix::fs::symlink("/dev/null", d.join("null")).unwrap();
-    for (dest, says) in [
+    // Without --force too: the message does not send the user to a
+    // --force that would not help.
+    let cases = [
         ("pipe", "is not a regular file"),
         ("null", "is not a regular file"),
         ("folder", "is a directory"),
-    ] {
+    ];
+    for ((dest, says), force) in cases.iter().flat_map(|c| [(c, true), (c, false)]) {
+        let mut args = vec!["--db", "db.redb", "backup", dest];
+        if force {
+            args.insert(3, "--force");
+        }
         let mut child = kvr_cmd(d)
-            .args(["--db", "db.redb", "backup", "--force", dest])
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -135,10 +135,17 @@ pub(super) fn at_once_applied(db: &Path) -> String {
 fn in_part_terms(e: Error, n: u64) -> Error {
     match e {
         Error::TooLarge { message } => match message.strip_suffix(crate::client::CHUNK_HINT) {
+            // One line cannot be split further.
+            Some(head) if n == 1 => Error::TooLarge {
+                message: format!(
+                    "{head}this part of 1 line was not applied: that line alone is over it; \
+                     write its key with kvr put (a single value may take up to the server's \
+                     --max-value-bytes), or have the server's limit raised"
+                ),
+            },
             Some(head) => Error::TooLarge {
                 message: format!(
-                    "{head}this part of {n} {} was not applied; give a smaller --chunk-size",
-                    if n == 1 { "line" } else { "lines" }
+                    "{head}this part of {n} lines was not applied; give a smaller --chunk-size"
                 ),
             },
             None => Error::TooLarge { message },

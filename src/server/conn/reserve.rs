@@ -133,8 +133,13 @@ where
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(io: S, state: &State) {
     state.metrics.connection_refused();
     let max = state.limits.max_connections;
+    let connections = if max == 1 {
+        "connection"
+    } else {
+        "connections"
+    };
     let body = format!(
-        "{{\"error\":\"unavailable\",\"message\":\"the server has {max} connections open, \
+        "{{\"error\":\"unavailable\",\"message\":\"the server has {max} {connections} open, \
          the limit (--max-connections); retry later\"}}\n"
     );
     let revision = state.engine.revision();
