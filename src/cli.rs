@@ -427,6 +427,11 @@ pub struct GetArgs {
 /// Remove a key (exit 1 if it does not exist), or every key of a prefix
 /// or range at once (--prefix, --range), atomically.
 #[derive(Debug, Args)]
+// The three forms, each on its own: clap's own usage line for an error
+// in one form offered a KEY after --prefix or --range, which is refused.
+#[command(override_usage = "kvr delete [OPTIONS] <KEY>\n       \
+                            kvr delete [OPTIONS] --prefix <P>\n       \
+                            kvr delete [OPTIONS] --range <START> <END>")]
 pub struct DeleteArgs {
     /// The key.
     #[arg(required_unless_present_any = ["prefix", "range"], conflicts_with_all = ["prefix", "range"])]

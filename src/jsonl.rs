@@ -335,6 +335,10 @@ fn field_error(text: &[u8], e: &serde_json::Error) -> String {
     };
     let number = match *field {
         "ttl" => format!("a whole number of seconds from 1 to {MAX_TTL_SECS}"),
+        "expires_at_ms" => format!(
+            "Unix time in milliseconds, a whole number from 0 to {}",
+            YEAR_10000_MS - 1
+        ),
         _ => format!("a whole number from 0 to {}", u64::MAX),
     };
     let message = message.replace("expected u64", &format!("expected {number}"));
@@ -661,7 +665,7 @@ mod tests {
             (
                 r#"{"key":"k","value":"v","expires_at_ms":18446744073709551616}"#,
                 "expires_at_ms: invalid type: floating point `1.8446744073709552e+19`, expected \
-                 a whole number from 0 to 18446744073709551615 (column 59)",
+                 Unix time in milliseconds, a whole number from 0 to 253402300799999 (column 59)",
             ),
             (
                 r#"{"key":"k","value":"v","ttl":-1,"op":1}"#,

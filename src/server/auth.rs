@@ -20,11 +20,15 @@ pub fn check(expected: Option<&str>, needs_token: bool, headers: &HeaderMap) -> 
         .and_then(bearer_token);
     match given {
         None => Err(Error::Unauthorized(
-            "this server requires a token: give --token, --token-file or KVR_TOKEN".into(),
+            "this server requires a token: send Authorization: Bearer TOKEN (with kvr: \
+             --token, --token-file or KVR_TOKEN)"
+                .into(),
         )),
         Some(t) if same(t.trim().as_bytes(), expected.as_bytes()) => Ok(()),
         Some(_) => Err(Error::Unauthorized(
-            "the server did not accept the token; check --token, --token-file or KVR_TOKEN".into(),
+            "the server did not accept the token; check --token, --token-file or KVR_TOKEN (or \
+             the Authorization: Bearer header sent)"
+                .into(),
         )),
     }
 }

@@ -168,9 +168,13 @@ impl ReadConditions {
                 .iter()
                 .any(|(weak, tag)| !weak && names_revision(tag, revision))
         {
+            let weak = match list.iter().any(|(weak, _)| *weak) {
+                true => " (a weak tag, W/\"N\", never matches If-Match)",
+                false => "",
+            };
             let expected = match list.as_slice() {
                 [(false, tag)] if revision_of(tag).is_some() => tag.clone(),
-                _ => format!("one of {}", show(list)),
+                _ => format!("one of {}{weak}", show(list)),
             };
             return ReadOutcome::PreconditionFailed(expected);
         }
@@ -559,7 +563,9 @@ mod tests {
         );
         assert_eq!(
             read(&[(m.clone(), "W/\"7\"")], 7).unwrap(),
-            PreconditionFailed("one of W/\"7\"".into())
+            PreconditionFailed(
+                "one of W/\"7\" (a weak tag, W/\"N\", never matches If-Match)".into()
+            )
         );
         assert_eq!(
             read(&[(m.clone(), "\"1\""), (m.clone(), "\"2\"")], 7).unwrap(),

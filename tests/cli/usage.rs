@@ -181,6 +181,19 @@ fn help_puts_global_options_apart_and_shows_no_empty_env_values() {
     );
     let put = env.kvr_bare(["put", "--help"]).ok().stdout_text();
     assert!(put.contains("[env: KVR_DB]"), "{put}");
+    // delete's usage shows its three forms apart: a refused mix is not
+    // answered with a usage line offering a KEY after --prefix.
+    let done = env
+        .kvr(["delete", "--prefix", "k", "--range", "a", "b"])
+        .code(2);
+    let err = done.stderr_text();
+    assert!(
+        err.contains(
+            "Usage: kvr delete [OPTIONS] <KEY>\n       kvr delete [OPTIONS] --prefix <P>\n       \
+             kvr delete [OPTIONS] --range <START> <END>"
+        ) && !err.contains("[KEY]"),
+        "{err}"
+    );
 }
 
 #[test]
