@@ -50,10 +50,8 @@ pub fn run(g: &Global, args: &CompactArgs) -> anyhow::Result<()> {
     // Done by now: a failure to print (stdout on a full disk) says so, not
     // "disk full … retry" as if the compaction had failed.
     let summary = match args.json {
-        true => format!(
-            "{}\n",
-            serde_json::json!({"before": before, "after": after})
-        ),
+        // In the README's order (`json!` sorts its keys).
+        true => format!("{{\"before\":{before},\"after\":{after}}}\n"),
         false => format!(
             "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)\n",
             g.db.display(),
