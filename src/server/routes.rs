@@ -417,16 +417,18 @@ async fn dispatch(
         .params(&method)
         .ok_or_else(|| ApiError::MethodNotAllowed(def.allow()))?;
     let query = Query::parse(req.uri().query())?;
-    if def.path == "/v1/kv/{key}" && query.get("key").is_some() {
+    if let Err(unknown) = query.only(params) {
         // Not "unknown": `key` is a parameter of /v1/kv, given here
         // beside a key in the path (or an empty one, `/v1/kv/?key=`).
-        return Err(Error::invalid(
-            "the key is given both in the path and as ?key=: use /v1/kv/{key}, or /v1/kv?key= \
-             (with no slash after kv)",
-        )
-        .into());
+        if def.path == "/v1/kv/{key}" && query.get("key").is_some() {
+            return Err(Error::invalid(
+                "the key is given both in the path and as ?key=: use /v1/kv/{key}, or \
+                 /v1/kv?key= (with no slash after kv)",
+            )
+            .into());
+        }
+        return Err(unknown.into());
     }
-    query.only(params)?;
     codings(req.headers())?;
     if let Some(node) = &state.cluster
         && !matches!(
