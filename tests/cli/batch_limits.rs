@@ -555,14 +555,16 @@ fn a_second_signal_stops_a_chunked_batch_at_once() {
                         lines / PART
                     ),
                 };
-                assert_eq!(
-                    stderr,
+                // Both pending when the signal thread wakes (a loaded
+                // machine): they are read in signal-number order, so the
+                // one named "again" may be the first sent.
+                let said = |name: &str| {
                     format!(
-                        "kvr: error: interrupted again (SIG{second}): stopped at once; {applied}, \
+                        "kvr: error: interrupted again (SIG{name}): stopped at once; {applied}, \
                          and {db} is recovered when it is next opened\n"
-                    ),
-                    "{case}"
-                );
+                    )
+                };
+                assert!(stderr == said(second) || stderr == said(first), "{case}");
                 // Not closed cleanly, unless the second signal came just
                 // after the batch had closed it.
                 let check = env.kvr(["check"]).output();
