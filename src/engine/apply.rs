@@ -299,8 +299,9 @@ impl EngineWriter {
     /// The history state after a group whose events are `new` and whose
     /// last revision is `revision`: the oldest revision kept moves up until
     /// the kept events are within both bounds, and on to the first event
-    /// of a request (a request's events are kept whole or not at all). Decided here, at apply, so
-    /// every replica of the log keeps the same history.
+    /// of a request (a request's events are kept whole or not at all).
+    /// Decided here, at apply, so every replica of the log keeps the same
+    /// history.
     fn trim_history(&self, new: &[Event], revision: u64) -> Result<HistoryMark> {
         let bounds = self.engine.history_bounds();
         if bounds.events == 0 {

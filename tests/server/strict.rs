@@ -181,6 +181,12 @@ fn conditional_headers_on_several_lines_are_one_list() {
         assert_eq!(r.header("x-kvr-revision"), Some(rev.to_string()));
         let head = raw_http(addr, "HEAD", "/v1/kv/a", &headers, b"");
         assert_eq!(head.status, 412, "HEAD {headers:?}");
+        // A weak tag: the message says why it did not match.
+        let says_weak = r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("(a weak tag, W/\"N\", never matches If-Match)");
+        assert_eq!(says_weak, headers[0].1.starts_with("W/"), "{}", r.text());
     }
     // A missing key stays a 404 whatever the conditions.
     let r = raw_http(addr, "GET", "/v1/kv/nokey", &[("If-Match", old)], b"");
