@@ -37,8 +37,10 @@ for side in a b; do
   url=URL_$side
   wrk -t2 -c"$CONNS" -d"${WARM:-5}s" -s "$W/load.lua" "${!url}" > /dev/null
 done
-for _ in $(seq "$ROUNDS"); do
-  for side in a b; do
+for round in $(seq "$ROUNDS"); do
+  # Neither side is always the one measured first.
+  order="a b"; [ $((round % 2)) = 0 ] && order="b a"
+  for side in $order; do
     pid=PID_$side url=URL_$side
     before=$(cpu "${!pid}")
     ops=$(wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$W/load.lua" "${!url}" |
