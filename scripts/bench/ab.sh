@@ -11,13 +11,15 @@
 #        scripts/bench/ab.sh KVR_A KVR_B get|put|range|healthz ROUNDS SECS
 # Needs wrk and python3.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 A=$1 B=$2 WORKLOAD=$3 ROUNDS=$4 SECS=$5
 CONNS=${CONNS:-64}
 : "${BASE:?BASE=store.redb: a store to copy (kvr batch of scripts/bench/gen.py N)}"
+[ -f "$BASE" ] || { echo "BASE=$BASE: no such store" >&2; exit 2; }
 export KEYS=${KEYS:-1000000}
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; exit $rc' EXIT
 cat "scripts/bench/$WORKLOAD.lua" scripts/bench/report.lua > "$W/load.lua"
 
 start() { # NAME BINARY EXTRA: starts a server, sets PID_NAME and URL_NAME

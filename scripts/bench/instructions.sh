@@ -10,15 +10,20 @@
 # warm-up, which the first GET misses set off and which is over within the
 # first 20,000 GETs of a 1M-key store. Group commits of PUTs depend on
 # timing, so a PUT figure moves more than a GET figure.
-# Usage: BASE=store.redb scripts/bench/instructions.sh KVR_A KVR_B get|put [N]
+# With OUT=DIR it keeps the cachegrind files there (A.N.cg, A.2N.cg, ...):
+# `cg_diff A.N.cg A.2N.cg | cg_annotate /dev/stdin` shows where the
+# instructions of N requests went.
+# Usage: BASE=store.redb [OUT=DIR] scripts/bench/instructions.sh KVR_A KVR_B get|put|healthz [N]
 # Needs valgrind and python3.
 set -euo pipefail
+shopt -s inherit_errexit
 A=$1 B=$2 WORKLOAD=$3 N=${4:-20000}
 : "${BASE:?BASE=store.redb: a store to copy (kvr batch of scripts/bench/gen.py N)}"
+[ -f "$BASE" ] || { echo "BASE=$BASE: no such store" >&2; exit 2; }
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; exit $rc' EXIT
 
-count() { # BINARY REQUESTS: instructions of one server run
+count() { # BINARY REQUESTS SIDE: instructions of one server run
   local dir
   dir=$(mktemp -d -p "$W")
   cp "$BASE" "$dir/db.redb"
@@ -37,6 +42,8 @@ def run(part):
     for k in part:
         if workload == "put":
             conn.request("PUT", "/v1/kv/key:%012d" % k, body=b"v" * 100)
+        elif workload == "healthz":
+            conn.request("GET", "/healthz")
         else:
             conn.request("GET", "/v1/kv/key:%012d" % k)
         reply = conn.getresponse()
@@ -50,12 +57,13 @@ for t in threads:
 PY
   kill -TERM "$pid"
   wait "$pid" || true
+  if [ -n "${OUT:-}" ]; then cp "$dir/cg" "$OUT/$3.$2.cg"; fi
   sed -n 's/^summary: //p' "$dir/cg"
 }
 
 for side in A B; do
   binary=${!side}
-  once=$(count "$binary" "$N")
-  twice=$(count "$binary" $((2 * N)))
+  once=$(count "$binary" "$N" "$side")
+  twice=$(count "$binary" $((2 * N)) "$side")
   echo "$side $binary: $(( (twice - once) / N )) instructions per $WORKLOAD ($twice - $once over $N)"
 done

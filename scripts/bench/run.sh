@@ -10,7 +10,7 @@ KEYS=${KEYS:-1000000}
 export KEYS
 KVR=./target/release/kvr
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; exit $rc' EXIT
 for s in put get range rangekeys healthz; do cat scripts/bench/$s.lua scripts/bench/report.lua > "$W/$s.lua"; done
 
 python3 scripts/bench/gen.py "$KEYS" > "$W/pairs.jsonl"

@@ -12,7 +12,7 @@ BIN=$1 WORKLOAD=$2 CONNS=$3 SECS=$4
 : "${BASE:?BASE=store.redb: a store to copy (kvr batch of scripts/bench/gen.py N)}"
 export KEYS=${KEYS:-1000000}
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; exit $rc' EXIT
 cat "scripts/bench/$WORKLOAD.lua" scripts/bench/report.lua > "$W/load.lua"
 cp "$BASE" "$W/db.redb"
 # shellcheck disable=SC2086 # EXTRA is a list of flags

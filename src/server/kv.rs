@@ -52,7 +52,12 @@ fn key_of(uri: &Uri) -> Result<Vec<u8>> {
 }
 
 fn etag(revision: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+    // Without `format!`: every GET and PUT sends one.
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(revision).as_bytes();
+    let mut tag = [b'"'; 22]; // a u64 has at most 20 digits
+    tag[1..=digits.len()].copy_from_slice(digits);
+    HeaderValue::from_bytes(&tag[..digits.len() + 2]).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 pub(super) fn get(
@@ -110,7 +115,10 @@ pub(super) fn get(
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag(entry_revision));
     h.insert(REVISION, HeaderValue::from(revision));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if head {
+        // hyper gives a GET's from its body; a HEAD's body is empty.
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     if let Some(at) = expires_at_ms {
         h.insert(EXPIRES_AT, HeaderValue::from(at));
     }
@@ -197,7 +205,13 @@ pub fn claim(
 fn written(revision: u64, reflected: u64) -> Response<Body> {
     // `{"revision":N}` as `json!` writes it, without building a map first
     // (every acknowledged write answers this).
-    let body = format!("{{\"revision\":{revision}}}\n");
+    let mut digits = itoa::Buffer::new();
+    let body = [
+        b"{\"revision\":",
+        digits.format(revision).as_bytes(),
+        b"}\n",
+    ]
+    .concat();
     let mut resp = text(StatusCode::OK, body, "application/json");
     resp.headers_mut()
         .insert(REVISION, HeaderValue::from(reflected));
@@ -425,5 +439,38 @@ fn accept(state: &State, op: Op) -> Option<Op> {
         Some(op)
     } else {
         op.accept(now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn etags_quote_the_revision_up_to_the_largest() {
+        for (revision, tag) in [
+            (0, "\"0\""),
+            (7, "\"7\""),
+            (1_000_000, "\"1000000\""),
+            (u64::MAX, "\"18446744073709551615\""),
+        ] {
+            assert_eq!(super::etag(revision), tag);
+        }
+    }
+
+    #[test]
+    fn a_write_answers_its_revision_as_json() {
+        for revision in [0, 42, u64::MAX] {
+            let resp = super::written(revision, revision);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let body = runtime
+                .block_on(http_body_util::BodyExt::collect(resp.into_body()))
+                .unwrap()
+                .to_bytes();
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+                serde_json::json!({ "revision": revision })
+            );
+        }
     }
 }

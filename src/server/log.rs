@@ -228,7 +228,7 @@ impl Formatter {
         buf.push(b'.');
         digits(buf, u64::from(since.subsec_millis()), 3);
         buf.extend_from_slice(b"Z ");
-        let _ = write!(buf, "{}", a.peer);
+        peer(buf, a.peer);
         buf.push(b' ');
         buf.extend_from_slice(a.method.as_str().as_bytes());
         buf.push(b' ');
@@ -242,6 +242,23 @@ impl Formatter {
         digits(buf, micros % 1000, 3);
         buf.extend_from_slice(b"ms\n");
     }
+}
+
+/// Appends `ADDR:PORT` as `SocketAddr` shows it; an IPv4 peer (most) by
+/// hand, as `write!` spent ~800 instructions on one.
+fn peer(buf: &mut Vec<u8>, peer: SocketAddr) {
+    let SocketAddr::V4(v4) = peer else {
+        let _ = write!(buf, "{peer}");
+        return;
+    };
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            buf.push(b'.');
+        }
+        digits(buf, u64::from(octet), 1);
+    }
+    buf.push(b':');
+    digits(buf, u64::from(v4.port()), 1);
 }
 
 /// Appends `n` in decimal, zero-padded to at least `width` digits.
@@ -486,6 +503,24 @@ mod tests {
              2024-03-01T00:00:00.999Z 127.0.0.1:5000 GET /v1/kv/a?x=%FF 200 0.000ms\n\
              2024-03-01T00:00:00.000Z 127.0.0.1:5000 GET /v1/kv/a?x=%FF 200 12345.678ms\n"
         );
+    }
+
+    #[test]
+    fn peers_are_written_as_socket_addr_shows_them() {
+        for text in [
+            "127.0.0.1:5000",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.0.9:80",
+            "[::1]:8080",
+            "[2001:db8::7]:1",
+        ] {
+            let addr: std::net::SocketAddr = text.parse().unwrap();
+            let mut buf = Vec::new();
+            super::peer(&mut buf, addr);
+            assert_eq!(String::from_utf8(buf).unwrap(), addr.to_string());
+            assert_eq!(addr.to_string(), text);
+        }
     }
 
     #[test]

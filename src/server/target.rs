@@ -12,28 +12,25 @@ use crate::error::{Error, Result};
 
 /// Decodes `%XX` escapes; any other byte stands for itself.
 pub fn percent_decode(text: &str, what: &str) -> Result<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            // Two hex digits exactly: from_str_radix alone would take "+5".
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-            let Some(b) = hex else {
-                return Err(Error::invalid(format!(
-                    "invalid percent-encoding in {what}: every % must be followed by two hex digits"
-                )));
-            };
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let mut rest = text.as_bytes();
+    let mut out = Vec::with_capacity(rest.len());
+    // The runs between escapes are copied whole (a key has none, mostly).
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&rest[..at]);
+        // Two hex digits exactly: from_str_radix alone would take "+5".
+        let hex = rest
+            .get(at + 1..at + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        let Some(b) = hex else {
+            return Err(Error::invalid(format!(
+                "invalid percent-encoding in {what}: every % must be followed by two hex digits"
+            )));
+        };
+        out.push(b);
+        rest = &rest[at + 3..];
     }
+    out.extend_from_slice(rest);
     Ok(out)
 }
 

@@ -32,6 +32,7 @@ fn point_routes_statuses_and_headers() {
         Some("application/octet-stream")
     );
     assert_eq!(r.header("etag").as_deref(), Some("\"1\""));
+    assert_eq!(r.header("content-length").as_deref(), Some("3"));
     let r = http("HEAD", &format!("{u}/v1/kv/a"), &[], None);
     assert_eq!((r.status, r.body.len()), (200, 0));
     assert_eq!(r.header("content-length").as_deref(), Some("3"));
