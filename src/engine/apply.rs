@@ -736,6 +736,9 @@ impl<'a> Lookup<'a> {
                         // `If-Match: *`, or a DELETE's `If-Match: "0"`
                         // (which no present key matches either).
                         expected: match first.and_then(|op| op.if_revision) {
+                            // "0" holds for an absent key, as for a PUT,
+                            // but leaves a delete nothing to delete.
+                            Some(0) => "0 (absent: there is nothing to delete)".into(),
                             Some(n) => n.to_string(),
                             None => "any (If-Match: *)".into(),
                         },

@@ -112,6 +112,13 @@ fn delete_with_if_match_zero_is_412_also_on_a_missing_key() {
         assert_eq!(body["revision"], json!(null), "{body}");
         assert_eq!(body["expected"], json!(0), "{body}");
         assert_eq!(body["key"], json!("missing"), "{body}");
+        // Not "expected revision 0, current absent", which reads as a match.
+        assert!(
+            body["message"].as_str().unwrap().contains(
+                "expected revision 0 (absent: there is nothing to delete), current absent"
+            ),
+            "{body}"
+        );
         assert_eq!(r.header("x-kvr-revision"), Some(rev.to_string()));
     }
     // A present key: 412 with its revision, still there.
