@@ -10,11 +10,10 @@
 # warm-up, which the first GET misses set off and which is over within the
 # first 20,000 GETs of a 1M-key store. Group commits of PUTs depend on
 # timing, so a PUT figure moves more than a GET figure.
-# Caveats: an instruction is not a cycle, and valgrind counts each step of
-# a `rep movsb`, so a large `memcpy` (a future or a response moved) weighs
-# more here than in time. Most builds repeat within ~0.5 %, but one build
-# gave 16,281 and then 17,402 per GET, the whole gap in `memcpy`: run each
-# side twice, and look with OUT= where a difference lies.
+# Caveats: an instruction is not a cycle (a `memcpy` runs many per cycle,
+# a cache miss none). Most builds repeat within ~0.5 %, but one build gave
+# 16,281 and then 17,402 per GET, the whole gap in `memcpy`: run each side
+# twice, and look with OUT= where a difference lies.
 # With OUT=DIR it keeps the cachegrind files there (A.N.cg, A.2N.cg, ...):
 # `cg_diff A.N.cg A.2N.cg | cg_annotate /dev/stdin` shows where the
 # instructions of N requests went.
