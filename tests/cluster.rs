@@ -220,9 +220,12 @@ fn http_headers(
             "{method} {path}: no whole answer within 30 s; so far: {}",
             String::from_utf8_lossy(&raw[..raw.len().min(2000)])
         );
-        match s.read(&mut chunk).unwrap() {
-            0 => break,
-            n => raw.extend_from_slice(&chunk[..n]),
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            // A signal came to this thread (seen once in CI): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{method} {path}: {e}"),
         }
     }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();

@@ -406,7 +406,10 @@ pub fn read_until(c: &mut TcpStream, needle: &[u8]) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(needle.len()).any(|w| w == needle) {
-        let n = c.read(&mut buf).unwrap();
+        let n = match c.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => read.unwrap(),
+        };
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
     }
