@@ -498,14 +498,29 @@ pub fn write_line(out: &mut impl Write, key: &[u8], entry: Option<Item<'_>>) -> 
 }
 
 fn write_line_io(out: &mut impl Write, key: &[u8], entry: Option<Item<'_>>) -> std::io::Result<()> {
-    out.write_all(b"{")?;
-    write_field(out, "key", key)?;
+    // Plain fields (most) with the punctuation around them in one write
+    // each: a range page writes this for every item, and each write into
+    // its buffer is a call.
+    if plain_ascii(key) {
+        out.write_all(b"{\"key\":\"")?;
+        out.write_all(key)?;
+        out.write_all(b"\"")?;
+    } else {
+        out.write_all(b"{")?;
+        write_field(out, "key", key)?;
+    }
     if let Some(item) = entry {
-        out.write_all(b",")?;
-        write_field(out, "value", item.value)?;
+        if plain_ascii(item.value) {
+            out.write_all(b",\"value\":\"")?;
+            out.write_all(item.value)?;
+            out.write_all(b"\",\"revision\":")?;
+        } else {
+            out.write_all(b",")?;
+            write_field(out, "value", item.value)?;
+            out.write_all(b",\"revision\":")?;
+        }
         // itoa, not `write!`: a range page writes this for every item.
         let mut digits = itoa::Buffer::new();
-        out.write_all(b",\"revision\":")?;
         out.write_all(digits.format(item.revision).as_bytes())?;
         if let Some(at) = item.expires_at_ms {
             out.write_all(b",\"expires_at_ms\":")?;

@@ -17,7 +17,7 @@
 # With OUT=DIR it keeps the cachegrind files there (A.N.cg, A.2N.cg, ...):
 # `cg_diff A.N.cg A.2N.cg | cg_annotate /dev/stdin` shows where the
 # instructions of N requests went.
-# Usage: BASE=store.redb [OUT=DIR] scripts/bench/instructions.sh KVR_A KVR_B get|put|healthz|rangekeys [N]
+# Usage: BASE=store.redb [OUT=DIR] scripts/bench/instructions.sh KVR_A KVR_B get|put|healthz|range|rangekeys [N]
 # Needs valgrind and python3.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -48,6 +48,8 @@ def run(part):
             conn.request("PUT", "/v1/kv/key:%012d" % k, body=b"v" * 100)
         elif workload == "healthz":
             conn.request("GET", "/healthz")
+        elif workload == "range":
+            conn.request("GET", "/v1/range?start=key:%012d&limit=100" % k)
         elif workload == "rangekeys":
             conn.request("GET", "/v1/range?start=key:%012d&limit=100&keys_only=true" % k)
         else:
