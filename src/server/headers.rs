@@ -149,6 +149,14 @@ pub enum ReadOutcome {
 
 impl ReadConditions {
     pub fn parse(headers: &HeaderMap) -> Result<ReadConditions> {
+        // Most reads carry neither header: one pass over the few names a
+        // request has costs less than a hashed lookup of each.
+        if !headers.keys().any(|k| k == IF_MATCH || k == IF_NONE_MATCH) {
+            return Ok(ReadConditions {
+                if_match: None,
+                if_none_match: None,
+            });
+        }
         let if_match = tags(headers, &IF_MATCH)?;
         if if_match == Some(Tags::List(Vec::new())) {
             return Err(Error::invalid("If-Match is empty: give * or \"N\""));

@@ -3,6 +3,8 @@
 //! the path, ETags, TTLs and idempotency claims. The router (`routes.rs`)
 //! has checked the method and the query parameters before they run.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
@@ -29,9 +31,9 @@ const INLINE_PARSE_BYTES: usize = 64 << 10;
 /// The header that carries a key's expiry (Unix ms) on reads.
 pub const EXPIRES_AT: HeaderName = HeaderName::from_static("x-kvr-expires-at");
 
-/// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request.
-fn key_of(uri: &Uri) -> Result<Vec<u8>> {
-    let query = Query::parse(uri.query())?;
+/// The key of a `/v1/kv/{key}` or `/v1/kv?key=` request (`query`: its
+/// parameters, as the router parsed them).
+fn key_of<'a>(uri: &'a Uri, query: &'a Query) -> Result<Cow<'a, [u8]>> {
     let in_path = uri.path().strip_prefix("/v1/kv/").filter(|k| !k.is_empty());
     let key = match (in_path, query.get("key")) {
         (Some(_), Some(_)) => {
@@ -39,8 +41,8 @@ fn key_of(uri: &Uri) -> Result<Vec<u8>> {
                 "the key is given both in the path and as ?key=; give it once",
             ));
         }
-        (Some(k), None) => percent_decode(k, "the key")?,
-        (None, Some(k)) => k.to_vec(),
+        (Some(k), None) => percent_decode(k, &"the key")?,
+        (None, Some(k)) => Cow::Borrowed(k),
         (None, None) => {
             return Err(Error::invalid(
                 "missing key: use /v1/kv/KEY or /v1/kv?key=KEY",
@@ -63,10 +65,11 @@ fn etag(revision: u64) -> HeaderValue {
 pub(super) fn get(
     state: &State,
     uri: &Uri,
+    query: &Query,
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response<Body>> {
-    let key = key_of(uri)?;
+    let key = key_of(uri, query)?;
     let conditions = ReadConditions::parse(headers)?;
     let (found, revision) = state.engine.get(&key)?;
     let Some(crate::engine::Got {
@@ -126,8 +129,7 @@ pub(super) fn get(
 }
 
 /// `?ttl=SECS` of a PUT: 1 to 315,360,000 (SPEC "Expiry (TTL)").
-fn ttl_of(uri: &Uri) -> Result<Option<u64>> {
-    let query = Query::parse(uri.query())?;
+fn ttl_of(query: &Query) -> Result<Option<u64>> {
     let Some(raw) = query.get("ttl") else {
         return Ok(None);
     };
@@ -253,10 +255,14 @@ pub(super) async fn read_body(
     read
 }
 
-pub(super) async fn put(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
+pub(super) async fn put(
+    state: &State,
+    req: Request<Incoming>,
+    query: &Query,
+) -> Result<Response<Body>> {
     let (parts, body) = req.into_parts();
-    let key = key_of(&parts.uri)?;
-    let ttl = ttl_of(&parts.uri)?;
+    let key = key_of(&parts.uri, query)?;
+    let ttl = ttl_of(query)?;
     let condition = WriteCondition::parse(&parts.headers)?;
     let (if_revision, must_exist) = match condition {
         WriteCondition::None => (None, false),
@@ -285,7 +291,7 @@ pub(super) async fn put(state: &State, req: Request<Incoming>) -> Result<Respons
     )?;
     let op = accept(
         state,
-        Op::put(key, Vec::from(value))
+        Op::put(key.into_owned(), Vec::from(value))
             .if_revision(if_revision)
             .ttl(ttl),
     );
@@ -308,9 +314,10 @@ pub(super) async fn put(state: &State, req: Request<Incoming>) -> Result<Respons
 pub(super) async fn delete(
     state: &State,
     uri: &Uri,
+    query: &Query,
     headers: &HeaderMap,
 ) -> Result<Response<Body>> {
-    let key = key_of(uri)?;
+    let key = key_of(uri, query)?;
     let condition = WriteCondition::parse(headers)?;
     let (if_revision, must_exist) = match condition {
         WriteCondition::None => (None, false),

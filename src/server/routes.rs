@@ -495,11 +495,12 @@ async fn dispatch(
         Route::Kv if is_get(&method) => Ok(kv::get(
             state,
             req.uri(),
+            &query,
             req.headers(),
             method == Method::HEAD,
         )?),
-        Route::Kv if method == Method::PUT => Ok(kv::put(state, req).await?),
-        Route::Kv => Ok(Box::pin(kv::delete(state, req.uri(), req.headers())).await?),
+        Route::Kv if method == Method::PUT => Ok(kv::put(state, req, &query).await?),
+        Route::Kv => Ok(Box::pin(kv::delete(state, req.uri(), &query, req.headers())).await?),
         Route::Range if is_get(&method) => {
             Ok(super::range::handle(state, req.uri(), req.headers()).await?)
         }

@@ -6,13 +6,19 @@
 //! inside a key path is part of the key, and `+` in a query is a literal
 //! plus (not a space).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt::Display;
 
 use crate::error::{Error, Result};
 
-/// Decodes `%XX` escapes; any other byte stands for itself.
-pub fn percent_decode(text: &str, what: &str) -> Result<Vec<u8>> {
+/// Decodes `%XX` escapes; any other byte stands for itself. Text without
+/// escapes (most keys) is borrowed, not copied.
+pub fn percent_decode<'a>(text: &'a str, what: &dyn Display) -> Result<Cow<'a, [u8]>> {
     let mut rest = text.as_bytes();
+    if !rest.contains(&b'%') {
+        return Ok(Cow::Borrowed(rest));
+    }
     let mut out = Vec::with_capacity(rest.len());
     // The runs between escapes are copied whole (a key has none, mostly).
     while let Some(at) = rest.iter().position(|&b| b == b'%') {
@@ -31,7 +37,7 @@ pub fn percent_decode(text: &str, what: &str) -> Result<Vec<u8>> {
         rest = &rest[at + 3..];
     }
     out.extend_from_slice(rest);
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// Bytes a client may leave unencoded in a key path (RFC 3986 unreserved
@@ -69,14 +75,15 @@ impl Query {
         let mut seen = HashSet::new();
         for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (name, value) = part.split_once('=').unwrap_or((part, ""));
-            let name = String::from_utf8_lossy(&percent_decode(name, "a query parameter name")?)
+            let name = String::from_utf8_lossy(&percent_decode(name, &"a query parameter name")?)
                 .into_owned();
             if !seen.insert(name.clone()) {
                 return Err(Error::invalid(format!(
                     "repeated query parameter {name:?}; give each parameter once"
                 )));
             }
-            let value = percent_decode(value, &format!("query parameter {name}"))?;
+            let value =
+                percent_decode(value, &format_args!("query parameter {name}"))?.into_owned();
             pairs.push((name, value));
         }
         Ok(Query { pairs })
@@ -199,10 +206,15 @@ mod tests {
     #[test]
     fn decoding_keeps_everything() {
         assert_eq!(
-            percent_decode("a/../b%2F%ff+", "k").unwrap(),
+            percent_decode("a/../b%2F%ff+", &"k").unwrap().as_ref(),
             b"a/../b/\xff+"
         );
-        assert!(percent_decode("%zz", "k").is_err());
+        // Text without escapes is borrowed as it is.
+        assert!(matches!(
+            percent_decode("key:1/x", &"k"),
+            Ok(Cow::Borrowed(b"key:1/x"))
+        ));
+        assert!(percent_decode("%zz", &"k").is_err());
     }
 
     #[test]
@@ -215,7 +227,7 @@ mod tests {
         // Escaped separators stay apart from real ones.
         assert_ne!(c("end=b%26start%3Da"), c("start=a&end=b"));
         assert_eq!(c("prefix=%25%20%FF"), "prefix=%25%20%FF");
-        assert!(percent_decode("%f", "k").is_err());
+        assert!(percent_decode("%f", &"k").is_err());
         let q = Query::parse(Some("key=%00+b&limit=5")).unwrap();
         assert_eq!(q.get("key"), Some(&b"\x00+b"[..]));
         assert_eq!(q.number("limit").unwrap(), Some(5));
@@ -272,15 +284,17 @@ mod tests {
         let key = b"a b/\xff%+.";
         assert_eq!(percent_encode(key, false), "a%20b/%FF%25%2B.");
         assert_eq!(
-            percent_decode(&percent_encode(key, true), "k").unwrap(),
+            percent_decode(&percent_encode(key, true), &"k")
+                .unwrap()
+                .as_ref(),
             key
         );
     }
 
     #[test]
     fn a_sign_after_percent_is_not_a_hex_digit() {
-        assert!(percent_decode("%+5", "k").is_err());
-        assert!(percent_decode("%-5", "k").is_err());
+        assert!(percent_decode("%+5", &"k").is_err());
+        assert!(percent_decode("%-5", &"k").is_err());
     }
 
     /// The decoding a client may rely on: `%` and two hex digits is that
@@ -305,8 +319,8 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decoding_matches_the_reference_and_never_panics(text in "(%[0-9a-fA-F+ -]{0,2}|[^%]{0,3}|\\PC){0,12}") {
-            match (percent_decode(&text, "k"), reference(&text)) {
-                (Ok(got), Some(want)) => proptest::prop_assert_eq!(got, want),
+            match (percent_decode(&text, &"k"), reference(&text)) {
+                (Ok(got), Some(want)) => proptest::prop_assert_eq!(got.as_ref(), want.as_slice()),
                 (Err(Error::Invalid { .. }), None) => {}
                 (got, want) => proptest::prop_assert!(false, "{text:?}: {got:?} vs {want:?}"),
             }
@@ -314,7 +328,8 @@ mod tests {
 
         #[test]
         fn any_bytes_round_trip_in_paths_and_queries(key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-            proptest::prop_assert_eq!(&percent_decode(&percent_encode(&key, false), "k").unwrap(), &key);
+            let encoded = percent_encode(&key, false);
+            proptest::prop_assert_eq!(percent_decode(&encoded, &"k").unwrap().into_owned(), key.clone());
             let query = format!("a=1&key={}&b", percent_encode(&key, true));
             let q = Query::parse(Some(&query)).unwrap();
             proptest::prop_assert_eq!(q.get("key"), Some(key.as_slice()));
