@@ -355,6 +355,14 @@ pub const LEADER: &str = "x-kvr-leader";
 /// content coding (`Content-Encoding: gzip`): the server decodes none, and
 /// a later GET would answer the compressed bytes as the value.
 fn codings(headers: &HeaderMap) -> Result<()> {
+    // Most requests carry neither: one pass over the few names a request
+    // has costs less than a hashed lookup of each.
+    if !headers
+        .keys()
+        .any(|k| k == header::TRANSFER_ENCODING || k == header::CONTENT_ENCODING)
+    {
+        return Ok(());
+    }
     if let Some(other) = coding_other_than(headers, &header::TRANSFER_ENCODING, "chunked") {
         return Err(Error::invalid(format!(
             "Transfer-Encoding {other:?} is not supported (only chunked): send the body as it is"

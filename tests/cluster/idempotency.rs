@@ -57,7 +57,9 @@ fn repeats_get_the_first_outcome_through_failover_and_snapshots() {
         let (code, _, _) = http(&n1.url, "PUT", &format!("/v1/kv/k{i:03}"), b"v");
         assert_eq!(code, 200);
     }
-    assert!(dir.join("n1.redb.raft").join("purged").exists());
+    // The snapshot and the purge after it run in the background.
+    let purged = dir.join("n1.redb.raft").join("purged");
+    wait_for(15, "the log purged after a snapshot", || purged.exists());
     let n2 = spawn(dir, "n2", &["--join", &n1.url], &env);
     let n3 = spawn(
         dir,
