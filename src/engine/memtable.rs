@@ -62,7 +62,7 @@ struct Keys {
 /// The hash of a key and of its hash in [`Keys::hashes`]: foldhash, seeded
 /// per table, costs a fraction of std's SipHash, which was two hashes of 16
 /// bytes in every GET and every write (a key and then its `u64`).
-type KeyHasher = foldhash::fast::RandomState;
+pub(super) type KeyHasher = foldhash::fast::RandomState;
 
 /// Keys up to this long are stored inline in the table's tree nodes.
 const INLINE_KEY_BYTES: usize = 24;
