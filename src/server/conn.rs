@@ -592,7 +592,7 @@ impl LineScan {
     fn read(&mut self, read: &[u8], mut line: impl FnMut(&[u8])) {
         let mut rest = read;
         if self.mid_line {
-            let end = rest.iter().position(|&b| b == b'\n');
+            let end = memchr::memchr(b'\n', rest);
             let part = &rest[..end.unwrap_or(rest.len())];
             if let Some(mut carry) = self.carry.take()
                 && carry.len() + part.len() <= FIRST_LINE_BYTES
@@ -610,9 +610,11 @@ impl LineScan {
             self.mid_line = false;
         }
         // `rest` begins a line: its whole lines, then what is left of it.
-        let whole = rest.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // memchr's searches, not byte loops: a PUT's read is its head and
+        // its body, and the loops cost ~700 instructions per PUT.
+        let whole = memchr::memrchr(b'\n', rest).map_or(0, |i| i + 1);
         if let Some(lines) = rest[..whole].strip_suffix(b"\n")
-            && lines.contains(&b'#')
+            && memchr::memchr(b'#', lines).is_some()
         {
             lines.split(|&b| b == b'\n').for_each(&mut line);
         }
