@@ -223,7 +223,7 @@ fn bodies_overloaded(mib: u64) -> Error {
 /// of unknown length, as it comes), and held until the [`BodyHold`] is
 /// dropped: 503 `overloaded` at once when there is none. A body that comes
 /// slower than [`MIN_BODY_RATE`] after the budget's grace is refused (400).
-/// Once it is in, the server is at work (`conn::BodyRead`).
+/// Once it is in, the server is at work (`conn::body_read`).
 pub async fn read_limited(
     parts: &http::request::Parts,
     mut body: Incoming,
@@ -278,9 +278,7 @@ pub async fn read_limited(
             frames.push(data);
         }
     }
-    if let Some(read) = parts.extensions.get::<super::conn::BodyRead>() {
-        read.done();
-    }
+    super::conn::body_read();
     let body = match frames.len() {
         0 => Bytes::new(),
         1 => frames.swap_remove(0),

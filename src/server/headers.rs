@@ -127,6 +127,13 @@ fn revision_of(opaque: &str) -> Option<u64> {
         .and_then(|t| t.parse().ok())
 }
 
+/// Whether the request has `If-Match` or `If-None-Match`. Most have
+/// neither: one pass over the few names a request has costs less than a
+/// hashed lookup of each.
+fn conditional(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| k == IF_MATCH || k == IF_NONE_MATCH)
+}
+
 /// The conditions of a read (`GET` / `HEAD` of a key), parsed before the
 /// key is looked up so that a malformed header is a 400 either way.
 #[derive(Debug)]
@@ -149,9 +156,7 @@ pub enum ReadOutcome {
 
 impl ReadConditions {
     pub fn parse(headers: &HeaderMap) -> Result<ReadConditions> {
-        // Most reads carry neither header: one pass over the few names a
-        // request has costs less than a hashed lookup of each.
-        if !headers.keys().any(|k| k == IF_MATCH || k == IF_NONE_MATCH) {
+        if !conditional(headers) {
             return Ok(ReadConditions {
                 if_match: None,
                 if_none_match: None,
@@ -215,6 +220,9 @@ impl WriteCondition {
     /// `If-None-Match: *`; both headers, a list of different revisions,
     /// an empty header or any other tag is a 400.
     pub fn parse(headers: &HeaderMap) -> Result<WriteCondition> {
+        if !conditional(headers) {
+            return Ok(WriteCondition::None);
+        }
         let if_match = tags(headers, &IF_MATCH)?;
         let if_none_match = tags(headers, &IF_NONE_MATCH)?;
         match (if_match, if_none_match) {

@@ -149,7 +149,8 @@ fn ttl_of(query: &Query) -> Result<Option<u64>> {
 }
 
 /// The header of SPEC "Idempotency".
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// (A `HeaderName`, not a string, which every lookup would parse again.)
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// What a write sent with `Idempotency-Key` asked for, fingerprinted.
 pub struct Fingerprinted<'a> {
@@ -174,7 +175,7 @@ pub fn claim(
     headers: &HeaderMap,
     req: &Fingerprinted<'_>,
 ) -> Result<Option<Box<crate::idempotency::Claim>>> {
-    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let mut values = headers.get_all(&IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
