@@ -105,16 +105,28 @@ impl Snapshot {
                 (Some(t), Some(b)) => first(b, t),
             };
             if from_file {
-                // No memory table holds this key: the record as the file
-                // holds it, read in place.
-                let Some((key, rec)) = base.current()? else {
-                    break;
-                };
-                left -= 1;
-                if !visit(key, rec)? {
-                    break;
+                // No memory table holds these keys: the records as the
+                // file holds them, read in place, up to the memory tables'
+                // next key (without choosing among the tables again for
+                // each: ~70 instructions of every key of a range).
+                loop {
+                    let Some((key, rec)) = base.current()? else {
+                        return Ok(());
+                    };
+                    left -= 1;
+                    if !visit(key, rec)? {
+                        return Ok(());
+                    }
+                    base.advance()?;
+                    let more_from_file = match (table_key, base.key()) {
+                        (_, None) => false,
+                        (None, Some(_)) => true,
+                        (Some(t), Some(b)) => first(b, t),
+                    };
+                    if left == 0 || !more_from_file {
+                        break;
+                    }
                 }
-                base.advance()?;
                 continue;
             }
             let Some(item) = best.and_then(|b| tables[b].buf.pop_front()) else {

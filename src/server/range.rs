@@ -330,8 +330,12 @@ fn read_page(state: &State, page: &Page, max_bytes: usize) -> Result<ReadPage> {
         jsonl::write_line(&mut out, key, entry)?;
         out.pop(); // the line's newline
         count += 1;
-        last_key.clear();
-        last_key.extend_from_slice(key);
+        // Kept only where the next item would stop the page (the cursor
+        // needs it then); the keys before it are not copied.
+        if count == page.limit || out.len() >= max_bytes {
+            last_key.clear();
+            last_key.extend_from_slice(key);
+        }
         Ok(true)
     })?;
     out.extend_from_slice(b"],\"cursor\":");
