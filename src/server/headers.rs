@@ -127,11 +127,16 @@ fn revision_of(opaque: &str) -> Option<u64> {
         .and_then(|t| t.parse().ok())
 }
 
-/// Whether the request has `If-Match` or `If-None-Match`. Most have
-/// neither: one pass over the few names a request has costs less than a
-/// hashed lookup of each.
+/// Whether the request carries any of `names`. Most requests carry none
+/// of the optional headers asked about: one pass over the few names a
+/// request has costs less than a hashed lookup of each.
+pub fn carries_any(headers: &HeaderMap, names: &[HeaderName]) -> bool {
+    headers.keys().any(|k| names.contains(k))
+}
+
+/// Whether the request has `If-Match` or `If-None-Match`.
 fn conditional(headers: &HeaderMap) -> bool {
-    headers.keys().any(|k| k == IF_MATCH || k == IF_NONE_MATCH)
+    carries_any(headers, &[IF_MATCH, IF_NONE_MATCH])
 }
 
 /// The conditions of a read (`GET` / `HEAD` of a key), parsed before the

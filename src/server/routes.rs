@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::State;
 use super::body::Body;
+use super::headers::carries_any;
 use super::kv;
 use super::limits::body_too_large;
 use super::log::{Access, Target};
@@ -355,12 +356,10 @@ pub const LEADER: &str = "x-kvr-leader";
 /// content coding (`Content-Encoding: gzip`): the server decodes none, and
 /// a later GET would answer the compressed bytes as the value.
 fn codings(headers: &HeaderMap) -> Result<()> {
-    // Most requests carry neither: one pass over the few names a request
-    // has costs less than a hashed lookup of each.
-    if !headers
-        .keys()
-        .any(|k| k == header::TRANSFER_ENCODING || k == header::CONTENT_ENCODING)
-    {
+    if !carries_any(
+        headers,
+        &[header::TRANSFER_ENCODING, header::CONTENT_ENCODING],
+    ) {
         return Ok(());
     }
     if let Some(other) = coding_other_than(headers, &header::TRANSFER_ENCODING, "chunked") {
