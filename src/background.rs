@@ -9,6 +9,11 @@
 //! `Env::LowerThreadPoolCPUPriority`). Not the flush by default: a nice
 //! thread holding a lock a request thread needs holds that thread up
 //! until it gets a core again (`engine::flush::FLUSH_NICE`).
+//!
+//! The flush runs as a batch thread instead ([`run_as_batch`]): at the
+//! same share of the CPU, but it does not preempt a request thread when it
+//! wakes (after each of its commits' syncs), and the scheduler takes it
+//! for the CPU-bound thread it is.
 
 /// Makes the calling thread `by` nicer than it is (at most 19). Best
 /// effort: where it fails the thread only competes harder.
@@ -19,6 +24,21 @@ pub fn run_nicer(by: i32) {
     let me = Some(rustix::thread::gettid());
     if let Ok(now) = rustix::process::getpriority_process(me) {
         let _ = rustix::process::setpriority_process(me, (now + by).min(19));
+    }
+}
+
+/// Makes the calling thread a batch thread (`SCHED_BATCH`): the same share
+/// of the CPU as the request threads (so a lock it holds is never held up
+/// for long, unlike a nicer thread's), but it never preempts one when it
+/// wakes up; the scheduler takes it for CPU-bound. Best effort, Linux only.
+#[allow(unsafe_code)]
+pub fn run_as_batch() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param` for SCHED_BATCH (whose
+        // priority must be 0), and pid 0 names the calling thread.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
     }
 }
 
@@ -36,5 +56,23 @@ mod tests {
         .unwrap();
         assert_eq!(inside, (before + 3).min(19));
         assert_eq!(nice(), before);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_thread_runs_as_a_batch_thread_and_the_others_do_not() {
+        // SAFETY: queries the calling thread's policy only.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let inside = std::thread::spawn(move || {
+            super::run_as_batch();
+            policy()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, libc::SCHED_BATCH);
+        assert_eq!(policy(), before);
+        assert_ne!(before, libc::SCHED_BATCH);
     }
 }
