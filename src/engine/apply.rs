@@ -109,13 +109,16 @@ impl EngineWriter {
             self.wait_for_room()?;
         }
         let engine = self.engine.clone();
+        // Operations in the group (a range delete adds its keys later).
+        let group_ops: usize = requests.iter().map(|r| r.ops.len()).sum();
         let (live, outcomes, revs, keys, made) = {
             let t = engine.read_tables();
             let mut look = Lookup::new(&t);
-            // Sized for the group at once: grown from empty, it was rehashed
-            // several times per group.
-            look.overlay
-                .reserve(requests.iter().map(|r| r.ops.len()).sum());
+            // Sized for the group at once: grown from empty, the overlay was
+            // rehashed several times per group, and a replayed group of
+            // 65,536 records copied its unresolved keys a dozen times.
+            look.overlay.reserve(group_ops);
+            look.unresolved.reserve(group_ops);
             // Per request: the idempotency record it made, and the
             // revision its first write took or would take.
             let mut made: Vec<Option<(Arc<Record>, u64)>> = Vec::with_capacity(requests.len());
@@ -237,9 +240,9 @@ impl EngineWriter {
             .filter_map(|(req, m)| Some((req.idempotency.as_ref()?.key.clone(), m?.0)))
             .collect();
         drop(encoded);
-        let mut versions = Vec::new();
+        let mut versions = Vec::with_capacity(group_ops);
         let mut expiring = Vec::new();
-        let mut events: Vec<Event> = Vec::new();
+        let mut events: Vec<Event> = Vec::with_capacity(group_ops);
         for (req, op_revs) in requests.into_iter().zip(revs) {
             let first_event = events.len();
             for (op, rev) in req.ops.into_iter().zip(op_revs) {
