@@ -48,6 +48,13 @@ fn tune_allocator() {}
 static STDIN_CLOSED_AT_START: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Whether fd 1 was closed when the process started, seen as fd 0 is: a
+/// closed stdout gets /dev/null too, and `kvr watch >&-` then printed to it
+/// forever instead of ending as a watch whose stdout closes does.
+#[cfg(target_os = "linux")]
+static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 #[used]
@@ -57,11 +64,13 @@ static NOTE_STDIN_AT_START: extern "C" fn() = note_stdin_at_start;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 extern "C" fn note_stdin_at_start() {
-    // SAFETY: fd 0 is only asked about (F_GETFD), never closed or kept;
-    // a closed one fails with EBADF.
-    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
-    if rustix::io::fcntl_getfd(stdin).is_err() {
-        STDIN_CLOSED_AT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (fd, closed) in [(0, &STDIN_CLOSED_AT_START), (1, &STDOUT_CLOSED_AT_START)] {
+        // SAFETY: the fd is only asked about (F_GETFD), never closed or
+        // kept; a closed one fails with EBADF.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if rustix::io::fcntl_getfd(fd).is_err() {
+            closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -69,8 +78,9 @@ fn main() -> ExitCode {
     tune_allocator();
     kvr::panics::install();
     #[cfg(target_os = "linux")]
-    kvr::cmd::stdin_closed_at_start(
+    kvr::cmd::stdio_closed_at_start(
         STDIN_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed),
+        STDOUT_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed),
     );
     let cli = match kvr::cli::parse() {
         Ok(cli) => cli,

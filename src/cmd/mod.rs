@@ -383,9 +383,21 @@ pub struct StdinUse {
 /// cannot tell.
 static STDIN_AT_START: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
-/// Tells [`check_stdin`] whether fd 0 was closed at the process's start.
-pub fn stdin_closed_at_start(closed: bool) {
-    let _ = STDIN_AT_START.set(closed);
+/// Whether fd 1 was closed when the process started (`main.rs`); unset
+/// where it cannot tell.
+static STDOUT_AT_START: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Tells [`check_stdin`] whether fd 0 was closed at the process's start,
+/// and [`stdout_was_closed`] whether fd 1 was.
+pub fn stdio_closed_at_start(stdin: bool, stdout: bool) {
+    let _ = STDIN_AT_START.set(stdin);
+    let _ = STDOUT_AT_START.set(stdout);
+}
+
+/// Whether stdout was closed when the process started (`kvr watch >&-`):
+/// what is printed then goes to the /dev/null Rust's runtime put there.
+fn stdout_was_closed() -> bool {
+    STDOUT_AT_START.get().copied().unwrap_or(false)
 }
 
 /// Refuses a stdin that cannot be read, and says on a terminal that it is

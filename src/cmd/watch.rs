@@ -63,6 +63,10 @@ pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
         .into());
     }
     let client = super::client(g, servers)?;
+    if super::stdout_was_closed() {
+        // As when stdout closes during the watch: nothing can be printed.
+        return Ok(());
+    }
     exit_quietly_on_signals();
     exit_quietly_when_stdout_closes();
     let mut w = WatchQuery {

@@ -389,13 +389,17 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
 /// The access-log thread runs 10 nicer than the threads that answer
 /// requests, the flush thread as they do unless `KVR_FLUSH_NICE` says
 /// otherwise, and then its helper as they do (`docs/benchmarks.md`, "A nicer flush hands
-/// over"), read from `/proc` as `top -H` shows them.
+/// over"), read from `/proc` as `top -H` shows them. The flush thread and
+/// its helper are batch threads (`SCHED_BATCH`, "The flush thread is a
+/// batch thread"); the threads that answer requests are not.
 #[test]
 fn background_threads_run_nicer_than_request_threads() {
-    // comm -> nice of each thread of a server started with `env`.
+    // comm -> nice of each thread of a server started with `env`, and
+    // comm -> scheduling policy in `POLICY`.
     // A thread renices itself once it runs, just after it appears: look
     // again until `settled` holds or 10 s passed (then the asserts below
     // show what was there).
+    let policies = std::cell::RefCell::new(BTreeMap::new());
     let threads = |env: &[(&str, &str)], settled: &dyn Fn(&BTreeMap<String, i32>) -> bool| {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("access.log")).unwrap();
@@ -403,6 +407,7 @@ fn background_threads_run_nicer_than_request_threads() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let mut nice = BTreeMap::new();
+            let mut policy = BTreeMap::new();
             for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
                 let task = task.unwrap().path();
                 // A thread that ended meanwhile: skip it.
@@ -412,11 +417,18 @@ fn background_threads_run_nicer_than_request_threads() {
                 ) else {
                     continue;
                 };
-                // Fields after the ")" that ends comm: state is field 3, nice 19.
-                let after = &stat[stat.rfind(')').unwrap() + 2..];
-                let value: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+                // Fields after the ")" that ends comm: state is field 3,
+                // nice 19, policy 41.
+                let after: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+                let value: i32 = after[16].parse().unwrap();
                 nice.insert(comm.trim().to_string(), value);
+                let class: u32 = after[38].parse().unwrap();
+                policy.insert(comm.trim().to_string(), class);
             }
+            // The flush threads set their class as they start, as they renice.
+            let batch = ["kvr-flush", "kvr-flush-help"]
+                .iter()
+                .all(|t| policy.get(*t).is_none_or(|&p| p == SCHED_BATCH));
             let mut all = vec![
                 "tokio-rt-worker",
                 "kvr-writer",
@@ -427,8 +439,9 @@ fn background_threads_run_nicer_than_request_threads() {
                 all.push("kvr-flush-help");
             }
             let present = all.iter().all(|t| nice.contains_key(*t));
-            if present && settled(&nice) || std::time::Instant::now() > deadline {
+            if present && batch && settled(&nice) || std::time::Instant::now() > deadline {
                 assert!(present, "threads: {nice:?}");
+                *policies.borrow_mut() = policy;
                 return nice;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -444,12 +457,25 @@ fn background_threads_run_nicer_than_request_threads() {
     assert_eq!(nice["kvr-access-log"], (base + 10).min(19), "{nice:?}");
     // At its own priority the flush needs no helper.
     assert!(!nice.contains_key("kvr-flush-help"), "{nice:?}");
+    let policy = policies.borrow().clone();
+    assert_eq!(policy["kvr-flush"], SCHED_BATCH, "{policy:?}");
+    for t in ["tokio-rt-worker", "kvr-writer", "kvr-access-log"] {
+        assert_eq!(policy[t], SCHED_OTHER, "{t}: {policy:?}");
+    }
     let nice = threads(&[("KVR_FLUSH_NICE", "5")], &nicer("kvr-flush", 5));
     assert_eq!(nice["kvr-flush"], (base + 5).min(19), "{nice:?}");
     // Finishes the flushes that fall behind at the lower priority.
     assert_eq!(nice["kvr-flush-help"], base, "{nice:?}");
     assert_eq!(nice["kvr-writer"], base, "{nice:?}");
+    let policy = policies.borrow().clone();
+    assert_eq!(policy["kvr-flush"], SCHED_BATCH, "{policy:?}");
+    assert_eq!(policy["kvr-flush-help"], SCHED_BATCH, "{policy:?}");
+    assert_eq!(policy["kvr-writer"], SCHED_OTHER, "{policy:?}");
 }
+
+/// Scheduling policies as `/proc/PID/task/TID/stat` numbers them.
+const SCHED_OTHER: u32 = 0;
+const SCHED_BATCH: u32 = 3;
 
 /// Requests hyper refuses itself (a request line it cannot parse: 400; a
 /// head over 64 KiB: 431) never reach a route: they are counted apart and,

@@ -370,6 +370,54 @@ fn cli_watch_exits_0_when_stdout_closes() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A stdout closed from the start (`kvr watch >&-`) ends the watch at once
+/// with exit 0, as one that closes later does (before, Rust's runtime put
+/// /dev/null in its place and the watch printed there until killed).
+#[test]
+fn cli_watch_exits_0_at_once_when_stdout_was_closed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    put_range(&s, 1, 3);
+    let mut guard = Killed(
+        std::process::Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" >&-")
+            .arg(super::support::KVR)
+            .args(["--server", &s.url, "watch", "--from-revision", "1"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
+    let status = exit_within(child, Duration::from_secs(5));
+    let mut said = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert_eq!(said, "");
+    // A usage error still says so: the closed stdout is checked last.
+    let out = std::process::Command::new("sh")
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg("exec \"$0\" \"$@\" >&-")
+        .arg(super::support::KVR)
+        .args(["--server", &s.url, "watch", "--from-revision", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--from-revision must be 1 or more"),
+        "{out:?}"
+    );
+}
+
 /// A `--timeout` over three days (a third of it over the server's longest
 /// progress interval, a day) still watches: the CLI asks for progress
 /// every day (before, it exited 2 with "progress must be 1 to 86400").
