@@ -378,37 +378,29 @@ fn cli_watch_exits_0_at_once_when_stdout_was_closed_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     put_range(&s, 1, 3);
-    let mut guard = Killed(
-        std::process::Command::new("sh")
-            .current_dir(dir.path())
+    // `kvr ARGS` with fd 1 closed, as a shell's `>&-` leaves it.
+    let stdout_closed = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.current_dir(dir.path())
             .arg("-c")
             .arg("exec \"$0\" \"$@\" >&-")
             .arg(super::support::KVR)
-            .args(["--server", &s.url, "watch", "--from-revision", "1"])
+            .args(args)
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut guard = Killed(
+        stdout_closed(&["--server", &s.url, "watch", "--from-revision", "1"])
             .spawn()
             .unwrap(),
     );
-    let child = &mut guard.0;
-    let status = exit_within(child, Duration::from_secs(5));
-    let mut said = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
+    let status = exit_within(&mut guard.0, Duration::from_secs(5));
+    let said = stderr_of(&mut guard);
     assert_eq!(status.code(), Some(0), "{said}");
     assert_eq!(said, "");
     // A usage error still says so: the closed stdout is checked last.
-    let out = std::process::Command::new("sh")
-        .current_dir(dir.path())
-        .arg("-c")
-        .arg("exec \"$0\" \"$@\" >&-")
-        .arg(super::support::KVR)
-        .args(["--server", &s.url, "watch", "--from-revision", "0"])
-        .stdin(Stdio::null())
+    let out = stdout_closed(&["--server", &s.url, "watch", "--from-revision", "0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
