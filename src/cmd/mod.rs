@@ -388,7 +388,7 @@ static STDIN_AT_START: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 static STDOUT_AT_START: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// Tells [`check_stdin`] whether fd 0 was closed at the process's start,
-/// and [`stdout_was_closed`] whether fd 1 was.
+/// and `stdout_was_closed` whether fd 1 was.
 pub fn stdio_closed_at_start(stdin: bool, stdout: bool) {
     let _ = STDIN_AT_START.set(stdin);
     let _ = STDOUT_AT_START.set(stdout);
