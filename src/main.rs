@@ -59,11 +59,11 @@ static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
 #[allow(unsafe_code)]
 #[used]
 #[unsafe(link_section = ".init_array")]
-static NOTE_STDIN_AT_START: extern "C" fn() = note_stdin_at_start;
+static NOTE_STDIO_AT_START: extern "C" fn() = note_stdio_at_start;
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-extern "C" fn note_stdin_at_start() {
+extern "C" fn note_stdio_at_start() {
     for (fd, closed) in [(0, &STDIN_CLOSED_AT_START), (1, &STDOUT_CLOSED_AT_START)] {
         // SAFETY: the fd is only asked about (F_GETFD), never closed or
         // kept; a closed one fails with EBADF.
