@@ -394,12 +394,11 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
 /// batch thread"); the threads that answer requests are not.
 #[test]
 fn background_threads_run_nicer_than_request_threads() {
-    // comm -> nice of each thread of a server started with `env`, and
-    // comm -> scheduling policy in `POLICY`.
+    // comm -> nice and comm -> scheduling policy of each thread of a
+    // server started with `env`.
     // A thread renices itself once it runs, just after it appears: look
     // again until `settled` holds or 10 s passed (then the asserts below
     // show what was there).
-    let policies = std::cell::RefCell::new(BTreeMap::new());
     let threads = |env: &[(&str, &str)], settled: &dyn Fn(&BTreeMap<String, i32>) -> bool| {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("access.log")).unwrap();
@@ -441,8 +440,7 @@ fn background_threads_run_nicer_than_request_threads() {
             let present = all.iter().all(|t| nice.contains_key(*t));
             if present && batch && settled(&nice) || std::time::Instant::now() > deadline {
                 assert!(present, "threads: {nice:?}");
-                *policies.borrow_mut() = policy;
-                return nice;
+                return (nice, policy);
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -450,24 +448,22 @@ fn background_threads_run_nicer_than_request_threads() {
     fn nicer(t: &'static str, by: i32) -> impl Fn(&BTreeMap<String, i32>) -> bool {
         move |n| n[t] == (n["tokio-rt-worker"] + by).min(19)
     }
-    let nice = threads(&[], &nicer("kvr-access-log", 10));
+    let (nice, policy) = threads(&[], &nicer("kvr-access-log", 10));
     let base = nice["tokio-rt-worker"];
     assert_eq!(nice["kvr-writer"], base, "{nice:?}");
     assert_eq!(nice["kvr-flush"], base, "{nice:?}");
     assert_eq!(nice["kvr-access-log"], (base + 10).min(19), "{nice:?}");
     // At its own priority the flush needs no helper.
     assert!(!nice.contains_key("kvr-flush-help"), "{nice:?}");
-    let policy = policies.borrow().clone();
     assert_eq!(policy["kvr-flush"], SCHED_BATCH, "{policy:?}");
     for t in ["tokio-rt-worker", "kvr-writer", "kvr-access-log"] {
         assert_eq!(policy[t], SCHED_OTHER, "{t}: {policy:?}");
     }
-    let nice = threads(&[("KVR_FLUSH_NICE", "5")], &nicer("kvr-flush", 5));
+    let (nice, policy) = threads(&[("KVR_FLUSH_NICE", "5")], &nicer("kvr-flush", 5));
     assert_eq!(nice["kvr-flush"], (base + 5).min(19), "{nice:?}");
     // Finishes the flushes that fall behind at the lower priority.
     assert_eq!(nice["kvr-flush-help"], base, "{nice:?}");
     assert_eq!(nice["kvr-writer"], base, "{nice:?}");
-    let policy = policies.borrow().clone();
     assert_eq!(policy["kvr-flush"], SCHED_BATCH, "{policy:?}");
     assert_eq!(policy["kvr-flush-help"], SCHED_BATCH, "{policy:?}");
     assert_eq!(policy["kvr-writer"], SCHED_OTHER, "{policy:?}");
