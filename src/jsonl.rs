@@ -49,6 +49,10 @@ use crate::error::{Error, Result};
 use crate::limits;
 use crate::types::{Action, Item, Op};
 
+mod parallel;
+
+pub use parallel::ParallelOpReader;
+
 /// A key as text for messages: a JSON string when it is UTF-8, else `b64:…`.
 pub fn show_key(key: &[u8]) -> String {
     match std::str::from_utf8(key) {
@@ -384,6 +388,16 @@ pub fn read_line_capped(
     max: usize,
 ) -> std::io::Result<Option<bool>> {
     buf.clear();
+    append_line_capped(reader, buf, max)
+}
+
+/// [`read_line_capped`], appending the line to what `buf` holds.
+fn append_line_capped(
+    reader: &mut (impl BufRead + ?Sized),
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    let start = buf.len();
     loop {
         let available = match reader.fill_buf() {
             Ok(available) => available,
@@ -391,16 +405,17 @@ pub fn read_line_capped(
             Err(e) => return Err(e),
         };
         if available.is_empty() {
-            return Ok((!buf.is_empty()).then_some(true));
+            return Ok((buf.len() > start).then_some(true));
         }
         let (take, complete) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
             None => (available.len(), false),
         };
         // The newline does not count: a line of exactly `max` bytes is fine.
-        let content = buf.len() + take - usize::from(complete);
+        let read = buf.len() - start;
+        let content = read + take - usize::from(complete);
         if content > max {
-            let room = max.saturating_sub(buf.len());
+            let room = max.saturating_sub(read);
             buf.extend_from_slice(&available[..room]);
             reader.consume(room);
             return Ok(Some(false));

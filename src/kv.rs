@@ -7,7 +7,7 @@
 use std::io::BufRead;
 
 use crate::error::{Error, Result};
-use crate::jsonl::{OpReader, show_key};
+use crate::jsonl::{ParallelOpReader, show_key};
 use crate::store::{Commit, LOCAL_SWEEP_MAX, SortedRun, SortedRuns, Store};
 use crate::types::{Applied, Entry, Item, Op, RangeQuery, Stats, now_ms};
 
@@ -308,7 +308,8 @@ impl Kv for LocalKv {
         self.store.delete_range(query)
     }
 
-    /// The input is read, parsed and sorted into runs on a thread of its
+    /// The input is read, parsed (on several threads:
+    /// [`ParallelOpReader`]) and sorted into runs on threads of their
     /// own while this one writes the run before: an import takes about the
     /// longer of the two, not their sum. At most two runs are in memory.
     ///
@@ -327,13 +328,13 @@ impl Kv for LocalKv {
         // The reader's word on the input after the writer stopped: its
         // first bad line, if any.
         let (verdict_tx, verdict) = std::sync::mpsc::sync_channel(1);
+        let parsed = ParallelOpReader::new(input, max_value_bytes)?;
         std::thread::Builder::new()
             .name("kvr-batch-read".into())
             .spawn(move || {
                 // Accepted line by line at one clock: a line whose expiry
                 // passed is skipped.
-                let mut ops = OpReader::new(input, max_value_bytes)
-                    .filter_map(|op| op.map(|op| op.accept(now)).transpose());
+                let mut ops = parsed.filter_map(|op| op.map(|op| op.accept(now)).transpose());
                 let mut runs = SortedRuns::new(ops.by_ref(), run_bytes);
                 while let Some(run) = runs.next() {
                     if let Err(std::sync::mpsc::SendError(unsent)) = tx.send(run.map(Some)) {

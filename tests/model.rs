@@ -117,6 +117,9 @@ fn key(i: u8) -> Vec<u8> {
         0 => vec![0xff, 0x00],
         1 => b"a".to_vec(),
         2 => b"a\x00".to_vec(),
+        // Longer than the 16-byte prefix a batch sorts by, sharing it.
+        3 => b"0123456789abcdef-1".to_vec(),
+        4 => b"0123456789abcdef-0".to_vec(),
         i => format!("k{i}").into_bytes(),
     }
 }

@@ -55,8 +55,7 @@ impl RunState {
 
     /// Writes one run (see the module header).
     pub(super) fn write_run(&mut self, t: &mut Tables<'_>, run: &[Op]) -> Result<()> {
-        let order = sorted_order(run);
-        let groups = key_groups(run, &order);
+        let (order, groups) = sorted_order(run);
         self.write_sorted(t, run, &order, &groups)
     }
 
@@ -188,12 +187,13 @@ fn takes_revision_by_key(
     Ok(takes_revision)
 }
 
-/// Indices of `run` in (key, input position) order.
+/// Indices of `run` in (key, input position) order, and the ranges of
+/// them that share a key.
 ///
-/// Sorts (first 8 key bytes, index) pairs, which sit together in memory and
-/// compare as integers, and reads whole keys only on a tie of the first 8
-/// bytes: on random keys this halved the sort's share of a batch.
-fn sorted_order(run: &[Op]) -> Vec<usize> {
+/// Sorts (first 16 key bytes, index) pairs, which sit together in memory
+/// and compare as integers, and reads whole keys only on a tie of the first
+/// 16 bytes: on random keys this halved the sort's share of a batch.
+fn sorted_order(run: &[Op]) -> (Vec<usize>, Vec<std::ops::Range<usize>>) {
     let mut pairs: Vec<(u128, usize)> = run
         .iter()
         .enumerate()
@@ -204,7 +204,25 @@ fn sorted_order(run: &[Op]) -> Vec<usize> {
             .then_with(|| run[a].key.cmp(&run[b].key))
             .then(a.cmp(&b))
     });
-    pairs.into_iter().map(|(_, i)| i).collect()
+    // Neighbours whose prefixes differ have different keys: only equal
+    // prefixes (long keys, or the same key again) read the keys, so this
+    // pass does not visit `run` at random.
+    let mut order = Vec::with_capacity(pairs.len());
+    let mut groups = Vec::with_capacity(pairs.len());
+    let mut start = 0;
+    for (j, &(prefix, i)) in pairs.iter().enumerate() {
+        if let Some(&(before, b)) = j.checked_sub(1).and_then(|k| pairs.get(k))
+            && (prefix != before || run[i].key != run[b].key)
+        {
+            groups.push(start..j);
+            start = j;
+        }
+        order.push(i);
+    }
+    if !pairs.is_empty() {
+        groups.push(start..pairs.len());
+    }
+    (order, groups)
 }
 
 /// The first 16 bytes of a key as a big-endian integer, zero-padded:
@@ -235,8 +253,7 @@ impl SortedRun {
     }
 
     fn new(ops: Vec<Op>) -> SortedRun {
-        let order = sorted_order(&ops);
-        let groups = key_groups(&ops, &order);
+        let (order, groups) = sorted_order(&ops);
         SortedRun { ops, order, groups }
     }
 }
@@ -288,6 +305,9 @@ impl<I: Iterator<Item = Result<Op>>> Iterator for SortedRuns<I> {
                 Some(Ok(op)) => {
                     bytes += op.mem_bytes();
                     run.push(op);
+                    if run.len() == SIZE_SAMPLE_OPS {
+                        reserve_for_run(&mut run, bytes, self.max_bytes);
+                    }
                 }
                 Some(Err(e)) => {
                     self.done = true;
@@ -307,15 +327,16 @@ impl<I: Iterator<Item = Result<Op>>> Iterator for SortedRuns<I> {
     }
 }
 
-/// Index ranges into `order` of the operations sharing a key.
-fn key_groups(run: &[Op], order: &[usize]) -> Vec<std::ops::Range<usize>> {
-    let mut groups = Vec::new();
-    let mut start = 0;
-    for i in 1..=order.len() {
-        if i == order.len() || run[order[i]].key != run[order[start]].key {
-            groups.push(start..i);
-            start = i;
-        }
-    }
-    groups
+/// Operations read before a run's length is estimated from their sizes.
+const SIZE_SAMPLE_OPS: usize = 1024;
+
+/// Reserves room for the operations a run of `max_bytes` will likely hold,
+/// judged by the first ones (`run`, `bytes` of them), and a tenth more.
+/// Growing by doubling instead copied the run several times and faulted in
+/// its memory twice: a tenth of a 1M-line import. Room that stays unused is
+/// never touched, so it costs address space, not memory.
+fn reserve_for_run(run: &mut Vec<Op>, bytes: usize, max_bytes: usize) {
+    let per_op = (bytes / run.len().max(1)).max(1);
+    let expected = max_bytes / per_op;
+    run.reserve((expected + expected / 10).saturating_sub(run.len()));
 }
