@@ -77,7 +77,7 @@ pub struct Global {
     pub token: Option<String>,
 
     /// Read the token from FILE (trailing newline removed).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", value_parser = parse_path)]
     pub token_file: Option<PathBuf>,
 
     /// With an https:// --server: trust the certificate authorities in this
@@ -87,7 +87,8 @@ pub struct Global {
         global = true,
         env = "KVR_CACERT",
         hide_env_values = true,
-        value_name = "PEM"
+        value_name = "PEM",
+        value_parser = parse_path
     )]
     pub cacert: Option<PathBuf>,
 
@@ -365,6 +366,16 @@ pub struct PutArgs {
 /// `--limit N`: a whole number, at least 1: 0, as HTTP's `limit=0`, is
 /// most likely a mistake, never "print nothing". (A negative one reaches
 /// here, not clap's "unexpected argument" with a tip that does not apply.)
+/// A file name argument. An empty one gets its own message: clap's own
+/// for `kvr backup ''` said that no value was supplied.
+fn parse_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        Err("a file name cannot be empty".into())
+    } else {
+        Ok(PathBuf::from(text))
+    }
+}
+
 fn parse_limit(text: &str) -> Result<u64, String> {
     match text.parse::<i128>() {
         Ok(n) if n < 1 => Err("must be at least 1".into()),
@@ -519,6 +530,7 @@ pub struct WatchArgs {
 #[derive(Debug, Args)]
 pub struct BatchArgs {
     /// Input file; omitted or `-`: stdin.
+    #[arg(value_parser = parse_path)]
     pub file: Option<PathBuf>,
     /// Apply the input in parts of N lines, each part atomic on its own
     /// (the input as a whole is then not): for inputs over a server's
@@ -552,6 +564,7 @@ pub struct StatsArgs {
 pub struct BackupArgs {
     /// The new file; written under a temporary name and renamed when
     /// complete, so it is never half a backup.
+    #[arg(value_parser = parse_path)]
     pub dest: PathBuf,
     /// Replace DEST if it exists.
     #[arg(long)]
@@ -607,10 +620,10 @@ pub struct ServeArgs {
     pub allow_unauthenticated: bool,
     /// Serve HTTPS with the certificate chain in this PEM file (leaf
     /// first); needs --tls-key.
-    #[arg(long, env = "KVR_TLS_CERT", hide_env_values = true, value_name = "PEM")]
+    #[arg(long, env = "KVR_TLS_CERT", hide_env_values = true, value_name = "PEM", value_parser = parse_path)]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert, a PEM file.
-    #[arg(long, env = "KVR_TLS_KEY", hide_env_values = true, value_name = "PEM")]
+    #[arg(long, env = "KVR_TLS_KEY", hide_env_values = true, value_name = "PEM", value_parser = parse_path)]
     pub tls_key: Option<PathBuf>,
     /// Largest value, in bytes (in cluster mode, --raft-listen, the
     /// default is 8388608: one request is one Raft entry).
@@ -711,7 +724,8 @@ pub struct ClusterArgs {
         long,
         value_name = "FILE",
         conflicts_with = "cluster_token",
-        requires = "raft_listen"
+        requires = "raft_listen",
+        value_parser = parse_path
     )]
     pub cluster_token_file: Option<PathBuf>,
     /// Leader heartbeat interval, in milliseconds.

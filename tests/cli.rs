@@ -217,6 +217,41 @@ fn usage_errors_are_found_before_a_database_is_opened_or_created() {
         .stderr_has("invalid value '-1' for '--chunk-size <N>': must be at least 1");
 }
 
+/// An empty file name (`kvr backup "$DEST"` with DEST unset) says so:
+/// clap's own message said that no value was supplied. Nothing is written.
+#[test]
+fn an_empty_file_name_is_refused_as_empty() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v1"]).ok();
+    let cases: [&[&str]; 3] = [
+        &["backup", ""],
+        &["batch", ""],
+        &["--token-file", "", "stats"],
+    ];
+    let files = || std::fs::read_dir(env.path(".")).unwrap().count();
+    let before = files();
+    for args in cases {
+        let done = env
+            .kvr(args)
+            .stdin("{\"key\":\"k\",\"value\":\"v2\"}\n")
+            .code(2);
+        let text = done.stderr_text();
+        assert!(
+            text.starts_with("kvr: error: invalid value '' for '"),
+            "{text}"
+        );
+        assert!(text.contains("': a file name cannot be empty"), "{text}");
+    }
+    env.kvr(["stats"])
+        .env("KVR_CACERT", "")
+        .code(2)
+        .stderr_has("invalid value '' in the environment variable KVR_CACERT (it sets --cacert): a file name cannot be empty");
+    assert_eq!(files(), before);
+    assert_eq!(env.kvr(["get", "k"]).ok().stdout_text(), "v1");
+    let stats = env.kvr(["stats"]).ok().stdout_text();
+    assert!(stats.contains("\"revision\":1"), "{stats}");
+}
+
 #[test]
 fn db_flag_env_and_default() {
     let env = Env::new();
