@@ -363,9 +363,6 @@ pub struct PutArgs {
     pub max_value_bytes: Option<usize>,
 }
 
-/// `--limit N`: a whole number, at least 1: 0, as HTTP's `limit=0`, is
-/// most likely a mistake, never "print nothing". (A negative one reaches
-/// here, not clap's "unexpected argument" with a tip that does not apply.)
 /// A file name argument. An empty one gets its own message: clap's own
 /// for `kvr backup ''` said that no value was supplied.
 fn parse_path(text: &str) -> Result<PathBuf, String> {
@@ -376,6 +373,9 @@ fn parse_path(text: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// `--limit N`: a whole number, at least 1: 0, as HTTP's `limit=0`, is
+/// most likely a mistake, never "print nothing". (A negative one reaches
+/// here, not clap's "unexpected argument" with a tip that does not apply.)
 fn parse_limit(text: &str) -> Result<u64, String> {
     match text.parse::<i128>() {
         Ok(n) if n < 1 => Err("must be at least 1".into()),
