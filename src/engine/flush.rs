@@ -13,7 +13,12 @@
 //! revision for the keys written: the log still holds them, and its
 //! replay applies each logged outcome whatever the store holds, so it
 //! ends at the same state (`wal/record.rs`). Only for a log that records
-//! outcomes (not Raft's), and not for a table replayed from a log.
+//! outcomes (not Raft's), and not for a table replayed from a log. A key
+//! whose stored record shares its value with a kept history row is left
+//! to the last commit, which rewrites that row (`Store::write_part`): a
+//! crash between parts then leaves no row naming a record that has moved
+//! on, and the rewrites share one commit's pages instead of dirtying
+//! history pages in every part.
 //!
 //! **At a lower priority, with a deadline** (opt-in, [`FLUSH_NICE`]): the
 //! flush thread runs nicer than the threads that answer requests; a table
@@ -308,7 +313,7 @@ fn write_rest(engine: &Engine, table: &Arc<Memtable>, pace: Option<&Pace<'_>>) -
         let t = table.clone();
         locking_step(engine, pace, move |engine| {
             if !engine.rows.is_empty() {
-                t.with_newest(None, |items| {
+                t.with_newest(&[], None, |items| {
                     for (key, version) in items {
                         engine.rows.refresh(key, version);
                     }
@@ -378,8 +383,10 @@ fn write_rest(engine: &Engine, table: &Arc<Memtable>, pace: Option<&Pace<'_>>) -
         records: &records,
         delete_before_ms,
     };
-    let after = table.with_parts(|p| p.upto.clone());
-    table.with_newest(after.as_deref(), |items| {
+    // (A copy of the deferred keys: the parts stay as they were if this
+    // commit fails and is tried again.)
+    let (after, deferred) = table.with_parts(|p| (p.upto.clone(), p.deferred.clone()));
+    table.with_newest(&deferred, after.as_deref(), |items| {
         engine.store.write_table(
             items.map(sorted_item),
             revision,
@@ -444,24 +451,30 @@ fn write_parts(engine: &Engine, table: &Memtable, pace: Option<&Pace<'_>>) -> Re
         if pace.is_some_and(|p| (p.behind)(table)) {
             return Ok(false);
         }
-        let mut absent = Vec::new();
-        let (delta, last) = table.with_newest(upto.as_deref(), |items| {
+        let (mut absent, mut deferred) = (Vec::new(), Vec::new());
+        let (delta, last, taken) = table.with_newest(&[], upto.as_deref(), |items| {
             // Streamed into the commit, not collected into a vector first.
-            let mut last = None;
-            let part = items.take(part).inspect(|(k, _)| last = Some(*k));
+            let (mut last, mut taken) = (None, 0);
+            let items = items.inspect(|(k, _)| {
+                last = Some(*k);
+                taken += 1;
+            });
             let delta = engine.store.write_part(
-                part.map(sorted_item),
+                items.map(sorted_item),
+                part,
                 super::history::inline_value,
                 &mut |key| absent.push(key.to_vec()),
+                &mut |key| deferred.push(key.to_vec()),
             )?;
-            Ok::<_, Error>((delta, last.map(<[u8]>::to_vec)))
+            Ok::<_, Error>((delta, last.map(<[u8]>::to_vec), taken))
         })?;
         // Recorded before readers move to the part (`Memtable::absent_among`).
         table.with_parts(|p| {
             p.upto = last;
-            p.keys += part;
+            p.keys += taken;
             p.delta += delta;
             p.absent.extend(absent);
+            p.deferred.extend(deferred);
         });
         engine.flush_parts.fetch_add(1, Ordering::Relaxed);
         let base = Arc::new(engine.store.snapshot()?.reader()?);

@@ -121,6 +121,9 @@ pub struct FlushedParts {
     /// and deleted in the same table is one of them; counting only the
     /// added keys took it for one the store held.)
     pub absent: HashSet<Vec<u8>>,
+    /// The keys up to `upto` that the parts left to the last commit
+    /// (`store::Store::write_part`), in key order.
+    pub deferred: Vec<Vec<u8>>,
     /// Whether the row cache has been given the table's versions
     /// (`flush.rs`, before the first part).
     pub rows_refreshed: bool,
@@ -667,19 +670,22 @@ impl Memtable {
         set
     }
 
-    /// Runs `f` over every key's newest version after `after` (all with
-    /// `None`), in key order: what a flush writes. For a frozen table (it
-    /// holds the read lock meanwhile).
+    /// Runs `f` over the newest versions of the table's keys in `first`
+    /// (in key order, up to `after`), then of every key after `after` (all
+    /// with `None`), in key order: what a flush writes. For a frozen table
+    /// (it holds the read lock meanwhile).
     pub fn with_newest<R>(
         &self,
+        first: &[Vec<u8>],
         after: Option<&[u8]>,
         f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a [u8], &'a Version)>) -> R,
     ) -> R {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut iter = map
-            .tree
-            .range::<[u8], _>((from, Bound::Unbounded))
+        let mut iter = first
+            .iter()
+            .filter_map(|k| map.tree.get_key_value(k.as_slice()))
+            .chain(map.tree.range::<[u8], _>((from, Bound::Unbounded)))
             .filter_map(|(k, v)| v.newest().map(|v| (k.as_slice(), v)));
         f(&mut iter)
     }

@@ -84,6 +84,30 @@ struct KeptHistory<'t> {
     inline: super::table::InlineValue,
 }
 
+impl KeptHistory<'_> {
+    /// The row of `old_revision` with `old_value` in it, when it is kept
+    /// and shares that value with `key`'s record, which is about to be
+    /// replaced (by `new_revision`) or deleted; `None` when it needs no
+    /// rewrite.
+    fn rewritten_row(
+        &self,
+        key: &[u8],
+        old_revision: u64,
+        old_value: &[u8],
+        new_revision: Option<u64>,
+    ) -> Result<Option<Vec<u8>>> {
+        // The same version written again (a log replayed over a flush that
+        // had it already): the row still shares the value.
+        if old_revision < self.oldest || new_revision == Some(old_revision) {
+            return Ok(None);
+        }
+        Ok(match self.table.get(old_revision)? {
+            Some(row) => (self.inline)(row.value(), key, old_value),
+            None => None,
+        })
+    }
+}
+
 impl<'t> Tables<'t> {
     pub(super) fn open(wtx: &'t redb::WriteTransaction) -> Result<Tables<'t>> {
         Ok(Tables {
@@ -125,19 +149,35 @@ impl<'t> Tables<'t> {
         let Some(h) = history else {
             return Ok(());
         };
-        // The same version written again (a log replayed over a flush that
-        // had it already): the row still shares the value.
-        if old_revision < h.oldest || new_revision == Some(old_revision) {
-            return Ok(());
-        }
-        let whole = match h.table.get(old_revision)? {
-            Some(row) => (h.inline)(row.value(), key, old_value),
-            None => None,
-        };
-        if let Some(whole) = whole {
+        if let Some(whole) = h.rewritten_row(key, old_revision, old_value, new_revision)? {
             h.table.insert(old_revision, whole.as_slice())?;
         }
         Ok(())
+    }
+
+    /// Whether writing `item` now would rewrite a kept history row with
+    /// the value of its key's record ([`Tables::keep_old_value`]): a flush
+    /// in parts leaves such keys to its last commit ([`Store::write_part`]).
+    ///
+    /// [`Store::write_part`]: super::Store::write_part
+    pub(super) fn rewrites_kept_row(&self, (key, item): super::SortedItem<'_>) -> Result<bool> {
+        let Some(h) = &self.history else {
+            return Ok(false);
+        };
+        let Some(stored) = self.kv.get(key)? else {
+            return Ok(false);
+        };
+        let old = record::decode(stored.value())?;
+        let new_revision = item.map(|(_, revision, _)| revision);
+        Ok(h.rewritten_row(key, old.revision, old.value, new_revision)?
+            .is_some())
+    }
+
+    /// Stops keeping the history: for items that
+    /// [`Tables::rewrites_kept_row`] cleared, whose writes would only look
+    /// their rows up again.
+    pub(super) fn forget_history(&mut self) {
+        self.history = None;
     }
 
     /// Writes a key's record, keeping the expiry index in step. Returns
