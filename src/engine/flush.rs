@@ -372,6 +372,7 @@ fn write_rest(engine: &Engine, table: &Arc<Memtable>, pace: Option<&Pace<'_>>) -
         oldest: mark.oldest,
         bytes: mark.bytes,
         inline: super::history::inline_value,
+        shares_value: super::history::shares_value,
     };
     let (records, newest) = table.idempotency_records();
     // Records past their window (judged by the newest one this table

@@ -246,6 +246,11 @@ pub fn inline_value(row: &[u8], key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether a stored row shares its value with `kv` (kind 4).
+pub fn shares_value(row: &[u8]) -> bool {
+    row.first() == Some(&KIND_PUT_VALUE_IN_KV)
+}
+
 /// A stored event split into its fields, not yet checked for its kind.
 struct Row<'a> {
     kind: u8,

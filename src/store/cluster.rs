@@ -13,7 +13,7 @@ use redb::TableDefinition;
 
 use super::record::{
     EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES,
-    META_HISTORY_OLDEST, META_KEYS, META_REVISION,
+    META_HISTORY_OLDEST, META_HISTORY_SHARED_NEWEST, META_KEYS, META_REVISION,
 };
 use super::{Snapshot, Store};
 use crate::error::Result;
@@ -101,6 +101,8 @@ impl Store {
             meta.insert(META_KEYS, keys)?;
             meta.insert(META_HISTORY_OLDEST, bounds.0)?;
             meta.insert(META_HISTORY_BYTES, bounds.1)?;
+            // Any row of the snapshot may share its value.
+            meta.insert(META_HISTORY_SHARED_NEWEST, revision)?;
             wtx.open_table(CLUSTER)?.insert(APPLIED, applied)?;
         }
         wtx.commit()?;

@@ -29,6 +29,9 @@
 //!   that does not record events (a command with `--db`) sets
 //!   `history_oldest` past its revision: a watch cannot resume across it.
 //!   Missing (earlier releases, backups): no history, oldest = revision + 1.
+//!   `history_shared_newest`: no row above this revision shares its value
+//!   with `kv` (kind 4), so a flush looks up no row above it before
+//!   replacing a record. Missing (earlier releases): the revision.
 //!
 //! * `idempotency`: Idempotency-Key → the first outcome of the write sent
 //!   with it (layout in `idempotency.rs`), written with the write's data;
@@ -62,6 +65,7 @@ pub(crate) const META_KEYS: &str = "keys";
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_HISTORY_OLDEST: &str = "history_oldest";
 pub(crate) const META_HISTORY_BYTES: &str = "history_bytes";
+pub(crate) const META_HISTORY_SHARED_NEWEST: &str = "history_shared_newest";
 
 /// The database format this release writes and reads.
 pub(crate) const DB_FORMAT: u64 = 1;

@@ -9,7 +9,7 @@ use redb::{ReadOnlyTable, ReadableTable};
 
 use super::record::{
     self, EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES,
-    META_HISTORY_OLDEST, META_KEYS, META_REVISION,
+    META_HISTORY_OLDEST, META_HISTORY_SHARED_NEWEST, META_KEYS, META_REVISION,
 };
 use super::{Commit, Snapshot, Store};
 use crate::error::{Error, Result};
@@ -360,6 +360,8 @@ pub struct HistoryUpdate<'a> {
     pub oldest: u64,
     pub bytes: u64,
     pub inline: InlineValue,
+    /// Whether a stored row shares its value with its key's record.
+    pub shares_value: fn(&[u8]) -> bool,
 }
 
 /// Where [`write_history`] puts the next event: rows it replaces, then an
@@ -372,14 +374,17 @@ enum HistorySink<'a, 't> {
 }
 
 /// Stores a flush's events (those still kept), deletes the rows below the
-/// oldest kept revision, and records the history state.
+/// oldest kept revision, and records the history state; `shared_newest`
+/// is the stored one (`record.rs`).
 fn write_history(
     wtx: &redb::WriteTransaction,
     h: HistoryUpdate<'_>,
     created: &HashSet<Vec<u8>>,
+    mut shared_newest: u64,
 ) -> Result<()> {
     let mut table = wtx.open_table(HISTORY)?;
     let oldest = h.oldest;
+    let shares_value = h.shares_value;
     // Events come in revision order, after every stored row but where a
     // replayed log repeats what an earlier flush stored: those replace
     // their rows, the rest go in through one cursor at the table's end
@@ -391,6 +396,9 @@ fn write_history(
         (h.events)(&|key| created.contains(key), &mut |revision, bytes| {
             if revision < oldest {
                 return Ok(());
+            }
+            if shares_value(bytes) {
+                shared_newest = shared_newest.max(revision);
             }
             if last.is_some_and(|last| revision <= last) {
                 if let HistorySink::Insert(t) = &mut sink {
@@ -421,7 +429,18 @@ fn write_history(
     let mut meta = wtx.open_table(META)?;
     meta.insert(META_HISTORY_OLDEST, h.oldest)?;
     meta.insert(META_HISTORY_BYTES, h.bytes)?;
+    meta.insert(META_HISTORY_SHARED_NEWEST, shared_newest)?;
     Ok(())
+}
+
+/// The stored `history_shared_newest` (`record.rs`); the revision when
+/// missing, which bounds every row an earlier release wrote.
+fn shared_newest(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64> {
+    let stored = meta.get(META_HISTORY_SHARED_NEWEST)?;
+    Ok(match stored {
+        Some(g) => g.value(),
+        None => meta.get(META_REVISION)?.map_or(0, |g| g.value()),
+    })
 }
 
 /// The idempotency part of a flush: the records its writes made (key,
@@ -553,8 +572,12 @@ impl Store {
             let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
             let oldest = meta.get(META_HISTORY_OLDEST)?.map_or(0, |g| g.value());
-            let mut tables =
-                super::write_tables::Tables::open_keeping_history(&wtx, oldest, inline)?;
+            let mut tables = super::write_tables::Tables::open_keeping_history(
+                &wtx,
+                oldest,
+                shared_newest(&meta)?,
+                inline,
+            )?;
             let mut items = items.into_iter();
             let mut part = Vec::with_capacity(max_keys.min(1 << 16));
             while part.len() < max_keys {
@@ -624,14 +647,15 @@ impl Store {
         // The records first, so the events know which keys this commit
         // created (see `HistoryUpdate::events`).
         let mut created = HashSet::new();
-        let keys = {
+        let (keys, shared) = {
+            let mut meta = wtx.open_table(META)?;
+            let shared = shared_newest(&meta)?;
             let mut tables = match &history {
-                Some(h) => {
-                    super::write_tables::Tables::open_keeping_history(&wtx, h.oldest, h.inline)?
-                }
+                Some(h) => super::write_tables::Tables::open_keeping_history(
+                    &wtx, h.oldest, shared, h.inline,
+                )?,
                 None => super::write_tables::Tables::open(&wtx)?,
             };
-            let mut meta = wtx.open_table(META)?;
             let keys = meta.get(META_KEYS)?.map(|g| g.value()).unwrap_or(0);
             let mut on_absent = |key: &[u8]| {
                 if history.is_some() {
@@ -642,10 +666,10 @@ impl Store {
             let keys = (keys + added).saturating_sub(removed);
             meta.insert(META_REVISION, revision)?;
             meta.insert(META_KEYS, keys)?;
-            keys
+            (keys, shared)
         };
         if let Some(h) = history {
-            write_history(&wtx, h, &created)?;
+            write_history(&wtx, h, &created, shared)?;
         }
         wtx.commit()?;
         Ok(keys)
@@ -674,6 +698,7 @@ mod tests {
             oldest: 1,
             bytes: 0,
             inline: no_inline,
+            shares_value: |_| false,
         };
         let idempotency = IdempotencyUpdate {
             records: &[],
@@ -747,6 +772,7 @@ mod tests {
             oldest: 1,
             bytes: 0,
             inline: inline_tag_4,
+            shares_value: |row| row[0] == 4,
         };
         let idempotency = IdempotencyUpdate {
             records: &[],
@@ -757,6 +783,16 @@ mod tests {
         store
             .write_table(first, 2, history, idempotency, None)
             .unwrap();
+        // The flush records its newest shared row; a file of an earlier
+        // release has no such record, and then every row up to the
+        // revision may share (as `a`'s does).
+        let wtx = store.begin_write(Commit::Durable).unwrap();
+        {
+            let mut meta = wtx.open_table(META).unwrap();
+            let stored = meta.remove(META_HISTORY_SHARED_NEWEST).unwrap();
+            assert_eq!(stored.map(|g| g.value()), Some(1));
+        }
+        wtx.commit().unwrap();
         let part = |items: Vec<SortedItem<'_>>, max_keys: usize| {
             let (mut absent, mut deferred, mut taken) = (Vec::new(), Vec::new(), 0);
             let items = items.into_iter().inspect(|_| taken += 1);

@@ -81,6 +81,8 @@ struct KeptHistory<'t> {
     table: Table<'t, u64, &'static [u8]>,
     /// Rows below this revision are not kept (the flush deletes them).
     oldest: u64,
+    /// No row above this revision shares its value (`record.rs`).
+    shared_newest: u64,
     inline: super::table::InlineValue,
 }
 
@@ -98,7 +100,10 @@ impl KeptHistory<'_> {
     ) -> Result<Option<Vec<u8>>> {
         // The same version written again (a log replayed over a flush that
         // had it already): the row still shares the value.
-        if old_revision < self.oldest || new_revision == Some(old_revision) {
+        if old_revision < self.oldest
+            || old_revision > self.shared_newest
+            || new_revision == Some(old_revision)
+        {
             return Ok(None);
         }
         Ok(match self.table.get(old_revision)? {
@@ -121,18 +126,24 @@ impl<'t> Tables<'t> {
     /// [`Tables::open`] for a flush that keeps the watch history from
     /// revision `oldest` on: before a record is replaced or deleted, a
     /// history row sharing its value gets the value back (`inline`, see
-    /// `engine/history.rs`).
+    /// `engine/history.rs`). Rows above `shared_newest` hold their values,
+    /// so when no kept row is at or below it, nothing is looked up (into a
+    /// store filled by `kvr batch`, random puts never are).
     pub(super) fn open_keeping_history(
         wtx: &'t redb::WriteTransaction,
         oldest: u64,
+        shared_newest: u64,
         inline: super::table::InlineValue,
     ) -> Result<Tables<'t>> {
         let mut tables = Tables::open(wtx)?;
-        tables.history = Some(KeptHistory {
-            table: wtx.open_table(HISTORY)?,
-            oldest,
-            inline,
-        });
+        if oldest <= shared_newest {
+            tables.history = Some(KeptHistory {
+                table: wtx.open_table(HISTORY)?,
+                oldest,
+                shared_newest,
+                inline,
+            });
+        }
         Ok(tables)
     }
 
