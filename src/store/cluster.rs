@@ -13,7 +13,8 @@ use redb::TableDefinition;
 
 use super::record::{
     EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES,
-    META_HISTORY_OLDEST, META_HISTORY_SHARED_NEWEST, META_KEYS, META_REVISION,
+    META_HISTORY_OLDEST, META_HISTORY_SHARED_AS_OF, META_HISTORY_SHARED_NEWEST, META_KEYS,
+    META_REVISION,
 };
 use super::{Snapshot, Store};
 use crate::error::Result;
@@ -103,6 +104,7 @@ impl Store {
             meta.insert(META_HISTORY_BYTES, bounds.1)?;
             // Any row of the snapshot may share its value.
             meta.insert(META_HISTORY_SHARED_NEWEST, revision)?;
+            meta.insert(META_HISTORY_SHARED_AS_OF, revision)?;
             wtx.open_table(CLUSTER)?.insert(APPLIED, applied)?;
         }
         wtx.commit()?;

@@ -31,7 +31,10 @@
 //!   Missing (earlier releases, backups): no history, oldest = revision + 1.
 //!   `history_shared_newest`: no row above this revision shares its value
 //!   with `kv` (kind 4), so a flush looks up no row above it before
-//!   replacing a record. Missing (earlier releases): the revision.
+//!   replacing a record; it holds while `history_shared_as_of` is the
+//!   revision (it is written with the history). Otherwise (missing in
+//!   earlier releases, or a flush of one of them since) the revision
+//!   bounds every row instead.
 //!
 //! * `idempotency`: Idempotency-Key → the first outcome of the write sent
 //!   with it (layout in `idempotency.rs`), written with the write's data;
@@ -66,6 +69,7 @@ pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_HISTORY_OLDEST: &str = "history_oldest";
 pub(crate) const META_HISTORY_BYTES: &str = "history_bytes";
 pub(crate) const META_HISTORY_SHARED_NEWEST: &str = "history_shared_newest";
+pub(crate) const META_HISTORY_SHARED_AS_OF: &str = "history_shared_as_of";
 
 /// The database format this release writes and reads.
 pub(crate) const DB_FORMAT: u64 = 1;

@@ -9,7 +9,8 @@ use redb::{ReadOnlyTable, ReadableTable};
 
 use super::record::{
     self, EXPIRY, HISTORY, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, KV, META, META_HISTORY_BYTES,
-    META_HISTORY_OLDEST, META_HISTORY_SHARED_NEWEST, META_KEYS, META_REVISION,
+    META_HISTORY_OLDEST, META_HISTORY_SHARED_AS_OF, META_HISTORY_SHARED_NEWEST, META_KEYS,
+    META_REVISION,
 };
 use super::{Commit, Snapshot, Store};
 use crate::error::{Error, Result};
@@ -374,13 +375,14 @@ enum HistorySink<'a, 't> {
 }
 
 /// Stores a flush's events (those still kept), deletes the rows below the
-/// oldest kept revision, and records the history state; `shared_newest`
-/// is the stored one (`record.rs`).
+/// oldest kept revision, and records the history state as of `revision`;
+/// `shared_newest` is the stored one (`record.rs`).
 fn write_history(
     wtx: &redb::WriteTransaction,
     h: HistoryUpdate<'_>,
     created: &HashSet<Vec<u8>>,
     mut shared_newest: u64,
+    revision: u64,
 ) -> Result<()> {
     let mut table = wtx.open_table(HISTORY)?;
     let oldest = h.oldest;
@@ -430,16 +432,18 @@ fn write_history(
     meta.insert(META_HISTORY_OLDEST, h.oldest)?;
     meta.insert(META_HISTORY_BYTES, h.bytes)?;
     meta.insert(META_HISTORY_SHARED_NEWEST, shared_newest)?;
+    meta.insert(META_HISTORY_SHARED_AS_OF, revision)?;
     Ok(())
 }
 
-/// The stored `history_shared_newest` (`record.rs`); the revision when
-/// missing, which bounds every row an earlier release wrote.
+/// The stored `history_shared_newest` while it holds (`record.rs`), else
+/// the revision, which bounds every row.
 fn shared_newest(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64> {
-    let stored = meta.get(META_HISTORY_SHARED_NEWEST)?;
-    Ok(match stored {
-        Some(g) => g.value(),
-        None => meta.get(META_REVISION)?.map_or(0, |g| g.value()),
+    let counter = |name| -> Result<Option<u64>> { Ok(meta.get(name)?.map(|g| g.value())) };
+    let revision = counter(META_REVISION)?.unwrap_or(0);
+    Ok(match counter(META_HISTORY_SHARED_NEWEST)? {
+        Some(newest) if counter(META_HISTORY_SHARED_AS_OF)? == Some(revision) => newest,
+        _ => revision,
     })
 }
 
@@ -669,7 +673,7 @@ impl Store {
             (keys, shared)
         };
         if let Some(h) = history {
-            write_history(&wtx, h, &created, shared)?;
+            write_history(&wtx, h, &created, shared, revision)?;
         }
         wtx.commit()?;
         Ok(keys)
@@ -783,14 +787,16 @@ mod tests {
         store
             .write_table(first, 2, history, idempotency, None)
             .unwrap();
-        // The flush records its newest shared row; a file of an earlier
-        // release has no such record, and then every row up to the
-        // revision may share (as `a`'s does).
+        // The flush records its newest shared row, as of its revision.
+        // After a flush of an earlier release, which does not, every row
+        // up to the revision may share (as `a`'s does).
         let wtx = store.begin_write(Commit::Durable).unwrap();
         {
             let mut meta = wtx.open_table(META).unwrap();
-            let stored = meta.remove(META_HISTORY_SHARED_NEWEST).unwrap();
-            assert_eq!(stored.map(|g| g.value()), Some(1));
+            let newest = meta.get(META_HISTORY_SHARED_NEWEST).unwrap();
+            assert_eq!(newest.map(|g| g.value()), Some(1));
+            let as_of = meta.insert(META_HISTORY_SHARED_AS_OF, 1).unwrap();
+            assert_eq!(as_of.map(|g| g.value()), Some(2));
         }
         wtx.commit().unwrap();
         let part = |items: Vec<SortedItem<'_>>, max_keys: usize| {
