@@ -473,10 +473,14 @@ fn write_parts(engine: &Engine, table: &Memtable, pace: Option<&Pace<'_>>) -> Re
         table.with_parts(|p| {
             p.upto = last;
             p.keys += taken;
-            p.delta += delta;
+            p.delta += delta.unwrap_or(0);
             p.absent.extend(absent);
             p.deferred.extend(deferred);
         });
+        if delta.is_none() {
+            // Every key it took was left to the last commit.
+            continue;
+        }
         engine.flush_parts.fetch_add(1, Ordering::Relaxed);
         let base = Arc::new(engine.store.snapshot()?.reader()?);
         locking_step(engine, pace, move |engine| {

@@ -550,7 +550,8 @@ impl Store {
     /// count exact but leaves the revision, the history and everything
     /// else to the table's last part. Until then the store is ahead of its
     /// revision for these keys, which replay allows (see `wal/record.rs`).
-    /// Returns the change in key count; `on_absent` sees each key that was
+    /// Returns the change in key count, `None` when it had nothing to
+    /// write and committed nothing; `on_absent` sees each key that was
     /// absent before it (added, or deleted with nothing to delete).
     ///
     /// A key whose record shares its value with a kept history row is not
@@ -567,7 +568,7 @@ impl Store {
         inline: InlineValue,
         on_absent: &mut dyn FnMut(&[u8]),
         on_deferred: &mut dyn FnMut(&[u8]),
-    ) -> Result<i64>
+    ) -> Result<Option<i64>>
     where
         I: IntoIterator<Item = SortedItem<'a>>,
     {
@@ -605,16 +606,10 @@ impl Store {
             }
         };
         match delta {
-            Some(delta) => {
-                wtx.commit()?;
-                Ok(delta)
-            }
-            // Every key deferred: nothing to commit.
-            None => {
-                wtx.abort()?;
-                Ok(0)
-            }
+            Some(_) => wtx.commit()?,
+            None => wtx.abort()?,
         }
+        Ok(delta)
     }
 
     /// [`Store::write_table`] with a choice of commit: a backup writes its
@@ -826,7 +821,7 @@ mod tests {
             ],
             2,
         );
-        assert_eq!((delta, taken), (1, 3));
+        assert_eq!((delta, taken), (Some(1), 3));
         assert_eq!(absent, [b"c".to_vec()]);
         assert_eq!(deferred, [b"a".to_vec()]);
         assert_eq!(value_of(b"a"), Some((b"1".to_vec(), 1)));
@@ -838,7 +833,7 @@ mod tests {
         assert_eq!(rows(&store), [(1, vec![4, 1]), (2, vec![1, 2])]);
         // Only `a` (a delete of it too): nothing to write, nothing committed.
         let (delta, taken, absent, deferred) = part(vec![(b"a", None)], 2);
-        assert_eq!((delta, taken), (0, 1));
+        assert_eq!((delta, taken), (None, 1));
         assert!(absent.is_empty());
         assert_eq!(deferred, [b"a".to_vec()]);
         assert_eq!(value_of(b"a"), Some((b"1".to_vec(), 1)));
