@@ -375,14 +375,15 @@ enum HistorySink<'a, 't> {
 }
 
 /// Stores a flush's events (those still kept), deletes the rows below the
-/// oldest kept revision, and records the history state as of `revision`;
-/// `shared_newest` is the stored one (`record.rs`).
+/// oldest kept revision, and records the history state as of the
+/// commit's revision `as_of`; `shared_newest` is the stored one
+/// (`record.rs`).
 fn write_history(
     wtx: &redb::WriteTransaction,
     h: HistoryUpdate<'_>,
     created: &HashSet<Vec<u8>>,
     mut shared_newest: u64,
-    revision: u64,
+    as_of: u64,
 ) -> Result<()> {
     let mut table = wtx.open_table(HISTORY)?;
     let oldest = h.oldest;
@@ -432,7 +433,7 @@ fn write_history(
     meta.insert(META_HISTORY_OLDEST, h.oldest)?;
     meta.insert(META_HISTORY_BYTES, h.bytes)?;
     meta.insert(META_HISTORY_SHARED_NEWEST, shared_newest)?;
-    meta.insert(META_HISTORY_SHARED_AS_OF, revision)?;
+    meta.insert(META_HISTORY_SHARED_AS_OF, as_of)?;
     Ok(())
 }
 

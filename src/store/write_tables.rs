@@ -98,8 +98,9 @@ impl KeptHistory<'_> {
         old_value: &[u8],
         new_revision: Option<u64>,
     ) -> Result<Option<Vec<u8>>> {
-        // The same version written again (a log replayed over a flush that
-        // had it already): the row still shares the value.
+        // Not kept; above the newest row that shares its value; or the same
+        // version written again (a log replayed over a flush that had it
+        // already: the row still shares the value).
         if old_revision < self.oldest
             || old_revision > self.shared_newest
             || new_revision == Some(old_revision)
