@@ -38,7 +38,7 @@
 # LazyFS, so only lost file DATA is simulated, not lost directory entries.
 #
 # Run (as root; Python 3 stdlib only):
-#   nice -n 5 python3 scripts/prove/lazyfs.py --kvr /path/to/kvr \
+#   nice -n 5 python3 scripts/prove/lazyfs.py --kvr target/release/kvr \
 #       --lazyfs-bin /tmp/lazyfs-src/lazyfs/build/lazyfs --lazyfs-config /tmp/lazyfs-conf/lazyfs.toml \
 #       --mnt /tmp/lazyfs.mnt --root /tmp/lazyfs.root --cycles 60 --check-every 5
 # Self-test (must report the fabricated loss, wrong value and torn batch, exit 0 if so):
@@ -48,7 +48,7 @@ import argparse, http.client, json, os, random, shutil, signal, subprocess, sys,
 import urllib.parse
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--kvr", default="/work/lazyfs-bin/kvr")
+ap.add_argument("--kvr", default=os.environ.get("KVR", "target/release/kvr"))
 ap.add_argument("--lazyfs-bin", default=None)
 ap.add_argument("--lazyfs-config", default="/tmp/lazyfs-conf/lazyfs.toml")
 ap.add_argument("--mnt", default="/tmp/lazyfs.mnt")
