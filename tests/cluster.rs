@@ -6,6 +6,8 @@
 
 #[path = "cluster/chaos.rs"]
 mod chaos;
+#[path = "common/cli_parity.rs"]
+mod cli_parity;
 #[path = "cluster/expiry.rs"]
 mod expiry;
 #[path = "cluster/idempotency.rs"]
@@ -14,6 +16,8 @@ mod idempotency;
 mod linearizable;
 #[path = "cluster/netns.rs"]
 mod netns;
+#[path = "cluster/parity.rs"]
+mod parity;
 #[path = "cluster/quorum.rs"]
 mod quorum;
 #[path = "cluster/restore.rs"]

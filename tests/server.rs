@@ -10,6 +10,8 @@ mod api;
 mod bench;
 #[path = "server/cli_modes.rs"]
 mod cli_modes;
+#[path = "common/cli_parity.rs"]
+mod cli_parity;
 #[path = "server/delete_range.rs"]
 mod delete_range;
 #[path = "server/diskfull.rs"]

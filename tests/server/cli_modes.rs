@@ -6,6 +6,9 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::Stdio;
 
+use proptest::prelude::*;
+
+use crate::cli_parity;
 use crate::support::*;
 
 /// One step: arguments (bytes) and stdin.
@@ -100,6 +103,26 @@ fn every_command_answers_the_same_with_db_and_server() {
         (v["keys"].clone(), v["revision"].clone())
     };
     assert_eq!(keys(&local_stats), keys(&remote_stats));
+}
+
+proptest! {
+    #![proptest_config(cli_parity::config(2))]
+
+    /// The fixed steps above, drawn at random (`common/cli_parity.rs`).
+    #[test]
+    fn random_commands_answer_the_same_with_db_and_server(
+        steps in proptest::collection::vec(cli_parity::step(), 40..80)
+    ) {
+        let local = tempfile::tempdir().unwrap();
+        let remote = tempfile::tempdir().unwrap();
+        let server = Server::start(remote.path(), &[]);
+        cli_parity::same_answers(
+            local.path(),
+            &["--db", "db.redb"],
+            &["--server", &server.url],
+            &steps,
+        )?;
+    }
 }
 
 #[test]
