@@ -210,7 +210,7 @@ async fn handshake(
     if first[0] != TLS_HANDSHAKE_RECORD {
         let body = "{\"error\":\"bad_request\",\"message\":\"this kvr server speaks HTTPS \
                     only: use an https:// URL\"}\n";
-        answer(io, "400 Bad Request", "", body, st.engine.revision()).await;
+        answer(io, "400 Bad Request", "", body, st.revision()).await;
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "plain HTTP on the TLS port",
@@ -704,12 +704,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
             _ => return false,
         };
         let body = serde_json::json!({"error": "bad_request", "message": message});
-        let reply = closing_error(
-            status,
-            "",
-            &format!("{body}\n"),
-            self.state.engine.revision(),
-        );
+        let reply = closing_error(status, "", &format!("{body}\n"), self.state.revision());
         self.reply = Some((reply.into_bytes(), 0));
         true
     }

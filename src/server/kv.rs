@@ -227,13 +227,14 @@ fn written(revision: u64, reflected: u64) -> Response<Body> {
 /// idempotency record, whose revision is older, or a batch that changed
 /// nothing), so that the header never goes backwards on a node.
 pub(super) async fn write(state: &State, req: WriteRequest) -> Result<(Applied, u64)> {
-    let before = state.engine.revision();
+    let before = state.revision();
     let applied = state.writer.write(req).await?;
     let reflected = if applied.revision > before {
         applied.revision
     } else {
-        state.engine.revision().max(applied.revision)
+        state.revision().max(applied.revision)
     };
+    state.note_answered(reflected);
     Ok((applied, reflected))
 }
 

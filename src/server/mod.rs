@@ -90,6 +90,10 @@ pub struct State {
     pub cluster: Option<Arc<crate::cluster::node::Node>>,
     /// Room for request bodies (`--max-body-mib`).
     pub bodies: body::BodyBudget,
+    /// The highest revision a write answered here reflected. On a
+    /// follower it is the leader's, which this node may not have applied
+    /// yet; see [`State::revision`].
+    answered: std::sync::atomic::AtomicU64,
 }
 
 /// The error a panic caught while answering is answered with (and
@@ -188,7 +192,26 @@ impl State {
             metrics,
             token,
             access_log,
+            answered: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The revision an answer that reflects no particular read carries in
+    /// `X-Kvr-Revision` (a refusal, an error): the one applied here, or
+    /// the last write answered here if that is newer, so that the header
+    /// never goes backwards on a node. (A follower answers a write with the
+    /// revision the leader gave it, and applies it a moment later: a bad
+    /// request sent right after was answered with an older revision.)
+    pub fn revision(&self) -> u64 {
+        self.engine
+            .revision()
+            .max(self.answered.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Notes the revision a write's answer reflects (see [`State::revision`]).
+    pub fn note_answered(&self, revision: u64) {
+        self.answered
+            .fetch_max(revision, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A read snapshot and its revision.

@@ -300,8 +300,9 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     } else if !matches!(route, Route::Healthz | Route::Readyz) && !headers.contains_key(REVISION) {
         // The revision applied here (on a cluster member it moves with
-        // every entry applied, not only with writes through this node).
-        headers.insert(REVISION, HeaderValue::from(state.engine.revision()));
+        // every entry applied, not only with writes through this node), or
+        // a newer one a write was answered with (`State::revision`).
+        headers.insert(REVISION, HeaderValue::from(state.revision()));
     }
     if let Some(node) = &state.cluster {
         headers.insert(NODE, HeaderValue::from(node.me.node_id));

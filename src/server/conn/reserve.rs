@@ -142,7 +142,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(io: S, state: &State) {
         "{{\"error\":\"unavailable\",\"message\":\"the server has {max} {connections} open, \
          the limit (--max-connections); retry later\"}}\n"
     );
-    let revision = state.engine.revision();
+    let revision = state.revision();
     answer(io, "503 Service Unavailable", RETRY, &body, revision).await;
 }
 
