@@ -264,6 +264,24 @@ pub fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// An item of a sequence: a command, or a restart of the second side's
+/// server (with SIGTERM, or `kill -9` as a crash), after which every
+/// answer must still be the same: nothing acknowledged lost, revisions,
+/// key counts, expiries and idempotency records recovered.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Run(Step),
+    Restart { kill: bool },
+}
+
+/// A command, or now and then a restart.
+pub fn item() -> impl Strategy<Value = Item> {
+    prop_oneof![
+        30 => step().prop_map(Item::Run),
+        1 => any::<bool>().prop_map(|kill| Item::Restart { kill }),
+    ]
+}
+
 /// What a run prints that differs between two runs of the same step:
 /// timings, file sizes, and the expiry a TTL gives (the clock moved).
 pub fn normalize(text: &[u8]) -> String {
@@ -322,12 +340,14 @@ pub fn run(dir: &Path, mode: &[&str], step: &Step) -> (Option<i32>, String, Stri
     )
 }
 
-/// Runs `steps` in `a` and in `b` in turn; fails at the first difference.
+/// Runs `items` in `a` and in `b` in turn (a restart calls `restart`);
+/// fails at the first difference.
 pub fn same_answers(
     dir: &Path,
     a: &[&str],
     b: &[&str],
-    steps: &[Step],
+    items: &[Item],
+    restart: &mut dyn FnMut(bool),
 ) -> Result<(), TestCaseError> {
     // Both start from a database that exists (a read of a missing file is
     // exit 1 with `--db` but not with a server, and that is by design).
@@ -338,7 +358,14 @@ pub fn same_answers(
         };
         prop_assert_eq!(run(dir, mode, &init).0, Some(0));
     }
-    for (i, step) in steps.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
+        let step = match item {
+            Item::Run(step) => step,
+            Item::Restart { kill } => {
+                restart(*kill);
+                continue;
+            }
+        };
         let left = run(dir, a, step);
         let right = run(dir, b, step);
         let shown: Vec<_> = step
@@ -349,9 +376,9 @@ pub fn same_answers(
         prop_assert_eq!(
             &left,
             &right,
-            "step {} of {}: kvr {:?} with stdin {:?}",
+            "item {} of {}: kvr {:?} with stdin {:?}",
             i + 1,
-            steps.len(),
+            items.len(),
             shown,
             String::from_utf8_lossy(&step.stdin)
         );

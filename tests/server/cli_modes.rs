@@ -108,19 +108,33 @@ fn every_command_answers_the_same_with_db_and_server() {
 proptest! {
     #![proptest_config(cli_parity::config(2))]
 
-    /// The fixed steps above, drawn at random (`common/cli_parity.rs`).
+    /// The fixed steps above, drawn at random (`common/cli_parity.rs`),
+    /// with the server restarted now and then: stopped with SIGTERM, or
+    /// killed with `kill -9` and recovered from its log.
     #[test]
     fn random_commands_answer_the_same_with_db_and_server(
-        steps in proptest::collection::vec(cli_parity::step(), 40..80)
+        items in proptest::collection::vec(cli_parity::item(), 40..80)
     ) {
         let local = tempfile::tempdir().unwrap();
         let remote = tempfile::tempdir().unwrap();
-        let server = Server::start(remote.path(), &[]);
+        let mut server = Server::start(remote.path(), &[]);
+        let url = server.url.clone();
+        let addr = server.addr.clone();
+        let mut restart = |kill: bool| {
+            if kill {
+                server.kill9();
+            } else {
+                assert!(server.terminate().success());
+            }
+            // The same address, so the URL the steps use stays right.
+            server = Server::start(remote.path(), &["--listen", &addr]);
+        };
         cli_parity::same_answers(
             local.path(),
             &["--db", "db.redb"],
-            &["--server", &server.url],
-            &steps,
+            &["--server", &url],
+            &items,
+            &mut restart,
         )?;
     }
 }
