@@ -55,22 +55,38 @@ fn standalone(dir: &Path) -> Standalone {
 proptest! {
     #![proptest_config(cli_parity::config(1))]
 
+    /// The CLI talks to a follower first (then the leader); that
+    /// follower is restarted now and then (SIGTERM, or `kill -9`), and
+    /// while it is down the CLI moves on down its list.
     #[test]
     fn a_cluster_answers_random_commands_as_one_server_does(
-        steps in proptest::collection::vec(cli_parity::step().prop_map(cli_parity::Item::Run), 40..80)
+        items in proptest::collection::vec(cli_parity::item(), 40..80)
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let nodes = three(dir, &[]);
+        let mut nodes = three(dir, &[]);
         let leader = leader_index(&nodes);
-        let follower = &nodes[(leader + 1) % 3];
+        let follower = (leader + 1) % 3;
+        let list = format!("{},{}", nodes[follower].url, nodes[leader].url);
         let alone = standalone(dir);
+        let mut restart = |kill: bool| {
+            let node = &mut nodes[follower];
+            if kill {
+                let _ = node.child.kill();
+                let _ = node.child.wait();
+            } else {
+                assert!(sigterm(node).success());
+            }
+            let listen = node.url.trim_start_matches("http://").to_string();
+            let (name, raft) = (node.name.clone(), node.raft.clone());
+            *node = spawn_at(dir, &name, (&listen, &raft), &[], &[]);
+        };
         cli_parity::same_answers(
             dir,
             &["--server", &alone.url],
-            &["--server", &follower.url],
-            &steps,
-            &mut |_| {},
+            &["--server", &list],
+            &items,
+            &mut restart,
         )?;
     }
 }
