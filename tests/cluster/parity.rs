@@ -52,6 +52,41 @@ fn standalone(dir: &Path) -> Standalone {
     Standalone { child, url }
 }
 
+/// Every change event from revision 1 to `upto`, as `kvr watch` prints
+/// them through `url` (expiry times hidden: the clocks moved).
+fn history(dir: &Path, url: &str, upto: u64) -> Vec<String> {
+    let mut child = kvr_cmd(dir)
+        .args([
+            "--server",
+            url,
+            // A progress line at least every second (--timeout / 3), so the
+            // last one comes soon after the retained events.
+            "--timeout",
+            "3",
+            "watch",
+            "--from-revision",
+            "1",
+            "--progress",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut events = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        match v["progress_revision"].as_u64() {
+            Some(at) if at >= upto => break,
+            Some(_) => {}
+            None => events.push(cli_parity::normalize(line.as_bytes())),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    events
+}
+
 proptest! {
     #![proptest_config(cli_parity::config(1))]
 
@@ -88,6 +123,15 @@ proptest! {
             &items,
             &mut restart,
         )?;
+        // And the change feeds are the same, event for event.
+        let stats = kvr(dir, &["--server", &alone.url, "stats"]);
+        let revision = serde_json::from_slice::<serde_json::Value>(&stats.stdout).unwrap()
+            ["revision"]
+            .as_u64()
+            .unwrap();
+        let one = history(dir, &alone.url, revision);
+        prop_assert_eq!(one.len() as u64, revision);
+        prop_assert_eq!(one, history(dir, &list, revision));
     }
 }
 
