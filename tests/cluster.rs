@@ -104,6 +104,39 @@ impl Drop for Node {
     }
 }
 
+/// `kvr serve` on its own, killed when dropped.
+struct Standalone {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kvr --db DIR/DB serve` on port 0, once it listens.
+fn standalone(dir: &Path, db: &str) -> Standalone {
+    let mut child = kvr_cmd(dir)
+        .args(["--db", db, "serve", "--quiet", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    Standalone { child, url }
+}
+
 /// `kvr --db DIR/NAME serve --listen 127.0.0.1:0 --raft-listen 127.0.0.1:0
 /// --quiet EXTRA...`, once both listening lines are out.
 fn spawn(dir: &Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
@@ -767,36 +800,13 @@ fn cluster_flags_are_checked_before_anything_is_written() {
     let out = kvr(dir, &["--db", "data.redb", "get", "k"]);
     assert_eq!(out.stdout, b"v");
     // A standalone server has no cluster status.
-    let mut child = kvr_cmd(dir)
-        .args([
-            "--db",
-            "data.redb",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let (code, _, body) = http(&url, "GET", "/v1/cluster", b"");
+    let alone = standalone(dir, "data.redb");
+    let (code, _, body) = http(&alone.url, "GET", "/v1/cluster", b"");
     assert_eq!(code, 404);
     assert!(String::from_utf8_lossy(&body).contains("not_clustered"));
     // consistency=stale is accepted standalone too.
-    let (code, _, body) = http(&url, "GET", "/v1/kv/k?consistency=stale", b"");
+    let (code, _, body) = http(&alone.url, "GET", "/v1/kv/k?consistency=stale", b"");
     assert_eq!((code, body.as_slice()), (200, &b"v"[..]));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -13,45 +13,6 @@ use proptest::prelude::*;
 use super::*;
 use crate::cli_parity;
 
-/// `kvr serve` on its own, killed when dropped.
-struct Standalone {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn standalone(dir: &Path) -> Standalone {
-    let mut child = kvr_cmd(dir)
-        .args([
-            "--db",
-            "alone.redb",
-            "serve",
-            "--quiet",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    Standalone { child, url }
-}
-
 /// Every change event from revision 1 to `upto`, as `kvr watch` prints
 /// them through `url` (expiry times hidden: the clocks moved).
 fn history(dir: &Path, url: &str, upto: u64) -> Vec<String> {
@@ -103,7 +64,7 @@ proptest! {
         let leader = leader_index(&nodes);
         let follower = (leader + 1) % 3;
         let list = format!("{},{}", nodes[follower].url, nodes[leader].url);
-        let alone = standalone(dir);
+        let alone = standalone(dir, "alone.redb");
         let mut restart = |kill: bool| {
             let node = &mut nodes[follower];
             if kill {
@@ -361,7 +322,7 @@ proptest! {
         let nodes = three(dir, &[]);
         let leader = leader_index(&nodes);
         let follower = &nodes[(leader + 1) % 3];
-        let alone = standalone(dir);
+        let alone = standalone(dir, "alone.redb");
         for (i, r) in requests.iter().enumerate() {
             let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let one = comparable(http_headers(&alone.url, r.method, &r.path, &headers, &r.body));
