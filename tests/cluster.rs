@@ -324,10 +324,15 @@ fn voters(node: &Node) -> usize {
 
 /// Three members: n1 makes the cluster, n2 and n3 join it.
 fn three(dir: &Path, env: &[(&str, &str)]) -> Vec<Node> {
-    let n1 = spawn(dir, "n1", &["--cluster-init"], env);
-    let n2 = spawn(dir, "n2", &["--join", &n1.url], env);
+    three_with(dir, &[], env)
+}
+
+/// [`three`] with `flags` given to every member.
+fn three_with(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Vec<Node> {
+    let n1 = spawn(dir, "n1", &[&["--cluster-init"], flags].concat(), env);
+    let n2 = spawn(dir, "n2", &[&["--join", &n1.url], flags].concat(), env);
     let join3 = format!("{},{}", n1.url, n2.url);
-    let n3 = spawn(dir, "n3", &["--join", &join3], env);
+    let n3 = spawn(dir, "n3", &[&["--join", &join3], flags].concat(), env);
     wait_for(30, "three voters", || voters(&n1) == 3);
     // A joiner is ready once it has applied a read index of the leader.
     let nodes = vec![n1, n2, n3];

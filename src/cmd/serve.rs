@@ -167,7 +167,10 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     // One watch for SIGINT/SIGTERM from the start on: a signal while a
     // node joins its cluster stops it, and one that comes between the
     // join and serving is not missed (a new watch would not see it).
-    let mut stop = Box::pin(shutdown_signal());
+    let mut stop = {
+        let _in_runtime = runtime.enter();
+        Box::pin(shutdown_signal())
+    };
     let state = match cluster {
         Some((raft_listener, opts)) => {
             // Refused before the lines below, which a script takes for a
@@ -652,22 +655,30 @@ fn resolve(listen: &str) -> Result<SocketAddr> {
 /// Resolves on SIGINT, SIGTERM or SIGHUP, with the signal's name. SIGHUP
 /// (the terminal the server ran in closed) stops it as SIGTERM does: its
 /// default action killed it without a stop line, leaving its log to replay.
-async fn shutdown_signal() -> &'static str {
+/// The signals are caught from this call on, not from the future's first
+/// poll: a SIGTERM sent as soon as the listening line was out (before the
+/// future was first polled) killed the server, which exited by the signal
+/// instead of stopping with 0. Called within the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let caught = (
+        signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
-    ) {
-        (Ok(mut term), Ok(mut hup)) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-                _ = hup.recv() => "SIGHUP",
+    );
+    async move {
+        match caught {
+            (Ok(mut int), Ok(mut term), Ok(mut hup)) => {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                    _ = hup.recv() => "SIGHUP",
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
         }
     }
 }

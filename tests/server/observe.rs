@@ -106,6 +106,31 @@ fn sighup_stops_the_server_cleanly() {
     );
 }
 
+/// A SIGTERM sent the moment the listening line is out stops the server
+/// with exit 0. Its handlers used to be installed when the stop future was
+/// first polled, after that line, and a signal in between killed it (an
+/// exit by signal 15, seen when a test restarted a server back to back).
+#[test]
+fn a_sigterm_right_after_the_listening_line_stops_with_0() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..10 {
+        // A new file, then one with data and a log to replay after a kill.
+        let mut s = Server::start(dir.path(), &[]);
+        if round == 5 {
+            assert_eq!(
+                http("PUT", &format!("{}/v1/kv/a", s.url), &[], Some(b"v")).status,
+                200
+            );
+            s.kill9();
+            continue;
+        }
+        let status = s.terminate();
+        assert_eq!(status.code(), Some(0), "round {round}: {status:?}");
+    }
+    let out = kvr(dir.path(), &["--db", "db.redb", "get", "a"], b"");
+    assert_eq!(out.stdout, b"v");
+}
+
 /// A second signal stops the server at once, where the first waits for
 /// requests in flight (here a body half sent, which would hold it for the
 /// whole grace) and the last flush. The next start replays the log: every
