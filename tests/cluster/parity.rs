@@ -66,9 +66,11 @@ fn history(dir: &Path, url: &str, upto: u64) -> Vec<String> {
 proptest! {
     #![proptest_config(cli_parity::config(1))]
 
-    /// The CLI talks to a follower first (then the leader); that
-    /// follower is restarted now and then (SIGTERM, or `kill -9`), and
-    /// while it is down the CLI moves on down its list.
+    /// The CLI talks to a follower first (then the leader). Now and then
+    /// a member is restarted (SIGTERM, or `kill -9`): first that follower,
+    /// then whichever node leads, and so on in turn; a write meanwhile
+    /// goes down the list, to the leader the answers name, and through
+    /// elections (the CLI retries within `--timeout`).
     #[test]
     fn a_cluster_answers_random_commands_as_one_server_does(
         items in proptest::collection::vec(cli_parity::item(), 40..80)
@@ -80,8 +82,20 @@ proptest! {
         let follower = (leader + 1) % 3;
         let list = format!("{},{}", nodes[follower].url, nodes[leader].url);
         let alone = standalone(dir, "alone.redb");
+        let mut restarts = 0;
         let mut restart = |kill: bool| {
-            let node = &mut nodes[follower];
+            let target = if restarts % 2 == 0 {
+                follower
+            } else {
+                // After the last leader was killed, the next may take a
+                // moment to be elected.
+                wait_for(30, "a leader", || {
+                    nodes.iter().any(|n| status_of(n)["state"] == "leader")
+                });
+                leader_index(&nodes)
+            };
+            restarts += 1;
+            let node = &mut nodes[target];
             if kill {
                 let _ = node.child.kill();
                 let _ = node.child.wait();
