@@ -123,6 +123,23 @@ proptest! {
         let one = history(dir, &alone.url, revision);
         prop_assert_eq!(one.len() as u64, revision);
         prop_assert_eq!(one, history(dir, &list, revision));
+        // And backups of both hold the same keys, values, revisions and
+        // expiries, at the same revision.
+        let mut contents = Vec::new();
+        for (server, dest) in [(&alone.url, "one.backup"), (&list, "cluster.backup")] {
+            let out = kvr(dir, &["--server", server, "backup", "--json", dest]);
+            prop_assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let lines = kvr(dir, &["--db", dest, "range"]);
+            prop_assert!(lines.status.success());
+            contents.push((
+                made["revision"].clone(),
+                made["keys"].clone(),
+                cli_parity::normalize(&lines.stdout),
+            ));
+        }
+        prop_assert_eq!(&contents[0].0, &serde_json::json!(revision));
+        prop_assert_eq!(&contents[0], &contents[1]);
     }
 }
 
