@@ -228,7 +228,21 @@ fn written(revision: u64, reflected: u64) -> Response<Body> {
 /// nothing), so that the header never goes backwards on a node.
 pub(super) async fn write(state: &State, req: WriteRequest) -> Result<(Applied, u64)> {
     let before = state.revision();
-    let applied = state.writer.write(req).await?;
+    let applied = match state.writer.write(req).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            if let Error::PreconditionFailed {
+                current: Some(current),
+                ..
+            } = &e
+            {
+                // Its body names the key's revision where the write was
+                // applied (on a follower: the leader's, maybe not here yet).
+                state.note_answered(*current);
+            }
+            return Err(e);
+        }
+    };
     let reflected = if applied.revision > before {
         applied.revision
     } else {

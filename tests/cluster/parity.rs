@@ -438,6 +438,26 @@ fn a_followers_revision_never_goes_backwards_after_a_write() {
                 revision(&headers)
             );
         }
+        // A write through the leader, then a conditional write through the
+        // follower that fails on it: the 412 names the key's revision, and
+        // its header is not older than that.
+        let leader = &nodes[leader];
+        let path = format!("/v1/kv/l{i}");
+        let (code, headers, _) = http(&leader.url, "PUT", &path, b"v");
+        assert_eq!(code, 200);
+        let written = revision(&headers);
+        let (code, headers, body) =
+            http_headers(&follower.url, "PUT", &path, &[("if-none-match", "*")], b"w");
+        assert_eq!(code, 412, "{}", String::from_utf8_lossy(&body));
+        let named = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["revision"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(named, written);
+        assert!(
+            revision(&headers) >= named,
+            "a 412 naming revision {named}: X-Kvr-Revision {}",
+            revision(&headers)
+        );
     }
 }
 
