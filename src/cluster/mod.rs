@@ -15,9 +15,12 @@
 //!   write waiting when a round starts.
 //! * `liveness.rs`: how long a proposal may wait to commit (then
 //!   `outcome_unknown`), at shutdown too, and when a node is ready.
+//! * `answered.rs`: the highest revision a follower answered a write
+//!   with before applying it, kept across a `kill -9`.
 //! * `snapshot_extras.rs`: what a snapshot carries besides the data (watch
 //!   history, idempotency records).
 
+pub mod answered;
 pub mod catch_up;
 pub mod liveness;
 pub mod log_store;

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
+use super::answered::AnsweredRecord;
 use super::log_store::{self, LogStore};
 use super::network::{Identity, Network, full};
 use super::node::{JoinAnswer, JoinRequest, Node, first_members};
@@ -198,6 +199,8 @@ pub async fn start(
     let engine_writer = sm.writer();
     let log = LogStore::open(&log_store::dir_of(&db))
         .map_err(|e| Error::io("cannot open the Raft log", e))?;
+    let answered = AnsweredRecord::open(&log_store::dir_of(&db))
+        .map_err(|e| Error::io("cannot open the Raft log's answered-revision record", e))?;
     let appended = log.appended();
     let me = Arc::new(Identity {
         cluster_id,
@@ -246,6 +249,7 @@ pub async fn start(
         engine_writer,
         tmp_dir,
         appended.clone(),
+        answered,
     ));
     tokio::spawn(serve_raft(
         raft_listener,

@@ -149,7 +149,8 @@ impl State {
         let engine = node.engine.clone();
         let metrics = Arc::new(Metrics::new());
         let writer = Writer::replicated(node.clone(), limits.queue_size, metrics.clone());
-        State::assemble(
+        let answered = node.answered_before_start();
+        let state = State::assemble(
             engine,
             writer,
             metrics,
@@ -158,7 +159,9 @@ impl State {
             limits,
             token,
             quiet,
-        )
+        )?;
+        state.note_answered(answered);
+        Ok(state)
     }
 
     /// The parts both kinds of server share, and the access log.
@@ -209,9 +212,18 @@ impl State {
     }
 
     /// Notes the revision a write's answer reflects (see [`State::revision`]).
+    /// A cluster member also records one it has not applied yet, so that
+    /// the floor holds across a `kill -9` (`cluster/answered.rs`).
     pub fn note_answered(&self, revision: u64) {
-        self.answered
+        let before = self
+            .answered
             .fetch_max(revision, std::sync::atomic::Ordering::Relaxed);
+        if revision > before
+            && revision > self.engine.revision()
+            && let Some(node) = &self.cluster
+        {
+            node.record_answered(revision);
+        }
     }
 
     /// A read snapshot and its revision.

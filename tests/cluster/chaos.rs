@@ -876,3 +876,98 @@ fn a_follower_removed_while_cut_off_exits_3_once_back() {
     );
     assert_eq!(voters(&cluster.nodes[leader]), 2);
 }
+
+/// SPEC: a node's `X-Kvr-Revision` never goes backwards across its
+/// restarts. A follower answers a forwarded write with the revision the
+/// leader gave it, before it has applied the entry. Here the leader
+/// cannot send it anything (its raft port is cut one way), so it never
+/// applies it; killed with `kill -9` and started again, it still answers
+/// a refusal with that revision (it answered with its older applied one
+/// before `DB.raft/answered` was kept), and catches up once the cut heals.
+#[test]
+fn a_follower_killed_before_applying_a_write_it_answered_stays_at_its_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(net) = three_namespaces("answered revision across kill -9", "") else {
+        return;
+    };
+    let mut cluster = Cluster::start(tmp.path(), Some(net));
+    let leader = cluster.settled_leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    let raft_port: u16 = cluster.nodes[follower]
+        .raft
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let applied_at = |cluster: &Cluster| {
+        let a = request(
+            &addr_of(&cluster.nodes[follower]),
+            "GET",
+            "/v1/cluster",
+            &[],
+            b"",
+        )
+        .unwrap_or_else(|_| panic!("the follower did not answer"));
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        v["revision"].as_u64().unwrap()
+    };
+    // The follower refuses to forward once its leader has been silent
+    // for an election timeout (RAFT_FLAGS: 200-400 ms): the write goes
+    // right after the cut, and again after a heal if that was too late.
+    let mut answered = None;
+    for _ in 0..10 {
+        cluster
+            .net
+            .as_mut()
+            .unwrap()
+            .drop_port(leader, follower, raft_port);
+        let put = request(
+            &addr_of(&cluster.nodes[follower]),
+            "PUT",
+            "/v1/kv/answered",
+            &[],
+            b"v",
+        );
+        if let Ok(a) = put
+            && a.status == 200
+        {
+            answered = Some(written_revision(&a.body).unwrap());
+            break;
+        }
+        cluster.net.as_mut().unwrap().heal();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let revision = answered.expect("no write through the follower was acknowledged");
+    assert!(
+        applied_at(&cluster) < revision,
+        "the follower applied the write: the cut did not hold"
+    );
+    let refusal = |cluster: &Cluster| {
+        let a = request(
+            &addr_of(&cluster.nodes[follower]),
+            "GET",
+            "/v1/nope",
+            &[],
+            b"",
+        )
+        .unwrap_or_else(|_| panic!("the follower did not answer"));
+        assert_eq!(a.status, 404, "{}", String::from_utf8_lossy(&a.body));
+        a.revision.expect("no X-Kvr-Revision")
+    };
+    assert!(refusal(&cluster) >= revision);
+    cluster.restart(follower);
+    assert!(
+        applied_at(&cluster) < revision,
+        "the restarted follower applied the write: the cut did not hold"
+    );
+    let after = refusal(&cluster);
+    assert!(
+        after >= revision,
+        "answered {after} after a restart, {revision} before it"
+    );
+    cluster.net.as_mut().unwrap().heal();
+    wait_for(20, "the follower to apply the write", || {
+        applied_at(&cluster) >= revision
+    });
+    assert!(refusal(&cluster) >= revision);
+}

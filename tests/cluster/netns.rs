@@ -33,7 +33,13 @@ pub struct Net {
     nodes: usize,
     /// The blackhole routes in place: (in node, to node).
     cuts: Vec<(usize, usize)>,
+    /// The port cuts in place: (in node, to node, TCP port).
+    port_cuts: Vec<(usize, usize, u16)>,
 }
+
+/// The routing table a port cut sends its packets to: one blackhole
+/// route per node cut off.
+const PORT_CUT_TABLE: &str = "213";
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
@@ -111,6 +117,7 @@ impl Net {
             id,
             nodes: 0,
             cuts: Vec::new(),
+            port_cuts: Vec::new(),
         };
         let bridge = format!("kvrb{id}");
         // Its owner, for `remove_leftovers`.
@@ -224,11 +231,50 @@ impl Net {
         }
     }
 
+    /// Drops what node `from` sends to TCP port `port` of node `to`, and
+    /// nothing else: connections `to` opens to `from` still work both
+    /// ways. (A policy rule on the destination port sends those packets to
+    /// a table whose route for `to` is a blackhole.)
+    pub fn drop_port(&mut self, from: usize, to: usize, port: u16) {
+        let (ns, dest) = (self.ns(from), format!("{}/32", self.host(to)));
+        let port = port.to_string();
+        let rule = [
+            "to",
+            &dest,
+            "ipproto",
+            "tcp",
+            "dport",
+            &port,
+            "table",
+            PORT_CUT_TABLE,
+        ];
+        ip(&[&["-n", &ns, "rule", "add"][..], &rule[..]].concat()).unwrap();
+        // The table's route may be there from another cut of this pair.
+        let route = ["blackhole", &dest, "table", PORT_CUT_TABLE];
+        let _ = ip(&[&["-n", &ns, "route", "add"][..], &route[..]].concat());
+        self.port_cuts.push((from, to, port.parse().unwrap()));
+    }
+
     /// Removes every cut.
     pub fn heal(&mut self) {
         for (from, to) in std::mem::take(&mut self.cuts) {
             let dest = format!("{}/32", self.host(to));
             ip(&["-n", &self.ns(from), "route", "del", "blackhole", &dest]).unwrap();
+        }
+        for (from, to, port) in std::mem::take(&mut self.port_cuts) {
+            let (ns, dest) = (self.ns(from), format!("{}/32", self.host(to)));
+            let port = port.to_string();
+            let rule = [
+                "to",
+                &dest,
+                "ipproto",
+                "tcp",
+                "dport",
+                &port,
+                "table",
+                PORT_CUT_TABLE,
+            ];
+            ip(&[&["-n", &ns, "rule", "del"][..], &rule[..]].concat()).unwrap();
         }
     }
 }

@@ -36,6 +36,7 @@ use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy, ServerState};
 use serde::{Deserialize, Serialize};
 
+use super::answered::AnsweredRecord;
 use super::liveness::{Liveness, STOP_BUDGET, Unanswered};
 use super::network::{self, Body, H_CLUSTER, H_FROM, H_SNAPSHOT, H_TO, Identity, full};
 use super::state_machine::{Snapshot, SnapshotData, StateMachine};
@@ -134,6 +135,9 @@ pub struct Node {
     /// Whether it has applied a read index of its cluster since it
     /// started: what readiness waits for (see [`Node::ready`]).
     caught_up: std::sync::atomic::AtomicBool,
+    /// The highest revision answered here before it was applied here,
+    /// and what the record held when the node started (see `answered.rs`).
+    answered: (AnsweredRecord, u64),
 }
 
 /// What a proposal here answered: what applying the write decided, or why
@@ -206,6 +210,7 @@ fn unknown(why: impl std::fmt::Display) -> Error {
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         raft: Raft,
         me: Arc<Identity>,
@@ -214,6 +219,7 @@ impl Node {
         writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
         tmp_dir: PathBuf,
         log_appended: Arc<AtomicU64>,
+        answered: (AnsweredRecord, u64),
     ) -> Node {
         let liveness = Liveness::new(raft.config().election_timeout_max);
         Node {
@@ -235,7 +241,23 @@ impl Node {
             membership_changes: tokio::sync::Mutex::new(()),
             recovered: std::sync::atomic::AtomicBool::new(false),
             caught_up: std::sync::atomic::AtomicBool::new(false),
+            answered,
         }
+    }
+
+    /// The highest revision this node had answered a write with before
+    /// applying it, as recorded when it started (see `answered.rs`).
+    pub fn answered_before_start(&self) -> u64 {
+        self.answered.1
+    }
+
+    /// Records that a write was answered with `revision` before this node
+    /// applied it, so that a restart after a `kill -9` does not answer
+    /// below it (see `answered.rs`).
+    pub fn record_answered(&self, revision: u64) {
+        // A failed write leaves the floor as after a power loss: refusals
+        // may go below it until the node catches up. Nothing to answer.
+        let _ = self.answered.0.raise(revision);
     }
 
     /// Whether this node's state is known to be at least what it served
