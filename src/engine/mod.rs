@@ -779,6 +779,14 @@ impl Engine {
             .flatten()
     }
 
+    /// Waits until the revision is at least `revision`, for at most
+    /// `within`; whether it got there.
+    pub async fn reached(&self, revision: u64, within: std::time::Duration) -> bool {
+        let mut applied = self.notify.subscribe();
+        let reached = applied.wait_for(|r| *r >= revision);
+        matches!(tokio::time::timeout(within, reached).await, Ok(Ok(_)))
+    }
+
     /// Blocks until every frozen table is flushed, or a flush failed.
     /// Returns whether all are flushed.
     pub fn wait_flushed(&self) -> bool {

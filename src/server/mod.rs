@@ -211,6 +211,12 @@ impl State {
             .max(self.answered.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// The newest revision a write was answered with here (see
+    /// [`State::revision`]).
+    pub fn answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Notes the revision a write's answer reflects (see [`State::revision`]).
     /// A cluster member also records one it has not applied yet, so that
     /// the floor holds across a `kill -9` (`cluster/answered.rs`).

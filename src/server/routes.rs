@@ -450,7 +450,7 @@ async fn dispatch(
         let stale = stale(&query)?;
         if let Some(node) = &state.cluster {
             if stale {
-                Box::pin(node.stale_read_barrier()).await?;
+                Box::pin(node.stale_read_barrier(state.answered())).await?;
             } else {
                 Box::pin(node.read_barrier()).await?;
             }

@@ -138,6 +138,8 @@ struct Record {
     /// Every request: (node index, call, return, answer).
     answers: Vec<(usize, u64, u64, Answered)>,
     ops: usize,
+    /// Stale reads answered 200 or 404 (their revisions are in `seen`).
+    stale_reads: usize,
 }
 
 /// One client's loop until `stop`.
@@ -170,6 +172,8 @@ fn client(
             3 => Op::Delete,
             _ => Op::Get,
         };
+        let stale = op == Op::Get && n % 10 == 4;
+        let stale_path = format!("{path}?consistency=stale");
         let call = now();
         let result = match op {
             Op::Put(v) => request(addr, "PUT", &path, &[], v.to_string().as_bytes()),
@@ -182,10 +186,14 @@ fn client(
                 request(addr, "PUT", &path, &[cond], v.to_string().as_bytes())
             }
             Op::Delete => request(addr, "DELETE", &path, &[], b""),
+            // Every other read is stale: not linearizable, so not in the
+            // history, but its revision counts toward the node's.
+            Op::Get if stale => request(addr, "GET", &stale_path, &[], b""),
             Op::Get => request(addr, "GET", &path, &[], b""),
         };
         let ret = now();
         let out = match (&op, &result) {
+            _ if stale => None,
             (_, Err(false)) => None,
             (Op::Get, Err(true)) => None,
             (_, Err(true)) => Some(Out::Unknown),
@@ -211,9 +219,19 @@ fn client(
             last.insert(key, r);
         }
         let mut rec = record.lock().unwrap();
-        rec.answers.push((node, call, ret, answered));
+        // A stale read is answered by a cut-off node too (it is meant to
+        // be): not one of the answers a cut-off node must not give.
+        if !stale {
+            rec.answers.push((node, call, ret, answered));
+        } else if let Ok(Answer {
+            status: 200 | 404, ..
+        }) = &result
+        {
+            rec.stale_reads += 1;
+        }
+        // Every answer carries the node's revision (refusals and 503s
+        // too), and none may be below one it gave before.
         if let Ok(Answer {
-            status: 200,
             revision: Some(rev),
             ..
         }) = &result
@@ -263,7 +281,6 @@ fn batch(
     let mut rec = record.lock().unwrap();
     rec.answers.push((node, call, ret, answered(&result)));
     if let Ok(Answer {
-        status: 200,
         revision: Some(rev),
         ..
     }) = &result
@@ -772,11 +789,14 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         "chaos: {} s, {} operations checked ({acked} acknowledged writes, {unknown} with \
          unknown outcome; answers {all_answers:?}), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
          still claiming to lead 1 s after the majority elected another: \
-         {old_leader_claims}), linearizability violations {} (checked in {checked_in:.1} s), revisions going \
-         backwards {backwards}, final reads retried {final_retries:?}",
+         {old_leader_claims}), linearizability violations {} (checked in {checked_in:.1} s), \
+         revisions going backwards on a node {backwards} (of {} answers, {} of them stale reads), \
+         final reads retried {final_retries:?}",
         secs(),
         rec.ops,
-        violations.len()
+        violations.len(),
+        rec.seen.values().map(Vec::len).sum::<usize>(),
+        rec.stale_reads,
     );
     assert!(
         violations.is_empty(),
@@ -877,6 +897,35 @@ fn a_follower_removed_while_cut_off_exits_3_once_back() {
     assert_eq!(voters(&cluster.nodes[leader]), 2);
 }
 
+/// A write through `follower` while `leader` cannot reach its raft port
+/// (`port`), so the follower never applies it: the revision it answered.
+/// The follower stops forwarding once its leader has been silent for an
+/// election timeout (RAFT_FLAGS: 200-400 ms), so the write goes right
+/// after the cut, and again after a heal if that was too late.
+fn write_through_cut_follower(
+    cluster: &mut Cluster,
+    (leader, follower, port): (usize, usize, u16),
+    key: &str,
+) -> u64 {
+    for _ in 0..10 {
+        cluster
+            .net
+            .as_mut()
+            .unwrap()
+            .drop_port(leader, follower, port);
+        let path = format!("/v1/kv/{key}");
+        let put = request(&addr_of(&cluster.nodes[follower]), "PUT", &path, &[], b"v");
+        if let Ok(a) = put
+            && a.status == 200
+        {
+            return written_revision(&a.body).unwrap();
+        }
+        cluster.net.as_mut().unwrap().heal();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("no write through the follower was acknowledged");
+}
+
 /// SPEC: a node's `X-Kvr-Revision` never goes backwards across its
 /// restarts. A follower answers a forwarded write with the revision the
 /// leader gave it, before it has applied the entry. Here the leader
@@ -884,8 +933,10 @@ fn a_follower_removed_while_cut_off_exits_3_once_back() {
 /// applies it; killed with `kill -9` and started again, it still answers
 /// a refusal with that revision (it answered with its older applied one
 /// before `DB.raft/answered` was kept), and catches up once the cut heals.
+/// A stale read through it waits until it has applied the write it
+/// answered (it answered at once, without the write, before).
 #[test]
-fn a_follower_killed_before_applying_a_write_it_answered_stays_at_its_revision() {
+fn a_follower_answers_no_revision_below_a_write_it_answered() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(net) = three_namespaces("answered revision across kill -9", "") else {
         return;
@@ -899,6 +950,7 @@ fn a_follower_killed_before_applying_a_write_it_answered_stays_at_its_revision()
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap();
+    let cut = (leader, follower, raft_port);
     let applied_at = |cluster: &Cluster| {
         let a = request(
             &addr_of(&cluster.nodes[follower]),
@@ -911,37 +963,6 @@ fn a_follower_killed_before_applying_a_write_it_answered_stays_at_its_revision()
         let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
         v["revision"].as_u64().unwrap()
     };
-    // The follower refuses to forward once its leader has been silent
-    // for an election timeout (RAFT_FLAGS: 200-400 ms): the write goes
-    // right after the cut, and again after a heal if that was too late.
-    let mut answered = None;
-    for _ in 0..10 {
-        cluster
-            .net
-            .as_mut()
-            .unwrap()
-            .drop_port(leader, follower, raft_port);
-        let put = request(
-            &addr_of(&cluster.nodes[follower]),
-            "PUT",
-            "/v1/kv/answered",
-            &[],
-            b"v",
-        );
-        if let Ok(a) = put
-            && a.status == 200
-        {
-            answered = Some(written_revision(&a.body).unwrap());
-            break;
-        }
-        cluster.net.as_mut().unwrap().heal();
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    let revision = answered.expect("no write through the follower was acknowledged");
-    assert!(
-        applied_at(&cluster) < revision,
-        "the follower applied the write: the cut did not hold"
-    );
     let refusal = |cluster: &Cluster| {
         let a = request(
             &addr_of(&cluster.nodes[follower]),
@@ -954,6 +975,12 @@ fn a_follower_killed_before_applying_a_write_it_answered_stays_at_its_revision()
         assert_eq!(a.status, 404, "{}", String::from_utf8_lossy(&a.body));
         a.revision.expect("no X-Kvr-Revision")
     };
+
+    let revision = write_through_cut_follower(&mut cluster, cut, "before-kill");
+    assert!(
+        applied_at(&cluster) < revision,
+        "the follower applied the write: the cut did not hold"
+    );
     assert!(refusal(&cluster) >= revision);
     cluster.restart(follower);
     assert!(
@@ -970,4 +997,21 @@ fn a_follower_killed_before_applying_a_write_it_answered_stays_at_its_revision()
         applied_at(&cluster) >= revision
     });
     assert!(refusal(&cluster) >= revision);
+
+    // A stale read right after a write it answered, the cut healed a
+    // second later: it waits for the write.
+    let revision = write_through_cut_follower(&mut cluster, cut, "stale");
+    let addr = addr_of(&cluster.nodes[follower]);
+    let read = std::thread::spawn(move || {
+        request(&addr, "GET", "/v1/kv/stale?consistency=stale", &[], b"")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.net.as_mut().unwrap().heal();
+    let a = read
+        .join()
+        .unwrap()
+        .unwrap_or_else(|_| panic!("the stale read was not answered"));
+    let body = String::from_utf8_lossy(&a.body);
+    assert_eq!((a.status, &*body), (200, "v"));
+    assert!(a.revision.unwrap() >= revision);
 }

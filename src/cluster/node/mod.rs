@@ -872,12 +872,31 @@ impl Node {
     /// Before a stale read: a node that has not caught up with its
     /// cluster since it started (see [`Node::recovered`]) takes one read
     /// index first, as a linearizable read does, and fails as one does
-    /// while it cannot.
-    pub async fn stale_read_barrier(self: &Arc<Self>) -> Result<()> {
-        if self.recovered() {
+    /// while it cannot. And one that answered a write with a revision it
+    /// has not applied yet (`answered`: a follower answers a forwarded
+    /// write with the leader's revision, a moment before it applies it)
+    /// waits for it, as an etcd member does, so that a stale read through
+    /// the node that took a write sees it, and its `X-Kvr-Revision` does
+    /// not go below the write's.
+    pub async fn stale_read_barrier(self: &Arc<Self>, answered: u64) -> Result<()> {
+        if !self.recovered() {
+            self.read_barrier().await?;
+        }
+        if self.engine.revision() >= answered {
             return Ok(());
         }
-        self.read_barrier().await
+        // Within the stop deadline too: a stopping node answers.
+        let applied = self.engine.reached(answered, self.write_forward_timeout());
+        match self.liveness.until_stopped(applied).await {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(_) => Err(Error::Unavailable {
+                message: format!(
+                    "this node answered a write at revision {answered} and has not applied it \
+                     yet (it has had no word of it from the cluster leader); retry"
+                ),
+                overloaded: false,
+            }),
+        }
     }
 
     /// One round of [`Node::read_barrier`]: a read index confirmed now,
