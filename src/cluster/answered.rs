@@ -1,13 +1,15 @@
 //! The highest revision a member answered a write with before it had
 //! applied it: `DB.raft/answered`.
 //!
-//! A follower answers a forwarded write with the revision the leader gave
-//! it and applies the entry a moment later; meanwhile its refusals carry
+//! A follower answers a forwarded write once it has applied it, or, when
+//! it cannot within an election timeout (`Node::apply_answered`), with the
+//! revision the leader gave it before it has; meanwhile its refusals carry
 //! that revision, not its older applied one (`State::revision`). Killed in
 //! that window, it came back behind the revision it had answered, and its
 //! refusals went below it until it caught up with its leader (SPEC: a
 //! node's `X-Kvr-Revision` never goes backwards across its restarts). The
-//! record keeps that floor across a `kill -9`.
+//! record keeps that floor across a `kill -9`; it is written only for such
+//! answers.
 //!
 //! **Format.** The revision (`u64`, little-endian), then a CRC-32 of those
 //! eight bytes (`u32`, little-endian), overwritten in place when an answer
@@ -17,7 +19,7 @@
 //! with the commit index recorded beside it, the node is behind until it
 //! has applied a read index of its cluster: stale reads wait for that
 //! (`Node::recovered`), refusals do not. Syncing it would add an
-//! `fdatasync` to every forwarded write.
+//! `fdatasync` to each such answer.
 
 use std::fs::{File, OpenOptions};
 use std::io;

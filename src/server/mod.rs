@@ -202,9 +202,9 @@ impl State {
     /// The revision an answer that reflects no particular read carries in
     /// `X-Kvr-Revision` (a refusal, an error): the one applied here, or
     /// the last write answered here if that is newer, so that the header
-    /// never goes backwards on a node. (A follower answers a write with the
-    /// revision the leader gave it, and applies it a moment later: a bad
-    /// request sent right after was answered with an older revision.)
+    /// never goes backwards on a node. (A follower that cannot apply a
+    /// forwarded write in time answers it with the revision the leader gave
+    /// it: a bad request sent right after was answered with an older one.)
     pub fn revision(&self) -> u64 {
         self.engine
             .revision()

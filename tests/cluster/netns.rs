@@ -236,8 +236,21 @@ impl Net {
     /// ways. (A policy rule on the destination port sends those packets to
     /// a table whose route for `to` is a blackhole.)
     pub fn drop_port(&mut self, from: usize, to: usize, port: u16) {
-        let (ns, dest) = (self.ns(from), format!("{}/32", self.host(to)));
-        let port = port.to_string();
+        self.port_rule("add", from, to, port);
+        // The table's route may be there from another cut of this pair.
+        let dest = format!("{}/32", self.host(to));
+        let route = ["blackhole", &dest, "table", PORT_CUT_TABLE];
+        let _ = ip(&[&["-n", &self.ns(from), "route", "add"][..], &route[..]].concat());
+        self.port_cuts.push((from, to, port));
+    }
+
+    /// `ip rule add|del` of the rule of [`Net::drop_port`].
+    fn port_rule(&self, what: &str, from: usize, to: usize, port: u16) {
+        let (ns, dest, port) = (
+            self.ns(from),
+            format!("{}/32", self.host(to)),
+            port.to_string(),
+        );
         let rule = [
             "to",
             &dest,
@@ -248,11 +261,7 @@ impl Net {
             "table",
             PORT_CUT_TABLE,
         ];
-        ip(&[&["-n", &ns, "rule", "add"][..], &rule[..]].concat()).unwrap();
-        // The table's route may be there from another cut of this pair.
-        let route = ["blackhole", &dest, "table", PORT_CUT_TABLE];
-        let _ = ip(&[&["-n", &ns, "route", "add"][..], &route[..]].concat());
-        self.port_cuts.push((from, to, port.parse().unwrap()));
+        ip(&[&["-n", &ns, "rule", what][..], &rule[..]].concat()).unwrap();
     }
 
     /// Removes every cut.
@@ -262,19 +271,7 @@ impl Net {
             ip(&["-n", &self.ns(from), "route", "del", "blackhole", &dest]).unwrap();
         }
         for (from, to, port) in std::mem::take(&mut self.port_cuts) {
-            let (ns, dest) = (self.ns(from), format!("{}/32", self.host(to)));
-            let port = port.to_string();
-            let rule = [
-                "to",
-                &dest,
-                "ipproto",
-                "tcp",
-                "dport",
-                &port,
-                "table",
-                PORT_CUT_TABLE,
-            ];
-            ip(&[&["-n", &ns, "rule", "del"][..], &rule[..]].concat()).unwrap();
+            self.port_rule("del", from, to, port);
         }
     }
 }

@@ -408,10 +408,12 @@ proptest! {
     }
 }
 
-/// A follower answers a write with the leader's revision and applies it a
-/// moment later; a refusal it sends meanwhile carried its own, older
+/// A follower answered a write with the leader's revision and applied it
+/// a moment later; a refusal it sent meanwhile carried its own, older
 /// revision, so its `X-Kvr-Revision` went backwards (found by the test
-/// above). Each write here is followed at once by a bad request.
+/// above). Each write here is followed at once by bad requests, and by a
+/// stale read, which finds the write (the follower answers once it has
+/// applied it).
 #[test]
 fn a_followers_revision_never_goes_backwards_after_a_write() {
     let tmp = tempfile::tempdir().unwrap();
@@ -438,6 +440,10 @@ fn a_followers_revision_never_goes_backwards_after_a_write() {
                 revision(&headers)
             );
         }
+        let stale = format!("/v1/kv/k{i}?consistency=stale");
+        let (code, headers, body) = http(&follower.url, "GET", &stale, b"");
+        assert_eq!((code, &body[..]), (200, &b"v"[..]), "stale read of k{i}");
+        assert!(revision(&headers) >= written);
         // A write through the leader, then a conditional write through the
         // follower that fails on it: the 412 names the key's revision, and
         // its header is not older than that.
