@@ -906,7 +906,7 @@ impl Node {
     /// index first, as a linearizable read does, and fails as one does
     /// while it cannot. And one that answered a write with a revision it
     /// has not applied yet (`answered`: a follower that could not apply a
-    /// forwarded write in time, see [`Node::apply_answered`]) waits for
+    /// forwarded write in time, see `Node::apply_answered`) waits for
     /// it, so that a stale read through the node that took a write sees
     /// it, and its `X-Kvr-Revision` does not go below the write's.
     pub async fn stale_read_barrier(self: &Arc<Self>, answered: u64) -> Result<()> {
