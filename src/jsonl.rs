@@ -502,7 +502,7 @@ impl<R: BufRead> Iterator for OpReader<R> {
 /// lines are skipped" (SPEC): ASCII whitespace, the vertical tab included
 /// as the form feed is (`u8::is_ascii_whitespace` leaves it out, so a line
 /// of form feeds was skipped and one of vertical tabs refused).
-fn blank(b: &u8) -> bool {
+pub(crate) fn blank(b: &u8) -> bool {
     b.is_ascii_whitespace() || *b == 0x0b
 }
 

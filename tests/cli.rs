@@ -541,16 +541,20 @@ fn range_into_closed_pipe_exits_0_quietly(env: Env) {
 
 fn batch_applies_in_order_with_revisions(env: Env) {
     env.kvr(["put", "gone", "x"]).ok();
-    let input = "{\"key\":\"a\",\"value\":\"1\"}\n\n   \n{\"op\":\"delete\",\"key\":\"gone\"}\n{\"op\":\"delete\",\"key\":\"never\"}\n{\"key\":\"a\",\"value\":\"2\"}\n{\"op\":\"put\",\"key\":\"b\",\"value\":\"3\"}\n";
+    let input = "{\"key\":\"a\",\"value\":\"1\"}\n\n   \n{\"op\":\"delete\",\"key\":\"gone\"}\n{\"op\":\"delete\",\"key\":\"never\"}\n{\"key\":\"a\",\"value\":\"2\"}\n{\"key\":\"old\",\"value\":\"x\",\"expires_at_ms\":1000}\n{\"op\":\"put\",\"key\":\"b\",\"value\":\"3\"}";
     let done = env.kvr(["batch", "--json"]).stdin(input).ok();
-    // The delete of an absent key takes no revision.
+    // The delete of an absent key and the put already expired take no
+    // revision; the summary says so (the last line has no newline).
     assert_eq!(
         done.stdout_text(),
         "{\"applied\":4,\"revision\":5,\"puts\":3,\"deletes\":1}\n"
     );
+    let said = done.stderr_text();
     assert!(
-        done.stderr_text()
-            .starts_with("applied 3 puts, 1 delete (revision 5) in "),
+        said.starts_with("applied 3 puts, 1 delete (revision 5) in ")
+            && said.ends_with(
+                " s; 2 lines changed nothing (deletes of absent keys, or puts already expired)\n"
+            ),
         "{}",
         done.report()
     );

@@ -56,8 +56,9 @@ pub fn run(
         Counting {
             inner: reader,
             progress: progress.clone(),
-            watch,
+            watch: watch.clone(),
             lines: 0,
+            op_lines: OpLines::default(),
             ended: false,
         },
     );
@@ -115,13 +116,14 @@ pub fn run(
     // Not `eprintln!`, which panics when stderr cannot be written.
     let _ = writeln!(
         std::io::stderr(),
-        "applied {} put{}, {} delete{} (revision {}) in {:.2} s",
+        "applied {} put{}, {} delete{} (revision {}) in {:.2} s{}",
         applied.puts,
         if applied.puts == 1 { "" } else { "s" },
         applied.deletes,
         if applied.deletes == 1 { "" } else { "s" },
         applied.revision,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        no_change(watch.op_lines.load(Ordering::Relaxed), applied.applied())
     );
     if args.json {
         // As `POST /v1/batch` answers.
@@ -235,6 +237,8 @@ struct Watch {
     /// Milliseconds after `started` when the last read returned.
     last_read_ms: AtomicU64,
     eof: AtomicBool,
+    /// Lines read that hold an operation (see [`OpLines`]).
+    op_lines: AtomicU64,
 }
 
 impl Watch {
@@ -245,6 +249,7 @@ impl Watch {
             reading: AtomicBool::new(false),
             last_read_ms: AtomicU64::new(0),
             eof: AtomicBool::new(false),
+            op_lines: AtomicU64::new(0),
         }
     }
 
@@ -308,6 +313,7 @@ struct Counting<R> {
     progress: ProgressBar,
     watch: Arc<Watch>,
     lines: u64,
+    op_lines: OpLines,
     /// The input ended: later reads return 0 without reading again. A
     /// terminal gives an end (Ctrl-D) once, and a read after it waits for
     /// more typing: a batch that met the end at its first read (nothing
@@ -331,6 +337,9 @@ impl<R: Read> Read for Counting<R> {
             let n = self.inner.read(buf);
             interrupted()?;
             self.ended = matches!(n, Ok(0)) && !buf.is_empty();
+            if let Ok(n) = n {
+                self.tally(&buf[..n], self.ended);
+            }
             return n;
         }
         self.watch.reading.store(true, Ordering::Relaxed);
@@ -341,6 +350,7 @@ impl<R: Read> Read for Counting<R> {
         self.watch.reading.store(false, Ordering::Relaxed);
         interrupted()?;
         let n = n?;
+        self.tally(&buf[..n], n == 0 && !buf.is_empty());
         if n == 0 {
             self.ended = !buf.is_empty();
             self.watch.eof.store(true, Ordering::Relaxed);
@@ -360,9 +370,102 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// What the summary adds when some lines took no revision: deletes of
+/// absent keys, and puts whose `expires_at_ms` had passed (SPEC: skipped).
+fn no_change(op_lines: u64, applied: u64) -> String {
+    match op_lines.saturating_sub(applied) {
+        0 => String::new(),
+        1 => {
+            "; 1 line changed nothing (a delete of an absent key, or a put already expired)".into()
+        }
+        n => {
+            format!("; {n} lines changed nothing (deletes of absent keys, or puts already expired)")
+        }
+    }
+}
+
+impl<R> Counting<R> {
+    /// Counts the operations in `read`, and at the `end` of the input the
+    /// last line's.
+    fn tally(&mut self, read: &[u8], end: bool) {
+        self.op_lines.feed(read);
+        if end {
+            self.op_lines.end();
+        }
+        self.watch
+            .op_lines
+            .store(self.op_lines.ops, Ordering::Relaxed);
+    }
+}
+
+/// Counts the lines of an input that hold an operation, across reads: each
+/// line that is not blank (SPEC: blank or whitespace-only lines are
+/// skipped; an input with a bad line is refused whole). Set against the
+/// operations that took a revision, it tells how many changed nothing.
+#[derive(Debug, Default)]
+struct OpLines {
+    ops: u64,
+    /// The line being read has a byte that is not blank.
+    filled: bool,
+}
+
+impl OpLines {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        loop {
+            let end = memchr::memchr(b'\n', bytes);
+            let line = &bytes[..end.unwrap_or(bytes.len())];
+            // Stops at a line's first byte that is not blank (its `{`).
+            self.filled = self.filled || line.iter().any(|b| !crate::jsonl::blank(b));
+            let Some(end) = end else {
+                return;
+            };
+            self.end();
+            bytes = &bytes[end + 1..];
+        }
+    }
+
+    /// The end of a line, or of the input.
+    fn end(&mut self) {
+        if std::mem::take(&mut self.filled) {
+            self.ops += 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_with_an_operation_are_counted_across_reads() {
+        let input = b"{\"key\":\"a\",\"value\":\"1\"}\n\n \t\x0b\r\n  {\"op\":\"delete\",\"key\":\"b\"}\r\n\n{\"key\":\"c\",\"value\":\" \"}";
+        // Every split into two reads, and one byte at a time.
+        for at in 0..=input.len() {
+            let mut lines = OpLines::default();
+            lines.feed(&input[..at]);
+            lines.feed(&input[at..]);
+            lines.end();
+            assert_eq!(lines.ops, 3, "split at {at}");
+        }
+        let mut lines = OpLines::default();
+        for b in input {
+            lines.feed(std::slice::from_ref(b));
+        }
+        lines.end();
+        assert_eq!(lines.ops, 3);
+        let mut lines = OpLines::default();
+        lines.feed(b"\n  \n\r\n");
+        lines.end();
+        assert_eq!(lines.ops, 0);
+    }
+
+    #[test]
+    fn the_summary_names_lines_that_changed_nothing() {
+        assert_eq!(no_change(3, 3), "");
+        assert_eq!(no_change(0, 0), "");
+        assert!(no_change(4, 3).starts_with("; 1 line changed nothing"));
+        assert!(no_change(5, 3).starts_with("; 2 lines changed nothing"));
+    }
 
     #[test]
     fn phases_follow_the_input() {
