@@ -998,14 +998,14 @@ fn a_follower_answers_no_revision_below_a_write_it_answered() {
     });
     assert!(refusal(&cluster) >= revision);
 
-    // A stale read right after a write it answered, the cut healed a
-    // second later: it waits for the write.
+    // A stale read right after a write it answered, the cut healed half
+    // a second later: it waits for the write (within `request`'s 2 s).
     let revision = write_through_cut_follower(&mut cluster, cut, "stale");
     let addr = addr_of(&cluster.nodes[follower]);
     let read = std::thread::spawn(move || {
         request(&addr, "GET", "/v1/kv/stale?consistency=stale", &[], b"")
     });
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
     cluster.net.as_mut().unwrap().heal();
     let a = read
         .join()
