@@ -64,14 +64,6 @@ fn steps() -> Vec<Step> {
     ]
 }
 
-/// The batch summary's timing differs from run to run.
-fn normalize(stderr: &str) -> String {
-    match stderr.rsplit_once(" in ") {
-        Some((head, tail)) if tail.ends_with(" s\n") => format!("{head} in T s\n"),
-        _ => stderr.to_string(),
-    }
-}
-
 fn run_step(dir: &std::path::Path, mode: &[&str], step: &Step) -> (Option<i32>, String, String) {
     let mut cmd = kvr_cmd(dir);
     cmd.args(mode)
@@ -82,7 +74,9 @@ fn run_step(dir: &std::path::Path, mode: &[&str], step: &Step) -> (Option<i32>, 
     let mut child = cmd.spawn().unwrap();
     child.stdin.take().unwrap().write_all(step.1).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code(), stdout(&out), normalize(&stderr(&out)))
+    // The batch summary's timing differs from run to run.
+    let said = cli_parity::normalize(stderr(&out).as_bytes());
+    (out.status.code(), stdout(&out), said)
 }
 
 #[test]
