@@ -38,7 +38,7 @@ pub struct AnsweredRecord {
 impl AnsweredRecord {
     /// Opens (or creates) the record in the log directory `dir`, and reads
     /// the revision it holds (0 when new or torn).
-    pub fn open(dir: &Path) -> io::Result<(AnsweredRecord, u64)> {
+    pub fn open(dir: &Path) -> io::Result<AnsweredRecord> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -51,10 +51,14 @@ impl AnsweredRecord {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
             Err(e) => return Err(e),
         };
-        let record = AnsweredRecord {
+        Ok(AnsweredRecord {
             file: Mutex::new((file, revision)),
-        };
-        Ok((record, revision))
+        })
+    }
+
+    /// The revision recorded.
+    pub fn recorded(&self) -> u64 {
+        self.file.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 
     /// Records `revision` if it is above the one recorded.
@@ -92,15 +96,15 @@ mod tests {
     #[test]
     fn the_record_only_rises_and_is_read_back() {
         let tmp = tempfile::tempdir().unwrap();
-        let (record, first) = AnsweredRecord::open(tmp.path()).unwrap();
-        assert_eq!(first, 0);
+        let record = AnsweredRecord::open(tmp.path()).unwrap();
+        assert_eq!(record.recorded(), 0);
         record.raise(41).unwrap();
         record.raise(7).unwrap();
         drop(record);
-        let (record, read) = AnsweredRecord::open(tmp.path()).unwrap();
-        assert_eq!(read, 41);
+        let record = AnsweredRecord::open(tmp.path()).unwrap();
+        assert_eq!(record.recorded(), 41);
         record.raise(42).unwrap();
-        assert_eq!(AnsweredRecord::open(tmp.path()).unwrap().1, 42);
+        assert_eq!(AnsweredRecord::open(tmp.path()).unwrap().recorded(), 42);
     }
 
     #[test]
@@ -110,12 +114,12 @@ mod tests {
         let mut torn = encode(1_000);
         torn[3] ^= 0xff;
         std::fs::write(&path, torn).unwrap();
-        assert_eq!(AnsweredRecord::open(tmp.path()).unwrap().1, 0);
+        assert_eq!(AnsweredRecord::open(tmp.path()).unwrap().recorded(), 0);
         std::fs::write(&path, &encode(1_000)[..11]).unwrap();
-        let (record, read) = AnsweredRecord::open(tmp.path()).unwrap();
-        assert_eq!(read, 0);
+        let record = AnsweredRecord::open(tmp.path()).unwrap();
+        assert_eq!(record.recorded(), 0);
         // And is rewritten whole by the next raise.
         record.raise(5).unwrap();
-        assert_eq!(AnsweredRecord::open(tmp.path()).unwrap().1, 5);
+        assert_eq!(AnsweredRecord::open(tmp.path()).unwrap().recorded(), 5);
     }
 }

@@ -149,7 +149,7 @@ impl State {
         let engine = node.engine.clone();
         let metrics = Arc::new(Metrics::new());
         let writer = Writer::replicated(node.clone(), limits.queue_size, metrics.clone());
-        let answered = node.answered_before_start();
+        let answered = node.answered_recorded();
         let state = State::assemble(
             engine,
             writer,
@@ -224,9 +224,9 @@ impl State {
         let before = self
             .answered
             .fetch_max(revision, std::sync::atomic::Ordering::Relaxed);
-        if revision > before
+        if let Some(node) = &self.cluster
+            && revision > before
             && revision > self.engine.revision()
-            && let Some(node) = &self.cluster
         {
             node.record_answered(revision);
         }

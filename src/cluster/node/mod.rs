@@ -135,9 +135,9 @@ pub struct Node {
     /// Whether it has applied a read index of its cluster since it
     /// started: what readiness waits for (see [`Node::ready`]).
     caught_up: std::sync::atomic::AtomicBool,
-    /// The highest revision answered here before it was applied here,
-    /// and what the record held when the node started (see `answered.rs`).
-    answered: (AnsweredRecord, u64),
+    /// The highest revision answered here before it was applied here
+    /// (see `answered.rs`).
+    answered: AnsweredRecord,
 }
 
 /// What a proposal here answered: what applying the write decided, or why
@@ -219,7 +219,7 @@ impl Node {
         writer: Arc<std::sync::Mutex<crate::engine::EngineWriter>>,
         tmp_dir: PathBuf,
         log_appended: Arc<AtomicU64>,
-        answered: (AnsweredRecord, u64),
+        answered: AnsweredRecord,
     ) -> Node {
         let liveness = Liveness::new(raft.config().election_timeout_max);
         Node {
@@ -245,10 +245,10 @@ impl Node {
         }
     }
 
-    /// The highest revision this node had answered a write with before
-    /// applying it, as recorded when it started (see `answered.rs`).
-    pub fn answered_before_start(&self) -> u64 {
-        self.answered.1
+    /// The highest revision this node has answered a write with before
+    /// applying it, as recorded (see `answered.rs`).
+    pub fn answered_recorded(&self) -> u64 {
+        self.answered.recorded()
     }
 
     /// Records that a write was answered with `revision` before this node
@@ -257,7 +257,7 @@ impl Node {
     pub fn record_answered(&self, revision: u64) {
         // A failed write leaves the floor as after a power loss: refusals
         // may go below it until the node catches up. Nothing to answer.
-        let _ = self.answered.0.raise(revision);
+        let _ = self.answered.raise(revision);
     }
 
     /// Whether this node's state is known to be at least what it served
