@@ -6,6 +6,8 @@
 
 #[path = "cluster/chaos.rs"]
 mod chaos;
+#[path = "common/child.rs"]
+mod child;
 #[path = "common/cli_parity.rs"]
 mod cli_parity;
 #[path = "cluster/expiry.rs"]
@@ -73,20 +75,7 @@ fn kvr(dir: &Path, args: &[&str]) -> Output {
 
 /// `kvr ARGS` with `input` on its stdin.
 fn kvr_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = kvr_cmd(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    child::output_with_stdin(kvr_cmd(dir).args(args), input.as_bytes())
 }
 
 /// A cluster member process, killed when dropped.
@@ -125,15 +114,7 @@ fn standalone(dir: &Path, db: &str) -> Standalone {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let url = child::listening_url(&mut child);
     Standalone { child, url }
 }
 

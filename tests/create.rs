@@ -648,15 +648,7 @@ fn serve(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {line:?}"))
-        .to_string();
+    let url = util::listening_url(&mut child);
     let stderr = BufReader::new(child.stderr.take().unwrap());
     (child, url, stderr)
 }

@@ -8,6 +8,8 @@
 mod api;
 #[path = "server/bench.rs"]
 mod bench;
+#[path = "common/child.rs"]
+mod child;
 #[path = "server/cli_modes.rs"]
 mod cli_modes;
 #[path = "common/cli_parity.rs"]

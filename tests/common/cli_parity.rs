@@ -12,10 +12,8 @@
 //! `KVR_PARITY_CASES` runs more (a soak).
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::Stdio;
 
 use proptest::prelude::*;
 
@@ -318,21 +316,9 @@ pub fn run(dir: &Path, mode: &[&str], step: &Step) -> (Option<i32>, String, Stri
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);
     }
-    let mut child = cmd
-        .args(mode)
-        .args(step.args.iter().map(|a| OsStr::from_bytes(a)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = step.stdin.clone();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = feeder.join();
+    cmd.args(mode)
+        .args(step.args.iter().map(|a| OsStr::from_bytes(a)));
+    let out = crate::child::output_with_stdin(&mut cmd, &step.stdin);
     (
         out.status.code(),
         normalize(&out.stdout),

@@ -1,7 +1,7 @@
 //! Test helpers: the real `kvr` binary in a temp dir with `KVR_*` cleared,
 //! a real server on 127.0.0.1:0 killed on drop, and HTTP clients.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -24,22 +24,7 @@ pub fn kvr_cmd(dir: &Path) -> Command {
 
 /// Runs `kvr ARGS` with `stdin`, returning its output.
 pub fn kvr(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = kvr_cmd(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    // A command may exit before reading all of its input.
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = feeder.join();
-    out
+    crate::child::output_with_stdin(kvr_cmd(dir).args(args), stdin)
 }
 
 /// A running `kvr serve`, killed (SIGKILL) when dropped.
@@ -98,15 +83,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(stderr);
         let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let url = crate::child::listening_url(&mut child);
         let addr = url
             .trim_start_matches("http://")
             .trim_start_matches("https://")

@@ -3,7 +3,7 @@
 //! errors for a wrong CA and for plain HTTP and TLS mixed up, the warning
 //! for a token in clear. Certificates come from a CA made at run time.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
@@ -382,17 +382,9 @@ fn startup(dir: &Path, args: &[&str]) -> (String, String) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let url = crate::child::listening_url(&mut child);
     let _ = child.kill();
     let _ = child.wait();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_string();
     (url, std::fs::read_to_string(log).unwrap())
 }
 

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -12,6 +11,10 @@ pub const KVR: &str = env!("CARGO_BIN_EXE_kvr");
 
 #[path = "../common/pki.rs"]
 pub mod pki;
+
+#[path = "../common/child.rs"]
+mod child;
+pub use child::{listening_url, output_with_stdin};
 
 /// A temp dir with a database path in it, reached directly (`--db`) or
 /// through a `kvr serve` on that database (`--server`).
@@ -185,21 +188,6 @@ impl Env {
     }
 }
 
-/// The URL a `kvr serve` child (stdout piped) says it listens on, its
-/// first line.
-pub fn listening_url(child: &mut std::process::Child) -> String {
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    line.trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string()
-}
-
 pub fn parse_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
@@ -236,20 +224,16 @@ impl Run {
     }
 
     pub fn output(mut self) -> Done {
-        self.cmd.stdin(if self.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = self.cmd.spawn().unwrap();
-        if let Some(bytes) = self.stdin.take() {
-            let mut pipe = child.stdin.take().unwrap();
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-            });
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = match self.stdin.take() {
+            Some(bytes) => output_with_stdin(&mut self.cmd, &bytes),
+            None => self
+                .cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap(),
+        };
         Done {
             desc: format!("{:?}", self.cmd),
             out,
