@@ -122,22 +122,31 @@ pub async fn delete(
 /// The query of the `start`, `end`, `prefix`, `reverse`, `keys_only`
 /// parameters; empty values mean "not given".
 fn query_of(params: &Query) -> Result<RangeQuery> {
+    let query = RangeQuery {
+        reverse: params.flag("reverse")?,
+        keys_only: params.flag("keys_only")?,
+        ..bounds_of(params)
+    };
+    query.validate()?;
+    Ok(query)
+}
+
+/// The keys the `start`, `end` and `prefix` parameters select (empty
+/// values mean "not given"), not yet validated; the range and watch routes
+/// read them alike.
+pub(super) fn bounds_of(params: &Query) -> RangeQuery {
     let bytes = |name| {
         params
             .get(name)
             .filter(|v| !v.is_empty())
             .map(<[u8]>::to_vec)
     };
-    let query = RangeQuery {
+    RangeQuery {
         start: bytes("start"),
         end: bytes("end"),
         prefix: bytes("prefix"),
-        limit: None,
-        reverse: params.flag("reverse")?,
-        keys_only: params.flag("keys_only")?,
-    };
-    query.validate()?;
-    Ok(query)
+        ..RangeQuery::default()
+    }
 }
 
 fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {

@@ -48,7 +48,6 @@ use crate::engine::history::Event;
 use crate::engine::{Engine, Events, Subscription};
 use crate::error::{Error, Result};
 use crate::limits::MAX_WATCH_PROGRESS_SECS;
-use crate::types::RangeQuery;
 
 /// Seconds without an event before a progress line (SPEC default).
 const DEFAULT_PROGRESS_SECS: u64 = 10;
@@ -124,18 +123,7 @@ impl Watch {
 pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
     let params = Query::parse(uri.query())?;
     // The parameters were checked against `ROUTES` already.
-    let bytes = |name| {
-        params
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .map(<[u8]>::to_vec)
-    };
-    let query = RangeQuery {
-        start: bytes("start"),
-        end: bytes("end"),
-        prefix: bytes("prefix"),
-        ..RangeQuery::default()
-    };
+    let query = super::range::bounds_of(&params);
     query.validate()?;
     let progress = params.number("progress")?.unwrap_or(DEFAULT_PROGRESS_SECS);
     if !(1..=MAX_WATCH_PROGRESS_SECS).contains(&progress) {

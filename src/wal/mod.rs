@@ -143,10 +143,29 @@ impl Wal {
         sync_dir(&dir)?;
         let spare = Spare::new(true);
         let helper = spare::Helper::start(&dir, segment_bytes, spare.clone())?;
-        Ok(Wal {
+        Ok(Wal::starting(
+            dir,
+            (file, size),
+            1,
+            segment_bytes,
+            spare,
+            helper,
+        ))
+    }
+
+    /// A log whose next group goes first into the fresh segment `seq`.
+    fn starting(
+        dir: PathBuf,
+        (file, size): (File, u64),
+        seq: u64,
+        segment_bytes: u64,
+        spare: Arc<Spare>,
+        helper: spare::Helper,
+    ) -> Wal {
+        Wal {
             dir,
             file,
-            seq: 1,
+            seq,
             size,
             pos: SEGMENT_HEADER,
             last_start: SEGMENT_HEADER,
@@ -155,10 +174,10 @@ impl Wal {
             segment_bytes,
             buf: Vec::new(),
             broken: false,
-            unsealed_from: 1,
+            unsealed_from: seq,
             spare,
             helper,
-        })
+        }
     }
 
     /// Opens the log in `dir` to go on after a crash: the segments there
@@ -179,25 +198,17 @@ impl Wal {
             return Ok((Self::create_in(dir, segment_bytes)?, None));
         };
         let next = last + 1;
-        let (file, size) = new_segment(dir, next, segment_bytes)?;
+        let segment = new_segment(dir, next, segment_bytes)?;
         let spare = Spare::new(dir.join(SPARE).is_file());
         let helper = spare::Helper::start(dir, segment_bytes, spare.clone())?;
-        let wal = Wal {
-            dir: dir.to_path_buf(),
-            file,
-            seq: next,
-            size,
-            pos: SEGMENT_HEADER,
-            last_start: SEGMENT_HEADER,
-            older: Vec::new(),
-            pending: 0,
+        let wal = Wal::starting(
+            dir.to_path_buf(),
+            segment,
+            next,
             segment_bytes,
-            buf: Vec::new(),
-            broken: false,
-            unsealed_from: next,
-            spare: spare.clone(),
+            spare.clone(),
             helper,
-        };
+        );
         let sealed = Sealed {
             dir: dir.to_path_buf(),
             from: first,
