@@ -335,8 +335,55 @@ const SIZE_SAMPLE_OPS: usize = 1024;
 /// Growing by doubling instead copied the run several times and faulted in
 /// its memory twice: a tenth of a 1M-line import. Room that stays unused is
 /// never touched, so it costs address space, not memory.
+///
+/// A run without a bound (`usize::MAX`: the expiry sweep of a `--db`
+/// write, up to 10,000 deletes) has no size to reserve for: it grows as it
+/// goes. (Reserving for `usize::MAX` bytes panicked with a capacity
+/// overflow once such a sweep reached 1,024 keys.) A reservation the
+/// allocator refuses only means the same.
 fn reserve_for_run(run: &mut Vec<Op>, bytes: usize, max_bytes: usize) {
+    if max_bytes == usize::MAX {
+        return;
+    }
     let per_op = (bytes / run.len().max(1)).max(1);
     let expected = max_bytes / per_op;
-    run.reserve((expected + expected / 10).saturating_sub(run.len()));
+    let wanted = expected.saturating_add(expected / 10);
+    let _ = run.try_reserve(wanted.saturating_sub(run.len()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deletes(n: usize) -> impl Iterator<Item = Result<Op>> {
+        (0..n).map(|i| Ok(Op::delete(format!("k{i:05}"))))
+    }
+
+    /// The expiry sweep of a `--db` write cuts its deletes with no bound:
+    /// past the sample that sizes a run, this panicked (capacity overflow).
+    #[test]
+    fn a_run_without_a_bound_holds_every_operation() {
+        let runs: Vec<SortedRun> = SortedRuns::new(deletes(10_000), usize::MAX)
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].ops().len(), 10_000);
+        // A bound far beyond memory reserves what the allocator gives.
+        let runs: Vec<SortedRun> = SortedRuns::new(deletes(3_000), usize::MAX / 2)
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].ops().len(), 3_000);
+    }
+
+    #[test]
+    fn runs_are_cut_at_their_bound_in_input_order() {
+        let per_op = Op::delete("k00000").mem_bytes();
+        let runs: Vec<SortedRun> = SortedRuns::new(deletes(2_500), per_op * 1_000)
+            .collect::<Result<_>>()
+            .unwrap();
+        let lens: Vec<usize> = runs.iter().map(|r| r.ops().len()).collect();
+        assert_eq!(lens, [1_000, 1_000, 500]);
+        assert_eq!(runs[1].ops()[0], Op::delete("k01000"));
+    }
 }

@@ -288,6 +288,52 @@ fn a_rejected_write_leaves_expired_keys_for_the_next() {
     assert_eq!(env.stats()["keys"], 2);
 }
 
+/// With `--db`, a write command deletes at most 10,000 expired keys first
+/// (SPEC "Expiry (TTL)"; which ones, the first to expire, the model test
+/// checks on the store); the rest stay absent to reads and go with the
+/// next write, each taking a revision.
+#[test]
+fn a_write_deletes_at_most_10_000_expired_keys_first() {
+    let env = Env::new();
+    let at = now_ms() + 1500;
+    let mut input = String::new();
+    for i in 0..3 {
+        input += &format!(
+            "{{\"key\":\"a{i}\",\"value\":\"v\",\"expires_at_ms\":{}}}\n",
+            at + 1
+        );
+    }
+    for i in 0..10_000 {
+        input += &format!("{{\"key\":\"k{i:05}\",\"value\":\"v\",\"expires_at_ms\":{at}}}\n");
+    }
+    env.kvr(["batch"]).stdin(input).ok();
+    assert_eq!(revision(&env), 10_003);
+    let wait = (at + 100).saturating_sub(now_ms());
+    std::thread::sleep(Duration::from_millis(wait));
+    let out = env.kvr(["put", "--json", "x", "1"]).ok().stdout_text();
+    assert_eq!(out, format!("{{\"revision\":{}}}\n", 10_003 + 10_000 + 1));
+    // Three are left: absent to reads, still in the file.
+    for key in ["a0", "a1", "a2"] {
+        env.kvr(["get", key]).code(1);
+    }
+    env.kvr(["get", "k09999"]).code(1);
+    let checked = env.kvr(["check"]).ok();
+    assert_eq!(checked.stdout_text(), "ok: 1 keys, revision 20004\n");
+    assert!(
+        checked
+            .stderr_text()
+            .contains("3 more keys in the file expired and are deleted by the next write"),
+        "{}",
+        checked.stderr_text()
+    );
+    // The next write deletes them, each taking a revision, then itself.
+    let out = env.kvr(["put", "--json", "y", "1"]).ok().stdout_text();
+    assert_eq!(out, "{\"revision\":20008}\n");
+    let checked = env.kvr(["check"]).ok();
+    assert_eq!(checked.stdout_text(), "ok: 2 keys, revision 20008\n");
+    assert_eq!(checked.stderr_text(), "");
+}
+
 /// `kvr check` verifies the expiry index, and a backup carries expiry.
 #[test]
 fn check_and_backup_know_expiry() {
