@@ -1708,6 +1708,52 @@ fn a_restarted_member_never_answers_below_its_revision_before() {
     assert_eq!(get(dir, &back, "k199").stdout, b"v");
 }
 
+/// A leader killed and started again at once stands for election: the
+/// cluster's next leader has a higher term, whoever it is. openraft's
+/// leader restore let it lead its old term again at once, which after a
+/// power loss that cost it the unsynced tail of its log re-used the log
+/// ids of entries its followers held (replicas diverged under
+/// `scripts/prove/lazyfs_cluster.py`). Here the restart beats the
+/// followers' election timeout, so the old build led term 1 again.
+#[test]
+fn a_restarted_leader_stands_for_election() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    let leader = leader_index(&nodes);
+    assert_ok(&put(dir, &nodes[leader], "k", "v"));
+    let term = status_of(&nodes[leader])["term"].as_u64().unwrap();
+    let victim = nodes.remove(leader);
+    let (name, listen, raft) = (
+        victim.name.clone(),
+        victim.url.trim_start_matches("http://").to_string(),
+        victim.raft.clone(),
+    );
+    drop(victim); // kill -9
+    let back = spawn_at(dir, &name, (&listen, &raft), &[], &[]);
+    nodes.push(back);
+    wait_for(30, "a leader in a later term", || {
+        nodes.iter().any(|n| {
+            let s = status_of(n);
+            s["state"] == "leader" && s["term"].as_u64().unwrap() > term
+        })
+    });
+    for n in &nodes {
+        let s = status_of(n);
+        assert!(
+            !(s["state"] == "leader" && s["term"].as_u64().unwrap() == term),
+            "{s}"
+        );
+    }
+    let leader = leader_index(&nodes);
+    assert_ok(&put(dir, &nodes[leader], "k2", "v2"));
+    for n in &nodes {
+        wait_for(15, "every member to apply the write", || {
+            get(dir, n, "k2").stdout == b"v2"
+        });
+    }
+}
+
 /// A follower that was down while 40 MiB of writes went by (1 MiB values)
 /// catches up when it comes back, and counts toward the majority again:
 /// with the other follower stopped, a write still commits. (Each append of

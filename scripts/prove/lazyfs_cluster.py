@@ -15,11 +15,17 @@
 #     of a write left unanswered (a timeout may still take effect); a key never acknowledged
 #     is absent or holds a value sent for it;
 #   - a stale read through the restarted member answers an X-Kvr-Revision at or above the
-#     highest one it answered before its power loss.
+#     highest one it answered before its power loss. (A refusal it gives right after the
+#     restart, before it has caught up, may carry a lower one: counted, not a violation.)
 # At the end: every member killed at once and all three power losses, a restart of all,
 # the same check; then SIGTERM and `kvr check` on each member's file.
 # Small flush tables, frequent flushes and snapshots every few thousand entries, so power
 # losses fall between flushes, log purges and snapshots.
+# Its first 60-cycle run (2026-12-06) found replicas diverging: a leader that lost its log's
+# unsynced tail resumed leadership of its old term (openraft's leader restore) and proposed
+# new entries under log ids its followers held other entries under; two acknowledged writes
+# were missing from it, and later from a follower that took a snapshot from it. Leader
+# restore is now off (src/cluster/start.rs): a restarted leader stands for election.
 # Metadata (create/rename/unlink) goes straight to the root dir in LazyFS: only lost file
 # DATA is simulated, as in lazyfs.py.
 #
@@ -232,12 +238,16 @@ def leader():
         try:
             st, body, _ = request(n, "GET", "/v1/cluster", timeout=2)
             if st == 200:
-                lead = json.loads(body).get("leader")
-                if lead:
-                    return lead["id"]
+                j = json.loads(body)
+                if j.get("leader"):
+                    terms[j["leader"]["id"]] = j.get("term")
+                    return j["leader"]["id"]
         except OSError:
             pass
     return None
+
+
+terms = {}
 
 
 # ---------------------------------------------------------------- load and model
@@ -247,7 +257,7 @@ seen_rev = {n: 0 for n in NODES}   # the highest X-Kvr-Revision each member answ
 lock = threading.Lock()
 running = threading.Event()
 stop = threading.Event()
-tot = dict(acked=0, unknown=0, refused=0, down=0)
+tot = dict(acked=0, unknown=0, refused=0, down=0, early_below=0)
 
 
 def client(t):
@@ -388,6 +398,18 @@ def main():
         node_kill9(victim)
         power_loss(victim)
         node_start(victim)
+        # A refusal right after the restart, before the member has caught
+        # up: its revision is the one it recovered to, which after a power
+        # loss may be below what it answered before (its commit index
+        # record is not synced; see src/cluster/answered.rs). Counted, not
+        # a violation: stale and linearizable reads wait (Node::recovered).
+        st, _, early = request(victim, "GET", "/v1/kv?key=")
+        if st not in (400, 503) or early is None:
+            fail(f"a bad request to member {victim} answered {st}, revision {early}")
+        if int(early) < before:
+            tot["early_below"] += 1
+            log(f"cycle {cycle}: member {victim} refused ({st}) at revision {early} "
+                f"right after its restart, below the {before} it answered before")
         wait_ready(NODES)
         running.clear()
         time.sleep(1)  # requests in flight finish (10 s timeout at most: they are counted as unknown)
@@ -412,10 +434,10 @@ def main():
             sys.exit(0 if "t0/never-sent" in found and bad >= 2 else 1)
         with lock:
             t = dict(tot)
-        log(f"cycle {cycle}: power loss of member {victim}{' (leader)' if victim == lead else ''}; "
+        log(f"cycle {cycle}: power loss of member {victim}{' (leader, term %s)' % terms.get(lead) if victim == lead else ''}; "
             f"{keys} keys checked, {bad} violations; {t['acked']} acknowledged, {t['refused']} "
             f"refused (503), {t['unknown']} unanswered, {t['down']} not sent (member down) so far; revision answered before {before}, "
-            f"after {rev}")
+            f"a refusal right after the restart {early}, a stale read once ready {rev}")
     running.clear()
     time.sleep(1)
     log("every member at once: kill -9, power loss, restart")
@@ -443,7 +465,9 @@ def main():
         lazyfs_stop(n)
     with lock:
         log(f"done: {args.cycles} power losses of one member and one of all three; "
-            f"{tot['acked']} writes acknowledged, {len(sent)} keys; {len(violations)} violations")
+            f"{tot['acked']} writes acknowledged, {len(sent)} keys; {len(violations)} violations; "
+            f"{tot['early_below']} of {args.cycles} refusals right after a restart below the "
+            f"revision the member answered before")
     sys.exit(1 if violations else 0)
 
 

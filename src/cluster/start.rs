@@ -221,6 +221,20 @@ pub async fn start(
         // (writes got 503s for about a second). openraft leaves it off
         // unless asked.
         enable_pre_vote: Some(true),
+        // A restarted leader stands for election like any node, as in
+        // standard Raft. openraft otherwise lets it resume leadership in
+        // its old term at once, counting on its log to hold every entry
+        // it proposed. After a power loss it may not: a majority of
+        // followers may have committed entries its own unsynced log
+        // lost. Back as leader of the same term, it proposed new entries
+        // under those entries' log ids (term, node, index). The followers
+        // took them for the ones they held, so the replicas diverged and
+        // acknowledged writes were lost on the old leader, and on any
+        // follower that later took a snapshot from it
+        // (`scripts/prove/lazyfs_cluster.py` found it in 60 power losses).
+        // A `kill -9` keeps the log's page cache, so it never showed there.
+        // The cost is an election after a leader's restart.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
