@@ -118,7 +118,7 @@ fn a_killed_members_file_holds_what_it_applied_and_restores_a_cluster() {
     assert_ok(&put(dir, leader, "after", "1"));
     for n in &back {
         wait_for(15, "both members to apply the new write", || {
-            revision_of(n, true) == revision + 1
+            restarted_revision(n) == Some(revision + 1)
         });
         assert_eq!(get(dir, n, "k39").stdout, b"v39");
     }
