@@ -83,7 +83,8 @@ mod crash {
     }
 
     /// A write entry of one or more client writes (`Command::Batch` when
-    /// more, as the leader proposes writes that arrive together), each a
+    /// more, as builds before 2026-12-06 proposed writes that arrived
+    /// together, and a log they wrote still holds), each a
     /// put (or a delete when `value` is None) of key `k{key}`, conditional
     /// on `if_revision` when given.
     fn entry(index: u64, writes: &[(u8, Option<u8>, Option<u64>)]) -> Entry {

@@ -39,7 +39,7 @@ const RECOVERY_RETRY: Duration = Duration::from_millis(100);
 /// about 48 bytes each of index in memory.
 const SNAPSHOT_EVERY: u64 = 500_000;
 /// Bytes appended to the Raft log between snapshots, whatever the entry
-/// count (an entry can carry many writes, `write_batch.rs`), so the log
+/// count (a batch request's entry can be large), so the log
 /// on disk stays about this size; `KVR_RAFT_SNAPSHOT_BYTES` changes it.
 const SNAPSHOT_BYTES: u64 = 256 << 20;
 

@@ -35,8 +35,11 @@ openraft::declare_raft_types!(
         Node = Member,
 );
 
-/// One entry of the Raft log: one client request (never split), several
-/// proposed together (`write_batch.rs`), or a request for a new node id.
+/// One entry of the Raft log: one client request (never split), or a
+/// request for a new node id, or the history bounds; or, in a log written
+/// by a build before 2026-12-06, several requests proposed as one entry
+/// ([`Command::Batch`], still applied; now each is an entry of its own,
+/// proposed in rounds: `write_batch.rs`).
 /// A write is shared, not copied, between the log's cache of recent
 /// entries, replication to each follower and apply (on the wire and on
 /// disk an `Arc` is its contents).
@@ -48,6 +51,8 @@ pub enum Command {
     // (New variants go last: postcard numbers them in order.)
     /// Client requests applied in this order, each on its own (its own
     /// revision, conditions and outcome), answered by [`Reply::Batch`].
+    /// No longer proposed (SPEC: one request is exactly one Raft entry);
+    /// kept so that a log that holds such entries is still applied.
     Batch(Arc<Vec<Arc<WriteCommand>>>),
     /// The watch history's bounds for every node from here on in the log:
     /// a leader proposes its own `--history`/`--history-bytes` when they

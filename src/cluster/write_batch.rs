@@ -1,11 +1,12 @@
 //! Writes proposed in rounds: the leader's concurrent writes go into the
-//! Raft log together, as one entry, the way the standalone writer groups
-//! them under one `fdatasync`.
+//! Raft log together, one entry each (SPEC: one request is exactly one
+//! Raft entry), the way the standalone writer groups them under one
+//! `fdatasync`.
 //!
-//! Each entry costs the leader the same whatever it carries: a proposal
-//! through openraft's core, an append, its place in every follower's
-//! `AppendEntries`, its apply and its answer. One entry per request made
-//! that per-entry cost the cluster's bound under load. A write starts a
+//! A round is one message to openraft's core (`client_write_many`), one
+//! append and sync of its entries, and one engine group when they are
+//! applied: proposed one by one, each write paid for that alone, and
+//! those costs were the cluster's bound under load. A write starts a
 //! round at once when fewer than [`ROUNDS_IN_FLIGHT`] rounds are being
 //! committed (alone, so a lone write waits for nothing); otherwise it
 //! waits for the next round, which takes every write waiting when it
@@ -14,7 +15,7 @@
 //!
 //! A follower forwards its writes to the leader in rounds the same way:
 //! one request to the leader's raft listener per round (`write-batch`),
-//! proposed there as one entry, instead of one round trip per write.
+//! proposed there as one round, instead of one round trip per write.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -142,10 +142,10 @@ impl Writer {
         queue_size: usize,
         metrics: Arc<Metrics>,
     ) -> Writer {
-        // A Raft entry is the cluster's group commit: its writes share
-        // one log append and sync on a majority.
+        // A round of Raft entries is the cluster's group commit: its
+        // writes share one log append and sync on a majority.
         let m = metrics.clone();
-        node.observe_entries(Box::new(move |writes, took| {
+        node.observe_rounds(Box::new(move |writes, took| {
             m.group_committed(writes, took)
         }));
         Writer {

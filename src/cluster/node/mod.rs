@@ -3,9 +3,9 @@
 //! are in `membership.rs`, the raft listener's requests in
 //! `raft_listener.rs`.
 //!
-//! **Writes.** The leader proposes the requests that arrive together as
-//! one entry (`client_write`; see `write_batch.rs`) and answers each with
-//! what applying it decided. A follower
+//! **Writes.** The leader proposes the requests that arrive together in
+//! one round, one entry each (`client_write_many`; see `write_batch.rs`),
+//! and answers each with what applying it decided. A follower
 //! sends the writes waiting together to the leader's raft listener in one
 //! request (`/raft/write-batch`; `/raft/write` for one) and answers each
 //! the same way; a request refused before it was proposed (no
@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -163,21 +164,21 @@ impl std::fmt::Display for NotCommitted {
     }
 }
 
-/// For `/metrics`: entries proposed here for writes and the writes they
-/// carried; forwarding rounds and the writes they carried.
+/// For `/metrics`: rounds of writes proposed here and the writes (one
+/// entry each) they carried; forwarding rounds and the writes they carried.
 #[derive(Default)]
 struct RoundCounts {
-    entries: AtomicU64,
+    rounds: AtomicU64,
     writes: AtomicU64,
     forward_rounds: AtomicU64,
     forwarded: AtomicU64,
-    /// Told each write entry committed and applied here: its writes and
-    /// the time from its proposal (the server's commit histograms).
-    committed: std::sync::OnceLock<EntryObserver>,
+    /// Told each round of writes committed and applied here: its writes
+    /// and the time from its proposal (the server's commit histograms).
+    committed: std::sync::OnceLock<RoundObserver>,
 }
 
-/// See [`Node::observe_entries`].
-pub type EntryObserver = Box<dyn Fn(usize, Duration) + Send + Sync>;
+/// See [`Node::observe_rounds`].
+pub type RoundObserver = Box<dyn Fn(usize, Duration) + Send + Sync>;
 
 fn no_leader() -> Error {
     Error::Unavailable {
@@ -357,10 +358,10 @@ impl Node {
         }
     }
 
-    /// Tells `observe` each write entry this node proposed, once it is
-    /// committed and applied: how many writes it carried and how long it
+    /// Tells `observe` each round of writes this node proposed, once it is
+    /// committed and applied: how many of its writes were, and how long it
     /// took from its proposal (the cluster's group commit). Set once.
-    pub fn observe_entries(&self, observe: EntryObserver) {
+    pub fn observe_rounds(&self, observe: RoundObserver) {
         let _ = self.counts.committed.set(observe);
     }
 
@@ -370,10 +371,10 @@ impl Node {
         let mut out = String::new();
         for (name, help, value) in [
             (
-                "kvr_raft_write_entries_total",
-                "Raft entries proposed here for writes (each carries the writes that were \
-                 waiting together).",
-                &c.entries,
+                "kvr_raft_write_rounds_total",
+                "Rounds of writes proposed here to Raft together (the writes that were \
+                 waiting together, one entry each).",
+                &c.rounds,
             ),
             (
                 "kvr_raft_writes_proposed_total",
@@ -599,7 +600,7 @@ impl Node {
         let node = self.clone();
         let send = move |cmds| {
             let node = node.clone();
-            async move { node.propose_entry(cmds).await }
+            async move { node.propose_round(cmds).await }
         };
         self.writes
             .propose(cmd, send)
@@ -609,34 +610,46 @@ impl Node {
             ))))
     }
 
-    /// Proposes `cmds` as one entry; an outcome for each, in order.
-    async fn propose_entry(&self, mut cmds: Vec<Arc<WriteCommand>>) -> Vec<Proposed> {
+    /// Proposes `cmds`, one entry each (SPEC: one request is exactly one
+    /// Raft entry), in one message to Raft's core (`client_write_many`):
+    /// they are appended, replicated and synced together, and applied as
+    /// one engine group. An outcome for each, in order.
+    async fn propose_round(&self, cmds: Vec<Arc<WriteCommand>>) -> Vec<Proposed> {
         let n = cmds.len();
         if let Err(e) = self.history_bounds_first().await {
             return vec![Err(NotCommitted::Raft(e)); n];
         }
-        self.counts.entries.fetch_add(1, Ordering::Relaxed);
+        self.counts.rounds.fetch_add(1, Ordering::Relaxed);
         self.counts.writes.fetch_add(n as u64, Ordering::Relaxed);
-        let cmd = match n {
-            1 => Command::Write(cmds.remove(0)),
-            _ => Command::Batch(Arc::new(cmds)),
-        };
         let proposed = Instant::now();
-        let written = self.liveness.bound(self.raft.client_write(cmd)).await;
-        if let (Ok(Ok(_)), Some(observe)) = (&written, self.counts.committed.get()) {
-            observe(n, proposed.elapsed());
+        let mut answered: Vec<Proposed> = Vec::with_capacity(n);
+        let answers = &mut answered;
+        let round = async move {
+            let entries = cmds.into_iter().map(Command::Write);
+            let mut outcomes = self.raft.client_write_many(entries).await?;
+            while let Some(outcome) = outcomes.next().await {
+                answers.push(match outcome {
+                    Ok(Ok(written)) => Ok(written.response),
+                    Ok(Err(e)) => Err(NotCommitted::Raft(RaftError::APIError(e))),
+                    Err(fatal) => Err(NotCommitted::Raft(RaftError::Fatal(fatal))),
+                });
+            }
+            Ok::<(), openraft::errors::Fatal<TypeConfig>>(())
+        };
+        let ended = self.liveness.bound(round).await;
+        let committed = answered.iter().filter(|a| a.is_ok()).count();
+        if let (true, Some(observe)) = (committed > 0, self.counts.committed.get()) {
+            observe(committed, proposed.elapsed());
         }
-        match written {
-            Ok(Ok(resp)) => match resp.data {
-                Reply::Batch(replies) if n > 1 => replies.into_iter().map(Ok).collect(),
-                reply if n == 1 => vec![Ok(reply)],
-                // Never: apply answers a batch with a reply per write.
-                // Unanswered, their fate is unknown.
-                _ => Vec::new(),
-            },
-            Ok(Err(e)) => vec![Err(NotCommitted::Raft(e)); n],
-            Err(why) => vec![Err(NotCommitted::Unanswered(why)); n],
-        }
+        // The writes left without an answer: none was proposed (the core
+        // refused the round), or their fate is unknown.
+        let rest = match ended {
+            Ok(Ok(())) => NotCommitted::Raft(RaftError::Fatal(openraft::errors::Fatal::Stopped)),
+            Ok(Err(fatal)) => NotCommitted::Raft(RaftError::Fatal(fatal)),
+            Err(why) => NotCommitted::Unanswered(why),
+        };
+        answered.resize(n, Err(rest));
+        answered
     }
 
     /// Forwards a write to the leader, in a round.

@@ -80,7 +80,7 @@ impl Node {
                 }
                 Err(e) => reply::<()>(Err(e)),
             },
-            // A follower's round of writes: proposed as one entry.
+            // A follower's round of writes: proposed together, one entry each.
             "write-batch" => match decode::<Vec<Arc<WriteCommand>>>(&body) {
                 Ok(mut cmds) => {
                     let now = now_ms();
@@ -88,7 +88,7 @@ impl Node {
                         Arc::make_mut(w).time_ms = now;
                     }
                     let out = if self.raft.is_leader() && self.check_lease().is_ok() {
-                        let proposed = self.propose_entry(cmds).await;
+                        let proposed = self.propose_round(cmds).await;
                         Forwarded::Ok(proposed.into_iter().map(forwarded).collect::<Vec<_>>())
                     } else {
                         Forwarded::Err(WireFailure::NotProposed)
