@@ -29,8 +29,25 @@ const STEADY: [&str; 4] = [
 ];
 
 /// Every change event from revision 1 to `upto`, as `kvr watch` prints
-/// them through `url` (expiry times hidden: the clocks moved).
-fn history(dir: &Path, url: &str, upto: u64) -> Vec<String> {
+/// them through `url` (expiry times hidden: the clocks moved), and what
+/// it said on stderr (for a failure's message). A watch that ends before
+/// `upto` (exit 5: no leader within its 3 s, as after a leader's `kill -9`
+/// with these election timeouts of 3 to 6 s) is started again, for up to
+/// 30 s.
+fn history(dir: &Path, url: &str, upto: u64) -> (Vec<String>, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (events, reached, said) = watch_once(dir, url, upto);
+        if reached || std::time::Instant::now() > deadline {
+            return (events, said);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One `kvr watch --from-revision 1`: its events up to `upto`, whether it
+/// got that far, and its exit status and stderr.
+fn watch_once(dir: &Path, url: &str, upto: u64) -> (Vec<String>, bool, String) {
     let mut child = kvr_cmd(dir)
         .args([
             "--server",
@@ -45,22 +62,30 @@ fn history(dir: &Path, url: &str, upto: u64) -> Vec<String> {
             "--progress",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut events = Vec::new();
+    let mut reached = false;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         match v["progress_revision"].as_u64() {
-            Some(at) if at >= upto => break,
+            Some(at) if at >= upto => {
+                reached = true;
+                break;
+            }
             Some(_) => {}
             None => events.push(cli_parity::normalize(line.as_bytes())),
         }
     }
     let _ = child.kill();
-    let _ = child.wait();
-    events
+    let status = child.wait();
+    let mut said = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut said);
+    }
+    (events, reached, format!("{status:?}: {said}"))
 }
 
 proptest! {
@@ -120,9 +145,10 @@ proptest! {
             ["revision"]
             .as_u64()
             .unwrap();
-        let one = history(dir, &alone.url, revision);
-        prop_assert_eq!(one.len() as u64, revision);
-        prop_assert_eq!(one, history(dir, &list, revision));
+        let (one, said) = history(dir, &alone.url, revision);
+        prop_assert_eq!(one.len() as u64, revision, "{}", said);
+        let (cluster, said) = history(dir, &list, revision);
+        prop_assert_eq!(one, cluster, "kvr watch through the cluster: {}", said);
         // And backups of both hold the same keys, values, revisions and
         // expiries, at the same revision.
         let mut contents = Vec::new();
