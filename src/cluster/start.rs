@@ -36,7 +36,7 @@ const RECOVERY_RETRY: Duration = Duration::from_millis(100);
 /// one costs a flush on every node, so not more often: at 50,000 a 3-node
 /// cluster under write load snapshotted every 5 s; at 500,000, with one
 /// entry per request, 1,024 clients of PUTs saw a p99 of 238-689 ms
-/// against 117-173 ms without snapshots. For small writes (~160 bytes a
+/// against 117-173 ms without snapshots. For small writes (~150 bytes a
 /// record) [`SNAPSHOT_BYTES`] comes first, as it did when entries were
 /// shared. The price is the log kept: at most 256 MiB on disk, and about
 /// 48 bytes of index per entry in memory (at most 96 MB).
