@@ -1704,7 +1704,12 @@ fn a_restarted_member_never_answers_below_its_revision_before() {
         ),
     );
     drop(victim); // kill -9
-    std::fs::remove_file(dir.join(format!("{name}.redb.raft")).join("committed")).unwrap();
+    // A power loss: the unsynced commit index lost, and (the machine
+    // rebooted) the boot record naming another boot. A kill -9 alone
+    // keeps the record, and the restart trusts it (`boot.rs`).
+    let log_dir = dir.join(format!("{name}.redb.raft"));
+    std::fs::remove_file(log_dir.join("committed")).unwrap();
+    std::fs::write(log_dir.join("boot"), "boot another-boot\n").unwrap();
     let back = spawn_at(dir, &name, (&addrs.0, &addrs.1), &[], &[]);
     let mut answered = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

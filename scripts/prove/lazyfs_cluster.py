@@ -159,6 +159,19 @@ def power_loss(n):
         time.sleep(0.02)
     lazyfs_stop(n)
     lazyfs_start(n)
+    fake_reboot(n)
+
+
+def fake_reboot(n):
+    """A real power loss comes with a reboot, and a member trusts its unsynced records only in
+    the boot that wrote them (src/cluster/boot.rs: a kill -9 keeps the page cache). LazyFS drops
+    them without one, so the member's boot record is made to name another boot."""
+    record = f"{mnt(n)}/n{n}.redb.raft/boot"
+    if os.path.exists(record):
+        with open(record, "w") as f:
+            f.write("boot lazyfs-power-loss\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------- members

@@ -19,20 +19,25 @@
 //! with the commit index recorded beside it, the node is behind until it
 //! has applied a read index of its cluster: stale reads wait for that
 //! (`Node::recovered`), refusals do not. Syncing it would add an
-//! `fdatasync` to each such answer.
+//! `fdatasync` to each such answer. `boot.rs` records when it can be
+//! trusted (the same boot, or a clean stop, which syncs it first).
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-const NAME: &str = "answered";
+pub const NAME: &str = "answered";
 
 /// The record, open for rewriting.
 pub struct AnsweredRecord {
     /// The file, and the revision last written to it.
     file: Mutex<(File, u64)>,
+    /// Set by a clean stop (see `boot.rs`): the record is synced, and so
+    /// is each raise after it.
+    sealed: AtomicBool,
 }
 
 impl AnsweredRecord {
@@ -53,6 +58,7 @@ impl AnsweredRecord {
         };
         Ok(AnsweredRecord {
             file: Mutex::new((file, revision)),
+            sealed: AtomicBool::new(false),
         })
     }
 
@@ -69,8 +75,20 @@ impl AnsweredRecord {
             return Ok(());
         }
         file.write_all_at(&encode(revision), 0)?;
+        if self.sealed.load(Ordering::Acquire) {
+            file.sync_data()?;
+        }
         *written = revision;
         Ok(())
+    }
+
+    /// Syncs the record, and makes every later raise sync itself: a clean
+    /// stop records that this record holds in any boot (`boot.rs`), and a
+    /// write still answered after it must not be lost to a power loss.
+    pub fn seal(&self) -> io::Result<()> {
+        let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        self.sealed.store(true, Ordering::Release);
+        guard.0.sync_data()
     }
 }
 

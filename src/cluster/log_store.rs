@@ -15,10 +15,13 @@
 //! length (little-endian) of the postcard bytes that follow. A torn or
 //! stale one is harmless: it fails its check and reads as unknown, or
 //! names an index that was committed (commits only move forward); a
-//! restarted node replays only that far, and catches up with its leader
-//! before it answers stale reads (`Node::recovered`). A truncation (a
-//! conflicting tail cut) and a purge sync the segment and the directory,
-//! so that cut entries and purged segments stay gone after a power loss.
+//! restarted node replays only that far. Whether that is as far as it
+//! had applied (always after a `kill -9`, not after a power loss) is
+//! what `boot.rs` records; where it cannot tell, the node catches up
+//! with its leader before it answers stale reads (`Node::recovered`). A
+//! truncation (a conflicting tail cut) and a purge sync the segment and
+//! the directory, so that cut entries and purged segments stay gone after
+//! a power loss.
 //!
 //! **Damage, not a torn tail.** Some records carry a mark, one byte
 //! after the entry's postcard bytes in the payload (so the checksum covers
@@ -83,6 +86,10 @@ const RECENT_BYTES: usize = 16 << 20;
 const MAX_RECORD_BYTES: usize = 1 << 30;
 /// The byte after a marked record's entry (see the module header).
 const GROUP_MARK: u8 = 1;
+
+/// The last committed log id's file in the log directory (not synced:
+/// see the module header and `boot.rs`).
+pub const COMMITTED: &str = "committed";
 
 /// The log directory of a database: `DB.raft` beside it.
 pub fn dir_of(db: &Path) -> PathBuf {
@@ -307,7 +314,7 @@ fn scan_segments(dir: &Path, write: bool) -> io::Result<Vec<ScannedSegment>> {
 /// The last committed log id recorded in the log directory `dir`; unknown
 /// (`None`) when never recorded or torn (see the module header).
 pub fn read_committed_in(dir: &Path) -> io::Result<Option<LogId>> {
-    let bytes = match std::fs::read(dir.join("committed")) {
+    let bytes = match std::fs::read(dir.join(COMMITTED)) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -685,7 +692,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         record.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         record.extend_from_slice(&bytes);
         if inner.committed.is_none() {
-            let path = inner.dir.join("committed");
+            let path = inner.dir.join(COMMITTED);
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)

@@ -21,6 +21,7 @@
 //!   history, idempotency records).
 
 pub mod answered;
+pub mod boot;
 pub mod catch_up;
 pub mod liveness;
 pub mod log_store;

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
 use super::answered::AnsweredRecord;
+use super::boot::BootRecord;
 use super::log_store::{self, LogStore};
 use super::network::{Identity, Network, full};
 use super::node::{JoinAnswer, JoinRequest, Node, first_members};
@@ -204,6 +205,9 @@ pub async fn start(
         .map_err(|e| Error::io("cannot open the Raft log", e))?;
     let answered = AnsweredRecord::open(&log_store::dir_of(&db))
         .map_err(|e| Error::io("cannot open the Raft log's answered-revision record", e))?;
+    // Before Raft writes anything: a trusted clean stop is replaced here.
+    let (boot, trusted) = BootRecord::open(&log_store::dir_of(&db))
+        .map_err(|e| Error::io("cannot open the Raft log's boot record", e))?;
     let appended = log.appended();
     let me = Arc::new(Identity {
         cluster_id,
@@ -267,6 +271,7 @@ pub async fn start(
         tmp_dir,
         appended.clone(),
         answered,
+        boot,
     ));
     tokio::spawn(serve_raft(
         raft_listener,
@@ -277,8 +282,10 @@ pub async fn start(
         // A new cluster's first node: there is nothing to catch up with.
         node.mark_recovered();
     } else {
-        if fresh {
-            node.mark_new_member();
+        if fresh || trusted {
+            // A new member never served; a restart in the same boot (a
+            // `kill -9`) or after a clean stop replays all it applied.
+            node.mark_stale_reads_safe();
         }
         // Catch up with the cluster once, so that readiness (and stale
         // reads) need not wait for a client's read (see `Node::recovered`,

@@ -382,6 +382,100 @@ fn a_member_restarted_alone_names_no_leader_it_has_not_heard() {
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
+/// SPEC: stale reads are always answered locally, and a node's
+/// `X-Kvr-Revision` never goes backwards across its restarts. A member
+/// restarted alone after a `kill -9` of the whole cluster answers them at
+/// once, at the revision it had: its unsynced commit index survives in the
+/// page cache, and its boot record says no reboot came between
+/// (`src/cluster/boot.rs`). It used to answer 503 until it heard from a
+/// leader. Where a reboot came between (the record names another boot, as
+/// after a power loss) it cannot know, and still waits for a leader. After
+/// a clean stop (SIGTERM) its records are synced and trusted in any boot.
+#[test]
+fn a_member_restarted_alone_answers_stale_reads_unless_a_reboot_came_between() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = led_by_node_1(dir);
+    put_taken(&nodes[0].url, "before", "before-1");
+    let revision = revision_of(&nodes[0], false);
+    wait_for(10, "node 3 to apply the write", || {
+        revision_of(&nodes[2], true) == revision
+    });
+    let record = dir.join("n3.redb.raft").join("boot");
+    let this_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let this_boot = format!("boot {}\n", this_boot.trim());
+    wait_for(10, "node 3 to record its boot", || {
+        std::fs::read_to_string(&record).ok().as_deref() == Some(this_boot.as_str())
+    });
+    let addrs: Vec<(String, String)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.url.trim_start_matches("http://").to_string(),
+                n.raft.clone(),
+            )
+        })
+        .collect();
+    for node in &mut nodes {
+        kill9(node);
+    }
+    let stale_read = |node: &Node| {
+        let (code, headers, body) = http(&node.url, "GET", "/v1/kv/before?consistency=stale", b"");
+        let served = header(&headers, "x-kvr-revision").map(|r| r.parse::<u64>().unwrap());
+        (code, served, body)
+    };
+    let alone = |name: &str| spawn_at(dir, name, (&addrs[2].0, &addrs[2].1), &[], &[]);
+
+    // Killed in this boot: answered at once, at the revision it had.
+    let mut n3 = alone("n3");
+    let (code, served, body) = stale_read(&n3);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, b"x");
+    assert_eq!(served, Some(revision));
+    assert_eq!(revision_of(&n3, true), revision);
+    // Not ready: it has not heard from a leader.
+    assert_eq!(http(&n3.url, "GET", "/readyz", b"").0, 503);
+    kill9(&mut n3);
+
+    // As after a reboot: its unsynced records may be older than what it
+    // served, so it answers no stale read before a leader's read index.
+    std::fs::write(&record, "boot another-boot\n").unwrap();
+    let mut n3 = alone("n3");
+    let (code, _, body) = stale_read(&n3);
+    assert_eq!(
+        (code, error_code(&body)),
+        (503, "unavailable".to_string()),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Killed again before it caught up: still not trusted.
+    kill9(&mut n3);
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "boot another-boot\n"
+    );
+    let mut n3 = alone("n3");
+    assert_eq!(stale_read(&n3).0, 503);
+
+    // With its cluster back it catches up and records this boot; a clean
+    // stop then records `clean`, which any boot trusts.
+    let n1 = spawn_at(dir, "n1", (&addrs[0].0, &addrs[0].1), &[], &[]);
+    let n2 = spawn_at(dir, "n2", (&addrs[1].0, &addrs[1].1), &[], &[]);
+    wait_for(20, "node 3 to catch up", || stale_read(&n3).0 == 200);
+    wait_for(10, "node 3 to record its boot", || {
+        std::fs::read_to_string(&record).ok().as_deref() == Some(this_boot.as_str())
+    });
+    assert!(sigterm(&mut n3).success());
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "clean\n");
+    drop((n1, n2));
+    let n3 = alone("n3");
+    let (code, served, body) = stale_read(&n3);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(served, Some(revision));
+    // Replaced at the start: a power loss from now on must not find it.
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), this_boot);
+}
+
 /// SPEC: "writes resume within 3 s of the leader's death". A leader that
 /// hangs (SIGSTOP) with writes forwarded to it in flight: once the
 /// survivors have elected a new leader, the other survivor forwards new

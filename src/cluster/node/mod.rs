@@ -38,6 +38,7 @@ use openraft::{ChangeMembers, ReadPolicy, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::answered::AnsweredRecord;
+use super::boot::BootRecord;
 use super::liveness::{Liveness, STOP_BUDGET, Unanswered};
 use super::network::{self, Body, H_CLUSTER, H_FROM, H_SNAPSHOT, H_TO, Identity, full};
 use super::state_machine::{Snapshot, SnapshotData, StateMachine};
@@ -138,7 +139,10 @@ pub struct Node {
     caught_up: std::sync::atomic::AtomicBool,
     /// The highest revision answered here before it was applied here
     /// (see `answered.rs`).
-    answered: AnsweredRecord,
+    answered: Arc<AnsweredRecord>,
+    /// When this member's unsynced records can be trusted at a restart
+    /// (see `boot.rs`).
+    boot: Arc<BootRecord>,
 }
 
 /// What a proposal here answered: what applying the write decided, or why
@@ -221,6 +225,7 @@ impl Node {
         tmp_dir: PathBuf,
         log_appended: Arc<AtomicU64>,
         answered: AnsweredRecord,
+        boot: BootRecord,
     ) -> Node {
         let liveness = Liveness::new(raft.config().election_timeout_max);
         Node {
@@ -242,7 +247,8 @@ impl Node {
             membership_changes: tokio::sync::Mutex::new(()),
             recovered: std::sync::atomic::AtomicBool::new(false),
             caught_up: std::sync::atomic::AtomicBool::new(false),
-            answered,
+            answered: Arc::new(answered),
+            boot: Arc::new(boot),
         }
     }
 
@@ -262,15 +268,16 @@ impl Node {
     }
 
     /// Whether this node's state is known to be at least what it served
-    /// before it last stopped: once one read index (the leader's commit
-    /// index) has been applied here since it started. A restarted member
-    /// replays its Raft log up to the commit index it recorded, but that
-    /// record is not synced: after a power loss it may be older than what
-    /// the node had applied and served, and stale reads would then answer
-    /// a revision below one the node gave before (SPEC: a node's
-    /// `X-Kvr-Revision` never goes backwards across its restarts; a LazyFS
-    /// power-loss run of three members found it). The leader's commit
-    /// index covers everything any member applied.
+    /// before it last stopped. A restarted member replays its Raft log up
+    /// to the commit index it recorded, but that record is not synced:
+    /// after a power loss it may be older than what the node had applied
+    /// and served, and stale reads would then answer a revision below one
+    /// the node gave before (SPEC: a node's `X-Kvr-Revision` never goes
+    /// backwards across its restarts; a LazyFS power-loss run of three
+    /// members found it). So it holds when the record can be trusted (a
+    /// restart in the same boot, or after a clean stop: `boot.rs`), and
+    /// otherwise once one read index (the leader's commit index, which
+    /// covers everything any member applied) has been applied here.
     pub fn recovered(&self) -> bool {
         self.recovered.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -278,18 +285,41 @@ impl Node {
     /// Marks a node that has applied a read index of its cluster, or
     /// has nothing to catch up with (a new cluster's first node).
     pub fn mark_recovered(&self) {
-        self.recovered
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.mark_stale_reads_safe();
         self.caught_up
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Marks a new member, which never served before: its stale reads
-    /// need no read index first (they can go back to nothing it said),
-    /// but it is not ready until it has applied one ([`Node::caught_up`]).
-    pub fn mark_new_member(&self) {
-        self.recovered
-            .store(true, std::sync::atomic::Ordering::Release);
+    /// Marks a node whose stale reads cannot go below anything it said
+    /// before: one caught up with its cluster, a new member (it never
+    /// served), or one restarted with records it can trust (`boot.rs`).
+    /// Its stale reads need no read index first, but it is not ready
+    /// until it has applied one ([`Node::caught_up`]). The first time,
+    /// the boot record says so, for the next start in this boot.
+    pub fn mark_stale_reads_safe(&self) {
+        if self
+            .recovered
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let boot = self.boot.clone();
+        let record = move || {
+            if let Err(e) = boot.record_caught_up() {
+                // The next start in this boot then catches up with its
+                // cluster before its stale reads, as after a reboot.
+                crate::server::log::event(format_args!(
+                    "kvr serve: cannot write the Raft log's boot record: {e}"
+                ));
+            }
+        };
+        // An fsync and a rename: not on a runtime thread.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(record);
+            }
+            Err(_) => record(),
+        }
     }
 
     /// Whether the node has applied a read index of its cluster since it
@@ -322,9 +352,23 @@ impl Node {
             let _ = tokio::time::timeout(wait, self.hand_over()).await;
         }
         let wait = RAFT_SHUTDOWN_WAIT.min(left());
-        let _ = tokio::time::timeout(wait, self.raft.shutdown()).await;
+        let raft_stopped = matches!(
+            tokio::time::timeout(wait, self.raft.shutdown()).await,
+            Ok(Ok(()))
+        );
+        // With Raft stopped nothing more is committed here: once the
+        // unsynced records are synced, the next start can trust them in
+        // any boot (`boot.rs`); not if it has not caught up since it
+        // started (they may be behind what it served before).
+        let clean = raft_stopped && self.recovered();
+        let (boot, answered) = (self.boot.clone(), self.answered.clone());
         let writer = self.writer.clone();
         let flush = tokio::task::spawn_blocking(move || {
+            if clean && let Err(e) = boot.record_clean_stop(&answered) {
+                crate::server::log::event(format_args!(
+                    "kvr serve: cannot record a clean stop in the Raft log's boot record: {e}"
+                ));
+            }
             let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
             let _ = w.flush_all();
         });
