@@ -42,11 +42,11 @@
 //! append waiting, runs one `fdatasync` per file touched and then
 //! completes them all in order: appends queued together share one sync.
 //!
-//! **Memory.** An index entry per live log entry (its file position and
-//! log id), and the newest entries themselves, up to `RECENT_BYTES` of
-//! them: replication to each follower and apply ask for the entries just
-//! appended, and reading each back from the file and decoding it cost the
-//! leader about 7 % of its CPU. Older entries are read from the files when
+//! **Memory.** An index entry per live log entry (its offset and length
+//! in its segment, 8 bytes: see `index.rs`), and the newest entries
+//! themselves, up to `RECENT_BYTES` of them: replication to each follower
+//! and apply ask for the entries just appended, and reading each back
+//! from the file and decoding it cost the leader about 7 % of its CPU. Older entries are read from the files when
 //! asked for (a follower catching up). The log is purged at each
 //! snapshot, which bounds the index.
 
@@ -69,6 +69,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::TypeConfig;
+
+mod index;
+use index::{EntryIndex, Place};
 
 type Entry = EntryOf<TypeConfig>;
 type LogId = LogIdOf<TypeConfig>;
@@ -116,20 +119,12 @@ struct Segment {
     len: u64,
 }
 
-/// Where one entry is.
-struct Loc {
-    segment: u64,
-    offset: u64,
-    len: u32,
-    log_id: LogId,
-}
-
 struct Inner {
     dir: PathBuf,
     /// By the index of their first entry.
     segments: BTreeMap<u64, Segment>,
-    /// The live entries (after `purged`), in index order.
-    locs: VecDeque<Loc>,
+    /// Where the live entries (after `purged`) are, in index order.
+    locs: EntryIndex,
     /// The newest entries with their encoded sizes: the last
     /// `recent.len()` of `locs`.
     recent: VecDeque<(Entry, usize)>,
@@ -177,7 +172,7 @@ impl LogStore {
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             segments: BTreeMap::new(),
-            locs: VecDeque::new(),
+            locs: EntryIndex::default(),
             recent: VecDeque::new(),
             recent_bytes: 0,
             recent_limit: RECENT_BYTES,
@@ -222,12 +217,7 @@ impl LogStore {
                 if inner.purged.as_ref().is_some_and(|p| index <= p.index()) {
                     continue;
                 }
-                inner.locs.push_back(Loc {
-                    segment: first,
-                    offset,
-                    len,
-                    log_id,
-                });
+                inner.locs.push(log_id, place(offset, len)?)?;
             }
             inner.segments.insert(
                 first,
@@ -270,8 +260,8 @@ impl LogStore {
         let inner = self.lock();
         inner
             .locs
-            .back()
-            .map(|l| l.log_id.index())
+            .last()
+            .map(|l| l.index())
             .or_else(|| inner.purged.as_ref().map(|p| p.index()))
     }
 }
@@ -466,6 +456,17 @@ fn write_small<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()
     replace(dir, name, value, true)
 }
 
+/// An entry's place in its segment: its payload's offset, which the
+/// segment bound keeps within a `u32` (see `index.rs`).
+fn place(offset: u64, len: u32) -> io::Result<Place> {
+    let offset = u32::try_from(offset).map_err(|_| {
+        corrupt(format!(
+            "a Raft log entry at offset {offset} of its segment"
+        ))
+    })?;
+    Ok(Place { offset, len })
+}
+
 /// Replaces `dir/name` with `value` by a rename (atomic), synced or not.
 fn replace<T: Serialize>(dir: &Path, name: &str, value: &T, sync: bool) -> io::Result<()> {
     let bytes = postcard::to_allocvec(value).map_err(corrupt)?;
@@ -535,7 +536,7 @@ impl Inner {
                 None => Err(corrupt(format!("no Raft log entry at position {pos}"))),
             },
             None => match self.locs.get(pos) {
-                Some(loc) => self.read_entry(loc),
+                Some((log_id, place)) => self.read_entry(log_id.index(), place),
                 None => Err(corrupt(format!("no Raft log entry at position {pos}"))),
             },
         }
@@ -583,20 +584,26 @@ impl Inner {
         seg.file.write_all_at(records, offset)
     }
 
-    fn read_entry(&self, loc: &Loc) -> io::Result<Entry> {
-        let seg = self
-            .segments
-            .get(&loc.segment)
-            .ok_or_else(|| corrupt(format!("Raft log segment {} is missing", loc.segment)))?;
-        let mut buf = vec![0u8; loc.len as usize];
-        seg.file.read_exact_at(&mut buf, loc.offset)?;
+    /// The entry `index`, read from its place in its segment.
+    fn read_entry(&self, index: u64, place: Place) -> io::Result<Entry> {
+        let (_, seg) = self.segment_of(index)?;
+        let mut buf = vec![0u8; place.len as usize];
+        seg.file.read_exact_at(&mut buf, u64::from(place.offset))?;
         postcard::from_bytes(&buf).map_err(corrupt)
     }
 
+    /// The segment holding the entry `index`: the one with the greatest
+    /// first index at or below it (see `index.rs`).
+    fn segment_of(&self, index: u64) -> io::Result<(u64, &Segment)> {
+        self.segments
+            .range(..=index)
+            .next_back()
+            .map(|(&first, seg)| (first, seg))
+            .ok_or_else(|| corrupt(format!("no Raft log segment holds entry {index}")))
+    }
+
     fn position(&self, index: u64) -> Option<usize> {
-        let first = self.locs.front()?.log_id.index();
-        let pos = usize::try_from(index.checked_sub(first)?).ok()?;
-        (pos < self.locs.len()).then_some(pos)
+        self.locs.position(index)
     }
 
     /// The segment to append to, starting one at `index` when there is
@@ -645,12 +652,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut out = Vec::new();
-        let Some(first) = inner.locs.front().map(|l| l.log_id.index()) else {
+        let Some(first) = inner.locs.first() else {
             return Ok(out);
         };
         let from = usize::try_from(start.saturating_sub(first)).unwrap_or(usize::MAX);
-        for (pos, loc) in inner.locs.iter().enumerate().skip(from) {
-            if !range.contains(&loc.log_id.index()) {
+        for (pos, (log_id, _)) in (from..).zip(inner.locs.iter_from(from)) {
+            if !range.contains(&log_id.index()) {
                 break;
             }
             out.push(inner.entry_at(pos)?);
@@ -668,7 +675,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let inner = self.lock();
-        let last = inner.locs.back().map(|l| l.log_id);
+        let last = inner.locs.last();
         Ok(LogState {
             last_purged_log_id: inner.purged,
             last_log_id: last.or_else(|| inner.purged),
@@ -780,12 +787,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 if !files.iter().any(|f| Arc::ptr_eq(f, &seg.file)) {
                     files.push(seg.file.clone());
                 }
-                inner.locs.push_back(Loc {
-                    segment: first,
-                    offset,
-                    len,
-                    log_id,
-                });
+                inner.locs.push(log_id, place(offset, len)?)?;
                 inner.remember(entry, bytes);
             }
             if let Some(at) = run_at {
@@ -807,19 +809,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
         let mut inner = self.lock();
         let keep = last.map_or(0, |l| l.index() + 1);
-        let Some(pos) = inner.position(keep).or_else(|| {
-            // Everything goes when the first live entry is after `keep`.
-            inner
-                .locs
-                .front()
-                .is_some_and(|l| l.log_id.index() > keep)
-                .then_some(0)
-        }) else {
+        let Some(pos) = inner.position(keep) else {
+            if inner.locs.first().is_some_and(|first| first > keep) {
+                // Everything goes, and the segments with it: the next
+                // entry starts a segment of its own (see `index.rs`).
+                inner.truncate(0);
+                let firsts: Vec<u64> = inner.segments.keys().copied().collect();
+                for first in firsts {
+                    inner.remove_segment(first)?;
+                }
+                File::open(&inner.dir)?.sync_all()?;
+            }
             return Ok(());
         };
-        let (segment, offset) = {
-            let loc = &inner.locs[pos];
-            (loc.segment, loc.offset - RECORD_HEADER as u64)
+        let (segment, offset) = match inner.locs.get(pos) {
+            Some((log_id, place)) => (
+                inner.segment_of(log_id.index())?.0,
+                u64::from(place.offset) - RECORD_HEADER as u64,
+            ),
+            None => return Ok(()),
         };
         inner.truncate(pos);
         let later: Vec<u64> = inner
@@ -850,7 +858,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         write_small(&inner.dir, "purged", &log_id)?;
         let upto = log_id.index();
         inner.purged = Some(log_id);
-        while inner.locs.front().is_some_and(|l| l.log_id.index() <= upto) {
+        while inner.locs.first().is_some_and(|first| first <= upto) {
             inner.pop_front();
         }
         // A segment goes when every entry in it is purged: when the next
@@ -929,9 +937,10 @@ pub(crate) mod tests {
         let (path, at) = {
             let inner = log.lock();
             let pos = inner.position(index).unwrap();
-            let loc = &inner.locs[pos];
-            let path = dir.join(format!("{:020}.seg", loc.segment));
-            (path, loc.offset + u64::from(loc.len) / 2)
+            let (_, place) = inner.locs.get(pos).unwrap();
+            let segment = inner.segment_of(index).unwrap().0;
+            let path = dir.join(format!("{segment:020}.seg"));
+            (path, u64::from(place.offset) + u64::from(place.len) / 2)
         };
         drop(log);
         let file = OpenOptions::new()
@@ -1154,11 +1163,11 @@ pub(crate) mod tests {
                         let inner = log.lock();
                         inner
                             .locs
-                            .iter()
-                            .skip(from)
-                            .map(|l| {
-                                let name = format!("{:020}.seg", l.segment);
-                                (dir.path().join(name), l.offset, l.len)
+                            .iter_from(from)
+                            .map(|(log_id, place)| {
+                                let segment = inner.segment_of(log_id.index()).unwrap().0;
+                                let name = format!("{segment:020}.seg");
+                                (dir.path().join(name), u64::from(place.offset), place.len)
                             })
                             .collect()
                     };

@@ -39,8 +39,8 @@ const RECOVERY_RETRY: Duration = Duration::from_millis(100);
 /// entry per request, 1,024 clients of PUTs saw a p99 of 238-689 ms
 /// against 117-173 ms without snapshots. For small writes (~150 bytes a
 /// record) [`SNAPSHOT_BYTES`] comes first, as it did when entries were
-/// shared. The price is the log kept: at most 256 MiB on disk, and about
-/// 48 bytes of index per entry in memory (at most 96 MB).
+/// shared. The price is the log kept: at most 256 MiB on disk, and 8
+/// bytes of index per entry in memory (at most 16 MB; `log_store/index.rs`).
 const SNAPSHOT_EVERY: u64 = 2_000_000;
 /// Bytes appended to the Raft log between snapshots, whatever the entry
 /// count (a batch request's entry can be large), so the log
