@@ -188,6 +188,13 @@ pub async fn start(
         }
     };
     if fresh {
+        // A file that is not a member yet has no Raft log: one beside it
+        // was left by a database file deleted (or replaced) since, and
+        // taking it made this node replay another node's log, with its
+        // data and its membership (a new cluster then had members that
+        // were not there, and no leader). Removed before the identity is
+        // written, so a crash in between leaves a fresh file again.
+        discard_stale_log(&db)?;
         let bytes = postcard::to_allocvec(&StoredIdentity {
             cluster_id: cluster_id.clone(),
             node_id,
@@ -390,6 +397,31 @@ pub fn refuse_join_with_data(store: &Store, opts: &Options) -> Result<()> {
             stats.keys
         )));
     }
+    Ok(())
+}
+
+/// Removes a Raft log directory beside `db` that no member file owns (see
+/// the caller), saying so on stderr.
+fn discard_stale_log(db: &std::path::Path) -> Result<()> {
+    let dir = log_store::dir_of(db);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        return Ok(());
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| {
+        Error::io(
+            format!(
+                "cannot remove {}, the Raft log of a database file that is gone",
+                dir.display()
+            ),
+            e,
+        )
+    })?;
+    crate::server::log::event(format_args!(
+        "kvr serve: removed {}: a Raft log left by a database file that is gone ({} is not a \
+         cluster member yet)",
+        dir.display(),
+        db.display()
+    ));
     Ok(())
 }
 

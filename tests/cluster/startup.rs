@@ -148,3 +148,60 @@ fn a_node_waiting_to_join_stops_on_sigterm_with_exit_0() {
         );
     }
 }
+
+/// A member's database file deleted with its Raft log left beside it
+/// (`NAME.redb.raft`): a new node on that path starts from its own file,
+/// not from the log of the node that is gone. Both `--cluster-init` and
+/// `--join` took the old log: a new cluster held the old one's data and
+/// membership (members that were not there, so no leader and no write),
+/// and a joiner of another cluster replayed its old cluster's writes.
+#[test]
+fn a_raft_log_left_by_a_deleted_file_is_not_taken_by_a_new_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut old = three(dir, &[]);
+    assert_ok(&put(dir, &old[0], "old-key", "old"));
+    let revision = revision_of(&old[0], false);
+    wait_for(10, "node 3 to apply the write", || {
+        revision_of(&old[2], true) == revision
+    });
+    for node in &mut old {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+    let left = dir.join("n3.redb.raft");
+    assert!(left.join("vote").exists());
+
+    // A new cluster on the path: its own data only, itself its only
+    // member, and it takes writes.
+    std::fs::remove_file(dir.join("n3.redb")).unwrap();
+    let mut fresh = spawn(dir, "n3", &["--cluster-init"], &[]);
+    let status = status_of(&fresh);
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(revision_of(&fresh, false), 0);
+    assert_ok(&put(dir, &fresh, "new-key", "new"));
+    assert_eq!(get(dir, &fresh, "old-key").status.code(), Some(1));
+    assert!(
+        stderr_of(dir, "n3").contains("removed"),
+        "{}",
+        stderr_of(dir, "n3")
+    );
+    fresh.child.kill().unwrap();
+    fresh.child.wait().unwrap();
+
+    // A joiner of another cluster: that cluster's data only.
+    let other = spawn(dir, "m1", &["--cluster-init"], &[]);
+    assert_ok(&put(dir, &other, "other-key", "other"));
+    std::fs::remove_file(dir.join("n3.redb")).unwrap();
+    let joiner = spawn(dir, "n3", &["--join", &other.url], &[]);
+    wait_for(20, "the joiner to be ready", || {
+        http(&joiner.url, "GET", "/readyz", b"").0 == 200
+    });
+    assert_eq!(get(dir, &joiner, "other-key").stdout, b"other");
+    assert_eq!(get(dir, &joiner, "new-key").status.code(), Some(1));
+    assert_eq!(
+        revision_of(&joiner, true),
+        revision_of(&other, false),
+        "the joiner replayed writes of another cluster"
+    );
+}
