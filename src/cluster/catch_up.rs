@@ -28,7 +28,7 @@ use super::log_store::{self, LogStore};
 use super::state_machine::{Marker, StateMachine};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
-use crate::store::cluster::APPLIED;
+use crate::store::cluster::{APPLIED, IDENTITY};
 use crate::store::{OpenMode, Store, StoreOptions};
 
 type LogId = LogIdOf<TypeConfig>;
@@ -97,6 +97,12 @@ fn unapplied(store: &Store, path: &Path) -> Result<Option<LogId>> {
     // Every command opens its file through here: a file that is no
     // member's (no log beside it) costs no read of the store.
     if !log_store::dir_of(path).is_dir() {
+        return Ok(None);
+    }
+    // A log beside a file that is not a member was left by a member file
+    // deleted since: not this file's (a new file there took the old
+    // node's writes). `serve --cluster-init`/`--join` removes it.
+    if store.cluster_value(IDENTITY)?.is_none() {
         return Ok(None);
     }
     let applied = applied_index(store.cluster_value(APPLIED)?.as_deref())?;
@@ -215,7 +221,10 @@ mod tests {
     async fn committed_entries_are_applied_once_and_no_others() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("m.redb");
-        drop(Store::open(&path, OpenMode::Create, &StoreOptions::default()).unwrap());
+        let member = Store::open(&path, OpenMode::Create, &StoreOptions::default()).unwrap();
+        // A member's file (a log beside any other file is not its own).
+        member.set_cluster_value(IDENTITY, b"member").unwrap();
+        drop(member);
         let dir = log_store::dir_of(&path);
         let mut log = LogStore::open(&dir).unwrap();
         let entries: Vec<_> = (0..10).map(|i| write(1, i, 10)).collect();

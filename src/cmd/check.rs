@@ -45,8 +45,12 @@ pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     };
     let mut report = crate::store::check(&g.db, cache, opts.lock_timeout)
         .map_err(|e| e.for_file_command("check"))?;
-    check_raft_log(g, &mut report);
-    note_unapplied_raft_log(g, &report);
+    if report.cluster_member {
+        check_raft_log(g, &mut report);
+        note_unapplied_raft_log(g, &report);
+    } else {
+        note_stale_raft_log(g);
+    }
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
     // Counted as `stats` and reads count them: expired keys are absent.
@@ -111,6 +115,22 @@ fn check_raft_log(g: &Global, report: &mut crate::store::Report) {
         && let Err(e) = crate::cluster::log_store::verify(&dir)
     {
         report.problem(format!("raft log {}", dir.display()), e.to_string());
+    }
+}
+
+/// A Raft log beside a file that is not a member's was left by a member
+/// file deleted since: not checked as the file's, only pointed out.
+fn note_stale_raft_log(g: &Global) {
+    let dir = crate::cluster::log_store::dir_of(&g.db);
+    if dir.is_dir() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "kvr: note: {} is not a cluster member's file, so the Raft log {} beside it is \
+             not its own (left by a member file deleted since); commands ignore it, and \
+             `kvr serve --cluster-init` or `--join` on this file removes it",
+            g.db.display(),
+            dir.display()
+        );
     }
 }
 

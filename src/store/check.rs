@@ -44,6 +44,8 @@ pub struct Report {
     /// A cluster member's state machine marker (`cluster::APPLIED`), which
     /// says what of its Raft log the file holds.
     pub cluster_marker: Option<Vec<u8>>,
+    /// Whether the file is a cluster member's (it holds an identity).
+    pub cluster_member: bool,
     pub problems: Vec<Problem>,
 }
 
@@ -242,6 +244,8 @@ fn check_records(db: &redb::Database, log_left: bool, report: &mut Report) -> Re
         ),
     }
     report.cluster_marker = super::cluster::cluster_value(&rtx, super::cluster::APPLIED)?;
+    report.cluster_member =
+        super::cluster::cluster_value(&rtx, super::cluster::IDENTITY)?.is_some();
     let revision = counter(META_REVISION)?;
     let keys_counter = counter(META_KEYS)?;
     if revision.is_none() {

@@ -154,7 +154,8 @@ fn a_node_waiting_to_join_stops_on_sigterm_with_exit_0() {
 /// not from the log of the node that is gone. Both `--cluster-init` and
 /// `--join` took the old log: a new cluster held the old one's data and
 /// membership (members that were not there, so no leader and no write),
-/// and a joiner of another cluster replayed its old cluster's writes.
+/// and a joiner of another cluster replayed its old cluster's writes; so
+/// did any command on a new standalone file there (`kvr --db`).
 #[test]
 fn a_raft_log_left_by_a_deleted_file_is_not_taken_by_a_new_node() {
     let tmp = tempfile::tempdir().unwrap();
@@ -171,6 +172,25 @@ fn a_raft_log_left_by_a_deleted_file_is_not_taken_by_a_new_node() {
     }
     let left = dir.join("n3.redb.raft");
     assert!(left.join("vote").exists());
+
+    // A standalone file made on the path: the old log is not applied to
+    // it (it took the old node's writes), and `check` says whose it is.
+    std::fs::remove_file(dir.join("n3.redb")).unwrap();
+    assert_ok(&kvr(dir, &["--db", "n3.redb", "put", "alone-key", "v"]));
+    let stats = kvr(dir, &["--db", "n3.redb", "stats"]);
+    assert_ok(&stats);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        (stats["keys"].as_u64(), stats["revision"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let check = kvr(dir, &["--db", "n3.redb", "check"]);
+    assert_ok(&check);
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("not its own"),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     // A new cluster on the path: its own data only, itself its only
     // member, and it takes writes.
