@@ -29,6 +29,7 @@ serve() { # name db extra... -> prints the URL
   local name=$1 db=$2; shift 2
   $KVR --db "$W/$db" serve --listen 127.0.0.1:0 "$@" > "$W/$name.out" 2> "$W/$name.log" &
   echo $! >> "$W/pids"
+  echo "$name $!" >> "$W/names"
   for _ in $(seq 600); do grep -q '^listening' "$W/$name.out" 2>/dev/null && break; sleep 0.1; done
   sed -n 's/^listening on //p' "$W/$name.out"
 }
@@ -72,6 +73,13 @@ for round in 1 2; do
       tr '\r' '\n' | grep 'requests per second' | sed 's/^/redis (appendfsync always) c64 /'
   fi
 done
+# Resident memory once the rounds are done (the Raft log's index grows with
+# the entries since the last snapshot).
+printf 'resident memory after the rounds:'
+while read -r name pid; do
+  printf ' %s %s MB' "$name" "$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")"
+done < "$W/names"
+echo " (log index $(curl -s "$N1/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["committed"])'))"
 stop_all
 [ "$KILLS" -gt 0 ] || exit 0
 echo "== failover, default flags"
