@@ -112,16 +112,22 @@ impl BootRecord {
     }
 
     /// At a clean stop, with Raft stopped (nothing more to commit) and
-    /// the member caught up: syncs the commit index, then records `clean`,
+    /// the member caught up: syncs the log, then records `clean`,
     /// so the next start trusts the records in any boot. The `answered`
     /// record is sealed first ([`AnsweredRecord::seal`]: synced, and so
     /// is any raise after it, which this stop no longer covers).
+    ///
+    /// The log's segments are synced too: a leader may have committed and
+    /// applied entries that a majority of followers synced before its own
+    /// copy was, and after a reboot it replays them from its own log.
     pub fn record_clean_stop(&self, answered: &AnsweredRecord) -> io::Result<()> {
         answered.seal()?;
-        match File::open(self.dir.join(log_store::COMMITTED)) {
-            Ok(f) => f.sync_data()?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        for item in std::fs::read_dir(&self.dir)? {
+            let path = item?.path();
+            let segment = path.extension().is_some_and(|e| e == "seg");
+            if segment || path.file_name().is_some_and(|n| n == log_store::COMMITTED) {
+                File::open(&path)?.sync_data()?;
+            }
         }
         self.replace(&format!("{CLEAN}\n"))
     }
@@ -188,6 +194,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         std::fs::write(dir.join(log_store::COMMITTED), b"x").unwrap();
+        std::fs::write(dir.join("00000000000000000001.seg"), b"entries").unwrap();
         let (record, _) = open(dir, "a");
         let answered = AnsweredRecord::open(dir).unwrap();
         record.record_clean_stop(&answered).unwrap();
