@@ -26,7 +26,8 @@ start() { # NAME BINARY EXTRA: starts a server, sets PID_NAME and URL_NAME
   mkdir "$W/$1"
   cp "$BASE" "$W/$1/db.redb"
   # shellcheck disable=SC2086 # EXTRA is a list of flags
-  "$2" --db "$W/$1/db.redb" serve --listen 127.0.0.1:0 $3 > "$W/$1/out" 2> /dev/null &
+  # The access log (stderr) goes to a file, as a service's would.
+  "$2" --db "$W/$1/db.redb" serve --listen 127.0.0.1:0 $3 > "$W/$1/out" 2> "$W/$1/log" &
   printf -v "PID_$1" %s $!
   for _ in $(seq 100); do grep -q listening "$W/$1/out" 2>/dev/null && break; sleep 0.1; done
   printf -v "URL_$1" %s "$(sed -n 's/^listening on //p' "$W/$1/out")"
