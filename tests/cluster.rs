@@ -196,6 +196,19 @@ fn spawn_at(
     node
 }
 
+/// Each member's HTTP and raft addresses, to start it again on them.
+fn addresses(nodes: &[Node]) -> Vec<(String, String)> {
+    nodes
+        .iter()
+        .map(|n| {
+            (
+                n.url.trim_start_matches("http://").to_string(),
+                n.raft.clone(),
+            )
+        })
+        .collect()
+}
+
 fn stderr_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default()
 }

@@ -289,9 +289,11 @@ pub async fn start(
         // A new cluster's first node: there is nothing to catch up with.
         node.mark_recovered();
     } else {
-        if fresh || trusted {
-            // A new member never served; a restart in the same boot (a
-            // `kill -9`) or after a clean stop replays all it applied.
+        if fresh {
+            node.mark_new_member();
+        } else if trusted {
+            // A restart in the same boot (a `kill -9`) or after a clean
+            // stop replays all it applied.
             node.mark_stale_reads_safe();
         }
         // Catch up with the cluster once, so that readiness (and stale

@@ -407,15 +407,7 @@ fn a_member_restarted_alone_answers_stale_reads_unless_a_reboot_came_between() {
     wait_for(10, "node 3 to record its boot", || {
         std::fs::read_to_string(&record).ok().as_deref() == Some(this_boot.as_str())
     });
-    let addrs: Vec<(String, String)> = nodes
-        .iter()
-        .map(|n| {
-            (
-                n.url.trim_start_matches("http://").to_string(),
-                n.raft.clone(),
-            )
-        })
-        .collect();
+    let addrs = addresses(&nodes);
     for node in &mut nodes {
         kill9(node);
     }

@@ -47,15 +47,7 @@ fn a_killed_members_file_holds_what_it_applied_and_restores_a_cluster() {
             revision_of(n, true) == revision
         });
     }
-    let addrs: Vec<(String, String)> = nodes
-        .iter()
-        .map(|n| {
-            (
-                n.url.trim_start_matches("http://").to_string(),
-                n.raft.clone(),
-            )
-        })
-        .collect();
+    let addrs = addresses(&nodes);
     drop(nodes);
     let log_before = raft_log_files(dir, "n2");
 

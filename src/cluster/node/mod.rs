@@ -137,6 +137,8 @@ pub struct Node {
     /// Whether it has applied a read index of its cluster since it
     /// started: what readiness waits for (see [`Node::ready`]).
     caught_up: std::sync::atomic::AtomicBool,
+    /// Whether it joined at this start (for what `/readyz` says).
+    new_member: std::sync::atomic::AtomicBool,
     /// The highest revision answered here before it was applied here
     /// (see `answered.rs`).
     answered: Arc<AnsweredRecord>,
@@ -247,6 +249,7 @@ impl Node {
             membership_changes: tokio::sync::Mutex::new(()),
             recovered: std::sync::atomic::AtomicBool::new(false),
             caught_up: std::sync::atomic::AtomicBool::new(false),
+            new_member: std::sync::atomic::AtomicBool::new(false),
             answered: Arc::new(answered),
             boot: Arc::new(boot),
         }
@@ -288,6 +291,14 @@ impl Node {
         self.mark_stale_reads_safe();
         self.caught_up
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Marks a member that joined at this start: it never served, so its
+    /// stale reads need no read index first ([`Node::mark_stale_reads_safe`]).
+    pub fn mark_new_member(&self) {
+        self.new_member
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.mark_stale_reads_safe();
     }
 
     /// Marks a node whose stale reads cannot go below anything it said
@@ -1087,11 +1098,14 @@ impl Node {
     /// election timeout) and has applied nearly all it committed.
     pub fn ready(&self) -> std::result::Result<(), String> {
         self.liveness.ready(&self.metrics(), self.me.node_id)?;
-        if !self.recovered() {
-            return Err("restarted: not yet caught up with the cluster's commit index".into());
-        }
         if !self.caught_up() {
-            return Err("joined: not yet caught up with the cluster's commit index".into());
+            let how = match self.new_member.load(std::sync::atomic::Ordering::Acquire) {
+                true => "joined",
+                false => "restarted",
+            };
+            return Err(format!(
+                "{how}: not yet caught up with the cluster's commit index"
+            ));
         }
         Ok(())
     }
