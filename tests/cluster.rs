@@ -1690,9 +1690,11 @@ fn the_raft_log_is_snapshotted_by_bytes_as_well_as_entries() {
 /// what the member had applied and served (a LazyFS run of three members
 /// saw restarted members answer stale reads below their pre-crash
 /// revision). Here a follower is killed and its record of the commit index
-/// removed, as a power loss may leave it: every stale read it answers
-/// after the restart is at or above what it answered before, and
-/// `/readyz` says it has not caught up until it has.
+/// removed, as a power loss may leave it, and restarted while the others
+/// are paused: every stale read it answers after the restart is at or
+/// above what it answered before (it does not trust a boot record under a
+/// log whose commit index is gone), and `/readyz` says it has not caught
+/// up until it has.
 #[test]
 fn a_restarted_member_never_answers_below_its_revision_before() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1717,16 +1719,37 @@ fn a_restarted_member_never_answers_below_its_revision_before() {
         ),
     );
     drop(victim); // kill -9
-    // A power loss: the unsynced commit index lost, and (the machine
-    // rebooted) the boot record naming another boot. A kill -9 alone
-    // keeps the record, and the restart trusts it (`boot.rs`).
+    // The unsynced commit index lost, as a power loss may leave it. The
+    // boot record is left as a kill -9 leaves it (this boot): a start
+    // with no commit index under a log with entries does not trust it
+    // (`boot.rs`; after a reboot it names another boot anyway).
     let log_dir = dir.join(format!("{name}.redb.raft"));
     std::fs::remove_file(log_dir.join("committed")).unwrap();
-    std::fs::write(log_dir.join("boot"), "boot another-boot\n").unwrap();
+    // The others paused for its first second back: it cannot catch up,
+    // so a stale read answered then would show what it replayed alone.
+    let pause = |sig: &str| {
+        for node in &nodes {
+            let pid = node.child.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args([sig, &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+    };
+    pause("-STOP");
     let back = spawn_at(dir, &name, (&addrs.0, &addrs.1), &[], &[]);
     let mut answered = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let paused_until = std::time::Instant::now() + Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    let mut paused = true;
     while std::time::Instant::now() < deadline {
+        if paused && std::time::Instant::now() >= paused_until {
+            pause("-CONT");
+            paused = false;
+        }
         let (code, headers, body) = http(&back.url, "GET", "/v1/stats?consistency=stale", b"");
         if code == 200 {
             answered += 1;

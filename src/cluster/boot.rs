@@ -18,6 +18,10 @@
 //!   them, since only a reboot drops the page cache.
 //! - `clean`: a clean stop synced them, so they hold in any boot.
 //!
+//! Nor is either trusted when the commit index record itself is gone or
+//! torn under a log with entries (`start.rs`): a disk fault or a hand,
+//! not a crash, but the replay would stop short all the same.
+//!
 //! Anything else (no record, a torn one, another boot's) is not trusted:
 //! the member catches up with its cluster before its first stale read, as
 //! before, and only then records its boot. A start that trusts `clean`

@@ -215,6 +215,13 @@ pub async fn start(
     // Before Raft writes anything: a trusted clean stop is replaced here.
     let (boot, trusted) = BootRecord::open(&log_store::dir_of(&db))
         .map_err(|e| Error::io("cannot open the Raft log's boot record", e))?;
+    // A commit index record that is gone or torn (a disk fault, a hand)
+    // under a log with entries: the replay may stop short of what was
+    // applied, whatever the boot record says.
+    let committed_known = log_store::read_committed_in(&log_store::dir_of(&db))
+        .map_err(|e| Error::io("cannot read the Raft log's commit index", e))?
+        .is_some();
+    let trusted = trusted && (committed_known || log.last_index().is_none());
     let appended = log.appended();
     let me = Arc::new(Identity {
         cluster_id,
