@@ -178,12 +178,16 @@ pub fn open_store(
     mode: OpenMode,
     opts: &StoreOptions,
 ) -> Result<(Store, Option<Recovered>)> {
+    if mode.creates() {
+        crate::wal::refuse_without_database(path)?;
+    }
     let store = Store::open(path, mode, opts)?;
     let dir = crate::wal::dir_of(store.path());
     if !dir.is_dir() {
         return Ok((store, None));
     }
-    // A log beside a missing database: what it replays is a database.
+    // A log beside a new file (one with records was refused above, so
+    // this one replays nothing): the file it leaves is a database.
     store.publish_if_new()?;
     recover_as_serve(store, &dir, opts)
 }

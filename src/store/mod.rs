@@ -87,7 +87,8 @@ pub enum OpenMode {
 }
 
 impl OpenMode {
-    fn creates(self) -> bool {
+    /// Whether a missing file is created.
+    pub fn creates(self) -> bool {
         matches!(self, OpenMode::Create | OpenMode::CreateOnCommit)
     }
 }

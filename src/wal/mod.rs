@@ -52,7 +52,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use record::LogRecord;
-pub use recover::{Recovered, recover, recover_dir, replay, replay_with, verify};
+pub use recover::{
+    Recovered, recover, recover_dir, refuse_without_database, replay, replay_with, verify,
+};
 
 use crate::error::{Error, Result};
 use crate::types::{Applied, Op};

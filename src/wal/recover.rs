@@ -30,6 +30,28 @@ pub fn recover(store: &Store) -> Result<Option<Recovered>> {
     recover_dir(store, &dir_of(store.path()))
 }
 
+/// Refuses to make a new database at `db` beside a write-ahead log left by
+/// a file that is gone (deleted or moved since its server crashed): the
+/// log holds only the writes since that file's last flush, and replaying
+/// it made a new file hold some of the old database's keys and not the
+/// rest. A server's file exists before its log does (`serve` creates it
+/// at start), so only a hand makes this. Nothing is changed.
+pub fn refuse_without_database(db: &Path) -> Result<()> {
+    let dir = dir_of(db);
+    if std::fs::symlink_metadata(db).is_ok() || !dir.is_dir() || segments(&dir)?.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Corrupt(format!(
+        "{} holds the write-ahead log of a database file that is gone: {} is missing, and the \
+         log alone is not a database (it holds only the writes since that file's last flush); \
+         put {} back, or move {} aside to start a new database there",
+        dir.display(),
+        db.display(),
+        db.display(),
+        dir.display()
+    )))
+}
+
 /// [`recover`] from the log directory `dir` (tests keep the log of a
 /// database on a simulated disk apart).
 pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {

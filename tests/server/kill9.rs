@@ -248,3 +248,64 @@ fn acknowledged_writes_survive_kill_9_cycles() {
     assert!(!log.puts.is_empty(), "no write was acknowledged");
     assert_eq!((totals.1, totals.2), (0, 0), "lost writes or torn batches");
 }
+
+/// Every file in `dir`, with its bytes.
+fn files_in(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A server killed (`kill -9`) before its first flush, then its database
+/// file moved away with its write-ahead log left behind: a new file at
+/// that path is refused (exit 3, saying what to do) by the commands that
+/// would create one, `serve` included, and nothing changes. It used to
+/// replay the log into a new file, which then held the writes since the
+/// old file's last flush and none of those before. Put back, the file
+/// recovers every write.
+#[test]
+fn a_write_ahead_log_left_by_a_missing_database_is_not_made_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut s = Server::start(d, &[]);
+    for i in 0..5 {
+        let k = format!("k{i}");
+        assert_eq!(
+            http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(b"v")).status,
+            200
+        );
+    }
+    s.kill9();
+    let wal = d.join("db.redb.wal");
+    assert!(wal.is_dir());
+    std::fs::rename(d.join("db.redb"), d.join("moved.redb")).unwrap();
+    let before = files_in(&wal);
+    for args in [
+        &["--db", "db.redb", "put", "new", "v"][..],
+        &["--db", "db.redb", "batch"][..],
+        &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"][..],
+    ] {
+        let out = kvr(d, args, b"{\"key\":\"new\",\"value\":\"v\"}\n");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("write-ahead log of a database file that is gone"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!d.join("db.redb").exists(), "{args:?} made a new file");
+        assert_eq!(files_in(&wal), before, "{args:?} changed the log");
+    }
+    // Put back, the file and its log are the database again.
+    std::fs::rename(d.join("moved.redb"), d.join("db.redb")).unwrap();
+    let out = kvr(d, &["--db", "db.redb", "stats"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(stats["keys"], 5, "{stats}");
+}
