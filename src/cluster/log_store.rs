@@ -602,10 +602,6 @@ impl Inner {
             .ok_or_else(|| corrupt(format!("no Raft log segment holds entry {index}")))
     }
 
-    fn position(&self, index: u64) -> Option<usize> {
-        self.locs.position(index)
-    }
-
     /// The segment to append to, starting one at `index` when there is
     /// none or the last is full.
     fn segment_for(&mut self, index: u64, bytes: u64) -> io::Result<u64> {
@@ -809,7 +805,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
         let mut inner = self.lock();
         let keep = last.map_or(0, |l| l.index() + 1);
-        let Some(pos) = inner.position(keep) else {
+        let Some(pos) = inner.locs.position(keep) else {
             if inner.locs.first().is_some_and(|first| first > keep) {
                 // Everything goes, and the segments with it: the next
                 // entry starts a segment of its own (see `index.rs`).
@@ -936,7 +932,7 @@ pub(crate) mod tests {
     fn flip(dir: &Path, log: LogStore, index: u64) {
         let (path, at) = {
             let inner = log.lock();
-            let pos = inner.position(index).unwrap();
+            let pos = inner.locs.position(index).unwrap();
             let (_, place) = inner.locs.get(pos).unwrap();
             let segment = inner.segment_of(index).unwrap().0;
             let path = dir.join(format!("{segment:020}.seg"));
