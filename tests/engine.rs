@@ -125,7 +125,7 @@ fn start_with(
     let drop_releases = Arc::new(AtomicBool::new(false));
     let (engine, writer) = if into_store {
         let log = TestLog {
-            wal: Wal::create_in(dir, 4096).unwrap(),
+            wal: Wal::create_in(dir, 4096, store.assign_database_id().unwrap()).unwrap(),
             drop_releases: drop_releases.clone(),
         };
         Engine::start(store, Box::new(log), opts).unwrap()
@@ -1154,7 +1154,8 @@ fn a_log_of_an_earlier_release_is_flushed_whole_after_its_replay() {
             opts.history = HISTORY;
             opts.flush_part_keys = 3;
             opts.row_cache_bytes = ROW_CACHE_BYTES;
-            let log = EarlierReleaseLog(Wal::create_in(&dir, 4096).unwrap());
+            let owner = store.assign_database_id().unwrap();
+            let log = EarlierReleaseLog(Wal::create_in(&dir, 4096, owner).unwrap());
             let (engine, writer) = Engine::start(store, Box::new(log), opts.clone()).unwrap();
             let mut r = Running {
                 engine,

@@ -185,7 +185,8 @@ impl Rig {
     fn new(dir: PathBuf) -> Rig {
         let disk = SimDisk::default();
         let store = Store::open_with_backend(disk.clone(), &opts()).unwrap();
-        let wal = Wal::create_in(&dir, SEGMENT_BYTES).unwrap();
+        let owner = store.database_id().unwrap().unwrap();
+        let wal = Wal::create_in(&dir, SEGMENT_BYTES, owner).unwrap();
         Rig {
             disk,
             store: Some(store),
@@ -320,7 +321,8 @@ impl Rig {
             .into_iter()
             .find(|m| m.revision == revision)
             .unwrap_or_else(|| panic!("revision {revision} after a crash"));
-        self.wal = Some(Wal::create_in(&self.dir, SEGMENT_BYTES).unwrap());
+        let owner = self.store().database_id().unwrap().unwrap();
+        self.wal = Some(Wal::create_in(&self.dir, SEGMENT_BYTES, owner).unwrap());
         self.check();
     }
 

@@ -212,11 +212,13 @@ fn recover_as_serve(
         log_flush_failures: false,
         ..EngineOptions::new(memtable_bytes, usize::MAX)
     };
+    let database = store.database_id()?;
     let store = Arc::new(store);
     let (engine, mut writer) = Engine::start(store.clone(), Box::new(NoLog), engine_opts)?;
-    let replayed = crate::wal::replay_with(dir, engine.revision(), |ops, ends, records| {
-        writer.replay(ops, ends, records)
-    });
+    let replayed =
+        crate::wal::replay_with(dir, engine.revision(), database, |ops, ends, records| {
+            writer.replay(ops, ends, records)
+        });
     // On an error the writer is dropped unflushed: the log stays.
     let replayed = replayed?;
     if !writer.close() {
@@ -409,14 +411,21 @@ impl Engine {
         segment_bytes: u64,
         opts: EngineOptions,
     ) -> Result<(Arc<Engine>, EngineWriter, Option<Recovered>)> {
-        let (wal, old) = crate::wal::Wal::resume_in(dir, segment_bytes)?;
+        // A log of another file is refused before this file gets an id
+        // (an older kvr's file has none until its first server).
+        if dir.is_dir() {
+            crate::wal::check_owner(dir, store.database_id()?)?;
+        }
+        let owner = store.assign_database_id()?;
+        let (wal, old) = crate::wal::Wal::resume_in(dir, segment_bytes, owner)?;
         let (engine, mut writer) = Engine::start(store, Box::new(wal), opts)?;
         let Some(old) = old else {
             return Ok((engine, writer, None));
         };
-        let recovered = crate::wal::replay_with(dir, engine.revision(), |ops, ends, records| {
-            writer.replay(ops, ends, records)
-        })?;
+        let recovered =
+            crate::wal::replay_with(dir, engine.revision(), Some(owner), |ops, ends, records| {
+                writer.replay(ops, ends, records)
+            })?;
         if engine.read_tables().live.is_empty() {
             old.release()?;
         } else {

@@ -19,7 +19,9 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, TableError};
 
 use super::overlay::Overlay;
-use super::record::{self, DB_FORMAT, EXPIRY, KV, META, META_FORMAT, META_KEYS, META_REVISION};
+use super::record::{
+    self, DB_FORMAT, EXPIRY, KV, META, META_DATABASE_ID, META_FORMAT, META_KEYS, META_REVISION,
+};
 use crate::error::{Error, Result};
 use crate::jsonl::show_key;
 use crate::limits::MAX_KEY_BYTES;
@@ -186,7 +188,7 @@ fn check_present(
             return Ok(report);
         }
     }
-    if let Err(e) = check_records(&db, log_left, &mut report) {
+    if let Err(e) = check_records(&db, path, log_left, &mut report) {
         report.problem("file", format!("cannot be read: {e}"));
     }
     drop(guard);
@@ -225,7 +227,12 @@ fn check_log(path: &Path, report: &mut Report) -> bool {
 /// records before the counters that cover them, which its last part
 /// writes, and a crash between parts leaves the counters behind until the
 /// log is replayed (which settles them).
-fn check_records(db: &redb::Database, log_left: bool, report: &mut Report) -> Result<()> {
+fn check_records(
+    db: &redb::Database,
+    path: &Path,
+    log_left: bool,
+    report: &mut Report,
+) -> Result<()> {
     let rtx = db.begin_read()?;
     let meta = match rtx.open_table(META) {
         Ok(t) => t,
@@ -242,6 +249,12 @@ fn check_records(db: &redb::Database, log_left: bool, report: &mut Report) -> Re
             "table meta",
             format!("database format is {other:?}; this kvr reads format {DB_FORMAT}"),
         ),
+    }
+    if log_left {
+        let dir = crate::wal::dir_of(path);
+        if let Err(e) = crate::wal::check_owner(&dir, counter(META_DATABASE_ID)?) {
+            report.problem(format!("log {}", dir.display()), e.to_string());
+        }
     }
     report.cluster_marker = super::cluster::cluster_value(&rtx, super::cluster::APPLIED)?;
     report.cluster_member =

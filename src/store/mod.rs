@@ -50,7 +50,9 @@ pub use table::{
 
 use crate::error::{Error, Result};
 use crate::types::{Entry, Stats};
-use record::{DB_FORMAT, EXPIRY, KV, META, META_FORMAT, META_KEYS, META_REVISION};
+use record::{
+    DB_FORMAT, EXPIRY, KV, META, META_DATABASE_ID, META_FORMAT, META_KEYS, META_REVISION,
+};
 
 /// Smallest cache we configure: below this redb spends its time re-reading pages.
 pub const MIN_CACHE_MIB: u64 = 16;
@@ -256,6 +258,7 @@ impl Store {
                     wtx.open_table(EXPIRY)?;
                     let mut meta = wtx.open_table(META)?;
                     meta.insert(META_FORMAT, DB_FORMAT)?;
+                    meta.insert(META_DATABASE_ID, new_database_id()?)?;
                     meta.insert(META_REVISION, 0)?;
                     meta.insert(META_KEYS, 0)?;
                 }
@@ -264,6 +267,28 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         Ok(store)
+    }
+
+    /// The database's id (see `record::META_DATABASE_ID`); `None` for a
+    /// file made before ids, until [`Store::assign_database_id`].
+    pub fn database_id(&self) -> Result<Option<u64>> {
+        let rtx = self.begin_read()?;
+        let meta = rtx.open_table(META)?;
+        Ok(meta.get(META_DATABASE_ID)?.map(|g| g.value()))
+    }
+
+    /// The database's id, drawn and committed durably first if the file
+    /// has none yet (one made by an older kvr). Touches nothing else.
+    pub fn assign_database_id(&self) -> Result<u64> {
+        if let Some(id) = self.database_id()? {
+            return Ok(id);
+        }
+        let id = new_database_id()?;
+        let mut wtx = self.write_txn()?;
+        wtx.set_quick_repair(true);
+        wtx.open_table(META)?.insert(META_DATABASE_ID, id)?;
+        wtx.commit()?;
+        Ok(id)
     }
 
     /// Whether this open created the file.
@@ -469,6 +494,22 @@ impl Store {
             revision: snap.revision()?,
             file_bytes,
         })
+    }
+}
+
+/// A new database id: random and never 0 (which a write-ahead log
+/// segment's header holds when an older kvr wrote it).
+fn new_database_id() -> Result<u64> {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    loop {
+        let mut bytes = [0u8; 8];
+        rng.fill(&mut bytes)
+            .map_err(|_| Error::Storage("no randomness for a database id".into()))?;
+        let id = u64::from_le_bytes(bytes);
+        if id != 0 {
+            return Ok(id);
+        }
     }
 }
 

@@ -66,6 +66,11 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const META_REVISION: &str = "revision";
 pub(crate) const META_KEYS: &str = "keys";
 pub(crate) const META_FORMAT: &str = "format";
+/// A random number drawn when the file is created (or, for a file made
+/// before it existed, when a server first opens it): the server's
+/// write-ahead log carries it, so a log is never replayed into another
+/// database file put at its name (`crate::wal`).
+pub(crate) const META_DATABASE_ID: &str = "database_id";
 pub(crate) const META_HISTORY_OLDEST: &str = "history_oldest";
 pub(crate) const META_HISTORY_BYTES: &str = "history_bytes";
 pub(crate) const META_HISTORY_SHARED_NEWEST: &str = "history_shared_newest";

@@ -9,7 +9,9 @@
 //!
 //! **Files.** Segments live in `DB.wal/` beside the database, named by a
 //! hex sequence number (`0000000000000001.log`). A segment starts with the
-//! 16-byte header `KVRWAL01` + 8 zero bytes, and is preallocated (written
+//! 16-byte header `KVRWAL01` + the database's id (a random `u64` the file
+//! got when it was made, see `Store::database_id`; zero in a log an older
+//! kvr wrote), and is preallocated (written
 //! with zeros once) so a sync writes data blocks only, not file metadata.
 //! Records (layout in `record.rs`) follow back to back; a zero length or a
 //! failed checksum ends the segment. The checksum covers the segment's
@@ -33,7 +35,10 @@
 //! read the segments in sequence order; skip records whose first revision is
 //! at or below the database's (covered by a checkpoint); replay the others,
 //! which must continue the revisions without a gap, through the store's one
-//! write path (many records per transaction, sorted into runs); stop a
+//! write path (many records per transaction, sorted into runs), after
+//! checking that each segment is the database's own (a log whose header
+//! names another id was left by another file: `cp other.redb DB` over a
+//! crashed server's file; it is refused, and nothing is applied); stop a
 //! segment at its first invalid record (a torn tail, never acknowledged),
 //! unless an intact group follows it: that is damage, and the log is
 //! refused before anything is applied (`recover.rs`). Then make the store
@@ -53,7 +58,8 @@ use std::sync::Arc;
 
 pub use record::LogRecord;
 pub use recover::{
-    Recovered, recover, recover_dir, refuse_without_database, replay, replay_with, verify,
+    Recovered, check_owner, recover, recover_dir, refuse_without_database, replay, replay_with,
+    verify,
 };
 
 use crate::error::{Error, Result};
@@ -65,7 +71,8 @@ use spare::{SPARE, Spare};
 /// is zero-filled in tens of milliseconds once per server start.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
 
-/// The segment header: a magic with the format version, and 8 zero bytes.
+/// The segment header: a magic with the format version, and the id of the
+/// database the log belongs to (little-endian; 0 from an older kvr).
 const SEGMENT_MAGIC: &[u8; 8] = b"KVRWAL01";
 const SEGMENT_HEADER: u64 = 16;
 /// Zero-fill chunk when preallocating.
@@ -105,6 +112,8 @@ pub struct Wal {
     broken: bool,
     /// The first segment not yet handed out by [`Wal::seal`].
     unsealed_from: u64,
+    /// The database's id, in every segment's header.
+    owner: u64,
     /// Whether `spare.seg` (the next segment, zero-filled) exists.
     spare: Arc<Spare>,
     /// Makes a new spare whenever the writer takes it; stopped on drop.
@@ -118,38 +127,42 @@ pub struct Sealed {
     from: u64,
     through: u64,
     segment_bytes: u64,
+    owner: u64,
     spare: Arc<Spare>,
 }
 
 impl Wal {
-    /// Starts an empty log beside `db`. [`recover`] must have run (it does in
+    /// Starts an empty log beside the database `store` (giving the file an
+    /// id first if it has none). [`recover`] must have run (it does in
     /// `engine::open_store`), so no segment exists.
-    pub fn create(db: &Path) -> Result<Wal> {
-        Self::create_in(&dir_of(db), SEGMENT_BYTES)
+    pub fn create(store: &crate::store::Store) -> Result<Wal> {
+        let owner = store.assign_database_id()?;
+        Self::create_in(&dir_of(store.path()), SEGMENT_BYTES, owner)
     }
 
     /// [`Wal::create`] in the log directory `dir`, with segments of
-    /// `segment_bytes` (tests make them small to rotate often).
-    pub fn create_in(dir: &Path, segment_bytes: u64) -> Result<Wal> {
+    /// `segment_bytes` (tests make them small to rotate often), for the
+    /// database whose id is `owner`.
+    pub fn create_in(dir: &Path, segment_bytes: u64, owner: u64) -> Result<Wal> {
         let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
-        let (file, size) = new_segment(&dir, 1, segment_bytes)?;
+        let (file, size) = new_segment(&dir, 1, segment_bytes, owner)?;
         // A spare for the first seal, so it does not zero-fill on the
         // writer's path (seq 0 is never used otherwise).
-        new_segment(&dir, 0, segment_bytes)?;
+        new_segment(&dir, 0, segment_bytes, owner)?;
         let (zero, spare) = (segment_path(&dir, 0), dir.join(SPARE));
         std::fs::rename(&zero, &spare)
             .map_err(|e| Error::io(format!("cannot rename {}", zero.display()), e))?;
         sync_dir(&dir)?;
         let spare = Spare::new(true);
-        let helper = spare::Helper::start(&dir, segment_bytes, spare.clone())?;
+        let helper = spare::Helper::start(&dir, segment_bytes, owner, spare.clone())?;
         Ok(Wal::starting(
             dir,
             (file, size),
             1,
-            segment_bytes,
+            (segment_bytes, owner),
             spare,
             helper,
         ))
@@ -160,7 +173,7 @@ impl Wal {
         dir: PathBuf,
         (file, size): (File, u64),
         seq: u64,
-        segment_bytes: u64,
+        (segment_bytes, owner): (u64, u64),
         spare: Arc<Spare>,
         helper: spare::Helper,
     ) -> Wal {
@@ -177,6 +190,7 @@ impl Wal {
             buf: Vec::new(),
             broken: false,
             unsealed_from: seq,
+            owner,
             spare,
             helper,
         }
@@ -186,8 +200,10 @@ impl Wal {
     /// stay (a server replays them into memory, not into the store) and new
     /// groups go to a new segment after them. Returns the log, and the old
     /// segments as a sealed stretch to release once what they hold is
-    /// flushed (`None` when there were none: a new log).
-    pub fn resume_in(dir: &Path, segment_bytes: u64) -> Result<(Wal, Option<Sealed>)> {
+    /// flushed (`None` when there were none: a new log). The old segments
+    /// must be the database `owner`'s (or an older kvr's, with no id):
+    /// a log of another file is refused before anything is written.
+    pub fn resume_in(dir: &Path, segment_bytes: u64, owner: u64) -> Result<(Wal, Option<Sealed>)> {
         let old = if dir.is_dir() {
             recover::segment_range(dir)?
         } else {
@@ -197,17 +213,24 @@ impl Wal {
             if dir.is_dir() {
                 remove_dir(dir)?;
             }
-            return Ok((Self::create_in(dir, segment_bytes)?, None));
+            return Ok((Self::create_in(dir, segment_bytes, owner)?, None));
         };
+        recover::check_owner(dir, Some(owner))?;
         let next = last + 1;
-        let segment = new_segment(dir, next, segment_bytes)?;
-        let spare = Spare::new(dir.join(SPARE).is_file());
-        let helper = spare::Helper::start(dir, segment_bytes, spare.clone())?;
+        let segment = new_segment(dir, next, segment_bytes, owner)?;
+        let spare_path = dir.join(SPARE);
+        let ready = spare_path.is_file() && has_header(&spare_path, owner);
+        if !ready {
+            // None, or an older kvr's (no id): the helper makes one.
+            remove_file(&spare_path)?;
+        }
+        let spare = Spare::new(ready);
+        let helper = spare::Helper::start(dir, segment_bytes, owner, spare.clone())?;
         let wal = Wal::starting(
             dir.to_path_buf(),
             segment,
             next,
-            segment_bytes,
+            (segment_bytes, owner),
             spare.clone(),
             helper,
         );
@@ -216,6 +239,7 @@ impl Wal {
             from: first,
             through: last,
             segment_bytes,
+            owner,
             spare,
         };
         Ok((wal, Some(sealed)))
@@ -231,6 +255,7 @@ impl Wal {
             from: self.unsealed_from,
             through: self.seq,
             segment_bytes: self.segment_bytes,
+            owner: self.owner,
             spare: self.spare.clone(),
         };
         self.next_segment(self.segment_bytes)?;
@@ -263,7 +288,7 @@ impl Wal {
             (file, size)
         } else {
             drop(spare);
-            new_segment(&self.dir, next, needed)?
+            new_segment(&self.dir, next, needed, self.owner)?
         };
         self.older.push(self.seq);
         self.seq = next;
@@ -398,7 +423,7 @@ impl Wal {
                 .map_err(|e| Error::io(format!("cannot rename {}", from.display()), e))?;
         } else {
             // An oversized segment (one large batch) is not worth keeping.
-            let (file, size) = new_segment(&self.dir, next, self.segment_bytes)?;
+            let (file, size) = new_segment(&self.dir, next, self.segment_bytes, self.owner)?;
             remove_file(&from)?;
             self.file = file;
             self.size = size;
@@ -436,7 +461,9 @@ impl Sealed {
             for seq in self.from..=self.through {
                 let path = segment_path(&self.dir, seq);
                 let regular = std::fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
-                if !spare.ready && regular {
+                // A segment an older kvr wrote (no id in its header) is
+                // not recycled: the spare must say whose log it is.
+                if !spare.ready && regular && has_header(&path, self.owner) {
                     let to = self.dir.join(SPARE);
                     std::fs::rename(&path, &to)
                         .map_err(|e| Error::io(format!("cannot rename {}", path.display()), e))?;
@@ -471,8 +498,23 @@ pub fn records<'a>(requests: &'a [Vec<Op>], outcomes: &[Result<Applied>]) -> Vec
         .collect()
 }
 
+/// Whether the segment at `path` starts with the header of `owner`'s log.
+fn has_header(path: &Path, owner: u64) -> bool {
+    let mut header = [0u8; SEGMENT_HEADER as usize];
+    File::open(path).is_ok_and(|f| f.read_exact_at(&mut header, 0).is_ok())
+        && header == segment_header(owner)
+}
+
+/// The first bytes of each segment of `owner`'s log.
+fn segment_header(owner: u64) -> [u8; SEGMENT_HEADER as usize] {
+    let mut header = [0u8; SEGMENT_HEADER as usize];
+    header[..8].copy_from_slice(SEGMENT_MAGIC);
+    header[8..].copy_from_slice(&owner.to_le_bytes());
+    header
+}
+
 /// Creates a zero-filled segment of `size` bytes with its header, synced.
-fn new_segment(dir: &Path, seq: u64, size: u64) -> Result<(File, u64)> {
+fn new_segment(dir: &Path, seq: u64, size: u64, owner: u64) -> Result<(File, u64)> {
     let path = segment_path(dir, seq);
     let io = |e| Error::io(format!("cannot create {}", path.display()), e);
     let mut file = OpenOptions::new()
@@ -481,7 +523,7 @@ fn new_segment(dir: &Path, seq: u64, size: u64) -> Result<(File, u64)> {
         .create_new(true)
         .open(&path)
         .map_err(io)?;
-    let filled = fill(&mut file, size);
+    let filled = fill(&mut file, size, owner);
     if let Err(e) = filled {
         // A full disk: leave no half-made segment to block the next try.
         let _ = std::fs::remove_file(&path);
@@ -554,8 +596,8 @@ fn write_dsync(file: &File, buf: &[u8], pos: u64) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// Zero-fills `size` bytes, writes the header and syncs.
-fn fill(file: &mut File, size: u64) -> std::io::Result<()> {
+/// Zero-fills `size` bytes, writes `owner`'s header and syncs.
+fn fill(file: &mut File, size: u64, owner: u64) -> std::io::Result<()> {
     let zeros = vec![0u8; FILL_CHUNK];
     let mut left = size;
     while left > 0 {
@@ -566,7 +608,7 @@ fn fill(file: &mut File, size: u64) -> std::io::Result<()> {
         file.sync_data()?;
         left -= n as u64;
     }
-    file.write_all_at(SEGMENT_MAGIC, 0)?;
+    file.write_all_at(&segment_header(owner), 0)?;
     file.sync_all()
 }
 
@@ -652,7 +694,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("db.wal");
         let size = 64 << 10;
-        let mut wal = Wal::create_in(&dir, size).unwrap();
+        let mut wal = Wal::create_in(&dir, size, 7).unwrap();
         let ops = vec![Op::put("k", vec![7u8; 1000])];
         let mut revision = 1;
         for _ in 0..5 {
@@ -667,7 +709,7 @@ mod tests {
         // Every record is in the segments, in order: a replay continues the
         // revisions without a gap up to the last one.
         let mut reached = 0;
-        let recovered = recover::replay_with(&dir, 0, |ops, _, _| {
+        let recovered = recover::replay_with(&dir, 0, Some(7), |ops, _, _| {
             reached += ops.len() as u64;
             Ok(reached)
         })
@@ -685,7 +727,7 @@ mod tests {
         FORCE_PORTABLE.with(|f| f.set(true));
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("db.wal");
-        let mut wal = Wal::create_in(&dir, 64 << 10).unwrap();
+        let mut wal = Wal::create_in(&dir, 64 << 10, 7).unwrap();
         let first = wal.end().0;
         for revision in 1..=200u64 {
             let ops = vec![Op::put(format!("k{revision}"), vec![revision as u8; 1000])];
@@ -697,7 +739,7 @@ mod tests {
             "200 KB of records stayed in one 64 KiB segment"
         );
         let mut seen = Vec::new();
-        let recovered = recover::replay_with(&dir, 0, |ops, _, _| {
+        let recovered = recover::replay_with(&dir, 0, Some(7), |ops, _, _| {
             for op in ops {
                 seen.push(op);
             }
@@ -709,6 +751,76 @@ mod tests {
             .map(|r| Op::put(format!("k{r}"), vec![r as u8; 1000]))
             .collect();
         assert_eq!(seen, expected);
+        wal.remove().unwrap();
+    }
+
+    /// The id in the header of each segment (and of the spare) in `dir`.
+    fn header_ids(dir: &Path) -> Vec<(String, u64)> {
+        let mut ids: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log" || e == "seg"))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                assert_eq!(&bytes[..8], SEGMENT_MAGIC);
+                let id = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+                (p.file_name().unwrap().to_string_lossy().into_owned(), id)
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A log an older kvr left (no id in its headers) is resumed and
+    /// replayed, but none of its segments, nor its spare, is reused: every
+    /// segment written from then on names the database. A log of another
+    /// database is refused before anything is written.
+    #[test]
+    fn a_resumed_log_names_its_database_in_every_new_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        let size = 64 << 10;
+        let ops = vec![Op::put("k", vec![7u8; 1000])];
+        {
+            let mut old = Wal::create_in(&dir, size, 0).unwrap();
+            wait_for_spare(&dir, size);
+            for revision in 1..=100 {
+                old.append(&[(revision, &ops)]).unwrap();
+            }
+        } // a crash: the log stays
+        let old_headers = header_ids(&dir);
+        assert!(old_headers.len() >= 3, "{old_headers:?}");
+        assert!(old_headers.iter().all(|(_, id)| *id == 0));
+        // Another database's log: refused, and nothing written.
+        let foreign = tmp.path().join("other.wal");
+        drop(Wal::create_in(&foreign, size, 5).unwrap());
+        wait_for_spare(&foreign, size);
+        let foreign_headers = header_ids(&foreign);
+        let Err(Error::Corrupt(refused)) = Wal::resume_in(&foreign, size, 9) else {
+            panic!("another database's log was resumed");
+        };
+        assert!(
+            refused.contains("database id 0000000000000005"),
+            "{refused}"
+        );
+        assert_eq!(header_ids(&foreign), foreign_headers);
+        // The older log is resumed and replays whole.
+        let (mut wal, sealed) = Wal::resume_in(&dir, size, 9).unwrap();
+        let mut reached = 0;
+        let recovered = recover::replay_with(&dir, 0, Some(9), |ops, _, _| {
+            reached += ops.len() as u64;
+            Ok(reached)
+        })
+        .unwrap();
+        assert_eq!(recovered.revision, 100);
+        for revision in 101..=200 {
+            wal.append(&[(revision, &ops)]).unwrap();
+        }
+        sealed.unwrap().release().unwrap();
+        wait_for_spare(&dir, size);
+        let headers = header_ids(&dir);
+        assert!(headers.iter().all(|(_, id)| *id == 9), "{headers:?}");
+        assert!(headers.iter().any(|(name, _)| name == SPARE), "{headers:?}");
         wal.remove().unwrap();
     }
 

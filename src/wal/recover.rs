@@ -74,7 +74,7 @@ pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {
 /// it: what a running server does after reopening its database file.
 pub fn replay(store: &Store, dir: &Path) -> Result<Recovered> {
     let revision = store.snapshot()?.revision()?;
-    replay_with(dir, revision, |ops, _, records| {
+    replay_with(dir, revision, store.database_id()?, |ops, _, records| {
         let revision = store
             .apply(ops.into_iter().map(Ok), Commit::Buffered, usize::MAX)?
             .revision;
@@ -100,12 +100,16 @@ type Apply<'a> = dyn FnMut(Vec<Op>, &[usize], ReplayedRecords) -> Result<u64> + 
 /// replays into redb this way, the server's engine into its memory table.
 ///
 /// The log is first read through (`scan`): damage that would lose
-/// acknowledged writes is refused before anything is applied.
+/// acknowledged writes, or a segment of another database than `database`
+/// (the id of the file replayed into), is refused before anything is
+/// applied.
 pub fn replay_with(
     dir: &Path,
     revision: u64,
+    database: Option<u64>,
     mut apply: impl FnMut(Vec<Op>, &[usize], ReplayedRecords) -> Result<u64>,
 ) -> Result<Recovered> {
+    check_owner(dir, database)?;
     let plans = scan(dir, Some(revision))?;
     let mut state = Recovered {
         records: 0,
@@ -125,9 +129,64 @@ pub fn replay_with(
 
 /// Reads the log in `dir` without replaying it, for `kvr check`: an error
 /// names damage that no crash can leave (see `group_after_damage`), or
-/// revisions that go backwards.
+/// revisions that go backwards. ([`check_owner`] says whose log it is.)
 pub fn verify(dir: &Path) -> Result<()> {
     scan(dir, None).map(|_| ())
+}
+
+/// Refuses the log in `dir` if a segment's header names another database
+/// than `database` (the id of the file beside it; `None` for a file an
+/// older kvr made). A segment with no id (0), from an older kvr, is
+/// anyone's. Reads only the headers.
+pub fn check_owner(dir: &Path, database: Option<u64>) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    for seq in segments(dir)? {
+        let path = dir.join(format!("{seq:016x}.log"));
+        let mut header = [0u8; SEGMENT_HEADER as usize];
+        let read = std::fs::File::open(&path).and_then(|f| f.read_exact_at(&mut header, 0));
+        match read {
+            Ok(()) => owned(dir, &header, database)?,
+            // Shorter than a header: created but never given one.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a segment that starts with the header `bytes` may be replayed
+/// into the database `database`: an error names both ids when it may not.
+fn owned(dir: &Path, bytes: &[u8], database: Option<u64>) -> Result<()> {
+    let id = bytes
+        .get(SEGMENT_MAGIC.len()..SEGMENT_HEADER as usize)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice())
+        || id == 0
+        || Some(id) == database
+    {
+        return Ok(());
+    }
+    // The database beside it: `dir` is `DB.wal` (`dir_of`).
+    let db = {
+        use std::os::unix::ffi::OsStrExt;
+        let name = dir.as_os_str().as_bytes();
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
+            name.strip_suffix(b".wal").unwrap_or(name),
+        ))
+    };
+    let theirs = database.map_or("no id: made by an older kvr".to_string(), |d| {
+        format!("database id {d:016x}")
+    });
+    Err(Error::Corrupt(format!(
+        "{} is the write-ahead log of another database (database id {id:016x}), not of {} \
+         ({theirs}): a database file was put in place of the one whose server crashed, and \
+         replaying that log would mix another database's writes into it; nothing was changed. \
+         Move {} aside (it belongs beside the file it came from, which replays it)",
+        dir.display(),
+        db.display(),
+        dir.display()
+    )))
 }
 
 /// What the replay reads of a segment, as [`scan`] checked it: its
@@ -406,7 +465,7 @@ mod tests {
     /// A log of `groups` (each a list of revisions, one put per record,
     /// written with one append), and its one segment's path.
     fn log_of(dir: &Path, groups: &[&[u64]]) -> (Wal, std::path::PathBuf) {
-        let mut wal = Wal::create_in(dir, 1 << 20).unwrap();
+        let mut wal = Wal::create_in(dir, 1 << 20, 7).unwrap();
         for group in groups {
             let ops: Vec<Vec<Op>> = group
                 .iter()
@@ -447,7 +506,7 @@ mod tests {
     fn replay(dir: &Path, held: u64) -> Result<(u64, Vec<Vec<u8>>)> {
         let mut keys = Vec::new();
         let mut reached = held;
-        let got = replay_with(dir, held, |ops, _, _| {
+        let got = replay_with(dir, held, Some(7), |ops, _, _| {
             reached += ops.len() as u64;
             keys.extend(ops.into_iter().map(|op| op.key));
             Ok(reached)
@@ -479,7 +538,7 @@ mod tests {
         // Nothing is applied once the damage is found: the database stays
         // as it was flushed.
         assert!(message.contains("at revision 0"), "{message}");
-        assert!(replay_with(&dir, 0, |_, _, _| panic!("applied")).is_err());
+        assert!(replay_with(&dir, 0, Some(7), |_, _, _| panic!("applied")).is_err());
         let Err(Error::Corrupt(checked)) = verify(&dir) else {
             panic!("verify missed the damage");
         };

@@ -74,13 +74,18 @@ pub(super) struct Helper {
 impl Helper {
     /// Starts the helper for the log in `dir`, whose segments are
     /// `segment_bytes` long.
-    pub(super) fn start(dir: &Path, segment_bytes: u64, spare: Arc<Spare>) -> Result<Helper> {
+    pub(super) fn start(
+        dir: &Path,
+        segment_bytes: u64,
+        owner: u64,
+        spare: Arc<Spare>,
+    ) -> Result<Helper> {
         // A fill a crash interrupted.
         let _ = std::fs::remove_file(dir.join(FILLING));
         let (dir, shared) = (dir.to_path_buf(), spare.clone());
         let thread = std::thread::Builder::new()
             .name("kvr-wal-spare".into())
-            .spawn(move || run(&dir, segment_bytes, &shared))
+            .spawn(move || run(&dir, segment_bytes, owner, &shared))
             .map_err(|e| Error::io("cannot start the log's helper thread", e))?;
         Ok(Helper {
             spare,
@@ -99,7 +104,7 @@ impl Drop for Helper {
     }
 }
 
-fn run(dir: &Path, segment_bytes: u64, spare: &Spare) {
+fn run(dir: &Path, segment_bytes: u64, owner: u64, spare: &Spare) {
     let filling = dir.join(FILLING);
     loop {
         {
@@ -119,7 +124,7 @@ fn run(dir: &Path, segment_bytes: u64, spare: &Spare) {
             }
             continue;
         }
-        let made = fill_new(&filling, segment_bytes).and_then(|()| {
+        let made = fill_new(&filling, segment_bytes, owner).and_then(|()| {
             let mut s = spare.lock();
             if s.ready || s.stopping {
                 // A released segment was recycled meanwhile.
@@ -159,12 +164,12 @@ fn room_for(dir: &Path, size: u64) -> bool {
 }
 
 /// Creates `path` as a zero-filled segment of `size` bytes, synced.
-fn fill_new(path: &Path, size: u64) -> std::io::Result<()> {
+fn fill_new(path: &Path, size: u64, owner: u64) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)?;
-    super::fill(&mut file, size)
+    super::fill(&mut file, size, owner)
 }

@@ -309,3 +309,165 @@ fn a_write_ahead_log_left_by_a_missing_database_is_not_made_a_new_one() {
     let stats: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(stats["keys"], 5, "{stats}");
 }
+
+/// A crashed server's log is tied to its file by the database id in each
+/// segment's header: another database file put at its name (`cp
+/// other.redb db.redb`, a restore of the wrong file) is not given that
+/// log's writes. Every command refuses, exit 3, and changes nothing; the
+/// log still replays into the file it came from. A log an older kvr wrote
+/// (no id in its header) is replayed as before.
+#[test]
+fn a_write_ahead_log_is_never_replayed_into_another_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut s = Server::start(d, &[]);
+    for i in 0..5 {
+        let k = format!("k{i}");
+        assert_eq!(
+            http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(b"v")).status,
+            200
+        );
+    }
+    s.kill9();
+    let wal = d.join("db.redb.wal");
+    assert!(wal.is_dir());
+    let out = kvr(d, &["--db", "other.redb", "put", "x", "y"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::rename(d.join("db.redb"), d.join("crashed.redb")).unwrap();
+    std::fs::copy(d.join("other.redb"), d.join("db.redb")).unwrap();
+    let before = files_in(&wal);
+    for args in [
+        &["--db", "db.redb", "stats"][..],
+        &["--db", "db.redb", "get", "x"][..],
+        &["--db", "db.redb", "range"][..],
+        &["--db", "db.redb", "put", "new", "v"][..],
+        &["--db", "db.redb", "batch"][..],
+        &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"][..],
+    ] {
+        let out = kvr(d, args, b"{\"key\":\"new\",\"value\":\"v\"}\n");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is the write-ahead log of another database"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(files_in(&wal), before, "{args:?} changed the log");
+    }
+    let out = kvr(d, &["--db", "db.redb", "check"], b"");
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains("write-ahead log of another database"),
+        "{said}"
+    );
+    // Moved aside, the file is the other database, untouched.
+    std::fs::rename(&wal, d.join("crashed.redb.wal")).unwrap();
+    let out = kvr(d, &["--db", "db.redb", "range"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["key"], "x");
+    assert_eq!(lines[0]["revision"], 1);
+    // Beside the file it came from, the log replays, also when an older
+    // kvr wrote it (its headers hold no id).
+    for entry in std::fs::read_dir(d.join("crashed.redb.wal")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            assert_eq!(&bytes[..8], b"KVRWAL01");
+            assert_ne!(bytes[8..16], [0; 8], "a new log names its database");
+            bytes[8..16].fill(0);
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    let out = kvr(d, &["--db", "crashed.redb", "stats"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(stats["keys"], 5, "{stats}");
+    assert_eq!(stats["revision"], 5, "{stats}");
+    assert!(!d.join("crashed.redb.wal").exists());
+}
+
+/// The database ids of a file (`meta`'s `database_id`, `None` in a file an
+/// older kvr made) and of each segment of its log (0: an older kvr's).
+fn database_ids(db: &std::path::Path) -> (Option<u64>, Vec<u64>) {
+    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let file = {
+        let rdb = redb::Database::open(db).unwrap();
+        let rtx = redb::ReadableDatabase::begin_read(&rdb).unwrap();
+        let meta = rtx.open_table(META).unwrap();
+        meta.get("database_id").unwrap().map(|g| g.value())
+    };
+    let mut name = db.as_os_str().to_owned();
+    name.push(".wal");
+    let mut segments: Vec<(String, u64)> = std::fs::read_dir(std::path::PathBuf::from(name))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .map(|p| {
+                    let bytes = std::fs::read(&p).unwrap();
+                    let id = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+                    (p.display().to_string(), id)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    segments.sort();
+    (file, segments.into_iter().map(|(_, id)| id).collect())
+}
+
+/// Removes a file's database id, as in a file an older kvr made.
+fn forget_database_id(db: &std::path::Path) {
+    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let rdb = redb::Database::open(db).unwrap();
+    let wtx = rdb.begin_write().unwrap();
+    wtx.open_table(META).unwrap().remove("database_id").unwrap();
+    wtx.commit().unwrap();
+}
+
+/// A file an older kvr made has no database id: its first server gives it
+/// one, durably, before its log's first segment names it. A log that
+/// names a database is never replayed into a file with no id (another
+/// file, put in its place).
+#[test]
+fn an_older_file_gets_its_database_id_from_its_first_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("db.redb");
+    let out = kvr(d, &["--db", "db.redb", "put", "old", "v"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (made, _) = database_ids(&db);
+    assert!(made.is_some_and(|id| id != 0), "a new file has an id");
+    let out = kvr(d, &["--db", "db.redb", "compact"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(database_ids(&db).0, made, "compaction keeps the id");
+    forget_database_id(&db);
+    assert_eq!(database_ids(&db), (None, vec![]));
+    let mut s = Server::start(d, &[]);
+    assert_eq!(
+        http("PUT", &format!("{}/v1/kv/new", s.url), &[], Some(b"v")).status,
+        200
+    );
+    s.kill9();
+    let (id, segments) = database_ids(&db);
+    let id = id.expect("the server gave the file an id");
+    assert_ne!(Some(id), made, "drawn anew");
+    assert!(
+        !segments.is_empty() && segments.iter().all(|&s| s == id),
+        "{segments:?}"
+    );
+    // Its id gone again, the file is not the one the log names.
+    forget_database_id(&db);
+    let out = kvr(d, &["--db", "db.redb", "stats"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(no id: made by an older kvr)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(database_ids(&db).1, segments, "the log is unchanged");
+}

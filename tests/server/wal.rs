@@ -45,7 +45,7 @@ fn replay_restores_acknowledged_groups_and_drops_a_torn_tail() {
     let checkpointed = dir.path().join("checkpointed.redb");
     {
         let store = Store::open(&db, OpenMode::Create, &opts()).unwrap();
-        let mut wal = Wal::create(&db).unwrap();
+        let mut wal = Wal::create(&store).unwrap();
         logged_group(&store, &mut wal, 1, 10);
         store.checkpoint().unwrap();
         wal.checkpointed().unwrap();
@@ -89,7 +89,7 @@ fn a_recycled_segment_does_not_replay_old_records() {
     let db = dir.path().join("db.redb");
     {
         let store = Store::open(&db, OpenMode::Create, &opts()).unwrap();
-        let mut wal = Wal::create(&db).unwrap();
+        let mut wal = Wal::create(&store).unwrap();
         logged_group(&store, &mut wal, 1, 50);
         store.checkpoint().unwrap();
         wal.checkpointed().unwrap();
@@ -110,7 +110,7 @@ fn a_discarded_group_never_replays() {
     let checkpointed = dir.path().join("checkpointed.redb");
     {
         let store = Store::open(&db, OpenMode::Create, &opts()).unwrap();
-        let mut wal = Wal::create(&db).unwrap();
+        let mut wal = Wal::create(&store).unwrap();
         std::fs::copy(&db, &checkpointed).unwrap();
         // Five requests logged, then the commit fails (the hook errs after
         // logging, as a failing redb commit would): nothing is applied.
