@@ -28,7 +28,7 @@ use super::log_store::{self, LogStore};
 use super::state_machine::{Marker, StateMachine};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
-use crate::store::cluster::{APPLIED, IDENTITY};
+use crate::store::cluster::APPLIED;
 use crate::store::{OpenMode, Store, StoreOptions};
 
 type LogId = LogIdOf<TypeConfig>;
@@ -102,9 +102,10 @@ fn unapplied(store: &Store, path: &Path) -> Result<Option<LogId>> {
     // A log beside a file that is not a member was left by a member file
     // deleted since: not this file's (a new file there took the old
     // node's writes). `serve --cluster-init`/`--join` removes it.
-    if store.cluster_value(IDENTITY)?.is_none() {
+    let Some(identity) = super::start::identity_of(store)? else {
         return Ok(None);
-    }
+    };
+    super::owner::check(&log_store::dir_of(path), path, &identity)?;
     let applied = applied_index(store.cluster_value(APPLIED)?.as_deref())?;
     committed_after(path, applied)
 }
@@ -223,7 +224,11 @@ mod tests {
         let path = tmp.path().join("m.redb");
         let member = Store::open(&path, OpenMode::Create, &StoreOptions::default()).unwrap();
         // A member's file (a log beside any other file is not its own).
-        member.set_cluster_value(IDENTITY, b"member").unwrap();
+        // (postcard encodes `StoredIdentity` as this pair.)
+        let identity = postcard::to_allocvec(&("c0ffee", 1u64)).unwrap();
+        member
+            .set_cluster_value(crate::store::cluster::IDENTITY, &identity)
+            .unwrap();
         drop(member);
         let dir = log_store::dir_of(&path);
         let mut log = LogStore::open(&dir).unwrap();

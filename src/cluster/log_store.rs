@@ -441,7 +441,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-fn read_small<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+pub(super) fn read_small<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
     match std::fs::read(path) {
         Ok(bytes) => postcard::from_bytes(&bytes)
             .map(Some)
@@ -452,7 +452,7 @@ fn read_small<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
 }
 
 /// Replaces `dir/name` with `value`, durably.
-fn write_small<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+pub(super) fn write_small<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
     replace(dir, name, value, true)
 }
 

@@ -27,6 +27,7 @@ pub mod liveness;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod owner;
 pub mod read_batch;
 pub mod snapshot_extras;
 pub mod start;

@@ -16,6 +16,7 @@ use super::boot::BootRecord;
 use super::log_store::{self, LogStore};
 use super::network::{Identity, Network, full};
 use super::node::{JoinAnswer, JoinRequest, Node, first_members};
+use super::owner;
 use super::state_machine::StateMachine;
 use super::types::{Member, NodeId};
 use crate::engine::history::HistoryBounds;
@@ -104,12 +105,17 @@ fn mode(tls: bool) -> &'static str {
 
 /// The identity in a database file, if it is a cluster member.
 pub fn identity_of(store: &Store) -> Result<Option<(String, NodeId)>> {
-    let Some(bytes) = store.cluster_value(IDENTITY)? else {
-        return Ok(None);
-    };
-    let id: StoredIdentity = postcard::from_bytes(&bytes)
+    store
+        .cluster_value(IDENTITY)?
+        .map(|bytes| decode_identity(&bytes))
+        .transpose()
+}
+
+/// A member's identity as stored in its file: cluster id, node id.
+pub fn decode_identity(bytes: &[u8]) -> Result<(String, NodeId)> {
+    let id: StoredIdentity = postcard::from_bytes(bytes)
         .map_err(|e| Error::Corrupt(format!("bad cluster identity: {e}")))?;
-    Ok(Some((id.cluster_id, id.node_id)))
+    Ok((id.cluster_id, id.node_id))
 }
 
 /// While a new node waits for its id: dropped before [`DiscardUnjoined::keep`],
@@ -208,8 +214,13 @@ pub async fn start(
     let (engine, writer) = Engine::start_replicated(Arc::new(store), engine_opts)?;
     let sm = StateMachine::new(engine.clone(), writer)?.noting_history_bounds();
     let engine_writer = sm.writer();
-    let log = LogStore::open(&log_store::dir_of(&db))
-        .map_err(|e| Error::io("cannot open the Raft log", e))?;
+    let identity = (cluster_id.clone(), node_id);
+    let log_dir = log_store::dir_of(&db);
+    if log_dir.is_dir() {
+        owner::check(&log_dir, &db, &identity)?;
+    }
+    let log = LogStore::open(&log_dir).map_err(|e| Error::io("cannot open the Raft log", e))?;
+    owner::record(&log_dir, &identity)?;
     let answered = AnsweredRecord::open(&log_store::dir_of(&db))
         .map_err(|e| Error::io("cannot open the Raft log's answered-revision record", e))?;
     // Before Raft writes anything: a trusted clean stop is replaced here.

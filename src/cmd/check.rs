@@ -45,9 +45,10 @@ pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     };
     let mut report = crate::store::check(&g.db, cache, opts.lock_timeout)
         .map_err(|e| e.for_file_command("check"))?;
-    if report.cluster_member {
-        check_raft_log(g, &mut report);
-        note_unapplied_raft_log(g, &report);
+    if report.cluster_identity.is_some() {
+        if check_raft_log(g, &mut report) {
+            note_unapplied_raft_log(g, &report);
+        }
     } else {
         note_stale_raft_log(g);
     }
@@ -108,14 +109,33 @@ pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
 }
 
 /// A cluster member's Raft log that its next start would refuse (damaged,
-/// not torn) is a problem of the file's too.
-fn check_raft_log(g: &Global, report: &mut crate::store::Report) {
+/// not torn, or another member's) is a problem of the file's too. Whether
+/// the log is the file's own.
+fn check_raft_log(g: &Global, report: &mut crate::store::Report) -> bool {
     let dir = crate::cluster::log_store::dir_of(&g.db);
-    if dir.is_dir()
-        && let Err(e) = crate::cluster::log_store::verify(&dir)
-    {
-        report.problem(format!("raft log {}", dir.display()), e.to_string());
+    if !dir.is_dir() {
+        return true;
     }
+    let place = format!("raft log {}", dir.display());
+    // Another member's log (its file was replaced): not this file's, so
+    // not checked as its.
+    let owned = report
+        .cluster_identity
+        .as_deref()
+        .map(crate::cluster::start::decode_identity)
+        .transpose()
+        .and_then(|id| match id {
+            Some(id) => crate::cluster::owner::check(&dir, &g.db, &id),
+            None => Ok(()),
+        });
+    if let Err(e) = owned {
+        report.problem(place, e.to_string());
+        return false;
+    }
+    if let Err(e) = crate::cluster::log_store::verify(&dir) {
+        report.problem(place, e.to_string());
+    }
+    true
 }
 
 /// A Raft log beside a file that is not a member's was left by a member

@@ -46,8 +46,9 @@ pub struct Report {
     /// A cluster member's state machine marker (`cluster::APPLIED`), which
     /// says what of its Raft log the file holds.
     pub cluster_marker: Option<Vec<u8>>,
-    /// Whether the file is a cluster member's (it holds an identity).
-    pub cluster_member: bool,
+    /// A cluster member's identity (`cluster::IDENTITY`, as stored); `None`
+    /// for a file that is not a member's.
+    pub cluster_identity: Option<Vec<u8>>,
     pub problems: Vec<Problem>,
 }
 
@@ -257,8 +258,7 @@ fn check_records(
         }
     }
     report.cluster_marker = super::cluster::cluster_value(&rtx, super::cluster::APPLIED)?;
-    report.cluster_member =
-        super::cluster::cluster_value(&rtx, super::cluster::IDENTITY)?.is_some();
+    report.cluster_identity = super::cluster::cluster_value(&rtx, super::cluster::IDENTITY)?;
     let revision = counter(META_REVISION)?;
     let keys_counter = counter(META_KEYS)?;
     if revision.is_none() {

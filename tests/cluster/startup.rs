@@ -225,3 +225,95 @@ fn a_raft_log_left_by_a_deleted_file_is_not_taken_by_a_new_node() {
         "the joiner replayed writes of another cluster"
     );
 }
+
+/// The bytes of each file in `dir`, by name.
+fn files_of(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// A Raft log records whose it is (`DB.raft/member`): another member's
+/// file copied over a member's (`cp n2.redb n3.redb`, a restore of the
+/// wrong file) took `n3.redb.raft` as its own, and started as node 2 with
+/// node 3's log and votes. Every command refuses now, exit 3, changing
+/// nothing; the log still serves the file it came from. A log from before
+/// the record (an older kvr's) is taken and recorded.
+#[test]
+fn a_raft_log_is_not_taken_by_another_members_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    assert_ok(&put(dir, &nodes[0], "k", "v"));
+    let revision = revision_of(&nodes[0], false);
+    wait_for(10, "node 3 to apply the write", || {
+        revision_of(&nodes[2], true) == revision
+    });
+    let places = addresses(&nodes);
+    for node in &mut nodes {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+    let log = dir.join("n3.redb.raft");
+    assert!(
+        log.join("member").exists(),
+        "a member records its log's owner"
+    );
+    std::fs::rename(dir.join("n3.redb"), dir.join("n3-own.redb")).unwrap();
+    std::fs::copy(dir.join("n2.redb"), dir.join("n3.redb")).unwrap();
+    let before = files_of(&log);
+    let refusal = "is the Raft log of node 3 of cluster";
+    for args in [
+        &["--db", "n3.redb", "stats"][..],
+        &["--db", "n3.redb", "get", "k"][..],
+        &["--db", "n3.redb", "put", "x", "y"][..],
+    ] {
+        let out = kvr(dir, args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(refusal), "{args:?}: {said}");
+        assert_eq!(files_of(&log), before, "{args:?} changed the log");
+    }
+    let (listen, raft) = &places[2];
+    let out = kvr(
+        dir,
+        &[
+            "--db",
+            "n3.redb",
+            "serve",
+            "--listen",
+            listen,
+            "--raft-listen",
+            raft,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(refusal), "{said}");
+    assert_eq!(files_of(&log), before, "serve changed the log");
+    let check = kvr(dir, &["--db", "n3.redb", "check"]);
+    assert_eq!(check.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(said.contains(refusal), "{said}");
+
+    // Its own file back, with the log's record gone (an older kvr's log):
+    // the node starts, catches up, and records the log's owner again.
+    std::fs::rename(dir.join("n3-own.redb"), dir.join("n3.redb")).unwrap();
+    std::fs::remove_file(log.join("member")).unwrap();
+    let mut restarted = Vec::new();
+    for (i, name) in ["n1", "n2", "n3"].iter().enumerate() {
+        let (listen, raft) = &places[i];
+        restarted.push(spawn_at(dir, name, (listen, raft), &[], &[]));
+    }
+    wait_for(20, "node 3 to be ready", || {
+        http(&restarted[2].url, "GET", "/readyz", b"").0 == 200
+    });
+    assert_eq!(get(dir, &restarted[2], "k").stdout, b"v");
+    assert!(log.join("member").exists());
+}
