@@ -160,16 +160,7 @@ fn a_node_waiting_to_join_stops_on_sigterm_with_exit_0() {
 fn a_raft_log_left_by_a_deleted_file_is_not_taken_by_a_new_node() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut old = three(dir, &[]);
-    assert_ok(&put(dir, &old[0], "old-key", "old"));
-    let revision = revision_of(&old[0], false);
-    wait_for(10, "node 3 to apply the write", || {
-        revision_of(&old[2], true) == revision
-    });
-    for node in &mut old {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
-    }
+    three_killed_after_a_write(dir, "old-key", "old");
     let left = dir.join("n3.redb.raft");
     assert!(left.join("vote").exists());
 
@@ -226,6 +217,23 @@ fn a_raft_log_left_by_a_deleted_file_is_not_taken_by_a_new_node() {
     );
 }
 
+/// Three members that applied the write KEY=VALUE, then all killed
+/// (`kill -9`); their addresses, to start them again on.
+fn three_killed_after_a_write(dir: &Path, key: &str, value: &str) -> Vec<(String, String)> {
+    let mut nodes = three(dir, &[]);
+    assert_ok(&put(dir, &nodes[0], key, value));
+    let revision = revision_of(&nodes[0], false);
+    wait_for(10, "node 3 to apply the write", || {
+        revision_of(&nodes[2], true) == revision
+    });
+    let places = addresses(&nodes);
+    for node in &mut nodes {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+    places
+}
+
 /// The bytes of each file in `dir`, by name.
 fn files_of(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
@@ -249,17 +257,7 @@ fn files_of(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 fn a_raft_log_is_not_taken_by_another_members_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = three(dir, &[]);
-    assert_ok(&put(dir, &nodes[0], "k", "v"));
-    let revision = revision_of(&nodes[0], false);
-    wait_for(10, "node 3 to apply the write", || {
-        revision_of(&nodes[2], true) == revision
-    });
-    let places = addresses(&nodes);
-    for node in &mut nodes {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
-    }
+    let places = three_killed_after_a_write(dir, "k", "v");
     let log = dir.join("n3.redb.raft");
     assert!(
         log.join("member").exists(),

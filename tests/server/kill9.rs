@@ -263,6 +263,34 @@ fn files_in(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Runs each command in `d` (a batch gets one line on stdin): each must
+/// exit 3 saying `refusal`, and leave `d/db.redb.wal` byte for byte as it
+/// was.
+fn refused_by_each(d: &std::path::Path, commands: &[&[&str]], refusal: &str) {
+    let wal = d.join("db.redb.wal");
+    let before = files_in(&wal);
+    for args in commands {
+        let out = kvr(d, args, b"{\"key\":\"new\",\"value\":\"v\"}\n");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(refusal), "{args:?}: {}", stderr(&out));
+        assert_eq!(files_in(&wal), before, "{args:?} changed the log");
+    }
+}
+
+/// A server on `d/db.redb` killed (`kill -9`) after five acknowledged
+/// PUTs (`k0`..`k4`), which its write-ahead log alone holds.
+fn crash_after_five_writes(d: &std::path::Path) {
+    let mut s = Server::start(d, &[]);
+    for i in 0..5 {
+        let k = format!("k{i}");
+        assert_eq!(
+            http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(b"v")).status,
+            200
+        );
+    }
+    s.kill9();
+}
+
 /// A server killed (`kill -9`) before its first flush, then its database
 /// file moved away with its write-ahead log left behind: a new file at
 /// that path is refused (exit 3, saying what to do) by the commands that
@@ -274,34 +302,20 @@ fn files_in(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 fn a_write_ahead_log_left_by_a_missing_database_is_not_made_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut s = Server::start(d, &[]);
-    for i in 0..5 {
-        let k = format!("k{i}");
-        assert_eq!(
-            http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(b"v")).status,
-            200
-        );
-    }
-    s.kill9();
+    crash_after_five_writes(d);
     let wal = d.join("db.redb.wal");
     assert!(wal.is_dir());
     std::fs::rename(d.join("db.redb"), d.join("moved.redb")).unwrap();
-    let before = files_in(&wal);
-    for args in [
-        &["--db", "db.redb", "put", "new", "v"][..],
-        &["--db", "db.redb", "batch"][..],
-        &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"][..],
-    ] {
-        let out = kvr(d, args, b"{\"key\":\"new\",\"value\":\"v\"}\n");
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("write-ahead log of a database file that is gone"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-        assert!(!d.join("db.redb").exists(), "{args:?} made a new file");
-        assert_eq!(files_in(&wal), before, "{args:?} changed the log");
-    }
+    refused_by_each(
+        d,
+        &[
+            &["--db", "db.redb", "put", "new", "v"][..],
+            &["--db", "db.redb", "batch"][..],
+            &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"][..],
+        ],
+        "write-ahead log of a database file that is gone",
+    );
+    assert!(!d.join("db.redb").exists(), "a new file was made");
     // Put back, the file and its log are the database again.
     std::fs::rename(d.join("moved.redb"), d.join("db.redb")).unwrap();
     let out = kvr(d, &["--db", "db.redb", "stats"], b"");
@@ -320,39 +334,25 @@ fn a_write_ahead_log_left_by_a_missing_database_is_not_made_a_new_one() {
 fn a_write_ahead_log_is_never_replayed_into_another_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut s = Server::start(d, &[]);
-    for i in 0..5 {
-        let k = format!("k{i}");
-        assert_eq!(
-            http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(b"v")).status,
-            200
-        );
-    }
-    s.kill9();
+    crash_after_five_writes(d);
     let wal = d.join("db.redb.wal");
     assert!(wal.is_dir());
     let out = kvr(d, &["--db", "other.redb", "put", "x", "y"], b"");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::fs::rename(d.join("db.redb"), d.join("crashed.redb")).unwrap();
     std::fs::copy(d.join("other.redb"), d.join("db.redb")).unwrap();
-    let before = files_in(&wal);
-    for args in [
-        &["--db", "db.redb", "stats"][..],
-        &["--db", "db.redb", "get", "x"][..],
-        &["--db", "db.redb", "range"][..],
-        &["--db", "db.redb", "put", "new", "v"][..],
-        &["--db", "db.redb", "batch"][..],
-        &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"][..],
-    ] {
-        let out = kvr(d, args, b"{\"key\":\"new\",\"value\":\"v\"}\n");
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("is the write-ahead log of another database"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
-        assert_eq!(files_in(&wal), before, "{args:?} changed the log");
-    }
+    refused_by_each(
+        d,
+        &[
+            &["--db", "db.redb", "stats"][..],
+            &["--db", "db.redb", "get", "x"][..],
+            &["--db", "db.redb", "range"][..],
+            &["--db", "db.redb", "put", "new", "v"][..],
+            &["--db", "db.redb", "batch"][..],
+            &["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"][..],
+        ],
+        "is the write-ahead log of another database",
+    );
     let out = kvr(d, &["--db", "db.redb", "check"], b"");
     assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
     let said = format!("{}{}", stdout(&out), stderr(&out));
