@@ -64,6 +64,11 @@ impl std::fmt::Display for Unanswered {
     }
 }
 
+/// Beyond an election among the others and the new leader's first
+/// message: how long after its start a member that must catch up before
+/// it answers holds its clients at most (`Liveness::settle_deadline`).
+const SETTLE_SLACK: Duration = Duration::from_secs(1);
+
 /// The bounds of one member.
 pub struct Liveness {
     /// The maximum election timeout: a leader's lease.
@@ -94,6 +99,15 @@ impl Liveness {
             .leader_contact
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Until when a member restarted with records it cannot trust holds
+    /// its HTTP connections while it catches up (`Node::settled`): two
+    /// maximum election timeouts (one among the others, if it led, and the
+    /// new leader's first message) and `SETTLE_SLACK` after its start;
+    /// 3 s with the defaults.
+    pub fn settle_deadline(&self) -> Instant {
+        self.started + 2 * self.election_max + SETTLE_SLACK
     }
 
     /// How long a proposed entry may take to commit: `COMMIT_SLACK` and

@@ -100,6 +100,11 @@ pub async fn serve(
             tls.clone(),
         );
         tokio::spawn(async move {
+            // A member restarted after a power loss: held until its
+            // answers cannot go below what it said before (`Node::settled`).
+            if let Some(node) = &st.cluster {
+                node.settled().await;
+            }
             match tls {
                 None => serve_one(idle, &builder, st, peer, watcher, clock).await,
                 Some(acceptor) => {

@@ -134,6 +134,8 @@ pub struct Node {
     /// Whether the node has caught up with its cluster since it started
     /// (see [`Node::recovered`]).
     recovered: std::sync::atomic::AtomicBool,
+    /// Wakes the connections [`Node::settled`] holds once `recovered`.
+    recovered_notify: tokio::sync::Notify,
     /// Whether it has applied a read index of its cluster since it
     /// started: what readiness waits for (see [`Node::ready`]).
     caught_up: std::sync::atomic::AtomicBool,
@@ -248,6 +250,7 @@ impl Node {
             liveness,
             membership_changes: tokio::sync::Mutex::new(()),
             recovered: std::sync::atomic::AtomicBool::new(false),
+            recovered_notify: tokio::sync::Notify::new(),
             caught_up: std::sync::atomic::AtomicBool::new(false),
             new_member: std::sync::atomic::AtomicBool::new(false),
             answered: Arc::new(answered),
@@ -285,6 +288,36 @@ impl Node {
         self.recovered.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Waits, before a connection is served, until the node's answers
+    /// cannot go below what it said before it started: at once unless it
+    /// restarted with records it cannot trust (after a reboot that
+    /// followed a crash, `boot.rs`), and then until it has caught up with
+    /// its cluster ([`Node::recovered`]), at most until
+    /// `Liveness::settle_deadline` (or its stop). Every answer but
+    /// `/healthz` and `/readyz` carries `X-Kvr-Revision`, refusals the
+    /// node's newest revision; before it has caught up that is the one it
+    /// replayed to, which a power loss can leave below one it answered
+    /// (its commit index record is not synced).
+    pub async fn settled(&self) {
+        if self.recovered() {
+            return;
+        }
+        let caught_up = async {
+            loop {
+                let notified = self.recovered_notify.notified();
+                tokio::pin!(notified);
+                // Registered before the look, so a wake-up in between counts.
+                notified.as_mut().enable();
+                if self.recovered() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let held = tokio::time::timeout_at(self.liveness.settle_deadline(), caught_up);
+        let _ = self.liveness.until_stopped(held).await;
+    }
+
     /// Marks a node that has applied a read index of its cluster, or
     /// has nothing to catch up with (a new cluster's first node).
     pub fn mark_recovered(&self) {
@@ -314,6 +347,7 @@ impl Node {
         {
             return;
         }
+        self.recovered_notify.notify_waiters();
         let boot = self.boot.clone();
         let record = move || {
             if let Err(e) = boot.record_caught_up() {
