@@ -1695,8 +1695,8 @@ fn the_raft_log_is_snapshotted_by_bytes_as_well_as_entries() {
 /// whose commit index is gone): a refusal sent at once (which carries the
 /// node's newest revision) and every stale read after it are at or above
 /// what it answered before. The refusal used to come at once, at the
-/// revision it had replayed to; now the node holds its connections until
-/// it has caught up (`Node::settled`).
+/// revision it had replayed to; now the node holds such answers until it
+/// has caught up (`Node::settled`).
 #[test]
 fn a_restarted_member_never_answers_below_its_revision_before() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1745,20 +1745,34 @@ fn a_restarted_member_never_answers_below_its_revision_before() {
     let back = spawn_at(dir, &name, (&addrs.0, &addrs.1), &[], &[]);
     // A refusal sent at once: it carries the node's newest revision, so
     // the node holds it until it has caught up (the others, paused, let
-    // it only after a second), as it holds every connection until then.
+    // it only after a second). `/healthz` and `/readyz`, which carry no
+    // revision, are answered meanwhile.
+    // So is a request hyper cannot parse, which the server answers itself.
     let refusal = {
         let url = back.url.clone();
         std::thread::spawn(move || http(&url, "GET", "/v1/no-such-route", b""))
     };
-    std::thread::sleep(Duration::from_secs(1));
+    let malformed = {
+        let url = back.url.clone();
+        std::thread::spawn(move || http_headers(&url, "GET", "/v1/stats", &[("a b", "c")], b""))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(http(&back.url, "GET", "/healthz", b"").0, 200);
+    let (code, _, body) = http(&back.url, "GET", "/readyz", b"");
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(!refusal.is_finished(), "answered before it caught up");
+    assert!(!malformed.is_finished(), "answered before it caught up");
+    std::thread::sleep(Duration::from_millis(800));
     pause("-CONT");
-    let (code, headers, _) = refusal.join().unwrap();
-    assert_eq!(code, 404);
-    let refused_at: u64 = header(&headers, "x-kvr-revision").unwrap().parse().unwrap();
-    assert!(
-        refused_at >= before,
-        "a refusal at {refused_at} after {before} before the restart"
-    );
+    for (expected, answer) in [(404, refusal.join()), (400, malformed.join())] {
+        let (code, headers, body) = answer.unwrap();
+        assert_eq!(code, expected, "{}", String::from_utf8_lossy(&body));
+        let refused_at: u64 = header(&headers, "x-kvr-revision").unwrap().parse().unwrap();
+        assert!(
+            refused_at >= before,
+            "a refusal ({code}) at {refused_at} after {before} before the restart"
+        );
+    }
     let mut answered = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while std::time::Instant::now() < deadline {

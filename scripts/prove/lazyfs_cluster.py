@@ -19,7 +19,7 @@
 #     (right after the start it may also answer 503: it waits for a leader where it cannot
 #     trust its unsynced records; each power loss comes with a faked reboot, see fake_reboot).
 #     A refusal it gives right after the restart (a bad request, which carries the member's
-#     newest revision) is at or above it too: the member holds its connections until it has
+#     newest revision) is at or above it too: the member holds such answers until it has
 #     caught up (Node::settled), at most 3 s after its start; one held that long may carry the
 #     revision it recovered to (the member could not reach a leader in time: counted, not a
 #     violation), one answered sooner is a violation if it is below.
@@ -424,7 +424,7 @@ def main():
         node_start(victim)
         # A refusal right after the restart: the member recovers to the commit index it
         # recorded, which after a power loss may be below what it answered before (the record
-        # is not synced). So it holds its connections until it has caught up (Node::settled),
+        # is not synced). So it holds such answers until it has caught up (Node::settled),
         # at most 3 s after its start (the default election timeouts): a refusal below that
         # came sooner is a violation; one that was held that long is the documented exception
         # (no leader reached in time), counted.

@@ -102,7 +102,7 @@ impl Liveness {
     }
 
     /// Until when a member restarted with records it cannot trust holds
-    /// its HTTP connections while it catches up (`Node::settled`): two
+    /// its answers while it catches up (`Node::settled`): two
     /// maximum election timeouts (one among the others, if it led, and the
     /// new leader's first message) and `SETTLE_SLACK` after its start;
     /// 3 s with the defaults.

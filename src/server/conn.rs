@@ -100,11 +100,6 @@ pub async fn serve(
             tls.clone(),
         );
         tokio::spawn(async move {
-            // A member restarted after a power loss: held until its
-            // answers cannot go below what it said before (`Node::settled`).
-            if let Some(node) = &st.cluster {
-                node.settled().await;
-            }
             match tls {
                 None => serve_one(idle, &builder, st, peer, watcher, clock).await,
                 Some(acceptor) => {
@@ -215,6 +210,9 @@ async fn handshake(
     if first[0] != TLS_HANDSHAKE_RECORD {
         let body = "{\"error\":\"bad_request\",\"message\":\"this kvr server speaks HTTPS \
                     only: use an https:// URL\"}\n";
+        if let Some(node) = &st.cluster {
+            node.settled().await; // the revision it carries (`Node::settled`)
+        }
         answer(io, "400 Bad Request", "", body, st.revision()).await;
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -429,12 +427,26 @@ struct OwnRefusals<I> {
     inner: I,
     clock: Arc<HeadClock>,
     state: Arc<State>,
-    /// Our answer in place of hyper's, and how much of it is written.
-    reply: Option<(Vec<u8>, usize)>,
+    /// Our answer in place of hyper's.
+    reply: Option<Reply>,
     /// The request line being read, to find a `#` that hyper drops.
     line: FirstLine,
     /// The lines read, for the pipelined requests' `#`.
     lines: LineScan,
+}
+
+/// The answer [`OwnRefusals`] gives in place of hyper's.
+enum Reply {
+    /// Its status line and body, held while the node's newest revision may
+    /// be below one it answered before (a cluster member restarted after a
+    /// power loss, `Node::settled`): the revision goes in once it may not.
+    Held {
+        status: &'static str,
+        body: String,
+        until: Pin<Box<dyn Future<Output = ()> + Send>>,
+    },
+    /// Its bytes, and how much of them is written.
+    Writing(Vec<u8>, usize),
 }
 
 /// In the extensions of a request whose request line held a `#`: hyper's
@@ -708,15 +720,37 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
             ),
             _ => return false,
         };
-        let body = serde_json::json!({"error": "bad_request", "message": message});
-        let reply = closing_error(status, "", &format!("{body}\n"), self.state.revision());
-        self.reply = Some((reply.into_bytes(), 0));
+        let body = format!(
+            "{}\n",
+            serde_json::json!({"error": "bad_request", "message": message})
+        );
+        self.reply = Some(match self.state.cluster.clone() {
+            Some(node) if !node.recovered() => Reply::Held {
+                status,
+                body,
+                until: Box::pin(async move { node.settled().await }),
+            },
+            _ => Reply::Writing(
+                closing_error(status, "", &body, self.state.revision()).into_bytes(),
+                0,
+            ),
+        });
         true
     }
 
-    /// Writes what is left of our answer, if any.
+    /// Writes what is left of our answer, if any (once it may be sent).
     fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some((bytes, written)) = &mut self.reply else {
+        if let Some(Reply::Held {
+            status,
+            body,
+            until,
+        }) = &mut self.reply
+        {
+            std::task::ready!(until.as_mut().poll(cx));
+            let bytes = closing_error(status, "", body, self.state.revision()).into_bytes();
+            self.reply = Some(Reply::Writing(bytes, 0));
+        }
+        let Some(Reply::Writing(bytes, written)) = &mut self.reply else {
             return Poll::Ready(Ok(()));
         };
         while *written < bytes.len() {

@@ -285,6 +285,14 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         .access_log
         .as_ref()
         .map(|_| (req.method().clone(), Target::of(req.uri())));
+    // A member restarted after a power loss answers what carries its
+    // revision once that cannot go below one it answered before
+    // (`Node::settled`); `/healthz` and `/readyz` carry none.
+    if let Some(node) = &state.cluster
+        && !matches!(route, Route::Healthz | Route::Readyz)
+    {
+        node.settled().await;
+    }
     let mut resp = match super::auth::check(state.token.as_deref(), needs_token, req.headers()) {
         Ok(()) => match crate::panics::contain_async(dispatch(&state, def, req)).await {
             Ok(answer) => answer.unwrap_or_else(|e| error_response(&e)),

@@ -134,7 +134,7 @@ pub struct Node {
     /// Whether the node has caught up with its cluster since it started
     /// (see [`Node::recovered`]).
     recovered: std::sync::atomic::AtomicBool,
-    /// Wakes the connections [`Node::settled`] holds once `recovered`.
+    /// Wakes the answers [`Node::settled`] holds once `recovered`.
     recovered_notify: tokio::sync::Notify,
     /// Whether it has applied a read index of its cluster since it
     /// started: what readiness waits for (see [`Node::ready`]).
@@ -288,13 +288,13 @@ impl Node {
         self.recovered.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Waits, before a connection is served, until the node's answers
-    /// cannot go below what it said before it started: at once unless it
+    /// Waits, before an answer that carries `X-Kvr-Revision` (every one
+    /// but `/healthz` and `/readyz`), until the node's answers cannot go
+    /// below what it said before it started: at once unless it
     /// restarted with records it cannot trust (after a reboot that
     /// followed a crash, `boot.rs`), and then until it has caught up with
     /// its cluster ([`Node::recovered`]), at most until
-    /// `Liveness::settle_deadline` (or its stop). Every answer but
-    /// `/healthz` and `/readyz` carries `X-Kvr-Revision`, refusals the
+    /// `Liveness::settle_deadline` (or its stop). A refusal carries the
     /// node's newest revision; before it has caught up that is the one it
     /// replayed to, which a power loss can leave below one it answered
     /// (its commit index record is not synced).
