@@ -279,18 +279,8 @@ fn a_raft_log_is_not_taken_by_another_members_file() {
         assert_eq!(files_of(&log), before, "{args:?} changed the log");
     }
     let (listen, raft) = &places[2];
-    let out = kvr(
-        dir,
-        &[
-            "--db",
-            "n3.redb",
-            "serve",
-            "--listen",
-            listen,
-            "--raft-listen",
-            raft,
-        ],
-    );
+    let args = member_args("n3", listen, raft);
+    let out = kvr(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(3));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains(refusal), "{said}");
