@@ -1018,10 +1018,12 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let mut input = numbered_puts(0..1);
     input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
     input.push_str(&numbered_puts(2..4));
-    env.kvr(["batch", "--chunk-size", "2"])
+    let done = env
+        .kvr(["batch", "--json", "--chunk-size", "2"])
         .stdin(input)
         .code(2)
         .stderr_has("kvr: error: line 2: unknown field `valu`");
+    assert_eq!(done.stdout_text(), "", "nothing was applied");
     assert_eq!(env.stats()["revision"], 1);
     // Parts of 2 lines: lines 1-2 apply; line 4 is bad, so lines 3-4 do not,
     // and nothing after them is tried: the error says so ("from line 3 on";
@@ -1030,7 +1032,10 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     let mut input = numbered_puts(0..3);
     input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
     input.push_str(&numbered_puts(4..6));
-    let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(3);
+    let done = env
+        .kvr(["batch", "--json", "--chunk-size", "2"])
+        .stdin(input)
+        .code(3);
     let text = done.stderr_text();
     assert!(
         text.starts_with(
@@ -1038,6 +1043,11 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
              (revision 3): line 4: unknown field `valu`"
         ),
         "{text}"
+    );
+    // `--json` says on stdout what the parts before the failure applied.
+    assert_eq!(
+        done.stdout_text(),
+        "{\"applied\":2,\"revision\":3,\"puts\":2,\"deletes\":0}\n"
     );
     let keys = keys_of(&env.range_json(&[]));
     assert_eq!(keys, ["k00", "k01", "pre"]);
@@ -1058,7 +1068,14 @@ fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {
     // the whole input, and what the parts before it applied.
     let mut input = numbered_puts(10..12);
     input.push_str("{\"key\":\"k00\",\"value\":\"x\",\"if_revision\":7}\n");
-    let done = env.kvr(["batch", "--chunk-size", "2"]).stdin(input).code(4);
+    let done = env
+        .kvr(["batch", "--json", "--chunk-size", "2"])
+        .stdin(input)
+        .code(4);
+    assert_eq!(
+        done.stdout_text(),
+        "{\"applied\":2,\"revision\":6,\"puts\":2,\"deletes\":0}\n"
+    );
     let text = done.stderr_text();
     assert!(
         text.starts_with(

@@ -15,10 +15,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use crate::cli::BatchArgs;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
+use crate::types::Applied;
 
 mod parts;
 
-use parts::{Guards, at_once, at_once_applied, in_parts, interrupted};
+use parts::{Guards, applied_before, at_once, at_once_applied, in_parts, interrupted};
 
 /// Input buffer: big reads keep the parser, not syscalls, the cost.
 const INPUT_BUFFER_BYTES: usize = 1 << 20;
@@ -110,6 +111,14 @@ pub fn run(
     // Closed (the batch committed or aborted) while the signals are still
     // caught, and before anything is said about it.
     drop(kv);
+    if let Err(e) = &result
+        && args.json
+        && let Some(total) = applied_before(e)
+    {
+        // The error follows on stderr; if stdout fails too, that error
+        // is the one to report.
+        let _ = super::print_after_write(applied_json(&total), "");
+    }
     let result = result.map_err(|e| interrupted(e, remote, db));
     drop(interrupt);
     let applied = result?;
@@ -126,15 +135,8 @@ pub fn run(
         no_change(watch.op_lines.load(Ordering::Relaxed), applied.applied())
     );
     if args.json {
-        // As `POST /v1/batch` answers.
         super::print_after_write(
-            format!(
-                "{{\"applied\":{},\"revision\":{},\"puts\":{},\"deletes\":{}}}\n",
-                applied.applied(),
-                applied.revision,
-                applied.puts,
-                applied.deletes
-            ),
+            applied_json(&applied),
             &format!(
                 "the batch was applied at revision {} ({} operations)",
                 applied.revision,
@@ -143,6 +145,17 @@ pub fn run(
         )?;
     }
     Ok(())
+}
+
+/// `--json`: what `POST /v1/batch` answers.
+fn applied_json(applied: &Applied) -> String {
+    format!(
+        "{{\"applied\":{},\"revision\":{},\"puts\":{},\"deletes\":{}}}\n",
+        applied.applied(),
+        applied.revision,
+        applied.puts,
+        applied.deletes
+    )
 }
 
 fn stdin_input() -> Result<(Box<dyn Read + Send>, Option<u64>)> {

@@ -264,7 +264,14 @@ fn lines_of_puts(range: std::ops::Range<u32>) -> String {
 /// sends nothing more with its stdin kept open (returned), as a stalled
 /// producer does. Returns once it had time to apply the parts it can.
 fn chunked_batch_waiting(env: &Env, input: &str) -> (Child, std::process::ChildStdin) {
-    let mut child = spawn_piped(env, &["batch", "--chunk-size", "100"]);
+    let mut child = env
+        .kvr(["batch", "--json", "--chunk-size", "100"])
+        .cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input.as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -292,7 +299,8 @@ fn wait_stopped(mut child: Child, limit: Duration) -> std::process::Output {
 /// SIGINT or SIGTERM of `batch --chunk-size` after two parts were
 /// committed, while the producer sends nothing: the batch stops between
 /// parts at once, exit 3, naming the lines and parts applied and the line
-/// from which nothing was; exactly those parts' keys are there, the rest of
+/// from which nothing was (`--json`: what they applied, on stdout);
+/// exactly those parts' keys are there, the rest of
 /// the data as it was, and the file closed cleanly. Into a new file, an
 /// existing one, and through a server (where the client's exit and message
 /// are the point).
@@ -328,6 +336,12 @@ fn an_interrupted_chunked_batch_stops_between_parts() {
                     "kvr: error: interrupted (SIG{signal}): the input from line 201 on was not \
                      applied; lines 1-200 were applied, in 2 parts (revision {revision})\n"
                 ),
+                "{case}"
+            );
+            // `--json`: what the committed parts applied.
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("{{\"applied\":200,\"revision\":{revision},\"puts\":200,\"deletes\":0}}\n"),
                 "{case}"
             );
             if !served {
@@ -369,6 +383,7 @@ fn an_interrupted_chunked_batch_before_its_first_part_applies_nothing() {
             stderr,
             format!("kvr: error: interrupted (SIG{signal}): the batch was not applied{left}\n")
         );
+        assert!(out.stdout.is_empty(), "nothing was applied: {stderr}");
         match before {
             Some(before) => assert_eq!(env.snapshot(), before),
             None => assert!(!env.db().exists(), "the new file was left"),

@@ -22,6 +22,8 @@ const SIGNAL_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 struct PartFailed {
     context: String,
+    /// What the parts before the failed one applied.
+    total: Applied,
 }
 
 impl std::fmt::Display for PartFailed {
@@ -33,14 +35,14 @@ impl std::fmt::Display for PartFailed {
 impl std::error::Error for PartFailed {}
 
 /// `--chunk-size` stopped by `signal` at a part boundary: the first
-/// `lines` lines were applied, in `parts` parts (up to `revision`), and
-/// nothing after them.
+/// `lines` lines were applied, in `parts` parts (`total`), and nothing
+/// after them.
 #[derive(Debug)]
 struct Stopped {
     signal: &'static str,
     lines: u64,
     parts: u64,
-    revision: u64,
+    total: Applied,
 }
 
 impl std::fmt::Display for Stopped {
@@ -54,7 +56,7 @@ impl std::fmt::Display for Stopped {
                  (revision {})",
                 lines + 1,
                 applied_text(lines, self.parts),
-                self.revision
+                self.total.revision
             ),
         }
     }
@@ -64,8 +66,19 @@ impl std::error::Error for Stopped {}
 
 /// Whether `e` says that earlier parts were applied.
 fn applied_parts(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<PartFailed>().is_some()
-        || e.downcast_ref::<Stopped>().is_some_and(|s| s.lines > 0)
+    applied_before(e).is_some()
+}
+
+/// What the parts committed before `e` stopped a `--chunk-size` batch
+/// applied, when they applied anything: `--json` prints it, so that a
+/// script reads on stdout how far the input went (the exit code says it
+/// did not go to the end).
+pub(super) fn applied_before(e: &anyhow::Error) -> Option<Applied> {
+    match (e.downcast_ref::<PartFailed>(), e.downcast_ref::<Stopped>()) {
+        (Some(failed), _) => Some(failed.total),
+        (None, Some(stopped)) if stopped.lines > 0 => Some(stopped.total),
+        _ => None,
+    }
 }
 
 /// The error of a batch, saying what a signal that stopped it left. With
@@ -214,8 +227,12 @@ fn part_failed(e: Error, before: u64, n: u64, parts: u64, total: &Applied) -> an
         // Exit 3: see above.
         Error::Invalid { .. } | Error::TooLarge { .. } => anyhow::Error::new(PartFailed {
             context: format!("{context}: {e}"),
+            total: *total,
         }),
-        other => anyhow::Error::from(other).context(PartFailed { context }),
+        other => anyhow::Error::from(other).context(PartFailed {
+            context,
+            total: *total,
+        }),
     }
 }
 
@@ -245,7 +262,7 @@ pub(super) fn in_parts(
             signal,
             lines: before,
             parts: before / lines,
-            revision: total.revision,
+            total: *total,
         })
     };
     let parts = Parts::start(input, lines, kv.max_value_bytes())?;
@@ -435,7 +452,11 @@ mod tests {
             signal: "SIGINT",
             lines,
             parts,
-            revision: 7,
+            total: Applied {
+                puts: lines,
+                deletes: 0,
+                revision: 7,
+            },
         };
         assert_eq!(
             stopped(1, 1).to_string(),
