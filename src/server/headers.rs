@@ -48,13 +48,15 @@ fn elements(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Vec<String>
 }
 
 /// Adds the non-empty elements of one line of a list header to `out`;
-/// a comma inside a quoted string does not split.
+/// a comma inside a quoted string does not split. A quote left open runs
+/// to the end of the line, which ends its element all the same (so that
+/// `"2` is refused as the malformed tag it is, not taken as no tag).
 fn split_list(text: &str, out: &mut Vec<String>) {
     let (mut quoted, mut start) = (false, 0);
     for (i, c) in text.char_indices().chain([(text.len(), ',')]) {
         match c {
             '"' => quoted = !quoted,
-            ',' if !quoted => {
+            ',' if !quoted || i == text.len() => {
                 let element = text[start..i].trim();
                 if !element.is_empty() {
                     out.push(element.to_string());
@@ -520,8 +522,11 @@ mod tests {
     fn refusals_name_the_header_as_spelt() {
         let (m, n) = (header::IF_MATCH, header::IF_NONE_MATCH);
         for (name, spelt) in [(m, "If-Match"), (n, "If-None-Match")] {
-            for value in ["23", "\"1\", abc"] {
+            // An unclosed quote is a malformed tag, not an empty list.
+            for value in ["23", "\"1\", abc", "\"2", "\"1\", \"2"] {
                 let e = write(&[(name.clone(), value)]).unwrap_err().to_string();
+                assert!(e.starts_with(&format!("{spelt} must be")), "{e}");
+                let e = read(&[(name.clone(), value)], 2).unwrap_err().to_string();
                 assert!(e.starts_with(&format!("{spelt} must be")), "{e}");
             }
         }
