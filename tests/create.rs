@@ -624,6 +624,76 @@ fn a_missing_directory_is_named() {
     assert!(!dir.exists());
 }
 
+/// A `--db` that is a symbolic link to a file not there yet creates that
+/// file, through a chain of links and relative ones too (as `sqlite3` or a
+/// shell's `>` would), and the link stays a link; an unfinished file behind
+/// a link is replaced in place, not the link. A link into a missing
+/// directory names that directory and creates nothing.
+#[test]
+fn a_link_to_a_missing_file_creates_that_file() {
+    use std::os::unix::fs::symlink;
+    let env = Env::new();
+    std::fs::create_dir(env.path("data")).unwrap();
+    let kvr_at = |link: &str| {
+        let path = env.path(link);
+        move |args: &[&str]| {
+            let mut all = vec!["--db", path.to_str().unwrap()];
+            all.extend_from_slice(args);
+            all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+        }
+    };
+    let is_link = |name: &str| {
+        std::fs::symlink_metadata(env.path(name))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    };
+    // put through a relative link; batch through a chain of two (the
+    // second one absolute).
+    symlink("data/a.redb", env.path("a.redb")).unwrap();
+    env.kvr_bare(kvr_at("a.redb")(&["put", "k", "1"])).ok();
+    symlink(env.path("data/b.redb"), env.path("data/hop")).unwrap();
+    symlink("data/hop", env.path("b.redb")).unwrap();
+    env.kvr_bare(kvr_at("b.redb")(&["batch"]))
+        .stdin("{\"key\":\"k\",\"value\":\"2\"}\n")
+        .ok();
+    for (link, target, value) in [
+        ("a.redb", "data/a.redb", "1"),
+        ("b.redb", "data/b.redb", "2"),
+    ] {
+        assert!(is_link(link), "{link} was replaced");
+        assert!(std::fs::metadata(env.path(target)).unwrap().is_file());
+        for db in [link, target] {
+            let got = env.kvr_bare(kvr_at(db)(&["get", "k"])).ok();
+            assert_eq!(got.out.stdout, value.as_bytes(), "{db}");
+        }
+        assert!(!create::temp_path(&env.path(link)).exists());
+        assert!(!env.path(&format!("{target}.creating")).exists());
+    }
+    // An unfinished (empty) file behind a link: filled in place.
+    std::fs::write(env.path("data/c.redb"), b"").unwrap();
+    symlink("data/c.redb", env.path("c.redb")).unwrap();
+    env.kvr_bare(kvr_at("c.redb")(&["put", "k", "3"]))
+        .ok()
+        .stderr_has("replaced");
+    assert!(is_link("c.redb"));
+    let got = env.kvr_bare(kvr_at("data/c.redb")(&["get", "k"])).ok();
+    assert_eq!(got.out.stdout, b"3");
+    // Into a missing directory: named, nothing created, the link kept.
+    symlink("nowhere/d.redb", env.path("d.redb")).unwrap();
+    let put = env.kvr_bare(kvr_at("d.redb")(&["put", "k", "4"])).code(1);
+    assert_eq!(
+        put.stderr_text().lines().next().unwrap(),
+        format!(
+            "kvr: error: cannot create {}: the directory {} does not exist",
+            env.path("nowhere/d.redb").display(),
+            env.path("nowhere").display()
+        )
+    );
+    assert!(is_link("d.redb"));
+    assert!(!env.path("nowhere").exists());
+}
+
 // ---------------------------------------------------------------------------
 // serve: bind, then create, then say what is served.
 

@@ -48,11 +48,35 @@ pub const MAX_UNFINISHED_BYTES: u64 = 1 << 20;
 /// How often a creator waits for another one to finish.
 const RETRY_INTERVAL: Duration = Duration::from_millis(20);
 
-/// The temporary name a database is built under: `DB.creating`.
+/// The temporary name a database is built under: `DB.creating`, beside
+/// the file it becomes (see [`creation_target`]).
 pub fn temp_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
+    let mut name = creation_target(db).into_os_string();
     name.push(".creating");
     PathBuf::from(name)
+}
+
+/// Where a database created at `db` is written: `db` itself, or, when `db`
+/// is a symbolic link, the file it points to (through a chain of links),
+/// as `sqlite3` or a shell's `>` would create it. Renaming the new file
+/// over the link instead would replace the link; and the temporary file is
+/// made beside the target, since a rename cannot cross file systems.
+pub fn creation_target(db: &Path) -> PathBuf {
+    // Linux's own bound on a chain of links (ELOOP).
+    const MAX_LINKS: usize = 40;
+    let mut at = db.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let is_link = std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(to) = is_link.then(|| std::fs::read_link(&at).ok()).flatten() else {
+            break;
+        };
+        // A relative target is relative to the link's directory.
+        at = match at.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            Some(dir) => dir.join(to),
+            None => to,
+        };
+    }
+    at
 }
 
 /// The directory holding `path` (`.` for a bare file name).
@@ -173,7 +197,7 @@ pub(super) fn create(path: &Path, opts: &StoreOptions, deadline: Instant) -> Res
         let _ = std::fs::remove_file(&temp);
         return Err(e);
     }
-    sync_dir(parent_dir(path))?;
+    sync_dir(parent_dir(&creation_target(path)))?;
     if found == Found::Unfinished {
         say_replaced(path);
     }
@@ -203,7 +227,7 @@ impl Unpublished {
     /// whole.
     pub(super) fn publish(&self, path: &Path) -> Result<()> {
         publish(&self.temp, path, self.found)?;
-        sync_dir(parent_dir(path))?;
+        sync_dir(parent_dir(&creation_target(path)))?;
         if self.found == Found::Unfinished {
             say_replaced(path);
         }
@@ -337,10 +361,12 @@ fn same_file(file: &File, path: &Path) -> bool {
 
 /// A failure to create `path`'s temporary file, naming a missing directory.
 fn cannot_create(path: &Path, e: std::io::Error) -> Error {
-    let dir = parent_dir(path);
+    // The file a link points to, whose directory is the one missing.
+    let target = creation_target(path);
+    let dir = parent_dir(&target);
     if e.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() {
         return Error::DirectoryMissing {
-            path: path.to_path_buf(),
+            path: target.clone(),
             dir: dir.to_path_buf(),
         };
     }
@@ -368,12 +394,14 @@ fn ensure_unlocked(path: &Path) -> Result<()> {
     }
 }
 
-/// Renames the built file to `path`: over it only if it is (still) an
+/// Renames the built file to `path` (to the file it links to, if it is a
+/// link: [`creation_target`]): over it only if it is (still) an
 /// unfinished creation, else only if nothing has that name.
 fn publish(temp: &Path, path: &Path, found: Found) -> Result<()> {
+    let target = creation_target(path);
     let io = |e| {
         Error::io(
-            format!("cannot rename {} to {}", temp.display(), path.display()),
+            format!("cannot rename {} to {}", temp.display(), target.display()),
             e,
         )
     };
@@ -384,10 +412,10 @@ fn publish(temp: &Path, path: &Path, found: Found) -> Result<()> {
                 path.display()
             )));
         }
-        return std::fs::rename(temp, path).map_err(io);
+        return std::fs::rename(temp, &target).map_err(io);
     }
     use rustix::fs::{CWD, RenameFlags, renameat_with};
-    match renameat_with(CWD, temp, CWD, path, RenameFlags::NOREPLACE) {
+    match renameat_with(CWD, temp, CWD, &target, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::EXIST) => Err(Error::Corrupt(format!(
             "{} was created by another program while kvr created it; nothing was done",
