@@ -99,7 +99,9 @@ fn follow(
     // once, and again when a stream is back.
     let mut away = false;
     loop {
-        let mut closed = false;
+        // Why stdout took no more: closed by its reader (the end of the
+        // watch), or failed (a full disk: an error, as for `range`).
+        let mut unwritten: Option<std::io::Error> = None;
         let mut progressed = false;
         let asked = w.clone();
         let resumed = ever_progressed || progressed;
@@ -147,15 +149,17 @@ fn follow(
                     }
                     _ => false,
                 };
-                if print && (out.write_all(text).is_err() || out.flush().is_err()) {
-                    closed = true;
+                if print && let Err(e) = out.write_all(text).and_then(|()| out.flush()) {
+                    unwritten = Some(e);
                     return Ok(false);
                 }
                 Ok(true)
             },
         );
-        if closed {
-            return Ok(());
+        match unwritten {
+            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Some(e) => return Err(Error::io("cannot write output", e)),
+            None => {}
         }
         match result {
             Ok(()) => {}

@@ -370,6 +370,34 @@ fn cli_watch_exits_0_when_stdout_closes() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A stdout that fails (a full disk, `> /dev/full`) is an error, exit 3
+/// with "disk full", as for `range`: only a reader closing it ends the
+/// watch with exit 0 (before, any failed write did, silently).
+#[test]
+fn cli_watch_fails_when_stdout_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    put_range(&s, 1, 3);
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut guard = Killed(
+        kvr_cmd(dir.path())
+            .args(["--server", &s.url, "watch", "--from-revision", "1"])
+            .stdout(full())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = exit_within(&mut guard.0, Duration::from_secs(5));
+    let said = stderr_of(&mut guard);
+    assert_eq!(status.code(), Some(3), "{said}");
+    assert!(said.starts_with("kvr: error: disk full"), "{said}");
+}
+
 /// A stdout closed from the start (`kvr watch >&-`) ends the watch at once
 /// with exit 0, as one that closes later does (before, Rust's runtime put
 /// /dev/null in its place and the watch printed there until killed).
