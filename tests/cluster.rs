@@ -931,6 +931,58 @@ fn cluster_commands_promote_transfer_and_remove() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A removal is final, so a node does not take "you were removed"
+/// (`/raft/removed`) on the word of whoever reaches its raft port: a sender
+/// that is no member, a member that removed nothing and the node itself
+/// change nothing (before, any of them made it exit 3 for good, even the
+/// only voter of a cluster). The notice of a real removal still works
+/// (`cluster_commands_promote_transfer_and_remove`).
+#[test]
+fn a_forged_removal_notice_removes_nobody() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    let status = status_of(&nodes[2]);
+    let (cluster, me) = (
+        status["cluster_id"].as_str().unwrap().to_string(),
+        status["node_id"].as_u64().unwrap().to_string(),
+    );
+    let other = status_of(&nodes[0])["node_id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let raft = format!("http://{}", nodes[2].raft);
+    for (from, expected) in [("99", 200), (other.as_str(), 200), (me.as_str(), 403)] {
+        let headers = [
+            ("x-kvr-cluster", cluster.as_str()),
+            ("x-kvr-from", from),
+            ("x-kvr-to", me.as_str()),
+        ];
+        let (code, _, body) = http_headers(&raft, "POST", "/raft/removed", &headers, b"");
+        assert_eq!(
+            code,
+            expected,
+            "from {from}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    wait_for(10, "both notices checked and ignored", || {
+        stderr_of(dir, "n3")
+            .matches("confirms it (asked at its address): ignored")
+            .count()
+            == 2
+    });
+    // Still a member that serves: no exit, ready, takes writes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(nodes[2].child.try_wait().unwrap().is_none(), "it exited");
+    assert_eq!(http(&nodes[2].url, "GET", "/readyz", b"").0, 200);
+    assert_ok(&put(dir, &nodes[2], "k", "v"));
+    assert_eq!(voters(&nodes[0]), 3);
+    assert_eq!(get(dir, &nodes[0], "k").stdout, b"v");
+    let said = stderr_of(dir, "n3");
+    assert!(!said.contains("was removed from cluster"), "{said}");
+}
+
 /// A node removed while it is down never gets the entry that removes it
 /// nor the leader's word. Started again, it asks its peers (it hears no
 /// leader) and exits 3 as a removed node does (SPEC), a voter and a

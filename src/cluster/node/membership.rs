@@ -435,29 +435,57 @@ impl Node {
                 .map(|(id, m)| (*id, m.raft.clone()))
                 .collect();
             for (id, raft) in peers {
-                let dest = network::Dest {
-                    addr: &raft,
-                    me: &self.me,
-                    target: id,
-                };
-                let answer = network::call(
-                    &mut None,
-                    dest,
-                    "was-i-removed",
-                    full(Bytes::new()),
-                    None,
-                    REMOVAL_CHECK,
-                )
-                .await;
-                let removed = answer
-                    .ok()
-                    .and_then(|bytes| network::decode_answer::<bool>(&bytes).ok());
-                if removed == Some(true) {
+                if self.peer_says_removed(id, &raft).await {
                     self.mark_removed();
                     return;
                 }
             }
         }
+    }
+
+    /// A member's word that it removed this node (`/raft/removed`),
+    /// checked with that member at the address this node knows it by: a
+    /// sender that is no member, or a member that applied no such change,
+    /// changes nothing. (A removed node that misses this learns it from
+    /// [`Node::watch_for_removal`] once no leader talks to it.)
+    pub async fn confirm_removal(self: Arc<Self>, from: NodeId) {
+        let raft = self
+            .metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(id, _)| **id == from)
+            .map(|(_, m)| m.raft.clone());
+        match raft {
+            Some(raft) if self.peer_says_removed(from, &raft).await => self.mark_removed(),
+            _ => crate::server::log::event(format_args!(
+                "kvr serve: a message from node {from} said this node was removed, but no \
+                 member {from} confirms it (asked at its address): ignored"
+            )),
+        }
+    }
+
+    /// Whether member `id`, reached at `raft`, says a committed change
+    /// removed this node.
+    async fn peer_says_removed(&self, id: NodeId, raft: &str) -> bool {
+        let dest = network::Dest {
+            addr: raft,
+            me: &self.me,
+            target: id,
+        };
+        let answer = network::call(
+            &mut None,
+            dest,
+            "was-i-removed",
+            full(Bytes::new()),
+            None,
+            REMOVAL_CHECK,
+        )
+        .await;
+        answer
+            .ok()
+            .and_then(|bytes| network::decode_answer::<bool>(&bytes).ok())
+            == Some(true)
     }
 
     /// `Err(removed)` once this node is no longer a member.

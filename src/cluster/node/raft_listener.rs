@@ -124,10 +124,20 @@ impl Node {
                 }
                 Err(e) => reply::<()>(Err(e)),
             },
-            "removed" => {
-                self.mark_removed();
-                reply(Ok(()))
-            }
+            // The leader says it removed this node. Not taken on the
+            // sender's word: anyone who reaches this port can name any
+            // sender, and a removal is final. The sender, reached at its
+            // address in this node's membership, must confirm it.
+            "removed" => match from {
+                Some(from) if from != self.me.node_id => {
+                    tokio::spawn(self.clone().confirm_removal(from));
+                    reply(Ok(()))
+                }
+                _ => answer_status(
+                    StatusCode::FORBIDDEN,
+                    "a node is told of its removal by the leader that removed it".to_string(),
+                ),
+            },
             // A member that hears no leader asks whether it was removed
             // (see `Node::watch_for_removal`).
             "was-i-removed" => match from {
