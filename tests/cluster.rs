@@ -1236,6 +1236,24 @@ fn a_removal_or_transfer_that_needs_a_stopped_voter_is_refused() {
     let err = refused_5(dir, &url, &["transfer-leader", &victim_arg]);
     assert!(err.contains("does not answer the leader"), "{err}");
     assert_eq!(status_of(&nodes[leader])["state"], "leader");
+    // Asked through the follower, the leader's reason comes back with the
+    // 503 (before, the follower said no leader was reachable).
+    let follower = nodes[other].url.clone();
+    for (args, reason) in [
+        (
+            ["remove", other_arg.as_str()],
+            "would leave 2 voters of which 1",
+        ),
+        (
+            ["transfer-leader", victim_arg.as_str()],
+            "does not answer the leader",
+        ),
+    ] {
+        let err = refused_5(dir, &follower, &args);
+        assert!(err.contains(reason), "{err}");
+        assert!(!err.contains("no cluster leader is reachable"), "{err}");
+    }
+    assert_eq!(voters(&nodes[leader]), 3);
     // Through a follower: the status it answers shows the change.
     let (code, _, body) = http(
         &nodes[other].url,

@@ -1167,6 +1167,13 @@ enum WireFailure {
     Conflict(String),
     Invalid(String),
     NodeNotFound(NodeId),
+    /// Refused by the leader, nothing proposed, for the reason it gives
+    /// (a membership change that needs a voter that does not answer, say):
+    /// the follower passes it on rather than say no leader is reachable.
+    Unavailable {
+        message: String,
+        overloaded: bool,
+    },
 }
 
 impl WireFailure {
@@ -1175,7 +1182,13 @@ impl WireFailure {
             Error::Conflict(m) => WireFailure::Conflict(m),
             Error::Invalid { message, .. } => WireFailure::Invalid(message),
             Error::NodeNotFound { id } => WireFailure::NodeNotFound(id),
-            Error::Unavailable { .. } => WireFailure::NotProposed,
+            Error::Unavailable {
+                message,
+                overloaded,
+            } => WireFailure::Unavailable {
+                message,
+                overloaded,
+            },
             other => WireFailure::Unknown(other.to_string()),
         }
     }
@@ -1196,6 +1209,13 @@ impl<T> Forwarded<T> {
             Forwarded::Err(WireFailure::Conflict(m)) => Err(Error::Conflict(m)),
             Forwarded::Err(WireFailure::Invalid(m)) => Err(Error::invalid(m)),
             Forwarded::Err(WireFailure::NodeNotFound(id)) => Err(Error::NodeNotFound { id }),
+            Forwarded::Err(WireFailure::Unavailable {
+                message,
+                overloaded,
+            }) => Err(Error::Unavailable {
+                message,
+                overloaded,
+            }),
         }
     }
 }
