@@ -63,6 +63,10 @@ const RETRY_BUFFER_BYTES: u64 = 64 << 20;
 /// old leader a follower still names) waited for the whole `--timeout`
 /// while the rest of the cluster took writes again.
 const MEMBER_PROBE_WAIT: Duration = Duration::from_secs(1);
+/// What a retried request keeps of `--timeout` for its last try: a
+/// refusal comes back in milliseconds, a write that is taken needs a
+/// commit.
+const LAST_TRY: Duration = Duration::from_millis(250);
 
 /// A `kvr serve` (or a list of them) as a [`Kv`].
 pub struct Client {
@@ -404,8 +408,17 @@ impl Client {
                     Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
                 }
             }
+            // A wait that would run past --timeout is cut short for one
+            // last try just before it (an election may be over by then):
+            // the retries go on until --timeout (SPEC), not until the last
+            // whole Retry-After that fits.
+            let now = std::time::Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            if now + wait >= deadline && left > LAST_TRY {
+                wait = left - LAST_TRY;
+            }
             let give_up = !(self.clustered.load(Ordering::Relaxed) || standalone_busy)
-                || std::time::Instant::now() + wait >= deadline;
+                || now + wait >= deadline;
             if give_up {
                 if let Some(e) = unknown {
                     return Err(e);

@@ -926,6 +926,47 @@ fn a_part_over_the_servers_limit_asks_for_smaller_parts() {
     assert!(!err.contains("smaller --chunk-size"), "{err}");
 }
 
+/// Refusals with `Retry-After: 1` are retried until `--timeout`, not
+/// only while a whole second still fits: the wait that would run past it
+/// is cut short for a last try just before it. (A member stand-in that
+/// refuses writes for its first 2.4 s, as a cluster electing a leader
+/// does, then takes them: with `--timeout 3` the tries at about 0, 1 and
+/// 2 s are refused and the last one, at 2.75 s, is taken; before, the
+/// client gave up at 2 s with exit 5.)
+#[test]
+fn retries_go_on_until_the_timeout() {
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+    static FIRST: OnceLock<Instant> = OnceLock::new();
+    let member = fake_server(|mut c| {
+        answer_healthz_probes(&mut c);
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+        let first = *FIRST.get_or_init(Instant::now);
+        let (status, body) = match first.elapsed() < Duration::from_millis(2400) {
+            true => (
+                "503 Service Unavailable",
+                r#"{"error":"unavailable","message":"no cluster leader is reachable right now"}"#,
+            ),
+            false => ("200 OK", r#"{"revision":1}"#),
+        };
+        let _ = write!(
+            c,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nx-kvr-node: 1\r\n\
+             x-kvr-revision: 1\r\nretry-after: 1\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = kvr(
+        dir.path(),
+        &["--server", &member, "--timeout", "3", "put", "k", "v"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 /// A cluster command refused with 503 `unavailable` is asked again after
 /// the `Retry-After`; when that last try is cut off by `--timeout`, exit 5
 /// says so (its outcome is unknown) and names the refusal before it, not
