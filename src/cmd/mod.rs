@@ -68,7 +68,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     // So is a token that no header could carry (a file is read only when
     // a server is asked).
     if let Some(t) = g.token.as_deref().filter(|t| !t.is_empty()) {
-        check_token(t, "--token (or KVR_TOKEN)")?;
+        check_token(t, token_source())?;
     }
     match cli.command {
         // Each checks its arguments before it opens (or creates) anything.
@@ -324,7 +324,7 @@ pub(crate) fn token(g: &Global) -> Result<Option<String>> {
     let Some(file) = &g.token_file else {
         let token = g.token.clone().filter(|t| !t.is_empty());
         if let Some(t) = &token {
-            check_token(t, "--token (or KVR_TOKEN)")?;
+            check_token(t, token_source())?;
         }
         return Ok(token);
     };
@@ -352,6 +352,15 @@ pub(crate) fn token(g: &Global) -> Result<Option<String>> {
 /// the HTTP library's "failed to parse header value". Nor can anything
 /// beyond ASCII be sent as text there: a server given such a token would
 /// start and refuse every client, and the client could not send it.
+/// Where `--token`'s value came from, for its errors: the flag, or the
+/// variable a script or a shell profile set.
+fn token_source() -> &'static str {
+    match crate::cli::given_on_command_line("token") {
+        true => "--token",
+        false => "KVR_TOKEN",
+    }
+}
+
 fn check_token(token: &str, source: &str) -> Result<()> {
     if let Some((at, c)) = token
         .char_indices()

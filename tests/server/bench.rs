@@ -186,6 +186,8 @@ fn bench_checks_the_token_and_the_servers_limits_first() {
             "1000",
             "--max-batch-bytes",
             "50000",
+            "--max-batch-ops",
+            "3",
         ],
     );
     let with = |token: &str, args: &[&str]| {
@@ -226,6 +228,13 @@ fn bench_checks_the_token_and_the_servers_limits_first() {
             &["--workload", "batch", "--batch-size", "1000"],
             2,
             "--batch-size 1000 of --value-size 100 makes requests of about",
+        ),
+        (
+            "sekrit",
+            &["--workload", "batch", "--batch-size", "5"],
+            2,
+            "--batch-size 5 is over the server's limit of 3 operations per batch (its serve \
+             --max-batch-ops)",
         ),
     ] {
         let out = with(token, args);

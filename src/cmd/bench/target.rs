@@ -301,8 +301,8 @@ async fn check_server(
         }
         if let Some(max) = limits.max_batch_ops.filter(|max| args.batch_size > *max) {
             return Err(Error::invalid(format!(
-                "--batch-size {} is over the server's limit of {max} operations per batch: \
-                 every batch would be refused",
+                "--batch-size {} is over the server's limit of {max} operations per batch (its \
+                 serve --max-batch-ops): every batch would be refused",
                 args.batch_size
             )));
         }
