@@ -1122,6 +1122,9 @@ fn batch_on_a_terminal_ends_at_the_first_ctrl_d() {
 /// Ctrl-Z suspends the browser to the shell, as in less and vim: the
 /// terminal is given back (not raw, main screen), the job is stopped, and
 /// `fg` brings the browser back where it was, drawn again. It did nothing.
+/// The file is let go of first, however long the browser would have kept
+/// it (`KVR_TUI_RELEASE_MS`), so a `kvr put` from the shell gets it while
+/// the browser is stopped (it was "in use" until `fg`).
 #[test]
 fn ctrl_z_suspends_to_the_shell_and_fg_comes_back() {
     if !tmux_available() {
@@ -1134,7 +1137,7 @@ fn ctrl_z_suspends_to_the_shell_and_fg_comes_back() {
     );
     tmux.wait_for(&["SH$"]);
     let command = format!(
-        "{} --db {} tui",
+        "KVR_TUI_RELEASE_MS=600000 {} --db {} tui",
         shell_quote(Path::new(KVR)),
         shell_quote(&env.db())
     );
@@ -1152,6 +1155,13 @@ fn ctrl_z_suspends_to_the_shell_and_fg_comes_back() {
     tmux.type_text("stty -a | grep -o ' icanon'");
     tmux.keys(&["Enter"]);
     tmux.wait_for(&["\n icanon"]);
+    tmux.type_text(&format!(
+        "{} --db {} put from-the-shell 1; echo PUT_EXIT=$?",
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db())
+    ));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["PUT_EXIT=0"]);
     // Back where it was, at the size the terminal has now.
     tmux.resize(100, 30);
     tmux.type_text("fg");
@@ -1164,6 +1174,8 @@ fn ctrl_z_suspends_to_the_shell_and_fg_comes_back() {
     tmux.type_text("echo KVR_EXIT=$?");
     tmux.keys(&["Enter"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
+    let got = env.kvr(["get", "from-the-shell"]).ok();
+    assert_eq!(got.out.stdout, b"1");
 }
 
 /// A glob filter typed in a real terminal: only the matching keys show,

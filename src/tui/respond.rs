@@ -84,7 +84,7 @@ impl App {
                 result,
             } => self.put_done(key, created, result),
             Response::Deleted { key, result } => self.delete_done(key, result),
-            Response::Skipped => {}
+            Response::Skipped | Response::Released => {}
             Response::Crashed(message) => {
                 // Its message went to stderr, over the screen.
                 self.redraw = true;

@@ -229,6 +229,26 @@ impl Session {
         self.flush();
     }
 
+    /// Has the worker let go of a file it holds, waiting up to `timeout`
+    /// for the calls before (whose answers are taken as they come):
+    /// before the process stops (Ctrl-Z), which would hold the file until
+    /// it is continued. The next call opens it again.
+    pub fn release_source(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.worker.send(super::worker::Request::Release);
+        self.in_flight += 1;
+        while let Some(response) = self
+            .worker
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let released = matches!(response, super::worker::Response::Released);
+            self.answered(response);
+            if released {
+                return;
+            }
+        }
+    }
+
     /// Waits until every call is answered, up to `timeout`; true if so.
     #[cfg(test)]
     /// Tests use it to look at a settled screen.
@@ -304,6 +324,7 @@ where
             host.copy(&bytes)?;
         }
         if std::mem::take(&mut session.app.suspend) {
+            session.release_source(super::worker::SHUTDOWN_GRACE);
             host.suspend()?;
             // The shell wrote over the screen, which may have been resized
             // meanwhile.

@@ -76,6 +76,10 @@ pub enum Request {
         key: Vec<u8>,
         if_revision: u64,
     },
+    /// Let go of a file now, before the browser is suspended (Ctrl-Z): a
+    /// stopped process would hold it, and shut every other kvr out of it,
+    /// until it is continued.
+    Release,
 }
 
 /// Why keys were asked for; handed back with them.
@@ -163,6 +167,8 @@ pub enum Response {
     },
     /// A read of a value that a later one made pointless was skipped.
     Skipped,
+    /// [`Request::Release`] done: nothing is held.
+    Released,
     /// The call panicked (a bug in the source); the message says where.
     Crashed(String),
 }
@@ -256,7 +262,6 @@ impl Worker {
     }
 
     /// Waits up to `timeout` for an answer.
-    #[cfg(test)]
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Response> {
         self.responses.recv_timeout(timeout).ok()
     }
@@ -326,7 +331,10 @@ fn serve(
                 return;
             }
             let skip = matches!(request, Request::Get { .. }) && Some(i) != last_get;
-            let response = if skip {
+            let response = if request == Request::Release {
+                slot.release();
+                Response::Released
+            } else if skip {
                 Response::Skipped
             } else {
                 guarded_call(slot, request, &mut wait)
@@ -410,6 +418,7 @@ fn failed(request: Request, e: Error) -> Response {
             key,
             result: Err(e),
         },
+        Request::Release => Response::Released,
     }
 }
 
@@ -465,6 +474,8 @@ fn call(kv: &dyn Kv, request: Request) -> Response {
             result: kv.delete(&key, Some(if_revision)),
             key,
         },
+        // Done by `serve` itself, which holds the file.
+        Request::Release => Response::Released,
     }
 }
 
