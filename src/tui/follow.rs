@@ -103,13 +103,7 @@ impl App {
                 } else {
                     "was deleted elsewhere"
                 };
-                let now = crate::types::now_ms();
-                let name = match self.deleted_open.take() {
-                    Some((name, at)) if now.saturating_sub(at) < BURST_MS => name,
-                    _ => change.key.clone(),
-                };
-                self.info(format!("{} {how}", display_key(&name)));
-                self.deleted_open = Some((name, now));
+                self.say_open_deleted(&change.key, how);
             }
         }
         reread
@@ -181,12 +175,25 @@ impl App {
         if first != Some(key) {
             let ours = self.own_delete.as_ref().is_some_and(|d| d.key == *key);
             if !ours {
-                let how = self.gone_how(key);
-                let name = self.deleted_open.as_ref().map_or(key, |(name, _)| name);
-                self.info(format!("{} {how}", display_key(name)));
+                let (key, how) = (key.clone(), self.gone_how(key));
+                self.say_open_deleted(&key, how);
             }
         }
         self.reloaded_at = None;
+    }
+
+    /// Says on the status line that the selected key `key` went (`how`),
+    /// naming the key the user was on when a burst of deletes (one within
+    /// [`BURST_MS`] of the one before) takes the key the cursor moved on
+    /// to as well; a delete after a quiet spell names its own key.
+    fn say_open_deleted(&mut self, key: &[u8], how: &str) {
+        let now = crate::types::now_ms();
+        let name = match self.deleted_open.take() {
+            Some((name, at)) if now.saturating_sub(at) < BURST_MS => name,
+            _ => key.to_vec(),
+        };
+        self.info(format!("{} {how}", display_key(&name)));
+        self.deleted_open = Some((name, now));
     }
 
     /// How the open key `key` went, when the feed did not say: it expired

@@ -729,6 +729,17 @@ fn a_delete_burst_beyond_the_feed_says_the_selected_key_went() {
     wait_for(&mut s, &["> key:02000", "key:01000 was deleted elsewhere"]);
 }
 
+/// The same after an earlier key went long before (not in the same burst):
+/// the status line names the key that went now, not that earlier one.
+#[test]
+fn a_delete_burst_beyond_the_feed_names_its_own_key_after_a_quiet_spell() {
+    let (_dir, _server, mut s) = delete_around_the_cursor(3000, "key:00500", "key:02000");
+    // What a delete of the selected key a minute ago left.
+    let minute_ago = crate::types::now_ms() - 60_000;
+    s.app.deleted_open = Some((b"key:00042".to_vec(), minute_ago));
+    wait_for(&mut s, &["> key:02000", "key:01000 was deleted elsewhere"]);
+}
+
 /// The selected key deleted at the window's end, with more keys past it
 /// in the store: the pager asks to read on from it (the next key), not to
 /// settle on the key before it.
