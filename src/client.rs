@@ -67,6 +67,9 @@ const MEMBER_PROBE_WAIT: Duration = Duration::from_secs(1);
 /// refusal comes back in milliseconds, a write that is taken needs a
 /// commit.
 const LAST_TRY: Duration = Duration::from_millis(250);
+/// How often a list of servers none of which can be reached is tried
+/// again (a refused connection costs next to nothing).
+const UNREACHABLE_RETRY: Duration = Duration::from_millis(250);
 
 /// A `kvr serve` (or a list of them) as a [`Kv`].
 pub struct Client {
@@ -408,6 +411,15 @@ impl Client {
                     Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
                 }
             }
+            // Several servers, none of which took a connection: a
+            // cluster's members restarting (a power cut, `kill -9` of
+            // all), asked again until --timeout (SPEC "Client"). One
+            // server that cannot be reached is said at once (is kvr serve
+            // running?): nothing names another to go to.
+            let list_down = all_unreachable && order.len() > 1;
+            if list_down {
+                wait = wait.max(UNREACHABLE_RETRY);
+            }
             // A wait that would run past --timeout is cut short for one
             // last try just before it (an election may be over by then):
             // the retries go on until --timeout (SPEC), not until the last
@@ -417,7 +429,7 @@ impl Client {
             if now + wait >= deadline && left > LAST_TRY {
                 wait = left - LAST_TRY;
             }
-            let give_up = !(self.clustered.load(Ordering::Relaxed) || standalone_busy)
+            let give_up = !(self.clustered.load(Ordering::Relaxed) || standalone_busy || list_down)
                 || now + wait >= deadline;
             if give_up {
                 if let Some(e) = unknown {
@@ -536,6 +548,14 @@ impl Client {
     /// (a watch's): until one has, none may be there at all.
     pub fn has_answered(&self) -> bool {
         self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the `--server` list names several servers: a cluster's
+    /// members, which may all be restarting at once, so that none
+    /// answering yet is waited out up to `--timeout` (as
+    /// `send_retrying_as` does).
+    pub fn has_several_servers(&self) -> bool {
+        self.urls.len() > 1
     }
 
     /// The path (or `?key=` form) of a key.

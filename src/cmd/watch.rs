@@ -182,8 +182,13 @@ fn follow(
             // Before any server has answered: exit 5 at once, as other
             // commands do for a URL where nothing listens (it waited out
             // --timeout in silence); a server that answers 503 (a cluster
-            // electing its leader) is waited for up to --timeout.
-            Err(e) if retryable(&e) && started.elapsed() < timeout && client.has_answered() => {}
+            // electing its leader), or a list of several servers none of
+            // which is up yet (a cluster restarting), is waited for up to
+            // --timeout.
+            Err(e)
+                if retryable(&e)
+                    && started.elapsed() < timeout
+                    && (client.has_answered() || client.has_several_servers()) => {}
             Err(e) => return Err(e),
         }
         if progressed {

@@ -208,10 +208,11 @@ fn a_name_that_does_not_resolve_is_unreachable() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let both = format!("{nowhere},{dead}");
+    // (A list none of which can be reached is tried until --timeout.)
     for args in [&["get", "a"][..], &["watch"]] {
         let out = kvr(
             dir.path(),
-            &[&["--server", both.as_str()][..], args].concat(),
+            &[&["--server", both.as_str(), "--timeout", "3"][..], args].concat(),
             b"",
         );
         assert_eq!(out.status.code(), Some(5), "{args:?}");
@@ -924,6 +925,76 @@ fn a_part_over_the_servers_limit_asks_for_smaller_parts() {
         "{err}"
     );
     assert!(!err.contains("smaller --chunk-size"), "{err}");
+}
+
+/// A list of servers none of which takes a connection (a cluster whose
+/// members all restart) is tried again until `--timeout`: a write sent
+/// while every server is down lands once one is back, and a watch started
+/// then gets its event (both failed at once with "cannot reach any kvr
+/// server"). One server alone that cannot be reached is still said at
+/// once.
+#[test]
+fn a_list_of_servers_all_down_is_tried_until_one_is_back() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = |_| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (a, b) = (port(0), port(1));
+    let list = format!("http://{a},http://{b}");
+    let mut watch = kvr_cmd(dir.path())
+        .args(["--server", &list, "--timeout", "20", "watch"])
+        .args(["--from-revision", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = {
+        let (dir, b) = (dir.path().to_path_buf(), b.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            Server::start(&dir, &["--listen", &b])
+        })
+    };
+    let out = kvr(
+        dir.path(),
+        &["--server", &list, "--timeout", "20", "put", "k", "v"],
+        b"",
+    );
+    let server = started.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = kvr(dir.path(), &["--server", &server.url, "get", "k"], b"");
+    assert_eq!(stdout(&out), "v");
+    let mut event = String::new();
+    std::io::BufReader::new(watch.stdout.take().unwrap())
+        .read_line(&mut event)
+        .unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        event.starts_with("{\"revision\":1,\"op\":\"put\",\"key\":\"k\""),
+        "{event}"
+    );
+    // One server: at once, though --timeout is long.
+    let out = kvr(
+        dir.path(),
+        &[
+            "--server",
+            &format!("http://{a}"),
+            "--timeout",
+            "600",
+            "get",
+            "k",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(is kvr serve running?)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Refusals with `Retry-After: 1` are retried until `--timeout`, not
