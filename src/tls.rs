@@ -121,6 +121,13 @@ pub fn failure(url: &str, e: &(dyn std::error::Error + 'static)) -> Option<Error
     find(e).map(|tls| describe(url, tls, CaCert::Unknown))
 }
 
+/// [`failure`] of a cluster's leader that cannot verify a joining node's
+/// raft certificate: the advice is for the joiner's certificate, or the
+/// members' `--cacert` (the joiner's own `--cacert` changes nothing).
+pub fn joiner_failure(url: &str, e: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    find(e).map(|tls| describe(url, tls, CaCert::Joiner))
+}
+
 /// [`failure`] for a client that knows its `--cacert` (`None`: not given),
 /// so the advice fits: "give that CA with --cacert" only when it was not.
 pub fn failure_given(
@@ -155,6 +162,8 @@ enum CaCert<'a> {
     Unknown,
     /// `--cacert` as given: `None` when it was not.
     Given(Option<&'a Path>),
+    /// A cluster member checking a node that asks to join.
+    Joiner,
 }
 
 fn describe(url: &str, e: &rustls::Error, cacert: CaCert<'_>) -> Error {
@@ -193,6 +202,11 @@ fn certificate_problem(c: &CertificateError, cacert: CaCert<'_>) -> String {
              intermediate in --tls-cert",
             path.display()
         ),
+        CaCert::Joiner => "the members trust the system's CAs and those of their own \
+                           --cacert: give the joining node a certificate one of them signed \
+                           (its --tls-cert), or restart the members with --cacert naming the CA \
+                           that signed it"
+            .to_string(),
         _ => "if the server's certificate is signed by your own CA, give that CA with --cacert \
               PEM (or KVR_CACERT)"
             .to_string(),

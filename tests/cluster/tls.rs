@@ -321,8 +321,15 @@ fn a_node_of_another_ca_cannot_join() {
     assert_refused(
         &out,
         3,
-        &["node 2 cannot be added", "could not be verified"],
+        &[
+            "node 2 cannot be added",
+            "could not be verified",
+            // The advice is for the joiner's certificate or the members'
+            // trust, not the joiner's own --cacert.
+            "give the joining node a certificate one of them signed",
+        ],
     );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("give that CA with --cacert PEM"));
     let log = stderr_of(dir, "n1");
     assert!(
         log.contains("refusing the peer at") && log.contains("could not be verified"),

@@ -129,7 +129,7 @@ impl Node {
             return Ok(());
         }
         match self.hello(id, raft, FORWARD_TIMEOUT).await {
-            Err((_, e)) => match crate::tls::failure(&format!("raft {raft}"), &e) {
+            Err((_, e)) => match crate::tls::joiner_failure(&format!("raft {raft}"), &e) {
                 Some(refused) => Err(Error::invalid(format!(
                     "node {id} cannot be added: {refused}"
                 ))),
