@@ -1466,7 +1466,11 @@ fn a_join_with_another_cluster_token_is_refused() {
             "this cluster has no --cluster-token and the joining node has one",
         ),
         (&tokened, None, "joining needs the cluster token"),
-        (&tokened, Some("t2"), "joining needs the cluster token"),
+        (
+            &tokened,
+            Some("t2"),
+            "the joining node's --cluster-token is not this cluster's",
+        ),
     ] {
         let mut args = member_args("joiner", "127.0.0.1:0", "127.0.0.1:0");
         args.extend([
@@ -1482,6 +1486,8 @@ fn a_join_with_another_cluster_token_is_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{err}");
         assert!(err.contains("kvr: error:") && err.contains(said), "{err}");
+        // Said once, not `unauthorized: … unauthorized: …`.
+        assert!(err.matches("unauthorized:").count() <= 1, "{err}");
         assert_eq!(voters(target), 1);
         assert_eq!(status_of(target)["nodes"].as_array().unwrap().len(), 1);
         // Refused, it leaves no file behind (it left a new, empty one).

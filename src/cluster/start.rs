@@ -729,6 +729,11 @@ async fn ask_join(
                         .ok()
                         .and_then(|v| v["message"].as_str().map(str::to_string))
                         .unwrap_or(text);
+                    // Its error's own prefix, which the error made here
+                    // says again (`unauthorized: …`).
+                    let message = message
+                        .strip_prefix("unauthorized: ")
+                        .map_or(message.clone(), str::to_string);
                     let refused = format!("{url} refused to add this node: {message}");
                     return Err(match status {
                         409 => Error::Conflict(refused),

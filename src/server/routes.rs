@@ -576,9 +576,10 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
         .and_then(|v| v.to_str().ok());
     match (&node.me.token, given) {
         (Some(token), given) if given != Some(token.as_str()) => {
-            return Err(Error::Unauthorized(
-                "joining needs the cluster token (--cluster-token)".into(),
-            ));
+            return Err(Error::Unauthorized(match given {
+                None => "joining needs the cluster token (--cluster-token)".into(),
+                Some(_) => "the joining node's --cluster-token is not this cluster's".into(),
+            }));
         }
         // The joiner would refuse this cluster's Raft traffic, which
         // carries no token: it would stay a learner that never catches up.
