@@ -232,6 +232,9 @@ impl Client {
         // within the last two seconds (a refusal with `Retry-After: 1`) is
         // not probed before it is asked again.
         let mut answered_at: Vec<(String, std::time::Instant)> = Vec::new();
+        // Whether a read was sent again after a connection closed without
+        // an answer (once a call: see `stale`).
+        let mut stale_retried = false;
         loop {
             let first = leader.take();
             let mut order: Vec<String> = first.clone().into_iter().collect();
@@ -249,6 +252,12 @@ impl Client {
             let mut all_unreachable = true;
             // Whether a standalone server refused the request unapplied.
             let mut standalone_busy = false;
+            // A read whose connection closed without an answer: most often
+            // a kept-alive connection the server closed as the request
+            // went out (it restarted, or timed the connection out). Sent
+            // again at once on a new connection, once, to any server (as
+            // HTTP clients do for requests that change nothing).
+            let mut stale = false;
             let mut wait = Duration::from_millis(100);
             for url in &order {
                 // A retry gets what is left of --timeout, not all of it
@@ -389,7 +398,10 @@ impl Client {
                         all_unreachable = false;
                         let what = match e {
                             ureq::Error::Timeout(_) => "did not answer in time (--timeout)",
-                            _ => "closed the connection without an answer",
+                            _ => {
+                                stale |= !stale_retried;
+                                "closed the connection without an answer"
+                            }
                         };
                         last = Some(Error::Unavailable {
                             message: format!("kvr server at {url} {what}"),
@@ -429,8 +441,13 @@ impl Client {
             if now + wait >= deadline && left > LAST_TRY {
                 wait = left - LAST_TRY;
             }
-            let give_up = !(self.clustered.load(Ordering::Relaxed) || standalone_busy || list_down)
-                || now + wait >= deadline;
+            if stale {
+                stale_retried = true;
+                wait = Duration::ZERO;
+            }
+            let give_up =
+                !(self.clustered.load(Ordering::Relaxed) || standalone_busy || list_down || stale)
+                    || now + wait >= deadline;
             if give_up {
                 if let Some(e) = unknown {
                     return Err(e);
@@ -453,7 +470,9 @@ impl Client {
             if answered.is_some() {
                 earlier = answered;
             }
-            std::thread::sleep(wait.max(Duration::from_millis(50)));
+            if !stale {
+                std::thread::sleep(wait.max(Duration::from_millis(50)));
+            }
         }
     }
 

@@ -927,6 +927,34 @@ fn a_part_over_the_servers_limit_asks_for_smaller_parts() {
     assert!(!err.contains("smaller --chunk-size"), "{err}");
 }
 
+/// A read whose connection closes without an answer (a kept-alive
+/// connection the server closed as the request went out: it restarted,
+/// or timed the connection out) is sent again at once on a new
+/// connection, once, also to a lone server (it was exit 5, and the
+/// browser showed the error after its server restarted).
+#[test]
+fn a_read_cut_off_without_an_answer_is_sent_again_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let server = fake_server(|mut c| {
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+        if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
+            return; // closed without an answer
+        }
+        let _ = write!(
+            c,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\netag: \"1\"\r\n\
+             x-kvr-revision: 1\r\ncontent-length: 1\r\nconnection: close\r\n\r\nv"
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = kvr(dir.path(), &["--server", &server, "get", "k"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v");
+    assert_eq!(SEEN.load(Ordering::SeqCst), 2);
+}
+
 /// A list of servers none of which takes a connection (a cluster whose
 /// members all restart) is tried again until `--timeout`: a write sent
 /// while every server is down lands once one is back, and a watch started
