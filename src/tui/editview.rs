@@ -14,19 +14,23 @@ use super::preview::human_bytes;
 use super::view::{expires_in, fit, fit_middle, pane, popup};
 use super::{softwrap, wrap};
 
+/// The invalid-JSON dialog's keys, in full and in short (a row each at
+/// 20 columns, for a screen too small for the full form's rows).
+const INVALID_JSON_KEYS: [&[&str]; 2] = [
+    &["e / Enter / Esc: keep editing    t: save it as text    d: drop the edit"],
+    &["e/Enter/Esc: edit    t: save as text    d: drop the edit"],
+];
+
 /// The dialog on a save of text that is not valid JSON where JSON was
 /// expected: the parser's error and the choices. On a screen too small
 /// for all of it, the key lines stay whole: the spacer goes first, then
 /// the error's rows from the end (the last one shown ends in `…`), then
-/// the heading.
+/// the heading, and then the key lines take their short form.
 pub(super) fn render_invalid_json(frame: &mut Frame, app: &App, error: &str) {
     let width = frame.area().width.min(64);
     let inner = usize::from(width.saturating_sub(2)).max(1);
     let room = usize::from(frame.area().height.saturating_sub(2));
-    let keys = key_rows(
-        "e / Enter / Esc: keep editing    t: save it as text    d: drop the edit",
-        inner,
-    );
+    let keys = keys_in(&INVALID_JSON_KEYS, inner, room).concat();
     let error = error.replace(['\n', '\t'], " ");
     let mut error_rows = wrap::words(&error, inner);
     // What is left for the heading, the error and the spacer.
@@ -118,22 +122,13 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
     let mut lines = conflict_news(c, inner);
     lines.push((Part::Kept, "Your text is kept; nothing was written.".into()));
     lines.push((Part::Spacer, String::new()));
-    let choices: &[&str] = match (c.reload_asked, &c.now) {
-        (true, _) => &[
-            "Drop your text and show the stored value?",
-            "y: drop it    n / Esc: keep it",
-        ],
-        (false, Now::Gone { .. }) => &[
-            "o: save your text (the key is created again)",
-            "r: reload (drops your text)    e / Enter / Esc: back to your text",
-        ],
-        (false, _) => &[
-            "o: overwrite with your text    r: reload (drops your text)",
-            "e / Enter / Esc: back to your text",
-        ],
-    };
-    lines.extend(choices.iter().map(|&l| (Part::Keys, l.to_string())));
     let room = usize::from(frame.area().height.saturating_sub(2));
+    let choices = keys_in(conflict_keys(c), inner, room);
+    lines.extend(
+        choices
+            .into_iter()
+            .map(|rows| (Part::Keys, rows.join("\n"))),
+    );
     let dim = app.config.theme.dim();
     let rows: Vec<Line> = fit_rows(lines, inner, room)
         .into_iter()
@@ -156,20 +151,72 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
     frame.render_widget(Paragraph::new(rows).block(block), area);
 }
 
+/// The conflict dialog's key lines (the question of `r` with them), in
+/// full and in short (a row each at 20 columns).
+fn conflict_keys(c: &Conflict) -> &'static [&'static [&'static str]; 2] {
+    match (c.reload_asked, &c.now) {
+        (true, _) => &[
+            &[
+                "Drop your text and show the stored value?",
+                "y: drop it    n / Esc: keep it",
+            ],
+            &["Drop your text?", "y: drop it    n/Esc: keep it"],
+        ],
+        (false, Now::Gone { .. }) => &[
+            &[
+                "o: save your text (the key is created again)",
+                "r: reload (drops your text)    e / Enter / Esc: back to your text",
+            ],
+            &["o: save yours    r: drop & reload    e/Enter/Esc: back"],
+        ],
+        (false, _) => &[
+            &[
+                "o: overwrite with your text    r: reload (drops your text)",
+                "e / Enter / Esc: back to your text",
+            ],
+            &["o: overwrite    r: drop & reload    e/Enter/Esc: back"],
+        ],
+    }
+}
+
 /// What separates two keys on one line of the dialog.
 const KEY_GAP: &str = "    ";
 
-/// A line of a dialog's keys as rows of `inner` columns: two keys that do
-/// not fit a row go on two, not `r:` on one and what it does on the next.
-pub(super) fn key_rows(text: &str, inner: usize) -> Vec<String> {
-    let width = wrap::columns(text);
-    match width > inner {
-        true => text
-            .split(KEY_GAP)
-            .flat_map(|k| wrap::words(k, inner))
-            .collect(),
-        false => wrap::words(text, inner),
+/// A dialog's key lines as rows of `inner` columns (see [`key_rows`]),
+/// a list of rows per line: the first of `forms` (full, then shorter)
+/// whose rows fit in `room`, else the last, the shortest.
+pub(super) fn keys_in(forms: &[&[&str]], inner: usize, room: usize) -> Vec<Vec<String>> {
+    let laid = |form: &[&str]| -> Vec<Vec<String>> {
+        form.iter().map(|line| key_rows(line, inner)).collect()
+    };
+    let mut chosen = Vec::new();
+    for form in forms {
+        chosen = laid(form);
+        if chosen.iter().map(Vec::len).sum::<usize>() <= room {
+            break;
+        }
     }
+    chosen
+}
+
+/// A line of a dialog's keys as rows of `inner` columns: two keys that do
+/// not fit a row go on two, not `r:` on one and what it does on the next
+/// (as many keys a row as fit, in their order).
+pub(super) fn key_rows(text: &str, inner: usize) -> Vec<String> {
+    let mut rows: Vec<String> = Vec::new();
+    let mut row = String::new();
+    for key in text.split(KEY_GAP) {
+        if row.is_empty() {
+            row = key.to_string();
+        } else if wrap::columns(&row) + KEY_GAP.len() + wrap::columns(key) <= inner {
+            row = format!("{row}{KEY_GAP}{key}");
+        } else {
+            rows.extend(wrap::words(&std::mem::take(&mut row), inner));
+            row = key.to_string();
+        }
+    }
+    rows.extend(wrap::words(&row, inner));
+    rows
 }
 
 /// A line of the conflict dialog, by what goes first when the screen is
@@ -196,7 +243,8 @@ fn fit_rows(lines: Vec<(Part, String)>, inner: usize, room: usize) -> Vec<(Part,
     let mut lines: Vec<(Part, Vec<String>)> = lines
         .into_iter()
         .map(|(part, text)| match part {
-            Part::Keys => (part, key_rows(&text, inner)),
+            // Laid out already ([`keys_in`]), a row a line.
+            Part::Keys => (part, text.lines().map(str::to_string).collect()),
             _ => (part, wrap::words(&text, inner)),
         })
         .collect();

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
 
 use super::action::BINDINGS;
 use super::app::{App, Focus, Mode, PromptKind, ValueState};
-use super::editview::{key_rows, render_conflict, render_editor, render_invalid_json};
+use super::editview::{keys_in, render_conflict, render_editor, render_invalid_json};
 use super::keys::display_key;
 use super::preview::{Kind, hex_line_count, hex_rows, hex_rows_per_line, hex_width, human_bytes};
 use super::{softwrap, wrap};
@@ -634,11 +634,12 @@ fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: 
     let width = frame.area().width.min(60);
     let inner = usize::from(width.saturating_sub(2)).max(1);
     let room = usize::from(frame.area().height.saturating_sub(2));
-    let mut keys = key_rows("y: delete    n / Esc: keep it", inner);
-    if keys.len() > room {
-        // A tiny screen: Esc still keeps it, unnamed.
-        keys = key_rows("y: delete    n: keep it", inner);
-    }
+    // A tiny screen: Esc still keeps it, unnamed.
+    let forms: [&[&str]; 2] = [
+        &["y: delete    n / Esc: keep it"],
+        &["y: delete    n: keep it"],
+    ];
+    let keys = keys_in(&forms, inner, room).concat();
     let shown = fit_middle(&display_key(key), inner / 2);
     let question = wrap::words(&format!("Delete {shown} (revision {revision})?"), inner);
     let note = now.map(|now| format!("It changed meanwhile (now revision {now}): y is refused."));

@@ -14,6 +14,7 @@ mod patterns;
 mod release;
 mod rough_edges;
 mod screens;
+mod small_screens;
 mod sources;
 mod wrapping;
 

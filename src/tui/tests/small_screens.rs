@@ -1,0 +1,79 @@
+//! What the browser shows at the small sizes a black-box audit tried:
+//! the dialogs keep every key line, messages keep what they say to do,
+//! footers and titles give way whole, and text cut anywhere ends in `…`.
+
+use super::*;
+use crate::tui::app::Mode;
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+/// The screen as one string, for messages.
+fn text(s: &Session) -> String {
+    screen(&s.app).join("\n")
+}
+
+/// At 20x5 (three rows inside a dialog) the invalid-JSON dialog shows its
+/// keys in short, a row each: `d` was left out of the long form's rows.
+#[test]
+fn the_invalid_json_dialog_keeps_every_key_at_20x5() {
+    let (_dir, path) = store_with("");
+    let mut s = browse(&path, None, (100, 24));
+    keys(&mut s, "nzz:json\n{\"a\": 1} x");
+    press(&mut s, ctrl('s'));
+    assert!(matches!(s.app.mode, Mode::InvalidJson { .. }));
+    act(&mut s, &[Action::Resize(24, 6)]);
+    let shown = text(&s);
+    assert!(shown.contains("d: drop the edit"), "{shown}");
+    act(&mut s, &[Action::Resize(20, 5)]);
+    let shown = text(&s);
+    for want in ["e/Enter/Esc: edit", "t: save as text", "d: drop the edit"] {
+        assert!(shown.contains(want), "no {want:?} in:\n{shown}");
+    }
+    assert!(shown.contains("┗━"), "the dialog's bottom:\n{shown}");
+    // The keys still do what they say.
+    keys(&mut s, "d");
+    assert!(matches!(s.app.mode, Mode::Browse), "{:?}", s.app.mode);
+    s.shutdown();
+}
+
+/// At 20x5 the conflict dialog shows its keys in short, a row each (`e /
+/// Enter / Esc` was left out), and so does `r`'s question.
+#[test]
+fn the_conflict_dialog_keeps_every_key_at_20x5() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "e");
+    other.put(b"note", b"theirs".to_vec(), None).unwrap();
+    keys(&mut s, ", world");
+    press(&mut s, ctrl('s'));
+    assert!(matches!(s.app.mode, Mode::Conflict(_)));
+    act(&mut s, &[Action::Resize(20, 5)]);
+    let shown = text(&s);
+    for want in ["o: overwrite", "r: drop & reload", "e/Enter/Esc: back"] {
+        assert!(shown.contains(want), "no {want:?} in:\n{shown}");
+    }
+    assert!(shown.contains("┗━"), "the dialog's bottom:\n{shown}");
+    keys(&mut s, "r");
+    let shown = text(&s);
+    for want in ["Drop your text?", "y: drop it", "n/Esc: keep it"] {
+        assert!(shown.contains(want), "no {want:?} in:\n{shown}");
+    }
+    keys(&mut s, "n");
+    // The key deleted: `o` creates it again.
+    other.delete(b"note", None).unwrap();
+    keys(&mut s, "e");
+    press(&mut s, ctrl('s'));
+    let shown = text(&s);
+    for want in ["o: save yours", "r: drop & reload", "e/Enter/Esc: back"] {
+        assert!(shown.contains(want), "no {want:?} in:\n{shown}");
+    }
+    // Wider, the full keys fit again (two keys may share a row).
+    act(&mut s, &[Action::Resize(60, 5)]);
+    let shown = text(&s);
+    assert!(
+        shown.contains("e / Enter / Esc: back to your text"),
+        "{shown}"
+    );
+    assert_eq!(editor_text(&s).as_deref(), Some("hello, world"));
+}
