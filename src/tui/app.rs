@@ -131,6 +131,9 @@ pub struct ValuePane {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
     pub text: String,
+    /// What `text` says to do, in few words, for a line too narrow for
+    /// it to say that whole (see [`view::fit_status`]).
+    pub short: Option<String>,
     pub error: bool,
     /// A read of keys or counts failed: the next such read that succeeds
     /// clears it (a server that came back must not stay reported away).
@@ -295,14 +298,22 @@ impl App {
     pub(super) fn info(&mut self, text: impl Into<String>) {
         self.status = Status {
             text: text.into(),
+            short: None,
             error: false,
             read_failed: false,
         };
     }
 
+    /// [`App::info`] with a `short` form (see [`Status::short`]).
+    pub(super) fn info_with_short(&mut self, text: impl Into<String>, short: &str) {
+        self.info(text);
+        self.status.short = Some(short.to_string());
+    }
+
     pub(super) fn error(&mut self, text: impl Into<String>) {
         self.status = Status {
             text: text.into(),
+            short: None,
             error: true,
             read_failed: false,
         };

@@ -133,7 +133,10 @@ impl App {
             }
             Action::Cancel if !drop_armed && area.text().into_bytes() != job.text() => {
                 self.drop_armed = true;
-                self.info("your text is not saved: Esc again drops it, Ctrl-S saves it");
+                self.info_with_short(
+                    "your text is not saved: Esc again drops it, Ctrl-S saves it",
+                    "Esc again drops, Ctrl-S saves",
+                );
                 self.mode = Mode::Editor { job, area };
             }
             Action::Cancel => self.info("edit cancelled; nothing written"),

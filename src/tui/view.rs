@@ -481,8 +481,10 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
     let text = if app.status.text.is_empty() {
         String::new()
     } else {
-        fit_message(
+        let short = app.status.short.as_ref().map(|s| format!("{prefix}{s}"));
+        fit_status(
             &format!("{prefix}{}", app.status.text),
+            short.as_deref(),
             usize::from(area.width),
         )
     };
@@ -497,21 +499,41 @@ fn render_message(frame: &mut Frame, area: Rect, app: &App) {
 /// show (`deleted LLL…LLL (revision 7)`: cut at its end, a long key took
 /// the revision with it).
 pub fn fit_message(text: &str, width: usize) -> String {
-    /// What a message's start keeps beside its last clause: `error:
-    /// cannot read keys: F…` says what failed.
-    const MESSAGE_HEAD: usize = 20;
     if wrap::columns(text) <= width {
         return text.to_string();
     }
-    let Some(at) = text.rfind("; ") else {
-        return fit_middle(text, width);
-    };
+    if let Some(kept) = keep_last_clause(text, width) {
+        return kept;
+    }
+    match text.contains("; ") {
+        true => fit(text, width),
+        false => fit_middle(text, width),
+    }
+}
+
+/// `text` (wider than `width`) with its start cut and its last clause
+/// whole, when that leaves [`MESSAGE_HEAD`] columns for the start.
+fn keep_last_clause(text: &str, width: usize) -> Option<String> {
+    /// What a message's start keeps beside its last clause: `error:
+    /// cannot read keys: F…` says what failed.
+    const MESSAGE_HEAD: usize = 20;
+    let at = text.rfind("; ")?;
     let tail = &text[at..];
     let tail_columns = wrap::columns(tail);
-    if tail_columns + MESSAGE_HEAD <= width {
-        return format!("{}{tail}", fit(&text[..at], width - tail_columns));
+    (tail_columns + MESSAGE_HEAD <= width)
+        .then(|| format!("{}{tail}", fit(&text[..at], width - tail_columns)))
+}
+
+/// A status message in `width` columns, as [`fit_message`] fits it; but
+/// one with a `short` form (what it says to do, in few words: `Esc again
+/// drops, Ctrl-S saves`) shows that when it would lose what it says to do.
+pub fn fit_status(text: &str, short: Option<&str>, width: usize) -> String {
+    match short {
+        Some(short) if wrap::columns(text) > width && keep_last_clause(text, width).is_none() => {
+            fit(short, width)
+        }
+        _ => fit_message(text, width),
     }
-    fit(text, width)
 }
 
 /// A box of `width` × `height` in the middle of the screen, cleared.

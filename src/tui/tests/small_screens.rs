@@ -77,3 +77,25 @@ fn the_conflict_dialog_keeps_every_key_at_20x5() {
     );
     assert_eq!(editor_text(&s).as_deref(), Some("hello, world"));
 }
+
+/// At 30x8, Esc over changed text in the built-in editor says what the
+/// next keys do: its message, too long for the line, says just that, in
+/// short (the middle cut lost "Esc again drops it"); wide enough, whole.
+#[test]
+fn a_short_message_keeps_what_it_says_to_do_at_30x8() {
+    let (_dir, path) = store_with("{\"key\":\"note\",\"value\":\"hello\"}\n");
+    let mut s = browse(&path, None, (30, 8));
+    keys(&mut s, "e!\x1b");
+    let last = screen(&s.app).pop().unwrap_or_default();
+    assert_eq!(last, "Esc again drops, Ctrl-S saves");
+    act(&mut s, &[Action::Resize(80, 8)]);
+    let last = screen(&s.app).pop().unwrap_or_default();
+    assert_eq!(
+        last,
+        "your text is not saved: Esc again drops it, Ctrl-S saves it"
+    );
+    // The message's keys do what it says.
+    keys(&mut s, "\x1b");
+    assert!(matches!(s.app.mode, Mode::Browse), "{:?}", s.app.mode);
+    s.shutdown();
+}
