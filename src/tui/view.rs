@@ -334,6 +334,17 @@ fn position(
     let last = (last + 1).min(count);
     let first = (first + 1).min(last);
     let percent = (scroll + rows).min(total) * 100 / total.max(1);
+    footer((first, last, count), percent, width)
+}
+
+/// A scrolling pane's footer: `lines FIRST–LAST of COUNT · PERCENT%` in
+/// `width` columns, or just the percentage when that does not fit, else
+/// nothing (never cut: a cut number reads as another number).
+fn footer(
+    (first, last, count): (usize, usize, usize),
+    percent: usize,
+    width: usize,
+) -> Line<'static> {
     let text = [
         format!(" lines {first}–{last} of {count} · {percent}% "),
         format!(" {percent}% "),
@@ -635,13 +646,9 @@ fn render_help(frame: &mut Frame, app: &App, scroll: usize) {
     let area = popup_in(frame, above, width, height);
     let block = if total > room {
         let last = scroll + room;
-        let footer = format!(
-            " lines {}–{last} of {total} · {}% ",
-            scroll + 1,
-            last * 100 / total
-        );
-        pane(" Keys · j k scroll · other keys close ", area, true, app)
-            .title_bottom(Line::from(footer).right_aligned())
+        let inner = usize::from(area.width.saturating_sub(2));
+        let footer = footer((scroll + 1, last, total), last * 100 / total, inner);
+        pane(" Keys · j k scroll · other keys close ", area, true, app).title_bottom(footer)
     } else {
         pane(" Keys · any key closes ", area, true, app)
     };

@@ -99,3 +99,27 @@ fn a_short_message_keeps_what_it_says_to_do_at_30x8() {
     assert!(matches!(s.app.mode, Mode::Browse), "{:?}", s.app.mode);
     s.shutdown();
 }
+
+/// At 20x5 the help's footer is just its percentage, as the value pane's
+/// is in a narrow pane (it was cut at its left edge: `┗es 1–1 of 98`).
+#[test]
+fn the_help_footer_gives_way_to_its_percentage_at_20x5() {
+    let (_dir, path) = store_with(&numbered(3));
+    let mut s = browse(&path, None, (20, 5));
+    keys(&mut s, "?");
+    assert!(matches!(s.app.mode, Mode::Help { .. }));
+    let shown = screen(&s.app);
+    let bottom = shown
+        .iter()
+        .find(|l| l.contains('┗'))
+        .unwrap_or_else(|| panic!("no bottom border in {shown:?}"));
+    assert!(
+        bottom.starts_with("┗━") && bottom.ends_with("━ 1% ┛"),
+        "{bottom}"
+    );
+    assert!(!bottom.contains("lines"), "{bottom}");
+    // Wide enough, the footer names the lines too.
+    act(&mut s, &[Action::Resize(60, 8)]);
+    assert!(shows(&s.app, "lines 1–4 of"), "{:?}", screen(&s.app));
+    s.shutdown();
+}
