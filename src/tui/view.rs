@@ -160,38 +160,84 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-/// The value pane's title, at most `width` columns: the key (cut in its
-/// middle when long), its revision, size and kind.
+/// The value pane's title, at most `width` columns: the key, its
+/// revision, size and kind, its expiry and how much of it is shown. A key
+/// that fits stays whole: what follows it gives way first, the least
+/// telling first (see [`title_fields`]); a longer key loses its middle,
+/// down to 8 columns, beside all of it.
 fn value_title(app: &App, width: usize) -> String {
     let Some(key) = &app.value.key else {
         return " Value ".to_string();
     };
     let shown = display_key(key);
-    let mut rest = String::new();
-    if let ValueState::Loaded {
+    let key_columns = wrap::columns(&shown);
+    let mut fields = title_fields(app);
+    let rest = |fields: &[(u8, String)]| {
+        let all: String = fields.iter().map(|(_, f)| format!(" · {f}")).collect();
+        format!("{all} ")
+    };
+    if key_columns + 2 <= width {
+        while key_columns + 1 + wrap::columns(&rest(&fields)) > width {
+            // The least telling goes; the partial sign takes its short
+            // form first, and last is cut rather than dropped while
+            // `first…` fits.
+            let Some(i) = (0..fields.len()).min_by_key(|&i| fields[i].0) else {
+                break;
+            };
+            let field = &fields[i].1;
+            // " · " before it, " " after it.
+            let left = width.saturating_sub(key_columns + 1 + 4);
+            match fields[i].0 {
+                PARTIAL => fields[i] = (SHORT_PARTIAL, field.replacen("showing the ", "", 1)),
+                SHORT_PARTIAL if left >= 6 => {
+                    fields[i].1 = fit_words(field, left);
+                }
+                _ => {
+                    fields.remove(i);
+                }
+            }
+        }
+    }
+    let rest = rest(&fields);
+    let room = width.saturating_sub(wrap::columns(&rest) + 1).max(8);
+    format!(" {}{rest}", fit_middle(&shown, room))
+}
+
+/// How telling a field of the value title is, by what goes first when
+/// the title does not fit: the revision, the long form of how much is
+/// shown (`showing the first 64.0 KiB`), the kind, the size, the expiry,
+/// and last the short form of how much is shown (`first 64.0 KiB`).
+const REVISION: u8 = 0;
+const PARTIAL: u8 = 1;
+const KIND: u8 = 2;
+const SIZE: u8 = 3;
+const EXPIRY: u8 = 4;
+const SHORT_PARTIAL: u8 = 5;
+
+/// The value title's fields after the key, in the order shown, each with
+/// how telling it is (see [`REVISION`]); none while the value is not loaded.
+fn title_fields(app: &App) -> Vec<(u8, String)> {
+    let ValueState::Loaded {
         revision,
         bytes,
         preview,
         expires_at_ms,
     } = &app.value.state
-    {
-        rest = format!(
-            " · rev {revision} · {} · {} ",
-            human_bytes(bytes.len()),
-            preview.kind.name()
-        );
-        if let Some(at) = expires_at_ms {
-            rest.push_str(&format!("· {} ", expires_in(*at, crate::types::now_ms())));
-        }
-        if let Some(part) = &preview.partial {
-            rest.push_str(&format!("· showing the {part} "));
-        }
+    else {
+        return Vec::new();
+    };
+    let mut fields = vec![
+        (REVISION, format!("rev {revision}")),
+        (SIZE, human_bytes(bytes.len())),
+        (KIND, preview.kind.name().to_string()),
+    ];
+    if let Some(at) = expires_at_ms {
+        fields.push((EXPIRY, expires_in(*at, crate::types::now_ms())));
     }
-    let room = width
-        .saturating_sub(Span::raw(rest.as_str()).width() + 1)
-        .max(8);
-    let end = if rest.is_empty() { " " } else { "" };
-    format!(" {}{rest}{end}", fit_middle(&shown, room))
+    if let Some(part) = &preview.partial {
+        fields.push((PARTIAL, format!("showing the {part}")));
+    }
+    fields
 }
 
 /// A key's expiry as the value pane shows it: "expires in 4m 12s" (the
@@ -231,6 +277,30 @@ pub fn fit(text: &str, width: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// `text` cut to `width` columns as [`fit`] cuts it, but at the end of a
+/// word (`first 256.0…`, not `first 256.0 Ki…`, where a cut number reads
+/// as another number); mid-word only when its first word is too wide.
+pub fn fit_words(text: &str, width: usize) -> String {
+    if wrap::columns(text) <= width {
+        return text.to_string();
+    }
+    let mut end = None;
+    for (at, _) in text.match_indices(' ') {
+        let head = text[..at].trim_end();
+        if head.is_empty() {
+            continue;
+        }
+        match wrap::columns(head) < width {
+            true => end = Some(head),
+            false => break,
+        }
+    }
+    match end {
+        Some(head) => format!("{head}…"),
+        None => fit(text, width),
+    }
 }
 
 /// `text` in `width` columns, cut in its middle when wider: `…` stands

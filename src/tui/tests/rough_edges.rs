@@ -570,9 +570,18 @@ fn keys_with_a_long_shared_prefix_can_be_told_apart() {
     ] {
         assert!(text.contains(end), "{end}\n{text}");
     }
+    // The value title has room for the key: it stays whole, and what
+    // follows it gives way.
     keys(&mut s, "j");
     assert!(
-        shows(&s.app, "…rimary:connection:pool_size · rev 2 · 1 B · text"),
+        shows(&s.app, &format!("┌ {p}:pool_size ─")),
+        "{:?}",
+        screen(&s.app)
+    );
+    // Too long for it, it loses its middle beside them.
+    s.app.size = (100, 35);
+    assert!(
+        shows(&s.app, "…y:connection:pool_size · rev 2 · 1 B · text ┐"),
         "{:?}",
         screen(&s.app)
     );

@@ -123,3 +123,45 @@ fn the_help_footer_gives_way_to_its_percentage_at_20x5() {
     assert!(shows(&s.app, "lines 1–4 of"), "{:?}", screen(&s.app));
     s.shutdown();
 }
+
+/// At 60x10 a short key stays whole in the value pane's title: the fields
+/// after it give way, the least telling first, and the sign that the
+/// value is shown in part stays (`big…ines · rev 1 · 32.1 KiB · t…`).
+#[test]
+fn a_short_key_stays_whole_in_the_value_title_at_60x10() {
+    let lines = "line\\n".repeat(11_000);
+    let (_dir, path) = store_with(&format!(
+        "{{\"key\":\"big:lines\",\"value\":\"{lines}\"}}\n"
+    ));
+    let mut s = browse(&path, None, (120, 10));
+    let top = screen(&s.app)[0].clone();
+    assert!(
+        top.contains(" big:lines · rev 1 · 53.7 KiB · text · showing the first 10000 lines "),
+        "{top}"
+    );
+    s.app.size = (60, 10);
+    let top = screen(&s.app)[0].clone();
+    assert!(
+        top.ends_with("┓┌ big:lines · first 10000 lines ───────┐"),
+        "{top}"
+    );
+    s.app.size = (80, 10);
+    let top = screen(&s.app)[0].clone();
+    assert!(
+        top.contains("┌ big:lines · 53.7 KiB · text · first 10000 lines ─"),
+        "{top}"
+    );
+    // Narrower, the partial sign is cut at its end, then goes.
+    keys(&mut s, "\t");
+    s.app.size = (30, 10);
+    let top = screen(&s.app)[0].clone();
+    assert_eq!(top, "┏ big:lines · first 10000… ━━┓");
+    s.app.size = (20, 10);
+    let top = screen(&s.app)[0].clone();
+    assert_eq!(top, "┏ big:lines ━━━━━━━┓");
+    use crate::tui::view::fit_words;
+    assert_eq!(fit_words("first 256.0 KiB as text", 15), "first 256.0…");
+    assert_eq!(fit_words("first 256.0 KiB", 15), "first 256.0 KiB");
+    assert_eq!(fit_words("abcdefgh ij", 5), "abcd…");
+    s.shutdown();
+}
