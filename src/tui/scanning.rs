@@ -193,10 +193,13 @@ impl App {
         self.sync_value();
         // The number of keys read is the status bar's (and the list's).
         let shown = self.pager.filter.as_ref().map(Filter::display);
-        self.info(format!(
-            "stopped reading the keys for {}; r reads on, Esc clears the filter",
-            shown.unwrap_or_default(),
-        ));
+        self.info_with_short(
+            format!(
+                "stopped reading the keys for {}; r reads on, Esc clears the filter",
+                shown.unwrap_or_default(),
+            ),
+            "r reads on, Esc clears the filter",
+        );
     }
 
     /// Stops the count where it got to; the list keeps to the keys read.

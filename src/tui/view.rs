@@ -136,7 +136,11 @@ fn render_list(frame: &mut Frame, area: Rect, app: &App) {
             Some(why) => format!("({why})"),
             None => "(no keys)".to_string(),
         };
-        vec![Line::styled(text, app.config.theme.dim())]
+        // Wrapped, not cut at the border: its end says what to do.
+        let inner = usize::from(area.width.saturating_sub(2));
+        let text = cut_rows(wrap::words(&text, inner), rows, inner);
+        let dim = app.config.theme.dim();
+        text.into_iter().map(|row| Line::styled(row, dim)).collect()
     } else {
         let end = (p.offset + rows).min(p.keys.len());
         // Borders and the cursor marker take four columns.
@@ -425,8 +429,23 @@ fn footer(
     Line::from(text).right_aligned()
 }
 
+/// A part of the status bar, by what goes first on a screen too narrow
+/// for all of them (after the source, which gives way to its file name
+/// first, and the filter's middle): the revision, the help hint, the live
+/// status, the position, the filter, a wait for the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Field {
+    Revision,
+    Hint,
+    Live,
+    Position,
+    Filter,
+    Waiting,
+    Source,
+}
+
 fn render_status(frame: &mut Frame, area: Rect, app: &App) {
-    let mut parts = vec![app.source.clone()];
+    let mut parts = vec![(Field::Source, app.source.clone())];
     let (position, total) = app.position();
     let filter_text = |prefix: &str, matched: &str| format!("filter {prefix} · {matched}");
     let mut filter = None;
@@ -434,27 +453,28 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
         let matched = app.matched_text();
         // Not `prefix: N keys`: a prefix ending in `:` read `user:: 3 keys`.
         let prefix = f.display();
-        parts.push(filter_text(&prefix, &matched));
+        parts.push((Field::Filter, filter_text(&prefix, &matched)));
         filter = Some((prefix, matched));
     }
-    match (position, total, &app.stats) {
+    let at = match (position, total, &app.stats) {
         (Some(at), Some(total), _) => {
-            parts.push(format!("key {} of {}", thousands(at), thousands(total)));
+            Some(format!("key {} of {}", thousands(at), thousands(total)))
         }
         (_, _, Some(s)) if app.pager.filter.is_none() => {
-            parts.push(format!("{} {}", thousands(s.keys), plural(s.keys, "key")));
+            Some(format!("{} {}", thousands(s.keys), plural(s.keys, "key")))
         }
-        (_, _, Some(_)) => {}
-        (_, _, None) => parts.push("… keys".to_string()),
-    }
+        (_, _, Some(_)) => None,
+        (_, _, None) => Some("… keys".to_string()),
+    };
+    parts.extend(at.map(|at| (Field::Position, at)));
     if let Some(s) = &app.stats {
-        parts.push(format!("revision {}", s.revision));
+        parts.push((Field::Revision, format!("revision {}", s.revision)));
     }
     if let Some(live) = &app.live {
-        parts.push(live.text());
+        parts.push((Field::Live, live.text()));
     }
     if let Some(secs) = app.waiting {
-        parts.push(format!("waiting for the source ({secs}s)…"));
+        parts.push((Field::Waiting, format!("waiting for the source ({secs}s)…")));
     }
     // In the editor and its dialogs `?` and `q` are typed, not keys.
     let editing = matches!(
@@ -462,33 +482,44 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App) {
         Mode::Editor { .. } | Mode::InvalidJson { .. } | Mode::Conflict(_)
     );
     if !editing {
-        parts.push("? help · q quit".to_string());
+        parts.push((Field::Hint, "? help · q quit".to_string()));
     }
+    let width = usize::from(area.width);
+    let bar = |parts: &[(Field, String)]| {
+        let texts: Vec<&str> = parts.iter().map(|(_, t)| t.as_str()).collect();
+        format!(" {}", texts.join(" │ "))
+    };
+    let fits = |parts: &[(Field, String)]| wrap::columns(&bar(parts)) <= width;
     // On a narrow screen the source gives way first (a path is long): its
     // last part, then nothing, so the position and the keys stay in view.
-    let width = usize::from(area.width);
-    let mut filter_at = 1;
-    let fits = |parts: &[String]| wrap::columns(&format!(" {}", parts.join(" │ "))) <= width;
     if !fits(&parts) {
         let short = app.source.rsplit('/').find(|p| !p.is_empty());
-        parts[0] = short.unwrap_or(&app.source).to_string();
+        parts[0].1 = short.unwrap_or(&app.source).to_string();
         if !fits(&parts) {
             parts.remove(0);
-            filter_at = 0;
         }
     }
     // Then a long filter loses its middle, so the live status and the
     // help hint after it stay in view (they were pushed off the screen).
     if let Some((prefix, matched)) = &filter
         && !fits(&parts)
+        && let Some(i) = parts.iter().position(|(f, _)| *f == Field::Filter)
     {
-        let over = wrap::columns(&format!(" {}", parts.join(" │ "))) - width;
+        let over = wrap::columns(&bar(&parts)) - width;
         let room = wrap::columns(prefix).saturating_sub(over).max(8);
-        parts[filter_at] = filter_text(&fit_middle(prefix, room), matched);
+        parts[i].1 = filter_text(&fit_middle(prefix, room), matched);
     }
-    let text = format!(" {}", parts.join(" │ "));
+    // Then whole parts go, by [`Field`]; the last one left is cut at a
+    // word, ending in `…` (`key 100,015 of 100,` read as a number).
+    while !fits(&parts) && parts.len() > 1 {
+        let lowest = (0..parts.len()).min_by_key(|&i| parts[i].0);
+        parts.remove(lowest.unwrap_or(0));
+    }
+    if let [(_, only)] = &mut parts[..] {
+        *only = fit_words(only, width.saturating_sub(1));
+    }
     frame.render_widget(
-        Paragraph::new(text).style(app.config.theme.status_bar()),
+        Paragraph::new(bar(&parts)).style(app.config.theme.status_bar()),
         area,
     );
 }
@@ -611,7 +642,7 @@ fn keep_last_clause(text: &str, width: usize) -> Option<String> {
 pub fn fit_status(text: &str, short: Option<&str>, width: usize) -> String {
     match short {
         Some(short) if wrap::columns(text) > width && keep_last_clause(text, width).is_none() => {
-            fit(short, width)
+            fit_words(short, width)
         }
         _ => fit_message(text, width),
     }
@@ -762,12 +793,12 @@ fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: 
 }
 
 /// At most `room` of `rows` (of `inner` columns): the last one kept ends
-/// in `…` when rows were left out.
+/// in `…` when rows were left out (after a whole word, see [`fit_words`]).
 fn cut_rows(mut rows: Vec<String>, room: usize, inner: usize) -> Vec<String> {
     if rows.len() > room {
         let rest = rows.split_off(room.saturating_sub(1)).join(" ");
         if room > 0 {
-            rows.push(fit(&rest, inner));
+            rows.push(fit_words(&rest, inner));
         }
     }
     rows

@@ -165,3 +165,59 @@ fn a_short_key_stays_whole_in_the_value_title_at_60x10() {
     assert_eq!(fit_words("abcdefgh ij", 5), "abcd…");
     s.shutdown();
 }
+
+/// At 120x40, a pattern's read stopped before a match: the key list says
+/// so in rows of its width, what to do whole (it was cut at the border:
+/// `(no match in the 70,000 keys read; r r`).
+#[test]
+fn a_message_in_the_key_list_wraps_at_120x40() {
+    let (_dir, path) = store_with(&numbered(40_000));
+    let mut s = browse(&path, None, (120, 40));
+    keys(&mut s, "f*ZZ*");
+    // Enter, then the steps one at a time, to stop half way.
+    s.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    while s.app.pager.scanning().unwrap_or(0) < 10_000 {
+        assert!(s.answer_one(SETTLE), "a step did not come");
+    }
+    keys(&mut s, "\x1b");
+    let shown = screen(&s.app);
+    assert!(
+        shown[1].starts_with("┃(no match in the 10,000 keys read; r  ┃"),
+        "{shown:?}"
+    );
+    assert!(
+        shown[2].starts_with("┃reads on)                             ┃"),
+        "{shown:?}"
+    );
+    // Too few rows for it: the last one shown ends in `…`.
+    s.app.size = (40, 5);
+    let shown = screen(&s.app);
+    assert!(shown[1].starts_with("┃(no match in the… ┃"), "{shown:?}");
+    // The status bar and the message end in `…` or what to do.
+    assert_eq!(shown[3], " filter *ZZ* · no match in the first…");
+    assert_eq!(shown[4], "r reads on, Esc clears the filter");
+    s.shutdown();
+}
+
+/// At 20x5 the status bar drops whole parts, the revision and the help
+/// hint first, and cuts the last one left at a word, ending in `…` (it
+/// ended `key 100,015 of 100,`, which reads as a number).
+#[test]
+fn the_status_bar_ends_in_an_ellipsis_or_a_whole_part_at_20x5() {
+    let (_dir, path) = store_with(&numbered(100_015));
+    let mut s = browse(&path, None, (100, 5));
+    keys(&mut s, "G");
+    let bar = |s: &Session| screen(&s.app)[3].clone();
+    assert!(
+        bar(&s).contains(" key 100,015 of 100,015 │ revision 100015 │ ? help · q quit"),
+        "{}",
+        bar(&s)
+    );
+    s.app.size = (44, 5);
+    assert_eq!(bar(&s), " key 100,015 of 100,015 │ ? help · q quit");
+    s.app.size = (20, 5);
+    assert_eq!(bar(&s), " key 100,015 of…");
+    s.app.size = (24, 5);
+    assert_eq!(bar(&s), " key 100,015 of 100,015");
+    s.shutdown();
+}
