@@ -132,7 +132,7 @@ pub struct ValuePane {
 pub struct Status {
     pub text: String,
     /// What `text` says to do, in few words, for a line too narrow for
-    /// it to say that whole (see [`view::fit_status`]).
+    /// it to say that whole (see [`super::fit::fit_status`]).
     pub short: Option<String>,
     pub error: bool,
     /// A read of keys or counts failed: the next such read that succeeds

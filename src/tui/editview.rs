@@ -9,9 +9,10 @@ use ratatui::widgets::{Clear, Paragraph};
 
 use super::app::App;
 use super::conflict::{Conflict, Now};
+use super::fit::{fit, fit_middle};
 use super::keys::display_key;
 use super::preview::human_bytes;
-use super::view::{expires_in, fit, fit_middle, pane, popup};
+use super::view::{expires_in, pane, popup};
 use super::{softwrap, wrap};
 
 /// The invalid-JSON dialog's keys, in full and in short (a row each at

@@ -27,6 +27,7 @@ mod editor;
 mod edits;
 mod editview;
 mod filter;
+mod fit;
 mod follow;
 mod glob;
 mod hold;

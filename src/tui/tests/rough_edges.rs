@@ -530,10 +530,10 @@ fn keys_cut_at_narrow_widths_lose_their_middle() {
         text[0].contains(" user:xx…xxx:end · rev 1 · 1 B · text "),
         "the value title too: {text:?}"
     );
-    assert_eq!(crate::tui::view::fit("abcdef", 4), "abc…");
-    assert_eq!(crate::tui::view::fit("abcd", 4), "abcd");
-    assert_eq!(crate::tui::view::fit("日本語", 5), "日本…");
-    use crate::tui::view::fit_middle;
+    assert_eq!(crate::tui::fit::fit("abcdef", 4), "abc…");
+    assert_eq!(crate::tui::fit::fit("abcd", 4), "abcd");
+    assert_eq!(crate::tui::fit::fit("日本語", 5), "日本…");
+    use crate::tui::fit::fit_middle;
     assert_eq!(fit_middle("abcdefgh", 5), "ab…gh");
     assert_eq!(fit_middle("abcdefgh", 6), "ab…fgh");
     assert_eq!(fit_middle("abcd", 4), "abcd");

@@ -450,10 +450,10 @@ fn a_long_message_keeps_its_last_clause() {
     // line is cut at the end (what went wrong comes first); one of a
     // single clause loses its middle: a long key's message still ends in
     // its revision.
-    assert_eq!(crate::tui::view::fit_message("saved", 60), "saved");
+    assert_eq!(crate::tui::fit::fit_message("saved", 60), "saved");
     let long_tail = format!("a; {}", "b".repeat(70));
     assert_eq!(
-        crate::tui::view::fit_message(&long_tail, 20),
+        crate::tui::fit::fit_message(&long_tail, 20),
         format!("a; {}…", "b".repeat(16))
     );
     // A long last clause is kept too while the start keeps 20 columns
@@ -462,7 +462,7 @@ fn a_long_message_keeps_its_last_clause() {
     let in_use = "cannot read keys: emp.redb is in use by kvr --db emp.redb serve --listen \
                   127.0.0.1:0 --quiet (pid 9113); it is served at http://127.0.0.1:36285: use \
                   --server http://127.0.0.1:36285";
-    let shown = crate::tui::view::fit_message(in_use, 120);
+    let shown = crate::tui::fit::fit_message(in_use, 120);
     assert!(
         shown.starts_with("cannot read keys: emp.redb is in use")
             && shown.ends_with(
@@ -472,7 +472,7 @@ fn a_long_message_keeps_its_last_clause() {
     );
     assert_eq!(crate::tui::wrap::columns(&shown), 120);
     let deleted = format!("deleted {} (revision 7)", "L".repeat(4096));
-    let shown = crate::tui::view::fit_message(&deleted, 40);
+    let shown = crate::tui::fit::fit_message(&deleted, 40);
     assert!(
         shown.starts_with("deleted L") && shown.ends_with("L (revision 7)"),
         "{shown}"

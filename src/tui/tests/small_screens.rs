@@ -159,7 +159,7 @@ fn a_short_key_stays_whole_in_the_value_title_at_60x10() {
     s.app.size = (20, 10);
     let top = screen(&s.app)[0].clone();
     assert_eq!(top, "┏ big:lines ━━━━━━━┓");
-    use crate::tui::view::fit_words;
+    use crate::tui::fit::fit_words;
     assert_eq!(fit_words("first 256.0 KiB as text", 15), "first 256.0…");
     assert_eq!(fit_words("first 256.0 KiB", 15), "first 256.0 KiB");
     assert_eq!(fit_words("abcdefgh ij", 5), "abcd…");
