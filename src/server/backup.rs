@@ -1,11 +1,12 @@
 //! `GET /v1/backup`: every key of one snapshot, with its value and
 //! revision, in the binary stream format of `crate::backup`.
 //!
-//! As for NDJSON ranges (`range.rs`), a blocking thread reads the snapshot
-//! and feeds a bounded channel, so memory stays constant and a slow client
-//! slows the reader, never the writers: the snapshot holds its memory
-//! tables and its redb commit, and flushes go on beside it. A failure
-//! midway aborts the response before the end frame.
+//! As for NDJSON ranges (`range.rs`), the snapshot is read a chunk at a
+//! time on a blocking thread, one chunk ahead of the connection, so memory
+//! stays constant and a slow client slows the reads, never the writers:
+//! the snapshot holds its memory tables and its redb commit, and flushes
+//! go on beside it. A failure midway aborts the response before the end
+//! frame.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 
 use super::State;
-use super::body::{Body, StreamSender, stream};
+use super::body::{Body, Producer, stream};
 use super::routes::REVISION;
 use crate::backup;
 use crate::engine::Snapshot;
@@ -22,15 +23,22 @@ use crate::types::RangeQuery;
 
 /// Bytes per chunk sent: as for range streams.
 const CHUNK_BYTES: usize = 64 << 10;
-/// Chunks buffered between the reader and the connection (256 KiB).
-const CHANNEL_CHUNKS: usize = 4;
 
 /// The route takes no parameters: the router refused any (`routes::ROUTES`).
 pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {
     let (snap, revision) = state.snapshot()?;
-    let body = stream(&state.engine, CHANNEL_CHUNKS, "backup stream", move |tx| {
-        produce(&snap, revision, tx)
-    });
+    let body = stream(
+        &state.engine,
+        "backup stream",
+        BackupStream {
+            snap,
+            revision,
+            now: crate::types::now_ms(),
+            after: None,
+            entries: 0,
+            ended: false,
+        },
+    );
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
@@ -41,30 +49,61 @@ pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {
     Ok(resp)
 }
 
-/// Writes the backup to `tx`; returns the last chunk (with the end record).
-fn produce(snap: &Snapshot, revision: u64, tx: &StreamSender) -> Result<Bytes> {
-    let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
-    backup::encode_header(&mut buf, revision);
-    let mut entries = 0u64;
-    let now = crate::types::now_ms();
-    let mut client_left = false;
-    snap.range(&RangeQuery::default(), |key, rec| {
-        // Absent to reads (the sweeper deletes them): not copied.
-        if rec.expires_at_ms.is_some_and(|at| at <= now) {
-            return Ok(true);
+/// The backup of one snapshot, read a chunk at a time: the header, the
+/// entries in key order (each chunk's read going on after the last key of
+/// the one before), and the end record with their count.
+struct BackupStream {
+    snap: Snapshot,
+    revision: u64,
+    /// The time expiry is judged at, for the whole backup.
+    now: u64,
+    /// The last key sent (`None`: none yet).
+    after: Option<Vec<u8>>,
+    entries: u64,
+    ended: bool,
+}
+
+impl Producer for BackupStream {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.ended {
+            return Ok(None);
         }
-        backup::encode_entry(&mut buf, key, rec.item());
-        entries += 1;
-        if buf.len() >= CHUNK_BYTES {
-            // The client went away: stop reading.
-            client_left = !tx.send(Bytes::from(std::mem::take(&mut buf)));
-            return Ok(!client_left);
+        let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
+        let query = match self.after.take() {
+            None => {
+                backup::encode_header(&mut buf, self.revision);
+                RangeQuery::default()
+            }
+            Some(mut after) => {
+                after.push(0); // the smallest key after it
+                RangeQuery {
+                    start: Some(after),
+                    ..RangeQuery::default()
+                }
+            }
+        };
+        let (now, mut entries, mut last) = (self.now, self.entries, None);
+        self.snap.range(&query, |key, rec| {
+            // Absent to reads (the sweeper deletes them): not copied.
+            if rec.expires_at_ms.is_some_and(|at| at <= now) {
+                return Ok(true);
+            }
+            backup::encode_entry(&mut buf, key, rec.item());
+            entries += 1;
+            if buf.len() >= CHUNK_BYTES {
+                last = Some(key.to_vec());
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        self.entries = entries;
+        match last {
+            Some(key) => self.after = Some(key),
+            None => {
+                backup::encode_end(&mut buf, entries);
+                self.ended = true;
+            }
         }
-        Ok(true)
-    })?;
-    // (A client gone gets no end record; it could not read it anyway.)
-    if !client_left {
-        backup::encode_end(&mut buf, entries);
+        Ok(Some(Bytes::from(buf)))
     }
-    Ok(Bytes::from(buf))
 }

@@ -6,11 +6,12 @@
 //! absent or equal to the cursor's, else 400; `limit` may change and
 //! applies from that page on.
 //!
-//! Streams and long pages read on a blocking thread. A stream is fed
-//! through a bounded channel of [`STREAM_CHUNK_BYTES`] chunks, so memory
-//! stays constant and a slow client slows the reader down instead of
-//! filling memory; if reading fails midway the stream is aborted without
-//! its final chunk.
+//! Streams and long pages read on a blocking thread. A stream is read a
+//! chunk of [`STREAM_CHUNK_BYTES`] at a time, one ahead of the connection
+//! (`body::stream`), so memory stays constant, a slow client slows the
+//! reads down instead of filling memory, and one that does not read holds
+//! no thread; if reading fails midway the stream is aborted without its
+//! final chunk.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, header};
 
 use super::State;
-use super::body::{self, Body, StreamSender, full};
+use super::body::{self, Body, full};
 use super::routes::REVISION;
 use super::target::Query;
 use super::writer::WriteRequest;
@@ -53,9 +54,6 @@ const FIRST_PAGE_CAPACITY: usize = 64 << 10;
 /// Bytes per chunk of a stream: large enough to amortize the channel and
 /// the write, small enough to keep a slow client's backlog small.
 const STREAM_CHUNK_BYTES: usize = 64 << 10;
-/// Chunks buffered between the reader and the connection: with
-/// [`STREAM_CHUNK_BYTES`], at most 256 KiB per stream.
-const STREAM_CHANNEL_CHUNKS: usize = 4;
 
 pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     // Unknown parameters were refused by the router (`routes::ROUTES`).
@@ -161,9 +159,12 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     let (snap, revision) = state.snapshot()?;
     let body = body::stream(
         &state.engine,
-        STREAM_CHANNEL_CHUNKS,
         "range stream",
-        move |tx| produce(&snap, &query, tx),
+        RangeStream {
+            snap,
+            query,
+            ended: false,
+        },
     );
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -175,19 +176,51 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     Ok(resp)
 }
 
-/// Writes the range's lines to `tx`; returns the last chunk.
-fn produce(snap: &Snapshot, query: &RangeQuery, tx: &StreamSender) -> Result<Bytes> {
-    let mut buf = Vec::with_capacity(STREAM_CHUNK_BYTES * 2);
-    snap.range(query, |key, rec| {
-        let entry = (!query.keys_only).then_some(rec.item());
-        jsonl::write_line(&mut buf, key, entry)?;
-        if buf.len() >= STREAM_CHUNK_BYTES {
-            // The client went away: stop reading.
-            return Ok(tx.send(Bytes::from(std::mem::take(&mut buf))));
+/// An NDJSON range stream: the lines of `query` in one snapshot, read a
+/// chunk at a time, each chunk's read going on after the last key of the
+/// one before (the snapshot does not change, so the chunks together are
+/// the one range).
+struct RangeStream {
+    snap: Snapshot,
+    /// What is left to send: the request's range after the keys sent.
+    query: RangeQuery,
+    ended: bool,
+}
+
+impl body::Producer for RangeStream {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.ended {
+            return Ok(None);
         }
-        Ok(true)
-    })?;
-    Ok(Bytes::from(buf))
+        let mut buf = Vec::with_capacity(STREAM_CHUNK_BYTES * 2);
+        let (mut items, mut last) = (0u64, None);
+        let query = &self.query;
+        self.snap.range(query, |key, rec| {
+            let entry = (!query.keys_only).then_some(rec.item());
+            jsonl::write_line(&mut buf, key, entry)?;
+            items += 1;
+            if buf.len() >= STREAM_CHUNK_BYTES {
+                last = Some(key.to_vec());
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        let left = self.query.limit.map(|limit| limit.saturating_sub(items));
+        match last {
+            Some(key) if left != Some(0) => {
+                self.query = Cursor {
+                    query: self.query.clone(),
+                    limit: 0,
+                    after: Some(key),
+                }
+                .resume();
+                self.query.limit = left;
+            }
+            // The range, or its limit, is exhausted.
+            _ => self.ended = true,
+        }
+        Ok((!buf.is_empty()).then(|| Bytes::from(buf)))
+    }
 }
 
 async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
