@@ -21,8 +21,8 @@ use crate::engine::Snapshot;
 use crate::error::Result;
 use crate::types::RangeQuery;
 
-/// Bytes per chunk sent: as for range streams.
-const CHUNK_BYTES: usize = 64 << 10;
+/// Bytes per chunk sent: as for range streams (`range::STREAM_CHUNK_BYTES`).
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// The route takes no parameters: the router refused any (`routes::ROUTES`).
 pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {

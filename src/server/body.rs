@@ -31,7 +31,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// thread: between chunks it holds no thread, only its state (a snapshot
 /// and where it got to), so a client that does not read costs the chunk
 /// read ahead for it, not a parked thread and its allocator's memory (a
-/// thread per unread stream took ~4.5 MB each, and the blocking pool's
+/// thread per unread stream took ~4.4 MB each, and the blocking pool's
 /// threads with them).
 pub trait Producer: Send + Unpin + 'static {
     /// The next chunk; `None` at the end (after the last chunk).
@@ -73,7 +73,7 @@ enum Pull<P> {
 /// thread's allocator takes back what others freed only when it
 /// allocates again. A few busy threads reuse that memory; hundreds of
 /// pool threads, or a thread parked per stream, each kept megabytes of
-/// freed chunks (~4.5 MB per unread stream).
+/// freed chunks (~4.4 MB per unread stream).
 const STREAM_READERS: usize = 4;
 
 type ReadJob = Box<dyn FnOnce() + Send>;

@@ -51,9 +51,11 @@ const INLINE_PAGE_BYTES: usize = 1 << 20;
 const TYPICAL_ITEM_BYTES: usize = 160;
 /// The most a page's buffer starts with; a larger page grows it.
 const FIRST_PAGE_CAPACITY: usize = 64 << 10;
-/// Bytes per chunk of a stream: large enough to amortize the channel and
-/// the write, small enough to keep a slow client's backlog small.
-const STREAM_CHUNK_BYTES: usize = 64 << 10;
+/// Bytes per chunk of a stream: large enough to amortize the hand-off to a
+/// stream reader and the new seek each chunk starts with (at 64 KiB a
+/// whole range of 1M keys took 0.25 s, at 256 KiB 0.17 s), small enough
+/// to keep what an unread stream holds small (~1 MB).
+const STREAM_CHUNK_BYTES: usize = 256 << 10;
 
 pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     // Unknown parameters were refused by the router (`routes::ROUTES`).

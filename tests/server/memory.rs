@@ -471,7 +471,7 @@ fn threads(s: &Server) -> u64 {
 /// thread and little memory: each waits with the chunk read ahead for it,
 /// its snapshot and the kernel's socket buffer, while a few stream readers
 /// serve them all. Before, each one parked a thread of the blocking pool
-/// that kept ~4.5 MB of freed chunks (100 unread ranges: 487 MB and 100
+/// that kept ~4.4 MB of freed chunks (100 unread ranges: 444 MB and 99
 /// threads more). Other clients are served meanwhile; read afterwards,
 /// every stream is whole.
 #[test]
@@ -511,7 +511,7 @@ fn unread_streams_hold_no_thread_and_little_memory() {
         threads_after <= threads_before + 8,
         "{threads_before} threads before 60 unread streams, {threads_after} with them"
     );
-    // About 0.4 MB each measured, against 4.5 MB each when a thread held
+    // About 1 MB each measured, against 4.4 MB each when a thread held
     // each stream.
     assert!(
         rss_after < rss_before + 60 * 2048,
