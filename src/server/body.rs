@@ -27,8 +27,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// A stream's producer, asked for one chunk at a time on a blocking
-/// thread: between chunks it holds no thread, only its state (a snapshot
+/// A stream's producer, asked for one chunk at a time by the stream
+/// readers: between chunks it holds no thread, only its state (a snapshot
 /// and where it got to), so a client that does not read costs the chunk
 /// read ahead for it, not a parked thread and its allocator's memory (a
 /// thread per unread stream took ~4.4 MB each, and the blocking pool's
