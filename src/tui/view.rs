@@ -177,7 +177,7 @@ fn value_title(app: &App, width: usize) -> String {
     let shown = display_key(key);
     let key_columns = wrap::columns(&shown);
     let mut fields = title_fields(app);
-    let rest = |fields: &[(u8, String)]| {
+    let rest = |fields: &[(TitleField, String)]| {
         let all: String = fields.iter().map(|(_, f)| format!(" · {f}")).collect();
         format!("{all} ")
     };
@@ -193,8 +193,13 @@ fn value_title(app: &App, width: usize) -> String {
             // " · " before it, " " after it.
             let left = width.saturating_sub(key_columns + 1 + 4);
             match fields[i].0 {
-                PARTIAL => fields[i] = (SHORT_PARTIAL, field.replacen("showing the ", "", 1)),
-                SHORT_PARTIAL if left >= 6 => {
+                TitleField::Partial => {
+                    fields[i] = (
+                        TitleField::ShortPartial,
+                        field.replacen("showing the ", "", 1),
+                    );
+                }
+                TitleField::ShortPartial if left >= 6 => {
                     fields[i].1 = fit_words(field, left);
                 }
                 _ => {
@@ -208,20 +213,23 @@ fn value_title(app: &App, width: usize) -> String {
     format!(" {}{rest}", fit_middle(&shown, room))
 }
 
-/// How telling a field of the value title is, by what goes first when
-/// the title does not fit: the revision, the long form of how much is
-/// shown (`showing the first 64.0 KiB`), the kind, the size, the expiry,
-/// and last the short form of how much is shown (`first 64.0 KiB`).
-const REVISION: u8 = 0;
-const PARTIAL: u8 = 1;
-const KIND: u8 = 2;
-const SIZE: u8 = 3;
-const EXPIRY: u8 = 4;
-const SHORT_PARTIAL: u8 = 5;
+/// A field of the value title, by what goes first when the title does
+/// not fit: the revision, the long form of how much is shown (`showing
+/// the first 64.0 KiB`), the kind, the size, the expiry, and last the
+/// short form of how much is shown (`first 64.0 KiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TitleField {
+    Revision,
+    Partial,
+    Kind,
+    Size,
+    Expiry,
+    ShortPartial,
+}
 
-/// The value title's fields after the key, in the order shown, each with
-/// how telling it is (see [`REVISION`]); none while the value is not loaded.
-fn title_fields(app: &App) -> Vec<(u8, String)> {
+/// The value title's fields after the key, in the order shown; none
+/// while the value is not loaded.
+fn title_fields(app: &App) -> Vec<(TitleField, String)> {
     let ValueState::Loaded {
         revision,
         bytes,
@@ -232,15 +240,15 @@ fn title_fields(app: &App) -> Vec<(u8, String)> {
         return Vec::new();
     };
     let mut fields = vec![
-        (REVISION, format!("rev {revision}")),
-        (SIZE, human_bytes(bytes.len())),
-        (KIND, preview.kind.name().to_string()),
+        (TitleField::Revision, format!("rev {revision}")),
+        (TitleField::Size, human_bytes(bytes.len())),
+        (TitleField::Kind, preview.kind.name().to_string()),
     ];
     if let Some(at) = expires_at_ms {
-        fields.push((EXPIRY, expires_in(*at, crate::types::now_ms())));
+        fields.push((TitleField::Expiry, expires_in(*at, crate::types::now_ms())));
     }
     if let Some(part) = &preview.partial {
-        fields.push((PARTIAL, format!("showing the {part}")));
+        fields.push((TitleField::Partial, format!("showing the {part}")));
     }
     fields
 }
