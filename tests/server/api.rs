@@ -210,6 +210,27 @@ fn error_bodies_have_plain_keys_and_numeric_revisions() {
         obj.remove("message");
         assert_eq!(body, want, "{method} {key} {header:?}");
     }
+    // A tag whose quote is never closed is a malformed tag (400), not an
+    // empty header, and nothing is written.
+    let before = get(&format!("{u}/v1/kv/a")).text();
+    for method in ["PUT", "DELETE", "GET"] {
+        let r = http(
+            method,
+            &format!("{u}/v1/kv/a"),
+            &[("If-Match", "\"2")],
+            Some(b"y"),
+        );
+        assert_eq!(r.status, 400, "{method}: {}", r.text());
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("If-Match must be"),
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(get(&format!("{u}/v1/kv/a")).text(), before);
     let batch =
         b"{\"key\":\"b\",\"value\":\"1\"}\n{\"key\":\"a\",\"value\":\"2\",\"if_revision\":1}\n";
     let r = http("POST", &format!("{u}/v1/batch"), &[], Some(batch));
