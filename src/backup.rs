@@ -250,6 +250,20 @@ impl Dest {
         Store::open(&self.path_in_progress(), OpenMode::Create, opts)
     }
 
+    /// Throws away a copy that will not be finished (its store closed),
+    /// so that [`Dest::open`] starts a new one: everything in the private
+    /// directory goes.
+    pub fn discard(&self) -> Result<()> {
+        let dir = self.work.path();
+        let cannot = |e| Error::io(format!("cannot clear {}", dir.display()), e);
+        for entry in std::fs::read_dir(dir).map_err(cannot)? {
+            let path = entry.map_err(cannot)?.path();
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
     /// Compacts and closes the copy in `store` (its chunk commits leave
     /// free pages behind), then checks, as `kvr compact` does, that it was
     /// closed cleanly: redb does not report a failure to close (a write as

@@ -707,12 +707,14 @@ impl Client {
 
     /// Reads `GET /v1/backup` (format in `crate::backup`), visiting every
     /// entry in key order. `start` is told the backup's revision (from
-    /// `X-Kvr-Revision`) before the first entry. Returns the entry count.
+    /// `X-Kvr-Revision`) before the first entry. Returns the entry count,
+    /// or [`BackupEnd::Broke`] when the stream began and then broke off or
+    /// stalled (what was visited is only part of it).
     pub fn backup(
         &self,
         start: &mut dyn FnMut(u64) -> Result<()>,
         visit: &mut crate::backup::Visit<'_>,
-    ) -> Result<u64> {
+    ) -> Result<BackupEnd> {
         let target = self.read_target("/v1/backup".to_string());
         let (url, resp) = self.send_read(|a, url, auth| {
             with_auth(a.get(format!("{url}{target}")), auth)
@@ -730,7 +732,11 @@ impl Client {
             .ok_or_else(|| Error::Remote(format!("{url} sent a backup without X-Kvr-Revision")))?;
         start(revision)?;
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        // Set when the stream itself failed, as against the visits (the
+        // copy's own disk) or a stream that is not a backup.
+        let broken = std::cell::Cell::new(false);
         let broke = |e: std::io::Error| {
+            broken.set(true);
             if stalled(&e) {
                 return stream_stalled("backup", &url);
             }
@@ -740,14 +746,33 @@ impl Client {
             )
         };
         let (stream_revision, entries) =
-            crate::backup::decode(BufReader::with_capacity(1 << 16, reader), broke, visit)?;
+            match crate::backup::decode(BufReader::with_capacity(1 << 16, reader), broke, visit) {
+                Ok(done) => done,
+                Err(e) if broken.get() => return Ok(BackupEnd::Broke(e)),
+                Err(e) => return Err(e),
+            };
         if stream_revision != revision {
             return Err(Error::Remote(format!(
                 "{url} sent a backup of revision {stream_revision} under X-Kvr-Revision {revision}"
             )));
         }
-        Ok(entries)
+        Ok(BackupEnd::Done(entries))
     }
+
+    /// How many servers the `--server` list names.
+    pub fn server_count(&self) -> usize {
+        self.urls.len()
+    }
+}
+
+/// How a [`Client::backup`] that began ended.
+#[derive(Debug)]
+pub enum BackupEnd {
+    /// The whole backup was read: its entry count.
+    Done(u64),
+    /// The stream broke off or stalled after it began: a new backup, from
+    /// this server or another, may succeed.
+    Broke(Error),
 }
 
 /// What a request sent through [`Client::send_retrying_as`] does, which

@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{remote, store_options};
 use crate::backup::{Copier, Dest};
 use crate::cli::{BackupArgs, Global};
-use crate::client::Client;
+use crate::client::{BackupEnd, Client};
 use crate::error::{Error, Result};
 use crate::store::{OpenMode, Store, StoreOptions};
 use crate::types::RangeQuery;
@@ -124,6 +124,12 @@ fn from_file(src: &Store, dest: &Dest, opts: &StoreOptions, stop: &AtomicBool) -
     Ok(done)
 }
 
+/// A backup through `--server`. With several servers, a stream that
+/// breaks off or stalls (its server stopped, a failover) is started again
+/// from the beginning, at most once per server: the client tries the list
+/// in order, so a server that is gone hands over to the next one. The copy
+/// so far is thrown away, and the new one is of the revision its stream
+/// names.
 fn from_server(
     client: &Client,
     dest: &Dest,
@@ -131,26 +137,70 @@ fn from_server(
     stop: &AtomicBool,
 ) -> Result<Done> {
     let progress = progress_bar(None);
-    let out = dest.open(opts)?;
+    let restarts = if client.has_several_servers() {
+        client.server_count()
+    } else {
+        0
+    };
+    let mut restart = 0;
+    loop {
+        let out = dest.open(opts)?;
+        match copy_from_server(client, &out, &progress, stop)? {
+            Copied::Done(done) => {
+                dest.compact(out)?;
+                return Ok(done);
+            }
+            Copied::Broke(e) if restart < restarts => {
+                restart += 1;
+                drop(out);
+                dest.discard()?;
+                progress.reset();
+                progress.suspend(|| {
+                    // Not `eprintln!`, which panics when stderr cannot be written.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "kvr: backup: {e}; starting again through the --server list"
+                    );
+                });
+            }
+            Copied::Broke(e) => return Err(e),
+        }
+    }
+}
+
+/// How one attempt of [`from_server`] ended.
+enum Copied {
+    Done(Done),
+    Broke(Error),
+}
+
+/// One backup stream copied into `out`, committed durably.
+fn copy_from_server(
+    client: &Client,
+    out: &Store,
+    progress: &ProgressBar,
+    stop: &AtomicBool,
+) -> Result<Copied> {
     let revision = Cell::new(0);
     let mut copier: Option<Copier<'_>> = None;
-    client.backup(
+    let end = client.backup(
         &mut |r| {
             revision.set(r);
             Ok(())
         },
         &mut |key, item| {
             interrupted(stop)?;
-            let c = copier.get_or_insert_with(|| Copier::new(&out, revision.get()));
+            let c = copier.get_or_insert_with(|| Copier::new(out, revision.get()));
             c.push(key, item)?;
             progress.inc(1);
             Ok(())
         },
     )?;
-    let copier = copier.unwrap_or_else(|| Copier::new(&out, revision.get()));
-    let done = finish(copier, revision.get(), &progress)?;
-    dest.compact(out)?;
-    Ok(done)
+    if let BackupEnd::Broke(e) = end {
+        return Ok(Copied::Broke(e));
+    }
+    let copier = copier.unwrap_or_else(|| Copier::new(out, revision.get()));
+    Ok(Copied::Done(finish(copier, revision.get(), progress)?))
 }
 
 /// Commits the copy durably. The callers then compact the file

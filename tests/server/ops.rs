@@ -851,3 +851,129 @@ fn compact_shrinks_a_file_with_many_deletes() {
     );
     assert!(std::fs::read(d.join("db.redb")).unwrap() == bytes);
 }
+
+/// A stand-in server that answers `/healthz` probes, and each of the first
+/// `backups` `GET /v1/backup` requests with `head` and then only the first
+/// half of `body` (chunked, no final chunk), closing the connection. Then
+/// it stops listening, as a server that was killed. Returns its URL and
+/// the count of backups it began.
+fn breaking_backup_server(
+    head: String,
+    body: Vec<u8>,
+    backups: usize,
+) -> (String, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut begun = 0;
+        while begun < backups {
+            let (mut c, _) = listener.accept().unwrap();
+            // Requests on this connection until it is closed or broken.
+            loop {
+                let mut seen = Vec::new();
+                let mut byte = [0u8; 1];
+                while !seen.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut byte) {
+                        Ok(1) => seen.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if seen.starts_with(b"GET /healthz") {
+                    let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
+                    continue;
+                }
+                if seen.starts_with(b"GET /v1/backup") {
+                    begun += 1;
+                    let half = &body[..body.len() / 2];
+                    let _ = c.write_all(head.as_bytes());
+                    let _ = c.write_all(format!("{:x}\r\n", half.len()).as_bytes());
+                    let _ = c.write_all(half);
+                    let _ = c.write_all(b"\r\n");
+                }
+                break;
+            }
+        }
+        begun
+    });
+    (url, handle)
+}
+
+/// A backup through a `--server` list whose stream breaks off midway (its
+/// server killed, a failover) starts again through the list and writes the
+/// whole copy, from the server that answers (audit finding: it exited 3
+/// though the next server was up). The restarts are bounded, once per
+/// server of the list: a list whose streams all break fails, exit 3,
+/// leaving no DEST. One server alone is not asked again (as for `range`).
+#[test]
+fn a_backup_whose_stream_breaks_starts_again_through_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (input, model) = preload(5000, 100);
+    assert!(
+        kvr(d, &["--db", "db.redb", "batch"], &input)
+            .status
+            .success()
+    );
+    let server = Server::start(d, &[]);
+    // The real stream, whole, to replay the first half of.
+    let resp = agent()
+        .get(format!("{}/v1/backup", server.url))
+        .call()
+        .unwrap();
+    let revision = resp.headers()["x-kvr-revision"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(revision, "5000");
+    let body = resp.into_body().read_to_vec().unwrap();
+    assert!(body.len() > 500_000, "{}", body.len());
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-kvr-backup\r\nx-kvr-revision: \
+         {revision}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+
+    // The first server breaks off; the second is the real one.
+    let (broken, fake) = breaking_backup_server(head.clone(), body.clone(), 1);
+    let list = format!("{broken},{}", server.url);
+    let out = kvr(d, &["--server", &list, "backup", "b.redb", "--json"], b"");
+    assert_eq!(fake.join().unwrap(), 1);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the backup stream from kvr server at {broken} broke off"
+        )) && err.contains("starting again through the --server list"),
+        "{err}"
+    );
+    let done: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(done["revision"], 5000);
+    assert_eq!(done["keys"], 5000);
+    assert_eq!(contents(d, "b.redb"), model);
+    assert_eq!(leftovers(d), Vec::<String>::new());
+
+    // Every stream breaks: two servers, two restarts, three streams begun;
+    // then the error, and no DEST.
+    let (broken, fake) = breaking_backup_server(head.clone(), body.clone(), 3);
+    let list = format!("{broken},{broken}");
+    let out = kvr(d, &["--server", &list, "backup", "c.redb"], b"");
+    assert_eq!(fake.join().unwrap(), 3);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("starting again").count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("broke off"), "{}", stderr(&out));
+    assert!(!d.join("c.redb").exists());
+    assert_eq!(leftovers(d), Vec::<String>::new());
+
+    // One server: its broken stream is the answer.
+    let (broken, fake) = breaking_backup_server(head, body, 1);
+    let out = kvr(d, &["--server", &broken, "backup", "c.redb"], b"");
+    assert_eq!(fake.join().unwrap(), 1);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("starting again"), "{}", stderr(&out));
+    assert!(!d.join("c.redb").exists());
+}
