@@ -157,6 +157,7 @@ Register-ArgumentCompleter -Native -CommandName 'kvr' -ScriptBlock {
             [CompletionResult]::new('--reverse', '--reverse', [CompletionResultType]::ParameterName, 'The same keys, in descending order')
             [CompletionResult]::new('--keys-only', '--keys-only', [CompletionResultType]::ParameterName, 'Print only the keys')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Accepted for symmetry with the other commands: the output is JSON lines already')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

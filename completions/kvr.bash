@@ -1441,7 +1441,7 @@ _kvr() {
             return 0
             ;;
         kvr__subcmd__range)
-            opts="-h --prefix --limit --reverse --keys-only --count --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
+            opts="-h --prefix --limit --reverse --keys-only --count --json --db --lock-timeout --cache-mib --server --token --token-file --cacert --timeout --consistency --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

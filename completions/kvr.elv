@@ -148,6 +148,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --reverse 'The same keys, in descending order'
             cand --keys-only 'Print only the keys'
             cand --count 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)'
+            cand --json 'Accepted for symmetry with the other commands: the output is JSON lines already'
             cand -h 'Print help'
             cand --help 'Print help'
         }

@@ -142,6 +142,7 @@ stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l reverse -d 'The same keys, in descending order'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l keys-only -d 'Print only the keys'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -l count -d 'Print only {"count":n}, the number of keys the other options select (over --server the values are not sent)'
+complete -c kvr -n "__fish_kvr_using_subcommand range" -l json -d 'Accepted for symmetry with the other commands: the output is JSON lines already'
 complete -c kvr -n "__fish_kvr_using_subcommand range" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l prefix -d 'Only keys starting with P (intersected with START/END)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l from-revision -d 'Start with the events from revision R on (those the server still keeps; older ones: exit 1); omitted: changes after the current one' -r

@@ -197,6 +197,23 @@ impl Dest {
                 path.display()
             )));
         }
+        // `newdir/`: a directory's name, which the rename would take for
+        // one at the very end.
+        if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            return Err(Error::invalid(format!(
+                "DEST {} ends in '/' as a directory does: name the file to write the backup \
+                 to (e.g. {}backup.redb)",
+                path.display(),
+                path.display()
+            )));
+        }
+        // A path through a file (`afile/x.redb`) says so, as `put` does,
+        // not that the directory is missing.
+        if let Err(e) = path.symlink_metadata()
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io(format!("cannot create {}", path.display()), e));
+        }
         if !force && path.symlink_metadata().is_ok() {
             return Err(Error::invalid(format!(
                 "{} exists; give --force to replace it",

@@ -158,11 +158,41 @@ pub fn parse() -> Result<Cli, clap::Error> {
     use clap::FromArgMatches;
     let words: Vec<OsString> = std::env::args_os().collect();
     let mut cmd = typed_options_skip_their_variables(command(), &words);
-    let matches = match cmd.try_get_matches_from_mut(words) {
+    let matches = match cmd.try_get_matches_from_mut(words.clone()) {
         Ok(matches) => matches,
-        Err(e) => return Err(name_the_variable(e, &cmd)),
+        Err(e) => {
+            return match without_the_environment(&words) {
+                Some(cli) => Ok(cli),
+                None => Err(name_the_variable(e, &cmd)),
+            };
+        }
     };
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// `words` parsed with no option reading its environment variable, when
+/// they run a command that uses none of them (`completions`, `openapi`):
+/// a stale `KVR_TIMEOUT=abc` in a profile must not break `source <(kvr
+/// completions bash)` in the same profile. `None` for any other command,
+/// or when the words are wrong on their own.
+fn without_the_environment(words: &[OsString]) -> Option<Cli> {
+    use clap::FromArgMatches;
+    let every: Vec<String> = command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    let mut cmd = without_variables_of(command(), &every);
+    let matches = cmd.try_get_matches_from_mut(words).ok()?;
+    let cli = Cli::from_arg_matches(&matches).ok()?;
+    cli.command.reads_no_option().then_some(cli)
+}
+
+impl Command {
+    /// Commands that need neither a database nor a server, so no global
+    /// option (nor its variable) matters to them.
+    pub fn reads_no_option(&self) -> bool {
+        matches!(self, Command::Completions(_) | Command::Openapi(_))
+    }
 }
 
 /// clap reads a global option's environment variable again for the
@@ -171,7 +201,7 @@ pub fn parse() -> Result<Cli, clap::Error> {
 /// the variable (SPEC "Command line"). An option typed anywhere before
 /// `--` has its variable left unread.
 fn typed_options_skip_their_variables(cmd: clap::Command, words: &[OsString]) -> clap::Command {
-    let typed: Vec<String> = words
+    let mut typed: Vec<String> = words
         .iter()
         .skip(1)
         .map(|w| w.to_string_lossy())
@@ -180,7 +210,12 @@ fn typed_options_skip_their_variables(cmd: clap::Command, words: &[OsString]) ->
             let long = w.strip_prefix("--")?;
             Some(long.split('=').next().unwrap_or_default().to_owned())
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // `--token-file` is the other flag of the token: it beats KVR_TOKEN
+    // as `--token` does.
+    if typed.iter().any(|t| t == "token-file") {
+        typed.push("token".to_owned());
+    }
     without_variables_of(cmd, &typed)
 }
 
@@ -340,10 +375,12 @@ pub enum ClusterAction {
 #[derive(Debug, Args)]
 pub struct PutArgs {
     /// The key (1 to 4096 bytes).
+    #[arg(allow_negative_numbers = true)]
     pub key: OsString,
     /// The value, taken literally (`-` included); use `--` before a value
-    /// that starts with `-`. Without it, stdin is read to its end
+    /// that starts with `-` (a number such as -5 needs none). Without it, stdin is read to its end
     /// (binary-safe; on a terminal, end the value with Ctrl-D).
+    #[arg(allow_negative_numbers = true)]
     pub value: Option<OsString>,
     /// Write only if the key's current revision is N (0: only if absent).
     #[arg(long, value_name = "N", value_parser = parse_revision, allow_negative_numbers = true)]
@@ -429,6 +466,7 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// The key.
+    #[arg(allow_negative_numbers = true)]
     pub key: OsString,
     /// Print the key's JSON line (key, value, revision) instead.
     #[arg(long)]
@@ -446,6 +484,7 @@ pub struct GetArgs {
 pub struct DeleteArgs {
     /// The key.
     #[arg(required_unless_present_any = ["prefix", "range"], conflicts_with_all = ["prefix", "range"])]
+    #[arg(allow_negative_numbers = true)]
     pub key: Option<OsString>,
     /// Delete every key starting with P ('' deletes every key), atomically,
     /// each delete taking a revision; exit 0 also when none matched.
@@ -477,8 +516,10 @@ pub struct DeleteArgs {
 #[derive(Debug, Args)]
 pub struct RangeArgs {
     /// First key (inclusive); omitted: from the first key.
+    #[arg(allow_negative_numbers = true)]
     pub start: Option<OsString>,
     /// End key (exclusive); omitted: to the last key.
+    #[arg(allow_negative_numbers = true)]
     pub end: Option<OsString>,
     /// Only keys starting with P (intersected with START/END).
     #[arg(long, value_name = "P", allow_hyphen_values = true)]
@@ -496,6 +537,10 @@ pub struct RangeArgs {
     /// (over --server the values are not sent).
     #[arg(long)]
     pub count: bool,
+    /// Accepted for symmetry with the other commands: the output is JSON
+    /// lines already.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Print changes to keys in [START, END) as JSON lines until interrupted
@@ -505,8 +550,10 @@ pub struct RangeArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// First key (inclusive); omitted: from the first key.
+    #[arg(allow_negative_numbers = true)]
     pub start: Option<OsString>,
     /// End key (exclusive); omitted: to the last key.
+    #[arg(allow_negative_numbers = true)]
     pub end: Option<OsString>,
     /// Only keys starting with P (intersected with START/END).
     #[arg(long, value_name = "P", allow_hyphen_values = true)]

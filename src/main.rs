@@ -108,15 +108,37 @@ fn to_stderr(args: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().write_fmt(args);
 }
 
+/// Help or version on stdout, exit 0; a stdout that cannot take it (`kvr
+/// --help > /dev/full`) fails as every command's output does (exit 3), a
+/// closed one is no error (`kvr --help | head -1`).
+fn print_help(e: &clap::Error) -> ExitCode {
+    use std::io::{IsTerminal, Write};
+    let mut out = std::io::stdout().lock();
+    // A terminal gets clap's colours; it does not fill up.
+    if out.is_terminal() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let written = out
+        .write_all(e.render().to_string().as_bytes())
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(io) if io.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(io) => {
+            let err = Error::io("cannot write output", io);
+            to_stderr(format_args!("kvr: error: {err}\n"));
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
 /// clap's own errors: help and version go to stdout with exit 0; anything else
 /// is a usage error (exit 2) whose first line starts with `kvr: error:`.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
-            ExitCode::SUCCESS
-        }
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => print_help(&e),
         // `kvr` alone: say what is missing, then the help, on stderr.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             to_stderr(format_args!(

@@ -1388,3 +1388,6 @@ mod compact;
 
 #[path = "cli/backup.rs"]
 mod backup;
+
+#[path = "cli/ergonomics.rs"]
+mod ergonomics;

@@ -63,12 +63,15 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     }
     // Checked whichever command runs, as its parse is: a stale
     // KVR_TIMEOUT=0 is a mistake with --db too (it passed until the day
-    // the same script used --server).
-    seconds(g.timeout, "--timeout")?;
-    // So is a token that no header could carry (a file is read only when
-    // a server is asked).
-    if let Some(t) = g.token.as_deref().filter(|t| !t.is_empty()) {
-        check_token(t, token_source())?;
+    // the same script used --server). Not for the commands that use no
+    // option (`completions`, `openapi`), as their parse does not.
+    if !cli.command.reads_no_option() {
+        seconds(g.timeout, "--timeout")?;
+        // So is a token that no header could carry (a file is read only
+        // when a server is asked).
+        if let Some(t) = g.token.as_deref().filter(|t| !t.is_empty()) {
+            check_token(t, token_source())?;
+        }
     }
     match cli.command {
         // Each checks its arguments before it opens (or creates) anything.

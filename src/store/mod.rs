@@ -183,8 +183,24 @@ impl Store {
     /// The log of a crashed server is not replayed here: open through
     /// `engine::open_store`, which does both.
     pub fn open(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Store> {
-        if !mode.creates() && !path.exists() {
-            return Err(crate::error::database_missing(path));
+        if !mode.creates() {
+            match std::fs::metadata(path) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Err(crate::error::database_missing(path));
+                }
+                // A loop of links, a directory that may not be searched:
+                // not "does not exist", which sends the user looking for
+                // a file that may well be there.
+                Err(e) => {
+                    return Err(Error::io(format!("cannot open {}", path.display()), e));
+                }
+            }
         }
         let mut needs_write = None;
         if mode == OpenMode::ReadOnly {

@@ -61,6 +61,8 @@ pub(super) enum Opened {
 enum Attempt {
     Done(Opened),
     Busy,
+    /// The file cannot be read at all (its mode): no open can help.
+    Failed(Error),
 }
 
 /// Opens `path` for reading only unless it needs writing (see the module
@@ -89,6 +91,7 @@ pub(super) fn open(path: &Path, opts: &StoreOptions) -> Result<Opened> {
                 return Ok(Opened::NeedsWrite(replay(&log)));
             }
             Attempt::Done(opened) => return Ok(opened),
+            Attempt::Failed(e) => return Err(e),
         }
     }
 }
@@ -158,6 +161,11 @@ fn exclusive(path: &Path, file: File, opts: &StoreOptions) -> Attempt {
 }
 
 fn shared(path: &Path, opts: &StoreOptions) -> Attempt {
+    // A file that may not even be read: said as it is (it read "cannot
+    // open F to open it (…: Permission denied): Permission denied").
+    if let Err(e) = File::open(path) {
+        return Attempt::Failed(Error::io(format!("cannot read {}", path.display()), e));
+    }
     match redb::Builder::new()
         .set_cache_size(opts.cache_bytes)
         .open_read_only(path)

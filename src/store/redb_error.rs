@@ -8,7 +8,24 @@ use crate::error::Error;
 
 fn classify(err: redb::Error) -> Error {
     match err {
+        // redb reads whole pages and headers: a file that ends inside one
+        // was cut short (a copy that stopped, a truncation).
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Corrupt(format!(
+                "the database is damaged: the file ends inside a page or its header (it was \
+                 truncated, or a copy of it stopped short; {e})"
+            ))
+        }
         redb::Error::Io(e) => Error::io("database file I/O", e),
+        // A later redb's format is not damage: the file is fine, this kvr
+        // is too old for it.
+        redb::Error::Corrupted(msg) if msg.starts_with("Expected file format version") => {
+            Error::Corrupt(format!(
+                "the database file was written by a newer release of kvr (its storage \
+                 engine's format is newer than this kvr reads: {msg}); use that release or \
+                 a newer one"
+            ))
+        }
         redb::Error::Corrupted(msg) => Error::Corrupt(format!("the database is damaged: {msg}")),
         redb::Error::UpgradeRequired(v) => Error::Corrupt(format!(
             "the database file format {v} needs an upgrade this kvr cannot do"
