@@ -43,6 +43,7 @@ pub struct Global {
         hide_env_values = true,
         value_name = "SECS",
         default_value_t = 0.0,
+        value_parser = parse_seconds,
         // `-1` is a value (refused with a reason), not an unknown flag.
         allow_negative_numbers = true
     )]
@@ -101,6 +102,7 @@ pub struct Global {
         hide_env_values = true,
         value_name = "SECS",
         default_value_t = 30.0,
+        value_parser = parse_seconds,
         allow_negative_numbers = true
     )]
     pub timeout: f64,
@@ -437,6 +439,35 @@ fn parse_revision(text: &str) -> Result<u64, String> {
 
 /// A `--ttl` duration in seconds: a whole number with an optional unit
 /// `s`, `m`, `h` or `d`, from 1 second to 10 years.
+/// `--timeout` and `--lock-timeout`: seconds (`30`, `0.5`), or with the
+/// units `--ttl` takes (`30s`, `5m`, `2h`), as `sleep` reads them. Whether
+/// the value is in range is the command's check (it names the variable a
+/// stale value came from).
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let not_seconds = || format!("{text:?} is not a number of seconds such as 30, 0.5, 30s or 5m");
+    if number.is_empty() {
+        return Err(not_seconds());
+    }
+    let scale = match &text[number.len()..] {
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        unit => {
+            return Err(format!(
+                "unknown unit {unit:?}: use s, m or h (e.g. 30s, 5m)"
+            ));
+        }
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|_| !number.contains(['e', 'E']))
+        .map(|n| n * scale)
+        .ok_or_else(not_seconds)
+}
+
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     // The unit is every letter at the end (so "5sec" names "sec").
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());

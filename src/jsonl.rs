@@ -358,10 +358,18 @@ fn json_error_at(e: &serde_json::Error, offset: usize) -> String {
     let msg = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(m, _)| m);
-    if e.classify() == serde_json::error::Category::Data {
-        format!("{msg} (column {column})")
+    // Bytes that are not UTF-8, or a lone surrogate escape (`\ud800`):
+    // no JSON string holds them, the `_b64` forms do.
+    let hint = if msg.contains("unicode code point") || msg.contains("surrogate") {
+        " (JSON strings hold UTF-8 text only: give other bytes as key_b64 / value_b64, \
+         standard base64)"
     } else {
-        format!("invalid JSON at column {column}: {msg}")
+        ""
+    };
+    if e.classify() == serde_json::error::Category::Data {
+        format!("{msg} (column {column}){hint}")
+    } else {
+        format!("invalid JSON at column {column}: {msg}{hint}")
     }
 }
 
@@ -611,6 +619,24 @@ mod tests {
 
     fn parse(s: &str) -> Result<Op> {
         parse_line(s.as_bytes(), 7, MAX)
+    }
+
+    /// Bytes that are not UTF-8 in a string point to the `_b64` forms
+    /// (audit finding: "invalid unicode code point" alone).
+    #[test]
+    fn bytes_that_are_not_utf8_point_to_the_b64_forms() {
+        for line in [
+            &b"{\"key\":\"a\xff\",\"value\":\"x\"}"[..],
+            b"{\"key\":\"\\udc00\",\"value\":\"x\"}",
+        ] {
+            let err = parse_line(line, 1, 1 << 20).unwrap_err().to_string();
+            assert!(
+                err.contains("give other bytes as key_b64 / value_b64"),
+                "{err}"
+            );
+        }
+        let err = parse("{\"key\":\"a\",").unwrap_err().to_string();
+        assert!(!err.contains("key_b64"), "{err}");
     }
 
     #[test]

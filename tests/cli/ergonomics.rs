@@ -216,3 +216,29 @@ fn negative_numbers_are_keys_and_values_and_range_takes_json() {
     env.kvr(["delete", "-1"]).ok();
     env.kvr(["get", "-1"]).code(1);
 }
+
+/// `--timeout` and `--lock-timeout` take the units `--ttl` takes (`30s`
+/// was "invalid float literal"), and a word that is no number says what
+/// is expected. Lines that are not UTF-8 point to the `_b64` forms.
+#[test]
+fn timeouts_take_units_and_bad_bytes_point_to_b64() {
+    let env = Env::new();
+    env.kvr(["put", "a", "1"]).ok();
+    env.kvr(["--lock-timeout", "2s", "get", "a"]).ok();
+    env.kvr(["--timeout", "1.5m", "--lock-timeout", "0.5", "get", "a"])
+        .ok();
+    env.kvr(["get", "a"]).env("KVR_LOCK_TIMEOUT", "1m").ok();
+    env.kvr(["--lock-timeout", "abc", "get", "a"])
+        .code(2)
+        .stderr_has("\"abc\" is not a number of seconds such as 30, 0.5, 30s or 5m");
+    env.kvr(["--timeout", "30x", "get", "a"])
+        .code(2)
+        .stderr_has("unknown unit \"x\"");
+    let before = env.snapshot();
+    env.kvr(["batch"])
+        .stdin(&b"{\"key\":\"b\",\"value\":\"2\"}\n{\"key\":\"a\xff\",\"value\":\"x\"}\n"[..])
+        .code(2)
+        .stderr_has("line 2: ")
+        .stderr_has("give other bytes as key_b64 / value_b64");
+    assert_eq!(env.snapshot(), before);
+}

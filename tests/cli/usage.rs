@@ -487,7 +487,7 @@ fn a_bad_environment_value_names_its_variable() {
         (
             "KVR_TIMEOUT",
             "abc",
-            "(it sets --timeout): invalid float literal",
+            "(it sets --timeout): \"abc\" is not a number of seconds such as 30",
         ),
         (
             "KVR_CONSISTENCY",
