@@ -260,10 +260,35 @@ async fn refuse_after_drain(
             Ok(Some(Ok(frame))) => {
                 got += frame.data_ref().map_or(0, |d| d.len() as u64);
             }
+            // All of it came: the connection may serve the next request.
+            Ok(None) => {
+                super::conn::body_read();
+                break;
+            }
             _ => break,
         }
     }
     refusal
+}
+
+/// Why a body could not be read: a client that stopped sending it for
+/// `--idle-timeout` (the connection timed out under hyper, which says
+/// only "error reading a body from connection") or another failure.
+fn unread_body(e: &hyper::Error, got: usize, announced: Option<u64>) -> Error {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Error::invalid(format!(
+                "the request body stopped coming: {got} bytes{} came, then nothing for \
+                 --idle-timeout; nothing was applied",
+                announced.map_or_else(String::new, |len| format!(" of {len}"))
+            ));
+        }
+        source = cause.source();
+    }
+    Error::invalid(format!("the request body could not be read: {e}"))
 }
 
 fn bodies_overloaded(mib: u64) -> Error {
@@ -308,8 +333,7 @@ pub async fn read_limited(
     loop {
         let deadline = paced(started, budget.grace, got as u64);
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(frame)) => frame
-                .map_err(|e| Error::invalid(format!("the request body could not be read: {e}")))?,
+            Ok(Some(frame)) => frame.map_err(|e| unread_body(&e, got, announced))?,
             Ok(None) => break,
             Err(_) => {
                 return Err(Error::invalid(format!(

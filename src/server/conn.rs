@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::HeaderValue;
+use http::header::{CONNECTION, CONTENT_LENGTH};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -167,9 +169,24 @@ async fn serve_one<I>(
             Some(clock.clone())
         };
         let (st, clock) = (st.clone(), clock.clone());
+        let has_body = body_clock.is_some();
+        let http10 = req.version() == http::Version::HTTP_10;
         async move {
             let handled = super::routes::handle(st, peer, req);
-            let response = BODY_CLOCK.scope(body_clock, handled).await;
+            let mut response = BODY_CLOCK.scope(body_clock, handled).await;
+            // A body the answer left unread (refused before it was read: a
+            // 401, a 413, a bad parameter): hyper closes the connection
+            // after the answer, so the answer says so; a keep-alive client
+            // sent its next request into the closed connection (audit
+            // finding). A body that was read (`body_read`) set `serving`.
+            // An HTTP/1.0 stream, whose end is the close, says so too.
+            let unread = has_body && !clock.serving.load(Ordering::Relaxed);
+            let close_delimited = http10 && !response.headers().contains_key(CONTENT_LENGTH);
+            if unread || close_delimited {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             clock.end_serving();
             Ok::<_, std::convert::Infallible>(response.map(|body| Answer {
                 body,

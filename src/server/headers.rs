@@ -91,10 +91,17 @@ fn tags(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Tags>> {
         ))
     };
     if elements.iter().any(|e| e == "*") {
-        return if elements.len() == 1 {
+        // `*` on two header lines is still `*` (a repeated tag counts
+        // once); beside a tag it means nothing (RFC 9110: `*` or a list).
+        return if elements.iter().all(|e| e == "*") {
             Ok(Some(Tags::Any))
         } else {
-            Err(malformed())
+            Err(Error::invalid(format!(
+                "{} must be * alone or entity tags such as \"N\" (a revision in quotes), \
+                 not both: {}",
+                spelt(name),
+                elements.join(", ")
+            )))
         };
     }
     let mut list = Vec::with_capacity(elements.len());
@@ -479,7 +486,13 @@ mod tests {
         assert_eq!(write(&[(m.clone(), "\"7\"")]).unwrap(), Revision(7));
         assert_eq!(write(&[(m.clone(), " * ")]).unwrap(), Exists);
         assert_eq!(write(&[(n.clone(), "*")]).unwrap(), Absent);
-        // One line or two: the same list, the same answer.
+        // One line or two: the same list, the same answer; `*` repeated
+        // is `*` (it was refused as "must be *, not *, *").
+        assert_eq!(
+            write(&[(n.clone(), "*"), (n.clone(), "*")]).unwrap(),
+            Absent
+        );
+        assert_eq!(write(&[(m.clone(), "*, *")]).unwrap(), Exists);
         assert_eq!(write(&[(m.clone(), "\"7\", \"7\"")]).unwrap(), Revision(7));
         assert_eq!(
             write(&[(m.clone(), "\"7\""), (m.clone(), "\"7\"")]).unwrap(),
@@ -499,7 +512,6 @@ mod tests {
             vec![(m.clone(), " , ")],
             vec![(n.clone(), "\"7\"")],
             vec![(n.clone(), "")],
-            vec![(n.clone(), "*"), (n.clone(), "*")],
             vec![(m.clone(), "*"), (n.clone(), "*")],
         ] {
             assert!(

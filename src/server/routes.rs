@@ -376,6 +376,21 @@ fn codings(headers: &HeaderMap) -> Result<()> {
             "Transfer-Encoding {other:?} is not supported (only chunked): send the body as it is"
         )));
     }
+    // `chunked, chunked` (or on two lines): the HTTP layer undoes one, and
+    // the value stored would hold the other's framing (RFC 9112 6.1: the
+    // sender must not apply chunked twice).
+    let chunked = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .filter(|c| !c.trim().is_empty())
+        .count();
+    if chunked > 1 {
+        return Err(Error::invalid(
+            "Transfer-Encoding names chunked more than once: a body is chunked once; send it \
+             with one Transfer-Encoding: chunked",
+        ));
+    }
     if let Some(other) = coding_other_than(headers, &header::CONTENT_ENCODING, "identity") {
         return Err(Error::invalid(format!(
             "Content-Encoding {other:?} is not supported: send the body as it is (a value is \

@@ -516,7 +516,22 @@ fn segment_header(owner: u64) -> [u8; SEGMENT_HEADER as usize] {
 /// Creates a zero-filled segment of `size` bytes with its header, synced.
 fn new_segment(dir: &Path, seq: u64, size: u64, owner: u64) -> Result<(File, u64)> {
     let path = segment_path(dir, seq);
-    let io = |e| Error::io(format!("cannot create {}", path.display()), e);
+    // On a full disk, say how much room the log needs (a segment is made
+    // whole at once): freeing less left the server refusing to start.
+    let room = if size >= 1 << 20 {
+        format!("{} MiB", size >> 20)
+    } else {
+        format!("{} KiB", size.div_ceil(1024))
+    };
+    let io = |e| {
+        Error::io(
+            format!(
+                "cannot create {} (a log segment takes {room} of free space)",
+                path.display()
+            ),
+            e,
+        )
+    };
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

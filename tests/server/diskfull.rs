@@ -224,6 +224,12 @@ fn serve_on_a_full_disk_exits_3_disk_full() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("disk full"), "{}", stderr(&out));
+    // How much room it needs: freeing less left it refusing (audit finding).
+    assert!(
+        stderr(&out).contains("(a log segment takes 16 MiB of free space)"),
+        "{}",
+        stderr(&out)
+    );
     let out = kvr(&fs.dir, &["--db", "db.redb", "get", "k"], b"");
     assert_eq!(stdout(&out), "v");
 }

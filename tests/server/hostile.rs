@@ -456,3 +456,128 @@ fn a_body_trickled_slower_than_the_minimum_rate_is_refused() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// The head of the next answer on `c`, in lower case; its body (of its
+/// `Content-Length`) is read too.
+fn next_head(c: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut byte).unwrap(), 1, "closed: {got:?}");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    c.read_exact(&mut body).unwrap();
+    head
+}
+
+/// An answer sent before the request's body was read (a 401, a 413, a bad
+/// parameter) says `Connection: close`, as the server closes after it: a
+/// keep-alive client (Python's `http.client`, Node's agent) sent its next
+/// request into the closed connection (audit finding). An answer after
+/// the body was read keeps the connection. An HTTP/1.0 stream, which ends
+/// at the close, says so too (it said `keep-alive`). Nothing is written.
+#[test]
+fn an_answer_that_leaves_the_body_unread_says_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--token", "s3cret", "--max-value-bytes", "1000"],
+    );
+    let auth = "Authorization: Bearer s3cret\r\n";
+    let cases = [
+        ("PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\n".to_string(), "401"),
+        (
+            format!("PUT /v1/kv/a?ttl=0 HTTP/1.1\r\nHost: x\r\n{auth}"),
+            "400",
+        ),
+        (
+            format!("PUT /v1/kv/a?nope=1 HTTP/1.1\r\nHost: x\r\n{auth}"),
+            "400",
+        ),
+        (format!("PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\n{auth}"), "413"),
+    ];
+    for (head, status) in cases {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // The head only: the answer comes before the body.
+        c.write_all(format!("{head}Content-Length: 100000\r\n\r\n").as_bytes())
+            .unwrap();
+        let got = next_head(&mut c);
+        assert!(got.starts_with(&format!("http/1.1 {status} ")), "{got}");
+        assert!(got.contains("\r\nconnection: close"), "{got}");
+    }
+    // A body that was read: the connection serves the next request.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for value in ["abc", "de"] {
+        let put = format!(
+            "PUT /v1/kv/b HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{value}",
+            value.len()
+        );
+        c.write_all(put.as_bytes()).unwrap();
+        let got = next_head(&mut c);
+        assert!(got.starts_with("http/1.1 200 "), "{got}");
+        assert!(!got.contains("connection: close"), "{got}");
+    }
+    // So does a refusal after the body was read (a precondition).
+    c.write_all(
+        format!("PUT /v1/kv/b HTTP/1.1\r\nHost: x\r\n{auth}If-Match: \"1\"\r\nContent-Length: 1\r\n\r\nz")
+            .as_bytes(),
+    )
+    .unwrap();
+    let got = next_head(&mut c);
+    assert!(got.starts_with("http/1.1 412 "), "{got}");
+    assert!(!got.contains("connection: close"), "{got}");
+    // An HTTP/1.0 stream ends at the close.
+    let got = raw(
+        &s.addr,
+        format!(
+            "GET /v1/range HTTP/1.0\r\n{auth}Connection: keep-alive\r\nAccept: application/x-ndjson\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .to_ascii_lowercase();
+    assert!(got.starts_with("http/1.0 200 "), "{got}");
+    assert!(got.contains("\r\nconnection: close"), "{got}");
+    assert!(got.contains("{\"key\":\"b\",\"value\":\"de\""), "{got}");
+    // What the refused requests would have written is not there.
+    let r = http(
+        "GET",
+        &format!("{}/v1/kv/a", s.url),
+        &[("Authorization", "Bearer s3cret")],
+        None,
+    );
+    assert_eq!(r.status, 404);
+}
+
+/// A body that stops coming is refused naming `--idle-timeout`, and how
+/// much of it came (it said only "error reading a body from connection").
+#[test]
+fn a_body_that_stops_coming_is_refused_naming_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &["--header-timeout", "1", "--idle-timeout", "2"],
+    );
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"PUT /v1/kv/stall HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .unwrap();
+    let mut got = String::new();
+    let _ = c.read_to_string(&mut got);
+    assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
+    assert!(
+        got.contains(
+            "the request body stopped coming: 2 bytes of 10 came, then nothing for --idle-timeout"
+        ),
+        "{got}"
+    );
+    let r = http("GET", &format!("{}/v1/kv/stall", s.url), &[], None);
+    assert_eq!(r.status, 404);
+}

@@ -309,6 +309,19 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
         assert!(r.starts_with("HTTP/1.1 400"), "{coding}: {r}");
         assert!(r.contains("is not supported (only chunked)"), "{r}");
     }
+    // Chunked twice (on one line or two): the value would keep the inner
+    // chunks' framing (audit finding: stored as if chunked once).
+    for te in [
+        "Transfer-Encoding: chunked, chunked",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+    ] {
+        let request = format!(
+            "PUT /v1/kv/te HTTP/1.1\r\nHost: x\r\n{te}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let r = raw(&s.addr, request.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 400"), "{te}: {r}");
+        assert!(r.contains("names chunked more than once"), "{r}");
+    }
     assert_eq!(stats(&s.url), before);
     // Chunked alone is a body like any other.
     let r = raw(
