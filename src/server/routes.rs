@@ -187,7 +187,9 @@ pub const ROUTES: &[RouteDef] = &[
         route: Route::Watch,
         path: "/v1/watch",
         needs_token: true,
-        methods: &[(Method::GET, WATCH_PARAMS)],
+        // HEAD as on every GET route: the head the stream would start
+        // with (a 410 for a revision no longer kept), no stream.
+        methods: &[(Method::GET, WATCH_PARAMS), (Method::HEAD, WATCH_PARAMS)],
     },
     RouteDef {
         route: Route::Cluster,

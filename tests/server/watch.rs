@@ -817,3 +817,37 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
         assert_eq!(first["revision"], last + 1, "{first}");
     }
 }
+
+/// HEAD is answered on `/v1/watch` as on every GET route (it was a 405):
+/// the stream's head without the stream, a 410 for a revision no longer
+/// kept, a 400 for a bad parameter.
+#[test]
+fn head_of_a_watch_answers_its_head_without_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--history", "2"]);
+    for i in 0..5 {
+        put(&s, &format!("k{i}"), "v");
+    }
+    let r = http("HEAD", &format!("{}/v1/watch", s.url), &[], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-ndjson")
+    );
+    assert_eq!(r.header("x-kvr-revision").as_deref(), Some("5"));
+    assert!(r.body.is_empty());
+    let r = http(
+        "HEAD",
+        &format!("{}/v1/watch?from_revision=1", s.url),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 410);
+    let r = http("HEAD", &format!("{}/v1/watch?nope=1", s.url), &[], None);
+    assert_eq!(r.status, 400);
+    // A GET watch still streams.
+    let mut w = Stream::open(&s.url, "");
+    assert_eq!(w.next()["progress_revision"], 5);
+    put(&s, "k9", "v");
+    assert_eq!(w.next()["key"], "k9");
+}
