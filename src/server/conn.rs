@@ -162,18 +162,19 @@ async fn serve_one<I>(
         if clock.had_fragment(request) | pipelined {
             req.extensions_mut().insert(FragmentSent);
         }
-        let body_clock = if http_body::Body::is_end_stream(req.body()) {
+        let has_body = !http_body::Body::is_end_stream(req.body());
+        if !has_body {
             clock.begin_serving();
-            None
-        } else {
-            Some(clock.clone())
+        }
+        let serving = Serving {
+            clock: clock.clone(),
+            body: has_body,
         };
         let (st, clock) = (st.clone(), clock.clone());
-        let has_body = body_clock.is_some();
         let http10 = req.version() == http::Version::HTTP_10;
         async move {
             let handled = super::routes::handle(st, peer, req);
-            let mut response = BODY_CLOCK.scope(body_clock, handled).await;
+            let mut response = SERVING.scope(serving, handled).await;
             // A body the answer left unread (refused before it was read: a
             // 401, a 413, a bad parameter): hyper closes the connection
             // after the answer, so the answer says so; a keep-alive client
@@ -306,6 +307,19 @@ struct HeadClock {
     /// Request lines with a `#` seen later in a read than its first line
     /// (pipelined requests), as hyper will parse them ([`Pipelined`]).
     pipelined: Pipelined,
+    /// The connection's socket while it is open ([`Peer`]).
+    socket: std::sync::Mutex<Socket>,
+}
+
+/// A connection's socket as [`Peer`] may look at it.
+#[derive(Clone, Copy)]
+enum Socket {
+    /// Not known (a connection answered from the monitoring reserve).
+    Unknown,
+    /// Open: its descriptor, valid until [`IdleIo`] is dropped.
+    Open(std::os::fd::RawFd),
+    /// The connection is closed.
+    Closed,
 }
 
 const NOT_WAITING: u64 = u64::MAX;
@@ -320,7 +334,12 @@ impl HeadClock {
             served: AtomicU64::new(0),
             fragment: AtomicU64::new(0),
             pipelined: Pipelined::default(),
+            socket: std::sync::Mutex::new(Socket::Unknown),
         }
+    }
+
+    fn socket(&self) -> std::sync::MutexGuard<'_, Socket> {
+        self.socket.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether request number `request`'s request line held a `#`.
@@ -376,11 +395,18 @@ impl HeadClock {
     }
 }
 
+/// What the request being served knows of its connection.
+struct Serving {
+    clock: Arc<HeadClock>,
+    /// Whether the request has a body still to read ([`body_read`]).
+    body: bool,
+}
+
 tokio::task_local! {
-    /// The connection's clock while a request with a body is served (see
-    /// [`body_read`]). Task-local rather than in the request's extensions,
-    /// whose first insert allocates a map: ~480 instructions per PUT.
-    static BODY_CLOCK: Option<Arc<HeadClock>>;
+    /// The connection of the request being served. Task-local rather than
+    /// in the request's extensions, whose first insert allocates a map:
+    /// ~480 instructions per PUT.
+    static SERVING: Serving;
 }
 
 /// Called once a request's body is in: from then until the response the
@@ -388,11 +414,70 @@ tokio::task_local! {
 /// (`--idle-timeout`). A client that stalls while sending the body still
 /// does.
 pub fn body_read() {
-    let _ = BODY_CLOCK.try_with(|clock| {
-        if let Some(clock) = clock {
-            clock.begin_serving();
+    let _ = SERVING.try_with(|serving| {
+        if serving.body {
+            serving.clock.begin_serving();
         }
     });
+}
+
+/// The client of the request being served, for a stream that may stay
+/// silent for long (a watch): hyper reads nothing while it sends a
+/// response, so a client that went away is noticed only at the next
+/// write, and until then holds its connection and its place under
+/// `--max-connections`.
+pub fn peer() -> Option<Peer> {
+    SERVING.try_with(|s| Peer(s.clock.clone())).ok()
+}
+
+/// See [`peer`].
+pub struct Peer(Arc<HeadClock>);
+
+/// What [`Peer::state`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Nothing says it went away (or it cannot be told).
+    There,
+    /// It shut down its sending side: gone, or a client such as `nc -N`
+    /// that still reads. A write tells: to a closed socket it draws a
+    /// reset, which the next look sees.
+    Shut,
+    /// The connection is closed or reset.
+    Gone,
+}
+
+impl Peer {
+    /// Looks at the socket without waiting (`poll` for `POLLRDHUP`).
+    #[allow(unsafe_code)]
+    pub fn state(&self) -> PeerState {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let socket = self.0.socket();
+        let fd = match *socket {
+            Socket::Unknown => return PeerState::There,
+            Socket::Closed => return PeerState::Gone,
+            Socket::Open(fd) => fd,
+        };
+        // SAFETY: the descriptor is open while the lock held here says
+        // `Open`: `IdleIo` sets `Closed` under this lock before it drops
+        // the stream that owns the descriptor. It is only polled.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&zero)) {
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) =>
+            {
+                PeerState::Gone
+            }
+            Ok(_) if fds[0].revents().contains(PollFlags::RDHUP) => PeerState::Shut,
+            _ => PeerState::There,
+        }
+    }
 }
 
 /// A response body that starts its connection's wait for the next head
@@ -895,6 +980,8 @@ struct IdleIo {
 
 impl IdleIo {
     fn new(inner: TcpStream, limits: &super::limits::Limits, clock: Arc<HeadClock>) -> IdleIo {
+        use std::os::fd::AsRawFd;
+        *clock.socket() = Socket::Open(inner.as_raw_fd());
         let now = Instant::now();
         let (idle, head) = (limits.idle_timeout, limits.header_timeout);
         IdleIo {
@@ -952,6 +1039,13 @@ impl IdleIo {
                 Err(e) => Poll::Ready(Err(e)),
             },
         }
+    }
+}
+
+impl Drop for IdleIo {
+    fn drop(&mut self) {
+        // Before the stream, and its descriptor, go (see `Peer::state`).
+        *self.clock.socket() = Socket::Closed;
     }
 }
 

@@ -160,9 +160,11 @@ pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
     let open = Open::new(state.watchers.clone());
     let producer = Producer(outbox.clone());
     let cluster = state.cluster.clone();
+    let peer = super::conn::peer();
     tokio::spawn(async move {
         let _open = open;
-        let _ = run(&engine, &watch, sub, from, closing, &producer.0, cluster).await;
+        let ends = Ends { closing, peer };
+        let _ = run(&engine, &watch, sub, from, ends, &producer.0, cluster).await;
     });
     let mut resp = Response::new(OutboxBody(outbox).boxed_unsync());
     let h = resp.headers_mut();
@@ -196,6 +198,19 @@ enum Stop {
     Gone,
 }
 
+/// How often a watch looks whether its client went away: hyper notices
+/// only at a write, which a watch asking for progress lines once a day
+/// (`?progress=86400`) would not make for a day, holding its connection
+/// and its place under `--max-connections` meanwhile (audit finding).
+const PEER_CHECK: Duration = Duration::from_secs(5);
+
+/// What ends a stream besides its own end: the server stopping, and its
+/// client going away.
+struct Ends {
+    closing: tokio::sync::watch::Receiver<bool>,
+    peer: Option<super::conn::Peer>,
+}
+
 /// The stream's loop: see the module header. `from` is the first revision
 /// to send.
 async fn run(
@@ -203,10 +218,13 @@ async fn run(
     watch: &Watch,
     mut sub: Subscription,
     from: u64,
-    mut closing: tokio::sync::watch::Receiver<bool>,
+    ends: Ends,
     out: &Outbox,
     cluster: Option<Arc<crate::cluster::node::Node>>,
 ) -> std::result::Result<(), Stop> {
+    use super::conn::PeerState;
+    let Ends { mut closing, peer } = ends;
+    let mut peer_at = tokio::time::Instant::now() + PEER_CHECK;
     let mut next = from;
     // A cluster member without a leader for longer than the maximum
     // election timeout ends the stream (SPEC "Watch"): its client resumes
@@ -288,6 +306,21 @@ async fn run(
                     next = sub.advance(next);
                     out.end_with(unavailable_line(next));
                     return Err(Stop::Gone);
+                }
+            }
+            () = tokio::time::sleep_until(peer_at), if peer.is_some() => {
+                peer_at = tokio::time::Instant::now() + PEER_CHECK;
+                match peer.as_ref().map(super::conn::Peer::state) {
+                    Some(PeerState::Gone) => return Err(Stop::Gone),
+                    // Gone, or a client that shut its side and reads on
+                    // (`nc -N`): a progress line tells them apart (a closed
+                    // socket answers it with a reset).
+                    Some(PeerState::Shut) if out.is_empty() && !mid => {
+                        next = sub.advance(next);
+                        out.push(progress_line(next - 1), Some(next))?;
+                        last_sent = tokio::time::Instant::now();
+                    }
+                    _ => {}
                 }
             }
             _ = closing.changed() => {

@@ -851,3 +851,45 @@ fn head_of_a_watch_answers_its_head_without_the_stream() {
     put(&s, "k9", "v");
     assert_eq!(w.next()["key"], "k9");
 }
+
+/// A watch whose client went away frees its connection within seconds,
+/// whatever its progress interval: with `progress=86400` it was held until
+/// the next write, a day later, and four such clients filled
+/// `--max-connections 4` (audit finding). A client that only shut its
+/// sending side (`nc -N`) and reads on keeps its stream.
+#[test]
+fn a_watch_whose_client_went_away_frees_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-connections", "4"]);
+    let watch = |c: &mut TcpStream| {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(b"GET /v1/watch?progress=86400 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        read_until(c, b"{\"progress_revision\":0}\n");
+    };
+    for _ in 0..4 {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        watch(&mut c);
+        drop(c);
+    }
+    let started = Instant::now();
+    loop {
+        let r = http("GET", &format!("{}/v1/stats", s.url), &[], None);
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the closed watches still hold the connections"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Shut for sending, reading on: the stream goes on past a check.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    watch(&mut c);
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    put(&s, "after", "v");
+    read_until(&mut c, b"\"key\":\"after\"");
+}
