@@ -57,15 +57,17 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
         super::print_after_write(
             format!("{{\"revision\":{revision},\"keys\":{keys},\"bytes\":{bytes}}}\n"),
             &format!(
-                "the backup was written to {} ({keys} keys at revision {revision})",
-                args.dest.display()
+                "the backup was written to {} ({keys} key{} at revision {revision})",
+                args.dest.display(),
+                if keys == 1 { "" } else { "s" }
             ),
         )?;
     } else {
         // Not `eprintln!`, which panics when stderr cannot be written.
         let _ = writeln!(
             std::io::stderr(),
-            "backed up {keys} keys at revision {revision} to {} ({bytes} bytes)",
+            "backed up {keys} key{} at revision {revision} to {} ({bytes} bytes)",
+            if keys == 1 { "" } else { "s" },
             args.dest.display()
         );
     }

@@ -138,9 +138,10 @@ pub fn run(
         super::print_after_write(
             applied_json(&applied),
             &format!(
-                "the batch was applied at revision {} ({} operations)",
+                "the batch was applied at revision {} ({} operation{})",
                 applied.revision,
-                applied.applied()
+                applied.applied(),
+                if applied.applied() == 1 { "" } else { "s" }
             ),
         )?;
     }

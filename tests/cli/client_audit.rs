@@ -177,7 +177,7 @@ fn an_applied_write_whose_output_fails_says_it_was_applied() {
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains(
-            "kvr: error: the batch was applied at revision 3 (1 operations); only writing its \
+            "kvr: error: the batch was applied at revision 3 (1 operation); only writing its \
              output failed"
         ),
         "{}",
@@ -191,7 +191,7 @@ fn an_applied_write_whose_output_fails_says_it_was_applied() {
     let dest = env.path("copy.redb").display().to_string();
     check(
         &["backup", "--json", &dest],
-        &format!("the backup was written to {dest} (1 keys at revision 5)"),
+        &format!("the backup was written to {dest} (1 key at revision 5)"),
     );
     assert_eq!(env.stats()["revision"], 5);
 }
