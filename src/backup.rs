@@ -207,18 +207,19 @@ impl Dest {
                 path.display()
             )));
         }
-        // A path through a file (`afile/x.redb`) says so, as `put` does,
-        // not that the directory is missing.
-        if let Err(e) = path.symlink_metadata()
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(Error::io(format!("cannot create {}", path.display()), e));
-        }
-        if !force && path.symlink_metadata().is_ok() {
-            return Err(Error::invalid(format!(
-                "{} exists; give --force to replace it",
-                path.display()
-            )));
+        match path.symlink_metadata() {
+            Ok(_) if !force => {
+                return Err(Error::invalid(format!(
+                    "{} exists; give --force to replace it",
+                    path.display()
+                )));
+            }
+            // A path through a file (`afile/x.redb`) says so, as `put`
+            // does, not that the directory is missing.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("cannot create {}", path.display()), e));
+            }
+            _ => {}
         }
         // Refused now rather than after the copy; checked again, under the
         // lock, when the copy replaces it.

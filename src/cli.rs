@@ -380,8 +380,9 @@ pub struct PutArgs {
     #[arg(allow_negative_numbers = true)]
     pub key: OsString,
     /// The value, taken literally (`-` included); use `--` before a value
-    /// that starts with `-` (a number such as -5 needs none). Without it, stdin is read to its end
-    /// (binary-safe; on a terminal, end the value with Ctrl-D).
+    /// that starts with `-` (a number such as -5 needs none). Without it,
+    /// stdin is read to its end (binary-safe; on a terminal, end the value
+    /// with Ctrl-D).
     #[arg(allow_negative_numbers = true)]
     pub value: Option<OsString>,
     /// Write only if the key's current revision is N (0: only if absent).
@@ -437,52 +438,51 @@ fn parse_revision(text: &str) -> Result<u64, String> {
     }
 }
 
-/// A `--ttl` duration in seconds: a whole number with an optional unit
-/// `s`, `m`, `h` or `d`, from 1 second to 10 years.
-/// `--timeout` and `--lock-timeout`: seconds (`30`, `0.5`), or with the
-/// units `--ttl` takes (`30s`, `5m`, `2h`), as `sleep` reads them. Whether
-/// the value is in range is the command's check (it names the variable a
-/// stale value came from).
-pub fn parse_seconds(text: &str) -> Result<f64, String> {
+/// A duration as `--ttl`, `--timeout` and `--lock-timeout` take it: a
+/// number and its unit, every letter at its end (so "5sec" names "sec"),
+/// `s` (the default), `m`, `h` or `d`. Returns the number's text and the
+/// unit's seconds.
+fn split_unit(text: &str) -> Result<(&str, u64), String> {
     let number = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let not_seconds = || format!("{text:?} is not a number of seconds such as 30, 0.5, 30s or 5m");
-    if number.is_empty() {
-        return Err(not_seconds());
-    }
     let scale = match &text[number.len()..] {
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        unit => {
-            return Err(format!(
-                "unknown unit {unit:?}: use s, m or h (e.g. 30s, 5m)"
-            ));
-        }
-    };
-    number
-        .parse::<f64>()
-        .ok()
-        .filter(|_| !number.contains(['e', 'E']))
-        .map(|n| n * scale)
-        .ok_or_else(not_seconds)
-}
-
-pub fn parse_ttl(text: &str) -> Result<u64, String> {
-    // The unit is every letter at the end (so "5sec" names "sec").
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &text[digits.len()..];
-    let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => {
+        unit => {
             return Err(format!(
                 "unknown unit {unit:?}: use s, m, h or d (e.g. 30s, 5m)"
             ));
         }
     };
+    Ok((number, scale))
+}
+
+/// `--timeout` and `--lock-timeout`: seconds (`30`, `0.5`), or with the
+/// units `--ttl` takes (`30s`, `5m`, `2h`), as `sleep` reads them. Whether
+/// the value is in range is the command's check (it names the variable a
+/// stale value came from).
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    let not_seconds = || format!("{text:?} is not a number of seconds such as 30, 0.5, 30s or 5m");
+    if text
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .is_empty()
+    {
+        return Err(not_seconds());
+    }
+    let (number, scale) = split_unit(text)?;
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|_| !number.contains(['e', 'E']))
+        .map(|n| n * scale as f64)
+        .ok_or_else(not_seconds)
+}
+
+/// A `--ttl` duration in seconds: a whole number with an optional unit
+/// `s`, `m`, `h` or `d`, from 1 second to 10 years.
+pub fn parse_ttl(text: &str) -> Result<u64, String> {
+    let (digits, scale) = split_unit(text)?;
     let n: u64 = digits
         .parse()
         .ok()

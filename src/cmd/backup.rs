@@ -139,10 +139,10 @@ fn from_server(
     stop: &AtomicBool,
 ) -> Result<Done> {
     let progress = progress_bar(None);
-    let restarts = if client.has_several_servers() {
-        client.server_count()
-    } else {
-        0
+    // One server alone is not asked again (as for `range`).
+    let restarts = match client.server_count() {
+        1 => 0,
+        servers => servers,
     };
     let mut restart = 0;
     loop {

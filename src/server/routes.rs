@@ -381,13 +381,7 @@ fn codings(headers: &HeaderMap) -> Result<()> {
     // `chunked, chunked` (or on two lines): the HTTP layer undoes one, and
     // the value stored would hold the other's framing (RFC 9112 6.1: the
     // sender must not apply chunked twice).
-    let chunked = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("").split(','))
-        .filter(|c| !c.trim().is_empty())
-        .count();
-    if chunked > 1 {
+    if codings_of(headers, &header::TRANSFER_ENCODING).count() > 1 {
         return Err(Error::invalid(
             "Transfer-Encoding names chunked more than once: a body is chunked once; send it \
              with one Transfer-Encoding: chunked",
@@ -402,18 +396,23 @@ fn codings(headers: &HeaderMap) -> Result<()> {
     Ok(())
 }
 
+/// The codings that header `name` lists, over all its lines (`?` for a
+/// line that is not text).
+fn codings_of<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+}
+
 /// The first coding that header `name` lists (over all its lines) other
 /// than `allowed`.
 fn coding_other_than(headers: &HeaderMap, name: &HeaderName, allowed: &str) -> Option<String> {
-    headers.get_all(name).iter().find_map(|value| {
-        value
-            .to_str()
-            .unwrap_or("?")
-            .split(',')
-            .map(str::trim)
-            .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(allowed))
-            .map(str::to_string)
-    })
+    codings_of(headers, name)
+        .find(|c| !c.eq_ignore_ascii_case(allowed))
+        .map(str::to_string)
 }
 
 /// Whether a read may be stale (`?consistency=stale`).
