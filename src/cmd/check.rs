@@ -52,6 +52,10 @@ pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     } else {
         note_stale_raft_log(g);
     }
+    for note in &report.notes {
+        // Not `eprintln!`, which panics when stderr cannot be written.
+        let _ = writeln!(std::io::stderr(), "kvr: note: {note}");
+    }
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("cannot write output", e);
     // Counted as `stats` and reads count them: expired keys are absent.

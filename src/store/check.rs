@@ -12,6 +12,12 @@
 //! database revision with the highest record revision; and the expiry index
 //! with the records: one entry per key with an expiry, at that expiry and
 //! revision, and no other entry.
+//!
+//! What a crash leaves is not damage: a file not closed cleanly is
+//! checked as redb's repair leaves it (the repair runs on the overlay), and
+//! a write-ahead log left by a server is read through as its replay will
+//! read it. Each is a note (what the next open will do), unless the repair
+//! or the replay would fail; then it is a problem.
 
 use std::fs::File;
 use std::path::Path;
@@ -50,6 +56,9 @@ pub struct Report {
     /// for a file that is not a member's.
     pub cluster_identity: Option<Vec<u8>>,
     pub problems: Vec<Problem>,
+    /// What is not wrong but worth saying: what the next open of the file
+    /// will do to it (repair it, replay a log), which the check does not.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -151,7 +160,7 @@ fn check_present(
             return Ok(report);
         }
     };
-    let log_left = check_log(path, &mut report);
+    let log_left = crate::wal::dir_of(path).exists();
     let file =
         File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let overlay = Overlay::new(file, path.to_path_buf())?;
@@ -169,10 +178,14 @@ fn check_present(
         }
     };
     if guard.is_none() {
-        report.problem(
-            "file",
-            "not closed cleanly: it needs recovery, which any kvr command that opens it does",
-        );
+        // What a crash or `kill -9` of a writer leaves; redb's repair has
+        // just run on the overlay, and the checks below see its outcome.
+        report.notes.push(format!(
+            "{} was not closed cleanly (its writer crashed or was killed): the next kvr \
+             command that opens it repairs it; this check ran on that repair, made in memory \
+             only",
+            path.display()
+        ));
     }
     match db.check_integrity() {
         Ok(true) => {}
@@ -205,29 +218,54 @@ fn empty(path: &Path) -> Result<bool> {
 
 /// A leftover write-ahead log: the server that wrote it did not stop
 /// cleanly, and its last writes are only in the log until a kvr command
-/// replays it. The check never replays it. Whether there is one.
-fn check_log(path: &Path, report: &mut Report) -> bool {
+/// replays it, as the next open does. The check never replays it: it reads
+/// it through, as the replay will, onto the file at `revision` (its
+/// counter): a log the replay would refuse is a problem, one it would
+/// apply a note.
+fn check_log(
+    path: &Path,
+    database: Option<u64>,
+    revision: u64,
+    report: &mut Report,
+) -> Option<crate::wal::Pending> {
     let dir = crate::wal::dir_of(path);
-    let left = dir.exists();
-    if left {
-        report.problem(
-            format!("log {}", dir.display()),
-            "a write-ahead log is left by a server that did not stop cleanly: the file needs \
-             recovery (any kvr command that opens it replays the log, e.g. kvr stats); until \
-             then its counters may trail its records, and are not compared with them",
-        );
-        if let Err(e) = crate::wal::verify(&dir) {
-            report.problem(format!("log {}", dir.display()), e.to_string());
+    let place = format!("log {}", dir.display());
+    let pending =
+        crate::wal::check_owner(&dir, database).and_then(|()| crate::wal::pending(&dir, revision));
+    let p = match pending {
+        Ok(p) => p,
+        Err(e) => {
+            report.problem(place, e.to_string());
+            return None;
         }
-    }
-    left
+    };
+    report.notes.push(match p.records {
+        0 => format!(
+            "{} is the write-ahead log of a server that did not stop cleanly; the file holds \
+             all of it, and the next kvr command that opens the file removes it",
+            dir.display()
+        ),
+        _ => format!(
+            "a server did not stop cleanly: its write-ahead log {} holds {} request{} after \
+             revision {revision}, up to revision {} at most, that the file does not hold yet; \
+             any kvr command that opens the file replays them (the check changes nothing, so \
+             its keys and revision are the file's, before that replay)",
+            dir.display(),
+            p.records,
+            if p.records == 1 { "" } else { "s" },
+            p.reach,
+        ),
+    });
+    Some(p)
 }
 
 /// The counters and every record. With a leftover log (`log_left`) the
-/// counters are not compared with the records: a flush in parts commits
-/// records before the counters that cover them, which its last part
-/// writes, and a crash between parts leaves the counters behind until the
-/// log is replayed (which settles them).
+/// counters may trail the records: a flush in parts commits records before
+/// the counters that cover them, which its last part writes, and a crash
+/// between parts leaves the counters behind until the log is replayed
+/// (which settles them). They may then differ by what the log holds beyond
+/// the revision counter, and no more; with a log the replay would refuse,
+/// they are not compared.
 fn check_records(
     db: &redb::Database,
     path: &Path,
@@ -251,12 +289,6 @@ fn check_records(
             format!("database format is {other:?}; this kvr reads format {DB_FORMAT}"),
         ),
     }
-    if log_left {
-        let dir = crate::wal::dir_of(path);
-        if let Err(e) = crate::wal::check_owner(&dir, counter(META_DATABASE_ID)?) {
-            report.problem(format!("log {}", dir.display()), e.to_string());
-        }
-    }
     report.cluster_marker = super::cluster::cluster_value(&rtx, super::cluster::APPLIED)?;
     report.cluster_identity = super::cluster::cluster_value(&rtx, super::cluster::IDENTITY)?;
     let revision = counter(META_REVISION)?;
@@ -268,6 +300,10 @@ fn check_records(
         report.problem("table meta", "the keys counter is missing");
     }
     report.revision = revision.unwrap_or(0);
+    let log = match log_left {
+        true => check_log(path, counter(META_DATABASE_ID)?, report.revision, report),
+        false => None,
+    };
     let kv = match rtx.open_table(KV) {
         Ok(t) => t,
         Err(TableError::TableDoesNotExist(_)) => {
@@ -336,28 +372,37 @@ fn check_records(
     if let Some(expiry) = &expiry {
         check_expiry_entries(expiry, &kv, report)?;
     }
-    if log_left {
-        return Ok(());
-    }
+    // What a log left may account for (see above).
+    let (slack, reach) = match (log, log_left) {
+        (Some(p), _) => (p.ops, p.reach),
+        (None, true) => return Ok(()),
+        (None, false) => (0, report.revision),
+    };
+    let beyond = |what: &str| match log_left {
+        true => format!(", more than the log left can account for ({what})"),
+        false => String::new(),
+    };
     if let Some(counted) = keys_counter
-        && counted != report.keys
+        && counted.abs_diff(report.keys) > slack
     {
         report.problem(
             "table meta",
             format!(
-                "the keys counter says {counted}, but table kv holds {} keys",
-                report.keys
+                "the keys counter says {counted}, but table kv holds {} keys{}",
+                report.keys,
+                beyond(&format!("it holds {slack} operations"))
             ),
         );
     }
     if let (Some(rev), Some((max, key))) = (revision, highest)
-        && max > rev
+        && max > rev.max(reach)
     {
         report.problem(
             "table meta",
             format!(
-                "the revision counter {rev} is below revision {max} of key {}",
-                show_key(&key)
+                "the revision counter {rev} is below revision {max} of key {}{}",
+                show_key(&key),
+                beyond(&format!("it reaches revision {reach}"))
             ),
         );
     }

@@ -127,11 +127,61 @@ pub fn replay_with(
     Ok(state)
 }
 
-/// Reads the log in `dir` without replaying it, for `kvr check`: an error
-/// names damage that no crash can leave (see `group_after_damage`), or
-/// revisions that go backwards. ([`check_owner`] says whose log it is.)
-pub fn verify(dir: &Path) -> Result<()> {
-    scan(dir, None).map(|_| ())
+/// What a leftover log holds beyond a database file at revision `held`
+/// (see [`pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pending {
+    /// Logged requests after `held`: what a replay would apply.
+    pub records: u64,
+    /// Their operations.
+    pub ops: u64,
+    /// The highest revision those requests may reach (each operation takes
+    /// at most one).
+    pub reach: u64,
+}
+
+/// Reads the log in `dir` without replaying it, for `kvr check`: what a
+/// replay onto a file at revision `held` would apply. An error names what
+/// would make the replay fail, and damage it would step over: any record
+/// that fails its check with an intact group after it, which no crash can
+/// leave (see `group_after_damage`); revisions that go backwards; a first
+/// request after `held` that does not continue it (a file older than its
+/// log, put back from a copy). ([`check_owner`] says whose log it is.)
+pub fn pending(dir: &Path, held: u64) -> Result<Pending> {
+    let mut pending = Pending {
+        records: 0,
+        ops: 0,
+        reach: held,
+    };
+    let mut buf = Vec::new();
+    for plan in scan(dir, None)? {
+        let bytes = read_segment(dir, plan.seq, &mut buf)?;
+        let mut pos = SEGMENT_HEADER as usize;
+        while pos < plan.end {
+            let Some(end) = bytes
+                .get(pos..)
+                .and_then(record::payload_len)
+                .map(|len| pos + HEADER_LEN + len)
+            else {
+                break;
+            };
+            match bytes.get(pos..end).and_then(|r| record::check(r, plan.seq)) {
+                Some((first, ops @ 1..)) if first > held => {
+                    if pending.records == 0 && first != held + 1 {
+                        return Err(gap(dir, first, held + 1));
+                    }
+                    pending.records += 1;
+                    pending.ops += u64::from(ops);
+                    pending.reach = pending.reach.max(first + u64::from(ops) - 1);
+                }
+                // Covered by the file, or only an idempotency record.
+                Some(_) => {}
+                None => return Err(changed_while_read(dir, plan.seq, pos)),
+            }
+            pos = end;
+        }
+    }
+    Ok(pending)
 }
 
 /// Refuses the log in `dir` if a segment's header names another database
@@ -375,14 +425,7 @@ fn replay_segment(
         let rec = end
             .and_then(|end| bytes.get(pos..end))
             .and_then(record::parse)
-            .ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "the write-ahead log in {} changed while it was replayed, or a record of \
-                     {:016x}.log at byte {pos} checks but does not decode",
-                    dir.display(),
-                    plan.seq
-                ))
-            })?;
+            .ok_or_else(|| changed_while_read(dir, plan.seq, pos))?;
         pos = end.unwrap_or(plan.end);
         if rec.first_revision <= state.revision {
             continue; // covered by the checkpoint
@@ -447,6 +490,15 @@ fn apply_group(
     state.records += records;
     group.clear();
     Ok(())
+}
+
+/// A record [`scan`] found intact that does not read back so.
+fn changed_while_read(dir: &Path, seq: u64, pos: usize) -> Error {
+    Error::Corrupt(format!(
+        "the write-ahead log in {} changed while it was read, or a record of {seq:016x}.log at \
+         byte {pos} checks but does not decode",
+        dir.display(),
+    ))
 }
 
 fn gap(dir: &Path, found: u64, expected: u64) -> Error {
@@ -526,7 +578,14 @@ mod tests {
         let groups: Vec<&[u64]> = groups.iter().map(Vec::as_slice).collect();
         let (wal, segment) = log_of(&dir, &groups);
         assert_eq!(replay(&dir, 0).unwrap().0, 20);
-        verify(&dir).unwrap();
+        assert_eq!(
+            pending(&dir, 0).unwrap(),
+            Pending {
+                records: 20,
+                ops: 20,
+                reach: 20
+            }
+        );
         damage(&segment, 9);
         let Err(Error::Corrupt(message)) = replay(&dir, 0) else {
             panic!("replayed a damaged log");
@@ -539,8 +598,8 @@ mod tests {
         // as it was flushed.
         assert!(message.contains("at revision 0"), "{message}");
         assert!(replay_with(&dir, 0, Some(7), |_, _, _| panic!("applied")).is_err());
-        let Err(Error::Corrupt(checked)) = verify(&dir) else {
-            panic!("verify missed the damage");
+        let Err(Error::Corrupt(checked)) = pending(&dir, 0) else {
+            panic!("the check missed the damage");
         };
         assert!(checked.contains("from revision 11"), "{checked}");
         // A database that holds the damaged record's revision already
@@ -562,14 +621,63 @@ mod tests {
         // A crash may keep any part of the last group: what follows the
         // torn record is not replayed, and no error.
         assert_eq!(replay(&dir, 0).unwrap(), (3, vec![key(1), key(2), key(3)]));
-        verify(&dir).unwrap();
+        assert_eq!(pending(&dir, 0).unwrap().reach, 3);
         wal.remove().unwrap();
         // Damage in the middle of an earlier group, later groups intact.
         let dir = tmp.path().join("db2.wal");
         let (wal, segment) = log_of(&dir, &[&[1], &[2, 3, 4], &[5], &[6]]);
         damage(&segment, 2);
         assert!(matches!(replay(&dir, 0), Err(Error::Corrupt(_))));
-        assert!(matches!(verify(&dir), Err(Error::Corrupt(_))));
+        assert!(matches!(pending(&dir, 0), Err(Error::Corrupt(_))));
+        wal.remove().unwrap();
+    }
+
+    /// What a check says a replay would apply: the requests after the
+    /// file's revision, or the gap that would stop the replay.
+    #[test]
+    fn pending_counts_what_a_replay_applies_and_finds_a_gap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        let (wal, _) = log_of(&dir, &[&[5], &[6, 7], &[8]]);
+        // The file holds revision 4, or 6: the replay starts after it.
+        assert_eq!(
+            pending(&dir, 4).unwrap(),
+            Pending {
+                records: 4,
+                ops: 4,
+                reach: 8
+            }
+        );
+        assert_eq!(
+            pending(&dir, 6).unwrap(),
+            Pending {
+                records: 2,
+                ops: 2,
+                reach: 8
+            }
+        );
+        // The file holds it all: nothing to replay.
+        assert_eq!(
+            pending(&dir, 9).unwrap(),
+            Pending {
+                records: 0,
+                ops: 0,
+                reach: 9
+            }
+        );
+        // A file older than its log (revision 3): the replay would stop at
+        // the gap, and so does the check, with the same words.
+        let Err(Error::Corrupt(checked)) = pending(&dir, 3) else {
+            panic!("the check missed the gap");
+        };
+        let Err(Error::Corrupt(replayed)) = replay(&dir, 3) else {
+            panic!("replayed across a gap");
+        };
+        assert_eq!(checked, replayed);
+        assert!(
+            checked.contains("a record at revision 5 where 4 was expected"),
+            "{checked}"
+        );
         wal.remove().unwrap();
     }
 }

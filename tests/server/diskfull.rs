@@ -363,6 +363,38 @@ fn a_full_disk_between_the_parts_of_a_flush_loses_and_miscounts_nothing() {
     );
     eprintln!("full disk after {written} parts of a flush");
     all_there(&u, 100, 4000, 'b');
+    // What a `kill -9` now would leave, copied off the full disk: the
+    // parts written hold records ahead of the file's counters, which the
+    // log covers. `kvr check` passes (no counter is beyond what the log
+    // accounts for) and says what the next open replays; that open then
+    // counts exactly.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir_all(copy.join("db.redb.wal")).unwrap();
+    std::fs::copy(fs.dir.join("db.redb"), copy.join("db.redb")).unwrap();
+    for entry in std::fs::read_dir(fs.dir.join("db.redb.wal")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            copy.join("db.redb.wal").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let check = kvr(&copy, &["--db", "db.redb", "check"], b"");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    assert!(
+        stderr(&check).contains("its write-ahead log db.redb.wal holds"),
+        "{}",
+        stderr(&check)
+    );
+    let stats = kvr(&copy, &["--db", "db.redb", "stats"], b"");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["keys"], 3900, "{stats}");
     // Space freed: the flush goes on from its last part and gets through.
     std::fs::remove_file(&filler).unwrap();
     wait_until("no flush after freeing space", || {
