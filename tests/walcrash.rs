@@ -356,6 +356,11 @@ fn mangle_tail(seg: &std::path::Path, start: u64, end: u64, tail: &Tail) {
         Tail::Cut(at) => zero_from(start + u64::from(*at) % len.max(1)),
         Tail::Garbage(at, bytes) => {
             let at = start + u64::from(*at) % (len + 1);
+            // Within the segment: it is made whole before any record goes
+            // in, so no write, torn or not, reaches past its end (recovery
+            // refuses a segment of a length it was not made with).
+            let room = file.metadata().unwrap().len().saturating_sub(at);
+            let bytes = &bytes[..bytes.len().min(room as usize)];
             file.write_all_at(bytes, at).unwrap();
         }
     }

@@ -269,6 +269,16 @@ fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Plan>> {
         if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice()) {
             continue; // created but never given its header: no record
         }
+        // A segment gets its header once it is whole (`fill`), so one cut
+        // short after that was cut by something else than a crash, and its
+        // records after the cut, acknowledged, are gone: not a torn tail.
+        if bytes.len() < SEGMENT_HEADER as usize || bytes.len() % SEGMENT_ALIGN != 0 {
+            let what = cut_short(dir, seq, bytes.len());
+            return Err(match held {
+                Some(held) => not_replayed(dir, what, held),
+                None => Error::Corrupt(what),
+            });
+        }
         let mut plan = Plan {
             seq,
             end: SEGMENT_HEADER as usize,
@@ -356,15 +366,37 @@ fn group_after_damage(bytes: &[u8], pos: usize, seq: u64) -> Option<(usize, u64)
 /// intact records from revision `first` on the replay cannot reach; the
 /// database holds up to revision `held`.
 fn damaged(dir: &Path, at: Damage, first: u64, held: u64) -> Error {
-    let Error::Corrupt(what) = damaged_log(dir, at, first) else {
-        return damaged_log(dir, at, first);
-    };
+    match damaged_log(dir, at, first) {
+        Error::Corrupt(what) => not_replayed(dir, what, held),
+        other => other,
+    }
+}
+
+/// The error of a replay refused because the log lost acknowledged writes
+/// (`what`): what the user can do, the database holding revision `held`.
+fn not_replayed(dir: &Path, what: String, held: u64) -> Error {
     Error::Corrupt(format!(
         "{what}. Those writes were acknowledged, so nothing is replayed rather than \
          lose them: restore a backup, or move {} aside to open the file as it was \
          flushed, at revision {held} (every write after that is lost)",
         dir.display()
     ))
+}
+
+/// Every segment is made a whole number of these bytes long (16 MiB, a
+/// multiple of 1 MiB for an oversized one; tests make them of 2 KiB and
+/// more).
+const SEGMENT_ALIGN: usize = 512;
+
+/// What is wrong with segment `seq` of `len` bytes, a length no segment is
+/// made with.
+fn cut_short(dir: &Path, seq: u64, len: usize) -> String {
+    format!(
+        "the write-ahead log in {} is damaged: {seq:016x}.log is {len} bytes long, cut short \
+         after it was made (a segment is made whole before it gets its header, so no crash \
+         leaves one so), and what it held after the cut is gone",
+        dir.display()
+    )
 }
 
 fn damaged_log(dir: &Path, at: Damage, first: u64) -> Error {
@@ -629,6 +661,48 @@ mod tests {
         damage(&segment, 2);
         assert!(matches!(replay(&dir, 0), Err(Error::Corrupt(_))));
         assert!(matches!(pending(&dir, 0), Err(Error::Corrupt(_))));
+        wal.remove().unwrap();
+    }
+
+    /// A segment whose length was cut after it was made (`truncate`, a
+    /// copy that stopped short) lost acknowledged records: the replay and
+    /// the check refuse it, where a torn tail would have been replayed up
+    /// to the cut and the rest lost in silence. A segment of zeros, which a
+    /// crash while it was being made leaves, is still no record and no
+    /// error.
+    #[test]
+    fn a_segment_cut_short_is_refused_not_a_torn_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        for cut in [8, 100, 1000, 4095] {
+            let dir = tmp.path().join(format!("db{cut}.wal"));
+            let (wal, segment) = log_of(&dir, &[&[1], &[2], &[3]]);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&segment)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+            let Err(Error::Corrupt(replayed)) = replay(&dir, 0) else {
+                panic!("replayed a segment cut to {cut} bytes");
+            };
+            assert!(
+                replayed.contains(&format!("is {cut} bytes long, cut short"))
+                    && replayed.contains("nothing is replayed")
+                    && replayed.contains("at revision 0"),
+                "{replayed}"
+            );
+            let Err(Error::Corrupt(checked)) = pending(&dir, 0) else {
+                panic!("the check missed a segment cut to {cut} bytes");
+            };
+            assert!(checked.contains("cut short"), "{checked}");
+            wal.remove().unwrap();
+        }
+        // Zeros where the header goes: a segment a crash left half made.
+        let dir = tmp.path().join("zeros.wal");
+        let (wal, segment) = log_of(&dir, &[&[1]]);
+        std::fs::write(&segment, vec![0u8; 3000]).unwrap();
+        assert_eq!(replay(&dir, 0).unwrap(), (0, vec![]));
+        assert_eq!(pending(&dir, 0).unwrap().records, 0);
         wal.remove().unwrap();
     }
 
