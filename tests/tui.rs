@@ -607,6 +607,35 @@ fn missing_database_is_an_error_before_the_screen_is_taken() {
     assert!(!env.db().exists(), "tui never creates a database");
 }
 
+/// A damaged page that redb panics on (zeros over the page at 4096) is
+/// the same error as for every command, said before the screen is taken:
+/// no Rust panic report, exit 3, the file unchanged.
+#[test]
+fn a_damaged_file_is_an_error_not_a_panic() {
+    let env = sample_db();
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(env.db())
+            .unwrap();
+        file.write_all_at(&[0u8; 4096], 4096).unwrap();
+    }
+    let before = std::fs::read(env.db()).unwrap();
+    let done = env.kvr(["tui"]).code(3).stderr_has(
+        "kvr: error: storage error: the storage engine (redb) stopped on an internal error: ",
+    );
+    let said = done.stderr_text();
+    assert!(
+        said.contains(&format!(
+            "may be damaged: kvr --db {} check tells; if it is, restore a backup",
+            env.db().display()
+        )) && !said.contains("panicked"),
+        "{said}"
+    );
+    assert!(std::fs::read(env.db()).unwrap() == before);
+}
+
 /// A bad `KVR_TUI_RELEASE_MS` is a usage error naming the variable, said
 /// before anything else (the output is not a terminal here, which would
 /// be the next error), and the file is left as it was.

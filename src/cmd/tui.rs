@@ -23,9 +23,22 @@ pub fn run(g: Global, _args: TuiArgs) -> anyhow::Result<()> {
             let held = Source::Held(Box::new(move || open(&g, OpenMode::MustExist)));
             (held, Some(feed))
         }
-        None => (Source::File(Box::new(move |how| open_local(&g, how))), None),
+        None => (Source::File(Box::new(move |how| contained(&g, how))), None),
     };
     crate::tui::run(source, feed)
+}
+
+/// [`open_local`] on the browser's worker thread, where a panic of the
+/// storage engine (redb, on a damaged file) is an error that says so, as
+/// for every command (`cmd::run`), not a Rust report over the screen.
+fn contained(g: &Global, how: Reopen) -> crate::Result<Box<dyn Kv>> {
+    match crate::panics::contain(|| open_local(g, how)) {
+        Ok(opened) => opened,
+        Err(caught) if caught.in_storage_engine => {
+            Err(caught.into_error(&g.db, &format!("kvr --db {} check", g.db.display())))
+        }
+        Err(caught) => std::panic::resume_unwind(Box::new(caught.text)),
+    }
 }
 
 /// The `--db` file, opened as every command opens it (a crashed server's

@@ -364,7 +364,19 @@ fn next(slot: &mut Slot, requests: &Receiver<Request>) -> Option<Request> {
 /// error. A panic in the source must not take the browser down with an
 /// unrestored terminal or leave it waiting forever: it becomes an answer.
 fn guarded_call(slot: &mut Slot, request: Request, wait: &mut bool) -> Response {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    // What to answer if the storage engine panics (on a damaged page): the
+    // request without its value, which only the call needs.
+    let shape = match &request {
+        Request::Put {
+            key, if_revision, ..
+        } => Request::Put {
+            key: key.clone(),
+            value: Vec::new(),
+            if_revision: *if_revision,
+        },
+        other => other.clone(),
+    };
+    let result = crate::panics::contain(|| {
         let write = matches!(request, Request::Put { .. } | Request::Delete { .. });
         match slot.ready(write, *wait) {
             Ok(kv) => call(kv, request),
@@ -373,8 +385,21 @@ fn guarded_call(slot: &mut Slot, request: Request, wait: &mut bool) -> Response 
                 failed(request, e)
             }
         }
-    }));
-    result.unwrap_or_else(|panic| Response::Crashed(crate::error::panic_text(&*panic)))
+    });
+    match result {
+        Ok(response) => response,
+        // Its report is kept off the screen (`panics::install`): the
+        // request fails with what it means, and browsing goes on.
+        Err(caught) if caught.in_storage_engine => failed(
+            shape,
+            Error::Storage(format!(
+                "the storage engine (redb) stopped on an internal error: {}; the file may be \
+                 damaged: quit, and kvr check tells; if it is, restore a backup",
+                caught.text
+            )),
+        ),
+        Err(caught) => Response::Crashed(caught.text),
+    }
 }
 
 /// The answer to `request` when the source could not be opened.
