@@ -497,6 +497,7 @@ fn parse_range(text: &str) -> Result<(u64, u64)> {
 /// Opens (or creates) the database, with `serve`'s default cache.
 fn open_store(g: &Global) -> Result<Store> {
     crate::wal::refuse_without_database(&g.db)?;
+    crate::wal::refuse_another_database(&g.db)?;
     Store::open(&g.db, OpenMode::Create, &serve_store_options(g)?)
 }
 

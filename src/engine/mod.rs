@@ -181,6 +181,7 @@ pub fn open_store(
     if mode.creates() {
         crate::wal::refuse_without_database(path)?;
     }
+    crate::wal::refuse_another_database(path)?;
     let store = Store::open(path, mode, opts)?;
     let dir = crate::wal::dir_of(store.path());
     if !dir.is_dir() {

@@ -557,6 +557,26 @@ pub fn left_unclean(path: &Path) -> bool {
     matches!(open_probe(path), Err(redb::DatabaseError::RepairAborted))
 }
 
+/// The database id of the file at `path` (`record::META_DATABASE_ID`;
+/// `Some(None)` for a file made before ids), read without writing a byte
+/// of it: through an [`overlay::Overlay`], where redb's repair of a file
+/// not closed cleanly and the header it writes stay in memory. `None` when
+/// it cannot be read so (the open that follows says why). For refusing a
+/// log that is not the file's before the file is opened for writing,
+/// which rewrites its header and may trim its end.
+pub fn peek_database_id(path: &Path) -> Option<Option<u64>> {
+    let file = std::fs::File::open(path).ok()?;
+    let overlay = overlay::Overlay::new(file, path.to_path_buf()).ok()?;
+    let db = redb::Builder::new()
+        .set_cache_size(1 << 20)
+        .create_with_backend(overlay)
+        .ok()?;
+    let rtx = db.begin_read().ok()?;
+    let meta = rtx.open_table(META).ok()?;
+    let id = meta.get(META_DATABASE_ID).ok()?;
+    Some(id.map(|g| g.value()))
+}
+
 /// A read-only open of `path` with a small cache: it refuses a file not
 /// closed cleanly (`RepairAborted`) or held by a writer, which is what its
 /// callers want to learn.

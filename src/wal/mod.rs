@@ -58,8 +58,8 @@ use std::sync::Arc;
 
 pub use record::LogRecord;
 pub use recover::{
-    Pending, Recovered, check_owner, pending, recover, recover_dir, refuse_without_database,
-    replay, replay_with,
+    Pending, Recovered, check_owner, pending, recover, recover_dir, refuse_another_database,
+    refuse_without_database, replay, replay_with,
 };
 
 use crate::error::{Error, Result};

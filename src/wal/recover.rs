@@ -52,6 +52,23 @@ pub fn refuse_without_database(db: &Path) -> Result<()> {
     )))
 }
 
+/// Refuses the log beside the database `db` if it is another database's
+/// ([`check_owner`]), reading the file's id without writing to it: before
+/// the file is opened for writing, which rewrites its header and may trim
+/// its end (a refusal after that said nothing changed, and the file had).
+/// Nothing to refuse without a log, or when the file cannot be read so
+/// (its open then says why).
+pub fn refuse_another_database(db: &Path) -> Result<()> {
+    let dir = dir_of(db);
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    match crate::store::peek_database_id(db) {
+        Some(id) => check_owner(&dir, id),
+        None => Ok(()),
+    }
+}
+
 /// [`recover`] from the log directory `dir` (tests keep the log of a
 /// database on a simulated disk apart).
 pub fn recover_dir(store: &Store, dir: &Path) -> Result<Option<Recovered>> {

@@ -341,6 +341,11 @@ fn a_write_ahead_log_is_never_replayed_into_another_database_file() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::fs::rename(d.join("db.redb"), d.join("crashed.redb")).unwrap();
     std::fs::copy(d.join("other.redb"), d.join("db.redb")).unwrap();
+    let bytes = std::fs::read(d.join("db.redb")).unwrap();
+    let modified = std::fs::metadata(d.join("db.redb"))
+        .unwrap()
+        .modified()
+        .unwrap();
     refused_by_each(
         d,
         &[
@@ -359,6 +364,16 @@ fn a_write_ahead_log_is_never_replayed_into_another_database_file() {
     assert!(
         said.contains("write-ahead log of another database"),
         "{said}"
+    );
+    // Refused before the file was opened for writing, which rewrites its
+    // header and trims its end (it did, while saying nothing changed).
+    assert!(std::fs::read(d.join("db.redb")).unwrap() == bytes);
+    assert_eq!(
+        std::fs::metadata(d.join("db.redb"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified
     );
     // Moved aside, the file is the other database, untouched.
     std::fs::rename(&wal, d.join("crashed.redb.wal")).unwrap();
