@@ -748,7 +748,7 @@ impl Client {
         let (stream_revision, entries) =
             match crate::backup::decode(BufReader::with_capacity(1 << 16, reader), broke, visit) {
                 Ok(done) => done,
-                Err(e) if broken.get() => return Ok(BackupEnd::Broke(e)),
+                Err(error) if broken.get() => return Ok(BackupEnd::Broke { url, error }),
                 Err(e) => return Err(e),
             };
         if stream_revision != revision {
@@ -757,6 +757,16 @@ impl Client {
             )));
         }
         Ok(BackupEnd::Done(entries))
+    }
+
+    /// Moves `url` to the end of the `--server` list: asked last from now
+    /// on (a backup whose stream from it broke off or stalled, which it
+    /// would otherwise be asked for again while it answers at all).
+    pub fn ask_last(&mut self, url: &str) {
+        if let Some(at) = self.urls.iter().position(|u| u == url) {
+            let url = self.urls.remove(at);
+            self.urls.push(url);
+        }
     }
 
     /// How many servers the `--server` list names.
@@ -770,9 +780,9 @@ impl Client {
 pub enum BackupEnd {
     /// The whole backup was read: its entry count.
     Done(u64),
-    /// The stream broke off or stalled after it began: a new backup, from
-    /// this server or another, may succeed.
-    Broke(Error),
+    /// The stream from `url` broke off or stalled after it began: a new
+    /// backup, from another server or this one, may succeed.
+    Broke { url: String, error: Error },
 }
 
 /// What a request sent through [`Client::send_retrying_as`] does, which

@@ -36,9 +36,9 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
     let stop = interrupt_flag()?;
     let done = match remote(g)? {
         Some(servers) => {
-            let client = super::client(g, servers)?;
+            let mut client = super::client(g, servers)?;
             let dest = Dest::create(&args.dest, args.force)?;
-            let done = from_server(&client, &dest, &opts, &stop)
+            let done = from_server(&mut client, &dest, &opts, &stop)
                 .map_err(|e| failed(e, &args.dest, "the server's database"))?;
             (done, dest.finish()?)
         }
@@ -128,12 +128,13 @@ fn from_file(src: &Store, dest: &Dest, opts: &StoreOptions, stop: &AtomicBool) -
 
 /// A backup through `--server`. With several servers, a stream that
 /// breaks off or stalls (its server stopped, a failover) is started again
-/// from the beginning, at most once per server: the client tries the list
-/// in order, so a server that is gone hands over to the next one. The copy
-/// so far is thrown away, and the new one is of the revision its stream
-/// names.
+/// from the beginning, at most once per server: the server it came from
+/// goes to the end of the list, and the client tries the list in order,
+/// so the next one is asked (a stalled server still answers, and was asked
+/// again each time). The copy so far is thrown away, and the new one is of
+/// the revision its stream names.
 fn from_server(
-    client: &Client,
+    client: &mut Client,
     dest: &Dest,
     opts: &StoreOptions,
     stop: &AtomicBool,
@@ -152,8 +153,9 @@ fn from_server(
                 dest.compact(out)?;
                 return Ok(done);
             }
-            Copied::Broke(e) if restart < restarts => {
+            Copied::Broke { url, error: e } if restart < restarts => {
                 restart += 1;
+                client.ask_last(&url);
                 drop(out);
                 dest.discard()?;
                 progress.reset();
@@ -165,7 +167,7 @@ fn from_server(
                     );
                 });
             }
-            Copied::Broke(e) => return Err(e),
+            Copied::Broke { error, .. } => return Err(error),
         }
     }
 }
@@ -173,7 +175,7 @@ fn from_server(
 /// How one attempt of [`from_server`] ended.
 enum Copied {
     Done(Done),
-    Broke(Error),
+    Broke { url: String, error: Error },
 }
 
 /// One backup stream copied into `out`, committed durably.
@@ -198,8 +200,8 @@ fn copy_from_server(
             Ok(())
         },
     )?;
-    if let BackupEnd::Broke(e) = end {
-        return Ok(Copied::Broke(e));
+    if let BackupEnd::Broke { url, error } = end {
+        return Ok(Copied::Broke { url, error });
     }
     let copier = copier.unwrap_or_else(|| Copier::new(out, revision.get()));
     Ok(Copied::Done(finish(copier, revision.get(), progress)?))

@@ -980,6 +980,108 @@ fn breaking_backup_server(
     (url, handle)
 }
 
+/// A server that answers `/healthz` and sends the head and first half of
+/// `body` for each `/v1/backup`, then stalls (the connection held open,
+/// nothing more sent) until the client goes; it keeps listening until a
+/// `GET /stop`. Returns its URL and its backups begun when it stops.
+fn stalling_backup_server(head: String, body: Vec<u8>) -> (String, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let begun = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for c in listener.incoming() {
+            let mut c = c.unwrap();
+            let mut seen = Vec::new();
+            let mut byte = [0u8; 1];
+            while !seen.ends_with(b"\r\n\r\n") {
+                match c.read(&mut byte) {
+                    Ok(1) => seen.push(byte[0]),
+                    _ => break,
+                }
+            }
+            if seen.starts_with(b"GET /stop") {
+                break;
+            }
+            let (head, body, begun) = (head.clone(), body.clone(), begun.clone());
+            std::thread::spawn(move || {
+                if seen.starts_with(b"GET /v1/backup") {
+                    begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let half = &body[..body.len() / 2];
+                    let _ = c.write_all(head.as_bytes());
+                    let _ = c.write_all(format!("{:x}\r\n", half.len()).as_bytes());
+                    let _ = c.write_all(half);
+                    // Held until the client closes it.
+                    let _ = c.read_to_end(&mut Vec::new());
+                } else {
+                    let _ = c.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n",
+                    );
+                }
+            });
+        }
+        begun.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    (url, handle)
+}
+
+/// A stream that stalls sends the backup on to the next server of the
+/// list: the staller still answers, and was asked again for each restart
+/// until they ran out (found by an audit; exit 5 though the next server
+/// was up).
+#[test]
+fn a_backup_whose_stream_stalls_moves_on_through_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (input, model) = preload(2000, 100);
+    assert!(
+        kvr(d, &["--db", "db.redb", "batch"], &input)
+            .status
+            .success()
+    );
+    let server = Server::start(d, &[]);
+    let resp = agent()
+        .get(format!("{}/v1/backup", server.url))
+        .call()
+        .unwrap();
+    let revision = resp.headers()["x-kvr-revision"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = resp.into_body().read_to_vec().unwrap();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-kvr-backup\r\nx-kvr-revision: \
+         {revision}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let (staller, fake) = stalling_backup_server(head, body);
+    let list = format!("{staller},{}", server.url);
+    let out = kvr(
+        d,
+        &[
+            "--timeout",
+            "2",
+            "--server",
+            &list,
+            "backup",
+            "b.redb",
+            "--json",
+        ],
+        b"",
+    );
+    let _ = agent().get(format!("{staller}/stop")).call();
+    assert_eq!(fake.join().unwrap(), 1, "the staller was asked again");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("stalled") && err.matches("starting again").count() == 1,
+        "{err}"
+    );
+    let done: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(done["keys"], 2000);
+    assert_eq!(contents(d, "b.redb"), model);
+    assert_eq!(leftovers(d), Vec::<String>::new());
+}
+
 /// A backup through a `--server` list whose stream breaks off midway (its
 /// server killed, a failover) starts again through the list and writes the
 /// whole copy, from the server that answers (audit finding: it exited 3
