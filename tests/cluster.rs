@@ -1993,3 +1993,38 @@ fn a_follower_behind_by_tens_of_mib_catches_up() {
     assert_ok(&out);
     assert_eq!(get(dir, &back, "after").stdout, b"x");
 }
+
+/// A member restarted with another `--cluster-token` than its cluster's is
+/// refused by its peers and refuses them (SPEC: a receiver rejects any
+/// mismatch); both sides now say so in their logs, with what to do. They
+/// said nothing: the member stayed behind for good, and nothing told why
+/// (found by an audit).
+#[test]
+fn a_member_restarted_with_another_cluster_token_is_said_in_the_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three_with(dir, &["--cluster-token", "right"], &[]);
+    let addrs = addresses(&nodes);
+    let mut n3 = nodes.pop().unwrap();
+    assert_eq!(sigterm(&mut n3).code(), Some(0));
+    drop(n3);
+    let (listen, raft) = (&addrs[2].0, &addrs[2].1);
+    let _n3 = spawn_at(
+        dir,
+        "n3",
+        (listen, raft),
+        &["--cluster-token", "wrong"],
+        &[],
+    );
+    let hint = "every member needs the same --cluster-token (or none), as when it joined";
+    wait_for(30, "both sides to log the refusal", || {
+        let refuser = stderr_of(dir, "n3");
+        let refused = format!("{}{}", stderr_of(dir, "n1"), stderr_of(dir, "n2"));
+        refuser.contains("refusing raft requests from node ")
+            && refuser.contains(&format!("wrong or missing cluster token; {hint}"))
+            && refused.contains(&format!(
+                "node 3 at raft {raft} refuses this node's raft requests"
+            ))
+            && refused.contains(hint)
+    });
+}

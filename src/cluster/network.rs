@@ -164,6 +164,16 @@ pub fn log_tls_failure(addr: &str, what: &str, e: &io::Error) {
     );
 }
 
+/// What to do about a raft request refused with `why` (a peer's check,
+/// `Node::check_peer`), to follow it in a log line.
+pub fn refusal_hint(why: &str) -> &'static str {
+    if why.contains("cluster token") {
+        "; every member needs the same --cluster-token (or none), as when it joined"
+    } else {
+        ""
+    }
+}
+
 /// Logs `line` unless a line about `key` was logged in the last
 /// [`TLS_LOG_EVERY`].
 pub fn log_rarely(key: &str, line: std::fmt::Arguments<'_>) {
@@ -235,13 +245,22 @@ pub async fn call(
             .map_err(|e| (true, io::Error::other(e)))?
             .to_bytes();
         if !status.is_success() {
+            let said = String::from_utf8_lossy(&bytes);
+            if status == hyper::StatusCode::FORBIDDEN {
+                // Otherwise silent: a member restarted with another
+                // --cluster-token stayed behind for good, nothing said.
+                log_rarely(
+                    &format!("refused by {addr}"),
+                    format_args!(
+                        "kvr serve: node {target} at raft {addr} refuses this node's raft \
+                         requests: {said}{}",
+                        refusal_hint(&said)
+                    ),
+                );
+            }
             return Err((
                 true,
-                io::Error::other(format!(
-                    "{addr} refused: {} {}",
-                    status,
-                    String::from_utf8_lossy(&bytes)
-                )),
+                io::Error::other(format!("{addr} refused: {status} {said}")),
             ));
         }
         *conn = Some(sender);

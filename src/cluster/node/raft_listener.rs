@@ -9,6 +9,21 @@ impl Node {
     /// Handles one request on the raft listener.
     pub async fn handle_raft(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         if let Err(why) = self.check_peer(&req) {
+            let from = req
+                .headers()
+                .get(H_FROM)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string();
+            // One key for all: the sender id is the request's word, and
+            // each new key is kept (a flood of made-up ids would grow it).
+            crate::cluster::network::log_rarely(
+                "refusing a raft request",
+                format_args!(
+                    "kvr serve: refusing raft requests from node {from}: {why}{}",
+                    crate::cluster::network::refusal_hint(&why)
+                ),
+            );
             return answer_status(StatusCode::FORBIDDEN, why);
         }
         let kind = req
