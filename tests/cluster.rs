@@ -2028,3 +2028,59 @@ fn a_member_restarted_with_another_cluster_token_is_said_in_the_logs() {
             && refused.contains(hint)
     });
 }
+
+/// An advertised URL is taken as clients write it (`http://h:1/` is
+/// `http://h:1`): a second member that advertises a member's URL, slash or
+/// no slash, is refused (SPEC: 409 `conflict`), and the membership and
+/// `X-Kvr-Leader` carry no trailing `/` (two members shared one URL,
+/// found by an audit).
+#[test]
+fn an_advertised_url_is_one_member_s_with_or_without_its_slash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+    let join = format!("{}/", n1.url);
+    let slashed = format!("{url}/");
+    let _n2 = spawn_at(
+        dir,
+        "n2",
+        (&listen, "127.0.0.1:0"),
+        &["--advertise-url", &slashed, "--join", &join],
+        &[],
+    );
+    wait_for(15, "node 2 to join", || voters(&n1) == 2);
+    let status = status_of(&n1);
+    let urls: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["url"].as_str().unwrap())
+        .collect();
+    assert!(urls.contains(&url.as_str()), "{status}");
+    let out = kvr(
+        dir,
+        &[
+            "--db",
+            "n3.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--raft-listen",
+            "127.0.0.1:0",
+            "--advertise-url",
+            &url,
+            "--join",
+            &n1.url,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("{url} is the address of node 2 of this cluster")),
+        "{err}"
+    );
+    assert_eq!(voters(&n1), 2);
+}

@@ -405,7 +405,12 @@ fn bind_raft(
         ));
     }
     let member = crate::cluster::Member {
-        url: c.advertise_url.clone().unwrap_or_else(|| url.to_string()),
+        // As clients write it: `http://h:1/` is `http://h:1` (two members
+        // advertised both, and `X-Kvr-Leader` named the first with its `/`).
+        url: c
+            .advertise_url
+            .as_deref()
+            .map_or_else(|| url.to_string(), crate::client::normal_url),
         raft: c
             .advertise_raft
             .clone()

@@ -62,15 +62,12 @@ impl Node {
             if Some(*id) == req.node_id {
                 continue;
             }
-            if member.url == req.url || member.raft == req.raft {
+            let same_url = crate::cluster::start::same_url(&member.url, &req.url);
+            if same_url || member.raft == req.raft {
                 return Err(Error::Conflict(format!(
                     "{} is the address of node {id} of this cluster: remove node {id} first \
                      (kvr cluster remove {id})",
-                    if member.url == req.url {
-                        &req.url
-                    } else {
-                        &req.raft
-                    }
+                    if same_url { &req.url } else { &req.raft }
                 )));
             }
         }
