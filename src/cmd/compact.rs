@@ -18,9 +18,11 @@ use crate::store::OpenMode;
 
 pub fn run(g: &Global, args: &CompactArgs) -> anyhow::Result<()> {
     local_only(g, "compact")?;
-    let before = size(&g.db)?;
     let store = super::open_file(&g.db, OpenMode::MustExist, &store_options(g)?)
         .map_err(|e| e.for_file_command("compact"))?;
+    // As the open left it: a crashed server's log replayed into it (the
+    // size before that said the file grew, and "given back" what it had not).
+    let before = size(&g.db)?;
     let stop = crate::interrupt::ExitAtOnce::install(format!(
         "compacting {} stopped part-way, leaving all its data in it (each step commits \
          atomically); if it was left not closed cleanly, the next kvr command that opens it \
