@@ -279,8 +279,15 @@ fn in_use_hint(
         true => "a longer --lock-timeout waits longer",
         false => "give this command --lock-timeout SECS to wait for it",
     };
+    // A command of its own (`kvr --db F batch …`, a browser): it lets go
+    // when it is done.
+    let passing = holder.is_some_and(|h| h.starts_with("kvr ") && !h.contains(" serve"));
     match (file_command, server) {
         // `check` and `compact` refuse `--server`: suggesting it leads nowhere.
+        (Some(command), _) if passing => format!(
+            "; kvr {command} works only on a file no process holds, and it lets go of the file \
+             when it is done: {wait}"
+        ),
         (Some("check"), _) => format!(
             "; kvr check reads the file only while no process holds it: stop that process \
              first, or check a backup instead (kvr --server {url} backup COPY, then \
@@ -291,9 +298,8 @@ fn in_use_hint(
             "; kvr {command} works only on a file no process holds: stop that process first"
         ),
         (None, Some(url)) => format!("; it is served at {url}: use --server {url}"),
-        // A command of its own (`kvr --db F batch …`): it lets go when it
-        // is done; sharing a file between processes is what a server is for.
-        (None, None) if holder.is_some_and(|h| h.starts_with("kvr ") && !h.contains(" serve")) => {
+        // Sharing a file between processes is what a server is for.
+        (None, None) if passing => {
             format!(
                 "; it lets go of the file when it is done: {wait}; to share the file between \
                  processes, serve it (kvr serve) and use --server URL"

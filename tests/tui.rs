@@ -596,6 +596,19 @@ fn a_command_on_the_browsers_file_names_the_browser() {
     // No server is there to go through: it waits for the browser.
     assert!(first.contains("--lock-timeout"), "{first}");
     assert!(!first.contains("127.0.0.1:9"), "{first}");
+    // `check` and `compact` wait for it too; no server, no backup of one
+    // to check instead (they said so; found by an audit).
+    for command in ["check", "compact"] {
+        let said = env.kvr([command]).code(3).stderr_text();
+        assert!(
+            said.contains(&format!(
+                "kvr {command} works only on a file no process holds, and it lets go of the \
+                 file when it is done: give this command --lock-timeout SECS to wait for it"
+            )) && !said.contains("backup COPY")
+                && !said.contains("127.0.0.1:9"),
+            "{said}"
+        );
+    }
     drop(tmux);
 }
 
