@@ -44,6 +44,7 @@ pub fn run(g: &Global, args: BackupArgs) -> anyhow::Result<()> {
         }
         None => {
             refuse_own_file(g, &args)?;
+            verify_source(g, &opts)?;
             let src = super::open_file(&g.db, OpenMode::ReadOnly, &opts)?;
             let dest = Dest::create(&args.dest, args.force)?;
             let done = from_file(&src, &dest, &opts, &stop)
@@ -87,6 +88,29 @@ fn failed(e: Error, dest: &Path, src: &str) -> anyhow::Error {
     anyhow::Error::from(e).context(format!(
         "backup to {dest} failed ({dest} was not written; {src} is unchanged)"
     ))
+}
+
+/// The file is checked first, as `kvr check` checks it (`pg_basebackup`
+/// verifies page checksums likewise): redb verifies a page's checksum in
+/// its integrity check, not when it reads the page, so a damaged value was
+/// copied as read, and the copy, written anew, passed its own check. About
+/// a third more time (1M keys: 0.5 s of checking, 1.4 s of copying).
+fn verify_source(g: &Global, opts: &StoreOptions) -> Result<()> {
+    let report = crate::store::check(&g.db, super::check::CHECK_CACHE_BYTES, opts.lock_timeout)?;
+    let Some(first) = report.problems.first() else {
+        return Ok(());
+    };
+    let db = g.db.display();
+    let more = match report.problems.len() {
+        1 => String::new(),
+        n => format!(", and {} more", n - 1),
+    };
+    Err(Error::Corrupt(format!(
+        "{db} is damaged ({}: {}{more}), so it is not backed up: kvr --db {db} check lists what \
+         is wrong; restore a backup of it, or copy what can still be read (kvr --db {db} range \
+         | kvr --db NEW batch)",
+        first.place, first.what
+    )))
 }
 
 /// DEST may not be the database being copied.

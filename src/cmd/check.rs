@@ -34,7 +34,7 @@ struct Problem<'a> {
 /// The check's page cache unless `--cache-mib` is given: it reads each
 /// page about twice, so a large cache does not help. On a 1.4 GB file,
 /// 64 MiB took 7.7 s and 110 MB of memory; the 1 GiB default 13 s and 1.4 GB.
-const CHECK_CACHE_BYTES: usize = 64 << 20;
+pub(super) const CHECK_CACHE_BYTES: usize = 64 << 20;
 
 pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     local_only(g, "check")?;

@@ -95,3 +95,48 @@ fn a_backup_whose_writes_fail_leaves_no_dest(env: Env) {
         env.kvr(["check"]).ok();
     }
 }
+
+/// A file redb's integrity check finds damaged is not backed up: exit 3,
+/// no DEST, the file unchanged, and what to do. redb verifies checksums
+/// only in that check, not as it reads, so the copy took a value with a
+/// flipped bit as it was, and the copy, written anew, passed `kvr check`
+/// (found by an audit).
+#[test]
+fn a_damaged_file_is_not_backed_up() {
+    let env = Env::new();
+    let input: String = (0..5000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"key{i:05}\",\"value\":\"value-{i}-{}\"}}\n",
+                "x".repeat(100)
+            )
+        })
+        .collect();
+    env.kvr(["batch"]).stdin(input).ok();
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(env.db())
+            .unwrap();
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, 41815).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], 41815).unwrap();
+    }
+    env.kvr(["check"]).code(3);
+    let before = std::fs::read(env.db()).unwrap();
+    let dest = env.path("copy.redb");
+    let db = env.db().display().to_string();
+    env.kvr(["backup", dest.to_str().unwrap()])
+        .code(3)
+        .stderr_has(&format!(
+            "kvr: error: {db} is damaged (file: redb's integrity check"
+        ))
+        .stderr_has(&format!(
+            "so it is not backed up: kvr --db {db} check lists what is wrong; restore a backup \
+             of it, or copy what can still be read (kvr --db {db} range | kvr --db NEW batch)"
+        ));
+    assert!(!dest.exists());
+    assert!(std::fs::read(env.db()).unwrap() == before);
+}
