@@ -903,6 +903,8 @@ fn cluster_commands_promote_transfer_and_remove() {
     assert_eq!(voters(&n1), 2);
     let status = n3.child.wait().unwrap();
     assert_eq!(status.code(), Some(3));
+    // Its `DB.serve` goes with it, as at a stop (it was left behind).
+    assert!(!dir.join("n3.redb.serve").exists());
     let said = stderr_of(dir, "n3");
     assert!(
         said.lines()

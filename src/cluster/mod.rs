@@ -40,11 +40,13 @@ pub use types::{Command, Member, NodeId, Reply, TypeConfig};
 /// The header a joining node presents the cluster token in.
 pub const CLUSTER_TOKEN_HEADER: &str = "x-kvr-cluster-token";
 
-/// Ends a member from a background task on an error it cannot serve past
-/// (its join refused, its removal): the error line as `main` prints one
-/// (SPEC: an error's first stderr line starts with `kvr: error:`), then
-/// the error's exit code.
-pub(crate) fn exit_on(e: &crate::error::Error) -> ! {
+/// Ends a member of the database `db` from a background task on an error
+/// it cannot serve past (its join refused, its removal): the error line as
+/// `main` prints one (SPEC: an error's first stderr line starts with `kvr:
+/// error:`), then the error's exit code. The server's `DB.serve` goes
+/// first, as at a stop (`exit` runs no destructor: it was left behind).
+pub(crate) fn exit_on(e: &crate::error::Error, db: &std::path::Path) -> ! {
+    let _ = std::fs::remove_file(crate::store::serve_hint_path(db));
     crate::server::log::flush_events();
     // Not `eprintln!`, which panics when stderr is gone.
     let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("kvr: error: {e}\n"));

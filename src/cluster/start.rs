@@ -393,7 +393,7 @@ pub async fn start(
                     if fresh && joining.engine.store().discard_if_unwritten() {
                         discard_node_files(joining.engine.store().path());
                     }
-                    super::exit_on(&e);
+                    super::exit_on(&e, joining.engine.store().path());
                 }
                 Err(e) => crate::server::log::event(format_args!("kvr serve: joining failed: {e}")),
             }

@@ -381,16 +381,16 @@ impl Node {
             "kvr serve: node {} was removed from cluster {}; exiting",
             self.me.node_id, self.me.cluster_id
         ));
-        let removed = self.check_member().err();
+        let removed = self.check_member().err().unwrap_or_else(|| {
+            Error::Removed(format!(
+                "node {} was removed from cluster {}",
+                self.me.node_id, self.me.cluster_id
+            ))
+        });
+        let db = self.engine.store().path().to_path_buf();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            match removed {
-                Some(e) => crate::cluster::exit_on(&e),
-                None => {
-                    crate::server::log::flush_events();
-                    std::process::exit(3)
-                }
-            }
+            crate::cluster::exit_on(&removed, &db)
         });
     }
 
