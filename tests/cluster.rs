@@ -1158,12 +1158,20 @@ fn a_joiner_that_dies_does_not_hold_membership_changes() {
     for i in 0..5 {
         assert_ok(&put(dir, &n1, &format!("k{i}"), "v"));
     }
-    // The joiner: gone as soon as it has asked (nothing listens there).
-    let gone = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    // The joiner: it answers the leader's first look at its raft address
+    // (a joiner nobody can reach is not added at all), then is gone.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = listener.local_addr().unwrap().to_string();
+    let hello = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = listener.accept().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+            seen.push(byte[0]);
+        }
+        let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    });
     let (code, answer) = ask_to_join(&n1.url, &gone, serde_json::Value::Null);
     assert_eq!(code, 200, "{answer}");
     let id = answer["node_id"].as_u64().unwrap();
@@ -1174,6 +1182,7 @@ fn a_joiner_that_dies_does_not_hold_membership_changes() {
     wait_for(30, "the learner", || {
         status_of(&n1)["nodes"].as_array().unwrap().len() == 2
     });
+    hello.join().unwrap();
     // Queued behind the join, which the leader ends once the joiner has
     // been silent for 3 probes (2 s apart).
     assert_ok(&kvr(
@@ -2085,4 +2094,39 @@ fn an_advertised_url_is_one_member_s_with_or_without_its_slash() {
         "{err}"
     );
     assert_eq!(voters(&n1), 2);
+}
+
+/// A joiner whose advertised raft address no member can reach is not
+/// added: its join is answered 503 and retried, and its log says what is
+/// wrong. It was added as a learner that never caught up, said to have
+/// "stopped answering", and stayed in the membership until removed by
+/// hand (found by an audit).
+#[test]
+fn a_joiner_the_cluster_cannot_reach_is_not_added() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    let _n2 = spawn(
+        dir,
+        "n2",
+        &["--advertise-raft", &unreachable, "--join", &n1.url],
+        &[],
+    );
+    let said = format!(
+        "kvr serve: waiting for a member to add this node ({}: HTTP 503: \
+         node 2 is not added: this cluster's leader cannot reach its raft address {unreachable} (",
+        n1.url
+    );
+    wait_for(30, "the joiner to say why it waits", || {
+        stderr_of(dir, "n2").contains(&said)
+    });
+    assert!(
+        stderr_of(dir, "n2")
+            .contains("); give it an --advertise-raft address the members can reach)\n"),
+        "{}",
+        stderr_of(dir, "n2")
+    );
+    let status = status_of(&n1);
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
 }

@@ -752,7 +752,12 @@ async fn ask_join(
                     });
                 }
                 Ok((status, bytes)) => {
-                    last = format!("{url}: HTTP {status} {}", String::from_utf8_lossy(&bytes));
+                    // The error's message, not its JSON and line end.
+                    let said = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["message"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim_end().to_string());
+                    last = format!("{url}: HTTP {status}: {said}");
                 }
                 Err(e) => {
                     // A certificate refused (or TLS and plain HTTP mixed

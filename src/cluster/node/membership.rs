@@ -118,22 +118,34 @@ impl Node {
     }
 
     /// Before node `id` becomes a member, a connection to its raft
-    /// listener: a certificate this node does not trust refuses the join
-    /// (else the cluster would keep a member it cannot reach). Other
-    /// failures are left to Raft's retries.
+    /// listener. A node this one cannot reach there is not added (503
+    /// `unavailable`, which its join retries): it was added as a learner
+    /// that never caught up, "stopped answering" though it never had, and
+    /// stayed one until removed by hand (an `--advertise-raft` no member
+    /// can reach). A certificate this node does not trust refuses the join.
+    /// Other failures are left to Raft's retries.
     async fn verify_joiner(&self, id: NodeId, raft: &str) -> Result<()> {
-        if self.me.tls.is_none() {
+        let Err((sent, e)) = self.hello(id, raft, FORWARD_TIMEOUT).await else {
             return Ok(());
+        };
+        if self.me.tls.is_some()
+            && let Some(refused) = crate::tls::joiner_failure(&format!("raft {raft}"), &e)
+        {
+            return Err(Error::invalid(format!(
+                "node {id} cannot be added: {refused}"
+            )));
         }
-        match self.hello(id, raft, FORWARD_TIMEOUT).await {
-            Err((_, e)) => match crate::tls::joiner_failure(&format!("raft {raft}"), &e) {
-                Some(refused) => Err(Error::invalid(format!(
-                    "node {id} cannot be added: {refused}"
-                ))),
-                None => Ok(()),
-            },
-            Ok(_) => Ok(()),
+        if !sent || e.kind() == std::io::ErrorKind::TimedOut {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "node {id} is not added: this cluster's leader cannot reach its raft \
+                     address {raft} ({e}); give it an --advertise-raft address the members \
+                     can reach"
+                ),
+                overloaded: false,
+            });
         }
+        Ok(())
     }
 
     /// A `hello` to node `id`'s raft listener at `raft`, on a connection
