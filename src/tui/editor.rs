@@ -102,8 +102,11 @@ impl EditJob {
     /// JSON stored on one line is edited indented and stored compact
     /// again: nobody wants to fix a 2 KiB object on a single line, and the
     /// stored form should not change just because it was looked at.
+    /// A line end after it counts as one line (`echo '{…}' | kvr put k`
+    /// stores one), and is kept when it is stored again.
     fn compact_json(&self) -> bool {
-        classify(&self.original) == Kind::Json && !self.original.contains(&b'\n')
+        let line = self.original.strip_suffix(b"\n").unwrap_or(&self.original);
+        classify(&self.original) == Kind::Json && !line.contains(&b'\n')
     }
 
     /// What the editor starts with.
@@ -140,7 +143,11 @@ impl EditJob {
                 if text != self.original && shown.is_ok_and(|shown| shown == compact) {
                     return self.original.clone();
                 }
-                compact.into_bytes()
+                let mut stored = compact.into_bytes();
+                if self.original.ends_with(b"\n") {
+                    stored.push(b'\n');
+                }
+                stored
             }
             _ => edited,
         }
@@ -698,6 +705,17 @@ mod tests {
         assert_eq!(text.stored(b"plainer\n".to_vec()), b"plainer\n");
         let lines = job(b"two\nlines\n");
         assert_eq!(lines.stored(b"two\nlines\n\n".to_vec()), b"two\nlines\n\n");
+        // One line and its line end (`echo '{…}' | kvr put k`): edited
+        // indented too (it was shown indented and edited raw; found by an
+        // audit), stored compact with its line end, unchanged if unedited.
+        let echoed = job(b"{\"a\":1,\"b\":[1,2]}\n");
+        let text = String::from_utf8(echoed.text()).unwrap_or_default();
+        assert_eq!(text, "{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}\n");
+        assert_eq!(echoed.stored(text.clone().into_bytes()), echoed.original);
+        assert_eq!(
+            echoed.stored(text.replace('1', "3").into_bytes()),
+            b"{\"a\":3,\"b\":[3,2]}\n"
+        );
     }
 
     #[test]
