@@ -96,7 +96,7 @@ pub fn fit_message(text: &str, width: usize) -> String {
     if wrap::columns(text) <= width {
         return text.to_string();
     }
-    if let Some(kept) = keep_last_clause(text, width) {
+    if let Some(kept) = keep_last_clause(text, width).or_else(|| keep_clause_end(text, width)) {
         return kept;
     }
     match text.contains("; ") {
@@ -105,17 +105,51 @@ pub fn fit_message(text: &str, width: usize) -> String {
     }
 }
 
+/// What a message's start keeps beside its last clause: `error: cannot
+/// read keys: F…` says what failed.
+const MESSAGE_HEAD: usize = 20;
+
 /// `text` (wider than `width`) with its start cut and its last clause
 /// whole, when that leaves [`MESSAGE_HEAD`] columns for the start.
 fn keep_last_clause(text: &str, width: usize) -> Option<String> {
-    /// What a message's start keeps beside its last clause: `error:
-    /// cannot read keys: F…` says what failed.
-    const MESSAGE_HEAD: usize = 20;
     let at = text.rfind("; ")?;
     let tail = &text[at..];
     let tail_columns = wrap::columns(tail);
     (tail_columns + MESSAGE_HEAD <= width)
         .then(|| format!("{}{tail}", fit(&text[..at], width - tail_columns)))
+}
+
+/// `text` (wider than `width`) with [`MESSAGE_HEAD`] columns of its start
+/// and the end of its last clause, too long to keep whole, on a line of at
+/// least twice that: `error: cannot read k…; …give that CA with --cacert
+/// PEM`, where what to do comes last (cut at its end, a certificate's
+/// message lost its fix on 80 and 100 columns).
+fn keep_clause_end(text: &str, width: usize) -> Option<String> {
+    let at = text.rfind("; ")?;
+    if width < 2 * MESSAGE_HEAD {
+        return None;
+    }
+    let head = fit(&text[..at], MESSAGE_HEAD);
+    let room = width - wrap::columns(&head) - 2;
+    Some(format!("{head}; {}", fit_start(&text[at + 2..], room)))
+}
+
+/// `text` cut at its start to `width` columns, its first one an ellipsis
+/// when cut; by grapheme cluster, as [`fit`].
+fn fit_start(text: &str, width: usize) -> String {
+    if wrap::columns(text) <= width {
+        return text.to_string();
+    }
+    let room = width.saturating_sub(1);
+    let clusters: Vec<(&str, usize)> = wrap::clusters(text).collect();
+    let (mut start, mut used) = (clusters.len(), 0);
+    while start > 0 && used + clusters[start - 1].1 <= room {
+        start -= 1;
+        used += clusters[start].1;
+    }
+    let mut out = String::from(if width > 0 { "…" } else { "" });
+    clusters[start..].iter().for_each(|&(g, _)| out.push_str(g));
+    out
 }
 
 /// A status message in `width` columns, as [`fit_message`] fits it; but

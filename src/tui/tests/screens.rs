@@ -471,6 +471,22 @@ fn a_long_message_keeps_its_last_clause() {
         "{shown}"
     );
     assert_eq!(crate::tui::wrap::columns(&shown), 120);
+    // A last clause too long to keep whole beside the start keeps its end,
+    // where what to do is said (the line was cut at its end: an untrusted
+    // certificate's message lost its fix on 80 and 100 columns).
+    let untrusted = "cannot read keys: the certificate of kvr server at https://127.0.0.1:32004 \
+                     could not be verified: it is not signed by a certificate authority this \
+                     client trusts; if the server's certificate is signed by your own CA, give \
+                     that CA with --cacert PEM (or KVR_CACERT)";
+    for width in [80, 100] {
+        let shown = crate::tui::fit::fit_message(untrusted, width);
+        assert!(
+            shown.starts_with("cannot read keys: t…; …")
+                && shown.ends_with("give that CA with --cacert PEM (or KVR_CACERT)"),
+            "{shown}"
+        );
+        assert_eq!(crate::tui::wrap::columns(&shown), width, "{shown}");
+    }
     let deleted = format!("deleted {} (revision 7)", "L".repeat(4096));
     let shown = crate::tui::fit::fit_message(&deleted, 40);
     assert!(
