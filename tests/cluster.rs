@@ -924,7 +924,13 @@ fn cluster_commands_promote_transfer_and_remove() {
         ],
     );
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("node 3 was removed from cluster"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("node 3 was removed from cluster"), "{said}");
+    // And what to do to bring the machine back.
+    assert!(
+        said.contains("move its file and its .raft directory aside and start it on a new, empty file with --join"),
+        "{said}"
+    );
     // The rest goes on.
     assert!(put(dir, &n2, "k2", "v2").status.success());
     assert_eq!(get(dir, &n1, "k2").stdout, b"v2");

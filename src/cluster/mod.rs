@@ -37,6 +37,11 @@ pub mod write_batch;
 
 pub use types::{Command, Member, NodeId, Reply, TypeConfig};
 
+/// What a removed node can do, after "node N was removed from cluster C".
+pub const COME_BACK: &str = "a removed node does not come back (node ids are never reused): to \
+     make this machine a member again, move its file and its .raft directory aside and start \
+     it on a new, empty file with --join";
+
 /// The header a joining node presents the cluster token in.
 pub const CLUSTER_TOKEN_HEADER: &str = "x-kvr-cluster-token";
 

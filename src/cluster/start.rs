@@ -162,7 +162,8 @@ pub async fn start(
         store.cluster_value(crate::store::cluster::REMOVED)?,
     ) {
         return Err(Error::Removed(format!(
-            "node {node} was removed from cluster {cluster}"
+            "node {node} was removed from cluster {cluster}; {}",
+            crate::cluster::COME_BACK
         )));
     }
     let (cluster_id, node_id, fresh) = match identity_of(&store)? {

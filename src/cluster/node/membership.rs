@@ -395,8 +395,10 @@ impl Node {
         ));
         let removed = self.check_member().err().unwrap_or_else(|| {
             Error::Removed(format!(
-                "node {} was removed from cluster {}",
-                self.me.node_id, self.me.cluster_id
+                "node {} was removed from cluster {}; {}",
+                self.me.node_id,
+                self.me.cluster_id,
+                crate::cluster::COME_BACK
             ))
         });
         let db = self.engine.store().path().to_path_buf();
@@ -501,8 +503,10 @@ impl Node {
     pub fn check_member(&self) -> Result<()> {
         if self.removed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::Removed(format!(
-                "node {} was removed from cluster {}",
-                self.me.node_id, self.me.cluster_id
+                "node {} was removed from cluster {}; {}",
+                self.me.node_id,
+                self.me.cluster_id,
+                crate::cluster::COME_BACK
             )));
         }
         Ok(())
