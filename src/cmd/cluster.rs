@@ -103,14 +103,20 @@ fn table(
         ),
         Some(Err(why)) => format!("; MATCHED and LAG only the leader knows, and {why}"),
     };
+    // A leader that no majority hears is no row's leader: said so, not
+    // "leader" over a table without one.
+    let state = match s["state"].as_str() {
+        Some("leader") if leader != s["node_id"].as_u64() => "leader without a majority",
+        Some(state) => state,
+        None => "?",
+    };
     let mut text = format!(
-        "cluster {}  term {}  committed {}  revision {}  (this is node {}, {}{seen})\n",
+        "cluster {}  term {}  committed {}  revision {}  (this is node {}, {state}{seen})\n",
         s["cluster_id"].as_str().unwrap_or("?"),
         s["term"],
         s["committed"],
         s["revision"],
         s["node_id"],
-        s["state"].as_str().unwrap_or("?"),
     );
     // The leader's figures of node `id`.
     let leaders = |id: Option<u64>| {
@@ -163,6 +169,39 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(lines[2].contains("leader") && lines[2].contains("http://a"));
         assert!(lines[3].contains("learner") && lines[3].trim_end().ends_with('-'));
+    }
+
+    /// A leader that no majority hears (its `leader` is none) is not
+    /// called a plain "leader" above rows that name none (found by an
+    /// audit); a node removed through itself is "removed".
+    #[test]
+    fn the_header_says_what_the_rows_show() {
+        let s = serde_json::json!({
+            "cluster_id": "c1", "node_id": 1, "state": "leader", "term": 2,
+            "committed": 9, "revision": 4, "leader": null,
+            "nodes": [{"id": 1, "url": "http://a", "raft": "a:1", "voter": true,
+                "matched": 9, "lag": 0}]
+        });
+        let t = super::table(&s, None);
+        assert!(
+            t.lines()
+                .next()
+                .unwrap()
+                .ends_with("(this is node 1, leader without a majority)"),
+            "{t}"
+        );
+        assert!(!t.lines().nth(2).unwrap().contains("leader"), "{t}");
+        let mut removed = s.clone();
+        removed["state"] = "removed".into();
+        removed["nodes"] = serde_json::json!([]);
+        let t = super::table(&removed, None);
+        assert!(
+            t.lines()
+                .next()
+                .unwrap()
+                .ends_with("(this is node 1, removed)"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -572,6 +572,9 @@ async fn cluster_admin(state: &State, uri: &Uri) -> Result<Response<Body>> {
         if let Some(nodes) = status["nodes"].as_array_mut() {
             nodes.retain(|n| n["id"] != id);
         }
+        // Not "leader" over a table that lists no such node.
+        status["state"] = "removed".into();
+        status["leader"] = serde_json::Value::Null;
         return Ok(json_response(StatusCode::OK, &status));
     }
     // The status shows the change once this node (a follower, perhaps)

@@ -1099,11 +1099,14 @@ impl Node {
         let nodes: Vec<serde_json::Value> = membership
             .nodes()
             .map(|(id, n)| {
+                // `null` (shown `-`) where the leader has no figure: a
+                // member it has not heard from yet (it showed 0, and a lag
+                // of the whole log).
                 let matched = m
                     .replication
                     .as_ref()
                     .and_then(|r| r.get(id))
-                    .map(|l| l.as_ref().map_or(0, |l| l.index));
+                    .and_then(|l| l.as_ref().map(|l| l.index));
                 serde_json::json!({
                     "id": id,
                     "url": n.url,
