@@ -397,10 +397,21 @@ impl Client {
                     Err(e) if sent == Sent::Read && sent_maybe(&e) => {
                         all_unreachable = false;
                         let what = match e {
-                            ureq::Error::Timeout(_) => "did not answer in time (--timeout)",
+                            // The last try, cut short by --timeout, after
+                            // refusals: they say why (a leader without a
+                            // majority answers 503 within a second; "did
+                            // not answer in time" alone hid that).
+                            ureq::Error::Timeout(_) => match answered.as_ref().or(earlier.as_ref())
+                            {
+                                Some(before) => format!(
+                                    "did not answer the last try in time (--timeout); the try \
+                                     before was refused: {before}"
+                                ),
+                                None => "did not answer in time (--timeout)".to_string(),
+                            },
                             _ => {
                                 stale |= !stale_retried;
-                                "closed the connection without an answer"
+                                "closed the connection without an answer".to_string()
                             }
                         };
                         last = Some(Error::Unavailable {

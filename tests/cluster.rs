@@ -2136,3 +2136,28 @@ fn a_joiner_the_cluster_cannot_reach_is_not_added() {
     let status = status_of(&n1);
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
 }
+
+/// A read from a leader that lost its majority, given up at --timeout,
+/// says why it was refused, not only that the last try took too long:
+/// each try is answered 503 within a second, and the last one is cut
+/// short by --timeout (found by an audit: "did not answer in time" alone).
+#[test]
+fn a_read_given_up_at_its_timeout_says_why_it_was_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let mut n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
+    wait_for(30, "two voters", || voters(&n1) == 2);
+    assert_ok(&put(dir, &n1, "greeting", "hi"));
+    assert_eq!(sigterm(&mut n2).code(), Some(0));
+    let out = kvr(
+        dir,
+        &["--server", &n1.url, "--timeout", "4", "get", "greeting"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("no cluster leader is reachable right now"),
+        "{err}"
+    );
+}
