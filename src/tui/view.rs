@@ -181,37 +181,48 @@ fn value_title(app: &App, width: usize) -> String {
         let all: String = fields.iter().map(|(_, f)| format!(" · {f}")).collect();
         format!("{all} ")
     };
-    if key_columns + 2 <= width {
-        while key_columns + 1 + wrap::columns(&rest(&fields)) > width {
-            // The least telling goes; the partial sign takes its short
-            // form first, and last is cut rather than dropped while
-            // `first…` fits.
-            let Some(i) = (0..fields.len()).min_by_key(|&i| fields[i].0) else {
-                break;
-            };
-            let field = &fields[i].1;
-            // " · " before it, " " after it.
-            let left = width.saturating_sub(key_columns + 1 + 4);
-            match fields[i].0 {
-                TitleField::Partial => {
-                    fields[i] = (
-                        TitleField::ShortPartial,
-                        field.replacen("showing the ", "", 1),
-                    );
-                }
-                TitleField::ShortPartial if left >= 6 => {
-                    fields[i].1 = fit_words(field, left);
-                }
-                _ => {
-                    fields.remove(i);
-                }
+    // A key that fits stays whole; a longer one keeps 8 columns (below),
+    // and the fields give way as well, whole, where they would not fit
+    // beside those (the line was cut mid-field: `con…size · rev 3 · 1…`).
+    let key_needs = if key_columns + 2 <= width {
+        key_columns
+    } else {
+        KEY_LEAST
+    };
+    while key_needs + 1 + wrap::columns(&rest(&fields)) > width {
+        // The least telling goes; the partial sign takes its short
+        // form first, and last is cut rather than dropped while
+        // `first…` fits.
+        let Some(i) = (0..fields.len()).min_by_key(|&i| fields[i].0) else {
+            break;
+        };
+        let field = &fields[i].1;
+        // " · " before it, " " after it.
+        let left = width.saturating_sub(key_needs + 1 + 4);
+        match fields[i].0 {
+            TitleField::Partial => {
+                fields[i] = (
+                    TitleField::ShortPartial,
+                    field.replacen("showing the ", "", 1),
+                );
+            }
+            TitleField::ShortPartial if left >= 6 => {
+                fields[i].1 = fit_words(field, left);
+            }
+            _ => {
+                fields.remove(i);
             }
         }
     }
     let rest = rest(&fields);
-    let room = width.saturating_sub(wrap::columns(&rest) + 1).max(8);
+    let room = width
+        .saturating_sub(wrap::columns(&rest) + 1)
+        .max(KEY_LEAST);
     format!(" {}{rest}", fit_middle(&shown, room))
 }
+
+/// The fewest columns the value title gives a key that does not fit.
+const KEY_LEAST: usize = 8;
 
 /// A field of the value title, by what goes first when the title does
 /// not fit: the revision, the long form of how much is shown (`showing

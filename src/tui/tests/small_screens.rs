@@ -166,6 +166,38 @@ fn a_short_key_stays_whole_in_the_value_title_at_60x10() {
     s.shutdown();
 }
 
+/// A key longer than the value title keeps 8 columns there, and the
+/// fields after it give way whole, the least telling first, as for a key
+/// that fits: at widths 44-52 the title was cut mid-field at the border
+/// (`con…size · rev 3 · 1 B · t…`; found by an audit).
+#[test]
+fn a_long_key_s_title_fields_give_way_whole() {
+    let key = "config:service:production:database:primary:connection:pool_size";
+    let (_dir, path) = store_with(&format!("{{\"key\":\"{key}\",\"value\":\"5\"}}\n"));
+    let mut s = browse(&path, None, (120, 10));
+    keys(&mut s, "\t");
+    for width in 44..=52 {
+        s.app.size = (width, 10);
+        let top = screen(&s.app)[0].clone();
+        let title = top
+            .split('┏')
+            .nth(1)
+            .or_else(|| top.split('┌').nth(1))
+            .unwrap_or(&top);
+        // Each field whole: none ends in `…` but the key's middle.
+        let fields: Vec<&str> = title.split(" · ").skip(1).collect();
+        assert!(!fields.is_empty(), "{top}");
+        for f in &fields {
+            let f = f.trim_end_matches(['━', '─', '┓', '┐', ' ']);
+            assert!(
+                ["text", "1 B"].contains(&f) || f.starts_with("rev "),
+                "{width}: {f:?} in {top}"
+            );
+        }
+    }
+    s.shutdown();
+}
+
 /// At 120x40, a pattern's read stopped before a match: the key list says
 /// so in rows of its width, what to do whole (it was cut at the border:
 /// `(no match in the 70,000 keys read; r r`).
