@@ -559,7 +559,7 @@ pub fn left_unclean(path: &Path) -> bool {
 
 /// The database id of the file at `path` (`record::META_DATABASE_ID`;
 /// `Some(None)` for a file made before ids), read without writing a byte
-/// of it: through an [`overlay::Overlay`], where redb's repair of a file
+/// of it: through an overlay (`overlay.rs`), where redb's repair of a file
 /// not closed cleanly and the header it writes stay in memory. `None` when
 /// it cannot be read so (the open that follows says why). For refusing a
 /// log that is not the file's before the file is opened for writing,
