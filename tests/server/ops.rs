@@ -1009,6 +1009,33 @@ fn breaking_backup_server(
     (url, handle)
 }
 
+/// A server on a store of `keys` keys, the model of its data, and its
+/// backup stream, whole: the head to send it again with (chunked), and
+/// its body, for stand-ins that break it off or stall it.
+fn served_backup(d: &Path, keys: usize) -> (Server, Model, String, Vec<u8>) {
+    let (input, model) = preload(keys, 100);
+    assert!(
+        kvr(d, &["--db", "db.redb", "batch"], &input)
+            .status
+            .success()
+    );
+    let server = Server::start(d, &[]);
+    let resp = agent()
+        .get(format!("{}/v1/backup", server.url))
+        .call()
+        .unwrap();
+    let revision = resp.headers()["x-kvr-revision"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = resp.into_body().read_to_vec().unwrap();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-kvr-backup\r\nx-kvr-revision: \
+         {revision}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    (server, model, head, body)
+}
+
 /// A server that answers `/healthz` and sends the head and first half of
 /// `body` for each `/v1/backup`, then stalls (the connection held open,
 /// nothing more sent) until the client goes; it keeps listening until a
@@ -1062,26 +1089,7 @@ fn stalling_backup_server(head: String, body: Vec<u8>) -> (String, std::thread::
 fn a_backup_whose_stream_stalls_moves_on_through_the_list() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (input, model) = preload(2000, 100);
-    assert!(
-        kvr(d, &["--db", "db.redb", "batch"], &input)
-            .status
-            .success()
-    );
-    let server = Server::start(d, &[]);
-    let resp = agent()
-        .get(format!("{}/v1/backup", server.url))
-        .call()
-        .unwrap();
-    let revision = resp.headers()["x-kvr-revision"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let body = resp.into_body().read_to_vec().unwrap();
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/x-kvr-backup\r\nx-kvr-revision: \
-         {revision}\r\ntransfer-encoding: chunked\r\n\r\n"
-    );
+    let (server, model, head, body) = served_backup(d, 2000);
     let (staller, fake) = stalling_backup_server(head, body);
     let list = format!("{staller},{}", server.url);
     let out = kvr(
@@ -1121,29 +1129,9 @@ fn a_backup_whose_stream_stalls_moves_on_through_the_list() {
 fn a_backup_whose_stream_breaks_starts_again_through_the_list() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (input, model) = preload(5000, 100);
-    assert!(
-        kvr(d, &["--db", "db.redb", "batch"], &input)
-            .status
-            .success()
-    );
-    let server = Server::start(d, &[]);
-    // The real stream, whole, to replay the first half of.
-    let resp = agent()
-        .get(format!("{}/v1/backup", server.url))
-        .call()
-        .unwrap();
-    let revision = resp.headers()["x-kvr-revision"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(revision, "5000");
-    let body = resp.into_body().read_to_vec().unwrap();
+    let (server, model, head, body) = served_backup(d, 5000);
+    assert!(head.contains("x-kvr-revision: 5000\r\n"), "{head}");
     assert!(body.len() > 500_000, "{}", body.len());
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/x-kvr-backup\r\nx-kvr-revision: \
-         {revision}\r\ntransfer-encoding: chunked\r\n\r\n"
-    );
 
     // The first server breaks off; the second is the real one.
     let (broken, fake) = breaking_backup_server(head.clone(), body.clone(), 1);
