@@ -872,13 +872,17 @@ fn browse_and_edit_through_an_https_server() {
     drop(tmux);
     env.kvr(["get", "item:000"]).code(1);
 
-    // Without the CA the browser says why it cannot read anything.
+    // Without the CA the browser says why it cannot read anything, and
+    // what to do about it (the end of the message, kept on a narrow line).
     let command = format!(
         "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
         shell_quote(Path::new(KVR)),
     );
     let tmux = Tmux::start(&command);
-    tmux.wait_for(&["cannot read keys", "could not be verified"]);
+    tmux.wait_for(&[
+        "cannot read keys",
+        "give that CA with --cacert PEM (or KVR_CACERT)",
+    ]);
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
 }

@@ -120,8 +120,8 @@ fn keep_last_clause(text: &str, width: usize) -> Option<String> {
 }
 
 /// `text` (wider than `width`) with [`MESSAGE_HEAD`] columns of its start
-/// and the end of its last clause, too long to keep whole, on a line of at
-/// least twice that: `error: cannot read k…; …give that CA with --cacert
+/// (a third of a wider line) and the end of its last clause, too long to
+/// keep whole, on a line of at least twice that: `error: cannot read k…; …give that CA with --cacert
 /// PEM`, where what to do comes last (cut at its end, a certificate's
 /// message lost its fix on 80 and 100 columns).
 fn keep_clause_end(text: &str, width: usize) -> Option<String> {
@@ -129,7 +129,8 @@ fn keep_clause_end(text: &str, width: usize) -> Option<String> {
     if width < 2 * MESSAGE_HEAD {
         return None;
     }
-    let head = fit(&text[..at], MESSAGE_HEAD);
+    // A third of a wide line says more of what failed.
+    let head = fit(&text[..at], MESSAGE_HEAD.max(width / 3));
     let room = width - wrap::columns(&head) - 2;
     Some(format!("{head}; {}", fit_start(&text[at + 2..], room)))
 }
