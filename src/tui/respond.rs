@@ -22,9 +22,11 @@ impl App {
                     }
                     Err(e) => {
                         // No feed starts before a first stats read, and a
-                        // refused token will not come right by itself: the
-                        // feed is not "connecting".
-                        if let (Error::Unauthorized(_), Some(live)) = (&e, &mut self.live)
+                        // refused token or certificate will not come right
+                        // by itself: the feed is not "connecting" (it said
+                        // so for ever; found by an audit).
+                        if let (Error::Unauthorized(_) | Error::Tls(_), Some(live)) =
+                            (&e, &mut self.live)
                             && live.link == crate::tui::live::Link::Connecting
                         {
                             live.link = crate::tui::live::Link::Failed(e.to_string());
