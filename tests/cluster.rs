@@ -2161,3 +2161,45 @@ fn a_read_given_up_at_its_timeout_says_why_it_was_refused() {
         "{err}"
     );
 }
+
+/// One port for both listeners is a usage error (exit 2) that says so,
+/// before anything is written; it was exit 3, "Address already in use",
+/// as if another process held the port (found by an audit).
+#[test]
+fn one_port_for_both_listeners_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    for (listen, raft) in [
+        (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")),
+        (format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}")),
+    ] {
+        let out = kvr(
+            dir,
+            &[
+                "--db",
+                "n.redb",
+                "serve",
+                "--listen",
+                &listen,
+                "--raft-listen",
+                &raft,
+                "--advertise-url",
+                &format!("http://127.0.0.1:{port}"),
+                "--allow-unauthenticated",
+                "--cluster-init",
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!(
+                "--listen {listen} and --raft-listen {raft} share port {port}: give the raft \
+                 listener a port of its own"
+            )),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+        assert!(!dir.join("n.redb").exists());
+    }
+}

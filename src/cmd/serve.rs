@@ -368,6 +368,20 @@ fn bind_raft(
             3 * c.heartbeat_ms
         )));
     }
+    // One port for both listeners is a mistake in the flags (exit 2), not
+    // an address another process holds (it read "Address already in use").
+    if let Ok(http) = resolve(&args.listen)
+        && addr.port() != 0
+        && http.port() == addr.port()
+        && (http.ip() == addr.ip() || http.ip().is_unspecified() || addr.ip().is_unspecified())
+    {
+        return Err(Error::invalid(format!(
+            "--listen {} and --raft-listen {raft} share port {}: give the raft listener a \
+             port of its own (it carries the node-to-node traffic)",
+            args.listen,
+            addr.port()
+        )));
+    }
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("cannot listen on {addr} (--raft-listen)"), e))?;
     listener
