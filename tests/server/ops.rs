@@ -972,7 +972,7 @@ fn breaking_backup_server(
     body: Vec<u8>,
     backups: usize,
 ) -> (String, std::thread::JoinHandle<usize>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let handle = std::thread::spawn(move || {
@@ -981,14 +981,7 @@ fn breaking_backup_server(
             let (mut c, _) = listener.accept().unwrap();
             // Requests on this connection until it is closed or broken.
             loop {
-                let mut seen = Vec::new();
-                let mut byte = [0u8; 1];
-                while !seen.ends_with(b"\r\n\r\n") {
-                    match c.read(&mut byte) {
-                        Ok(1) => seen.push(byte[0]),
-                        _ => break,
-                    }
-                }
+                let seen = read_head(&mut c);
                 if seen.starts_with(b"GET /healthz") {
                     let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
                     continue;
@@ -1007,6 +1000,21 @@ fn breaking_backup_server(
         begun
     });
     (url, handle)
+}
+
+/// A request's head read off `c`, byte by byte (the body, if any, stays
+/// unread), up to its blank line or the connection's end.
+fn read_head(c: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => break,
+        }
+    }
+    seen
 }
 
 /// A server on a store of `keys` keys, the model of its data, and its
@@ -1048,14 +1056,7 @@ fn stalling_backup_server(head: String, body: Vec<u8>) -> (String, std::thread::
         let begun = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for c in listener.incoming() {
             let mut c = c.unwrap();
-            let mut seen = Vec::new();
-            let mut byte = [0u8; 1];
-            while !seen.ends_with(b"\r\n\r\n") {
-                match c.read(&mut byte) {
-                    Ok(1) => seen.push(byte[0]),
-                    _ => break,
-                }
-            }
+            let seen = read_head(&mut c);
             if seen.starts_with(b"GET /stop") {
                 break;
             }
