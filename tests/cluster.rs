@@ -892,6 +892,9 @@ fn cluster_commands_promote_transfer_and_remove() {
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let answered: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answered["node_id"], 3);
+    // Not "leader" or "follower" over a table that lists no node 3.
+    assert_eq!(answered["state"], "removed", "{answered}");
+    assert_eq!(answered["leader"], serde_json::Value::Null, "{answered}");
     assert!(
         answered["nodes"]
             .as_array()
