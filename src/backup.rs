@@ -30,7 +30,7 @@
 //! sets the database revision, then compaction, checked to have closed the
 //! file cleanly ([`Dest::compact`]); only then moved to DEST and the
 //! directory synced. DEST is never half a backup; a killed backup leaves a temporary
-//! directory (`.NAME.*.kvr-backup`) and no DEST.
+//! directory (`.NAME.*.kvr-backup`, NAME cut to 100 bytes) and no DEST.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,10 @@ use crate::types::Item;
 pub const MAGIC: &[u8; 8] = b"KVRBAK\0\x01";
 /// The stream's media type.
 pub const CONTENT_TYPE: &str = "application/x-kvr-backup";
+
+/// How much of DEST's name its private directory's name holds
+/// (`.NAME.XXXXXX.kvr-backup`), well within the usual 255 bytes.
+const MAX_NAME_IN_WORK_DIR: usize = 100;
 const ENTRY: u8 = b'E';
 const ENTRY_EXPIRING: u8 = b'X';
 const END: u8 = b'Z';
@@ -239,8 +243,15 @@ impl Dest {
         }
         // Owner only: the copy in it holds all the data (the umask would
         // leave it readable to all until DEST gets its 0600).
+        // The name only tells a person whose directory it is: cut, so that
+        // a DEST whose name is near the file system's bound still has one.
+        let name = name.to_string_lossy();
+        let mut cut = name.len().min(MAX_NAME_IN_WORK_DIR);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
         let work = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .prefix(&format!(".{}.", &name[..cut]))
             .suffix(".kvr-backup")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(&dir)

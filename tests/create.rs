@@ -916,3 +916,32 @@ fn in_use_names_the_holding_process() {
     assert!(child.wait().unwrap().success());
     assert_eq!(env.kvr(["get", "k"]).ok().out.stdout, b"v");
 }
+
+/// A name that leaves no room for the files kvr names after a database
+/// (`NAME.creating`, `NAME.wal`, `NAME.serve.tmp`) is refused before
+/// anything is written, saying how long a name may be. It was refused by
+/// the file system at `NAME.creating` as "File name too long" for a name
+/// of 253 bytes, which is not (found by an audit).
+#[test]
+fn a_name_with_no_room_for_its_companions_is_refused_saying_how_long_one_may_be() {
+    let env = Env::new();
+    // tmpfs and ext4 both take names of up to 255 bytes.
+    let long = format!("{}.redb", "a".repeat(241));
+    env.kvr_bare(["--db", &long, "put", "k", "v"])
+        .code(2)
+        .stderr_has(&format!(
+            "kvr: error: cannot create {long}: its name is 246 bytes long"
+        ))
+        .stderr_has("give the database a name of at most 245 bytes");
+    env.kvr_bare(["--db", &long, "batch"])
+        .stdin("{\"key\":\"k\",\"value\":\"v\"}\n")
+        .code(2)
+        .stderr_has("at most 245 bytes");
+    no_files_in(env.dir.path());
+    // The longest name it takes works, for a server too.
+    let longest = format!("{}.redb", "a".repeat(240));
+    env.kvr_bare(["--db", &longest, "put", "k", "v"]).ok();
+    env.kvr_bare(["--db", &longest, "get", "k"])
+        .ok()
+        .stdout_has("v");
+}

@@ -283,6 +283,7 @@ fn say_replaced(path: &Path) {
 /// [`lock_temp`]), and what is at `path`, `Missing` or `Unfinished`.
 /// `None` when another creator finished first.
 fn claim(path: &Path, deadline: Instant) -> Result<Option<(File, PathBuf, Found)>> {
+    leaves_room(path)?;
     let temp = temp_path(path);
     let Some(file) = lock_temp(path, &temp, deadline)? else {
         return Ok(None);
@@ -299,6 +300,40 @@ fn claim(path: &Path, deadline: Instant) -> Result<Option<(File, PathBuf, Found)
         ensure_unlocked(path)?;
     }
     Ok(Some((file, temp, found)))
+}
+
+/// The longest name kvr gives a file beside a database `DB`, past `DB`
+/// itself: `DB.serve.tmp` (and `DB.creating`, `DB.raft`, `DB.wal`).
+const LONGEST_SIBLING: &str = ".serve.tmp";
+
+/// A new database's name leaves room for the files kvr names after it
+/// beside it. Refused before anything is written: otherwise one name fits
+/// and the next does not, and the error ("File name too long" for a name
+/// that is not) says neither which name nor how long one may be.
+fn leaves_room(path: &Path) -> Result<()> {
+    let target = creation_target(path);
+    let Some(name) = target.file_name() else {
+        return Ok(());
+    };
+    // Linux's NAME_MAX, where the file system does not say its own.
+    let most = rustix::fs::statvfs(parent_dir(&target))
+        .ok()
+        .and_then(|s| usize::try_from(s.f_namemax).ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(255);
+    let len = name.len();
+    if len + LONGEST_SIBLING.len() <= most {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "cannot create {}: its name is {len} bytes long, and kvr keeps files named after it \
+         beside it (NAME.creating, NAME.wal, NAME{LONGEST_SIBLING}), up to {} bytes longer, \
+         where this file system takes names of up to {most} bytes: give the database a name \
+         of at most {} bytes",
+        path.display(),
+        LONGEST_SIBLING.len(),
+        most.saturating_sub(LONGEST_SIBLING.len())
+    )))
 }
 
 /// Opens and locks `DB.creating`, waiting for another creator until

@@ -141,6 +141,23 @@ fn a_damaged_file_is_not_backed_up() {
     assert!(std::fs::read(env.db()).unwrap() == before);
 }
 
+/// A DEST whose name is near the file system's bound is written: the
+/// private directory the copy is built in holds only the start of DEST's
+/// name. It was named `.DEST.XXXXXX.kvr-backup` whole, and a DEST of 236
+/// bytes or more failed with "File name too long" (found by an audit).
+#[test]
+fn a_backup_to_a_long_name_is_written() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v"]).ok();
+    let dest = env.path(&format!("{}.redb", "c".repeat(245)));
+    env.kvr(["backup", dest.to_str().unwrap()]).ok();
+    let copy = dest.to_str().unwrap();
+    env.kvr_bare(["--db", copy, "get", "k"])
+        .ok()
+        .stdout_has("v");
+    env.kvr_bare(["--db", copy, "check"]).ok();
+}
+
 /// SIGINT while the copy is being synced and compacted, its last steps,
 /// still stops the backup: exit 3, no DEST, nothing left behind. It was
 /// looked at only as keys were copied, so a signal then was ignored and
