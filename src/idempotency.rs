@@ -39,6 +39,36 @@ pub const KEEP_SLACK_MS: u64 = 60 * 1000;
 /// The longest key a client may send.
 pub const MAX_KEY_BYTES: usize = 128;
 
+/// What a server's `outcome_unknown` adds for a write sent with an
+/// `Idempotency-Key`: how its sender learns the outcome.
+pub const RESEND_HINT: &str = "; resend it with the same Idempotency-Key: it is then applied \
+                               at most once, and the answer is its outcome";
+
+/// What a server's `outcome_unknown` adds for a write sent without one.
+pub const KEY_HINT: &str = "; it may have been applied: read what it writes to find out; a write \
+                            sent with an Idempotency-Key header can be resent without being \
+                            applied twice";
+
+/// An `outcome_unknown` answered to a write, with the hint of [`RESEND_HINT`]
+/// or [`KEY_HINT`] (`keyed`: the write carried an `Idempotency-Key`).
+pub fn with_hint(e: Error, keyed: bool) -> Error {
+    match e {
+        Error::OutcomeUnknown { message } => Error::OutcomeUnknown {
+            message: message + if keyed { RESEND_HINT } else { KEY_HINT },
+        },
+        other => other,
+    }
+}
+
+/// A server's `outcome_unknown` message without its hint: the CLI, which
+/// resends with its own key, says what it did instead.
+pub fn without_hint(message: &str) -> &str {
+    message
+        .strip_suffix(RESEND_HINT)
+        .or_else(|| message.strip_suffix(KEY_HINT))
+        .unwrap_or(message)
+}
+
 const RECORD_VERSION: u8 = 1;
 const OUTCOME_APPLIED: u8 = 1;
 const OUTCOME_PRECONDITION: u8 = 2;
@@ -292,6 +322,29 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_outcome_says_how_to_learn_it_and_the_cli_reads_past_that() {
+        let unknown = || Error::OutcomeUnknown {
+            message: "the cluster lost track of the write: leadership changed".into(),
+        };
+        for keyed in [true, false] {
+            let Error::OutcomeUnknown { message } = with_hint(unknown(), keyed) else {
+                panic!("not outcome_unknown");
+            };
+            assert_eq!(message.contains("same Idempotency-Key"), keyed, "{message}");
+            assert!(message.contains("Idempotency-Key"), "{message}");
+            assert_eq!(
+                without_hint(&message),
+                "the cluster lost track of the write: leadership changed"
+            );
+        }
+        // Other errors are as they were.
+        assert!(matches!(
+            with_hint(Error::NotClustered, true),
+            Error::NotClustered
+        ));
+    }
 
     #[test]
     fn records_round_trip() {

@@ -205,7 +205,7 @@ pub(super) fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) 
         "outcome_unknown" => Error::OutcomeUnknown {
             message: format!(
                 "{}; the write may or may not have been applied",
-                body.message
+                crate::idempotency::without_hint(&body.message)
             ),
         },
         "idempotency_key_reused" => Error::IdempotencyKeyReused {

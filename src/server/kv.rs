@@ -228,8 +228,12 @@ fn written(revision: u64, reflected: u64) -> Response<Body> {
 /// nothing), so that the header never goes backwards on a node.
 pub(super) async fn write(state: &State, req: WriteRequest) -> Result<(Applied, u64)> {
     let before = state.revision();
+    let keyed = req.idempotency.is_some();
     let applied = match state.writer.write(req).await {
         Ok(applied) => applied,
+        Err(e @ Error::OutcomeUnknown { .. }) => {
+            return Err(crate::idempotency::with_hint(e, keyed));
+        }
         Err(e) => {
             if let Error::PreconditionFailed {
                 current: Some(current),

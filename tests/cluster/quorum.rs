@@ -80,6 +80,15 @@ fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
     assert_eq!(error_code(&body), "outcome_unknown");
     assert!(header(&headers, "retry-after").is_some(), "{headers:?}");
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    // And how to learn the outcome.
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(kvr::idempotency::RESEND_HINT),
+        "{v}"
+    );
 
     // No majority has answered for longer than the election timeout: not
     // ready, with a reason.
