@@ -75,7 +75,34 @@ pub fn holder_pid(locks: &str, dev: u64, ino: u64) -> Option<u32> {
     found
 }
 
-/// The command line of `pid`, shortened, with the program's directory cut.
+/// kvr's commands and their aliases: the one argument of a holder's
+/// command line shown besides its `--db` (a test keeps this list in step
+/// with the CLI's).
+pub const COMMANDS: &[&str] = &[
+    "put",
+    "get",
+    "delete",
+    "del",
+    "rm",
+    "range",
+    "watch",
+    "batch",
+    "stats",
+    "backup",
+    "check",
+    "compact",
+    "tui",
+    "serve",
+    "bench",
+    "cluster",
+    "openapi",
+    "completions",
+];
+
+/// The command line of `pid`, with the program's directory cut and only
+/// its command and `--db` shown: anyone who can open the file reads this
+/// message, and the rest of a command line may hold a `--token`, or a
+/// value that `kvr put` was given.
 fn command_of(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let mut args = raw
@@ -85,7 +112,7 @@ fn command_of(pid: u32) -> Option<String> {
     let program = args.next()?;
     let program = program.rsplit('/').next().unwrap_or(&program).to_string();
     let mut line = std::iter::once(program)
-        .chain(args)
+        .chain(shown(args))
         .collect::<Vec<_>>()
         .join(" ");
     if line.chars().count() > MAX_COMMAND_CHARS {
@@ -94,9 +121,82 @@ fn command_of(pid: u32) -> Option<String> {
     Some(line)
 }
 
+/// Of a command line's arguments (the program's left out), those a
+/// message may show: `--db F` (or `--db=F`) and the first of
+/// [`COMMANDS`], in their order, with one `…` for each run of others.
+fn shown(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut shown = Vec::new();
+    let mut command_seen = false;
+    let mut db_next = false;
+    for arg in args {
+        let keep = if db_next {
+            db_next = false;
+            true
+        } else if arg == "--db" {
+            db_next = true;
+            true
+        } else if arg.starts_with("--db=") {
+            true
+        } else if !command_seen && COMMANDS.contains(&arg.as_str()) {
+            command_seen = true;
+            true
+        } else {
+            false
+        };
+        if keep {
+            shown.push(arg);
+        } else if shown.last().is_none_or(|last| last != "…") {
+            shown.push("…".to_string());
+        }
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
-    use super::holder_pid;
+    use super::{COMMANDS, holder_pid, shown};
+
+    fn shown_of(line: &str) -> String {
+        shown(line.split(' ').map(String::from)).join(" ")
+    }
+
+    /// A holder's token, and a value being put, are never in the message
+    /// (an audit found `--token topsecret` in it).
+    #[test]
+    fn a_command_line_shows_its_command_and_database_only() {
+        assert_eq!(
+            shown_of("--db tk.redb serve --listen 127.0.0.1:1 --token topsecret --quiet"),
+            "--db tk.redb serve …"
+        );
+        assert_eq!(
+            shown_of("--token hunter2 --db lk.redb batch ff2"),
+            "… --db lk.redb batch …"
+        );
+        assert_eq!(shown_of("put password hunter2"), "put …");
+        assert_eq!(shown_of("tui --db=F"), "tui --db=F");
+        // A key named like a command is not taken for it.
+        assert_eq!(shown_of("--db F get put"), "--db F get …");
+    }
+
+    /// Every command and alias the CLI has is in [`COMMANDS`], and nothing
+    /// else.
+    #[test]
+    fn the_list_of_commands_is_the_clis() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let mut names: Vec<String> = cli
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .flat_map(|c| {
+                std::iter::once(c.get_name().to_string())
+                    .chain(c.get_all_aliases().map(String::from))
+            })
+            .collect();
+        let mut listed: Vec<String> = COMMANDS.iter().map(|c| c.to_string()).collect();
+        names.sort();
+        listed.sort();
+        assert_eq!(names, listed);
+    }
 
     const LOCKS: &str = "\
 1: OFDLCK ADVISORY  WRITE -1 fe:00:10018883 0 4611686018427388799

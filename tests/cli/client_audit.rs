@@ -196,6 +196,24 @@ fn an_applied_write_whose_output_fails_says_it_was_applied() {
     assert_eq!(env.stats()["revision"], 5);
 }
 
+/// The "in use" error names the holder by its command and `--db` only:
+/// a server's `--token` was printed to whoever touched the file (found by
+/// an audit).
+#[test]
+fn in_use_names_the_holders_command_but_not_its_token() {
+    let env = Env::served_with(&["--token", "topsecret"]);
+    let db = env.db().display().to_string();
+    let done = env
+        .kvr_bare(["--db", db.as_str(), "get", "a"])
+        .code(3)
+        .stderr_has(&format!("is in use by kvr --db {db} serve … (pid "));
+    assert!(
+        !done.stderr_text().contains("topsecret"),
+        "{}",
+        done.report()
+    );
+}
+
 #[test]
 fn check_and_compact_of_a_served_file_say_to_stop_the_server() {
     let env = Env::served();
