@@ -652,7 +652,7 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Opened>
                     format!("cannot open {}", path.display()),
                     plainly(path, source),
                 ),
-                other => other,
+                other => redb_error::in_file(other, path),
             });
         }
         if !mode.creates() || attempts == CREATE_ATTEMPTS {

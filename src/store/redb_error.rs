@@ -4,7 +4,30 @@
 //! enum. Opening errors that need the path (a database in use) are handled in
 //! `store::open` before they get here.
 
+use std::path::Path;
+
 use crate::error::Error;
+
+/// How every message of a damaged file starts: [`in_file`] finds it.
+const DAMAGED: &str = "the database is damaged: ";
+
+/// A damaged file's error as an open of `path` reports it: the file named,
+/// and what to do. Other errors are as they are.
+pub(super) fn in_file(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Corrupt(message) => match message.strip_prefix(DAMAGED) {
+            Some(what) => {
+                let db = path.display();
+                Error::Corrupt(format!(
+                    "{db} is damaged: {what}; kvr --db {db} check tells what is wrong; restore \
+                     a backup of it"
+                ))
+            }
+            None => Error::Corrupt(message),
+        },
+        other => other,
+    }
+}
 
 fn classify(err: redb::Error) -> Error {
     match err {
@@ -12,7 +35,7 @@ fn classify(err: redb::Error) -> Error {
         // was cut short (a copy that stopped, a truncation).
         redb::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Error::Corrupt(format!(
-                "the database is damaged: the file ends inside a page or its header (it was \
+                "{DAMAGED}the file ends inside a page or its header (it was \
                  truncated, or a copy of it stopped short; {e})"
             ))
         }
@@ -26,7 +49,16 @@ fn classify(err: redb::Error) -> Error {
                  a newer one"
             ))
         }
-        redb::Error::Corrupted(msg) => Error::Corrupt(format!("the database is damaged: {msg}")),
+        // The header says the pages go on past the file's end: cut short
+        // after its header, where the case above is cut inside it.
+        redb::Error::Corrupted(msg) if msg.starts_with("File truncated below stored layout") => {
+            Error::Corrupt(format!(
+                "{DAMAGED}the file ends before its last page (it was truncated, or a copy of it \
+                 stopped short; {})",
+                msg.trim_start_matches("File truncated below stored layout: ")
+            ))
+        }
+        redb::Error::Corrupted(msg) => Error::Corrupt(format!("{DAMAGED}{msg}")),
         redb::Error::UpgradeRequired(v) => Error::Corrupt(format!(
             "the database file format {v} needs an upgrade this kvr cannot do"
         )),

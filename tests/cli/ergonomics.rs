@@ -87,14 +87,31 @@ fn a_newer_format_and_a_truncated_file_say_what_they_are() {
     }
     assert!(std::fs::read(env.path("newer.redb")).unwrap() == newer);
     std::fs::write(env.path("cut.redb"), &bytes[..100]).unwrap();
-    let done = env.kvr_bare(["--db", "cut.redb", "get", "a"]).code(3);
-    assert!(
-        done.stderr_text()
-            .contains("the file ends inside a page or its header"),
-        "{}",
-        done.report()
-    );
+    env.kvr_bare(["--db", "cut.redb", "get", "a"])
+        .code(3)
+        .stderr_has(
+            "kvr: error: cut.redb is damaged: the file ends inside a page or its header (it was \
+             truncated, or a copy of it stopped short;",
+        )
+        .stderr_has("; kvr --db cut.redb check tells what is wrong; restore a backup of it\n");
     assert_eq!(std::fs::read(env.path("cut.redb")).unwrap(), &bytes[..100]);
+    // Cut after its header (whose pages then reach past the end): it gave
+    // redb's words, "File truncated below stored layout", and no way out
+    // (found by an audit).
+    let after_header = &bytes[..bytes.len() / 2];
+    std::fs::write(env.path("half.redb"), after_header).unwrap();
+    for args in [&["get", "a"][..], &["put", "c", "3"], &["stats"]] {
+        let mut all = vec!["--db", "half.redb"];
+        all.extend_from_slice(args);
+        env.kvr_bare(all)
+            .code(3)
+            .stderr_has(
+                "kvr: error: half.redb is damaged: the file ends before its last page (it was \
+                 truncated, or a copy of it stopped short; file_len=",
+            )
+            .stderr_has("; kvr --db half.redb check tells what is wrong; restore a backup of it");
+    }
+    assert!(std::fs::read(env.path("half.redb")).unwrap() == after_header);
 }
 
 /// A file the user may not even read: one plain "cannot read" line, as
