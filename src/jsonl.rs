@@ -122,9 +122,7 @@ fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Erro
     u64::deserialize(d).map(Some)
 }
 
-/// 10000-01-01T00:00:00Z in Unix milliseconds: no `expires_at_ms` is as
-/// late (see `check_expiry`).
-const YEAR_10000_MS: u64 = 253_402_300_800_000;
+use crate::types::YEAR_10000_MS;
 
 /// Longest `ttl`, in seconds: ten years (SPEC "Expiry (TTL)").
 pub const MAX_TTL_SECS: u64 = 315_360_000;

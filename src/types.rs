@@ -4,6 +4,11 @@
 
 use crate::error::{Error, Result};
 
+/// 10000-01-01T00:00:00Z in Unix milliseconds: no `expires_at_ms` is as
+/// late (a bad JSON line: `jsonl::check_expiry`), and a TTL's expiry is
+/// capped just before it.
+pub const YEAR_10000_MS: u64 = 253_402_300_800_000;
+
 /// Bookkeeping bytes counted per operation in memory (two `Vec` headers and slack).
 pub const OP_OVERHEAD_BYTES: usize = 64;
 
@@ -102,7 +107,10 @@ impl Op {
     /// [`Op::condition_only`].
     pub fn accept(mut self, now_ms: u64) -> Option<Op> {
         if let Some(ttl) = self.ttl_secs.take() {
-            self.expires_at_ms = Some(now_ms.saturating_add(ttl.saturating_mul(1000)));
+            // Capped where an `expires_at_ms` may end, so that what `range`
+            // prints `batch` takes back, whatever the clock read.
+            let at = now_ms.saturating_add(ttl.saturating_mul(1000));
+            self.expires_at_ms = Some(at.min(YEAR_10000_MS - 1));
         }
         match self.expires_at_ms {
             Some(at) if at <= now_ms && matches!(self.action, Action::Put(_)) => {
@@ -264,6 +272,26 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under a clock in the year 9990, a TTL of ten years gave an expiry
+    /// that `batch` refuses as a bad line, so `range | batch` failed (found
+    /// by an audit); it is capped where expiries end.
+    #[test]
+    fn a_ttl_past_the_year_9999_is_capped_where_a_batch_line_takes_it() {
+        let late = YEAR_10000_MS - 3_600_000;
+        let op = Op::put("k", "v")
+            .ttl(Some(315_360_000))
+            .accept(late)
+            .unwrap();
+        assert_eq!(op.expires_at_ms, Some(YEAR_10000_MS - 1));
+        let line = format!(
+            "{{\"key\":\"k\",\"value\":\"v\",\"expires_at_ms\":{}}}",
+            YEAR_10000_MS - 1
+        );
+        assert!(crate::jsonl::parse_line(line.as_bytes(), 1, 100).is_ok());
+        let op = Op::put("k", "v").ttl(Some(60)).accept(1_000).unwrap();
+        assert_eq!(op.expires_at_ms, Some(61_000));
+    }
 
     #[test]
     fn successor_of_prefixes() {
