@@ -59,6 +59,8 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    // Before anything is written: hyper would answer no request.
+    crate::server::date::check_clock().map_err(anyhow::Error::msg)?;
     let token = serve_token(g)?;
     let limits = limits_of(g, &args)?;
     let workers = workers(args.workers)?;

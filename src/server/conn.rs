@@ -271,13 +271,16 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
 /// A JSON error response written by hand (outside hyper) on a connection
 /// that closes after it: `status` line, extra `headers` (each ending in
 /// CRLF), the revision, and `body`. It carries a `Date` as hyper's own
-/// answers do (RFC 9110 asks it of a server with a clock).
+/// answers do (RFC 9110 asks it of a server with a clock), when the
+/// clock can be said in one (`date::now`).
 fn closing_error(status: &str, headers: &str, body: &str, revision: u64) -> String {
+    let date = super::date::now()
+        .map(|d| format!("date: {d}\r\n"))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
          {headers}x-kvr-revision: {revision}\r\nconnection: close\r\n\
-         date: {}\r\ncontent-length: {}\r\n\r\n{body}",
-        httpdate::fmt_http_date(std::time::SystemTime::now()),
+         {date}content-length: {}\r\n\r\n{body}",
         body.len()
     )
 }

@@ -37,6 +37,7 @@ mod auth;
 mod backup;
 mod body;
 mod conn;
+pub mod date;
 mod headers;
 pub mod joining;
 mod kv;
