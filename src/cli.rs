@@ -57,7 +57,8 @@ pub struct Global {
         env = "KVR_CACHE_MIB",
         hide_env_values = true,
         value_name = "MIB",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = parse_whole,
     )]
     pub cache_mib: Option<u64>,
 
@@ -399,7 +400,7 @@ pub struct PutArgs {
     /// With --db: the largest value accepted, in bytes [default: 16 MiB].
     /// Raise it for data from a server with a larger `serve
     /// --max-value-bytes`. With --server the server's limit applies.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_value_bytes: Option<usize>,
 }
 
@@ -424,6 +425,25 @@ fn parse_limit(text: &str) -> Result<u64, String> {
             .parse::<u64>()
             .map_err(|_| format!("{text:?} is not a whole number")),
     }
+}
+
+/// A count, a size or a number of MiB: a whole number, 0 or more, in
+/// words (Rust's own were "invalid digit found in string", also for a
+/// negative number).
+fn parse_whole(text: &str) -> Result<u64, String> {
+    match text.parse::<i128>() {
+        Ok(n) if n < 0 => Err("must be 0 or more".into()),
+        Ok(n) if n > i128::from(u64::MAX) => Err(format!("must be at most {}", u64::MAX)),
+        _ => text
+            .parse::<u64>()
+            .map_err(|_| format!("{text:?} is not a whole number")),
+    }
+}
+
+/// [`parse_whole`], for a count held in a `usize`.
+fn parse_whole_usize(text: &str) -> Result<usize, String> {
+    let n = parse_whole(text)?;
+    usize::try_from(n).map_err(|_| format!("must be at most {}", usize::MAX))
 }
 
 /// An `--if-revision`: a revision, 0 or more. A negative one is said to be
@@ -591,7 +611,7 @@ pub struct WatchArgs {
     pub prefix: Option<OsString>,
     /// Start with the events from revision R on (those the server still
     /// keeps; older ones: exit 1); omitted: changes after the current one.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = parse_whole, allow_negative_numbers = true)]
     pub from_revision: Option<u64>,
     /// Leave values out of put events.
     #[arg(long)]
@@ -623,7 +643,7 @@ pub struct BatchArgs {
     /// With --db: the largest value accepted, in bytes [default: 16 MiB].
     /// Raise it for data from a server with a larger `serve
     /// --max-value-bytes`. With --server the server's limit applies.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_value_bytes: Option<usize>,
 }
 
@@ -705,26 +725,26 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// Largest value, in bytes (in cluster mode, --raft-listen, the
     /// default is 8388608: one request is one Raft entry).
-    #[arg(long, value_name = "BYTES", default_value_t = crate::limits::DEFAULT_MAX_VALUE_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::limits::DEFAULT_MAX_VALUE_BYTES, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_value_bytes: usize,
     /// Most operations in one batch request.
-    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_OPS)]
+    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_OPS, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_ops: usize,
     /// Largest batch request body, in bytes (in cluster mode the default
     /// is 8388608).
-    #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_bytes: usize,
     /// Memory for request bodies being received or handled, server-wide,
     /// in MiB; beyond, 503 overloaded at once. Default: twice
     /// --memtable-mib; never less than one largest request.
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_body_mib: Option<usize>,
     /// Writes that may wait for the writer; beyond, 503 overloaded at once.
-    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_QUEUE_SIZE)]
+    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_QUEUE_SIZE, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub queue_size: usize,
     /// Open connections; beyond, new ones get 503 and are closed (but for
     /// /healthz, /readyz and /metrics, on a reserve of 8 more).
-    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_CONNECTIONS, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
@@ -736,20 +756,20 @@ pub struct ServeArgs {
     /// past it writes wait for a flush (and get 503 when the queue is
     /// full). Default: an eighth of the cache, between 16 and 128. It also
     /// bounds the log replayed after a crash.
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", value_parser = parse_whole, allow_negative_numbers = true)]
     pub memtable_mib: Option<u64>,
     /// Watch history to keep, in revisions (0: none; watches then follow
     /// live changes only and cannot resume from an earlier revision).
-    #[arg(long, value_name = "N", default_value_t = crate::engine::history::DEFAULT_HISTORY)]
+    #[arg(long, value_name = "N", default_value_t = crate::engine::history::DEFAULT_HISTORY, value_parser = parse_whole, allow_negative_numbers = true)]
     pub history: u64,
     /// Watch history to keep, in bytes of its events (each event's key and
     /// value plus 24 bytes): the oldest events go first when either bound
     /// is reached.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::engine::history::DEFAULT_HISTORY_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::engine::history::DEFAULT_HISTORY_BYTES, value_parser = parse_whole, allow_negative_numbers = true)]
     pub history_bytes: u64,
     /// Threads serving HTTP [default: one per CPU core; the group-commit
     /// writer and the flush have threads of their own].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub workers: Option<usize>,
     /// No log line per request on stderr.
     #[arg(long, short)]
@@ -811,7 +831,9 @@ pub struct ClusterArgs {
         long,
         value_name = "MS",
         default_value_t = 100,
-        requires = "raft_listen"
+        requires = "raft_listen",
+        value_parser = parse_whole,
+        allow_negative_numbers = true,
     )]
     pub heartbeat_ms: u64,
     /// Election timeout range, in milliseconds (MIN at least 3 x heartbeat).
@@ -844,35 +866,35 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "put")]
     pub workload: Workload,
     /// Concurrent clients (connections).
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub clients: usize,
     /// Run this long [default: 10 s unless --requests is given].
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Stop after this many requests in all.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_whole, allow_negative_numbers = true)]
     pub requests: Option<u64>,
     /// Key length in bytes (random keys under `kvr-bench/`).
-    #[arg(long, value_name = "BYTES", default_value_t = 16)]
+    #[arg(long, value_name = "BYTES", default_value_t = 16, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub key_size: usize,
     /// Value length in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 100)]
+    #[arg(long, value_name = "BYTES", default_value_t = 100, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub value_size: usize,
     /// Number of distinct keys the workload draws from (reads too: prefill
     /// them first, in this run or an earlier one).
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = parse_whole, allow_negative_numbers = true)]
     pub keyspace: u64,
     /// Keys to write (`kvr-bench/` 0..N) before measuring.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_whole, allow_negative_numbers = true)]
     pub prefill: u64,
     /// Share of reads in the mixed workload.
     #[arg(long, value_name = "R", default_value_t = 0.9)]
     pub read_ratio: f64,
     /// Operations per request of the batch workload.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub batch_size: usize,
     /// Keys per request of the range workload.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub range_size: usize,
     /// Retry at once after a 503 instead of waiting the server's
     /// Retry-After (1 s), as a well-behaved client would.

@@ -476,6 +476,47 @@ fn prefix_and_range_take_keys_that_start_with_a_hyphen() {
     assert_eq!(keys(&[]), ["b"]);
 }
 
+/// A count, size or MiB that is not a whole number says so in words, for
+/// every such flag: it said "invalid digit found in string", Rust's own
+/// words, also for a negative number (found by an audit). Nothing is
+/// written.
+#[test]
+fn a_bad_whole_number_says_so() {
+    let env = Env::new();
+    env.kvr(["put", "k", "v1"]).ok();
+    let before = env.snapshot();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["put", "k", "v2", "--cache-mib", "lots"],
+            "for '--cache-mib <MIB>': \"lots\" is not a whole number",
+        ),
+        (
+            &["put", "k", "v2", "--cache-mib", "-1"],
+            "for '--cache-mib <MIB>': must be 0 or more",
+        ),
+        (
+            &["batch", "--max-value-bytes", "1k"],
+            "for '--max-value-bytes <BYTES>': \"1k\" is not a whole number",
+        ),
+        (
+            &["watch", "--from-revision", "-3"],
+            "for '--from-revision <R>': must be 0 or more",
+        ),
+        (
+            &["bench", "--clients", "99999999999999999999"],
+            "for '--clients <N>': must be at most 18446744073709551615",
+        ),
+    ];
+    for (args, says) in cases {
+        let value = args[args.len() - 1];
+        env.kvr(args)
+            .stdin("{\"key\":\"k\",\"value\":\"v3\"}\n")
+            .code(2)
+            .stderr_has(&format!("kvr: error: invalid value '{value}' {says}"));
+    }
+    assert_eq!(env.snapshot(), before);
+}
+
 /// A bad value from an environment variable names the variable: a stale
 /// `KVR_TIMEOUT` in a profile is not a `--timeout` the user typed. Nothing
 /// is written.
@@ -494,7 +535,16 @@ fn a_bad_environment_value_names_its_variable() {
             "fresh",
             "(it sets --consistency): possible values: linearizable, stale",
         ),
-        ("KVR_CACHE_MIB", "lots", "(it sets --cache-mib)"),
+        (
+            "KVR_CACHE_MIB",
+            "lots",
+            "(it sets --cache-mib): \"lots\" is not a whole number",
+        ),
+        (
+            "KVR_CACHE_MIB",
+            "-5",
+            "(it sets --cache-mib): must be 0 or more",
+        ),
     ];
     for (variable, value, says) in cases {
         let done = env.kvr(["put", "k", "v2"]).env(variable, value).code(2);
