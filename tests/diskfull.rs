@@ -76,5 +76,17 @@ fn full_disk_fails_writes_cleanly_and_recovers() {
     for i in 0..stored {
         assert_eq!(kvr(&["get", &format!("k{i}")]).ok().out.stdout, value(i));
     }
+
+    // In parts, the disk fills after some were applied: the error says
+    // which, and that the rest was not applied ("not sent", as of a
+    // server, was said of a file: found by an audit).
+    let done = kvr(&["batch", "--chunk-size", "5"]).stdin(lines).code(3);
+    let text = done.stderr_text();
+    assert!(
+        text.contains("failed and the input after them was not applied; lines 1-")
+            && text.contains("disk full"),
+        "{}",
+        done.report()
+    );
     drop(fs);
 }

@@ -195,7 +195,14 @@ fn lines_text(first: u64, last: u64) -> String {
 /// and a script that fixes the line and runs the whole input again would
 /// apply the earlier parts twice. A failed condition stays exit 4, a
 /// timeout exit 5.
-fn part_failed(e: Error, before: u64, n: u64, parts: u64, total: &Applied) -> anyhow::Error {
+fn part_failed(
+    e: Error,
+    before: u64,
+    n: u64,
+    parts: u64,
+    total: &Applied,
+    remote: bool,
+) -> anyhow::Error {
     let e = in_part_terms(e, n);
     // A refused part wrote nothing; after a timeout, say, its outcome is
     // unknown.
@@ -213,9 +220,11 @@ fn part_failed(e: Error, before: u64, n: u64, parts: u64, total: &Applied) -> an
         format!("the input from line {} on was not applied", before + 1)
     } else {
         format!(
-            "{} failed and the input after {} was not sent",
+            "{} failed and the input after {} was not {}",
             lines_text(before + 1, before + n),
-            if n == 1 { "it" } else { "them" }
+            if n == 1 { "it" } else { "them" },
+            // Into a file nothing is sent.
+            if remote { "sent" } else { "applied" }
         )
     };
     let context = format!(
@@ -273,7 +282,16 @@ pub(super) fn in_parts(
                 // Failed after a signal, or because of it (the reader
                 // stops on it): nothing of this part is sent.
                 Some(signal) => return Err(stopped(signal, before, &total)),
-                None => return Err(part_failed(e, before, line, before / lines, &total)),
+                None => {
+                    return Err(part_failed(
+                        e,
+                        before,
+                        line,
+                        before / lines,
+                        &total,
+                        guards.remote,
+                    ));
+                }
             },
             Next::Stopped(signal) => return Err(stopped(signal, before, &total)),
         };
@@ -298,7 +316,7 @@ pub(super) fn in_parts(
             .map_err(|e| match signal() {
                 // Stopped by the signal, before its commit.
                 Some(signal) if !guards.remote => stopped(signal, before, &total),
-                _ => part_failed(e, before, n, before / lines, &total),
+                _ => part_failed(e, before, n, before / lines, &total, guards.remote),
             })?;
         if let Some(guard) = guards.new_file {
             guard.disarm(); // the file holds a committed part now
