@@ -45,6 +45,7 @@ pub mod store;
 pub mod tls;
 pub mod tui;
 pub mod types;
+pub mod units;
 pub mod wal;
 
 pub use error::{Error, Result};

@@ -55,9 +55,11 @@ pub fn run(g: &Global, args: &CompactArgs) -> anyhow::Result<()> {
         // In the README's order (`json!` sorts its keys).
         true => format!("{{\"before\":{before},\"after\":{after}}}\n"),
         false => format!(
-            "{}: {before} bytes before, {after} bytes after ({:.1} MB given back)\n",
+            "{}: {before} bytes before, {after} bytes after ({} given back)\n",
             g.db.display(),
-            before.saturating_sub(after) as f64 / 1e6
+            crate::units::human_bytes(
+                usize::try_from(before.saturating_sub(after)).unwrap_or(usize::MAX)
+            )
         ),
     };
     super::print_after_write(summary, &format!("{done} and closed"))?;

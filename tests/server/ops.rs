@@ -929,8 +929,13 @@ fn compact_shrinks_a_file_with_many_deletes() {
     let out = run_ok(d, &["--db", "db.redb", "compact"]);
     let after = std::fs::metadata(d.join("db.redb")).unwrap().len();
     assert!(after < before / 2, "{before} -> {after}");
+    // What was given back in its unit: a small file's halving read "0.0
+    // MB given back" (found by an audit).
+    let given = kvr::units::human_bytes((before - after) as usize);
     assert!(
-        out.contains(&format!("{before} bytes before, {after} bytes after")),
+        out.contains(&format!(
+            "{before} bytes before, {after} bytes after ({given} given back)"
+        )),
         "{out}"
     );
     assert_eq!(run_ok(d, &["--db", "db.redb", "range"]), range_before);
