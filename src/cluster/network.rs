@@ -57,6 +57,14 @@ pub const H_CLUSTER: &str = "x-kvr-cluster";
 pub const H_FROM: &str = "x-kvr-from";
 pub const H_TO: &str = "x-kvr-to";
 pub const H_SNAPSHOT: &str = "x-kvr-snapshot";
+/// A raft answer's header: the answering member's clock (Unix ms), which
+/// the asking one compares with its own ([`compare_clocks`]).
+pub const H_TIME: &str = "x-kvr-time-ms";
+
+/// How far two members' clocks may differ before it is logged: SPEC asks
+/// them to agree within about a second, since expiry goes by the clock of
+/// whichever member leads.
+const CLOCKS_APART_MS: u64 = 1000;
 
 /// Makes a [`Peer`] per target and purpose.
 pub struct Network {
@@ -233,10 +241,18 @@ pub async fn call(
             req = req.header(name, value);
         }
         let req = req.body(body).map_err(|e| (false, io::Error::other(e)))?;
+        let asked = crate::types::now_ms();
         let resp = sender
             .send_request(req)
             .await
             .map_err(|e| (true, io::Error::other(e)))?;
+        let peer_ms = resp
+            .headers()
+            .get(H_TIME)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(peer_ms) = peer_ms {
+            compare_clocks(to, peer_ms, asked, crate::types::now_ms());
+        }
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -270,6 +286,49 @@ pub async fn call(
         Ok(r) => r,
         Err(_) => Err((true, io::Error::new(io::ErrorKind::TimedOut, "timed out"))),
     }
+}
+
+/// Logs (every 30 s at most) a peer whose clock, `peer_ms` when it
+/// answered a request sent at `asked` and answered by `answered` on this
+/// member's clock, is more than [`CLOCKS_APART_MS`] from this one's beyond
+/// what the round trip leaves unknown. Expiry goes by the leader's clock,
+/// so a member an hour ahead expires every key written under another
+/// leader as soon as it leads (found by an audit, where nothing said so).
+fn compare_clocks(to: Dest<'_>, peer_ms: u64, asked: u64, answered: u64) {
+    let Some((ahead, apart_ms)) = clocks_apart(peer_ms, asked, answered) else {
+        return;
+    };
+    let Dest { addr, me, target } = to;
+    let secs = apart_ms as f64 / 1000.0;
+    let (way, expiry) = match ahead {
+        true => ("ahead of", "early"),
+        false => ("behind", "late"),
+    };
+    log_rarely(
+        &format!("clock of node {target}"),
+        format_args!(
+            "kvr serve: node {target} at raft {addr} has a clock {secs:.1} s {way} this node's \
+             (node {}): expiry goes by the leader's clock, so while node {target} leads, keys \
+             with a TTL expire about {secs:.1} s {expiry}; keep the members' clocks within a \
+             second of each other (NTP)",
+            me.node_id
+        ),
+    );
+}
+
+/// Whether a peer's clock is ahead, and by how much, when it is more than
+/// [`CLOCKS_APART_MS`] from this one's beyond the round trip's doubt.
+fn clocks_apart(peer_ms: u64, asked: u64, answered: u64) -> Option<(bool, u64)> {
+    // The peer read its clock between `asked` and `answered`.
+    let (early, late) = (asked.min(answered), asked.max(answered));
+    let apart = if peer_ms > late {
+        (true, peer_ms - late)
+    } else if peer_ms < early {
+        (false, early - peer_ms)
+    } else {
+        return None;
+    };
+    (apart.1 > CLOCKS_APART_MS).then_some(apart)
 }
 
 /// The rate an append's entries are assumed to cross the network and reach
@@ -452,5 +511,25 @@ impl io::Write for ChannelWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.flush_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_are_apart_only_beyond_a_second_and_the_round_trip() {
+        // Read within the round trip: no telling.
+        assert_eq!(clocks_apart(5_000, 4_000, 6_000), None);
+        // A second and less beyond it: within what SPEC allows.
+        assert_eq!(clocks_apart(7_000, 4_000, 6_000), None);
+        assert_eq!(clocks_apart(7_001, 4_000, 6_000), Some((true, 1_001)));
+        assert_eq!(clocks_apart(3_600_000, 100, 120), Some((true, 3_599_880)));
+        assert_eq!(
+            clocks_apart(100, 3_600_000, 3_600_010),
+            Some((false, 3_599_900))
+        );
+        assert_eq!(clocks_apart(2_999, 4_000, 6_000), Some((false, 1_001)));
     }
 }

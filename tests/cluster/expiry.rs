@@ -86,3 +86,68 @@ fn a_ttl_becomes_one_expiry_on_every_node_and_expires_everywhere() {
         }
     }
 }
+
+/// libfaketime, which makes a process see another clock.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A member whose clock is an hour ahead is named in the log of the one
+/// that asks it (the leader, with every heartbeat), and it names the
+/// others: expiry goes by the leader's clock, so when it leads every key
+/// with a TTL written under another leader expires an hour early, and
+/// nothing said so (found by an audit). Members within a second of each
+/// other say nothing. Needs libfaketime (`.ci/run` installs it).
+#[test]
+fn a_member_whose_clock_is_an_hour_off_is_logged() {
+    if !std::path::Path::new(FAKETIME).exists() {
+        let why = format!("skipped: {FAKETIME} is missing (apt-get install faketime)");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    // Its monotonic clock is left alone: openraft's timers run on it.
+    let ahead = [
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME", "+1h"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &ahead);
+    wait_for(30, "two voters", || voters(&n1) == 2);
+    wait_for(30, "node 1 to name node 2's clock", || {
+        stderr_of(dir, "n1").contains("kvr serve: node 2 at raft ")
+    });
+    let said = stderr_of(dir, "n1");
+    let line = said
+        .lines()
+        .find(|l| l.contains("kvr serve: node 2 at raft "))
+        .unwrap();
+    assert!(
+        line.contains("has a clock 3")
+            && line.contains(" s ahead of this node's (node 1): expiry goes by the leader's clock")
+            && line.contains("keep the members' clocks within a second of each other (NTP)"),
+        "{line}"
+    );
+    // Node 2, forwarding a write to the leader, sees node 1 behind.
+    let (code, _, body) = http(&n2.url, "PUT", "/v1/kv/k", b"v");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    wait_for(30, "node 2 to name node 1's clock", || {
+        stderr_of(dir, "n2").contains("kvr serve: node 1 at raft ")
+    });
+    assert!(
+        stderr_of(dir, "n2").contains(" s behind this node's (node 2)"),
+        "{}",
+        stderr_of(dir, "n2")
+    );
+    // Clocks that agree are not named.
+    let n3 = spawn(dir, "n3", &["--join", &n1.url], &[]);
+    wait_for(30, "three voters", || voters(&n1) == 3);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        !stderr_of(dir, "n1").contains("node 3 at raft"),
+        "{}",
+        stderr_of(dir, "n1")
+    );
+    drop(n3);
+}

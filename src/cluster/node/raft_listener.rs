@@ -250,7 +250,15 @@ fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> std::result::Result<T
 
 fn reply<T: Serialize>(answer: std::result::Result<T, String>) -> Response<Body> {
     match postcard::to_allocvec(&answer) {
-        Ok(bytes) => Response::new(full(bytes)),
+        Ok(bytes) => {
+            let mut resp = Response::new(full(bytes));
+            // For the asker to compare clocks (`network::compare_clocks`).
+            resp.headers_mut().insert(
+                crate::cluster::network::H_TIME,
+                hyper::header::HeaderValue::from(crate::types::now_ms()),
+            );
+            resp
+        }
         Err(e) => answer_status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
