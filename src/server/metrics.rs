@@ -8,7 +8,8 @@
 //! memory-table insert: the disk's share of a write's latency);
 //! `kvr_write_queue_depth`; `kvr_writes_rejected_total`; `kvr_revision`;
 //! `kvr_keys`; `kvr_db_bytes`; `kvr_log_lines_dropped_total`;
-//! `kvr_http_malformed_requests_total`; and the
+//! `kvr_http_malformed_requests_total`; `kvr_expired_keys_total` and
+//! `kvr_expiry_lag_seconds` (the sweeper's); and the
 //! standard `process_*` families (`process.rs`). The engine adds its own
 //! (`Engine::metrics`: flushes, memory tables), and a cluster member its
 //! write rounds (`cluster/write_batch.rs`: entries and writes proposed).
@@ -110,6 +111,11 @@ pub struct Metrics {
     connections_open: AtomicU64,
     connections_refused: AtomicU64,
     connections_reserved: AtomicU64,
+    /// Keys the expiry sweeper's deletes removed.
+    expired: AtomicU64,
+    /// At the sweeper's last round, how long past its expiry the most
+    /// overdue key it found was, in ms (0: none was due).
+    expiry_lag_ms: AtomicU64,
 }
 
 /// Counts a connection as open while it is held (`kvr_connections_open`).
@@ -147,6 +153,8 @@ impl Metrics {
             connections_open: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             connections_reserved: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            expiry_lag_ms: AtomicU64::new(0),
         }
     }
 
@@ -202,6 +210,13 @@ impl Metrics {
     /// Access lines whose write failed (stderr closed or full).
     pub fn log_lines_lost(&self, lines: u64) {
         self.log_dropped.fetch_add(lines, Ordering::Relaxed);
+    }
+
+    /// A sweeper round: `lag_ms` past its expiry the most overdue key it
+    /// found (0 when none was due), and `deleted` keys its deletes removed.
+    pub fn swept(&self, lag_ms: u64, deleted: u64) {
+        self.expiry_lag_ms.store(lag_ms, Ordering::Relaxed);
+        self.expired.fetch_add(deleted, Ordering::Relaxed);
     }
 
     /// A request refused by the HTTP parser, before any route saw it.
@@ -329,6 +344,12 @@ impl Metrics {
                 Some(self.connections_reserved.load(Ordering::Relaxed)),
             ),
             (
+                "kvr_expired_keys_total",
+                "counter",
+                "Keys deleted by the expiry sweeper (each also a watch event with expired true); on a cluster member, by the leader's sweeper while this node led.",
+                Some(self.expired.load(Ordering::Relaxed)),
+            ),
+            (
                 "kvr_writes_rejected_total",
                 "counter",
                 "Writes refused with 503 overloaded (queue full or standing).",
@@ -341,6 +362,18 @@ impl Metrics {
                 let _ = writeln!(out, "{name} {value}");
             }
         }
+        family(
+            &mut out,
+            "kvr_expiry_lag_seconds",
+            "gauge",
+            "At the expiry sweeper's last round, how long past its expiry the most overdue key it found was (0: none was due); SPEC deletes a key within about a second after it. On a cluster member, the leader's sweeper only.",
+        );
+        let lag_ms = self.expiry_lag_ms.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "kvr_expiry_lag_seconds {}",
+            Rounded(lag_ms as f64 / 1000.0)
+        );
         super::process::render(&mut out);
         out
     }

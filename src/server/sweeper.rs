@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::State;
 use super::writer::WriteRequest;
 use crate::error::{Error, Result};
-use crate::types::now_ms;
+use crate::types::{Action, now_ms};
 
 /// How often the sweeper looks: a key is deleted within about this much
 /// after its expiry (SPEC: "within about a second").
@@ -59,15 +59,27 @@ async fn round(
         tokio::task::spawn_blocking(move || engine.expired(now_ms(), SWEEP_BATCH, after.as_ref()))
             .await
             .map_err(|e| Error::Storage(format!("the expiry sweeper failed: {e}")))??;
+    let now = now_ms();
+    let lag_ms = ops
+        .iter()
+        .filter_map(|op| match op.action {
+            Action::Expire { expires_at_ms, .. } => Some(now.saturating_sub(expires_at_ms)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut deleted = 0;
     if !ops.is_empty() {
-        state
+        deleted = state
             .writer
             .write(WriteRequest {
                 ops,
                 ..WriteRequest::default()
             })
-            .await?;
+            .await?
+            .deletes;
     }
+    state.metrics.swept(lag_ms, deleted);
     Ok(next)
 }
 

@@ -77,6 +77,17 @@ fn ttl_over_http_header_range_and_sweep() {
     let took = wait_gone(&s, "s", put_at);
     assert!(took < Duration::from_millis(2600), "{took:?}");
     assert_eq!(revision(&s), 3);
+    // Counted, and how late the sweeper was at its last round shows.
+    assert_eq!(super::support::metric(&s.url, "kvr_expired_keys_total"), 1);
+    let metrics = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+    let lag: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kvr_expiry_lag_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.0..2.6).contains(&lag), "{lag}");
+    assert!(metrics.contains("# TYPE kvr_expiry_lag_seconds gauge\n"));
     // Without an expiry: no header.
     http("PUT", &format!("{}/v1/kv/q", s.url), &[], Some(b"x"));
     let get = http("GET", &format!("{}/v1/kv/q", s.url), &[], None);
