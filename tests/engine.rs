@@ -225,7 +225,7 @@ fn check_history(r: &Running, model: &Model, floor: u64) {
     let oldest = r.engine.oldest_revision();
     assert_eq!(oldest, model.oldest(HISTORY.events, HISTORY.bytes, floor));
     for from in oldest..=model.revision + 1 {
-        let found = match r.engine.events(from, usize::MAX).unwrap() {
+        let found = match r.engine.events(from, usize::MAX, usize::MAX).unwrap() {
             Events::Found(events) => events,
             Events::Gone => panic!("events from {from} are gone; oldest {oldest}"),
         };
@@ -244,8 +244,29 @@ fn check_history(r: &Running, model: &Model, floor: u64) {
         assert_eq!(got, want, "from {from}");
     }
     // A page stops at its size.
-    if let Events::Found(page) = r.engine.events(oldest, 2).unwrap() {
+    if let Events::Found(page) = r.engine.events(oldest, 2, usize::MAX).unwrap() {
         assert_eq!(page.len(), (model.revision + 1 - oldest).min(2) as usize);
+    }
+    // And at its bytes: the events in order from `from`, up to and
+    // including the first that brings keys and values to the bound,
+    // across the store's history and the memory tables alike.
+    for from in oldest..=model.revision {
+        let Events::Found(page) = r.engine.events(from, usize::MAX, 40).unwrap() else {
+            panic!("events from {from} are gone");
+        };
+        let want = &model.events[(from - 1) as usize..];
+        let sizes: Vec<usize> = page.iter().map(|e| e.key.len() + e.value.len()).collect();
+        assert!(!page.is_empty() && page.len() <= want.len(), "from {from}");
+        assert_eq!(page[0].revision, from);
+        for (e, w) in page.iter().zip(want) {
+            assert_eq!(e.revision, w.0, "from {from}");
+        }
+        let before_last: usize = sizes[..sizes.len() - 1].iter().sum();
+        assert!(before_last < 40, "from {from}: {sizes:?}");
+        assert!(
+            page.len() == want.len() || before_last + sizes[sizes.len() - 1] >= 40,
+            "from {from}: stopped early at {sizes:?}"
+        );
     }
 }
 
@@ -1215,7 +1236,7 @@ fn history_shares_values_only_for_keys_a_flush_creates() {
     r.writer.freeze_now().unwrap();
     assert!(r.engine.wait_flushed());
     assert!(r.engine.flush_parts() > parts, "flushed in parts");
-    let Events::Found(events) = r.engine.events(1, 100).unwrap() else {
+    let Events::Found(events) = r.engine.events(1, 100, usize::MAX).unwrap() else {
         panic!("history gone");
     };
     let read: Vec<(u64, Vec<u8>)> = events

@@ -441,7 +441,9 @@ enum Stored {
 /// A page of events from `from` on, read from the store's history on a
 /// blocking thread.
 async fn read_stored(engine: &Arc<Engine>, from: u64) -> Stored {
-    let read = super::blocking(engine, "watch", move |e| e.events(from, PAGE_EVENTS));
+    let read = super::blocking(engine, "watch", move |e| {
+        e.events(from, PAGE_EVENTS, LIMITS.each)
+    });
     match read.await {
         Ok(Events::Found(events)) if !events.is_empty() => Stored::Events(events),
         Ok(Events::Found(_)) => Stored::Nothing,

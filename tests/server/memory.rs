@@ -534,3 +534,65 @@ fn unread_streams_hold_no_thread_and_little_memory() {
     assert_eq!(body_lines, 50_000, "{}", &text[..200.min(text.len())]);
     assert!(text.contains(&format!("{{\"key\":\"{}\"", key(49_999))));
 }
+
+/// Watchers whose clients read nothing, behind on writes of 1 MB values,
+/// hold about their outboxes' bound, also once the stream has to be read
+/// back from the stored history. A watcher read a page of 1,024 stored
+/// events whole: 100 unread watchers and 300 writes of 1 MB took the
+/// server past 9 GB (found by an audit). The small receive buffer keeps
+/// the kernel from taking a value's worth for the client.
+#[test]
+fn unread_watchers_behind_on_large_values_stay_within_their_bound() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--idle-timeout",
+            "2",
+            "--cache-mib",
+            "32",
+            "--memtable-mib",
+            "16",
+        ],
+    );
+    let rss_before = s.rss_kib();
+    let mut watchers = Vec::new();
+    // More than the outboxes' bound takes (64 MiB at 1 MiB each): under
+    // that pressure stalled streams end, and the others read on.
+    for _ in 0..100 {
+        let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+        small_receive_buffer(&c);
+        write!(c, "GET /v1/watch HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        watchers.push(c);
+    }
+    // (Under the outbox's bound of 1 MiB, so that a stream reads on.)
+    let value = vec![b'B'; 1_000_000];
+    for i in 0..80 {
+        assert_eq!(put(&s.url, &format!("w{i}"), &value).status, 200);
+    }
+    // Past the idle timeout, while the stream tasks read on.
+    let mut peak = 0;
+    for _ in 0..50 {
+        peak = peak.max(s.rss_kib());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 2.7 GB resident at the peak before (this test, a debug build).
+    assert!(
+        peak < rss_before + 600 * 1024,
+        "{rss_before} KiB resident before, {peak} KiB at the peak"
+    );
+    // The server still answers.
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/w0", s.url), &[], None).status,
+        200
+    );
+    drop(watchers);
+}
+
+/// A 4 KiB receive buffer (which also stops the kernel growing it).
+fn small_receive_buffer(c: &std::net::TcpStream) {
+    socket2::SockRef::from(c)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+}
