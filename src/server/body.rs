@@ -275,20 +275,44 @@ async fn refuse_after_drain(
 /// `--idle-timeout` (the connection timed out under hyper, which says
 /// only "error reading a body from connection") or another failure.
 fn unread_body(e: &hyper::Error, got: usize, announced: Option<u64>) -> Error {
+    let of = announced.map_or_else(String::new, |len| format!(" of {len}"));
     let mut source = std::error::Error::source(e);
+    // hyper says only "error reading a body from connection": its cause
+    // says what went wrong (found by an audit).
+    let mut innermost = None;
     while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return Error::invalid(format!(
-                "the request body stopped coming: {got} bytes{} came, then nothing for \
-                 --idle-timeout; nothing was applied",
-                announced.map_or_else(String::new, |len| format!(" of {len}"))
-            ));
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::TimedOut => {
+                    return Error::invalid(format!(
+                        "the request body stopped coming: {got} bytes{of} came, then nothing \
+                         for --idle-timeout; nothing was applied"
+                    ));
+                }
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe => {
+                    return Error::invalid(format!(
+                        "the connection ended inside the request body: {got} bytes{of} came; \
+                         nothing was applied"
+                    ));
+                }
+                _ => {}
+            }
         }
+        innermost = Some(cause.to_string());
         source = cause.source();
     }
-    Error::invalid(format!("the request body could not be read: {e}"))
+    match innermost {
+        // Bad chunked framing, mostly: a chunk size that is not one.
+        Some(why) => Error::invalid(format!(
+            "the request body could not be read after {got} bytes{of}: {why}; nothing was \
+             applied"
+        )),
+        None => Error::invalid(format!(
+            "the request body could not be read after {got} bytes{of}: {e}; nothing was applied"
+        )),
+    }
 }
 
 fn bodies_overloaded(mib: u64) -> Error {

@@ -581,3 +581,51 @@ fn a_body_that_stops_coming_is_refused_naming_the_idle_timeout() {
     let r = http("GET", &format!("{}/v1/kv/stall", s.url), &[], None);
     assert_eq!(r.status, 404);
 }
+
+/// A body that ends early or is framed wrong says which, how much came,
+/// and that nothing was applied: each said only "the request body could
+/// not be read: error reading a body from connection" (found by an audit).
+#[test]
+fn a_body_cut_short_or_badly_chunked_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let answer = |request: &[u8], then_shut: bool| {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(request).unwrap();
+        if then_shut {
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let mut got = String::new();
+        let _ = c.read_to_string(&mut got);
+        got
+    };
+    let cut = answer(
+        b"PUT /v1/kv/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        true,
+    );
+    assert!(cut.starts_with("HTTP/1.1 400 "), "{cut}");
+    assert!(
+        cut.contains(
+            "the connection ended inside the request body: 3 bytes of 10 came; nothing was \
+             applied"
+        ),
+        "{cut}"
+    );
+    let chunked = answer(
+        b"PUT /v1/kv/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\nzz\r\n",
+        false,
+    );
+    assert!(chunked.starts_with("HTTP/1.1 400 "), "{chunked}");
+    assert!(
+        chunked.contains("the request body could not be read after 3 bytes: ")
+            && chunked.contains("; nothing was applied")
+            && !chunked.contains("error reading a body from connection"),
+        "{chunked}"
+    );
+    for key in ["cut", "chunked"] {
+        let r = http("GET", &format!("{}/v1/kv/{key}", s.url), &[], None);
+        assert_eq!(r.status, 404, "{key}");
+    }
+}
