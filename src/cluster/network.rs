@@ -58,7 +58,7 @@ pub const H_FROM: &str = "x-kvr-from";
 pub const H_TO: &str = "x-kvr-to";
 pub const H_SNAPSHOT: &str = "x-kvr-snapshot";
 /// A raft answer's header: the answering member's clock (Unix ms), which
-/// the asking one compares with its own ([`compare_clocks`]).
+/// the asking one compares with its own (`compare_clocks`).
 pub const H_TIME: &str = "x-kvr-time-ms";
 
 /// How far two members' clocks may differ before it is logged: SPEC asks
