@@ -29,6 +29,7 @@ pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {
     let (snap, revision) = state.snapshot()?;
     let body = stream(
         &state.engine,
+        &state.responses,
         "backup stream",
         BackupStream {
             snap,

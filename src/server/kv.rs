@@ -113,7 +113,11 @@ pub(super) fn get(
         }
     }
     let len = value.len();
-    let body = if head { Bytes::new() } else { value };
+    let body = if head {
+        Bytes::new()
+    } else {
+        state.responses.hold(value)?
+    };
     let mut resp = text(StatusCode::OK, body, "application/octet-stream");
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag(entry_revision));

@@ -91,6 +91,8 @@ pub struct State {
     pub cluster: Option<Arc<crate::cluster::node::Node>>,
     /// Room for request bodies (`--max-body-mib`).
     pub bodies: body::BodyBudget,
+    /// Room for large answers held for clients (`--max-body-mib` again).
+    pub responses: body::ResponseBudget,
     /// The highest revision a write answered here reflected. On a
     /// follower it is the leader's, which this node may not have applied
     /// yet; see [`State::revision`].
@@ -186,6 +188,7 @@ impl State {
         };
         Ok(State {
             bodies: body::BodyBudget::new(limits.max_body_bytes, limits.header_timeout * 2),
+            responses: body::ResponseBudget::new(limits.max_body_bytes),
             closing: tokio::sync::watch::Sender::new(false),
             watchers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             recovered,

@@ -161,6 +161,7 @@ fn stream(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     let (snap, revision) = state.snapshot()?;
     let body = body::stream(
         &state.engine,
+        &state.responses,
         "range stream",
         RangeStream {
             snap,
@@ -265,7 +266,7 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
             .await?
         }
     };
-    let mut resp = Response::new(full(body));
+    let mut resp = Response::new(full(state.responses.hold(body)?));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -596,3 +596,85 @@ fn small_receive_buffer(c: &std::net::TcpStream) {
         .set_recv_buffer_size(4096)
         .unwrap();
 }
+
+/// Large answers clients do not take hold room in a server-wide budget
+/// (`--max-body-mib`): past it, a GET or a page of large values is 503
+/// `overloaded` at once, and memory stays near the budget. Each unread
+/// answer held its value until `--idle-timeout`, so 300 clients reading
+/// nothing took 9.8 GB (found by an audit). Once the clients go, answers
+/// come again, streams included.
+#[test]
+fn large_answers_nobody_reads_share_a_bounded_budget() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-body-mib", "64"]);
+    let value = vec![b'L'; 15_000_000];
+    for i in 0..3 {
+        assert_eq!(put(&s.url, &format!("v{i}"), &value).status, 200);
+    }
+    // Flushed (the tests' servers flush after 2 s), so that each answer
+    // is a copy read from the file, not the memory table's own bytes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&s.url, "kvr_memtable_bytes") > 0 {
+        assert!(std::time::Instant::now() < deadline, "never flushed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rss_before = s.rss_kib();
+    let mut unread = Vec::new();
+    for i in 0..40 {
+        let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+        small_receive_buffer(&c);
+        write!(c, "GET /v1/kv/v{} HTTP/1.1\r\nHost: x\r\n\r\n", i % 3).unwrap();
+        unread.push(c);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_with = s.rss_kib();
+    // 64 MiB of budget: 600 MB held before.
+    assert!(
+        rss_with < rss_before + 150 * 1024,
+        "{rss_before} KiB resident before 40 unread answers of 15 MB, {rss_with} KiB with them"
+    );
+    let get = http("GET", &format!("{}/v1/kv/v0", s.url), &[], None);
+    assert_eq!(get.status, 503, "{} bytes", get.body.len());
+    assert!(get.header("retry-after").is_some());
+    let v = get.json();
+    assert_eq!(v["error"], "overloaded");
+    assert!(
+        v["message"].as_str().unwrap().contains(
+            "the answers it holds for clients that have not taken them yet take its memory \
+             for them (64 MiB, --max-body-mib)"
+        ),
+        "{v}"
+    );
+    let page = http("GET", &format!("{}/v1/range?prefix=v", s.url), &[], None);
+    assert_eq!(page.status, 503);
+    // Small answers are not held back.
+    assert_eq!(
+        http("GET", &format!("{}/v1/stats", s.url), &[], None).status,
+        200
+    );
+    drop(unread);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let get = http("GET", &format!("{}/v1/kv/v1", s.url), &[], None);
+        if get.status == 200 {
+            assert_eq!(get.body.len(), value.len());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {}", get.status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A stream of them, read, is whole.
+    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+    write!(
+        c,
+        "GET /v1/range?prefix=v HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut whole = Vec::new();
+    c.read_to_end(&mut whole).unwrap();
+    let text = String::from_utf8_lossy(&whole);
+    assert_eq!(text.matches("{\"key\":\"v").count(), 3);
+    assert!(text.ends_with("0\r\n\r\n"), "{}", &text[text.len() - 40..]);
+}
