@@ -174,6 +174,19 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
                 .into(),
         ));
     }
+    // UTF-16 (Windows' "Unicode"): a BOM, or a NUL after the first `{`.
+    if line == 1
+        && (text.starts_with(b"\xFF\xFE")
+            || text.starts_with(b"\xFE\xFF")
+            || text.starts_with(b"{\0")
+            || text.starts_with(b"\0{"))
+    {
+        return Err(bad(
+            "the input is UTF-16, and JSON lines are UTF-8: convert it first (e.g. iconv -f \
+             UTF-16 -t UTF-8 FILE)"
+                .into(),
+        ));
+    }
     // serde would read `["a","b"]` as the fields in order: check first.
     if !is_object(text) && serde_json::from_slice::<IgnoredAny>(text).is_ok() {
         return Err(bad("a line must be a JSON object".into()));

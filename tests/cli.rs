@@ -613,6 +613,22 @@ fn a_batch_starting_with_a_bom_says_so(env: Env) {
         .stdin("\u{feff}{\"key\":\"a\",\"value\":\"1\"}\n")
         .code(2)
         .stderr_has("line 1: the input starts with a UTF-8 byte order mark (BOM)");
+    // UTF-16, with its BOM or without (Windows' "Unicode"), is named too:
+    // it was "invalid JSON at column 1: expected value" (found by an
+    // audit).
+    let utf16 = |bom: &[u8]| {
+        let mut bytes = bom.to_vec();
+        for unit in "{\"key\":\"a\",\"value\":\"1\"}\n".encode_utf16() {
+            bytes.extend_from_slice(&unit.to_le_bytes());
+        }
+        bytes
+    };
+    for input in [utf16(b"\xFF\xFE"), utf16(b"")] {
+        env.kvr(["batch"])
+            .stdin(input)
+            .code(2)
+            .stderr_has("line 1: the input is UTF-16, and JSON lines are UTF-8: convert it first");
+    }
     assert_eq!(env.snapshot(), before);
 }
 
