@@ -159,11 +159,38 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ));
             ExitCode::from(2)
         }
+        // clap lists what is missing on the lines after its first: SPEC's
+        // first line says what failed, so they join it.
+        ErrorKind::MissingRequiredArgument => {
+            to_stderr(format_args!(
+                "kvr: {}",
+                missing_on_one_line(&e.render().to_string())
+            ));
+            ExitCode::from(2)
+        }
         _ => {
             to_stderr(format_args!("kvr: {}", e.render()));
             ExitCode::from(2)
         }
     }
+}
+
+/// clap's "the following required arguments were not provided:" with the
+/// indented names after it on its own line (`<KEY>`, `<VALUE>`).
+fn missing_on_one_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let Some(first) = lines.next() else {
+        return text.to_string();
+    };
+    let rest: Vec<&str> = lines.collect();
+    let names = rest.iter().take_while(|l| l.starts_with("  ")).count();
+    let listed: Vec<&str> = rest[..names].iter().map(|l| l.trim()).collect();
+    let mut out = format!("{first} {}\n", listed.join(" "));
+    for line in &rest[names..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Whether the value a clap error refused was empty.
