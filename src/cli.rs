@@ -376,6 +376,7 @@ pub enum ClusterAction {
 
 /// Store a value (from VALUE, or stdin to EOF when VALUE is absent).
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES_PUT)]
 pub struct PutArgs {
     /// The key (1 to 4096 bytes).
     #[arg(allow_negative_numbers = true)]
@@ -515,6 +516,7 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
 
 /// Write a key's value to stdout, byte for byte.
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES_GET)]
 pub struct GetArgs {
     /// The key.
     #[arg(allow_negative_numbers = true)]
@@ -532,6 +534,7 @@ pub struct GetArgs {
 #[command(override_usage = "kvr delete [OPTIONS] <KEY>\n       \
                             kvr delete [OPTIONS] --prefix <P>\n       \
                             kvr delete [OPTIONS] --range <START> <END>")]
+#[command(after_help = EXAMPLES_DELETE)]
 pub struct DeleteArgs {
     /// The key.
     #[arg(required_unless_present_any = ["prefix", "range"], conflicts_with_all = ["prefix", "range"])]
@@ -565,6 +568,7 @@ pub struct DeleteArgs {
 
 /// Print keys in [START, END) as JSON lines, from one consistent snapshot.
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES_RANGE)]
 pub struct RangeArgs {
     /// First key (inclusive); omitted: from the first key.
     #[arg(allow_negative_numbers = true)]
@@ -599,6 +603,7 @@ pub struct RangeArgs {
 /// resumes where it stopped, through the --server list, never printing an
 /// event twice or skipping one.
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES_WATCH)]
 pub struct WatchArgs {
     /// First key (inclusive); omitted: from the first key.
     #[arg(allow_negative_numbers = true)]
@@ -626,6 +631,7 @@ pub struct WatchArgs {
 /// --server: up to the server's batch limits, else exit 2 with nothing
 /// written; see --chunk-size).
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES_BATCH)]
 pub struct BatchArgs {
     /// Input file; omitted or `-`: stdin.
     #[arg(value_parser = parse_path)]
@@ -659,6 +665,7 @@ pub struct StatsArgs {
 /// Copy the database at one revision into a new, compacted database file
 /// (through --server while it serves, or from --db).
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES_BACKUP)]
 pub struct BackupArgs {
     /// The new file; written under a temporary name and renamed when
     /// complete, so it is never half a backup.
@@ -708,6 +715,7 @@ pub struct CompletionsArgs {
 
 /// Serve the HTTP API: writes are group-committed through a write-ahead log.
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES_SERVE)]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the first stdout line
     /// names it).
@@ -904,3 +912,37 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+// `--help`'s examples; tests/cli/usage.rs runs every one that needs no
+// server.
+const EXAMPLES_PUT: &str = "Examples:
+  kvr put user:1 alice
+  echo '{\"theme\":\"dark\"}' | kvr put cfg:app      # the value from stdin
+  kvr put --ttl 5m session:42 token              # gone 5 minutes later
+  kvr put --if-revision 0 lock:job me            # only if absent, else exit 4";
+const EXAMPLES_GET: &str = "Examples:
+  kvr get user:1
+  kvr get --json user:1                          # key, value and revision
+  kvr get img:1 > img.png                        # the bytes as stored";
+const EXAMPLES_DELETE: &str = "Examples:
+  kvr delete user:1
+  kvr delete --prefix tmp:                       # every key starting with tmp:
+  kvr delete --range a m                         # every key in [a, m)";
+const EXAMPLES_RANGE: &str = "Examples:
+  kvr range                                      # every key, as JSON lines
+  kvr range --prefix user: --keys-only
+  kvr range user: 'user;' --limit 10             # keys in [user:, user;)
+  kvr range --count";
+const EXAMPLES_WATCH: &str = "Examples:
+  kvr --server http://127.0.0.1:7070 watch --prefix user:
+  kvr --server http://127.0.0.1:7070 watch --from-revision 1200";
+const EXAMPLES_BATCH: &str = "Examples:
+  kvr batch import.jsonl
+  printf '{\"key\":\"a\",\"value\":\"1\"}\\n{\"op\":\"delete\",\"key\":\"tmp:1\"}\\n' | kvr batch
+  kvr --db old.redb range | kvr --db new.redb batch   # copy a database";
+const EXAMPLES_BACKUP: &str = "Examples:
+  kvr backup nightly.redb
+  kvr --server http://127.0.0.1:7070 backup nightly.redb   # while it serves";
+const EXAMPLES_SERVE: &str = "Examples:
+  kvr serve --listen 127.0.0.1:7070
+  kvr serve --listen 0.0.0.0:7443 --tls-cert cert.pem --tls-key key.pem --token-file token";

@@ -665,3 +665,57 @@ fn a_missing_argument_is_named_on_the_first_line() {
     }
     assert!(!env.db().exists());
 }
+
+/// Every example in a command's `--help` that needs no server runs as
+/// shown, each in a directory of its own holding the keys and files the
+/// examples name, with the real binary first on PATH: exit 0.
+#[test]
+fn help_examples_run_as_shown() {
+    let bin_dir = std::path::Path::new(util::KVR).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let seed = "printf '%s\\n' '{\"key\":\"user:1\",\"value\":\"alice\"}' \
+                '{\"key\":\"user:2\",\"value\":\"bob\"}' '{\"key\":\"tmp:1\",\"value\":\"x\"}' \
+                '{\"key\":\"img:1\",\"value_b64\":\"iVBORw==\"}' > import.jsonl \
+                && kvr batch import.jsonl 2>/dev/null \
+                && kvr --db old.redb batch import.jsonl 2>/dev/null";
+    let mut ran = 0;
+    for command in [
+        "put", "get", "delete", "range", "watch", "batch", "backup", "serve",
+    ] {
+        let env = Env::new();
+        let help = env.kvr_bare([command, "--help"]).ok().stdout_text();
+        let examples = help
+            .split("\nExamples:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("kvr {command} --help has no examples:\n{help}"));
+        for example in examples.lines().filter_map(|l| l.strip_prefix("  ")) {
+            if example.contains("--server") || example.contains("kvr serve") {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let mut cmd = std::process::Command::new("bash");
+            cmd.arg("-c")
+                .arg(format!("set -eo pipefail; {seed}; {example}"))
+                .current_dir(dir.path())
+                .env("PATH", &path);
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("KVR_") {
+                    cmd.env_remove(k);
+                }
+            }
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "kvr {command} --help: `{example}` failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 15, "{ran} examples ran");
+}
