@@ -75,6 +75,7 @@ in_every_mode!(
     unknown_fields_and_non_objects_are_bad_lines,
     batch_chunk_size_applies_parts_atomically,
     batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts,
+    batch_chunk_size_checks_a_file_whole_first,
     batch_bad_line_outranks_an_earlier_failed_condition,
 );
 
@@ -1026,6 +1027,39 @@ fn batch_bad_line_outranks_an_earlier_failed_condition(env: Env) {
         .code(4)
         .stderr_has("line 1: precondition failed for key \"a\"");
     assert_eq!(env.snapshot(), before);
+}
+
+/// With a FILE (which can be read twice, unlike a pipe), `--chunk-size`
+/// checks every line before it applies the first part: a bad line far
+/// down is exit 2 with nothing written, as without `--chunk-size`. Before,
+/// the parts ahead of it were applied (exit 3), and running the fixed file
+/// again applied them twice.
+fn batch_chunk_size_checks_a_file_whole_first(env: Env) {
+    env.kvr(["put", "pre", "0"]).ok();
+    let before = env.snapshot();
+    let mut input = numbered_puts(0..50);
+    input.push_str("{\"key\":\"bad\",\"valu\":\"x\"}\n");
+    input.push_str(&numbered_puts(51..60));
+    let file = env.path("parts.jsonl");
+    std::fs::write(&file, &input).unwrap();
+    let done = env
+        .kvr([
+            "batch",
+            "--json",
+            "--chunk-size",
+            "10",
+            file.to_str().unwrap(),
+        ])
+        .code(2)
+        .stderr_has("kvr: error: line 51: unknown field `valu`");
+    assert_eq!(done.stdout_text(), "", "nothing was applied");
+    assert_eq!(env.snapshot(), before);
+    // Fixed, it applies in parts as before.
+    std::fs::write(&file, input.replace("valu\"", "value\"")).unwrap();
+    env.kvr(["batch", "--chunk-size", "10", file.to_str().unwrap()])
+        .ok();
+    // pre, 0..50, bad, 51..60.
+    assert_eq!(env.stats()["keys"], 61);
 }
 
 fn batch_chunk_size_failure_names_the_line_and_keeps_earlier_parts(env: Env) {

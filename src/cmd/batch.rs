@@ -86,7 +86,14 @@ pub fn run(
     {
         guard.disarm(); // another process created it meanwhile: not ours
     }
+    let checked = match (args.chunk_size, args.file.as_deref()) {
+        (Some(_), Some(file)) if !from_stdin && total_bytes.is_some() => {
+            check_every_line(file, kv.max_value_bytes())
+        }
+        _ => Ok(()),
+    };
     let result = match args.chunk_size {
+        _ if let Err(e) = checked => Err(e.into()),
         None => {
             if let Some(guard) = &interrupt {
                 // Only with --db: a batch sent whole to a server has no guard.
@@ -214,6 +221,27 @@ fn wait_for_input(input: impl AsFd, remote: bool) -> Result<()> {
 
 /// The input and, for a regular file, its size. A FILE that is not a
 /// regular file (`<(producer)`, a FIFO) is waited on as stdin is.
+/// `--chunk-size` with a FILE: every line is checked before the first part
+/// is applied, so that a bad line anywhere is exit 2 with nothing written,
+/// as without `--chunk-size`; before, the parts ahead of it were applied
+/// (exit 3, naming them), and fixing the line and running the file again
+/// applied them twice. A pipe cannot be read twice: its parts go as they
+/// come. What only applying can tell (a condition, a server's limits) may
+/// still stop a later part. One parse of the file, about a second per
+/// million lines.
+fn check_every_line(file: &Path, max_value: Option<usize>) -> Result<()> {
+    let f = File::open(file)
+        .map_err(|e| Error::io(format!("cannot open batch input {}", file.display()), e))?;
+    let lines = crate::jsonl::OpReader::new(
+        BufReader::with_capacity(INPUT_BUFFER_BYTES, f),
+        max_value.unwrap_or(usize::MAX),
+    );
+    for op in lines {
+        op?;
+    }
+    Ok(())
+}
+
 fn open_input(file: Option<&Path>, remote: bool) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     match file {
         None => stdin_input(),
