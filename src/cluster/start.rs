@@ -487,6 +487,16 @@ pub fn joins_itself(own: &str) -> Error {
     ))
 }
 
+/// A new node whose every `--join` target led back to itself (`url`, the
+/// last), under names other than its own URL.
+fn reaches_itself(url: &str) -> Error {
+    Error::invalid(format!(
+        "--join {url} reaches this node itself (its own listener answered, under another name \
+         than its URL): give the URL of a member of the cluster to join (a new cluster starts \
+         with --cluster-init)"
+    ))
+}
+
 /// A file that held data before its cluster was made: that data is in no
 /// log entry, so snapshot it and purge the log under it; nodes that join
 /// then start from the snapshot and get the data.
@@ -687,8 +697,14 @@ async fn ask_join(
     // answers"; it gave up after 60 rounds, about 2 minutes, while its
     // seed was down). SIGTERM ends the wait as it ends the server.
     let mut said: Option<std::time::Instant> = None;
+    // Targets whose answer came from this node itself, under another name
+    // than its own URL (`without_self` drops that one).
+    let mut itself: Vec<&str> = Vec::new();
     loop {
         for url in &opts.join {
+            if itself.contains(&url.as_str()) {
+                continue;
+            }
             // A member that is stopped (SIGSTOP) or cut off takes the
             // connection and never answers: the join would wait its whole
             // bound before the next target. One that answers anything, at
@@ -701,11 +717,21 @@ async fn ask_join(
                 opts,
                 JOIN_PROBE_WAIT,
             );
-            if let Err(e) = probe.await
-                && crate::tls::failure(url, &e).is_none()
-            {
-                last = format!("{url}: {e}");
-                continue;
+            if let Err(e) = probe.await {
+                if answered_by_itself(&e) {
+                    itself.push(url);
+                    if itself.len() == opts.join.len() {
+                        return Err(reaches_itself(url));
+                    }
+                    crate::server::log::event(format_args!(
+                        "kvr serve: --join {url} reaches this node itself; asking the others"
+                    ));
+                    continue;
+                }
+                if crate::tls::failure(url, &e).is_none() {
+                    last = format!("{url}: {e}");
+                    continue;
+                }
             }
             match send_json(
                 url,
@@ -946,6 +972,11 @@ async fn send_json(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))?
         .map_err(std::io::Error::other)?;
+    // This node's own listener answered: the URL leads back to it.
+    let mark = resp.headers().get(crate::server::joining::JOINING_HEADER);
+    if mark.is_some_and(|m| m.as_bytes() == crate::server::joining::this_process().as_bytes()) {
+        return Err(std::io::Error::other(ITSELF));
+    }
     let status = resp.status().as_u16();
     let bytes = resp
         .into_body()
@@ -954,6 +985,14 @@ async fn send_json(
         .map_err(std::io::Error::other)?
         .to_bytes();
     Ok((status, bytes))
+}
+
+/// What [`send_json`] fails with when this node's own listener answered.
+const ITSELF: &str = "this node's own listener answered";
+
+/// Whether `e` is [`send_json`]'s [`ITSELF`].
+fn answered_by_itself(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string() == ITSELF
 }
 
 /// The voters of a membership (for status and tests).

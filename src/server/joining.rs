@@ -27,6 +27,26 @@ use super::body::Body;
 use super::response::{ApiError, error_response, text};
 use crate::error::Error;
 
+/// The header of every answer given here: this process's mark
+/// ([`this_process`]), so that a node whose `--join` URL leads back to
+/// itself (`localhost` for `127.0.0.1`, another name of the host) finds out
+/// from the answer, instead of waiting for its own join for ever.
+pub const JOINING_HEADER: &str = "x-kvr-joining";
+
+/// A random mark of this process, the same for each call.
+pub fn this_process() -> &'static str {
+    static MARK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARK.get_or_init(|| {
+        crate::idempotency::new_key().unwrap_or_else(|_| {
+            // No randomness: the pid and the time still tell processes apart.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{}-{nanos}", std::process::id())
+        })
+    })
+}
+
 /// How long a start may take before this answers: a restart or a join
 /// that goes through at once leaves its first requests queued for the
 /// server proper, as before, rather than turn them into 503s.
@@ -79,6 +99,14 @@ pub async fn answer_until_joined(
 }
 
 fn answer(req: &Request<Incoming>, token: Option<&str>) -> Response<Body> {
+    let mut resp = answer_for(req, token);
+    if let Ok(mark) = HeaderValue::from_str(this_process()) {
+        resp.headers_mut().insert(JOINING_HEADER, mark);
+    }
+    resp
+}
+
+fn answer_for(req: &Request<Incoming>, token: Option<&str>) -> Response<Body> {
     let path = req.uri().path();
     let monitoring = matches!(*req.method(), Method::GET | Method::HEAD);
     if monitoring && path == "/healthz" {
