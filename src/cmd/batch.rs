@@ -397,19 +397,27 @@ impl<R: Read> Read for Counting<R> {
             self.ended = !buf.is_empty();
             self.watch.eof.store(true, Ordering::Relaxed);
             self.progress
-                .set_message(format!("{} lines read", self.lines));
+                .set_message(format!("{} read", lines_word(self.lines)));
             return Ok(0);
         }
         self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         self.progress.inc(n as u64);
-        let secs = self.progress.elapsed().as_secs_f64().max(1e-3);
-        self.progress.set_message(format!(
-            "{} lines, {:.0} lines/s",
-            self.lines,
-            self.lines as f64 / secs
-        ));
+        let secs = self.progress.elapsed().as_secs_f64();
+        // A rate over less than a second (one line in a millisecond: "1000
+        // lines/s") says nothing.
+        let rate = match secs >= 1.0 {
+            true => format!(", {:.0} lines/s", self.lines as f64 / secs),
+            false => String::new(),
+        };
+        self.progress
+            .set_message(format!("{}{rate}", lines_word(self.lines)));
         Ok(n)
     }
+}
+
+/// "1 line", "2 lines".
+fn lines_word(n: u64) -> String {
+    format!("{n} line{}", if n == 1 { "" } else { "s" })
 }
 
 /// What the summary adds when some lines took no revision: deletes of
