@@ -348,7 +348,10 @@ impl Client {
                     // A standalone server that took nothing (overloaded,
                     // or stopping): sent again after its Retry-After,
                     // through the list, until --timeout (SPEC "Client").
-                    Ok(resp) if resp.status().as_u16() == 503 => {
+                    Ok(resp)
+                        if resp.status().as_u16() == 503
+                            && resp.headers().contains_key("x-kvr-revision") =>
+                    {
                         all_unreachable = false;
                         wait = wait.max(retry_after(&resp));
                         match error_of(url, resp, None) {
@@ -375,7 +378,10 @@ impl Client {
                                 ),
                             });
                         }
-                        _ => return Ok((url.clone(), resp)),
+                        _ => {
+                            failure::check_answer(url, &resp, sent == Sent::Read)?;
+                            return Ok((url.clone(), resp));
+                        }
                     },
                     Err(e) if keyed_write && !unreachable(&e) && sent_maybe(&e) => {
                         let what = match e {
@@ -857,6 +863,10 @@ fn agent_of(tls: &TlsConfig, timeout: Duration, total: Option<Duration>) -> Agen
     let config = Agent::config_builder()
         .tls_config(tls.clone())
         .http_status_as_error(false)
+        // A kvr server never redirects: a 301/302 followed turned a PUT
+        // into a GET, whose answer could read as the write's (found by an
+        // audit). A redirect is an answer, refused in `send`.
+        .max_redirects(0)
         .timeout_connect(Some(timeout))
         .timeout_recv_response(Some(timeout))
         .timeout_per_read(Some(timeout))
@@ -883,7 +893,20 @@ fn revision_of(url: &str, resp: Response<Body>) -> Result<u64> {
     struct Written {
         revision: u64,
     }
-    Ok(read_json::<Written>(url, resp)?.revision)
+    Ok(written::<Written>(url, resp)?.revision)
+}
+
+/// The answer of a write the server took (2xx): one that cannot be read
+/// (cut short, not JSON) leaves the write's outcome unknown, and says so
+/// (exit 5), where it was a plain failure (exit 3) though the write may
+/// well have been applied (found by an audit).
+fn written<T: serde::de::DeserializeOwned>(url: &str, resp: Response<Body>) -> Result<T> {
+    read_json(url, resp).map_err(|e| Error::OutcomeUnknown {
+        message: format!(
+            "kvr server at {url} took the write but its answer could not be read ({e}); the \
+             write may or may not have been applied"
+        ),
+    })
 }
 
 impl Kv for Client {
@@ -1036,7 +1059,7 @@ impl Kv for Client {
         if resp.status().as_u16() != 200 {
             return Err(error_of(&url, resp, None));
         }
-        let answer: DeleteAnswer = read_json(&url, resp)?;
+        let answer: DeleteAnswer = written(&url, resp)?;
         Ok(Applied {
             puts: 0,
             deletes: answer.deleted,
@@ -1097,7 +1120,7 @@ impl Kv for Client {
                 other => other,
             });
         }
-        let answer: BatchAnswer = read_json(&url, resp)?;
+        let answer: BatchAnswer = written(&url, resp)?;
         Ok(Applied {
             puts: answer.puts.unwrap_or(answer.applied),
             deletes: answer.deletes.unwrap_or(0),

@@ -61,11 +61,59 @@ pub(super) fn unreachable_message(url: &str, e: &ureq::Error) -> String {
 /// applied), so it is retried as an unreachable server is.
 pub(super) fn gateway_failure(resp: &Response<Body>) -> Option<String> {
     let status = resp.status().as_u16();
-    let gateway = matches!(status, 502 | 504) && !resp.headers().contains_key("x-kvr-revision");
+    // Every answer of kvr's but /healthz and /readyz carries its revision:
+    // a 503 without one came from whatever is in between (Envoy's "upstream
+    // connect error or disconnect/reset before headers"), maybe after it
+    // passed the request on. Taken for kvr's own 503 (nothing applied), a
+    // write went on to the next server and was applied on both (found by
+    // an audit).
+    let gateway = matches!(status, 502..=504) && !resp.headers().contains_key("x-kvr-revision");
     gateway.then(|| match status {
         502 => "HTTP 502: whatever is in between could not reach the server".to_string(),
+        503 => "HTTP 503 from whatever is in between, not from kvr".to_string(),
         _ => "HTTP 504: whatever is in between gave up waiting for the server".to_string(),
     })
+}
+
+/// Refuses an answer kvr never gives: a redirect (a kvr server answers
+/// where it is asked), and, to a read, a body with neither a length nor
+/// chunked framing (HTTP/1.0, or one that ends with the connection), where
+/// a cut answer cannot be told from a whole one: a range cut at a line end
+/// printed as complete, with exit 0 (found by an audit). kvr frames every
+/// body; a proxy that reframes keeps a length or chunks.
+pub(super) fn check_answer(
+    url: &str,
+    resp: &Response<Body>,
+    read: bool,
+) -> crate::error::Result<()> {
+    let status = resp.status();
+    if status.is_redirection() && status.as_u16() != 304 {
+        let to = resp
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(String::new, |l| format!(" to {l}"));
+        return Err(Error::Remote(format!(
+            "kvr server at {url} answered HTTP {}, a redirect{to}: kvr servers do not redirect, \
+             so it was not applied there and is not followed; check the --server URL (give the \
+             redirect's URL if that is the server)",
+            status.as_u16()
+        )));
+    }
+    let framed = resp.headers().contains_key(http::header::CONTENT_LENGTH)
+        || resp
+            .headers()
+            .get(http::header::TRANSFER_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if read && status.is_success() && !framed {
+        return Err(Error::Remote(format!(
+            "kvr server at {url} answered without a length or chunked framing (as HTTP/1.0 \
+             does), so a cut answer could not be told from a whole one: not used; check what \
+             is between this client and the server (a proxy)"
+        )));
+    }
+    Ok(())
 }
 
 /// Failures that mean "this server is not there": try the next one.

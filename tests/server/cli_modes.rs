@@ -848,7 +848,7 @@ fn an_overloaded_standalone_server_is_retried_within_the_timeout() {
             let _ = c.write_all(
                 format!(
                     "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-                     retry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+                     x-kvr-revision: 0\r\nretry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 )
                 .as_bytes(),
@@ -1117,4 +1117,169 @@ fn a_retry_cut_off_by_the_timeout_names_the_refusal_before_it() {
         )),
         "{err}"
     );
+}
+
+/// A stand-in at a URL of its own, answering each connection with `conn`.
+fn stand_in(conn: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let conn = std::sync::Arc::new(conn);
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            let conn = conn.clone();
+            std::thread::spawn(move || conn(c));
+        }
+    });
+    url
+}
+
+/// Reads a request's head (and a body of up to `Content-Length` bytes),
+/// returning the head.
+fn read_request(c: &mut std::net::TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&seen).to_string();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = c.read_exact(&mut body);
+    head
+}
+
+/// Answers kvr never gives, from whatever stands between the CLI and the
+/// server (found by an audit): each is refused or said to leave the
+/// outcome unknown, and nothing is printed as a result it is not.
+/// - A redirect on a write is not followed: followed, a PUT became a GET,
+///   and a stored JSON value with a `revision` read as the write's answer
+///   (exit 0, nothing written).
+/// - A read whose body has neither a length nor chunked framing (HTTP/1.0)
+///   is refused: cut short, a range printed half of its lines, exit 0.
+/// - A 503 that is not kvr's (no `X-Kvr-Revision`: a proxy's, maybe after
+///   it passed the write on) leaves a write's outcome unknown: taken for
+///   kvr's "nothing applied", the write went to the next server of the
+///   list, and was applied on both.
+/// - A 200 to a write whose body is cut short: outcome unknown (exit 5),
+///   not a plain failure (exit 3), since the write was taken.
+#[test]
+fn answers_kvr_never_gives_are_not_taken_for_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let doc = r#"{"name":"alice","revision":3}"#;
+    assert!(s.cli(&["put", "doc", doc], b"").status.success());
+    let real = s.url.clone();
+    let redirect = stand_in(move |mut c| {
+        let head = read_request(&mut c);
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let _ = c.write_all(
+            format!(
+                "HTTP/1.1 301 Moved Permanently\r\nlocation: {real}{path}\r\ncontent-length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+    });
+    let out = kvr(
+        dir.path(),
+        &["--server", &redirect, "put", "--json", "doc", "bob"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("answered HTTP 301, a redirect to "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(s.cli(&["get", "doc"], b"").stdout, doc.as_bytes());
+
+    let unframed = stand_in(|mut c| {
+        let head = read_request(&mut c);
+        let body = if head.contains("/v1/range") {
+            "{\"key\":\"a\",\"value\":\"1\",\"revision\":1}\n"
+        } else {
+            "half a val"
+        };
+        let _ = c.write_all(
+            format!(
+                "HTTP/1.0 200 OK\r\ncontent-type: application/x-ndjson\r\nx-kvr-revision: 2\r\n\
+                 etag: \"1\"\r\n\r\n{body}"
+            )
+            .as_bytes(),
+        );
+    });
+    for args in [&["range"][..], &["range", "--count"], &["get", "a"]] {
+        let mut all = vec!["--server", unframed.as_str()];
+        all.extend_from_slice(args);
+        let out = kvr(dir.path(), &all, b"");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("answered without a length or chunked framing"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+
+    let proxy_503 = stand_in(|mut c| {
+        answer_healthz_probes(&mut c);
+        let _ = read_request(&mut c);
+        let body = "upstream connect error or disconnect/reset before headers";
+        let _ = c.write_all(
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    });
+    let list = format!("{proxy_503},{}", s.url);
+    let out = kvr(
+        dir.path(),
+        &["--server", &list, "--timeout", "3", "put", "twice", "v"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may or may not have been applied"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.cli(&["get", "twice"], b"").status.code(),
+        Some(1),
+        "sent on"
+    );
+
+    let cut = stand_in(|mut c| {
+        let _ = read_request(&mut c);
+        let _ = c.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-kvr-revision: 9\r\n\
+              content-length: 40\r\n\r\n{\"revision\":",
+        );
+    });
+    for args in [&["put", "k", "v"][..], &["delete", "--prefix", "k"]] {
+        let mut all = vec!["--server", cut.as_str(), "--timeout", "3"];
+        all.extend_from_slice(args);
+        let out = kvr(dir.path(), &all, b"");
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("its answer could not be read")
+                && stderr(&out).contains("may or may not have been applied"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }
