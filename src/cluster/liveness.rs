@@ -14,6 +14,7 @@
 //! and resumes at once when a majority answers again.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::{Instant as _, RaftMetrics, ServerState};
@@ -73,6 +74,8 @@ const SETTLE_SLACK: Duration = Duration::from_secs(1);
 pub struct Liveness {
     /// The maximum election timeout: a leader's lease.
     election_max: Duration,
+    /// Whether the process stood still lately (see [`Pauses`]).
+    pauses: std::sync::Arc<Pauses>,
     /// When proposals stop waiting because the node stops (`None`: running).
     stop_at: watch::Sender<Option<Instant>>,
     /// When a leader's append (or heartbeat) last reached this node.
@@ -84,8 +87,10 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn new(election_max_ms: u64) -> Liveness {
+        let election_max = Duration::from_millis(election_max_ms);
         Liveness {
-            election_max: Duration::from_millis(election_max_ms),
+            election_max,
+            pauses: Pauses::start(election_max),
             stop_at: watch::Sender::new(None),
             leader_contact: std::sync::Mutex::new(None),
             started: Instant::now(),
@@ -251,9 +256,91 @@ impl Liveness {
         Some(contact.unwrap_or(self.started).elapsed()).filter(|quiet| *quiet > self.election_max)
     }
 
+    /// How long the process stood still, when it did for longer than the
+    /// maximum election timeout and the requests it read since may have
+    /// waited through it (see [`Pauses`]).
+    pub fn paused(&self) -> Option<Duration> {
+        self.pauses.recent()
+    }
+
     /// The maximum election timeout: how long a node may be without a
     /// leader before its watches end.
     pub fn election_max(&self) -> Duration {
         self.election_max
+    }
+}
+
+/// How often `Pauses` looks at the clock.
+const PAUSE_TICK: Duration = Duration::from_millis(100);
+
+/// Notices that the whole process stood still (SIGSTOP, a frozen VM) for
+/// longer than `longer_than`. A follower stopped so does not know it: when
+/// it runs again it reads the leader's heartbeats that waited in its
+/// sockets, so it seems to have heard from the leader just now, and then
+/// the writes that waited with them, whose clients gave up long ago, and
+/// passed them on. Applied seconds late, they overwrote writes acknowledged
+/// meanwhile through other members (found by an audit: 4 of 6 keys, 12 s
+/// later). A thread ticks every `PAUSE_TICK`: a tick that finds the
+/// last one too long ago marks a pause, and until `longer_than` after it
+/// (or while no tick has come since) writes read here are refused, not
+/// passed on (`Node::forward_round`).
+pub struct Pauses {
+    base: std::time::Instant,
+    longer_than: Duration,
+    /// Milliseconds after `base` of the last tick.
+    ticked_ms: AtomicU64,
+    /// Of the end of the last pause (0: none), and its length.
+    resumed_ms: AtomicU64,
+    paused_ms: AtomicU64,
+}
+
+impl Pauses {
+    fn start(longer_than: Duration) -> std::sync::Arc<Pauses> {
+        let pauses = std::sync::Arc::new(Pauses {
+            base: std::time::Instant::now(),
+            longer_than,
+            ticked_ms: AtomicU64::new(0),
+            resumed_ms: AtomicU64::new(0),
+            paused_ms: AtomicU64::new(0),
+        });
+        let weak = std::sync::Arc::downgrade(&pauses);
+        // Without the thread no pause is noticed; the node runs as before.
+        let _ = std::thread::Builder::new()
+            .name("kvr-pauses".into())
+            .spawn(move || {
+                while let Some(p) = weak.upgrade() {
+                    p.tick();
+                    drop(p);
+                    std::thread::sleep(PAUSE_TICK);
+                }
+            });
+        pauses
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn tick(&self) {
+        let now = self.now_ms();
+        let last = self.ticked_ms.swap(now, Ordering::AcqRel);
+        let gap = now.saturating_sub(last);
+        if Duration::from_millis(gap) > self.longer_than {
+            self.paused_ms.store(gap, Ordering::Release);
+            self.resumed_ms.store(now.max(1), Ordering::Release);
+        }
+    }
+
+    /// See [`Liveness::paused`].
+    fn recent(&self) -> Option<Duration> {
+        let now = self.now_ms();
+        let since_tick = now.saturating_sub(self.ticked_ms.load(Ordering::Acquire));
+        if Duration::from_millis(since_tick) > self.longer_than {
+            return Some(Duration::from_millis(since_tick));
+        }
+        let resumed = self.resumed_ms.load(Ordering::Acquire);
+        let since = Duration::from_millis(now.saturating_sub(resumed));
+        (resumed != 0 && since < self.longer_than)
+            .then(|| Duration::from_millis(self.paused_ms.load(Ordering::Acquire)))
     }
 }

@@ -212,6 +212,19 @@ fn silent_leader(quiet: Duration) -> Error {
     }
 }
 
+/// A follower that stood still (`Liveness::paused`): the writes it read
+/// since may have waited through the pause, their clients long gone.
+fn stood_still(pause: Duration) -> Error {
+    Error::Unavailable {
+        message: format!(
+            "this node stood still for {} ms (stopped, or its machine frozen), so a request it \
+             read may have waited that long; the request was not applied; retry",
+            pause.as_millis()
+        ),
+        overloaded: false,
+    }
+}
+
 fn unknown(why: impl std::fmt::Display) -> Error {
     Error::OutcomeUnknown {
         message: format!("the cluster lost track of the write: {why}"),
@@ -759,6 +772,9 @@ impl Node {
         let n = cmds.len();
         if let Some(quiet) = self.liveness.leader_silent() {
             return (0..n).map(|_| Err(silent_leader(quiet))).collect();
+        }
+        if let Some(pause) = self.liveness.paused() {
+            return (0..n).map(|_| Err(stood_still(pause))).collect();
         }
         self.counts.forward_rounds.fetch_add(1, Ordering::Relaxed);
         self.counts.forwarded.fetch_add(n as u64, Ordering::Relaxed);
