@@ -493,9 +493,13 @@ impl Client {
         }
     }
 
-    /// Sends one request to the first server that can be reached. `sent`
-    /// only shapes the message of a timeout: a read's outcome is no
-    /// question.
+    /// Sends one request to the first server that can be reached. Of a
+    /// list, each is first asked `/healthz` (within [`MEMBER_PROBE_WAIT`]),
+    /// and a read moves on past one that does not answer in time or closes
+    /// the connection without an answer: a watch whose first server was
+    /// stopped (SIGSTOP) gave up after its whole `--timeout` there, and one
+    /// whose first connection was closed exited 3 (found by audits). A
+    /// write's outcome is then unknown, and it goes no further.
     fn send(
         &self,
         sent: Sent,
@@ -503,7 +507,25 @@ impl Client {
     ) -> Result<(String, Response<Body>)> {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let mut message = String::new();
+        let several = self.urls.len() > 1;
         for url in &self.urls {
+            if several {
+                match self.probe(url, auth.as_deref(), MEMBER_PROBE_WAIT) {
+                    Ok(_) => {}
+                    Err(e) if unreachable(&e) => {
+                        message = unreachable_message(url, &e);
+                        continue;
+                    }
+                    Err(_) => {
+                        message = format!(
+                            "kvr server at {url} did not answer /healthz within {} s (stopped \
+                             or frozen?)",
+                            MEMBER_PROBE_WAIT.as_secs()
+                        );
+                        continue;
+                    }
+                }
+            }
             match request(&self.agent, url, auth.as_deref()) {
                 Ok(resp) => {
                     self.answered
@@ -512,15 +534,16 @@ impl Client {
                 }
                 Err(e) if unreachable(&e) => message = unreachable_message(url, &e),
                 Err(ureq::Error::Timeout(_)) if sent == Sent::Read => {
-                    return Err(Error::Unavailable {
-                        message: format!("kvr server at {url} did not answer in time (--timeout)"),
-                        overloaded: false,
-                    });
+                    message = format!("kvr server at {url} did not answer in time (--timeout)");
+                }
+                Err(e) if sent == Sent::Read && sent_maybe(&e) => {
+                    message =
+                        format!("kvr server at {url} closed the connection without an answer");
                 }
                 Err(e) => return Err(transport_error_given(url, e, self.cacert.as_deref())),
             }
         }
-        if self.urls.len() > 1 {
+        if several && message.contains("cannot reach") {
             message = format!(
                 "cannot reach any kvr server of {} (is kvr serve running?)",
                 self.urls.join(", ")
@@ -561,13 +584,22 @@ impl Client {
     /// in [`Client::clustered`]). On the client's agent, so the connection
     /// it opens carries the request that follows.
     fn healthz(&self, url: &str, auth: Option<&str>, wait: Duration) -> Option<bool> {
+        self.probe(url, auth, wait).ok()
+    }
+
+    /// [`Client::healthz`], with why it had no answer.
+    fn probe(
+        &self,
+        url: &str,
+        auth: Option<&str>,
+        wait: Duration,
+    ) -> std::result::Result<bool, ureq::Error> {
         let resp = with_auth(self.agent.get(format!("{url}/healthz")), auth)
             .config()
             .timeout_global(Some(wait))
             .http_status_as_error(false)
             .build()
-            .call()
-            .ok()?;
+            .call()?;
         let member = resp.headers().contains_key("x-kvr-node");
         // Read to its end, so that the connection goes back to the pool
         // for the request after the probe (dropped unread, it is closed:
@@ -577,7 +609,7 @@ impl Client {
             self.clustered
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        Some(member)
+        Ok(member)
     }
 
     /// Whether a server has answered a request sent with `Client::send`
@@ -660,12 +692,21 @@ impl Client {
         if resp.status().as_u16() != 200 {
             return Err(error_of(&url, resp, None));
         }
-        start(
-            resp.headers()
-                .get("x-kvr-revision")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-        )?;
+        let revision = resp
+            .headers()
+            .get("x-kvr-revision")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        // Every kvr answer carries it: a 200 without it (a proxy's page)
+        // was read as a stream that ended at once, reconnected to for ever
+        // and nothing said (found by an audit).
+        if revision.is_none() {
+            return Err(Error::Remote(format!(
+                "{url} does not look like a kvr server (its answer to the watch carries no \
+                 X-Kvr-Revision); check the --server URL"
+            )));
+        }
+        start(revision)?;
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
         let mut reader = BufReader::new(reader);
         let mut buf = Vec::new();

@@ -173,10 +173,7 @@ fn follow(
             Err(e) if retryable(&e) && (ever_progressed || progressed) => {
                 if !away {
                     away = true;
-                    note(&format!(
-                        "{e}; reconnecting (from revision {}) until interrupted",
-                        w.from_revision.unwrap_or(0)
-                    ));
+                    note(&reconnecting(&e, w.from_revision.unwrap_or(0)));
                 }
             }
             // Before any server has answered: exit 5 at once, as other
@@ -245,5 +242,30 @@ fn exit_quietly_on_signals() {
                 std::process::exit(0);
             }
         });
+    }
+}
+
+/// What a lost stream says: why, and from where it resumes. A server's 503
+/// speaks of a request to apply ("the request was not applied; retry"),
+/// which a watch does not send (found by an audit).
+fn reconnecting(e: &dyn std::fmt::Display, from: u64) -> String {
+    let said = e.to_string();
+    let said = said
+        .strip_suffix("; the request was not applied; retry")
+        .unwrap_or(&said);
+    format!("{said}; reconnecting (from revision {from}) until interrupted")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_lost_stream_says_nothing_of_applying() {
+        let e = "no cluster leader is reachable right now (an election); the request was not \
+                 applied; retry";
+        assert_eq!(
+            super::reconnecting(&e, 7),
+            "no cluster leader is reachable right now (an election); reconnecting (from \
+             revision 7) until interrupted"
+        );
     }
 }

@@ -1283,3 +1283,69 @@ fn answers_kvr_never_gives_are_not_taken_for_its_own() {
         );
     }
 }
+
+/// A watch passes over a first server that takes the connection and never
+/// answers (stopped with SIGSTOP), as the other commands do: it gave up
+/// after its whole `--timeout` there (found by an audit). And a 200 that
+/// is no kvr stream (no `X-Kvr-Revision`) is refused, exit 3: it was
+/// reconnected to for ever, nothing said.
+#[test]
+fn a_watch_passes_over_a_frozen_server_and_refuses_a_stranger() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    assert!(s.cli(&["put", "w", "1"], b"").status.success());
+    let frozen = stand_in(|c| {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(c);
+    });
+    let list = format!("{frozen},{}", s.url);
+    let mut watch = kvr_cmd(dir.path())
+        .args([
+            "--server",
+            &list,
+            "--timeout",
+            "20",
+            "watch",
+            "--from-revision",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut first = String::new();
+    std::io::BufReader::new(watch.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let took = started.elapsed();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(first.contains("\"key\":\"w\""), "{first}");
+    // A bound of the behaviour: the --timeout of 20 s before.
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+
+    let stranger = stand_in(|mut c| {
+        let _ = read_request(&mut c);
+        let body = "<html>hello</html>";
+        let _ = c.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    });
+    let out = kvr(
+        dir.path(),
+        &["--server", &stranger, "--timeout", "5", "watch"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not look like a kvr server"),
+        "{}",
+        stderr(&out)
+    );
+}
