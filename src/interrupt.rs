@@ -186,6 +186,13 @@ impl Drop for Guard {
 /// closes the file cleanly.
 pub struct NewFile {
     armed: Arc<Mutex<bool>>,
+    /// The device and inode of the file this batch created (at
+    /// `DB.creating`, until its first commit renames it to DB), once it is
+    /// known ([`NewFile::own`]): only that file is ever removed. A batch
+    /// that waited for another process creating the same database removed
+    /// DB, that process's file with its acknowledged writes (found by an
+    /// audit).
+    ours: Arc<Mutex<Option<(u64, u64)>>>,
     signals: signal_hook::iterator::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -199,7 +206,8 @@ impl NewFile {
             .map_err(|e| Error::io("cannot install a signal handler", e))?;
         let handle = signals.handle();
         let armed = Arc::new(Mutex::new(true));
-        let (flag, db) = (armed.clone(), db.to_path_buf());
+        let ours: Arc<Mutex<Option<(u64, u64)>>> = Arc::new(Mutex::new(None));
+        let (flag, db, owned) = (armed.clone(), db.to_path_buf(), ours.clone());
         let thread = std::thread::Builder::new()
             .name("kvr-batch-signals".into())
             .spawn(move || {
@@ -211,12 +219,32 @@ impl NewFile {
                 if !*armed {
                     return; // a part is committed: the `Guard` stops the batch
                 }
+                let owned = *owned.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(ours) = owned else {
+                    // Still waiting for the file (another process holds it,
+                    // or creates it): nothing of this batch's to remove.
+                    exit_with(format!(
+                        "interrupted ({}): the batch was not applied",
+                        signal_name(signal)
+                    ));
+                };
                 // The file is built under `DB.creating` until its first
                 // commit gives it its name (`OpenMode::CreateOnCommit`):
                 // that one first, so a rename in between leaves nothing.
-                let _ = std::fs::remove_file(crate::store::create::temp_path(&db));
-                if std::fs::remove_file(&db).is_ok() {
-                    let _ = crate::store::create::sync_dir(crate::store::create::parent_dir(&db));
+                // Each only if it is this batch's file, which it still
+                // holds locked, so no other process has written to it.
+                let target = crate::store::create::creation_target(&db);
+                let is_ours = |path: &Path| {
+                    use std::os::unix::fs::MetadataExt;
+                    std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == ours)
+                };
+                let temp = crate::store::create::temp_path(&db);
+                if is_ours(&temp) {
+                    let _ = std::fs::remove_file(&temp);
+                }
+                if is_ours(&target) && std::fs::remove_file(&target).is_ok() {
+                    let _ =
+                        crate::store::create::sync_dir(crate::store::create::parent_dir(&target));
                 }
                 exit_with(format!(
                     "interrupted ({}): the batch was not applied; the new database file was \
@@ -227,9 +255,28 @@ impl NewFile {
             .map_err(|e| Error::io("cannot start a thread", e))?;
         Ok(NewFile {
             armed,
+            ours,
             signals: handle,
             thread: Some(thread),
         })
+    }
+
+    /// After the database was opened: the file at `DB.creating` is this
+    /// batch's when DB does not exist (a creation on commit has not
+    /// published it; this process holds `DB.creating` locked, so no other
+    /// process creates meanwhile), and from now on a signal removes only
+    /// that file. When DB exists, another process made it: the guard is
+    /// disarmed, and a signal removes nothing.
+    pub fn own(&self, db: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let target = crate::store::create::creation_target(db);
+        let temp = crate::store::create::temp_path(db);
+        match (std::fs::metadata(&target), std::fs::metadata(&temp)) {
+            (Err(_), Ok(m)) => {
+                *self.ours.lock().unwrap_or_else(|e| e.into_inner()) = Some((m.dev(), m.ino()));
+            }
+            _ => self.disarm(),
+        }
     }
 
     /// From now on a signal leaves the file alone.

@@ -81,10 +81,10 @@ pub fn run(
         false => None,
     };
     let kv = open()?;
-    if let Some(guard) = &new_file
-        && kv.stats()?.revision > 0
-    {
-        guard.disarm(); // another process created it meanwhile: not ours
+    if let Some(guard) = &new_file {
+        // Only the file this batch created is removed on a signal; one
+        // another process created meanwhile is not ours.
+        guard.own(db);
     }
     let checked = match (args.chunk_size, args.file.as_deref()) {
         (Some(_), Some(file)) if !from_stdin && total_bytes.is_some() => {

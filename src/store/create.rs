@@ -375,6 +375,7 @@ fn lock_temp(path: &Path, temp: &Path, deadline: Instant) -> Result<Option<File>
                         file_command: None,
                     });
                 }
+                super::stop_if_interrupted(path)?;
                 std::thread::sleep(RETRY_INTERVAL);
             }
             Err(std::fs::TryLockError::Error(e)) => {

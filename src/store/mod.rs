@@ -635,6 +635,7 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Opened>
                 if Instant::now() >= deadline {
                     return Err(in_use(path, opts.lock_timeout));
                 }
+                stop_if_interrupted(path)?;
                 std::thread::sleep(LOCK_RETRY_INTERVAL);
                 continue;
             }
@@ -671,6 +672,21 @@ fn open_file(path: &Path, mode: OpenMode, opts: &StoreOptions) -> Result<Opened>
             continue; // created by another process meanwhile: open it
         }
         created |= create::create(path, opts, deadline)?;
+    }
+}
+
+/// A signal (SIGINT, SIGTERM) caught while waiting for `path`
+/// (`--lock-timeout`) ends the wait: nothing was done yet. It was ignored
+/// until the holder let go, and then the command ran, a write after
+/// Ctrl-C included (found by an audit; a waiting `serve` started and
+/// served on).
+pub(crate) fn stop_if_interrupted(path: &Path) -> Result<()> {
+    match crate::interrupt::requested() {
+        Some(signal) => Err(Error::Interrupted(format!(
+            "interrupted ({signal}) while waiting for {} (--lock-timeout): nothing was done",
+            path.display()
+        ))),
+        None => Ok(()),
     }
 }
 

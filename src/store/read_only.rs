@@ -84,7 +84,10 @@ pub(super) fn open(path: &Path, opts: &StoreOptions) -> Result<Opened> {
             Attempt::Busy if Instant::now() >= deadline => {
                 return Err(in_use(path, opts.lock_timeout));
             }
-            Attempt::Busy => std::thread::sleep(LOCK_RETRY_INTERVAL),
+            Attempt::Busy => {
+                super::stop_if_interrupted(path)?;
+                std::thread::sleep(LOCK_RETRY_INTERVAL);
+            }
             // A server may have started, written and crashed between the
             // check above and the lock: its log is then newer than the file.
             Attempt::Done(Opened::Reader(_)) if log.exists() => {
