@@ -106,6 +106,22 @@ pub(super) fn check_answer(
             .get(http::header::TRANSFER_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    // The client asks for no encoding: a compressed value printed as it
+    // came was the wrong bytes, exit 0 (found by an audit).
+    let encoding = resp
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().eq_ignore_ascii_case("identity"));
+    if let Some(encoding) = encoding
+        && status.is_success()
+    {
+        return Err(Error::Remote(format!(
+            "kvr server at {url} answered with Content-Encoding {encoding}, which this client \
+             did not ask for and kvr never sends: not used; check what is between this client \
+             and the server (a proxy)"
+        )));
+    }
     if read && status.is_success() && !framed {
         return Err(Error::Remote(format!(
             "kvr server at {url} answered without a length or chunked framing (as HTTP/1.0 \

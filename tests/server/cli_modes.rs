@@ -1219,6 +1219,27 @@ fn answers_kvr_never_gives_are_not_taken_for_its_own() {
             .as_bytes(),
         );
     });
+    let gzipped = stand_in(|mut c| {
+        let _ = read_request(&mut c);
+        let body = b"\x1f\x8b\x08\x00";
+        let _ = c.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\nx-kvr-revision: 2\r\n\
+                 etag: \"1\"\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let _ = c.write_all(body);
+    });
+    let out = kvr(dir.path(), &["--server", &gzipped, "get", "a"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Content-Encoding gzip"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
     for args in [&["range"][..], &["range", "--count"], &["get", "a"]] {
         let mut all = vec!["--server", unframed.as_str()];
         all.extend_from_slice(args);
