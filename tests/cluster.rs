@@ -1360,7 +1360,7 @@ fn a_join_target_that_reaches_the_node_under_another_name_is_found_out() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let alias = format!("http://localhost:{port}");
-    let mut joiner = kvr_cmd(dir)
+    let joiner = kvr_cmd(dir)
         .args([
             "--db",
             "alias.redb",
@@ -1378,14 +1378,7 @@ fn a_join_target_that_reaches_the_node_under_another_name_is_found_out() {
         .spawn()
         .unwrap();
     // One that waits for ever fails here, rather than hangs the test.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while joiner.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = joiner.kill();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = joiner.wait_with_output().unwrap();
+    let out = child::output_within(joiner, 60);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

@@ -39,3 +39,31 @@ pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     let _ = feeder.join();
     out
 }
+
+/// The output of `child` (its outputs piped), killed if it has not ended
+/// within `secs`: a command that should stop but waits for ever fails its
+/// test instead of hanging it.
+pub fn output_within(mut child: Child, secs: u64) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// libfaketime, which shows a process another clock (`LD_PRELOAD` it, and
+/// set `FAKETIME`), if installed: `.ci/run` installs it, so in CI it must
+/// be; elsewhere a test without it says so and is skipped.
+pub fn faketime() -> Option<&'static str> {
+    const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    if std::path::Path::new(FAKETIME).exists() {
+        return Some(FAKETIME);
+    }
+    let why = format!("skipped: {FAKETIME} is missing (apt-get install faketime)");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("{why}");
+    None
+}

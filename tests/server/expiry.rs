@@ -247,9 +247,6 @@ fn thousands_of_keys_due_at_once_are_all_swept() {
     }
 }
 
-/// libfaketime, which makes a process see another clock.
-const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
 /// A clock before 1970 (or from the year 10000 on), which HTTP dates
 /// cannot say: `serve` refuses to start, exit 3, saying what is wrong and
 /// having written nothing. It started, said it was serving, and hyper's
@@ -257,19 +254,16 @@ const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// audit). Needs libfaketime (`.ci/run` installs it; skipped elsewhere).
 #[test]
 fn serve_refuses_a_clock_http_dates_cannot_say() {
-    if !std::path::Path::new(FAKETIME).exists() {
-        let why = format!("skipped: {FAKETIME} is missing (apt-get install faketime)");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-        eprintln!("{why}");
+    let Some(faketime) = crate::child::faketime() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     for (clock, way) in [
         ("@1969-12-31 23:00:00", "before 1970"),
         ("+8000y", "in the year 10000 or later"),
     ] {
-        let mut child = super::support::kvr_cmd(dir.path())
-            .env("LD_PRELOAD", FAKETIME)
+        let child = super::support::kvr_cmd(dir.path())
+            .env("LD_PRELOAD", faketime)
             .env("FAKETIME", clock)
             .args(["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"])
             .stdin(std::process::Stdio::null())
@@ -278,14 +272,7 @@ fn serve_refuses_a_clock_http_dates_cannot_say() {
             .spawn()
             .unwrap();
         // One that starts serving is a failure, not a test that hangs.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = crate::child::output_within(child, 20);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{clock}: {err}");
         assert!(
