@@ -56,6 +56,16 @@ fn snapshot_bytes() -> u64 {
     env_or("KVR_RAFT_SNAPSHOT_BYTES", SNAPSHOT_BYTES)
 }
 
+/// Bytes of the newest entries kept below a snapshot (for a follower a
+/// little behind to catch up from the log); older ones are purged once a
+/// snapshot holds them, whatever openraft's count of entries to keep.
+/// `KVR_RAFT_KEEP_BYTES` changes it.
+const KEEP_BYTES: u64 = 64 << 20;
+
+fn keep_bytes() -> u64 {
+    env_or("KVR_RAFT_KEEP_BYTES", KEEP_BYTES)
+}
+
 /// A positive number from the environment, else `default`.
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -235,6 +245,7 @@ pub async fn start(
         .is_some();
     let trusted = trusted && (committed_known || log.last_index().is_none());
     let appended = log.appended();
+    let log_sizes = log.clone();
     let me = Arc::new(Identity {
         cluster_id,
         node_id,
@@ -331,6 +342,7 @@ pub async fn start(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(FLUSH_TICK);
         let mut snapshot_at = 0;
+        let mut purge_asked = 0;
         loop {
             tick.tick().await;
             let n = ticker.clone();
@@ -341,6 +353,18 @@ pub async fn start(
             if now - snapshot_at >= snapshot_bytes() {
                 snapshot_at = now;
                 let _ = ticker.raft.trigger().snapshot().await;
+            }
+            // Below what the newest snapshot holds (it is built apart, so
+            // its index is read back), and past the newest `keep_bytes`.
+            if let Some(keep) = log_sizes.keep_from(keep_bytes()) {
+                let m = ticker.metrics();
+                let held = m.snapshot.map_or(0, |l| l.index);
+                let purged = m.purged.map_or(0, |l| l.index);
+                let upto = (keep - 1).min(held);
+                if upto > purged && upto != purge_asked {
+                    purge_asked = upto;
+                    let _ = ticker.raft.trigger().purge_log(upto).await;
+                }
             }
         }
     });

@@ -535,6 +535,11 @@ impl Node {
                 "The last entry applied to this member's data.",
                 m.last_applied.map_or(0, |l| l.index),
             ),
+            (
+                "kvr_raft_purged_index",
+                "The last entry purged from this member's log (0: none): a snapshot holds it.",
+                m.purged.map_or(0, |l| l.index),
+            ),
         ] {
             let _ = writeln!(
                 out,
