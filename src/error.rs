@@ -283,6 +283,19 @@ fn in_use_hint(
     // when it is done.
     let passing = holder.is_some_and(|h| h.starts_with("kvr ") && !h.contains(" serve"));
     match (file_command, server) {
+        // A second server of the file: `serve` refuses `--server`.
+        (Some("serve"), Some(url)) => format!(
+            "; it is served at {url} already, and a file has one server: use that one, or \
+             serve another file"
+        ),
+        (Some("serve"), None) if passing => {
+            format!("; it lets go of the file when it is done: {wait}")
+        }
+        (Some("serve"), None) => {
+            "; a file has one server, and a process holds this one: stop it first, or serve \
+             another file"
+                .to_string()
+        }
         // `check` and `compact` refuse `--server`: suggesting it leads nowhere.
         (Some(command), _) if passing => format!(
             "; kvr {command} works only on a file no process holds, and it lets go of the file \
@@ -324,8 +337,9 @@ impl Error {
         }
     }
 
-    /// This error as `command` (`check`, `compact`: commands that refuse
-    /// `--server`) reports it: an [`Error::InUse`] says to stop the holder.
+    /// This error as `command` (`check`, `compact`, `serve`: commands that
+    /// refuse `--server`) reports it: an [`Error::InUse`] says to stop the
+    /// holder (or, for `serve`, to use the server that has the file).
     pub fn for_file_command(self, command: &'static str) -> Self {
         match self {
             Error::InUse {

@@ -520,6 +520,7 @@ fn open_store(g: &Global) -> Result<Store> {
     crate::wal::refuse_without_database(&g.db)?;
     crate::wal::refuse_another_database(&g.db)?;
     Store::open(&g.db, OpenMode::Create, &serve_store_options(g)?)
+        .map_err(|e| e.for_file_command("serve"))
 }
 
 /// `serve`'s store options: paced write-back, its default cache.

@@ -214,6 +214,29 @@ fn in_use_names_the_holders_command_but_not_its_token() {
     );
 }
 
+/// A second `serve` of a served file names the server that has it, and
+/// does not say to use `--server`, which `serve` refuses (found by an
+/// audit). Nothing is started.
+#[test]
+fn a_second_server_of_a_file_is_told_which_has_it() {
+    let env = Env::served();
+    let url = env.server_url().unwrap().to_string();
+    let db = env.db().display().to_string();
+    let done = env
+        .kvr_bare(["--db", db.as_str(), "serve", "--listen", "127.0.0.1:0"])
+        .code(3)
+        .stderr_has(&format!(
+            "; it is served at {url} already, and a file has one server: use that one, or \
+             serve another file"
+        ));
+    assert!(
+        !done.stderr_text().contains("--server"),
+        "{}",
+        done.report()
+    );
+    assert!(done.stdout_text().is_empty());
+}
+
 #[test]
 fn check_and_compact_of_a_served_file_say_to_stop_the_server() {
     let env = Env::served();
