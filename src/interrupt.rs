@@ -192,10 +192,26 @@ pub struct NewFile {
     /// that waited for another process creating the same database removed
     /// DB, that process's file with its acknowledged writes (found by an
     /// audit).
-    ours: Arc<Mutex<Option<(u64, u64)>>>,
+    ours: Arc<Mutex<Owner>>,
     signals: signal_hook::iterator::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// What [`NewFile`] knows of the file the batch opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The open is under way: a signal then waits for it (it ends within
+    /// milliseconds of one: waits for a lock stop on it).
+    Opening,
+    /// The batch made the file of this device and inode.
+    Ours(u64, u64),
+    /// The file is another process's, or the batch is over: nothing to
+    /// remove, and the batch reports its own end.
+    Settled,
+}
+
+/// The longest a signal waits for the open to settle [`Owner`].
+const OPEN_SETTLES: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl NewFile {
     /// Before the file is created, so no signal falls in between; and
@@ -206,7 +222,7 @@ impl NewFile {
             .map_err(|e| Error::io("cannot install a signal handler", e))?;
         let handle = signals.handle();
         let armed = Arc::new(Mutex::new(true));
-        let ours: Arc<Mutex<Option<(u64, u64)>>> = Arc::new(Mutex::new(None));
+        let ours = Arc::new(Mutex::new(Owner::Opening));
         let (flag, db, owned) = (armed.clone(), db.to_path_buf(), ours.clone());
         let thread = std::thread::Builder::new()
             .name("kvr-batch-signals".into())
@@ -214,19 +230,31 @@ impl NewFile {
                 let Some(signal) = signals.forever().next() else {
                     return; // the batch is over
                 };
+                // A signal during the open: whether the file is the
+                // batch's is known once it ends.
+                let waited = std::time::Instant::now();
+                let owner = loop {
+                    let owner = *owned.lock().unwrap_or_else(|e| e.into_inner());
+                    if owner != Owner::Opening || waited.elapsed() >= OPEN_SETTLES {
+                        break owner;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                };
                 // Held until exit: the batch cannot disarm past a removal.
                 let armed = flag.lock().unwrap_or_else(|e| e.into_inner());
                 if !*armed {
                     return; // a part is committed: the `Guard` stops the batch
                 }
-                let owned = *owned.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(ours) = owned else {
-                    // Still waiting for the file (another process holds it,
-                    // or creates it): nothing of this batch's to remove.
-                    exit_with(format!(
+                let ours = match owner {
+                    Owner::Ours(dev, ino) => (dev, ino),
+                    // The batch ends on the signal and says so itself.
+                    Owner::Settled => return,
+                    // Still waiting for the file: nothing of this batch's
+                    // to remove.
+                    Owner::Opening => exit_with(format!(
                         "interrupted ({}): the batch was not applied",
                         signal_name(signal)
-                    ));
+                    )),
                 };
                 // The file is built under `DB.creating` until its first
                 // commit gives it its name (`OpenMode::CreateOnCommit`):
@@ -271,12 +299,14 @@ impl NewFile {
         use std::os::unix::fs::MetadataExt;
         let target = crate::store::create::creation_target(db);
         let temp = crate::store::create::temp_path(db);
-        match (std::fs::metadata(&target), std::fs::metadata(&temp)) {
-            (Err(_), Ok(m)) => {
-                *self.ours.lock().unwrap_or_else(|e| e.into_inner()) = Some((m.dev(), m.ino()));
+        let owner = match (std::fs::metadata(&target), std::fs::metadata(&temp)) {
+            (Err(_), Ok(m)) => Owner::Ours(m.dev(), m.ino()),
+            _ => {
+                self.disarm();
+                Owner::Settled
             }
-            _ => self.disarm(),
-        }
+        };
+        *self.ours.lock().unwrap_or_else(|e| e.into_inner()) = owner;
     }
 
     /// From now on a signal leaves the file alone.
@@ -303,6 +333,13 @@ impl NewFile {
 
 impl Drop for NewFile {
     fn drop(&mut self) {
+        // The open failed (an interrupted wait for the file, say), or the
+        // batch is over: a signal being handled leaves the end to it.
+        let mut owner = self.ours.lock().unwrap_or_else(|e| e.into_inner());
+        if *owner == Owner::Opening {
+            *owner = Owner::Settled;
+        }
+        drop(owner);
         self.signals.close();
     }
 }
