@@ -536,7 +536,7 @@ pub struct GetArgs {
                             kvr delete [OPTIONS] --range <START> <END>")]
 #[command(after_help = EXAMPLES_DELETE)]
 pub struct DeleteArgs {
-    /// The key.
+    /// The key (none with --prefix or --range).
     #[arg(required_unless_present_any = ["prefix", "range"], conflicts_with_all = ["prefix", "range"])]
     #[arg(allow_negative_numbers = true)]
     pub key: Option<OsString>,
