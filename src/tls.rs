@@ -3,7 +3,7 @@
 //!
 //! * [`server_config`]: the certificate chain and key of `serve --tls-cert
 //!   --tls-key`, read from PEM files and checked to belong together before
-//!   the server listens.
+//!   the server listens, and read again when the files change.
 //! * [`roots`]: what a client trusts: the system's roots (as
 //!   `rustls-native-certs` finds them: `SSL_CERT_FILE`, `SSL_CERT_DIR` or the
 //!   distribution's bundle) plus `--cacert`. The server is verified by the
@@ -19,10 +19,13 @@
 //! certificate or key, or a key that does not match its certificate, are
 //! bad input (exit 2). Either way `serve` stops before it listens.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -34,8 +37,30 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The server side: the chain of `cert` (leaf first) and the key of `key`.
+/// The server side: the chain of `cert` (leaf first) and the key of `key`,
+/// and from then on whatever the two files hold: a certificate renewed in
+/// place (certbot, cert-manager, a copy) is served to new connections
+/// within about two seconds, without a restart (see [`ServedCert`]).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    let served = Arc::new(ServedCert {
+        current: RwLock::new(Arc::new(certified_key(cert, key)?)),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+    });
+    served.clone().follow()?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(served);
+    // The server speaks HTTP/1.1 only; a client offering just h2 is told so
+    // in the handshake instead of failing later.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The chain of `cert` and the key of `key`, checked to belong together.
+fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
     let chain = read_certs(cert, "--tls-cert")?;
     if leaf_is_ca(&chain) {
         // Accepted (it is a valid certificate), but every client will refuse it.
@@ -54,11 +79,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
             key.display()
         ))
     })?;
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?
-        .with_no_client_auth();
-    let mut config = builder.with_single_cert(chain, key_der).map_err(|e| {
+    CertifiedKey::from_der(chain, key_der, &provider()).map_err(|e| {
         let why = match e {
             rustls::Error::InconsistentKeys(_) => {
                 "the key does not belong to the certificate".to_string()
@@ -70,11 +91,97 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
             cert.display(),
             key.display()
         ))
-    })?;
-    // The server speaks HTTP/1.1 only; a client offering just h2 is told so
-    // in the handshake instead of failing later.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    })
+}
+
+/// How often [`ServedCert::follow`] looks at the certificate's files.
+const FILES_POLL: Duration = Duration::from_secs(1);
+
+/// The certificate and key `serve` answers every handshake with (its HTTP
+/// and raft listeners alike), read again when their files change, as etcd
+/// and Caddy do: certificates are renewed every few weeks, and a restart
+/// for each would take a standalone server away from its clients.
+#[derive(Debug)]
+pub struct ServedCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for ServedCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// What says a file changed: its inode (a renamed or re-linked file, as
+/// Kubernetes swaps a secret's `..data` link), length and times.
+type Stamp = Option<(u64, u64, SystemTime, SystemTime)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let changed = SystemTime::UNIX_EPOCH
+        + Duration::new(
+            m.ctime().max(0) as u64,
+            m.ctime_nsec().clamp(0, 999_999_999) as u32,
+        );
+    Some((m.ino(), m.len(), m.modified().ok()?, changed))
+}
+
+impl ServedCert {
+    /// Looks at both files every [`FILES_POLL`], on a thread of its own for
+    /// as long as the process runs. A change is read once the files have
+    /// stood still for a poll (a renewal writes the certificate, then the
+    /// key); files that cannot be used then (a key of another certificate,
+    /// a file half written) are logged and the certificate before is kept,
+    /// until they change again.
+    fn follow(self: Arc<Self>) -> Result<()> {
+        let files = |s: &ServedCert| (stamp(&s.cert), stamp(&s.key));
+        let mut served = files(&self);
+        let mut last = served;
+        std::thread::Builder::new()
+            .name("kvr-tls-files".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(FILES_POLL);
+                    let now = files(&self);
+                    let settled = now == last;
+                    last = now;
+                    if !settled || now == served {
+                        continue;
+                    }
+                    served = now;
+                    self.reload();
+                }
+            })
+            .map_err(|e| Error::io("cannot start the thread that follows --tls-cert", e))?;
+        Ok(())
+    }
+
+    /// Reads the files again, and serves what they hold if it can be used.
+    fn reload(&self) {
+        let (cert, key) = (self.cert.display(), self.key.display());
+        match certified_key(&self.cert, &self.key) {
+            Ok(new) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+                crate::server::log::event(format_args!(
+                    "kvr serve: --tls-cert {cert} and --tls-key {key} changed: new connections \
+                     get the certificate they hold now"
+                ));
+            }
+            Err(e) => crate::server::log::event(format_args!(
+                "kvr serve: warning: --tls-cert {cert} or --tls-key {key} changed, and cannot \
+                 be used: {e}; the certificate read before is still served, and the files are \
+                 read again when they next change"
+            )),
+        }
+    }
 }
 
 /// The roots a client trusts: the system's plus those in `cacert`.

@@ -568,3 +568,85 @@ fn the_cacert_hint_is_given_only_when_it_can_help() {
         1,
     );
 }
+
+/// Runs `attempt` every 200 ms until it returns true, for at most 30 s.
+fn eventually(what: &str, mut attempt: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !attempt() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_certificate_renewed_in_place_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Pki::new(dir.path(), "first");
+    let log = dir.path().join("serve.log");
+    let mut args = first.serve_args();
+    args.push("--quiet".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log_file = std::fs::File::create(&log).unwrap();
+    let server = Server::spawn(dir.path(), &args, &[], Stdio::from(log_file));
+    let put = cli_with_ca(&server, &server.url, &first.ca, &["put", "k", "v1"], b"");
+    assert_code(&put, 0);
+
+    // Renewed by another CA, written over the same two files: new
+    // connections get the new certificate, and the data stays.
+    let renewed = Pki::new(dir.path(), "renewed");
+    std::fs::copy(&renewed.cert, &first.cert).unwrap();
+    std::fs::copy(&renewed.key, &first.key).unwrap();
+    eventually("the renewed certificate is served", || {
+        cli_with_ca(&server, &server.url, &renewed.ca, &["get", "k"], b"")
+            .status
+            .success()
+    });
+    let get = cli_with_ca(&server, &server.url, &renewed.ca, &["get", "k"], b"");
+    assert_eq!(stdout(&get), "v1");
+    let old = cli_with_ca(&server, &server.url, &first.ca, &["get", "k"], b"");
+    assert_code(&old, 3);
+    assert!(
+        stderr(&old).contains("could not be verified"),
+        "{}",
+        stderr(&old)
+    );
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("changed: new connections get the certificate"),
+        "{said}"
+    );
+
+    // A key that is not the certificate's is refused, and the certificate
+    // served before stays: clients go on working.
+    let stranger = Pki::new(dir.path(), "stranger");
+    std::fs::copy(&stranger.key, &first.key).unwrap();
+    eventually("the mismatched key is logged", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("the key does not belong to the certificate")
+    });
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("the certificate read before is still served"),
+        "{said}"
+    );
+    let put = cli_with_ca(&server, &server.url, &renewed.ca, &["put", "k", "v2"], b"");
+    assert_code(&put, 0);
+    let get = cli_with_ca(&server, &server.url, &renewed.ca, &["get", "k"], b"");
+    assert_eq!(stdout(&get), "v2");
+
+    // Once the key is put right, that certificate is served.
+    std::fs::copy(&renewed.key, &first.key).unwrap();
+    eventually(
+        "the certificate is served again after its key was put right",
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .matches("changed: new connections get the certificate")
+                .count()
+                == 2
+        },
+    );
+    let get = cli_with_ca(&server, &server.url, &renewed.ca, &["get", "k"], b"");
+    assert_eq!(stdout(&get), "v2");
+}
