@@ -432,15 +432,19 @@ impl Cursor {
     }
 }
 
-/// Cursor layout (then URL-safe base64 without padding): version byte 2,
+/// Cursor layout (then URL-safe base64 without padding): version byte 3,
 /// flags (1 reverse, 2 keys-only), page limit u32 LE, then the request's
 /// start, end and prefix and the last key sent, each a presence byte and,
-/// if present, u32 LE length and bytes. Version 1 (before the request's
-/// own bounds were kept) had no last key: its start or end had moved.
+/// if present, u32 LE length and bytes, then the CRC-32 of all before it
+/// (u32 LE): a cursor cut or changed on its way back (a copy and paste, a
+/// byte flipped) is refused rather than read as another range. Version 2
+/// had no CRC; version 1 (before the request's own bounds were kept) had
+/// no last key either: its start or end had moved. Both are still read, so
+/// a client paging across an upgrade goes on.
 fn encode_cursor(cursor: &Cursor) -> String {
     let q = &cursor.query;
     let flags = u8::from(q.reverse) | (u8::from(q.keys_only) << 1);
-    let mut out = vec![2, flags];
+    let mut out = vec![3, flags];
     out.extend_from_slice(&(cursor.limit as u32).to_le_bytes());
     for part in [&q.start, &q.end, &q.prefix, &cursor.after] {
         match part {
@@ -452,12 +456,29 @@ fn encode_cursor(cursor: &Cursor) -> String {
             None => out.push(0),
         }
     }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
     B64URL.encode(out)
 }
 
 fn decode_cursor(text: &[u8]) -> Result<Cursor> {
     let bad = || Error::invalid("invalid cursor: pass back the cursor of the previous page as is");
-    let bytes = B64URL.decode(text).map_err(|_| bad())?;
+    let mut bytes = B64URL.decode(text).map_err(|_| bad())?;
+    if bytes.first() == Some(&3) {
+        let Some(body) = bytes.len().checked_sub(4) else {
+            return Err(bad());
+        };
+        let crc = u32::from_le_bytes([
+            bytes[body],
+            bytes[body + 1],
+            bytes[body + 2],
+            bytes[body + 3],
+        ]);
+        bytes.truncate(body);
+        if crc32fast::hash(&bytes) != crc {
+            return Err(bad());
+        }
+    }
     let mut rest = bytes.as_slice();
     let mut take = |n: usize| -> Result<&[u8]> {
         if rest.len() < n {
@@ -470,7 +491,7 @@ fn decode_cursor(text: &[u8]) -> Result<Cursor> {
     let head = take(6)?;
     let parts_count = match head[0] {
         1 => 3,
-        2 => 4,
+        2 | 3 => 4,
         _ => return Err(bad()),
     };
     let flags = head[1];
@@ -550,26 +571,37 @@ mod tests {
             }
         }
 
-        /// A cursor changed by hand (an undefined flag, a presence marker
-        /// other than 0 or 1, a byte past its end) is invalid, not read as
-        /// some other request.
+        /// A cursor changed on its way back, by hand or by damage (any
+        /// byte changed, cut short, a byte added) is invalid, not read as
+        /// some other request; the same cursor as the server made it (or
+        /// as a server before the CRC made it) is read.
         #[test]
-        fn an_edited_cursor_is_invalid(at in 0usize..3, byte in 2u8..=255) {
+        fn an_edited_cursor_is_invalid(
+            at in 0usize..64, flip in 1u8..=255, cut in 1usize..64, extra in any::<u8>(),
+        ) {
             use base64::Engine;
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            let query = RangeQuery { start: Some(b"a".to_vec()), end: None, prefix: None,
-                limit: None, reverse: false, keys_only: false };
-            let cursor = Cursor { query, limit: 10, after: Some(b"b".to_vec()) };
-            let mut raw = b64.decode(encode_cursor(&cursor)).unwrap();
+            let query = RangeQuery { start: Some(b"a".to_vec()), end: None,
+                prefix: Some(b"ab".to_vec()), limit: None, reverse: false, keys_only: false };
+            let cursor = Cursor { query, limit: 10, after: Some(b"abc".to_vec()) };
+            let raw = b64.decode(encode_cursor(&cursor)).unwrap();
             prop_assert!(decode_cursor(b64.encode(&raw).as_bytes()).is_ok());
-            match at {
-                0 => raw[1] |= byte.max(4) & !3,
-                1 => raw[6 + 1 + 4 + 1] = byte, // the end's marker
-                _ => raw.push(byte),
-            }
-            let decoded = decode_cursor(b64.encode(&raw).as_bytes());
-            let invalid = matches!(decoded, Err(Error::Invalid { .. }));
-            prop_assert!(invalid);
+            let invalid = |bytes: &[u8]| {
+                matches!(decode_cursor(b64.encode(bytes).as_bytes()), Err(Error::Invalid { .. }))
+            };
+            let mut changed = raw.clone();
+            let at = at % raw.len();
+            changed[at] ^= flip;
+            prop_assert!(invalid(&changed), "byte {} changed", at);
+            prop_assert!(invalid(&raw[..raw.len() - cut.min(raw.len())]), "cut by {}", cut);
+            let mut longer = raw.clone();
+            longer.push(extra);
+            prop_assert!(invalid(&longer));
+            // Version 2, without the CRC: still read.
+            let mut v2 = raw[..raw.len() - 4].to_vec();
+            v2[0] = 2;
+            let back = decode_cursor(b64.encode(&v2).as_bytes()).unwrap();
+            prop_assert_eq!(back.after, cursor.after);
         }
 
         /// A cursor the server made decodes to what it was made from.
