@@ -738,8 +738,9 @@ pub struct ServeArgs {
     /// Most operations in one batch request.
     #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_OPS, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_ops: usize,
-    /// Largest batch request body, in bytes (in cluster mode the default
-    /// is 8388608).
+    /// Largest batch request body, in bytes (by default no more than the
+    /// memory tables' budget, --memtable-mib; in cluster mode no more than
+    /// 8388608).
     #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_bytes: usize,
     /// Memory for request bodies being received or handled, server-wide,

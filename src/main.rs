@@ -22,18 +22,28 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `madvise` and TLB flushes on every core. The 10 ms default cost a 1M-line
 /// `kvr batch` 20 %; one second still cost `serve` about 5 % of its durable
 /// PUT throughput under load and `kvr batch` about 15 % against a minute
-/// (`docs/benchmarks.md`). Memory stays bounded by the configured budgets
-/// either way; what is freed and not reused goes back to the OS later (after
-/// a minute; ten for whole arena ranges, `arena_purge_mult`).
+/// (`docs/benchmarks.md`). What is freed and not reused goes back to the OS
+/// later (after a minute; ten for whole arena ranges, `arena_purge_mult`),
+/// so only a process with memory to spare keeps it that long: in a 256 MiB
+/// cgroup the memory a batch's body, its parsed lines and its log record
+/// had taken, kept for a minute, got `serve` OOM-killed by the next batch,
+/// where mimalloc's own 10 ms kept it alive.
 #[cfg(feature = "mimalloc")]
 const ALLOCATOR_PURGE_DELAY_MS: std::os::raw::c_long = 60_000;
+
+/// Below this much memory for the process (its cgroup's limit or
+/// MemAvailable), mimalloc's own purge delay is kept.
+#[cfg(feature = "mimalloc")]
+const LONG_PURGE_DELAY_FROM_BYTES: u64 = 2 << 30;
 
 #[cfg(feature = "mimalloc")]
 #[allow(unsafe_code)]
 fn tune_allocator() {
-    // SAFETY: sets a plain integer option; mimalloc reads options atomically
-    // and this runs before any other thread exists.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) };
+    if kvr::store::available_bytes() >= LONG_PURGE_DELAY_FROM_BYTES {
+        // SAFETY: sets a plain integer option; mimalloc reads options
+        // atomically and this runs before any other thread exists.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) };
+    }
 }
 
 #[cfg(not(feature = "mimalloc"))]

@@ -605,11 +605,17 @@ fn limits_of(g: &Global, args: &ServeArgs) -> Result<Limits> {
         }
     };
     let max_value_bytes = cluster_default(args.max_value_bytes, "max_value_bytes");
-    let max_batch_bytes = positive(
-        cluster_default(args.max_batch_bytes, "max_batch_bytes"),
-        "--max-batch-bytes",
-    )?;
     let memtable_bytes = memtable_bytes(g, args)?;
+    // A batch is held several times over while it is parsed, logged and
+    // put in the memory table, which then holds it whole: by default no
+    // larger than the memory tables' budget, so that a server in a small
+    // container (256 MiB: a 16 MiB budget) is not OOM-killed by one batch
+    // the defaults allow (an audit: a 62 MB batch, within 64 MiB).
+    let max_batch_bytes = match crate::cli::given_on_command_line("max_batch_bytes") {
+        true => args.max_batch_bytes,
+        false => cluster_default(args.max_batch_bytes, "max_batch_bytes").min(memtable_bytes),
+    };
+    let max_batch_bytes = positive(max_batch_bytes, "--max-batch-bytes")?;
     let body_bytes = match args.max_body_mib {
         Some(mib) => mib_to_bytes(positive(mib, "--max-body-mib")? as u64),
         None => memtable_bytes.saturating_mul(2),

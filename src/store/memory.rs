@@ -20,7 +20,9 @@ pub fn default_serve_cache_mib() -> u64 {
     eighth_of(available_bytes(), MAX_DEFAULT_SERVE_CACHE_MIB)
 }
 
-fn available_bytes() -> u64 {
+/// The memory this process may use: its cgroups' limit or MemAvailable,
+/// whichever is smaller (8 GiB when neither can be read).
+pub fn available_bytes() -> u64 {
     memory_available_bytes().unwrap_or(8 << 30)
 }
 

@@ -40,7 +40,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 pub use apply::{Commit, LOCAL_SWEEP_MAX, commits_settled};
 pub(crate) use apply::{check_limits, condition_holds};
 pub use check::{Problem, Report, check};
-pub use memory::{default_cache_mib, default_serve_cache_mib};
+pub use memory::{available_bytes, default_cache_mib, default_serve_cache_mib};
 pub use record::Record;
 pub use runs::{SortedRun, SortedRuns};
 pub use table::{

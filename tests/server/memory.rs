@@ -678,3 +678,45 @@ fn large_answers_nobody_reads_share_a_bounded_budget() {
     assert_eq!(text.matches("{\"key\":\"v").count(), 3);
     assert!(text.ends_with("0\r\n\r\n"), "{}", &text[text.len() - 40..]);
 }
+
+/// A batch's body is held several times over and then whole in the memory
+/// table: by default no batch is larger than the memory tables' budget
+/// (`--memtable-mib`), so one request the defaults allow cannot take a
+/// small server past its memory (an audit OOM-killed a 256 MiB container
+/// with one 62 MB batch). A `--max-batch-bytes` given is taken as given.
+#[test]
+fn the_default_batch_limit_is_the_memtable_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..2_000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"b{i:05}\",\"value\":\"{}\"}}\n",
+                "x".repeat(1_000)
+            )
+        })
+        .collect();
+    assert!(lines.len() > 1 << 20 && lines.len() < 4 << 20);
+    let s = Server::start(dir.path(), &["--memtable-mib", "1"]);
+    post_batch(&s.url, "{\"key\":\"first\",\"value\":\"1\"}\n");
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(lines.as_bytes()),
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("--max-batch-bytes"), "{}", r.text());
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).text();
+    assert!(
+        stats.contains("\"keys\":1,") && stats.contains("\"revision\":1"),
+        "{stats}"
+    );
+    drop(s);
+
+    let s = Server::start(
+        dir.path(),
+        &["--memtable-mib", "1", "--max-batch-bytes", "4194304"],
+    );
+    post_batch(&s.url, &lines);
+    assert_eq!(metric(&s.url, "kvr_keys"), 2_001);
+}
