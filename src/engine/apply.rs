@@ -847,6 +847,14 @@ pub fn copy_error(e: &Error) -> Error {
             context: context.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
+        // A log that cannot take writes for now (`Wal::repair`): 503.
+        Error::Unavailable {
+            message,
+            overloaded,
+        } => Error::Unavailable {
+            message: message.clone(),
+            overloaded: *overloaded,
+        },
         other => Error::Storage(other.to_string()),
     }
 }

@@ -258,6 +258,8 @@ struct Signal {
     /// A flush panicked (see `flush.rs`): no flush runs again, and
     /// `failing` stays.
     broken: bool,
+    /// The log cannot void a failed write: no write is taken until it can.
+    log_trouble: Option<String>,
 }
 
 /// The engine, shared by the writer thread, the flush thread and readers.
@@ -785,12 +787,24 @@ impl Engine {
     }
 
     /// Why this engine cannot write its file any more (a flush panicked
-    /// inside the storage engine), if so: the server is then not ready.
+    /// inside the storage engine), or its log for now, if so: the server
+    /// is then not ready.
     pub fn broken(&self) -> Option<String> {
         let s = self.signal();
         s.broken
             .then(|| s.failing.as_ref().map(ToString::to_string))
             .flatten()
+            .or_else(|| s.log_trouble.clone())
+    }
+
+    /// Why the log takes no write for now (it cannot void a failed write).
+    pub fn log_trouble(&self) -> Option<String> {
+        self.signal().log_trouble.clone()
+    }
+
+    /// Set by the writer when its log breaks and when it works again.
+    pub fn set_log_trouble(&self, why: Option<String>) {
+        self.signal().log_trouble = why;
     }
 
     /// Waits until the revision is at least `revision`, for at most

@@ -117,7 +117,6 @@ impl Writer {
             engine: Some(engine),
             rx,
             metrics: metrics.clone(),
-            failed: None,
         };
         let thread = std::thread::Builder::new()
             .name("kvr-writer".into())
@@ -272,8 +271,6 @@ struct Worker {
     engine: Option<EngineWriter>,
     rx: Receiver<Job>,
     metrics: Arc<Metrics>,
-    /// Set when the log can take no more writes.
-    failed: Option<String>,
 }
 
 impl Worker {
@@ -339,11 +336,6 @@ impl Worker {
     /// visible, then answered, each request with its own outcome.
     /// Commits a group and answers its requests; false if it failed.
     fn commit(&mut self, group: Vec<Pending>) -> bool {
-        if let Some(reason) = &self.failed {
-            let reason = reason.clone();
-            reply_all(group, || Error::Storage(reason.clone()));
-            return false;
-        }
         let Some(engine) = self.engine.as_mut() else {
             reply_all(group, shutting_down);
             return false;
@@ -359,22 +351,36 @@ impl Worker {
             });
             replies.push(p.reply);
         }
-        match engine.write_group(requests) {
+        let result = engine.write_group(requests);
+        // A log that cannot void a failed write takes no write until it
+        // can; meanwhile the server is not ready (`/readyz`).
+        let was_broken = engine.engine().log_trouble().is_some();
+        match (&result, engine.is_broken()) {
+            (Err(e), true) if !was_broken => {
+                let why = format!(
+                    "the write-ahead log cannot void a failed write ({e}); no write is taken \
+                     until it can, tried again at each write"
+                );
+                log!("kvr serve: {why}");
+                engine.engine().set_log_trouble(Some(why));
+            }
+            (_, false) if was_broken => {
+                log!("kvr serve: the write-ahead log works again; writes are taken");
+                engine.engine().set_log_trouble(None);
+            }
+            _ => {}
+        }
+        match result {
             Ok(outcomes) => {
                 self.answer(replies.into_iter().zip(outcomes).collect());
                 true
             }
             Err(e) => {
-                log!("kvr serve: a write group failed: {e}");
+                if !was_broken {
+                    log!("kvr serve: a write group failed: {e}");
+                }
                 for reply in replies {
                     let _ = reply.send(Err(copy_error(&e)));
-                }
-                if engine.is_broken() {
-                    self.failed = Some(
-                        "the write-ahead log could not be repaired after a failed write; \
-                         restart kvr serve"
-                            .into(),
-                    );
                 }
                 false
             }
@@ -406,7 +412,6 @@ impl Worker {
             }
         }
         if let Some(engine) = self.engine.take()
-            && self.failed.is_none()
             && !engine.close()
         {
             log!("kvr serve: not everything was flushed; the next start replays the log");

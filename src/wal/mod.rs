@@ -107,9 +107,10 @@ pub struct Wal {
     /// Size of a regular segment: [`SEGMENT_BYTES`] but in tests.
     segment_bytes: u64,
     buf: Vec<u8>,
-    /// A failed write could not be voided: appending more could make the
-    /// log disagree with the database, so every append fails.
-    broken: bool,
+    /// A failed write that could not be voided: appending after it could
+    /// make the log disagree with the database (its records would replay),
+    /// so each append first voids it again, and fails while it cannot.
+    unvoided: Option<Unvoided>,
     /// The first segment not yet handed out by [`Wal::seal`].
     unsealed_from: u64,
     /// The database's id, in every segment's header.
@@ -129,6 +130,16 @@ pub struct Sealed {
     segment_bytes: u64,
     owner: u64,
     spare: Arc<Spare>,
+}
+
+/// The bytes of a failed group that could not be zeroed yet.
+#[derive(Debug, Clone, Copy)]
+struct Unvoided {
+    pos: u64,
+    len: u64,
+    /// The group had been appended ([`Wal::discard_last`]): once voided,
+    /// the log's end moves back to where it started.
+    discarded: bool,
 }
 
 impl Wal {
@@ -188,7 +199,7 @@ impl Wal {
             pending: 0,
             segment_bytes,
             buf: Vec::new(),
-            broken: false,
+            unvoided: None,
             unsealed_from: seq,
             owner,
             spare,
@@ -299,10 +310,35 @@ impl Wal {
         Ok(())
     }
 
-    /// Whether a failed write could not be voided: every append then fails,
-    /// and only a restart (which replays the log) gets writes going again.
+    /// Whether a failed write could not be voided: appends fail until it
+    /// can be (voided again at each append), or until a restart.
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.unvoided.is_some()
+    }
+
+    /// Voids again the failed write that could not be voided, as the disk
+    /// may work again (a path that failed for a while, space freed): then
+    /// appends go on where that write started, as after a void that worked.
+    fn repair(&mut self) -> Result<()> {
+        let Some(u) = self.unvoided else {
+            return Ok(());
+        };
+        if let Err(e) = self.void(u.pos, u.len) {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "the server cannot write its write-ahead log: a write failed and what it \
+                     wrote cannot be voided ({e}); no write is taken until it can (tried again \
+                     at each write), reads go on; see the server's log"
+                ),
+                overloaded: false,
+            });
+        }
+        if u.discarded {
+            self.pending -= u.len;
+            self.pos = self.last_start;
+        }
+        self.unvoided = None;
+        Ok(())
     }
 
     /// Appends one record per request (its first revision and operations)
@@ -325,13 +361,7 @@ impl Wal {
         if requests.is_empty() {
             return Ok(());
         }
-        if self.broken {
-            return Err(Error::Storage(
-                "the write-ahead log could not be repaired after a failed write; \
-                 restart kvr serve"
-                    .into(),
-            ));
-        }
+        self.repair()?;
         self.encode(requests)?;
         let len = self.buf.len() as u64;
         if self.pos + len > self.size {
@@ -343,7 +373,11 @@ impl Wal {
             // Records that reached the disk but were not acknowledged are
             // harmless only if they are never replayed: void them all.
             if self.void(self.pos, len).is_err() {
-                self.broken = true;
+                self.unvoided = Some(Unvoided {
+                    pos: self.pos,
+                    len,
+                    discarded: false,
+                });
             }
             return Err(Error::io("cannot write the write-ahead log", e));
         }
@@ -366,7 +400,11 @@ impl Wal {
     pub fn discard_last(&mut self) -> Result<()> {
         let len = self.pos - self.last_start;
         if let Err(e) = self.void(self.last_start, len) {
-            self.broken = true;
+            self.unvoided = Some(Unvoided {
+                pos: self.last_start,
+                len,
+                discarded: true,
+            });
             return Err(Error::io("cannot void a write-ahead log record", e));
         }
         self.pending -= len;
@@ -732,6 +770,56 @@ mod tests {
         assert_eq!(recovered.revision, revision - 1);
         wal.remove().unwrap();
         assert!(!dir.exists(), "the helper left something behind");
+    }
+
+    /// A failed write whose bytes reached the segment and could not be
+    /// zeroed leaves the log refusing appends (503 unavailable, not a
+    /// restart's worth of 500s); once the disk takes writes again, the next
+    /// append zeroes them first and goes on where they started, so they
+    /// never replay.
+    #[test]
+    fn a_write_that_could_not_be_voided_is_voided_once_the_disk_works() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db.wal");
+        let mut wal = Wal::create_in(&dir, 64 << 10, 7).unwrap();
+        wal.append(&[(1, &[Op::put("a", vec![1u8; 100])])]).unwrap();
+        // The failed group's bytes on the segment (as after a write that
+        // reached the disk and whose sync failed), then a disk that takes
+        // no write: a handle that cannot write.
+        let failed: Vec<Op> = (0..20)
+            .map(|i| Op::put(format!("b{i}"), vec![2u8; 100]))
+            .collect();
+        let record = LogRecord {
+            first_revision: 2,
+            ops: &failed,
+            revisions: None,
+            idempotency: None,
+        };
+        wal.encode(&[record]).unwrap();
+        wal.file.write_all_at(&wal.buf, wal.pos).unwrap();
+        let (segment, _) = wal.end();
+        let writable = std::mem::replace(&mut wal.file, File::open(&segment).unwrap());
+        assert!(wal.append(&[(2, &failed)]).is_err());
+        assert!(wal.is_broken());
+        let refused = wal.append(&[(2, &[Op::put("c", "3")])]).unwrap_err();
+        assert!(matches!(refused, Error::Unavailable { .. }), "{refused}");
+        assert!(
+            refused.to_string().contains("cannot be voided"),
+            "{refused}"
+        );
+        // The disk works again.
+        wal.file = writable;
+        wal.append(&[(2, &[Op::put("c", "3")])]).unwrap();
+        assert!(!wal.is_broken());
+        let mut keys = Vec::new();
+        let recovered = recover::replay_with(&dir, 0, Some(7), |ops, _, _| {
+            keys.extend(ops.into_iter().map(|op| String::from_utf8(op.key).unwrap()));
+            Ok(keys.len() as u64)
+        })
+        .unwrap();
+        assert_eq!(keys, ["a", "c"]);
+        assert_eq!(recovered.revision, 2);
+        wal.remove().unwrap();
     }
 
     /// A kernel without `RWF_DSYNC` (before 4.7) gets the same log through
