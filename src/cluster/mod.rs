@@ -23,6 +23,7 @@
 pub mod answered;
 pub mod boot;
 pub mod catch_up;
+pub mod clock;
 pub mod liveness;
 pub mod log_store;
 pub mod network;

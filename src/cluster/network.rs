@@ -51,6 +51,8 @@ pub struct Identity {
     pub token: Option<String>,
     /// TLS towards peers (set iff this node serves TLS).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The peers' clocks as their raft answers tell them.
+    pub clocks: Arc<super::clock::PeerClocks>,
 }
 
 pub const H_CLUSTER: &str = "x-kvr-cluster";
@@ -251,7 +253,9 @@ pub async fn call(
             .get(H_TIME)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let Some(peer_ms) = peer_ms {
-            compare_clocks(to, peer_ms, asked, crate::types::now_ms());
+            let answered = crate::types::now_ms();
+            me.clocks.record(target, peer_ms, asked, answered);
+            compare_clocks(to, peer_ms, asked, answered);
         }
         let status = resp.status();
         let bytes = resp
@@ -308,8 +312,9 @@ fn compare_clocks(to: Dest<'_>, peer_ms: u64, asked: u64, answered: u64) {
         &format!("clock of node {target}"),
         format_args!(
             "kvr serve: node {target} at raft {addr} has a clock {secs:.1} s {way} this node's \
-             (node {}): expiry goes by the leader's clock, so while node {target} leads, keys \
-             with a TTL expire about {secs:.1} s {expiry}; keep the members' clocks within a \
+             (node {}): a write's time, which its TTL's expiry and its Idempotency-Key's window \
+             go by, is the median of the voters' clocks, so one clock off is outvoted, but with \
+             a majority off keys with a TTL expire {expiry}; keep the members' clocks within a \
              second of each other (NTP)",
             me.node_id
         ),

@@ -251,6 +251,7 @@ pub async fn start(
         node_id,
         token: opts.cluster_token.clone(),
         tls: opts.peer_tls.clone(),
+        clocks: Default::default(),
     });
     let config = openraft::Config {
         cluster_name: "kvr".into(),

@@ -55,11 +55,16 @@ async fn round(
     after: Option<(u64, Vec<u8>)>,
 ) -> Result<Option<(u64, Vec<u8>)>> {
     let engine = state.engine.clone();
+    // A cluster's leader sweeps by the cluster's time (`cluster/clock.rs`),
+    // which its writes carry, not by its own clock alone.
+    let now = match &state.cluster {
+        Some(node) => node.cluster_now_ms(),
+        None => now_ms(),
+    };
     let (ops, next) =
-        tokio::task::spawn_blocking(move || engine.expired(now_ms(), SWEEP_BATCH, after.as_ref()))
+        tokio::task::spawn_blocking(move || engine.expired(now, SWEEP_BATCH, after.as_ref()))
             .await
             .map_err(|e| Error::Storage(format!("the expiry sweeper failed: {e}")))??;
-    let now = now_ms();
     let lag_ms = ops
         .iter()
         .filter_map(|op| match op.action {

@@ -119,7 +119,8 @@ fn a_member_whose_clock_is_an_hour_off_is_logged() {
         .unwrap();
     assert!(
         line.contains("has a clock 3")
-            && line.contains(" s ahead of this node's (node 1): expiry goes by the leader's clock")
+            && line.contains(" s ahead of this node's (node 1): a write's time")
+            && line.contains("is the median of the voters' clocks")
             && line.contains("keep the members' clocks within a second of each other (NTP)"),
         "{line}"
     );
@@ -144,4 +145,76 @@ fn a_member_whose_clock_is_an_hour_off_is_logged() {
         stderr_of(dir, "n1")
     );
     drop(n3);
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A leader whose clock is 15 minutes ahead stamps its writes with the
+/// time of the majority of the voters' clocks, not its own: a write
+/// repeated with its Idempotency-Key after leadership moved there is not
+/// applied again (it was: the record looked 15 minutes old, past its
+/// 10-minute window; found by an audit), a key with a TTL written before
+/// is not expired early, and a new TTL is counted from the real time.
+/// Needs libfaketime (`.ci/run` installs it).
+#[test]
+fn a_leader_whose_clock_is_off_is_outvoted_by_the_others() {
+    let Some(faketime) = crate::child::faketime() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let ahead = [
+        ("LD_PRELOAD", faketime),
+        ("FAKETIME", "+15m"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &ahead);
+    wait_for(30, "two voters", || voters(&n1) == 2);
+    let n3 = spawn(dir, "n3", &["--join", &n1.url], &[]);
+    wait_for(30, "three voters", || voters(&n1) == 3);
+
+    let key = [("Idempotency-Key", "retried-after-failover")];
+    let (code, first) = http_with(&n1.url, "PUT", "/v1/kv/once", &key, b"v");
+    assert_eq!(code, 200, "{first}");
+    let (code, kept) = http_with(&n1.url, "PUT", "/v1/kv/session?ttl=120", &[], b"s");
+    assert_eq!(code, 200, "{kept}");
+    let out = kvr(
+        dir,
+        &["--server", &n1.url, "cluster", "transfer-leader", "2"],
+    );
+    assert_ok(&out);
+    wait_for(30, "node 2 to lead", || status_of(&n2)["state"] == "leader");
+
+    // The repeat gets the first outcome, and nothing is applied again.
+    let (code, again) = http_with(&n2.url, "PUT", "/v1/kv/once", &key, b"v");
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["revision"], first["revision"]);
+    // A new TTL counts from the real time, not 15 minutes on.
+    let before = unix_ms();
+    let (code, put) = http_with(&n2.url, "PUT", "/v1/kv/fresh?ttl=60", &[], b"f");
+    let after = unix_ms();
+    assert_eq!(code, 200, "{put}");
+    let revision = put["revision"].as_u64().unwrap();
+    wait_for(15, "every node to apply the put", || {
+        [&n1, &n2, &n3]
+            .iter()
+            .all(|n| revision_of(n, true) >= revision)
+    });
+    let at = expires_at(&n1, "fresh").unwrap();
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&at),
+        "{before} {at} {after}"
+    );
+    // The sweeper, on node 2 now, leaves the 2-minute key alone (its own
+    // clock says it expired 13 minutes ago): the revision stays.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (code, _, _) = http(&n2.url, "GET", "/v1/kv/session", b"");
+    assert_eq!(code, 200);
+    assert_eq!(revision_of(&n2, false), revision);
 }

@@ -613,6 +613,18 @@ impl Node {
             })
     }
 
+    /// The time of a write proposed now: this node's clock moved by the
+    /// median offset of the voters' clocks (`clock.rs`), so that one wrong
+    /// clock, this node's included, moves no write's expiry or
+    /// idempotency window.
+    pub fn cluster_now_ms(&self) -> u64 {
+        use openraft::type_config::async_runtime::watch::WatchReceiver;
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let voters = m.membership_config.membership().voter_ids();
+        self.me.clocks.now_ms(self.me.node_id, voters, now_ms())
+    }
+
     /// The leader's id, if one is known (no copy of its addresses: asked
     /// on every write).
     fn leader_id(&self) -> Option<NodeId> {
@@ -624,7 +636,8 @@ impl Node {
     /// in a round of the writes waiting beside it when this node leads,
     /// else forwarded to the leader in a round (`write_batch.rs`).
     pub async fn write(self: &Arc<Self>, req: EngineRequest) -> Result<Applied> {
-        let cmd = Arc::new(WriteCommand::new(&req, now_ms()));
+        // A follower's time is replaced by the leader's when it forwards.
+        let cmd = Arc::new(WriteCommand::new(&req, self.cluster_now_ms()));
         let leader = self.leader_id();
         if leader == Some(self.me.node_id) {
             // A leader that lost its majority takes no new write (openraft

@@ -74,9 +74,9 @@ impl Node {
             "write" => match decode::<Command>(&body) {
                 Ok(mut cmd) => {
                     if let Command::Write(w) = &mut cmd {
-                        // The leader's clock decides expiry. (Just decoded:
+                        // The leader's time decides expiry. (Just decoded:
                         // not shared, so this copies nothing.)
-                        Arc::make_mut(w).time_ms = now_ms();
+                        Arc::make_mut(w).time_ms = self.cluster_now_ms();
                     }
                     // A leader without its majority takes none (never proposed).
                     let out = if self.raft.is_leader() && self.check_lease().is_ok() {
@@ -98,7 +98,7 @@ impl Node {
             // A follower's round of writes: proposed together, one entry each.
             "write-batch" => match decode::<Vec<Arc<WriteCommand>>>(&body) {
                 Ok(mut cmds) => {
-                    let now = now_ms();
+                    let now = self.cluster_now_ms();
                     for w in &mut cmds {
                         Arc::make_mut(w).time_ms = now;
                     }
