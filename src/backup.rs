@@ -338,6 +338,14 @@ impl Dest {
                 Error::io(format!("cannot rename the backup to {}", to.display()), e)
             }
         })?;
+        // The work directory goes before the sync, so that its removal is
+        // durable with DEST: a power cut after a backup that succeeded left
+        // it, with a second copy of the data in it, on a file system that
+        // keeps a directory's changes only once it is synced (an audit).
+        let work = self.work.path().to_path_buf();
+        self.work
+            .close()
+            .map_err(|e| Error::io(format!("cannot remove {}", work.display()), e))?;
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(format!("cannot sync directory {}", self.dir.display()), e))?;
