@@ -847,6 +847,9 @@ pub fn copy_error(e: &Error) -> Error {
             context: context.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
+        Error::OutcomeUnknown { message } => Error::OutcomeUnknown {
+            message: message.clone(),
+        },
         // A log that cannot take writes for now (`Wal::repair`): 503.
         Error::Unavailable {
             message,

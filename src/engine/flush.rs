@@ -256,6 +256,27 @@ fn next(engine: &Engine) -> Option<Arc<Memtable>> {
         if s.abandon {
             return None;
         }
+        // A read failed on the file (`Engine::read_failed`): reopen it if
+        // redb now refuses it, at most once per RETRY_INTERVAL.
+        if s.heal && !s.stopping {
+            let wait = s.last_heal.map_or(Duration::ZERO, |at| {
+                RETRY_INTERVAL.saturating_sub(at.elapsed())
+            });
+            if wait.is_zero() {
+                s.heal = false;
+                s.last_heal = Some(std::time::Instant::now());
+                drop(s);
+                heal(engine);
+                s = engine.signal();
+            } else {
+                s = engine
+                    .wake
+                    .wait_timeout(s, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            continue;
+        }
         if let Some(t) = engine.read_tables().frozen.first() {
             return Some(t.clone());
         }

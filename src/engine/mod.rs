@@ -260,6 +260,11 @@ struct Signal {
     broken: bool,
     /// The log cannot void a failed write: no write is taken until it can.
     log_trouble: Option<String>,
+    /// A read failed on the file: the flush thread reopens it if redb now
+    /// refuses it (its sticky "previous I/O error"), at most once per
+    /// [`flush::RETRY_INTERVAL`] (`last_heal`).
+    heal: bool,
+    last_heal: Option<std::time::Instant>,
 }
 
 /// The engine, shared by the writer thread, the flush thread and readers.
@@ -795,6 +800,26 @@ impl Engine {
             .then(|| s.failing.as_ref().map(ToString::to_string))
             .flatten()
             .or_else(|| s.log_trouble.clone())
+            .or_else(|| {
+                (!self.store.is_open()).then(|| {
+                    "the database file could not be reopened after an I/O error; it is tried \
+                     again every second"
+                        .to_string()
+                })
+            })
+    }
+
+    /// A request failed on the file (a read's I/O error, say): once redb
+    /// has seen an I/O error it refuses the file until it is reopened, so
+    /// the flush thread is asked to reopen it, as after a failed flush;
+    /// without this a server that only reads stayed failing after the disk
+    /// recovered, until a restart (an audit).
+    pub fn read_failed(&self) {
+        let mut s = self.signal();
+        if !s.heal {
+            s.heal = true;
+            self.wake.notify_all();
+        }
     }
 
     /// Why the log takes no write for now (it cannot void a failed write).

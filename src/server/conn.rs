@@ -74,7 +74,13 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    log!("kvr serve: accept failed: {e}");
+                    // Out of file descriptors, say: once a second, not
+                    // at every try.
+                    super::log::event_at_most(
+                        "accept",
+                        std::time::Duration::from_secs(1),
+                        format_args!("kvr serve: accept failed: {e}"),
+                    );
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }

@@ -27,9 +27,9 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Method, Uri};
@@ -421,6 +421,38 @@ pub fn flush_events() {
     let (done_tx, done_rx) = sync_channel(1);
     if tx.try_send(EventMsg::Flush(done_tx)).is_ok() {
         let _ = done_rx.recv_timeout(FLUSH_WAIT);
+    }
+}
+
+/// [`event`], unless a line about `key` was written within `every`: a
+/// failure that repeats with every request (a full disk, no file
+/// descriptors left) would otherwise write thousands of lines a second,
+/// onto the disk that is full perhaps. Says how many it left out.
+pub fn event_at_most(key: &'static str, every: std::time::Duration, args: std::fmt::Arguments<'_>) {
+    static LAST: Mutex<Vec<(&'static str, std::time::Instant, u64)>> = Mutex::new(Vec::new());
+    let left_out = {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match last.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, at, skipped)) if now.duration_since(*at) < every => {
+                *skipped += 1;
+                return;
+            }
+            Some((_, at, skipped)) => {
+                *at = now;
+                std::mem::take(skipped)
+            }
+            None => {
+                last.push((key, now, 0));
+                0
+            }
+        }
+    };
+    match left_out {
+        0 => event(args),
+        n => event(format_args!(
+            "{args} ({n} more like it since the last such line)"
+        )),
     }
 }
 

@@ -297,7 +297,18 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     }
     let mut resp = match super::auth::check(state.token.as_deref(), needs_token, req.headers()) {
         Ok(()) => match crate::panics::contain_async(dispatch(&state, def, req)).await {
-            Ok(answer) => answer.unwrap_or_else(|e| error_response(&e)),
+            Ok(answer) => answer.unwrap_or_else(|e| {
+                // The file may need reopening (redb's sticky I/O error), or
+                // a reopen failed and is to be tried again.
+                let reopen = match &e {
+                    ApiError::Kv(Error::Storage(_) | Error::Io { .. }) => true,
+                    _ => !state.engine.store().is_open(),
+                };
+                if reopen {
+                    state.engine.read_failed();
+                }
+                error_response(&e)
+            }),
             Err(caught) => error_response(&super::fault(&state.engine, caught).into()),
         },
         Err(e) => error_response(&e.into()),

@@ -377,7 +377,12 @@ impl Worker {
             }
             Err(e) => {
                 if !was_broken {
-                    log!("kvr serve: a write group failed: {e}");
+                    // Each group fails alike on a full disk: once a second.
+                    super::log::event_at_most(
+                        "write group",
+                        Duration::from_secs(1),
+                        format_args!("kvr serve: a write group failed: {e}"),
+                    );
                 }
                 for reply in replies {
                     let _ = reply.send(Err(copy_error(&e)));

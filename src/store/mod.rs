@@ -405,6 +405,11 @@ impl Store {
         }
     }
 
+    /// Whether the file is open (not between a failed reopen and the next).
+    pub fn is_open(&self) -> bool {
+        self.database().is_ok_and(|db| db.is_some())
+    }
+
     /// Lets go of redb's handle without closing it, after a panic inside
     /// redb: its locks may be poisoned, and closing it would panic again
     /// (at the server's shutdown, say). What it had not synced is lost,

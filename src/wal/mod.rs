@@ -372,14 +372,35 @@ impl Wal {
         if let Err(e) = written {
             // Records that reached the disk but were not acknowledged are
             // harmless only if they are never replayed: void them all.
+            let failed = Error::io("cannot write the write-ahead log", e);
             if self.void(self.pos, len).is_err() {
                 self.unvoided = Some(Unvoided {
                     pos: self.pos,
                     len,
                     discarded: false,
                 });
+                // Its records may be on the disk, and a restart before
+                // they are zeroed would replay them.
+                return Err(Error::OutcomeUnknown {
+                    message: format!(
+                        "{failed}, and what it wrote could not be zeroed: the write may or may \
+                         not be applied after a restart; read the key to learn which"
+                    ),
+                });
             }
-            return Err(Error::io("cannot write the write-ahead log", e));
+            // Zeroed: nothing of the group was applied, nor ever will be.
+            // A full disk stays 507; another failure is the server's for
+            // now (503, retry), not a 500 the client cannot act on.
+            return Err(match failed {
+                Error::Io { context, source } => Error::Unavailable {
+                    message: format!(
+                        "{context}: {source}; the write was not applied; retry (the server's \
+                         log has the details)"
+                    ),
+                    overloaded: false,
+                },
+                other => other,
+            });
         }
         self.last_start = self.pos;
         self.pos += len;
@@ -799,7 +820,8 @@ mod tests {
         wal.file.write_all_at(&wal.buf, wal.pos).unwrap();
         let (segment, _) = wal.end();
         let writable = std::mem::replace(&mut wal.file, File::open(&segment).unwrap());
-        assert!(wal.append(&[(2, &failed)]).is_err());
+        let first = wal.append(&[(2, &failed)]).unwrap_err();
+        assert!(matches!(first, Error::OutcomeUnknown { .. }), "{first}");
         assert!(wal.is_broken());
         let refused = wal.append(&[(2, &[Op::put("c", "3")])]).unwrap_err();
         assert!(matches!(refused, Error::Unavailable { .. }), "{refused}");

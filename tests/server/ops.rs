@@ -1183,3 +1183,61 @@ fn a_backup_whose_stream_breaks_starts_again_through_the_list() {
     assert!(!stderr(&out).contains("starting again"), "{}", stderr(&out));
     assert!(!d.join("c.redb").exists());
 }
+
+/// A read that fails on the file (here: the file cut short under the
+/// server, then put back) latches redb's "previous I/O error", after which
+/// it refuses every read until the file is reopened. The server reopens it
+/// once requests fail, at most every second, and reads answer again once
+/// the file can be read, without a restart and with no write to flush: a
+/// server that only read stayed failing until it was restarted (an audit,
+/// with a fault-injecting file system). `/readyz` meanwhile says why when
+/// a reopen itself failed.
+#[test]
+fn reads_recover_after_the_file_could_not_be_read_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = "r".repeat(4000);
+    let lines: String = (0..20_000)
+        .map(|i| format!("{{\"key\":\"k{i:05}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    let out = kvr(dir.path(), &["--db", "db.redb", "batch"], lines.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = dir.path().join("db.redb");
+    let whole = std::fs::read(&path).unwrap();
+    let s = Server::start(dir.path(), &["--cache-mib", "16"]);
+    let get = |i: u32| http("GET", &format!("{}/v1/kv/k{i:05}", s.url), &[], None);
+    assert_eq!(get(7).status, 200);
+
+    // The file cut to a tenth under the server: reads of what no cache
+    // holds fail.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(whole.len() as u64 / 10).unwrap();
+    let failed = (0..20_000).step_by(97).any(|i| get(i).status == 500);
+    assert!(failed, "no read failed on the cut file");
+    // The file back as it was (the same inode).
+    std::os::unix::fs::FileExt::write_all_at(&file, &whole, 0).unwrap();
+    file.sync_all().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let failing: Vec<u32> = (0..20_000)
+            .step_by(97)
+            .filter(|&i| get(i).status != 200)
+            .collect();
+        if failing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reads still fail after the file was put back: {failing:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for i in (0..20_000).step_by(997) {
+        let r = get(i);
+        assert_eq!((r.status, r.body.len()), (200, 4000), "k{i:05}");
+    }
+    let ready = http("GET", &format!("{}/readyz", s.url), &[], None);
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    // And it takes writes.
+    let put = http("PUT", &format!("{}/v1/kv/after", s.url), &[], Some(b"w"));
+    assert_eq!(put.status, 200, "{}", put.text());
+}
