@@ -244,6 +244,7 @@ pub async fn call(
         }
         let req = req.body(body).map_err(|e| (false, io::Error::other(e)))?;
         let asked = crate::types::now_ms();
+        let sent = std::time::Instant::now();
         let resp = sender
             .send_request(req)
             .await
@@ -254,7 +255,8 @@ pub async fn call(
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let Some(peer_ms) = peer_ms {
             let answered = crate::types::now_ms();
-            me.clocks.record(target, peer_ms, asked, answered);
+            let round_trip = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
+            me.clocks.record(target, peer_ms, round_trip);
             compare_clocks(to, peer_ms, asked, answered);
         }
         let status = resp.status();

@@ -613,10 +613,9 @@ impl Node {
             })
     }
 
-    /// The time of a write proposed now: this node's clock moved by the
-    /// median offset of the voters' clocks (`clock.rs`), so that one wrong
-    /// clock, this node's included, moves no write's expiry or
-    /// idempotency window.
+    /// The time of a write proposed now: the median of the voters' clocks
+    /// (`clock.rs`), so that one wrong clock, this node's included, moves
+    /// no write's expiry or idempotency window.
     pub fn cluster_now_ms(&self) -> u64 {
         use openraft::type_config::async_runtime::watch::WatchReceiver;
         let metrics = self.raft.metrics();
