@@ -218,3 +218,76 @@ fn a_leader_whose_clock_is_off_is_outvoted_by_the_others() {
     assert_eq!(code, 200);
     assert_eq!(revision_of(&n2, false), revision);
 }
+
+/// The leader's own clock stepping 15 minutes on while it leads (NTP, a VM
+/// resumed) is outvoted at once by the others' clocks, carried on from
+/// their last readings: a write repeated with its Idempotency-Key is not
+/// applied again, a new TTL counts from the real time, and keys with a TTL
+/// written before are not swept early. The first version of the median
+/// kept offsets from the leader's wall clock and held any time it had
+/// given: a step froze the cluster 15 minutes ahead (an audit). Needs
+/// libfaketime.
+#[test]
+fn the_leaders_clock_stepping_on_moves_no_write() {
+    let Some(faketime) = crate::child::faketime() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let clock = dir.join("n1-clock");
+    std::fs::write(&clock, "+0s\n").unwrap();
+    let clock_file = clock.display().to_string();
+    let stepping = [
+        ("LD_PRELOAD", faketime),
+        ("FAKETIME_TIMESTAMP_FILE", clock_file.as_str()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &stepping);
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &[]);
+    wait_for(30, "two voters", || voters(&n1) == 2);
+    let n3 = spawn(dir, "n3", &["--join", &n1.url], &[]);
+    wait_for(30, "three voters", || voters(&n1) == 3);
+    assert_eq!(status_of(&n1)["state"], "leader");
+
+    let key = [("Idempotency-Key", "repeated-after-a-step")];
+    let (code, first) = http_with(&n1.url, "PUT", "/v1/kv/once", &key, b"v");
+    assert_eq!(code, 200, "{first}");
+    let (code, kept) = http_with(&n1.url, "PUT", "/v1/kv/session?ttl=60", &[], b"s");
+    assert_eq!(code, 200, "{kept}");
+    std::fs::write(&clock, "+15m\n").unwrap();
+    // Writes at once, before the peers' clocks are read again.
+    for i in 0..5 {
+        let (code, put) = http_with(
+            &n1.url,
+            "PUT",
+            &format!("/v1/kv/right-after-{i}"),
+            &[],
+            b"w",
+        );
+        assert_eq!(code, 200, "{put}");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+
+    let (code, again) = http_with(&n1.url, "PUT", "/v1/kv/once", &key, b"v");
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["revision"], first["revision"]);
+    let before = unix_ms();
+    let (code, put) = http_with(&n1.url, "PUT", "/v1/kv/fresh?ttl=60", &[], b"f");
+    let after = unix_ms();
+    assert_eq!(code, 200, "{put}");
+    let revision = put["revision"].as_u64().unwrap();
+    wait_for(15, "every node to apply the put", || {
+        [&n1, &n2, &n3]
+            .iter()
+            .all(|n| revision_of(n, true) >= revision)
+    });
+    let at = expires_at(&n2, "fresh").unwrap();
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&at),
+        "{before} {at} {after}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (code, _, _) = http(&n1.url, "GET", "/v1/kv/session", b"");
+    assert_eq!(code, 200, "a key with 60 s to live was swept after 5 s");
+}
