@@ -71,6 +71,14 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
             cert.display()
         ));
     }
+    if let Some(why) = out_of_date(&chain[0]) {
+        crate::server::log::event(format_args!(
+            "kvr serve: warning: the certificate in --tls-cert {} {why}: every client refuses \
+             it; renew it (a running server reads --tls-cert and --tls-key again when they \
+             change)",
+            cert.display()
+        ));
+    }
     let key_pem = read(key, "--tls-key")?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         Error::invalid(format!(
@@ -92,6 +100,20 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
             key.display()
         ))
     })
+}
+
+/// Why `leaf` is not valid now (expired, or not yet valid), if so.
+fn out_of_date(leaf: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let validity = parsed.validity();
+    let now = i64::try_from(crate::types::now_ms() / 1000).ok()?;
+    if validity.not_after.timestamp() < now {
+        Some(format!("expired on {}", validity.not_after))
+    } else if validity.not_before.timestamp() > now {
+        Some(format!("is not valid before {}", validity.not_before))
+    } else {
+        None
+    }
 }
 
 /// How often [`ServedCert::follow`] looks at the certificate's files.
@@ -167,7 +189,15 @@ impl ServedCert {
     /// Reads the files again, and serves what they hold if it can be used.
     fn reload(&self) {
         let (cert, key) = (self.cert.display(), self.key.display());
-        match certified_key(&self.cert, &self.key) {
+        let new = certified_key(&self.cert, &self.key).and_then(|new| {
+            // One out of date would be refused by every client, where the
+            // one served now may still be good.
+            match new.cert.first().and_then(out_of_date) {
+                Some(why) => Err(Error::invalid(format!("its certificate {why}"))),
+                None => Ok(new),
+            }
+        });
+        match new {
             Ok(new) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
                 crate::server::log::event(format_args!(

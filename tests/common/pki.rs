@@ -68,9 +68,28 @@ impl Ca {
     /// A certificate for `names` (host names or IP addresses) with a key of
     /// its own, in `DIR/NAME-cert.pem` and `DIR/NAME-key.pem`.
     pub fn issue(&self, dir: &Path, name: &str, names: &[&str]) -> Pki {
+        self.issue_with(dir, name, names, |_| {})
+    }
+
+    /// As [`Ca::issue`], valid only in 2020: expired.
+    pub fn issue_expired(&self, dir: &Path, name: &str, names: &[&str]) -> Pki {
+        self.issue_with(dir, name, names, |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        })
+    }
+
+    fn issue_with(
+        &self,
+        dir: &Path,
+        name: &str,
+        names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Pki {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
+        adjust(&mut params);
         params
             .distinguished_name
             .push(DnType::CommonName, format!("kvr test server {name}"));

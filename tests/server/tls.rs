@@ -650,3 +650,53 @@ fn a_certificate_renewed_in_place_is_served_without_a_restart() {
     let get = cli_with_ca(&server, &server.url, &renewed.ca, &["get", "k"], b"");
     assert_eq!(stdout(&get), "v2");
 }
+
+/// A certificate out of its validity is named at start (every client
+/// refuses it; the server serves it all the same, as before), and is not
+/// taken on a reload: the one served stays, where it may still be good.
+#[test]
+fn an_expired_certificate_is_warned_of_and_not_taken_on_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = crate::pki::Ca::new(dir.path(), "old");
+    let expired = old_ca.issue_expired(dir.path(), "expired", &["localhost", "127.0.0.1"]);
+    let log = dir.path().join("serve.log");
+    let mut args = expired.serve_args();
+    args.push("--quiet".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log_file = std::fs::File::create(&log).unwrap();
+    let server = Server::spawn(dir.path(), &args, &[], Stdio::from(log_file));
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("warning: the certificate in --tls-cert"),
+        "{said}"
+    );
+    assert!(
+        said.contains("expired on ") && said.contains("every client refuses it"),
+        "{said}"
+    );
+    let refused = cli_with_ca(&server, &server.url, &expired.ca, &["get", "k"], b"");
+    assert_code(&refused, 3);
+    assert!(stderr(&refused).contains("expired"), "{}", stderr(&refused));
+
+    // Renewed: taken.
+    let good = Pki::new(dir.path(), "good");
+    std::fs::copy(&good.cert, &expired.cert).unwrap();
+    std::fs::copy(&good.key, &expired.key).unwrap();
+    eventually("the good certificate is served", || {
+        cli_with_ca(&server, &server.url, &good.ca, &["put", "k", "v"], b"")
+            .status
+            .success()
+    });
+    // The expired one again: not taken, the good one stays.
+    let again = old_ca.issue_expired(dir.path(), "again", &["localhost", "127.0.0.1"]);
+    std::fs::copy(&again.cert, &expired.cert).unwrap();
+    std::fs::copy(&again.key, &expired.key).unwrap();
+    eventually("the expired certificate is refused in the log", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("cannot be used: its certificate expired on ")
+    });
+    let get = cli_with_ca(&server, &server.url, &good.ca, &["get", "k"], b"");
+    assert_code(&get, 0);
+    assert_eq!(stdout(&get), "v");
+}
