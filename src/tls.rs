@@ -82,9 +82,10 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
     let key_pem = read(key, "--tls-key")?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         Error::invalid(format!(
-            "--tls-key {}: no private key in PEM form ({e}); give the key of the \
+            "--tls-key {}: no private key in PEM form ({}); give the key of the \
              certificate, e.g. a file starting with -----BEGIN PRIVATE KEY-----",
-            key.display()
+            key.display(),
+            pem_error(&e)
         ))
     })?;
     CertifiedKey::from_der(chain, key_der, &provider()).map_err(|e| {
@@ -100,6 +101,18 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
             key.display()
         ))
     })
+}
+
+/// A PEM error in words: the marker a cut file lacks as text, not as the
+/// list of its bytes that the error's own text shows.
+fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
+    match e {
+        rustls_pki_types::pem::Error::MissingSectionEnd { end_marker } => format!(
+            "a block has no -----END {}----- line: the file may be cut short",
+            String::from_utf8_lossy(end_marker)
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Why `leaf` is not valid now (expired, or not yet valid), if so.
@@ -452,8 +465,9 @@ fn read_certs(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| {
             Error::invalid(format!(
-                "{flag} {}: not a PEM certificate file ({e})",
-                path.display()
+                "{flag} {}: not a PEM certificate file ({})",
+                path.display(),
+                pem_error(&e)
             ))
         })?;
     if certs.is_empty() {

@@ -302,7 +302,17 @@ fn bad_certificates_and_keys_stop_serve_before_it_listens() {
     let pki = Pki::new(d, "a");
     let other = Pki::new(d, "b");
     let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    // A certificate cut short: its block has no END line.
+    let whole = std::fs::read_to_string(&pki.cert).unwrap();
+    let cut = d.join("cut.pem");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let cut = cut.to_str().unwrap();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["--tls-cert", cut, "--tls-key", key],
+            2,
+            "a block has no -----END CERTIFICATE----- line: the file may be cut short",
+        ),
         (vec!["--tls-cert", cert], 2, "--tls-cert needs --tls-key"),
         (vec!["--tls-key", key], 2, "--tls-key needs --tls-cert"),
         (
