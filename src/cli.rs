@@ -739,8 +739,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_OPS, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_ops: usize,
     /// Largest batch request body, in bytes (by default no more than the
-    /// memory tables' budget, --memtable-mib; in cluster mode no more than
-    /// 8388608).
+    /// memory tables' budget, --memtable-mib; in cluster mode the default
+    /// is 8388608, or that budget if smaller).
     #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_bytes: usize,
     /// Memory for request bodies being received or handled, server-wide,
