@@ -42,8 +42,18 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// place (certbot, cert-manager, a copy) is served to new connections
 /// within about two seconds, without a restart (see [`ServedCert`]).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
+    let first = certified_key(cert, key)?;
+    // Served all the same at start, as before; a reload refuses it.
+    if let Some(why) = first.cert.first().and_then(out_of_date) {
+        crate::server::log::event(format_args!(
+            "kvr serve: warning: the certificate in --tls-cert {} {why}: every client refuses \
+             it; renew it (a running server reads --tls-cert and --tls-key again when they \
+             change)",
+            cert.display()
+        ));
+    }
     let served = Arc::new(ServedCert {
-        current: RwLock::new(Arc::new(certified_key(cert, key)?)),
+        current: RwLock::new(Arc::new(first)),
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
     });
@@ -68,14 +78,6 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
             "kvr serve: warning: the certificate in --tls-cert {} is a CA certificate \
              (basicConstraints CA:TRUE, as `openssl req -x509` makes by default): TLS clients \
              refuse it as a server's certificate; {CA_AS_LEAF_FIX}",
-            cert.display()
-        ));
-    }
-    if let Some(why) = out_of_date(&chain[0]) {
-        crate::server::log::event(format_args!(
-            "kvr serve: warning: the certificate in --tls-cert {} {why}: every client refuses \
-             it; renew it (a running server reads --tls-cert and --tls-key again when they \
-             change)",
             cert.display()
         ));
     }

@@ -302,7 +302,10 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
                 // a reopen failed and is to be tried again.
                 let reopen = match &e {
                     ApiError::Kv(Error::Storage(_) | Error::Io { .. }) => true,
-                    _ => !state.engine.store().is_open(),
+                    // Only a closed file answers so ("being reopened"): a
+                    // 404 or a 412 looks at no lock.
+                    ApiError::Kv(Error::Unavailable { .. }) => !state.engine.store().is_open(),
+                    _ => false,
                 };
                 if reopen {
                     state.engine.read_failed();
