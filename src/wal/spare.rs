@@ -171,5 +171,5 @@ fn fill_new(path: &Path, size: u64, owner: u64) -> std::io::Result<()> {
         .create(true)
         .truncate(true)
         .open(path)?;
-    super::fill(&mut file, size, owner)
+    super::fill(&mut file, size, owner, super::Pace::Pieces)
 }
