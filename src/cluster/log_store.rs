@@ -321,6 +321,12 @@ fn scan_segments(dir: &Path, write: bool) -> io::Result<Vec<ScannedSegment>> {
     Ok(scanned)
 }
 
+/// Whether the log in `dir` holds a vote: every member that applied an
+/// entry saved one first (a vote, or the leader's, before its entries).
+pub fn holds_vote(dir: &Path) -> bool {
+    dir.join("vote").is_file()
+}
+
 /// The last committed log id recorded in the log directory `dir`; unknown
 /// (`None`) when never recorded or torn (see the module header).
 pub fn read_committed_in(dir: &Path) -> io::Result<Option<LogId>> {

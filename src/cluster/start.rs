@@ -230,6 +230,12 @@ pub async fn start(
     if log_dir.is_dir() {
         owner::check(&log_dir, &db, &identity)?;
     }
+    if let Some(applied) = sm
+        .last_applied()
+        .filter(|_| !log_store::holds_vote(&log_dir))
+    {
+        return Err(log_gone(&db, &log_dir, node_id, applied.index));
+    }
     let log = LogStore::open(&log_dir).map_err(|e| Error::io("cannot open the Raft log", e))?;
     owner::record(&log_dir, &identity)?;
     let answered = AnsweredRecord::open(&log_store::dir_of(&db))
@@ -426,6 +432,26 @@ pub async fn start(
         });
     }
     Ok(node)
+}
+
+/// A member whose file applied entries but whose Raft log is gone (or
+/// holds no vote: moved away, not restored with the file). Started so, it
+/// would vote with an empty log and no memory of its vote, and a majority
+/// counting it could lack writes the cluster acknowledged: an audit lost
+/// one that way, and the members' data diverged for good.
+fn log_gone(db: &std::path::Path, log: &std::path::Path, node: NodeId, applied: u64) -> Error {
+    Error::Corrupt(format!(
+        "{} is node {node} of its cluster and applied its log up to entry {applied}, but its \
+         Raft log {} is missing or holds no vote, so it does not start: with an empty log its \
+         vote could elect a leader that lacks writes the cluster acknowledged. Put {} back as \
+         it was; or remove the node from its cluster (`kvr cluster remove {node}` through \
+         another member), move {} aside, and start it again with --join to come back as a new \
+         member with the cluster's data",
+        db.display(),
+        log.display(),
+        log.display(),
+        db.display(),
+    ))
 }
 
 /// A `--join` of a file that is no member but holds data: refused (exit 2;

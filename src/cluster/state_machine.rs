@@ -317,6 +317,11 @@ impl StateMachine {
     }
 
     /// The engine's writer, for the flush timer and shutdown.
+    /// The last entry the file holds as applied.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.marker.last_applied
+    }
+
     pub fn writer(&self) -> Arc<Mutex<EngineWriter>> {
         self.writer.clone()
     }

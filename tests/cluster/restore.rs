@@ -208,3 +208,61 @@ fn a_member_with_a_damaged_raft_log_refuses_to_start_and_rejoins() {
     assert_eq!(get(dir, &back, "k01").stdout, b"v1");
     assert_eq!(get(dir, &back, "after").stdout, b"1");
 }
+
+/// A member whose Raft log directory is gone (only its database file was
+/// kept or restored) does not start: with an empty log and no vote it
+/// could elect a leader that lacks acknowledged writes (an audit lost one
+/// that way). Its file and the missing directory are left as they were.
+#[test]
+fn a_member_whose_raft_log_is_gone_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    for i in 0..10 {
+        assert_ok(&put(dir, &nodes[0], &format!("k{i:02}"), &format!("v{i}")));
+    }
+    let revision = revision_of(&nodes[0], false);
+    wait_for(15, "node 2 to apply every write", || {
+        revision_of(&nodes[1], true) == revision
+    });
+    let (listen, raft) = (
+        nodes[1].url.trim_start_matches("http://").to_string(),
+        nodes[1].raft.clone(),
+    );
+    let id = status_of(&nodes[1])["node_id"].as_u64().unwrap();
+    assert_eq!(sigterm(&mut nodes[1]).code(), Some(0));
+    std::fs::rename(dir.join("n2.redb.raft"), dir.join("kept.raft")).unwrap();
+    let range = || kvr(dir, &["--db", "n2.redb", "range"]).stdout;
+    let data_before = range();
+    assert!(!data_before.is_empty());
+
+    let mut restart = kvr_cmd(dir);
+    restart
+        .args(member_args("n2", &listen, &raft))
+        .arg("--quiet");
+    let out = super::tls::run(restart, 30);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("is node {id} of its cluster"))
+            && err.contains("n2.redb.raft is missing or holds no vote")
+            && err.contains(&format!("kvr cluster remove {id}")),
+        "{err}"
+    );
+    assert!(
+        !dir.join("n2.redb.raft").exists(),
+        "a refused start made a log"
+    );
+    assert!(range() == data_before, "a refused start changed the data");
+
+    // Put back as it was, the log lets it start and catch up.
+    std::fs::rename(dir.join("kept.raft"), dir.join("n2.redb.raft")).unwrap();
+    let servers = format!("{},{}", nodes[0].url, nodes[2].url);
+    assert_ok(&kvr(dir, &["--server", &servers, "put", "after", "1"]));
+    let back = spawn_at(dir, "n2", (&listen, &raft), &[], &[]);
+    let revision = revision_of(&nodes[0], false);
+    wait_for(30, "the member to catch up", || {
+        revision_of(&back, true) == revision
+    });
+    assert_eq!(get(dir, &back, "after").stdout, b"1");
+}
