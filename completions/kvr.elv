@@ -261,7 +261,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --tls-key 'The private key of --tls-cert, a PEM file'
             cand --max-value-bytes 'Largest value, in bytes (in cluster mode, --raft-listen, the default is 8388608: one request is one Raft entry)'
             cand --max-batch-ops 'Most operations in one batch request'
-            cand --max-batch-bytes 'Largest batch request body, in bytes (by default no more than the memory tables'' budget, --memtable-mib; in cluster mode the default is 8388608, or that budget if smaller)'
+            cand --max-batch-bytes 'Largest batch request body, in bytes (in cluster mode the default is 8388608: one request is one Raft entry). A batch is held several times over while applied: serve warns at start when one could exhaust its memory'
             cand --max-body-mib 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once. Default: twice --memtable-mib; never less than one largest request'
             cand --queue-size 'Writes that may wait for the writer; beyond, 503 overloaded at once'
             cand --max-connections 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)'

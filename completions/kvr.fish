@@ -238,7 +238,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-cert -d 'Serve HTT
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert, a PEM file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-value-bytes -d 'Largest value, in bytes (in cluster mode, --raft-listen, the default is 8388608: one request is one Raft entry)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-ops -d 'Most operations in one batch request' -r
-complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes (by default no more than the memory tables\' budget, --memtable-mib; in cluster mode the default is 8388608, or that budget if smaller)' -r
+complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-batch-bytes -d 'Largest batch request body, in bytes (in cluster mode the default is 8388608: one request is one Raft entry). A batch is held several times over while applied: serve warns at start when one could exhaust its memory' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-body-mib -d 'Memory for request bodies being received or handled, server-wide, in MiB; beyond, 503 overloaded at once. Default: twice --memtable-mib; never less than one largest request' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l queue-size -d 'Writes that may wait for the writer; beyond, 503 overloaded at once' -r
 complete -c kvr -n "__fish_kvr_using_subcommand serve" -l max-connections -d 'Open connections; beyond, new ones get 503 and are closed (but for /healthz, /readyz and /metrics, on a reserve of 8 more)' -r

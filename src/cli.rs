@@ -738,9 +738,10 @@ pub struct ServeArgs {
     /// Most operations in one batch request.
     #[arg(long, value_name = "N", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_OPS, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_ops: usize,
-    /// Largest batch request body, in bytes (by default no more than the
-    /// memory tables' budget, --memtable-mib; in cluster mode the default
-    /// is 8388608, or that budget if smaller).
+    /// Largest batch request body, in bytes (in cluster mode the default
+    /// is 8388608: one request is one Raft entry). A batch is held several
+    /// times over while applied: serve warns at start when one could
+    /// exhaust its memory.
     #[arg(long, value_name = "BYTES", default_value_t = crate::server::limits::DEFAULT_MAX_BATCH_BYTES, value_parser = parse_whole_usize, allow_negative_numbers = true)]
     pub max_batch_bytes: usize,
     /// Memory for request bodies being received or handled, server-wide,
