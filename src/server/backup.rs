@@ -2,7 +2,7 @@
 //! revision, in the binary stream format of `crate::backup`.
 //!
 //! As for NDJSON ranges (`range.rs`), the snapshot is read a chunk at a
-//! time on a blocking thread, one chunk ahead of the connection, so memory
+//! time by a stream reader as the connection asks for it, so memory
 //! stays constant and a slow client slows the reads, never the writers:
 //! the snapshot holds its memory tables and its redb commit, and flushes
 //! go on beside it. A failure midway aborts the response before the end
@@ -14,15 +14,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 
 use super::State;
-use super::body::{Body, Producer, stream};
+use super::body::{self, Body, Producer, stream};
 use super::routes::REVISION;
 use crate::backup;
 use crate::engine::Snapshot;
 use crate::error::Result;
 use crate::types::RangeQuery;
-
-/// Bytes per chunk sent: as for range streams (`range::STREAM_CHUNK_BYTES`).
-const CHUNK_BYTES: usize = 256 << 10;
 
 /// The route takes no parameters: the router refused any (`routes::ROUTES`).
 pub fn handle(state: &Arc<State>) -> Result<Response<Body>> {
@@ -69,7 +66,7 @@ impl Producer for BackupStream {
         if self.ended {
             return Ok(None);
         }
-        let mut buf = Vec::with_capacity(CHUNK_BYTES * 2);
+        let mut buf = body::chunk_buffer();
         let query = match self.after.take() {
             None => {
                 backup::encode_header(&mut buf, self.revision);
@@ -91,7 +88,7 @@ impl Producer for BackupStream {
             }
             backup::encode_entry(&mut buf, key, rec.item());
             entries += 1;
-            if buf.len() >= CHUNK_BYTES {
+            if buf.len() >= body::STREAM_CHUNK_BYTES {
                 last = Some(key.to_vec());
                 return Ok(false);
             }
@@ -105,6 +102,6 @@ impl Producer for BackupStream {
                 self.ended = true;
             }
         }
-        Ok(Some(Bytes::from(buf)))
+        Ok(Some(body::chunk_bytes(buf)))
     }
 }

@@ -7,7 +7,7 @@
 //! applies from that page on.
 //!
 //! Streams and long pages read on a blocking thread. A stream is read a
-//! chunk of [`STREAM_CHUNK_BYTES`] at a time, one ahead of the connection
+//! chunk of [`body::STREAM_CHUNK_BYTES`] at a time, as the connection asks
 //! (`body::stream`), so memory stays constant, a slow client slows the
 //! reads down instead of filling memory, and one that does not read holds
 //! no thread; if reading fails midway the stream is aborted without its
@@ -51,11 +51,6 @@ const INLINE_PAGE_BYTES: usize = 1 << 20;
 const TYPICAL_ITEM_BYTES: usize = 160;
 /// The most a page's buffer starts with; a larger page grows it.
 const FIRST_PAGE_CAPACITY: usize = 64 << 10;
-/// Bytes per chunk of a stream: large enough to amortize the hand-off to a
-/// stream reader and the new seek each chunk starts with (at 64 KiB a
-/// whole range of 1M keys took 0.25 s, at 256 KiB 0.17 s), small enough
-/// to keep what an unread stream holds small (~1 MB).
-const STREAM_CHUNK_BYTES: usize = 256 << 10;
 
 pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     // Unknown parameters were refused by the router (`routes::ROUTES`).
@@ -195,14 +190,14 @@ impl body::Producer for RangeStream {
         if self.ended {
             return Ok(None);
         }
-        let mut buf = Vec::with_capacity(STREAM_CHUNK_BYTES * 2);
+        let mut buf = body::chunk_buffer();
         let (mut items, mut last) = (0u64, None);
         let query = &self.query;
         self.snap.range(query, |key, rec| {
             let entry = (!query.keys_only).then_some(rec.item());
             jsonl::write_line(&mut buf, key, entry)?;
             items += 1;
-            if buf.len() >= STREAM_CHUNK_BYTES {
+            if buf.len() >= body::STREAM_CHUNK_BYTES {
                 last = Some(key.to_vec());
                 return Ok(false);
             }
@@ -222,7 +217,7 @@ impl body::Producer for RangeStream {
             // The range, or its limit, is exhausted.
             _ => self.ended = true,
         }
-        Ok((!buf.is_empty()).then(|| Bytes::from(buf)))
+        Ok((!buf.is_empty()).then(|| body::chunk_bytes(buf)))
     }
 }
 

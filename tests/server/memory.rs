@@ -535,6 +535,91 @@ fn unread_streams_hold_no_thread_and_little_memory() {
     assert!(text.contains(&format!("{{\"key\":\"{}\"", key(49_999))));
 }
 
+/// Streams their clients do not read take the room of their chunk from
+/// the response budget (`--max-body-mib`) before it is read, so together
+/// they hold about the budget: before, each also held a chunk read ahead
+/// for it, outside the budget, and 500 unread ranges took 575 MB past a
+/// budget of about 200 MB (found by an audit). Closed, they give it back.
+#[test]
+fn unread_streams_hold_the_response_budget_and_no_more() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--max-body-mib",
+            "4",
+            "--max-value-bytes",
+            "1048576",
+            "--max-batch-bytes",
+            "4194304",
+        ],
+    );
+    let lines: String = (0..50_000)
+        .map(|i| format!("{{\"key\":\"{}\",\"value\":\"{:0>100}\"}}\n", key(i), i))
+        .collect();
+    let out = s.cli(&["batch", "--chunk-size", "20000"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let open = |n: usize| -> Vec<std::net::TcpStream> {
+        (0..n)
+            .map(|_| {
+                // The buffer set before connecting: after, the window offered
+                // is the default's, and the kernel takes chunks for the client.
+                let socket =
+                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .unwrap();
+                socket.set_recv_buffer_size(4096).unwrap();
+                let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+                socket.connect(&addr.into()).unwrap();
+                let mut c: std::net::TcpStream = socket.into();
+                write!(
+                    c,
+                    "GET /v1/range?prefix=k HTTP/1.1\r\nHost: x\r\n\
+                     Accept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                c
+            })
+            .collect()
+    };
+    // 20 fill the 4 MiB budget (a chunk's room is 288 KiB); 40 more then
+    // cost only what a connection and its snapshot take besides.
+    let mut streams = open(20);
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_full = s.rss_kib();
+    streams.extend(open(40));
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_after = s.rss_kib();
+    let each = rss_after.saturating_sub(rss_full) / 40;
+    // About 100 KiB each measured (a debug build); 205 before, when each
+    // also held a chunk read ahead.
+    assert!(
+        each < 160,
+        "{rss_full} KiB resident with 20 unread streams, {rss_after} KiB with 60: {each} KiB each"
+    );
+    // Small answers take no room: served meanwhile.
+    let out = s.cli(&["get", &key(7)], b"");
+    assert!(out.status.success());
+    // Closed, the streams give their room back: a stream read now is whole.
+    drop(streams);
+    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+    write!(
+        c,
+        "GET /v1/range?prefix=k HTTP/1.1\r\nHost: x\r\n\
+         Accept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut whole = Vec::new();
+    c.read_to_end(&mut whole).unwrap();
+    let text = String::from_utf8_lossy(&whole);
+    let body_lines = text.lines().filter(|l| l.starts_with("{\"key\"")).count();
+    assert_eq!(body_lines, 50_000, "{}", &text[..200.min(text.len())]);
+}
+
 /// Watchers whose clients read nothing, behind on writes of 1 MB values,
 /// hold about their outboxes' bound, also once the stream has to be read
 /// back from the stored history. A watcher read a page of 1,024 stored
