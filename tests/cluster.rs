@@ -1239,6 +1239,31 @@ fn a_removal_or_transfer_that_needs_a_stopped_voter_is_refused() {
     let _ = nodes[victim].child.wait();
     // The leader sees it silent once it missed a few heartbeats.
     std::thread::sleep(Duration::from_secs(1));
+    // Its status and metrics say so, not a lag of 0 from before on an idle
+    // cluster (found by an audit).
+    let status = status_of(&nodes[leader]);
+    let row = |id: u64| {
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"].as_u64() == Some(id))
+            .cloned()
+            .unwrap()
+    };
+    assert!(row(victim_id)["matched"].is_null(), "{status}");
+    assert!(row(victim_id)["lag"].is_null(), "{status}");
+    assert!(row(other_id)["matched"].is_u64(), "{status}");
+    let (_, _, body) = http(&nodes[leader].url, "GET", "/metrics", b"");
+    let silent = |id: u64| -> f64 {
+        let name = format!("kvr_raft_follower_silent_seconds{{node=\"{id}\"}} ");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&name)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    assert!(silent(victim_id) >= 0.9, "{}", silent(victim_id));
+    assert!(silent(other_id) < 0.9, "{}", silent(other_id));
     let url = nodes[leader].url.clone();
     let other_arg = other_id.to_string();
     let err = refused_5(dir, &url, &["remove", &other_arg]);

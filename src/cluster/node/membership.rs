@@ -369,14 +369,23 @@ impl Node {
     /// within the minimum election timeout. A follower that answers
     /// acknowledges every heartbeat (100 ms by default); half a second
     /// without one is a stopped or cut-off node.
-    fn answers_leader(&self, m: &openraft::RaftMetrics<TypeConfig>, v: NodeId) -> bool {
-        use openraft::Instant as _;
+    pub(super) fn answers_leader(&self, m: &openraft::RaftMetrics<TypeConfig>, v: NodeId) -> bool {
         let fresh = Duration::from_millis(self.raft.config().election_timeout_min);
-        v == self.me.node_id
-            || m.heartbeat
-                .as_ref()
-                .and_then(|h| h.get(&v).copied().flatten())
-                .is_some_and(|at| at.elapsed() < fresh)
+        v == self.me.node_id || self.silent_for(m, v).is_some_and(|d| d < fresh)
+    }
+
+    /// On the leader: how long since node `v` last acknowledged it; `None`
+    /// if it never has (in this term).
+    pub(super) fn silent_for(
+        &self,
+        m: &openraft::RaftMetrics<TypeConfig>,
+        v: NodeId,
+    ) -> Option<Duration> {
+        use openraft::Instant as _;
+        m.heartbeat
+            .as_ref()
+            .and_then(|h| h.get(&v).copied().flatten())
+            .map(|at| at.elapsed())
     }
 
     /// This node was removed from its cluster: remember it in the file,

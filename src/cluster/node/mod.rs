@@ -561,6 +561,23 @@ impl Node {
                     last.saturating_sub(matched)
                 );
             }
+            // A lag of 0 on an idle cluster says nothing of a member that
+            // stopped: this does (an audit saw a killed voter at lag 0).
+            let _ = writeln!(
+                out,
+                "# HELP kvr_raft_follower_silent_seconds On the leader: time since each other \
+                 member last acknowledged it (about the heartbeat interval while it answers).\n\
+                 # TYPE kvr_raft_follower_silent_seconds gauge"
+            );
+            for id in replication.keys().filter(|id| **id != self.me.node_id) {
+                let silent = self.silent_for(&m, *id);
+                let _ = writeln!(
+                    out,
+                    "kvr_raft_follower_silent_seconds{{node=\"{id}\"}} {}",
+                    // Never acknowledged in this term: Prometheus' +Inf.
+                    silent.map_or("+Inf".to_string(), |d| format!("{:.3}", d.as_secs_f64()))
+                );
+            }
         }
         let snapshot = m.snapshot.map_or(0, |l| l.index);
         let _ = writeln!(
@@ -1135,9 +1152,12 @@ impl Node {
                 // `null` (shown `-`) where the leader has no figure: a
                 // member it has not heard from yet (it showed 0, and a lag
                 // of the whole log).
+                // Nor for one that stopped answering it: its figures are
+                // from before (an audit saw a killed voter at lag 0).
                 let matched = m
                     .replication
                     .as_ref()
+                    .filter(|_| self.answers_leader(&m, *id))
                     .and_then(|r| r.get(id))
                     .and_then(|l| l.as_ref().map(|l| l.index));
                 serde_json::json!({
