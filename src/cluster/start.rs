@@ -259,6 +259,10 @@ pub async fn start(
         tls: opts.peer_tls.clone(),
         clocks: Default::default(),
     });
+    if !fresh {
+        // Before Raft starts, which would stand for election.
+        refuse_a_second_process(&opts, &me, raft_listener.local_addr().ok()).await?;
+    }
     let config = openraft::Config {
         cluster_name: "kvr".into(),
         heartbeat_interval: opts.heartbeat_ms,
@@ -452,6 +456,64 @@ fn log_gone(db: &std::path::Path, log: &std::path::Path, node: NodeId, applied: 
         log.display(),
         db.display(),
     ))
+}
+
+/// Where a raft listener says which node of which cluster it serves, and
+/// in which process (no peer check: it tells no more than a refusal does).
+pub const HELLO_PATH: &str = "/raft/hello";
+
+/// A restarted member whose advertised raft address is not the one it
+/// listens on asks who answers there: another process serving this very
+/// node means these files are a copy of a running member's. Started, the
+/// copy stood for election as that node: an audit saw it become leader at
+/// an address no client knew, while the real node's peers sent clients to
+/// the real one, and no write went through until the copy stopped. Where
+/// the address leads to this process (a proxy, NAT) or nowhere yet, it
+/// starts.
+async fn refuse_a_second_process(
+    opts: &Options,
+    me: &Identity,
+    bound: Option<std::net::SocketAddr>,
+) -> Result<()> {
+    let advertised = &opts.member.raft;
+    if advertised.parse::<std::net::SocketAddr>().ok() == bound {
+        return Ok(());
+    }
+    let scheme = if opts.peer_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{advertised}");
+    let Ok((200, body)) = send_json(
+        &base,
+        hyper::Method::GET,
+        HELLO_PATH,
+        b"",
+        opts,
+        Duration::from_secs(1),
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let Ok(hello) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Ok(());
+    };
+    let same_node = hello["cluster_id"].as_str() == Some(me.cluster_id.as_str())
+        && hello["node_id"].as_u64() == Some(me.node_id);
+    let other_process = hello["process"].as_str() != Some(crate::server::joining::this_process());
+    if same_node && other_process {
+        return Err(Error::Conflict(format!(
+            "node {} of cluster {} already runs at raft address {advertised} (another process \
+             answered there): these files are a copy of a running member's, and two processes \
+             with one node's files would split its vote, which can leave the cluster with no \
+             leader its clients reach. Stop the other process first; to add a node, start one \
+             with a new file and --join",
+            me.node_id, me.cluster_id
+        )));
+    }
+    Ok(())
 }
 
 /// A `--join` of a file that is no member but holds data: refused (exit 2;

@@ -305,3 +305,46 @@ fn a_raft_log_is_not_taken_by_another_members_file() {
     assert_eq!(get(dir, &restarted[2], "k").stdout, b"v");
     assert!(log.join("member").exists());
 }
+
+/// A copy of a running member's files, started elsewhere with the real
+/// node's raft address advertised, is refused before it stands for
+/// election (exit 3): an audit saw such a copy become a leader no client
+/// reached while the cluster took no writes. The cluster goes on.
+#[test]
+fn a_copy_of_a_running_members_files_does_not_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    assert_ok(&put(dir, &nodes[0], "k", "v"));
+    let (listen, raft) = (
+        nodes[2].url.trim_start_matches("http://").to_string(),
+        nodes[2].raft.clone(),
+    );
+    assert_eq!(sigterm(&mut nodes[2]).code(), Some(0));
+    std::fs::copy(dir.join("n3.redb"), dir.join("c3.redb")).unwrap();
+    std::fs::create_dir(dir.join("c3.redb.raft")).unwrap();
+    for f in std::fs::read_dir(dir.join("n3.redb.raft")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.join("c3.redb.raft").join(f.file_name())).unwrap();
+    }
+    nodes[2] = spawn_at(dir, "n3", (&listen, &raft), &[], &[]);
+    wait_for(15, "node 3 to be back", || {
+        revision_of(&nodes[2], true) == revision_of(&nodes[0], false)
+    });
+
+    let out = serve_to_end(
+        dir,
+        "c3",
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        &["--advertise-raft", &raft, "--quiet"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("already runs at raft address {raft}"))
+            && err.contains("copy of a running member"),
+        "{err}"
+    );
+    assert_ok(&put(dir, &nodes[0], "after", "1"));
+    assert_eq!(get(dir, &nodes[2], "k").stdout, b"v");
+}

@@ -8,6 +8,16 @@ use super::*;
 impl Node {
     /// Handles one request on the raft listener.
     pub async fn handle_raft(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        if req.uri().path() == crate::cluster::start::HELLO_PATH {
+            // Before the peer check: a starting copy of this node's files
+            // asks who serves here (`start::refuse_a_second_process`).
+            let hello = serde_json::json!({
+                "cluster_id": self.me.cluster_id,
+                "node_id": self.me.node_id,
+                "process": crate::server::joining::this_process(),
+            });
+            return answer_status(StatusCode::OK, hello.to_string());
+        }
         if let Err(why) = self.check_peer(&req) {
             let from = req
                 .headers()
