@@ -429,6 +429,21 @@ fn coding_other_than(headers: &HeaderMap, name: &HeaderName, allowed: &str) -> O
         .map(str::to_string)
 }
 
+/// Refuses an HTTP/1.1 request without a `Host` header, and any with more
+/// than one: RFC 9112 section 3.2 requires a 400 (HTTP/1.0 had none).
+fn host(req: &Request<Incoming>) -> Result<()> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == http::Version::HTTP_11 => Err(Error::invalid(
+            "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)",
+        )),
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "the request has more than one Host header: send one (RFC 9112 section 3.2)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a read may be stale (`?consistency=stale`).
 fn stale(query: &Query) -> Result<bool> {
     match query.get("consistency") {
@@ -457,6 +472,7 @@ async fn dispatch(
         )
         .into());
     }
+    host(&req)?;
     let method = req.method().clone();
     let def = def.ok_or(ApiError::NoRoute)?;
     let params = def

@@ -332,6 +332,42 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
     assert_eq!(value(&s.url, "te"), (200, "hello".to_string()));
 }
 
+/// An HTTP/1.1 request without a `Host` header, or with two, is 400
+/// `bad_request` (RFC 9112 section 3.2: a server must answer so), and
+/// writes nothing; HTTP/1.0 has no `Host` to require. (Before, one without
+/// was served; found by an audit.)
+#[test]
+fn an_http_1_1_request_without_one_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let before = stats(&s.url);
+    for head in [
+        "PUT /v1/kv/h HTTP/1.1\r\n",
+        "PUT /v1/kv/h HTTP/1.1\r\nHost: x\r\nHost: y\r\n",
+    ] {
+        let request = format!("{head}Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+        let r = raw(&s.addr, request.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 400"), "{head}: {r}");
+        let body = r.split_once("\r\n\r\n").unwrap().1;
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "bad_request", "{r}");
+        assert!(json["message"].as_str().unwrap().contains("Host"), "{r}");
+    }
+    let r = raw(
+        &s.addr,
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert_eq!(stats(&s.url), before);
+    assert_eq!(value(&s.url, "h").0, 404);
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/h HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    assert_eq!(value(&s.url, "h"), (200, "hello".to_string()));
+}
+
 /// A content coding is refused too: the value would be the compressed
 /// bytes, which a GET then answers as if they were the value.
 #[test]
