@@ -444,6 +444,16 @@ fn host(req: &Request<Incoming>) -> Result<()> {
     }
 }
 
+/// Refuses an `Expect` the server cannot meet with 417, before anything
+/// is read or written (RFC 9110 section 10.1.1): only `100-continue`
+/// exists, which hyper answers when the body is read.
+fn expect(headers: &HeaderMap) -> Result<(), ApiError> {
+    match codings_of(headers, &header::EXPECT).find(|e| !e.eq_ignore_ascii_case("100-continue")) {
+        Some(other) => Err(ApiError::ExpectationFailed(other.to_string())),
+        None => Ok(()),
+    }
+}
+
 /// Whether a read may be stale (`?consistency=stale`).
 fn stale(query: &Query) -> Result<bool> {
     match query.get("consistency") {
@@ -473,6 +483,7 @@ async fn dispatch(
         .into());
     }
     host(&req)?;
+    expect(req.headers())?;
     let method = req.method().clone();
     let def = def.ok_or(ApiError::NoRoute)?;
     let params = def

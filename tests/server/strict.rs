@@ -368,6 +368,31 @@ fn an_http_1_1_request_without_one_host_is_refused() {
     assert_eq!(value(&s.url, "h"), (200, "hello".to_string()));
 }
 
+/// An `Expect` other than `100-continue` is 417 with the error JSON
+/// (`bad_request`) and writes nothing (RFC 9110 section 10.1.1; before,
+/// `Expect: 200-ok` was ignored and the value written; found by an audit).
+#[test]
+fn an_expectation_other_than_100_continue_is_417() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let before = stats(&s.url);
+    for expect in ["200-ok", "100-continue, x-more"] {
+        let r = raw_http(&s.addr, "PUT", "/v1/kv/e", &[("Expect", expect)], b"hello");
+        assert_eq!(r.status, 417, "{expect}: {}", r.text());
+        assert_eq!(r.code(), "bad_request");
+        assert!(r.text().contains("100-continue"), "{}", r.text());
+    }
+    assert_eq!(stats(&s.url), before);
+    assert_eq!(value(&s.url, "e").0, 404);
+    // (Answered `100 Continue`, then 200.)
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/e HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert!(r.contains("HTTP/1.1 200 "), "{r}");
+    assert_eq!(value(&s.url, "e"), (200, "hello".to_string()));
+}
+
 /// A content coding is refused too: the value would be the compressed
 /// bytes, which a GET then answers as if they were the value.
 #[test]
