@@ -332,6 +332,41 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
     assert_eq!(value(&s.url, "te"), (200, "hello".to_string()));
 }
 
+/// A write's `If-Match` with only tags that can never match (a weak one:
+/// If-Match compares strongly, RFC 9110 section 13.1.1; or a quoted tag
+/// that is no revision) is 412 with the key's revision, as a revision that
+/// does not match is, on a present and a missing key, and writes nothing.
+/// (`W/"8"` was a 400; found by an audit.)
+#[test]
+fn a_write_if_match_that_can_never_match_is_412() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (u, addr) = (&s.url, s.addr.as_str());
+    let rev = put(u, "a", b"1");
+    let weak = format!("W/\"{rev}\"");
+    for method in ["PUT", "DELETE"] {
+        for tag in [weak.as_str(), "\"abc\""] {
+            for (key, current) in [("a", json!(rev)), ("none", json!(null))] {
+                let target = format!("/v1/kv/{key}");
+                let r = raw_http(addr, method, &target, &[("If-Match", tag)], b"2");
+                assert_eq!(r.status, 412, "{method} {key} {tag}: {}", r.text());
+                let body = r.json();
+                assert_eq!(body["error"], json!("precondition_failed"));
+                assert_eq!(body["revision"], current, "{body}");
+                assert_eq!(body["key"], json!(key), "{body}");
+                assert!(body.get("expected").is_none(), "{body}");
+                let says_weak = body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("(a weak tag, W/\"N\", never matches If-Match)");
+                assert_eq!(says_weak, tag.starts_with("W/"), "{body}");
+            }
+        }
+    }
+    assert_eq!(stats(u), (1, rev));
+    assert_eq!(value(u, "a"), (200, "1".to_string()));
+}
+
 /// An HTTP/1.1 request without a `Host` header, or with two, is 400
 /// `bad_request` (RFC 9112 section 3.2: a server must answer so), and
 /// writes nothing; HTTP/1.0 has no `Host` to require. (Before, one without
