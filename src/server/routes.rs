@@ -558,7 +558,11 @@ async fn dispatch(
             if let Some(node) = &state.cluster {
                 body.push_str(&node.metrics_text());
             }
-            Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
+            Ok(text(
+                StatusCode::OK,
+                body,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ))
         }
         Route::OpenApi => Ok(text(
             StatusCode::OK,
