@@ -244,6 +244,21 @@ fn a_server_url_nothing_could_reach_is_a_usage_error() {
             "the scheme must be http:// or https://",
         ),
         ("http://", "not a URL, e.g. http://127.0.0.1:7070"),
+        // A query or a fragment would be dropped or sent as part of every
+        // request's path (was exit 3 "does not look like a kvr server";
+        // found by an audit).
+        (
+            "http://127.0.0.1:7070#frag",
+            "a server URL takes no fragment (#...)",
+        ),
+        (
+            "http://127.0.0.1:7070/?x=1",
+            "a server URL takes no query (?...)",
+        ),
+        (
+            "http://127.0.0.1:7070?",
+            "a server URL takes no query (?...)",
+        ),
     ] {
         for args in [&["get", "a"][..], &["bench", "--requests", "1"]] {
             let out = kvr(dir.path(), &[&["--server", url][..], args].concat(), b"");
@@ -258,6 +273,13 @@ fn a_server_url_nothing_could_reach_is_a_usage_error() {
                 format!("kvr: error: bad server URL {url}: {why}")
             );
         }
+        let out = crate::child::output_with_stdin(
+            kvr_cmd(dir.path())
+                .env("KVR_SERVER", url)
+                .args(["get", "a"]),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(2), "{url}: {}", stderr(&out));
     }
     // Brackets, user info and a trailing slash are fine (nothing listens).
     for url in [
