@@ -730,9 +730,9 @@ pub struct BatchArgs {
     /// Input file; omitted or `-`: stdin.
     #[arg(value_parser = parse_path)]
     pub file: Option<PathBuf>,
-    /// Apply the input in parts of N lines, each part atomic on its own
-    /// (the input as a whole is then not): for inputs over a server's
-    /// limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`.
+    /// Apply the input in parts of N lines (blank lines do not count), each
+    /// part atomic on its own (the input as a whole is then not): for
+    /// inputs over a server's limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`.
     /// A failing part stops the run; the parts before it stay applied.
     #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
     pub chunk_size: Option<u64>,
