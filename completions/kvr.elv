@@ -170,7 +170,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --help 'Print help'
         }
         &'kvr;batch'= {
-            cand --chunk-size 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server''s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied'
+            cand --chunk-size 'Apply the input in parts of N lines (blank lines do not count), each part atomic on its own (the input as a whole is then not): for inputs over a server''s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied'
             cand --max-value-bytes 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server''s limit applies'
             cand --db 'The database file'
             cand --lock-timeout 'Wait up to SECS for another process to release the database file'

@@ -159,7 +159,7 @@ stale\t''"
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l keys-only -d 'Leave values out of put events'
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -l progress -d 'Print the progress lines too: {"progress_revision":R} means every change up to R was printed'
 complete -c kvr -n "__fish_kvr_using_subcommand watch" -s h -l help -d 'Print help'
-complete -c kvr -n "__fish_kvr_using_subcommand batch" -l chunk-size -d 'Apply the input in parts of N lines, each part atomic on its own (the input as a whole is then not): for inputs over a server\'s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied' -r
+complete -c kvr -n "__fish_kvr_using_subcommand batch" -l chunk-size -d 'Apply the input in parts of N lines (blank lines do not count), each part atomic on its own (the input as a whole is then not): for inputs over a server\'s limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`. A failing part stops the run; the parts before it stay applied' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l max-value-bytes -d 'With --db: the largest value accepted, in bytes [default: 16 MiB]. Raise it for data from a server with a larger `serve --max-value-bytes`. With --server the server\'s limit applies' -r
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand batch" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r

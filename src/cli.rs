@@ -159,7 +159,7 @@ pub fn command() -> clap::Command {
 /// Parses the process's arguments with [`command`].
 pub fn parse() -> Result<Cli, clap::Error> {
     use clap::FromArgMatches;
-    let words: Vec<OsString> = std::env::args_os().collect();
+    let words = words();
     let mut cmd = typed_options_skip_their_variables(command(), &words);
     let matches = match cmd.try_get_matches_from_mut(words.clone()) {
         Ok(matches) => matches,
@@ -171,6 +171,100 @@ pub fn parse() -> Result<Cli, clap::Error> {
         }
     };
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// The command line as it is parsed: [`numbers_as_data`] of the process's
+/// arguments.
+fn words() -> Vec<OsString> {
+    static WORDS: std::sync::OnceLock<Vec<OsString>> = std::sync::OnceLock::new();
+    WORDS
+        .get_or_init(|| numbers_as_data(std::env::args_os().collect()))
+        .clone()
+}
+
+/// Whether `word` is a negative number as Rust reads one (`-.5`, `-1E-5`,
+/// `-inf`, `-NaN`) that clap's `allow_negative_numbers` does not know: it
+/// knows digits with one `.` and an exponent without a sign (`-5`, `-5.`,
+/// `-1e5`), and takes the rest for flags.
+fn number_clap_misses(word: &OsString) -> bool {
+    let Some(text) = word.to_str() else {
+        return false;
+    };
+    let Some(digits) = text.strip_prefix('-') else {
+        return false;
+    };
+    let clap_knows = digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E')
+        && !digits.ends_with(['e', 'E']);
+    !digits.starts_with('-') && !clap_knows && text.parse::<f64>().is_ok()
+}
+
+/// `words` with the positional arguments moved after a `--` when one of
+/// them is a number clap would take for a flag ([`number_clap_misses`]):
+/// README promises that a negative number is data (`put k -.5`). Where
+/// such a word goes is learnt from a parse with `-1` in its place; a word
+/// that is not a positional of its command (an option's value) is left as
+/// it is, so no flag is ever taken for data, and anything clap would not
+/// parse so is left to clap's own error.
+fn numbers_as_data(words: Vec<OsString>) -> Vec<OsString> {
+    let escape = words.iter().position(|w| w == "--").unwrap_or(words.len());
+    let numbers: Vec<usize> = (1..escape)
+        .filter(|&i| number_clap_misses(&words[i]))
+        .collect();
+    if numbers.is_empty() {
+        return words;
+    }
+    let mut probe = words.clone();
+    for &i in &numbers {
+        probe[i] = OsString::from("-1");
+    }
+    let Ok(matches) = command().try_get_matches_from(&probe) else {
+        return words;
+    };
+    // A subcommand's indices count from its name (the first word that
+    // names it, alias or not; the check below catches a wrong guess).
+    let (mut def, mut level, mut offset) = (command(), &matches, 0);
+    while let Some((name, sub)) = level.subcommand() {
+        let Some(found) = def.find_subcommand(name).cloned() else {
+            return words;
+        };
+        let names = |w: &str| w == found.get_name() || found.get_all_aliases().any(|a| a == w);
+        let Some(at) = (offset + 1..escape).find(|&i| probe[i].to_str().is_some_and(names)) else {
+            return words;
+        };
+        (def, level, offset) = (found, sub, at);
+    }
+    let mut positional = Vec::new();
+    for arg in def.get_positionals() {
+        let id = arg.get_id().as_str();
+        let (Some(at), Ok(Some(raw))) = (level.indices_of(id), level.try_get_raw(id)) else {
+            continue;
+        };
+        for (i, value) in at.zip(raw) {
+            let i = i + offset;
+            // Indices are argv's but for clustered short flags: check.
+            if probe.get(i).map(OsString::as_os_str) != Some(value) {
+                return words;
+            }
+            positional.push(i);
+        }
+    }
+    positional.sort_unstable();
+    let after_escape = words.len().saturating_sub(escape + 1);
+    if !numbers.iter().any(|i| positional.contains(i))
+        || positional.iter().filter(|&&i| i > escape).count() != after_escape
+    {
+        return words;
+    }
+    let mut out: Vec<OsString> = (0..escape.min(words.len()))
+        .filter(|i| !positional.contains(i))
+        .map(|i| words[i].clone())
+        .collect();
+    out.push(OsString::from("--"));
+    out.extend(positional.iter().map(|&i| words[i].clone()));
+    out
 }
 
 /// `words` parsed with no option reading its environment variable, when
@@ -306,7 +400,7 @@ fn name_the_variable(e: clap::Error, cmd: &clap::Command) -> clap::Error {
 /// with `--server` as flags is a usage error).
 pub fn given_on_command_line(id: &str) -> bool {
     use clap::parser::ValueSource;
-    let Ok(matches) = command().try_get_matches_from(std::env::args_os()) else {
+    let Ok(matches) = command().try_get_matches_from(words()) else {
         return false;
     };
     let mut level = Some(&matches);
@@ -636,9 +730,9 @@ pub struct BatchArgs {
     /// Input file; omitted or `-`: stdin.
     #[arg(value_parser = parse_path)]
     pub file: Option<PathBuf>,
-    /// Apply the input in parts of N lines, each part atomic on its own
-    /// (the input as a whole is then not): for inputs over a server's
-    /// limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`.
+    /// Apply the input in parts of N lines (blank lines do not count), each
+    /// part atomic on its own (the input as a whole is then not): for
+    /// inputs over a server's limits, e.g. `kvr range | kvr --server URL batch --chunk-size 10000`.
     /// A failing part stops the run; the parts before it stay applied.
     #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
     pub chunk_size: Option<u64>,

@@ -585,12 +585,28 @@ fn batch_from_file_and_dash(env: Env) {
     env.kvr(["batch", dir.to_str().unwrap()])
         .code(2)
         .stderr_has(&format!("batch input {} is a directory", dir.display()));
+    // Stdin a directory (`< DIR`) is the same usage error, for put too
+    // (it was exit 3 "cannot read batch input: Is a directory"; found by
+    // an audit).
+    env.kvr(["batch"])
+        .stdin_from(&dir)
+        .code(2)
+        .stderr_has("stdin is a directory: give FILE");
+    env.kvr(["put", "d"])
+        .stdin_from(&dir)
+        .code(2)
+        .stderr_has("stdin is a directory: give VALUE");
     assert_eq!(keys_of(&env.range_json(&[])), ["f", "s"]);
     // A bad input file creates no database.
     let fresh = env.new_like();
     fresh
         .kvr(["batch", env.path("missing.jsonl").to_str().unwrap()])
         .code(2);
+    if !fresh.is_served() {
+        assert!(!fresh.db().exists());
+    }
+    fresh.kvr(["batch"]).stdin_from(&dir).code(2);
+    fresh.kvr(["put", "d"]).stdin_from(&dir).code(2);
     if !fresh.is_served() {
         assert!(!fresh.db().exists());
     }

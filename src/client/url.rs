@@ -22,6 +22,14 @@ pub fn check_url(url: &str) -> Result<()> {
 /// [`check_url`] of a URL given as `what` (a flag such as `--join`).
 pub fn check_url_of(what: &str, url: &str) -> Result<()> {
     let bad = |why: &str| Err(Error::invalid(format!("{what} {url}: {why}")));
+    // Requests are made by appending to the URL: a fragment would cut
+    // their paths off, a query would be sent inside them.
+    if url.contains('#') {
+        return bad("a server URL takes no fragment (#...)");
+    }
+    if url.contains('?') {
+        return bad("a server URL takes no query (?...)");
+    }
     let Ok(uri) = url.parse::<ureq::http::Uri>() else {
         return bad("not a URL, e.g. http://127.0.0.1:7070");
     };

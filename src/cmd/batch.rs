@@ -171,6 +171,8 @@ fn stdin_input() -> Result<(Box<dyn Read + Send>, Option<u64>)> {
         reading: "kvr: reading JSON lines from stdin until Ctrl-D (end of input)",
         closed: "stdin is closed (or not open for reading), so there are no lines to read; \
                  give FILE, or redirect stdin from it (`< FILE`)",
+        directory: "stdin is a directory: give FILE (a file of JSON lines), or redirect stdin \
+                    from it (`< FILE`)",
     })?;
     Ok((Box::new(std::io::stdin()), None))
 }

@@ -384,10 +384,12 @@ fn check_token(token: &str, source: &str) -> Result<()> {
     Ok(())
 }
 
-/// What a command reading stdin says on a terminal and when it is closed.
+/// What a command reading stdin says on a terminal, when it is closed and
+/// when it is a directory.
 pub struct StdinUse {
     pub reading: &'static str,
     pub closed: &'static str,
+    pub directory: &'static str,
 }
 
 /// Whether fd 0 was closed when the process started, as the binary saw it
@@ -430,6 +432,13 @@ pub fn check_stdin(what: StdinUse) -> Result<()> {
     if stdin.is_terminal() {
         let _ = writeln!(std::io::stderr(), "{}", what.reading);
         return Ok(());
+    }
+    // A directory (`< DIR`) reads as an I/O error (EISDIR): say it is
+    // a usage error, as a directory given as FILE is.
+    if rustix::fs::fstat(&stdin)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+    {
+        return Err(Error::invalid(what.directory));
     }
     let closed = || Error::invalid(what.closed);
     let Ok(flags) = rustix::fs::fcntl_getfl(&stdin) else {

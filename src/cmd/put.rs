@@ -48,6 +48,8 @@ const VALUE_STDIN: super::StdinUse = super::StdinUse {
     closed: "stdin is closed (or not open for reading), so there is no value to read; give \
              VALUE as an argument, or redirect stdin from the value (`< FILE`; `< /dev/null` \
              for an empty value)",
+    directory: "stdin is a directory: give VALUE as an argument, or redirect stdin from a \
+                file that holds the value (`< FILE`)",
 };
 
 /// Reads stdin to EOF, refusing (without buffering all of it) more than

@@ -530,6 +530,12 @@ pub async fn read_limited(
     if let Some(len) = announced
         && let Err(e) = budget.take(&mut held, len)
     {
+        // Reading the body would make hyper send `100 Continue`, and the
+        // client upload it for nothing: refuse it unread (hyper then
+        // closes the connection), as a body over the limit is.
+        if expects_continue(&parts.headers) {
+            return Err(e);
+        }
         return Err(refuse_after_drain(body, started, (budget.grace, limit), e).await);
     }
     // The frames as they came: a body in one frame (most) is not copied.
@@ -580,6 +586,13 @@ pub async fn read_limited(
         }
     };
     Ok((body, BodyHold { _room: held }))
+}
+
+/// Whether the client waits for `100 Continue` before sending its body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>> {

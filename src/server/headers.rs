@@ -195,16 +195,10 @@ impl ReadConditions {
                 .iter()
                 .any(|(weak, tag)| !weak && names_revision(tag, revision))
         {
-            let weak = match list.iter().any(|(weak, _)| *weak) {
-                true => " (a weak tag, W/\"N\", never matches If-Match)",
-                false => "",
-            };
-            let expected = match list.as_slice() {
-                [(false, tag)] if revision_of(tag).is_some() => tag.clone(),
-                _ => format!("one of {}{weak}", show(list)),
-            };
-            return ReadOutcome::PreconditionFailed(expected);
+            return ReadOutcome::PreconditionFailed(unmatched(list));
         }
+        // A quoted tag that is not a revision ("abc") never matches, as
+        // RFC 9110 compares tags; only a malformed one (unquoted) is a 400.
         match &self.if_none_match {
             Some(Tags::Any) => ReadOutcome::NotModified,
             Some(Tags::List(list)) if list.iter().any(|(_, t)| names_revision(t, revision)) => {
@@ -212,6 +206,27 @@ impl ReadConditions {
             }
             _ => ReadOutcome::Send,
         }
+    }
+}
+
+/// The `expected` of a 412 for an `If-Match` list that did not match.
+fn unmatched(list: &[(bool, String)]) -> String {
+    let weak = match list.iter().any(|(weak, _)| *weak) {
+        true => " (a weak tag, W/\"N\", never matches If-Match)",
+        false => "",
+    };
+    match list {
+        [(false, tag)] if revision_of(tag).is_some() => tag.clone(),
+        _ => format!("one of {}{weak}", show(list)),
+    }
+}
+
+/// The `expected` of a 412 for a write's [`WriteCondition::Never`], from
+/// its `If-Match` as sent.
+pub fn never_matched(headers: &HeaderMap) -> String {
+    match tags(headers, &IF_MATCH) {
+        Ok(Some(Tags::List(list))) => unmatched(&list),
+        _ => "a revision".to_string(),
     }
 }
 
@@ -227,12 +242,16 @@ pub enum WriteCondition {
     Revision(u64),
     /// `If-None-Match: *`: the key must be absent.
     Absent,
+    /// `If-Match` with tags none of which can match: weak ones (RFC 9110
+    /// compares If-Match strongly) or ones not a revision (`"abc"`). It
+    /// fails as a revision that does not match does: 412.
+    Never,
 }
 
 impl WriteCondition {
     /// A write's condition: `If-Match: *` or one revision, or
     /// `If-None-Match: *`; both headers, a list of different revisions,
-    /// an empty header or any other tag is a 400.
+    /// an empty header or a malformed tag is a 400.
     pub fn parse(headers: &HeaderMap) -> Result<WriteCondition> {
         if !conditional(headers) {
             return Ok(WriteCondition::None);
@@ -285,6 +304,7 @@ impl WriteCondition {
             WriteCondition::Exists => b"if-match:*".to_vec(),
             WriteCondition::Revision(n) => format!("if-match:{n}").into_bytes(),
             WriteCondition::Absent => b"if-none-match:*".to_vec(),
+            WriteCondition::Never => b"if-match:never".to_vec(),
         }
     }
 }
@@ -298,16 +318,18 @@ fn show(list: &[(bool, String)]) -> String {
     shown.join(", ")
 }
 
-/// The one revision of a write's `If-Match` list.
+/// The one revision of a write's `If-Match` list; tags that can never
+/// match (weak ones, ones not a revision) are left out, and a list of
+/// only those is [`WriteCondition::Never`].
 fn one_revision(list: &[(bool, String)]) -> Result<WriteCondition> {
+    if list.is_empty() {
+        return Err(Error::invalid("If-Match is empty: give * or \"N\""));
+    }
     let mut revision = None;
     for (weak, tag) in list {
-        let n = revision_of(tag).filter(|_| !weak).ok_or_else(|| {
-            Error::invalid(format!(
-                "If-Match must be \"N\" (a revision in quotes) or *, not {}",
-                show(list)
-            ))
-        })?;
+        let Some(n) = revision_of(tag).filter(|_| !weak) else {
+            continue;
+        };
         if revision.is_some_and(|r| r != n) {
             // The engine checks one revision when the write applies.
             return Err(Error::invalid(format!(
@@ -317,9 +339,7 @@ fn one_revision(list: &[(bool, String)]) -> Result<WriteCondition> {
         }
         revision = Some(n);
     }
-    revision
-        .map(WriteCondition::Revision)
-        .ok_or_else(|| Error::invalid("If-Match is empty: give * or \"N\""))
+    Ok(revision.map_or(WriteCondition::Never, WriteCondition::Revision))
 }
 
 /// Whether a range read is to be an NDJSON stream: only when the client
@@ -504,10 +524,6 @@ mod tests {
             vec![(m.clone(), "*, \"1\"")],
             vec![(m.clone(), "*"), (m.clone(), "\"1\"")],
             vec![(m.clone(), "7")],
-            vec![(m.clone(), "\"-1\"")],
-            vec![(m.clone(), "\"+7\"")],
-            vec![(m.clone(), "\"18446744073709551616\"")],
-            vec![(m.clone(), "W/\"7\"")],
             vec![(m.clone(), "")],
             vec![(m.clone(), " , ")],
             vec![(n.clone(), "\"7\"")],
@@ -519,6 +535,21 @@ mod tests {
                 "{pairs:?}"
             );
         }
+        // Tags that can never match: a 412, as RFC 9110 compares If-Match
+        // strongly (a weak tag was a 400; found by an audit).
+        for value in [
+            "W/\"7\"",
+            "\"-1\"",
+            "\"+7\"",
+            "\"18446744073709551616\"",
+            "\"abc\", W/\"7\"",
+        ] {
+            assert_eq!(write(&[(m.clone(), value)]).unwrap(), Never, "{value}");
+        }
+        assert_eq!(
+            write(&[(m.clone(), "W/\"1\", \"7\"")]).unwrap(),
+            Revision(7)
+        );
         // Not visible ASCII: refused, not a panic.
         let mut h = HeaderMap::new();
         h.insert(m, HeaderValue::from_bytes(b"\"\xff\"").unwrap());
@@ -552,6 +583,7 @@ mod tests {
             WriteCondition::Revision(0),
             WriteCondition::Revision(7),
             WriteCondition::Absent,
+            WriteCondition::Never,
         ]
         .map(WriteCondition::fingerprint_part);
         for (i, a) in parts.iter().enumerate() {

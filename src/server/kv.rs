@@ -279,6 +279,25 @@ pub(super) async fn read_body(
     read
 }
 
+/// A 412 of a [`WriteCondition::Never`] says what the `If-Match` sent was
+/// (the engine, asked for revision 0 of a present key, would say 0).
+fn never_matched(e: Error, condition: WriteCondition, headers: &HeaderMap) -> Error {
+    match (condition, e) {
+        (
+            WriteCondition::Never,
+            Error::PreconditionFailed {
+                line, key, current, ..
+            },
+        ) => Error::PreconditionFailed {
+            line,
+            key,
+            expected: super::headers::never_matched(headers),
+            current,
+        },
+        (_, e) => e,
+    }
+}
+
 pub(super) async fn put(
     state: &State,
     req: Request<Incoming>,
@@ -294,6 +313,8 @@ pub(super) async fn put(
         // `"0"`: the key must be absent, as `if_revision` 0 everywhere.
         WriteCondition::Revision(n) => (Some(n), false),
         WriteCondition::Absent => (Some(0), false),
+        // Revision 0 of a key that must exist: holds for no key.
+        WriteCondition::Never => (Some(0), true),
     };
     let max = state.limits.max_value_bytes;
     let (value, _room) = read_body(state, &parts, body, max, || {
@@ -328,7 +349,8 @@ pub(super) async fn put(
             ..WriteRequest::default()
         },
     )
-    .await?;
+    .await
+    .map_err(|e| never_matched(e, condition, &parts.headers))?;
     let mut resp = written(applied.revision, reflected);
     resp.headers_mut()
         .insert(header::ETAG, etag(applied.revision));
@@ -353,6 +375,7 @@ pub(super) async fn delete(
         WriteCondition::Revision(n) => (Some(n), false),
         // The key must be absent: a 404 when it is, else 412.
         WriteCondition::Absent => (Some(0), false),
+        WriteCondition::Never => (Some(0), true),
     };
     let idempotency = claim(
         headers,
@@ -374,7 +397,8 @@ pub(super) async fn delete(
             ..WriteRequest::default()
         },
     )
-    .await?;
+    .await
+    .map_err(|e| never_matched(e, condition, headers))?;
     if applied.deletes == 0 {
         return Err(Error::KeyNotFound {
             key: show_key(&key),

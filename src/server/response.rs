@@ -22,6 +22,8 @@ pub enum ApiError {
     NoRoute,
     /// The methods the route does allow, as the `Allow` header lists them.
     MethodNotAllowed(String),
+    /// An `Expect` other than `100-continue`, as sent (RFC 9110 10.1.1).
+    ExpectationFailed(String),
 }
 
 impl From<Error> for ApiError {
@@ -77,6 +79,13 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
             }
             resp
         }
+        // 417 has no code of its own in SPEC's table: the request is bad.
+        ApiError::ExpectationFailed(expect) => json_response(
+            StatusCode::EXPECTATION_FAILED,
+            &json!({"error": Code::BadRequest.as_str(),
+                    "message": format!("Expect {expect:?} cannot be met: only 100-continue is \
+                                        supported; nothing was applied")}),
+        ),
         ApiError::Kv(e) => kv_error_response(e),
     }
 }

@@ -429,6 +429,31 @@ fn coding_other_than(headers: &HeaderMap, name: &HeaderName, allowed: &str) -> O
         .map(str::to_string)
 }
 
+/// Refuses an HTTP/1.1 request without a `Host` header, and any with more
+/// than one: RFC 9112 section 3.2 requires a 400 (HTTP/1.0 had none).
+fn host(req: &Request<Incoming>) -> Result<()> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == http::Version::HTTP_11 => Err(Error::invalid(
+            "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)",
+        )),
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "the request has more than one Host header: send one (RFC 9112 section 3.2)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an `Expect` the server cannot meet with 417, before anything
+/// is read or written (RFC 9110 section 10.1.1): only `100-continue`
+/// exists, which hyper answers when the body is read.
+fn expect(headers: &HeaderMap) -> Result<(), ApiError> {
+    match codings_of(headers, &header::EXPECT).find(|e| !e.eq_ignore_ascii_case("100-continue")) {
+        Some(other) => Err(ApiError::ExpectationFailed(other.to_string())),
+        None => Ok(()),
+    }
+}
+
 /// Whether a read may be stale (`?consistency=stale`).
 fn stale(query: &Query) -> Result<bool> {
     match query.get("consistency") {
@@ -457,6 +482,8 @@ async fn dispatch(
         )
         .into());
     }
+    host(&req)?;
+    expect(req.headers())?;
     let method = req.method().clone();
     let def = def.ok_or(ApiError::NoRoute)?;
     let params = def
@@ -531,7 +558,11 @@ async fn dispatch(
             if let Some(node) = &state.cluster {
                 body.push_str(&node.metrics_text());
             }
-            Ok(text(StatusCode::OK, body, "text/plain; version=0.0.4"))
+            Ok(text(
+                StatusCode::OK,
+                body,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ))
         }
         Route::OpenApi => Ok(text(
             StatusCode::OK,

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 
-use super::util::Env;
+use super::util::{Env, parse_lines};
 
 /// A stale variable in a shell profile (`KVR_TIMEOUT=abc`) does not break
 /// the commands that use no option: `source <(kvr completions bash)` in the
@@ -232,6 +232,40 @@ fn negative_numbers_are_keys_and_values_and_range_takes_json() {
     assert_eq!(done.stdout_text(), env.kvr(["range"]).ok().stdout_text());
     env.kvr(["delete", "-1"]).ok();
     env.kvr(["get", "-1"]).code(1);
+}
+
+/// Every word Rust reads as a number is data too, not only the ones
+/// clap's negative numbers know (`-5`, `-5.`, `-1e5`): `-.5`, `-1E-5`,
+/// `-inf`, `-Infinity` and `-NaN` were unexpected arguments (found by an
+/// audit). A flag after such a word is still a flag, and an option's value
+/// is not moved: `--ttl -.5` stays refused.
+#[test]
+fn every_negative_number_is_data() {
+    let env = Env::new();
+    let words = [
+        "-.5",
+        "-1E-5",
+        "-1e-5",
+        "-inf",
+        "-Infinity",
+        "-NaN",
+        "-5.",
+        "-1e5",
+    ];
+    for (i, word) in words.iter().enumerate() {
+        let done = env.kvr(["put", word, word, "--json"]).ok();
+        assert_eq!(parse_lines(&done.stdout_text())[0]["revision"], i + 1);
+        assert_eq!(env.kvr(["get", word]).ok().stdout_text(), *word);
+    }
+    let lines = env.range_json(&["-.5", "-.6"]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["key"], "-.5");
+    let before = env.snapshot();
+    env.kvr(["put", "k", "--ttl", "-.5"]).code(2);
+    env.kvr(["put", "k", "-.5x"]).code(2);
+    assert_eq!(env.snapshot(), before);
+    env.kvr(["rm", "-inf", "--json"]).ok();
+    env.kvr(["get", "-inf"]).code(1);
 }
 
 /// `--timeout` and `--lock-timeout` take the units `--ttl` takes (`30s`

@@ -244,6 +244,21 @@ fn a_server_url_nothing_could_reach_is_a_usage_error() {
             "the scheme must be http:// or https://",
         ),
         ("http://", "not a URL, e.g. http://127.0.0.1:7070"),
+        // A query or a fragment would be dropped or sent as part of every
+        // request's path (was exit 3 "does not look like a kvr server";
+        // found by an audit).
+        (
+            "http://127.0.0.1:7070#frag",
+            "a server URL takes no fragment (#...)",
+        ),
+        (
+            "http://127.0.0.1:7070/?x=1",
+            "a server URL takes no query (?...)",
+        ),
+        (
+            "http://127.0.0.1:7070?",
+            "a server URL takes no query (?...)",
+        ),
     ] {
         for args in [&["get", "a"][..], &["bench", "--requests", "1"]] {
             let out = kvr(dir.path(), &[&["--server", url][..], args].concat(), b"");
@@ -258,6 +273,13 @@ fn a_server_url_nothing_could_reach_is_a_usage_error() {
                 format!("kvr: error: bad server URL {url}: {why}")
             );
         }
+        let out = crate::child::output_with_stdin(
+            kvr_cmd(dir.path())
+                .env("KVR_SERVER", url)
+                .args(["get", "a"]),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(2), "{url}: {}", stderr(&out));
     }
     // Brackets, user info and a trailing slash are fine (nothing listens).
     for url in [
@@ -1369,4 +1391,55 @@ fn a_watch_passes_over_a_frozen_server_and_refuses_a_stranger() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `batch --chunk-size N` counts only the lines that hold an operation
+/// toward a part, and sends (or commits) no part of blank lines alone;
+/// messages keep naming physical lines. Before, parts were cut by physical
+/// lines: blank lines made empty parts, each its own `POST /v1/batch`,
+/// and "in K parts" counted them (found by an audit: the input below said
+/// "lines 1-5 were applied, in 5 parts").
+#[test]
+fn chunked_batch_parts_count_only_lines_with_an_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let failing = "\n\n{\"key\":\"x\",\"value\":\"1\"}\n\n\n{\"key\":\"a\",\"value\":\"1\",\"if_revision\":9}\n";
+    let says = "kvr: error: the input from line 4 on was not applied; lines 1-3 were applied, \
+                in 1 part (revision 1): line 6: precondition failed for key \"a\"";
+    let local = dir.path().join("local.redb");
+    let local = local.to_str().unwrap();
+    let posts = || {
+        let text = http("GET", &format!("{}/metrics", s.url), &[], None).text();
+        let name = "kvr_http_requests_total{route=\"batch\",method=\"POST\",status=\"200\"}";
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    for out in [
+        s.cli(&["batch", "--chunk-size", "1"], failing.as_bytes()),
+        kvr(
+            dir.path(),
+            &["--db", local, "batch", "--chunk-size", "1"],
+            failing.as_bytes(),
+        ),
+    ] {
+        assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+        assert!(stderr(&out).starts_with(says), "{}", stderr(&out));
+    }
+    assert_eq!(posts(), 1);
+    for db in [&["--server", s.url.as_str()][..], &["--db", local]] {
+        let out = kvr(dir.path(), &[db, &["range", "--keys-only"]].concat(), b"");
+        assert_eq!(stdout(&out), "{\"key\":\"x\"}\n", "{db:?}");
+    }
+    // Blank lines between and after two operations: two parts, the blank
+    // lines at the end sent as none.
+    let input = "{\"key\":\"b\",\"value\":\"1\"}\n\n \n{\"key\":\"c\",\"value\":\"1\"}\n\n\n";
+    let out = s.cli(&["batch", "--chunk-size", "1", "--json"], input.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(posts(), 3);
+    // Only blank lines: one request all the same, for the revision.
+    let out = s.cli(&["batch", "--chunk-size", "2", "--json"], b"\n\n\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"applied\":0"), "{}", stdout(&out));
+    assert_eq!(posts(), 4);
 }

@@ -457,6 +457,53 @@ fn request_bodies_share_a_bounded_budget() {
     assert_eq!(r.text().len(), len);
 }
 
+/// A request with `Expect: 100-continue` that the body budget has no room
+/// for is answered 503 at once, without `100 Continue`: its client then
+/// does not upload the body for nothing. (Before, the refusal read and
+/// dropped the body first, and reading it sent the 100; found by an
+/// audit.)
+#[test]
+fn a_full_body_budget_refuses_an_expect_continue_before_its_body() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let limit = "1000000";
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--max-body-mib",
+            "1",
+            "--max-value-bytes",
+            limit,
+            "--max-batch-bytes",
+            limit,
+        ],
+    );
+    let _hold = open_put(&s.addr, "hold", 900_000, 1000);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"PUT /v1/kv/second HTTP/1.1\r\nHost: kvr\r\nContent-Length: 900000\r\n\
+          Expect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(answer.contains("--max-body-mib"), "{answer}");
+    let r = http("GET", &format!("{}/v1/kv/second", s.url), &[], None);
+    assert_eq!(r.status, 404, "{}", r.text());
+    let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
+    assert_eq!(stats["revision"], 0, "{stats}");
+}
+
 /// Threads of the server process.
 fn threads(s: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();

@@ -329,7 +329,12 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
     assert_eq!(http("GET", &format!("{u}/v1/kv/b"), &[], None).status, 404);
     let r = http("GET", &format!("{u}/metrics"), &[], None);
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    // Prometheus' standard form of its text format (the charset was
+    // missing; found by an audit).
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     let m = r.text();
 
     // Every sample belongs to a family announced with # HELP and # TYPE

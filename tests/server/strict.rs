@@ -332,6 +332,102 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
     assert_eq!(value(&s.url, "te"), (200, "hello".to_string()));
 }
 
+/// A write's `If-Match` with only tags that can never match (a weak one:
+/// If-Match compares strongly, RFC 9110 section 13.1.1; or a quoted tag
+/// that is no revision) is 412 with the key's revision, as a revision that
+/// does not match is, on a present and a missing key, and writes nothing.
+/// (`W/"8"` was a 400; found by an audit.)
+#[test]
+fn a_write_if_match_that_can_never_match_is_412() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (u, addr) = (&s.url, s.addr.as_str());
+    let rev = put(u, "a", b"1");
+    let weak = format!("W/\"{rev}\"");
+    for method in ["PUT", "DELETE"] {
+        for tag in [weak.as_str(), "\"abc\""] {
+            for (key, current) in [("a", json!(rev)), ("none", json!(null))] {
+                let target = format!("/v1/kv/{key}");
+                let r = raw_http(addr, method, &target, &[("If-Match", tag)], b"2");
+                assert_eq!(r.status, 412, "{method} {key} {tag}: {}", r.text());
+                let body = r.json();
+                assert_eq!(body["error"], json!("precondition_failed"));
+                assert_eq!(body["revision"], current, "{body}");
+                assert_eq!(body["key"], json!(key), "{body}");
+                assert!(body.get("expected").is_none(), "{body}");
+                let says_weak = body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("(a weak tag, W/\"N\", never matches If-Match)");
+                assert_eq!(says_weak, tag.starts_with("W/"), "{body}");
+            }
+        }
+    }
+    assert_eq!(stats(u), (1, rev));
+    assert_eq!(value(u, "a"), (200, "1".to_string()));
+}
+
+/// An HTTP/1.1 request without a `Host` header, or with two, is 400
+/// `bad_request` (RFC 9112 section 3.2: a server must answer so), and
+/// writes nothing; HTTP/1.0 has no `Host` to require. (Before, one without
+/// was served; found by an audit.)
+#[test]
+fn an_http_1_1_request_without_one_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let before = stats(&s.url);
+    for head in [
+        "PUT /v1/kv/h HTTP/1.1\r\n",
+        "PUT /v1/kv/h HTTP/1.1\r\nHost: x\r\nHost: y\r\n",
+    ] {
+        let request = format!("{head}Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+        let r = raw(&s.addr, request.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 400"), "{head}: {r}");
+        let body = r.split_once("\r\n\r\n").unwrap().1;
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "bad_request", "{r}");
+        assert!(json["message"].as_str().unwrap().contains("Host"), "{r}");
+    }
+    let r = raw(
+        &s.addr,
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert_eq!(stats(&s.url), before);
+    assert_eq!(value(&s.url, "h").0, 404);
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/h HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    assert_eq!(value(&s.url, "h"), (200, "hello".to_string()));
+}
+
+/// An `Expect` other than `100-continue` is 417 with the error JSON
+/// (`bad_request`) and writes nothing (RFC 9110 section 10.1.1; before,
+/// `Expect: 200-ok` was ignored and the value written; found by an audit).
+#[test]
+fn an_expectation_other_than_100_continue_is_417() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let before = stats(&s.url);
+    for expect in ["200-ok", "100-continue, x-more"] {
+        let r = raw_http(&s.addr, "PUT", "/v1/kv/e", &[("Expect", expect)], b"hello");
+        assert_eq!(r.status, 417, "{expect}: {}", r.text());
+        assert_eq!(r.code(), "bad_request");
+        assert!(r.text().contains("100-continue"), "{}", r.text());
+    }
+    assert_eq!(stats(&s.url), before);
+    assert_eq!(value(&s.url, "e").0, 404);
+    // (Answered `100 Continue`, then 200.)
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/e HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert!(r.contains("HTTP/1.1 200 "), "{r}");
+    assert_eq!(value(&s.url, "e"), (200, "hello".to_string()));
+}
+
 /// A content coding is refused too: the value would be the compressed
 /// bytes, which a GET then answers as if they were the value.
 #[test]

@@ -145,7 +145,11 @@ impl Env {
             cmd.arg("--cacert").arg(ca);
         }
         cmd.args(args);
-        Run { cmd, stdin: None }
+        Run {
+            cmd,
+            stdin: None,
+            stdin_file: None,
+        }
     }
 
     /// `kvr ARGS...` with no `--db` (the current dir is the temp dir).
@@ -156,7 +160,11 @@ impl Env {
     {
         let mut cmd = bare_command(self.dir.path());
         cmd.args(args);
-        Run { cmd, stdin: None }
+        Run {
+            cmd,
+            stdin: None,
+            stdin_file: None,
+        }
     }
 
     /// Every key, value and revision, plus stats: what "the data" is when a
@@ -210,11 +218,19 @@ fn bare_command(dir: &Path) -> Command {
 pub struct Run {
     pub cmd: Command,
     stdin: Option<Vec<u8>>,
+    /// Stdin opened from a path as it is (`< PATH`), a directory too.
+    stdin_file: Option<std::fs::File>,
 }
 
 impl Run {
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Run {
         self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Stdin redirected from `path` (`< PATH`), which may be a directory.
+    pub fn stdin_from(mut self, path: &Path) -> Run {
+        self.stdin_file = Some(std::fs::File::open(path).unwrap());
         self
     }
 
@@ -224,11 +240,15 @@ impl Run {
     }
 
     pub fn output(mut self) -> Done {
+        let stdin = match self.stdin_file.take() {
+            Some(file) => Stdio::from(file),
+            None => Stdio::null(),
+        };
         let out = match self.stdin.take() {
             Some(bytes) => output_with_stdin(&mut self.cmd, &bytes),
             None => self
                 .cmd
-                .stdin(Stdio::null())
+                .stdin(stdin)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .output()

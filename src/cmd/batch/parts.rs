@@ -1,7 +1,8 @@
-//! `kvr batch --chunk-size N`: the input applied in parts of N lines, each
-//! atomic on its own, read on a thread of their own so that a signal stops
-//! the batch between parts however slow the producer; and what the errors
-//! of a batch, interrupted or not, say was applied.
+//! `kvr batch --chunk-size N`: the input applied in parts of N lines that
+//! hold an operation, each atomic on its own, read on a thread of their
+//! own so that a signal stops the batch between parts however slow the
+//! producer; and what the errors of a batch, interrupted or not, say was
+//! applied.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -187,8 +188,8 @@ fn lines_text(first: u64, last: u64) -> String {
 }
 
 /// The error of the part of lines `before + 1` to `before + n` (line
-/// numbers in `e` counted within the part), after `total` was applied by
-/// the `parts` parts before it. With nothing applied yet (no part before it, or
+/// numbers in `e` counted within the part; `ops` of them hold an
+/// operation), after `total` was applied by the `parts` parts before it. With nothing applied yet (no part before it, or
 /// parts of blank lines, deletes of missing keys and expired lines only)
 /// it is `e` as it is (bad input: exit 2, nothing written). After that,
 /// bad input exits 3, not 2: exit 2 promises nothing was written (SPEC),
@@ -197,13 +198,12 @@ fn lines_text(first: u64, last: u64) -> String {
 /// timeout exit 5.
 fn part_failed(
     e: Error,
-    before: u64,
-    n: u64,
+    (before, n, ops): (u64, u64, u64),
     parts: u64,
     total: &Applied,
     remote: bool,
 ) -> anyhow::Error {
-    let e = in_part_terms(e, n);
+    let e = in_part_terms(e, ops);
     // A refused part wrote nothing; after a timeout, say, its outcome is
     // unknown.
     let refused = matches!(
@@ -253,8 +253,10 @@ pub(super) struct Guards<'a> {
     pub db: &'a Path,
 }
 
-/// `--chunk-size`: one atomic batch per `lines` physical lines. Errors name
-/// the line in the whole input, and say what earlier parts applied. A
+/// `--chunk-size`: one atomic batch per `lines` lines that hold an
+/// operation (blank lines go with the part they are in, and a part of
+/// blank lines only, at the end, is not sent). Errors name the physical
+/// line in the whole input, and say what earlier parts applied. A
 /// signal stops it between parts: the part it was reading is not sent, and
 /// the one it was writing into a file is aborted (a server's is answered
 /// first).
@@ -265,58 +267,54 @@ pub(super) fn in_parts(
     guards: &Guards,
 ) -> anyhow::Result<Applied> {
     let mut total = Applied::default();
-    let mut before = 0u64;
-    let stopped = |signal, before: u64, total: &Applied| {
+    // Physical lines in the parts committed, and those parts.
+    let (mut before, mut sent) = (0u64, 0u64);
+    let stopped = |signal, before: u64, sent: u64, total: &Applied| {
         anyhow::Error::new(Stopped {
             signal,
             lines: before,
-            parts: before / lines,
+            parts: sent,
             total: *total,
         })
     };
     let parts = Parts::start(input, lines, kv.max_value_bytes())?;
     loop {
-        let (part, n) = match parts.next() {
-            Next::Part(part, n) => (part, n),
-            Next::Failed(e, line) => match signal() {
+        let (part, n, ops) = match parts.next() {
+            Next::Part(part, n, ops) => (part, n, ops),
+            Next::Failed(e, line, ops) => match signal() {
                 // Failed after a signal, or because of it (the reader
                 // stops on it): nothing of this part is sent.
-                Some(signal) => return Err(stopped(signal, before, &total)),
+                Some(signal) => return Err(stopped(signal, before, sent, &total)),
                 None => {
-                    return Err(part_failed(
-                        e,
-                        before,
-                        line,
-                        before / lines,
-                        &total,
-                        guards.remote,
-                    ));
+                    let part = (before, line, ops);
+                    return Err(part_failed(e, part, sent, &total, guards.remote));
                 }
             },
-            Next::Stopped(signal) => return Err(stopped(signal, before, &total)),
+            Next::Stopped(signal) => return Err(stopped(signal, before, sent, &total)),
         };
-        // An empty input still asks once, for the revision.
-        if n == 0 && before > 0 {
+        // Only blank lines are left: nothing to send. An input without an
+        // operation still asks once, for the revision.
+        if ops == 0 && sent > 0 {
             return Ok(total);
         }
         // A part read whole from what was buffered before the signal.
         if let Some(signal) = signal() {
-            return Err(stopped(signal, before, &total));
+            return Err(stopped(signal, before, sent, &total));
         }
         if let Some(guard) = guards.interrupt.filter(|_| !guards.remote) {
             // Once its commit has ended, this part is applied too.
-            let (db, parts) = (guards.db, before / lines);
+            let db = guards.db;
             guard.set_then(
-                at_once(false, db, before, parts),
-                Some(at_once(false, db, before + n, parts + 1)),
+                at_once(false, db, before, sent),
+                Some(at_once(false, db, before + n, sent + 1)),
             );
         }
         let applied = kv
             .batch(Box::new(std::io::Cursor::new(part)))
             .map_err(|e| match signal() {
                 // Stopped by the signal, before its commit.
-                Some(signal) if !guards.remote => stopped(signal, before, &total),
-                _ => part_failed(e, before, n, before / lines, &total, guards.remote),
+                Some(signal) if !guards.remote => stopped(signal, before, sent, &total),
+                _ => part_failed(e, (before, n, ops), sent, &total, guards.remote),
             })?;
         if let Some(guard) = guards.new_file {
             guard.disarm(); // the file holds a committed part now
@@ -325,11 +323,12 @@ pub(super) fn in_parts(
         total.deletes += applied.deletes;
         total.revision = applied.revision;
         before += n;
-        if n < lines {
+        sent += 1;
+        if ops < lines {
             return Ok(total);
         }
         if let Some(guard) = guards.interrupt {
-            let text = at_once(guards.remote, guards.db, before, before / lines);
+            let text = at_once(guards.remote, guards.db, before, sent);
             guard.set_then(text, None);
         }
     }
@@ -341,11 +340,12 @@ fn signal() -> Option<&'static str> {
 
 /// What [`Parts`] hands over.
 enum Next {
-    /// A part's lines and how many there are (fewer than asked at the end
-    /// of the input).
-    Part(Vec<u8>, u64),
-    /// The error of the part's line `n` (counted within the part).
-    Failed(Error, u64),
+    /// A part's lines, how many there are and how many of them hold an
+    /// operation (fewer than asked at the end of the input).
+    Part(Vec<u8>, u64, u64),
+    /// The error of the part's line `n` (counted within the part), after
+    /// that many lines that hold an operation.
+    Failed(Error, u64, u64),
     /// A signal came while the batch waited for the part.
     Stopped(&'static str),
 }
@@ -389,6 +389,7 @@ impl Parts {
             Next::Failed(
                 Error::Storage("the thread reading the batch stopped before its end".into()),
                 self.lines,
+                self.lines,
             )
         };
         if self.ask.send(()).is_err() {
@@ -408,9 +409,11 @@ impl Parts {
     }
 }
 
-/// Up to `lines` lines of `input`. No line may be longer than a valid line
-/// can be (unbounded if a server does not say its value limit): a part is
-/// held in memory.
+/// The lines of `input` up to the `lines`-th that holds an operation (a
+/// blank one does not count, SPEC "JSON lines": a part of N blank lines
+/// was sent as a batch of its own). No line may be longer than a valid
+/// line can be (unbounded if a server does not say its value limit): a
+/// part is held in memory.
 fn read_part(
     input: &mut dyn BufRead,
     line: &mut Vec<u8>,
@@ -419,13 +422,16 @@ fn read_part(
 ) -> Next {
     let max_line = max_value.map_or(usize::MAX, crate::jsonl::max_line_bytes);
     let mut part = Vec::new();
-    let mut n = 0;
-    while n < lines {
+    let (mut n, mut ops) = (0, 0);
+    while ops < lines {
         let e = match crate::jsonl::read_line_capped(input, line, max_line) {
             Ok(None) => break,
             Ok(Some(true)) => {
                 part.extend_from_slice(line);
                 n += 1;
+                if !line.iter().all(crate::jsonl::blank) {
+                    ops += 1;
+                }
                 continue;
             }
             Ok(Some(false)) => {
@@ -433,9 +439,9 @@ fn read_part(
             }
             Err(e) => Error::io("cannot read batch input", e),
         };
-        return Next::Failed(e, n + 1);
+        return Next::Failed(e, n + 1, ops);
     }
-    Next::Part(part, n)
+    Next::Part(part, n, ops)
 }
 
 /// An error of one part, with its line number counted in the whole input.
