@@ -285,15 +285,22 @@ impl App {
                 self.own_delete = None;
                 self.info(format!("{shown} had already expired"));
             }
-            Err(Error::PreconditionFailed { current, .. }) => {
+            Err(Error::PreconditionFailed {
+                current: current @ Some(_),
+                ..
+            }) => {
                 self.own_delete = None;
-                // The value pane follows the key (the feed, or `r` on a file).
+                // Read again, so that `d` asks about what is there now: on a
+                // file nothing else would, and `d` asked about the revision
+                // it had shown, to be refused again (found by an audit).
+                self.reread();
                 return self.error(format!(
                     "{shown} was changed by someone else ({}); not deleted: d asks again",
                     now_state(current)
                 ));
             }
-            Err(Error::KeyNotFound { .. }) => {
+            // Deleted meanwhile: gone as if this delete had done it.
+            Err(Error::PreconditionFailed { current: None, .. } | Error::KeyNotFound { .. }) => {
                 self.error(format!("{shown} was already deleted by someone else"));
             }
             Err(e) => {

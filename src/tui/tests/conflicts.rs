@@ -469,3 +469,46 @@ fn saving_a_key_with_an_expiry_says_the_expiry_was_removed() {
     ctrl_s(&mut s);
     assert_eq!(s.app.status.text, "saved note (revision 5)");
 }
+
+/// On a file (no feed to follow the key), a delete refused because the key
+/// changed reads it again, so the next `d` asks about what is there now:
+/// it asked about the revision shown before, and `y` was refused for ever
+/// (found by an audit). A key deleted meanwhile is gone from the list.
+#[test]
+fn a_refused_delete_on_a_file_asks_again_about_the_key_as_it_is_now() {
+    let (_dir, other, mut s) = shared(NOTE, None);
+    keys(&mut s, "d");
+    assert!(s.settle(SETTLE));
+    assert!(
+        shows(&s.app, "Delete note (revision 1)?"),
+        "{:?}",
+        screen(&s.app)
+    );
+    other.put(b"note", b"theirs".to_vec(), None).unwrap();
+    keys(&mut s, "y");
+    assert!(s.settle(SETTLE));
+    assert_eq!(
+        s.app.status.text,
+        "note was changed by someone else (now at revision 3); not deleted: d asks again"
+    );
+    keys(&mut s, "d");
+    assert!(s.settle(SETTLE));
+    assert!(
+        shows(&s.app, "Delete note (revision 3)?"),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "y");
+    assert!(s.settle(SETTLE));
+    assert_eq!(stored_now(&other, b"note"), None);
+
+    // Deleted by someone else while the dialog is open: said so, and gone.
+    keys(&mut s, "d");
+    assert!(s.settle(SETTLE));
+    assert!(shows(&s.app, "Delete zz"), "{:?}", screen(&s.app));
+    other.delete(b"zz", None).unwrap();
+    keys(&mut s, "y");
+    assert!(s.settle(SETTLE));
+    assert_eq!(s.app.status.text, "zz was already deleted by someone else");
+    assert!(shows(&s.app, "(no keys)"), "{:?}", screen(&s.app));
+}
