@@ -459,6 +459,31 @@ fn sigterm_restores_the_terminal_and_closes_the_file() {
     );
     drop(tmux);
     env.kvr(["get", "note"]).ok();
+
+    // Over typed text not written, the signal is said and the exit is 3,
+    // not a silent 0 (found by an audit); the stored value is unchanged.
+    let value = || env.kvr(["get", "item:000"]).ok().out.stdout;
+    let before = value();
+    let tmux = browser_on(&env.db());
+    tmux.wait_for(&["> item:000"]);
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["Ctrl-S"]);
+    tmux.type_text("typed");
+    tmux.wait_for(&["typed"]);
+    let kvr_pid = child_of(tmux.pane_pid());
+    let killed = Command::new("kill")
+        .args(["-TERM", &kvr_pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let after = tmux.wait_for(&["KVR_EXIT="]);
+    assert!(after.contains("KVR_EXIT=3"), "{after}");
+    assert!(
+        after.contains("ended by a signal: your edit of item:000 was not written"),
+        "{after}"
+    );
+    drop(tmux);
+    assert_eq!(value(), before);
 }
 
 /// The pid of kvr in a pane: the one child of the pane's shell, or the

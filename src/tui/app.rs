@@ -395,6 +395,22 @@ impl App {
         }
     }
 
+    /// The key whose typed text is not written yet, if any: an open editor
+    /// or dialog over changed text, an edit kept after a refused or failed
+    /// save. What a signal that ends the browser drops.
+    pub fn text_at_risk(&self) -> Option<String> {
+        match &self.mode {
+            Mode::Editor { job, area } if area.text().into_bytes() != job.text() => {
+                return Some(display_key(&job.key));
+            }
+            Mode::InvalidJson { job, .. } => return Some(display_key(&job.key)),
+            Mode::Conflict(c) => return Some(display_key(&c.job.key)),
+            _ => {}
+        }
+        // A save still out is given its grace at shutdown: not counted.
+        self.unsaved.as_ref().map(|job| display_key(&job.key))
+    }
+
     /// `q` or Ctrl-C. Text typed and not written yet (an open editor or
     /// dialog, an edit kept after a refused or failed save) asks for a
     /// second press first, which says how to get back to it; a save still

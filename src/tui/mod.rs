@@ -102,6 +102,12 @@ pub fn run(source: Source, feed: Option<Feed>) -> anyhow::Result<()> {
     let mut host = terminal::CrosstermHost::new(&guard).map_err(term_err)?;
     let result =
         session::run_loop(&mut terminal, &mut session, &mut host).map_err(input::terminal_gone);
+    // Ended by a signal (SIGTERM, SIGHUP) over typed text: said, not
+    // dropped in silence with exit 0 (found by an audit).
+    let dropped = match (&result, session.app.quit) {
+        (Ok(()), false) => session.app.text_at_risk(),
+        _ => None,
+    };
     // ratatui shows the cursor again when its terminal is dropped, and
     // prints to stderr if it cannot: a terminal that is gone cannot, and
     // the error below says so once.
@@ -112,5 +118,12 @@ pub fn run(source: Source, feed: Option<Feed>) -> anyhow::Result<()> {
     }
     drop(guard);
     session.shutdown();
-    result
+    result?;
+    match dropped {
+        Some(key) => Err(Error::Interrupted(format!(
+            "kvr tui was ended by a signal: your edit of {key} was not written"
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
