@@ -90,3 +90,29 @@ fn full_disk_fails_writes_cleanly_and_recovers() {
     );
     drop(fs);
 }
+
+/// `serve` on a disk too full for its log's first segment fails (exit 3,
+/// disk full) and leaves no new, empty database file or log directory
+/// behind, as a failed first write does not (found by an audit).
+#[test]
+fn serve_on_a_full_disk_leaves_no_new_file_behind() {
+    let env = Env::new();
+    let Some(fs) = SmallFs::mount_or_skip(&env.path("small"), "3m") else {
+        return;
+    };
+    let db = fs.dir.join("db.redb");
+    let mut run = env.kvr_bare(["--db", db.to_str().unwrap()]);
+    run.cmd
+        .args(["serve", "--listen", "127.0.0.1:0", "--quiet"]);
+    let done = run.code(3);
+    assert!(
+        done.stderr_text().contains("disk full"),
+        "{}",
+        done.report()
+    );
+    let left: Vec<_> = std::fs::read_dir(&fs.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

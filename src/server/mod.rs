@@ -133,8 +133,21 @@ impl State {
         let mut opts = EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
         opts.history = limits.history;
         opts.row_cache_bytes = limits.row_cache_bytes;
+        let kept = store.clone();
         let (engine, engine_writer, recovered) =
-            Engine::start_recovering(store, &dir, crate::wal::SEGMENT_BYTES, opts)?;
+            match Engine::start_recovering(store, &dir, crate::wal::SEGMENT_BYTES, opts) {
+                Ok(started) => started,
+                Err(e) => {
+                    // A new file that cannot be served (its log could not
+                    // be made: a full disk) is not left behind, as a failed
+                    // first write's is not; nor its log directory, if empty.
+                    if kept.discard_if_unwritten() {
+                        let _ = std::fs::remove_dir(&dir);
+                    }
+                    return Err(e);
+                }
+            };
+        drop(kept);
         let metrics = Arc::new(Metrics::new());
         let writer = Writer::start(engine_writer, limits.queue_size, metrics.clone())?;
         State::assemble(
