@@ -267,10 +267,7 @@ pub(super) fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) 
             overloaded: body.error == "overloaded",
         },
         "outcome_unknown" => Error::OutcomeUnknown {
-            message: format!(
-                "{}; the write may or may not have been applied",
-                crate::idempotency::without_hint(&body.message)
-            ),
+            message: outcome_unknown(crate::idempotency::without_hint(&body.message)),
         },
         "idempotency_key_reused" => Error::IdempotencyKeyReused {
             key: body.idempotency_key.clone().unwrap_or_default(),
@@ -354,5 +351,30 @@ pub(super) fn batch_cut_off(urls: &[String]) -> Error {
              batch is over the server's limit on the size of a batch request; {CHUNK_HINT}",
             urls.join(", ")
         ),
+    }
+}
+
+/// A server's `outcome_unknown` message, saying the write may have been
+/// applied: not twice where the server said it already (`… it may still
+/// be applied; the write may or may not have been applied`, found by an
+/// audit).
+fn outcome_unknown(said: &str) -> String {
+    if said.contains("may still be applied") || said.contains("may or may not") {
+        said.to_string()
+    } else {
+        format!("{said}; the write may or may not have been applied")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unknown_outcome_is_said_once() {
+        let said = "it was proposed but not committed within 7 s; it may still be applied";
+        assert_eq!(super::outcome_unknown(said), said);
+        assert_eq!(
+            super::outcome_unknown("the server stopped"),
+            "the server stopped; the write may or may not have been applied"
+        );
     }
 }

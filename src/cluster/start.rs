@@ -875,6 +875,17 @@ async fn ask_join(
                         .strip_prefix("unauthorized: ")
                         .map_or(message.clone(), str::to_string);
                     let refused = format!("{url} refused to add this node: {message}");
+                    // A raft listener's refusal of a request with no
+                    // cluster id: the URL is a member's --raft-listen.
+                    if status == 403
+                        && message.starts_with("this node belongs to cluster")
+                        && message.ends_with("not \"\"")
+                    {
+                        return Err(Error::invalid(format!(
+                            "--join {url} is a raft listener (it answered as one), not a member's \
+                             URL: give the URL a member serves clients on (its --listen)"
+                        )));
+                    }
                     return Err(match status {
                         409 => Error::Conflict(refused),
                         401 | 403 => Error::Unauthorized(refused),

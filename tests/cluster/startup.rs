@@ -348,3 +348,29 @@ fn a_copy_of_a_running_members_files_does_not_start() {
     assert_ok(&put(dir, &nodes[0], "after", "1"));
     assert_eq!(get(dir, &nodes[2], "k").stdout, b"v");
 }
+
+/// `--join` given a member's raft address instead of its URL says so (exit
+/// 2): it said `unauthorized: … this node belongs to cluster C, not ""`
+/// (found by an audit). Nothing is left of the new file.
+#[test]
+fn a_join_at_a_raft_listener_says_to_give_the_members_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let a1 = spawn(dir, "a1", &["--cluster-init"], &[]);
+    let raft_url = format!("http://{}", a1.raft);
+    let out = serve_to_end(
+        dir,
+        "n2",
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        &["--join", &raft_url, "--quiet"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("--join {raft_url} is a raft listener"))
+            && err.contains("its --listen"),
+        "{err}"
+    );
+    assert!(!dir.join("n2.redb").exists());
+    assert_eq!(voters(&a1), 1);
+}
