@@ -117,6 +117,18 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let bound = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the bound address", e))?;
+    if let Some(mib) = args.max_body_mib
+        && limits.max_body_bytes > mib_to_bytes(mib as u64)
+    {
+        // Said, not done in silence: its 503s name the larger figure.
+        crate::server::log::event(format_args!(
+            "kvr serve: --max-body-mib {mib} is raised to {} MiB, to hold one largest request \
+             (--max-value-bytes {}, --max-batch-bytes {})",
+            limits.max_body_bytes >> 20,
+            limits.max_value_bytes,
+            limits.max_batch_bytes
+        ));
+    }
     if let Some(warning) = batch_warning(limits.max_batch_bytes, crate::store::available_bytes()) {
         crate::server::log::event(format_args!("kvr serve: warning: {warning}"));
     }
