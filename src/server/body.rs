@@ -82,8 +82,9 @@ enum Pull<P> {
         Option<OwnedSemaphorePermit>,
     ),
     /// A chunk read that is larger than the room taken (one item larger
-    /// than a chunk), waiting for the rest of its room.
-    Holding(P, Bytes, Option<OwnedSemaphorePermit>, Room),
+    /// than a chunk), waiting for its whole room with none held: no stream
+    /// holds room while it waits for room, so waits always end.
+    Holding(P, Bytes, Room),
     /// Ended, cleanly or not.
     Done,
 }
@@ -232,8 +233,14 @@ impl<P: Producer> http_body::Body for PulledBody<P> {
                                 _room: room,
                             }),
                             Some(need) => {
-                                let more = this.budget.kib.clone().acquire_many_owned(need - have);
-                                this.state = Pull::Holding(producer, chunk, room, Box::pin(more));
+                                // Its room given back before it waits for the
+                                // whole: a stream waiting while it holds room
+                                // could wait for one waiting while it held
+                                // some, and none moved again (an audit wedged
+                                // six streams of 1 MiB values for good).
+                                drop(room);
+                                let whole = this.budget.kib.clone().acquire_many_owned(need);
+                                this.state = Pull::Holding(producer, chunk, Box::pin(whole));
                                 continue;
                             }
                         };
@@ -252,19 +259,12 @@ impl<P: Producer> http_body::Body for PulledBody<P> {
                         )));
                     }
                 },
-                Pull::Holding(producer, chunk, room, mut more) => match more.as_mut().poll(cx) {
+                Pull::Holding(producer, chunk, mut room) => match room.as_mut().poll(cx) {
                     Poll::Pending => {
-                        this.state = Pull::Holding(producer, chunk, room, more);
+                        this.state = Pull::Holding(producer, chunk, room);
                         return Poll::Pending;
                     }
-                    Poll::Ready(Ok(more)) => {
-                        let room = match room {
-                            Some(mut room) => {
-                                room.merge(more);
-                                room
-                            }
-                            None => more,
-                        };
+                    Poll::Ready(Ok(room)) => {
                         let chunk = Bytes::from_owner(Held {
                             bytes: chunk,
                             _room: Some(room),
