@@ -476,7 +476,7 @@ async fn refuse_a_second_process(
     bound: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     let advertised = &opts.member.raft;
-    if advertised.parse::<std::net::SocketAddr>().ok() == bound {
+    if leads_here(advertised, bound).await {
         return Ok(());
     }
     let scheme = if opts.peer_tls.is_some() {
@@ -514,6 +514,29 @@ async fn refuse_a_second_process(
         )));
     }
     Ok(())
+}
+
+/// Whether the advertised raft address is the bound one, under another
+/// name (`localhost`) or through a wildcard bind (`0.0.0.0:P` advertised
+/// as `127.0.0.1:P`): no other process can answer there, and a probe of
+/// it would wait its whole second for this one (the review audit saw
+/// restarts take a second longer, and a TLS one log a failed handshake).
+async fn leads_here(advertised: &str, bound: Option<std::net::SocketAddr>) -> bool {
+    let Some(bound) = bound else {
+        return false;
+    };
+    let resolved = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::lookup_host(advertised.to_string()),
+    )
+    .await;
+    let Ok(Ok(addrs)) = resolved else {
+        return false;
+    };
+    addrs.into_iter().any(|a| {
+        a == bound
+            || (bound.ip().is_unspecified() && a.port() == bound.port() && a.ip().is_loopback())
+    })
 }
 
 /// A `--join` of a file that is no member but holds data: refused (exit 2;
@@ -1126,4 +1149,19 @@ pub fn voters(node: &Node) -> BTreeSet<NodeId> {
         .membership()
         .voter_ids()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// An advertised raft address that is the bound one under another name
+    /// is not probed (no other process can answer there); another is.
+    #[tokio::test]
+    async fn the_bound_address_under_another_name_leads_here() {
+        let at = |a: &str| Some(a.parse().unwrap());
+        assert!(super::leads_here("localhost:7101", at("127.0.0.1:7101")).await);
+        assert!(super::leads_here("127.0.0.1:7101", at("0.0.0.0:7101")).await);
+        assert!(super::leads_here("127.0.0.1:7101", at("127.0.0.1:7101")).await);
+        assert!(!super::leads_here("127.0.0.1:7102", at("127.0.0.1:7101")).await);
+        assert!(!super::leads_here("127.0.0.1:7101", None).await);
+    }
 }
