@@ -231,7 +231,18 @@ fn numbers_as_data(words: Vec<OsString>) -> Vec<OsString> {
             return words;
         };
         let names = |w: &str| w == found.get_name() || found.get_all_aliases().any(|a| a == w);
-        let Some(at) = (offset + 1..escape).find(|&i| probe[i].to_str().is_some_and(names)) else {
+        // Not a word that is an option's value (`--db put put k -.5`: the
+        // first `put` is the file's name, found by the review audit).
+        let values: Vec<usize> = def
+            .get_arguments()
+            .filter(|a| !a.is_positional())
+            .filter_map(|a| level.indices_of(a.get_id().as_str()))
+            .flatten()
+            .map(|i| i + offset)
+            .collect();
+        let Some(at) = (offset + 1..escape)
+            .find(|&i| !values.contains(&i) && probe[i].to_str().is_some_and(names))
+        else {
             return words;
         };
         (def, level, offset) = (found, sub, at);

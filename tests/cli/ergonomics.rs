@@ -266,6 +266,12 @@ fn every_negative_number_is_data() {
     assert_eq!(env.snapshot(), before);
     env.kvr(["rm", "-inf", "--json"]).ok();
     env.kvr(["get", "-inf"]).code(1);
+    // A file named as the command is (`--db put put k -.5`): the command
+    // is the word after it, not the file's name (found by a review audit).
+    env.kvr_bare(["--db", "put", "put", "k", "-.5"]).ok();
+    let got = env.kvr_bare(["--db", "put", "get", "k"]).ok();
+    assert_eq!(got.stdout_text(), "-.5");
+    assert!(env.path("put").exists());
 }
 
 /// `--timeout` and `--lock-timeout` take the units `--ttl` takes (`30s`
