@@ -145,20 +145,7 @@ fn damage_raft_record(dir: &Path, name: &str, nth: usize) {
 fn a_member_with_a_damaged_raft_log_refuses_to_start_and_rejoins() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = three(dir, &[]);
-    for i in 0..20 {
-        assert_ok(&put(dir, &nodes[0], &format!("k{i:02}"), &format!("v{i}")));
-    }
-    let revision = revision_of(&nodes[0], false);
-    wait_for(15, "node 2 to apply every write", || {
-        revision_of(&nodes[1], true) == revision
-    });
-    let (listen, raft) = (
-        nodes[1].url.trim_start_matches("http://").to_string(),
-        nodes[1].raft.clone(),
-    );
-    let id = status_of(&nodes[1])["node_id"].as_u64().unwrap();
-    assert_eq!(sigterm(&mut nodes[1]).code(), Some(0));
+    let (nodes, (listen, raft), id) = n2_stopped_after_writes(dir, 20);
     damage_raft_record(dir, "n2", 5);
     let log_before = raft_log_files(dir, "n2");
 
@@ -217,20 +204,7 @@ fn a_member_with_a_damaged_raft_log_refuses_to_start_and_rejoins() {
 fn a_member_whose_raft_log_is_gone_refuses_to_start() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = three(dir, &[]);
-    for i in 0..10 {
-        assert_ok(&put(dir, &nodes[0], &format!("k{i:02}"), &format!("v{i}")));
-    }
-    let revision = revision_of(&nodes[0], false);
-    wait_for(15, "node 2 to apply every write", || {
-        revision_of(&nodes[1], true) == revision
-    });
-    let (listen, raft) = (
-        nodes[1].url.trim_start_matches("http://").to_string(),
-        nodes[1].raft.clone(),
-    );
-    let id = status_of(&nodes[1])["node_id"].as_u64().unwrap();
-    assert_eq!(sigterm(&mut nodes[1]).code(), Some(0));
+    let (nodes, (listen, raft), id) = n2_stopped_after_writes(dir, 10);
     std::fs::rename(dir.join("n2.redb.raft"), dir.join("kept.raft")).unwrap();
     let range = || kvr(dir, &["--db", "n2.redb", "range"]).stdout;
     let data_before = range();
@@ -265,4 +239,24 @@ fn a_member_whose_raft_log_is_gone_refuses_to_start() {
         revision_of(&back, true) == revision
     });
     assert_eq!(get(dir, &back, "after").stdout, b"1");
+}
+
+/// Three members, `writes` keys written and applied on node 2, which is
+/// then stopped cleanly: the nodes, node 2's addresses and its id.
+fn n2_stopped_after_writes(dir: &Path, writes: usize) -> (Vec<Node>, (String, String), u64) {
+    let mut nodes = three(dir, &[]);
+    for i in 0..writes {
+        assert_ok(&put(dir, &nodes[0], &format!("k{i:02}"), &format!("v{i}")));
+    }
+    let revision = revision_of(&nodes[0], false);
+    wait_for(15, "node 2 to apply every write", || {
+        revision_of(&nodes[1], true) == revision
+    });
+    let addresses = (
+        nodes[1].url.trim_start_matches("http://").to_string(),
+        nodes[1].raft.clone(),
+    );
+    let id = status_of(&nodes[1])["node_id"].as_u64().unwrap();
+    assert_eq!(sigterm(&mut nodes[1]).code(), Some(0));
+    (nodes, addresses, id)
 }

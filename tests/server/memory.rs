@@ -413,17 +413,7 @@ fn request_bodies_share_a_bounded_budget() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let limit = "600000";
-    let s = Server::start(
-        dir.path(),
-        &[
-            "--max-body-mib",
-            "1",
-            "--max-value-bytes",
-            limit,
-            "--max-batch-bytes",
-            limit,
-        ],
-    );
+    let s = budget_server(dir.path(), "1", limit, limit);
     // Two bodies of 500,000 bytes take 977 of the 1,024 KiB: their
     // clients send half and wait.
     let len = 500_000;
@@ -467,17 +457,7 @@ fn a_full_body_budget_refuses_an_expect_continue_before_its_body() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let limit = "1000000";
-    let s = Server::start(
-        dir.path(),
-        &[
-            "--max-body-mib",
-            "1",
-            "--max-value-bytes",
-            limit,
-            "--max-batch-bytes",
-            limit,
-        ],
-    );
+    let s = budget_server(dir.path(), "1", limit, limit);
     let _hold = open_put(&s.addr, "hold", 900_000, 1000);
     std::thread::sleep(Duration::from_millis(300));
     let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
@@ -591,17 +571,7 @@ fn unread_streams_hold_no_thread_and_little_memory() {
 fn unread_streams_hold_the_response_budget_and_no_more() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(
-        dir.path(),
-        &[
-            "--max-body-mib",
-            "4",
-            "--max-value-bytes",
-            "1048576",
-            "--max-batch-bytes",
-            "4194304",
-        ],
-    );
+    let s = budget_server(dir.path(), "4", "1048576", "4194304");
     let lines: String = (0..50_000)
         .map(|i| format!("{{\"key\":\"{}\",\"value\":\"{:0>100}\"}}\n", key(i), i))
         .collect();
@@ -868,17 +838,7 @@ fn the_default_batch_limit_is_spec_s_whatever_the_memory_budget() {
 #[test]
 fn concurrent_streams_of_large_values_all_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(
-        dir.path(),
-        &[
-            "--max-body-mib",
-            "2",
-            "--max-value-bytes",
-            "1048576",
-            "--max-batch-bytes",
-            "1048576",
-        ],
-    );
+    let s = budget_server(dir.path(), "2", "1048576", "1048576");
     let value = vec![b'a'; 1 << 20];
     for k in ["a", "b", "c", "d"] {
         let r = http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(&value));
@@ -903,4 +863,20 @@ fn concurrent_streams_of_large_values_all_complete() {
     }
     let r = http("GET", &format!("{}/v1/kv/a", s.url), &[], None);
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A server whose request and answer budget is `--max-body-mib MIB`, with
+/// the value and batch limits below it (`value`, `batch` bytes).
+fn budget_server(dir: &std::path::Path, mib: &str, value: &str, batch: &str) -> Server {
+    Server::start(
+        dir,
+        &[
+            "--max-body-mib",
+            mib,
+            "--max-value-bytes",
+            value,
+            "--max-batch-bytes",
+            batch,
+        ],
+    )
 }
