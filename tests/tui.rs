@@ -439,12 +439,7 @@ fn sigterm_restores_the_terminal_and_closes_the_file() {
     );
     let tmux = Tmux::start(&command);
     tmux.wait_for(&["> item:000"]);
-    let kvr_pid = child_of(tmux.pane_pid());
-    let killed = Command::new("kill")
-        .args(["-TERM", &kvr_pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm_in(&tmux);
     // `stty -a` prints `icanon` or `-icanon`: wait for its output too (the
     // screen was sometimes read between the two commands).
     let after = tmux.wait_for(&["KVR_EXIT=", "icanon"]);
@@ -470,12 +465,7 @@ fn sigterm_restores_the_terminal_and_closes_the_file() {
     tmux.wait_for(&["Ctrl-S"]);
     tmux.type_text("typed");
     tmux.wait_for(&["typed"]);
-    let kvr_pid = child_of(tmux.pane_pid());
-    let killed = Command::new("kill")
-        .args(["-TERM", &kvr_pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm_in(&tmux);
     let after = tmux.wait_for(&["KVR_EXIT="]);
     assert!(after.contains("KVR_EXIT=3"), "{after}");
     assert!(
@@ -484,6 +474,16 @@ fn sigterm_restores_the_terminal_and_closes_the_file() {
     );
     drop(tmux);
     assert_eq!(value(), before);
+}
+
+/// Sends SIGTERM to kvr in the pane.
+fn sigterm_in(tmux: &Tmux) {
+    let kvr_pid = child_of(tmux.pane_pid());
+    let killed = Command::new("kill")
+        .args(["-TERM", &kvr_pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 /// The pid of kvr in a pane: the one child of the pane's shell, or the

@@ -410,8 +410,8 @@ fn codings(headers: &HeaderMap) -> Result<()> {
     Ok(())
 }
 
-/// The codings that header `name` lists, over all its lines (`?` for a
-/// line that is not text).
+/// The comma-separated items that header `name` lists (codings, or
+/// expectations), over all its lines (`?` for a line that is not text).
 fn codings_of<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(name)

@@ -149,11 +149,7 @@ fn a_member_with_a_damaged_raft_log_refuses_to_start_and_rejoins() {
     damage_raft_record(dir, "n2", 5);
     let log_before = raft_log_files(dir, "n2");
 
-    let mut restart = kvr_cmd(dir);
-    restart
-        .args(member_args("n2", &listen, &raft))
-        .arg("--quiet");
-    let out = super::tls::run(restart, 30);
+    let out = restart_n2_to_end(dir, (&listen, &raft));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
@@ -210,11 +206,7 @@ fn a_member_whose_raft_log_is_gone_refuses_to_start() {
     let data_before = range();
     assert!(!data_before.is_empty());
 
-    let mut restart = kvr_cmd(dir);
-    restart
-        .args(member_args("n2", &listen, &raft))
-        .arg("--quiet");
-    let out = super::tls::run(restart, 30);
+    let out = restart_n2_to_end(dir, (&listen, &raft));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
@@ -259,4 +251,11 @@ fn n2_stopped_after_writes(dir: &Path, writes: usize) -> (Vec<Node>, (String, St
     let id = status_of(&nodes[1])["node_id"].as_u64().unwrap();
     assert_eq!(sigterm(&mut nodes[1]).code(), Some(0));
     (nodes, addresses, id)
+}
+
+/// Node 2 started again on its addresses, run to its end (at most 30 s).
+fn restart_n2_to_end(dir: &Path, (listen, raft): (&str, &str)) -> Output {
+    let mut restart = kvr_cmd(dir);
+    restart.args(member_args("n2", listen, raft)).arg("--quiet");
+    super::tls::run(restart, 30)
 }
