@@ -283,3 +283,52 @@ fn majority_time_holds(
     assert_eq!(code, 200, "a key with a minute or more to live was swept");
     assert_eq!(revision_of(leader, false), revision);
 }
+
+/// A write's time never goes back in log order, also when leadership moves
+/// to a member whose clock is behind: a TTL written after the change
+/// expires no earlier than the same TTL written before it, on every node.
+/// With two voters the new leader counts only its own clock and its peer's
+/// (`clock.rs` keeps its own of two), so before the fix its writes were
+/// stamped 10 minutes earlier than the ones before them: their keys
+/// expired before older ones and Idempotency-Key records looked younger
+/// than they were. Needs libfaketime.
+#[test]
+fn a_writes_time_does_not_go_back_when_a_leader_behind_takes_over() {
+    let Some(faketime) = crate::child::faketime() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    let behind = [
+        ("LD_PRELOAD", faketime),
+        ("FAKETIME", "-10m"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let n2 = spawn(dir, "n2", &["--join", &n1.url], &behind);
+    wait_for(30, "two voters", || voters(&n1) == 2);
+
+    let (code, put) = http_with(&n1.url, "PUT", "/v1/kv/before?ttl=3600", &[], b"b");
+    assert_eq!(code, 200, "{put}");
+    let out = kvr(
+        dir,
+        &["--server", &n1.url, "cluster", "transfer-leader", "2"],
+    );
+    assert_ok(&out);
+    wait_for(30, "node 2 to lead", || status_of(&n2)["state"] == "leader");
+    let (code, put) = http_with(&n2.url, "PUT", "/v1/kv/after?ttl=3600", &[], b"a");
+    assert_eq!(code, 200, "{put}");
+    let revision = put["revision"].as_u64().unwrap();
+    wait_for(15, "both nodes to apply the put", || {
+        [&n1, &n2].iter().all(|n| revision_of(n, true) >= revision)
+    });
+    for n in [&n1, &n2] {
+        let (before, after) = (expires_at(n, "before"), expires_at(n, "after"));
+        assert!(
+            after >= before,
+            "{}: the later write expires at {after:?}, before the earlier one ({before:?})",
+            n.name
+        );
+        assert_eq!(after, expires_at(&n1, "after"), "{}", n.name);
+    }
+}
