@@ -158,13 +158,22 @@ fn new_cluster_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Starts the member over `store`, serving Raft on `raft_listener`.
+/// Starts the member over `store`, serving Raft on `raft_listener`;
+/// calls `listening` (the listening lines) once its start-up checks
+/// passed.
 pub async fn start(
     store: Store,
     raft_listener: tokio::net::TcpListener,
     opts: Options,
     engine_opts: EngineOptions,
+    listening: impl FnOnce() -> Result<()>,
 ) -> Result<Arc<Node>> {
+    // `serve`'s listening lines, which a script takes for a node that
+    // serves: said once the start-up checks below passed (a refused copy
+    // of a running member's files printed them, then exited 3), and
+    // before joining, which may wait for a member.
+    let mut listening = Some(listening);
+    let mut say_listening = || listening.take().map_or(Ok(()), |say| say());
     let db = store.path().to_path_buf();
     let opts = without_self(opts, &store)?;
     if let (Some((cluster, node)), Some(_)) = (
@@ -193,6 +202,7 @@ pub async fn start(
             // is then dropped): a file this start created goes again, as
             // a failed first write's does.
             let unjoined = DiscardUnjoined(Some(&store));
+            say_listening()?;
             let answer = ask_join(&opts, None, None).await?;
             unjoined.keep();
             (answer.cluster_id, answer.node_id, true)
@@ -306,6 +316,7 @@ pub async fn start(
     if !fresh {
         check_restart(&raft, node_id, &opts.member).await?;
     }
+    say_listening()?;
     let tmp_dir = db
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -190,21 +190,26 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = match cluster {
         Some((raft_listener, opts)) => {
-            // Refused before the lines below, which a script takes for a
-            // server that serves.
+            // Refused before the listening lines, which a script takes for
+            // a server that serves.
             crate::cluster::start::refuse_join_with_data(&store, &opts)?;
-            // Both addresses are bound: say so before joining, which may wait.
-            let mut out = std::io::stdout().lock();
             // The bound address, as the HTTP line (with port 0 the only
             // way to learn it), not the advertised one.
             let bound = raft_listener
                 .local_addr()
                 .map_err(|e| Error::io("cannot read the bound raft address", e))?;
-            writeln!(out, "listening on {url}")
-                .and_then(|()| writeln!(out, "raft listening on {bound}"))
-                .and_then(|()| out.flush())
-                .map_err(listening_line_failed)?;
-            drop(out);
+            // Said by `start` once this node passed its start-up checks (a
+            // copy of a running member's files, another cluster, a changed
+            // raft address exit 3 or 2 without them), before joining,
+            // which may wait.
+            let listening_url = url.clone();
+            let say_listening = move || {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "listening on {listening_url}")
+                    .and_then(|()| writeln!(out, "raft listening on {bound}"))
+                    .and_then(|()| out.flush())
+                    .map_err(listening_line_failed)
+            };
             let mut engine_opts =
                 crate::engine::EngineOptions::new(limits.memtable_bytes, limits.max_value_bytes);
             // --history and --history-bytes hold on every member too.
@@ -232,7 +237,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 // a crash at that point, whatever the join did not finish
                 // is done again by the next start.
                 tokio::select! {
-                    node = crate::cluster::start::start(store, l, opts, engine_opts) => {
+                    node = crate::cluster::start::start(store, l, opts, engine_opts, say_listening) => {
                         node.map(Some)
                     }
                     signal = &mut stop => {

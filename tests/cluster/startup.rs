@@ -309,7 +309,8 @@ fn a_raft_log_is_not_taken_by_another_members_file() {
 /// A copy of a running member's files, started elsewhere with the real
 /// node's raft address advertised, is refused before it stands for
 /// election (exit 3): an audit saw such a copy become a leader no client
-/// reached while the cluster took no writes. The cluster goes on.
+/// reached while the cluster took no writes. The cluster goes on. It
+/// prints no listening line (it printed both before it was refused).
 #[test]
 fn a_copy_of_a_running_members_files_does_not_start() {
     let tmp = tempfile::tempdir().unwrap();
@@ -345,6 +346,10 @@ fn a_copy_of_a_running_members_files_does_not_start() {
             && err.contains("copy of a running member"),
         "{err}"
     );
+    // Nothing told a script it serves: the listening lines come only
+    // after the start-up checks (they came first).
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.contains("listening"), "{said}");
     assert_ok(&put(dir, &nodes[0], "after", "1"));
     assert_eq!(get(dir, &nodes[2], "k").stdout, b"v");
 }
