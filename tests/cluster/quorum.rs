@@ -350,6 +350,8 @@ fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
 /// passed without a word from it, that leader is no longer named: not in
 /// `X-Kvr-Leader` (clients were sent to a dead node), the status or
 /// `kvr_raft_has_leader`, which said so while `/readyz` said otherwise.
+/// Its refusals count the leader's silence from its start, not through
+/// the seconds it was down.
 #[test]
 fn a_member_restarted_alone_names_no_leader_it_has_not_heard() {
     let tmp = tempfile::tempdir().unwrap();
@@ -367,6 +369,10 @@ fn a_member_restarted_alone_names_no_leader_it_has_not_heard() {
         nodes[2].url.trim_start_matches("http://").to_string(),
         nodes[2].raft.clone(),
     );
+    // Down for a while: its silence counts from its start, not from the
+    // last word it had before.
+    std::thread::sleep(Duration::from_secs(4));
+    let spawned = Instant::now();
     let alone = spawn_at(dir, "n3", (&addrs.0, &addrs.1), &[], &[]);
     // Longer than the maximum election timeout (1 s by default).
     std::thread::sleep(Duration::from_millis(1500));
@@ -389,6 +395,18 @@ fn a_member_restarted_alone_names_no_leader_it_has_not_heard() {
     );
     assert_eq!(header(&headers, "x-kvr-leader"), None);
     assert!(started.elapsed() < Duration::from_secs(1));
+    let said = String::from_utf8_lossy(&body);
+    let quiet_ms: u128 = said
+        .split("no word from the cluster leader for ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        (1000..=spawned.elapsed().as_millis()).contains(&quiet_ms),
+        "silent for {quiet_ms} ms, started {} ms ago: {said}",
+        spawned.elapsed().as_millis()
+    );
 }
 
 /// SPEC: stale reads are always answered locally, and a node's
