@@ -805,6 +805,51 @@ fn browse_edit_and_delete_through_a_server() {
     );
 }
 
+/// `q` over a server that stopped answering (SIGSTOP) while a delete is
+/// out says what it waits for, and a second press (Ctrl-C here) quits
+/// without waiting, saying that the delete may or may not have been
+/// applied (exit 5). With only reads out (the first screen of a browser
+/// started on the stopped server) `q` quits without a word.
+#[test]
+fn quitting_over_a_stalled_server_says_what_a_write_left_unknown() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = fill(Env::served());
+    let url = env.server_url().unwrap().to_string();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["Delete item:000 (revision 1)?"]);
+    let stopped = env.stop_server();
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["deleting item:000"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&[
+        "quitting once the delete of item:000 is answered",
+        "q or Ctrl-C again quits now",
+    ]);
+    tmux.keys(&["C-c"]);
+    tmux.wait_for(&[
+        "kvr: error: kvr tui quit before the delete of item:000 was answered: it may or may not have been applied",
+        "KVR_EXIT=5",
+    ]);
+    drop(tmux);
+
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["live: connecting…"]);
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for(&["KVR_EXIT=0"]);
+    assert!(!screen.contains("may or may not"), "{screen}");
+    drop(tmux);
+    drop(stopped);
+}
+
 /// A value edited in the built-in editor while another `kvr` process
 /// changes it: the save is refused, the typed text stays on screen (soft-
 /// wrapped, as it is wider than the editor), going back to it and saving

@@ -206,6 +206,9 @@ pub struct App {
     pub(super) drop_armed: bool,
     /// `q` was pressed while a save was out: quit once it is written.
     pub(super) quit_when_saved: bool,
+    /// The quit was a second press: nothing is waited for any more (see
+    /// `Session::hold_quit`).
+    pub(super) quit_at_once: bool,
     /// Why the last read of the key list failed, shown in the list while
     /// it is empty (an empty list alone reads as an empty store).
     pub keys_error: Option<String>,
@@ -263,6 +266,7 @@ impl App {
             quit_armed: false,
             drop_armed: false,
             quit_when_saved: false,
+            quit_at_once: false,
             own_delete: None,
             next_expiry_ms: None,
             reloaded_at: None,
@@ -418,6 +422,7 @@ impl App {
     fn quit_asked(&mut self, editing: bool, armed: bool) {
         if armed {
             self.quit = true;
+            self.quit_at_once = true;
             return;
         }
         let held = |job: &EditJob| display_key(&job.key);

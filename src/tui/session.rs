@@ -13,9 +13,10 @@ use ratatui::crossterm::event::Event;
 use super::action::{Action, map_key, split_escape};
 use super::app::App;
 use super::editor::EditJob;
+use super::keys::display_key;
 use super::live::{Feed, Live};
 use super::view;
-use super::worker::Worker;
+use super::worker::{Request, Response, SHUTDOWN_GRACE, Worker};
 use crate::error::Result;
 
 /// How long the loop waits for a key before looking for answers while
@@ -71,6 +72,54 @@ pub struct Session {
     /// While the first screen could not be read from the server: when to
     /// try again, and the pause after that.
     retry: Option<(Instant, Duration)>,
+    /// Saves and deletes sent and not answered yet, oldest first.
+    writes: Vec<Write>,
+    /// Quitting waits for [`Session::writes`] until then (see
+    /// [`Session::hold_quit`]).
+    closing: Option<Instant>,
+}
+
+/// A save or delete the worker has not answered yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Write {
+    key: Vec<u8>,
+    delete: bool,
+}
+
+impl Write {
+    fn of(request: &Request) -> Option<Write> {
+        match request {
+            Request::Put { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: false,
+            }),
+            Request::Delete { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: true,
+            }),
+            _ => None,
+        }
+    }
+
+    fn answered_by(response: &Response) -> Option<Write> {
+        match response {
+            Response::Put { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: false,
+            }),
+            Response::Deleted { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `the delete of KEY`.
+    fn describe(&self) -> String {
+        let what = if self.delete { "delete" } else { "save" };
+        format!("the {what} of {}", display_key(&self.key))
+    }
 }
 
 impl Session {
@@ -84,6 +133,8 @@ impl Session {
             feed: None,
             live: None,
             retry: None,
+            writes: Vec::new(),
+            closing: None,
         };
         s.flush();
         s
@@ -156,6 +207,16 @@ impl Session {
     /// one; a press that means nothing here still takes back a first `q`
     /// (see [`App::key_without_action`]). Returns whether anything changed.
     pub fn key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> bool {
+        if self.closing.is_some() {
+            // Quitting, waiting for a write: a second `q` or Ctrl-C quits
+            // now, and nothing else is taken.
+            let mode = self.app.key_mode();
+            let quit = split_escape(mode, key)
+                .into_iter()
+                .any(|key| map_key(mode, key) == Some(Action::Quit));
+            self.app.quit |= quit;
+            return quit;
+        }
         let mut changed = false;
         for key in split_escape(self.app.key_mode(), key) {
             // The mode after the Escape decides what the next key does.
@@ -201,6 +262,7 @@ impl Session {
             self.progress = Instant::now();
         }
         for request in self.app.outbox.drain(..) {
+            self.writes.extend(Write::of(&request));
             self.worker.send(request);
             self.in_flight += 1;
         }
@@ -222,8 +284,17 @@ impl Session {
         changed
     }
 
-    fn answered(&mut self, response: super::worker::Response) {
+    fn answered(&mut self, response: Response) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(write) = Write::answered_by(&response)
+            && let Some(i) = self.writes.iter().position(|w| *w == write)
+        {
+            self.writes.remove(i);
+        }
+        // An answer that does not name its call (a crash) may be a write's.
+        if self.in_flight == 0 {
+            self.writes.clear();
+        }
         self.progress = Instant::now();
         self.app.receive(response);
         self.flush();
@@ -235,13 +306,13 @@ impl Session {
     /// it is continued. The next call opens it again.
     pub fn release_source(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        self.worker.send(super::worker::Request::Release);
+        self.worker.send(Request::Release);
         self.in_flight += 1;
         while let Some(response) = self
             .worker
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
-            let released = matches!(response, super::worker::Response::Released);
+            let released = matches!(response, Response::Released);
             self.answered(response);
             if released {
                 return;
@@ -286,10 +357,50 @@ impl Session {
         self.live.as_ref().map_or(0, Live::seen)
     }
 
-    /// Ends the worker, giving a call in flight a moment to finish.
+    /// A quit (a first `q` or Ctrl-C) while a save or delete is out waits
+    /// for its answer, up to [`SHUTDOWN_GRACE`], on screen: a second `q` or
+    /// Ctrl-C quits at once. Quitting ends the loop with the write still
+    /// out only then, or once the grace has passed; [`Session::unanswered`]
+    /// says so on the way out. Returns whether the screen changed.
+    pub fn hold_quit(&mut self) -> bool {
+        match self.closing {
+            None if self.app.quit && !self.app.quit_at_once && !self.writes.is_empty() => {
+                self.closing = Some(Instant::now() + SHUTDOWN_GRACE);
+                self.app.quit = false;
+                let waiting = self.writes.iter().map(Write::describe).collect::<Vec<_>>();
+                self.app.info(format!(
+                    "quitting once {} is answered (at most {} s); q or Ctrl-C again quits now",
+                    waiting.join(" and "),
+                    SHUTDOWN_GRACE.as_secs()
+                ));
+                true
+            }
+            Some(deadline) if !self.app.quit => {
+                self.app.quit = self.writes.is_empty() || Instant::now() >= deadline;
+                self.app.quit
+            }
+            _ => false,
+        }
+    }
+
+    /// The saves and deletes sent and not answered (`the delete of KEY`),
+    /// if any: after quitting, they may or may not have been applied.
+    pub fn unanswered(&self) -> Option<String> {
+        let writes: Vec<_> = self.writes.iter().map(Write::describe).collect();
+        (!writes.is_empty()).then(|| writes.join(" and "))
+    }
+
+    /// Ends the worker. A file is given [`SHUTDOWN_GRACE`] to finish a
+    /// call and close cleanly; a server's call in flight is left behind at
+    /// once (a stalled server would hold quitting up for the whole grace,
+    /// and a write out was waited for already, see [`Session::hold_quit`]).
     pub fn shutdown(&mut self) {
         self.live = None;
-        self.worker.shutdown(super::worker::SHUTDOWN_GRACE);
+        let grace = match self.in_flight > 0 && !self.worker.holds_file() {
+            true => Duration::ZERO,
+            false => SHUTDOWN_GRACE,
+        };
+        self.worker.shutdown(grace);
     }
 }
 
@@ -324,7 +435,7 @@ where
             host.copy(&bytes)?;
         }
         if std::mem::take(&mut session.app.suspend) {
-            session.release_source(super::worker::SHUTDOWN_GRACE);
+            session.release_source(SHUTDOWN_GRACE);
             host.suspend()?;
             // The shell wrote over the screen, which may have been resized
             // meanwhile.
@@ -372,6 +483,7 @@ where
             }
         }
         dirty |= session.pump();
+        dirty |= session.hold_quit();
     }
     Ok(())
 }
