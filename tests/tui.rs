@@ -795,6 +795,20 @@ fn browse_edit_and_delete_through_a_server() {
     tmux.keys(&["y"]);
     tmux.wait_for(&["changed by someone else"]);
 
+    // Deleted elsewhere while the dialog is open: the dialog says so (the
+    // cursor behind it moves on to the next key).
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> item:048", "item:048 · rev 49"]);
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["Delete item:048 (revision 49)?"]);
+    env.kvr(["delete", "item:048"]).ok();
+    tmux.wait_for(&[
+        "Delete item:048 (revision 49)?",
+        "It was deleted meanwhile by someone else",
+    ]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["item:048 was already deleted by someone else"]);
+
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
     drop(tmux);
