@@ -380,6 +380,41 @@ fn emoji_zwj_sequences_leave_no_stray_glyphs_in_a_real_terminal() {
     tmux.wait_for(&["KVR_EXIT=0"]);
 }
 
+/// Escape and an arrow key read together: crossterm folds the two ESC
+/// bytes into one Esc and hands on the rest of the arrow as characters,
+/// which the built-in editor typed into the text (`[D`) and the key list
+/// ignored. Two Escapes read together stay one Esc: in the editor the
+/// first only asks, so nothing is dropped by it, and a third drops.
+#[test]
+fn escape_and_an_arrow_sent_together_are_both_taken() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let tmux = browser_on(&env.db());
+    tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
+    tmux.keys(&["G"]);
+    tmux.wait_for(&["> note", "note · rev 51"]);
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["Edit note"]);
+    tmux.type_text("x");
+    tmux.wait_for(&["hellox"]);
+    tmux.keys(&["Escape", "Left"]);
+    tmux.type_text("y");
+    let screen = tmux.wait_for(&["helloyx"]);
+    assert!(!screen.contains("[D"), "{screen}");
+    tmux.keys(&["Escape", "Escape"]);
+    tmux.wait_for(&["your text is not saved: Esc again drops it"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["edit cancelled; nothing written", "> note"]);
+    tmux.keys(&["Escape", "Up"]);
+    tmux.wait_for(&["> item:049", "item:049 · rev 50"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), "hello");
+}
+
 /// The SGR colour parameters (foreground, background; not 39/49, the
 /// defaults) in `screen`.
 fn colour_codes(screen: &str) -> Vec<String> {

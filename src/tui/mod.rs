@@ -28,6 +28,7 @@ mod edits;
 mod editview;
 mod filter;
 mod fit;
+mod folded;
 mod follow;
 mod glob;
 mod hold;

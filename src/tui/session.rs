@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::Backend;
-use ratatui::crossterm::event::Event;
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind};
 
 use super::action::{Action, map_key, split_escape};
 use super::app::App;
 use super::editor::EditJob;
+use super::folded::{Remainder, Step};
 use super::keys::display_key;
 use super::live::{Feed, Live};
 use super::view;
@@ -77,6 +78,8 @@ pub struct Session {
     /// Quitting waits for [`Session::writes`] until then (see
     /// [`Session::hold_quit`]).
     closing: Option<Instant>,
+    /// A key's remainder after an Escape crossterm folded (`folded.rs`).
+    remainder: Remainder,
 }
 
 /// A save or delete the worker has not answered yet.
@@ -135,6 +138,7 @@ impl Session {
             retry: None,
             writes: Vec::new(),
             closing: None,
+            remainder: Remainder::default(),
         };
         s.flush();
         s
@@ -206,7 +210,7 @@ impl Session {
     /// Applies a key press: its action in the current mode, if it has
     /// one; a press that means nothing here still takes back a first `q`
     /// (see [`App::key_without_action`]). Returns whether anything changed.
-    pub fn key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> bool {
+    pub fn key(&mut self, key: KeyEvent) -> bool {
         if self.closing.is_some() {
             // Quitting, waiting for a write: a second `q` or Ctrl-C quits
             // now, and nothing else is taken.
@@ -217,6 +221,24 @@ impl Session {
             self.app.quit |= quit;
             return quit;
         }
+        match self.remainder.step(key) {
+            Step::No => self.key_now(key),
+            Step::More => false,
+            Step::Done(keys) => keys.into_iter().fold(false, |c, k| self.key_now(k) | c),
+        }
+    }
+
+    /// The burst of key events ended: a remainder after an Escape left
+    /// half way is taken as the characters it was (see `folded.rs`).
+    pub fn burst_end(&mut self) -> bool {
+        let keys = self.remainder.end();
+        keys.into_iter().fold(false, |c, k| self.key_now(k) | c)
+    }
+
+    fn key_now(&mut self, key: KeyEvent) -> bool {
+        let escape = key.code == KeyCode::Esc
+            && key.modifiers.is_empty()
+            && key.kind != KeyEventKind::Release;
         let mut changed = false;
         for key in split_escape(self.app.key_mode(), key) {
             // The mode after the Escape decides what the next key does.
@@ -225,11 +247,14 @@ impl Session {
                     self.dispatch(action);
                     changed = true;
                 }
-                None if key.kind != ratatui::crossterm::event::KeyEventKind::Release => {
+                None if key.kind != KeyEventKind::Release => {
                     changed |= self.app.key_without_action();
                 }
                 None => {}
             }
+        }
+        if escape {
+            self.remainder.arm();
         }
         changed
     }
@@ -481,6 +506,7 @@ where
                     None => break,
                 }
             }
+            dirty |= session.burst_end();
         }
         dirty |= session.pump();
         dirty |= session.hold_quit();
