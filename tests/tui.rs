@@ -415,6 +415,54 @@ fn escape_and_an_arrow_sent_together_are_both_taken() {
     assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), "hello");
 }
 
+/// Flags (pairs of regional indicators) in keys and values: tmux places
+/// each indicator on its own, so cells ratatui redrew next to one (moving
+/// through the list changes the titles) left stray indicators. They are
+/// drawn as their letters (`FR`): back on the first key, the screen is
+/// the fresh one again.
+#[test]
+fn flag_emoji_leave_no_stray_glyphs_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let flag = "\u{1f1eb}\u{1f1f7}";
+    let env = Env::new();
+    let lines = format!(
+        "{{\"key\":\"a{flag}b\",\"value\":\"x{flag}y y\"}}\n\
+         {{\"key\":\"b{flag}{flag}\",\"value\":\"two\"}}\n\
+         {{\"key\":\"c\",\"value\":\"\u{1f1eb}z\"}}\n"
+    );
+    env.kvr(["batch"]).stdin(lines).ok();
+    let tmux = browser_on(&env.db());
+    let fresh = tmux.wait_for(&["> aFRb", "aFRb · rev 1", "xFRy y", "bFRFR"]);
+    assert!(!fresh.contains('\u{1f1eb}'), "{fresh}");
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> bFRFR", "bFRFR · rev 2"]);
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> c", "c · rev 3", "Fz"]);
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> bFRFR", "bFRFR · rev 2"]);
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> aFRb", "aFRb · rev 1"]);
+    let deadline = Instant::now() + DEADLINE;
+    while tmux.screen() != fresh {
+        assert!(
+            Instant::now() < deadline,
+            "back on the first key, the screen differs from a fresh one:\n{}\nfresh:\n{fresh}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    // Only the screen changed: the key is stored as it was.
+    assert_eq!(
+        env.kvr(["get", "a\u{1f1eb}\u{1f1f7}b"]).ok().stdout_text(),
+        "x\u{1f1eb}\u{1f1f7}y y"
+    );
+}
+
 /// The SGR colour parameters (foreground, background; not 39/49, the
 /// defaults) in `screen`.
 fn colour_codes(screen: &str) -> Vec<String> {

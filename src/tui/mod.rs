@@ -21,6 +21,7 @@
 
 mod action;
 mod app;
+mod cells;
 mod clipboard;
 mod conflict;
 mod editor;

@@ -94,6 +94,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         }
         Mode::Browse | Mode::Prompt { .. } => {}
     }
+    super::cells::make_safe(frame.buffer_mut());
 }
 
 /// A bordered pane over `area` titled `title`, which ends in `…` when it
