@@ -380,6 +380,89 @@ fn emoji_zwj_sequences_leave_no_stray_glyphs_in_a_real_terminal() {
     tmux.wait_for(&["KVR_EXIT=0"]);
 }
 
+/// Escape and an arrow key read together: crossterm folds the two ESC
+/// bytes into one Esc and hands on the rest of the arrow as characters,
+/// which the built-in editor typed into the text (`[D`) and the key list
+/// ignored. Two Escapes read together stay one Esc: in the editor the
+/// first only asks, so nothing is dropped by it, and a third drops.
+#[test]
+fn escape_and_an_arrow_sent_together_are_both_taken() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let tmux = browser_on(&env.db());
+    tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
+    tmux.keys(&["G"]);
+    tmux.wait_for(&["> note", "note · rev 51"]);
+    tmux.keys(&["e"]);
+    tmux.wait_for(&["Edit note"]);
+    tmux.type_text("x");
+    tmux.wait_for(&["hellox"]);
+    tmux.keys(&["Escape", "Left"]);
+    tmux.type_text("y");
+    let screen = tmux.wait_for(&["helloyx"]);
+    assert!(!screen.contains("[D"), "{screen}");
+    tmux.keys(&["Escape", "Escape"]);
+    tmux.wait_for(&["your text is not saved: Esc again drops it"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["edit cancelled; nothing written", "> note"]);
+    tmux.keys(&["Escape", "Up"]);
+    tmux.wait_for(&["> item:049", "item:049 · rev 50"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), "hello");
+}
+
+/// Flags (pairs of regional indicators) in keys and values: tmux places
+/// each indicator on its own, so cells ratatui redrew next to one (moving
+/// through the list changes the titles) left stray indicators. They are
+/// drawn as their letters (`FR`): back on the first key, the screen is
+/// the fresh one again.
+#[test]
+fn flag_emoji_leave_no_stray_glyphs_in_a_real_terminal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let flag = "\u{1f1eb}\u{1f1f7}";
+    let env = Env::new();
+    let lines = format!(
+        "{{\"key\":\"a{flag}b\",\"value\":\"x{flag}y y\"}}\n\
+         {{\"key\":\"b{flag}{flag}\",\"value\":\"two\"}}\n\
+         {{\"key\":\"c\",\"value\":\"\u{1f1eb}z\"}}\n"
+    );
+    env.kvr(["batch"]).stdin(lines).ok();
+    let tmux = browser_on(&env.db());
+    let fresh = tmux.wait_for(&["> aFRb", "aFRb · rev 1", "xFRy y", "bFRFR"]);
+    assert!(!fresh.contains('\u{1f1eb}'), "{fresh}");
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> bFRFR", "bFRFR · rev 2"]);
+    tmux.keys(&["j"]);
+    tmux.wait_for(&["> c", "c · rev 3", "Fz"]);
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> bFRFR", "bFRFR · rev 2"]);
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> aFRb", "aFRb · rev 1"]);
+    let deadline = Instant::now() + DEADLINE;
+    while tmux.screen() != fresh {
+        assert!(
+            Instant::now() < deadline,
+            "back on the first key, the screen differs from a fresh one:\n{}\nfresh:\n{fresh}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["KVR_EXIT=0"]);
+    // Only the screen changed: the key is stored as it was.
+    assert_eq!(
+        env.kvr(["get", "a\u{1f1eb}\u{1f1f7}b"]).ok().stdout_text(),
+        "x\u{1f1eb}\u{1f1f7}y y"
+    );
+}
+
 /// The SGR colour parameters (foreground, background; not 39/49, the
 /// defaults) in `screen`.
 fn colour_codes(screen: &str) -> Vec<String> {
@@ -795,6 +878,20 @@ fn browse_edit_and_delete_through_a_server() {
     tmux.keys(&["y"]);
     tmux.wait_for(&["changed by someone else"]);
 
+    // Deleted elsewhere while the dialog is open: the dialog says so (the
+    // cursor behind it moves on to the next key).
+    tmux.keys(&["k"]);
+    tmux.wait_for(&["> item:048", "item:048 · rev 49"]);
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["Delete item:048 (revision 49)?"]);
+    env.kvr(["delete", "item:048"]).ok();
+    tmux.wait_for(&[
+        "Delete item:048 (revision 49)?",
+        "It was deleted meanwhile by someone else",
+    ]);
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["item:048 was already deleted by someone else"]);
+
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
     drop(tmux);
@@ -803,6 +900,51 @@ fn browse_edit_and_delete_through_a_server() {
         env.kvr(["get", "item:049"]).ok().stdout_text(),
         "changed elsewhere"
     );
+}
+
+/// `q` over a server that stopped answering (SIGSTOP) while a delete is
+/// out says what it waits for, and a second press (Ctrl-C here) quits
+/// without waiting, saying that the delete may or may not have been
+/// applied (exit 5). With only reads out (the first screen of a browser
+/// started on the stopped server) `q` quits without a word.
+#[test]
+fn quitting_over_a_stalled_server_says_what_a_write_left_unknown() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = fill(Env::served());
+    let url = env.server_url().unwrap().to_string();
+    let command = format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
+    tmux.keys(&["d"]);
+    tmux.wait_for(&["Delete item:000 (revision 1)?"]);
+    let stopped = env.stop_server();
+    tmux.keys(&["y"]);
+    tmux.wait_for(&["deleting item:000"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&[
+        "quitting once the delete of item:000 is answered",
+        "q or Ctrl-C again quits now",
+    ]);
+    tmux.keys(&["C-c"]);
+    tmux.wait_for(&[
+        "kvr: error: kvr tui quit before the delete of item:000 was answered: it may or may not have been applied",
+        "KVR_EXIT=5",
+    ]);
+    drop(tmux);
+
+    let tmux = Tmux::start(&command);
+    tmux.wait_for(&["live: connecting…"]);
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for(&["KVR_EXIT=0"]);
+    assert!(!screen.contains("may or may not"), "{screen}");
+    drop(tmux);
+    drop(stopped);
 }
 
 /// A value edited in the built-in editor while another `kvr` process

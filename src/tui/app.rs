@@ -70,9 +70,10 @@ pub enum Mode {
         /// When the key expires, Unix milliseconds: a delete that finds it
         /// gone after that says it expired, not that someone deleted it.
         expires_at_ms: Option<u64>,
-        /// The key's revision now, when it changed while the dialog was
-        /// open (the value pane behind shows it): the dialog says so.
-        now: Option<u64>,
+        /// What became of the key while the dialog was open (the value
+        /// pane behind shows a change; the feed says a delete, which
+        /// moves the cursor on): the dialog says so.
+        now: Option<Meanwhile>,
     },
     Editor {
         job: EditJob,
@@ -89,6 +90,15 @@ pub enum Mode {
     /// A save was refused because the key changed since the edit began:
     /// the text is kept while the user chooses (see `conflict.rs`).
     Conflict(Box<Conflict>),
+}
+
+/// What became of a key while its delete dialog was open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meanwhile {
+    /// Changed: its revision now. `y` is refused.
+    Changed(u64),
+    /// Deleted by someone else, or `expired`: nothing is left to delete.
+    Deleted { expired: bool },
 }
 
 /// The value pane's content.
@@ -206,6 +216,9 @@ pub struct App {
     pub(super) drop_armed: bool,
     /// `q` was pressed while a save was out: quit once it is written.
     pub(super) quit_when_saved: bool,
+    /// The quit was a second press: nothing is waited for any more (see
+    /// `Session::hold_quit`).
+    pub(super) quit_at_once: bool,
     /// Why the last read of the key list failed, shown in the list while
     /// it is empty (an empty list alone reads as an empty store).
     pub keys_error: Option<String>,
@@ -263,6 +276,7 @@ impl App {
             quit_armed: false,
             drop_armed: false,
             quit_when_saved: false,
+            quit_at_once: false,
             own_delete: None,
             next_expiry_ms: None,
             reloaded_at: None,
@@ -418,6 +432,7 @@ impl App {
     fn quit_asked(&mut self, editing: bool, armed: bool) {
         if armed {
             self.quit = true;
+            self.quit_at_once = true;
             return;
         }
         let held = |job: &EditJob| display_key(&job.key);

@@ -3,7 +3,7 @@
 //! again when its key changed, and the counts are read again, at most one
 //! such read at a time however many changes come.
 
-use super::app::{App, ValueState};
+use super::app::{App, Meanwhile, Mode, ValueState};
 use super::keys::display_key;
 use super::live::{Change, Inbox, Link};
 use super::worker::{KeysTag, Purpose, Request};
@@ -85,6 +85,7 @@ impl App {
         let mut reread = false;
         for change in changes {
             self.list_change(&change.key, change.deleted);
+            self.confirm_meanwhile(change);
             let ours = change.deleted
                 && self
                     .own_delete
@@ -107,6 +108,28 @@ impl App {
             }
         }
         reread
+    }
+
+    /// A delete dialog open on the changed key says what became of it:
+    /// a delete moves the cursor on, so the value pane behind no longer
+    /// shows that key, and `y` would only be refused.
+    fn confirm_meanwhile(&mut self, change: &Change) {
+        let Mode::Confirm {
+            key, revision, now, ..
+        } = &mut self.mode
+        else {
+            return;
+        };
+        if *key != change.key {
+            return;
+        }
+        *now = if change.deleted {
+            Some(Meanwhile::Deleted {
+                expired: change.expired,
+            })
+        } else {
+            (change.revision != *revision).then_some(Meanwhile::Changed(change.revision))
+        };
     }
 
     /// Keeps the window filled after keys went: more keys past an edge

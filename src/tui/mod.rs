@@ -21,6 +21,7 @@
 
 mod action;
 mod app;
+mod cells;
 mod clipboard;
 mod conflict;
 mod editor;
@@ -28,6 +29,7 @@ mod edits;
 mod editview;
 mod filter;
 mod fit;
+mod folded;
 mod follow;
 mod glob;
 mod hold;
@@ -117,12 +119,22 @@ pub fn run(source: Source, feed: Option<Feed>) -> anyhow::Result<()> {
         std::mem::forget(terminal);
     }
     drop(guard);
+    // Left unanswered by a second `q`, the grace or a signal.
+    let unanswered = session.unanswered();
     session.shutdown();
     result?;
-    match dropped {
-        Some(key) => Err(Error::Interrupted(format!(
+    if let Some(key) = dropped {
+        return Err(Error::Interrupted(format!(
             "kvr tui was ended by a signal: your edit of {key} was not written"
         ))
+        .into());
+    }
+    match unanswered {
+        Some(writes) => Err(Error::OutcomeUnknown {
+            message: format!(
+                "kvr tui quit before {writes} was answered: it may or may not have been applied"
+            ),
+        }
         .into()),
         None => Ok(()),
     }

@@ -2,7 +2,7 @@
 //! failure ends up on the status line (and the value pane, for a read), so a
 //! source that fails or goes away leaves a usable screen.
 
-use super::app::{App, Intent, Mode, ValueState};
+use super::app::{App, Intent, Meanwhile, Mode, ValueState};
 use super::filter::Filter;
 use super::keys::display_key;
 use super::preview::preview;
@@ -163,18 +163,23 @@ impl App {
         // A delete dialog open on the key says it changed meanwhile; `y`
         // still deletes only the revision asked about (a change that lands
         // as `y` is pressed must not be deleted unseen).
-        if let (
-            Mode::Confirm {
-                key: asked,
-                revision,
-                now,
-                ..
-            },
-            ValueState::Loaded { revision: new, .. },
-        ) = (&mut self.mode, &self.value.state)
+        if let Mode::Confirm {
+            key: asked,
+            revision,
+            now,
+            expires_at_ms,
+        } = &mut self.mode
             && *asked == key
         {
-            *now = (*new != *revision).then_some(*new);
+            *now = match &self.value.state {
+                ValueState::Loaded { revision: new, .. } => {
+                    (*new != *revision).then_some(Meanwhile::Changed(*new))
+                }
+                ValueState::Missing => Some(Meanwhile::Deleted {
+                    expired: expires_at_ms.is_some_and(|at| at <= crate::types::now_ms()),
+                }),
+                _ => *now,
+            };
         }
         self.resume_intent(&key);
     }

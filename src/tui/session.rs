@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::Backend;
-use ratatui::crossterm::event::Event;
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind};
 
 use super::action::{Action, map_key, split_escape};
 use super::app::App;
 use super::editor::EditJob;
+use super::folded::{Remainder, Step};
+use super::keys::display_key;
 use super::live::{Feed, Live};
 use super::view;
-use super::worker::Worker;
+use super::worker::{Request, Response, SHUTDOWN_GRACE, Worker};
 use crate::error::Result;
 
 /// How long the loop waits for a key before looking for answers while
@@ -71,6 +73,56 @@ pub struct Session {
     /// While the first screen could not be read from the server: when to
     /// try again, and the pause after that.
     retry: Option<(Instant, Duration)>,
+    /// Saves and deletes sent and not answered yet, oldest first.
+    writes: Vec<Write>,
+    /// Quitting waits for [`Session::writes`] until then (see
+    /// [`Session::hold_quit`]).
+    closing: Option<Instant>,
+    /// A key's remainder after an Escape crossterm folded (`folded.rs`).
+    remainder: Remainder,
+}
+
+/// A save or delete the worker has not answered yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Write {
+    key: Vec<u8>,
+    delete: bool,
+}
+
+impl Write {
+    fn of(request: &Request) -> Option<Write> {
+        match request {
+            Request::Put { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: false,
+            }),
+            Request::Delete { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: true,
+            }),
+            _ => None,
+        }
+    }
+
+    fn answered_by(response: &Response) -> Option<Write> {
+        match response {
+            Response::Put { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: false,
+            }),
+            Response::Deleted { key, .. } => Some(Write {
+                key: key.clone(),
+                delete: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `the delete of KEY`.
+    fn describe(&self) -> String {
+        let what = if self.delete { "delete" } else { "save" };
+        format!("the {what} of {}", display_key(&self.key))
+    }
 }
 
 impl Session {
@@ -84,6 +136,9 @@ impl Session {
             feed: None,
             live: None,
             retry: None,
+            writes: Vec::new(),
+            closing: None,
+            remainder: Remainder::default(),
         };
         s.flush();
         s
@@ -155,7 +210,35 @@ impl Session {
     /// Applies a key press: its action in the current mode, if it has
     /// one; a press that means nothing here still takes back a first `q`
     /// (see [`App::key_without_action`]). Returns whether anything changed.
-    pub fn key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> bool {
+    pub fn key(&mut self, key: KeyEvent) -> bool {
+        if self.closing.is_some() {
+            // Quitting, waiting for a write: a second `q` or Ctrl-C quits
+            // now, and nothing else is taken.
+            let mode = self.app.key_mode();
+            let quit = split_escape(mode, key)
+                .into_iter()
+                .any(|key| map_key(mode, key) == Some(Action::Quit));
+            self.app.quit |= quit;
+            return quit;
+        }
+        match self.remainder.step(key) {
+            Step::No => self.key_now(key),
+            Step::More => false,
+            Step::Done(keys) => keys.into_iter().fold(false, |c, k| self.key_now(k) | c),
+        }
+    }
+
+    /// The burst of key events ended: a remainder after an Escape left
+    /// half way is taken as the characters it was (see `folded.rs`).
+    pub fn burst_end(&mut self) -> bool {
+        let keys = self.remainder.end();
+        keys.into_iter().fold(false, |c, k| self.key_now(k) | c)
+    }
+
+    fn key_now(&mut self, key: KeyEvent) -> bool {
+        let escape = key.code == KeyCode::Esc
+            && key.modifiers.is_empty()
+            && key.kind != KeyEventKind::Release;
         let mut changed = false;
         for key in split_escape(self.app.key_mode(), key) {
             // The mode after the Escape decides what the next key does.
@@ -164,11 +247,14 @@ impl Session {
                     self.dispatch(action);
                     changed = true;
                 }
-                None if key.kind != ratatui::crossterm::event::KeyEventKind::Release => {
+                None if key.kind != KeyEventKind::Release => {
                     changed |= self.app.key_without_action();
                 }
                 None => {}
             }
+        }
+        if escape {
+            self.remainder.arm();
         }
         changed
     }
@@ -201,6 +287,7 @@ impl Session {
             self.progress = Instant::now();
         }
         for request in self.app.outbox.drain(..) {
+            self.writes.extend(Write::of(&request));
             self.worker.send(request);
             self.in_flight += 1;
         }
@@ -222,8 +309,17 @@ impl Session {
         changed
     }
 
-    fn answered(&mut self, response: super::worker::Response) {
+    fn answered(&mut self, response: Response) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(write) = Write::answered_by(&response)
+            && let Some(i) = self.writes.iter().position(|w| *w == write)
+        {
+            self.writes.remove(i);
+        }
+        // An answer that does not name its call (a crash) may be a write's.
+        if self.in_flight == 0 {
+            self.writes.clear();
+        }
         self.progress = Instant::now();
         self.app.receive(response);
         self.flush();
@@ -235,13 +331,13 @@ impl Session {
     /// it is continued. The next call opens it again.
     pub fn release_source(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        self.worker.send(super::worker::Request::Release);
+        self.worker.send(Request::Release);
         self.in_flight += 1;
         while let Some(response) = self
             .worker
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
-            let released = matches!(response, super::worker::Response::Released);
+            let released = matches!(response, Response::Released);
             self.answered(response);
             if released {
                 return;
@@ -286,10 +382,50 @@ impl Session {
         self.live.as_ref().map_or(0, Live::seen)
     }
 
-    /// Ends the worker, giving a call in flight a moment to finish.
+    /// A quit (a first `q` or Ctrl-C) while a save or delete is out waits
+    /// for its answer, up to [`SHUTDOWN_GRACE`], on screen: a second `q` or
+    /// Ctrl-C quits at once. Quitting ends the loop with the write still
+    /// out only then, or once the grace has passed; [`Session::unanswered`]
+    /// says so on the way out. Returns whether the screen changed.
+    pub fn hold_quit(&mut self) -> bool {
+        match self.closing {
+            None if self.app.quit && !self.app.quit_at_once && !self.writes.is_empty() => {
+                self.closing = Some(Instant::now() + SHUTDOWN_GRACE);
+                self.app.quit = false;
+                let waiting = self.writes.iter().map(Write::describe).collect::<Vec<_>>();
+                self.app.info(format!(
+                    "quitting once {} is answered (at most {} s); q or Ctrl-C again quits now",
+                    waiting.join(" and "),
+                    SHUTDOWN_GRACE.as_secs()
+                ));
+                true
+            }
+            Some(deadline) if !self.app.quit => {
+                self.app.quit = self.writes.is_empty() || Instant::now() >= deadline;
+                self.app.quit
+            }
+            _ => false,
+        }
+    }
+
+    /// The saves and deletes sent and not answered (`the delete of KEY`),
+    /// if any: after quitting, they may or may not have been applied.
+    pub fn unanswered(&self) -> Option<String> {
+        let writes: Vec<_> = self.writes.iter().map(Write::describe).collect();
+        (!writes.is_empty()).then(|| writes.join(" and "))
+    }
+
+    /// Ends the worker. A file is given [`SHUTDOWN_GRACE`] to finish a
+    /// call and close cleanly; a server's call in flight is left behind at
+    /// once (a stalled server would hold quitting up for the whole grace,
+    /// and a write out was waited for already, see [`Session::hold_quit`]).
     pub fn shutdown(&mut self) {
         self.live = None;
-        self.worker.shutdown(super::worker::SHUTDOWN_GRACE);
+        let grace = match self.in_flight > 0 && !self.worker.holds_file() {
+            true => Duration::ZERO,
+            false => SHUTDOWN_GRACE,
+        };
+        self.worker.shutdown(grace);
     }
 }
 
@@ -324,7 +460,7 @@ where
             host.copy(&bytes)?;
         }
         if std::mem::take(&mut session.app.suspend) {
-            session.release_source(super::worker::SHUTDOWN_GRACE);
+            session.release_source(SHUTDOWN_GRACE);
             host.suspend()?;
             // The shell wrote over the screen, which may have been resized
             // meanwhile.
@@ -370,8 +506,10 @@ where
                     None => break,
                 }
             }
+            dirty |= session.burst_end();
         }
         dirty |= session.pump();
+        dirty |= session.hold_quit();
     }
     Ok(())
 }

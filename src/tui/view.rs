@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
 
 use super::action::BINDINGS;
-use super::app::{App, Focus, Mode, PromptKind, ValueState};
+use super::app::{App, Focus, Meanwhile, Mode, PromptKind, ValueState};
 use super::editview::{keys_in, render_conflict, render_editor, render_invalid_json};
 use super::fit::{fit, fit_middle, fit_status, fit_words};
 use super::keys::display_key;
@@ -94,6 +94,7 @@ pub fn render(frame: &mut Frame, app: &App) {
         }
         Mode::Browse | Mode::Prompt { .. } => {}
     }
+    super::cells::make_safe(frame.buffer_mut());
 }
 
 /// A bordered pane over `area` titled `title`, which ends in `…` when it
@@ -656,7 +657,7 @@ fn render_help(frame: &mut Frame, app: &App, scroll: usize) {
 /// what answers a destructive question: a long key is cut in its middle,
 /// and on a short screen the spacer goes first, then the rows of the note
 /// and of the question from their end.
-fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: Option<u64>) {
+fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: Option<Meanwhile>) {
     let width = frame.area().width.min(60);
     let inner = usize::from(width.saturating_sub(2)).max(1);
     let room = usize::from(frame.area().height.saturating_sub(2));
@@ -668,7 +669,17 @@ fn render_confirm(frame: &mut Frame, app: &App, key: &[u8], revision: u64, now: 
     let keys = keys_in(&forms, inner, room).concat();
     let shown = fit_middle(&display_key(key), inner / 2);
     let question = wrap::words(&format!("Delete {shown} (revision {revision})?"), inner);
-    let note = now.map(|now| format!("It changed meanwhile (now revision {now}): y is refused."));
+    let note = now.map(|now| match now {
+        Meanwhile::Changed(now) => {
+            format!("It changed meanwhile (now revision {now}): y is refused.")
+        }
+        Meanwhile::Deleted { expired: false } => {
+            "It was deleted meanwhile by someone else: nothing to delete.".to_string()
+        }
+        Meanwhile::Deleted { expired: true } => {
+            "It expired meanwhile: nothing to delete.".to_string()
+        }
+    });
     let note = note.map_or_else(Vec::new, |n| wrap::words(&n, inner));
     let mut left = room.saturating_sub(keys.len());
     let mut rows: Vec<Line> = Vec::new();

@@ -181,6 +181,8 @@ pub struct Worker {
     thread: Option<JoinHandle<()>>,
     /// Set on shutdown: calls still queued are dropped, not made.
     stop: Arc<AtomicBool>,
+    /// A local file (`start_file`), not a server's client.
+    file: bool,
 }
 
 impl Worker {
@@ -191,7 +193,7 @@ impl Worker {
     where
         F: FnOnce() -> Result<Box<dyn Kv>> + Send + 'static,
     {
-        Self::spawn(move || open().map(Slot::held))
+        Self::spawn(move || open().map(Slot::held), false)
     }
 
     /// Starts the thread on a local file: opened for reading by `open`
@@ -201,16 +203,19 @@ impl Worker {
     /// the next one, for writing when that is a save or delete (see
     /// [`super::hold`]).
     pub fn start_file(mut open: Opener, idle: Duration) -> Result<(Worker, String)> {
-        Self::spawn(move || {
-            let first = open(Reopen {
-                write: false,
-                wait: false,
-            })?;
-            Ok(Slot::file(first, open, idle))
-        })
+        Self::spawn(
+            move || {
+                let first = open(Reopen {
+                    write: false,
+                    wait: false,
+                })?;
+                Ok(Slot::file(first, open, idle))
+            },
+            true,
+        )
     }
 
-    fn spawn<F>(open: F) -> Result<(Worker, String)>
+    fn spawn<F>(open: F, file: bool) -> Result<(Worker, String)>
     where
         F: FnOnce() -> Result<Slot> + Send + 'static,
     {
@@ -245,8 +250,14 @@ impl Worker {
             done: done_rx,
             thread: Some(thread),
             stop,
+            file,
         };
         Ok((worker, source))
+    }
+
+    /// Whether the source is a local file.
+    pub fn holds_file(&self) -> bool {
+        self.file
     }
 
     /// Queues a request; a dead worker shows up as missing answers.

@@ -34,10 +34,22 @@ struct Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        // A server a test stopped (SIGSTOP) takes the TERM once continued.
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
         let _ = self.child.wait();
+    }
+}
+
+/// A server stopped by [`Env::stop_server`]: continued on drop.
+pub struct StoppedServer(u32);
+
+impl Drop for StoppedServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
     }
 }
 
@@ -105,6 +117,18 @@ impl Env {
             s.child.kill().unwrap();
             s.child.wait().unwrap();
         }
+    }
+
+    /// Stops the server with SIGSTOP, as a server that stopped answering
+    /// (it accepts connections, as its socket listens, and answers none);
+    /// it goes on when the returned guard is dropped.
+    pub fn stop_server(&self) -> StoppedServer {
+        let pid = self.server.as_ref().expect("a served Env").child.id();
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -STOP {pid}");
+        StoppedServer(pid)
     }
 
     pub fn is_served(&self) -> bool {

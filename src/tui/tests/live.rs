@@ -420,6 +420,33 @@ fn a_key_that_expires_while_the_dialog_is_open_is_said_to_have_expired() {
     assert!(other.get(b"a").unwrap().is_none());
 }
 
+/// The delete dialog over a key someone else deletes, or that expires,
+/// says so: the cursor behind it has moved on to the next key.
+#[test]
+fn a_key_that_goes_while_the_delete_dialog_is_open_is_said_to_be_gone() {
+    let (_dir, _path, server) = served(&numbered(3));
+    let mut s = browse_live(&server, (100, 20));
+    let other = server.client();
+    keys(&mut s, "d");
+    wait_for(&mut s, &["Delete key:00000 (revision 1)?"]);
+    other.delete(b"key:00000", None).unwrap();
+    wait_for(
+        &mut s,
+        &[
+            "It was deleted meanwhile by someone else: nothing to",
+            "> key:00001",
+        ],
+    );
+    keys(&mut s, "n");
+    other
+        .put_ttl(b"key:00001", b"short".to_vec(), None, Some(1))
+        .unwrap();
+    wait_for(&mut s, &["key:00001 · rev 5"]);
+    keys(&mut s, "d");
+    wait_for(&mut s, &["Delete key:00001 (revision 5)?"]);
+    wait_for(&mut s, &["It expired meanwhile: nothing to delete."]);
+}
+
 #[test]
 fn an_expiring_key_counts_down_and_goes_when_it_expires() {
     let (_dir, _path, server) = served(&numbered(2));
