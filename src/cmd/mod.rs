@@ -107,7 +107,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             let local = limit.is_some();
             limit_hint(
                 batch::run(
-                    || open_limited(g, OpenMode::CreateOnCommit, limit),
+                    || open_limited(g, OpenMode::WriteOnDemand, limit),
                     args,
                     !local,
                     &g.db,

@@ -200,3 +200,26 @@ fn refused(e: redb::DatabaseError) -> Attempt {
         e => Attempt::Done(Opened::NeedsWrite(format!("open it ({})", Error::from(e)))),
     }
 }
+
+/// A write refused because this process may not write `path` (its mode,
+/// its owner, a read-only mount), with the system's reason: the first
+/// thing the user must change, said as such rather than as a failed I/O.
+pub(crate) fn cannot_write(path: &Path) -> Error {
+    let source = match OpenOptions::new().write(true).open(path) {
+        Err(e) => e,
+        // Writable after all (its mode changed meanwhile): the reason read
+        // at the open still holds for this handle.
+        Ok(_) => std::io::ErrorKind::PermissionDenied.into(),
+    };
+    let why = match source.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => "it is on a read-only file system",
+        _ => "this user may only read it",
+    };
+    Error::io(
+        format!(
+            "cannot write {}: {why}; reads (get, range, stats, backup) work on it",
+            path.display()
+        ),
+        source,
+    )
+}

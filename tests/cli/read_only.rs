@@ -105,6 +105,73 @@ fn read_commands_work_on_a_file_that_may_only_be_read() {
     assert!(fingerprint(&env.db()) == before, "the file changed");
 }
 
+/// A `batch` refused before it writes anything (a bad line, a failed
+/// `if_revision`) leaves the file's bytes and modification time as they
+/// were: the file is opened for writing only once the first part of the
+/// input has been read and checked. Before, the open for writing that came
+/// first rewrote redb's header (and trimmed the file) on every refusal.
+#[test]
+fn a_refused_batch_leaves_the_file_as_it_was() {
+    let env = Env::new();
+    three_writes(&env);
+    // The key with a TTL expires: the sweep a write would commit first
+    // must not be committed by a refused batch either.
+    std::thread::sleep(Duration::from_millis(1100));
+    let input = env.path("input.jsonl");
+    let before = fingerprint(&env.db());
+    let refusals: [(&str, &[&str], i32, &str); 6] = [
+        (
+            "{\"key\":\"c\",\"value\":\"3\"}\nnot json\n",
+            &[],
+            2,
+            "line 2",
+        ),
+        ("{\"key\":\"c\"}\n", &[], 2, "needs a value"),
+        (
+            "{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n",
+            &[],
+            4,
+            "precondition failed",
+        ),
+        (
+            "{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n",
+            &["--chunk-size", "1"],
+            4,
+            "precondition failed",
+        ),
+        // The bad line is named before the failed condition.
+        (
+            "{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n{\"key\":1}\n",
+            &[],
+            2,
+            "line 2",
+        ),
+        ("", &[], 0, "applied 0 puts"),
+    ];
+    for (lines, flags, code, says) in refusals {
+        let from_stdin = env.kvr(["batch"].iter().chain(flags)).stdin(lines);
+        let done = from_stdin.code(code);
+        assert!(done.stderr_text().contains(says), "{}", done.report());
+        std::fs::write(&input, lines).unwrap();
+        let file = input.to_str().unwrap();
+        let done = env.kvr(["batch", file].iter().chain(flags)).code(code);
+        assert!(done.stderr_text().contains(says), "{}", done.report());
+        // An empty input with expired keys commits the sweep: the last.
+        if code != 0 {
+            assert!(
+                fingerprint(&env.db()) == before,
+                "{lines:?}: the file changed"
+            );
+        }
+    }
+    assert_eq!(env.stats()["revision"], 4, "the sweep alone was applied");
+    env.kvr(["batch"])
+        .stdin("{\"key\":\"c\",\"value\":\"3\"}\n")
+        .ok();
+    assert_eq!(env.kvr(["get", "c"]).ok().out.stdout, b"3");
+    assert_eq!(env.kvr(["get", "a"]).ok().out.stdout, b"1");
+}
+
 /// A read command that must first replay a crashed server's log into a file
 /// it may only read says so, and leaves both; with write access the next
 /// one replays it and sees the write.
