@@ -236,6 +236,11 @@ impl Store {
             (Error::Io { source, .. }, Some(what)) if read_only::denied(&source) => {
                 Error::io(format!("cannot open {} to {what}", path.display()), source)
             }
+            // A write command on a file that is there but may not be
+            // written: say so, rather than "cannot open F".
+            (Error::Io { source, .. }, None) if read_only::denied(&source) && path.is_file() => {
+                read_only::cannot_write_because(path, source)
+            }
             (e, _) => e,
         })?;
         let mut store = Self::init(Handle::Writable(opened.db), path.to_path_buf(), opts)?;

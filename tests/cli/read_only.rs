@@ -95,14 +95,106 @@ fn read_commands_work_on_a_file_that_may_only_be_read() {
         run
     };
     read_everything(&env, as_reader);
-    let refused = as_reader(&["put", "a", "9"]).code(3);
+    writes_are_refused(&env.db(), as_reader, "this user may only read it");
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+}
+
+/// Every write command on a file that may not be written: refused with
+/// exit 3, naming the file and `why` (not "cannot open F"), unless the
+/// file refuses it as it stands: then the real problem is said (a bad
+/// line, a failed condition, a missing key), as on a writable file.
+fn writes_are_refused(db: &Path, kvr: impl Fn(&[&str]) -> super::util::Run, why: &str) {
+    let db = db.display();
+    let cannot = format!("kvr: error: cannot write {db}: {why} (get, range, stats and backup");
+    for args in [
+        &["put", "a", "9"][..],
+        &["put", "a", "9", "--if-revision", "1"],
+        &["delete", "a"],
+        &["delete", "--prefix", "a"],
+        &["compact"],
+    ] {
+        let refused = kvr(args).code(3);
+        assert!(
+            refused.stderr_text().starts_with(&cannot),
+            "{args:?}: {}",
+            refused.report()
+        );
+    }
+    let good = "{\"key\":\"c\",\"value\":\"3\"}\n";
+    let refused = kvr(&["batch"]).stdin(good).code(3);
     assert!(
-        refused.stderr_text().contains("Permission denied"),
+        refused.stderr_text().starts_with(&cannot),
         "{}",
         refused.report()
     );
-    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    kvr(&["put", "a", "9", "--if-revision", "7"])
+        .code(4)
+        .stderr_has("precondition failed");
+    kvr(&["delete", "zz"]).code(1).stderr_has("not found");
+    kvr(&["batch"])
+        .stdin("{\"key\":\"c\"}\n")
+        .code(2)
+        .stderr_has("line 1");
+    kvr(&["batch"])
+        .stdin("{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n")
+        .code(4)
+        .stderr_has("precondition failed");
+}
+
+/// The same on a read-only mount (a bind mount remounted read-only; needs
+/// root, skipped elsewhere): the reason is the file system, for root too.
+#[test]
+fn writes_on_a_read_only_mount_say_so_and_reads_work() {
+    let env = Env::new();
+    three_writes(&env);
+    std::fs::create_dir(env.path("out")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let Some(mount) = ReadOnlyMount::of(env.dir.path(), &env.path("ro")) else {
+        eprintln!("skipped: cannot make a read-only bind mount here (needs root)");
+        return;
+    };
+    let before = fingerprint(&env.db());
+    let db = mount.at.join("test.redb");
+    let on_mount = |args: &[&str]| {
+        let mut run = env.kvr_bare(["--db", db.to_str().unwrap()]);
+        run.cmd.args(args);
+        run
+    };
+    read_everything(&env, on_mount);
+    writes_are_refused(&db, on_mount, "it is on a read-only file system");
+    drop(mount);
     assert!(fingerprint(&env.db()) == before, "the file changed");
+}
+
+/// A directory bind-mounted read-only at `at`, unmounted on drop.
+struct ReadOnlyMount {
+    at: std::path::PathBuf,
+}
+
+impl ReadOnlyMount {
+    fn of(dir: &Path, at: &Path) -> Option<ReadOnlyMount> {
+        std::fs::create_dir_all(at).unwrap();
+        let run = |args: &[&std::ffi::OsStr]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !run(&["--bind".as_ref(), dir.as_os_str(), at.as_os_str()]) {
+            return None;
+        }
+        let mount = ReadOnlyMount {
+            at: at.to_path_buf(),
+        };
+        run(&["-o".as_ref(), "remount,bind,ro".as_ref(), at.as_os_str()]).then_some(mount)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.at).status();
+    }
 }
 
 /// A `batch` refused before it writes anything (a bad line, a failed
