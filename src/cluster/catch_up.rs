@@ -132,7 +132,7 @@ pub fn entries_behind(marker: Option<&[u8]>, path: &Path) -> Result<u64> {
 }
 
 /// The index of the last entry a file with this marker covers.
-fn applied_index(marker: Option<&[u8]>) -> Result<Option<u64>> {
+pub(crate) fn applied_index(marker: Option<&[u8]>) -> Result<Option<u64>> {
     Ok(match marker {
         Some(bytes) => Marker::decode(bytes)?.last_applied.map(|l| l.index()),
         None => None,
