@@ -513,6 +513,30 @@ impl Store {
         Ok(())
     }
 
+    /// After a write that failed on an I/O error (a full disk in the
+    /// middle of a commit), on a file that was there before: redb refuses
+    /// every later write, and leaves the file as the failed commit grew it
+    /// (it grows a file by doubling it: 1.8 MB became 3.7 MB) and marked
+    /// not closed cleanly, until the next open recovers it. This closes
+    /// and opens it again, so that redb recovers it to its last commit and
+    /// trims it now. The file is never cut by hand: only redb knows what
+    /// is committed (a commit whose header was written before a later sync
+    /// failed may be durable, with pages in the grown part). Nothing to do
+    /// for a healthy file, one opened read-only, or one this process
+    /// created (removed by [`Store::discard_if_unwritten`]).
+    pub fn recover_after_failed_write(&self) -> Result<()> {
+        if self.created
+            || self.unpublished().is_some()
+            || !self.opened_for_writing()
+            || !self.refuses_writes()
+        {
+            return Ok(());
+        }
+        let reopened = self.reopen();
+        self.reopened();
+        reopened
+    }
+
     /// Ends the replay after [`Store::reopen`]: reads see the database again.
     pub fn reopened(&self) {
         if let Ok(mut replaying) = self.replaying.lock() {
