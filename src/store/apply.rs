@@ -359,6 +359,29 @@ impl Store {
     /// revision, in key order. Returns the keys deleted and the revision.
     pub fn delete_range(&self, query: &crate::types::RangeQuery) -> Result<Applied> {
         query.validate()?;
+        if self.writes_on_demand() {
+            // A file opened read-only until its first write: a range with
+            // no key deletes nothing, and the file is left untouched.
+            let snapshot = self.snapshot()?;
+            let mut empty = true;
+            let first = crate::types::RangeQuery {
+                limit: Some(1),
+                keys_only: true,
+                ..query.clone()
+            };
+            snapshot.range(&first, |_, _| {
+                empty = false;
+                Ok(false)
+            })?;
+            if empty {
+                return Ok(Applied {
+                    revision: snapshot.revision()?,
+                    ..Applied::default()
+                });
+            }
+            drop(snapshot);
+            self.writable_now()?;
+        }
         let wtx = self.begin_write(Commit::Durable)?;
         let applied = {
             let mut kv = wtx.open_table(KV)?;

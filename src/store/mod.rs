@@ -93,6 +93,9 @@ pub enum OpenMode {
     /// file's bytes and modification time as they were: redb rewrites the
     /// header of a file it opens for writing.
     WriteOnDemand,
+    /// `kvr delete --prefix/--range`: as `WriteOnDemand`, on a file that
+    /// must exist (as `MustExist`).
+    ExistingWriteOnDemand,
 }
 
 impl OpenMode {
@@ -216,7 +219,10 @@ impl Store {
             }
         }
         let mut needs_write = None;
-        let on_demand = mode == OpenMode::WriteOnDemand && std::fs::metadata(path).is_ok();
+        let on_demand = matches!(
+            mode,
+            OpenMode::WriteOnDemand | OpenMode::ExistingWriteOnDemand
+        ) && std::fs::metadata(path).is_ok();
         if mode == OpenMode::ReadOnly || on_demand {
             match read_only::open(path, opts)? {
                 read_only::Opened::Reader(db) => {
@@ -229,6 +235,7 @@ impl Store {
         }
         let mode = match mode {
             OpenMode::WriteOnDemand => OpenMode::CreateOnCommit,
+            OpenMode::ExistingWriteOnDemand => OpenMode::MustExist,
             mode => mode,
         };
         let opened = open_file(path, mode, opts).map_err(|e| match (e, needs_write) {

@@ -264,6 +264,50 @@ fn a_refused_batch_leaves_the_file_as_it_was() {
     assert_eq!(env.kvr(["get", "a"]).ok().out.stdout, b"1");
 }
 
+/// `delete --prefix` or `--range` that matches no key (and nothing has
+/// expired, which a write command deletes first) writes nothing: exit 0,
+/// `{"deleted":0,…}`, and the file's bytes and modification time as they
+/// were, also on a file the user may only read. Before, it opened the file
+/// for writing (redb rewrote its header), and on a read-only file failed.
+#[test]
+fn a_range_delete_that_matches_nothing_leaves_the_file_as_it_was() {
+    let env = Env::new();
+    env.kvr(["put", "a:1", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    let before = fingerprint(&env.db());
+    let nothing = |kvr: &dyn Fn(&[&str]) -> super::util::Run| {
+        for args in [
+            &["delete", "--prefix", "zz", "--json"][..],
+            &["delete", "--range", "c", "d", "--json"],
+        ] {
+            let done = kvr(args).ok();
+            assert_eq!(done.stdout_text(), "{\"deleted\":0,\"revision\":2}\n");
+        }
+    };
+    nothing(&|args| env.kvr(args));
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let as_reader = |args: &[&str]| {
+        let mut run = env.kvr(args);
+        if is_root() {
+            run.cmd.uid(65534).gid(65534);
+        }
+        run
+    };
+    nothing(&as_reader);
+    // One that matches is a write, refused with the reason.
+    as_reader(&["delete", "--prefix", "a:"])
+        .code(3)
+        .stderr_has("this user may only read it");
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+    // Writable again, the delete that matches is applied.
+    env.kvr(["delete", "--prefix", "a:"]).ok();
+    assert_eq!(env.stats()["keys"], 1);
+}
+
 /// A read command that must first replay a crashed server's log into a file
 /// it may only read says so, and leaves both; with write access the next
 /// one replays it and sees the write.
