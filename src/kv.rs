@@ -104,10 +104,14 @@ pub struct LocalKv {
 }
 
 /// Nothing written means nothing created: a put or batch that fails on a
-/// missing file leaves none behind.
+/// missing file leaves none behind. A write that failed on an I/O error (a
+/// full disk) leaves the file recovered to its last commit and at its
+/// length, rather than grown and not closed cleanly until its next open
+/// ([`Store::recover_after_failed_write`]).
 impl Drop for LocalKv {
     fn drop(&mut self) {
         let _ = self.store.discard_if_unwritten();
+        let _ = self.store.recover_after_failed_write();
     }
 }
 

@@ -29,8 +29,11 @@ fn full_disk_fails_writes_cleanly_and_recovers() {
     let value = |i: u8| vec![i; 200_000];
 
     let mut stored = 0u8;
+    let file_len = || std::fs::metadata(&db).map_or(0, |m| m.len());
+    let mut len_before;
     let failed = loop {
         assert!(stored < 40, "the disk never filled up");
+        len_before = file_len();
         let done = kvr(&["put", &format!("k{stored}")])
             .stdin(value(stored))
             .output();
@@ -47,6 +50,20 @@ fn full_disk_fails_writes_cleanly_and_recovers() {
         failed.report()
     );
     assert!(stored > 0);
+    // The failed put leaves the file at its length and closed cleanly:
+    // redb had grown it (by doubling) for the commit that failed, and left
+    // it so, not closed cleanly, until the next open.
+    assert!(
+        file_len() <= len_before,
+        "the file grew from {len_before} to {} bytes",
+        file_len()
+    );
+    let check = kvr(&["check"]).ok();
+    assert!(
+        !check.stderr_text().contains("not closed cleanly"),
+        "{}",
+        check.report()
+    );
 
     // Reads work, and everything acknowledged is intact.
     let stats: serde_json::Value =

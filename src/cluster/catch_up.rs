@@ -61,7 +61,9 @@ pub fn apply_committed(
     };
     let dir = log_store::dir_of(path);
     let what = "apply the committed entries of its Raft log";
-    let store = if mode == OpenMode::ReadOnly {
+    // A batch's file, opened read-only until its first write
+    // (`OpenMode::WriteOnDemand`), is opened for writing too.
+    let store = if mode == OpenMode::ReadOnly || !store.opened_for_writing() {
         drop(store);
         Store::open(path, OpenMode::MustExist, opts).map_err(|e| match e {
             // Say why a read command needed to write the file.
@@ -130,7 +132,7 @@ pub fn entries_behind(marker: Option<&[u8]>, path: &Path) -> Result<u64> {
 }
 
 /// The index of the last entry a file with this marker covers.
-fn applied_index(marker: Option<&[u8]>) -> Result<Option<u64>> {
+pub(crate) fn applied_index(marker: Option<&[u8]>) -> Result<Option<u64>> {
     Ok(match marker {
         Some(bytes) => Marker::decode(bytes)?.last_applied.map(|l| l.index()),
         None => None,

@@ -454,7 +454,12 @@ pub async fn start(
 /// would vote with an empty log and no memory of its vote, and a majority
 /// counting it could lack writes the cluster acknowledged: an audit lost
 /// one that way, and the members' data diverged for good.
-fn log_gone(db: &std::path::Path, log: &std::path::Path, node: NodeId, applied: u64) -> Error {
+pub(crate) fn log_gone(
+    db: &std::path::Path,
+    log: &std::path::Path,
+    node: NodeId,
+    applied: u64,
+) -> Error {
     Error::Corrupt(format!(
         "{} is node {node} of its cluster and applied its log up to entry {applied}, but its \
          Raft log {} is missing or holds no vote, so it does not start: with an empty log its \

@@ -117,10 +117,23 @@ pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
 /// the log is the file's own.
 fn check_raft_log(g: &Global, report: &mut crate::store::Report) -> bool {
     let dir = crate::cluster::log_store::dir_of(&g.db);
+    let place = format!("raft log {}", dir.display());
+    // A member that applied entries but whose log (and so its vote) is
+    // gone: `serve` refuses to start it (`cluster::start::log_gone`), so
+    // this file cannot serve as it is.
+    if !crate::cluster::log_store::holds_vote(&dir)
+        && let Some(identity) = report.cluster_identity.as_deref()
+        && let Ok((_, node)) = crate::cluster::start::decode_identity(identity)
+        && let Ok(Some(applied)) =
+            crate::cluster::catch_up::applied_index(report.cluster_marker.as_deref())
+    {
+        let gone = crate::cluster::start::log_gone(&g.db, &dir, node, applied);
+        report.problem(place, gone.to_string());
+        return false;
+    }
     if !dir.is_dir() {
         return true;
     }
-    let place = format!("raft log {}", dir.display());
     // Another member's log (its file was replaced): not this file's, so
     // not checked as its.
     let owned = report

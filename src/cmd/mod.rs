@@ -92,11 +92,14 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Get(args) => get::run(|| open(g, OpenMode::ReadOnly), args),
         Command::Delete(args) => delete::run(
-            |key| {
-                if let Some((key, if_revision)) = key {
+            |key| match key {
+                Some((key, if_revision)) => {
                     refused_by_file(g, key, if_revision, true)?;
+                    open(g, OpenMode::MustExist)
                 }
-                open(g, OpenMode::MustExist)
+                // Opened for writing only when there is something to
+                // delete (`Store::delete_range`).
+                None => open(g, OpenMode::ExistingWriteOnDemand),
             },
             args,
         ),
@@ -107,7 +110,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             let local = limit.is_some();
             limit_hint(
                 batch::run(
-                    || open_limited(g, OpenMode::CreateOnCommit, limit),
+                    || open_limited(g, OpenMode::WriteOnDemand, limit),
                     args,
                     !local,
                     &g.db,

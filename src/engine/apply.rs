@@ -679,10 +679,16 @@ impl<'a> Lookup<'a> {
         }
         if keys.len() > max_ops {
             return Err(Error::TooLarge {
+                // SPEC: a range delete is atomic, so it is never split
+                // here; the message says what the user may do instead.
                 message: format!(
-                    "the range holds more than {max_ops} keys, the server's limit on one \
-                     request (--max-batch-ops); delete it in parts: narrower ranges (--range \
-                     START END) of at most that many keys each"
+                    "nothing was deleted: the range holds more than {max_ops} keys, the \
+                     server's limit on one request (serve --max-batch-ops), and a range delete \
+                     is one atomic request; to delete it at once, restart the server with a \
+                     larger --max-batch-ops (or, for a server not in a cluster, stop it and \
+                     run the delete with --db on its file, which has no limit); or delete it \
+                     in parts, each atomic on its own: narrower ranges (--range START END) of \
+                     at most {max_ops} keys each (`kvr range --keys-only` lists the keys)"
                 ),
             });
         }

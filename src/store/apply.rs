@@ -122,6 +122,21 @@ impl Store {
     where
         I: IntoIterator<Item = Result<SortedRun>>,
     {
+        let mut runs = runs.into_iter();
+        let mut read = Vec::new();
+        if self.writes_on_demand() {
+            match self.read_before_writing(&mut runs, &sweep, max_value_bytes, now_ms)? {
+                Some(first) => read = first,
+                None => {
+                    return Ok(Applied {
+                        revision: self.snapshot()?.revision()?,
+                        ..Applied::default()
+                    });
+                }
+            }
+            self.writable_now()?;
+        }
+        let runs = read.into_iter().map(Ok).chain(runs);
         let wtx = self.begin_write(commit)?;
         // Taken while we hold the write lock: exactly the state before the batch.
         let before = self.snapshot()?;
@@ -168,6 +183,44 @@ impl Store {
         self.publish_if_new()?;
         *commits += 1;
         Ok(applied)
+    }
+
+    /// For a file opened read-only until its first write
+    /// ([`super::OpenMode::WriteOnDemand`]): reads the first run (all of
+    /// an input that fits in one) and, when the input ended with it, what
+    /// follows, and checks them before the file is opened for writing, so
+    /// that a bad line or a failed condition there leaves the file's bytes
+    /// untouched. The runs read, to be written first; `None` when there
+    /// is nothing to write at all (no input, nothing expired). A failed
+    /// condition in a later run is found only while writing, after the
+    /// open: holding the input until its end would take memory without
+    /// bound.
+    fn read_before_writing(
+        &self,
+        runs: &mut impl Iterator<Item = Result<SortedRun>>,
+        sweep: &[Op],
+        max_value_bytes: usize,
+        now_ms: Option<u64>,
+    ) -> Result<Option<Vec<SortedRun>>> {
+        let before = self.snapshot()?;
+        let Some(first) = runs.next().transpose()? else {
+            return Ok((!sweep.is_empty()).then(Vec::new));
+        };
+        let mut read = vec![first];
+        if read[0].last() {
+            // A bad line after the run is reported before a failed
+            // condition in it, as the write itself does.
+            if let Some(next) = runs.next() {
+                read.push(next?);
+            }
+        }
+        for op in read.iter().flat_map(SortedRun::ops) {
+            check_limits(op, max_value_bytes)?;
+            if let Some(expected) = op.if_revision {
+                check_condition(&before, op, expected, now_ms)?;
+            }
+        }
+        Ok(Some(read))
     }
 
     /// Applies several independent requests in one transaction: the
@@ -306,6 +359,29 @@ impl Store {
     /// revision, in key order. Returns the keys deleted and the revision.
     pub fn delete_range(&self, query: &crate::types::RangeQuery) -> Result<Applied> {
         query.validate()?;
+        if self.writes_on_demand() {
+            // A file opened read-only until its first write: a range with
+            // no key deletes nothing, and the file is left untouched.
+            let snapshot = self.snapshot()?;
+            let mut empty = true;
+            let first = crate::types::RangeQuery {
+                limit: Some(1),
+                keys_only: true,
+                ..query.clone()
+            };
+            snapshot.range(&first, |_, _| {
+                empty = false;
+                Ok(false)
+            })?;
+            if empty {
+                return Ok(Applied {
+                    revision: snapshot.revision()?,
+                    ..Applied::default()
+                });
+            }
+            drop(snapshot);
+            self.writable_now()?;
+        }
         let wtx = self.begin_write(Commit::Durable)?;
         let applied = {
             let mut kv = wtx.open_table(KV)?;

@@ -86,12 +86,25 @@ pub enum OpenMode {
     /// (`create::begin`), so that nothing killed before then leaves a new,
     /// empty database behind.
     CreateOnCommit,
+    /// `kvr batch`: as `CreateOnCommit` for a missing file; an existing
+    /// one is opened read-only (as `ReadOnly`) and for writing only when
+    /// the first write begins ([`Store::writable_now`]), so that a batch
+    /// refused before then (a bad line, a failed condition) leaves the
+    /// file's bytes and modification time as they were: redb rewrites the
+    /// header of a file it opens for writing.
+    WriteOnDemand,
+    /// `kvr delete --prefix/--range`: as `WriteOnDemand`, on a file that
+    /// must exist (as `MustExist`).
+    ExistingWriteOnDemand,
 }
 
 impl OpenMode {
     /// Whether a missing file is created.
     pub fn creates(self) -> bool {
-        matches!(self, OpenMode::Create | OpenMode::CreateOnCommit)
+        matches!(
+            self,
+            OpenMode::Create | OpenMode::CreateOnCommit | OpenMode::WriteOnDemand
+        )
     }
 }
 
@@ -145,6 +158,9 @@ pub struct Store {
     /// A file created by [`OpenMode::CreateOnCommit`] that its first
     /// commit has not published yet.
     unpublished: std::sync::Mutex<Option<create::Unpublished>>,
+    /// Opened read-only by [`OpenMode::WriteOnDemand`]: the first write
+    /// opens it for writing.
+    writes_on_demand: bool,
 }
 
 /// The open redb file.
@@ -203,18 +219,34 @@ impl Store {
             }
         }
         let mut needs_write = None;
-        if mode == OpenMode::ReadOnly {
+        let on_demand = matches!(
+            mode,
+            OpenMode::WriteOnDemand | OpenMode::ExistingWriteOnDemand
+        ) && std::fs::metadata(path).is_ok();
+        if mode == OpenMode::ReadOnly || on_demand {
             match read_only::open(path, opts)? {
                 read_only::Opened::Reader(db) => {
-                    return Self::init(Handle::ReadOnly(db), path.to_path_buf(), opts);
+                    let mut store = Self::init(Handle::ReadOnly(db), path.to_path_buf(), opts)?;
+                    store.writes_on_demand = on_demand;
+                    return Ok(store);
                 }
                 read_only::Opened::NeedsWrite(what) => needs_write = Some(what),
             }
         }
+        let mode = match mode {
+            OpenMode::WriteOnDemand => OpenMode::CreateOnCommit,
+            OpenMode::ExistingWriteOnDemand => OpenMode::MustExist,
+            mode => mode,
+        };
         let opened = open_file(path, mode, opts).map_err(|e| match (e, needs_write) {
             // Say why a read command needed to write the file it may only read.
             (Error::Io { source, .. }, Some(what)) if read_only::denied(&source) => {
                 Error::io(format!("cannot open {} to {what}", path.display()), source)
+            }
+            // A write command on a file that is there but may not be
+            // written: say so, rather than "cannot open F".
+            (Error::Io { source, .. }, None) if read_only::denied(&source) && path.is_file() => {
+                read_only::cannot_write_because(path, source)
             }
             (e, _) => e,
         })?;
@@ -247,6 +279,7 @@ impl Store {
             run_max_bytes: runs::run_max_bytes(opts.cache_bytes),
             created: false,
             unpublished: std::sync::Mutex::new(None),
+            writes_on_demand: false,
         };
         let rtx = store.begin_read()?;
         match rtx.open_table(META) {
@@ -442,6 +475,73 @@ impl Store {
             open_file(&self.path, OpenMode::MustExist, &opts)?.db,
         ));
         Ok(())
+    }
+
+    /// Whether the file is open for writing (not read-only, see
+    /// [`OpenMode::ReadOnly`] and [`OpenMode::WriteOnDemand`]).
+    pub fn opened_for_writing(&self) -> bool {
+        matches!(self.database().as_deref(), Ok(Some(Handle::Writable(_))))
+    }
+
+    /// Whether the file was opened read-only until its first write
+    /// ([`OpenMode::WriteOnDemand`]) and that write has not begun.
+    pub fn writes_on_demand(&self) -> bool {
+        self.writes_on_demand && !self.opened_for_writing()
+    }
+
+    /// Opens for writing a file that [`OpenMode::WriteOnDemand`] opened
+    /// read-only, as its first write begins; anything else is left as it
+    /// is. The read-only handle lets go of the file before the open for
+    /// writing takes it: another process may write it in between, which
+    /// is safe, as the write checks its conditions inside its transaction
+    /// and expiry deletes are no-ops on a key that changed. A file this
+    /// user may not write is refused with the reason.
+    pub fn writable_now(&self) -> Result<()> {
+        if !self.writes_on_demand {
+            return Ok(());
+        }
+        let mut slot = self.db.write().map_err(|_| lock_poisoned())?;
+        match slot.as_ref() {
+            Some(Handle::ReadOnly(read_only::Reader::Exclusive(_))) => {}
+            Some(Handle::ReadOnly(read_only::Reader::Shared(_))) => {
+                return Err(read_only::cannot_write(&self.path));
+            }
+            Some(Handle::Writable(_)) | None => return Ok(()),
+        }
+        drop(slot.take());
+        let opts = StoreOptions {
+            cache_bytes: self.cache_bytes,
+            lock_timeout: REOPEN_LOCK_TIMEOUT,
+            paced_writeback: self.paced_writeback,
+        };
+        *slot = Some(Handle::Writable(
+            open_file(&self.path, OpenMode::MustExist, &opts)?.db,
+        ));
+        Ok(())
+    }
+
+    /// After a write that failed on an I/O error (a full disk in the
+    /// middle of a commit), on a file that was there before: redb refuses
+    /// every later write, and leaves the file as the failed commit grew it
+    /// (it grows a file by doubling it: 1.8 MB became 3.7 MB) and marked
+    /// not closed cleanly, until the next open recovers it. This closes
+    /// and opens it again, so that redb recovers it to its last commit and
+    /// trims it now. The file is never cut by hand: only redb knows what
+    /// is committed (a commit whose header was written before a later sync
+    /// failed may be durable, with pages in the grown part). Nothing to do
+    /// for a healthy file, one opened read-only, or one this process
+    /// created (removed by [`Store::discard_if_unwritten`]).
+    pub fn recover_after_failed_write(&self) -> Result<()> {
+        if self.created
+            || self.unpublished().is_some()
+            || !self.opened_for_writing()
+            || !self.refuses_writes()
+        {
+            return Ok(());
+        }
+        let reopened = self.reopen();
+        self.reopened();
+        reopened
     }
 
     /// Ends the replay after [`Store::reopen`]: reads see the database again.

@@ -200,3 +200,31 @@ fn refused(e: redb::DatabaseError) -> Attempt {
         e => Attempt::Done(Opened::NeedsWrite(format!("open it ({})", Error::from(e)))),
     }
 }
+
+/// A write refused because this process may not write `path` (its mode,
+/// its owner, a read-only mount), with the system's reason: what the user
+/// must change, said as such, and that reads still work.
+pub(crate) fn cannot_write(path: &Path) -> Error {
+    let source = match OpenOptions::new().write(true).open(path) {
+        Err(e) => e,
+        // Writable after all (its mode changed meanwhile): this handle
+        // was opened when it was not.
+        Ok(_) => std::io::ErrorKind::PermissionDenied.into(),
+    };
+    cannot_write_because(path, source)
+}
+
+/// [`cannot_write`] with the error of the open for writing.
+pub(crate) fn cannot_write_because(path: &Path, source: std::io::Error) -> Error {
+    let why = match source.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => "it is on a read-only file system",
+        _ => "this user may only read it",
+    };
+    Error::io(
+        format!(
+            "cannot write {}: {why} (get, range, stats and backup work on it)",
+            path.display()
+        ),
+        source,
+    )
+}

@@ -244,6 +244,9 @@ pub struct SortedRun {
     order: Vec<usize>,
     /// Ranges of `order` sharing a key.
     groups: Vec<std::ops::Range<usize>>,
+    /// Nothing but an error (a bad line) or the end follows: the input
+    /// ended before the run was full.
+    last: bool,
 }
 
 impl SortedRun {
@@ -252,9 +255,20 @@ impl SortedRun {
         &self.ops
     }
 
-    fn new(ops: Vec<Op>) -> SortedRun {
+    /// Whether the input ended (or failed) with this run, so that what
+    /// follows it is known at once.
+    pub(super) fn last(&self) -> bool {
+        self.last
+    }
+
+    fn new(ops: Vec<Op>, last: bool) -> SortedRun {
         let (order, groups) = sorted_order(&ops);
-        SortedRun { ops, order, groups }
+        SortedRun {
+            ops,
+            order,
+            groups,
+            last,
+        }
     }
 }
 
@@ -323,7 +337,7 @@ impl<I: Iterator<Item = Result<Op>>> Iterator for SortedRuns<I> {
                 }
             }
         }
-        Some(Ok(SortedRun::new(run)))
+        Some(Ok(SortedRun::new(run, self.done)))
     }
 }
 

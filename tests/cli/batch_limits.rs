@@ -746,8 +746,15 @@ fn a_second_signal_during_a_commit_names_what_it_applied() {
             assert!(Instant::now() < deadline, "no commit seen");
             std::thread::sleep(Duration::from_millis(5));
         };
-        // The traced process: the main thread, which writes the file.
-        let pid = text.split_whitespace().next().unwrap().to_string();
+        // The traced process: the main thread, which writes the file (the
+        // trace may begin with the end of threads that parsed the input
+        // before the file was opened for writing).
+        let pid = text
+            .lines()
+            .find(|l| l.contains("pwrite64("))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string();
         for _ in 0..2 {
             let sent = std::process::Command::new("kill")
                 .args(["-INT", &pid])

@@ -95,14 +95,217 @@ fn read_commands_work_on_a_file_that_may_only_be_read() {
         run
     };
     read_everything(&env, as_reader);
-    let refused = as_reader(&["put", "a", "9"]).code(3);
+    writes_are_refused(&env.db(), as_reader, "this user may only read it");
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+}
+
+/// Every write command on a file that may not be written: refused with
+/// exit 3, naming the file and `why` (not "cannot open F"), unless the
+/// file refuses it as it stands: then the real problem is said (a bad
+/// line, a failed condition, a missing key), as on a writable file.
+fn writes_are_refused(db: &Path, kvr: impl Fn(&[&str]) -> super::util::Run, why: &str) {
+    let db = db.display();
+    let cannot = format!("kvr: error: cannot write {db}: {why} (get, range, stats and backup");
+    for args in [
+        &["put", "a", "9"][..],
+        &["put", "a", "9", "--if-revision", "1"],
+        &["delete", "a"],
+        &["delete", "--prefix", "a"],
+        &["compact"],
+    ] {
+        let refused = kvr(args).code(3);
+        assert!(
+            refused.stderr_text().starts_with(&cannot),
+            "{args:?}: {}",
+            refused.report()
+        );
+    }
+    let good = "{\"key\":\"c\",\"value\":\"3\"}\n";
+    let refused = kvr(&["batch"]).stdin(good).code(3);
     assert!(
-        refused.stderr_text().contains("Permission denied"),
+        refused.stderr_text().starts_with(&cannot),
         "{}",
         refused.report()
     );
-    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    kvr(&["put", "a", "9", "--if-revision", "7"])
+        .code(4)
+        .stderr_has("precondition failed");
+    kvr(&["delete", "zz"]).code(1).stderr_has("not found");
+    kvr(&["batch"])
+        .stdin("{\"key\":\"c\"}\n")
+        .code(2)
+        .stderr_has("line 1");
+    kvr(&["batch"])
+        .stdin("{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n")
+        .code(4)
+        .stderr_has("precondition failed");
+}
+
+/// The same on a read-only mount (a bind mount remounted read-only; needs
+/// root, skipped elsewhere): the reason is the file system, for root too.
+#[test]
+fn writes_on_a_read_only_mount_say_so_and_reads_work() {
+    let env = Env::new();
+    three_writes(&env);
+    std::fs::create_dir(env.path("out")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let Some(mount) = ReadOnlyMount::of(env.dir.path(), &env.path("ro")) else {
+        eprintln!("skipped: cannot make a read-only bind mount here (needs root)");
+        return;
+    };
+    let before = fingerprint(&env.db());
+    let db = mount.at.join("test.redb");
+    let on_mount = |args: &[&str]| {
+        let mut run = env.kvr_bare(["--db", db.to_str().unwrap()]);
+        run.cmd.args(args);
+        run
+    };
+    read_everything(&env, on_mount);
+    writes_are_refused(&db, on_mount, "it is on a read-only file system");
+    drop(mount);
     assert!(fingerprint(&env.db()) == before, "the file changed");
+}
+
+/// A directory bind-mounted read-only at `at`, unmounted on drop.
+struct ReadOnlyMount {
+    at: std::path::PathBuf,
+}
+
+impl ReadOnlyMount {
+    fn of(dir: &Path, at: &Path) -> Option<ReadOnlyMount> {
+        std::fs::create_dir_all(at).unwrap();
+        let run = |args: &[&std::ffi::OsStr]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !run(&["--bind".as_ref(), dir.as_os_str(), at.as_os_str()]) {
+            return None;
+        }
+        let mount = ReadOnlyMount {
+            at: at.to_path_buf(),
+        };
+        run(&["-o".as_ref(), "remount,bind,ro".as_ref(), at.as_os_str()]).then_some(mount)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.at).status();
+    }
+}
+
+/// A `batch` refused before it writes anything (a bad line, a failed
+/// `if_revision`) leaves the file's bytes and modification time as they
+/// were: the file is opened for writing only once the first part of the
+/// input has been read and checked. Before, the open for writing that came
+/// first rewrote redb's header (and trimmed the file) on every refusal.
+#[test]
+fn a_refused_batch_leaves_the_file_as_it_was() {
+    let env = Env::new();
+    three_writes(&env);
+    // The key with a TTL expires: the sweep a write would commit first
+    // must not be committed by a refused batch either.
+    std::thread::sleep(Duration::from_millis(1100));
+    let input = env.path("input.jsonl");
+    let before = fingerprint(&env.db());
+    let refusals: [(&str, &[&str], i32, &str); 6] = [
+        (
+            "{\"key\":\"c\",\"value\":\"3\"}\nnot json\n",
+            &[],
+            2,
+            "line 2",
+        ),
+        ("{\"key\":\"c\"}\n", &[], 2, "needs a value"),
+        (
+            "{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n",
+            &[],
+            4,
+            "precondition failed",
+        ),
+        (
+            "{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n",
+            &["--chunk-size", "1"],
+            4,
+            "precondition failed",
+        ),
+        // The bad line is named before the failed condition.
+        (
+            "{\"key\":\"a\",\"value\":\"9\",\"if_revision\":7}\n{\"key\":1}\n",
+            &[],
+            2,
+            "line 2",
+        ),
+        ("", &[], 0, "applied 0 puts"),
+    ];
+    for (lines, flags, code, says) in refusals {
+        let from_stdin = env.kvr(["batch"].iter().chain(flags)).stdin(lines);
+        let done = from_stdin.code(code);
+        assert!(done.stderr_text().contains(says), "{}", done.report());
+        std::fs::write(&input, lines).unwrap();
+        let file = input.to_str().unwrap();
+        let done = env.kvr(["batch", file].iter().chain(flags)).code(code);
+        assert!(done.stderr_text().contains(says), "{}", done.report());
+        // An empty input with expired keys commits the sweep: the last.
+        if code != 0 {
+            assert!(
+                fingerprint(&env.db()) == before,
+                "{lines:?}: the file changed"
+            );
+        }
+    }
+    assert_eq!(env.stats()["revision"], 4, "the sweep alone was applied");
+    env.kvr(["batch"])
+        .stdin("{\"key\":\"c\",\"value\":\"3\"}\n")
+        .ok();
+    assert_eq!(env.kvr(["get", "c"]).ok().out.stdout, b"3");
+    assert_eq!(env.kvr(["get", "a"]).ok().out.stdout, b"1");
+}
+
+/// `delete --prefix` or `--range` that matches no key (and nothing has
+/// expired, which a write command deletes first) writes nothing: exit 0,
+/// `{"deleted":0,…}`, and the file's bytes and modification time as they
+/// were, also on a file the user may only read. Before, it opened the file
+/// for writing (redb rewrote its header), and on a read-only file failed.
+#[test]
+fn a_range_delete_that_matches_nothing_leaves_the_file_as_it_was() {
+    let env = Env::new();
+    env.kvr(["put", "a:1", "1"]).ok();
+    env.kvr(["put", "b", "2"]).ok();
+    let before = fingerprint(&env.db());
+    let nothing = |kvr: &dyn Fn(&[&str]) -> super::util::Run| {
+        for args in [
+            &["delete", "--prefix", "zz", "--json"][..],
+            &["delete", "--range", "c", "d", "--json"],
+        ] {
+            let done = kvr(args).ok();
+            assert_eq!(done.stdout_text(), "{\"deleted\":0,\"revision\":2}\n");
+        }
+    };
+    nothing(&|args| env.kvr(args));
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let as_reader = |args: &[&str]| {
+        let mut run = env.kvr(args);
+        if is_root() {
+            run.cmd.uid(65534).gid(65534);
+        }
+        run
+    };
+    nothing(&as_reader);
+    // One that matches is a write, refused with the reason.
+    as_reader(&["delete", "--prefix", "a:"])
+        .code(3)
+        .stderr_has("this user may only read it");
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(env.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+    // Writable again, the delete that matches is applied.
+    env.kvr(["delete", "--prefix", "a:"]).ok();
+    assert_eq!(env.stats()["keys"], 1);
 }
 
 /// A read command that must first replay a crashed server's log into a file

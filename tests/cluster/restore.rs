@@ -220,9 +220,22 @@ fn a_member_whose_raft_log_is_gone_refuses_to_start() {
         "a refused start made a log"
     );
     assert!(range() == data_before, "a refused start changed the data");
+    // `kvr check` says so too (it said nothing of the missing log), and
+    // changes nothing.
+    let out = kvr(dir, &["--db", "n2.redb", "check"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("problem: raft log")
+            && said.contains("n2.redb.raft is missing or holds no vote")
+            && said.contains(&format!("kvr cluster remove {id}")),
+        "{said}"
+    );
+    assert!(!dir.join("n2.redb.raft").exists(), "check made a log");
 
     // Put back as it was, the log lets it start and catch up.
     std::fs::rename(dir.join("kept.raft"), dir.join("n2.redb.raft")).unwrap();
+    assert_ok(&kvr(dir, &["--db", "n2.redb", "check"]));
     let servers = format!("{},{}", nodes[0].url, nodes[2].url);
     assert_ok(&kvr(dir, &["--server", &servers, "put", "after", "1"]));
     let back = spawn_at(dir, "n2", (&listen, &raft), &[], &[]);

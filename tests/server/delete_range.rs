@@ -34,6 +34,21 @@ fn deletes_a_prefix_or_a_range_atomically_with_a_revision_per_key() {
     let r = http("DELETE", &format!("{u}/v1/range?prefix="), &[], None);
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(keys(u).len(), 6);
+    // `kvr delete --prefix ''` (every key) through the server: exit 2,
+    // saying that nothing was deleted and what to do, as the range delete
+    // is atomic and so never split.
+    let out = s.cli(&["delete", "--prefix", ""], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for says in [
+        "kvr: error: nothing was deleted: the range holds more than 3 keys",
+        "restart the server with a larger --max-batch-ops",
+        "run the delete with --db on its file",
+        "narrower ranges (--range START END) of at most 3 keys each",
+    ] {
+        assert!(err.contains(says), "{says:?} in {err}");
+    }
+    assert_eq!(keys(u).len(), 6);
 
     let r = http("DELETE", &format!("{u}/v1/range?prefix=a:"), &[], None);
     assert_eq!(r.status, 200, "{}", r.text());
