@@ -1289,11 +1289,24 @@ impl<R: std::io::Read> std::io::Read for Tally<'_, R> {
     }
 }
 
-/// A 503's `Retry-After` (seconds), or nothing.
+/// A 503's `Retry-After`, or nothing: seconds, or an HTTP-date (RFC 9110
+/// section 10.2.3, which a proxy in front of the server may send; it was
+/// read as nothing, and the request sent again at once). A date past is
+/// nothing.
 fn retry_after(resp: &Response<Body>) -> Duration {
-    resp.headers()
+    let Some(value) = resp
+        .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs)
+        .map(str::trim)
+    else {
+        return Duration::ZERO;
+    };
+    if let Ok(secs) = value.parse::<u64>() {
+        return Duration::from_secs(secs);
+    }
+    httpdate::parse_http_date(value)
+        .ok()
+        .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+        .unwrap_or(Duration::ZERO)
 }

@@ -1443,3 +1443,61 @@ fn chunked_batch_parts_count_only_lines_with_an_operation() {
     assert!(stdout(&out).contains("\"applied\":0"), "{}", stdout(&out));
     assert_eq!(posts(), 4);
 }
+
+/// A 503 whose `Retry-After` is an HTTP-date (RFC 9110 section 10.2.3, as
+/// a proxy may send it) is waited out like one in seconds: a tiny server
+/// answers the first GET 503 `overloaded` with a date 3 s ahead, and the
+/// client sends it again no sooner than that date allows (at least 1 s
+/// later, whatever the rounding to whole seconds), then prints the value.
+/// Before, the date was read as no wait, and the GET sent again at once.
+#[test]
+fn a_retry_after_http_date_is_waited_out() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut asked = Vec::new();
+        for answer in 0..2 {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(c.read(&mut byte).unwrap(), 1);
+                head.push(byte[0]);
+            }
+            asked.push(std::time::Instant::now());
+            let reply = if answer == 0 {
+                let at = std::time::SystemTime::now() + Duration::from_secs(3);
+                let body = r#"{"error":"overloaded","message":"busy"}"#;
+                format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nretry-after: {}\r\n\
+                     x-kvr-revision: 1\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    httpdate::fmt_http_date(at),
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 200 OK\r\netag: \"1\"\r\nx-kvr-revision: 1\r\n\
+                 content-type: application/octet-stream\r\ncontent-length: 1\r\n\
+                 connection: close\r\n\r\nv"
+                    .to_string()
+            };
+            c.write_all(reply.as_bytes()).unwrap();
+        }
+        asked
+    });
+    let out = kvr(
+        dir.path(),
+        &["--server", &url, "--timeout", "20", "get", "a"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v");
+    let asked = server.join().unwrap();
+    let waited = asked[1] - asked[0];
+    assert!(
+        waited >= Duration::from_secs(1),
+        "sent again after {waited:?}"
+    );
+}
