@@ -517,3 +517,28 @@ fn a_request_followed_by_a_half_close_is_answered() {
     assert_eq!(stats["keys"], 20);
     assert_eq!(stats["revision"], 20);
 }
+
+/// A PUT with neither `Content-Length` nor `Transfer-Encoding` has an empty
+/// body (RFC 9112 §6.3) and stores an empty value: that is what
+/// `curl -X PUT URL` sends, and how etcd's and most HTTP stores read it. A
+/// batch POST so sent is an empty batch: answered, nothing written.
+#[test]
+fn a_put_without_body_framing_stores_an_empty_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    put(&s.url, "k", b"kept");
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/e HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    assert_eq!(value(&s.url, "e"), (200, String::new()));
+    let before = stats(&s.url);
+    let r = raw(
+        &s.addr,
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    assert_eq!(stats(&s.url), before);
+    assert_eq!(value(&s.url, "k"), (200, "kept".to_string()));
+}
