@@ -10,10 +10,7 @@
 //! from the leader's wall clock, so the leader's own clock stepping (NTP,
 //! a VM resumed) is outvoted at once too; and nothing ratchets: a time
 //! held "never to go back" kept a cluster 15 minutes ahead for 15 minutes
-//! after one such step (a second audit). Only the applied time ratchets:
-//! the state machine applies a write at the later of its time and the
-//! last applied write's, so a new leader behind puts no write before the
-//! log's last (`state_machine.rs`). The members' clocks are still
+//! after one such step (a second audit). The members' clocks are still
 //! meant to agree within a second (NTP), and a skew is logged
 //! (`network.rs`).
 

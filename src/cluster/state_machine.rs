@@ -6,10 +6,8 @@
 //! here, so every node decides the same, and each write takes its
 //! revisions here, in log order (a batch entry's writes one after another,
 //! each answered on its own). Nothing is synced: the Raft log made the
-//! entries durable. A write is applied at the later of its own time and
-//! the last applied write's, so the cluster's time never goes back in log
-//! order. After each group the [`Marker`] (last applied log id,
-//! membership, node-id counter, last write's time) is set on the live memory table, so the
+//! entries durable. After each group the [`Marker`] (last applied log id,
+//! membership, node-id counter) is set on the live memory table, so the
 //! flush commits it with exactly the data it covers, and a restart replays
 //! exactly the entries after it.
 //!
@@ -34,7 +32,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::types::{Command, NodeId, Reply, TypeConfig, WriteCommand};
+use super::types::{Command, NodeId, Reply, TypeConfig};
 use crate::engine::history::HistoryBounds;
 use crate::engine::{Engine, EngineWriter, Request};
 use crate::error::{Error, Result};
@@ -67,21 +65,6 @@ pub struct Marker {
     /// whether it is one of them when it hears no leader, which is how a
     /// node removed while it was down or cut off learns it.
     pub removed: BTreeSet<NodeId>,
-    /// The time (Unix ms) of the last write applied: a write is applied
-    /// at the later of its own time and this one, so the cluster's time
-    /// never goes back in log order, also when a leader whose clock is
-    /// behind takes over (0: none yet).
-    pub last_time_ms: u64,
-}
-
-/// A marker as releases before `last_time_ms` stored it.
-#[derive(Deserialize)]
-struct MarkerBeforeTime {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    last_node_id: u64,
-    history: Option<HistoryBounds>,
-    removed: BTreeSet<NodeId>,
 }
 
 /// A marker as releases before `removed` stored it.
@@ -112,18 +95,6 @@ impl Marker {
         // last ones (postcard stores no field names).
         postcard::from_bytes(bytes)
             .or_else(|e| {
-                postcard::from_bytes::<MarkerBeforeTime>(bytes)
-                    .map(|m| Marker {
-                        last_applied: m.last_applied,
-                        membership: m.membership,
-                        last_node_id: m.last_node_id,
-                        history: m.history,
-                        removed: m.removed,
-                        last_time_ms: 0,
-                    })
-                    .map_err(|_| e)
-            })
-            .or_else(|e| {
                 postcard::from_bytes::<MarkerBeforeRemoved>(bytes)
                     .map(|m| Marker {
                         last_applied: m.last_applied,
@@ -131,7 +102,6 @@ impl Marker {
                         last_node_id: m.last_node_id,
                         history: m.history,
                         removed: BTreeSet::new(),
-                        last_time_ms: 0,
                     })
                     .map_err(|_| e)
             })
@@ -143,7 +113,6 @@ impl Marker {
                         last_node_id: m.last_node_id,
                         history: None,
                         removed: BTreeSet::new(),
-                        last_time_ms: 0,
                     })
                     .map_err(|_| e)
             })
@@ -362,18 +331,6 @@ impl StateMachine {
         &self.engine
     }
 
-    /// The engine request for write `w`, at the later of its time and the
-    /// last applied write's. The leader stamps a write with its clock's
-    /// idea of the cluster's time (`clock.rs`), which a new leader's may
-    /// put behind the last one's; decided here, from the log alone, so
-    /// every member applies the same time.
-    fn request_of(&mut self, w: Arc<WriteCommand>) -> Request {
-        let mut w = Arc::unwrap_or_clone(w);
-        w.time_ms = w.time_ms.max(self.marker.last_time_ms);
-        self.marker.last_time_ms = w.time_ms;
-        w.into_request()
-    }
-
     /// Applies the writes collected so far as one group and answers them.
     fn apply_writes(&mut self, writes: &mut Collected) -> Result<()> {
         if writes.requests.is_empty() {
@@ -448,16 +405,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Normal(Command::Write(w)) => {
                     // Shared with the log's cache: copied out here.
-                    let request = self.request_of(w);
-                    writes.requests.push(request);
+                    writes.requests.push(Arc::unwrap_or_clone(w).into_request());
                     writes.answers.push((responder, 1, false));
                 }
                 EntryPayload::Normal(Command::Batch(b)) => {
                     let n = b.len();
-                    for w in Arc::unwrap_or_clone(b) {
-                        let request = self.request_of(w);
-                        writes.requests.push(request);
-                    }
+                    let b = Arc::unwrap_or_clone(b);
+                    writes.requests.extend(
+                        b.into_iter()
+                            .map(|w| Arc::unwrap_or_clone(w).into_request()),
+                    );
                     writes.answers.push((responder, n, true));
                 }
                 EntryPayload::Normal(Command::NewNodeId) => {
@@ -546,7 +503,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_node_id: marker.last_node_id,
             history: marker.history,
             removed: marker.removed,
-            last_time_ms: marker.last_time_ms,
         };
         let bytes = marker.encode().map_err(io_err)?;
         locked(&self.writer)
@@ -679,27 +635,6 @@ mod tests {
         let new = Marker {
             removed: BTreeSet::from([2, 3]),
             ..m
-        };
-        assert_eq!(Marker::decode(&new.encode().unwrap()).unwrap(), new);
-    }
-
-    #[test]
-    fn a_marker_of_an_earlier_release_reads_with_no_last_time() {
-        let log_id = openraft::testing::log_id::<TypeConfig>(4, 2, 99);
-        let old = Marker {
-            last_applied: Some(log_id),
-            last_node_id: 3,
-            removed: BTreeSet::from([2]),
-            ..Marker::default()
-        };
-        // The marker before `last_time_ms`: the same bytes less the last field.
-        let mut bytes = old.encode().unwrap();
-        assert_eq!(bytes.pop(), Some(0));
-        assert_eq!(Marker::decode(&bytes).unwrap(), old);
-
-        let new = Marker {
-            last_time_ms: 1_795_000_000_123,
-            ..old
         };
         assert_eq!(Marker::decode(&new.encode().unwrap()).unwrap(), new);
     }
