@@ -220,6 +220,12 @@ impl Store {
                 check_condition(&before, op, expected, now_ms)?;
             }
         }
+        // An input of no operations (empty, or blank lines only): nothing
+        // to write, and the file stays untouched, also a read-only one.
+        let ended_empty = matches!(read.as_slice(), [only] if only.last() && only.ops().is_empty());
+        if ended_empty && sweep.is_empty() {
+            return Ok(None);
+        }
         Ok(Some(read))
     }
 

@@ -264,13 +264,14 @@ fn a_refused_batch_leaves_the_file_as_it_was() {
     assert_eq!(env.kvr(["get", "a"]).ok().out.stdout, b"1");
 }
 
-/// `delete --prefix` or `--range` that matches no key (and nothing has
+/// `delete --prefix` or `--range` that matches no key, or a `batch` of no
+/// operations (and nothing has
 /// expired, which a write command deletes first) writes nothing: exit 0,
 /// `{"deleted":0,…}`, and the file's bytes and modification time as they
 /// were, also on a file the user may only read. Before, it opened the file
 /// for writing (redb rewrote its header), and on a read-only file failed.
 #[test]
-fn a_range_delete_that_matches_nothing_leaves_the_file_as_it_was() {
+fn a_write_of_nothing_leaves_the_file_as_it_was() {
     let env = Env::new();
     env.kvr(["put", "a:1", "1"]).ok();
     env.kvr(["put", "b", "2"]).ok();
@@ -296,6 +297,14 @@ fn a_range_delete_that_matches_nothing_leaves_the_file_as_it_was() {
         run
     };
     nothing(&as_reader);
+    // So is a batch of no operations (empty, or blank lines only).
+    for input in ["", "\n\n"] {
+        env.kvr(["batch"]).stdin(input).ok();
+        as_reader(&["batch"])
+            .stdin(input)
+            .ok()
+            .stderr_has("applied 0 puts");
+    }
     // One that matches is a write, refused with the reason.
     as_reader(&["delete", "--prefix", "a:"])
         .code(3)
