@@ -207,6 +207,16 @@ fn browser_on(db: &Path) -> Tmux {
     ))
 }
 
+/// The shell command running `kvr --server URL tui` in a clean
+/// environment, its exit code echoed after it (`KVR_EXIT=N`), the pane
+/// kept open.
+fn browser_of_command(url: &str) -> String {
+    format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(Path::new(KVR)),
+    )
+}
+
 #[test]
 fn browse_seek_edit_delete_in_a_real_terminal() {
     if !tmux_available() {
@@ -915,10 +925,7 @@ fn quitting_over_a_stalled_server_says_what_a_write_left_unknown() {
     }
     let env = fill(Env::served());
     let url = env.server_url().unwrap().to_string();
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-    );
+    let command = browser_of_command(&url);
     let tmux = Tmux::start(&command);
     tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
     tmux.keys(&["d"]);
@@ -960,10 +967,7 @@ fn an_edit_that_meets_a_change_keeps_the_text_in_a_real_terminal() {
     let env = fill(Env::served());
     let url = env.server_url().unwrap().to_string();
     // No $EDITOR: the built-in editor.
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-    );
+    let command = browser_of_command(&url);
     let tmux = Tmux::start(&command);
     tmux.wait_for(&["> item:000", "live · 0 changes"]);
     tmux.keys(&["G"]);
@@ -1041,10 +1045,7 @@ fn browse_and_edit_through_an_https_server() {
 
     // Without the CA the browser says why it cannot read anything, and
     // what to do about it (the end of the message, kept on a narrow line).
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-    );
+    let command = browser_of_command(&url);
     let tmux = Tmux::start(&command);
     tmux.wait_for(&[
         "cannot read keys",
@@ -1213,10 +1214,7 @@ fn changes_by_another_client_show_up_live_in_a_real_terminal() {
         .ok();
     let server = Serve::start(&env, "127.0.0.1:0");
     let url = server.url.clone();
-    let command = format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm-256color {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
-        shell_quote(Path::new(KVR)),
-    );
+    let command = browser_of_command(&url);
     let tmux = Tmux::start(&command);
     let screen = tmux.wait_for(&[
         "> item:000",

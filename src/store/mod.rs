@@ -466,15 +466,20 @@ impl Store {
         if let Some(Handle::Writable(old)) = slot.take() {
             let _ = old.close();
         }
+        *slot = Some(self.open_writable()?);
+        Ok(())
+    }
+
+    /// This file opened again for writing, as it was first opened.
+    fn open_writable(&self) -> Result<Handle> {
         let opts = StoreOptions {
             cache_bytes: self.cache_bytes,
             lock_timeout: REOPEN_LOCK_TIMEOUT,
             paced_writeback: self.paced_writeback,
         };
-        *slot = Some(Handle::Writable(
+        Ok(Handle::Writable(
             open_file(&self.path, OpenMode::MustExist, &opts)?.db,
-        ));
-        Ok(())
+        ))
     }
 
     /// Whether the file is open for writing (not read-only, see
@@ -509,14 +514,7 @@ impl Store {
             Some(Handle::Writable(_)) | None => return Ok(()),
         }
         drop(slot.take());
-        let opts = StoreOptions {
-            cache_bytes: self.cache_bytes,
-            lock_timeout: REOPEN_LOCK_TIMEOUT,
-            paced_writeback: self.paced_writeback,
-        };
-        *slot = Some(Handle::Writable(
-            open_file(&self.path, OpenMode::MustExist, &opts)?.db,
-        ));
+        *slot = Some(self.open_writable()?);
         Ok(())
     }
 
