@@ -584,11 +584,22 @@ fn unread_streams_hold_the_response_budget_and_no_more() {
     let open = |n: usize| -> Vec<std::net::TcpStream> {
         (0..n)
             .map(|_| {
-                stalling_connection(
-                    &s.addr,
+                // The buffer set before connecting: after, the window offered
+                // is the default's, and the kernel takes chunks for the client.
+                let socket =
+                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .unwrap();
+                socket.set_recv_buffer_size(4096).unwrap();
+                let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+                socket.connect(&addr.into()).unwrap();
+                let mut c: std::net::TcpStream = socket.into();
+                write!(
+                    c,
                     "GET /v1/range?prefix=k HTTP/1.1\r\nHost: x\r\n\
-                     Accept: application/x-ndjson\r\nConnection: close\r\n\r\n",
+                     Accept: application/x-ndjson\r\nConnection: close\r\n\r\n"
                 )
+                .unwrap();
+                c
             })
             .collect()
     };
@@ -690,6 +701,7 @@ fn unread_watchers_behind_on_large_values_stay_within_their_bound() {
 /// server from 72 to 567 MB, found by an audit).
 #[test]
 fn unread_watchers_hold_the_watch_memory_bound_and_no_more() {
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
     // A page each (a page stops at 1 MiB of values here).
@@ -700,10 +712,21 @@ fn unread_watchers_hold_the_watch_memory_bound_and_no_more() {
     let open = |n: usize| -> Vec<std::net::TcpStream> {
         (0..n)
             .map(|_| {
-                stalling_connection(
-                    &s.addr,
-                    "GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                // The buffer set before connecting (see
+                // `unread_streams_hold_the_response_budget_and_no_more`).
+                let socket =
+                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .unwrap();
+                socket.set_recv_buffer_size(4096).unwrap();
+                let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+                socket.connect(&addr.into()).unwrap();
+                let mut c: std::net::TcpStream = socket.into();
+                write!(
+                    c,
+                    "GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n"
                 )
+                .unwrap();
+                c
             })
             .collect()
     };

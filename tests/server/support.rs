@@ -392,17 +392,3 @@ pub fn read_until(c: &mut TcpStream, needle: &[u8]) -> String {
     }
     String::from_utf8_lossy(&got).into_owned()
 }
-
-/// A connection to `addr` whose receive buffer is 4 KiB, set before it
-/// connects (after, the window offered is the default's and the kernel
-/// takes megabytes for the client), with `request` sent: a client that
-/// then reads nothing holds what the server sends in the server.
-pub fn stalling_connection(addr: &str, request: &str) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut c: TcpStream = socket.into();
-    c.write_all(request.as_bytes()).unwrap();
-    c
-}

@@ -39,10 +39,13 @@ impl Stream {
     /// reads nothing stalls at once, whatever the machine's TCP settings
     /// (loopback buffers can grow to 32 MB).
     fn open_stalling(addr: &str, query: &str) -> Stream {
-        let c = crate::support::stalling_connection(
-            addr,
-            &format!("GET /v1/watch?{query} HTTP/1.1\r\nHost: x\r\n\r\n"),
-        );
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut c: TcpStream = socket.into();
+        write!(c, "GET /v1/watch?{query} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut inner = BufReader::new(c);
         let mut line = String::new();
         inner.read_line(&mut line).unwrap();
