@@ -217,6 +217,20 @@ fn browser_of_command(url: &str) -> String {
     )
 }
 
+/// Waits until the pane shows exactly `fresh` (a redraw may still be
+/// under way), failing after `DEADLINE` with both screens.
+fn settles_to(tmux: &Tmux, fresh: &str, where_: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while tmux.screen() != fresh {
+        assert!(
+            Instant::now() < deadline,
+            "{where_}, the screen differs from a fresh one:\n{}\nfresh:\n{fresh}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn browse_seek_edit_delete_in_a_real_terminal() {
     if !tmux_available() {
@@ -377,15 +391,7 @@ fn emoji_zwj_sequences_leave_no_stray_glyphs_in_a_real_terminal() {
     tmux.keys(&["k"]);
     tmux.wait_for(&["> a", "a · rev 1"]);
     // The value may still be drawing: compare once the screen settles.
-    let deadline = Instant::now() + DEADLINE;
-    while tmux.screen() != fresh {
-        assert!(
-            Instant::now() < deadline,
-            "back on a, the screen differs from a fresh one:\n{}\nfresh:\n{fresh}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settles_to(&tmux, &fresh, "back on a");
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
 }
@@ -455,15 +461,7 @@ fn flag_emoji_leave_no_stray_glyphs_in_a_real_terminal() {
     tmux.wait_for(&["> bFRFR", "bFRFR · rev 2"]);
     tmux.keys(&["k"]);
     tmux.wait_for(&["> aFRb", "aFRb · rev 1"]);
-    let deadline = Instant::now() + DEADLINE;
-    while tmux.screen() != fresh {
-        assert!(
-            Instant::now() < deadline,
-            "back on the first key, the screen differs from a fresh one:\n{}\nfresh:\n{fresh}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settles_to(&tmux, &fresh, "back on the first key");
     tmux.keys(&["q"]);
     tmux.wait_for(&["KVR_EXIT=0"]);
     // Only the screen changed: the key is stored as it was.
