@@ -5,21 +5,33 @@
 //! arrow key arrive in one read (typed fast, or read together while the
 //! browser was busy drawing) the arrow's own ESC goes with the Escape and
 //! the rest of it comes as characters: `ESC ESC [ A` is Esc, `[`, `A`. In
-//! the built-in editor that typed `[A` into the text. A `[` or `O` right
-//! after an Escape, in the same burst of events, starts such a remainder:
-//! [`Remainder`] collects it and gives back the key it stands for, or the
-//! characters as they came when it is none.
+//! the built-in editor that typed `[A` into the text. A `[` or `O` soon
+//! after an Escape starts such a remainder: [`Remainder`] collects it and
+//! gives back the key it stands for, or the characters as they came when
+//! it is none.
+//!
+//! "Soon" is a time, not a read: the terminal may hand over `ESC ESC` in
+//! one read and `[A` in the next (seen under load, 10 ms apart). A
+//! remainder may start up to [`WINDOW`] after its Escape, as vim's
+//! `ttimeoutlen` (100 ms) waits for the rest of a key; characters held
+//! meanwhile are typed when it passes. Nobody types `[` that soon after an
+//! Escape, so only held keystrokes of a machine wait.
 //!
 //! Two Escapes read together stay one Esc: nothing tells them from one.
 //! What two Escapes do here (drop an edit, clear a filter) is asked for by
 //! the first and done by the second, so a lost one does the lesser thing
 //! and the status line says what the next Esc does.
 
+use std::time::{Duration, Instant};
+
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 /// Longest remainder taken (`[1;5A` is Ctrl-Up): past it, the characters
 /// are typed ones.
 const MAX: usize = 8;
+
+/// How long after an Escape a remainder may still start and end.
+pub const WINDOW: Duration = Duration::from_millis(100);
 
 /// What one more character made of a remainder.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,37 +48,52 @@ pub enum Step {
 /// A remainder being collected after an Escape.
 #[derive(Debug, Default)]
 pub struct Remainder {
-    /// After an Escape, in this burst: a remainder may start.
-    armed: bool,
+    /// Until when a remainder may start or go on: an Escape was taken
+    /// less than [`WINDOW`] before.
+    armed_until: Option<Instant>,
     chars: Vec<KeyEvent>,
 }
 
 impl Remainder {
-    /// An Escape was taken: a `[` or `O` right after it may start a
-    /// remainder.
-    pub fn arm(&mut self) {
-        self.armed = true;
+    /// An Escape was taken at `now`: a `[` or `O` soon after it may start
+    /// a remainder.
+    pub fn arm(&mut self, now: Instant) {
+        self.armed_until = Some(now + WINDOW);
     }
 
-    /// The burst of events ended: what was collected is given back as
-    /// the characters it was (a remainder is read in one burst).
+    /// When the characters held must be given back, if some are held.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.armed_until.filter(|_| !self.chars.is_empty())
+    }
+
+    /// The characters held, once the window after their Escape has passed
+    /// at `now` without a key made of them: they were typed ones.
+    pub fn due(&mut self, now: Instant) -> Vec<KeyEvent> {
+        match self.armed_until {
+            Some(until) if until <= now => self.end(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Ends the window now: what was held is given back as the characters
+    /// it was.
     pub fn end(&mut self) -> Vec<KeyEvent> {
-        self.armed = false;
+        self.armed_until = None;
         std::mem::take(&mut self.chars)
     }
 
-    /// Takes `key` into the remainder, if it goes on one.
-    pub fn step(&mut self, key: KeyEvent) -> Step {
+    /// Takes `key`, read at `now`, into the remainder, if it goes on one.
+    pub fn step(&mut self, key: KeyEvent, now: Instant) -> Step {
         let plain =
             key.kind != KeyEventKind::Release && (key.modifiers - KeyModifiers::SHIFT).is_empty();
+        let armed = self.armed_until.is_some_and(|until| now < until);
         let c = match key.code {
-            KeyCode::Char(c) if plain && self.armed => c,
+            KeyCode::Char(c) if plain && armed => c,
             _ => {
-                self.armed = false;
-                return match self.chars.is_empty() {
+                let mut keys = self.end();
+                return match keys.is_empty() {
                     true => Step::No,
                     false => {
-                        let mut keys = std::mem::take(&mut self.chars);
                         keys.push(key);
                         Step::Done(keys)
                     }
@@ -74,7 +101,7 @@ impl Remainder {
             }
         };
         if self.chars.is_empty() && c != '[' && c != 'O' {
-            self.armed = false;
+            self.armed_until = None;
             return Step::No;
         }
         self.chars.push(key);
@@ -188,63 +215,87 @@ mod tests {
         KeyEvent::new(KeyCode::Char(c), shift)
     }
 
-    fn feed(r: &mut Remainder, text: &str) -> Vec<Step> {
-        text.chars().map(|c| r.step(ch(c))).collect()
+    fn feed(r: &mut Remainder, text: &str, now: Instant) -> Vec<Step> {
+        text.chars().map(|c| r.step(ch(c), now)).collect()
+    }
+
+    fn key(code: KeyCode, modifiers: KeyModifiers) -> Step {
+        Step::Done(vec![KeyEvent::new(code, modifiers)])
     }
 
     #[test]
     fn an_arrow_after_a_folded_escape_is_the_arrow() {
         let mut r = Remainder::default();
-        r.arm();
-        let steps = feed(&mut r, "[A");
+        let t = Instant::now();
+        r.arm(t);
+        let steps = feed(&mut r, "[A", t);
         assert_eq!(steps[0], Step::More);
-        assert_eq!(
-            steps[1],
-            Step::Done(vec![KeyEvent::new(KeyCode::Up, KeyModifiers::NONE)])
-        );
-        r.arm();
-        let steps = feed(&mut r, "[1;5C");
+        assert_eq!(steps[1], key(KeyCode::Up, KeyModifiers::NONE));
+        r.arm(t);
+        let steps = feed(&mut r, "[1;5C", t);
         assert_eq!(
             steps.last(),
-            Some(&Step::Done(vec![KeyEvent::new(
-                KeyCode::Right,
-                KeyModifiers::CONTROL
-            )]))
+            Some(&key(KeyCode::Right, KeyModifiers::CONTROL))
         );
-        r.arm();
-        let steps = feed(&mut r, "[5~");
+        r.arm(t);
+        let steps = feed(&mut r, "[5~", t);
         assert_eq!(
             steps.last(),
-            Some(&Step::Done(vec![KeyEvent::new(
-                KeyCode::PageUp,
-                KeyModifiers::NONE
-            )]))
+            Some(&key(KeyCode::PageUp, KeyModifiers::NONE))
         );
-        r.arm();
-        let steps = feed(&mut r, "OB");
+        r.arm(t);
+        let steps = feed(&mut r, "OB", t);
+        assert_eq!(steps.last(), Some(&key(KeyCode::Down, KeyModifiers::NONE)));
+    }
+
+    /// The terminal handed over `ESC ESC` and, 10 ms later, `[D`: still
+    /// the arrow, and nothing is due meanwhile.
+    #[test]
+    fn a_remainder_read_apart_from_its_escape_is_still_the_arrow() {
+        let mut r = Remainder::default();
+        let t = Instant::now();
+        r.arm(t);
+        let later = t + Duration::from_millis(10);
+        assert_eq!(r.due(later), vec![]);
+        assert_eq!(r.step(ch('['), later), Step::More);
+        assert_eq!(r.deadline(), Some(t + WINDOW));
+        assert_eq!(r.due(later + Duration::from_millis(5)), vec![]);
         assert_eq!(
-            steps.last(),
-            Some(&Step::Done(vec![KeyEvent::new(
-                KeyCode::Down,
-                KeyModifiers::NONE
-            )]))
+            r.step(ch('D'), later + Duration::from_millis(10)),
+            key(KeyCode::Left, KeyModifiers::NONE)
         );
+        assert_eq!(r.deadline(), None);
     }
 
     #[test]
     fn characters_that_name_no_key_come_back_as_they_came() {
         let mut r = Remainder::default();
+        let t = Instant::now();
         // Not after an Escape: not a remainder.
-        assert_eq!(feed(&mut r, "[A"), vec![Step::No, Step::No]);
-        r.arm();
-        assert_eq!(feed(&mut r, "x"), vec![Step::No]);
-        r.arm();
-        let steps = feed(&mut r, "[x");
+        assert_eq!(feed(&mut r, "[A", t), vec![Step::No, Step::No]);
+        r.arm(t);
+        assert_eq!(feed(&mut r, "x", t), vec![Step::No]);
+        r.arm(t);
+        let steps = feed(&mut r, "[x", t);
         assert_eq!(steps[1], Step::Done(vec![ch('['), ch('x')]));
-        // A burst that ends half way gives its characters back.
-        r.arm();
-        assert_eq!(feed(&mut r, "[1"), vec![Step::More, Step::More]);
-        assert_eq!(r.end(), vec![ch('['), ch('1')]);
-        assert_eq!(feed(&mut r, "["), vec![Step::No]);
+        // Past the window: typed characters, not a remainder.
+        r.arm(t);
+        assert_eq!(feed(&mut r, "[A", t + WINDOW), vec![Step::No, Step::No]);
+        // Held characters come back once the window passed, and before a
+        // key that ends them.
+        r.arm(t);
+        assert_eq!(feed(&mut r, "[1", t), vec![Step::More, Step::More]);
+        assert_eq!(r.due(t + WINDOW / 2), vec![]);
+        assert_eq!(r.due(t + WINDOW), vec![ch('['), ch('1')]);
+        assert_eq!(feed(&mut r, "[", t + WINDOW), vec![Step::No]);
+        r.arm(t);
+        assert_eq!(feed(&mut r, "O", t), vec![Step::More]);
+        let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(r.step(enter, t), Step::Done(vec![ch('O'), enter]));
+        // Ending the window gives back what is held at once.
+        r.arm(t);
+        assert_eq!(feed(&mut r, "[", t), vec![Step::More]);
+        assert_eq!(r.end(), vec![ch('[')]);
+        assert_eq!(r.deadline(), None);
     }
 }

@@ -221,16 +221,30 @@ impl Session {
             self.app.quit |= quit;
             return quit;
         }
-        match self.remainder.step(key) {
+        match self.remainder.step(key, Instant::now()) {
             Step::No => self.key_now(key),
             Step::More => false,
             Step::Done(keys) => keys.into_iter().fold(false, |c, k| self.key_now(k) | c),
         }
     }
 
-    /// The burst of key events ended: a remainder after an Escape left
-    /// half way is taken as the characters it was (see `folded.rs`).
-    pub fn burst_end(&mut self) -> bool {
+    /// Characters held after an Escape, in case they were the rest of a
+    /// key (see `folded.rs`), are taken as typed once the window after it
+    /// passed.
+    pub fn remainder_due(&mut self) -> bool {
+        let keys = self.remainder.due(Instant::now());
+        keys.into_iter().fold(false, |c, k| self.key_now(k) | c)
+    }
+
+    /// When held characters fall due (see [`Session::remainder_due`]).
+    pub fn remainder_deadline(&self) -> Option<Instant> {
+        self.remainder.deadline()
+    }
+
+    /// Ends the window after an Escape now: held characters are taken as
+    /// typed (keys given one at a time, as tests do).
+    #[cfg(test)]
+    pub fn keys_apart(&mut self) -> bool {
         let keys = self.remainder.end();
         keys.into_iter().fold(false, |c, k| self.key_now(k) | c)
     }
@@ -254,7 +268,7 @@ impl Session {
             }
         }
         if escape {
-            self.remainder.arm();
+            self.remainder.arm(Instant::now());
         }
         changed
     }
@@ -479,11 +493,14 @@ where
             dirty = true;
             continue;
         }
-        let poll = if session.in_flight > 0 {
+        let mut poll = if session.in_flight > 0 {
             POLL_BUSY
         } else {
             POLL_IDLE
         };
+        if let Some(deadline) = session.remainder_deadline() {
+            poll = poll.min(deadline.saturating_duration_since(Instant::now()));
+        }
         if let Some(event) = host.next_event(poll)? {
             dirty |= handle(session, event);
             // Keys that came together (typed ahead, a paste the terminal
@@ -506,8 +523,8 @@ where
                     None => break,
                 }
             }
-            dirty |= session.burst_end();
         }
+        dirty |= session.remainder_due();
         dirty |= session.pump();
         dirty |= session.hold_quit();
     }

@@ -124,7 +124,7 @@ pub fn keys(s: &mut Session, text: &str) {
 /// A key event as the run loop takes it (see `split_escape`).
 pub fn press(s: &mut Session, key: KeyEvent) {
     s.key(key);
-    s.burst_end();
+    s.keys_apart();
     assert!(s.settle(SETTLE), "no answer after {key:?}");
 }
 
