@@ -440,6 +440,7 @@ pub fn peer() -> Option<Peer> {
 }
 
 /// See [`peer`].
+#[derive(Clone)]
 pub struct Peer(Arc<HeadClock>);
 
 /// What [`Peer::state`] found.
@@ -456,6 +457,22 @@ pub enum PeerState {
 }
 
 impl Peer {
+    /// Cuts the connection off: both ways shut down, so that hyper's
+    /// pending write fails and it drops the connection with what it
+    /// holds. For a client that takes nothing of what it is owed. Not a
+    /// reset: the client still reads what its kernel and ours hold, then
+    /// the end of the connection.
+    #[allow(unsafe_code)]
+    pub fn cut(&self) {
+        let socket = self.0.socket();
+        let Socket::Open(fd) = *socket else {
+            return;
+        };
+        // SAFETY: as in `state`: open while the lock held here says so.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+    }
+
     /// Looks at the socket without waiting (`poll` for `POLLRDHUP`).
     #[allow(unsafe_code)]
     pub fn state(&self) -> PeerState {
