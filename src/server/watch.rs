@@ -20,7 +20,8 @@
 //! begun, and `{"error":"lagging","next_revision":N}` takes their place, N
 //! being the first revision not delivered (the rest of the request the
 //! connection is in still goes, outside the bound: see
-//! [`Outbox::end_lagging`]). The events of one request go out in one
+//! [`Outbox::end_lagging`]; a client that takes nothing of a large rest
+//! is cut off, see [`Outbox::linger`]). The events of one request go out in one
 //! chunk (a request larger than a page in consecutive chunks, never
 //! dropped in part), so a stream never ends inside one. If the history no
 //! longer has the events a stream needs next, it also ends with `lagging`.
