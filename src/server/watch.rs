@@ -645,6 +645,9 @@ struct Queue {
     gone: bool,
     /// The stream ended with `lagging` ([`Outbox::linger`]).
     lagged: bool,
+    /// The connection stalled inside a request under memory pressure: it
+    /// is cut off ([`Outbox::linger`]).
+    cut: bool,
     waker: Option<Waker>,
     /// Since when the connection has had lines to take and took none:
     /// its last take, or the push into an empty queue.
@@ -726,12 +729,12 @@ impl Outbox {
     /// Waits until this stream may read another page (`next` being the
     /// first revision not read), and takes a page's room for it:
     /// its outbox is below its own bound, and all outboxes together have
-    /// the room (inside a request, `mid`, the room is taken at once
-    /// whatever the bounds: a request is never dropped in part). Under
-    /// memory pressure, a stream whose connection took nothing for
-    /// [`STALLED`] while its outbox held lines ends instead, whatever the
-    /// outbox holds (see [`Outbox::stalled_since`]). It takes no new room
-    /// while it waits.
+    /// the room (inside a request, `mid`, only its own bound counts: a
+    /// request is never dropped in part). Under memory pressure, a stream
+    /// whose connection took nothing for [`STALLED`] while its outbox held
+    /// lines ends instead, whatever the outbox holds (see
+    /// [`Outbox::stalled_since`]), or inside a request is cut off. It
+    /// takes no new room while it waits.
     async fn room(
         &self,
         next: u64,
@@ -750,18 +753,29 @@ impl Outbox {
                 if q.gone {
                     return Err(Stop::Gone);
                 }
-                if mid {
-                    // A request already begun goes on whatever the bounds
-                    // (as before: the outbox ends it whole).
+                if mid && q.bytes < limits.each {
+                    // A request already begun goes on whatever the bound
+                    // of all outboxes (it is never dropped in part), as
+                    // fast as the connection takes it: unread, it was
+                    // read whole into the outbox (64 MiB for a batch of
+                    // the largest size, per watcher).
                     return Ok(Room::forced(&self.engine, limits.each));
                 }
-                if q.bytes < limits.each
+                if !mid
+                    && q.bytes < limits.each
                     && let Some(room) = Room::try_take(&self.engine, limits.each)
                 {
                     return Ok(room);
                 }
                 if let Some(since) = self.stalled_since(&q) {
                     if since.elapsed() >= STALLED {
+                        if mid {
+                            // It cannot end inside a request: cut off
+                            // (see `Outbox::linger`).
+                            let mut q = q;
+                            q.cut = true;
+                            return Err(Stop::Gone);
+                        }
                         drop(q);
                         self.end_lagging(next);
                         return Err(Stop::Gone);
@@ -780,7 +794,11 @@ impl Outbox {
                 () = drained => {}
                 () = stall => {}
                 _ = closing.changed() => {
-                    self.end_with(unavailable_line(next));
+                    // Inside a request, the stream breaks off instead (the
+                    // end line would split it).
+                    if !mid {
+                        self.end_with(unavailable_line(next));
+                    }
                     return Err(Stop::Gone);
                 }
             }
@@ -896,20 +914,22 @@ impl Outbox {
     /// the bound, where a connection costs less than 100. Its client
     /// resumes as after any dropped connection, from 1 + the last revision
     /// it got; less than a slice is left to the connection, as hyper's own
-    /// buffer is.
+    /// buffer is. A stream whose connection stalled inside a request under
+    /// pressure (see [`Outbox::room`]) is cut off at once.
     async fn linger(&self, peer: Option<&super::conn::Peer>) {
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            let since = {
+            let (since, cut) = {
                 let q = self.lock();
-                if !q.lagged || q.gone || q.bytes <= SLICE {
+                if q.gone || !(q.cut || q.lagged && q.bytes > SLICE) {
                     return;
                 }
-                q.waiting.unwrap_or_else(tokio::time::Instant::now)
+                let since = q.waiting.unwrap_or_else(tokio::time::Instant::now);
+                (since, q.cut)
             };
-            if since.elapsed() >= STALLED {
+            if cut || since.elapsed() >= STALLED {
                 if let Some(peer) = peer {
                     peer.cut();
                 }

@@ -808,7 +808,8 @@ fn a_thousand_watchers_on_one_server() {
 
 /// Stalled clients under memory pressure (a tiny `KVR_WATCH_MEMORY`): once
 /// their connections hold no more, their streams end with `lagging` at a
-/// request's end, naming the first revision they did not get, while a
+/// request's end (until the pressure is gone: the last may only fall
+/// behind), naming the first revision they did not get, while a
 /// reading watcher gets every event and every write is acknowledged; a
 /// watch from that revision goes on from it.
 #[test]
@@ -873,6 +874,7 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
     // does not take, a second later (`STALLED`). Reading it before would
     // make it a reading one.
     std::thread::sleep(Duration::from_secs(3));
+    let mut ended = 0;
     for w in &mut stalled {
         assert_eq!(w.next(), serde_json::json!({"progress_revision":0}));
         let mut last = 0;
@@ -888,6 +890,13 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
                 None => break line,
             }
         };
+        if last == TOTAL && end.get("progress_revision").is_some() {
+            // Every event: once the others had ended, the bound was no
+            // longer under pressure, and a stalled stream falls behind
+            // without ending.
+            continue;
+        }
+        ended += 1;
         assert_eq!(end["error"], "lagging", "{end}");
         assert_eq!(end["next_revision"], last + 1, "{end}");
         assert_eq!(last % PER, 0, "the stream ended inside a request");
@@ -899,6 +908,8 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
         let first = again.next();
         assert_eq!(first["revision"], last + 1, "{first}");
     }
+    assert!(ended > 0, "no stalled stream ended: the bound never filled");
+    println!("{ended} of 5 stalled streams ended lagging");
 }
 
 /// The bytes the server's kernel holds unsent on its connection to each
@@ -1075,6 +1086,110 @@ fn stalled_watchers_each_under_their_bound_end_lagging_and_a_reader_gets_its_eve
         "no stalled stream ended: the bound never filled"
     );
     println!("{ended} of {STALLED} stalled streams ended lagging, {cut} were cut off after it");
+}
+
+/// Stalled clients inside one large batch (twenty 1 MB values) under a
+/// small bound of all outboxes (`KVR_WATCH_MEMORY`, 4 MiB): a stream
+/// cannot end inside a request, so each is cut off once its connection
+/// took nothing for a second, and a reading watcher opened then gets its
+/// events at once. Without the cut, the stalled streams waited for their
+/// connections inside the batch, holding the bound: the reader waited
+/// for the idle timeout. A stalled client read afterwards finds its
+/// stream broken off after events in order from the first, and a watch
+/// from the next revision gets the rest of the batch.
+#[test]
+fn stalled_watchers_inside_a_large_batch_are_cut_off_and_a_reader_gets_its_events() {
+    const STALLED: usize = 5;
+    const BATCH: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    let (mut stalled, sockets): (Vec<Stream>, Vec<TcpStream>) = (0..STALLED)
+        .map(|_| Stream::open_stalling_on(&s.addr, "from_revision=1"))
+        .unzip();
+    let value = "B".repeat(1_000_000);
+    let body: String = (0..BATCH)
+        .map(|i| format!("{{\"key\":\"b{i:02}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::thread::sleep(Duration::from_secs(4));
+    let (tx, lines) = std::sync::mpsc::channel();
+    let url = s.url.clone();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let w = Stream::open(&url, "keys_only=true&progress=1");
+        for line in w.lines.map_while(Result::ok) {
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = Duration::from_secs(20);
+    let first = lines.recv_timeout(wait).expect("no first line");
+    assert_eq!(first, serde_json::json!({"progress_revision": BATCH}));
+    put(&s, "after", "x");
+    let event = loop {
+        let line = lines.recv_timeout(wait).unwrap_or_else(|e| {
+            panic!("the reading watcher waited {wait:?} for its event ({e}): stalled watchers hold the bound")
+        });
+        if line.get("progress_revision").is_none() {
+            break line;
+        }
+    };
+    assert_eq!(
+        event,
+        serde_json::json!({"revision": BATCH + 1, "op": "put", "key": "after"})
+    );
+    println!(
+        "the reading watcher got its event {:?} after it opened",
+        started.elapsed()
+    );
+    for c in &sockets {
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    }
+    let mut cut = 0;
+    for w in &mut stalled {
+        assert_eq!(w.next(), serde_json::json!({"progress_revision": 0}));
+        let mut last = 0;
+        let broke = loop {
+            let line: serde_json::Value = match w.lines.next() {
+                Some(Ok(line)) => serde_json::from_str(&line).unwrap(),
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break true,
+                other => panic!("the stream ended, not broken off: {other:?}"),
+            };
+            if line.get("progress_revision").is_some() {
+                continue;
+            }
+            assert_eq!(line["revision"], last + 1, "{}", line["key"]);
+            last += 1;
+            if last == BATCH + 1 {
+                break false;
+            }
+        };
+        if !broke {
+            continue;
+        }
+        cut += 1;
+        assert!(last < BATCH, "cut off after the batch, at {last}");
+        let mut again = Stream::open(
+            &s.url,
+            &format!("keys_only=true&from_revision={}", last + 1),
+        );
+        assert_eq!(again.next(), serde_json::json!({"progress_revision": last}));
+        while last <= BATCH {
+            let line = again.next();
+            assert_eq!(line["revision"], last + 1, "{line}");
+            last += 1;
+        }
+    }
+    assert!(cut > 0, "no stalled stream was cut off");
+    println!("{cut} of {STALLED} stalled streams were cut off inside the batch");
 }
 
 /// Many watchers reading large values through a small bound of all
