@@ -457,6 +457,24 @@ pub enum PeerState {
 }
 
 impl Peer {
+    /// The bytes the kernel holds for the client, not yet sent or not yet
+    /// acknowledged (`SIOCOUTQ`): they go down as the client reads.
+    /// `None` when it cannot be told.
+    #[allow(unsafe_code)]
+    pub fn unsent(&self) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        let socket = self.0.socket();
+        let Socket::Open(fd) = *socket else {
+            return None;
+        };
+        // SAFETY: as in `state`: open while the lock held here says so.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut unsent: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ on a socket) writes one int.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+        (r == 0).then(|| usize::try_from(unsent).ok()).flatten()
+    }
+
     /// Cuts the connection off: both ways shut down, so that hyper's
     /// pending write fails and it drops the connection with what it
     /// holds. For a client that takes nothing of what it is owed. Not a

@@ -158,12 +158,12 @@ pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
             resumed: false,
         });
     }
-    let outbox = Arc::new(Outbox::new(engine.clone()));
+    let peer = super::conn::peer();
+    let outbox = Arc::new(Outbox::new(engine.clone(), peer.clone()));
     let closing = state.closing.subscribe();
     let open = Open::new(state.watchers.clone());
     let producer = Producer(outbox.clone());
     let cluster = state.cluster.clone();
-    let peer = super::conn::peer();
     tokio::spawn(async move {
         let _open = open;
         let ends = Ends {
@@ -171,7 +171,7 @@ pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
             peer: peer.clone(),
         };
         let _ = run(&engine, &watch, sub, from, ends, &producer.0, cluster).await;
-        producer.0.linger(peer.as_ref()).await;
+        producer.0.linger().await;
     });
     let mut resp = Response::new(OutboxBody(outbox).boxed_unsync());
     let h = resp.headers_mut();
@@ -629,6 +629,9 @@ struct Outbox {
     /// The connection took a chunk, or went away.
     drained: Notify,
     engine: Arc<Engine>,
+    /// The client, to see it read ([`Outbox::progress`]) and to cut it
+    /// off ([`Outbox::linger`]).
+    peer: Option<super::conn::Peer>,
 }
 
 #[derive(Default)]
@@ -650,16 +653,20 @@ struct Queue {
     cut: bool,
     waker: Option<Waker>,
     /// Since when the connection has had lines to take and took none:
-    /// its last take, or the push into an empty queue.
+    /// its last take, the push into an empty queue, or the client reading
+    /// what the kernel held ([`Outbox::progress`]).
     waiting: Option<tokio::time::Instant>,
+    /// The bytes the kernel held unsent for the client at the last look.
+    unsent: Option<usize>,
 }
 
 impl Outbox {
-    fn new(engine: Arc<Engine>) -> Outbox {
+    fn new(engine: Arc<Engine>, peer: Option<super::conn::Peer>) -> Outbox {
         Outbox {
             queue: Mutex::new(Queue::default()),
             drained: Notify::new(),
             engine,
+            peer,
         }
     }
 
@@ -749,7 +756,7 @@ impl Outbox {
             room.as_mut().enable();
             let mut stalled_at = None;
             {
-                let q = self.lock();
+                let mut q = self.lock();
                 if q.gone {
                     return Err(Stop::Gone);
                 }
@@ -767,12 +774,11 @@ impl Outbox {
                 {
                     return Ok(room);
                 }
-                if let Some(since) = self.stalled_since(&q) {
+                if let Some(since) = self.stalled_since(&mut q) {
                     if since.elapsed() >= STALLED {
                         if mid {
                             // It cannot end inside a request: cut off
                             // (see `Outbox::linger`).
-                            let mut q = q;
                             q.cut = true;
                             return Err(Stop::Gone);
                         }
@@ -812,12 +818,33 @@ impl Outbox {
     /// stalled streams each holding less than a watcher's bound could
     /// otherwise fill the bound for good (none qualified to end, nobody
     /// got room again: a reading watcher starved until the idle timeout).
-    fn stalled_since(&self, q: &Queue) -> Option<tokio::time::Instant> {
+    fn stalled_since(&self, q: &mut Queue) -> Option<tokio::time::Instant> {
         if q.chunks.is_empty() || q.ended || q.gone {
             return None;
         }
         let total = self.engine.watch_buffered().load(Ordering::Acquire);
-        under_pressure(total).then(|| q.waiting.unwrap_or_else(tokio::time::Instant::now))
+        if !under_pressure(total) {
+            return None;
+        }
+        self.progress(q);
+        Some(q.waiting.unwrap_or_else(tokio::time::Instant::now))
+    }
+
+    /// Counts the client reading what the kernel holds for it as the
+    /// connection taking lines. The connection takes a slice only once the
+    /// kernel has room for it, and the kernel's buffer may hold megabytes:
+    /// a client reading 80 KiB a second let a take come only every second
+    /// or so, and was taken for a stalled one (an audit found slow readers
+    /// cut off). The first look counts too, so that a stream is judged
+    /// over a whole [`STALLED`] of looks.
+    fn progress(&self, q: &mut Queue) {
+        let Some(unsent) = self.peer.as_ref().and_then(super::conn::Peer::unsent) else {
+            return;
+        };
+        if q.unsent.is_none_or(|seen| unsent < seen) {
+            q.waiting = Some(tokio::time::Instant::now());
+        }
+        q.unsent = Some(unsent);
     }
 
     /// Resolves when this stream, waiting for events with lines still
@@ -835,11 +862,11 @@ impl Outbox {
             tokio::pin!(room);
             room.as_mut().enable();
             let wait = {
-                let q = self.lock();
+                let mut q = self.lock();
                 if q.chunks.is_empty() || q.ended || q.gone {
                     None
                 } else {
-                    match self.stalled_since(&q) {
+                    match self.stalled_since(&mut q) {
                         Some(since) if since.elapsed() >= STALLED => return,
                         Some(since) => Some(Some(since + STALLED)),
                         None => Some(None),
@@ -916,21 +943,22 @@ impl Outbox {
     /// it got; less than a slice is left to the connection, as hyper's own
     /// buffer is. A stream whose connection stalled inside a request under
     /// pressure (see [`Outbox::room`]) is cut off at once.
-    async fn linger(&self, peer: Option<&super::conn::Peer>) {
+    async fn linger(&self) {
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
             let (since, cut) = {
-                let q = self.lock();
+                let mut q = self.lock();
                 if q.gone || !(q.cut || q.lagged && q.bytes > SLICE) {
                     return;
                 }
+                self.progress(&mut q);
                 let since = q.waiting.unwrap_or_else(tokio::time::Instant::now);
                 (since, q.cut)
             };
             if cut || since.elapsed() >= STALLED {
-                if let Some(peer) = peer {
+                if let Some(peer) = &self.peer {
                     peer.cut();
                 }
                 let mut q = self.lock();

@@ -1192,6 +1192,79 @@ fn stalled_watchers_inside_a_large_batch_are_cut_off_and_a_reader_gets_its_event
     println!("{cut} of {STALLED} stalled streams were cut off inside the batch");
 }
 
+/// A client that reads slowly (4 KiB every 200 ms through a 4 KiB receive
+/// buffer) is neither ended nor cut off while stalled watchers keep the
+/// bound of all outboxes (`KVR_WATCH_MEMORY`, 4 MiB) under pressure (a
+/// value of 1 MB every 200 ms): its
+/// connection takes a 64 KiB slice only every few seconds, but the kernel
+/// holds less for it each time it reads, which counts as taking. Before,
+/// such readers were taken for stalled ones and ended or cut off.
+#[test]
+fn a_slow_reader_is_not_taken_for_a_stalled_one_under_pressure() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    let value = "S".repeat(1_000_000);
+    for i in 0..10 {
+        put(&s, &format!("s{i}"), &value);
+    }
+    let stalled: Vec<(Stream, TcpStream)> = (0..20)
+        .map(|_| Stream::open_stalling_on(&s.addr, "from_revision=1"))
+        .collect();
+    // A value of 1 MB every 200 ms keeps the stalled ones' pages coming.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (url, writing, value) = (s.url.clone(), writing.clone(), value.clone());
+        std::thread::spawn(move || {
+            let mut i = 10;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http(
+                    "PUT",
+                    &format!("{url}/v1/kv/s{i}"),
+                    &[],
+                    Some(value.as_bytes()),
+                );
+                assert_eq!(r.status, 200);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut slow: TcpStream = socket.into();
+    write!(
+        slow,
+        "GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut got, mut tail) = (0, Vec::new());
+    let mut buf = [0; 4096];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let n = slow
+            .read(&mut buf)
+            .expect("the slow reader's connection failed");
+        assert!(n > 0, "the slow reader's stream ended after {got} bytes");
+        got += n;
+        tail.extend_from_slice(&buf[..n]);
+        let keep = tail.len().saturating_sub(200);
+        tail.drain(..keep);
+        let text = String::from_utf8_lossy(&tail);
+        assert!(
+            !text.contains("lagging"),
+            "the slow reader ended lagging: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("the slow reader read {got} bytes in 8 s, its stream still open");
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    drop(stalled);
+}
+
 /// Many watchers reading large values through a small bound of all
 /// outboxes (`KVR_WATCH_MEMORY`, 4 MiB: room for four pages of 1 MiB) all
 /// get every event: a watcher takes a page's room before it reads the
