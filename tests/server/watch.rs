@@ -1033,53 +1033,16 @@ fn stalled_watchers_each_under_their_bound_end_lagging_and_a_reader_gets_its_eve
     }
     let (mut ended, mut cut) = (0, 0);
     for w in &mut stalled {
-        assert_eq!(w.next(), serde_json::json!({"progress_revision": 0}));
-        let mut last = 0;
-        let end = loop {
-            let line: serde_json::Value = match w.lines.next() {
-                Some(Ok(line)) => serde_json::from_str(&line).unwrap(),
-                // Cut off after its lagging end (see `Outbox::linger`):
-                // the body breaks off inside a chunk.
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break None,
-                other => panic!("the stream ended without a lagging line: {other:?}"),
-            };
-            if line.get("progress_revision").is_some() {
-                continue;
-            }
-            match line["revision"].as_u64() {
-                Some(r) => {
-                    assert_eq!(r, last + 1, "{}", line["key"]);
-                    last = r;
-                    if r == revision {
-                        break Some(None);
-                    }
-                }
-                None => break Some(Some(line)),
-            }
-        };
+        let (last, end) = read_stalled(w, revision);
         match end {
             // Every event: it was not stalled once the bound freed up.
-            Some(None) => continue,
-            Some(Some(end)) => {
-                ended += 1;
-                assert_eq!(end["error"], "lagging", "{end}");
-                assert_eq!(end["next_revision"], last + 1, "{end}");
-                assert!(w.try_next().is_none(), "lines after lagging");
-            }
-            None => cut += 1,
+            StalledEnd::Every => continue,
+            StalledEnd::Lagging => ended += 1,
+            // After its lagging end (see `Outbox::linger`).
+            StalledEnd::Cut => cut += 1,
         }
         // Resuming where it says goes on from there, with every event.
-        let mut again = Stream::open_with(
-            &patient,
-            &s.url,
-            &format!("keys_only=true&from_revision={}", last + 1),
-        );
-        assert_eq!(again.next(), serde_json::json!({"progress_revision": last}));
-        while last < revision {
-            let line = again.next();
-            assert_eq!(line["revision"], last + 1, "{line}");
-            last += 1;
-        }
+        resumes_to(&s.url, last, revision);
     }
     assert!(
         ended + cut > 0,
@@ -1155,38 +1118,14 @@ fn stalled_watchers_inside_a_large_batch_are_cut_off_and_a_reader_gets_its_event
     }
     let mut cut = 0;
     for w in &mut stalled {
-        assert_eq!(w.next(), serde_json::json!({"progress_revision": 0}));
-        let mut last = 0;
-        let broke = loop {
-            let line: serde_json::Value = match w.lines.next() {
-                Some(Ok(line)) => serde_json::from_str(&line).unwrap(),
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break true,
-                other => panic!("the stream ended, not broken off: {other:?}"),
-            };
-            if line.get("progress_revision").is_some() {
-                continue;
-            }
-            assert_eq!(line["revision"], last + 1, "{}", line["key"]);
-            last += 1;
-            if last == BATCH + 1 {
-                break false;
-            }
-        };
-        if !broke {
-            continue;
+        let (last, end) = read_stalled(w, BATCH + 1);
+        match end {
+            StalledEnd::Every => continue,
+            StalledEnd::Lagging => panic!("a stalled stream ended lagging inside the batch"),
+            StalledEnd::Cut => cut += 1,
         }
-        cut += 1;
         assert!(last < BATCH, "cut off after the batch, at {last}");
-        let mut again = Stream::open(
-            &s.url,
-            &format!("keys_only=true&from_revision={}", last + 1),
-        );
-        assert_eq!(again.next(), serde_json::json!({"progress_revision": last}));
-        while last <= BATCH {
-            let line = again.next();
-            assert_eq!(line["revision"], last + 1, "{line}");
-            last += 1;
-        }
+        resumes_to(&s.url, last, BATCH + 1);
     }
     assert!(cut > 0, "no stalled stream was cut off");
     println!("{cut} of {STALLED} stalled streams were cut off inside the batch");
@@ -1263,6 +1202,58 @@ fn a_slow_reader_is_not_taken_for_a_stalled_one_under_pressure() {
     writing.store(false, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     drop(stalled);
+}
+
+/// How a stalled stream, read at last, ended.
+#[derive(Debug, PartialEq)]
+enum StalledEnd {
+    /// It got every event: it was not ended.
+    Every,
+    /// `lagging`, naming the first revision it did not get.
+    Lagging,
+    /// Broken off inside the body: cut off (see `Outbox::linger`).
+    Cut,
+}
+
+/// Reads a stalled watch of every key from revision 1: its events, in
+/// order, up to `upto`, or its end. Returns the last revision it got.
+fn read_stalled(w: &mut Stream, upto: u64) -> (u64, StalledEnd) {
+    assert_eq!(w.next(), serde_json::json!({"progress_revision": 0}));
+    let mut last = 0;
+    loop {
+        let line: serde_json::Value = match w.lines.next() {
+            Some(Ok(line)) => serde_json::from_str(&line).unwrap(),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return (last, StalledEnd::Cut);
+            }
+            other => panic!("the stream ended without an end line: {other:?}"),
+        };
+        if line.get("progress_revision").is_some() {
+            continue;
+        }
+        let Some(r) = line["revision"].as_u64() else {
+            assert_eq!(line["error"], "lagging", "{line}");
+            assert_eq!(line["next_revision"], last + 1, "{line}");
+            assert!(w.try_next().is_none(), "lines after lagging");
+            return (last, StalledEnd::Lagging);
+        };
+        assert_eq!(r, last + 1, "{}", line["key"]);
+        last = r;
+        if r == upto {
+            return (last, StalledEnd::Every);
+        }
+    }
+}
+
+/// A watch from `last + 1` gets every event up to `upto`, in order.
+fn resumes_to(url: &str, mut last: u64, upto: u64) {
+    let mut again = Stream::open(url, &format!("keys_only=true&from_revision={}", last + 1));
+    assert_eq!(again.next(), serde_json::json!({"progress_revision": last}));
+    while last < upto {
+        let line = again.next();
+        assert_eq!(line["revision"], last + 1, "{line}");
+        last += 1;
+    }
 }
 
 /// Many watchers reading large values through a small bound of all
