@@ -951,11 +951,6 @@ fn stalled_watchers_each_under_their_bound_end_lagging_and_a_reader_gets_its_eve
     const STALLED: usize = 5;
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
-    let patient = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .new_agent();
     let (mut stalled, sockets): (Vec<Stream>, Vec<TcpStream>) = (0..STALLED)
         .map(|_| Stream::open_stalling_on(&s.addr, "from_revision=1"))
         .unzip();
@@ -993,19 +988,7 @@ fn stalled_watchers_each_under_their_bound_end_lagging_and_a_reader_gets_its_eve
         "{revision} puts; the kernel holds {queues:?} bytes for the stalled connections, then {:?}",
         send_queues(&s.addr, &ports)
     );
-    // A reading watcher (through a channel: its lines are waited for, not
-    // read blocking for good; its stream breaks off when the server stops).
-    let (tx, lines) = std::sync::mpsc::channel();
-    let (url, reading) = (s.url.clone(), patient.clone());
-    std::thread::spawn(move || {
-        let w = Stream::open_with(&reading, &url, "keys_only=true&progress=1");
-        for line in w.lines.map_while(Result::ok) {
-            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = reading_watcher(&s.url);
     let wait = Duration::from_secs(30);
     let first = lines.recv_timeout(wait).expect("no first line");
     assert_eq!(first, serde_json::json!({"progress_revision": revision}));
@@ -1081,18 +1064,8 @@ fn stalled_watchers_inside_a_large_batch_are_cut_off_and_a_reader_gets_its_event
     );
     assert_eq!(r.status, 200, "{}", r.text());
     std::thread::sleep(Duration::from_secs(4));
-    let (tx, lines) = std::sync::mpsc::channel();
-    let url = s.url.clone();
     let started = Instant::now();
-    std::thread::spawn(move || {
-        let w = Stream::open(&url, "keys_only=true&progress=1");
-        for line in w.lines.map_while(Result::ok) {
-            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = reading_watcher(&s.url);
     let wait = Duration::from_secs(20);
     let first = lines.recv_timeout(wait).expect("no first line");
     assert_eq!(first, serde_json::json!({"progress_revision": BATCH}));
@@ -1202,6 +1175,29 @@ fn a_slow_reader_is_not_taken_for_a_stalled_one_under_pressure() {
     writing.store(false, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     drop(stalled);
+}
+
+/// A new watch of every key from now, keys only, read on its own thread
+/// into a channel: its lines are waited for, not read blocking for good
+/// (its stream breaks off when the server stops).
+fn reading_watcher(url: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let patient = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .new_agent();
+        let w = Stream::open_with(&patient, &url, "keys_only=true&progress=1");
+        for line in w.lines.map_while(Result::ok) {
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// How a stalled stream, read at last, ended.
