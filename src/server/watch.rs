@@ -736,8 +736,7 @@ impl Outbox {
     /// Waits until this stream may read another page (`next` being the
     /// first revision not read), and takes a page's room for it:
     /// its outbox is below its own bound, and all outboxes together have
-    /// the room (inside a request, `mid`, only its own bound counts: a
-    /// request is never dropped in part). Under memory pressure, a stream
+    /// the room (inside a request, `mid`, too). Under memory pressure, a stream
     /// whose connection took nothing for [`STALLED`] while its outbox held
     /// lines ends instead, whatever the outbox holds (see
     /// [`Outbox::stalled_since`]), or inside a request is cut off. It
@@ -760,16 +759,14 @@ impl Outbox {
                 if q.gone {
                     return Err(Stop::Gone);
                 }
-                if mid && q.bytes < limits.each {
-                    // A request already begun goes on whatever the bound
-                    // of all outboxes (it is never dropped in part), as
-                    // fast as the connection takes it: unread, it was
-                    // read whole into the outbox (64 MiB for a batch of
-                    // the largest size, per watcher).
-                    return Ok(Room::forced(&self.engine, limits.each));
-                }
-                if !mid
-                    && q.bytes < limits.each
+                // Inside a request too: a request already begun was read
+                // on whatever the bounds (it is never dropped in part),
+                // and unread, read whole into the outbox (64 MiB for a
+                // batch of the largest size, per watcher); then beyond
+                // the bound of all outboxes, each stream inside one held
+                // a page and its own bound. A stream that cannot have the
+                // room ends or is cut off if it stalls (below).
+                if q.bytes < limits.each
                     && let Some(room) = Room::try_take(&self.engine, limits.each)
                 {
                     return Ok(room);
