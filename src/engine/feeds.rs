@@ -450,8 +450,9 @@ impl Engine {
     /// copying the events it does not want: from revision `from`, up to
     /// `max` events looked at, the ones whose key `wants` accepts, cut
     /// after the last complete request (a request larger than a page goes
-    /// as it comes), and after the first request that brings their keys
-    /// and values to `max_bytes`; with the last revision covered (below
+    /// as it comes, a page at a time), the first event that brings their
+    /// keys and values to `max_bytes` ending the page; with the last
+    /// revision covered (below
     /// `from` when nothing is applied yet) and whether it ends a request.
     /// `None` when `from`'s event is no longer in a memory table: then
     /// [`Engine::events`] reads the store.
@@ -484,9 +485,12 @@ impl Engine {
                     }
                     if e.batch_end {
                         cut = e.revision;
-                        if bytes >= max_bytes {
-                            break;
-                        }
+                    }
+                    // Also inside a request: a request of large values
+                    // was a page of up to 64 MiB (a batch of the largest
+                    // size) for each watcher, whatever its client took.
+                    if bytes >= max_bytes {
+                        break;
                     }
                 }
             });

@@ -440,6 +440,7 @@ pub fn peer() -> Option<Peer> {
 }
 
 /// See [`peer`].
+#[derive(Clone)]
 pub struct Peer(Arc<HeadClock>);
 
 /// What [`Peer::state`] found.
@@ -456,6 +457,42 @@ pub enum PeerState {
 }
 
 impl Peer {
+    /// The bytes the kernel holds for the client, not yet sent or not yet
+    /// acknowledged (`SIOCOUTQ`): they go down as the client reads.
+    /// `None` when it cannot be told.
+    #[allow(unsafe_code)]
+    pub fn unsent(&self) -> Option<usize> {
+        use std::os::fd::AsRawFd;
+        self.with_socket(|fd| {
+            let mut unsent: libc::c_int = 0;
+            // SAFETY: SIOCOUTQ (TIOCOUTQ on a socket) writes one int.
+            let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+            (r == 0).then(|| usize::try_from(unsent).ok()).flatten()
+        })
+        .flatten()
+    }
+
+    /// Cuts the connection off: both ways shut down, so that hyper's
+    /// pending write fails and it drops the connection with what it
+    /// holds. For a client that takes nothing of what it is owed. Not a
+    /// reset: the client still reads what its kernel and ours hold, then
+    /// the end of the connection.
+    pub fn cut(&self) {
+        // (A socket the client already closed needs nothing more.)
+        let _ = self.with_socket(|fd| rustix::net::shutdown(fd, rustix::net::Shutdown::Both));
+    }
+
+    /// `f` on the socket, if it is open.
+    #[allow(unsafe_code)]
+    fn with_socket<T>(&self, f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> T) -> Option<T> {
+        let socket = self.0.socket();
+        let Socket::Open(fd) = *socket else {
+            return None;
+        };
+        // SAFETY: as in `state`: open while the lock held here says so.
+        Some(f(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }))
+    }
+
     /// Looks at the socket without waiting (`poll` for `POLLRDHUP`).
     #[allow(unsafe_code)]
     pub fn state(&self) -> PeerState {

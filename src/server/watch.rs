@@ -14,11 +14,14 @@
 //! server together ([`Limits`]): a watcher whose outbox is full stops
 //! reading and later reads on from the history (it falls behind, it is
 //! not cut off). Only under memory pressure (the outboxes together at the
-//! bound) does a stream whose own outbox is full and whose connection took
-//! nothing for [`STALLED`] end: the lines it still holds are dropped from
-//! the first one that starts a request, and
-//! `{"error":"lagging","next_revision":N}` takes their place, N being the
-//! first revision not delivered. The events of one request go out in one
+//! bound) does a stream whose connection had lines to take and took
+//! nothing for [`STALLED`] end, whatever its outbox holds: the lines it
+//! still holds are dropped from the first request the connection has not
+//! begun, and `{"error":"lagging","next_revision":N}` takes their place, N
+//! being the first revision not delivered (the rest of the request the
+//! connection is in still goes, outside the bound: see
+//! [`Outbox::end_lagging`]; a client that takes nothing of a large rest
+//! is cut off, see [`Outbox::linger`]). The events of one request go out in one
 //! chunk (a request larger than a page in consecutive chunks, never
 //! dropped in part), so a stream never ends inside one. If the history no
 //! longer has the events a stream needs next, it also ends with `lagging`.
@@ -63,14 +66,14 @@ const PACE_PER_WATCHER: Duration = Duration::from_micros(20);
 const MAX_PACE: Duration = Duration::from_millis(50);
 /// Default bound on the bytes of watch lines the server holds for
 /// connections that have not taken them yet, all watchers together: a
-/// few dozen stalled clients at their own bound. Beyond it, streams whose
-/// own outbox is full end with `lagging` (see the module header).
+/// few dozen stalled clients at their own bound. Beyond it, stalled
+/// streams end with `lagging` (see the module header).
 pub const WATCH_MEMORY_BYTES: usize = 64 << 20;
 /// The most one watcher's outbox holds before it stops reading (plus the
 /// page it read last): a megabyte covers any burst a reading client
 /// keeps up with, and more would only delay reading from the history.
 pub const WATCHER_BYTES: usize = 1 << 20;
-/// How long a connection with a full outbox has taken nothing before it
+/// How long a connection with lines to take has taken nothing before it
 /// counts as stalled, and may be ended under pressure: a reading client
 /// takes a megabyte in far less.
 const STALLED: Duration = Duration::from_secs(1);
@@ -155,16 +158,20 @@ pub fn handle(state: &Arc<State>, uri: &Uri) -> Result<Response<Body>> {
             resumed: false,
         });
     }
-    let outbox = Arc::new(Outbox::new(engine.clone()));
+    let peer = super::conn::peer();
+    let outbox = Arc::new(Outbox::new(engine.clone(), peer.clone()));
     let closing = state.closing.subscribe();
     let open = Open::new(state.watchers.clone());
     let producer = Producer(outbox.clone());
     let cluster = state.cluster.clone();
-    let peer = super::conn::peer();
     tokio::spawn(async move {
         let _open = open;
-        let ends = Ends { closing, peer };
+        let ends = Ends {
+            closing,
+            peer: peer.clone(),
+        };
         let _ = run(&engine, &watch, sub, from, ends, &producer.0, cluster).await;
+        producer.0.linger().await;
     });
     let mut resp = Response::new(OutboxBody(outbox).boxed_unsync());
     let h = resp.headers_mut();
@@ -236,7 +243,7 @@ async fn run(
     // A deadline, not a fresh timer per wake-up: a watcher woken more
     // often than `check_every` would otherwise never check.
     let mut check_at = tokio::time::Instant::now() + check_every;
-    out.push(progress_line(next - 1), Some(next))?;
+    out.push_line(progress_line(next - 1), Some(next))?;
     let mut last_sent = tokio::time::Instant::now();
     let mut last_read = tokio::time::Instant::now();
     // The last chunk ended inside a request: the next one goes whatever
@@ -249,18 +256,14 @@ async fn run(
             if next > sub.claimed() || next > engine.revision() {
                 break;
             }
-            if !mid {
-                out.room(next, &mut closing).await?;
-            }
+            // The page's room, taken before it is read (see `Room`).
+            let room = out.room(next, mid, &mut closing).await?;
             last_read = tokio::time::Instant::now();
-            let (chunk, first, upto, complete) = match read_memory(engine, watch, &sub, next) {
+            let page = match read_memory(engine, watch, &sub, next) {
                 Some(page) if page.upto < next => break,
-                Some(page) => (page.chunk, page.first, page.upto, page.complete),
+                Some(page) => page,
                 None => match read_stored(engine, next).await {
-                    Stored::Events(events) => {
-                        let (lines, first, upto, complete) = render(watch, &events, LIMITS.each);
-                        (Bytes::from(lines), first, upto, complete)
-                    }
+                    Stored::Events(events) => render(watch, &events, LIMITS.each),
                     Stored::Nothing => break,
                     Stored::Gone => {
                         out.end_lagging(next);
@@ -269,12 +272,16 @@ async fn run(
                     Stored::Failed => return Err(Stop::Gone),
                 },
             };
-            next = upto + 1;
-            if let Some(first) = first {
-                out.push(chunk, (!mid).then_some(first))?;
+            // A page past its room (its last event takes it past the
+            // page's bound, or JSON escapes do) takes the rest at once:
+            // so the outboxes together exceed their bound by one event at
+            // most, and no stream waits for room while it holds some.
+            next = page.upto + 1;
+            if let Some(first) = page.first {
+                out.push(page.chunk, (!mid).then_some(first), page.starts, room)?;
                 last_sent = tokio::time::Instant::now();
             }
-            mid = !complete;
+            mid = !page.complete;
         }
         let progress_due = last_sent + watch.progress;
         tokio::select! {
@@ -289,7 +296,7 @@ async fn run(
                 next = sub.advance(next);
                 // A client that has not taken the last lines needs no news.
                 if out.is_empty() && !mid {
-                    out.push(progress_line(next - 1), Some(next))?;
+                    out.push_line(progress_line(next - 1), Some(next))?;
                 }
                 last_sent = tokio::time::Instant::now();
             }
@@ -317,7 +324,7 @@ async fn run(
                     // socket answers it with a reset).
                     Some(PeerState::Shut) if out.is_empty() && !mid => {
                         next = sub.advance(next);
-                        out.push(progress_line(next - 1), Some(next))?;
+                        out.push_line(progress_line(next - 1), Some(next))?;
                         last_sent = tokio::time::Instant::now();
                     }
                     _ => {}
@@ -333,6 +340,11 @@ async fn run(
                 return Err(Stop::Gone);
             }
             () = out.closed() => return Err(Stop::Gone),
+            // Between requests only, as in `Outbox::room`.
+            () = out.stalled(), if !mid => {
+                out.end_lagging(sub.advance(next));
+                return Err(Stop::Gone);
+            }
         }
     }
 }
@@ -354,6 +366,8 @@ struct Page {
     upto: u64,
     /// Whether it ends a request.
     complete: bool,
+    /// Where a request starts inside the lines (see [`Chunk::starts`]).
+    starts: Vec<(usize, u64)>,
 }
 
 /// One [`Page`] as watchers of the same keys at the same position read
@@ -395,14 +409,20 @@ fn read_memory(engine: &Engine, watch: &Watch, sub: &Subscription, next: u64) ->
     let (events, upto, complete) =
         engine.events_matching(next, PAGE_EVENTS, LIMITS.each, &wants)?;
     let mut lines = Vec::new();
+    let mut starts = Vec::new();
     for e in &events {
-        let _ = e.write_json(watch.keys_only, &mut lines);
+        if e.write_json(watch.keys_only, &mut lines).is_ok() && e.batch_end {
+            starts.push((lines.len(), e.revision + 1));
+        }
     }
+    // (The last is where the next page starts.)
+    starts.retain(|&(at, _)| at < lines.len());
     let page = Page {
         chunk: Bytes::from(lines),
         first: events.first().map(|e| e.revision),
         upto,
         complete,
+        starts,
     };
     // Only a page with lines is worth keeping (and only one that covers
     // something).
@@ -458,9 +478,8 @@ async fn read_stored(engine: &Arc<Engine>, from: u64) -> Stored {
 /// The lines of the events of `events` a watch wants, cut after the last
 /// complete request (a page may end inside one; the rest goes with the
 /// next page), or after the first that brings them to `max_bytes` (so
-/// a chunk is about an outbox's worth, whatever the values). Returns the lines, the first revision among them (`None`:
-/// no line), the last revision covered and whether it ends a request.
-fn render(watch: &Watch, events: &[Event], max_bytes: usize) -> (Vec<u8>, Option<u64>, u64, bool) {
+/// a chunk is about an outbox's worth, whatever the values).
+fn render(watch: &Watch, events: &[Event], max_bytes: usize) -> Page {
     let (mut cut, complete) = match events.iter().rposition(|e| e.batch_end) {
         Some(i) => (i + 1, true),
         // One request larger than a page: send it as it comes.
@@ -468,38 +487,156 @@ fn render(watch: &Watch, events: &[Event], max_bytes: usize) -> (Vec<u8>, Option
     };
     let mut out = Vec::new();
     let mut first = None;
+    let mut starts = Vec::new();
     for (i, e) in events[..cut].iter().enumerate() {
         if watch.wants(&e.key) && e.write_json(watch.keys_only, &mut out).is_ok() {
             first = first.or(Some(e.revision));
         }
-        if e.batch_end && out.len() >= max_bytes {
-            cut = i + 1;
-            break;
+        if e.batch_end {
+            if out.len() >= max_bytes {
+                cut = i + 1;
+                break;
+            }
+            if !out.is_empty() {
+                starts.push((out.len(), e.revision + 1));
+            }
         }
     }
-    let upto = events[..cut].last().map_or(0, |e| e.revision);
-    (out, first, upto, complete)
+    // (A start at the end is where the next page starts.)
+    starts.retain(|&(at, _)| at < out.len());
+    Page {
+        upto: events[..cut].last().map_or(0, |e| e.revision),
+        chunk: Bytes::from(out),
+        first,
+        complete,
+        starts,
+    }
 }
 
 fn progress_line(revision: u64) -> Bytes {
     Bytes::from(format!("{{\"progress_revision\":{revision}}}\n"))
 }
 
+/// Bytes counted in the bound of all watchers' outboxes together
+/// ([`Limits::total`], kept in [`Engine::watch_buffered`]) until dropped.
+/// A page's room is taken before the page is read, and goes with its
+/// lines in the outbox until the connection takes them (in slices, see
+/// [`SLICE`]). Checked instead of taken, the bound let 500 watchers whose
+/// clients read nothing each read a page of up to 1 MiB at once, and the
+/// whole page hyper was then given stayed outside it (RSS 72 → 567 MB,
+/// found by an audit).
+struct Room {
+    engine: Arc<Engine>,
+    bytes: usize,
+}
+
+impl Room {
+    /// `bytes` counted whatever the bound: the lines of a request already
+    /// begun (never dropped in part), and the short lines (progress, end).
+    fn forced(engine: &Arc<Engine>, bytes: usize) -> Room {
+        let before = engine.watch_buffered().fetch_add(bytes, Ordering::AcqRel);
+        Room::counted(engine, before, bytes)
+    }
+
+    /// `bytes` counted if they fit in the bound (`None`: under pressure).
+    fn try_take(engine: &Arc<Engine>, bytes: usize) -> Option<Room> {
+        let total = LIMITS.total;
+        let before = engine
+            .watch_buffered()
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held.saturating_add(bytes) <= total).then_some(held + bytes)
+            })
+            .ok()?;
+        Some(Room::counted(engine, before, bytes))
+    }
+
+    /// Keeps `keep` bytes and returns the rest.
+    fn split_off(&mut self, keep: usize) -> Room {
+        let rest = self.bytes.saturating_sub(keep);
+        self.bytes -= rest;
+        Room {
+            engine: self.engine.clone(),
+            bytes: rest,
+        }
+    }
+
+    fn merge(&mut self, mut other: Room) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+
+    fn counted(engine: &Arc<Engine>, before: usize, bytes: usize) -> Room {
+        if !under_pressure(before) && under_pressure(before + bytes) {
+            // Pressure: stalled watchers end (see `Outbox::room`).
+            ROOM.notify_waiters();
+        }
+        Room {
+            engine: engine.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        if self.bytes == 0 {
+            return;
+        }
+        let before = self
+            .engine
+            .watch_buffered()
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+        if under_pressure(before) {
+            ROOM.notify_waiters();
+        }
+    }
+}
+
+/// Whether the outboxes together, holding `held` bytes, have no room for
+/// another watcher's page.
+fn under_pressure(held: usize) -> bool {
+    held.saturating_add(LIMITS.each) > LIMITS.total
+}
+
+/// The most the connection takes from an outbox at a time. What it has
+/// taken is out of the bound: hyper asks for more only while it holds less
+/// than its buffer (64 KiB, `MAX_HEAD_BYTES`), so a connection that reads
+/// nothing holds about two slices, a constant per connection, and a
+/// stalled stream that ends gives all its room back. A slice of a larger
+/// chunk is a copy: a view would keep the whole page alive.
+const SLICE: usize = 64 << 10;
+
+/// A chunk of lines in an outbox, with its room.
+struct Chunk {
+    bytes: Bytes,
+    room: Room,
+    /// The revision to resume from if it and everything after it are
+    /// dropped (`None`: it continues a request, keep it).
+    resume: Option<u64>,
+    /// Larger than a [`SLICE`]: handed over in copied slices.
+    sliced: bool,
+    /// Where a request starts inside it (after the first byte), with the
+    /// revision to resume from if the rest is dropped: once the connection
+    /// has taken part of a chunk, a stream that ends keeps only the rest
+    /// of the request it is in.
+    starts: Vec<(usize, u64)>,
+}
+
 /// The lines of one stream between its task and its connection, bounded
-/// by [`Limits`]; counted in the engine's
-/// [`Engine::watch_buffered`].
+/// by [`Limits`]: its own bytes, and the room of every chunk (in
+/// [`Engine::watch_buffered`]) until the connection takes it.
 struct Outbox {
     queue: Mutex<Queue>,
     /// The connection took a chunk, or went away.
     drained: Notify,
     engine: Arc<Engine>,
+    /// The client, to see it read ([`Outbox::progress`]) and to cut it
+    /// off ([`Outbox::linger`]).
+    peer: Option<super::conn::Peer>,
 }
 
 #[derive(Default)]
 struct Queue {
-    /// Each chunk with the revision to resume from if it and everything
-    /// after it are dropped (`None`: it continues a request, keep it).
-    chunks: VecDeque<(Bytes, Option<u64>)>,
+    chunks: VecDeque<Chunk>,
     bytes: usize,
     /// No more chunks will come: the body ends after these.
     ended: bool,
@@ -509,18 +646,27 @@ struct Queue {
     aborted: bool,
     /// The connection is gone.
     gone: bool,
+    /// The stream ended with `lagging` ([`Outbox::linger`]).
+    lagged: bool,
+    /// The connection stalled inside a request under memory pressure: it
+    /// is cut off ([`Outbox::linger`]).
+    cut: bool,
     waker: Option<Waker>,
     /// Since when the connection has had lines to take and took none:
-    /// its last take, or the push into an empty queue.
+    /// its last take, the push into an empty queue, or the client reading
+    /// what the kernel held ([`Outbox::progress`]).
     waiting: Option<tokio::time::Instant>,
+    /// The bytes the kernel held unsent for the client at the last look.
+    unsent: Option<usize>,
 }
 
 impl Outbox {
-    fn new(engine: Arc<Engine>) -> Outbox {
+    fn new(engine: Arc<Engine>, peer: Option<super::conn::Peer>) -> Outbox {
         Outbox {
             queue: Mutex::new(Queue::default()),
             drained: Notify::new(),
             engine,
+            peer,
         }
     }
 
@@ -532,54 +678,75 @@ impl Outbox {
         self.lock().chunks.is_empty()
     }
 
-    /// Queues a chunk for the connection (see [`Queue::chunks`] for
-    /// `resume`).
-    fn push(&self, chunk: Bytes, resume: Option<u64>) -> std::result::Result<(), Stop> {
+    /// Queues a chunk for the connection with the room taken for it (see
+    /// [`Queue::chunks`] for `resume`).
+    fn push(
+        &self,
+        chunk: Bytes,
+        resume: Option<u64>,
+        starts: Vec<(usize, u64)>,
+        room: Room,
+    ) -> std::result::Result<(), Stop> {
+        let mut room = room;
+        if room.bytes > chunk.len() {
+            // The rest of the page's room goes back now.
+            drop(room.split_off(chunk.len()));
+        } else if room.bytes < chunk.len() {
+            room.merge(Room::forced(&self.engine, chunk.len() - room.bytes));
+        }
         let mut q = self.lock();
         if q.gone || q.ended {
             return Err(Stop::Gone);
         }
+        self.queue_chunk(&mut q, chunk, resume, starts, room);
+        Ok(())
+    }
+
+    /// Queues a short line (progress), counted whatever the bound.
+    fn push_line(&self, line: Bytes, resume: Option<u64>) -> std::result::Result<(), Stop> {
+        let room = Room::forced(&self.engine, line.len());
+        self.push(line, resume, Vec::new(), room)
+    }
+
+    fn queue_chunk(
+        &self,
+        q: &mut Queue,
+        chunk: Bytes,
+        resume: Option<u64>,
+        starts: Vec<(usize, u64)>,
+        room: Room,
+    ) {
         let len = chunk.len();
         if q.chunks.is_empty() {
             q.waiting = Some(tokio::time::Instant::now());
         }
         q.bytes += len;
-        q.chunks.push_back((chunk, resume));
-        let before = self
-            .engine
-            .watch_buffered()
-            .fetch_add(len, Ordering::AcqRel);
+        q.chunks.push_back(Chunk {
+            sliced: len > SLICE,
+            bytes: chunk,
+            room,
+            resume,
+            starts,
+        });
         if let Some(w) = q.waker.take() {
             w.wake();
         }
-        drop(q);
-        if before < LIMITS.total && before + len >= LIMITS.total {
-            // Pressure: stalled watchers end (see `room`).
-            ROOM.notify_waiters();
-        }
-        Ok(())
     }
 
-    /// Forgets `len` bytes taken from or dropped by an outbox.
-    fn release(&self, len: usize) {
-        let before = self
-            .engine
-            .watch_buffered()
-            .fetch_sub(len, Ordering::AcqRel);
-        if before >= LIMITS.total {
-            ROOM.notify_waiters();
-        }
-    }
-
-    /// Waits until this stream may read another page (it is between
-    /// requests, `next` being the first revision not read): its outbox is
-    /// below its own bound and all outboxes together below theirs. Under
-    /// memory pressure, a stream whose own outbox is full ends instead.
+    /// Waits until this stream may read another page (`next` being the
+    /// first revision not read), and takes a page's room for it:
+    /// its outbox is below its own bound, and all outboxes together have
+    /// the room (inside a request, `mid`, too). Under memory pressure, a stream
+    /// whose connection took nothing for [`STALLED`] while its outbox held
+    /// lines ends instead, whatever the outbox holds (see
+    /// [`Outbox::stalled_since`]), or inside a request is cut off. It
+    /// takes no new room while it waits.
     async fn room(
         &self,
         next: u64,
+        mid: bool,
         closing: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> std::result::Result<(), Stop> {
+    ) -> std::result::Result<Room, Stop> {
         let limits = *LIMITS;
         loop {
             let room = ROOM.notified();
@@ -588,17 +755,30 @@ impl Outbox {
             room.as_mut().enable();
             let mut stalled_at = None;
             {
-                let q = self.lock();
+                let mut q = self.lock();
                 if q.gone {
                     return Err(Stop::Gone);
                 }
-                let total = self.engine.watch_buffered().load(Ordering::Acquire);
-                if q.bytes < limits.each && total < limits.total {
-                    return Ok(());
+                // Inside a request too: a request already begun was read
+                // on whatever the bounds (it is never dropped in part),
+                // and unread, read whole into the outbox (64 MiB for a
+                // batch of the largest size, per watcher); then beyond
+                // the bound of all outboxes, each stream inside one held
+                // a page and its own bound. A stream that cannot have the
+                // room ends or is cut off if it stalls (below).
+                if q.bytes < limits.each
+                    && let Some(room) = Room::try_take(&self.engine, limits.each)
+                {
+                    return Ok(room);
                 }
-                if q.bytes >= limits.each && total >= limits.total {
-                    let since = q.waiting.unwrap_or_else(tokio::time::Instant::now);
+                if let Some(since) = self.stalled_since(&mut q) {
                     if since.elapsed() >= STALLED {
+                        if mid {
+                            // It cannot end inside a request: cut off
+                            // (see `Outbox::linger`).
+                            q.cut = true;
+                            return Err(Stop::Gone);
+                        }
                         drop(q);
                         self.end_lagging(next);
                         return Err(Stop::Gone);
@@ -617,9 +797,83 @@ impl Outbox {
                 () = drained => {}
                 () = stall => {}
                 _ = closing.changed() => {
-                    self.end_with(unavailable_line(next));
+                    // Inside a request, the stream breaks off instead (the
+                    // end line would split it).
+                    if !mid {
+                        self.end_with(unavailable_line(next));
+                    }
                     return Err(Stop::Gone);
                 }
+            }
+        }
+    }
+
+    /// Under memory pressure, since when the connection has taken nothing
+    /// while this outbox held lines (`None`: no pressure, or nothing
+    /// held). Stalled for [`STALLED`], the stream ends, whatever its
+    /// outbox holds: its lines were all counted until taken, so several
+    /// stalled streams each holding less than a watcher's bound could
+    /// otherwise fill the bound for good (none qualified to end, nobody
+    /// got room again: a reading watcher starved until the idle timeout).
+    fn stalled_since(&self, q: &mut Queue) -> Option<tokio::time::Instant> {
+        if q.chunks.is_empty() || q.ended || q.gone {
+            return None;
+        }
+        let total = self.engine.watch_buffered().load(Ordering::Acquire);
+        if !under_pressure(total) {
+            return None;
+        }
+        self.progress(q);
+        Some(q.waiting.unwrap_or_else(tokio::time::Instant::now))
+    }
+
+    /// Counts the client reading what the kernel holds for it as the
+    /// connection taking lines. The connection takes a slice only once the
+    /// kernel has room for it, and the kernel's buffer may hold megabytes:
+    /// a client reading 80 KiB a second let a take come only every second
+    /// or so, and was taken for a stalled one (an audit found slow readers
+    /// cut off). The first look counts too, so that a stream is judged
+    /// over a whole [`STALLED`] of looks.
+    fn progress(&self, q: &mut Queue) {
+        let Some(unsent) = self.peer.as_ref().and_then(super::conn::Peer::unsent) else {
+            return;
+        };
+        if q.unsent.is_none_or(|seen| unsent < seen) {
+            q.waiting = Some(tokio::time::Instant::now());
+        }
+        q.unsent = Some(unsent);
+    }
+
+    /// Resolves when this stream, waiting for events with lines still
+    /// queued, is stalled under memory pressure (see
+    /// [`Outbox::stalled_since`]) and must end: a stream that does not
+    /// read another page never passes through [`Outbox::room`], and would
+    /// hold its lines' room for good. Never resolves while the outbox is
+    /// empty (only the stream's task queues lines).
+    async fn stalled(&self) {
+        loop {
+            // Pressure begins with a wake-up (see `Room::counted`); under
+            // it, only the stall timer matters (no wake-up per slice taken
+            // for every watcher with lines queued).
+            let room = ROOM.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let wait = {
+                let mut q = self.lock();
+                if q.chunks.is_empty() || q.ended || q.gone {
+                    None
+                } else {
+                    match self.stalled_since(&mut q) {
+                        Some(since) if since.elapsed() >= STALLED => return,
+                        Some(since) => Some(Some(since + STALLED)),
+                        None => Some(None),
+                    }
+                }
+            };
+            match wait {
+                None => std::future::pending().await,
+                Some(Some(at)) => tokio::time::sleep_until(at).await,
+                Some(None) => room.await,
             }
         }
     }
@@ -630,34 +884,104 @@ impl Outbox {
         self.push_last(&mut q, line);
     }
 
-    /// Ends the stream with `lagging`: drops the queued chunks from the
-    /// first that starts a request (`next`, the first revision not read,
-    /// if none does) and says where to resume.
+    /// Ends the stream with `lagging`: drops the queued lines from the
+    /// first request the connection has not begun (`next`, the first
+    /// revision not read, if there is none) and says where to resume.
+    /// What is left, the rest of the request the connection is in, leaves
+    /// the bound of all outboxes: it is owed to the client whatever the
+    /// pressure (at most one request per stream, as when hyper held whole
+    /// chunks), and counted it would keep the streams that read from
+    /// getting room once every stalled one has ended.
     fn end_lagging(&self, next: u64) {
         let mut q = self.lock();
         let mut resume = next;
-        if let Some(i) = q.chunks.iter().position(|(_, r)| r.is_some()) {
-            resume = q.chunks[i].1.unwrap_or(next);
-            let dropped: usize = q.chunks.drain(i..).map(|(c, _)| c.len()).sum();
+        let cut = q
+            .chunks
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| match c.resume {
+                Some(r) => Some((i, 0, r)),
+                None => c.starts.first().map(|&(at, r)| (i, at, r)),
+            });
+        if let Some((i, at, r)) = cut {
+            resume = r;
+            // Their room goes with them.
+            let mut dropped: usize = q.chunks.drain(i + 1..).map(|c| c.bytes.len()).sum();
+            if at == 0 {
+                dropped += q.chunks.pop_back().map_or(0, |c| c.bytes.len());
+            } else if let Some(c) = q.chunks.back_mut() {
+                dropped += c.bytes.len() - at;
+                c.bytes.truncate(at);
+                c.starts.clear();
+            }
             q.bytes -= dropped;
-            self.release(dropped);
+        }
+        for c in &mut q.chunks {
+            drop(c.room.split_off(0));
+            if c.sliced {
+                // A view would keep the whole page alive.
+                c.bytes = Bytes::copy_from_slice(&c.bytes);
+            }
         }
         let line = format!("{{\"error\":\"lagging\",\"next_revision\":{resume}}}\n");
         self.push_last(&mut q, line);
+        q.lagged = true;
+    }
+
+    /// After a `lagging` end, while the connection takes what the stream
+    /// still holds outside the bound (the rest of the request it is in,
+    /// see [`Outbox::end_lagging`]): a client that takes nothing of more
+    /// than a [`SLICE`] for [`STALLED`] is cut off, so that the
+    /// rest of a large request is not held for it until the idle timeout.
+    /// Unread watchers on 1 MB values ended one after another and each
+    /// kept about a megabyte: ~300 KiB of resident memory per watcher over
+    /// the bound, where a connection costs less than 100. Its client
+    /// resumes as after any dropped connection, from 1 + the last revision
+    /// it got; less than a slice is left to the connection, as hyper's own
+    /// buffer is. A stream whose connection stalled inside a request under
+    /// pressure (see [`Outbox::room`]) is cut off at once.
+    async fn linger(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let (since, cut) = {
+                let mut q = self.lock();
+                if q.gone || !(q.cut || q.lagged && q.bytes > SLICE) {
+                    return;
+                }
+                self.progress(&mut q);
+                let since = q.waiting.unwrap_or_else(tokio::time::Instant::now);
+                (since, q.cut)
+            };
+            if cut || since.elapsed() >= STALLED {
+                if let Some(peer) = &self.peer {
+                    peer.cut();
+                }
+                let mut q = self.lock();
+                q.aborted = true;
+                q.bytes = 0;
+                let held = std::mem::take(&mut q.chunks);
+                if let Some(w) = q.waker.take() {
+                    w.wake();
+                }
+                drop(q);
+                drop(held);
+                return;
+            }
+            tokio::select! {
+                () = drained => {}
+                () = tokio::time::sleep_until(since + STALLED) => {}
+            }
+        }
     }
 
     /// Queues the stream's last line and marks it ended. Counted like any
-    /// line: the body releases what it takes.
+    /// line.
     fn push_last(&self, q: &mut Queue, line: String) {
-        q.bytes += line.len();
-        self.engine
-            .watch_buffered()
-            .fetch_add(line.len(), Ordering::AcqRel);
-        q.chunks.push_back((Bytes::from(line), None));
+        let room = Room::forced(&self.engine, line.len());
+        self.queue_chunk(q, Bytes::from(line), None, Vec::new(), room);
         q.ended = true;
-        if let Some(w) = q.waker.take() {
-            w.wake();
-        }
     }
 
     /// Resolves when the connection is gone.
@@ -688,7 +1012,8 @@ impl Drop for Producer {
     }
 }
 
-/// The connection's end of an outbox: the response body.
+/// The connection's end of an outbox: the response body, a [`SLICE`] at a
+/// time at most.
 struct OutboxBody(Arc<Outbox>);
 
 impl http_body::Body for OutboxBody {
@@ -701,24 +1026,50 @@ impl http_body::Body for OutboxBody {
     ) -> Poll<Option<std::result::Result<Frame<Bytes>, std::io::Error>>> {
         let outbox = &self.0;
         let mut q = outbox.lock();
-        match q.chunks.pop_front() {
-            Some((chunk, _)) => {
-                q.bytes -= chunk.len();
-                q.waiting = Some(tokio::time::Instant::now());
-                drop(q);
-                outbox.release(chunk.len());
-                outbox.drained.notify_one();
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
+        if let Some(front) = q.chunks.front_mut() {
+            let data = if front.sliced {
+                let n = front.bytes.len().min(SLICE);
+                let slice = Bytes::copy_from_slice(&front.bytes[..n]);
+                front.bytes = front.bytes.slice(n..);
+                // Its room goes back once the connection has it.
+                let keep = front.room.bytes.saturating_sub(n);
+                drop(front.room.split_off(keep));
+                // The rest continues a request now (never dropped in
+                // part) unless the slice ended one.
+                let mut resume = None;
+                front.starts.retain_mut(|(at, r)| {
+                    if *at <= n {
+                        resume = (*at == n).then_some(*r).or(resume);
+                        return false;
+                    }
+                    *at -= n;
+                    true
+                });
+                front.resume = resume;
+                slice
+            } else {
+                front.bytes.clone()
+            };
+            if front.bytes.is_empty() || !front.sliced {
+                // (Its room with it.)
+                q.chunks.pop_front();
             }
-            None if q.aborted => Poll::Ready(Some(Err(std::io::Error::other(
-                "the watch stream stopped without an end line",
-            )))),
-            None if q.ended => Poll::Ready(None),
-            None => {
-                q.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
+            q.bytes -= data.len();
+            q.waiting = Some(tokio::time::Instant::now());
+            drop(q);
+            outbox.drained.notify_one();
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
+        if q.aborted {
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "the watch stream stopped without an end line",
+            ))));
+        }
+        if q.ended {
+            return Poll::Ready(None);
+        }
+        q.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -726,10 +1077,11 @@ impl Drop for OutboxBody {
     fn drop(&mut self) {
         let mut q = self.0.lock();
         q.gone = true;
-        let held = std::mem::take(&mut q.bytes);
-        q.chunks.clear();
+        q.bytes = 0;
+        // Their room goes with them, outside the lock.
+        let held = std::mem::take(&mut q.chunks);
         drop(q);
-        self.0.release(held);
+        drop(held);
         self.0.drained.notify_one();
     }
 }

@@ -692,6 +692,119 @@ fn unread_watchers_behind_on_large_values_stay_within_their_bound() {
     drop(watchers);
 }
 
+/// Watchers whose clients read nothing take the room of a page from the
+/// bound of all watchers' outboxes (`KVR_WATCH_MEMORY`, 4 MiB here) before
+/// they read it, and keep it until the connection has written the lines;
+/// under pressure a stalled one ends `lagging`, and is cut off if it then
+/// takes nothing of the rest of a request it began (1 MB values here) for
+/// a second: 200 of them cost the bound and their connections. Before,
+/// the bound was checked, not taken, and the page hyper was given left
+/// it: each unread watcher held about two pages (release builds: 400 of
+/// them took a server from 62 to 808 MB; 186 MB now).
+#[test]
+fn unread_watchers_hold_the_watch_memory_bound_and_no_more() {
+    const WATCHERS: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    // A page each (a page stops at 1 MiB of values here).
+    let value = vec![b'W'; 1_000_000];
+    for i in 0..8 {
+        assert_eq!(put(&s.url, &format!("w{i}"), &value).status, 200);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let before = s.rss_kib();
+    let watchers: Vec<std::net::TcpStream> = (0..WATCHERS)
+        .map(|_| unread_watch(&s, "from_revision=1"))
+        .collect();
+    // The watchers end and are cut off in turn, each in a second or two,
+    // as room frees up.
+    let most = most_resident(&s, 6);
+    let each = most.saturating_sub(before) / WATCHERS;
+    let report = format!(
+        "{before} KiB resident before {WATCHERS} unread watchers, at most {most} KiB with them: {each} KiB each"
+    );
+    println!("{report}");
+    assert!(each < 600, "{report}");
+    // The server still answers, and once the watchers go, a watch of the
+    // same events gets them all.
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/w0", s.url), &[], None).status,
+        200
+    );
+    drop(watchers);
+    let out = s.cli(&["get", "w7"], b"");
+    assert!(out.status.success());
+}
+
+/// Watchers whose clients read nothing, inside one batch of 40 MB (forty
+/// 1 MB values), each hold about a page and their own bound (1 MiB), not
+/// the batch: the memory tables gave a watcher a whole request as one
+/// page, so each held the batch (release builds, ten watchers inside a
+/// batch of 40 MB: 208 to 700 MB resident; 232 MB now). Each watches its
+/// own range, so that no two share a page. The default bound of all
+/// watchers (64 MiB) is not reached.
+#[test]
+fn unread_watchers_inside_a_large_batch_hold_a_page_not_the_batch() {
+    const WATCHERS: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let value = "B".repeat(1_000_000);
+    let body: String = (0..40)
+        .map(|i| format!("{{\"key\":\"b{i:02}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(body);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = s.rss_kib();
+    let watchers: Vec<std::net::TcpStream> = (0..WATCHERS)
+        .map(|i| unread_watch(&s, &format!("from_revision=1&start=a{i}")))
+        .collect();
+    let most = most_resident(&s, 5);
+    let each = most.saturating_sub(before) / WATCHERS;
+    let report = format!(
+        "{before} KiB resident before {WATCHERS} unread watchers inside a 40 MB batch, at most {most} KiB with them: {each} KiB each"
+    );
+    println!("{report}");
+    // (Debug builds: 5 MB each, 43 MB before.)
+    assert!(each < 20_000, "{report}");
+    assert_eq!(
+        http("GET", &format!("{}/v1/kv/b39", s.url), &[], None).status,
+        200
+    );
+    drop(watchers);
+}
+
+/// A watch whose client reads nothing, through a socket with a 4 KiB
+/// receive buffer set before connecting (see
+/// `unread_streams_hold_the_response_budget_and_no_more`).
+fn unread_watch(s: &Server, query: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut c: std::net::TcpStream = socket.into();
+    write!(c, "GET /v1/watch?{query} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c
+}
+
+/// The server's most resident memory, sampled each second for `seconds`.
+fn most_resident(s: &Server, seconds: u64) -> u64 {
+    (0..seconds)
+        .map(|_| {
+            std::thread::sleep(Duration::from_secs(1));
+            s.rss_kib()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// A 4 KiB receive buffer (which also stops the kernel growing it).
 fn small_receive_buffer(c: &std::net::TcpStream) {
     socket2::SockRef::from(c)

@@ -34,6 +34,43 @@ impl Stream {
         }
     }
 
+    /// A watch through a socket with a 4 KiB receive buffer, set before it
+    /// connects (which also stops the kernel growing it): a client that
+    /// reads nothing stalls at once, whatever the machine's TCP settings
+    /// (loopback buffers can grow to 32 MB).
+    fn open_stalling(addr: &str, query: &str) -> Stream {
+        Stream::open_stalling_on(addr, query).0
+    }
+
+    /// [`Stream::open_stalling`], with (a handle to) its socket.
+    fn open_stalling_on(addr: &str, query: &str) -> (Stream, TcpStream) {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut c: TcpStream = socket.into();
+        let handle = c.try_clone().unwrap();
+        write!(c, "GET /v1/watch?{query} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut inner = BufReader::new(c);
+        let mut line = String::new();
+        inner.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        while line != "\r\n" {
+            line.clear();
+            inner.read_line(&mut line).unwrap();
+        }
+        let reader: Box<dyn Read + Send> = Box::new(Chunked {
+            inner,
+            left: 0,
+            done: false,
+        });
+        let stream = Stream {
+            lines: BufReader::new(reader).lines(),
+        };
+        (stream, handle)
+    }
+
     fn next(&mut self) -> serde_json::Value {
         self.try_next().expect("the stream ended")
     }
@@ -42,6 +79,44 @@ impl Stream {
     fn try_next(&mut self) -> Option<serde_json::Value> {
         let line = self.lines.next()?.unwrap();
         Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+    }
+}
+
+/// A chunked response body (for [`Stream::open_stalling`]).
+struct Chunked {
+    inner: BufReader<TcpStream>,
+    left: usize,
+    done: bool,
+}
+
+impl Read for Chunked {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // (The line ending the last chunk's data first.)
+            let mut line = String::new();
+            while line.trim().is_empty() {
+                line.clear();
+                if self.inner.read_line(&mut line)? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            let size = line.trim().split(';').next().unwrap_or_default();
+            self.left = usize::from_str_radix(size, 16).map_err(std::io::Error::other)?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.left -= n;
+        Ok(n)
     }
 }
 
@@ -733,13 +808,17 @@ fn a_thousand_watchers_on_one_server() {
 
 /// Stalled clients under memory pressure (a tiny `KVR_WATCH_MEMORY`): once
 /// their connections hold no more, their streams end with `lagging` at a
-/// request's end, naming the first revision they did not get, while a
+/// request's end (until the pressure is gone: the last may only fall
+/// behind), naming the first revision they did not get, while a
 /// reading watcher gets every event and every write is acknowledged; a
 /// watch from that revision goes on from it.
 #[test]
 fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
-    const BATCHES: u64 = 25;
-    const PER: u64 = 50;
+    // Requests of 40 KB, less than a slice: what a stream still holds
+    // after its lagging end is no reason to cut it off (see
+    // `stalled_watchers_each_under_their_bound_end_lagging_and_a_reader_gets_its_events`).
+    const BATCHES: u64 = 250;
+    const PER: u64 = 5;
     const TOTAL: u64 = BATCHES * PER;
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "262144")]);
@@ -749,8 +828,8 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
         .timeout_global(Some(Duration::from_secs(300)))
         .build()
         .new_agent();
-    let mut stalled: Vec<Stream> = (0..3)
-        .map(|_| Stream::open_with(&patient, &s.url, "prefix=s/&from_revision=1"))
+    let mut stalled: Vec<Stream> = (0..5)
+        .map(|_| Stream::open_stalling(&s.addr, "prefix=s/&from_revision=1"))
         .collect();
     let url = s.url.clone();
     let reading = patient.clone();
@@ -766,7 +845,7 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
             want += 1;
         }
     });
-    // 10 MB of events: more than twice what a stalled connection's socket
+    // 10 MB of events: far more than a stalled connection's socket
     // buffers take.
     let value = "v".repeat(8000);
     let started = Instant::now();
@@ -786,10 +865,16 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     println!(
-        "{TOTAL} writes (10 MB) with 3 stalled watchers in {:?}",
+        "{TOTAL} writes (10 MB) with 5 stalled watchers in {:?}",
         started.elapsed()
     );
     reader.join().unwrap();
+    // Room is taken in turn: a stalled watcher may have waited for it
+    // behind the reader, and ends only once it has read a page its client
+    // does not take, a second later (`STALLED`). Reading it before would
+    // make it a reading one.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut ended = 0;
     for w in &mut stalled {
         assert_eq!(w.next(), serde_json::json!({"progress_revision":0}));
         let mut last = 0;
@@ -805,6 +890,13 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
                 None => break line,
             }
         };
+        if last == TOTAL && end.get("progress_revision").is_some() {
+            // Every event: once the others had ended, the bound was no
+            // longer under pressure, and a stalled stream falls behind
+            // without ending.
+            continue;
+        }
+        ended += 1;
         assert_eq!(end["error"], "lagging", "{end}");
         assert_eq!(end["next_revision"], last + 1, "{end}");
         assert_eq!(last % PER, 0, "the stream ended inside a request");
@@ -816,6 +908,410 @@ fn stalled_watchers_end_lagging_between_requests_under_memory_pressure() {
         let first = again.next();
         assert_eq!(first["revision"], last + 1, "{first}");
     }
+    assert!(ended > 0, "no stalled stream ended: the bound never filled");
+    println!("{ended} of 5 stalled streams ended lagging");
+}
+
+/// The bytes the server's kernel holds unsent on its connection to each
+/// of `clients` (their local ports), from `/proc/net/tcp`.
+fn send_queues(server: &str, clients: &[u16]) -> Vec<u64> {
+    let server: std::net::SocketAddr = server.parse().unwrap();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap();
+    clients
+        .iter()
+        .map(|&client| {
+            table
+                .lines()
+                .skip(1)
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (port(f[1]) == server.port() && port(f[2]) == client)
+                        .then(|| u64::from_str_radix(f[4].split(':').next().unwrap(), 16).unwrap())
+                })
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Stalled clients whose outboxes each hold less than a watcher's bound
+/// (1 MiB) but together fill the bound of all outboxes
+/// (`KVR_WATCH_MEMORY`, 4 MiB) end `lagging`, and a reading watcher gets
+/// its events at once. Since lines count until the connection takes them,
+/// only a stream whose outbox held a watcher's bound could end: five
+/// stalled ones holding less each kept the bound full for good, and a
+/// reader opened then got nothing until the idle timeout cut them (about
+/// a minute). Now a stream whose connection took nothing for a second
+/// ends under pressure whatever its outbox holds. Each stalled stream
+/// either ends `lagging`, between requests and naming the first revision
+/// it did not get (a watch from there goes on with no gap and no
+/// duplicate), or, the bound freed, goes on with every event.
+#[test]
+fn stalled_watchers_each_under_their_bound_end_lagging_and_a_reader_gets_its_events() {
+    const STALLED: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    let (mut stalled, sockets): (Vec<Stream>, Vec<TcpStream>) = (0..STALLED)
+        .map(|_| Stream::open_stalling_on(&s.addr, "from_revision=1"))
+        .unzip();
+    let ports: Vec<u16> = sockets
+        .iter()
+        .map(|c| c.local_addr().unwrap().port())
+        .collect();
+    let value = "v".repeat(100_000);
+    let mut revision = 0;
+    // 100 KB values until the kernel takes no more for the stalled
+    // connections (their send queues stayed the same over two puts) ...
+    let mut queues = Vec::new();
+    let mut same = 0;
+    while same < 2 {
+        put(&s, &format!("a{revision:03}"), &value);
+        revision += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        let now = send_queues(&s.addr, &ports);
+        same = if now == queues && revision > 5 {
+            same + 1
+        } else {
+            0
+        };
+        queues = now;
+        assert!(revision < 300, "the send queues kept growing: {queues:?}");
+    }
+    // ... then 700 KB more: with those two, less than a watcher's bound in
+    // each outbox, more than the bound of all in all of them.
+    for i in 0..7 {
+        put(&s, &format!("x{i}"), &value);
+        revision += 1;
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    println!(
+        "{revision} puts; the kernel holds {queues:?} bytes for the stalled connections, then {:?}",
+        send_queues(&s.addr, &ports)
+    );
+    let lines = reading_watcher(&s.url);
+    let wait = Duration::from_secs(30);
+    let first = lines.recv_timeout(wait).expect("no first line");
+    assert_eq!(first, serde_json::json!({"progress_revision": revision}));
+    for i in 0..3 {
+        put(&s, &format!("b{i}"), "w");
+    }
+    for i in 0..3 {
+        revision += 1;
+        let event = loop {
+            let line = lines.recv_timeout(wait).unwrap_or_else(|e| {
+                panic!("the reading watcher waited {wait:?} for b{i} ({e}): stalled watchers hold the bound")
+            });
+            if line.get("progress_revision").is_none() {
+                break line;
+            }
+        };
+        assert_eq!(
+            event,
+            serde_json::json!({"revision": revision, "op": "put", "key": format!("b{i}")})
+        );
+    }
+    // The stalled streams, read now.
+    for c in &sockets {
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    }
+    let (mut ended, mut cut) = (0, 0);
+    for w in &mut stalled {
+        let (last, end) = read_stalled(w, revision);
+        match end {
+            // Every event: it was not stalled once the bound freed up.
+            StalledEnd::Every => continue,
+            StalledEnd::Lagging => ended += 1,
+            // After its lagging end (see `Outbox::linger`).
+            StalledEnd::Cut => cut += 1,
+        }
+        // Resuming where it says goes on from there, with every event.
+        resumes_to(&s.url, last, revision);
+    }
+    assert!(
+        ended + cut > 0,
+        "no stalled stream ended: the bound never filled"
+    );
+    println!("{ended} of {STALLED} stalled streams ended lagging, {cut} were cut off after it");
+}
+
+/// Stalled clients inside one large batch (twenty 1 MB values) under a
+/// small bound of all outboxes (`KVR_WATCH_MEMORY`, 4 MiB): a stream
+/// cannot end inside a request, so each is cut off once its connection
+/// took nothing for a second, and a reading watcher opened then gets its
+/// events at once. Without the cut, the stalled streams waited for their
+/// connections inside the batch, holding the bound: the reader waited
+/// for the idle timeout. A stalled client read afterwards finds its
+/// stream broken off after events in order from the first, and a watch
+/// from the next revision gets the rest of the batch.
+#[test]
+fn stalled_watchers_inside_a_large_batch_are_cut_off_and_a_reader_gets_its_events() {
+    const STALLED: usize = 5;
+    const BATCH: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    let (mut stalled, sockets): (Vec<Stream>, Vec<TcpStream>) = (0..STALLED)
+        .map(|_| Stream::open_stalling_on(&s.addr, "from_revision=1"))
+        .unzip();
+    let value = "B".repeat(1_000_000);
+    let body: String = (0..BATCH)
+        .map(|i| format!("{{\"key\":\"b{i:02}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::thread::sleep(Duration::from_secs(4));
+    let started = Instant::now();
+    let lines = reading_watcher(&s.url);
+    let wait = Duration::from_secs(20);
+    let first = lines.recv_timeout(wait).expect("no first line");
+    assert_eq!(first, serde_json::json!({"progress_revision": BATCH}));
+    put(&s, "after", "x");
+    let event = loop {
+        let line = lines.recv_timeout(wait).unwrap_or_else(|e| {
+            panic!("the reading watcher waited {wait:?} for its event ({e}): stalled watchers hold the bound")
+        });
+        if line.get("progress_revision").is_none() {
+            break line;
+        }
+    };
+    assert_eq!(
+        event,
+        serde_json::json!({"revision": BATCH + 1, "op": "put", "key": "after"})
+    );
+    println!(
+        "the reading watcher got its event {:?} after it opened",
+        started.elapsed()
+    );
+    for c in &sockets {
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    }
+    let mut cut = 0;
+    for w in &mut stalled {
+        let (last, end) = read_stalled(w, BATCH + 1);
+        match end {
+            StalledEnd::Every => continue,
+            StalledEnd::Lagging => panic!("a stalled stream ended lagging inside the batch"),
+            StalledEnd::Cut => cut += 1,
+        }
+        assert!(last < BATCH, "cut off after the batch, at {last}");
+        resumes_to(&s.url, last, BATCH + 1);
+    }
+    assert!(cut > 0, "no stalled stream was cut off");
+    println!("{cut} of {STALLED} stalled streams were cut off inside the batch");
+}
+
+/// A client that reads slowly (4 KiB every 200 ms through a 4 KiB receive
+/// buffer) is neither ended nor cut off while stalled watchers keep the
+/// bound of all outboxes (`KVR_WATCH_MEMORY`, 4 MiB) under pressure (a
+/// value of 1 MB every 200 ms): its
+/// connection takes a 64 KiB slice only every few seconds, but the kernel
+/// holds less for it each time it reads, which counts as taking. Before,
+/// such readers were taken for stalled ones and ended or cut off.
+#[test]
+fn a_slow_reader_is_not_taken_for_a_stalled_one_under_pressure() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    let value = "S".repeat(1_000_000);
+    for i in 0..10 {
+        put(&s, &format!("s{i}"), &value);
+    }
+    let stalled: Vec<(Stream, TcpStream)> = (0..20)
+        .map(|_| Stream::open_stalling_on(&s.addr, "from_revision=1"))
+        .collect();
+    // A value of 1 MB every 200 ms keeps the stalled ones' pages coming.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (url, writing, value) = (s.url.clone(), writing.clone(), value.clone());
+        std::thread::spawn(move || {
+            let mut i = 10;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http(
+                    "PUT",
+                    &format!("{url}/v1/kv/s{i}"),
+                    &[],
+                    Some(value.as_bytes()),
+                );
+                assert_eq!(r.status, 200);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut slow: TcpStream = socket.into();
+    write!(
+        slow,
+        "GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut got, mut tail) = (0, Vec::new());
+    let mut buf = [0; 4096];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let n = slow
+            .read(&mut buf)
+            .expect("the slow reader's connection failed");
+        assert!(n > 0, "the slow reader's stream ended after {got} bytes");
+        got += n;
+        tail.extend_from_slice(&buf[..n]);
+        let keep = tail.len().saturating_sub(200);
+        tail.drain(..keep);
+        let text = String::from_utf8_lossy(&tail);
+        assert!(
+            !text.contains("lagging"),
+            "the slow reader ended lagging: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("the slow reader read {got} bytes in 8 s, its stream still open");
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    drop(stalled);
+}
+
+/// A new watch of every key from now, keys only, read on its own thread
+/// into a channel: its lines are waited for, not read blocking for good
+/// (its stream breaks off when the server stops).
+fn reading_watcher(url: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let patient = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .new_agent();
+        let w = Stream::open_with(&patient, &url, "keys_only=true&progress=1");
+        for line in w.lines.map_while(Result::ok) {
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// How a stalled stream, read at last, ended.
+#[derive(Debug, PartialEq)]
+enum StalledEnd {
+    /// It got every event: it was not ended.
+    Every,
+    /// `lagging`, naming the first revision it did not get.
+    Lagging,
+    /// Broken off inside the body: cut off (see `Outbox::linger`).
+    Cut,
+}
+
+/// Reads a stalled watch of every key from revision 1: its events, in
+/// order, up to `upto`, or its end. Returns the last revision it got.
+fn read_stalled(w: &mut Stream, upto: u64) -> (u64, StalledEnd) {
+    assert_eq!(w.next(), serde_json::json!({"progress_revision": 0}));
+    let mut last = 0;
+    loop {
+        let line: serde_json::Value = match w.lines.next() {
+            Some(Ok(line)) => serde_json::from_str(&line).unwrap(),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return (last, StalledEnd::Cut);
+            }
+            other => panic!("the stream ended without an end line: {other:?}"),
+        };
+        if line.get("progress_revision").is_some() {
+            continue;
+        }
+        let Some(r) = line["revision"].as_u64() else {
+            assert_eq!(line["error"], "lagging", "{line}");
+            assert_eq!(line["next_revision"], last + 1, "{line}");
+            assert!(w.try_next().is_none(), "lines after lagging");
+            return (last, StalledEnd::Lagging);
+        };
+        assert_eq!(r, last + 1, "{}", line["key"]);
+        last = r;
+        if r == upto {
+            return (last, StalledEnd::Every);
+        }
+    }
+}
+
+/// A watch from `last + 1` gets every event up to `upto`, in order.
+fn resumes_to(url: &str, mut last: u64, upto: u64) {
+    let mut again = Stream::open(url, &format!("keys_only=true&from_revision={}", last + 1));
+    assert_eq!(again.next(), serde_json::json!({"progress_revision": last}));
+    while last < upto {
+        let line = again.next();
+        assert_eq!(line["revision"], last + 1, "{line}");
+        last += 1;
+    }
+}
+
+/// Many watchers reading large values through a small bound of all
+/// outboxes (`KVR_WATCH_MEMORY`, 4 MiB: room for four pages of 1 MiB) all
+/// get every event: a watcher takes a page's room before it reads the
+/// page and holds none while it waits for room, so the waits all end, also
+/// for a request larger than a page (a batch of 3 MB goes in consecutive
+/// chunks). A stream that ends `lagging` under that pressure is resumed
+/// where it says, as `kvr watch` does.
+#[test]
+fn many_watchers_of_large_values_through_a_small_bound_all_get_every_event() {
+    const WATCHERS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    let value = "L".repeat(1_000_000);
+    for i in 0..8 {
+        put(&s, &format!("l{i}"), &value);
+    }
+    let body: String = (0..3)
+        .map(|i| format!("{{\"key\":\"b{i}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    put(&s, "last", "x");
+    const LAST: u64 = 12;
+    let readers: Vec<_> = (0..WATCHERS)
+        .map(|_| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let patient = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(120)))
+                    .build()
+                    .new_agent();
+                let (mut want, mut resumed) = (1u64, 0);
+                while want <= LAST {
+                    let mut w = Stream::open_with(&patient, &url, &format!("from_revision={want}"));
+                    while want <= LAST {
+                        let line = w.next();
+                        if line.get("progress_revision").is_some() {
+                            continue;
+                        }
+                        if line["error"] == "lagging" {
+                            assert_eq!(line["next_revision"], want, "{line}");
+                            resumed += 1;
+                            break;
+                        }
+                        assert_eq!(line["revision"], want, "{}", line["revision"]);
+                        want += 1;
+                    }
+                }
+                resumed
+            })
+        })
+        .collect();
+    let resumed: Vec<u32> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    println!("{WATCHERS} watchers got every event; lagging ends resumed: {resumed:?}");
 }
 
 /// HEAD is answered on `/v1/watch` as on every GET route (it was a 405):
