@@ -44,12 +44,7 @@ impl Stream {
 
     /// [`Stream::open_stalling`], with (a handle to) its socket.
     fn open_stalling_on(addr: &str, query: &str) -> (Stream, TcpStream) {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let addr: std::net::SocketAddr = addr.parse().unwrap();
-        socket.connect(&addr.into()).unwrap();
-        let mut c: TcpStream = socket.into();
+        let mut c = small_buffer_connection(addr);
         let handle = c.try_clone().unwrap();
         write!(c, "GET /v1/watch?{query} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut inner = BufReader::new(c);
@@ -997,14 +992,7 @@ fn stalled_watchers_each_under_their_bound_end_lagging_and_a_reader_gets_its_eve
     }
     for i in 0..3 {
         revision += 1;
-        let event = loop {
-            let line = lines.recv_timeout(wait).unwrap_or_else(|e| {
-                panic!("the reading watcher waited {wait:?} for b{i} ({e}): stalled watchers hold the bound")
-            });
-            if line.get("progress_revision").is_none() {
-                break line;
-            }
-        };
+        let event = next_event(&lines, wait, &format!("b{i}"));
         assert_eq!(
             event,
             serde_json::json!({"revision": revision, "op": "put", "key": format!("b{i}")})
@@ -1052,17 +1040,7 @@ fn stalled_watchers_inside_a_large_batch_are_cut_off_and_a_reader_gets_its_event
     let (mut stalled, sockets): (Vec<Stream>, Vec<TcpStream>) = (0..STALLED)
         .map(|_| Stream::open_stalling_on(&s.addr, "from_revision=1"))
         .unzip();
-    let value = "B".repeat(1_000_000);
-    let body: String = (0..BATCH)
-        .map(|i| format!("{{\"key\":\"b{i:02}\",\"value\":\"{value}\"}}\n"))
-        .collect();
-    let r = http(
-        "POST",
-        &format!("{}/v1/batch", s.url),
-        &[],
-        Some(body.as_bytes()),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    batch_of_large_values(&s, "b", BATCH, &"B".repeat(1_000_000));
     std::thread::sleep(Duration::from_secs(4));
     let started = Instant::now();
     let lines = reading_watcher(&s.url);
@@ -1070,14 +1048,7 @@ fn stalled_watchers_inside_a_large_batch_are_cut_off_and_a_reader_gets_its_event
     let first = lines.recv_timeout(wait).expect("no first line");
     assert_eq!(first, serde_json::json!({"progress_revision": BATCH}));
     put(&s, "after", "x");
-    let event = loop {
-        let line = lines.recv_timeout(wait).unwrap_or_else(|e| {
-            panic!("the reading watcher waited {wait:?} for its event ({e}): stalled watchers hold the bound")
-        });
-        if line.get("progress_revision").is_none() {
-            break line;
-        }
-    };
+    let event = next_event(&lines, wait, "after");
     assert_eq!(
         event,
         serde_json::json!({"revision": BATCH + 1, "op": "put", "key": "after"})
@@ -1141,11 +1112,7 @@ fn a_slow_reader_is_not_taken_for_a_stalled_one_under_pressure() {
             }
         })
     };
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let addr: std::net::SocketAddr = s.addr.parse().unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut slow: TcpStream = socket.into();
+    let mut slow = small_buffer_connection(&s.addr);
     write!(
         slow,
         "GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -1198,6 +1165,50 @@ fn reading_watcher(url: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
         }
     });
     lines
+}
+
+/// The next event line from a reading watcher (see [`reading_watcher`]),
+/// progress lines skipped, failing after `wait` for `what`.
+fn next_event(
+    lines: &std::sync::mpsc::Receiver<serde_json::Value>,
+    wait: Duration,
+    what: &str,
+) -> serde_json::Value {
+    loop {
+        let line = lines.recv_timeout(wait).unwrap_or_else(|e| {
+            panic!("the reading watcher waited {wait:?} for {what} ({e}): stalled watchers hold the bound")
+        });
+        if line.get("progress_revision").is_none() {
+            return line;
+        }
+    }
+}
+
+/// One `POST /v1/batch` of `n` puts of `value`, keys `{prefix}00`… (two
+/// digits from ten on).
+fn batch_of_large_values(s: &Server, prefix: &str, n: u64, value: &str) {
+    let width = if n > 10 { 2 } else { 1 };
+    let body: String = (0..n)
+        .map(|i| format!("{{\"key\":\"{prefix}{i:0width$}\",\"value\":\"{value}\"}}\n"))
+        .collect();
+    let r = http(
+        "POST",
+        &format!("{}/v1/batch", s.url),
+        &[],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A connection with a 4 KiB receive buffer, set before it connects (which
+/// also stops the kernel growing it): a client that reads nothing stalls
+/// at once, whatever the machine's TCP settings.
+fn small_buffer_connection(addr: &str) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
 }
 
 /// How a stalled stream, read at last, ended.
@@ -1268,16 +1279,7 @@ fn many_watchers_of_large_values_through_a_small_bound_all_get_every_event() {
     for i in 0..8 {
         put(&s, &format!("l{i}"), &value);
     }
-    let body: String = (0..3)
-        .map(|i| format!("{{\"key\":\"b{i}\",\"value\":\"{value}\"}}\n"))
-        .collect();
-    let r = http(
-        "POST",
-        &format!("{}/v1/batch", s.url),
-        &[],
-        Some(body.as_bytes()),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    batch_of_large_values(&s, "b", 3, &value);
     put(&s, "last", "x");
     const LAST: u64 = 12;
     let readers: Vec<_> = (0..WATCHERS)
