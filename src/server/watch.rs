@@ -256,10 +256,14 @@ async fn run(
             if next > sub.claimed() || next > engine.revision() {
                 break;
             }
-            // The page's room, taken before it is read (see `Room`).
-            let room = out.room(next, mid, &mut closing).await?;
+            // The page's room, taken before it is read or rendered (see
+            // `Outbox::room`).
+            let mut find = || find_memory(engine, watch, &sub, next);
+            let (room, found) = out
+                .room(next, mid, watch.keys_only, &mut closing, &mut find)
+                .await?;
             last_read = tokio::time::Instant::now();
-            let page = match read_memory(engine, watch, &sub, next) {
+            let page = match found.map(|found| found.render(watch, &sub, next)) {
                 Some(page) if page.upto < next => break,
                 Some(page) => page,
                 None => match read_stored(engine, next).await {
@@ -391,60 +395,117 @@ const SHARED_PAGES: usize = 32;
 /// worth, so this holds a few.
 const SHARED_BYTES: usize = 4 << 20;
 
-/// The lines a watch wants from `next` on, from the memory tables (see
-/// [`Engine::events_matching`]), or from [`SHARED`] when another watcher of
-/// the same keys read them. `None`: not in memory any more.
-fn read_memory(engine: &Engine, watch: &Watch, sub: &Subscription, next: u64) -> Option<Page> {
+/// What [`find_memory`] found for a watcher: a page another watcher of
+/// the same keys at the same position rendered, or events to render.
+enum InMemory {
+    Shared(Page),
+    Events {
+        events: Vec<Event>,
+        upto: u64,
+        complete: bool,
+    },
+}
+
+/// The JSON a line adds to an event's key and value, about
+/// (`{"revision":N,"op":"put","key":"","value":""}` and a newline).
+const LINE_OVERHEAD: usize = 64;
+
+impl InMemory {
+    /// The bytes of its lines: exact for a rendered page, and for events
+    /// their keys and values (JSON escapes and base64 add more; see
+    /// [`Outbox::push`]), so that room is taken before the work of
+    /// rendering.
+    fn bytes(&self, keys_only: bool) -> usize {
+        match self {
+            InMemory::Shared(page) => page.chunk.len(),
+            InMemory::Events { events, .. } => events
+                .iter()
+                .map(|e| LINE_OVERHEAD + e.key.len() + if keys_only { 0 } else { e.value.len() })
+                .sum(),
+        }
+    }
+
+    /// The page of its lines, kept in [`SHARED`] for other watchers of
+    /// the same keys at the same position.
+    fn render(self, watch: &Watch, sub: &Subscription, next: u64) -> Page {
+        let (events, upto, complete) = match self {
+            InMemory::Shared(page) => return page,
+            InMemory::Events {
+                events,
+                upto,
+                complete,
+            } => (events, upto, complete),
+        };
+        let mut lines = Vec::new();
+        let mut starts = Vec::new();
+        for e in &events {
+            if e.write_json(watch.keys_only, &mut lines).is_ok() && e.batch_end {
+                starts.push((lines.len(), e.revision + 1));
+            }
+        }
+        // (The last is where the next page starts.)
+        starts.retain(|&(at, _)| at < lines.len());
+        let page = Page {
+            chunk: Bytes::from(lines),
+            first: events.first().map(|e| e.revision),
+            upto,
+            complete,
+            starts,
+        };
+        // Only a page with lines is worth keeping (and only one that covers
+        // something).
+        if page.first.is_some() && sub.sharers() > 1 {
+            let hub = sub.hub_id();
+            let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if !shared.iter().any(|s| s.is(hub, watch, next)) {
+                shared.push_back(Shared {
+                    hub,
+                    bounds: watch.bounds.clone(),
+                    keys_only: watch.keys_only,
+                    next,
+                    page: page.clone(),
+                });
+                let mut bytes: usize = shared.iter().map(|s| s.page.chunk.len()).sum();
+                while shared.len() > SHARED_PAGES || (bytes > SHARED_BYTES && shared.len() > 1) {
+                    if let Some(old) = shared.pop_front() {
+                        bytes -= old.page.chunk.len();
+                    }
+                }
+            }
+        }
+        page
+    }
+}
+
+impl Shared {
+    /// Whether it is the page a watcher of `hub` with `watch` reads at `next`.
+    fn is(&self, hub: u64, watch: &Watch, next: u64) -> bool {
+        self.next == next
+            && self.hub == hub
+            && self.keys_only == watch.keys_only
+            && self.bounds == watch.bounds
+    }
+}
+
+/// The events a watch wants from `next` on, from the memory tables (see
+/// [`Engine::events_matching`]), or their page from [`SHARED`] when another
+/// watcher of the same keys read them. `None`: not in memory any more.
+fn find_memory(engine: &Engine, watch: &Watch, sub: &Subscription, next: u64) -> Option<InMemory> {
     let hub = sub.hub_id();
-    let same = |s: &Shared| {
-        s.next == next && s.hub == hub && s.keys_only == watch.keys_only && s.bounds == watch.bounds
-    };
     {
         let shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = shared.iter().rev().find(|s| same(s)) {
-            return Some(s.page.clone());
+        if let Some(s) = shared.iter().rev().find(|s| s.is(hub, watch, next)) {
+            return Some(InMemory::Shared(s.page.clone()));
         }
     }
     let wants = |key: &[u8]| watch.wants(key);
     let (events, upto, complete) =
         engine.events_matching(next, PAGE_EVENTS, LIMITS.each, &wants)?;
-    let mut lines = Vec::new();
-    let mut starts = Vec::new();
-    for e in &events {
-        if e.write_json(watch.keys_only, &mut lines).is_ok() && e.batch_end {
-            starts.push((lines.len(), e.revision + 1));
-        }
-    }
-    // (The last is where the next page starts.)
-    starts.retain(|&(at, _)| at < lines.len());
-    let page = Page {
-        chunk: Bytes::from(lines),
-        first: events.first().map(|e| e.revision),
+    Some(InMemory::Events {
+        events,
         upto,
         complete,
-        starts,
-    };
-    // Only a page with lines is worth keeping (and only one that covers
-    // something).
-    if page.first.is_some() && sub.sharers() > 1 {
-        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if !shared.iter().any(same) {
-            shared.push_back(Shared {
-                hub,
-                bounds: watch.bounds.clone(),
-                keys_only: watch.keys_only,
-                next,
-                page: page.clone(),
-            });
-            let mut bytes: usize = shared.iter().map(|s| s.page.chunk.len()).sum();
-            while shared.len() > SHARED_PAGES || (bytes > SHARED_BYTES && shared.len() > 1) {
-                if let Some(old) = shared.pop_front() {
-                    bytes -= old.page.chunk.len();
-                }
-            }
-        }
-    }
-    Some(page)
+    })
 }
 
 /// What [`read_stored`] found.
@@ -734,9 +795,20 @@ impl Outbox {
     }
 
     /// Waits until this stream may read another page (`next` being the
-    /// first revision not read), and takes a page's room for it:
-    /// its outbox is below its own bound, and all outboxes together have
-    /// the room (inside a request, `mid`, too). Under memory pressure, a stream
+    /// first revision not read): its outbox is below its own bound, and
+    /// all outboxes together have the room for the page (inside a request,
+    /// `mid`, too). Events in the memory tables (`find`) are found first
+    /// and take the room their lines need (see [`InMemory::bytes`]), no
+    /// more, before they are rendered; they are never held without their
+    /// room across an await. A page from the stored history (`find` gives
+    /// `None`; the caller reads it) takes a whole page's room before it is
+    /// read on a blocking thread. So a watcher that keeps up, needing a
+    /// few lines at the newest revisions, finds room beside stalled ones
+    /// that each wait for a megabyte: when every page took a page's room,
+    /// 100 unread watchers of 1 MB values under a 4 MiB bound kept a new
+    /// watcher's first event waiting up to 45 s, each freed page going to
+    /// whichever woke first. Events that did not fit are looked for again
+    /// only once that much is free. Under memory pressure, a stream
     /// whose connection took nothing for [`STALLED`] while its outbox held
     /// lines ends instead, whatever the outbox holds (see
     /// [`Outbox::stalled_since`]), or inside a request is cut off. It
@@ -745,32 +817,50 @@ impl Outbox {
         &self,
         next: u64,
         mid: bool,
+        keys_only: bool,
         closing: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> std::result::Result<Room, Stop> {
+        find: &mut (dyn FnMut() -> Option<InMemory> + Send),
+    ) -> std::result::Result<(Room, Option<InMemory>), Stop> {
         let limits = *LIMITS;
+        // The room the page that did not fit needs.
+        let mut need = None;
         loop {
             let room = ROOM.notified();
             let drained = self.drained.notified();
             tokio::pin!(room, drained);
             room.as_mut().enable();
-            let mut stalled_at = None;
-            {
-                let mut q = self.lock();
+            let below = {
+                let q = self.lock();
                 if q.gone {
                     return Err(Stop::Gone);
                 }
-                // Inside a request too: a request already begun was read
-                // on whatever the bounds (it is never dropped in part),
-                // and unread, read whole into the outbox (64 MiB for a
-                // batch of the largest size, per watcher); then beyond
-                // the bound of all outboxes, each stream inside one held
-                // a page and its own bound. A stream that cannot have the
-                // room ends or is cut off if it stalls (below).
-                if q.bytes < limits.each
-                    && let Some(room) = Room::try_take(&self.engine, limits.each)
-                {
-                    return Ok(room);
+                q.bytes < limits.each
+            };
+            // Inside a request too: a request already begun was read on
+            // whatever the bounds (it is never dropped in part), and
+            // unread, read whole into the outbox (64 MiB for a batch of
+            // the largest size, per watcher); then beyond the bound of all
+            // outboxes, each stream inside one held a page and its own
+            // bound. A stream that cannot have the room ends or is cut
+            // off if it stalls (below).
+            let held = self.engine.watch_buffered().load(Ordering::Acquire);
+            if below && need.is_none_or(|n| held.saturating_add(n) <= limits.total) {
+                let found = find();
+                // At most a page's room: the rest of a page past its bound
+                // (its last event, JSON escapes) is taken at once when it
+                // is queued. So whoever waits needs no more than a page,
+                // and every room given back under pressure wakes it.
+                let bytes = found
+                    .as_ref()
+                    .map_or(limits.each, |f| f.bytes(keys_only).min(limits.each));
+                if let Some(room) = Room::try_take(&self.engine, bytes) {
+                    return Ok((room, found));
                 }
+                need = Some(bytes);
+            }
+            let mut stalled_at = None;
+            {
+                let mut q = self.lock();
                 if let Some(since) = self.stalled_since(&mut q) {
                     if since.elapsed() >= STALLED {
                         if mid {

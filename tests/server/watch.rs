@@ -1118,9 +1118,23 @@ fn a_slow_reader_is_not_taken_for_a_stalled_one_under_pressure() {
         "GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     .unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Its first page waits for room among the stalled ones (a few
+    // seconds: it is behind as they are); the test is how it fares once
+    // it reads.
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let (mut got, mut tail) = (0, Vec::new());
     let mut buf = [0; 4096];
+    while !String::from_utf8_lossy(&tail).contains("\"revision\"") {
+        let n = slow.read(&mut buf).expect("the slow reader got no page");
+        assert!(
+            n > 0,
+            "the slow reader's stream ended before its first page"
+        );
+        tail.extend_from_slice(&buf[..n]);
+    }
+    got += tail.len();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(8) {
         let n = slow
@@ -1139,6 +1153,64 @@ fn a_slow_reader_is_not_taken_for_a_stalled_one_under_pressure() {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("the slow reader read {got} bytes in 8 s, its stream still open");
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    drop(stalled);
+}
+
+/// A watcher that keeps up gets each new event at once while unread
+/// watchers of large values keep the bound of all outboxes
+/// (`KVR_WATCH_MEMORY`, 4 MiB) under pressure: a page takes the room its
+/// lines need, found before it is rendered, so a few lines fit where
+/// stalled watchers each wait for a megabyte. Before, every page took a
+/// whole page's room, and each freed page went to whichever watcher woke
+/// first: a new watcher waited up to 45 s for its first event.
+#[test]
+fn a_watcher_that_keeps_up_is_not_held_behind_unread_watchers_of_large_values() {
+    const PROBES: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_env(dir.path(), &[], &[("KVR_WATCH_MEMORY", "4194304")]);
+    let stalled: Vec<(Stream, TcpStream)> = (0..60)
+        .map(|_| Stream::open_stalling_on(&s.addr, "prefix=big/"))
+        .collect();
+    // A value of 1 MB every 50 ms keeps the unread ones' pages coming.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (url, writing) = (s.url.clone(), writing.clone());
+        let value = "U".repeat(1_000_000);
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http(
+                    "PUT",
+                    &format!("{url}/v1/kv/big/{}", i % 20),
+                    &[],
+                    Some(value.as_bytes()),
+                );
+                assert_eq!(r.status, 200);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let lines = reading_watcher(&s.url);
+    let mut slowest = Duration::ZERO;
+    for i in 0..PROBES {
+        let key = format!("probe/{i}");
+        let sent = Instant::now();
+        put(&s, &key, "x");
+        let wait = Duration::from_secs(5);
+        while next_event(&lines, wait, &key)["key"] != key.as_str() {
+            assert!(
+                sent.elapsed() < wait,
+                "{key} took over {wait:?} to reach a watcher that keeps up"
+            );
+        }
+        slowest = slowest.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    println!("{PROBES} events each reached a watcher that keeps up within {slowest:?}");
     writing.store(false, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     drop(stalled);
