@@ -143,6 +143,7 @@ pub fn command() -> clap::Command {
     }
     // Global options reach the subcommands only when the command is built.
     cmd.build();
+    let cmd = without_variables_of(cmd.clone(), &set_but_empty(&cmd));
     // `mut_args`, not `mut_arg`: it keeps the order of the built index.
     cmd.mut_subcommand("bench", |bench| {
         bench.mut_args(|a| match a.get_id().as_str() {
@@ -154,6 +155,29 @@ pub fn command() -> clap::Command {
             _ => a,
         })
     })
+}
+
+/// The options whose environment variable is set but empty (as `export
+/// KVR_TIMEOUT=` leaves it): that means the option's default, as for
+/// `KVR_DB=` above, not clap's "invalid value ''" for a flag nobody typed.
+/// Not for the tokens, which have rules of their own, nor for files: an
+/// empty file name is refused (so that a server meant for TLS never
+/// starts without it).
+fn set_but_empty(cmd: &clap::Command) -> Vec<String> {
+    const REFUSED_EMPTY: [&str; 5] = ["token", "cluster-token", "cacert", "tls-cert", "tls-key"];
+    let mut empty: Vec<String> = std::iter::once(cmd)
+        .chain(cmd.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .filter(|arg| {
+            arg.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|v| v.is_empty())
+        })
+        .filter_map(|arg| arg.get_long().map(str::to_owned))
+        .filter(|long| !REFUSED_EMPTY.contains(&long.as_str()))
+        .collect();
+    empty.dedup();
+    empty
 }
 
 /// Parses the process's arguments with [`command`].

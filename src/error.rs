@@ -213,7 +213,10 @@ pub enum Error {
     OutcomeUnknown { message: String },
 
     /// A cluster route on a standalone server (exit 2, HTTP 404).
-    #[error("this server is not part of a cluster")]
+    #[error(
+        "this server is not part of a cluster: it runs standalone (a cluster's first node \
+         starts with serve --raft-listen ADDR --cluster-init)"
+    )]
     NotClustered,
 
     /// A join that names an address a current member has (exit 3, HTTP 409).

@@ -174,6 +174,19 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
                 .into(),
         ));
     }
+    // UTF-32 first: its little-endian BOM starts as UTF-16's does.
+    if line == 1
+        && (text.starts_with(b"\xFF\xFE\0\0")
+            || text.starts_with(b"\0\0\xFE\xFF")
+            || text.starts_with(b"{\0\0\0")
+            || text.starts_with(b"\0\0\0{"))
+    {
+        return Err(bad(
+            "the input is UTF-32, and JSON lines are UTF-8: convert it first (e.g. iconv -f \
+             UTF-32 -t UTF-8 FILE)"
+                .into(),
+        ));
+    }
     // UTF-16 (Windows' "Unicode"): a BOM, or a NUL after the first `{`.
     if line == 1
         && (text.starts_with(b"\xFF\xFE")

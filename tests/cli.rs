@@ -266,9 +266,25 @@ fn db_flag_env_and_default() {
     // Default: ./kvr.redb in the current directory.
     env.kvr_bare(["put", "k", "default"]).ok();
     assert!(env.path("kvr.redb").exists());
-    // A set but empty KVR_DB is the default too.
+    // A set but empty KVR_DB is the default too, and so is every other
+    // empty variable but the tokens' and TLS files' (found by an audit:
+    // KVR_TIMEOUT= was exit 2, "invalid value ''").
     let got = env.kvr_bare(["get", "k"]).env("KVR_DB", "").ok();
     assert_eq!(got.out.stdout, b"default");
+    for var in [
+        "KVR_TIMEOUT",
+        "KVR_LOCK_TIMEOUT",
+        "KVR_CACHE_MIB",
+        "KVR_CONSISTENCY",
+        "KVR_SERVER",
+    ] {
+        let got = env.kvr_bare(["get", "k"]).env(var, "").ok();
+        assert_eq!(got.out.stdout, b"default", "{var}=");
+    }
+    env.kvr_bare(["serve", "--listen", "127.0.0.1:0"])
+        .env("KVR_TLS_CERT", "")
+        .code(2)
+        .stderr_has("KVR_TLS_CERT");
     // KVR_DB names the file; a --db flag beats it.
     let from_env = env.path("env.redb");
     env.kvr_bare(["put", "k", "env"])
@@ -645,6 +661,27 @@ fn a_batch_starting_with_a_bom_says_so(env: Env) {
             .stdin(input)
             .code(2)
             .stderr_has("line 1: the input is UTF-16, and JSON lines are UTF-8: convert it first");
+    }
+    // UTF-32 is named as itself, not as UTF-16 (whose conversion would
+    // garble it; found by an audit).
+    let utf32 = |bom: &[u8], le: bool| {
+        let mut bytes = bom.to_vec();
+        for c in "{\"key\":\"a\",\"value\":\"1\"}\n".chars() {
+            let c = c as u32;
+            bytes.extend_from_slice(&if le { c.to_le_bytes() } else { c.to_be_bytes() });
+        }
+        bytes
+    };
+    for input in [
+        utf32(b"\xFF\xFE\0\0", true),
+        utf32(b"\0\0\xFE\xFF", false),
+        utf32(b"", true),
+        utf32(b"", false),
+    ] {
+        env.kvr(["batch"])
+            .stdin(input)
+            .code(2)
+            .stderr_has("line 1: the input is UTF-32, and JSON lines are UTF-8: convert it first");
     }
     assert_eq!(env.snapshot(), before);
 }

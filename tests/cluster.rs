@@ -816,6 +816,15 @@ fn cluster_flags_are_checked_before_anything_is_written() {
     let (code, _, body) = http(&alone.url, "GET", "/v1/cluster", b"");
     assert_eq!(code, 404);
     assert!(String::from_utf8_lossy(&body).contains("not_clustered"));
+    // The CLI says so, and how a cluster starts (exit 2).
+    let out = kvr(dir, &["--server", &alone.url, "cluster", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("kvr: error: this server is not part of a cluster")
+            && err.contains("--raft-listen ADDR --cluster-init"),
+        "{err}"
+    );
     // consistency=stale is accepted standalone too.
     let (code, _, body) = http(&alone.url, "GET", "/v1/kv/k?consistency=stale", b"");
     assert_eq!((code, body.as_slice()), (200, &b"v"[..]));

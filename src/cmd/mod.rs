@@ -468,13 +468,15 @@ pub fn check_stdin(what: StdinUse) -> Result<()> {
     }
 }
 
-/// A positive number of seconds from a flag.
+/// A positive number of seconds from a flag, at least a millisecond:
+/// below it nothing can answer in time, and a write so timed was sent
+/// and given up at once, its outcome unknown.
 fn seconds(secs: f64, flag: &str) -> Result<Duration> {
-    if secs.is_finite() && secs > 0.0 {
+    if secs.is_finite() && secs >= 0.001 {
         Ok(Duration::from_secs_f64(secs.min(1e9)))
     } else {
         Err(Error::invalid(format!(
-            "{} must be a positive number of seconds",
+            "{} must be a positive number of seconds, at least 0.001",
             named(flag)
         )))
     }

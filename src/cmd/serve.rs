@@ -109,8 +109,7 @@ pub fn run(g: &Global, args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot_listen(addr, "", e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("cannot set up the listener", e))?;
@@ -405,7 +404,7 @@ fn bind_raft(
         )));
     }
     let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| Error::io(format!("cannot listen on {addr} (--raft-listen)"), e))?;
+        .map_err(|e| cannot_listen(addr, " (--raft-listen)", e))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("cannot set up the raft listener", e))?;
@@ -822,6 +821,27 @@ fn listening_line_failed(e: std::io::Error) -> Error {
         _ => e,
     };
     Error::io("cannot write the listening line to stdout", e)
+}
+
+/// A listener that could not bind, with what to do for the usual causes.
+fn cannot_listen(addr: SocketAddr, flag: &str, e: std::io::Error) -> Error {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => {
+            "; another process listens there: stop it, or give another port (port 0 picks a free one)"
+        }
+        ErrorKind::AddrNotAvailable => "; this machine has no such address",
+        ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            "; ports below 1024 need privileges: give a port of 1024 or more"
+        }
+        _ => "",
+    };
+    let e = if hint.is_empty() {
+        e
+    } else {
+        std::io::Error::new(e.kind(), format!("{e}{hint}"))
+    };
+    Error::io(format!("cannot listen on {addr}{flag}"), e)
 }
 
 #[cfg(test)]

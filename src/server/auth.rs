@@ -14,10 +14,16 @@ pub fn check(expected: Option<&str>, needs_token: bool, headers: &HeaderMap) -> 
     let Some(expected) = expected.filter(|_| needs_token) else {
         return Ok(());
     };
-    let given = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
+    let mut all = headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        // Which one counts? Taking the first let a request through with a
+        // wrong token after a right one, and not the other way round.
+        return Err(Error::Unauthorized(
+            "Authorization is given more than once; send one Authorization: Bearer TOKEN".into(),
+        ));
+    }
+    let given = first.and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match given {
         None => Err(Error::Unauthorized(
             "this server requires a token: send Authorization: Bearer TOKEN (with kvr: \
@@ -83,6 +89,25 @@ mod tests {
                 }
             }
             prop_assert!(check(Some("s3cret"), false, &headers).is_ok());
+        }
+    }
+
+    /// Two `Authorization` headers are refused in either order, even both
+    /// right: which one counts would be a guess.
+    #[test]
+    fn two_authorization_headers_are_refused_in_any_order() {
+        let (right, wrong) = ("Bearer s3cret", "Bearer nope");
+        for pair in [[right, wrong], [wrong, right], [right, right]] {
+            let mut headers = HeaderMap::new();
+            for v in pair {
+                headers.append(header::AUTHORIZATION, HeaderValue::from_static(v));
+            }
+            let refused = check(Some("s3cret"), true, &headers);
+            assert!(
+                matches!(&refused, Err(Error::Unauthorized(m)) if m.contains("more than once")),
+                "{pair:?}: {refused:?}"
+            );
+            assert!(check(Some("s3cret"), false, &headers).is_ok());
         }
     }
 }

@@ -180,9 +180,15 @@ impl ReadConditions {
         if if_match == Some(Tags::List(Vec::new())) {
             return Err(Error::invalid("If-Match is empty: give * or \"N\""));
         }
+        // An empty one too, as on a write: most likely a tag variable
+        // the client left empty, not a request for no condition.
+        let if_none_match = tags(headers, &IF_NONE_MATCH)?;
+        if if_none_match == Some(Tags::List(Vec::new())) {
+            return Err(Error::invalid("If-None-Match is empty: give * or \"N\""));
+        }
         Ok(ReadConditions {
             if_match,
-            if_none_match: tags(headers, &IF_NONE_MATCH)?,
+            if_none_match,
         })
     }
 
@@ -265,6 +271,9 @@ impl WriteCondition {
             (Some(Tags::Any), None) => Ok(WriteCondition::Exists),
             (Some(Tags::List(list)), None) => one_revision(&list),
             (None, Some(Tags::Any)) => Ok(WriteCondition::Absent),
+            (None, Some(Tags::List(list))) if list.is_empty() => Err(Error::invalid(
+                "If-None-Match is empty: a write takes If-None-Match: * (only if absent)",
+            )),
             (None, Some(Tags::List(list))) => Err(Error::invalid(format!(
                 "If-None-Match on a write supports only *, not {}",
                 show(&list)
@@ -618,8 +627,9 @@ mod tests {
         );
         assert_eq!(read(&[(n.clone(), "\"1\"")], 7).unwrap(), Send);
         assert_eq!(read(&[(n.clone(), "\"a,7\"")], 7).unwrap(), Send);
-        assert_eq!(read(&[(n.clone(), "")], 7).unwrap(), Send);
-        assert_eq!(read(&[(n.clone(), " , ")], 7).unwrap(), Send);
+        // Empty (a tag variable left empty): a 400, as on a write.
+        assert!(read(&[(n.clone(), "")], 7).is_err());
+        assert!(read(&[(n.clone(), " , ")], 7).is_err());
         // If-Match: strong comparison; a failure is a 412.
         assert_eq!(read(&[(m.clone(), "*")], 7).unwrap(), Send);
         assert_eq!(read(&[(m.clone(), "\"1\", \"7\"")], 7).unwrap(), Send);

@@ -290,11 +290,12 @@ fn cursor_of(params: &Query) -> Result<Option<Cursor>> {
     };
     let cursor = decode_cursor(text)?;
     let q = &cursor.query;
+    // Given, even empty, a bound must be the cursor's: empty means no
+    // bound (as without a cursor), which differs from a cursor's bound.
     let differs = |name: &str, ours: &Option<Vec<u8>>| {
         params
             .get(name)
-            .filter(|v| !v.is_empty())
-            .is_some_and(|v| ours.as_deref() != Some(v))
+            .is_some_and(|v| v != ours.as_deref().unwrap_or_default())
     };
     let flag_differs = |name: &str, ours: bool| -> Result<bool> {
         Ok(params.get(name).is_some() && params.flag(name)? != ours)
@@ -302,14 +303,7 @@ fn cursor_of(params: &Query) -> Result<Option<Cursor>> {
     let mismatch = [
         ("start", differs("start", &q.start)),
         ("end", differs("end", &q.end)),
-        // An empty prefix is every key, not "absent": it differs from a
-        // cursor's non-empty prefix.
-        (
-            "prefix",
-            params
-                .get("prefix")
-                .is_some_and(|v| v != q.prefix.as_deref().unwrap_or_default()),
-        ),
+        ("prefix", differs("prefix", &q.prefix)),
         ("reverse", flag_differs("reverse", q.reverse)?),
         ("keys_only", flag_differs("keys_only", q.keys_only)?),
     ]

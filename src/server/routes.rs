@@ -494,10 +494,13 @@ async fn dispatch(
         // Not "unknown": `key` is a parameter of /v1/kv, given here
         // beside a key in the path (or an empty one, `/v1/kv/?key=`).
         if def.path == "/v1/kv/{key}" && query.get("key").is_some() {
-            return Err(Error::invalid(
+            return Err(Error::invalid(if req.uri().path() == "/v1/kv/" {
+                "/v1/kv/?key= has a slash after kv, which starts an empty key in the path: \
+                 use /v1/kv?key=KEY, or /v1/kv/KEY"
+            } else {
                 "the key is given both in the path and as ?key=: use /v1/kv/{key}, or \
-                 /v1/kv?key= (with no slash after kv)",
-            )
+                 /v1/kv?key= (with no slash after kv)"
+            })
             .into());
         }
         return Err(unknown.into());

@@ -586,9 +586,13 @@ fn a_bad_environment_value_names_its_variable() {
     env.kvr(["--lock-timeout=-1", "put", "k", "v2"])
         .code(2)
         .stderr_has("kvr: error: --lock-timeout must be a number of seconds, 0 or more");
-    env.kvr(["--timeout", "0", "get", "k"])
-        .code(2)
-        .stderr_has("kvr: error: --timeout must be a positive number of seconds");
+    for below in ["0", "0.0009", "0.0000000001"] {
+        env.kvr(["--timeout", below, "get", "k"])
+            .code(2)
+            .stderr_has(
+                "kvr: error: --timeout must be a positive number of seconds, at least 0.001",
+            );
+    }
     // A negative number after a space is the option's value, refused with
     // its reason, not "unexpected argument '-1'".
     env.kvr(["--timeout", "-1", "get", "k"])

@@ -397,6 +397,17 @@ fn token_guards_every_route_but_healthz() {
         http("PUT", &format!("{u}/v1/kv/a"), &ok, Some(b"v")).status,
         200
     );
+    // Two Authorization headers: refused in either order, nothing written.
+    let (right, wrong) = (
+        ("Authorization", "Bearer s3cret"),
+        ("Authorization", "Bearer nope"),
+    );
+    for pair in [[right, wrong], [wrong, right]] {
+        let r = http("PUT", &format!("{u}/v1/kv/a"), &pair, Some(b"w"));
+        assert_eq!((r.status, r.code()), (401, "unauthorized".to_string()));
+        assert!(r.text().contains("more than once"), "{}", r.text());
+    }
+    assert_eq!(http("GET", &format!("{u}/v1/kv/a"), &ok, None).text(), "v");
     // The CLI: no token is exit 3; --token and --token-file work.
     let out = s.cli(&["get", "a"], b"");
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -434,8 +445,18 @@ fn serve_must_exit(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
+    serve_on_must_exit(dir, "127.0.0.1:0", args, env)
+}
+
+/// [`serve_must_exit`] with `--listen listen`.
+fn serve_on_must_exit(
+    dir: &std::path::Path,
+    listen: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut child = kvr_cmd(dir)
-        .args(["--db", "db.redb", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--db", "db.redb", "serve", "--listen", listen])
         .args(args)
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
@@ -453,6 +474,25 @@ fn serve_must_exit(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// A port another process holds: exit 3, saying what to do, and no
+/// database file is made (it is made only once the address is bound).
+#[test]
+fn a_port_in_use_is_refused_with_what_to_do_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let out = serve_on_must_exit(dir.path(), &addr, &[], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("kvr: error: cannot listen on {addr}"))
+            && err.contains("another process listens there")
+            && err.contains("port 0 picks a free one"),
+        "{err}"
+    );
+    assert!(!dir.path().join("db.redb").exists());
 }
 
 #[test]
