@@ -7,7 +7,7 @@
 //! `kvr_commit_duration_seconds` (a group's log write and sync and its
 //! memory-table insert: the disk's share of a write's latency);
 //! `kvr_write_queue_depth`; `kvr_writes_rejected_total`; `kvr_revision`;
-//! `kvr_keys`; `kvr_db_bytes`; `kvr_log_lines_dropped_total`;
+//! `kvr_keys`; `kvr_db_bytes`; `kvr_log_bytes`; `kvr_log_lines_dropped_total`;
 //! `kvr_http_malformed_requests_total`; `kvr_expired_keys_total` and
 //! `kvr_expiry_lag_seconds` (the sweeper's); and the
 //! standard `process_*` families (`process.rs`). The engine adds its own
@@ -231,8 +231,9 @@ impl Metrics {
     /// The Prometheus text of every family, each with `# HELP` and
     /// `# TYPE`; `db` is the database file's size and key count, if they
     /// could be read; `revision` the one applied here (on a cluster member,
-    /// writes through other members included).
-    pub fn render(&self, db: Option<(u64, u64)>, revision: u64) -> String {
+    /// writes through other members included); `log_bytes` the size of
+    /// the log beside the file ([`log_bytes`]).
+    pub fn render(&self, db: Option<(u64, u64)>, revision: u64, log_bytes: Option<u64>) -> String {
         let mut out = String::new();
         let requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
         family(
@@ -312,6 +313,13 @@ impl Metrics {
                 "gauge",
                 "Size of the database file in bytes.",
                 db.map(|(bytes, _)| bytes),
+            ),
+            (
+                "kvr_log_bytes",
+                "gauge",
+                "Size in bytes of the log beside the database file (DB.wal, or DB.raft in a \
+                 cluster): writes not yet flushed into the file, which kvr_db_bytes leaves out.",
+                log_bytes,
             ),
             (
                 "kvr_log_lines_dropped_total",
@@ -396,4 +404,23 @@ mod tests {
         assert_eq!(Rounded(1234.0).to_string(), "1234");
         assert_eq!(Rounded(2.5).to_string(), "2.5");
     }
+}
+
+/// The bytes of the files in a log directory and the directories in it
+/// (a write-ahead log's segments, a Raft log's), `None` if it cannot be
+/// read. Looked at per scrape: a few files.
+pub fn log_bytes(dir: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    Some(total)
 }

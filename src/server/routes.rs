@@ -554,9 +554,16 @@ async fn dispatch(
         Route::ClusterAdmin => Ok(Box::pin(cluster_admin(state, req.uri())).await?),
         Route::Metrics => {
             let stats = engine_stats(state).await?;
-            let mut body = state
-                .metrics
-                .render(Some((stats.file_bytes, stats.keys)), stats.revision);
+            let db = state.engine.store().path();
+            let log_dir = match &state.cluster {
+                Some(_) => crate::cluster::log_store::dir_of(db),
+                None => crate::wal::dir_of(db),
+            };
+            let mut body = state.metrics.render(
+                Some((stats.file_bytes, stats.keys)),
+                stats.revision,
+                super::metrics::log_bytes(&log_dir),
+            );
             body.push_str(&state.engine.metrics());
             if let Some(node) = &state.cluster {
                 body.push_str(&node.metrics_text());

@@ -580,7 +580,8 @@ fn progress_line(revision: u64) -> Bytes {
 
 /// Bytes counted in the bound of all watchers' outboxes together
 /// ([`Limits::total`], kept in [`Engine::watch_buffered`]) until dropped.
-/// A page's room is taken before the page is read, and goes with its
+/// A page's room is taken before the page is rendered (from the stored
+/// history, before it is read; see [`Outbox::room`]), and goes with its
 /// lines in the outbox until the connection takes them (in slices, see
 /// [`SLICE`]). Checked instead of taken, the bound let 500 watchers whose
 /// clients read nothing each read a page of up to 1 MiB at once, and the

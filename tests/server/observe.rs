@@ -371,6 +371,7 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
         "kvr_revision",
         "kvr_keys",
         "kvr_db_bytes",
+        "kvr_log_bytes",
         "kvr_log_lines_dropped_total",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
@@ -389,6 +390,14 @@ fn metrics_describe_every_family_with_keys_size_and_process() {
         sample(&m, "kvr_db_bytes"),
         stats["file_bytes"].as_f64().unwrap()
     );
+    // The log beside the file, which file_bytes leaves out: the two
+    // writes are in it until a flush.
+    let log: u64 = std::fs::read_dir(dir.path().join("db.redb.wal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(log > 0);
+    assert_eq!(sample(&m, "kvr_log_bytes"), log as f64);
     assert_eq!(sample(&m, "kvr_log_lines_dropped_total"), 0.0);
     // Two writes, one after the other: two groups, each timed.
     assert_eq!(sample(&m, "kvr_commit_group_size_count"), 2.0);
