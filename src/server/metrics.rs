@@ -392,20 +392,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Rounded;
-
-    #[test]
-    fn sums_print_to_the_nanosecond_without_float_noise() {
-        let noisy = 0.000_012_316 + 0.000_015_316;
-        assert_eq!(Rounded(noisy).to_string(), "0.000027632");
-        assert_eq!(Rounded(0.0).to_string(), "0");
-        assert_eq!(Rounded(1234.0).to_string(), "1234");
-        assert_eq!(Rounded(2.5).to_string(), "2.5");
-    }
-}
-
 /// The bytes of the files in a log directory and the directories in it
 /// (a write-ahead log's segments, a Raft log's), `None` if it cannot be
 /// read. Looked at per scrape: a few files.
@@ -423,4 +409,18 @@ pub fn log_bytes(dir: &std::path::Path) -> Option<u64> {
         }
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rounded;
+
+    #[test]
+    fn sums_print_to_the_nanosecond_without_float_noise() {
+        let noisy = 0.000_012_316 + 0.000_015_316;
+        assert_eq!(Rounded(noisy).to_string(), "0.000027632");
+        assert_eq!(Rounded(0.0).to_string(), "0");
+        assert_eq!(Rounded(1234.0).to_string(), "1234");
+        assert_eq!(Rounded(2.5).to_string(), "2.5");
+    }
 }
