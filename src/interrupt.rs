@@ -135,6 +135,20 @@ impl Guard {
                         if then.closed {
                             return;
                         }
+                        // Nothing committed yet into a file this batch
+                        // created: it holds nothing, and goes (as on a
+                        // first signal, `NewFile`) rather than stay
+                        // behind as `DB.creating`.
+                        if *commits == 0
+                            && let Some((db, ours)) = new_file_settled()
+                        {
+                            remove_new_file(&db, ours);
+                            exit_with(format!(
+                                "interrupted again ({}): stopped at once; the batch was not \
+                                 applied; the new database file was removed",
+                                signal_name(signal)
+                            ));
+                        }
                         let says = then.say(*commits);
                         exit_with(format!(
                             "interrupted again ({}): {says}",
@@ -197,6 +211,50 @@ pub struct NewFile {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The file an armed [`NewFile`] made (its database path, device and
+/// inode): a second signal, which the [`Guard`] takes, removes it too
+/// while nothing is committed. Two signals at once on a loaded machine
+/// could reach the guard first, which left `DB.creating` behind.
+static NEW_FILE: Mutex<Option<(std::path::PathBuf, Owner)>> = Mutex::new(None);
+
+/// The file of [`NEW_FILE`] once the open has settled (waiting for it up
+/// to [`OPEN_SETTLES`], as a [`NewFile`] does): its path, device and
+/// inode, if it is the batch's and nothing is committed into it.
+fn new_file_settled() -> Option<(std::path::PathBuf, (u64, u64))> {
+    let waited = std::time::Instant::now();
+    loop {
+        let state = NEW_FILE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match state {
+            Some((db, Owner::Ours(dev, ino))) => return Some((db, (dev, ino))),
+            Some((_, Owner::Opening)) if waited.elapsed() < OPEN_SETTLES => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Removes the new database file of `db` if it is still the one of device
+/// and inode `ours`. The file is built under `DB.creating` until its first
+/// commit gives it its name (`OpenMode::CreateOnCommit`): that one first,
+/// so a rename in between leaves nothing. Each only if it is this batch's
+/// file, which it still holds locked, so no other process has written to
+/// it.
+fn remove_new_file(db: &Path, ours: (u64, u64)) {
+    let target = crate::store::create::creation_target(db);
+    let is_ours = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == ours)
+    };
+    let temp = crate::store::create::temp_path(db);
+    if is_ours(&temp) {
+        let _ = std::fs::remove_file(&temp);
+    }
+    if is_ours(&target) && std::fs::remove_file(&target).is_ok() {
+        let _ = crate::store::create::sync_dir(crate::store::create::parent_dir(&target));
+    }
+}
+
 /// What [`NewFile`] knows of the file the batch opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -223,6 +281,8 @@ impl NewFile {
         let handle = signals.handle();
         let armed = Arc::new(Mutex::new(true));
         let ours = Arc::new(Mutex::new(Owner::Opening));
+        *NEW_FILE.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((db.to_path_buf(), Owner::Opening));
         let (flag, db, owned) = (armed.clone(), db.to_path_buf(), ours.clone());
         let thread = std::thread::Builder::new()
             .name("kvr-batch-signals".into())
@@ -256,24 +316,7 @@ impl NewFile {
                         signal_name(signal)
                     )),
                 };
-                // The file is built under `DB.creating` until its first
-                // commit gives it its name (`OpenMode::CreateOnCommit`):
-                // that one first, so a rename in between leaves nothing.
-                // Each only if it is this batch's file, which it still
-                // holds locked, so no other process has written to it.
-                let target = crate::store::create::creation_target(&db);
-                let is_ours = |path: &Path| {
-                    use std::os::unix::fs::MetadataExt;
-                    std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == ours)
-                };
-                let temp = crate::store::create::temp_path(&db);
-                if is_ours(&temp) {
-                    let _ = std::fs::remove_file(&temp);
-                }
-                if is_ours(&target) && std::fs::remove_file(&target).is_ok() {
-                    let _ =
-                        crate::store::create::sync_dir(crate::store::create::parent_dir(&target));
-                }
+                remove_new_file(&db, ours);
                 exit_with(format!(
                     "interrupted ({}): the batch was not applied; the new database file was \
                      removed",
@@ -307,11 +350,15 @@ impl NewFile {
             }
         };
         *self.ours.lock().unwrap_or_else(|e| e.into_inner()) = owner;
+        if let Some((_, settled)) = NEW_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            *settled = owner;
+        }
     }
 
     /// From now on a signal leaves the file alone.
     pub fn disarm(&self) {
         *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        *NEW_FILE.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// After the batch. A batch that `failed` while armed after a signal
