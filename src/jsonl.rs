@@ -369,8 +369,37 @@ fn field_error(text: &[u8], e: &serde_json::Error) -> String {
         ),
         _ => format!("a whole number from 0 to {}", u64::MAX),
     };
-    let message = message.replace("expected u64", &format!("expected {number}"));
+    let mut message = message.replace("expected u64", &format!("expected {number}"));
+    // A whole number past u64 is read as a float: say what was written.
+    if let Some(digits) = whole_number_of(text, field)
+        && let Some(start) = message.find("invalid type: floating point `")
+        && let Some(len) = message[start + 30..].find('`')
+    {
+        message.replace_range(
+            start..start + 30 + len + 1,
+            &format!("invalid value: integer `{digits}` is too large"),
+        );
+    }
     format!("{field}: {message}")
+}
+
+/// The number written as `field`'s value on the line, if it is a whole
+/// number (digits, with a sign perhaps): what serde turned into a float
+/// when it is too large for a u64.
+fn whole_number_of<'a>(text: &'a [u8], field: &str) -> Option<&'a str> {
+    let quoted = format!("\"{field}\"");
+    let at = text
+        .windows(quoted.len())
+        .position(|w| w == quoted.as_bytes())?;
+    let rest = std::str::from_utf8(&text[at + quoted.len()..]).ok()?;
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(rest.len());
+    let digits = &rest[..end];
+    let tail = rest[end..].chars().next();
+    (digits.bytes().any(|b| b.is_ascii_digit()) && !matches!(tail, Some('.' | 'e' | 'E')))
+        .then_some(digits)
 }
 
 /// [`json_error`] of text parsed on its own that starts `offset` bytes into
@@ -744,8 +773,19 @@ mod tests {
         for (line, said) in [
             (
                 r#"{"key":"k","value":"v","expires_at_ms":18446744073709551616}"#,
-                "expires_at_ms: invalid type: floating point `1.8446744073709552e+19`, expected \
-                 Unix time in milliseconds, a whole number from 0 to 253402300799999 (column 59)",
+                "expires_at_ms: invalid value: integer `18446744073709551616` is too large, \
+                 expected Unix time in milliseconds, a whole number from 0 to 253402300799999 \
+                 (column 59)",
+            ),
+            (
+                r#"{"key":"a","value":"1","if_revision": 18446744073709551616}"#,
+                "if_revision: invalid value: integer `18446744073709551616` is too large, \
+                 expected a whole number from 0 to 18446744073709551615 (column 58)",
+            ),
+            (
+                r#"{"key":"k","value":"v","ttl":1.5}"#,
+                "ttl: invalid type: floating point `1.5`, expected a whole number of seconds \
+                 from 1 to 315360000 (column 32)",
             ),
             (
                 r#"{"key":"k","value":"v","ttl":-1,"op":1}"#,
