@@ -38,15 +38,15 @@ use crate::server::target::percent_encode;
 use crate::types::{Applied, Entry, RangeQuery, Stats};
 
 mod failure;
-pub use failure::CHUNK_HINT;
+pub use failure::{CHUNK_HINT, LINE_ALONE_HINT};
 mod read_ahead;
 mod stream;
 mod url;
 
 use failure::{
-    batch_cut_off, batch_over_bytes, batch_too_large, error_of, gateway_failure, not_our_pipe,
-    transport_error, transport_error_given, unreachable, unreachable_message, value_cut_off,
-    value_refused,
+    batch_cut_off, batch_over_bytes, batch_too_large, error_of, gateway_failure,
+    line_over_batch_bytes, not_our_pipe, transport_error, transport_error_given, unreachable,
+    unreachable_message, value_cut_off, value_refused,
 };
 use stream::{range_target, read_stream, stalled, stream_stalled};
 use url::NameLookup;
@@ -1121,6 +1121,7 @@ impl Kv for Client {
             .read_to_end(&mut head)
             .map_err(|e| Error::io("cannot read batch input", e))?;
         let sent_bytes = std::cell::Cell::new(head.len() as u64);
+        let longest = std::cell::Cell::new(LongestLine::default().fed(&head));
         let sent = if head.len() as u64 <= RETRY_BUFFER_BYTES {
             self.send_write(|a, url, auth| {
                 let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
@@ -1132,6 +1133,7 @@ impl Kv for Client {
             let mut whole = head.as_slice().chain(Tally {
                 inner: &mut input,
                 bytes: &sent_bytes,
+                longest: &longest,
             });
             self.send(Sent::KeyedWrite, |a, url, auth| {
                 let req = with_auth(a.post(format!("{url}/v1/batch")), auth);
@@ -1146,6 +1148,9 @@ impl Kv for Client {
                 // The server's 413 is lost when it closes a connection with
                 // body still coming: ask it for the limit it enforced.
                 return Err(match self.limits() {
+                    Some(l) if longest.get().len > l.max_batch_bytes as u64 => {
+                        line_over_batch_bytes(&self.urls, longest.get().line, &l)
+                    }
                     Some(l) if sent_bytes.get() > l.max_batch_bytes as u64 => {
                         batch_over_bytes(&self.urls, l.max_batch_bytes)
                     }
@@ -1157,7 +1162,12 @@ impl Kv for Client {
         };
         if resp.status().as_u16() != 200 {
             return Err(match error_of(&url, resp, None) {
-                Error::TooLarge { message } => batch_too_large(&url, &message),
+                Error::TooLarge { message } => match self.limits() {
+                    Some(l) if longest.get().len > l.max_batch_bytes as u64 => {
+                        line_over_batch_bytes(&self.urls, longest.get().line, &l)
+                    }
+                    _ => batch_too_large(&url, &message),
+                },
                 other => other,
             });
         }
@@ -1279,13 +1289,52 @@ fn expect_continue(
 struct Tally<'a, R> {
     inner: R,
     bytes: &'a std::cell::Cell<u64>,
+    longest: &'a std::cell::Cell<LongestLine>,
 }
 
 impl<R: std::io::Read> std::io::Read for Tally<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.bytes.set(self.bytes.get() + n as u64);
+        self.longest.set(self.longest.get().fed(&buf[..n]));
         Ok(n)
+    }
+}
+
+/// The longest line of a batch body as it is sent (one not ended yet
+/// counts as far as it was read): a line over the server's limit on a
+/// batch request cannot be sent in any part, which the client says
+/// instead of offering `--chunk-size` (an audit followed that advice for a
+/// line of 70 MB).
+#[derive(Debug, Default, Clone, Copy)]
+struct LongestLine {
+    /// Its number (1-based) and length.
+    line: u64,
+    len: u64,
+    /// Lines ended so far, and the length of the one being read.
+    ended: u64,
+    current: u64,
+}
+
+impl LongestLine {
+    fn fed(mut self, bytes: &[u8]) -> LongestLine {
+        let mut rest = bytes;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            self.current += i as u64;
+            self.note();
+            self.ended += 1;
+            self.current = 0;
+            rest = &rest[i + 1..];
+        }
+        self.current += rest.len() as u64;
+        self.note();
+        self
+    }
+
+    fn note(&mut self) {
+        if self.current > self.len {
+            (self.line, self.len) = (self.ended + 1, self.current);
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use ureq::Body;
 use ureq::http::Response;
 
+use super::ServerLimits;
 use crate::error::{Error, expected_text};
 use crate::jsonl::show_key;
 
@@ -337,6 +338,26 @@ pub(super) fn batch_over_bytes(urls: &[String], max: usize) -> Error {
             "kvr server at {} closed the connection while the batch was being sent: the \
              batch body is over the server's limit of {max} bytes; {CHUNK_HINT}",
             urls.join(", ")
+        ),
+    }
+}
+
+/// How [`line_over_batch_bytes`] ends: `batch --chunk-size` says it of the
+/// part instead (its line numbers count from the part's start, and earlier
+/// parts may have been written).
+pub const LINE_ALONE_HINT: &str = ", so no --chunk-size can send it; nothing was written";
+
+/// A batch line longer than the server's limit on a batch request: no
+/// part can hold it, whatever `--chunk-size`.
+pub(super) fn line_over_batch_bytes(urls: &[String], line: u64, limits: &ServerLimits) -> Error {
+    Error::TooLarge {
+        message: format!(
+            "kvr server at {} refused the batch: line {line} alone is over the server's limit \
+             of {} bytes on a batch request (a value there may take up to {} bytes, serve \
+             --max-value-bytes){LINE_ALONE_HINT}",
+            urls.join(", "),
+            limits.max_batch_bytes,
+            limits.max_value_bytes
         ),
     }
 }

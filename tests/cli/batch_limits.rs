@@ -163,6 +163,37 @@ fn a_batch_cut_off_by_the_server_names_its_limit() {
     );
 }
 
+/// A line alone over the server's limit on a batch request is named, with
+/// no advice to send the input in parts, which cannot help (an audit
+/// followed it for a line of 70 MB, and `--chunk-size 1` then advised
+/// `kvr put`, refused too); nothing is written. With `--chunk-size` it is
+/// said of the part, and the parts before it stay applied.
+#[test]
+fn a_line_alone_over_the_servers_batch_limit_is_named() {
+    let env = Env::served_with(&["--max-batch-bytes", "1048576"]);
+    env.kvr(["put", "pre", "1"]).ok();
+    let before = env.snapshot();
+    let input = format!(
+        "{{\"key\":\"a\",\"value\":\"1\"}}\n{{\"key\":\"big\",\"value\":\"{}\"}}\n",
+        "v".repeat(2 << 20)
+    );
+    env.kvr(["batch"]).stdin(input.clone()).code(2).stderr_has(
+        "refused the batch: line 2 alone is over the server's limit of 1048576 bytes on a batch \
+         request (a value there may take up to 16777216 bytes, serve --max-value-bytes), so no \
+         --chunk-size can send it; nothing was written",
+    );
+    assert_eq!(env.snapshot(), before);
+    // Exit 3, as for any part refused after others were applied.
+    env.kvr(["batch", "--chunk-size", "1"])
+        .stdin(input)
+        .code(3)
+        .stderr_has("the input from line 2 on was not applied; line 1 was applied")
+        .stderr_has("refused the batch: a line of this part alone is over the server's limit")
+        .stderr_has("this part of 1 line was not applied, and no --chunk-size can send that line");
+    assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
+    env.kvr(["get", "big"]).code(1);
+}
+
 /// `lines` lines of 50-byte values: many runs of a 16 MiB cache.
 fn big_input(lines: u64) -> Vec<u8> {
     let mut out = Vec::new();

@@ -162,10 +162,40 @@ fn in_part_terms(e: Error, n: u64) -> Error {
                     "{head}this part of {n} lines was not applied; give a smaller --chunk-size"
                 ),
             },
-            None => Error::TooLarge { message },
+            None => match message.strip_suffix(crate::client::LINE_ALONE_HINT) {
+                // "line K alone is over …", K counted in the part: said of
+                // the part.
+                Some(head) => Error::TooLarge {
+                    message: format!(
+                        "{}; this part of {n} {} was not applied, and no --chunk-size can \
+                         send that line",
+                        of_this_part(head),
+                        if n == 1 { "line" } else { "lines" }
+                    ),
+                },
+                None => Error::TooLarge { message },
+            },
         },
         other => other,
     }
+}
+
+/// `… refused the batch: line K alone is over …` as `… refused the batch:
+/// a line of this part alone is over …`.
+fn of_this_part(head: &str) -> String {
+    const AT: &str = "refused the batch: line ";
+    let Some(start) = head.find(AT) else {
+        return head.to_string();
+    };
+    let digits = head[start + AT.len()..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    format!(
+        "{}refused the batch: a line of this part{}",
+        &head[..start],
+        &head[start + AT.len() + digits..]
+    )
 }
 
 /// "lines 1-2000 were applied, in 2 parts".
