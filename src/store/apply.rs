@@ -226,6 +226,21 @@ impl Store {
         if ended_empty && sweep.is_empty() {
             return Ok(None);
         }
+        // Nor an input of deletes of keys the file does not hold: each is
+        // a no-op that takes no revision (SPEC "Data model"), and opened
+        // for writing, the file's header was rewritten for nothing.
+        if sweep.is_empty() && read.iter().any(SortedRun::last) {
+            let mut absent = true;
+            for op in read.iter().flat_map(SortedRun::ops) {
+                if !matches!(op.action, Action::Delete) || before.get(&op.key)?.is_some() {
+                    absent = false;
+                    break;
+                }
+            }
+            if absent {
+                return Ok(None);
+            }
+        }
         Ok(Some(read))
     }
 

@@ -197,6 +197,32 @@ impl Drop for ReadOnlyMount {
     }
 }
 
+/// A batch of deletes of keys the file does not hold changes nothing
+/// (each a no-op that takes no revision) and leaves the file's bytes and
+/// modification time as they were; it opened the file for writing, which
+/// rewrote redb's header.
+#[test]
+fn a_batch_of_deletes_of_absent_keys_leaves_the_file_as_it_was() {
+    let env = Env::new();
+    env.kvr(["put", "a", "1"]).ok();
+    let before = fingerprint(&env.db());
+    let absent = "{\"op\":\"delete\",\"key\":\"x\"}\n{\"op\":\"delete\",\"key\":\"y\"}\n";
+    let done = env.kvr(["batch"]).stdin(absent).ok();
+    assert!(
+        done.stderr_text().contains("applied 0"),
+        "{}",
+        done.report()
+    );
+    assert!(fingerprint(&env.db()) == before, "the file changed");
+    assert_eq!(env.stats()["revision"], 1);
+    // A delete of a key it holds among them writes, as ever.
+    env.kvr(["batch"])
+        .stdin("{\"op\":\"delete\",\"key\":\"x\"}\n{\"op\":\"delete\",\"key\":\"a\"}\n")
+        .ok();
+    assert_eq!(env.stats()["revision"], 2);
+    assert_eq!(env.stats()["keys"], 0);
+}
+
 /// A `batch` refused before it writes anything (a bad line, a failed
 /// `if_revision`) leaves the file's bytes and modification time as they
 /// were: the file is opened for writing only once the first part of the
