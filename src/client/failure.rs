@@ -342,7 +342,7 @@ pub(super) fn batch_over_bytes(urls: &[String], max: usize) -> Error {
     }
 }
 
-/// How [`line_over_batch_bytes`] ends: `batch --chunk-size` says it of the
+/// How `line_over_batch_bytes` ends: `batch --chunk-size` says it of the
 /// part instead (its line numbers count from the part's start, and earlier
 /// parts may have been written).
 pub const LINE_ALONE_HINT: &str = ", so no --chunk-size can send it; nothing was written";
