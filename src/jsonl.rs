@@ -174,31 +174,13 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
                 .into(),
         ));
     }
-    // UTF-32 first: its little-endian BOM starts as UTF-16's does.
     if line == 1
-        && (text.starts_with(b"\xFF\xFE\0\0")
-            || text.starts_with(b"\0\0\xFE\xFF")
-            || text.starts_with(b"{\0\0\0")
-            || text.starts_with(b"\0\0\0{"))
+        && let Some(encoding) = wide_encoding(text)
     {
-        return Err(bad(
-            "the input is UTF-32, and JSON lines are UTF-8: convert it first (e.g. iconv -f \
-             UTF-32 -t UTF-8 FILE)"
-                .into(),
-        ));
-    }
-    // UTF-16 (Windows' "Unicode"): a BOM, or a NUL after the first `{`.
-    if line == 1
-        && (text.starts_with(b"\xFF\xFE")
-            || text.starts_with(b"\xFE\xFF")
-            || text.starts_with(b"{\0")
-            || text.starts_with(b"\0{"))
-    {
-        return Err(bad(
-            "the input is UTF-16, and JSON lines are UTF-8: convert it first (e.g. iconv -f \
-             UTF-16 -t UTF-8 FILE)"
-                .into(),
-        ));
+        return Err(bad(format!(
+            "the input is {encoding}, and JSON lines are UTF-8: convert it first (e.g. iconv -f \
+             {encoding} -t UTF-8 FILE)"
+        )));
     }
     // serde would read `["a","b"]` as the fields in order: check first.
     if !is_object(text) && serde_json::from_slice::<IgnoredAny>(text).is_ok() {
@@ -258,6 +240,26 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
         expires_at_ms: input.expires_at_ms,
         ttl_secs: input.ttl,
     })
+}
+
+/// UTF-32 or UTF-16 (Windows' "Unicode") as a first line shows it: a
+/// byte order mark, or NULs next to the first `{`. UTF-32 is looked for
+/// first: its little-endian BOM starts as UTF-16's does.
+fn wide_encoding(text: &[u8]) -> Option<&'static str> {
+    const SIGNS: [(&[u8], &str); 8] = [
+        (b"\xFF\xFE\0\0", "UTF-32"),
+        (b"\0\0\xFE\xFF", "UTF-32"),
+        (b"{\0\0\0", "UTF-32"),
+        (b"\0\0\0{", "UTF-32"),
+        (b"\xFF\xFE", "UTF-16"),
+        (b"\xFE\xFF", "UTF-16"),
+        (b"{\0", "UTF-16"),
+        (b"\0{", "UTF-16"),
+    ];
+    SIGNS
+        .iter()
+        .find(|(sign, _)| text.starts_with(sign))
+        .map(|&(_, name)| name)
 }
 
 /// Whether the line's first non-blank byte opens an object.
