@@ -1149,7 +1149,7 @@ impl Kv for Client {
                 // body still coming: ask it for the limit it enforced.
                 return Err(match self.limits() {
                     Some(l) if longest.get().len > l.max_batch_bytes as u64 => {
-                        line_over_batch_bytes(&self.urls, longest.get().line, &l)
+                        line_over_batch_bytes(&self.urls, longest.get().line, longest.get().len, &l)
                     }
                     Some(l) if sent_bytes.get() > l.max_batch_bytes as u64 => {
                         batch_over_bytes(&self.urls, l.max_batch_bytes)
@@ -1164,7 +1164,7 @@ impl Kv for Client {
             return Err(match error_of(&url, resp, None) {
                 Error::TooLarge { message } => match self.limits() {
                     Some(l) if longest.get().len > l.max_batch_bytes as u64 => {
-                        line_over_batch_bytes(&self.urls, longest.get().line, &l)
+                        line_over_batch_bytes(&self.urls, longest.get().line, longest.get().len, &l)
                     }
                     _ => batch_too_large(&url, &message),
                 },

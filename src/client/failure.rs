@@ -342,22 +342,42 @@ pub(super) fn batch_over_bytes(urls: &[String], max: usize) -> Error {
     }
 }
 
-/// How `line_over_batch_bytes` ends: `batch --chunk-size` says it of the
-/// part instead (its line numbers count from the part's start, and earlier
-/// parts may have been written).
+/// What `line_over_batch_bytes` says after naming the line, before what
+/// to do instead: `batch --chunk-size` says it of the part (its line
+/// numbers count from the part's start, and earlier parts may have been
+/// written).
 pub const LINE_ALONE_HINT: &str = ", so no --chunk-size can send it; nothing was written";
 
-/// A batch line longer than the server's limit on a batch request: no
-/// part can hold it, whatever `--chunk-size`.
-pub(super) fn line_over_batch_bytes(urls: &[String], line: u64, limits: &ServerLimits) -> Error {
+/// A batch line of `len` bytes, longer than the server's limit on a batch
+/// request: no part can hold it, whatever `--chunk-size`. `kvr put` is
+/// offered when its value surely fits the server's value limit (the line
+/// holds the value and more); an audit followed that advice for a line of
+/// 70 MB, which `put` refused too.
+pub(super) fn line_over_batch_bytes(
+    urls: &[String],
+    line: u64,
+    len: u64,
+    limits: &ServerLimits,
+) -> Error {
+    let instead = if len <= limits.max_value_bytes as u64 {
+        format!(
+            "write its key with kvr put (a single value may take up to {} bytes, serve \
+             --max-value-bytes), or have the server's limit raised",
+            limits.max_value_bytes
+        )
+    } else {
+        format!(
+            "have the server's limits raised (a value may take up to {} bytes, serve \
+             --max-value-bytes)",
+            limits.max_value_bytes
+        )
+    };
     Error::TooLarge {
         message: format!(
             "kvr server at {} refused the batch: line {line} alone is over the server's limit \
-             of {} bytes on a batch request (a value there may take up to {} bytes, serve \
-             --max-value-bytes){LINE_ALONE_HINT}",
+             of {} bytes on a batch request{LINE_ALONE_HINT}; {instead}",
             urls.join(", "),
             limits.max_batch_bytes,
-            limits.max_value_bytes
         ),
     }
 }

@@ -164,10 +164,11 @@ fn a_batch_cut_off_by_the_server_names_its_limit() {
 }
 
 /// A line alone over the server's limit on a batch request is named, with
-/// no advice to send the input in parts, which cannot help (an audit
-/// followed it for a line of 70 MB, and `--chunk-size 1` then advised
-/// `kvr put`, refused too); nothing is written. With `--chunk-size` it is
-/// said of the part, and the parts before it stay applied.
+/// no advice to send the input in parts, which cannot help; `kvr put` is
+/// offered only for a line its value limit surely takes (an audit followed
+/// the advice for a line of 70 MB, and `put` refused it too); nothing is
+/// written. With `--chunk-size` it is said of the part, and the parts
+/// before it stay applied.
 #[test]
 fn a_line_alone_over_the_servers_batch_limit_is_named() {
     let env = Env::served_with(&["--max-batch-bytes", "1048576"]);
@@ -179,19 +180,35 @@ fn a_line_alone_over_the_servers_batch_limit_is_named() {
     );
     env.kvr(["batch"]).stdin(input.clone()).code(2).stderr_has(
         "refused the batch: line 2 alone is over the server's limit of 1048576 bytes on a batch \
-         request (a value there may take up to 16777216 bytes, serve --max-value-bytes), so no \
-         --chunk-size can send it; nothing was written",
+         request, so no --chunk-size can send it; nothing was written; write its key with kvr \
+         put (a single value may take up to 16777216 bytes, serve --max-value-bytes), or have \
+         the server's limit raised",
     );
     assert_eq!(env.snapshot(), before);
     // Exit 3, as for any part refused after others were applied.
     env.kvr(["batch", "--chunk-size", "1"])
-        .stdin(input)
+        .stdin(input.clone())
         .code(3)
         .stderr_has("the input from line 2 on was not applied; line 1 was applied")
         .stderr_has("refused the batch: a line of this part alone is over the server's limit")
-        .stderr_has("this part of 1 line was not applied, and no --chunk-size can send that line");
+        .stderr_has("this part of 1 line was not applied: that line alone is over it; write its key with kvr put");
     assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
     env.kvr(["get", "big"]).code(1);
+    // The same line where a value may not take it either: no `kvr put`.
+    let env = Env::served_with(&[
+        "--max-batch-bytes",
+        "1048576",
+        "--max-value-bytes",
+        "1048576",
+    ]);
+    let before = env.snapshot();
+    let said = env.kvr(["batch"]).stdin(input).code(2).stderr_has(
+        "line 2 alone is over the server's limit of 1048576 bytes on a batch request, so no \
+         --chunk-size can send it; nothing was written; have the server's limits raised (a \
+         value may take up to 1048576 bytes, serve --max-value-bytes)",
+    );
+    assert!(!said.stderr_text().contains("kvr put"), "{}", said.report());
+    assert_eq!(env.snapshot(), before);
 }
 
 /// `lines` lines of 50-byte values: many runs of a 16 MiB cache.

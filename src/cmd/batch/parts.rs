@@ -162,16 +162,22 @@ fn in_part_terms(e: Error, n: u64) -> Error {
                     "{head}this part of {n} lines was not applied; give a smaller --chunk-size"
                 ),
             },
-            None => match message.strip_suffix(crate::client::LINE_ALONE_HINT) {
+            None => match message.split_once(crate::client::LINE_ALONE_HINT) {
                 // "line K alone is over …", K counted in the part: said of
-                // the part.
-                Some(head) => Error::TooLarge {
-                    message: format!(
-                        "{}; this part of {n} {} was not applied, and no --chunk-size can \
-                         send that line",
-                        of_this_part(head),
-                        if n == 1 { "line" } else { "lines" }
-                    ),
+                // the part, and what to do instead after it.
+                Some((head, instead)) => Error::TooLarge {
+                    message: match n {
+                        1 => format!(
+                            "{}; this part of 1 line was not applied: that line alone is over \
+                             it{instead}",
+                            of_this_part(head)
+                        ),
+                        _ => format!(
+                            "{}; this part of {n} lines was not applied, and no --chunk-size \
+                             can send that line{instead}",
+                            of_this_part(head)
+                        ),
+                    },
                 },
                 None => Error::TooLarge { message },
             },
