@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kvr::engine::history::{EventKind, HistoryBounds};
-use kvr::engine::{Engine, EngineOptions, EngineWriter, Events, Log, Release, Request, Snapshot};
+use kvr::engine::{
+    Engine, EngineOptions, EngineWriter, Events, EventsRead, Log, Release, Request, Snapshot,
+};
 use kvr::idempotency::Claim;
 use kvr::store::{Store, StoreOptions};
 use kvr::types::{Applied, Op, RangeQuery};
@@ -228,6 +230,7 @@ fn check_history(r: &Running, model: &Model, floor: u64) {
         let found = match r.engine.events(from, usize::MAX, usize::MAX).unwrap() {
             Events::Found(events) => events,
             Events::Gone => panic!("events from {from} are gone; oldest {oldest}"),
+            Events::Needs(_) => panic!("a read that is not strict needs nothing"),
         };
         let got: Vec<ModelEvent> = found
             .into_iter()
@@ -267,6 +270,37 @@ fn check_history(r: &Running, model: &Model, floor: u64) {
             page.len() == want.len() || before_last + sizes[sizes.len() - 1] >= 40,
             "from {from}: stopped early at {sizes:?}"
         );
+    }
+    // As a watcher reads: values only of the keys it wants (the others
+    // count their key only), never past the bound; a first event alone
+    // over it is named by its size, and nothing is read.
+    let wanted = |k: &[u8]| k.last().is_some_and(|b| b % 2 == 0);
+    let size = |w: &ModelEvent| w.2.len() + if wanted(&w.2) { w.3.len() } else { 0 };
+    let read = EventsRead {
+        max: usize::MAX,
+        max_bytes: 40,
+        values_of: &wanted,
+        strict: true,
+    };
+    for from in oldest..=model.revision {
+        let want = &model.events[(from - 1) as usize..];
+        match r.engine.events_read(from, &read).unwrap() {
+            Events::Needs(n) => assert!(n == size(&want[0]) && n > 40, "from {from}: needs {n}"),
+            Events::Found(page) => {
+                assert!(!page.is_empty() && page.len() <= want.len(), "from {from}");
+                let mut total = 0;
+                for (e, w) in page.iter().zip(want) {
+                    let value: &[u8] = if wanted(&w.2) { &w.3 } else { &[] };
+                    assert_eq!((e.revision, &e.key, &e.value[..]), (w.0, &w.2, value));
+                    total += size(w);
+                }
+                assert!(total <= 40, "from {from}: {total} bytes");
+                if let Some(next) = want.get(page.len()) {
+                    assert!(total + size(next) > 40, "from {from}: stopped early");
+                }
+            }
+            Events::Gone => panic!("events from {from} are gone"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::{Engine, Events, ExpiryCursor, Memtable, history};
+use super::{Engine, Events, EventsRead, ExpiryCursor, Memtable, history};
 use crate::error::Result;
 
 /// A watched key range: `[lower, upper)`, `None` unbounded above.
@@ -400,29 +400,65 @@ impl Engine {
     /// hundred watchers behind took the server past 9 GB (found by an
     /// audit).
     pub fn events(&self, from: u64, max: usize, max_bytes: usize) -> Result<Events> {
+        self.events_read(
+            from,
+            &EventsRead {
+                max,
+                max_bytes,
+                values_of: &|_| true,
+                strict: false,
+            },
+        )
+    }
+
+    /// [`Engine::events`] as a watcher reads them: only the values
+    /// `read.values_of` wants are loaded and counted (the other events
+    /// carry an empty value), and with `read.strict` a page never goes past
+    /// `max_bytes`: an event that would is left for the next read, and when
+    /// it is the first, [`Events::Needs`] says how many bytes it takes. So
+    /// a watcher can read the history with the room it has (keys only, a
+    /// few small values), and ask for more only when one event needs it.
+    pub fn events_read(&self, from: u64, read: &EventsRead<'_>) -> Result<Events> {
+        let EventsRead {
+            max,
+            max_bytes,
+            values_of,
+            strict,
+        } = *read;
         let (base, tables) = {
             let t = self.read_tables();
             let mut tables: Vec<Arc<Memtable>> = t.frozen.clone();
             tables.push(t.live.clone());
             (t.base.clone(), tables)
         };
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
+        let mut out: Vec<history::Event> = Vec::new();
+        let mut page = PageBound {
+            max_bytes,
+            strict,
+            bytes: 0,
+            full: false,
+            needs: None,
+        };
         if from <= base.revision() {
             base.history(from, max, |rev, stored| {
-                // Full: the rest is read by the next call.
-                if bytes >= max_bytes {
+                if page.full {
                     return Ok(());
                 }
-                let event =
-                    history::Event::decode(rev, stored, &|key, rev| base.value_at(key, rev))?;
-                bytes += event.key.len() + event.value.len();
-                out.push(event);
+                let (key, value_len) = history::Event::sizes(rev, stored)?;
+                let load = values_of(key);
+                if !page.fits(key.len() + if load { value_len } else { 0 }, out.is_empty()) {
+                    return Ok(());
+                }
+                out.push(if load {
+                    history::Event::decode(rev, stored, &|key, rev| base.value_at(key, rev))?
+                } else {
+                    history::Event::decode_without_value(rev, stored)?
+                });
                 Ok(())
             })?;
         }
         for table in &tables {
-            if out.len() >= max || bytes >= max_bytes {
+            if out.len() >= max || page.full {
                 break;
             }
             let next = out.last().map_or(from, |e| e.revision + 1);
@@ -430,14 +466,21 @@ impl Engine {
             table.events_from(next, max - out.len(), &mut out);
             // (Shared with the table: what goes past the bound is dropped.)
             let mut keep = out.len();
-            for (i, e) in out.iter().enumerate().skip(start) {
-                if bytes >= max_bytes {
+            for (i, e) in out.iter_mut().enumerate().skip(start) {
+                let load = values_of(&e.key);
+                let size = e.key.len() + if load { e.value.len() } else { 0 };
+                if page.full || !page.fits(size, i == 0) {
                     keep = i;
                     break;
                 }
-                bytes += e.key.len() + e.value.len();
+                if !load {
+                    e.value = bytes::Bytes::new();
+                }
             }
             out.truncate(keep);
+        }
+        if let Some(size) = page.needs {
+            return Ok(Events::Needs(size));
         }
         match out.first() {
             Some(e) if e.revision != from => Ok(Events::Gone),
@@ -565,5 +608,33 @@ impl Engine {
                 }
             }
         });
+    }
+}
+
+/// The byte bound of a page of events (see [`Engine::events_read`]).
+struct PageBound {
+    max_bytes: usize,
+    strict: bool,
+    bytes: usize,
+    /// Full: the rest is read by the next call.
+    full: bool,
+    /// A strict page's first event alone takes this many bytes.
+    needs: Option<usize>,
+}
+
+impl PageBound {
+    /// Whether an event of `size` bytes goes in the page (one at least
+    /// unless strict), counting it if so.
+    fn fits(&mut self, size: usize, first: bool) -> bool {
+        if self.strict && self.bytes.saturating_add(size) > self.max_bytes {
+            if first {
+                self.needs = Some(size);
+            }
+            self.full = true;
+            return false;
+        }
+        self.bytes = self.bytes.saturating_add(size);
+        self.full = self.bytes >= self.max_bytes;
+        true
     }
 }

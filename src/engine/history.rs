@@ -159,6 +159,15 @@ impl Event {
     /// value of the key's `kv` record in the same commit when that record
     /// has this revision.
     pub fn decode(revision: u64, bytes: &[u8], value_in_kv: &ValueInKv<'_>) -> Result<Event> {
+        Event::decode_as(revision, bytes, Some(value_in_kv))
+    }
+
+    /// [`Event::decode`], or without the value with no `value_in_kv`.
+    fn decode_as(
+        revision: u64,
+        bytes: &[u8],
+        value_in_kv: Option<&ValueInKv<'_>>,
+    ) -> Result<Event> {
         let bad = || Error::Corrupt(format!("history event {revision} does not decode"));
         let row = Row::parse(bytes).ok_or_else(bad)?;
         let kind = match row.kind {
@@ -167,9 +176,10 @@ impl Event {
             KIND_EXPIRED => EventKind::Expired,
             _ => return Err(bad()),
         };
-        let value = match row.value_len_in_kv {
-            None => Bytes::copy_from_slice(row.rest),
-            Some(len) => value_in_kv(row.key, revision)?
+        let value = match (value_in_kv, row.value_len_in_kv) {
+            (None, _) => Bytes::new(),
+            (Some(_), None) => Bytes::copy_from_slice(row.rest),
+            (Some(value_in_kv), Some(len)) => value_in_kv(row.key, revision)?
                 .filter(|v| v.len() == len)
                 .ok_or_else(|| {
                     Error::Corrupt(format!(
@@ -185,6 +195,21 @@ impl Event {
             expires_at_ms: row.expires_at_ms,
             batch_end: row.flags & FLAG_BATCH_END != 0,
         })
+    }
+
+    /// The key of a stored event and the length of its value, without
+    /// reading the value (a history read sizes an event before it loads
+    /// it; see `Engine::events_read`).
+    pub fn sizes(revision: u64, bytes: &[u8]) -> Result<(&[u8], usize)> {
+        let row = Row::parse(bytes)
+            .ok_or_else(|| Error::Corrupt(format!("history event {revision} does not decode")))?;
+        Ok((row.key, row.value_len_in_kv.unwrap_or(row.rest.len())))
+    }
+
+    /// Decodes a stored event as [`Event::decode`] does, but without its
+    /// value (an empty one), which is then neither copied nor looked up.
+    pub fn decode_without_value(revision: u64, bytes: &[u8]) -> Result<Event> {
+        Event::decode_as(revision, bytes, None)
     }
 
     /// The event's watch line (SPEC "Watch"), with its newline.

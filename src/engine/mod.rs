@@ -328,6 +328,24 @@ pub enum Events {
     Found(Vec<history::Event>),
     /// That revision's event is no longer kept.
     Gone,
+    /// A strict read ([`EventsRead::strict`]) found that the first event
+    /// alone takes this many bytes, over its bound: nothing was read.
+    Needs(usize),
+}
+
+/// How [`Engine::events_read`] reads a page of events.
+#[derive(Clone, Copy)]
+pub struct EventsRead<'a> {
+    /// At most this many events,
+    pub max: usize,
+    /// and no more than it takes to bring their keys and loaded values
+    /// to this many bytes (one event at least, unless `strict`).
+    pub max_bytes: usize,
+    /// Whether an event's value is loaded: the others come with an empty
+    /// one and count their key only.
+    pub values_of: &'a dyn Fn(&[u8]) -> bool,
+    /// Never past `max_bytes`, not even for one event.
+    pub strict: bool,
 }
 
 /// Where a sweep goes on: the (expiry, key) it looked at last.

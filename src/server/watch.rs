@@ -48,7 +48,7 @@ use super::body::Body;
 use super::routes::REVISION;
 use super::target::Query;
 use crate::engine::history::Event;
-use crate::engine::{Engine, Events, Subscription};
+use crate::engine::{Engine, Events, EventsRead, Subscription};
 use crate::error::{Error, Result};
 use crate::limits::MAX_WATCH_PROGRESS_SECS;
 
@@ -56,6 +56,10 @@ use crate::limits::MAX_WATCH_PROGRESS_SECS;
 const DEFAULT_PROGRESS_SECS: u64 = 10;
 /// Events read from the engine at a time.
 const PAGE_EVENTS: usize = 1024;
+/// The room a page of the stored history takes first (a quarter of the
+/// bound of all outboxes at most): keys only, or a few values; a page
+/// whose next event needs more then waits for that much.
+const STORED_PAGE_ROOM: usize = 64 << 10;
 /// Pause between two reads of one watcher, per watcher the last dispatch
 /// woke: when a group concerns many watchers, each reads at most every
 /// (woken × this), so their wake-ups together stay near 50,000 a second
@@ -86,6 +90,9 @@ pub const WATCH_MEMORY_ENV: &str = "KVR_WATCH_MEMORY";
 struct Limits {
     total: usize,
     each: usize,
+    /// Beyond `total`, for watchers whose connection took all they were
+    /// sent: their pages of up to `reserve / 4` (see `Outbox::room`).
+    reserve: usize,
 }
 
 static LIMITS: LazyLock<Limits> = LazyLock::new(|| {
@@ -97,6 +104,7 @@ static LIMITS: LazyLock<Limits> = LazyLock::new(|| {
     Limits {
         total,
         each: (total / 4).clamp(1, WATCHER_BYTES),
+        reserve: total / 4,
     }
 });
 
@@ -106,6 +114,7 @@ static LIMITS: LazyLock<Limits> = LazyLock::new(|| {
 static ROOM: Notify = Notify::const_new();
 
 /// What one watch asks for.
+#[derive(Clone)]
 struct Watch {
     bounds: Option<(Vec<u8>, Option<Vec<u8>>)>,
     keys_only: bool,
@@ -249,6 +258,8 @@ async fn run(
     // The last chunk ended inside a request: the next one goes whatever
     // the bounds, and may not be dropped.
     let mut mid = false;
+    // The room a page from the stored history takes (see `read_stored`).
+    let mut stored_need = STORED_PAGE_ROOM.min(LIMITS.each);
     loop {
         // Every event the dispatcher found for this watcher.
         loop {
@@ -260,14 +271,30 @@ async fn run(
             // `Outbox::room`).
             let mut find = || find_memory(engine, watch, &sub, next);
             let (room, found) = out
-                .room(next, mid, watch.keys_only, &mut closing, &mut find)
+                .room(
+                    next,
+                    mid,
+                    watch.keys_only,
+                    stored_need,
+                    &mut closing,
+                    &mut find,
+                )
                 .await?;
             last_read = tokio::time::Instant::now();
             let page = match found.map(|found| found.render(watch, &sub, next)) {
                 Some(page) if page.upto < next => break,
                 Some(page) => page,
-                None => match read_stored(engine, next).await {
-                    Stored::Events(events) => render(watch, &events, LIMITS.each),
+                None => match read_stored(engine, watch, next, room.bytes).await {
+                    Stored::Events(events) => {
+                        stored_need = STORED_PAGE_ROOM.min(LIMITS.each);
+                        render(watch, &events, LIMITS.each)
+                    }
+                    // One event takes more room than the page had: the
+                    // room goes back, and the page waits for that much.
+                    Stored::Needs(bytes) => {
+                        stored_need = bytes.saturating_add(LINE_OVERHEAD).min(LIMITS.each);
+                        continue;
+                    }
                     Stored::Nothing => break,
                     Stored::Gone => {
                         out.end_lagging(next);
@@ -511,6 +538,8 @@ fn find_memory(engine: &Engine, watch: &Watch, sub: &Subscription, next: u64) ->
 /// What [`read_stored`] found.
 enum Stored {
     Events(Vec<Event>),
+    /// The next event alone takes this many bytes, more than the room.
+    Needs(usize),
     /// Nothing applied from there yet.
     Nothing,
     /// The history no longer has it.
@@ -521,13 +550,33 @@ enum Stored {
 
 /// A page of events from `from` on, read from the store's history on a
 /// blocking thread.
-async fn read_stored(engine: &Arc<Engine>, from: u64) -> Stored {
+/// A page of the stored history from `from` on, within `room` bytes of
+/// keys and values: only the values `watch` sends are read (none for
+/// keys only). With less than a whole page's room the read is strict: it
+/// stops before an event that would go past `room`, and when that is the
+/// first, says how much it needs ([`Stored::Needs`]). So a watcher that
+/// fell behind the memory tables (a flush can take the events a watcher
+/// keeping up was about to read) reads on with the room its lines need,
+/// as it does from memory, instead of waiting for a whole page's room
+/// behind stalled watchers of large values (4 to 5 s under load).
+async fn read_stored(engine: &Arc<Engine>, watch: &Watch, from: u64, room: usize) -> Stored {
+    let watch = watch.clone();
     let read = super::blocking(engine, "watch", move |e| {
-        e.events(from, PAGE_EVENTS, LIMITS.each)
+        let values_of = |key: &[u8]| !watch.keys_only && watch.wants(key);
+        e.events_read(
+            from,
+            &EventsRead {
+                max: PAGE_EVENTS,
+                max_bytes: room,
+                values_of: &values_of,
+                strict: room < LIMITS.each,
+            },
+        )
     });
     match read.await {
         Ok(Events::Found(events)) if !events.is_empty() => Stored::Events(events),
         Ok(Events::Found(_)) => Stored::Nothing,
+        Ok(Events::Needs(bytes)) => Stored::Needs(bytes),
         Ok(Events::Gone) => Stored::Gone,
         Err(e) => {
             log!("kvr serve: a watch could not read the history: {e}");
@@ -600,9 +649,9 @@ impl Room {
         Room::counted(engine, before, bytes)
     }
 
-    /// `bytes` counted if they fit in the bound (`None`: under pressure).
-    fn try_take(engine: &Arc<Engine>, bytes: usize) -> Option<Room> {
-        let total = LIMITS.total;
+    /// `bytes` counted if the outboxes then hold no more than `total`
+    /// (`None`: under pressure).
+    fn try_take_within(engine: &Arc<Engine>, bytes: usize, total: usize) -> Option<Room> {
         let before = engine
             .watch_buffered()
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
@@ -802,8 +851,9 @@ impl Outbox {
     /// and take the room their lines need (see [`InMemory::bytes`]), no
     /// more, before they are rendered; they are never held without their
     /// room across an await. A page from the stored history (`find` gives
-    /// `None`; the caller reads it) takes a whole page's room before it is
-    /// read on a blocking thread. So a watcher that keeps up, needing a
+    /// `None`; the caller reads it on a blocking thread) takes
+    /// `stored_need`: [`STORED_PAGE_ROOM`] first, then what its next event
+    /// was found to need (see [`read_stored`]). So a watcher that keeps up, needing a
     /// few lines at the newest revisions, finds room beside stalled ones
     /// that each wait for a megabyte: when every page took a page's room,
     /// 100 unread watchers of 1 MB values under a 4 MiB bound kept a new
@@ -819,6 +869,7 @@ impl Outbox {
         next: u64,
         mid: bool,
         keys_only: bool,
+        stored_need: usize,
         closing: &mut tokio::sync::watch::Receiver<bool>,
         find: &mut (dyn FnMut() -> Option<InMemory> + Send),
     ) -> std::result::Result<(Room, Option<InMemory>), Stop> {
@@ -830,12 +881,21 @@ impl Outbox {
             let drained = self.drained.notified();
             tokio::pin!(room, drained);
             room.as_mut().enable();
-            let below = {
+            let (below, keeping_up) = {
                 let q = self.lock();
                 if q.gone {
                     return Err(Stop::Gone);
                 }
-                q.bytes < limits.each
+                (q.bytes < limits.each, q.chunks.is_empty())
+            };
+            // A stream whose connection took all it was sent may take a
+            // small page from the reserve beyond the bound: stalled
+            // streams (lines waiting) fill the bound again as soon as room
+            // is freed, and a watcher that keeps up waited up to 5 s
+            // under load behind them for a few lines.
+            let bound = |bytes: usize| match keeping_up && bytes <= limits.reserve / 4 {
+                true => limits.total + limits.reserve,
+                false => limits.total,
             };
             // Inside a request too: a request already begun was read on
             // whatever the bounds (it is never dropped in part), and
@@ -845,7 +905,7 @@ impl Outbox {
             // bound. A stream that cannot have the room ends or is cut
             // off if it stalls (below).
             let held = self.engine.watch_buffered().load(Ordering::Acquire);
-            if below && need.is_none_or(|n| held.saturating_add(n) <= limits.total) {
+            if below && need.is_none_or(|n| held.saturating_add(n) <= bound(n)) {
                 let found = find();
                 // At most a page's room: the rest of a page past its bound
                 // (its last event, JSON escapes) is taken at once when it
@@ -853,8 +913,8 @@ impl Outbox {
                 // and every room given back under pressure wakes it.
                 let bytes = found
                     .as_ref()
-                    .map_or(limits.each, |f| f.bytes(keys_only).min(limits.each));
-                if let Some(room) = Room::try_take(&self.engine, bytes) {
+                    .map_or(stored_need, |f| f.bytes(keys_only).min(limits.each));
+                if let Some(room) = Room::try_take_within(&self.engine, bytes, bound(bytes)) {
                     return Ok((room, found));
                 }
                 need = Some(bytes);
