@@ -304,9 +304,12 @@ async fn run(
                 },
             };
             // A page past its room (its last event takes it past the
-            // page's bound, or JSON escapes do) takes the rest at once:
-            // so the outboxes together exceed their bound by one event at
-            // most, and no stream waits for room while it holds some.
+            // page's bound, or JSON escapes do: six bytes for a control
+            // character, base64 a third more) takes the rest at once: so
+            // the outboxes together exceed their bound by what rendering
+            // added to the pages being queued at that moment (an audit
+            // found up to 5 MiB for a page of control characters), and no
+            // stream waits for room while it holds some.
             next = page.upto + 1;
             if let Some(first) = page.first {
                 out.push(page.chunk, (!mid).then_some(first), page.starts, room)?;
