@@ -551,17 +551,16 @@ enum Stored {
     Failed,
 }
 
-/// A page of events from `from` on, read from the store's history on a
-/// blocking thread.
-/// A page of the stored history from `from` on, within `room` bytes of
-/// keys and values: only the values `watch` sends are read (none for
-/// keys only). With less than a whole page's room the read is strict: it
-/// stops before an event that would go past `room`, and when that is the
-/// first, says how much it needs ([`Stored::Needs`]). So a watcher that
-/// fell behind the memory tables (a flush can take the events a watcher
-/// keeping up was about to read) reads on with the room its lines need,
-/// as it does from memory, instead of waiting for a whole page's room
-/// behind stalled watchers of large values (4 to 5 s under load).
+/// A page of the stored history from `from` on, read on a blocking
+/// thread, within `room` bytes of keys and values: only the values
+/// `watch` sends are read (none for keys only). With less than a whole
+/// page's room the read is strict: it stops before an event that would go
+/// past `room`, and when that is the first, says how much it needs
+/// ([`Stored::Needs`]). So a watcher that fell behind the memory tables
+/// (a flush can take the events a watcher keeping up was about to read)
+/// reads on with the room its lines need, as it does from memory, instead
+/// of waiting for a whole page's room behind stalled watchers of large
+/// values (4 to 5 s under load).
 async fn read_stored(engine: &Arc<Engine>, watch: &Watch, from: u64, room: usize) -> Stored {
     let watch = watch.clone();
     let read = super::blocking(engine, "watch", move |e| {
@@ -849,22 +848,23 @@ impl Outbox {
 
     /// Waits until this stream may read another page (`next` being the
     /// first revision not read): its outbox is below its own bound, and
-    /// all outboxes together have the room for the page (inside a request,
-    /// `mid`, too). Events in the memory tables (`find`) are found first
-    /// and take the room their lines need (see [`InMemory::bytes`]), no
-    /// more, before they are rendered; they are never held without their
-    /// room across an await. A page from the stored history (`find` gives
-    /// `None`; the caller reads it on a blocking thread) takes
-    /// `stored_need`: [`STORED_PAGE_ROOM`] first, then what its next event
-    /// was found to need (see [`read_stored`]). So a watcher that keeps up, needing a
-    /// few lines at the newest revisions, finds room beside stalled ones
-    /// that each wait for a megabyte: when every page took a page's room,
-    /// 100 unread watchers of 1 MB values under a 4 MiB bound kept a new
-    /// watcher's first event waiting up to 45 s, each freed page going to
-    /// whichever woke first. Events that did not fit are looked for again
-    /// only once that much is free. Under memory pressure, a stream
-    /// whose connection took nothing for [`STALLED`] while its outbox held
-    /// lines ends instead, whatever the outbox holds (see
+    /// all outboxes together have the room for the page (inside a
+    /// request, `mid`, too). Events in the memory tables (`find`) are
+    /// found first and take the room their lines need (see
+    /// [`InMemory::bytes`]), no more, before they are rendered; they are
+    /// never held without their room across an await. A page from the
+    /// stored history (`find` gives `None`; the caller reads it on a
+    /// blocking thread) takes `stored_need`: [`STORED_PAGE_ROOM`] first,
+    /// then what its next event was found to need (see [`read_stored`]).
+    /// So a watcher that keeps up, needing a few lines at the newest
+    /// revisions, finds room beside stalled ones that each wait for a
+    /// megabyte: when every page took a page's room, 100 unread watchers
+    /// of 1 MB values under a 4 MiB bound kept a new watcher's first
+    /// event waiting up to 45 s, each freed page going to whichever woke
+    /// first. Events that did not fit are looked for again only once that
+    /// much is free. Under memory pressure, a stream whose connection
+    /// took nothing for [`STALLED`] while its outbox held lines ends
+    /// instead, whatever the outbox holds (see
     /// [`Outbox::stalled_since`]), or inside a request is cut off. It
     /// takes no new room while it waits.
     async fn room(
