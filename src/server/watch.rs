@@ -285,12 +285,13 @@ async fn run(
                 Some(page) if page.upto < next => break,
                 Some(page) => page,
                 None => match read_stored(engine, watch, next, room.bytes).await {
-                    Stored::Events(events) => {
-                        stored_need = STORED_PAGE_ROOM.min(LIMITS.each);
-                        render(watch, &events, LIMITS.each)
-                    }
+                    Stored::Events(events) => render(watch, &events, LIMITS.each),
                     // One event takes more room than the page had: the
-                    // room goes back, and the page waits for that much.
+                    // room goes back, and the page waits for that much,
+                    // as do this watcher's pages of the history after it
+                    // (their events are likely as large: starting each
+                    // at 64 KiB again made catching up on large values
+                    // 2.5 times slower).
                     Stored::Needs(bytes) => {
                         stored_need = bytes.saturating_add(LINE_OVERHEAD).min(LIMITS.each);
                         continue;
