@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::{Server, agent, http, kvr_cmd, read_until};
+use super::support::{Server, agent, http, kvr_cmd, post_batch, read_until};
 
 /// An open watch stream, read line by line.
 struct Stream {
@@ -271,7 +271,7 @@ fn compacted_history_is_410_and_exit_1() {
 fn the_history_is_trimmed_by_whole_requests() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--history", "3"]);
-    super::support::post_batch(
+    post_batch(
         &s.url,
         &(1..=5)
             .map(|i| format!("{{\"key\":\"b{i}\",\"value\":\"v\"}}\n"))
@@ -1271,13 +1271,7 @@ fn batch_of_large_values(s: &Server, prefix: &str, n: u64, value: &str) {
     let body: String = (0..n)
         .map(|i| format!("{{\"key\":\"{prefix}{i:0width$}\",\"value\":\"{value}\"}}\n"))
         .collect();
-    let r = http(
-        "POST",
-        &format!("{}/v1/batch", s.url),
-        &[],
-        Some(body.as_bytes()),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    post_batch(&s.url, &body);
 }
 
 /// A connection with a 4 KiB receive buffer, set before it connects (which
