@@ -3,6 +3,7 @@
 # second apart, each watching its own probe key, timed from the probe's PUT
 # to its event line, and the server's peak RSS. BOUND: KVR_WATCH_MEMORY in
 # bytes (default 4 MiB), or "default" for the server's own.
+# The server runs with default flags (its access log to /dev/null).
 # Usage: watch_newreader.py KVR PORT [UNREAD] [READERS] [BOUND]
 import os, shutil, socket, subprocess, sys, threading, time, http.client, tempfile
 kvr, port = sys.argv[1], int(sys.argv[2])
@@ -13,7 +14,7 @@ d = tempfile.mkdtemp()
 env = dict(os.environ)
 if bound != "default":
     env["KVR_WATCH_MEMORY"] = bound
-srv = subprocess.Popen([kvr, "--db", d + "/x.redb", "serve", "--listen", f"127.0.0.1:{port}", "--quiet"],
+srv = subprocess.Popen([kvr, "--db", d + "/x.redb", "serve", "--listen", f"127.0.0.1:{port}"],
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
 srv.stdout.readline()
 def put(key, body):
