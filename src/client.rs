@@ -1005,12 +1005,35 @@ impl Kv for Client {
         limits::check_key(key, None)?;
         let target = put_target(key, ttl_secs);
         let idem = crate::idempotency::new_key()?;
-        let (url, resp) = self.send_write(|a, url, auth| {
+        let started = std::time::Instant::now();
+        let sent = self.send_write(|a, url, auth| {
             let req =
                 with_auth(a.put(format!("{url}{target}")), auth).header(IDEMPOTENCY_KEY, &idem);
             expect_continue(condition_headers(req, if_revision), value.len() as u64)
                 .send(value.as_slice())
-        })?;
+        });
+        let (url, resp) = match sent {
+            Ok(sent) => sent,
+            // A value under `EXPECT_CONTINUE_BYTES` goes without waiting
+            // for the server's word, and one over its limit is cut off
+            // (as a batch is): a broken pipe or a reset, which alone says
+            // "the outcome is unknown"; but such a value is never applied.
+            Err(e) if cut_off(&e) || matches!(e, Error::OutcomeUnknown { .. }) => {
+                return Err(match self.limits_after(&e, started) {
+                    Some(l) if value.len() > l.max_value_bytes => value_refused(
+                        &self.urls.join(", "),
+                        Error::TooLarge {
+                            message: format!(
+                                "the value is over the limit of {} bytes (--max-value-bytes)",
+                                l.max_value_bytes
+                            ),
+                        },
+                    ),
+                    _ => e,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if resp.status().as_u16() != 200 {
             return Err(value_refused(&url, error_of(&url, resp, Some(key))));
         }
@@ -1120,6 +1143,7 @@ impl Kv for Client {
             .take(RETRY_BUFFER_BYTES + 1)
             .read_to_end(&mut head)
             .map_err(|e| Error::io("cannot read batch input", e))?;
+        let started = std::time::Instant::now();
         let sent_bytes = std::cell::Cell::new(head.len() as u64);
         let longest = std::cell::Cell::new(LongestLine::default().fed(&head));
         let sent = if head.len() as u64 <= RETRY_BUFFER_BYTES {
@@ -1144,17 +1168,23 @@ impl Kv for Client {
         };
         let (url, resp) = match sent {
             Ok(sent) => sent,
-            Err(e) if cut_off(&e) => {
+            Err(e)
+                if cut_off(&e) || matches!(e, Error::Io { .. } | Error::OutcomeUnknown { .. }) =>
+            {
                 // The server's 413 is lost when it closes a connection with
-                // body still coming: ask it for the limit it enforced.
-                return Err(match self.limits() {
+                // body still coming: ask it for the limit it enforced. How
+                // the close reaches us depends on timing (a broken pipe, or
+                // a reset, which alone says "the outcome is unknown"), but
+                // a body over the limit is never applied, so any such
+                // failure of one is that refusal.
+                return Err(match self.limits_after(&e, started) {
                     Some(l) if longest.get().len > l.max_batch_bytes as u64 => {
                         line_over_batch_bytes(&self.urls, longest.get().line, longest.get().len, &l)
                     }
                     Some(l) if sent_bytes.get() > l.max_batch_bytes as u64 => {
                         batch_over_bytes(&self.urls, l.max_batch_bytes)
                     }
-                    _ if self.answers() => batch_cut_off(&self.urls),
+                    _ if cut_off(&e) && self.answers() => batch_cut_off(&self.urls),
                     _ => e,
                 });
             }
@@ -1231,6 +1261,30 @@ impl Client {
         let (url, resp) = self
             .send(Sent::Read, |a, url, auth| {
                 with_auth(a.get(format!("{url}/v1/limits")), auth).call()
+            })
+            .ok()?;
+        if resp.status().as_u16() != 200 {
+            return None;
+        }
+        read_json(&url, resp).ok()
+    }
+
+    /// [`Client::limits`], asked after `failed` of a write begun at
+    /// `started`: after an outcome left unknown, only within what is left
+    /// of its `--timeout` (a server that let the write time out is not
+    /// waited for again).
+    fn limits_after(&self, failed: &Error, started: std::time::Instant) -> Option<ServerLimits> {
+        if !matches!(failed, Error::OutcomeUnknown { .. }) {
+            return self.limits();
+        }
+        let left = self.timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return None;
+        }
+        let agent = agent_of(&self.tls, left, Some(left));
+        let (url, resp) = self
+            .send(Sent::Read, |_, url, auth| {
+                with_auth(agent.get(format!("{url}/v1/limits")), auth).call()
             })
             .ok()?;
         if resp.status().as_u16() != 200 {

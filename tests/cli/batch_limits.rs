@@ -163,6 +163,29 @@ fn a_batch_cut_off_by_the_server_names_its_limit() {
     );
 }
 
+/// A value over the server's limit that goes without `Expect:
+/// 100-continue` (under 1 MiB) is cut off as a batch is, and the close
+/// reached the client as a broken pipe or as a reset, which it took for
+/// "the outcome is unknown": 6 of 20 such puts exited 3, "cut the request
+/// off". Each is now named as the server's refusal, exit 2, and nothing
+/// is written.
+#[test]
+fn a_value_over_the_servers_limit_is_named_however_it_is_cut_off() {
+    let env = Env::served_with(&["--max-value-bytes", "100000"]);
+    env.kvr(["put", "pre", "1"]).ok();
+    let before = env.snapshot();
+    for _ in 0..10 {
+        env.kvr(["put", "big"])
+            .stdin("v".repeat(900_000))
+            .code(2)
+            .stderr_has(
+                "refused the value: the value is over the server's limit of 100000 bytes \
+                 (--max-value-bytes); nothing was written",
+            );
+    }
+    assert_eq!(env.snapshot(), before);
+}
+
 /// A line alone over the server's limit on a batch request is named, with
 /// no advice to send the input in parts, which cannot help; `kvr put` is
 /// offered only for a line its value limit surely takes (an audit followed

@@ -407,6 +407,69 @@ fn answer_healthz_probes(c: &mut std::net::TcpStream) {
     }
 }
 
+/// A server that cuts off a batch body over its limit (hyper closes the
+/// connection with the rest unread, and the kernel answers the client's
+/// next segment with a reset) refused it unapplied, however the close
+/// reaches the client: a reset on a write used to be taken for a write
+/// whose outcome is unknown (exit 5, "may or may not have been applied"),
+/// which made a CI run fail now and then. This server resets every such
+/// connection at once (`SO_LINGER` 0), so the client sees the reset while
+/// it sends; it names the limit (exit 2), as it does for a broken pipe.
+#[test]
+fn a_batch_reset_midway_over_the_servers_limit_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake_server(|mut c| {
+        answer_healthz_probes(&mut c);
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match c.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        if head.starts_with(b"GET /v1/limits") {
+            let body = r#"{"max_key_bytes":4096,"max_value_bytes":16777216,"max_batch_ops":100000,"max_batch_bytes":1048576}"#;
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            return;
+        }
+        // A batch: take a little over the limit, then reset.
+        let mut taken = 0;
+        let mut buf = [0u8; 65536];
+        while taken < (1 << 20) + 65536 {
+            match c.read(&mut buf) {
+                Ok(n) if n > 0 => taken += n,
+                _ => return,
+            }
+        }
+        let socket = socket2::SockRef::from(&c);
+        let _ = socket.set_linger(Some(std::time::Duration::ZERO));
+    });
+    let input: String = (0..40_000)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{i:06}\",\"value\":\"{}\"}}\n",
+                "v".repeat(800)
+            )
+        })
+        .collect();
+    for _ in 0..3 {
+        let out = kvr(dir.path(), &["--server", &url, "batch"], input.as_bytes());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(
+                "the batch body is over the server's limit of 1048576 bytes; nothing was written"
+            ),
+            "{err}"
+        );
+    }
+}
+
 /// A write whose outcome is unknown at a standalone server (no answer
 /// within --timeout, or the connection closed after the whole request was
 /// sent) is not sent to the next server of the list: that server keeps its
