@@ -1258,15 +1258,7 @@ impl Client {
     /// The first reachable server's size limits; `None` if it cannot say
     /// (one before `/v1/limits`, or none answers).
     pub fn limits(&self) -> Option<ServerLimits> {
-        let (url, resp) = self
-            .send(Sent::Read, |a, url, auth| {
-                with_auth(a.get(format!("{url}/v1/limits")), auth).call()
-            })
-            .ok()?;
-        if resp.status().as_u16() != 200 {
-            return None;
-        }
-        read_json(&url, resp).ok()
+        self.limits_with(None)
     }
 
     /// [`Client::limits`], asked after `failed` of a write begun at
@@ -1281,10 +1273,15 @@ impl Client {
         if left.is_zero() {
             return None;
         }
-        let agent = agent_of(&self.tls, left, Some(left));
+        self.limits_with(Some(agent_of(&self.tls, left, Some(left))))
+    }
+
+    /// [`Client::limits`] through `agent` (`None`: the client's own).
+    fn limits_with(&self, agent: Option<Agent>) -> Option<ServerLimits> {
         let (url, resp) = self
-            .send(Sent::Read, |_, url, auth| {
-                with_auth(agent.get(format!("{url}/v1/limits")), auth).call()
+            .send(Sent::Read, |a, url, auth| {
+                let a = agent.as_ref().unwrap_or(a);
+                with_auth(a.get(format!("{url}/v1/limits")), auth).call()
             })
             .ok()?;
         if resp.status().as_u16() != 200 {
