@@ -1019,7 +1019,7 @@ impl Kv for Client {
             // (as a batch is): a broken pipe or a reset, which alone says
             // "the outcome is unknown"; but such a value is never applied.
             Err(e) if cut_off(&e) || matches!(e, Error::OutcomeUnknown { .. }) => {
-                return Err(match self.limits_after(&e, started) {
+                return Err(match self.limits_after(&e, started)? {
                     Some(l) if value.len() > l.max_value_bytes => value_refused(
                         &self.urls.join(", "),
                         Error::TooLarge {
@@ -1079,7 +1079,14 @@ impl Kv for Client {
         });
         let (url, resp) = match sent {
             Ok(sent) => sent,
-            Err(e) if cut_off(&e) && self.answers() => return Err(value_cut_off(&self.urls)),
+            Err(e) if cut_off(&e) => {
+                // (A server that refuses the token closes the same way.)
+                self.limits_with(None)?;
+                return Err(match self.answers() {
+                    true => value_cut_off(&self.urls),
+                    false => e,
+                });
+            }
             Err(e) => return Err(e),
         };
         if resp.status().as_u16() != 200 {
@@ -1177,7 +1184,7 @@ impl Kv for Client {
                 // a reset, which alone says "the outcome is unknown"), but
                 // a body over the limit is never applied, so any such
                 // failure of one is that refusal.
-                return Err(match self.limits_after(&e, started) {
+                return Err(match self.limits_after(&e, started)? {
                     Some(l) if longest.get().len > l.max_batch_bytes as u64 => {
                         line_over_batch_bytes(&self.urls, longest.get().line, longest.get().len, &l)
                     }
@@ -1258,36 +1265,44 @@ impl Client {
     /// The first reachable server's size limits; `None` if it cannot say
     /// (one before `/v1/limits`, or none answers).
     pub fn limits(&self) -> Option<ServerLimits> {
-        self.limits_with(None)
+        self.limits_with(None).ok().flatten()
     }
 
     /// [`Client::limits`], asked after `failed` of a write begun at
     /// `started`: after an outcome left unknown, only within what is left
     /// of its `--timeout` (a server that let the write time out is not
-    /// waited for again).
-    fn limits_after(&self, failed: &Error, started: std::time::Instant) -> Option<ServerLimits> {
+    /// waited for again). A 401 is returned as the error: a server that
+    /// refuses the token refuses the write unread too, and its close
+    /// looked like a body cut off for its size.
+    fn limits_after(
+        &self,
+        failed: &Error,
+        started: std::time::Instant,
+    ) -> Result<Option<ServerLimits>> {
         if !matches!(failed, Error::OutcomeUnknown { .. }) {
-            return self.limits();
+            return self.limits_with(None);
         }
         let left = self.timeout.saturating_sub(started.elapsed());
         if left.is_zero() {
-            return None;
+            return Ok(None);
         }
         self.limits_with(Some(agent_of(&self.tls, left, Some(left))))
     }
 
-    /// [`Client::limits`] through `agent` (`None`: the client's own).
-    fn limits_with(&self, agent: Option<Agent>) -> Option<ServerLimits> {
-        let (url, resp) = self
-            .send(Sent::Read, |a, url, auth| {
-                let a = agent.as_ref().unwrap_or(a);
-                with_auth(a.get(format!("{url}/v1/limits")), auth).call()
-            })
-            .ok()?;
-        if resp.status().as_u16() != 200 {
-            return None;
+    /// [`Client::limits`] through `agent` (`None`: the client's own); a
+    /// 401 as its error.
+    fn limits_with(&self, agent: Option<Agent>) -> Result<Option<ServerLimits>> {
+        let Ok((url, resp)) = self.send(Sent::Read, |a, url, auth| {
+            let a = agent.as_ref().unwrap_or(a);
+            with_auth(a.get(format!("{url}/v1/limits")), auth).call()
+        }) else {
+            return Ok(None);
+        };
+        match resp.status().as_u16() {
+            200 => Ok(read_json(&url, resp).ok()),
+            401 => Err(error_of(&url, resp, None)),
+            _ => Ok(None),
         }
-        read_json(&url, resp).ok()
     }
 
     /// Whether a server of the list answers `/healthz` at all.
