@@ -1175,9 +1175,8 @@ impl Kv for Client {
         };
         let (url, resp) = match sent {
             Ok(sent) => sent,
-            Err(e)
-                if cut_off(&e) || matches!(e, Error::Io { .. } | Error::OutcomeUnknown { .. }) =>
-            {
+            // (Any `Io`, so a `cut_off` one too.)
+            Err(e) if matches!(e, Error::Io { .. } | Error::OutcomeUnknown { .. }) => {
                 // The server's 413 is lost when it closes a connection with
                 // body still coming: ask it for the limit it enforced. How
                 // the close reaches us depends on timing (a broken pipe, or
