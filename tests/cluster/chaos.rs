@@ -9,7 +9,15 @@
 //! the leader hears nothing), then heals them.
 //! Every operation's call, return and result is recorded, and each key's
 //! history must be linearizable (`linearizable.rs`); 503 `unavailable`
-//! counts as not applied, `outcome_unknown` and timeouts as maybe applied.
+//! counts as not applied, `outcome_unknown` and timeouts as maybe applied
+//! until resolved: every write carries an `Idempotency-Key`, and a client
+//! whose write's outcome is unknown sends it again with the same key
+//! (through the next node, as the CLI does) until the cluster answers with
+//! the outcome it recorded; the operation then spans from its first call
+//! to that answer. Left unknown, such writes stay open to the end of the
+//! history, and the checker's search grows with them (a 240 s run did not
+//! finish its check in 5 minutes); resolved, they also check that a
+//! repeated write is not applied twice.
 //! A node cut off from the majority must not decide anything while it is
 //! cut off (only 503 or no answer). At the end every node must hold the
 //! same data at the same revision, and no node's revision may have gone
@@ -140,14 +148,96 @@ struct Record {
     ops: usize,
     /// Stale reads answered 200 or 404 (their revisions are in `seen`).
     stale_reads: usize,
+    /// Writes whose outcome was unknown, then resolved by sending them
+    /// again with their idempotency key.
+    resolved: usize,
 }
 
-/// One client's loop until `stop`.
+impl Record {
+    /// Notes one answer of `node` to a request that was not a stale read.
+    fn answer(&mut self, node: usize, call: u64, ret: u64, result: &Result<Answer, bool>) {
+        self.answers.push((node, call, ret, answered(result)));
+        // Every answer carries the node's revision (refusals and 503s
+        // too), and none may be below one it gave before.
+        if let Ok(Answer {
+            revision: Some(rev),
+            ..
+        }) = result
+        {
+            self.seen.entry(node).or_default().push((call, ret, *rev));
+        }
+    }
+}
+
+/// A write as sent, to send again with the same idempotency key.
+struct Sent<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: Vec<(&'a str, String)>,
+    body: &'a [u8],
+}
+
+/// What a write's answer says of its outcome (`None`: never applied;
+/// `Some(Unknown)`: maybe).
+fn write_outcome(result: &Result<Answer, bool>) -> Option<Out> {
+    match result {
+        Err(false) => None,
+        Err(true) => Some(Out::Unknown),
+        Ok(a) => match (a.status, code_of(&a.body).as_str()) {
+            (200, _) => written_revision(&a.body).map(Out::Written),
+            (412, _) => Some(Out::Refused),
+            (404, "not_found") => Some(Out::Absent),
+            (503, "outcome_unknown") => Some(Out::Unknown),
+            (422, code) => panic!("a write sent again with its idempotency key got 422 {code}"),
+            // unavailable, overloaded, removed: never applied.
+            _ => None,
+        },
+    }
+}
+
+/// Sends `write`, whose outcome is unknown, again with the same
+/// idempotency key through one node after another until one answers with
+/// its outcome (what the cluster recorded when it applied the write, or
+/// the outcome of applying it now), or `until`. Returns that answer and
+/// when it came.
+fn resolve(
+    write: &Sent<'_>,
+    addrs: &[String],
+    first: usize,
+    now: &impl Fn() -> u64,
+    until: Instant,
+    record: &Mutex<Record>,
+) -> Option<(Answer, u64)> {
+    let mut node = first;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        node = (node + 1) % addrs.len();
+        let call = now();
+        let result = request(
+            &addrs[node],
+            write.method,
+            write.path,
+            &write.headers,
+            write.body,
+        );
+        let ret = now();
+        record.lock().unwrap().answer(node, call, ret, &result);
+        if let Ok(a) = result
+            && matches!(a.status, 200 | 404 | 412)
+        {
+            return Some((a, ret));
+        }
+    }
+    None
+}
+
+/// One client's loop until `stop`; writes whose outcome is unknown are
+/// resolved (see [`resolve`]) until `resolve_until`.
 fn client(
     id: usize,
     addrs: Arc<Vec<String>>,
     start: Instant,
-    stop: Arc<AtomicBool>,
+    (stop, resolve_until): (Arc<AtomicBool>, Instant),
     record: Arc<Mutex<Record>>,
 ) {
     let now = || start.elapsed().as_nanos() as u64;
@@ -158,12 +248,21 @@ fn client(
         n += 1;
         let key = (n.wrapping_mul(7) + id as u32) % KEYS;
         let node = (n as usize + id) % addrs.len();
-        let addr = &addrs[node];
         let path = format!("/v1/kv/key{key}");
-        // A value unique across clients and operations.
+        // A value unique across clients and operations, and so the
+        // write's idempotency key.
         let value = (id as u32) << 24 | n;
+        let idempotency = ("idempotency-key", format!("chaos-{value}"));
         if n % 6 == 5 {
-            batch(addr, node, key, value, now, &record, &mut last);
+            batch(
+                &addrs,
+                node,
+                key,
+                value,
+                (&now, resolve_until),
+                &record,
+                &mut last,
+            );
             continue;
         }
         let op = match n % 5 {
@@ -172,32 +271,38 @@ fn client(
             3 => Op::Delete,
             _ => Op::Get,
         };
+        let body = match op {
+            Op::Put(v) | Op::Cas(v, _) => v.to_string().into_bytes(),
+            _ => Vec::new(),
+        };
+        let write = match op {
+            Op::Put(_) => Some(("PUT", None)),
+            Op::Cas(_, 0) => Some(("PUT", Some(("if-none-match", "*".to_string())))),
+            Op::Cas(_, e) => Some(("PUT", Some(("if-match", format!("\"{e}\""))))),
+            Op::Delete => Some(("DELETE", None)),
+            Op::Get => None,
+        }
+        .map(|(method, cond)| Sent {
+            method,
+            path: &path,
+            headers: cond.into_iter().chain([idempotency.clone()]).collect(),
+            body: &body,
+        });
         let stale = op == Op::Get && n % 10 == 4;
         let stale_path = format!("{path}?consistency=stale");
         let call = now();
-        let result = match op {
-            Op::Put(v) => request(addr, "PUT", &path, &[], v.to_string().as_bytes()),
-            Op::Cas(v, e) => {
-                let cond = if e == 0 {
-                    ("if-none-match", "*".to_string())
-                } else {
-                    ("if-match", format!("\"{e}\""))
-                };
-                request(addr, "PUT", &path, &[cond], v.to_string().as_bytes())
-            }
-            Op::Delete => request(addr, "DELETE", &path, &[], b""),
+        let result = match &write {
+            Some(w) => request(&addrs[node], w.method, w.path, &w.headers, w.body),
             // Every other read is stale: not linearizable, so not in the
             // history, but its revision counts toward the node's.
-            Op::Get if stale => request(addr, "GET", &stale_path, &[], b""),
-            Op::Get => request(addr, "GET", &path, &[], b""),
+            None if stale => request(&addrs[node], "GET", &stale_path, &[], b""),
+            None => request(&addrs[node], "GET", &path, &[], b""),
         };
-        let ret = now();
-        let out = match (&op, &result) {
+        let mut ret = now();
+        let mut out = match (&write, &result) {
             _ if stale => None,
-            (_, Err(false)) => None,
-            (Op::Get, Err(true)) => None,
-            (_, Err(true)) => Some(Out::Unknown),
-            (Op::Get, Ok(a)) => match a.status {
+            (Some(_), _) => write_outcome(&result),
+            (None, Ok(a)) => match a.status {
                 200 => {
                     let v = String::from_utf8_lossy(&a.body).parse().ok();
                     v.zip(a.etag).map(|(v, r)| Out::Read(Some((v, r))))
@@ -205,41 +310,37 @@ fn client(
                 404 if code_of(&a.body) == "not_found" => Some(Out::Read(None)),
                 _ => None,
             },
-            (_, Ok(a)) => match (a.status, code_of(&a.body).as_str()) {
-                (200, _) => written_revision(&a.body).map(Out::Written),
-                (412, _) => Some(Out::Refused),
-                (404, "not_found") => Some(Out::Absent),
-                (503, "outcome_unknown") => Some(Out::Unknown),
-                // unavailable, overloaded, removed: never applied.
-                _ => None,
-            },
+            // A read that failed is left out.
+            (None, Err(_)) => None,
         };
-        let answered = answered(&result);
+        {
+            let mut rec = record.lock().unwrap();
+            // A stale read is answered by a cut-off node too (it is meant
+            // to be): not one of the answers a cut-off node must not give.
+            if !stale {
+                rec.answer(node, call, ret, &result);
+            } else if let Ok(a) = &result {
+                if matches!(a.status, 200 | 404) {
+                    rec.stale_reads += 1;
+                }
+                if let Some(rev) = a.revision {
+                    rec.seen.entry(node).or_default().push((call, ret, rev));
+                }
+            }
+        }
+        if out == Some(Out::Unknown)
+            && let Some(w) = &write
+            && let Some((a, at)) = resolve(w, &addrs, node, &now, resolve_until, &record)
+        {
+            (out, ret) = (write_outcome(&Ok(a)), at);
+            record.lock().unwrap().resolved += 1;
+        }
         if let Some(Out::Written(r) | Out::Read(Some((_, r)))) = out {
             last.insert(key, r);
         }
-        let mut rec = record.lock().unwrap();
-        // A stale read is answered by a cut-off node too (it is meant to
-        // be): not one of the answers a cut-off node must not give.
-        if !stale {
-            rec.answers.push((node, call, ret, answered));
-        } else if let Ok(Answer {
-            status: 200 | 404, ..
-        }) = &result
-        {
-            rec.stale_reads += 1;
-        }
-        // Every answer carries the node's revision (refusals and 503s
-        // too), and none may be below one it gave before.
-        if let Ok(Answer {
-            revision: Some(rev),
-            ..
-        }) = &result
-        {
-            rec.seen.entry(node).or_default().push((call, ret, *rev));
-        }
         if let Some(out) = out {
             let ret = if out == Out::Unknown { u64::MAX } else { ret };
+            let mut rec = record.lock().unwrap();
             rec.events
                 .entry(key)
                 .or_default()
@@ -249,15 +350,16 @@ fn client(
     }
 }
 
-/// A batch through `addr`: puts of `key` and the next key in one request,
-/// all or nothing, at consecutive revisions; in each key's history it is a
-/// put (so each key's history stays checkable on its own).
+/// A batch through node `node`: puts of `key` and the next key in one
+/// request, all or nothing, at consecutive revisions; in each key's
+/// history it is a put (so each key's history stays checkable on its
+/// own).
 fn batch(
-    addr: &str,
+    addrs: &[String],
     node: usize,
     key: u32,
     value: u32,
-    now: impl Fn() -> u64,
+    (now, resolve_until): (&impl Fn() -> u64, Instant),
     record: &Mutex<Record>,
     last: &mut BTreeMap<u32, u64>,
 ) {
@@ -265,28 +367,41 @@ fn batch(
     let body = format!(
         "{{\"key\":\"key{key}\",\"value\":\"{value}\"}}\n{{\"key\":\"key{key2}\",\"value\":\"{value}\"}}\n"
     );
-    let call = now();
-    let result = request(addr, "POST", "/v1/batch", &[], body.as_bytes());
-    let ret = now();
-    let outs = match &result {
+    let write = Sent {
+        method: "POST",
+        path: "/v1/batch",
+        headers: vec![("idempotency-key", format!("chaos-{value}"))],
+        body: body.as_bytes(),
+    };
+    let outcome = |result: &Result<Answer, bool>| match result {
         Err(false) => None,
         Err(true) => Some([Out::Unknown, Out::Unknown]),
         Ok(a) => match (a.status, code_of(&a.body).as_str()) {
             (200, _) => written_revision(&a.body).map(|r| [Out::Written(r - 1), Out::Written(r)]),
             (503, "outcome_unknown") => Some([Out::Unknown, Out::Unknown]),
+            (422, code) => panic!("a batch sent again with its idempotency key got 422 {code}"),
             // unavailable, overloaded, removed: never applied.
             _ => None,
         },
     };
-    let mut rec = record.lock().unwrap();
-    rec.answers.push((node, call, ret, answered(&result)));
-    if let Ok(Answer {
-        revision: Some(rev),
-        ..
-    }) = &result
+    let call = now();
+    let result = request(
+        &addrs[node],
+        write.method,
+        write.path,
+        &write.headers,
+        write.body,
+    );
+    let mut ret = now();
+    let mut outs = outcome(&result);
+    record.lock().unwrap().answer(node, call, ret, &result);
+    if outs.is_some_and(|o| o[0] == Out::Unknown)
+        && let Some((a, at)) = resolve(&write, addrs, node, now, resolve_until, record)
     {
-        rec.seen.entry(node).or_default().push((call, ret, *rev));
+        (outs, ret) = (outcome(&Ok(a)), at);
+        record.lock().unwrap().resolved += 1;
     }
+    let mut rec = record.lock().unwrap();
     for (k, out) in [key, key2].into_iter().zip(outs.into_iter().flatten()) {
         if let Out::Written(r) = out {
             last.insert(k, r);
@@ -529,7 +644,9 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
             let (a, s, r) = (addrs.clone(), stop.clone(), record.clone());
-            std::thread::spawn(move || client(id, a, start, s, r))
+            // Past the run and the final settling, with time to spare.
+            let resolve_until = start + Duration::from_secs(secs() + 40);
+            std::thread::spawn(move || client(id, a, start, (s, resolve_until), r))
         })
         .collect();
 
@@ -786,14 +903,15 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         .filter(|e| matches!(e.out, Out::Written(_)))
         .count();
     eprintln!(
-        "chaos: {} s, {} operations checked ({acked} acknowledged writes, {unknown} with \
-         unknown outcome; answers {all_answers:?}), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
+        "chaos: {} s, {} operations checked ({acked} acknowledged writes, {} whose outcome was \
+         unknown then resolved, {unknown} left unknown; answers {all_answers:?}), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
          still claiming to lead 1 s after the majority elected another: \
          {old_leader_claims}), linearizability violations {} (checked in {checked_in:.1} s), \
          revisions going backwards on a node {backwards} (of {} answers, {} of them stale reads), \
          final reads retried {final_retries:?}",
         secs(),
         rec.ops,
+        rec.resolved,
         violations.len(),
         rec.seen.values().map(Vec::len).sum::<usize>(),
         rec.stale_reads,
