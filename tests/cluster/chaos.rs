@@ -6,7 +6,10 @@
 //! and restart of the leader or of a follower, SIGSTOP/SIGCONT pauses of
 //! either, and network partitions (the leader isolated from the majority,
 //! a follower isolated, one leader-follower link cut, a one-way cut where
-//! the leader hears nothing), then heals them.
+//! the leader hears nothing), then heals them. A five-node cluster gets
+//! the same, and faults that take two members out at once: the leader
+//! and a follower cut off from the other three, two followers killed
+//! together.
 //! Every operation's call, return and result is recorded, and each key's
 //! history must be linearizable (`linearizable.rs`); 503 `unavailable`
 //! counts as not applied, `outcome_unknown` and timeouts as maybe applied
@@ -452,13 +455,18 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path, net: Option<Net>) -> Cluster {
+        Cluster::start_n(dir, net, 3)
+    }
+
+    /// `n` members (3 or 5).
+    fn start_n(dir: &Path, net: Option<Net>, n: usize) -> Cluster {
         let mut c = Cluster {
             dir: dir.to_path_buf(),
             nodes: Vec::new(),
             net,
             ids: Vec::new(),
         };
-        for i in 0..3 {
+        for i in 0..n {
             let join = c.nodes.first().map(|n| n.url.clone());
             let args = match &join {
                 None => vec!["--cluster-init"],
@@ -467,7 +475,7 @@ impl Cluster {
             let node = c.spawn(i, &args, None);
             c.nodes.push(node);
         }
-        wait_for(30, "three voters", || voters(&c.nodes[0]) == 3);
+        wait_for(60, &format!("{n} voters"), || voters(&c.nodes[0]) == n);
         c.ids = c
             .nodes
             .iter()
@@ -504,10 +512,21 @@ impl Cluster {
 
     /// kill -9, then start it again with no cluster flag.
     fn restart(&mut self, i: usize) {
-        let at = (addr_of(&self.nodes[i]), self.nodes[i].raft.clone());
-        let _ = self.nodes[i].child.kill();
-        let _ = self.nodes[i].child.wait();
-        self.nodes[i] = self.spawn(i, &[], Some(at));
+        self.restart_all(&[i]);
+    }
+
+    /// kill -9 of each of `members` (all down at once), then each started
+    /// again with no cluster flag.
+    fn restart_all(&mut self, members: &[usize]) {
+        let mut at = Vec::new();
+        for &i in members {
+            at.push((addr_of(&self.nodes[i]), self.nodes[i].raft.clone()));
+            let _ = self.nodes[i].child.kill();
+            let _ = self.nodes[i].child.wait();
+        }
+        for (&i, at) in members.iter().zip(at) {
+            self.nodes[i] = self.spawn(i, &[], Some(at));
+        }
     }
 
     /// Each member's view: (its state, its term, the leader it knows).
@@ -566,6 +585,11 @@ enum Fault {
     KillLeader,
     IsolateFollower,
     PauseFollower,
+    /// Five members only: the leader and a follower cut off from the
+    /// other three, a majority that elects its own leader.
+    IsolateLeaderAndFollower,
+    /// Five members only: two followers down at once, then restarted.
+    KillTwoFollowers,
 }
 
 impl Fault {
@@ -580,6 +604,14 @@ impl Fault {
         Fault::PauseFollower,
     ];
 
+    /// The faults for a cluster of `members`, in order: those that take
+    /// two members out first where five can spare them.
+    fn schedule(members: usize) -> Vec<Fault> {
+        let pairs = [Fault::IsolateLeaderAndFollower, Fault::KillTwoFollowers];
+        let pairs = if members >= 5 { &pairs[..] } else { &[] };
+        pairs.iter().chain(&Fault::ALL).copied().collect()
+    }
+
     fn partition(self) -> bool {
         matches!(
             self,
@@ -587,6 +619,7 @@ impl Fault {
                 | Fault::IsolateFollower
                 | Fault::CutLeaderLink
                 | Fault::LeaderHearsNothing
+                | Fault::IsolateLeaderAndFollower
         )
     }
 
@@ -600,15 +633,24 @@ impl Fault {
             Fault::IsolateFollower => "follower isolated 1.2 s",
             Fault::PauseFollower => "SIGSTOP of a follower 0.9 s",
             Fault::LeaderHearsNothing => "one-way cut: the leader hears nothing 1.5 s",
+            Fault::IsolateLeaderAndFollower => {
+                "the leader and a follower isolated from the other three"
+            }
+            Fault::KillTwoFollowers => "kill -9 of two followers at once and restart",
         }
     }
 }
 
-/// Three network namespaces for partitions, or `None` where they cannot
-/// be made (not root, no `ip`): then `what` is said SKIPPED (with `more`),
-/// except on CI, which must run them.
+/// Three network namespaces for partitions (see [`namespaces`]).
 fn three_namespaces(what: &str, more: &str) -> Option<Net> {
-    match Net::new(3) {
+    namespaces(3, what, more)
+}
+
+/// `n` network namespaces for partitions, or `None` where they cannot be
+/// made (not root, no `ip`): then `what` is said SKIPPED (with `more`),
+/// except on CI, which must run them.
+fn namespaces(n: usize, what: &str, more: &str) -> Option<Net> {
+    match Net::new(n) {
         Ok(net) => Some(net),
         Err(why) => {
             assert!(
@@ -628,14 +670,33 @@ fn three_namespaces(what: &str, more: &str) -> Option<Net> {
 
 #[test]
 fn chaos_history_is_linearizable_and_nodes_agree() {
+    chaos(3, secs());
+}
+
+/// Five members: the same, with faults that take two of them out at once
+/// (a minority that holds the leader, two followers killed together).
+/// `KVR_CHAOS5_SECS` (default 18: one cycle of its ten faults) sets its
+/// length.
+#[test]
+fn chaos_of_five_members_is_linearizable_and_nodes_agree() {
+    let secs = std::env::var("KVR_CHAOS5_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(18);
+    chaos(5, secs);
+}
+
+/// The chaos run against `members` members for `secs` seconds.
+fn chaos(members: usize, secs: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let net = three_namespaces(
+    let net = namespaces(
+        members,
         "chaos: network partitions",
         "they need root (network namespaces) and iproute2's `ip` (CI runs them); kills and \
          pauses only",
     );
-    let mut cluster = Cluster::start(dir, net);
+    let mut cluster = Cluster::start_n(dir, net, members);
     let addrs: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(addr_of).collect());
     let record = Arc::new(Mutex::new(Record::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -645,18 +706,18 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         .map(|id| {
             let (a, s, r) = (addrs.clone(), stop.clone(), record.clone());
             // Past the run and the final settling, with time to spare.
-            let resolve_until = start + Duration::from_secs(secs() + 40);
+            let resolve_until = start + Duration::from_secs(secs + 40);
             std::thread::spawn(move || client(id, a, start, (s, resolve_until), r))
         })
         .collect();
 
     // The nemesis: one fault at a time, each from a cluster that has
     // settled on a leader, so a majority is mostly up.
-    let schedule: Vec<Fault> = Fault::ALL
+    let schedule: Vec<Fault> = Fault::schedule(members)
         .into_iter()
         .filter(|f| cluster.net.is_some() || !f.partition())
         .collect();
-    let until = Instant::now() + Duration::from_secs(secs());
+    let until = Instant::now() + Duration::from_secs(secs);
     let mut faults = BTreeMap::<&str, usize>::new();
     // (isolated node, from, to): when it was cut off from the majority.
     let mut isolated: Vec<(usize, u64, u64)> = Vec::new();
@@ -664,15 +725,20 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
     let mut old_leader_claims = 0;
     let mut round = 0usize;
     while Instant::now() < until {
-        let leader = cluster.settled_leader().unwrap_or(round % 3);
+        let leader = cluster.settled_leader().unwrap_or(round % members);
         std::thread::sleep(Duration::from_millis(300));
         let fault = schedule[round % schedule.len()];
-        // Alternate between the two followers from one cycle to the next.
-        let follower = (leader + 1 + (round / schedule.len()) % 2) % 3;
+        // Go round the followers from one cycle to the next; `second` is
+        // another one, for the faults that take two members out.
+        let others: Vec<usize> = (1..members).map(|d| (leader + d) % members).collect();
+        let cycle = round / schedule.len();
+        let follower = others[cycle % others.len()];
+        let second = others[(cycle + 1) % others.len()];
         round += 1;
         match fault {
             Fault::KillLeader => cluster.restart(leader),
             Fault::KillFollower => cluster.restart(follower),
+            Fault::KillTwoFollowers => cluster.restart_all(&[follower, second]),
             Fault::PauseLeader | Fault::PauseFollower => {
                 let victim = &cluster.nodes[if fault == Fault::PauseLeader {
                     leader
@@ -683,25 +749,31 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                 std::thread::sleep(Duration::from_millis(900));
                 signal(victim, "-CONT");
             }
-            Fault::IsolateLeader | Fault::IsolateFollower | Fault::LeaderHearsNothing => {
-                let node = if fault == Fault::IsolateFollower {
-                    follower
-                } else {
-                    leader
+            Fault::IsolateLeader
+            | Fault::IsolateFollower
+            | Fault::LeaderHearsNothing
+            | Fault::IsolateLeaderAndFollower => {
+                let cut: Vec<usize> = match fault {
+                    Fault::IsolateFollower => vec![follower],
+                    Fault::IsolateLeaderAndFollower => vec![leader, follower],
+                    _ => vec![leader],
                 };
-                let rest: Vec<usize> = (0..3).filter(|i| *i != node).collect();
+                let rest: Vec<usize> = (0..members).filter(|i| !cut.contains(i)).collect();
                 let net = cluster.net.as_mut().unwrap();
                 if fault == Fault::LeaderHearsNothing {
                     // What it sends still arrives (as long as its
                     // connections last): it is cut off all the same.
-                    net.drop_packets(&rest, &[node]);
+                    net.drop_packets(&rest, &cut);
                 } else {
-                    net.cut(&[node], &rest);
+                    net.cut(&cut, &rest);
                 }
                 let from = now();
                 if fault == Fault::LeaderHearsNothing {
                     std::thread::sleep(Duration::from_millis(1500));
-                } else if fault == Fault::IsolateLeader {
+                } else if matches!(
+                    fault,
+                    Fault::IsolateLeader | Fault::IsolateLeaderAndFollower
+                ) {
                     // The majority elects another leader (which proves the
                     // cut), and the old one stays cut off a while longer.
                     let old = cluster.ids[leader];
@@ -709,7 +781,7 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                         let views = cluster.views();
                         let leader_of = |i: usize| views[i].as_ref().and_then(|v| v.2);
                         leader_of(rest[0]).is_some_and(|l| l != old)
-                            && leader_of(rest[0]) == leader_of(rest[1])
+                            && rest.iter().all(|&i| leader_of(i) == leader_of(rest[0]))
                     });
                     std::thread::sleep(Duration::from_millis(1000));
                     if cluster.views()[leader]
@@ -721,25 +793,28 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
                 } else {
                     std::thread::sleep(Duration::from_millis(1200));
                 }
-                // One linearizable read through it for sure (the clients'
-                // may all miss the window), checked with theirs below.
-                let call = now();
-                let probe = request(
-                    &addr_of(&cluster.nodes[node]),
-                    "GET",
-                    "/v1/kv/key0",
-                    &[],
-                    b"",
-                );
-                let ret = now();
-                record
-                    .lock()
-                    .unwrap()
-                    .answers
-                    .push((node, call, ret, answered(&probe)));
+                // One linearizable read through each cut-off member for
+                // sure (the clients' may all miss the window), checked
+                // with theirs below.
+                for &node in &cut {
+                    let call = now();
+                    let probe = request(
+                        &addr_of(&cluster.nodes[node]),
+                        "GET",
+                        "/v1/kv/key0",
+                        &[],
+                        b"",
+                    );
+                    let ret = now();
+                    record
+                        .lock()
+                        .unwrap()
+                        .answers
+                        .push((node, call, ret, answered(&probe)));
+                }
                 let to = now();
                 cluster.net.as_mut().unwrap().heal();
-                isolated.push((node, from, to));
+                isolated.extend(cut.iter().map(|&node| (node, from, to)));
             }
             Fault::CutLeaderLink => {
                 let net = cluster.net.as_mut().unwrap();
@@ -903,13 +978,13 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
         .filter(|e| matches!(e.out, Out::Written(_)))
         .count();
     eprintln!(
-        "chaos: {} s, {} operations checked ({acked} acknowledged writes, {} whose outcome was \
+        "chaos: {members} members, {} s, {} operations checked ({acked} acknowledged writes, {} whose outcome was \
          unknown then resolved, {unknown} left unknown; answers {all_answers:?}), faults {faults:?}, answers of cut-off nodes {cut_off:?} (isolated leaders \
          still claiming to lead 1 s after the majority elected another: \
          {old_leader_claims}), linearizability violations {} (checked in {checked_in:.1} s), \
          revisions going backwards on a node {backwards} (of {} answers, {} of them stale reads), \
          final reads retried {final_retries:?}",
-        secs(),
+        secs,
         rec.ops,
         rec.resolved,
         violations.len(),
