@@ -3,7 +3,9 @@
 //! history at consecutive revisions) and read (linearizably) a few keys
 //! through every node of a
 //! three-node cluster while the test injects one fault at a time: kill -9
-//! and restart of the leader or of a follower, SIGSTOP/SIGCONT pauses of
+//! and restart of the leader, of a follower or of every member at once
+//! (what a power cut of the whole cluster leaves of the processes),
+//! SIGSTOP/SIGCONT pauses of
 //! either, and network partitions (the leader isolated from the majority,
 //! a follower isolated, one leader-follower link cut, a one-way cut where
 //! the leader hears nothing), then heals them. A five-node cluster gets
@@ -24,7 +26,8 @@
 //! A node cut off from the majority must not decide anything while it is
 //! cut off (only 503 or no answer). At the end every node must hold the
 //! same data at the same revision, and no node's revision may have gone
-//! backwards. `KVR_CHAOS_SECS` (default 12) sets the length.
+//! backwards. `KVR_CHAOS_SECS` (default 15: one cycle of its nine
+//! faults) sets the length.
 //!
 //! Partitions need network namespaces (`netns.rs`), so root: elsewhere the
 //! test says so and runs without them, unless `CI=true`, where it fails.
@@ -424,7 +427,7 @@ fn secs() -> u64 {
     std::env::var("KVR_CHAOS_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(12)
+        .unwrap_or(15)
 }
 
 fn addr_of(node: &Node) -> String {
@@ -583,6 +586,10 @@ enum Fault {
     PauseLeader,
     CutLeaderLink,
     KillLeader,
+    /// Every member killed at once (as a power cut of the whole cluster
+    /// leaves the processes) and restarted: nothing acknowledged may be
+    /// lost.
+    KillAll,
     IsolateFollower,
     PauseFollower,
     /// Five members only: the leader and a follower cut off from the
@@ -593,13 +600,14 @@ enum Fault {
 }
 
 impl Fault {
-    const ALL: [Fault; 8] = [
+    const ALL: [Fault; 9] = [
         Fault::IsolateLeader,
         Fault::KillFollower,
         Fault::LeaderHearsNothing,
         Fault::PauseLeader,
         Fault::CutLeaderLink,
         Fault::KillLeader,
+        Fault::KillAll,
         Fault::IsolateFollower,
         Fault::PauseFollower,
     ];
@@ -630,6 +638,7 @@ impl Fault {
             Fault::PauseLeader => "SIGSTOP of the leader 0.9 s",
             Fault::CutLeaderLink => "one leader-follower link cut 1.5 s",
             Fault::KillLeader => "kill -9 of the leader and restart",
+            Fault::KillAll => "kill -9 of every member at once and restart",
             Fault::IsolateFollower => "follower isolated 1.2 s",
             Fault::PauseFollower => "SIGSTOP of a follower 0.9 s",
             Fault::LeaderHearsNothing => "one-way cut: the leader hears nothing 1.5 s",
@@ -675,14 +684,14 @@ fn chaos_history_is_linearizable_and_nodes_agree() {
 
 /// Five members: the same, with faults that take two of them out at once
 /// (a minority that holds the leader, two followers killed together).
-/// `KVR_CHAOS5_SECS` (default 18: one cycle of its ten faults) sets its
+/// `KVR_CHAOS5_SECS` (default 20: one cycle of its eleven faults) sets its
 /// length.
 #[test]
 fn chaos_of_five_members_is_linearizable_and_nodes_agree() {
     let secs = std::env::var("KVR_CHAOS5_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(18);
+        .unwrap_or(20);
     chaos(5, secs);
 }
 
@@ -739,6 +748,7 @@ fn chaos(members: usize, secs: u64) {
             Fault::KillLeader => cluster.restart(leader),
             Fault::KillFollower => cluster.restart(follower),
             Fault::KillTwoFollowers => cluster.restart_all(&[follower, second]),
+            Fault::KillAll => cluster.restart_all(&(0..members).collect::<Vec<_>>()),
             Fault::PauseLeader | Fault::PauseFollower => {
                 let victim = &cluster.nodes[if fault == Fault::PauseLeader {
                     leader
