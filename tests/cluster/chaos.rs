@@ -183,6 +183,12 @@ struct Sent<'a> {
     body: &'a [u8],
 }
 
+impl Sent<'_> {
+    fn send(&self, addr: &str) -> Result<Answer, bool> {
+        request(addr, self.method, self.path, &self.headers, self.body)
+    }
+}
+
 /// What a write's answer says of its outcome (`None`: never applied;
 /// `Some(Unknown)`: maybe).
 fn write_outcome(result: &Result<Answer, bool>) -> Option<Out> {
@@ -219,13 +225,7 @@ fn resolve(
         std::thread::sleep(Duration::from_millis(100));
         node = (node + 1) % addrs.len();
         let call = now();
-        let result = request(
-            &addrs[node],
-            write.method,
-            write.path,
-            &write.headers,
-            write.body,
-        );
+        let result = write.send(&addrs[node]);
         let ret = now();
         record.lock().unwrap().answer(node, call, ret, &result);
         if let Ok(a) = result
@@ -298,7 +298,7 @@ fn client(
         let stale_path = format!("{path}?consistency=stale");
         let call = now();
         let result = match &write {
-            Some(w) => request(&addrs[node], w.method, w.path, &w.headers, w.body),
+            Some(w) => w.send(&addrs[node]),
             // Every other read is stale: not linearizable, so not in the
             // history, but its revision counts toward the node's.
             None if stale => request(&addrs[node], "GET", &stale_path, &[], b""),
@@ -391,13 +391,7 @@ fn batch(
         },
     };
     let call = now();
-    let result = request(
-        &addrs[node],
-        write.method,
-        write.path,
-        &write.headers,
-        write.body,
-    );
+    let result = write.send(&addrs[node]);
     let mut ret = now();
     let mut outs = outcome(&result);
     record.lock().unwrap().answer(node, call, ret, &result);
