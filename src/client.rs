@@ -1373,7 +1373,9 @@ impl<R: std::io::Read> std::io::Read for Tally<'_, R> {
 /// line of 70 MB).
 #[derive(Debug, Default, Clone, Copy)]
 struct LongestLine {
-    /// Its number (1-based) and length.
+    /// Its number (1-based) and length, its newline included: the bytes
+    /// it takes in any part that sends it (a line of exactly the limit
+    /// and its newline was offered `--chunk-size`, found by an audit).
     line: u64,
     len: u64,
     /// Lines ended so far, and the length of the one being read.
@@ -1385,7 +1387,7 @@ impl LongestLine {
     fn fed(mut self, bytes: &[u8]) -> LongestLine {
         let mut rest = bytes;
         while let Some(i) = memchr::memchr(b'\n', rest) {
-            self.current += i as u64;
+            self.current += i as u64 + 1;
             self.note();
             self.ended += 1;
             self.current = 0;

@@ -282,8 +282,9 @@ fn check_says_an_empty_file_is_a_problem() {
     assert_eq!(
         done.stderr_text().lines().next().unwrap(),
         format!(
-            "kvr: error: check found 1 problem in {}",
-            env.db().display()
+            "kvr: error: check found 1 problem in {db} (listed on stdout); restore a backup of \
+             it, or copy what can still be read (kvr --db {db} range | kvr --db NEW batch)",
+            db = env.db().display()
         )
     );
     assert_eq!(std::fs::read(env.db()).unwrap(), b"", "check changed it");

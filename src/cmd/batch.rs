@@ -129,6 +129,19 @@ pub fn run(
     let result = result.map_err(|e| interrupted(e, remote, db));
     drop(interrupt);
     let applied = result?;
+    if args.json {
+        // Before the summary: if stdout fails, the error is the first
+        // line on stderr (and says the batch was applied).
+        super::print_after_write(
+            applied_json(&applied),
+            &format!(
+                "the batch was applied at revision {} ({} operation{})",
+                applied.revision,
+                applied.applied(),
+                if applied.applied() == 1 { "" } else { "s" }
+            ),
+        )?;
+    }
     // Not `eprintln!`, which panics when stderr cannot be written.
     let _ = writeln!(
         std::io::stderr(),
@@ -141,17 +154,6 @@ pub fn run(
         started.elapsed().as_secs_f64(),
         no_change(watch.op_lines.load(Ordering::Relaxed), applied.applied())
     );
-    if args.json {
-        super::print_after_write(
-            applied_json(&applied),
-            &format!(
-                "the batch was applied at revision {} ({} operation{})",
-                applied.revision,
-                applied.applied(),
-                if applied.applied() == 1 { "" } else { "s" }
-            ),
-        )?;
-    }
     Ok(())
 }
 

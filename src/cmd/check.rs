@@ -103,11 +103,12 @@ pub fn run(g: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     if report.problems.is_empty() {
         return Ok(());
     }
+    let db = g.db.display();
     Err(Error::Corrupt(format!(
-        "check found {} problem{} in {}",
+        "check found {} problem{} in {db} (listed on stdout); restore a backup of it, or copy \
+         what can still be read (kvr --db {db} range | kvr --db NEW batch)",
         report.problems.len(),
         if report.problems.len() == 1 { "" } else { "s" },
-        g.db.display()
     ))
     .into())
 }

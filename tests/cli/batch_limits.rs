@@ -213,8 +213,11 @@ fn a_line_alone_over_the_servers_batch_limit_is_named() {
         .stdin(input.clone())
         .code(3)
         .stderr_has("the input from line 2 on was not applied; line 1 was applied")
-        .stderr_has("refused the batch: a line of this part alone is over the server's limit")
-        .stderr_has("this part of 1 line was not applied: that line alone is over it; write its key with kvr put");
+        .stderr_has(
+            "refused the batch: line 2 alone is over the server's limit of 1048576 bytes on a \
+             batch request, so no --chunk-size can send it; this part of 1 line was not \
+             applied; write its key with kvr put",
+        );
     assert_eq!(env.kvr(["get", "a"]).ok().stdout_text(), "1");
     env.kvr(["get", "big"]).code(1);
     // The same line where a value may not take it either: no `kvr put`.
@@ -232,6 +235,42 @@ fn a_line_alone_over_the_servers_batch_limit_is_named() {
     );
     assert!(!said.stderr_text().contains("kvr put"), "{}", said.report());
     assert_eq!(env.snapshot(), before);
+}
+
+/// A line counts with its newline: one of exactly the server's limit and
+/// its newline is named as a line no part can send, not answered with
+/// `--chunk-size` advice (found by an audit). In a later part it is named
+/// by its line in the whole input.
+#[test]
+fn a_line_alone_over_the_limit_is_named_with_its_newline_and_in_later_parts() {
+    let env = Env::served_with(&["--max-batch-bytes", "2000"]);
+    let head = "{\"key\":\"big\",\"value\":\"";
+    let big = format!("{head}{}\"}}", "x".repeat(2000 - head.len() - 2));
+    assert_eq!(big.len(), 2000);
+    let before = env.snapshot();
+    for args in [&["batch"][..], &["batch", "--chunk-size", "1"]] {
+        env.kvr(args).stdin(format!("{big}\n")).code(2).stderr_has(
+            "refused the batch: line 1 alone is over the server's limit of 2000 bytes on a \
+             batch request, so no --chunk-size can send it",
+        );
+        assert_eq!(env.snapshot(), before);
+    }
+    // Without its newline the same line fits.
+    env.kvr(["batch"]).stdin(big.clone()).ok();
+    env.kvr(["delete", "big"]).ok();
+    let line = |k: u32| format!("{{\"key\":\"k{k}\",\"value\":\"v\"}}\n");
+    let input = format!("{}{}{}{big}\n{}", line(1), line(2), line(3), line(5));
+    env.kvr(["batch", "--chunk-size", "2"])
+        .stdin(input)
+        .code(3)
+        .stderr_has("the input from line 3 on was not applied; lines 1-2 were applied")
+        .stderr_has(
+            "refused the batch: line 4 alone is over the server's limit of 2000 bytes on a \
+             batch request, so no --chunk-size can send it; this part of 2 lines was not \
+             applied; write its key with kvr put",
+        );
+    env.kvr(["get", "k2"]).ok();
+    env.kvr(["get", "k3"]).code(1);
 }
 
 /// `lines` lines of 50-byte values: many runs of a 16 MiB cache.

@@ -175,8 +175,9 @@ fn an_applied_write_whose_output_fails_says_it_was_applied() {
         child.wait_with_output().unwrap()
     };
     assert_eq!(out.status.code(), Some(3));
+    // The error is the first line: the summary does not come before it.
     assert!(
-        text(&out.stderr).contains(
+        text(&out.stderr).starts_with(
             "kvr: error: the batch was applied at revision 3 (1 operation); only writing its \
              output failed"
         ),

@@ -1029,7 +1029,8 @@ fn a_part_over_the_servers_limit_asks_for_smaller_parts() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("this part of 1 line was not applied: that line alone is over it; write its key with kvr put"),
+        err.contains("line 1 alone is over the server's limit of 300 bytes")
+            && err.contains("this part of 1 line was not applied; write its key with kvr put"),
         "{err}"
     );
     assert!(!err.contains("smaller --chunk-size"), "{err}");

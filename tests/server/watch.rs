@@ -249,6 +249,22 @@ fn compacted_history_is_410_and_exit_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("watching needs a server"));
+    // With KVR_SERVER set too, the flag won: the message says so rather
+    // than asking for KVR_SERVER.
+    let out = kvr_cmd(dir.path())
+        .args(["--db", db.to_str().unwrap(), "watch"])
+        .env("KVR_SERVER", &s.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(
+            "kvr: error: watching needs a server: --db was given, which overrides KVR_SERVER; \
+             leave --db out to watch that server"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The served file: the message names its server.
     let out = kvr_cmd(dir.path())
         .args(["--db", "db.redb", "watch"])

@@ -145,39 +145,35 @@ pub(super) fn at_once_applied(db: &Path) -> String {
 /// A part over the server's limits, said in the terms of `--chunk-size`:
 /// the client's hint for a whole input sent at once ("nothing was
 /// written; send the input in parts") becomes one for smaller parts
-/// (earlier parts may have been written).
-fn in_part_terms(e: Error, n: u64) -> Error {
+/// (earlier parts may have been written). `n` lines of the part hold an
+/// operation; `before` lines of the input came before it.
+fn in_part_terms(e: Error, n: u64, before: u64) -> Error {
+    let part = match n {
+        1 => "this part of 1 line".to_string(),
+        _ => format!("this part of {n} lines"),
+    };
     match e {
         Error::TooLarge { message } => match message.strip_suffix(crate::client::CHUNK_HINT) {
             // One line cannot be split further.
             Some(head) if n == 1 => Error::TooLarge {
                 message: format!(
-                    "{head}this part of 1 line was not applied: that line alone is over it; \
-                     write its key with kvr put (a single value may take up to the server's \
+                    "{head}{part} was not applied: that line alone is over it; write its key \
+                     with kvr put (a single value may take up to the server's \
                      --max-value-bytes), or have the server's limit raised"
                 ),
             },
             Some(head) => Error::TooLarge {
-                message: format!(
-                    "{head}this part of {n} lines was not applied; give a smaller --chunk-size"
-                ),
+                message: format!("{head}{part} was not applied; give a smaller --chunk-size"),
             },
             None => match message.split_once(crate::client::LINE_ALONE_HINT) {
-                // "line K alone is over …", K counted in the part: said of
-                // the part, and what to do instead after it.
+                // "line K alone is over …", K counted in the part: named
+                // in the whole input, and what to do instead after it.
                 Some((head, instead)) => Error::TooLarge {
-                    message: match n {
-                        1 => format!(
-                            "{}; this part of 1 line was not applied: that line alone is over \
-                             it{instead}",
-                            of_this_part(head)
-                        ),
-                        _ => format!(
-                            "{}; this part of {n} lines was not applied, and no --chunk-size \
-                             can send that line{instead}",
-                            of_this_part(head)
-                        ),
-                    },
+                    message: format!(
+                        "{}, so no --chunk-size can send it; {part} was not \
+                         applied{instead}",
+                        in_input_lines(head, before)
+                    ),
                 },
                 None => Error::TooLarge { message },
             },
@@ -186,22 +182,27 @@ fn in_part_terms(e: Error, n: u64) -> Error {
     }
 }
 
-/// `… refused the batch: line K alone is over …` as `… refused the batch:
-/// a line of this part alone is over …`.
-fn of_this_part(head: &str) -> String {
+/// `… refused the batch: line K alone is over …`, K counted in a part,
+/// with K counted in the whole input (`before` lines before the part).
+fn in_input_lines(head: &str, before: u64) -> String {
     const AT: &str = "refused the batch: line ";
     let Some(start) = head.find(AT) else {
         return head.to_string();
     };
-    let digits = head[start + AT.len()..]
+    let digits_at = start + AT.len();
+    let digits = head[digits_at..]
         .bytes()
         .take_while(u8::is_ascii_digit)
         .count();
-    format!(
-        "{}refused the batch: a line of this part{}",
-        &head[..start],
-        &head[start + AT.len() + digits..]
-    )
+    match head[digits_at..digits_at + digits].parse::<u64>() {
+        Ok(k) => format!(
+            "{}{}{}",
+            &head[..digits_at],
+            k + before,
+            &head[digits_at + digits..]
+        ),
+        Err(_) => head.to_string(),
+    }
 }
 
 /// "lines 1-2000 were applied, in 2 parts".
@@ -239,7 +240,7 @@ fn part_failed(
     total: &Applied,
     remote: bool,
 ) -> anyhow::Error {
-    let e = in_part_terms(e, ops);
+    let e = in_part_terms(e, ops, before);
     // A refused part wrote nothing; after a timeout, say, its outcome is
     // unknown.
     let refused = matches!(

@@ -437,8 +437,11 @@ fn report(args: &BenchArgs, t: &Tally, took: Duration, target: String) -> crate:
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{:?} on {target}: {} clients, {:.1} s",
-        args.workload, args.clients, secs
+        "{:?} on {target}: {} client{}, {:.1} s",
+        args.workload,
+        args.clients,
+        if args.clients == 1 { "" } else { "s" },
+        secs
     );
     // A batch or range request is many operations: count what was sent.
     let rate = match (args.workload, keys_per_sec) {
