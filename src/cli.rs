@@ -632,12 +632,20 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
 /// A `--ttl` duration in seconds: a whole number with an optional unit
 /// `s`, `m`, `h` or `d`, from 1 second to 10 years.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
+    let not_duration = || format!("{text:?} is not a duration such as 90, 30s, 5m, 2h or 1d");
+    if text
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .is_empty()
+    {
+        // Letters only ("abc"): no number, not an unknown unit.
+        return Err(not_duration());
+    }
     let (digits, scale) = split_unit(text)?;
     let n: u64 = digits
         .parse()
         .ok()
         .filter(|_| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| format!("{text:?} is not a duration such as 90, 30s, 5m, 2h or 1d"))?;
+        .ok_or_else(not_duration)?;
     let secs = n.saturating_mul(scale);
     crate::jsonl::check_ttl(secs)?;
     Ok(secs)

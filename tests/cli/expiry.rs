@@ -103,6 +103,10 @@ fn ttl_rejections_change_nothing(env: Env) {
     env.kvr(["put", "--ttl", "5sec", "k", "other"])
         .code(2)
         .stderr_has("unknown unit \"sec\"");
+    // Letters alone are no number, not an unknown unit (found by an audit).
+    env.kvr(["put", "--ttl", "abc", "k", "other"])
+        .code(2)
+        .stderr_has("\"abc\" is not a duration such as 90, 30s, 5m, 2h or 1d");
     for line in [
         r#"{"key":"a","value":"x","ttl":0}"#,
         r#"{"key":"a","value":"x","ttl":315360001}"#,
