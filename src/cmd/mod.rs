@@ -353,11 +353,6 @@ pub(crate) fn token(g: &Global) -> Result<Option<String>> {
     Ok(Some(token.to_string()))
 }
 
-/// A token goes in an `Authorization` header, where control characters
-/// cannot be sent: say so, naming where the token came from, instead of
-/// the HTTP library's "failed to parse header value". Nor can anything
-/// beyond ASCII be sent as text there: a server given such a token would
-/// start and refuse every client, and the client could not send it.
 /// Where `--token`'s value came from, for its errors: the flag, or the
 /// variable a script or a shell profile set.
 fn token_source() -> &'static str {
@@ -367,7 +362,20 @@ fn token_source() -> &'static str {
     }
 }
 
-fn check_token(token: &str, source: &str) -> Result<()> {
+/// A token goes in an HTTP header, where control characters cannot be
+/// sent: say so, naming where the token came from, instead of the HTTP
+/// library's "failed to parse header value". Nor can anything beyond
+/// ASCII be sent as text there, nor white space at either end, which HTTP
+/// strips from a header's value: a server given such a token would start
+/// and refuse every client, its own CLI with the same token file too
+/// (found by an audit), and the client could not send it.
+pub(crate) fn check_token(token: &str, source: &str) -> Result<()> {
+    if token.starts_with([' ', '\t']) || token.ends_with([' ', '\t']) {
+        return Err(Error::invalid(format!(
+            "the token begins or ends with white space, which HTTP drops from a header, so no \
+             client could present it; remove it, and check {source}"
+        )));
+    }
     if let Some((at, c)) = token
         .char_indices()
         .find(|&(_, c)| c.is_ascii_control() && c != '\t')

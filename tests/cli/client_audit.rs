@@ -307,6 +307,50 @@ fn tokens_with_control_characters_are_usage_errors() {
         .code(2)
         .stderr_has("which is not ASCII");
     assert!(refused.stdout_text().is_empty(), "it listened");
+    // White space at either end: HTTP strips it from the header, so a
+    // server given it refused every client, its own CLI too.
+    std::fs::write(env.path("spaced"), " tok5\n").unwrap();
+    let refused = env
+        .kvr_bare([
+            "--token-file",
+            "spaced",
+            "--db",
+            "spaced.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .code(2)
+        .stderr_has(
+            "kvr: error: the token begins or ends with white space, which HTTP drops from a \
+             header, so no client could present it; remove it, and check the token file spaced",
+        );
+    assert!(refused.stdout_text().is_empty(), "it listened");
+    assert!(!env.path("spaced.redb").exists());
+    env.kvr_bare(["--server", &url, "--token", "sekrit\t", "put", "b", "1"])
+        .code(2)
+        .stderr_has("begins or ends with white space")
+        .stderr_has("check --token\n");
+    let refused = env
+        .kvr_bare([
+            "--db",
+            "member.redb",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--raft-listen",
+            "127.0.0.1:0",
+            "--cluster-init",
+            "--cluster-token",
+            "c1 ",
+        ])
+        .code(2)
+        .stderr_has("begins or ends with white space")
+        .stderr_has("check --cluster-token");
+    assert!(refused.stdout_text().is_empty(), "it listened");
+    // Inside, a space is sent as it is.
+    env.kvr_bare(["--server", &url, "--token", "a b", "get", "a"])
+        .code(3);
     // A stale KVR_TOKEN is a usage error with --db too (as every variable
     // is checked whichever command runs), and nothing is written.
     env.kvr_bare(["--db", "local.redb", "put", "b", "1"])

@@ -131,6 +131,42 @@ fn a_sigterm_right_after_the_listening_line_stops_with_0() {
     assert_eq!(out.stdout, b"v");
 }
 
+/// The same stop sent twice a few milliseconds apart (GNU `timeout`
+/// signals the server, then its process group) is one stop: the request
+/// in flight is finished and answered, not cut (found by an audit).
+#[test]
+fn a_signal_repeated_at_once_is_one_stop() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_logging(dir.path(), &[]);
+    let mut half = std::net::TcpStream::connect(&s.addr).unwrap();
+    half.write_all(b"PUT /v1/kv/c HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let term = || {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(s.pid() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap()
+    };
+    term();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    term();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    half.write_all(b"67890").unwrap();
+    let mut answer = Vec::new();
+    half.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(s.child.wait().unwrap().code(), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(!log.contains("stopping now"), "{log}");
+    assert!(log.contains("stopped at revision"), "{log}");
+    let out = kvr(dir.path(), &["--db", "db.redb", "get", "c"], b"");
+    assert_eq!(out.stdout, b"1234567890");
+}
+
 /// A second signal stops the server at once, where the first waits for
 /// requests in flight (here a body half sent, which would hold it for the
 /// whole grace) and the last flush. The next start replays the log: every
