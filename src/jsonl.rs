@@ -184,7 +184,12 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
     }
     // serde would read `["a","b"]` as the fields in order: check first.
     if !is_object(text) && serde_json::from_slice::<IgnoredAny>(text).is_ok() {
-        return Err(bad("a line must be a JSON object".into()));
+        return Err(bad(match text.trim_ascii_start().starts_with(b"[") {
+            true => "a line must be a JSON object, not an array: the input is JSON lines, one \
+                     object per line"
+                .into(),
+            false => "a line must be a JSON object".into(),
+        }));
     }
     let input: InputLine<'_> =
         serde_json::from_slice(text).map_err(|e| bad(field_error(text, &e)))?;
@@ -319,6 +324,27 @@ fn json_error(e: &serde_json::Error) -> String {
     json_error_at(e, 0)
 }
 
+/// What a line that is not JSON says about the input's layout: an object
+/// spread over lines (pretty-printed), or objects run together on one
+/// (`curl -d @file` drops the newlines). Found by an audit, where serde's
+/// "EOF while parsing an object" and "trailing characters" said neither.
+fn layout_hint(text: &[u8], e: &serde_json::Error) -> &'static str {
+    let trimmed = text.trim_ascii();
+    if e.classify() == serde_json::error::Category::Eof && trimmed.starts_with(b"{") {
+        return " (the line ends inside an object: each object must be on one line of its \
+                own, not pretty-printed)";
+    }
+    let after = text
+        .get(e.column().saturating_sub(1)..)
+        .unwrap_or_default()
+        .trim_ascii_start();
+    if e.to_string().starts_with("trailing characters") && after.starts_with(b"{") {
+        return " (another object follows on the same line: give each its own line; curl's -d \
+                drops newlines, --data-binary keeps them)";
+    }
+    ""
+}
+
 /// Fields that must be strings, and whole numbers, when present.
 const STRING_FIELDS: [&str; 4] = ["op", "key", "key_b64", "value_b64"];
 const NUMBER_FIELDS: [&str; 3] = ["if_revision", "ttl", "expires_at_ms"];
@@ -332,7 +358,7 @@ const NUMBER_FIELDS: [&str; 3] = ["if_revision", "ttl", "expires_at_ms"];
 fn field_error(text: &[u8], e: &serde_json::Error) -> String {
     let message = json_error(e);
     if e.classify() != serde_json::error::Category::Data {
-        return message;
+        return message + layout_hint(text, e);
     }
     let Ok(fields) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
     else {
@@ -415,7 +441,11 @@ fn json_error_at(e: &serde_json::Error, offset: usize) -> String {
         .map_or(text.as_str(), |(m, _)| m);
     // Bytes that are not UTF-8, or a lone surrogate escape (`\ud800`):
     // no JSON string holds them, the `_b64` forms do.
-    let hint = if msg.contains("unicode code point") || msg.contains("surrogate") {
+    let hint = if msg.contains("end of hex escape") {
+        // serde's words for a high surrogate without its low one.
+        " (a lone surrogate escape such as \\ud800 is no text: JSON strings hold UTF-8 text \
+         only; give other bytes as key_b64 / value_b64, standard base64)"
+    } else if msg.contains("unicode code point") || msg.contains("surrogate") {
         " (JSON strings hold UTF-8 text only: give other bytes as key_b64 / value_b64, \
          standard base64)"
     } else {
@@ -692,6 +722,43 @@ mod tests {
         }
         let err = parse("{\"key\":\"a\",").unwrap_err().to_string();
         assert!(!err.contains("key_b64"), "{err}");
+    }
+
+    /// Pretty-printed objects, objects run together on a line and a JSON
+    /// array say what is wrong with the layout (found by an audit).
+    #[test]
+    fn a_wrong_layout_is_named() {
+        let err = parse("{").unwrap_err().to_string();
+        assert!(err.contains("each object must be on one line"), "{err}");
+        let err = parse("{\"key\":\"a\",\"value\":\"x\"}{\"key\":\"b\",\"value\":\"y\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--data-binary keeps them"), "{err}");
+        let err = parse("[{\"key\":\"a\",\"value\":\"x\"}]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not an array: the input is JSON lines"),
+            "{err}"
+        );
+        // Other errors are left as they were.
+        let err = parse("{\"key\":\"a\",\"value\":\"x\"} x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("another object"), "{err}");
+        let err = parse("{\"key\":\"a\" \"value\":\"x\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("one line"), "{err}");
+        for lone in ["\\ud800", "\\ud800x"] {
+            let err = parse(&format!("{{\"key\":\"{lone}\",\"value\":\"x\"}}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("a lone surrogate escape such as \\ud800"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

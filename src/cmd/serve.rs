@@ -714,15 +714,26 @@ fn workers(flag: Option<usize>) -> Result<usize> {
 }
 
 fn resolve(listen: &str) -> Result<SocketAddr> {
-    listen
-        .to_socket_addrs()
+    let resolved = listen.to_socket_addrs();
+    if let Some(addr) = resolved
+        .as_ref()
         .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "--listen {listen:?} is not an address: give HOST:PORT, e.g. 127.0.0.1:7070"
-            ))
-        })
+        .and_then(|addrs| addrs.clone().next())
+    {
+        return Ok(addr);
+    }
+    // HOST:PORT whose host does not resolve is not a malformed address
+    // (found by an audit: `nohost.invalid:0` was told to give HOST:PORT).
+    let has_port = listen
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    Err(Error::invalid(match (has_port, resolved) {
+        (true, Err(e)) => format!(
+            "--listen {listen:?}: its host does not resolve ({e}); give an IP address or a \
+             name this machine resolves, e.g. 127.0.0.1:7070"
+        ),
+        _ => format!("--listen {listen:?} is not an address: give HOST:PORT, e.g. 127.0.0.1:7070"),
+    }))
 }
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP, with the signal's name. SIGHUP

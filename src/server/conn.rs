@@ -919,7 +919,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> OwnRefusals<I> {
         let (status, message) = match head.get(9..12) {
             Some("400") => (
                 "400 Bad Request",
-                "the request could not be parsed as HTTP/1.1 (its request line or a header)"
+                // The usual cause is a key's bytes sent as they are
+                // (found by an audit: `curl 'http://…/v1/kv/a<b>'`).
+                "the request could not be parsed as HTTP/1.1 (its request line or a header): \
+                 a target may not hold a space, \", <, > or ` as they are; percent-encode \
+                 them in a key (%20, %22, %3C, %3E, %60)"
                     .to_string(),
             ),
             Some("414") => (

@@ -66,7 +66,7 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
     match err {
         ApiError::NoRoute => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": Code::NoRoute.as_str(), "message": "no such route; see the HTTP API in the README"}),
+            &json!({"error": Code::NoRoute.as_str(), "message": "no such route (paths are taken as sent, never normalized); the routes are in GET /v1/openapi.json and the README's HTTP API"}),
         ),
         ApiError::MethodNotAllowed(allow) => {
             let mut resp = json_response(

@@ -101,6 +101,7 @@ fn point_routes_statuses_and_headers() {
     }
     let r = http("GET", &format!("{u}/v2/nothing"), &[], None);
     assert_eq!((r.status, r.code()), (404, "no_route".to_string()));
+    assert!(r.text().contains("GET /v1/openapi.json"), "{}", r.text());
     let r = http("POST", &format!("{u}/v1/kv/a"), &[], Some(b""));
     assert_eq!(
         (r.status, r.code()),
@@ -436,6 +437,21 @@ fn token_guards_every_route_but_healthz() {
         "{}",
         stderr(&out)
     );
+    // A host that does not resolve is said to be that, not a malformed
+    // address; neither creates the file.
+    for (listen, said) in [
+        ("nohost.invalid:0", "its host does not resolve"),
+        ("nohost", "is not an address: give HOST:PORT"),
+    ] {
+        let out = kvr(
+            dir.path(),
+            &["--db", "other.redb", "serve", "--listen", listen],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+        assert!(!dir.path().join("other.redb").exists());
+    }
 }
 
 /// `serve ARGS` with `env`, which must exit by itself within 10 s (a
@@ -532,6 +548,13 @@ fn bad_http_input_never_crashes_it() {
     // hyper refuses these itself; they are answered as every error is.
     let garbage = raw(&s.addr, b"\x00\xff\x13garbage garbage\r\n\r\n");
     assert_parser_refusal(&garbage, 400);
+    // A key's bytes sent as they are: the answer says to percent-encode.
+    let r = raw(
+        &s.addr,
+        b"PUT /v1/kv/a<b>`c HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
+    );
+    assert_parser_refusal(&r, 400);
+    assert!(r.contains("percent-encode them in a key"), "{r}");
     let r = raw(
         &s.addr,
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon\r\n\r\n",
