@@ -215,7 +215,12 @@ pub fn parse_line(text: &[u8], line: u64, max_value_bytes: usize) -> Result<Op> 
                     return Err(bad("both value and value_b64 given; use one".into()));
                 }
                 (None, None) => {
-                    return Err(bad("a put needs a value (value or value_b64)".into()));
+                    // A key alone is what `range --keys-only` prints.
+                    return Err(bad(
+                        "a put needs a value (value or value_b64); lines of range --keys-only \
+                         are not batch input, and a delete needs \"op\":\"delete\""
+                            .into(),
+                    ));
                 }
             };
             limits::check_value(&key, value.len(), max_value_bytes, Some(line))?;

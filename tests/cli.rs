@@ -700,7 +700,27 @@ fn batch_rejections_name_the_line_and_write_nothing(template: Env) {
             "both key and key_b64",
             "{\"key\":\"a\",\"key_b64\":\"YQ==\",\"value\":\"x\"}".to_string(),
         ),
-        ("needs a value", "{\"key\":\"a\"}".to_string()),
+        (
+            "needs a value (value or value_b64); lines of range --keys-only are not batch input",
+            "{\"key\":\"a\"}".to_string(),
+        ),
+        // What is wrong with the layout is said (found by an audit).
+        (
+            "the line ends inside an object: each object must be on one line",
+            "{\"key\":\"a\",".to_string(),
+        ),
+        (
+            "another object follows on the same line",
+            "{\"key\":\"a\",\"value\":\"x\"} {\"key\":\"b\",\"value\":\"y\"}".to_string(),
+        ),
+        (
+            "not an array: the input is JSON lines",
+            "[{\"key\":\"a\",\"value\":\"x\"}]".to_string(),
+        ),
+        (
+            "a lone surrogate escape such as \\ud800",
+            "{\"key\":\"a\",\"value\":\"\\ud800\"}".to_string(),
+        ),
         (
             "not valid base64",
             "{\"key_b64\":\"%%%\",\"value\":\"x\"}".to_string(),
