@@ -35,7 +35,9 @@ pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<()> {
         let give = match crate::store::served_at(&g.db) {
             Some(url) => format!("{} is served at {url}: use --server {url}", g.db.display()),
             // `--db` given as a flag beats KVR_SERVER (SPEC).
-            None if std::env::var_os("KVR_SERVER").is_some_and(|s| !s.is_empty()) => {
+            None if crate::cli::given_on_command_line("db")
+                && std::env::var("KVR_SERVER").is_ok_and(|s| !s.trim().is_empty()) =>
+            {
                 "--db was given, which overrides KVR_SERVER; leave --db out to watch that \
                  server"
                     .to_string()
