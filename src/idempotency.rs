@@ -48,14 +48,26 @@ pub const RESEND_HINT: &str = "; resend it with the same Idempotency-Key: it is 
 pub const KEY_HINT: &str = "; it may have been applied: read what it writes to find out; a write \
                             sent with an Idempotency-Key header can be resent without being \
                             applied twice";
+/// [`KEY_HINT`] after a message that says already that the write may
+/// still be applied (not twice, found by an audit).
+const KEY_HINT_AFTER_MAY: &str = "; read what it writes to find out; a write sent with an \
+                                  Idempotency-Key header can be resent without being applied \
+                                  twice";
 
 /// An `outcome_unknown` answered to a write, with the hint of [`RESEND_HINT`]
 /// or [`KEY_HINT`] (`keyed`: the write carried an `Idempotency-Key`).
 pub fn with_hint(e: Error, keyed: bool) -> Error {
     match e {
-        Error::OutcomeUnknown { message } => Error::OutcomeUnknown {
-            message: message + if keyed { RESEND_HINT } else { KEY_HINT },
-        },
+        Error::OutcomeUnknown { message } => {
+            let hint = match (keyed, message.contains("may still be applied")) {
+                (true, _) => RESEND_HINT,
+                (false, false) => KEY_HINT,
+                (false, true) => KEY_HINT_AFTER_MAY,
+            };
+            Error::OutcomeUnknown {
+                message: message + hint,
+            }
+        }
         other => other,
     }
 }
@@ -66,6 +78,7 @@ pub fn without_hint(message: &str) -> &str {
     message
         .strip_suffix(RESEND_HINT)
         .or_else(|| message.strip_suffix(KEY_HINT))
+        .or_else(|| message.strip_suffix(KEY_HINT_AFTER_MAY))
         .unwrap_or(message)
 }
 
@@ -339,6 +352,24 @@ mod tests {
                 "the cluster lost track of the write: leadership changed"
             );
         }
+        // A message that says the write may still be applied does not get
+        // "it may have been applied" after it.
+        let said = "the node is stopping and the write was not committed within 2 s; it may \
+                    still be applied";
+        let Error::OutcomeUnknown { message } = with_hint(
+            Error::OutcomeUnknown {
+                message: said.into(),
+            },
+            false,
+        ) else {
+            panic!("not outcome_unknown");
+        };
+        assert!(!message.contains("may have been applied"), "{message}");
+        assert!(
+            message.contains("read what it writes to find out"),
+            "{message}"
+        );
+        assert_eq!(without_hint(&message), said);
         // Other errors are as they were.
         assert!(matches!(
             with_hint(Error::NotClustered, true),

@@ -1079,6 +1079,56 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
     assert_eq!(get(dir, &nodes[0], "k2").stdout, b"v2");
 }
 
+/// A membership change that the leader proposes but no majority can
+/// commit (both other voters killed an instant before, so the leader still
+/// counts them as answering) is answered 503 `outcome_unknown` within the
+/// bound every write has, not held for ever (found by an audit: such a
+/// remove waited 100 s unanswered). It stays in the log, and is applied
+/// once a majority answers again.
+#[test]
+fn a_membership_change_no_majority_commits_is_answered_outcome_unknown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three(dir, &[]);
+    let mut n4 = spawn(dir, "n4", &["--join", &nodes[0].url, "--learner"], &[]);
+    wait_for(30, "the learner", || {
+        status_of(&nodes[0])["nodes"].as_array().unwrap().len() == 4
+    });
+    let addrs = |n: &Node| {
+        let listen = n.url.strip_prefix("http://").unwrap().to_string();
+        (listen, n.raft.clone())
+    };
+    let (n3, n2) = (nodes.pop().unwrap(), nodes.pop().unwrap());
+    let (a2, a3) = (addrs(&n2), addrs(&n3));
+    drop((n2, n3)); // SIGKILL
+    let asked = Instant::now();
+    let (code, _, body) = http(&nodes[0].url, "POST", "/v1/cluster/remove?id=4", b"");
+    let took = asked.elapsed();
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(code, 503, "{body}");
+    // Within the commit bound (5 s and two election timeouts of 1 s).
+    assert!(took < Duration::from_secs(15), "{took:?}: {body}");
+    assert!(body.contains("\"error\":\"outcome_unknown\""), "{body}");
+    assert!(
+        body.contains("removing node 4: the outcome of the membership change is unknown")
+            && body.contains("kvr cluster status shows whether it was applied"),
+        "{body}"
+    );
+    // A majority back: the change is applied, and node 4 goes.
+    let _n2 = spawn_at(dir, "n2", (&a2.0, &a2.1), &[], &[]);
+    let _n3 = spawn_at(dir, "n3", (&a3.0, &a3.1), &[], &[]);
+    wait_for(60, "node 4 removed", || {
+        http(&nodes[0].url, "GET", "/v1/cluster", b"").0 == 200
+            && status_of(&nodes[0])["nodes"].as_array().unwrap().len() == 3
+    });
+    let mut exited = None;
+    wait_for(30, "n4 to exit", || {
+        exited = n4.child.try_wait().unwrap();
+        exited.is_some()
+    });
+    assert_eq!(exited.and_then(|s| s.code()), Some(3));
+}
+
 /// `kvr --server URL --timeout 4.9 cluster ARGS...`, which must be
 /// refused as unavailable (exit 5) once the timeout runs out; its stderr,
 /// which names the server's reason. (A refused promote takes 0.5 s and

@@ -20,6 +20,21 @@ const JOINER_PROBE_WAIT: Duration = Duration::from_secs(3);
 /// joining node: at least 15 s of silence.
 const JOINER_SILENT_PROBES: u32 = 3;
 
+/// A membership change proposed but not committed within the bound every
+/// write has (`Liveness::bound`): `outcome_unknown`, as for a write, rather
+/// than no answer. A leader that has not yet noticed a voter stop can
+/// propose a change that no majority will commit; such a remove waited
+/// 100 s unanswered (found by an audit). It stays in the log, and commits
+/// once a majority answers again.
+fn change_unknown(what: &str, why: crate::cluster::liveness::Unanswered) -> Error {
+    Error::OutcomeUnknown {
+        message: format!(
+            "{what}: the outcome of the membership change is unknown: {why}; kvr \
+             cluster status shows whether it was applied"
+        ),
+    }
+}
+
 impl Node {
     /// A join (see [`JoinRequest`]), here if this node leads, else at the leader.
     pub async fn join(&self, req: JoinRequest) -> Result<JoinAnswer> {
@@ -91,20 +106,22 @@ impl Node {
                 let is_voter = membership.voter_ids().any(|v| v == id);
                 if !is_voter {
                     self.verify_joiner(id, &req.raft).await?;
-                    self.raft
+                    self.liveness
                         // Not blocking: openraft would wait for the catch-up
                         // with no bound; ours ends when the joiner goes silent.
-                        .add_learner(id, member, false)
+                        .bound(self.raft.add_learner(id, member, false))
                         .await
+                        .map_err(|why| change_unknown(&format!("adding node {id}"), why))?
                         .map_err(|e| unknown(format!("adding the learner failed: {e}")))?;
                     self.wait_joiner_caught_up(id, &req.raft).await?;
                     if !req.learner {
-                        self.raft
-                            .change_membership(
+                        self.liveness
+                            .bound(self.raft.change_membership(
                                 ChangeMembers::AddVoterIds(BTreeSet::from([id])),
                                 false,
-                            )
+                            ))
                             .await
+                            .map_err(|why| change_unknown(&format!("promoting node {id}"), why))?
                             .map_err(|e| unknown(format!("promoting node {id} failed: {e}")))?;
                     }
                 }
@@ -218,9 +235,15 @@ impl Node {
                     "it was not promoted, since a voter that lags holds up the cluster's writes",
                 )
                 .await?;
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                self.liveness
+                    .bound(
+                        self.raft.change_membership(
+                            ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                            false,
+                        ),
+                    )
                     .await
+                    .map_err(|why| change_unknown(&format!("promoting node {id}"), why))?
                     .map(|_| ())
                     .map_err(|e| change_failed("promoting failed", &e))
             }
@@ -239,9 +262,10 @@ impl Node {
                 } else {
                     ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                 };
-                self.raft
-                    .change_membership(change, false)
+                self.liveness
+                    .bound(self.raft.change_membership(change, false))
                     .await
+                    .map_err(|why| change_unknown(&format!("removing node {id}"), why))?
                     .map_err(|e| change_failed("removing failed", &e))?;
                 // Tell it (best effort): it stops serving and exits.
                 if id == self.me.node_id {
