@@ -190,6 +190,19 @@ pub async fn start(
             if !opts.join.is_empty() {
                 check_join_cluster(&opts, &c, n).await?;
             }
+            // Said, so that nobody takes the flag for what was done (an
+            // audit found it ignored without a word).
+            let given = match (opts.init, opts.join.is_empty()) {
+                (true, _) => Some("--cluster-init"),
+                (false, false) => Some("--join"),
+                (false, true) => None,
+            };
+            if let Some(flag) = given {
+                crate::server::log::event(format_args!(
+                    "kvr serve: {flag} ignored: {} is node {n} of cluster {c} already",
+                    db.display()
+                ));
+            }
             (c, n, false)
         }
         None if opts.init => {
@@ -564,10 +577,11 @@ pub fn refuse_join_with_data(store: &Store, opts: &Options) -> Result<()> {
     let stats = store.stats()?;
     if stats.keys > 0 || stats.revision > 0 {
         return Err(Error::invalid(format!(
-            "{} holds data ({} keys): --join needs an empty file (to bring data into a new \
+            "{} holds data ({} key{}): --join needs an empty file (to bring data into a new \
              cluster, use --cluster-init)",
             store.path().display(),
-            stats.keys
+            stats.keys,
+            if stats.keys == 1 { "" } else { "s" }
         )));
     }
     Ok(())

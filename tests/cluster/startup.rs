@@ -66,6 +66,21 @@ fn join_on_a_member_of_another_cluster_exits_3() {
     });
     assert_eq!(status_of(&node)["node_id"], 2);
     assert!(put(dir, &node, "k", "v").status.success());
+    // And says so, as a restart with --cluster-init does.
+    let said = stderr_of(dir, "a2");
+    assert!(
+        said.contains("kvr serve: --join ignored: ")
+            && said.contains("a2.redb is node 2 of cluster"),
+        "{said}"
+    );
+    drop(node);
+    let node = spawn_at(dir, "a2", (&listen, &raft), &["--cluster-init"], &[]);
+    assert_eq!(status_of(&node)["node_id"], 2);
+    let said = stderr_of(dir, "a2");
+    assert!(
+        said.contains("kvr serve: --cluster-init ignored: "),
+        "{said}"
+    );
 }
 
 #[test]
