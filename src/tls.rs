@@ -83,12 +83,26 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
     }
     let key_pem = read(key, "--tls-key")?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        Error::invalid(format!(
-            "--tls-key {}: no private key in PEM form ({}); give the key of the \
-             certificate, e.g. a file starting with -----BEGIN PRIVATE KEY-----",
-            key.display(),
-            pem_error(&e)
-        ))
+        // What the file holds instead, where PEM says (an audit was told
+        // "no items found" of both).
+        let holds = |label: &str| key_pem.windows(label.len()).any(|w| w == label.as_bytes());
+        let why = if holds("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            "it holds an encrypted (passphrase-protected) key, which a server that starts on \
+             its own cannot open; decrypt it once (openssl pkey -in KEY -out KEY.plain) and \
+             give that"
+                .to_string()
+        } else if holds("-----BEGIN CERTIFICATE-----") {
+            "it holds a certificate, not a key; give the file of the certificate's private \
+             key (-----BEGIN PRIVATE KEY-----)"
+                .to_string()
+        } else {
+            format!(
+                "no private key in PEM form ({}); give the key of the certificate, e.g. a file \
+                 starting with -----BEGIN PRIVATE KEY-----",
+                pem_error(&e)
+            )
+        };
+        Error::invalid(format!("--tls-key {}: {why}", key.display()))
     })?;
     CertifiedKey::from_der(chain, key_der, &provider()).map_err(|e| {
         let why = match e {

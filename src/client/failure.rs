@@ -239,6 +239,14 @@ pub(super) fn error_of(url: &str, mut resp: Response<Body>, key: Option<&[u8]>) 
                 .shown_key()
                 .unwrap_or_else(|| show_key(key.unwrap_or_default())),
         },
+        // Which of the --server list it was (an audit could not tell).
+        "bad_request" if body.message.contains("speaks HTTPS only") => Error::Invalid {
+            line: None,
+            message: format!(
+                "kvr server at {url} speaks HTTPS only: use {}",
+                url.replacen("http://", "https://", 1)
+            ),
+        },
         "bad_request" => Error::Invalid {
             line: body.line,
             message: strip(&line_prefix),

@@ -487,13 +487,15 @@ fn check_tls_mode(args: &ServeArgs, url: &str) -> Result<()> {
     if let Some(other) = c.join.iter().find(|j| is_https(j) != tls) {
         return Err(Error::Tls(if tls {
             format!(
-                "--join {other}: this node has --tls-cert, and that member speaks plain HTTP: \
-                 a cluster is all-TLS or all-plain (join an https:// member, or start this \
-                 node without --tls-cert and --tls-key)"
+                // Judged by the URL alone (nothing was sent): the member
+                // may well speak TLS (an audit found this said it did not).
+                "--join {other}: this node has --tls-cert, and that is a plain http:// URL: a \
+                 cluster is all-TLS or all-plain (give the member's https:// URL, or start \
+                 this node without --tls-cert and --tls-key)"
             )
         } else {
             format!(
-                "--join {other}: that member speaks TLS and this node has no --tls-cert: a \
+                "--join {other}: that is an https:// URL and this node has no --tls-cert: a \
                  cluster is all-TLS or all-plain (give this node --tls-cert and --tls-key, \
                  and --cacert if the cluster's CA is not among the system's roots)"
             )

@@ -23,7 +23,8 @@ fn invalid_json_column_counts_from_the_start_of_the_line() {
             .stdin("{\"key\":\"aaaaaaaaaa\",\"value\":\"xx\\ud800\"}\n")
             .code(2)
             .stderr_has(
-                "kvr: error: line 1: invalid JSON at column 38: unexpected end of hex escape\n",
+                "kvr: error: line 1: invalid JSON at column 38: unexpected end of hex escape (a \
+                 lone surrogate escape such as \\ud800 is no text",
             );
         env.kvr(["batch"])
             .stdin("\n{\"key\":\"a\",\"value\":\"\\ud800\"}\n")

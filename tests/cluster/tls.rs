@@ -262,7 +262,7 @@ fn a_mismatched_join_is_refused_and_nothing_changes() {
     let mut args = tls_args(&pki, &ca.ca);
     args.extend(["--join".to_string(), p1.url.clone()]);
     let out = serve_to_end(dir, "t2", "127.0.0.1:0", &args);
-    assert_refused(&out, 3, &["all-TLS or all-plain", "plain HTTP"]);
+    assert_refused(&out, 3, &["all-TLS or all-plain", "a plain http:// URL"]);
     assert!(!dir.join("t2.redb").exists(), "refused before any file");
     let mut args = tls_args(&pki, &ca.ca);
     args.extend(["--join".to_string(), p1.url.replace("http://", "https://")]);

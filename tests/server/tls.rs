@@ -169,8 +169,12 @@ fn plain_http_to_the_tls_port_is_told_to_use_https() {
     let plain = format!("http://{}", server.addr);
     let out = kvr(&server.dir, &["--server", &plain, "put", "k", "v"], b"");
     assert_code(&out, 2);
+    // Naming which URL of a --server list it was.
     assert!(
-        stderr(&out).contains("speaks HTTPS only: use an https:// URL"),
+        stderr(&out).contains(&format!(
+            "kvr: error: kvr server at {plain} speaks HTTPS only: use https://{}",
+            server.addr
+        )),
         "{}",
         stderr(&out)
     );
@@ -307,6 +311,19 @@ fn bad_certificates_and_keys_stop_serve_before_it_listens() {
     let cut = d.join("cut.pem");
     std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
     let cut = cut.to_str().unwrap();
+    // A key as `openssl pkcs8 -topk8` leaves it with a passphrase (the
+    // block's content does not matter: its label is not a key's).
+    let encrypted = d.join("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI\n\
+         -----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let encrypted = encrypted.to_str().unwrap();
+    let empty_pem = d.join("nothing.pem");
+    std::fs::write(&empty_pem, "just text\n").unwrap();
+    let empty_pem = empty_pem.to_str().unwrap();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
             vec!["--tls-cert", cut, "--tls-key", key],
@@ -333,7 +350,18 @@ fn bad_certificates_and_keys_stop_serve_before_it_listens() {
         (
             vec!["--tls-cert", cert, "--tls-key", cert],
             2,
-            "no private key",
+            "it holds a certificate, not a key",
+        ),
+        (
+            vec!["--tls-cert", cert, "--tls-key", encrypted],
+            2,
+            "it holds an encrypted (passphrase-protected) key, which a server that starts on \
+             its own cannot open; decrypt it once (openssl pkey -in KEY -out KEY.plain)",
+        ),
+        (
+            vec!["--tls-cert", cert, "--tls-key", empty_pem],
+            2,
+            "no private key in PEM form",
         ),
         (
             vec!["--tls-cert", cert, "--tls-key", other.key.to_str().unwrap()],
