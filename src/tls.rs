@@ -394,6 +394,18 @@ fn certificate_problem(c: &CertificateError, cacert: CaCert<'_>) -> String {
              the name of its issuer but did not sign it (another CA of the same name, or one \
              made again with a new key), or it uses an unsupported algorithm; {trust_hint}"
         ),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            if matches!(cacert, CaCert::Joiner) =>
+        {
+            // The joining node's operator has no URL to change (found by
+            // an audit): the members check the address it advertises.
+            format!(
+                "it is not valid for the joining node's advertised address ({c}); give the \
+                 joining node a certificate (its --tls-cert) whose subjectAltName names that \
+                 address, or --advertise-raft / --advertise-url with a name the certificate \
+                 holds"
+            )
+        }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             format!(
                 "it is not valid for the host name in the URL ({c}); use a URL with a name \

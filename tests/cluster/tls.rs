@@ -365,6 +365,25 @@ fn a_node_of_another_ca_cannot_join() {
     );
     assert_eq!(left("y"), Vec::<String>::new());
 
+    // Its certificate is the cluster CA's but names another host than the
+    // address it advertises: the advice is for the joining node's
+    // certificate or address (a client's "use a URL with a name …" was
+    // no help to it, found by an audit).
+    let pki = ca.issue(dir, "z", &["wrong.example.com"]);
+    let mut args = tls_args(&pki, &ca.ca);
+    args.extend(["--join".to_string(), n1.url.clone()]);
+    let out = serve_to_end(dir, "z", "127.0.0.1:0", &args);
+    assert_refused(
+        &out,
+        3,
+        &[
+            "could not be verified",
+            "not valid for the joining node's advertised address",
+        ],
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("use a URL with a name"));
+    assert_eq!(left("z"), Vec::<String>::new());
+
     let status = cluster_status(dir, &ca.ca, &n1);
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
     assert_eq!(data_of(dir, &ca.ca, &n1), before);
