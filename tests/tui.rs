@@ -437,6 +437,47 @@ fn escape_and_an_arrow_sent_together_are_both_taken() {
     assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), "hello");
 }
 
+/// Keys typed while `$EDITOR` runs (a GUI editor leaves the terminal to
+/// them) that leave half an escape sequence in the input: the browser
+/// comes back with the edit saved. It asked the terminal for its cursor
+/// position on the way back, read that answer behind the typed bytes
+/// within 2 s, failed, and ended (exit 3) with the edit lost (found by an
+/// audit).
+#[test]
+fn keys_typed_while_the_editor_runs_lose_no_edit() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it)");
+        return;
+    }
+    let env = sample_db();
+    let editor = env.path("slow-editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsleep 1\nprintf ' edited' >> \"$1\"\n").unwrap();
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let tmux = Tmux::start(&format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm-256color EDITOR={} {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
+        shell_quote(&editor),
+        shell_quote(Path::new(KVR)),
+        shell_quote(&env.db()),
+    ));
+    tmux.wait_for(&["> item:000", "item:000 · rev 1"]);
+    tmux.keys(&["G"]);
+    tmux.wait_for(&["> note", "note · rev 51"]);
+    tmux.keys(&["e"]);
+    std::thread::sleep(Duration::from_millis(300));
+    // An arrow and a Backspace, typed into the terminal the editor holds.
+    tmux.keys(&["Left", "BSpace"]);
+    tmux.wait_for(&["saved note (revision 52)"]);
+    tmux.keys(&["q"]);
+    let after = tmux.wait_for(&["KVR_EXIT=0"]);
+    assert!(!after.contains("cursor position"), "{after}");
+    assert_eq!(env.kvr(["get", "note"]).ok().stdout_text(), "hello edited");
+}
+
 /// Flags (pairs of regional indicators) in keys and values: tmux places
 /// each indicator on its own, so cells ratatui redrew next to one (moving
 /// through the list changes the titles) left stray indicators. They are

@@ -443,6 +443,17 @@ impl Session {
     }
 }
 
+/// Clears the screen and has the next draw draw all of it. Not
+/// `Terminal::clear`, which first asks the terminal where its cursor is (a
+/// full-screen view needs no answer): keys typed while an editor ran or
+/// before `fg` could leave half an escape sequence ahead of the answer,
+/// and the browser ended, an edit in progress with it (found by an
+/// audit). A resize to the same size clears without asking.
+fn clear<B: Backend>(terminal: &mut Terminal<B>) -> Result<(), B::Error> {
+    let size = terminal.size()?;
+    terminal.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
+}
+
 /// Draws, reads keys and takes answers until the user quits.
 pub fn run_loop<B: Backend>(
     terminal: &mut Terminal<B>,
@@ -463,7 +474,7 @@ where
         dirty |= std::mem::replace(&mut second, now) != now;
         dirty |= session.tick();
         if std::mem::take(&mut session.app.redraw) {
-            terminal.clear()?;
+            clear(terminal)?;
             dirty = true;
         }
         if dirty {
@@ -478,7 +489,7 @@ where
             host.suspend()?;
             // The shell wrote over the screen, which may have been resized
             // meanwhile.
-            terminal.clear()?;
+            clear(terminal)?;
             let size = terminal.size()?;
             session.dispatch(Action::Resize(size.width, size.height));
             dirty = true;
@@ -487,9 +498,9 @@ where
         if let Some(job) = session.app.pending_edit.take() {
             let editor = session.app.config.editor.clone().unwrap_or_default();
             let edited = host.edit(&editor, &job);
-            // The editor drew over the screen: draw everything again.
-            terminal.clear()?;
             session.finish_edit(job, edited);
+            // The editor drew over the screen: draw everything again.
+            clear(terminal)?;
             dirty = true;
             continue;
         }

@@ -157,6 +157,7 @@ impl Host for CrosstermHost<'_> {
         // raise returns once SIGCONT continues it.
         let stopped = signal_hook::low_level::raise(signal_hook::consts::SIGTSTP);
         self.guard.resume()?;
+        discard_typed_ahead();
         stopped
     }
 
@@ -169,6 +170,23 @@ impl Host for CrosstermHost<'_> {
         // Ctrl-C pressed in the editor was meant for the editor.
         self.interrupt.store(false, Ordering::SeqCst);
         self.guard.resume().map_err(term)?;
+        discard_typed_ahead();
         edited
+    }
+}
+
+/// Drops what was typed into the terminal while the browser did not have
+/// it (an editor that left the keys to it, as a GUI one does; a shell
+/// before `fg`): meant for them, not for the browser, and in cooked mode a
+/// Backspace after an arrow key left half an escape sequence there, which
+/// the next key turned into an unreadable one and ended the browser
+/// (found by an audit). Best effort; stdin may not be the terminal, which
+/// the browser then reads as /dev/tty.
+fn discard_typed_ahead() {
+    use rustix::termios::{QueueSelector, tcflush};
+    if tcflush(std::io::stdin(), QueueSelector::IFlush).is_err()
+        && let Ok(tty) = std::fs::File::open("/dev/tty")
+    {
+        let _ = tcflush(&tty, QueueSelector::IFlush);
     }
 }
