@@ -13,6 +13,10 @@ use super::preview::{Kind, classify};
 use super::softwrap;
 use crate::error::{Error, Result};
 
+/// How much larger than a compact JSON value its indented form may be
+/// (plus 1 MiB) for it to be edited indented.
+const MAX_INDENT_GROWTH: usize = 8;
+
 /// The editor command the user configured: `$VISUAL`, else `$EDITOR`.
 pub fn editor_from_env() -> Option<String> {
     ["VISUAL", "EDITOR"]
@@ -104,9 +108,17 @@ impl EditJob {
     /// stored form should not change just because it was looked at.
     /// A line end after it counts as one line (`echo '{…}' | kvr put k`
     /// stores one), and is kept when it is stored again.
+    /// Not when the indented text would be far larger than the value (a
+    /// value nested deep, [`json::indents_within`]): that one is edited as
+    /// it is stored.
     fn compact_json(&self) -> bool {
         let line = self.original.strip_suffix(b"\n").unwrap_or(&self.original);
-        classify(&self.original) == Kind::Json && !line.contains(&b'\n')
+        classify(&self.original) == Kind::Json
+            && !line.contains(&b'\n')
+            && json::indents_within(
+                &String::from_utf8_lossy(&self.original),
+                MAX_INDENT_GROWTH * self.original.len() + (1 << 20),
+            )
     }
 
     /// What the editor starts with.
@@ -672,6 +684,12 @@ mod tests {
             "{\n  \"b\": 1,\n  \"a\": [\n    true,\n    \"x y\"\n  ]\n}\n"
         );
         assert_eq!(compact.stored(text.into_bytes()), compact.original);
+        // Nested so deep that indented it would be far larger: edited as
+        // it is stored.
+        let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+        let deep = job(deep.as_bytes());
+        assert_eq!(deep.text(), deep.original);
+        assert_eq!(deep.stored(deep.text()), deep.original);
         // Stored on one line but not compact: untouched, nothing changes.
         let spaced = job(br#"{"a": 1, "b": [true, "x"]}"#);
         assert_eq!(spaced.stored(spaced.text()), spaced.original);

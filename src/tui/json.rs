@@ -46,6 +46,49 @@ pub fn indent(text: &str) -> String {
     out
 }
 
+/// Whether [`indent`] of `text` (valid JSON) would stay within `max`
+/// bytes. Each level indents its lines two more spaces, so a value nested
+/// deep grows with the square of its depth: 390 KiB nested 200,000 deep
+/// took the browser's memory past 1.7 GB and on (found by an audit).
+pub fn indents_within(text: &str, max: usize) -> bool {
+    let (mut len, mut depth) = (text.len(), 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        let newline = match b {
+            b'"' => {
+                in_string = true;
+                false
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                true
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                true
+            }
+            b',' => true,
+            _ => false,
+        };
+        if newline {
+            len = len.saturating_add(1 + 2 * depth);
+            if len > max {
+                return false;
+            }
+        }
+    }
+    len <= max
+}
+
 /// `text` (valid JSON) without whitespace outside strings.
 pub fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -199,6 +242,17 @@ mod tests {
     fn plain(text: &str) -> Vec<String> {
         let (lines, _) = pretty(text, Theme { color: false }, 100);
         lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn deep_nesting_is_not_indented_past_a_bound() {
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        assert!(!indents_within(&deep, 100 << 20));
+        let flat = r#"{"a":[1,2,{"b":"x,[{"}],"c":null}"#;
+        assert!(indents_within(flat, 1 << 10));
+        // The estimate is at least what indent() makes.
+        assert!(indent(flat).len() <= 200 && indents_within(flat, indent(flat).len() + 16));
+        assert!(!indents_within(flat, 20));
     }
 
     #[test]
