@@ -136,7 +136,15 @@ fn text_preview(value: &[u8]) -> Preview {
             partial = Some(format!("first {MAX_PREVIEW_LINES} lines"));
             break;
         }
-        lines.push(Line::raw(expand_tabs(line)));
+        // A carriage return not ending a line (progress output, `end\r`)
+        // as its control picture, as the editor shows it: drawn as it is,
+        // the terminal dropped it and the text around it ran together
+        // (found by an audit).
+        let line = match line.contains('\r') {
+            true => std::borrow::Cow::Owned(line.replace('\r', "\u{240d}")),
+            false => std::borrow::Cow::Borrowed(line),
+        };
+        lines.push(Line::raw(expand_tabs(&line)));
     }
     Preview {
         kind: Kind::Text,
@@ -266,6 +274,23 @@ mod tests {
         assert_eq!(classify(b"hello\tworld\n"), Kind::Text);
         assert_eq!(classify(b"\x00\x01"), Kind::Binary);
         assert_eq!(classify(b"\xff"), Kind::Binary);
+    }
+
+    /// A lone carriage return shows as its control picture; CRLF line
+    /// ends stay line ends.
+    #[test]
+    fn a_carriage_return_inside_a_line_is_shown() {
+        let p = preview(b"progress 10%\rprogress 100%\rDONE\r\nnext\nend\r", MONO);
+        assert_eq!(p.kind, Kind::Text);
+        let lines: Vec<String> = p.lines.iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "progress 10%\u{240d}progress 100%\u{240d}DONE",
+                "next",
+                "end\u{240d}"
+            ]
+        );
     }
 
     #[test]
