@@ -742,9 +742,14 @@ impl App {
     /// Reads the counts, the key list and the value again; also the
     /// session's retry of a first screen the server did not answer.
     pub fn reread(&mut self) {
-        self.request_counts();
         let current = self.pager.current().map(<[u8]>::to_vec);
-        let jump = self.pager.reload_at(current);
+        self.reread_at(current);
+    }
+
+    /// [`App::reread`] with the list at `key` (or the first key after it).
+    pub fn reread_at(&mut self, key: Option<Vec<u8>>) {
+        self.request_counts();
+        let jump = self.pager.reload_at(key);
         self.outbox.push(jump);
         // Read the value again even if the key stays; the one shown stays
         // selected meanwhile (and if the read fails: `e` still edits it).

@@ -298,7 +298,10 @@ impl App {
                 // Read again, so that `d` asks about what is there now: on a
                 // file nothing else would, and `d` asked about the revision
                 // it had shown, to be refused again (found by an audit).
-                self.reread();
+                // At this key: deleted and made again meanwhile, it had left
+                // the list, and `d` asked about the key after it (found by
+                // another).
+                self.reread_at(Some(key.clone()));
                 return self.error(format!(
                     "{shown} was changed by someone else ({}); not deleted: d asks again",
                     now_state(current)

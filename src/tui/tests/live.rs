@@ -348,6 +348,35 @@ fn a_key_re_created_from_the_dialog_is_selected_again() {
     assert_eq!(other.get(b"b").unwrap().unwrap().value, b"twoxy");
 }
 
+/// A delete confirmed after the key was deleted and made again elsewhere
+/// is refused, and `d` then asks about that key again, not the one after
+/// it that the list had moved to meanwhile (found by an audit).
+#[test]
+fn a_refused_delete_of_a_key_made_again_asks_about_that_key() {
+    let (_dir, _path, server) =
+        served("{\"key\":\"a\",\"value\":\"one\"}\n{\"key\":\"b\",\"value\":\"two\"}\n");
+    let mut s = browse_live(&server, (100, 20));
+    wait_until(&mut s, "a selected", |app| selected(app) == "a");
+    keys(&mut s, "d");
+    wait_for(&mut s, &["Delete a (revision 1)?"]);
+    let other = server.client();
+    other.delete(b"a", None).unwrap();
+    other.put(b"a", b"again".to_vec(), None).unwrap();
+    wait_for(&mut s, &["live · 2 changes"]);
+    keys(&mut s, "y");
+    wait_for(
+        &mut s,
+        &["a was changed by someone else (now at revision 4); not deleted: d asks again"],
+    );
+    wait_until(&mut s, "a selected again", |app| selected(app) == "a");
+    keys(&mut s, "d");
+    wait_for(&mut s, &["Delete a (revision 4)?"]);
+    keys(&mut s, "y");
+    wait_for(&mut s, &["deleted a (revision 5)"]);
+    assert!(other.get(b"a").unwrap().is_none());
+    assert_eq!(other.get(b"b").unwrap().unwrap().value, b"two");
+}
+
 /// The dialog showing revision 2 of a key that then changes again: the
 /// dialog, the status line and the status bar all name revision 3.
 #[test]
