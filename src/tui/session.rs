@@ -80,6 +80,10 @@ pub struct Session {
     closing: Option<Instant>,
     /// A key's remainder after an Escape crossterm folded (`folded.rs`).
     remainder: Remainder,
+    /// Keys typed after a new key's name, while the browser checks that
+    /// it does not exist yet: the value's first characters, for the
+    /// editor that opens then (see [`Session::typed_ahead`]).
+    typed_ahead: Vec<KeyEvent>,
 }
 
 /// A save or delete the worker has not answered yet.
@@ -139,6 +143,7 @@ impl Session {
             writes: Vec::new(),
             closing: None,
             remainder: Remainder::default(),
+            typed_ahead: Vec::new(),
         };
         s.flush();
         s
@@ -250,6 +255,9 @@ impl Session {
     }
 
     fn key_now(&mut self, key: KeyEvent) -> bool {
+        if self.typed_ahead(key) {
+            return false;
+        }
         let escape = key.code == KeyCode::Esc
             && key.modifiers.is_empty()
             && key.kind != KeyEventKind::Release;
@@ -337,6 +345,51 @@ impl Session {
         self.progress = Instant::now();
         self.app.receive(response);
         self.flush();
+        self.replay_typed_ahead();
+    }
+
+    /// Holds `key` while a new key is being checked (but Ctrl-C, which
+    /// quits): typed then, it was the value's start, and taken by the
+    /// list it ran commands (`n` of "one" opened another prompt) or was
+    /// lost (found by an audit).
+    fn typed_ahead(&mut self, key: KeyEvent) -> bool {
+        let ctrl_c = key.code == KeyCode::Char('c')
+            && key
+                .modifiers
+                .contains(ratatui::crossterm::event::KeyModifiers::CONTROL);
+        if self.app.creating.is_none() || self.app.mode != super::app::Mode::Browse || ctrl_c {
+            return false;
+        }
+        if key.kind != KeyEventKind::Release {
+            self.typed_ahead.push(key);
+        }
+        true
+    }
+
+    /// Once the check is answered: the held keys go to the built-in editor
+    /// it opened; otherwise (the key exists, or `$EDITOR` takes the value)
+    /// they are dropped, and an empty status line says so (one that says
+    /// the key exists is not cut short for it).
+    fn replay_typed_ahead(&mut self) {
+        if self.typed_ahead.is_empty() || self.app.creating.is_some() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.typed_ahead);
+        if matches!(self.app.mode, super::app::Mode::Editor { .. }) {
+            for key in keys {
+                self.key_now(key);
+            }
+            return;
+        }
+        let n = keys.len();
+        let note = format!(
+            "{n} key{} typed meanwhile {} not taken",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "was" } else { "were" }
+        );
+        if self.app.status.text.is_empty() {
+            self.app.info(note);
+        }
     }
 
     /// Has the worker let go of a file it holds, waiting up to `timeout`

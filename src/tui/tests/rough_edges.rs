@@ -395,6 +395,44 @@ fn keys_typed_while_a_new_key_is_checked_do_not_act_on_the_old_one() {
     assert!(!shows(&s.app, "checking abc"), "{:?}", screen(&s.app));
 }
 
+/// Keys typed right after a new key's Enter, before the check answers,
+/// are the value's start: they reach the editor that opens. Taken by the
+/// list, they ran commands (`n` of "one" opened another prompt) or were
+/// lost (found by an audit). Where the key exists they are dropped, and
+/// the status line says so.
+#[test]
+fn keys_typed_while_a_new_key_is_checked_reach_its_editor() {
+    let (_dir, path) = store_with(&numbered(3));
+    let mut s = browse(&path, None, (100, 24));
+    let typed = |s: &mut Session, code: KeyCode| {
+        s.key(KeyEvent::new(code, KeyModifiers::NONE));
+        s.keys_apart();
+    };
+    keys(&mut s, "nfresh");
+    // Enter and the value's first keys, before any answer is read.
+    typed(&mut s, KeyCode::Enter);
+    for c in "one jn".chars() {
+        typed(&mut s, KeyCode::Char(c));
+    }
+    assert!(s.settle(SETTLE));
+    let (job, area) = s.app.editor().expect("the editor is open");
+    assert_eq!(job.key, b"fresh");
+    assert_eq!(area.text(), "one jn");
+    keys(&mut s, "\x1b\x1b");
+    assert!(s.app.editor().is_none());
+
+    keys(&mut s, "nkey:00001");
+    typed(&mut s, KeyCode::Enter);
+    for c in "xy".chars() {
+        typed(&mut s, KeyCode::Char(c));
+    }
+    assert!(s.settle(SETTLE));
+    assert_eq!(s.app.mode, Mode::Browse);
+    assert!(shows(&s.app, "already exists"), "{:?}", screen(&s.app));
+    assert_eq!(selected(&s.app), "key:00001");
+    assert!(shows(&s.app, "key:00001 · rev 2"), "{:?}", screen(&s.app));
+}
+
 #[test]
 fn status_bar_shows_the_filter_what_matched_and_the_position() {
     let (_dir, path) = store_with(&numbered(3000));
