@@ -7,7 +7,12 @@
 //! the screen safe and every key visible: DEL and the C1 controls, which
 //! JSON may leave raw but a terminal may act on, are `\u007f`…`\u009f`; and
 //! a byte that is not UTF-8, which no JSON string can hold (messages show
-//! such a key whole as `b64:…`), is `\xNN`. Typed (seek, filter, new key):
+//! such a key whole as `b64:…`), is `\xNN`. Characters that are drawn as
+//! nothing or reorder the text around them (bidirectional controls such as
+//! U+202E, zero-width spaces, U+2028/U+2029, a BOM) are `\uXXXX` too: raw,
+//! `zero-width:\u200b` looked like `zero-width:` and an override reversed
+//! what followed it on terminals that lay out right-to-left text (found by
+//! an audit). Typed (seek, filter, new key):
 //! the same escapes are read back, plus `\/` and any `\uXXXX` (a surrogate
 //! pair for characters beyond U+FFFF); any other backslash is kept
 //! literally.
@@ -27,7 +32,7 @@ pub fn display_key(key: &[u8]) -> String {
                 '\t' => out.push_str("\\t"),
                 '\u{8}' => out.push_str("\\b"),
                 '\u{c}' => out.push_str("\\f"),
-                c if c.is_control() => {
+                c if c.is_control() || invisible(c) => {
                     let _ = write!(out, "\\u{:04x}", u32::from(c));
                 }
                 c => out.push(c),
@@ -38,6 +43,23 @@ pub fn display_key(key: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Characters shown escaped because they draw as nothing or reorder the
+/// text around them (see the module doc). Not the zero-width joiner, which
+/// emoji sequences are made of, nor the non-joiner, which Persian writes.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200b}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 /// The bytes of a typed key; see the module doc for the escapes.
@@ -115,6 +137,18 @@ mod tests {
         let shown = display_key(&key);
         assert_eq!(shown, "a\\\\b\\u0000\\xff\u{20ac}z\\n\\\"\\u007f\\u0085");
         assert_eq!(parse_key(&shown), key);
+    }
+
+    /// Invisible and reordering characters are escaped, and read back;
+    /// emoji joined by U+200D stay as they are.
+    #[test]
+    fn invisible_characters_are_escaped() {
+        let key = "a\u{202e}b\u{200b}c\u{2028}d\u{feff}";
+        let shown = display_key(key.as_bytes());
+        assert_eq!(shown, "a\\u202eb\\u200bc\\u2028d\\ufeff");
+        assert_eq!(parse_key(&shown), key.as_bytes());
+        let family = "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}";
+        assert_eq!(display_key(family.as_bytes()), family);
     }
 
     /// The browser shows a UTF-8 key as CLI and HTTP messages do, minus the
