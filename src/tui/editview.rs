@@ -143,8 +143,11 @@ pub(super) fn render_conflict(frame: &mut Frame, app: &App, c: &Conflict) {
         width,
         u16::try_from(rows.len() + 2).unwrap_or(u16::MAX),
     );
-    let title = match c.job.revision {
-        0 => " Conflict · created meanwhile ",
+    let title = match (&c.now, c.job.revision) {
+        // Said of a key edited and then deleted elsewhere, "changed" was
+        // not the word (found by an audit).
+        (Now::Gone { .. }, _) => " Conflict · deleted meanwhile ",
+        (_, 0) => " Conflict · created meanwhile ",
         _ => " Conflict · changed meanwhile ",
     };
     let block = pane(title, area, true, app);

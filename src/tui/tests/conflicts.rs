@@ -192,6 +192,7 @@ fn a_key_deleted_underneath_is_a_conflict_and_o_writes_it_again() {
         &s.app,
         "note was deleted since you opened it (revision 1)."
     ));
+    assert!(shows(&s.app, "Conflict · deleted meanwhile"));
     assert!(shows(
         &s.app,
         "o: save your text (the key is created again)"
