@@ -278,10 +278,13 @@ impl App {
     fn reload(&mut self, c: Conflict) {
         let key = c.job.key;
         let shown = display_key(&key);
-        self.info(match c.now {
-            Now::Gone { .. } => format!("dropped your edit; {shown} no longer exists"),
-            _ => format!("dropped your edit; showing {shown} as stored now"),
-        });
+        if let Now::Gone { .. } = c.now {
+            self.info(format!("dropped your edit; {shown} no longer exists"));
+            // The list too: the key stayed in it, "no longer exists (press
+            // r to refresh)" (found by an audit).
+            return self.reread_at(Some(key));
+        }
+        self.info(format!("dropped your edit; showing {shown} as stored now"));
         self.show_stored(key);
     }
 

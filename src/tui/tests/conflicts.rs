@@ -210,6 +210,31 @@ fn a_key_deleted_underneath_is_a_conflict_and_o_writes_it_again() {
     assert_eq!(selected(&s.app), "note");
 }
 
+/// `r` then `y` on a key deleted meanwhile: the key leaves the list and
+/// the next one is selected (it stayed, "this key no longer exists (press
+/// r to refresh)": found by an audit).
+#[test]
+fn dropping_the_text_of_a_key_deleted_meanwhile_takes_it_off_the_list() {
+    let lines = "{\"key\":\"a\",\"value\":\"one\"}\n{\"key\":\"b\",\"value\":\"two\"}\n";
+    let (_dir, other, mut s) = shared(lines, None);
+    assert_eq!(selected(&s.app), "a");
+    keys(&mut s, "e");
+    other.delete(b"a", None).unwrap();
+    keys(&mut s, "x");
+    ctrl_s(&mut s);
+    assert!(in_conflict(&s));
+    keys(&mut s, "ry");
+    assert!(s.settle(SETTLE));
+    assert_eq!(s.app.status.text, "dropped your edit; a no longer exists");
+    assert_eq!(selected(&s.app), "b");
+    assert!(
+        !shows(&s.app, "no longer exists (press r"),
+        "{:?}",
+        screen(&s.app)
+    );
+    assert_eq!(stored_now(&other, b"a"), None);
+}
+
 #[test]
 fn an_overwrite_that_meets_a_newer_change_asks_again() {
     let (_dir, other, mut s) = shared(NOTE, None);
