@@ -193,6 +193,13 @@ fn fill(env: Env) -> Env {
     env
 }
 
+/// Writes an executable shell script (an `$EDITOR` for a test).
+fn write_script(path: &Path, script: &str) {
+    std::fs::write(path, script).unwrap();
+    let chmod = Command::new("chmod").arg("+x").arg(path).status().unwrap();
+    assert!(chmod.success());
+}
+
 fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
@@ -245,13 +252,7 @@ fn browse_seek_edit_delete_in_a_real_terminal() {
     // in vim does: it must not end kvr, nor the edit.
     let script =
         "#!/bin/sh\ntrap '' INT\nkill -INT 0\nsed -i 's/^  \"n\": 10$/  \"n\": 1000/' \"$1\"\n";
-    std::fs::write(&editor, script).unwrap();
-    let chmod = Command::new("chmod")
-        .arg("+x")
-        .arg(&editor)
-        .status()
-        .unwrap();
-    assert!(chmod.success());
+    write_script(&editor, script);
     // A clean environment: no KVR_*, no user editor, a known terminal.
     let command = format!(
         "env -i PATH=/usr/bin:/bin TERM=xterm-256color EDITOR={} {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
@@ -451,13 +452,7 @@ fn keys_typed_while_the_editor_runs_lose_no_edit() {
     }
     let env = sample_db();
     let editor = env.path("slow-editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsleep 1\nprintf ' edited' >> \"$1\"\n").unwrap();
-    let chmod = Command::new("chmod")
-        .arg("+x")
-        .arg(&editor)
-        .status()
-        .unwrap();
-    assert!(chmod.success());
+    write_script(&editor, "#!/bin/sh\nsleep 1\nprintf ' edited' >> \"$1\"\n");
     let tmux = Tmux::start(&format!(
         "env -i PATH=/usr/bin:/bin TERM=xterm-256color EDITOR={} {} --db {} tui; echo KVR_EXIT=$?; sleep 60",
         shell_quote(&editor),
@@ -899,15 +894,7 @@ fn browse_edit_and_delete_through_a_server() {
     let env = fill(Env::served());
     let url = env.server_url().unwrap().to_string();
     let editor = env.path("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/hello/hi there/' \"$1\"\n").unwrap();
-    assert!(
-        Command::new("chmod")
-            .arg("+x")
-            .arg(&editor)
-            .status()
-            .unwrap()
-            .success()
-    );
+    write_script(&editor, "#!/bin/sh\nsed -i 's/hello/hi there/' \"$1\"\n");
     let command = format!(
         "env -i PATH=/usr/bin:/bin TERM=xterm-256color EDITOR={} {} --server {url} tui; echo KVR_EXIT=$?; sleep 60",
         shell_quote(&editor),
