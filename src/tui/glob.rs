@@ -54,6 +54,8 @@ pub struct Glob {
     /// The pattern as written, in Redis's syntax.
     source: Vec<u8>,
     toks: Vec<Tok>,
+    /// A class opened and never closed, which took the rest of the pattern.
+    unclosed: bool,
 }
 
 impl Glob {
@@ -61,6 +63,7 @@ impl Glob {
     pub fn new(pattern: &[u8]) -> Glob {
         let p = pattern;
         let mut toks = Vec::new();
+        let mut unclosed = false;
         let mut i = 0;
         while i < p.len() {
             let tok = match p[i] {
@@ -71,7 +74,8 @@ impl Glob {
                 b'*' => Tok::Star,
                 b'?' => Tok::Any,
                 b'[' => {
-                    let (tok, used) = class(&p[i + 1..]);
+                    let (tok, used, closed) = class(&p[i + 1..]);
+                    unclosed |= !closed;
                     i += 1 + used;
                     toks.push(tok);
                     continue;
@@ -88,7 +92,14 @@ impl Glob {
         Glob {
             source: pattern.to_vec(),
             toks,
+            unclosed,
         }
+    }
+
+    /// Whether a `[` opened a class that no `]` closed: it took the rest
+    /// of the pattern (Redis's rule), which is rarely what was meant.
+    pub fn has_unclosed_class(&self) -> bool {
+        self.unclosed
     }
 
     /// The pattern in Redis's syntax.
@@ -148,7 +159,7 @@ impl Glob {
 
 /// A class, `rest` being the pattern after its `[`: the token and how many
 /// bytes of `rest` it used (up to and with its `]`, or all of them).
-fn class(rest: &[u8]) -> (Tok, usize) {
+fn class(rest: &[u8]) -> (Tok, usize, bool) {
     let negated = rest.first() == Some(&b'^');
     let mut i = usize::from(negated);
     let mut ranges = Vec::new();
@@ -159,8 +170,7 @@ fn class(rest: &[u8]) -> (Tok, usize) {
                 i += 2;
             }
             b']' => {
-                i += 1;
-                break;
+                return (Tok::Class { negated, ranges }, i + 1, true);
             }
             // As Redis: any byte, `]` included, after a `-` ends a range.
             a if i + 2 < rest.len() && rest[i + 1] == b'-' => {
@@ -174,7 +184,7 @@ fn class(rest: &[u8]) -> (Tok, usize) {
             }
         }
     }
-    (Tok::Class { negated, ranges }, i)
+    (Tok::Class { negated, ranges }, i, false)
 }
 
 #[cfg(test)]
@@ -183,6 +193,15 @@ mod tests {
 
     fn m(pattern: &[u8], key: &[u8]) -> bool {
         Glob::new(pattern).matches(key)
+    }
+
+    #[test]
+    fn an_unclosed_class_is_told() {
+        assert!(Glob::new(b"user:[0").has_unclosed_class());
+        assert!(Glob::new(b"user:[^").has_unclosed_class());
+        assert!(!Glob::new(b"user:[0]").has_unclosed_class());
+        assert!(!Glob::new(b"user:\\[0").has_unclosed_class());
+        assert!(!Glob::new(b"user:[\\]]").has_unclosed_class());
     }
 
     #[test]

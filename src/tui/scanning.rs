@@ -266,6 +266,17 @@ impl App {
     pub(super) fn matched_text(&self) -> String {
         let plural = |n: u64| if n == 1 { "key" } else { "keys" };
         match (self.matched, &self.counting) {
+            // An unclosed `[` took the rest of the pattern (audit).
+            (Some((0, _)), _)
+                if self
+                    .pager
+                    .filter
+                    .as_ref()
+                    .and_then(|f| f.glob())
+                    .is_some_and(|g| g.has_unclosed_class()) =>
+            {
+                "no keys match (a [ without ] takes the rest; \\[ is a [)".to_string()
+            }
             (Some((0, _)), _) => "no keys match".to_string(),
             (Some((n, more)), _) => {
                 let plus = if more { "+" } else { "" };

@@ -126,6 +126,19 @@ fn seek_under_a_pattern() {
     keys(&mut s, "fitem:\\*\n");
     assert!(shows(&s.app, "Keys starting with item:\\* "));
     assert!(shows(&s.app, "filter item:\\* · no keys match"));
+    // A `[` never closed took the rest of the pattern: said, with how to
+    // write a `[` (found by an audit).
+    keys(&mut s, "fitem:[0\n");
+    assert!(
+        shows(
+            &s.app,
+            "no keys match (a [ without ] takes the rest; \\[ is a [)"
+        ),
+        "{:?}",
+        screen(&s.app)
+    );
+    keys(&mut s, "fitem:[0]*\n");
+    assert!(!shows(&s.app, "without ]"), "{:?}", screen(&s.app));
 }
 
 /// Delete and edit under a pattern: the next match is selected, the count
