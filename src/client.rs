@@ -264,7 +264,12 @@ impl Client {
                 // again (SPEC: it bounds a write's retries as a whole).
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 let retry_agent;
-                let agent = if tried && left < self.timeout && left > Duration::ZERO {
+                // Also the first request sent, after probes of servers
+                // passed over took part of --timeout: it ran a second or two
+                // past it (found by an audit). Not a first request sent at
+                // once, which keeps the client's agent and its connection.
+                let late = left + Duration::from_millis(100) < self.timeout;
+                let agent = if (tried || late) && left < self.timeout && left > Duration::ZERO {
                     retry_agent = agent_of(&self.tls, left, Some(left));
                     &retry_agent
                 } else {
@@ -470,6 +475,20 @@ impl Client {
                     return Err(e);
                 }
                 if all_unreachable && order.len() > 1 {
+                    // Passed over in the last round (a frozen member's probe
+                    // took what was left of --timeout), after members had
+                    // refused: their refusal is what happened, not "cannot
+                    // reach any" (found by an audit).
+                    if let Some(before) = earlier {
+                        return Err(Error::Unavailable {
+                            message: format!(
+                                "no kvr server of {} answered the last try within --timeout; \
+                                 the try before was refused: {before}",
+                                order.join(", ")
+                            ),
+                            overloaded: false,
+                        });
+                    }
                     // Name every server tried, not just the last one.
                     return Err(Error::Unavailable {
                         message: format!(
