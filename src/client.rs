@@ -467,6 +467,17 @@ impl Client {
                 stale_retried = true;
                 wait = Duration::ZERO;
             }
+            // A write whose outcome is unknown, with no member's answer seen
+            // yet (one server given, whose connection dropped after the
+            // write went out): if it is a cluster member, the write is sent
+            // again with its key, as through a list (it exited 5 at once,
+            // found by an audit). `healthz` notes a member in `clustered`.
+            if unknown.is_some()
+                && !self.clustered.load(Ordering::Relaxed)
+                && let Some(url) = order.first()
+            {
+                self.is_cluster_member(url, auth.as_deref(), deadline);
+            }
             let give_up =
                 !(self.clustered.load(Ordering::Relaxed) || standalone_busy || list_down || stale)
                     || now + wait >= deadline;
@@ -1316,6 +1327,13 @@ impl Client {
         }) else {
             return Ok(None);
         };
+        if resp.headers().contains_key("x-kvr-node") {
+            // A cluster member: a write that follows, whose answer is lost
+            // with its connection, is sent again with its key, also to the
+            // one server given (it went unretried, found by an audit).
+            self.clustered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         match resp.status().as_u16() {
             200 => Ok(read_json(&url, resp).ok()),
             401 => Err(error_of(&url, resp, None)),

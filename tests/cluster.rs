@@ -1079,6 +1079,86 @@ fn a_node_removed_while_it_was_down_exits_3_when_started_again() {
     assert_eq!(get(dir, &nodes[0], "k2").stdout, b"v2");
 }
 
+/// A proxy on 127.0.0.1 in front of `upstream` that forwards everything,
+/// but answers the first request starting with `drop` with nothing: it
+/// passes it on, keeps the answer, and closes the connection. Its address.
+fn dropping_proxy(upstream: &str, drop: &'static [u8]) -> String {
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let pending = Arc::new(AtomicBool::new(true));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                return;
+            };
+            let mute = Arc::new(AtomicBool::new(false));
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (pending, mute_in) = (pending.clone(), mute.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if buf[..n].starts_with(drop) && pending.swap(false, Ordering::SeqCst) {
+                        mute_in.store(true, Ordering::SeqCst);
+                    }
+                    if s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if mute.load(Ordering::SeqCst) {
+                        // Applied upstream; its answer never arrives.
+                        let _ = c_out.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A write whose answer is lost with its connection, through the one
+/// server given, is sent again with its Idempotency-Key and applied once
+/// (SPEC "Client"): it exited 5 at once where the client had learned, from
+/// the server's limits, that it talks to a cluster (found by an audit).
+#[test]
+fn a_write_whose_answer_is_lost_through_one_server_is_resent_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n1 = spawn(dir, "n1", &["--cluster-init"], &[]);
+    assert_ok(&put(dir, &n1, "before", "1"));
+    let proxy = dropping_proxy(&n1.url, b"POST /v1/batch");
+    let out = kvr_with_input(
+        dir,
+        &["--server", &proxy, "--timeout", "10", "batch", "--json"],
+        "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n",
+    );
+    assert_ok(&out);
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["applied"], 2, "{answer}");
+    // Applied once: the two puts took revisions 2 and 3, and no more.
+    assert_eq!(answer["revision"], 3, "{answer}");
+    assert_eq!(status_of(&n1)["revision"], 3);
+}
+
 /// A membership change that the leader proposes but no majority can
 /// commit (both other voters killed an instant before, so the leader still
 /// counts them as answering) is answered 503 `outcome_unknown` within the
