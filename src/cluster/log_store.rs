@@ -94,9 +94,10 @@ const GROUP_MARK: u8 = 1;
 /// see the module header and `boot.rs`).
 pub const COMMITTED: &str = "committed";
 
-/// The log directory of a database: `DB.raft` beside it.
+/// The log directory of a database: `DB.raft` beside it (beside the file
+/// a symbolic link names, as `crate::wal::dir_of`).
 pub fn dir_of(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
+    let mut name = crate::store::creation_target(db).into_os_string();
     name.push(".raft");
     PathBuf::from(name)
 }

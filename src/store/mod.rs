@@ -20,6 +20,7 @@ mod overlay;
 mod read_only;
 pub use cluster::Replaced;
 pub mod create;
+pub use create::creation_target;
 mod holder;
 pub use holder::of as holder_of;
 mod memory;
@@ -134,7 +135,7 @@ impl Default for StoreOptions {
 /// The file beside a database where `kvr serve` writes its URL, so that a
 /// command that finds the database locked can say which server to use.
 pub fn serve_hint_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
+    let mut name = creation_target(db).into_os_string();
     name.push(".serve");
     PathBuf::from(name)
 }

@@ -78,9 +78,13 @@ const SEGMENT_HEADER: u64 = 16;
 /// Zero-fill chunk when preallocating.
 const FILL_CHUNK: usize = 1 << 20;
 
-/// The log directory of a database: `DB.wal` beside it.
+/// The log directory of a database: `DB.wal` beside it. Beside the file
+/// itself when `db` is a symbolic link (as `sqlite3` names its `-wal`):
+/// a server started through a link and a command through the file's own
+/// name must find the same log, or the command would miss a crashed
+/// server's acknowledged writes and give their revisions out again.
 pub fn dir_of(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
+    let mut name = crate::store::creation_target(db).into_os_string();
     name.push(".wal");
     PathBuf::from(name)
 }

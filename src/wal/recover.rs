@@ -284,7 +284,20 @@ fn scan(dir: &Path, held: Option<u64>) -> Result<Vec<Plan>> {
     for seq in segments(dir)? {
         let bytes = read_segment(dir, seq, &mut buf)?;
         if bytes.get(..SEGMENT_MAGIC.len()) != Some(SEGMENT_MAGIC.as_slice()) {
-            continue; // created but never given its header: no record
+            // A segment gets its header once it is zero-filled (`fill`), so
+            // one without a header holds nothing but zeros: a crash cut its
+            // making short. Anything else is a header damaged after records
+            // were written behind it: not an empty log (a damaged first
+            // sector threw every acknowledged write in it away, found by
+            // an audit).
+            if bytes.iter().all(|&b| b == 0) {
+                continue;
+            }
+            let what = bad_header(dir, seq);
+            return Err(match held {
+                Some(held) => not_replayed(dir, what, held),
+                None => Error::Corrupt(what),
+            });
         }
         // A segment gets its header once it is whole (`fill`), so one cut
         // short after that was cut by something else than a crash, and its
@@ -398,6 +411,16 @@ fn not_replayed(dir: &Path, what: String, held: u64) -> Error {
          flushed, at revision {held} (every write after that is lost)",
         dir.display()
     ))
+}
+
+/// What is wrong with segment `seq`, whose header is damaged.
+fn bad_header(dir: &Path, seq: u64) -> String {
+    format!(
+        "the write-ahead log in {} is damaged: {seq:016x}.log does not start with a log \
+         segment's header, yet holds data (a segment gets its header before any record is \
+         written to it, so no crash leaves one so)",
+        dir.display()
+    )
 }
 
 /// Every segment is made a whole number of these bytes long (16 MiB, a
@@ -721,6 +744,40 @@ mod tests {
         assert_eq!(replay(&dir, 0).unwrap(), (0, vec![]));
         assert_eq!(pending(&dir, 0).unwrap().records, 0);
         wal.remove().unwrap();
+    }
+
+    /// A segment whose header was damaged (a byte changed, or its start
+    /// zeroed) after records were written behind it is damage that loses
+    /// acknowledged writes: refused, not read as an empty log. (A segment
+    /// zeroed up to its last record is zeros, as a crash while it was
+    /// being made leaves one: nothing tells them apart.)
+    #[test]
+    fn a_damaged_segment_header_is_refused_not_an_empty_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, zeroed) in [("flipped", 1), ("zeroed", 40)] {
+            let dir = tmp.path().join(format!("{name}.wal"));
+            let (wal, segment) = log_of(&dir, &[&[1], &[2], &[3]]);
+            let mut bytes = std::fs::read(&segment).unwrap();
+            if zeroed == 1 {
+                bytes[0] = b'X';
+            } else {
+                bytes[..zeroed].fill(0);
+            }
+            std::fs::write(&segment, bytes).unwrap();
+            let Err(Error::Corrupt(replayed)) = replay(&dir, 0) else {
+                panic!("{name}: a segment with a damaged header replayed as empty");
+            };
+            assert!(
+                replayed.contains("does not start with a log segment's header")
+                    && replayed.contains("nothing is replayed"),
+                "{replayed}"
+            );
+            let Err(Error::Corrupt(checked)) = pending(&dir, 0) else {
+                panic!("{name}: the check missed a damaged header");
+            };
+            assert!(checked.contains("header"), "{checked}");
+            wal.remove().unwrap();
+        }
     }
 
     /// What a check says a replay would apply: the requests after the

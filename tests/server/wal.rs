@@ -260,3 +260,36 @@ fn a_damaged_log_record_with_intact_records_after_it_is_refused() {
         (Some(19), Some(19))
     );
 }
+
+/// A server started through a symbolic link to its file keeps its log
+/// beside the file, as `sqlite3` keeps its `-wal`: after a `kill -9` a
+/// command through the file's own name replays it, and one through the
+/// link does too. (The log was named after the link: the file's own name
+/// saw no log, lost the acknowledged writes and gave their revisions out
+/// again; found by an audit.)
+#[test]
+fn a_server_started_through_a_symlink_keeps_its_log_beside_the_file() {
+    use crate::support::{Server, kvr, stdout};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("real")).unwrap();
+    assert!(
+        kvr(dir, &["--db", "real/d.redb", "put", "a", "1"], b"")
+            .status
+            .success()
+    );
+    std::os::unix::fs::symlink("real/d.redb", dir.join("db.redb")).unwrap();
+    let mut s = Server::start_env(dir, &[], &[("KVR_FLUSH_AGE_MS", "600000")]);
+    let put = kvr(dir, &["--server", &s.url, "put", "acked", "v"], b"");
+    assert!(put.status.success());
+    s.kill9();
+    assert!(
+        dir.join("real/d.redb.wal").is_dir(),
+        "the log is beside the file"
+    );
+    assert!(!dir.join("db.redb.wal").exists(), "and not beside the link");
+    let got = kvr(dir, &["--db", "real/d.redb", "get", "acked"], b"");
+    assert_eq!(stdout(&got).trim_end(), "v", "{got:?}");
+    let next = kvr(dir, &["--db", "db.redb", "put", "--json", "z", "1"], b"");
+    assert_eq!(stdout(&next).trim(), r#"{"revision":3}"#, "{next:?}");
+}
