@@ -101,6 +101,12 @@ impl EngineWriter {
         self.log.as_ref().is_none_or(|l| l.is_broken())
     }
 
+    /// Why the log refused the last group because it or the database file
+    /// lost its name (see [`Log::lost`]).
+    pub fn log_lost(&self) -> Option<String> {
+        self.log.as_ref().and_then(|l| l.lost())
+    }
+
     /// Applies `requests` (see the module header). `Err` when the group as
     /// a whole failed (the log could not be written): nothing was applied.
     pub fn write_group(&mut self, mut requests: Vec<Request>) -> Result<Vec<Result<Applied>>> {
@@ -531,15 +537,38 @@ impl EngineWriter {
 
     fn wait_for_room_stalled(&mut self) -> Result<()> {
         let budget = self.engine.opts.memtable_bytes;
-        let mut froze = false;
         loop {
             if self.engine.memtable_bytes() < budget {
                 return Ok(());
             }
-            if !froze {
-                // A live table over budget is frozen at once, whatever its age.
-                froze = true;
-                let _ = self.freeze_nonempty();
+            // A live table over budget is frozen at once, whatever its age.
+            // While that fails (no new log segment could be started), no
+            // flush can make room: the group is refused with why, and the
+            // freeze is tried again after `RETRY_INTERVAL`. It was tried
+            // once, and the writer then waited for good: every write hung,
+            // and SIGTERM with them (two failed directory syncs; found by an
+            // audit).
+            if !self.engine.read_tables().live.is_empty() {
+                let due = self
+                    .freeze_retry_at
+                    .is_none_or(|at| std::time::Instant::now() >= at);
+                let frozen = if due {
+                    self.freeze()
+                } else {
+                    Err(no_segment())
+                };
+                if let Err(e) = frozen {
+                    return Err(match e {
+                        e @ Error::DiskFull { .. } => e,
+                        e => Error::Unavailable {
+                            message: format!(
+                                "the memory tables are full and their flush cannot start: \
+                                 {e}; the write was not applied; retry"
+                            ),
+                            overloaded: false,
+                        },
+                    });
+                }
             }
             let s = self.engine.signal();
             if let Some(e) = &s.failing {
@@ -577,6 +606,19 @@ impl EngineWriter {
             }
             _ => true,
         }
+    }
+}
+
+/// Why a freeze is not tried before its retry time: the last one could not
+/// start a new log segment.
+fn no_segment() -> Error {
+    Error::Unavailable {
+        message: format!(
+            "a new log segment could not be started (tried again every {} s; the server's log \
+             has the details)",
+            super::flush::RETRY_INTERVAL.as_secs()
+        ),
+        overloaded: false,
     }
 }
 

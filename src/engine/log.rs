@@ -23,6 +23,12 @@ pub trait Log: Send {
     /// Whether a failed append could not be undone: no more writes.
     fn is_broken(&self) -> bool;
 
+    /// Why the last append was refused when the log or the database file
+    /// lost its name while the server ran (`wal/identity.rs`).
+    fn lost(&self) -> Option<String> {
+        None
+    }
+
     /// Whether a replay of this log gives the same state whatever the
     /// store already holds of its writes (it records what each write did,
     /// not what was asked): then a flush may commit a table in parts
@@ -50,6 +56,10 @@ impl Log for crate::wal::Wal {
 
     fn is_broken(&self) -> bool {
         crate::wal::Wal::is_broken(self)
+    }
+
+    fn lost(&self) -> Option<String> {
+        crate::wal::Wal::lost(self).map(str::to_string)
     }
 
     fn logs_outcomes(&self) -> bool {

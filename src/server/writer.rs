@@ -360,7 +360,13 @@ impl Worker {
         // A log that cannot void a failed write takes no write until it
         // can; meanwhile the server is not ready (`/readyz`).
         let was_broken = engine.engine().log_trouble().is_some();
-        match (&result, engine.is_broken()) {
+        let lost = engine.log_lost();
+        match (&result, engine.is_broken() || lost.is_some()) {
+            (Err(_), true) if !was_broken && lost.is_some() => {
+                let why = lost.unwrap_or_default();
+                log!("kvr serve: {why}");
+                engine.engine().set_log_trouble(Some(why));
+            }
             (Err(e), true) if !was_broken => {
                 let why = format!(
                     "the write-ahead log cannot void a failed write ({e}); no write is taken \

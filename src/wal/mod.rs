@@ -46,6 +46,8 @@
 //! checkpoints and deletes the log too, so the `.redb` file alone is the
 //! whole database.
 
+mod identity;
+mod perms;
 mod record;
 mod recover;
 mod spare;
@@ -64,6 +66,7 @@ pub use recover::{
 
 use crate::error::{Error, Result};
 use crate::types::{Applied, Op};
+use identity::Identity;
 use spare::{SPARE, Spare};
 
 /// Size of a preallocated segment. A seal starts a new one (the recycled
@@ -123,6 +126,11 @@ pub struct Wal {
     spare: Arc<Spare>,
     /// Makes a new spare whenever the writer takes it; stopped on drop.
     helper: spare::Helper,
+    /// The database file and this log as they were found at the start.
+    identity: Arc<Identity>,
+    /// Why the last append was refused: the file or the log lost its name
+    /// ([`Identity::changed`]); checked again at each append.
+    lost: Option<String>,
 }
 
 /// A stretch of segments [`Wal::seal`] closed: released once flushed.
@@ -134,6 +142,7 @@ pub struct Sealed {
     segment_bytes: u64,
     owner: u64,
     spare: Arc<Spare>,
+    identity: Arc<Identity>,
 }
 
 /// The bytes of a failed group that could not be zeroed yet.
@@ -160,7 +169,7 @@ impl Wal {
     /// database whose id is `owner`.
     pub fn create_in(dir: &Path, segment_bytes: u64, owner: u64) -> Result<Wal> {
         let dir = dir.to_path_buf();
-        std::fs::create_dir_all(&dir)
+        perms::create_dir(&dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         let (file, size) = new_segment(&dir, 1, segment_bytes, owner)?;
@@ -192,6 +201,7 @@ impl Wal {
         spare: Arc<Spare>,
         helper: spare::Helper,
     ) -> Wal {
+        let identity = Arc::new(Identity::of(&dir));
         Wal {
             dir,
             file,
@@ -208,6 +218,8 @@ impl Wal {
             owner,
             spare,
             helper,
+            identity,
+            lost: None,
         }
     }
 
@@ -256,6 +268,7 @@ impl Wal {
             segment_bytes,
             owner,
             spare,
+            identity: wal.identity.clone(),
         };
         Ok((wal, Some(sealed)))
     }
@@ -272,6 +285,7 @@ impl Wal {
             segment_bytes: self.segment_bytes,
             owner: self.owner,
             spare: self.spare.clone(),
+            identity: self.identity.clone(),
         };
         self.next_segment(self.segment_bytes)?;
         self.unsealed_from = self.seq;
@@ -288,9 +302,18 @@ impl Wal {
             let from = self.dir.join(SPARE);
             std::fs::rename(&from, &to)
                 .map_err(|e| Error::io(format!("cannot rename {}", from.display()), e))?;
+            // The new name must be durable before records bound to it are
+            // written. If it cannot be, the spare is put back for the next
+            // try: left under the new name, every later try to start that
+            // segment failed (`File exists`; found by an audit).
+            if let Err(e) = sync_dir(&self.dir) {
+                if std::fs::rename(&to, &from).is_err() {
+                    let _ = std::fs::remove_file(&to);
+                    self.spare.taken(spare);
+                }
+                return Err(e);
+            }
             self.spare.taken(spare);
-            // The new name must be durable before records bound to it are written.
-            sync_dir(&self.dir)?;
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -318,6 +341,12 @@ impl Wal {
     /// can be (voided again at each append), or until a restart.
     pub fn is_broken(&self) -> bool {
         self.unvoided.is_some()
+    }
+
+    /// Why the last append was refused, when the database file or the log
+    /// was moved, deleted or replaced while it ran (see `identity.rs`).
+    pub fn lost(&self) -> Option<&str> {
+        self.lost.as_deref()
     }
 
     /// Voids again the failed write that could not be voided, as the disk
@@ -365,6 +394,12 @@ impl Wal {
         if requests.is_empty() {
             return Ok(());
         }
+        if let Some(what) = self.identity.changed(Some(&self.file)) {
+            let refused = self.identity.refusal(&what);
+            self.lost = Some(refused.to_string());
+            return Err(refused);
+        }
+        self.lost = None;
         self.repair()?;
         self.encode(requests)?;
         let len = self.buf.len() as u64;
@@ -505,8 +540,18 @@ impl Wal {
     /// deleted stays behind as a hidden name, keeping the directory.
     pub fn remove(self) -> Result<()> {
         let Wal {
-            dir, file, helper, ..
+            dir,
+            file,
+            helper,
+            identity,
+            ..
         } = self;
+        if let Some(what) = identity.changed(Some(&file)) {
+            return Err(Error::Unavailable {
+                message: format!("{what}; its log {} is kept", dir.display()),
+                overloaded: false,
+            });
+        }
         drop(helper);
         drop(file);
         remove_dir(&dir)
@@ -518,6 +563,14 @@ impl Sealed {
     /// spare for the next [`Wal::seal`]. Only once the store holds every
     /// record in them durably.
     pub fn release(self) -> Result<()> {
+        // Flushed into a file that lost its name: no restart finds those
+        // writes but in the log.
+        if let Some(what) = self.identity.changed(None) {
+            return Err(Error::Unavailable {
+                message: format!("{what}; the segments of the log it flushed are kept"),
+                overloaded: false,
+            });
+        }
         let mut unneeded = Vec::new();
         {
             let mut spare = self.spare.lock();
@@ -601,13 +654,16 @@ fn new_segment(dir: &Path, seq: u64, size: u64, owner: u64) -> Result<(File, u64
         .create_new(true)
         .open(&path)
         .map_err(io)?;
-    let filled = fill(&mut file, size, owner, Pace::Once);
+    let filled = perms::adopt(&file, dir).and_then(|()| fill(&mut file, size, owner, Pace::Once));
     if let Err(e) = filled {
         // A full disk: leave no half-made segment to block the next try.
         let _ = std::fs::remove_file(&path);
         return Err(io(e));
     }
-    sync_dir(dir)?;
+    if let Err(e) = sync_dir(dir) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok((file, size))
 }
 

@@ -234,14 +234,7 @@ fn owned(dir: &Path, bytes: &[u8], database: Option<u64>) -> Result<()> {
     {
         return Ok(());
     }
-    // The database beside it: `dir` is `DB.wal` (`dir_of`).
-    let db = {
-        use std::os::unix::ffi::OsStrExt;
-        let name = dir.as_os_str().as_bytes();
-        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
-            name.strip_suffix(b".wal").unwrap_or(name),
-        ))
-    };
+    let db = super::identity::database_of(dir);
     let theirs = database.map_or("no id: made by an older kvr".to_string(), |d| {
         format!("database id {d:016x}")
     });

@@ -171,5 +171,6 @@ fn fill_new(path: &Path, size: u64, owner: u64) -> std::io::Result<()> {
         .create(true)
         .truncate(true)
         .open(path)?;
+    super::perms::adopt(&file, path.parent().unwrap_or(Path::new(".")))?;
     super::fill(&mut file, size, owner, super::Pace::Pieces)
 }
