@@ -347,6 +347,21 @@ impl Client {
                                 }
                                 unknown = Some(e);
                             }
+                            // A member just removed answers so for the
+                            // moment before it exits: the others serve
+                            // the request. It stopped a command (exit 3)
+                            // whose list named it first while the cluster
+                            // was healthy (found by an audit); it is the
+                            // answer only when nobody else is left to ask.
+                            e @ Error::Removed(_)
+                                if order.len() > 1 || hint.as_ref().is_some_and(|h| h != url) =>
+                            {
+                                if let Some(h) = hint.filter(|h| h != url) {
+                                    wait = Duration::ZERO;
+                                    leader = Some(h);
+                                }
+                                answered = Some(e);
+                            }
                             other => return Err(other),
                         }
                     }

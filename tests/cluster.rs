@@ -1229,7 +1229,8 @@ fn refused_5(dir: &Path, url: &str, args: &[&str]) -> String {
 /// `kvr cluster promote` of a learner that is down (or far behind) is
 /// refused (503 `unavailable`, exit 5 once `--timeout` runs out) and
 /// changes nothing: as a voter it would be needed for every write of a
-/// one-voter cluster. Back and caught up, it is promoted. Then, one of
+/// one-voter cluster; so is one stopped with every entry (on an idle
+/// cluster). Back and caught up, it is promoted. Then, one of
 /// the two voters stopped, no membership change is proposed at all.
 #[test]
 fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
@@ -1251,6 +1252,13 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
         n2.raft.clone(),
     );
     drop(n2); // SIGKILL
+    // Stopped on an idle cluster, it has every entry but answers nothing:
+    // refused all the same (it was promoted, and every write after it
+    // stopped; found by an audit).
+    std::thread::sleep(Duration::from_secs(1));
+    let err = refused_5(dir, &n1.url, &["promote", "2"]);
+    assert!(err.contains("node 2 does not answer the leader"), "{err}");
+    assert_eq!(voters(&n1), 1);
     for i in 0..20 {
         assert_ok(&put(dir, &n1, &format!("k{i}"), "v"));
     }
@@ -2288,6 +2296,35 @@ fn a_member_restarted_with_another_cluster_token_is_said_in_the_logs() {
                 "node 3 at raft {raft} refuses this node's raft requests"
             ))
             && refused.contains(hint)
+    });
+}
+
+/// A member restarted with no `--cluster-token` on a cluster that has one
+/// refuses its peers as they refuse it. It took the leader's entries and
+/// counted in its majority, looking caught up, while its own requests were
+/// refused: writes through it got `outcome_unknown` and it never became
+/// ready (found by an audit).
+#[test]
+fn a_member_restarted_without_the_cluster_token_refuses_its_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut nodes = three_with(dir, &["--cluster-token", "right"], &[]);
+    let addrs = addresses(&nodes);
+    let mut n3 = nodes.pop().unwrap();
+    assert_eq!(sigterm(&mut n3).code(), Some(0));
+    drop(n3);
+    let (listen, raft) = (&addrs[2].0, &addrs[2].1);
+    let _n3 = spawn_at(dir, "n3", (listen, raft), &[], &[]);
+    let hint = "every member needs the same --cluster-token (or none), as when it joined";
+    wait_for(30, "both sides to log the refusal", || {
+        let refuser = stderr_of(dir, "n3");
+        let refused = format!("{}{}", stderr_of(dir, "n1"), stderr_of(dir, "n2"));
+        refuser.contains("refusing raft requests from node ")
+            && refuser.contains("this node has no cluster token and the sender presents one")
+            && refuser.contains(hint)
+            && refused.contains(&format!(
+                "node 3 at raft {raft} refuses this node's raft requests"
+            ))
     });
 }
 

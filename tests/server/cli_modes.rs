@@ -1588,3 +1588,43 @@ fn a_retry_after_http_date_is_waited_out() {
         "sent again after {waited:?}"
     );
 }
+
+/// A member just removed from its cluster answers 503 `removed` for the
+/// moment before it exits; a command whose `--server` list names it first
+/// goes on to the next server, as for one that cannot be reached. It
+/// stopped there with exit 3 while the cluster was healthy (found by an
+/// audit). Named alone, its answer is the command's: exit 3.
+#[test]
+fn a_removed_member_in_a_list_is_passed_over() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let removed = fake_server(|mut c| {
+        answer_healthz_probes(&mut c);
+        let body = r#"{"error":"removed","message":"node 4 was removed from cluster c1"}"#;
+        let mut buf = [0u8; 65536];
+        while let Ok(n @ 1..) = c.read(&mut buf) {
+            let _ = n;
+            let head = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                 x-kvr-node: 4\r\nx-kvr-revision: 7\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            if c.write_all(head.as_bytes())
+                .and_then(|()| c.write_all(body.as_bytes()))
+                .is_err()
+            {
+                return;
+            }
+            answer_healthz_probes(&mut c);
+        }
+    });
+    let s = Server::start(dir.path(), &[]);
+    let list = format!("{removed},{}", s.url);
+    let out = kvr(dir.path(), &["--server", &list, "put", "a", "1"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = kvr(dir.path(), &["--server", &list, "get", "a"], b"");
+    assert_eq!(got.stdout, b"1", "{}", stderr(&got));
+    let alone = kvr(dir.path(), &["--server", &removed, "get", "a"], b"");
+    assert_eq!(alone.status.code(), Some(3), "{}", stderr(&alone));
+    assert!(stderr(&alone).contains("was removed"), "{}", stderr(&alone));
+}

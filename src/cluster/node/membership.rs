@@ -606,6 +606,25 @@ impl Node {
         let matched = std::sync::atomic::AtomicU64::new(0);
         match tokio::time::timeout(PROMOTE_WAIT, self.wait_matched(id, target, &matched)).await {
             Ok(r) => r,
+            Err(_) if matched.load(std::sync::atomic::Ordering::Relaxed) >= target => {
+                // It has every entry but does not answer: a learner stopped
+                // on an idle cluster. Promoted, it was a voter that never
+                // votes; of a one-voter cluster, it stopped every write
+                // (found by an audit).
+                let silent = self
+                    .silent_for(&self.metrics(), id)
+                    .map_or("never".to_string(), |d| {
+                        format!("{:.1} s ago", d.as_secs_f64())
+                    });
+                Err(Error::Unavailable {
+                    message: format!(
+                        "node {id} does not answer the leader (it last did {silent}; is it \
+                         running and reachable?): {not_done}; retry once it answers (kvr \
+                         cluster status shows it)"
+                    ),
+                    overloaded: false,
+                })
+            }
             Err(_) => Err(Error::Unavailable {
                 message: format!(
                     "node {id} is not caught up with the leader (it has entries up to {} of \
@@ -640,7 +659,7 @@ impl Node {
                     .map_or(0, |l| l.index)
             };
             matched_now.store(matched, std::sync::atomic::Ordering::Relaxed);
-            if matched >= target {
+            if matched >= target && self.answers_leader(&m.borrow_watched(), id) {
                 return Ok(());
             }
             if m.changed().await.is_err() {

@@ -178,14 +178,28 @@ impl Node {
     fn check_peer(&self, req: &Request<Incoming>) -> std::result::Result<(), String> {
         let h = req.headers();
         let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if let Some(token) = &self.me.token {
-            let given = get(hyper::header::AUTHORIZATION.as_str());
-            let ok = given
-                .split_once(' ')
-                .is_some_and(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && t == token);
-            if !ok {
-                return Err("wrong or missing cluster token".into());
+        match &self.me.token {
+            Some(token) => {
+                let given = get(hyper::header::AUTHORIZATION.as_str());
+                let ok = given
+                    .split_once(' ')
+                    .is_some_and(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer") && t == token);
+                if !ok {
+                    return Err("wrong or missing cluster token".into());
+                }
             }
+            // A member restarted without the token refuses its peers as they
+            // refuse it: it took their entries, counted in their majority and
+            // looked caught up to the leader, while every request of its own
+            // was refused (found by an audit).
+            None if h.contains_key(hyper::header::AUTHORIZATION) => {
+                return Err(
+                    "this node has no cluster token and the sender presents one: \
+                            every member needs the same cluster token"
+                        .into(),
+                );
+            }
+            None => {}
         }
         if get(H_CLUSTER) != self.me.cluster_id {
             return Err(format!(
