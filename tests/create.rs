@@ -1005,3 +1005,43 @@ fn a_name_with_no_room_for_its_companions_is_refused_saying_how_long_one_may_be(
         .ok()
         .stdout_has("v");
 }
+
+/// A redb file of another program, with tables of its own or none, is
+/// refused by every command (exit 3, `not a kvr one`) and left byte for
+/// byte as it was: a read opened it for writing first, which rewrote its
+/// header, and made a file with no tables a kvr database (found by an
+/// audit).
+#[test]
+fn another_programs_redb_file_is_refused_and_left_as_it_is() {
+    for tables in [true, false] {
+        let env = Env::new();
+        {
+            let db = redb::Database::create(env.db()).unwrap();
+            if tables {
+                let w = db.begin_write().unwrap();
+                {
+                    let users: redb::TableDefinition<u64, u64> =
+                        redb::TableDefinition::new("users");
+                    w.open_table(users).unwrap().insert(1, 2).unwrap();
+                }
+                w.commit().unwrap();
+            }
+        }
+        let bytes = std::fs::read(env.db()).unwrap();
+        for args in [
+            vec!["get", "k"],
+            vec!["stats"],
+            vec!["range"],
+            vec!["put", "k", "v"],
+            vec!["delete", "k"],
+        ] {
+            env.kvr(args)
+                .code(3)
+                .stderr_has("is a redb database but not a kvr one");
+            assert!(
+                std::fs::read(env.db()).unwrap() == bytes,
+                "changed (tables: {tables})"
+            );
+        }
+    }
+}

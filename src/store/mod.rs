@@ -239,6 +239,9 @@ impl Store {
             OpenMode::ExistingWriteOnDemand => OpenMode::MustExist,
             mode => mode,
         };
+        if needs_write.is_none() {
+            refuse_another_programs(path)?;
+        }
         let opened = open_file(path, mode, opts).map_err(|e| match (e, needs_write) {
             // Say why a read command needed to write the file it may only read.
             (Error::Io { source, .. }, Some(what)) if read_only::denied(&source) => {
@@ -690,6 +693,32 @@ pub(crate) fn open_probe(
     redb::Builder::new()
         .set_cache_size(1 << 20)
         .open_read_only(path)
+}
+
+/// Refuses a redb file that is not kvr's (no `meta` table: kvr makes its
+/// tables in a new file's first commit, under a temporary name) before it
+/// is opened for writing, which rewrites its header (a `put` changed
+/// another program's file as it refused it; found by an audit). Looked at
+/// read-only; a file that does not open so is left to the open for
+/// writing to judge.
+fn refuse_another_programs(path: &Path) -> Result<()> {
+    // Not a device or a pipe: an open of a FIFO waits for a writer.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let Ok(db) = open_probe(path) else {
+        return Ok(());
+    };
+    let Ok(rtx) = db.begin_read() else {
+        return Ok(());
+    };
+    match rtx.open_table(META) {
+        Err(TableError::TableDoesNotExist(_)) => Err(Error::Corrupt(format!(
+            "{} is a redb database but not a kvr one",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// What [`open_file`] opened.

@@ -72,13 +72,20 @@ pub(super) fn open(path: &Path, opts: &StoreOptions) -> Result<Opened> {
     let log = crate::wal::dir_of(path);
     let deadline = Instant::now() + opts.lock_timeout;
     loop {
-        if log.exists() {
-            return Ok(Opened::NeedsWrite(replay(&log)));
-        }
-        let attempt = match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(file) => exclusive(path, file, opts),
-            Err(e) if denied(&e) => shared(path, opts),
-            Err(_) => Attempt::Done(Opened::NeedsWrite("open it".into())),
+        // A running server keeps its log beside the file: that is a file
+        // in use, not a crash to replay (a user who may only read it was
+        // told of a server that did not stop cleanly; found by an audit).
+        let attempt = if log.exists() {
+            if super::holder_of(path).is_none() {
+                return Ok(Opened::NeedsWrite(replay(&log)));
+            }
+            Attempt::Busy
+        } else {
+            match OpenOptions::new().read(true).write(true).open(path) {
+                Ok(file) => exclusive(path, file, opts),
+                Err(e) if denied(&e) => shared(path, opts),
+                Err(_) => Attempt::Done(Opened::NeedsWrite("open it".into())),
+            }
         };
         match attempt {
             Attempt::Busy if Instant::now() >= deadline => {
@@ -158,7 +165,7 @@ fn exclusive(path: &Path, file: File, opts: &StoreOptions) -> Attempt {
         .set_repair_callback(|session| session.abort())
         .create_with_backend(overlay);
     match opened {
-        Ok(db) => Attempt::Done(with_tables(db, Reader::Exclusive)),
+        Ok(db) => with_tables(path, db, Reader::Exclusive),
         Err(e) => refused(e),
     }
 }
@@ -173,20 +180,33 @@ fn shared(path: &Path, opts: &StoreOptions) -> Attempt {
         .set_cache_size(opts.cache_bytes)
         .open_read_only(path)
     {
-        Ok(db) => Attempt::Done(with_tables(db, Reader::Shared)),
+        Ok(db) => with_tables(path, db, Reader::Shared),
         Err(e) => refused(e),
     }
 }
 
-/// `db` as a reader if it has kvr's tables.
-fn with_tables<D: ReadableDatabase>(db: D, reader: impl FnOnce(D) -> Reader) -> Opened {
+/// `db` as a reader if it has kvr's tables. A redb file without them is
+/// another program's (kvr makes a file with its tables in its first
+/// commit, under a temporary name): refused as it is, without the open
+/// for writing that would rewrite its header, or make a file with no
+/// tables a kvr database, on a read (found by an audit).
+fn with_tables<D: ReadableDatabase>(
+    path: &Path,
+    db: D,
+    reader: impl FnOnce(D) -> Reader,
+) -> Attempt {
     let why = match db.begin_read().map(|t| t.open_table(META).map(drop)) {
-        Ok(Ok(())) => return Opened::Reader(reader(db)),
-        Ok(Err(TableError::TableDoesNotExist(_))) => "create kvr's tables in it".to_string(),
+        Ok(Ok(())) => return Attempt::Done(Opened::Reader(reader(db))),
+        Ok(Err(TableError::TableDoesNotExist(_))) => {
+            return Attempt::Failed(Error::Corrupt(format!(
+                "{} is a redb database but not a kvr one",
+                path.display()
+            )));
+        }
         Ok(Err(e)) => format!("read it ({})", Error::from(e)),
         Err(e) => format!("read it ({})", Error::from(e)),
     };
-    Opened::NeedsWrite(why)
+    Attempt::Done(Opened::NeedsWrite(why))
 }
 
 fn refused(e: redb::DatabaseError) -> Attempt {
