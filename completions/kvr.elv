@@ -324,7 +324,7 @@ set edit:completion:arg-completer[kvr] = {|@words|
             cand --cacert 'With an https:// --server: trust the certificate authorities in this PEM file as well as the system''s'
             cand --timeout 'With --server: the longest wait for a request (for streams: the longest time without progress)'
             cand --consistency 'With --server on a cluster: `stale` reads answer from the node''s own replica (possibly behind, never torn) instead of being linearizable'
-            cand --json 'json'
+            cand --json 'Print the JSON of GET /v1/cluster instead of the table'
             cand -h 'Print help'
             cand --help 'Print help'
         }

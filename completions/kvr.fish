@@ -297,7 +297,7 @@ complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcomm
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l timeout -d 'With --server: the longest wait for a request (for streams: the longest time without progress)' -r
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l consistency -d 'With --server on a cluster: `stale` reads answer from the node\'s own replica (possibly behind, never torn) instead of being linearizable' -r -f -a "linearizable\t''
 stale\t''"
-complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l json
+complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -l json -d 'Print the JSON of GET /v1/cluster instead of the table'
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l db -d 'The database file' -r -F
 complete -c kvr -n "__fish_kvr_using_subcommand cluster; and __fish_seen_subcommand_from promote" -l lock-timeout -d 'Wait up to SECS for another process to release the database file' -r

@@ -483,21 +483,25 @@ pub enum ClusterAction {
     /// The members, their roles and replication lag (a table; --json for
     /// the JSON of GET /v1/cluster).
     Status {
+        /// Print the JSON of GET /v1/cluster instead of the table.
         #[arg(long)]
         json: bool,
     },
     /// Make a learner a voter.
     Promote {
+        /// The learner's node id (kvr cluster status lists them).
         #[arg(value_name = "ID")]
         id: u64,
     },
     /// Remove a node from the cluster (it stops serving and exits).
     Remove {
+        /// The node's id (kvr cluster status lists them).
         #[arg(value_name = "ID")]
         id: u64,
     },
     /// Hand leadership to a voter.
     TransferLeader {
+        /// The voter's node id (kvr cluster status lists them).
         #[arg(value_name = "ID")]
         id: u64,
     },
