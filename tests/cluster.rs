@@ -1251,6 +1251,14 @@ fn promoting_a_learner_that_is_not_caught_up_is_refused_and_writes_go_on() {
         n2.url.strip_prefix("http://").unwrap().to_string(),
         n2.raft.clone(),
     );
+    // Caught up: every entry the leader has (the join's last one too).
+    wait_for(30, "the learner to catch up", || {
+        status_of(&n1)["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == 2 && n["lag"] == 0)
+    });
     drop(n2); // SIGKILL
     // Stopped on an idle cluster, it has every entry but answers nothing:
     // refused all the same (it was promoted, and every write after it
