@@ -131,6 +131,8 @@ pub struct Wal {
     /// Why the last append was refused: the file or the log lost its name
     /// ([`Identity::changed`]); checked again at each append.
     lost: Option<String>,
+    /// When the names of the file and the log were last looked up.
+    paths_checked: std::time::Instant,
 }
 
 /// A stretch of segments [`Wal::seal`] closed: released once flushed.
@@ -220,6 +222,7 @@ impl Wal {
             helper,
             identity,
             lost: None,
+            paths_checked: std::time::Instant::now(),
         }
     }
 
@@ -394,7 +397,11 @@ impl Wal {
         if requests.is_empty() {
             return Ok(());
         }
-        if let Some(what) = self.identity.changed(Some(&self.file)) {
+        let paths = self.lost.is_some() || self.paths_checked.elapsed() >= identity::PATHS_EVERY;
+        if paths {
+            self.paths_checked = std::time::Instant::now();
+        }
+        if let Some(what) = self.identity.changed(Some(&self.file), paths) {
             let refused = self.identity.refusal(&what);
             self.lost = Some(refused.to_string());
             return Err(refused);
@@ -546,7 +553,7 @@ impl Wal {
             identity,
             ..
         } = self;
-        if let Some(what) = identity.changed(Some(&file)) {
+        if let Some(what) = identity.changed(Some(&file), true) {
             return Err(Error::Unavailable {
                 message: format!("{what}; its log {} is kept", dir.display()),
                 overloaded: false,
@@ -565,7 +572,7 @@ impl Sealed {
     pub fn release(self) -> Result<()> {
         // Flushed into a file that lost its name: no restart finds those
         // writes but in the log.
-        if let Some(what) = self.identity.changed(None) {
+        if let Some(what) = self.identity.changed(None, true) {
             return Err(Error::Unavailable {
                 message: format!("{what}; the segments of the log it flushed are kept"),
                 overloaded: false,

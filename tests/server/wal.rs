@@ -310,8 +310,10 @@ fn a_file_or_log_moved_or_deleted_under_a_server_stops_its_writes() {
     let put = |key: &str| http("PUT", &format!("{}/v1/kv/{key}", s.url), &[], Some(b"v"));
     assert_eq!(put("before").status, 200);
     let (db, log) = (dir.join("db.redb"), dir.join("db.redb.wal"));
-    // Moved away and back.
+    // Moved away and back (the names are looked up every 50 ms).
+    let looked_up = || std::thread::sleep(std::time::Duration::from_millis(120));
     std::fs::rename(&db, dir.join("moved.redb")).unwrap();
+    looked_up();
     let refused = put("while-moved");
     assert_eq!(
         (refused.status, refused.code().as_str()),
@@ -328,6 +330,7 @@ fn a_file_or_log_moved_or_deleted_under_a_server_stops_its_writes() {
     let ready = http("GET", &format!("{}/readyz", s.url), &[], None);
     assert_eq!(ready.status, 503, "{}", ready.text());
     std::fs::rename(dir.join("moved.redb"), &db).unwrap();
+    looked_up();
     assert_eq!(put("moved-back").status, 200);
     assert_eq!(
         http("GET", &format!("{}/readyz", s.url), &[], None).status,
@@ -335,6 +338,7 @@ fn a_file_or_log_moved_or_deleted_under_a_server_stops_its_writes() {
     );
     // Deleted: refused, and a clean stop keeps the log.
     std::fs::remove_file(&db).unwrap();
+    looked_up();
     assert_eq!(put("after-rm").status, 503);
     s.terminate();
     assert!(log.is_dir(), "the log of a deleted file is kept");
