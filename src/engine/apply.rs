@@ -236,8 +236,13 @@ impl EngineWriter {
             })
             .collect();
         // No log while replaying one (see `replay`).
-        if let Some(log) = self.log.as_mut() {
-            log.append(&records)?;
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.append(&records)
+        {
+            if log.lost().is_some() {
+                self.flush_what_the_lost_log_held();
+            }
+            return Err(e);
         }
         drop(records);
         let made: Vec<(String, Arc<Record>)> = requests
@@ -588,13 +593,36 @@ impl EngineWriter {
         self.freeze()
     }
 
+    /// Freezes the live table without sealing the log (see
+    /// [`EngineWriter::close`]): its stretch of the log is released with
+    /// the next sealed one, or removed with the whole log at a stop.
+    fn freeze_unsealed(&mut self) {
+        if !self.engine.read_tables().live.is_empty() {
+            self.engine.freeze(Box::new(|| Ok(())));
+        }
+    }
+
+    /// When the log was found deleted or moved under the server, the
+    /// writes acknowledged since the last flush are durable nowhere a
+    /// restart looks: they are flushed into the store at once. A seal
+    /// would need a new log segment, which a deleted log directory cannot
+    /// give, so the table is frozen without one.
+    fn flush_what_the_lost_log_held(&mut self) {
+        self.freeze_unsealed();
+    }
+
     /// Stops the engine: freezes the live table, lets the flush thread
     /// write every table, and deletes the log when all of it is durable
     /// in the store. Returns whether it was.
     pub fn close(mut self) -> bool {
-        let frozen = self.freeze_nonempty();
-        let flushed = self.engine.stop_flushing();
-        if frozen.is_err() || !flushed {
+        // No write follows, and the whole log is removed below once every
+        // table is flushed, so the last table needs no seal. A seal starts
+        // a new segment, which a log directory deleted under the server
+        // cannot give: a stop then flushed nothing, and every write since
+        // the last flush was lost with the deleted log (found by checking
+        // an audit's fix).
+        self.freeze_unsealed();
+        if !self.engine.stop_flushing() {
             return false;
         }
         match self.log.take().map(|l| l.remove()) {

@@ -5,11 +5,15 @@
 //! now point to. A write acknowledged after its file or log lost its name
 //! is one no restart finds: a clean stop then deleted the log beside a
 //! file that was gone, and every write with it (found by an audit). So
-//! each group checks, before it is logged, that its segment is still
-//! linked (an `fstat`), and every [`PATHS_EVERY`] that the names still
-//! lead to the files (two `stat`s: at every group they cost 4 % of a
-//! PUT's throughput, `scripts/bench/ab.sh`); a release or removal of log
-//! segments checks everything first. A file moved meanwhile loses
+//! every [`CHECK_EVERY`] a group checks, before it is logged, that its
+//! segment is still linked (an `fstat`) and that the names still lead to
+//! the files (two `stat`s). Done at every group, the `fstat` alone cost
+//! 7 % of PUT throughput and the `stat`s 4 % (`scripts/bench/ab.sh`).
+//! The writes of that window after an `rm -rf DB.wal` are where every
+//! write since the last flush already is: in memory and in a deleted log,
+//! so lost to a crash before the next flush whatever is checked; the
+//! check stops that from growing. A release or removal of log segments
+//! checks everything first. A file moved meanwhile loses
 //! nothing: its writes are in the log, which is kept. sqlite refuses
 //! writes to a database file moved or deleted under it the same way
 //! (`SQLITE_READONLY_DBMOVED`).
@@ -18,8 +22,9 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// How often the names of the file and the log are looked up again.
-pub(super) const PATHS_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often the log's segment and the names of the file and the log are
+/// looked at again.
+pub(super) const CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A file's device and inode.
 type Id = (u64, u64);
@@ -51,47 +56,76 @@ impl Identity {
     }
 
     /// What was moved, deleted or replaced since, if anything: the
-    /// current segment `segment` (when given), and with `paths` the log
-    /// directory and the database file.
-    pub(super) fn changed(&self, segment: Option<&File>, paths: bool) -> Option<String> {
+    /// current segment `segment` (when given), the log directory and the
+    /// database file.
+    pub(super) fn changed(&self, segment: Option<&File>) -> Option<Change> {
         if let Some(segment) = segment
             && segment.metadata().is_ok_and(|m| m.nlink() == 0)
         {
-            return Some(format!(
+            return Some(Change::Log(format!(
                 "the write-ahead log {} was deleted while the server ran",
                 self.dir.display()
-            ));
-        }
-        if !paths {
-            return None;
+            )));
         }
         if self.dir_id.is_some() && std::fs::metadata(&self.dir).ok().map(|m| id(&m)) != self.dir_id
         {
-            return Some(format!(
+            return Some(Change::Log(format!(
                 "the write-ahead log {} was moved, deleted or replaced while the server ran",
                 self.dir.display()
-            ));
+            )));
         }
-        if self.file.is_some() && file_id(&self.db) != self.file {
-            return Some(format!(
+        self.file_changed().then(|| {
+            Change::File(format!(
                 "the database file {} was moved, deleted or replaced while the server ran",
                 self.db.display()
-            ));
-        }
-        None
+            ))
+        })
     }
 
-    /// The error of a write refused because of `what` ([`Identity::changed`]).
-    pub(super) fn refusal(&self, what: &str) -> crate::error::Error {
-        crate::error::Error::Unavailable {
-            message: format!(
+    /// Whether the database file was moved, deleted or replaced since.
+    pub(super) fn file_changed(&self) -> bool {
+        self.file.is_some() && file_id(&self.db) != self.file
+    }
+
+    /// The error of a write refused because of `change`.
+    pub(super) fn refusal(&self, change: &Change) -> crate::error::Error {
+        let message = match change {
+            // The engine flushes what the lost log held (`engine/apply.rs`).
+            Change::Log(what) => format!(
+                "{what}: no write is taken until it is back, since a restart would not find \
+                 it; the writes acknowledged before are being flushed into {} and reads go on. \
+                 Put the log back, or stop the server (SIGTERM) and start it again with a new \
+                 log",
+                self.db.display()
+            ),
+            Change::File(what) => format!(
                 "{what}: no write is taken until it is back, since a restart would not find \
                  it; the writes acknowledged before are in {} (kept) and reads go on. Put it \
                  back, or copy the whole database out through this server (kvr --server URL \
                  backup FILE) before stopping it",
                 self.dir.display()
             ),
+        };
+        crate::error::Error::Unavailable {
+            message,
             overloaded: false,
+        }
+    }
+}
+
+/// What lost its name while the server ran, and how that reads.
+#[derive(Debug)]
+pub(super) enum Change {
+    /// The log directory or its current segment.
+    Log(String),
+    /// The database file.
+    File(String),
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Log(what) | Change::File(what) => f.write_str(what),
         }
     }
 }

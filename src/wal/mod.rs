@@ -129,10 +129,10 @@ pub struct Wal {
     /// The database file and this log as they were found at the start.
     identity: Arc<Identity>,
     /// Why the last append was refused: the file or the log lost its name
-    /// ([`Identity::changed`]); checked again at each append.
+    /// ([`Identity::changed`]); checked again at each append while so.
     lost: Option<String>,
-    /// When the names of the file and the log were last looked up.
-    paths_checked: std::time::Instant,
+    /// When the file and the log were last looked at ([`identity::CHECK_EVERY`]).
+    checked: std::time::Instant,
 }
 
 /// A stretch of segments [`Wal::seal`] closed: released once flushed.
@@ -222,7 +222,7 @@ impl Wal {
             helper,
             identity,
             lost: None,
-            paths_checked: std::time::Instant::now(),
+            checked: std::time::Instant::now(),
         }
     }
 
@@ -397,16 +397,15 @@ impl Wal {
         if requests.is_empty() {
             return Ok(());
         }
-        let paths = self.lost.is_some() || self.paths_checked.elapsed() >= identity::PATHS_EVERY;
-        if paths {
-            self.paths_checked = std::time::Instant::now();
+        if self.lost.is_some() || self.checked.elapsed() >= identity::CHECK_EVERY {
+            self.checked = std::time::Instant::now();
+            if let Some(change) = self.identity.changed(Some(&self.file)) {
+                let refused = self.identity.refusal(&change);
+                self.lost = Some(refused.to_string());
+                return Err(refused);
+            }
+            self.lost = None;
         }
-        if let Some(what) = self.identity.changed(Some(&self.file), paths) {
-            let refused = self.identity.refusal(&what);
-            self.lost = Some(refused.to_string());
-            return Err(refused);
-        }
-        self.lost = None;
         self.repair()?;
         self.encode(requests)?;
         let len = self.buf.len() as u64;
@@ -553,11 +552,18 @@ impl Wal {
             identity,
             ..
         } = self;
-        if let Some(what) = identity.changed(Some(&file), true) {
-            return Err(Error::Unavailable {
-                message: format!("{what}; its log {} is kept", dir.display()),
-                overloaded: false,
-            });
+        match identity.changed(Some(&file)) {
+            None => {}
+            // Everything is flushed into the file, which kept its name:
+            // the log is not needed. A deleted one is gone already, and a
+            // moved one is left where it was put.
+            Some(identity::Change::Log(_)) if !identity.file_changed() => return Ok(()),
+            Some(change) => {
+                return Err(Error::Unavailable {
+                    message: format!("{change}; its log {} is kept", dir.display()),
+                    overloaded: false,
+                });
+            }
         }
         drop(helper);
         drop(file);
@@ -572,7 +578,7 @@ impl Sealed {
     pub fn release(self) -> Result<()> {
         // Flushed into a file that lost its name: no restart finds those
         // writes but in the log.
-        if let Some(what) = self.identity.changed(None, true) {
+        if let Some(what) = self.identity.changed(None) {
             return Err(Error::Unavailable {
                 message: format!("{what}; the segments of the log it flushed are kept"),
                 overloaded: false,

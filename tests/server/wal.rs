@@ -349,20 +349,51 @@ fn a_file_or_log_moved_or_deleted_under_a_server_stops_its_writes() {
         "{}",
         stderr(&open)
     );
-    // The log deleted under a running server.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let s = Server::start_env(dir, &[], &[("KVR_FLUSH_AGE_MS", "600000")]);
-    let put = |key: &str| http("PUT", &format!("{}/v1/kv/{key}", s.url), &[], Some(b"v"));
-    assert_eq!(put("before").status, 200);
-    std::fs::remove_dir_all(dir.join("db.redb.wal")).unwrap();
-    let refused = put("after");
-    assert_eq!(refused.status, 503, "{}", refused.text());
-    assert!(
-        refused.text().contains("was deleted while the server ran"),
-        "{}",
-        refused.text()
-    );
+    // The log deleted under a running server: refused, and what it held
+    // is flushed into the file at once, so it survives a kill -9 (it was
+    // in memory only, and a clean stop lost it too: its flush needed a
+    // new segment in the deleted directory).
+    for crash in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut s = Server::start_env(dir, &[], &[("KVR_FLUSH_AGE_MS", "600000")]);
+        let put = |key: &str| http("PUT", &format!("{}/v1/kv/{key}", s.url), &[], Some(b"v"));
+        assert_eq!(put("before").status, 200);
+        std::fs::remove_dir_all(dir.join("db.redb.wal")).unwrap();
+        looked_up();
+        let refused = put("after");
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        assert!(
+            refused.text().contains("was deleted while the server ran")
+                && refused.text().contains("being flushed into"),
+            "{}",
+            refused.text()
+        );
+        if crash {
+            // The flush is under way: wait for the file to hold it.
+            let metrics = || http("GET", &format!("{}/metrics", s.url), &[], None).text();
+            for _ in 0..100 {
+                if metrics().contains("\nkvr_flushes_total 1\n") {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            s.kill9();
+        } else {
+            assert!(s.terminate().success());
+        }
+        let range = kvr(dir, &["--db", "db.redb", "range"], b"");
+        assert_eq!(
+            String::from_utf8_lossy(&range.stdout),
+            "{\"key\":\"before\",\"value\":\"v\",\"revision\":1}\n",
+            "crash: {crash}, {}",
+            stderr(&range)
+        );
+        // A new server starts a new log and takes writes.
+        let s = Server::start_env(dir, &[], &[]);
+        let put = http("PUT", &format!("{}/v1/kv/again", s.url), &[], Some(b"v"));
+        assert_eq!(put.status, 200, "{}", put.text());
+    }
 }
 
 /// The log takes the database file's permissions and, for a server run as
