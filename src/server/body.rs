@@ -112,50 +112,10 @@ pub fn chunk_bytes(mut buf: Vec<u8>) -> Bytes {
     Bytes::from(buf)
 }
 
-/// Threads that read the chunks of every stream, one chunk at a time in
-/// turn. A few, not the blocking pool: a stream's chunks are allocated by
-/// the thread that reads them and freed by the connection's, and a
-/// thread's allocator takes back what others freed only when it
-/// allocates again. A few busy threads reuse that memory; hundreds of
-/// pool threads, or a thread parked per stream, each kept megabytes of
-/// freed chunks (~4.4 MB per unread stream).
-const STREAM_READERS: usize = 4;
-
-type ReadJob = Box<dyn FnOnce() + Send>;
-
-/// Hands `job` to the stream readers, started on first use.
-fn stream_read(job: ReadJob) {
-    static READERS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>>> =
-        std::sync::OnceLock::new();
-    let readers = READERS.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<ReadJob>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..STREAM_READERS {
-            let rx = rx.clone();
-            // A reader that cannot start leaves the others; with none, the
-            // job is dropped below and its stream fails.
-            let _ = std::thread::Builder::new()
-                .name(format!("kvr-stream-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(poisoned) => poisoned.into_inner().recv(),
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                });
-        }
-        std::sync::Mutex::new(tx)
-    });
-    let sender = readers.lock().unwrap_or_else(|e| e.into_inner());
-    // Sent to threads that live as long as the process: a failed send
-    // drops the job, whose stream then fails ("did not run").
-    let _ = sender.send(job);
-}
+/// The threads that read the chunks of every stream, one chunk at a time
+/// in turn: a stream's chunks are allocated by the thread that reads them
+/// and freed by the connection's (see `readers.rs`).
+static STREAM_READERS: super::readers::Readers = super::readers::Readers::new("kvr-stream");
 
 struct PulledBody<P> {
     engine: Arc<crate::engine::Engine>,
@@ -168,7 +128,7 @@ impl<P: Producer> PulledBody<P> {
     fn read_next(&mut self, mut producer: P, room: Option<OwnedSemaphorePermit>) {
         let engine = self.engine.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        stream_read(Box::new(move || {
+        STREAM_READERS.run(Box::new(move || {
             let read = match crate::panics::contain(|| producer.next_chunk()) {
                 Ok(read) => read,
                 Err(caught) => Err(super::fault(&engine, caught)),

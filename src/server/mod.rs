@@ -46,6 +46,7 @@ pub mod log;
 pub mod metrics;
 mod process;
 mod range;
+mod readers;
 mod response;
 mod routes;
 pub mod sweeper;
@@ -106,21 +107,31 @@ pub fn fault(engine: &Engine, caught: crate::panics::Caught) -> Error {
     caught.into_served_error(engine.store().path())
 }
 
-/// Runs `read` on a blocking thread, off the async workers; a panic in it
-/// (redb's, on a damaged page) is its error (see [`fault`]); `what` names
-/// the read in a failure to run it at all.
+/// The threads that read pages of the store for requests (see
+/// `readers.rs`).
+static PAGE_READERS: readers::Readers = readers::Readers::new("kvr-read");
+
+/// Runs `read` on one of the [`PAGE_READERS`] when its turn comes, off the
+/// async workers; a panic in it (redb's, on a damaged page) is its error
+/// (see [`fault`]); `what` names the read in a failure to run it at all.
 pub async fn blocking<T: Send + 'static>(
     engine: &Arc<Engine>,
     what: &'static str,
     read: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let engine = engine.clone();
-    tokio::task::spawn_blocking(move || {
-        crate::panics::contain(|| read(&engine))
-            .unwrap_or_else(|caught| Err(fault(&engine, caught)))
-    })
-    .await
-    .map_err(|e| Error::Storage(format!("{what} failed: {e}")))?
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    PAGE_READERS.run(Box::new(move || {
+        // Its client gone while it waited: nobody wants the read.
+        if tx.is_closed() {
+            return;
+        }
+        let read = crate::panics::contain(|| read(&engine))
+            .unwrap_or_else(|caught| Err(fault(&engine, caught)));
+        let _ = tx.send(read);
+    }));
+    rx.await
+        .map_err(|_| Error::Storage(format!("{what} failed: its reader did not run")))?
 }
 
 impl State {

@@ -52,16 +52,6 @@ const TYPICAL_ITEM_BYTES: usize = 160;
 /// The most a page's buffer starts with; a larger page grows it.
 const FIRST_PAGE_CAPACITY: usize = 64 << 10;
 
-/// Pages read on the blocking pool at once; more wait their turn (without
-/// a thread). Each holds a thread, its page and what the allocator keeps
-/// for that thread: 100 clients asking at once for pages of large values
-/// took 490 MB, and 200 took 3.7 GB, most of it after their pages were
-/// refused (found by an audit).
-static POOL_PAGES: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-    tokio::sync::Semaphore::new((2 * cores).max(4))
-});
-
 pub async fn handle(state: &Arc<State>, uri: &Uri, headers: &HeaderMap) -> Result<Response<Body>> {
     // Unknown parameters were refused by the router (`routes::ROUTES`).
     let params = Query::parse(uri.query())?;
@@ -269,10 +259,6 @@ async fn page(state: &Arc<State>, params: &Query) -> Result<Response<Body>> {
     } = match inline {
         Some(read) => read,
         None => {
-            let _turn = POOL_PAGES
-                .acquire()
-                .await
-                .map_err(|e| crate::error::Error::Storage(format!("range failed: {e}")))?;
             let st = state.clone();
             super::blocking(&state.engine, "range", move |_| {
                 read_page(&st, &page, PAGE_MAX_BYTES)
