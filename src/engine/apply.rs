@@ -102,7 +102,7 @@ impl EngineWriter {
     }
 
     /// Why the log refused the last group because it or the database file
-    /// lost its name (see [`Log::lost`]).
+    /// lost its name, or it could not go on (see [`Log::lost`]).
     pub fn log_lost(&self) -> Option<String> {
         self.log.as_ref().and_then(|l| l.lost())
     }
@@ -606,7 +606,8 @@ impl EngineWriter {
     /// writes acknowledged since the last flush are durable nowhere a
     /// restart looks: they are flushed into the store at once. A seal
     /// would need a new log segment, which a deleted log directory cannot
-    /// give, so the table is frozen without one.
+    /// give, so the table is frozen without one. (Also when the log could
+    /// not start a new segment: then it only leaves the log less to hold.)
     fn flush_what_the_lost_log_held(&mut self) {
         self.freeze_unsealed();
     }

@@ -24,7 +24,8 @@ pub trait Log: Send {
     fn is_broken(&self) -> bool;
 
     /// Why the last append was refused when the log or the database file
-    /// lost its name while the server ran (`wal/identity.rs`).
+    /// lost its name while the server ran (`wal/identity.rs`), or the log
+    /// could not go on (no new segment): appends are refused for now.
     fn lost(&self) -> Option<String> {
         None
     }

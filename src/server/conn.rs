@@ -186,9 +186,16 @@ async fn serve_one<I>(
             // after the answer, so the answer says so; a keep-alive client
             // sent its next request into the closed connection (audit
             // finding). A body that was read (`body_read`) set `serving`.
-            // An HTTP/1.0 stream, whose end is the close, says so too.
+            // An HTTP/1.0 stream, whose end is the close, says so too; an
+            // answer of known length is not one (hyper gives it its
+            // `content-length`, and keeps an HTTP/1.0 keep-alive
+            // connection open: it said `close, keep-alive` before).
             let unread = has_body && !clock.serving.load(Ordering::Relaxed);
-            let close_delimited = http10 && !response.headers().contains_key(CONTENT_LENGTH);
+            let close_delimited = http10
+                && !response.headers().contains_key(CONTENT_LENGTH)
+                && http_body::Body::size_hint(response.body())
+                    .exact()
+                    .is_none();
             if unread {
                 clock.left_body_unread.store(true, Ordering::Relaxed);
             }
@@ -196,6 +203,11 @@ async fn serve_one<I>(
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
+                // Answered as HTTP/1.0, hyper adds no `keep-alive` to it
+                // for an HTTP/1.0 keep-alive request (`close, keep-alive`).
+                if http10 {
+                    *response.version_mut() = http::Version::HTTP_10;
+                }
             }
             clock.end_serving();
             Ok::<_, std::convert::Infallible>(response.map(|body| Answer {

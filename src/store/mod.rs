@@ -298,10 +298,7 @@ impl Store {
             }
             Err(TableError::TableDoesNotExist(_)) => {
                 if rtx.list_tables()?.next().is_some() {
-                    return Err(Error::Corrupt(format!(
-                        "{} is a redb database but not a kvr one",
-                        store.path.display()
-                    )));
+                    return Err(not_kvrs(&store.path));
                 }
                 drop(rtx);
                 let mut wtx = store.write_txn()?;
@@ -695,6 +692,14 @@ pub(crate) fn open_probe(
         .open_read_only(path)
 }
 
+/// The error of a redb file another program made (no `meta` table).
+pub(crate) fn not_kvrs(path: &Path) -> Error {
+    Error::Corrupt(format!(
+        "{} is a redb database but not a kvr one",
+        path.display()
+    ))
+}
+
 /// Refuses a redb file that is not kvr's (no `meta` table: kvr makes its
 /// tables in a new file's first commit, under a temporary name) before it
 /// is opened for writing, which rewrites its header (a `put` changed
@@ -713,10 +718,7 @@ fn refuse_another_programs(path: &Path) -> Result<()> {
         return Ok(());
     };
     match rtx.open_table(META) {
-        Err(TableError::TableDoesNotExist(_)) => Err(Error::Corrupt(format!(
-            "{} is a redb database but not a kvr one",
-            path.display()
-        ))),
+        Err(TableError::TableDoesNotExist(_)) => Err(not_kvrs(path)),
         _ => Ok(()),
     }
 }

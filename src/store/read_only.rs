@@ -198,10 +198,7 @@ fn with_tables<D: ReadableDatabase>(
     let why = match db.begin_read().map(|t| t.open_table(META).map(drop)) {
         Ok(Ok(())) => return Attempt::Done(Opened::Reader(reader(db))),
         Ok(Err(TableError::TableDoesNotExist(_))) => {
-            return Attempt::Failed(Error::Corrupt(format!(
-                "{} is a redb database but not a kvr one",
-                path.display()
-            )));
+            return Attempt::Failed(super::not_kvrs(path));
         }
         Ok(Err(e)) => format!("read it ({})", Error::from(e)),
         Err(e) => format!("read it ({})", Error::from(e)),

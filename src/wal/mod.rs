@@ -129,7 +129,8 @@ pub struct Wal {
     /// The database file and this log as they were found at the start.
     identity: Arc<Identity>,
     /// Why the last append was refused: the file or the log lost its name
-    /// ([`Identity::changed`]); checked again at each append while so.
+    /// ([`Identity::changed`]), or no new segment could be started
+    /// ([`Wal::cannot_rotate`]); checked again at each append while so.
     lost: Option<String>,
     /// When the file and the log were last looked at ([`identity::CHECK_EVERY`]).
     checked: std::time::Instant,
@@ -347,7 +348,8 @@ impl Wal {
     }
 
     /// Why the last append was refused, when the database file or the log
-    /// was moved, deleted or replaced while it ran (see `identity.rs`).
+    /// was moved, deleted or replaced while it ran (see `identity.rs`), or
+    /// no new segment could be started: appends are refused until then.
     pub fn lost(&self) -> Option<&str> {
         self.lost.as_deref()
     }
@@ -410,7 +412,9 @@ impl Wal {
         self.encode(requests)?;
         let len = self.buf.len() as u64;
         if self.pos + len > self.size {
-            self.rotate(len)?;
+            if let Err(e) = self.rotate(len) {
+                return Err(self.cannot_rotate(e));
+            }
             self.encode(requests)?;
         }
         let written = write_synced(&self.file, &self.buf, self.pos);
@@ -451,6 +455,28 @@ impl Wal {
         self.pos += len;
         self.pending += len;
         Ok(())
+    }
+
+    /// The error of a group refused because no new segment could be
+    /// started for it (a log directory made read-only or immutable, a
+    /// failing disk): nothing of it was written. Until one can be, appends
+    /// are refused as when the log lost its name ([`Wal::lost`]), so the
+    /// server is not ready; a full disk stays itself (507). It was a 500
+    /// `internal`, with the server ready (found by an audit).
+    fn cannot_rotate(&mut self, e: Error) -> Error {
+        if matches!(e, Error::DiskFull { .. }) {
+            return e;
+        }
+        let refused = Error::Unavailable {
+            message: format!(
+                "cannot start a new segment of the write-ahead log {}: {e}; the write was not \
+                 applied; retry",
+                self.dir.display()
+            ),
+            overloaded: false,
+        };
+        self.lost = Some(refused.to_string());
+        refused
     }
 
     fn encode(&mut self, requests: &[LogRecord<'_>]) -> Result<()> {

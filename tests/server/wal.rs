@@ -396,6 +396,85 @@ fn a_file_or_log_moved_or_deleted_under_a_server_stops_its_writes() {
     }
 }
 
+/// A log directory that takes no new file (made immutable here, as a
+/// read-only mount or a failing disk would) refuses the group that needs a
+/// new segment with 503 `unavailable` saying so, nothing of it written,
+/// and the server is not ready until a segment can be started again;
+/// then writes go on. It was a 500 `internal`, the server ready (found by
+/// an audit). Needs `chattr` (root, ext4): skipped without.
+#[test]
+fn a_log_directory_that_takes_no_new_segment_refuses_writes_until_it_does() {
+    use crate::support::{Server, http};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(dir.join("db.redb.wal"))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A table large enough that no flush seals the log first (it rotates
+    // at 16 MiB).
+    let s = Server::start_env(
+        dir,
+        &["--memtable-mib", "256"],
+        &[("KVR_FLUSH_AGE_MS", "600000")],
+    );
+    let value = vec![b'v'; 1 << 20];
+    let put = |key: &str| http("PUT", &format!("{}/v1/kv/{key}", s.url), &[], Some(&value));
+    assert_eq!(put("first").status, 200);
+    if !chattr("+i") {
+        eprintln!("skipped: chattr +i is not available here");
+        return;
+    }
+    struct Mutable<F: Fn(&str) -> bool>(F);
+    impl<F: Fn(&str) -> bool> Drop for Mutable<F> {
+        fn drop(&mut self) {
+            (self.0)("-i");
+        }
+    }
+    let mutable = Mutable(chattr);
+    let mut accepted = 1;
+    let refused = loop {
+        let r = put(&format!("k{accepted}"));
+        if r.status != 200 {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted < 40, "no refusal after {accepted} MiB");
+    };
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (503, "unavailable"),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused
+            .text()
+            .contains("cannot start a new segment of the write-ahead log"),
+        "{}",
+        refused.text()
+    );
+    let readyz = || http("GET", &format!("{}/readyz", s.url), &[], None);
+    assert_eq!(readyz().status, 503, "{}", readyz().text());
+    // Refused again while it lasts, and nothing of the refused is there.
+    assert_eq!(put("again").status, 503);
+    drop(mutable);
+    assert_eq!(put("after").status, 200);
+    assert_eq!(readyz().status, 200, "{}", readyz().text());
+    let range = http(
+        "GET",
+        &format!("{}/v1/range?keys_only=true", s.url),
+        &[],
+        None,
+    );
+    let text = range.text();
+    assert_eq!(text.matches("\"key\"").count(), accepted + 1, "{text}");
+    assert!(!text.contains("\"again\""), "{text}");
+}
+
 /// The log takes the database file's permissions and, for a server run as
 /// root, its owner, as sqlite's `-wal` does: a mode 0600 file's log was
 /// readable by every user, and a root server's log on a user's file was
