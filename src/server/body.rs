@@ -358,6 +358,11 @@ impl ResponseBudget {
 
     /// `bytes` holding its room, or 503 `overloaded` when there is none.
     pub fn hold(&self, bytes: Bytes) -> Result<Bytes> {
+        // Most answers are small and take no room: the GET path makes no
+        // `Growing` (a shared reference count taken and dropped).
+        if bytes.len() < HELD_FROM_BYTES {
+            return Ok(bytes);
+        }
         self.growing().hold(bytes)
     }
 
