@@ -111,7 +111,7 @@ pub fn fault(engine: &Engine, caught: crate::panics::Caught) -> Error {
 /// `readers.rs`).
 static PAGE_READERS: readers::Readers = readers::Readers::new("kvr-read");
 
-/// Runs `read` on one of the [`PAGE_READERS`] when its turn comes, off the
+/// Runs `read` on one of the page readers (`readers.rs`) when its turn comes, off the
 /// async workers; a panic in it (redb's, on a damaged page) is its error
 /// (see [`fault`]); `what` names the read in a failure to run it at all.
 pub async fn blocking<T: Send + 'static>(
