@@ -593,6 +593,27 @@ impl EngineWriter {
         self.freeze()
     }
 
+    /// Looks at the log while no write comes ([`Log::check`]); the writes
+    /// of a log found lost are flushed at once, as after a refused group.
+    pub fn check_log(&mut self) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        log.check();
+        if log.lost().is_some() {
+            self.flush_what_the_lost_log_held();
+        }
+    }
+
+    /// How long the writer may wait for a write before [`EngineWriter::check_log`]
+    /// is due: while the live table holds writes only in the log, or the
+    /// log refuses appends.
+    pub fn check_log_in(&self) -> Option<Duration> {
+        let log = self.log.as_ref()?;
+        let every = log.check_every()?;
+        (log.lost().is_some() || !self.engine.read_tables().live.is_empty()).then_some(every)
+    }
+
     /// Freezes the live table without sealing the log (see
     /// [`EngineWriter::close`]): its stretch of the log is released with
     /// the next sealed one, or removed with the whole log at a stop.

@@ -30,6 +30,16 @@ pub trait Log: Send {
         None
     }
 
+    /// How often [`Log::check`] wants to run while no append comes, if it
+    /// does anything.
+    fn check_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Looks at the log while no append comes: it may start or stop
+    /// refusing appends ([`Log::lost`]) as an append would.
+    fn check(&mut self) {}
+
     /// Whether a replay of this log gives the same state whatever the
     /// store already holds of its writes (it records what each write did,
     /// not what was asked): then a flush may commit a table in parts
@@ -61,6 +71,14 @@ impl Log for crate::wal::Wal {
 
     fn lost(&self) -> Option<String> {
         crate::wal::Wal::lost(self).map(str::to_string)
+    }
+
+    fn check_every(&self) -> Option<std::time::Duration> {
+        Some(crate::wal::CHECK_EVERY)
+    }
+
+    fn check(&mut self) {
+        crate::wal::Wal::check(self);
     }
 
     fn logs_outcomes(&self) -> bool {

@@ -110,18 +110,37 @@ pub fn fault(engine: &Engine, caught: crate::panics::Caught) -> Error {
 /// The threads that read pages of the store for requests (see
 /// `readers.rs`).
 static PAGE_READERS: readers::Readers = readers::Readers::new("kvr-read");
+/// The threads that take the store's figures for `/metrics` and
+/// `/v1/stats`: apart, so that monitoring never queues behind the pages
+/// of lagging watchers or a stalled disk's reads (found by a review).
+static STATS_READERS: readers::Readers = readers::Readers::with_threads("kvr-stats", 2);
 
-/// Runs `read` on one of the page readers (`readers.rs`) when its turn comes, off the
-/// async workers; a panic in it (redb's, on a damaged page) is its error
-/// (see [`fault`]); `what` names the read in a failure to run it at all.
+/// Runs `read` on one of the page readers (`readers.rs`) when its turn
+/// comes, off the async workers; a panic in it (redb's, on a damaged page)
+/// is its error (see [`fault`]); `what` names the read in a failure to run
+/// it at all.
 pub async fn blocking<T: Send + 'static>(
+    engine: &Arc<Engine>,
+    what: &'static str,
+    read: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    read_on(&PAGE_READERS, engine, what, read).await
+}
+
+/// [`Engine::stats`] on its own readers (see `STATS_READERS`).
+pub async fn stats(engine: &Arc<Engine>) -> Result<crate::types::Stats> {
+    read_on(&STATS_READERS, engine, "stats", Engine::stats).await
+}
+
+async fn read_on<T: Send + 'static>(
+    readers: &'static readers::Readers,
     engine: &Arc<Engine>,
     what: &'static str,
     read: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let engine = engine.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    PAGE_READERS.run(Box::new(move || {
+    readers.run(Box::new(move || {
         // Its client gone while it waited: nobody wants the read.
         if tx.is_closed() {
             return;

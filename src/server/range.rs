@@ -6,7 +6,7 @@
 //! absent or equal to the cursor's, else 400; `limit` may change and
 //! applies from that page on.
 //!
-//! Streams and long pages read on a blocking thread. A stream is read a
+//! Streams and long pages are read by reader threads (`readers.rs`). A stream is read a
 //! chunk of [`body::STREAM_CHUNK_BYTES`] at a time, as the connection asks
 //! (`body::stream`), so memory stays constant, a slow client slows the
 //! reads down instead of filling memory, and one that does not read holds
@@ -38,12 +38,12 @@ const MAX_PAGE_ITEMS: u64 = 10_000;
 /// of large values stays a bounded allocation.
 const PAGE_MAX_BYTES: usize = 8 << 20;
 /// Pages of at most this many items are read on the connection's worker,
-/// like a GET: they touch a few leaves, and the hand-off to the blocking
-/// pool and back (two thread wake-ups) cost more than the read. Longer
-/// pages go to the pool, so a worker never stalls long on them.
+/// like a GET: they touch a few leaves, and the hand-off to a page reader
+/// and back (two thread wake-ups) cost more than the read. Longer pages go
+/// to the page readers, so a worker never stalls long on them.
 const INLINE_PAGE_ITEMS: u64 = 256;
 /// A page read on the worker that grows past this is dropped and read
-/// again on the pool (large values), where it may grow to
+/// again by a page reader (large values), where it may grow to
 /// [`PAGE_MAX_BYTES`].
 const INLINE_PAGE_BYTES: usize = 1 << 20;
 /// A page item's JSON with a 16-byte key and a 100-byte value, rounded

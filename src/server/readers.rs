@@ -23,14 +23,27 @@ pub type Job = Box<dyn FnOnce() + Send>;
 /// A set of reader threads, started on first use.
 pub struct Readers {
     name: &'static str,
+    /// How many: two per core (at least four) when `None`.
+    threads: Option<usize>,
     sender: OnceLock<Mutex<Sender<Job>>>,
 }
 
 impl Readers {
-    /// Threads named `name-N` (at most 15 bytes with N, for `top -H`).
+    /// Two threads per core (a read may wait for the disk), at least
+    /// four, named `name-N` (at most 15 bytes with N, for `top -H`).
     pub const fn new(name: &'static str) -> Readers {
         Readers {
             name,
+            threads: None,
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// `threads` threads named `name-N`.
+    pub const fn with_threads(name: &'static str, threads: usize) -> Readers {
+        Readers {
+            name,
+            threads: Some(threads),
             sender: OnceLock::new(),
         }
     }
@@ -42,7 +55,7 @@ impl Readers {
         let sender = self.sender.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<Job>();
             let rx = Arc::new(Mutex::new(rx));
-            for i in 0..threads() {
+            for i in 0..self.threads.unwrap_or_else(two_per_core) {
                 let rx = rx.clone();
                 // A reader that cannot start leaves the others.
                 let _ = std::thread::Builder::new()
@@ -66,9 +79,7 @@ impl Readers {
     }
 }
 
-/// Threads in each set: two per core (a read may wait for the disk), at
-/// least four.
-fn threads() -> usize {
+fn two_per_core() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     (2 * cores).max(4)
 }

@@ -690,7 +690,7 @@ async fn join(state: &State, req: Request<Incoming>) -> Result<Response<Body>> {
 /// The engine's stats, off the async threads: the count may need redb
 /// lookups (`engine::memtable`).
 async fn engine_stats(state: &State) -> Result<crate::types::Stats> {
-    super::blocking(&state.engine, "stats", crate::engine::Engine::stats).await
+    super::stats(&state.engine).await
 }
 
 /// The size limits of this server, so that a client can name them when

@@ -4,7 +4,7 @@
 //! A stream is one task with a [`Subscription`]: it sends
 //! `{"progress_revision":R}` first, then reads events from the engine a
 //! page at a time (from memory tables in the task, or [`Engine::events`]
-//! on a blocking thread when the stored history is needed) and, once it
+//! on a page reader thread when the stored history is needed) and, once it
 //! has sent everything, sleeps until the engine's dispatcher wakes it for
 //! a group that touched its keys, or its progress timer fires. An idle
 //! watcher costs a timer and its connection, nothing per write.
@@ -855,7 +855,7 @@ impl Outbox {
     /// [`InMemory::bytes`]), no more, before they are rendered; they are
     /// never held without their room across an await. A page from the
     /// stored history (`find` gives `None`; the caller reads it on a
-    /// blocking thread) takes `stored_need`: [`STORED_PAGE_ROOM`] first,
+    /// page reader thread) takes `stored_need`: [`STORED_PAGE_ROOM`] first,
     /// then what its next event was found to need (see [`read_stored`]).
     /// So a watcher that keeps up, needing a few lines at the newest
     /// revisions, finds room beside stalled ones that each wait for a

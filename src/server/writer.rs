@@ -293,6 +293,7 @@ impl Worker {
             if stop {
                 break;
             }
+            self.check_log();
             if let Some(engine) = self.engine.as_mut()
                 && let Err(e) = engine.maybe_freeze()
             {
@@ -302,14 +303,36 @@ impl Worker {
         self.finish();
     }
 
+    /// Looks at the log between groups, also while no write comes (see
+    /// `EngineWriter::check_log`): a log deleted after the last write has
+    /// that write flushed and the server not ready, without waiting for a
+    /// write that may never come; a log that works again makes it ready.
+    fn check_log(&mut self) {
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        engine.check_log();
+        let troubled = engine.engine().log_trouble().is_some();
+        match engine.log_lost() {
+            Some(why) if !troubled => {
+                log!("kvr serve: {why}");
+                engine.engine().set_log_trouble(Some(why));
+            }
+            None if troubled && !engine.is_broken() => {
+                log!("kvr serve: the write-ahead log works again; writes are taken");
+                engine.engine().set_log_trouble(None);
+            }
+            _ => {}
+        }
+    }
+
     /// Waits for the next job, then takes whatever else is queued. Returns
     /// true when the server is stopping.
     fn collect(&mut self, group: &mut Vec<Pending>) -> bool {
-        let wait = self
-            .engine
-            .as_ref()
-            .and_then(EngineWriter::freeze_due_in)
-            .unwrap_or(IDLE_WAIT);
+        let wait = self.engine.as_ref().map_or(IDLE_WAIT, |e| {
+            let freeze = e.freeze_due_in().unwrap_or(IDLE_WAIT);
+            e.check_log_in().map_or(freeze, |check| check.min(freeze))
+        });
         let mut bytes = match self.rx.recv_timeout(wait) {
             Ok(Job::Write(p)) => self.take(group, p),
             Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return true,

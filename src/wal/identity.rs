@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// How often the log's segment and the names of the file and the log are
 /// looked at again.
-pub(super) const CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A file's device and inode.
 type Id = (u64, u64);

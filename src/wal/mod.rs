@@ -66,6 +66,7 @@ pub use recover::{
 
 use crate::error::{Error, Result};
 use crate::types::{Applied, Op};
+pub use identity::CHECK_EVERY;
 use identity::Identity;
 use spare::{SPARE, Spare};
 
@@ -132,8 +133,11 @@ pub struct Wal {
     /// ([`Identity::changed`]), or no new segment could be started
     /// ([`Wal::cannot_rotate`]); checked again at each append while so.
     lost: Option<String>,
-    /// When the file and the log were last looked at ([`identity::CHECK_EVERY`]).
+    /// When the file and the log were last looked at ([`CHECK_EVERY`]).
     checked: std::time::Instant,
+    /// The length of the group no new segment could be started for
+    /// ([`Wal::cannot_rotate`]): [`Wal::check`] tries again.
+    unrotated: Option<u64>,
 }
 
 /// A stretch of segments [`Wal::seal`] closed: released once flushed.
@@ -224,6 +228,7 @@ impl Wal {
             identity,
             lost: None,
             checked: std::time::Instant::now(),
+            unrotated: None,
         }
     }
 
@@ -347,6 +352,34 @@ impl Wal {
         self.unvoided.is_some()
     }
 
+    /// Looks at the log while no group comes, as a group would (at most
+    /// every [`CHECK_EVERY`], or each time while appends are refused): a
+    /// log or file that lost its name since the last group refuses appends
+    /// from now on ([`Wal::lost`]), so the writer flushes what the log held
+    /// at once, not at the next write, which may never come (found by a
+    /// review); and one that is back, or a segment that can be started
+    /// again, takes appends again, so the server is ready again without a
+    /// write.
+    pub fn check(&mut self) {
+        if self.lost.is_none() && self.checked.elapsed() < CHECK_EVERY {
+            return;
+        }
+        self.checked = std::time::Instant::now();
+        if let Some(change) = self.identity.changed(Some(&self.file)) {
+            self.lost = Some(self.identity.refusal(&change).to_string());
+            return;
+        }
+        if let Some(len) = self.unrotated {
+            if let Err(e) = self.rotate(len) {
+                let refused = self.cannot_rotate(e, len);
+                self.lost = Some(refused.to_string());
+                return;
+            }
+            self.unrotated = None;
+        }
+        self.lost = None;
+    }
+
     /// Why the last append was refused, when the database file or the log
     /// was moved, deleted or replaced while it ran (see `identity.rs`), or
     /// no new segment could be started: appends are refused until then.
@@ -399,7 +432,7 @@ impl Wal {
         if requests.is_empty() {
             return Ok(());
         }
-        if self.lost.is_some() || self.checked.elapsed() >= identity::CHECK_EVERY {
+        if self.lost.is_some() || self.checked.elapsed() >= CHECK_EVERY {
             self.checked = std::time::Instant::now();
             if let Some(change) = self.identity.changed(Some(&self.file)) {
                 let refused = self.identity.refusal(&change);
@@ -413,8 +446,9 @@ impl Wal {
         let len = self.buf.len() as u64;
         if self.pos + len > self.size {
             if let Err(e) = self.rotate(len) {
-                return Err(self.cannot_rotate(e));
+                return Err(self.cannot_rotate(e, len));
             }
+            self.unrotated = None;
             self.encode(requests)?;
         }
         let written = write_synced(&self.file, &self.buf, self.pos);
@@ -463,10 +497,11 @@ impl Wal {
     /// are refused as when the log lost its name ([`Wal::lost`]), so the
     /// server is not ready; a full disk stays itself (507). It was a 500
     /// `internal`, with the server ready (found by an audit).
-    fn cannot_rotate(&mut self, e: Error) -> Error {
+    fn cannot_rotate(&mut self, e: Error, len: u64) -> Error {
         if matches!(e, Error::DiskFull { .. }) {
             return e;
         }
+        self.unrotated = Some(len);
         let refused = Error::Unavailable {
             message: format!(
                 "cannot start a new segment of the write-ahead log {}: {e}; the write was not \
@@ -569,7 +604,10 @@ impl Wal {
 
     /// Deletes the log after a final checkpoint (clean shutdown). The
     /// segment is closed first: on FUSE or NFS a file still open when it is
-    /// deleted stays behind as a hidden name, keeping the directory.
+    /// deleted stays behind as a hidden name, keeping the directory. A log
+    /// that lost its name while the file kept its own (deleted, or moved
+    /// elsewhere: the server said so when it found it) is left as it is:
+    /// everything in it is in the file.
     pub fn remove(self) -> Result<()> {
         let Wal {
             dir,

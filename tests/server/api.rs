@@ -458,7 +458,7 @@ fn if_none_match_on_a_read_answers_304_without_a_body() {
 
 /// Pages of large values: a page stops early (with a cursor) past 8 MiB,
 /// whether it was first tried on the connection's worker (which gives up
-/// past 1 MiB and reads it again on the blocking pool) or not, and the
+/// past 1 MiB and reads it again on a page reader thread) or not, and the
 /// file's pages are read a bounded number of bytes at a time. Values in
 /// the file (written with `--db` first) and in the memory table (through
 /// the server) alike; walking the cursors yields every key once, in order,

@@ -349,37 +349,52 @@ fn a_file_or_log_moved_or_deleted_under_a_server_stops_its_writes() {
         "{}",
         stderr(&open)
     );
-    // The log deleted under a running server: refused, and what it held
-    // is flushed into the file at once, so it survives a kill -9 (it was
-    // in memory only, and a clean stop lost it too: its flush needed a
-    // new segment in the deleted directory).
+    // The log deleted under a running server: what it held is flushed into
+    // the file at once, even with no write after (it was in memory only,
+    // and lost to a kill -9; a clean stop lost it too, its flush needing a
+    // new segment in the deleted directory), and writes are refused.
     for crash in [true, false] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let mut s = Server::start_env(dir, &[], &[("KVR_FLUSH_AGE_MS", "600000")]);
+        let get = |path: &str| http("GET", &format!("{}{path}", s.url), &[], None);
         let put = |key: &str| http("PUT", &format!("{}/v1/kv/{key}", s.url), &[], Some(b"v"));
         assert_eq!(put("before").status, 200);
         std::fs::remove_dir_all(dir.join("db.redb.wal")).unwrap();
-        looked_up();
-        let refused = put("after");
-        assert_eq!(refused.status, 503, "{}", refused.text());
-        assert!(
-            refused.text().contains("was deleted while the server ran")
-                && refused.text().contains("being flushed into"),
-            "{}",
-            refused.text()
-        );
         if crash {
-            // The flush is under way: wait for the file to hold it.
-            let metrics = || http("GET", &format!("{}/metrics", s.url), &[], None).text();
+            // No write follows: the server finds it, is not ready, and
+            // flushes; then it is killed.
+            let mut flushed = false;
             for _ in 0..100 {
-                if metrics().contains("\nkvr_flushes_total 1\n") {
+                let ready = get("/readyz");
+                if ready.status == 503 && get("/metrics").text().contains("\nkvr_flushes_total 1\n")
+                {
+                    assert!(
+                        ready.text().contains("was deleted while the server ran"),
+                        "{}",
+                        ready.text()
+                    );
+                    flushed = true;
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
+            assert!(
+                flushed,
+                "not found deleted, or not flushed: {}",
+                get("/readyz").text()
+            );
             s.kill9();
         } else {
+            looked_up();
+            let refused = put("after");
+            assert_eq!(refused.status, 503, "{}", refused.text());
+            assert!(
+                refused.text().contains("was deleted while the server ran")
+                    && refused.text().contains("being flushed into"),
+                "{}",
+                refused.text()
+            );
             assert!(s.terminate().success());
         }
         let range = kvr(dir, &["--db", "db.redb", "range"], b"");
@@ -462,8 +477,17 @@ fn a_log_directory_that_takes_no_new_segment_refuses_writes_until_it_does() {
     // Refused again while it lasts, and nothing of the refused is there.
     assert_eq!(put("again").status, 503);
     drop(mutable);
+    // Ready again without a write: the server tries while idle.
+    let mut ready = false;
+    for _ in 0..100 {
+        if readyz().status == 200 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready, "{}", readyz().text());
     assert_eq!(put("after").status, 200);
-    assert_eq!(readyz().status, 200, "{}", readyz().text());
     let range = http(
         "GET",
         &format!("{}/v1/range?keys_only=true", s.url),
