@@ -2277,6 +2277,20 @@ fn a_follower_behind_by_tens_of_mib_catches_up() {
     assert_eq!(get(dir, &back, "after").stdout, b"x");
 }
 
+/// A cluster of three with `--cluster-token right`, whose third member is
+/// stopped and started again on its addresses with `flags` instead: the
+/// other two, the third, and its raft address.
+fn third_restarted_with(dir: &Path, flags: &[&str]) -> (Vec<Node>, Node, String) {
+    let mut nodes = three_with(dir, &["--cluster-token", "right"], &[]);
+    let addrs = addresses(&nodes);
+    let mut n3 = nodes.pop().unwrap();
+    assert_eq!(sigterm(&mut n3).code(), Some(0));
+    drop(n3);
+    let (listen, raft) = (&addrs[2].0, &addrs[2].1);
+    let n3 = spawn_at(dir, "n3", (listen, raft), flags, &[]);
+    (nodes, n3, raft.clone())
+}
+
 /// A member restarted with another `--cluster-token` than its cluster's is
 /// refused by its peers and refuses them (SPEC: a receiver rejects any
 /// mismatch); both sides now say so in their logs, with what to do. They
@@ -2286,19 +2300,7 @@ fn a_follower_behind_by_tens_of_mib_catches_up() {
 fn a_member_restarted_with_another_cluster_token_is_said_in_the_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = three_with(dir, &["--cluster-token", "right"], &[]);
-    let addrs = addresses(&nodes);
-    let mut n3 = nodes.pop().unwrap();
-    assert_eq!(sigterm(&mut n3).code(), Some(0));
-    drop(n3);
-    let (listen, raft) = (&addrs[2].0, &addrs[2].1);
-    let _n3 = spawn_at(
-        dir,
-        "n3",
-        (listen, raft),
-        &["--cluster-token", "wrong"],
-        &[],
-    );
+    let (_nodes, _n3, raft) = third_restarted_with(dir, &["--cluster-token", "wrong"]);
     let hint = "every member needs the same --cluster-token (or none), as when it joined";
     wait_for(30, "both sides to log the refusal", || {
         let refuser = stderr_of(dir, "n3");
@@ -2321,13 +2323,7 @@ fn a_member_restarted_with_another_cluster_token_is_said_in_the_logs() {
 fn a_member_restarted_without_the_cluster_token_refuses_its_peers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = three_with(dir, &["--cluster-token", "right"], &[]);
-    let addrs = addresses(&nodes);
-    let mut n3 = nodes.pop().unwrap();
-    assert_eq!(sigterm(&mut n3).code(), Some(0));
-    drop(n3);
-    let (listen, raft) = (&addrs[2].0, &addrs[2].1);
-    let _n3 = spawn_at(dir, "n3", (listen, raft), &[], &[]);
+    let (_nodes, _n3, raft) = third_restarted_with(dir, &[]);
     let hint = "every member needs the same --cluster-token (or none), as when it joined";
     wait_for(30, "both sides to log the refusal", || {
         let refuser = stderr_of(dir, "n3");

@@ -269,6 +269,33 @@ fn shutting_down() -> Error {
     }
 }
 
+/// Sets or clears why the log takes no write, which makes the server not
+/// ready (`/readyz`): it or the file lost its name, or it cannot start a
+/// segment ([`EngineWriter::log_lost`]); or it could not void the failed
+/// write `failed` ([`EngineWriter::is_broken`]), and takes none until it
+/// can.
+fn update_log_trouble(engine: &EngineWriter, failed: Option<&Error>) {
+    let troubled = engine.engine().log_trouble().is_some();
+    let why = engine.log_lost().or_else(|| {
+        let failed = failed.filter(|_| engine.is_broken())?;
+        Some(format!(
+            "the write-ahead log cannot void a failed write ({failed}); no write is taken until \
+             it can, tried again at each write"
+        ))
+    });
+    match why {
+        Some(why) if !troubled => {
+            log!("kvr serve: {why}");
+            engine.engine().set_log_trouble(Some(why));
+        }
+        None if troubled && !engine.is_broken() => {
+            log!("kvr serve: the write-ahead log works again; writes are taken");
+            engine.engine().set_log_trouble(None);
+        }
+        _ => {}
+    }
+}
+
 struct Worker {
     /// The reply task, when the writer was started inside a tokio runtime.
     answers: Option<tokio::sync::mpsc::UnboundedSender<Answers>>,
@@ -312,18 +339,7 @@ impl Worker {
             return;
         };
         engine.check_log();
-        let troubled = engine.engine().log_trouble().is_some();
-        match engine.log_lost() {
-            Some(why) if !troubled => {
-                log!("kvr serve: {why}");
-                engine.engine().set_log_trouble(Some(why));
-            }
-            None if troubled && !engine.is_broken() => {
-                log!("kvr serve: the write-ahead log works again; writes are taken");
-                engine.engine().set_log_trouble(None);
-            }
-            _ => {}
-        }
+        update_log_trouble(engine, None);
     }
 
     /// Waits for the next job, then takes whatever else is queued. Returns
@@ -380,30 +396,10 @@ impl Worker {
             replies.push(p.reply);
         }
         let result = engine.write_group(requests);
-        // A log that cannot void a failed write takes no write until it
-        // can; meanwhile the server is not ready (`/readyz`).
         let was_broken = engine.engine().log_trouble().is_some();
-        let lost = engine.log_lost();
-        match (&result, engine.is_broken() || lost.is_some()) {
-            (Err(_), true) if !was_broken && lost.is_some() => {
-                let why = lost.unwrap_or_default();
-                log!("kvr serve: {why}");
-                engine.engine().set_log_trouble(Some(why));
-            }
-            (Err(e), true) if !was_broken => {
-                let why = format!(
-                    "the write-ahead log cannot void a failed write ({e}); no write is taken \
-                     until it can, tried again at each write"
-                );
-                log!("kvr serve: {why}");
-                engine.engine().set_log_trouble(Some(why));
-            }
-            (_, false) if was_broken => {
-                log!("kvr serve: the write-ahead log works again; writes are taken");
-                engine.engine().set_log_trouble(None);
-            }
-            _ => {}
-        }
+        // Before the answers, so that a client refused for it finds the
+        // server not ready.
+        update_log_trouble(engine, result.as_ref().err());
         match result {
             Ok(outcomes) => {
                 self.answer(replies.into_iter().zip(outcomes).collect());

@@ -352,7 +352,7 @@ impl Wal {
         self.unvoided.is_some()
     }
 
-    /// Looks at the log while no group comes, as a group would (at most
+    /// Looks at the log, before each group and while none comes (at most
     /// every [`CHECK_EVERY`], or each time while appends are refused): a
     /// log or file that lost its name since the last group refuses appends
     /// from now on ([`Wal::lost`]), so the writer flushes what the log held
@@ -432,14 +432,12 @@ impl Wal {
         if requests.is_empty() {
             return Ok(());
         }
-        if self.lost.is_some() || self.checked.elapsed() >= CHECK_EVERY {
-            self.checked = std::time::Instant::now();
-            if let Some(change) = self.identity.changed(Some(&self.file)) {
-                let refused = self.identity.refusal(&change);
-                self.lost = Some(refused.to_string());
-                return Err(refused);
-            }
-            self.lost = None;
+        self.check();
+        if let Some(why) = &self.lost {
+            return Err(Error::Unavailable {
+                message: why.clone(),
+                overloaded: false,
+            });
         }
         self.repair()?;
         self.encode(requests)?;

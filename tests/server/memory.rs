@@ -341,6 +341,16 @@ fn the_first_get_warms_the_row_cache_with_the_files_keys() {
     );
 }
 
+/// Writes `lines` (JSON lines) through `kvr batch` against the server.
+fn load(s: &Server, lines: &str) {
+    let out = s.cli(&["batch"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn put(url: &str, key: &str, value: &[u8]) -> Reply {
     http("PUT", &format!("{url}/v1/kv/{key}"), &[], Some(value))
 }
@@ -509,12 +519,7 @@ fn unread_streams_hold_no_thread_and_little_memory() {
     let lines: String = (0..50_000)
         .map(|i| format!("{{\"key\":\"{}\",\"value\":\"{:0>100}\"}}\n", key(i), i))
         .collect();
-    let out = s.cli(&["batch"], lines.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    load(&s, &lines);
     let (threads_before, rss_before) = (threads(&s), s.rss_kib());
     let mut streams = Vec::new();
     for i in 0..60 {
@@ -658,12 +663,7 @@ fn unread_pages_of_large_values_are_refused_before_they_are_built() {
             )
         })
         .collect();
-    let out = s.cli(&["batch"], lines.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    load(&s, &lines);
     let before = peak_kib(s.pid());
     let clients: Vec<std::net::TcpStream> = (0..100)
         .map(|_| {
