@@ -1165,12 +1165,21 @@ fn a_write_whose_answer_is_lost_through_one_server_is_resent_once() {
 /// bound every write has, not held for ever (found by an audit: such a
 /// remove waited 100 s unanswered). It stays in the log, and is applied
 /// once a majority answers again.
+///
+/// The members count a voter as answering for the minimum election
+/// timeout after its last acknowledgement; with the default 500 ms, a CI
+/// machine under load let the leader notice the kills before the remove
+/// came, and refuse it up front as `unavailable` (also right, but not the
+/// path under test). 2 s leaves the request time to arrive; the bound
+/// grows to 5 s and two election timeouts of 3 s.
 #[test]
 fn a_membership_change_no_majority_commits_is_answered_outcome_unknown() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = three(dir, &[]);
-    let mut n4 = spawn(dir, "n4", &["--join", &nodes[0].url, "--learner"], &[]);
+    let slow = ["--election-timeout-ms", "2000-3000"];
+    let mut nodes = three_with(dir, &slow, &[]);
+    let learner = [&["--join", &nodes[0].url, "--learner"], &slow[..]].concat();
+    let mut n4 = spawn(dir, "n4", &learner, &[]);
     wait_for(30, "the learner", || {
         status_of(&nodes[0])["nodes"].as_array().unwrap().len() == 4
     });
@@ -1186,8 +1195,8 @@ fn a_membership_change_no_majority_commits_is_answered_outcome_unknown() {
     let took = asked.elapsed();
     let body = String::from_utf8_lossy(&body).to_string();
     assert_eq!(code, 503, "{body}");
-    // Within the commit bound (5 s and two election timeouts of 1 s).
-    assert!(took < Duration::from_secs(15), "{took:?}: {body}");
+    // Within the commit bound (5 s and two election timeouts of 3 s).
+    assert!(took < Duration::from_secs(20), "{took:?}: {body}");
     assert!(body.contains("\"error\":\"outcome_unknown\""), "{body}");
     assert!(
         body.contains("removing node 4: the outcome of the membership change is unknown")
@@ -1195,8 +1204,8 @@ fn a_membership_change_no_majority_commits_is_answered_outcome_unknown() {
         "{body}"
     );
     // A majority back: the change is applied, and node 4 goes.
-    let _n2 = spawn_at(dir, "n2", (&a2.0, &a2.1), &[], &[]);
-    let _n3 = spawn_at(dir, "n3", (&a3.0, &a3.1), &[], &[]);
+    let _n2 = spawn_at(dir, "n2", (&a2.0, &a2.1), &slow, &[]);
+    let _n3 = spawn_at(dir, "n3", (&a3.0, &a3.1), &slow, &[]);
     wait_for(60, "node 4 removed", || {
         http(&nodes[0].url, "GET", "/v1/cluster", b"").0 == 200
             && status_of(&nodes[0])["nodes"].as_array().unwrap().len() == 3
