@@ -65,9 +65,21 @@ fn request(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> Result<Answer, bool> {
+    request_within(addr, method, path, headers, body, Duration::from_secs(2))
+}
+
+/// [`request`] whose answer may take up to `wait`.
+fn request_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    wait: Duration,
+) -> Result<Answer, bool> {
     let sock: SocketAddr = addr.parse().unwrap();
     let mut s = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).map_err(|_| false)?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    s.set_read_timeout(Some(wait)).ok();
     s.set_write_timeout(Some(Duration::from_secs(2))).ok();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -448,7 +460,22 @@ struct Cluster {
     net: Option<Net>,
     /// Each member's node id.
     ids: Vec<u64>,
+    /// The heartbeat and election timeouts every member gets.
+    raft_flags: &'static [&'static str],
 }
+
+/// Timeouts that a loaded machine's pauses do not trip, for tests that
+/// need the leader's term to stay or a live follower to count as
+/// answering: with [`RAFT_FLAGS`], a leader not scheduled for 200 ms lets
+/// the followers elect another (the term rises for a reason not under
+/// test), and a follower that missed 200 ms of heartbeats does not count
+/// as answering, so a membership change is refused.
+const STEADY_FLAGS: [&str; 4] = [
+    "--heartbeat-ms",
+    "100",
+    "--election-timeout-ms",
+    "2000-3000",
+];
 
 impl Cluster {
     fn start(dir: &Path, net: Option<Net>) -> Cluster {
@@ -457,11 +484,23 @@ impl Cluster {
 
     /// `n` members (3 or 5).
     fn start_n(dir: &Path, net: Option<Net>, n: usize) -> Cluster {
+        Cluster::start_with(dir, net, n, &RAFT_FLAGS)
+    }
+
+    /// `n` members, each with `raft_flags` (heartbeat and election
+    /// timeouts).
+    fn start_with(
+        dir: &Path,
+        net: Option<Net>,
+        n: usize,
+        raft_flags: &'static [&'static str],
+    ) -> Cluster {
         let mut c = Cluster {
             dir: dir.to_path_buf(),
             nodes: Vec::new(),
             net,
             ids: Vec::new(),
+            raft_flags,
         };
         for i in 0..n {
             let join = c.nodes.first().map(|n| n.url.clone());
@@ -485,7 +524,7 @@ impl Cluster {
     fn spawn(&self, i: usize, extra: &[&str], at: Option<(String, String)>) -> Node {
         let name = format!("n{}", i + 1);
         let mut args = extra.to_vec();
-        args.extend_from_slice(&RAFT_FLAGS);
+        args.extend_from_slice(self.raft_flags);
         match &self.net {
             None => {
                 let any = "127.0.0.1:0".to_string();
@@ -1019,15 +1058,15 @@ fn a_follower_back_from_a_partition_does_not_depose_the_leader() {
     let Some(net) = three_namespaces("pre-vote", "") else {
         return;
     };
-    let mut cluster = Cluster::start(tmp.path(), Some(net));
+    let mut cluster = Cluster::start_with(tmp.path(), Some(net), 3, &STEADY_FLAGS);
     let leader = cluster.settled_leader().expect("a leader");
     let term = cluster.views()[leader].as_ref().unwrap().1;
     let follower = (leader + 1) % 3;
     let rest: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
     let net = cluster.net.as_mut().unwrap();
     net.cut(&[follower], &rest);
-    // Several election timeouts (RAFT_FLAGS).
-    std::thread::sleep(Duration::from_secs(5));
+    // At least two election timeouts of the cut-off node (STEADY_FLAGS).
+    std::thread::sleep(Duration::from_secs(7));
     let cut_off = cluster.views()[follower].clone().unwrap();
     assert_eq!(cut_off.1, term, "the cut-off node's term rose: {cut_off:?}");
     cluster.net.as_mut().unwrap().heal();
@@ -1054,13 +1093,14 @@ fn a_follower_removed_while_cut_off_exits_3_once_back() {
     let Some(net) = three_namespaces("removed while cut off", "") else {
         return;
     };
-    let mut cluster = Cluster::start(tmp.path(), Some(net));
+    let mut cluster = Cluster::start_with(tmp.path(), Some(net), 3, &STEADY_FLAGS);
     let leader = cluster.settled_leader().expect("a leader");
     let follower = (leader + 1) % 3;
     let rest: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
     cluster.net.as_mut().unwrap().cut(&[follower], &rest);
-    // The leader sees it silent (RAFT_FLAGS: 50 ms heartbeats).
-    std::thread::sleep(Duration::from_secs(1));
+    // The leader sees it silent (past the minimum election timeout of
+    // STEADY_FLAGS).
+    std::thread::sleep(Duration::from_secs(3));
     let id = cluster.ids[follower];
     let answer = request(
         &addr_of(&cluster.nodes[leader]),
@@ -1196,11 +1236,21 @@ fn a_follower_answers_no_revision_below_a_write_it_answered() {
     assert!(refusal(&cluster) >= revision);
 
     // A stale read right after a write it answered, the cut healed half
-    // a second later: it waits for the write (within `request`'s 2 s).
+    // a second later: it waits for the write (up to the forward bound,
+    // 6.3 s with RAFT_FLAGS; a loaded machine may take more than the 2 s
+    // of the other requests to catch up).
     let revision = write_through_cut_follower(&mut cluster, cut, "stale");
     let addr = addr_of(&cluster.nodes[follower]);
     let read = std::thread::spawn(move || {
-        request(&addr, "GET", "/v1/kv/stale?consistency=stale", &[], b"")
+        let wait = Duration::from_secs(10);
+        request_within(
+            &addr,
+            "GET",
+            "/v1/kv/stale?consistency=stale",
+            &[],
+            b"",
+            wait,
+        )
     });
     std::thread::sleep(Duration::from_millis(500));
     cluster.net.as_mut().unwrap().heal();

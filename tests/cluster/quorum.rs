@@ -7,7 +7,12 @@ use super::*;
 
 /// Three members with node 1 leading.
 fn led_by_node_1(dir: &Path) -> Vec<Node> {
-    let nodes = three(dir, &[]);
+    led_by_node_1_with(dir, &[])
+}
+
+/// [`led_by_node_1`] with `flags` given to every member.
+fn led_by_node_1_with(dir: &Path, flags: &[&str]) -> Vec<Node> {
+    let nodes = three_with(dir, flags, &[]);
     wait_for(10, "node 1 to lead", || {
         status_of(&nodes[0])["leader"]["id"] == 1
     });
@@ -64,22 +69,22 @@ fn error_code(body: &[u8]) -> String {
 fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = led_by_node_1(dir);
+    let mut nodes = led_by_node_1_with(dir, &LONG_ELECTIONS);
     assert_eq!(http(&nodes[0].url, "GET", "/readyz", b"").0, 200);
     kill9(&mut nodes[1]);
     kill9(&mut nodes[2]);
     let n1 = &nodes[0];
 
     // Proposed (the lease still holds), never committed: its fate is
-    // unknown, and the client is told so within the bound (7 s with the
-    // default election timeouts), not left hanging.
+    // unknown, and the client is told so within the bound (11 s with
+    // these election timeouts), not left hanging.
     let started = Instant::now();
     let (code, headers, body) = put_with_key(&n1.url, "hung", "hung-1");
     let took = started.elapsed();
     assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
     assert_eq!(error_code(&body), "outcome_unknown");
     assert!(header(&headers, "retry-after").is_some(), "{headers:?}");
-    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    assert!(took < Duration::from_secs(20), "answered after {took:?}");
     // And how to learn the outcome.
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(
@@ -105,7 +110,7 @@ fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
     assert_eq!(error_code(&body), "unavailable");
     assert!(header(&headers, "retry-after").is_some());
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
@@ -129,7 +134,7 @@ fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
     // with its key, is applied once.
     let addr = |n: &Node| n.url.trim_start_matches("http://").to_string();
     let (l2, r2) = (addr(&nodes[1]), nodes[1].raft.clone());
-    let _n2 = spawn_at(dir, "n2", (&l2, &r2), &[], &[]);
+    let _n2 = spawn_at(dir, "n2", (&l2, &r2), &LONG_ELECTIONS, &[]);
     wait_for(30, "node 1 ready again", || {
         http(&n1.url, "GET", "/readyz", b"").0 == 200
     });
@@ -142,16 +147,21 @@ fn a_leader_that_loses_its_majority_answers_outcome_unknown_and_is_not_ready() {
 fn sigterm_on_a_leader_without_a_majority_answers_and_exits_within_5s() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut nodes = led_by_node_1(dir);
+    let mut nodes = led_by_node_1_with(dir, &LONG_ELECTIONS);
+    let proposed = metric(&nodes[0], "kvr_raft_last_log_index");
     kill9(&mut nodes[1]);
     kill9(&mut nodes[2]);
-    // A write in flight (proposed while the lease holds), then SIGTERM.
+    // A write in flight (proposed while the lease holds), then SIGTERM:
+    // once the write is in the leader's log, not after a fixed sleep (a
+    // loaded machine could send the signal before the request was read).
     let url = nodes[0].url.clone();
     let writer = std::thread::spawn(move || {
         let answer = put_with_key(&url, "in-flight", "in-flight-1");
         (answer, Instant::now())
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(10, "the write proposed", || {
+        metric(&nodes[0], "kvr_raft_last_log_index") > proposed
+    });
     let signalled = Instant::now();
     let status = sigterm(&mut nodes[0]);
     let exited = signalled.elapsed();
@@ -182,7 +192,7 @@ fn a_follower_that_no_longer_hears_a_leader_is_not_ready() {
     kill9(&mut nodes[1]);
     // Node 3 cannot win an election alone; within a few election timeouts
     // it must stop calling itself ready.
-    wait_for(5, "node 3 not ready", || {
+    wait_for(30, "node 3 not ready", || {
         http(&nodes[2].url, "GET", "/readyz", b"").0 == 503
     });
     let (_, _, body) = http(&nodes[2].url, "GET", "/readyz", b"");
@@ -219,8 +229,12 @@ fn a_follower_gives_up_on_a_paused_leader_within_its_bound() {
     pause("-CONT");
     // Unknown (the leader may have proposed it) or, had the follower
     // already turned to a new leader, applied; never a hang past the bound.
+    // On a loaded machine the request may reach the follower after it
+    // counted the leader silent or began an election: then it is refused
+    // at once, never forwarded (`unavailable`, also right).
     assert!(
-        code == 200 || (code == 503 && error_code(&body) == "outcome_unknown"),
+        code == 200
+            || (code == 503 && ["outcome_unknown", "unavailable"].contains(&&*error_code(&body))),
         "{code} {}",
         String::from_utf8_lossy(&body)
     );
@@ -327,7 +341,9 @@ fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
             "{}",
             String::from_utf8_lossy(&body)
         );
-        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+        // At once: well under the 7.5 s of a forward waited out (3 s, not
+        // 1 s, for a loaded machine's pauses).
+        assert!(took < Duration::from_secs(3), "answered after {took:?}");
     }
     let started = Instant::now();
     let (code, _, body) = http(&nodes[2].url, "GET", "/v1/kv/warm", b"");
@@ -337,7 +353,7 @@ fn a_follower_cut_off_from_a_silent_leader_answers_unavailable_at_once() {
         "{}",
         String::from_utf8_lossy(&body)
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(3));
     signal("-CONT");
     wait_for(20, "a write through node 3", || {
         put_with_key(&nodes[2].url, "after", "after-1").0 == 200
@@ -394,7 +410,7 @@ fn a_member_restarted_alone_names_no_leader_it_has_not_heard() {
         String::from_utf8_lossy(&body)
     );
     assert_eq!(header(&headers, "x-kvr-leader"), None);
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(3));
     let said = String::from_utf8_lossy(&body);
     let quiet_ms: u128 = said
         .split("no word from the cluster leader for ")
@@ -546,7 +562,9 @@ fn a_hung_leader_does_not_hold_the_requests_behind_those_in_flight() {
         assert_eq!((code, body.as_slice()), (200, &b"x"[..]));
     }
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    // Well under the 7.5 s a write forwarded to the hung leader would
+    // wait (6 s, not 3 s, for a loaded machine's fsyncs and pauses).
+    assert!(took < Duration::from_secs(6), "answered after {took:?}");
     signal("-CONT");
     for handle in in_flight {
         let (key, code, body) = handle.join().unwrap();
@@ -581,6 +599,13 @@ fn sigterm_on_a_follower_answers_the_reads_waiting_for_a_hung_leader() {
             std::thread::spawn(move || http(&url, "GET", path, b""))
         })
         .collect();
+    // Both readers connected (and the scrape's connection), then a moment
+    // for their requests to be read: a loaded machine could take longer
+    // than a fixed sleep to accept them, and a connection not yet read is
+    // closed by the stop without an answer.
+    wait_for(10, "both reads taken", || {
+        metric(&nodes[1], "kvr_connections_open") >= 3
+    });
     std::thread::sleep(Duration::from_millis(300));
     let signalled = Instant::now();
     let status = sigterm(&mut nodes[1]);

@@ -48,7 +48,7 @@ fn join_on_a_member_of_another_cluster_exits_3() {
         &["--join", "http://127.0.0.1:1"],
         &[],
     );
-    wait_for(10, "a2 ready", || {
+    wait_for(30, "a2 ready", || {
         http(&node.url, "GET", "/readyz", b"").0 == 200
     });
     assert_eq!(status_of(&node)["cluster_id"], a_id.as_str());
@@ -61,7 +61,7 @@ fn join_on_a_member_of_another_cluster_exits_3() {
 
     // --join naming its own cluster is ignored.
     let node = spawn_at(dir, "a2", (&listen, &raft), &["--join", &a1.url], &[]);
-    wait_for(10, "a2 ready", || {
+    wait_for(30, "a2 ready", || {
         http(&node.url, "GET", "/readyz", b"").0 == 200
     });
     assert_eq!(status_of(&node)["node_id"], 2);
