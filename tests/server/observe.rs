@@ -167,10 +167,29 @@ fn a_signal_repeated_at_once_is_one_stop() {
     assert_eq!(out.stdout, b"1234567890");
 }
 
+/// Polls `done` every 20 ms for up to 10 s; fails naming `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A second signal stops the server at once, where the first waits for
 /// requests in flight (here a body half sent, which would hold it for the
 /// whole grace) and the last flush. The next start replays the log: every
 /// write acknowledged before is there, the half-sent one is not.
+///
+/// The steps wait for what the server did, not for a fixed time: the
+/// first signal goes once the server counts the half request's connection
+/// (and 100 ms more for reading its head, where a fixed 200 ms sleep
+/// assumed both), and the second 1 s after the server said it is
+/// stopping. A signal within `REPEATED_SIGNAL` (500 ms) of the start of
+/// the thread that waits for a second one, started just before that line,
+/// counts as the same stop: sent 700 ms after the first, as before, the
+/// second was dropped as a repeat whenever a loaded machine took over
+/// 200 ms to handle the first, and the server waited out its 5 s grace.
 #[test]
 fn a_second_signal_stops_the_server_at_once() {
     use std::io::Write;
@@ -180,12 +199,30 @@ fn a_second_signal_stops_the_server_at_once() {
         let r = http("PUT", &format!("{}/v1/kv/{k}", s.url), &[], Some(b"v"));
         assert_eq!(r.status, 200);
     }
+    // Scraped on one kept-alive connection, so that only it and the half
+    // request's are counted (the PUTs' close as the server notices).
+    let scrape = agent();
+    let open = || {
+        let m = reply(scrape.get(format!("{}/metrics", s.url)).call().unwrap()).text();
+        sample(&m, "kvr_connections_open")
+    };
+    wait_until("the PUTs' connections stay open", || open() == 1.0);
     let mut half = std::net::TcpStream::connect(&s.addr).unwrap();
     half.write_all(b"PUT /v1/kv/c HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nvv")
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    wait_until("the half request's connection is not taken", || {
+        open() == 2.0
+    });
+    // Its head is read as soon as it is taken: a moment for that.
+    std::thread::sleep(std::time::Duration::from_millis(100));
     signal(s.pid(), "TERM");
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    let log = dir.path().join("serve.log");
+    wait_until("no stop line after SIGTERM", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("kvr serve: SIGTERM: stopping")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1000));
     assert!(
         s.child.try_wait().unwrap().is_none(),
         "the first SIGTERM waits for the request in flight"
@@ -203,7 +240,8 @@ fn a_second_signal_stops_the_server_at_once() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    // Well within the 5 s the first signal's grace would have waited.
+    // Well within the 5 s the first signal's grace would have waited (at
+    // most 4 s from here: the stop line came over 1 s ago).
     assert!(
         second.elapsed() < std::time::Duration::from_secs(3),
         "{:?}",
