@@ -151,21 +151,26 @@ fn bad_ttls_are_400_and_change_nothing() {
 }
 
 /// An expiry delete is conditional on the key's revision and expiry: a
-/// put that replaced the key before the sweep keeps it.
+/// put that replaced the key before the sweep keeps it. The short-lived
+/// puts get 3 s, so that each is replaced well before its expiry comes
+/// due even if the test is paused between two requests; with 1 s, a
+/// loaded machine let the sweeper delete the first put before its
+/// replacement came (right, but a revision more). The sleep then runs
+/// past the old expiries and a few sweeper rounds (every 250 ms).
 #[test]
 fn a_late_sweep_never_deletes_a_newer_put() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     http(
         "PUT",
-        &format!("{}/v1/kv/a?ttl=1", s.url),
+        &format!("{}/v1/kv/a?ttl=3", s.url),
         &[],
         Some(b"old"),
     );
     http("PUT", &format!("{}/v1/kv/a", s.url), &[], Some(b"new"));
     http(
         "PUT",
-        &format!("{}/v1/kv/b?ttl=1", s.url),
+        &format!("{}/v1/kv/b?ttl=3", s.url),
         &[],
         Some(b"old"),
     );
@@ -175,7 +180,7 @@ fn a_late_sweep_never_deletes_a_newer_put() {
         &[],
         Some(b"newer"),
     );
-    std::thread::sleep(Duration::from_millis(2200));
+    std::thread::sleep(Duration::from_millis(4200));
     assert_eq!(
         http("GET", &format!("{}/v1/kv/a", s.url), &[], None).body,
         b"new"
