@@ -9,8 +9,10 @@ use crate::tui::hold::Reopen;
 
 /// The idle time of these tests: short, so they do not wait long.
 const IDLE: Duration = Duration::from_millis(100);
-/// Longer than [`IDLE`] with room for a loaded machine.
-const PAST_IDLE: Duration = Duration::from_millis(600);
+/// How long [`wait_released`] waits for the browser to let go after
+/// [`IDLE`]: its worker may be descheduled for a while on a loaded
+/// machine (a fixed 600 ms sleep, then one try to open, was not enough).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens `path` as `kvr tui --db` reopens it: read-only for reads.
 fn reopen(path: &Path, how: Reopen) -> crate::Result<Box<dyn Kv>> {
@@ -35,10 +37,12 @@ fn reopen(path: &Path, how: Reopen) -> crate::Result<Box<dyn Kv>> {
     }))
 }
 
-fn browse_releasing(path: &Path) -> Session {
+/// A browser on `path` whose worker lets go of the file after `idle`
+/// without a call.
+fn browse_releasing(path: &Path, idle: Duration) -> Session {
     let path = path.to_path_buf();
     let open = Box::new(move |how| reopen(&path, how));
-    let (worker, source) = Worker::start_file(open, IDLE).unwrap();
+    let (worker, source) = Worker::start_file(open, idle).unwrap();
     let config = Config {
         theme: MONO,
         editor: None,
@@ -46,6 +50,26 @@ fn browse_releasing(path: &Path) -> Session {
     let mut s = Session::new(App::new(source, config, (100, 20)), worker);
     assert!(s.settle(SETTLE), "the first reads did not finish");
     s
+}
+
+/// Waits until the browser has let go of `path`: tries, every 20 ms for
+/// up to [`RELEASE_WAIT`], an open that does not wait, read-only so that
+/// it writes nothing (the tests compare the file's bytes).
+fn wait_released(path: &Path) {
+    let opts = StoreOptions {
+        lock_timeout: Duration::ZERO,
+        ..options()
+    };
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        match Store::open(path, OpenMode::ReadOnly, &opts) {
+            Ok(_) => return,
+            Err(crate::Error::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the browser did not let go of the file: {e}"),
+        }
+    }
 }
 
 /// Another process's open: no waiting, so a held file fails the test.
@@ -67,9 +91,9 @@ fn ctrl_s(s: &mut Session) {
 #[test]
 fn an_idle_browser_lets_go_and_r_shows_what_others_wrote() {
     let (_dir, path) = store_with(NOTE);
-    let mut s = browse_releasing(&path);
+    let mut s = browse_releasing(&path, IDLE);
     assert!(shows(&s.app, "note"));
-    std::thread::sleep(PAST_IDLE);
+    wait_released(&path);
     // Free: another handle opens it without waiting, and writes.
     let other = other_open(&path);
     other.put(b"newkey", b"v".to_vec(), None).unwrap();
@@ -79,7 +103,7 @@ fn an_idle_browser_lets_go_and_r_shows_what_others_wrote() {
     assert!(shows(&s.app, "newkey"), "{:?}", screen(&s.app));
     // Those reads opened the file read-only: let go again, it is as the
     // other handle left it, byte for byte.
-    std::thread::sleep(PAST_IDLE);
+    wait_released(&path);
     assert!(
         std::fs::read(&path).unwrap() == before,
         "reading wrote the file"
@@ -106,14 +130,14 @@ fn an_idle_browser_lets_go_and_r_shows_what_others_wrote() {
 fn browsing_from_the_first_open_writes_nothing() {
     let (_dir, path) = store_with(&numbered(50));
     let before = std::fs::read(&path).unwrap();
-    let mut s = browse_releasing(&path);
+    let mut s = browse_releasing(&path, IDLE);
     assert!(
         !screen(&s.app).join("\n").contains("read-only"),
         "{:?}",
         screen(&s.app)
     );
     keys(&mut s, "jjG");
-    std::thread::sleep(PAST_IDLE);
+    wait_released(&path);
     keys(&mut s, "gr");
     drop(s);
     assert!(
@@ -122,14 +146,18 @@ fn browsing_from_the_first_open_writes_nothing() {
     );
 }
 
-/// Moving through keys keeps the file: no reopen per key press.
+/// Moving through keys keeps the file: no reopen per key press. With an
+/// idle time of 5 s, so that the check after the last press cannot come
+/// after the release: with [`IDLE`] it had 75 ms, which a test thread
+/// descheduled on a loaded machine overran (the open then succeeded). A
+/// browser that let go after each call still fails it.
 #[test]
 fn moving_through_keys_keeps_the_file_open() {
     let (_dir, path) = store_with(&numbered(20));
-    let mut s = browse_releasing(&path);
+    let mut s = browse_releasing(&path, Duration::from_secs(5));
     for _ in 0..8 {
         keys(&mut s, "j");
-        std::thread::sleep(IDLE / 4);
+        std::thread::sleep(Duration::from_millis(25));
     }
     let opts = StoreOptions {
         lock_timeout: Duration::ZERO,
@@ -144,10 +172,10 @@ fn moving_through_keys_keeps_the_file_open() {
 #[test]
 fn a_save_after_a_release_still_meets_someone_elses_change() {
     let (_dir, path) = store_with(NOTE);
-    let mut s = browse_releasing(&path);
+    let mut s = browse_releasing(&path, IDLE);
     keys(&mut s, "e");
     keys(&mut s, ", world");
-    std::thread::sleep(PAST_IDLE);
+    wait_released(&path);
     let other = other_open(&path);
     other.put(b"note", b"theirs".to_vec(), None).unwrap();
     drop(other);
@@ -183,9 +211,9 @@ fn a_save_after_a_release_still_meets_someone_elses_change() {
 #[test]
 fn a_file_held_elsewhere_is_an_error_and_the_text_is_kept() {
     let (_dir, path) = store_with(NOTE);
-    let mut s = browse_releasing(&path);
+    let mut s = browse_releasing(&path, IDLE);
     keys(&mut s, "e!");
-    std::thread::sleep(PAST_IDLE);
+    wait_released(&path);
     let other = other_open(&path);
     ctrl_s(&mut s);
     let status = s.app.status.text.clone();
@@ -207,7 +235,7 @@ fn a_file_held_elsewhere_is_an_error_and_the_text_is_kept() {
     );
 
     // A read: the move fails with the same error, the list stays.
-    std::thread::sleep(PAST_IDLE);
+    wait_released(&path);
     let other = other_open(&path);
     keys(&mut s, "j");
     assert!(
