@@ -524,10 +524,15 @@ impl Memtable {
 
     /// The newest version of `key` at or below revision `at`: `None` when
     /// the table does not know the key at that revision (look further).
+    /// A small value is copied, not shared ([`super::handed_out`]).
     pub fn get(&self, key: &[u8], at: u64) -> Option<Version> {
         let hash = self.hasher.hash_one(key);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(hash, key).and_then(|v| v.at(at)).cloned()
+        map.get(hash, key).and_then(|v| v.at(at)).map(|v| Version {
+            revision: v.revision,
+            value: v.value.as_ref().map(super::handed_out),
+            expires_at_ms: v.expires_at_ms,
+        })
     }
 
     /// Whether the table decides `key` at revision `at` (a version or a

@@ -351,6 +351,25 @@ pub struct EventsRead<'a> {
 /// Where a sweep goes on: the (expiry, key) it looked at last.
 pub type ExpiryCursor = (u64, Vec<u8>);
 
+/// Values up to this long are copied when a point read hands them out
+/// (see [`handed_out`]).
+pub(crate) const COPIED_VALUE: usize = 1024;
+
+/// `value` as a GET hands it out: a copy if it is small, else shared. A
+/// shared value's clone is an atomic increment of a reference count that
+/// lives apart from the table or cache entry, in memory a random GET has
+/// not touched: a CPU cache miss, and one more to decrement it once the
+/// answer is sent (`promotable_even_clone` took 0.43 µs of a 12 µs GET in
+/// `perf`). The copy reads the value's bytes, which sending them reads
+/// anyway, into a new buffer of the reading thread.
+pub(crate) fn handed_out(value: &Bytes) -> Bytes {
+    if value.len() <= COPIED_VALUE {
+        Bytes::copy_from_slice(value)
+    } else {
+        value.clone()
+    }
+}
+
 /// A key's value as [`Engine::get`] finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Got {

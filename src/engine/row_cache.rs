@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::{Got, Version};
+use super::{COPIED_VALUE, Got, Version, handed_out};
 
 /// Bytes an entry counts besides its key and value: the cache's slot, the
 /// value's header, allocator rounding (1M entries of 16-byte keys and
@@ -131,30 +131,17 @@ impl std::hash::Hash for RowKey {
     }
 }
 
-/// Values up to this long are copied out of the cache by a hit rather
-/// than shared: see [`Row`].
-const COPIED_VALUE: usize = 1024;
-
 /// A cached record (`None`: the key is known absent). Every hit clones it
-/// (`quick_cache` hands out clones). A shared value's clone is an atomic
-/// increment of a reference count that lives apart from the entry, in
-/// memory a random GET has not touched: a CPU cache miss, and one more to
-/// decrement it after the answer is sent (`promotable_even_clone` took
-/// 0.43 µs of a 12 µs GET in `perf`). A small value is copied instead into
-/// a buffer of the reading thread: the copy reads the value's bytes, which
-/// sending them would read anyway, and the buffer is new and in cache.
-/// Such a value is never shared, so it needs no reference count at all.
+/// (`quick_cache` hands out clones), through [`handed_out`]: a small value
+/// is copied, so an entry's small value is never shared and needs no
+/// reference count at all.
 struct Row(Option<Got>);
 
 impl Row {
     /// What a hit hands out, or what the cache keeps of `found`.
     fn copy_of(found: Option<&Got>) -> Row {
         Row(found.map(|g| Got {
-            value: if g.value.len() <= COPIED_VALUE {
-                Bytes::copy_from_slice(&g.value)
-            } else {
-                g.value.clone()
-            },
+            value: handed_out(&g.value),
             revision: g.revision,
             expires_at_ms: g.expires_at_ms,
         }))
@@ -298,7 +285,7 @@ impl RowCache {
         }
         // A value made from a vector becomes a shared buffer at its first
         // clone (an allocation): here, once, not in the first GET of it.
-        // A small one is copied by every hit, never shared (see [`Row`]).
+        // A small one is copied by every hit, never shared ([`handed_out`]).
         if found.value.len() > COPIED_VALUE {
             drop(found.value.clone());
         }
