@@ -373,8 +373,19 @@ fn lines_of_puts(range: std::ops::Range<u32>) -> String {
 
 /// Starts `kvr batch --chunk-size 100` on `env` and gives it `input`, then
 /// sends nothing more with its stdin kept open (returned), as a stalled
-/// producer does. Returns once it had time to apply the parts it can.
-fn chunked_batch_waiting(env: &Env, input: &str) -> (Child, std::process::ChildStdin) {
+/// producer does. Returns once it has applied the parts it can: through a
+/// server, once the server is at `revision` (what those parts make it);
+/// with `--db` (whose file the batch holds) or with no part to apply, a
+/// while after it took in all of `input`.
+///
+/// (A fixed 2 s from the spawn had to cover the start of a debug `kvr`
+/// too, and on a loaded machine did not always: the signal then found
+/// fewer parts applied, or no handlers installed yet.)
+fn chunked_batch_waiting(
+    env: &Env,
+    input: &str,
+    revision: Option<u64>,
+) -> (Child, std::process::ChildStdin) {
     let mut child = env
         .kvr(["batch", "--json", "--chunk-size", "100"])
         .cmd
@@ -386,8 +397,37 @@ fn chunked_batch_waiting(env: &Env, input: &str) -> (Child, std::process::ChildS
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input.as_bytes()).unwrap();
     stdin.flush().unwrap();
-    // Two parts of 100 short lines take milliseconds to commit.
-    std::thread::sleep(Duration::from_millis(2000));
+    match revision {
+        Some(revision) if env.is_served() => {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let now = env.stats()["revision"].as_u64().unwrap();
+                if now >= revision {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the batch's parts were not applied within 30 s: revision {now}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        _ => {
+            // The batch reads its input whole (a buffer of 1 MiB) once it
+            // has started: then the pipe is empty. What is left is to
+            // install its signal handlers and commit two parts of 100
+            // short lines, which takes milliseconds, given 3 s.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while rustix::io::ioctl_fionread(&stdin).unwrap() > 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the batch did not read its input within 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(3000));
+        }
+    }
     (child, stdin)
 }
 
@@ -434,7 +474,8 @@ fn an_interrupted_chunked_batch_stops_between_parts() {
             if existing {
                 env.kvr(["put", "pre", "1"]).ok();
             }
-            let (child, stdin) = chunked_batch_waiting(&env, &lines_of_puts(0..230));
+            let (child, stdin) =
+                chunked_batch_waiting(&env, &lines_of_puts(0..230), Some(revision));
             kill(&child, signal);
             let out = wait_stopped(child, Duration::from_secs(10));
             drop(stdin);
@@ -479,7 +520,7 @@ fn an_interrupted_chunked_batch_before_its_first_part_applies_nothing() {
             env.kvr(["put", "pre", "1"]).ok();
         }
         let before = existing.then(|| env.snapshot());
-        let (child, stdin) = chunked_batch_waiting(&env, &lines_of_puts(0..30));
+        let (child, stdin) = chunked_batch_waiting(&env, &lines_of_puts(0..30), None);
         kill(&child, signal);
         let out = wait_stopped(child, Duration::from_secs(10));
         drop(stdin);
@@ -574,7 +615,7 @@ fn a_batch_interrupted_before_any_input_arrives_applies_nothing() {
         };
         let mut child = spawn_piped(&env, args);
         let stdin = child.stdin.take().unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        wait_for_handlers(&child);
         kill(&child, signal);
         let out = wait_stopped(child, Duration::from_secs(10));
         drop(stdin);
@@ -590,6 +631,31 @@ fn a_batch_interrupted_before_any_input_arrives_applies_nothing() {
             Some(before) => assert_eq!(env.snapshot(), before),
             None => assert!(!env.db().exists(), "a new file was made"),
         }
+    }
+}
+
+/// Waits until `child` (a `kvr batch`) has installed its SIGINT and
+/// SIGTERM handlers: `interrupt::Guard` starts its thread, `kvr-interrupt`,
+/// once both are registered. A fixed 500 ms stood for this, which a debug
+/// `kvr` on a loaded machine could take just to start: the signal then
+/// killed it. Gives up after 10 s and lets the caller's checks say what the
+/// signal did (a batch that never installs them dies of it: the bug).
+fn wait_for_handlers(child: &Child) {
+    let tasks = format!("/proc/{}/task", child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let installed = std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.trim_end() == "kvr-interrupt")
+            });
+        if installed {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -4,7 +4,7 @@
 //! removed by the next write with `--db`, deleted by the sweeper of a
 //! server), each rejection leaving the data unchanged.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::util::{Env, parse_lines};
 
@@ -22,6 +22,33 @@ fn get_json(env: &Env, key: &str) -> serde_json::Value {
 
 fn revision(env: &Env) -> u64 {
     env.stats()["revision"].as_u64().unwrap()
+}
+
+/// Sleeps until this machine's clock is past `at_ms` (an expiry): with
+/// `--db` that alone hides the key, no process has to act.
+fn sleep_past(at_ms: u64) {
+    let wait = (at_ms + 100).saturating_sub(now_ms());
+    std::thread::sleep(Duration::from_millis(wait));
+}
+
+/// Waits until the server's sweeper has taken the store to `revision_after`
+/// (its expiry deletes), polling for up to 15 s. The sweeper looks every
+/// 250 ms, so that is about a second after the expiry; a fixed sleep with
+/// a second of slack failed on a loaded machine. How soon it acts is
+/// tests/server/expiry.rs's check, not this file's.
+fn wait_for_sweep(env: &Env, revision_after: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = revision(env);
+        if now >= revision_after {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper took no revision up to {revision_after} within 15 s (at {now})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 in_every_mode!(
@@ -47,7 +74,11 @@ fn ttl_keys_carry_their_expiry_and_vanish(env: Env) {
     let lines = env.range_json(&[]);
     assert_eq!(lines[1]["key"], "session");
     assert_eq!(lines[1]["expires_at_ms"].as_u64(), Some(at));
-    std::thread::sleep(Duration::from_millis(2200));
+    sleep_past(at);
+    if env.is_served() {
+        // Until the sweeper's delete (revision 3) the server still has it.
+        wait_for_sweep(&env, 3);
+    }
     env.kvr(["get", "session"]).code(1);
     let keys: Vec<_> = env
         .range_json(&[])
@@ -172,11 +203,18 @@ fn an_expired_key_is_absent_to_conditions(env: Env) {
     // 3 s: the refused put and its check must run before the expiry, also
     // on a loaded machine.
     env.kvr(["put", "--ttl", "3", "lock", "me"]).ok();
+    // Its expiry is at most this (set while the put ran).
+    let at = now_ms() + 3000;
     let before = env.snapshot();
     env.kvr(["put", "--if-revision", "0", "lock", "you"])
         .code(4);
     assert_eq!(env.snapshot(), before);
-    std::thread::sleep(Duration::from_millis(4200));
+    sleep_past(at);
+    if env.is_served() {
+        // The sweeper's delete first (revision 2), as the revisions below
+        // say: a put between the expiry and the sweep would take 2 itself.
+        wait_for_sweep(&env, 2);
+    }
     env.kvr(["put", "--if-revision", "0", "lock", "you"]).ok();
     let line = get_json(&env, "lock");
     assert_eq!(line["value"], "you");

@@ -249,9 +249,18 @@ fn the_header_timeout_restarts_after_each_response_and_spares_long_responses() {
 #[test]
 fn the_idle_timeout_counts_the_clients_silence_not_the_servers_work() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &["--idle-timeout", "0.3"]);
+    // 1 s, not 0.3: a loaded machine can stop the uploading `kvr batch`
+    // for 300 ms mid-body, a real silence that the server rightly cuts
+    // (and a standalone batch whose outcome is unknown is not retried).
+    // So the batch is 80 MB, not 40 (hence the larger batch limit): a
+    // debug server takes about 2.5 s to parse and apply it (40 MB took 1
+    // to 1.5 s), well past the timeout.
+    let s = Server::start(
+        dir.path(),
+        &["--idle-timeout", "1", "--max-batch-bytes", "100000000"],
+    );
     let value = "v".repeat(1000);
-    let lines: String = (0..40_000)
+    let lines: String = (0..80_000)
         .map(|i| format!("{{\"key\":\"k{i:06}\",\"value\":\"{value}\"}}\n"))
         .collect();
     let started = Instant::now();
@@ -263,11 +272,11 @@ fn the_idle_timeout_counts_the_clients_silence_not_the_servers_work() {
         stderr(&out)
     );
     let stats = http("GET", &format!("{}/v1/stats", s.url), &[], None).json();
-    assert_eq!(stats["keys"], 40_000, "{stats}");
+    assert_eq!(stats["keys"], 80_000, "{stats}");
 
     let mut stalled = TcpStream::connect(&s.addr).unwrap();
     stalled
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stalled
         .write_all(
@@ -277,8 +286,10 @@ fn the_idle_timeout_counts_the_clients_silence_not_the_servers_work() {
     let started = Instant::now();
     let mut rest = Vec::new();
     let _ = stalled.read_to_end(&mut rest);
+    // Cut by the 1 s idle timeout; without it, only the slow-body rule
+    // (after twice --header-timeout, 20 s) would end it.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(10),
         "a stalled body held the connection for {:?}",
         started.elapsed()
     );

@@ -401,13 +401,23 @@ fn http_get_after_restart(dir: &std::path::Path, key: &str) -> String {
     r.text()
 }
 
-/// Opens a PUT of `key` announcing `len` bytes and sends `sent` of them.
+/// Opens a PUT of `key` announcing `len` bytes and sends `sent` of them,
+/// once the server holds room for the body in its budget: the PUT asks
+/// `Expect: 100-continue`, and the server's `100 Continue` comes when it
+/// reads the body, which it does only after taking that room. (A fixed
+/// 300 ms sleep stood for this, too short when a loaded machine held the
+/// server back: the request meant to find the budget full found room.)
 fn open_put(addr: &str, key: &str, len: usize, sent: usize) -> std::net::TcpStream {
     use std::io::Write;
     let mut c = std::net::TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!("PUT /v1/kv/{key} HTTP/1.1\r\nHost: kvr\r\nContent-Length: {len}\r\n\r\n");
+    let head = format!(
+        "PUT /v1/kv/{key} HTTP/1.1\r\nHost: kvr\r\nContent-Length: {len}\r\n\
+         Expect: 100-continue\r\n\r\n"
+    );
     c.write_all(head.as_bytes()).unwrap();
+    let answer = read_until(&mut c, b"\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 100 Continue\r\n"), "{answer}");
     c.write_all(&vec![b'v'; sent]).unwrap();
     c
 }
@@ -429,7 +439,6 @@ fn request_bodies_share_a_bounded_budget() {
     let len = 500_000;
     let mut first = open_put(&s.addr, "a", len, len / 2);
     let mut second = open_put(&s.addr, "b", len, len / 2);
-    std::thread::sleep(Duration::from_millis(300));
     let before = metric(&s.url, "kvr_writes_rejected_total");
     let value = vec![b'c'; len];
     let r = http("PUT", &format!("{}/v1/kv/c", s.url), &[], Some(&value));
@@ -469,7 +478,6 @@ fn a_full_body_budget_refuses_an_expect_continue_before_its_body() {
     let limit = "1000000";
     let s = budget_server(dir.path(), "1", limit, limit);
     let _hold = open_put(&s.addr, "hold", 900_000, 1000);
-    std::thread::sleep(Duration::from_millis(300));
     let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(

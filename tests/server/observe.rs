@@ -370,8 +370,10 @@ fn a_stalled_log_holds_up_no_request_and_no_shutdown() {
         assert_parser_refusal(&r, 400);
         let started = std::time::Instant::now();
         assert_eq!(http("GET", &format!("{u}/healthz"), &[], None).status, 200);
+        // The bug was a hang (no answer at all), so the bound is loose: a
+        // 2 s one failed when a loaded machine paused the debug server.
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
+            started.elapsed() < std::time::Duration::from_secs(10),
             "a request after {i} malformed ones took {:?}",
             started.elapsed()
         );
