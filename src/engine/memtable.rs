@@ -524,7 +524,7 @@ impl Memtable {
 
     /// The newest version of `key` at or below revision `at`: `None` when
     /// the table does not know the key at that revision (look further).
-    /// A small value is copied, not shared ([`super::handed_out`]).
+    /// A small value is copied, not shared (`engine::handed_out`).
     pub fn get(&self, key: &[u8], at: u64) -> Option<Version> {
         let hash = self.hasher.hash_one(key);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
