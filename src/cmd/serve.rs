@@ -850,10 +850,9 @@ fn listening_line_failed(e: std::io::Error) -> Error {
     Error::io("cannot write the listening line to stdout", e)
 }
 
-/// A listener that could not bind, with what to do for the usual causes.
 /// Connections the kernel queues for a listener before it accepts them
 /// (Redis and nginx take 511, tokio's own bind 1,024; Linux caps it at
-/// `net.core.somaxconn`, 4,096 by default).
+/// `net.core.somaxconn`, 4,096 by default since Linux 5.4).
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// A listener on `addr`, as `std::net::TcpListener::bind` makes it
@@ -863,12 +862,16 @@ const LISTEN_BACKLOG: i32 = 1024;
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std does on Unix (on Windows it would let another process take
+    // the port).
+    #[cfg(unix)]
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
 
+/// A listener that could not bind, with what to do for the usual causes.
 fn cannot_listen(addr: SocketAddr, flag: &str, e: std::io::Error) -> Error {
     use std::io::ErrorKind;
     let hint = match e.kind() {

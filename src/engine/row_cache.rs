@@ -280,7 +280,8 @@ impl RowCache {
     /// meanwhile, from the same base), and no value over `max_value`.
     pub fn warm(&self, key: &[u8], found: Got) {
         let Some(cache) = &self.cache else { return };
-        if found.value.len() > self.max_value || cache.peek(key).is_some() {
+        // `contains_key`, not `peek`: that clones the entry (a copy).
+        if found.value.len() > self.max_value || cache.contains_key(key) {
             return;
         }
         // A value made from a vector becomes a shared buffer at its first
@@ -299,7 +300,7 @@ impl RowCache {
     /// table's value may be a slice of a larger request body.
     pub fn refresh(&self, key: &[u8], version: &Version) {
         let Some(cache) = &self.cache else { return };
-        if cache.peek(key).is_none() {
+        if !cache.contains_key(key) {
             return;
         }
         let found = version.value.as_ref().map(|value| Got {
@@ -405,6 +406,15 @@ mod tests {
         rows.warm(b"warm-small", got(&small));
         rows.warm(b"warm-large", got(&large));
         rows.insert(b"refreshed", Some(&got(b"old")));
+        rows.insert(b"refreshed-small", Some(&got(b"old")));
+        rows.refresh(
+            b"refreshed-small",
+            &Version {
+                revision: 9,
+                value: Some(Bytes::from(small.clone())),
+                expires_at_ms: None,
+            },
+        );
         rows.refresh(
             b"refreshed",
             &Version {
@@ -416,6 +426,7 @@ mod tests {
         for (key, value, shared) in [
             (&b"small"[..], &small, false),
             (b"warm-small", &small, false),
+            (b"refreshed-small", &small, false),
             (b"large", &large, true),
             (b"warm-large", &large, true),
             (b"refreshed", &large, true),
