@@ -399,18 +399,11 @@ fn chunked_batch_waiting(
     stdin.flush().unwrap();
     match revision {
         Some(revision) if env.is_served() => {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let now = env.stats()["revision"].as_u64().unwrap();
-                if now >= revision {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the batch's parts were not applied within 30 s: revision {now}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            env.wait_for_revision(
+                revision,
+                Duration::from_secs(30),
+                "the batch's parts were not applied",
+            );
         }
         _ => {
             // The batch reads its input whole (a buffer of 1 MiB) once it

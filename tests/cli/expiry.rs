@@ -4,7 +4,7 @@
 //! removed by the next write with `--db`, deleted by the sweeper of a
 //! server), each rejection leaving the data unchanged.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::util::{Env, parse_lines};
 
@@ -24,31 +24,17 @@ fn revision(env: &Env) -> u64 {
     env.stats()["revision"].as_u64().unwrap()
 }
 
+/// How long a served test waits for the sweeper's delete: it looks every
+/// 250 ms, so about a second after the expiry; a fixed sleep with a second
+/// of slack failed on a loaded machine. How soon it acts is
+/// tests/server/expiry.rs's check, not this file's.
+const SWEEP_WAIT: Duration = Duration::from_secs(15);
+
 /// Sleeps until this machine's clock is past `at_ms` (an expiry): with
 /// `--db` that alone hides the key, no process has to act.
 fn sleep_past(at_ms: u64) {
     let wait = (at_ms + 100).saturating_sub(now_ms());
     std::thread::sleep(Duration::from_millis(wait));
-}
-
-/// Waits until the server's sweeper has taken the store to `revision_after`
-/// (its expiry deletes), polling for up to 15 s. The sweeper looks every
-/// 250 ms, so that is about a second after the expiry; a fixed sleep with
-/// a second of slack failed on a loaded machine. How soon it acts is
-/// tests/server/expiry.rs's check, not this file's.
-fn wait_for_sweep(env: &Env, revision_after: u64) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let now = revision(env);
-        if now >= revision_after {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sweeper took no revision up to {revision_after} within 15 s (at {now})"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 in_every_mode!(
@@ -77,7 +63,7 @@ fn ttl_keys_carry_their_expiry_and_vanish(env: Env) {
     sleep_past(at);
     if env.is_served() {
         // Until the sweeper's delete (revision 3) the server still has it.
-        wait_for_sweep(&env, 3);
+        env.wait_for_revision(3, SWEEP_WAIT, "no sweep");
     }
     env.kvr(["get", "session"]).code(1);
     let keys: Vec<_> = env
@@ -213,7 +199,7 @@ fn an_expired_key_is_absent_to_conditions(env: Env) {
     if env.is_served() {
         // The sweeper's delete first (revision 2), as the revisions below
         // say: a put between the expiry and the sweep would take 2 itself.
-        wait_for_sweep(&env, 2);
+        env.wait_for_revision(2, SWEEP_WAIT, "no sweep");
     }
     env.kvr(["put", "--if-revision", "0", "lock", "you"]).ok();
     let line = get_json(&env, "lock");

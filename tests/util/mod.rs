@@ -218,6 +218,25 @@ impl Env {
     pub fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.kvr(["stats"]).ok().stdout_text()).unwrap()
     }
+
+    /// Polls `kvr stats` until the revision is at least `revision`, failing
+    /// with `what` after `within`: for what a server does on its own time
+    /// (a sweep, a batch's parts), which a fixed sleep on a loaded machine
+    /// could miss.
+    pub fn wait_for_revision(&self, revision: u64, within: std::time::Duration, what: &str) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let now = self.stats()["revision"].as_u64().unwrap();
+            if now >= revision {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} within {within:?}: revision {now}, not {revision}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 pub fn parse_lines(text: &str) -> Vec<serde_json::Value> {
