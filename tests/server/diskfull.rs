@@ -281,15 +281,6 @@ fn small_batch(from: usize, n: usize, tag: char) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Polls `done` every 50 ms for up to 20 s; fails naming `what`.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// Keys `p{gone}`.. up to `p{n}` hold `tag`'s value, those below `gone` are
 /// absent, and the count says so.
 fn all_there(url: &str, gone: usize, n: usize, tag: char) {

@@ -167,15 +167,6 @@ fn a_signal_repeated_at_once_is_one_stop() {
     assert_eq!(out.stdout, b"1234567890");
 }
 
-/// Polls `done` every 20 ms for up to 10 s; fails naming `what`.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// A second signal stops the server at once, where the first waits for
 /// requests in flight (here a body half sent, which would hold it for the
 /// whole grace) and the last flush. The next start replays the log: every
