@@ -203,54 +203,15 @@ impl EngineWriter {
                 made,
             )
         };
-        let encoded: Vec<Option<(&str, Vec<u8>)>> = requests
-            .iter()
-            .zip(&made)
-            .map(|(req, m)| {
-                let key = req.idempotency.as_ref().map(|c| c.key.as_str())?;
-                m.as_ref().map(|(record, _)| (key, record.encode()))
-            })
-            .collect();
-        let records: Vec<LogRecord<'_>> = requests
-            .iter()
-            .zip(&revs)
-            .zip(made.iter().zip(&encoded))
-            .filter_map(|((req, r), (m, enc))| {
-                let idempotency = enc.as_ref().map(|(k, bytes)| (*k, bytes.as_slice()));
-                match r.iter().copied().find(|&rev| rev > 0) {
-                    Some(first) => Some(LogRecord {
-                        first_revision: first,
-                        ops: &req.ops,
-                        revisions: Some(r),
-                        idempotency,
-                    }),
-                    // Nothing written, but an outcome recorded: logged
-                    // alone, at the revision the next write takes.
-                    None => m.as_ref().map(|(_, next)| LogRecord {
-                        first_revision: *next,
-                        ops: &[],
-                        revisions: None,
-                        idempotency,
-                    }),
-                }
-            })
-            .collect();
-        // No log while replaying one (see `replay`).
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.append(&records)
-        {
-            if log.lost().is_some() {
-                self.flush_what_the_lost_log_held();
-            }
-            return Err(e);
+        // No log while replaying one (see `replay`): nothing to encode.
+        if self.log.is_some() {
+            self.log_group(&requests, &revs, &made)?;
         }
-        drop(records);
         let made: Vec<(String, Arc<Record>)> = requests
             .iter()
             .zip(made)
             .filter_map(|(req, m)| Some((req.idempotency.as_ref()?.key.clone(), m?.0)))
             .collect();
-        drop(encoded);
         let mut versions = Vec::with_capacity(group_ops);
         let mut expiring = Vec::new();
         let mut events: Vec<Event> = Vec::with_capacity(group_ops);
@@ -313,6 +274,57 @@ impl EngineWriter {
         self.history_bytes = mark.bytes;
         engine.notify.send_replace(revision);
         Ok(outcomes)
+    }
+
+    /// Appends a group's requests to the log, with the revisions each
+    /// operation took (0: not written) and the idempotency records made.
+    fn log_group(
+        &mut self,
+        requests: &[Request],
+        revs: &[Vec<u64>],
+        made: &[Option<(Arc<Record>, u64)>],
+    ) -> Result<()> {
+        let encoded: Vec<Option<(&str, Vec<u8>)>> = requests
+            .iter()
+            .zip(made)
+            .map(|(req, m)| {
+                let key = req.idempotency.as_ref().map(|c| c.key.as_str())?;
+                m.as_ref().map(|(record, _)| (key, record.encode()))
+            })
+            .collect();
+        let records: Vec<LogRecord<'_>> = requests
+            .iter()
+            .zip(revs)
+            .zip(made.iter().zip(&encoded))
+            .filter_map(|((req, r), (m, enc))| {
+                let idempotency = enc.as_ref().map(|(k, bytes)| (*k, bytes.as_slice()));
+                match r.iter().copied().find(|&rev| rev > 0) {
+                    Some(first) => Some(LogRecord {
+                        first_revision: first,
+                        ops: &req.ops,
+                        revisions: Some(r),
+                        idempotency,
+                    }),
+                    // Nothing written, but an outcome recorded: logged
+                    // alone, at the revision the next write takes.
+                    None => m.as_ref().map(|(_, next)| LogRecord {
+                        first_revision: *next,
+                        ops: &[],
+                        revisions: None,
+                        idempotency,
+                    }),
+                }
+            })
+            .collect();
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.append(&records)
+        {
+            if log.lost().is_some() {
+                self.flush_what_the_lost_log_held();
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The history state after a group whose events are `new` and whose

@@ -564,7 +564,7 @@ impl Memtable {
     /// group and the revision it sets together, or neither.
     pub fn insert(
         &self,
-        versions: Vec<(Vec<u8>, Version)>,
+        mut versions: Vec<(Vec<u8>, Version)>,
         events: Vec<Event>,
         mark: HistoryMark,
         (unresolved, known_delta): (Vec<Vec<u8>>, i64),
@@ -579,6 +579,11 @@ impl Memtable {
                 .map(|k| k.len() + UNRESOLVED_KEY_BYTES)
                 .sum::<usize>();
         let mut last = 0;
+        // In key order (a key's versions in revision order): a walk down
+        // the tree then finds the nodes the last one left in the CPU's
+        // cache. Random keys cost a cache miss per level otherwise; a
+        // replayed group of 65,536 puts spent most of its time there.
+        versions.sort_unstable_by(|(a, va), (b, vb)| a.cmp(b).then(va.revision.cmp(&vb.revision)));
         // Hashed before the write lock, so readers wait less.
         let hashes: Vec<u64> = versions
             .iter()
