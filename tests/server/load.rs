@@ -422,7 +422,10 @@ fn reads_under_writes_report_their_snapshot_revision() {
         std::thread::spawn(move || {
             let agent = agent();
             while !stop.load(Ordering::Relaxed) {
-                let _ = agent.put(format!("{url}/v1/kv/hot")).send(&b"v"[..]);
+                // Read whole, so the agent keeps its connection.
+                if let Ok(r) = agent.put(format!("{url}/v1/kv/hot")).send(&b"v"[..]) {
+                    reply(r);
+                }
             }
         })
     };

@@ -60,7 +60,8 @@ fn resident_memory_stays_bounded_on_a_file_larger_than_the_cache() {
                     } else {
                         agent.get(format!("{url}/v1/kv/{k}")).call()
                     };
-                    assert_eq!(r.unwrap().status(), 200);
+                    // Read whole, so the agent keeps its connection.
+                    assert_eq!(reply(r.unwrap()).status, 200);
                 }
             })
         })
@@ -325,8 +326,15 @@ fn the_first_get_warms_the_row_cache_with_the_files_keys() {
     }
     let warmed = metric(&s.url, "kvr_row_cache_warmed_total");
     assert!((KEYS - 11..KEYS).contains(&warmed), "{warmed}");
+    let agent = agent();
     for i in 0..KEYS {
-        let r = http("GET", &format!("{}/v1/kv/k{i:05}", s.url), &[], None);
+        let r = http_with(
+            &agent,
+            "GET",
+            &format!("{}/v1/kv/k{i:05}", s.url),
+            &[],
+            None,
+        );
         let want = if i < 10 {
             "new".to_string()
         } else {
