@@ -203,10 +203,7 @@ impl EngineWriter {
                 made,
             )
         };
-        // No log while replaying one (see `replay`): nothing to encode.
-        if self.log.is_some() {
-            self.log_group(&requests, &revs, &made)?;
-        }
+        self.log_group(&requests, &revs, &made)?;
         let made: Vec<(String, Arc<Record>)> = requests
             .iter()
             .zip(made)
@@ -278,12 +275,16 @@ impl EngineWriter {
 
     /// Appends a group's requests to the log, with the revisions each
     /// operation took (0: not written) and the idempotency records made.
+    /// Without a log (while replaying one, see `replay`) nothing is encoded.
     fn log_group(
         &mut self,
         requests: &[Request],
         revs: &[Vec<u64>],
         made: &[Option<(Arc<Record>, u64)>],
     ) -> Result<()> {
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
         let encoded: Vec<Option<(&str, Vec<u8>)>> = requests
             .iter()
             .zip(made)
@@ -316,9 +317,7 @@ impl EngineWriter {
                 }
             })
             .collect();
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.append(&records)
-        {
+        if let Err(e) = log.append(&records) {
             if log.lost().is_some() {
                 self.flush_what_the_lost_log_held();
             }
